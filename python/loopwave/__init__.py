@@ -1,0 +1,41 @@
+"""loopwave: fast, headless tooling for Stable-Diffusion loopback morph videos.
+
+The colour kernels run in Rust over frame batches (see :mod:`loopwave.color`).
+``import loopwave`` needs only numpy; heavier parts import their extras lazily.
+"""
+
+from ._native import KernelPanic
+from ._native import __version__ as _native_version
+from .color import (
+    adjust_gamma,
+    blend_luminosity,
+    color_correct,
+    get_num_threads,
+    lab_to_rgb,
+    lerp_frames,
+    match_gamma,
+    match_histograms,
+    mean_frames,
+    rgb_to_lab,
+    rgb_to_yuv420p,
+    set_num_threads,
+)
+
+__version__ = _native_version
+
+__all__ = [
+    "KernelPanic",
+    "__version__",
+    "adjust_gamma",
+    "blend_luminosity",
+    "color_correct",
+    "get_num_threads",
+    "lab_to_rgb",
+    "lerp_frames",
+    "match_gamma",
+    "match_histograms",
+    "mean_frames",
+    "rgb_to_lab",
+    "rgb_to_yuv420p",
+    "set_num_threads",
+]

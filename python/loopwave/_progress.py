@@ -1,0 +1,54 @@
+"""A dependency-free progress bar for long work: items done, rate, ETA.
+
+Writes to stderr, redraws in place on a terminal and prints occasional lines
+otherwise (logs, CI), so it never floods a log file.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from types import TracebackType
+from typing import TextIO
+
+
+class Progress:
+    def __init__(self, total: int, desc: str, *, unit: str = "frame", stream: TextIO | None = None,
+                 enabled: bool = True) -> None:
+        self.total, self.desc, self.unit = total, desc, unit
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled
+        self.done = 0
+        self.start = time.perf_counter()
+        self._last = 0.0
+        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.perf_counter()
+        # redraw at most 10x a second on a terminal, every 5 s otherwise
+        if self.done >= self.total or now - self._last >= (0.1 if self._tty else 5.0):
+            self._last = now
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        if not self.enabled:
+            return
+        elapsed = max(now - self.start, 1e-9)
+        rate = self.done / elapsed
+        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+        frac = self.done / self.total if self.total else 1.0
+        bar = "#" * int(frac * 24)
+        line = (f"{self.desc} [{bar:<24}] {self.done}/{self.total} {self.unit}s "
+                f"{rate:.1f} {self.unit}s/s ETA {eta:.0f}s")
+        self.stream.write(("\r" + line) if self._tty else (line + "\n"))
+        self.stream.flush()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self.enabled and self._tty:
+            self.stream.write("\n")
+            self.stream.flush()

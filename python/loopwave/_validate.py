@@ -1,0 +1,94 @@
+"""Input checks shared by the public API: clear errors that name the argument."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+FRAME_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))
+FRAMES_FORM = "a numpy.ndarray of shape (H, W, 3) or (N, H, W, 3), dtype uint8 or float32"
+
+
+def _native_dtype(x: np.ndarray) -> np.ndarray:
+    # big-endian float32 is still float32: make it native instead of refusing it
+    if not x.dtype.isnative:
+        x = x.astype(x.dtype.newbyteorder("="))
+    return x
+
+
+def frames(x: Any, arg: str) -> tuple[np.ndarray, bool]:
+    """Check a frame or batch; return it as a C-contiguous 4-D array and whether it was one frame."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{arg} must be {FRAMES_FORM}; got {type(x).__name__}")
+    x = _native_dtype(x)
+    if x.dtype not in FRAME_DTYPES:
+        raise TypeError(
+            f"{arg} must have dtype uint8 or float32 (values in [0, 1]); got {x.dtype}"
+            " (convert with .astype(np.float32) or skimage.util.img_as_ubyte)"
+        )
+    if x.ndim not in (3, 4):
+        raise ValueError(f"{arg} must be {FRAMES_FORM}; got {x.ndim} dimensions, shape {x.shape}")
+    if x.shape[-1] != 3:
+        raise ValueError(f"{arg} must have 3 channels (RGB) in the last axis; got shape {x.shape}")
+    if x.size == 0:
+        raise ValueError(f"{arg} must not be empty; got shape {x.shape}")
+    single = x.ndim == 3
+    return np.ascontiguousarray(x[None] if single else x), single
+
+
+def same_dtype(x: np.ndarray, arg: str, like: np.ndarray, like_arg: str) -> None:
+    if x.dtype != like.dtype:
+        raise TypeError(f"{arg} must have the dtype of {like_arg} ({like.dtype}); got {x.dtype}")
+
+
+def one_or_per_frame(ref: np.ndarray, arg: str, n: int) -> None:
+    if ref.shape[0] not in (1, n):
+        raise ValueError(
+            f"{arg} must be one frame (H, W, 3) or one per frame ({n}, H, W, 3); "
+            f"got {ref.shape[0]} frames"
+        )
+
+
+def per_frame_values(
+    x: Any, arg: str, n: int, *, low: float, high: float, low_open: bool
+) -> np.ndarray:
+    """A scalar or one value per frame, finite and within bounds, as float64."""
+    if x is None or isinstance(x, (str, bytes)) or isinstance(x, bool):
+        raise TypeError(f"{arg} must be a number or a sequence of {n} numbers; got {x!r}")
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{arg} must be a number or a sequence of {n} numbers; got {type(x).__name__}"
+        ) from None
+    if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] not in (1, n)):
+        raise ValueError(f"{arg} must be a number or {n} numbers (one per frame); got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr.reshape(-1))
+    bad = ~np.isfinite(arr) | (arr > high) | ((arr <= low) if low_open else (arr < low))
+    if bad.any():
+        lo = "(" if low_open else "["
+        hi = "]" if np.isfinite(high) else ")"
+        raise ValueError(f"{arg} must be finite and in {lo}{low}, {high}{hi}; got {arr[bad][0]}")
+    return arr
+
+
+def frame_list(x: Any, arg: str) -> np.ndarray:
+    """A 4-D array or a non-empty sequence of same-shape frames, as a 4-D array."""
+    if isinstance(x, np.ndarray):
+        arr, single = frames(x, arg)
+        if single:
+            raise ValueError(f"{arg} must hold several frames (N, H, W, 3); got one frame {x.shape}")
+        return arr
+    if isinstance(x, Sequence) and not isinstance(x, (str, bytes)) and len(x) > 0:
+        items = [frames(f, f"{arg}[{i}]") for i, f in enumerate(x)]
+        first = items[0][0]
+        for i, (f, _) in enumerate(items):
+            if f.shape[1:] != first.shape[1:] or f.dtype != first.dtype:
+                raise ValueError(
+                    f"{arg}[{i}] must match {arg}[0] in shape and dtype "
+                    f"({first.shape[1:]}, {first.dtype}); got ({f.shape[1:]}, {f.dtype})"
+                )
+        return np.concatenate([f for f, _ in items])
+    raise TypeError(f"{arg} must be an (N, H, W, 3) array or a non-empty list of frames; got {x!r:.80}")

@@ -1,0 +1,265 @@
+"""Colour kernels over frames and batches of frames.
+
+Frames are ``(H, W, 3)`` or ``(N, H, W, 3)`` RGB arrays, ``uint8`` or ``float32``
+in [0, 1]; one frame in gives one frame out, a batch gives a batch. Float RGB is
+clipped to [0, 1] where a kernel reads it as colour; NaN and infinity are
+refused with a ``ValueError``. Batches run in Rust on loopwave's own thread
+pool (:func:`set_num_threads`) with the GIL released, so Python threads calling
+these functions at once run in parallel.
+
+Example
+-------
+>>> import numpy as np, loopwave as lw
+>>> frame = np.full((4, 4, 3), 200, np.uint8)
+>>> lw.lab_to_rgb(lw.rgb_to_lab(frame))[0, 0].tolist()
+[200, 200, 200]
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, overload
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _native
+from . import _validate as v
+
+__all__ = [
+    "adjust_gamma",
+    "blend_luminosity",
+    "color_correct",
+    "get_num_threads",
+    "lab_to_rgb",
+    "lerp_frames",
+    "match_gamma",
+    "match_histograms",
+    "mean_frames",
+    "rgb_to_lab",
+    "rgb_to_yuv420p",
+    "set_num_threads",
+]
+
+Frames = npt.NDArray[Any]
+
+
+def _squeeze(x: np.ndarray, single: bool) -> np.ndarray:
+    return x[0] if single else x
+
+
+def rgb_to_lab(frames: Frames) -> npt.NDArray[np.float32]:
+    """sRGB frames to CIELAB (D65 white, L in [0, 100]) as ``float32``.
+
+    Within 0.002 of a float64 reference (see ``tests/``); ``uint8`` colours
+    round-trip exactly through :func:`lab_to_rgb`.
+
+    Example
+    -------
+    >>> import numpy as np, loopwave as lw
+    >>> lw.rgb_to_lab(np.array([[[255, 255, 255]]], np.uint8)).round(3).tolist()
+    [[[100.0, 0.0, 0.0]]]
+    """
+    x, single = v.frames(frames, "frames")
+    return _squeeze(_native.rgb_to_lab(x), single)
+
+
+def lab_to_rgb(lab: npt.ArrayLike, *, dtype: npt.DTypeLike = np.uint8) -> Frames:
+    """CIELAB (``float32``; other float dtypes are converted) back to sRGB.
+
+    Colours outside the sRGB gamut are clipped per channel in linear RGB.
+    NaN or infinity anywhere in ``lab`` raises ``ValueError``: a NaN has no
+    colour, and silently mapping it to black would hide upstream bugs.
+
+    Parameters
+    ----------
+    lab : ndarray, shape (H, W, 3) or (N, H, W, 3)
+    dtype : ``np.uint8`` (rounded to nearest) or ``np.float32`` (in [0, 1])
+    """
+    if not isinstance(lab, np.ndarray):
+        raise TypeError(f"lab must be a numpy.ndarray of shape (..., 3); got {type(lab).__name__}")
+    if lab.dtype.kind != "f":
+        raise TypeError(f"lab must be a float array (float32 preferred); got {lab.dtype}")
+    try:
+        out_dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be np.uint8 or np.float32; got {dtype!r}") from None
+    if out_dtype not in v.FRAME_DTYPES:
+        raise TypeError(f"dtype must be np.uint8 or np.float32; got {out_dtype}")
+    x, single = v.frames(lab.astype(np.float32, copy=False), "lab")
+    return _squeeze(_native.lab_to_rgb(x, out_dtype == np.uint8), single)
+
+
+def match_histograms(frames: Frames, reference: Frames) -> Frames:
+    """Match each frame's per-channel histogram to ``reference``'s.
+
+    The semantics of ``skimage.exposure.match_histograms(f, r, channel_axis=-1)``:
+    ``uint8`` results are scikit-image's exactly (truncated like its cast).
+    ``float32`` input is matched on 4096-bin histograms spanning the call's value
+    range; it equals scikit-image's result where no bin holds two distinct values
+    (e.g. frames made from ``uint8`` ones) and otherwise differs by at most the
+    output's spread over one bin (about 1/4096 of the range on photographs).
+    Float values here are not clipped: any finite values (e.g. Lab) work.
+
+    Parameters
+    ----------
+    frames : (H, W, 3) or (N, H, W, 3) array
+    reference : one frame, or one per frame; same dtype, any size
+    """
+    x, single = v.frames(frames, "frames")
+    r, _ = v.frames(reference, "reference")
+    v.same_dtype(r, "reference", x, "frames")
+    v.one_or_per_frame(r, "reference", x.shape[0])
+    return _squeeze(_native.match_histograms(x, r), single)
+
+
+def blend_luminosity(color: Frames, luma: Frames) -> Frames:
+    """The LUMINOSITY blend: hue and saturation of ``color``, luminance of ``luma``.
+
+    As the ``blendmodes`` library computes it (Rec.601 weights 0.299/0.587/0.114,
+    SetLum with ClipColor); ``blendLayers(color, luma, BlendType.LUMINOSITY)``.
+    """
+    c, single = v.frames(color, "color")
+    lu, _ = v.frames(luma, "luma")
+    v.same_dtype(lu, "luma", c, "color")
+    if lu.shape != c.shape:
+        raise ValueError(f"luma must have the shape of color {c.shape[single:]}; got {lu.shape[single:]}")
+    return _squeeze(_native.blend_luminosity(c, lu), single)
+
+
+def adjust_gamma(frames: Frames, gamma: float | npt.ArrayLike) -> Frames:
+    """``frames ** gamma`` on values scaled to [0, 1] (scikit-image's ``adjust_gamma``).
+
+    ``gamma`` is one positive number or one per frame. ``uint8`` uses
+    scikit-image's table (``rint(255 * (i/255) ** gamma)``).
+    """
+    x, single = v.frames(frames, "frames")
+    g = v.per_frame_values(gamma, "gamma", x.shape[0], low=0.0, high=np.inf, low_open=True)
+    return _squeeze(_native.adjust_gamma(x, g), single)
+
+
+def match_gamma(frames: Frames, reference: Frames) -> tuple[Frames, Any]:
+    """Per frame, the gamma that makes its mean lightness match the reference's.
+
+    The rule: mean CIE L* of ``adjust_gamma(frame, g)`` equals the mean L* of the
+    reference (its frame for this frame, or the one shared reference). Mean L*
+    falls monotonically in ``g``, so the root is unique; it is found on ``ln g``
+    within [1/32, 32] to 0.001 L*. Frames over 262144 pixels are evaluated on a
+    regular grid of that many pixels. A frame gamma cannot change (only black
+    and white) gets 1; an unreachable target gets the nearer end of the range.
+
+    (The seed's ``(std2/std1) * (mean2 - mean1) / mean1`` is a contrast-weighted
+    relative brightness difference, not a gamma: it is 0 for equal means and
+    has no fixed relation to the exponent that fixes the brightness.)
+
+    Returns
+    -------
+    frames : the adjusted frames
+    gammas : float (one frame in) or float64 array of shape (N,)
+    """
+    x, single = v.frames(frames, "frames")
+    r, _ = v.frames(reference, "reference")
+    v.same_dtype(r, "reference", x, "frames")
+    v.one_or_per_frame(r, "reference", x.shape[0])
+    out, gammas = _native.match_gamma(x, r)
+    return (out[0], float(gammas[0])) if single else (out, gammas)
+
+
+def lerp_frames(a: Frames, b: Frames, alpha: float | npt.ArrayLike) -> Frames:
+    """``a + alpha * (b - a)``: PIL's ``Image.blend(a, b, alpha)`` for ``alpha`` in [0, 1].
+
+    ``alpha`` is one number or one per frame. ``uint8`` rounds to nearest (PIL
+    truncates; the two differ by at most one level).
+    """
+    x, single = v.frames(a, "a")
+    y, _ = v.frames(b, "b")
+    v.same_dtype(y, "b", x, "a")
+    if x.shape != y.shape:
+        raise ValueError(f"b must have the shape of a {x.shape[single:]}; got {y.shape[single:]}")
+    t = v.per_frame_values(alpha, "alpha", x.shape[0], low=0.0, high=1.0, low_open=False)
+    return _squeeze(_native.lerp_frames(x, y, t), single)
+
+
+def mean_frames(frames: Frames | list[Frames] | tuple[Frames, ...]) -> Frames:
+    """The mean of several frames (e.g. several renders of one keyframe), one frame out.
+
+    ``frames`` is an ``(N, H, W, 3)`` array or a list of same-shape frames;
+    ``uint8`` rounds to nearest.
+    """
+    x = v.frame_list(frames, "frames")
+    return _native.mean_frames(x)[0]
+
+
+@overload
+def color_correct(
+    frames: Frames, target: Frames, *, gamma: bool = ..., return_gammas: Literal[False] = ...
+) -> Frames: ...
+@overload
+def color_correct(
+    frames: Frames, target: Frames, *, gamma: bool = ..., return_gammas: Literal[True]
+) -> tuple[Frames, Any]: ...
+def color_correct(
+    frames: Frames, target: Frames, *, gamma: bool = True, return_gammas: bool = False
+) -> Frames | tuple[Frames, Any]:
+    """The seed's whole colour step, fused in one native call over a batch.
+
+    Per frame: CIELAB histogram match to ``target``; LUMINOSITY blend that keeps
+    the frame's own luminance; then (``gamma=True``) :func:`match_gamma` toward
+    the target's mean lightness. ``target`` is one frame or one per frame, the
+    same dtype as ``frames``, any size. Nothing is rounded to 8 bits between the
+    steps, so the output is within a few levels of the seed's pipeline (OpenCV
+    LAB + skimage + blendmodes), and closer to the exact float64 result.
+
+    Example
+    -------
+    >>> import numpy as np, loopwave as lw
+    >>> rng = np.random.default_rng(0)
+    >>> frames = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    >>> lw.color_correct(frames, frames[0]).shape
+    (2, 16, 16, 3)
+    """
+    x, single = v.frames(frames, "frames")
+    t, _ = v.frames(target, "target")
+    v.same_dtype(t, "target", x, "frames")
+    v.one_or_per_frame(t, "target", x.shape[0])
+    if not isinstance(gamma, (bool, np.bool_)):
+        raise TypeError(f"gamma must be True or False; got {gamma!r}")
+    out, gammas = _native.color_correct(x, t, bool(gamma))
+    if not return_gammas:
+        return _squeeze(out, single)
+    return (out[0], float(gammas[0])) if single else (out, gammas)
+
+
+def rgb_to_yuv420p(
+    frames: Frames, *, matrix: str = "bt709", full_range: bool = False
+) -> npt.NDArray[np.uint8]:
+    """RGB to planar 4:2:0 YUV (I420), ready for ``av.VideoFrame.from_ndarray(..., "yuv420p")``.
+
+    Returns ``(H * 3 // 2, W)`` per frame: the Y plane, then U, then V. ``H`` and
+    ``W`` must be even. ``matrix`` is ``"bt601"``, ``"bt709"`` or ``"bt2020"``;
+    limited range (Y 16..235) unless ``full_range``. Chroma is the mean of each
+    2x2 block.
+    """
+    x, single = v.frames(frames, "frames")
+    if not isinstance(matrix, str):
+        raise TypeError(f"matrix must be a string such as 'bt709'; got {type(matrix).__name__}")
+    if x.shape[1] % 2 or x.shape[2] % 2:
+        raise ValueError(
+            f"frames must have an even height and width for 4:2:0 chroma; got {x.shape[1]}x{x.shape[2]}"
+            " (pad or crop first; loopwave.video pads for you)"
+        )
+    return _squeeze(_native.rgb_to_yuv420p(x, matrix, bool(full_range)), single)
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` worker threads for kernels (0 restores the default: ``LOOPWAVE_NUM_THREADS``
+    or the number of cores). Lower it to leave cores to torch or onnxruntime."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"n must be an int; got {type(n).__name__}")
+    if n < 0:
+        raise ValueError(f"n must be >= 0; got {n}")
+    _native.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    """Number of worker threads kernels use."""
+    return int(_native.get_num_threads())

@@ -1,0 +1,313 @@
+//! The seed's whole per-frame colour step fused into one pass pair:
+//!
+//! 1. CIELAB histogram matching of the frame to the target (per channel, on
+//!    [`FLOAT_BINS`] bins over fixed ranges: L in [0, 100], a and b in
+//!    [-112, 112], which hold the whole sRGB gamut; bin width 0.024 in L and
+//!    0.055 in a and b);
+//! 2. the LUMINOSITY blend: hue and saturation of the matched colour,
+//!    luminance (Rec.601) of the frame itself;
+//! 3. optionally, the gamma match of [`super::gamma`]: the gamma that brings the
+//!    result's mean L* to the target's.
+//!
+//! Unlike the seed, nothing is rounded to 8 bits between the steps: the
+//! matched Lab goes to RGB in f32 and into the blend directly. Pass one stores
+//! each pixel's three bin indices (6 bytes per pixel), not its Lab value, since
+//! the matched value depends on the bin alone.
+
+use rayon::prelude::*;
+
+use super::blend::{lum, set_lum};
+use super::error::{KernelError, Result};
+use super::frames::{check_finite, Dims, Sample};
+use super::gamma::{apply_in_place, solve_gamma};
+use super::histogram::{bin_mapping, Binning, Hist3, FLOAT_BINS};
+use super::lab::{
+    decode_block, lab_from_linear_block, linear_from_lab_block, LabConsts, Planes, BLOCK,
+};
+use super::parallel::{install, CHUNK};
+use super::srgb::encode_table;
+
+/// The fixed Lab binning of the fused kernel.
+pub fn lab_binning() -> [Binning; 3] {
+    [
+        Binning::range(0.0, 100.0, FLOAT_BINS),
+        Binning::range(-112.0, 112.0, FLOAT_BINS),
+        Binning::range(-112.0, 112.0, FLOAT_BINS),
+    ]
+}
+
+/// What the correction needs of a target frame.
+pub struct TargetStats {
+    /// Lab histogram with per-bin sums.
+    pub hist: Hist3,
+    /// Mean L*.
+    pub mean_l: f64,
+}
+
+/// Lab histogram and mean lightness of one target frame.
+pub fn target_stats<T: Sample>(target: &[T], binning: &[Binning; 3]) -> TargetStats {
+    let k = LabConsts::new();
+    let add = |(mut h, mut l): (Hist3, f64), chunk: &[T]| {
+        let (mut rgb, mut lab): (Planes, Planes) = ([[0.0; BLOCK]; 3], [[0.0; BLOCK]; 3]);
+        for block in chunk.chunks(3 * BLOCK) {
+            decode_block(block, &mut rgb);
+            lab_from_linear_block(&k, &rgb, &mut lab);
+            let n = block.len() / 3;
+            for c in 0..3 {
+                for &v in &lab[c][..n] {
+                    h.add(c, binning[c].bin(v), v);
+                }
+            }
+            l += lab[0][..n].iter().map(|&v| v as f64).sum::<f64>();
+        }
+        (h, l)
+    };
+    let (hist, sum_l) = install(|| {
+        target
+            .par_chunks(CHUNK)
+            .fold(|| (Hist3::new(binning, true), 0.0), add)
+            .reduce_with(|a, b| (a.0.merge(b.0), a.1 + b.1))
+            .expect("non-empty target")
+    });
+    TargetStats {
+        hist,
+        mean_l: sum_l / (target.len() / 3) as f64,
+    }
+}
+
+/// Correct one frame toward a target's statistics; returns the gamma applied (1 if none).
+pub fn correct_frame<T: Sample>(
+    src: &[T],
+    h: usize,
+    w: usize,
+    target: &TargetStats,
+    gamma: bool,
+    out: &mut [T],
+) -> f64 {
+    let binning = lab_binning();
+    let k = LabConsts::new();
+    let mut bins = vec![0u16; src.len()];
+    // pass 1: Lab, bin indices, histogram
+    let hist = install(|| {
+        src.par_chunks(CHUNK)
+            .zip(bins.par_chunks_mut(CHUNK))
+            .fold(
+                || Hist3::new(&binning, false),
+                |mut hist, (s, b)| {
+                    let (mut rgb, mut lab): (Planes, Planes) =
+                        ([[0.0; BLOCK]; 3], [[0.0; BLOCK]; 3]);
+                    for (sb, bb) in s.chunks(3 * BLOCK).zip(b.chunks_mut(3 * BLOCK)) {
+                        decode_block(sb, &mut rgb);
+                        lab_from_linear_block(&k, &rgb, &mut lab);
+                        for (i, px) in bb.chunks_exact_mut(3).enumerate() {
+                            for c in 0..3 {
+                                let bin = binning[c].bin(lab[c][i]);
+                                hist.counts[c][bin] += 1;
+                                px[c] = bin as u16;
+                            }
+                        }
+                    }
+                    hist
+                },
+            )
+            .reduce_with(Hist3::merge)
+            .expect("non-empty frame")
+    });
+    // the matched Lab value of every bin
+    let luts: [Vec<f32>; 3] = std::array::from_fn(|c| {
+        let (tq, tv) = target.hist.quantiles(c, |_| 0.0);
+        bin_mapping(&hist.counts[c], &tq, &tv)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect()
+    });
+    let enc = encode_table();
+    // pass 2: matched Lab -> RGB, luminosity blend with the frame itself
+    install(|| {
+        src.par_chunks(CHUNK)
+            .zip(bins.par_chunks(CHUNK))
+            .zip(out.par_chunks_mut(CHUNK))
+            .for_each(|((s, b), o)| {
+                let (mut lab, mut rgb): (Planes, Planes) = ([[0.0; BLOCK]; 3], [[0.0; BLOCK]; 3]);
+                for ((sb, bb), ob) in s
+                    .chunks(3 * BLOCK)
+                    .zip(b.chunks(3 * BLOCK))
+                    .zip(o.chunks_mut(3 * BLOCK))
+                {
+                    for (i, px) in bb.chunks_exact(3).enumerate() {
+                        for c in 0..3 {
+                            lab[c][i] = luts[c][px[c] as usize];
+                        }
+                    }
+                    linear_from_lab_block(&k, &lab, &mut rgb);
+                    for (i, (p, q)) in sb.chunks_exact(3).zip(ob.chunks_exact_mut(3)).enumerate() {
+                        let matched = [
+                            enc.eval(rgb[0][i]),
+                            enc.eval(rgb[1][i]),
+                            enc.eval(rgb[2][i]),
+                        ];
+                        let l = lum([p[0].to_unit(), p[1].to_unit(), p[2].to_unit()]);
+                        let res = set_lum(matched, l);
+                        for c in 0..3 {
+                            q[c] = T::from_unit(res[c]);
+                        }
+                    }
+                }
+            })
+    });
+    if gamma {
+        let g = solve_gamma(out, h, w, target.mean_l);
+        apply_in_place(out, g);
+        g
+    } else {
+        1.0
+    }
+}
+
+/// Colour-correct each frame toward its target (one shared target or one per
+/// frame; targets may have another size than the frames). The gamma applied
+/// to each frame is written to `gammas_out` (1 where `gamma` is false).
+pub fn color_correct<T: Sample>(
+    src: &[T],
+    dims: Dims,
+    target: &[T],
+    tdims: Dims,
+    gamma: bool,
+    out: &mut [T],
+    gammas_out: &mut [f64],
+) -> Result<()> {
+    dims.check("frames", src.len())?;
+    tdims.check("target", target.len())?;
+    dims.check("out", out.len())?;
+    dims.check_one_or_per_frame("target", &tdims)?;
+    if gammas_out.len() != dims.n {
+        return Err(KernelError::shape(
+            "gammas_out",
+            format!("{} values", dims.n),
+            format!("{}", gammas_out.len()),
+        ));
+    }
+    check_finite("frames", src)?;
+    check_finite("target", target)?;
+    let binning = lab_binning();
+    let tl = tdims.frame_len();
+    let stats_of = |i: usize| target_stats(&target[i * tl..(i + 1) * tl], &binning);
+    let shared = (tdims.n == 1).then(|| stats_of(0));
+    let fl = dims.frame_len();
+    let gammas: Vec<f64> = install(|| {
+        src.par_chunks(fl)
+            .zip(out.par_chunks_mut(fl))
+            .enumerate()
+            .map(|(i, (s, o))| match &shared {
+                Some(t) => correct_frame(s, dims.h, dims.w, t, gamma, o),
+                None => correct_frame(s, dims.h, dims.w, &stats_of(i), gamma, o),
+            })
+            .collect()
+    });
+    gammas_out.copy_from_slice(&gammas);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::blend::set_lum_f64;
+    use crate::kernels::histogram::interp_sorted;
+    use crate::kernels::lab::{lab_from_linear_f64, linear_from_lab_f64};
+    use crate::kernels::srgb::{decode_f64, encode_f64};
+
+    fn image(dims: Dims, seed: u64) -> Vec<u8> {
+        let mut s = seed;
+        (0..dims.len())
+            .map(|i| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                // smooth gradient plus noise, so histograms are spread
+                (((i / 3) % dims.w * 200 / dims.w) as u64 + (s >> 60) + (i % 3) as u64 * 20) as u8
+            })
+            .collect()
+    }
+
+    /// The whole step (without gamma) in f64, with exact (sort-based) histogram matching.
+    fn reference(src: &[u8], target: &[u8]) -> Vec<f64> {
+        let lab = |d: &[u8]| -> Vec<[f64; 3]> {
+            d.chunks(3)
+                .map(|p| {
+                    lab_from_linear_f64([p[0], p[1], p[2]].map(|v| decode_f64(v as f64 / 255.0)))
+                })
+                .collect()
+        };
+        let (ls, lt) = (lab(src), lab(target));
+        let mut matched = ls.clone();
+        for c in 0..3 {
+            let mut tv: Vec<f64> = lt.iter().map(|p| p[c]).collect();
+            tv.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let n = tv.len() as f64;
+            let tq: Vec<f64> = (1..=tv.len()).map(|i| i as f64 / n).collect();
+            let mut sv: Vec<f64> = ls.iter().map(|p| p[c]).collect();
+            sv.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            for (i, p) in ls.iter().enumerate() {
+                let q = sv.partition_point(|&x| x <= p[c]) as f64 / sv.len() as f64;
+                interp_sorted(std::iter::once(q), &tq, &tv, |v| matched[i][c] = v);
+            }
+        }
+        let mut out = Vec::new();
+        for (m, p) in matched.iter().zip(src.chunks(3)) {
+            let rgb = linear_from_lab_f64(*m).map(|v| encode_f64(v.clamp(0.0, 1.0)));
+            let o = [p[0], p[1], p[2]].map(|v| v as f64 / 255.0);
+            let res = set_lum_f64(rgb, 0.299 * o[0] + 0.587 * o[1] + 0.114 * o[2]);
+            out.extend(res.map(|v| v.clamp(0.0, 1.0) * 255.0));
+        }
+        out
+    }
+
+    #[test]
+    fn matches_f64_reference_at_odd_widths() {
+        for &w in &[1usize, 7, 9, 17, 33, 65] {
+            let dims = Dims::new(1, 6, w);
+            let src = image(dims, w as u64);
+            let target: Vec<u8> = image(dims, 77).iter().map(|&v| v / 2 + 100).collect();
+            let mut out = vec![0u8; dims.len()];
+            let mut g = [0.0];
+            color_correct(&src, dims, &target, dims, false, &mut out, &mut g).unwrap();
+            let want = reference(&src, &target);
+            let worst = out
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (*a as f64 - b).abs())
+                .fold(0.0, f64::max);
+            assert!(worst <= 2.0, "w={w}: worst difference {worst} levels");
+            assert_eq!(g[0], 1.0);
+        }
+    }
+
+    #[test]
+    fn correcting_toward_itself_changes_little() {
+        let dims = Dims::new(1, 32, 33);
+        let src = image(dims, 5);
+        let mut out = vec![0u8; dims.len()];
+        let mut g = [0.0];
+        color_correct(&src, dims, &src, dims, true, &mut out, &mut g).unwrap();
+        let worst = src
+            .iter()
+            .zip(&out)
+            .map(|(a, b)| (*a as i32 - *b as i32).abs())
+            .max()
+            .unwrap();
+        assert!(worst <= 2, "worst {worst}");
+        assert!((g[0] - 1.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn per_frame_targets_and_bad_counts() {
+        let dims = Dims::new(2, 4, 4);
+        let src = image(dims, 1);
+        let mut out = vec![0u8; dims.len()];
+        let mut g = [0.0; 2];
+        color_correct(&src, dims, &src, dims, true, &mut out, &mut g).unwrap();
+        let t3 = Dims::new(3, 4, 4);
+        let err = color_correct(&src, dims, &image(t3, 2), t3, true, &mut out, &mut g).unwrap_err();
+        assert_eq!(err.arg(), "target");
+    }
+}

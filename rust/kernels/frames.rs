@@ -1,0 +1,179 @@
+//! Shapes of frame batches and the sample types kernels accept.
+//!
+//! A batch is `n` frames of `h` rows by `w` pixels, RGB interleaved, C order:
+//! the layout of a contiguous numpy array of shape `(n, h, w, 3)`.
+
+use super::error::{KernelError, Result};
+use super::srgb;
+
+/// Shape of a batch of RGB frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Dims {
+    pub const fn new(n: usize, h: usize, w: usize) -> Self {
+        Self { n, h, w }
+    }
+
+    /// Pixels in one frame.
+    pub const fn frame_pixels(&self) -> usize {
+        self.h * self.w
+    }
+
+    /// Samples (pixels times three channels) in one frame.
+    pub const fn frame_len(&self) -> usize {
+        self.h * self.w * 3
+    }
+
+    /// Samples in the whole batch.
+    pub const fn len(&self) -> usize {
+        self.n * self.frame_len()
+    }
+
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Check that `buf_len` samples make this batch, and that it is not empty.
+    pub fn check(&self, arg: &'static str, buf_len: usize) -> Result<()> {
+        if self.n == 0 || self.h == 0 || self.w == 0 {
+            return Err(KernelError::shape(
+                arg,
+                "a non-empty batch of frames",
+                format!("shape ({}, {}, {}, 3)", self.n, self.h, self.w),
+            ));
+        }
+        if buf_len != self.len() {
+            return Err(KernelError::shape(
+                arg,
+                format!(
+                    "{} samples for shape ({}, {}, {}, 3)",
+                    self.len(),
+                    self.n,
+                    self.h,
+                    self.w
+                ),
+                format!("{buf_len} samples"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Check that `other` (e.g. a reference) has either one frame or one per frame of `self`.
+    pub fn check_one_or_per_frame(&self, arg: &'static str, other: &Dims) -> Result<()> {
+        if other.n != 1 && other.n != self.n {
+            return Err(KernelError::shape(
+                arg,
+                format!("1 frame or {} frames (one per frame)", self.n),
+                format!("{} frames", other.n),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A sample type frames may hold: `u8` in 0..=255 or `f32` in [0, 1].
+pub trait Sample: Copy + Send + Sync + 'static {
+    /// Whether values of this type can be NaN or infinite.
+    const FLOAT: bool;
+    /// The value as a fraction of full scale. Floats are clamped to [0, 1].
+    fn to_unit(self) -> f32;
+    /// The sRGB-encoded value decoded to linear light in [0, 1].
+    fn to_linear(self) -> f32;
+    /// A fraction of full scale (clamped to [0, 1]) as this type; `u8` rounds to nearest.
+    fn from_unit(v: f32) -> Self;
+    /// A finite check for floats; always true for integers.
+    fn is_finite(self) -> bool;
+    /// The raw value as f32 (0..=255 for `u8`), not clamped.
+    fn raw(self) -> f32;
+    /// A raw value back to this type: `u8` truncates toward zero after clamping to
+    /// 0..=255, as numpy's float-to-uint8 cast does for in-range values.
+    fn from_raw_trunc(v: f64) -> Self;
+    /// A raw value back to this type: `u8` rounds half up after clamping.
+    fn from_raw_round(v: f32) -> Self;
+}
+
+impl Sample for u8 {
+    const FLOAT: bool = false;
+    #[inline(always)]
+    fn to_unit(self) -> f32 {
+        self as f32 * (1.0 / 255.0)
+    }
+    #[inline(always)]
+    fn to_linear(self) -> f32 {
+        srgb::decode_u8(self)
+    }
+    #[inline(always)]
+    fn from_unit(v: f32) -> Self {
+        // clamp then add 0.5 and truncate: round half up, NaN maps to 0
+        (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8
+    }
+    #[inline(always)]
+    fn is_finite(self) -> bool {
+        true
+    }
+    #[inline(always)]
+    fn raw(self) -> f32 {
+        self as f32
+    }
+    #[inline(always)]
+    fn from_raw_trunc(v: f64) -> Self {
+        v.clamp(0.0, 255.0) as u8
+    }
+    #[inline(always)]
+    fn from_raw_round(v: f32) -> Self {
+        (v.clamp(0.0, 255.0) + 0.5) as u8
+    }
+}
+
+impl Sample for f32 {
+    const FLOAT: bool = true;
+    #[inline(always)]
+    fn to_unit(self) -> f32 {
+        self.clamp(0.0, 1.0)
+    }
+    #[inline(always)]
+    fn to_linear(self) -> f32 {
+        srgb::decode_f32(self)
+    }
+    #[inline(always)]
+    fn from_unit(v: f32) -> Self {
+        v.clamp(0.0, 1.0)
+    }
+    #[inline(always)]
+    fn is_finite(self) -> bool {
+        f32::is_finite(self)
+    }
+    #[inline(always)]
+    fn raw(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn from_raw_trunc(v: f64) -> Self {
+        v as f32
+    }
+    #[inline(always)]
+    fn from_raw_round(v: f32) -> Self {
+        v
+    }
+}
+
+/// Fail with [`KernelError::NonFinite`] if a float buffer holds NaN or an infinity.
+pub fn check_finite<T: Sample>(arg: &'static str, data: &[T]) -> Result<()> {
+    if !T::FLOAT {
+        return Ok(());
+    }
+    let ok = super::parallel::all_chunks(data, 1 << 16, |chunk| {
+        // fold without early exit so the loop vectorises
+        chunk.iter().fold(true, |acc, v| acc & v.is_finite())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(KernelError::NonFinite { arg })
+    }
+}

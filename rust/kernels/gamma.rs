@@ -1,0 +1,342 @@
+//! Gamma adjustment (scikit-image's `adjust_gamma` semantics) and gamma matching.
+//!
+//! `match_gamma` picks, per frame, the gamma `g` for which the frame's mean CIE
+//! lightness after `adjust_gamma(frame, g)` equals the reference's mean
+//! lightness. Mean L* falls monotonically as `g` grows, so the root is found by
+//! the Illinois method on `ln g` in [1/32, 32]. Frames above [`MAX_SAMPLE`]
+//! pixels are evaluated on a regular grid of rows and columns (stride `s` in
+//! both) holding at most that many pixels; the reference's mean is exact.
+//! Special cases: a frame whose lightness gamma cannot change (all black and
+//! white) gets 1; a target out of reach gets the nearest end of the range.
+
+use super::error::{KernelError, Result};
+use super::frames::{check_finite, Dims, Sample};
+use super::lab::{lightness_fast, RGB_TO_XYZ};
+use super::parallel::{install, zip_chunks, CHUNK};
+use super::srgb::{decode_f64, decode_table_u8, InterpLut};
+use rayon::prelude::*;
+
+/// Pixels the gamma solver looks at per frame, at most.
+pub const MAX_SAMPLE: usize = 1 << 18;
+/// Range of gammas `match_gamma` returns.
+pub const GAMMA_RANGE: (f64, f64) = (1.0 / 32.0, 32.0);
+
+/// Check a gamma list: one value or one per frame, each finite and positive.
+pub fn check_gammas(arg: &'static str, gammas: &[f64], n: usize) -> Result<()> {
+    if gammas.len() != 1 && gammas.len() != n {
+        return Err(KernelError::shape(
+            arg,
+            format!("1 value or {n} values (one per frame)"),
+            format!("{} values", gammas.len()),
+        ));
+    }
+    if let Some(g) = gammas.iter().find(|g| !(g.is_finite() && **g > 0.0)) {
+        return Err(KernelError::value(
+            arg,
+            format!("must be finite and > 0, got {g}"),
+        ));
+    }
+    Ok(())
+}
+
+/// scikit-image's uint8 table: `min(rint(255 * (i/255)^g), 255)`.
+pub fn gamma_table_u8(g: f64) -> [u8; 256] {
+    std::array::from_fn(|i| {
+        (255.0 * (i as f64 / 255.0).powf(g))
+            .round_ties_even()
+            .min(255.0) as u8
+    })
+}
+
+/// Apply one gamma to interleaved samples, in place or from `src` to `out`.
+fn apply<T: Sample>(src: &[T], out: &mut [T], g: f64) {
+    if T::FLOAT {
+        let g = g as f32;
+        zip_chunks(src, 1, out, 1, CHUNK, |s, o| {
+            for (a, b) in s.iter().zip(o.iter_mut()) {
+                *b = T::from_unit(a.to_unit().powf(g));
+            }
+        });
+    } else {
+        let lut = gamma_table_u8(g);
+        zip_chunks(src, 1, out, 1, CHUNK, |s, o| {
+            for (a, b) in s.iter().zip(o.iter_mut()) {
+                *b = T::from_raw_round(lut[a.raw() as usize] as f32);
+            }
+        });
+    }
+}
+
+/// `out = frames ** gamma` per frame (values as fractions of full scale).
+pub fn adjust_gamma<T: Sample>(src: &[T], dims: Dims, gammas: &[f64], out: &mut [T]) -> Result<()> {
+    dims.check("frames", src.len())?;
+    dims.check("out", out.len())?;
+    check_gammas("gamma", gammas, dims.n)?;
+    check_finite("frames", src)?;
+    let fl = dims.frame_len();
+    for (i, (s, o)) in src.chunks(fl).zip(out.chunks_mut(fl)).enumerate() {
+        apply(s, o, gammas[if gammas.len() == 1 { 0 } else { i }]);
+    }
+    Ok(())
+}
+
+/// Weights of linear R, G, B in relative luminance Y.
+fn y_weights() -> [f32; 3] {
+    RGB_TO_XYZ[1].map(|v| v as f32)
+}
+
+/// Mean CIE L* of each frame, over every pixel.
+pub fn mean_lightness<T: Sample>(src: &[T], dims: Dims) -> Vec<f64> {
+    let w = y_weights();
+    let one = |chunk: &[T]| -> f64 {
+        chunk
+            .chunks_exact(3)
+            .map(|p| {
+                lightness_fast(
+                    w[0] * p[0].to_linear() + w[1] * p[1].to_linear() + w[2] * p[2].to_linear(),
+                ) as f64
+            })
+            .sum()
+    };
+    src.chunks(dims.frame_len())
+        .map(|frame| {
+            install(|| frame.par_chunks(CHUNK).map(one).sum::<f64>()) / dims.frame_pixels() as f64
+        })
+        .collect()
+}
+
+/// Pixels of one frame the solver evaluates: all, or a regular grid.
+fn sample<T: Sample>(frame: &[T], h: usize, w: usize) -> Vec<[T; 3]> {
+    let stride = ((h * w) as f64 / MAX_SAMPLE as f64).sqrt().ceil().max(1.0) as usize;
+    let mut out = Vec::with_capacity((h / stride + 1) * (w / stride + 1));
+    for y in (0..h).step_by(stride) {
+        let row = &frame[y * w * 3..(y + 1) * w * 3];
+        for px in row.chunks_exact(3).step_by(stride) {
+            out.push([px[0], px[1], px[2]]);
+        }
+    }
+    out
+}
+
+/// Mean L* of `pixels` after gamma `g`, computed as `adjust_gamma` then decodes.
+fn mean_lightness_after<T: Sample>(pixels: &[[T; 3]], g: f64) -> f64 {
+    let w = y_weights();
+    let sum: f64 = if T::FLOAT {
+        let lut = InterpLut::new(1024, |x| decode_f64(x.powf(g)));
+        pixels
+            .iter()
+            .map(|p| {
+                lightness_fast(
+                    w[0] * lut.eval(p[0].to_unit())
+                        + w[1] * lut.eval(p[1].to_unit())
+                        + w[2] * lut.eval(p[2].to_unit()),
+                ) as f64
+            })
+            .sum()
+    } else {
+        let adj = gamma_table_u8(g);
+        let dec = decode_table_u8();
+        let lin: [f32; 256] = std::array::from_fn(|i| dec[adj[i] as usize]);
+        pixels
+            .iter()
+            .map(|p| {
+                let y = w[0] * lin[p[0].raw() as usize]
+                    + w[1] * lin[p[1].raw() as usize]
+                    + w[2] * lin[p[2].raw() as usize];
+                lightness_fast(y) as f64
+            })
+            .sum()
+    };
+    sum / pixels.len() as f64
+}
+
+/// The gamma that brings one frame's mean L* to `target` (see the module docs).
+pub fn solve_gamma<T: Sample>(frame: &[T], h: usize, w: usize, target: f64) -> f64 {
+    const TOL: f64 = 1e-3;
+    let px = sample(frame, h, w);
+    let f = |u: f64| mean_lightness_after(&px, u.exp()) - target;
+    let (mut a, mut b) = (GAMMA_RANGE.0.ln(), GAMMA_RANGE.1.ln());
+    let f0 = f(0.0);
+    if f0.abs() < TOL {
+        return 1.0;
+    }
+    let (mut fa, mut fb) = (f(a), f(b));
+    if fa - fb < TOL {
+        return 1.0; // gamma cannot change this frame's lightness
+    }
+    if fa <= 0.0 {
+        return a.exp(); // even the brightest gamma stays below the target
+    }
+    if fb >= 0.0 {
+        return b.exp();
+    }
+    // Narrow the bracket with the point we already have.
+    if f0 > 0.0 {
+        (a, fa) = (0.0, f0);
+    } else {
+        (b, fb) = (0.0, f0);
+    }
+    let mut side = 0i8;
+    for _ in 0..100 {
+        let c = (a * fb - b * fa) / (fb - fa);
+        let fc = f(c);
+        if fc.abs() < TOL || (b - a) < 1e-7 {
+            return c.exp();
+        }
+        if fc > 0.0 {
+            (a, fa) = (c, fc);
+            if side == 1 {
+                fb *= 0.5;
+            }
+            side = 1;
+        } else {
+            (b, fb) = (c, fc);
+            if side == -1 {
+                fa *= 0.5;
+            }
+            side = -1;
+        }
+    }
+    (0.5 * (a + b)).exp()
+}
+
+/// Per frame, the gamma that matches the frame's mean L* to the reference's,
+/// applied; the gammas are written to `gammas_out`.
+pub fn match_gamma<T: Sample>(
+    src: &[T],
+    dims: Dims,
+    reference: &[T],
+    rdims: Dims,
+    out: &mut [T],
+    gammas_out: &mut [f64],
+) -> Result<()> {
+    dims.check("frames", src.len())?;
+    rdims.check("reference", reference.len())?;
+    dims.check("out", out.len())?;
+    dims.check_one_or_per_frame("reference", &rdims)?;
+    if gammas_out.len() != dims.n {
+        return Err(KernelError::shape(
+            "gammas_out",
+            format!("{} values", dims.n),
+            format!("{}", gammas_out.len()),
+        ));
+    }
+    check_finite("frames", src)?;
+    check_finite("reference", reference)?;
+    let targets = mean_lightness(reference, rdims);
+    let fl = dims.frame_len();
+    let solved: Vec<f64> = install(|| {
+        src.par_chunks(fl)
+            .enumerate()
+            .map(|(i, frame)| {
+                solve_gamma(
+                    frame,
+                    dims.h,
+                    dims.w,
+                    targets[if targets.len() == 1 { 0 } else { i }],
+                )
+            })
+            .collect()
+    });
+    gammas_out.copy_from_slice(&solved);
+    adjust_gamma(src, dims, &solved, out)
+}
+
+/// Apply `g` to a frame in place (used by the fused correction).
+pub fn apply_in_place<T: Sample>(frame: &mut [T], g: f64) {
+    if g == 1.0 {
+        return;
+    }
+    let src = frame.to_vec();
+    apply(&src, frame, g);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(dims: Dims, seed: usize) -> Vec<u8> {
+        (0..dims.len())
+            .map(|i| ((i * 31 + seed * 7) % 200 + 20) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn table_matches_formula() {
+        let t = gamma_table_u8(2.2);
+        assert_eq!(t[0], 0);
+        assert_eq!(t[255], 255);
+        assert_eq!(t[128], (255.0 * (128.0f64 / 255.0).powf(2.2)).round() as u8);
+    }
+
+    #[test]
+    fn adjust_at_odd_widths_matches_reference() {
+        for &w in &[1usize, 7, 9, 17, 33, 65] {
+            let dims = Dims::new(2, 3, w);
+            let src = frame(dims, w);
+            let mut out = vec![0u8; dims.len()];
+            adjust_gamma(&src, dims, &[0.7, 1.6], &mut out).unwrap();
+            for (i, (a, b)) in src.iter().zip(&out).enumerate() {
+                let g = if i < dims.frame_len() { 0.7 } else { 1.6 };
+                let want = 255.0 * (*a as f64 / 255.0).powf(g);
+                assert!((*b as f64 - want).abs() <= 0.5 + 1e-9);
+            }
+            let srcf: Vec<f32> = src.iter().map(|&v| v as f32 / 255.0).collect();
+            let mut outf = vec![0f32; dims.len()];
+            adjust_gamma(&srcf, dims, &[0.7], &mut outf).unwrap();
+            for (a, b) in srcf.iter().zip(&outf) {
+                assert!((*b as f64 - (*a as f64).powf(0.7)).abs() < 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn match_reaches_the_target_lightness() {
+        let dims = Dims::new(1, 64, 48);
+        let src = frame(dims, 1);
+        let darker: Vec<u8> = src.iter().map(|&v| (v as f64 * 0.6) as u8).collect();
+        let mut out = vec![0u8; dims.len()];
+        let mut g = [0.0];
+        match_gamma(&src, dims, &darker, dims, &mut out, &mut g).unwrap();
+        assert!(g[0] > 1.0);
+        let got = mean_lightness(&out, dims)[0];
+        let want = mean_lightness(&darker, dims)[0];
+        assert!((got - want).abs() < 0.3, "{got} vs {want}");
+    }
+
+    #[test]
+    fn match_to_itself_is_gamma_one() {
+        let dims = Dims::new(1, 16, 16);
+        let src = frame(dims, 3);
+        let mut out = vec![0u8; dims.len()];
+        let mut g = [0.0];
+        match_gamma(&src, dims, &src, dims, &mut out, &mut g).unwrap();
+        assert_eq!(g[0], 1.0);
+        assert_eq!(src, out);
+    }
+
+    #[test]
+    fn flat_black_frame_gets_one() {
+        let dims = Dims::new(1, 4, 4);
+        let src = vec![0u8; dims.len()];
+        let reference = vec![128u8; dims.len()];
+        let mut out = vec![0u8; dims.len()];
+        let mut g = [0.0];
+        match_gamma(&src, dims, &reference, dims, &mut out, &mut g).unwrap();
+        assert_eq!(g[0], 1.0);
+    }
+
+    #[test]
+    fn refuses_bad_gamma() {
+        let dims = Dims::new(1, 1, 1);
+        let mut out = [0u8; 3];
+        for g in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(
+                adjust_gamma(&[1u8, 2, 3], dims, &[g], &mut out)
+                    .unwrap_err()
+                    .arg(),
+                "gamma"
+            );
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! Per-channel histogram matching with the semantics of
+//! `skimage.exposure.match_histograms(image, reference, channel_axis=-1)`.
+//!
+//! For each channel, every source value `v` is sent to
+//! `interp(F_src(v), F_ref(u_k), u_k)`, where `F(v)` is the fraction of pixels
+//! `<= v`, `u_k` are the reference's values and `interp` is numpy's.
+//!
+//! * `u8`: one bin per level, so the mapping is exactly scikit-image's; the
+//!   float result is truncated to `u8` like scikit-image's cast into a `uint8`
+//!   array.
+//! * `f32`: [`FLOAT_BINS`] bins per channel spanning the channel's range over
+//!   the whole call (frames and references). A reference bin stands for the
+//!   mean of the values in it; all source values in one bin map to one output.
+//!   Where no bin holds two distinct values (e.g. float frames made from `u8`
+//!   ones) the result equals scikit-image's to f32 rounding; otherwise it
+//!   differs by at most the spread of the output over one source bin.
+
+use rayon::prelude::*;
+
+use super::error::Result;
+use super::frames::{check_finite, Dims, Sample};
+use super::parallel::{install, CHUNK};
+
+/// Bins per channel for float input.
+pub const FLOAT_BINS: usize = 4096;
+
+/// How the values of one channel map to histogram bins.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Binning {
+    lo: f32,
+    scale: f32,
+    bins: usize,
+}
+
+impl Binning {
+    /// One bin per `u8` level.
+    pub const U8: Self = Self {
+        lo: 0.0,
+        scale: 1.0,
+        bins: 256,
+    };
+
+    /// `bins` equal bins spanning [lo, hi]; a zero-width range gets one bin.
+    pub fn range(lo: f32, hi: f32, bins: usize) -> Self {
+        if hi > lo {
+            Self {
+                lo,
+                scale: bins as f32 / (hi - lo),
+                bins,
+            }
+        } else {
+            Self {
+                lo,
+                scale: 0.0,
+                bins: 1,
+            }
+        }
+    }
+
+    pub fn bins(&self) -> usize {
+        self.bins
+    }
+
+    /// Bin of a value; values outside the range fall in the end bins.
+    #[inline(always)]
+    pub fn bin(&self, x: f32) -> usize {
+        // negative and NaN casts saturate to 0
+        (((x - self.lo) * self.scale) as usize).min(self.bins - 1)
+    }
+}
+
+/// Counts (and optionally value sums) per bin for three channels.
+#[derive(Debug, Clone)]
+pub struct Hist3 {
+    pub counts: [Vec<u64>; 3],
+    pub sums: Option<[Vec<f64>; 3]>,
+}
+
+impl Hist3 {
+    pub fn new(binning: &[Binning; 3], with_sums: bool) -> Self {
+        Self {
+            counts: std::array::from_fn(|c| vec![0; binning[c].bins()]),
+            sums: with_sums.then(|| std::array::from_fn(|c| vec![0.0; binning[c].bins()])),
+        }
+    }
+
+    #[inline(always)]
+    pub fn add(&mut self, c: usize, bin: usize, value: f32) {
+        self.counts[c][bin] += 1;
+        if let Some(s) = self.sums.as_mut() {
+            s[c][bin] += value as f64;
+        }
+    }
+
+    pub fn merge(mut self, other: Self) -> Self {
+        for c in 0..3 {
+            for (a, b) in self.counts[c].iter_mut().zip(&other.counts[c]) {
+                *a += b;
+            }
+            if let (Some(s), Some(o)) = (self.sums.as_mut(), other.sums.as_ref()) {
+                for (a, b) in s[c].iter_mut().zip(&o[c]) {
+                    *a += b;
+                }
+            }
+        }
+        self
+    }
+
+    /// The reference side of a match for channel `c`: (quantile, value) of each
+    /// non-empty bin, the value being the mean of the bin's values.
+    pub fn quantiles(&self, c: usize, bin_value: impl Fn(usize) -> f64) -> (Vec<f64>, Vec<f64>) {
+        let counts = &self.counts[c];
+        let total: u64 = counts.iter().sum();
+        let (mut q, mut v) = (Vec::new(), Vec::new());
+        let mut cum = 0u64;
+        for (k, &n) in counts.iter().enumerate() {
+            if n > 0 {
+                cum += n;
+                q.push(cum as f64 / total as f64);
+                v.push(match &self.sums {
+                    Some(s) => s[c][k] / n as f64,
+                    None => bin_value(k),
+                });
+            }
+        }
+        (q, v)
+    }
+}
+
+/// Histogram of interleaved RGB samples, in parallel over chunks.
+pub fn histogram<T: Sample>(data: &[T], binning: &[Binning; 3], with_sums: bool) -> Hist3 {
+    let add = |mut h: Hist3, chunk: &[T]| {
+        for px in chunk.chunks_exact(3) {
+            for c in 0..3 {
+                let v = px[c].raw();
+                h.add(c, binning[c].bin(v), v);
+            }
+        }
+        h
+    };
+    let empty = || Hist3::new(binning, with_sums);
+    if data.len() <= 2 * CHUNK {
+        return add(empty(), data);
+    }
+    install(|| {
+        data.par_chunks(CHUNK)
+            .fold(empty, add)
+            .reduce_with(Hist3::merge)
+            .expect("at least one chunk")
+    })
+}
+
+/// numpy's `interp(x, xp, fp)` for increasing `xs`, walking `xp` once.
+/// Follows numpy's arithmetic so results agree bit for bit.
+pub fn interp_sorted(
+    xs: impl Iterator<Item = f64>,
+    xp: &[f64],
+    fp: &[f64],
+    mut out: impl FnMut(f64),
+) {
+    let last = xp.len() - 1;
+    let mut j = 0usize;
+    for x in xs {
+        if x <= xp[0] {
+            // numpy: x < xp[0] gives fp[0]; x == xp[0] gives fp[0] too
+            out(fp[0]);
+            continue;
+        }
+        if x >= xp[last] {
+            out(fp[last]);
+            continue;
+        }
+        while xp[j + 1] <= x {
+            j += 1;
+        }
+        if xp[j] == x {
+            out(fp[j]);
+        } else {
+            let slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j]);
+            out(slope * (x - xp[j]) + fp[j]);
+        }
+    }
+}
+
+/// The matched value of every source bin (0 for empty bins, which no pixel uses).
+pub fn bin_mapping(src_counts: &[u64], tq: &[f64], tv: &[f64]) -> Vec<f64> {
+    let total: u64 = src_counts.iter().sum();
+    let mut out = vec![0.0; src_counts.len()];
+    let used: Vec<usize> = (0..src_counts.len())
+        .filter(|&k| src_counts[k] > 0)
+        .collect();
+    let mut cum = 0u64;
+    let qs = used.iter().map(|&k| {
+        cum += src_counts[k];
+        cum as f64 / total as f64
+    });
+    let mut it = used.iter();
+    interp_sorted(qs, tq, tv, |v| out[*it.next().expect("one per bin")] = v);
+    out
+}
+
+/// Per-channel min and max of interleaved RGB samples.
+fn channel_range<T: Sample>(data: &[T]) -> [(f32, f32); 3] {
+    let one = |chunk: &[T]| {
+        let mut r = [(f32::INFINITY, f32::NEG_INFINITY); 3];
+        for px in chunk.chunks_exact(3) {
+            for c in 0..3 {
+                let v = px[c].raw();
+                r[c] = (r[c].0.min(v), r[c].1.max(v));
+            }
+        }
+        r
+    };
+    let merge = |a: [(f32, f32); 3], b: [(f32, f32); 3]| -> [(f32, f32); 3] {
+        std::array::from_fn(|c| (a[c].0.min(b[c].0), a[c].1.max(b[c].1)))
+    };
+    install(|| {
+        data.par_chunks(2 * CHUNK)
+            .map(one)
+            .reduce(|| one(&[]), merge)
+    })
+}
+
+/// Binning for a whole call: fixed for `u8`, the joint range for `f32`.
+fn binning_for<T: Sample>(src: &[T], reference: &[T]) -> [Binning; 3] {
+    if !T::FLOAT {
+        return [Binning::U8; 3];
+    }
+    let (a, b) = (channel_range(src), channel_range(reference));
+    std::array::from_fn(|c| Binning::range(a[c].0.min(b[c].0), a[c].1.max(b[c].1), FLOAT_BINS))
+}
+
+/// Match each frame's per-channel histogram to its reference's.
+///
+/// `reference` holds one frame (shared) or one per frame; its frames may have
+/// another size than `src`'s.
+pub fn match_histograms<T: Sample>(
+    src: &[T],
+    dims: Dims,
+    reference: &[T],
+    rdims: Dims,
+    out: &mut [T],
+) -> Result<()> {
+    dims.check("frames", src.len())?;
+    rdims.check("reference", reference.len())?;
+    dims.check("out", out.len())?;
+    dims.check_one_or_per_frame("reference", &rdims)?;
+    check_finite("frames", src)?;
+    check_finite("reference", reference)?;
+    let binning = binning_for(src, reference);
+    let ref_hist = |i: usize| {
+        let f = rdims.frame_len();
+        histogram(&reference[i * f..(i + 1) * f], &binning, T::FLOAT)
+    };
+    let shared = (rdims.n == 1).then(|| ref_hist(0));
+    super::parallel::per_frame(src, dims.frame_len(), out, dims.frame_len(), |i, s, o| {
+        let own;
+        let rh = match &shared {
+            Some(h) => h,
+            None => {
+                own = ref_hist(i);
+                &own
+            }
+        };
+        let sh = histogram(s, &binning, false);
+        let luts: [Vec<T>; 3] = std::array::from_fn(|c| {
+            let (tq, tv) = rh.quantiles(c, |k| k as f64);
+            bin_mapping(&sh.counts[c], &tq, &tv)
+                .into_iter()
+                .map(T::from_raw_trunc)
+                .collect()
+        });
+        super::parallel::zip_chunks(s, 3, o, 3, CHUNK / 3, |sc, oc| {
+            for (p, q) in sc.chunks_exact(3).zip(oc.chunks_exact_mut(3)) {
+                for c in 0..3 {
+                    q[c] = luts[c][binning[c].bin(p[c].raw())];
+                }
+            }
+        });
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// f64 reference: scikit-image's algorithm on one channel, written plainly.
+    fn reference_channel(src: &[f64], tmpl: &[f64]) -> Vec<f64> {
+        let mut sv: Vec<f64> = src.to_vec();
+        sv.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        sv.dedup();
+        let mut tv: Vec<f64> = tmpl.to_vec();
+        tv.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        tv.dedup();
+        let cdf = |data: &[f64], v: f64| {
+            data.iter().filter(|&&x| x <= v).count() as f64 / data.len() as f64
+        };
+        let tq: Vec<f64> = tv.iter().map(|&v| cdf(tmpl, v)).collect();
+        src.iter()
+            .map(|&x| {
+                let q = cdf(src, x);
+                let mut res = 0.0;
+                interp_sorted(std::iter::once(q), &tq, &tv, |v| res = v);
+                res
+            })
+            .collect()
+    }
+
+    fn pseudo(len: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed;
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                // skewed distribution so histograms differ
+                let v = (s >> 33) as u32 % 256;
+                ((v * v) / 256) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn u8_matches_reference_at_odd_widths() {
+        for &w in &[1usize, 7, 9, 17, 33, 65] {
+            let dims = Dims::new(2, 5, w);
+            let rdims = Dims::new(1, 3, 11);
+            let src = pseudo(dims.len(), w as u64);
+            let reference: Vec<u8> = pseudo(rdims.len(), 99)
+                .iter()
+                .map(|v| 255 - v / 2)
+                .collect();
+            let mut out = vec![0u8; dims.len()];
+            match_histograms(&src, dims, &reference, rdims, &mut out).unwrap();
+            for f in 0..2 {
+                let fl = dims.frame_len();
+                for c in 0..3 {
+                    let s: Vec<f64> = src[f * fl..(f + 1) * fl]
+                        .iter()
+                        .skip(c)
+                        .step_by(3)
+                        .map(|&v| v as f64)
+                        .collect();
+                    let t: Vec<f64> = reference
+                        .iter()
+                        .skip(c)
+                        .step_by(3)
+                        .map(|&v| v as f64)
+                        .collect();
+                    let want = reference_channel(&s, &t);
+                    let got: Vec<u8> = out[f * fl..(f + 1) * fl]
+                        .iter()
+                        .skip(c)
+                        .step_by(3)
+                        .copied()
+                        .collect();
+                    for (g, wv) in got.iter().zip(&want) {
+                        assert_eq!(*g, *wv as u8, "w={w}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn f32_matches_reference_on_distinct_levels() {
+        for &w in &[1usize, 7, 9, 17, 33, 65] {
+            let dims = Dims::new(1, 4, w);
+            let src: Vec<f32> = pseudo(dims.len(), 5 + w as u64)
+                .iter()
+                .map(|&v| v as f32 / 255.0)
+                .collect();
+            let reference: Vec<f32> = pseudo(dims.len(), 7)
+                .iter()
+                .map(|&v| v as f32 / 300.0 + 0.1)
+                .collect();
+            let mut out = vec![0f32; dims.len()];
+            match_histograms(&src, dims, &reference, dims, &mut out).unwrap();
+            for c in 0..3 {
+                let s: Vec<f64> = src.iter().skip(c).step_by(3).map(|&v| v as f64).collect();
+                let t: Vec<f64> = reference
+                    .iter()
+                    .skip(c)
+                    .step_by(3)
+                    .map(|&v| v as f64)
+                    .collect();
+                let want = reference_channel(&s, &t);
+                for (g, wv) in out.iter().skip(c).step_by(3).zip(&want) {
+                    assert!((*g as f64 - wv).abs() < 1e-6, "w={w}: {g} vs {wv}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matching_to_itself_is_identity() {
+        let dims = Dims::new(1, 9, 17);
+        let src = pseudo(dims.len(), 3);
+        let mut out = vec![0u8; dims.len()];
+        match_histograms(&src, dims, &src, dims, &mut out).unwrap();
+        assert_eq!(src, out);
+    }
+
+    #[test]
+    fn constant_images() {
+        let dims = Dims::new(1, 2, 3);
+        let src = vec![10u8; dims.len()];
+        let reference = vec![200u8; dims.len()];
+        let mut out = vec![0u8; dims.len()];
+        match_histograms(&src, dims, &reference, dims, &mut out).unwrap();
+        assert!(out.iter().all(|&v| v == 200));
+        let srcf = vec![0.5f32; dims.len()];
+        let mut outf = vec![0f32; dims.len()];
+        match_histograms(&srcf, dims, &srcf, dims, &mut outf).unwrap();
+        assert!(outf.iter().all(|&v| v == 0.5));
+    }
+
+    #[test]
+    fn refuses_wrong_reference_count() {
+        let dims = Dims::new(3, 2, 2);
+        let rdims = Dims::new(2, 2, 2);
+        let mut out = vec![0u8; dims.len()];
+        let err = match_histograms(
+            &vec![0u8; dims.len()],
+            dims,
+            &vec![0u8; rdims.len()],
+            rdims,
+            &mut out,
+        );
+        assert_eq!(err.unwrap_err().arg(), "reference");
+    }
+}

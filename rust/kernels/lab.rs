@@ -1,0 +1,389 @@
+//! CIELAB (D65 white, 2° observer) from sRGB and back.
+//!
+//! sRGB primaries → XYZ with the IEC 61966-2-1 matrix; the white point is the
+//! matrix's row sums (X 0.950470, Z 1.088830), so sRGB white maps to L 100,
+//! a 0, b 0. L is in [0, 100]. The CIE definition uses ε = 216/24389 and
+//! κ = 24389/27, which keep f and its inverse continuous.
+//!
+//! The fast path works on blocks of [`BLOCK`] pixels: decode to planar linear
+//! RGB (a table lookup), convert with straight-line f32 code the compiler
+//! vectorises (cube root by bit trick + two Halley steps), and interleave.
+
+use super::error::{KernelError, Result};
+use super::frames::{check_finite, Dims, Sample};
+use super::parallel::{zip_chunks, CHUNK};
+
+/// sRGB linear → XYZ (D65).
+pub const RGB_TO_XYZ: [[f64; 3]; 3] = [
+    [0.412_456_4, 0.357_576_1, 0.180_437_5],
+    [0.212_672_9, 0.715_152_2, 0.072_175_0],
+    [0.019_333_9, 0.119_192_0, 0.950_304_1],
+];
+pub const EPSILON: f64 = 216.0 / 24389.0;
+pub const KAPPA: f64 = 24389.0 / 27.0;
+
+/// Pixels per block in the fast path.
+pub const BLOCK: usize = 64;
+
+/// The D65 white point: the row sums of [`RGB_TO_XYZ`].
+pub fn white() -> [f64; 3] {
+    RGB_TO_XYZ.map(|r| r[0] + r[1] + r[2])
+}
+
+fn inverse3(m: [[f64; 3]; 3]) -> [[f64; 3]; 3] {
+    let c = |r: usize, s: usize| {
+        let (r1, r2) = ((r + 1) % 3, (r + 2) % 3);
+        let (s1, s2) = ((s + 1) % 3, (s + 2) % 3);
+        m[r1][s1] * m[r2][s2] - m[r1][s2] * m[r2][s1]
+    };
+    let det = m[0][0] * c(0, 0) + m[0][1] * c(0, 1) + m[0][2] * c(0, 2);
+    std::array::from_fn(|i| std::array::from_fn(|j| c(j, i) / det))
+}
+
+/// XYZ (D65) → sRGB linear.
+pub fn xyz_to_rgb() -> [[f64; 3]; 3] {
+    inverse3(RGB_TO_XYZ)
+}
+
+fn f_ref(t: f64) -> f64 {
+    if t > EPSILON {
+        t.cbrt()
+    } else {
+        (KAPPA * t + 16.0) / 116.0
+    }
+}
+
+fn f_inv_ref(f: f64) -> f64 {
+    let f3 = f * f * f;
+    if f3 > EPSILON {
+        f3
+    } else {
+        (116.0 * f - 16.0) / KAPPA
+    }
+}
+
+/// Linear sRGB → Lab (f64 reference).
+pub fn lab_from_linear_f64(rgb: [f64; 3]) -> [f64; 3] {
+    let w = white();
+    let xyz: [f64; 3] = std::array::from_fn(|i| {
+        (RGB_TO_XYZ[i][0] * rgb[0] + RGB_TO_XYZ[i][1] * rgb[1] + RGB_TO_XYZ[i][2] * rgb[2]) / w[i]
+    });
+    let [fx, fy, fz] = xyz.map(f_ref);
+    [116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)]
+}
+
+/// Lab → linear sRGB, not clipped (f64 reference).
+pub fn linear_from_lab_f64(lab: [f64; 3]) -> [f64; 3] {
+    let w = white();
+    let fy = (lab[0] + 16.0) / 116.0;
+    let f = [fy + lab[1] / 500.0, fy, fy - lab[2] / 200.0];
+    let xyz: [f64; 3] = std::array::from_fn(|i| w[i] * f_inv_ref(f[i]));
+    let m = xyz_to_rgb();
+    std::array::from_fn(|i| m[i][0] * xyz[0] + m[i][1] * xyz[1] + m[i][2] * xyz[2])
+}
+
+/// CIE lightness L* of a relative luminance Y in [0, 1] (f64 reference).
+pub fn lightness_f64(y: f64) -> f64 {
+    116.0 * f_ref(y) - 16.0
+}
+
+/// Cube root of a positive normal f32, to about 1 ulp, in straight-line code
+/// that vectorises: exponent/3 guess from the bit pattern, then two Halley steps.
+#[inline(always)]
+pub fn cbrt_fast(x: f32) -> f32 {
+    let bits = x.to_bits() as i32 as f32;
+    let mut y = f32::from_bits(((bits * (1.0 / 3.0)) as i32 + 709_921_077) as u32);
+    for _ in 0..2 {
+        let y3 = y * y * y;
+        y *= (y3 + 2.0 * x) / (2.0 * y3 + x);
+    }
+    y
+}
+
+const EPS32: f32 = EPSILON as f32;
+const K116: f32 = (KAPPA / 116.0) as f32;
+const C16: f32 = 16.0 / 116.0;
+
+/// The CIE f function in f32.
+#[inline(always)]
+pub fn f_fast(t: f32) -> f32 {
+    let c = cbrt_fast(t.max(EPS32));
+    if t > EPS32 {
+        c
+    } else {
+        t * K116 + C16
+    }
+}
+
+/// L* of a relative luminance Y (f32 fast path).
+#[inline(always)]
+pub fn lightness_fast(y: f32) -> f32 {
+    116.0 * f_fast(y) - 16.0
+}
+
+#[inline(always)]
+fn f_inv_fast(f: f32) -> f32 {
+    let f3 = f * f * f;
+    if f3 > EPS32 {
+        f3
+    } else {
+        (f - C16) * (1.0 / K116)
+    }
+}
+
+/// Constants of the f32 fast path, computed once per call.
+#[derive(Clone, Copy)]
+pub struct LabConsts {
+    /// RGB→XYZ with the white point divided out.
+    fwd: [[f32; 3]; 3],
+    /// XYZ→RGB with the white point multiplied in.
+    inv: [[f32; 3]; 3],
+}
+
+impl LabConsts {
+    pub fn new() -> Self {
+        let w = white();
+        let inv = xyz_to_rgb();
+        Self {
+            fwd: std::array::from_fn(|i| std::array::from_fn(|j| (RGB_TO_XYZ[i][j] / w[i]) as f32)),
+            inv: std::array::from_fn(|i| std::array::from_fn(|j| (inv[i][j] * w[j]) as f32)),
+        }
+    }
+}
+
+impl Default for LabConsts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Planar block of three channels.
+pub type Planes = [[f32; BLOCK]; 3];
+
+/// Planar linear RGB → planar Lab, a whole block at once.
+#[inline]
+pub fn lab_from_linear_block(k: &LabConsts, rgb: &Planes, lab: &mut Planes) {
+    let m = &k.fwd;
+    for i in 0..BLOCK {
+        let (r, g, b) = (rgb[0][i], rgb[1][i], rgb[2][i]);
+        let fx = f_fast(m[0][0] * r + m[0][1] * g + m[0][2] * b);
+        let fy = f_fast(m[1][0] * r + m[1][1] * g + m[1][2] * b);
+        let fz = f_fast(m[2][0] * r + m[2][1] * g + m[2][2] * b);
+        lab[0][i] = 116.0 * fy - 16.0;
+        lab[1][i] = 500.0 * (fx - fy);
+        lab[2][i] = 200.0 * (fy - fz);
+    }
+}
+
+/// Planar Lab → planar linear RGB clipped to [0, 1], a whole block at once.
+#[inline]
+pub fn linear_from_lab_block(k: &LabConsts, lab: &Planes, rgb: &mut Planes) {
+    let m = &k.inv;
+    for i in 0..BLOCK {
+        let fy = (lab[0][i] + 16.0) * (1.0 / 116.0);
+        let x = f_inv_fast(fy + lab[1][i] * (1.0 / 500.0));
+        let y = f_inv_fast(fy);
+        let z = f_inv_fast(fy - lab[2][i] * (1.0 / 200.0));
+        for c in 0..3 {
+            rgb[c][i] = (m[c][0] * x + m[c][1] * y + m[c][2] * z).clamp(0.0, 1.0);
+        }
+    }
+}
+
+/// Interleaved sRGB samples (up to BLOCK pixels) → planar linear RGB.
+#[inline]
+pub fn decode_block<T: Sample>(src: &[T], rgb: &mut Planes) {
+    for (i, px) in src.chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            rgb[c][i] = px[c].to_linear();
+        }
+    }
+}
+
+/// Planar linear RGB in [0, 1] → interleaved sRGB samples (up to BLOCK pixels).
+#[inline]
+pub fn encode_block<T: Sample>(rgb: &Planes, dst: &mut [T]) {
+    let enc = super::srgb::encode_table();
+    for (i, px) in dst.chunks_exact_mut(3).enumerate() {
+        for c in 0..3 {
+            px[c] = T::from_unit(enc.eval(rgb[c][i]));
+        }
+    }
+}
+
+#[inline]
+fn deinterleave(src: &[f32], planes: &mut Planes) {
+    for (i, px) in src.chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            planes[c][i] = px[c];
+        }
+    }
+}
+
+#[inline]
+fn interleave(planes: &Planes, dst: &mut [f32]) {
+    for (i, px) in dst.chunks_exact_mut(3).enumerate() {
+        for c in 0..3 {
+            px[c] = planes[c][i];
+        }
+    }
+}
+
+/// sRGB frames (`u8` or `f32` in [0, 1]; floats clamped) → Lab `f32`.
+pub fn rgb_to_lab<T: Sample>(src: &[T], dims: Dims, out: &mut [f32]) -> Result<()> {
+    dims.check("frames", src.len())?;
+    dims.check("out", out.len())?;
+    check_finite("frames", src)?;
+    let k = LabConsts::new();
+    zip_chunks(src, 3, out, 3, CHUNK / 3, |s, o| {
+        let (mut rgb, mut lab) = ([[0.0; BLOCK]; 3], [[0.0; BLOCK]; 3]);
+        for (sb, ob) in s.chunks(3 * BLOCK).zip(o.chunks_mut(3 * BLOCK)) {
+            decode_block(sb, &mut rgb);
+            lab_from_linear_block(&k, &rgb, &mut lab);
+            interleave(&lab, ob);
+        }
+    });
+    Ok(())
+}
+
+/// Lab `f32` → sRGB frames (`u8` rounded to nearest, or `f32`), out-of-gamut
+/// colours clipped per channel in linear RGB. NaN or infinity is refused.
+pub fn lab_to_rgb<T: Sample>(lab: &[f32], dims: Dims, out: &mut [T]) -> Result<()> {
+    dims.check("lab", lab.len())?;
+    dims.check("out", out.len())?;
+    check_finite("lab", lab)?;
+    let k = LabConsts::new();
+    zip_chunks(lab, 3, out, 3, CHUNK / 3, |s, o| {
+        let (mut labp, mut rgb) = ([[0.0; BLOCK]; 3], [[0.0; BLOCK]; 3]);
+        for (sb, ob) in s.chunks(3 * BLOCK).zip(o.chunks_mut(3 * BLOCK)) {
+            deinterleave(sb, &mut labp);
+            linear_from_lab_block(&k, &labp, &mut rgb);
+            encode_block(&rgb, ob);
+        }
+    });
+    Ok(())
+}
+
+/// Refuse Lab buffers whose length is not a whole number of pixels.
+pub fn check_pixels(arg: &'static str, len: usize) -> Result<()> {
+    if len % 3 != 0 {
+        return Err(KernelError::shape(
+            arg,
+            "3 channels per pixel",
+            format!("{len} samples"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ref_lab<T: Sample>(px: [T; 3]) -> [f64; 3] {
+        lab_from_linear_f64(px.map(|v| super::super::srgb::decode_f64(v.to_unit() as f64)))
+    }
+
+    #[test]
+    fn cbrt_is_accurate() {
+        let mut worst = 0.0f64;
+        let mut t = EPSILON as f32;
+        while t < 1.2 {
+            let e = ((cbrt_fast(t) as f64) - (t as f64).cbrt()).abs() / (t as f64).cbrt();
+            worst = worst.max(e);
+            t *= 1.0001;
+        }
+        assert!(worst < 3e-7, "relative error {worst}");
+    }
+
+    #[test]
+    fn white_and_black() {
+        let lab = lab_from_linear_f64([1.0, 1.0, 1.0]);
+        assert!((lab[0] - 100.0).abs() < 1e-9 && lab[1].abs() < 1e-9 && lab[2].abs() < 1e-9);
+        assert_eq!(lab_from_linear_f64([0.0; 3]), [0.0; 3]);
+    }
+
+    #[test]
+    fn reference_round_trips() {
+        for &c in &[[0.2, 0.5, 0.9], [1.0, 0.0, 0.0], [0.001, 0.002, 0.0]] {
+            let back = linear_from_lab_f64(lab_from_linear_f64(c));
+            for i in 0..3 {
+                assert!((back[i] - c[i]).abs() < 1e-12);
+            }
+        }
+    }
+
+    /// Fast path vs the f64 reference at odd widths, so partial blocks are hit.
+    #[test]
+    fn fast_matches_reference_at_odd_widths() {
+        for &w in &[1usize, 7, 9, 17, 33, 65] {
+            let dims = Dims::new(2, 3, w);
+            let src: Vec<u8> = (0..dims.len())
+                .map(|i| ((i * 97 + 13) % 256) as u8)
+                .collect();
+            let mut out = vec![0.0f32; dims.len()];
+            rgb_to_lab(&src, dims, &mut out).unwrap();
+            for (px, lab) in src.chunks(3).zip(out.chunks(3)) {
+                let r = ref_lab([px[0], px[1], px[2]]);
+                for c in 0..3 {
+                    assert!(
+                        (lab[c] as f64 - r[c]).abs() < 2e-3,
+                        "w={w} {px:?}: {lab:?} vs {r:?}"
+                    );
+                }
+            }
+            let srcf: Vec<f32> = src.iter().map(|&v| v as f32 / 255.0 + 0.001).collect();
+            rgb_to_lab(&srcf, dims, &mut out).unwrap();
+            for (px, lab) in srcf.chunks(3).zip(out.chunks(3)) {
+                let r = ref_lab([px[0], px[1], px[2]]);
+                for c in 0..3 {
+                    assert!(
+                        (lab[c] as f64 - r[c]).abs() < 2e-3,
+                        "w={w}: {lab:?} vs {r:?}"
+                    );
+                }
+            }
+            let mut back = vec![0u8; dims.len()];
+            lab_to_rgb(&out, dims, &mut back).unwrap();
+        }
+    }
+
+    #[test]
+    fn every_u8_colour_round_trips() {
+        // all 2^24 colours as one 4096 x 4096 frame
+        let dims = Dims::new(1, 4096, 4096);
+        let src: Vec<u8> = (0..1u32 << 24)
+            .flat_map(|c| [(c >> 16) as u8, (c >> 8) as u8, c as u8])
+            .collect();
+        let mut lab = vec![0.0f32; dims.len()];
+        rgb_to_lab(&src, dims, &mut lab).unwrap();
+        let mut back = vec![0u8; dims.len()];
+        lab_to_rgb(&lab, dims, &mut back).unwrap();
+        let bad = src.iter().zip(&back).filter(|(a, b)| a != b).count();
+        assert_eq!(bad, 0, "{bad} samples differ after the round trip");
+    }
+
+    #[test]
+    fn refuses_nan_and_bad_lengths() {
+        let dims = Dims::new(1, 1, 2);
+        let mut out = vec![0.0f32; 6];
+        let src = [0.0, f32::NAN, 0.0, 0.0, 0.0, 0.0];
+        assert_eq!(
+            rgb_to_lab(&src, dims, &mut out),
+            Err(KernelError::NonFinite { arg: "frames" })
+        );
+        assert!(rgb_to_lab(&[0u8; 5], dims, &mut out).is_err());
+        let mut o8 = [0u8; 6];
+        assert!(lab_to_rgb(&[50.0, f32::INFINITY, 0.0, 0.0, 0.0, 0.0], dims, &mut o8).is_err());
+    }
+
+    #[test]
+    fn out_of_gamut_is_clipped() {
+        let dims = Dims::new(1, 1, 2);
+        let lab = [100.0, 127.0, -127.0, -10.0, 0.0, 0.0];
+        let mut o8 = [0u8; 6];
+        lab_to_rgb(&lab, dims, &mut o8).unwrap();
+        assert_eq!(&o8[3..], &[0, 0, 0]);
+        assert_eq!(o8[0], 255);
+    }
+}

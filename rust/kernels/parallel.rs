@@ -1,0 +1,152 @@
+//! The thread pool kernels run on, and the few ways they split work.
+//!
+//! loopwave keeps its own rayon pool rather than the global one so its size can be
+//! changed at run time (`set_num_threads`), e.g. to leave cores to torch or
+//! onnxruntime running beside it. Work below a size threshold runs serially on the
+//! calling thread: spawning costs more than it saves on small frames.
+
+use rayon::prelude::*;
+use rayon::{ThreadPool, ThreadPoolBuilder};
+use std::sync::{Arc, RwLock};
+
+use super::error::{KernelError, Result};
+
+static POOL: RwLock<Option<Arc<ThreadPool>>> = RwLock::new(None);
+
+/// Samples per task for elementwise kernels; smaller inputs run serially.
+pub const CHUNK: usize = 3 * 16384;
+
+fn default_threads() -> usize {
+    std::env::var("LOOPWAVE_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+fn build(n: usize) -> Result<ThreadPool> {
+    ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("loopwave-{i}"))
+        .build()
+        .map_err(|e| KernelError::value("n", format!("could not start {n} threads: {e}")))
+}
+
+/// The pool kernels run on, created on first use.
+pub fn pool() -> Arc<ThreadPool> {
+    if let Some(p) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        return Arc::clone(p);
+    }
+    let mut guard = POOL.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = guard.as_ref() {
+        return Arc::clone(p);
+    }
+    let n = default_threads();
+    // If even the default pool cannot start, fall back to one thread.
+    let p = Arc::new(
+        build(n)
+            .or_else(|_| build(1))
+            .expect("cannot start a thread"),
+    );
+    *guard = Some(Arc::clone(&p));
+    p
+}
+
+/// Set the number of worker threads; 0 restores the default
+/// (`LOOPWAVE_NUM_THREADS`, else the number of available cores).
+pub fn set_num_threads(n: usize) -> Result<()> {
+    let n = if n == 0 { default_threads() } else { n };
+    if n > 1024 {
+        return Err(KernelError::value(
+            "n",
+            format!("at most 1024 threads, got {n}"),
+        ));
+    }
+    let p = Arc::new(build(n)?);
+    *POOL.write().unwrap_or_else(|e| e.into_inner()) = Some(p);
+    Ok(())
+}
+
+/// Number of worker threads kernels use.
+pub fn num_threads() -> usize {
+    pool().current_num_threads()
+}
+
+/// Run `f` inside the pool (so nested rayon calls use it).
+pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    pool().install(f)
+}
+
+/// Whether `f` holds for every chunk of `data`.
+pub fn all_chunks<T: Sync>(data: &[T], chunk: usize, f: impl Fn(&[T]) -> bool + Sync) -> bool {
+    if data.len() <= chunk {
+        return f(data);
+    }
+    install(|| data.par_chunks(chunk).all(&f))
+}
+
+/// Call `f(input_chunk, output_chunk)` over matching chunks of two buffers, in
+/// parallel when there is more than one chunk. `in_step`/`out_step` are the
+/// samples per item (e.g. 3 per pixel); chunks hold `items` items.
+pub fn zip_chunks<I: Sync, O: Send>(
+    input: &[I],
+    in_step: usize,
+    output: &mut [O],
+    out_step: usize,
+    items: usize,
+    f: impl Fn(&[I], &mut [O]) + Sync,
+) {
+    debug_assert_eq!(input.len() / in_step, output.len() / out_step);
+    let (ic, oc) = (items * in_step, items * out_step);
+    if input.len() <= ic {
+        f(input, output);
+        return;
+    }
+    install(|| {
+        input
+            .par_chunks(ic)
+            .zip(output.par_chunks_mut(oc))
+            .for_each(|(i, o)| f(i, o))
+    })
+}
+
+/// Like [`zip_chunks`] with two inputs of the same layout.
+pub fn zip2_chunks<A: Sync, B: Sync, O: Send>(
+    a: &[A],
+    b: &[B],
+    in_step: usize,
+    output: &mut [O],
+    out_step: usize,
+    items: usize,
+    f: impl Fn(&[A], &[B], &mut [O]) + Sync,
+) {
+    let (ic, oc) = (items * in_step, items * out_step);
+    if a.len() <= ic {
+        f(a, b, output);
+        return;
+    }
+    install(|| {
+        a.par_chunks(ic)
+            .zip(b.par_chunks(ic))
+            .zip(output.par_chunks_mut(oc))
+            .for_each(|((a, b), o)| f(a, b, o))
+    })
+}
+
+/// Map each frame (a `frame_in`-sample chunk of `input`) to a `frame_out`-sample
+/// chunk of `output`, frames in parallel; `f` gets the frame index.
+pub fn per_frame<I: Sync, O: Send>(
+    input: &[I],
+    frame_in: usize,
+    output: &mut [O],
+    frame_out: usize,
+    f: impl Fn(usize, &[I], &mut [O]) -> Result<()> + Sync,
+) -> Result<()> {
+    install(|| {
+        input
+            .par_chunks(frame_in)
+            .zip(output.par_chunks_mut(frame_out))
+            .enumerate()
+            .try_for_each(|(i, (src, dst))| f(i, src, dst))
+    })
+}

@@ -1,0 +1,243 @@
+//! RGB → planar YUV 4:2:0 (I420), the layout `av.VideoFrame.from_ndarray(...,
+//! format="yuv420p")` takes: a `(h * 3 / 2, w)` array holding the Y plane, then
+//! U, then V, each chroma plane `(h/2, w/2)` stored row after row.
+//!
+//! Y'CbCr from gamma-encoded RGB with the matrix's Kr/Kb (BT.601, BT.709,
+//! BT.2020 non-constant luminance). Limited range: Y in 16..=235, chroma in
+//! 16..=240; full range: 0..=255 for all. Chroma is the mean of each 2x2 block
+//! (centre-sited). Results are rounded to nearest.
+
+use super::error::{KernelError, Result};
+use super::frames::{check_finite, Dims, Sample};
+use super::parallel::install;
+use rayon::prelude::*;
+
+/// The colour matrices `rgb_to_yuv420p` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Matrix {
+    Bt601,
+    Bt709,
+    Bt2020,
+}
+
+impl Matrix {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name
+            .to_ascii_lowercase()
+            .replace(['.', '-', '_'], "")
+            .as_str()
+        {
+            "bt601" | "601" | "smpte170m" => Ok(Self::Bt601),
+            "bt709" | "709" => Ok(Self::Bt709),
+            "bt2020" | "2020" | "bt2020nc" => Ok(Self::Bt2020),
+            _ => Err(KernelError::value(
+                "matrix",
+                format!(
+                    "unknown matrix {name:?}; expected one of \"bt601\", \"bt709\", \"bt2020\""
+                ),
+            )),
+        }
+    }
+
+    /// (Kr, Kb).
+    pub fn k(self) -> (f64, f64) {
+        match self {
+            Self::Bt601 => (0.299, 0.114),
+            Self::Bt709 => (0.2126, 0.0722),
+            Self::Bt2020 => (0.2627, 0.0593),
+        }
+    }
+}
+
+/// Coefficients mapping RGB in 0..=255 to output codes: Y, Cb, Cr rows plus offsets.
+#[derive(Debug, Clone, Copy)]
+pub struct YuvCoeffs {
+    pub y: [f32; 3],
+    pub u: [f32; 3],
+    pub v: [f32; 3],
+    pub y_off: f32,
+    pub c_off: f32,
+}
+
+impl YuvCoeffs {
+    pub fn new(m: Matrix, full_range: bool) -> Self {
+        let (kr, kb) = m.k();
+        let kg = 1.0 - kr - kb;
+        let (ys, cs, y_off) = if full_range {
+            (255.0, 255.0, 0.0)
+        } else {
+            (219.0, 224.0, 16.0)
+        };
+        // Y' = kr R + kg G + kb B;  Pb = (B - Y') / (2 (1 - kb));  Pr = (R - Y') / (2 (1 - kr))
+        let y = [kr, kg, kb];
+        let pb = [-kr / (2.0 * (1.0 - kb)), -kg / (2.0 * (1.0 - kb)), 0.5];
+        let pr = [0.5, -kg / (2.0 * (1.0 - kr)), -kb / (2.0 * (1.0 - kr))];
+        let scale = |row: [f64; 3], s: f64| row.map(|v| (v * s / 255.0) as f32);
+        Self {
+            y: scale(y, ys),
+            u: scale(pb, cs),
+            v: scale(pr, cs),
+            y_off,
+            c_off: 128.0,
+        }
+    }
+}
+
+#[inline(always)]
+fn dot(k: [f32; 3], p: [f32; 3]) -> f32 {
+    k[0] * p[0] + k[1] * p[1] + k[2] * p[2]
+}
+
+#[inline(always)]
+fn code(v: f32) -> u8 {
+    (v + 0.5).clamp(0.0, 255.0) as u8
+}
+
+/// Convert frames to I420. `out` holds `n * h * 3/2 * w` bytes; `h` and `w` must be even.
+pub fn rgb_to_yuv420p<T: Sample>(
+    src: &[T],
+    dims: Dims,
+    matrix: Matrix,
+    full_range: bool,
+    out: &mut [u8],
+) -> Result<()> {
+    dims.check("frames", src.len())?;
+    if dims.h % 2 != 0 || dims.w % 2 != 0 {
+        return Err(KernelError::shape(
+            "frames",
+            "an even height and width for 4:2:0 chroma (pad or crop the frames first)",
+            format!("{}x{} (height x width)", dims.h, dims.w),
+        ));
+    }
+    let (h, w) = (dims.h, dims.w);
+    let plane = h * w;
+    let frame_out = plane * 3 / 2;
+    if out.len() != dims.n * frame_out {
+        return Err(KernelError::shape(
+            "out",
+            format!("{} bytes", dims.n * frame_out),
+            format!("{}", out.len()),
+        ));
+    }
+    check_finite("frames", src)?;
+    let k = YuvCoeffs::new(matrix, full_range);
+    let px = |s: &[T], i: usize| -> [f32; 3] {
+        [
+            s[3 * i].to_unit() * 255.0,
+            s[3 * i + 1].to_unit() * 255.0,
+            s[3 * i + 2].to_unit() * 255.0,
+        ]
+    };
+    install(|| {
+        src.par_chunks(dims.frame_len())
+            .zip(out.par_chunks_mut(frame_out))
+            .for_each(|(s, o)| {
+                let (yp, c) = o.split_at_mut(plane);
+                let (up, vp) = c.split_at_mut(plane / 4);
+                // one task per pair of rows: two luma rows and one chroma row
+                yp.par_chunks_mut(2 * w)
+                    .zip(up.par_chunks_mut(w / 2))
+                    .zip(vp.par_chunks_mut(w / 2))
+                    .enumerate()
+                    .for_each(|(r, ((yrows, urow), vrow))| {
+                        let s = &s[2 * r * w * 3..(2 * r + 2) * w * 3];
+                        for (i, y) in yrows.iter_mut().enumerate() {
+                            *y = code(dot(k.y, px(s, i)) + k.y_off);
+                        }
+                        for x in 0..w / 2 {
+                            let (a, b, c, d) = (
+                                px(s, 2 * x),
+                                px(s, 2 * x + 1),
+                                px(s, w + 2 * x),
+                                px(s, w + 2 * x + 1),
+                            );
+                            let m: [f32; 3] =
+                                std::array::from_fn(|ch| 0.25 * (a[ch] + b[ch] + c[ch] + d[ch]));
+                            urow[x] = code(dot(k.u, m) + k.c_off);
+                            vrow[x] = code(dot(k.v, m) + k.c_off);
+                        }
+                    })
+            })
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn white_black_grey_limited_and_full() {
+        for m in [Matrix::Bt601, Matrix::Bt709, Matrix::Bt2020] {
+            let dims = Dims::new(1, 2, 2);
+            for (v, lim, full) in [(255u8, 235u8, 255u8), (0, 16, 0)] {
+                let src = vec![v; 12];
+                let mut out = vec![0u8; 6];
+                rgb_to_yuv420p(&src, dims, m, false, &mut out).unwrap();
+                assert_eq!(out, vec![lim, lim, lim, lim, 128, 128]);
+                rgb_to_yuv420p(&src, dims, m, true, &mut out).unwrap();
+                assert_eq!(out, vec![full, full, full, full, 128, 128]);
+            }
+        }
+    }
+
+    /// f64 reference per pixel at odd half-widths (frame widths 2 * w).
+    #[test]
+    fn matches_reference() {
+        for &hw in &[1usize, 7, 9, 17, 33, 65] {
+            let dims = Dims::new(1, 4, 2 * hw);
+            let src: Vec<u8> = (0..dims.len())
+                .map(|i| ((i * 89 + 5) % 256) as u8)
+                .collect();
+            let mut out = vec![0u8; dims.len() / 2];
+            rgb_to_yuv420p(&src, dims, Matrix::Bt709, false, &mut out).unwrap();
+            let (kr, kb) = Matrix::Bt709.k();
+            let w = dims.w;
+            for i in 0..dims.frame_pixels() {
+                let p = &src[3 * i..3 * i + 3];
+                let y = kr * p[0] as f64 + (1.0 - kr - kb) * p[1] as f64 + kb * p[2] as f64;
+                let want = 16.0 + 219.0 * y / 255.0;
+                assert!(
+                    (out[i] as f64 - want).abs() <= 0.5 + 1e-4,
+                    "{} vs {want}",
+                    out[i]
+                );
+            }
+            let plane = dims.frame_pixels();
+            for cy in 0..2 {
+                for cx in 0..hw {
+                    let idx = |yy: usize, xx: usize| 3 * (yy * w + xx);
+                    let mut m = [0.0f64; 3];
+                    for (yy, xx) in [
+                        (2 * cy, 2 * cx),
+                        (2 * cy, 2 * cx + 1),
+                        (2 * cy + 1, 2 * cx),
+                        (2 * cy + 1, 2 * cx + 1),
+                    ] {
+                        for c in 0..3 {
+                            m[c] += src[idx(yy, xx) + c] as f64 / 4.0;
+                        }
+                    }
+                    let y = kr * m[0] + (1.0 - kr - kb) * m[1] + kb * m[2];
+                    let u = 128.0 + 224.0 * (m[2] - y) / (2.0 * (1.0 - kb)) / 255.0;
+                    let got = out[plane + cy * hw + cx] as f64;
+                    assert!((got - u).abs() <= 0.5 + 1e-4, "{got} vs {u}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_odd_sizes_and_unknown_matrix() {
+        let dims = Dims::new(1, 3, 2);
+        let mut out = vec![0u8; 9];
+        assert_eq!(
+            rgb_to_yuv420p(&[0u8; 18], dims, Matrix::Bt709, false, &mut out)
+                .unwrap_err()
+                .arg(),
+            "frames"
+        );
+        assert_eq!(Matrix::parse("rec9").unwrap_err().arg(), "matrix");
+        assert_eq!(Matrix::parse("BT.709").unwrap(), Matrix::Bt709);
+    }
+}

@@ -1,0 +1,420 @@
+//! Thin PyO3 wrappers: check arrays, release the GIL, run a kernel, map errors.
+//!
+//! The Python package (`python/loopwave/color.py`) normalises input before it
+//! gets here: 4-D, C-contiguous, batch axis present. These wrappers still check
+//! everything they rely on, so a direct call with bad input raises rather than
+//! crashes. Only plain slices enter the GIL-released closures.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use numpy::{
+    Element, PyArray1, PyArray3, PyArray4, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray4,
+    PyUntypedArrayMethods,
+};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::kernels::{self, Dims, KernelError, Sample};
+
+create_exception!(
+    _native,
+    KernelPanic,
+    PyRuntimeError,
+    "A loopwave kernel hit an internal error (a bug: please report it with the input shapes)."
+);
+
+fn to_py(e: KernelError) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+/// Run a kernel with the GIL released; a panic becomes `KernelPanic`, never an abort.
+fn run<R: Send>(py: Python<'_>, f: impl FnOnce() -> kernels::Result<R> + Send) -> PyResult<R> {
+    match py.detach(|| catch_unwind(AssertUnwindSafe(f))) {
+        Ok(r) => r.map_err(to_py),
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(KernelPanic::new_err(format!(
+                "internal error in a loopwave kernel: {msg}"
+            )))
+        }
+    }
+}
+
+/// A 4-D frame batch of one of the accepted dtypes.
+enum Frames<'py> {
+    U8(PyReadonlyArray4<'py, u8>),
+    F32(PyReadonlyArray4<'py, f32>),
+}
+
+fn frames<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Frames<'py>> {
+    let borrow_err = |e| PyValueError::new_err(format!("{arg}: cannot read the array ({e})"));
+    if let Ok(a) = obj.cast::<PyArray4<u8>>() {
+        return Ok(Frames::U8(a.try_readonly().map_err(borrow_err)?));
+    }
+    if let Ok(a) = obj.cast::<PyArray4<f32>>() {
+        return Ok(Frames::F32(a.try_readonly().map_err(borrow_err)?));
+    }
+    Err(PyTypeError::new_err(format!(
+        "{arg}: expected a 4-D numpy array (n, h, w, 3) of uint8 or float32, got {}",
+        describe(obj)
+    )))
+}
+
+fn describe(obj: &Bound<'_, PyAny>) -> String {
+    match (obj.getattr("dtype"), obj.getattr("shape")) {
+        (Ok(d), Ok(s)) => format!("an array of dtype {d} and shape {s}"),
+        _ => obj
+            .get_type()
+            .name()
+            .map_or_else(|_| "an object".into(), |n| n.to_string()),
+    }
+}
+
+fn same_dtype<'py>(obj: &Bound<'py, PyAny>, arg: &str, like: &Frames<'_>) -> PyResult<Frames<'py>> {
+    let f = frames(obj, arg)?;
+    match (&f, like) {
+        (Frames::U8(_), Frames::U8(_)) | (Frames::F32(_), Frames::F32(_)) => Ok(f),
+        _ => Err(PyTypeError::new_err(format!(
+            "{arg}: must have the same dtype as the frames"
+        ))),
+    }
+}
+
+/// Dims and the contiguous data of a batch.
+fn view<'a, T: Element>(a: &'a PyReadonlyArray4<'_, T>, arg: &str) -> PyResult<(Dims, &'a [T])> {
+    let s = a.shape();
+    if s[3] != 3 {
+        return Err(PyValueError::new_err(format!(
+            "{arg}: expected 3 channels (RGB) in the last axis, got {}",
+            s[3]
+        )));
+    }
+    let data = a
+        .as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{arg}: expected a C-contiguous array")))?;
+    Ok((Dims::new(s[0], s[1], s[2]), data))
+}
+
+/// An uninitialised output batch; every kernel writes every sample on success.
+fn alloc<'py, T: Element>(py: Python<'py>, d: Dims) -> Bound<'py, PyArray4<T>> {
+    // SAFETY: the array is fully written before Python can see it, or dropped.
+    unsafe { PyArray4::<T>::new(py, [d.n, d.h, d.w, 3], false) }
+}
+
+#[allow(clippy::mut_from_ref)]
+fn out_slice<'a, T: Element, const N: usize>(
+    a: &'a Bound<'_, numpy::PyArray<T, numpy::ndarray::Dim<[usize; N]>>>,
+) -> &'a mut [T]
+where
+    numpy::ndarray::Dim<[usize; N]>: numpy::ndarray::Dimension,
+{
+    // SAFETY: freshly allocated, contiguous, and not shared with Python yet.
+    unsafe { a.as_slice_mut().expect("new arrays are contiguous") }
+}
+
+fn map_batch<'py, T: Element + Sample, O: Element + Sample>(
+    py: Python<'py>,
+    a: &PyReadonlyArray4<'_, T>,
+    arg: &str,
+    f: impl FnOnce(&[T], Dims, &mut [O]) -> kernels::Result<()> + Send,
+) -> PyResult<Bound<'py, PyArray4<O>>> {
+    let (d, s) = view(a, arg)?;
+    let out = alloc::<O>(py, d);
+    let o = out_slice(&out);
+    run(py, || f(s, d, o))?;
+    Ok(out)
+}
+
+#[pyfunction]
+fn rgb_to_lab<'py>(
+    py: Python<'py>,
+    frames_: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray4<f32>>> {
+    match frames(frames_, "frames")? {
+        Frames::U8(a) => map_batch(py, &a, "frames", kernels::lab::rgb_to_lab),
+        Frames::F32(a) => map_batch(py, &a, "frames", kernels::lab::rgb_to_lab),
+    }
+}
+
+#[pyfunction]
+fn lab_to_rgb<'py>(
+    py: Python<'py>,
+    lab: PyReadonlyArray4<'py, f32>,
+    to_uint8: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(if to_uint8 {
+        map_batch::<f32, u8>(py, &lab, "lab", kernels::lab::lab_to_rgb)?.into_any()
+    } else {
+        map_batch::<f32, f32>(py, &lab, "lab", kernels::lab::lab_to_rgb)?.into_any()
+    })
+}
+
+fn match_histograms_t<'py, T: Element + Sample>(
+    py: Python<'py>,
+    a: PyReadonlyArray4<'py, T>,
+    r: PyReadonlyArray4<'py, T>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (rd, rs) = view(&r, "reference")?;
+    Ok(map_batch(py, &a, "frames", |s, d, o| {
+        kernels::histogram::match_histograms(s, d, rs, rd, o)
+    })?
+    .into_any())
+}
+
+#[pyfunction]
+fn match_histograms<'py>(
+    py: Python<'py>,
+    frames_: &Bound<'py, PyAny>,
+    reference: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let f = frames(frames_, "frames")?;
+    match (same_dtype(reference, "reference", &f)?, f) {
+        (Frames::U8(r), Frames::U8(a)) => match_histograms_t(py, a, r),
+        (Frames::F32(r), Frames::F32(a)) => match_histograms_t(py, a, r),
+        _ => unreachable!("dtypes checked"),
+    }
+}
+
+fn blend_t<'py, T: Element + Sample>(
+    py: Python<'py>,
+    c: PyReadonlyArray4<'py, T>,
+    l: PyReadonlyArray4<'py, T>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (ld, ls) = view(&l, "luma")?;
+    let (cd, _) = view(&c, "color")?;
+    if ld != cd {
+        return Err(PyValueError::new_err(format!(
+            "luma: expected the shape of color ({}, {}, {}, 3), got ({}, {}, {}, 3)",
+            cd.n, cd.h, cd.w, ld.n, ld.h, ld.w
+        )));
+    }
+    Ok(map_batch(py, &c, "color", |s, d, o| {
+        kernels::blend::blend_luminosity(s, ls, d, o)
+    })?
+    .into_any())
+}
+
+#[pyfunction]
+fn blend_luminosity<'py>(
+    py: Python<'py>,
+    color: &Bound<'py, PyAny>,
+    luma: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let c = frames(color, "color")?;
+    match (same_dtype(luma, "luma", &c)?, c) {
+        (Frames::U8(l), Frames::U8(c)) => blend_t(py, c, l),
+        (Frames::F32(l), Frames::F32(c)) => blend_t(py, c, l),
+        _ => unreachable!("dtypes checked"),
+    }
+}
+
+fn vec1<'a>(a: &'a PyReadonlyArray1<'_, f64>, arg: &str) -> PyResult<&'a [f64]> {
+    a.as_slice().map_err(|_| {
+        PyValueError::new_err(format!("{arg}: expected a contiguous 1-D float64 array"))
+    })
+}
+
+#[pyfunction]
+fn adjust_gamma<'py>(
+    py: Python<'py>,
+    frames_: &Bound<'py, PyAny>,
+    gamma: PyReadonlyArray1<'py, f64>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let g = vec1(&gamma, "gamma")?;
+    Ok(match frames(frames_, "frames")? {
+        Frames::U8(a) => map_batch(py, &a, "frames", |s, d, o| {
+            kernels::gamma::adjust_gamma(s, d, g, o)
+        })?
+        .into_any(),
+        Frames::F32(a) => map_batch(py, &a, "frames", |s, d, o| {
+            kernels::gamma::adjust_gamma(s, d, g, o)
+        })?
+        .into_any(),
+    })
+}
+
+type WithGammas<'py> = (Bound<'py, PyAny>, Bound<'py, PyArray1<f64>>);
+
+/// Shared shape of `match_gamma` and `color_correct`: frames + reference in,
+/// frames + one f64 per frame out.
+fn with_gammas<'py, T: Element + Sample>(
+    py: Python<'py>,
+    a: PyReadonlyArray4<'py, T>,
+    r: PyReadonlyArray4<'py, T>,
+    rarg: &str,
+    f: impl FnOnce(&[T], Dims, &[T], Dims, &mut [T], &mut [f64]) -> kernels::Result<()> + Send,
+) -> PyResult<WithGammas<'py>> {
+    let (rd, rs) = view(&r, rarg)?;
+    let (d, _) = view(&a, "frames")?;
+    let gammas = PyArray1::<f64>::zeros(py, d.n, false);
+    let g = out_slice(&gammas);
+    let out = map_batch(py, &a, "frames", |s, d, o| f(s, d, rs, rd, o, g))?;
+    Ok((out.into_any(), gammas))
+}
+
+#[pyfunction]
+fn match_gamma<'py>(
+    py: Python<'py>,
+    frames_: &Bound<'py, PyAny>,
+    reference: &Bound<'py, PyAny>,
+) -> PyResult<WithGammas<'py>> {
+    let f = frames(frames_, "frames")?;
+    match (same_dtype(reference, "reference", &f)?, f) {
+        (Frames::U8(r), Frames::U8(a)) => {
+            with_gammas(py, a, r, "reference", kernels::gamma::match_gamma)
+        }
+        (Frames::F32(r), Frames::F32(a)) => {
+            with_gammas(py, a, r, "reference", kernels::gamma::match_gamma)
+        }
+        _ => unreachable!("dtypes checked"),
+    }
+}
+
+#[pyfunction]
+#[pyo3(signature = (frames_, target, gamma))]
+fn color_correct<'py>(
+    py: Python<'py>,
+    frames_: &Bound<'py, PyAny>,
+    target: &Bound<'py, PyAny>,
+    gamma: bool,
+) -> PyResult<WithGammas<'py>> {
+    let f = frames(frames_, "frames")?;
+    match (same_dtype(target, "target", &f)?, f) {
+        (Frames::U8(t), Frames::U8(a)) => with_gammas(py, a, t, "target", |s, d, t, td, o, g| {
+            kernels::correct::color_correct(s, d, t, td, gamma, o, g)
+        }),
+        (Frames::F32(t), Frames::F32(a)) => with_gammas(py, a, t, "target", |s, d, t, td, o, g| {
+            kernels::correct::color_correct(s, d, t, td, gamma, o, g)
+        }),
+        _ => unreachable!("dtypes checked"),
+    }
+}
+
+fn lerp_t<'py, T: Element + Sample>(
+    py: Python<'py>,
+    a: PyReadonlyArray4<'py, T>,
+    b: PyReadonlyArray4<'py, T>,
+    alpha: &[f64],
+) -> PyResult<Bound<'py, PyAny>> {
+    let (bd, bs) = view(&b, "b")?;
+    let (ad, _) = view(&a, "a")?;
+    if ad != bd {
+        return Err(PyValueError::new_err(format!(
+            "b: expected the shape of a ({}, {}, {}, 3), got ({}, {}, {}, 3)",
+            ad.n, ad.h, ad.w, bd.n, bd.h, bd.w
+        )));
+    }
+    Ok(map_batch(py, &a, "a", |s, d, o| {
+        kernels::lerp::lerp_frames(s, bs, d, alpha, o)
+    })?
+    .into_any())
+}
+
+#[pyfunction]
+fn lerp_frames<'py>(
+    py: Python<'py>,
+    a: &Bound<'py, PyAny>,
+    b: &Bound<'py, PyAny>,
+    alpha: PyReadonlyArray1<'py, f64>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let t = vec1(&alpha, "alpha")?;
+    let fa = frames(a, "a")?;
+    match (same_dtype(b, "b", &fa)?, fa) {
+        (Frames::U8(b), Frames::U8(a)) => lerp_t(py, a, b, t),
+        (Frames::F32(b), Frames::F32(a)) => lerp_t(py, a, b, t),
+        _ => unreachable!("dtypes checked"),
+    }
+}
+
+fn mean_t<'py, T: Element + Sample>(
+    py: Python<'py>,
+    a: PyReadonlyArray4<'py, T>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (d, s) = view(&a, "frames")?;
+    let out = alloc::<T>(py, Dims::new(1, d.h, d.w));
+    let o = out_slice(&out);
+    run(py, || kernels::lerp::mean_frames(s, d, o))?;
+    Ok(out.into_any())
+}
+
+#[pyfunction]
+fn mean_frames<'py>(py: Python<'py>, frames_: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    match frames(frames_, "frames")? {
+        Frames::U8(a) => mean_t(py, a),
+        Frames::F32(a) => mean_t(py, a),
+    }
+}
+
+fn yuv_t<'py, T: Element + Sample>(
+    py: Python<'py>,
+    a: PyReadonlyArray4<'py, T>,
+    m: kernels::yuv::Matrix,
+    full: bool,
+) -> PyResult<Bound<'py, PyArray3<u8>>> {
+    let (d, s) = view(&a, "frames")?;
+    if d.h % 2 != 0 || d.w % 2 != 0 {
+        return Err(to_py(
+            kernels::yuv::rgb_to_yuv420p(s, d, m, full, &mut []).unwrap_err(),
+        ));
+    }
+    let out = PyArray3::<u8>::zeros(py, [d.n, d.h * 3 / 2, d.w], false);
+    let o = out_slice(&out);
+    run(py, || kernels::yuv::rgb_to_yuv420p(s, d, m, full, o))?;
+    Ok(out)
+}
+
+#[pyfunction]
+fn rgb_to_yuv420p<'py>(
+    py: Python<'py>,
+    frames_: &Bound<'py, PyAny>,
+    matrix: &str,
+    full_range: bool,
+) -> PyResult<Bound<'py, PyArray3<u8>>> {
+    let m = kernels::yuv::Matrix::parse(matrix).map_err(to_py)?;
+    match frames(frames_, "frames")? {
+        Frames::U8(a) => yuv_t(py, a, m, full_range),
+        Frames::F32(a) => yuv_t(py, a, m, full_range),
+    }
+}
+
+#[pyfunction]
+fn set_num_threads(n: usize) -> PyResult<()> {
+    kernels::parallel::set_num_threads(n).map_err(to_py)
+}
+
+#[pyfunction]
+fn get_num_threads() -> usize {
+    kernels::parallel::num_threads()
+}
+
+/// Deliberately panic inside a kernel call, so tests can check that panics
+/// surface as `KernelPanic` and never abort the interpreter.
+#[pyfunction]
+fn _panic_for_tests(py: Python<'_>) -> PyResult<()> {
+    run(py, || -> kernels::Result<()> { panic!("test panic") })
+}
+
+#[pymodule]
+pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("KernelPanic", m.py().get_type::<KernelPanic>())?;
+    m.add_function(wrap_pyfunction!(rgb_to_lab, m)?)?;
+    m.add_function(wrap_pyfunction!(lab_to_rgb, m)?)?;
+    m.add_function(wrap_pyfunction!(match_histograms, m)?)?;
+    m.add_function(wrap_pyfunction!(blend_luminosity, m)?)?;
+    m.add_function(wrap_pyfunction!(adjust_gamma, m)?)?;
+    m.add_function(wrap_pyfunction!(match_gamma, m)?)?;
+    m.add_function(wrap_pyfunction!(color_correct, m)?)?;
+    m.add_function(wrap_pyfunction!(lerp_frames, m)?)?;
+    m.add_function(wrap_pyfunction!(mean_frames, m)?)?;
+    m.add_function(wrap_pyfunction!(rgb_to_yuv420p, m)?)?;
+    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
+    Ok(())
+}
