@@ -143,7 +143,7 @@ def match_gamma(frames: Frames, reference: Frames) -> tuple[Frames, Any]:
     The rule: mean CIE L* of ``adjust_gamma(frame, g)`` equals the mean L* of the
     reference (its frame for this frame, or the one shared reference). Mean L*
     falls monotonically in ``g``, so the root is unique; it is found on ``ln g``
-    within [1/32, 32] to 0.001 L*. Frames over 262144 pixels are evaluated on a
+    within [1/32, 32] to 0.005 L*. Frames over 65536 pixels are evaluated on a
     regular grid of that many pixels. A frame gamma cannot change (only black
     and white) gets 1; an unreachable target gets the nearer end of the range.
 

@@ -22,10 +22,11 @@ use super::frames::{check_finite, Dims, Sample};
 use super::gamma::{apply_in_place, solve_gamma};
 use super::histogram::{bin_mapping, Binning, Hist3, FLOAT_BINS};
 use super::lab::{
-    decode_block, lab_from_linear_block, linear_from_lab_block, LabConsts, Planes, BLOCK,
+    decode_block, encode_planes, lab_from_linear_block_steps, linear_from_lab_block, LabConsts,
+    Planes, BLOCK,
 };
 use super::parallel::{install, CHUNK};
-use super::srgb::encode_table;
+use super::simd::avx2_dispatch;
 
 /// The fixed Lab binning of the fused kernel.
 pub fn lab_binning() -> [Binning; 3] {
@@ -44,28 +45,43 @@ pub struct TargetStats {
     pub mean_l: f64,
 }
 
+#[inline(always)]
+fn target_chunk_imp<T: Sample>(
+    k: &LabConsts,
+    binning: &[Binning; 3],
+    h: &mut Hist3,
+    l: &mut f64,
+    chunk: &[T],
+) {
+    let (mut rgb, mut lab): (Planes, Planes) = ([[0.0; BLOCK]; 3], [[0.0; BLOCK]; 3]);
+    for block in chunk.chunks(3 * BLOCK) {
+        decode_block(block, &mut rgb);
+        lab_from_linear_block_steps::<1>(k, &rgb, &mut lab);
+        let n = block.len() / 3;
+        for c in 0..3 {
+            for &v in &lab[c][..n] {
+                h.add(c, binning[c].bin(v), v);
+            }
+        }
+        *l += lab[0][..n].iter().map(|&v| v as f64).sum::<f64>();
+    }
+}
+
+avx2_dispatch!(fn target_chunk<T: Sample>(k: &LabConsts, binning: &[Binning; 3], h: &mut Hist3, l: &mut f64, chunk: &[T]) = target_chunk_imp);
+
 /// Lab histogram and mean lightness of one target frame.
 pub fn target_stats<T: Sample>(target: &[T], binning: &[Binning; 3]) -> TargetStats {
     let k = LabConsts::new();
-    let add = |(mut h, mut l): (Hist3, f64), chunk: &[T]| {
-        let (mut rgb, mut lab): (Planes, Planes) = ([[0.0; BLOCK]; 3], [[0.0; BLOCK]; 3]);
-        for block in chunk.chunks(3 * BLOCK) {
-            decode_block(block, &mut rgb);
-            lab_from_linear_block(&k, &rgb, &mut lab);
-            let n = block.len() / 3;
-            for c in 0..3 {
-                for &v in &lab[c][..n] {
-                    h.add(c, binning[c].bin(v), v);
-                }
-            }
-            l += lab[0][..n].iter().map(|&v| v as f64).sum::<f64>();
-        }
-        (h, l)
-    };
     let (hist, sum_l) = install(|| {
         target
             .par_chunks(CHUNK)
-            .fold(|| (Hist3::new(binning, true), 0.0), add)
+            .fold(
+                || (Hist3::new(binning, true), 0.0),
+                |(mut h, mut l), chunk| {
+                    target_chunk(&k, binning, &mut h, &mut l, chunk);
+                    (h, l)
+                },
+            )
             .reduce_with(|a, b| (a.0.merge(b.0), a.1 + b.1))
             .expect("non-empty target")
     });
@@ -74,6 +90,95 @@ pub fn target_stats<T: Sample>(target: &[T], binning: &[Binning; 3]) -> TargetSt
         mean_l: sum_l / (target.len() / 3) as f64,
     }
 }
+
+/// Pass one over a chunk: Lab, bin indices into `bins`, counts into `hist`.
+/// Counts go to two copies per channel (even and odd pixels) so runs of equal
+/// bins in smooth images do not serialise on one counter.
+#[inline(always)]
+fn bin_chunk_imp<T: Sample>(
+    k: &LabConsts,
+    binning: &[Binning; 3],
+    hist: &mut [u32],
+    s: &[T],
+    bins: &mut [u16],
+) {
+    let nb = FLOAT_BINS;
+    let (mut rgb, mut lab): (Planes, Planes) = ([[0.0; BLOCK]; 3], [[0.0; BLOCK]; 3]);
+    let mut idx = [[0u16; BLOCK]; 3];
+    for (sb, bb) in s.chunks(3 * BLOCK).zip(bins.chunks_mut(3 * BLOCK)) {
+        decode_block(sb, &mut rgb);
+        lab_from_linear_block_steps::<1>(k, &rgb, &mut lab);
+        for c in 0..3 {
+            for i in 0..BLOCK {
+                idx[c][i] = binning[c].bin(lab[c][i]) as u16;
+            }
+        }
+        let n = sb.len() / 3;
+        for (c, ic) in idx.iter().enumerate() {
+            let (even, odd) = hist[2 * c * nb..2 * (c + 1) * nb].split_at_mut(nb);
+            for pair in ic[..n].chunks(2) {
+                even[pair[0] as usize] += 1;
+                if let Some(&o) = pair.get(1) {
+                    odd[o as usize] += 1;
+                }
+            }
+        }
+        for (i, px) in bb.chunks_exact_mut(3).enumerate() {
+            for c in 0..3 {
+                px[c] = idx[c][i];
+            }
+        }
+    }
+}
+
+avx2_dispatch!(fn bin_chunk<T: Sample>(k: &LabConsts, binning: &[Binning; 3], hist: &mut [u32], s: &[T], bins: &mut [u16]) = bin_chunk_imp);
+
+/// Pass two over a chunk: matched Lab from the bins, to RGB, then the
+/// luminosity blend with the frame's own pixels.
+#[inline(always)]
+fn blend_chunk_imp<T: Sample>(
+    k: &LabConsts,
+    luts: &[Vec<f32>; 3],
+    s: &[T],
+    bins: &[u16],
+    o: &mut [T],
+) {
+    let (mut lab, mut rgb, mut own): (Planes, Planes, Planes) =
+        ([[0.0; BLOCK]; 3], [[0.0; BLOCK]; 3], [[0.0; BLOCK]; 3]);
+    for ((sb, bb), ob) in s
+        .chunks(3 * BLOCK)
+        .zip(bins.chunks(3 * BLOCK))
+        .zip(o.chunks_mut(3 * BLOCK))
+    {
+        for (i, px) in bb.chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                lab[c][i] = luts[c][px[c] as usize];
+            }
+        }
+        linear_from_lab_block(k, &lab, &mut rgb);
+        encode_planes::<1>(&mut rgb);
+        for (i, p) in sb.chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                own[c][i] = p[c].to_unit();
+            }
+        }
+        // the blend, planar so it vectorises
+        for i in 0..BLOCK {
+            let l = lum([own[0][i], own[1][i], own[2][i]]);
+            let res = set_lum([rgb[0][i], rgb[1][i], rgb[2][i]], l);
+            for c in 0..3 {
+                rgb[c][i] = res[c];
+            }
+        }
+        for (i, q) in ob.chunks_exact_mut(3).enumerate() {
+            for c in 0..3 {
+                q[c] = T::from_unit(rgb[c][i]);
+            }
+        }
+    }
+}
+
+avx2_dispatch!(fn blend_chunk<T: Sample>(k: &LabConsts, luts: &[Vec<f32>; 3], s: &[T], bins: &[u16], o: &mut [T]) = blend_chunk_imp);
 
 /// Correct one frame toward a target's statistics; returns the gamma applied (1 if none).
 pub fn correct_frame<T: Sample>(
@@ -86,74 +191,40 @@ pub fn correct_frame<T: Sample>(
 ) -> f64 {
     let binning = lab_binning();
     let k = LabConsts::new();
+    let nb = FLOAT_BINS;
     let mut bins = vec![0u16; src.len()];
-    // pass 1: Lab, bin indices, histogram
-    let hist = install(|| {
+    let counts = install(|| {
         src.par_chunks(CHUNK)
             .zip(bins.par_chunks_mut(CHUNK))
             .fold(
-                || Hist3::new(&binning, false),
+                || vec![0u32; 6 * nb],
                 |mut hist, (s, b)| {
-                    let (mut rgb, mut lab): (Planes, Planes) =
-                        ([[0.0; BLOCK]; 3], [[0.0; BLOCK]; 3]);
-                    for (sb, bb) in s.chunks(3 * BLOCK).zip(b.chunks_mut(3 * BLOCK)) {
-                        decode_block(sb, &mut rgb);
-                        lab_from_linear_block(&k, &rgb, &mut lab);
-                        for (i, px) in bb.chunks_exact_mut(3).enumerate() {
-                            for c in 0..3 {
-                                let bin = binning[c].bin(lab[c][i]);
-                                hist.counts[c][bin] += 1;
-                                px[c] = bin as u16;
-                            }
-                        }
-                    }
+                    bin_chunk(&k, &binning, &mut hist, s, b);
                     hist
                 },
             )
-            .reduce_with(Hist3::merge)
+            .reduce_with(|mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                a
+            })
             .expect("non-empty frame")
     });
     // the matched Lab value of every bin
     let luts: [Vec<f32>; 3] = std::array::from_fn(|c| {
+        let n: Vec<u64> = (0..nb)
+            .map(|b| (counts[2 * c * nb + b] + counts[(2 * c + 1) * nb + b]) as u64)
+            .collect();
         let (tq, tv) = target.hist.quantiles(c, |_| 0.0);
-        bin_mapping(&hist.counts[c], &tq, &tv)
+        bin_mapping(&n, &tq, &tv)
             .into_iter()
             .map(|v| v as f32)
             .collect()
     });
-    let enc = encode_table();
-    // pass 2: matched Lab -> RGB, luminosity blend with the frame itself
     install(|| {
         src.par_chunks(CHUNK)
             .zip(bins.par_chunks(CHUNK))
             .zip(out.par_chunks_mut(CHUNK))
-            .for_each(|((s, b), o)| {
-                let (mut lab, mut rgb): (Planes, Planes) = ([[0.0; BLOCK]; 3], [[0.0; BLOCK]; 3]);
-                for ((sb, bb), ob) in s
-                    .chunks(3 * BLOCK)
-                    .zip(b.chunks(3 * BLOCK))
-                    .zip(o.chunks_mut(3 * BLOCK))
-                {
-                    for (i, px) in bb.chunks_exact(3).enumerate() {
-                        for c in 0..3 {
-                            lab[c][i] = luts[c][px[c] as usize];
-                        }
-                    }
-                    linear_from_lab_block(&k, &lab, &mut rgb);
-                    for (i, (p, q)) in sb.chunks_exact(3).zip(ob.chunks_exact_mut(3)).enumerate() {
-                        let matched = [
-                            enc.eval(rgb[0][i]),
-                            enc.eval(rgb[1][i]),
-                            enc.eval(rgb[2][i]),
-                        ];
-                        let l = lum([p[0].to_unit(), p[1].to_unit(), p[2].to_unit()]);
-                        let res = set_lum(matched, l);
-                        for c in 0..3 {
-                            q[c] = T::from_unit(res[c]);
-                        }
-                    }
-                }
-            })
+            .for_each(|((s, b), o)| blend_chunk(&k, &luts, s, b, o))
     });
     if gamma {
         let g = solve_gamma(out, h, w, target.mean_l);

@@ -90,6 +90,8 @@ pub trait Sample: Copy + Send + Sync + 'static {
     fn is_finite(self) -> bool;
     /// The raw value as f32 (0..=255 for `u8`), not clamped.
     fn raw(self) -> f32;
+    /// The value as a table index: the code for `u8`, 0 for floats.
+    fn code(self) -> usize;
     /// A raw value back to this type: `u8` truncates toward zero after clamping to
     /// 0..=255, as numpy's float-to-uint8 cast does for in-range values.
     fn from_raw_trunc(v: f64) -> Self;
@@ -109,8 +111,11 @@ impl Sample for u8 {
     }
     #[inline(always)]
     fn from_unit(v: f32) -> Self {
-        // clamp then add 0.5 and truncate: round half up, NaN maps to 0
-        (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8
+        // max/min (not clamp) so NaN maps to 0; then round half up
+        let x = v.max(0.0).min(1.0) * 255.0 + 0.5;
+        // SAFETY: x is in [0.5, 255.5], so the truncation fits u8; the unchecked
+        // cast vectorises where `as` needs a saturating sequence per lane.
+        unsafe { x.to_int_unchecked::<u8>() }
     }
     #[inline(always)]
     fn is_finite(self) -> bool {
@@ -119,6 +124,10 @@ impl Sample for u8 {
     #[inline(always)]
     fn raw(self) -> f32 {
         self as f32
+    }
+    #[inline(always)]
+    fn code(self) -> usize {
+        self as usize
     }
     #[inline(always)]
     fn from_raw_trunc(v: f64) -> Self {
@@ -142,7 +151,7 @@ impl Sample for f32 {
     }
     #[inline(always)]
     fn from_unit(v: f32) -> Self {
-        v.clamp(0.0, 1.0)
+        v.max(0.0).min(1.0)
     }
     #[inline(always)]
     fn is_finite(self) -> bool {
@@ -151,6 +160,10 @@ impl Sample for f32 {
     #[inline(always)]
     fn raw(self) -> f32 {
         self
+    }
+    #[inline(always)]
+    fn code(self) -> usize {
+        0
     }
     #[inline(always)]
     fn from_raw_trunc(v: f64) -> Self {

@@ -61,11 +61,15 @@ impl Binning {
         self.bins
     }
 
-    /// Bin of a value; values outside the range fall in the end bins.
+    /// Bin of a value; values outside the range (and NaN) fall in the end bins.
     #[inline(always)]
     pub fn bin(&self, x: f32) -> usize {
-        // negative and NaN casts saturate to 0
-        (((x - self.lo) * self.scale) as usize).min(self.bins - 1)
+        let t = ((x - self.lo) * self.scale)
+            .max(0.0)
+            .min((self.bins - 1) as f32);
+        // SAFETY: t is in [0, bins - 1] (max/min also map NaN to 0), and bins
+        // fits u32; the unchecked cast vectorises where `as` would not.
+        unsafe { t.to_int_unchecked::<u32>() as usize }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod histogram;
 pub mod lab;
 pub mod lerp;
 pub mod parallel;
+mod simd;
 pub mod srgb;
 pub mod yuv;
 
