@@ -11,7 +11,7 @@
 
 use super::error::{KernelError, Result};
 use super::frames::{check_finite, Dims, Sample};
-use super::parallel::{zip_chunks, CHUNK};
+use super::parallel::{zip_chunks, zip_chunks_all, CHUNK};
 use super::simd::avx2_dispatch;
 
 /// sRGB linear → XYZ (D65).
@@ -223,9 +223,20 @@ pub fn linear_from_lab_block(k: &LabConsts, lab: &Planes, rgb: &mut Planes) {
 /// Interleaved sRGB samples (up to BLOCK pixels) → planar linear RGB.
 #[inline(always)]
 pub fn decode_block<T: Sample>(src: &[T], rgb: &mut Planes) {
-    for (i, px) in src.chunks_exact(3).enumerate() {
-        for c in 0..3 {
-            rgb[c][i] = px[c].to_linear();
+    // fetch the table once per block, not once per sample
+    if T::FLOAT {
+        let t = super::srgb::decode_table();
+        for (i, px) in src.chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                rgb[c][i] = t.eval(px[c].raw());
+            }
+        }
+    } else {
+        let t = super::srgb::decode_table_u8();
+        for (i, px) in src.chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                rgb[c][i] = t[px[c].code()];
+            }
         }
     }
 }
@@ -290,17 +301,24 @@ fn interleave(planes: &Planes, dst: &mut [f32]) {
     }
 }
 
+/// Convert a chunk; false if it held NaN or infinity (checked here, in the
+/// same pass, rather than in a pass of its own over the input).
 #[inline(always)]
-fn rgb_to_lab_chunk_imp<T: Sample>(k: &LabConsts, s: &[T], o: &mut [f32]) {
+fn rgb_to_lab_chunk_imp<T: Sample>(k: &LabConsts, s: &[T], o: &mut [f32]) -> bool {
     let (mut rgb, mut lab) = ([[0.0; BLOCK]; 3], [[0.0; BLOCK]; 3]);
+    let mut finite = true;
     for (sb, ob) in s.chunks(3 * BLOCK).zip(o.chunks_mut(3 * BLOCK)) {
+        if T::FLOAT {
+            finite &= sb.iter().fold(true, |acc, v| acc & v.is_finite());
+        }
         decode_block(sb, &mut rgb);
         lab_from_linear_block(k, &rgb, &mut lab);
         interleave(&lab, ob);
     }
+    finite
 }
 
-avx2_dispatch!(fn rgb_to_lab_chunk<T: Sample>(k: &LabConsts, s: &[T], o: &mut [f32]) = rgb_to_lab_chunk_imp);
+avx2_dispatch!(fn rgb_to_lab_chunk<T: Sample>(k: &LabConsts, s: &[T], o: &mut [f32]) -> bool = rgb_to_lab_chunk_imp);
 
 #[inline(always)]
 fn lab_to_rgb_chunk_imp<T: Sample>(k: &LabConsts, s: &[f32], o: &mut [T]) {
@@ -318,10 +336,12 @@ avx2_dispatch!(fn lab_to_rgb_chunk<T: Sample>(k: &LabConsts, s: &[f32], o: &mut 
 pub fn rgb_to_lab<T: Sample>(src: &[T], dims: Dims, out: &mut [f32]) -> Result<()> {
     dims.check("frames", src.len())?;
     dims.check("out", out.len())?;
-    check_finite("frames", src)?;
     let k = LabConsts::new();
-    zip_chunks(src, 3, out, 3, CHUNK / 3, |s, o| rgb_to_lab_chunk(&k, s, o));
-    Ok(())
+    if zip_chunks_all(src, 3, out, 3, CHUNK / 3, |s, o| rgb_to_lab_chunk(&k, s, o)) {
+        Ok(())
+    } else {
+        Err(KernelError::NonFinite { arg: "frames" })
+    }
 }
 
 /// Lab `f32` → sRGB frames (`u8` rounded to nearest, or `f32`), out-of-gamut

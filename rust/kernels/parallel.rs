@@ -110,6 +110,28 @@ pub fn zip_chunks<I: Sync, O: Send>(
     })
 }
 
+/// [`zip_chunks`] for a chunk function that reports success; true if every chunk did.
+pub fn zip_chunks_all<I: Sync, O: Send>(
+    input: &[I],
+    in_step: usize,
+    output: &mut [O],
+    out_step: usize,
+    items: usize,
+    f: impl Fn(&[I], &mut [O]) -> bool + Sync,
+) -> bool {
+    let (ic, oc) = (items * in_step, items * out_step);
+    if input.len() <= ic {
+        return f(input, output);
+    }
+    install(|| {
+        input
+            .par_chunks(ic)
+            .zip(output.par_chunks_mut(oc))
+            .map(|(i, o)| f(i, o))
+            .reduce(|| true, |a, b| a & b)
+    })
+}
+
 /// Like [`zip_chunks`] with two inputs of the same layout.
 pub fn zip2_chunks<A: Sync, B: Sync, O: Send>(
     a: &[A],

@@ -53,8 +53,10 @@ impl InterpLut {
     /// f(x) for x in [0, 1]; x outside is clamped. x must not be NaN.
     #[inline(always)]
     pub fn eval(&self, x: f32) -> f32 {
-        let t = x.clamp(0.0, 1.0) * self.scale;
-        let i = (t as usize).min(self.last);
+        // max/min rather than clamp so NaN lands on 0
+        let t = x.max(0.0).min(1.0) * self.scale;
+        // SAFETY: t is in [0, n] with n < 2^24, so the truncation fits u32.
+        let i = (unsafe { t.to_int_unchecked::<u32>() } as usize).min(self.last);
         let [v, d] = self.table[i];
         v + d * (t - i as f32)
     }
