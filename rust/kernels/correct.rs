@@ -39,81 +39,58 @@ pub fn lab_binning() -> [Binning; 3] {
 
 /// What the correction needs of a target frame.
 pub struct TargetStats {
-    /// Lab histogram with per-bin sums.
+    /// Lab histogram (counts; a bin stands for its centre).
     pub hist: Hist3,
     /// Mean L*.
     pub mean_l: f64,
 }
 
-#[inline(always)]
-fn target_chunk_imp<T: Sample>(
-    k: &LabConsts,
-    binning: &[Binning; 3],
-    h: &mut Hist3,
-    l: &mut f64,
-    chunk: &[T],
-) {
-    let (mut rgb, mut lab): (Planes, Planes) = ([[0.0; BLOCK]; 3], [[0.0; BLOCK]; 3]);
-    for block in chunk.chunks(3 * BLOCK) {
-        decode_block(block, &mut rgb);
-        lab_from_linear_block_steps::<1>(k, &rgb, &mut lab);
-        let n = block.len() / 3;
-        for c in 0..3 {
-            for &v in &lab[c][..n] {
-                h.add(c, binning[c].bin(v), v);
-            }
-        }
-        *l += lab[0][..n].iter().map(|&v| v as f64).sum::<f64>();
+/// Bin counts of a frame's Lab values: two copies per channel (even and odd
+/// pixels) so runs of equal bins in smooth images do not serialise on one counter.
+struct Counts(Vec<u32>);
+
+impl Counts {
+    fn new() -> Self {
+        Self(vec![0; 6 * FLOAT_BINS])
+    }
+
+    fn merge(mut self, other: Self) -> Self {
+        self.0.iter_mut().zip(&other.0).for_each(|(x, y)| *x += y);
+        self
+    }
+
+    fn channel(&self, c: usize) -> Vec<u64> {
+        let nb = FLOAT_BINS;
+        (0..nb)
+            .map(|b| (self.0[2 * c * nb + b] + self.0[(2 * c + 1) * nb + b]) as u64)
+            .collect()
     }
 }
 
-avx2_dispatch!(fn target_chunk<T: Sample>(k: &LabConsts, binning: &[Binning; 3], h: &mut Hist3, l: &mut f64, chunk: &[T]) = target_chunk_imp);
-
-/// Lab histogram and mean lightness of one target frame.
-pub fn target_stats<T: Sample>(target: &[T], binning: &[Binning; 3]) -> TargetStats {
-    let k = LabConsts::new();
-    let (hist, sum_l) = install(|| {
-        target
-            .par_chunks(CHUNK)
-            .fold(
-                || (Hist3::new(binning, true), 0.0),
-                |(mut h, mut l), chunk| {
-                    target_chunk(&k, binning, &mut h, &mut l, chunk);
-                    (h, l)
-                },
-            )
-            .reduce_with(|a, b| (a.0.merge(b.0), a.1 + b.1))
-            .expect("non-empty target")
-    });
-    TargetStats {
-        hist,
-        mean_l: sum_l / (target.len() / 3) as f64,
-    }
-}
-
-/// Pass one over a chunk: Lab, bin indices into `bins`, counts into `hist`.
-/// Counts go to two copies per channel (even and odd pixels) so runs of equal
-/// bins in smooth images do not serialise on one counter.
+/// Pass one over a chunk: Lab, bin counts, the sum of L, and (unless `bins` is
+/// empty) each pixel's three bin indices.
 #[inline(always)]
 fn bin_chunk_imp<T: Sample>(
     k: &LabConsts,
     binning: &[Binning; 3],
     hist: &mut [u32],
+    sum_l: &mut f64,
     s: &[T],
     bins: &mut [u16],
 ) {
     let nb = FLOAT_BINS;
     let (mut rgb, mut lab): (Planes, Planes) = ([[0.0; BLOCK]; 3], [[0.0; BLOCK]; 3]);
     let mut idx = [[0u16; BLOCK]; 3];
-    for (sb, bb) in s.chunks(3 * BLOCK).zip(bins.chunks_mut(3 * BLOCK)) {
+    for (bi, sb) in s.chunks(3 * BLOCK).enumerate() {
         decode_block(sb, &mut rgb);
         lab_from_linear_block_steps::<1>(k, &rgb, &mut lab);
+        let n = sb.len() / 3;
+        *sum_l += lab[0][..n].iter().sum::<f32>() as f64;
         for c in 0..3 {
             for i in 0..BLOCK {
                 idx[c][i] = binning[c].bin(lab[c][i]) as u16;
             }
         }
-        let n = sb.len() / 3;
         for (c, ic) in idx.iter().enumerate() {
             let (even, odd) = hist[2 * c * nb..2 * (c + 1) * nb].split_at_mut(nb);
             for pair in ic[..n].chunks(2) {
@@ -123,15 +100,56 @@ fn bin_chunk_imp<T: Sample>(
                 }
             }
         }
-        for (i, px) in bb.chunks_exact_mut(3).enumerate() {
-            for c in 0..3 {
-                px[c] = idx[c][i];
+        if !bins.is_empty() {
+            let bb = &mut bins[bi * 3 * BLOCK..bi * 3 * BLOCK + sb.len()];
+            for (i, px) in bb.chunks_exact_mut(3).enumerate() {
+                for c in 0..3 {
+                    px[c] = idx[c][i];
+                }
             }
         }
     }
 }
 
-avx2_dispatch!(fn bin_chunk<T: Sample>(k: &LabConsts, binning: &[Binning; 3], hist: &mut [u32], s: &[T], bins: &mut [u16]) = bin_chunk_imp);
+avx2_dispatch!(fn bin_chunk<T: Sample>(k: &LabConsts, binning: &[Binning; 3], hist: &mut [u32], sum_l: &mut f64, s: &[T], bins: &mut [u16]) = bin_chunk_imp);
+
+/// Counts and L sum of a whole frame, storing bin indices into `bins` unless empty.
+fn count_frame<T: Sample>(
+    k: &LabConsts,
+    binning: &[Binning; 3],
+    src: &[T],
+    bins: &mut [u16],
+) -> (Counts, f64) {
+    let run = |(mut h, mut l): (Counts, f64), s: &[T], b: &mut [u16]| {
+        bin_chunk(k, binning, &mut h.0, &mut l, s, b);
+        (h, l)
+    };
+    let merge = |a: (Counts, f64), b: (Counts, f64)| (a.0.merge(b.0), a.1 + b.1);
+    install(|| {
+        if bins.is_empty() {
+            src.par_chunks(CHUNK)
+                .fold(|| (Counts::new(), 0.0), |acc, s| run(acc, s, &mut []))
+                .reduce_with(merge)
+        } else {
+            src.par_chunks(CHUNK)
+                .zip(bins.par_chunks_mut(CHUNK))
+                .fold(|| (Counts::new(), 0.0), |acc, (s, b)| run(acc, s, b))
+                .reduce_with(merge)
+        }
+        .expect("non-empty frame")
+    })
+}
+
+/// Lab histogram and mean lightness of one target frame.
+pub fn target_stats<T: Sample>(target: &[T], binning: &[Binning; 3]) -> TargetStats {
+    let (counts, sum_l) = count_frame(&LabConsts::new(), binning, target, &mut []);
+    let mut hist = Hist3::new(binning, false);
+    hist.counts = std::array::from_fn(|c| counts.channel(c));
+    TargetStats {
+        hist,
+        mean_l: sum_l / (target.len() / 3) as f64,
+    }
+}
 
 /// Pass two over a chunk: matched Lab from the bins, to RGB, then the
 /// luminosity blend with the frame's own pixels.
@@ -191,31 +209,12 @@ pub fn correct_frame<T: Sample>(
 ) -> f64 {
     let binning = lab_binning();
     let k = LabConsts::new();
-    let nb = FLOAT_BINS;
     let mut bins = vec![0u16; src.len()];
-    let counts = install(|| {
-        src.par_chunks(CHUNK)
-            .zip(bins.par_chunks_mut(CHUNK))
-            .fold(
-                || vec![0u32; 6 * nb],
-                |mut hist, (s, b)| {
-                    bin_chunk(&k, &binning, &mut hist, s, b);
-                    hist
-                },
-            )
-            .reduce_with(|mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                a
-            })
-            .expect("non-empty frame")
-    });
+    let (counts, _) = count_frame(&k, &binning, src, &mut bins);
     // the matched Lab value of every bin
     let luts: [Vec<f32>; 3] = std::array::from_fn(|c| {
-        let n: Vec<u64> = (0..nb)
-            .map(|b| (counts[2 * c * nb + b] + counts[(2 * c + 1) * nb + b]) as u64)
-            .collect();
-        let (tq, tv) = target.hist.quantiles(c, |_| 0.0);
-        bin_mapping(&n, &tq, &tv)
+        let (tq, tv) = target.hist.quantiles(c, |b| binning[c].center(b));
+        bin_mapping(&counts.channel(c), &tq, &tv)
             .into_iter()
             .map(|v| v as f32)
             .collect()

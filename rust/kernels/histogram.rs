@@ -61,6 +61,14 @@ impl Binning {
         self.bins
     }
 
+    /// The value at the centre of bin `k`.
+    pub fn center(&self, k: usize) -> f64 {
+        if self.scale == 0.0 {
+            return self.lo as f64;
+        }
+        self.lo as f64 + (k as f64 + 0.5) / self.scale as f64
+    }
+
     /// Bin of a value; values outside the range (and NaN) fall in the end bins.
     #[inline(always)]
     pub fn bin(&self, x: f32) -> usize {
