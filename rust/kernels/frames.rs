@@ -76,6 +76,14 @@ impl Dims {
     }
 }
 
+/// Clamp to [0, 1], mapping NaN to 0 (`f32::clamp` would keep NaN, which
+/// would then reach the unchecked casts that follow).
+#[inline(always)]
+#[allow(clippy::manual_clamp)]
+pub fn clamp01(v: f32) -> f32 {
+    v.max(0.0).min(1.0)
+}
+
 /// A sample type frames may hold: `u8` in 0..=255 or `f32` in [0, 1].
 pub trait Sample: Copy + Send + Sync + 'static {
     /// Whether values of this type can be NaN or infinite.
@@ -112,7 +120,7 @@ impl Sample for u8 {
     #[inline(always)]
     fn from_unit(v: f32) -> Self {
         // max/min (not clamp) so NaN maps to 0; then round half up
-        let x = v.max(0.0).min(1.0) * 255.0 + 0.5;
+        let x = clamp01(v) * 255.0 + 0.5;
         // SAFETY: x is in [0.5, 255.5], so the truncation fits u8; the unchecked
         // cast vectorises where `as` needs a saturating sequence per lane.
         unsafe { x.to_int_unchecked::<u8>() }
@@ -151,7 +159,7 @@ impl Sample for f32 {
     }
     #[inline(always)]
     fn from_unit(v: f32) -> Self {
-        v.max(0.0).min(1.0)
+        clamp01(v)
     }
     #[inline(always)]
     fn is_finite(self) -> bool {

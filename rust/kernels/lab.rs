@@ -10,7 +10,7 @@
 //! vectorises (cube root by bit trick + two Halley steps), and interleave.
 
 use super::error::{KernelError, Result};
-use super::frames::{check_finite, Dims, Sample};
+use super::frames::{check_finite, clamp01, Dims, Sample};
 use super::parallel::{zip_chunks, zip_chunks_all, CHUNK};
 use super::simd::avx2_dispatch;
 
@@ -252,7 +252,7 @@ pub fn encode_fast(v: f32) -> f32 {
 /// a `u8` level).
 #[inline(always)]
 pub fn encode_steps<const STEPS: usize>(v: f32) -> f32 {
-    let v = v.max(0.0).min(1.0);
+    let v = clamp01(v);
     let c = cbrt_steps::<STEPS>(v.max(1e-6));
     let p = 1.055 * (c * c.sqrt().sqrt()) - 0.055;
     if v <= 0.003_130_8 {
@@ -409,12 +409,8 @@ mod tests {
     #[test]
     fn one_step_lab_is_close() {
         let k = LabConsts::new();
-        let mut rgb: Planes = [[0.0; BLOCK]; 3];
-        for i in 0..BLOCK {
-            rgb[0][i] = i as f32 / 63.0;
-            rgb[1][i] = ((i * 7) % 64) as f32 / 63.0;
-            rgb[2][i] = ((i * 13) % 64) as f32 / 63.0;
-        }
+        let rgb: Planes =
+            [1usize, 7, 13].map(|m| std::array::from_fn(|i| ((i * m) % 64) as f32 / 63.0));
         let (mut a, mut b): (Planes, Planes) = ([[0.0; BLOCK]; 3], [[0.0; BLOCK]; 3]);
         lab_from_linear_block(&k, &rgb, &mut a);
         lab_from_linear_block_steps::<1>(&k, &rgb, &mut b);

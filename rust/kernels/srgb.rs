@@ -10,6 +10,8 @@
 
 use std::sync::OnceLock;
 
+use super::frames::clamp01;
+
 /// sRGB-encoded value in [0, 1] to linear light (f64 reference).
 pub fn decode_f64(v: f64) -> f64 {
     if v <= 0.04045 {
@@ -54,7 +56,7 @@ impl InterpLut {
     #[inline(always)]
     pub fn eval(&self, x: f32) -> f32 {
         // max/min rather than clamp so NaN lands on 0
-        let t = x.max(0.0).min(1.0) * self.scale;
+        let t = clamp01(x) * self.scale;
         // SAFETY: t is in [0, n] with n < 2^24, so the truncation fits u32.
         let i = (unsafe { t.to_int_unchecked::<u32>() } as usize).min(self.last);
         let [v, d] = self.table[i];
