@@ -1,0 +1,70 @@
+"""The demo (the main job until the renderer lands), its CLI, and the PNG writer."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+import pytest
+
+from loopwave import png
+from loopwave.cli import main
+from loopwave.demo import run_demo
+
+Image = pytest.importorskip("PIL.Image")
+pytest.importorskip("skimage")
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 9), (64, 33)])
+def test_png_round_trips_through_pillow(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(sum(shape))
+    img = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    back = np.asarray(Image.open(io.BytesIO(png.encode_png(img))))
+    assert back.dtype == np.uint8 and back.shape == img.shape
+    np.testing.assert_array_equal(back, img)
+
+
+def test_png_refuses_bad_images(tmp_path) -> None:
+    with pytest.raises(TypeError, match="image"):
+        png.encode_png([[0, 0, 0]])  # type: ignore[arg-type]
+    for bad in (np.zeros((4, 4), np.uint8), np.zeros((4, 4, 3), np.float32), np.zeros((0, 4, 3), np.uint8)):
+        with pytest.raises(ValueError, match="image"):
+            png.write_png(tmp_path / "x.png", bad)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_demo_corrects_the_drift(tmp_path) -> None:
+    r = run_demo(tmp_path, frames=16, size=48, keyframe_every=5, renders=2, progress=False)
+    frames = sorted((tmp_path / "frames").glob("*.png"))
+    assert len(frames) == 16
+    first = np.asarray(Image.open(frames[0]))
+    assert first.shape == (48, 48, 3)
+    sheet = np.asarray(Image.open(tmp_path / "contact_sheet.png"))
+    assert sheet.shape[0] > 3 * 48 and sheet.shape[1] > 6 * 48
+    rows = list(csv.DictReader(open(tmp_path / "drift.csv")))
+    assert len(rows) == 16
+    before = np.array([float(x["delta_e_before"]) for x in rows])
+    after = np.array([float(x["delta_e_after"]) for x in rows])
+    # the drift compounds, so the late frames are where correction must show
+    assert after[-5:].mean() < 0.75 * before[-5:].mean()
+    assert r.drift_after < r.drift_before
+    assert r.correct_fps > 0
+
+
+def test_demo_validates_options(tmp_path) -> None:
+    with pytest.raises(ValueError, match="frames"):
+        run_demo(tmp_path, frames=1)
+    with pytest.raises(TypeError, match="size"):
+        run_demo(tmp_path, size=32.5)  # type: ignore[arg-type]
+
+
+def test_cli_demo_and_errors(tmp_path, capsys) -> None:
+    assert main(["demo", "--out", str(tmp_path), "--frames", "6", "--size", "32",
+                 "--keyframe-every", "3", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "contact sheet" in out and "before" in out
+    assert main(["demo", "--out", str(tmp_path), "--frames", "0", "--quiet"]) == 2
+    assert "frames must be >= 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["no-such-command"])
