@@ -7,7 +7,6 @@ import io
 
 import numpy as np
 import pytest
-
 from loopwave import png
 from loopwave.cli import main
 from loopwave.demo import run_demo
@@ -28,7 +27,11 @@ def test_png_round_trips_through_pillow(shape: tuple[int, int]) -> None:
 def test_png_refuses_bad_images(tmp_path) -> None:
     with pytest.raises(TypeError, match="image"):
         png.encode_png([[0, 0, 0]])  # type: ignore[arg-type]
-    for bad in (np.zeros((4, 4), np.uint8), np.zeros((4, 4, 3), np.float32), np.zeros((0, 4, 3), np.uint8)):
+    for bad in (
+        np.zeros((4, 4), np.uint8),
+        np.zeros((4, 4, 3), np.float32),
+        np.zeros((0, 4, 3), np.uint8),
+    ):
         with pytest.raises(ValueError, match="image"):
             png.write_png(tmp_path / "x.png", bad)
     assert not (tmp_path / "x.png").exists()
@@ -60,8 +63,23 @@ def test_demo_validates_options(tmp_path) -> None:
 
 
 def test_cli_demo_and_errors(tmp_path, capsys) -> None:
-    assert main(["demo", "--out", str(tmp_path), "--frames", "6", "--size", "32",
-                 "--keyframe-every", "3", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--out",
+                str(tmp_path),
+                "--frames",
+                "6",
+                "--size",
+                "32",
+                "--keyframe-every",
+                "3",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "contact sheet" in out and "before" in out
     assert main(["demo", "--out", str(tmp_path), "--frames", "0", "--quiet"]) == 2

@@ -6,12 +6,31 @@ import numpy as np
 import numpy.typing as npt
 
 __version__: str
+__all__ = [
+    "__version__",
+    "KernelPanic",
+    "rgb_to_lab",
+    "lab_to_rgb",
+    "match_histograms",
+    "blend_luminosity",
+    "adjust_gamma",
+    "match_gamma",
+    "color_correct",
+    "lerp_frames",
+    "mean_frames",
+    "rgb_to_yuv420p",
+    "set_num_threads",
+    "get_num_threads",
+    "_panic_for_tests",
+]
 
 class KernelPanic(RuntimeError): ...
 
 def rgb_to_lab(frames_: npt.NDArray[Any]) -> npt.NDArray[np.float32]: ...
 def lab_to_rgb(lab: npt.NDArray[np.float32], to_uint8: bool) -> npt.NDArray[Any]: ...
-def match_histograms(frames_: npt.NDArray[Any], reference: npt.NDArray[Any]) -> npt.NDArray[Any]: ...
+def match_histograms(
+    frames_: npt.NDArray[Any], reference: npt.NDArray[Any]
+) -> npt.NDArray[Any]: ...
 def blend_luminosity(color: npt.NDArray[Any], luma: npt.NDArray[Any]) -> npt.NDArray[Any]: ...
 def adjust_gamma(frames_: npt.NDArray[Any], gamma: npt.NDArray[np.float64]) -> npt.NDArray[Any]: ...
 def match_gamma(

@@ -13,8 +13,15 @@ from typing import TextIO
 
 
 class Progress:
-    def __init__(self, total: int, desc: str, *, unit: str = "frame", stream: TextIO | None = None,
-                 enabled: bool = True) -> None:
+    def __init__(
+        self,
+        total: int,
+        desc: str,
+        *,
+        unit: str = "frame",
+        stream: TextIO | None = None,
+        enabled: bool = True,
+    ) -> None:
         self.total, self.desc, self.unit = total, desc, unit
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled
@@ -39,16 +46,19 @@ class Progress:
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
         frac = self.done / self.total if self.total else 1.0
         bar = "#" * int(frac * 24)
-        line = (f"{self.desc} [{bar:<24}] {self.done}/{self.total} {self.unit}s "
-                f"{rate:.1f} {self.unit}s/s ETA {eta:.0f}s")
+        line = (
+            f"{self.desc} [{bar:<24}] {self.done}/{self.total} {self.unit}s "
+            f"{rate:.1f} {self.unit}s/s ETA {eta:.0f}s"
+        )
         self.stream.write(("\r" + line) if self._tty else (line + "\n"))
         self.stream.flush()
 
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self.enabled and self._tty:
             self.stream.write("\n")
             self.stream.flush()

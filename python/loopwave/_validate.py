@@ -19,7 +19,7 @@ def _native_dtype(x: np.ndarray) -> np.ndarray:
 
 
 def frames(x: Any, arg: str) -> tuple[np.ndarray, bool]:
-    """Check a frame or batch; return it as a C-contiguous 4-D array and whether it was one frame."""
+    """Check a frame or batch; return it C-contiguous 4-D, and whether it was one frame."""
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{arg} must be {FRAMES_FORM}; got {type(x).__name__}")
     x = _native_dtype(x)
@@ -64,7 +64,9 @@ def per_frame_values(
             f"{arg} must be a number or a sequence of {n} numbers; got {type(x).__name__}"
         ) from None
     if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] not in (1, n)):
-        raise ValueError(f"{arg} must be a number or {n} numbers (one per frame); got shape {arr.shape}")
+        raise ValueError(
+            f"{arg} must be a number or {n} numbers (one per frame); got shape {arr.shape}"
+        )
     arr = np.ascontiguousarray(arr.reshape(-1))
     bad = ~np.isfinite(arr) | (arr > high) | ((arr <= low) if low_open else (arr < low))
     if bad.any():
@@ -79,7 +81,9 @@ def frame_list(x: Any, arg: str) -> np.ndarray:
     if isinstance(x, np.ndarray):
         arr, single = frames(x, arg)
         if single:
-            raise ValueError(f"{arg} must hold several frames (N, H, W, 3); got one frame {x.shape}")
+            raise ValueError(
+                f"{arg} must hold several frames (N, H, W, 3); got one frame {x.shape}"
+            )
         return arr
     if isinstance(x, Sequence) and not isinstance(x, (str, bytes)) and len(x) > 0:
         items = [frames(f, f"{arg}[{i}]") for i, f in enumerate(x)]
@@ -91,4 +95,6 @@ def frame_list(x: Any, arg: str) -> np.ndarray:
                     f"({first.shape[1:]}, {first.dtype}); got ({f.shape[1:]}, {f.dtype})"
                 )
         return np.concatenate([f for f, _ in items])
-    raise TypeError(f"{arg} must be an (N, H, W, 3) array or a non-empty list of frames; got {x!r:.80}")
+    raise TypeError(
+        f"{arg} must be an (N, H, W, 3) array or a non-empty list of frames; got {x!r:.80}"
+    )

@@ -10,13 +10,21 @@ from collections.abc import Sequence
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    r = run_demo(args.out, frames=args.frames, size=args.size, keyframe_every=args.keyframe_every,
-                 renders=args.renders, progress=not args.quiet)
+    r = run_demo(
+        args.out,
+        frames=args.frames,
+        size=args.size,
+        keyframe_every=args.keyframe_every,
+        renders=args.renders,
+        progress=not args.quiet,
+    )
     print(f"wrote {r.frames} corrected frames to {r.out_dir / 'frames'}")
     print(f"contact sheet: {r.out_dir / 'contact_sheet.png'} (rows: drifted, corrected, target)")
-    print(f"mean Lab distance to the colour plan: {r.drift_before:.2f} before, "
-          f"{r.drift_after:.2f} after correction (per frame: {r.out_dir / 'drift.csv'}); "
-          f"the undrifted frames sit at {r.content_floor:.2f}, the part content changes explain")
+    print(
+        f"mean Lab distance to the colour plan: {r.drift_before:.2f} before, "
+        f"{r.drift_after:.2f} after correction (per frame: {r.out_dir / 'drift.csv'}); "
+        f"the undrifted frames sit at {r.content_floor:.2f}, the part content changes explain"
+    )
     print(f"color_correct: {r.correct_fps:.1f} frames/s at {args.size}x{args.size}")
     return 0
 

@@ -122,7 +122,9 @@ def blend_luminosity(color: Frames, luma: Frames) -> Frames:
     lu, _ = v.frames(luma, "luma")
     v.same_dtype(lu, "luma", c, "color")
     if lu.shape != c.shape:
-        raise ValueError(f"luma must have the shape of color {c.shape[single:]}; got {lu.shape[single:]}")
+        raise ValueError(
+            f"luma must have the shape of color {c.shape[single:]}; got {lu.shape[single:]}"
+        )
     return _squeeze(_native.blend_luminosity(c, lu), single)
 
 
@@ -186,7 +188,8 @@ def mean_frames(frames: Frames | list[Frames] | tuple[Frames, ...]) -> Frames:
     ``uint8`` rounds to nearest.
     """
     x = v.frame_list(frames, "frames")
-    return _native.mean_frames(x)[0]
+    out: Frames = _native.mean_frames(x)[0]
+    return out
 
 
 @overload
@@ -244,7 +247,8 @@ def rgb_to_yuv420p(
         raise TypeError(f"matrix must be a string such as 'bt709'; got {type(matrix).__name__}")
     if x.shape[1] % 2 or x.shape[2] % 2:
         raise ValueError(
-            f"frames must have an even height and width for 4:2:0 chroma; got {x.shape[1]}x{x.shape[2]}"
+            "frames must have an even height and width for 4:2:0 chroma; "
+            f"got {x.shape[1]}x{x.shape[2]}"
             " (pad or crop first; loopwave.video pads for you)"
         )
     return _squeeze(_native.rgb_to_yuv420p(x, matrix, bool(full_range)), single)

@@ -51,7 +51,8 @@ def _photos(size: int) -> list[np.ndarray]:
         h, w = img.shape[:2]
         s = min(h, w)  # centre square crop, then resize
         img = img[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
-        out.append((resize(img, (size, size), anti_aliasing=True) * 255 + 0.5).astype(np.uint8))
+        small = resize(img, (size, size), anti_aliasing=True)  # type: ignore[no-untyped-call]
+        out.append((small * 255 + 0.5).astype(np.uint8))
     return out
 
 
@@ -81,16 +82,21 @@ def drift(frames: np.ndarray, *, strength: float = 1.0, seed: int = 0) -> np.nda
     return out
 
 
-def colour_plan(clean: np.ndarray, every: int, renders: int, seed: int = 1) -> dict[int, np.ndarray]:
-    """Keyframes every ``every`` frames (and the last), each the mean of ``renders`` noisy renders."""
+def colour_plan(
+    clean: np.ndarray, every: int, renders: int, seed: int = 1
+) -> dict[int, np.ndarray]:
+    """Keyframes every ``every`` frames and the last, each the mean of ``renders`` noisy renders."""
     rng = np.random.default_rng(seed)
     keys = sorted({*range(0, len(clean), every), len(clean) - 1})
     plan = {}
     for k in keys:
         base = clean[k].astype(np.int16)
         variants = [
-            np.clip(base + rng.normal(0, 6, 3).astype(np.int16) + rng.integers(-4, 5, base.shape), 0, 255)
-            .astype(np.uint8)
+            np.clip(
+                base + rng.normal(0, 6, 3).astype(np.int16) + rng.integers(-4, 5, base.shape),
+                0,
+                255,
+            ).astype(np.uint8)
             for _ in range(renders)
         ]
         plan[k] = color.mean_frames(variants)
@@ -110,7 +116,8 @@ def target_for(plan: dict[int, np.ndarray], i: int) -> np.ndarray:
 def _lab_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-frame mean Euclidean Lab distance (CIE76 delta E)."""
     d = color.rgb_to_lab(a) - color.rgb_to_lab(b)
-    return np.sqrt((d * d).sum(-1)).reshape(len(a), -1).mean(1)
+    dist: np.ndarray = np.sqrt((d * d).sum(-1)).reshape(len(a), -1).mean(1)
+    return dist
 
 
 def contact_sheet(rows: list[np.ndarray], columns: int, gap: int = 4) -> np.ndarray:
@@ -125,13 +132,24 @@ def contact_sheet(rows: list[np.ndarray], columns: int, gap: int = 4) -> np.ndar
     return sheet
 
 
-def run_demo(out_dir: str | Path = "out/demo", *, frames: int = 96, size: int = 256,
-             keyframe_every: int = 12, renders: int = 4, batch: int = 8,
-             progress: bool = True) -> DemoResult:
+def run_demo(
+    out_dir: str | Path = "out/demo",
+    *,
+    frames: int = 96,
+    size: int = 256,
+    keyframe_every: int = 12,
+    renders: int = 4,
+    batch: int = 8,
+    progress: bool = True,
+) -> DemoResult:
     """Run the demo; see the module docstring. Returns the drift numbers."""
-    for name, value, low in (("frames", frames, 2), ("size", size, 16),
-                             ("keyframe_every", keyframe_every, 1), ("renders", renders, 1),
-                             ("batch", batch, 1)):
+    for name, value, low in (
+        ("frames", frames, 2),
+        ("size", size, 16),
+        ("keyframe_every", keyframe_every, 1),
+        ("renders", renders, 1),
+        ("batch", batch, 1),
+    ):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name} must be an int; got {type(value).__name__}")
         if value < low:
@@ -149,7 +167,9 @@ def run_demo(out_dir: str | Path = "out/demo", *, frames: int = 96, size: int = 
     with Progress(frames, "colour-correct", enabled=progress) as bar:
         for s in range(0, frames, batch):
             t0 = time.perf_counter()
-            corrected[s : s + batch] = color.color_correct(drifted[s : s + batch], targets[s : s + batch])
+            corrected[s : s + batch] = color.color_correct(
+                drifted[s : s + batch], targets[s : s + batch]
+            )
             spent += time.perf_counter() - t0
             for i in range(s, min(s + batch, frames)):
                 write_png(out / "frames" / f"{i:05d}.png", corrected[i])
@@ -162,5 +182,6 @@ def run_demo(out_dir: str | Path = "out/demo", *, frames: int = 96, size: int = 
             f.write(f"{i},{b:.4f},{a:.4f}\n")
     write_png(out / "contact_sheet.png", contact_sheet([drifted, corrected, targets], columns=6))
     floor = _lab_distance(clean, targets)  # what content differences alone give
-    return DemoResult(out, frames, float(before.mean()), float(after.mean()), float(floor.mean()),
-                      frames / spent)
+    return DemoResult(
+        out, frames, float(before.mean()), float(after.mean()), float(floor.mean()), frames / spent
+    )

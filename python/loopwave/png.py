@@ -29,7 +29,9 @@ def encode_png(image: np.ndarray, *, level: int = 6) -> bytes:
     if not isinstance(image, np.ndarray):
         raise TypeError(f"image must be a numpy.ndarray; got {type(image).__name__}")
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
-        raise ValueError(f"image must be a non-empty (H, W, 3) uint8 array; got {image.dtype} {image.shape}")
+        raise ValueError(
+            f"image must be a non-empty (H, W, 3) uint8 array; got {image.dtype} {image.shape}"
+        )
     h, w, _ = image.shape
     rows = np.ascontiguousarray(image).reshape(h, w * 3)
     sub = rows.copy()
