@@ -96,8 +96,11 @@ def match_histograms(frames: Frames, reference: Frames) -> Frames:
     ``uint8`` results are scikit-image's exactly (truncated like its cast).
     ``float32`` input is matched on 4096-bin histograms spanning the call's value
     range; it equals scikit-image's result where no bin holds two distinct values
-    (e.g. frames made from ``uint8`` ones) and otherwise differs by at most the
-    output's spread over one bin (about 1/4096 of the range on photographs).
+    (e.g. frames made from ``uint8`` ones). Otherwise all values in one bin map
+    to one output: on images with many pixels per bin (photographs, 1e5+ pixels)
+    the result is within a few bin widths (range/4096) of scikit-image's; on
+    small, sparse images it can be off by up to the gap between neighbouring
+    reference values.
     Float values here are not clipped: any finite values (e.g. Lab) work.
 
     Parameters

@@ -12,8 +12,10 @@
 //!   the whole call (frames and references). A reference bin stands for the
 //!   mean of the values in it; all source values in one bin map to one output.
 //!   Where no bin holds two distinct values (e.g. float frames made from `u8`
-//!   ones) the result equals scikit-image's to f32 rounding; otherwise it
-//!   differs by at most the spread of the output over one source bin.
+//!   ones) the result equals scikit-image's to f32 rounding. Otherwise the
+//!   source values of one bin share one output: within a few bin widths of
+//!   the exact result when bins hold many pixels, up to a gap between
+//!   neighbouring reference values on small sparse images.
 
 use rayon::prelude::*;
 

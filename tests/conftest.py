@@ -1,0 +1,56 @@
+"""Shared inputs: real photographs from scikit-image and hard synthetic cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+skdata = pytest.importorskip("skimage.data")
+
+
+def _square(img: np.ndarray, size: int) -> np.ndarray:
+    from skimage.transform import resize
+
+    h, w = img.shape[:2]
+    s = min(h, w)
+    img = img[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s, :3]
+    return (resize(img, (size, size), anti_aliasing=True) * 255 + 0.5).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, np.ndarray]:
+    """Real photographs, 128 px square, uint8 RGB."""
+    return {
+        n: _square(getattr(skdata, n)(), 128) for n in ("astronaut", "coffee", "chelsea", "rocket")
+    }
+
+
+def drift(img: np.ndarray, amount: float = 1.0) -> np.ndarray:
+    """The loopback drift the seed describes: warmer, more contrast."""
+    x = img.astype(np.float32) / 255
+    x = 0.5 + (x - 0.5) * (1 + 0.5 * amount)
+    x *= np.array([1 + 0.2 * amount, 1 + 0.05 * amount, 1 - 0.2 * amount], np.float32)
+    return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def hard_cases() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(7)
+    sat = np.zeros((6, 8, 3), np.uint8)
+    for i, c in enumerate(
+        [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255)]
+    ):
+        sat[i] = c
+    return {
+        "flat": np.full((9, 7, 3), 128, np.uint8),
+        "black": np.zeros((5, 5, 3), np.uint8),
+        "white": np.full((5, 5, 3), 255, np.uint8),
+        "saturated": sat,
+        "one_pixel": np.array([[[12, 200, 99]]], np.uint8),
+        "noise": rng.integers(0, 256, (33, 17, 3), dtype=np.uint8),
+        "odd": rng.integers(0, 256, (7, 9, 3), dtype=np.uint8),
+    }
+
+
+@pytest.fixture(params=sorted(hard_cases()))
+def hard(request: pytest.FixtureRequest) -> np.ndarray:
+    return hard_cases()[request.param]
