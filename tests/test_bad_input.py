@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import loopwave as lw
 import numpy as np
 import pytest
+
+import loopwave as lw
 from loopwave import _native
 
 F = np.zeros((4, 6, 3), np.uint8)

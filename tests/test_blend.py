@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import loopwave as lw
 import numpy as np
 from blendmodes.blend import BlendType, blendLayers
 from conftest import drift
 from PIL import Image
+
+import loopwave as lw
 
 
 def blendmodes_luminosity(color: np.ndarray, luma: np.ndarray) -> np.ndarray:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import cv2
-import loopwave as lw
 import numpy as np
 import pytest
 from blendmodes.blend import BlendType, blendLayers
@@ -12,6 +11,8 @@ from PIL import Image
 from reference import mean_lightness
 from reference import rgb_to_lab as ref_lab
 from skimage.exposure import match_histograms
+
+import loopwave as lw
 
 
 def seed_step(original: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ import io
 
 import numpy as np
 import pytest
+
 from loopwave import png
 from loopwave.cli import main
 from loopwave.demo import run_demo

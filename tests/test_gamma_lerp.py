@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import loopwave as lw
 import numpy as np
 import pytest
 from PIL import Image
 from reference import mean_lightness
 from skimage.exposure import adjust_gamma as sk_gamma
+
+import loopwave as lw
 
 
 @pytest.mark.parametrize("gamma", [0.3, 0.8, 1.0, 1.7, 4.0])

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import loopwave as lw
 import numpy as np
 from conftest import drift
 from skimage.exposure import match_histograms as sk_match
+
+import loopwave as lw
 
 
 def test_uint8_equals_skimage_on_photos(photos):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import loopwave as lw
 import numpy as np
 import pytest
 from reference import rgb_to_lab as ref_lab
 from skimage.color import rgb2lab
+
+import loopwave as lw
 
 
 def test_photos_within_005_of_float64(photos):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import loopwave as lw
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+
+import loopwave as lw
 
 shapes = st.tuples(st.integers(1, 12), st.integers(1, 12), st.just(3))
 frames_u8 = arrays(np.uint8, shapes)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-import loopwave as lw
 import numpy as np
 from conftest import drift
+
+import loopwave as lw
 
 
 def _work(photos, i):

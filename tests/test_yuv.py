@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import cv2
-import loopwave as lw
 import numpy as np
 import pytest
+
+import loopwave as lw
 
 K = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722), "bt2020": (0.2627, 0.0593)}
 

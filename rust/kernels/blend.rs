@@ -5,6 +5,7 @@
 use super::error::Result;
 use super::frames::{check_finite, Dims, Sample};
 use super::parallel::{zip2_chunks, CHUNK};
+use super::simd::avx2_dispatch;
 
 pub const LUM_WEIGHTS: [f32; 3] = [0.299, 0.587, 0.114];
 
@@ -53,6 +54,40 @@ pub fn set_lum_f64(c: [f64; 3], l: f64) -> [f64; 3] {
     c
 }
 
+const SPAN: usize = 64;
+
+/// Blend a chunk, staged through planes of 64 pixels so SetLum vectorises.
+#[inline(always)]
+fn blend_chunk_imp<T: Sample>(color: &[T], luma: &[T], out: &mut [T]) {
+    let mut c = [[0.0f32; SPAN]; 3];
+    let mut l = [0.0f32; SPAN];
+    for ((cb, lb), ob) in color
+        .chunks(3 * SPAN)
+        .zip(luma.chunks(3 * SPAN))
+        .zip(out.chunks_mut(3 * SPAN))
+    {
+        for (i, (pc, pl)) in cb.chunks_exact(3).zip(lb.chunks_exact(3)).enumerate() {
+            for k in 0..3 {
+                c[k][i] = pc[k].to_unit();
+            }
+            l[i] = lum([pl[0].to_unit(), pl[1].to_unit(), pl[2].to_unit()]);
+        }
+        for i in 0..SPAN {
+            let rgb = set_lum([c[0][i], c[1][i], c[2][i]], l[i]);
+            for k in 0..3 {
+                c[k][i] = rgb[k];
+            }
+        }
+        for (i, po) in ob.chunks_exact_mut(3).enumerate() {
+            for k in 0..3 {
+                po[k] = T::from_unit(c[k][i]);
+            }
+        }
+    }
+}
+
+avx2_dispatch!(fn blend_chunk<T: Sample>(color: &[T], luma: &[T], out: &mut [T]) = blend_chunk_imp);
+
 /// Blend pixel by pixel: hue and saturation from `color`, luminance from `luma`.
 pub fn blend_luminosity<T: Sample>(
     color: &[T],
@@ -65,21 +100,7 @@ pub fn blend_luminosity<T: Sample>(
     dims.check("out", out.len())?;
     check_finite("color", color)?;
     check_finite("luma", luma)?;
-    zip2_chunks(color, luma, 3, out, 3, CHUNK / 3, |c, l, o| {
-        for ((pc, pl), po) in c
-            .chunks_exact(3)
-            .zip(l.chunks_exact(3))
-            .zip(o.chunks_exact_mut(3))
-        {
-            let rgb = set_lum(
-                [pc[0].to_unit(), pc[1].to_unit(), pc[2].to_unit()],
-                lum([pl[0].to_unit(), pl[1].to_unit(), pl[2].to_unit()]),
-            );
-            for k in 0..3 {
-                po[k] = T::from_unit(rgb[k]);
-            }
-        }
-    });
+    zip2_chunks(color, luma, 3, out, 3, CHUNK / 3, blend_chunk);
     Ok(())
 }
 

@@ -144,6 +144,16 @@ impl Hist3 {
 /// Histogram of interleaved RGB samples, in parallel over chunks.
 pub fn histogram<T: Sample>(data: &[T], binning: &[Binning; 3], with_sums: bool) -> Hist3 {
     let add = |mut h: Hist3, chunk: &[T]| {
+        if !T::FLOAT && !with_sums {
+            // u8: the code is the bin
+            let [r, g, b] = &mut h.counts;
+            for px in chunk.chunks_exact(3) {
+                r[px[0].code()] += 1;
+                g[px[1].code()] += 1;
+                b[px[2].code()] += 1;
+            }
+            return h;
+        }
         for px in chunk.chunks_exact(3) {
             for c in 0..3 {
                 let v = px[c].raw();
@@ -285,9 +295,17 @@ pub fn match_histograms<T: Sample>(
                 .collect()
         });
         super::parallel::zip_chunks(s, 3, o, 3, CHUNK / 3, |sc, oc| {
-            for (p, q) in sc.chunks_exact(3).zip(oc.chunks_exact_mut(3)) {
-                for c in 0..3 {
-                    q[c] = luts[c][binning[c].bin(p[c].raw())];
+            if T::FLOAT {
+                for (p, q) in sc.chunks_exact(3).zip(oc.chunks_exact_mut(3)) {
+                    for c in 0..3 {
+                        q[c] = luts[c][binning[c].bin(p[c].raw())];
+                    }
+                }
+            } else {
+                for (p, q) in sc.chunks_exact(3).zip(oc.chunks_exact_mut(3)) {
+                    for c in 0..3 {
+                        q[c] = luts[c][p[c].code()];
+                    }
                 }
             }
         });

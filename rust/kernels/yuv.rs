@@ -12,6 +12,8 @@ use super::frames::{check_finite, Dims, Sample};
 use super::parallel::install;
 use rayon::prelude::*;
 
+use super::simd::avx2_dispatch;
+
 /// The colour matrices `rgb_to_yuv420p` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Matrix {
@@ -90,8 +92,53 @@ fn dot(k: [f32; 3], p: [f32; 3]) -> f32 {
 
 #[inline(always)]
 fn code(v: f32) -> u8 {
-    (v + 0.5).clamp(0.0, 255.0) as u8
+    // SAFETY: clamped into u8 range first (NaN cannot occur: inputs are finite).
+    unsafe { (v + 0.5).clamp(0.0, 255.0).to_int_unchecked::<u8>() }
 }
+
+const SPAN: usize = 64;
+
+/// One pair of rows: two luma rows and one row of each chroma plane, in spans
+/// of 64 pixels staged as planes so the arithmetic vectorises.
+#[inline(always)]
+fn row_pair_imp<T: Sample>(
+    k: &YuvCoeffs,
+    rows: &[T],
+    w: usize,
+    yrows: &mut [u8],
+    urow: &mut [u8],
+    vrow: &mut [u8],
+) {
+    let mut planes = [[[0.0f32; SPAN]; 3]; 2];
+    let mut ys = [0.0f32; SPAN];
+    for x0 in (0..w).step_by(SPAN) {
+        let n = SPAN.min(w - x0);
+        for (r, plane) in planes.iter_mut().enumerate() {
+            let src = &rows[(r * w + x0) * 3..(r * w + x0 + n) * 3];
+            for (i, px) in src.chunks_exact(3).enumerate() {
+                for c in 0..3 {
+                    plane[c][i] = px[c].to_unit() * 255.0;
+                }
+            }
+            for i in 0..SPAN {
+                ys[i] = dot(k.y, [plane[0][i], plane[1][i], plane[2][i]]) + k.y_off;
+            }
+            for (o, &y) in yrows[r * w + x0..r * w + x0 + n].iter_mut().zip(&ys) {
+                *o = code(y);
+            }
+        }
+        let [top, bot] = &planes;
+        for j in 0..n / 2 {
+            let m: [f32; 3] = std::array::from_fn(|c| {
+                0.25 * (top[c][2 * j] + top[c][2 * j + 1] + bot[c][2 * j] + bot[c][2 * j + 1])
+            });
+            urow[x0 / 2 + j] = code(dot(k.u, m) + k.c_off);
+            vrow[x0 / 2 + j] = code(dot(k.v, m) + k.c_off);
+        }
+    }
+}
+
+avx2_dispatch!(fn row_pair<T: Sample>(k: &YuvCoeffs, rows: &[T], w: usize, yrows: &mut [u8], urow: &mut [u8], vrow: &mut [u8]) = row_pair_imp);
 
 /// Convert frames to I420. `out` holds `n * h * 3/2 * w` bytes; `h` and `w` must be even.
 pub fn rgb_to_yuv420p<T: Sample>(
@@ -121,41 +168,19 @@ pub fn rgb_to_yuv420p<T: Sample>(
     }
     check_finite("frames", src)?;
     let k = YuvCoeffs::new(matrix, full_range);
-    let px = |s: &[T], i: usize| -> [f32; 3] {
-        [
-            s[3 * i].to_unit() * 255.0,
-            s[3 * i + 1].to_unit() * 255.0,
-            s[3 * i + 2].to_unit() * 255.0,
-        ]
-    };
     install(|| {
         src.par_chunks(dims.frame_len())
             .zip(out.par_chunks_mut(frame_out))
             .for_each(|(s, o)| {
                 let (yp, c) = o.split_at_mut(plane);
                 let (up, vp) = c.split_at_mut(plane / 4);
-                // one task per pair of rows: two luma rows and one chroma row
-                yp.par_chunks_mut(2 * w)
+                s.par_chunks(2 * w * 3)
+                    .zip(yp.par_chunks_mut(2 * w))
                     .zip(up.par_chunks_mut(w / 2))
                     .zip(vp.par_chunks_mut(w / 2))
-                    .enumerate()
-                    .for_each(|(r, ((yrows, urow), vrow))| {
-                        let s = &s[2 * r * w * 3..(2 * r + 2) * w * 3];
-                        for (i, y) in yrows.iter_mut().enumerate() {
-                            *y = code(dot(k.y, px(s, i)) + k.y_off);
-                        }
-                        for x in 0..w / 2 {
-                            let (a, b, c, d) = (
-                                px(s, 2 * x),
-                                px(s, 2 * x + 1),
-                                px(s, w + 2 * x),
-                                px(s, w + 2 * x + 1),
-                            );
-                            let m: [f32; 3] =
-                                std::array::from_fn(|ch| 0.25 * (a[ch] + b[ch] + c[ch] + d[ch]));
-                            urow[x] = code(dot(k.u, m) + k.c_off);
-                            vrow[x] = code(dot(k.v, m) + k.c_off);
-                        }
+                    .with_min_len(16)
+                    .for_each(|(((rows, yrows), urow), vrow)| {
+                        row_pair(&k, rows, w, yrows, urow, vrow)
                     })
             })
     });

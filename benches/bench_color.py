@@ -1,0 +1,287 @@
+"""Side-by-side benchmark: loopwave's kernels vs the libraries the seed uses.
+
+    python benches/bench_color.py [--quick] [--sizes 512x512,1920x1080] [--batch 8]
+                                  [--markdown OUT.md]
+
+Frames are skimage's photographs resized to each size (a drifted copy as frames,
+the original as target), uint8 RGB. loopwave is timed on one call over the batch,
+the baselines frame by frame (as the seed calls them); both are reported per
+frame, as the median of several runs after a warm-up. "x floor" compares each
+loopwave kernel with the time it would take just to read its input and write its
+output at the machine's measured copy bandwidth.
+
+OPENBLAS_NUM_THREADS is set to 1 so numpy's idle BLAS threads do not spin on the
+cores both sides share.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import loopwave as lw  # noqa: E402
+
+
+@dataclass
+class Row:
+    kernel: str
+    size: str
+    ours_ms: float
+    baseline: str
+    base_ms: float | None
+    floor_ms: float | None
+
+    @property
+    def ratio(self) -> float | None:
+        return None if self.base_ms is None else self.base_ms / self.ours_ms
+
+
+def timeit(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def copy_bandwidth() -> float:
+    """Bytes per second of reading plus writing a large array (np.copyto)."""
+    src = np.ones(256 << 20, np.uint8)
+    dst = np.empty_like(src)
+    t = timeit(lambda: np.copyto(dst, src), 5)
+    return 2 * src.nbytes / t
+
+
+def photos(h: int, w: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    from skimage import data
+    from skimage.transform import resize
+
+    names = ["astronaut", "coffee", "chelsea", "rocket"]
+    imgs = [
+        (resize(getattr(data, k)()[..., :3], (h, w), anti_aliasing=False) * 255 + 0.5).astype(
+            np.uint8
+        )
+        for k in names
+    ]
+    targets = np.stack([imgs[i % 4] for i in range(n)])
+    x = targets.astype(np.float32) / 255
+    x = 0.5 + (x - 0.5) * 1.4
+    x *= np.array([1.15, 1.04, 0.85], np.float32)
+    frames = (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return frames, targets
+
+
+def seed_step(original: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The seed's per-frame colour step with the libraries it names."""
+    import cv2
+    from blendmodes.blend import BlendType, blendLayers
+    from PIL import Image
+    from skimage import exposure
+
+    base = cv2.cvtColor(original, cv2.COLOR_RGB2LAB)
+    corr = cv2.cvtColor(target, cv2.COLOR_RGB2LAB)
+    hist = exposure.match_histograms(base, corr, channel_axis=2)
+    hist = cv2.cvtColor(hist.astype("uint8"), cv2.COLOR_LAB2RGB)
+    img = blendLayers(Image.fromarray(hist), Image.fromarray(original), BlendType.LUMINOSITY)
+    l1, l2 = base[..., 0].astype(float), corr[..., 0].astype(float)
+    scale = (l2.std() / l1.std()) * ((l2.mean() - l1.mean()) / l1.mean())  # the seed's formula
+    return exposure.adjust_gamma(np.asarray(img.convert("RGB")), max(1.0 + scale, 0.05))
+
+
+def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int) -> list[Row]:
+    import cv2
+    from blendmodes.blend import BlendType, blendLayers
+    from PIL import Image
+    from skimage import color, exposure
+
+    frames, targets = photos(h, w, n)
+    ff = frames.astype(np.float32) / 255
+    lab = lw.rgb_to_lab(frames)
+    target = targets[0]
+    px = h * w
+    size = f"{w}x{h}"
+    rows: list[Row] = []
+
+    def add(kernel, ours, bytes_per_frame, base_name=None, base=None, base_frames=n, per_call=n):
+        ours_ms = timeit(ours, repeats) / per_call * 1e3
+        base_ms = None
+        if base is not None:
+            k = min(base_frames, n)
+            base_ms = timeit(lambda: base(k), max(1, repeats // 2)) / k * 1e3
+        floor = bytes_per_frame / bw * 1e3 if bytes_per_frame else None
+        rows.append(Row(kernel, size, ours_ms, base_name or "", base_ms, floor))
+        print(
+            f"  {kernel:<28} {ours_ms:9.2f} ms  {base_name or '':<28} "
+            f"{'' if base_ms is None else f'{base_ms:9.2f} ms'}",
+            file=sys.stderr,
+        )
+
+    add(
+        "rgb_to_lab float32",
+        lambda: lw.rgb_to_lab(ff),
+        24 * px,
+        "cv2.cvtColor RGB2LAB float32",
+        lambda k: [cv2.cvtColor(f, cv2.COLOR_RGB2LAB) for f in ff[:k]],
+    )
+    add(
+        "rgb_to_lab uint8",
+        lambda: lw.rgb_to_lab(frames),
+        15 * px,
+        "skimage rgb2lab",
+        lambda k: [color.rgb2lab(f) for f in frames[:k]],
+        base_frames=slow_frames,
+    )
+    add(
+        "lab_to_rgb uint8",
+        lambda: lw.lab_to_rgb(lab),
+        15 * px,
+        "cv2.cvtColor LAB2RGB float32",
+        lambda k: [cv2.cvtColor(f, cv2.COLOR_LAB2RGB) for f in lab[:k]],
+    )
+    add(
+        "match_histograms uint8",
+        lambda: lw.match_histograms(frames, target),
+        6 * px,
+        "skimage match_histograms",
+        lambda k: [exposure.match_histograms(f, target, channel_axis=-1) for f in frames[:k]],
+        base_frames=slow_frames,
+    )
+    add(
+        "blend_luminosity",
+        lambda: lw.blend_luminosity(frames, targets),
+        9 * px,
+        "blendmodes LUMINOSITY",
+        lambda k: [
+            blendLayers(Image.fromarray(a), Image.fromarray(b), BlendType.LUMINOSITY)
+            for a, b in zip(frames[:k], targets[:k], strict=True)
+        ],
+        base_frames=slow_frames,
+    )
+    add(
+        "adjust_gamma",
+        lambda: lw.adjust_gamma(frames, 1.3),
+        6 * px,
+        "skimage adjust_gamma",
+        lambda k: [exposure.adjust_gamma(f, 1.3) for f in frames[:k]],
+    )
+    add(
+        "lerp_frames",
+        lambda: lw.lerp_frames(frames, targets, 0.3),
+        9 * px,
+        "PIL Image.blend",
+        lambda k: [
+            np.asarray(Image.blend(Image.fromarray(a), Image.fromarray(b), 0.3))
+            for a, b in zip(frames[:k], targets[:k], strict=True)
+        ],
+    )
+    add(
+        "mean_frames (per input frame)",
+        lambda: lw.mean_frames(frames),
+        3 * px + 3 * px / n,
+        "numpy mean(0)",
+        lambda k: np.rint(frames[:k].mean(0)).astype(np.uint8),
+        per_call=n,
+    )
+    add(
+        "rgb_to_yuv420p",
+        lambda: lw.rgb_to_yuv420p(frames),
+        4.5 * px,
+        "cv2 RGB2YUV_I420",
+        lambda k: [cv2.cvtColor(f, cv2.COLOR_RGB2YUV_I420) for f in frames[:k]],
+    )
+    add(
+        "color_correct (shared target)",
+        lambda: lw.color_correct(frames, target),
+        6 * px,
+        "seed step (cv2+skimage+blendmodes)",
+        lambda k: [seed_step(f, target) for f in frames[:k]],
+        base_frames=slow_frames,
+    )
+    add(
+        "color_correct (target per frame)",
+        lambda: lw.color_correct(frames, targets),
+        9 * px,
+        "seed step (cv2+skimage+blendmodes)",
+        lambda k: [seed_step(f, t) for f, t in zip(frames[:k], targets[:k], strict=True)],
+        base_frames=slow_frames,
+    )
+    return rows
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores, loopwave threads {lw.get_num_threads()}, "
+        f"Python {platform.python_version()}, numpy {np.__version__}"
+    )
+
+
+def markdown(rows: list[Row], header: str) -> str:
+    out = [
+        header,
+        "",
+        "| kernel | size | loopwave ms/frame | frames/s | baseline | baseline ms/frame "
+        "| speed-up | x bandwidth floor |",
+        "|---|---|---:|---:|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        base = "" if r.base_ms is None else f"{r.base_ms:.2f}"
+        ratio = "" if r.ratio is None else f"{r.ratio:.1f}x"
+        floor = "" if r.floor_ms is None else f"{r.ours_ms / r.floor_ms:.1f}"
+        out.append(
+            f"| {r.kernel} | {r.size} | {r.ours_ms:.2f} | {1e3 / r.ours_ms:.0f} | "
+            f"{r.baseline} | {base} | {ratio} | {floor} |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> list[Row]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", default="512x512,1920x1080", help="WxH list")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--quick", action="store_true", help="a smoke run: 128x128, 2 frames, 1 repeat")
+    p.add_argument("--markdown", help="also write the table as markdown to this file")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.sizes, a.batch, a.repeats = "128x128", 2, 1
+    bw = copy_bandwidth()
+    header = (
+        f"Machine: {machine()}; copy bandwidth {bw / 1e9:.1f} GB/s; batch {a.batch}; "
+        f"median of {a.repeats} runs."
+    )
+    print(header, file=sys.stderr)
+    rows: list[Row] = []
+    for s in a.sizes.split(","):
+        w, h = (int(v) for v in s.lower().split("x"))
+        print(f"{w}x{h}:", file=sys.stderr)
+        slow = a.batch if w * h <= 512 * 512 else 2
+        rows += bench_size(h, w, a.batch, a.repeats, bw, slow)
+    table = markdown(rows, header)
+    print(table)
+    if a.markdown:
+        with open(a.markdown, "w") as f:
+            f.write(table)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

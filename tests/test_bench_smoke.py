@@ -1,0 +1,27 @@
+"""The benchmark script runs (a smoke run; no timing is asserted)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("cv2")
+pytest.importorskip("blendmodes")
+
+
+def test_bench_color_quick_run(tmp_path, capsys):
+    path = Path(__file__).resolve().parents[1] / "benches" / "bench_color.py"
+    spec = importlib.util.spec_from_file_location("bench_color", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    out = tmp_path / "table.md"
+    rows = mod.main(["--quick", "--markdown", str(out)])
+    kernels = {r.kernel for r in rows}
+    assert {"rgb_to_lab float32", "color_correct (shared target)", "rgb_to_yuv420p"} <= kernels
+    assert all(r.ours_ms > 0 and r.base_ms and r.base_ms > 0 for r in rows)
+    assert out.read_text().count("\n| ") == len(rows) + 1  # header row + one per kernel
