@@ -225,10 +225,14 @@ pub fn linear_from_lab_block(k: &LabConsts, lab: &Planes, rgb: &mut Planes) {
 pub fn decode_block<T: Sample>(src: &[T], rgb: &mut Planes) {
     // fetch the table once per block, not once per sample
     if T::FLOAT {
-        let t = super::srgb::decode_table();
         for (i, px) in src.chunks_exact(3).enumerate() {
             for c in 0..3 {
-                rgb[c][i] = t.eval(px[c].raw());
+                rgb[c][i] = px[c].raw();
+            }
+        }
+        for plane in rgb.iter_mut() {
+            for v in plane.iter_mut() {
+                *v = super::srgb::decode_poly(*v);
             }
         }
     } else {
