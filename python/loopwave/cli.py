@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--renders", type=int, default=4, help="renders averaged per keyframe")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=_demo)
+    from .video import add_cli as add_video_cli
+
+    add_video_cli(sub)  # `encode`; PyAV is imported only when it runs
     return p
 
 

@@ -164,6 +164,11 @@ fn mean_lightness_after_imp<T: Sample>(pixels: &[[T; 3]], g: f64) -> f64 {
 
 avx2_dispatch!(fn mean_lightness_after<T: Sample>(pixels: &[[T; 3]], g: f64) -> f64 = mean_lightness_after_imp);
 
+/// `exp(u)` kept inside [`GAMMA_RANGE`] (exp(ln 32) rounds to 32.000000000000014).
+fn to_gamma(u: f64) -> f64 {
+    u.exp().clamp(GAMMA_RANGE.0, GAMMA_RANGE.1)
+}
+
 /// The gamma that brings one frame's mean L* to `target` (see the module docs).
 ///
 /// Secant steps from gamma 1 until the root is bracketed, then the Illinois
@@ -184,7 +189,7 @@ pub fn solve_gamma<T: Sample>(frame: &[T], h: usize, w: usize, target: f64) -> f
     let mut tries = 0;
     while fa * fb > 0.0 {
         if fb.abs() < TOL {
-            return b.exp();
+            return to_gamma(b);
         }
         tries += 1;
         let step = if fb != fa {
@@ -206,7 +211,7 @@ pub fn solve_gamma<T: Sample>(frame: &[T], h: usize, w: usize, target: f64) -> f
             return if (fb - f(0.0)).abs() < TOL {
                 1.0
             } else {
-                b.exp()
+                to_gamma(b)
             };
         }
         (a, fa, b, fb) = (b, fb, next, f(next));
@@ -222,7 +227,7 @@ pub fn solve_gamma<T: Sample>(frame: &[T], h: usize, w: usize, target: f64) -> f
         let c = (a * fb - b * fa) / (fb - fa);
         let fc = f(c);
         if fc.abs() < TOL || (b - a) < 1e-4 {
-            return c.exp();
+            return to_gamma(c);
         }
         if fc > 0.0 {
             (a, fa) = (c, fc);
@@ -238,7 +243,7 @@ pub fn solve_gamma<T: Sample>(frame: &[T], h: usize, w: usize, target: f64) -> f
             side = -1;
         }
     }
-    (0.5 * (a + b)).exp()
+    to_gamma(0.5 * (a + b))
 }
 
 /// Per frame, the gamma that matches the frame's mean L* to the reference's,
