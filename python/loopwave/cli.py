@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .video import add_cli as add_video_cli
 
     add_video_cli(sub)  # `encode`; PyAV is imported only when it runs
+    from .interpolate import add_cli as add_interpolate_cli
+
+    add_interpolate_cli(sub)  # `interpolate`; OpenCV is imported only when it runs
     return p
 
 

@@ -1,0 +1,353 @@
+"""Frame interpolation: raise a 10 fps render to 60 fps.
+
+One interface, :class:`Interpolator` (frames ``a``, ``b`` and timesteps in
+(0, 1) -> in-between frames), and two weights-free backends that work on a
+fresh machine:
+
+* :class:`FlowInterpolator` — dense optical flow (OpenCV's DIS) in both
+  directions, the flows from time ``t`` approximated from them as in Super
+  SloMo (``F_t0 = -(1-t) t F_01 + t^2 F_10``, ``F_t1 = (1-t)^2 F_01 - t (1-t)
+  F_10``), backward warping of both frames, and occlusion-aware blending: a
+  pixel whose forward flow and the backward flow where it lands do not cancel
+  is treated as occluded in that frame and weighted down. Limit seen in the
+  tests: a small object (20 px) moving 8 px per frame is interpolated well;
+  at 16 px per frame DIS loses it and the result is no better than a fade.
+* :class:`BlendInterpolator` — a plain cross-fade (:func:`loopwave.lerp_frames`).
+
+RIFE (ONNX through onnxruntime, or a PyTorch IFNet) will plug into the same
+interface; it is not implemented yet, and asking for it is a clear error.
+
+:func:`interpolate` streams: frames in, frames out, constant memory. Across a
+scene cut (:func:`is_scene_cut`) it does not interpolate: it holds the frame
+before the cut for the in-between slots, so the cut stays a cut.
+
+Example
+-------
+>>> import numpy as np
+>>> from loopwave.interpolate import interpolate
+>>> frames = [np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 200, np.uint8)]
+>>> len(list(interpolate(frames, factor=4, backend="blend", scene_cut=False)))
+5
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _validate as v
+from .color import lerp_frames, rgb_to_lab
+
+__all__ = [
+    "BlendInterpolator",
+    "FlowInterpolator",
+    "Interpolator",
+    "interpolate",
+    "is_scene_cut",
+    "scene_cut_distance",
+]
+
+SCENE_CUT_THRESHOLD = 0.35
+
+
+def _cv2() -> Any:
+    try:
+        import cv2
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the optical-flow interpolator needs OpenCV: pip install opencv-python-headless"
+        ) from e
+    return cv2
+
+
+def _pair(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
+    x, single_a = v.frames(a, "a")
+    y, single_b = v.frames(b, "b")
+    if not (single_a and single_b):
+        raise ValueError("a and b must be single frames (H, W, 3)")
+    if x.dtype != np.uint8 or y.dtype != np.uint8:
+        raise TypeError(f"a and b must be uint8 RGB; got {x.dtype} and {y.dtype}")
+    if x.shape != y.shape:
+        raise ValueError(f"b must have the shape of a {x.shape[1:]}; got {y.shape[1:]}")
+    return x[0], y[0]
+
+
+def _timesteps(t: Any) -> np.ndarray:
+    try:
+        ts = np.atleast_1d(np.asarray(t, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise TypeError(f"timesteps must be numbers in (0, 1); got {t!r}") from None
+    if ts.ndim != 1 or ts.size == 0 or not np.all((ts > 0) & (ts < 1)):
+        raise ValueError(f"timesteps must be numbers in (0, 1); got {t!r}")
+    return ts
+
+
+class Interpolator(abc.ABC):
+    """Produces in-between frames of two frames."""
+
+    def between(
+        self, a: np.ndarray, b: np.ndarray, timesteps: Sequence[float] | np.ndarray
+    ) -> np.ndarray:
+        """Frames at ``timesteps`` (each in (0, 1)) between ``a`` and ``b``, ``(T, H, W, 3)``."""
+        x, y = _pair(a, b)
+        return self._between(x, y, _timesteps(timesteps))
+
+    @abc.abstractmethod
+    def _between(self, a: np.ndarray, b: np.ndarray, ts: np.ndarray) -> np.ndarray: ...
+
+
+class BlendInterpolator(Interpolator):
+    """A cross-fade: ``a + t (b - a)``."""
+
+    def _between(self, a: np.ndarray, b: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        return np.stack([lerp_frames(a, b, float(t)) for t in ts])
+
+
+class FlowInterpolator(Interpolator):
+    """Bidirectional DIS optical flow with occlusion-aware blending (see the module docs).
+
+    Parameters
+    ----------
+    preset : DIS preset, ``"ultrafast"``, ``"fast"`` or ``"medium"``
+    occlusion_sigma : forward-backward mismatch (pixels) at which a pixel's weight
+        falls to ``exp(-1)``
+    """
+
+    _PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
+
+    def __init__(self, *, preset: str = "medium", occlusion_sigma: float = 1.5) -> None:
+        if preset not in self._PRESETS:
+            raise ValueError(f"preset must be one of {sorted(self._PRESETS)}; got {preset!r}")
+        if not (isinstance(occlusion_sigma, (int, float)) and occlusion_sigma > 0):
+            raise ValueError(f"occlusion_sigma must be a positive number; got {occlusion_sigma!r}")
+        cv2 = _cv2()
+        self._dis = cv2.DISOpticalFlow_create(self._PRESETS[preset])
+        self.sigma = float(occlusion_sigma)
+
+    def flows(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``F_01``, ``F_10`` (``(H, W, 2)`` float32): ``a(x) ~ b(x + F_01(x))``, and back."""
+        cv2 = _cv2()
+        ga = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
+        gb = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
+        return self._dis.calc(ga, gb, None), self._dis.calc(gb, ga, None)
+
+    def _between(self, a: np.ndarray, b: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        cv2 = _cv2()
+        h, w = a.shape[:2]
+        f01, f10 = self.flows(a, b)
+        gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+
+        def warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
+            out: np.ndarray = cv2.remap(
+                img,
+                gx + flow[..., 0],
+                gy + flow[..., 1],
+                cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
+            return out
+
+        # forward-backward consistency: visible where F_01(x) + F_10(x + F_01(x)) ~ 0
+        err0 = np.linalg.norm(f01 + warp(f10, f01), axis=-1)
+        err1 = np.linalg.norm(f10 + warp(f01, f10), axis=-1)
+        vis0 = np.exp(-((err0 / self.sigma) ** 2)).astype(np.float32)
+        vis1 = np.exp(-((err1 / self.sigma) ** 2)).astype(np.float32)
+        af, bf = a.astype(np.float32), b.astype(np.float32)
+        out = np.empty((len(ts), h, w, 3), np.uint8)
+        for i, t in enumerate(ts.astype(np.float32)):
+            ft0 = -(1 - t) * t * f01 + t * t * f10
+            ft1 = (1 - t) * (1 - t) * f01 - t * (1 - t) * f10
+            w0 = (1 - t) * warp(vis0, ft0)[..., None] + 1e-4
+            w1 = t * warp(vis1, ft1)[..., None] + 1e-4
+            mix = (w0 * warp(af, ft0) + w1 * warp(bf, ft1)) / (w0 + w1)
+            out[i] = np.clip(mix + 0.5, 0, 255).astype(np.uint8)
+        return out
+
+
+def scene_cut_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """1 - the intersection of the two frames' Lab histograms (16 bins a channel), in [0, 1].
+
+    Global colour distributions barely change with motion and change a lot at a
+    cut; 0 means identical histograms.
+    """
+    x, y = _pair(a, b)
+    step = max(1, max(x.shape[:2]) // 96)  # a thumbnail is enough for histograms
+    la, lb = rgb_to_lab(x[::step, ::step]), rgb_to_lab(y[::step, ::step])
+    ranges = ((0, 100), (-110, 110), (-110, 110))
+    inter = 0.0
+    for c, (lo, hi) in enumerate(ranges):
+        ha, _ = np.histogram(la[..., c], 16, (lo, hi))
+        hb, _ = np.histogram(lb[..., c], 16, (lo, hi))
+        inter += np.minimum(ha / ha.sum(), hb / hb.sum()).sum()
+    return float(1 - inter / 3)
+
+
+def is_scene_cut(a: np.ndarray, b: np.ndarray, *, threshold: float = SCENE_CUT_THRESHOLD) -> bool:
+    """Whether ``a`` -> ``b`` is a cut: :func:`scene_cut_distance` above ``threshold``."""
+    return scene_cut_distance(a, b) > threshold
+
+
+def _backend(backend: str | Interpolator) -> Interpolator:
+    if isinstance(backend, Interpolator):
+        return backend
+    if backend == "flow":
+        return FlowInterpolator()
+    if backend == "blend":
+        return BlendInterpolator()
+    if backend == "rife":
+        raise ValueError("the RIFE backend is not available yet; use backend='flow' or 'blend'")
+    raise ValueError(f"backend must be 'flow', 'blend' or an Interpolator; got {backend!r}")
+
+
+def resolve_factor(factor: int | None, to_fps: Any = None, fps: Any = None) -> int:
+    """The integer factor, given directly or as ``to_fps / fps``."""
+    if to_fps is not None or fps is not None:
+        if to_fps is None or fps is None:
+            raise ValueError("to_fps and fps must be given together")
+        from .video import parse_fps
+
+        ratio = parse_fps(to_fps, "to_fps") / parse_fps(fps, "fps")
+        if ratio.denominator != 1:
+            raise ValueError(
+                f"to_fps must be an integer multiple of fps; got {to_fps}/{fps} = {ratio}"
+            )
+        factor = int(ratio)
+    if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)):
+        raise TypeError(f"factor must be an int in 2..16; got {factor!r}")
+    if not 2 <= factor <= 16:
+        raise ValueError(f"factor must be in 2..16; got {factor}")
+    return int(factor)
+
+
+def interpolate(
+    frames: Iterable[np.ndarray],
+    *,
+    factor: int | None = 6,
+    to_fps: Any = None,
+    fps: Any = None,
+    backend: str | Interpolator = "flow",
+    scene_cut: bool | float = True,
+    loop: bool = False,
+) -> Iterator[np.ndarray]:
+    """Stream ``frames`` with ``factor - 1`` in-betweens after each (``to_fps``/``fps`` instead).
+
+    ``n`` frames give ``(n - 1) * factor + 1`` frames, or ``n * factor`` with
+    ``loop=True`` (the last frame is also interpolated toward the first).
+    ``scene_cut`` is True (default threshold), False, or a threshold; across a
+    cut the frame before it is held. Constant memory: one pair at a time.
+    """
+    k = resolve_factor(factor, to_fps, fps)
+    interp = _backend(backend)
+    if isinstance(scene_cut, bool):
+        threshold = SCENE_CUT_THRESHOLD if scene_cut else None
+    elif isinstance(scene_cut, (int, float)) and 0 < scene_cut <= 1:
+        threshold = float(scene_cut)
+    else:
+        raise ValueError(
+            f"scene_cut must be True, False or a threshold in (0, 1]; got {scene_cut!r}"
+        )
+    ts = np.arange(1, k) / k
+
+    def fill(a: np.ndarray, b: np.ndarray) -> Iterator[np.ndarray]:
+        if threshold is not None and scene_cut_distance(a, b) > threshold:
+            yield from (a for _ in ts)
+        else:
+            yield from interp.between(a, b, ts)
+
+    first = prev = None
+    for i, f in enumerate(frames):
+        cur, single = v.frames(f, f"frames[{i}]")
+        if not single:
+            raise ValueError(f"frames[{i}] must be one frame (H, W, 3); got {f.shape}")
+        cur = cur[0]
+        if prev is None:
+            first = cur
+        else:
+            if cur.shape != prev.shape or cur.dtype != prev.dtype:
+                raise ValueError(f"frames[{i}] must match the frames before it in shape and dtype")
+            yield from fill(prev, cur)
+        yield cur
+        prev = cur
+    if loop and prev is not None and first is not None and prev is not first:
+        yield from fill(prev, first)
+
+
+def _read_input(path: Path) -> tuple[Iterator[np.ndarray], int | None, Fraction | None]:
+    if path.is_dir():
+        from .video import _read_png, read_frames_dir
+
+        files = read_frames_dir(path)
+        return (_read_png(f) for f in files), len(files), None
+    if path.is_file():
+        from .video import VideoReader
+
+        r = VideoReader(path)
+        return (f for batch in r for f in batch), r.frame_count, r.fps
+    raise OSError(f"IN: no such file or folder {path}")
+
+
+def add_cli(sub: Any) -> None:
+    """Register ``loopwave interpolate`` on an argparse subparsers object."""
+    p = sub.add_parser("interpolate", help="add in-between frames (e.g. 10 -> 60 fps)")
+    p.add_argument("input", metavar="IN", help="a folder of PNG frames or a video file")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="a folder (PNG frames) or a video file (.mp4, .mkv, .webm)",
+    )
+    p.add_argument("--factor", type=int, default=6, help="frames out per frame in (2..16)")
+    p.add_argument("--fps", default=None, help="input fps (for folders; default 10)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--flow", action="store_true", help="optical-flow interpolation (default)")
+    g.add_argument("--blend", action="store_true", help="plain cross-fade")
+    g.add_argument("--model", help="a RIFE .onnx model (not available yet)")
+    p.add_argument("--no-scene-cut", action="store_true", help="interpolate across cuts too")
+    p.add_argument("--loop", action="store_true", help="also interpolate last -> first")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    def run(a: Any) -> int:
+        from ._progress import Progress
+        from .png import write_png
+
+        if a.model is not None:
+            raise ValueError("the RIFE ONNX backend is not available yet; use --flow or --blend")
+        k = resolve_factor(a.factor)
+        frames, n, in_fps = _read_input(Path(a.input))
+        from .video import parse_fps
+
+        fps = parse_fps(a.fps) if a.fps is not None else (in_fps or Fraction(10))
+        out = Path(a.output)
+        total = None if n is None else (n - 1) * k + 1 + (k - 1 if a.loop else 0)
+        stream = interpolate(
+            frames,
+            factor=k,
+            backend="blend" if a.blend else "flow",
+            scene_cut=not a.no_scene_cut,
+            loop=a.loop,
+        )
+        count = 0
+        with Progress(total or 0, "interpolate", enabled=not a.quiet and bool(total)) as bar:
+            if out.suffix.lower() in (".mp4", ".mkv", ".webm", ".mov"):
+                from .video import VideoWriter
+
+                with VideoWriter(out, fps=fps * k) as w:
+                    for f in stream:
+                        w.write(f)
+                        count += 1
+                        bar.update()
+            else:
+                out.mkdir(parents=True, exist_ok=True)
+                for f in stream:
+                    write_png(out / f"{count:06d}.png", f)
+                    count += 1
+                    bar.update()
+        print(f"wrote {count} frames to {out}")
+        return 0
+
+    p.set_defaults(func=run)
