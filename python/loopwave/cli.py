@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .interpolate import add_cli as add_interpolate_cli
 
     add_interpolate_cli(sub)  # `interpolate`; OpenCV is imported only when it runs
+    from .rife import add_cli as add_rife_cli
+
+    add_rife_cli(sub)  # `export-rife`; torch is imported only when it runs
     return p
 
 

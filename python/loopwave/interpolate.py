@@ -14,8 +14,9 @@ fresh machine:
   at 16 px per frame DIS loses it and the result is no better than a fade.
 * :class:`BlendInterpolator` — a plain cross-fade (:func:`loopwave.lerp_frames`).
 
-RIFE (ONNX through onnxruntime, or a PyTorch IFNet) will plug into the same
-interface; it is not implemented yet, and asking for it is a clear error.
+RIFE runs through the same interface: :class:`loopwave.rife.OnnxRifeInterpolator`
+(an exported ONNX model under onnxruntime) or
+:class:`loopwave.rife.TorchRifeInterpolator`; pass one as ``backend``.
 
 :func:`interpolate` streams: frames in, frames out, constant memory. Across a
 scene cut (:func:`is_scene_cut`) it does not interpolate: it holds the frame
@@ -200,7 +201,10 @@ def _backend(backend: str | Interpolator) -> Interpolator:
     if backend == "blend":
         return BlendInterpolator()
     if backend == "rife":
-        raise ValueError("the RIFE backend is not available yet; use backend='flow' or 'blend'")
+        raise ValueError(
+            "backend='rife' needs a model: pass loopwave.rife.OnnxRifeInterpolator(path) "
+            "or TorchRifeInterpolator(checkpoint) as backend"
+        )
     raise ValueError(f"backend must be 'flow', 'blend' or an Interpolator; got {backend!r}")
 
 
@@ -306,7 +310,7 @@ def add_cli(sub: Any) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--flow", action="store_true", help="optical-flow interpolation (default)")
     g.add_argument("--blend", action="store_true", help="plain cross-fade")
-    g.add_argument("--model", help="a RIFE .onnx model (not available yet)")
+    g.add_argument("--model", help="a RIFE .onnx model (see `loopwave export-rife`)")
     p.add_argument("--no-scene-cut", action="store_true", help="interpolate across cuts too")
     p.add_argument("--loop", action="store_true", help="also interpolate last -> first")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -315,9 +319,12 @@ def add_cli(sub: Any) -> None:
         from ._progress import Progress
         from .png import write_png
 
-        if a.model is not None:
-            raise ValueError("the RIFE ONNX backend is not available yet; use --flow or --blend")
         k = resolve_factor(a.factor)
+        backend: str | Interpolator = "blend" if a.blend else "flow"
+        if a.model is not None:
+            from .rife import OnnxRifeInterpolator
+
+            backend = OnnxRifeInterpolator(a.model)
         frames, n, in_fps = _read_input(Path(a.input))
         from .video import parse_fps
 
@@ -327,7 +334,7 @@ def add_cli(sub: Any) -> None:
         stream = interpolate(
             frames,
             factor=k,
-            backend="blend" if a.blend else "flow",
+            backend=backend,
             scene_cut=not a.no_scene_cut,
             loop=a.loop,
         )
