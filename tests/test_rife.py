@@ -108,3 +108,14 @@ def test_export_cli(checkpoint, tmp_path, capsys):
     args = ["interpolate", str(frames), "-o", str(tmp_path / "o"), "--factor", "2"]
     assert main([*args, "--model", str(out), "--quiet", "--no-scene-cut"]) == 0
     assert len(list((tmp_path / "o").glob("*.png"))) == 3
+
+
+def test_half_scale_for_large_frames(checkpoint, tmp_path):
+    # scale 0.5 runs the flow blocks at scales 16..2 (for 2K/4K) and pads to 128
+    rng = np.random.default_rng(4)
+    a = rng.integers(0, 256, (100, 130, 3), dtype=np.uint8)
+    out = TorchRifeInterpolator(checkpoint, scale=0.5).between(a, a, [0.3, 0.6])
+    assert out.shape == (2, 100, 130, 3)
+    onnx_half = export_onnx(tmp_path / "half.onnx", checkpoint, scale=0.5)
+    via_onnx = OnnxRifeInterpolator(onnx_half, scale=0.5).between(a, a, [0.3, 0.6])
+    assert np.abs(via_onnx.astype(int) - out.astype(int)).max() <= 1
