@@ -1,0 +1,434 @@
+"""Keyframe schedules, the wave denoise, prompt keyframes and seed behaviours.
+
+Schedules use Deforum's keyframe strings: ``"0: (0.65), 30: (0.4)"``. A value is
+a number or an expression in ``t`` (the frame), ``max_f`` (the last frame
+index) and ``s`` (the seed), with ``pi``, ``e`` and the functions ``sin cos
+tan asin acos atan atan2 sqrt abs exp log log10 floor ceil round min max
+clamp where``. Commas inside calls are fine (Deforum's own splitter breaks
+there).
+
+Rules (``v(k)`` is the value written at key ``k``):
+
+============================================  ==========================================
+schedule                                      frames 0, 15, 30, 45
+============================================  ==========================================
+``0: (0.65), 30: (0.4)``                      0.65, 0.525, 0.4, 0.4 (ramp, then hold)
+``10: (1)``                                   1, 1, 1, 1 (before the first key it holds)
+``0: (t/10)``                                 0, 1.5, 3, 4.5 (an expression runs every frame)
+``0: (t/10), 30: (0)``                        0, 1.5, 0, 0 (until the next key)
+``0: (0), 30: (t)``                           0, 15, 30, 45 (a number ramps to the next
+                                              key's value at that key: ``t`` at 30 is 30)
+============================================  ==========================================
+
+Expressions are evaluated by a small interpreter over Python's ``ast``: only
+numbers, the names and functions above, arithmetic, comparisons and
+conditionals are allowed; every number is a float (so ``9**9**9`` overflows at
+once instead of computing a huge integer); a string is at most 2000
+characters and an expression at most 200 syntax nodes. A settings file from
+a stranger cannot run code, read files, or hang the process.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import random
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Prompt",
+    "Schedule",
+    "ScheduleError",
+    "evaluate",
+    "parse_prompts",
+    "prompt_at",
+    "seed_for",
+    "wave_strength",
+]
+
+MAX_TEXT = 2000
+MAX_NODES = 200
+
+
+class ScheduleError(ValueError):
+    """A schedule, expression or prompt list that cannot be used; the message says where."""
+
+
+def _clamp(x: float, lo: float, hi: float) -> float:
+    return min(max(x, lo), hi)
+
+
+def _where(c: float, a: float, b: float) -> float:
+    return a if c else b
+
+
+FUNCTIONS: dict[str, Callable[..., float]] = {
+    "sin": math.sin,
+    "cos": math.cos,
+    "tan": math.tan,
+    "asin": math.asin,
+    "acos": math.acos,
+    "atan": math.atan,
+    "atan2": math.atan2,
+    "sqrt": math.sqrt,
+    "abs": abs,
+    "exp": math.exp,
+    "log": math.log,
+    "log10": math.log10,
+    "floor": math.floor,
+    "ceil": math.ceil,
+    "round": round,
+    "min": min,
+    "max": max,
+    "clamp": _clamp,
+    "where": _where,
+}
+CONSTANTS = {"pi": math.pi, "e": math.e}
+_BIN: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_CMP: dict[type, Callable[[Any, Any], bool]] = {
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+}
+
+
+def compile_expression(text: str) -> ast.Expression:
+    """Parse and check an expression; raises :class:`ScheduleError` for anything not allowed."""
+    if not isinstance(text, str):
+        raise ScheduleError(f"expression must be a string; got {type(text).__name__}")
+    if len(text) > MAX_TEXT:
+        raise ScheduleError(f"expression is longer than {MAX_TEXT} characters")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+        raise ScheduleError(f"cannot parse expression {text!r}: {e}") from None
+    nodes = list(ast.walk(tree))
+    if len(nodes) > MAX_NODES:
+        raise ScheduleError(f"expression {text[:40]!r}... has over {MAX_NODES} parts")
+    for n in nodes:
+        ok = isinstance(
+            n,
+            (
+                ast.Expression,
+                ast.BinOp,
+                ast.UnaryOp,
+                ast.Compare,
+                ast.IfExp,
+                ast.BoolOp,
+                ast.Load,
+                ast.And,
+                ast.Or,
+                ast.USub,
+                ast.UAdd,
+                ast.Not,
+            ),
+        )
+        ok = ok or type(n) in _BIN or type(n) in _CMP
+        if isinstance(n, ast.Constant):
+            ok = isinstance(n.value, (int, float)) and not isinstance(n.value, bool)
+        elif isinstance(n, ast.Name):
+            ok = n.id in CONSTANTS or n.id in ("t", "max_f", "s") or n.id in FUNCTIONS
+        elif isinstance(n, ast.Call):
+            ok = isinstance(n.func, ast.Name) and n.func.id in FUNCTIONS and not n.keywords
+        if not ok:
+            raise ScheduleError(
+                f"expression {text!r}: {type(n).__name__} is not allowed "
+                "(numbers, t, max_f, s, arithmetic and the listed functions only)"
+            )
+    return tree
+
+
+def _eval(n: ast.AST, env: Mapping[str, float]) -> float:
+    if isinstance(n, ast.Expression):
+        return _eval(n.body, env)
+    if isinstance(n, ast.Constant):
+        assert isinstance(n.value, (int, float))  # checked by compile_expression
+        return float(n.value)
+    if isinstance(n, ast.Name):
+        if n.id in env:
+            return env[n.id]
+        if n.id in CONSTANTS:
+            return CONSTANTS[n.id]
+        raise ScheduleError(f"{n.id} is a function; call it")
+    if isinstance(n, ast.BinOp):
+        a, b = _eval(n.left, env), _eval(n.right, env)
+        return float(_BIN[type(n.op)](a, b))
+    if isinstance(n, ast.UnaryOp):
+        x = _eval(n.operand, env)
+        return (
+            -x if isinstance(n.op, ast.USub) else (float(not x) if isinstance(n.op, ast.Not) else x)
+        )
+    if isinstance(n, ast.Compare):
+        left = _eval(n.left, env)
+        for op, right_node in zip(n.ops, n.comparators, strict=True):
+            right = _eval(right_node, env)
+            if not _CMP[type(op)](left, right):
+                return 0.0
+            left = right
+        return 1.0
+    if isinstance(n, ast.BoolOp):
+        vals = [_eval(x, env) for x in n.values]
+        return float(all(vals) if isinstance(n.op, ast.And) else any(vals))
+    if isinstance(n, ast.IfExp):
+        return _eval(n.body, env) if _eval(n.test, env) else _eval(n.orelse, env)
+    if isinstance(n, ast.Call):
+        assert isinstance(n.func, ast.Name)
+        return float(FUNCTIONS[n.func.id](*[_eval(a, env) for a in n.args]))
+    raise ScheduleError(f"{type(n).__name__} is not allowed")  # pragma: no cover - checked
+
+
+def evaluate(
+    text: str | ast.Expression, *, t: float = 0.0, max_f: float = 0.0, s: float = 0.0
+) -> float:
+    """Evaluate a schedule expression; any failure is a :class:`ScheduleError`."""
+    tree = compile_expression(text) if isinstance(text, str) else text
+    try:
+        v = _eval(tree, {"t": float(t), "max_f": float(max_f), "s": float(s)})
+    except ScheduleError:
+        raise
+    except (ArithmeticError, ValueError, TypeError, RecursionError) as e:
+        raise ScheduleError(f"expression {ast.unparse(tree)!r} failed at t={t}: {e}") from None
+    if not math.isfinite(v):
+        raise ScheduleError(f"expression {ast.unparse(tree)!r} is not finite at t={t}")
+    return v
+
+
+def _split_top_level(text: str) -> list[str]:
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                raise ScheduleError(f"unbalanced ')' in schedule {text!r}")
+        if ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    if depth != 0:
+        raise ScheduleError(f"unbalanced '(' in schedule {text!r}")
+    parts.append("".join(cur))
+    return [p for p in (x.strip() for x in parts) if p]
+
+
+@dataclass(frozen=True)
+class _Key:
+    frame: int
+    text: str
+    tree: ast.Expression
+    number: float | None  # set when the value is a plain number
+
+
+class Schedule:
+    """A parsed keyframe schedule; ``schedule(frame)`` or ``schedule.values(n)``.
+
+    Example
+    -------
+    >>> Schedule("0: (0.65), 30: (0.4)", max_frames=60)(15)
+    0.525
+    """
+
+    def __init__(
+        self, text: str | float | int, *, max_frames: int, seed: int = 0, name: str = "schedule"
+    ) -> None:
+        if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+            raise ScheduleError(f"{name} must be a keyframe string or a number; got {text!r}")
+        if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1:
+            raise ScheduleError(f"{name}: max_frames must be an int >= 1; got {max_frames!r}")
+        self.name, self.max_frames, self.seed = name, max_frames, seed
+        if not isinstance(text, str):
+            text = f"0: ({text})"
+        if len(text) > MAX_TEXT * 4:
+            raise ScheduleError(f"{name} is longer than {MAX_TEXT * 4} characters")
+        keys: dict[int, _Key] = {}
+        try:
+            parts = _split_top_level(text)
+        except ScheduleError as e:
+            raise ScheduleError(f"{name}: {e}") from None
+        for part in parts:
+            m = re.fullmatch(r"\s*(-?\d+)\s*:\s*(.+?)\s*", part, re.S)
+            if not m:
+                raise ScheduleError(f"{name}: {part!r} is not 'frame: (value)'")
+            frame = int(m.group(1))
+            if frame < 0:
+                raise ScheduleError(f"{name}: key frame {frame} is negative")
+            value = m.group(2)
+            try:
+                tree = compile_expression(value)
+            except ScheduleError as e:
+                raise ScheduleError(f"{name} at frame {frame}: {e}") from None
+            number = None
+            body = tree.body
+            if isinstance(body, ast.UnaryOp) and isinstance(body.op, ast.USub):
+                body = body.operand
+            if isinstance(body, ast.Constant):
+                number = evaluate(tree)
+            keys[frame] = _Key(frame, value, tree, number)
+        if not keys:
+            raise ScheduleError(f"{name} is empty")
+        self.keys = [keys[k] for k in sorted(keys)]
+
+    def _at_key(self, key: _Key, t: float) -> float:
+        if key.number is not None:
+            return key.number
+        try:
+            return evaluate(key.tree, t=t, max_f=self.max_frames - 1, s=self.seed)
+        except ScheduleError as e:
+            raise ScheduleError(f"{self.name} at frame {int(t)}: {e}") from None
+
+    def __call__(self, frame: int) -> float:
+        keys = self.keys
+        if frame <= keys[0].frame:
+            return self._at_key(keys[0], keys[0].frame)
+        i = max(j for j, k in enumerate(keys) if k.frame <= frame)
+        k = keys[i]
+        if k.number is None:
+            return self._at_key(k, frame)
+        if i + 1 == len(keys):
+            return k.number
+        nxt = keys[i + 1]
+        end = self._at_key(nxt, nxt.frame)
+        a = (frame - k.frame) / (nxt.frame - k.frame)
+        return k.number + (end - k.number) * a
+
+    def values(self, n: int | None = None) -> np.ndarray:
+        """The schedule at frames ``0 .. n-1`` (default: ``max_frames``)."""
+        return np.array([self(i) for i in range(self.max_frames if n is None else n)])
+
+
+def wave_strength(
+    i: int, *, base: float, amplitude: float, frames_per_wave: float, offset: float = 0.0
+) -> float:
+    """The seed's wave denoise: ``base + amp - amp * |cos(radians(i * 180 / fpw + offset))|``,
+    clamped to [0, 1]."""
+    if not frames_per_wave:
+        raise ScheduleError("frames_per_wave must not be 0")
+    c = abs(math.cos(math.radians(i * 180.0 / frames_per_wave + offset)))
+    return _clamp(base + amplitude - c * amplitude, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    text: str
+    negative: str = ""
+    seed: int | None = None
+
+
+def parse_prompts(spec: Mapping[int | str, str] | str) -> dict[int, Prompt]:
+    """Prompt keyframes from ``{frame: "prompt --neg negative"}`` or from lines
+    ``frame::prompt`` / ``frame::seed::prompt`` (the Loopback Wave script's format)."""
+    out: dict[int, Prompt] = {}
+    items: list[tuple[Any, str, int | None]] = []
+    if isinstance(spec, str):
+        for n, line in enumerate(spec.splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.split("::")
+            if len(parts) == 2:
+                items.append((parts[0], parts[1], None))
+            elif len(parts) == 3:
+                try:
+                    line_seed = int(parts[1].strip())
+                except ValueError:
+                    raise ScheduleError(
+                        f"prompts line {n}: seed {parts[1]!r} is not an int"
+                    ) from None
+                items.append((parts[0], parts[2], line_seed))
+            else:
+                raise ScheduleError(
+                    f"prompts line {n}: expected 'frame::prompt' or "
+                    f"'frame::seed::prompt'; got {line!r}"
+                )
+    elif isinstance(spec, Mapping):
+        items = [(k, v, None) for k, v in spec.items()]
+    else:
+        raise ScheduleError(f"prompts must be a mapping or text; got {type(spec).__name__}")
+    for frame, text, seed in items:
+        try:
+            f = int(str(frame).strip())
+        except ValueError:
+            raise ScheduleError(f"prompts: frame {frame!r} is not an int") from None
+        if f < 0:
+            raise ScheduleError(f"prompts: frame {f} is negative")
+        if not isinstance(text, str):
+            raise ScheduleError(f"prompts: the prompt at frame {f} must be text")
+        pos, _, neg = text.partition("--neg")
+        out[f] = Prompt(pos.strip(), neg.strip(), seed)
+    if not out:
+        raise ScheduleError("prompts: at least one prompt is needed")
+    return dict(sorted(out.items()))
+
+
+_WAVE_TOKEN = re.compile(r"@wave_(completed|remaining)\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)")
+
+
+def prompt_at(
+    prompts: Mapping[int, Prompt], frame: int, *, frames_per_wave: float = 0, offset: float = 0.0
+) -> Prompt:
+    """The prompt in force at ``frame``, with ``@wave_completed(a,b)`` (``a`` at the start of
+    each wave to ``b`` at its end) and ``@wave_remaining(a,b)`` (the reverse) replaced by the
+    weight for this frame."""
+    keys = [k for k in prompts if k <= frame]
+    p = prompts[max(keys) if keys else min(prompts)]
+    if "@wave_" not in p.text + p.negative:
+        return p
+    if not frames_per_wave:
+        raise ScheduleError("@wave_completed/@wave_remaining need frames_per_wave")
+    phase = ((frame + offset * frames_per_wave / 180.0) % frames_per_wave) / frames_per_wave
+
+    def sub(m: re.Match[str]) -> str:
+        a, b = evaluate(m.group(2)), evaluate(m.group(3))
+        x = phase if m.group(1) == "completed" else 1 - phase
+        return f"{a + (b - a) * x:.3f}"
+
+    return Prompt(_WAVE_TOKEN.sub(sub, p.text), _WAVE_TOKEN.sub(sub, p.negative), p.seed)
+
+
+SEED_BEHAVIOURS = ("iter", "fixed", "random", "ladder", "alternate", "schedule")
+
+
+def seed_for(
+    i: int, *, seed: int, behaviour: str = "iter", schedule: Schedule | None = None
+) -> int:
+    """The seed of frame ``i``.
+
+    ``iter`` seed+i; ``fixed`` seed; ``random`` a reproducible draw from ``seed`` and ``i``;
+    ``ladder`` seed, +2, +1, +3, +2, +4 ... (``seed + i//2 + 2*(i%2)``); ``alternate`` seed,
+    seed+1, seed, ... ; ``schedule`` the value of ``schedule`` at ``i``, rounded.
+    """
+    if behaviour == "iter":
+        return seed + i
+    if behaviour == "fixed":
+        return seed
+    if behaviour == "random":
+        return random.Random(seed * 1_000_003 + i).randrange(2**32)
+    if behaviour == "ladder":
+        return seed + i // 2 + 2 * (i % 2)
+    if behaviour == "alternate":
+        return seed + (i % 2)
+    if behaviour == "schedule":
+        if schedule is None:
+            raise ScheduleError("seed behaviour 'schedule' needs a seed schedule")
+        return int(round(schedule(i)))
+    raise ScheduleError(f"seed behaviour must be one of {SEED_BEHAVIOURS}; got {behaviour!r}")

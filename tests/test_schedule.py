@@ -1,0 +1,162 @@
+"""Schedules (Deforum keyframe strings), the safe evaluator, wave, prompts, seeds."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from loopwave.schedule import (
+    Schedule,
+    ScheduleError,
+    evaluate,
+    parse_prompts,
+    prompt_at,
+    seed_for,
+    wave_strength,
+)
+
+TABLE = [
+    ("0: (0.65), 30: (0.4)", [0.65, 0.525, 0.4, 0.4]),
+    ("10: (1)", [1, 1, 1, 1]),
+    ("0: (t/10)", [0, 1.5, 3, 4.5]),
+    ("0: (t/10), 30: (0)", [0, 1.5, 0, 0]),
+    ("0: (0), 30: (t)", [0, 15, 30, 45]),
+    ("0:(1),30:(-1)", [1, 0, -1, -1]),
+    ("0: (max_f - t)", [59, 44, 29, 14]),
+    ("0: (max(0.2, min(t, 0.5)))", [0.2, 0.5, 0.5, 0.5]),  # commas inside calls
+    ("0: (where(t < 20, 1, 2))", [1, 1, 2, 2]),
+    ("0: (s + 1)", [8, 8, 8, 8]),
+]
+
+
+@pytest.mark.parametrize(("text", "want"), TABLE)
+def test_schedule_table(text, want):
+    sc = Schedule(text, max_frames=60, seed=7)
+    np.testing.assert_allclose([sc(i) for i in (0, 15, 30, 45)], want, atol=1e-12)
+
+
+def test_deforum_examples():
+    zoom = Schedule("0: (-0.06*(cos(3.141*t/15)**100)+0.06)", max_frames=60)
+    v = zoom.values()
+    assert v[0] == pytest.approx(0.0, abs=1e-6) and v[15] == pytest.approx(0.0, abs=1e-4)
+    assert v[7] == pytest.approx(0.06, abs=1e-3)  # a pulse between the beats
+    strength = Schedule("0: (0.65), 30: (0.4)", max_frames=60).values()
+    assert strength.shape == (60,) and np.all(np.diff(strength[:31]) < 0)
+    assert Schedule(0.5, max_frames=3).values().tolist() == [0.5, 0.5, 0.5]
+
+
+def test_wave_strength_matches_the_seed_formula():
+    for i in range(40):
+        c = abs(math.cos(math.radians(i * 180 / 12 + 30)))
+        want = min(max(0.3 + 0.4 - c * 0.4, 0), 1)
+        assert wave_strength(i, base=0.3, amplitude=0.4, frames_per_wave=12, offset=30) == want
+    assert wave_strength(6, base=0.9, amplitude=0.5, frames_per_wave=12) == 1.0  # clamped
+    with pytest.raises(ScheduleError, match="frames_per_wave"):
+        wave_strength(1, base=0.3, amplitude=0.4, frames_per_wave=0)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "__import__('os').system('x')",
+        "open('/etc/passwd')",
+        "t.__class__",
+        "[1, 2]",
+        "lambda: 1",
+        "x + 1",
+        "'abc'",
+        "sin",
+        "9**9**9",
+        "1/0",
+        "sqrt(-1)",
+        "exp(1000)",
+        "(" * 5000,
+        "t" + "+t" * 300,
+    ],
+)
+def test_bad_expressions_are_refused(bad):
+    with pytest.raises(ScheduleError):
+        evaluate(bad, t=1)
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "0 (1)", "a: (1)", "0: (1", "0: (1)), 5: (2)", "-3: (1)", "0: (import os)"]
+)
+def test_bad_schedules_name_the_problem(bad):
+    with pytest.raises(ScheduleError, match="strength"):
+        Schedule(bad, max_frames=10, name="strength")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=120))
+def test_fuzzed_text_never_crashes_and_stays_bounded(text):
+    t0 = time.perf_counter()
+    try:
+        v = evaluate(text, t=3, max_f=10, s=1)
+        assert math.isfinite(v)
+    except ScheduleError:
+        pass
+    try:
+        Schedule(text, max_frames=5).values()
+    except ScheduleError:
+        pass
+    assert time.perf_counter() - t0 < 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.recursive(
+        st.sampled_from(["t", "1", "2.5", "max_f", "s", "pi"]),
+        lambda c: st.one_of(
+            st.tuples(c, st.sampled_from(["+", "-", "*", "/", "**", "%"]), c).map(
+                lambda x: f"({x[0]} {x[1]} {x[2]})"
+            ),
+            st.tuples(st.sampled_from(["sin", "cos", "abs", "sqrt", "exp"]), c).map(
+                lambda x: f"{x[0]}({x[1]})"
+            ),
+        ),
+        max_leaves=30,
+    )
+)
+def test_fuzzed_expressions(expr):
+    t0 = time.perf_counter()
+    try:
+        assert math.isfinite(evaluate(expr, t=2, max_f=9, s=3))
+    except ScheduleError:
+        pass
+    assert time.perf_counter() - t0 < 0.5
+
+
+def test_prompts_and_wave_tokens():
+    p = parse_prompts({0: "a cat --neg blurry", "30": "a dog"})
+    assert p[0].negative == "blurry" and prompt_at(p, 29).text == "a cat"
+    assert prompt_at(p, 30).text == "a dog"
+    lines = parse_prompts("0::a forest\n40::1234::(castle:@wave_completed(0.5, 1.5))\n")
+    assert lines[40].seed == 1234
+    assert prompt_at(lines, 40, frames_per_wave=20).text == "(castle:0.500)"
+    assert prompt_at(lines, 50, frames_per_wave=20).text == "(castle:1.000)"
+    rem = parse_prompts({0: "(x:@wave_remaining(0, 1))"})
+    assert prompt_at(rem, 5, frames_per_wave=20).text == "(x:0.750)"
+    with pytest.raises(ScheduleError, match="frames_per_wave"):
+        prompt_at(rem, 5)
+    for bad in ("0::a::b::c", "x::a", ""):
+        with pytest.raises(ScheduleError, match="prompts"):
+            parse_prompts(bad)
+
+
+def test_seed_behaviours():
+    assert [seed_for(i, seed=10) for i in range(4)] == [10, 11, 12, 13]
+    assert [seed_for(i, seed=10, behaviour="fixed") for i in range(3)] == [10, 10, 10]
+    assert [seed_for(i, seed=10, behaviour="ladder") for i in range(6)] == [10, 12, 11, 13, 12, 14]
+    assert [seed_for(i, seed=10, behaviour="alternate") for i in range(4)] == [10, 11, 10, 11]
+    r = [seed_for(i, seed=10, behaviour="random") for i in range(5)]
+    assert r == [seed_for(i, seed=10, behaviour="random") for i in range(5)] and len(set(r)) == 5
+    sch = Schedule("0: (100 + t*2)", max_frames=10)
+    assert seed_for(3, seed=0, behaviour="schedule", schedule=sch) == 106
+    with pytest.raises(ScheduleError, match="seed behaviour"):
+        seed_for(0, seed=0, behaviour="spiral")
