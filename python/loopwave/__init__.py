@@ -16,9 +16,11 @@ from .color import (
     match_gamma,
     match_histograms,
     mean_frames,
+    motion_matrix,
     rgb_to_lab,
     rgb_to_yuv420p,
     set_num_threads,
+    warp_affine,
 )
 
 __version__ = _native_version
@@ -35,7 +37,9 @@ __all__ = [
     "match_gamma",
     "match_histograms",
     "mean_frames",
+    "motion_matrix",
     "rgb_to_lab",
     "rgb_to_yuv420p",
     "set_num_threads",
+    "warp_affine",
 ]

@@ -37,7 +37,9 @@ __all__ = [
     "mean_frames",
     "rgb_to_lab",
     "rgb_to_yuv420p",
+    "motion_matrix",
     "set_num_threads",
+    "warp_affine",
 ]
 
 Frames = npt.NDArray[Any]
@@ -255,6 +257,48 @@ def rgb_to_yuv420p(
             " (pad or crop first; loopwave.video pads for you)"
         )
     return _squeeze(_native.rgb_to_yuv420p(x, matrix, bool(full_range)), single)
+
+
+def motion_matrix(
+    height: int,
+    width: int,
+    *,
+    zoom: float = 1.0,
+    angle: float = 0.0,
+    translate: tuple[float, float] = (0.0, 0.0),
+) -> npt.NDArray[np.float64]:
+    """The forward 2x3 matrix of Deforum-style 2D motion: rotate by ``angle`` degrees
+    (counter-clockwise) and scale by ``zoom`` about the frame centre, then shift by
+    ``translate`` = (x, y) pixels. The same as ``cv2.getRotationMatrix2D`` plus a shift."""
+    for name, val in (("zoom", zoom), ("angle", angle)):
+        if isinstance(val, bool) or not isinstance(val, (int, float)) or not np.isfinite(val):
+            raise TypeError(f"{name} must be a finite number; got {val!r}")
+    if zoom <= 0:
+        raise ValueError(f"zoom must be > 0; got {zoom}")
+    tx, ty = (float(v) for v in translate)
+    cx, cy = width / 2.0, height / 2.0
+    a = zoom * np.cos(np.radians(angle))
+    b = zoom * np.sin(np.radians(angle))
+    return np.array([[a, b, (1 - a) * cx - b * cy + tx], [-b, a, b * cx + (1 - a) * cy + ty]])
+
+
+def warp_affine(frames: Frames, matrix: npt.ArrayLike, *, border: str = "replicate") -> Frames:
+    """Warp frames by a forward 2x3 affine ``matrix`` (OpenCV's convention), bilinear.
+
+    ``matrix`` is ``(2, 3)`` or one per frame ``(N, 2, 3)``; ``border`` is
+    ``"replicate"`` (edge pixels extend) or ``"wrap"`` (the frame tiles). Matches
+    ``cv2.warpAffine(..., INTER_LINEAR)`` to within OpenCV's 1/32-pixel weight rounding.
+    """
+    x, single = v.frames(frames, "frames")
+    try:
+        m = np.asarray(matrix, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"matrix must be a (2, 3) or (N, 2, 3) array; got {matrix!r:.60}") from None
+    if m.shape not in ((2, 3), (x.shape[0], 2, 3)):
+        raise ValueError(f"matrix must have shape (2, 3) or ({x.shape[0]}, 2, 3); got {m.shape}")
+    if not isinstance(border, str):
+        raise TypeError(f"border must be 'replicate' or 'wrap'; got {border!r}")
+    return _squeeze(_native.warp_affine(x, np.ascontiguousarray(m.reshape(-1)), border), single)
 
 
 def set_num_threads(n: int) -> None:

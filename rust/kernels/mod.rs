@@ -16,6 +16,7 @@ pub mod lerp;
 pub mod parallel;
 mod simd;
 pub mod srgb;
+pub mod warp;
 pub mod yuv;
 
 pub use error::{KernelError, Result};

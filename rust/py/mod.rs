@@ -383,6 +383,27 @@ fn rgb_to_yuv420p<'py>(
 }
 
 #[pyfunction]
+fn warp_affine<'py>(
+    py: Python<'py>,
+    frames_: &Bound<'py, PyAny>,
+    matrix: PyReadonlyArray1<'py, f64>,
+    border: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let m = vec1(&matrix, "matrix")?;
+    let b = kernels::warp::Border::parse(border).map_err(to_py)?;
+    Ok(match frames(frames_, "frames")? {
+        Frames::U8(a) => map_batch(py, &a, "frames", |s, d, o| {
+            kernels::warp::warp_affine(s, d, m, b, o)
+        })?
+        .into_any(),
+        Frames::F32(a) => map_batch(py, &a, "frames", |s, d, o| {
+            kernels::warp::warp_affine(s, d, m, b, o)
+        })?
+        .into_any(),
+    })
+}
+
+#[pyfunction]
 fn set_num_threads(n: usize) -> PyResult<()> {
     kernels::parallel::set_num_threads(n).map_err(to_py)
 }
@@ -413,6 +434,7 @@ pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lerp_frames, m)?)?;
     m.add_function(wrap_pyfunction!(mean_frames, m)?)?;
     m.add_function(wrap_pyfunction!(rgb_to_yuv420p, m)?)?;
+    m.add_function(wrap_pyfunction!(warp_affine, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
