@@ -1,0 +1,221 @@
+"""Render settings: one versioned file (TOML, or JSON), validated with errors that name the key.
+
+Every key has a type, a default and a range; unknown keys, wrong types and
+out-of-range values raise :class:`SettingsError` (a ``ValueError``) naming the
+key path, e.g. ``render.frames: expected an int >= 1, got -3``. Schedules are
+checked by parsing them (:mod:`loopwave.schedule`). :meth:`Settings.to_json`
+writes the resolved settings (defaults filled in), which load back to the same
+settings, so a run directory's copy renders the same video again.
+
+Example
+-------
+>>> s = Settings.from_dict({"version": 1, "render": {"frames": 30}, "prompts": {"0": "a cat"}})
+>>> s["render"]["frames"], s["denoise"]["mode"]
+(30, 'wave')
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .schedule import SEED_BEHAVIOURS, Schedule, ScheduleError, parse_prompts
+
+__all__ = ["SCHEMA", "Settings", "SettingsError", "load_settings"]
+
+VERSION = 1
+
+
+class SettingsError(ValueError):
+    """A settings file or mapping that cannot be used; the message names the key path."""
+
+
+Check = Callable[[Any], str | None]  # returns the problem, or None
+
+
+def _int(lo: int, hi: int | None = None) -> Check:
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, int):
+            return f"expected an int, got {v!r}"
+        if v < lo or (hi is not None and v > hi):
+            return (
+                f"expected an int in {lo}..{hi}, got {v}"
+                if hi
+                else f"expected an int >= {lo}, got {v}"
+            )
+        return None
+
+    return check
+
+
+def _num(lo: float, hi: float) -> Check:
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return f"expected a number, got {v!r}"
+        if not lo <= v <= hi:
+            return f"expected a number in [{lo}, {hi}], got {v}"
+        return None
+
+    return check
+
+
+def _str(*choices: str) -> Check:
+    def check(v: Any) -> str | None:
+        if not isinstance(v, str):
+            return f"expected a string, got {v!r}"
+        if choices and v not in choices:
+            return f"expected one of {list(choices)}, got {v!r}"
+        return None
+
+    return check
+
+
+def _bool(v: Any) -> str | None:
+    return None if isinstance(v, bool) else f"expected true or false, got {v!r}"
+
+
+def _schedule(v: Any) -> str | None:
+    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+        return f"expected a keyframe string like '0: (0.5)' or a number, got {v!r}"
+    try:
+        Schedule(v, max_frames=1)
+    except ScheduleError as e:
+        return str(e)
+    return None
+
+
+# section -> key -> (default, check)
+SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
+    "output": {"dir": ("out/render", _str()), "name": ("morph", _str())},
+    "model": {
+        "backend": ("smoke", _str("smoke", "diffusers")),
+        "path": ("", _str()),
+        "scheduler": ("DPM++ 2M Karras", _str()),
+        "allow_pickle": (False, _bool),
+        "device": ("auto", _str()),
+    },
+    "render": {
+        "frames": (240, _int(1, 1_000_000)),
+        "width": (512, _int(8, 8192)),
+        "height": (512, _int(8, 8192)),
+        "seed": (1234, _int(0, 2**32 - 1)),
+        "seed_behaviour": ("iter", _str(*SEED_BEHAVIOURS)),
+        "seed_schedule": ("0: (0)", _schedule),
+        "steps": ("0: (20)", _schedule),
+        "cfg": ("0: (7)", _schedule),
+        "init_image": ("", _str()),
+    },
+    "denoise": {
+        "mode": ("wave", _str("wave", "schedule")),
+        "base": (0.3, _num(0, 1)),
+        "amplitude": (0.35, _num(0, 1)),
+        "frames_per_wave": (24, _num(1e-6, 1e6)),
+        "offset": (0.0, _num(-1e6, 1e6)),
+        "schedule": ("0: (0.5)", _schedule),
+    },
+    "colour": {
+        "mode": ("plan", _str("plan", "first", "none")),
+        "keyframe_every": (20, _int(1)),
+        "renders": (4, _int(1, 64)),
+        "keyframe_strength": (0.75, _num(0, 1)),
+        "gamma": (True, _bool),
+    },
+    "motion": {
+        "zoom": ("0: (1.0)", _schedule),
+        "angle": ("0: (0)", _schedule),
+        "translation_x": ("0: (0)", _schedule),
+        "translation_y": ("0: (0)", _schedule),
+        "border": ("replicate", _str("replicate", "wrap")),
+    },
+    "interpolation": {
+        "factor": (6, _int(1, 16)),
+        "backend": ("flow", _str("flow", "blend", "rife")),
+        "model": ("", _str()),
+        "scene_cut": (True, _bool),
+    },
+    "video": {"codec": ("h264", _str()), "crf": (18, _int(0, 63)), "fps": (10, _num(0.001, 1000))},
+}
+
+
+class Settings(dict[str, Any]):
+    """Validated, fully resolved settings: ``settings["render"]["frames"]``."""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Settings:
+        if not isinstance(data, Mapping):
+            raise SettingsError(f"settings must be a table/object, got {type(data).__name__}")
+        data = dict(data)
+        version = data.pop("version", None)
+        if version != VERSION:
+            raise SettingsError(f"version: expected {VERSION}, got {version!r}")
+        out = cls(version=VERSION)
+        for section, keys in SCHEMA.items():
+            given = data.pop(section, {})
+            if not isinstance(given, Mapping):
+                raise SettingsError(f"{section}: expected a table, got {given!r}")
+            given = dict(given)
+            resolved = {}
+            for key, (default, check) in keys.items():
+                value = given.pop(key, default)
+                problem = check(value)
+                if problem:
+                    raise SettingsError(f"{section}.{key}: {problem}")
+                resolved[key] = value
+            if given:
+                raise SettingsError(
+                    f"{section}.{sorted(given)[0]}: unknown key (known: {', '.join(keys)})"
+                )
+            out[section] = resolved
+        prompts = data.pop("prompts", None)
+        if prompts is None:
+            raise SettingsError("prompts: at least one prompt keyframe is needed, e.g. 0 = 'a cat'")
+        try:
+            parse_prompts(prompts)
+        except ScheduleError as e:
+            raise SettingsError(f"prompts: {e}") from None
+        out["prompts"] = (
+            {str(k): v for k, v in dict(prompts).items()}
+            if isinstance(prompts, Mapping)
+            else prompts
+        )
+        if data:
+            raise SettingsError(
+                f"{sorted(data)[0]}: unknown section (known: version, prompts, {', '.join(SCHEMA)})"
+            )
+        if out["model"]["backend"] == "diffusers" and not out["model"]["path"]:
+            raise SettingsError(
+                "model.path: the diffusers backend needs a local model folder or file"
+            )
+        if out["interpolation"]["backend"] == "rife" and not out["interpolation"]["model"]:
+            raise SettingsError("interpolation.model: the rife backend needs a .onnx model path")
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self, indent=2, sort_keys=True)
+
+    def copy(self) -> Settings:
+        return Settings(copy.deepcopy(dict(self)))
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read a TOML (``.toml``) or JSON (``.json``) settings file."""
+    p = Path(path)
+    if not p.is_file():
+        raise SettingsError(f"settings: no such file {p}")
+    text = p.read_text()
+    try:
+        if p.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:  # pragma: no cover - Python 3.10
+                import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+            data = tomllib.loads(text)
+    except (ValueError, UnicodeDecodeError) as e:  # TOMLDecodeError and JSONDecodeError are
+        raise SettingsError(f"settings: {p} is not valid {p.suffix[1:] or 'TOML'}: {e}") from None
+    return Settings.from_dict(data)

@@ -1,0 +1,70 @@
+"""Settings files: defaults, validation errors that name the key path, round trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from loopwave.settings import Settings, SettingsError, load_settings
+
+MINIMAL = {"version": 1, "prompts": {"0": "a forest", "40": "a castle --neg blurry"}}
+
+
+def test_defaults_fill_in_and_round_trip(tmp_path):
+    s = Settings.from_dict(MINIMAL)
+    assert s["render"]["frames"] == 240 and s["colour"]["mode"] == "plan"
+    path = tmp_path / "resolved.json"
+    path.write_text(s.to_json())
+    again = load_settings(path)
+    assert again == s
+
+
+def test_toml_file(tmp_path):
+    path = tmp_path / "job.toml"
+    path.write_text(
+        'version = 1\n[render]\nframes = 60\nsteps = "0: (20), 30: (max(10, 30 - t/2))"\n'
+        '[denoise]\nframes_per_wave = 12\n[prompts]\n0 = "a cat"\n"30" = "30::a dog"\n'
+    )
+    s = load_settings(path)
+    assert s["render"]["frames"] == 60 and s["denoise"]["frames_per_wave"] == 12
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"render": {"frames": -3}}, r"render\.frames: expected an int in 1\.\.1000000, got -3"),
+        ({"render": {"frames": "10"}}, r"render\.frames: expected an int"),
+        ({"render": {"fram": 10}}, r"render\.fram: unknown key"),
+        ({"rendr": {}}, r"rendr: unknown section"),
+        ({"denoise": {"base": 1.5}}, r"denoise\.base: expected a number in \[0, 1\]"),
+        ({"denoise": {"frames_per_wave": 0}}, r"denoise\.frames_per_wave"),
+        ({"denoise": {"schedule": "0: (open('x'))"}}, r"denoise\.schedule"),
+        ({"colour": {"mode": "auto"}}, r"colour\.mode: expected one of"),
+        ({"colour": {"gamma": "yes"}}, r"colour\.gamma: expected true or false"),
+        ({"render": {"seed_behaviour": "spiral"}}, r"render\.seed_behaviour"),
+        ({"model": {"backend": "diffusers"}}, r"model\.path"),
+        ({"interpolation": {"backend": "rife"}}, r"interpolation\.model"),
+        ({"version": 2}, r"version: expected 1"),
+        ({"prompts": {"x": "a"}}, r"prompts:"),
+        ({"render": 5}, r"render: expected a table"),
+    ],
+)
+def test_errors_name_the_key_path(patch, message):
+    data = json.loads(json.dumps(MINIMAL))
+    for k, v in patch.items():
+        data[k] = v
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_dict(data)
+
+
+def test_missing_prompts_and_bad_files(tmp_path):
+    with pytest.raises(SettingsError, match="prompts"):
+        Settings.from_dict({"version": 1})
+    with pytest.raises(SettingsError, match="no such file"):
+        load_settings(tmp_path / "none.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("version = = 1")
+    with pytest.raises(SettingsError, match="not valid"):
+        load_settings(bad)
+    assert issubclass(SettingsError, ValueError)
