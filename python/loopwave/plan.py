@@ -1,0 +1,109 @@
+"""The colour plan: keyframe targets that keep a long loopback run from drifting.
+
+Before the loop, keyframes are rendered every ``every`` frames (and at the last
+frame) from the init image at a high denoise, so each is one feedback step deep
+and carries no drift; each is rendered ``renders`` times and averaged
+(:func:`loopwave.mean_frames`) to iron out flukes. Frame ``i`` is then
+corrected toward the lerp of its two nearest keyframes, weighted by distance
+(the seed's ``get_cc_target``): between keyframes 20 and 40, frame 35 takes 25%
+of keyframe 20 and 75% of keyframe 40.
+
+A plan is saved in the run directory (``plan/NNNNNN.png`` plus ``plan.json``)
+and loaded on resume instead of being rendered again.
+
+Example
+-------
+>>> import numpy as np
+>>> plan = ColourPlan.build(lambda i, v: np.full((8, 8, 3), i, np.uint8), frames=41, every=20)
+>>> int(plan.target(35)[0, 0, 0])  # 0.25 * 20 + 0.75 * 40
+35
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .color import color_correct, lerp_frames, mean_frames
+from .png import write_png
+
+__all__ = ["ColourPlan", "keyframe_indices"]
+
+RenderFn = Callable[[int, int], np.ndarray]  # (frame index, variant) -> uint8 RGB frame
+
+
+def keyframe_indices(frames: int, every: int) -> list[int]:
+    """Keyframes every ``every`` frames from 0, and the last frame."""
+    for name, v, lo in (("frames", frames, 1), ("every", every, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"{name} must be an int >= {lo}; got {v!r}")
+    return sorted({*range(0, frames, every), frames - 1})
+
+
+class ColourPlan:
+    """Keyframe targets by frame index; :meth:`target` and :meth:`correct` per frame."""
+
+    def __init__(self, keyframes: dict[int, np.ndarray]) -> None:
+        if not keyframes:
+            raise ValueError("keyframes must not be empty")
+        shapes = {k.shape for k in keyframes.values()}
+        if len(shapes) != 1:
+            raise ValueError(f"keyframes must share one shape; got {sorted(shapes)}")
+        self.keyframes = dict(sorted(keyframes.items()))
+        self._keys = list(self.keyframes)
+
+    @classmethod
+    def build(cls, render: RenderFn, *, frames: int, every: int, renders: int = 4) -> ColourPlan:
+        """Render every keyframe ``renders`` times with ``render(index, variant)`` and average."""
+        if isinstance(renders, bool) or not isinstance(renders, int) or renders < 1:
+            raise ValueError(f"renders must be an int >= 1; got {renders!r}")
+        keys = keyframe_indices(frames, every)
+        return cls({k: mean_frames([render(k, v) for v in range(renders)]) for k in keys})
+
+    def target(self, i: int) -> np.ndarray:
+        """The target of frame ``i``: its keyframe, or the lerp of the two around it."""
+        if i in self.keyframes:
+            return self.keyframes[i]
+        keys = self._keys
+        if i < keys[0]:
+            return self.keyframes[keys[0]]
+        if i > keys[-1]:
+            return self.keyframes[keys[-1]]
+        b = next(k for k in keys if k > i)
+        a = max(k for k in keys if k < i)
+        return lerp_frames(self.keyframes[a], self.keyframes[b], (i - a) / (b - a))
+
+    def correct(self, frame: np.ndarray, i: int, *, gamma: bool = True) -> np.ndarray:
+        """:func:`loopwave.color_correct` of frame ``i`` toward its target."""
+        return color_correct(frame, self.target(i), gamma=gamma)
+
+    def save(self, run_dir: str | Path) -> Path:
+        d = Path(run_dir) / "plan"
+        d.mkdir(parents=True, exist_ok=True)
+        for k, img in self.keyframes.items():
+            write_png(d / f"{k:06d}.png", img)
+        (Path(run_dir) / "plan.json").write_text(json.dumps({"keyframes": self._keys}))
+        return d
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> ColourPlan:
+        """Load a saved plan (needs Pillow or PyAV to read the PNGs)."""
+        index = Path(run_dir) / "plan.json"
+        if not index.is_file():
+            raise OSError(f"run_dir: no colour plan in {run_dir} (plan.json missing)")
+        keys = json.loads(index.read_text())["keyframes"]
+        return cls({int(k): _read_png(Path(run_dir) / "plan" / f"{int(k):06d}.png") for k in keys})
+
+
+def _read_png(path: Path) -> np.ndarray:
+    try:
+        from PIL import Image
+
+        return np.asarray(Image.open(path).convert("RGB"))
+    except ImportError:  # pragma: no cover - fall back to PyAV
+        from .video import _read_png as read_with_av
+
+        return read_with_av(path)

@@ -1,0 +1,55 @@
+"""The colour plan: keyframes, the seed's lerp targets, save/load, correction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import drift
+
+from loopwave import color_correct, lerp_frames
+from loopwave.plan import ColourPlan, keyframe_indices
+
+
+def test_keyframe_indices():
+    assert keyframe_indices(41, 20) == [0, 20, 40]
+    assert keyframe_indices(45, 20) == [0, 20, 40, 44]
+    assert keyframe_indices(1, 5) == [0]
+    with pytest.raises(ValueError, match="every"):
+        keyframe_indices(10, 0)
+
+
+def test_targets_follow_the_seed_rule():
+    plan = ColourPlan.build(lambda i, v: np.full((4, 4, 3), i * 5, np.uint8), frames=41, every=20)
+    assert plan.target(20)[0, 0, 0] == 100
+    # frame 35: 25% of keyframe 20 (100) + 75% of keyframe 40 (200)
+    assert plan.target(35)[0, 0, 0] == 175
+    np.testing.assert_array_equal(
+        plan.target(35), lerp_frames(plan.keyframes[20], plan.keyframes[40], 0.75)
+    )
+
+
+def test_renders_are_averaged():
+    calls = []
+
+    def render(i, v):
+        calls.append((i, v))
+        return np.full((2, 2, 3), 10 * v, np.uint8)
+
+    plan = ColourPlan.build(render, frames=3, every=5, renders=4)
+    assert sorted(calls) == [(k, v) for k in (0, 2) for v in range(4)]
+    assert plan.keyframes[0][0, 0, 0] == 15  # mean of 0, 10, 20, 30
+
+
+def test_save_load_and_correct(tmp_path, photos):
+    keys = {0: photos["coffee"], 10: photos["chelsea"]}
+    plan = ColourPlan(keys)
+    plan.save(tmp_path)
+    again = ColourPlan.load(tmp_path)
+    for k in keys:
+        np.testing.assert_array_equal(again.keyframes[k], keys[k])
+    frame = drift(plan.target(4))
+    np.testing.assert_array_equal(plan.correct(frame, 4), color_correct(frame, plan.target(4)))
+    with pytest.raises(OSError, match="plan.json"):
+        ColourPlan.load(tmp_path / "nothing")
+    with pytest.raises(ValueError, match="shape"):
+        ColourPlan({0: photos["coffee"], 5: photos["coffee"][:10]})
