@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 OUT ?= out/demo
 
-.PHONY: demo test test-rust test-python bench bench-rust lint fmt wheel clean
+.PHONY: demo render test test-rust test-python bench bench-rust lint fmt wheel clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,11 @@ $(PY):
 demo: $(PY)
 	$(PIP) install --quiet ".[demo]"
 	$(VENV)/bin/loopwave demo --out $(OUT)
+
+# The renderer on the embedded smoke model (a short, small version of examples/morph.toml).
+render: $(PY)
+	$(PIP) install --quiet ".[video,torch]" opencv-python-headless
+	$(VENV)/bin/loopwave render examples/morph.toml --frames 24 --size 128x128 --out out/render
 
 # The whole test suite: Rust kernel tests, then pytest against the installed wheel.
 test: test-rust test-python

@@ -1,15 +1,17 @@
-"""VideoWriter / VideoReader round trips with PyAV, crash safety, options, errors."""
+"""VideoWriter / VideoReader with PyAV: round trips, crash safety, options, errors, CLI."""
 
 from __future__ import annotations
 
+import inspect
+import json
 import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import wave
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,13 +19,17 @@ import pytest
 av = pytest.importorskip("av")
 from loopwave import video as lv  # noqa: E402
 from loopwave.cli import main  # noqa: E402
+from loopwave.png import write_png  # noqa: E402
+
+ENCODERS = [c for c in lv.list_encoders() if "nvenc" not in c]
 
 
-def moving(n: int = 24, h: int = 48, w: int = 64) -> np.ndarray:
-    """Smooth frames with motion (gradients and a moving soft blob)."""
+def moving(n: int = 24, h: int = 48, w: int = 64, shift: int = 0) -> np.ndarray:
+    """Smooth frames with motion (gradients and a moving soft blob), so that 4:2:0
+    chroma is not what limits PSNR; each frame differs from its neighbours."""
     y, x = np.mgrid[0:h, 0:w].astype(np.float64)
     out = []
-    for i in range(n):
+    for i in range(shift, shift + n):
         cx = 10 + 1.5 * i
         blob = np.exp(-((x - cx) ** 2 + (y - h / 2) ** 2) / 60.0)
         r = 40 + 150 * x / w + 60 * blob
@@ -35,125 +41,316 @@ def moving(n: int = 24, h: int = 48, w: int = 64) -> np.ndarray:
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = ((a.astype(np.float64) - b) ** 2).mean()
-    return float(10 * np.log10(255**2 / mse))
+    return float(10 * np.log10(255**2 / max(mse, 1e-12)))
 
 
-def decode_all(path) -> np.ndarray:
+def decode_all(path: Path) -> np.ndarray:
     with lv.VideoReader(path) as r:
         return np.concatenate(list(r))
 
 
-@pytest.mark.parametrize("codec", [c for c in lv.list_encoders() if "nvenc" not in c])
-def test_round_trip_each_codec(tmp_path, codec):
-    frames = moving()
-    path = tmp_path / f"out{lv.CODECS[codec][1]}"
-    with lv.VideoWriter(path, fps=12, codec=codec, crf=4) as w:
-        w.write(frames[:10])
-        for f in frames[10:]:
-            w.write(f)
-    with lv.VideoReader(path) as r:
-        assert (r.height, r.width) == (48, 64)
-        assert r.fps == 12
-        assert r.frame_count == len(frames)
-        out = np.concatenate(list(r))
-    assert out.shape == frames.shape
-    assert psnr(out, frames) >= 40
+def write_wav(path: Path, seconds: float, rate: int = 22050) -> None:
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        t = np.arange(int(rate * seconds)) / rate
+        f.writeframes((np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes())
+
+
+# -- round trips --------------------------------------------------------------
 
 
 def test_h264_is_available():
     assert "h264" in lv.list_encoders()
+    assert set(lv.list_encoders()) <= set(lv.CODECS)
 
 
-def test_killed_writer_leaves_a_playable_file(tmp_path):
-    path = tmp_path / "killed.mp4"
-    script = textwrap.dedent(f"""
-        import sys, time, numpy as np
-        from loopwave.video import VideoWriter
-        w = VideoWriter({str(path)!r}, fps=10, keyframe_interval=5, crf=23)
-        rng = np.random.default_rng(0)
-        for i in range(1000):
-            w.write(np.full((32, 32, 3), i % 256, np.uint8))
-            if i == 40:
-                print("flushed", flush=True)
-            time.sleep(0.01 if i < 40 else 0.05)
-    """)
+@pytest.mark.parametrize("codec", ENCODERS)
+def test_round_trip_each_codec(tmp_path, codec):
+    frames = moving(30)
+    path = tmp_path / f"out{lv.CODECS[codec][1]}"
+    with lv.VideoWriter(path, fps=12, codec=codec, crf=4) as w:
+        w.write(frames[:10])  # a batch
+        for f in frames[10:]:  # and single frames
+            w.write(f)
+    assert w.frames_written == w.frames_on_disk == len(frames)
+    with lv.VideoReader(path, batch=7) as r:
+        assert (r.height, r.width) == (48, 64)
+        assert r.fps == 12
+        assert r.frame_count == len(frames)
+        batches = list(r)
+    assert [len(b) for b in batches] == [7, 7, 7, 7, 2]
+    out = np.concatenate(batches)
+    assert out.shape == frames.shape and out.dtype == np.uint8
+    assert psnr(out, frames) >= 40, codec
+
+
+@pytest.mark.parametrize("ext", [".mkv", ".mov"])
+def test_other_containers(tmp_path, ext):
+    frames = moving(12)
+    path = tmp_path / f"out{ext}"
+    with lv.VideoWriter(path, fps=10, crf=4) as w:
+        w.write(frames)
+    out = decode_all(path)
+    assert len(out) == 12 and psnr(out, frames) >= 40
+
+
+def test_float_frames_and_matrices(tmp_path):
+    frames = moving(6)
+    for matrix, full in (("bt601", False), ("bt2020", True)):
+        path = tmp_path / f"{matrix}.mp4"
+        with lv.VideoWriter(path, fps=10, crf=2, matrix=matrix, full_range=full) as w:
+            w.write(frames.astype(np.float32) / 255)
+        # the stream is tagged, so the reader converts back with the same matrix
+        assert psnr(decode_all(path), frames) >= 40, matrix
+
+
+# -- crash safety ---------------------------------------------------------------
+
+KILLED_WRITER = """
+import time
+import numpy as np
+from loopwave.video import VideoWriter
+{moving}
+w = VideoWriter({path!r}, fps=10, keyframe_interval=5, crf=10)
+frames = moving(400)
+for i, f in enumerate(frames):
+    w.write(f)
+    if i % 10 == 9:
+        print(i + 1, w.flush(), flush=True)
+    time.sleep(0.005)
+time.sleep(60)  # never closes: the parent kills it
+"""
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mkv"])
+def test_killed_writer_keeps_the_flushed_frames(tmp_path, ext):
+    path = tmp_path / f"killed{ext}"
+    script = KILLED_WRITER.format(moving=inspect.getsource(moving), path=str(path))
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "flushed"
-    time.sleep(1.0)  # ~20 more frames, several more keyframes
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    n = len(decode_all(path))
-    # every completed fragment (5 frames each) up to at least frame 40 is there
-    assert n >= 35
+    written = on_disk = 0
+    try:
+        while on_disk < 40:
+            line = proc.stdout.readline()
+            assert line, "the writer process ended early"
+            written, on_disk = map(int, line.split())
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    # flush() reports what is safe; it trails what was written by at most the
+    # encoder look-ahead plus a fragment
+    assert written - on_disk <= 40
+    out = decode_all(path)
+    assert len(out) >= on_disk
+    # and the frames are the right ones, in order
+    assert psnr(out[:on_disk], moving(on_disk)) >= 35
+
+
+def test_frames_on_disk_follows_fragments(tmp_path):
+    frames = moving(40)
+    with lv.VideoWriter(tmp_path / "f.mp4", fps=10, keyframe_interval=5, crf=10) as w:
+        seen = []
+        for i in range(0, 40, 10):
+            w.write(frames[i : i + 10])
+            seen.append(w.flush(fsync=True))
+    assert seen == sorted(seen) and seen[-1] > 0
+    assert w.frames_on_disk == 40
+
+
+# -- options ------------------------------------------------------------------------
 
 
 def test_odd_size_is_padded(tmp_path):
     frames = moving(6, 31, 45)
     path = tmp_path / "odd.mp4"
-    with lv.VideoWriter(path, fps=10, crf=4) as w:
+    with lv.VideoWriter(path, fps=10, crf=2) as w:
         w.write(frames)
     assert w.size == (32, 46)
     out = decode_all(path)
     assert out.shape == (6, 32, 46, 3)
-    assert psnr(out[:, :31, :45], frames) >= 38
+    assert psnr(out[:, :31, :45], frames) >= 40
+    # the padding repeats the last row and column
+    assert psnr(out[:, 31], out[:, 30]) >= 35 and psnr(out[:, :, 45], out[:, :, 44]) >= 35
 
 
-def test_rational_fps_and_metadata(tmp_path):
-    path = tmp_path / "meta.mp4"
-    with lv.VideoWriter(path, fps="30000/1001", title="morph", settings={"seed": 7}) as w:
+@pytest.mark.parametrize(
+    "fps, expected",
+    [
+        ("30000/1001", Fraction(30000, 1001)),
+        (Fraction(24000, 1001), Fraction(24000, 1001)),
+        (60, Fraction(60)),
+        ("12.5", Fraction(25, 2)),
+    ],
+)
+def test_rational_fps(tmp_path, fps, expected):
+    path = tmp_path / "fps.mp4"
+    with lv.VideoWriter(path, fps=fps) as w:
+        w.write(moving(4))
+    assert w.fps == expected
+    with lv.VideoReader(path) as r:
+        assert r.fps == expected
+        assert r.frame_count == 4
+
+
+def test_parse_fps():
+    assert lv.parse_fps(" 30000/1001 ") == Fraction(30000, 1001)
+    assert lv.parse_fps(29.97) == Fraction(2997, 100)
+    for bad in (0, -1, "0/1", 1001, "1/0"):
+        with pytest.raises(ValueError, match="fps"):
+            lv.parse_fps(bad)
+    for bad in (None, True, [30]):
+        with pytest.raises(TypeError, match="fps"):
+            lv.parse_fps(bad)
+    with pytest.raises(ValueError, match="fps"):
+        lv.parse_fps("fast")
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mkv"])
+def test_metadata_read_back(tmp_path, ext):
+    path = tmp_path / f"meta{ext}"
+    settings = {"seed": 7, "prompts": {"0": "a forest"}, "path": Path("x")}
+    with lv.VideoWriter(path, fps="30000/1001", crf=20, title="morph", settings=settings) as w:
         w.write(moving(4))
     with lv.VideoReader(path) as r:
-        assert r.fps == Fraction(30000, 1001)
         assert r.metadata.get("title") == "morph"
-        assert '"seed": 7' in r.metadata.get("comment", "")
+        s = r.settings
+    assert s is not None
+    assert s["settings"] == {"seed": 7, "prompts": {"0": "a forest"}, "path": "x"}
+    assert s["video"]["codec"] == "h264" and s["video"]["crf"] == 20
+    assert s["video"]["fps"] == "30000/1001" and s["video"]["keyframe_interval"] == 30
+    json.dumps(s)
 
 
 def test_segments(tmp_path):
+    frames = moving(25)
     path = tmp_path / "seg.mp4"
-    with lv.VideoWriter(path, fps=10, segment_seconds=1.0) as w:
-        w.write(moving(25))
-    assert [p.name for p in w.paths] == ["seg_000.mp4", "seg_001.mp4", "seg_002.mp4"]
-    counts = [len(decode_all(p)) for p in w.paths]
-    assert counts == [10, 10, 5]
-
-
-def test_pingpong(tmp_path):
-    frames = moving(8)
-    path = tmp_path / "pp.mp4"
-    with lv.VideoWriter(path, fps=10, crf=2, pingpong=True) as w:
+    with lv.VideoWriter(path, fps=10, crf=4, segment_seconds=1.0) as w:
         w.write(frames)
+    assert [p.name for p in w.paths] == ["seg_000.mp4", "seg_001.mp4", "seg_002.mp4"]
+    assert not path.exists()
+    parts = [decode_all(p) for p in w.paths]
+    assert [len(p) for p in parts] == [10, 10, 5]
+    assert psnr(np.concatenate(parts), frames) >= 40
+    assert w.frames_on_disk == 25
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".webm"])
+def test_pingpong(tmp_path, ext):
+    if ext == ".webm" and "vp9" not in ENCODERS:
+        pytest.skip("no VP9 encoder")
+    frames = moving(8)
+    path = tmp_path / f"pp{ext}"
+    with lv.VideoWriter(path, fps=10, codec="vp9" if ext == ".webm" else "h264", crf=2,
+                        pingpong=True) as w:  # fmt: skip
+        w.write(frames[:3])
+        w.write(frames[3:])
     out = decode_all(path)
-    assert len(out) == 8 + 6  # the ends are not repeated
-    assert psnr(out[8:], frames[6:0:-1]) > 38
+    assert len(out) == 2 * 8 - 2  # the last and the first frame are not repeated
+    expected = np.concatenate([frames, frames[6:0:-1]])
+    assert psnr(out, expected) >= 40
+    assert w.frames_on_disk == 14
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no spill file left
 
 
-def test_audio_is_muxed(tmp_path):
+def test_pingpong_is_skipped_after_an_exception(tmp_path):
+    path = tmp_path / "pp.mp4"
+    with pytest.raises(KeyError):
+        with lv.VideoWriter(path, fps=10, pingpong=True) as w:
+            w.write(moving(5))
+            raise KeyError("caller bug")
+    assert len(decode_all(path)) == 5
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".webm", ".mkv"])
+def test_audio_is_muxed_and_cut(tmp_path, ext):
+    codec = "vp9" if ext == ".webm" else "h264"
+    if codec not in ENCODERS:
+        pytest.skip(f"no {codec} encoder")
     wav = tmp_path / "tone.wav"
-    with wave.open(str(wav), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(22050)
-        t = np.arange(22050 * 2) / 22050
-        f.writeframes((np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes())
-    path = tmp_path / "av.mp4"
-    with lv.VideoWriter(path, fps=10, audio=wav) as w:
-        w.write(moving(10))
+    write_wav(wav, 3.0)
+    path = tmp_path / f"av{ext}"
+    with lv.VideoWriter(path, fps=10, codec=codec, audio=wav) as w:
+        w.write(moving(15))  # 1.5 s of video, 3 s of sound
+    assert w.frames_on_disk == 15
     with av.open(str(path)) as c:
         assert len(c.streams.audio) == 1 and len(c.streams.video) == 1
-        n_audio = sum(1 for _ in c.decode(audio=0))
-    assert n_audio > 0
+        rate = c.streams.audio[0].rate
+        samples = sum(f.samples for f in c.decode(audio=0))
+    assert rate == 48000
+    assert abs(samples / rate - 1.5) < 0.05  # cut to the video (encoder padding aside)
+    assert len(decode_all(path)) == 15
 
 
-def test_encoder_errors_reach_the_caller(tmp_path):
-    w = lv.VideoWriter(tmp_path / "x.mp4", fps=10)
-    w.write(moving(2))
-    w._queue.put(np.zeros((3, 3), np.uint8))  # a malformed item the encoder will choke on
-    with pytest.raises(RuntimeError, match="video encoding failed"):
-        for _ in range(200):
-            w.write(moving(1))
-            time.sleep(0.01)
+def test_audio_shorter_than_video(tmp_path):
+    wav = tmp_path / "short.wav"
+    write_wav(wav, 0.3)
+    path = tmp_path / "short.mp4"
+    with lv.VideoWriter(path, fps=10, audio=wav) as w:
+        w.write(moving(20))
+    with av.open(str(path)) as c:
+        samples = sum(f.samples for f in c.decode(audio=0))
+    assert 0.25 < samples / 48000 < 0.4
+    assert len(decode_all(path)) == 20
+
+
+# -- the encoder thread ---------------------------------------------------------------
+
+
+def test_encoder_errors_reach_the_caller(tmp_path, monkeypatch):
+    real = lv._Output.encode
+
+    def failing(self, planes):
+        if self.count == 3:
+            raise OSError(28, "No space left on device")
+        real(self, planes)
+
+    monkeypatch.setattr(lv._Output, "encode", failing)
+    path = tmp_path / "full.mp4"
+    w = lv.VideoWriter(path, fps=10, queue_size=2)
+    with pytest.raises(OSError, match="No space left"):
+        for f in moving(200):  # the error arrives on a later write, as it was raised
+            w.write(f)
+    with pytest.raises(ValueError, match="closed"):
+        w.write(moving(1))
+    w.close()  # reported once; closing again is quiet and does not hang
+
+    # an error nobody wrote after is raised by close(), and by __exit__
+    w = lv.VideoWriter(tmp_path / "b.mp4", fps=10)
+    w.write(moving(5))
+    with pytest.raises(OSError, match="No space left"):
         w.close()
+    with pytest.raises(OSError, match="No space left"):
+        with lv.VideoWriter(tmp_path / "c.mp4", fps=10) as w:
+            w.write(moving(5))
+
+
+def test_flush_raises_the_encoder_error(tmp_path, monkeypatch):
+    def failing(self, planes):
+        raise RuntimeError("encoder broke")
+
+    monkeypatch.setattr(lv._Output, "encode", failing)
+    w = lv.VideoWriter(tmp_path / "a.mp4", fps=10)
+    w.write(moving(1))
+    with pytest.raises(RuntimeError, match="encoder broke"):
+        w.flush()
+
+
+def test_caller_does_not_wait_for_the_encoder(tmp_path, monkeypatch):
+    real = lv._Output.encode
+
+    def slow(self, planes):
+        time.sleep(0.05)
+        real(self, planes)
+
+    monkeypatch.setattr(lv._Output, "encode", slow)
+    with lv.VideoWriter(tmp_path / "a.mp4", fps=10, queue_size=8) as w:
+        t = time.perf_counter()
+        w.write(moving(6))  # fits in the queue
+        assert time.perf_counter() - t < 0.2
+        assert w.frames_written < 6
+    assert w.frames_written == 6
 
 
 def test_exception_in_with_block_still_closes(tmp_path):
@@ -165,60 +362,152 @@ def test_exception_in_with_block_still_closes(tmp_path):
     assert len(decode_all(path)) == 5
 
 
-def test_reader_seeks_exactly(tmp_path):
+# -- the reader --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mkv"])
+def test_reader_seeks_exactly(tmp_path, ext):
     frames = moving(30)
-    path = tmp_path / "seek.mp4"
-    with lv.VideoWriter(path, fps=10, crf=4, keyframe_interval=8) as w:
+    path = tmp_path / f"seek{ext}"
+    with lv.VideoWriter(path, fps="30000/1001", crf=4, keyframe_interval=8) as w:
         w.write(frames)
     seq = decode_all(path)
+    assert len(seq) == 30
     with lv.VideoReader(path, batch=4) as r:
-        for i in (0, 7, 8, 13, 29):
+        assert r.frame_count == 30
+        assert abs(r.duration - 30 * 1001 / 30000) < 1e-9
+        for i in (13, 0, 7, 8, 29, 1, 16):
             np.testing.assert_array_equal(r.read(i), seq[i])
         rest = np.concatenate(list(r.iter_from(21)))
         np.testing.assert_array_equal(rest, seq[21:])
+        np.testing.assert_array_equal(np.concatenate(list(r)), seq)  # iterating restarts
         with pytest.raises(IndexError):
             r.read(30)
+        with pytest.raises(ValueError, match="index"):
+            r.read(-1)
+        with pytest.raises(TypeError, match="index"):
+            r.read(1.5)  # type: ignore[arg-type]
 
 
-def test_bad_arguments(tmp_path):
-    with pytest.raises(ValueError, match="codec 'nope'.*available"):
+# -- errors ----------------------------------------------------------------------------
+
+
+def test_bad_writer_arguments(tmp_path):
+    with pytest.raises(ValueError, match=r"codec 'nope'.*available: \[.*'h264'"):
         lv.VideoWriter(tmp_path / "a.mp4", codec="nope")
+    with pytest.raises(TypeError, match="codec"):
+        lv.VideoWriter(tmp_path / "a.mp4", codec=264)
+    with pytest.raises(ValueError, match="WebM"):
+        lv.VideoWriter(tmp_path / "a.webm", codec="h264")
+    with pytest.raises(ValueError, match=r"extensions.*\.mp4"):
+        lv.VideoWriter(tmp_path / "a.avi")
+    missing = tmp_path / "no" / "such" / "a.mp4"
+    with pytest.raises(OSError, match=f"{missing}.*missing"):
+        lv.VideoWriter(missing)
+    (tmp_path / "file").write_text("x")
     with pytest.raises(OSError, match="missing"):
-        lv.VideoWriter(tmp_path / "no" / "such" / "a.mp4")
-    with pytest.raises(ValueError, match="fps"):
-        lv.VideoWriter(tmp_path / "a.mp4", fps=0)
-    with pytest.raises(TypeError, match="fps"):
-        lv.VideoWriter(tmp_path / "a.mp4", fps=None)
-    with pytest.raises(ValueError, match="crf"):
-        lv.VideoWriter(tmp_path / "a.mp4", crf=99)
-    with pytest.raises(ValueError, match="matrix"):
-        lv.VideoWriter(tmp_path / "a.mp4", matrix="rec9")
+        lv.VideoWriter(tmp_path / "file" / "a.mp4")
+    (tmp_path / "dir.mp4").mkdir()
+    with pytest.raises(OSError, match="folder"):
+        lv.VideoWriter(tmp_path / "dir.mp4")
+    with pytest.raises(TypeError, match="path"):
+        lv.VideoWriter(42)  # type: ignore[arg-type]
+    p = tmp_path / "a.mp4"
+    for kwargs, err, msg in [
+        ({"fps": 0}, ValueError, "fps"),
+        ({"fps": None}, TypeError, "fps"),
+        ({"fps": "fast"}, ValueError, "fps"),
+        ({"crf": 99}, ValueError, r"crf must be in 0\.\.51"),
+        ({"crf": "18"}, TypeError, "crf"),
+        ({"crf": 18, "bitrate": 10**6}, ValueError, "crf.*bitrate"),
+        ({"bitrate": -5}, ValueError, "bitrate"),
+        ({"keyframe_interval": 0}, ValueError, "keyframe_interval"),
+        ({"matrix": "rec9"}, ValueError, "matrix"),
+        ({"full_range": "yes"}, TypeError, "full_range"),
+        ({"preset": "warp-speed"}, ValueError, "libx264 does not accept"),
+        ({"preset": 1.5}, TypeError, "preset"),
+        ({"queue_size": 0}, ValueError, "queue_size"),
+        ({"segment_seconds": 0}, ValueError, "segment_seconds"),
+        ({"segment_seconds": 1, "pingpong": True}, ValueError, "segment_seconds"),
+        ({"settings": [1, 2]}, TypeError, "settings"),
+        ({"title": 5}, TypeError, "title"),
+        ({"audio": tmp_path / "none.wav"}, OSError, "none.wav"),
+        ({"audio": tmp_path / "file"}, ValueError, "audio"),
+        ({"options": {1: "x"}}, TypeError, "options"),
+    ]:
+        with pytest.raises(err, match=msg):
+            lv.VideoWriter(p, **kwargs)
     with lv.VideoWriter(tmp_path / "b.mp4") as w:
         with pytest.raises(TypeError, match="frames"):
-            w.write(np.zeros((8, 8, 3), np.float32))
+            w.write(np.zeros((8, 8, 3), np.int16))
+        with pytest.raises(TypeError, match="frames"):
+            w.write([[0, 0, 0]])  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="frames"):
+            w.write(np.zeros((8, 8, 4), np.uint8))
         w.write(np.zeros((8, 8, 3), np.uint8))
         with pytest.raises(ValueError, match="one size"):
             w.write(np.zeros((16, 8, 3), np.uint8))
-    with pytest.raises(OSError, match="no such file"):
+    with pytest.raises(ValueError, match="closed"):
+        w.write(np.zeros((8, 8, 3), np.uint8))
+    w.close()  # idempotent
+
+
+def test_bad_reader_inputs(tmp_path):
+    with pytest.raises(OSError, match="missing.mp4"):
         lv.VideoReader(tmp_path / "missing.mp4")
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not a video at all" * 10)
-    with pytest.raises(ValueError, match="not a readable video"):
+    with pytest.raises(ValueError, match="junk.mp4 is not a readable video"):
         lv.VideoReader(junk)
+    wav = tmp_path / "a.wav"
+    write_wav(wav, 0.1)
+    with pytest.raises(ValueError, match="no video stream"):
+        lv.VideoReader(wav)
+    with lv.VideoWriter(tmp_path / "ok.mp4") as w:
+        w.write(moving(2))
+    with pytest.raises(ValueError, match="batch"):
+        lv.VideoReader(tmp_path / "ok.mp4", batch=0)
+    with pytest.raises(TypeError, match="path"):
+        lv.VideoReader(None)  # type: ignore[arg-type]
+
+
+def test_missing_pyav_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)  # makes `import av` fail
+    with pytest.raises(ImportError, match=r"pip install 'loopwave\[video\]'"):
+        lv.VideoReader("x.mp4")
+
+
+def test_import_loopwave_does_not_import_av():
+    code = "import sys, loopwave, loopwave.video, loopwave.cli; print('av' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# -- the command line -------------------------------------------------------------------
 
 
 def test_encode_cli(tmp_path, capsys):
-    from loopwave.png import write_png
-
-    frames = moving(6)
+    frames = moving(12)
     d = tmp_path / "frames"
     d.mkdir()
     for i, f in enumerate(frames):
-        write_png(d / f"{i:05d}.png", f)
+        write_png(d / f"frame{i}.png", f)  # unpadded: frame10 sorts after frame9
+    (d / "notes.txt").write_text("ignored")
     out = tmp_path / "enc.mp4"
-    assert main(["encode", str(d), "-o", str(out), "--fps", "12", "--crf", "4", "--quiet"]) == 0
+    rc = main(["encode", str(d), "-o", str(out), "--fps", "30000/1001", "--crf", "2",
+               "--title", "cli", "--keyframe-interval", "4"])  # fmt: skip
+    assert rc == 0
+    cap = capsys.readouterr()
+    assert "wrote 12 frames" in cap.out and "encode [" in cap.err  # the progress bar
+    with lv.VideoReader(out) as r:
+        assert r.fps == Fraction(30000, 1001) and r.metadata["title"] == "cli"
     assert psnr(decode_all(out), frames) >= 40
+
+    rc = main(["encode", str(d), "-o", str(tmp_path / "pp.mkv"), "--pingpong", "--quiet"])
+    assert rc == 0 and len(decode_all(tmp_path / "pp.mkv")) == 22
     assert main(["encode", str(tmp_path / "none"), "-o", str(out), "--quiet"]) == 2
     assert "no such folder" in capsys.readouterr().err
     assert main(["encode", str(d), "-o", str(out), "--codec", "nope", "--quiet"]) == 2
     assert "available" in capsys.readouterr().err
+    assert main(["encode", str(d), "-o", str(tmp_path / "x" / "o.mp4"), "--quiet"]) == 2
+    assert "o.mp4" in capsys.readouterr().err

@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .rife import add_cli as add_rife_cli
 
     add_rife_cli(sub)  # `export-rife`; torch is imported only when it runs
+    from .render import add_cli as add_render_cli
+
+    add_render_cli(sub)  # `render`; torch/diffusers are imported only when it runs
     return p
 
 

@@ -1,7 +1,7 @@
 """Video I/O with PyAV: frames stream straight into the encoder, no PNG round trips.
 
 :class:`VideoWriter` converts RGB frames to I420 with the Rust
-:func:`loopwave.rgb_to_yuv420p` and hands the planes to PyAV's encoder on a
+:func:`loopwave.rgb_to_yuv420p` and hands those planes to PyAV's encoder on a
 background thread behind a bounded queue, so the caller waits only when the
 queue is full. :class:`VideoReader` decodes any file PyAV reads into ``uint8``
 RGB batches and seeks by frame index.
@@ -9,28 +9,50 @@ RGB batches and seeks by frame index.
 Needs the ``video`` extra (``pip install 'loopwave[video]'``); ``import
 loopwave`` does not import PyAV.
 
-Crash safety: MP4 output is fragmented (``frag_keyframe+empty_moov``) and the
-muxer flushes every packet, so a file cut off by a killed process plays up to
-the last completed fragment; a fragment ends at each keyframe, one every
-``keyframe_interval`` frames (default: one second). WebM/Matroska output is
-streamable by design.
+Crash safety
+------------
+A file cut off by a killed process still plays up to its last flushed frames:
+
+- MP4/MOV output is fragmented (``movflags=frag_keyframe+empty_moov+default_base_moof``):
+  a fragment goes to disk at each keyframe, one every ``keyframe_interval``
+  frames (default: one second of video).
+- Matroska/WebM output is streamable by design; loopwave closes a cluster
+  after every packet (``cluster_size_limit=0``, about 20 bytes a frame), so all
+  but the newest packet are on disk.
+- Every packet is handed to the operating system as it is muxed
+  (``flush_packets=1``); :meth:`VideoWriter.flush` can also ``fsync``.
+
+What is lost in a crash is what was still queued, inside the encoder (its
+look-ahead: x264 up to about ``keyframe_interval`` frames, libvpx 25) or, for
+MP4, in the current fragment. :meth:`VideoWriter.flush` waits until the queue
+is empty and returns :attr:`VideoWriter.frames_on_disk`, the number of frames
+from the start that a reader of the file gets even if the process dies now.
 
 Example
 -------
 >>> import numpy as np
 >>> from loopwave.video import VideoWriter, VideoReader
 >>> frames = np.zeros((10, 64, 64, 3), np.uint8)
->>> with VideoWriter("/tmp/x.mp4", fps=10) as w:  # doctest: +SKIP
+>>> with VideoWriter("/tmp/x.mp4", fps="30000/1001", crf=18) as w:  # doctest: +SKIP
 ...     w.write(frames)
+>>> with VideoReader("/tmp/x.mp4", batch=4) as r:  # doctest: +SKIP
+...     r.frame_count, r.fps, r.read(7).shape
+(10, Fraction(30000, 1001), (64, 64, 3))
 """
 
 from __future__ import annotations
 
+import heapq
+import io
 import json
 import os
 import queue
+import re
+import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -41,9 +63,17 @@ import numpy as np
 from . import _validate as v
 from .color import rgb_to_yuv420p
 
-__all__ = ["VideoReader", "VideoWriter", "list_encoders", "parse_fps"]
+__all__ = [
+    "CODECS",
+    "VideoReader",
+    "VideoWriter",
+    "encode_dir",
+    "list_encoders",
+    "parse_fps",
+    "read_frames_dir",
+]
 
-# codec name -> (FFmpeg encoder candidates, default container extension)
+# codec name -> (FFmpeg encoder candidates in order of preference, default extension)
 CODECS: dict[str, tuple[tuple[str, ...], str]] = {
     "h264": (("libx264",), ".mp4"),
     "h265": (("libx265",), ".mp4"),
@@ -53,313 +83,671 @@ CODECS: dict[str, tuple[tuple[str, ...], str]] = {
     "hevc_nvenc": (("hevc_nvenc",), ".mp4"),
     "av1_nvenc": (("av1_nvenc",), ".mp4"),
 }
-# the matrix names of rgb_to_yuv420p -> FFmpeg's AVColorSpace codes (stream tags)
-_AVCOL_SPC = {"bt601": 6, "bt709": 1, "bt2020": 9}
+_ALIASES = {"hevc": "h265", "avc": "h264", "libx264": "h264", "libx265": "h265"}
+# file extension -> FFmpeg muxer
+_MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
+_WEBM_CODECS = ("vp9", "av1")
+# the matrix names of rgb_to_yuv420p -> FFmpeg's (AVColorSpace, AVColorPrimaries,
+# AVColorTransferCharacteristic) codes, tagged in the stream
+_COLOR_TAGS = {"bt601": (6, 6, 6), "bt709": (1, 1, 1), "bt2020": (9, 9, 14)}
 # AVColorSpace code -> the swscale colorspace the reader converts with
 _SWS_SPACE = {1: "ITU709", 5: "ITU601", 6: "ITU601", 9: "BT2020", 10: "BT2020"}
-_AVCOL_RANGE_MPEG = 1
-_CRF_OPTION = {
-    "libx264": "crf",
-    "libx265": "crf",
-    "libvpx-vp9": "crf",
-    "libsvtav1": "crf",
-    "libaom-av1": "crf",
-}
+_RANGE_MPEG, _RANGE_JPEG = 1, 2
+_CRF_MAX = {"libx264": 51, "libx265": 51, "h264_nvenc": 51, "hevc_nvenc": 51, "av1_nvenc": 51}
+_DEFAULT_CRF = 18
+_INSTALL = "video I/O needs PyAV: pip install 'loopwave[video]'"
 
 
 def _av() -> Any:
     try:
         import av
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("video I/O needs PyAV: pip install 'loopwave[video]'") from e
+        raise ImportError(_INSTALL) from e
     return av
 
 
-def _encoder_works(name: str) -> bool:
-    """Whether FFmpeg has the encoder and it opens (NVENC needs a GPU and driver)."""
+def _quiet(encoder: str, options: dict[str, str]) -> None:
+    """Keep x265's and SVT-AV1's banners off stderr (errors still show)."""
+    if encoder == "libx265":
+        params = options.get("x265-params", "")
+        if "log-level" not in params:
+            options["x265-params"] = (params + ":" if params else "") + "log-level=error"
+    elif encoder == "libsvtav1":
+        # SVT-AV1 reads its log level from the environment only; set SVT_LOG=3 for its banner
+        os.environ.setdefault("SVT_LOG", "1")
+
+
+def _try_open(encoder: str, options: dict[str, str], bitrate: int | None = None) -> None:
+    """Open ``encoder`` at 64x64; raises what FFmpeg raises (no encoder, no GPU, bad option)."""
     av = _av()
-    try:
-        ctx = av.CodecContext.create(name, "w")
-        ctx.width, ctx.height, ctx.pix_fmt = 64, 64, "yuv420p"
-        ctx.time_base = Fraction(1, 25)
-        ctx.open()
-        return True
-    except Exception:  # any failure means: not usable here
-        return False
+    ctx = av.CodecContext.create(encoder, "w")
+    ctx.width, ctx.height, ctx.pix_fmt = 64, 64, "yuv420p"
+    ctx.time_base = Fraction(1, 25)
+    if bitrate:
+        ctx.bit_rate = bitrate
+    opts = dict(options)
+    _quiet(encoder, opts)
+    ctx.options = opts
+    ctx.open()
 
 
-_available: dict[str, str] | None = None
+_probed: dict[str, str | None] = {}  # codec -> the encoder that opened, or None
+_probe_lock = threading.Lock()
 
 
-def _encoders() -> dict[str, str]:
-    global _available
-    if _available is None:
-        found = {}
-        for codec, (candidates, _) in CODECS.items():
-            for name in candidates:
-                if _encoder_works(name):
-                    found[codec] = name
-                    break
-        _available = found
-    return _available
+def _encoder_for(codec: str) -> str | None:
+    """The first FFmpeg encoder for ``codec`` that opens here (probed once per codec)."""
+    with _probe_lock:
+        if codec not in _probed:
+            _probed[codec] = None
+            for name in CODECS[codec][0]:
+                try:
+                    _try_open(name, {})
+                except Exception:  # noqa: BLE001 - any failure means: not usable here
+                    continue
+                _probed[codec] = name
+                break
+        return _probed[codec]
 
 
 def list_encoders() -> list[str]:
-    """The codecs of :data:`CODECS` this PyAV build can encode on this machine."""
-    return sorted(_encoders())
+    """The codecs of :data:`CODECS` that this PyAV build can encode on this machine.
+
+    An encoder counts when it opens: NVENC ones need an NVIDIA GPU with an
+    encoder unit and its driver. The probe runs once per process.
+
+    Example
+    -------
+    >>> from loopwave.video import list_encoders
+    >>> "h264" in list_encoders()  # doctest: +SKIP
+    True
+    """
+    return sorted(c for c in CODECS if _encoder_for(c) is not None)
 
 
 def parse_fps(fps: Any, arg: str = "fps") -> Fraction:
-    """An fps as a positive Fraction: an int, a float, a Fraction, or ``"30000/1001"``."""
+    """A frame rate as a positive :class:`~fractions.Fraction`.
+
+    Accepts an int, a float (taken as written: ``29.97`` is ``2997/100``), a
+    Fraction, or a string such as ``"60"``, ``"29.97"`` or ``"30000/1001"``.
+
+    Example
+    -------
+    >>> parse_fps("30000/1001")
+    Fraction(30000, 1001)
+    """
+    form = f"{arg} must be a number, a Fraction or a string like '30000/1001'"
     if isinstance(fps, bool) or fps is None:
-        raise TypeError(
-            f"{arg} must be a number, a Fraction or a string like '30000/1001'; got {fps!r}"
-        )
-    try:
-        f = Fraction(fps).limit_denominator(1_000_000) if not isinstance(fps, Fraction) else fps
-    except (TypeError, ValueError):
-        raise (TypeError if not isinstance(fps, str) else ValueError)(
-            f"{arg} must be a number, a Fraction or a string like '30000/1001'; got {fps!r}"
-        ) from None
-    if f <= 0 or f > 1000:
+        raise TypeError(f"{form}; got {fps!r}")
+    if isinstance(fps, Fraction):
+        f = fps
+    else:
+        try:
+            f = Fraction(fps.strip() if isinstance(fps, str) else fps)
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+            raise (ValueError if isinstance(fps, str) else TypeError)(
+                f"{form}; got {fps!r}"
+            ) from None
+        f = f.limit_denominator(1_000_000)
+    if not 0 < f <= 1000:
         raise ValueError(f"{arg} must be in (0, 1000]; got {fps!r}")
     return f
 
 
-class _Segment:
-    """One output file: container, video stream, optional audio."""
+def _positive_int(x: Any, arg: str, *, allow_none: bool = False) -> int | None:
+    if x is None and allow_none:
+        return None
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+        raise TypeError(f"{arg} must be an int{' or None' if allow_none else ''}; got {x!r}")
+    if x < 1:
+        raise ValueError(f"{arg} must be >= 1; got {x}")
+    return int(x)
 
-    def __init__(
-        self,
-        path: Path,
-        codec: str,
-        w: int,
-        h: int,
-        fps: Fraction,
-        options: dict[str, str],
-        bitrate: int | None,
-        gop: int,
-        metadata: dict[str, str],
-        matrix: str,
-        audio: Path | None = None,
-    ) -> None:
+
+def _encoder_options(
+    encoder: str, crf: int | None, preset: str | int | None, bitrate: int | None
+) -> dict[str, str]:
+    """The FFmpeg options for ``encoder`` that give this quality setting."""
+    o: dict[str, str] = {}
+    if crf is not None:
+        if encoder in ("libx264", "libx265", "libsvtav1"):
+            o["crf"] = str(crf)
+        elif encoder in ("libvpx-vp9", "libaom-av1"):
+            o["crf"], o["b"] = str(crf), "0"  # constant quality needs a zero target bitrate
+        elif encoder == "librav1e":
+            o["qp"] = str(min(255, crf * 4))
+        elif encoder.endswith("_nvenc"):
+            o["rc"], o["cq"], o["b"] = "vbr", str(max(1, crf)), "0"  # cq 0 means "auto"
+    if preset is not None:
+        key = {"libvpx-vp9": "cpu-used", "libaom-av1": "cpu-used", "librav1e": "speed"}
+        o[key.get(encoder, "preset")] = str(preset)
+    if encoder == "libvpx-vp9":
+        o["row-mt"] = "1"
+    return o
+
+
+@dataclass
+class _Config:
+    """Everything the encoder thread needs to open one output file."""
+
+    encoder: str
+    muxer: str
+    fps: Fraction
+    gop: int
+    options: dict[str, str]
+    bitrate: int | None
+    matrix: str
+    full_range: bool
+    metadata: dict[str, str]
+    audio: Path | None
+    size: tuple[int, int] = (0, 0)  # (height, width), set by the first frame
+
+
+class _Durable:
+    """Which frames of one file are on disk, from the order packets were muxed.
+
+    MP4 (``frag_keyframe``) writes a fragment when the next keyframe packet
+    arrives; Matroska with a cluster per packet writes a cluster when the next
+    packet arrives. The count is the longest run of frames from the first one
+    (display order) whose packets are all written.
+    """
+
+    def __init__(self, cut_at_keyframes: bool) -> None:
+        self.cut_at_keyframes = cut_at_keyframes
+        self.pending: list[int] = []
+        self.done: list[int] = []  # a heap
+        self.prefix = 0
+
+    def muxed(self, index: int, keyframe: bool) -> None:
+        if not self.cut_at_keyframes or (keyframe and self.pending):
+            self._commit()
+        self.pending.append(index)
+
+    def finish(self) -> None:
+        self._commit()
+
+    def _commit(self) -> None:
+        for i in self.pending:
+            heapq.heappush(self.done, i)
+        self.pending = []
+        while self.done and self.done[0] <= self.prefix:
+            if heapq.heappop(self.done) == self.prefix:
+                self.prefix += 1
+
+
+class _AudioFeed:
+    """Transcode the first audio stream of a file into an output, in step with the video.
+
+    AAC at 48 kHz stereo (Opus for WebM). Fed up to the time of the video
+    frames so far, so packets interleave and a cut-off file keeps its sound.
+    """
+
+    def __init__(self, container: Any, source: Path) -> None:
         av = _av()
-        self.path = path
-        container_opts = {"flush_packets": "1"}
-        if path.suffix.lower() in (".mp4", ".mov", ".m4v"):
-            container_opts["movflags"] = "frag_keyframe+empty_moov+default_base_moof"
+        codec = "libopus" if container.format.name == "webm" else "aac"
+        self.rate = 48000
+        self.src = av.open(str(source))
+        self.stream = container.add_stream(codec, rate=self.rate, layout="stereo")
+        self.frame_size = 960 if codec == "libopus" else 1024
+        self.resampler = av.AudioResampler(
+            format=self.stream.format.name, layout="stereo", rate=self.rate
+        )
+        self.fifo = av.AudioFifo()
+        self.decoded = self.src.decode(self.src.streams.audio[0])
+        self.exhausted = False
+        self.samples = 0  # samples sent to the encoder
+        self.time = float("-inf")  # start time (s) of the newest audio packet muxed
+
+    def _pull(self) -> bool:
+        """Decode one more source frame into the FIFO; False once the source is done."""
+        if self.exhausted:
+            return False
+        frame = next(self.decoded, None)
+        out = self.resampler.resample(frame)  # None flushes the resampler
+        self.exhausted = frame is None
+        for f in out:
+            f.pts = None
+            self.fifo.write(f)
+        return not self.exhausted
+
+    def feed(self, until: float, mux: Callable[[Any], None], *, final: bool = False) -> None:
+        """Encode source audio up to ``until`` seconds (whole encoder frames unless ``final``)."""
+        target = int(until * self.rate)
+        while self.samples < target:
+            need = min(self.frame_size, target - self.samples)
+            if need < self.frame_size and not final:
+                break
+            while self.fifo.samples < need and self._pull():
+                pass
+            take = min(need, self.fifo.samples)
+            if take == 0 or (take < self.frame_size and not final):
+                break
+            frame = self.fifo.read(take)
+            frame.pts, frame.time_base = self.samples, Fraction(1, self.rate)
+            self.samples += take
+            for p in self.stream.encode(frame):
+                mux(p)
+        if final:
+            for p in self.stream.encode(None):
+                mux(p)
+            self.src.close()
+
+
+class _Output:
+    """One output file: container, video stream, optional audio; lives on the encoder thread."""
+
+    def __init__(self, path: Path, cfg: _Config) -> None:
+        av = _av()
+        self.path, self.cfg = path, cfg
+        mp4 = cfg.muxer in ("mp4", "mov")
+        opts = {"flush_packets": "1"}
+        if mp4:
+            opts["movflags"] = "frag_keyframe+empty_moov+default_base_moof"
+        else:
+            opts["cluster_size_limit"] = "0"  # a cluster per packet: all but the newest on disk
         try:
-            self.container = av.open(str(path), "w", options=container_opts)
+            self.container = av.open(str(path), "w", format=cfg.muxer, options=opts)
         except (OSError, av.error.FFmpegError) as e:
             raise OSError(f"cannot write video to {path}: {e}") from e
-        self.container.metadata.update(metadata)
-        s = self.container.add_stream(codec, rate=fps)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        s.codec_context.gop_size = gop
-        # tag what rgb_to_yuv420p produced, so players and our reader convert back right
-        self.colorspace = _AVCOL_SPC[matrix]
-        s.codec_context.colorspace = self.colorspace
-        s.codec_context.color_range = _AVCOL_RANGE_MPEG
-        if bitrate:
-            s.bit_rate = bitrate
-        s.options = options
-        self.stream = s
-        self.fps = fps
-        self.count = 0
-        # streams must all exist before the first packet writes the header
-        self.audio = audio
-        self.audio_stream = _add_audio_stream(self.container, audio) if audio else None
+        try:
+            self.container.metadata.update(cfg.metadata)
+            s = self.container.add_stream(cfg.encoder, rate=cfg.fps)
+            s.height, s.width = cfg.size
+            s.pix_fmt = "yuv420p"
+            cc = s.codec_context
+            cc.gop_size = cfg.gop
+            # tag what rgb_to_yuv420p produced, so players and our reader convert back right
+            space, primaries, trc = _COLOR_TAGS[cfg.matrix]
+            self.colorspace = space
+            self.color_range = _RANGE_JPEG if cfg.full_range else _RANGE_MPEG
+            cc.colorspace, cc.color_range = space, self.color_range
+            cc.color_primaries, cc.color_trc = primaries, trc
+            if cfg.encoder in ("libx265", "hevc_nvenc") and mp4:
+                cc.codec_tag = "hvc1"  # what Apple players expect for HEVC in MP4
+            if cfg.bitrate:
+                s.bit_rate = cfg.bitrate
+            opts = dict(cfg.options)
+            _quiet(cfg.encoder, opts)
+            s.options = opts
+            self.stream = s
+            # all streams must exist before the first packet writes the header
+            self.audio = _AudioFeed(self.container, cfg.audio) if cfg.audio else None
+        except BaseException:
+            self.container.close()
+            raise
+        self.time_base = 1 / cfg.fps
+        self.count = 0  # frames sent to the encoder
+        self.durable = _Durable(cut_at_keyframes=mp4)
+        self._gate: deque[tuple[float, int, bool]] = deque()  # video packets the muxer may hold
 
     def encode(self, planes: np.ndarray) -> None:
         av = _av()
-        frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
-        frame.colorspace = self.colorspace
-        frame.color_range = _AVCOL_RANGE_MPEG
-        frame.pts = self.count
+        if planes.shape[0] % 6 == 0:
+            # zero copy: the frame wraps the numpy buffer (PyAV computes the height
+            # as rows // 6 * 4, right only when the height is a multiple of 4)
+            frame = av.VideoFrame.from_numpy_buffer(planes, format="yuv420p")
+        else:
+            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        frame.colorspace, frame.color_range = self.colorspace, self.color_range
+        frame.pts, frame.time_base = self.count, self.time_base
         self.count += 1
         for p in self.stream.encode(frame):
-            self.container.mux(p)
+            self._mux_video(p)
+        if self.audio is not None:
+            self.audio.feed(self.count / float(self.cfg.fps), self._mux_audio)
+
+    def _mux_video(self, p: Any) -> None:
+        t = p.pts * p.time_base  # read before muxing: mux rebases the packet in place
+        index, key = int(round(t * self.cfg.fps)), bool(p.is_keyframe)
+        self.container.mux(p)
+        if self.audio is None:
+            self.durable.muxed(index, key)
+        else:
+            # with two streams the muxer interleaves: a video packet is written
+            # once an audio packet with a later time has arrived
+            self._gate.append((float(t), index, key))
+            self._release()
+
+    def _mux_audio(self, p: Any) -> None:
+        assert self.audio is not None
+        if p.pts is not None:
+            self.audio.time = float(p.pts * p.time_base)
+        self.container.mux(p)
+        self._release()
+
+    def _release(self) -> None:
+        assert self.audio is not None
+        while self._gate and self._gate[0][0] < self.audio.time:
+            _, index, key = self._gate.popleft()
+            self.durable.muxed(index, key)
+
+    def flush_to_disk(self, fsync: bool) -> None:
+        if fsync and self.path.exists():
+            fd = os.open(self.path, os.O_RDWR)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def close(self) -> None:
         for p in self.stream.encode(None):
-            self.container.mux(p)
+            self._mux_video(p)
         if self.audio is not None:
-            _mux_audio(self.container, self.audio_stream, self.audio, self.count / float(self.fps))
+            self.audio.feed(self.count / float(self.cfg.fps), self._mux_audio, final=True)
         self.container.close()
+        for _, index, key in self._gate:
+            self.durable.muxed(index, key)
+        self._gate.clear()
+        self.durable.finish()
+
+    def abandon(self) -> None:
+        """After an error: close what can be closed, so the file is as complete as it gets."""
+        try:
+            self.container.close()
+        except Exception:  # noqa: BLE001 - already failing; the first error is the one reported
+            pass
 
 
-def _add_audio_stream(container: Any, audio: Path) -> Any:
-    """An AAC (Opus for WebM) stereo stream for the first audio stream of ``audio``."""
-    av = _av()
-    webm = container.format.name.startswith(("webm", "matroska"))
-    with av.open(str(audio)) as src:
-        if not src.streams.audio:
-            raise ValueError(f"audio: {audio} has no audio stream")
-        rate = src.streams.audio[0].rate
-    return container.add_stream(
-        "libopus" if webm else "aac", rate=48000 if webm else rate, layout="stereo"
-    )
+@dataclass
+class _Flush:
+    fsync: bool
+    done: threading.Event = field(default_factory=threading.Event)
 
 
-def _mux_audio(container: Any, out: Any, audio: Path, seconds: float) -> None:
-    """Transcode the first audio stream of ``audio`` into ``out``, cut at ``seconds``."""
-    av = _av()
-    resampler = av.AudioResampler(format=out.format.name, layout="stereo", rate=out.rate)
-    with av.open(str(audio)) as src:
-        ins = src.streams.audio[0]
-        for frame in src.decode(ins):
-            if frame.pts is not None and frame.time_base and frame.pts * frame.time_base > seconds:
-                break
-            for f in resampler.resample(frame):
-                f.pts = None  # let the encoder count samples
-                for p in out.encode(f):
-                    container.mux(p)
-        for p in out.encode(None):
-            container.mux(p)
+@dataclass
+class _End:
+    reverse: bool  # append the ping-pong reversal (False after an exception in the caller)
+
+
+_Item = np.ndarray | _Flush | _End
 
 
 class VideoWriter:
     """Encode RGB frames to a video file on a background thread.
 
+    Frames go through a bounded queue to an encoder thread; the caller waits
+    only when ``queue_size`` frames are waiting. An error in the encoder thread
+    is raised again in the caller, as it was, on the next :meth:`write`,
+    :meth:`flush` or :meth:`close`. Use it as a context manager: leaving the
+    block closes the file, also when the block raised (the caller's exception
+    is the one that propagates).
+
     Parameters
     ----------
-    path : output file; the extension picks the container (``.mp4``, ``.mkv``, ``.webm``)
-    fps : frames per second: int, float, Fraction or ``"30000/1001"``
-    codec : one of :func:`list_encoders` (``"h264"``, ``"h265"``, ``"vp9"``, ``"av1"``, NVENC)
-    crf, preset, bitrate : quality controls passed to the encoder (``crf`` 0 is lossless
-        luma for x264/x265; ``bitrate`` in bits/s)
-    matrix : the YUV matrix for :func:`loopwave.rgb_to_yuv420p` (tagged in the stream)
-    keyframe_interval : frames between keyframes (default: one second); crash-safe
-        MP4 output loses at most this many frames
-    title, settings : metadata: a title and a mapping stored as JSON in the comment
-    audio : a file whose first audio stream is muxed in (cut to the video's length)
-    segment_seconds : split into files of this many seconds: ``name_000.mp4``, ...
-    pingpong : after the frames, append them reversed (without repeating the two ends),
-        for a seamless back-and-forth loop; keeps the I420 planes in memory (1.5 bytes
-        per pixel per frame) until :meth:`close`
-    queue_size : frames converted but not yet encoded, at most
+    path : output file; the extension picks the container: ``.mp4``, ``.m4v``,
+        ``.mov``, ``.mkv`` or ``.webm`` (WebM holds VP9 or AV1 only)
+    fps : frames per second: int, float, Fraction or a string like ``"30000/1001"``
+    codec : one of :func:`list_encoders`: ``"h264"``, ``"h265"``, ``"vp9"``, ``"av1"``,
+        ``"h264_nvenc"``, ``"hevc_nvenc"``, ``"av1_nvenc"``
+    crf : constant quality, lower is better (default 18 unless ``bitrate`` is given):
+        0..51 for x264/x265/NVENC (NVENC's ``cq``), 0..63 for VP9 and AV1
+    preset : the encoder's speed preset (``"slow"`` for x264/x265, 0..13 for SVT-AV1,
+        ``cpu-used`` 0..8 for VP9 and libaom, ``"p1"``..``"p7"`` for NVENC)
+    bitrate : target bits per second instead of constant quality
+    keyframe_interval : frames between keyframes (default: one second of video);
+        MP4 output loses at most about this many frames (plus the encoder's
+        look-ahead) when the process is killed
+    matrix, full_range : the YUV conversion (see :func:`loopwave.rgb_to_yuv420p`),
+        tagged in the stream so players convert back with the same matrix
+    title : metadata title
+    settings : a mapping stored, with the encoder settings used, as JSON in the
+        ``comment`` tag: ``{"video": {...}, "settings": {...}}``
+        (read it back with :attr:`VideoReader.settings`)
+    audio : a file whose first audio stream is muxed in, as AAC (Opus in WebM),
+        cut to the video's length
+    segment_seconds : split into files of this many seconds each, named
+        ``<stem>_000<ext>``, ``<stem>_001<ext>``, ... (:attr:`paths` lists them);
+        not with ``audio`` or ``pingpong``
+    pingpong : after the frames, append them again reversed, without repeating the
+        last and the first frame, so the file loops back and forth seamlessly:
+        N frames become ``2N - 2``. The reversal needs every frame again at the end:
+        the encoder thread spills the I420 planes (1.5 bytes per pixel per frame,
+        3.1 MB per 1080p frame) to an unnamed temporary file in the output's
+        folder, so memory stays flat; make sure that disk has room
+    queue_size : frames waiting for the encoder, at most
+    options : more FFmpeg encoder options, e.g. ``{"tune": "grain"}``; they win
+        over the ones loopwave derives
 
-    Odd frame sizes are padded to even by repeating the last row/column (4:2:0 needs
-    even sizes); :attr:`size` tells the encoded size.
+    Odd frame sizes are padded to even by repeating the last row and column
+    (4:2:0 chroma needs even sizes); :attr:`size` gives the encoded size. Frames
+    are ``uint8`` RGB, or ``float32`` RGB in [0, 1].
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from loopwave.video import VideoWriter
+    >>> frames = np.zeros((30, 48, 64, 3), np.uint8)
+    >>> with VideoWriter("out.mp4", fps=30, codec="h264", crf=18) as w:  # doctest: +SKIP
+    ...     for f in frames:
+    ...         w.write(f)
+    ...     w.flush()  # returns the frames safely on disk
     """
 
     def __init__(
         self,
         path: str | os.PathLike[str],
         *,
-        fps: Any = 30,
+        fps: int | float | Fraction | str = 30,
         codec: str = "h264",
-        crf: int | None = 18,
-        preset: str | None = None,
+        crf: int | None = None,
+        preset: str | int | None = None,
         bitrate: int | None = None,
-        matrix: str = "bt709",
         keyframe_interval: int | None = None,
+        matrix: str = "bt709",
+        full_range: bool = False,
         title: str | None = None,
         settings: Mapping[str, Any] | None = None,
         audio: str | os.PathLike[str] | None = None,
         segment_seconds: float | None = None,
         pingpong: bool = False,
         queue_size: int = 8,
+        options: Mapping[str, str] | None = None,
     ) -> None:
+        av = _av()
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike; got {type(path).__name__}")
         self.path = Path(path)
-        if not self.path.parent.exists() or not os.access(self.path.parent, os.W_OK):
-            raise OSError(f"path: cannot write to {self.path} (folder missing or not writable)")
-        self.fps = parse_fps(fps)
-        if not isinstance(codec, str):
-            raise TypeError(f"codec must be a string; got {type(codec).__name__}")
-        available = _encoders()
-        if codec not in available:
+        muxer = _MUXERS.get(self.path.suffix.lower())
+        if muxer is None:
             raise ValueError(
-                f"codec {codec!r} is not available here; available: {sorted(available)}"
+                f"path: cannot tell the container of {self.path}; "
+                f"use one of the extensions {sorted(_MUXERS)}"
             )
-        self.encoder = available[codec]
-        if crf is not None and (
-            isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= 63
-        ):
-            raise ValueError(f"crf must be an int in 0..63 or None; got {crf!r}")
-        if bitrate is not None and (not isinstance(bitrate, int) or bitrate <= 0):
-            raise ValueError(f"bitrate must be a positive int (bits/s) or None; got {bitrate!r}")
+        parent = self.path.parent
+        if not parent.is_dir():
+            raise OSError(f"path: cannot write to {self.path}: the folder {parent} is missing")
+        if not os.access(parent, os.W_OK):
+            raise OSError(f"path: cannot write to {self.path}: the folder is not writable")
+        if self.path.is_dir():
+            raise OSError(f"path: cannot write to {self.path}: it is a folder")
+        self.fps = parse_fps(fps)
+
+        if not isinstance(codec, str):
+            raise TypeError(f"codec must be a string such as 'h264'; got {type(codec).__name__}")
+        codec = _ALIASES.get(codec.lower(), codec.lower())
+        encoder = _encoder_for(codec) if codec in CODECS else None
+        if encoder is None:
+            known = "" if codec in CODECS else f" (loopwave knows {sorted(CODECS)})"
+            raise ValueError(
+                f"codec {codec!r} is not available here; available: {list_encoders()}{known}"
+            )
+        if muxer == "webm" and codec not in _WEBM_CODECS:
+            raise ValueError(
+                f"codec {codec!r} cannot go in WebM ({self.path.name}); use one of "
+                f"{list(_WEBM_CODECS)} or an .mp4/.mkv path"
+            )
+        self.codec = codec
+        self.encoder = encoder
+
+        bitrate = _positive_int(bitrate, "bitrate", allow_none=True)
+        if crf is not None and bitrate is not None:
+            raise ValueError("give crf (constant quality) or bitrate, not both")
+        if crf is None and bitrate is None:
+            crf = _DEFAULT_CRF
+        if crf is not None:
+            if isinstance(crf, bool) or not isinstance(crf, (int, np.integer)):
+                raise TypeError(f"crf must be an int or None; got {crf!r}")
+            top = _CRF_MAX.get(self.encoder, 63)
+            if not 0 <= crf <= top:
+                raise ValueError(f"crf must be in 0..{top} for {self.encoder}; got {crf}")
+            crf = int(crf)
+        if preset is not None and (isinstance(preset, bool) or not isinstance(preset, (str, int))):
+            raise TypeError(f"preset must be a string or an int; got {preset!r}")
         if keyframe_interval is None:
             keyframe_interval = max(1, round(float(self.fps)))
-        if (
-            isinstance(keyframe_interval, bool)
-            or not isinstance(keyframe_interval, int)
-            or keyframe_interval < 1
-        ):
-            raise ValueError(f"keyframe_interval must be an int >= 1; got {keyframe_interval!r}")
-        if segment_seconds is not None and not (
-            isinstance(segment_seconds, (int, float)) and segment_seconds > 0
-        ):
-            raise ValueError(f"segment_seconds must be a positive number; got {segment_seconds!r}")
-        if segment_seconds is not None and (audio is not None or pingpong):
-            raise ValueError("segment_seconds cannot be combined with audio or pingpong")
-        self.audio = Path(audio) if audio is not None else None
-        if self.audio is not None and not self.audio.is_file():
-            raise OSError(f"audio: no such file {self.audio}")
-        if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
-            raise ValueError(f"queue_size must be an int >= 1; got {queue_size!r}")
-        if matrix not in _AVCOL_SPC:
-            raise ValueError(f"matrix must be one of {sorted(_AVCOL_SPC)}; got {matrix!r}")
-        self.matrix = matrix
-        self.options: dict[str, str] = {}
-        if crf is not None and self.encoder in _CRF_OPTION and bitrate is None:
-            self.options[_CRF_OPTION[self.encoder]] = str(crf)
-            if self.encoder == "libvpx-vp9":
-                self.options["b"] = "0"
-        if preset is not None:
-            self.options["preset"] = str(preset)
-        if self.encoder == "libx265":
-            self.options["x265-params"] = "log-level=error"
-        self.bitrate = bitrate
-        self.gop = keyframe_interval
-        self.metadata: dict[str, str] = {}
+        gop = _positive_int(keyframe_interval, "keyframe_interval")
+        assert gop is not None
+        if not isinstance(matrix, str) or matrix not in _COLOR_TAGS:
+            raise ValueError(f"matrix must be one of {sorted(_COLOR_TAGS)}; got {matrix!r}")
+        if not isinstance(full_range, (bool, np.bool_)):
+            raise TypeError(f"full_range must be True or False; got {full_range!r}")
+        if not isinstance(pingpong, (bool, np.bool_)):
+            raise TypeError(f"pingpong must be True or False; got {pingpong!r}")
+        qsize = _positive_int(queue_size, "queue_size")
+        assert qsize is not None
+        enc_opts = _encoder_options(self.encoder, crf, preset, bitrate)
+        if options is not None:
+            if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+                raise TypeError(f"options must be a mapping of str to str; got {options!r:.80}")
+            enc_opts.update({k: str(val) for k, val in options.items()})
+        try:  # surface a bad preset or option here, not on the first frame
+            _try_open(self.encoder, enc_opts, bitrate)
+        except av.error.FFmpegError as e:
+            raise ValueError(
+                f"{self.encoder} does not accept these settings ({enc_opts}): {e}"
+            ) from e
+
+        metadata: dict[str, str] = {}
         if title is not None:
-            self.metadata["title"] = str(title)
+            if not isinstance(title, str):
+                raise TypeError(f"title must be a string; got {type(title).__name__}")
+            metadata["title"] = title
+        if settings is not None and not isinstance(settings, Mapping):
+            raise TypeError(f"settings must be a mapping; got {type(settings).__name__}")
+        used: dict[str, Any] = {
+            "codec": codec,
+            "encoder": self.encoder,
+            "fps": str(self.fps),
+            "keyframe_interval": gop,
+            "matrix": matrix,
+            "full_range": bool(full_range),
+            "pingpong": bool(pingpong),
+        }
+        for k, val in (("crf", crf), ("preset", preset), ("bitrate", bitrate)):
+            if val is not None:
+                used[k] = val
+        comment: dict[str, Any] = {"video": used}
         if settings is not None:
-            self.metadata["comment"] = json.dumps(dict(settings), default=str, sort_keys=True)
+            comment["settings"] = dict(settings)
+        metadata["comment"] = json.dumps(comment, default=str, sort_keys=True)
+
+        self.audio = None if audio is None else Path(audio)
+        if self.audio is not None:
+            _check_audio(self.audio)
+        if segment_seconds is not None:
+            if isinstance(segment_seconds, bool) or not isinstance(segment_seconds, (int, float)):
+                raise TypeError(f"segment_seconds must be a number; got {segment_seconds!r}")
+            if not segment_seconds > 0:
+                raise ValueError(f"segment_seconds must be > 0; got {segment_seconds!r}")
+            if self.audio is not None or pingpong:
+                raise ValueError("segment_seconds cannot be combined with audio or pingpong")
         self.segment_frames = (
-            None if segment_seconds is None else max(1, round(segment_seconds * float(self.fps)))
+            None if segment_seconds is None else max(1, round(segment_seconds * self.fps))
         )
         self.pingpong = bool(pingpong)
-        self._held: list[np.ndarray] = []
+        self.matrix, self.full_range = matrix, bool(full_range)
+        self.metadata = metadata
+        self._cfg = _Config(
+            self.encoder, muxer, self.fps, gop, enc_opts, bitrate, matrix, self.full_range,
+            metadata, self.audio,
+        )  # fmt: skip
         self.size: tuple[int, int] | None = None  # (height, width) as encoded
-        self.frames_written = 0
-        self.paths: list[Path] = []
-        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=queue_size)
+        self.paths: list[Path] = []  # files opened so far
+        self.frames_queued = 0
+        self.frames_written = 0  # frames the encoder thread has encoded
+        self._closed_on_disk = 0  # frames in files already closed (segments)
+        self._out: _Output | None = None
+        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=qsize)
         self._error: BaseException | None = None
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="loopwave-encoder", daemon=True)
         self._thread.start()
 
     # -- caller side ---------------------------------------------------------
+    @property
+    def frames_on_disk(self) -> int:
+        """Frames, counted from the first, that a reader gets from the file(s) as they are now.
+
+        Exact after :meth:`close`; between writes it trails what was written by
+        the queue, the encoder's look-ahead and (MP4) the current fragment.
+        """
+        out = self._out
+        return self._closed_on_disk + (out.durable.prefix if out is not None else 0)
+
     def write(self, frames: np.ndarray) -> None:
-        """Queue one frame ``(H, W, 3)`` or a batch ``(N, H, W, 3)`` of ``uint8`` RGB."""
-        self._raise_if_failed()
-        if self._closed:
-            raise ValueError("write: the writer is closed")
+        """Queue one frame ``(H, W, 3)`` or a batch ``(N, H, W, 3)``, ``uint8`` RGB
+        (or ``float32`` in [0, 1]); all frames must have one size."""
+        self._check_usable("write")
         x, _ = v.frames(frames, "frames")
-        if x.dtype != np.uint8:
-            raise TypeError(f"frames must be uint8 RGB; got {x.dtype}")
         h, w = x.shape[1:3]
+        even = (h + h % 2, w + w % 2)
         if self.size is None:
-            self.size = (h + h % 2, w + w % 2)
-        elif (h + h % 2, w + w % 2) != self.size:
+            self.size = even
+            self._cfg.size = even
+        elif even != self.size:
             raise ValueError(
                 f"frames must keep one size; got {h}x{w} after {self.size[0]}x{self.size[1]}"
             )
         if h % 2 or w % 2:
             x = np.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        planes = rgb_to_yuv420p(x, matrix=self.matrix)
+        planes = rgb_to_yuv420p(x, matrix=self.matrix, full_range=self.full_range)
         for p in planes:
             self._put(p)
-            if self.pingpong:
-                self._held.append(p)
+            self.frames_queued += 1
 
-    def _put(self, item: np.ndarray | None) -> None:
+    def flush(self, *, fsync: bool = False) -> int:
+        """Wait until the encoder thread has taken every frame written so far.
+
+        Returns :attr:`frames_on_disk`: that many frames survive if the process
+        is killed now. ``fsync=True`` also asks the OS to put the file on the
+        disk itself (survives a power cut; slower).
+        """
+        self._check_usable("flush")
+        item = _Flush(bool(fsync))
+        self._put(item)
+        while not item.done.wait(0.05):
+            self._raise_if_failed()
+        self._raise_if_failed()
+        return self.frames_on_disk
+
+    def close(self) -> None:
+        """Encode what is queued, add the ping-pong reversal, flush the encoder and
+        close the file(s). Calling it again does nothing."""
+        self._finish(reverse=True)
+
+    def _finish(self, reverse: bool) -> None:
+        if self._closed:
+            self._raise_if_failed()
+            return
+        self._closed = True
+        try:
+            self._put(_End(reverse))
+            self._thread.join()
+        finally:
+            self._closed = True
+        self._raise_if_failed()
+
+    def _check_usable(self, what: str) -> None:
+        self._raise_if_failed()
+        if self._closed:
+            raise ValueError(f"{what}: the writer is closed")
+
+    def _put(self, item: _Item) -> None:
         while True:
             self._raise_if_failed()
+            if not self._thread.is_alive():
+                self._raise_if_failed()
+                raise RuntimeError("the video encoder thread has stopped")
             try:
                 self._queue.put(item, timeout=0.1)
                 return
@@ -367,24 +755,11 @@ class VideoWriter:
                 continue
 
     def _raise_if_failed(self) -> None:
+        """Raise the encoder thread's error in the caller, once."""
         if self._error is not None:
             err, self._error = self._error, None
             self._closed = True
-            raise RuntimeError(f"video encoding failed: {err}") from err
-
-    def close(self) -> None:
-        """Encode what is queued, flush the encoder and close the file(s)."""
-        if self._closed:
-            self._raise_if_failed()
-            return
-        if self.pingpong and len(self._held) > 2:
-            for p in reversed(self._held[1:-1]):
-                self._put(p)
-        self._held = []
-        self._put(None)
-        self._thread.join()
-        self._closed = True
-        self._raise_if_failed()
+            raise err
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -395,10 +770,10 @@ class VideoWriter:
         if et is None:
             self.close()
             return
-        # an exception in the caller: still finish the file cleanly, and keep
-        # the caller's exception as the one that propagates
+        # an exception in the caller: still finish the file cleanly (what was
+        # written, no ping-pong), and keep the caller's exception as the one raised
         try:
-            self.close()
+            self._finish(reverse=False)
         except Exception:  # noqa: BLE001 - the caller's exception wins
             pass
 
@@ -408,59 +783,111 @@ class VideoWriter:
             return self.path
         return self.path.with_name(f"{self.path.stem}_{i:03d}{self.path.suffix}")
 
+    def _encode(self, planes: np.ndarray) -> None:
+        out = self._out
+        if out is not None and self.segment_frames and out.count >= self.segment_frames:
+            self._close_output()
+            out = None
+        if out is None:
+            out = _Output(self._segment_path(len(self.paths)), self._cfg)
+            self.paths.append(out.path)
+            self._out = out
+        out.encode(planes)
+        self.frames_written += 1
+
+    def _close_output(self) -> None:
+        out = self._out
+        if out is not None:
+            out.close()
+            # in this order a concurrent frames_on_disk may undercount, never overcount
+            self._out = None
+            self._closed_on_disk += out.durable.prefix
+
     def _run(self) -> None:
-        seg: _Segment | None = None
+        spill: io.BufferedRandom | None = None
+        spilled = 0
         try:
             while True:
                 item = self._queue.get()
-                if item is None:
-                    break
-                if seg is not None and self.segment_frames and seg.count >= self.segment_frames:
-                    seg.close()
-                    seg = None
-                if seg is None:
-                    assert self.size is not None
-                    h, w = self.size
-                    seg = _Segment(
-                        self._segment_path(len(self.paths)),
-                        self.encoder,
-                        w,
-                        h,
-                        self.fps,
-                        dict(self.options),
-                        self.bitrate,
-                        self.gop,
-                        self.metadata,
-                        self.matrix,
-                        self.audio,
-                    )
-                    self.paths.append(seg.path)
-                seg.encode(item)
-                self.frames_written += 1
-            if seg is not None:
-                seg.close()
+                if isinstance(item, np.ndarray):
+                    self._encode(item)
+                    if self.pingpong:
+                        if spill is None:
+                            # unnamed: the OS removes it however the process ends
+                            spill = tempfile.TemporaryFile(
+                                prefix=".loopwave-pingpong-", dir=self.path.parent
+                            )
+                        spill.write(item.data)
+                        spilled += 1
+                elif isinstance(item, _Flush):
+                    if self._out is not None:
+                        self._out.flush_to_disk(item.fsync)
+                    item.done.set()
+                else:
+                    if item.reverse and spill is not None and spilled > 2:
+                        self._encode_reversed(spill, spilled)
+                    self._close_output()
+                    return
         except BaseException as e:  # reported to the caller on its next call
+            if self._out is not None:
+                self._out.abandon()
             self._error = e
-            # drain so a blocked producer can notice the failure
-            while True:
+            while True:  # drain, so a blocked producer or flush notices the failure
                 try:
-                    if self._queue.get_nowait() is None:
-                        break
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
+                if isinstance(item, _Flush):
+                    item.done.set()
+        finally:
+            if spill is not None:
+                spill.close()
+
+    def _encode_reversed(self, spill: io.BufferedRandom, n: int) -> None:
+        assert self.size is not None
+        h, w = self.size
+        rows = h * 3 // 2
+        nbytes = rows * w
+        spill.flush()
+        for k in range(n - 2, 0, -1):
+            planes = np.empty((rows, w), np.uint8)
+            spill.seek(k * nbytes)
+            if spill.readinto(planes.data.cast("B")) != nbytes:
+                raise OSError("ping-pong: the temporary frame file came back short")
+            self._encode(planes)
 
 
-def _chain(head: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    yield head
-    yield from rest
+def _check_audio(path: Path) -> None:
+    av = _av()
+    if not path.is_file():
+        raise OSError(f"audio: no such file {path}")
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.audio:
+                raise ValueError(f"audio: {path} has no audio stream")
+    except av.error.FFmpegError as e:
+        raise ValueError(f"audio: {path} is not a readable media file ({e})") from e
 
 
 class VideoReader:
     """Decode a video file into ``uint8`` RGB batches; seekable by frame index.
 
+    Iterating gives ``(n, H, W, 3)`` arrays of up to ``batch`` frames, from the
+    first frame. :meth:`read` and :meth:`iter_from` seek: to the nearest keyframe
+    at or before the frame, then decode forward to exactly that frame. YUV is
+    converted with the matrix and range the stream is tagged with (BT.601
+    limited range when untagged).
+
+    Parameters
+    ----------
+    path : any file PyAV reads; its first video stream is decoded
+    batch : frames per batch
+
     Example
     -------
+    >>> from loopwave.video import VideoReader
     >>> with VideoReader("in.mp4", batch=16) as r:  # doctest: +SKIP
+    ...     print(r.fps, r.frame_count, r.width, r.height)
     ...     for batch in r:          # (<=16, H, W, 3) uint8
     ...         ...
     ...     frame = r.read(42)       # one frame, by index
@@ -470,8 +897,9 @@ class VideoReader:
         av = _av()
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike; got {type(path).__name__}")
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"batch must be an int >= 1; got {batch!r}")
+        b = _positive_int(batch, "batch")
+        assert b is not None
+        self.batch = b
         self.path = Path(path)
         if not self.path.is_file():
             raise OSError(f"path: no such file {self.path}")
@@ -484,50 +912,96 @@ class VideoReader:
             raise ValueError(f"path: {self.path} has no video stream")
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
-        self.batch = batch
         rate = self.stream.average_rate or self.stream.guessed_rate or Fraction(25)
-        self.fps = Fraction(rate)
-        self.width, self.height = self.stream.width, self.stream.height
-        self.metadata = dict(self.container.metadata)
+        self.fps: Fraction = Fraction(rate)
+        self.width: int = self.stream.width
+        self.height: int = self.stream.height
+        self.metadata: dict[str, str] = dict(self.container.metadata)
+        self._count: int | None = int(self.stream.frames) or None
 
     @property
     def frame_count(self) -> int:
-        """Frames in the stream (from the header, else counted by decoding once)."""
-        if self.stream.frames:
-            return int(self.stream.frames)
-        n = sum(len(b) for b in self._batches(0))
-        return n
+        """Frames in the stream: from the header, else counted once by reading the
+        packets (no decoding)."""
+        if self._count is None:
+            self._seek_start()
+            n = 0
+            try:
+                for p in self.container.demux(self.stream):
+                    n += p.size > 0
+            except _av().error.FFmpegError:
+                pass  # a cut-off file: count what is there
+            self._count = n
+        return self._count
+
+    @property
+    def duration(self) -> float:
+        """Seconds of video: ``frame_count / fps``."""
+        return self.frame_count / float(self.fps)
+
+    @property
+    def settings(self) -> dict[str, Any] | None:
+        """The JSON of the ``comment`` tag (what :class:`VideoWriter` stores), or None.
+
+        Matroska spells the tag ``COMMENT``; either spelling is read."""
+        text = next((val for k, val in self.metadata.items() if k.lower() == "comment"), "")
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def _seek_start(self) -> None:
+        self.container.seek(
+            self.stream.start_time or 0, stream=self.stream, backward=True, any_frame=False
+        )
 
     def _frames(self, start: int) -> Iterator[np.ndarray]:
+        av = _av()
         tb = self.stream.time_base
         first = self.stream.start_time or 0
-        target = first + int(round(start / self.fps / tb))
+        half = 0.5 / self.fps / tb  # frames within half a frame of the target count as it
+        target = first + start / self.fps / tb
         # Seek to a keyframe at or before the target; some containers (fragmented
         # MP4) land after it, so step back a second at a time until the first
         # decoded frame is not past the target, or we are at the start.
         step = max(1, int(round(1 / tb)))
-        seek_to = target
-        while True:
-            self.container.seek(
-                max(seek_to, first), stream=self.stream, backward=True, any_frame=False
+        seek_to = int(target)
+        try:
+            while True:
+                self.container.seek(
+                    max(seek_to, first), stream=self.stream, backward=True, any_frame=False
+                )
+                frames = self.container.decode(self.stream)
+                head = next(frames, None)
+                if head is None or head.pts is None or head.pts <= target + half:
+                    break
+                if seek_to <= first:
+                    break
+                seek_to -= step
+            if head is None:
+                return
+            if head.pts is None and start > 0:
+                # no timestamps to seek by: count frames from the start
+                self._seek_start()
+                frames = self.container.decode(self.stream)
+                for i, frame in enumerate(frames):
+                    if i >= start:
+                        yield self._to_rgb(frame)
+                return
+            yield from (
+                self._to_rgb(f)
+                for f in _chain(head, frames)
+                if f.pts is None or f.pts >= target - half
             )
-            frames = self.container.decode(self.stream)
-            head = next(frames, None)
-            if head is None or head.pts is None or head.pts <= target or seek_to <= first:
-                break
-            seek_to -= step
-        if head is None:
-            return
-        for frame in _chain(head, frames):
-            if frame.pts is not None and frame.pts < target:
-                continue
-            yield self._to_rgb(frame)
+        except av.error.FFmpegError as e:
+            raise ValueError(f"{self.path}: decoding failed ({e})") from e
 
     @staticmethod
     def _to_rgb(frame: Any) -> np.ndarray:
         """RGB with the frame's own matrix and range (untagged: BT.601, limited)."""
         space = _SWS_SPACE.get(int(frame.colorspace), "ITU601")
-        full = int(frame.color_range) == 2
+        full = int(frame.color_range) == _RANGE_JPEG
         rgb = frame.reformat(
             format="rgb24",
             src_colorspace=space,
@@ -550,13 +1024,16 @@ class VideoReader:
         return self._batches(0)
 
     def iter_from(self, index: int) -> Iterator[np.ndarray]:
-        """Batches starting at frame ``index``."""
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
-            raise ValueError(f"index must be an int >= 0; got {index!r}")
+        """Batches starting at frame ``index`` (exact)."""
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"index must be an int; got {index!r}")
+        if index < 0:
+            raise ValueError(f"index must be >= 0; got {index}")
         return self._batches(int(index))
 
     def read(self, index: int) -> np.ndarray:
-        """The frame at ``index`` (exact: seeks to the keyframe before it, then decodes forward)."""
+        """The frame at ``index``, ``(H, W, 3)`` ``uint8`` (seeks to the keyframe at or
+        before it, then decodes forward). Past the end: ``IndexError``."""
         for batch in self.iter_from(index):
             first: np.ndarray = batch[0]
             return first
@@ -572,18 +1049,29 @@ class VideoReader:
         self.close()
 
 
+def _chain(head: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield head
+    yield from rest
+
+
+def _natural_key(p: Path) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
+
+
 def read_frames_dir(folder: str | os.PathLike[str]) -> list[Path]:
-    """The PNG files of a folder, in name order."""
+    """The PNG files of a folder in name order, numbers compared as numbers
+    (``f2.png`` before ``f10.png``)."""
     d = Path(folder)
     if not d.is_dir():
         raise OSError(f"FRAMES_DIR: no such folder {d}")
-    files = sorted(d.glob("*.png"))
+    files = sorted((p for p in d.iterdir() if p.suffix.lower() == ".png"), key=_natural_key)
     if not files:
         raise ValueError(f"FRAMES_DIR: no .png frames in {d}")
     return files
 
 
 def _read_png(path: Path) -> np.ndarray:
+    """One image file as ``(H, W, 3)`` ``uint8`` RGB, decoded by FFmpeg."""
     av = _av()
     try:
         with av.open(str(path)) as c:
@@ -600,7 +1088,17 @@ def encode_dir(
     progress: bool = True,
     **writer_options: Any,
 ) -> int:
-    """Encode a folder of PNG frames (name order) into ``out``; returns the frame count."""
+    """Encode a folder of PNG frames (name order) into ``out``; returns the frame count.
+
+    ``writer_options`` go to :class:`VideoWriter`. PNGs are decoded by PyAV, so
+    no imaging library is needed.
+
+    Example
+    -------
+    >>> from loopwave.video import encode_dir
+    >>> encode_dir("run/frames", "run/out.mp4", fps=60, crf=16)  # doctest: +SKIP
+    960
+    """
     from ._progress import Progress
 
     files = read_frames_dir(folder)
@@ -616,25 +1114,43 @@ def encode_dir(
 
 def add_cli(sub: Any) -> None:
     """Register ``loopwave encode`` on an argparse subparsers object."""
-    p = sub.add_parser("encode", help="encode a folder of PNG frames into a video")
+    p = sub.add_parser(
+        "encode",
+        help="encode a folder of PNG frames into a video",
+        description="Encode the PNG frames of FRAMES_DIR, in name order, into a video file.",
+    )
     p.add_argument("frames_dir", metavar="FRAMES_DIR")
-    p.add_argument("-o", "--output", required=True, help="output video (.mp4, .mkv, .webm)")
+    p.add_argument("-o", "--output", required=True, help="output video (.mp4, .mkv, .webm, .mov)")
     p.add_argument("--fps", default="30", help="frames per second, e.g. 60 or 30000/1001")
     p.add_argument("--codec", default="h264", help="h264, h265, vp9, av1, or an NVENC codec")
-    p.add_argument("--crf", type=int, default=18, help="constant rate factor (default 18)")
+    p.add_argument("--crf", type=int, default=None, help="constant quality (default 18)")
+    p.add_argument("--bitrate", type=int, default=None, help="target bits/s instead of --crf")
     p.add_argument("--preset", default=None, help="encoder preset, e.g. slow")
+    p.add_argument(
+        "--keyframe-interval", type=int, default=None, help="frames between keyframes (1 s)"
+    )
+    p.add_argument("--title", default=None, help="title metadata")
+    p.add_argument("--audio", default=None, help="mux the first audio stream of this file")
+    p.add_argument(
+        "--segment-seconds", type=float, default=None, help="split into files of N seconds"
+    )
+    p.add_argument("--pingpong", action="store_true", help="append the frames reversed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run(a: Any) -> int:
-        n = encode_dir(
-            a.frames_dir,
-            a.output,
-            fps=parse_fps(a.fps),
+        w: dict[str, Any] = dict(
+            fps=a.fps,
             codec=a.codec,
             crf=a.crf,
+            bitrate=a.bitrate,
             preset=a.preset,
-            progress=not a.quiet,
+            keyframe_interval=a.keyframe_interval,
+            title=a.title,
+            audio=a.audio,
+            segment_seconds=a.segment_seconds,
+            pingpong=a.pingpong,
         )
+        n = encode_dir(a.frames_dir, a.output, progress=not a.quiet, **w)
         print(f"wrote {n} frames to {a.output}")
         return 0
 

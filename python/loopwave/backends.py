@@ -1,0 +1,292 @@
+"""img2img backends: one small interface, diffusers behind it, and an embedded smoke model.
+
+:class:`Img2Img` is the interface the renderer calls: init image, prompt,
+negative prompt, strength, steps, cfg and seed in, one ``uint8`` RGB frame out.
+
+* :class:`DiffusersBackend` runs a ``StableDiffusionImg2ImgPipeline`` from a
+  local diffusers folder (``model_index.json``) or a single ``.safetensors``
+  checkpoint (``from_single_file`` with ``local_files_only``: it needs the
+  model's config cached locally, and says so if it is not). Pickled ``.ckpt``
+  files are refused unless ``allow_pickle=True``. A path that is not a local
+  file or folder is an error: nothing is downloaded. fp16 + SDPA on CUDA,
+  float32 on the CPU. Schedulers by name (:data:`SCHEDULERS`), LoRA files.
+* :func:`smoke_backend` builds a tiny Stable-Diffusion-architecture pipeline
+  (UNet, VAE and CLIP text encoder from small configs, a byte-level tokenizer
+  written to a temporary folder) with fixed random weights, in-process, with no
+  download, so the whole main job runs on a fresh machine. Its pictures are
+  noise-like: it is a SMOKE MODEL for testing the pipeline, not for art.
+
+Needs the ``torch`` extra (torch, diffusers, transformers).
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SCHEDULERS", "DiffusersBackend", "Img2Img", "load_backend", "smoke_backend"]
+
+log = logging.getLogger("loopwave")
+
+# A1111 names -> (diffusers scheduler class, extra config)
+SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "DPM++ 2M Karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "DPM++ 2M": ("DPMSolverMultistepScheduler", {}),
+    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
+    "Euler": ("EulerDiscreteScheduler", {}),
+    "DDIM": ("DDIMScheduler", {}),
+    "PNDM": ("PNDMScheduler", {}),
+    "LMS": ("LMSDiscreteScheduler", {}),
+}
+
+
+class Img2Img(abc.ABC):
+    """The renderer's view of a model."""
+
+    label: str = "img2img"
+
+    @abc.abstractmethod
+    def img2img(
+        self,
+        init: np.ndarray,
+        *,
+        prompt: str,
+        negative: str,
+        strength: float,
+        steps: int,
+        cfg: float,
+        seed: int,
+    ) -> np.ndarray:
+        """One frame: ``init`` (H, W, 3) uint8 in, (H, W, 3) uint8 out."""
+
+
+def _deps() -> tuple[Any, Any]:
+    try:
+        import diffusers
+        import torch
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "img2img backends need torch and diffusers: pip install 'loopwave[torch]'"
+        ) from e
+    return torch, diffusers
+
+
+class DiffusersBackend(Img2Img):
+    """Wraps a diffusers img2img pipeline (see the module docs)."""
+
+    def __init__(
+        self,
+        pipe: Any,
+        *,
+        device: str = "auto",
+        scheduler: str | None = None,
+        label: str = "diffusers",
+    ) -> None:
+        torch, diffusers = _deps()
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        if scheduler is not None:
+            if scheduler not in SCHEDULERS:
+                raise ValueError(
+                    f"scheduler must be one of {sorted(SCHEDULERS)}; got {scheduler!r}"
+                )
+            cls_name, extra = SCHEDULERS[scheduler]
+            pipe.scheduler = getattr(diffusers, cls_name).from_config(
+                pipe.scheduler.config, **extra
+            )
+        if self.device.type == "cuda":
+            pipe = pipe.to(self.device, torch.float16)  # SDPA is diffusers' default attention
+        else:
+            pipe = pipe.to(self.device, torch.float32)
+        pipe.set_progress_bar_config(disable=True)
+        self.pipe = pipe
+        self.label = label
+
+    def img2img(
+        self,
+        init: np.ndarray,
+        *,
+        prompt: str,
+        negative: str,
+        strength: float,
+        steps: int,
+        cfg: float,
+        seed: int,
+    ) -> np.ndarray:
+        torch, _ = _deps()
+        if init.dtype != np.uint8 or init.ndim != 3 or init.shape[2] != 3:
+            raise ValueError(
+                f"init must be an (H, W, 3) uint8 image; got {init.dtype} {init.shape}"
+            )
+        if not 0 < strength <= 1:
+            raise ValueError(f"strength must be in (0, 1]; got {strength}")
+        image = torch.from_numpy(init).permute(2, 0, 1)[None].float() / 255
+        gen = torch.Generator("cpu").manual_seed(int(seed))
+        with torch.inference_mode():
+            out = self.pipe(
+                prompt=prompt,
+                negative_prompt=negative or None,
+                image=image,
+                strength=float(strength),
+                num_inference_steps=max(1, int(steps)),
+                guidance_scale=float(cfg),
+                generator=gen,
+                output_type="np",
+            ).images[0]
+        frame: np.ndarray = (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
+        return frame
+
+
+def _byte_tokenizer(folder: Path) -> Any:
+    """A CLIP tokenizer whose vocabulary is the 256 byte symbols (no merges, no download)."""
+    from transformers import CLIPTokenizer
+
+    # GPT-2/CLIP's printable stand-ins for the 256 bytes
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    symbols = [chr(c) for c in cs]
+    vocab = {s: i for i, s in enumerate(symbols + [s + "</w>" for s in symbols])}
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(
+        str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77
+    )
+
+
+def smoke_backend(
+    *, device: str = "cpu", scheduler: str | None = "DPM++ 2M Karras", seed: int = 0
+) -> DiffusersBackend:
+    """The embedded SMOKE MODEL: a tiny SD-architecture pipeline with fixed random weights."""
+    torch, diffusers = _deps()
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    with tempfile.TemporaryDirectory() as d:
+        tokenizer = _byte_tokenizer(Path(d))
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        text = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(tokenizer),
+                hidden_size=32,
+                intermediate_size=64,
+                num_attention_heads=4,
+                num_hidden_layers=2,
+                max_position_embeddings=77,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.eos_token_id,
+            )
+        )
+        unet = diffusers.UNet2DConditionModel(
+            sample_size=16,
+            in_channels=4,
+            out_channels=4,
+            layers_per_block=1,
+            block_out_channels=(32, 64),
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=32,
+            attention_head_dim=8,
+            norm_num_groups=32,
+        )
+        # four blocks: latents at 1/8 of the image size, as in Stable Diffusion
+        vae = diffusers.AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            block_out_channels=(32, 32, 32, 32),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            norm_num_groups=32,
+            layers_per_block=1,
+        )
+    finally:
+        torch.random.set_rng_state(state)
+    pipe = diffusers.StableDiffusionImg2ImgPipeline(
+        vae=vae,
+        text_encoder=text,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=diffusers.DDIMScheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    log.warning("using the embedded SMOKE MODEL (tiny, random weights): output is not art")
+    return DiffusersBackend(pipe, device=device, scheduler=scheduler, label="SMOKE MODEL")
+
+
+def load_backend(
+    kind: str,
+    path: str | os.PathLike[str] = "",
+    *,
+    scheduler: str | None = None,
+    device: str = "auto",
+    allow_pickle: bool = False,
+    lora: list[str] | None = None,
+) -> Img2Img:
+    """A backend from settings: ``"smoke"``, or ``"diffusers"`` with a local ``path``."""
+    if kind == "smoke":
+        return smoke_backend(device="cpu" if device == "auto" else device, scheduler=scheduler)
+    if kind != "diffusers":
+        raise ValueError(f"backend must be 'smoke' or 'diffusers'; got {kind!r}")
+    torch, diffusers = _deps()
+    p = Path(path)
+    if not str(path) or not p.exists():
+        raise ValueError(
+            f"model path {str(path)!r} is not a local file or folder "
+            "(loopwave never downloads models)"
+        )
+    dtype = (
+        torch.float16
+        if (device == "cuda" or (device == "auto" and torch.cuda.is_available()))
+        else torch.float32
+    )
+    cls = diffusers.StableDiffusionImg2ImgPipeline
+    if p.is_dir():
+        pipe = cls.from_pretrained(
+            str(p),
+            torch_dtype=dtype,
+            local_files_only=True,
+            safety_checker=None,
+            requires_safety_checker=False,
+        )
+    elif p.suffix == ".safetensors" or (p.suffix == ".ckpt" and allow_pickle):
+        try:
+            pipe = cls.from_single_file(str(p), torch_dtype=dtype, local_files_only=True)
+        except Exception as e:  # diffusers raises several types when a config is missing
+            raise ValueError(
+                f"cannot load {p} offline ({e}); convert it to a diffusers folder "
+                "or cache its config"
+            ) from e
+    elif p.suffix == ".ckpt":
+        raise ValueError(
+            f"{p} is a pickled checkpoint, which can run code when loaded; "
+            "convert it to .safetensors or pass allow_pickle=True if you trust it"
+        )
+    else:
+        raise ValueError(f"model path {p} must be a diffusers folder or a .safetensors file")
+    for f in lora or []:
+        pipe.load_lora_weights(f)
+    return DiffusersBackend(pipe, device=device, scheduler=scheduler, label=p.name)
