@@ -7,30 +7,63 @@ import pytest
 
 skdata = pytest.importorskip("skimage.data")
 
+PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket")
+
+
+def _crop_square(img: np.ndarray) -> np.ndarray:
+    h, w = img.shape[:2]
+    s = min(h, w)
+    return img[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s, :3]
+
+
+def float_photo(name: str, size: int) -> np.ndarray:
+    """A photograph resized (anti-aliased) to ``size`` square: continuous float32 in [0, 1]."""
+    from skimage.transform import resize
+
+    img = _crop_square(getattr(skdata, name)())
+    return resize(img, (size, size), anti_aliasing=True).astype(np.float32)
+
 
 def _square(img: np.ndarray, size: int) -> np.ndarray:
     from skimage.transform import resize
 
-    h, w = img.shape[:2]
-    s = min(h, w)
-    img = img[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s, :3]
+    img = _crop_square(img)
     return (resize(img, (size, size), anti_aliasing=True) * 255 + 0.5).astype(np.uint8)
+
+
+def photo(name: str, size: int) -> np.ndarray:
+    """A photograph resized to ``size`` square, uint8 RGB."""
+    return _square(getattr(skdata, name)(), size)
 
 
 @pytest.fixture(scope="session")
 def photos() -> dict[str, np.ndarray]:
     """Real photographs, 128 px square, uint8 RGB."""
-    return {
-        n: _square(getattr(skdata, n)(), 128) for n in ("astronaut", "coffee", "chelsea", "rocket")
-    }
+    return {n: photo(n, 128) for n in PHOTO_NAMES}
+
+
+@pytest.fixture(scope="session")
+def photos256() -> dict[str, np.ndarray]:
+    """Real photographs, 256 px square (65536 pixels), uint8 RGB."""
+    return {n: photo(n, 256) for n in PHOTO_NAMES}
+
+
+def to_float(img: np.ndarray) -> np.ndarray:
+    return img.astype(np.float32) / np.float32(255)
 
 
 def drift(img: np.ndarray, amount: float = 1.0) -> np.ndarray:
-    """The loopback drift the seed describes: warmer, more contrast."""
+    """The loopback drift the seed describes: warmer (orange), more contrast."""
     x = img.astype(np.float32) / 255
     x = 0.5 + (x - 0.5) * (1 + 0.5 * amount)
     x *= np.array([1 + 0.2 * amount, 1 + 0.05 * amount, 1 - 0.2 * amount], np.float32)
     return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _gradient() -> np.ndarray:
+    """16x16: red down the rows, green across the columns, blue along the diagonal."""
+    r, c = np.mgrid[:16, :16]
+    return np.stack([r * 17, c * 17, (r + c) * 8], -1).astype(np.uint8)
 
 
 def hard_cases() -> dict[str, np.ndarray]:
@@ -48,6 +81,7 @@ def hard_cases() -> dict[str, np.ndarray]:
         "one_pixel": np.array([[[12, 200, 99]]], np.uint8),
         "noise": rng.integers(0, 256, (33, 17, 3), dtype=np.uint8),
         "odd": rng.integers(0, 256, (7, 9, 3), dtype=np.uint8),
+        "gradient": _gradient(),
     }
 
 

@@ -48,6 +48,9 @@ def test_end_to_end(tmp_path, backend):
     assert [int(x["frame"]) for x in rows] == list(range(7))
     assert all(float(x["delta_e_to_target"]) >= 0 for x in rows)
     assert json.loads((r.run_dir / "plan.json").read_text())["keyframes"] == [0, 3, 6]
+    plot = _read_png(r.run_dir / "drift.png")
+    assert plot.shape == (300, 800, 3)
+    assert ((plot == (214, 39, 40)).all(-1)).sum() > 50  # the red target-distance line
     av = pytest.importorskip("av")
     assert r.video is not None
     with av.open(str(r.video)) as c:

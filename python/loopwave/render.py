@@ -18,8 +18,8 @@ so memory stays flat however long the video is.
 
 Outputs in the run directory: ``settings.json`` (the resolved settings, which
 render the same video again), ``frames/``, ``plan/`` (the colour plan),
-``drift.csv`` (per frame: Lab distance to the target and to the previous frame)
-and ``NAME.mp4``.
+``drift.csv`` and ``drift.png`` (per frame: Lab distance to the target, red, and to
+the previous frame, blue) and ``NAME.mp4``.
 """
 
 from __future__ import annotations
@@ -175,6 +175,16 @@ class _Job:
         return self.generate(noise, 0, 1.0, self.seed(0))
 
 
+def _drift_plot(run_dir: Path) -> Path:
+    """drift.png: Lab distance to the target (red) and to the previous frame (blue) per frame."""
+    from .plot import line_plot
+
+    rows = list(csv.DictReader(open(run_dir / "drift.csv")))
+    to_target = [float(r["delta_e_to_target"]) for r in rows]
+    to_prev = [float(r["delta_e_to_previous"]) for r in rows]
+    return line_plot(run_dir / "drift.png", [to_target, to_prev])
+
+
 def _frames_on_disk(run_dir: Path) -> Iterator[np.ndarray]:
     for f in sorted((run_dir / "frames").glob("*.png")):
         yield _read_png(f)
@@ -317,6 +327,7 @@ def render(
         writer.close()  # everything generated so far is on disk; resume continues from it
         raise
     writer.close()
+    _drift_plot(rd)
     out = _encode(rd, settings, progress) if video else None
     return RenderResult(rd, job.n, out)
 

@@ -373,7 +373,7 @@ class _Output:
             # all streams must exist before the first packet writes the header
             self.audio = _AudioFeed(self.container, cfg.audio) if cfg.audio else None
         except BaseException:
-            self.container.close()
+            self.abandon()
             raise
         self.time_base = 1 / cfg.fps
         self.count = 0  # frames sent to the encoder
@@ -442,10 +442,12 @@ class _Output:
 
     def abandon(self) -> None:
         """After an error: close what can be closed, so the file is as complete as it gets."""
-        try:
-            self.container.close()
-        except Exception:  # noqa: BLE001 - already failing; the first error is the one reported
-            pass
+        for c in (getattr(getattr(self, "audio", None), "src", None), self.container):
+            try:
+                if c is not None:
+                    c.close()
+            except Exception:  # noqa: BLE001 - already failing; the first error is reported
+                pass
 
 
 @dataclass
@@ -644,6 +646,8 @@ class VideoWriter:
         self.audio = None if audio is None else Path(audio)
         if self.audio is not None:
             _check_audio(self.audio)
+            if muxer == "webm" and "libopus" not in av.codecs_available:
+                raise ValueError("audio: WebM needs the libopus encoder, which this PyAV lacks")
         if segment_seconds is not None:
             if isinstance(segment_seconds, bool) or not isinstance(segment_seconds, (int, float)):
                 raise TypeError(f"segment_seconds must be a number; got {segment_seconds!r}")
@@ -679,7 +683,9 @@ class VideoWriter:
         """Frames, counted from the first, that a reader gets from the file(s) as they are now.
 
         Exact after :meth:`close`; between writes it trails what was written by
-        the queue, the encoder's look-ahead and (MP4) the current fragment.
+        the queue, the encoder's look-ahead and (MP4) the current fragment. With
+        ``audio`` it counts only video the muxer has interleaved with later sound,
+        so after the sound ends it stays put until :meth:`close`.
         """
         out = self._out
         return self._closed_on_disk + (out.durable.prefix if out is not None else 0)
@@ -722,7 +728,8 @@ class VideoWriter:
 
     def close(self) -> None:
         """Encode what is queued, add the ping-pong reversal, flush the encoder and
-        close the file(s). Calling it again does nothing."""
+        close the file(s). Calling it again does nothing. A writer that was given
+        no frames creates no file."""
         self._finish(reverse=True)
 
     def _finish(self, reverse: bool) -> None:

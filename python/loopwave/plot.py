@@ -1,0 +1,57 @@
+"""A dependency-free line plot to PNG (numpy only), for the drift report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .png import write_png
+
+__all__ = ["line_plot"]
+
+COLOURS = [(214, 39, 40), (31, 119, 180), (44, 160, 44), (255, 127, 14)]
+
+
+def line_plot(
+    path: str | Path,
+    series: Sequence[Sequence[float]],
+    *,
+    width: int = 800,
+    height: int = 300,
+    margin: int = 20,
+) -> Path:
+    """Draw each series as a polyline over a shared y range (NaNs skipped) and write a PNG.
+
+    Series are coloured red, blue, green, orange in order; a light grid marks quarters.
+    """
+    if not series or not all(len(s) for s in series):
+        raise ValueError("series must be a non-empty list of non-empty sequences")
+    img = np.full((height, width, 3), 255, np.uint8)
+    for q in range(5):  # grid
+        y = margin + q * (height - 2 * margin) // 4
+        img[y, margin : width - margin] = 225
+        x = margin + q * (width - 2 * margin) // 4
+        img[margin : height - margin, x] = 225
+    data = [np.asarray(s, np.float64) for s in series]
+    finite = np.concatenate([d[np.isfinite(d)] for d in data] + [np.zeros(1)])
+    lo, hi = float(finite.min()), float(finite.max())
+    hi = hi if hi > lo else lo + 1.0
+    n = max(len(d) for d in data)
+    for d, colour in zip(data, COLOURS * (len(data) // len(COLOURS) + 1), strict=False):
+        xs = margin + np.arange(len(d)) * (width - 2 * margin - 1) / max(n - 1, 1)
+        ys = height - margin - 1 - (d - lo) / (hi - lo) * (height - 2 * margin - 1)
+        for (x0, y0), (x1, y1) in zip(
+            zip(xs[:-1], ys[:-1], strict=True), zip(xs[1:], ys[1:], strict=True), strict=True
+        ):
+            if not (np.isfinite(y0) and np.isfinite(y1)):
+                continue
+            steps = int(max(abs(x1 - x0), abs(y1 - y0))) + 1
+            px = np.linspace(x0, x1, steps).round().astype(int)
+            py = np.linspace(y0, y1, steps).round().astype(int)
+            for dy in (0, 1):  # two pixels thick
+                img[np.clip(py + dy, 0, height - 1), px] = colour
+        if len(d) == 1 and np.isfinite(ys[0]):
+            img[int(round(ys[0])), int(round(xs[0]))] = colour
+    return write_png(path, img)
