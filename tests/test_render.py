@@ -15,7 +15,7 @@ pytest.importorskip("transformers")
 from loopwave.backends import smoke_backend  # noqa: E402
 from loopwave.cli import main  # noqa: E402
 from loopwave.plan import _read_png  # noqa: E402
-from loopwave.render import render  # noqa: E402
+from loopwave.render import render, render_frames  # noqa: E402
 from loopwave.settings import Settings, load_settings  # noqa: E402
 
 JOB = {
@@ -114,3 +114,23 @@ def test_cli_render_and_model_errors(tmp_path, capsys):
     assert main(["render", str(job2), "--model", str(ckpt), "--quiet"]) == 2
     assert "pickled" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists()  # nothing written for a refused model
+
+
+def test_frame_iterator(tmp_path, backend):
+    s = Settings.from_dict(JOB)
+    got = list(
+        render_frames(s, run_dir=tmp_path / "it", backend=backend, progress=False, video=False)
+    )
+    assert [i for i, _ in got] == list(range(7))
+    for (_, f), disk in zip(got, frames_of(tmp_path / "it"), strict=True):
+        np.testing.assert_array_equal(f, disk)
+    # stopping early leaves a resumable run
+    it = render_frames(s, run_dir=tmp_path / "early", backend=backend, progress=False, video=False)
+    first = [next(it) for _ in range(2)]
+    it.close()
+    assert [i for i, _ in first] == [0, 1]
+    render(
+        None, run_dir=tmp_path / "early", resume=True, backend=backend, progress=False, video=False
+    )
+    for a, b in zip(frames_of(tmp_path / "it"), frames_of(tmp_path / "early"), strict=True):
+        np.testing.assert_array_equal(a, b)

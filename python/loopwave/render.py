@@ -29,7 +29,7 @@ import json
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ from .png import write_png
 from .schedule import Schedule, parse_prompts, prompt_at, seed_for, wave_strength
 from .settings import Settings
 
-__all__ = ["RenderResult", "render"]
+__all__ = ["RenderResult", "render", "render_frames"]
 
 
 @dataclass(frozen=True)
@@ -230,9 +230,11 @@ def render(
     progress: bool = True,
     video: bool = True,
     stop_after: int | None = None,
+    on_frame: Callable[[int, np.ndarray], None] | None = None,
 ) -> RenderResult:
     """Render a morph video (see the module docs). ``stop_after`` stops after that frame index,
-    as a crash would (for tests and partial renders); resume with ``resume=True``."""
+    as a crash would (for tests and partial renders); resume with ``resume=True``.
+    ``on_frame(i, frame)`` is called with each finished frame (see :func:`render_frames`)."""
     if resume:
         if run_dir is None:
             raise ValueError("run_dir: resume needs the run directory")
@@ -319,17 +321,73 @@ def render(
                     )
                 )
                 prev = frame
+                if on_frame is not None:
+                    on_frame(i, frame)
                 bar.update()
                 if stop_after is not None and i >= stop_after:
                     writer.close()
                     return RenderResult(rd, i + 1, None)
-    except KeyboardInterrupt:
-        writer.close()  # everything generated so far is on disk; resume continues from it
+    except BaseException:
+        # Ctrl-C, a failing backend, or a consumer that stopped early: flush what was
+        # generated (resume continues from it) and let the original error through
+        try:
+            writer.close()
+        except RuntimeError:
+            pass
         raise
     writer.close()
     _drift_plot(rd)
     out = _encode(rd, settings, progress) if video else None
     return RenderResult(rd, job.n, out)
+
+
+class _Stop(Exception):
+    """Raised inside the render thread when the consumer of render_frames stops early."""
+
+
+def render_frames(settings: Settings | None, **options: Any) -> Iterator[tuple[int, np.ndarray]]:
+    """Render as :func:`render` does, yielding ``(index, frame)`` as each frame is finished.
+
+    The render runs on a background thread one frame ahead of the consumer; frames
+    are still stored in the run directory, so an interrupted iteration can be
+    resumed. Closing the iterator early stops the render after the current frame.
+
+    Example
+    -------
+    >>> for i, frame in render_frames(settings, run_dir="out/run"):  # doctest: +SKIP
+    ...     my_pipeline.push(frame)
+    """
+    q: queue.Queue[tuple[int, np.ndarray] | BaseException | None] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def on_frame(i: int, frame: np.ndarray) -> None:
+        while not stop.is_set():
+            try:
+                q.put((i, frame), timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _Stop
+
+    def run() -> None:
+        try:
+            render(settings, on_frame=on_frame, **options)
+            q.put(None)
+        except _Stop:
+            pass
+        except BaseException as e:  # re-raised in the consumer
+            q.put(e)
+
+    t = threading.Thread(target=run, name="loopwave-render", daemon=True)
+    t.start()
+    try:
+        while (item := q.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join()
 
 
 def add_cli(sub: Any) -> None:
