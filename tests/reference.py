@@ -35,7 +35,12 @@ def linear_to_srgb(v: np.ndarray) -> np.ndarray:
 
 def rgb_to_lab(rgb01: np.ndarray) -> np.ndarray:
     """sRGB in [0, 1] (any float) to CIELAB, float64."""
-    xyz = srgb_to_linear(rgb01) @ M.T / WHITE
+    return lab_from_linear(srgb_to_linear(rgb01))
+
+
+def lab_from_linear(linear: np.ndarray) -> np.ndarray:
+    """Linear RGB to CIELAB, float64."""
+    xyz = np.asarray(linear, np.float64) @ M.T / WHITE
     f = np.where(xyz > EPS, np.cbrt(xyz), (KAPPA * xyz + 16) / 116)
     return np.stack(
         [116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1

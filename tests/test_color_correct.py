@@ -1,4 +1,5 @@
-"""color_correct against the seed's own pipeline (OpenCV LAB + skimage + blendmodes)."""
+"""color_correct against the seed's own pipeline (OpenCV LAB + skimage + blendmodes),
+against the same step computed exactly in float64, and for what it is for: undoing drift."""
 
 from __future__ import annotations
 
@@ -6,17 +7,17 @@ import cv2
 import numpy as np
 import pytest
 from blendmodes.blend import BlendType, blendLayers
-from conftest import drift
+from conftest import PHOTO_NAMES, drift, photo, to_float
 from PIL import Image
-from reference import mean_lightness
-from reference import rgb_to_lab as ref_lab
+from reference import exact_color_step
+from skimage.color import deltaE_ciede2000, rgb2lab
 from skimage.exposure import match_histograms
 
 import loopwave as lw
 
 
 def seed_step(original: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """The seed's apply_color_correction, verbatim in its library calls (no gamma)."""
+    """The seed's apply_color_correction, in its own library calls (no gamma)."""
     base = cv2.cvtColor(original, cv2.COLOR_RGB2LAB)
     corr = cv2.cvtColor(target, cv2.COLOR_RGB2LAB)
     hist = match_histograms(base, corr, channel_axis=2)
@@ -28,64 +29,157 @@ def seed_step(original: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def delta_e(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.sqrt(((ref_lab(a / 255.0) - ref_lab(b / 255.0)) ** 2).sum(-1)).mean())
+    """Mean CIEDE2000 between two uint8 images (scikit-image)."""
+    return float(deltaE_ciede2000(rgb2lab(a), rgb2lab(b)).mean())
 
 
-@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "rocket"])
-def test_within_a_few_levels_of_the_seed(photos, name):
+def mean_l(img: np.ndarray) -> float:
+    return float(rgb2lab(img)[..., 0].mean())
+
+
+@pytest.mark.parametrize("amount", [0.5, 1.0])
+@pytest.mark.parametrize("name", PHOTO_NAMES)
+def test_within_a_few_levels_of_the_seed(photos, name, amount):
     target = photos[name]
-    frame = drift(target)
-    got = lw.color_correct(frame, target, gamma=False).astype(int)
-    want = seed_step(frame, target).astype(int)
-    diff = np.abs(got - want)
-    # the seed rounds to 8-bit Lab (L in 100/255 steps) between steps; we do not
-    assert diff.mean() < 1.5
+    frame = drift(target, amount)
+    got = lw.color_correct(frame, target, gamma=False)
+    assert got.dtype == np.uint8 and got.shape == frame.shape
+    diff = np.abs(got.astype(int) - seed_step(frame, target).astype(int))
+    # Measured: mean 0.74-1.68, 99th percentile 3-5. The seed rounds Lab to 8
+    # bits (L in 100/255 steps) between its steps and loopwave does not; on the
+    # dark rocket photograph that alone puts the seed 1.7 levels (mean) from the
+    # exact float64 result, while loopwave is 0.25 from it (next test). So the
+    # mean bound here is 2, not 1.5: the excess is the seed's error, not ours.
+    assert diff.mean() < 2.0
     assert np.quantile(diff, 0.99) <= 6
 
 
-def test_correction_reduces_the_drift_at_least_as_well_as_the_seed(photos):
-    for img in photos.values():
-        frame = drift(img)
-        ours = delta_e(lw.color_correct(frame, img, gamma=False), img)
+@pytest.mark.parametrize("amount", [0.5, 1.0])
+@pytest.mark.parametrize("name", PHOTO_NAMES)
+def test_close_to_the_exact_float64_step_and_closer_than_the_seed(photos, name, amount):
+    target = photos[name]
+    frame = drift(target, amount)
+    exact = exact_color_step(frame, target)
+    ours = np.abs(lw.color_correct(frame, target, gamma=False) - exact)
+    seed = np.abs(seed_step(frame, target) - exact)
+    # measured: mean 0.21-0.25, 99th percentile 0.51-0.61, max 1.53
+    assert ours.mean() < 0.3
+    assert np.quantile(ours, 0.99) < 0.75
+    assert ours.max() < 2.5
+    assert ours.mean() < seed.mean()
+    # the float path skips the final rounding, so it is closer still
+    f = lw.color_correct(to_float(frame), to_float(target), gamma=False) * 255.0
+    assert np.abs(f - exact).mean() < 0.06
+
+
+def test_256px_photos_close_to_the_exact_step(photos256):
+    for name in ("astronaut", "rocket"):
+        target = photos256[name]
+        frame = drift(target)
+        d = np.abs(lw.color_correct(frame, target, gamma=False) - exact_color_step(frame, target))
+        assert d.mean() < 0.3 and np.quantile(d, 0.99) < 0.75
+
+
+@pytest.mark.parametrize("amount", [0.5, 1.0])
+def test_correction_reduces_the_drift(photos, amount):
+    for name, img in photos.items():
+        frame = drift(img, amount)
+        drifted = delta_e(frame, img)
+        no_gamma = delta_e(lw.color_correct(frame, img, gamma=False), img)
         seed = delta_e(seed_step(frame, img), img)
-        assert ours < seed + 0.1  # the same step, never worse than the seed's
-        # the whole step with the gamma match; a third remains on dark photographs
-        # (rocket), whose shadows the drift crushed to black
-        assert delta_e(lw.color_correct(frame, img), img) < 0.65 * delta_e(frame, img)
+        whole = delta_e(lw.color_correct(frame, img), img)
+        assert no_gamma < drifted, name
+        assert no_gamma < seed + 0.15, name  # the same step: never clearly worse than the seed
+        # with the gamma match; a third remains on dark photographs (rocket),
+        # whose shadows the drift crushed to black (measured ratio 0.38-0.67)
+        assert whole < 0.7 * drifted, name
 
 
-def test_gamma_brings_mean_lightness_to_the_target(photos):
-    for img in photos.values():
+def test_gamma_brings_mean_lightness_to_the_target(photos, photos256):
+    # frames of at most 65536 pixels are solved exactly (0.005 L* in the kernel's L*)
+    for img in (*photos.values(), *photos256.values()):
         frame = drift(img)
         fixed, g = lw.color_correct(frame, img, return_gammas=True)
         assert isinstance(g, float) and 1 / 32 <= g <= 32
-        assert abs(mean_lightness(fixed) - mean_lightness(img)) < 0.6
+        assert abs(mean_l(fixed) - mean_l(img)) < 0.02
+        assert lw.color_correct(frame, img, gamma=False, return_gammas=True)[1] == 1.0
+    # without the gamma step the dark rocket photograph stays far too dark
+    rocket = photos["rocket"]
+    assert abs(mean_l(lw.color_correct(drift(rocket), rocket, gamma=False)) - mean_l(rocket)) > 3
+
+
+def test_gamma_on_frames_over_65536_pixels():
+    img = photo("astronaut", 384)
+    fixed = lw.color_correct(drift(img), img)
+    assert abs(mean_l(fixed) - mean_l(img)) < 0.25
+
+
+def test_gamma_toward_a_darker_or_brighter_target(photos):
+    img = photos["coffee"]
+    for factor in (0.5, 0.8, 1.3):
+        target = np.clip(img * factor, 0, 255).astype(np.uint8)
+        fixed, g = lw.color_correct(img, target, return_gammas=True)
+        assert (g > 1) == (factor < 1)
+        assert abs(mean_l(fixed) - mean_l(target)) < 0.02
+
+
+def test_correcting_a_frame_to_itself_changes_nothing(photos, hard):
+    for img in (*photos.values(), hard):
+        out, g = lw.color_correct(img, img, return_gammas=True)
+        assert np.abs(out.astype(int) - img).max() <= 1
+    for img in photos.values():
+        assert lw.color_correct(img, img, return_gammas=True)[1] == pytest.approx(1.0, abs=0.01)
 
 
 def test_batch_with_per_frame_targets_equals_single_calls(photos):
-    targets = np.stack(list(photos.values()))
+    targets = np.stack([photos[n] for n in PHOTO_NAMES])
     frames = np.stack([drift(t, 0.5 + 0.2 * i) for i, t in enumerate(targets)])
-    out, gammas = lw.color_correct(frames, targets, return_gammas=True)
-    assert gammas.shape == (4,)
-    for i in range(4):
-        np.testing.assert_array_equal(out[i], lw.color_correct(frames[i], targets[i]))
+    for gamma in (True, False):
+        out, gammas = lw.color_correct(frames, targets, gamma=gamma, return_gammas=True)
+        assert out.shape == frames.shape and gammas.shape == (4,) and gammas.dtype == np.float64
+        for i in range(4):
+            single, g = lw.color_correct(frames[i], targets[i], gamma=gamma, return_gammas=True)
+            np.testing.assert_array_equal(out[i], single)
+            assert g == gammas[i]
     shared = lw.color_correct(frames, targets[0])
-    np.testing.assert_array_equal(shared[2], lw.color_correct(frames[2], targets[0]))
+    for i in range(4):
+        np.testing.assert_array_equal(shared[i], lw.color_correct(frames[i], targets[0]))
+    np.testing.assert_array_equal(lw.color_correct(frames, targets[0][None]), shared)
 
 
-def test_target_of_another_size_and_float_input(photos):
+def test_target_of_another_size(photos):
     frame, target = drift(photos["coffee"]), photos["coffee"]
-    small = target[::2, ::2]
+    small = target[::2, ::3]
     out = lw.color_correct(frame, small)
     assert out.shape == frame.shape
     assert delta_e(out, target) < 0.7 * delta_e(frame, target)
-    f = lw.color_correct(frame.astype(np.float32) / 255, target.astype(np.float32) / 255)
-    assert f.dtype == np.float32
-    assert np.abs(f * 255 - lw.color_correct(frame, target)).mean() < 0.6
+    d = np.abs(lw.color_correct(frame, small, gamma=False) - exact_color_step(frame, small))
+    assert d.mean() < 0.3
+
+
+def test_float_path(photos):
+    frame, target = drift(photos["chelsea"]), photos["chelsea"]
+    f, g = lw.color_correct(to_float(frame), to_float(target), return_gammas=True)
+    assert f.dtype == np.float32 and f.shape == frame.shape
+    assert f.min() >= 0 and f.max() <= 1
+    u, gu = lw.color_correct(frame, target, return_gammas=True)
+    assert np.abs(f * 255 - u).mean() < 0.6
+    assert g == pytest.approx(gu, rel=0.01)
 
 
 def test_hard_cases_stay_in_range(hard, photos):
     out = lw.color_correct(hard, photos["rocket"])
     assert out.dtype == np.uint8 and out.shape == hard.shape
-    f = lw.color_correct(hard.astype(np.float32) / 255, photos["rocket"].astype(np.float32) / 255)
+    f = lw.color_correct(to_float(hard), to_float(photos["rocket"]))
     assert np.isfinite(f).all() and f.min() >= 0 and f.max() <= 1
+    # and as the target
+    out = lw.color_correct(photos["rocket"], hard)
+    assert out.shape == photos["rocket"].shape
+
+
+def test_hard_cases_close_to_the_exact_step(hard, photos):
+    for frame, target in ((hard, photos["coffee"]), (hard, hard[::-1].copy())):
+        d = np.abs(lw.color_correct(frame, target, gamma=False) - exact_color_step(frame, target))
+        # tiny frames: source values sharing a Lab bin share one output (documented);
+        # measured max 3.2 levels (the 16x16 gradient onto coffee), mean <= 0.27
+        assert d.max() < 4 and d.mean() < 0.4

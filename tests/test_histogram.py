@@ -2,71 +2,190 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
-from conftest import drift
+import pytest
+from conftest import PHOTO_NAMES, drift, float_photo, hard_cases, to_float
 from skimage.exposure import match_histograms as sk_match
 
 import loopwave as lw
 
+BINS = 4096
 
-def test_uint8_equals_skimage_on_photos(photos):
-    names = sorted(photos)
-    for a, b in zip(names, names[1:] + names[:1], strict=True):
+
+def bin_width(*arrays: np.ndarray) -> np.ndarray:
+    """Per channel: the call's value range over 4096 bins (the documented bin)."""
+    lo = np.min([a.reshape(-1, 3).min(0) for a in arrays], 0)
+    hi = np.max([a.reshape(-1, 3).max(0) for a in arrays], 0)
+    return (hi - lo).astype(np.float64) / BINS
+
+
+def test_uint8_equals_skimage_on_all_photo_pairs(photos):
+    for a, b in itertools.product(PHOTO_NAMES, repeat=2):
         got = lw.match_histograms(photos[a], photos[b])
         want = sk_match(photos[a], photos[b], channel_axis=-1)
-        assert got.dtype == np.uint8
-        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
-        assert (got == want).mean() > 0.999
+        assert got.dtype == np.uint8 and got.shape == photos[a].shape
+        # the brief expects 1 level; the docstring promises scikit-image's result exactly
+        np.testing.assert_array_equal(got, want, err_msg=f"{a} -> {b}")
 
 
-def test_hard_cases_match_skimage(hard, photos):
+def test_uint8_equals_skimage_on_drifted_256px_photos(photos256):
+    for name in PHOTO_NAMES:
+        frame = drift(photos256[name])
+        want = sk_match(frame, photos256[name], channel_axis=-1)
+        np.testing.assert_array_equal(lw.match_histograms(frame, photos256[name]), want)
+
+
+def test_uint8_hard_cases_equal_skimage(hard, photos):
     ref = photos["astronaut"]
-    for x, r in ((hard, ref), (ref, hard)):
+    for x, r in ((hard, ref), (ref, hard), (hard, hard[::-1, ::-1])):
         want = sk_match(x, r, channel_axis=-1)
-        assert np.abs(lw.match_histograms(x, r).astype(int) - want.astype(int)).max() <= 1
+        np.testing.assert_array_equal(lw.match_histograms(x, r), want)
 
 
-def test_reference_one_per_frame_and_other_size(photos):
-    frames = np.stack([photos["coffee"], photos["chelsea"]])
-    refs = np.stack([photos["rocket"], photos["astronaut"]])
+def test_uint8_random_small_images_equal_skimage():
+    rng = np.random.default_rng(12)
+    for _ in range(40):
+        a = rng.integers(0, 256, (*rng.integers(1, 24, 2), 3), dtype=np.uint8)
+        b = rng.integers(0, 256, (*rng.integers(1, 24, 2), 3), dtype=np.uint8)
+        if rng.random() < 0.5:  # few distinct levels: ties and plateaus
+            a //= 64
+            b = b // 32 * 32
+        np.testing.assert_array_equal(lw.match_histograms(a, b), sk_match(a, b, channel_axis=-1))
+
+
+def test_reference_one_frame_per_frame_and_other_size(photos):
+    frames = np.stack([photos["coffee"], photos["chelsea"], photos["astronaut"]])
+    refs = np.stack([photos["rocket"], photos["astronaut"], photos["coffee"]])
     got = lw.match_histograms(frames, refs)
-    for i in range(2):
-        np.testing.assert_array_equal(got[i], lw.match_histograms(frames[i], refs[i]))
-    small = photos["rocket"][::3, ::2]
+    assert got.shape == frames.shape
+    for i in range(3):
+        np.testing.assert_array_equal(got[i], sk_match(frames[i], refs[i], channel_axis=-1))
+    shared = lw.match_histograms(frames, refs[0])
+    for i in range(3):
+        np.testing.assert_array_equal(shared[i], sk_match(frames[i], refs[0], channel_axis=-1))
+    small = photos["rocket"][::3, ::2]  # 43x64: another size and aspect
     got = lw.match_histograms(frames, small)
-    want = sk_match(frames[1], small, channel_axis=-1)
-    assert np.abs(got[1].astype(int) - want.astype(int)).max() <= 1
+    for i in range(3):
+        np.testing.assert_array_equal(got[i], sk_match(frames[i], small, channel_axis=-1))
+    one_ref_batch = lw.match_histograms(frames, small[None])
+    np.testing.assert_array_equal(one_ref_batch, got)
+
+
+def test_single_frame_in_single_frame_out(photos):
+    out = lw.match_histograms(photos["coffee"], photos["rocket"][None])
+    assert out.shape == photos["coffee"].shape
+
+
+def test_matching_a_frame_to_itself_is_identity(photos, hard):
+    for img in (*photos.values(), hard):
+        np.testing.assert_array_equal(lw.match_histograms(img, img), img)
+        f = to_float(img)
+        np.testing.assert_array_equal(lw.match_histograms(f, f), f)
+
+
+def test_self_match_of_continuous_floats_moves_values_less_than_a_bin():
+    # all values in a bin share one output, which lies in that bin
+    x = np.random.default_rng(6).random((96, 80, 3), dtype=np.float32)
+    err = np.abs(lw.match_histograms(x, x) - x)
+    assert (err <= bin_width(x) * 1.001).all()
 
 
 def test_float_from_uint8_equals_skimage(photos):
-    a = photos["chelsea"].astype(np.float32) / 255
-    b = drift(photos["astronaut"]).astype(np.float32) / 255
-    got = lw.match_histograms(a, b)
-    want = sk_match(a, b, channel_axis=-1)
-    assert got.dtype == np.float32
-    assert np.abs(got - want).max() < 1e-6
+    for a, b in itertools.permutations(PHOTO_NAMES, 2):
+        x, r = to_float(photos[a]), to_float(drift(photos[b]))
+        got = lw.match_histograms(x, r)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, sk_match(x, r, channel_axis=-1), rtol=0, atol=1e-6)
 
 
-def test_continuous_float_within_a_few_bins_on_dense_images():
-    # 4096 bins per channel: on images with many pixels per bin the binned CDF
-    # is within a few bin widths of the exact (sort-based) one
+def test_float_from_uint8_hard_cases_equal_skimage(hard, photos):
+    h, p = to_float(hard), to_float(photos["chelsea"])
+    for x, r in ((h, p), (p, h)):
+        np.testing.assert_allclose(
+            lw.match_histograms(x, r), sk_match(x, r, channel_axis=-1), rtol=0, atol=1e-6
+        )
+
+
+def test_float_equals_skimage_where_no_bin_holds_two_values():
+    # values at least 3 bins apart, any offset and scale (floats are not clipped)
+    rng = np.random.default_rng(13)
+    for _ in range(60):
+        lo, span = rng.uniform(-100, 100), 10 ** rng.uniform(-3, 3)
+        k = int(rng.integers(1, 60))
+        grid = np.sort(rng.choice(np.arange(0, BINS, 3), k, replace=False))
+        values = np.unique((lo + span * grid / (BINS - 1)).astype(np.float32))
+        a = rng.choice(values, (*rng.integers(1, 30, 2), 3)).astype(np.float32)
+        b = rng.choice(values, (*rng.integers(1, 30, 2), 3)).astype(np.float32)
+        want = sk_match(a, b, channel_axis=-1)
+        np.testing.assert_allclose(lw.match_histograms(a, b), want, rtol=1e-6, atol=1e-6 * span)
+
+
+def test_float_continuous_dense_images_within_a_few_bins():
     rng = np.random.default_rng(5)
     a = rng.random((256, 256, 3), dtype=np.float32)
     b = rng.random((256, 256, 3), dtype=np.float32) ** 3
     got = lw.match_histograms(a, b)
     want = sk_match(a, b, channel_axis=-1)
-    bin_width = (max(a.max(), b.max()) - min(a.min(), b.min())) / 4096
-    err = np.abs(got - want)
-    assert np.median(err) < bin_width
-    assert np.quantile(err, 0.99) < 4 * bin_width
-    assert err.max() < 10 * bin_width
+    err = np.abs(got - want) / bin_width(a, b)
+    assert np.median(err) < 1
+    assert np.quantile(err, 0.99) < 4
+    assert err.max() < 10
 
 
-def test_lab_of_photos_matches_skimage_closely(photos):
-    # float values outside [0, 1] work: the seed matches histograms in Lab
+def test_float_values_are_not_clipped_and_stay_in_the_reference_range():
+    rng = np.random.default_rng(10)
+    a = rng.random((30, 30, 3), dtype=np.float32) * 5 - 2
+    r = 2 + rng.random((20, 40, 3), dtype=np.float32)
+    out = lw.match_histograms(a, r)
+    assert out.min() >= r.min() and out.max() <= r.max()
+    assert out.max() > 2.9  # reaches above 1: nothing clipped to [0, 1]
+
+
+def test_lab_values_of_photos(photos):
+    # the seed matches histograms in Lab: negative floats work, results are close
     lab = lw.rgb_to_lab(drift(photos["coffee"]))
     ref = lw.rgb_to_lab(photos["rocket"])
     got = lw.match_histograms(lab, ref)
     want = sk_match(lab, ref, channel_axis=-1)
-    assert np.quantile(np.abs(got - want), 0.99) < 0.3
-    assert np.median(np.abs(got - want)) < 0.02  # under one bin (0.024)
+    err = np.abs(got - want) / bin_width(lab, ref)
+    assert np.median(err) < 1
+    assert np.quantile(err, 0.9) < 4
+
+
+def _spread_over_source_bin(a: np.ndarray, b: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """Per sample: max - min of the exact result over the samples sharing its 4096-bin bin."""
+    out = np.zeros(a.shape)
+    for c in range(3):
+        lo = min(a[..., c].min(), b[..., c].min())
+        hi = max(a[..., c].max(), b[..., c].max())
+        k = np.minimum(((a[..., c] - lo) * (4096 / (hi - lo))).astype(np.int64), 4095).ravel()
+        w = want[..., c].ravel().astype(np.float64)
+        top, bottom = np.full(4096, -np.inf), np.full(4096, np.inf)
+        np.maximum.at(top, k, w)
+        np.minimum.at(bottom, k, w)
+        out[..., c] = (top - bottom)[k].reshape(a.shape[:-1])
+    return out
+
+
+@pytest.mark.parametrize(("src", "ref"), [("coffee", "rocket"), ("rocket", "astronaut")])
+def test_float_photographs_within_the_documented_bound(src, ref):
+    # Documented: values in one bin share one output, off by at most the spread of
+    # the exact outputs over that bin; under a bin width for most pixels. Real float
+    # photographs (512 px) have crowded highlight bins where that spread is large.
+    a, b = float_photo(src, 512), float_photo(ref, 512)
+    got = lw.match_histograms(a, b)
+    want = sk_match(a, b, channel_axis=-1)
+    width = bin_width(a, b)
+    err = np.abs(got - want)
+    assert np.median(err / width) < 1  # most pixels are fine
+    # the reference side stands for each bin by its mean: allow two bin widths
+    assert (err <= _spread_over_source_bin(a, b, want) + 2 * width).all()
+
+
+def test_hard_cases_do_not_leak_between_frames():
+    cases = [c for c in hard_cases().values() if c.shape == (5, 5, 3)]
+    batch = np.stack(cases)  # black and white in one batch
+    out = lw.match_histograms(batch, batch[::-1])
+    np.testing.assert_array_equal(out, batch[::-1])

@@ -4,67 +4,195 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import to_float
+from reference import lab_from_linear, srgb_to_linear
+from reference import lab_to_rgb as ref_rgb
 from reference import rgb_to_lab as ref_lab
-from skimage.color import rgb2lab
+from skimage.color import lab2rgb, rgb2lab
 
 import loopwave as lw
 
+# the docstring promises 0.002; the brief for this suite asks for at least 0.05
+DOC_BOUND = 0.002
 
-def test_photos_within_005_of_float64(photos):
+
+def _all_colours() -> np.ndarray:
+    v = np.arange(1 << 24, dtype=np.uint32)
+    rgb = np.stack([(v >> 16) & 255, (v >> 8) & 255, v & 255], -1).astype(np.uint8)
+    return rgb.reshape(1, 4096, 4096, 3)
+
+
+def test_uint8_photos_within_bound_of_float64(photos):
     for img in photos.values():
-        want = ref_lab(img / 255.0)
-        assert np.abs(lw.rgb_to_lab(img) - want).max() < 0.05
-        f = img.astype(np.float32) / 255
-        assert np.abs(lw.rgb_to_lab(f) - ref_lab(f)).max() < 0.05
+        got = lw.rgb_to_lab(img)
+        assert got.dtype == np.float32 and got.shape == img.shape
+        assert np.abs(got - ref_lab(img / 255.0)).max() < DOC_BOUND
 
 
-def test_hard_cases_and_skimage(hard):
+def test_float32_photos_within_bound_of_float64(photos):
+    for img in photos.values():
+        f = to_float(img)
+        assert np.abs(lw.rgb_to_lab(f) - ref_lab(f)).max() < DOC_BOUND
+
+
+def test_uint8_random_colours_within_bound_of_float64():
+    x = np.random.default_rng(11).integers(0, 256, (1, 512, 512, 3), dtype=np.uint8)
+    assert np.abs(lw.rgb_to_lab(x) - ref_lab(x / 255.0)).max() < DOC_BOUND
+    grey = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, -1)
+    lab = lw.rgb_to_lab(grey)
+    assert np.abs(lab - ref_lab(grey / 255.0)).max() < DOC_BOUND
+    assert np.abs(lab[..., 1:]).max() < DOC_BOUND  # greys are neutral
+    assert (np.diff(lab[0, :, 0]) > 0).all()  # and lightness rises with the level
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.05, 0.002])  # 0.002: the linear toe of sRGB and of f
+def test_continuous_float_input(scale):
+    x = np.random.default_rng(1).random((2, 64, 48, 3), dtype=np.float32) * np.float32(scale)
+    got = lw.rgb_to_lab(x)
+    assert got.shape == x.shape
+    assert np.abs(got - ref_lab(x)).max() < DOC_BOUND
+
+
+def test_hard_cases_against_reference_and_skimage(hard):
     got = lw.rgb_to_lab(hard)
     assert got.dtype == np.float32 and got.shape == hard.shape
-    assert np.abs(got - ref_lab(hard / 255.0)).max() < 0.05
+    assert np.abs(got - ref_lab(hard / 255.0)).max() < DOC_BOUND
     assert np.abs(got - rgb2lab(hard)).max() < 0.05
 
 
-def test_continuous_float_input():
-    x = np.random.default_rng(1).random((2, 31, 17, 3), dtype=np.float32)
-    assert np.abs(lw.rgb_to_lab(x) - ref_lab(x)).max() < 0.05
-
-
-def test_white_black():
-    lab = lw.rgb_to_lab(np.array([[[255, 255, 255], [0, 0, 0]]], np.uint8))
-    np.testing.assert_allclose(lab, [[[100, 0, 0], [0, 0, 0]]], atol=1e-3)
-
-
-def test_uint8_round_trip_on_a_large_colour_sample(photos):
-    # all 2^24 colours are checked by the Rust test suite; here a 2^21 sample plus photos
-    rng = np.random.default_rng(3)
-    x = rng.integers(0, 256, (1, 1024, 2048, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(lw.lab_to_rgb(lw.rgb_to_lab(x)), x)
+def test_photos_against_skimage(photos):
     for img in photos.values():
+        assert np.abs(lw.rgb_to_lab(img) - rgb2lab(img)).max() < 0.05
+        f = to_float(img)
+        assert np.abs(lw.rgb_to_lab(f) - rgb2lab(f)).max() < 0.05
+
+
+def test_known_colours():
+    rgb = np.array([[[255, 255, 255], [0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]]], np.uint8)
+    lab = lw.rgb_to_lab(rgb)
+    want = [
+        [100, 0, 0],
+        [0, 0, 0],
+        [53.2408, 80.0925, 67.2032],  # the textbook sRGB primaries (D65)
+        [87.7347, -86.1827, 83.1793],
+        [32.2970, 79.1875, -107.8602],
+    ]
+    np.testing.assert_allclose(lab[0], want, atol=2e-3)
+
+
+def test_float_input_outside_unit_range_is_clipped():
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-1, 2, (40, 40, 3)).astype(np.float32)
+    np.testing.assert_array_equal(lw.rgb_to_lab(x), lw.rgb_to_lab(np.clip(x, 0, 1)))
+
+
+def test_batch_and_single():
+    x = np.random.default_rng(2).integers(0, 256, (3, 5, 7, 3), dtype=np.uint8)
+    batch = lw.rgb_to_lab(x)
+    assert batch.shape == (3, 5, 7, 3)
+    for i in range(3):
+        np.testing.assert_array_equal(batch[i], lw.rgb_to_lab(x[i]))
+
+
+def test_all_2_24_colours_within_bound_of_float64():
+    x = _all_colours()
+    lab = lw.rgb_to_lab(x)[0]
+    linear = srgb_to_linear(np.arange(256) / 255.0)  # the reference, tabulated per level
+    worst = 0.0
+    for i in range(0, 4096, 256):
+        rgb = x[0, i : i + 256].reshape(-1, 3)
+        want = lab_from_linear(linear[rgb])
+        worst = max(worst, float(np.abs(lab[i : i + 256].reshape(-1, 3) - want).max()))
+    assert worst < DOC_BOUND
+
+
+def test_all_2_24_colours_round_trip():
+    x = _all_colours()
+    back = lw.lab_to_rgb(lw.rgb_to_lab(x))
+    assert back.dtype == np.uint8 and back.shape == x.shape
+    bad = np.flatnonzero((back != x).any(-1).ravel())
+    assert bad.size == 0, f"{bad.size} colours do not round-trip, e.g. {x.reshape(-1, 3)[bad[:5]]}"
+
+
+def test_photos_round_trip(photos, hard):
+    for img in (*photos.values(), hard):
         np.testing.assert_array_equal(lw.lab_to_rgb(lw.rgb_to_lab(img)), img)
 
 
-def test_float_output_and_float64_lab(photos):
-    img = photos["coffee"]
-    back = lw.lab_to_rgb(ref_lab(img / 255.0), dtype=np.float32)  # float64 Lab accepted
+def test_float_round_trip():
+    x = np.random.default_rng(8).random((64, 64, 3), dtype=np.float32)
+    back = lw.lab_to_rgb(lw.rgb_to_lab(x), dtype=np.float32)
     assert back.dtype == np.float32
+    assert np.abs(back - x).max() < 1e-4
+
+
+def test_lab_to_rgb_against_float64_reference_including_out_of_gamut():
+    rng = np.random.default_rng(9)
+    n = 200_000
+    lab = np.stack(
+        [rng.uniform(-10, 110, n), rng.uniform(-150, 150, n), rng.uniform(-150, 150, n)], -1
+    ).astype(np.float32)
+    lab = lab.reshape(1, 400, 500, 3)
+    want = ref_rgb(lab)
+    got = lw.lab_to_rgb(lab, dtype=np.float32)
+    assert got.dtype == np.float32 and got.shape == lab.shape
+    assert np.abs(got - want).max() < 5e-5
+    u8 = lw.lab_to_rgb(lab)
+    assert u8.dtype == np.uint8
+    err = np.abs(u8 - want * 255)
+    assert err.max() <= 0.5 + 1e-3  # rounded to nearest (to within table error at ties)
+    assert (u8 == np.floor(want * 255 + 0.5)).mean() > 0.9999
+
+
+def test_lab_to_rgb_in_gamut_against_skimage(photos):
+    for img in photos.values():
+        lab = ref_lab(img / 255.0)
+        got = lw.lab_to_rgb(lab.astype(np.float32), dtype=np.float32)
+        assert np.abs(got - lab2rgb(lab)).max() < 1e-4
+
+
+def test_float64_and_float16_lab_accepted(photos):
+    img = photos["coffee"]
+    lab64 = ref_lab(img / 255.0)
+    back = lw.lab_to_rgb(lab64, dtype=np.float32)
+    assert back.dtype == np.float32 and back.shape == img.shape
     assert np.abs(back - img / 255.0).max() < 1e-4
+    np.testing.assert_array_equal(lw.lab_to_rgb(lab64), img)
+    np.testing.assert_array_equal(lw.lab_to_rgb(lab64), lw.lab_to_rgb(lab64.astype(np.float32)))
+    lab16 = lab64.astype(np.float16)
+    np.testing.assert_array_equal(lw.lab_to_rgb(lab16), lw.lab_to_rgb(lab16.astype(np.float32)))
 
 
-def test_out_of_gamut_is_clipped():
-    lab = np.array([[[50, 120, -120], [100, 0, 0], [-5, 0, 0], [120, 0, 0]]], np.float32)
+def test_out_of_gamut_is_clipped_per_channel_in_linear_rgb():
+    lab = np.array(
+        [[[50, 120, -120], [100, 0, 0], [-5, 0, 0], [120, 0, 0], [60, -200, 200], [0, 100, 0]]],
+        np.float32,
+    )
     out = lw.lab_to_rgb(lab)
     assert out.dtype == np.uint8
     assert out[0, 1].tolist() == [255, 255, 255]
     assert out[0, 2].tolist() == [0, 0, 0]
     assert out[0, 3].tolist() == [255, 255, 255]
+    want = np.floor(ref_rgb(lab) * 255 + 0.5)
+    assert np.abs(out.astype(int) - want).max() <= 1
     f = lw.lab_to_rgb(lab, dtype=np.float32)
-    assert f.min() >= 0 and f.max() <= 1
+    assert f.dtype == np.float32 and f.min() >= 0 and f.max() <= 1
+    np.testing.assert_allclose(f, ref_rgb(lab), atol=5e-5)
+
+
+def test_lab_to_rgb_batch_and_single():
+    lab = lw.rgb_to_lab(np.random.default_rng(3).integers(0, 256, (2, 4, 6, 3), dtype=np.uint8))
+    out = lw.lab_to_rgb(lab)
+    assert out.shape == (2, 4, 6, 3)
+    np.testing.assert_array_equal(out[1], lw.lab_to_rgb(lab[1]))
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_lab_non_finite_is_refused(bad):
-    lab = np.zeros((2, 2, 3), np.float32)
-    lab[1, 1, 2] = bad
+@pytest.mark.parametrize("where", [(0, 0, 0, 0), (1, 1, 2, 2)])
+def test_lab_non_finite_is_refused(bad, where):
+    lab = np.zeros((2, 2, 3, 3), np.float32)
+    lab[where] = bad
     with pytest.raises(ValueError, match="lab"):
         lw.lab_to_rgb(lab)
+    with pytest.raises(ValueError, match="lab"):
+        lw.lab_to_rgb(lab.astype(np.float64), dtype=np.float32)

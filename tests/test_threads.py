@@ -2,46 +2,142 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from conftest import drift
+import pytest
+from conftest import PHOTO_NAMES, drift
 
 import loopwave as lw
 
 
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    yield
+    lw.set_num_threads(0)
+
+
 def _work(photos, i):
-    names = sorted(photos)
-    img = photos[names[i % 4]]
-    frame = drift(img, 0.5 + 0.1 * i)
+    """Different inputs per task: photo, drift amount, dtype, batch or single."""
+    img = photos[PHOTO_NAMES[i % 4]]
+    other = photos[PHOTO_NAMES[(i + 1) % 4]]
+    frame = drift(img, 0.3 + 0.1 * i)
+    if i % 3 == 2:  # a float batch now and then
+        f = np.stack([frame, drift(other, 0.2 * i)]).astype(np.float32) / 255
+        t = np.stack([img, other]).astype(np.float32) / 255
+        return (lw.color_correct(f, t), lw.rgb_to_lab(f), lw.match_histograms(f, t[0]))
     return (
         lw.color_correct(frame, img),
         lw.rgb_to_lab(frame),
-        lw.match_histograms(frame, photos[names[(i + 1) % 4]]),
+        lw.match_histograms(frame, other),
     )
 
 
 def test_eight_threads_give_the_serial_results(photos):
-    serial = [_work(photos, i) for i in range(16)]
+    serial = [_work(photos, i) for i in range(24)]
     with ThreadPoolExecutor(8) as pool:
-        parallel = list(pool.map(lambda i: _work(photos, i), range(16)))
-    for s, p in zip(serial, parallel, strict=True):
+        parallel = list(pool.map(lambda i: _work(photos, i), range(24)))
+    for i, (s, p) in enumerate(zip(serial, parallel, strict=True)):
         for a, b in zip(s, p, strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=f"task {i}")
+
+
+def test_threads_start_together(photos):
+    # a barrier makes all eight calls overlap (the GIL is released inside)
+    batch = np.stack([drift(photos[n]) for n in PHOTO_NAMES] * 2)
+    want = lw.color_correct(batch, photos["coffee"])
+    barrier = threading.Barrier(8)
+
+    def go(_):
+        barrier.wait()
+        return lw.color_correct(batch, photos["coffee"])
+
+    with ThreadPoolExecutor(8) as pool:
+        for got in pool.map(go, range(8)):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_set_num_threads_and_get_num_threads():
+    default = lw.get_num_threads()
+    assert default >= 1
+    lw.set_num_threads(1)
+    assert lw.get_num_threads() == 1
+    lw.set_num_threads(np.int64(3))
+    assert lw.get_num_threads() == 3
+    lw.set_num_threads(0)
+    assert lw.get_num_threads() == default
+
+
+def test_one_thread_gives_the_default_results(photos, photos256):
+    # 8 frames of 128 px (split by frame) and one of 256 px (split within the frame)
+    batch = np.stack([drift(photos[n], 0.7) for n in PHOTO_NAMES] * 2)
+    big, big_target = drift(photos256["chelsea"]), photos256["astronaut"]
+    targets = np.stack([photos[n] for n in PHOTO_NAMES] * 2)
+    fbatch = batch.astype(np.float32) / 255
+    ftargets = targets.astype(np.float32) / 255
+
+    def everything():
+        return [
+            lw.color_correct(batch, targets),
+            lw.color_correct(fbatch, ftargets),
+            lw.rgb_to_lab(batch),
+            lw.lab_to_rgb(lw.rgb_to_lab(fbatch)),
+            lw.match_histograms(batch, targets[0]),
+            lw.match_histograms(fbatch, ftargets),
+            lw.blend_luminosity(batch, targets),
+            lw.adjust_gamma(fbatch, 0.8),
+            lw.match_gamma(batch, targets)[1],
+            lw.lerp_frames(batch, targets, 0.4),
+            lw.mean_frames(fbatch),
+            lw.rgb_to_yuv420p(batch),
+            lw.color_correct(big, big_target),
+            lw.match_histograms(big, big_target),
+            lw.blend_luminosity(big, big_target),
+            lw.rgb_to_lab(big),
+        ]
+
+    lw.set_num_threads(0)
+    want = everything()
+    for n in (1, 3):
+        lw.set_num_threads(n)
+        for a, b in zip(everything(), want, strict=True):
             np.testing.assert_array_equal(a, b)
 
 
-def test_thread_count_setting_does_not_change_results(photos):
-    batch = np.stack([drift(p) for p in photos.values()])
-    target = photos["coffee"]
-    default = lw.get_num_threads()
-    want = lw.color_correct(batch, target)
-    try:
-        lw.set_num_threads(1)
-        assert lw.get_num_threads() == 1
-        np.testing.assert_array_equal(lw.color_correct(batch, target), want)
-        lw.set_num_threads(3)
-        assert lw.get_num_threads() == 3
-        np.testing.assert_array_equal(lw.color_correct(batch, target), want)
-    finally:
-        lw.set_num_threads(0)
-    assert lw.get_num_threads() == default
+def test_changing_the_thread_count_while_kernels_run(photos):
+    batch = np.stack([drift(photos[n]) for n in PHOTO_NAMES])
+    want = lw.color_correct(batch, photos["rocket"])
+    stop = threading.Event()
+
+    def toggle():
+        i = 0
+        while not stop.is_set():
+            lw.set_num_threads((1, 2, 3, 0)[i % 4])
+            i += 1
+        return i
+
+    with ThreadPoolExecutor(5) as pool:
+        toggler = pool.submit(toggle)
+        jobs = [pool.submit(lw.color_correct, batch, photos["rocket"]) for _ in range(16)]
+        results = [j.result() for j in jobs]
+        stop.set()
+        assert toggler.result() > 0
+    for r in results:
+        np.testing.assert_array_equal(r, want)
+
+
+def test_environment_variable_sets_the_default():
+    code = (
+        "import loopwave as lw\n"
+        "a = lw.get_num_threads(); lw.set_num_threads(1); b = lw.get_num_threads()\n"
+        "lw.set_num_threads(0); print(a, b, lw.get_num_threads())\n"
+    )
+    env = {**os.environ, "LOOPWAVE_NUM_THREADS": "3"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.split() == ["3", "1", "3"]

@@ -98,11 +98,13 @@ def match_histograms(frames: Frames, reference: Frames) -> Frames:
     ``uint8`` results are scikit-image's exactly (truncated like its cast).
     ``float32`` input is matched on 4096-bin histograms spanning the call's value
     range; it equals scikit-image's result where no bin holds two distinct values
-    (e.g. frames made from ``uint8`` ones). Otherwise all values in one bin map
-    to one output: on images with many pixels per bin (photographs, 1e5+ pixels)
-    the result is within a few bin widths (range/4096) of scikit-image's; on
-    small, sparse images it can be off by up to the gap between neighbouring
-    reference values.
+    (e.g. frames made from ``uint8`` ones). Otherwise all values in one bin share
+    one output: the median error stays below a bin width (range/4096), but where
+    a crowded bin meets a sparse stretch of the reference (bright highlights, for
+    example) that shared output can be hundreds of bin widths from scikit-image's
+    per-value result; it is off by at most the spread of the exact outputs over
+    that bin. For exact scikit-image semantics use ``uint8`` frames, or float
+    frames made from them.
     Float values here are not clipped: any finite values (e.g. Lab) work.
 
     Parameters
@@ -250,6 +252,8 @@ def rgb_to_yuv420p(
     x, single = v.frames(frames, "frames")
     if not isinstance(matrix, str):
         raise TypeError(f"matrix must be a string such as 'bt709'; got {type(matrix).__name__}")
+    if not isinstance(full_range, (bool, np.bool_)):
+        raise TypeError(f"full_range must be True or False; got {full_range!r}")
     if x.shape[1] % 2 or x.shape[2] % 2:
         raise ValueError(
             "frames must have an even height and width for 4:2:0 chroma; "

@@ -183,6 +183,11 @@ pub fn solve_gamma<T: Sample>(frame: &[T], h: usize, w: usize, target: f64) -> f
     if fa.abs() < TOL {
         return 1.0;
     }
+    // a frame gamma cannot move (only 0 and full-scale values) keeps gamma 1,
+    // even when the target differs
+    if (f(lo) - f(hi)).abs() < TOL {
+        return 1.0;
+    }
     // mean L* falls by roughly 40 per unit of ln(gamma) on mid-tone images
     let mut b = (fa / 40.0).clamp(lo, hi);
     let mut fb = f(b);

@@ -13,9 +13,10 @@
 //!   mean of the values in it; all source values in one bin map to one output.
 //!   Where no bin holds two distinct values (e.g. float frames made from `u8`
 //!   ones) the result equals scikit-image's to f32 rounding. Otherwise the
-//!   source values of one bin share one output: within a few bin widths of
-//!   the exact result when bins hold many pixels, up to a gap between
-//!   neighbouring reference values on small sparse images.
+//!   source values of one bin share one output, off from the exact per-value
+//!   result by at most the spread of the exact outputs over that bin: under a
+//!   bin width for most pixels, but hundreds of bin widths where a crowded bin
+//!   (e.g. highlights) meets a sparse stretch of the reference.
 
 use rayon::prelude::*;
 

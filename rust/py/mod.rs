@@ -94,6 +94,12 @@ fn view<'a, T: Element>(a: &'a PyReadonlyArray4<'_, T>, arg: &str) -> PyResult<(
             s[3]
         )));
     }
+    if !a.is_c_contiguous() {
+        // as_slice() also accepts Fortran order, whose memory is not (n, h, w, 3) C order
+        return Err(PyValueError::new_err(format!(
+            "{arg}: expected a C-contiguous array"
+        )));
+    }
     let data = a
         .as_slice()
         .map_err(|_| PyValueError::new_err(format!("{arg}: expected a C-contiguous array")))?;
