@@ -115,19 +115,32 @@ def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int
     size = f"{w}x{h}"
     rows: list[Row] = []
 
-    def add(kernel, ours, bytes_per_frame, base_name=None, base=None, base_frames=n, per_call=n):
-        ours_ms = timeit(ours, repeats) / per_call * 1e3
+    def add(
+        kernel,
+        ours,
+        bytes_per_frame,
+        base_name=None,
+        base=None,
+        base_frames=n,
+        per_call=n,
+        ours_ms=None,
+    ):
+        """Time ours (unless ``ours_ms`` is given: a second baseline for one kernel)."""
+        if ours_ms is None:
+            ours_ms = timeit(ours, repeats) / per_call * 1e3
         base_ms = None
         if base is not None:
             k = min(base_frames, n)
-            base_ms = timeit(lambda: base(k), max(1, repeats // 2)) / k * 1e3
+            base_ms = timeit(lambda: base(k), base_repeats(repeats)) / k * 1e3
         floor = bytes_per_frame / bw * 1e3 if bytes_per_frame else None
         rows.append(Row(kernel, size, ours_ms, base_name or "", base_ms, floor))
         print(
-            f"  {kernel:<28} {ours_ms:9.2f} ms  {base_name or '':<28} "
+            f"  {kernel:<32} {ours_ms:9.2f} ms  {base_name or '':<36} "
             f"{'' if base_ms is None else f'{base_ms:9.2f} ms'}",
             file=sys.stderr,
+            flush=True,
         )
+        return ours_ms
 
     add(
         "rgb_to_lab float32",
@@ -136,25 +149,40 @@ def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int
         "cv2.cvtColor RGB2LAB float32",
         lambda k: [cv2.cvtColor(f, cv2.COLOR_RGB2LAB) for f in ff[:k]],
     )
-    add(
+    t = add(
         "rgb_to_lab uint8",
         lambda: lw.rgb_to_lab(frames),
         15 * px,
-        "skimage rgb2lab",
-        lambda k: [color.rgb2lab(f) for f in frames[:k]],
-        base_frames=slow_frames,
+        "cv2.cvtColor RGB2LAB uint8 (8-bit Lab)",
+        lambda k: [cv2.cvtColor(f, cv2.COLOR_RGB2LAB) for f in frames[:k]],
     )
     add(
-        "lab_to_rgb uint8",
+        "rgb_to_lab uint8",
+        None,
+        15 * px,
+        "skimage rgb2lab (float64)",
+        lambda k: [color.rgb2lab(f) for f in frames[:k]],
+        base_frames=slow_frames,
+        ours_ms=t,
+    )
+    add(
+        "lab_to_rgb float32 -> uint8",
         lambda: lw.lab_to_rgb(lab),
         15 * px,
         "cv2.cvtColor LAB2RGB float32",
         lambda k: [cv2.cvtColor(f, cv2.COLOR_LAB2RGB) for f in lab[:k]],
     )
     add(
+        "lab_to_rgb float32 -> float32",
+        lambda: lw.lab_to_rgb(lab, dtype=np.float32),
+        24 * px,
+        "cv2.cvtColor LAB2RGB float32",
+        lambda k: [cv2.cvtColor(f, cv2.COLOR_LAB2RGB) for f in lab[:k]],
+    )
+    add(
         "match_histograms uint8",
         lambda: lw.match_histograms(frames, target),
-        6 * px,
+        6 * px + 3 * px / n,
         "skimage match_histograms",
         lambda k: [exposure.match_histograms(f, target, channel_axis=-1) for f in frames[:k]],
         base_frames=slow_frames,
@@ -205,7 +233,7 @@ def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int
     add(
         "color_correct (shared target)",
         lambda: lw.color_correct(frames, target),
-        6 * px,
+        6 * px + 3 * px / n,
         "seed step (cv2+skimage+blendmodes)",
         lambda k: [seed_step(f, target) for f in frames[:k]],
         base_frames=slow_frames,
@@ -228,15 +256,42 @@ def machine() -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    import cv2
+
     return (
         f"{cpu}, {os.cpu_count()} cores, loopwave threads {lw.get_num_threads()}, "
-        f"Python {platform.python_version()}, numpy {np.__version__}"
+        f"OpenCV threads {cv2.getNumThreads()}"
     )
 
 
-def markdown(rows: list[Row], header: str) -> str:
+def versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = [f"Python {platform.python_version()}", f"loopwave {lw.__version__}"]
+    for dist in (
+        "numpy",
+        "opencv-python-headless",
+        "opencv-python",
+        "scikit-image",
+        "blendmodes",
+        "pillow",
+    ):
+        try:
+            out.append(f"{dist} {version(dist)}")
+        except PackageNotFoundError:
+            pass
+    return ", ".join(out)
+
+
+def markdown(rows: list[Row], header: str, info: str) -> str:
     out = [
-        header,
+        "### Colour kernels: loopwave vs the seed's libraries",
+        "",
+        info,
+        "",
+        ABOUT,
+        "",
+        header.replace("\n", "  \n"),
         "",
         "| kernel | size | loopwave ms/frame | frames/s | baseline | baseline ms/frame "
         "| speed-up | x bandwidth floor |",
@@ -253,11 +308,60 @@ def markdown(rows: list[Row], header: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def base_repeats(repeats: int) -> int:
+    """Timed runs of a baseline: about half of ours, as some take seconds."""
+    return max(1, (repeats + 1) // 2)
+
+
+def run_info(argv: Sequence[str] | None) -> str:
+    """The command line, the date and the git commit, for the markdown."""
+    import datetime
+    import shlex
+    import subprocess
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    cmd = shlex.join(["python", "benches/bench_color.py", *args])
+    try:
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"Command: `{cmd}`; run {date} at commit `{commit}`."
+
+
+def slow_count(batch: int, pixels: int) -> int:
+    """Frames the slow baselines (skimage rgb2lab, match_histograms, blendmodes, the seed
+    step) are timed over: the whole batch up to 512x512, else 2."""
+    return batch if pixels <= 512 * 512 else min(batch, 2)
+
+
+def slow_frames_desc(batch: int) -> str:
+    if batch <= 2:
+        return f"{batch} frames"
+    return f"{batch} frames up to 512x512 and 2 above"
+
+
+ABOUT = (
+    "loopwave is timed on one call over the whole batch, the baselines frame by frame as the "
+    "seed calls them; both are reported per frame. speed-up = baseline / loopwave. "
+    '"x bandwidth floor" = loopwave\'s time / the time just to read its input and write its '
+    "output once at the measured copy bandwidth (1.0 would be memory-bound; the target of "
+    "match_histograms and color_correct is counted once per batch when shared). Both sides "
+    "allocate their outputs on every call, as the public APIs do."
+)
+
+
 def main(argv: Sequence[str] | None = None) -> list[Row]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="512x512,1920x1080", help="WxH list")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=7, help="timed calls of ours")
     p.add_argument("--quick", action="store_true", help="a smoke run: 128x128, 2 frames, 1 repeat")
     p.add_argument("--markdown", help="also write the table as markdown to this file")
     a = p.parse_args(argv)
@@ -265,17 +369,20 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         a.sizes, a.batch, a.repeats = "128x128", 2, 1
     bw = copy_bandwidth()
     header = (
-        f"Machine: {machine()}; copy bandwidth {bw / 1e9:.1f} GB/s; batch {a.batch}; "
-        f"median of {a.repeats} runs."
+        f"Machine: {machine()}; copy bandwidth {bw / 1e9:.1f} GB/s (np.copyto, read + write).\n"
+        f"Versions: {versions()}.\n"
+        f"Batch {a.batch} frames; loopwave: median of {a.repeats} calls over the batch, after a "
+        f"warm-up; baselines: median of {base_repeats(a.repeats)} runs over the batch "
+        f"(the slow ones over {slow_frames_desc(a.batch)}), frame by frame."
     )
     print(header, file=sys.stderr)
     rows: list[Row] = []
     for s in a.sizes.split(","):
         w, h = (int(v) for v in s.lower().split("x"))
         print(f"{w}x{h}:", file=sys.stderr)
-        slow = a.batch if w * h <= 512 * 512 else 2
+        slow = slow_count(a.batch, w * h)
         rows += bench_size(h, w, a.batch, a.repeats, bw, slow)
-    table = markdown(rows, header)
+    table = markdown(rows, header, run_info(argv))
     print(table)
     if a.markdown:
         with open(a.markdown, "w") as f:

@@ -4,7 +4,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::Duration;
 
-use _native::kernels::{blend, correct, gamma, histogram, lab, yuv, Dims};
+use _native::kernels::{blend, correct, gamma, histogram, lab, lerp, yuv, Dims};
 
 fn frame(d: Dims, seed: u64) -> Vec<u8> {
     let mut s = seed;
@@ -43,6 +43,10 @@ fn kernels(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("lab_to_rgb_u8", &size), |b| {
             b.iter(|| lab::lab_to_rgb(&lab_out, d, &mut out).unwrap())
         });
+        let mut rgbf_out = vec![0f32; d.len()];
+        g.bench_function(BenchmarkId::new("lab_to_rgb_f32", &size), |b| {
+            b.iter(|| lab::lab_to_rgb(&lab_out, d, &mut rgbf_out).unwrap())
+        });
         g.bench_function(BenchmarkId::new("match_histograms_u8", &size), |b| {
             b.iter(|| histogram::match_histograms(&src, d, &target, d, &mut out).unwrap())
         });
@@ -51,6 +55,15 @@ fn kernels(c: &mut Criterion) {
         });
         g.bench_function(BenchmarkId::new("adjust_gamma", &size), |b| {
             b.iter(|| gamma::adjust_gamma(&src, d, &[1.3], &mut out).unwrap())
+        });
+        g.bench_function(BenchmarkId::new("lerp_frames", &size), |b| {
+            b.iter(|| lerp::lerp_frames(&src, &target, d, &[0.3], &mut out).unwrap())
+        });
+        // mean of two frames: throughput counts output pixels
+        let pair: Vec<u8> = src.iter().chain(target.iter()).copied().collect();
+        let d2 = Dims::new(2, h, w);
+        g.bench_function(BenchmarkId::new("mean_frames_2", &size), |b| {
+            b.iter(|| lerp::mean_frames(&pair, d2, &mut out).unwrap())
         });
         let mut gammas = [0.0];
         g.bench_function(BenchmarkId::new("color_correct", &size), |b| {
