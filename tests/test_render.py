@@ -134,3 +134,137 @@ def test_frame_iterator(tmp_path, backend):
     )
     for a, b in zip(frames_of(tmp_path / "it"), frames_of(tmp_path / "early"), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _run_dir_state(run_dir):
+    try:
+        return json.loads((run_dir / "state.json").read_text())["last"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return -1
+
+
+def _start_and_kill(args, run_dir, kill_after, timeout=240.0):
+    """Start ``python -m loopwave ARGS`` and SIGKILL it once frame ``kill_after`` is recorded."""
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loopwave", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while _run_dir_state(run_dir) < kill_after:
+            if proc.poll() is not None:
+                raise AssertionError(f"render exited early: {proc.stderr.read().decode()[-2000:]}")
+            assert time.monotonic() < deadline, "render made no progress"
+            time.sleep(0.02)
+        proc.kill()  # SIGKILL: no clean-up of any kind
+    finally:
+        proc.kill()
+        proc.wait()
+    return _run_dir_state(run_dir)
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGKILL"), reason="needs SIGKILL")
+def test_sigkilled_render_resumes_to_the_uninterrupted_frames(tmp_path, backend):
+    import random
+
+    s = Settings.from_dict(JOB)
+    full = render(s, run_dir=tmp_path / "full", backend=backend, progress=False, video=False)
+    # two kills at random frames (seeded, so a failure can be replayed)
+    rng = random.Random(20261122)
+    first_kill = rng.randint(0, 3)
+    second_kill = rng.randint(first_kill + 1, 5)
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({**JOB, "output": {"dir": str(tmp_path / "out"), "name": "k"}}))
+    run_dir = tmp_path / "out" / "k"
+    got = _start_and_kill(["render", str(job), "--no-video", "--quiet"], run_dir, first_kill)
+    assert first_kill <= got < 7
+    resume = ["render", "--resume", str(run_dir), "--no-video", "--quiet"]
+    got = _start_and_kill(resume, run_dir, second_kill)
+    assert second_kill <= got < 7
+    assert main(resume) == 0
+    a, b = frames_of(full.run_dir), frames_of(run_dir)
+    assert len(a) == len(b) == 7, (first_kill, second_kill)
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+        np.testing.assert_array_equal(
+            x, y, err_msg=f"frame {i} (kills {first_kill}, {second_kill})"
+        )
+    rows = list(csv.DictReader(open(run_dir / "drift.csv")))
+    assert [int(x["frame"]) for x in rows] == list(range(7))
+
+
+class _Recording:
+    """A backend that records when each frame is generated, slowly enough to overlap."""
+
+    def __init__(self, inner, events):
+        self.inner, self.events, self.label = inner, events, inner.label
+
+    def img2img(self, init, **kw):
+        import time
+
+        time.sleep(0.05)
+        out = self.inner.img2img(init, **kw)
+        self.events.append("generate")
+        return out
+
+
+def test_encoding_overlaps_generation(tmp_path, backend, monkeypatch):
+    pytest.importorskip("av")
+    from loopwave.video import VideoWriter
+
+    events: list[str] = []
+    write = VideoWriter.write
+
+    def recording_write(self, frames):
+        events.append("encode")
+        return write(self, frames)
+
+    monkeypatch.setattr(VideoWriter, "write", recording_write)
+    job = {**JOB, "render": {**JOB["render"], "frames": 10}}
+    r = render(
+        Settings.from_dict(job),
+        run_dir=tmp_path / "r",
+        backend=_Recording(backend, events),
+        progress=False,
+    )
+    # the first frames were encoded while later ones were still being generated
+    last_generate = len(events) - 1 - events[::-1].index("generate")
+    assert events.index("encode") < last_generate, events
+    assert events.count("encode") == 19  # 10 frames, 2x
+    assert r.video is not None and r.video.is_file()
+    assert not list(r.run_dir.glob("*.partial.mp4"))
+
+
+def test_a_failing_encoder_stops_the_render_resumably(tmp_path, backend, monkeypatch):
+    av = pytest.importorskip("av")
+    from loopwave.render import StageError
+    from loopwave.video import VideoWriter
+
+    calls = []
+
+    def failing_write(self, frames):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("No space left on device")
+
+    s = Settings.from_dict(JOB)
+    with monkeypatch.context() as m:
+        m.setattr(VideoWriter, "write", failing_write)
+        with pytest.raises(StageError, match="encoding failed: No space left"):
+            render(s, run_dir=tmp_path / "r", backend=backend, progress=False)
+    # every frame recorded is complete on disk; no video, partial or not, is left
+    last = _run_dir_state(tmp_path / "r")
+    assert 0 <= last < 7
+    assert len(frames_of(tmp_path / "r")) == last + 1
+    assert not list((tmp_path / "r").glob("*.mp4"))
+    # a stopped render leaves no video either; the resumed one encodes all frames
+    r = render(None, run_dir=tmp_path / "r", resume=True, backend=backend, progress=False)
+    assert r.video is not None
+    with av.open(str(r.video)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 13
+    cut = render(s, run_dir=tmp_path / "cut", backend=backend, progress=False, stop_after=2)
+    assert cut.video is None and not list((tmp_path / "cut").glob("*.mp4"))

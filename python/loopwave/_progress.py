@@ -21,11 +21,13 @@ class Progress:
         unit: str = "frame",
         stream: TextIO | None = None,
         enabled: bool = True,
+        initial: int = 0,
     ) -> None:
         self.total, self.desc, self.unit = total, desc, unit
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled
-        self.done = 0
+        # ``initial`` items were done before (a resumed run): counted, but not in the rate
+        self.done = self.initial = initial
         self.start = time.perf_counter()
         self._last = 0.0
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -42,7 +44,7 @@ class Progress:
         if not self.enabled:
             return
         elapsed = max(now - self.start, 1e-9)
-        rate = self.done / elapsed
+        rate = (self.done - self.initial) / elapsed
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
         frac = self.done / self.total if self.total else 1.0
         bar = "#" * int(frac * 24)

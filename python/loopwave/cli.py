@@ -56,10 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .render import StageError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (TypeError, ValueError, ImportError, OSError) as e:
+    except (TypeError, ValueError, ImportError, OSError, StageError) as e:
         print(f"loopwave {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -10,11 +10,15 @@ Every frame is stored losslessly as ``frames/NNNNNN.png`` in the run directory,
 then ``state.json`` records it (both written atomically, in that order), so
 ``render(..., resume=True)`` / ``loopwave render --resume RUN_DIR`` continues
 after a crash or kill and produces exactly the frames an uninterrupted run
-would (deterministic on the CPU). Frame saving and the drift report run on a
-writer thread behind a bounded queue; generation itself is sequential (each
-frame needs the corrected previous one). At the end the frames are
-interpolated and encoded (when PyAV is installed) by streaming them from disk,
-so memory stays flat however long the video is.
+would (deterministic on the CPU).
+
+The work runs as a pipeline of threads behind bounded queues, so memory stays
+flat however many frames: the render thread generates and colour-corrects
+(sequential by nature: each frame needs the corrected previous one); a writer
+thread computes the drift figures and stores each frame; an encoder thread
+interpolates and encodes the frames as they arrive (when PyAV is installed).
+An error in any stage stops the render with everything generated so far on
+disk. A resumed run re-encodes the stored frames first, then the new ones.
 
 Outputs in the run directory: ``settings.json`` (the resolved settings, which
 render the same video again), ``frames/``, ``plan/`` (the colour plan),
@@ -25,6 +29,7 @@ the previous frame, blue) and ``NAME.mp4``.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import queue
@@ -44,7 +49,7 @@ from .png import write_png
 from .schedule import Schedule, parse_prompts, prompt_at, seed_for, wave_strength
 from .settings import Settings
 
-__all__ = ["RenderResult", "render", "render_frames"]
+__all__ = ["RenderResult", "StageError", "render", "render_frames"]
 
 
 @dataclass(frozen=True)
@@ -65,37 +70,106 @@ def _delta_e(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt((d * d).sum(-1)).mean())
 
 
-class _Writer:
-    """Saves frames, the state and drift rows in order on one background thread."""
+class StageError(RuntimeError):
+    """A pipeline stage (saving frames, encoding) failed; the render stopped."""
 
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = run_dir
-        self.q: queue.Queue[tuple[int, np.ndarray, float, float] | None] = queue.Queue(maxsize=4)
+
+class _Abandoned(Exception):
+    """Raised inside a stage's thread when the render stops early (nothing more will come)."""
+
+
+_END = object()
+
+
+class _Stage:
+    """One pipeline stage: a background thread consuming items from a bounded queue.
+
+    ``work`` receives an iterator over the items put, ending at :meth:`close`.
+    An error in the stage is re-raised to the producer on its next :meth:`put`
+    (or at :meth:`close`), so a failing encoder stops the render instead of
+    letting the queue block it. :meth:`abandon` stops the stage after the item
+    in hand and drops whatever comes later.
+    """
+
+    def __init__(self, name: str, work: Callable[[Iterator[Any]], None], maxsize: int = 4) -> None:
+        self.name = name
+        self.q: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
         self.error: BaseException | None = None
-        self.t = threading.Thread(target=self._run, name="loopwave-writer", daemon=True)
+        self._abandoned = threading.Event()
+        self._work = work
+        self.t = threading.Thread(target=self._run, name=f"loopwave-{name}", daemon=True)
         self.t.start()
+
+    def _items(self) -> Iterator[Any]:
+        while True:
+            item = self.q.get()
+            if self._abandoned.is_set():
+                raise _Abandoned
+            if item is _END:
+                return
+            yield item
 
     def _run(self) -> None:
         try:
-            while (item := self.q.get()) is not None:
-                i, frame, to_target, to_prev = item
-                write_png(self.run_dir / "frames" / f"{i:06d}.png", frame)
-                with open(self.run_dir / "drift.csv", "a", newline="") as f:
-                    csv.writer(f).writerow([i, f"{to_target:.4f}", f"{to_prev:.4f}"])
-                _atomic_json(self.run_dir / "state.json", {"last": i})
-        except BaseException as e:  # reported on the next put/close
+            self._work(self._items())
+        except _Abandoned:
+            pass
+        except BaseException as e:  # reported to the producer
             self.error = e
 
-    def put(self, item: tuple[int, np.ndarray, float, float]) -> None:
-        if self.error:
-            raise RuntimeError(f"saving frames failed: {self.error}") from self.error
-        self.q.put(item)
+    def _check(self) -> None:
+        if isinstance(self.error, StageError):  # a later stage's error, passed on as it is
+            raise self.error
+        if self.error is not None:
+            raise StageError(f"{self.name} failed: {self.error}") from self.error
+
+    def put(self, item: Any) -> None:
+        if self._abandoned.is_set():
+            return
+        while True:
+            self._check()
+            if not self.t.is_alive():
+                raise StageError(f"{self.name} stopped before the end of the frames")
+            try:
+                self.q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def close(self) -> None:
-        self.q.put(None)
+        """Wait for the stage to finish everything put so far; raise its error if it failed."""
+        if self.error is None and self.t.is_alive():
+            self.put(_END)
         self.t.join()
-        if self.error:
-            raise RuntimeError(f"saving frames failed: {self.error}") from self.error
+        self._check()
+
+    def abandon(self) -> None:
+        self._abandoned.set()
+        try:  # wakes a stage waiting on an empty queue; a busy one sees the flag next
+            self.q.put_nowait(_END)
+        except queue.Full:
+            pass
+        self.t.join()
+
+
+def _saver(
+    run_dir: Path, encoder: _Stage | None
+) -> Callable[[Iterator[tuple[int, np.ndarray, np.ndarray | None, np.ndarray | None]]], None]:
+    """The writer stage: drift figures, the lossless frame, its drift row, then the state
+    (in that order, so a recorded frame is always complete on disk); then on to the encoder."""
+
+    def work(items: Iterator[tuple[int, np.ndarray, np.ndarray | None, np.ndarray | None]]) -> None:
+        for i, frame, target, prev in items:
+            to_target = _delta_e(frame, target) if target is not None else float("nan")
+            to_prev = _delta_e(frame, prev) if prev is not None else 0.0
+            write_png(run_dir / "frames" / f"{i:06d}.png", frame)
+            with open(run_dir / "drift.csv", "a", newline="") as f:
+                csv.writer(f).writerow([i, f"{to_target:.4f}", f"{to_prev:.4f}"])
+            _atomic_json(run_dir / "state.json", {"last": i})
+            if encoder is not None:
+                encoder.put(frame)
+
+    return work
 
 
 class _Job:
@@ -185,40 +259,62 @@ def _drift_plot(run_dir: Path) -> Path:
     return line_plot(run_dir / "drift.png", [to_target, to_prev])
 
 
-def _frames_on_disk(run_dir: Path) -> Iterator[np.ndarray]:
-    for f in sorted((run_dir / "frames").glob("*.png")):
-        yield _read_png(f)
+def _frames_on_disk(run_dir: Path, count: int) -> Iterator[np.ndarray]:
+    for i in range(count):
+        yield _read_png(run_dir / "frames" / f"{i:06d}.png")
 
 
-def _encode(run_dir: Path, s: Settings, progress: bool) -> Path | None:
+def _have_av() -> bool:
     try:
         import av  # noqa: F401
     except ImportError:
-        return None
+        return False
+    return True
+
+
+def _video_path(run_dir: Path, s: Settings) -> Path:
+    return run_dir / f"{s['output']['name']}.mp4"
+
+
+def _encoder(run_dir: Path, s: Settings, on_disk: int) -> Callable[[Iterator[np.ndarray]], None]:
+    """The encoder stage: the frames already on disk (a resumed run), then the live ones,
+    interpolated and encoded as they come. The video is written under a ``.partial.mp4``
+    name and renamed when complete, so a killed run never leaves a truncated NAME.mp4."""
     from .interpolate import interpolate
     from .video import VideoWriter
 
-    i, v = s["interpolation"], s["video"]
-    out = run_dir / f"{s['output']['name']}.mp4"
-    frames: Iterator[np.ndarray] = _frames_on_disk(run_dir)
-    if i["factor"] > 1:
-        backend: Any = i["backend"]
-        if backend == "rife":
-            from .rife import OnnxRifeInterpolator
+    out = _video_path(run_dir, s)
+    tmp = out.with_name(out.stem + ".partial.mp4")
 
-            backend = OnnxRifeInterpolator(i["model"])
-        frames = interpolate(frames, factor=i["factor"], backend=backend, scene_cut=i["scene_cut"])
-    with VideoWriter(
-        out,
-        fps=v["fps"] * i["factor"],
-        codec=v["codec"],
-        crf=v["crf"],
-        title=s["output"]["name"],
-        settings=s,
-    ) as w:
-        for f in frames:
-            w.write(f)
-    return out
+    def work(live: Iterator[np.ndarray]) -> None:
+        i, v = s["interpolation"], s["video"]
+        frames: Iterator[np.ndarray] = itertools.chain(_frames_on_disk(run_dir, on_disk), live)
+        if i["factor"] > 1:
+            backend: Any = i["backend"]
+            if backend == "rife":
+                from .rife import OnnxRifeInterpolator
+
+                backend = OnnxRifeInterpolator(i["model"])
+            frames = interpolate(
+                frames, factor=i["factor"], backend=backend, scene_cut=i["scene_cut"]
+            )
+        try:
+            with VideoWriter(
+                tmp,
+                fps=v["fps"] * i["factor"],
+                codec=v["codec"],
+                crf=v["crf"],
+                title=s["output"]["name"],
+                settings=s,
+            ) as w:
+                for f in frames:
+                    w.write(f)
+        except BaseException:  # abandoned or failed: no half video left behind
+            tmp.unlink(missing_ok=True)
+            raise
+        os.replace(tmp, out)
+
+    return work
 
 
 def render(
@@ -296,49 +392,51 @@ def render(
     def target(i: int) -> np.ndarray | None:
         return plan.target(i) if plan else (first if c["mode"] == "first" else None)
 
-    writer = _Writer(rd)
     prev = _read_png(rd / "frames" / f"{last:06d}.png") if last >= 0 else None
     done = last + 1
+    encode = video and _have_av()
+    encoder = _Stage("encoding", _encoder(rd, settings, done)) if encode else None
+    writer = _Stage("saving frames", _saver(rd, encoder))
+
+    def stop(finish: bool) -> None:
+        """Flush every generated frame to disk; finish the video only if ``finish``."""
+        if encoder is not None and not finish:
+            encoder.abandon()
+        writer.close()
+        if encoder is not None and finish:
+            encoder.close()
+
     try:
-        with Progress(job.n, f"render [{backend.label}]", enabled=progress) as bar:
-            bar.update(done)
+        with Progress(job.n, f"render [{backend.label}]", enabled=progress, initial=done) as bar:
             for i in range(done, job.n):
+                t = target(i)
                 if i == 0:
                     frame = first
                 else:
                     assert prev is not None
                     frame = job.generate(job.move(prev, i), i, job.strength(i), job.seed(i))
-                    t = target(i)
                     if t is not None:
                         frame = color_correct(frame, t, gamma=c["gamma"])
-                t = target(i)
-                writer.put(
-                    (
-                        i,
-                        frame,
-                        _delta_e(frame, t) if t is not None else float("nan"),
-                        _delta_e(frame, prev) if prev is not None else 0.0,
-                    )
-                )
+                # drift figures and saving run on the writer thread, encoding on its own
+                writer.put((i, frame, t, prev))
                 prev = frame
                 if on_frame is not None:
                     on_frame(i, frame)
                 bar.update()
                 if stop_after is not None and i >= stop_after:
-                    writer.close()
+                    stop(finish=False)
                     return RenderResult(rd, i + 1, None)
     except BaseException:
-        # Ctrl-C, a failing backend, or a consumer that stopped early: flush what was
-        # generated (resume continues from it) and let the original error through
+        # Ctrl-C, a failing backend or stage, or a consumer that stopped early: flush what
+        # was generated (resume continues from it) and let the original error through
         try:
-            writer.close()
-        except RuntimeError:
+            stop(finish=False)
+        except StageError:
             pass
         raise
-    writer.close()
+    stop(finish=True)
     _drift_plot(rd)
-    out = _encode(rd, settings, progress) if video else None
-    return RenderResult(rd, job.n, out)
+    return RenderResult(rd, job.n, _video_path(rd, settings) if encode else None)
 
 
 class _Stop(Exception):
