@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 OUT ?= out/demo
+RENDER_OUT ?= out/render
 
 .PHONY: demo render test test-rust test-python bench bench-rust lint fmt wheel clean
 
@@ -11,15 +12,18 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-# The main job (until the renderer lands): colour-correct a simulated drifting loopback run.
+# The main job: examples/morph.toml (the seed's workflow, 240 frames, 6x interpolation to
+# 60 fps) on the embedded smoke model at 128x128; about 1.5 minutes on 2 CPU cores.
+# Each run starts afresh; continue a kept run with `loopwave render --resume out/render/morph`.
+render: $(PY)
+	$(PIP) install --quiet ".[video,torch]" opencv-python-headless
+	rm -rf $(RENDER_OUT)/morph
+	$(VENV)/bin/loopwave render examples/morph.toml --size 128x128 --out $(RENDER_OUT)
+
+# The colour-correction demo: colour-correct a simulated drifting loopback run.
 demo: $(PY)
 	$(PIP) install --quiet ".[demo]"
 	$(VENV)/bin/loopwave demo --out $(OUT)
-
-# The renderer on the embedded smoke model (a short, small version of examples/morph.toml).
-render: $(PY)
-	$(PIP) install --quiet ".[video,torch]" opencv-python-headless
-	$(VENV)/bin/loopwave render examples/morph.toml --frames 24 --size 128x128 --out out/render
 
 # The whole test suite: Rust kernel tests, then pytest against the installed wheel.
 test: test-rust test-python
@@ -56,4 +60,4 @@ wheel: $(PY)
 	$(VENV)/bin/maturin build --release --out dist
 
 clean:
-	rm -rf target dist $(VENV) $(OUT)
+	rm -rf target dist $(VENV) $(OUT) $(RENDER_OUT)

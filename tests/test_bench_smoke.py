@@ -25,3 +25,18 @@ def test_bench_color_quick_run(tmp_path, capsys):
     assert {"rgb_to_lab float32", "color_correct (shared target)", "rgb_to_yuv420p"} <= kernels
     assert all(r.ours_ms > 0 and r.base_ms and r.base_ms > 0 for r in rows)
     assert out.read_text().count("\n| ") == len(rows) + 1  # header row + one per kernel
+
+
+def test_bench_render_runs(capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("diffusers")
+    pytest.importorskip("av")
+    path = Path(__file__).resolve().parents[1] / "benches" / "bench_render.py"
+    spec = importlib.util.spec_from_file_location("bench_render", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    got = mod.main(["--size", "32", "--frames", "4", "--steps", "2", "--factor", "2"])
+    assert got["per_frame"] > 0 and all(v > 0 for v in got.values())
+    out = capsys.readouterr().out
+    assert "busiest thread" in out and "encode (h264, 2 frames)" in out

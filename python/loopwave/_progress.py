@@ -32,8 +32,12 @@ class Progress:
         self._last = 0.0
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
-    def update(self, n: int = 1) -> None:
+    def update(self, n: int = 1, *, timed: bool = True) -> None:
+        """Count ``n`` more items; ``timed=False`` for items that cost no time here (made
+        before, loaded), which count toward the total but not the rate."""
         self.done += n
+        if not timed:
+            self.initial += n
         now = time.perf_counter()
         # redraw at most 10x a second on a terminal, every 5 s otherwise
         if self.done >= self.total or now - self._last >= (0.1 if self._tty else 5.0):

@@ -44,7 +44,7 @@ import numpy as np
 from ._progress import Progress
 from .backends import Img2Img, load_backend
 from .color import color_correct, motion_matrix, rgb_to_lab, warp_affine
-from .plan import ColourPlan, _read_png
+from .plan import ColourPlan, _read_png, keyframe_indices
 from .png import write_png
 from .schedule import Schedule, parse_prompts, prompt_at, seed_for, wave_strength
 from .settings import Settings
@@ -381,12 +381,19 @@ def render(
         if (rd / "plan.json").exists():
             plan = ColourPlan.load(rd)
         else:
-            plan = ColourPlan.build(
-                lambda k, v: job.generate(first, k, c["keyframe_strength"], job.seed(k) + 7919 * v),
-                frames=job.n,
-                every=c["keyframe_every"],
-                renders=c["renders"],
-            )
+            total = len(keyframe_indices(job.n, c["keyframe_every"])) * c["renders"]
+            with Progress(
+                total, f"colour plan [{backend.label}]", unit="render", enabled=progress
+            ) as plan_bar:
+
+                def keyframe(k: int, v: int) -> np.ndarray:
+                    img = job.generate(first, k, c["keyframe_strength"], job.seed(k) + 7919 * v)
+                    plan_bar.update()
+                    return img
+
+                plan = ColourPlan.build(
+                    keyframe, frames=job.n, every=c["keyframe_every"], renders=c["renders"]
+                )
             plan.save(rd)
 
     def target(i: int) -> np.ndarray | None:
@@ -422,7 +429,7 @@ def render(
                 prev = frame
                 if on_frame is not None:
                     on_frame(i, frame)
-                bar.update()
+                bar.update(timed=i > 0)  # frame 0 was made before the loop
                 if stop_after is not None and i >= stop_after:
                     stop(finish=False)
                     return RenderResult(rd, i + 1, None)
