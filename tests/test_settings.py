@@ -48,6 +48,10 @@ def test_toml_file(tmp_path):
         ({"version": 2}, r"version: expected 1"),
         ({"prompts": {"x": "a"}}, r"prompts:"),
         ({"render": 5}, r"render: expected a table"),
+        ({"model": {"lora": "x.safetensors"}}, r"model\.lora: expected a list"),
+        ({"model": {"lora": [{"scale": 1}]}}, r"model\.lora: \[0\]: expected a table"),
+        ({"model": {"lora": [{"path": "a", "weight": 1}]}}, r"model\.lora: \[0\]: expected"),
+        ({"model": {"lora": [{"path": "a", "scale": 20}]}}, r"model\.lora: \[0\]\.scale"),
     ],
 )
 def test_errors_name_the_key_path(patch, message):

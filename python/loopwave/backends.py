@@ -9,7 +9,8 @@ negative prompt, strength, steps, cfg and seed in, one ``uint8`` RGB frame out.
   model's config cached locally, and says so if it is not). Pickled ``.ckpt``
   files are refused unless ``allow_pickle=True``. A path that is not a local
   file or folder is an error: nothing is downloaded. fp16 + SDPA on CUDA,
-  float32 on the CPU. Schedulers by name (:data:`SCHEDULERS`), LoRA files.
+  float32 on the CPU. Schedulers by name (:data:`SCHEDULERS`), LoRA files
+  with weights (local ``.safetensors``, through ``peft``).
 * :func:`smoke_backend` builds a tiny Stable-Diffusion-architecture pipeline
   (UNet, VAE and CLIP text encoder from small configs, a byte-level tokenizer
   written to a temporary folder) with fixed random weights, in-process, with no
@@ -223,6 +224,8 @@ def smoke_backend(
         )
     finally:
         torch.random.set_rng_state(state)
+    for m in (text, unet, vae):
+        m.eval()  # as from_pretrained leaves them
     pipe = diffusers.StableDiffusionImg2ImgPipeline(
         vae=vae,
         text_encoder=text,
@@ -244,11 +247,18 @@ def load_backend(
     scheduler: str | None = None,
     device: str = "auto",
     allow_pickle: bool = False,
-    lora: list[str] | None = None,
+    lora: list[dict[str, Any]] | None = None,
 ) -> Img2Img:
-    """A backend from settings: ``"smoke"``, or ``"diffusers"`` with a local ``path``."""
+    """A backend from settings: ``"smoke"``, or ``"diffusers"`` with a local ``path``.
+
+    ``lora`` is a list of ``{"path": file, "scale": weight}`` (scale 1 if left out):
+    local ``.safetensors`` LoRA files in any format diffusers reads (diffusers, kohya),
+    applied together with their weights (needs ``peft``)."""
+    loras = _check_loras(lora or [], allow_pickle)
     if kind == "smoke":
-        return smoke_backend(device="cpu" if device == "auto" else device, scheduler=scheduler)
+        backend = smoke_backend(device="cpu" if device == "auto" else device, scheduler=scheduler)
+        _apply_loras(backend.pipe, loras)
+        return backend
     if kind != "diffusers":
         raise ValueError(f"backend must be 'smoke' or 'diffusers'; got {kind!r}")
     torch, diffusers = _deps()
@@ -287,6 +297,38 @@ def load_backend(
         )
     else:
         raise ValueError(f"model path {p} must be a diffusers folder or a .safetensors file")
-    for f in lora or []:
-        pipe.load_lora_weights(f)
+    _apply_loras(pipe, loras)
     return DiffusersBackend(pipe, device=device, scheduler=scheduler, label=p.name)
+
+
+def _check_loras(lora: list[dict[str, Any]], allow_pickle: bool) -> list[tuple[Path, float]]:
+    out = []
+    for k, e in enumerate(lora):
+        p, scale = Path(e["path"]), float(e.get("scale", 1.0))
+        if not p.is_file():
+            raise ValueError(
+                f"lora[{k}]: {str(p)!r} is not a local file (loopwave never downloads models)"
+            )
+        if p.suffix != ".safetensors" and not allow_pickle:
+            raise ValueError(
+                f"lora[{k}]: {p} is not .safetensors; pickled files can run code when loaded "
+                "(pass allow_pickle=True if you trust it)"
+            )
+        out.append((p, scale))
+    return out
+
+
+def _apply_loras(pipe: Any, loras: list[tuple[Path, float]]) -> None:
+    if not loras:
+        return
+    try:
+        import peft  # noqa: F401
+    except ImportError:
+        raise ImportError("LoRA files need peft: pip install peft") from None
+    names = [f"lora{k}" for k in range(len(loras))]
+    for name, (p, _) in zip(names, loras, strict=True):
+        try:
+            pipe.load_lora_weights(str(p.parent), weight_name=p.name, adapter_name=name)
+        except (ValueError, KeyError, RuntimeError, OSError) as e:  # corrupt or not a LoRA
+            raise ValueError(f"lora: cannot load {p}: {e}") from e
+    pipe.set_adapters(names, adapter_weights=[s for _, s in loras])

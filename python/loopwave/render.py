@@ -358,6 +358,7 @@ def render(
             scheduler=m["scheduler"],
             device=m["device"],
             allow_pickle=m["allow_pickle"],
+            lora=m["lora"],
         )
     if not resume:
         (rd / "frames").mkdir(parents=True, exist_ok=True)

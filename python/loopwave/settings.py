@@ -88,6 +88,20 @@ def _schedule(v: Any) -> str | None:
     return None
 
 
+def _lora(v: Any) -> str | None:
+    if not isinstance(v, list):
+        return f"expected a list of {{path = '...', scale = 1.0}} tables, got {v!r}"
+    for k, e in enumerate(v):
+        if not isinstance(e, Mapping) or set(e) - {"path", "scale"} or "path" not in e:
+            return f"[{k}]: expected a table {{path = '...', scale = 1.0}}, got {e!r}"
+        if not isinstance(e["path"], str) or not e["path"]:
+            return f"[{k}].path: expected a file path, got {e['path']!r}"
+        problem = _num(-8, 8)(e.get("scale", 1.0))
+        if problem:
+            return f"[{k}].scale: {problem}"
+    return None
+
+
 # section -> key -> (default, check)
 SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
     "output": {"dir": ("out/render", _str()), "name": ("morph", _str())},
@@ -97,6 +111,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
         "scheduler": ("DPM++ 2M Karras", _str()),
         "allow_pickle": (False, _bool),
         "device": ("auto", _str()),
+        "lora": ([], _lora),  # [{path = "style.safetensors", scale = 0.8}, ...]
     },
     "render": {
         "frames": (240, _int(1, 1_000_000)),
@@ -160,7 +175,9 @@ class Settings(dict[str, Any]):
             given = dict(given)
             resolved = {}
             for key, (default, check) in keys.items():
-                value = given.pop(key, default)
+                value = given.pop(key, None)
+                if value is None:
+                    value = copy.deepcopy(default)
                 problem = check(value)
                 if problem:
                     raise SettingsError(f"{section}.{key}: {problem}")
