@@ -305,3 +305,40 @@ def test_memory_stays_flat_however_many_frames(tmp_path):
     # 96 more frames (and 288 more in-betweens) would add 4.7 MB if any stage kept them;
     # bounded queues keep the peak within a few frames of the short run's
     assert large - small < 20 * 128 * 128 * 3, (small, large)
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGINT"), reason="needs SIGINT")
+def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("av")
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({**JOB, "output": {"dir": str(tmp_path / "out"), "name": "c"}}))
+    run_dir = tmp_path / "out" / "c"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loopwave", "render", str(job), "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while _run_dir_state(run_dir) < 1 and proc.poll() is None:
+            assert time.monotonic() < deadline, "render made no progress"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err.decode()[-2000:]
+    assert "interrupted" in err.decode() and f"--resume {run_dir}" in err.decode()
+    last = _run_dir_state(run_dir)
+    # everything generated was flushed: each recorded frame complete, nothing beyond it
+    on_disk = sorted(int(p.stem) for p in (run_dir / "frames").glob("*.png"))
+    assert on_disk == list(range(last + 1)) and 1 <= last < 7
+    assert len(frames_of(run_dir)) == last + 1  # every one decodes
+    assert not list(run_dir.glob("*.mp4"))  # no half video
+    assert main(["render", "--resume", str(run_dir), "--quiet"]) == 0
+    assert len(frames_of(run_dir)) == 7 and (run_dir / "c.mp4").is_file()

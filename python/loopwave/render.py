@@ -33,6 +33,7 @@ import itertools
 import json
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -509,6 +510,20 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run(a: Any) -> int:
+        try:
+            return go(a)
+        except KeyboardInterrupt:
+            if a.resume or run_dir:
+                print(
+                    "every generated frame is saved; continue with: "
+                    f"loopwave render --resume {a.resume or run_dir[0]}",
+                    file=sys.stderr,
+                )
+            raise
+
+    run_dir: list[Path] = []
+
+    def go(a: Any) -> int:
         from .settings import load_settings
 
         if a.resume:
@@ -535,7 +550,9 @@ def add_cli(sub: Any) -> None:
                 except ValueError:
                     raise ValueError(f"--size: expected WxH like 256x256; got {a.size!r}") from None
                 data["render"] = {**data["render"], "width": w, "height": h}
-            r = render(Settings.from_dict(data), progress=not a.quiet, video=not a.no_video)
+            s = Settings.from_dict(data)
+            run_dir.append(Path(s["output"]["dir"]) / s["output"]["name"])
+            r = render(s, progress=not a.quiet, video=not a.no_video)
         print(
             f"rendered {r.frames} frames in {r.run_dir}"
             + (f"; video: {r.video}" if r.video else "")
