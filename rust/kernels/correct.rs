@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use super::blend::{lum, set_lum};
 use super::error::{KernelError, Result};
 use super::frames::{check_finite, Dims, Sample};
-use super::gamma::{apply_in_place, solve_gamma};
+use super::gamma::{gamma_table_u8, sample_pixels, solve_gamma_on};
 use super::histogram::{bin_mapping, Binning, Hist3, FLOAT_BINS};
 use super::lab::{
     decode_block, encode_planes, lab_from_linear_block_steps, linear_from_lab_block, LabConsts,
@@ -67,8 +67,24 @@ impl Counts {
     }
 }
 
+/// The sum of the first `n` values of a block, in eight lanes so it vectorises.
+#[inline(always)]
+fn block_sum(v: &[f32; BLOCK], n: usize) -> f32 {
+    if n < BLOCK {
+        return v[..n].iter().sum();
+    }
+    let mut acc = [0.0f32; 8];
+    for lanes in v.chunks_exact(8) {
+        for (a, x) in acc.iter_mut().zip(lanes) {
+            *a += x;
+        }
+    }
+    acc.iter().sum()
+}
+
 /// Pass one over a chunk: Lab, bin counts, the sum of L, and (unless `bins` is
-/// empty) each pixel's three bin indices.
+/// empty) each pixel's three bin indices, planar per block: for a block of `n`
+/// pixels, `n` L bins, then `n` a bins, then `n` b bins.
 #[inline(always)]
 fn bin_chunk_imp<T: Sample>(
     k: &LabConsts,
@@ -85,7 +101,7 @@ fn bin_chunk_imp<T: Sample>(
         decode_block(sb, &mut rgb);
         lab_from_linear_block_steps::<1>(k, &rgb, &mut lab);
         let n = sb.len() / 3;
-        *sum_l += lab[0][..n].iter().sum::<f32>() as f64;
+        *sum_l += block_sum(&lab[0], n) as f64;
         for c in 0..3 {
             for i in 0..BLOCK {
                 idx[c][i] = binning[c].bin(lab[c][i]) as u16;
@@ -102,10 +118,8 @@ fn bin_chunk_imp<T: Sample>(
         }
         if !bins.is_empty() {
             let bb = &mut bins[bi * 3 * BLOCK..bi * 3 * BLOCK + sb.len()];
-            for (i, px) in bb.chunks_exact_mut(3).enumerate() {
-                for c in 0..3 {
-                    px[c] = idx[c][i];
-                }
+            for (c, plane) in bb.chunks_exact_mut(n).enumerate() {
+                plane.copy_from_slice(&idx[c][..n]);
             }
         }
     }
@@ -151,12 +165,38 @@ pub fn target_stats<T: Sample>(target: &[T], binning: &[Binning; 3]) -> TargetSt
     }
 }
 
+/// How pass two finishes each sample: the gamma table of an 8-bit frame, or a
+/// float power, exactly as `adjust_gamma` does to the quantised sample.
+struct GammaOut {
+    table: [u8; 256],
+    power: f32,
+}
+
+impl GammaOut {
+    fn new(g: f64) -> Self {
+        Self {
+            table: gamma_table_u8(g),
+            power: g as f32,
+        }
+    }
+
+    #[inline(always)]
+    fn apply<T: Sample>(&self, q: T) -> T {
+        if T::FLOAT {
+            T::from_unit(q.to_unit().powf(self.power))
+        } else {
+            T::from_raw_round(self.table[q.code()] as f32)
+        }
+    }
+}
+
 /// Pass two over a chunk: matched Lab from the bins, to RGB, then the
-/// luminosity blend with the frame's own pixels.
+/// luminosity blend with the frame's own pixels, then the gamma if given.
 #[inline(always)]
 fn blend_chunk_imp<T: Sample>(
     k: &LabConsts,
     luts: &[Vec<f32>; 3],
+    gamma: Option<&GammaOut>,
     s: &[T],
     bins: &[u16],
     o: &mut [T],
@@ -168,16 +208,19 @@ fn blend_chunk_imp<T: Sample>(
         .zip(bins.chunks(3 * BLOCK))
         .zip(o.chunks_mut(3 * BLOCK))
     {
-        for (i, px) in bb.chunks_exact(3).enumerate() {
-            for c in 0..3 {
-                lab[c][i] = luts[c][px[c] as usize];
+        let n = sb.len() / 3;
+        for c in 0..3 {
+            for (l, &b) in lab[c].iter_mut().zip(&bb[c * n..(c + 1) * n]) {
+                *l = luts[c][b as usize];
             }
         }
         linear_from_lab_block(k, &lab, &mut rgb);
         encode_planes::<1>(&mut rgb);
-        for (i, p) in sb.chunks_exact(3).enumerate() {
-            for c in 0..3 {
-                own[c][i] = p[c].to_unit();
+        if !unit(sb, &mut own) {
+            for (i, p) in sb.chunks_exact(3).enumerate() {
+                for c in 0..3 {
+                    own[c][i] = p[c].to_unit();
+                }
             }
         }
         // the blend, planar so it vectorises
@@ -188,15 +231,72 @@ fn blend_chunk_imp<T: Sample>(
                 rgb[c][i] = res[c];
             }
         }
-        for (i, q) in ob.chunks_exact_mut(3).enumerate() {
-            for c in 0..3 {
-                q[c] = T::from_unit(rgb[c][i]);
+        if !store(&rgb, ob, gamma) {
+            for (i, q) in ob.chunks_exact_mut(3).enumerate() {
+                for c in 0..3 {
+                    let v = T::from_unit(rgb[c][i]);
+                    q[c] = gamma.map_or(v, |g| g.apply(v));
+                }
             }
         }
     }
 }
 
-avx2_dispatch!(fn blend_chunk<T: Sample>(k: &LabConsts, luts: &[Vec<f32>; 3], s: &[T], bins: &[u16], o: &mut [T]) = blend_chunk_imp);
+#[inline(always)]
+fn unit<T: Sample>(s: &[T], own: &mut Planes) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(b) = T::bytes(s) {
+        return super::x86::unit_u8(b, own);
+    }
+    false
+}
+
+#[inline(always)]
+fn store<T: Sample>(rgb: &Planes, o: &mut [T], gamma: Option<&GammaOut>) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(b) = T::bytes_mut(o) {
+        return super::x86::encode_u8(rgb, b, gamma.map(|g| &g.table));
+    }
+    false
+}
+
+avx2_dispatch!(fn blend_chunk<T: Sample>(k: &LabConsts, luts: &[Vec<f32>; 3], gamma: Option<&GammaOut>, s: &[T], bins: &[u16], o: &mut [T]) = blend_chunk_imp);
+
+/// Pass two on the pixels the gamma is solved on (gathered, with their bins in
+/// the same planar-per-block layout), then the gamma from them.
+fn gamma_from_sample<T: Sample>(
+    k: &LabConsts,
+    luts: &[Vec<f32>; 3],
+    src: &[T],
+    bins: &[u16],
+    h: usize,
+    w: usize,
+    target_l: f64,
+) -> f64 {
+    let picks: Vec<usize> = sample_pixels(h, w).collect();
+    let chunk_px = CHUNK / 3;
+    let mut s = Vec::with_capacity(3 * picks.len());
+    let mut b = vec![0u16; 3 * picks.len()];
+    for (j, blk) in picks.chunks(BLOCK).enumerate() {
+        let base = j * 3 * BLOCK;
+        for (i, &p) in blk.iter().enumerate() {
+            s.extend_from_slice(&src[3 * p..3 * p + 3]);
+            // where pass one put this pixel's bins: its chunk, block, and place there
+            let (chunk, q) = (p / chunk_px, p % chunk_px);
+            let in_chunk = (src.len() / 3 - chunk * chunk_px).min(chunk_px);
+            let (block, at) = (q / BLOCK, q % BLOCK);
+            let n = (in_chunk - block * BLOCK).min(BLOCK);
+            let first = chunk * CHUNK + block * 3 * BLOCK;
+            for c in 0..3 {
+                b[base + c * blk.len() + i] = bins[first + c * n + at];
+            }
+        }
+    }
+    let mut out = vec![s[0]; s.len()];
+    blend_chunk(k, luts, None, &s, &b, &mut out);
+    let px: Vec<[T; 3]> = out.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect();
+    solve_gamma_on(&px, target_l)
+}
 
 /// Correct one frame toward a target's statistics; returns the gamma applied (1 if none).
 pub fn correct_frame<T: Sample>(
@@ -219,19 +319,20 @@ pub fn correct_frame<T: Sample>(
             .map(|v| v as f32)
             .collect()
     });
+    // the gamma first, on a sample of the corrected pixels, so pass two applies it
+    let g = if gamma {
+        gamma_from_sample(&k, &luts, src, &bins, h, w, target.mean_l)
+    } else {
+        1.0
+    };
+    let finish = (g != 1.0).then(|| GammaOut::new(g));
     install(|| {
         src.par_chunks(CHUNK)
             .zip(bins.par_chunks(CHUNK))
             .zip(out.par_chunks_mut(CHUNK))
-            .for_each(|((s, b), o)| blend_chunk(&k, &luts, s, b, o))
+            .for_each(|((s, b), o)| blend_chunk(&k, &luts, finish.as_ref(), s, b, o))
     });
-    if gamma {
-        let g = solve_gamma(out, h, w, target.mean_l);
-        apply_in_place(out, g);
-        g
-    } else {
-        1.0
-    }
+    g
 }
 
 /// Colour-correct each frame toward its target (one shared target or one per

@@ -105,6 +105,16 @@ pub trait Sample: Copy + Send + Sync + 'static {
     fn from_raw_trunc(v: f64) -> Self;
     /// A raw value back to this type: `u8` rounds half up after clamping.
     fn from_raw_round(v: f32) -> Self;
+    /// The samples as bytes when this type is `u8` (for the AVX2 staging of 8-bit frames).
+    fn bytes(s: &[Self]) -> Option<&[u8]> {
+        let _ = s;
+        None
+    }
+    /// [`Sample::bytes`], mutable.
+    fn bytes_mut(s: &mut [Self]) -> Option<&mut [u8]> {
+        let _ = s;
+        None
+    }
 }
 
 impl Sample for u8 {
@@ -144,6 +154,14 @@ impl Sample for u8 {
     #[inline(always)]
     fn from_raw_round(v: f32) -> Self {
         (v.clamp(0.0, 255.0) + 0.5) as u8
+    }
+    #[inline(always)]
+    fn bytes(s: &[Self]) -> Option<&[u8]> {
+        Some(s)
+    }
+    #[inline(always)]
+    fn bytes_mut(s: &mut [Self]) -> Option<&mut [u8]> {
+        Some(s)
     }
 }
 

@@ -108,16 +108,19 @@ pub fn mean_lightness<T: Sample>(src: &[T], dims: Dims) -> Vec<f64> {
 }
 
 /// Pixels of one frame the solver evaluates: all, or a regular grid.
-fn sample<T: Sample>(frame: &[T], h: usize, w: usize) -> Vec<[T; 3]> {
+/// Indices of the pixels the gamma is solved on: a regular grid of at most
+/// about [`MAX_SAMPLE`] pixels, every pixel for small frames.
+pub fn sample_pixels(h: usize, w: usize) -> impl Iterator<Item = usize> {
     let stride = ((h * w) as f64 / MAX_SAMPLE as f64).sqrt().ceil().max(1.0) as usize;
-    let mut out = Vec::with_capacity((h / stride + 1) * (w / stride + 1));
-    for y in (0..h).step_by(stride) {
-        let row = &frame[y * w * 3..(y + 1) * w * 3];
-        for px in row.chunks_exact(3).step_by(stride) {
-            out.push([px[0], px[1], px[2]]);
-        }
-    }
-    out
+    (0..h)
+        .step_by(stride)
+        .flat_map(move |y| (0..w).step_by(stride).map(move |x| y * w + x))
+}
+
+fn sample<T: Sample>(frame: &[T], h: usize, w: usize) -> Vec<[T; 3]> {
+    sample_pixels(h, w)
+        .map(|p| [frame[3 * p], frame[3 * p + 1], frame[3 * p + 2]])
+        .collect()
 }
 
 const SAMPLE_BLOCK: usize = 64;
@@ -174,10 +177,14 @@ fn to_gamma(u: f64) -> f64 {
 /// Secant steps from gamma 1 until the root is bracketed, then the Illinois
 /// method; typically 4 to 6 evaluations.
 pub fn solve_gamma<T: Sample>(frame: &[T], h: usize, w: usize, target: f64) -> f64 {
+    solve_gamma_on(&sample(frame, h, w), target)
+}
+
+/// [`solve_gamma`] on the pixels [`sample_pixels`] picks, already gathered.
+pub fn solve_gamma_on<T: Sample>(px: &[[T; 3]], target: f64) -> f64 {
     // 0.005 L* is far below a visible step; 1e-4 in ln(gamma) is a 0.01% gamma.
     const TOL: f64 = 5e-3;
-    let px = sample(frame, h, w);
-    let f = |u: f64| mean_lightness_after(&px, u.exp()) - target;
+    let f = |u: f64| mean_lightness_after(px, u.exp()) - target;
     let (lo, hi) = (GAMMA_RANGE.0.ln(), GAMMA_RANGE.1.ln());
     let (mut a, mut fa) = (0.0, f(0.0));
     if fa.abs() < TOL {

@@ -17,6 +17,8 @@ pub mod parallel;
 mod simd;
 pub mod srgb;
 pub mod warp;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
 pub mod yuv;
 
 pub use error::{KernelError, Result};
