@@ -152,8 +152,13 @@ impl Sample for u8 {
         v.clamp(0.0, 255.0) as u8
     }
     #[inline(always)]
+    #[allow(clippy::manual_clamp)] // clamp keeps NaN, which must become 0 here
     fn from_raw_round(v: f32) -> Self {
-        (v.clamp(0.0, 255.0) + 0.5) as u8
+        // max/min (NaN -> 0, as the saturating cast gave), then round half up
+        let x = v.max(0.0).min(255.0) + 0.5;
+        // SAFETY: x is in [0.5, 255.5], so the truncation fits u8; the unchecked
+        // cast vectorises where `as` needs a saturating sequence per lane.
+        unsafe { x.to_int_unchecked::<u8>() }
     }
     #[inline(always)]
     fn bytes(s: &[Self]) -> Option<&[u8]> {

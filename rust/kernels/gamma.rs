@@ -62,8 +62,18 @@ fn apply<T: Sample>(src: &[T], out: &mut [T], g: f64) {
     } else {
         let lut = gamma_table_u8(g);
         zip_chunks(src, 1, out, 1, CHUNK, |s, o| {
-            for (a, b) in s.iter().zip(o.iter_mut()) {
-                *b = T::from_raw_round(lut[a.code()] as f32);
+            match (T::bytes(s), T::bytes_mut(o)) {
+                // the table's byte itself, not a round trip through f32
+                (Some(s), Some(o)) => {
+                    for (a, b) in s.iter().zip(o.iter_mut()) {
+                        *b = lut[*a as usize];
+                    }
+                }
+                _ => {
+                    for (a, b) in s.iter().zip(o.iter_mut()) {
+                        *b = T::from_raw_round(lut[a.code()] as f32);
+                    }
+                }
             }
         });
     }
