@@ -1,0 +1,128 @@
+"""The exported UNet: ONNX export, onnxruntime parity, the runner inside img2img, engine keys.
+
+TensorRT itself needs a CUDA GPU and the tensorrt package; its test is skipped
+without them (the development machine had neither).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from loopwave import trt  # noqa: E402
+from loopwave.backends import smoke_backend  # noqa: E402
+
+CALL = {"prompt": "a castle", "negative": "fog", "strength": 0.6, "steps": 4, "cfg": 7.0}
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    return smoke_backend()
+
+
+@pytest.fixture(scope="module")
+def onnx_fixed(smoke, tmp_path_factory):
+    return trt.export_unet(
+        smoke.pipe.unet, tmp_path_factory.mktemp("o") / "unet.onnx", height=64, width=64
+    )
+
+
+def _inputs(batch, h, w, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(batch, 4, h, w, generator=g),
+        torch.full((batch,), 321.0),
+        torch.randn(batch, 77, 32, generator=g),
+    )
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_onnxruntime_matches_torch_at_any_batch(smoke, onnx_fixed, batch):
+    x, t, c = _inputs(batch, 8, 8, seed=batch)
+    with torch.no_grad():
+        want = smoke.pipe.unet(x, t, c).sample
+    got = trt.OrtRunner(onnx_fixed)(x, t, c)
+    assert got.shape == want.shape
+    assert (got - want).abs().max().item() <= 1e-4 * max(1.0, want.abs().max().item())
+
+
+def test_dynamic_size_export(smoke, tmp_path):
+    path = trt.export_unet(smoke.pipe.unet, tmp_path / "dyn.onnx", dynamic_size=True)
+    runner = trt.OrtRunner(path)
+    for h, w in [(8, 8), (8, 16), (16, 8)]:
+        x, t, c = _inputs(2, h, w, seed=h + w)
+        with torch.no_grad():
+            want = smoke.pipe.unet(x, t, c).sample
+        assert (runner(x, t, c) - want).abs().max().item() <= 1e-4
+
+
+def test_img2img_through_the_exported_unet(onnx_fixed):
+    init = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    want = smoke_backend().img2img(init, seed=9, **CALL)
+    b = trt.use_runner(smoke_backend(), trt.OrtRunner(onnx_fixed))
+    assert "OrtRunner" in b.label
+    got = b.img2img(init, seed=9, **CALL)
+    assert np.abs(got.astype(int) - want).max() <= 1
+    assert not np.array_equal(got, b.img2img(init, seed=10, **CALL))
+
+
+def test_the_substitute_refuses_what_the_graph_cannot_take(smoke, onnx_fixed):
+    unet = trt.external_unet(smoke.pipe.unet, trt.OrtRunner(onnx_fixed))
+    x, t, c = _inputs(2, 8, 8)
+    assert unet(x, t[0], c, return_dict=False)[0].shape == x.shape  # scalar timestep
+    with pytest.raises(ValueError, match="sample, timestep and text states only"):
+        unet(x, t, c, cross_attention_kwargs={"scale": 0.5})
+    with pytest.raises(TypeError, match="DiffusersBackend"):
+        trt.use_runner(object(), None)  # type: ignore[arg-type]
+
+
+def test_engine_key_changes_with_what_makes_an_engine_stale(tmp_path):
+    p = trt.ShapeProfile.fixed(512, 512)
+    assert p.latent_height == (64, 64, 64) and p.batch == (1, 2, 2)
+    base = trt.engine_key("abc", p, "10.3.0", "NVIDIA H100")
+    assert base == trt.engine_key("abc", trt.ShapeProfile.fixed(512, 512), "10.3.0", "NVIDIA H100")
+    others = {
+        trt.engine_key("abd", p, "10.3.0", "NVIDIA H100"),
+        trt.engine_key("abc", trt.ShapeProfile.fixed(512, 768), "10.3.0", "NVIDIA H100"),
+        trt.engine_key("abc", trt.ShapeProfile.fixed(512, 512, batch=4), "10.3.0", "NVIDIA H100"),
+        trt.engine_key("abc", p, "10.4.0", "NVIDIA H100"),
+        trt.engine_key("abc", p, "10.3.0", "NVIDIA H200"),
+    }
+    assert base not in others and len(others) == 5
+    f = tmp_path / "m.onnx"
+    f.write_bytes(b"graph")
+    import hashlib
+
+    assert trt.file_hash(f) == hashlib.sha256(b"graph").hexdigest()
+
+
+def test_bad_arguments(smoke, tmp_path):
+    with pytest.raises(ValueError, match="height must be a positive multiple of 8"):
+        trt.export_unet(smoke.pipe.unet, tmp_path / "x.onnx", height=100)
+    with pytest.raises(ValueError, match="opset"):
+        trt.export_unet(smoke.pipe.unet, tmp_path / "x.onnx", opset=9)
+    with pytest.raises(ValueError, match="batch must be"):
+        trt.ShapeProfile(batch=(2, 1, 2))
+    with pytest.raises(ValueError, match="no such file"):
+        trt.OrtRunner(tmp_path / "missing.onnx")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="TensorRT needs a CUDA GPU")
+def test_tensorrt_engine_builds_runs_and_is_cached(smoke, onnx_fixed, tmp_path):
+    pytest.importorskip("tensorrt")
+    unet = smoke.pipe.unet.to("cuda")
+    profile = trt.ShapeProfile.fixed(64, 64)
+    runner = trt.TrtRunner(onnx_fixed, profile, cache_dir=tmp_path)
+    x, t, c = (v.to("cuda") for v in _inputs(2, 8, 8))
+    with torch.no_grad():
+        want = unet(x, t, c).sample
+    got = runner(x, t, c)
+    assert (got - want).abs().max().item() <= 2e-2 * max(1.0, want.abs().max().item())  # fp16
+    built = runner.path.stat().st_mtime_ns
+    again = trt.TrtRunner(onnx_fixed, profile, cache_dir=tmp_path)
+    assert again.path == runner.path and again.path.stat().st_mtime_ns == built
