@@ -85,3 +85,32 @@ def test_lora_refusals(tmp_path):
     pytest.importorskip("peft")
     with pytest.raises(ValueError, match="lora: cannot load"):
         load_backend("smoke", lora=[{"path": str(bad)}])
+
+
+def test_speed_options_keep_the_pictures(init):
+    plain = smoke_backend().img2img(init, seed=2, **CALL)
+    for accel in ({"channels_last": True}, {"sdpa": False}, {"pinned": False}):
+        got = smoke_backend(accel=accel).img2img(init, seed=2, **CALL)
+        assert np.abs(got.astype(int) - plain).max() <= 1, accel
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="compile and CUDA graphs: GPU only")
+def test_compiled_unet_with_cuda_graphs_keeps_the_pictures(init):
+    plain = smoke_backend(device="cuda").img2img(init, seed=2, **CALL)
+    fast = smoke_backend(device="cuda", accel={"compile": ["unet"], "cuda_graphs": True})
+    got = fast.img2img(init, seed=2, **CALL)
+    assert np.abs(got.astype(int) - plain).max() <= 2
+
+
+def test_speed_option_errors():
+    from loopwave.backends import check_accel
+
+    assert check_accel(None)["sdpa"] is True
+    with pytest.raises(ValueError, match=r"accel\.turbo: unknown option"):
+        check_accel({"turbo": True})
+    with pytest.raises(ValueError, match=r"accel\.compile: expected a list"):
+        check_accel({"compile": "unet"})
+    with pytest.raises(ValueError, match=r"accel\.channels_last: expected true or false"):
+        check_accel({"channels_last": 1})
+    with pytest.raises(TypeError, match="accel must be a dict"):
+        check_accel(["channels_last"])

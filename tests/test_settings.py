@@ -49,6 +49,7 @@ def test_toml_file(tmp_path):
         ({"prompts": {"x": "a"}}, r"prompts:"),
         ({"render": 5}, r"render: expected a table"),
         ({"model": {"lora": "x.safetensors"}}, r"model\.lora: expected a list"),
+        ({"model": {"accel": {"turbo": True}}}, r"model\.accel: turbo: unknown option"),
         ({"model": {"lora": [{"scale": 1}]}}, r"model\.lora: \[0\]: expected a table"),
         ({"model": {"lora": [{"path": "a", "weight": 1}]}}, r"model\.lora: \[0\]: expected"),
         ({"model": {"lora": [{"path": "a", "scale": 20}]}}, r"model\.lora: \[0\]\.scale"),

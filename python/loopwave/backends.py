@@ -32,7 +32,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SCHEDULERS", "DiffusersBackend", "Img2Img", "load_backend", "smoke_backend"]
+__all__ = [
+    "ACCEL_KEYS",
+    "SCHEDULERS",
+    "DiffusersBackend",
+    "Img2Img",
+    "check_accel",
+    "load_backend",
+    "smoke_backend",
+]
 
 log = logging.getLogger("loopwave")
 
@@ -46,6 +54,36 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
     "PNDM": ("PNDMScheduler", {}),
     "LMS": ("LMSDiscreteScheduler", {}),
 }
+
+
+ACCEL_KEYS = ("channels_last", "sdpa", "compile", "cuda_graphs", "pinned")
+
+
+def check_accel(accel: Any, arg: str = "accel") -> dict[str, Any]:
+    """Validated speed options (see :class:`DiffusersBackend`), defaults filled in."""
+    if accel is None:
+        accel = {}
+    if not isinstance(accel, dict):
+        raise TypeError(f"{arg} must be a dict of options {list(ACCEL_KEYS)}; got {accel!r}")
+    unknown = sorted(set(accel) - set(ACCEL_KEYS))
+    if unknown:
+        raise ValueError(f"{arg}.{unknown[0]}: unknown option (known: {', '.join(ACCEL_KEYS)})")
+    out: dict[str, Any] = {
+        "channels_last": False,
+        "sdpa": True,
+        "compile": [],
+        "cuda_graphs": False,
+        "pinned": True,
+    }
+    out.update(accel)
+    for k in ("channels_last", "sdpa", "cuda_graphs", "pinned"):
+        if not isinstance(out[k], bool):
+            raise ValueError(f"{arg}.{k}: expected true or false, got {out[k]!r}")
+    parts = out["compile"]
+    if not isinstance(parts, (list, tuple)) or any(p not in ("unet", "vae") for p in parts):
+        raise ValueError(f"{arg}.compile: expected a list of 'unet', 'vae'; got {parts!r}")
+    out["compile"] = list(parts)
+    return out
 
 
 class Img2Img(abc.ABC):
@@ -89,8 +127,10 @@ class DiffusersBackend(Img2Img):
         device: str = "auto",
         scheduler: str | None = None,
         label: str = "diffusers",
+        accel: dict[str, Any] | None = None,
     ) -> None:
         torch, diffusers = _deps()
+        self.accel = check_accel(accel)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
@@ -110,6 +150,27 @@ class DiffusersBackend(Img2Img):
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
         self.label = label
+        self._speed_up(torch)
+
+    def _speed_up(self, torch: Any) -> None:
+        """Apply the speed options; each is optional and measured by ``loopwave bench``."""
+        a, pipe = self.accel, self.pipe
+        if a["sdpa"] and hasattr(pipe.unet, "set_attn_processor"):
+            from diffusers.models.attention_processor import AttnProcessor2_0
+
+            # fused scaled_dot_product_attention
+            pipe.unet.set_attn_processor(AttnProcessor2_0())  # type: ignore[no-untyped-call]
+        if a["channels_last"]:
+            pipe.unet.to(memory_format=torch.channels_last)
+            pipe.vae.to(memory_format=torch.channels_last)
+        # CUDA graphs come from torch.compile's "reduce-overhead" mode: the denoise
+        # loop's shapes are fixed, so the captured graphs are replayed every step
+        mode = "reduce-overhead" if a["cuda_graphs"] and self.device.type == "cuda" else None
+        if "unet" in a["compile"] or (a["cuda_graphs"] and not a["compile"]):
+            pipe.unet = torch.compile(pipe.unet, mode=mode, fullgraph=False)
+        if "vae" in a["compile"]:
+            pipe.vae.decoder = torch.compile(pipe.vae.decoder, mode=mode)
+            pipe.vae.encoder = torch.compile(pipe.vae.encoder, mode=mode)
 
     def img2img(
         self,
@@ -129,7 +190,11 @@ class DiffusersBackend(Img2Img):
             )
         if not 0 < strength <= 1:
             raise ValueError(f"strength must be in (0, 1]; got {strength}")
-        image = torch.from_numpy(init).permute(2, 0, 1)[None].float() / 255
+        image = torch.from_numpy(init)
+        if self.device.type == "cuda" and self.accel["pinned"]:
+            # page-locked memory, copied without blocking the host
+            image = image.pin_memory().to(self.device, non_blocking=True)
+        image = image.permute(2, 0, 1)[None].float() / 255
         gen = torch.Generator("cpu").manual_seed(int(seed))
         with torch.inference_mode():
             out = self.pipe(
@@ -175,7 +240,11 @@ def _byte_tokenizer(folder: Path) -> Any:
 
 
 def smoke_backend(
-    *, device: str = "cpu", scheduler: str | None = "DPM++ 2M Karras", seed: int = 0
+    *,
+    device: str = "cpu",
+    scheduler: str | None = "DPM++ 2M Karras",
+    seed: int = 0,
+    accel: dict[str, Any] | None = None,
 ) -> DiffusersBackend:
     """The embedded SMOKE MODEL: a tiny SD-architecture pipeline with fixed random weights."""
     torch, diffusers = _deps()
@@ -237,7 +306,9 @@ def smoke_backend(
         requires_safety_checker=False,
     )
     log.warning("using the embedded SMOKE MODEL (tiny, random weights): output is not art")
-    return DiffusersBackend(pipe, device=device, scheduler=scheduler, label="SMOKE MODEL")
+    return DiffusersBackend(
+        pipe, device=device, scheduler=scheduler, label="SMOKE MODEL", accel=accel
+    )
 
 
 def load_backend(
@@ -248,6 +319,7 @@ def load_backend(
     device: str = "auto",
     allow_pickle: bool = False,
     lora: list[dict[str, Any]] | None = None,
+    accel: dict[str, Any] | None = None,
 ) -> Img2Img:
     """A backend from settings: ``"smoke"``, or ``"diffusers"`` with a local ``path``.
 
@@ -256,7 +328,9 @@ def load_backend(
     applied together with their weights (needs ``peft``)."""
     loras = _check_loras(lora or [], allow_pickle)
     if kind == "smoke":
-        backend = smoke_backend(device="cpu" if device == "auto" else device, scheduler=scheduler)
+        backend = smoke_backend(
+            device="cpu" if device == "auto" else device, scheduler=scheduler, accel=accel
+        )
         _apply_loras(backend.pipe, loras)
         return backend
     if kind != "diffusers":
@@ -298,7 +372,7 @@ def load_backend(
     else:
         raise ValueError(f"model path {p} must be a diffusers folder or a .safetensors file")
     _apply_loras(pipe, loras)
-    return DiffusersBackend(pipe, device=device, scheduler=scheduler, label=p.name)
+    return DiffusersBackend(pipe, device=device, scheduler=scheduler, label=p.name, accel=accel)
 
 
 def _check_loras(lora: list[dict[str, Any]], allow_pickle: bool) -> list[tuple[Path, float]]:

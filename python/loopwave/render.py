@@ -360,6 +360,7 @@ def render(
             device=m["device"],
             allow_pickle=m["allow_pickle"],
             lora=m["lora"],
+            accel=m["accel"],
         )
     if not resume:
         (rd / "frames").mkdir(parents=True, exist_ok=True)

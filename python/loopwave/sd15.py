@@ -95,7 +95,11 @@ def sd15_random_parts(*, seed: int = 0, device: str = "cpu") -> tuple[Any, Any, 
 
 
 def sd15_random_backend(
-    *, device: str = "auto", scheduler: str | None = "DPM++ 2M Karras", seed: int = 0
+    *,
+    device: str = "auto",
+    scheduler: str | None = "DPM++ 2M Karras",
+    seed: int = 0,
+    accel: dict[str, Any] | None = None,
 ) -> DiffusersBackend:
     """An SD 1.5-sized img2img backend with random weights (see the module docs)."""
     torch, diffusers = _deps()
@@ -116,5 +120,9 @@ def sd15_random_backend(
         requires_safety_checker=False,
     )
     return DiffusersBackend(
-        pipe, device=device, scheduler=scheduler, label="SD 1.5 size, RANDOM WEIGHTS"
+        pipe,
+        device=device,
+        scheduler=scheduler,
+        label="SD 1.5 size, RANDOM WEIGHTS",
+        accel=accel,
     )

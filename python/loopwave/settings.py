@@ -102,6 +102,16 @@ def _lora(v: Any) -> str | None:
     return None
 
 
+def _accel(v: Any) -> str | None:
+    from .backends import check_accel
+
+    try:
+        check_accel(v, "accel")
+    except (TypeError, ValueError) as e:
+        return str(e).removeprefix("accel.")
+    return None
+
+
 # section -> key -> (default, check)
 SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
     "output": {"dir": ("out/render", _str()), "name": ("morph", _str())},
@@ -112,6 +122,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
         "allow_pickle": (False, _bool),
         "device": ("auto", _str()),
         "lora": ([], _lora),  # [{path = "style.safetensors", scale = 0.8}, ...]
+        "accel": ({}, _accel),  # speed options, see loopwave.backends.check_accel
     },
     "render": {
         "frames": (240, _int(1, 1_000_000)),
