@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .render import add_cli as add_render_cli
 
     add_render_cli(sub)  # `render`; torch/diffusers are imported only when it runs
+    from .bench import add_cli as add_bench_cli
+
+    add_bench_cli(sub)  # `bench`; everything heavy is imported only when it runs
     return p
 
 

@@ -1,0 +1,325 @@
+"""``loopwave bench``: how fast is each stage of a render on this machine, and the whole?
+
+Measures, with one model and size:
+
+* UNet iterations/s at batch 2 (classifier-free guidance), no host sync per step;
+* img2img time per frame at the given steps and strength;
+* ``color_correct`` ms per frame (batch of 8);
+* flow interpolation: in-between frames per second;
+* H.264 encoding frames per second (PyAV);
+* a whole render (colour plan on, interpolation, H.264) in frames/s, from the
+  first loop frame to the finished video, and that as a share of the
+  UNet-only rate (UNet it/s divided by the UNet calls a frame needs) — the
+  share the other stages cost.
+
+``--tricks`` also times the UNet with each speed option of
+:func:`loopwave.backends.check_accel` alone. Prints a table and writes JSON
+(``--json``) with the device, versions and command. Models: ``smoke`` (the
+tiny embedded model; the default, runs in seconds on a CPU), ``sd15-random``
+(SD 1.5's architecture and size with random weights: real compute, no
+download; meant for a GPU), or a local diffusers folder / ``.safetensors``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["run_bench"]
+
+
+def _sync(torch: Any, device: Any) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median(fn: Callable[[], Any], repeats: int) -> float:
+    fn()  # warm-up (compilation, caches)
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def _backend(model: str, device: str, accel: dict[str, Any] | None) -> Any:
+    from .backends import load_backend, smoke_backend
+
+    if model == "smoke":
+        return smoke_backend(device="cpu" if device == "auto" else device, accel=accel)
+    if model == "sd15-random":
+        from .sd15 import sd15_random_backend
+
+        return sd15_random_backend(device=device, accel=accel)
+    return load_backend("diffusers", model, device=device, accel=accel)
+
+
+def unet_its(backend: Any, size: int, iterations: int) -> float:
+    """UNet iterations per second at batch 2 and ``size`` pixels (latents size/8)."""
+    import torch
+
+    pipe, dev = backend.pipe, backend.device
+    dtype = next(pipe.text_encoder.parameters()).dtype
+    cfg = pipe.unet.config
+    g = torch.Generator("cpu").manual_seed(0)
+    x = torch.randn(2, cfg.in_channels, size // 8, size // 8, generator=g).to(dev, dtype)
+    ctx = torch.randn(2, 77, cfg.cross_attention_dim, generator=g).to(dev, dtype)
+    t = torch.tensor([500.0, 500.0], device=dev)
+
+    def run(n: int) -> None:
+        with torch.inference_mode():
+            for _ in range(n):
+                pipe.unet(x, t, ctx, return_dict=False)
+        _sync(torch, dev)
+
+    run(2)  # warm-up
+    start = time.perf_counter()
+    run(iterations)
+    return iterations / (time.perf_counter() - start)
+
+
+def run_bench(
+    *,
+    model: str = "smoke",
+    size: int | None = None,
+    steps: int = 20,
+    strength: float = 0.5,
+    frames: int = 12,
+    factor: int = 6,
+    device: str = "auto",
+    unet: str = "torch",
+    accel: dict[str, Any] | None = None,
+    tricks: bool = False,
+    repeats: int = 3,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the measurements (see the module docs); returns the JSON-able report."""
+    import torch
+
+    from . import color_correct
+    from .interpolate import FlowInterpolator
+    from .render import render
+    from .settings import Settings
+    from .video import VideoWriter
+
+    if size is None:
+        size = 128 if model == "smoke" else 512
+    for name, v, lo in (("size", size, 64), ("steps", steps, 1), ("frames", frames, 3)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"{name} must be an int >= {lo}; got {v!r}")
+    if size % 8:
+        raise ValueError(f"size must be a multiple of 8; got {size}")
+    if not 0 < strength <= 1:
+        raise ValueError(f"strength must be in (0, 1]; got {strength}")
+    if unet not in ("torch", "onnx", "tensorrt"):
+        raise ValueError(f"unet must be 'torch', 'onnx' or 'tensorrt'; got {unet!r}")
+    calls = max(1, int(steps * strength))  # UNet calls per img2img frame
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as d:
+        backend = _backend(model, device, accel)
+        if unet != "torch":
+            from . import trt
+
+            onnx = trt.export_unet(
+                backend.pipe.unet, Path(d) / "unet.onnx", height=size, width=size
+            )
+            runner = (
+                trt.OrtRunner(onnx)
+                if unet == "onnx"
+                else trt.TrtRunner(onnx, trt.ShapeProfile.fixed(size, size))
+            )
+            trt.use_runner(backend, runner)
+        dev = backend.device
+        log(f"model: {backend.label} on {dev}; {size}x{size}, {steps} steps, strength {strength}")
+        results["unet_its"] = unet_its(backend, size, max(4, 2 * repeats))
+        rng = np.random.default_rng(0)
+        frame = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        kw = {"prompt": "a castle", "negative": "", "strength": strength, "steps": steps}
+        results["img2img_ms"] = 1e3 * _median(
+            lambda: backend.img2img(frame, cfg=7.0, seed=1, **kw), repeats
+        )
+        batch = np.stack([frame] * 8)
+        results["colour_ms"] = 1e3 * _median(lambda: color_correct(batch, frame), repeats) / 8
+        moved = np.roll(frame, 3, axis=1)
+        ts = np.arange(1, factor) / factor
+        flow = FlowInterpolator()
+        results["interpolation_fps"] = (factor - 1) / _median(
+            lambda: flow.between(frame, moved, ts), repeats
+        )
+        n_enc = 30
+        with VideoWriter(Path(d) / "e.mp4", fps=60, codec="h264", crf=18) as w:
+
+            def encode() -> None:
+                w.write(np.stack([frame] * n_enc))
+                w.flush()
+
+            results["encode_fps"] = n_enc / _median(encode, repeats)
+        s = Settings.from_dict(
+            {
+                "version": 1,
+                "render": {
+                    "frames": frames,
+                    "width": size,
+                    "height": size,
+                    "steps": f"0: ({steps})",
+                },
+                "denoise": {"mode": "schedule", "schedule": f"0: ({strength})"},
+                "colour": {"keyframe_every": frames, "renders": 1},
+                "interpolation": {"factor": factor, "backend": "flow"},
+                "prompts": {"0": "a castle"},
+            }
+        )
+        t0: list[float] = []
+        render(
+            s,
+            run_dir=Path(d) / "run",
+            backend=backend,
+            progress=False,
+            on_frame=lambda i, _f: t0.append(time.perf_counter()) if i == 0 else None,
+        )
+        results["render_fps"] = (frames - 1) / (time.perf_counter() - t0[0])
+        results["unet_only_fps"] = results["unet_its"] / calls
+        results["render_share_of_unet_only"] = results["render_fps"] / results["unet_only_fps"]
+        if tricks:
+            results["tricks_unet_its"] = _tricks(model, device, size, repeats, log)
+    report = {
+        "command": " ".join(["loopwave", *sys.argv[1:]]) if sys.argv else "",
+        "device": _device_name(torch, dev),
+        "machine": f"{platform.processor() or platform.machine()}, {_cores()} cores",
+        "versions": _versions(),
+        "settings": {
+            "model": model,
+            "size": size,
+            "steps": steps,
+            "strength": strength,
+            "unet_calls_per_frame": calls,
+            "frames": frames,
+            "interpolation": factor,
+            "unet": unet,
+            "accel": accel or {},
+        },
+        "results": results,
+    }
+    _table(report, log)
+    return report
+
+
+def _tricks(
+    model: str, device: str, size: int, repeats: int, log: Callable[[str], None]
+) -> dict[str, float]:
+    variants: dict[str, dict[str, Any]] = {
+        "baseline (SDPA)": {},
+        "SDPA off": {"sdpa": False},
+        "channels-last": {"channels_last": True},
+        "compile unet": {"compile": ["unet"]},
+        "compile unet + CUDA graphs": {"compile": ["unet"], "cuda_graphs": True},
+    }
+    out = {}
+    for name, accel in variants.items():
+        b = _backend(model, device, accel)
+        if accel.get("cuda_graphs") and b.device.type != "cuda":
+            continue  # CUDA graphs exist only on a GPU
+        out[name] = unet_its(b, size, max(4, 2 * repeats))
+        log(f"  UNet with {name}: {out[name]:.2f} it/s")
+    return out
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+def _device_name(torch: Any, dev: Any) -> str:
+    if dev.type == "cuda":
+        return str(torch.cuda.get_device_name(dev))
+    return f"CPU ({platform.processor() or platform.machine()}, {_cores()} cores)"
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("loopwave", "torch", "diffusers", "onnxruntime", "av", "tensorrt"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _table(report: dict[str, Any], log: Callable[[str], None]) -> None:
+    r, st = report["results"], report["settings"]
+    rows = [
+        ("UNet, batch 2", f"{r['unet_its']:.2f} it/s"),
+        (f"img2img ({st['steps']} steps x {st['strength']})", f"{r['img2img_ms']:.1f} ms/frame"),
+        ("color_correct", f"{r['colour_ms']:.2f} ms/frame"),
+        (f"flow interpolation x{st['interpolation']}", f"{r['interpolation_fps']:.1f} frames/s"),
+        ("H.264 encode", f"{r['encode_fps']:.1f} frames/s"),
+        ("render, end to end", f"{r['render_fps']:.2f} frames/s"),
+        (
+            f"UNet only ({st['unet_calls_per_frame']} calls/frame)",
+            f"{r['unet_only_fps']:.2f} frames/s",
+        ),
+        ("render / UNet only", f"{r['render_share_of_unet_only']:.0%}"),
+    ]
+    log(f"device: {report['device']}")
+    for k, v in rows:
+        log(f"  {k:<36} {v:>18}")
+
+
+def add_cli(sub: Any) -> None:
+    """Register ``loopwave bench``."""
+    p = sub.add_parser("bench", help="measure generation, colour, interpolation, encoding, render")
+    p.add_argument("--model", default="smoke", help="smoke, sd15-random or a local model path")
+    p.add_argument("--size", type=int, help="frame side in pixels (128 smoke, else 512)")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--strength", type=float, default=0.5)
+    p.add_argument("--frames", type=int, default=12, help="frames of the end-to-end render")
+    p.add_argument("--factor", type=int, default=6, help="interpolation factor")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--unet", default="torch", choices=["torch", "onnx", "tensorrt"])
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--compile", default="", help="comma list of unet, vae")
+    p.add_argument("--cuda-graphs", action="store_true")
+    p.add_argument("--no-sdpa", action="store_true")
+    p.add_argument("--tricks", action="store_true", help="also time the UNet per speed option")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", metavar="PATH", help="write the report as JSON")
+
+    def run(a: Any) -> int:
+        accel = {
+            "channels_last": a.channels_last,
+            "compile": [x for x in a.compile.split(",") if x],
+            "cuda_graphs": a.cuda_graphs,
+            "sdpa": not a.no_sdpa,
+        }
+        report = run_bench(
+            model=a.model,
+            size=a.size,
+            steps=a.steps,
+            strength=a.strength,
+            frames=a.frames,
+            factor=a.factor,
+            device=a.device,
+            unet=a.unet,
+            accel=accel,
+            tricks=a.tricks,
+            repeats=a.repeats,
+        )
+        if a.json:
+            Path(a.json).write_text(json.dumps(report, indent=2))
+            print(f"report: {a.json}")
+        return 0
+
+    p.set_defaults(func=run)

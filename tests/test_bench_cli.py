@@ -1,0 +1,49 @@
+"""`loopwave bench` runs end to end on the smoke model and reports every figure (no timing is
+asserted: benchmarks are not tests)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+pytest.importorskip("av")
+pytest.importorskip("cv2")
+
+from loopwave.cli import main  # noqa: E402
+
+SMALL = ["--size", "64", "--steps", "2", "--frames", "3", "--factor", "2", "--repeats", "1"]
+KEYS = {
+    "unet_its",
+    "img2img_ms",
+    "colour_ms",
+    "interpolation_fps",
+    "encode_fps",
+    "render_fps",
+    "unet_only_fps",
+    "render_share_of_unet_only",
+}
+
+
+@pytest.mark.parametrize("unet", ["torch", "onnx"])
+def test_bench_reports_every_stage(tmp_path, capsys, unet):
+    if unet == "onnx":
+        pytest.importorskip("onnxruntime")
+    out = tmp_path / "bench.json"
+    assert main(["bench", *SMALL, "--unet", unet, "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["results"]) == KEYS
+    assert all(v > 0 for v in report["results"].values())
+    assert report["settings"]["unet_calls_per_frame"] == 1  # 2 steps at strength 0.5
+    assert report["device"].startswith("CPU") and "torch" in report["versions"]
+    text = capsys.readouterr().out
+    assert "render / UNet only" in text and "UNet, batch 2" in text
+
+
+def test_bench_refuses_bad_settings(capsys):
+    assert main(["bench", "--size", "100"]) == 2
+    assert "size must be a multiple of 8" in capsys.readouterr().err
+    assert main(["bench", "--strength", "0"]) == 2
+    assert "strength must be in (0, 1]" in capsys.readouterr().err
