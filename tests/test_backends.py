@@ -94,6 +94,67 @@ def test_speed_options_keep_the_pictures(init):
         assert np.abs(got.astype(int) - plain).max() <= 1, accel
 
 
+def test_frames_are_quantised_as_numpy_would(init):
+    """The backend quantises on the device; the oracle is diffusers' own float output
+    quantised on the host (clip, *255 + 0.5, truncate)."""
+    b = smoke_backend()
+    got = b.img2img(init, seed=4, **CALL)
+    image = torch.from_numpy(init).permute(2, 0, 1)[None].float() / 255
+    with torch.inference_mode():
+        out = b.pipe(
+            prompt=CALL["prompt"],
+            negative_prompt=CALL["negative"],
+            image=image,
+            strength=CALL["strength"],
+            num_inference_steps=CALL["steps"],
+            guidance_scale=CALL["cfg"],
+            generator=torch.Generator("cpu").manual_seed(4),
+            output_type="np",
+        ).images[0]
+    want = (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
+    np.testing.assert_array_equal(got, want)
+    assert got.flags.writeable  # without device_frames the caller owns the frame
+
+
+def test_device_frames_skip_uploads_and_keep_the_frames(init):
+    plain, kept = smoke_backend(), smoke_backend(accel={"device_frames": True})
+    x = y = init
+    for i in range(3):
+        x = plain.img2img(x, seed=i, **CALL)
+        y = kept.img2img(y, seed=i, **CALL)
+        np.testing.assert_array_equal(y, x)
+        assert not y.flags.writeable  # the device copy stands for it: no edits in place
+    assert kept.uploads_skipped == 2 and plain.uploads_skipped == 0
+    # an equal array that is not the returned one is uploaded: identity, not content
+    kept.img2img(y.copy(), seed=0, **CALL)
+    assert kept.uploads_skipped == 2
+
+
+def test_device_frames_in_a_render(tmp_path):
+    from loopwave.render import render
+    from loopwave.settings import Settings
+
+    job = Settings.from_dict(
+        {
+            "version": 1,
+            "render": {"frames": 4, "width": 32, "height": 32, "steps": "0: (3)", "seed": 2},
+            "denoise": {"mode": "schedule", "schedule": "0: (0.5)"},
+            "colour": {"mode": "none"},
+            "prompts": {"0": "a forest"},
+        }
+    )
+    a = render(job, run_dir=tmp_path / "a", backend=smoke_backend(), progress=False, video=False)
+    kept = smoke_backend(accel={"device_frames": True})
+    b = render(job, run_dir=tmp_path / "b", backend=kept, progress=False, video=False)
+    # frame 0 starts from noise; frames 1-3 start from the previous output, still on
+    # the device (no colour correction, no motion)
+    assert kept.uploads_skipped == 3
+    names = sorted(p.name for p in (a.run_dir / "frames").glob("*.png"))
+    assert len(names) == 4
+    for n in names:
+        assert (b.run_dir / "frames" / n).read_bytes() == (a.run_dir / "frames" / n).read_bytes()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="compile and CUDA graphs: GPU only")
 def test_compiled_unet_with_cuda_graphs_keeps_the_pictures(init):
     plain = smoke_backend(device="cuda").img2img(init, seed=2, **CALL)
@@ -112,5 +173,7 @@ def test_speed_option_errors():
         check_accel({"compile": "unet"})
     with pytest.raises(ValueError, match=r"accel\.channels_last: expected true or false"):
         check_accel({"channels_last": 1})
+    with pytest.raises(ValueError, match=r"accel\.device_frames: expected true or false"):
+        check_accel({"device_frames": "yes"})
     with pytest.raises(TypeError, match="accel must be a dict"):
         check_accel(["channels_last"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -47,3 +48,15 @@ def test_bench_refuses_bad_settings(capsys):
     assert "size must be a multiple of 8" in capsys.readouterr().err
     assert main(["bench", "--strength", "0"]) == 2
     assert "strength must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_bench_times_device_frames_against_uploads():
+    from loopwave.bench import _chained
+
+    frame = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    kw = {"prompt": "a castle", "negative": "", "strength": 0.5, "steps": 2}
+    lines: list[str] = []
+    got = _chained("smoke", "cpu", {}, frame, kw, 1, lines.append)
+    assert set(got) == {"upload each frame", "device_frames"}
+    assert all(v > 0 for v in got.values())
+    assert len(lines) == 2 and "device_frames" in lines[1]

@@ -13,7 +13,9 @@ Measures, with one model and size:
   share the other stages cost.
 
 ``--tricks`` also times the UNet with each speed option of
-:func:`loopwave.backends.check_accel` alone. Prints a table and writes JSON
+:func:`loopwave.backends.check_accel` alone, and a chain of img2img calls fed
+their own output (the loop with colour correction off) with and without
+``device_frames``. Prints a table and writes JSON
 (``--json``) with the device, versions and command. Models: ``smoke`` (the
 tiny embedded model; the default, runs in seconds on a CPU), ``sd15-random``
 (SD 1.5's architecture and size with random weights: real compute, no
@@ -192,6 +194,9 @@ def run_bench(
         results["render_share_of_unet_only"] = results["render_fps"] / results["unet_only_fps"]
         if tricks:
             results["tricks_unet_its"] = _tricks(model, device, size, repeats, log)
+            results["tricks_chained_img2img_ms"] = _chained(
+                model, device, accel or {}, frame, kw, repeats, log
+            )
     report = {
         "command": " ".join(["loopwave", *sys.argv[1:]]) if sys.argv else "",
         "device": _device_name(torch, dev),
@@ -231,6 +236,30 @@ def _tricks(
             continue  # CUDA graphs exist only on a GPU
         out[name] = unet_its(b, size, max(4, 2 * repeats))
         log(f"  UNet with {name}: {out[name]:.2f} it/s")
+    return out
+
+
+def _chained(
+    model: str,
+    device: str,
+    accel: dict[str, Any],
+    frame: np.ndarray,
+    kw: dict[str, Any],
+    repeats: int,
+    log: Callable[[str], None],
+) -> dict[str, float]:
+    """ms per frame of img2img fed its own output, uploading each frame or not."""
+    out = {}
+    for name, keep in (("upload each frame", False), ("device_frames", True)):
+        b = _backend(model, device, {**accel, "device_frames": keep})
+
+        def chain(b: Any = b) -> None:
+            x = frame
+            for i in range(4):
+                x = b.img2img(x, cfg=7.0, seed=i, **kw)
+
+        out[name] = 1e3 * _median(chain, repeats) / 4
+        log(f"  img2img chained, {name}: {out[name]:.1f} ms/frame")
     return out
 
 
@@ -293,6 +322,11 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--compile", default="", help="comma list of unet, vae")
     p.add_argument("--cuda-graphs", action="store_true")
     p.add_argument("--no-sdpa", action="store_true")
+    p.add_argument(
+        "--device-frames",
+        action="store_true",
+        help="keep each output on the device for the next init (colour off)",
+    )
     p.add_argument("--tricks", action="store_true", help="also time the UNet per speed option")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", metavar="PATH", help="write the report as JSON")
@@ -303,6 +337,7 @@ def add_cli(sub: Any) -> None:
             "compile": [x for x in a.compile.split(",") if x],
             "cuda_graphs": a.cuda_graphs,
             "sdpa": not a.no_sdpa,
+            "device_frames": a.device_frames,
         }
         report = run_bench(
             model=a.model,
