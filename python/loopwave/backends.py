@@ -155,10 +155,9 @@ class DiffusersBackend(Img2Img):
             pipe.scheduler = getattr(diffusers, cls_name).from_config(
                 pipe.scheduler.config, **extra
             )
-        if self.device.type == "cuda":
-            pipe = pipe.to(self.device, torch.float16)  # SDPA is diffusers' default attention
-        else:
-            pipe = pipe.to(self.device, torch.float32)
+        # fp16 on CUDA, float32 elsewhere; cast only when needed (diffusers warns on a cast)
+        dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        pipe = pipe.to(self.device) if pipe.unet.dtype == dtype else pipe.to(self.device, dtype)
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
         self.label = label
@@ -332,7 +331,7 @@ def smoke_backend(
         text_encoder=text,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=diffusers.DDIMScheduler(),
+        scheduler=diffusers.DDIMScheduler(steps_offset=1, clip_sample=False),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

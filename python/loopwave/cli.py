@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -62,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .render import StageError
 
     args = build_parser().parse_args(argv)
+    # transformers warns at import about optional image processors no model here uses
+    # (torchvision missing); keep the CLI's output to what concerns the user
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         return int(args.func(args))
     except (TypeError, ValueError, ImportError, OSError, StageError) as e:
