@@ -359,18 +359,6 @@ pub fn lab_to_rgb<T: Sample>(lab: &[f32], dims: Dims, out: &mut [T]) -> Result<(
     Ok(())
 }
 
-/// Refuse Lab buffers whose length is not a whole number of pixels.
-pub fn check_pixels(arg: &'static str, len: usize) -> Result<()> {
-    if len % 3 != 0 {
-        return Err(KernelError::shape(
-            arg,
-            "3 channels per pixel",
-            format!("{len} samples"),
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
