@@ -89,7 +89,8 @@ def test_lora_refusals(tmp_path):
 
 def test_speed_options_keep_the_pictures(init):
     plain = smoke_backend().img2img(init, seed=2, **CALL)
-    for accel in ({"channels_last": True}, {"sdpa": False}, {"pinned": False}):
+    options = ({"channels_last": True}, {"sdpa": False}, {"pinned": False}, {"device_rng": True})
+    for accel in options:
         got = smoke_backend(accel=accel).img2img(init, seed=2, **CALL)
         assert np.abs(got.astype(int) - plain).max() <= 1, accel
 
@@ -175,5 +176,7 @@ def test_speed_option_errors():
         check_accel({"channels_last": 1})
     with pytest.raises(ValueError, match=r"accel\.device_frames: expected true or false"):
         check_accel({"device_frames": "yes"})
+    with pytest.raises(ValueError, match=r"accel\.device_rng: expected true or false"):
+        check_accel({"device_rng": None})
     with pytest.raises(TypeError, match="accel must be a dict"):
         check_accel(["channels_last"])

@@ -57,6 +57,6 @@ def test_bench_times_device_frames_against_uploads():
     kw = {"prompt": "a castle", "negative": "", "strength": 0.5, "steps": 2}
     lines: list[str] = []
     got = _chained("smoke", "cpu", {}, frame, kw, 1, lines.append)
-    assert set(got) == {"upload each frame", "device_frames"}
+    assert set(got) == {"upload each frame", "device_frames", "device_frames + device_rng"}
     assert all(v > 0 for v in got.values())
-    assert len(lines) == 2 and "device_frames" in lines[1]
+    assert len(lines) == 3 and "device_frames" in lines[1] and "device_rng" in lines[2]

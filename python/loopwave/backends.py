@@ -56,7 +56,15 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-ACCEL_KEYS = ("channels_last", "sdpa", "compile", "cuda_graphs", "pinned", "device_frames")
+ACCEL_KEYS = (
+    "channels_last",
+    "sdpa",
+    "compile",
+    "cuda_graphs",
+    "pinned",
+    "device_frames",
+    "device_rng",
+)
 
 
 def check_accel(accel: Any, arg: str = "accel") -> dict[str, Any]:
@@ -75,9 +83,10 @@ def check_accel(accel: Any, arg: str = "accel") -> dict[str, Any]:
         "cuda_graphs": False,
         "pinned": True,
         "device_frames": False,
+        "device_rng": False,
     }
     out.update(accel)
-    for k in ("channels_last", "sdpa", "cuda_graphs", "pinned", "device_frames"):
+    for k in ("channels_last", "sdpa", "cuda_graphs", "pinned", "device_frames", "device_rng"):
         if not isinstance(out[k], bool):
             raise ValueError(f"{arg}.{k}: expected true or false, got {out[k]!r}")
     parts = out["compile"]
@@ -127,7 +136,10 @@ class DiffusersBackend(Img2Img):
     reduce-overhead mode), ``pinned`` (page-locked, non-blocking uploads on CUDA,
     default on) and ``device_frames``: the frame returned is read-only and its
     copy stays on the device, so when the renderer passes that same array back as
-    the next init (colour correction off, no motion) nothing is uploaded. Frames
+    the next init (colour correction off, no motion) nothing is uploaded;
+    ``device_rng``: noise is drawn by a generator on the device, not copied from
+    the host at every ancestral step (the same seed then gives other frames on a
+    GPU than on the CPU; identical on the CPU). Frames
     are quantised to ``uint8`` on the device with the float32 arithmetic numpy
     would use on the host, so only a byte per sample is copied back.
     """
@@ -218,7 +230,10 @@ class DiffusersBackend(Img2Img):
             else:
                 dev_u8 = dev_u8.to(self.device)
         image = dev_u8.permute(2, 0, 1)[None].float() / 255
-        gen = torch.Generator("cpu").manual_seed(int(seed))
+        # a CPU generator gives the same frames on every device; on a GPU it costs a
+        # host-to-device copy of fresh noise at each ancestral step (device_rng avoids it)
+        gen_device = self.device if self.accel["device_rng"] else torch.device("cpu")
+        gen = torch.Generator(gen_device).manual_seed(int(seed))
         with torch.inference_mode():
             out = self.pipe(
                 prompt=prompt,

@@ -15,7 +15,7 @@ Measures, with one model and size:
 ``--tricks`` also times the UNet with each speed option of
 :func:`loopwave.backends.check_accel` alone, and a chain of img2img calls fed
 their own output (the loop with colour correction off) with and without
-``device_frames``. Prints a table and writes JSON
+``device_frames`` and ``device_rng``. Prints a table and writes JSON
 (``--json``) with the device, versions and command. Models: ``smoke`` (the
 tiny embedded model; the default, runs in seconds on a CPU), ``sd15-random``
 (SD 1.5's architecture and size with random weights: real compute, no
@@ -248,10 +248,16 @@ def _chained(
     repeats: int,
     log: Callable[[str], None],
 ) -> dict[str, float]:
-    """ms per frame of img2img fed its own output, uploading each frame or not."""
+    """ms per frame of img2img fed its own output: uploading each frame or not, and
+    with noise drawn on the device."""
     out = {}
-    for name, keep in (("upload each frame", False), ("device_frames", True)):
-        b = _backend(model, device, {**accel, "device_frames": keep})
+    variants = {
+        "upload each frame": {"device_frames": False},
+        "device_frames": {"device_frames": True},
+        "device_frames + device_rng": {"device_frames": True, "device_rng": True},
+    }
+    for name, opts in variants.items():
+        b = _backend(model, device, {**accel, **opts})
 
         def chain(b: Any = b) -> None:
             x = frame
@@ -327,6 +333,7 @@ def add_cli(sub: Any) -> None:
         action="store_true",
         help="keep each output on the device for the next init (colour off)",
     )
+    p.add_argument("--device-rng", action="store_true", help="draw noise on the device")
     p.add_argument("--tricks", action="store_true", help="also time the UNet per speed option")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", metavar="PATH", help="write the report as JSON")
@@ -338,6 +345,7 @@ def add_cli(sub: Any) -> None:
             "cuda_graphs": a.cuda_graphs,
             "sdpa": not a.no_sdpa,
             "device_frames": a.device_frames,
+            "device_rng": a.device_rng,
         }
         report = run_bench(
             model=a.model,
