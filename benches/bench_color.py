@@ -22,15 +22,14 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import platform  # noqa: E402
-import statistics  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 import loopwave as lw  # noqa: E402
+from loopwave.bench import median_time  # noqa: E402
 
 
 @dataclass
@@ -47,21 +46,11 @@ class Row:
         return None if self.base_ms is None else self.base_ms / self.ours_ms
 
 
-def timeit(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def copy_bandwidth() -> float:
     """Bytes per second of reading plus writing a large array (np.copyto)."""
     src = np.ones(256 << 20, np.uint8)
     dst = np.empty_like(src)
-    t = timeit(lambda: np.copyto(dst, src), 5)
+    t = median_time(lambda: np.copyto(dst, src), 5)
     return 2 * src.nbytes / t
 
 
@@ -127,11 +116,11 @@ def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int
     ):
         """Time ours (unless ``ours_ms`` is given: a second baseline for one kernel)."""
         if ours_ms is None:
-            ours_ms = timeit(ours, repeats) / per_call * 1e3
+            ours_ms = median_time(ours, repeats) / per_call * 1e3
         base_ms = None
         if base is not None:
             k = min(base_frames, n)
-            base_ms = timeit(lambda: base(k), base_repeats(repeats)) / k * 1e3
+            base_ms = median_time(lambda: base(k), base_repeats(repeats)) / k * 1e3
         floor = bytes_per_frame / bw * 1e3 if bytes_per_frame else None
         rows.append(Row(kernel, size, ours_ms, base_name or "", base_ms, floor))
         print(

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -30,19 +29,10 @@ import numpy as np
 
 import loopwave as lw
 from loopwave.backends import smoke_backend
+from loopwave.bench import median_time
 from loopwave.png import write_png
 from loopwave.render import render
 from loopwave.settings import Settings
-
-
-def median_time(fn, repeats: int = 5) -> float:
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
 
 
 class _OffCpu:

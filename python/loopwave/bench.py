@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["run_bench"]
+__all__ = ["median_time", "run_bench"]
 
 
 def _sync(torch: Any, device: Any) -> None:
@@ -44,8 +44,10 @@ def _sync(torch: Any, device: Any) -> None:
         torch.cuda.synchronize(device)
 
 
-def _median(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up (compilation, caches)
+def median_time(fn: Callable[[], Any], repeats: int = 5) -> float:
+    """Median wall time of ``repeats`` calls of ``fn``, after one warm-up call
+    (compilation, caches); the benchmarks under benches/ use it too."""
+    fn()
     ts = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -147,15 +149,15 @@ def run_bench(
         rng = np.random.default_rng(0)
         frame = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
         kw = {"prompt": "a castle", "negative": "", "strength": strength, "steps": steps}
-        results["img2img_ms"] = 1e3 * _median(
+        results["img2img_ms"] = 1e3 * median_time(
             lambda: backend.img2img(frame, cfg=7.0, seed=1, **kw), repeats
         )
         batch = np.stack([frame] * 8)
-        results["colour_ms"] = 1e3 * _median(lambda: color_correct(batch, frame), repeats) / 8
+        results["colour_ms"] = 1e3 * median_time(lambda: color_correct(batch, frame), repeats) / 8
         moved = np.roll(frame, 3, axis=1)
         ts = np.arange(1, factor) / factor
         flow = FlowInterpolator()
-        results["interpolation_fps"] = (factor - 1) / _median(
+        results["interpolation_fps"] = (factor - 1) / median_time(
             lambda: flow.between(frame, moved, ts), repeats
         )
         n_enc = 30
@@ -165,7 +167,7 @@ def run_bench(
                 w.write(np.stack([frame] * n_enc))
                 w.flush()
 
-            results["encode_fps"] = n_enc / _median(encode, repeats)
+            results["encode_fps"] = n_enc / median_time(encode, repeats)
         s = Settings.from_dict(
             {
                 "version": 1,
@@ -264,7 +266,7 @@ def _chained(
             for i in range(4):
                 x = b.img2img(x, cfg=7.0, seed=i, **kw)
 
-        out[name] = 1e3 * _median(chain, repeats) / 4
+        out[name] = 1e3 * median_time(chain, repeats) / 4
         log(f"  img2img chained, {name}: {out[name]:.1f} ms/frame")
     return out
 

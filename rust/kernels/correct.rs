@@ -17,8 +17,8 @@
 use rayon::prelude::*;
 
 use super::blend::{lum, set_lum};
-use super::error::{KernelError, Result};
-use super::frames::{check_finite, Dims, Sample};
+use super::error::Result;
+use super::frames::{check_frames_and_reference, Dims, Sample};
 use super::gamma::{gamma_table_u8, sample_pixels, solve_gamma_on};
 use super::histogram::{bin_mapping, Binning, Hist3, FLOAT_BINS};
 use super::lab::{
@@ -358,19 +358,7 @@ pub fn color_correct<T: Sample>(
     out: &mut [T],
     gammas_out: &mut [f64],
 ) -> Result<()> {
-    dims.check("frames", src.len())?;
-    tdims.check("target", target.len())?;
-    dims.check("out", out.len())?;
-    dims.check_one_or_per_frame("target", &tdims)?;
-    if gammas_out.len() != dims.n {
-        return Err(KernelError::shape(
-            "gammas_out",
-            format!("{} values", dims.n),
-            format!("{}", gammas_out.len()),
-        ));
-    }
-    check_finite("frames", src)?;
-    check_finite("target", target)?;
+    check_frames_and_reference(src, dims, "target", target, tdims, out, gammas_out)?;
     let binning = lab_binning();
     let tl = tdims.frame_len();
     let stats_of = |i: usize| target_stats(&target[i * tl..(i + 1) * tl], &binning);

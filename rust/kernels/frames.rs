@@ -76,6 +76,32 @@ impl Dims {
     }
 }
 
+/// The checks shared by the kernels that take frames, a reference (one frame or
+/// one per frame, named `ref_arg`), an output batch and one gamma per frame.
+pub fn check_frames_and_reference<T: Sample>(
+    src: &[T],
+    dims: Dims,
+    ref_arg: &'static str,
+    reference: &[T],
+    rdims: Dims,
+    out: &[T],
+    gammas_out: &[f64],
+) -> Result<()> {
+    dims.check("frames", src.len())?;
+    rdims.check(ref_arg, reference.len())?;
+    dims.check("out", out.len())?;
+    dims.check_one_or_per_frame(ref_arg, &rdims)?;
+    if gammas_out.len() != dims.n {
+        return Err(KernelError::shape(
+            "gammas_out",
+            format!("{} values", dims.n),
+            format!("{}", gammas_out.len()),
+        ));
+    }
+    check_finite("frames", src)?;
+    check_finite(ref_arg, reference)
+}
+
 /// Clamp to [0, 1], mapping NaN to 0 (`f32::clamp` would keep NaN, which
 /// would then reach the unchecked casts that follow).
 #[inline(always)]

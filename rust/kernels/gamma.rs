@@ -10,7 +10,7 @@
 //! white) gets 1; a target out of reach gets the nearest end of the range.
 
 use super::error::{KernelError, Result};
-use super::frames::{check_finite, Dims, Sample};
+use super::frames::{check_finite, check_frames_and_reference, Dims, Sample};
 use super::lab::{lightness_fast, RGB_TO_XYZ};
 use super::parallel::{install, zip_chunks, CHUNK};
 use super::srgb::{decode_f64, decode_table_u8, InterpLut};
@@ -278,19 +278,7 @@ pub fn match_gamma<T: Sample>(
     out: &mut [T],
     gammas_out: &mut [f64],
 ) -> Result<()> {
-    dims.check("frames", src.len())?;
-    rdims.check("reference", reference.len())?;
-    dims.check("out", out.len())?;
-    dims.check_one_or_per_frame("reference", &rdims)?;
-    if gammas_out.len() != dims.n {
-        return Err(KernelError::shape(
-            "gammas_out",
-            format!("{} values", dims.n),
-            format!("{}", gammas_out.len()),
-        ));
-    }
-    check_finite("frames", src)?;
-    check_finite("reference", reference)?;
+    check_frames_and_reference(src, dims, "reference", reference, rdims, out, gammas_out)?;
     let targets = mean_lightness(reference, rdims);
     let fl = dims.frame_len();
     let solved: Vec<f64> = install(|| {
