@@ -285,6 +285,22 @@ def _byte_tokenizer(folder: Path) -> Any:
     )
 
 
+def _img2img_pipeline(unet: Any, vae: Any, text: Any, tokenizer: Any) -> Any:
+    """An img2img pipeline over models built in-process (no safety checker, and a
+    DDIM config with the values diffusers' img2img expects, so it does not warn)."""
+    _, diffusers = _deps()
+    return diffusers.StableDiffusionImg2ImgPipeline(
+        vae=vae,
+        text_encoder=text,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=diffusers.DDIMScheduler(steps_offset=1, clip_sample=False),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
 def smoke_backend(
     *,
     device: str = "cpu",
@@ -341,16 +357,7 @@ def smoke_backend(
         torch.random.set_rng_state(state)
     for m in (text, unet, vae):
         m.eval()  # as from_pretrained leaves them
-    pipe = diffusers.StableDiffusionImg2ImgPipeline(
-        vae=vae,
-        text_encoder=text,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=diffusers.DDIMScheduler(steps_offset=1, clip_sample=False),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    pipe = _img2img_pipeline(unet, vae, text, tokenizer)
     log.warning("using the embedded SMOKE MODEL (tiny, random weights): output is not art")
     return DiffusersBackend(
         pipe, device=device, scheduler=scheduler, label="SMOKE MODEL", accel=accel

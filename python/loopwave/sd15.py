@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .backends import DiffusersBackend, _byte_tokenizer, _deps
+from .backends import DiffusersBackend, _byte_tokenizer, _deps, _img2img_pipeline
 
 __all__ = ["SD15_TEXT", "SD15_UNET", "SD15_VAE", "sd15_random_backend", "sd15_random_parts"]
 
@@ -102,23 +102,14 @@ def sd15_random_backend(
     accel: dict[str, Any] | None = None,
 ) -> DiffusersBackend:
     """An SD 1.5-sized img2img backend with random weights (see the module docs)."""
-    torch, diffusers = _deps()
+    torch, _ = _deps()
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     # build in the precision it will run in: float16 on CUDA halves the memory
     unet, vae, text = sd15_random_parts(seed=seed, device=device)
     with tempfile.TemporaryDirectory() as d:
         tokenizer = _byte_tokenizer(Path(d))
-    pipe = diffusers.StableDiffusionImg2ImgPipeline(
-        vae=vae,
-        text_encoder=text,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=diffusers.DDIMScheduler(steps_offset=1, clip_sample=False),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    pipe = _img2img_pipeline(unet, vae, text, tokenizer)
     return DiffusersBackend(
         pipe,
         device=device,
