@@ -27,42 +27,36 @@ def names_arg(exc: pytest.ExceptionInfo[BaseException], arg: str) -> None:
     assert re.match(pattern, msg), f"message does not name {arg!r}: {msg}"
 
 
-# every frame-array argument of the public API, called with otherwise good input:
-# (function, argument name) -> call(bad value)
-FRAME_ARGS: dict[tuple[str, str], Callable[[Any], Any]] = {
-    ("rgb_to_lab", "frames"): lambda x: lw.rgb_to_lab(x),
-    ("match_histograms", "frames"): lambda x: lw.match_histograms(x, F),
-    ("match_histograms", "reference"): lambda x: lw.match_histograms(F, x),
-    ("blend_luminosity", "color"): lambda x: lw.blend_luminosity(x, F),
-    ("blend_luminosity", "luma"): lambda x: lw.blend_luminosity(F, x),
-    ("adjust_gamma", "frames"): lambda x: lw.adjust_gamma(x, 1.2),
-    ("match_gamma", "frames"): lambda x: lw.match_gamma(x, F),
-    ("match_gamma", "reference"): lambda x: lw.match_gamma(F, x),
-    ("lerp_frames", "a"): lambda x: lw.lerp_frames(x, F, 0.5),
-    ("lerp_frames", "b"): lambda x: lw.lerp_frames(F, x, 0.5),
-    ("mean_frames", "frames"): lambda x: lw.mean_frames(x),
+def frame_args(good: np.ndarray) -> dict[tuple[str, str], Callable[[Any], Any]]:
+    """Every frame-array argument of the public API, called with ``good`` companions:
+    (function, argument name) -> call(bad value)."""
+    return {
+        ("rgb_to_lab", "frames"): lambda x: lw.rgb_to_lab(x),
+        ("match_histograms", "frames"): lambda x: lw.match_histograms(x, good),
+        ("match_histograms", "reference"): lambda x: lw.match_histograms(good, x),
+        ("blend_luminosity", "color"): lambda x: lw.blend_luminosity(x, good),
+        ("blend_luminosity", "luma"): lambda x: lw.blend_luminosity(good, x),
+        ("adjust_gamma", "frames"): lambda x: lw.adjust_gamma(x, 1.2),
+        ("match_gamma", "frames"): lambda x: lw.match_gamma(x, good),
+        ("match_gamma", "reference"): lambda x: lw.match_gamma(good, x),
+        ("lerp_frames", "a"): lambda x: lw.lerp_frames(x, good, 0.5),
+        ("lerp_frames", "b"): lambda x: lw.lerp_frames(good, x, 0.5),
+        ("mean_frames", "frames"): lambda x: lw.mean_frames(x),
+        ("color_correct", "frames"): lambda x: lw.color_correct(x, good),
+        ("color_correct", "target"): lambda x: lw.color_correct(good, x),
+        ("rgb_to_yuv420p", "frames"): lambda x: lw.rgb_to_yuv420p(x),
+    }
+
+
+FRAME_ARGS = {
+    **frame_args(F),
     ("mean_frames", "frames[1]"): lambda x: lw.mean_frames([F, x]),
-    ("color_correct", "frames"): lambda x: lw.color_correct(x, F),
-    ("color_correct", "target"): lambda x: lw.color_correct(F, x),
-    ("rgb_to_yuv420p", "frames"): lambda x: lw.rgb_to_yuv420p(x),
 }
-# the same, with float32 companions (for NaN/inf in float input)
-FLOAT_ARGS: dict[tuple[str, str], Callable[[Any], Any]] = {
-    ("rgb_to_lab", "frames"): lambda x: lw.rgb_to_lab(x),
+# float32 companions (for NaN/inf in float input), and lab_to_rgb, which takes float only
+FLOAT_ARGS = {
+    **frame_args(FF),
     ("lab_to_rgb", "lab"): lambda x: lw.lab_to_rgb(x),
-    ("match_histograms", "frames"): lambda x: lw.match_histograms(x, FF),
-    ("match_histograms", "reference"): lambda x: lw.match_histograms(FF, x),
-    ("blend_luminosity", "color"): lambda x: lw.blend_luminosity(x, FF),
-    ("blend_luminosity", "luma"): lambda x: lw.blend_luminosity(FF, x),
-    ("adjust_gamma", "frames"): lambda x: lw.adjust_gamma(x, 1.2),
-    ("match_gamma", "frames"): lambda x: lw.match_gamma(x, FF),
-    ("match_gamma", "reference"): lambda x: lw.match_gamma(FF, x),
-    ("lerp_frames", "a"): lambda x: lw.lerp_frames(x, FF, 0.5),
-    ("lerp_frames", "b"): lambda x: lw.lerp_frames(FF, x, 0.5),
     ("mean_frames", "frames"): lambda x: lw.mean_frames(np.stack([FF, x])),
-    ("color_correct", "frames"): lambda x: lw.color_correct(x, FF),
-    ("color_correct", "target"): lambda x: lw.color_correct(FF, x),
-    ("rgb_to_yuv420p", "frames"): lambda x: lw.rgb_to_yuv420p(x),
 }
 
 BAD_TYPE = {
