@@ -23,6 +23,7 @@ Needs the ``torch`` extra (torch, diffusers, transformers).
 from __future__ import annotations
 
 import abc
+import collections
 import json
 import logging
 import os
@@ -55,6 +56,9 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
     "LMS": ("LMSDiscreteScheduler", {}),
 }
 
+
+#: distinct prompts whose embeddings a backend keeps
+EMBED_CACHE = 16
 
 ACCEL_KEYS = (
     "channels_last",
@@ -176,6 +180,10 @@ class DiffusersBackend(Img2Img):
         # device_frames: the last frame returned, and its copy on the device
         self._kept: tuple[np.ndarray, Any] | None = None
         self.uploads_skipped = 0
+        # prompt embeddings of the last few prompts: a morph repeats its prompts for many
+        # frames, so the text encoder runs once per distinct (weighted) prompt
+        self._embeds: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        self.prompts_encoded = 0
         self._speed_up(torch)
 
     def _speed_up(self, torch: Any) -> None:
@@ -198,6 +206,21 @@ class DiffusersBackend(Img2Img):
             pipe.vae.decoder = torch.compile(pipe.vae.decoder, mode=mode)
             pipe.vae.encoder = torch.compile(pipe.vae.encoder, mode=mode)
 
+    def embed(self, text: str) -> Any:
+        """Hidden states of a prompt with A1111 weights (:mod:`loopwave.prompt_weights`),
+        cached for the last :data:`EMBED_CACHE` distinct prompts."""
+        from .prompt_weights import encode_weighted
+
+        if text in self._embeds:
+            self._embeds.move_to_end(text)
+            return self._embeds[text]
+        e = encode_weighted(self.pipe, text, self.device)
+        self.prompts_encoded += 1
+        self._embeds[text] = e
+        if len(self._embeds) > EMBED_CACHE:
+            self._embeds.popitem(last=False)
+        return e
+
     def img2img(
         self,
         init: np.ndarray,
@@ -210,6 +233,11 @@ class DiffusersBackend(Img2Img):
         seed: int,
     ) -> np.ndarray:
         torch, _ = _deps()
+        if not isinstance(init, np.ndarray):
+            raise TypeError(f"init must be a numpy array; got {type(init).__name__}")
+        for name, text in (("prompt", prompt), ("negative", negative)):
+            if not isinstance(text, str):
+                raise TypeError(f"{name} must be a str; got {type(text).__name__}")
         if init.dtype != np.uint8 or init.ndim != 3 or init.shape[2] != 3:
             raise ValueError(
                 f"init must be an (H, W, 3) uint8 image; got {init.dtype} {init.shape}"
@@ -236,8 +264,8 @@ class DiffusersBackend(Img2Img):
         gen = torch.Generator(gen_device).manual_seed(int(seed))
         with torch.inference_mode():
             out = self.pipe(
-                prompt=prompt,
-                negative_prompt=negative or None,
+                prompt_embeds=self.embed(prompt),
+                negative_prompt_embeds=self.embed(negative),
                 image=image,
                 strength=float(strength),
                 num_inference_steps=max(1, int(steps)),

@@ -1,0 +1,143 @@
+"""Prompt weights in the A1111 syntax, and prompt embeddings that honour them.
+
+The syntax (what people who make these videos write, and what the seed's
+``@wave_completed(a,b)`` tokens expand to):
+
+==========================  =========================================
+``a castle``                every token at weight 1
+``(castle:1.3)``            ``castle`` at 1.3
+``(castle)``                1.1; ``((castle))`` 1.21
+``[castle]``                1 / 1.1
+``(a (red:1.5) castle:0.8)`` nested weights multiply: ``red`` at 1.2
+``\\(castle\\)``              literal brackets (backslash escapes ``( ) [ ] \\``)
+==========================  =========================================
+
+A closing bracket without its opening bracket is kept as text; an opening
+bracket never closed weights the rest of the prompt (as A1111 does). ``(x:w)``
+needs a number after the last colon; ``(a:b)`` with ``b`` not a number is the
+literal ``a:b`` at 1.1.
+
+:func:`encode_weighted` turns a weighted prompt into the text encoder's hidden
+states the way A1111 does: each segment is tokenized on its own, the token ids
+are joined (at most ``model_max_length - 2`` of them, between the start and end
+tokens, padded), encoded once, each token's hidden state is multiplied by its
+weight, and the whole is rescaled to the mean it had before weighting (unless either
+mean is within :data:`MEAN_FLOOR` of the RMS of zero, or they differ in sign, as with
+random-weight encoders whose final layer norm has no bias: the ratio would be noise).
+A prompt without weights gives exactly what diffusers' ``encode_prompt`` gives.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = ["encode_weighted", "parse_weights"]
+
+UP, DOWN = 1.1, 1 / 1.1
+#: means below this fraction of the hidden states' RMS are not restored (see encode_weighted)
+MEAN_FLOOR = 1e-3
+_NUMBER = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def parse_weights(text: str) -> list[tuple[str, float]]:
+    """``text`` as ``(segment, weight)`` pairs in order, adjacent equal weights merged and
+    empty segments dropped (see the module docs for the syntax)."""
+    if not isinstance(text, str):
+        raise TypeError(f"prompt must be a str; got {type(text).__name__}")
+    out: list[tuple[str, float]] = []
+    # stack of open brackets: (kind, index in `out` where the group starts)
+    stack: list[tuple[str, int]] = []
+    buf: list[str] = []
+
+    def weight() -> float:
+        w = 1.0
+        for kind, _ in stack:
+            w *= UP if kind == "(" else DOWN
+        return w
+
+    def flush() -> None:
+        if buf:
+            out.append(("".join(buf), weight()))
+            buf.clear()
+
+    def close(kind: str, factor: float | None) -> None:
+        """Close the innermost bracket: re-weight what it held by ``factor``."""
+        flush()
+        _, start = stack.pop()
+        if factor is not None:
+            f = factor / UP  # the bracket's 1.1 was applied while the group was open
+            out[start:] = [(s, w * f) for s, w in out[start:]]
+
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text) and text[i + 1] in "()[]\\":
+            buf.append(text[i + 1])
+            i += 2
+            continue
+        if ch in "([":
+            flush()
+            stack.append((ch, len(out)))
+        elif ch == ")" and stack and stack[-1][0] == "(":
+            # "(text:1.3)": the explicit weight is after the last colon of the group
+            seg = "".join(buf)
+            head, colon, tail = seg.rpartition(":")
+            factor = None
+            if colon and _NUMBER.fullmatch(tail):
+                buf[:] = list(head)
+                factor = float(tail)
+            close("(", factor)
+        elif ch == "]" and stack and stack[-1][0] == "[":
+            close("[", None)
+        else:
+            buf.append(ch)
+        i += 1
+    flush()
+    merged: list[tuple[str, float]] = []
+    for s, w in out:
+        if not s:
+            continue
+        if merged and abs(merged[-1][1] - w) < 1e-12:
+            merged[-1] = (merged[-1][0] + s, w)
+        else:
+            merged.append((s, w))
+    return merged
+
+
+def _token_ids(tokenizer: Any, text: str) -> tuple[list[int], list[float]]:
+    """Token ids of a weighted prompt (without start/end tokens) and their weights."""
+    ids: list[int] = []
+    weights: list[float] = []
+    for seg, w in parse_weights(text):
+        seg_ids = tokenizer(seg, add_special_tokens=False).input_ids
+        ids += seg_ids
+        weights += [w] * len(seg_ids)
+    return ids, weights
+
+
+def encode_weighted(pipe: Any, text: str, device: Any) -> Any:
+    """The text encoder's hidden states for a weighted prompt: ``(1, 77, dim)`` on ``device``
+    (see the module docs)."""
+    import torch
+
+    tok, enc = pipe.tokenizer, pipe.text_encoder
+    n = tok.model_max_length
+    ids, weights = _token_ids(tok, text)
+    ids, weights = ids[: n - 2], weights[: n - 2]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    full = [tok.bos_token_id, *ids, tok.eos_token_id]
+    full += [pad] * (n - len(full))
+    w = [1.0, *weights, 1.0] + [1.0] * (n - 2 - len(weights))
+    with torch.inference_mode():
+        hidden = enc(torch.tensor([full], device=device), attention_mask=None)[0]
+        if any(x != 1.0 for x in w):
+            before = hidden.float().mean()
+            hidden = hidden * torch.tensor(w, device=device, dtype=hidden.dtype)[None, :, None]
+            after = hidden.float().mean()
+            rms = hidden.float().square().mean().sqrt()
+            # a mean near 0 (a final layer norm without bias: random weights) cannot be
+            # restored by a ratio; the weighted states are then left as they are
+            if min(abs(before), abs(after)) > MEAN_FLOOR * rms and before * after > 0:
+                hidden = hidden * (before / after).to(hidden.dtype)
+    return hidden.to(dtype=enc.dtype, device=device)

@@ -1,0 +1,140 @@
+"""A1111 prompt weights: the parser against a table of cases, and the weighted embeddings
+against diffusers' own encode_prompt (the oracle for prompts without weights)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from loopwave.prompt_weights import parse_weights
+
+U, D = 1.1, 1 / 1.1
+
+CASES = [
+    ("a castle", [("a castle", 1.0)]),
+    ("", []),
+    ("(castle:1.3)", [("castle", 1.3)]),
+    ("a (castle:1.3) at dusk", [("a ", 1.0), ("castle", 1.3), (" at dusk", 1.0)]),
+    ("(castle)", [("castle", U)]),
+    ("((castle))", [("castle", U * U)]),
+    ("[castle]", [("castle", D)]),
+    ("[[castle]]", [("castle", D * D)]),
+    ("(a (red:1.5) castle:0.8)", [("a ", 0.8), ("red", 1.2), (" castle", 0.8)]),
+    ("([castle])", [("castle", 1.0)]),
+    ("(castle: 0.5 )", [("castle", 0.5)]),
+    ("(castle:.5)", [("castle", 0.5)]),
+    ("(castle:1e-1)", [("castle", 0.1)]),
+    ("(ratio 16:9)", [("ratio 16", 9.0)]),  # a number after the last colon is a weight
+    ("(a:b)", [("a:b", U)]),  # anything else is text
+    (r"\(castle\)", [("(castle)", 1.0)]),
+    (r"a \[b\] \\ c", [("a [b] \\ c", 1.0)]),
+    ("castle)", [("castle)", 1.0)]),  # a stray closing bracket is text
+    ("castle]", [("castle]", 1.0)]),
+    ("(castle", [("castle", U)]),  # an unclosed bracket weights the rest
+    ("a (b", [("a ", 1.0), ("b", U)]),
+    ("[a)", [("a)", D)]),  # ")" does not close "["
+    ("(a:1.0)(b:1.0)", [("ab", 1.0)]),  # equal neighbours merge
+    ("(a:0.727)", [("a", 0.727)]),  # what @wave_completed expands to
+]
+
+
+@pytest.mark.parametrize(("text", "want"), CASES)
+def test_parser_table(text, want):
+    got = parse_weights(text)
+    assert [s for s, _ in got] == [s for s, _ in want]
+    assert [w for _, w in got] == pytest.approx([w for _, w in want], rel=1e-9)
+
+
+def test_parser_refuses_non_text():
+    with pytest.raises(TypeError, match="prompt must be a str"):
+        parse_weights(None)  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab :()[]\\.0123456789", max_size=40))
+def test_parser_never_fails_and_keeps_every_letter(text):
+    got = parse_weights(text)
+    joined = "".join(s for s, _ in got)
+    # brackets and weights may go, but every letter stays, in order
+    assert [c for c in joined if c in "ab"] == [c for c in text if c in "ab"]
+    assert all(np.isfinite(w) for _, w in got)
+
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+pytest.importorskip("transformers")
+
+from loopwave.backends import smoke_backend  # noqa: E402
+from loopwave.prompt_weights import encode_weighted  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def backend():
+    return smoke_backend()
+
+
+@pytest.mark.parametrize("text", ["a castle at dusk", "", "x" * 300])
+def test_unweighted_prompts_encode_as_diffusers_does(backend, text):
+    want, _ = backend.pipe.encode_prompt(text, "cpu", 1, False)
+    got = encode_weighted(backend.pipe, text, "cpu")
+    assert got.shape == want.shape == (1, 77, 32)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def _red_weighted(pipe, weight):
+    """(plain embedding, weighted one, the weight per position) of 'a red castle'."""
+    plain = encode_weighted(pipe, "a red castle", "cpu")
+    heavy = encode_weighted(pipe, f"a (red:{weight}) castle", "cpu")
+    tok = pipe.tokenizer
+    n_a = len(tok("a ", add_special_tokens=False).input_ids)
+    n_red = len(tok("red", add_special_tokens=False).input_ids)
+    w = torch.ones(77)
+    w[1 + n_a : 1 + n_a + n_red] = weight  # after the start token and "a "
+    return plain, heavy, w
+
+
+def test_weights_scale_their_tokens(backend):
+    plain, heavy, w = _red_weighted(backend.pipe, 1.5)
+    assert torch.equal(encode_weighted(backend.pipe, "a (red:1.0) castle", "cpu"), plain)
+    # the smoke encoder's hidden states have a mean of about 0 (random weights, a layer
+    # norm without bias): no mean to restore, the states are only scaled
+    assert abs(plain.mean()) < 1e-3 * plain.square().mean().sqrt()
+    torch.testing.assert_close(heavy, plain * w[None, :, None], rtol=0, atol=0)
+
+
+def test_weights_keep_the_mean_when_there_is_one():
+    b = smoke_backend()
+    with torch.no_grad():
+        b.pipe.text_encoder.final_layer_norm.bias.fill_(0.5)  # a clear mean
+    plain, heavy, w = _red_weighted(b.pipe, 1.5)
+    # A1111: hidden states times the weights, then rescaled to the mean before weighting
+    want = plain * w[None, :, None]
+    want = want * (plain.mean() / want.mean())
+    torch.testing.assert_close(heavy, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(heavy.mean(), plain.mean(), rtol=1e-5, atol=0)
+
+
+def test_backend_caches_embeddings_and_weights_change_the_frame(backend):
+    init = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    kw = {"negative": "fog", "strength": 0.6, "steps": 3, "cfg": 7.0, "seed": 5}
+    before = backend.prompts_encoded
+    a = backend.img2img(init, prompt="a red castle", **kw)
+    b = backend.img2img(init, prompt="a red castle", **kw)
+    assert backend.prompts_encoded - before == 2  # the prompt and the negative, once each
+    np.testing.assert_array_equal(a, b)
+    c = backend.img2img(init, prompt="a (red:1.8) castle", **kw)
+    assert backend.prompts_encoded - before == 3
+    assert not np.array_equal(a, c)
+
+
+def test_backend_refuses_bad_prompts(backend):
+    init = np.zeros((32, 32, 3), np.uint8)
+    kw = {"strength": 0.6, "steps": 3, "cfg": 7.0, "seed": 5}
+    with pytest.raises(TypeError, match="prompt must be a str"):
+        backend.img2img(init, prompt=None, negative="", **kw)
+    with pytest.raises(TypeError, match="negative must be a str"):
+        backend.img2img(init, prompt="a", negative=3, **kw)
+    with pytest.raises(TypeError, match="init must be a numpy array"):
+        backend.img2img([[0]], prompt="a", negative="", **kw)
