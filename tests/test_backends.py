@@ -180,3 +180,38 @@ def test_speed_option_errors():
         check_accel({"device_rng": None})
     with pytest.raises(TypeError, match="accel must be a dict"):
         check_accel(["channels_last"])
+
+
+# Tensor methods that read a value on the host: on a GPU each one waits for the device
+HOST_READS = ("item", "__bool__", "nonzero", "tolist", "cpu", "numpy", "__int__", "__float__")
+
+
+def _host_reads(backend, init, steps, monkeypatch):
+    counts = dict.fromkeys(HOST_READS, 0)
+    for name in HOST_READS:
+        orig = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _name=name, _orig=orig, **k):
+            counts[_name] += 1
+            return _orig(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    try:
+        backend.img2img(
+            init, prompt="a castle", negative="", strength=1.0, steps=steps, cfg=7.0, seed=1
+        )
+    finally:
+        monkeypatch.undo()
+    return counts
+
+
+@pytest.mark.parametrize("scheduler", ["DPM++ 2M Karras", "DPM++ 2M", "Euler a"])
+def test_no_host_reads_per_denoise_step(init, scheduler, monkeypatch):
+    """The denoise loop (UNet, guidance, scheduler step) reads nothing back to the host: the
+    reads are per frame (set-up, the final download), as many at 16 steps as at 4."""
+    b = smoke_backend(scheduler=scheduler)
+    b.img2img(init, prompt="a castle", negative="", strength=1.0, steps=2, cfg=7.0, seed=1)
+    few = _host_reads(b, init, 4, monkeypatch)
+    many = _host_reads(b, init, 16, monkeypatch)
+    assert few == many
+    assert few["cpu"] == 1  # the frame's one download
