@@ -68,6 +68,59 @@ def test_counts_and_order(k):
     assert len(looped) == 4 * k
 
 
+@pytest.mark.parametrize("loop", [False, True])
+def test_pairs_in_parallel_give_the_same_stream(loop):
+    """workers > 1: the flow interpolator on several pairs at once (one DIS object per
+    thread), frames in the same order and bit-identical to one pair at a time."""
+    from skimage import data
+
+    photo = cv2.resize(data.astronaut(), (96, 64))
+    # a cut in the middle: held frames must land in the right slots too
+    frames = [square_at(10 + 3 * i) for i in range(4)] + [np.roll(photo, i, 1) for i in range(3)]
+    one = list(interpolate(frames, factor=4, loop=loop, workers=1))
+    for workers in (2, 3, 8):
+        many = list(interpolate(frames, factor=4, loop=loop, workers=workers))
+        assert len(many) == len(one) == (len(frames) - (not loop)) * 4 + (not loop)
+        for x, y in zip(one, many, strict=True):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_interpolators_that_are_not_thread_safe_run_one_pair_at_a_time():
+    import threading
+
+    class Recording(BlendInterpolator):
+        thread_safe = False
+
+        def __init__(self) -> None:
+            self.threads: set[str] = set()
+
+        def _between(self, a, b, ts):
+            self.threads.add(threading.current_thread().name)
+            return super()._between(a, b, ts)
+
+    frames = [square_at(10 + 4 * i) for i in range(5)]
+    rec = Recording()
+    assert len(list(interpolate(frames, factor=3, backend=rec, scene_cut=False))) == 13
+    assert rec.threads == {threading.current_thread().name}
+    threaded = Recording()
+    threaded.thread_safe = True
+    list(interpolate(frames, factor=3, backend=threaded, scene_cut=False, workers=3))
+    assert all(t.startswith("loopwave-interp") for t in threaded.threads)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="workers"):
+            list(interpolate(frames, backend="blend", workers=bad))
+
+
+def test_a_failing_pair_stops_the_stream():
+    class Broken(BlendInterpolator):
+        def _between(self, a, b, ts):
+            raise RuntimeError("boom")
+
+    frames = [square_at(10 + 4 * i) for i in range(5)]
+    with pytest.raises(RuntimeError, match="boom"):
+        list(interpolate(frames, factor=3, backend=Broken(), scene_cut=False, workers=2))
+
+
 def test_factor_from_fps():
     assert resolve_factor(None, to_fps=60, fps=10) == 6
     assert resolve_factor(None, to_fps="60000/1001", fps="10000/1001") == 6

@@ -34,6 +34,10 @@ Example
 from __future__ import annotations
 
 import abc
+import collections
+import concurrent.futures
+import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -89,7 +93,13 @@ def _timesteps(t: Any) -> np.ndarray:
 
 
 class Interpolator(abc.ABC):
-    """Produces in-between frames of two frames."""
+    """Produces in-between frames of two frames.
+
+    ``thread_safe``: whether :meth:`between` may run for several pairs at once
+    (then :func:`interpolate` works on pairs in parallel); False unless a
+    subclass says otherwise."""
+
+    thread_safe: bool = False
 
     def between(
         self, a: np.ndarray, b: np.ndarray, timesteps: Sequence[float] | np.ndarray
@@ -104,6 +114,8 @@ class Interpolator(abc.ABC):
 
 class BlendInterpolator(Interpolator):
     """A cross-fade: ``a + t (b - a)``."""
+
+    thread_safe = True
 
     def _between(self, a: np.ndarray, b: np.ndarray, ts: np.ndarray) -> np.ndarray:
         return np.stack([lerp_frames(a, b, float(t)) for t in ts])
@@ -120,22 +132,27 @@ class FlowInterpolator(Interpolator):
     """
 
     _PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
+    thread_safe = True  # one DIS object per thread
 
     def __init__(self, *, preset: str = "medium", occlusion_sigma: float = 1.5) -> None:
         if preset not in self._PRESETS:
             raise ValueError(f"preset must be one of {sorted(self._PRESETS)}; got {preset!r}")
         if not (isinstance(occlusion_sigma, (int, float)) and occlusion_sigma > 0):
             raise ValueError(f"occlusion_sigma must be a positive number; got {occlusion_sigma!r}")
-        cv2 = _cv2()
-        self._dis = cv2.DISOpticalFlow_create(self._PRESETS[preset])
+        _cv2()
+        self._preset = self._PRESETS[preset]
+        self._local = threading.local()
         self.sigma = float(occlusion_sigma)
 
     def flows(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``F_01``, ``F_10`` (``(H, W, 2)`` float32): ``a(x) ~ b(x + F_01(x))``, and back."""
         cv2 = _cv2()
+        dis = getattr(self._local, "dis", None)
+        if dis is None:  # DIS keeps scratch buffers: one object per thread
+            dis = self._local.dis = cv2.DISOpticalFlow_create(self._preset)
         ga = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
         gb = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
-        return self._dis.calc(ga, gb, None), self._dis.calc(gb, ga, None)
+        return dis.calc(ga, gb, None), dis.calc(gb, ga, None)
 
     def _between(self, a: np.ndarray, b: np.ndarray, ts: np.ndarray) -> np.ndarray:
         cv2 = _cv2()
@@ -237,16 +254,24 @@ def interpolate(
     backend: str | Interpolator = "flow",
     scene_cut: bool | float = True,
     loop: bool = False,
+    workers: int | None = None,
 ) -> Iterator[np.ndarray]:
     """Stream ``frames`` with ``factor - 1`` in-betweens after each (``to_fps``/``fps`` instead).
 
     ``n`` frames give ``(n - 1) * factor + 1`` frames, or ``n * factor`` with
     ``loop=True`` (the last frame is also interpolated toward the first).
     ``scene_cut`` is True (default threshold), False, or a threshold; across a
-    cut the frame before it is held. Constant memory: one pair at a time.
+    cut the frame before it is held. ``workers`` pairs are interpolated at once
+    by a thread pool when the backend is :attr:`Interpolator.thread_safe`
+    (default: a quarter of the CPU cores, at most 4; 1 on small machines), and
+    the frames still come out in order. Constant memory: ``workers`` pairs at a time.
     """
     k = resolve_factor(factor, to_fps, fps)
     interp = _backend(backend)
+    if workers is None:
+        workers = max(1, min(4, (os.cpu_count() or 1) // 4)) if interp.thread_safe else 1
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1; got {workers!r}")
     if isinstance(scene_cut, bool):
         threshold = SCENE_CUT_THRESHOLD if scene_cut else None
     elif isinstance(scene_cut, (int, float)) and 0 < scene_cut <= 1:
@@ -257,28 +282,64 @@ def interpolate(
         )
     ts = np.arange(1, k) / k
 
-    def fill(a: np.ndarray, b: np.ndarray) -> Iterator[np.ndarray]:
+    def fill(a: np.ndarray, b: np.ndarray) -> Iterable[np.ndarray]:
         if threshold is not None and scene_cut_distance(a, b) > threshold:
-            yield from (a for _ in ts)
-        else:
-            yield from interp.between(a, b, ts)
+            return [a] * len(ts)
+        return interp.between(a, b, ts)
 
-    first = prev = None
-    for i, f in enumerate(frames):
-        cur, single = v.frames(f, f"frames[{i}]")
-        if not single:
-            raise ValueError(f"frames[{i}] must be one frame (H, W, 3); got {f.shape}")
-        cur = cur[0]
-        if prev is None:
-            first = cur
-        else:
-            if cur.shape != prev.shape or cur.dtype != prev.dtype:
-                raise ValueError(f"frames[{i}] must match the frames before it in shape and dtype")
-            yield from fill(prev, cur)
-        yield cur
-        prev = cur
-    if loop and prev is not None and first is not None and prev is not first:
-        yield from fill(prev, first)
+    def pairs() -> Iterator[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
+        """(a, b, frame after the in-betweens): the first frame comes as (first, None,
+        None); with ``loop`` the last pair (last, first) has nothing after it."""
+        first = prev = None
+        for i, f in enumerate(frames):
+            cur, single = v.frames(f, f"frames[{i}]")
+            if not single:
+                raise ValueError(f"frames[{i}] must be one frame (H, W, 3); got {f.shape}")
+            cur = cur[0]
+            if prev is None:
+                first = cur
+                yield cur, None, None
+            else:
+                if cur.shape != prev.shape or cur.dtype != prev.dtype:
+                    raise ValueError(
+                        f"frames[{i}] must match the frames before it in shape and dtype"
+                    )
+                yield prev, cur, cur
+            prev = cur
+        if loop and prev is not None and first is not None and prev is not first:
+            yield prev, first, None
+
+    if workers == 1:
+        for a, b, after in pairs():
+            if b is None:
+                yield a
+                continue
+            yield from fill(a, b)
+            if after is not None:
+                yield after
+        return
+    # several pairs at once; results taken in order, at most ``workers`` in flight
+    pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="loopwave-interp")
+    pending: collections.deque[tuple[Any, np.ndarray | None]] = collections.deque()
+
+    def oldest() -> Iterator[np.ndarray]:
+        fut, after = pending.popleft()
+        yield from fut.result()
+        if after is not None:
+            yield after
+
+    try:
+        for a, b, after in pairs():
+            if b is None:
+                yield a
+                continue
+            pending.append((pool.submit(fill, a, b), after))
+            if len(pending) >= workers:
+                yield from oldest()
+        while pending:
+            yield from oldest()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _read_input(path: Path) -> tuple[Iterator[np.ndarray], int | None, Fraction | None]:
