@@ -171,9 +171,20 @@ class DiffusersBackend(Img2Img):
             pipe.scheduler = getattr(diffusers, cls_name).from_config(
                 pipe.scheduler.config, **extra
             )
-        # fp16 on CUDA, float32 elsewhere; cast only when needed (diffusers warns on a cast)
+        # fp16 on CUDA, float32 elsewhere
         dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        pipe = pipe.to(self.device) if pipe.unet.dtype == dtype else pipe.to(self.device, dtype)
+        if pipe.unet.dtype == dtype:
+            pipe = pipe.to(self.device)
+        else:
+            # diffusers warns on any cast, even with no module to keep in float32
+            from diffusers.utils import logging as dlog
+
+            level = dlog.get_verbosity()
+            dlog.set_verbosity_error()
+            try:
+                pipe = pipe.to(self.device, dtype)
+            finally:
+                dlog.set_verbosity(level)
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
         self.label = label
