@@ -165,9 +165,11 @@ def run_bench(
         # a stream of 9 frames, as the renderer's encoder stage interpolates it
         # (pairs in parallel where the machine has the cores)
         seq = [np.roll(frame, 3 * i, axis=1) for i in range(9)]
-        results["interpolation_fps"] = (len(seq) - 1) * (factor - 1) / median_time(
+        made = (len(seq) - 1) * (factor - 1)
+        took = median_time(
             lambda: sum(1 for _ in interpolate(seq, factor=factor, scene_cut=False)), repeats
         )
+        results["interpolation_fps"] = made / took
         n_enc = 30
         with VideoWriter(Path(d) / "e.mp4", fps=60, codec="h264", crf=18) as w:
 
