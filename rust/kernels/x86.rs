@@ -20,6 +20,7 @@
 use std::arch::x86_64::*;
 
 use super::lab::Planes;
+use super::yuv::YuvCoeffs;
 
 /// Whether this CPU can run the functions here (checked once, then cached by std).
 #[inline(always)]
@@ -171,6 +172,135 @@ pub fn encode_u8(rgb: &Planes, dst: &mut [u8], table: Option<&[u8; 256]>) -> boo
     // inside `dst` (i + 8 <= n).
     unsafe { encode_imp(rgb, dst, table) };
     true
+}
+
+/// Per 128-bit lane `vpshufb` masks taking channel `c` of four pixels to four
+/// zero-extended `i32`: the low lane's pixels start at byte 0 of its 16 bytes,
+/// the high lane's (loaded from 8 bytes further on) at byte 4.
+const fn pick32(c: usize) -> [u8; 32] {
+    let mut m = [0x80u8; 32];
+    let mut k = 0;
+    while k < 4 {
+        m[4 * k] = (3 * k + c) as u8;
+        m[16 + 4 * k] = (4 + 3 * k + c) as u8;
+        k += 1;
+    }
+    m
+}
+
+const PICK32: [[u8; 32]; 3] = [pick32(0), pick32(1), pick32(2)];
+
+/// Dword order putting two rows' luma back together after the packs in
+/// [`yuv_imp`]: low 128 bits the top row, high 128 bits the bottom row.
+const ROWS: [i32; 8] = [0, 4, 1, 5, 2, 6, 3, 7];
+
+#[target_feature(enable = "avx2")]
+unsafe fn yuv_imp(
+    k: &YuvCoeffs,
+    rows: &[u8],
+    w: usize,
+    yrows: &mut [u8],
+    urow: &mut [u8],
+    vrow: &mut [u8],
+) -> usize {
+    let n = w / 16 * 16;
+    let set = |v: f32| _mm256_set1_ps(v);
+    let (unit, k255) = (set(1.0 / 255.0), set(255.0));
+    let (half, quarter) = (set(0.5), set(0.25));
+    let ky = k.y.map(set);
+    let ku = k.u.map(set);
+    let kv = k.v.map(set);
+    let (y_off, c_off) = (set(k.y_off), set(k.c_off));
+    let masks = PICK32.map(|m| _mm256_loadu_si256(m.as_ptr() as *const __m256i));
+    let order = _mm256_loadu_si256(ROWS.as_ptr() as *const __m256i);
+    // Eight pixels at `p` as `u8::to_unit(v) * 255.0`, per channel.
+    let load = |p: *const u8| {
+        let lo = _mm_loadu_si128(p as *const __m128i);
+        let hi = _mm_loadu_si128(p.add(8) as *const __m128i);
+        let both = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi);
+        masks.map(|m| {
+            let v = _mm256_cvtepi32_ps(_mm256_shuffle_epi8(both, m));
+            _mm256_mul_ps(_mm256_mul_ps(v, unit), k255)
+        })
+    };
+    // `code(dot(k, p) + off)` before the saturating packs: truncating then
+    // saturating to 0..=255 equals the scalar clamp then truncation.
+    let code = |k: &[__m256; 3], p: &[__m256; 3], off: __m256| {
+        let d = _mm256_add_ps(
+            _mm256_add_ps(_mm256_mul_ps(k[0], p[0]), _mm256_mul_ps(k[1], p[1])),
+            _mm256_mul_ps(k[2], p[2]),
+        );
+        _mm256_cvttps_epi32(_mm256_add_ps(_mm256_add_ps(d, off), half))
+    };
+    let (top, bot) = rows.split_at(3 * w);
+    let mut x = 0;
+    while x < n {
+        let t = [
+            load(top.as_ptr().add(3 * x)),
+            load(top.as_ptr().add(3 * x + 24)),
+        ];
+        let b = [
+            load(bot.as_ptr().add(3 * x)),
+            load(bot.as_ptr().add(3 * x + 24)),
+        ];
+        // luma: dwords of 4 codes, lanes [t0 0-3, t1 0-3, b0 0-3, b1 0-3 | the 4-7s]
+        let yt = _mm256_packus_epi32(code(&ky, &t[0], y_off), code(&ky, &t[1], y_off));
+        let yb = _mm256_packus_epi32(code(&ky, &b[0], y_off), code(&ky, &b[1], y_off));
+        let ys = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(yt, yb), order);
+        _mm_storeu_si128(
+            yrows.as_mut_ptr().add(x) as *mut __m128i,
+            _mm256_castsi256_si128(ys),
+        );
+        _mm_storeu_si128(
+            yrows.as_mut_ptr().add(w + x) as *mut __m128i,
+            _mm256_extracti128_si256::<1>(ys),
+        );
+        // chroma: the 2x2 sums in the scalar order (left + right) + bottom left
+        // + bottom right; lanes hold blocks [0, 1, 4, 5 | 2, 3, 6, 7]
+        let m: [__m256; 3] = std::array::from_fn(|c| {
+            let even = |r: &[[__m256; 3]; 2]| _mm256_shuffle_ps::<0x88>(r[0][c], r[1][c]);
+            let odd = |r: &[[__m256; 3]; 2]| _mm256_shuffle_ps::<0xDD>(r[0][c], r[1][c]);
+            let s = _mm256_add_ps(_mm256_add_ps(even(&t), odd(&t)), even(&b));
+            _mm256_mul_ps(quarter, _mm256_add_ps(s, odd(&b)))
+        });
+        // words [u01 u45 v01 v45 | u23 u67 v23 v67], then interleaved by lane
+        let uv = _mm256_packus_epi32(code(&ku, &m, c_off), code(&kv, &m, c_off));
+        let uv = _mm256_packus_epi16(uv, uv);
+        let uv = _mm_unpacklo_epi16(
+            _mm256_castsi256_si128(uv),
+            _mm256_extracti128_si256::<1>(uv),
+        );
+        _mm_storel_epi64(urow.as_mut_ptr().add(x / 2) as *mut __m128i, uv);
+        _mm_storel_epi64(
+            vrow.as_mut_ptr().add(x / 2) as *mut __m128i,
+            _mm_unpackhi_epi64(uv, uv),
+        );
+        x += 16;
+    }
+    n
+}
+
+/// Two rows of 8-bit RGB (`rows`, `2 * w` pixels) to I420 as
+/// `yuv::row_pair` does, 16 pixels at a time: the same f32 operations in the
+/// same order, 8 lanes wide. Returns how many pixels of each row it did (a
+/// multiple of 16; the caller does the rest), or `None` without AVX2.
+pub fn yuv_u8(
+    k: &YuvCoeffs,
+    rows: &[u8],
+    w: usize,
+    yrows: &mut [u8],
+    urow: &mut [u8],
+    vrow: &mut [u8],
+) -> Option<usize> {
+    assert!(rows.len() == 6 * w && yrows.len() == 2 * w);
+    assert!(urow.len() == w / 2 && vrow.len() == w / 2);
+    if !available() {
+        return None;
+    }
+    // SAFETY: AVX2 checked above; for x + 16 <= w the loads read bytes
+    // 3x..3x + 48 of each row and the stores write 16 luma bytes per row and
+    // 8 bytes of each chroma row at x / 2, all inside the slices checked above.
+    Some(unsafe { yuv_imp(k, rows, w, yrows, urow, vrow) })
 }
 
 #[cfg(test)]
