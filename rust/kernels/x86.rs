@@ -206,10 +206,13 @@ unsafe fn yuv_imp(
     let n = w / 16 * 16;
     let set = |v: f32| _mm256_set1_ps(v);
     let (unit, k255) = (set(1.0 / 255.0), set(255.0));
-    let (half, quarter) = (set(0.5), set(0.25));
+    let half = set(0.5);
     let ky = k.y.map(set);
-    let ku = k.u.map(set);
-    let kv = k.v.map(set);
+    // the scalar path's `0.25 * sum` folded into the chroma coefficients:
+    // scaling by a power of two is exact, so k * (0.25 * s) and (0.25 * k) * s
+    // are the same real product and round to the same f32
+    let ku = k.u.map(|c| set(0.25 * c));
+    let kv = k.v.map(|c| set(0.25 * c));
     let (y_off, c_off) = (set(k.y_off), set(k.c_off));
     let masks = PICK32.map(|m| _mm256_loadu_si256(m.as_ptr() as *const __m256i));
     let order = _mm256_loadu_si256(ROWS.as_ptr() as *const __m256i);
@@ -235,17 +238,28 @@ unsafe fn yuv_imp(
     let (top, bot) = rows.split_at(3 * w);
     let mut x = 0;
     while x < n {
-        let t = [
-            load(top.as_ptr().add(3 * x)),
-            load(top.as_ptr().add(3 * x + 24)),
-        ];
-        let b = [
-            load(bot.as_ptr().add(3 * x)),
-            load(bot.as_ptr().add(3 * x + 24)),
-        ];
-        // luma: dwords of 4 codes, lanes [t0 0-3, t1 0-3, b0 0-3, b1 0-3 | the 4-7s]
-        let yt = _mm256_packus_epi32(code(&ky, &t[0], y_off), code(&ky, &t[1], y_off));
-        let yb = _mm256_packus_epi32(code(&ky, &b[0], y_off), code(&ky, &b[1], y_off));
+        // one row: its 16 luma codes as words [0-3, 8-11 | 4-7, 12-15], and
+        // each channel's left + right pixel sums, lanes [0, 1, 4, 5 | 2, 3, 6, 7]
+        // of the 8 blocks, plus the bare pairs for the bottom row
+        let row = |src: &[u8]| {
+            let p = [
+                load(src.as_ptr().add(3 * x)),
+                load(src.as_ptr().add(3 * x + 24)),
+            ];
+            let y = _mm256_packus_epi32(code(&ky, &p[0], y_off), code(&ky, &p[1], y_off));
+            let even: [__m256; 3] =
+                std::array::from_fn(|c| _mm256_shuffle_ps::<0x88>(p[0][c], p[1][c]));
+            let odd: [__m256; 3] =
+                std::array::from_fn(|c| _mm256_shuffle_ps::<0xDD>(p[0][c], p[1][c]));
+            (y, even, odd)
+        };
+        let (yt, te, to) = row(top);
+        let s: [__m256; 3] = std::array::from_fn(|c| _mm256_add_ps(te[c], to[c]));
+        let (yb, be, bo) = row(bot);
+        // the 2x2 sums in the scalar order: left + right, + bottom left, + bottom right
+        let m: [__m256; 3] =
+            std::array::from_fn(|c| _mm256_add_ps(_mm256_add_ps(s[c], be[c]), bo[c]));
+        // luma: dwords of 4 codes, lanes [t 0-3, t 8-11, b 0-3, b 8-11 | the rest]
         let ys = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(yt, yb), order);
         _mm_storeu_si128(
             yrows.as_mut_ptr().add(x) as *mut __m128i,
@@ -255,14 +269,6 @@ unsafe fn yuv_imp(
             yrows.as_mut_ptr().add(w + x) as *mut __m128i,
             _mm256_extracti128_si256::<1>(ys),
         );
-        // chroma: the 2x2 sums in the scalar order (left + right) + bottom left
-        // + bottom right; lanes hold blocks [0, 1, 4, 5 | 2, 3, 6, 7]
-        let m: [__m256; 3] = std::array::from_fn(|c| {
-            let even = |r: &[[__m256; 3]; 2]| _mm256_shuffle_ps::<0x88>(r[0][c], r[1][c]);
-            let odd = |r: &[[__m256; 3]; 2]| _mm256_shuffle_ps::<0xDD>(r[0][c], r[1][c]);
-            let s = _mm256_add_ps(_mm256_add_ps(even(&t), odd(&t)), even(&b));
-            _mm256_mul_ps(quarter, _mm256_add_ps(s, odd(&b)))
-        });
         // words [u01 u45 v01 v45 | u23 u67 v23 v67], then interleaved by lane
         let uv = _mm256_packus_epi32(code(&ku, &m, c_off), code(&kv, &m, c_off));
         let uv = _mm256_packus_epi16(uv, uv);
