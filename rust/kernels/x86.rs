@@ -206,14 +206,15 @@ unsafe fn yuv_imp(
     let n = w / 16 * 16;
     let set = |v: f32| _mm256_set1_ps(v);
     let (unit, k255) = (set(1.0 / 255.0), set(255.0));
-    let half = set(0.5);
     let ky = k.y.map(set);
     // the scalar path's `0.25 * sum` folded into the chroma coefficients:
     // scaling by a power of two is exact, so k * (0.25 * s) and (0.25 * k) * s
     // are the same real product and round to the same f32
     let ku = k.u.map(|c| set(0.25 * c));
     let kv = k.v.map(|c| set(0.25 * c));
-    let (y_off, c_off) = (set(k.y_off), set(k.c_off));
+    // `code(d + off)` adds `off`, then 0.5: one add of `off + 0.5` (exact) gives
+    // the same code for every f32 `d` (see `yuv::tests::offset_and_half_fold`)
+    let (y_off, c_off) = (set(k.y_off + 0.5), set(k.c_off + 0.5));
     let masks = PICK32.map(|m| _mm256_loadu_si256(m.as_ptr() as *const __m256i));
     let order = _mm256_loadu_si256(ROWS.as_ptr() as *const __m256i);
     // Eight pixels at `p` as `u8::to_unit(v) * 255.0`, per channel.
@@ -227,13 +228,14 @@ unsafe fn yuv_imp(
         })
     };
     // `code(dot(k, p) + off)` before the saturating packs: truncating then
-    // saturating to 0..=255 equals the scalar clamp then truncation.
+    // saturating to 0..=255 equals the scalar clamp then truncation (`off`
+    // includes the rounding half).
     let code = |k: &[__m256; 3], p: &[__m256; 3], off: __m256| {
         let d = _mm256_add_ps(
             _mm256_add_ps(_mm256_mul_ps(k[0], p[0]), _mm256_mul_ps(k[1], p[1])),
             _mm256_mul_ps(k[2], p[2]),
         );
-        _mm256_cvttps_epi32(_mm256_add_ps(_mm256_add_ps(d, off), half))
+        _mm256_cvttps_epi32(_mm256_add_ps(d, off))
     };
     let (top, bot) = rows.split_at(3 * w);
     let mut x = 0;
