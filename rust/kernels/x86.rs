@@ -240,9 +240,9 @@ unsafe fn yuv_imp(
     let (top, bot) = rows.split_at(3 * w);
     let mut x = 0;
     while x < n {
-        // one row: its 16 luma codes as words [0-3, 8-11 | 4-7, 12-15], and
-        // each channel's left + right pixel sums, lanes [0, 1, 4, 5 | 2, 3, 6, 7]
-        // of the 8 blocks, plus the bare pairs for the bottom row
+        // one row: its 16 luma codes as words [0-3, 8-11 | 4-7, 12-15], and each
+        // channel's left and right pixels of the 8 blocks, lanes [0, 1, 4, 5 |
+        // 2, 3, 6, 7]
         let row = |src: &[u8]| {
             let p = [
                 load(src.as_ptr().add(3 * x)),
@@ -288,10 +288,12 @@ unsafe fn yuv_imp(
     n
 }
 
-/// Two rows of 8-bit RGB (`rows`, `2 * w` pixels) to I420 as
-/// `yuv::row_pair` does, 16 pixels at a time: the same f32 operations in the
-/// same order, 8 lanes wide. Returns how many pixels of each row it did (a
-/// multiple of 16; the caller does the rest), or `None` without AVX2.
+/// Two rows of 8-bit RGB (`rows`, `2 * w` pixels) to I420, 16 pixels at a
+/// time, with exactly the bytes of the portable `yuv::row_pair_imp`: its f32
+/// operations in its order, 8 lanes wide, save two rewrites shown to give the
+/// same codes (the chroma 0.25 in the coefficients; offset and rounding half
+/// added at once). Returns how many pixels of each row it did (a multiple of
+/// 16; the caller does the rest), or `None` without AVX2.
 pub fn yuv_u8(
     k: &YuvCoeffs,
     rows: &[u8],
