@@ -20,6 +20,7 @@
 use std::arch::x86_64::*;
 
 use super::lab::Planes;
+use super::yuv::YuvCoeffs;
 
 /// Whether this CPU can run the functions here (checked once, then cached by std).
 #[inline(always)]
@@ -171,6 +172,145 @@ pub fn encode_u8(rgb: &Planes, dst: &mut [u8], table: Option<&[u8; 256]>) -> boo
     // inside `dst` (i + 8 <= n).
     unsafe { encode_imp(rgb, dst, table) };
     true
+}
+
+/// Per 128-bit lane `vpshufb` masks taking channel `c` of four pixels to four
+/// zero-extended `i32`: the low lane's pixels start at byte 0 of its 16 bytes,
+/// the high lane's (loaded from 8 bytes further on) at byte 4.
+const fn pick32(c: usize) -> [u8; 32] {
+    let mut m = [0x80u8; 32];
+    let mut k = 0;
+    while k < 4 {
+        m[4 * k] = (3 * k + c) as u8;
+        m[16 + 4 * k] = (4 + 3 * k + c) as u8;
+        k += 1;
+    }
+    m
+}
+
+const PICK32: [[u8; 32]; 3] = [pick32(0), pick32(1), pick32(2)];
+
+/// Dword order putting two rows' luma back together after the packs in
+/// [`yuv_imp`]: low 128 bits the top row, high 128 bits the bottom row.
+const ROWS: [i32; 8] = [0, 4, 1, 5, 2, 6, 3, 7];
+
+#[target_feature(enable = "avx2")]
+unsafe fn yuv_imp(
+    k: &YuvCoeffs,
+    rows: &[u8],
+    w: usize,
+    yrows: &mut [u8],
+    urow: &mut [u8],
+    vrow: &mut [u8],
+) -> usize {
+    let n = w / 16 * 16;
+    let set = |v: f32| _mm256_set1_ps(v);
+    let (unit, k255) = (set(1.0 / 255.0), set(255.0));
+    let ky = k.y.map(set);
+    // the scalar path's `0.25 * sum` folded into the chroma coefficients:
+    // scaling by a power of two is exact, so k * (0.25 * s) and (0.25 * k) * s
+    // are the same real product and round to the same f32
+    let ku = k.u.map(|c| set(0.25 * c));
+    let kv = k.v.map(|c| set(0.25 * c));
+    // `code(d + off)` adds `off`, then 0.5: one add of `off + 0.5` (exact) gives
+    // the same code for every f32 `d` (see `yuv::tests::offset_and_half_fold`)
+    let (y_off, c_off) = (set(k.y_off + 0.5), set(k.c_off + 0.5));
+    let masks = PICK32.map(|m| _mm256_loadu_si256(m.as_ptr() as *const __m256i));
+    let order = _mm256_loadu_si256(ROWS.as_ptr() as *const __m256i);
+    // Eight pixels at `p` as `u8::to_unit(v) * 255.0`, per channel.
+    let load = |p: *const u8| {
+        let lo = _mm_loadu_si128(p as *const __m128i);
+        let hi = _mm_loadu_si128(p.add(8) as *const __m128i);
+        let both = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi);
+        masks.map(|m| {
+            let v = _mm256_cvtepi32_ps(_mm256_shuffle_epi8(both, m));
+            _mm256_mul_ps(_mm256_mul_ps(v, unit), k255)
+        })
+    };
+    // `code(dot(k, p) + off)` before the saturating packs: truncating then
+    // saturating to 0..=255 equals the scalar clamp then truncation (`off`
+    // includes the rounding half).
+    let code = |k: &[__m256; 3], p: &[__m256; 3], off: __m256| {
+        let d = _mm256_add_ps(
+            _mm256_add_ps(_mm256_mul_ps(k[0], p[0]), _mm256_mul_ps(k[1], p[1])),
+            _mm256_mul_ps(k[2], p[2]),
+        );
+        _mm256_cvttps_epi32(_mm256_add_ps(d, off))
+    };
+    let (top, bot) = rows.split_at(3 * w);
+    let mut x = 0;
+    while x < n {
+        // one row: its 16 luma codes as words [0-3, 8-11 | 4-7, 12-15], and each
+        // channel's left and right pixels of the 8 blocks, lanes [0, 1, 4, 5 |
+        // 2, 3, 6, 7]
+        let row = |src: &[u8]| {
+            let p = [
+                load(src.as_ptr().add(3 * x)),
+                load(src.as_ptr().add(3 * x + 24)),
+            ];
+            let y = _mm256_packus_epi32(code(&ky, &p[0], y_off), code(&ky, &p[1], y_off));
+            let even: [__m256; 3] =
+                std::array::from_fn(|c| _mm256_shuffle_ps::<0x88>(p[0][c], p[1][c]));
+            let odd: [__m256; 3] =
+                std::array::from_fn(|c| _mm256_shuffle_ps::<0xDD>(p[0][c], p[1][c]));
+            (y, even, odd)
+        };
+        let (yt, te, to) = row(top);
+        let s: [__m256; 3] = std::array::from_fn(|c| _mm256_add_ps(te[c], to[c]));
+        let (yb, be, bo) = row(bot);
+        // the 2x2 sums in the scalar order: left + right, + bottom left, + bottom right
+        let m: [__m256; 3] =
+            std::array::from_fn(|c| _mm256_add_ps(_mm256_add_ps(s[c], be[c]), bo[c]));
+        // luma: dwords of 4 codes, lanes [t 0-3, t 8-11, b 0-3, b 8-11 | the rest]
+        let ys = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(yt, yb), order);
+        _mm_storeu_si128(
+            yrows.as_mut_ptr().add(x) as *mut __m128i,
+            _mm256_castsi256_si128(ys),
+        );
+        _mm_storeu_si128(
+            yrows.as_mut_ptr().add(w + x) as *mut __m128i,
+            _mm256_extracti128_si256::<1>(ys),
+        );
+        // words [u01 u45 v01 v45 | u23 u67 v23 v67], then interleaved by lane
+        let uv = _mm256_packus_epi32(code(&ku, &m, c_off), code(&kv, &m, c_off));
+        let uv = _mm256_packus_epi16(uv, uv);
+        let uv = _mm_unpacklo_epi16(
+            _mm256_castsi256_si128(uv),
+            _mm256_extracti128_si256::<1>(uv),
+        );
+        _mm_storel_epi64(urow.as_mut_ptr().add(x / 2) as *mut __m128i, uv);
+        _mm_storel_epi64(
+            vrow.as_mut_ptr().add(x / 2) as *mut __m128i,
+            _mm_unpackhi_epi64(uv, uv),
+        );
+        x += 16;
+    }
+    n
+}
+
+/// Two rows of 8-bit RGB (`rows`, `2 * w` pixels) to I420, 16 pixels at a
+/// time, with exactly the bytes of the portable `yuv::row_pair_imp`: its f32
+/// operations in its order, 8 lanes wide, save two rewrites shown to give the
+/// same codes (the chroma 0.25 in the coefficients; offset and rounding half
+/// added at once). Returns how many pixels of each row it did (a multiple of
+/// 16; the caller does the rest), or `None` without AVX2.
+pub fn yuv_u8(
+    k: &YuvCoeffs,
+    rows: &[u8],
+    w: usize,
+    yrows: &mut [u8],
+    urow: &mut [u8],
+    vrow: &mut [u8],
+) -> Option<usize> {
+    assert!(rows.len() == 6 * w && yrows.len() == 2 * w);
+    assert!(urow.len() == w / 2 && vrow.len() == w / 2);
+    if !available() {
+        return None;
+    }
+    // SAFETY: AVX2 checked above; for x + 16 <= w the loads read bytes
+    // 3x..3x + 48 of each row and the stores write 16 luma bytes per row and
+    // 8 bytes of each chroma row at x / 2, all inside the slices checked above.
+    Some(unsafe { yuv_imp(k, rows, w, yrows, urow, vrow) })
 }
 
 #[cfg(test)]

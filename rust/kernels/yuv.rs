@@ -138,7 +138,51 @@ fn row_pair_imp<T: Sample>(
     }
 }
 
-avx2_dispatch!(fn row_pair<T: Sample>(k: &YuvCoeffs, rows: &[T], w: usize, yrows: &mut [u8], urow: &mut [u8], vrow: &mut [u8]) = row_pair_imp);
+avx2_dispatch!(fn row_pair_f32<T: Sample>(k: &YuvCoeffs, rows: &[T], w: usize, yrows: &mut [u8], urow: &mut [u8], vrow: &mut [u8]) = row_pair_imp);
+
+/// Pixels `x0..w` of a pair of rows, one 2x2 block at a time: the arithmetic of
+/// [`row_pair_imp`] (same operations, same order), for the columns the AVX2
+/// path leaves over.
+fn row_pair_tail<T: Sample>(
+    k: &YuvCoeffs,
+    rows: &[T],
+    w: usize,
+    x0: usize,
+    yrows: &mut [u8],
+    urow: &mut [u8],
+    vrow: &mut [u8],
+) {
+    let px = |i: usize| -> [f32; 3] { std::array::from_fn(|c| rows[3 * i + c].to_unit() * 255.0) };
+    for x in (x0..w).step_by(2) {
+        let q = [px(x), px(x + 1), px(w + x), px(w + x + 1)];
+        for (i, p) in [x, x + 1, w + x, w + x + 1].into_iter().zip(&q) {
+            yrows[i] = code(dot(k.y, *p) + k.y_off);
+        }
+        let m: [f32; 3] = std::array::from_fn(|c| 0.25 * (q[0][c] + q[1][c] + q[2][c] + q[3][c]));
+        urow[x / 2] = code(dot(k.u, m) + k.c_off);
+        vrow[x / 2] = code(dot(k.v, m) + k.c_off);
+    }
+}
+
+/// One pair of rows: 8-bit frames through the AVX2 kernel in `x86` (16 pixels
+/// a step, the rest here), everything else through [`row_pair_imp`].
+fn row_pair<T: Sample>(
+    k: &YuvCoeffs,
+    rows: &[T],
+    w: usize,
+    yrows: &mut [u8],
+    urow: &mut [u8],
+    vrow: &mut [u8],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(b) = T::bytes(rows) {
+        if let Some(done) = super::x86::yuv_u8(k, b, w, yrows, urow, vrow) {
+            row_pair_tail(k, rows, w, done, yrows, urow, vrow);
+            return;
+        }
+    }
+    row_pair_f32(k, rows, w, yrows, urow, vrow)
+}
 
 /// Convert frames to I420. `out` holds `n * h * 3/2 * w` bytes; `h` and `w` must be even.
 pub fn rgb_to_yuv420p<T: Sample>(
@@ -247,6 +291,133 @@ mod tests {
                     let u = 128.0 + 224.0 * (m[2] - y) / (2.0 * (1.0 - kb)) / 255.0;
                     let got = out[plane + cy * hw + cx] as f64;
                     assert!((got - u).abs() <= 0.5 + 1e-4, "{got} vs {u}");
+                }
+            }
+        }
+    }
+
+    /// The whole batch through [`row_pair_imp`] alone: the portable path as it
+    /// was before the AVX2 kernel, built for the x86-64 baseline here.
+    fn portable(src: &[u8], dims: Dims, m: Matrix, full: bool) -> Vec<u8> {
+        let (h, w) = (dims.h, dims.w);
+        let k = YuvCoeffs::new(m, full);
+        let mut out = vec![0u8; dims.len() / 2];
+        for (s, o) in src
+            .chunks(dims.frame_len())
+            .zip(out.chunks_mut(h * w * 3 / 2))
+        {
+            let (yp, c) = o.split_at_mut(h * w);
+            let (up, vp) = c.split_at_mut(h * w / 4);
+            for r in 0..h / 2 {
+                let cr = r * w / 2..(r + 1) * w / 2;
+                row_pair_imp(
+                    &k,
+                    &s[r * 6 * w..(r + 1) * 6 * w],
+                    w,
+                    &mut yp[r * 2 * w..(r + 1) * 2 * w],
+                    &mut up[cr.clone()],
+                    &mut vp[cr],
+                );
+            }
+        }
+        out
+    }
+
+    fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (s >> 56) as u8
+            })
+            .collect()
+    }
+
+    fn assert_same(src: &[u8], dims: Dims, what: &str) {
+        for m in [Matrix::Bt601, Matrix::Bt709, Matrix::Bt2020] {
+            for full in [false, true] {
+                let mut got = vec![0u8; dims.len() / 2];
+                rgb_to_yuv420p(src, dims, m, full, &mut got).unwrap();
+                let want = portable(src, dims, m, full);
+                if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
+                    panic!(
+                        "{what} {dims:?} {m:?} full={full}: byte {i} is {} not {}",
+                        got[i], want[i]
+                    );
+                }
+            }
+        }
+    }
+
+    /// The 8-bit fast path (AVX2 where the CPU has it) gives exactly the bytes
+    /// of the portable f32 path, at widths around and between its 16-pixel
+    /// steps and odd numbers of row pairs.
+    #[test]
+    fn fast_path_matches_portable_path() {
+        let half_widths = [1usize, 2, 3, 7, 8, 9, 15, 16, 17, 24, 33, 65, 255];
+        for (j, &hw) in half_widths.iter().enumerate() {
+            for hh in [1usize, 3, 5] {
+                let dims = Dims::new(2, 2 * hh, 2 * hw);
+                let seed = (j * 8 + hh) as u64;
+                assert_same(&random_bytes(dims.len(), seed), dims, "random");
+                // flat 2x2 blocks of extreme colours (chroma at its limits,
+                // where full range clamps)
+                let pal = random_bytes(dims.len() / 4, seed + 100)
+                    .iter()
+                    .map(|&v| [0u8, 1, 254, 255][v as usize % 4])
+                    .collect::<Vec<_>>();
+                let (h, w) = (dims.h, dims.w);
+                let flat: Vec<u8> = (0..dims.len())
+                    .map(|i| {
+                        let (f, c) = (i / dims.frame_len(), i % 3);
+                        let (y, x) = ((i / 3) / w % h, (i / 3) % w);
+                        pal[((f * (h / 2) + y / 2) * (w / 2) + x / 2) * 3 + c]
+                    })
+                    .collect();
+                assert_same(&flat, dims, "extremes");
+            }
+        }
+    }
+
+    /// Every one of the 2^24 colours, as a 4096 x 4096 frame (release builds only).
+    #[test]
+    #[cfg_attr(debug_assertions, ignore = "slow without optimisation")]
+    fn fast_path_matches_portable_path_on_every_colour() {
+        let dims = Dims::new(1, 4096, 4096);
+        let src: Vec<u8> = (0..1u32 << 24)
+            .flat_map(|i| [(i >> 16) as u8, (i >> 8) as u8, i as u8])
+            .collect();
+        assert_same(&src, dims, "every colour");
+    }
+
+    /// The AVX2 kernel's `d + (off + 0.5)`, clamped and truncated, is
+    /// `code(d + off)` for every f32 `d`, at each offset a matrix uses (0 and 16
+    /// for luma, 128 for chroma). Both are non-decreasing step functions of `d`
+    /// (rounding, adding a constant, clamping and truncating all are), so they
+    /// are equal iff each step, to code `c`, happens at the same `d`. Both steps
+    /// to `c` lie within 0.01 of `c - off - 0.5` (asserted at the ends), so every
+    /// f32 in that window is compared. (Also checked exhaustively once: every
+    /// f32 with |d| < 2^20, about 2.5e9 per offset, none differ.)
+    #[test]
+    fn offset_and_half_fold() {
+        let folded = |d: f32, off: f32| (d + (off + 0.5)).clamp(0.0, 255.0) as u8;
+        // the next f32 up, for finite non-zero d
+        let next_up = |d: f32| match d {
+            d if d > 0.0 => f32::from_bits(d.to_bits() + 1),
+            d => f32::from_bits(d.to_bits() - 1),
+        };
+        for off in [0.0f32, 16.0, 128.0] {
+            for c in 1..=255u8 {
+                let step = c as f32 - off - 0.5;
+                let (lo, hi) = (step - 0.01, step + 0.01);
+                assert!(code(lo + off) < c && folded(lo, off) < c);
+                assert!(code(hi + off) >= c && folded(hi, off) >= c);
+                let mut d = lo;
+                while d <= hi {
+                    assert_eq!(code(d + off), folded(d, off), "d = {d:e}, off = {off}");
+                    d = next_up(d);
                 }
             }
         }
