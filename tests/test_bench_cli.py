@@ -25,6 +25,10 @@ KEYS = {
     "render_fps",
     "unet_only_fps",
     "render_share_of_unet_only",
+    "render_steady_fps",
+    "render_tail_s",
+    "render_steady_share_of_unet_only",
+    "img2img_share_of_unet_only",
 }
 
 
