@@ -67,6 +67,34 @@ def test_end_to_end(tmp_path, backend):
         np.testing.assert_array_equal(a, b)
 
 
+def test_drift_figures_match_skimage(tmp_path, backend):
+    """drift.csv: each frame's mean CIE76 distance to its target and to the frame before,
+    against scikit-image's Lab in float64."""
+    color = pytest.importorskip("skimage.color")
+    from loopwave.plan import ColourPlan
+
+    r = render(
+        Settings.from_dict(JOB),
+        run_dir=tmp_path / "run",
+        backend=backend,
+        progress=False,
+        video=False,
+    )
+    frames, plan = frames_of(r.run_dir), ColourPlan.load(r.run_dir)
+    rows = list(csv.DictReader(open(r.run_dir / "drift.csv")))
+
+    def de(a, b):
+        return np.sqrt(((color.rgb2lab(a) - color.rgb2lab(b)) ** 2).sum(-1)).mean()
+
+    for i, row in enumerate(rows):
+        assert float(row["delta_e_to_target"]) == pytest.approx(
+            de(frames[i], plan.target(i)), abs=0.01
+        )
+        want_prev = de(frames[i], frames[i - 1]) if i else 0.0
+        assert float(row["delta_e_to_previous"]) == pytest.approx(want_prev, abs=0.01)
+    assert float(rows[-1]["delta_e_to_previous"]) > 0.1  # the loop moves
+
+
 @pytest.mark.parametrize("stop", [0, 4])
 def test_resume_gives_the_uninterrupted_frames(tmp_path, backend, stop):
     s = Settings.from_dict(JOB)
