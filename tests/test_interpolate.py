@@ -50,6 +50,63 @@ def test_flow_at_quarter_steps():
     assert mae(out[1], square_at(22)) < 0.6 * mae(lerp_frames(a, b, 0.75), square_at(22))
 
 
+def flow_blend_reference(a, b, f01, f10, t, sigma):
+    """The flow interpolator's blend in float64, sampling with scipy's map_coordinates
+    (bilinear, edge replicated): an oracle independent of the native kernel."""
+    from scipy.ndimage import map_coordinates
+
+    h, w = a.shape[:2]
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float64)
+    f01, f10 = f01.astype(np.float64), f10.astype(np.float64)
+
+    def warp(img, flow):
+        coords = [gy + flow[..., 1], gx + flow[..., 0]]
+        chans = img[..., None] if img.ndim == 2 else img
+        out = np.stack(
+            [
+                map_coordinates(chans[..., c], coords, order=1, mode="nearest")
+                for c in range(chans.shape[-1])
+            ],
+            -1,
+        )
+        return out[..., 0] if img.ndim == 2 else out
+
+    vis0 = np.exp(-((np.linalg.norm(f01 + warp(f10, f01), axis=-1) / sigma) ** 2))
+    vis1 = np.exp(-((np.linalg.norm(f10 + warp(f01, f10), axis=-1) / sigma) ** 2))
+    ft0 = -(1 - t) * t * f01 + t * t * f10
+    ft1 = (1 - t) * (1 - t) * f01 - t * (1 - t) * f10
+    w0 = ((1 - t) * warp(vis0, ft0) + 1e-4)[..., None]
+    w1 = (t * warp(vis1, ft1) + 1e-4)[..., None]
+    af, bf = a.astype(np.float64), b.astype(np.float64)
+    return (w0 * warp(af, ft0) + w1 * warp(bf, ft1)) / (w0 + w1)
+
+
+def test_flow_blend_matches_a_float64_reference_on_a_photograph():
+    from conftest import photo
+
+    import loopwave as lw
+
+    a = photo("astronaut", 96)[:, :80]  # not square: rows and columns must not be swapped
+    m = lw.motion_matrix(96, 80, zoom=1.04, angle=2.0, translate=(3.0, -2.0))
+    b = lw.warp_affine(a, m)
+    flow = FlowInterpolator()
+    dis = flow.flows(a, b)
+    # and flows that disagree (smooth noise of a few pixels each way), so the
+    # visibility weights vary over the frame and the samples reach past the edges
+    rough = [
+        cv2.GaussianBlur(RNG.normal(0, 40, (96, 80, 2)), (0, 0), 4).astype(np.float32) for _ in "ab"
+    ]
+    for f01, f10 in (dis, rough):
+        flow.flows = lambda _a, _b, f=(f01, f10): f  # type: ignore[method-assign]
+        ts = [0.2, 0.5, 0.75]
+        got = flow.between(a, b, ts)
+        for k, t in enumerate(ts):
+            want = flow_blend_reference(a, b, f01, f10, t, flow.sigma)
+            diff = np.abs(got[k] - np.floor(want + 0.5))
+            assert diff.max() <= 1, (t, diff.max())  # float32 against float64 rounding
+            assert (diff > 0).mean() < 0.01
+
+
 def test_blend_midpoint_is_lerp():
     a, b = square_at(10), square_at(40)
     np.testing.assert_array_equal(
@@ -185,3 +242,24 @@ def test_cli_folder_to_folder_and_video(tmp_path, capsys):
     assert main(["interpolate", str(src), "-o", str(video), "--blend", "--quiet"]) == 0
     with VideoReader(video) as r:
         assert r.frame_count == 13 and r.fps == 60
+
+
+def test_native_flow_kernel_refuses_bad_arrays():
+    """The private kernel behind FlowInterpolator checks what it relies on itself."""
+    from loopwave import _native
+
+    pair = np.zeros((2, 8, 9, 3), np.uint8)
+    flows = np.zeros((2, 8, 9, 2), np.float32)
+    ts = np.array([0.5])
+    assert _native._flow_interpolate(pair, flows, ts, 1.5).shape == (1, 8, 9, 3)
+    cases = [
+        ((np.zeros((3, 8, 9, 3), np.uint8), flows, ts, 1.5), "pair"),
+        ((pair, flows[:, :7], ts, 1.5), "flows"),
+        ((pair, flows[:, :, ::-1], ts, 1.5), "flows"),  # not C-contiguous
+        ((pair, np.full_like(flows, np.nan), ts, 1.5), "flows"),
+        ((pair, flows, np.array([0.0]), 1.5), "timesteps"),
+        ((pair, flows, ts, -1.0), "sigma"),
+    ]
+    for args, name in cases:
+        with pytest.raises(ValueError, match=name):
+            _native._flow_interpolate(*args)

@@ -22,6 +22,7 @@ __all__ = [
     "warp_affine",
     "set_num_threads",
     "get_num_threads",
+    "_flow_interpolate",
     "_panic_for_tests",
 ]
 
@@ -53,3 +54,9 @@ def warp_affine(
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def _panic_for_tests() -> None: ...
+def _flow_interpolate(
+    pair: npt.NDArray[np.uint8],
+    flows: npt.NDArray[np.float32],
+    ts: npt.NDArray[np.float64],
+    sigma: float,
+) -> npt.NDArray[np.uint8]: ...

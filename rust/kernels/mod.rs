@@ -8,6 +8,7 @@
 pub mod blend;
 pub mod correct;
 pub mod error;
+pub mod flow;
 pub mod frames;
 pub mod gamma;
 pub mod histogram;

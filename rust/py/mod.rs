@@ -409,6 +409,54 @@ fn warp_affine<'py>(
     })
 }
 
+/// The flow interpolator's per-pixel work (see `kernels::flow`): `pair` is
+/// `(2, h, w, 3)` uint8 (the two frames), `flows` `(2, h, w, 2)` float32
+/// (`F01`, `F10`); returns `(len(ts), h, w, 3)` uint8.
+#[pyfunction]
+fn _flow_interpolate<'py>(
+    py: Python<'py>,
+    pair: PyReadonlyArray4<'py, u8>,
+    flows: PyReadonlyArray4<'py, f32>,
+    ts: PyReadonlyArray1<'py, f64>,
+    sigma: f64,
+) -> PyResult<Bound<'py, PyArray4<u8>>> {
+    let (d, ab) = view(&pair, "pair")?;
+    if d.n != 2 {
+        return Err(PyValueError::new_err(format!(
+            "pair: expected 2 frames, got {}",
+            d.n
+        )));
+    }
+    let fs = flows.shape();
+    if fs != [2, d.h, d.w, 2] || !flows.is_c_contiguous() {
+        return Err(PyValueError::new_err(format!(
+            "flows: expected a C-contiguous (2, {}, {}, 2) array, got shape {fs:?}",
+            d.h, d.w
+        )));
+    }
+    let f = flows
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("flows: expected a C-contiguous array"))?;
+    let t = vec1(&ts, "timesteps")?;
+    let out = alloc::<u8>(py, Dims::new(t.len(), d.h, d.w));
+    let o = out_slice(&out);
+    let (px3, px2) = (d.h * d.w * 3, d.h * d.w * 2);
+    run(py, || {
+        kernels::flow::flow_interpolate(
+            &ab[..px3],
+            &ab[px3..],
+            d.h,
+            d.w,
+            &f[..px2],
+            &f[px2..],
+            t,
+            sigma,
+            o,
+        )
+    })?;
+    Ok(out)
+}
+
 #[pyfunction]
 fn set_num_threads(n: usize) -> PyResult<()> {
     kernels::parallel::set_num_threads(n).map_err(to_py)
@@ -441,6 +489,7 @@ pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mean_frames, m)?)?;
     m.add_function(wrap_pyfunction!(rgb_to_yuv420p, m)?)?;
     m.add_function(wrap_pyfunction!(warp_affine, m)?)?;
+    m.add_function(wrap_pyfunction!(_flow_interpolate, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
