@@ -316,92 +316,21 @@ mod tests {
         let (h, w) = (2, 3);
         let img = vec![0u8; h * w * 3];
         let fl = vec![0f32; h * w * 2];
-        let mut out = vec![0u8; h * w * 3];
-        let arg = |r: Result<()>| r.unwrap_err().arg();
-        assert_eq!(
-            arg(flow_interpolate(
-                &img,
-                &img,
-                h,
-                w,
-                &fl,
-                &fl,
-                &[1.0],
-                1.0,
-                &mut out
-            )),
-            "timesteps"
-        );
-        assert_eq!(
-            arg(flow_interpolate(
-                &img,
-                &img,
-                h,
-                w,
-                &fl,
-                &fl,
-                &[0.5],
-                0.0,
-                &mut out
-            )),
-            "sigma"
-        );
-        assert_eq!(
-            arg(flow_interpolate(
-                &img,
-                &img,
-                h,
-                w,
-                &fl[1..],
-                &fl,
-                &[0.5],
-                1.0,
-                &mut out
-            )),
-            "flows"
-        );
         let nan = vec![f32::NAN; h * w * 2];
-        assert_eq!(
-            arg(flow_interpolate(
-                &img,
-                &img,
-                h,
-                w,
-                &nan,
-                &fl,
-                &[0.5],
-                1.0,
-                &mut out
-            )),
-            "flows"
-        );
-        assert_eq!(
-            arg(flow_interpolate(
-                &img,
-                &img[1..],
-                h,
-                w,
-                &fl,
-                &fl,
-                &[0.5],
-                1.0,
-                &mut out
-            )),
-            "b"
-        );
-        assert_eq!(
-            arg(flow_interpolate(
-                &img,
-                &img,
-                h,
-                w,
-                &fl,
-                &fl,
-                &[0.5, 0.6],
-                1.0,
-                &mut out
-            )),
-            "out"
-        );
+        // (b, f01, ts, sigma) -> the argument named
+        type Case<'a> = (&'a [u8], &'a [f32], &'a [f64], f64, &'a str);
+        let cases: [Case; 6] = [
+            (&img, &fl, &[1.0], 1.0, "timesteps"),
+            (&img, &fl, &[0.5], 0.0, "sigma"),
+            (&img, &fl[1..], &[0.5], 1.0, "flows"),
+            (&img, &nan, &[0.5], 1.0, "flows"),
+            (&img[1..], &fl, &[0.5], 1.0, "b"),
+            (&img, &fl, &[0.5, 0.6], 1.0, "out"),
+        ];
+        for (b, f01, ts, sigma, arg) in cases {
+            let mut out = vec![0u8; h * w * 3];
+            let err = flow_interpolate(&img, b, h, w, f01, &fl, ts, sigma, &mut out).unwrap_err();
+            assert_eq!(err.arg(), arg);
+        }
     }
 }

@@ -24,3 +24,20 @@ pub mod yuv;
 
 pub use error::{KernelError, Result};
 pub use frames::{Dims, Sample};
+
+/// Helpers shared by the kernels' unit tests.
+#[cfg(test)]
+pub(crate) mod testutil {
+    /// `n` pseudo-random bytes (a 64-bit LCG's top byte), the same for the same seed.
+    pub fn lcg_bytes(n: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (s >> 56) as u8
+            })
+            .collect()
+    }
+}

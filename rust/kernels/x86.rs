@@ -317,21 +317,10 @@ pub fn yuv_u8(
 mod tests {
     use super::*;
     use crate::kernels::lab::BLOCK;
-
-    fn bytes(n: usize, seed: u64) -> Vec<u8> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (s >> 56) as u8
-            })
-            .collect()
-    }
+    use crate::kernels::testutil::lcg_bytes;
 
     fn planes(seed: u64) -> Planes {
-        let b = bytes(3 * BLOCK, seed);
+        let b = lcg_bytes(3 * BLOCK, seed);
         // values around and outside [0, 1], and exact level boundaries
         std::array::from_fn(|c| {
             std::array::from_fn(|i| match i % 7 {
@@ -351,7 +340,7 @@ mod tests {
         }
         let gamma: [u8; 256] = std::array::from_fn(|i| 255 - i as u8);
         for n in [0, 1, 7, 8, 9, 17, 33, 63, 64] {
-            let src = bytes(3 * n, n as u64);
+            let src = lcg_bytes(3 * n, n as u64);
             let mut own: Planes = [[0.0; BLOCK]; 3];
             assert!(unit_u8(&src, &mut own));
             for i in 0..n {

@@ -234,6 +234,7 @@ pub fn rgb_to_yuv420p<T: Sample>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::testutil::lcg_bytes;
 
     #[test]
     fn white_black_grey_limited_and_full() {
@@ -323,18 +324,6 @@ mod tests {
         out
     }
 
-    fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (s >> 56) as u8
-            })
-            .collect()
-    }
-
     fn assert_same(src: &[u8], dims: Dims, what: &str) {
         for m in [Matrix::Bt601, Matrix::Bt709, Matrix::Bt2020] {
             for full in [false, true] {
@@ -361,10 +350,10 @@ mod tests {
             for hh in [1usize, 3, 5] {
                 let dims = Dims::new(2, 2 * hh, 2 * hw);
                 let seed = (j * 8 + hh) as u64;
-                assert_same(&random_bytes(dims.len(), seed), dims, "random");
+                assert_same(&lcg_bytes(dims.len(), seed), dims, "random");
                 // flat 2x2 blocks of extreme colours (chroma at its limits,
                 // where full range clamps)
-                let pal = random_bytes(dims.len() / 4, seed + 100)
+                let pal = lcg_bytes(dims.len() / 4, seed + 100)
                     .iter()
                     .map(|&v| [0u8, 1, 254, 255][v as usize % 4])
                     .collect::<Vec<_>>();
