@@ -78,7 +78,11 @@ def backend():
 @pytest.mark.parametrize("text", ["a castle at dusk", "", "x" * 300])
 def test_unweighted_prompts_encode_as_diffusers_does(backend, text):
     want, _ = backend.pipe.encode_prompt(text, "cpu", 1, False)
-    got = encode_weighted(backend.pipe, text, "cpu")
+    if len(text) > 75:  # the smoke tokenizer: a token a byte
+        with pytest.warns(UserWarning, match="prompt: 300 tokens.*the last 225 are dropped"):
+            got = encode_weighted(backend.pipe, text, "cpu")
+    else:
+        got = encode_weighted(backend.pipe, text, "cpu")
     assert got.shape == want.shape == (1, 77, 32)
     torch.testing.assert_close(got, want, rtol=0, atol=0)
 
@@ -124,9 +128,12 @@ def test_backend_caches_embeddings_and_weights_change_the_frame(backend):
     b = backend.img2img(init, prompt="a red castle", **kw)
     assert backend.prompts_encoded - before == 2  # the prompt and the negative, once each
     np.testing.assert_array_equal(a, b)
+    # the same tokens with another weight: the encoder output is reused, re-weighted
     c = backend.img2img(init, prompt="a (red:1.8) castle", **kw)
-    assert backend.prompts_encoded - before == 3
+    assert backend.prompts_encoded - before == 2
     assert not np.array_equal(a, c)
+    backend.img2img(init, prompt="a blue castle", **kw)
+    assert backend.prompts_encoded - before == 3
 
 
 def test_backend_refuses_bad_prompts(backend):
@@ -138,3 +145,60 @@ def test_backend_refuses_bad_prompts(backend):
         backend.img2img(init, prompt="a", negative=3, **kw)
     with pytest.raises(TypeError, match="init must be a numpy array"):
         backend.img2img([[0]], prompt="a", negative="", **kw)
+
+
+class _CountingEncoder:
+    """Counts the text encoder's forward calls (an oracle apart from the backend's own
+    ``prompts_encoded``)."""
+
+    def __init__(self, backend, monkeypatch):
+        self.calls = 0
+        enc = backend.pipe.text_encoder
+        forward = enc.forward
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return forward(*args, **kwargs)
+
+        monkeypatch.setattr(enc, "forward", counted)
+
+
+def test_changing_weights_reuse_the_encoder_output(monkeypatch):
+    b = smoke_backend()
+    # what @wave_completed expands to: the same words, a new weight every frame
+    texts = [f"a (red:{w}) castle" for w in (0.8, 1.1, 1.4)]
+    want = [encode_weighted(b.pipe, t, "cpu") for t in texts]  # before counting
+    enc = _CountingEncoder(b, monkeypatch)
+    init = np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    kw = {"negative": "fog", "strength": 0.6, "steps": 2, "cfg": 7.0, "seed": 1}
+    frames = []
+    for text, oracle in zip(texts, want, strict=True):
+        frames.append(b.img2img(init, prompt=text, **kw))
+        # each call still gets its own weights: the embedding used is the oracle's
+        torch.testing.assert_close(b.embed(text), oracle, rtol=0, atol=0)
+    assert enc.calls == 2  # "a red castle" once, "fog" once
+    assert not np.array_equal(frames[0], frames[2])
+    b.clear_prompt_cache()
+    b.embed("fog")
+    assert enc.calls == 3
+
+
+def test_long_prompts_warn_naming_the_argument(monkeypatch):
+    b = smoke_backend()
+    init = np.zeros((32, 32, 3), np.uint8)
+    kw = {"strength": 0.6, "steps": 2, "cfg": 7.0, "seed": 1}
+    with pytest.warns(UserWarning, match=r"negative: 100 tokens.*last 25 are dropped"):
+        b.img2img(init, prompt="a castle", negative="n" * 100, **kw)
+    with pytest.warns(UserWarning, match=r"^prompt: 80 tokens.*last 5 are dropped"):
+        b.img2img(init, prompt="p" * 80, negative="", **kw)
+
+
+def test_no_guidance_does_not_encode_the_negative(monkeypatch):
+    b = smoke_backend()
+    enc = _CountingEncoder(b, monkeypatch)
+    init = np.random.default_rng(4).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    kw = {"prompt": "a castle", "strength": 0.6, "steps": 2, "cfg": 1.0, "seed": 1}
+    a = b.img2img(init, negative="fog", **kw)
+    c = b.img2img(init, negative="something else entirely", **kw)
+    assert enc.calls == 1  # the prompt only
+    np.testing.assert_array_equal(a, c)  # and the negative could not matter

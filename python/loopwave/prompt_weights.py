@@ -20,19 +20,34 @@ literal ``a:b`` at 1.1.
 :func:`encode_weighted` turns a weighted prompt into the text encoder's hidden
 states the way A1111 does: each segment is tokenized on its own, the token ids
 are joined (at most ``model_max_length - 2`` of them, between the start and end
-tokens, padded), encoded once, each token's hidden state is multiplied by its
-weight, and the whole is rescaled to the mean it had before weighting (unless either
-mean is within :data:`MEAN_FLOOR` of the RMS of zero, or they differ in sign, as with
-random-weight encoders whose final layer norm has no bias: the ratio would be noise).
-A prompt without weights gives exactly what diffusers' ``encode_prompt`` gives.
+tokens, padded; a longer prompt is cut there, with a ``UserWarning`` saying how
+many tokens were dropped), encoded once, each token's hidden state is multiplied
+by its weight, and the whole is rescaled to the mean it had before weighting
+(unless either mean is within :data:`MEAN_FLOOR` of the RMS of zero, or they
+differ in sign, as with random-weight encoders whose final layer norm has no
+bias: the ratio would be noise). The weighting is done in float32 whatever the
+encoder's dtype. A prompt without weights gives exactly what diffusers'
+``encode_prompt`` gives.
+
+The steps are also available apart — :func:`tokenize_weighted`,
+:func:`encode_ids`, :func:`apply_weights` — so a caller can cache the encoder's
+output by token ids and re-weight it per call: a prompt whose weights change
+every frame (``@wave_completed``) then runs the text encoder once.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
-__all__ = ["encode_weighted", "parse_weights"]
+__all__ = [
+    "apply_weights",
+    "encode_ids",
+    "encode_weighted",
+    "parse_weights",
+    "tokenize_weighted",
+]
 
 UP, DOWN = 1.1, 1 / 1.1
 #: means below this fraction of the hidden states' RMS are not restored (see encode_weighted)
@@ -116,28 +131,62 @@ def _token_ids(tokenizer: Any, text: str) -> tuple[list[int], list[float]]:
     return ids, weights
 
 
-def encode_weighted(pipe: Any, text: str, device: Any) -> Any:
-    """The text encoder's hidden states for a weighted prompt: ``(1, 77, dim)`` on ``device``
-    (see the module docs)."""
-    import torch
-
-    tok, enc = pipe.tokenizer, pipe.text_encoder
-    n = tok.model_max_length
-    ids, weights = _token_ids(tok, text)
-    ids, weights = ids[: n - 2], weights[: n - 2]
+def tokenize_weighted(
+    tokenizer: Any, text: str, *, arg: str = "prompt"
+) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """The encoder's input for a weighted prompt: ``model_max_length`` token ids (start,
+    at most ``model_max_length - 2`` prompt tokens, end, padding) and a weight per id.
+    A longer prompt is cut, with a ``UserWarning`` naming ``arg`` (``"prompt"`` or
+    ``"negative"``) and how many tokens were dropped."""
+    n = tokenizer.model_max_length
+    ids, weights = _token_ids(tokenizer, text)
+    if len(ids) > n - 2:
+        warnings.warn(
+            f"{arg}: {len(ids)} tokens, but the text encoder reads {n - 2}; the last "
+            f"{len(ids) - (n - 2)} are dropped ({text[:40]!r}...)",
+            UserWarning,
+            stacklevel=3,
+        )
+        ids, weights = ids[: n - 2], weights[: n - 2]
+    tok = tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     full = [tok.bos_token_id, *ids, tok.eos_token_id]
     full += [pad] * (n - len(full))
     w = [1.0, *weights, 1.0] + [1.0] * (n - 2 - len(weights))
+    return tuple(full), tuple(w)
+
+
+def encode_ids(pipe: Any, ids: tuple[int, ...], device: Any) -> Any:
+    """The text encoder's hidden states for token ids, unweighted: ``(1, n, dim)``."""
+    import torch
+
     with torch.inference_mode():
-        hidden = enc(torch.tensor([full], device=device), attention_mask=None)[0]
-        if any(x != 1.0 for x in w):
-            before = hidden.float().mean()
-            hidden = hidden * torch.tensor(w, device=device, dtype=hidden.dtype)[None, :, None]
-            after = hidden.float().mean()
-            rms = hidden.float().square().mean().sqrt()
-            # a mean near 0 (a final layer norm without bias: random weights) cannot be
-            # restored by a ratio; the weighted states are then left as they are
-            if min(abs(before), abs(after)) > MEAN_FLOOR * rms and before * after > 0:
-                hidden = hidden * (before / after).to(hidden.dtype)
-    return hidden.to(dtype=enc.dtype, device=device)
+        return pipe.text_encoder(torch.tensor([list(ids)], device=device), attention_mask=None)[0]
+
+
+def apply_weights(hidden: Any, weights: tuple[float, ...]) -> Any:
+    """Hidden states scaled by per-token weights, the mean restored (see the module docs);
+    computed in float32 and returned in ``hidden``'s dtype. Unweighted: ``hidden`` itself."""
+    import torch
+
+    if all(x == 1.0 for x in weights):
+        return hidden
+    with torch.inference_mode():
+        h = hidden.float()
+        before = h.mean()
+        h = h * torch.tensor(weights, device=h.device, dtype=torch.float32)[None, :, None]
+        after = h.mean()
+        rms = h.square().mean().sqrt()
+        # a mean near 0 (a final layer norm without bias: random weights) cannot be
+        # restored by a ratio; the weighted states are then left as they are
+        if min(abs(before), abs(after)) > MEAN_FLOOR * rms and before * after > 0:
+            h = h * (before / after)
+        return h.to(hidden.dtype)
+
+
+def encode_weighted(pipe: Any, text: str, device: Any, *, arg: str = "prompt") -> Any:
+    """The text encoder's hidden states for a weighted prompt: ``(1, 77, dim)`` on ``device``
+    in the encoder's dtype (see the module docs; ``arg`` names the prompt in warnings)."""
+    ids, weights = tokenize_weighted(pipe.tokenizer, text, arg=arg)
+    hidden = apply_weights(encode_ids(pipe, ids, device), weights)
+    return hidden.to(dtype=pipe.text_encoder.dtype, device=device)
