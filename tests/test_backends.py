@@ -131,6 +131,27 @@ def test_device_frames_skip_uploads_and_keep_the_frames(init):
     assert kept.uploads_skipped == 2
 
 
+def test_a_read_only_init_is_uploaded_without_a_warning(init):
+    import warnings
+
+    b = smoke_backend(accel={"device_frames": True})
+    frozen = init.copy()
+    frozen.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # torch: "array is not writable"
+        got = b.img2img(frozen, seed=0, **CALL)
+    np.testing.assert_array_equal(got, smoke_backend().img2img(init, seed=0, **CALL))
+
+
+def test_every_model_part_is_brought_to_the_device_dtype():
+    from loopwave.backends import DiffusersBackend
+
+    pipe = smoke_backend().pipe
+    pipe.vae.to(torch.float16)  # the UNet already float32: the old check looked only at it
+    b = DiffusersBackend(pipe, device="cpu")
+    assert {b.pipe.unet.dtype, b.pipe.vae.dtype, b.pipe.text_encoder.dtype} == {torch.float32}
+
+
 def test_device_frames_in_a_render(tmp_path):
     from loopwave.render import render
     from loopwave.settings import Settings

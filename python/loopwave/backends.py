@@ -173,7 +173,7 @@ class DiffusersBackend(Img2Img):
             )
         # fp16 on CUDA, float32 elsewhere
         dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        if pipe.unet.dtype == dtype:
+        if all(getattr(pipe, m).dtype == dtype for m in ("unet", "vae", "text_encoder")):
             pipe = pipe.to(self.device)
         else:
             # diffusers warns on any cast, even with no module to keep in float32
@@ -191,9 +191,9 @@ class DiffusersBackend(Img2Img):
         # device_frames: the last frame returned, and its copy on the device
         self._kept: tuple[np.ndarray, Any] | None = None
         self.uploads_skipped = 0
-        # prompt embeddings of the last few prompts: a morph repeats its prompts for many
-        # frames, so the text encoder runs once per distinct (weighted) prompt
-        self._embeds: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        # text-encoder output of the last few token sequences: a morph repeats its
+        # prompts for many frames, so the encoder runs once per distinct prompt text
+        self._embeds: collections.OrderedDict[tuple[int, ...], Any] = collections.OrderedDict()
         self.prompts_encoded = 0
         self._speed_up(torch)
 
@@ -217,20 +217,30 @@ class DiffusersBackend(Img2Img):
             pipe.vae.decoder = torch.compile(pipe.vae.decoder, mode=mode)
             pipe.vae.encoder = torch.compile(pipe.vae.encoder, mode=mode)
 
-    def embed(self, text: str) -> Any:
-        """Hidden states of a prompt with A1111 weights (:mod:`loopwave.prompt_weights`),
-        cached for the last :data:`EMBED_CACHE` distinct prompts."""
-        from .prompt_weights import encode_weighted
+    def embed(self, text: str, *, arg: str = "prompt") -> Any:
+        """Hidden states of a prompt with A1111 weights (:mod:`loopwave.prompt_weights`).
 
-        if text in self._embeds:
-            self._embeds.move_to_end(text)
-            return self._embeds[text]
-        e = encode_weighted(self.pipe, text, self.device)
-        self.prompts_encoded += 1
-        self._embeds[text] = e
-        if len(self._embeds) > EMBED_CACHE:
-            self._embeds.popitem(last=False)
-        return e
+        The text encoder's output is cached by token ids for the last :data:`EMBED_CACHE`
+        distinct token sequences, and the weights are applied per call: a prompt whose
+        weights change every frame (``@wave_completed``) is encoded once."""
+        from .prompt_weights import apply_weights, encode_ids, tokenize_weighted
+
+        ids, weights = tokenize_weighted(self.pipe.tokenizer, text, arg=arg)
+        hidden = self._embeds.get(ids)
+        if hidden is None:
+            hidden = encode_ids(self.pipe, ids, self.device)
+            self.prompts_encoded += 1
+            self._embeds[ids] = hidden
+            if len(self._embeds) > EMBED_CACHE:
+                self._embeds.popitem(last=False)
+        else:
+            self._embeds.move_to_end(ids)
+        return apply_weights(hidden, weights).to(self.pipe.text_encoder.dtype)
+
+    def clear_prompt_cache(self) -> None:
+        """Forget the cached text-encoder outputs (after the text encoder changed, e.g.
+        a LoRA was loaded into it)."""
+        self._embeds.clear()
 
     def img2img(
         self,
@@ -262,7 +272,10 @@ class DiffusersBackend(Img2Img):
             dev_u8 = kept[1]
             self.uploads_skipped += 1
         else:
-            dev_u8 = torch.from_numpy(np.ascontiguousarray(init))
+            host = np.ascontiguousarray(init)
+            # torch warns on a read-only array (a frame returned with device_frames on):
+            # copy it rather than share memory torch may not write to
+            dev_u8 = torch.from_numpy(host if host.flags.writeable else host.copy())
             if self.device.type == "cuda" and self.accel["pinned"]:
                 # page-locked memory, copied without blocking the host
                 dev_u8 = dev_u8.pin_memory().to(self.device, non_blocking=True)
@@ -275,8 +288,9 @@ class DiffusersBackend(Img2Img):
         gen = torch.Generator(gen_device).manual_seed(int(seed))
         with torch.inference_mode():
             out = self.pipe(
-                prompt_embeds=self.embed(prompt),
-                negative_prompt_embeds=self.embed(negative),
+                prompt_embeds=self.embed(prompt, arg="prompt"),
+                # without guidance (cfg <= 1) diffusers never reads the negative prompt
+                negative_prompt_embeds=self.embed(negative, arg="negative") if cfg > 1 else None,
                 image=image,
                 strength=float(strength),
                 num_inference_steps=max(1, int(steps)),
@@ -424,6 +438,8 @@ def load_backend(
             device="cpu" if device == "auto" else device, scheduler=scheduler, accel=accel
         )
         _apply_loras(backend.pipe, loras)
+        if loras:  # a LoRA may change the text encoder: no embedding made before it holds
+            backend.clear_prompt_cache()
         return backend
     if kind != "diffusers":
         raise ValueError(f"backend must be 'smoke' or 'diffusers'; got {kind!r}")
