@@ -52,6 +52,8 @@ def test_bench_refuses_bad_settings(capsys):
     assert "size must be a multiple of 8" in capsys.readouterr().err
     assert main(["bench", "--strength", "0"]) == 2
     assert "strength must be in (0, 1]" in capsys.readouterr().err
+    assert main(["bench", "--repeats", "0"]) == 2
+    assert "repeats must be an int >= 1" in capsys.readouterr().err
 
 
 def test_bench_times_device_frames_against_uploads():
