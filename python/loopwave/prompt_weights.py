@@ -178,9 +178,12 @@ def apply_weights(hidden: Any, weights: tuple[float, ...]) -> Any:
         after = h.mean()
         rms = h.square().mean().sqrt()
         # a mean near 0 (a final layer norm without bias: random weights) cannot be
-        # restored by a ratio; the weighted states are then left as they are
-        if min(abs(before), abs(after)) > MEAN_FLOOR * rms and before * after > 0:
-            h = h * (before / after)
+        # restored by a ratio; the weighted states are then left as they are. Chosen on
+        # the device (no `if` on a tensor): this runs every frame, and must not wait
+        restorable = (torch.minimum(before.abs(), after.abs()) > MEAN_FLOOR * rms) & (
+            before * after > 0
+        )
+        h = h * torch.where(restorable, before / after, torch.ones_like(before))
         return h.to(hidden.dtype)
 
 
