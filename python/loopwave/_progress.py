@@ -49,12 +49,12 @@ class Progress:
             return
         elapsed = max(now - self.start, 1e-9)
         rate = (self.done - self.initial) / elapsed
-        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+        eta = _clock((self.total - self.done) / rate) if rate > 0 else "--"
         frac = self.done / self.total if self.total else 1.0
         bar = "#" * int(frac * 24)
         line = (
             f"{self.desc} [{bar:<24}] {self.done}/{self.total} {self.unit}s "
-            f"{rate:.1f} {self.unit}s/s ETA {eta:.0f}s"
+            f"{rate:.1f} {self.unit}s/s ETA {eta}"
         )
         self.stream.write(("\r" + line) if self._tty else (line + "\n"))
         self.stream.flush()
@@ -68,3 +68,13 @@ class Progress:
         if self.enabled and self._tty:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    """``42s``, ``3:07`` or ``1:02:03``: a time left, as people read it."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    h, rest = divmod(s, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"

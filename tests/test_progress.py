@@ -1,0 +1,35 @@
+"""The progress bar's line: counts, rate, and a readable time left."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from loopwave._progress import Progress, _clock
+
+
+@pytest.mark.parametrize(
+    ("seconds", "want"),
+    [(0, "0s"), (42.4, "42s"), (59.6, "1:00"), (187, "3:07"), (3723, "1:02:03")],
+)
+def test_clock(seconds, want):
+    assert _clock(seconds) == want
+
+
+def test_lines_before_and_after_a_rate(monkeypatch):
+    t = [100.0]
+    monkeypatch.setattr("loopwave._progress.time.perf_counter", lambda: t[0])
+    out = io.StringIO()  # not a terminal: one line per redraw, every 5 s or at the end
+    with Progress(240, "render", stream=out) as bar:
+        t[0] += 6
+        bar.update(timed=False)  # frame 0, made before the loop: no rate yet
+        t[0] += 6
+        bar.update(2)  # 2 timed frames in 12 s since the start
+        t[0] += 6
+        bar.update(237)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "render [                        ] 1/240 frames 0.0 frames/s ETA --"
+    assert lines[1] == "render [                        ] 3/240 frames 0.2 frames/s ETA 23:42"
+    assert lines[2].startswith("render [########################] 240/240 frames")
+    assert lines[2].endswith("ETA 0s")
