@@ -131,15 +131,23 @@ def test_device_frames_skip_uploads_and_keep_the_frames(init):
     assert kept.uploads_skipped == 2
 
 
-def test_a_read_only_init_is_uploaded_without_a_warning(init):
-    import warnings
+def test_a_read_only_init_is_uploaded_from_a_writable_copy(init, monkeypatch):
+    # torch warns about a non-writable array only once per process, so watch the arrays
+    # handed to torch.from_numpy instead of waiting for the warning
+    handed = []
+    from_numpy = torch.from_numpy
 
+    def watched(a):
+        handed.append(a.flags.writeable)
+        return from_numpy(a)
+
+    monkeypatch.setattr(torch, "from_numpy", watched)
     b = smoke_backend(accel={"device_frames": True})
     frozen = init.copy()
     frozen.flags.writeable = False
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)  # torch: "array is not writable"
-        got = b.img2img(frozen, seed=0, **CALL)
+    got = b.img2img(frozen, seed=0, **CALL)
+    assert handed and all(handed)
+    monkeypatch.undo()
     np.testing.assert_array_equal(got, smoke_backend().img2img(init, seed=0, **CALL))
 
 

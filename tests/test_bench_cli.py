@@ -54,6 +54,10 @@ def test_bench_refuses_bad_settings(capsys):
     assert "strength must be in (0, 1]" in capsys.readouterr().err
     assert main(["bench", "--repeats", "0"]) == 2
     assert "repeats must be an int >= 1" in capsys.readouterr().err
+    from loopwave.bench import median_time
+
+    with pytest.raises(ValueError, match="repeats must be an int >= 1"):
+        median_time(lambda: None, 0)
 
 
 def test_bench_times_device_frames_against_uploads():

@@ -195,6 +195,7 @@ class DiffusersBackend(Img2Img):
         # prompts for many frames, so the encoder runs once per distinct prompt text
         self._embeds: collections.OrderedDict[tuple[int, ...], Any] = collections.OrderedDict()
         self.prompts_encoded = 0
+        self._warned: set[tuple[str, tuple[int, ...]]] = set()
         self._speed_up(torch)
 
     def _speed_up(self, torch: Any) -> None:
@@ -223,9 +224,14 @@ class DiffusersBackend(Img2Img):
         The text encoder's output is cached by token ids for the last :data:`EMBED_CACHE`
         distinct token sequences, and the weights are applied per call: a prompt whose
         weights change every frame (``@wave_completed``) is encoded once."""
-        from .prompt_weights import apply_weights, encode_ids, tokenize_weighted
+        from .prompt_weights import apply_weights, encode_ids, tokenize_weighted, warn_dropped
 
-        ids, weights = tokenize_weighted(self.pipe.tokenizer, text, arg=arg)
+        ids, weights, dropped = tokenize_weighted(self.pipe.tokenizer, text)
+        if dropped and (arg, ids) not in self._warned:
+            # once per argument and tokens, not every frame (@wave changes the text only)
+            self._warned.add((arg, ids))
+            read = self.pipe.tokenizer.model_max_length - 2
+            warn_dropped(arg, text, dropped, read, stacklevel=3)  # the caller of img2img
         hidden = self._embeds.get(ids)
         if hidden is None:
             hidden = encode_ids(self.pipe, ids, self.device)

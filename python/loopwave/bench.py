@@ -47,6 +47,8 @@ def _sync(torch: Any, device: Any) -> None:
 def median_time(fn: Callable[[], Any], repeats: int = 5) -> float:
     """Median wall time of ``repeats`` calls of ``fn``, after one warm-up call
     (compilation, caches); the benchmarks under benches/ use it too."""
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an int >= 1; got {repeats!r}")
     fn()
     ts = []
     for _ in range(repeats):

@@ -30,9 +30,10 @@ encoder's dtype. A prompt without weights gives exactly what diffusers'
 ``encode_prompt`` gives.
 
 The steps are also available apart — :func:`tokenize_weighted`,
-:func:`encode_ids`, :func:`apply_weights` — so a caller can cache the encoder's
-output by token ids and re-weight it per call: a prompt whose weights change
-every frame (``@wave_completed``) then runs the text encoder once.
+:func:`encode_ids`, :func:`apply_weights`, :func:`warn_dropped` — so a caller
+can cache the encoder's output by token ids and re-weight it per call: a prompt
+whose weights change every frame (``@wave_completed``) then runs the text
+encoder once (and warns once about a cut, not every frame).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = [
     "encode_weighted",
     "parse_weights",
     "tokenize_weighted",
+    "warn_dropped",
 ]
 
 UP, DOWN = 1.1, 1 / 1.1
@@ -131,29 +133,30 @@ def _token_ids(tokenizer: Any, text: str) -> tuple[list[int], list[float]]:
     return ids, weights
 
 
-def tokenize_weighted(
-    tokenizer: Any, text: str, *, arg: str = "prompt"
-) -> tuple[tuple[int, ...], tuple[float, ...]]:
+def tokenize_weighted(tokenizer: Any, text: str) -> tuple[tuple[int, ...], tuple[float, ...], int]:
     """The encoder's input for a weighted prompt: ``model_max_length`` token ids (start,
-    at most ``model_max_length - 2`` prompt tokens, end, padding) and a weight per id.
-    A longer prompt is cut, with a ``UserWarning`` naming ``arg`` (``"prompt"`` or
-    ``"negative"``) and how many tokens were dropped."""
-    n = tokenizer.model_max_length
-    ids, weights = _token_ids(tokenizer, text)
-    if len(ids) > n - 2:
-        warnings.warn(
-            f"{arg}: {len(ids)} tokens, but the text encoder reads {n - 2}; the last "
-            f"{len(ids) - (n - 2)} are dropped ({text[:40]!r}...)",
-            UserWarning,
-            stacklevel=3,
-        )
-        ids, weights = ids[: n - 2], weights[: n - 2]
+    at most ``model_max_length - 2`` prompt tokens, end, padding), a weight per id, and
+    how many prompt tokens did not fit and were dropped (see :func:`warn_dropped`)."""
     tok = tokenizer
+    n = tok.model_max_length
+    ids, weights = _token_ids(tok, text)
+    dropped = max(0, len(ids) - (n - 2))
+    ids, weights = ids[: n - 2], weights[: n - 2]
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     full = [tok.bos_token_id, *ids, tok.eos_token_id]
     full += [pad] * (n - len(full))
     w = [1.0, *weights, 1.0] + [1.0] * (n - 2 - len(weights))
-    return tuple(full), tuple(w)
+    return tuple(full), tuple(w), dropped
+
+
+def warn_dropped(arg: str, text: str, dropped: int, read: int, *, stacklevel: int = 2) -> None:
+    """The ``UserWarning`` for a prompt cut to the encoder's window, naming ``arg``."""
+    warnings.warn(
+        f"{arg}: {read + dropped} tokens, but the text encoder reads {read}; the last "
+        f"{dropped} are dropped ({text[:40]!r}...)",
+        UserWarning,
+        stacklevel=stacklevel + 1,
+    )
 
 
 def encode_ids(pipe: Any, ids: tuple[int, ...], device: Any) -> Any:
@@ -190,6 +193,8 @@ def apply_weights(hidden: Any, weights: tuple[float, ...]) -> Any:
 def encode_weighted(pipe: Any, text: str, device: Any, *, arg: str = "prompt") -> Any:
     """The text encoder's hidden states for a weighted prompt: ``(1, 77, dim)`` on ``device``
     in the encoder's dtype (see the module docs; ``arg`` names the prompt in warnings)."""
-    ids, weights = tokenize_weighted(pipe.tokenizer, text, arg=arg)
+    ids, weights, dropped = tokenize_weighted(pipe.tokenizer, text)
+    if dropped:
+        warn_dropped(arg, text, dropped, pipe.tokenizer.model_max_length - 2)
     hidden = apply_weights(encode_ids(pipe, ids, device), weights)
     return hidden.to(dtype=pipe.text_encoder.dtype, device=device)
