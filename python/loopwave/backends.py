@@ -241,7 +241,7 @@ class DiffusersBackend(Img2Img):
                 self._embeds.popitem(last=False)
         else:
             self._embeds.move_to_end(ids)
-        return apply_weights(hidden, weights).to(self.pipe.text_encoder.dtype)
+        return apply_weights(hidden, weights)  # in the encoder's dtype, on the device
 
     def clear_prompt_cache(self) -> None:
         """Forget the cached text-encoder outputs (after the text encoder changed, e.g.

@@ -286,22 +286,18 @@ def interpolate(
         if loop and prev is not None and first is not None and prev is not first:
             yield prev, first, None
 
-    if workers == 1:
-        for a, b, after in pairs():
-            if b is None:
-                yield a
-                continue
-            yield from fill(a, b)
-            if after is not None:
-                yield after
-        return
-    # several pairs at once; results taken in order, at most ``workers`` in flight
-    pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="loopwave-interp")
+    # pairs run on a pool of `workers` threads (inline with one worker); results are
+    # taken in order, at most `workers` in flight
+    pool = (
+        concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="loopwave-interp")
+        if workers > 1
+        else None
+    )
     pending: collections.deque[tuple[Any, np.ndarray | None]] = collections.deque()
 
     def oldest() -> Iterator[np.ndarray]:
-        fut, after = pending.popleft()
-        yield from fut.result()
+        job, after = pending.popleft()
+        yield from (job.result() if pool is not None else job)
         if after is not None:
             yield after
 
@@ -310,13 +306,14 @@ def interpolate(
             if b is None:
                 yield a
                 continue
-            pending.append((pool.submit(fill, a, b), after))
+            pending.append((pool.submit(fill, a, b) if pool is not None else fill(a, b), after))
             if len(pending) >= workers:
                 yield from oldest()
         while pending:
             yield from oldest()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _read_input(path: Path) -> tuple[Iterator[np.ndarray], int | None, Fraction | None]:

@@ -196,5 +196,4 @@ def encode_weighted(pipe: Any, text: str, device: Any, *, arg: str = "prompt") -
     ids, weights, dropped = tokenize_weighted(pipe.tokenizer, text)
     if dropped:
         warn_dropped(arg, text, dropped, pipe.tokenizer.model_max_length - 2)
-    hidden = apply_weights(encode_ids(pipe, ids, device), weights)
-    return hidden.to(dtype=pipe.text_encoder.dtype, device=device)
+    return apply_weights(encode_ids(pipe, ids, device), weights)

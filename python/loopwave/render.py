@@ -28,6 +28,7 @@ the previous frame, blue) and ``NAME.mp4``.
 
 from __future__ import annotations
 
+import collections
 import csv
 import itertools
 import json
@@ -75,11 +76,6 @@ def _lab_distance(la: np.ndarray, lb: np.ndarray) -> float:
     s += d[..., 2]
     np.sqrt(s, out=s)
     return float(s.mean(dtype=np.float64))
-
-
-def _delta_e(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean CIE76 colour distance between two RGB frames."""
-    return _lab_distance(rgb_to_lab(a), rgb_to_lab(b))
 
 
 class StageError(RuntimeError):
@@ -171,23 +167,22 @@ def _saver(
     (in that order, so a recorded frame is always complete on disk); then on to the encoder."""
 
     def work(items: Iterator[tuple[int, np.ndarray, np.ndarray | None, np.ndarray | None]]) -> None:
-        # Lab of the previous frame and of the last target, reused: frames come in order,
-        # and a target stays the same object between keyframes (kept referenced, so its
-        # id cannot be reused by another array)
-        last: tuple[np.ndarray, np.ndarray] | None = None
-        last_target: tuple[np.ndarray, np.ndarray] | None = None
+        # (image, its Lab) of the last three images seen: a frame's `prev` is the frame
+        # before it, and a target stays the same object between keyframes, so each Lab is
+        # computed once (the images stay referenced, so an id cannot be reused meanwhile)
+        seen: collections.deque[tuple[np.ndarray, np.ndarray]] = collections.deque(maxlen=3)
+
+        def lab_of(img: np.ndarray) -> np.ndarray:
+            for im, lab in seen:
+                if im is img:
+                    return lab
+            seen.appendleft((img, rgb_to_lab(img)))
+            return seen[0][1]
+
         for i, frame, target, prev in items:
-            lab = rgb_to_lab(frame)
-            to_target = float("nan")
-            if target is not None:
-                if last_target is None or last_target[0] is not target:
-                    last_target = (target, rgb_to_lab(target))
-                to_target = _lab_distance(lab, last_target[1])
-            to_prev = 0.0
-            if prev is not None:
-                prev_lab = last[1] if last is not None and last[0] is prev else rgb_to_lab(prev)
-                to_prev = _lab_distance(lab, prev_lab)
-            last = (frame, lab)
+            lab = lab_of(frame)
+            to_target = _lab_distance(lab, lab_of(target)) if target is not None else float("nan")
+            to_prev = _lab_distance(lab, lab_of(prev)) if prev is not None else 0.0
             # zlib level 1: 2.7x faster than 6 on a 512x512 frame, files 3% larger
             write_png(run_dir / "frames" / f"{i:06d}.png", frame, level=1)
             with open(run_dir / "drift.csv", "a", newline="") as f:
