@@ -24,47 +24,7 @@ use super::error::{KernelError, Result};
 use super::frames::Sample;
 use super::parallel::install;
 use super::simd::avx2_dispatch;
-
-/// The four neighbours of a sampling point and its fractional offsets.
-#[derive(Clone, Copy)]
-struct Taps {
-    i00: usize,
-    i01: usize,
-    i10: usize,
-    i11: usize,
-    fx: f32,
-    fy: f32,
-}
-
-impl Taps {
-    /// Pixel indices (row-major) around `(sx, sy)` in an `h` x `w` image, edge replicated.
-    #[inline(always)]
-    fn at(sx: f32, sy: f32, h: usize, w: usize) -> Self {
-        // with the edge replicated, sampling outside the frame equals sampling at the
-        // clamped point; clamped, the truncating cast is the floor (and a wild or NaN
-        // coordinate cannot overflow it)
-        let (sx, sy) = (sx.clamp(0.0, (w - 1) as f32), sy.clamp(0.0, (h - 1) as f32));
-        let (xa, ya) = (sx as usize, sy as usize);
-        let (xb, yb) = ((xa + 1).min(w - 1), (ya + 1).min(h - 1));
-        Self {
-            i00: ya * w + xa,
-            i01: ya * w + xb,
-            i10: yb * w + xa,
-            i11: yb * w + xb,
-            fx: sx - xa as f32,
-            fy: sy - ya as f32,
-        }
-    }
-
-    /// Bilinear value of channel `c` of a `K`-channel image.
-    #[inline(always)]
-    fn sample<V: Sample, const K: usize>(&self, img: &[V], c: usize) -> f32 {
-        let p = |i: usize| img[i * K + c].raw();
-        let top = p(self.i00) + (p(self.i01) - p(self.i00)) * self.fx;
-        let bot = p(self.i10) + (p(self.i11) - p(self.i10)) * self.fx;
-        top + (bot - top) * self.fy
-    }
-}
+use super::warp::Taps;
 
 /// What every row of the kernel reads.
 struct Ctx<'a, T> {

@@ -317,6 +317,7 @@ pub fn match_histograms<T: Sample>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::testutil::lcg_bytes;
 
     /// f64 reference: scikit-image's algorithm on one channel, written plainly.
     fn reference_channel(src: &[f64], tmpl: &[f64]) -> Vec<f64> {
@@ -341,16 +342,10 @@ mod tests {
     }
 
     fn pseudo(len: usize, seed: u64) -> Vec<u8> {
-        let mut s = seed;
-        (0..len)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                // skewed distribution so histograms differ
-                let v = (s >> 33) as u32 % 256;
-                ((v * v) / 256) as u8
-            })
+        // skewed distribution so histograms differ
+        lcg_bytes(len, seed)
+            .into_iter()
+            .map(|v| (v as u32 * v as u32 / 256) as u8)
             .collect()
     }
 

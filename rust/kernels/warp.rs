@@ -54,6 +54,54 @@ pub fn invert(m: &[f64]) -> Result<[f64; 6]> {
     Ok([a, b, -(a * m[2] + b * m[5]), c, d, -(c * m[2] + d * m[5])])
 }
 
+/// The four neighbours of a sampling point and its fractional offsets.
+#[derive(Clone, Copy)]
+pub(super) struct Taps {
+    i00: usize,
+    i01: usize,
+    i10: usize,
+    i11: usize,
+    fx: f32,
+    fy: f32,
+}
+
+impl Taps {
+    /// The taps of a point whose neighbours are columns `xa`, `xb` and rows
+    /// `ya`, `yb` of a `w`-wide image, at fractions `fx`, `fy` past `xa`, `ya`.
+    #[inline(always)]
+    fn new(w: usize, (xa, xb): (usize, usize), (ya, yb): (usize, usize), fx: f32, fy: f32) -> Self {
+        Self {
+            i00: ya * w + xa,
+            i01: ya * w + xb,
+            i10: yb * w + xa,
+            i11: yb * w + xb,
+            fx,
+            fy,
+        }
+    }
+
+    /// Pixel indices (row-major) around `(sx, sy)` in an `h` x `w` image, edge replicated.
+    #[inline(always)]
+    pub(super) fn at(sx: f32, sy: f32, h: usize, w: usize) -> Self {
+        // with the edge replicated, sampling outside the frame equals sampling at the
+        // clamped point; clamped, the truncating cast is the floor (and a wild or NaN
+        // coordinate cannot overflow it)
+        let (sx, sy) = (sx.clamp(0.0, (w - 1) as f32), sy.clamp(0.0, (h - 1) as f32));
+        let (xa, ya) = (sx as usize, sy as usize);
+        let (xb, yb) = ((xa + 1).min(w - 1), (ya + 1).min(h - 1));
+        Self::new(w, (xa, xb), (ya, yb), sx - xa as f32, sy - ya as f32)
+    }
+
+    /// Bilinear value of channel `c` of a `K`-channel image.
+    #[inline(always)]
+    pub(super) fn sample<V: Sample, const K: usize>(&self, img: &[V], c: usize) -> f32 {
+        let p = |i: usize| img[i * K + c].raw();
+        let top = p(self.i00) + (p(self.i01) - p(self.i00)) * self.fx;
+        let bot = p(self.i10) + (p(self.i11) - p(self.i10)) * self.fx;
+        top + (bot - top) * self.fy
+    }
+}
+
 /// Warp each frame by its matrix (`matrices` holds 6 values, or 6 per frame).
 pub fn warp_affine<T: Sample>(
     src: &[T],
@@ -89,13 +137,11 @@ pub fn warp_affine<T: Sample>(
                 let sy = m[3] * x as f64 + m[4] * y + m[5];
                 let (x0, y0) = (sx.floor(), sy.floor());
                 let (fx, fy) = ((sx - x0) as f32, (sy - y0) as f32);
-                let (xa, xb) = (border.index(x0 as i64, w), border.index(x0 as i64 + 1, w));
-                let (ya, yb) = (border.index(y0 as i64, h), border.index(y0 as i64 + 1, h));
-                let at = |yy: usize, xx: usize, c: usize| frame[(yy * w + xx) * 3 + c].raw();
+                let x = (border.index(x0 as i64, w), border.index(x0 as i64 + 1, w));
+                let y = (border.index(y0 as i64, h), border.index(y0 as i64 + 1, h));
+                let taps = Taps::new(w, x, y, fx, fy);
                 for (c, p) in px.iter_mut().enumerate() {
-                    let top = at(ya, xa, c) + (at(ya, xb, c) - at(ya, xa, c)) * fx;
-                    let bot = at(yb, xa, c) + (at(yb, xb, c) - at(yb, xa, c)) * fx;
-                    *p = T::from_raw_round(top + (bot - top) * fy);
+                    *p = T::from_raw_round(taps.sample::<T, 3>(frame, c));
                 }
             }
         })
