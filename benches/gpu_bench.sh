@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The GPU measurements of issue 5, as run on a lent H100 (see benches/RESULTS_GEN.md).
-# Usage: benches/gpu_bench.sh STAGE [OUTDIR]   STAGE: check | base | tricks | best
+# Usage: benches/gpu_bench.sh STAGE [OUTDIR]   STAGE: check | base | tricks | best | tensorrt
+# (tensorrt: UNet and VAE as fp16 TensorRT engines; needs the tensorrt package)
 # Expects python3 with torch (CUDA); diffusers and av are installed from .whl/ when that
 # folder exists (the lent machine has no package index), the native module from
 # python/loopwave/_native.abi3.so (built elsewhere with `maturin develop --release`).
 set -u
-stage=${1:?stage: check, base, tricks or best}
+stage=${1:?stage: check, base, tricks, best or tensorrt}
 out=${2:-${OUT:-out/gpu}}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 TRANSFORMERS_VERBOSITY=error
@@ -36,5 +37,6 @@ tricks) bench tricks 420 --frames 24 --tricks ;;
 best)
     bench best 300 --frames 48 --compile unet,vae --cuda-graphs --device-rng --channels-last
     ;;
+tensorrt) bench tensorrt 540 --frames 48 --unet tensorrt --vae tensorrt --device-rng ;;
 *) echo "unknown stage $stage"; exit 2 ;;
 esac

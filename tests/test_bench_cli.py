@@ -32,13 +32,15 @@ KEYS = {
 }
 
 
-@pytest.mark.parametrize("unet", ["torch", "onnx"])
-def test_bench_reports_every_stage(tmp_path, capsys, unet):
-    if unet == "onnx":
+@pytest.mark.parametrize("exported", ["torch", "onnx"])
+def test_bench_reports_every_stage(tmp_path, capsys, exported):
+    if exported == "onnx":
         pytest.importorskip("onnxruntime")
     out = tmp_path / "bench.json"
-    assert main(["bench", *SMALL, "--unet", unet, "--json", str(out)]) == 0
+    args = ["--unet", exported, "--vae", exported, "--json", str(out)]
+    assert main(["bench", *SMALL, *args]) == 0
     report = json.loads(out.read_text())
+    assert report["settings"]["unet"] == report["settings"]["vae"] == exported
     assert set(report["results"]) == KEYS
     assert all(v > 0 for v in report["results"].values())
     assert report["settings"]["unet_calls_per_frame"] == 1  # 2 steps at strength 0.5
@@ -54,6 +56,8 @@ def test_bench_refuses_bad_settings(capsys):
     assert "strength must be in (0, 1]" in capsys.readouterr().err
     assert main(["bench", "--repeats", "0"]) == 2
     assert "repeats must be an int >= 1" in capsys.readouterr().err
+    assert main(["bench", "--compile", "vae", "--vae", "onnx"]) == 2
+    assert "compile vae and vae='onnx' exclude each other" in capsys.readouterr().err
     from loopwave.bench import median_time
 
     with pytest.raises(ValueError, match="repeats must be an int >= 1"):

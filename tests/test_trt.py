@@ -1,4 +1,5 @@
-"""The exported UNet: ONNX export, onnxruntime parity, the runner inside img2img, engine keys.
+"""The exported UNet and VAE: ONNX export, onnxruntime parity, the runners inside img2img,
+engine keys.
 
 TensorRT itself needs a CUDA GPU and the tensorrt package; its test is skipped
 without them (the development machine had neither).
@@ -81,6 +82,74 @@ def test_the_substitute_refuses_what_the_graph_cannot_take(smoke, onnx_fixed):
         trt.use_runner(object(), None)  # type: ignore[arg-type]
 
 
+@pytest.fixture(scope="module")
+def vae_graphs(smoke, tmp_path_factory):
+    return trt.export_vae(smoke.pipe.vae, tmp_path_factory.mktemp("v"), height=64, width=64)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_exported_vae_matches_torch(smoke, vae_graphs, batch):
+    enc, dec = (trt.OrtRunner(g) for g in vae_graphs)
+    g = torch.Generator().manual_seed(batch)
+    x = torch.rand(batch, 3, 64, 64, generator=g) * 2 - 1
+    z = torch.randn(batch, 4, 8, 8, generator=g)
+    vae = smoke.pipe.vae
+    with torch.no_grad():
+        pairs = [(enc(x), vae.encoder(x)), (dec(z), vae.decoder(z))]
+    for got, want in pairs:
+        assert got.shape == want.shape and got.dtype == want.dtype
+        assert (got - want).abs().max().item() <= 1e-4 * max(1.0, want.abs().max().item())
+
+
+def test_dynamic_size_vae_export(smoke, tmp_path):
+    enc, dec = (
+        trt.OrtRunner(g) for g in trt.export_vae(smoke.pipe.vae, tmp_path, dynamic_size=True)
+    )
+    vae = smoke.pipe.vae
+    for h, w in [(64, 64), (64, 128)]:
+        x = torch.rand(1, 3, h, w) * 2 - 1
+        z = torch.randn(1, 4, h // 8, w // 8)
+        with torch.no_grad():
+            assert (enc(x) - vae.encoder(x)).abs().max().item() <= 1e-4
+            assert (dec(z) - vae.decoder(z)).abs().max().item() <= 1e-4
+
+
+def test_exporting_leaves_the_model_in_its_dtype(tmp_path):
+    vae = smoke_backend().pipe.vae.to(torch.bfloat16)
+    enc, _ = trt.export_vae(vae, tmp_path, height=64, width=64)
+    assert {p.dtype for p in vae.parameters()} == {torch.bfloat16}
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        want = vae.to(torch.float32).encoder(x)
+    assert (trt.OrtRunner(enc)(x) - want).abs().max().item() <= 1e-4  # exported in float32
+
+
+def test_img2img_through_the_exported_vae_and_unet(onnx_fixed, vae_graphs):
+    init = np.random.default_rng(4).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    want = smoke_backend().img2img(init, seed=9, **CALL)
+    b = trt.use_vae_runners(smoke_backend(), *(trt.OrtRunner(g) for g in vae_graphs))
+    assert "VAE via OrtRunner" in b.label
+    assert b.pipe.vae.dtype == torch.float32  # the stand-ins keep the VAE's dtype
+    got = b.img2img(init, seed=9, **CALL)
+    assert np.abs(got.astype(int) - want).max() <= 1
+    both = trt.use_runner(b, trt.OrtRunner(onnx_fixed))
+    assert np.abs(both.img2img(init, seed=9, **CALL).astype(int) - want).max() <= 1
+    assert not np.array_equal(got, b.img2img(init, seed=10, **CALL))
+
+
+def test_the_vae_stand_ins_refuse_what_the_graphs_cannot_take(vae_graphs):
+    enc, dec = (trt.OrtRunner(g) for g in vae_graphs)
+    b = trt.use_vae_runners(smoke_backend(), enc, dec)
+    with pytest.raises(ValueError, match="takes no latent_embeds"):
+        b.pipe.vae.decoder(torch.randn(1, 4, 8, 8), torch.randn(1, 4))
+    with pytest.raises(TypeError, match="takes 1 inputs"):
+        enc(torch.rand(1, 3, 64, 64), torch.rand(1))
+    with pytest.raises(TypeError, match="decoder must be a runner"):
+        trt.use_vae_runners(smoke_backend(), enc, "decoder.onnx")
+    with pytest.raises(TypeError, match="DiffusersBackend"):
+        trt.use_vae_runners(object(), enc, dec)  # type: ignore[arg-type]
+
+
 def test_engine_key_changes_with_what_makes_an_engine_stale(tmp_path):
     p = trt.ShapeProfile.fixed(512, 512)
     assert p.latent_height == (64, 64, 64) and p.batch == (1, 2, 2)
@@ -94,6 +163,11 @@ def test_engine_key_changes_with_what_makes_an_engine_stale(tmp_path):
         trt.engine_key("abc", p, "10.3.0", "NVIDIA H200"),
     }
     assert base not in others and len(others) == 5
+    v = trt.VaeProfile.fixed(512, 512)
+    assert v.height == (512, 512, 512) and v.batch == (1, 1, 1) and v.scale == 8
+    vkey = trt.engine_key("abc", v, "10.3.0", "NVIDIA H100")
+    assert vkey not in others | {base}
+    assert vkey != trt.engine_key("abc", trt.VaeProfile.fixed(512, 768), "10.3.0", "NVIDIA H100")
     f = tmp_path / "m.onnx"
     f.write_bytes(b"graph")
     import hashlib
@@ -110,6 +184,16 @@ def test_bad_arguments(smoke, tmp_path):
         trt.ShapeProfile(batch=(2, 1, 2))
     with pytest.raises(ValueError, match="no such file"):
         trt.OrtRunner(tmp_path / "missing.onnx")
+    with pytest.raises(ValueError, match="height must be a positive multiple of 8"):
+        trt.export_vae(smoke.pipe.vae, tmp_path, height=60)
+    with pytest.raises(ValueError, match="opset"):
+        trt.export_vae(smoke.pipe.vae, tmp_path, opset=True)
+    with pytest.raises(ValueError, match="multiples of scale"):
+        trt.VaeProfile.fixed(100, 512)
+    with pytest.raises(ValueError, match="scale must be a positive int"):
+        trt.VaeProfile(scale=0)
+    with pytest.raises(ValueError, match="width must be"):
+        trt.VaeProfile(width=(512, 256, 512))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="TensorRT needs a CUDA GPU")
@@ -126,3 +210,19 @@ def test_tensorrt_engine_builds_runs_and_is_cached(smoke, onnx_fixed, tmp_path):
     built = runner.path.stat().st_mtime_ns
     again = trt.TrtRunner(onnx_fixed, profile, cache_dir=tmp_path)
     assert again.path == runner.path and again.path.stat().st_mtime_ns == built
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="TensorRT needs a CUDA GPU")
+def test_tensorrt_vae_engines_build_and_run(smoke, vae_graphs, tmp_path):
+    pytest.importorskip("tensorrt")
+    vae = smoke.pipe.vae.to("cuda")
+    profile = trt.VaeProfile.fixed(64, 64)
+    enc, dec = (trt.TrtRunner(g, profile, cache_dir=tmp_path) for g in vae_graphs)
+    assert enc.path != dec.path
+    x = torch.rand(1, 3, 64, 64, device="cuda") * 2 - 1
+    z = torch.randn(1, 4, 8, 8, device="cuda")
+    with torch.no_grad():
+        pairs = [(enc(x), vae.encoder(x)), (dec(z), vae.decoder(z))]
+    for got, want in pairs:
+        assert got.shape == want.shape
+        assert (got - want).abs().max().item() <= 2e-2 * max(1.0, want.abs().max().item())  # fp16

@@ -15,7 +15,9 @@ Measures, with one model and size:
 ``--tricks`` also times the UNet with each speed option of
 :func:`loopwave.backends.check_accel` alone, and a chain of img2img calls fed
 their own output (the loop with colour correction off) with and without
-``device_frames`` and ``device_rng``. Prints a table and writes JSON
+``device_frames`` and ``device_rng``. ``--unet`` and ``--vae`` run those parts as
+exported graphs (``onnx``: onnxruntime; ``tensorrt``: an fp16 engine; see
+:mod:`loopwave.trt`). Prints a table and writes JSON
 (``--json``) with the device, versions and command. Models: ``smoke`` (the
 tiny embedded model; the default, runs in seconds on a CPU), ``sd15-random``
 (SD 1.5's architecture and size with random weights: real compute, no
@@ -102,6 +104,27 @@ def unet_its(backend: Any, size: int, iterations: int, min_seconds: float = 1.0)
         n = max(n + 1, int(n * 1.2 * min_seconds / max(took, 1e-6)))
 
 
+def _use_exported(backend: Any, unet: str, vae: str, size: int, d: Path) -> None:
+    """Export the UNet and/or the VAE (``"onnx"`` or ``"tensorrt"``) and run them so."""
+    if unet == vae == "torch":
+        return
+    from . import trt
+
+    if unet != "torch":
+        onnx = trt.export_unet(backend.pipe.unet, d / "unet.onnx", height=size, width=size)
+        profile = trt.ShapeProfile.fixed(size, size)
+        trt.use_runner(
+            backend, trt.OrtRunner(onnx) if unet == "onnx" else trt.TrtRunner(onnx, profile)
+        )
+    if vae != "torch":
+        graphs = trt.export_vae(backend.pipe.vae, d, height=size, width=size)
+        vprofile = trt.VaeProfile.fixed(size, size, trt.vae_scale(backend.pipe.vae))
+        runners = [
+            trt.OrtRunner(g) if vae == "onnx" else trt.TrtRunner(g, vprofile) for g in graphs
+        ]
+        trt.use_vae_runners(backend, *runners)
+
+
 def run_bench(
     *,
     model: str = "smoke",
@@ -112,6 +135,7 @@ def run_bench(
     factor: int = 6,
     device: str = "auto",
     unet: str = "torch",
+    vae: str = "torch",
     accel: dict[str, Any] | None = None,
     tricks: bool = False,
     repeats: int = 3,
@@ -140,24 +164,16 @@ def run_bench(
         raise ValueError(f"size must be a multiple of 8; got {size}")
     if not 0 < strength <= 1:
         raise ValueError(f"strength must be in (0, 1]; got {strength}")
-    if unet not in ("torch", "onnx", "tensorrt"):
-        raise ValueError(f"unet must be 'torch', 'onnx' or 'tensorrt'; got {unet!r}")
+    for part, how in (("unet", unet), ("vae", vae)):
+        if how not in ("torch", "onnx", "tensorrt"):
+            raise ValueError(f"{part} must be 'torch', 'onnx' or 'tensorrt'; got {how!r}")
+        if how != "torch" and part in (accel or {}).get("compile", []):
+            raise ValueError(f"compile {part} and {part}={how!r} exclude each other")
     calls = max(1, int(steps * strength))  # UNet calls per img2img frame
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as d:
         backend = _backend(model, device, accel)
-        if unet != "torch":
-            from . import trt
-
-            onnx = trt.export_unet(
-                backend.pipe.unet, Path(d) / "unet.onnx", height=size, width=size
-            )
-            runner = (
-                trt.OrtRunner(onnx)
-                if unet == "onnx"
-                else trt.TrtRunner(onnx, trt.ShapeProfile.fixed(size, size))
-            )
-            trt.use_runner(backend, runner)
+        _use_exported(backend, unet, vae, size, Path(d))
         dev = backend.device
         log(f"model: {backend.label} on {dev}; {size}x{size}, {steps} steps, strength {strength}")
         results["unet_its"] = unet_its(backend, size, max(4, 2 * repeats))
@@ -241,6 +257,7 @@ def run_bench(
             "frames": frames,
             "interpolation": factor,
             "unet": unet,
+            "vae": vae,
             "accel": accel or {},
         },
         "results": results,
@@ -359,6 +376,12 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--factor", type=int, default=6, help="interpolation factor")
     p.add_argument("--device", default="auto")
     p.add_argument("--unet", default="torch", choices=["torch", "onnx", "tensorrt"])
+    p.add_argument(
+        "--vae",
+        default="torch",
+        choices=["torch", "onnx", "tensorrt"],
+        help="run the VAE encoder and decoder as exported graphs",
+    )
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", default="", help="comma list of unet, vae")
     p.add_argument("--cuda-graphs", action="store_true")
@@ -396,6 +419,7 @@ def add_cli(sub: Any) -> None:
             factor=a.factor,
             device=a.device,
             unet=a.unet,
+            vae=a.vae,
             accel=accel,
             tricks=a.tricks,
             repeats=a.repeats,

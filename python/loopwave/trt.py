@@ -1,10 +1,13 @@
-"""The UNet as an exported graph: ONNX export, an onnxruntime runner and a TensorRT engine.
+"""The UNet and VAE as exported graphs: ONNX export, an onnxruntime runner and TensorRT engines.
 
 The denoising loop spends nearly all of its time in the UNet. This module
 exports a diffusers UNet to ONNX (dynamic batch; height and width fixed or
 dynamic) and puts a runner in the pipeline's ``unet`` slot
 (:func:`external_unet`), so the rest of diffusers — scheduler, guidance,
-VAE, text encoder — runs unchanged. Two runners:
+VAE, text encoder — runs unchanged. Optionally the VAE's encoder and decoder
+go the same way (:func:`export_vae`, :func:`use_vae_runners`): they are the
+rest of a loopback frame's critical path (one encode and one decode per
+frame). Two runners, for any of these graphs:
 
 * :class:`OrtRunner` — onnxruntime (CUDA/TensorRT execution providers when
   installed, else the CPU).
@@ -13,9 +16,9 @@ VAE, text encoder — runs unchanged. Two runners:
   TensorRT version and the GPU (:func:`engine_key`); a second run loads the
   cached engine instead of building for minutes.
 
-What was verified where: the export, its parity with torch, the ORT runner
-inside a full img2img call and the cache key are tested on the CPU
-(``tests/test_trt.py``, tiny UNet under onnxruntime). The TensorRT build and
+What was verified where: the exports, their parity with torch, the ORT
+runners inside a full img2img call and the cache key are tested on the CPU
+(``tests/test_trt.py``, tiny UNet and VAE under onnxruntime). The TensorRT build and
 run need a GPU with the ``tensorrt`` package; their test is skipped without
 one, and this project's development machine had neither, so that code path
 has not been run here.
@@ -30,9 +33,11 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -43,15 +48,22 @@ __all__ = [
     "OrtRunner",
     "ShapeProfile",
     "TrtRunner",
+    "VaeProfile",
     "engine_key",
     "export_unet",
+    "export_vae",
     "external_unet",
     "file_hash",
     "use_runner",
+    "use_vae_runners",
 ]
 
 INPUTS = ("sample", "timestep", "encoder_hidden_states")
 OUTPUT = "out_sample"
+# the VAE's two graphs: encoder image -> moments (before quant_conv), decoder latent
+# (after post_quant_conv) -> image
+VAE_ENCODER = ("image", "moments")
+VAE_DECODER = ("latent", "decoded")
 
 
 def _unet_wrapper(unet: Any) -> Any:
@@ -85,12 +97,7 @@ def export_unet(
     the latent height and width dynamic too. Exported in float32; TensorRT
     builds fp16 from it."""
     torch, _ = _deps()
-    for name, v in (("height", height), ("width", width)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 8 or v % 8:
-            raise ValueError(f"{name} must be a positive multiple of 8; got {v!r}")
-    if not isinstance(opset, int) or not 14 <= opset <= 21:
-        raise ValueError(f"opset must be an int in 14..21; got {opset!r}")
-    out = Path(path)
+    _check_export_args(height, width, opset, 8)
     cfg = unet.config
     dev = next(unet.parameters()).device
     args = (
@@ -103,22 +110,108 @@ def export_unet(
     if dynamic_size:
         for name in ("sample", OUTPUT):
             axes[name].update({2: "latent_height", 3: "latent_width"})
-    wrapped = _unet_wrapper(unet.float()).eval()
+    with _as_float32(unet):
+        return _export(_unet_wrapper(unet).eval(), args, Path(path), INPUTS, OUTPUT, axes, opset)
+
+
+@contextlib.contextmanager
+def _as_float32(module: Any) -> Iterator[None]:
+    """``module`` in float32 for the export, then back in its own dtype (fp16 -> fp32 -> fp16
+    is exact), so that exporting does not change the caller's model."""
+    torch, _ = _deps()
+    dtype = next(module.parameters()).dtype
+    if dtype == torch.float32:
+        yield
+        return
+    # torch's own `to`: diffusers' override warns about modules to keep in float32
+    torch.nn.Module.to(module, torch.float32)
+    try:
+        yield
+    finally:
+        torch.nn.Module.to(module, dtype)
+
+
+def _check_export_args(height: Any, width: Any, opset: Any, multiple: int) -> None:
+    for name, v in (("height", height), ("width", width)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < multiple or v % multiple:
+            raise ValueError(f"{name} must be a positive multiple of {multiple}; got {v!r}")
+    if isinstance(opset, bool) or not isinstance(opset, int) or not 14 <= opset <= 21:
+        raise ValueError(f"opset must be an int in 14..21; got {opset!r}")
+
+
+def _export(
+    module: Any,
+    args: tuple[Any, ...],
+    out: Path,
+    inputs: tuple[str, ...],
+    output: str,
+    axes: dict[str, dict[int, str]],
+    opset: int,
+) -> Path:
+    """``torch.onnx.export`` (TorchScript exporter) to a temporary name, then renamed."""
+    torch, _ = _deps()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with torch.inference_mode():
         torch.onnx.export(
-            wrapped,
+            module,
             args,
             str(tmp),
-            input_names=list(INPUTS),
-            output_names=[OUTPUT],
+            input_names=list(inputs),
+            output_names=[output],
             dynamic_axes=axes,
             opset_version=opset,
             dynamo=False,
         )
     os.replace(tmp, out)
     return out
+
+
+def vae_scale(vae: Any) -> int:
+    """How many pixels one latent cell spans (8 for Stable Diffusion's VAE)."""
+    return int(2 ** (len(vae.config.block_out_channels) - 1))
+
+
+def export_vae(
+    vae: Any,
+    directory: str | os.PathLike[str],
+    *,
+    height: int = 512,
+    width: int = 512,
+    dynamic_size: bool = False,
+    opset: int = 17,
+) -> tuple[Path, Path]:
+    """Export the encoder and decoder of ``vae`` (a diffusers ``AutoencoderKL``) to
+    ``directory/vae_encoder.onnx`` and ``directory/vae_decoder.onnx``.
+
+    The encoder graph takes ``image`` (B, 3, H, W) in [-1, 1] and gives ``moments``
+    (B, 2 x latent channels, H/s, W/s) before ``quant_conv``; the decoder takes
+    ``latent`` (B, latent channels, H/s, W/s) after ``post_quant_conv`` and gives
+    ``decoded`` (B, 3, H, W), with ``s`` the VAE's scale (:func:`vae_scale`). The
+    small 1x1 quantisation convolutions stay in torch, so the graphs stand in exactly
+    for ``vae.encoder`` and ``vae.decoder`` (:func:`use_vae_runners`). The batch is
+    dynamic, the size fixed unless ``dynamic_size``. Exported in float32."""
+    torch, _ = _deps()
+    scale = vae_scale(vae)
+    _check_export_args(height, width, opset, scale)
+    out = Path(directory)
+    dev = next(vae.parameters()).device
+    latent = vae.config.latent_channels
+    spatial = {2: "height", 3: "width"} if dynamic_size else {}
+    paths = []
+    for part, (inp, outp), x in (
+        ("encoder", VAE_ENCODER, torch.randn(1, 3, height, width, device=dev)),
+        (
+            "decoder",
+            VAE_DECODER,
+            torch.randn(1, latent, height // scale, width // scale, device=dev),
+        ),
+    ):
+        axes = {name: {0: "batch", **spatial} for name in (inp, outp)}
+        module = getattr(vae, part)
+        with _as_float32(module):
+            paths.append(_export(module, (x,), out / f"vae_{part}.onnx", (inp,), outp, axes, opset))
+    return paths[0], paths[1]
 
 
 def file_hash(path: str | os.PathLike[str]) -> str:
@@ -150,18 +243,69 @@ class ShapeProfile:
         """One image size (pixels), batch 1 to ``batch``."""
         return cls((1, batch, batch), (height // 8,) * 3, (width // 8,) * 3)
 
+    def shapes(self, network: Any) -> dict[str, list[tuple[int, ...]]]:
+        """The (min, opt, max) shape of each of the UNet graph's inputs."""
+        b, lh, lw = self.batch, self.latent_height, self.latent_width
+        channels = network.get_input(0).shape[1]
+        dim = network.get_input(2).shape[2]
+        return {
+            "sample": [(b[k], channels, lh[k], lw[k]) for k in range(3)],
+            "timestep": [(b[k],) for k in range(3)],
+            "encoder_hidden_states": [(b[k], self.text_len, dim) for k in range(3)],
+        }
 
-def engine_key(model_hash: str, profile: ShapeProfile, trt_version: str, gpu: str) -> str:
+
+@dataclass(frozen=True)
+class VaeProfile:
+    """The shapes a VAE encoder or decoder engine accepts: batch and image size ranges
+    (min, opt, max) in pixels, and the VAE's scale (pixels per latent cell)."""
+
+    batch: tuple[int, int, int] = (1, 1, 1)
+    height: tuple[int, int, int] = (512, 512, 512)
+    width: tuple[int, int, int] = (512, 512, 512)
+    scale: int = 8
+
+    def __post_init__(self) -> None:
+        if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale < 1:
+            raise ValueError(f"scale must be a positive int; got {self.scale!r}")
+        for name in ("batch", "height", "width"):
+            lo, opt, hi = getattr(self, name)
+            if not (isinstance(lo, int) and 1 <= lo <= opt <= hi):
+                raise ValueError(f"{name} must be (min, opt, max) with 1 <= min <= opt <= max")
+        if any(v % self.scale for v in (*self.height, *self.width)):
+            raise ValueError(f"height and width must be multiples of scale ({self.scale})")
+
+    @classmethod
+    def fixed(cls, height: int, width: int, scale: int = 8, batch: int = 1) -> VaeProfile:
+        """One image size (pixels), batch 1 to ``batch``."""
+        return cls((1, batch, batch), (height,) * 3, (width,) * 3, scale)
+
+    def shapes(self, network: Any) -> dict[str, list[tuple[int, ...]]]:
+        """The (min, opt, max) shape of the VAE graph's one input (``image`` or ``latent``)."""
+        name = network.get_input(0).name
+        b, h, w, s = self.batch, self.height, self.width, self.scale
+        if name == VAE_ENCODER[0]:
+            return {name: [(b[k], 3, h[k], w[k]) for k in range(3)]}
+        channels = network.get_input(0).shape[1]
+        return {name: [(b[k], channels, h[k] // s, w[k] // s) for k in range(3)]}
+
+
+def engine_key(
+    model_hash: str, profile: ShapeProfile | VaeProfile, trt_version: str, gpu: str
+) -> str:
     """The cache key of an engine: everything that makes an engine unusable if it changes."""
+    shapes = {"kind": type(profile).__name__, **asdict(profile)}
     blob = json.dumps(
-        {"model": model_hash, "profile": asdict(profile), "trt": trt_version, "gpu": gpu},
+        {"model": model_hash, "profile": shapes, "trt": trt_version, "gpu": gpu},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
 class OrtRunner:
-    """Runs an exported UNet with onnxruntime (GPU providers first when present)."""
+    """Runs an exported graph (UNet, VAE encoder or decoder) with onnxruntime (GPU
+    providers first when present). Called with the graph's inputs in order, as torch
+    tensors; returns its output as a tensor on the first input's device, in its dtype."""
 
     def __init__(self, onnx_path: str | os.PathLike[str], *, providers: list[str] | None = None):
         import onnxruntime as ort  # type: ignore[import-untyped]
@@ -174,20 +318,26 @@ class OrtRunner:
             providers = [x for x in ("CUDAExecutionProvider", "CPUExecutionProvider") if x in have]
         self.session = ort.InferenceSession(str(p), providers=providers)
         self.providers = self.session.get_providers()
+        self.inputs = [x.name for x in self.session.get_inputs()]
+        self.output = self.session.get_outputs()[0].name
 
-    def __call__(self, sample: Any, timestep: Any, encoder_hidden_states: Any) -> Any:
+    def __call__(self, *inputs: Any) -> Any:
         torch, _ = _deps()
+        if len(inputs) != len(self.inputs):
+            raise TypeError(
+                f"the graph takes {len(self.inputs)} inputs {self.inputs}; got {len(inputs)}"
+            )
         feed = {
-            "sample": sample.detach().float().cpu().numpy(),
-            "timestep": timestep.detach().float().cpu().numpy(),
-            "encoder_hidden_states": encoder_hidden_states.detach().float().cpu().numpy(),
+            n: t.detach().float().cpu().numpy() for n, t in zip(self.inputs, inputs, strict=True)
         }
-        (out,) = self.session.run([OUTPUT], feed)
-        return torch.from_numpy(out).to(sample.device, sample.dtype)
+        (out,) = self.session.run([self.output], feed)
+        return torch.from_numpy(out).to(inputs[0].device, inputs[0].dtype)
 
 
 class TrtRunner:
-    """Runs a TensorRT engine built (or loaded from the cache) for an exported UNet.
+    """Runs a TensorRT engine built (or loaded from the cache) for an exported graph: the
+    UNet with a :class:`ShapeProfile`, a VAE encoder or decoder with a :class:`VaeProfile`.
+    Called like :class:`OrtRunner`, with CUDA tensors.
 
     Needs ``tensorrt`` (10.x) and a CUDA GPU. Not run on this project's
     development machine (no GPU); see the module docs."""
@@ -195,12 +345,14 @@ class TrtRunner:
     def __init__(
         self,
         onnx_path: str | os.PathLike[str],
-        profile: ShapeProfile,
+        profile: ShapeProfile | VaeProfile,
         *,
         cache_dir: str | os.PathLike[str] = ".cache/loopwave/engines",
         fp16: bool = True,
     ) -> None:
         torch, _ = _deps()
+        if not isinstance(profile, (ShapeProfile, VaeProfile)):
+            raise TypeError(f"profile must be a ShapeProfile or VaeProfile; got {profile!r}")
         try:
             import tensorrt as trt  # type: ignore[import-not-found]
         except ImportError:
@@ -209,18 +361,25 @@ class TrtRunner:
             raise ValueError("the TensorRT backend needs a CUDA GPU")
         self.trt, self.torch = trt, torch
         gpu = torch.cuda.get_device_name()
-        key = engine_key(file_hash(onnx_path), profile, trt.__version__, gpu)
-        self.path = Path(cache_dir) / f"unet-{key}.plan"
+        onnx = Path(onnx_path)
+        key = engine_key(file_hash(onnx), profile, trt.__version__, gpu)
+        self.path = Path(cache_dir) / f"{onnx.stem}-{key}.plan"
         logger = trt.Logger(trt.Logger.WARNING)
         if not self.path.is_file():
-            self._build(Path(onnx_path), profile, fp16, logger)
+            self._build(onnx, profile, fp16, logger)
         runtime = trt.Runtime(logger)
         self.engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
             raise ValueError(f"cannot load the cached engine {self.path}; delete it to rebuild")
         self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        mode = trt.TensorIOMode.INPUT
+        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == mode]
+        (self.output,) = (n for n in names if self.engine.get_tensor_mode(n) != mode)
 
-    def _build(self, onnx: Path, profile: ShapeProfile, fp16: bool, logger: Any) -> None:
+    def _build(
+        self, onnx: Path, profile: ShapeProfile | VaeProfile, fp16: bool, logger: Any
+    ) -> None:
         trt = self.trt
         builder = trt.Builder(logger)
         network = builder.create_network(0)
@@ -232,20 +391,8 @@ class TrtRunner:
         if fp16:
             config.set_flag(trt.BuilderFlag.FP16)
         opt = builder.create_optimization_profile()
-        b, lh, lw = profile.batch, profile.latent_height, profile.latent_width
-        channels = network.get_input(0).shape[1]
-        dim = network.get_input(2).shape[2]
-        # (min, opt, max) shapes of each input
-        shapes = [
-            {
-                "sample": (b[k], channels, lh[k], lw[k]),
-                "timestep": (b[k],),
-                "encoder_hidden_states": (b[k], profile.text_len, dim),
-            }
-            for k in range(3)
-        ]
-        for n in INPUTS:
-            opt.set_shape(n, shapes[0][n], shapes[1][n], shapes[2][n])
+        for name, (lo, best, hi) in profile.shapes(network).items():
+            opt.set_shape(name, lo, best, hi)
         config.add_optimization_profile(opt)
         plan = builder.build_serialized_network(network, config)
         if plan is None:
@@ -255,22 +402,25 @@ class TrtRunner:
         tmp.write_bytes(bytes(plan))
         os.replace(tmp, self.path)
 
-    def __call__(self, sample: Any, timestep: Any, encoder_hidden_states: Any) -> Any:
+    def __call__(self, *inputs: Any) -> Any:
         torch = self.torch
-        inputs = {
-            "sample": sample.float().contiguous(),
-            "timestep": timestep.float().contiguous(),
-            "encoder_hidden_states": encoder_hidden_states.float().contiguous(),
-        }
-        for name, t in inputs.items():
+        if len(inputs) != len(self.inputs):
+            raise TypeError(
+                f"the engine takes {len(self.inputs)} inputs {self.inputs}; got {len(inputs)}"
+            )
+        # float32 copies; freed after the call, their memory is reused only by work queued
+        # on this stream after the engine's (torch's caching allocator is stream-ordered)
+        feed = [t.float().contiguous() for t in inputs]
+        for name, t in zip(self.inputs, feed, strict=True):
             self.context.set_input_shape(name, tuple(t.shape))
             self.context.set_tensor_address(name, t.data_ptr())
-        out = torch.empty_like(inputs["sample"])
-        self.context.set_tensor_address(OUTPUT, out.data_ptr())
+        shape = tuple(self.context.get_tensor_shape(self.output))
+        out = torch.empty(shape, dtype=torch.float32, device=feed[0].device)
+        self.context.set_tensor_address(self.output, out.data_ptr())
         stream = torch.cuda.current_stream()
         if not self.context.execute_async_v3(stream.cuda_stream):
             raise RuntimeError("TensorRT execution failed")
-        return out.to(sample.dtype)
+        return out.to(inputs[0].dtype)
 
 
 def external_unet(unet: Any, runner: Any) -> Any:
@@ -324,4 +474,41 @@ def use_runner(backend: DiffusersBackend, runner: Any) -> DiffusersBackend:
         raise TypeError(f"backend must be a DiffusersBackend; got {type(backend).__name__}")
     backend.pipe.unet = external_unet(backend.pipe.unet, runner)
     backend.label = f"{backend.label}, UNet via {type(runner).__name__}"
+    return backend
+
+
+def _vae_part(original: Any, runner: Any, part: str) -> Any:
+    """A module for ``vae.encoder`` or ``vae.decoder`` that calls ``runner``."""
+    torch, _ = _deps()
+    param = next(original.parameters())
+
+    class ExternalVaePart(torch.nn.Module):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.runner = runner
+            # an empty parameter, so the VAE still reports its device and dtype
+            self.anchor = torch.nn.Parameter(
+                torch.empty(0, dtype=param.dtype, device=param.device), requires_grad=False
+            )
+
+        def forward(self, sample: Any, latent_embeds: Any = None) -> Any:
+            if latent_embeds is not None:
+                raise ValueError(f"the exported VAE {part} takes no latent_embeds")
+            return self.runner(sample)
+
+    return ExternalVaePart()
+
+
+def use_vae_runners(backend: DiffusersBackend, encoder: Any, decoder: Any) -> DiffusersBackend:
+    """Put runners of the graphs from :func:`export_vae` in ``backend``'s VAE encoder and
+    decoder slots (its ``quant_conv`` and ``post_quant_conv`` stay in torch)."""
+    if not isinstance(backend, DiffusersBackend):
+        raise TypeError(f"backend must be a DiffusersBackend; got {type(backend).__name__}")
+    for name, runner in (("encoder", encoder), ("decoder", decoder)):
+        if not callable(runner):
+            raise TypeError(f"{name} must be a runner (OrtRunner or TrtRunner); got {runner!r}")
+    vae = backend.pipe.vae
+    vae.encoder = _vae_part(vae.encoder, encoder, "encoder")
+    vae.decoder = _vae_part(vae.decoder, decoder, "decoder")
+    backend.label = f"{backend.label}, VAE via {type(encoder).__name__}"
     return backend
