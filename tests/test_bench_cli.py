@@ -56,8 +56,13 @@ def test_bench_refuses_bad_settings(capsys):
     assert "strength must be in (0, 1]" in capsys.readouterr().err
     assert main(["bench", "--repeats", "0"]) == 2
     assert "repeats must be an int >= 1" in capsys.readouterr().err
-    assert main(["bench", "--compile", "vae", "--vae", "onnx"]) == 2
-    assert "compile vae and vae='onnx' exclude each other" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "--unet", "onnx", "--vae", "cuda"])
+    assert "invalid choice: 'cuda'" in capsys.readouterr().err
+    from loopwave.bench import run_bench
+
+    with pytest.raises(ValueError, match="vae must be 'torch', 'onnx' or 'tensorrt'"):
+        run_bench(vae="cuda")
     from loopwave.bench import median_time
 
     with pytest.raises(ValueError, match="repeats must be an int >= 1"):

@@ -226,3 +226,60 @@ def test_tensorrt_vae_engines_build_and_run(smoke, vae_graphs, tmp_path):
     for got, want in pairs:
         assert got.shape == want.shape
         assert (got - want).abs().max().item() <= 2e-2 * max(1.0, want.abs().max().item())  # fp16
+
+
+RENDER_JOB = {
+    "version": 1,
+    "render": {"frames": 3, "width": 64, "height": 64, "steps": "0: (4)", "seed": 5},
+    "colour": {"mode": "first"},
+    "interpolation": {"factor": 1},
+    "prompts": {"0": "a forest --neg blur"},
+}
+
+
+def test_render_with_the_exported_unet_and_vae(tmp_path):
+    from loopwave.plan import _read_png
+    from loopwave.render import render
+    from loopwave.settings import Settings
+
+    def frames(job, name):
+        run = render(Settings.from_dict(job), run_dir=tmp_path / name, progress=False, video=False)
+        return [_read_png(p) for p in sorted((run.run_dir / "frames").glob("*.png"))]
+
+    want = frames(RENDER_JOB, "torch")
+    model = {"unet": "onnx", "vae": "onnx", "engine_dir": str(tmp_path / "engines")}
+    job = {**RENDER_JOB, "model": model}
+    got = frames(job, "onnx")
+    assert len(got) == len(want) == 3
+    for a, b in zip(got, want, strict=True):  # fed back, differences of 1 level may grow a little
+        d = np.abs(a.astype(int) - b)
+        assert d.max() <= 3 and d.mean() < 0.1
+    (graphs,) = (tmp_path / "engines").iterdir()
+    names = {"unet.onnx", "vae_encoder.onnx", "vae_decoder.onnx"}
+    assert {p.name for p in graphs.iterdir()} == names
+    stamps = {p.name: p.stat().st_mtime_ns for p in graphs.iterdir()}
+    again = frames(job, "again")  # the graphs are reused, not exported again
+    assert {p.name: p.stat().st_mtime_ns for p in graphs.iterdir()} == stamps
+    for a, b in zip(again, got, strict=True):
+        np.testing.assert_array_equal(a, b)
+    bad = {**RENDER_JOB, "model": {**model, "accel": {"compile": ["unet"]}}}
+    with pytest.raises(ValueError, match="unet: compiled with torch.compile"):
+        frames(bad, "bad")
+    assert not (tmp_path / "bad").exists()  # refused before anything is written
+
+
+def test_graph_dir_follows_what_the_graphs_depend_on(tmp_path):
+    from loopwave.render import _graph_dir
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "unet.safetensors").write_bytes(b"weights")
+    m = {"backend": "diffusers", "path": str(model), "lora": [], "engine_dir": "eng"}
+    base = _graph_dir(m, 512, 512)
+    assert base == _graph_dir(dict(m), 512, 512) and base.parent.name == "eng"
+    assert _graph_dir(m, 512, 768) != base
+    lora = tmp_path / "style.safetensors"
+    lora.write_bytes(b"lora")
+    assert _graph_dir({**m, "lora": [{"path": str(lora), "scale": 0.8}]}, 512, 512) != base
+    (model / "unet.safetensors").write_bytes(b"other weights")
+    assert _graph_dir(m, 512, 512) != base

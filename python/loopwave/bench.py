@@ -104,27 +104,6 @@ def unet_its(backend: Any, size: int, iterations: int, min_seconds: float = 1.0)
         n = max(n + 1, int(n * 1.2 * min_seconds / max(took, 1e-6)))
 
 
-def _use_exported(backend: Any, unet: str, vae: str, size: int, d: Path) -> None:
-    """Export the UNet and/or the VAE (``"onnx"`` or ``"tensorrt"``) and run them so."""
-    if unet == vae == "torch":
-        return
-    from . import trt
-
-    if unet != "torch":
-        onnx = trt.export_unet(backend.pipe.unet, d / "unet.onnx", height=size, width=size)
-        profile = trt.ShapeProfile.fixed(size, size)
-        trt.use_runner(
-            backend, trt.OrtRunner(onnx) if unet == "onnx" else trt.TrtRunner(onnx, profile)
-        )
-    if vae != "torch":
-        graphs = trt.export_vae(backend.pipe.vae, d, height=size, width=size)
-        vprofile = trt.VaeProfile.fixed(size, size, trt.vae_scale(backend.pipe.vae))
-        runners = [
-            trt.OrtRunner(g) if vae == "onnx" else trt.TrtRunner(g, vprofile) for g in graphs
-        ]
-        trt.use_vae_runners(backend, *runners)
-
-
 def run_bench(
     *,
     model: str = "smoke",
@@ -167,13 +146,14 @@ def run_bench(
     for part, how in (("unet", unet), ("vae", vae)):
         if how not in ("torch", "onnx", "tensorrt"):
             raise ValueError(f"{part} must be 'torch', 'onnx' or 'tensorrt'; got {how!r}")
-        if how != "torch" and part in (accel or {}).get("compile", []):
-            raise ValueError(f"compile {part} and {part}={how!r} exclude each other")
     calls = max(1, int(steps * strength))  # UNet calls per img2img frame
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as d:
         backend = _backend(model, device, accel)
-        _use_exported(backend, unet, vae, size, Path(d))
+        if unet != "torch" or vae != "torch":
+            from .trt import use_exported
+
+            use_exported(backend, unet=unet, vae=vae, height=size, width=size, directory=d)
         dev = backend.device
         log(f"model: {backend.label} on {dev}; {size}x{size}, {steps} steps, strength {strength}")
         results["unet_its"] = unet_its(backend, size, max(4, 2 * repeats))

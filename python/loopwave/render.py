@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import hashlib
 import itertools
 import json
 import os
@@ -65,6 +66,30 @@ def _atomic_json(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
     os.replace(tmp, path)
+
+
+def _graph_dir(m: dict[str, Any], height: int, width: int) -> Path:
+    """Where a model's exported graphs and engines live: ``model.engine_dir`` / a key of
+    everything the graphs depend on (the model's files, its LoRAs, the frame size, the
+    versions of loopwave, torch and diffusers), so a changed model is exported afresh."""
+    import diffusers
+    import torch
+
+    from . import __version__
+
+    def stamp(p: Path) -> list[Any]:
+        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+        return [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+
+    key = {
+        "backend": m["backend"],
+        "model": stamp(Path(m["path"])) if m["backend"] != "smoke" else [],
+        "lora": [[stamp(Path(e["path"])), e.get("scale", 1.0)] for e in m["lora"]],
+        "size": [height, width],
+        "versions": [__version__, torch.__version__, diffusers.__version__],
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(m["engine_dir"]) / f"{m['backend']}-{digest}"
 
 
 def _lab_distance(la: np.ndarray, lb: np.ndarray) -> float:
@@ -383,6 +408,18 @@ def render(
             lora=m["lora"],
             accel=m["accel"],
         )
+        if m["unet"] != "torch" or m["vae"] != "torch":
+            from .trt import use_exported
+
+            r = settings["render"]
+            size = {"height": r["height"], "width": r["width"]}
+            use_exported(
+                backend,  # type: ignore[arg-type]
+                unet=m["unet"],
+                vae=m["vae"],
+                directory=_graph_dir(m, **size),
+                **size,
+            )
     if not resume:
         (rd / "frames").mkdir(parents=True, exist_ok=True)
         _atomic_json(rd / "settings.json", dict(settings))

@@ -123,6 +123,10 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
         "device": ("auto", _str()),
         "lora": ([], _lora),  # [{path = "style.safetensors", scale = 0.8}, ...]
         "accel": ({}, _accel),  # speed options, see loopwave.backends.check_accel
+        # the UNet and VAE in torch, or exported: onnx (onnxruntime), tensorrt (fp16 engine)
+        "unet": ("torch", _str("torch", "onnx", "tensorrt")),
+        "vae": ("torch", _str("torch", "onnx", "tensorrt")),
+        "engine_dir": (".cache/loopwave/engines", _str()),  # exported graphs and engines
     },
     "render": {
         "frames": (240, _int(1, 1_000_000)),

@@ -54,9 +54,13 @@ __all__ = [
     "export_vae",
     "external_unet",
     "file_hash",
+    "use_exported",
     "use_runner",
     "use_vae_runners",
 ]
+
+#: how a part of the model runs: in torch, as ONNX under onnxruntime, or as a TensorRT engine
+RUNTIMES = ("torch", "onnx", "tensorrt")
 
 INPUTS = ("sample", "timestep", "encoder_hidden_states")
 OUTPUT = "out_sample"
@@ -511,4 +515,48 @@ def use_vae_runners(backend: DiffusersBackend, encoder: Any, decoder: Any) -> Di
     vae.encoder = _vae_part(vae.encoder, encoder, "encoder")
     vae.decoder = _vae_part(vae.decoder, decoder, "decoder")
     backend.label = f"{backend.label}, VAE via {type(encoder).__name__}"
+    return backend
+
+
+def use_exported(
+    backend: DiffusersBackend,
+    *,
+    unet: str = "torch",
+    vae: str = "torch",
+    height: int,
+    width: int,
+    directory: str | os.PathLike[str],
+) -> DiffusersBackend:
+    """Run ``backend``'s UNet and/or VAE as exported graphs: ``"onnx"`` (onnxruntime) or
+    ``"tensorrt"`` (fp16 engines, built once and cached in ``directory``); ``"torch"``
+    leaves a part as it is. The ONNX files go to ``directory`` and are reused when already
+    there, so ``directory`` must be the model's own (the renderer keys it by the model's
+    files, LoRAs and the frame size). A part compiled with ``torch.compile`` cannot also be
+    exported."""
+    if not isinstance(backend, DiffusersBackend):
+        raise TypeError(f"backend must be a DiffusersBackend; got {type(backend).__name__}")
+    for part, how in (("unet", unet), ("vae", vae)):
+        if how not in RUNTIMES:
+            raise ValueError(f"{part} must be one of {', '.join(RUNTIMES)}; got {how!r}")
+        if how != "torch" and part in backend.accel["compile"]:
+            raise ValueError(f"{part}: compiled with torch.compile, it cannot also run as {how}")
+    d = Path(directory)
+    if unet != "torch":
+        onnx = d / "unet.onnx"
+        if not onnx.is_file():
+            export_unet(backend.pipe.unet, onnx, height=height, width=width)
+        profile = ShapeProfile.fixed(height, width)
+        use_runner(
+            backend,
+            OrtRunner(onnx) if unet == "onnx" else TrtRunner(onnx, profile, cache_dir=d),
+        )
+    if vae != "torch":
+        graphs = (d / "vae_encoder.onnx", d / "vae_decoder.onnx")
+        if not all(g.is_file() for g in graphs):
+            graphs = export_vae(backend.pipe.vae, d, height=height, width=width)
+        vprofile = VaeProfile.fixed(height, width, vae_scale(backend.pipe.vae))
+        enc, dec = (
+            OrtRunner(g) if vae == "onnx" else TrtRunner(g, vprofile, cache_dir=d) for g in graphs
+        )
+        use_vae_runners(backend, enc, dec)
     return backend
