@@ -14,6 +14,8 @@
 //! each pixel's three bin indices (6 bytes per pixel), not its Lab value, since
 //! the matched value depends on the bin alone.
 
+use std::sync::Mutex;
+
 use rayon::prelude::*;
 
 use super::blend::{lum, set_lum};
@@ -25,7 +27,7 @@ use super::lab::{
     decode_block, encode_planes, lab_from_linear_block_steps, linear_from_lab_block, LabConsts,
     Planes, BLOCK,
 };
-use super::parallel::{install, CHUNK};
+use super::parallel::{fold_min_len, install, CHUNK};
 use super::simd::avx2_dispatch;
 
 /// The fixed Lab binning of the fused kernel.
@@ -151,13 +153,16 @@ fn count_frame<T: Sample>(
     };
     let merge = |a: (Counts, f64), b: (Counts, f64)| (a.0.merge(b.0), a.1 + b.1);
     install(|| {
+        let min = fold_min_len(src.len(), CHUNK);
         if bins.is_empty() {
             src.par_chunks(CHUNK)
+                .with_min_len(min)
                 .fold(|| (Counts::new(), 0.0), |acc, s| run(acc, s, &mut []))
                 .reduce_with(merge)
         } else {
             src.par_chunks(CHUNK)
                 .zip(bins.par_chunks_mut(CHUNK))
+                .with_min_len(min)
                 .fold(|| (Counts::new(), 0.0), |acc, (s, b)| run(acc, s, b))
                 .reduce_with(merge)
         }
@@ -309,18 +314,26 @@ fn gamma_from_sample<T: Sample>(
     solve_gamma_on(&px, target_l)
 }
 
+/// Bin buffers (6 bytes a pixel) handed from frame to frame within one call, so
+/// a batch allocates, and the OS zeroes pages for, about one per thread rather
+/// than one per frame.
+type Spare = Mutex<Vec<Vec<u16>>>;
+
 /// Correct one frame toward a target's statistics; returns the gamma applied (1 if none).
-pub fn correct_frame<T: Sample>(
+fn correct_frame<T: Sample>(
     src: &[T],
     h: usize,
     w: usize,
     target: &TargetStats,
     gamma: bool,
     out: &mut [T],
+    spare: &Spare,
 ) -> f64 {
     let binning = lab_binning();
     let k = LabConsts::new();
-    let mut bins = vec![0u16; src.len()];
+    let take = || spare.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    let mut bins = take().unwrap_or_default();
+    bins.resize(src.len(), 0);
     let (counts, _) = count_frame(&k, &binning, src, &mut bins);
     // the matched Lab value of every bin
     let luts: [Vec<f32>; 3] = std::array::from_fn(|c| {
@@ -343,6 +356,7 @@ pub fn correct_frame<T: Sample>(
             .zip(out.par_chunks_mut(CHUNK))
             .for_each(|((s, b), o)| blend_chunk(&k, &luts, finish.as_ref(), s, b, o))
     });
+    spare.lock().unwrap_or_else(|e| e.into_inner()).push(bins);
     g
 }
 
@@ -364,13 +378,14 @@ pub fn color_correct<T: Sample>(
     let stats_of = |i: usize| target_stats(&target[i * tl..(i + 1) * tl], &binning);
     let shared = (tdims.n == 1).then(|| stats_of(0));
     let fl = dims.frame_len();
+    let spare = Spare::default();
     let gammas: Vec<f64> = install(|| {
         src.par_chunks(fl)
             .zip(out.par_chunks_mut(fl))
             .enumerate()
             .map(|(i, (s, o))| match &shared {
-                Some(t) => correct_frame(s, dims.h, dims.w, t, gamma, o),
-                None => correct_frame(s, dims.h, dims.w, &stats_of(i), gamma, o),
+                Some(t) => correct_frame(s, dims.h, dims.w, t, gamma, o, &spare),
+                None => correct_frame(s, dims.h, dims.w, &stats_of(i), gamma, o, &spare),
             })
             .collect()
     });

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use super::error::Result;
 use super::frames::{check_finite, Dims, Sample};
-use super::parallel::{install, CHUNK};
+use super::parallel::{fold_min_len, install, CHUNK};
 
 /// Bins per channel for float input.
 pub const FLOAT_BINS: usize = 4096;
@@ -169,6 +169,7 @@ pub fn histogram<T: Sample>(data: &[T], binning: &[Binning; 3], with_sums: bool)
     }
     install(|| {
         data.par_chunks(CHUNK)
+            .with_min_len(fold_min_len(data.len(), CHUNK))
             .fold(empty, add)
             .reduce_with(Hist3::merge)
             .expect("at least one chunk")

@@ -16,6 +16,14 @@ static POOL: RwLock<Option<Arc<ThreadPool>>> = RwLock::new(None);
 /// Samples per task for elementwise kernels; smaller inputs run serially.
 pub const CHUNK: usize = 3 * 16384;
 
+/// The fewest `chunk`-sized pieces a task of a folding reduction should take
+/// over `len` samples: about four tasks per thread, so that a reduction whose
+/// accumulator is large (histograms) makes and merges a few of them per call,
+/// not one per chunk. Call inside [`install`].
+pub fn fold_min_len(len: usize, chunk: usize) -> usize {
+    (len.div_ceil(chunk) / (4 * rayon::current_num_threads())).max(1)
+}
+
 fn default_threads() -> usize {
     std::env::var("LOOPWAVE_NUM_THREADS")
         .ok()
