@@ -283,3 +283,60 @@ def test_graph_dir_follows_what_the_graphs_depend_on(tmp_path):
     assert _graph_dir({**m, "lora": [{"path": str(lora), "scale": 0.8}]}, 512, 512) != base
     (model / "unet.safetensors").write_bytes(b"other weights")
     assert _graph_dir(m, 512, 512) != base
+
+
+class _FakeInput:
+    def __init__(self, name, shape):
+        self.name, self.shape = name, shape
+
+
+class _FakeNetwork:
+    """What the profiles read of a parsed TensorRT network: its inputs' names and shapes
+    (-1 where dynamic), as ONNX export gives them."""
+
+    def __init__(self, *inputs):
+        self.inputs = [_FakeInput(n, s) for n, s in inputs]
+
+    def get_input(self, i):
+        return self.inputs[i]
+
+
+def test_profiles_give_each_graph_input_its_shapes():
+    unet = _FakeNetwork(
+        ("sample", (-1, 4, 64, 64)), ("timestep", (-1,)), ("encoder_hidden_states", (-1, 77, 768))
+    )
+    shapes = trt.ShapeProfile.fixed(512, 512).shapes(unet)
+    assert shapes == {
+        "sample": [(1, 4, 64, 64), (2, 4, 64, 64), (2, 4, 64, 64)],
+        "timestep": [(1,), (2,), (2,)],
+        "encoder_hidden_states": [(1, 77, 768), (2, 77, 768), (2, 77, 768)],
+    }
+    ranged = trt.VaeProfile(batch=(1, 1, 2), height=(256, 512, 768), width=(512, 512, 512))
+    enc = ranged.shapes(_FakeNetwork(("image", (-1, 3, -1, -1))))
+    assert enc == {"image": [(1, 3, 256, 512), (1, 3, 512, 512), (2, 3, 768, 512)]}
+    dec = ranged.shapes(_FakeNetwork(("latent", (-1, 4, -1, -1))))
+    assert dec == {"latent": [(1, 4, 32, 64), (1, 4, 64, 64), (2, 4, 96, 64)]}
+
+
+def test_exported_graphs_have_the_names_the_profiles_expect(smoke, onnx_fixed, vae_graphs):
+    import onnx
+
+    def inputs(path):
+        g = onnx.load(str(path)).graph
+        dims = [[d.dim_value or -1 for d in i.type.tensor_type.shape.dim] for i in g.input]
+        return [(i.name, tuple(d)) for i, d in zip(g.input, dims, strict=True)]
+
+    assert inputs(onnx_fixed) == [
+        ("sample", (-1, 4, 8, 8)),
+        ("timestep", (-1,)),
+        ("encoder_hidden_states", (-1, 77, 32)),
+    ]
+    enc, dec = vae_graphs
+    assert inputs(enc) == [("image", (-1, 3, 64, 64))]
+    assert inputs(dec) == [("latent", (-1, 4, 8, 8))]
+    # what TrtRunner would ask TensorRT for, from the real exported graphs
+    profile = trt.VaeProfile.fixed(64, 64)
+    assert profile.shapes(_FakeNetwork(*inputs(dec))) == {"latent": [(1, 4, 8, 8)] * 3}
+    assert profile.shapes(_FakeNetwork(*inputs(enc))) == {"image": [(1, 3, 64, 64)] * 3}
+    unet_profile = trt.ShapeProfile.fixed(64, 64).shapes(_FakeNetwork(*inputs(onnx_fixed)))
+    assert unet_profile["encoder_hidden_states"][2] == (2, 77, 32)
