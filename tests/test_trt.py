@@ -175,6 +175,29 @@ def test_engine_key_changes_with_what_makes_an_engine_stale(tmp_path):
     assert trt.file_hash(f) == hashlib.sha256(b"graph").hexdigest()
 
 
+def test_graph_hash_covers_weights_kept_outside_the_onnx_file(onnx_fixed, tmp_path):
+    """Graphs over 2 GB (SD 1.5's UNet in float32) are exported with their weights in
+    files beside the .onnx; new weights there must make a new engine key."""
+    import onnx
+
+    model = onnx.load(str(onnx_fixed))
+    path = tmp_path / "big.onnx"
+    onnx.save_model(
+        model, str(path), save_as_external_data=True, location="big.weights", size_threshold=0
+    )
+    weights = tmp_path / "big.weights"
+    assert weights.stat().st_size > path.stat().st_size  # the weights really are outside
+    before = trt.graph_hash(path)
+    assert before == trt.graph_hash(path) != trt.file_hash(path)
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert trt.graph_hash(path) != before
+    # a graph with its weights inside: the file's hash alone decides
+    inside = trt.graph_hash(onnx_fixed)
+    assert inside == trt.graph_hash(onnx_fixed)
+
+
 def test_bad_arguments(smoke, tmp_path):
     with pytest.raises(ValueError, match="height must be a positive multiple of 8"):
         trt.export_unet(smoke.pipe.unet, tmp_path / "x.onnx", height=100)

@@ -54,6 +54,7 @@ __all__ = [
     "export_vae",
     "external_unet",
     "file_hash",
+    "graph_hash",
     "use_exported",
     "use_runner",
     "use_vae_runners",
@@ -219,11 +220,43 @@ def export_vae(
 
 
 def file_hash(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file (the model part of an engine's cache key)."""
+    """SHA-256 of a file."""
     h = hashlib.sha256()
+    _hash_into(h, Path(path))
+    return h.hexdigest()
+
+
+def _hash_into(h: Any, path: Path) -> None:
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
+
+
+def graph_hash(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of an ONNX model with its weights (the model part of an engine's cache key).
+
+    A graph over 2 GB (SD 1.5's UNet in float32) is exported with its weights in
+    external files beside it, which the ``.onnx`` file only names: those files are
+    hashed too, in name order, so new weights make a new key."""
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+
+    p = Path(path)
+    model = onnx.load(str(p), load_external_data=False)
+    names = sorted(
+        {
+            e.value
+            for t in model.graph.initializer
+            if uses_external_data(t)
+            for e in t.external_data
+            if e.key == "location"
+        }
+    )
+    h = hashlib.sha256()
+    _hash_into(h, p)
+    for name in names:
+        h.update(name.encode() + b"\0")
+        _hash_into(h, p.parent / name)
     return h.hexdigest()
 
 
@@ -366,7 +399,7 @@ class TrtRunner:
         self.trt, self.torch = trt, torch
         gpu = torch.cuda.get_device_name()
         onnx = Path(onnx_path)
-        key = engine_key(file_hash(onnx), profile, trt.__version__, gpu)
+        key = engine_key(graph_hash(onnx), profile, trt.__version__, gpu)
         self.path = Path(cache_dir) / f"{onnx.stem}-{key}.plan"
         logger = trt.Logger(trt.Logger.WARNING)
         if not self.path.is_file():
