@@ -39,7 +39,7 @@ def test_a_saved_diffusers_folder_renders_like_the_model_it_came_from(tmp_path, 
 
 def test_the_pipeline_does_not_search_its_modules_for_the_device_every_call(init, monkeypatch):
     """diffusers works out the execution device on every call by walking every module
-    for offloading hooks (~14 ms a call with SD 1.5 on a CPU, while a GPU waits); the
+    for offloading hooks (6-14 ms a call with SD 1.5 on a CPU, while a GPU waits); the
     backend pins it. Counted: the hook search is never entered, the answer is right,
     and the pipeline keeps its class name (``save_pretrained`` above writes the same)."""
     import diffusers

@@ -353,10 +353,10 @@ def _pin_device(pipe: Any, device: Any) -> None:
     """Make ``pipe._execution_device`` and ``pipe.device`` return ``device`` at once.
 
     diffusers works both out on every call by walking every module of every
-    component, looking for offloading hooks: 14.4 ms per img2img call with SD 1.5's
-    modules on this project's 2-core CPU (``device``, which it ends in, is 4.5 of
-    them), spent before the call queues any GPU work, so on a GPU the device idles
-    through it every frame. A backend places its modules on one device at start and
+    component, looking for offloading hooks: 6 to 14 ms per img2img call with SD 1.5's
+    modules on this project's 2-core CPU (``benches/bench_call_overhead.py``), spent
+    before the call queues any GPU work, so on a GPU the device idles through it
+    every frame. A backend places its modules on one device at start and
     never offloads, so the answer cannot change. The subclass keeps the class's
     name, so ``save_pretrained`` writes the same ``model_index.json``."""
     base = type(pipe)
