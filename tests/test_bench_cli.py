@@ -61,7 +61,7 @@ def test_bench_refuses_bad_settings(capsys):
     assert "invalid choice: 'cuda'" in capsys.readouterr().err
     from loopwave.bench import run_bench
 
-    with pytest.raises(ValueError, match="vae must be 'torch', 'onnx' or 'tensorrt'"):
+    with pytest.raises(ValueError, match="vae must be one of torch, onnx, tensorrt; got 'cuda'"):
         run_bench(vae="cuda")
     from loopwave.bench import median_time
 

@@ -360,15 +360,13 @@ def _pin_device(pipe: Any, device: Any) -> None:
     never offloads, so the answer cannot change. The subclass keeps the class's
     name, so ``save_pretrained`` writes the same ``model_index.json``."""
     base = type(pipe)
-    cls = _PINNED.get(base)
-    if cls is None:
-        fixed = property(lambda self: self.__dict__["_loopwave_device"])
-        body = {"_execution_device": fixed, "device": fixed, "__module__": base.__module__}
-        cls = _PINNED[base] = type(base.__name__, (base,), body)
-    if base in _PINNED.values():  # already pinned (a backend made over another's pipe)
-        cls = base
+    if base not in _PINNED.values():  # else already pinned (a backend over another's pipe)
+        if base not in _PINNED:
+            fixed = property(lambda self: self.__dict__["_loopwave_device"])
+            body = {"_execution_device": fixed, "device": fixed, "__module__": base.__module__}
+            _PINNED[base] = type(base.__name__, (base,), body)
+        pipe.__class__ = _PINNED[base]
     object.__setattr__(pipe, "_loopwave_device", device)
-    pipe.__class__ = cls
 
 
 def _img2img_pipeline(unet: Any, vae: Any, text: Any, tokenizer: Any) -> Any:

@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from .trt import RUNTIMES
+
 __all__ = ["median_time", "run_bench"]
 
 
@@ -144,8 +146,8 @@ def run_bench(
     if not 0 < strength <= 1:
         raise ValueError(f"strength must be in (0, 1]; got {strength}")
     for part, how in (("unet", unet), ("vae", vae)):
-        if how not in ("torch", "onnx", "tensorrt"):
-            raise ValueError(f"{part} must be 'torch', 'onnx' or 'tensorrt'; got {how!r}")
+        if how not in RUNTIMES:
+            raise ValueError(f"{part} must be one of {', '.join(RUNTIMES)}; got {how!r}")
     calls = max(1, int(steps * strength))  # UNet calls per img2img frame
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as d:
@@ -355,11 +357,11 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--frames", type=int, default=12, help="frames of the end-to-end render")
     p.add_argument("--factor", type=int, default=6, help="interpolation factor")
     p.add_argument("--device", default="auto")
-    p.add_argument("--unet", default="torch", choices=["torch", "onnx", "tensorrt"])
+    p.add_argument("--unet", default="torch", choices=RUNTIMES)
     p.add_argument(
         "--vae",
         default="torch",
-        choices=["torch", "onnx", "tensorrt"],
+        choices=RUNTIMES,
         help="run the VAE encoder and decoder as exported graphs",
     )
     p.add_argument("--channels-last", action="store_true")

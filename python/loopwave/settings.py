@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .schedule import SEED_BEHAVIOURS, Schedule, ScheduleError, parse_prompts
+from .trt import RUNTIMES
 
 __all__ = ["SCHEMA", "Settings", "SettingsError", "load_settings"]
 
@@ -124,8 +125,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
         "lora": ([], _lora),  # [{path = "style.safetensors", scale = 0.8}, ...]
         "accel": ({}, _accel),  # speed options, see loopwave.backends.check_accel
         # the UNet and VAE in torch, or exported: onnx (onnxruntime), tensorrt (fp16 engine)
-        "unet": ("torch", _str("torch", "onnx", "tensorrt")),
-        "vae": ("torch", _str("torch", "onnx", "tensorrt")),
+        "unet": ("torch", _str(*RUNTIMES)),
+        "vae": ("torch", _str(*RUNTIMES)),
         "engine_dir": (".cache/loopwave/engines", _str()),  # exported graphs and engines
     },
     "render": {

@@ -331,8 +331,11 @@ fn correct_frame<T: Sample>(
 ) -> f64 {
     let binning = lab_binning();
     let k = LabConsts::new();
-    let take = || spare.lock().unwrap_or_else(|e| e.into_inner()).pop();
-    let mut bins = take().unwrap_or_default();
+    let mut bins = spare
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .pop()
+        .unwrap_or_default();
     bins.resize(src.len(), 0);
     let (counts, _) = count_frame(&k, &binning, src, &mut bins);
     // the matched Lab value of every bin
