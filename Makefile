@@ -28,8 +28,10 @@ demo: $(PY)
 # The whole test suite: Rust kernel tests, then pytest against the installed wheel.
 test: test-rust test-python
 
+# Once at the CPU's widest SIMD level, once on the x86-64 baseline build of the hot loops.
 test-rust:
 	cargo test --release --locked
+	LOOPWAVE_SIMD=baseline cargo test --release --locked
 
 test-python: $(PY)
 	$(PIP) install --quiet ".[test]"

@@ -20,6 +20,7 @@ from .color import (
     rgb_to_lab,
     rgb_to_yuv420p,
     set_num_threads,
+    simd_level,
     warp_affine,
 )
 
@@ -41,5 +42,6 @@ __all__ = [
     "rgb_to_lab",
     "rgb_to_yuv420p",
     "set_num_threads",
+    "simd_level",
     "warp_affine",
 ]

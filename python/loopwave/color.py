@@ -30,6 +30,7 @@ __all__ = [
     "blend_luminosity",
     "color_correct",
     "get_num_threads",
+    "simd_level",
     "lab_to_rgb",
     "lerp_frames",
     "match_gamma",
@@ -318,3 +319,13 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """Number of worker threads kernels use."""
     return int(_native.get_num_threads())
+
+
+def simd_level() -> str:
+    """The instruction set the kernels run with: ``"avx512"``, ``"avx2"`` or ``"baseline"``.
+
+    The widest this CPU has, capped by the environment variable ``LOOPWAVE_SIMD`` (same
+    names; read once, at the first kernel call). Every level gives bit-identical results;
+    the cap exists for comparing them and for timing.
+    """
+    return str(_native.simd_level())

@@ -5,7 +5,7 @@
 use super::error::Result;
 use super::frames::{check_finite, Dims, Sample};
 use super::parallel::{zip2_chunks, CHUNK};
-use super::simd::avx2_dispatch;
+use super::simd::simd_dispatch;
 
 pub const LUM_WEIGHTS: [f32; 3] = [0.299, 0.587, 0.114];
 
@@ -86,7 +86,7 @@ fn blend_chunk_imp<T: Sample>(color: &[T], luma: &[T], out: &mut [T]) {
     }
 }
 
-avx2_dispatch!(fn blend_chunk<T: Sample>(color: &[T], luma: &[T], out: &mut [T]) = blend_chunk_imp);
+simd_dispatch!(fn blend_chunk<T: Sample>(color: &[T], luma: &[T], out: &mut [T]) = blend_chunk_imp);
 
 /// Blend pixel by pixel: hue and saturation from `color`, luminance from `luma`.
 pub fn blend_luminosity<T: Sample>(

@@ -28,7 +28,7 @@ use super::lab::{
     Planes, BLOCK,
 };
 use super::parallel::{fold_min_len, install, CHUNK};
-use super::simd::avx2_dispatch;
+use super::simd::simd_dispatch;
 
 /// The fixed Lab binning of the fused kernel.
 pub fn lab_binning() -> [Binning; 3] {
@@ -46,6 +46,12 @@ pub struct TargetStats {
     /// Mean L*.
     pub mean_l: f64,
 }
+
+/// The matched Lab value of each bin, per channel; a power-of-two length, so
+/// an index masked to it needs no bounds check.
+type Luts = [Box<[f32; FLOAT_BINS]>; 3];
+
+const _: () = assert!(FLOAT_BINS.is_power_of_two());
 
 /// Copies of each channel's counts: pixel `i` of a block counts into copy
 /// `i % COPIES`, so runs of equal bins in smooth images do not serialise on one
@@ -138,7 +144,7 @@ fn bin_chunk_imp<T: Sample>(
     }
 }
 
-avx2_dispatch!(fn bin_chunk<T: Sample>(k: &LabConsts, binning: &[Binning; 3], hist: &mut [u32], sum_l: &mut f64, s: &[T], bins: &mut [u16]) = bin_chunk_imp);
+simd_dispatch!(fn bin_chunk<T: Sample>(k: &LabConsts, binning: &[Binning; 3], hist: &mut [u32], sum_l: &mut f64, s: &[T], bins: &mut [u16]) = bin_chunk_imp);
 
 /// Counts and L sum of a whole frame, storing bin indices into `bins` unless empty.
 fn count_frame<T: Sample>(
@@ -211,7 +217,7 @@ impl GammaOut {
 #[inline(always)]
 fn blend_chunk_imp<T: Sample>(
     k: &LabConsts,
-    luts: &[Vec<f32>; 3],
+    luts: &Luts,
     gamma: Option<&GammaOut>,
     s: &[T],
     bins: &[u16],
@@ -226,8 +232,9 @@ fn blend_chunk_imp<T: Sample>(
     {
         let n = sb.len() / 3;
         for c in 0..3 {
+            let lut = &*luts[c];
             for (l, &b) in lab[c].iter_mut().zip(&bb[c * n..(c + 1) * n]) {
-                *l = luts[c][b as usize];
+                *l = lut[b as usize & (FLOAT_BINS - 1)];
             }
         }
         linear_from_lab_block(k, &lab, &mut rgb);
@@ -276,13 +283,13 @@ fn store<T: Sample>(rgb: &Planes, o: &mut [T], gamma: Option<&GammaOut>) -> bool
     false
 }
 
-avx2_dispatch!(fn blend_chunk<T: Sample>(k: &LabConsts, luts: &[Vec<f32>; 3], gamma: Option<&GammaOut>, s: &[T], bins: &[u16], o: &mut [T]) = blend_chunk_imp);
+simd_dispatch!(fn blend_chunk<T: Sample>(k: &LabConsts, luts: &Luts, gamma: Option<&GammaOut>, s: &[T], bins: &[u16], o: &mut [T]) = blend_chunk_imp);
 
 /// Pass two on the pixels the gamma is solved on (gathered, with their bins in
 /// the same planar-per-block layout), then the gamma from them.
 fn gamma_from_sample<T: Sample>(
     k: &LabConsts,
-    luts: &[Vec<f32>; 3],
+    luts: &Luts,
     src: &[T],
     bins: &[u16],
     h: usize,
@@ -339,12 +346,10 @@ fn correct_frame<T: Sample>(
     bins.resize(src.len(), 0);
     let (counts, _) = count_frame(&k, &binning, src, &mut bins);
     // the matched Lab value of every bin
-    let luts: [Vec<f32>; 3] = std::array::from_fn(|c| {
+    let luts: Luts = std::array::from_fn(|c| {
         let (tq, tv) = target.hist.quantiles(c, |b| binning[c].center(b));
-        bin_mapping(&counts.channel(c), &tq, &tv)
-            .into_iter()
-            .map(|v| v as f32)
-            .collect()
+        let m = bin_mapping(&counts.channel(c), &tq, &tv);
+        Box::new(std::array::from_fn(|b| m[b] as f32))
     });
     // the gamma first, on a sample of the corrected pixels, so pass two applies it
     let g = if gamma {

@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use super::error::{KernelError, Result};
 use super::frames::Sample;
 use super::parallel::install;
-use super::simd::avx2_dispatch;
+use super::simd::simd_dispatch;
 use super::warp::Taps;
 
 /// What every row of the kernel reads.
@@ -63,7 +63,7 @@ fn visibility_row_imp<T: Sample>(
     }
 }
 
-avx2_dispatch!(fn visibility_row<T: Sample>(c: &Ctx<'_, T>, forward: bool, inv: f32, y: usize, row: &mut [f32]) = visibility_row_imp);
+simd_dispatch!(fn visibility_row<T: Sample>(c: &Ctx<'_, T>, forward: bool, inv: f32, y: usize, row: &mut [f32]) = visibility_row_imp);
 
 /// One row `y` of the frame at time `t`.
 #[inline(always)]
@@ -89,7 +89,7 @@ fn blend_row_imp<T: Sample>(c: &Ctx<'_, T>, vis: &[Vec<f32>; 2], t: f32, y: usiz
     }
 }
 
-avx2_dispatch!(fn blend_row<T: Sample>(c: &Ctx<'_, T>, vis: &[Vec<f32>; 2], t: f32, y: usize, o: &mut [T]) = blend_row_imp);
+simd_dispatch!(fn blend_row<T: Sample>(c: &Ctx<'_, T>, vis: &[Vec<f32>; 2], t: f32, y: usize, o: &mut [T]) = blend_row_imp);
 
 /// Interpolate frames at `ts` between `a` and `b` (each `h * w * 3` samples)
 /// from the flows `f01` and `f10` (each `h * w * 2`, x then y); `out` holds

@@ -16,7 +16,7 @@ use super::parallel::{install, zip_chunks, CHUNK};
 use super::srgb::{decode_f64, decode_table_u8, InterpLut};
 use rayon::prelude::*;
 
-use super::simd::avx2_dispatch;
+use super::simd::simd_dispatch;
 
 /// Pixels the gamma solver looks at per frame, at most.
 pub const MAX_SAMPLE: usize = 1 << 16;
@@ -175,7 +175,7 @@ fn mean_lightness_after_imp<T: Sample>(pixels: &[[T; 3]], g: f64) -> f64 {
     sum / pixels.len() as f64
 }
 
-avx2_dispatch!(fn mean_lightness_after<T: Sample>(pixels: &[[T; 3]], g: f64) -> f64 = mean_lightness_after_imp);
+simd_dispatch!(fn mean_lightness_after<T: Sample>(pixels: &[[T; 3]], g: f64) -> f64 = mean_lightness_after_imp);
 
 /// `exp(u)` kept inside [`GAMMA_RANGE`] (exp(ln 32) rounds to 32.000000000000014).
 fn to_gamma(u: f64) -> f64 {

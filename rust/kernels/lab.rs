@@ -12,7 +12,7 @@
 use super::error::{KernelError, Result};
 use super::frames::{check_finite, clamp01, Dims, Sample};
 use super::parallel::{zip_chunks, zip_chunks_all, CHUNK};
-use super::simd::avx2_dispatch;
+use super::simd::simd_dispatch;
 
 /// sRGB linear → XYZ (D65).
 pub const RGB_TO_XYZ: [[f64; 3]; 3] = [
@@ -322,7 +322,7 @@ fn rgb_to_lab_chunk_imp<T: Sample>(k: &LabConsts, s: &[T], o: &mut [f32]) -> boo
     finite
 }
 
-avx2_dispatch!(fn rgb_to_lab_chunk<T: Sample>(k: &LabConsts, s: &[T], o: &mut [f32]) -> bool = rgb_to_lab_chunk_imp);
+simd_dispatch!(fn rgb_to_lab_chunk<T: Sample>(k: &LabConsts, s: &[T], o: &mut [f32]) -> bool = rgb_to_lab_chunk_imp);
 
 #[inline(always)]
 fn lab_to_rgb_chunk_imp<T: Sample>(k: &LabConsts, s: &[f32], o: &mut [T]) {
@@ -334,7 +334,7 @@ fn lab_to_rgb_chunk_imp<T: Sample>(k: &LabConsts, s: &[f32], o: &mut [T]) {
     }
 }
 
-avx2_dispatch!(fn lab_to_rgb_chunk<T: Sample>(k: &LabConsts, s: &[f32], o: &mut [T]) = lab_to_rgb_chunk_imp);
+simd_dispatch!(fn lab_to_rgb_chunk<T: Sample>(k: &LabConsts, s: &[f32], o: &mut [T]) = lab_to_rgb_chunk_imp);
 
 /// sRGB frames (`u8` or `f32` in [0, 1]; floats clamped) → Lab `f32`.
 pub fn rgb_to_lab<T: Sample>(src: &[T], dims: Dims, out: &mut [f32]) -> Result<()> {

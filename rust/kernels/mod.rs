@@ -15,7 +15,7 @@ pub mod histogram;
 pub mod lab;
 pub mod lerp;
 pub mod parallel;
-mod simd;
+pub mod simd;
 pub mod srgb;
 pub mod warp;
 #[cfg(target_arch = "x86_64")]

@@ -1,25 +1,89 @@
-//! Runtime dispatch of hot loops to an AVX2 build.
+//! Runtime dispatch of hot loops to AVX-512 and AVX2 builds.
 //!
 //! The block kernels are straight-line f32 code the compiler vectorises; built
-//! for the x86-64 baseline that means SSE2, 4 lanes. [`avx2_dispatch!`] defines a
-//! function that calls its `#[inline(always)]` implementation through a
-//! `#[target_feature(enable = "avx2")]` copy when the CPU has AVX2, so the same
-//! source vectorises 8 wide. No FMA: Rust never contracts `a * b + c`, so both
-//! builds give bit-identical results and the tests cover both.
+//! for the x86-64 baseline that means SSE2, 4 lanes. [`simd_dispatch!`] defines
+//! a function that calls its `#[inline(always)]` implementation through a
+//! `#[target_feature]` copy for the widest level the CPU has: AVX-512 (16
+//! lanes), AVX2 (8 lanes), or the baseline. No FMA contraction: Rust never fuses
+//! `a * b + c`, and division and square root are correctly rounded at every
+//! width, so all builds give bit-identical results. The environment variable
+//! `LOOPWAVE_SIMD` (`avx512`, `avx2` or `baseline`, read once) caps the level,
+//! which is how the tests compare the builds with each other.
 
-/// `avx2_dispatch!(pub fn name<T: Sample>(args) -> R = implementation);`
-macro_rules! avx2_dispatch {
+use std::sync::OnceLock;
+
+/// Instruction-set levels the kernels are built for, narrowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Baseline,
+    Avx2,
+    Avx512,
+}
+
+impl Level {
+    /// The level's name, as `LOOPWAVE_SIMD` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Baseline => "baseline",
+            Level::Avx2 => "avx2",
+            Level::Avx512 => "avx512",
+        }
+    }
+}
+
+/// The widest level this CPU supports.
+fn detect() -> Level {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+        {
+            return Level::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return Level::Avx2;
+        }
+    }
+    Level::Baseline
+}
+
+/// The level in use: the CPU's widest, capped by `LOOPWAVE_SIMD` when that
+/// names a level (other values are ignored).
+pub fn level() -> Level {
+    static LEVEL: OnceLock<Level> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let cap = match std::env::var("LOOPWAVE_SIMD").as_deref() {
+            Ok("baseline") => Level::Baseline,
+            Ok("avx2") => Level::Avx2,
+            _ => Level::Avx512,
+        };
+        detect().min(cap)
+    })
+}
+
+/// `simd_dispatch!(pub fn name<T: Sample>(args) -> R = implementation);`
+macro_rules! simd_dispatch {
     ($vis:vis fn $name:ident<$T:ident: $B:path>($($a:ident: $t:ty),* $(,)?) $(-> $r:ty)? = $imp:ident) => {
         $vis fn $name<$T: $B>($($a: $t),*) $(-> $r)? {
             #[cfg(target_arch = "x86_64")]
             {
+                use $crate::kernels::simd::{level, Level};
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2")]
+                fn avx512<$T: $B>($($a: $t),*) $(-> $r)? {
+                    $imp::<$T>($($a),*)
+                }
                 #[target_feature(enable = "avx2")]
                 fn avx2<$T: $B>($($a: $t),*) $(-> $r)? {
                     $imp::<$T>($($a),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU was just checked to support AVX2.
-                    return unsafe { avx2::<$T>($($a),*) };
+                match level() {
+                    // SAFETY: `level` is at most what the CPU was detected to support.
+                    Level::Avx512 => return unsafe { avx512::<$T>($($a),*) },
+                    // SAFETY: as above.
+                    Level::Avx2 => return unsafe { avx2::<$T>($($a),*) },
+                    Level::Baseline => {}
                 }
             }
             $imp::<$T>($($a),*)
@@ -27,4 +91,4 @@ macro_rules! avx2_dispatch {
     };
 }
 
-pub(crate) use avx2_dispatch;
+pub(crate) use simd_dispatch;

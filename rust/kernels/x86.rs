@@ -25,7 +25,7 @@ use super::yuv::YuvCoeffs;
 /// Whether this CPU can run the functions here (checked once, then cached by std).
 #[inline(always)]
 pub fn available() -> bool {
-    std::arch::is_x86_feature_detected!("avx2")
+    super::simd::level() >= super::simd::Level::Avx2
 }
 
 /// `pshufb` masks that pick channel `c` of 8 interleaved pixels: from the first

@@ -12,7 +12,7 @@ use super::frames::{check_finite, Dims, Sample};
 use super::parallel::install;
 use rayon::prelude::*;
 
-use super::simd::avx2_dispatch;
+use super::simd::simd_dispatch;
 
 /// The colour matrices `rgb_to_yuv420p` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +138,7 @@ fn row_pair_imp<T: Sample>(
     }
 }
 
-avx2_dispatch!(fn row_pair_f32<T: Sample>(k: &YuvCoeffs, rows: &[T], w: usize, yrows: &mut [u8], urow: &mut [u8], vrow: &mut [u8]) = row_pair_imp);
+simd_dispatch!(fn row_pair_f32<T: Sample>(k: &YuvCoeffs, rows: &[T], w: usize, yrows: &mut [u8], urow: &mut [u8], vrow: &mut [u8]) = row_pair_imp);
 
 /// Pixels `x0..w` of a pair of rows, one 2x2 block at a time: the arithmetic of
 /// [`row_pair_imp`] (same operations, same order), for the columns the AVX2

@@ -467,6 +467,11 @@ fn get_num_threads() -> usize {
     kernels::parallel::num_threads()
 }
 
+#[pyfunction]
+fn simd_level() -> &'static str {
+    kernels::simd::level().name()
+}
+
 /// Deliberately panic inside a kernel call, so tests can check that panics
 /// surface as `KernelPanic` and never abort the interpreter.
 #[pyfunction]
@@ -492,6 +497,7 @@ pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_flow_interpolate, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     Ok(())
 }
