@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import photo
 
 import loopwave as lw
-
-from conftest import photo
 
 LEVELS = ("baseline", "avx2", "avx512")
 

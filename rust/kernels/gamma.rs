@@ -65,6 +65,10 @@ fn apply<T: Sample>(src: &[T], out: &mut [T], g: f64) {
             match (T::bytes(s), T::bytes_mut(o)) {
                 // the table's byte itself, not a round trip through f32
                 (Some(s), Some(o)) => {
+                    #[cfg(target_arch = "x86_64")]
+                    if super::x86::lut_bytes(s, o, &lut) {
+                        return;
+                    }
                     for (a, b) in s.iter().zip(o.iter_mut()) {
                         *b = lut[*a as usize];
                     }

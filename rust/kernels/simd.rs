@@ -4,9 +4,11 @@
 //! for the x86-64 baseline that means SSE2, 4 lanes. [`simd_dispatch!`] defines
 //! a function that calls its `#[inline(always)]` implementation through a
 //! `#[target_feature]` copy for the widest level the CPU has: AVX-512 (16
-//! lanes), AVX2 (8 lanes), or the baseline. No FMA contraction: Rust never fuses
-//! `a * b + c`, and division and square root are correctly rounded at every
-//! width, so all builds give bit-identical results. The environment variable
+//! lanes), AVX2 with FMA (8 lanes), or the baseline. Rust never contracts
+//! `a * b + c` into a fused multiply-add; where code asks for one
+//! (`f32::mul_add`) the wide builds use the FMA instruction and the baseline
+//! build the C library's `fmaf`, and fused multiply-add, division and square
+//! root are all correctly rounded, so every build gives bit-identical results. The environment variable
 //! `LOOPWAVE_SIMD` (`avx512`, `avx2` or `baseline`, read once) caps the level,
 //! which is how the tests compare the builds with each other.
 
@@ -42,7 +44,8 @@ fn detect() -> Level {
         {
             return Level::Avx512;
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
             return Level::Avx2;
         }
     }
@@ -70,11 +73,11 @@ macro_rules! simd_dispatch {
             #[cfg(target_arch = "x86_64")]
             {
                 use $crate::kernels::simd::{level, Level};
-                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2")]
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
                 fn avx512<$T: $B>($($a: $t),*) $(-> $r)? {
                     $imp::<$T>($($a),*)
                 }
-                #[target_feature(enable = "avx2")]
+                #[target_feature(enable = "avx2,fma")]
                 fn avx2<$T: $B>($($a: $t),*) $(-> $r)? {
                     $imp::<$T>($($a),*)
                 }

@@ -147,9 +147,11 @@ unsafe fn encode_imp(rgb: &Planes, dst: &mut [u8], table: Option<&[u8; 256]>) {
         i += 8;
     }
     if let Some(t) = table {
-        // a gather here is slower than this byte loop on the AMD cores measured
-        for v in dst[..3 * i].iter_mut() {
-            *v = t[*v as usize];
+        if !lut_bytes_in_place(&mut dst[..3 * i], t) {
+            // a gather here is slower than this byte loop on the AMD cores measured
+            for v in dst[..3 * i].iter_mut() {
+                *v = t[*v as usize];
+            }
         }
     }
     for j in i..n {
@@ -158,6 +160,62 @@ unsafe fn encode_imp(rgb: &Planes, dst: &mut [u8], table: Option<&[u8; 256]>) {
             dst[3 * j + c] = table.map_or(q, |t| t[q as usize]);
         }
     }
+}
+
+/// Whether the CPU has AVX-512 VBMI (`vpermi2b`: a 64-byte table lookup per
+/// instruction) and the SIMD level allows AVX-512.
+fn vbmi() -> bool {
+    super::simd::level() >= super::simd::Level::Avx512
+        && std::arch::is_x86_feature_detected!("avx512vbmi")
+}
+
+/// `dst[i] = table[src[i]]` for `n` bytes, 64 at a time: two two-register
+/// byte permutes look the byte up in each half of the table, its top bit
+/// picks the half. The last partial vector uses masked loads and stores.
+///
+/// # Safety
+/// AVX-512 VBMI must be available; `src..src + n` readable and `dst..dst + n`
+/// writable (they may be the same bytes).
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+unsafe fn lut_bytes_imp(src: *const u8, dst: *mut u8, n: usize, table: &[u8; 256]) {
+    let quarter = |k: usize| _mm512_loadu_si512(table.as_ptr().add(64 * k) as *const _);
+    let (t0, t1, t2, t3) = (quarter(0), quarter(1), quarter(2), quarter(3));
+    let mut i = 0;
+    while i < n {
+        let m: __mmask64 = if n - i >= 64 {
+            !0
+        } else {
+            (1u64 << (n - i)) - 1
+        };
+        let idx = _mm512_maskz_loadu_epi8(m, src.add(i) as *const i8);
+        let lo = _mm512_permutex2var_epi8(t0, idx, t1);
+        let hi = _mm512_permutex2var_epi8(t2, idx, t3);
+        let v = _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), lo, hi);
+        _mm512_mask_storeu_epi8(dst.add(i) as *mut i8, m, v);
+        i += 64;
+    }
+}
+
+/// `dst[i] = table[src[i]]`; false (nothing written) without AVX-512 VBMI.
+pub fn lut_bytes(src: &[u8], dst: &mut [u8], table: &[u8; 256]) -> bool {
+    assert_eq!(src.len(), dst.len());
+    if !vbmi() {
+        return false;
+    }
+    // SAFETY: VBMI checked above; both slices hold `len` bytes.
+    unsafe { lut_bytes_imp(src.as_ptr(), dst.as_mut_ptr(), src.len(), table) };
+    true
+}
+
+/// `buf[i] = table[buf[i]]`; false (nothing written) without AVX-512 VBMI.
+pub fn lut_bytes_in_place(buf: &mut [u8], table: &[u8; 256]) -> bool {
+    if !vbmi() {
+        return false;
+    }
+    let p = buf.as_mut_ptr();
+    // SAFETY: VBMI checked above; each vector is loaded before it is stored.
+    unsafe { lut_bytes_imp(p, p, buf.len(), table) };
+    true
 }
 
 /// `dst[3 i + c] = u8::from_unit(rgb[c][i])`, then through `table` if given;
@@ -361,6 +419,24 @@ mod tests {
                 }
                 assert!(out[3 * n..].iter().all(|&v| v == 7), "wrote past the end");
             }
+        }
+    }
+
+    #[test]
+    fn byte_lookups_match_indexing_at_every_length() {
+        let table: [u8; 256] = lcg_bytes(256, 99).try_into().unwrap();
+        for n in [0, 1, 5, 63, 64, 65, 127, 128, 191, 200, 1000] {
+            let src = lcg_bytes(n, n as u64 + 1);
+            let want: Vec<u8> = src.iter().map(|&v| table[v as usize]).collect();
+            let mut out = vec![7u8; n + 70];
+            if !lut_bytes(&src, &mut out[..n], &table) {
+                return; // no AVX-512 VBMI on this CPU (or capped): nothing to compare
+            }
+            assert_eq!(out[..n], want[..], "n={n}");
+            assert!(out[n..].iter().all(|&v| v == 7), "wrote past the end");
+            let mut buf = src.clone();
+            assert!(lut_bytes_in_place(&mut buf, &table));
+            assert_eq!(buf, want, "in place, n={n}");
         }
     }
 }

@@ -193,7 +193,7 @@ pub fn rgb_to_yuv420p<T: Sample>(
     out: &mut [u8],
 ) -> Result<()> {
     dims.check("frames", src.len())?;
-    if dims.h % 2 != 0 || dims.w % 2 != 0 {
+    if !dims.h.is_multiple_of(2) || !dims.w.is_multiple_of(2) {
         return Err(KernelError::shape(
             "frames",
             "an even height and width for 4:2:0 chroma (pad or crop the frames first)",
