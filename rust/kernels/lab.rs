@@ -237,6 +237,12 @@ pub fn decode_block<T: Sample>(src: &[T], rgb: &mut Planes) {
         }
     } else {
         let t = super::srgb::decode_table_u8();
+        #[cfg(target_arch = "x86_64")]
+        if let Some(b) = T::bytes(src) {
+            if super::x86::planes_via_table(b, t, rgb) {
+                return;
+            }
+        }
         for (i, px) in src.chunks_exact(3).enumerate() {
             for c in 0..3 {
                 rgb[c][i] = t[px[c].code()];

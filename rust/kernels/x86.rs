@@ -196,6 +196,56 @@ unsafe fn lut_bytes_imp(src: *const u8, dst: *mut u8, n: usize, table: &[u8; 256
     }
 }
 
+/// `vpermb` index picking channel `c` of 16 interleaved pixels (48 bytes) into
+/// the low 16 bytes.
+const fn pick512(c: usize) -> [u8; 64] {
+    let mut m = [0u8; 64];
+    let mut j = 0;
+    while j < 16 {
+        m[j] = (3 * j + c) as u8;
+        j += 1;
+    }
+    m
+}
+
+const PICK512: [[u8; 64]; 3] = [pick512(0), pick512(1), pick512(2)];
+
+/// # Safety
+/// AVX-512 VBMI must be available; `src.len() / 3 <= BLOCK`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+unsafe fn planes_via_table_imp(src: &[u8], table: &[f32; 256], out: &mut Planes) {
+    let n = src.len() / 3;
+    let picks = PICK512.map(|m| _mm512_loadu_si512(m.as_ptr() as *const _));
+    let mut i = 0;
+    while i < n {
+        let k = (n - i).min(16);
+        // 3k <= 48 bytes: the mask never needs bit 64
+        let v =
+            _mm512_maskz_loadu_epi8((1u64 << (3 * k)) - 1, src.as_ptr().add(3 * i) as *const i8);
+        for (c, pick) in picks.iter().enumerate() {
+            let codes = _mm512_castsi512_si128(_mm512_permutexvar_epi8(*pick, v));
+            let x =
+                _mm512_i32gather_ps::<4>(_mm512_cvtepu8_epi32(codes), table.as_ptr() as *const _);
+            _mm512_mask_storeu_ps(out[c].as_mut_ptr().add(i), ((1u32 << k) - 1) as u16, x);
+        }
+        i += 16;
+    }
+}
+
+/// `out[c][i] = table[src[3 i + c]]` for up to a block of pixels: interleaved
+/// 8-bit samples through a 256-entry table into planes, 16 pixels at a time
+/// (a byte permute splits the channels, a gather looks them up). False
+/// (nothing written) without AVX-512 VBMI.
+pub fn planes_via_table(src: &[u8], table: &[f32; 256], out: &mut Planes) -> bool {
+    assert!(src.len() <= 3 * out[0].len());
+    if !vbmi() {
+        return false;
+    }
+    // SAFETY: VBMI checked above; loads inside `src` (masked), stores inside the planes.
+    unsafe { planes_via_table_imp(src, table, out) };
+    true
+}
+
 /// `dst[i] = table[src[i]]`; false (nothing written) without AVX-512 VBMI.
 pub fn lut_bytes(src: &[u8], dst: &mut [u8], table: &[u8; 256]) -> bool {
     assert_eq!(src.len(), dst.len());
@@ -418,6 +468,28 @@ mod tests {
                     }
                 }
                 assert!(out[3 * n..].iter().all(|&v| v == 7), "wrote past the end");
+            }
+        }
+    }
+
+    #[test]
+    fn table_planes_match_indexing_at_every_length() {
+        let table: [f32; 256] = std::array::from_fn(|i| (i as f32).sqrt() - 3.0);
+        for n in [0, 1, 5, 15, 16, 17, 31, 33, 48, 63, 64] {
+            let src = lcg_bytes(3 * n, n as u64 + 5);
+            let mut out: Planes = [[-9.0; BLOCK]; 3];
+            if !planes_via_table(&src, &table, &mut out) {
+                return; // no AVX-512 VBMI on this CPU (or capped): nothing to compare
+            }
+            for c in 0..3 {
+                for i in 0..BLOCK {
+                    let want = if i < n {
+                        table[src[3 * i + c] as usize]
+                    } else {
+                        -9.0
+                    };
+                    assert_eq!(out[c][i], want, "n={n} c={c} i={i}");
+                }
             }
         }
     }
