@@ -147,6 +147,57 @@ def test_batch_with_per_frame_targets_equals_single_calls(photos):
     np.testing.assert_array_equal(lw.color_correct(frames, targets[0][None]), shared)
 
 
+def test_out_receives_the_result(photos):
+    targets = np.stack([photos[n] for n in PHOTO_NAMES])
+    frames = np.stack([drift(t, 0.7) for t in targets])
+    want, gammas = lw.color_correct(frames, targets[0], return_gammas=True)
+    out = np.full_like(frames, 17)
+    got, g = lw.color_correct(frames, targets[0], out=out, return_gammas=True)
+    assert got is out
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(g, gammas)
+    # reused: every byte rewritten, per-frame targets too
+    out[:] = 0
+    lw.color_correct(frames, targets, out=out)
+    np.testing.assert_array_equal(out, lw.color_correct(frames, targets))
+    # one frame, and float32
+    one = np.empty_like(frames[1])
+    assert lw.color_correct(frames[1], targets[1], out=one) is one
+    np.testing.assert_array_equal(one, lw.color_correct(frames[1], targets[1]))
+    f = to_float(frames)
+    fo = np.empty_like(f)
+    lw.color_correct(f, to_float(targets[0]), out=fo)
+    np.testing.assert_array_equal(fo, lw.color_correct(f, to_float(targets[0])))
+
+
+def test_out_is_checked(photos):
+    frames = np.stack([drift(photos["coffee"]), drift(photos["rocket"])])
+    target = photos["coffee"]
+    bad = {
+        "a list": ([0] * 3, TypeError, "out must be a numpy array"),
+        "float32 for uint8 frames": (frames.astype(np.float32), TypeError, "dtype"),
+        "another shape": (np.empty_like(frames[:1]), ValueError, "shape"),
+        "not contiguous": (np.empty((2, 128, 256, 3), np.uint8)[:, :, ::2], ValueError, "C-cont"),
+        "the frames themselves": (frames, ValueError, "share memory"),
+    }
+    for what, (out, exc, msg) in bad.items():
+        with pytest.raises(exc, match=msg):
+            lw.color_correct(frames, target, out=out)
+            pytest.fail(what)
+    ro = np.empty_like(frames)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        lw.color_correct(frames, target, out=ro)
+    both = np.empty((3, 128, 128, 3), np.uint8)
+    both[1] = target
+    with pytest.raises(ValueError, match="share memory"):
+        lw.color_correct(frames, both[1], out=both[:2])
+    lw.color_correct(frames, both[2], out=both[:2])  # beside it, not over it: fine
+    # the native call itself refuses an out that overlaps an input (numpy's borrow checks)
+    with pytest.raises(ValueError, match="out: cannot write"):
+        lw._native.color_correct(frames, target[None], True, frames)
+
+
 def test_target_of_another_size(photos):
     frame, target = drift(photos["coffee"]), photos["coffee"]
     small = target[::2, ::3]

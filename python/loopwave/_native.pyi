@@ -40,7 +40,10 @@ def match_gamma(
     frames_: npt.NDArray[Any], reference: npt.NDArray[Any]
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.float64]]: ...
 def color_correct(
-    frames_: npt.NDArray[Any], target: npt.NDArray[Any], gamma: bool
+    frames_: npt.NDArray[Any],
+    target: npt.NDArray[Any],
+    gamma: bool,
+    out: npt.NDArray[Any] | None = None,
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.float64]]: ...
 def lerp_frames(
     a: npt.NDArray[Any], b: npt.NDArray[Any], alpha: npt.NDArray[np.float64]

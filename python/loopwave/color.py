@@ -202,14 +202,29 @@ def mean_frames(frames: Frames | list[Frames] | tuple[Frames, ...]) -> Frames:
 
 @overload
 def color_correct(
-    frames: Frames, target: Frames, *, gamma: bool = ..., return_gammas: Literal[False] = ...
+    frames: Frames,
+    target: Frames,
+    *,
+    gamma: bool = ...,
+    return_gammas: Literal[False] = ...,
+    out: Frames | None = ...,
 ) -> Frames: ...
 @overload
 def color_correct(
-    frames: Frames, target: Frames, *, gamma: bool = ..., return_gammas: Literal[True]
+    frames: Frames,
+    target: Frames,
+    *,
+    gamma: bool = ...,
+    return_gammas: Literal[True],
+    out: Frames | None = ...,
 ) -> tuple[Frames, Any]: ...
 def color_correct(
-    frames: Frames, target: Frames, *, gamma: bool = True, return_gammas: bool = False
+    frames: Frames,
+    target: Frames,
+    *,
+    gamma: bool = True,
+    return_gammas: bool = False,
+    out: Frames | None = None,
 ) -> Frames | tuple[Frames, Any]:
     """The seed's whole colour step, fused in one native call over a batch.
 
@@ -219,6 +234,11 @@ def color_correct(
     same dtype as ``frames``, any size. Nothing is rounded to 8 bits between the
     steps, so the output is within a few levels of the seed's pipeline (OpenCV
     LAB + skimage + blendmodes), and closer to the exact float64 result.
+
+    ``out``, if given, receives the result and is returned: an array of the shape and
+    dtype of ``frames``, C-contiguous, writeable, and sharing no memory with ``frames``
+    or ``target``. Reusing one output buffer across calls (a video loop) saves the
+    operating system zeroing fresh pages for every result, about 1 ms per 1080p frame.
 
     Example
     -------
@@ -234,10 +254,29 @@ def color_correct(
     v.one_or_per_frame(t, "target", x.shape[0])
     if not isinstance(gamma, (bool, np.bool_)):
         raise TypeError(f"gamma must be True or False; got {gamma!r}")
-    out, gammas = _native.color_correct(x, t, bool(gamma))
+    dst = None if out is None else _out_like(out, frames, x, single, (target,))
+    res, gammas = _native.color_correct(x, t, bool(gamma), dst)
+    res = _squeeze(res, single) if out is None else out
     if not return_gammas:
-        return _squeeze(out, single)
-    return (out[0], float(gammas[0])) if single else (out, gammas)
+        return res
+    return (res, float(gammas[0])) if single else (res, gammas)
+
+
+def _out_like(
+    out: Any, frames: np.ndarray, x: np.ndarray, single: bool, others: tuple[Any, ...]
+) -> np.ndarray:
+    """Check an ``out=`` array against ``frames`` (``x``: the 4-D batch); return its 4-D view."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy array or None; got {type(out).__name__}")
+    if out.dtype != x.dtype:
+        raise TypeError(f"out must have the dtype of frames ({x.dtype}); got {out.dtype}")
+    if out.shape != frames.shape:
+        raise ValueError(f"out must have the shape of frames {frames.shape}; got {out.shape}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError("out must be C-contiguous and writeable")
+    if any(np.may_share_memory(out, a) for a in (frames, x, *others)):
+        raise ValueError("out must not share memory with frames or target")
+    return out[None] if single else out
 
 
 def rgb_to_yuv420p(

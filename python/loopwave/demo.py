@@ -167,8 +167,8 @@ def run_demo(
     with Progress(frames, "colour-correct", enabled=progress) as bar:
         for s in range(0, frames, batch):
             t0 = time.perf_counter()
-            corrected[s : s + batch] = color.color_correct(
-                drifted[s : s + batch], targets[s : s + batch]
+            color.color_correct(
+                drifted[s : s + batch], targets[s : s + batch], out=corrected[s : s + batch]
             )
             spent += time.perf_counter() - t0
             for i in range(s, min(s + batch, frames)):

@@ -248,19 +248,52 @@ type WithGammas<'py> = (Bound<'py, PyAny>, Bound<'py, PyArray1<f64>>);
 
 /// Shared shape of `match_gamma` and `color_correct`: frames + reference in,
 /// frames + one f64 per frame out.
+/// Results go to a new array, or to `out` when given: an array of the frames'
+/// shape and dtype, C-contiguous and writeable, sharing no memory with the inputs
+/// (numpy's borrow tracking refuses an `out` that overlaps them).
 fn with_gammas<'py, T: Element + Sample>(
     py: Python<'py>,
     a: PyReadonlyArray4<'py, T>,
     r: PyReadonlyArray4<'py, T>,
     rarg: &str,
+    out: Option<&Bound<'py, PyAny>>,
     f: impl FnOnce(&[T], Dims, &[T], Dims, &mut [T], &mut [f64]) -> kernels::Result<()> + Send,
 ) -> PyResult<WithGammas<'py>> {
     let (rd, rs) = view(&r, rarg)?;
-    let (d, _) = view(&a, "frames")?;
+    let (d, s) = view(&a, "frames")?;
     let gammas = PyArray1::<f64>::zeros(py, d.n, false);
     let g = out_slice(&gammas);
-    let out = map_batch(py, &a, "frames", |s, d, o| f(s, d, rs, rd, o, g))?;
-    Ok((out.into_any(), gammas))
+    let dst = match out {
+        None => alloc::<T>(py, d),
+        Some(o) => {
+            let o = o.cast::<PyArray4<T>>().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "out: expected a 4-D numpy array of the frames' dtype, got {}",
+                    describe(o)
+                ))
+            })?;
+            if o.shape() != [d.n, d.h, d.w, 3] || !o.is_c_contiguous() {
+                return Err(PyValueError::new_err(format!(
+                    "out: expected a C-contiguous array of shape ({}, {}, {}, 3), got shape {:?}",
+                    d.n,
+                    d.h,
+                    d.w,
+                    o.shape()
+                )));
+            }
+            o.clone()
+        }
+    };
+    {
+        let mut w = dst.try_readwrite().map_err(|e| {
+            PyValueError::new_err(format!(
+                "out: cannot write to it ({e}); it must be writeable and share no memory with the inputs"
+            ))
+        })?;
+        let o = w.as_slice_mut().map_err(|e| PyValueError::new_err(format!("out: {e}")))?;
+        run(py, || f(s, d, rs, rd, o, g))?;
+    }
+    Ok((dst.into_any(), gammas))
 }
 
 #[pyfunction]
@@ -272,29 +305,30 @@ fn match_gamma<'py>(
     let f = frames(frames_, "frames")?;
     match (same_dtype(reference, "reference", &f)?, f) {
         (Frames::U8(r), Frames::U8(a)) => {
-            with_gammas(py, a, r, "reference", kernels::gamma::match_gamma)
+            with_gammas(py, a, r, "reference", None, kernels::gamma::match_gamma)
         }
         (Frames::F32(r), Frames::F32(a)) => {
-            with_gammas(py, a, r, "reference", kernels::gamma::match_gamma)
+            with_gammas(py, a, r, "reference", None, kernels::gamma::match_gamma)
         }
         _ => unreachable!("dtypes checked"),
     }
 }
 
 #[pyfunction]
-#[pyo3(signature = (frames_, target, gamma))]
+#[pyo3(signature = (frames_, target, gamma, out=None))]
 fn color_correct<'py>(
     py: Python<'py>,
     frames_: &Bound<'py, PyAny>,
     target: &Bound<'py, PyAny>,
     gamma: bool,
+    out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<WithGammas<'py>> {
     let f = frames(frames_, "frames")?;
     match (same_dtype(target, "target", &f)?, f) {
-        (Frames::U8(t), Frames::U8(a)) => with_gammas(py, a, t, "target", |s, d, t, td, o, g| {
+        (Frames::U8(t), Frames::U8(a)) => with_gammas(py, a, t, "target", out, |s, d, t, td, o, g| {
             kernels::correct::color_correct(s, d, t, td, gamma, o, g)
         }),
-        (Frames::F32(t), Frames::F32(a)) => with_gammas(py, a, t, "target", |s, d, t, td, o, g| {
+        (Frames::F32(t), Frames::F32(a)) => with_gammas(py, a, t, "target", out, |s, d, t, td, o, g| {
             kernels::correct::color_correct(s, d, t, td, gamma, o, g)
         }),
         _ => unreachable!("dtypes checked"),
