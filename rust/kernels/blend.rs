@@ -11,7 +11,7 @@ pub const LUM_WEIGHTS: [f32; 3] = [0.299, 0.587, 0.114];
 
 #[inline(always)]
 pub fn lum(c: [f32; 3]) -> f32 {
-    LUM_WEIGHTS[0] * c[0] + LUM_WEIGHTS[1] * c[1] + LUM_WEIGHTS[2] * c[2]
+    LUM_WEIGHTS[2].mul_add(c[2], LUM_WEIGHTS[1].mul_add(c[1], LUM_WEIGHTS[0] * c[0]))
 }
 
 /// SetLum(c, l) with ClipColor, on values in [0, 1].

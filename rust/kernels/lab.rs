@@ -145,7 +145,7 @@ fn f_inv_fast(f: f32) -> f32 {
     if f3 > EPS32 {
         f3
     } else {
-        (f - C16) * (1.0 / K116)
+        f.mul_add(1.0 / K116, -C16 / K116)
     }
 }
 
@@ -196,10 +196,11 @@ pub fn lab_from_linear_block_steps<const STEPS: usize>(
     let m = &k.fwd;
     for i in 0..BLOCK {
         let (r, g, b) = (rgb[0][i], rgb[1][i], rgb[2][i]);
-        let fx = f_steps::<STEPS>(m[0][0] * r + m[0][1] * g + m[0][2] * b);
-        let fy = f_steps::<STEPS>(m[1][0] * r + m[1][1] * g + m[1][2] * b);
-        let fz = f_steps::<STEPS>(m[2][0] * r + m[2][1] * g + m[2][2] * b);
-        lab[0][i] = 116.0 * fy - 16.0;
+        let row = |m: &[f32; 3]| m[2].mul_add(b, m[1].mul_add(g, m[0] * r));
+        let fx = f_steps::<STEPS>(row(&m[0]));
+        let fy = f_steps::<STEPS>(row(&m[1]));
+        let fz = f_steps::<STEPS>(row(&m[2]));
+        lab[0][i] = fy.mul_add(116.0, -16.0);
         lab[1][i] = 500.0 * (fx - fy);
         lab[2][i] = 200.0 * (fy - fz);
     }
@@ -210,12 +211,14 @@ pub fn lab_from_linear_block_steps<const STEPS: usize>(
 pub fn linear_from_lab_block(k: &LabConsts, lab: &Planes, rgb: &mut Planes) {
     let m = &k.inv;
     for i in 0..BLOCK {
-        let fy = (lab[0][i] + 16.0) * (1.0 / 116.0);
-        let x = f_inv_fast(fy + lab[1][i] * (1.0 / 500.0));
+        let fy = lab[0][i].mul_add(1.0 / 116.0, 16.0 / 116.0);
+        let x = f_inv_fast(lab[1][i].mul_add(1.0 / 500.0, fy));
         let y = f_inv_fast(fy);
-        let z = f_inv_fast(fy - lab[2][i] * (1.0 / 200.0));
+        let z = f_inv_fast(lab[2][i].mul_add(-1.0 / 200.0, fy));
         for c in 0..3 {
-            rgb[c][i] = (m[c][0] * x + m[c][1] * y + m[c][2] * z).clamp(0.0, 1.0);
+            rgb[c][i] = m[c][2]
+                .mul_add(z, m[c][1].mul_add(y, m[c][0] * x))
+                .clamp(0.0, 1.0);
         }
     }
 }

@@ -290,7 +290,9 @@ fn with_gammas<'py, T: Element + Sample>(
                 "out: cannot write to it ({e}); it must be writeable and share no memory with the inputs"
             ))
         })?;
-        let o = w.as_slice_mut().map_err(|e| PyValueError::new_err(format!("out: {e}")))?;
+        let o = w
+            .as_slice_mut()
+            .map_err(|e| PyValueError::new_err(format!("out: {e}")))?;
         run(py, || f(s, d, rs, rd, o, g))?;
     }
     Ok((dst.into_any(), gammas))
@@ -325,12 +327,16 @@ fn color_correct<'py>(
 ) -> PyResult<WithGammas<'py>> {
     let f = frames(frames_, "frames")?;
     match (same_dtype(target, "target", &f)?, f) {
-        (Frames::U8(t), Frames::U8(a)) => with_gammas(py, a, t, "target", out, |s, d, t, td, o, g| {
-            kernels::correct::color_correct(s, d, t, td, gamma, o, g)
-        }),
-        (Frames::F32(t), Frames::F32(a)) => with_gammas(py, a, t, "target", out, |s, d, t, td, o, g| {
-            kernels::correct::color_correct(s, d, t, td, gamma, o, g)
-        }),
+        (Frames::U8(t), Frames::U8(a)) => {
+            with_gammas(py, a, t, "target", out, |s, d, t, td, o, g| {
+                kernels::correct::color_correct(s, d, t, td, gamma, o, g)
+            })
+        }
+        (Frames::F32(t), Frames::F32(a)) => {
+            with_gammas(py, a, t, "target", out, |s, d, t, td, o, g| {
+                kernels::correct::color_correct(s, d, t, td, gamma, o, g)
+            })
+        }
         _ => unreachable!("dtypes checked"),
     }
 }
