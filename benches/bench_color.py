@@ -354,7 +354,9 @@ ABOUT = (
     '"x bandwidth floor" = loopwave\'s time / the time just to read its input and write its '
     "output once at the measured copy bandwidth (1.0 would be memory-bound; the target of "
     "match_histograms and color_correct is counted once per batch when shared). Both sides "
-    "allocate their outputs on every call, as the public APIs do."
+    "allocate their outputs on every call, as the public APIs do, except in the row marked "
+    "out=, where loopwave writes into one array reused from call to call, as a video loop "
+    "can (color_correct's out= argument)."
 )
 
 
