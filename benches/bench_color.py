@@ -22,8 +22,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import platform  # noqa: E402
+import statistics  # noqa: E402
 import sys  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -116,11 +118,17 @@ def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int
         base_ms=None,
     ):
         """Time ours (unless ``ours_ms`` is given: a second baseline for one kernel) and the
-        baseline (unless ``base_ms`` is given: the same baseline as the row before)."""
-        if ours_ms is None:
+        baseline (unless ``base_ms`` is given: the same baseline as the row before); when
+        both are timed, their calls alternate, so a change in the machine's load while the
+        row runs reaches both sides alike."""
+        k = min(base_frames, n)
+        time_ours, time_base = ours_ms is None, base is not None and base_ms is None
+        if time_ours and time_base:
+            t_ours, t_base = alternating(ours, lambda: base(k), repeats, base_repeats(repeats))
+            ours_ms, base_ms = t_ours / per_call * 1e3, t_base / k * 1e3
+        elif time_ours:
             ours_ms = median_time(ours, repeats) / per_call * 1e3
-        if base is not None and base_ms is None:
-            k = min(base_frames, n)
+        elif time_base:
             base_ms = median_time(lambda: base(k), base_repeats(repeats)) / k * 1e3
         floor = bytes_per_frame / bw * 1e3 if bytes_per_frame else None
         rows.append(Row(kernel, size, ours_ms, base_name or "", base_ms, floor))
@@ -309,6 +317,22 @@ def markdown(rows: list[Row], header: str, info: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def alternating(
+    a: Callable[[], object], b: Callable[[], object], runs_a: int, runs_b: int
+) -> tuple[float, float]:
+    """Median wall times of ``a`` and ``b``, each warmed up once, then called in turn."""
+    a(), b()
+    ta: list[float] = []
+    tb: list[float] = []
+    for i in range(max(runs_a, runs_b)):
+        for fn, ts, runs in ((a, ta, runs_a), (b, tb, runs_b)):
+            if i < runs:
+                t = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t)
+    return statistics.median(ta), statistics.median(tb)
+
+
 def base_repeats(repeats: int) -> int:
     """Timed runs of a baseline: about half of ours, as some take seconds."""
     return max(1, (repeats + 1) // 2)
@@ -376,7 +400,8 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         f"Versions: {versions()}.\n"
         f"Batch {a.batch} frames; loopwave: median of {a.repeats} calls over the batch, after a "
         f"warm-up; baselines: median of {base_repeats(a.repeats)} runs over the batch "
-        f"(the slow ones over {slow_frames_desc(a.batch)}), frame by frame."
+        f"(the slow ones over {slow_frames_desc(a.batch)}), frame by frame; within a row "
+        "the two sides' calls alternate."
     )
     print(header, file=sys.stderr)
     rows: list[Row] = []
