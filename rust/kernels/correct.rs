@@ -338,11 +338,9 @@ fn correct_frame<T: Sample>(
 ) -> f64 {
     let binning = lab_binning();
     let k = LabConsts::new();
-    let mut bins = spare
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .pop()
-        .unwrap_or_default();
+    let spared = spare.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    // a new buffer comes zeroed from the allocator (fresh pages, no memset)
+    let mut bins = spared.unwrap_or_else(|| vec![0; src.len()]);
     bins.resize(src.len(), 0);
     let (counts, _) = count_frame(&k, &binning, src, &mut bins);
     // the matched Lab value of every bin

@@ -200,15 +200,15 @@ pub fn solve_gamma_on<T: Sample>(px: &[[T; 3]], target: f64) -> f64 {
     const TOL: f64 = 5e-3;
     let f = |u: f64| mean_lightness_after(px, u.exp()) - target;
     let (lo, hi) = (GAMMA_RANGE.0.ln(), GAMMA_RANGE.1.ln());
-    let (mut a, mut fa) = (0.0, f(0.0));
+    let f0 = f(0.0);
+    let (mut a, mut fa) = (0.0, f0);
     if fa.abs() < TOL {
         return 1.0;
     }
-    // a frame gamma cannot move (only 0 and full-scale values) keeps gamma 1,
-    // even when the target differs
-    if (f(lo) - f(hi)).abs() < TOL {
-        return 1.0;
-    }
+    // A frame gamma cannot move (only 0 and full-scale values) keeps gamma 1,
+    // even when the target differs. Mean L* falls monotonically with gamma, so
+    // such a frame never brackets the target: the search below walks to an end
+    // of the range and returns 1 there, with no evaluations spent up front.
     // mean L* falls by roughly 40 per unit of ln(gamma) on mid-tone images
     let mut b = (fa / 40.0).clamp(lo, hi);
     let mut fb = f(b);
@@ -234,7 +234,7 @@ pub fn solve_gamma_on<T: Sample>(px: &[[T; 3]], target: f64) -> f64 {
         if next == b || tries > 30 {
             // at an end of the range without reaching the target: either gamma
             // cannot move this frame's lightness, or the target is out of reach
-            return if (fb - f(0.0)).abs() < TOL {
+            return if (fb - f0).abs() < TOL {
                 1.0
             } else {
                 to_gamma(b)
