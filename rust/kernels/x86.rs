@@ -1,19 +1,22 @@
-//! Explicit AVX2 staging for 8-bit frames: moving interleaved `u8` RGB into
-//! planar `f32` blocks and back, and the table lookups on the way.
+//! Explicit AVX2 and AVX-512 staging for 8-bit frames: moving interleaved
+//! `u8` RGB into planar `f32` blocks and back, and the table lookups on the way.
 //!
 //! The block kernels' arithmetic is straight-line code the compiler vectorises
 //! by itself ([`super::simd`]); the staging around it is not: interleaved
 //! 3-byte pixels and per-sample table lookups compile to scalar loads and
 //! inserts. Here eight pixels move at once: two loads and byte shuffles split
 //! 24 bytes into three channels, and packs plus a shuffle interleave the
-//! result again. (Table lookups stay scalar: AVX2 gathers were measured slower
-//! than scalar loads on the AMD EPYC cores this project is benchmarked on.)
+//! result again. Table lookups stay scalar on AVX2 (its gathers were measured
+//! slower than scalar loads on AMD EPYC cores); with AVX-512 VBMI, byte tables
+//! are looked up 64 at a time with byte permutes, and the 8-bit sRGB table is
+//! read 16 pixels at a time by a permute that splits the channels and gathers.
 //!
 //! Every function gives exactly the values of the scalar loop it replaces
 //! (pure data movement, and the same `mul` then `add` rounding), handles the
 //! last `n % 8` pixels of a block with that scalar loop, and is tested against
-//! it below. Callers use the safe wrappers, which check for AVX2 once and
-//! return `false` when the CPU lacks it so the caller runs its portable code.
+//! it below. Callers use the safe wrappers, which check the CPU (and the
+//! level `LOOPWAVE_SIMD` allows, see [`super::simd`]) and return `false` when
+//! the instructions are missing, so the caller runs its portable code.
 
 #![cfg(target_arch = "x86_64")]
 
