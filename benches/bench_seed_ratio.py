@@ -1,0 +1,70 @@
+"""color_correct against the seed's step at one size, fastest and median, in turns.
+
+    python benches/bench_seed_ratio.py [--size 1920x1080] [--rounds 12]
+
+bench_color.py reports medians. On a shared machine the seed's step (about a second per
+1080p frame, single-threaded numpy and Python) swings by up to 2x from minute to minute, and
+its median drifts with it. Here each round times one seed step (one frame), one
+color_correct call over a batch of 8 with a fresh result, and one into a reused ``out=``
+array, so every round sees the same load; the ratio of the fastest times compares each side
+at its least disturbed.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import loopwave as lw  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_color import machine, photos, seed_step  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> dict[str, np.ndarray]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--size", default="1920x1080", help="WxH")
+    p.add_argument("--rounds", type=int, default=12)
+    a = p.parse_args(argv)
+    w, h = (int(v) for v in a.size.lower().split("x"))
+    n = 8
+    frames, targets = photos(h, w, n)
+    target = targets[0]
+    out = np.empty_like(frames)
+    calls = {
+        "seed step (1 frame)": (lambda i: seed_step(frames[i % n], target), 1),
+        "color_correct": (lambda i: lw.color_correct(frames, target), n),
+        "color_correct out=": (lambda i: lw.color_correct(frames, target, out=out), n),
+    }
+    for fn, _ in calls.values():
+        fn(0)  # warm-up
+    ms: dict[str, list[float]] = {k: [] for k in calls}
+    for i in range(a.rounds):
+        for k, (fn, per) in calls.items():
+            t = time.perf_counter()
+            fn(i)
+            ms[k].append((time.perf_counter() - t) / per * 1e3)
+    res = {k: np.array(v) for k, v in ms.items()}
+    seed = res["seed step (1 frame)"]
+    print(f"{machine()}; {a.size}, {a.rounds} rounds, ms per frame")
+    for k, v in res.items():
+        line = f"  {k:<22} fastest {v.min():9.2f}  median {np.median(v):9.2f}"
+        if v is not seed:
+            line += (
+                f"   speed-up: fastest/fastest {seed.min() / v.min():5.1f}x, "
+                f"median/median {np.median(seed) / np.median(v):5.1f}x"
+            )
+        print(line)
+    return res
+
+
+if __name__ == "__main__":
+    main()
