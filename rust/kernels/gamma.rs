@@ -208,7 +208,10 @@ pub fn solve_gamma_on<T: Sample>(px: &[[T; 3]], target: f64) -> f64 {
     // A frame gamma cannot move (only 0 and full-scale values) keeps gamma 1,
     // even when the target differs. Mean L* falls monotonically with gamma, so
     // such a frame never brackets the target: the search below walks to an end
-    // of the range and returns 1 there, with no evaluations spent up front.
+    // of the range and returns 1 there, with no evaluations spent up front. (A
+    // frame that gamma moves by less than TOL in all, but not by nothing, can
+    // get a gamma whose mean lands within TOL of the target instead of 1; both
+    // satisfy the rule.)
     // mean L* falls by roughly 40 per unit of ln(gamma) on mid-tone images
     let mut b = (fa / 40.0).clamp(lo, hi);
     let mut fb = f(b);
