@@ -254,7 +254,7 @@ def color_correct(
     v.one_or_per_frame(t, "target", x.shape[0])
     if not isinstance(gamma, (bool, np.bool_)):
         raise TypeError(f"gamma must be True or False; got {gamma!r}")
-    dst = None if out is None else _out_like(out, frames, x, single, (target,))
+    dst = None if out is None else _out_like(out, frames, x, single, target)
     res, gammas = _native.color_correct(x, t, bool(gamma), dst)
     res = _squeeze(res, single) if out is None else out
     if not return_gammas:
@@ -262,9 +262,7 @@ def color_correct(
     return (res, float(gammas[0])) if single else (res, gammas)
 
 
-def _out_like(
-    out: Any, frames: np.ndarray, x: np.ndarray, single: bool, others: tuple[Any, ...]
-) -> np.ndarray:
+def _out_like(out: Any, frames: np.ndarray, x: np.ndarray, single: bool, target: Any) -> np.ndarray:
     """Check an ``out=`` array against ``frames`` (``x``: the 4-D batch); return its 4-D view."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy array or None; got {type(out).__name__}")
@@ -274,7 +272,7 @@ def _out_like(
         raise ValueError(f"out must have the shape of frames {frames.shape}; got {out.shape}")
     if not out.flags.c_contiguous or not out.flags.writeable:
         raise ValueError("out must be C-contiguous and writeable")
-    if any(np.may_share_memory(out, a) for a in (frames, x, *others)):
+    if any(np.may_share_memory(out, a) for a in (frames, x, target)):
         raise ValueError("out must not share memory with frames or target")
     return out[None] if single else out
 

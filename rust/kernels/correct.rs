@@ -24,7 +24,7 @@ use super::frames::{check_frames_and_reference, Dims, Sample};
 use super::gamma::{gamma_table_u8, sample_pixels, solve_gamma_on};
 use super::histogram::{bin_mapping, Binning, Hist3, FLOAT_BINS};
 use super::lab::{
-    decode_block, encode_planes_poly, lab_from_linear_block_steps, linear_from_lab_block,
+    decode_block, encode_planes, encode_poly, lab_from_linear_block_steps, linear_from_lab_block,
     LabConsts, Planes, BLOCK,
 };
 use super::parallel::{fold_min_len, install, CHUNK};
@@ -238,7 +238,7 @@ fn blend_chunk_imp<T: Sample>(
             }
         }
         linear_from_lab_block(k, &lab, &mut rgb);
-        encode_planes_poly(&mut rgb);
+        encode_planes(&mut rgb, encode_poly);
         if !unit(sb, &mut own) {
             for (i, p) in sb.chunks_exact(3).enumerate() {
                 for c in 0..3 {

@@ -258,14 +258,8 @@ pub fn decode_block<T: Sample>(src: &[T], rgb: &mut Planes) {
 /// vectorises: `v^(1/2.4) = c * c^(1/4)` with `c = cbrt(v)`.
 #[inline(always)]
 pub fn encode_fast(v: f32) -> f32 {
-    encode_steps::<2>(v)
-}
-
-/// [`encode_fast`] with `STEPS` Halley steps.
-#[inline(always)]
-pub fn encode_steps<const STEPS: usize>(v: f32) -> f32 {
     let v = clamp01(v);
-    let c = cbrt_steps::<STEPS>(v.max(1e-6));
+    let c = cbrt_fast(v.max(1e-6));
     let p = 1.055 * (c * c.sqrt().sqrt()) - 0.055;
     if v <= 0.003_130_8 {
         12.92 * v
@@ -274,12 +268,13 @@ pub fn encode_steps<const STEPS: usize>(v: f32) -> f32 {
     }
 }
 
-/// Encode planar linear RGB in place to sRGB in [0, 1] (`STEPS` as in [`encode_steps`]).
+/// Encode planar linear RGB in place to sRGB in [0, 1] with `encode`
+/// ([`encode_fast`] or [`encode_poly`]).
 #[inline(always)]
-pub fn encode_planes<const STEPS: usize>(rgb: &mut Planes) {
+pub fn encode_planes(rgb: &mut Planes, encode: impl Fn(f32) -> f32) {
     for plane in rgb.iter_mut() {
         for v in plane.iter_mut() {
-            *v = encode_steps::<STEPS>(*v);
+            *v = encode(*v);
         }
     }
 }
@@ -335,8 +330,8 @@ fn srgb_power(v: f32) -> f32 {
 
 /// The sRGB encoding of linear light `v` in [0, 1] within 1e-5 (0.003 of a
 /// `u8` level) with no division or square root, which on wide vectors are the
-/// slow part of [`encode_steps`] (one divide and two square roots per value).
-/// Unlike [`encode_steps`] it does not clamp: callers pass values already in
+/// slow part of [`encode_fast`] (one divide and two square roots per value).
+/// Unlike [`encode_fast`] it does not clamp: callers pass values already in
 /// [0, 1] (such as [`linear_from_lab_block`]'s).
 #[inline(always)]
 pub fn encode_poly(v: f32) -> f32 {
@@ -350,20 +345,10 @@ pub fn encode_poly(v: f32) -> f32 {
     }
 }
 
-/// Encode planar linear RGB in place to sRGB in [0, 1] with [`encode_poly`].
-#[inline(always)]
-pub fn encode_planes_poly(rgb: &mut Planes) {
-    for plane in rgb.iter_mut() {
-        for v in plane.iter_mut() {
-            *v = encode_poly(*v);
-        }
-    }
-}
-
 /// Planar linear RGB in [0, 1] → interleaved sRGB samples (up to BLOCK pixels).
 #[inline(always)]
 pub fn encode_block<T: Sample>(rgb: &mut Planes, dst: &mut [T]) {
-    encode_planes::<2>(rgb);
+    encode_planes(rgb, encode_fast);
     for (i, px) in dst.chunks_exact_mut(3).enumerate() {
         for c in 0..3 {
             px[c] = T::from_unit(rgb[c][i]);

@@ -8,9 +8,9 @@
 //! `a * b + c` into a fused multiply-add; where code asks for one
 //! (`f32::mul_add`) the wide builds use the FMA instruction and the baseline
 //! build the C library's `fmaf`, and fused multiply-add, division and square
-//! root are all correctly rounded, so every build gives bit-identical results. The environment variable
-//! `LOOPWAVE_SIMD` (`avx512`, `avx2` or `baseline`, read once) caps the level,
-//! which is how the tests compare the builds with each other.
+//! root are all correctly rounded, so every build gives bit-identical results.
+//! The environment variable `LOOPWAVE_SIMD` (`avx512`, `avx2` or `baseline`,
+//! read once) caps the level, which is how the tests compare the builds.
 
 use std::sync::OnceLock;
 
