@@ -67,6 +67,16 @@ def test_photos_against_skimage(photos):
         assert np.abs(lw.rgb_to_lab(f) - rgb2lab(f)).max() < 0.05
 
 
+def test_greys_have_exactly_zero_chroma():
+    # a* = b* = 0 exactly, not f32 noise of either sign: color_correct bins a
+    # crowd of greys on one side of 0 (skimage's float64 gives noise ~1e-3 here)
+    greys = np.repeat(np.arange(256, dtype=np.uint8), 3).reshape(1, 256, 3)
+    ramp = np.repeat(np.linspace(0, 1, 999, dtype=np.float32), 3).reshape(1, 999, 3)
+    for x in (greys, to_float(greys), ramp):
+        assert (lw.rgb_to_lab(x)[..., 1:] == 0).all()
+    assert np.allclose(lw.rgb_to_lab(greys)[..., 0], rgb2lab(greys)[..., 0], atol=0.01)
+
+
 def test_known_colours():
     rgb = np.array([[[255, 255, 255], [0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]]], np.uint8)
     lab = lw.rgb_to_lab(rgb)

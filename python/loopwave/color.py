@@ -54,7 +54,8 @@ def rgb_to_lab(frames: Frames) -> npt.NDArray[np.float32]:
     """sRGB frames to CIELAB (D65 white, L in [0, 100]) as ``float32``.
 
     Within 0.002 of a float64 reference (see ``tests/``); ``uint8`` colours
-    round-trip exactly through :func:`lab_to_rgb`.
+    round-trip exactly through :func:`lab_to_rgb`. Greys get ``a = b = 0``
+    exactly (not rounding noise of either sign).
 
     Example
     -------

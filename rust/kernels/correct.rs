@@ -490,6 +490,31 @@ mod tests {
         assert!((g[0] - 1.0).abs() < 0.01);
     }
 
+    /// Every grey, 8-bit or float, has a* = b* = 0 exactly, so a crowd of greys
+    /// fills the one a and b bin whose lower edge is 0, not two at random.
+    #[test]
+    fn greys_fall_in_the_bin_of_zero_chroma() {
+        let (k, binning) = (LabConsts::new(), lab_binning());
+        let zero = [1, 2].map(|c| binning[c].bin(0.0) as u16);
+        assert_eq!(zero, [FLOAT_BINS as u16 / 2; 2]);
+        let check = |s: &[f32], u: &[u8]| {
+            let mut hist = vec![0; 3 * COPIES * FLOAT_BINS];
+            let mut bins = vec![0u16; s.len()];
+            bin_chunk(&k, &binning, &mut hist, &mut 0.0, s, &mut bins);
+            let mut bins8 = vec![0u16; u.len()];
+            bin_chunk(&k, &binning, &mut hist, &mut 0.0, u, &mut bins8);
+            for b in [bins, bins8] {
+                for blk in b.chunks(3 * BLOCK) {
+                    let n = blk.len() / 3;
+                    assert!(blk[n..].iter().all(|&x| x == zero[0]), "{blk:?}");
+                }
+            }
+        };
+        let u: Vec<u8> = (0..=255u8).flat_map(|v| [v; 3]).collect();
+        let f: Vec<f32> = (0..=1000).flat_map(|i| [i as f32 / 1000.0; 3]).collect();
+        check(&f, &u);
+    }
+
     #[test]
     fn per_frame_targets_and_bad_counts() {
         let dims = Dims::new(2, 4, 4);

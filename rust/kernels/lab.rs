@@ -152,8 +152,16 @@ fn f_inv_fast(f: f32) -> f32 {
 /// Constants of the f32 fast path, computed once per call.
 #[derive(Clone, Copy)]
 pub struct LabConsts {
-    /// RGB→XYZ with the white point divided out.
-    fwd: [[f32; 3]; 3],
+    /// Y from linear RGB (the white point's Y is 1).
+    y: [f32; 3],
+    /// X/Xn - Y and Z/Zn - Y from (R - B, G - B). Each row of RGB→XYZ with the
+    /// white point divided out sums to 1, so X/Xn - Y is d0 R + d1 G + d2 B
+    /// with d2 = -(d0 + d1), that is d0 (R - B) + d1 (G - B): exactly 0 for a
+    /// grey, which so gets a* = b* = 0 exactly rather than f32 rounding noise
+    /// of either sign (on which side of 0 a crowd of greys falls decides
+    /// which histogram bin it fills in `color_correct`).
+    dx: [f32; 2],
+    dz: [f32; 2],
     /// XYZ→RGB with the white point multiplied in.
     inv: [[f32; 3]; 3],
 }
@@ -162,10 +170,24 @@ impl LabConsts {
     pub fn new() -> Self {
         let w = white();
         let inv = xyz_to_rgb();
+        let fwd = |i: usize, j: usize| RGB_TO_XYZ[i][j] / w[i];
         Self {
-            fwd: std::array::from_fn(|i| std::array::from_fn(|j| (RGB_TO_XYZ[i][j] / w[i]) as f32)),
+            y: std::array::from_fn(|j| fwd(1, j) as f32),
+            dx: std::array::from_fn(|j| (fwd(0, j) - fwd(1, j)) as f32),
+            dz: std::array::from_fn(|j| (fwd(2, j) - fwd(1, j)) as f32),
             inv: std::array::from_fn(|i| std::array::from_fn(|j| (inv[i][j] * w[j]) as f32)),
         }
+    }
+}
+
+impl LabConsts {
+    /// X/Xn, Y, Z/Zn of linear RGB; the first and last equal Y exactly for greys.
+    #[inline(always)]
+    fn xyz(&self, r: f32, g: f32, b: f32) -> [f32; 3] {
+        let y = self.y[2].mul_add(b, self.y[1].mul_add(g, self.y[0] * r));
+        let (rb, gb) = (r - b, g - b);
+        let off = |d: &[f32; 2]| d[1].mul_add(gb, d[0].mul_add(rb, y));
+        [off(&self.dx), y, off(&self.dz)]
     }
 }
 
@@ -193,13 +215,13 @@ pub fn lab_from_linear_block_steps<const STEPS: usize>(
     rgb: &Planes,
     lab: &mut Planes,
 ) {
-    let m = &k.fwd;
     for i in 0..BLOCK {
-        let (r, g, b) = (rgb[0][i], rgb[1][i], rgb[2][i]);
-        let row = |m: &[f32; 3]| m[2].mul_add(b, m[1].mul_add(g, m[0] * r));
-        let fx = f_steps::<STEPS>(row(&m[0]));
-        let fy = f_steps::<STEPS>(row(&m[1]));
-        let fz = f_steps::<STEPS>(row(&m[2]));
+        let [x, y, z] = k.xyz(rgb[0][i], rgb[1][i], rgb[2][i]);
+        let (fx, fy, fz) = (
+            f_steps::<STEPS>(x),
+            f_steps::<STEPS>(y),
+            f_steps::<STEPS>(z),
+        );
         lab[0][i] = fy.mul_add(116.0, -16.0);
         lab[1][i] = 500.0 * (fx - fy);
         lab[2][i] = 200.0 * (fy - fz);
