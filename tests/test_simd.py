@@ -85,16 +85,24 @@ def run_level(level: str, inputs: Path) -> dict[str, np.ndarray]:
         return {k: f[k] for k in f.files}
 
 
+@pytest.fixture(scope="module")
+def baseline(inputs: Path) -> dict[str, np.ndarray]:
+    """The baseline build's outputs, run once for every level compared with them."""
+    return run_level("baseline", inputs)
+
+
 def test_level_is_one_of_the_names() -> None:
     assert lw.simd_level() in LEVELS
 
 
 @pytest.mark.parametrize("level", LEVELS[1:])
-def test_level_matches_baseline_bit_for_bit(level: str, inputs: Path) -> None:
+def test_level_matches_baseline_bit_for_bit(
+    level: str, inputs: Path, baseline: dict[str, np.ndarray]
+) -> None:
     got = run_level(level, inputs)
     if str(got["level"]) != level:
         pytest.skip(f"this CPU does not support {level} (ran {got['level']})")
-    base = run_level("baseline", inputs)
+    base = baseline
     assert str(base["level"]) == "baseline"
     assert got.keys() == base.keys()
     different = [

@@ -30,7 +30,6 @@ __all__ = [
     "blend_luminosity",
     "color_correct",
     "get_num_threads",
-    "simd_level",
     "lab_to_rgb",
     "lerp_frames",
     "match_gamma",
@@ -40,6 +39,7 @@ __all__ = [
     "rgb_to_yuv420p",
     "motion_matrix",
     "set_num_threads",
+    "simd_level",
     "warp_affine",
 ]
 

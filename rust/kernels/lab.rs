@@ -178,9 +178,7 @@ impl LabConsts {
             inv: std::array::from_fn(|i| std::array::from_fn(|j| (inv[i][j] * w[j]) as f32)),
         }
     }
-}
 
-impl LabConsts {
     /// X/Xn, Y, Z/Zn of linear RGB; the first and last equal Y exactly for greys.
     #[inline(always)]
     fn xyz(&self, r: f32, g: f32, b: f32) -> [f32; 3] {
