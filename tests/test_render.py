@@ -142,6 +142,13 @@ def test_cli_render_and_model_errors(tmp_path, capsys):
     assert main(["render", str(job2), "--model", str(ckpt), "--quiet"]) == 2
     assert "pickled" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists()  # nothing written for a refused model
+    # --resume runs on the run's own settings: options it would ignore are refused
+    run_dir = str(tmp_path / "out" / "m")
+    assert main(["render", "--resume", run_dir, "--frames", "5", "--quiet"]) == 2
+    assert "--frames cannot be given" in capsys.readouterr().err
+    assert main(["render", str(job), "--resume", run_dir, "--model", "x", "--quiet"]) == 2
+    assert "JOB, --model cannot be given" in capsys.readouterr().err
+    assert len(list((tmp_path / "out" / "m" / "frames").glob("*.png"))) == 3
 
 
 def test_frame_iterator(tmp_path, backend):

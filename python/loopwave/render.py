@@ -586,6 +586,22 @@ def add_cli(sub: Any) -> None:
         from .settings import load_settings
 
         if a.resume:
+            ignored = [
+                name
+                for name, given in (
+                    ("JOB", a.settings),
+                    ("--model", a.model),
+                    ("--out", a.out),
+                    ("--frames", a.frames),
+                    ("--size", a.size),
+                )
+                if given
+            ]
+            if ignored:
+                raise ValueError(
+                    f"--resume continues a run with the settings it was started with; "
+                    f"{', '.join(ignored)} cannot be given with it"
+                )
             r = render(
                 None,
                 run_dir=a.resume,
