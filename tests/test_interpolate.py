@@ -207,6 +207,48 @@ def test_scene_cuts_are_detected_and_held():
         np.testing.assert_array_equal(f, seq[3])
 
 
+SMALL_FRAMES_SCRIPT = """
+import numpy as np
+from loopwave.interpolate import FlowInterpolator
+rng = np.random.default_rng(1)
+for preset in ("ultrafast", "fast", "medium"):
+    fi = FlowInterpolator(preset=preset)
+    for h, w in ((1, 1), (4, 6), (12, 100), (16, 100), (24, 300), (31, 200), (12, 96), (95, 8)):
+        a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        out = fi.between(a, a, [0.5])
+        assert out.shape == (1, h, w, 3), (preset, h, w, out.shape)
+        # no motion between identical frames: the frame comes back
+        assert np.abs(out[0].astype(int) - a).max() <= 1, (preset, h, w)
+        f01, f10 = fi.flows(a, np.roll(a, 1, axis=1))
+        assert f01.shape == f10.shape == (h, w, 2)
+print("ok")
+"""
+
+
+def test_flow_on_small_and_short_wide_frames():
+    """OpenCV's DIS kills the process on frames such as 12x100 (measured: exit code
+    -11); the interpolator extends small frames by their edges first. Run in a child
+    process so a regression fails this test instead of crashing pytest."""
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-c", SMALL_FRAMES_SCRIPT], capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.returncode, r.stderr[-2000:])
+
+
+def test_black_and_white_frames_have_a_distance():
+    """Black's L* must land in the histogram (it once came out as -6e-8 and was dropped,
+    giving 0/0 = NaN and never a cut)."""
+    black, white = np.zeros((32, 48, 3), np.uint8), np.full((32, 48, 3), 255, np.uint8)
+    assert scene_cut_distance(black, white) == pytest.approx(1 / 3)  # only L differs
+    assert scene_cut_distance(black, black) == 0
+    assert is_scene_cut(black, white, threshold=0.3)
+    out = list(interpolate([black, white], factor=2, backend="blend", scene_cut=0.3))
+    np.testing.assert_array_equal(out[1], black)  # held, not a grey cross-fade
+
+
 def test_bad_inputs():
     a = square_at(10)
     with pytest.raises(ValueError, match="timesteps"):

@@ -77,6 +77,18 @@ def test_greys_have_exactly_zero_chroma():
     assert np.allclose(lw.rgb_to_lab(greys)[..., 0], rgb2lab(greys)[..., 0], atol=0.01)
 
 
+def test_lightness_stays_in_0_100():
+    # black is L* = 0 exactly (an FMA once gave -6e-8, which fell out of [0, 100]
+    # histograms downstream), white 100; nothing in between leaves the range
+    greys = np.repeat(np.arange(256, dtype=np.uint8), 3).reshape(1, 256, 3)
+    cube = np.stack(np.meshgrid(*[np.arange(0, 256, 5, dtype=np.uint8)] * 3), -1).reshape(1, -1, 3)
+    for x in (greys, to_float(greys), cube, to_float(cube)):
+        lab = lw.rgb_to_lab(x)
+        assert lab[0, 0, 0] == 0 and lab[..., 0].min() == 0
+        assert lab[..., 0].max() <= 100
+    assert lw.rgb_to_lab(greys)[0, -1, 0] == 100
+
+
 def test_known_colours():
     rgb = np.array([[[255, 255, 255], [0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]]], np.uint8)
     lab = lw.rgb_to_lab(rgb)

@@ -220,7 +220,9 @@ pub fn lab_from_linear_block_steps<const STEPS: usize>(
             f_steps::<STEPS>(y),
             f_steps::<STEPS>(z),
         );
-        lab[0][i] = fy.mul_add(116.0, -16.0);
+        // not fused: 116 * f32(16/116) rounds to exactly 16, so black gets L* = 0, not
+        // the -6e-8 an FMA gives (which fell out of L's [0, 100] range downstream)
+        lab[0][i] = fy * 116.0 - 16.0;
         lab[1][i] = 500.0 * (fx - fy);
         lab[2][i] = 200.0 * (fy - fz);
     }
