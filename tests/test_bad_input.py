@@ -164,6 +164,26 @@ def test_mismatched_shapes_and_batch_sizes():
         names_arg(exc, arg)
 
 
+def test_unaligned_float_frames_are_valid_input():
+    buf = np.zeros(4 * 6 * 3 * 4 + 1, np.uint8)
+    x = np.ndarray((4, 6, 3), np.float32, buf, offset=1)  # C-contiguous, not aligned
+    x[...] = np.linspace(0, 1, x.size, dtype=np.float32).reshape(x.shape)
+    assert not x.flags.aligned
+    np.testing.assert_array_equal(lw.rgb_to_lab(x), lw.rgb_to_lab(x.copy()))
+    np.testing.assert_array_equal(lw.color_correct(x, x), lw.color_correct(x.copy(), x.copy()))
+
+
+def test_a_frame_against_a_batch_shows_both_shapes():
+    # each argument's shape as given (the message once showed (4, 6, 3) twice)
+    for call, msg in (
+        (lambda: lw.blend_luminosity(F, B2), "color (4, 6, 3); got (2, 4, 6, 3)"),
+        (lambda: lw.lerp_frames(F, B2, 0.5), "a (4, 6, 3); got (2, 4, 6, 3)"),
+        (lambda: lw.lerp_frames(B2, F, 0.5), "a (2, 4, 6, 3); got (4, 6, 3)"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(msg)):
+            call()
+
+
 def test_mean_frames_needs_several_frames():
     with pytest.raises(ValueError) as exc:
         lw.mean_frames(F)  # one frame, not a batch
@@ -191,6 +211,38 @@ def test_alpha_wrong_type(alpha):
     with pytest.raises(TypeError) as exc:
         lw.lerp_frames(B2, B2, alpha)
     names_arg(exc, "alpha")
+
+
+@pytest.mark.parametrize(
+    ("call", "arg", "err"),
+    [
+        (lambda x: lw.adjust_gamma(B2, x), "gamma", ValueError),
+        (lambda x: lw.lerp_frames(B2, B2, x), "alpha", ValueError),
+        (lambda x: lw.set_num_threads(x), "n", ValueError),
+    ],
+)
+def test_numbers_beyond_float64_are_value_errors(call, arg, err):
+    # a Python int beyond float64 raised OverflowError (neither TypeError nor ValueError)
+    for huge in (10**400, 2**64):
+        if arg != "n" and huge == 2**64:
+            continue  # representable: an ordinary out-of-range (gamma fine, alpha > 1)
+        with pytest.raises(err) as exc:
+            call(huge)
+        names_arg(exc, arg)
+
+
+@pytest.mark.parametrize("bad", [np.bool_(True), 1 + 0j, np.array([1 + 0j, 2 + 0j])])
+def test_gamma_bool_or_complex(bad):
+    with pytest.raises(TypeError) as exc:
+        lw.adjust_gamma(B2, bad)
+    names_arg(exc, "gamma")
+
+
+@pytest.mark.parametrize("flag", ["no", 0, None])
+def test_return_gammas_must_be_bool(flag):
+    with pytest.raises(TypeError) as exc:
+        lw.color_correct(F, F, return_gammas=flag)
+    names_arg(exc, "return_gammas")
 
 
 def test_alpha_list_holding_none():

@@ -189,3 +189,26 @@ def test_hard_cases_do_not_leak_between_frames():
     batch = np.stack(cases)  # black and white in one batch
     out = lw.match_histograms(batch, batch[::-1])
     np.testing.assert_array_equal(out, batch[::-1])
+
+
+def test_float_ranges_f32_bins_cannot_hold_are_refused():
+    """A span beyond f32 (the bin width overflowed and every value fell in one bin) or
+    below 1e-34 (the scale overflowed) is a ValueError, not a collapsed channel."""
+    r = np.linspace(0, 1, 48, dtype=np.float32).reshape(4, 4, 3)
+    wide = np.zeros((4, 4, 3), np.float32)
+    wide[:2], wide[3] = -2e38, 2e38
+    tiny = np.zeros((4, 4, 3), np.float32)
+    tiny[:2], tiny[3] = 1e-40, 2e-40
+    for frames, ref in ((wide, r), (r, wide), (tiny, tiny * 2)):
+        with pytest.raises(ValueError, match="^frames: .*span"):
+            lw.match_histograms(frames, ref)
+    # the edges of what is accepted: a span of 3e38, and values 1e-30 apart
+    ok = np.zeros((4, 4, 3), np.float32)
+    ok[:2], ok[3] = -1.5e38, 1.5e38
+    ref = np.linspace(-1e38, 1e38, 48, dtype=np.float32).reshape(4, 4, 3)
+    got = lw.match_histograms(ok, ref)
+    want = sk_match(ok, ref, channel_axis=-1)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    small = np.zeros((4, 4, 3), np.float32)
+    small[:2], small[3] = 1e-30, 2e-30
+    np.testing.assert_array_equal(lw.match_histograms(small, small), small)

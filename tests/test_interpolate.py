@@ -265,6 +265,22 @@ def test_bad_inputs():
         list(interpolate([a, a], scene_cut=2.0))
     with pytest.raises(ValueError, match="preset"):
         FlowInterpolator(preset="slow")
+    with pytest.raises(TypeError, match="^preset"):
+        FlowInterpolator(preset=[])  # type: ignore[arg-type]
+    for sigma, err in ((float("inf"), ValueError), (0, ValueError), ("1", TypeError)):
+        with pytest.raises(err, match="^occlusion_sigma"):
+            FlowInterpolator(occlusion_sigma=sigma)  # type: ignore[arg-type]
+    # checked when interpolate() is called, not at the first frame drawn
+    with pytest.raises(ValueError, match="^factor"):
+        interpolate([a, a], factor=99)
+    with pytest.raises(TypeError, match="^frames"):
+        interpolate(None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="list"):
+        interpolate(np.stack([a, a]))
+    with pytest.raises(TypeError, match="^loop"):
+        interpolate([a, a], loop="no")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^frames\[0\] must be uint8"):
+        list(interpolate([a.astype(np.float32) / 255] * 2, backend="blend"))
 
 
 def test_cli_folder_to_folder_and_video(tmp_path, capsys):

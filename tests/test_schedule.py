@@ -58,6 +58,37 @@ def test_wave_strength_matches_the_seed_formula():
     assert wave_strength(6, base=0.9, amplitude=0.5, frames_per_wave=12) == 1.0  # clamped
     with pytest.raises(ScheduleError, match="frames_per_wave"):
         wave_strength(1, base=0.3, amplitude=0.4, frames_per_wave=0)
+    # NaN passed through the clamp once, and came out as the strength
+    nan = float("nan")
+    for arg, kw in (
+        ("frames_per_wave", {"frames_per_wave": nan}),
+        ("frames_per_wave", {"frames_per_wave": math.inf}),
+        ("base", {"base": nan}),
+        ("amplitude", {"amplitude": nan}),
+        ("offset", {"offset": math.inf}),
+    ):
+        args = {"base": 0.3, "amplitude": 0.4, "frames_per_wave": 12, **kw}
+        with pytest.raises(ScheduleError, match=f"^{arg} "):
+            wave_strength(3, **args)
+
+
+def test_where_evaluates_only_the_chosen_branch():
+    s = Schedule("0: (where(t > 0, 1 / t, 0))", max_frames=4)
+    assert s.values().tolist() == [0.0, 1.0, 0.5, 1 / 3]
+
+
+def test_bad_frames_and_huge_numbers():
+    s = Schedule("0: (1), 10: (2)", max_frames=20, name="cfg")
+    assert s(np.int64(5)) == s(5.0) == 1.5
+    with pytest.raises(ScheduleError, match="^cfg: frame"):
+        s(float("nan"))
+    with pytest.raises(TypeError, match="^cfg: frame"):
+        s(None)  # type: ignore[arg-type]
+    for bad in (10**5000, float("inf"), float("nan")):
+        with pytest.raises(ScheduleError, match="^cfg must be finite"):
+            Schedule(bad, max_frames=3, name="cfg")
+    with pytest.raises(ScheduleError, match="^cfg: "):
+        Schedule("9" * 5000 + ": (1)", max_frames=3, name="cfg")
 
 
 @pytest.mark.parametrize(
@@ -130,6 +161,14 @@ def test_fuzzed_expressions(expr):
     except ScheduleError:
         pass
     assert time.perf_counter() - t0 < 0.5
+
+
+def test_prompt_at_needs_prompts_and_a_finite_wave():
+    with pytest.raises(ScheduleError, match="at least one prompt"):
+        prompt_at({}, 0)
+    p = parse_prompts({0: "a @wave_completed(0, 1) b"})
+    with pytest.raises(ScheduleError, match="finite frames_per_wave"):
+        prompt_at(p, 3, frames_per_wave=float("nan"))  # once gave the text 'a nan b'
 
 
 def test_prompts_and_wave_tokens():

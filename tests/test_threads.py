@@ -141,3 +141,22 @@ def test_environment_variable_sets_the_default():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     assert out.stdout.split() == ["3", "1", "3"]
+
+
+@pytest.mark.parametrize(("value", "want"), [("99999", "1024"), ("abc", None), ("0", None)])
+def test_environment_variable_out_of_range(value, want):
+    """A huge value is capped (it once hung the first kernel call, starting 99999
+    threads); one that is not a count above 0 means the default, as if unset."""
+
+    def threads(env_value):
+        env = {k: v for k, v in os.environ.items() if k != "LOOPWAVE_NUM_THREADS"}
+        if env_value is not None:
+            env["LOOPWAVE_NUM_THREADS"] = env_value
+        code = "import loopwave as lw; print(lw.get_num_threads())"
+        run = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert run.returncode == 0, run.stderr
+        return run.stdout.strip()
+
+    assert threads(value) == (want or threads(None))

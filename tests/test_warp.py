@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import cv2
 import numpy as np
 import pytest
@@ -54,3 +56,31 @@ def test_bad_input():
         lw.motion_matrix(8, 8, zoom=0)
     with pytest.raises(TypeError, match="frames"):
         lw.warp_affine(img.astype(np.float64), lw.motion_matrix(8, 8))
+    with pytest.raises(TypeError, match="matrix"):
+        lw.warp_affine(img, np.eye(2, 3) + 0j)  # the imaginary part would be dropped
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "err", "arg"),
+    [
+        ({"height": "8"}, TypeError, "height"),
+        ({"width": 8.0}, TypeError, "width"),
+        ({"height": 0}, ValueError, "height"),
+        ({"translate": None}, TypeError, "translate"),
+        ({"translate": (1, 2, 3)}, TypeError, "translate"),
+        ({"translate": (float("nan"), 0)}, ValueError, "translate[0]"),
+        ({"translate": (0, "1")}, TypeError, "translate[1]"),
+        ({"angle": float("inf")}, ValueError, "angle"),
+        ({"zoom": True}, TypeError, "zoom"),
+    ],
+)
+def test_motion_matrix_arguments(kwargs, err, arg):
+    args = {"height": 8, "width": 8, **kwargs}
+    h, w = args.pop("height"), args.pop("width")
+    with pytest.raises(err, match=rf"^{re.escape(arg)} "):
+        lw.motion_matrix(h, w, **args)
+
+
+def test_motion_matrix_takes_numpy_numbers():
+    m = lw.motion_matrix(np.int64(8), 8, zoom=np.float32(1.5), angle=np.int32(30))
+    np.testing.assert_allclose(m, lw.motion_matrix(8, 8, zoom=1.5, angle=30), atol=1e-6)

@@ -35,7 +35,8 @@ def frames(x: Any, arg: str) -> tuple[np.ndarray, bool]:
     if x.size == 0:
         raise ValueError(f"{arg} must not be empty; got shape {x.shape}")
     single = x.ndim == 3
-    return np.ascontiguousarray(x[None] if single else x), single
+    # C order and aligned (an array at an odd byte offset of a buffer is copied)
+    return np.require(x[None] if single else x, requirements=("C", "A")), single
 
 
 def same_dtype(x: np.ndarray, arg: str, like: np.ndarray, like_arg: str) -> None:
@@ -55,10 +56,12 @@ def per_frame_values(
     x: Any, arg: str, n: int, *, low: float, high: float, low_open: bool
 ) -> np.ndarray:
     """A scalar or one value per frame, finite and within bounds, as float64."""
-    if x is None or isinstance(x, (str, bytes)) or isinstance(x, bool):
+    if x is None or isinstance(x, (str, bytes, bool, np.bool_)) or np.iscomplexobj(x):
         raise TypeError(f"{arg} must be a number or a sequence of {n} numbers; got {x!r}")
     try:
         arr = np.asarray(x, dtype=np.float64)
+    except OverflowError:  # a Python int beyond float64
+        raise ValueError(f"{arg} must be finite; got a number beyond float64's range") from None
     except (TypeError, ValueError):
         raise TypeError(
             f"{arg} must be a number or a sequence of {n} numbers; got {type(x).__name__}"

@@ -107,7 +107,9 @@ def match_histograms(frames: Frames, reference: Frames) -> Frames:
     per-value result; it is off by at most the spread of the exact outputs over
     that bin. For exact scikit-image semantics use ``uint8`` frames, or float
     frames made from them.
-    Float values here are not clipped: any finite values (e.g. Lab) work.
+    Float values here are not clipped: any finite values (e.g. Lab) work, as long as each
+    channel's values (frames and reference together) span less than 3.4e38 and, where
+    they differ, more than 1e-34 (else ``ValueError``: f32 bins cannot hold them).
 
     Parameters
     ----------
@@ -128,11 +130,11 @@ def blend_luminosity(color: Frames, luma: Frames) -> Frames:
     SetLum with ClipColor); ``blendLayers(color, luma, BlendType.LUMINOSITY)``.
     """
     c, single = v.frames(color, "color")
-    lu, _ = v.frames(luma, "luma")
+    lu, single_l = v.frames(luma, "luma")
     v.same_dtype(lu, "luma", c, "color")
     if lu.shape != c.shape:
         raise ValueError(
-            f"luma must have the shape of color {c.shape[single:]}; got {lu.shape[single:]}"
+            f"luma must have the shape of color {c.shape[single:]}; got {lu.shape[single_l:]}"
         )
     return _squeeze(_native.blend_luminosity(c, lu), single)
 
@@ -182,10 +184,10 @@ def lerp_frames(a: Frames, b: Frames, alpha: float | npt.ArrayLike) -> Frames:
     truncates; the two differ by at most one level).
     """
     x, single = v.frames(a, "a")
-    y, _ = v.frames(b, "b")
+    y, single_b = v.frames(b, "b")
     v.same_dtype(y, "b", x, "a")
     if x.shape != y.shape:
-        raise ValueError(f"b must have the shape of a {x.shape[single:]}; got {y.shape[single:]}")
+        raise ValueError(f"b must have the shape of a {x.shape[single:]}; got {y.shape[single_b:]}")
     t = v.per_frame_values(alpha, "alpha", x.shape[0], low=0.0, high=1.0, low_open=False)
     return _squeeze(_native.lerp_frames(x, y, t), single)
 
@@ -255,6 +257,8 @@ def color_correct(
     v.one_or_per_frame(t, "target", x.shape[0])
     if not isinstance(gamma, (bool, np.bool_)):
         raise TypeError(f"gamma must be True or False; got {gamma!r}")
+    if not isinstance(return_gammas, (bool, np.bool_)):
+        raise TypeError(f"return_gammas must be True or False; got {return_gammas!r}")
     dst = None if out is None else _out_like(out, frames, x, single, target)
     res, gammas = _native.color_correct(x, t, bool(gamma), dst)
     res = _squeeze(res, single) if out is None else out
@@ -313,12 +317,23 @@ def motion_matrix(
     """The forward 2x3 matrix of Deforum-style 2D motion: rotate by ``angle`` degrees
     (counter-clockwise) and scale by ``zoom`` about the frame centre, then shift by
     ``translate`` = (x, y) pixels. The same as ``cv2.getRotationMatrix2D`` plus a shift."""
-    for name, val in (("zoom", zoom), ("angle", angle)):
-        if isinstance(val, bool) or not isinstance(val, (int, float)) or not np.isfinite(val):
-            raise TypeError(f"{name} must be a finite number; got {val!r}")
+    for name, size in (("height", height), ("width", width)):
+        if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)):
+            raise TypeError(f"{name} must be an int; got {size!r}")
+        if size < 1:
+            raise ValueError(f"{name} must be >= 1; got {size}")
+    try:
+        tx, ty = translate
+    except (TypeError, ValueError):
+        raise TypeError(f"translate must be a pair (x, y) of numbers; got {translate!r}") from None
+    for name, val in (("zoom", zoom), ("angle", angle), ("translate[0]", tx), ("translate[1]", ty)):
+        if isinstance(val, (bool, np.bool_)) or not isinstance(val, (int, float, np.number)):
+            raise TypeError(f"{name} must be a number; got {val!r}")
+        if np.iscomplexobj(val) or not np.isfinite(val):
+            raise ValueError(f"{name} must be a finite real number; got {val!r}")
     if zoom <= 0:
         raise ValueError(f"zoom must be > 0; got {zoom}")
-    tx, ty = (float(v) for v in translate)
+    tx, ty = float(tx), float(ty)
     cx, cy = width / 2.0, height / 2.0
     a = zoom * np.cos(np.radians(angle))
     b = zoom * np.sin(np.radians(angle))
@@ -333,6 +348,8 @@ def warp_affine(frames: Frames, matrix: npt.ArrayLike, *, border: str = "replica
     ``cv2.warpAffine(..., INTER_LINEAR)`` to within OpenCV's 1/32-pixel weight rounding.
     """
     x, single = v.frames(frames, "frames")
+    if np.iscomplexobj(matrix):
+        raise TypeError("matrix must be real numbers; got complex")
     try:
         m = np.asarray(matrix, dtype=np.float64)
     except (TypeError, ValueError):
@@ -349,8 +366,8 @@ def set_num_threads(n: int) -> None:
     or the number of cores). Lower it to leave cores to torch or onnxruntime."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"n must be an int; got {type(n).__name__}")
-    if n < 0:
-        raise ValueError(f"n must be >= 0; got {n}")
+    if not 0 <= n <= 1024:
+        raise ValueError(f"n must be in 0..1024; got {n}")
     _native.set_num_threads(int(n))
 
 

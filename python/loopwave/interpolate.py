@@ -140,10 +140,15 @@ class FlowInterpolator(Interpolator):
     thread_safe = True  # one DIS object per thread
 
     def __init__(self, *, preset: str = "medium", occlusion_sigma: float = 1.5) -> None:
+        if not isinstance(preset, str):
+            raise TypeError(f"preset must be one of {sorted(self._PRESETS)}; got {preset!r}")
         if preset not in self._PRESETS:
             raise ValueError(f"preset must be one of {sorted(self._PRESETS)}; got {preset!r}")
-        if not (isinstance(occlusion_sigma, (int, float)) and occlusion_sigma > 0):
-            raise ValueError(f"occlusion_sigma must be a positive number; got {occlusion_sigma!r}")
+        sigma = occlusion_sigma
+        if isinstance(sigma, (bool, np.bool_)) or not isinstance(sigma, (int, float, np.number)):
+            raise TypeError(f"occlusion_sigma must be a positive number; got {sigma!r}")
+        if not (np.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"occlusion_sigma must be finite and > 0; got {sigma!r}")
         _cv2()
         self._preset = self._PRESETS[preset]
         self._local = threading.local()
@@ -255,14 +260,27 @@ def interpolate(
     """Stream ``frames`` with ``factor - 1`` in-betweens after each (``to_fps``/``fps`` instead).
 
     ``n`` frames give ``(n - 1) * factor + 1`` frames, or ``n * factor`` with
-    ``loop=True`` (the last frame is also interpolated toward the first).
+    ``loop=True`` (the last frame is also interpolated toward the first; one frame
+    stays one frame).
     ``scene_cut`` is True (default threshold), False, or a threshold; across a
     cut the frame before it is held. ``workers`` pairs are interpolated at once
     by a thread pool when the backend is :attr:`Interpolator.thread_safe`
     (default: a quarter of the CPU cores, at most 4; 1 on small machines), and
     the frames still come out in order. Constant memory: ``workers`` pairs at a time.
+    The arguments are checked when this is called; the frames as they are read.
     """
     k = resolve_factor(factor, to_fps, fps)
+    if isinstance(frames, (str, bytes, np.ndarray)) or not isinstance(frames, Iterable):
+        raise TypeError(
+            f"frames must be an iterable of (H, W, 3) uint8 frames; got {type(frames).__name__}"
+            + (
+                " (iterate over an (N, H, W, 3) array with list(arr))"
+                if isinstance(frames, np.ndarray)
+                else ""
+            )
+        )
+    if not isinstance(loop, (bool, np.bool_)):
+        raise TypeError(f"loop must be True or False; got {loop!r}")
     interp = _backend(backend)
     if workers is None:
         workers = max(1, min(4, (os.cpu_count() or 1) // 4)) if interp.thread_safe else 1
@@ -276,7 +294,18 @@ def interpolate(
         raise ValueError(
             f"scene_cut must be True, False or a threshold in (0, 1]; got {scene_cut!r}"
         )
-    ts = np.arange(1, k) / k
+    return _stream(frames, np.arange(1, k) / k, interp, threshold, bool(loop), workers)
+
+
+def _stream(
+    frames: Iterable[np.ndarray],
+    ts: np.ndarray,
+    interp: Interpolator,
+    threshold: float | None,
+    loop: bool,
+    workers: int,
+) -> Iterator[np.ndarray]:
+    """The generator behind :func:`interpolate` (arguments already checked)."""
 
     def fill(a: np.ndarray, b: np.ndarray) -> Iterable[np.ndarray]:
         if threshold is not None and scene_cut_distance(a, b) > threshold:
@@ -292,6 +321,8 @@ def interpolate(
             if not single:
                 raise ValueError(f"frames[{i}] must be one frame (H, W, 3); got {f.shape}")
             cur = cur[0]
+            if cur.dtype != np.uint8:
+                raise TypeError(f"frames[{i}] must be uint8; got {cur.dtype}")
             if prev is None:
                 first = cur
                 yield cur, None, None

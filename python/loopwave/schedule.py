@@ -190,6 +190,9 @@ def _eval(n: ast.AST, env: Mapping[str, float]) -> float:
         return _eval(n.body, env) if _eval(n.test, env) else _eval(n.orelse, env)
     if isinstance(n, ast.Call):
         assert isinstance(n.func, ast.Name)
+        if n.func.id == "where" and len(n.args) == 3:
+            # only the chosen branch is evaluated, so where(t > 0, 1 / t, 0) works at t = 0
+            return _eval(n.args[1] if _eval(n.args[0], env) else n.args[2], env)
         return float(FUNCTIONS[n.func.id](*[_eval(a, env) for a in n.args]))
     raise ScheduleError(f"{type(n).__name__} is not allowed")  # pragma: no cover - checked
 
@@ -258,7 +261,13 @@ class Schedule:
             raise ScheduleError(f"{name}: max_frames must be an int >= 1; got {max_frames!r}")
         self.name, self.max_frames, self.seed = name, max_frames, seed
         if not isinstance(text, str):
-            text = f"0: ({text})"
+            try:
+                constant = float(text)
+            except OverflowError:  # an int beyond float64
+                raise ScheduleError(f"{name} must be finite; got an int beyond float64") from None
+            if not math.isfinite(constant):
+                raise ScheduleError(f"{name} must be finite; got {constant!r}")
+            text = f"0: ({constant!r})"
         if len(text) > MAX_TEXT * 4:
             raise ScheduleError(f"{name} is longer than {MAX_TEXT * 4} characters")
         keys: dict[int, _Key] = {}
@@ -267,9 +276,9 @@ class Schedule:
         except ScheduleError as e:
             raise ScheduleError(f"{name}: {e}") from None
         for part in parts:
-            m = re.fullmatch(r"\s*(-?\d+)\s*:\s*(.+?)\s*", part, re.S)
+            m = re.fullmatch(r"\s*(-?\d{1,18})\s*:\s*(.+?)\s*", part, re.S)
             if not m:
-                raise ScheduleError(f"{name}: {part!r} is not 'frame: (value)'")
+                raise ScheduleError(f"{name}: {part[:60]!r} is not 'frame: (value)'")
             frame = int(m.group(1))
             if frame < 0:
                 raise ScheduleError(f"{name}: key frame {frame} is negative")
@@ -298,6 +307,10 @@ class Schedule:
             raise ScheduleError(f"{self.name} at frame {int(t)}: {e}") from None
 
     def __call__(self, frame: int) -> float:
+        if isinstance(frame, (bool, np.bool_)) or not isinstance(frame, (int, float, np.number)):
+            raise TypeError(f"{self.name}: frame must be a number; got {frame!r}")
+        if not math.isfinite(frame):
+            raise ScheduleError(f"{self.name}: frame must be finite; got {frame!r}")
         keys = self.keys
         if frame <= keys[0].frame:
             return self._at_key(keys[0], keys[0].frame)
@@ -322,8 +335,11 @@ def wave_strength(
 ) -> float:
     """The seed's wave denoise: ``base + amp - amp * |cos(radians(i * 180 / fpw + offset))|``,
     clamped to [0, 1]."""
-    if not frames_per_wave:
-        raise ScheduleError("frames_per_wave must not be 0")
+    for name, x in (("base", base), ("amplitude", amplitude), ("offset", offset)):
+        if not math.isfinite(x):
+            raise ScheduleError(f"{name} must be finite; got {x!r}")
+    if not frames_per_wave or not math.isfinite(frames_per_wave):
+        raise ScheduleError(f"frames_per_wave must be finite and not 0; got {frames_per_wave!r}")
     c = abs(math.cos(math.radians(i * 180.0 / frames_per_wave + offset)))
     return _clamp(base + amplitude - c * amplitude, 0.0, 1.0)
 
@@ -389,12 +405,17 @@ def prompt_at(
     """The prompt in force at ``frame``, with ``@wave_completed(a,b)`` (``a`` at the start of
     each wave to ``b`` at its end) and ``@wave_remaining(a,b)`` (the reverse) replaced by the
     weight for this frame."""
+    if not prompts:
+        raise ScheduleError("prompts: at least one prompt is needed")
     keys = [k for k in prompts if k <= frame]
     p = prompts[max(keys) if keys else min(prompts)]
     if "@wave_" not in p.text + p.negative:
         return p
-    if not frames_per_wave:
-        raise ScheduleError("@wave_completed/@wave_remaining need frames_per_wave")
+    if not frames_per_wave or not math.isfinite(frames_per_wave + offset):
+        raise ScheduleError(
+            "@wave_completed/@wave_remaining need a finite frames_per_wave (not 0) and offset; "
+            f"got {frames_per_wave!r}, {offset!r}"
+        )
     phase = ((frame + offset * frames_per_wave / 180.0) % frames_per_wave) / frames_per_wave
 
     def sub(m: re.Match[str]) -> str:

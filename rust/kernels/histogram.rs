@@ -20,7 +20,7 @@
 
 use rayon::prelude::*;
 
-use super::error::Result;
+use super::error::{KernelError, Result};
 use super::frames::{check_finite, Dims, Sample};
 use super::parallel::{fold_min_len, install, CHUNK};
 
@@ -248,12 +248,31 @@ fn channel_range<T: Sample>(data: &[T]) -> [(f32, f32); 3] {
 }
 
 /// Binning for a whole call: fixed for `u8`, the joint range for `f32`.
-fn binning_for<T: Sample>(src: &[T], reference: &[T]) -> [Binning; 3] {
+///
+/// A float channel whose values span more than `f32::MAX` (the width overflows)
+/// or, where they differ, less than `FLOAT_BINS / f32::MAX` (the scale
+/// overflows) cannot be binned in f32 and is refused.
+fn binning_for<T: Sample>(src: &[T], reference: &[T]) -> Result<[Binning; 3]> {
     if !T::FLOAT {
-        return [Binning::U8; 3];
+        return Ok([Binning::U8; 3]);
     }
     let (a, b) = (channel_range(src), channel_range(reference));
-    std::array::from_fn(|c| Binning::range(a[c].0.min(b[c].0), a[c].1.max(b[c].1), FLOAT_BINS))
+    let mut out = [Binning::U8; 3];
+    for c in 0..3 {
+        let (lo, hi) = (a[c].0.min(b[c].0), a[c].1.max(b[c].1));
+        let scale = FLOAT_BINS as f32 / (hi - lo);
+        if hi > lo && !((hi - lo).is_finite() && scale.is_finite()) {
+            return Err(KernelError::value(
+                "frames",
+                format!(
+                    "the values of channel {c} in frames and reference span [{lo:e}, {hi:e}]; \
+                     float histograms need a span below 3.4e38 and above 1e-34 (rescale first)"
+                ),
+            ));
+        }
+        out[c] = Binning::range(lo, hi, FLOAT_BINS);
+    }
+    Ok(out)
 }
 
 /// Match each frame's per-channel histogram to its reference's.
@@ -273,7 +292,7 @@ pub fn match_histograms<T: Sample>(
     dims.check_one_or_per_frame("reference", &rdims)?;
     check_finite("frames", src)?;
     check_finite("reference", reference)?;
-    let binning = binning_for(src, reference);
+    let binning = binning_for(src, reference)?;
     let ref_hist = |i: usize| {
         let f = rdims.frame_len();
         histogram(&reference[i * f..(i + 1) * f], &binning, T::FLOAT)

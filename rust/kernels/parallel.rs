@@ -24,12 +24,19 @@ pub fn fold_min_len(len: usize, chunk: usize) -> usize {
     (len.div_ceil(chunk) / (4 * rayon::current_num_threads())).max(1)
 }
 
+/// The most worker threads a pool may have (starting many thousands takes minutes).
+pub const MAX_THREADS: usize = 1024;
+
+/// `LOOPWAVE_NUM_THREADS` when it is a whole number above 0 (capped at
+/// [`MAX_THREADS`]), else the number of available cores.
 fn default_threads() -> usize {
     std::env::var("LOOPWAVE_NUM_THREADS")
         .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
         .filter(|&n| n > 0)
+        .map(|n| n.min(MAX_THREADS as u64) as usize)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .min(MAX_THREADS)
 }
 
 fn build(n: usize) -> Result<ThreadPool> {
@@ -64,10 +71,10 @@ pub fn pool() -> Arc<ThreadPool> {
 /// (`LOOPWAVE_NUM_THREADS`, else the number of available cores).
 pub fn set_num_threads(n: usize) -> Result<()> {
     let n = if n == 0 { default_threads() } else { n };
-    if n > 1024 {
+    if n > MAX_THREADS {
         return Err(KernelError::value(
             "n",
-            format!("at most 1024 threads, got {n}"),
+            format!("at most {MAX_THREADS} threads, got {n}"),
         ));
     }
     let p = Arc::new(build(n)?);
