@@ -127,6 +127,19 @@ def test_speed_options_keep_the_pictures(init):
         assert np.abs(got.astype(int) - plain).max() <= 1, accel
 
 
+def test_too_few_steps_for_the_strength_run_one_step(init):
+    """diffusers runs int(steps * strength) steps and failed on 0 (steps 2, strength 0.3,
+    mid-render); the backend then runs one step at that noise level: the 4-step schedule
+    of which 0.3 is one step."""
+    b = smoke_backend()
+    call = {**CALL, "strength": 0.3}
+    short = b.img2img(init, seed=2, **{**call, "steps": 2})
+    np.testing.assert_array_equal(short, b.img2img(init, seed=2, **{**call, "steps": 4}))
+    assert np.abs(short.astype(int) - init).mean() > 1  # a step was taken
+    # below 1/1000 no schedule has a step at that noise level: the frame passes unchanged
+    np.testing.assert_array_equal(b.img2img(init, seed=2, **{**call, "strength": 5e-4}), init)
+
+
 def test_frames_are_quantised_as_numpy_would(init):
     """The backend quantises on the device; the oracle is diffusers' own float output
     quantised on the host (clip, *255 + 0.5, truncate)."""

@@ -125,6 +125,33 @@ def test_refusals(tmp_path, backend):
         render(None, run_dir=tmp_path / "nothing", resume=True, backend=backend)
     with pytest.raises(TypeError, match="settings"):
         render({"version": 1}, run_dir=tmp_path / "x", backend=backend)  # type: ignore[arg-type]
+    # a fresh run never deletes files it did not write (it once removed every numbered
+    # PNG in the frames folder, and stopped on other names)
+    mine = tmp_path / "mine"
+    (mine / "frames").mkdir(parents=True)
+    for name in ("000007.png", "holiday.png"):
+        (mine / "frames" / name).write_bytes(b"keep me")
+    with pytest.raises(ValueError, match="already holds files"):
+        render(s, run_dir=mine, backend=backend, progress=False, video=False)
+    assert sorted(p.read_bytes() for p in (mine / "frames").iterdir()) == [b"keep me"] * 2
+    # a damaged run folder is a ValueError naming the file, not an assertion or KeyError
+    state = tmp_path / "r" / "state.json"
+    for bad in ('{"last": -5}', '{"last": "x"}', "[]", "not json"):
+        state.write_text(bad)
+        with pytest.raises(ValueError, match="state.json"):
+            render(None, run_dir=tmp_path / "r", resume=True, backend=backend, progress=False)
+    state.write_text('{"last": 0}')
+    (tmp_path / "r" / "frames" / "notes.png").write_bytes(b"x")  # a stray file is left alone
+    (tmp_path / "r" / "settings.json").write_bytes(b"\xff\xfe")
+    with pytest.raises(ValueError, match="settings.json"):
+        render(None, run_dir=tmp_path / "r", resume=True, backend=backend, progress=False)
+    assert (tmp_path / "r" / "frames" / "notes.png").exists()
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "../up", " "])
+def test_output_name_must_be_a_folder_name(name):
+    with pytest.raises(ValueError, match="output.name"):
+        Settings.from_dict({**JOB, "output": {**JOB.get("output", {}), "name": name}})
 
 
 def test_cli_render_and_model_errors(tmp_path, capsys):

@@ -26,6 +26,7 @@ import abc
 import collections
 import json
 import logging
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -272,6 +273,10 @@ class DiffusersBackend(Img2Img):
             )
         if not 0 < strength <= 1:
             raise ValueError(f"strength must be in (0, 1]; got {strength}")
+        n_steps = _steps_for(steps, strength)
+        if n_steps == 0:  # strength below 1/1000: no denoising step at that noise level
+            unchanged: np.ndarray = init.copy()
+            return unchanged
         kept = self._kept
         if kept is not None and init is kept[0]:
             # the renderer handed back the frame we returned (no colour correction, no
@@ -300,7 +305,7 @@ class DiffusersBackend(Img2Img):
                 negative_prompt_embeds=self.embed(negative, arg="negative") if cfg > 1 else None,
                 image=image,
                 strength=float(strength),
-                num_inference_steps=max(1, int(steps)),
+                num_inference_steps=n_steps,
                 guidance_scale=float(cfg),
                 generator=gen,
                 output_type="pt",
@@ -315,6 +320,18 @@ class DiffusersBackend(Img2Img):
             frame.flags.writeable = False
             self._kept = (frame, u8)
         return frame
+
+
+def _steps_for(steps: int, strength: float) -> int:
+    """The schedule length to hand diffusers' img2img, which runs ``int(steps * strength)``
+    of its steps and fails when that is 0: then the shortest schedule that runs one step
+    starting at the same noise level (``ceil(1 / strength)`` steps). 0 when even the
+    scheduler's finest schedule (1000 steps) runs none: the frame passes unchanged."""
+    n = max(1, int(steps))
+    if int(n * strength) >= 1:
+        return n
+    n = math.ceil(1 / strength)
+    return n if n <= 1000 and int(n * strength) >= 1 else 0
 
 
 def _byte_tokenizer(folder: Path) -> Any:

@@ -94,8 +94,14 @@ class ColourPlan:
         index = Path(run_dir) / "plan.json"
         if not index.is_file():
             raise OSError(f"run_dir: no colour plan in {run_dir} (plan.json missing)")
-        keys = json.loads(index.read_text())["keyframes"]
-        return cls({int(k): _read_png(Path(run_dir) / "plan" / f"{int(k):06d}.png") for k in keys})
+        try:
+            keys = json.loads(index.read_text(encoding="utf-8"))["keyframes"]
+            frames = [int(k) for k in keys]
+        except (ValueError, KeyError, TypeError, RecursionError) as e:
+            raise ValueError(
+                f'{index}: expected {{"keyframes": [frame, ...]}} ({type(e).__name__}: {e})'
+            ) from None
+        return cls({k: _read_png(Path(run_dir) / "plan" / f"{k:06d}.png") for k in frames})
 
 
 def _read_png(path: Path) -> np.ndarray:

@@ -62,6 +62,27 @@ class RenderResult:
     video: Path | None
 
 
+def _read_json(path: Path) -> Any:
+    """A run file's JSON; a damaged one is a ValueError naming the file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{path}: not readable JSON ({e}); the run folder is damaged") from None
+
+
+def _read_state(rd: Path) -> int:
+    """The last recorded frame of a run (-1: none yet)."""
+    if not (rd / "state.json").exists():
+        return -1
+    state = _read_json(rd / "state.json")
+    last = state.get("last") if isinstance(state, dict) else None
+    if isinstance(last, bool) or not isinstance(last, int) or last < 0:
+        raise ValueError(
+            f'{rd / "state.json"}: expected {{"last": frame index >= 0}}; got {state!r:.80}'
+        )
+    return last
+
+
 def _atomic_json(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
@@ -300,9 +321,16 @@ def _drift_plot(run_dir: Path) -> Path:
     """drift.png: Lab distance to the target (red) and to the previous frame (blue) per frame."""
     from .plot import line_plot
 
-    rows = list(csv.DictReader(open(run_dir / "drift.csv")))
-    to_target = [float(r["delta_e_to_target"]) for r in rows]
-    to_prev = [float(r["delta_e_to_previous"]) for r in rows]
+    with open(run_dir / "drift.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    try:
+        to_target = [float(r["delta_e_to_target"]) for r in rows]
+        to_prev = [float(r["delta_e_to_previous"]) for r in rows]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(
+            f"{run_dir / 'drift.csv'}: damaged ({type(e).__name__}: {e}); the frames and video "
+            "are complete, only drift.png was not drawn"
+        ) from None
     return line_plot(run_dir / "drift.png", [to_target, to_prev])
 
 
@@ -384,7 +412,7 @@ def render(
         rd = Path(run_dir)
         if not (rd / "settings.json").is_file():
             raise ValueError(f"run_dir: {rd} has no settings.json to resume from")
-        settings = Settings.from_dict(json.loads((rd / "settings.json").read_text()))
+        settings = Settings.from_dict(_read_json(rd / "settings.json"))
     else:
         if not isinstance(settings, Settings):  # also refuses None without resume
             raise TypeError(
@@ -397,6 +425,11 @@ def render(
         )
         if (rd / "state.json").exists():
             raise ValueError(f"run_dir: {rd} already holds a run; resume it or pick another output")
+        # a fresh run starts in an empty frames folder: never delete files it did not write
+        if (rd / "frames").is_dir() and any((rd / "frames").iterdir()):
+            raise ValueError(
+                f"run_dir: {rd / 'frames'} already holds files; pick another output or move them"
+            )
     m = settings["model"]
     if backend is None:  # before touching the run directory: a bad model leaves nothing behind
         backend = load_backend(
@@ -426,14 +459,15 @@ def render(
         (rd / "drift.csv").write_text("frame,delta_e_to_target,delta_e_to_previous\n")
     job = _Job(settings, backend)
     c = settings["colour"]
-    state = json.loads((rd / "state.json").read_text()) if (rd / "state.json").exists() else None
-    last = state["last"] if state else -1
-    # frames after the last recorded one may be partial writes of a killed run
+    last = _read_state(rd)
+    # frames after the last recorded one may be partial writes of a killed run (only
+    # the names this renderer writes, 000123.png)
     for f in (rd / "frames").glob("*.png"):
-        if int(f.stem) > last:
+        if len(f.stem) >= 6 and f.stem.isdigit() and int(f.stem) > last:
             f.unlink()
     if last >= 0:
-        rows = list(csv.reader(open(rd / "drift.csv")))
+        with open(rd / "drift.csv", newline="") as fh:
+            rows = list(csv.reader(fh))
         with open(rd / "drift.csv", "w", newline="") as fh:
             csv.writer(fh).writerows(r for r in rows if not r[0].isdigit() or int(r[0]) <= last)
     first = _read_png(rd / "frames" / f"{0:06d}.png") if last >= 0 else job.first_frame()

@@ -75,6 +75,14 @@ def _str(*choices: str) -> Check:
     return check
 
 
+def _folder_name(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return f"expected a string, got {v!r}"
+    if v.strip() in ("", ".", "..") or any(c in v for c in "/\\\0"):
+        return f"expected a folder name (no '/', not '.' or '..'), got {v!r}"
+    return None
+
+
 def _bool(v: Any) -> str | None:
     return None if isinstance(v, bool) else f"expected true or false, got {v!r}"
 
@@ -115,7 +123,7 @@ def _accel(v: Any) -> str | None:
 
 # section -> key -> (default, check)
 SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
-    "output": {"dir": ("out/render", _str()), "name": ("morph", _str())},
+    "output": {"dir": ("out/render", _str()), "name": ("morph", _folder_name)},
     "model": {
         "backend": ("smoke", _str("smoke", "diffusers")),
         "path": ("", _str()),

@@ -925,6 +925,8 @@ class VideoReader:
         self.height: int = self.stream.height
         self.metadata: dict[str, str] = dict(self.container.metadata)
         self._count: int | None = int(self.stream.frames) or None
+        # bumped whenever the decoder is moved, so a suspended iterator knows to seek again
+        self._moves = 0
 
     @property
     def frame_count(self) -> int:
@@ -958,32 +960,58 @@ class VideoReader:
             return None
         return data if isinstance(data, dict) else None
 
+    def _before_start(self) -> int:
+        """A timestamp a second before any frame. Seeking to the stream's start time is
+        not enough: MP4 seeks by decode time, and with B-frames (H.265) the second
+        packet's decode time is at or before the first frame's display time, so a seek
+        to it skipped frame 0."""
+        step = max(1, int(round(1 / self.stream.time_base)))
+        return min(self.stream.start_time or 0, 0) - step
+
     def _seek_start(self) -> None:
+        self._moves += 1
         self.container.seek(
-            self.stream.start_time or 0, stream=self.stream, backward=True, any_frame=False
+            self._before_start(), stream=self.stream, backward=True, any_frame=False
         )
 
     def _frames(self, start: int) -> Iterator[np.ndarray]:
+        """Frames from ``start``; if something else moves the decoder while this is
+        suspended (another iterator, :meth:`read`, :attr:`frame_count`), it seeks back
+        to its next frame before going on."""
+        i = start
+        while True:
+            self._moves += 1
+            mine = self._moves
+            for f in self._decode_from(i):
+                yield f
+                i += 1
+                if self._moves != mine:
+                    break
+            else:
+                return
+
+    def _decode_from(self, start: int) -> Iterator[np.ndarray]:
         av = _av()
         tb = self.stream.time_base
         first = self.stream.start_time or 0
         half = 0.5 / self.fps / tb  # frames within half a frame of the target count as it
         target = first + start / self.fps / tb
         # Seek to a keyframe at or before the target; some containers (fragmented
-        # MP4) land after it, so step back a second at a time until the first
-        # decoded frame is not past the target, or we are at the start.
+        # MP4, B-frames) land after it, so step back a second at a time until the
+        # first decoded frame is not past the target, or we are before the start.
         step = max(1, int(round(1 / tb)))
+        floor = self._before_start()
         seek_to = int(target)
         try:
             while True:
                 self.container.seek(
-                    max(seek_to, first), stream=self.stream, backward=True, any_frame=False
+                    max(seek_to, floor), stream=self.stream, backward=True, any_frame=False
                 )
                 frames = self.container.decode(self.stream)
                 head = next(frames, None)
                 if head is None or head.pts is None or head.pts <= target + half:
                     break
-                if seek_to <= first:
+                if seek_to <= floor:
                     break
                 seek_to -= step
             if head is None:
