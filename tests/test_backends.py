@@ -241,6 +241,19 @@ def test_compiled_unet_with_cuda_graphs_keeps_the_pictures(init):
     assert diff.max() <= 4 and diff.mean() <= 1.0, (diff.max(), diff.mean())
 
 
+@pytest.mark.parametrize(
+    ("device", "err", "msg"),
+    [("bogus", ValueError, "not a torch device"), ("meta", ValueError, "not supported"),
+     (5, TypeError, "device")],
+)  # fmt: skip
+def test_bad_devices(device, err, msg):
+    with pytest.raises(err, match=msg):
+        smoke_backend(device=device)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="0 CUDA GPUs"):
+            smoke_backend(device="cuda")
+
+
 def test_speed_option_errors():
     from loopwave.backends import check_accel
 

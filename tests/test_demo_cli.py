@@ -36,6 +36,14 @@ def test_png_refuses_bad_images(tmp_path) -> None:
         with pytest.raises(ValueError, match="image"):
             png.write_png(tmp_path / "x.png", bad)
     assert not (tmp_path / "x.png").exists()
+    img = np.zeros((4, 4, 3), np.uint8)
+    for level in (10, -2, 1.5):
+        with pytest.raises(ValueError, match="level"):
+            png.write_png(tmp_path / "x.png", img, level=level)  # type: ignore[arg-type]
+    (tmp_path / "d.png").mkdir()
+    with pytest.raises(OSError, match="folder"):
+        png.write_png(tmp_path / "d.png", img)
+    assert not (tmp_path / "d.png.tmp").exists()
 
 
 def test_demo_corrects_the_drift(tmp_path) -> None:
@@ -84,6 +92,8 @@ def test_cli_demo_and_errors(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert "contact sheet" in out and "before" in out
     assert main(["demo", "--out", str(tmp_path), "--frames", "0", "--quiet"]) == 2
-    assert "frames must be >= 2" in capsys.readouterr().err
+    assert "frames must be in 2..100000" in capsys.readouterr().err
+    assert main(["demo", "--out", str(tmp_path), "--size", "4096", "--quiet"]) == 2
+    assert "2 GiB" in capsys.readouterr().err  # not a MemoryError traceback
     with pytest.raises(SystemExit):
         main(["no-such-command"])

@@ -300,6 +300,16 @@ def test_cli_folder_to_folder_and_video(tmp_path, capsys):
     assert main(["interpolate", str(src), "-o", str(video), "--blend", "--quiet"]) == 0
     with VideoReader(video) as r:
         assert r.frame_count == 13 and r.fps == 60
+    assert not (tmp_path / "out.partial.mp4").exists()  # renamed when complete
+    # stale frames of an earlier run would mix with new ones; the input is never the output
+    assert main(["interpolate", str(src), "-o", str(out), "--factor", "2", "--quiet"]) == 2
+    assert "already holds files" in capsys.readouterr().err
+    assert len(list(out.glob("*.png"))) == 9
+    assert main(["interpolate", str(src), "-o", str(src), "--quiet"]) == 2
+    assert "must not be the input" in capsys.readouterr().err
+    too_fast = ["interpolate", str(src), "-o", str(tmp_path / "f.mp4"), "--fps", "999"]
+    assert main([*too_fast, "--factor", "6", "--quiet"]) == 2
+    assert "--fps x --factor" in capsys.readouterr().err
 
 
 def test_native_flow_kernel_refuses_bad_arrays():

@@ -53,3 +53,9 @@ def test_save_load_and_correct(tmp_path, photos):
         ColourPlan.load(tmp_path / "nothing")
     with pytest.raises(ValueError, match="shape"):
         ColourPlan({0: photos["coffee"], 5: photos["coffee"][:10]})
+    with pytest.raises(TypeError, match=r"keyframes\[0\]"):
+        ColourPlan({0: [1, 2, 3]})  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match="frame"):
+        ColourPlan({"0": photos["coffee"]})  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match="^i "):
+        ColourPlan({0: photos["coffee"]}).target(float("nan"))  # type: ignore[arg-type]

@@ -148,6 +148,22 @@ def test_refusals(tmp_path, backend):
     assert (tmp_path / "r" / "frames" / "notes.png").exists()
 
 
+def test_video_settings_are_checked_before_rendering(tmp_path, backend):
+    pytest.importorskip("av")
+    for video, msg in (({"codec": "bogus"}, "bogus"), ({"codec": "h264", "crf": 60}, "crf")):
+        s = Settings.from_dict({**JOB, "video": video})
+        with pytest.raises(ValueError, match=f"video.codec / video.crf: .*{msg}"):
+            render(s, run_dir=tmp_path / "v", backend=backend, progress=False)
+        assert not (tmp_path / "v").exists()  # nothing rendered or written
+
+
+def test_cli_zero_frames_is_refused_not_ignored(tmp_path, capsys):
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({**JOB, "output": {"dir": str(tmp_path / "out")}}))
+    assert main(["render", str(job), "--frames", "0", "--quiet"]) == 2
+    assert "render.frames" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name", ["", ".", "..", "a/b", "../up", " "])
 def test_output_name_must_be_a_folder_name(name):
     with pytest.raises(ValueError, match="output.name"):

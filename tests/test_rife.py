@@ -91,6 +91,9 @@ def test_model_errors(tmp_path):
         OnnxRifeInterpolator(junk)
     with pytest.raises(ValueError, match="scale"):
         TorchRifeInterpolator(scale=0.3)
+    for bad in (0, float("inf"), 3, True):  # once ZeroDivisionError / torch errors
+        with pytest.raises(ValueError, match="scale"):
+            export_onnx(tmp_path / "x.onnx", scale=bad)
 
 
 def test_export_cli(checkpoint, tmp_path, capsys):

@@ -188,6 +188,12 @@ def test_prompts_and_wave_tokens():
             parse_prompts(bad)
 
 
+def test_a_seed_schedule_beyond_64_bits_is_refused():
+    s = Schedule("0: (1e300)", max_frames=3, name="seed_schedule")
+    with pytest.raises(ScheduleError, match="64-bit"):
+        seed_for(0, seed=1, behaviour="schedule", schedule=s)
+
+
 def test_seed_behaviours():
     assert [seed_for(i, seed=10) for i in range(4)] == [10, 11, 12, 13]
     assert [seed_for(i, seed=10, behaviour="fixed") for i in range(3)] == [10, 10, 10]

@@ -48,6 +48,8 @@ def test_toml_file(tmp_path):
         ({"version": 2}, r"version: expected 1"),
         ({"prompts": {"x": "a"}}, r"prompts:"),
         ({"render": 5}, r"render: expected a table"),
+        ({"render": {"width": 12}}, r"render\.width"),  # the UNet needs 16+ (GroupNorm)
+        ({"output": {"name": ".."}}, r"output\.name: expected a folder name"),
         ({"model": {"lora": "x.safetensors"}}, r"model\.lora: expected a list"),
         ({"model": {"accel": {"turbo": True}}}, r"model\.accel: turbo: unknown option"),
         ({"model": {"lora": [{"scale": 1}]}}, r"model\.lora: \[0\]: expected a table"),
@@ -73,3 +75,24 @@ def test_missing_prompts_and_bad_files(tmp_path):
     with pytest.raises(SettingsError, match="not valid"):
         load_settings(bad)
     assert issubclass(SettingsError, ValueError)
+
+
+def test_odd_files_are_settings_errors(tmp_path):
+    good = tmp_path / "bom.json"
+    good.write_bytes(b"\xef\xbb\xbf" + json.dumps(MINIMAL).encode())
+    assert load_settings(good)["version"] == 1  # a byte-order mark is fine
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(b"version = 1\n# caf\xe9\n")
+    with pytest.raises(SettingsError, match="latin.toml"):
+        load_settings(latin)  # was a bare UnicodeDecodeError
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"version": 1, "render": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(SettingsError, match="deep.json"):
+        load_settings(deep)  # was a RecursionError
+    nested: dict = {}
+    node = nested
+    for _ in range(5000):
+        node["a"] = {}
+        node = node["a"]
+    with pytest.raises(SettingsError):
+        Settings.from_dict({**MINIMAL, "render": {"seed": nested}})

@@ -405,6 +405,36 @@ def test_reader_keeps_frame_0_of_every_codec(tmp_path, codec):
         assert abs(float(r.read(0).mean())) < 2 and abs(float(r.read(1).mean()) - 10) < 2
 
 
+def test_reader_reads_a_raw_stream_and_refuses_after_close(tmp_path):
+    """A raw H.264 stream cannot seek (FFmpeg says 'Operation not permitted'): the reader
+    decodes from the start and counts frames instead."""
+    av = pytest.importorskip("av")
+    frames = moving(12)
+    path = tmp_path / "raw.h264"
+    c = av.open(str(path), "w", format="h264")
+    s = c.add_stream("libx264", rate=10, options={"crf": "4"})
+    s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+    for f in frames:
+        for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+            c.mux(p)
+    for p in s.encode():
+        c.mux(p)
+    c.close()
+    r = lv.VideoReader(path, batch=5)
+    assert r.frame_count == 12
+    seq = np.concatenate(list(r))
+    assert len(seq) == 12 and psnr(seq, frames) >= 35
+    for i in (7, 0, 11):
+        np.testing.assert_array_equal(r.read(i), seq[i])
+    with pytest.raises(IndexError):
+        r.read(10**30)
+    r.close()
+    r.close()  # twice is fine
+    for call in (lambda: r.read(0), lambda: list(r), lambda: r.frame_count):
+        with pytest.raises(ValueError, match="closed"):
+            call()
+
+
 def test_reader_iterators_can_interleave(tmp_path):
     frames = moving(24)
     path = tmp_path / "inter.mkv"
@@ -424,6 +454,19 @@ def test_reader_iterators_can_interleave(tmp_path):
 
 
 # -- errors ----------------------------------------------------------------------------
+
+
+def test_frame_size_checks(tmp_path):
+    # libx265 aborted the process on frames such as 16x40; refused before encoding
+    if "h265" in ENCODERS:
+        with lv.VideoWriter(tmp_path / "h.mp4", codec="h265") as w:
+            with pytest.raises(ValueError, match="at least 32x32"):
+                w.write(np.zeros((16, 40, 3), np.uint8))
+    # one size: a 15x16 frame after 16x16 ones was padded to 16x16 and taken
+    with lv.VideoWriter(tmp_path / "s.mp4") as w:
+        w.write(np.zeros((16, 16, 3), np.uint8))
+        with pytest.raises(ValueError, match="15x16 after 16x16"):
+            w.write(np.zeros((15, 16, 3), np.uint8))
 
 
 def test_bad_writer_arguments(tmp_path):
@@ -462,6 +505,9 @@ def test_bad_writer_arguments(tmp_path):
         ({"preset": 1.5}, TypeError, "preset"),
         ({"queue_size": 0}, ValueError, "queue_size"),
         ({"segment_seconds": 0}, ValueError, "segment_seconds"),
+        ({"segment_seconds": float("inf")}, ValueError, "segment_seconds"),
+        ({"bitrate": 10**30}, ValueError, "bitrate"),  # was an OverflowError
+        ({"keyframe_interval": 99999999999}, ValueError, "keyframe_interval"),
         ({"segment_seconds": 1, "pingpong": True}, ValueError, "segment_seconds"),
         ({"settings": [1, 2]}, TypeError, "settings"),
         ({"title": 5}, TypeError, "title"),
@@ -544,4 +590,10 @@ def test_encode_cli(tmp_path, capsys):
     assert main(["encode", str(d), "-o", str(out), "--codec", "nope", "--quiet"]) == 2
     assert "available" in capsys.readouterr().err
     assert main(["encode", str(d), "-o", str(tmp_path / "x" / "o.mp4"), "--quiet"]) == 2
-    assert "o.mp4" in capsys.readouterr().err
+    assert "is missing" in capsys.readouterr().err
+    # a failure part way never leaves a complete-looking video: only NAME.partial.mp4
+    write_png(d / "frame99.png", moving(1, h=32)[0])  # another size, sorted last
+    done = tmp_path / "done.mp4"
+    assert main(["encode", str(d), "-o", str(done), "--quiet"]) == 2
+    assert "one size" in capsys.readouterr().err
+    assert not done.exists() and (tmp_path / "done.partial.mp4").exists()

@@ -160,9 +160,7 @@ class DiffusersBackend(Img2Img):
     ) -> None:
         torch, diffusers = _deps()
         self.accel = check_accel(accel)
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.device = _torch_device(torch, device)
         if scheduler is not None:
             if scheduler not in SCHEDULERS:
                 raise ValueError(
@@ -320,6 +318,27 @@ class DiffusersBackend(Img2Img):
             frame.flags.writeable = False
             self._kept = (frame, u8)
         return frame
+
+
+def _torch_device(torch: Any, device: Any) -> Any:
+    """``device`` ("auto", "cpu", "cuda", "cuda:1", ...) as a torch.device that exists."""
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'cuda' or 'cpu'; got {device!r}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"device: {device!r} is not a torch device ({e})") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (dev.index or 0) >= count:
+            raise ValueError(
+                f"device: {device!r} asked for, but this machine has {count} CUDA GPUs"
+            )
+    elif dev.type not in ("cpu", "mps", "xpu"):
+        raise ValueError(f"device: {device!r} is not supported (use auto, cpu or cuda)")
+    return dev
 
 
 def _steps_for(steps: int, strength: float) -> int:

@@ -143,17 +143,22 @@ def run_demo(
     progress: bool = True,
 ) -> DemoResult:
     """Run the demo; see the module docstring. Returns the drift numbers."""
-    for name, value, low in (
-        ("frames", frames, 2),
-        ("size", size, 16),
-        ("keyframe_every", keyframe_every, 1),
-        ("renders", renders, 1),
-        ("batch", batch, 1),
+    for name, value, low, high in (
+        ("frames", frames, 2, 100_000),
+        ("size", size, 16, 4096),
+        ("keyframe_every", keyframe_every, 1, 100_000),
+        ("renders", renders, 1, 64),
+        ("batch", batch, 1, 256),
     ):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name} must be an int; got {type(value).__name__}")
-        if value < low:
-            raise ValueError(f"{name} must be >= {low}; got {value}")
+        if not low <= value <= high:
+            raise ValueError(f"{name} must be in {low}..{high}; got {value}")
+    if frames * size * size * 3 > 2**31:  # the demo keeps a few copies of every frame
+        raise ValueError(
+            f"frames x size: {frames} frames of {size}x{size} need over 2 GiB a copy; "
+            "the demo holds its frames in memory: lower one of them"
+        )
     out = Path(out_dir)
     (out / "frames").mkdir(parents=True, exist_ok=True)
 

@@ -410,11 +410,19 @@ def add_cli(sub: Any) -> None:
             from .rife import OnnxRifeInterpolator
 
             backend = OnnxRifeInterpolator(a.model)
+        out = Path(a.output)
+        video_out = out.suffix.lower() in (".mp4", ".mkv", ".webm", ".mov")
+        if out.resolve() == Path(a.input).resolve():
+            raise ValueError("-o: the output must not be the input")
+        if not video_out and out.is_dir() and any(out.iterdir()):
+            # stale frames of an earlier run would mix with these ones
+            raise ValueError(f"-o: {out} already holds files; pick an empty or new folder")
         frames, n, in_fps = _read_input(Path(a.input))
         from .video import parse_fps
 
         fps = parse_fps(a.fps) if a.fps is not None else (in_fps or Fraction(10))
-        out = Path(a.output)
+        if video_out and fps * k > 1000:
+            raise ValueError(f"--fps x --factor: at most 1000 fps out; got {fps} x {k}")
         total = None if n is None else (n - 1) * k + 1 + (k - 1 if a.loop else 0)
         stream = interpolate(
             frames,
@@ -425,14 +433,16 @@ def add_cli(sub: Any) -> None:
         )
         count = 0
         with Progress(total or 0, "interpolate", enabled=not a.quiet and bool(total)) as bar:
-            if out.suffix.lower() in (".mp4", ".mkv", ".webm", ".mov"):
-                from .video import VideoWriter
+            if video_out:
+                from .video import VideoWriter, partial_path
 
-                with VideoWriter(out, fps=fps * k) as w:
+                # renamed when complete: a failure never leaves a finished-looking video
+                with VideoWriter(partial_path(out), fps=fps * k) as w:
                     for f in stream:
                         w.write(f)
                         count += 1
                         bar.update()
+                os.replace(partial_path(out), out)
             else:
                 out.mkdir(parents=True, exist_ok=True)
                 for f in stream:

@@ -47,8 +47,15 @@ class ColourPlan:
     """Keyframe targets by frame index; :meth:`target` and :meth:`correct` per frame."""
 
     def __init__(self, keyframes: dict[int, np.ndarray]) -> None:
+        if not isinstance(keyframes, dict):
+            raise TypeError(f"keyframes must be a dict {{frame: image}}; got {keyframes!r:.60}")
         if not keyframes:
             raise ValueError("keyframes must not be empty")
+        for k, img in keyframes.items():
+            if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+                raise TypeError(f"keyframes: frame {k!r} is not an int")
+            if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3:
+                raise TypeError(f"keyframes[{k}] must be an (H, W, 3) numpy array; got {img!r:.60}")
         shapes = {k.shape for k in keyframes.values()}
         if len(shapes) != 1:
             raise ValueError(f"keyframes must share one shape; got {sorted(shapes)}")
@@ -65,6 +72,8 @@ class ColourPlan:
 
     def target(self, i: int) -> np.ndarray:
         """The target of frame ``i``: its keyframe, or the lerp of the two around it."""
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"i must be a frame index (int); got {i!r}")
         if i in self.keyframes:
             return self.keyframes[i]
         keys = self._keys

@@ -430,6 +430,13 @@ def render(
             raise ValueError(
                 f"run_dir: {rd / 'frames'} already holds files; pick another output or move them"
             )
+    if video and _have_av():  # the encoder's settings, before anything is rendered
+        from .video import check_codec
+
+        try:
+            check_codec(settings["video"]["codec"], settings["video"]["crf"])
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"video.codec / video.crf: {e}") from None
     m = settings["model"]
     if backend is None:  # before touching the run directory: a bad model leaves nothing behind
         backend = load_backend(
@@ -629,7 +636,7 @@ def add_cli(sub: Any) -> None:
                     ("--frames", a.frames),
                     ("--size", a.size),
                 )
-                if given
+                if given is not None
             ]
             if ignored:
                 raise ValueError(
@@ -647,13 +654,13 @@ def add_cli(sub: Any) -> None:
             if not a.settings:
                 raise ValueError("JOB: a settings file is needed (or --resume RUN_DIR)")
             data = dict(load_settings(a.settings))
-            if a.model:
+            if a.model is not None:
                 data["model"] = {**data["model"], "backend": "diffusers", "path": a.model}
-            if a.out:
+            if a.out is not None:
                 data["output"] = {**data["output"], "dir": a.out}
-            if a.frames:
+            if a.frames is not None:
                 data["render"] = {**data["render"], "frames": a.frames}
-            if a.size:
+            if a.size is not None:
                 try:
                     w, h = (int(x) for x in a.size.lower().split("x"))
                 except ValueError:

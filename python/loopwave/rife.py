@@ -197,6 +197,11 @@ def _to_nchw(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frame.transpose(2, 0, 1)[None].astype(np.float32) / 255)
 
 
+def _check_scale(scale: Any) -> None:
+    if isinstance(scale, bool) or scale not in (0.25, 0.5, 1.0):
+        raise ValueError(f"scale must be 1.0, 0.5 or 0.25 (for 2K/4K frames); got {scale!r}")
+
+
 def _pad_multiple(scale: float) -> int:
     return int(64 / scale) if scale < 1 else 64
 
@@ -212,8 +217,7 @@ class TorchRifeInterpolator(Interpolator):
         scale: float = 1.0,
     ) -> None:
         torch = _torch()
-        if scale not in (0.25, 0.5, 1.0):
-            raise ValueError(f"scale must be 1.0, 0.5 or 0.25 (for 2K/4K frames); got {scale!r}")
+        _check_scale(scale)
         self.model = build_ifnet()
         if checkpoint is not None:
             load_state_dict_file(self.model, checkpoint)
@@ -249,6 +253,7 @@ def export_onnx(
     of 64 (of ``64 / scale`` for ``scale`` < 1), ``timestep`` ``(N, 1, 1, 1)``;
     output ``frame`` ``(N, 3, H, W)``.
     """
+    _check_scale(scale)
     torch = _torch()
     model = build_ifnet()
     if checkpoint is not None:

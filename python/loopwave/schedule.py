@@ -451,5 +451,8 @@ def seed_for(
     if behaviour == "schedule":
         if schedule is None:
             raise ScheduleError("seed behaviour 'schedule' needs a seed schedule")
-        return int(round(schedule(i)))
+        value = schedule(i)
+        if not abs(value) <= 2**62:  # torch seeds are 64-bit integers
+            raise ScheduleError(f"seed schedule at frame {i}: {value} is beyond a 64-bit seed")
+        return int(round(value))
     raise ScheduleError(f"seed behaviour must be one of {SEED_BEHAVIOURS}; got {behaviour!r}")

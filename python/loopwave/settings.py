@@ -139,8 +139,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
     },
     "render": {
         "frames": (240, _int(1, 1_000_000)),
-        "width": (512, _int(8, 8192)),
-        "height": (512, _int(8, 8192)),
+        "width": (512, _int(16, 8192)),
+        "height": (512, _int(16, 8192)),
         "seed": (1234, _int(0, 2**32 - 1)),
         "seed_behaviour": ("iter", _str(*SEED_BEHAVIOURS)),
         "seed_schedule": ("0: (0)", _schedule),
@@ -185,6 +185,15 @@ class Settings(dict[str, Any]):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Settings:
+        """Check ``data`` against :data:`SCHEMA` and fill in the defaults; a problem is a
+        :class:`SettingsError` naming the key."""
+        try:
+            return cls._from_dict(data)
+        except RecursionError:  # a value nested thousands deep, in an error message
+            raise SettingsError("settings: nested too deeply") from None
+
+    @classmethod
+    def _from_dict(cls, data: Mapping[str, Any]) -> Settings:
         if not isinstance(data, Mapping):
             raise SettingsError(f"settings must be a table/object, got {type(data).__name__}")
         data = dict(data)
@@ -247,8 +256,8 @@ def load_settings(path: str | Path) -> Settings:
     p = Path(path)
     if not p.is_file():
         raise SettingsError(f"settings: no such file {p}")
-    text = p.read_text()
     try:
+        text = p.read_text(encoding="utf-8-sig")  # a leading byte-order mark is fine
         if p.suffix.lower() == ".json":
             data = json.loads(text)
         else:
@@ -257,6 +266,6 @@ def load_settings(path: str | Path) -> Settings:
             else:  # pragma: no cover - Python 3.10
                 import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
             data = tomllib.loads(text)
-    except (ValueError, UnicodeDecodeError) as e:  # TOMLDecodeError and JSONDecodeError are
+    except (ValueError, RecursionError) as e:  # TOMLDecodeError, JSONDecodeError, UTF-8
         raise SettingsError(f"settings: {p} is not valid {p.suffix[1:] or 'TOML'}: {e}") from None
     return Settings.from_dict(data)

@@ -83,6 +83,10 @@ CODECS: dict[str, tuple[tuple[str, ...], str]] = {
     "hevc_nvenc": (("hevc_nvenc",), ".mp4"),
     "av1_nvenc": (("av1_nvenc",), ".mp4"),
 }
+# smallest frame side (after padding to even) an encoder takes: libx265 aborts the whole
+# process (heap corruption) on frames such as 40x16 and refuses sides under 16 (measured
+# with PyAV's libx265: no failure with both sides >= 32); SVT-AV1 refuses sides under 4
+_MIN_SIDE = {"libx265": 32, "libsvtav1": 4}
 _ALIASES = {"hevc": "h265", "avc": "h264", "libx264": "h264", "libx265": "h265"}
 # file extension -> FFmpeg muxer
 _MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
@@ -182,10 +186,12 @@ def parse_fps(fps: Any, arg: str = "fps") -> Fraction:
     if isinstance(fps, Fraction):
         f = fps
     else:
+        if isinstance(fps, (np.integer, np.floating)):
+            fps = fps.item()  # Fraction() takes Python numbers only
         try:
             f = Fraction(fps.strip() if isinstance(fps, str) else fps)
         except (TypeError, ValueError, ZeroDivisionError, OverflowError):
-            raise (ValueError if isinstance(fps, str) else TypeError)(
+            raise (ValueError if isinstance(fps, (str, int, float)) else TypeError)(
                 f"{form}; got {fps!r}"
             ) from None
         f = f.limit_denominator(1_000_000)
@@ -194,13 +200,16 @@ def parse_fps(fps: Any, arg: str = "fps") -> Fraction:
     return f
 
 
-def _positive_int(x: Any, arg: str, *, allow_none: bool = False) -> int | None:
+def _positive_int(
+    x: Any, arg: str, *, allow_none: bool = False, most: int = 2**31 - 1
+) -> int | None:
+    """An int in 1..``most`` (FFmpeg keeps most counts in a C int)."""
     if x is None and allow_none:
         return None
     if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
         raise TypeError(f"{arg} must be an int{' or None' if allow_none else ''}; got {x!r}")
-    if x < 1:
-        raise ValueError(f"{arg} must be >= 1; got {x}")
+    if not 1 <= x <= most:
+        raise ValueError(f"{arg} must be in 1..{most}; got {x}")
     return int(x)
 
 
@@ -564,15 +573,7 @@ class VideoWriter:
             raise OSError(f"path: cannot write to {self.path}: it is a folder")
         self.fps = parse_fps(fps)
 
-        if not isinstance(codec, str):
-            raise TypeError(f"codec must be a string such as 'h264'; got {type(codec).__name__}")
-        codec = _ALIASES.get(codec.lower(), codec.lower())
-        encoder = _encoder_for(codec) if codec in CODECS else None
-        if encoder is None:
-            known = "" if codec in CODECS else f" (loopwave knows {sorted(CODECS)})"
-            raise ValueError(
-                f"codec {codec!r} is not available here; available: {list_encoders()}{known}"
-            )
+        codec, encoder = _codec_encoder(codec)
         if muxer == "webm" and codec not in _WEBM_CODECS:
             raise ValueError(
                 f"codec {codec!r} cannot go in WebM ({self.path.name}); use one of "
@@ -581,7 +582,7 @@ class VideoWriter:
         self.codec = codec
         self.encoder = encoder
 
-        bitrate = _positive_int(bitrate, "bitrate", allow_none=True)
+        bitrate = _positive_int(bitrate, "bitrate", allow_none=True, most=10**12)
         if crf is not None and bitrate is not None:
             raise ValueError("give crf (constant quality) or bitrate, not both")
         if crf is None and bitrate is None:
@@ -589,9 +590,7 @@ class VideoWriter:
         if crf is not None:
             if isinstance(crf, bool) or not isinstance(crf, (int, np.integer)):
                 raise TypeError(f"crf must be an int or None; got {crf!r}")
-            top = _CRF_MAX.get(self.encoder, 63)
-            if not 0 <= crf <= top:
-                raise ValueError(f"crf must be in 0..{top} for {self.encoder}; got {crf}")
+            _check_crf(crf, self.encoder)
             crf = int(crf)
         if preset is not None and (isinstance(preset, bool) or not isinstance(preset, (str, int))):
             raise TypeError(f"preset must be a string or an int; got {preset!r}")
@@ -649,10 +648,12 @@ class VideoWriter:
             if muxer == "webm" and "libopus" not in av.codecs_available:
                 raise ValueError("audio: WebM needs the libopus encoder, which this PyAV lacks")
         if segment_seconds is not None:
-            if isinstance(segment_seconds, bool) or not isinstance(segment_seconds, (int, float)):
+            if isinstance(segment_seconds, bool) or not isinstance(
+                segment_seconds, (int, float, np.integer, np.floating)
+            ):
                 raise TypeError(f"segment_seconds must be a number; got {segment_seconds!r}")
-            if not segment_seconds > 0:
-                raise ValueError(f"segment_seconds must be > 0; got {segment_seconds!r}")
+            if not 0 < segment_seconds < 10**9:
+                raise ValueError(f"segment_seconds must be > 0 and finite; got {segment_seconds!r}")
             if self.audio is not None or pingpong:
                 raise ValueError("segment_seconds cannot be combined with audio or pingpong")
         self.segment_frames = (
@@ -666,6 +667,7 @@ class VideoWriter:
             metadata, self.audio,
         )  # fmt: skip
         self.size: tuple[int, int] | None = None  # (height, width) as encoded
+        self._first = (0, 0)  # (height, width) of the first frame, as given
         self.paths: list[Path] = []  # files opened so far
         self.frames_queued = 0
         self.frames_written = 0  # frames the encoder thread has encoded
@@ -698,11 +700,18 @@ class VideoWriter:
         h, w = x.shape[1:3]
         even = (h + h % 2, w + w % 2)
         if self.size is None:
+            least = _MIN_SIDE.get(self.encoder, 1)
+            if min(even) < least:
+                raise ValueError(
+                    f"frames: {self.encoder} needs frames of at least {least}x{least} pixels; "
+                    f"got {h}x{w} (pad them, or use another codec such as h264)"
+                )
             self.size = even
             self._cfg.size = even
-        elif even != self.size:
+            self._first = (h, w)
+        elif (h, w) != self._first:
             raise ValueError(
-                f"frames must keep one size; got {h}x{w} after {self.size[0]}x{self.size[1]}"
+                f"frames must keep one size; got {h}x{w} after {self._first[0]}x{self._first[1]}"
             )
         if h % 2 or w % 2:
             x = np.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
@@ -901,7 +910,7 @@ class VideoReader:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, batch: int = 16) -> None:
-        av = _av()
+        _av()  # a clear ImportError first when PyAV is missing
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike; got {type(path).__name__}")
         b = _positive_int(batch, "batch")
@@ -910,10 +919,7 @@ class VideoReader:
         self.path = Path(path)
         if not self.path.is_file():
             raise OSError(f"path: no such file {self.path}")
-        try:
-            self.container = av.open(str(self.path))
-        except av.error.FFmpegError as e:
-            raise ValueError(f"path: {self.path} is not a readable video ({e})") from e
+        self.container = self._open()
         if not self.container.streams.video:
             self.container.close()
             raise ValueError(f"path: {self.path} has no video stream")
@@ -927,11 +933,24 @@ class VideoReader:
         self._count: int | None = int(self.stream.frames) or None
         # bumped whenever the decoder is moved, so a suspended iterator knows to seek again
         self._moves = 0
+        self._closed = False
+
+    def _open(self) -> Any:
+        av = _av()
+        try:
+            return av.open(str(self.path))
+        except (av.error.FFmpegError, UnicodeDecodeError) as e:  # damaged metadata: the latter
+            raise ValueError(f"path: {self.path} is not a readable video ({e})") from None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError(f"VideoReader of {self.path} is closed")
 
     @property
     def frame_count(self) -> int:
         """Frames in the stream: from the header, else counted once by reading the
         packets (no decoding)."""
+        self._check_open()
         if self._count is None:
             self._seek_start()
             n = 0
@@ -970,9 +989,26 @@ class VideoReader:
 
     def _seek_start(self) -> None:
         self._moves += 1
-        self.container.seek(
-            self._before_start(), stream=self.stream, backward=True, any_frame=False
-        )
+        try:
+            self.container.seek(
+                self._before_start(), stream=self.stream, backward=True, any_frame=False
+            )
+        except _av().error.FFmpegError:  # not seekable (a raw stream): open it afresh
+            self._reopen()
+
+    def _reopen(self) -> None:
+        self.container.close()
+        self.container = self._open()
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+
+    def _counted(self, start: int) -> Iterator[np.ndarray]:
+        """Frames from ``start`` by decoding from the first frame and counting (for
+        streams without timestamps or that cannot seek)."""
+        self._seek_start()
+        for i, frame in enumerate(self.container.decode(self.stream)):
+            if i >= start:
+                yield self._to_rgb(frame)
 
     def _frames(self, start: int) -> Iterator[np.ndarray]:
         """Frames from ``start``; if something else moves the decoder while this is
@@ -1004,9 +1040,13 @@ class VideoReader:
         seek_to = int(target)
         try:
             while True:
-                self.container.seek(
-                    max(seek_to, floor), stream=self.stream, backward=True, any_frame=False
-                )
+                try:
+                    self.container.seek(
+                        max(seek_to, floor), stream=self.stream, backward=True, any_frame=False
+                    )
+                except av.error.FFmpegError:  # not seekable: count from the start instead
+                    yield from self._counted(start)
+                    return
                 frames = self.container.decode(self.stream)
                 head = next(frames, None)
                 if head is None or head.pts is None or head.pts <= target + half:
@@ -1018,11 +1058,7 @@ class VideoReader:
                 return
             if head.pts is None and start > 0:
                 # no timestamps to seek by: count frames from the start
-                self._seek_start()
-                frames = self.container.decode(self.stream)
-                for i, frame in enumerate(frames):
-                    if i >= start:
-                        yield self._to_rgb(frame)
+                yield from self._counted(start)
                 return
             yield from (
                 self._to_rgb(f)
@@ -1056,6 +1092,7 @@ class VideoReader:
             yield np.stack(buf)
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        self._check_open()
         return self._batches(0)
 
     def iter_from(self, index: int) -> Iterator[np.ndarray]:
@@ -1064,6 +1101,9 @@ class VideoReader:
             raise TypeError(f"index must be an int; got {index!r}")
         if index < 0:
             raise ValueError(f"index must be >= 0; got {index}")
+        self._check_open()
+        if index >= 2**40:  # past the end of any video (and of 64-bit timestamps)
+            return iter(())
         return self._batches(int(index))
 
     def read(self, index: int) -> np.ndarray:
@@ -1075,7 +1115,9 @@ class VideoReader:
         raise IndexError(f"index {index} is past the end of {self.path}")
 
     def close(self) -> None:
-        self.container.close()
+        if not self._closed:
+            self._closed = True
+            self.container.close()
 
     def __enter__(self) -> VideoReader:
         return self
@@ -1116,6 +1158,42 @@ def _read_png(path: Path) -> np.ndarray:
         raise ValueError(f"cannot read frame {path}: {e}") from e
 
 
+def _codec_encoder(codec: Any) -> tuple[str, str]:
+    """The codec's canonical name and the encoder this PyAV has for it."""
+    if not isinstance(codec, str):
+        raise TypeError(f"codec must be a string such as 'h264'; got {type(codec).__name__}")
+    codec = _ALIASES.get(codec.lower(), codec.lower())
+    encoder = _encoder_for(codec) if codec in CODECS else None
+    if encoder is None:
+        known = "" if codec in CODECS else f" (loopwave knows {sorted(CODECS)})"
+        raise ValueError(
+            f"codec {codec!r} is not available here; available: {list_encoders()}{known}"
+        )
+    return codec, encoder
+
+
+def _check_crf(crf: int, encoder: str) -> None:
+    top = _CRF_MAX.get(encoder, 63)
+    if not 0 <= crf <= top:
+        raise ValueError(f"crf must be in 0..{top} for {encoder}; got {crf}")
+
+
+def check_codec(codec: Any, crf: int) -> str:
+    """Check a codec name and a crf as :class:`VideoWriter` would, without opening a file
+    (a render checks its video settings before rendering); returns the encoder."""
+    _, encoder = _codec_encoder(codec)
+    _check_crf(crf, encoder)
+    return encoder
+
+
+def partial_path(out: str | os.PathLike[str]) -> Path:
+    """Where a video is written before it is complete: ``NAME.partial.EXT`` beside ``out``."""
+    p = Path(out)
+    if p.is_dir():
+        raise OSError(f"output: cannot write to {p}: it is a folder")
+    return p.with_name(p.stem + ".partial" + p.suffix)
+
+
 def encode_dir(
     folder: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -1126,7 +1204,9 @@ def encode_dir(
     """Encode a folder of PNG frames (name order) into ``out``; returns the frame count.
 
     ``writer_options`` go to :class:`VideoWriter`. PNGs are decoded by PyAV, so
-    no imaging library is needed.
+    no imaging library is needed. The video is written as ``NAME.partial.EXT`` and
+    renamed when every frame is in, so a failed run (a PNG of another size, a corrupt
+    one) never leaves a complete-looking ``out`` (segments are written directly).
 
     Example
     -------
@@ -1137,13 +1217,17 @@ def encode_dir(
     from ._progress import Progress
 
     files = read_frames_dir(folder)
+    segmented = writer_options.get("segment_seconds") is not None
+    target = Path(out) if segmented else partial_path(out)
     with (
-        VideoWriter(out, **writer_options) as w,
+        VideoWriter(target, **writer_options) as w,
         Progress(len(files), "encode", enabled=progress) as bar,
     ):
         for f in files:
             w.write(_read_png(f))
             bar.update()
+    if not segmented:
+        os.replace(target, out)
     return len(files)
 
 
@@ -1186,7 +1270,11 @@ def add_cli(sub: Any) -> None:
             pingpong=a.pingpong,
         )
         n = encode_dir(a.frames_dir, a.output, progress=not a.quiet, **w)
-        print(f"wrote {n} frames to {a.output}")
+        if a.segment_seconds is None:
+            print(f"wrote {n} frames to {a.output}")
+        else:
+            stem = Path(a.output)
+            print(f"wrote {n} frames to {stem.with_name(stem.stem + '_NNN' + stem.suffix)}")
         return 0
 
     p.set_defaults(func=run)
