@@ -510,6 +510,7 @@ def test_bad_writer_arguments(tmp_path):
         ({"keyframe_interval": 99999999999}, ValueError, "keyframe_interval"),
         ({"segment_seconds": 1, "pingpong": True}, ValueError, "segment_seconds"),
         ({"settings": [1, 2]}, TypeError, "settings"),
+        ({"settings": {(1, 2): "tuple key"}}, TypeError, "settings"),
         ({"title": 5}, TypeError, "title"),
         ({"audio": tmp_path / "none.wav"}, OSError, "none.wav"),
         ({"audio": tmp_path / "file"}, ValueError, "audio"),

@@ -640,7 +640,10 @@ class VideoWriter:
         comment: dict[str, Any] = {"video": used}
         if settings is not None:
             comment["settings"] = dict(settings)
-        metadata["comment"] = json.dumps(comment, default=str, sort_keys=True)
+        try:
+            metadata["comment"] = json.dumps(comment, default=str, sort_keys=True)
+        except (TypeError, ValueError, RecursionError) as e:  # odd keys, a cycle
+            raise TypeError(f"settings must be JSON-like (string keys, no cycles): {e}") from None
 
         self.audio = None if audio is None else Path(audio)
         if self.audio is not None:
