@@ -140,6 +140,41 @@ def test_too_few_steps_for_the_strength_run_one_step(init):
     np.testing.assert_array_equal(b.img2img(init, seed=2, **{**call, "strength": 5e-4}), init)
 
 
+def test_input_limits(init):
+    b = smoke_backend()
+    for kw, msg in (
+        ({"cfg": 1e30}, "cfg"),
+        ({"cfg": float("nan")}, "cfg"),
+        ({"steps": 10**6}, "steps"),
+        ({"prompt": "(a cat:1e30)"}, "weight"),
+        ({"negative": "(blur:1e400)"}, "weight"),
+    ):
+        with pytest.raises(ValueError, match=msg):
+            b.img2img(init, seed=2, **{**CALL, **kw})
+    # strength 0 passes the frame (a schedule may reach 0 at the wave's low point)
+    np.testing.assert_array_equal(b.img2img(init, seed=2, **{**CALL, "strength": 0.0}), init)
+    # seeds are 32-bit: 2**32 + 5 is seed 5, and numbers beyond 64 bits work
+    same = b.img2img(init, seed=5, **CALL)
+    np.testing.assert_array_equal(b.img2img(init, seed=2**32 + 5, **CALL), same)
+    b.img2img(init, seed=10**30, **CALL)
+    with pytest.raises(ValueError, match="PNDM"):
+        smoke_backend(scheduler="PNDM").img2img(init, seed=2, **{**CALL, "steps": 3})
+
+
+def test_non_finite_model_output_is_an_error(init, monkeypatch):
+    b = smoke_backend()
+    real = b.pipe.vae.decode
+
+    def poisoned(*args, **kwargs):
+        out = real(*args, **kwargs)
+        (out[0] if isinstance(out, tuple) else out.sample)[:] = float("nan")
+        return out
+
+    monkeypatch.setattr(b.pipe.vae, "decode", poisoned)
+    with pytest.raises(ValueError, match="NaN"):
+        b.img2img(init, seed=2, **CALL)
+
+
 def test_frames_are_quantised_as_numpy_would(init):
     """The backend quantises on the device; the oracle is diffusers' own float output
     quantised on the host (clip, *255 + 0.5, truncate)."""

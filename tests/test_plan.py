@@ -59,3 +59,21 @@ def test_save_load_and_correct(tmp_path, photos):
         ColourPlan({"0": photos["coffee"]})  # type: ignore[dict-item]
     with pytest.raises(TypeError, match="^i "):
         ColourPlan({0: photos["coffee"]}).target(float("nan"))  # type: ignore[arg-type]
+
+
+def test_reading_16_bit_and_oversized_images(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from PIL import Image
+
+    from loopwave.plan import _read_png
+
+    grey = (np.arange(64 * 48).reshape(48, 64) * 21).astype(np.uint16)
+    Image.fromarray(grey).save(tmp_path / "g16.png")
+    got = _read_png(Path(tmp_path / "g16.png"))
+    assert got.shape == (48, 64, 3) and got.dtype == np.uint8
+    # scaled to 8 bits, not clipped at 255 (PIL's convert("RGB") saturated it)
+    np.testing.assert_array_equal(got[..., 0], np.round(grey / 257).astype(np.uint8))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 64x48 is then a "bomb"
+    with pytest.raises(ValueError, match="g16.png"):
+        _read_png(Path(tmp_path / "g16.png"))

@@ -50,6 +50,11 @@ def test_parser_table(text, want):
 def test_parser_refuses_non_text():
     with pytest.raises(TypeError, match="prompt must be a str"):
         parse_weights(None)  # type: ignore[arg-type]
+    # a weight that is not finite, or beyond +-100 (1e30 blacked out every frame)
+    for text in ("(a:1e400)", "(a:-1e30)", "(" * 800 + "a", "(a:101)"):
+        with pytest.raises(ValueError, match="weight"):
+            parse_weights(text)
+    assert parse_weights("(a:100)") == [("a", 100.0)]
 
 
 @settings(max_examples=300, deadline=None)

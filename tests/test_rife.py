@@ -94,6 +94,14 @@ def test_model_errors(tmp_path):
     for bad in (0, float("inf"), 3, True):  # once ZeroDivisionError / torch errors
         with pytest.raises(ValueError, match="scale"):
             export_onnx(tmp_path / "x.onnx", scale=bad)
+    with pytest.raises(ValueError, match="scale"):
+        OnnxRifeInterpolator(junk, scale=0.3)
+    with pytest.raises(ValueError, match="device"):
+        TorchRifeInterpolator(device="bogus")
+    odd = tmp_path / "odd.pkl"
+    torch.save({1: torch.zeros(1)}, odd)
+    with pytest.raises(ValueError, match="named tensors"):
+        TorchRifeInterpolator(odd)
 
 
 def test_export_cli(checkpoint, tmp_path, capsys):

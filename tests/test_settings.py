@@ -49,6 +49,7 @@ def test_toml_file(tmp_path):
         ({"prompts": {"x": "a"}}, r"prompts:"),
         ({"render": 5}, r"render: expected a table"),
         ({"render": {"width": 12}}, r"render\.width"),  # the UNet needs 16+ (GroupNorm)
+        ({"render": {"height": 65}}, r"render\.height: expected a multiple of 8"),
         ({"output": {"name": ".."}}, r"output\.name: expected a folder name"),
         ({"model": {"lora": "x.safetensors"}}, r"model\.lora: expected a list"),
         ({"model": {"accel": {"turbo": True}}}, r"model\.accel: turbo: unknown option"),

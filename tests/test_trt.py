@@ -7,6 +7,8 @@ without them (the development machine had neither).
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -217,6 +219,37 @@ def test_bad_arguments(smoke, tmp_path):
         trt.VaeProfile(scale=0)
     with pytest.raises(ValueError, match="width must be"):
         trt.VaeProfile(width=(512, 256, 512))
+
+    # found by fuzzing: unchecked tuple members, damaged files, a folder as the output
+    for bad in ((1, 2, float("inf")), (8, 8, 8.5), (True, True, True), (1, 2)):
+        with pytest.raises(ValueError, match="batch must be"):
+            trt.ShapeProfile(batch=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="text_len"):
+        trt.ShapeProfile(text_len=-1)
+    with pytest.raises(ValueError, match="height must be"):
+        trt.VaeProfile(height=(8, 8, 8.0))  # type: ignore[arg-type]
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a graph")
+    with pytest.raises(ValueError, match="junk.onnx"):
+        trt.OrtRunner(junk)
+    with pytest.raises(ValueError, match="junk.onnx"):
+        trt.graph_hash(junk)
+    (tmp_path / "dir.onnx").mkdir()
+    with pytest.raises(OSError, match="folder"):
+        trt.export_unet(smoke.pipe.unet, tmp_path / "dir.onnx")
+    assert not (tmp_path / "dir.onnx.tmp").exists()
+
+
+def test_runner_wrong_shapes_and_missing_tensorrt(smoke, onnx_fixed, tmp_path):
+    r = trt.OrtRunner(onnx_fixed)
+    bad = (torch.zeros(1, 4, 3, 3), torch.zeros(1), torch.zeros(1, 77, 32))
+    with pytest.raises(ValueError, match="refused inputs"):
+        r(*bad)
+    if importlib.util.find_spec("tensorrt") is None:
+        d = tmp_path / "graphs"
+        with pytest.raises(ImportError, match="tensorrt"):
+            trt.use_exported(smoke, unet="tensorrt", height=64, width=64, directory=d)
+        assert not (d / "unet.onnx").exists()  # refused before the export, not after
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="TensorRT needs a CUDA GPU")

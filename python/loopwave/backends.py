@@ -269,10 +269,18 @@ class DiffusersBackend(Img2Img):
             raise ValueError(
                 f"init must be an (H, W, 3) uint8 image; got {init.dtype} {init.shape}"
             )
-        if not 0 < strength <= 1:
-            raise ValueError(f"strength must be in (0, 1]; got {strength}")
-        n_steps = _steps_for(steps, strength)
-        if n_steps == 0:  # strength below 1/1000: no denoising step at that noise level
+        if not 0 <= strength <= 1:
+            raise ValueError(f"strength must be in [0, 1]; got {strength}")
+        if isinstance(steps, bool) or not 0 <= steps <= 1000:
+            raise ValueError(f"steps must be in 1..1000 (the scheduler's finest); got {steps}")
+        if not abs(cfg) <= 100:  # also NaN
+            raise ValueError(f"cfg must be finite and within +-100; got {cfg}")
+        n_steps = _steps_for(steps, strength) if strength > 0 else 0
+        if 0 < n_steps < 4 and type(self.pipe.scheduler).__name__ == "PNDMScheduler":
+            # its Runge-Kutta warm-up takes 4 steps; fewer failed inside diffusers with
+            # "operands could not be broadcast together"
+            raise ValueError(f"steps: the PNDM scheduler needs at least 4 steps; got {n_steps}")
+        if n_steps == 0:  # strength 0 or below 1/1000: no denoising step at that noise level
             unchanged: np.ndarray = init.copy()
             return unchanged
         kept = self._kept
@@ -295,7 +303,9 @@ class DiffusersBackend(Img2Img):
         # a CPU generator gives the same frames on every device; on a GPU it costs a
         # host-to-device copy of fresh noise at each ancestral step (device_rng avoids it)
         gen_device = self.device if self.accel["device_rng"] else torch.device("cpu")
-        gen = torch.Generator(gen_device).manual_seed(int(seed))
+        # seeds are 32-bit, as in A1111: torch's CPU generator reads only the low 32 bits
+        # (2**32 gave seed 0's noise) and a number beyond 64 bits overflowed
+        gen = torch.Generator(gen_device).manual_seed(int(seed) % 2**32)
         with torch.inference_mode():
             out = self.pipe(
                 prompt_embeds=self.embed(prompt, arg="prompt"),
@@ -308,6 +318,11 @@ class DiffusersBackend(Img2Img):
                 generator=gen,
                 output_type="pt",
             ).images[0]
+            if not bool(torch.isfinite(out).all()):  # NaN would quantise to black frames
+                raise ValueError(
+                    "the model produced NaN/inf pixels (prompt weights, cfg or a LoRA scale "
+                    "too large for it, or an fp16 overflow)"
+                )
             # quantised on the device with the arithmetic numpy would use on the host
             # (float32 clip, *255 + 0.5, truncate): one byte per sample crosses the bus
             u8 = (out.float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0)
@@ -580,4 +595,8 @@ def _apply_loras(pipe: Any, loras: list[tuple[Path, float]]) -> None:
             pipe.load_lora_weights(str(p.parent), weight_name=p.name, adapter_name=name)
         except (ValueError, KeyError, RuntimeError, OSError) as e:  # corrupt or not a LoRA
             raise ValueError(f"lora: cannot load {p}: {e}") from e
-    pipe.set_adapters(names, adapter_weights=[s for _, s in loras])
+    try:
+        pipe.set_adapters(names, adapter_weights=[s for _, s in loras])
+    except ValueError as e:  # a file with no LoRA tensors for this model loads as nothing
+        files = ", ".join(str(p) for p, _ in loras)
+        raise ValueError(f"lora: no LoRA weights for this model in {files} ({e})") from None

@@ -384,6 +384,9 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--json", metavar="PATH", help="write the report as JSON")
 
     def run(a: Any) -> int:
+        if a.json and (Path(a.json).is_dir() or not Path(a.json).parent.is_dir()):
+            # checked first: the measurements take minutes
+            raise OSError(f"--json: cannot write {a.json} (a folder, or its folder is missing)")
         accel = {
             "channels_last": a.channels_last,
             "compile": [x for x in a.compile.split(",") if x],

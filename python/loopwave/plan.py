@@ -117,7 +117,16 @@ def _read_png(path: Path) -> np.ndarray:
     try:
         from PIL import Image
 
-        return np.asarray(Image.open(path).convert("RGB"))
+        try:
+            with Image.open(path) as im:
+                if im.mode in ("I", "I;16", "I;16B", "I;16L"):
+                    # 16-bit grey: scaled to 8 bits (PIL's convert("RGB") clips it at 255)
+                    grey = np.asarray(im, dtype=np.float64) / 257.0
+                    g8 = np.clip(np.round(grey), 0, 255).astype(np.uint8)
+                    return np.repeat(g8[..., None], 3, axis=2)
+                return np.asarray(im.convert("RGB"))
+        except Image.DecompressionBombError as e:  # not an OSError: name the file
+            raise ValueError(f"{path}: {e}") from None
     except ImportError:  # pragma: no cover - fall back to PyAV
         from .video import _read_png as read_with_av
 

@@ -52,6 +52,8 @@ __all__ = [
 ]
 
 UP, DOWN = 1.1, 1 / 1.1
+#: the largest prompt weight allowed (A1111 users rarely go past 2; 1e30 gives black frames)
+MAX_WEIGHT = 100.0
 #: means below this fraction of the hidden states' RMS are not restored (see encode_weighted)
 MEAN_FLOOR = 1e-3
 _NUMBER = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*")
@@ -115,6 +117,11 @@ def parse_weights(text: str) -> list[tuple[str, float]]:
     for s, w in out:
         if not s:
             continue
+        if not abs(w) <= MAX_WEIGHT:  # also NaN; a huge weight blacks out every frame
+            raise ValueError(
+                f"prompt: the weight of {s[:40]!r} is {w:.4g}; weights must be finite and "
+                f"within +-{MAX_WEIGHT:g} (check the (text:weight) numbers and the nesting)"
+            )
         if merged and abs(merged[-1][1] - w) < 1e-12:
             merged[-1] = (merged[-1][0] + s, w)
         else:

@@ -297,8 +297,11 @@ class _Job:
         tx, ty = self.motion["translation_x"](i), self.motion["translation_y"](i)
         if z == 1 and a == 0 and tx == 0 and ty == 0:
             return frame
-        m = motion_matrix(self.h, self.w, zoom=z, angle=a, translate=(tx, ty))
-        return warp_affine(frame, m, border=self.s["motion"]["border"])
+        try:
+            m = motion_matrix(self.h, self.w, zoom=z, angle=a, translate=(tx, ty))
+            return warp_affine(frame, m, border=self.s["motion"]["border"])
+        except ValueError as e:  # e.g. a zoom schedule reaching 0
+            raise ValueError(f"motion at frame {i}: {e}") from None
 
     def first_frame(self) -> np.ndarray:
         path = self.s["render"]["init_image"]

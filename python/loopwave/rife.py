@@ -170,6 +170,11 @@ def load_state_dict_file(model: Any, path: str | os.PathLike[str]) -> Any:
         raise ValueError(f"checkpoint: {p} is not a loadable state dict ({e})") from e
     if not isinstance(sd, Mapping):
         raise ValueError(f"checkpoint: {p} does not hold a state dict (got {type(sd).__name__})")
+    odd = [k for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if odd:
+        raise ValueError(
+            f"checkpoint: {p} is not a state dict of named tensors (e.g. the entry {odd[0]!r})"
+        )
     sd = {k.removeprefix("module."): v for k, v in sd.items()}
     own = model.state_dict()
     missing = sorted(set(own) - set(sd))
@@ -221,7 +226,9 @@ class TorchRifeInterpolator(Interpolator):
         self.model = build_ifnet()
         if checkpoint is not None:
             load_state_dict_file(self.model, checkpoint)
-        self.device = torch.device(device)
+        from .backends import _torch_device
+
+        self.device = _torch_device(torch, device)
         self.model.eval().to(self.device)
         self.scale = scale
 
@@ -311,6 +318,7 @@ class OnnxRifeInterpolator(Interpolator):
             raise ImportError(
                 "the ONNX backend needs onnxruntime: pip install 'loopwave[onnx]'"
             ) from e
+        _check_scale(scale)
         p = Path(model)
         if not p.is_file():
             raise OSError(f"model: no such file {p}")
@@ -330,16 +338,21 @@ class OnnxRifeInterpolator(Interpolator):
                 "(export one with `loopwave export-rife`)"
             )
         self.scale = scale
+        self.path = p
 
     def _between(self, a: np.ndarray, b: np.ndarray, ts: np.ndarray) -> np.ndarray:
         x0, h, w = _pad_to(_to_nchw(a), _pad_multiple(self.scale))
         x1, _, _ = _pad_to(_to_nchw(b), _pad_multiple(self.scale))
         out = []
         for t in ts:
-            y = self.session.run(
-                ["frame"],
-                {"img0": x0, "img1": x1, "timestep": np.full((1, 1, 1, 1), t, np.float32)},
-            )[0]
+            feed = {"img0": x0, "img1": x1, "timestep": np.full((1, 1, 1, 1), t, np.float32)}
+            try:
+                y = self.session.run(["frame"], feed)[0]
+            except Exception as e:  # onnxruntime's errors are not typed: e.g. fixed shapes
+                raise ValueError(
+                    f"model: {self.path} cannot interpolate {x0.shape[2]}x{x0.shape[3]} "
+                    f"(padded) frames ({e}); export one with dynamic sizes: loopwave export-rife"
+                ) from None
             out.append((y[0, :, :h, :w].transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8))
         return np.stack(out)
 

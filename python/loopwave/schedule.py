@@ -452,7 +452,7 @@ def seed_for(
         if schedule is None:
             raise ScheduleError("seed behaviour 'schedule' needs a seed schedule")
         value = schedule(i)
-        if not abs(value) <= 2**62:  # torch seeds are 64-bit integers
-            raise ScheduleError(f"seed schedule at frame {i}: {value} is beyond a 64-bit seed")
+        if not abs(value) <= 2**62:  # rounding a float beyond this makes no sense as a seed
+            raise ScheduleError(f"seed schedule at frame {i}: {value} is too large for a seed")
         return int(round(value))
     raise ScheduleError(f"seed behaviour must be one of {SEED_BEHAVIOURS}; got {behaviour!r}")

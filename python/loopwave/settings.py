@@ -75,6 +75,14 @@ def _str(*choices: str) -> Check:
     return check
 
 
+def _size(v: Any) -> str | None:
+    """A frame side: the VAE works in 8-pixel cells (65 came out as 64)."""
+    problem = _int(16, 8192)(v)
+    if problem is None and v % 8:
+        return f"expected a multiple of 8 (the VAE's cell), got {v}"
+    return problem
+
+
 def _folder_name(v: Any) -> str | None:
     if not isinstance(v, str):
         return f"expected a string, got {v!r}"
@@ -139,8 +147,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
     },
     "render": {
         "frames": (240, _int(1, 1_000_000)),
-        "width": (512, _int(16, 8192)),
-        "height": (512, _int(16, 8192)),
+        "width": (512, _size),
+        "height": (512, _size),
         "seed": (1234, _int(0, 2**32 - 1)),
         "seed_behaviour": ("iter", _str(*SEED_BEHAVIOURS)),
         "seed_schedule": ("0: (0)", _schedule),

@@ -155,6 +155,8 @@ def _export(
 ) -> Path:
     """``torch.onnx.export`` (TorchScript exporter) to a temporary name, then renamed."""
     torch, _ = _deps()
+    if out.is_dir():
+        raise OSError(f"out: cannot write to {out}: it is a folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with torch.inference_mode():
@@ -242,7 +244,10 @@ def graph_hash(path: str | os.PathLike[str]) -> str:
     from onnx.external_data_helper import uses_external_data
 
     p = Path(path)
-    model = onnx.load(str(p), load_external_data=False)
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as e:  # protobuf's DecodeError and the like
+        raise ValueError(f"{p} is not a readable ONNX graph ({e})") from None
     names = sorted(
         {
             e.value
@@ -260,6 +265,19 @@ def graph_hash(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def _check_range(name: str, r: Any) -> None:
+    """A (min, opt, max) triple of ints with 1 <= min <= opt <= max."""
+    ok = (
+        isinstance(r, tuple)
+        and len(r) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in r)
+    )
+    if not ok or not 1 <= r[0] <= r[1] <= r[2]:
+        raise ValueError(
+            f"{name} must be (min, opt, max) ints with 1 <= min <= opt <= max; got {r!r}"
+        )
+
+
 @dataclass(frozen=True)
 class ShapeProfile:
     """The shapes a TensorRT engine accepts: batch and latent size ranges (min, opt, max)."""
@@ -271,9 +289,11 @@ class ShapeProfile:
 
     def __post_init__(self) -> None:
         for name in ("batch", "latent_height", "latent_width"):
-            lo, opt, hi = getattr(self, name)
-            if not (isinstance(lo, int) and 1 <= lo <= opt <= hi):
-                raise ValueError(f"{name} must be (min, opt, max) with 1 <= min <= opt <= max")
+            _check_range(name, getattr(self, name))
+        if isinstance(self.text_len, bool) or not isinstance(self.text_len, int):
+            raise TypeError(f"text_len must be an int; got {self.text_len!r}")
+        if self.text_len < 1:
+            raise ValueError(f"text_len must be >= 1; got {self.text_len}")
 
     @classmethod
     def fixed(cls, height: int, width: int, batch: int = 2) -> ShapeProfile:
@@ -306,9 +326,7 @@ class VaeProfile:
         if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale < 1:
             raise ValueError(f"scale must be a positive int; got {self.scale!r}")
         for name in ("batch", "height", "width"):
-            lo, opt, hi = getattr(self, name)
-            if not (isinstance(lo, int) and 1 <= lo <= opt <= hi):
-                raise ValueError(f"{name} must be (min, opt, max) with 1 <= min <= opt <= max")
+            _check_range(name, getattr(self, name))
         if any(v % self.scale for v in (*self.height, *self.width)):
             raise ValueError(f"height and width must be multiples of scale ({self.scale})")
 
@@ -353,7 +371,11 @@ class OrtRunner:
         have = ort.get_available_providers()
         if providers is None:
             providers = [x for x in ("CUDAExecutionProvider", "CPUExecutionProvider") if x in have]
-        self.session = ort.InferenceSession(str(p), providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(p), providers=providers)
+        except Exception as e:  # onnxruntime's own errors (InvalidProtobuf, ...) are not typed
+            raise ValueError(f"onnx_path: {p} is not a loadable ONNX graph ({e})") from None
+        self.path = p
         self.providers = self.session.get_providers()
         self.inputs = [x.name for x in self.session.get_inputs()]
         self.output = self.session.get_outputs()[0].name
@@ -367,7 +389,11 @@ class OrtRunner:
         feed = {
             n: t.detach().float().cpu().numpy() for n, t in zip(self.inputs, inputs, strict=True)
         }
-        (out,) = self.session.run([self.output], feed)
+        try:
+            (out,) = self.session.run([self.output], feed)
+        except Exception as e:  # onnxruntime's InvalidArgument (wrong shapes) and the like
+            shapes = {n: a.shape for n, a in feed.items()}
+            raise ValueError(f"{self.path} refused inputs {shapes}: {e}") from None
         return torch.from_numpy(out).to(inputs[0].device, inputs[0].dtype)
 
 
@@ -573,6 +599,11 @@ def use_exported(
             raise ValueError(f"{part} must be one of {', '.join(RUNTIMES)}; got {how!r}")
         if how != "torch" and part in backend.accel["compile"]:
             raise ValueError(f"{part}: compiled with torch.compile, it cannot also run as {how}")
+    if "tensorrt" in (unet, vae):  # before minutes of ONNX export, not after
+        import importlib.util
+
+        if importlib.util.find_spec("tensorrt") is None:
+            raise ImportError("the TensorRT backend needs the tensorrt package")
     d = Path(directory)
     if unet != "torch":
         onnx = d / "unet.onnx"
