@@ -289,6 +289,10 @@ def test_bad_devices(device, err, msg):
             smoke_backend(device="cuda")
 
 
+def test_a_torch_device_object_is_a_device():
+    assert smoke_backend(device=torch.device("cpu")).device.type == "cpu"
+
+
 def test_speed_option_errors():
     from loopwave.backends import check_accel
 

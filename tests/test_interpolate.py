@@ -275,8 +275,11 @@ def test_bad_inputs():
         interpolate([a, a], factor=99)
     with pytest.raises(TypeError, match="^frames"):
         interpolate(None)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="list"):
-        interpolate(np.stack([a, a]))
+    with pytest.raises(ValueError, match="^frames: an array"):
+        interpolate(np.stack([a, a])[0])  # one frame, not a batch
+    # an (N, H, W, 3) array is a sequence of frames
+    batch = list(interpolate(np.stack([a, a, a]), factor=2, backend="blend"))
+    assert len(batch) == 5
     with pytest.raises(TypeError, match="^loop"):
         interpolate([a, a], loop="no")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"^frames\[0\] must be uint8"):

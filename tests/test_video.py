@@ -428,11 +428,30 @@ def test_reader_reads_a_raw_stream_and_refuses_after_close(tmp_path):
         np.testing.assert_array_equal(r.read(i), seq[i])
     with pytest.raises(IndexError):
         r.read(10**30)
+    # read in one pass, not restarted per frame (the fallback's own reopen once counted
+    # as another iterator moving the decoder: quadratic time)
+    opened = []
+    real = r._open
+    r._open = lambda: opened.append(1) or real()  # type: ignore[method-assign]
+    assert len(np.concatenate(list(r))) == 12 and len(opened) <= 2
     r.close()
     r.close()  # twice is fine
     for call in (lambda: r.read(0), lambda: list(r), lambda: r.frame_count):
         with pytest.raises(ValueError, match="closed"):
             call()
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mkv"])
+def test_closing_a_reader_mid_iteration_is_an_error_not_a_crash(tmp_path, ext):
+    path = tmp_path / f"c{ext}"
+    with lv.VideoWriter(path, fps=10) as w:
+        w.write(moving(12))
+    r = lv.VideoReader(path, batch=1)
+    it = iter(r)
+    next(it)
+    r.close()  # next(it) once decoded from the closed container: SIGSEGV
+    with pytest.raises(ValueError, match="closed"):
+        next(it)
 
 
 def test_reader_iterators_can_interleave(tmp_path):

@@ -272,14 +272,17 @@ class DiffusersBackend(Img2Img):
         if not 0 <= strength <= 1:
             raise ValueError(f"strength must be in [0, 1]; got {strength}")
         if isinstance(steps, bool) or not 0 <= steps <= 1000:
-            raise ValueError(f"steps must be in 1..1000 (the scheduler's finest); got {steps}")
+            raise ValueError(f"steps must be in 0..1000 (0 runs as 1); got {steps}")
         if not abs(cfg) <= 100:  # also NaN
             raise ValueError(f"cfg must be finite and within +-100; got {cfg}")
         n_steps = _steps_for(steps, strength) if strength > 0 else 0
         if 0 < n_steps < 4 and type(self.pipe.scheduler).__name__ == "PNDMScheduler":
             # its Runge-Kutta warm-up takes 4 steps; fewer failed inside diffusers with
             # "operands could not be broadcast together"
-            raise ValueError(f"steps: the PNDM scheduler needs at least 4 steps; got {n_steps}")
+            raise ValueError(
+                f"steps: the PNDM scheduler needs a schedule of at least 4 steps; {steps} "
+                f"steps at strength {strength:g} make one of {n_steps}"
+            )
         if n_steps == 0:  # strength 0 or below 1/1000: no denoising step at that noise level
             unchanged: np.ndarray = init.copy()
             return unchanged
@@ -337,6 +340,8 @@ class DiffusersBackend(Img2Img):
 
 def _torch_device(torch: Any, device: Any) -> Any:
     """``device`` ("auto", "cpu", "cuda", "cuda:1", ...) as a torch.device that exists."""
+    if isinstance(device, torch.device):
+        device = str(device)
     if not isinstance(device, str):
         raise TypeError(f"device must be a string such as 'cuda' or 'cpu'; got {device!r}")
     if device == "auto":

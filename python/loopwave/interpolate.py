@@ -270,15 +270,13 @@ def interpolate(
     The arguments are checked when this is called; the frames as they are read.
     """
     k = resolve_factor(factor, to_fps, fps)
-    if isinstance(frames, (str, bytes, np.ndarray)) or not isinstance(frames, Iterable):
+    if isinstance(frames, np.ndarray) and frames.ndim != 4:
+        raise ValueError(f"frames: an array must be (N, H, W, 3); got shape {frames.shape}")
+    if isinstance(frames, (str, bytes)) or not isinstance(frames, Iterable):
         raise TypeError(
             f"frames must be an iterable of (H, W, 3) uint8 frames; got {type(frames).__name__}"
-            + (
-                " (iterate over an (N, H, W, 3) array with list(arr))"
-                if isinstance(frames, np.ndarray)
-                else ""
-            )
         )
+
     if not isinstance(loop, (bool, np.bool_)):
         raise TypeError(f"loop must be True or False; got {loop!r}")
     interp = _backend(backend)

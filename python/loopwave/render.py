@@ -473,7 +473,7 @@ def render(
     # frames after the last recorded one may be partial writes of a killed run (only
     # the names this renderer writes, 000123.png)
     for f in (rd / "frames").glob("*.png"):
-        if len(f.stem) >= 6 and f.stem.isdigit() and int(f.stem) > last:
+        if len(f.stem) >= 6 and f.stem.isascii() and f.stem.isdigit() and int(f.stem) > last:
             f.unlink()
     if last >= 0:
         with open(rd / "drift.csv", newline="") as fh:

@@ -348,11 +348,14 @@ class OnnxRifeInterpolator(Interpolator):
             feed = {"img0": x0, "img1": x1, "timestep": np.full((1, 1, 1, 1), t, np.float32)}
             try:
                 y = self.session.run(["frame"], feed)[0]
+            except MemoryError:
+                raise
             except Exception as e:  # onnxruntime's errors are not typed: e.g. fixed shapes
                 raise ValueError(
                     f"model: {self.path} cannot interpolate {x0.shape[2]}x{x0.shape[3]} "
-                    f"(padded) frames ({e}); export one with dynamic sizes: loopwave export-rife"
-                ) from None
+                    f"(padded) frames ({e}); a model exported with fixed sizes takes only "
+                    "those (loopwave export-rife makes one with dynamic sizes)"
+                ) from e
             out.append((y[0, :, :h, :w].transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8))
         return np.stack(out)
 

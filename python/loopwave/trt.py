@@ -244,10 +244,14 @@ def graph_hash(path: str | os.PathLike[str]) -> str:
     from onnx.external_data_helper import uses_external_data
 
     p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"path: no such file {p}")
     try:
         model = onnx.load(str(p), load_external_data=False)
+    except MemoryError:
+        raise
     except Exception as e:  # protobuf's DecodeError and the like
-        raise ValueError(f"{p} is not a readable ONNX graph ({e})") from None
+        raise ValueError(f"{p} is not a readable ONNX graph ({e})") from e
     names = sorted(
         {
             e.value
@@ -373,8 +377,10 @@ class OrtRunner:
             providers = [x for x in ("CUDAExecutionProvider", "CPUExecutionProvider") if x in have]
         try:
             self.session = ort.InferenceSession(str(p), providers=providers)
+        except MemoryError:
+            raise
         except Exception as e:  # onnxruntime's own errors (InvalidProtobuf, ...) are not typed
-            raise ValueError(f"onnx_path: {p} is not a loadable ONNX graph ({e})") from None
+            raise ValueError(f"onnx_path: {p} is not a loadable ONNX graph ({e})") from e
         self.path = p
         self.providers = self.session.get_providers()
         self.inputs = [x.name for x in self.session.get_inputs()]
@@ -391,9 +397,11 @@ class OrtRunner:
         }
         try:
             (out,) = self.session.run([self.output], feed)
+        except MemoryError:
+            raise
         except Exception as e:  # onnxruntime's InvalidArgument (wrong shapes) and the like
             shapes = {n: a.shape for n, a in feed.items()}
-            raise ValueError(f"{self.path} refused inputs {shapes}: {e}") from None
+            raise ValueError(f"{self.path} refused inputs {shapes}: {e}") from e
         return torch.from_numpy(out).to(inputs[0].device, inputs[0].dtype)
 
 

@@ -1019,10 +1019,14 @@ class VideoReader:
         to its next frame before going on."""
         i = start
         while True:
-            self._moves += 1
-            mine = self._moves
+            self._moves += 1  # tells suspended iterators that the decoder moves now
+            mine: int | None = None
             for f in self._decode_from(i):
+                if mine is None:  # after the decoder's own seek (or reopen)
+                    mine = self._moves
                 yield f
+                if self._closed:
+                    raise ValueError(f"VideoReader of {self.path} was closed while iterating")
                 i += 1
                 if self._moves != mine:
                     break
@@ -1194,6 +1198,10 @@ def partial_path(out: str | os.PathLike[str]) -> Path:
     p = Path(out)
     if p.is_dir():
         raise OSError(f"output: cannot write to {p}: it is a folder")
+    if p.suffix.lower() not in _MUXERS:
+        raise ValueError(
+            f"output: cannot tell the container of {p}; use one of the extensions {sorted(_MUXERS)}"
+        )
     return p.with_name(p.stem + ".partial" + p.suffix)
 
 
