@@ -289,6 +289,18 @@ def test_bad_devices(device, err, msg):
             smoke_backend(device="cuda")
 
 
+def test_backends_built_on_threads_get_the_same_weights():
+    # the smoke model draws its weights from torch's global generator: built on several
+    # threads at once they came out different (and lazy imports raced)
+    from concurrent.futures import ThreadPoolExecutor
+
+    want = next(smoke_backend().pipe.unet.parameters()).detach().clone()
+    with ThreadPoolExecutor(3) as ex:
+        built = list(ex.map(lambda _: smoke_backend(), range(3)))
+    for b in built:
+        torch.testing.assert_close(next(b.pipe.unet.parameters()), want, rtol=0, atol=0)
+
+
 def test_a_torch_device_object_is_a_device():
     assert smoke_backend(device=torch.device("cpu")).device.type == "cpu"
 

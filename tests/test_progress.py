@@ -33,3 +33,27 @@ def test_lines_before_and_after_a_rate(monkeypatch):
     assert lines[1] == "render [                        ] 3/240 frames 0.2 frames/s ETA 23:42"
     assert lines[2].startswith("render [########################] 240/240 frames")
     assert lines[2].endswith("ETA 0s")
+
+
+def test_a_stream_that_cannot_be_written_turns_the_bar_off():
+    """`loopwave render ... 2>&1 | head -1` once stopped the render with BrokenPipeError
+    from the progress bar; progress is best-effort."""
+    from loopwave._progress import Progress
+
+    class Broken:
+        writes = 0
+
+        def write(self, text):
+            Broken.writes += 1
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+        def isatty(self):
+            return False
+
+    with Progress(5, "work", stream=Broken()) as bar:
+        for _ in range(5):
+            bar.update()
+    assert Broken.writes == 1 and not bar.enabled

@@ -148,6 +148,30 @@ def test_refusals(tmp_path, backend):
     assert (tmp_path / "r" / "frames" / "notes.png").exists()
 
 
+def test_one_render_per_run_folder(tmp_path, backend):
+    """Two renders of one folder at once wrote the same frames and state (drift.csv rows
+    twice, a mixed run); the second is now refused while the first holds RUN_DIR/.lock."""
+    import os
+    import subprocess
+    import sys
+
+    s = Settings.from_dict(JOB)
+    rd = tmp_path / "r"
+    rd.mkdir()
+    (rd / ".lock").write_text(str(os.getpid()))  # as if another thread were rendering here
+    with pytest.raises(ValueError, match="being rendered by another process"):
+        render(s, run_dir=rd, backend=backend, progress=False, video=False)
+    # a lock left by a killed render (its process is gone) is taken over
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    (rd / ".lock").write_text(gone)
+    r = render(s, run_dir=rd, backend=backend, progress=False, video=False, stop_after=1)
+    assert r.frames == 2 and not (rd / ".lock").exists()  # released when it stops
+    (rd / ".lock").write_text(str(os.getpid()))
+    with pytest.raises(ValueError, match="another process"):
+        render(None, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
+
+
 def test_video_settings_are_checked_before_rendering(tmp_path, backend):
     pytest.importorskip("av")
     for video, msg in (({"codec": "bogus"}, "bogus"), ({"codec": "h264", "crf": 60}, "crf")):

@@ -56,8 +56,18 @@ class Progress:
             f"{self.desc} [{bar:<24}] {self.done}/{self.total} {self.unit}s "
             f"{rate:.1f} {self.unit}s/s ETA {eta}"
         )
-        self.stream.write(("\r" + line) if self._tty else (line + "\n"))
-        self.stream.flush()
+        self._emit(("\r" + line) if self._tty else (line + "\n"))
+
+    def _emit(self, text: str) -> None:
+        """Progress is best-effort: a closed pipe or a full disk on stderr (``| head``,
+        ``2>/dev/full``) turns the bar off instead of stopping the work."""
+        if not self.enabled:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):  # ValueError: the stream was closed
+            self.enabled = False
 
     def __enter__(self) -> Progress:
         return self
@@ -66,8 +76,7 @@ class Progress:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self.enabled and self._tty:
-            self.stream.write("\n")
-            self.stream.flush()
+            self._emit("\n")
 
 
 def _clock(seconds: float) -> str:

@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import abc
 import collections
+import functools
 import json
 import logging
 import math
 import os
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -441,6 +444,24 @@ def _img2img_pipeline(unet: Any, vae: Any, text: Any, tokenizer: Any) -> Any:
     )
 
 
+# backends are built one at a time: the smoke model's weights come from torch's
+# process-wide random generator, and the lazy imports of diffusers and transformers race
+# (renders on several threads got other weights, or ImportErrors). A backend itself is not
+# thread-safe (its scheduler keeps state): give each thread its own.
+_BUILD_LOCK = threading.RLock()
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _one_at_a_time(fn: _F) -> _F:
+    @functools.wraps(fn)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with _BUILD_LOCK:
+            return fn(*args, **kwargs)
+
+    return cast(_F, locked)
+
+
+@_one_at_a_time
 def smoke_backend(
     *,
     device: str = "cpu",
@@ -504,6 +525,7 @@ def smoke_backend(
     )
 
 
+@_one_at_a_time
 def load_backend(
     kind: str,
     path: str | os.PathLike[str] = "",

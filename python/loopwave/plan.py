@@ -22,6 +22,7 @@ Example
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -94,7 +95,10 @@ class ColourPlan:
         d.mkdir(parents=True, exist_ok=True)
         for k, img in self.keyframes.items():
             write_png(d / f"{k:06d}.png", img)
-        (Path(run_dir) / "plan.json").write_text(json.dumps({"keyframes": self._keys}))
+        index = Path(run_dir) / "plan.json"  # written whole or not at all (a kill)
+        tmp = index.with_name(index.name + ".tmp")
+        tmp.write_text(json.dumps({"keyframes": self._keys}))
+        os.replace(tmp, index)
         return d
 
     @classmethod

@@ -62,6 +62,54 @@ class RenderResult:
     video: Path | None
 
 
+class _RunLock:
+    """``RUN_DIR/.lock`` holding this process's id, created exclusively; a lock left by a
+    process that no longer runs (killed) is taken over."""
+
+    def __init__(self, rd: Path) -> None:
+        rd.mkdir(parents=True, exist_ok=True)
+        self.path = rd / ".lock"
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if self._holder_alive():
+                    raise ValueError(
+                        f"run_dir: {rd} is being rendered by another process "
+                        f"(pid {self._holder()}); wait for it, or stop it first"
+                    ) from None
+                self.path.unlink(missing_ok=True)  # left by a killed render
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return
+        raise ValueError(f"run_dir: cannot take the lock {self.path}")
+
+    def _holder(self) -> int | None:
+        try:
+            return int(self.path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _holder_alive(self) -> bool:
+        pid = self._holder()
+        if pid is None:
+            return False
+        if pid == os.getpid():
+            return True  # another thread of this process renders here
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True  # alive, another user's
+        return True
+
+    def release(self) -> None:
+        if self._holder() == os.getpid():
+            self.path.unlink(missing_ok=True)
+
+
 def _read_json(path: Path) -> Any:
     """A run file's JSON; a damaged one is a ValueError naming the file."""
     try:
@@ -463,92 +511,100 @@ def render(
                 directory=_graph_dir(m, **size),
                 **size,
             )
-    if not resume:
-        (rd / "frames").mkdir(parents=True, exist_ok=True)
-        _atomic_json(rd / "settings.json", dict(settings))
-        (rd / "drift.csv").write_text("frame,delta_e_to_target,delta_e_to_previous\n")
-    job = _Job(settings, backend)
-    c = settings["colour"]
-    last = _read_state(rd)
-    # frames after the last recorded one may be partial writes of a killed run (only
-    # the names this renderer writes, 000123.png)
-    for f in (rd / "frames").glob("*.png"):
-        if len(f.stem) >= 6 and f.stem.isascii() and f.stem.isdigit() and int(f.stem) > last:
-            f.unlink()
-    if last >= 0:
-        with open(rd / "drift.csv", newline="") as fh:
-            rows = list(csv.reader(fh))
-        with open(rd / "drift.csv", "w", newline="") as fh:
-            csv.writer(fh).writerows(r for r in rows if not r[0].isdigit() or int(r[0]) <= last)
-    first = _read_png(rd / "frames" / f"{0:06d}.png") if last >= 0 else job.first_frame()
-    plan: ColourPlan | None = None
-    if c["mode"] == "plan":
-        if (rd / "plan.json").exists():
-            plan = ColourPlan.load(rd)
-        else:
-            total = len(keyframe_indices(job.n, c["keyframe_every"])) * c["renders"]
-            with Progress(
-                total, f"colour plan [{backend.label}]", unit="render", enabled=progress
-            ) as plan_bar:
-
-                def keyframe(k: int, v: int) -> np.ndarray:
-                    img = job.generate(first, k, c["keyframe_strength"], job.seed(k) + 7919 * v)
-                    plan_bar.update()
-                    return img
-
-                plan = ColourPlan.build(
-                    keyframe, frames=job.n, every=c["keyframe_every"], renders=c["renders"]
-                )
-            plan.save(rd)
-
-    def target(i: int) -> np.ndarray | None:
-        return plan.target(i) if plan else (first if c["mode"] == "first" else None)
-
-    prev = _read_png(rd / "frames" / f"{last:06d}.png") if last >= 0 else None
-    done = last + 1
-    encode = video and _have_av()
-    encoder = _Stage("encoding", _encoder(rd, settings, done)) if encode else None
-    writer = _Stage("saving frames", _saver(rd, encoder))
-
-    def stop(finish: bool) -> None:
-        """Flush every generated frame to disk; finish the video only if ``finish``."""
-        if encoder is not None and not finish:
-            encoder.abandon()
-        writer.close()
-        if encoder is not None and finish:
-            encoder.close()
-
+    # one render per run folder at a time: a second process (the same job started twice,
+    # or a resume while the first still runs) would write the same frames and state
+    lock = _RunLock(rd)
     try:
-        with Progress(job.n, f"render [{backend.label}]", enabled=progress, initial=done) as bar:
-            for i in range(done, job.n):
-                t = target(i)
-                if i == 0:
-                    frame = first
-                else:
-                    assert prev is not None
-                    frame = job.generate(job.move(prev, i), i, job.strength(i), job.seed(i))
-                    if t is not None:
-                        frame = color_correct(frame, t, gamma=c["gamma"])
-                # drift figures and saving run on the writer thread, encoding on its own
-                writer.put((i, frame, t, prev))
-                prev = frame
-                if on_frame is not None:
-                    on_frame(i, frame)
-                bar.update(timed=i > 0)  # frame 0 was made before the loop
-                if stop_after is not None and i >= stop_after:
-                    stop(finish=False)
-                    return RenderResult(rd, i + 1, None)
-    except BaseException:
-        # Ctrl-C, a failing backend or stage, or a consumer that stopped early: flush what
-        # was generated (resume continues from it) and let the original error through
+        if not resume:
+            (rd / "frames").mkdir(parents=True, exist_ok=True)
+            _atomic_json(rd / "settings.json", dict(settings))
+            (rd / "drift.csv").write_text("frame,delta_e_to_target,delta_e_to_previous\n")
+        job = _Job(settings, backend)
+        c = settings["colour"]
+        last = _read_state(rd)
+        # frames after the last recorded one may be partial writes of a killed run (only
+        # the names this renderer writes, 000123.png)
+        for f in (rd / "frames").glob("*.png"):
+            if len(f.stem) >= 6 and f.stem.isascii() and f.stem.isdigit() and int(f.stem) > last:
+                f.unlink()
+        if last >= 0:
+            with open(rd / "drift.csv", newline="") as fh:
+                rows = list(csv.reader(fh))
+            with open(rd / "drift.csv", "w", newline="") as fh:
+                csv.writer(fh).writerows(r for r in rows if not r[0].isdigit() or int(r[0]) <= last)
+        first = _read_png(rd / "frames" / f"{0:06d}.png") if last >= 0 else job.first_frame()
+        plan: ColourPlan | None = None
+        if c["mode"] == "plan":
+            if (rd / "plan.json").exists():
+                plan = ColourPlan.load(rd)
+            else:
+                total = len(keyframe_indices(job.n, c["keyframe_every"])) * c["renders"]
+                with Progress(
+                    total, f"colour plan [{backend.label}]", unit="render", enabled=progress
+                ) as plan_bar:
+
+                    def keyframe(k: int, v: int) -> np.ndarray:
+                        img = job.generate(first, k, c["keyframe_strength"], job.seed(k) + 7919 * v)
+                        plan_bar.update()
+                        return img
+
+                    plan = ColourPlan.build(
+                        keyframe, frames=job.n, every=c["keyframe_every"], renders=c["renders"]
+                    )
+                plan.save(rd)
+
+        def target(i: int) -> np.ndarray | None:
+            return plan.target(i) if plan else (first if c["mode"] == "first" else None)
+
+        prev = _read_png(rd / "frames" / f"{last:06d}.png") if last >= 0 else None
+        done = last + 1
+        encode = video and _have_av()
+        encoder = _Stage("encoding", _encoder(rd, settings, done)) if encode else None
+        writer = _Stage("saving frames", _saver(rd, encoder))
+
+        def stop(finish: bool) -> None:
+            """Flush every generated frame to disk; finish the video only if ``finish``."""
+            if encoder is not None and not finish:
+                encoder.abandon()
+            writer.close()
+            if encoder is not None and finish:
+                encoder.close()
+
         try:
-            stop(finish=False)
-        except StageError:
-            pass
-        raise
-    stop(finish=True)
-    _drift_plot(rd)
-    return RenderResult(rd, job.n, _video_path(rd, settings) if encode else None)
+            with Progress(
+                job.n, f"render [{backend.label}]", enabled=progress, initial=done
+            ) as bar:
+                for i in range(done, job.n):
+                    t = target(i)
+                    if i == 0:
+                        frame = first
+                    else:
+                        assert prev is not None
+                        frame = job.generate(job.move(prev, i), i, job.strength(i), job.seed(i))
+                        if t is not None:
+                            frame = color_correct(frame, t, gamma=c["gamma"])
+                    # drift figures and saving run on the writer thread, encoding on its own
+                    writer.put((i, frame, t, prev))
+                    prev = frame
+                    if on_frame is not None:
+                        on_frame(i, frame)
+                    bar.update(timed=i > 0)  # frame 0 was made before the loop
+                    if stop_after is not None and i >= stop_after:
+                        stop(finish=False)
+                        return RenderResult(rd, i + 1, None)
+        except BaseException:
+            # Ctrl-C, a failing backend or stage, or a consumer that stopped early: flush what
+            # was generated (resume continues from it) and let the original error through
+            try:
+                stop(finish=False)
+            except StageError:
+                pass
+            raise
+        stop(finish=True)
+        _drift_plot(rd)
+        return RenderResult(rd, job.n, _video_path(rd, settings) if encode else None)
+    finally:
+        lock.release()
 
 
 class _Stop(Exception):
@@ -616,7 +672,8 @@ def add_cli(sub: Any) -> None:
         try:
             return go(a)
         except KeyboardInterrupt:
-            if a.resume or run_dir:
+            started = a.resume or (run_dir and (run_dir[0] / "settings.json").exists())
+            if started:
                 print(
                     "every generated frame is saved; continue with: "
                     f"loopwave render --resume {a.resume or run_dir[0]}",
