@@ -432,15 +432,13 @@ def add_cli(sub: Any) -> None:
         count = 0
         with Progress(total or 0, "interpolate", enabled=not a.quiet and bool(total)) as bar:
             if video_out:
-                from .video import VideoWriter, partial_path
+                from .video import writing_video
 
-                # renamed when complete: a failure never leaves a finished-looking video
-                with VideoWriter(partial_path(out), fps=fps * k) as w:
+                with writing_video(out, fps=fps * k) as w:
                     for f in stream:
                         w.write(f)
                         count += 1
                         bar.update()
-                os.replace(partial_path(out), out)
             else:
                 out.mkdir(parents=True, exist_ok=True)
                 for f in stream:

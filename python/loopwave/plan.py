@@ -25,6 +25,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -95,10 +96,7 @@ class ColourPlan:
         d.mkdir(parents=True, exist_ok=True)
         for k, img in self.keyframes.items():
             write_png(d / f"{k:06d}.png", img)
-        index = Path(run_dir) / "plan.json"  # written whole or not at all (a kill)
-        tmp = index.with_name(index.name + ".tmp")
-        tmp.write_text(json.dumps({"keyframes": self._keys}))
-        os.replace(tmp, index)
+        _atomic_json(Path(run_dir) / "plan.json", {"keyframes": self._keys})
         return d
 
     @classmethod
@@ -107,14 +105,32 @@ class ColourPlan:
         index = Path(run_dir) / "plan.json"
         if not index.is_file():
             raise OSError(f"run_dir: no colour plan in {run_dir} (plan.json missing)")
+        data = _read_json(index)
         try:
-            keys = json.loads(index.read_text(encoding="utf-8"))["keyframes"]
-            frames = [int(k) for k in keys]
-        except (ValueError, KeyError, TypeError, RecursionError) as e:
+            frames = [int(k) for k in data["keyframes"]]
+        except (ValueError, KeyError, TypeError) as e:
             raise ValueError(
                 f'{index}: expected {{"keyframes": [frame, ...]}} ({type(e).__name__}: {e})'
             ) from None
         return cls({k: _read_png(Path(run_dir) / "plan" / f"{k:06d}.png") for k in frames})
+
+
+# the run folder's JSON files (settings, state, the plan's index), shared with the renderer
+
+
+def _atomic_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON whole or not at all (a temporary file, then rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    """A run file's JSON; a damaged one is a ValueError naming the file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{path}: not readable JSON ({e}); the run folder is damaged") from None
 
 
 def _read_png(path: Path) -> np.ndarray:

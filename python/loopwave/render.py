@@ -47,7 +47,7 @@ import numpy as np
 from ._progress import Progress
 from .backends import Img2Img, load_backend
 from .color import color_correct, motion_matrix, rgb_to_lab, warp_affine
-from .plan import ColourPlan, _read_png, keyframe_indices
+from .plan import ColourPlan, _atomic_json, _read_json, _read_png, keyframe_indices
 from .png import write_png
 from .schedule import Schedule, parse_prompts, prompt_at, seed_for, wave_strength
 from .settings import Settings
@@ -105,17 +105,12 @@ class _RunLock:
             return True  # alive, another user's
         return True
 
-    def release(self) -> None:
+    def __enter__(self) -> _RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         if self._holder() == os.getpid():
             self.path.unlink(missing_ok=True)
-
-
-def _read_json(path: Path) -> Any:
-    """A run file's JSON; a damaged one is a ValueError naming the file."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError
-        raise ValueError(f"{path}: not readable JSON ({e}); the run folder is damaged") from None
 
 
 def _read_state(rd: Path) -> int:
@@ -129,12 +124,6 @@ def _read_state(rd: Path) -> int:
             f'{rd / "state.json"}: expected {{"last": frame index >= 0}}; got {state!r:.80}'
         )
     return last
-
-
-def _atomic_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def _graph_dir(m: dict[str, Any], height: int, width: int) -> Path:
@@ -407,10 +396,7 @@ def _encoder(run_dir: Path, s: Settings, on_disk: int) -> Callable[[Iterator[np.
     interpolated and encoded as they come. The video is written under a ``.partial.mp4``
     name and renamed when complete, so a killed run never leaves a truncated NAME.mp4."""
     from .interpolate import interpolate
-    from .video import VideoWriter
-
-    out = _video_path(run_dir, s)
-    tmp = out.with_name(out.stem + ".partial.mp4")
+    from .video import writing_video
 
     def work(live: Iterator[np.ndarray]) -> None:
         i, v = s["interpolation"], s["video"]
@@ -424,21 +410,17 @@ def _encoder(run_dir: Path, s: Settings, on_disk: int) -> Callable[[Iterator[np.
             frames = interpolate(
                 frames, factor=i["factor"], backend=backend, scene_cut=i["scene_cut"]
             )
-        try:
-            with VideoWriter(
-                tmp,
-                fps=v["fps"] * i["factor"],
-                codec=v["codec"],
-                crf=v["crf"],
-                title=s["output"]["name"],
-                settings=s,
-            ) as w:
-                for f in frames:
-                    w.write(f)
-        except BaseException:  # abandoned or failed: no half video left behind
-            tmp.unlink(missing_ok=True)
-            raise
-        os.replace(tmp, out)
+        with writing_video(
+            _video_path(run_dir, s),
+            keep_partial=False,  # abandoned or failed: resume encodes again from the frames
+            fps=v["fps"] * i["factor"],
+            codec=v["codec"],
+            crf=v["crf"],
+            title=s["output"]["name"],
+            settings=s,
+        ) as w:
+            for f in frames:
+                w.write(f)
 
     return work
 
@@ -513,8 +495,7 @@ def render(
             )
     # one render per run folder at a time: a second process (the same job started twice,
     # or a resume while the first still runs) would write the same frames and state
-    lock = _RunLock(rd)
-    try:
+    with _RunLock(rd):
         if not resume:
             (rd / "frames").mkdir(parents=True, exist_ok=True)
             _atomic_json(rd / "settings.json", dict(settings))
@@ -603,8 +584,6 @@ def render(
         stop(finish=True)
         _drift_plot(rd)
         return RenderResult(rd, job.n, _video_path(rd, settings) if encode else None)
-    finally:
-        lock.release()
 
 
 class _Stop(Exception):

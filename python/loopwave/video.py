@@ -42,6 +42,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import io
 import json
@@ -1193,8 +1194,13 @@ def check_codec(codec: Any, crf: int) -> str:
     return encoder
 
 
-def partial_path(out: str | os.PathLike[str]) -> Path:
-    """Where a video is written before it is complete: ``NAME.partial.EXT`` beside ``out``."""
+@contextlib.contextmanager
+def writing_video(
+    out: str | os.PathLike[str], *, keep_partial: bool = True, **writer_options: Any
+) -> Iterator[VideoWriter]:
+    """A :class:`VideoWriter` on ``NAME.partial.EXT`` beside ``out``, renamed to ``out``
+    when the block ends without an error, so a failure never leaves a complete-looking
+    video. On an error the partial file stays (``keep_partial``, to look at) or goes."""
     p = Path(out)
     if p.is_dir():
         raise OSError(f"output: cannot write to {p}: it is a folder")
@@ -1202,7 +1208,15 @@ def partial_path(out: str | os.PathLike[str]) -> Path:
         raise ValueError(
             f"output: cannot tell the container of {p}; use one of the extensions {sorted(_MUXERS)}"
         )
-    return p.with_name(p.stem + ".partial" + p.suffix)
+    tmp = p.with_name(p.stem + ".partial" + p.suffix)
+    try:
+        with VideoWriter(tmp, **writer_options) as w:
+            yield w
+    except BaseException:
+        if not keep_partial:
+            tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, p)
 
 
 def encode_dir(
@@ -1229,16 +1243,13 @@ def encode_dir(
 
     files = read_frames_dir(folder)
     segmented = writer_options.get("segment_seconds") is not None
-    target = Path(out) if segmented else partial_path(out)
     with (
-        VideoWriter(target, **writer_options) as w,
+        (VideoWriter if segmented else writing_video)(out, **writer_options) as w,
         Progress(len(files), "encode", enabled=progress) as bar,
     ):
         for f in files:
             w.write(_read_png(f))
             bar.update()
-    if not segmented:
-        os.replace(target, out)
     return len(files)
 
 
