@@ -405,21 +405,47 @@ def test_reader_keeps_frame_0_of_every_codec(tmp_path, codec):
         assert abs(float(r.read(0).mean())) < 2 and abs(float(r.read(1).mean()) - 10) < 2
 
 
-def test_reader_reads_a_raw_stream_and_refuses_after_close(tmp_path):
-    """A raw H.264 stream cannot seek (FFmpeg says 'Operation not permitted'): the reader
-    decodes from the start and counts frames instead."""
+def write_h264_with_pyav(path, fmt, frames, **options):
+    """H.264 in a container VideoWriter does not write (raw, MPEG-TS), straight from PyAV."""
     av = pytest.importorskip("av")
-    frames = moving(12)
-    path = tmp_path / "raw.h264"
-    c = av.open(str(path), "w", format="h264")
-    s = c.add_stream("libx264", rate=10, options={"crf": "4"})
-    s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+    c = av.open(str(path), "w", format=fmt)
+    s = c.add_stream("libx264", rate=10, options={"crf": "4", **options})
+    s.height, s.width = frames.shape[1:3]
+    s.pix_fmt = "yuv420p"
     for f in frames:
         for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
             c.mux(p)
     for p in s.encode():
         c.mux(p)
     c.close()
+
+
+def test_reader_reads_mpeg_ts(tmp_path):
+    """MPEG-TS starts at a nonzero time, and a seek to any time before its second
+    keyframe lands at the end of the file: the reader read 0 frames (of 30)."""
+    frames = moving(30)
+    path = tmp_path / "a.ts"
+    write_h264_with_pyav(path, "mpegts", frames, g="8")
+    av = pytest.importorskip("av")
+    with av.open(str(path)) as c:  # PyAV alone, from the start, as the oracle
+        seq = np.stack([lv.VideoReader._to_rgb(f) for f in c.decode(video=0)])
+    assert len(seq) == 30 and psnr(seq, frames) >= 35
+    with lv.VideoReader(path, batch=7) as r:
+        assert r.frame_count == 30
+        np.testing.assert_array_equal(np.concatenate(list(r)), seq)
+        for i in (0, 5, 29, 8, 17, 1):
+            np.testing.assert_array_equal(r.read(i), seq[i])
+        np.testing.assert_array_equal(np.concatenate(list(r.iter_from(20))), seq[20:])
+        with pytest.raises(IndexError):
+            r.read(30)
+
+
+def test_reader_reads_a_raw_stream_and_refuses_after_close(tmp_path):
+    """A raw H.264 stream cannot seek (FFmpeg says 'Operation not permitted'): the reader
+    decodes from the start and counts frames instead."""
+    frames = moving(12)
+    path = tmp_path / "raw.h264"
+    write_h264_with_pyav(path, "h264", frames)
     r = lv.VideoReader(path, batch=5)
     assert r.frame_count == 12
     seq = np.concatenate(list(r))

@@ -1043,6 +1043,8 @@ class VideoReader:
         # Seek to a keyframe at or before the target; some containers (fragmented
         # MP4, B-frames) land after it, so step back a second at a time until the
         # first decoded frame is not past the target, or we are before the start.
+        if start >= self.frame_count:
+            return
         step = max(1, int(round(1 / tb)))
         floor = self._before_start()
         seek_to = int(target)
@@ -1057,11 +1059,14 @@ class VideoReader:
                     return
                 frames = self.container.decode(self.stream)
                 head = next(frames, None)
-                if head is None or head.pts is None or head.pts <= target + half:
+                if head is not None and (head.pts is None or head.pts <= target + half):
                     break
                 if seek_to <= floor:
                     break
+                # landed past the target, or past the end (MPEG-TS lands there when asked
+                # for a time before its second keyframe): step back, twice as far each time
                 seek_to -= step
+                step *= 2
             if head is None:
                 return
             if head.pts is None and start > 0:
