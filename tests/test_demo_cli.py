@@ -97,3 +97,19 @@ def test_cli_demo_and_errors(tmp_path, capsys) -> None:
     assert "2 GiB" in capsys.readouterr().err  # not a MemoryError traceback
     with pytest.raises(SystemExit):
         main(["no-such-command"])
+
+
+def test_cli_version(capsys) -> None:
+    import loopwave
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.split() == [
+        "loopwave",
+        loopwave.__version__,
+        "(colour",
+        "kernels:",
+        f"{loopwave.simd_level()})",
+    ]

@@ -31,7 +31,14 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__, simd_level
+
     p = argparse.ArgumentParser(prog="loopwave", description=__doc__)
+    p.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {__version__} (colour kernels: {simd_level()})",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="colour-correct a simulated drifting loopback run")
     d.add_argument("--out", default="out/demo", help="output directory (default: out/demo)")
