@@ -57,6 +57,20 @@ def test_parser_refuses_non_text():
     assert parse_weights("(a:100)") == [("a", 100.0)]
 
 
+def test_parser_deep_nesting():
+    """Thousands of nested groups, each weight applied once (the parser re-weighted each
+    group's segments at every close and multiplied the whole bracket stack for each
+    segment: 120 KB of '(a ' took 20 s)."""
+    d = 3000
+    ((seg, w),) = parse_weights("(" * d + "a" + ":1.001)" * d)
+    assert seg == "a" and w == pytest.approx(1.001**d, rel=1e-9)
+    got = parse_weights("".join(f"(w{k} " for k in range(40)) + ")" * 40)
+    assert [s for s, _ in got] == [f"w{k} " for k in range(40)]
+    np.testing.assert_allclose([w for _, w in got], 1.1 ** np.arange(1, 41), rtol=1e-12)
+    ((_, w),) = parse_weights("[" * 2000 + "(" * 2000 + "b")
+    assert w == pytest.approx(1.0, rel=1e-9)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet="ab :()[]\\.0123456789", max_size=40))
 def test_parser_never_fails_and_keeps_every_letter(text):

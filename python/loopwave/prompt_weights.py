@@ -59,34 +59,58 @@ MEAN_FLOOR = 1e-3
 _NUMBER = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*")
 
 
+def _scaled(
+    out: list[tuple[str, float]], scales: list[tuple[int, int, float]]
+) -> list[tuple[str, float]]:
+    """``out`` with each closed group's factor applied to its segments. Groups nest (a
+    stack closed them), and each was recorded when it closed, inner before outer, so
+    sorting by start (outer first where starts tie) and walking the segments with a
+    stack of the groups that hold them gives each segment its factors' product in one
+    pass."""
+    if not scales:
+        return out
+    order = sorted(range(len(scales)), key=lambda k: (scales[k][0], -k))
+    res: list[tuple[str, float]] = []
+    held: list[tuple[int, float]] = []  # (end, product of the factors down to this group)
+    nxt = 0
+    for j, (seg, w) in enumerate(out):
+        while held and held[-1][0] <= j:
+            held.pop()
+        while nxt < len(order) and scales[order[nxt]][0] <= j:
+            _, end, f = scales[order[nxt]]
+            held.append((end, f * held[-1][1] if held else f))
+            nxt += 1
+        res.append((seg, w * held[-1][1]) if held else (seg, w))
+    return res
+
+
 def parse_weights(text: str) -> list[tuple[str, float]]:
     """``text`` as ``(segment, weight)`` pairs in order, adjacent equal weights merged and
     empty segments dropped (see the module docs for the syntax)."""
     if not isinstance(text, str):
         raise TypeError(f"prompt must be a str; got {type(text).__name__}")
     out: list[tuple[str, float]] = []
-    # stack of open brackets: (kind, index in `out` where the group starts)
-    stack: list[tuple[str, int]] = []
+    # open brackets: (kind, index in `out` where the group starts, product of the
+    # bracket weights so far), so a segment's weight is read off the top, not
+    # multiplied up through the whole stack (deep nesting was quadratic)
+    stack: list[tuple[str, int, float]] = []
+    # explicit weights of closed groups, (start, end, factor) over `out`, applied once
+    # at the end rather than to the group's segments at each close (also quadratic)
+    scales: list[tuple[int, int, float]] = []
     buf: list[str] = []
-
-    def weight() -> float:
-        w = 1.0
-        for kind, _ in stack:
-            w *= UP if kind == "(" else DOWN
-        return w
 
     def flush() -> None:
         if buf:
-            out.append(("".join(buf), weight()))
+            out.append(("".join(buf), stack[-1][2] if stack else 1.0))
             buf.clear()
 
-    def close(kind: str, factor: float | None) -> None:
-        """Close the innermost bracket: re-weight what it held by ``factor``."""
+    def close(factor: float | None) -> None:
+        """Close the innermost bracket; an explicit weight re-weights what it held."""
         flush()
-        _, start = stack.pop()
-        if factor is not None:
-            f = factor / UP  # the bracket's 1.1 was applied while the group was open
-            out[start:] = [(s, w * f) for s, w in out[start:]]
+        _, start, _ = stack.pop()
+        if factor is not None and start < len(out):
+            # the bracket's 1.1 was applied while the group was open
+            scales.append((start, len(out), factor / UP))
 
     i = 0
     while i < len(text):
@@ -97,7 +121,8 @@ def parse_weights(text: str) -> list[tuple[str, float]]:
             continue
         if ch in "([":
             flush()
-            stack.append((ch, len(out)))
+            above = stack[-1][2] if stack else 1.0
+            stack.append((ch, len(out), above * (UP if ch == "(" else DOWN)))
         elif ch == ")" and stack and stack[-1][0] == "(":
             # "(text:1.3)": the explicit weight is after the last colon of the group
             seg = "".join(buf)
@@ -106,13 +131,14 @@ def parse_weights(text: str) -> list[tuple[str, float]]:
             if colon and _NUMBER.fullmatch(tail):
                 buf[:] = list(head)
                 factor = float(tail)
-            close("(", factor)
+            close(factor)
         elif ch == "]" and stack and stack[-1][0] == "[":
-            close("[", None)
+            close(None)
         else:
             buf.append(ch)
         i += 1
     flush()
+    out = _scaled(out, scales)
     merged: list[tuple[str, float]] = []
     for s, w in out:
         if not s:
