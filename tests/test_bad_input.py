@@ -184,6 +184,15 @@ def test_a_frame_against_a_batch_shows_both_shapes():
             call()
 
 
+def test_mean_frames_list_items_are_single_frames():
+    # a batch among frames was averaged in as its frames: [frame, batch of 3] gave a
+    # four-frame mean
+    with pytest.raises(ValueError, match=r"^frames\[1\] must be one frame"):
+        lw.mean_frames([B2[0], np.stack([B2[0]] * 3)])
+    # a memoryview is an array, not a sequence of sub-views (NotImplementedError before)
+    np.testing.assert_array_equal(lw.mean_frames(memoryview(B2)), lw.mean_frames(B2))
+
+
 def test_mean_frames_needs_several_frames():
     with pytest.raises(ValueError) as exc:
         lw.mean_frames(F)  # one frame, not a batch
@@ -260,7 +269,22 @@ def test_bad_gamma(gamma):
     names_arg(exc, "gamma")
 
 
-@pytest.mark.parametrize("gamma", [None, "2", True, False, b"2", ["a", "b"], object()])
+@pytest.mark.parametrize(
+    "gamma",
+    [
+        None,
+        "2",
+        True,
+        False,
+        b"2",
+        ["a", "b"],
+        object(),
+        # arrays of text, bools or objects (the first two were accepted as numbers)
+        ["1.5", "2"],
+        np.array([True, True]),
+        np.array([1, None], dtype=object),
+    ],
+)
 def test_gamma_wrong_type(gamma):
     with pytest.raises(TypeError) as exc:
         lw.adjust_gamma(F, gamma)
@@ -292,12 +316,25 @@ def test_lab_to_rgb_arguments():
         names_arg(exc, "dtype")
 
 
+def test_lab_to_rgb_names_what_lab_must_be():
+    # a finite float64 beyond float32 was reported as "NaN or infinity"
+    big = np.full((2, 2, 3), 1e300)
+    with pytest.raises(ValueError, match="^lab: has values beyond float32's range"):
+        lw.lab_to_rgb(big)
+    # the shape error said "dtype uint8 or float32", which Lab is not
+    with pytest.raises(ValueError, match="^lab must be a float array of shape") as exc:
+        lw.lab_to_rgb(np.zeros((4, 6), np.float32))
+    assert "uint8" not in str(exc.value)
+
+
 def test_rgb_to_yuv420p_arguments():
     with pytest.raises(ValueError) as exc:
         lw.rgb_to_yuv420p(np.zeros((3, 4, 3), np.uint8))
     names_arg(exc, "frames")
     with pytest.raises(ValueError, match="matrix"):
         lw.rgb_to_yuv420p(F, matrix="bt999")
+    with pytest.raises(ValueError, match="^matrix "):  # UnicodeEncodeError before
+        lw.rgb_to_yuv420p(F, matrix="\ud800")
     with pytest.raises(TypeError) as exc:
         lw.rgb_to_yuv420p(F, matrix=601)
     names_arg(exc, "matrix")

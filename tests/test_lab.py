@@ -202,6 +202,17 @@ def test_out_of_gamut_is_clipped_per_channel_in_linear_rgb():
     np.testing.assert_allclose(f, ref_rgb(lab), atol=5e-5)
 
 
+def test_huge_lab_values_clip_instead_of_overflowing():
+    # L = 1e15 came out black (f^3 overflowed and the matrix made NaN of inf - inf)
+    lab = np.array([[[1e15, 0, 0], [3e38, 0, 0], [-3e38, 0, 0], [1e6, 0, 0]]], np.float32)
+    assert lw.lab_to_rgb(lab).tolist() == [[[255] * 3, [255] * 3, [0] * 3, [255] * 3]]
+    # a huge chroma at mid lightness still clips to a corner like a large one does
+    for a, b in ((1e30, 0), (0, -1e30), (-1e30, 1e30)):
+        huge = lw.lab_to_rgb(np.array([[[50, a, b]]], np.float32))
+        large = lw.lab_to_rgb(np.array([[[50, np.sign(a) * 1e5, np.sign(b) * 1e5]]], np.float32))
+        np.testing.assert_array_equal(huge, large)
+
+
 def test_lab_to_rgb_batch_and_single():
     lab = lw.rgb_to_lab(np.random.default_rng(3).integers(0, 256, (2, 4, 6, 3), dtype=np.uint8))
     out = lw.lab_to_rgb(lab)

@@ -58,6 +58,14 @@ def test_bad_input():
         lw.warp_affine(img.astype(np.float64), lw.motion_matrix(8, 8))
     with pytest.raises(TypeError, match="matrix"):
         lw.warp_affine(img, np.eye(2, 3) + 0j)  # the imaginary part would be dropped
+    # not numbers: TypeErrors naming matrix (None said "got ()"; None inside "NaN")
+    for bad in (None, "abc", [[1, 0, 0], [0, 1, None]], np.eye(2, 3).astype(bool)):
+        with pytest.raises(TypeError, match="^matrix "):
+            lw.warp_affine(img, bad)
+    with pytest.raises(ValueError, match="^matrix "):  # OverflowError before
+        lw.warp_affine(img, [[1, 0, 10**400], [0, 1, 0]])
+    # a plain list of ints, as before
+    np.testing.assert_array_equal(lw.warp_affine(img, [[1, 0, 0], [0, 1, 0]]), img)
 
 
 @pytest.mark.parametrize(
@@ -72,6 +80,11 @@ def test_bad_input():
         ({"translate": (0, "1")}, TypeError, "translate[1]"),
         ({"angle": float("inf")}, ValueError, "angle"),
         ({"zoom": True}, TypeError, "zoom"),
+        # beyond float64 (OverflowError / numpy's isfinite TypeError before)
+        ({"height": 10**400}, ValueError, "height"),
+        ({"zoom": 10**400}, ValueError, "zoom"),
+        # finite arguments whose matrix is not (it held -inf)
+        ({"zoom": 1e308}, ValueError, "zoom"),
     ],
 )
 def test_motion_matrix_arguments(kwargs, err, arg):

@@ -18,10 +18,11 @@ def _native_dtype(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def frames(x: Any, arg: str) -> tuple[np.ndarray, bool]:
-    """Check a frame or batch; return it C-contiguous 4-D, and whether it was one frame."""
+def frames(x: Any, arg: str, form: str = FRAMES_FORM) -> tuple[np.ndarray, bool]:
+    """Check a frame or batch; return it C-contiguous 4-D, and whether it was one frame.
+    ``form`` is how errors describe what is expected."""
     if not isinstance(x, np.ndarray):
-        raise TypeError(f"{arg} must be {FRAMES_FORM}; got {type(x).__name__}")
+        raise TypeError(f"{arg} must be {form}; got {type(x).__name__}")
     x = _native_dtype(x)
     if x.dtype not in FRAME_DTYPES:
         raise TypeError(
@@ -29,7 +30,7 @@ def frames(x: Any, arg: str) -> tuple[np.ndarray, bool]:
             " (convert with .astype(np.float32) or skimage.util.img_as_ubyte)"
         )
     if x.ndim not in (3, 4):
-        raise ValueError(f"{arg} must be {FRAMES_FORM}; got {x.ndim} dimensions, shape {x.shape}")
+        raise ValueError(f"{arg} must be {form}; got {x.ndim} dimensions, shape {x.shape}")
     if x.shape[-1] != 3:
         raise ValueError(f"{arg} must have 3 channels (RGB) in the last axis; got shape {x.shape}")
     if x.size == 0:
@@ -52,20 +53,36 @@ def one_or_per_frame(ref: np.ndarray, arg: str, n: int) -> None:
         )
 
 
+def _is_real(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+def real_array(x: Any, arg: str, form: str) -> np.ndarray:
+    """``x`` as a float64 array of real numbers: ``TypeError`` naming ``arg`` for
+    anything else (None, text, bools, complex, objects), ``ValueError`` for a Python
+    int beyond float64 (not OverflowError). Shape and finiteness are the caller's."""
+    if x is None or isinstance(x, (str, bytes, bool, np.bool_)) or np.iscomplexobj(x):
+        raise TypeError(f"{arg} must be {form}; got {x!r:.60}")
+    try:
+        raw = np.asarray(x)
+    except (TypeError, ValueError):  # ragged nesting
+        raise TypeError(f"{arg} must be {form}; got {type(x).__name__}") from None
+    if raw.dtype == object:
+        if not all(_is_real(v) for v in raw.reshape(-1)):
+            raise TypeError(f"{arg} must be {form}; got items that are not real numbers")
+    elif raw.dtype.kind not in "iuf":  # text, bools, dates, structured
+        raise TypeError(f"{arg} must be {form}; got dtype {raw.dtype}")
+    try:
+        return raw.astype(np.float64)
+    except OverflowError:  # a Python int beyond float64
+        raise ValueError(f"{arg} must be finite; got a number beyond float64's range") from None
+
+
 def per_frame_values(
     x: Any, arg: str, n: int, *, low: float, high: float, low_open: bool
 ) -> np.ndarray:
     """A scalar or one value per frame, finite and within bounds, as float64."""
-    if x is None or isinstance(x, (str, bytes, bool, np.bool_)) or np.iscomplexobj(x):
-        raise TypeError(f"{arg} must be a number or a sequence of {n} numbers; got {x!r}")
-    try:
-        arr = np.asarray(x, dtype=np.float64)
-    except OverflowError:  # a Python int beyond float64
-        raise ValueError(f"{arg} must be finite; got a number beyond float64's range") from None
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"{arg} must be a number or a sequence of {n} numbers; got {type(x).__name__}"
-        ) from None
+    arr = real_array(x, arg, f"a number or a sequence of {n} numbers")
     if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] not in (1, n)):
         raise ValueError(
             f"{arg} must be a number or {n} numbers (one per frame); got shape {arr.shape}"
@@ -88,8 +105,15 @@ def frame_list(x: Any, arg: str) -> np.ndarray:
                 f"{arg} must hold several frames (N, H, W, 3); got one frame {x.shape}"
             )
         return arr
+    if isinstance(x, memoryview):  # a Sequence too, but of sub-views numpy cannot take
+        return frame_list(np.asarray(x), arg)
     if isinstance(x, Sequence) and not isinstance(x, (str, bytes)) and len(x) > 0:
         items = [frames(f, f"{arg}[{i}]") for i, f in enumerate(x)]
+        for i, (f, single) in enumerate(items):
+            if not single:  # a batch among frames was averaged in as several frames
+                raise ValueError(
+                    f"{arg}[{i}] must be one frame (H, W, 3) like the others; got shape {f.shape}"
+                )
         first = items[0][0]
         for i, (f, _) in enumerate(items):
             if f.shape[1:] != first.shape[1:] or f.dtype != first.dtype:

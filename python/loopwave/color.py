@@ -17,6 +17,7 @@ Example
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Literal, overload
 
 import numpy as np
@@ -89,7 +90,17 @@ def lab_to_rgb(lab: npt.ArrayLike, *, dtype: npt.DTypeLike = np.uint8) -> Frames
         raise TypeError(f"dtype must be np.uint8 or np.float32; got {dtype!r}") from None
     if out_dtype not in v.FRAME_DTYPES:
         raise TypeError(f"dtype must be np.uint8 or np.float32; got {out_dtype}")
-    x, single = v.frames(lab.astype(np.float32, copy=False), "lab")
+    if (
+        lab.dtype != np.float32
+        and np.abs(lab[np.isfinite(lab)], dtype=np.float64).max(initial=0.0)
+        > np.finfo(np.float32).max
+    ):
+        raise ValueError("lab: has values beyond float32's range (about 3.4e38)")
+    x, single = v.frames(
+        lab.astype(np.float32, copy=False),
+        "lab",
+        "a float array of shape (H, W, 3) or (N, H, W, 3)",
+    )
     return _squeeze(_native.lab_to_rgb(x, out_dtype == np.uint8), single)
 
 
@@ -295,6 +306,8 @@ def rgb_to_yuv420p(
     x, single = v.frames(frames, "frames")
     if not isinstance(matrix, str):
         raise TypeError(f"matrix must be a string such as 'bt709'; got {type(matrix).__name__}")
+    if not matrix.isascii():  # what the native check cannot even read
+        raise ValueError(f"matrix must be 'bt601', 'bt709' or 'bt2020'; got {matrix!r:.40}")
     if not isinstance(full_range, (bool, np.bool_)):
         raise TypeError(f"full_range must be True or False; got {full_range!r}")
     if x.shape[1] % 2 or x.shape[2] % 2:
@@ -320,24 +333,37 @@ def motion_matrix(
     for name, size in (("height", height), ("width", width)):
         if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)):
             raise TypeError(f"{name} must be an int; got {size!r}")
-        if size < 1:
-            raise ValueError(f"{name} must be >= 1; got {size}")
+        if not 1 <= size <= 2**31:
+            raise ValueError(f"{name} must be in 1..2**31; got {str(size):.40}")
     try:
         tx, ty = translate
     except (TypeError, ValueError):
         raise TypeError(f"translate must be a pair (x, y) of numbers; got {translate!r}") from None
+    vals = {}
     for name, val in (("zoom", zoom), ("angle", angle), ("translate[0]", tx), ("translate[1]", ty)):
         if isinstance(val, (bool, np.bool_)) or not isinstance(val, (int, float, np.number)):
             raise TypeError(f"{name} must be a number; got {val!r}")
-        if np.iscomplexobj(val) or not np.isfinite(val):
-            raise ValueError(f"{name} must be a finite real number; got {val!r}")
+        if np.iscomplexobj(val):
+            raise TypeError(f"{name} must be a real number; got {val!r}")
+        big = isinstance(val, int) and abs(val) > sys.float_info.max  # float() would raise
+        f = np.inf if big else float(val)
+        if not np.isfinite(f):
+            raise ValueError(f"{name} must be a finite real number; got {val!r:.40}")
+        vals[name] = f
     if zoom <= 0:
         raise ValueError(f"zoom must be > 0; got {zoom}")
-    tx, ty = float(tx), float(ty)
+    tx, ty = vals["translate[0]"], vals["translate[1]"]
     cx, cy = width / 2.0, height / 2.0
-    a = zoom * np.cos(np.radians(angle))
-    b = zoom * np.sin(np.radians(angle))
-    return np.array([[a, b, (1 - a) * cx - b * cy + tx], [-b, a, b * cx + (1 - a) * cy + ty]])
+    with np.errstate(over="ignore", invalid="ignore"):
+        a = vals["zoom"] * np.cos(np.radians(vals["angle"]))
+        b = vals["zoom"] * np.sin(np.radians(vals["angle"]))
+        m = np.array([[a, b, (1 - a) * cx - b * cy + tx], [-b, a, b * cx + (1 - a) * cy + ty]])
+    if not np.isfinite(m).all():
+        raise ValueError(
+            f"zoom {zoom!r:.20} with translate {translate!r:.40} and size {height}x{width} "
+            "gives a matrix beyond float64's range"
+        )
+    return m
 
 
 def warp_affine(frames: Frames, matrix: npt.ArrayLike, *, border: str = "replicate") -> Frames:
@@ -348,12 +374,7 @@ def warp_affine(frames: Frames, matrix: npt.ArrayLike, *, border: str = "replica
     ``cv2.warpAffine(..., INTER_LINEAR)`` to within OpenCV's 1/32-pixel weight rounding.
     """
     x, single = v.frames(frames, "frames")
-    if np.iscomplexobj(matrix):
-        raise TypeError("matrix must be real numbers; got complex")
-    try:
-        m = np.asarray(matrix, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"matrix must be a (2, 3) or (N, 2, 3) array; got {matrix!r:.60}") from None
+    m = v.real_array(matrix, "matrix", "a (2, 3) or (N, 2, 3) array of real numbers")
     if m.shape not in ((2, 3), (x.shape[0], 2, 3)):
         raise ValueError(f"matrix must have shape (2, 3) or ({x.shape[0]}, 2, 3); got {m.shape}")
     if not isinstance(border, str):

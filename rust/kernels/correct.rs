@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use super::blend::{lum, set_lum};
 use super::error::Result;
 use super::frames::{check_frames_and_reference, Dims, Sample};
-use super::gamma::{gamma_table_u8, sample_pixels, solve_gamma_on};
+use super::gamma::{gamma_table_u8, sample_pixels, solve_gamma_on, to_f32_gamma};
 use super::histogram::{bin_mapping, Binning, Hist3, FLOAT_BINS};
 use super::lab::{
     decode_block, encode_planes, encode_poly, lab_from_linear_block_steps, linear_from_lab_block,
@@ -198,7 +198,7 @@ impl GammaOut {
     fn new(g: f64) -> Self {
         Self {
             table: gamma_table_u8(g),
-            power: g as f32,
+            power: to_f32_gamma(g),
         }
     }
 

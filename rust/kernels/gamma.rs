@@ -10,7 +10,7 @@
 //! white) gets 1; a target out of reach gets the nearest end of the range.
 
 use super::error::{KernelError, Result};
-use super::frames::{check_finite, check_frames_and_reference, Dims, Sample};
+use super::frames::{check_finite, check_frames_and_reference, clamp01, Dims, Sample};
 use super::lab::{lightness_fast, RGB_TO_XYZ};
 use super::parallel::{install, zip_chunks, CHUNK};
 use super::srgb::{decode_f64, decode_table_u8, InterpLut};
@@ -50,10 +50,17 @@ pub fn gamma_table_u8(g: f64) -> [u8; 256] {
     })
 }
 
+/// A gamma as the `f32` the float paths raise samples to: never 0 (a gamma
+/// below the smallest normal `f32`, 1e-50 say, rounded to 0 and turned black,
+/// 0^0, into white) nor infinite.
+pub fn to_f32_gamma(g: f64) -> f32 {
+    (g as f32).clamp(f32::MIN_POSITIVE, f32::MAX)
+}
+
 /// Apply one gamma to interleaved samples, in place or from `src` to `out`.
 fn apply<T: Sample>(src: &[T], out: &mut [T], g: f64) {
     if T::FLOAT {
-        let g = g as f32;
+        let g = to_f32_gamma(g);
         zip_chunks(src, 1, out, 1, CHUNK, |s, o| {
             for (a, b) in s.iter().zip(o.iter_mut()) {
                 *b = T::from_unit(a.to_unit().powf(g));
@@ -156,11 +163,25 @@ fn mean_lightness_after_imp<T: Sample>(pixels: &[[T; 3]], g: f64) -> f64 {
     };
     if T::FLOAT {
         let lut = InterpLut::new(1024, |x| decode_f64(x.powf(g)));
+        let g32 = to_f32_gamma(g);
+        // Below DIRECT, x^g is computed directly: for g < 1 it climbs so steeply
+        // from 0 that the table's first straight segments fall far short (a frame
+        // of 1e-4 was taken for much darker than it is after gamma 1/32, and got
+        // the end of the range instead of its gamma). From DIRECT up, 16 table
+        // steps in, the segments follow the curve to about 1e-5.
+        const DIRECT: f32 = 1.0 / 64.0;
+        let lin = |x: f32| {
+            if x < DIRECT {
+                decode_f64(clamp01(x).powf(g32) as f64) as f32
+            } else {
+                lut.eval(x)
+            }
+        };
         for block in pixels.chunks(SAMPLE_BLOCK) {
             for (y, p) in ys.iter_mut().zip(block) {
-                *y = w[0] * lut.eval(p[0].to_unit())
-                    + w[1] * lut.eval(p[1].to_unit())
-                    + w[2] * lut.eval(p[2].to_unit());
+                *y = w[0] * lin(p[0].to_unit())
+                    + w[1] * lin(p[1].to_unit())
+                    + w[2] * lin(p[2].to_unit());
             }
             add_block(&ys, block.len());
         }
@@ -311,7 +332,7 @@ pub fn apply_in_place<T: Sample>(frame: &mut [T], g: f64) {
         return;
     }
     let lut = (!T::FLOAT).then(|| gamma_table_u8(g));
-    let gf = g as f32;
+    let gf = to_f32_gamma(g);
     let one = |chunk: &mut [T]| match &lut {
         Some(lut) => chunk
             .iter_mut()

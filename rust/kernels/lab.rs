@@ -415,11 +415,21 @@ fn rgb_to_lab_chunk_imp<T: Sample>(k: &LabConsts, s: &[T], o: &mut [f32]) -> boo
 
 simd_dispatch!(fn rgb_to_lab_chunk<T: Sample>(k: &LabConsts, s: &[T], o: &mut [f32]) -> bool = rgb_to_lab_chunk_imp);
 
+/// The largest |L|, |a| or |b| `lab_to_rgb` computes with: values past it are
+/// held at it (colours there are far outside the gamut and clip to the edges
+/// of the RGB cube).
+const LAB_LIMIT: f32 = 1e6;
+
 #[inline(always)]
 fn lab_to_rgb_chunk_imp<T: Sample>(k: &LabConsts, s: &[f32], o: &mut [T]) {
     let (mut labp, mut rgb) = ([[0.0; BLOCK]; 3], [[0.0; BLOCK]; 3]);
     for (sb, ob) in s.chunks(3 * BLOCK).zip(o.chunks_mut(3 * BLOCK)) {
         deinterleave(sb, &mut labp);
+        // held to +-LAB_LIMIT so f^3 cannot overflow (L = 1e15 came out black: the
+        // matrix made inf - inf = NaN of it)
+        for v in labp.iter_mut().flatten() {
+            *v = v.clamp(-LAB_LIMIT, LAB_LIMIT);
+        }
         linear_from_lab_block(k, &labp, &mut rgb);
         encode_block(&mut rgb, ob);
     }
