@@ -334,3 +334,92 @@ def test_native_flow_kernel_refuses_bad_arrays():
     for args, name in cases:
         with pytest.raises(ValueError, match=name):
             _native._flow_interpolate(*args)
+
+
+def test_cli_never_overwrites_its_input(tmp_path, capsys):
+    """`interpolate clip.partial.mp4 -o clip.mp4`: the output is written as clip.partial.mp4,
+    the input; it was truncated while read, then renamed away, and a short video left."""
+    pytest.importorskip("av")
+    from loopwave.video import VideoReader, VideoWriter
+
+    src = tmp_path / "clip.partial.mp4"
+    with VideoWriter(src, fps=10) as w:
+        w.write(np.stack([square_at(10 + 2 * i) for i in range(5)]))
+    before = src.read_bytes()
+    out = tmp_path / "clip.mp4"
+    assert main(["interpolate", str(src), "-o", str(out), "--blend", "--quiet"]) == 2
+    assert "which is the input" in capsys.readouterr().err
+    assert src.read_bytes() == before and not out.exists()
+    with VideoReader(src) as r:
+        assert r.frame_count == 5
+    assert main(["interpolate", str(src), "-o", str(src), "--blend", "--quiet"]) == 2
+    assert "must not be the input" in capsys.readouterr().err
+
+
+def test_cli_output_names(tmp_path, capsys):
+    """-o X.m4v (a container VideoWriter writes) made a folder of PNGs named X.m4v, and
+    -o X.avi (one it does not) a folder too."""
+    pytest.importorskip("av")
+    from loopwave.video import VideoReader
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        write_png(src / f"{i}.png", square_at(10 + 4 * i))
+    m4v = tmp_path / "out.m4v"
+    assert main(["interpolate", str(src), "-o", str(m4v), "--factor", "2", "--quiet"]) == 0
+    assert m4v.is_file()
+    with VideoReader(m4v) as r:
+        assert r.frame_count == 5
+    for name in ("out.avi", "out.mpg", "out.gif", "out.ts"):
+        assert main(["interpolate", str(src), "-o", str(tmp_path / name), "--quiet"]) == 2
+        assert "cannot write" in capsys.readouterr().err
+        assert not (tmp_path / name).exists()
+
+
+def test_cli_input_without_decodable_frames(tmp_path, capsys):
+    """An AVI cut inside its first frame: a FileNotFoundError about out.partial.mp4."""
+    av = pytest.importorskip("av")
+    whole, cut = tmp_path / "whole.avi", tmp_path / "cut.avi"
+    c = av.open(str(whole), "w")
+    s = c.add_stream("mpeg4", rate=10)
+    s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
+    for i in range(5):
+        for p in s.encode(av.VideoFrame.from_ndarray(square_at(10 + i), format="rgb24")):
+            c.mux(p)
+    for p in s.encode(None):
+        c.mux(p)
+    c.close()
+    with av.open(str(whole)) as c:
+        first = next(c.demux(video=0))
+        end = first.pos + first.size // 2
+    cut.write_bytes(whole.read_bytes()[:end])
+    for out in (tmp_path / "e.mp4", tmp_path / "frames"):
+        assert main(["interpolate", str(cut), "-o", str(out), "--blend", "--quiet"]) == 2
+        assert "has no decodable video frames" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.avi", "whole.avi"]
+
+
+def test_cli_keeps_a_phone_clip_upright(tmp_path):
+    """A portrait clip (display matrix, rotation -90) came out sideways: the reader ignored
+    the rotation and the output has none."""
+    av = pytest.importorskip("av")
+    from loopwave.video import VideoReader
+
+    src = tmp_path / "phone.mp4"
+    c = av.open(str(src), "w")
+    s = c.add_stream("libx264", rate=10)
+    s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
+    s.set_display_rotation(-90)
+    for i in range(3):
+        for p in s.encode(av.VideoFrame.from_ndarray(square_at(10 + 4 * i), format="rgb24")):
+            c.mux(p)
+    for p in s.encode(None):
+        c.mux(p)
+    c.close()
+    out = tmp_path / "x2.mp4"
+    assert main(["interpolate", str(src), "-o", str(out), "--factor", "2", "--quiet"]) == 0
+    with VideoReader(src) as a, VideoReader(out) as b:
+        assert (a.width, a.height) == (b.width, b.height) == (64, 96)
+        assert b.rotation == 0
+        assert mae(b.read(0), a.read(0)) < 3 and mae(b.read(4), a.read(2)) < 3

@@ -643,3 +643,196 @@ def test_encode_cli(tmp_path, capsys):
     assert main(["encode", str(d), "-o", str(done), "--quiet"]) == 2
     assert "one size" in capsys.readouterr().err
     assert not done.exists() and (tmp_path / "done.partial.mp4").exists()
+
+
+# -- seeking by frame index in any container, what iteration yields, writing safely -----
+
+
+def marked(i: int, h: int = 48, w: int = 64) -> np.ndarray:
+    """Frame ``i``: a green level and a white bar that move with ``i``, so neighbours differ."""
+    img = np.zeros((h, w, 3), np.uint8)
+    img[..., 1] = (i * 37) % 256
+    x = (i * 5) % (w - 4)
+    img[:, x : x + 4] = 255
+    return img
+
+
+def write_with_pyav(path, times, *, codec="libx264", fmt=None, time_base=Fraction(1, 25),
+                    pix_fmt="yuv420p", gop=None, options=None, rotation=None):  # fmt: skip
+    """``marked`` frames at these presentation times (``time_base`` units), straight from
+    PyAV, in containers and timings VideoWriter does not make."""
+    c = av.open(str(path), "w", format=fmt, options=options or {})
+    s = c.add_stream(codec, rate=int(1 / time_base))
+    s.width, s.height, s.pix_fmt = 64, 48, pix_fmt
+    if gop:
+        s.codec_context.gop_size = gop
+    if rotation is not None:
+        s.set_display_rotation(rotation)
+    for i, t in enumerate(times):
+        f = av.VideoFrame.from_ndarray(marked(i), format="rgb24").reformat(format=pix_fmt)
+        f.pts, f.time_base = t, time_base
+        for p in s.encode(f):
+            c.mux(p)
+    for p in s.encode(None):
+        c.mux(p)
+    c.close()
+
+
+VFR = [0, 1, 2, 5, 6, 7, 20, 21, 22, 23, *range(40, 60)]  # 30 frames, uneven spacing
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("vfr.mp4", dict(times=VFR)),
+        ("vfr.mkv", dict(times=VFR)),
+        ("vfr.gif", dict(times=VFR[:10], codec="gif", pix_fmt="rgb8", time_base=Fraction(1, 100))),
+        ("jump.ts", dict(times=[i if i < 15 else i + 100 for i in range(30)], fmt="mpegts", gop=5)),
+        ("drops.avi", dict(times=[i if i < 10 else i + 5 for i in range(30)], codec="mpeg4")),
+        ("cfr.mpg", dict(times=list(range(40)), codec="mpeg2video", fmt="mpeg")),
+    ],
+)
+def test_read_i_is_frame_i_of_the_iteration(tmp_path, name, kwargs):
+    """read(i) turned i into the time i / fps: another frame at variable frame rates and
+    across timestamp gaps (26 of 30 wrong in a VFR MP4), and MPEG-PS, whose timestamps
+    shift by half a frame after a seek, was one frame early even at a constant rate."""
+    path = tmp_path / name
+    write_with_pyav(path, **kwargs)
+    seq = decode_all(path)
+    assert len(seq) == len(kwargs["times"])
+    assert all(np.abs(seq[i].astype(int) - marked(i)).mean() < 20 for i in range(len(seq)))
+    with lv.VideoReader(path, batch=4) as r:
+        assert r.frame_count == len(seq)
+        for i in [*range(len(seq) - 1, -1, -1), 3, len(seq) // 2]:
+            np.testing.assert_array_equal(r.read(i), seq[i], err_msg=f"read({i})")
+        k = len(seq) // 2 + 1
+        np.testing.assert_array_equal(np.concatenate(list(r.iter_from(k))), seq[k:])
+        with pytest.raises(IndexError):
+            r.read(len(seq))
+
+
+def test_constant_rate_reads_seek_without_decoding_from_the_start(tmp_path):
+    """The packet index must not turn every read into a decode from frame 0."""
+    path = tmp_path / "cfr.mp4"
+    with lv.VideoWriter(path, fps=25, keyframe_interval=5) as w:
+        w.write(moving(40))
+    seq = decode_all(path)
+    with lv.VideoReader(path) as r:
+        counted = []
+        real = r._from_start
+        r._from_start = lambda *a, **k: counted.append(a) or real(*a, **k)  # type: ignore[method-assign]
+        for i in (37, 12, 25, 6):
+            np.testing.assert_array_equal(r.read(i), seq[i])
+        assert counted == [] and r._timed
+
+
+def test_frame_count_is_what_iterating_yields(tmp_path):
+    """The header's count was used: an MP4 edit list that cuts 10 leading frames said 30
+    (20 come), and a cut-off MP4 with its index first said 60 (and decoding the cut-off
+    last packet failed)."""
+    edit = tmp_path / "editlist.mp4"
+    write_with_pyav(edit, [i - 10 for i in range(30)])  # 10 frames before t=0
+    whole = tmp_path / "faststart.mp4"
+    write_with_pyav(whole, range(60), options={"movflags": "faststart"})
+    cut = tmp_path / "cut.mp4"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    for path, least in ((edit, 20), (cut, 20)):
+        seq = decode_all(path)
+        with lv.VideoReader(path) as r:
+            assert r.frame_count == len(seq) >= least
+            np.testing.assert_array_equal(r.read(len(seq) - 1), seq[-1])
+            np.testing.assert_array_equal(r.read(len(seq) // 2), seq[len(seq) // 2])
+            with pytest.raises(IndexError):
+                r.read(len(seq))
+    with lv.VideoReader(edit) as r:
+        assert np.abs(r.read(0).astype(int) - marked(10)).mean() < 20  # the first shown
+
+
+def test_rotation_is_applied_as_players_do(tmp_path):
+    """A portrait phone clip (display matrix: rotation -90) was read sideways."""
+    path = tmp_path / "phone.mp4"
+    write_with_pyav(path, range(6), rotation=-90)
+    with lv.VideoReader(path, autorotate=False) as r:
+        stored = np.concatenate(list(r))
+        assert (r.width, r.height, r.rotation) == (64, 48, 0)
+    with lv.VideoReader(path) as r:
+        assert (r.width, r.height, r.rotation) == (48, 64, -90)
+        shown = np.concatenate(list(r))
+        np.testing.assert_array_equal(r.read(4), shown[4])
+    assert shown.shape == (6, 64, 48, 3)
+    # a quarter turn clockwise: the stored left column (the white bar of frame 0) on top
+    np.testing.assert_array_equal(shown, np.rot90(stored, -1, axes=(1, 2)))
+    assert shown[0, 0].mean() > 200 and shown[0, -1].mean() < 100
+    with pytest.raises(TypeError, match="autorotate"):
+        lv.VideoReader(path, autorotate="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("ext", [".mkv", ".webm"])
+def test_fps_reads_back_exactly_from_the_settings_tag(tmp_path, ext):
+    """Matroska keeps milliseconds: 60000/1001 read back as 19001/317."""
+    codec = "vp9" if ext == ".webm" else "h264"
+    if codec not in ENCODERS:
+        pytest.skip(f"{codec} encoder not available")
+    path = tmp_path / f"f{ext}"
+    with lv.VideoWriter(path, fps="60000/1001", codec=codec) as w:
+        w.write(moving(6, h=16, w=16))
+    with lv.VideoReader(path) as r:
+        assert r.fps == Fraction(60000, 1001)
+
+
+def test_unsupported_codec_and_container_pairs_are_refused(tmp_path):
+    """VP9 and AV1 in .mov were taken, then failed on the first frame with FFmpeg's bare
+    'Invalid argument', leaving an empty partial file."""
+    for codec in ("vp9", "av1"):
+        if codec in ENCODERS:
+            with pytest.raises(ValueError, match=f"codec '{codec}'.*MOV"):
+                lv.VideoWriter(tmp_path / "a.mov", codec=codec)
+    assert list(tmp_path.iterdir()) == []
+    for ext in (".mov", ".m4v", ".mkv"):  # what the writer takes in them
+        with lv.VideoWriter(tmp_path / f"h{ext}", codec="h264") as w:
+            w.write(moving(2, h=16, w=16))
+        assert len(decode_all(tmp_path / f"h{ext}")) == 2
+
+
+def test_writing_video_with_no_frames_says_so(tmp_path):
+    """It raised FileNotFoundError about renaming NAME.partial.mp4."""
+    out = tmp_path / "none.mp4"
+    with pytest.raises(ValueError, match=r"no frames.*none\.mp4"):
+        with lv.writing_video(out):
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writing_video_never_overwrites_its_input(tmp_path):
+    """Writing clip.mp4 goes through clip.partial.mp4: when that was the input being read,
+    the input was truncated and deleted and a short video left."""
+    src = tmp_path / "clip.partial.mp4"
+    with lv.VideoWriter(src, fps=10) as w:
+        w.write(moving(6))
+    before = src.read_bytes()
+    out = tmp_path / "clip.mp4"
+    for inputs in ([src], [str(tmp_path / "." / "clip.partial.mp4")]):
+        with pytest.raises(ValueError, match="clip.partial.mp4, which is the input"):
+            with lv.writing_video(out, inputs=inputs, fps=10):
+                pass
+    other = tmp_path / "other.mp4"
+    os.link(src, other)  # the same file by another name
+    with pytest.raises(ValueError, match="which is the input"):
+        with lv.writing_video(other, inputs=[src], fps=10):
+            pass
+    # a partial file that is a link to the output itself
+    (tmp_path / "other.partial.mp4").symlink_to(other)
+    with pytest.raises(ValueError, match="same file"):
+        with lv.writing_video(other, fps=10):
+            pass
+    # a writer on a file an open reader reads (a 200-frame source read back as 206)
+    with lv.VideoReader(src) as r:
+        with pytest.raises(ValueError, match="open in a VideoReader"):
+            lv.VideoWriter(src)
+        with pytest.raises(ValueError, match="open in a VideoReader"):
+            lv.writing_video(out, fps=10).__enter__()
+        assert r.frame_count == 6
+    assert src.read_bytes() == before and not out.exists()
+    with lv.VideoWriter(tmp_path / "fresh.mp4") as w:  # closed readers do not count
+        w.write(moving(1))

@@ -36,6 +36,7 @@ from __future__ import annotations
 import abc
 import collections
 import concurrent.futures
+import itertools
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -364,6 +365,32 @@ def _stream(
             pool.shutdown(wait=True, cancel_futures=True)
 
 
+# extensions of video containers VideoWriter does not write: an output named so is refused,
+# not made into a folder of PNG frames that looks like a video
+_OTHER_VIDEO_EXTENSIONS = frozenset(
+    (
+        ".3g2 .3gp .264 .265 .asf .avi .divx .dv .f4v .flv .gif .h264 .h265 .hevc .ivf .m2t "
+        ".m2ts .m2v .mj2 .mjpeg .mpeg .mpg .mts .mxf .nut .ogg .ogv .rm .rmvb .ts .vob .wmv .y4m"
+    ).split()
+)
+
+
+def _output_kind(out: Path) -> bool:
+    """Whether ``-o`` names a video (True) or a folder of PNG frames (False): a video by
+    every extension VideoWriter takes; a name ending in another video extension is refused."""
+    from .video import _MUXERS
+
+    ext = out.suffix.lower()
+    if ext in _MUXERS:
+        return True
+    if ext in _OTHER_VIDEO_EXTENSIONS:
+        raise ValueError(
+            f"-o: cannot write {ext} video ({out}); use one of {sorted(_MUXERS)}, "
+            "or a folder name for PNG frames"
+        )
+    return False
+
+
 def _read_input(path: Path) -> tuple[Iterator[np.ndarray], int | None, Fraction | None]:
     if path.is_dir():
         from .video import _read_png, read_frames_dir
@@ -386,7 +413,7 @@ def add_cli(sub: Any) -> None:
         "-o",
         "--output",
         required=True,
-        help="a folder (PNG frames) or a video file (.mp4, .mkv, .webm)",
+        help="a folder (PNG frames) or a video file (.mp4, .m4v, .mov, .mkv, .webm)",
     )
     p.add_argument("--factor", type=int, default=6, help="frames out per frame in (2..16)")
     p.add_argument("--fps", default=None, help="input fps (for folders; default 10)")
@@ -408,20 +435,36 @@ def add_cli(sub: Any) -> None:
             from .rife import OnnxRifeInterpolator
 
             backend = OnnxRifeInterpolator(a.model)
-        out = Path(a.output)
-        video_out = out.suffix.lower() in (".mp4", ".mkv", ".webm", ".mov")
-        if out.resolve() == Path(a.input).resolve():
+        from .video import _same_file, partial_path
+
+        out, src = Path(a.output), Path(a.input)
+        video_out = _output_kind(out)
+        if _same_file(out, src):
             raise ValueError("-o: the output must not be the input")
+        if video_out:
+            # the video is written as NAME.partial.EXT and renamed: that file must not
+            # be the input either, or writing it destroys the input while it is read
+            if _same_file(partial_path(out), src):
+                raise ValueError(
+                    f"-o: {out} is written as {partial_path(out).name} first, which is "
+                    "the input; choose another output name"
+                )
         if not video_out and out.is_dir() and any(out.iterdir()):
             # stale frames of an earlier run would mix with these ones
             raise ValueError(f"-o: {out} already holds files; pick an empty or new folder")
-        frames, n, in_fps = _read_input(Path(a.input))
+        frames, n, in_fps = _read_input(src)
         from .video import parse_fps
 
         fps = parse_fps(a.fps) if a.fps is not None else (in_fps or Fraction(10))
         if video_out and fps * k > 1000:
             raise ValueError(f"--fps x --factor: at most 1000 fps out; got {fps} x {k}")
-        total = None if n is None else (n - 1) * k + 1 + (k - 1 if a.loop else 0)
+        # the first frame before any output is made: an input with no decodable frame
+        # (a cut-off file) is an error about the input, and leaves nothing behind
+        first = next(frames, None)
+        if first is None:
+            raise ValueError(f"IN: {src} has no decodable video frames")
+        frames = itertools.chain([first], frames)
+        total = None if not n else (n - 1) * k + 1 + (k - 1 if a.loop else 0)
         stream = interpolate(
             frames,
             factor=k,
@@ -434,7 +477,7 @@ def add_cli(sub: Any) -> None:
             if video_out:
                 from .video import writing_video
 
-                with writing_video(out, fps=fps * k) as w:
+                with writing_video(out, inputs=[src], fps=fps * k) as w:
                     for f in stream:
                         w.write(f)
                         count += 1

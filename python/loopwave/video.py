@@ -51,8 +51,9 @@ import queue
 import re
 import tempfile
 import threading
+import weakref
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -71,6 +72,7 @@ __all__ = [
     "encode_dir",
     "list_encoders",
     "parse_fps",
+    "partial_path",
     "read_frames_dir",
 ]
 
@@ -91,7 +93,13 @@ _MIN_SIDE = {"libx265": 32, "libsvtav1": 4}
 _ALIASES = {"hevc": "h265", "avc": "h264", "libx264": "h264", "libx265": "h265"}
 # file extension -> FFmpeg muxer
 _MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
-_WEBM_CODECS = ("vp9", "av1")
+# containers that take only some codecs -> those codecs (measured with this PyAV: FFmpeg's
+# MOV muxer refuses VP9 and AV1 with a bare "Invalid argument" on the first frame)
+_CONTAINER_CODECS = {
+    "webm": ("vp9", "av1"),
+    "mov": ("h264", "h265", "h264_nvenc", "hevc_nvenc"),
+}
+_CONTAINER_NAMES = {"webm": "WebM", "mov": "MOV (QuickTime)"}
 # the matrix names of rgb_to_yuv420p -> FFmpeg's (AVColorSpace, AVColorPrimaries,
 # AVColorTransferCharacteristic) codes, tagged in the stream
 _COLOR_TAGS = {"bt601": (6, 6, 6), "bt709": (1, 1, 1), "bt2020": (9, 9, 14)}
@@ -487,7 +495,8 @@ class VideoWriter:
     Parameters
     ----------
     path : output file; the extension picks the container: ``.mp4``, ``.m4v``,
-        ``.mov``, ``.mkv`` or ``.webm`` (WebM holds VP9 or AV1 only)
+        ``.mov``, ``.mkv`` or ``.webm`` (WebM holds VP9 or AV1 only, MOV
+        H.264 or H.265 only)
     fps : frames per second: int, float, Fraction or a string like ``"30000/1001"``
     codec : one of :func:`list_encoders`: ``"h264"``, ``"h265"``, ``"vp9"``, ``"av1"``,
         ``"h264_nvenc"``, ``"hevc_nvenc"``, ``"av1_nvenc"``
@@ -519,6 +528,12 @@ class VideoWriter:
     queue_size : frames waiting for the encoder, at most
     options : more FFmpeg encoder options, e.g. ``{"tune": "grain"}``; they win
         over the ones loopwave derives
+
+    Writing over a file that is being read is not supported: the writer truncates it
+    and the reader decodes a mix of old and new packets. A ``path`` that an open
+    :class:`VideoReader` of this process reads is refused (ValueError); readers in
+    other processes cannot be seen, so do not write to a file they read.
+    :func:`writing_video` writes under a temporary name and renames at the end.
 
     Odd frame sizes are padded to even by repeating the last row and column
     (4:2:0 chroma needs even sizes); :attr:`size` gives the encoded size. Frames
@@ -574,11 +589,13 @@ class VideoWriter:
             raise OSError(f"path: cannot write to {self.path}: it is a folder")
         self.fps = parse_fps(fps)
 
+        _refuse_open_input(self.path, "path")
         codec, encoder = _codec_encoder(codec)
-        if muxer == "webm" and codec not in _WEBM_CODECS:
+        allowed = _CONTAINER_CODECS.get(muxer)
+        if allowed is not None and codec not in allowed:
             raise ValueError(
-                f"codec {codec!r} cannot go in WebM ({self.path.name}); use one of "
-                f"{list(_WEBM_CODECS)} or an .mp4/.mkv path"
+                f"codec {codec!r} cannot go in the {_CONTAINER_NAMES[muxer]} container "
+                f"({self.path.name}); use one of {list(allowed)} or an .mp4/.mkv path"
             )
         self.codec = codec
         self.encoder = encoder
@@ -877,6 +894,32 @@ class VideoWriter:
             self._encode(planes)
 
 
+# the readers open in this process: a writer refuses to truncate a file one of them reads
+_open_readers: weakref.WeakSet[VideoReader] = weakref.WeakSet()
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same file on disk where both exist (links
+    included), else the same path once resolved."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return a.resolve() == b.resolve()
+
+
+def _refuse_open_input(path: Path, arg: str) -> None:
+    """Refuse to write ``path`` while a :class:`VideoReader` of this process reads it: the
+    writer truncates the file under the reader, which then decodes a mix of old and new
+    packets (a 200-frame source was read as 206 frames) or fails."""
+    if not path.exists():
+        return
+    for r in list(_open_readers):
+        if not r._closed and _same_file(r.path, path):
+            raise ValueError(
+                f"{arg}: {path} is open in a VideoReader; close it or write to another file"
+            )
+
+
 def _check_audio(path: Path) -> None:
     av = _av()
     if not path.is_file():
@@ -893,15 +936,33 @@ class VideoReader:
     """Decode a video file into ``uint8`` RGB batches; seekable by frame index.
 
     Iterating gives ``(n, H, W, 3)`` arrays of up to ``batch`` frames, from the
-    first frame. :meth:`read` and :meth:`iter_from` seek: to the nearest keyframe
-    at or before the frame, then decode forward to exactly that frame. YUV is
-    converted with the matrix and range the stream is tagged with (BT.601
-    limited range when untagged).
+    first frame. :meth:`read` and :meth:`iter_from` seek, and ``read(i)`` is always
+    frame ``i`` of that iteration, also at variable frame rates (VFR MP4/MKV, GIFs
+    with uneven delays) and across gaps in the timestamps (MPEG-TS, AVI with dropped
+    frames): the presentation time of every frame is read once from the packets
+    (demuxing, no decoding), and a seek goes to the keyframe at or before frame
+    ``i``'s time and decodes forward to the frame with exactly that time. Where the
+    decoded times do not match the packets' (MPEG-PS after a seek) or there are none
+    (raw streams), the reader decodes from the first frame and counts instead: as
+    exact, but a read costs a decode from the start.
+
+    YUV is converted with the matrix and range the stream is tagged with (BT.601
+    limited range when untagged). A rotation in the file (the display matrix of a
+    phone's portrait clip) is applied as players apply it, in quarter turns, so
+    :attr:`width`, :attr:`height` and the frames are as shown; :attr:`rotation` is
+    the file's angle (FFmpeg's, counterclockwise: ``-90`` for a phone held upright)
+    and ``autorotate=False`` gives the frames as stored. A mirroring in the display
+    matrix is not applied.
+
+    Packets the demuxer flags corrupt (the cut-off last packet of a truncated file)
+    are skipped, and frames an MP4 edit list cuts off are not returned;
+    :attr:`frame_count` counts what iterating yields.
 
     Parameters
     ----------
     path : any file PyAV reads; its first video stream is decoded
     batch : frames per batch
+    autorotate : turn the frames by the file's rotation (default True)
 
     Example
     -------
@@ -913,12 +974,16 @@ class VideoReader:
     ...     frame = r.read(42)       # one frame, by index
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, batch: int = 16) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, batch: int = 16, autorotate: bool = True
+    ) -> None:
         _av()  # a clear ImportError first when PyAV is missing
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike; got {type(path).__name__}")
         b = _positive_int(batch, "batch")
         assert b is not None
+        if not isinstance(autorotate, (bool, np.bool_)):
+            raise TypeError(f"autorotate must be True or False; got {autorotate!r}")
         self.batch = b
         self.path = Path(path)
         if not self.path.is_file():
@@ -929,15 +994,25 @@ class VideoReader:
             raise ValueError(f"path: {self.path} has no video stream")
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
-        rate = self.stream.average_rate or self.stream.guessed_rate or Fraction(25)
-        self.fps: Fraction = Fraction(rate)
-        self.width: int = self.stream.width
-        self.height: int = self.stream.height
         self.metadata: dict[str, str] = dict(self.container.metadata)
-        self._count: int | None = int(self.stream.frames) or None
+        rate = self.stream.average_rate or self.stream.guessed_rate or Fraction(25)
+        self.fps: Fraction = self._tagged_fps(Fraction(rate))
+        self._count: int | None = None  # frames an iteration yields, once known
+        self._indexed = False  # whether _index has run
+        self._pts: list[int] = []  # frame i's presentation time (stream time base), sorted
+        self._where: dict[int, int] = {}  # presentation time -> frame index
+        self._timed = True  # False: times cannot locate frames here, count from the start
         # bumped whenever the decoder is moved, so a suspended iterator knows to seek again
         self._moves = 0
         self._closed = False
+        self.rotation = 0  # degrees counterclockwise, a multiple of 90, as applied
+        self._turns = 0  # quarter turns for np.rot90
+        if autorotate:
+            self._find_rotation()
+        h, w = self.stream.height, self.stream.width
+        self.width: int = h if self._turns % 2 else w
+        self.height: int = w if self._turns % 2 else h
+        _open_readers.add(self)
 
     def _open(self) -> Any:
         av = _av()
@@ -950,20 +1025,45 @@ class VideoReader:
         if self._closed:
             raise ValueError(f"VideoReader of {self.path} is closed")
 
+    def _tagged_fps(self, rate: Fraction) -> Fraction:
+        """The exact fps in loopwave's settings tag when the stream's rate is within 1e-6
+        (relative) of it: Matroska keeps times in milliseconds, so 60000/1001 written
+        reads back as 19001/317."""
+        video = (self.settings or {}).get("video")
+        tagged = video.get("fps") if isinstance(video, dict) else None
+        if tagged is None:
+            return rate
+        try:
+            exact = parse_fps(tagged)
+        except (TypeError, ValueError):
+            return rate
+        return exact if abs(rate - exact) <= exact / 10**6 else rate
+
+    def _find_rotation(self) -> None:
+        """The display rotation, from the first frame (PyAV 18 shows the display matrix
+        on frames only). Quarter turns are applied; other angles are ignored, as
+        players ignore them."""
+        try:
+            first = next(self._decoded(), None)
+        except ValueError:
+            return  # undecodable: iterating reports it
+        if first is None:
+            return
+        angle = int(first.rotation)
+        turns = round(angle / 90)
+        if angle == 90 * turns and turns % 4:
+            self._turns = turns % 4
+            self.rotation = angle
+
     @property
     def frame_count(self) -> int:
-        """Frames in the stream: from the header, else counted once by reading the
-        packets (no decoding)."""
+        """Frames an iteration yields: counted once from the packets (demuxing, no
+        decoding; the header's count can be wrong), leaving out those that give no
+        frame: flagged discard (cut off by an MP4 edit list) or corrupt (the end of a
+        cut-off file)."""
         self._check_open()
-        if self._count is None:
-            self._seek_start()
-            n = 0
-            try:
-                for p in self.container.demux(self.stream):
-                    n += p.size > 0
-            except _av().error.FFmpegError:
-                pass  # a cut-off file: count what is there
-            self._count = n
+        self._index()
+        assert self._count is not None
         return self._count
 
     @property
@@ -991,8 +1091,11 @@ class VideoReader:
         step = max(1, int(round(1 / self.stream.time_base)))
         return min(self.stream.start_time or 0, 0) - step
 
-    def _seek_start(self) -> None:
-        self._moves += 1
+    def _seek_start(self, bump: bool = True) -> None:
+        """Move the decoder to the first frame; ``bump`` tells suspended iterators (not
+        when the iterator that is running goes back by itself)."""
+        if bump:
+            self._moves += 1
         try:
             self.container.seek(
                 self._before_start(), stream=self.stream, backward=True, any_frame=False
@@ -1006,13 +1109,124 @@ class VideoReader:
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
 
-    def _counted(self, start: int) -> Iterator[np.ndarray]:
-        """Frames from ``start`` by decoding from the first frame and counting (for
-        streams without timestamps or that cannot seek)."""
+    def _index(self) -> None:
+        """Read every frame's presentation time from the packets, once (demuxing only):
+        frame ``i`` of an iteration is the one with the ``i``-th smallest time. Packets
+        that give no frame are left out: empty ones, ones flagged corrupt (which
+        :meth:`_decoded` skips) and ones flagged discard (the decoder drops their
+        frames). Without a time for every frame, or with one time twice, frames are
+        found by counting instead."""
+        if self._indexed:
+            return
         self._seek_start()
-        for i, frame in enumerate(self.container.decode(self.stream)):
-            if i >= start:
-                yield self._to_rgb(frame)
+        stamps: list[int | None] = []
+        try:
+            for p in self.container.demux(self.stream):
+                if p.size > 0 and not p.is_corrupt and not p.is_discard:
+                    stamps.append(p.pts)
+        except _av().error.FFmpegError:
+            pass  # a cut-off file: index what is there
+        self._indexed = True
+        if self._count is None:
+            self._count = len(stamps)
+        times = sorted(t for t in stamps if t is not None)
+        if len(times) < len(stamps) or len(set(times)) < len(times) or self._count != len(times):
+            self._timed = False
+        else:
+            self._pts = times
+            self._where = {t: i for i, t in enumerate(times)}
+
+    def _decoded(self) -> Iterator[Any]:
+        """Frames decoded from where the demuxer stands. Packets flagged corrupt are
+        skipped, and a demuxing error (a cut-off file) ends the stream as the end of the
+        file does, so these are the frames :meth:`_index` counts."""
+        av = _av()
+        packets = self.container.demux(self.stream)  # ends with an empty packet: a flush
+        while True:
+            damaged = False
+            try:
+                p = next(packets, None)
+            except av.error.FFmpegError:
+                p, damaged = None, True
+            try:
+                if damaged:  # the rest cannot be read: flush the decoder, as at the end
+                    yield from self.stream.decode(None)
+                if p is None:
+                    return
+                if not p.is_corrupt:
+                    yield from p.decode()
+            except av.error.FFmpegError as e:
+                raise ValueError(f"{self.path}: decoding failed ({e})") from e
+
+    def _rgb(self, frame: Any) -> np.ndarray:
+        rgb = self._to_rgb(frame)
+        return np.ascontiguousarray(np.rot90(rgb, self._turns)) if self._turns else rgb
+
+    def _from_start(self, start: int, *, bump: bool = True) -> Iterator[np.ndarray]:
+        """Frames from ``start``, decoding from the first frame and counting: this is
+        what iterating is, and the fallback where times cannot locate frames (streams
+        without timestamps, or that cannot seek). A pass to the end records the frame
+        count; a decoded time that differs from the packet index turns seeking by time
+        off."""
+        self._seek_start(bump)
+        n = 0
+        for f in self._decoded():
+            if self._timed and self._indexed and (n >= len(self._pts) or f.pts != self._pts[n]):
+                self._timed = False
+            if n >= start:
+                yield self._rgb(f)
+            n += 1
+        if self._count != n:
+            self._timed = self._timed and not self._indexed
+            self._count = n
+
+    def _seek_to(self, start: int) -> Iterator[np.ndarray]:
+        """Frames from ``start`` (``0 < start < frame_count``) by its presentation time:
+        seek to a keyframe at or before it and decode forward to the frame with exactly
+        that time. A frame whose time is not the next one of the packet index (MPEG-PS
+        after a seek) turns seeking by time off and the frames come by counting."""
+        av = _av()
+        target = self._pts[start]
+        step = max(1, int(round(1 / self.stream.time_base)))
+        floor = self._before_start()
+        seek_to = target
+        # Some containers (fragmented MP4, B-frames) land after the target: step back,
+        # twice as far each time, until the first frame is not past the target or we
+        # are before the start.
+        while True:
+            try:
+                self.container.seek(
+                    max(seek_to, floor), stream=self.stream, backward=True, any_frame=False
+                )
+            except av.error.FFmpegError:  # not seekable: count from the start instead
+                self._timed = False
+                yield from self._from_start(start)
+                return
+            frames = self._decoded()
+            head = next(frames, None)
+            if head is not None and (head.pts is None or head.pts <= target):
+                break
+            if seek_to <= floor:
+                break
+            # landed past the target, or past the end (MPEG-TS lands there when asked
+            # for a time before its second keyframe)
+            seek_to -= step
+            step *= 2
+        i = -1  # the index of the frame yielded last
+        for f in () if head is None else _chain(head, frames):
+            k = None if f.pts is None else self._where.get(f.pts)
+            if i < 0 and k is not None and k < start:
+                continue  # decoding up to the target
+            if k != (start if i < 0 else i + 1):
+                break  # a time the packets do not have, or a frame missing
+            i = k
+            yield self._rgb(f)
+        else:
+            if i + 1 >= (self._count or 0):
+                return
+        # the decoded times do not follow the packet index: count from the start
+        self._timed = False
+        yield from self._from_start(max(i + 1, start), bump=i < 0)
 
     def _frames(self, start: int) -> Iterator[np.ndarray]:
         """Frames from ``start``; if something else moves the decoder while this is
@@ -1035,51 +1249,16 @@ class VideoReader:
                 return
 
     def _decode_from(self, start: int) -> Iterator[np.ndarray]:
-        av = _av()
-        tb = self.stream.time_base
-        first = self.stream.start_time or 0
-        half = 0.5 / self.fps / tb  # frames within half a frame of the target count as it
-        target = first + start / self.fps / tb
-        # Seek to a keyframe at or before the target; some containers (fragmented
-        # MP4, B-frames) land after it, so step back a second at a time until the
-        # first decoded frame is not past the target, or we are before the start.
-        if start >= self.frame_count:
+        if start == 0:
+            yield from self._from_start(0)
             return
-        step = max(1, int(round(1 / tb)))
-        floor = self._before_start()
-        seek_to = int(target)
-        try:
-            while True:
-                try:
-                    self.container.seek(
-                        max(seek_to, floor), stream=self.stream, backward=True, any_frame=False
-                    )
-                except av.error.FFmpegError:  # not seekable: count from the start instead
-                    yield from self._counted(start)
-                    return
-                frames = self.container.decode(self.stream)
-                head = next(frames, None)
-                if head is not None and (head.pts is None or head.pts <= target + half):
-                    break
-                if seek_to <= floor:
-                    break
-                # landed past the target, or past the end (MPEG-TS lands there when asked
-                # for a time before its second keyframe): step back, twice as far each time
-                seek_to -= step
-                step *= 2
-            if head is None:
-                return
-            if head.pts is None and start > 0:
-                # no timestamps to seek by: count frames from the start
-                yield from self._counted(start)
-                return
-            yield from (
-                self._to_rgb(f)
-                for f in _chain(head, frames)
-                if f.pts is None or f.pts >= target - half
-            )
-        except av.error.FFmpegError as e:
-            raise ValueError(f"{self.path}: decoding failed ({e})") from e
+        self._index()
+        if start >= (self._count or 0):
+            return
+        if self._timed:
+            yield from self._seek_to(start)
+        else:
+            yield from self._from_start(start)
 
     @staticmethod
     def _to_rgb(frame: Any) -> np.ndarray:
@@ -1108,28 +1287,37 @@ class VideoReader:
         self._check_open()
         return self._batches(0)
 
-    def iter_from(self, index: int) -> Iterator[np.ndarray]:
-        """Batches starting at frame ``index`` (exact)."""
+    @staticmethod
+    def _check_index(index: Any) -> int:
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
             raise TypeError(f"index must be an int; got {index!r}")
         if index < 0:
             raise ValueError(f"index must be >= 0; got {index}")
+        return int(index)
+
+    def iter_from(self, index: int) -> Iterator[np.ndarray]:
+        """Batches starting at frame ``index`` (exact: frame ``index`` of an iteration)."""
+        start = self._check_index(index)
         self._check_open()
-        if index >= 2**40:  # past the end of any video (and of 64-bit timestamps)
+        if start >= 2**40:  # past the end of any video (and of 64-bit timestamps)
             return iter(())
-        return self._batches(int(index))
+        return self._batches(start)
 
     def read(self, index: int) -> np.ndarray:
-        """The frame at ``index``, ``(H, W, 3)`` ``uint8`` (seeks to the keyframe at or
-        before it, then decodes forward). Past the end: ``IndexError``."""
-        for batch in self.iter_from(index):
-            first: np.ndarray = batch[0]
-            return first
+        """The frame at ``index``, ``(H, W, 3)`` ``uint8``: frame ``index`` of an
+        iteration (seeks to the keyframe at or before it, then decodes forward). Past the
+        end: ``IndexError``."""
+        start = self._check_index(index)
+        self._check_open()
+        if start < 2**40:
+            for f in self._frames(start):
+                return f
         raise IndexError(f"index {index} is past the end of {self.path}")
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            _open_readers.discard(self)
             self.container.close()
 
     def __enter__(self) -> VideoReader:
@@ -1199,13 +1387,30 @@ def check_codec(codec: Any, crf: int) -> str:
     return encoder
 
 
+def partial_path(out: str | os.PathLike[str]) -> Path:
+    """Where :func:`writing_video` writes ``out`` until it is complete:
+    ``NAME.partial.EXT`` beside it."""
+    p = Path(out)
+    return p.with_name(p.stem + ".partial" + p.suffix)
+
+
 @contextlib.contextmanager
 def writing_video(
-    out: str | os.PathLike[str], *, keep_partial: bool = True, **writer_options: Any
+    out: str | os.PathLike[str],
+    *,
+    keep_partial: bool = True,
+    inputs: Iterable[str | os.PathLike[str]] = (),
+    **writer_options: Any,
 ) -> Iterator[VideoWriter]:
-    """A :class:`VideoWriter` on ``NAME.partial.EXT`` beside ``out``, renamed to ``out``
-    when the block ends without an error, so a failure never leaves a complete-looking
-    video. On an error the partial file stays (``keep_partial``, to look at) or goes."""
+    """A :class:`VideoWriter` on :func:`partial_path` (``NAME.partial.EXT`` beside
+    ``out``), renamed to ``out`` when the block ends without an error, so a failure
+    never leaves a complete-looking video. On an error the partial file stays
+    (``keep_partial``, to look at) or goes.
+
+    ``inputs`` are the files the frames come from: when ``out`` or its partial file
+    is one of them (``interpolate clip.partial.mp4 -o clip.mp4``) this refuses to start,
+    as writing would destroy the input while it is read. A block that writes no frames
+    raises ValueError and creates no file."""
     p = Path(out)
     if p.is_dir():
         raise OSError(f"output: cannot write to {p}: it is a folder")
@@ -1213,7 +1418,16 @@ def writing_video(
         raise ValueError(
             f"output: cannot tell the container of {p}; use one of the extensions {sorted(_MUXERS)}"
         )
-    tmp = p.with_name(p.stem + ".partial" + p.suffix)
+    tmp = partial_path(p)
+    if _same_file(tmp, p):  # a link: writing the partial file would truncate out
+        raise ValueError(f"output: {p} and its partial file {tmp.name} are the same file")
+    for src in inputs:
+        for target in (p, tmp):
+            if _same_file(Path(src), target):
+                raise ValueError(
+                    f"output: writing {p} goes through {target}, which is the input {src}; "
+                    "choose another output name"
+                )
     try:
         with VideoWriter(tmp, **writer_options) as w:
             yield w
@@ -1221,6 +1435,8 @@ def writing_video(
         if not keep_partial:
             tmp.unlink(missing_ok=True)
         raise
+    if not w.paths:  # no frame came, so the writer opened no file
+        raise ValueError(f"output: no frames to write, so {p} was not created")
     os.replace(tmp, p)
 
 
