@@ -286,11 +286,16 @@ def test_bad_inputs():
         list(interpolate([a.astype(np.float32) / 255] * 2, backend="blend"))
 
 
+def png_folder(path, n):
+    """A folder of ``n`` numbered PNGs of a moving square."""
+    path.mkdir()
+    for i in range(n):
+        write_png(path / f"{i:03d}.png", square_at(10 + 4 * i))
+    return path
+
+
 def test_cli_folder_to_folder_and_video(tmp_path, capsys):
-    src = tmp_path / "in"
-    src.mkdir()
-    for i in range(3):
-        write_png(src / f"{i:03d}.png", square_at(10 + 4 * i))
+    src = png_folder(tmp_path / "in", 3)
     out = tmp_path / "out"
     assert main(["interpolate", str(src), "-o", str(out), "--factor", "4", "--quiet"]) == 0
     assert len(list(out.glob("*.png"))) == 9
@@ -362,10 +367,7 @@ def test_cli_output_names(tmp_path, capsys):
     pytest.importorskip("av")
     from loopwave.video import VideoReader
 
-    src = tmp_path / "in"
-    src.mkdir()
-    for i in range(3):
-        write_png(src / f"{i}.png", square_at(10 + 4 * i))
+    src = png_folder(tmp_path / "in", 3)
     m4v = tmp_path / "out.m4v"
     assert main(["interpolate", str(src), "-o", str(m4v), "--factor", "2", "--quiet"]) == 0
     assert m4v.is_file()
