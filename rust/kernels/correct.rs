@@ -20,8 +20,8 @@ use rayon::prelude::*;
 
 use super::blend::{lum, set_lum};
 use super::error::Result;
-use super::frames::{check_frames_and_reference, Dims, Sample};
-use super::gamma::{gamma_table_u8, sample_pixels, solve_gamma_on, to_f32_gamma};
+use super::frames::{check_frames_and_reference, clamp01, Dims, Sample};
+use super::gamma::{gamma_table_u8, pow_unit, sample_pixels, solve_gamma_on, to_f32_gamma};
 use super::histogram::{bin_mapping, Binning, Hist3, FLOAT_BINS};
 use super::lab::{
     decode_block, encode_planes, encode_poly, lab_from_linear_block_steps, linear_from_lab_block,
@@ -205,7 +205,7 @@ impl GammaOut {
     #[inline(always)]
     fn apply<T: Sample>(&self, q: T) -> T {
         if T::FLOAT {
-            T::from_unit(q.to_unit().powf(self.power))
+            T::from_unit(pow_unit(q.to_unit(), self.power))
         } else {
             T::from_raw_round(self.table[q.code()] as f32)
         }
@@ -255,10 +255,24 @@ fn blend_chunk_imp<T: Sample>(
             }
         }
         if !store(&rgb, ob, gamma) {
-            for (i, q) in ob.chunks_exact_mut(3).enumerate() {
-                for c in 0..3 {
-                    let v = T::from_unit(rgb[c][i]);
-                    q[c] = gamma.map_or(v, |g| g.apply(v));
+            if let (true, Some(g)) = (T::FLOAT, gamma) {
+                // planar, so the power vectorises (the same values as `apply`)
+                for plane in rgb.iter_mut() {
+                    for v in plane.iter_mut() {
+                        *v = clamp01(pow_unit(clamp01(*v), g.power));
+                    }
+                }
+                for (i, q) in ob.chunks_exact_mut(3).enumerate() {
+                    for c in 0..3 {
+                        q[c] = T::from_unit(rgb[c][i]);
+                    }
+                }
+            } else {
+                for (i, q) in ob.chunks_exact_mut(3).enumerate() {
+                    for c in 0..3 {
+                        let v = T::from_unit(rgb[c][i]);
+                        q[c] = gamma.map_or(v, |g| g.apply(v));
+                    }
                 }
             }
         }

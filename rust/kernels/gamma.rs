@@ -50,6 +50,73 @@ pub fn gamma_table_u8(g: f64) -> [u8; 256] {
     })
 }
 
+/// `2^f` on [0, 1): fit of degree 6 (relative error 8e-8, f32 rounding included).
+const EXP2: [f32; 7] = [
+    1.0,
+    0.693_146_94,
+    0.240_230_5,
+    0.055_480_43,
+    0.009_684_58,
+    0.001_238_782_2,
+    0.000_218_775_05,
+];
+/// `2 / ln 2 / (2k + 1)`, k = 0..5: the series of `log2 m = (2 / ln 2) atanh(s)`.
+const ATANH_LOG2: [f32; 5] = [2.885_39, 0.961_796_7, 0.577_078, 0.412_198_57, 0.320_598_9];
+
+/// `x^g` for `x` in [0, 1] and `g` > 0 in straight-line code that vectorises, where
+/// libm's `powf` is a call per sample (it was half the time of a float
+/// `color_correct`). `2^(g log2 x)`: `x = 2^k m` with `m` in [√½, √2), `log2 m` from
+/// the series of `(2 / ln 2) atanh(s)`, `s = (m - 1) / (m + 1)`, to five terms
+/// (|s| <= 0.172: truncation 4e-10), then the power of two split into an integer,
+/// put into the exponent bits, and [`EXP2`] of the fraction. Within 2e-7 of the exact
+/// power (absolute, 7e-8 measured over x and g); 0 and 1 map to themselves; subnormal `x`
+/// are scaled up first. Results below 2^-126 come out 0.
+#[inline(always)]
+pub fn pow_unit(x: f32, g: f32) -> f32 {
+    let tiny = x < f32::MIN_POSITIVE;
+    let xs = if tiny {
+        x * 18_446_744_073_709_551_616.0
+    } else {
+        x
+    }; // 2^64
+       // a floor keeps the lanes of x = 0 (and NaN) finite; they are replaced at the end
+    let bits = xs.max(f32::MIN_POSITIVE).to_bits() as i32;
+    // k such that m = xs / 2^k is in [√½, √2): exponent bits measured from √½'s
+    let k = (bits - 0x3f35_04f3) >> 23;
+    let m = f32::from_bits((bits - (k << 23)) as u32);
+    let s = (m - 1.0) / (m + 1.0);
+    let s2 = s * s;
+    let c = &ATANH_LOG2;
+    let series = s2.mul_add(
+        s2.mul_add(s2.mul_add(s2.mul_add(c[4], c[3]), c[2]), c[1]),
+        c[0],
+    );
+    let e = (k - if tiny { 64 } else { 0 }) as f32;
+    // y <= 0 for x <= 1; below -127 the power is under 2^-127 and comes out 0
+    let y = (g * s.mul_add(series, e)).max(-127.0);
+    // y + 128 is in [1, 128], so truncation is floor. SAFETY: inside i32.
+    let n = unsafe { (y + 128.0).to_int_unchecked::<i32>() } - 128;
+    let f = y - n as f32;
+    let c = &EXP2;
+    let p = f.mul_add(
+        f.mul_add(
+            f.mul_add(
+                f.mul_add(f.mul_add(f.mul_add(c[6], c[5]), c[4]), c[3]),
+                c[2],
+            ),
+            c[1],
+        ),
+        c[0],
+    );
+    // n >= -127: 2^n as exponent bits (0 for -127, so those lanes give 0)
+    let r = p * f32::from_bits(((n + 127) as u32) << 23);
+    if x > 0.0 {
+        r
+    } else {
+        0.0
+    }
+}
+
 /// A gamma as the `f32` the float paths raise samples to: never 0 (a gamma
 /// below the smallest normal `f32`, 1e-50 say, rounded to 0 and turned black,
 /// 0^0, into white) nor infinite.
@@ -57,15 +124,21 @@ pub fn to_f32_gamma(g: f64) -> f32 {
     (g as f32).clamp(f32::MIN_POSITIVE, f32::MAX)
 }
 
+/// `o = s^g` for float samples (clamped to [0, 1] first).
+#[inline(always)]
+fn pow_chunk_imp<T: Sample>(s: &[T], o: &mut [T], g: f32) {
+    for (a, b) in s.iter().zip(o.iter_mut()) {
+        *b = T::from_unit(pow_unit(a.to_unit(), g));
+    }
+}
+
+simd_dispatch!(fn pow_chunk<T: Sample>(s: &[T], o: &mut [T], g: f32) = pow_chunk_imp);
+
 /// Apply one gamma to interleaved samples, in place or from `src` to `out`.
 fn apply<T: Sample>(src: &[T], out: &mut [T], g: f64) {
     if T::FLOAT {
         let g = to_f32_gamma(g);
-        zip_chunks(src, 1, out, 1, CHUNK, |s, o| {
-            for (a, b) in s.iter().zip(o.iter_mut()) {
-                *b = T::from_unit(a.to_unit().powf(g));
-            }
-        });
+        zip_chunks(src, 1, out, 1, CHUNK, |s, o| pow_chunk(s, o, g));
     } else {
         let lut = gamma_table_u8(g);
         zip_chunks(src, 1, out, 1, CHUNK, |s, o| {
@@ -172,7 +245,7 @@ fn mean_lightness_after_imp<T: Sample>(pixels: &[[T; 3]], g: f64) -> f64 {
         const DIRECT: f32 = 1.0 / 64.0;
         let lin = |x: f32| {
             if x < DIRECT {
-                decode_f64(clamp01(x).powf(g32) as f64) as f32
+                decode_f64(pow_unit(clamp01(x), g32) as f64) as f32
             } else {
                 lut.eval(x)
             }
@@ -339,7 +412,7 @@ pub fn apply_in_place<T: Sample>(frame: &mut [T], g: f64) {
             .for_each(|v| *v = T::from_raw_round(lut[v.code()] as f32)),
         None => chunk
             .iter_mut()
-            .for_each(|v| *v = T::from_unit(v.to_unit().powf(gf))),
+            .for_each(|v| *v = T::from_unit(pow_unit(v.to_unit(), gf))),
     };
     if frame.len() <= CHUNK {
         one(frame);
@@ -356,6 +429,34 @@ mod tests {
         (0..dims.len())
             .map(|i| ((i * 31 + seed * 7) % 200 + 20) as u8)
             .collect()
+    }
+
+    #[test]
+    fn pow_unit_is_within_2e7_of_the_exact_power() {
+        let mut xs: Vec<f32> = vec![0.0, 1e-45, 1e-40, 1.1754942e-38, 1e-30, 1e-9, 0.5, 1.0];
+        let mut x = 1e-7f32;
+        while x < 1.0 {
+            xs.push(x);
+            xs.push(1.0 - x);
+            x *= 1.013;
+        }
+        let gs = [1e-3, 1.0 / 32.0, 0.1, 0.45, 1.0, 2.2, 7.0, 32.0, 100.0];
+        let (mut worst_abs, mut worst_rel) = (0.0f64, 0.0f64);
+        for &g in &gs {
+            for &x in &xs {
+                let got = pow_unit(x, g as f32) as f64;
+                let want = (x as f64).powf(g as f32 as f64);
+                worst_abs = worst_abs.max((got - want).abs());
+                if want > 1e-30 {
+                    worst_rel = worst_rel.max((got - want).abs() / want);
+                }
+            }
+        }
+        assert!(worst_abs < 2e-7, "absolute error {worst_abs}");
+        assert!(worst_rel < 2e-5, "relative error {worst_rel}");
+        assert_eq!(pow_unit(0.0, 0.5), 0.0);
+        assert_eq!(pow_unit(1.0, 0.5), 1.0);
+        assert_eq!(pow_unit(1.0, 32.0), 1.0);
     }
 
     #[test]
