@@ -316,6 +316,18 @@ def test_lab_to_rgb_arguments():
         names_arg(exc, "dtype")
 
 
+def test_exact_numbers_are_numbers():
+    # Fraction (VideoReader.fps is one) and Decimal were refused as "not real numbers"
+    from decimal import Decimal
+    from fractions import Fraction
+
+    for g, same in ((Fraction(1, 2), 0.5), (Decimal("0.5"), 0.5), ([Fraction(1, 2), 2], [0.5, 2])):
+        np.testing.assert_array_equal(lw.adjust_gamma(B2, g), lw.adjust_gamma(B2, same))
+    np.testing.assert_array_equal(lw.lerp_frames(B2, B2, Fraction(1, 3)), B2)
+    with pytest.raises(TypeError, match="^gamma .*bool"):  # a bool among numbers
+        lw.adjust_gamma(B2, [True, 2.0])
+
+
 def test_lab_to_rgb_names_what_lab_must_be():
     # a finite float64 beyond float32 was reported as "NaN or infinity"
     big = np.full((2, 2, 3), 1e300)

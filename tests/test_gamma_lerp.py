@@ -56,6 +56,14 @@ def test_adjust_gamma_one_is_identity(photos):
     np.testing.assert_allclose(lw.adjust_gamma(f, 1.0), f, atol=1e-7)
 
 
+def test_adjust_gamma_one_is_exactly_the_identity_on_floats():
+    # the vectorised power is within 2e-7, not exact; gamma 1 (what a frame gamma cannot
+    # move gets) must give the frame back as it was
+    f = np.random.default_rng(5).random((2, 64, 64, 3), dtype=np.float32)
+    np.testing.assert_array_equal(lw.adjust_gamma(f, 1.0), f)
+    np.testing.assert_array_equal(lw.adjust_gamma(f, [1.0, 2.0])[0], f[0])
+
+
 def test_adjust_gamma_float_clips_to_unit_range():
     x = np.array([[[-0.5, 1.5, 0.5]]], np.float32)
     np.testing.assert_allclose(lw.adjust_gamma(x, 2.0), [[[0.0, 1.0, 0.25]]], atol=1e-7)
@@ -236,6 +244,9 @@ def test_lerp_float(photos):
     assert out.dtype == np.float32
     np.testing.assert_allclose(out[0], a[0] + 0.3 * (b[0] - a[0]), atol=1e-6)
     np.testing.assert_allclose(out[1], a[1] + 0.8 * (b[1] - a[1]), atol=1e-6)
+    # equal frames come back unchanged at every alpha
+    for t in np.linspace(0, 1, 11):
+        np.testing.assert_array_equal(lw.lerp_frames(a, a, float(t)), a)
     # exactly the frames at the ends (alpha 1 missed b by an ulp in 45% of samples)
     np.testing.assert_array_equal(lw.lerp_frames(a, b, 0.0), a)
     np.testing.assert_array_equal(lw.lerp_frames(a, b, 1.0), b)

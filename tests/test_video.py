@@ -690,6 +690,9 @@ VFR = [0, 1, 2, 5, 6, 7, 20, 21, 22, 23, *range(40, 60)]  # 30 frames, uneven sp
         ("jump.ts", dict(times=[i if i < 15 else i + 100 for i in range(30)], fmt="mpegts", gop=5)),
         ("drops.avi", dict(times=[i if i < 10 else i + 5 for i in range(30)], codec="mpeg4")),
         ("cfr.mpg", dict(times=list(range(40)), codec="mpeg2video", fmt="mpeg")),
+        # AVI packets carry decode times: with B-frames they come out of order, and a
+        # fresh read(50) gave frame 49
+        ("bframes.avi", dict(times=list(range(40)), gop=12)),
     ],
 )
 def test_read_i_is_frame_i_of_the_iteration(tmp_path, name, kwargs):
@@ -709,6 +712,32 @@ def test_read_i_is_frame_i_of_the_iteration(tmp_path, name, kwargs):
         np.testing.assert_array_equal(np.concatenate(list(r.iter_from(k))), seq[k:])
         with pytest.raises(IndexError):
             r.read(len(seq))
+    # a fresh reader has not learnt from a whole iteration what the times are worth
+    for i in (1, 2, len(seq) // 2, len(seq) - 2):
+        with lv.VideoReader(path) as r:
+            np.testing.assert_array_equal(r.read(i), seq[i], err_msg=f"fresh read({i})")
+        with lv.VideoReader(path, batch=3) as r:
+            np.testing.assert_array_equal(np.concatenate(list(r.iter_from(i))), seq[i:])
+
+
+def test_a_file_cut_mid_gop(tmp_path):
+    """An MPEG-TS recording that starts after a keyframe: the decoder drops the frames
+    before the first keyframe, and the index counted them (frame_count 110 of 90, every
+    read 20 frames off)."""
+    whole = tmp_path / "whole.ts"
+    write_with_pyav(whole, range(60), fmt="mpegts", gop=10)
+    with av.open(str(whole)) as c:
+        pos = [(p.pos, p.is_keyframe) for p in c.demux(video=0) if p.size]
+    at = next(p for p, key in pos[15:] if not key)  # inside the second GOP
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(whole.read_bytes()[at // 188 * 188 :])
+    with av.open(str(cut)) as c:  # PyAV alone, as the oracle
+        seq = np.stack([lv.VideoReader._to_rgb(f) for f in c.decode(video=0)])
+    assert 30 <= len(seq) < 60
+    for i in (0, 5, len(seq) // 2, len(seq) - 1):
+        with lv.VideoReader(cut) as r:
+            assert r.frame_count == len(seq)
+            np.testing.assert_array_equal(r.read(i), seq[i], err_msg=f"read({i})")
 
 
 def test_constant_rate_reads_seek_without_decoding_from_the_start(tmp_path):
@@ -812,7 +841,9 @@ def test_writing_video_never_overwrites_its_input(tmp_path):
         w.write(moving(6))
     before = src.read_bytes()
     out = tmp_path / "clip.mp4"
-    for inputs in ([src], [str(tmp_path / "." / "clip.partial.mp4")]):
+    # a list, a path given with a detour, and one path alone (a str was read as a
+    # sequence of one-letter names, so the check never fired)
+    for inputs in ([src], [str(tmp_path / "." / "clip.partial.mp4")], str(src), src):
         with pytest.raises(ValueError, match="clip.partial.mp4, which is the input"):
             with lv.writing_video(out, inputs=inputs, fps=10):
                 pass
@@ -834,5 +865,25 @@ def test_writing_video_never_overwrites_its_input(tmp_path):
             lv.writing_video(out, fps=10).__enter__()
         assert r.frame_count == 6
     assert src.read_bytes() == before and not out.exists()
-    with lv.VideoWriter(tmp_path / "fresh.mp4") as w:  # closed readers do not count
+    with lv.VideoWriter(src, fps=10) as w:  # the reader is closed: it no longer counts
         w.write(moving(1))
+    with lv.VideoReader(src) as r:
+        assert r.frame_count == 1
+
+
+def test_open_readers_are_known_by_where_they_were_opened(tmp_path, monkeypatch):
+    """A reader opened by a relative path, then the working folder changes: the check
+    compared the relative path from the new folder (an unrelated file refused, the file
+    being read allowed)."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    for d in (a, b):
+        with lv.VideoWriter(d / "v.mp4", fps=10) as w:
+            w.write(moving(2))
+    monkeypatch.chdir(a)
+    with lv.VideoReader("v.mp4"):
+        monkeypatch.chdir(b)
+        with lv.VideoWriter(b / "v.mp4", fps=10) as w:  # another file of that name
+            w.write(moving(1))
+        with pytest.raises(ValueError, match="open in a VideoReader"):
+            lv.VideoWriter(a / "v.mp4", fps=10)

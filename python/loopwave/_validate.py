@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import decimal
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,7 +56,10 @@ def one_or_per_frame(ref: np.ndarray, arg: str, n: int) -> None:
 
 
 def _is_real(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+    # numbers.Real: also Fraction (VideoReader.fps is one); Decimal is not registered there
+    return isinstance(
+        v, (numbers.Real, decimal.Decimal, np.integer, np.floating)
+    ) and not isinstance(v, (bool, np.bool_))
 
 
 def real_array(x: Any, arg: str, form: str) -> np.ndarray:
@@ -67,6 +72,8 @@ def real_array(x: Any, arg: str, form: str) -> np.ndarray:
         raw = np.asarray(x)
     except (TypeError, ValueError):  # ragged nesting
         raise TypeError(f"{arg} must be {form}; got {type(x).__name__}") from None
+    if isinstance(x, (list, tuple)) and any(isinstance(v, (bool, np.bool_)) for v in x):
+        raise TypeError(f"{arg} must be {form}; got a bool among the numbers")
     if raw.dtype == object:
         if not all(_is_real(v) for v in raw.reshape(-1)):
             raise TypeError(f"{arg} must be {form}; got items that are not real numbers")

@@ -914,7 +914,7 @@ def _refuse_open_input(path: Path, arg: str) -> None:
     if not path.exists():
         return
     for r in list(_open_readers):
-        if not r._closed and _same_file(r.path, path):
+        if not r._closed and _same_file(r._where_opened, path.absolute()):
             raise ValueError(
                 f"{arg}: {path} is open in a VideoReader; close it or write to another file"
             )
@@ -942,16 +942,20 @@ class VideoReader:
     frames): the presentation time of every frame is read once from the packets
     (demuxing, no decoding), and a seek goes to the keyframe at or before frame
     ``i``'s time and decodes forward to the frame with exactly that time. Where the
-    decoded times do not match the packets' (MPEG-PS after a seek) or there are none
-    (raw streams), the reader decodes from the first frame and counts instead: as
-    exact, but a read costs a decode from the start.
+    decoded times do not follow the packets' (MPEG-PS after a seek; H.264 with
+    B-frames in AVI, whose packets carry decode times) or there are none (raw
+    streams), the reader decodes from the first frame and counts instead: as exact,
+    but a read costs a decode from the start. The index itself costs one pass over
+    the file's packets (no decoding) at the first :attr:`frame_count` or seek: about
+    0.2 s for 36,000 frames of a small MP4 (20 minutes at 30 fps).
 
     YUV is converted with the matrix and range the stream is tagged with (BT.601
     limited range when untagged). A rotation in the file (the display matrix of a
     phone's portrait clip) is applied as players apply it, in quarter turns, so
     :attr:`width`, :attr:`height` and the frames are as shown; :attr:`rotation` is
-    the file's angle (FFmpeg's, counterclockwise: ``-90`` for a phone held upright)
-    and ``autorotate=False`` gives the frames as stored. A mirroring in the display
+    the angle applied (FFmpeg's, counterclockwise: ``-90`` for a phone held upright;
+    0 when none is, as with ``autorotate=False``, which gives the frames as stored, or
+    an angle not a multiple of 90). A mirroring in the display
     matrix is not applied.
 
     Packets the demuxer flags corrupt (the cut-off last packet of a truncated file)
@@ -1012,6 +1016,7 @@ class VideoReader:
         h, w = self.stream.height, self.stream.width
         self.width: int = h if self._turns % 2 else w
         self.height: int = w if self._turns % 2 else h
+        self._where_opened = self.path.absolute()  # the relative path may move (chdir)
         _open_readers.add(self)
 
     def _open(self) -> Any:
@@ -1120,12 +1125,20 @@ class VideoReader:
             return
         self._seek_start()
         stamps: list[int | None] = []
+        # the decoder drops what comes before the first keyframe (a file cut mid-GOP);
+        # where no packet is flagged a keyframe, all count
+        first_key: int | None = None
         try:
             for p in self.container.demux(self.stream):
-                if p.size > 0 and not p.is_corrupt and not p.is_discard:
+                if p.size == 0:
+                    continue
+                if first_key is None and p.is_keyframe:  # a discarded one counts too
+                    first_key = len(stamps)
+                if not p.is_corrupt and not p.is_discard:
                     stamps.append(p.pts)
         except _av().error.FFmpegError:
             pass  # a cut-off file: index what is there
+        stamps = stamps[first_key or 0 :]
         self._indexed = True
         if self._count is None:
             self._count = len(stamps)
@@ -1213,12 +1226,19 @@ class VideoReader:
             seek_to -= step
             step *= 2
         i = -1  # the index of the frame yielded last
+        prev: int | None = None  # the index of the frame decoded last
         for f in () if head is None else _chain(head, frames):
             k = None if f.pts is None else self._where.get(f.pts)
-            if i < 0 and k is not None and k < start:
+            # every frame from the seek on must be the next of the index: times that are
+            # decode times (H.264 with B-frames in AVI) come out of order, and one of
+            # them can equal the target's while being another frame
+            if k is None or (prev is not None and k != prev + 1):
+                break
+            prev = k
+            if k < start:
                 continue  # decoding up to the target
             if k != (start if i < 0 else i + 1):
-                break  # a time the packets do not have, or a frame missing
+                break  # the target's time is not among the frames
             i = k
             yield self._rgb(f)
         else:
@@ -1399,7 +1419,7 @@ def writing_video(
     out: str | os.PathLike[str],
     *,
     keep_partial: bool = True,
-    inputs: Iterable[str | os.PathLike[str]] = (),
+    inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (),
     **writer_options: Any,
 ) -> Iterator[VideoWriter]:
     """A :class:`VideoWriter` on :func:`partial_path` (``NAME.partial.EXT`` beside
@@ -1407,10 +1427,10 @@ def writing_video(
     never leaves a complete-looking video. On an error the partial file stays
     (``keep_partial``, to look at) or goes.
 
-    ``inputs`` are the files the frames come from: when ``out`` or its partial file
-    is one of them (``interpolate clip.partial.mp4 -o clip.mp4``) this refuses to start,
-    as writing would destroy the input while it is read. A block that writes no frames
-    raises ValueError and creates no file."""
+    ``inputs`` are the files the frames come from (one path, or several): when ``out``
+    or its partial file is one of them (``interpolate clip.partial.mp4 -o clip.mp4``)
+    this refuses to start, as writing would destroy the input while it is read. A block
+    that writes no frames raises ValueError and creates no file."""
     p = Path(out)
     if p.is_dir():
         raise OSError(f"output: cannot write to {p}: it is a folder")
@@ -1421,7 +1441,9 @@ def writing_video(
     tmp = partial_path(p)
     if _same_file(tmp, p):  # a link: writing the partial file would truncate out
         raise ValueError(f"output: {p} and its partial file {tmp.name} are the same file")
-    for src in inputs:
+    # one path is one input, not a sequence of one-letter names
+    srcs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    for src in srcs:
         for target in (p, tmp):
             if _same_file(Path(src), target):
                 raise ValueError(

@@ -69,7 +69,8 @@ const ATANH_LOG2: [f32; 5] = [2.885_39, 0.961_796_7, 0.577_078, 0.412_198_57, 0.
 /// the series of `(2 / ln 2) atanh(s)`, `s = (m - 1) / (m + 1)`, to five terms
 /// (|s| <= 0.172: truncation 4e-10), then the power of two split into an integer,
 /// put into the exponent bits, and [`EXP2`] of the fraction. Within 2e-7 of the exact
-/// power (absolute, 7e-8 measured over x and g); 0 and 1 map to themselves; subnormal `x`
+/// power (absolute, 7e-8 measured over x and g); 0 and 1 map to themselves, and
+/// `g = 1` gives `x` exactly; subnormal `x`
 /// are scaled up first. Results below 2^-126 come out 0.
 #[inline(always)]
 pub fn pow_unit(x: f32, g: f32) -> f32 {
@@ -110,7 +111,9 @@ pub fn pow_unit(x: f32, g: f32) -> f32 {
     );
     // n >= -127: 2^n as exponent bits (0 for -127, so those lanes give 0)
     let r = p * f32::from_bits(((n + 127) as u32) << 23);
-    if x > 0.0 {
+    if g == 1.0 {
+        x // exactly (frames a gamma cannot move get 1, and must come back unchanged)
+    } else if x > 0.0 {
         r
     } else {
         0.0
@@ -457,6 +460,7 @@ mod tests {
         assert_eq!(pow_unit(0.0, 0.5), 0.0);
         assert_eq!(pow_unit(1.0, 0.5), 1.0);
         assert_eq!(pow_unit(1.0, 32.0), 1.0);
+        assert!(xs.iter().all(|&x| pow_unit(x, 1.0) == x));
     }
 
     #[test]
