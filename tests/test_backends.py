@@ -37,6 +37,53 @@ def test_a_saved_diffusers_folder_renders_like_the_model_it_came_from(tmp_path, 
     assert not np.array_equal(got, loaded.img2img(init, seed=10, **CALL))  # the seed matters
 
 
+def test_a_single_file_checkpoint_never_reaches_the_network(tmp_path, monkeypatch):
+    """diffusers' from_single_file ignored local_files_only when the config was not cached
+    and resolved huggingface.co to download it; now the Hub's offline switch is on while
+    loading, and the missing config is a ValueError."""
+    import socket
+
+    from safetensors.torch import save_file
+
+    tried = []
+
+    def no_network(*args, **kwargs):
+        tried.append(args)
+        raise OSError("network blocked by the test")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    ckpt = tmp_path / "model.safetensors"
+    save_file({"model.diffusion_model.conv_in.weight": torch.zeros(320, 4, 3, 3)}, str(ckpt))
+    with pytest.raises(ValueError, match="cannot load .*model.safetensors offline"):
+        load_backend("diffusers", ckpt, device="cpu")
+    assert tried == []
+    import huggingface_hub.constants as hub
+
+    assert not hub.HF_HUB_OFFLINE  # the switch is put back
+
+
+def test_damaged_model_folders_are_value_errors(tmp_path):
+    """KeyError ('_class_name') and NotImplementedError (a tensor missing: left on torch's
+    meta device) reached the CLI as tracebacks."""
+    smoke_backend().pipe.save_pretrained(tmp_path / "model")
+    index = tmp_path / "model" / "model_index.json"
+    good = index.read_text()
+    index.write_text("{}")
+    with pytest.raises(ValueError, match="model path .*model: cannot load"):
+        load_backend("diffusers", tmp_path / "model", device="cpu")
+    index.write_text(good)
+    from safetensors.torch import load_file, save_file
+
+    unet = next((tmp_path / "model" / "unet").glob("*.safetensors"))
+    tensors = load_file(str(unet))
+    tensors.pop(sorted(tensors)[0])
+    save_file(tensors, str(unet))
+    with pytest.raises(ValueError, match="model path .*model"):
+        load_backend("diffusers", tmp_path / "model", device="cpu")
+
+
 def test_the_pipeline_does_not_search_its_modules_for_the_device_every_call(init, monkeypatch):
     """diffusers works out the execution device on every call by walking every module
     for offloading hooks (6-14 ms a call with SD 1.5 on a CPU, while a GPU waits); the
@@ -117,6 +164,15 @@ def test_lora_refusals(tmp_path):
     pytest.importorskip("peft")
     with pytest.raises(ValueError, match="lora: cannot load"):
         load_backend("smoke", lora=[{"path": str(bad)}])
+    # only the down (A) matrices of a LoRA: an IndexError in diffusers reached the CLI
+    from safetensors.torch import load_file, save_file
+
+    good, _ = _lora_file(tmp_path)
+    half = tmp_path / "half.safetensors"
+    down = {k: v for k, v in load_file(str(good)).items() if "lora_A" in k or "lora.down" in k}
+    save_file(down, str(half))
+    with pytest.raises(ValueError, match="lora: cannot load .*half.safetensors"):
+        load_backend("smoke", lora=[{"path": str(half)}])
 
 
 def test_speed_options_keep_the_pictures(init):

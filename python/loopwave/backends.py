@@ -5,9 +5,9 @@ negative prompt, strength, steps, cfg and seed in, one ``uint8`` RGB frame out.
 
 * :class:`DiffusersBackend` runs a ``StableDiffusionImg2ImgPipeline`` from a
   local diffusers folder (``model_index.json``) or a single ``.safetensors``
-  checkpoint (``from_single_file`` with ``local_files_only``: it needs the
-  model's config cached locally, and says so if it is not). Pickled ``.ckpt``
-  files are refused unless ``allow_pickle=True``. A path that is not a local
+  checkpoint (``from_single_file`` with ``local_files_only`` and the Hub's offline
+  switch on: it needs the model's config cached locally, and says so if it is not).
+  Pickled ``.ckpt`` files are refused unless ``allow_pickle=True``. A path that is not a local
   file or folder is an error: nothing is downloaded. fp16 + SDPA on CUDA,
   float32 on the CPU. Schedulers by name (:data:`SCHEDULERS`), LoRA files
   with weights (local ``.safetensors``, through ``peft``).
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import abc
 import collections
+import contextlib
 import functools
 import json
 import logging
@@ -31,7 +32,7 @@ import math
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -525,6 +526,31 @@ def smoke_backend(
     )
 
 
+# What diffusers, transformers and peft raise on damaged model or LoRA files: a
+# config without its keys (KeyError), a missing tensor (NotImplementedError: meta
+# tensors), a LoRA without its up matrices (IndexError), an allocation (RuntimeError)
+_LOAD_ERRORS = (
+    ValueError, KeyError, IndexError, TypeError, AttributeError,
+    NotImplementedError, RuntimeError, OSError,
+)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _offline() -> Iterator[None]:
+    """Hugging Face Hub lookups refused while loading local files. diffusers'
+    ``from_single_file`` ignores ``local_files_only`` when the model's config is not
+    cached and calls the Hub to fetch it (it resolved huggingface.co); with the hub's
+    offline switch on, that fails at once and the loader reports it."""
+    import huggingface_hub.constants as hub
+
+    before = hub.HF_HUB_OFFLINE
+    hub.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hub.HF_HUB_OFFLINE = before
+
+
 @_one_at_a_time
 def load_backend(
     kind: str,
@@ -566,16 +592,21 @@ def load_backend(
     )
     cls = diffusers.StableDiffusionImg2ImgPipeline
     if p.is_dir():
-        pipe = cls.from_pretrained(
-            str(p),
-            torch_dtype=dtype,
-            local_files_only=True,
-            safety_checker=None,
-            requires_safety_checker=False,
-        )
+        try:
+            with _offline():
+                pipe = cls.from_pretrained(
+                    str(p),
+                    torch_dtype=dtype,
+                    local_files_only=True,
+                    safety_checker=None,
+                    requires_safety_checker=False,
+                )
+        except _LOAD_ERRORS as e:  # a damaged folder: missing keys, files, tensors
+            raise ValueError(f"model path {p}: cannot load this diffusers folder ({e})") from e
     elif p.suffix == ".safetensors" or (p.suffix == ".ckpt" and allow_pickle):
         try:
-            pipe = cls.from_single_file(str(p), torch_dtype=dtype, local_files_only=True)
+            with _offline():
+                pipe = cls.from_single_file(str(p), torch_dtype=dtype, local_files_only=True)
         except Exception as e:  # diffusers raises several types when a config is missing
             raise ValueError(
                 f"cannot load {p} offline ({e}); convert it to a diffusers folder "
@@ -589,7 +620,10 @@ def load_backend(
     else:
         raise ValueError(f"model path {p} must be a diffusers folder or a .safetensors file")
     _apply_loras(pipe, loras)
-    return DiffusersBackend(pipe, device=device, scheduler=scheduler, label=p.name, accel=accel)
+    try:
+        return DiffusersBackend(pipe, device=device, scheduler=scheduler, label=p.name, accel=accel)
+    except NotImplementedError as e:  # tensors a damaged file lacks stay on torch's meta device
+        raise ValueError(f"model path {p}: weights are missing from the files ({e})") from e
 
 
 def _check_loras(lora: list[dict[str, Any]], allow_pickle: bool) -> list[tuple[Path, float]]:
@@ -619,8 +653,9 @@ def _apply_loras(pipe: Any, loras: list[tuple[Path, float]]) -> None:
     names = [f"lora{k}" for k in range(len(loras))]
     for name, (p, _) in zip(names, loras, strict=True):
         try:
-            pipe.load_lora_weights(str(p.parent), weight_name=p.name, adapter_name=name)
-        except (ValueError, KeyError, RuntimeError, OSError) as e:  # corrupt or not a LoRA
+            with _offline():
+                pipe.load_lora_weights(str(p.parent), weight_name=p.name, adapter_name=name)
+        except _LOAD_ERRORS as e:  # corrupt, or not a LoRA of this model
             raise ValueError(f"lora: cannot load {p}: {e}") from e
     try:
         pipe.set_adapters(names, adapter_weights=[s for _, s in loras])
