@@ -77,3 +77,33 @@ def test_reading_16_bit_and_oversized_images(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 64x48 is then a "bomb"
     with pytest.raises(ValueError, match="g16.png"):
         _read_png(Path(tmp_path / "g16.png"))
+
+
+def test_numpy_integer_keyframes_save_whole(tmp_path, photos):
+    """np.int64 frames were kept as keys: save() wrote the PNGs, then json failed, and an
+    older plan.json stayed beside the new images (load gave a mix of both plans)."""
+    ColourPlan({0: photos["chelsea"], 10: photos["chelsea"]}).save(tmp_path)
+    plan = ColourPlan({np.int64(0): photos["coffee"], np.int32(10): photos["coffee"]})
+    plan.save(tmp_path)
+    again = ColourPlan.load(tmp_path)
+    assert list(again.keyframes) == [0, 10]
+    for k in (0, 10):
+        np.testing.assert_array_equal(again.keyframes[k], photos["coffee"])
+
+
+@pytest.mark.parametrize("keys", ['"010"', "[0.9, 10.7]", "[false, true]", "[1e400]", "[]", "[-1]"])
+def test_damaged_plan_index_is_a_value_error_naming_it(tmp_path, photos, keys):
+    # a string was read letter by letter, floats and bools as ints, 1e400 raised
+    # OverflowError, and [] failed without naming plan.json
+    ColourPlan({0: photos["coffee"], 1: photos["coffee"]}).save(tmp_path)
+    (tmp_path / "plan.json").write_text('{"keyframes": ' + keys + "}")
+    with pytest.raises(ValueError, match="plan.json"):
+        ColourPlan.load(tmp_path)
+
+
+def test_a_truncated_plan_image_names_its_file(tmp_path, photos):
+    ColourPlan({0: photos["coffee"], 5: photos["coffee"]}).save(tmp_path)
+    png = tmp_path / "plan" / "000005.png"
+    png.write_bytes(png.read_bytes()[:2000])
+    with pytest.raises(OSError, match="000005.png"):
+        ColourPlan.load(tmp_path)

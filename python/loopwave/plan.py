@@ -61,7 +61,9 @@ class ColourPlan:
         shapes = {k.shape for k in keyframes.values()}
         if len(shapes) != 1:
             raise ValueError(f"keyframes must share one shape; got {sorted(shapes)}")
-        self.keyframes = dict(sorted(keyframes.items()))
+        # plain ints: numpy integers cannot go into plan.json (save() failed after
+        # writing the PNGs, leaving an older plan.json beside the new images)
+        self.keyframes = dict(sorted((int(k), img) for k, img in keyframes.items()))
         self._keys = list(self.keyframes)
 
     @classmethod
@@ -106,13 +108,22 @@ class ColourPlan:
         if not index.is_file():
             raise OSError(f"run_dir: no colour plan in {run_dir} (plan.json missing)")
         data = _read_json(index)
-        try:
-            frames = [int(k) for k in data["keyframes"]]
-        except (ValueError, KeyError, TypeError) as e:
+        frames = data.get("keyframes") if isinstance(data, dict) else None
+        # a list of whole numbers, nothing else ("010" read as [0, 1 0], 10.7 as 10,
+        # true as 1; 1e400 raised OverflowError)
+        if (
+            not isinstance(frames, list)
+            or not frames
+            or not all(type(k) is int and 0 <= k < 10**9 for k in frames)
+        ):
             raise ValueError(
-                f'{index}: expected {{"keyframes": [frame, ...]}} ({type(e).__name__}: {e})'
-            ) from None
-        return cls({k: _read_png(Path(run_dir) / "plan" / f"{k:06d}.png") for k in frames})
+                f'{index}: expected {{"keyframes": [frame, ...]}} with frames whole numbers '
+                f">= 0; got {frames!r:.80}"
+            )
+        try:
+            return cls({k: _read_png(Path(run_dir) / "plan" / f"{k:06d}.png") for k in frames})
+        except ValueError as e:  # PNGs of several sizes
+            raise ValueError(f"{index}: the plan's keyframe images do not match ({e})") from e
 
 
 # the run folder's JSON files (settings, state, the plan's index), shared with the renderer
@@ -147,6 +158,10 @@ def _read_png(path: Path) -> np.ndarray:
                 return np.asarray(im.convert("RGB"))
         except Image.DecompressionBombError as e:  # not an OSError: name the file
             raise ValueError(f"{path}: {e}") from None
+        except OSError as e:
+            if str(path) in str(e):
+                raise
+            raise OSError(f"{path}: {e}") from e  # 'image file is truncated' named no file
     except ImportError:  # pragma: no cover - fall back to PyAV
         from .video import _read_png as read_with_av
 
