@@ -52,6 +52,11 @@ def test_bench_reports_every_stage(tmp_path, capsys, exported):
 def test_bench_refuses_bad_settings(capsys):
     assert main(["bench", "--size", "100"]) == 2
     assert "size must be a multiple of 8" in capsys.readouterr().err
+    assert main(["bench", "--size", "16384"]) == 2  # an allocation traceback before
+    assert "size must be at most 4096" in capsys.readouterr().err
+    # sd15-random built its 1 GB of weights on the device before checking it (traceback)
+    assert main(["bench", "--model", "sd15-random", "--device", "foo"]) == 2
+    assert "device: 'foo'" in capsys.readouterr().err
     assert main(["bench", "--strength", "0"]) == 2
     assert "strength must be in (0, 1]" in capsys.readouterr().err
     assert main(["bench", "--repeats", "0"]) == 2

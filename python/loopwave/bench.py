@@ -68,8 +68,12 @@ def _backend(model: str, device: str, accel: dict[str, Any] | None) -> Any:
     if model == "smoke":
         return smoke_backend(device="cpu" if device == "auto" else device, accel=accel)
     if model == "sd15-random":
+        import torch
+
+        from .backends import _torch_device
         from .sd15 import sd15_random_backend
 
+        _torch_device(torch, device)  # before building 1 GB of weights on it (a traceback)
         return sd15_random_backend(device=device, accel=accel)
     return load_backend("diffusers", model, device=device, accel=accel)
 
@@ -143,6 +147,8 @@ def run_bench(
             raise ValueError(f"{name} must be an int >= {lo}; got {v!r}")
     if size % 8:
         raise ValueError(f"size must be a multiple of 8; got {size}")
+    if size > 4096:  # as demo: 16384 failed allocating, after the model was built
+        raise ValueError(f"size must be at most 4096; got {size}")
     if not 0 < strength <= 1:
         raise ValueError(f"strength must be in (0, 1]; got {strength}")
     for part, how in (("unet", unet), ("vae", vae)):
