@@ -4,6 +4,7 @@ asserted: benchmarks are not tests)."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -49,7 +50,7 @@ def test_bench_reports_every_stage(tmp_path, capsys, exported):
     assert "render / UNet only" in text and "UNet, batch 2" in text
 
 
-def test_bench_refuses_bad_settings(capsys):
+def test_bench_refuses_bad_settings(capsys, monkeypatch, tmp_path):
     assert main(["bench", "--size", "100"]) == 2
     assert "size must be a multiple of 8" in capsys.readouterr().err
     assert main(["bench", "--size", "16384"]) == 2  # an allocation traceback before
@@ -57,6 +58,13 @@ def test_bench_refuses_bad_settings(capsys):
     # sd15-random built its 1 GB of weights on the device before checking it (traceback)
     assert main(["bench", "--model", "sd15-random", "--device", "foo"]) == 2
     assert "device: 'foo'" in capsys.readouterr().err
+    # a folder the report cannot go into was found out after the measurements (the
+    # machine's user may be root, who can write anywhere: the check is what is tested)
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if mode == os.W_OK else real(p, mode))
+    assert main(["bench", "--json", str(tmp_path / "r.json")]) == 2
+    assert "not writable" in capsys.readouterr().err
+    monkeypatch.undo()
     assert main(["bench", "--strength", "0"]) == 2
     assert "strength must be in (0, 1]" in capsys.readouterr().err
     assert main(["bench", "--repeats", "0"]) == 2

@@ -27,6 +27,7 @@ download; meant for a GPU), or a local diffusers folder / ``.safetensors``.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import sys
@@ -393,6 +394,8 @@ def add_cli(sub: Any) -> None:
         if a.json and (Path(a.json).is_dir() or not Path(a.json).parent.is_dir()):
             # checked first: the measurements take minutes
             raise OSError(f"--json: cannot write {a.json} (a folder, or its folder is missing)")
+        if a.json and not os.access(Path(a.json).parent, os.W_OK):  # found out at the end
+            raise OSError(f"--json: cannot write {a.json} (its folder is not writable)")
         accel = {
             "channels_last": a.channels_last,
             "compile": [x for x in a.compile.split(",") if x],
@@ -416,7 +419,14 @@ def add_cli(sub: Any) -> None:
             repeats=a.repeats,
         )
         if a.json:
-            Path(a.json).write_text(json.dumps(report, indent=2))
+            from .plan import _atomic_json
+
+            try:
+                _atomic_json(Path(a.json), report)  # whole or not at all
+            except OSError as e:  # a full disk: the report still reaches the user
+                print(json.dumps(report, indent=2))
+                msg = f"--json: could not write {a.json} ({e}); the report is printed above"
+                raise OSError(msg) from e
             print(f"report: {a.json}")
         return 0
 

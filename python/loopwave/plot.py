@@ -28,13 +28,20 @@ def line_plot(
     """
     if not series or not all(len(s) for s in series):
         raise ValueError("series must be a non-empty list of non-empty sequences")
+    for name, v, least in (("width", width, 16), ("height", height, 16), ("margin", margin, 0)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < least:
+            raise ValueError(f"{name} must be an int >= {least}; got {v!r}")
+    if 2 * margin >= min(width, height) - 4:
+        raise ValueError(f"margin {margin} leaves no room in {width}x{height}")
+    data = [np.asarray(s, np.float64) for s in series]
+    if any(d.ndim != 1 for d in data):
+        raise ValueError("series must hold 1-D sequences of numbers")
     img = np.full((height, width, 3), 255, np.uint8)
     for q in range(5):  # grid
         y = margin + q * (height - 2 * margin) // 4
         img[y, margin : width - margin] = 225
         x = margin + q * (width - 2 * margin) // 4
         img[margin : height - margin, x] = 225
-    data = [np.asarray(s, np.float64) for s in series]
     finite = np.concatenate([d[np.isfinite(d)] for d in data] + [np.zeros(1)])
     lo, hi = float(finite.min()), float(finite.max())
     hi = hi if hi > lo else lo + 1.0
@@ -52,6 +59,12 @@ def line_plot(
             py = np.linspace(y0, y1, steps).round().astype(int)
             for dy in (0, 1):  # two pixels thick
                 img[np.clip(py + dy, 0, height - 1), px] = colour
-        if len(d) == 1 and np.isfinite(ys[0]):
-            img[int(round(ys[0])), int(round(xs[0]))] = colour
+        # points with no finite neighbour draw no segment: mark them (a lone point, or
+        # [nan, 5, nan], drew nothing)
+        ok = np.isfinite(ys)
+        before = np.concatenate([[False], ok[:-1]])
+        after = np.concatenate([ok[1:], [False]])
+        for k in np.flatnonzero(ok & ~before & ~after):
+            y, x = int(round(ys[k])), int(round(xs[k]))
+            img[y : y + 2, max(x - 1, 0) : x + 2] = colour
     return write_png(path, img)
