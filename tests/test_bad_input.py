@@ -604,3 +604,27 @@ def test_raw_native_fortran_order_raises_or_is_read_correctly():
         if not np.array_equal(got, call(x)):
             misread.append(fn)
     assert not misread, f"Fortran-ordered input silently read as C order by _native.{misread}"
+
+
+def test_an_output_that_cannot_be_allocated_is_a_memory_error(tmp_path):
+    """numpy failing to allocate the result made the numpy crate panic on the null
+    pointer: PanicException, a BaseException that got past `except Exception`."""
+    import subprocess
+    import sys
+
+    code = """
+import re, resource, numpy as np, loopwave as lw
+x = np.zeros((16, 1024, 1024, 3), np.uint8)  # 48 MiB in, 192 MiB of float32 out
+vm = int(re.search(r"VmSize:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (64 << 20), resource.RLIM_INFINITY))
+try:
+    lw.rgb_to_lab(x)
+except MemoryError:
+    print("MemoryError")
+except BaseException as e:
+    print("other", type(e).__name__)
+"""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("uses /proc and RLIMIT_AS")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "MemoryError", r.stdout + r.stderr[-2000:]

@@ -106,10 +106,30 @@ fn view<'a, T: Element>(a: &'a PyReadonlyArray4<'_, T>, arg: &str) -> PyResult<(
     Ok((Dims::new(s[0], s[1], s[2]), data))
 }
 
+/// A new numpy array from `numpy.empty` or `numpy.zeros`, so that an allocation
+/// failure is numpy's `MemoryError`: the numpy crate's constructors panic on the
+/// null pointer instead (`PanicException`, past `except Exception`, and with
+/// little memory left the panic itself could not allocate and the process hung).
+fn numpy_array<'py, T: Element, D>(
+    py: Python<'py>,
+    how: &str,
+    shape: impl IntoPyObject<'py>,
+) -> PyResult<Bound<'py, numpy::PyArray<T, D>>>
+where
+    D: numpy::ndarray::Dimension,
+{
+    static NUMPY: pyo3::sync::PyOnceLock<Py<PyModule>> = pyo3::sync::PyOnceLock::new();
+    let np = NUMPY.get_or_try_init(py, || py.import("numpy").map(Bound::unbind))?;
+    let a = np
+        .bind(py)
+        .call_method1(how, (shape, numpy::dtype::<T>(py)))?;
+    a.cast_into::<numpy::PyArray<T, D>>()
+        .map_err(|_| PyRuntimeError::new_err("numpy returned an array of another kind"))
+}
+
 /// An uninitialised output batch; every kernel writes every sample on success.
-fn alloc<'py, T: Element>(py: Python<'py>, d: Dims) -> Bound<'py, PyArray4<T>> {
-    // SAFETY: the array is fully written before Python can see it, or dropped.
-    unsafe { PyArray4::<T>::new(py, [d.n, d.h, d.w, 3], false) }
+fn alloc<'py, T: Element>(py: Python<'py>, d: Dims) -> PyResult<Bound<'py, PyArray4<T>>> {
+    numpy_array(py, "empty", (d.n, d.h, d.w, 3))
 }
 
 #[allow(clippy::mut_from_ref)]
@@ -130,7 +150,7 @@ fn map_batch<'py, T: Element + Sample, O: Element + Sample>(
     f: impl FnOnce(&[T], Dims, &mut [O]) -> kernels::Result<()> + Send,
 ) -> PyResult<Bound<'py, PyArray4<O>>> {
     let (d, s) = view(a, arg)?;
-    let out = alloc::<O>(py, d);
+    let out = alloc::<O>(py, d)?;
     let o = out_slice(&out);
     run(py, || f(s, d, o))?;
     Ok(out)
@@ -261,10 +281,10 @@ fn with_gammas<'py, T: Element + Sample>(
 ) -> PyResult<WithGammas<'py>> {
     let (rd, rs) = view(&r, rarg)?;
     let (d, s) = view(&a, "frames")?;
-    let gammas = PyArray1::<f64>::zeros(py, d.n, false);
+    let gammas: Bound<PyArray1<f64>> = numpy_array(py, "zeros", (d.n,))?;
     let g = out_slice(&gammas);
     let dst = match out {
-        None => alloc::<T>(py, d),
+        None => alloc::<T>(py, d)?,
         Some(o) => {
             let o = o.cast::<PyArray4<T>>().map_err(|_| {
                 PyTypeError::new_err(format!(
@@ -382,7 +402,7 @@ fn mean_t<'py, T: Element + Sample>(
     a: PyReadonlyArray4<'py, T>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let (d, s) = view(&a, "frames")?;
-    let out = alloc::<T>(py, Dims::new(1, d.h, d.w));
+    let out = alloc::<T>(py, Dims::new(1, d.h, d.w))?;
     let o = out_slice(&out);
     run(py, || kernels::lerp::mean_frames(s, d, o))?;
     Ok(out.into_any())
@@ -408,7 +428,7 @@ fn yuv_t<'py, T: Element + Sample>(
             kernels::yuv::rgb_to_yuv420p(s, d, m, full, &mut []).unwrap_err(),
         ));
     }
-    let out = PyArray3::<u8>::zeros(py, [d.n, d.h * 3 / 2, d.w], false);
+    let out: Bound<PyArray3<u8>> = numpy_array(py, "zeros", (d.n, d.h * 3 / 2, d.w))?;
     let o = out_slice(&out);
     run(py, || kernels::yuv::rgb_to_yuv420p(s, d, m, full, o))?;
     Ok(out)
@@ -478,7 +498,7 @@ fn _flow_interpolate<'py>(
         .as_slice()
         .map_err(|_| PyValueError::new_err("flows: expected a C-contiguous array"))?;
     let t = vec1(&ts, "timesteps")?;
-    let out = alloc::<u8>(py, Dims::new(t.len(), d.h, d.w));
+    let out = alloc::<u8>(py, Dims::new(t.len(), d.h, d.w))?;
     let o = out_slice(&out);
     let (px3, px2) = (d.h * d.w * 3, d.h * d.w * 2);
     run(py, || {
