@@ -93,8 +93,13 @@ def test_cli_demo_and_errors(tmp_path, capsys) -> None:
     assert "contact sheet" in out and "before" in out
     assert main(["demo", "--out", str(tmp_path), "--frames", "0", "--quiet"]) == 2
     assert "frames must be in 2..100000" in capsys.readouterr().err
-    assert main(["demo", "--out", str(tmp_path), "--size", "4096", "--quiet"]) == 2
-    assert "2 GiB" in capsys.readouterr().err  # not a MemoryError traceback
+    # about 1.3 TB at the peak: refused up front, not a MemoryError traceback (a bound of 2
+    # GiB a copy let through runs that needed 13 times that)
+    big = ["demo", "--out", str(tmp_path), "--size", "4096", "--frames", "2000", "--quiet"]
+    assert main(big) == 2
+    assert "GiB at the peak, more than this machine's" in capsys.readouterr().err
+    assert main(["demo", "--out", "", "--frames", "2", "--quiet"]) == 2  # wrote into the cwd
+    assert "out_dir must name a folder" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["no-such-command"])
 
