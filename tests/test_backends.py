@@ -153,6 +153,17 @@ def test_lora_files_apply_with_their_scale(tmp_path, init):
 
 
 def test_lora_refusals(tmp_path):
+    # through the API (settings files are checked before): a KeyError or a bare float()
+    # error before
+    for bad, err in (
+        ("style.safetensors", TypeError),
+        ([{"scale": 0.5}], TypeError),
+        (["style.safetensors"], TypeError),
+        ([{"path": "x.safetensors", "scale": "strong"}], ValueError),
+        ([{"path": "x.safetensors", "scale": float("nan")}], ValueError),
+    ):
+        with pytest.raises(err, match="^lora"):
+            load_backend("smoke", lora=bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"lora\[0\]: .* is not a local file"):
         load_backend("smoke", lora=[{"path": str(tmp_path / "missing.safetensors")}])
     pt = tmp_path / "style.pt"

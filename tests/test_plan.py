@@ -107,3 +107,19 @@ def test_a_truncated_plan_image_names_its_file(tmp_path, photos):
     png.write_bytes(png.read_bytes()[:2000])
     with pytest.raises(OSError, match="000005.png"):
         ColourPlan.load(tmp_path)
+
+
+def test_keyframes_are_checked_when_the_plan_is_made(photos):
+    # float64, mixed dtypes, NaN and empty images were taken, and failed later in a lerp
+    # with errors naming `a` and `b`
+    img = photos["coffee"]
+    with pytest.raises(TypeError, match="^keyframes must all be uint8 or all float32"):
+        ColourPlan({0: img.astype(np.float64)})
+    with pytest.raises(TypeError, match="^keyframes must all be uint8 or all float32"):
+        ColourPlan({0: img, 5: img.astype(np.float32) / 255})
+    bad = img.astype(np.float32) / 255
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"^keyframes\[3\] holds NaN"):
+        ColourPlan({3: bad})
+    with pytest.raises(ValueError, match="^keyframes must not be empty images"):
+        ColourPlan({0: img[:0]})

@@ -628,8 +628,21 @@ def load_backend(
 
 def _check_loras(lora: list[dict[str, Any]], allow_pickle: bool) -> list[tuple[Path, float]]:
     out = []
+    if not isinstance(lora, (list, tuple)):
+        raise TypeError(
+            f"lora must be a list of {{'path': file, 'scale': weight}}; got {lora!r:.60}"
+        )
     for k, e in enumerate(lora):
-        p, scale = Path(e["path"]), float(e.get("scale", 1.0))
+        if not isinstance(e, dict) or not isinstance(e.get("path"), (str, os.PathLike)):
+            raise TypeError(f"lora[{k}] must be {{'path': file, 'scale': weight}}; got {e!r:.60}")
+        scale = e.get("scale", 1.0)
+        if (
+            isinstance(scale, bool)
+            or not isinstance(scale, (int, float))
+            or not math.isfinite(scale)
+        ):
+            raise ValueError(f"lora[{k}]: scale must be a finite number; got {scale!r}")
+        p, scale = Path(e["path"]), float(scale)
         if not p.is_file():
             raise ValueError(
                 f"lora[{k}]: {str(p)!r} is not a local file (loopwave never downloads models)"

@@ -61,6 +61,15 @@ class ColourPlan:
         shapes = {k.shape for k in keyframes.values()}
         if len(shapes) != 1:
             raise ValueError(f"keyframes must share one shape; got {sorted(shapes)}")
+        # checked here rather than when a target is lerped, where the error named `a`/`b`
+        dtypes = sorted({str(img.dtype) for img in keyframes.values()})
+        if dtypes not in (["uint8"], ["float32"]):
+            raise TypeError(f"keyframes must all be uint8 or all float32; got {dtypes}")
+        if any(img.size == 0 for img in keyframes.values()):
+            raise ValueError(f"keyframes must not be empty images; got shape {shapes.pop()}")
+        for k, img in keyframes.items():
+            if img.dtype == np.float32 and not np.isfinite(img).all():
+                raise ValueError(f"keyframes[{k}] holds NaN or infinity")
         # plain ints: numpy integers cannot go into plan.json (save() failed after
         # writing the PNGs, leaving an older plan.json beside the new images)
         self.keyframes = dict(sorted((int(k), img) for k, img in keyframes.items()))
