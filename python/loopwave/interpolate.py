@@ -435,20 +435,13 @@ def add_cli(sub: Any) -> None:
             from .rife import OnnxRifeInterpolator
 
             backend = OnnxRifeInterpolator(a.model)
-        from .video import _same_file, partial_path
+        from .video import _same_file
 
         out, src = Path(a.output), Path(a.input)
         video_out = _output_kind(out)
+        # (a video's NAME.partial.EXT is checked against the input by writing_video)
         if _same_file(out, src):
             raise ValueError("-o: the output must not be the input")
-        if video_out:
-            # the video is written as NAME.partial.EXT and renamed: that file must not
-            # be the input either, or writing it destroys the input while it is read
-            if _same_file(partial_path(out), src):
-                raise ValueError(
-                    f"-o: {out} is written as {partial_path(out).name} first, which is "
-                    "the input; choose another output name"
-                )
         if not video_out and out.is_dir() and any(out.iterdir()):
             # stale frames of an earlier run would mix with these ones
             raise ValueError(f"-o: {out} already holds files; pick an empty or new folder")

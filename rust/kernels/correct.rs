@@ -188,7 +188,8 @@ pub fn target_stats<T: Sample>(target: &[T], binning: &[Binning; 3]) -> TargetSt
 }
 
 /// How pass two finishes each sample: the gamma table of an 8-bit frame, or a
-/// float power, exactly as `adjust_gamma` does to the quantised sample.
+/// float power, exactly as `adjust_gamma` does to the quantised sample (the
+/// power is raised on the planes, before interleaving, so it vectorises).
 struct GammaOut {
     table: [u8; 256],
     power: f32,
@@ -202,13 +203,10 @@ impl GammaOut {
         }
     }
 
+    /// The table's value for an 8-bit sample.
     #[inline(always)]
-    fn apply<T: Sample>(&self, q: T) -> T {
-        if T::FLOAT {
-            T::from_unit(pow_unit(q.to_unit(), self.power))
-        } else {
-            T::from_raw_round(self.table[q.code()] as f32)
-        }
+    fn table_of<T: Sample>(&self, q: T) -> T {
+        T::from_raw_round(self.table[q.code()] as f32)
     }
 }
 
@@ -254,25 +252,21 @@ fn blend_chunk_imp<T: Sample>(
                 rgb[c][i] = res[c];
             }
         }
+        if let (true, Some(g)) = (T::FLOAT, gamma) {
+            for plane in rgb.iter_mut() {
+                for v in plane.iter_mut() {
+                    *v = pow_unit(clamp01(*v), g.power);
+                }
+            }
+        }
         if !store(&rgb, ob, gamma) {
-            if let (true, Some(g)) = (T::FLOAT, gamma) {
-                // planar, so the power vectorises (the same values as `apply`)
-                for plane in rgb.iter_mut() {
-                    for v in plane.iter_mut() {
-                        *v = clamp01(pow_unit(clamp01(*v), g.power));
-                    }
-                }
-                for (i, q) in ob.chunks_exact_mut(3).enumerate() {
-                    for c in 0..3 {
-                        q[c] = T::from_unit(rgb[c][i]);
-                    }
-                }
-            } else {
-                for (i, q) in ob.chunks_exact_mut(3).enumerate() {
-                    for c in 0..3 {
-                        let v = T::from_unit(rgb[c][i]);
-                        q[c] = gamma.map_or(v, |g| g.apply(v));
-                    }
+            for (i, q) in ob.chunks_exact_mut(3).enumerate() {
+                for c in 0..3 {
+                    let v = T::from_unit(rgb[c][i]);
+                    q[c] = match gamma {
+                        Some(g) if !T::FLOAT => g.table_of(v),
+                        _ => v,
+                    };
                 }
             }
         }
