@@ -204,6 +204,13 @@ def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int
         lambda k: [exposure.adjust_gamma(f, 1.3) for f in frames[:k]],
     )
     add(
+        "adjust_gamma float32",
+        lambda: lw.adjust_gamma(ff, 1.3),
+        24 * px,
+        "skimage adjust_gamma float32",
+        lambda k: [exposure.adjust_gamma(f, 1.3) for f in ff[:k]],
+    )
+    add(
         "lerp_frames",
         lambda: lw.lerp_frames(frames, targets, 0.3),
         9 * px,
@@ -243,6 +250,15 @@ def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int
         "color_correct (shared target, out=)",
         lambda: lw.color_correct(frames, target, out=reused),
         6 * px + 3 * px / n,
+        "seed step (cv2+skimage+blendmodes)",
+        base_ms=rows[-1].base_ms,
+    )
+    # float32 frames (the seed's step is 8-bit: its time from the rows above)
+    target_f = target.astype(np.float32) / 255
+    add(
+        "color_correct float32 (shared target)",
+        lambda: lw.color_correct(ff, target_f),
+        24 * px + 12 * px / n,
         "seed step (cv2+skimage+blendmodes)",
         base_ms=rows[-1].base_ms,
     )
