@@ -264,7 +264,9 @@ pub fn decode_block<T: Sample>(src: &[T], rgb: &mut Planes) {
         let t = super::srgb::decode_table_u8();
         #[cfg(target_arch = "x86_64")]
         if let Some(b) = T::bytes(src) {
-            if super::x86::planes_via_table(b, t, rgb) {
+            static PLANES: std::sync::OnceLock<super::x86::ByteTable> = std::sync::OnceLock::new();
+            let planes = PLANES.get_or_init(|| super::x86::ByteTable::new(t));
+            if super::x86::planes_via_table(b, planes, rgb) {
                 return;
             }
         }

@@ -95,3 +95,26 @@ macro_rules! simd_dispatch {
 }
 
 pub(crate) use simd_dispatch;
+
+/// How far ahead of a block the streaming loops ask for their data, in
+/// blocks: the hardware prefetcher alone left pass one of `color_correct`
+/// waiting on memory (about 9% of its time on the AMD EPYC VM measured).
+pub const PREFETCH_BLOCKS: usize = 4;
+
+/// A hint to bring the `bytes` bytes that start `ahead` bytes past the start of
+/// `s` into the cache. The addresses need not be inside `s`: a prefetch never
+/// faults, and one past the end of a buffer only wastes a line.
+#[inline(always)]
+pub fn prefetch<T>(s: &[T], ahead: usize, bytes: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = s.as_ptr() as *const i8;
+        for line in (0..bytes).step_by(64) {
+            // SAFETY: a prefetch reads nothing the program sees and never faults
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(ahead + line)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (s, ahead, bytes);
+}

@@ -8,8 +8,8 @@
 //! 24 bytes into three channels, and packs plus a shuffle interleave the
 //! result again. Table lookups stay scalar on AVX2 (its gathers were measured
 //! slower than scalar loads on AMD EPYC cores); with AVX-512 VBMI, byte tables
-//! are looked up 64 at a time with byte permutes, and the 8-bit sRGB table is
-//! read 16 pixels at a time by a permute that splits the channels and gathers.
+//! are looked up 64 at a time with byte permutes, and so is the 8-bit sRGB
+//! table, one byte plane of its `f32` entries at a time.
 //!
 //! Every function gives exactly the values of the scalar loop it replaces
 //! (pure data movement, and the same `mul` then `add` rounding), handles the
@@ -199,48 +199,114 @@ unsafe fn lut_bytes_imp(src: *const u8, dst: *mut u8, n: usize, table: &[u8; 256
     }
 }
 
-/// `vpermb` index picking channel `c` of 16 interleaved pixels (48 bytes) into
-/// the low 16 bytes.
-const fn pick512(c: usize) -> [u8; 64] {
-    let mut m = [0u8; 64];
-    let mut j = 0;
-    while j < 16 {
-        m[j] = (3 * j + c) as u8;
-        j += 1;
+/// A 256-entry `f32` table as four byte planes (plane `p` holds byte `p` of
+/// each entry's little-endian bits), the form [`planes_via_table`] looks up.
+pub struct ByteTable([[u8; 256]; 4]);
+
+impl ByteTable {
+    pub fn new(table: &[f32; 256]) -> Self {
+        Self(std::array::from_fn(|p| {
+            std::array::from_fn(|i| table[i].to_le_bytes()[p])
+        }))
     }
-    m
 }
 
-const PICK512: [[u8; 64]; 3] = [pick512(0), pick512(1), pick512(2)];
+/// Where byte `j` of channel `c`'s 64 codes comes from in 64 interleaved
+/// pixels (192 bytes, three registers): `(index into the first two registers,
+/// index into the third, whether it is in the third)`. Code `j = 16 i + 4 m + k`
+/// (`i`, `m`, `k` below 4) is pixel `16 m + 4 i + k`: the per-128-bit-lane byte
+/// and word unpacks that assemble the looked-up bytes into `f32`s then put
+/// pixels `16 m ..` in order in the `m`-th result.
+const fn split64(c: usize) -> ([u8; 64], [u8; 64], u64) {
+    let (mut lo, mut hi, mut third) = ([0u8; 64], [0u8; 64], 0u64);
+    let mut j = 0;
+    while j < 64 {
+        let s = 3 * (16 * ((j / 4) % 4) + 4 * (j / 16) + j % 4) + c;
+        if s < 128 {
+            lo[j] = s as u8;
+        } else {
+            hi[j] = (s - 128) as u8;
+            third |= 1 << j;
+        }
+        j += 1;
+    }
+    (lo, hi, third)
+}
+
+const SPLIT64: [([u8; 64], [u8; 64], u64); 3] = [split64(0), split64(1), split64(2)];
 
 /// # Safety
 /// AVX-512 VBMI must be available; `src.len() / 3 <= BLOCK`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-unsafe fn planes_via_table_imp(src: &[u8], table: &[f32; 256], out: &mut Planes) {
+unsafe fn planes_via_table_imp(src: &[u8], table: &ByteTable, out: &mut Planes) {
     let n = src.len() / 3;
-    let picks = PICK512.map(|m| _mm512_loadu_si512(m.as_ptr() as *const _));
-    let mut i = 0;
-    while i < n {
-        let k = (n - i).min(16);
-        // 3k <= 48 bytes: the mask never needs bit 64
-        let v =
-            _mm512_maskz_loadu_epi8((1u64 << (3 * k)) - 1, src.as_ptr().add(3 * i) as *const i8);
-        for (c, pick) in picks.iter().enumerate() {
-            let codes = _mm512_castsi512_si128(_mm512_permutexvar_epi8(*pick, v));
-            let x =
-                _mm512_i32gather_ps::<4>(_mm512_cvtepu8_epi32(codes), table.as_ptr() as *const _);
-            _mm512_mask_storeu_ps(out[c].as_mut_ptr().add(i), ((1u32 << k) - 1) as u16, x);
+    let len = 3 * n;
+    let vec = |p: &[u8; 64]| _mm512_loadu_si512(p.as_ptr() as *const _);
+    // the block's bytes in three registers, zero past its end
+    let [v0, v1, v2] = std::array::from_fn(|q| {
+        let at = 64 * q;
+        if len <= at {
+            return _mm512_setzero_si512();
         }
-        i += 16;
+        let m = if len - at >= 64 {
+            !0
+        } else {
+            (1u64 << (len - at)) - 1
+        };
+        _mm512_maskz_loadu_epi8(m, src.as_ptr().add(at) as *const i8)
+    });
+    // each plane's 256 bytes in four registers
+    let t: [[__m512i; 4]; 4] = std::array::from_fn(|p| {
+        std::array::from_fn(|r| _mm512_loadu_si512(table.0[p][64 * r..].as_ptr() as *const _))
+    });
+    for (c, (lo, hi, third)) in SPLIT64.iter().enumerate() {
+        let codes = _mm512_permutex2var_epi8(v0, vec(lo), v1);
+        let codes = _mm512_mask_permutexvar_epi8(codes, *third, vec(hi), v2);
+        // the code's top bit picks the table half each permute looked in
+        let upper = _mm512_movepi8_mask(codes);
+        let b: [__m512i; 4] = std::array::from_fn(|p| {
+            let lower_half = _mm512_permutex2var_epi8(t[p][0], codes, t[p][1]);
+            let upper_half = _mm512_permutex2var_epi8(t[p][2], codes, t[p][3]);
+            _mm512_mask_blend_epi8(upper, lower_half, upper_half)
+        });
+        let (w01, w23) = (
+            _mm512_unpacklo_epi8(b[0], b[1]),
+            _mm512_unpacklo_epi8(b[2], b[3]),
+        );
+        let (x01, x23) = (
+            _mm512_unpackhi_epi8(b[0], b[1]),
+            _mm512_unpackhi_epi8(b[2], b[3]),
+        );
+        let words = [
+            _mm512_unpacklo_epi16(w01, w23),
+            _mm512_unpackhi_epi16(w01, w23),
+            _mm512_unpacklo_epi16(x01, x23),
+            _mm512_unpackhi_epi16(x01, x23),
+        ];
+        for (m, w) in words.into_iter().enumerate() {
+            if n <= 16 * m {
+                break;
+            }
+            let k = (n - 16 * m).min(16);
+            let mask = ((1u32 << k) - 1) as u16;
+            _mm512_mask_storeu_ps(
+                out[c].as_mut_ptr().add(16 * m),
+                mask,
+                _mm512_castsi512_ps(w),
+            );
+        }
     }
 }
 
 /// `out[c][i] = table[src[3 i + c]]` for up to a block of pixels: interleaved
-/// 8-bit samples through a 256-entry table into planes, 16 pixels at a time
-/// (a byte permute splits the channels, a gather looks them up). False
-/// (nothing written) without AVX-512 VBMI.
-pub fn planes_via_table(src: &[u8], table: &[f32; 256], out: &mut Planes) -> bool {
-    assert!(src.len() <= 3 * out[0].len());
+/// 8-bit samples through a 256-entry table into planes, 64 pixels at a time:
+/// byte permutes split the channels and look each byte of the entries up in
+/// the table's byte planes, and unpacks put the bytes together again (16-lane
+/// `f32` gathers, which this replaces, were the slowest part of reading an
+/// 8-bit frame on the AMD EPYC cores measured). False (nothing written)
+/// without AVX-512 VBMI.
+pub fn planes_via_table(src: &[u8], table: &ByteTable, out: &mut Planes) -> bool {
+    assert!(src.len() <= 3 * out[0].len() && out[0].len() <= 64);
     if !vbmi() {
         return false;
     }
@@ -477,11 +543,33 @@ mod tests {
 
     #[test]
     fn table_planes_match_indexing_at_every_length() {
-        let table: [f32; 256] = std::array::from_fn(|i| (i as f32).sqrt() - 3.0);
+        // every byte of every entry differs (arbitrary bit patterns, NaNs
+        // included), so a byte taken from the wrong plane, entry or pixel shows
+        let bits = lcg_bytes(1024, 99);
+        let table: [f32; 256] = std::array::from_fn(|i| {
+            f32::from_le_bytes([
+                bits[4 * i],
+                bits[4 * i + 1],
+                bits[4 * i + 2],
+                bits[4 * i + 3],
+            ])
+        });
+        let planes = ByteTable::new(&table);
+        // four blocks that together hold every code in every channel, then partial blocks
+        let mut cases: Vec<Vec<u8>> = (0..4)
+            .map(|k| {
+                (0..3 * BLOCK)
+                    .map(|j| (64 * k + (j / 3 + 21 * (j % 3)) % 64) as u8)
+                    .collect()
+            })
+            .collect();
         for n in [0, 1, 5, 15, 16, 17, 31, 33, 48, 63, 64] {
-            let src = lcg_bytes(3 * n, n as u64 + 5);
+            cases.push(lcg_bytes(3 * n, n as u64 + 5));
+        }
+        for src in cases {
+            let n = src.len() / 3;
             let mut out: Planes = [[-9.0; BLOCK]; 3];
-            if !planes_via_table(&src, &table, &mut out) {
+            if !planes_via_table(&src, &planes, &mut out) {
                 return; // no AVX-512 VBMI on this CPU (or capped): nothing to compare
             }
             for c in 0..3 {
@@ -491,7 +579,7 @@ mod tests {
                     } else {
                         -9.0
                     };
-                    assert_eq!(out[c][i], want, "n={n} c={c} i={i}");
+                    assert_eq!(out[c][i].to_bits(), want.to_bits(), "n={n} c={c} i={i}");
                 }
             }
         }
