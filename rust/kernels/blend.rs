@@ -5,7 +5,7 @@
 use super::error::Result;
 use super::frames::{check_finite, Dims, Sample};
 use super::parallel::{zip2_chunks, CHUNK};
-use super::simd::simd_dispatch;
+use super::simd::{prefetch_ahead, simd_dispatch};
 
 pub const LUM_WEIGHTS: [f32; 3] = [0.299, 0.587, 0.114];
 
@@ -72,6 +72,9 @@ fn blend_chunk_imp<T: Sample>(color: &[T], luma: &[T], out: &mut [T]) {
         .zip(luma.chunks(3 * SPAN))
         .zip(out.chunks_mut(3 * SPAN))
     {
+        prefetch_ahead(cb);
+        prefetch_ahead(lb);
+        prefetch_ahead(ob);
         for (i, (pc, pl)) in cb.chunks_exact(3).zip(lb.chunks_exact(3)).enumerate() {
             for k in 0..3 {
                 c[k][i] = pc[k].to_unit();

@@ -28,7 +28,7 @@ use super::lab::{
     LabConsts, Planes, BLOCK,
 };
 use super::parallel::{fold_min_len, install, CHUNK};
-use super::simd::{prefetch, simd_dispatch, PREFETCH_BLOCKS};
+use super::simd::{prefetch_ahead, simd_dispatch};
 
 /// The fixed Lab binning of the fused kernel.
 pub fn lab_binning() -> [Binning; 3] {
@@ -111,15 +111,10 @@ fn bin_chunk_imp<T: Sample>(
     assert!(binning.iter().all(|b| b.bins() == nb) && hist.len() == 3 * COPIES * nb);
     let (mut rgb, mut lab): (Planes, Planes) = ([[0.0; BLOCK]; 3], [[0.0; BLOCK]; 3]);
     let mut idx = [[0u16; BLOCK]; 3];
-    let src_block = 3 * BLOCK * std::mem::size_of::<T>();
     for (bi, sb) in s.chunks(3 * BLOCK).enumerate() {
-        prefetch(sb, PREFETCH_BLOCKS * src_block, src_block);
+        prefetch_ahead(sb);
         if !bins.is_empty() {
-            prefetch(
-                &bins[bi * 3 * BLOCK..],
-                PREFETCH_BLOCKS * 6 * BLOCK,
-                6 * BLOCK,
-            );
+            prefetch_ahead(&bins[bi * 3 * BLOCK..bi * 3 * BLOCK + sb.len()]);
         }
         decode_block(sb, &mut rgb);
         lab_from_linear_block_steps::<1>(k, &rgb, &mut lab);
@@ -238,10 +233,9 @@ fn blend_chunk_imp<T: Sample>(
         .zip(o.chunks_mut(3 * BLOCK))
     {
         let n = sb.len() / 3;
-        let src_block = 3 * BLOCK * std::mem::size_of::<T>();
-        prefetch(sb, PREFETCH_BLOCKS * src_block, src_block);
-        prefetch(bb, PREFETCH_BLOCKS * 6 * BLOCK, 6 * BLOCK);
-        prefetch(ob, PREFETCH_BLOCKS * src_block, src_block);
+        prefetch_ahead(sb);
+        prefetch_ahead(bb);
+        prefetch_ahead(ob);
         for c in 0..3 {
             let lut = &*luts[c];
             for (l, &b) in lab[c].iter_mut().zip(&bb[c * n..(c + 1) * n]) {

@@ -12,7 +12,7 @@
 use super::error::{KernelError, Result};
 use super::frames::{check_finite, clamp01, Dims, Sample};
 use super::parallel::{zip_chunks, zip_chunks_all, CHUNK};
-use super::simd::simd_dispatch;
+use super::simd::{prefetch_ahead, simd_dispatch};
 
 /// sRGB linear → XYZ (D65).
 pub const RGB_TO_XYZ: [[f64; 3]; 3] = [
@@ -405,6 +405,8 @@ fn rgb_to_lab_chunk_imp<T: Sample>(k: &LabConsts, s: &[T], o: &mut [f32]) -> boo
     let (mut rgb, mut lab) = ([[0.0; BLOCK]; 3], [[0.0; BLOCK]; 3]);
     let mut finite = true;
     for (sb, ob) in s.chunks(3 * BLOCK).zip(o.chunks_mut(3 * BLOCK)) {
+        prefetch_ahead(sb);
+        prefetch_ahead(ob);
         if T::FLOAT {
             finite &= sb.iter().fold(true, |acc, v| acc & v.is_finite());
         }
@@ -426,6 +428,8 @@ const LAB_LIMIT: f32 = 1e6;
 fn lab_to_rgb_chunk_imp<T: Sample>(k: &LabConsts, s: &[f32], o: &mut [T]) {
     let (mut labp, mut rgb) = ([[0.0; BLOCK]; 3], [[0.0; BLOCK]; 3]);
     for (sb, ob) in s.chunks(3 * BLOCK).zip(o.chunks_mut(3 * BLOCK)) {
+        prefetch_ahead(sb);
+        prefetch_ahead(ob);
         deinterleave(sb, &mut labp);
         // held to +-LAB_LIMIT so f^3 cannot overflow (L = 1e15 came out black: the
         // matrix made inf - inf = NaN of it)

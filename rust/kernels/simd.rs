@@ -97,9 +97,19 @@ macro_rules! simd_dispatch {
 pub(crate) use simd_dispatch;
 
 /// How far ahead of a block the streaming loops ask for their data, in
-/// blocks: the hardware prefetcher alone left pass one of `color_correct`
-/// waiting on memory (about 9% of its time on the AMD EPYC VM measured).
+/// blocks. On the AMD EPYC VM measured, the hardware prefetcher alone left
+/// the loops waiting on memory: asking ahead made `color_correct`'s pass one
+/// about 9% faster and `rgb_to_yuv420p` about 1.5 times as fast.
 pub const PREFETCH_BLOCKS: usize = 4;
+
+/// [`prefetch`] of the block [`PREFETCH_BLOCKS`] blocks after `block`, where
+/// a loop walks blocks of `block.len()` items laid end to end (past a
+/// buffer's end this only wastes a few lines).
+#[inline(always)]
+pub fn prefetch_ahead<T>(block: &[T]) {
+    let bytes = std::mem::size_of_val(block);
+    prefetch(block, PREFETCH_BLOCKS * bytes, bytes);
+}
 
 /// A hint to bring the `bytes` bytes that start `ahead` bytes past the start of
 /// `s` into the cache. The addresses need not be inside `s`: a prefetch never

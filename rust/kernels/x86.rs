@@ -432,6 +432,9 @@ unsafe fn yuv_imp(
                 std::array::from_fn(|c| _mm256_shuffle_ps::<0xDD>(p[0][c], p[1][c]));
             (y, even, odd)
         };
+        // the next pair of rows (most often this thread's next task)
+        super::simd::prefetch(rows, 6 * w + 3 * x, 48);
+        super::simd::prefetch(rows, 9 * w + 3 * x, 48);
         let (yt, te, to) = row(top);
         let s: [__m256; 3] = std::array::from_fn(|c| _mm256_add_ps(te[c], to[c]));
         let (yb, be, bo) = row(bot);
