@@ -315,6 +315,9 @@ pub fn match_histograms<T: Sample>(
                 .map(T::from_raw_trunc)
                 .collect()
         });
+        // 8-bit frames: the tables as bytes, for the vector lookup
+        let bytes: Option<[[u8; 256]; 3]> = (!T::FLOAT)
+            .then(|| std::array::from_fn(|c| std::array::from_fn(|k| luts[c][k].code() as u8)));
         super::parallel::zip_chunks(s, 3, o, 3, CHUNK / 3, |sc, oc| {
             if T::FLOAT {
                 for (p, q) in sc.chunks_exact(3).zip(oc.chunks_exact_mut(3)) {
@@ -323,6 +326,12 @@ pub fn match_histograms<T: Sample>(
                     }
                 }
             } else {
+                #[cfg(target_arch = "x86_64")]
+                if let (Some(sb), Some(ob), Some(t)) = (T::bytes(sc), T::bytes_mut(oc), &bytes) {
+                    if super::x86::lut3_bytes(sb, ob, t) {
+                        return;
+                    }
+                }
                 for (p, q) in sc.chunks_exact(3).zip(oc.chunks_exact_mut(3)) {
                     for c in 0..3 {
                         q[c] = luts[c][p[c].code()];
