@@ -6,6 +6,7 @@ use rayon::prelude::*;
 use super::error::{KernelError, Result};
 use super::frames::{check_finite, Dims, Sample};
 use super::parallel::{install, zip2_chunks, CHUNK};
+use super::simd::prefetch_ahead;
 
 /// `out = a + alpha * (b - a)`, per frame; `alphas` holds one value or one per
 /// frame, each in [0, 1]. `u8` output is rounded half up (PIL truncates, so the
@@ -46,21 +47,34 @@ pub fn lerp_frames<T: Sample>(
         let t = alphas[if alphas.len() == 1 { 0 } else { i }] as f32;
         let s = 1.0 - t;
         zip2_chunks(fa, fb, 1, fo, 1, CHUNK, |x, y, o| {
-            for ((x, y), o) in x.iter().zip(y).zip(o.iter_mut()) {
-                let (x, y) = (x.raw(), y.raw());
-                *o = if T::FLOAT {
-                    // weighted sum: exactly `a` at alpha 0 and `b` at alpha 1 (a + t (b - a)
-                    // missed b by an ulp in 45% of samples), no overflow of b - a, and no
-                    // fused multiply-add (this loop is built for the baseline, where that
-                    // is a library call per sample); equal samples stay as they are
-                    T::from_raw_round(if x == y { x } else { x * s + y * t })
-                } else {
-                    T::from_raw_round(x + t * (y - x))
-                };
+            for ((x, y), o) in x.chunks(SPAN).zip(y.chunks(SPAN)).zip(o.chunks_mut(SPAN)) {
+                prefetch_ahead(x);
+                prefetch_ahead(y);
+                prefetch_ahead(o);
+                lerp_span(x, y, o, s, t);
             }
         });
     }
     Ok(())
+}
+
+/// Samples per step of the lerp loop, between prefetches.
+const SPAN: usize = 256;
+
+#[inline(always)]
+fn lerp_span<T: Sample>(x: &[T], y: &[T], o: &mut [T], s: f32, t: f32) {
+    for ((x, y), o) in x.iter().zip(y).zip(o.iter_mut()) {
+        let (x, y) = (x.raw(), y.raw());
+        *o = if T::FLOAT {
+            // weighted sum: exactly `a` at alpha 0 and `b` at alpha 1 (a + t (b - a)
+            // missed b by an ulp in 45% of samples), no overflow of b - a, and no
+            // fused multiply-add (this loop is built for the baseline, where that
+            // is a library call per sample); equal samples stay as they are
+            T::from_raw_round(if x == y { x } else { x * s + y * t })
+        } else {
+            T::from_raw_round(x + t * (y - x))
+        };
+    }
 }
 
 /// The per-sample mean of `dims.n` frames into one frame; `u8` rounds half up.
