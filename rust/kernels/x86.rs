@@ -181,27 +181,51 @@ fn vbmi() -> bool {
 /// writable (they may be the same bytes).
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
 unsafe fn lut_bytes_imp(src: *const u8, dst: *mut u8, n: usize, table: &[u8; 256]) {
-    let quarter = |k: usize| _mm512_loadu_si512(table.as_ptr().add(64 * k) as *const _);
-    let (t0, t1, t2, t3) = (quarter(0), quarter(1), quarter(2), quarter(3));
+    let t = table_regs(table);
     let mut i = 0;
     while i < n {
-        // a line a step, 16 steps ahead (see `simd::PREFETCH_BLOCKS`)
-        _mm_prefetch::<_MM_HINT_T0>(src.wrapping_add(i + 1024) as *const i8);
-        let m: __mmask64 = if n - i >= 64 {
-            !0
-        } else {
-            (1u64 << (n - i)) - 1
-        };
-        let idx = _mm512_maskz_loadu_epi8(m, src.add(i) as *const i8);
-        let lo = _mm512_permutex2var_epi8(t0, idx, t1);
-        let hi = _mm512_permutex2var_epi8(t2, idx, t3);
-        let v = _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), lo, hi);
-        _mm512_mask_storeu_epi8(dst.add(i) as *mut i8, m, v);
+        let (m, idx) = load_step(src, i, n);
+        _mm512_mask_storeu_epi8(dst.add(i) as *mut i8, m, look_bytes(&t, idx));
         i += 64;
     }
 }
 
-/// `dst[i] = tables[(start + i) % 3][src[i]]` for `n` bytes: interleaved RGB
+/// A 256-byte table in four registers.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn table_regs(table: &[u8; 256]) -> [__m512i; 4] {
+    std::array::from_fn(|k| _mm512_loadu_si512(table[64 * k..].as_ptr() as *const _))
+}
+
+/// `t[idx]` for 64 byte codes: two two-register byte permutes look each code
+/// up in each half of the table, its top bit picks the half.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+unsafe fn look_bytes(t: &[__m512i; 4], idx: __m512i) -> __m512i {
+    let lo = _mm512_permutex2var_epi8(t[0], idx, t[1]);
+    let hi = _mm512_permutex2var_epi8(t[2], idx, t[3]);
+    _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), lo, hi)
+}
+
+/// The 64-byte step at `i` of `n` bytes from `src` (masked past `n`, zero
+/// there) and its mask; asks for the line 16 steps ahead (see
+/// `simd::PREFETCH_BLOCKS`).
+///
+/// # Safety
+/// `src..src + n` readable, `i < n`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn load_step(src: *const u8, i: usize, n: usize) -> (__mmask64, __m512i) {
+    _mm_prefetch::<_MM_HINT_T0>(src.wrapping_add(i + 1024) as *const i8);
+    let m: __mmask64 = if n - i >= 64 {
+        !0
+    } else {
+        (1u64 << (n - i)) - 1
+    };
+    (m, _mm512_maskz_loadu_epi8(m, src.add(i) as *const i8))
+}
+
+/// `dst[i] = tables[i % 3][src[i]]` for `n` bytes: interleaved RGB
 /// samples through a table per channel, 64 bytes at a time (each vector
 /// looked up in all three tables, then the channel of each byte picked).
 ///
@@ -210,9 +234,7 @@ unsafe fn lut_bytes_imp(src: *const u8, dst: *mut u8, n: usize, table: &[u8; 256
 /// writable.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
 unsafe fn lut3_bytes_imp(src: *const u8, dst: *mut u8, n: usize, tables: &[[u8; 256]; 3]) {
-    let quarters: [[__m512i; 4]; 3] = std::array::from_fn(|c| {
-        std::array::from_fn(|k| _mm512_loadu_si512(tables[c][64 * k..].as_ptr() as *const _))
-    });
+    let t: [[__m512i; 4]; 3] = std::array::from_fn(|c| table_regs(&tables[c]));
     // which bytes of a vector belong to channel c, for the three phases a
     // 64-byte step can start at (64 = 1 mod 3)
     let phase_mask = |phase: usize, c: usize| -> u64 {
@@ -224,22 +246,10 @@ unsafe fn lut3_bytes_imp(src: *const u8, dst: *mut u8, n: usize, tables: &[[u8; 
     let masks: [[u64; 2]; 3] = std::array::from_fn(|p| [phase_mask(p, 1), phase_mask(p, 2)]);
     let mut i = 0;
     while i < n {
-        _mm_prefetch::<_MM_HINT_T0>(src.wrapping_add(i + 1024) as *const i8);
-        let m: __mmask64 = if n - i >= 64 {
-            !0
-        } else {
-            (1u64 << (n - i)) - 1
-        };
-        let idx = _mm512_maskz_loadu_epi8(m, src.add(i) as *const i8);
-        let upper = _mm512_movepi8_mask(idx);
-        let look = |q: &[__m512i; 4]| {
-            let lo = _mm512_permutex2var_epi8(q[0], idx, q[1]);
-            let hi = _mm512_permutex2var_epi8(q[2], idx, q[3]);
-            _mm512_mask_blend_epi8(upper, lo, hi)
-        };
+        let (m, idx) = load_step(src, i, n);
         let [m1, m2] = masks[i % 3];
-        let v = _mm512_mask_blend_epi8(m1, look(&quarters[0]), look(&quarters[1]));
-        let v = _mm512_mask_blend_epi8(m2, v, look(&quarters[2]));
+        let v = _mm512_mask_blend_epi8(m1, look_bytes(&t[0], idx), look_bytes(&t[1], idx));
+        let v = _mm512_mask_blend_epi8(m2, v, look_bytes(&t[2], idx));
         _mm512_mask_storeu_epi8(dst.add(i) as *mut i8, m, v);
         i += 64;
     }
