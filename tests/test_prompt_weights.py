@@ -74,7 +74,13 @@ def test_parser_deep_nesting():
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet="ab :()[]\\.0123456789", max_size=40))
 def test_parser_never_fails_and_keeps_every_letter(text):
-    got = parse_weights(text)
+    try:
+        got = parse_weights(text)
+    except ValueError as e:
+        # the one refusal: a weight beyond +-MAX_WEIGHT, such as "(a:101)" or
+        # nested "((a:9):9):9" (hypothesis finds these now and then)
+        assert "weights must be finite and within" in str(e)
+        return
     joined = "".join(s for s, _ in got)
     # brackets and weights may go, but every letter stays, in order
     assert [c for c in joined if c in "ab"] == [c for c in text if c in "ab"]
