@@ -4,17 +4,18 @@
 //! The block kernels' arithmetic is straight-line code the compiler vectorises
 //! by itself ([`super::simd`]); the staging around it is not: interleaved
 //! 3-byte pixels and per-sample table lookups compile to scalar loads and
-//! inserts. Here eight pixels move at once: two loads and byte shuffles split
-//! 24 bytes into three channels, and packs plus a shuffle interleave the
-//! result again. Table lookups stay scalar on AVX2 (its gathers were measured
-//! slower than scalar loads on AMD EPYC cores); with AVX-512 VBMI, byte tables
-//! are looked up 64 at a time with byte permutes, and so is the 8-bit sRGB
-//! table, one byte plane of its `f32` entries at a time.
+//! inserts. With AVX2, eight pixels move at once: two loads and byte shuffles
+//! split 24 bytes into three channels, and packs plus a shuffle interleave the
+//! result again; table lookups stay scalar (its gathers were measured slower
+//! than scalar loads on AMD EPYC cores). With AVX-512 VBMI, byte permutes split
+//! up to 64 pixels into channels and interleave 16 again, byte tables are
+//! looked up 64 at a time, and so is the 8-bit sRGB table, one byte plane of
+//! its `f32` entries at a time.
 //!
 //! Every function gives exactly the values of the scalar loop it replaces
 //! (pure data movement, and the same `mul` then `add` rounding), handles the
-//! last `n % 8` pixels of a block with that scalar loop, and is tested against
-//! it below. Callers use the safe wrappers, which check the CPU (and the
+//! last pixels of a block with that scalar loop or with masked loads and
+//! stores, and is tested against it below. Callers use the safe wrappers, which check the CPU (and the
 //! level `LOOPWAVE_SIMD` allows, see [`super::simd`]) and return `false` when
 //! the instructions are missing, so the caller runs its portable code.
 
