@@ -561,6 +561,32 @@ const PICK32: [[u8; 32]; 3] = [pick32(0), pick32(1), pick32(2)];
 /// [`yuv_imp`]: low 128 bits the top row, high 128 bits the bottom row.
 const ROWS: [i32; 8] = [0, 4, 1, 5, 2, 6, 3, 7];
 
+/// [`YuvCoeffs`] as the vector kernels use them. The chroma coefficients are
+/// times 0.25, the scalar path's `0.25 * sum`: scaling by a power of two is
+/// exact, so `k * (0.25 * s)` and `(0.25 * k) * s` are the same real product
+/// and round to the same f32. The offsets include the rounding half: `code(d
+/// + off)` adds `off`, then 0.5, and one add of `off + 0.5` (exact) gives the
+/// same code for every f32 `d` (see `yuv::tests::offset_and_half_fold`).
+struct Folded {
+    y: [f32; 3],
+    u: [f32; 3],
+    v: [f32; 3],
+    y_off: f32,
+    c_off: f32,
+}
+
+impl Folded {
+    fn new(k: &YuvCoeffs) -> Self {
+        Self {
+            y: k.y,
+            u: k.u.map(|c| 0.25 * c),
+            v: k.v.map(|c| 0.25 * c),
+            y_off: k.y_off + 0.5,
+            c_off: k.c_off + 0.5,
+        }
+    }
+}
+
 #[target_feature(enable = "avx2")]
 unsafe fn yuv_imp(
     k: &YuvCoeffs,
@@ -573,15 +599,9 @@ unsafe fn yuv_imp(
     let n = w / 16 * 16;
     let set = |v: f32| _mm256_set1_ps(v);
     let (unit, k255) = (set(1.0 / 255.0), set(255.0));
-    let ky = k.y.map(set);
-    // the scalar path's `0.25 * sum` folded into the chroma coefficients:
-    // scaling by a power of two is exact, so k * (0.25 * s) and (0.25 * k) * s
-    // are the same real product and round to the same f32
-    let ku = k.u.map(|c| set(0.25 * c));
-    let kv = k.v.map(|c| set(0.25 * c));
-    // `code(d + off)` adds `off`, then 0.5: one add of `off + 0.5` (exact) gives
-    // the same code for every f32 `d` (see `yuv::tests::offset_and_half_fold`)
-    let (y_off, c_off) = (set(k.y_off + 0.5), set(k.c_off + 0.5));
+    let f = Folded::new(k);
+    let (ky, ku, kv) = (f.y.map(set), f.u.map(set), f.v.map(set));
+    let (y_off, c_off) = (set(f.y_off), set(f.c_off));
     let masks = PICK32.map(|m| _mm256_loadu_si256(m.as_ptr() as *const __m256i));
     let order = _mm256_loadu_si256(ROWS.as_ptr() as *const __m256i);
     // Eight pixels at `p` as `u8::to_unit(v) * 255.0`, per channel.
@@ -658,12 +678,116 @@ unsafe fn yuv_imp(
     n
 }
 
+/// `vpermb` index taking channel `c` of 32 interleaved pixels (96 bytes, two
+/// registers) as their 16 even pixels, then their 16 odd ones.
+const fn even_odd(c: usize) -> [u8; 64] {
+    let mut m = [0u8; 64];
+    let mut j = 0;
+    while j < 32 {
+        let pixel = if j < 16 { 2 * j } else { 2 * (j - 16) + 1 };
+        m[j] = (3 * pixel + c) as u8;
+        j += 1;
+    }
+    m
+}
+
+const EVEN_ODD: [[u8; 64]; 3] = [even_odd(0), even_odd(1), even_odd(2)];
+
+/// [`yuv_imp`] with AVX-512 VBMI: 32 pixels of each row a step, the last
+/// step masked, so it does whole rows. Byte permutes split each row's pixels
+/// into channels, even pixels apart from odd ones, so the 2x2 sums need no
+/// shuffles; the arithmetic is [`yuv_imp`]'s, 16 lanes wide.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+unsafe fn yuv512_imp(
+    k: &YuvCoeffs,
+    rows: &[u8],
+    w: usize,
+    yrows: &mut [u8],
+    urow: &mut [u8],
+    vrow: &mut [u8],
+) {
+    let set = |v: f32| _mm512_set1_ps(v);
+    let (unit, k255) = (set(1.0 / 255.0), set(255.0));
+    let f = Folded::new(k);
+    let (ky, ku, kv) = (f.y.map(set), f.u.map(set), f.v.map(set));
+    let (y_off, c_off) = (set(f.y_off), set(f.c_off));
+    let split = EVEN_ODD.map(|m| _mm512_loadu_si512(m.as_ptr() as *const _));
+    let zero = _mm512_setzero_si512();
+    // `k` pixels from `p` as `u8::to_unit(v) * 255.0`: [even, odd] per channel
+    let load = |p: *const u8, k: usize| -> [[__m512; 3]; 2] {
+        let bytes = 3 * k;
+        let m0 = if bytes >= 64 { !0 } else { (1u64 << bytes) - 1 };
+        let v0 = _mm512_maskz_loadu_epi8(m0, p as *const i8);
+        let v1 = if bytes > 64 {
+            _mm512_maskz_loadu_epi8((1u64 << (bytes - 64)) - 1, p.add(64) as *const i8)
+        } else {
+            zero
+        };
+        let codes: [__m512i; 3] =
+            std::array::from_fn(|c| _mm512_permutex2var_epi8(v0, split[c], v1));
+        let widen = |b: __m128i| {
+            _mm512_mul_ps(
+                _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)), unit),
+                k255,
+            )
+        };
+        [
+            codes.map(|v| widen(_mm512_castsi512_si128(v))),
+            codes.map(|v| widen(_mm512_extracti32x4_epi32::<1>(v))),
+        ]
+    };
+    // `code(dot(k, p) + off)` as 16 bytes: truncation, then 0..=255 by a max
+    // and an unsigned saturating narrow (the scalar clamp then truncation)
+    let code = |k: &[__m512; 3], p: &[__m512; 3], off: __m512| {
+        let d = _mm512_add_ps(
+            _mm512_add_ps(_mm512_mul_ps(k[0], p[0]), _mm512_mul_ps(k[1], p[1])),
+            _mm512_mul_ps(k[2], p[2]),
+        );
+        let t = _mm512_cvttps_epi32(_mm512_add_ps(d, off));
+        _mm512_cvtusepi32_epi8(_mm512_max_epi32(t, _mm512_setzero_si512()))
+    };
+    let mut x = 0;
+    while x < w {
+        let k = (w - x).min(32);
+        // the next pair of rows (most often this thread's next task)
+        super::simd::prefetch(rows, 6 * w + 3 * x, 96);
+        super::simd::prefetch(rows, 9 * w + 3 * x, 96);
+        let [te, to] = load(rows.as_ptr().add(3 * x), k);
+        let [be, bo] = load(rows.as_ptr().add(3 * (w + x)), k);
+        let luma_mask = if k == 32 {
+            u32::MAX as u64
+        } else {
+            (1u64 << k) - 1
+        };
+        for (r, (e, o)) in [(&te, &to), (&be, &bo)].into_iter().enumerate() {
+            let (ye, yo) = (code(&ky, e, y_off), code(&ky, o, y_off));
+            // even and odd codes interleaved back into pixel order
+            let y = _mm512_inserti32x4::<1>(
+                _mm512_castsi128_si512(_mm_unpacklo_epi8(ye, yo)),
+                _mm_unpackhi_epi8(ye, yo),
+            );
+            _mm512_mask_storeu_epi8(yrows.as_mut_ptr().add(r * w + x) as *mut i8, luma_mask, y);
+        }
+        // the 2x2 sums in the scalar order: left + right, + bottom left, + bottom right
+        let m: [__m512; 3] = std::array::from_fn(|c| {
+            _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(te[c], to[c]), be[c]), bo[c])
+        });
+        let chroma_mask = (1u64 << (k / 2)) - 1;
+        for (plane, kc) in [(&mut *urow, &ku), (&mut *vrow, &kv)] {
+            let v = _mm512_castsi128_si512(code(kc, &m, c_off));
+            _mm512_mask_storeu_epi8(plane.as_mut_ptr().add(x / 2) as *mut i8, chroma_mask, v);
+        }
+        x += 32;
+    }
+}
+
 /// Two rows of 8-bit RGB (`rows`, `2 * w` pixels) to I420, 16 pixels at a
 /// time, with exactly the bytes of the portable `yuv::row_pair_imp`: its f32
 /// operations in its order, 8 lanes wide, save two rewrites shown to give the
 /// same codes (the chroma 0.25 in the coefficients; offset and rounding half
-/// added at once). Returns how many pixels of each row it did (a multiple of
-/// 16; the caller does the rest), or `None` without AVX2.
+/// added at once); with AVX-512 VBMI, 32 pixels at a time, masked at the end.
+/// Returns how many pixels of each row it did (all with VBMI, else a multiple
+/// of 16; the caller does the rest), or `None` without AVX2. `w` is even.
 pub fn yuv_u8(
     k: &YuvCoeffs,
     rows: &[u8],
@@ -674,6 +798,12 @@ pub fn yuv_u8(
 ) -> Option<usize> {
     assert!(rows.len() == 6 * w && yrows.len() == 2 * w);
     assert!(urow.len() == w / 2 && vrow.len() == w / 2);
+    if vbmi() {
+        // SAFETY: VBMI checked; every step reads and writes only its first
+        // `k <= w - x` pixels (masked), inside the slices checked above.
+        unsafe { yuv512_imp(k, rows, w, yrows, urow, vrow) };
+        return Some(w);
+    }
     if !available() {
         return None;
     }
@@ -747,6 +877,44 @@ mod tests {
                     }
                     assert!(out[3 * n..].iter().all(|&v| v == 7), "wrote past the end");
                 }
+            }
+        }
+    }
+
+    /// The AVX2 kernel (with the scalar columns after it) and the AVX-512 one
+    /// give the same bytes; the public path, which picks the widest, is checked
+    /// against the portable code in `yuv`'s tests, so this keeps the AVX2 one
+    /// tested on CPUs that have both.
+    #[test]
+    fn yuv_builds_agree() {
+        use crate::kernels::yuv::{row_pair_tail, Matrix};
+        if !(available() && vbmi()) {
+            return; // one build at most on this CPU: nothing to compare
+        }
+        for (m, full) in [
+            (Matrix::Bt601, true),
+            (Matrix::Bt709, false),
+            (Matrix::Bt2020, false),
+        ] {
+            let k = YuvCoeffs::new(m, full);
+            for w in [2usize, 4, 14, 16, 18, 30, 32, 34, 46, 64, 66, 96, 510] {
+                let rows = lcg_bytes(6 * w, w as u64);
+                let run = |wide: bool| {
+                    let (mut y, mut u, mut v) =
+                        (vec![0u8; 2 * w], vec![0u8; w / 2], vec![0u8; w / 2]);
+                    // SAFETY: both builds' features checked above; the slices
+                    // have the sizes `yuv_u8` asserts
+                    unsafe {
+                        if wide {
+                            yuv512_imp(&k, &rows, w, &mut y, &mut u, &mut v);
+                        } else {
+                            let done = yuv_imp(&k, &rows, w, &mut y, &mut u, &mut v);
+                            row_pair_tail(&k, &rows, w, done, &mut y, &mut u, &mut v);
+                        }
+                    }
+                    (y, u, v)
+                };
+                assert_eq!(run(true), run(false), "w={w}");
             }
         }
     }

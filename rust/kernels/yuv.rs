@@ -143,7 +143,7 @@ simd_dispatch!(fn row_pair_f32<T: Sample>(k: &YuvCoeffs, rows: &[T], w: usize, y
 /// Pixels `x0..w` of a pair of rows, one 2x2 block at a time: the arithmetic of
 /// [`row_pair_imp`] (same operations, same order), for the columns the AVX2
 /// path leaves over.
-fn row_pair_tail<T: Sample>(
+pub(super) fn row_pair_tail<T: Sample>(
     k: &YuvCoeffs,
     rows: &[T],
     w: usize,
