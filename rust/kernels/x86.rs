@@ -15,9 +15,10 @@
 //! Every function gives exactly the values of the scalar loop it replaces
 //! (pure data movement, and the same `mul` then `add` rounding), handles the
 //! last pixels of a block with that scalar loop or with masked loads and
-//! stores, and is tested against it below. Callers use the safe wrappers, which check the CPU (and the
-//! level `LOOPWAVE_SIMD` allows, see [`super::simd`]) and return `false` when
-//! the instructions are missing, so the caller runs its portable code.
+//! stores, and is tested against it below. Callers use the safe wrappers,
+//! which check the CPU (and the level `LOOPWAVE_SIMD` allows, see
+//! [`super::simd`]) and return `false` when the instructions are missing, so
+//! the caller runs its portable code.
 
 #![cfg(target_arch = "x86_64")]
 
@@ -223,12 +224,18 @@ unsafe fn look_bytes(t: &[__m512i; 4], idx: __m512i) -> __m512i {
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn load_step(src: *const u8, i: usize, n: usize) -> (__mmask64, __m512i) {
     _mm_prefetch::<_MM_HINT_T0>(src.wrapping_add(i + 1024) as *const i8);
-    let m: __mmask64 = if n - i >= 64 {
+    let m = head_mask(n - i);
+    (m, _mm512_maskz_loadu_epi8(m, src.add(i) as *const i8))
+}
+
+/// The mask of the first `left` bytes of a 64-byte vector (all of them from 64 on).
+#[inline(always)]
+fn head_mask(left: usize) -> __mmask64 {
+    if left >= 64 {
         !0
     } else {
-        (1u64 << (n - i)) - 1
-    };
-    (m, _mm512_maskz_loadu_epi8(m, src.add(i) as *const i8))
+        (1u64 << left) - 1
+    }
 }
 
 /// `dst[i] = tables[i % 3][src[i]]` for `n` bytes: interleaved RGB
@@ -328,12 +335,7 @@ unsafe fn load_block(src: &[u8]) -> [__m512i; 3] {
         if len <= at {
             return _mm512_setzero_si512();
         }
-        let m = if len - at >= 64 {
-            !0
-        } else {
-            (1u64 << (len - at)) - 1
-        };
-        _mm512_maskz_loadu_epi8(m, src.as_ptr().add(at) as *const i8)
+        _mm512_maskz_loadu_epi8(head_mask(len - at), src.as_ptr().add(at) as *const i8)
     })
 }
 
@@ -360,18 +362,10 @@ unsafe fn planes_via_table_imp(src: &[u8], table: &ByteTable, out: &mut Planes) 
     let n = src.len() / 3;
     let v = load_block(src);
     // each plane's 256 bytes in four registers
-    let t: [[__m512i; 4]; 4] = std::array::from_fn(|p| {
-        std::array::from_fn(|r| _mm512_loadu_si512(table.0[p][64 * r..].as_ptr() as *const _))
-    });
+    let t: [[__m512i; 4]; 4] = std::array::from_fn(|p| table_regs(&table.0[p]));
     for (c, split) in SPLIT_UNPACK.iter().enumerate() {
         let codes = channel_codes(&v, split);
-        // the code's top bit picks the table half each permute looked in
-        let upper = _mm512_movepi8_mask(codes);
-        let b: [__m512i; 4] = std::array::from_fn(|p| {
-            let lower_half = _mm512_permutex2var_epi8(t[p][0], codes, t[p][1]);
-            let upper_half = _mm512_permutex2var_epi8(t[p][2], codes, t[p][3]);
-            _mm512_mask_blend_epi8(upper, lower_half, upper_half)
-        });
+        let b: [__m512i; 4] = std::array::from_fn(|p| look_bytes(&t[p], codes));
         let (w01, w23) = (
             _mm512_unpacklo_epi8(b[0], b[1]),
             _mm512_unpacklo_epi8(b[2], b[3]),
@@ -479,11 +473,8 @@ unsafe fn unit512_imp(src: &[u8], own: &mut Planes) {
                 break;
             }
             let x = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes)), scale);
-            _mm512_mask_storeu_ps(
-                own[c].as_mut_ptr().add(16 * q),
-                lanes((n - 16 * q).min(16)),
-                x,
-            );
+            let mask = lanes((n - 16 * q).min(16));
+            _mm512_mask_storeu_ps(own[c].as_mut_ptr().add(16 * q), mask, x);
         }
     }
 }
@@ -716,10 +707,9 @@ unsafe fn yuv512_imp(
     // `k` pixels from `p` as `u8::to_unit(v) * 255.0`: [even, odd] per channel
     let load = |p: *const u8, k: usize| -> [[__m512; 3]; 2] {
         let bytes = 3 * k;
-        let m0 = if bytes >= 64 { !0 } else { (1u64 << bytes) - 1 };
-        let v0 = _mm512_maskz_loadu_epi8(m0, p as *const i8);
+        let v0 = _mm512_maskz_loadu_epi8(head_mask(bytes), p as *const i8);
         let v1 = if bytes > 64 {
-            _mm512_maskz_loadu_epi8((1u64 << (bytes - 64)) - 1, p.add(64) as *const i8)
+            _mm512_maskz_loadu_epi8(head_mask(bytes - 64), p.add(64) as *const i8)
         } else {
             zero
         };
