@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use super::blend::{lum, set_lum};
 use super::error::Result;
 use super::frames::{check_frames_and_reference, clamp01, Dims, Sample};
-use super::gamma::{gamma_table_u8, pow_unit, sample_pixels, solve_gamma_on, to_f32_gamma};
+use super::gamma::{gamma_table_u8, pow_unit, solve_gamma_on, to_f32_gamma, SampleGrid};
 use super::histogram::{bin_mapping, Binning, Hist3, FLOAT_BINS};
 use super::lab::{
     decode_block, encode_planes, encode_poly, lab_from_linear_block_steps, linear_from_lab_block,
@@ -150,39 +150,117 @@ fn bin_chunk_imp<T: Sample>(
 
 simd_dispatch!(fn bin_chunk<T: Sample>(k: &LabConsts, binning: &[Binning; 3], hist: &mut [u32], sum_l: &mut f64, s: &[T], bins: &mut [u16]) = bin_chunk_imp);
 
-/// Counts and L sum of a whole frame, storing bin indices into `bins` unless empty.
+/// Where pass one copies the gamma sample: each pick's samples and its three
+/// bins, in pick order.
+struct SampleOut<'a, T> {
+    px: &'a mut [[T; 3]],
+    bins: &'a mut [[u16; 3]],
+}
+
+impl<'a, T> SampleOut<'a, T> {
+    fn empty() -> Self {
+        Self {
+            px: &mut [],
+            bins: &mut [],
+        }
+    }
+
+    /// The part for the first `n` picks, and the rest.
+    fn split_at(self, n: usize) -> (Self, Self) {
+        let (px, px_rest) = self.px.split_at_mut(n);
+        let (bins, bins_rest) = self.bins.split_at_mut(n);
+        (
+            Self { px, bins },
+            Self {
+                px: px_rest,
+                bins: bins_rest,
+            },
+        )
+    }
+}
+
+/// Copy the picks among a chunk's pixels (the chunk starting at pixel `p0`,
+/// its bins planar per block as [`bin_chunk`] leaves them) into `out`.
+fn take_sample<T: Sample>(grid: &SampleGrid, p0: usize, s: &[T], b: &[u16], out: SampleOut<'_, T>) {
+    let n_px = s.len() / 3;
+    let mut r = 0;
+    for p in grid.within(p0, p0 + n_px) {
+        let q = p - p0;
+        let (block, at) = (q / BLOCK, q % BLOCK);
+        let n = (n_px - block * BLOCK).min(BLOCK);
+        let first = block * 3 * BLOCK + at;
+        out.bins[r] = [b[first], b[first + n], b[first + 2 * n]];
+        out.px[r] = [s[3 * q], s[3 * q + 1], s[3 * q + 2]];
+        r += 1;
+    }
+    debug_assert_eq!(r, out.px.len());
+}
+
+/// Counts and L sum of a whole frame, storing bin indices into `bins` unless
+/// empty, and the gamma sample into `sample` if given.
 fn count_frame<T: Sample>(
     k: &LabConsts,
     binning: &[Binning; 3],
     src: &[T],
     bins: &mut [u16],
+    sample: Option<(&SampleGrid, SampleOut<'_, T>)>,
 ) -> (Counts, f64) {
     let run = |(mut h, mut l): (Counts, f64), s: &[T], b: &mut [u16]| {
         bin_chunk(k, binning, &mut h.0, &mut l, s, b);
         (h, l)
     };
     let merge = |a: (Counts, f64), b: (Counts, f64)| (a.0.merge(b.0), a.1 + b.1);
+    assert!(
+        sample.is_none() || !bins.is_empty(),
+        "the sample is taken with the bins"
+    );
     install(|| {
         let min = fold_min_len(src.len(), CHUNK);
         if bins.is_empty() {
-            src.par_chunks(CHUNK)
+            return src
+                .par_chunks(CHUNK)
                 .with_min_len(min)
                 .fold(|| (Counts::new(), 0.0), |acc, s| run(acc, s, &mut []))
-                .reduce_with(merge)
-        } else {
-            src.par_chunks(CHUNK)
-                .zip(bins.par_chunks_mut(CHUNK))
-                .with_min_len(min)
-                .fold(|| (Counts::new(), 0.0), |acc, (s, b)| run(acc, s, b))
-                .reduce_with(merge)
+                .reduce_with(merge);
         }
-        .expect("non-empty frame")
+        let grid = sample.as_ref().map(|s| *s.0);
+        // each chunk's share of the sample: its picks are consecutive
+        let chunks = src.len().div_ceil(CHUNK);
+        let mut parts = Vec::with_capacity(chunks);
+        if let Some((grid, mut rest)) = sample {
+            let (chunk_px, mut done) = (CHUNK / 3, 0);
+            for i in 0..chunks {
+                let end = grid.before(((i + 1) * chunk_px).min(src.len() / 3));
+                let (part, more) = rest.split_at(end - done);
+                parts.push(part);
+                (rest, done) = (more, end);
+            }
+        } else {
+            parts.resize_with(chunks, SampleOut::empty);
+        }
+        src.par_chunks(CHUNK)
+            .zip(bins.par_chunks_mut(CHUNK))
+            .zip(parts)
+            .enumerate()
+            .with_min_len(min)
+            .fold(
+                || (Counts::new(), 0.0),
+                |acc, (i, ((s, b), part))| {
+                    let acc = run(acc, s, b);
+                    if let Some(g) = &grid {
+                        take_sample(g, i * (CHUNK / 3), s, b, part);
+                    }
+                    acc
+                },
+            )
+            .reduce_with(merge)
     })
+    .expect("non-empty frame")
 }
 
 /// Lab histogram and mean lightness of one target frame.
 pub fn target_stats<T: Sample>(target: &[T], binning: &[Binning; 3]) -> TargetStats {
-    let (counts, sum_l) = count_frame(&LabConsts::new(), binning, target, &mut []);
+    let (counts, sum_l) = count_frame(&LabConsts::new(), binning, target, &mut [], None);
     let mut hist = Hist3::new(binning, false);
     hist.counts = std::array::from_fn(|c| counts.channel(c));
     TargetStats {
@@ -300,46 +378,42 @@ fn store<T: Sample>(rgb: &Planes, o: &mut [T], gamma: Option<&GammaOut>) -> bool
 
 simd_dispatch!(fn blend_chunk<T: Sample>(k: &LabConsts, luts: &Luts, gamma: Option<&GammaOut>, s: &[T], bins: &[u16], o: &mut [T]) = blend_chunk_imp);
 
-/// Pass two on the pixels the gamma is solved on (gathered, with their bins in
-/// the same planar-per-block layout), then the gamma from them.
+/// Pass two on the pixels the gamma is solved on (with their bins, as pass
+/// one copied them out), then the gamma from them.
 fn gamma_from_sample<T: Sample>(
     k: &LabConsts,
     luts: &Luts,
-    src: &[T],
-    bins: &[u16],
-    h: usize,
-    w: usize,
+    px: &[[T; 3]],
+    bins: &[[u16; 3]],
     target_l: f64,
 ) -> f64 {
-    let picks: Vec<usize> = sample_pixels(h, w).collect();
-    let chunk_px = CHUNK / 3;
-    let mut s = Vec::with_capacity(3 * picks.len());
-    let mut b = vec![0u16; 3 * picks.len()];
-    for (j, blk) in picks.chunks(BLOCK).enumerate() {
-        let base = j * 3 * BLOCK;
-        for (i, &p) in blk.iter().enumerate() {
-            s.extend_from_slice(&src[3 * p..3 * p + 3]);
-            // where pass one put this pixel's bins: its chunk, block, and place there
-            let (chunk, q) = (p / chunk_px, p % chunk_px);
-            let in_chunk = (src.len() / 3 - chunk * chunk_px).min(chunk_px);
-            let (block, at) = (q / BLOCK, q % BLOCK);
-            let n = (in_chunk - block * BLOCK).min(BLOCK);
-            let first = chunk * CHUNK + block * 3 * BLOCK;
+    let s = px.as_flattened();
+    // the bins planar per block, as blend_chunk reads them
+    let mut b = vec![0u16; 3 * bins.len()];
+    for (blk, out) in bins.chunks(BLOCK).zip(b.chunks_mut(3 * BLOCK)) {
+        for (i, pb) in blk.iter().enumerate() {
             for c in 0..3 {
-                b[base + c * blk.len() + i] = bins[first + c * n + at];
+                out[c * blk.len() + i] = pb[c];
             }
         }
     }
-    let mut out = vec![s[0]; s.len()];
-    blend_chunk(k, luts, None, &s, &b, &mut out);
-    let px: Vec<[T; 3]> = out.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect();
-    solve_gamma_on(&px, target_l)
+    let mut out = vec![px[0]; px.len()];
+    blend_chunk(k, luts, None, s, &b, out.as_flattened_mut());
+    solve_gamma_on(&out, target_l)
 }
 
-/// Bin buffers (6 bytes a pixel) handed from frame to frame within one call, so
-/// a batch allocates, and the OS zeroes pages for, about one per thread rather
-/// than one per frame.
-type Spare = Mutex<Vec<Vec<u16>>>;
+/// A frame's working buffers: its bins (6 bytes a pixel), and the gamma
+/// sample's pixels and bins.
+struct Scratch<T> {
+    bins: Vec<u16>,
+    px: Vec<[T; 3]>,
+    sample_bins: Vec<[u16; 3]>,
+}
+
+/// Buffers handed from frame to frame within one call, so a batch allocates,
+/// and the OS zeroes pages for, about one set per thread rather than one per
+/// frame.
+type Spare<T> = Mutex<Vec<Scratch<T>>>;
 
 /// Correct one frame toward a target's statistics; returns the gamma applied (1 if none).
 fn correct_frame<T: Sample>(
@@ -349,15 +423,35 @@ fn correct_frame<T: Sample>(
     target: &TargetStats,
     gamma: bool,
     out: &mut [T],
-    spare: &Spare,
+    spare: &Spare<T>,
 ) -> f64 {
     let binning = lab_binning();
     let k = LabConsts::new();
+    let grid = SampleGrid::new(h, w);
     let spared = spare.lock().unwrap_or_else(|e| e.into_inner()).pop();
-    // a new buffer comes zeroed from the allocator (fresh pages, no memset)
-    let mut bins = spared.unwrap_or_else(|| vec![0; src.len()]);
-    bins.resize(src.len(), 0);
-    let (counts, _) = count_frame(&k, &binning, src, &mut bins);
+    // new buffers come zeroed from the allocator (fresh pages, no memset)
+    let mut buf = spared.unwrap_or_else(|| Scratch {
+        bins: vec![0; src.len()],
+        px: Vec::new(),
+        sample_bins: Vec::new(),
+    });
+    buf.bins.resize(src.len(), 0);
+    let n_sample = if gamma { grid.count() } else { 0 };
+    buf.px.resize(n_sample, [src[0]; 3]);
+    buf.sample_bins.resize(n_sample, [0; 3]);
+    let Scratch {
+        bins,
+        px,
+        sample_bins,
+    } = &mut buf;
+    let sink = gamma.then_some((
+        &grid,
+        SampleOut {
+            px: &mut px[..],
+            bins: &mut sample_bins[..],
+        },
+    ));
+    let (counts, _) = count_frame(&k, &binning, src, bins, sink);
     // the matched Lab value of every bin
     let luts: Luts = std::array::from_fn(|c| {
         let (tq, tv) = target.hist.quantiles(c, |b| binning[c].center(b));
@@ -366,7 +460,7 @@ fn correct_frame<T: Sample>(
     });
     // the gamma first, on a sample of the corrected pixels, so pass two applies it
     let g = if gamma {
-        gamma_from_sample(&k, &luts, src, &bins, h, w, target.mean_l)
+        gamma_from_sample(&k, &luts, px, sample_bins, target.mean_l)
     } else {
         1.0
     };
@@ -377,7 +471,7 @@ fn correct_frame<T: Sample>(
             .zip(out.par_chunks_mut(CHUNK))
             .for_each(|((s, b), o)| blend_chunk(&k, &luts, finish.as_ref(), s, b, o))
     });
-    spare.lock().unwrap_or_else(|e| e.into_inner()).push(bins);
+    spare.lock().unwrap_or_else(|e| e.into_inner()).push(buf);
     g
 }
 

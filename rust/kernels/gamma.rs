@@ -204,18 +204,66 @@ pub fn mean_lightness<T: Sample>(src: &[T], dims: Dims) -> Vec<f64> {
         .collect()
 }
 
-/// Pixels of one frame the solver evaluates: all, or a regular grid.
-/// Indices of the pixels the gamma is solved on: a regular grid of at most
-/// about [`MAX_SAMPLE`] pixels, every pixel for small frames.
-pub fn sample_pixels(h: usize, w: usize) -> impl Iterator<Item = usize> {
-    let stride = ((h * w) as f64 / MAX_SAMPLE as f64).sqrt().ceil().max(1.0) as usize;
-    (0..h)
-        .step_by(stride)
-        .flat_map(move |y| (0..w).step_by(stride).map(move |x| y * w + x))
+/// The pixels the gamma is solved on: a regular grid of rows and columns
+/// (the same stride in both) holding at most about [`MAX_SAMPLE`] pixels;
+/// every pixel for small frames. Picks are numbered in row-major order.
+#[derive(Clone, Copy, Debug)]
+pub struct SampleGrid {
+    w: usize,
+    stride: usize,
+    /// Picks per sampled row.
+    nx: usize,
+    /// Pixels in the frame.
+    len: usize,
+}
+
+impl SampleGrid {
+    pub fn new(h: usize, w: usize) -> Self {
+        let stride = ((h * w) as f64 / MAX_SAMPLE as f64).sqrt().ceil().max(1.0) as usize;
+        Self {
+            w,
+            stride,
+            nx: w.div_ceil(stride),
+            len: h * w,
+        }
+    }
+
+    /// How many picks there are.
+    pub fn count(&self) -> usize {
+        self.before(self.len)
+    }
+
+    /// How many picks come before pixel `p` (`p` up to the frame's pixel count).
+    pub fn before(&self, p: usize) -> usize {
+        let (y, x) = (p / self.w, p % self.w);
+        let in_row = if y % self.stride == 0 {
+            x.div_ceil(self.stride)
+        } else {
+            0
+        };
+        y.div_ceil(self.stride) * self.nx + in_row
+    }
+
+    /// The picks among pixels `p0..p1`, in order.
+    pub fn within(&self, p0: usize, p1: usize) -> impl Iterator<Item = usize> + '_ {
+        let rows = (p0 / self.w..p1.div_ceil(self.w)).filter(move |y| y % self.stride == 0);
+        rows.flat_map(move |y| {
+            let row = y * self.w;
+            let x0 = p0.saturating_sub(row).div_ceil(self.stride) * self.stride;
+            let x1 = (p1 - row).min(self.w);
+            (x0..x1).step_by(self.stride).map(move |x| row + x)
+        })
+    }
+
+    /// All picks, in order.
+    pub fn pixels(&self) -> impl Iterator<Item = usize> + '_ {
+        self.within(0, self.len)
+    }
 }
 
 fn sample<T: Sample>(frame: &[T], h: usize, w: usize) -> Vec<[T; 3]> {
-    sample_pixels(h, w)
+    SampleGrid::new(h, w)
+        .pixels()
         .map(|p| [frame[3 * p], frame[3 * p + 1], frame[3 * p + 2]])
         .collect()
 }
@@ -291,7 +339,7 @@ pub fn solve_gamma<T: Sample>(frame: &[T], h: usize, w: usize, target: f64) -> f
     solve_gamma_on(&sample(frame, h, w), target)
 }
 
-/// [`solve_gamma`] on the pixels [`sample_pixels`] picks, already gathered.
+/// [`solve_gamma`] on the pixels a [`SampleGrid`] picks, already gathered.
 pub fn solve_gamma_on<T: Sample>(px: &[[T; 3]], target: f64) -> f64 {
     // 0.005 L* is far below a visible step; 1e-4 in ln(gamma) is a 0.01% gamma.
     const TOL: f64 = 5e-3;
@@ -539,6 +587,41 @@ mod tests {
                     .arg(),
                 "gamma"
             );
+        }
+    }
+
+    /// `within` over any split into ranges yields the picks of `pixels` in
+    /// order, and `before` counts them: what lets color_correct's pass one copy
+    /// each chunk's picks into its own consecutive part of the sample.
+    #[test]
+    fn sample_grid_splits_into_consecutive_parts() {
+        for (h, w) in [
+            (1, 1),
+            (3, 7),
+            (300, 301),
+            (720, 1280),
+            (1080, 1920),
+            (2000, 33),
+        ] {
+            let g = SampleGrid::new(h, w);
+            let all: Vec<usize> = g.pixels().collect();
+            assert_eq!(all.len(), g.count());
+            assert!(g.count() <= MAX_SAMPLE + h + w, "{h}x{w}: {}", g.count());
+            let stride = if h * w <= MAX_SAMPLE { 1 } else { g.stride };
+            let want: Vec<usize> = (0..h * w)
+                .filter(|p| (p / w) % stride == 0 && (p % w) % stride == 0)
+                .collect();
+            assert_eq!(all, want, "{h}x{w}");
+            for step in [1, 5, 64, 16384, 100_003] {
+                let mut got = Vec::new();
+                for p0 in (0..h * w).step_by(step) {
+                    let p1 = (p0 + step).min(h * w);
+                    let part: Vec<usize> = g.within(p0, p1).collect();
+                    assert_eq!(part.len(), g.before(p1) - g.before(p0), "{h}x{w} at {p0}");
+                    got.extend(part);
+                }
+                assert_eq!(got, all, "{h}x{w} in steps of {step}");
+            }
         }
     }
 }
