@@ -165,17 +165,22 @@ impl<'a, T> SampleOut<'a, T> {
         }
     }
 
-    /// The part for the first `n` picks, and the rest.
-    fn split_at(self, n: usize) -> (Self, Self) {
-        let (px, px_rest) = self.px.split_at_mut(n);
-        let (bins, bins_rest) = self.bins.split_at_mut(n);
-        (
-            Self { px, bins },
-            Self {
-                px: px_rest,
-                bins: bins_rest,
-            },
-        )
+    /// One part per chunk of `chunk_px` pixels of a frame of `n_px`: a chunk's
+    /// picks are consecutive.
+    fn per_chunk(self, grid: &SampleGrid, n_px: usize, chunk_px: usize) -> Vec<Self> {
+        let (mut px, mut bins, mut done) = (self.px, self.bins, 0);
+        (0..n_px.div_ceil(chunk_px))
+            .map(|i| {
+                let end = grid.before(((i + 1) * chunk_px).min(n_px));
+                let (part_px, rest_px) = std::mem::take(&mut px).split_at_mut(end - done);
+                let (part_bins, rest_bins) = std::mem::take(&mut bins).split_at_mut(end - done);
+                (px, bins, done) = (rest_px, rest_bins, end);
+                Self {
+                    px: part_px,
+                    bins: part_bins,
+                }
+            })
+            .collect()
     }
 }
 
@@ -224,20 +229,12 @@ fn count_frame<T: Sample>(
                 .reduce_with(merge);
         }
         let grid = sample.as_ref().map(|s| *s.0);
-        // each chunk's share of the sample: its picks are consecutive
-        let chunks = src.len().div_ceil(CHUNK);
-        let mut parts = Vec::with_capacity(chunks);
-        if let Some((grid, mut rest)) = sample {
-            let (chunk_px, mut done) = (CHUNK / 3, 0);
-            for i in 0..chunks {
-                let end = grid.before(((i + 1) * chunk_px).min(src.len() / 3));
-                let (part, more) = rest.split_at(end - done);
-                parts.push(part);
-                (rest, done) = (more, end);
-            }
-        } else {
-            parts.resize_with(chunks, SampleOut::empty);
-        }
+        let parts = match sample {
+            Some((g, out)) => out.per_chunk(g, src.len() / 3, CHUNK / 3),
+            None => (0..src.len().div_ceil(CHUNK))
+                .map(|_| SampleOut::empty())
+                .collect(),
+        };
         src.par_chunks(CHUNK)
             .zip(bins.par_chunks_mut(CHUNK))
             .zip(parts)

@@ -315,10 +315,8 @@ fn mean_lightness_after_imp<T: Sample>(pixels: &[[T; 3]], g: f64) -> f64 {
         let after: [f32; 256] = std::array::from_fn(|i| dec[adj[i] as usize]);
         let lin: [[f32; 256]; 3] = std::array::from_fn(|c| after.map(|v| w[c] * v));
         #[cfg(target_arch = "x86_64")]
-        let (table, mut planes) = (
-            super::x86::ByteTable::new(&after),
-            [[0.0f32; super::lab::BLOCK]; 3],
-        );
+        let (table, mut planes): (_, super::lab::Planes) =
+            (super::x86::ByteTable::new(&after), [[0.0; SAMPLE_BLOCK]; 3]);
         for block in pixels.chunks(SAMPLE_BLOCK) {
             // the same products and sums as the tables' below, 64 pixels a step
             #[cfg(target_arch = "x86_64")]
