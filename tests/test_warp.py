@@ -48,6 +48,9 @@ def test_bad_input():
         lw.warp_affine(img, np.zeros((3, 3)))
     with pytest.raises(ValueError, match="invertible"):
         lw.warp_affine(img, np.zeros((2, 3)))
+    # a tiny determinant is written in scientific notation, not 40 decimal places
+    with pytest.raises(ValueError, match=r"determinant 1\.000e-20; its magnitude must be at least"):
+        lw.warp_affine(img, np.array([[1e-10, 0, 0], [0, 1e-10, 0]]))
     with pytest.raises(ValueError, match="border"):
         lw.warp_affine(img, lw.motion_matrix(8, 8), border="mirror")
     with pytest.raises(ValueError, match="matrix"):

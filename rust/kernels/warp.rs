@@ -47,7 +47,9 @@ pub fn invert(m: &[f64]) -> Result<[f64; 6]> {
     if !det.is_finite() || det.abs() < 1e-12 {
         return Err(KernelError::value(
             "matrix",
-            format!("is not invertible (determinant {det})"),
+            format!(
+                "is not invertible (determinant {det:.3e}; its magnitude must be at least 1e-12)"
+            ),
         ));
     }
     let (a, b, c, d) = (m[4] / det, -m[1] / det, -m[3] / det, m[0] / det);
