@@ -162,6 +162,18 @@ def test_frames_on_disk_follows_fragments(tmp_path):
 # -- options ------------------------------------------------------------------------
 
 
+def test_encoder_options_pass_through(tmp_path):
+    # options the encoder has are set (and win over the derived ones); with an
+    # unknown one the writer refuses to start, before any file is made
+    path = tmp_path / "tuned.mp4"
+    with lv.VideoWriter(path, fps=10, crf=30, options={"tune": "grain", "crf": "2"}) as w:
+        w.write(moving(4, 32, 48))
+    assert psnr(decode_all(path), moving(4, 32, 48)) >= 40  # crf 2, not 30
+    with pytest.raises(ValueError, match="'nope'"):
+        lv.VideoWriter(tmp_path / "bad.mp4", options={"nope": "1"})
+    assert not (tmp_path / "bad.mp4").exists()
+
+
 def test_odd_size_is_padded(tmp_path):
     frames = moving(6, 31, 45)
     path = tmp_path / "odd.mp4"
@@ -560,6 +572,9 @@ def test_bad_writer_arguments(tmp_path):
         ({"audio": tmp_path / "none.wav"}, OSError, "none.wav"),
         ({"audio": tmp_path / "file"}, ValueError, "audio"),
         ({"options": {1: "x"}}, TypeError, "options"),
+        # FFmpeg would drop a misspelt option silently; it is named instead
+        ({"options": {"tunee": "grain"}}, ValueError, "libx264 has no option 'tunee'"),
+        ({"options": {"tune": "grain", "zz": "1"}}, ValueError, "no option 'zz'"),
     ]:
         with pytest.raises(err, match=msg):
             lv.VideoWriter(p, **kwargs)

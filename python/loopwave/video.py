@@ -131,7 +131,13 @@ def _quiet(encoder: str, options: dict[str, str]) -> None:
 
 
 def _try_open(encoder: str, options: dict[str, str], bitrate: int | None = None) -> None:
-    """Open ``encoder`` at 64x64; raises what FFmpeg raises (no encoder, no GPU, bad option)."""
+    """Open ``encoder`` at 64x64; raises what FFmpeg raises (no encoder, no GPU, bad
+    option value), and ValueError for options the encoder does not have.
+
+    FFmpeg sets the options an encoder knows and hands the others back unused
+    (PyAV leaves them in ``options`` after ``open``); it would otherwise ignore a
+    misspelt one (``"tunee"``) without a word.
+    """
     av = _av()
     ctx = av.CodecContext.create(encoder, "w")
     ctx.width, ctx.height, ctx.pix_fmt = 64, 64, "yuv420p"
@@ -142,6 +148,12 @@ def _try_open(encoder: str, options: dict[str, str], bitrate: int | None = None)
     _quiet(encoder, opts)
     ctx.options = opts
     ctx.open()
+    unused = sorted(k for k in ctx.options if k in options)
+    if unused:
+        raise ValueError(
+            f"options: {encoder} has no option {', '.join(map(repr, unused))} "
+            "(see `ffmpeg -h encoder=" + encoder + "`)"
+        )
 
 
 _probed: dict[str, str | None] = {}  # codec -> the encoder that opened, or None
@@ -527,7 +539,8 @@ class VideoWriter:
         folder, so memory stays flat; make sure that disk has room
     queue_size : frames waiting for the encoder, at most
     options : more FFmpeg encoder options, e.g. ``{"tune": "grain"}``; they win
-        over the ones loopwave derives
+        over the ones loopwave derives. A name the encoder does not have (FFmpeg
+        would ignore it) or a value it refuses raises ValueError
 
     Writing over a file that is being read is not supported: the writer truncates it
     and the reader decodes a mix of old and new packets. A ``path`` that an open
