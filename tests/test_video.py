@@ -246,6 +246,19 @@ def test_segments(tmp_path):
     assert [len(p) for p in parts] == [10, 10, 5]
     assert psnr(np.concatenate(parts), frames) >= 40
     assert w.frames_on_disk == 25
+    # a shorter run to the same path: its 2 segments replace the 3, and the third
+    # (now stale) goes; other files in the folder, and a gap in the numbers, stay
+    (tmp_path / "seg_004.mp4").write_bytes(b"not ours")
+    (tmp_path / "seg_notes.txt").write_text("keep")
+    with lv.VideoWriter(path, fps=10, crf=4, segment_seconds=1.0) as w:
+        w.write(frames[:15])
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["seg_000.mp4", "seg_001.mp4", "seg_004.mp4", "seg_notes.txt"]
+    assert [len(decode_all(p)) for p in w.paths] == [10, 5]
+    # a writer given no frames writes, and so deletes, nothing
+    with lv.VideoWriter(path, fps=10, segment_seconds=1.0):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
 
 
 @pytest.mark.parametrize("ext", [".mp4", ".webm"])

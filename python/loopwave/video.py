@@ -530,7 +530,10 @@ class VideoWriter:
         cut to the video's length
     segment_seconds : split into files of this many seconds each, named
         ``<stem>_000<ext>``, ``<stem>_001<ext>``, ... (:attr:`paths` lists them);
-        not with ``audio`` or ``pingpong``
+        not with ``audio`` or ``pingpong``. Existing files of those names are
+        overwritten, and on closing, the ones numbered after the last segment
+        written (an earlier, longer run's) are deleted, so that a glob of
+        ``<stem>_*<ext>`` gives this video and nothing else
     pingpong : after the frames, append them again reversed, without repeating the
         last and the first frame, so the file loops back and forth seamlessly:
         N frames become ``2N - 2``. The reversal needs every frame again at the end:
@@ -786,6 +789,16 @@ class VideoWriter:
         finally:
             self._closed = True
         self._raise_if_failed()
+        if self.segment_frames is not None and self.paths:
+            self._remove_stale_segments()
+
+    def _remove_stale_segments(self) -> None:
+        """Delete the segments numbered after this run's last, left by an earlier,
+        longer run to the same path, so the numbered files are this run's alone."""
+        i = len(self.paths)
+        while (p := self._segment_path(i)).is_file():
+            p.unlink()
+            i += 1
 
     def _check_usable(self, what: str) -> None:
         self._raise_if_failed()
