@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use super::blend::{lum, set_lum};
+use super::blend::{lum, set_lum_block};
 use super::error::Result;
 use super::frames::{check_frames_and_reference, clamp01, Dims, Sample};
 use super::gamma::{gamma_table_u8, pow_unit, solve_gamma_on, to_f32_gamma, SampleGrid};
@@ -327,13 +327,8 @@ fn blend_chunk_imp<T: Sample>(
             }
         }
         // the blend, planar so it vectorises
-        for i in 0..BLOCK {
-            let l = lum([own[0][i], own[1][i], own[2][i]]);
-            let res = set_lum([rgb[0][i], rgb[1][i], rgb[2][i]], l);
-            for c in 0..3 {
-                rgb[c][i] = res[c];
-            }
-        }
+        let l: [f32; BLOCK] = std::array::from_fn(|i| lum([own[0][i], own[1][i], own[2][i]]));
+        set_lum_block(&mut rgb, &l);
         if let (true, Some(g)) = (T::FLOAT, gamma) {
             for plane in rgb.iter_mut() {
                 for v in plane.iter_mut() {
