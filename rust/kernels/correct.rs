@@ -58,12 +58,21 @@ const _: () = assert!(FLOAT_BINS.is_power_of_two());
 /// counter (measured: 18.6 -> 17.7 ms per 1080p frame with four copies, not two).
 const COPIES: usize = 4;
 
-/// Bin counts of a frame's Lab values, [`COPIES`] copies per channel.
+/// Counters from one copy to the next (copies of all three channels in one
+/// array, channel-major): a bin's twelve counters sit 64 bytes apart beyond
+/// multiples of 4 KiB, not exactly 16 KiB apart. Intel cores compare the low 12
+/// address bits of a load with the stores still in flight, and an increment
+/// of bin `b` right after one of the same bin in another copy (a run of equal
+/// bins) would wait for that store ("4K aliasing").
+const STRIDE: usize = FLOAT_BINS + 16;
+
+/// Bin counts of a frame's Lab values, [`COPIES`] copies per channel, each of
+/// [`STRIDE`] counters (the first [`FLOAT_BINS`] used).
 struct Counts(Vec<u32>);
 
 impl Counts {
     fn new() -> Self {
-        Self(vec![0; 3 * COPIES * FLOAT_BINS])
+        Self(vec![0; 3 * COPIES * STRIDE])
     }
 
     fn merge(mut self, other: Self) -> Self {
@@ -73,9 +82,9 @@ impl Counts {
 
     fn channel(&self, c: usize) -> Vec<u64> {
         let nb = FLOAT_BINS;
-        let copies = &self.0[c * COPIES * nb..(c + 1) * COPIES * nb];
+        let copies = &self.0[c * COPIES * STRIDE..(c + 1) * COPIES * STRIDE];
         (0..nb)
-            .map(|b| (0..COPIES).map(|k| copies[k * nb + b] as u64).sum())
+            .map(|b| (0..COPIES).map(|k| copies[k * STRIDE + b] as u64).sum())
             .collect()
     }
 }
@@ -108,7 +117,7 @@ fn bin_chunk_imp<T: Sample>(
     bins: &mut [u16],
 ) {
     let nb = FLOAT_BINS;
-    assert!(binning.iter().all(|b| b.bins() == nb) && hist.len() == 3 * COPIES * nb);
+    assert!(binning.iter().all(|b| b.bins() == nb) && hist.len() == 3 * COPIES * STRIDE);
     let (mut rgb, mut lab): (Planes, Planes) = ([[0.0; BLOCK]; 3], [[0.0; BLOCK]; 3]);
     let mut idx = [[0u16; BLOCK]; 3];
     for (bi, sb) in s.chunks(3 * BLOCK).enumerate() {
@@ -125,18 +134,26 @@ fn bin_chunk_imp<T: Sample>(
                 idx[c][i] = binning[c].bin(lab[c][i]) as u16;
             }
         }
-        for (c, ic) in idx.iter().enumerate() {
-            let h = &mut hist[c * COPIES * nb..(c + 1) * COPIES * nb];
-            let mut quads = ic[..n].chunks_exact(COPIES);
-            for q in &mut quads {
-                for (k, &b) in q.iter().enumerate() {
+        // the three channels' increments interleaved, twelve counters a step
+        // (on the Xeon measured, with STRIDE: pass one 1.13x, each alone
+        // 1.02-1.07x; color_correct 1.03-1.04x)
+        let whole = n - n % COPIES;
+        for q in (0..whole).step_by(COPIES) {
+            for (c, ic) in idx.iter().enumerate() {
+                for k in 0..COPIES {
                     // SAFETY: `Binning::bin` is below the binning's bin count, which
-                    // is FLOAT_BINS (asserted on entry); k is below COPIES
-                    unsafe { *h.get_unchecked_mut(k * nb + b as usize) += 1 };
+                    // is FLOAT_BINS (asserted on entry); c < 3 and k < COPIES, and
+                    // q + k < n <= BLOCK
+                    unsafe {
+                        let b = *ic.get_unchecked(q + k) as usize;
+                        *hist.get_unchecked_mut((c * COPIES + k) * STRIDE + b) += 1;
+                    }
                 }
             }
-            for (k, &b) in quads.remainder().iter().enumerate() {
-                h[k * nb + b as usize] += 1;
+        }
+        for (c, ic) in idx.iter().enumerate() {
+            for (k, &b) in ic[whole..n].iter().enumerate() {
+                hist[(c * COPIES + k) * STRIDE + b as usize] += 1;
             }
         }
         if !bins.is_empty() {
@@ -599,7 +616,7 @@ mod tests {
         let zero = [1, 2].map(|c| binning[c].bin(0.0) as u16);
         assert_eq!(zero, [FLOAT_BINS as u16 / 2; 2]);
         let check = |s: &[f32], u: &[u8]| {
-            let mut hist = vec![0; 3 * COPIES * FLOAT_BINS];
+            let mut hist = vec![0; 3 * COPIES * STRIDE];
             let mut bins = vec![0u16; s.len()];
             bin_chunk(&k, &binning, &mut hist, &mut 0.0, s, &mut bins);
             let mut bins8 = vec![0u16; u.len()];
@@ -614,6 +631,34 @@ mod tests {
         let u: Vec<u8> = (0..=255u8).flat_map(|v| [v; 3]).collect();
         let f: Vec<f32> = (0..=1000).flat_map(|i| [i as f32 / 1000.0; 3]).collect();
         check(&f, &u);
+    }
+
+    /// The counts (twelve interleaved counters per bin, a remainder loop for
+    /// the last pixels of a block) equal a plain histogram of the stored bins,
+    /// at every length around the block and copy sizes.
+    #[test]
+    fn counts_equal_a_plain_histogram_of_the_bins() {
+        let (k, binning) = (LabConsts::new(), lab_binning());
+        for n_px in (1..=9).chain(60..=70).chain([127, 128, 129, 200]) {
+            let src = image(Dims::new(1, 1, n_px), n_px as u64);
+            let mut counts = Counts::new();
+            let mut bins = vec![0u16; src.len()];
+            bin_chunk(&k, &binning, &mut counts.0, &mut 0.0, &src, &mut bins);
+            let mut want = vec![vec![0u64; FLOAT_BINS]; 3];
+            for blk in bins.chunks(3 * BLOCK) {
+                let n = blk.len() / 3;
+                for (c, plane) in blk.chunks(n).enumerate() {
+                    plane.iter().for_each(|&b| want[c][b as usize] += 1);
+                }
+            }
+            for (c, w) in want.iter().enumerate() {
+                assert_eq!(&counts.channel(c), w, "{n_px} pixels, channel {c}");
+            }
+            // and the padding counters past each copy's bins stay at zero
+            for copy in counts.0.chunks(STRIDE) {
+                assert!(copy[FLOAT_BINS..].iter().all(|&x| x == 0));
+            }
+        }
     }
 
     #[test]
