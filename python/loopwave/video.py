@@ -152,7 +152,7 @@ def _try_open(encoder: str, options: dict[str, str], bitrate: int | None = None)
     if unused:
         raise ValueError(
             f"options: {encoder} has no option {', '.join(map(repr, unused))} "
-            "(see `ffmpeg -h encoder=" + encoder + "`)"
+            f"(see `ffmpeg -h encoder={encoder}`)"
         )
 
 
