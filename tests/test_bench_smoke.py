@@ -40,3 +40,21 @@ def test_bench_render_runs(capsys):
     assert got["per_frame"] > 0 and all(v > 0 for v in got.values())
     out = capsys.readouterr().out
     assert "busiest thread" in out and "encode (h264, 2 frames)" in out
+
+
+def test_bench_builds_compares_a_build_with_itself(capsys):
+    # the installed extension against a copy of itself: same outputs, a ratio near 1
+    import loopwave._native as native
+
+    path = Path(__file__).resolve().parents[1] / "benches" / "bench_builds.py"
+    spec = importlib.util.spec_from_file_location("bench_builds", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ratio = mod.main(
+        [native.__file__, native.__file__, "--rounds", "2", "--kernel", "blend_luminosity"]
+    )
+    assert 0.2 < ratio < 5
+    assert "outputs identical: True" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no such file"):
+        mod.main(["/nonexistent/_native.so", native.__file__])
