@@ -3,7 +3,7 @@
 //! SetLum/ClipColor) computes it with Rec.601 weights.
 
 use super::error::Result;
-use super::frames::{check_finite, Dims, Sample};
+use super::frames::{check_finite, max_or, min_or, Dims, Sample};
 use super::parallel::{zip2_chunks, CHUNK};
 use super::simd::{prefetch_ahead, simd_dispatch};
 
@@ -28,18 +28,27 @@ pub fn shift_lum(c: [f32; 3], l: f32) -> [f32; 3] {
     c.map(|v| v + d)
 }
 
+#[inline(always)]
+fn min3(c: [f32; 3]) -> f32 {
+    min_or(min_or(c[0], c[1]), c[2])
+}
+
+#[inline(always)]
+fn max3(c: [f32; 3]) -> f32 {
+    max_or(max_or(c[0], c[1]), c[2])
+}
+
 /// Whether [`clip_color`] changes `c` (it returns `c` itself otherwise).
 #[inline(always)]
 pub fn needs_clip(c: [f32; 3]) -> bool {
-    c[0].min(c[1]).min(c[2]) < 0.0 || c[0].max(c[1]).max(c[2]) > 1.0
+    min3(c) < 0.0 || max3(c) > 1.0
 }
 
 /// ClipColor: bring a colour back into [0, 1] keeping its luminance.
 #[inline(always)]
 pub fn clip_color(c: [f32; 3]) -> [f32; 3] {
     let l = lum(c);
-    let n = c[0].min(c[1]).min(c[2]);
-    let x = c[0].max(c[1]).max(c[2]);
+    let (n, x) = (min3(c), max3(c));
     // ClipColor scales the offsets from l by l / (l - n) when n < 0, then by
     // (1 - l) / (x - l) when x > 1; both at once is one scale by the product,
     // taken with a single division (the slow instruction on wide vectors).
@@ -47,12 +56,12 @@ pub fn clip_color(c: [f32; 3]) -> [f32; 3] {
     // where the numerator is 0 as well.
     let (lo, hi) = (n < 0.0, x > 1.0);
     let (num_lo, den_lo) = if lo {
-        (l, (l - n).max(1e-12))
+        (l, max_or(l - n, 1e-12))
     } else {
         (1.0, 1.0)
     };
     let (num_hi, den_hi) = if hi {
-        (1.0 - l, (x - l).max(1e-12))
+        (1.0 - l, max_or(x - l, 1e-12))
     } else {
         (1.0, 1.0)
     };

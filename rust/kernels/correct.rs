@@ -24,8 +24,8 @@ use super::frames::{check_frames_and_reference, clamp01, Dims, Sample};
 use super::gamma::{gamma_table_u8, pow_unit, solve_gamma_on, to_f32_gamma, SampleGrid};
 use super::histogram::{bin_mapping, Binning, Hist3, FLOAT_BINS};
 use super::lab::{
-    decode_block, encode_planes, encode_poly, lab_from_linear_block_steps, linear_from_lab_block,
-    LabConsts, Planes, BLOCK,
+    decode_block, encode_planes_oct, lab_from_linear_block_steps, linear_from_lab_block, LabConsts,
+    Planes, BLOCK,
 };
 use super::parallel::{fold_min_len, install, CHUNK};
 use super::simd::{prefetch_ahead, simd_dispatch};
@@ -335,7 +335,7 @@ fn blend_chunk_imp<T: Sample>(
             }
         }
         linear_from_lab_block(k, &lab, &mut rgb);
-        encode_planes(&mut rgb, encode_poly);
+        encode_planes_oct(&mut rgb);
         if !unit(sb, &mut own) {
             for (i, p) in sb.chunks_exact(3).enumerate() {
                 for c in 0..3 {

@@ -102,12 +102,33 @@ pub fn check_frames_and_reference<T: Sample>(
     check_finite(ref_arg, reference)
 }
 
+/// The larger of `a` and `b`; `b` if either is NaN. One `maxps` per vector:
+/// `f32::max` returns whichever operand is not NaN, which takes a compare and
+/// a blend besides the max in every lane of the hot loops.
+#[inline(always)]
+pub fn max_or(a: f32, b: f32) -> f32 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// The smaller of `a` and `b`; `b` if either is NaN. One `minps` per vector.
+#[inline(always)]
+pub fn min_or(a: f32, b: f32) -> f32 {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
 /// Clamp to [0, 1], mapping NaN to 0 (`f32::clamp` would keep NaN, which
 /// would then reach the unchecked casts that follow).
 #[inline(always)]
-#[allow(clippy::manual_clamp)]
 pub fn clamp01(v: f32) -> f32 {
-    v.max(0.0).min(1.0)
+    min_or(max_or(v, 0.0), 1.0)
 }
 
 /// A sample type frames may hold: `u8` in 0..=255 or `f32` in [0, 1].
@@ -178,10 +199,9 @@ impl Sample for u8 {
         v.clamp(0.0, 255.0) as u8
     }
     #[inline(always)]
-    #[allow(clippy::manual_clamp)] // clamp keeps NaN, which must become 0 here
     fn from_raw_round(v: f32) -> Self {
         // max/min (NaN -> 0, as the saturating cast gave), then round half up
-        let x = v.max(0.0).min(255.0) + 0.5;
+        let x = min_or(max_or(v, 0.0), 255.0) + 0.5;
         // SAFETY: x is in [0.5, 255.5], so the truncation fits u8; the unchecked
         // cast vectorises where `as` needs a saturating sequence per lane.
         unsafe { x.to_int_unchecked::<u8>() }

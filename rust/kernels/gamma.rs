@@ -10,7 +10,7 @@
 //! white) gets 1; a target out of reach gets the nearest end of the range.
 
 use super::error::{KernelError, Result};
-use super::frames::{check_finite, check_frames_and_reference, clamp01, Dims, Sample};
+use super::frames::{check_finite, check_frames_and_reference, clamp01, max_or, Dims, Sample};
 use super::lab::{lightness_fast, RGB_TO_XYZ};
 use super::parallel::{install, zip_chunks, CHUNK};
 use super::srgb::{decode_f64, decode_table_u8, InterpLut};
@@ -81,7 +81,7 @@ pub fn pow_unit(x: f32, g: f32) -> f32 {
         x
     }; // 2^64
        // a floor keeps the lanes of x = 0 (and NaN) finite; they are replaced at the end
-    let bits = xs.max(f32::MIN_POSITIVE).to_bits() as i32;
+    let bits = max_or(xs, f32::MIN_POSITIVE).to_bits() as i32;
     // k such that m = xs / 2^k is in [√½, √2): exponent bits measured from √½'s
     let k = (bits - 0x3f35_04f3) >> 23;
     let m = f32::from_bits((bits - (k << 23)) as u32);
@@ -94,7 +94,7 @@ pub fn pow_unit(x: f32, g: f32) -> f32 {
     );
     let e = (k - if tiny { 64 } else { 0 }) as f32;
     // y <= 0 for x <= 1; below -127 the power is under 2^-127 and comes out 0
-    let y = (g * s.mul_add(series, e)).max(-127.0);
+    let y = max_or(g * s.mul_add(series, e), -127.0);
     // y + 128 is in [1, 128], so truncation is floor. SAFETY: inside i32.
     let n = unsafe { (y + 128.0).to_int_unchecked::<i32>() } - 128;
     let f = y - n as f32;

@@ -21,7 +21,7 @@
 use rayon::prelude::*;
 
 use super::error::{KernelError, Result};
-use super::frames::{check_finite, Dims, Sample};
+use super::frames::{check_finite, max_or, min_or, Dims, Sample};
 use super::parallel::{fold_min_len, install, CHUNK};
 
 /// Bins per channel for float input.
@@ -75,9 +75,10 @@ impl Binning {
     /// Bin of a value; values outside the range (and NaN) fall in the end bins.
     #[inline(always)]
     pub fn bin(&self, x: f32) -> usize {
-        let t = ((x - self.lo) * self.scale)
-            .max(0.0)
-            .min((self.bins - 1) as f32);
+        let t = min_or(
+            max_or((x - self.lo) * self.scale, 0.0),
+            (self.bins - 1) as f32,
+        );
         // SAFETY: t is in [0, bins - 1] (max/min also map NaN to 0), and bins
         // fits u32; the unchecked cast vectorises where `as` would not.
         unsafe { t.to_int_unchecked::<u32>() as usize }

@@ -10,7 +10,7 @@
 //! vectorises (cube root by bit trick + two Halley steps), and interleave.
 
 use super::error::{KernelError, Result};
-use super::frames::{check_finite, clamp01, Dims, Sample};
+use super::frames::{check_finite, clamp01, max_or, Dims, Sample};
 use super::parallel::{zip_chunks, zip_chunks_all, CHUNK};
 use super::simd::{prefetch_ahead, simd_dispatch};
 
@@ -119,7 +119,7 @@ const C16: f32 = 16.0 / 116.0;
 /// The CIE f function in f32 (`STEPS` Halley steps in the cube root).
 #[inline(always)]
 pub fn f_steps<const STEPS: usize>(t: f32) -> f32 {
-    let c = cbrt_steps::<STEPS>(t.max(EPS32));
+    let c = cbrt_steps::<STEPS>(max_or(t, EPS32));
     if t > EPS32 {
         c
     } else {
@@ -283,7 +283,7 @@ pub fn decode_block<T: Sample>(src: &[T], rgb: &mut Planes) {
 #[inline(always)]
 pub fn encode_fast(v: f32) -> f32 {
     let v = clamp01(v);
-    let c = cbrt_fast(v.max(1e-6));
+    let c = cbrt_fast(max_or(v, 1e-6));
     let p = 1.055 * (c * c.sqrt().sqrt()) - 0.055;
     if v <= 0.003_130_8 {
         12.92 * v
@@ -293,7 +293,7 @@ pub fn encode_fast(v: f32) -> f32 {
 }
 
 /// Encode planar linear RGB in place to sRGB in [0, 1] with `encode`
-/// ([`encode_fast`] or [`encode_poly`]).
+/// ([`encode_fast`] or [`encode_oct`]).
 #[inline(always)]
 pub fn encode_planes(rgb: &mut Planes, encode: impl Fn(f32) -> f32) {
     for plane in rgb.iter_mut() {
@@ -303,23 +303,38 @@ pub fn encode_planes(rgb: &mut Planes, encode: impl Fn(f32) -> f32) {
     }
 }
 
-/// `(5/12) log2(1 + m)` on [0, 1): Chebyshev fit of degree 5 (within 1.4e-5).
-const LOG2_1P_5_12: [f32; 6] = [
-    1.330_505e-5,
-    0.600_527_94,
-    -0.294_042_74,
-    0.170_299_5,
-    -0.078_216_82,
-    0.018_095_14,
+/// `1.055 (1 + u)^(5/12)` on [0, 1): Chebyshev fit of degree 5 (within 3.7e-6).
+pub const MANTISSA_POW: [f32; 6] = [
+    1.0550036,
+    0.4394214,
+    -0.12645042,
+    0.059633404,
+    -0.024821071,
+    0.0054718065,
 ];
-/// `1.055 * 2^f` on [0, 1): Chebyshev fit of degree 5 (relative error 2.3e-7).
-const EXP2_1055: [f32; 6] = [
-    1.055,
-    0.731_280_4,
-    0.253_338_93,
-    0.058_949_78,
-    0.009_432_309,
-    0.001_998_569_4,
+
+/// `2^(5 (i - 15) / 12)` for the low four bits `i` of an `f32`'s exponent
+/// field: values in [2^-9, 1] have biased exponents 118..=127, which those
+/// four bits tell apart (6..=15), so the power of each octave comes from a
+/// 16-entry table: one register, looked up by one `vpermps` in
+/// [`super::x86::encode_planes_avx512`].
+pub const OCTAVE_POW: [f32; 16] = [
+    0.013139007,
+    0.01753847,
+    0.023411049,
+    0.03125,
+    0.041713744,
+    0.05568117,
+    0.07432544,
+    0.099212565,
+    0.1324329,
+    0.17677669,
+    0.23596857,
+    0.31498027,
+    0.4204482,
+    0.561231,
+    0.74915355,
+    1.0,
 ];
 
 #[inline(always)]
@@ -333,40 +348,41 @@ fn horner(c: &[f32; 6], x: f32) -> f32 {
     )
 }
 
-/// The sRGB curve's power segment, `1.055 v^(5/12) - 0.055`, for normal `v`
-/// in (0, 1], within 1e-5, from multiplies and adds only: `2^(5/12 log2 v)`,
-/// the log from the exponent bits plus a polynomial in the mantissa, the
-/// power of two split into an integer (put into exponent bits) and a
-/// polynomial of the fraction (the 5/12 and the 1.055 folded into the
-/// polynomials' coefficients).
-#[inline(always)]
-fn srgb_power(v: f32) -> f32 {
-    let bits = v.to_bits();
-    let e = ((bits >> 23) as i32 - 127) as f32;
-    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000) - 1.0;
-    let t = e.mul_add(5.0 / 12.0, horner(&LOG2_1P_5_12, m));
-    // t is in [-53, 0] for normal v <= 1, so t + 64 is positive and truncation
-    // is floor. SAFETY: t + 64 is in [11, 64], inside i32.
-    let k = unsafe { (t + 64.0).to_int_unchecked::<i32>() } - 64;
-    let scale = f32::from_bits(((k + 127) as u32) << 23);
-    horner(&EXP2_1055, t - k as f32).mul_add(scale, -0.055)
-}
+/// Below it the sRGB curve's power segment is not used: values there take
+/// the linear segment; the floor keeps their discarded power lanes in the
+/// table's octaves.
+pub const ENCODE_FLOOR: f32 = 0.003;
+/// The end of the sRGB curve's linear segment.
+pub const ENCODE_KNEE: f32 = 0.003_130_8;
 
-/// The sRGB encoding of linear light `v` in [0, 1] within 1e-5 (0.003 of a
-/// `u8` level) with no division or square root, which on wide vectors are the
-/// slow part of [`encode_fast`] (one divide and two square roots per value).
-/// Unlike [`encode_fast`] it does not clamp: callers pass values already in
-/// [0, 1] (such as [`linear_from_lab_block`]'s).
+/// The sRGB encoding of linear light `v` in [0, 1] within 4e-6 (0.001 of a
+/// `u8` level) with no division or square root: for `v = 2^e (1 + u)`,
+/// `1.055 v^(5/12) - 0.055` is `2^(5e/12)` (a table of the octaves, see
+/// [`OCTAVE_POW`]) times a polynomial in `u`, minus 0.055. Unlike
+/// [`encode_fast`] it does not clamp: callers pass values already in [0, 1]
+/// (such as [`linear_from_lab_block`]'s). [`super::x86::encode_planes_avx512`]
+/// computes the same values 16 at a time.
 #[inline(always)]
-pub fn encode_poly(v: f32) -> f32 {
-    // the power's lanes for v below the linear segment's end are discarded;
-    // the floor keeps them normal numbers
-    let p = srgb_power(v.max(0.003));
-    if v <= 0.003_130_8 {
+pub fn encode_oct(v: f32) -> f32 {
+    let bits = max_or(v, ENCODE_FLOOR).to_bits();
+    let u = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000) - 1.0;
+    let octave = OCTAVE_POW[(bits >> 23) as usize & 15];
+    let p = horner(&MANTISSA_POW, u).mul_add(octave, -0.055);
+    if v <= ENCODE_KNEE {
         12.92 * v
     } else {
         p
     }
+}
+
+/// [`encode_oct`] on planar linear RGB in place.
+#[inline(always)]
+pub fn encode_planes_oct(rgb: &mut Planes) {
+    #[cfg(target_arch = "x86_64")]
+    if super::x86::encode_planes_avx512(rgb) {
+        return;
+    }
+    encode_planes(rgb, encode_oct);
 }
 
 /// Planar linear RGB in [0, 1] → interleaved sRGB samples (up to BLOCK pixels).
@@ -501,11 +517,11 @@ mod tests {
     /// calls the C library's `fmaf`, so all of them would take a minute), and
     /// every f32 within 2^16 steps of the curve's segment boundary and of 1.
     #[test]
-    fn encode_poly_is_within_1e5_everywhere() {
+    fn encode_oct_is_within_1e5_everywhere() {
         use rayon::prelude::*;
         let err = |b: u32| {
             let x = f32::from_bits(b);
-            (encode_poly(x) as f64 - super::super::srgb::encode_f64(x as f64)).abs()
+            (encode_oct(x) as f64 - super::super::srgb::encode_f64(x as f64)).abs()
         };
         let (knee, one) = (0.003_130_8f32.to_bits(), 1.0f32.to_bits());
         let worst = (0..=one / 4)
@@ -515,9 +531,9 @@ mod tests {
             .chain(one - (1 << 16)..=one)
             .map(err)
             .reduce(|| 0.0, f64::max);
-        assert!(worst < 1e-5, "encode error {worst}");
-        assert_eq!(encode_poly(0.0), 0.0);
-        assert!((encode_poly(1.0) - 1.0).abs() < 1e-5);
+        assert!(worst < 5e-6, "encode error {worst}");
+        assert_eq!(encode_oct(0.0), 0.0);
+        assert!((encode_oct(1.0) - 1.0).abs() < 5e-6);
     }
 
     #[test]
