@@ -10,7 +10,7 @@
 //! vectorises (cube root by bit trick + two Halley steps), and interleave.
 
 use super::error::{KernelError, Result};
-use super::frames::{check_finite, clamp01, max_or, Dims, Sample};
+use super::frames::{check_finite, max_or, Dims, Sample};
 use super::parallel::{zip_chunks, zip_chunks_all, CHUNK};
 use super::simd::{prefetch_ahead, simd_dispatch};
 
@@ -278,22 +278,7 @@ pub fn decode_block<T: Sample>(src: &[T], rgb: &mut Planes) {
     }
 }
 
-/// The sRGB encoding of linear light in [0, 1], in straight-line code that
-/// vectorises: `v^(1/2.4) = c * c^(1/4)` with `c = cbrt(v)`.
-#[inline(always)]
-pub fn encode_fast(v: f32) -> f32 {
-    let v = clamp01(v);
-    let c = cbrt_fast(max_or(v, 1e-6));
-    let p = 1.055 * (c * c.sqrt().sqrt()) - 0.055;
-    if v <= 0.003_130_8 {
-        12.92 * v
-    } else {
-        p
-    }
-}
-
-/// Encode planar linear RGB in place to sRGB in [0, 1] with `encode`
-/// ([`encode_fast`] or [`encode_oct`]).
+/// Encode planar linear RGB in place to sRGB in [0, 1] with `encode`.
 #[inline(always)]
 pub fn encode_planes(rgb: &mut Planes, encode: impl Fn(f32) -> f32) {
     for plane in rgb.iter_mut() {
@@ -358,10 +343,10 @@ pub const ENCODE_KNEE: f32 = 0.003_130_8;
 /// The sRGB encoding of linear light `v` in [0, 1] within 4e-6 (0.001 of a
 /// `u8` level) with no division or square root: for `v = 2^e (1 + u)`,
 /// `1.055 v^(5/12) - 0.055` is `2^(5e/12)` (a table of the octaves, see
-/// [`OCTAVE_POW`]) times a polynomial in `u`, minus 0.055. Unlike
-/// [`encode_fast`] it does not clamp: callers pass values already in [0, 1]
-/// (such as [`linear_from_lab_block`]'s). [`super::x86::encode_planes_avx512`]
-/// computes the same values 16 at a time.
+/// [`OCTAVE_POW`]) times a polynomial in `u`, minus 0.055. It does not
+/// clamp: callers pass values already in [0, 1] (such as
+/// [`linear_from_lab_block`]'s; above 1 the octave table is wrong).
+/// [`super::x86::encode_planes_avx512`] computes the same values 16 at a time.
 #[inline(always)]
 pub fn encode_oct(v: f32) -> f32 {
     let bits = max_or(v, ENCODE_FLOOR).to_bits();
@@ -388,7 +373,7 @@ pub fn encode_planes_oct(rgb: &mut Planes) {
 /// Planar linear RGB in [0, 1] → interleaved sRGB samples (up to BLOCK pixels).
 #[inline(always)]
 pub fn encode_block<T: Sample>(rgb: &mut Planes, dst: &mut [T]) {
-    encode_planes(rgb, encode_fast);
+    encode_planes_oct(rgb);
     for (i, px) in dst.chunks_exact_mut(3).enumerate() {
         for c in 0..3 {
             px[c] = T::from_unit(rgb[c][i]);
@@ -500,17 +485,6 @@ mod tests {
             t *= 1.0001;
         }
         assert!(worst < 3e-7, "relative error {worst}");
-    }
-
-    #[test]
-    fn encode_fast_matches_the_curve() {
-        let mut worst = 0.0f64;
-        for i in 0..=200_000 {
-            let x = i as f64 / 200_000.0;
-            worst =
-                worst.max((encode_fast(x as f32) as f64 - super::super::srgb::encode_f64(x)).abs());
-        }
-        assert!(worst < 1e-6, "encode error {worst}");
     }
 
     /// Every fourth f32 in [0, 1] (2.7e8 values, in parallel; the test binary
