@@ -119,7 +119,7 @@ fn bin_chunk_imp<T: Sample>(
     let nb = FLOAT_BINS;
     assert!(binning.iter().all(|b| b.bins() == nb) && hist.len() == 3 * COPIES * STRIDE);
     let (mut rgb, mut lab): (Planes, Planes) = ([[0.0; BLOCK]; 3], [[0.0; BLOCK]; 3]);
-    let mut idx = [[0u16; BLOCK]; 3];
+    let mut idx = [[0u32; BLOCK]; 3];
     for (bi, sb) in s.chunks(3 * BLOCK).enumerate() {
         prefetch_ahead(sb);
         if !bins.is_empty() {
@@ -131,7 +131,7 @@ fn bin_chunk_imp<T: Sample>(
         *sum_l += block_sum(&lab[0], n) as f64;
         for c in 0..3 {
             for i in 0..BLOCK {
-                idx[c][i] = binning[c].bin(lab[c][i]) as u16;
+                idx[c][i] = binning[c].bin(lab[c][i]) as u32;
             }
         }
         // the three channels' increments interleaved, twelve counters a step
@@ -159,7 +159,9 @@ fn bin_chunk_imp<T: Sample>(
         if !bins.is_empty() {
             let bb = &mut bins[bi * 3 * BLOCK..bi * 3 * BLOCK + sb.len()];
             for (c, plane) in bb.chunks_exact_mut(n).enumerate() {
-                plane.copy_from_slice(&idx[c][..n]);
+                for (b, &i) in plane.iter_mut().zip(&idx[c]) {
+                    *b = i as u16;
+                }
             }
         }
     }
