@@ -228,6 +228,77 @@ pub fn lab_from_linear_block_steps<const STEPS: usize>(
     }
 }
 
+/// `(1 + u)^(1/3)` on [0, 1): Chebyshev fit of degree 5 (relative error 3.5e-6).
+pub const MANTISSA_CBRT: [f32; 6] = [
+    1.0000035,
+    0.33317858,
+    -0.10942546,
+    0.054022413,
+    -0.022972256,
+    0.005116867,
+];
+
+/// `2^((e - 127) / 3)` for the biased exponents `e` whose low four bits are
+/// `i`: 120..=127 for `i` in 8..=15, 128..=135 for `i` in 0..=7, so values in
+/// [2^-7, 2^9) (see [`OCTAVE_POW`] for why four bits).
+pub const OCTAVE_CBRT: [f32; 16] = [
+    1.2599211, 1.587401, 2.0, 2.5198421, 3.174802, 4.0, 5.0396843, 6.349604, 0.19842513, 0.25,
+    0.31498027, 0.39685026, 0.5, 0.62996054, 0.7937005, 1.0,
+];
+
+/// `x = 2^e (1 + u)` split for the octave tables: `u` in [0, 1) and the
+/// table index (the exponent field's low four bits).
+#[inline(always)]
+fn octave_split(x: f32) -> (f32, usize) {
+    let bits = x.to_bits();
+    let u = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000) - 1.0;
+    (u, (bits >> 23) as usize & 15)
+}
+
+/// Cube root of `x` in [2^-7, 2^9) (the CIE f function's power segment starts
+/// at 2^-6.8) within 3.5e-6 relative, with no division: the octave's root
+/// from [`OCTAVE_CBRT`] times a polynomial of the mantissa.
+/// [`super::x86::octave_values_avx512`] computes the same values 16 at a time.
+#[inline(always)]
+pub fn cbrt_oct(x: f32) -> f32 {
+    let (u, i) = octave_split(x);
+    horner(&MANTISSA_CBRT, u) * OCTAVE_CBRT[i]
+}
+
+/// L* of a relative luminance in [0, 1] within 0.0005 of [`lightness_fast`],
+/// with no division (the CIE f's cube root by [`cbrt_oct`]).
+#[inline(always)]
+pub fn lightness_oct(y: f32) -> f32 {
+    lightness_of(y, cbrt_oct(max_or(y, EPS32)))
+}
+
+/// L* from a luminance and the cube root of it floored at EPS32 (as f_steps,
+/// with 116 f - 16 not fused, so black is 0).
+#[inline(always)]
+fn lightness_of(y: f32, root: f32) -> f32 {
+    let f = if y > EPS32 { root } else { y * K116 + C16 };
+    116.0 * f - 16.0
+}
+
+/// [`lightness_oct`] of a block of luminances, the cube roots 16 at a time
+/// where the CPU has AVX-512.
+#[inline(always)]
+pub fn lightness_block(y: &[f32; BLOCK], l: &mut [f32; BLOCK]) {
+    let mut roots = y.map(|v| max_or(v, EPS32));
+    #[cfg(target_arch = "x86_64")]
+    let done = super::x86::octave_values_avx512(&mut roots, &MANTISSA_CBRT, &OCTAVE_CBRT);
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = false;
+    if !done {
+        for v in roots.iter_mut() {
+            *v = cbrt_oct(*v);
+        }
+    }
+    for ((l, &y), &root) in l.iter_mut().zip(y).zip(&roots) {
+        *l = lightness_of(y, root);
+    }
+}
+
 /// Planar Lab → planar linear RGB clipped to [0, 1], a whole block at once.
 #[inline(always)]
 pub fn linear_from_lab_block(k: &LabConsts, lab: &Planes, rgb: &mut Planes) {
@@ -349,10 +420,8 @@ pub const ENCODE_KNEE: f32 = 0.003_130_8;
 /// [`super::x86::encode_planes_avx512`] computes the same values 16 at a time.
 #[inline(always)]
 pub fn encode_oct(v: f32) -> f32 {
-    let bits = max_or(v, ENCODE_FLOOR).to_bits();
-    let u = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000) - 1.0;
-    let octave = OCTAVE_POW[(bits >> 23) as usize & 15];
-    let p = horner(&MANTISSA_POW, u).mul_add(octave, -0.055);
+    let (u, i) = octave_split(max_or(v, ENCODE_FLOOR));
+    let p = horner(&MANTISSA_POW, u).mul_add(OCTAVE_POW[i], -0.055);
     if v <= ENCODE_KNEE {
         12.92 * v
     } else {
@@ -522,6 +591,39 @@ mod tests {
             assert!((a[0][i] - b[0][i]).abs() < 0.004);
             assert!((a[1][i] - b[1][i]).abs() < 0.02 && (a[2][i] - b[2][i]).abs() < 0.02);
         }
+    }
+
+    #[test]
+    fn cbrt_oct_is_accurate_over_its_range() {
+        let mut worst = 0.0f64;
+        let mut t = 2.0f32.powi(-7);
+        while t < 2.0f32.powi(9) {
+            let e = ((cbrt_oct(t) as f64) - (t as f64).cbrt()).abs() / (t as f64).cbrt();
+            worst = worst.max(e);
+            t *= 1.00003;
+        }
+        assert!(worst < 4e-6, "relative error {worst}");
+    }
+
+    #[test]
+    fn lightness_block_is_close_to_lightness_fast() {
+        // luminances from 0 through the linear segment's end to 1
+        let ys: Vec<f32> = (0..=64 * 40).map(|i| (i as f32 / 2560.0).powi(3)).collect();
+        let mut worst = 0.0f32;
+        for chunk in ys.chunks(BLOCK) {
+            let mut y = [0.0f32; BLOCK];
+            y[..chunk.len()].copy_from_slice(chunk);
+            let mut l = [0.0f32; BLOCK];
+            lightness_block(&y, &mut l);
+            for (y, l) in y.iter().zip(&l) {
+                worst = worst.max((l - lightness_fast(*y)).abs());
+                assert_eq!(l.to_bits(), lightness_oct(*y).to_bits());
+            }
+        }
+        assert!(worst < 5e-4, "worst {worst}");
+        let mut black = [0.0f32; BLOCK];
+        lightness_block(&[0.0; BLOCK], &mut black);
+        assert_eq!(black, [0.0; BLOCK]);
     }
 
     #[test]

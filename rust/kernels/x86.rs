@@ -479,55 +479,98 @@ unsafe fn unit512_imp(src: &[u8], own: &mut Planes) {
     }
 }
 
+/// The octave split of `super::lab`'s `octave_split`, 16 lanes: `u` and the
+/// table's entry for the bits of a value.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn octave_parts(bits: __m512i, table: __m512) -> (__m512, __m512) {
+    let m = _mm512_or_si512(
+        _mm512_and_si512(bits, _mm512_set1_epi32(0x007f_ffff)),
+        _mm512_set1_epi32(0x3f80_0000),
+    );
+    let u = _mm512_sub_ps(_mm512_castsi512_ps(m), _mm512_set1_ps(1.0));
+    // the permute reads the low four bits of each lane's index
+    (
+        u,
+        _mm512_permutexvar_ps(_mm512_srli_epi32::<23>(bits), table),
+    )
+}
+
+/// Horner's rule with fused multiply-adds, as `super::lab`'s `horner`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn horner512(c: &[__m512; 6], u: __m512) -> __m512 {
+    let mut p = _mm512_fmadd_ps(u, c[5], c[4]);
+    for k in (0..4).rev() {
+        p = _mm512_fmadd_ps(u, p, c[k]);
+    }
+    p
+}
+
+/// Whether the level allows AVX-512 (AVX-512F is part of it).
+#[inline(always)]
+fn avx512() -> bool {
+    super::simd::level() >= super::simd::Level::Avx512
+}
+
+/// `poly(u) * table[i]` for each value in place, with `u` and `i` from the
+/// octave split (as [`super::lab::cbrt_oct`] with its tables), 16 at a time;
+/// false (nothing written) below the AVX-512 level.
+#[inline(always)]
+pub fn octave_values_avx512(v: &mut [f32; 64], poly: &[f32; 6], table: &[f32; 16]) -> bool {
+    if !avx512() {
+        return false;
+    }
+    // SAFETY: AVX-512F is part of the level checked above; loads and stores
+    // in whole 16-lane steps inside the 64 values.
+    unsafe { octave_values_imp(v, poly, table) };
+    true
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn octave_values_imp(v: &mut [f32; 64], poly: &[f32; 6], table: &[f32; 16]) {
+    let t = _mm512_loadu_ps(table.as_ptr());
+    let c = poly.map(|x| _mm512_set1_ps(x));
+    for i in (0..64).step_by(16) {
+        let at = v.as_mut_ptr().add(i);
+        let (u, octave) = octave_parts(_mm512_castps_si512(_mm512_loadu_ps(at)), t);
+        _mm512_storeu_ps(at, _mm512_mul_ps(horner512(&c, u), octave));
+    }
+}
+
 /// [`super::lab::encode_oct`] on planar linear RGB in place, 16 values a step;
 /// false (nothing written) below the AVX-512 level.
 #[inline(always)]
 pub fn encode_planes_avx512(rgb: &mut Planes) -> bool {
-    if super::simd::level() < super::simd::Level::Avx512 {
+    if !avx512() {
         return false;
     }
-    // SAFETY: AVX-512F is part of the level checked above; loads and stores
-    // in whole 16-lane steps inside the planes (their length is a multiple of 16).
+    // SAFETY: as in `octave_values_avx512`.
     unsafe { encode_planes_imp(rgb) };
     true
 }
 
 const _: () = assert!(super::lab::BLOCK.is_multiple_of(16));
 
-/// The same operations as `encode_oct`, in the same order: a max, the
-/// mantissa bits with the exponent of 1 (less 1), Horner's rule with fused
-/// multiply-adds, the octave's power by a permute on the exponent bits (it
-/// reads their low four), one more fused multiply-add, and the linear segment
-/// where `v <= ENCODE_KNEE`.
+/// The same operations as `encode_oct`, in the same order: a max, the octave
+/// split, Horner's rule, one more fused multiply-add with the octave's power,
+/// and the linear segment where `v <= ENCODE_KNEE`.
 #[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn encode_planes_imp(rgb: &mut Planes) {
     let octaves = _mm512_loadu_ps(OCTAVE_POW.as_ptr());
     let c = MANTISSA_POW.map(|v| _mm512_set1_ps(v));
     let (floor, knee) = (_mm512_set1_ps(ENCODE_FLOOR), _mm512_set1_ps(ENCODE_KNEE));
-    let (slope, offset, one) = (
-        _mm512_set1_ps(12.92),
-        _mm512_set1_ps(-0.055),
-        _mm512_set1_ps(1.0),
-    );
-    let (mantissa, exponent_of_one) = (
-        _mm512_set1_epi32(0x007f_ffff),
-        _mm512_set1_epi32(0x3f80_0000),
-    );
+    let (slope, offset) = (_mm512_set1_ps(12.92), _mm512_set1_ps(-0.055));
     for plane in rgb.iter_mut() {
         for i in (0..plane.len()).step_by(16) {
             let at = plane.as_mut_ptr().add(i);
             let v = _mm512_loadu_ps(at);
             // max_or(v, floor): v if v > floor, else floor (as maxps orders it)
             let bits = _mm512_castps_si512(_mm512_max_ps(v, floor));
-            let m = _mm512_or_si512(_mm512_and_si512(bits, mantissa), exponent_of_one);
-            let u = _mm512_sub_ps(_mm512_castsi512_ps(m), one);
-            let mut p = _mm512_fmadd_ps(u, c[5], c[4]);
-            for k in (0..4).rev() {
-                p = _mm512_fmadd_ps(u, p, c[k]);
-            }
-            let octave = _mm512_permutexvar_ps(_mm512_srli_epi32::<23>(bits), octaves);
-            let power = _mm512_fmadd_ps(p, octave, offset);
+            let (u, octave) = octave_parts(bits, octaves);
+            let power = _mm512_fmadd_ps(horner512(&c, u), octave, offset);
             let linear = _mm512_mul_ps(v, slope);
             let below = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(v, knee);
             _mm512_storeu_ps(at, _mm512_mask_blend_ps(below, power, linear));
@@ -879,15 +922,9 @@ mod tests {
         })
     }
 
-    /// The AVX-512 sRGB encode gives the scalar `encode_oct`'s bits for every
-    /// f32 in [0, 1] (sampled a few thousand apart, and densely around the
-    /// knee, the floor, each octave's start and 1).
-    #[test]
-    fn encode_planes_equals_encode_oct() {
-        use crate::kernels::lab::encode_oct;
-        if super::super::simd::level() < super::super::simd::Level::Avx512 {
-            return;
-        }
+    /// Every f32 in [0, 1] sampled a few thousand apart, and densely around
+    /// the sRGB knee and floor, each octave's start and 1.
+    fn unit_floats() -> Vec<f32> {
         let near = |x: f32| (x.to_bits() - 300..x.to_bits() + 300).map(f32::from_bits);
         let octaves = (1..=9).map(|k| 0.5f32.powi(k));
         let mut values: Vec<f32> = (0..=1.0f32.to_bits())
@@ -903,6 +940,17 @@ mod tests {
             .chain([0.0, -0.0])
             .collect();
         values.resize(values.len().next_multiple_of(3 * BLOCK), 0.5);
+        values
+    }
+
+    /// The AVX-512 sRGB encode gives the scalar `encode_oct`'s bits.
+    #[test]
+    fn encode_planes_equals_encode_oct() {
+        use crate::kernels::lab::encode_oct;
+        if !avx512() {
+            return;
+        }
+        let values = unit_floats();
         let mut wrong = 0;
         for chunk in values.chunks(3 * BLOCK) {
             let mut rgb: Planes =
@@ -914,6 +962,34 @@ mod tests {
                     wrong += (got.to_bits() != want.to_bits()) as usize;
                 }
             }
+        }
+        assert_eq!(wrong, 0, "{wrong} of {} values differ", values.len());
+    }
+
+    /// The AVX-512 octave cube root gives the scalar `cbrt_oct`'s bits over
+    /// its range [2^-7, 2^9).
+    #[test]
+    fn octave_values_equal_cbrt_oct() {
+        use crate::kernels::lab::{cbrt_oct, MANTISSA_CBRT, OCTAVE_CBRT};
+        if !avx512() {
+            return;
+        }
+        let values: Vec<f32> = unit_floats()
+            .into_iter()
+            .flat_map(|v| [v, 8.0 * v, 256.0 * v])
+            .filter(|&v| (2.0f32.powi(-7)..2.0f32.powi(9)).contains(&v))
+            .collect();
+        let mut wrong = 0;
+        for chunk in values.chunks(64) {
+            let mut v = [1.0f32; 64];
+            v[..chunk.len()].copy_from_slice(chunk);
+            let want = v.map(cbrt_oct);
+            assert!(octave_values_avx512(&mut v, &MANTISSA_CBRT, &OCTAVE_CBRT));
+            wrong += v
+                .iter()
+                .zip(&want)
+                .filter(|(a, b)| a.to_bits() != b.to_bits())
+                .count();
         }
         assert_eq!(wrong, 0, "{wrong} of {} values differ", values.len());
     }
