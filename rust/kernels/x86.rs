@@ -499,10 +499,10 @@ unsafe fn octave_parts(bits: __m512i, table: __m512) -> (__m512, __m512) {
 /// Horner's rule with fused multiply-adds, as `super::lab`'s `horner`.
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn horner512(c: &[__m512; 6], u: __m512) -> __m512 {
-    let mut p = _mm512_fmadd_ps(u, c[5], c[4]);
-    for k in (0..4).rev() {
-        p = _mm512_fmadd_ps(u, p, c[k]);
+unsafe fn horner512<const N: usize>(c: &[__m512; N], u: __m512) -> __m512 {
+    let mut p = c[N - 1];
+    for ck in c[..N - 1].iter().rev() {
+        p = _mm512_fmadd_ps(u, p, *ck);
     }
     p
 }
@@ -517,7 +517,11 @@ fn avx512() -> bool {
 /// octave split (as [`super::lab::cbrt_oct`] with its tables), 16 at a time;
 /// false (nothing written) below the AVX-512 level.
 #[inline(always)]
-pub fn octave_values_avx512(v: &mut [f32; 64], poly: &[f32; 6], table: &[f32; 16]) -> bool {
+pub fn octave_values_avx512<const N: usize>(
+    v: &mut [f32; 64],
+    poly: &[f32; N],
+    table: &[f32; 16],
+) -> bool {
     if !avx512() {
         return false;
     }
@@ -529,7 +533,7 @@ pub fn octave_values_avx512(v: &mut [f32; 64], poly: &[f32; 6], table: &[f32; 16
 
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn octave_values_imp(v: &mut [f32; 64], poly: &[f32; 6], table: &[f32; 16]) {
+unsafe fn octave_values_imp<const N: usize>(v: &mut [f32; 64], poly: &[f32; N], table: &[f32; 16]) {
     let t = _mm512_loadu_ps(table.as_ptr());
     let c = poly.map(|x| _mm512_set1_ps(x));
     for i in (0..64).step_by(16) {
@@ -966,11 +970,13 @@ mod tests {
         assert_eq!(wrong, 0, "{wrong} of {} values differ", values.len());
     }
 
-    /// The AVX-512 octave cube root gives the scalar `cbrt_oct`'s bits over
-    /// its range [2^-7, 2^9).
+    /// The AVX-512 octave cube roots give the scalar `cbrt_oct`'s and
+    /// `cbrt_oct6`'s bits over their range [2^-7, 2^9).
     #[test]
     fn octave_values_equal_cbrt_oct() {
-        use crate::kernels::lab::{cbrt_oct, MANTISSA_CBRT, OCTAVE_CBRT};
+        use crate::kernels::lab::{
+            cbrt_oct, cbrt_oct6, MANTISSA_CBRT, MANTISSA_CBRT6, OCTAVE_CBRT,
+        };
         if !avx512() {
             return;
         }
@@ -983,13 +989,13 @@ mod tests {
         for chunk in values.chunks(64) {
             let mut v = [1.0f32; 64];
             v[..chunk.len()].copy_from_slice(chunk);
-            let want = v.map(cbrt_oct);
+            let (want, want6) = (v.map(cbrt_oct), v.map(cbrt_oct6));
+            let mut v6 = v;
             assert!(octave_values_avx512(&mut v, &MANTISSA_CBRT, &OCTAVE_CBRT));
-            wrong += v
-                .iter()
-                .zip(&want)
-                .filter(|(a, b)| a.to_bits() != b.to_bits())
-                .count();
+            assert!(octave_values_avx512(&mut v6, &MANTISSA_CBRT6, &OCTAVE_CBRT));
+            for (got, want) in v.iter().zip(&want).chain(v6.iter().zip(&want6)) {
+                wrong += (got.to_bits() != want.to_bits()) as usize;
+            }
         }
         assert_eq!(wrong, 0, "{wrong} of {} values differ", values.len());
     }
