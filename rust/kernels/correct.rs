@@ -397,10 +397,14 @@ fn gamma_from_sample<T: Sample>(
     px: &[[T; 3]],
     bins: &[[u16; 3]],
     target_l: f64,
+    work: &mut SampleWork<T>,
 ) -> f64 {
     let s = px.as_flattened();
-    // the bins planar per block, as blend_chunk reads them
-    let mut b = vec![0u16; 3 * bins.len()];
+    // the bins planar per block, as blend_chunk reads them (every entry is
+    // written below, and every pixel of `out` by blend_chunk)
+    let (b, out) = (&mut work.planar_bins, &mut work.blended);
+    b.resize(3 * bins.len(), 0);
+    out.resize(px.len(), px[0]);
     for (blk, out) in bins.chunks(BLOCK).zip(b.chunks_mut(3 * BLOCK)) {
         for (i, pb) in blk.iter().enumerate() {
             for c in 0..3 {
@@ -408,17 +412,25 @@ fn gamma_from_sample<T: Sample>(
             }
         }
     }
-    let mut out = vec![px[0]; px.len()];
-    blend_chunk(k, luts, None, s, &b, out.as_flattened_mut());
-    solve_gamma_on(&out, target_l)
+    blend_chunk(k, luts, None, s, b, out.as_flattened_mut());
+    solve_gamma_on(out, target_l)
 }
 
-/// A frame's working buffers: its bins (6 bytes a pixel), and the gamma
-/// sample's pixels and bins.
+/// [`gamma_from_sample`]'s buffers: the sample's bins planar per block, and
+/// its pixels corrected.
+struct SampleWork<T> {
+    planar_bins: Vec<u16>,
+    blended: Vec<[T; 3]>,
+}
+
+/// A frame's working buffers: its bins (6 bytes a pixel), the gamma sample's
+/// pixels and bins, and the gamma solve's (about 0.6 MB at 1080p, reused
+/// rather than allocated, faulted in and zeroed for every frame).
 struct Scratch<T> {
     bins: Vec<u16>,
     px: Vec<[T; 3]>,
     sample_bins: Vec<[u16; 3]>,
+    work: SampleWork<T>,
 }
 
 /// Buffers handed from frame to frame within one call, so a batch allocates,
@@ -445,6 +457,10 @@ fn correct_frame<T: Sample>(
         bins: vec![0; src.len()],
         px: Vec::new(),
         sample_bins: Vec::new(),
+        work: SampleWork {
+            planar_bins: Vec::new(),
+            blended: Vec::new(),
+        },
     });
     buf.bins.resize(src.len(), 0);
     let n_sample = if gamma { grid.count() } else { 0 };
@@ -454,6 +470,7 @@ fn correct_frame<T: Sample>(
         bins,
         px,
         sample_bins,
+        work,
     } = &mut buf;
     let sink = gamma.then_some((
         &grid,
@@ -471,7 +488,7 @@ fn correct_frame<T: Sample>(
     });
     // the gamma first, on a sample of the corrected pixels, so pass two applies it
     let g = if gamma {
-        gamma_from_sample(&k, &luts, px, sample_bins, target.mean_l)
+        gamma_from_sample(&k, &luts, px, sample_bins, target.mean_l, work)
     } else {
         1.0
     };
