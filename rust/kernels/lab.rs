@@ -119,9 +119,15 @@ const C16: f32 = 16.0 / 116.0;
 /// The CIE f function in f32 (`STEPS` Halley steps in the cube root).
 #[inline(always)]
 pub fn f_steps<const STEPS: usize>(t: f32) -> f32 {
-    let c = cbrt_steps::<STEPS>(max_or(t, EPS32));
+    f_of(t, cbrt_steps::<STEPS>(max_or(t, EPS32)))
+}
+
+/// The CIE f of `t` given the cube root of `t` floored at EPS32: that root,
+/// or the linear segment at and below EPS32.
+#[inline(always)]
+fn f_of(t: f32, root: f32) -> f32 {
     if t > EPS32 {
-        c
+        root
     } else {
         t * K116 + C16
     }
@@ -203,32 +209,18 @@ pub type Planes = [[f32; BLOCK]; 3];
 /// within 5e-4 of the exact f32 roots).
 #[inline(always)]
 pub fn lab_from_linear_block(k: &LabConsts, rgb: &Planes, lab: &mut Planes) {
-    let mut t: Planes = [[0.0; BLOCK]; 3];
+    let mut f: Planes = [[0.0; BLOCK]; 3];
     for i in 0..BLOCK {
         let xyz = k.xyz(rgb[0][i], rgb[1][i], rgb[2][i]);
         for c in 0..3 {
-            t[c][i] = xyz[c];
+            f[c][i] = xyz[c];
         }
     }
-    let mut roots = t.map(|plane| plane.map(|v| max_or(v, EPS32)));
-    for plane in roots.iter_mut() {
-        #[cfg(target_arch = "x86_64")]
-        if super::x86::octave_values_avx512(plane, &MANTISSA_CBRT6, &OCTAVE_CBRT) {
-            continue;
-        }
-        for v in plane.iter_mut() {
-            *v = cbrt_oct6(*v);
-        }
+    for plane in f.iter_mut() {
+        f_octave_block(plane, &MANTISSA_CBRT6);
     }
     for i in 0..BLOCK {
-        // the CIE f: the root, or the linear segment at and below EPS32 (as f_steps)
-        let [fx, fy, fz] = [0, 1, 2].map(|c| {
-            if t[c][i] > EPS32 {
-                roots[c][i]
-            } else {
-                t[c][i] * K116 + C16
-            }
-        });
+        let [fx, fy, fz] = [f[0][i], f[1][i], f[2][i]];
         // not fused: 116 * f32(16/116) rounds to exactly 16, so black gets L* = 0
         lab[0][i] = fy * 116.0 - 16.0;
         lab[1][i] = 500.0 * (fx - fy);
@@ -296,41 +288,51 @@ fn octave_split(x: f32) -> (f32, usize) {
 /// [`super::x86::octave_values_avx512`] computes the same values 16 at a time.
 #[inline(always)]
 pub fn cbrt_oct(x: f32) -> f32 {
+    cbrt_octave(x, &MANTISSA_CBRT)
+}
+
+/// The cube root of `x` from [`OCTAVE_CBRT`] and the mantissa polynomial `poly`.
+#[inline(always)]
+fn cbrt_octave<const N: usize>(x: f32, poly: &[f32; N]) -> f32 {
     let (u, i) = octave_split(x);
-    horner(&MANTISSA_CBRT, u) * OCTAVE_CBRT[i]
+    horner(poly, u) * OCTAVE_CBRT[i]
+}
+
+/// The CIE f of each value of `t` in place, its cube roots by [`cbrt_octave`]
+/// with `poly`, 16 at a time where the CPU has AVX-512.
+#[inline(always)]
+fn f_octave_block<const N: usize>(t: &mut [f32; BLOCK], poly: &[f32; N]) {
+    let mut roots = t.map(|v| max_or(v, EPS32));
+    #[cfg(target_arch = "x86_64")]
+    let done = super::x86::octave_values_avx512(&mut roots, poly, &OCTAVE_CBRT);
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = false;
+    if !done {
+        for v in roots.iter_mut() {
+            *v = cbrt_octave(*v, poly);
+        }
+    }
+    for (t, &root) in t.iter_mut().zip(&roots) {
+        *t = f_of(*t, root);
+    }
 }
 
 /// L* of a relative luminance in [0, 1] within 0.0005 of [`lightness_fast`],
 /// with no division (the CIE f's cube root by [`cbrt_oct`]).
 #[inline(always)]
 pub fn lightness_oct(y: f32) -> f32 {
-    lightness_of(y, cbrt_oct(max_or(y, EPS32)))
-}
-
-/// L* from a luminance and the cube root of it floored at EPS32 (as f_steps,
-/// with 116 f - 16 not fused, so black is 0).
-#[inline(always)]
-fn lightness_of(y: f32, root: f32) -> f32 {
-    let f = if y > EPS32 { root } else { y * K116 + C16 };
-    116.0 * f - 16.0
+    // 116 f - 16 not fused, as lightness_fast, so black is 0
+    116.0 * f_of(y, cbrt_oct(max_or(y, EPS32))) - 16.0
 }
 
 /// [`lightness_oct`] of a block of luminances, the cube roots 16 at a time
 /// where the CPU has AVX-512.
 #[inline(always)]
 pub fn lightness_block(y: &[f32; BLOCK], l: &mut [f32; BLOCK]) {
-    let mut roots = y.map(|v| max_or(v, EPS32));
-    #[cfg(target_arch = "x86_64")]
-    let done = super::x86::octave_values_avx512(&mut roots, &MANTISSA_CBRT, &OCTAVE_CBRT);
-    #[cfg(not(target_arch = "x86_64"))]
-    let done = false;
-    if !done {
-        for v in roots.iter_mut() {
-            *v = cbrt_oct(*v);
-        }
-    }
-    for ((l, &y), &root) in l.iter_mut().zip(y).zip(&roots) {
-        *l = lightness_of(y, root);
+    *l = *y;
+    f_octave_block(l, &MANTISSA_CBRT);
+    for v in l.iter_mut() {
+        *v = 116.0 * *v - 16.0;
     }
 }
 
@@ -348,8 +350,7 @@ pub const MANTISSA_CBRT6: [f32; 7] = [
 /// [`cbrt_oct`] to 4e-7 relative (a degree-6 polynomial; f32 rounding included).
 #[inline(always)]
 pub fn cbrt_oct6(x: f32) -> f32 {
-    let (u, i) = octave_split(x);
-    horner(&MANTISSA_CBRT6, u) * OCTAVE_CBRT[i]
+    cbrt_octave(x, &MANTISSA_CBRT6)
 }
 
 /// Planar Lab → planar linear RGB clipped to [0, 1], a whole block at once.

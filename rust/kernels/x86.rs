@@ -175,8 +175,7 @@ unsafe fn encode_imp(rgb: &Planes, dst: &mut [u8], table: Option<&[u8; 256]>) {
 /// Whether the CPU has AVX-512 VBMI (`vpermi2b`: a 64-byte table lookup per
 /// instruction) and the SIMD level allows AVX-512.
 fn vbmi() -> bool {
-    super::simd::level() >= super::simd::Level::Avx512
-        && std::arch::is_x86_feature_detected!("avx512vbmi")
+    avx512() && std::arch::is_x86_feature_detected!("avx512vbmi")
 }
 
 /// `dst[i] = table[src[i]]` for `n` bytes, 64 at a time: two two-register
