@@ -253,6 +253,20 @@ def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int
         "seed step (cv2+skimage+blendmodes)",
         base_ms=rows[-1].base_ms,
     )
+    # a new array for every result, as before the buffer cache: the OS maps and zeroes
+    # fresh pages for each (glibc returns blocks over 32 MiB to it on every free)
+    limit = lw.buffer_cache_info()["max_bytes"]
+    lw.set_buffer_cache(0)
+    try:
+        add(
+            "color_correct (shared target, cache off)",
+            lambda: lw.color_correct(frames, target),
+            6 * px + 3 * px / n,
+            "seed step (cv2+skimage+blendmodes)",
+            base_ms=rows[-1].base_ms,
+        )
+    finally:
+        lw.set_buffer_cache(limit)
     # float32 frames (the seed's step is 8-bit: its time from the rows above)
     target_f = target.astype(np.float32) / 255
     add(
@@ -394,9 +408,11 @@ ABOUT = (
     '"x bandwidth floor" = loopwave\'s time / the time just to read its input and write its '
     "output once at the measured copy bandwidth (1.0 would be memory-bound; the target of "
     "match_histograms and color_correct is counted once per batch when shared). Both sides "
-    "allocate their outputs on every call, as the public APIs do, except in the row marked "
-    "out=, where loopwave writes into one array reused from call to call, as a video loop "
-    "can (color_correct's out= argument)."
+    "allocate their outputs on every call, as the public APIs do; loopwave's large results "
+    "reuse the memory of results already dropped (its buffer cache, lw.set_buffer_cache), as "
+    "in any loop that calls it, except in the row marked cache off (a new array every call). "
+    "In the row marked out=, loopwave writes into one array reused from call to call, as a "
+    "video loop can (color_correct's out= argument)."
 )
 
 

@@ -5,9 +5,10 @@
 bench_color.py reports medians. On a shared machine the seed's step (about a second per
 1080p frame, single-threaded numpy and Python) swings by up to 2x from minute to minute, and
 its median drifts with it. Here each round times one seed step (one frame), one
-color_correct call over a batch of 8 with a fresh result, and one into a reused ``out=``
-array, so every round sees the same load; the ratio of the fastest times compares each side
-at its least disturbed.
+color_correct call over a batch of 8 with a new result (its memory that of the result
+dropped before it: the buffer cache), one with the buffer cache off (fresh pages from the
+OS for every result), and one into a reused ``out=`` array, so every round sees the same
+load; the ratio of the fastest times compares each side at its least disturbed.
 """
 
 from __future__ import annotations
@@ -39,16 +40,21 @@ def main(argv: list[str] | None = None) -> dict[str, np.ndarray]:
     frames, targets = photos(h, w, n)
     target = targets[0]
     out = np.empty_like(frames)
+    cache = lw.buffer_cache_info()["max_bytes"]
+    # (call, frames per call, the buffer cache's limit while it runs)
     calls = {
-        "seed step (1 frame)": (lambda i: seed_step(frames[i % n], target), 1),
-        "color_correct": (lambda i: lw.color_correct(frames, target), n),
-        "color_correct out=": (lambda i: lw.color_correct(frames, target, out=out), n),
+        "seed step (1 frame)": (lambda i: seed_step(frames[i % n], target), 1, cache),
+        "color_correct": (lambda i: lw.color_correct(frames, target), n, cache),
+        "color_correct cache off": (lambda i: lw.color_correct(frames, target), n, 0),
+        "color_correct out=": (lambda i: lw.color_correct(frames, target, out=out), n, cache),
     }
-    for fn, _ in calls.values():
+    for fn, _, limit in calls.values():
+        lw.set_buffer_cache(limit)
         fn(0)  # warm-up
     ms: dict[str, list[float]] = {k: [] for k in calls}
     for i in range(a.rounds):
-        for k, (fn, per) in calls.items():
+        for k, (fn, per, limit) in calls.items():
+            lw.set_buffer_cache(limit)
             t = time.perf_counter()
             fn(i)
             ms[k].append((time.perf_counter() - t) / per * 1e3)

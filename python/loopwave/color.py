@@ -251,8 +251,9 @@ def color_correct(
 
     ``out``, if given, receives the result and is returned: an array of the shape and
     dtype of ``frames``, C-contiguous, writeable, and sharing no memory with ``frames``
-    or ``target``. Reusing one output buffer across calls (a video loop) saves the
-    operating system zeroing fresh pages for every result, about 1 ms per 1080p frame.
+    or ``target``. Without it, the result reuses the memory of a result already dropped
+    where one of about its size is kept (:func:`set_buffer_cache`), which saves the
+    operating system mapping and zeroing fresh pages, about 1 ms per 1080p frame.
 
     Example
     -------
@@ -395,6 +396,33 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """Number of worker threads kernels use."""
     return int(_native.get_num_threads())
+
+
+def set_buffer_cache(max_bytes: int) -> None:
+    """Keep the memory of dropped results, up to ``max_bytes`` in all, for new results.
+
+    A kernel's result of 1 MiB or more is a view of a buffer that, once the result and
+    every view of it are gone, is kept for the next result of about its size: the
+    operating system then need not map and zero fresh pages for it (about 1 ms per 1080p
+    frame; glibc returns blocks over 32 MiB to the system on every free). At most four
+    buffers are kept, the most recently freed, so never more memory than the results the
+    program held before. The default limit is 512 MiB, or ``LOOPWAVE_BUFFER_CACHE_MB``
+    (read at the first result); 0 turns the cache off and releases what it holds. Such a
+    result's ``flags.owndata`` is False (its ``base`` owns the memory), so ``ndarray.resize``
+    refuses it, as it does any view.
+    """
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)):
+        raise TypeError(f"max_bytes must be an int; got {type(max_bytes).__name__}")
+    if not 0 <= max_bytes < 2**63:
+        raise ValueError(f"max_bytes must be 0 or more; got {max_bytes}")
+    _native.set_buffer_cache(int(max_bytes))
+
+
+def buffer_cache_info() -> dict[str, int]:
+    """The result-buffer cache (see :func:`set_buffer_cache`): its limit ``max_bytes``,
+    and the ``bytes`` and number of ``buffers`` it holds now."""
+    limit, held, n = _native.buffer_cache_info()
+    return {"max_bytes": int(limit), "bytes": int(held), "buffers": int(n)}
 
 
 def simd_level() -> str:

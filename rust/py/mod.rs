@@ -17,6 +17,8 @@ use pyo3::prelude::*;
 
 use crate::kernels::{self, Dims, KernelError, Sample};
 
+mod pool;
+
 create_exception!(
     _native,
     KernelPanic,
@@ -128,8 +130,9 @@ where
 }
 
 /// An uninitialised output batch; every kernel writes every sample on success.
+/// Large ones reuse the buffers of dropped results ([`pool`]).
 fn alloc<'py, T: Element>(py: Python<'py>, d: Dims) -> PyResult<Bound<'py, PyArray4<T>>> {
-    numpy_array(py, "empty", (d.n, d.h, d.w, 3))
+    pool::empty(py, [d.n, d.h, d.w, 3])
 }
 
 #[allow(clippy::mut_from_ref)]
@@ -528,6 +531,17 @@ fn get_num_threads() -> usize {
 }
 
 #[pyfunction]
+fn set_buffer_cache(max_bytes: usize) {
+    pool::set_max_bytes(max_bytes)
+}
+
+/// (limit, bytes held, buffers held) of the result-buffer cache.
+#[pyfunction]
+fn buffer_cache_info() -> (usize, usize, usize) {
+    pool::info()
+}
+
+#[pyfunction]
 fn simd_level() -> &'static str {
     kernels::simd::level().name()
 }
@@ -558,6 +572,9 @@ pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
+    m.add_class::<pool::ResultBuffer>()?;
+    m.add_function(wrap_pyfunction!(set_buffer_cache, m)?)?;
+    m.add_function(wrap_pyfunction!(buffer_cache_info, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     Ok(())
 }

@@ -1,0 +1,168 @@
+//! Result arrays over buffers kept for reuse between calls.
+//!
+//! A new result array costs the operating system a page fault, and a page it
+//! zeroes, for every page a kernel first writes: about 1 ms per 1080p frame of
+//! a batch, near a tenth of `color_correct`. glibc hands blocks above 32 MiB
+//! (a batch of eight 1080p frames is 50 MB) back to the system when they are
+//! freed, so a loop over batches paid it on every call. Here a result of
+//! [`MIN_BYTES`] or more is a view of a numpy byte buffer owned by a
+//! [`ResultBuffer`]; when the last reference to the result (and to every view
+//! of it) goes, the buffer returns to a small cache, and the next result of
+//! about its size reuses those pages, already mapped, instead of new ones.
+//!
+//! The cache holds at most [`MAX_KEPT`] buffers and `max_bytes` in all: by
+//! default [`DEFAULT_MAX_MIB`] MiB, or `LOOPWAVE_BUFFER_CACHE_MB` when that is
+//! a whole number (read at the first result); 0 turns it off. It holds only
+//! buffers of results that were dropped, so never more memory than the
+//! program had in results before. Everything here runs with the GIL held.
+//! Such a result's `flags.owndata` is False (its base is the buffer).
+
+use std::sync::Mutex;
+
+use numpy::ndarray::ArrayView;
+use numpy::{Element, PyArray, PyArray1, PyArrayMethods};
+use pyo3::prelude::*;
+
+use super::numpy_array;
+
+/// Smaller results are plain `numpy.empty` arrays (malloc reuses those).
+pub const MIN_BYTES: usize = 1 << 20;
+/// The most buffers kept.
+pub const MAX_KEPT: usize = 4;
+/// The default limit on the bytes kept.
+pub const DEFAULT_MAX_MIB: usize = 512;
+
+struct Cache {
+    /// `None` until the first use reads the environment.
+    max_bytes: Option<usize>,
+    /// Kept buffers and their lengths, the most recently returned last.
+    kept: Vec<(Py<PyArray1<u8>>, usize)>,
+}
+
+static CACHE: Mutex<Cache> = Mutex::new(Cache {
+    max_bytes: None,
+    kept: Vec::new(),
+});
+
+impl Cache {
+    fn max_bytes(&mut self) -> usize {
+        *self.max_bytes.get_or_insert_with(|| {
+            std::env::var("LOOPWAVE_BUFFER_CACHE_MB")
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(DEFAULT_MAX_MIB)
+                .saturating_mul(1 << 20)
+        })
+    }
+
+    fn held(&self) -> usize {
+        self.kept.iter().map(|k| k.1).sum()
+    }
+
+    /// Drop the oldest buffers until the limits hold; returns them, to be
+    /// released after the lock is.
+    fn trim(&mut self) -> Vec<(Py<PyArray1<u8>>, usize)> {
+        let max = self.max_bytes();
+        let mut gone = Vec::new();
+        while !self.kept.is_empty() && (self.kept.len() > MAX_KEPT || self.held() > max) {
+            gone.push(self.kept.remove(0));
+        }
+        gone
+    }
+}
+
+fn cache() -> std::sync::MutexGuard<'static, Cache> {
+    CACHE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Owner of a result array's memory: puts its buffer back in the cache when
+/// the result, and every view of it, is gone.
+#[pyclass(frozen, module = "loopwave._native")]
+pub struct ResultBuffer {
+    buf: Option<Py<PyArray1<u8>>>,
+    len: usize,
+}
+
+impl Drop for ResultBuffer {
+    fn drop(&mut self) {
+        if let Some(buf) = self.buf.take() {
+            let gone = {
+                let mut c = cache();
+                c.kept.push((buf, self.len));
+                c.trim()
+            };
+            drop(gone);
+        }
+    }
+}
+
+/// A kept buffer of `bytes` to `bytes * 5 / 4` bytes (the smallest such),
+/// else a new one; `None` where results of this size are not cached.
+fn take(py: Python<'_>, bytes: usize) -> PyResult<Option<(Py<PyArray1<u8>>, usize)>> {
+    let found = {
+        let mut c = cache();
+        if bytes < MIN_BYTES || bytes > c.max_bytes() {
+            return Ok(None);
+        }
+        let fits = |len: usize| len >= bytes && len - bytes <= bytes / 4;
+        let best = c.kept.iter().map(|k| k.1).filter(|&l| fits(l)).min();
+        best.and_then(|len| c.kept.iter().position(|k| k.1 == len))
+            .map(|i| c.kept.remove(i))
+    };
+    match found {
+        Some(k) => Ok(Some(k)),
+        None => {
+            let buf: Bound<PyArray1<u8>> = numpy_array(py, "empty", (bytes,))?;
+            Ok(Some((buf.unbind(), bytes)))
+        }
+    }
+}
+
+/// An uninitialised C-contiguous array of `shape`: over a cached buffer when
+/// large enough (see the module's documentation), else from `numpy.empty`.
+pub fn empty<'py, T: Element, const N: usize>(
+    py: Python<'py>,
+    shape: [usize; N],
+) -> PyResult<Bound<'py, PyArray<T, numpy::ndarray::Dim<[usize; N]>>>>
+where
+    numpy::ndarray::Dim<[usize; N]>: numpy::ndarray::Dimension,
+    [usize; N]: numpy::ndarray::IntoDimension<Dim = numpy::ndarray::Dim<[usize; N]>>,
+{
+    let elems: usize = shape.iter().product();
+    let Some((buf, len)) = take(py, elems * std::mem::size_of::<T>())? else {
+        return numpy_array(py, "empty", shape);
+    };
+    // numpy's allocations are aligned for any dtype (16 bytes at least)
+    let ptr = buf.bind(py).data() as *const T;
+    debug_assert!(ptr.is_aligned());
+    let owner = Bound::new(
+        py,
+        ResultBuffer {
+            buf: Some(buf),
+            len,
+        },
+    )?;
+    // SAFETY: the buffer holds at least `elems` values of T, is aligned for T,
+    // and lives (owned by `owner`, never resized) until `owner`, the array's
+    // base, is dropped; it is handed out again only after that.
+    unsafe {
+        let view = ArrayView::from_shape_ptr(shape, ptr);
+        Ok(PyArray::borrow_from_array(&view, owner.into_any()))
+    }
+}
+
+/// Set the limit on the bytes kept (0: keep none), releasing what is over it.
+pub fn set_max_bytes(max_bytes: usize) {
+    let gone = {
+        let mut c = cache();
+        c.max_bytes = Some(max_bytes);
+        c.trim()
+    };
+    drop(gone);
+}
+
+/// The limit, the bytes held now and the number of buffers held.
+pub fn info() -> (usize, usize, usize) {
+    let mut c = cache();
+    (c.max_bytes(), c.held(), c.kept.len())
+}
