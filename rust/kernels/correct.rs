@@ -24,7 +24,7 @@ use super::frames::{check_frames_and_reference, clamp01, Dims, Sample};
 use super::gamma::{gamma_table_u8, pow_unit, solve_gamma_on, to_f32_gamma, SampleGrid};
 use super::histogram::{bin_mapping, Binning, Hist3, FLOAT_BINS};
 use super::lab::{
-    decode_block, encode_planes_oct, lab_from_linear_block_steps, linear_from_lab_block, LabConsts,
+    decode_block, encode_planes_oct, lab_from_linear_block, linear_from_lab_block, LabConsts,
     Planes, BLOCK,
 };
 use super::parallel::{fold_min_len, install, CHUNK};
@@ -126,7 +126,7 @@ fn bin_chunk_imp<T: Sample>(
             prefetch_ahead(&bins[bi * 3 * BLOCK..bi * 3 * BLOCK + sb.len()]);
         }
         decode_block(sb, &mut rgb);
-        lab_from_linear_block_steps::<1>(k, &rgb, &mut lab);
+        lab_from_linear_block(k, &rgb, &mut lab);
         let n = sb.len() / 3;
         *sum_l += block_sum(&lab[0], n) as f64;
         for c in 0..3 {
