@@ -24,8 +24,8 @@ use super::frames::{check_frames_and_reference, clamp01, Dims, Sample};
 use super::gamma::{gamma_table_u8, pow_unit, solve_gamma_on, to_f32_gamma, SampleGrid};
 use super::histogram::{bin_mapping, Binning, Hist3, FLOAT_BINS};
 use super::lab::{
-    decode_block, encode_planes_oct, lab_from_linear_block, linear_from_lab_block, LabConsts,
-    Planes, BLOCK,
+    decode_block, encode_planes_oct, f_from_linear_block, linear_from_lab_block, LabConsts, Planes,
+    BLOCK,
 };
 use super::parallel::{fold_min_len, install, CHUNK};
 use super::simd::{prefetch_ahead, simd_dispatch};
@@ -104,7 +104,7 @@ fn block_sum(v: &[f32; BLOCK], n: usize) -> f32 {
     acc.iter().sum()
 }
 
-/// Pass one over a chunk: Lab, bin counts, the sum of L, and (unless `bins` is
+/// Pass one over a chunk: Lab bins, their counts, the sum of the CIE f of Y (L* = 116 fy - 16), and (unless `bins` is
 /// empty) each pixel's three bin indices, planar per block: for a block of `n`
 /// pixels, `n` L bins, then `n` a bins, then `n` b bins.
 #[inline(always)]
@@ -112,26 +112,40 @@ fn bin_chunk_imp<T: Sample>(
     k: &LabConsts,
     binning: &[Binning; 3],
     hist: &mut [u32],
-    sum_l: &mut f64,
+    sum_fy: &mut f64,
     s: &[T],
     bins: &mut [u16],
 ) {
     let nb = FLOAT_BINS;
     assert!(binning.iter().all(|b| b.bins() == nb) && hist.len() == 3 * COPIES * STRIDE);
-    let (mut rgb, mut lab): (Planes, Planes) = ([[0.0; BLOCK]; 3], [[0.0; BLOCK]; 3]);
+    let (mut rgb, mut f): (Planes, Planes) = ([[0.0; BLOCK]; 3], [[0.0; BLOCK]; 3]);
     let mut idx = [[0u32; BLOCK]; 3];
+    let fold = [
+        binning[0].folded(116.0, -16.0),
+        binning[1].folded(500.0, 0.0),
+        binning[2].folded(200.0, 0.0),
+    ];
     for (bi, sb) in s.chunks(3 * BLOCK).enumerate() {
         prefetch_ahead(sb);
         if !bins.is_empty() {
             prefetch_ahead(&bins[bi * 3 * BLOCK..bi * 3 * BLOCK + sb.len()]);
         }
         decode_block(sb, &mut rgb);
-        lab_from_linear_block(k, &rgb, &mut lab);
+        f_from_linear_block(k, &rgb, &mut f);
         let n = sb.len() / 3;
-        *sum_l += block_sum(&lab[0], n) as f64;
-        for c in 0..3 {
-            for i in 0..BLOCK {
-                idx[c][i] = binning[c].bin(lab[c][i]) as u32;
+        *sum_fy += block_sum(&f[1], n) as f64;
+        // each bin straight from the f values: L* = 116 fy - 16, a* = 500 (fx - fy),
+        // b* = 200 (fy - fz), each with its binning's offset and scale folded in
+        // (a grey's fx - fy is exactly 0, so it lands on the a and b bins of 0)
+        for i in 0..BLOCK {
+            let [fx, fy, fz] = [f[0][i], f[1][i], f[2][i]];
+            let t = [
+                fy.mul_add(fold[0].0, fold[0].1),
+                (fx - fy).mul_add(fold[1].0, fold[1].1),
+                (fy - fz).mul_add(fold[2].0, fold[2].1),
+            ];
+            for c in 0..3 {
+                idx[c][i] = binning[c].bin_of_scaled(t[c]) as u32;
             }
         }
         // the three channels' increments interleaved, twelve counters a step
@@ -167,7 +181,7 @@ fn bin_chunk_imp<T: Sample>(
     }
 }
 
-simd_dispatch!(fn bin_chunk<T: Sample>(k: &LabConsts, binning: &[Binning; 3], hist: &mut [u32], sum_l: &mut f64, s: &[T], bins: &mut [u16]) = bin_chunk_imp);
+simd_dispatch!(fn bin_chunk<T: Sample>(k: &LabConsts, binning: &[Binning; 3], hist: &mut [u32], sum_fy: &mut f64, s: &[T], bins: &mut [u16]) = bin_chunk_imp);
 
 /// Where pass one copies the gamma sample: each pick's samples and its three
 /// bins, in pick order.
@@ -220,7 +234,7 @@ fn take_sample<T: Sample>(grid: &SampleGrid, p0: usize, s: &[T], b: &[u16], out:
     debug_assert_eq!(r, out.px.len());
 }
 
-/// Counts and L sum of a whole frame, storing bin indices into `bins` unless
+/// Counts and fy sum (see [`bin_chunk`]) of a whole frame, storing bin indices into `bins` unless
 /// empty, and the gamma sample into `sample` if given.
 fn count_frame<T: Sample>(
     k: &LabConsts,
@@ -276,12 +290,12 @@ fn count_frame<T: Sample>(
 
 /// Lab histogram and mean lightness of one target frame.
 pub fn target_stats<T: Sample>(target: &[T], binning: &[Binning; 3]) -> TargetStats {
-    let (counts, sum_l) = count_frame(&LabConsts::new(), binning, target, &mut [], None);
+    let (counts, sum_fy) = count_frame(&LabConsts::new(), binning, target, &mut [], None);
     let mut hist = Hist3::new(binning, false);
     hist.counts = std::array::from_fn(|c| counts.channel(c));
     TargetStats {
         hist,
-        mean_l: sum_l / (target.len() / 3) as f64,
+        mean_l: 116.0 * sum_fy / (target.len() / 3) as f64 - 16.0,
     }
 }
 

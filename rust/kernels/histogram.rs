@@ -75,10 +75,22 @@ impl Binning {
     /// Bin of a value; values outside the range (and NaN) fall in the end bins.
     #[inline(always)]
     pub fn bin(&self, x: f32) -> usize {
-        let t = min_or(
-            max_or((x - self.lo) * self.scale, 0.0),
-            (self.bins - 1) as f32,
-        );
+        self.bin_of_scaled((x - self.lo) * self.scale)
+    }
+
+    /// `(m, c)` such that the bin of `mul * v + add` is, up to f32 rounding,
+    /// `bin_of_scaled(v * m + c)`: one multiply-add a value where `bin` after
+    /// the affine map takes four operations.
+    pub fn folded(&self, mul: f64, add: f64) -> (f32, f32) {
+        let s = self.scale as f64;
+        ((mul * s) as f32, ((add - self.lo as f64) * s) as f32)
+    }
+
+    /// Bin of a value already in bin units (`(x - lo) * scale`), clamped to the
+    /// bins (NaN to the first).
+    #[inline(always)]
+    pub fn bin_of_scaled(&self, t: f32) -> usize {
+        let t = min_or(max_or(t, 0.0), (self.bins - 1) as f32);
         // SAFETY: t is in [0, bins - 1] (max/min also map NaN to 0), and bins
         // fits u32; the unchecked cast vectorises where `as` would not.
         unsafe { t.to_int_unchecked::<u32>() as usize }

@@ -210,6 +210,21 @@ pub type Planes = [[f32; BLOCK]; 3];
 #[inline(always)]
 pub fn lab_from_linear_block(k: &LabConsts, rgb: &Planes, lab: &mut Planes) {
     let mut f: Planes = [[0.0; BLOCK]; 3];
+    f_from_linear_block(k, rgb, &mut f);
+    for i in 0..BLOCK {
+        let [fx, fy, fz] = [f[0][i], f[1][i], f[2][i]];
+        // not fused: 116 * f32(16/116) rounds to exactly 16, so black gets L* = 0
+        lab[0][i] = fy * 116.0 - 16.0;
+        lab[1][i] = 500.0 * (fx - fy);
+        lab[2][i] = 200.0 * (fy - fz);
+    }
+}
+
+/// Planar linear RGB → the CIE f of X/Xn, Y and Z/Zn (the cube roots as in
+/// [`lab_from_linear_block`]), from which L* = 116 fy - 16, a* = 500 (fx - fy)
+/// and b* = 200 (fy - fz); fx = fy and fz = fy exactly for greys.
+#[inline(always)]
+pub fn f_from_linear_block(k: &LabConsts, rgb: &Planes, f: &mut Planes) {
     for i in 0..BLOCK {
         let xyz = k.xyz(rgb[0][i], rgb[1][i], rgb[2][i]);
         for c in 0..3 {
@@ -218,13 +233,6 @@ pub fn lab_from_linear_block(k: &LabConsts, rgb: &Planes, lab: &mut Planes) {
     }
     for plane in f.iter_mut() {
         f_octave_block(plane, &MANTISSA_CBRT6);
-    }
-    for i in 0..BLOCK {
-        let [fx, fy, fz] = [f[0][i], f[1][i], f[2][i]];
-        // not fused: 116 * f32(16/116) rounds to exactly 16, so black gets L* = 0
-        lab[0][i] = fy * 116.0 - 16.0;
-        lab[1][i] = 500.0 * (fx - fy);
-        lab[2][i] = 200.0 * (fy - fz);
     }
 }
 
