@@ -601,7 +601,7 @@ const INTERLEAVE48: [u8; 64] = interleave48();
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
 unsafe fn encode512_imp(rgb: &Planes, dst: &mut [u8], table: Option<&[u8; 256]>) {
     let n = dst.len() / 3;
-    let (zero, one) = (_mm512_setzero_ps(), _mm512_set1_ps(1.0));
+    let zero = _mm512_setzero_ps();
     let (k255, half) = (_mm512_set1_ps(255.0), _mm512_set1_ps(0.5));
     let order = _mm512_loadu_si512(INTERLEAVE48.as_ptr() as *const _);
     let t = table.map(|t| table_regs(t));
@@ -609,9 +609,12 @@ unsafe fn encode512_imp(rgb: &Planes, dst: &mut [u8], table: Option<&[u8; 256]>)
     while i < n {
         let code = |c: usize| {
             let v = _mm512_loadu_ps(rgb[c].as_ptr().add(i));
-            // as u8::from_unit: max then min (NaN -> 0), * 255 + 0.5, truncate
-            let x = _mm512_min_ps(_mm512_max_ps(v, zero), one);
-            _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(_mm512_add_ps(
+            // as u8::from_unit: max (NaN -> 0), * 255 + 0.5, truncate, and values
+            // above 1 to 255 by the unsigned saturation of the narrowing (from
+            // 256 up, and from the 0x80000000 truncation gives beyond i32 or for
+            // +inf) instead of a min
+            let x = _mm512_max_ps(v, zero);
+            _mm512_cvtusepi32_epi8(_mm512_cvttps_epi32(_mm512_add_ps(
                 _mm512_mul_ps(x, k255),
                 half,
             )))
@@ -913,13 +916,15 @@ mod tests {
 
     fn planes(seed: u64) -> Planes {
         let b = lcg_bytes(3 * BLOCK, seed);
-        // values around and outside [0, 1], and exact level boundaries
+        // values around and outside [0, 1] (infinities, and beyond i32 once
+        // scaled to 255), and exact level boundaries
         std::array::from_fn(|c| {
-            std::array::from_fn(|i| match i % 7 {
+            std::array::from_fn(|i| match i % 11 {
                 0 => -0.25,
                 1 => 1.5,
                 2 => (b[3 * i + c] as f32 + 0.5) / 255.0,
                 3 => f32::NAN,
+                7 => [f32::INFINITY, f32::NEG_INFINITY, 3e9, 256.0 / 255.0][c + i % 2],
                 _ => b[3 * i + c] as f32 / 255.0,
             })
         })
