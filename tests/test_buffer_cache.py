@@ -69,6 +69,75 @@ def test_a_view_keeps_the_memory_out_of_the_cache(frames: np.ndarray) -> None:
     assert lw.buffer_cache_info()["buffers"] == 2
 
 
+@pytest.mark.parametrize(
+    "hold",
+    [
+        lambda r: r.base,
+        memoryview,
+        lambda r: np.frombuffer(r.data, np.uint8),
+        lambda r: r.reshape(-1)[::7],
+        lambda r: np.lib.stride_tricks.as_strided(r, (4,), (1,)),
+    ],
+    ids=["base", "memoryview", "frombuffer", "strided-view", "as_strided"],
+)
+def test_anything_reaching_the_memory_keeps_it(frames: np.ndarray, hold) -> None:
+    r = lw.lerp_frames(frames, frames, 0.5)
+    held, at = hold(r), address(r)
+    del r
+    assert lw.buffer_cache_info()["buffers"] == 0
+    assert address(lw.lerp_frames(frames, frames, 0.5)) != at
+    del held
+    assert lw.buffer_cache_info()["buffers"] >= 1
+
+
+def test_a_failed_call_returns_its_buffer(frames: np.ndarray) -> None:
+    r = lw.lerp_frames(frames, frames, 0.5)
+    at = address(r)
+    del r
+    bad = frames.copy()
+    with pytest.raises(ValueError, match="alpha"):
+        lw.lerp_frames(frames, bad, 1.5)
+    info = lw.buffer_cache_info()
+    assert info["buffers"] == 1
+    assert address(lw.lerp_frames(frames, frames, 0.5)) == at
+
+
+def test_float32_results_over_kept_buffers_are_aligned(frames: np.ndarray) -> None:
+    x = frames.astype(np.float32) / 255
+    for _ in range(3):
+        r = lw.rgb_to_lab(x)
+        assert not r.flags.owndata and r.flags.aligned
+        assert address(r) % 16 == 0
+        del r
+
+
+def test_a_kept_buffer_serves_only_requests_up_to_a_quarter_smaller() -> None:
+    """A kept buffer is never used for a larger result, nor for one much smaller."""
+
+    def result(rows: int) -> np.ndarray:
+        z = np.zeros((1, rows, 1024, 3), np.uint8)
+        return lw.lerp_frames(z, z, 0.5)
+
+    r = result(512)
+    at = address(r)
+    del r
+    # one byte-row more than the kept buffer holds: refused, a new buffer
+    bigger = result(513)
+    assert address(bigger) != at
+    del bigger
+    lw.set_buffer_cache(0)
+    lw.set_buffer_cache(1 << 30)
+    r = result(512)  # 1.5 MiB of uint8
+    at = address(r)
+    del r
+    # 512 rows kept: 410 rows (the kept buffer 24.9% larger) take it, 409 (25.2%) do not
+    fits = result(410)
+    assert address(fits) == at
+    del fits
+    smaller = result(409)
+    assert address(smaller) != at
+
+
 def dirty(shape: tuple[int, ...], dtype: type) -> int:
     """Leave a result buffer of `shape` and `dtype` in the cache, full of garbage."""
     z = np.zeros(shape, dtype)

@@ -19,8 +19,14 @@
 
 use std::sync::Mutex;
 
-use numpy::ndarray::ArrayView;
-use numpy::{Element, PyArray, PyArray1, PyArrayMethods};
+use std::ffi::{c_int, c_void};
+
+use numpy::ndarray::{Dim, Dimension, IntoDimension};
+use numpy::npyffi::{
+    get_type_object, npy_intp, NpyTypes, PyArrayObject, NPY_ARRAY_WRITEABLE, PY_ARRAY_API,
+};
+use numpy::{Element, PyArray, PyArray1, PyArrayDescrMethods, PyArrayMethods};
+use pyo3::exceptions::PyMemoryError;
 use pyo3::prelude::*;
 
 use super::numpy_array;
@@ -123,18 +129,26 @@ fn take(py: Python<'_>, bytes: usize) -> PyResult<Option<(Py<PyArray1<u8>>, usiz
 pub fn empty<'py, T: Element, const N: usize>(
     py: Python<'py>,
     shape: [usize; N],
-) -> PyResult<Bound<'py, PyArray<T, numpy::ndarray::Dim<[usize; N]>>>>
+) -> PyResult<Bound<'py, PyArray<T, Dim<[usize; N]>>>>
 where
-    numpy::ndarray::Dim<[usize; N]>: numpy::ndarray::Dimension,
-    [usize; N]: numpy::ndarray::IntoDimension<Dim = numpy::ndarray::Dim<[usize; N]>>,
+    Dim<[usize; N]>: Dimension,
+    [usize; N]: IntoDimension<Dim = Dim<[usize; N]>>,
 {
-    let elems: usize = shape.iter().product();
-    let Some((buf, len)) = take(py, elems * std::mem::size_of::<T>())? else {
+    let bytes = shape
+        .iter()
+        .try_fold(std::mem::size_of::<T>(), |acc, &d| acc.checked_mul(d))
+        .filter(|&b| b <= isize::MAX as usize)
+        .ok_or_else(|| {
+            PyMemoryError::new_err(format!("an array of shape {shape:?} is too large"))
+        })?;
+    let Some((buf, len)) = take(py, bytes)? else {
         return numpy_array(py, "empty", shape);
     };
-    // numpy's allocations are aligned for any dtype (16 bytes at least)
-    let ptr = buf.bind(py).data() as *const T;
-    debug_assert!(ptr.is_aligned());
+    let data = buf.bind(py).data();
+    if data.align_offset(std::mem::align_of::<T>()) != 0 {
+        // numpy's own allocator aligns for every dtype; a custom one might not
+        return numpy_array(py, "empty", shape);
+    }
     let owner = Bound::new(
         py,
         ResultBuffer {
@@ -142,12 +156,38 @@ where
             len,
         },
     )?;
-    // SAFETY: the buffer holds at least `elems` values of T, is aligned for T,
-    // and lives (owned by `owner`, never resized) until `owner`, the array's
-    // base, is dropped; it is handed out again only after that.
+    let mut dims = shape.map(|d| d as npy_intp);
+    // SAFETY: the buffer holds `bytes` (>= the array's size) bytes aligned for
+    // T and lives, owned by `owner`, never resized, until `owner` (the array's
+    // base) is dropped; it is handed out again only after that. The dtype
+    // reference is stolen by the call, and the owner's by PyArray_SetBaseObject
+    // (on failure too); a null array (no memory for its header) is an error,
+    // not a crash.
     unsafe {
-        let view = ArrayView::from_shape_ptr(shape, ptr);
-        Ok(PyArray::borrow_from_array(&view, owner.into_any()))
+        let arr = PY_ARRAY_API.PyArray_NewFromDescr(
+            py,
+            get_type_object(py, NpyTypes::PyArray_Type),
+            T::get_dtype(py).into_dtype_ptr(),
+            N as c_int,
+            dims.as_mut_ptr(),
+            std::ptr::null_mut(),
+            data as *mut c_void,
+            NPY_ARRAY_WRITEABLE,
+            std::ptr::null_mut(),
+        );
+        if arr.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        let arr = Bound::from_owned_ptr(py, arr);
+        if PY_ARRAY_API.PyArray_SetBaseObject(
+            py,
+            arr.as_ptr() as *mut PyArrayObject,
+            owner.into_ptr(),
+        ) < 0
+        {
+            return Err(PyErr::fetch(py));
+        }
+        Ok(arr.cast_into_unchecked())
     }
 }
 
