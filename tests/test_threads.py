@@ -160,3 +160,36 @@ def test_environment_variable_out_of_range(value, want):
         return run.stdout.strip()
 
     assert threads(value) == (want or threads(None))
+
+
+FORK_SCRIPT = """
+import multiprocessing as mp, os, sys, numpy as np, loopwave as lw
+x = np.random.default_rng(0).integers(0, 256, (2, 512, 512, 3), dtype=np.uint8)
+want = lw.color_correct(x, x[1]).copy()  # the parent's pool is running now
+
+def child(i):
+    if i == 1:
+        lw.set_num_threads(1)
+    res = bool(np.array_equal(lw.color_correct(x, x[1]), want)), lw.get_num_threads()
+    lw.set_num_threads(0)  # a worker may run both tasks
+    return res
+
+with mp.get_context("fork").Pool(2) as pool:
+    print(pool.map(child, [0, 1]))
+print(bool(np.array_equal(lw.color_correct(x, x[1]), want)))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork start method")
+def test_kernels_run_in_forked_children():
+    """A forked child has a copy of the parent's pool but none of its threads; a
+    parallel kernel there waited forever. It now starts its own pool, of the same size."""
+    r = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LOOPWAVE_NUM_THREADS": "2"},
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["[(True,", "2),", "(True,", "1)]", "True"], r.stdout

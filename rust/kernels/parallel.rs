@@ -11,7 +11,10 @@ use std::sync::{Arc, RwLock};
 
 use super::error::{KernelError, Result};
 
-static POOL: RwLock<Option<Arc<ThreadPool>>> = RwLock::new(None);
+/// The pool and the process it was started in: a child made by `fork` has a
+/// copy of the pool but none of its threads (work sent to it would wait
+/// forever), so it starts its own, of the same size.
+static POOL: RwLock<Option<(u32, Arc<ThreadPool>)>> = RwLock::new(None);
 
 /// Samples per task for elementwise kernels; smaller inputs run serially.
 pub const CHUNK: usize = 3 * 16384;
@@ -47,23 +50,36 @@ fn build(n: usize) -> Result<ThreadPool> {
         .map_err(|e| KernelError::value("n", format!("could not start {n} threads: {e}")))
 }
 
-/// The pool kernels run on, created on first use.
+/// The pool kernels run on, created on first use (and again, of the same
+/// size, in a child process made by `fork`).
 pub fn pool() -> Arc<ThreadPool> {
-    if let Some(p) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        return Arc::clone(p);
+    let pid = std::process::id();
+    if let Some((owner, p)) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if *owner == pid {
+            return Arc::clone(p);
+        }
     }
     let mut guard = POOL.write().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = guard.as_ref() {
-        return Arc::clone(p);
-    }
-    let n = default_threads();
+    let n = match guard.take() {
+        Some((owner, p)) if owner == pid => {
+            *guard = Some((owner, Arc::clone(&p)));
+            return p;
+        }
+        Some((_, inherited)) => {
+            let n = inherited.current_num_threads();
+            // its threads live in the parent only: dropping it would signal them
+            std::mem::forget(inherited);
+            n
+        }
+        None => default_threads(),
+    };
     // If even the default pool cannot start, fall back to one thread.
     let p = Arc::new(
         build(n)
             .or_else(|_| build(1))
             .expect("cannot start a thread"),
     );
-    *guard = Some(Arc::clone(&p));
+    *guard = Some((pid, Arc::clone(&p)));
     p
 }
 
@@ -78,7 +94,16 @@ pub fn set_num_threads(n: usize) -> Result<()> {
         ));
     }
     let p = Arc::new(build(n)?);
-    *POOL.write().unwrap_or_else(|e| e.into_inner()) = Some(p);
+    let pid = std::process::id();
+    let old = POOL
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .replace((pid, p));
+    if let Some((owner, inherited)) = old {
+        if owner != pid {
+            std::mem::forget(inherited);
+        }
+    }
     Ok(())
 }
 
