@@ -243,15 +243,18 @@ def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int
         lambda k: [seed_step(f, target) for f in frames[:k]],
         base_frames=slow_frames,
     )
-    # the same call writing into one reused array, as a video loop would: the kernel
-    # without the OS zeroing a fresh result's pages (the seed's row is the one above)
+    # every color_correct row times the seed's step again, alternating with its own
+    # calls, so each ratio is measured side by side at one moment (the host's load moves)
+    seed_shared = rows[-1]
+    # the same call writing into one reused array, as a video loop would
     reused = np.empty_like(frames)
     add(
         "color_correct (shared target, out=)",
         lambda: lw.color_correct(frames, target, out=reused),
         6 * px + 3 * px / n,
-        "seed step (cv2+skimage+blendmodes)",
-        base_ms=rows[-1].base_ms,
+        seed_shared.baseline,
+        lambda k: [seed_step(f, target) for f in frames[:k]],
+        base_frames=slow_frames,
     )
     # a new array for every result, as before the buffer cache: the OS maps and zeroes
     # fresh pages for each (glibc returns blocks over 32 MiB to it on every free)
@@ -262,19 +265,21 @@ def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int
             "color_correct (shared target, cache off)",
             lambda: lw.color_correct(frames, target),
             6 * px + 3 * px / n,
-            "seed step (cv2+skimage+blendmodes)",
-            base_ms=rows[-1].base_ms,
+            seed_shared.baseline,
+            lambda k: [seed_step(f, target) for f in frames[:k]],
+            base_frames=slow_frames,
         )
     finally:
         lw.set_buffer_cache(limit)
-    # float32 frames (the seed's step is 8-bit: its time from the rows above)
+    # float32 frames, against the (8-bit) seed step
     target_f = target.astype(np.float32) / 255
     add(
         "color_correct float32 (shared target)",
         lambda: lw.color_correct(ff, target_f),
         24 * px + 12 * px / n,
-        "seed step (cv2+skimage+blendmodes)",
-        base_ms=rows[-1].base_ms,
+        seed_shared.baseline,
+        lambda k: [seed_step(f, target) for f in frames[:k]],
+        base_frames=slow_frames,
     )
     add(
         "color_correct (target per frame)",
