@@ -235,57 +235,52 @@ def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int
         "cv2 RGB2YUV_I420",
         lambda k: [cv2.cvtColor(f, cv2.COLOR_RGB2YUV_I420) for f in frames[:k]],
     )
-    add(
+    # every color_correct row times the seed's step again, alternating with its own
+    # calls, so each ratio is measured side by side at one moment (the host's load moves)
+    seed = "seed step (cv2+skimage+blendmodes)"
+
+    def seed_shared(k: int) -> list[np.ndarray]:
+        return [seed_step(f, target) for f in frames[:k]]
+
+    def vs_seed(kernel: str, ours: Callable[[], object], bytes_per_frame: float) -> None:
+        add(kernel, ours, bytes_per_frame, seed, seed_shared, base_frames=slow_frames)
+
+    vs_seed(
         "color_correct (shared target)",
         lambda: lw.color_correct(frames, target),
         6 * px + 3 * px / n,
-        "seed step (cv2+skimage+blendmodes)",
-        lambda k: [seed_step(f, target) for f in frames[:k]],
-        base_frames=slow_frames,
     )
-    # every color_correct row times the seed's step again, alternating with its own
-    # calls, so each ratio is measured side by side at one moment (the host's load moves)
-    seed_shared = rows[-1]
     # the same call writing into one reused array, as a video loop would
     reused = np.empty_like(frames)
-    add(
+    vs_seed(
         "color_correct (shared target, out=)",
         lambda: lw.color_correct(frames, target, out=reused),
         6 * px + 3 * px / n,
-        seed_shared.baseline,
-        lambda k: [seed_step(f, target) for f in frames[:k]],
-        base_frames=slow_frames,
     )
     # a new array for every result, as before the buffer cache: the OS maps and zeroes
     # fresh pages for each (glibc returns blocks over 32 MiB to it on every free)
     limit = lw.buffer_cache_info()["max_bytes"]
     lw.set_buffer_cache(0)
     try:
-        add(
+        vs_seed(
             "color_correct (shared target, cache off)",
             lambda: lw.color_correct(frames, target),
             6 * px + 3 * px / n,
-            seed_shared.baseline,
-            lambda k: [seed_step(f, target) for f in frames[:k]],
-            base_frames=slow_frames,
         )
     finally:
         lw.set_buffer_cache(limit)
     # float32 frames, against the (8-bit) seed step
     target_f = target.astype(np.float32) / 255
-    add(
+    vs_seed(
         "color_correct float32 (shared target)",
         lambda: lw.color_correct(ff, target_f),
         24 * px + 12 * px / n,
-        seed_shared.baseline,
-        lambda k: [seed_step(f, target) for f in frames[:k]],
-        base_frames=slow_frames,
     )
     add(
         "color_correct (target per frame)",
         lambda: lw.color_correct(frames, targets),
         9 * px,
-        "seed step (cv2+skimage+blendmodes)",
+        seed,
         lambda k: [seed_step(f, t) for f, t in zip(frames[:k], targets[:k], strict=True)],
         base_frames=slow_frames,
     )

@@ -12,13 +12,19 @@ pytest.importorskip("cv2")
 pytest.importorskip("blendmodes")
 
 
-def test_bench_color_quick_run(tmp_path, capsys):
-    path = Path(__file__).resolve().parents[1] / "benches" / "bench_color.py"
-    spec = importlib.util.spec_from_file_location("bench_color", path)
+def load_bench(name: str):
+    """Import ``benches/<name>.py`` as module ``name``."""
+    path = Path(__file__).resolve().parents[1] / "benches" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses look their module up
     spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_color_quick_run(tmp_path, capsys):
+    mod = load_bench("bench_color")
     out = tmp_path / "table.md"
     rows = mod.main(["--quick", "--markdown", str(out)])
     kernels = {r.kernel for r in rows}
@@ -31,11 +37,7 @@ def test_bench_render_runs(capsys):
     pytest.importorskip("torch")
     pytest.importorskip("diffusers")
     pytest.importorskip("av")
-    path = Path(__file__).resolve().parents[1] / "benches" / "bench_render.py"
-    spec = importlib.util.spec_from_file_location("bench_render", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_bench("bench_render")
     got = mod.main(["--size", "32", "--frames", "4", "--steps", "2", "--factor", "2"])
     assert got["per_frame"] > 0 and all(v > 0 for v in got.values())
     out = capsys.readouterr().out
@@ -46,11 +48,7 @@ def test_bench_builds_compares_a_build_with_itself(capsys):
     # the installed extension against a copy of itself: same outputs, a ratio near 1
     import loopwave._native as native
 
-    path = Path(__file__).resolve().parents[1] / "benches" / "bench_builds.py"
-    spec = importlib.util.spec_from_file_location("bench_builds", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_bench("bench_builds")
     ratio = mod.main(
         [native.__file__, native.__file__, "--rounds", "2", "--kernel", "blend_luminosity"]
     )
@@ -58,3 +56,13 @@ def test_bench_builds_compares_a_build_with_itself(capsys):
     assert "outputs identical: True" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no such file"):
         mod.main(["/nonexistent/_native.so", native.__file__])
+
+
+def test_bench_accuracy_runs(capsys):
+    mod = load_bench("bench_accuracy")
+    diffs = mod.main(["--size", "96x64", "--frames", "2"])
+    (d,) = diffs.values()
+    assert d.shape == (2, 64, 96, 3)
+    # the fused kernel is close to the exact step (mean well under a level)
+    assert 0 < d.mean() < 1.0
+    assert "more than 2 levels off" in capsys.readouterr().out

@@ -348,7 +348,8 @@ fn to_gamma(u: f64) -> f64 {
 /// Secant steps from gamma 1 until the mean is within 0.005 L* of the target
 /// or the root is bracketed, then the Illinois method; typically 3 to 6
 /// evaluations (4.25 on average on the benchmark's photographs, where
-/// stepping at least twice as far as the last move took 5.75).
+/// stepping at least twice as far as the last move took 5.75; counted once
+/// with a throwaway counter).
 pub fn solve_gamma<T: Sample>(frame: &[T], h: usize, w: usize, target: f64) -> f64 {
     solve_gamma_on(&sample(frame, h, w), target)
 }

@@ -54,25 +54,21 @@ fn build(n: usize) -> Result<ThreadPool> {
 /// size, in a child process made by `fork`).
 pub fn pool() -> Arc<ThreadPool> {
     let pid = std::process::id();
-    if let Some((owner, p)) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        if *owner == pid {
-            return Arc::clone(p);
-        }
+    let ours = |slot: &Option<(u32, Arc<ThreadPool>)>| {
+        (slot.as_ref())
+            .filter(|(owner, _)| *owner == pid)
+            .map(|(_, p)| Arc::clone(p))
+    };
+    if let Some(p) = ours(&POOL.read().unwrap_or_else(|e| e.into_inner())) {
+        return p;
     }
     let mut guard = POOL.write().unwrap_or_else(|e| e.into_inner());
-    let n = match guard.take() {
-        Some((owner, p)) if owner == pid => {
-            *guard = Some((owner, Arc::clone(&p)));
-            return p;
-        }
-        Some((_, inherited)) => {
-            let n = inherited.current_num_threads();
-            // its threads live in the parent only: dropping it would signal them
-            std::mem::forget(inherited);
-            n
-        }
-        None => default_threads(),
-    };
+    if let Some(p) = ours(&guard) {
+        return p;
+    }
+    // none yet, or one inherited through fork: as many threads as that one
+    let n = (guard.as_ref()).map_or_else(default_threads, |(_, p)| p.current_num_threads());
+    release(guard.take(), pid);
     // If even the default pool cannot start, fall back to one thread.
     let p = Arc::new(
         build(n)
@@ -99,12 +95,18 @@ pub fn set_num_threads(n: usize) -> Result<()> {
         .write()
         .unwrap_or_else(|e| e.into_inner())
         .replace((pid, p));
-    if let Some((owner, inherited)) = old {
-        if owner != pid {
-            std::mem::forget(inherited);
-        }
-    }
+    release(old, pid);
     Ok(())
+}
+
+/// Let go of a replaced pool; one inherited through fork is forgotten, not
+/// dropped: its threads live in the parent only, and dropping it would signal
+/// them.
+fn release(old: Option<(u32, Arc<ThreadPool>)>, pid: u32) {
+    match old {
+        Some((owner, inherited)) if owner != pid => std::mem::forget(inherited),
+        other => drop(other),
+    }
 }
 
 /// Number of worker threads kernels use.

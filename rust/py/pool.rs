@@ -17,9 +17,8 @@
 //! program had in results before. Everything here runs with the GIL held.
 //! Such a result's `flags.owndata` is False (its base is the buffer).
 
-use std::sync::Mutex;
-
 use std::ffi::{c_int, c_void};
+use std::sync::Mutex;
 
 use numpy::ndarray::{Dim, Dimension, IntoDimension};
 use numpy::npyffi::{
@@ -111,17 +110,17 @@ fn take(py: Python<'_>, bytes: usize) -> PyResult<Option<(Py<PyArray1<u8>>, usiz
             return Ok(None);
         }
         let fits = |len: usize| len >= bytes && len - bytes <= bytes / 4;
-        let best = c.kept.iter().map(|k| k.1).filter(|&l| fits(l)).min();
-        best.and_then(|len| c.kept.iter().position(|k| k.1 == len))
-            .map(|i| c.kept.remove(i))
+        let best = (c.kept.iter().enumerate())
+            .filter(|(_, k)| fits(k.1))
+            .min_by_key(|(_, k)| k.1)
+            .map(|(i, _)| i);
+        best.map(|i| c.kept.remove(i))
     };
-    match found {
-        Some(k) => Ok(Some(k)),
-        None => {
-            let buf: Bound<PyArray1<u8>> = numpy_array(py, "empty", (bytes,))?;
-            Ok(Some((buf.unbind(), bytes)))
-        }
+    if found.is_some() {
+        return Ok(found);
     }
+    let buf: Bound<PyArray1<u8>> = numpy_array(py, "empty", (bytes,))?;
+    Ok(Some((buf.unbind(), bytes)))
 }
 
 /// An uninitialised C-contiguous array of `shape`: over a cached buffer when
