@@ -66,3 +66,17 @@ def test_bench_accuracy_runs(capsys):
     # the fused kernel is close to the exact step (mean well under a level)
     assert 0 < d.mean() < 1.0
     assert "more than 2 levels off" in capsys.readouterr().out
+
+
+def test_bench_seed_ratio_runs(capsys):
+    mod = load_bench("bench_seed_ratio")
+    res = mod.main(["--size", "64x48", "--rounds", "3"])
+    assert set(res) == {
+        "seed step (1 frame)",
+        "color_correct",
+        "color_correct cache off",
+        "color_correct out=",
+    }
+    assert all(v.shape == (3,) and (v > 0).all() for v in res.values())
+    out = capsys.readouterr().out
+    assert out.count("per round") == 3 and "middle half" in out
