@@ -39,24 +39,26 @@ def main(argv: list[str] | None = None) -> dict[str, np.ndarray]:
     frames, targets = photos(h, w, max(a.frames, 1))
     frames, target = frames[: a.frames], targets[0]
     exact = np.stack([exact_color_step(f, target) for f in frames])
-    if a.builds:
-        tmp = Path(tempfile.mkdtemp())
-        natives = {b: load(b, f"build{i}", tmp) for i, b in enumerate(a.builds)}
-    else:
-        from loopwave import _native
-
-        natives = {"installed loopwave": _native}
     diffs = {}
     print(f"{a.size}, {len(frames)} frames, 8-bit levels from the exact float64 step")
-    for name, native in natives.items():
-        out = np.empty_like(frames)
-        native.color_correct(frames, target[None], False, out)
-        d = np.abs(out.astype(np.float64) - exact)
-        diffs[name] = d
-        print(
-            f"  {name}: mean {d.mean():.4f}, 99.9th percentile {np.percentile(d, 99.9):.3f}, "
-            f"max {d.max():.2f}, more than 2 levels off {(d > 2).mean():.5%}"
-        )
+    # the builds' copies live in a directory removed when the comparison is done
+    with tempfile.TemporaryDirectory() as tmp:
+        if a.builds:
+            natives = {b: load(b, f"build{i}", Path(tmp)) for i, b in enumerate(a.builds)}
+        else:
+            from loopwave import _native
+
+            natives = {"installed loopwave": _native}
+        for name, native in natives.items():
+            out = np.empty_like(frames)
+            native.color_correct(frames, target[None], False, out)
+            d = np.abs(out.astype(np.float64) - exact)
+            diffs[name] = d
+            print(
+                f"  {name}: mean {d.mean():.4f}, 99.9th percentile "
+                f"{np.percentile(d, 99.9):.3f}, max {d.max():.2f}, "
+                f"more than 2 levels off {(d > 2).mean():.5%}"
+            )
     return diffs
 
 

@@ -50,16 +50,19 @@ def main(argv: list[str] | None = None) -> dict[str, np.ndarray]:
         "color_correct cache off": (lambda i: lw.color_correct(frames, target), n, 0),
         "color_correct out=": (lambda i: lw.color_correct(frames, target, out=out), n, cache),
     }
-    for fn, _, limit in calls.values():
-        lw.set_buffer_cache(limit)
-        fn(0)  # warm-up
     ms: dict[str, list[float]] = {k: [] for k in calls}
-    for i in range(a.rounds):
-        for k, (fn, per, limit) in calls.items():
+    try:
+        for fn, _, limit in calls.values():
             lw.set_buffer_cache(limit)
-            t = time.perf_counter()
-            fn(i)
-            ms[k].append((time.perf_counter() - t) / per * 1e3)
+            fn(0)  # warm-up
+        for i in range(a.rounds):
+            for k, (fn, per, limit) in calls.items():
+                lw.set_buffer_cache(limit)
+                t = time.perf_counter()
+                fn(i)
+                ms[k].append((time.perf_counter() - t) / per * 1e3)
+    finally:
+        lw.set_buffer_cache(cache)  # the cache-off row's limit never outlives the run
     res = {k: np.array(v) for k, v in ms.items()}
     seed = res["seed step (1 frame)"]
     print(f"{machine()}; {a.size}, {a.rounds} rounds, ms per frame")

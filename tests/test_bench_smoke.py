@@ -69,8 +69,12 @@ def test_bench_accuracy_runs(capsys):
 
 
 def test_bench_seed_ratio_runs(capsys):
+    import loopwave as lw
+
     mod = load_bench("bench_seed_ratio")
+    limit = lw.buffer_cache_info()["max_bytes"]
     res = mod.main(["--size", "64x48", "--rounds", "3"])
+    assert lw.buffer_cache_info()["max_bytes"] == limit  # the cache-off row's limit undone
     assert set(res) == {
         "seed step (1 frame)",
         "color_correct",

@@ -104,9 +104,10 @@ fn block_sum(v: &[f32; BLOCK], n: usize) -> f32 {
     acc.iter().sum()
 }
 
-/// Pass one over a chunk: Lab bins, their counts, the sum of the CIE f of Y (L* = 116 fy - 16), and (unless `bins` is
-/// empty) each pixel's three bin indices, planar per block: for a block of `n`
-/// pixels, `n` L bins, then `n` a bins, then `n` b bins.
+/// Pass one over a chunk: Lab bins, their counts, the sum of the CIE f of Y
+/// (L* = 116 fy - 16), and (unless `bins` is empty) each pixel's three bin
+/// indices, planar per block: for a block of `n` pixels, `n` L bins, then `n`
+/// a bins, then `n` b bins.
 #[inline(always)]
 fn bin_chunk_imp<T: Sample>(
     k: &LabConsts,
@@ -234,8 +235,8 @@ fn take_sample<T: Sample>(grid: &SampleGrid, p0: usize, s: &[T], b: &[u16], out:
     debug_assert_eq!(r, out.px.len());
 }
 
-/// Counts and fy sum (see [`bin_chunk`]) of a whole frame, storing bin indices into `bins` unless
-/// empty, and the gamma sample into `sample` if given.
+/// Counts and fy sum (see [`bin_chunk`]) of a whole frame, storing bin indices
+/// into `bins` unless empty, and the gamma sample into `sample` if given.
 fn count_frame<T: Sample>(
     k: &LabConsts,
     binning: &[Binning; 3],
