@@ -52,15 +52,19 @@ def main(argv: list[str] | None = None) -> dict[str, np.ndarray]:
     }
     ms: dict[str, list[float]] = {k: [] for k in calls}
     try:
-        for fn, _, limit in calls.values():
-            lw.set_buffer_cache(limit)
-            fn(0)  # warm-up
-        for i in range(a.rounds):
+        for i in range(-1, a.rounds):  # round -1 warms up and is not recorded
+            results = []
             for k, (fn, per, limit) in calls.items():
                 lw.set_buffer_cache(limit)
                 t = time.perf_counter()
-                fn(i)
-                ms[k].append((time.perf_counter() - t) / per * 1e3)
+                results.append(fn(i))
+                if i >= 0:
+                    ms[k].append((time.perf_counter() - t) / per * 1e3)
+            # the round's results live until here, so the cache-off row's limit of 0
+            # cannot release the buffer of the new result before it; dropped with the
+            # limit back, that buffer returns to the cache for the next round's
+            lw.set_buffer_cache(cache)
+            del results
     finally:
         lw.set_buffer_cache(cache)  # the cache-off row's limit never outlives the run
     res = {k: np.array(v) for k, v in ms.items()}

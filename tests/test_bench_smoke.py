@@ -68,13 +68,25 @@ def test_bench_accuracy_runs(capsys):
     assert "more than 2 levels off" in capsys.readouterr().out
 
 
-def test_bench_seed_ratio_runs(capsys):
+def test_bench_seed_ratio_runs(capsys, monkeypatch):
     import loopwave as lw
 
     mod = load_bench("bench_seed_ratio")
     limit = lw.buffer_cache_info()["max_bytes"]
-    res = mod.main(["--size", "64x48", "--rounds", "3"])
+    # each new result with the cache on finds a kept buffer (batches of 8 at 256x192 are
+    # over the cache's 1 MiB floor): the cache-off row must not empty it in between
+    kept_before: list[int] = []
+    real = lw.color_correct
+
+    def spy(frames, target, **kw):
+        if "out" not in kw and lw.buffer_cache_info()["max_bytes"] > 0:
+            kept_before.append(lw.buffer_cache_info()["buffers"])
+        return real(frames, target, **kw)
+
+    monkeypatch.setattr(mod.lw, "color_correct", spy)
+    res = mod.main(["--size", "256x192", "--rounds", "3"])
     assert lw.buffer_cache_info()["max_bytes"] == limit  # the cache-off row's limit undone
+    assert len(kept_before) == 4 and all(k >= 1 for k in kept_before[1:]), kept_before
     assert set(res) == {
         "seed step (1 frame)",
         "color_correct",
