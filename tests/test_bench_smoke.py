@@ -58,6 +58,17 @@ def test_bench_builds_compares_a_build_with_itself(capsys):
         mod.main(["/nonexistent/_native.so", native.__file__])
 
 
+def test_bench_reader_runs(capsys):
+    pytest.importorskip("av")
+    mod = load_bench("bench_reader")
+    got = mod.main(["--size", "64x48", "--frames", "12", "--gop", "5"])
+    assert set(got) == {"MP4, keyframe every 5", "raw H.264"}
+    for ms in got.values():
+        assert set(ms) == {"iterate once", "read(i) in order", "read(i), fresh seeks"}
+        assert all(v > 0 for v in ms.values())
+    assert "the in-order reads" in capsys.readouterr().out
+
+
 def test_bench_accuracy_runs(capsys):
     mod = load_bench("bench_accuracy")
     diffs = mod.main(["--size", "96x64", "--frames", "2"])

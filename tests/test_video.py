@@ -736,10 +736,17 @@ def test_read_i_is_frame_i_of_the_iteration(tmp_path, name, kwargs):
         assert r.frame_count == len(seq)
         for i in [*range(len(seq) - 1, -1, -1), 3, len(seq) // 2]:
             np.testing.assert_array_equal(r.read(i), seq[i], err_msg=f"read({i})")
+        # increasing reads decode on from the last one (or seek, past a keyframe)
+        for i in sorted({*range(0, len(seq), 1 + (len(seq) > 10)), 1, 4, 9, 21, len(seq) - 1}):
+            if i < len(seq):
+                np.testing.assert_array_equal(r.read(i), seq[i], err_msg=f"in order, read({i})")
         k = len(seq) // 2 + 1
         np.testing.assert_array_equal(np.concatenate(list(r.iter_from(k))), seq[k:])
         with pytest.raises(IndexError):
             r.read(len(seq))
+    with lv.VideoReader(path) as r:  # in order from a fresh reader, not yet indexed
+        for i in sorted({0, 1, 2, len(seq) // 2 + 2, len(seq) // 2 + 3, len(seq) - 1}):
+            np.testing.assert_array_equal(r.read(i), seq[i], err_msg=f"fresh, in order {i}")
     # a fresh reader has not learnt from a whole iteration what the times are worth
     for i in (1, 2, len(seq) // 2, len(seq) - 2):
         with lv.VideoReader(path) as r:
@@ -781,6 +788,62 @@ def test_constant_rate_reads_seek_without_decoding_from_the_start(tmp_path):
         for i in (37, 12, 25, 6):
             np.testing.assert_array_equal(r.read(i), seq[i])
         assert counted == [] and r._timed
+
+
+def counting_decodes(r: lv.VideoReader) -> dict[str, int]:
+    """Counts the reader's seeks (to a frame, or to the start) and decoded frames."""
+    n = {"seeks": 0, "decoded": 0}
+    seek_start, seek_to, decoded = r._seek_start, r._seek_to, r._decoded
+
+    def start(*a, **k):
+        n["seeks"] += 1
+        return seek_start(*a, **k)
+
+    def to(*a, **k):
+        n["seeks"] += 1
+        return seek_to(*a, **k)
+
+    def frames():
+        for f in decoded():
+            n["decoded"] += 1
+            yield f
+
+    r._seek_start, r._seek_to, r._decoded = start, to, frames  # type: ignore[method-assign]
+    return n
+
+
+def test_reading_every_frame_by_index_is_one_pass(tmp_path):
+    """read(i) for i = 0, 1, 2, ... decoded from the start for every frame of a raw
+    stream (quadratic: 78 frames decoded for 12), and sought and decoded from the
+    keyframe before each frame of an MP4."""
+    raw = tmp_path / "raw.h264"
+    write_h264_with_pyav(raw, "h264", moving(12))
+    mp4 = tmp_path / "gop.mp4"
+    with lv.VideoWriter(mp4, fps=25, keyframe_interval=10) as w:
+        w.write(moving(40))
+    for path, count in ((raw, 12), (mp4, 40)):
+        seq = decode_all(path)
+        with lv.VideoReader(path) as r:
+            assert r.frame_count == count  # the index's own pass is not counted below
+            n = counting_decodes(r)
+            for i in range(count):
+                np.testing.assert_array_equal(r.read(i), seq[i], err_msg=f"{path.name} {i}")
+            assert n["seeks"] <= 1 and n["decoded"] <= count + 1, n
+            # a jump to a later GOP seeks instead of decoding the frames in between
+            if path == mp4:
+                r.read(3)
+                n.update(seeks=0, decoded=0)
+                np.testing.assert_array_equal(r.read(33), seq[33])
+                assert n["seeks"] >= 1 and n["decoded"] < 30 - 3, n
+                # a short step past a keyframe decodes on: no seek
+                n.update(seeks=0, decoded=0)
+                np.testing.assert_array_equal(r.read(39), seq[39])
+                assert n == {"seeks": 0, "decoded": 6}, n
+            # something else moving the decoder in between: the next read finds its frame
+            r.read(2)
+            assert len(np.concatenate(list(r.iter_from(5)))) == count - 5
+            np.testing.assert_array_equal(r.read(3), seq[3])
+            np.testing.assert_array_equal(r.read(1), seq[1])  # and backwards
 
 
 def test_frame_count_is_what_iterating_yields(tmp_path):

@@ -42,6 +42,7 @@ Example
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import heapq
 import io
@@ -53,7 +54,7 @@ import tempfile
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -1031,6 +1032,10 @@ class VideoReader:
         self._indexed = False  # whether _index has run
         self._pts: list[int] = []  # frame i's presentation time (stream time base), sorted
         self._where: dict[int, int] = {}  # presentation time -> frame index
+        self._keys: list[int] = []  # indices of the frames whose packets are keyframes
+        # where the last read left the decoder: (the next frame's index, the iterator that
+        # yields it, the decoder's move count then), so reads in order decode on
+        self._cursor: tuple[int, Generator[Any, None, None], int] | None = None
         self._timed = True  # False: times cannot locate frames here, count from the start
         # bumped whenever the decoder is moved, so a suspended iterator knows to seek again
         self._moves = 0
@@ -1151,6 +1156,7 @@ class VideoReader:
             return
         self._seek_start()
         stamps: list[int | None] = []
+        key_times: list[int] = []
         # the decoder drops what comes before the first keyframe (a file cut mid-GOP);
         # where no packet is flagged a keyframe, all count
         first_key: int | None = None
@@ -1162,6 +1168,8 @@ class VideoReader:
                     first_key = len(stamps)
                 if not p.is_corrupt and not p.is_discard:
                     stamps.append(p.pts)
+                    if p.is_keyframe and p.pts is not None:
+                        key_times.append(p.pts)
         except _av().error.FFmpegError:
             pass  # a cut-off file: index what is there
         stamps = stamps[first_key or 0 :]
@@ -1174,6 +1182,7 @@ class VideoReader:
         else:
             self._pts = times
             self._where = {t: i for i, t in enumerate(times)}
+            self._keys = sorted(self._where[t] for t in key_times if t in self._where)
 
     def _decoded(self) -> Iterator[Any]:
         """Frames decoded from where the demuxer stands. Packets flagged corrupt are
@@ -1201,7 +1210,7 @@ class VideoReader:
         rgb = self._to_rgb(frame)
         return np.ascontiguousarray(np.rot90(rgb, self._turns)) if self._turns else rgb
 
-    def _from_start(self, start: int, *, bump: bool = True) -> Iterator[np.ndarray]:
+    def _from_start(self, start: int, *, bump: bool = True) -> Iterator[Any]:
         """Frames from ``start``, decoding from the first frame and counting: this is
         what iterating is, and the fallback where times cannot locate frames (streams
         without timestamps, or that cannot seek). A pass to the end records the frame
@@ -1213,13 +1222,13 @@ class VideoReader:
             if self._timed and self._indexed and (n >= len(self._pts) or f.pts != self._pts[n]):
                 self._timed = False
             if n >= start:
-                yield self._rgb(f)
+                yield f
             n += 1
         if self._count != n:
             self._timed = self._timed and not self._indexed
             self._count = n
 
-    def _seek_to(self, start: int) -> Iterator[np.ndarray]:
+    def _seek_to(self, start: int) -> Iterator[Any]:
         """Frames from ``start`` (``0 < start < frame_count``) by its presentation time:
         seek to a keyframe at or before it and decode forward to the frame with exactly
         that time. A frame whose time is not the next one of the packet index (MPEG-PS
@@ -1266,7 +1275,7 @@ class VideoReader:
             if k != (start if i < 0 else i + 1):
                 break  # the target's time is not among the frames
             i = k
-            yield self._rgb(f)
+            yield f
         else:
             if i + 1 >= (self._count or 0):
                 return
@@ -1274,10 +1283,10 @@ class VideoReader:
         self._timed = False
         yield from self._from_start(max(i + 1, start), bump=i < 0)
 
-    def _frames(self, start: int) -> Iterator[np.ndarray]:
-        """Frames from ``start``; if something else moves the decoder while this is
-        suspended (another iterator, :meth:`read`, :attr:`frame_count`), it seeks back
-        to its next frame before going on."""
+    def _frames(self, start: int) -> Generator[Any, None, None]:
+        """Decoded frames from ``start`` (PyAV's, for :meth:`_rgb`); if something else
+        moves the decoder while this is suspended (another iterator, :meth:`read`,
+        :attr:`frame_count`), it seeks back to its next frame before going on."""
         i = start
         while True:
             self._moves += 1  # tells suspended iterators that the decoder moves now
@@ -1294,7 +1303,7 @@ class VideoReader:
             else:
                 return
 
-    def _decode_from(self, start: int) -> Iterator[np.ndarray]:
+    def _decode_from(self, start: int) -> Iterator[Any]:
         if start == 0:
             yield from self._from_start(0)
             return
@@ -1322,7 +1331,7 @@ class VideoReader:
     def _batches(self, start: int) -> Iterator[np.ndarray]:
         buf: list[np.ndarray] = []
         for f in self._frames(start):
-            buf.append(f)
+            buf.append(self._rgb(f))
             if len(buf) == self.batch:
                 yield np.stack(buf)
                 buf = []
@@ -1352,17 +1361,56 @@ class VideoReader:
     def read(self, index: int) -> np.ndarray:
         """The frame at ``index``, ``(H, W, 3)`` ``uint8``: frame ``index`` of an
         iteration (seeks to the keyframe at or before it, then decodes forward). Past the
-        end: ``IndexError``."""
+        end: ``IndexError``.
+
+        Reads in increasing order go on from where the last read left the decoder,
+        unless a seek decodes less (a keyframe more than :attr:`CONTINUE_FOR` frames
+        ahead of it and at or before ``index``) or something else moved the decoder in
+        between: reading every frame by index costs one pass, also where frames are
+        found by counting from the start (raw streams)."""
         start = self._check_index(index)
         self._check_open()
         if start < 2**40:
-            for f in self._frames(start):
-                return f
+            frames, skip = self._resume(start)
+            try:
+                for _ in range(skip):
+                    next(frames)
+                f = next(frames)
+            except StopIteration:
+                pass
+            else:
+                self._cursor = (start + 1, frames, self._moves)
+                return self._rgb(f)
         raise IndexError(f"index {index} is past the end of {self.path}")
+
+    #: A read this many frames or fewer past the last one decodes on, even across a
+    #: keyframe: a seek restarts the decoder, whose threads and frame reordering cost
+    #: a few frames' decoding before its first frame comes out.
+    CONTINUE_FOR = 8
+
+    def _resume(self, start: int) -> tuple[Generator[Any, None, None], int]:
+        """The iterator a read of ``start`` takes its frame from and how many frames to
+        skip first: the last read's, where it stands before ``start`` and decoding on
+        beats a seek; otherwise a fresh one from ``start``."""
+        c, self._cursor = self._cursor, None
+        if c is not None:
+            nxt, frames, moves = c
+            if moves == self._moves and nxt <= start:
+                # a seek would land on the last keyframe at or before `start` (known
+                # once indexed); where times cannot locate frames, it decodes from frame 0
+                k = bisect.bisect_right(self._keys, start) - 1
+                seek_lands = self._keys[k] if k >= 0 else 0
+                if start - nxt <= self.CONTINUE_FOR or (
+                    self._indexed and (not self._timed or seek_lands <= nxt)
+                ):
+                    return frames, start - nxt
+            frames.close()  # lets go of its decoded frame now
+        return self._frames(start), 0
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._cursor = None
             _open_readers.discard(self)
             self.container.close()
 
