@@ -97,7 +97,7 @@ def test_flow_blend_matches_a_float64_reference_on_a_photograph():
         cv2.GaussianBlur(RNG.normal(0, 40, (96, 80, 2)), (0, 0), 4).astype(np.float32) for _ in "ab"
     ]
     for f01, f10 in (dis, rough):
-        flow.flows = lambda _a, _b, f=(f01, f10): f  # type: ignore[method-assign]
+        flow._flows = lambda _a, _b, f=(f01, f10): f  # type: ignore[method-assign]
         ts = [0.2, 0.5, 0.75]
         got = flow.between(a, b, ts)
         for k, t in enumerate(ts):
@@ -163,8 +163,13 @@ def test_interpolators_that_are_not_thread_safe_run_one_pair_at_a_time():
     threaded.thread_safe = True
     list(interpolate(frames, factor=3, backend=threaded, scene_cut=False, workers=3))
     assert all(t.startswith("loopwave-interp") for t in threaded.threads)
-    for bad in (0, -1, 1.5, True):
-        with pytest.raises(ValueError, match="workers"):
+    # asked for by number: still one pair at a time (it once ran four at once)
+    rec = Recording()
+    assert len(list(interpolate(frames, factor=3, backend=rec, scene_cut=False, workers=4))) == 13
+    assert rec.threads == {threading.current_thread().name}
+    assert len(list(interpolate(frames, factor=3, backend="blend", workers=np.int64(2)))) == 13
+    for bad, err in ((0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError)):
+        with pytest.raises(err, match="workers"):
             list(interpolate(frames, backend="blend", workers=bad))
 
 
@@ -188,6 +193,14 @@ def test_factor_from_fps():
             resolve_factor(bad)
     with pytest.raises(TypeError, match="factor"):
         resolve_factor(2.5)  # type: ignore[arg-type]
+    assert resolve_factor(None) == 6
+    assert resolve_factor(6, to_fps=60, fps=10) == 6  # both, agreeing
+    with pytest.raises(ValueError, match="disagrees"):  # once: silently 6
+        resolve_factor(4, to_fps=60, fps=10)
+    a = square_at(10)
+    with pytest.raises(ValueError, match="disagrees"):
+        interpolate([a, a], factor=4, to_fps=60, fps=10)
+    assert len(list(interpolate([a, a], backend="blend", scene_cut=False))) == 7  # factor 6
 
 
 def test_scene_cuts_are_detected_and_held():
@@ -263,6 +276,19 @@ def test_bad_inputs():
         list(interpolate([a, a[:10]], backend="blend", scene_cut=False))
     with pytest.raises(ValueError, match="scene_cut"):
         list(interpolate([a, a], scene_cut=2.0))
+    # NumPy scalars are numbers (np.float32 was refused, np.float64 taken)
+    assert len(list(interpolate([a, a], factor=2, backend="blend", scene_cut=np.float32(0.3)))) == 3
+    for threshold, err in (("0.3", TypeError), (float("nan"), ValueError), (1.5, ValueError)):
+        with pytest.raises(err, match="threshold"):
+            is_scene_cut(a, a, threshold=threshold)  # type: ignore[arg-type]
+    assert is_scene_cut(a, square_at(40), threshold=np.float32(0.0))
+    # the public flows() checks its frames (it raised cv2.error)
+    with pytest.raises(ValueError, match="shape"):
+        FlowInterpolator().flows(a, a[:12])
+    with pytest.raises(TypeError, match="uint8"):
+        FlowInterpolator().flows(a.astype(np.float32), a.astype(np.float32))
+    f01, f10 = FlowInterpolator().flows(a, square_at(14))
+    assert f01.shape == f10.shape == (*a.shape[:2], 2) and f01.dtype == np.float32
     with pytest.raises(ValueError, match="preset"):
         FlowInterpolator(preset="slow")
     with pytest.raises(TypeError, match="^preset"):
@@ -425,3 +451,23 @@ def test_cli_keeps_a_phone_clip_upright(tmp_path):
         assert (a.width, a.height) == (b.width, b.height) == (64, 96)
         assert b.rotation == 0
         assert mae(b.read(0), a.read(0)) < 3 and mae(b.read(4), a.read(2)) < 3
+
+
+@pytest.mark.parametrize("n, loop, total", [(1, True, 1), (3, True, 12), (3, False, 9)])
+def test_cli_progress_total_is_the_frames_written(tmp_path, monkeypatch, n, loop, total):
+    """With --loop, one frame stays one frame: the bar once ended at 1/4."""
+    import loopwave._progress as progress
+
+    seen = []
+
+    class Recording(progress.Progress):
+        def __init__(self, total, *a, **k):
+            seen.append(total)
+            super().__init__(total, *a, **k)
+
+    monkeypatch.setattr(progress, "Progress", Recording)
+    src = png_folder(tmp_path / "in", n)
+    out = tmp_path / "out"
+    args = ["interpolate", str(src), "-o", str(out), "--factor", "4", "--blend"]
+    assert main([*args, *(["--loop"] if loop else [])]) == 0
+    assert seen == [total] == [len(list(out.glob("*.png")))]

@@ -130,3 +130,101 @@ def test_half_scale_for_large_frames(checkpoint, tmp_path):
     onnx_half = export_onnx(tmp_path / "half.onnx", checkpoint, scale=0.5)
     via_onnx = OnnxRifeInterpolator(onnx_half, scale=0.5).between(a, a, [0.3, 0.6])
     assert np.abs(via_onnx.astype(int) - out.astype(int)).max() <= 1
+
+
+def test_the_exported_scale_is_recorded_and_used(checkpoint, tmp_path, capsys):
+    """The scale is fixed in the graph: a quarter-scale model needs frames padded to 256,
+    and `loopwave interpolate --model` padded them to 64 (1080p frames failed as if the
+    model had fixed sizes)."""
+    import onnx
+
+    from loopwave.png import write_png
+    from loopwave.rife import SCALE_KEY
+
+    quarter = export_onnx(tmp_path / "q.onnx", checkpoint, scale=0.25)
+    assert not list(tmp_path.glob("*.partial"))
+    r = OnnxRifeInterpolator(quarter)
+    assert r.scale == 0.25
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 256, (40, 136, 3), dtype=np.uint8)  # 64 x 192 at a multiple of 64
+    assert r.between(a, a, [0.5]).shape == (1, 40, 136, 3)
+    with pytest.raises(ValueError, match="exported with scale 0.25"):
+        OnnxRifeInterpolator(quarter, scale=1.0)
+    # a model without the record (exported elsewhere) is taken at scale 1 unless told
+    proto = onnx.load(str(quarter))
+    del proto.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(proto, str(bare))
+    assert OnnxRifeInterpolator(bare).scale == 1.0
+    assert OnnxRifeInterpolator(bare, scale=0.25).between(a, a, [0.5]).shape == (1, 40, 136, 3)
+    proto.metadata_props.add(key=SCALE_KEY, value="big")
+    onnx.save(proto, str(bare))
+    with pytest.raises(ValueError, match="not a scale"):
+        OnnxRifeInterpolator(bare)
+    # the CLI, with the model's own scale and with --scale
+    frames = tmp_path / "in"
+    frames.mkdir()
+    for i in range(2):
+        write_png(frames / f"{i}.png", rng.integers(0, 256, (40, 136, 3), dtype=np.uint8))
+    args = ["interpolate", str(frames), "--factor", "2", "--quiet", "--no-scene-cut"]
+    assert main([*args, "-o", str(tmp_path / "o1"), "--model", str(quarter)]) == 0
+    assert len(list((tmp_path / "o1").glob("*.png"))) == 3
+    del proto.metadata_props[:]
+    onnx.save(proto, str(bare))
+    assert main([*args, "-o", str(tmp_path / "o2"), "--model", str(bare), "--scale", "0.25"]) == 0
+    assert len(list((tmp_path / "o2").glob("*.png"))) == 3
+    assert main([*args, "-o", str(tmp_path / "o3"), "--model", str(quarter), "--scale", "0.5"]) == 2
+    assert main([*args, "-o", str(tmp_path / "o4"), "--blend", "--scale", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "exported with scale 0.25" in err and "--scale: only with --model" in err
+
+
+def tiny_model(path, output: str, op: str):
+    """An ONNX model with RIFE's inputs whose output is ``img0 <op> img1``."""
+    from onnx import TensorProto, helper
+
+    def io(name, dims):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
+
+    nchw = ["n", 3, "h", "w"]
+    graph = helper.make_graph(
+        [helper.make_node(op, ["img0", "img1"], [output])],
+        "tiny",
+        [io("img0", nchw), io("img1", nchw), io("timestep", ["n", 1, 1, 1])],
+        [io(output, nchw)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    import onnx
+
+    onnx.save(model, str(path))
+    return path
+
+
+def test_model_outputs_are_checked_and_clipped(tmp_path):
+    # an output under another name was taken, then failed on the first frames as if the
+    # model had fixed sizes
+    with pytest.raises(ValueError, match="output 'frame'"):
+        OnnxRifeInterpolator(tiny_model(tmp_path / "out.onnx", "out", "Add"))
+    # a model that does not clamp: 200 + 200 wrapped to 144, and below 0 wrapped too
+    a = np.full((8, 8, 3), 200, np.uint8)
+    b = np.zeros((8, 8, 3), np.uint8)
+    b[:, :4] = 250
+    added = OnnxRifeInterpolator(tiny_model(tmp_path / "add.onnx", "frame", "Add"))
+    np.testing.assert_array_equal(added.between(a, a, [0.5])[0], 255)
+    subtracted = OnnxRifeInterpolator(tiny_model(tmp_path / "sub.onnx", "frame", "Sub"))
+    got = subtracted.between(a, b, [0.5])[0]
+    np.testing.assert_array_equal(got[:, :4], 0)
+    np.testing.assert_array_equal(got[:, 4:], 200)
+
+
+def test_export_never_overwrites_the_checkpoint(checkpoint, tmp_path, capsys):
+    import shutil
+
+    ck = tmp_path / "ck.pkl"
+    shutil.copy(checkpoint, ck)
+    before = ck.read_bytes()
+    assert main(["export-rife", str(ck), "-o", str(ck)]) == 2
+    assert "is the checkpoint" in capsys.readouterr().err
+    assert ck.read_bytes() == before
+    with pytest.raises(ValueError, match="^out: "):
+        export_onnx(ck, ck)

@@ -156,7 +156,13 @@ class FlowInterpolator(Interpolator):
         self.sigma = float(occlusion_sigma)
 
     def flows(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``F_01``, ``F_10`` (``(H, W, 2)`` float32): ``a(x) ~ b(x + F_01(x))``, and back."""
+        """``F_01``, ``F_10`` (``(H, W, 2)`` float32): ``a(x) ~ b(x + F_01(x))``, and back.
+
+        ``a`` and ``b``: ``(H, W, 3)`` ``uint8`` RGB frames of one shape."""
+        a, b = _pair(a, b)
+        return self._flows(a, b)
+
+    def _flows(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cv2 = _cv2()
         dis = getattr(self._local, "dis", None)
         if dis is None:  # DIS keeps scratch buffers: one object per thread
@@ -175,7 +181,7 @@ class FlowInterpolator(Interpolator):
         return np.ascontiguousarray(f01[:h, :w]), np.ascontiguousarray(f10[:h, :w])
 
     def _between(self, a: np.ndarray, b: np.ndarray, ts: np.ndarray) -> np.ndarray:
-        f01, f10 = self.flows(a, b)
+        f01, f10 = self._flows(a, b)
         # visibility, the flows from t, both warps and the blend: one native pass per
         # output frame (GIL released), exact bilinear sampling with the edge replicated
         return _native._flow_interpolate(
@@ -208,8 +214,20 @@ def scene_cut_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def is_scene_cut(a: np.ndarray, b: np.ndarray, *, threshold: float = SCENE_CUT_THRESHOLD) -> bool:
-    """Whether ``a`` -> ``b`` is a cut: :func:`scene_cut_distance` above ``threshold``."""
+    """Whether ``a`` -> ``b`` is a cut: :func:`scene_cut_distance` above ``threshold``
+    (a number in [0, 1])."""
+    if not _real(threshold):
+        raise TypeError(f"threshold must be a number in [0, 1]; got {threshold!r}")
+    if not 0 <= threshold <= 1:  # NaN too
+        raise ValueError(f"threshold must be a number in [0, 1]; got {threshold!r}")
     return scene_cut_distance(a, b) > threshold
+
+
+def _real(x: Any) -> bool:
+    """A real number, as a Python or NumPy scalar (not a bool)."""
+    return not isinstance(x, (bool, np.bool_)) and isinstance(
+        x, (int, float, np.integer, np.floating)
+    )
 
 
 def _backend(backend: str | Interpolator) -> Interpolator:
@@ -228,7 +246,8 @@ def _backend(backend: str | Interpolator) -> Interpolator:
 
 
 def resolve_factor(factor: int | None, to_fps: Any = None, fps: Any = None) -> int:
-    """The integer factor, given directly or as ``to_fps / fps``."""
+    """The integer factor, given directly or as ``to_fps / fps`` (both given: they must
+    agree); 6 when neither is."""
     if to_fps is not None or fps is not None:
         if to_fps is None or fps is None:
             raise ValueError("to_fps and fps must be given together")
@@ -239,7 +258,14 @@ def resolve_factor(factor: int | None, to_fps: Any = None, fps: Any = None) -> i
             raise ValueError(
                 f"to_fps must be an integer multiple of fps; got {to_fps}/{fps} = {ratio}"
             )
+        if factor is not None and not (_real(factor) and factor == ratio):
+            raise ValueError(
+                f"factor {factor!r} disagrees with to_fps / fps = {to_fps}/{fps} = {ratio}; "
+                "give one or the other"
+            )
         factor = int(ratio)
+    elif factor is None:
+        factor = 6
     if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)):
         raise TypeError(f"factor must be an int in 2..16; got {factor!r}")
     if not 2 <= factor <= 16:
@@ -250,7 +276,7 @@ def resolve_factor(factor: int | None, to_fps: Any = None, fps: Any = None) -> i
 def interpolate(
     frames: Iterable[np.ndarray],
     *,
-    factor: int | None = 6,
+    factor: int | None = None,
     to_fps: Any = None,
     fps: Any = None,
     backend: str | Interpolator = "flow",
@@ -258,7 +284,8 @@ def interpolate(
     loop: bool = False,
     workers: int | None = None,
 ) -> Iterator[np.ndarray]:
-    """Stream ``frames`` with ``factor - 1`` in-betweens after each (``to_fps``/``fps`` instead).
+    """Stream ``frames`` with ``factor - 1`` in-betweens after each (``to_fps``/``fps`` instead;
+    ``factor`` 6 when neither is given).
 
     ``n`` frames give ``(n - 1) * factor + 1`` frames, or ``n * factor`` with
     ``loop=True`` (the last frame is also interpolated toward the first; one frame
@@ -282,12 +309,16 @@ def interpolate(
         raise TypeError(f"loop must be True or False; got {loop!r}")
     interp = _backend(backend)
     if workers is None:
-        workers = max(1, min(4, (os.cpu_count() or 1) // 4)) if interp.thread_safe else 1
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        workers = max(1, min(4, (os.cpu_count() or 1) // 4))
+    if isinstance(workers, (bool, np.bool_)) or not isinstance(workers, (int, np.integer)):
+        raise TypeError(f"workers must be an int >= 1; got {workers!r}")
+    if workers < 1:
         raise ValueError(f"workers must be an int >= 1; got {workers!r}")
-    if isinstance(scene_cut, bool):
+    # a backend that is not thread-safe runs one pair at a time, whatever was asked
+    workers = int(workers) if interp.thread_safe else 1
+    if isinstance(scene_cut, (bool, np.bool_)):
         threshold = SCENE_CUT_THRESHOLD if scene_cut else None
-    elif isinstance(scene_cut, (int, float)) and 0 < scene_cut <= 1:
+    elif _real(scene_cut) and 0 < scene_cut <= 1:
         threshold = float(scene_cut)
     else:
         raise ValueError(
@@ -421,6 +452,12 @@ def add_cli(sub: Any) -> None:
     g.add_argument("--flow", action="store_true", help="optical-flow interpolation (default)")
     g.add_argument("--blend", action="store_true", help="plain cross-fade")
     g.add_argument("--model", help="a RIFE .onnx model (see `loopwave export-rife`)")
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        help="with --model: the scale it was exported with (default: the one it records, else 1.0)",
+    )
     p.add_argument("--no-scene-cut", action="store_true", help="interpolate across cuts too")
     p.add_argument("--loop", action="store_true", help="also interpolate last -> first")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -431,10 +468,12 @@ def add_cli(sub: Any) -> None:
 
         k = resolve_factor(a.factor)
         backend: str | Interpolator = "blend" if a.blend else "flow"
+        if a.scale is not None and a.model is None:
+            raise ValueError("--scale: only with --model")
         if a.model is not None:
             from .rife import OnnxRifeInterpolator
 
-            backend = OnnxRifeInterpolator(a.model)
+            backend = OnnxRifeInterpolator(a.model, scale=a.scale)
         from .video import _same_file
 
         out, src = Path(a.output), Path(a.input)
@@ -457,7 +496,9 @@ def add_cli(sub: Any) -> None:
         if first is None:
             raise ValueError(f"IN: {src} has no decodable video frames")
         frames = itertools.chain([first], frames)
-        total = None if not n else (n - 1) * k + 1 + (k - 1 if a.loop else 0)
+        # with --loop, n > 1 frames give n * k (the last is interpolated toward the first);
+        # one frame stays one frame
+        total = None if not n else (n * k if a.loop and n > 1 else (n - 1) * k + 1)
         stream = interpolate(
             frames,
             factor=k,

@@ -243,8 +243,19 @@ class TorchRifeInterpolator(Interpolator):
             for t in ts:
                 tt = torch.full((1, 1, 1, 1), float(t), device=self.device)
                 y = self.model(i0, i1, tt, self.scale)[0, :, :h, :w]
-                out.append((y.permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8))
+                out.append(_to_u8(y.permute(1, 2, 0).cpu().numpy()))
         return np.stack(out)
+
+
+def _to_u8(y: np.ndarray) -> np.ndarray:
+    """A model's [0, 1] output as rounded ``uint8``; values outside (a model that does
+    not clamp) are clipped, NaN gives 0."""
+    return np.clip(np.nan_to_num(y * 255 + 0.5, nan=0.0), 0, 255).astype(np.uint8)
+
+
+#: The metadata key of an exported model that records the ``scale`` it was exported
+#: with (the IFNet's scale is fixed in the graph, and so is the size multiple it needs).
+SCALE_KEY = "loopwave.rife_scale"
 
 
 def export_onnx(
@@ -258,9 +269,22 @@ def export_onnx(
 
     Inputs ``img0``, ``img1`` ``(N, 3, H, W)`` float32 in [0, 1] with H, W multiples
     of 64 (of ``64 / scale`` for ``scale`` < 1), ``timestep`` ``(N, 1, 1, 1)``;
-    output ``frame`` ``(N, 3, H, W)``.
+    output ``frame`` ``(N, 3, H, W)``. The ``scale`` is recorded in the model's
+    metadata (:data:`SCALE_KEY`), where :class:`OnnxRifeInterpolator` finds it. The
+    file is written whole or not at all (a temporary file, then a rename), and never
+    over ``checkpoint``. Needs torch and the ``onnx`` package.
     """
     _check_scale(scale)
+    path = Path(out)
+    if checkpoint is not None:
+        from .video import _same_file
+
+        if _same_file(path, Path(checkpoint)):
+            raise ValueError(f"out: {path} is the checkpoint; write the model to another file")
+    try:
+        import onnx
+    except ImportError as e:  # pragma: no cover
+        raise ImportError("exporting needs the onnx package: pip install 'loopwave[onnx]'") from e
     torch = _torch()
     model = build_ifnet()
     if checkpoint is not None:
@@ -277,7 +301,7 @@ def export_onnx(
 
     m = _pad_multiple(scale)
     ex = (torch.rand(1, 3, m, m), torch.rand(1, 3, m, m), torch.full((1, 1, 1, 1), 0.5))
-    path = Path(out)
+    partial = path.with_name(path.name + ".partial")
     dyn = {
         "img0": {0: "n", 2: "h", 3: "w"},
         "img1": {0: "n", 2: "h", 3: "w"},
@@ -288,13 +312,20 @@ def export_onnx(
         torch.onnx.export(
             Wrapped(),
             ex,
-            str(path),
+            str(partial),
             input_names=["img0", "img1", "timestep"],
             output_names=["frame"],
             dynamic_axes=dyn,
             opset_version=opset,
             dynamo=False,
         )
+    try:
+        proto = onnx.load(str(partial))
+        proto.metadata_props.add(key=SCALE_KEY, value=repr(float(scale)))
+        onnx.save(proto, str(partial))
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 
@@ -303,13 +334,16 @@ class OnnxRifeInterpolator(Interpolator):
 
     Picks the TensorRT or CUDA execution provider when onnxruntime has them, else
     the CPU. Frames are padded (edge) to the model's multiple and cropped back.
+    ``scale`` is the one the model was exported with: by default read from its
+    metadata (:func:`export_onnx` records it), else 1.0; one given that differs
+    from the recorded one is refused.
     """
 
     def __init__(
         self,
         model: str | os.PathLike[str],
         *,
-        scale: float = 1.0,
+        scale: float | None = None,
         providers: list[str] | None = None,
     ) -> None:
         try:
@@ -318,7 +352,8 @@ class OnnxRifeInterpolator(Interpolator):
             raise ImportError(
                 "the ONNX backend needs onnxruntime: pip install 'loopwave[onnx]'"
             ) from e
-        _check_scale(scale)
+        if scale is not None:
+            _check_scale(scale)
         p = Path(model)
         if not p.is_file():
             raise OSError(f"model: no such file {p}")
@@ -332,12 +367,26 @@ class OnnxRifeInterpolator(Interpolator):
         except Exception as e:  # onnxruntime raises its own types for bad files
             raise ValueError(f"model: {p} is not a loadable ONNX model ({e})") from e
         names = [i.name for i in self.session.get_inputs()]
-        if names != ["img0", "img1", "timestep"]:
+        outputs = [o.name for o in self.session.get_outputs()]
+        if names != ["img0", "img1", "timestep"] or "frame" not in outputs:
             raise ValueError(
-                f"model: {p} has inputs {names}; expected ['img0', 'img1', 'timestep'] "
+                f"model: {p} has inputs {names} and outputs {outputs}; expected inputs "
+                "['img0', 'img1', 'timestep'] and an output 'frame' "
                 "(export one with `loopwave export-rife`)"
             )
-        self.scale = scale
+        tag = self.session.get_modelmeta().custom_metadata_map.get(SCALE_KEY)
+        try:
+            recorded = None if tag is None else float(tag)
+            if recorded is not None:
+                _check_scale(recorded)
+        except ValueError:
+            raise ValueError(f"model: {p} records {SCALE_KEY} = {tag!r}, not a scale") from None
+        if scale is not None and recorded is not None and scale != recorded:
+            raise ValueError(
+                f"scale: {p} was exported with scale {recorded:g}; got {scale!r} "
+                "(leave scale out to use the model's)"
+            )
+        self.scale: float = scale if scale is not None else (recorded or 1.0)
         self.path = p
 
     def _between(self, a: np.ndarray, b: np.ndarray, ts: np.ndarray) -> np.ndarray:
@@ -356,7 +405,7 @@ class OnnxRifeInterpolator(Interpolator):
                     f"(padded) frames ({e}); a model exported with fixed sizes takes only "
                     "those (loopwave export-rife makes one with dynamic sizes)"
                 ) from e
-            out.append((y[0, :, :h, :w].transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8))
+            out.append(_to_u8(y[0, :, :h, :w].transpose(1, 2, 0)))
         return np.stack(out)
 
 
