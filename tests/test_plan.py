@@ -123,3 +123,26 @@ def test_keyframes_are_checked_when_the_plan_is_made(photos):
         ColourPlan({3: bad})
     with pytest.raises(ValueError, match="^keyframes must not be empty images"):
         ColourPlan({0: img[:0]})
+
+
+def test_float_plans_save_exactly_and_frames_outside_the_names_are_refused(tmp_path, photos):
+    img = photos["astronaut"][:32, :48].astype(np.float32) / 255
+    img[0, 0] = [0.123456789, 1.0, 0.0]
+    plan = ColourPlan({0: img, 20: img[::-1].copy()})
+    plan.save(tmp_path)  # refused by write_png, naming neither the plan nor the frame
+    back = ColourPlan.load(tmp_path)
+    assert list(back.keyframes) == [0, 20]
+    for k in (0, 20):
+        assert back.keyframes[k].dtype == np.float32
+        np.testing.assert_array_equal(back.keyframes[k], plan.keyframes[k])
+    np.save(tmp_path / "plan" / "000020.npy", np.zeros((4, 4), np.float32))
+    with pytest.raises(OSError, match="000020.npy"):
+        ColourPlan.load(tmp_path)
+    (tmp_path / "plan" / "000020.npy").unlink()
+    with pytest.raises(OSError, match="000020.npy"):
+        ColourPlan.load(tmp_path)
+    # saved, then not loadable: now refused when made
+    small = photos["coffee"][:8, :8]
+    for k in (-5, 10**9):
+        with pytest.raises(ValueError, match=f"frame {k} is not in"):
+            ColourPlan({k: small, 1: small})

@@ -205,3 +205,51 @@ def test_seed_behaviours():
     assert seed_for(3, seed=0, behaviour="schedule", schedule=sch) == 106
     with pytest.raises(ScheduleError, match="seed behaviour"):
         seed_for(0, seed=0, behaviour="spiral")
+
+
+def test_found_in_review_each_bad_value_is_named_and_python_semantics_hold():
+    """Each of these once crashed with another exception type, left the schedule's name
+    out of its message, accepted nonsense, or differed from Python."""
+    s = Schedule("0: (1)", max_frames=5, name="cfg")
+    with pytest.raises(ScheduleError, match="^cfg: frame"):  # was a bare OverflowError
+        s(10**400)
+    with pytest.raises(TypeError, match="^cfg: frame"):  # was 2.0 and a ComplexWarning
+        s(np.complex128(2 + 7j))
+    assert s(np.float32(2)) == s(np.int64(2)) == 1
+    with pytest.raises(ValueError, match="^cfg: n must"):  # was an empty array
+        s.values(-1)
+    assert s.values(0).shape == (0,) and s.values(np.int64(2)).tolist() == [1, 1]
+    # a key written +1 is a number, ramped toward the next (it was held at 1)
+    assert Schedule("0: (+1), 30: (0)", max_frames=60)(15) == 0.5
+    with pytest.raises(ScheduleError, match="^cfg at frame 0"):  # the name was missing
+        Schedule("0: (1e400)", max_frames=5, name="cfg")
+    # round's digits (every value is a float) and Python's and/or
+    assert evaluate("round(1.2345, 2)") == 1.23 and evaluate("round(2.5)") == 2
+    with pytest.raises(ScheduleError, match="whole number"):
+        evaluate("round(1.2345, 1.5)")
+    assert evaluate("t > 0 and 1 / t > 0.5", t=0) == 0  # was a division by zero
+    assert evaluate("0 or 5") == 5 and evaluate("2 and 3") == 3 and evaluate("0 and 3") == 0
+    assert evaluate("t > 0 or 7", t=1) == 1
+    # NaN and overflow reach no prompt and no strength
+    prompts = parse_prompts({0: "(cat:@wave_completed(0, 1))"})
+    for frame, offset in ((float("nan"), 0.0), (float("inf"), 0.0), (3, 1e308)):
+        with pytest.raises(ScheduleError, match="frame|phase"):
+            prompt_at(prompts, frame, frames_per_wave=24, offset=offset)
+    assert prompt_at(prompts, 12, frames_per_wave=24).text == "(cat:0.500)"
+    nested = parse_prompts({0: "a @wave_completed(0, max(1, 2))"})
+    with pytest.raises(ScheduleError, match="cannot read @wave_completed"):  # was kept as is
+        prompt_at(nested, 3, frames_per_wave=24)
+    wave = dict(base=0.3, amplitude=0.35, frames_per_wave=24)
+    for i in (float("nan"), float("inf"), 10**400):
+        with pytest.raises(ScheduleError, match="^i must be finite"):
+            wave_strength(i, **wave)  # type: ignore[arg-type]
+    with pytest.raises(ScheduleError, match="frames_per_wave"):  # 'math domain error'
+        wave_strength(1, base=0.3, amplitude=0.35, frames_per_wave=1e-320)
+    with pytest.raises(ScheduleError, match="frames_per_wave"):
+        wave_strength(1, base=0.3, amplitude=0.35, frames_per_wave=0)
+    assert wave_strength(np.int64(12), **wave) == pytest.approx(0.65)
+    # seeds are ints (1.5 gave 11.5; "1" an unnamed TypeError)
+    assert seed_for(np.int64(1), seed=10) == 11
+    for bad in ({"i": 1.5, "seed": 10}, {"i": 1, "seed": "1"}, {"i": 1, "seed": None}):
+        with pytest.raises(TypeError, match=f"^{'i' if bad['i'] == 1.5 else 'seed'} must"):
+            seed_for(bad["i"], seed=bad["seed"])  # type: ignore[arg-type]

@@ -97,3 +97,14 @@ def test_odd_files_are_settings_errors(tmp_path):
         node = node["a"]
     with pytest.raises(SettingsError):
         Settings.from_dict({**MINIMAL, "render": {"seed": nested}})
+
+
+def test_version_is_the_int_and_odd_unknown_keys_are_named():
+    for version in (True, 1.0):  # once taken as 1
+        with pytest.raises(SettingsError, match="^version"):
+            Settings.from_dict({**MINIMAL, "version": version})
+    # unknown keys of mixed types were sorted together: TypeError '<' not supported
+    with pytest.raises(SettingsError, match=r"^render\.1: unknown key"):
+        Settings.from_dict({**MINIMAL, "render": {1: 2, "x": 3}})
+    with pytest.raises(SettingsError, match="^1: unknown section"):
+        Settings.from_dict({**MINIMAL, 1: {}, "x": {}})

@@ -45,6 +45,10 @@ def keyframe_indices(frames: int, every: int) -> list[int]:
     return sorted({*range(0, frames, every), frames - 1})
 
 
+#: Keyframe indices run below this (six-digit file names, and far beyond any render).
+MAX_FRAME = 10**9
+
+
 class ColourPlan:
     """Keyframe targets by frame index; :meth:`target` and :meth:`correct` per frame."""
 
@@ -56,6 +60,8 @@ class ColourPlan:
         for k, img in keyframes.items():
             if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
                 raise TypeError(f"keyframes: frame {k!r} is not an int")
+            if not 0 <= k < MAX_FRAME:  # what save() names and load() reads back
+                raise ValueError(f"keyframes: frame {k} is not in 0..{MAX_FRAME - 1}")
             if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3:
                 raise TypeError(f"keyframes[{k}] must be an (H, W, 3) numpy array; got {img!r:.60}")
         shapes = {k.shape for k in keyframes.values()}
@@ -103,11 +109,23 @@ class ColourPlan:
         return color_correct(frame, self.target(i), gamma=gamma)
 
     def save(self, run_dir: str | Path) -> Path:
+        """Write the keyframes into ``RUN_DIR/plan/`` (``uint8`` as PNG, ``float32`` as
+        ``.npy``, exact) and their index into ``RUN_DIR/plan.json``, last."""
         d = Path(run_dir) / "plan"
         d.mkdir(parents=True, exist_ok=True)
+        floats = next(iter(self.keyframes.values())).dtype == np.float32
         for k, img in self.keyframes.items():
-            write_png(d / f"{k:06d}.png", img)
-        _atomic_json(Path(run_dir) / "plan.json", {"keyframes": self._keys})
+            if floats:
+                tmp = d / f"{k:06d}.npy.tmp"
+                with open(tmp, "wb") as f:
+                    np.save(f, img, allow_pickle=False)
+                os.replace(tmp, d / f"{k:06d}.npy")
+            else:
+                write_png(d / f"{k:06d}.png", img)
+        index: dict[str, Any] = {"keyframes": self._keys}
+        if floats:
+            index["dtype"] = "float32"
+        _atomic_json(Path(run_dir) / "plan.json", index)
         return d
 
     @classmethod
@@ -129,8 +147,13 @@ class ColourPlan:
                 f'{index}: expected {{"keyframes": [frame, ...]}} with frames whole numbers '
                 f">= 0; got {frames!r:.80}"
             )
+        dtype = data.get("dtype", "uint8")
+        if dtype not in ("uint8", "float32"):
+            raise ValueError(f'{index}: "dtype" must be "uint8" or "float32"; got {dtype!r:.40}')
+        read = _read_png if dtype == "uint8" else _read_npy
+        ext = ".png" if dtype == "uint8" else ".npy"
         try:
-            return cls({k: _read_png(Path(run_dir) / "plan" / f"{k:06d}.png") for k in frames})
+            return cls({k: read(Path(run_dir) / "plan" / f"{k:06d}{ext}") for k in frames})
         except ValueError as e:  # PNGs of several sizes
             raise ValueError(f"{index}: the plan's keyframe images do not match ({e})") from e
 
@@ -151,6 +174,19 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError
         raise ValueError(f"{path}: not readable JSON ({e}); the run folder is damaged") from None
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """A float32 keyframe saved by :meth:`ColourPlan.save`: ``(H, W, 3)`` float32."""
+    try:
+        img = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise OSError(f"{path}: missing; the run folder is damaged") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise OSError(f"{path}: not a readable .npy keyframe ({e})") from None
+    if not isinstance(img, np.ndarray) or img.dtype != np.float32 or img.shape[2:] != (3,):
+        raise OSError(f"{path}: expected an (H, W, 3) float32 array; got {img!r:.60}")
+    return np.asarray(img)
 
 
 def _read_png(path: Path) -> np.ndarray:

@@ -68,6 +68,13 @@ def _where(c: float, a: float, b: float) -> float:
     return a if c else b
 
 
+def _round(x: float, digits: float = 0.0) -> float:
+    """Python's round; the digits (a float here, as every value is) must be whole."""
+    if digits != int(digits):
+        raise ValueError(f"round's digits must be a whole number; got {digits}")
+    return float(round(x, int(digits)))
+
+
 FUNCTIONS: dict[str, Callable[..., float]] = {
     "sin": math.sin,
     "cos": math.cos,
@@ -83,7 +90,7 @@ FUNCTIONS: dict[str, Callable[..., float]] = {
     "log10": math.log10,
     "floor": math.floor,
     "ceil": math.ceil,
-    "round": round,
+    "round": _round,
     "min": min,
     "max": max,
     "clamp": _clamp,
@@ -184,8 +191,14 @@ def _eval(n: ast.AST, env: Mapping[str, float]) -> float:
             left = right
         return 1.0
     if isinstance(n, ast.BoolOp):
-        vals = [_eval(x, env) for x in n.values]
-        return float(all(vals) if isinstance(n.op, ast.And) else any(vals))
+        # as Python: left to right, stopping at the first value that decides (falsy for
+        # `and`, truthy for `or`) and giving that value, so `t > 0 and 1 / t` works at 0
+        v = 0.0
+        for operand in n.values:
+            v = _eval(operand, env)
+            if (not v) if isinstance(n.op, ast.And) else v:
+                break
+        return v
     if isinstance(n, ast.IfExp):
         return _eval(n.body, env) if _eval(n.test, env) else _eval(n.orelse, env)
     if isinstance(n, ast.Call):
@@ -289,10 +302,13 @@ class Schedule:
                 raise ScheduleError(f"{name} at frame {frame}: {e}") from None
             number = None
             body = tree.body
-            if isinstance(body, ast.UnaryOp) and isinstance(body.op, ast.USub):
-                body = body.operand
+            if isinstance(body, ast.UnaryOp) and isinstance(body.op, (ast.USub, ast.UAdd)):
+                body = body.operand  # -1 and +1 are numbers, ramped between
             if isinstance(body, ast.Constant):
-                number = evaluate(tree)
+                try:
+                    number = evaluate(tree)
+                except ScheduleError as e:  # 1e400
+                    raise ScheduleError(f"{name} at frame {frame}: {e}") from None
             keys[frame] = _Key(frame, value, tree, number)
         if not keys:
             raise ScheduleError(f"{name} is empty")
@@ -307,10 +323,7 @@ class Schedule:
             raise ScheduleError(f"{self.name} at frame {int(t)}: {e}") from None
 
     def __call__(self, frame: int) -> float:
-        if isinstance(frame, (bool, np.bool_)) or not isinstance(frame, (int, float, np.number)):
-            raise TypeError(f"{self.name}: frame must be a number; got {frame!r}")
-        if not math.isfinite(frame):
-            raise ScheduleError(f"{self.name}: frame must be finite; got {frame!r}")
+        _finite_frame(frame, f"{self.name}: frame")
         keys = self.keys
         if frame <= keys[0].frame:
             return self._at_key(keys[0], keys[0].frame)
@@ -327,7 +340,26 @@ class Schedule:
 
     def values(self, n: int | None = None) -> np.ndarray:
         """The schedule at frames ``0 .. n-1`` (default: ``max_frames``)."""
+        if n is not None and (
+            isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 0
+        ):
+            raise ValueError(f"{self.name}: n must be an int >= 0; got {n!r}")
         return np.array([self(i) for i in range(self.max_frames if n is None else n)])
+
+
+def _finite_frame(frame: Any, name: str) -> float:
+    """A frame number: a real Python or NumPy scalar (not a bool or complex), finite."""
+    if isinstance(frame, (bool, np.bool_)) or not isinstance(
+        frame, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"{name} must be a number; got {frame!r}")
+    try:
+        f = float(frame)
+    except OverflowError:  # an int beyond float64
+        raise ScheduleError(f"{name} must be finite; got an int beyond float64") from None
+    if not math.isfinite(f):
+        raise ScheduleError(f"{name} must be finite; got {frame!r}")
+    return f
 
 
 def wave_strength(
@@ -335,12 +367,17 @@ def wave_strength(
 ) -> float:
     """The seed's wave denoise: ``base + amp - amp * |cos(radians(i * 180 / fpw + offset))|``,
     clamped to [0, 1]."""
-    for name, x in (("base", base), ("amplitude", amplitude), ("offset", offset)):
-        if not math.isfinite(x):
-            raise ScheduleError(f"{name} must be finite; got {x!r}")
-    if not frames_per_wave or not math.isfinite(frames_per_wave):
-        raise ScheduleError(f"frames_per_wave must be finite and not 0; got {frames_per_wave!r}")
-    c = abs(math.cos(math.radians(i * 180.0 / frames_per_wave + offset)))
+    x = _finite_frame(i, "i")
+    for name, v in (("base", base), ("amplitude", amplitude), ("offset", offset)):
+        _finite_frame(v, name)
+    fpw = _finite_frame(frames_per_wave, "frames_per_wave")
+    angle = x * 180.0 / fpw + offset if fpw else math.nan
+    if not math.isfinite(angle):  # 0 or a tiny frames_per_wave, or a huge frame
+        raise ScheduleError(
+            f"frames_per_wave must be finite and not 0, and i * 180 / frames_per_wave + offset "
+            f"finite; got i={i!r}, frames_per_wave={frames_per_wave!r}, offset={offset!r}"
+        )
+    c = abs(math.cos(math.radians(angle)))
     return _clamp(base + amplitude - c * amplitude, 0.0, 1.0)
 
 
@@ -396,6 +433,7 @@ def parse_prompts(spec: Mapping[int | str, str] | str) -> dict[int, Prompt]:
     return dict(sorted(out.items()))
 
 
+_WAVE_CALL = re.compile(r"@wave_(completed|remaining)\s*\(")
 _WAVE_TOKEN = re.compile(r"@wave_(completed|remaining)\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)")
 
 
@@ -407,6 +445,7 @@ def prompt_at(
     weight for this frame."""
     if not prompts:
         raise ScheduleError("prompts: at least one prompt is needed")
+    _finite_frame(frame, "frame")
     keys = [k for k in prompts if k <= frame]
     p = prompts[max(keys) if keys else min(prompts)]
     if "@wave_" not in p.text + p.negative:
@@ -417,13 +456,26 @@ def prompt_at(
             f"got {frames_per_wave!r}, {offset!r}"
         )
     phase = ((frame + offset * frames_per_wave / 180.0) % frames_per_wave) / frames_per_wave
+    if not math.isfinite(phase):  # offset * frames_per_wave overflowed
+        raise ScheduleError(
+            f"the wave's phase at frame {frame} is not finite (offset {offset!r}, "
+            f"frames_per_wave {frames_per_wave!r})"
+        )
 
     def sub(m: re.Match[str]) -> str:
         a, b = evaluate(m.group(2)), evaluate(m.group(3))
         x = phase if m.group(1) == "completed" else 1 - phase
         return f"{a + (b - a) * x:.3f}"
 
-    return Prompt(_WAVE_TOKEN.sub(sub, p.text), _WAVE_TOKEN.sub(sub, p.negative), p.seed)
+    text, negative = _WAVE_TOKEN.sub(sub, p.text), _WAVE_TOKEN.sub(sub, p.negative)
+    left = _WAVE_CALL.search(text + "\n" + negative)
+    if left:  # a token the pattern could not read (a call inside it), left in the prompt
+        raise ScheduleError(
+            f"prompt at frame {frame}: cannot read {left.group(0)}...; write "
+            "@wave_completed(a, b) / @wave_remaining(a, b) with a and b numbers or "
+            "expressions without parentheses"
+        )
+    return Prompt(text, negative, p.seed)
 
 
 SEED_BEHAVIOURS = ("iter", "fixed", "random", "ladder", "alternate", "schedule")
@@ -437,7 +489,12 @@ def seed_for(
     ``iter`` seed+i; ``fixed`` seed; ``random`` a reproducible draw from ``seed`` and ``i``;
     ``ladder`` seed, +2, +1, +3, +2, +4 ... (``seed + i//2 + 2*(i%2)``); ``alternate`` seed,
     seed+1, seed, ... ; ``schedule`` the value of ``schedule`` at ``i``, rounded.
+    ``i`` and ``seed`` are ints (Python or NumPy).
     """
+    for name, v in (("i", i), ("seed", seed)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{name} must be an int; got {v!r}")
+    i, seed = int(i), int(seed)
     if behaviour == "iter":
         return seed + i
     if behaviour == "fixed":

@@ -206,7 +206,7 @@ class Settings(dict[str, Any]):
             raise SettingsError(f"settings must be a table/object, got {type(data).__name__}")
         data = dict(data)
         version = data.pop("version", None)
-        if version != VERSION:
+        if type(version) is not int or version != VERSION:  # not true, not 1.0
             raise SettingsError(f"version: expected {VERSION}, got {version!r}")
         out = cls(version=VERSION)
         for section, keys in SCHEMA.items():
@@ -225,7 +225,7 @@ class Settings(dict[str, Any]):
                 resolved[key] = value
             if given:
                 raise SettingsError(
-                    f"{section}.{sorted(given)[0]}: unknown key (known: {', '.join(keys)})"
+                    f"{section}.{sorted(given, key=str)[0]}: unknown key (known: {', '.join(keys)})"
                 )
             out[section] = resolved
         prompts = data.pop("prompts", None)
@@ -242,7 +242,8 @@ class Settings(dict[str, Any]):
         )
         if data:
             raise SettingsError(
-                f"{sorted(data)[0]}: unknown section (known: version, prompts, {', '.join(SCHEMA)})"
+                f"{sorted(data, key=str)[0]}: unknown section "
+                f"(known: version, prompts, {', '.join(SCHEMA)})"
             )
         if out["model"]["backend"] == "diffusers" and not out["model"]["path"]:
             raise SettingsError(
