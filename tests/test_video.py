@@ -209,6 +209,12 @@ def test_rational_fps(tmp_path, fps, expected):
 def test_parse_fps():
     assert lv.parse_fps(" 30000/1001 ") == Fraction(30000, 1001)
     assert lv.parse_fps(29.97) == Fraction(2997, 100)
+    # a Fraction of a float, or with 32-bit-overflowing terms, failed when the file closed
+    assert lv.parse_fps(Fraction(29.97)) == Fraction(2997, 100)
+    assert lv.parse_fps(Fraction(2**31 + 1, 2**31)) == 1
+    assert lv.parse_fps(Fraction(1, 10_000)) == Fraction(1, 10_000)
+    with pytest.raises(ValueError, match=r"fps must be in \[1/10000, 1000\]"):
+        lv.parse_fps(1e-6)  # MP4 failed on closing
     for bad in (0, -1, "0/1", 1001, "1/0"):
         with pytest.raises(ValueError, match="fps"):
             lv.parse_fps(bad)
@@ -277,6 +283,43 @@ def test_pingpong(tmp_path, ext):
     assert psnr(out, expected) >= 40
     assert w.frames_on_disk == 14
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no spill file left
+
+
+def test_fraction_fps_and_audio_arguments(tmp_path):
+    path = tmp_path / "f.mp4"
+    with lv.VideoWriter(path, fps=Fraction(29.97)) as w:  # OverflowError at close
+        w.write(moving(3))
+    with lv.VideoReader(path) as r:
+        assert r.fps == Fraction(2997, 100) and r.frame_count == 3
+    with pytest.raises(TypeError, match="^audio must be a path"):
+        lv.VideoWriter(tmp_path / "a.mp4", audio=123)  # type: ignore[arg-type]
+    with pytest.raises(OSError, match="^audio: is a folder"):
+        lv.VideoWriter(tmp_path / "a.mp4", audio=tmp_path)
+
+
+def test_writing_video_renames_segments(tmp_path):
+    """Segments through writing_video were written as b.partial_000.mp4, ... and then
+    the rename of b.partial.mp4 failed (FileNotFoundError), leaving them all."""
+    out = tmp_path / "b.mp4"
+    stale = tmp_path / "b_003.mp4"  # an earlier, longer run's
+    stale.write_bytes(b"old")
+    with lv.writing_video(out, fps=10, segment_seconds=1) as w:
+        w.write(moving(25))
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["b_000.mp4", "b_001.mp4", "b_002.mp4"]
+    counts = [lv.VideoReader(tmp_path / n).frame_count for n in names]
+    assert counts == [10, 10, 5]
+    # a failure part way leaves no complete-looking segment: the partial ones (to look
+    # at), or with keep_partial=False nothing
+    for keep, left in ((True, ["c.partial_000.mp4", "c.partial_001.mp4"]), (False, [])):
+        with pytest.raises(RuntimeError, match="boom"):
+            with lv.writing_video(
+                tmp_path / "c.mp4", fps=10, segment_seconds=1, keep_partial=keep
+            ) as w:
+                w.write(moving(15))
+                w.flush()
+                raise RuntimeError("boom")
+        assert sorted(p.name for p in tmp_path.glob("c*")) == left
 
 
 def test_pingpong_is_skipped_after_an_exception(tmp_path):
@@ -659,6 +702,7 @@ def test_encode_cli(tmp_path, capsys):
 
     rc = main(["encode", str(d), "-o", str(tmp_path / "pp.mkv"), "--pingpong", "--quiet"])
     assert rc == 0 and len(decode_all(tmp_path / "pp.mkv")) == 22
+    assert "wrote 22 frames" in capsys.readouterr().out  # it said 12
     assert main(["encode", str(tmp_path / "none"), "-o", str(out), "--quiet"]) == 2
     assert "no such folder" in capsys.readouterr().err
     assert main(["encode", str(d), "-o", str(out), "--codec", "nope", "--quiet"]) == 2

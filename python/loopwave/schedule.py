@@ -23,10 +23,10 @@ schedule                                      frames 0, 15, 30, 45
 Expressions are evaluated by a small interpreter over Python's ``ast``: only
 numbers, the names and functions above, arithmetic, comparisons (1 or 0),
 ``and``/``or``/``not`` (as in Python: ``and`` and ``or`` stop at the operand that
-decides and give its value) and conditionals are allowed; every number is a float (so ``9**9**9`` overflows at
-once instead of computing a huge integer); a string is at most 2000
-characters and an expression at most 200 syntax nodes. A settings file from
-a stranger cannot run code, read files, or hang the process.
+decides and give its value) and conditionals are allowed; every number is a
+float (so ``9**9**9`` overflows at once instead of computing a huge integer); a
+string is at most 2000 characters and an expression at most 200 syntax nodes. A
+settings file from a stranger cannot run code, read files, or hang the process.
 """
 
 from __future__ import annotations

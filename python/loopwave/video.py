@@ -195,7 +195,9 @@ def parse_fps(fps: Any, arg: str = "fps") -> Fraction:
     """A frame rate as a positive :class:`~fractions.Fraction`.
 
     Accepts an int, a float (taken as written: ``29.97`` is ``2997/100``), a
-    Fraction, or a string such as ``"60"``, ``"29.97"`` or ``"30000/1001"``.
+    Fraction, or a string such as ``"60"``, ``"29.97"`` or ``"30000/1001"``; the
+    nearest fraction with a denominator up to 10^6 is taken (FFmpeg keeps rates in
+    32-bit terms), and it must lie in [1/10000, 1000].
 
     Example
     -------
@@ -206,7 +208,7 @@ def parse_fps(fps: Any, arg: str = "fps") -> Fraction:
     if isinstance(fps, bool) or fps is None:
         raise TypeError(f"{form}; got {fps!r}")
     if isinstance(fps, Fraction):
-        f = fps
+        f = fps.limit_denominator(1_000_000)  # Fraction(29.97) has 2^48 below
     else:
         if isinstance(fps, (np.integer, np.floating)):
             fps = fps.item()  # Fraction() takes Python numbers only
@@ -217,8 +219,9 @@ def parse_fps(fps: Any, arg: str = "fps") -> Fraction:
                 f"{form}; got {fps!r}"
             ) from None
         f = f.limit_denominator(1_000_000)
-    if not 0 < f <= 1000:
-        raise ValueError(f"{arg} must be in (0, 1000]; got {fps!r}")
+    # below one frame per 10^4 s, MP4 and MOV fail when the file is closed
+    if not Fraction(1, 10_000) <= f <= 1000:
+        raise ValueError(f"{arg} must be in [1/10000, 1000]; got {fps!r}")
     return f
 
 
@@ -680,6 +683,8 @@ class VideoWriter:
         except (TypeError, ValueError, RecursionError) as e:  # odd keys, a cycle
             raise TypeError(f"settings must be JSON-like (string keys, no cycles): {e}") from None
 
+        if audio is not None and not isinstance(audio, (str, os.PathLike)):
+            raise TypeError(f"audio must be a path (str or os.PathLike); got {audio!r}")
         self.audio = None if audio is None else Path(audio)
         if self.audio is not None:
             _check_audio(self.audio)
@@ -843,9 +848,7 @@ class VideoWriter:
 
     # -- encoder thread -------------------------------------------------------
     def _segment_path(self, i: int) -> Path:
-        if self.segment_frames is None:
-            return self.path
-        return self.path.with_name(f"{self.path.stem}_{i:03d}{self.path.suffix}")
+        return self.path if self.segment_frames is None else _numbered(self.path, i)
 
     def _encode(self, planes: np.ndarray) -> None:
         out = self._out
@@ -947,10 +950,16 @@ def _refuse_open_input(path: Path, arg: str) -> None:
             )
 
 
+def _numbered(path: Path, i: int) -> Path:
+    """Segment ``i`` of ``path``: ``<stem>_000<ext>``, ``<stem>_001<ext>``, ..."""
+    return path.with_name(f"{path.stem}_{i:03d}{path.suffix}")
+
+
 def _check_audio(path: Path) -> None:
     av = _av()
     if not path.is_file():
-        raise OSError(f"audio: no such file {path}")
+        what = "is a folder, not a file" if path.is_dir() else "no such file"
+        raise OSError(f"audio: {what}: {path}")
     try:
         with av.open(str(path)) as c:
             if not c.streams.audio:
@@ -1524,16 +1533,28 @@ def writing_video(
                     f"output: writing {p} goes through {target}, which is the input {src}; "
                     "choose another output name"
                 )
+    w: VideoWriter | None = None
     try:
         with VideoWriter(tmp, **writer_options) as w:
             yield w
     except BaseException:
         if not keep_partial:
-            tmp.unlink(missing_ok=True)
+            for f in {tmp, *(w.paths if w is not None else [])}:
+                f.unlink(missing_ok=True)
         raise
     if not w.paths:  # no frame came, so the writer opened no file
         raise ValueError(f"output: no frames to write, so {p} was not created")
-    os.replace(tmp, p)
+    if w.segment_frames is None:
+        os.replace(tmp, p)
+        return
+    # segments: each partial one renamed to out's segment of its number, then out's
+    # segments after the last (an earlier, longer run's) deleted, as VideoWriter does
+    for i, seg in enumerate(w.paths):
+        os.replace(seg, _numbered(p, i))
+    i = len(w.paths)
+    while (stale := _numbered(p, i)).is_file():
+        stale.unlink()
+        i += 1
 
 
 def encode_dir(
@@ -1543,12 +1564,14 @@ def encode_dir(
     progress: bool = True,
     **writer_options: Any,
 ) -> int:
-    """Encode a folder of PNG frames (name order) into ``out``; returns the frame count.
+    """Encode a folder of PNG frames (name order) into ``out``; returns the frames in
+    the video (``2N - 2`` for ``N`` with ``pingpong``).
 
     ``writer_options`` go to :class:`VideoWriter`. PNGs are decoded by PyAV, so
-    no imaging library is needed. The video is written as ``NAME.partial.EXT`` and
-    renamed when every frame is in, so a failed run (a PNG of another size, a corrupt
-    one) never leaves a complete-looking ``out`` (segments are written directly).
+    no imaging library is needed. The video is written as ``NAME.partial.EXT`` (its
+    segments as ``NAME.partial_000.EXT``, ...) and renamed when every frame is in, so a
+    failed run (a PNG of another size, a corrupt one) never leaves a complete-looking
+    ``out``.
 
     Example
     -------
@@ -1559,15 +1582,14 @@ def encode_dir(
     from ._progress import Progress
 
     files = read_frames_dir(folder)
-    segmented = writer_options.get("segment_seconds") is not None
     with (
-        (VideoWriter if segmented else writing_video)(out, **writer_options) as w,
+        writing_video(out, **writer_options) as w,
         Progress(len(files), "encode", enabled=progress) as bar,
     ):
         for f in files:
             w.write(_read_png(f))
             bar.update()
-    return len(files)
+    return w.frames_written
 
 
 def add_cli(sub: Any) -> None:
