@@ -7,14 +7,58 @@
 
 use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use super::error::{KernelError, Result};
 
-/// The pool and the process it was started in: a child made by `fork` has a
-/// copy of the pool but none of its threads (work sent to it would wait
-/// forever), so it starts its own, of the same size.
-static POOL: RwLock<Option<(u32, Arc<ThreadPool>)>> = RwLock::new(None);
+/// One process's pool. A child made by `fork` has a copy of its parent's slot
+/// but none of the parent's threads: the pool there would never run work, and
+/// its lock may have been held (read by a worker, written by `set_num_threads`)
+/// at the moment of the fork, by a thread the child does not have, so taking it
+/// could wait forever. A child therefore never touches the inherited slot
+/// beyond its atomics: it makes its own (the old one is left alone, neither
+/// locked nor dropped: dropping that pool would signal threads that live in
+/// the parent only).
+struct Slot {
+    pid: u32,
+    /// Threads of the pool (0 before it starts), readable without the lock, so a
+    /// child can start one of the same size.
+    threads: AtomicUsize,
+    pool: RwLock<Option<Arc<ThreadPool>>>,
+}
+
+/// This process's [`Slot`]: made on first use and never freed (one small leak
+/// per `fork` that uses the kernels).
+static SLOT: AtomicPtr<Slot> = AtomicPtr::new(std::ptr::null_mut());
+
+fn slot() -> &'static Slot {
+    let pid = std::process::id();
+    let cur = SLOT.load(Ordering::Acquire);
+    // SAFETY: a non-null SLOT points to a leaked Slot, valid for the whole process
+    // (and, copied, in a forked child)
+    let inherited = unsafe { cur.as_ref() };
+    if let Some(s) = inherited.filter(|s| s.pid == pid) {
+        return s;
+    }
+    let threads = inherited.map_or(0, |s| s.threads.load(Ordering::Relaxed));
+    let new = Box::into_raw(Box::new(Slot {
+        pid,
+        threads: AtomicUsize::new(threads),
+        pool: RwLock::new(None),
+    }));
+    match SLOT.compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire) {
+        // SAFETY: just leaked into SLOT
+        Ok(_) => unsafe { &*new },
+        Err(won) => {
+            // another thread of this process made it first; ours was never shared
+            // SAFETY: `new` came from Box::into_raw above and was not published
+            drop(unsafe { Box::from_raw(new) });
+            // SAFETY: as for `cur`
+            unsafe { &*won }
+        }
+    }
+}
 
 /// Samples per task for elementwise kernels; smaller inputs run serially.
 pub const CHUNK: usize = 3 * 16384;
@@ -51,31 +95,28 @@ fn build(n: usize) -> Result<ThreadPool> {
 }
 
 /// The pool kernels run on, created on first use (and again, of the same
-/// size, in a child process made by `fork`).
+/// size, in a child process made by `fork`: see [`Slot`]).
 pub fn pool() -> Arc<ThreadPool> {
-    let pid = std::process::id();
-    let ours = |slot: &Option<(u32, Arc<ThreadPool>)>| {
-        (slot.as_ref())
-            .filter(|(owner, _)| *owner == pid)
-            .map(|(_, p)| Arc::clone(p))
+    let s = slot();
+    if let Some(p) = s.pool.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        return Arc::clone(p);
+    }
+    let mut guard = s.pool.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = guard.as_ref() {
+        return Arc::clone(p);
+    }
+    let n = match s.threads.load(Ordering::Relaxed) {
+        0 => default_threads(),
+        n => n,
     };
-    if let Some(p) = ours(&POOL.read().unwrap_or_else(|e| e.into_inner())) {
-        return p;
-    }
-    let mut guard = POOL.write().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = ours(&guard) {
-        return p;
-    }
-    // none yet, or one inherited through fork: as many threads as that one
-    let n = (guard.as_ref()).map_or_else(default_threads, |(_, p)| p.current_num_threads());
-    release(guard.take(), pid);
-    // If even the default pool cannot start, fall back to one thread.
+    // If even that many threads cannot start, fall back to one.
     let p = Arc::new(
         build(n)
             .or_else(|_| build(1))
             .expect("cannot start a thread"),
     );
-    *guard = Some((pid, Arc::clone(&p)));
+    s.threads.store(p.current_num_threads(), Ordering::Relaxed);
+    *guard = Some(Arc::clone(&p));
     p
 }
 
@@ -90,23 +131,14 @@ pub fn set_num_threads(n: usize) -> Result<()> {
         ));
     }
     let p = Arc::new(build(n)?);
-    let pid = std::process::id();
-    let old = POOL
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .replace((pid, p));
-    release(old, pid);
+    let s = slot();
+    let old = {
+        let mut guard = s.pool.write().unwrap_or_else(|e| e.into_inner());
+        s.threads.store(n, Ordering::Relaxed);
+        guard.replace(p)
+    };
+    drop(old); // after the lock; its threads stop once the calls running on it finish
     Ok(())
-}
-
-/// Let go of a replaced pool; one inherited through fork is forgotten, not
-/// dropped: its threads live in the parent only, and dropping it would signal
-/// them.
-fn release(old: Option<(u32, Arc<ThreadPool>)>, pid: u32) {
-    match old {
-        Some((owner, inherited)) if owner != pid => std::mem::forget(inherited),
-        other => drop(other),
-    }
 }
 
 /// Number of worker threads kernels use.
