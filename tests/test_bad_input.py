@@ -628,3 +628,57 @@ except BaseException as e:
         pytest.skip("uses /proc and RLIMIT_AS")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.stdout.strip() == "MemoryError", r.stdout + r.stderr[-2000:]
+
+
+def test_found_in_review_each_names_its_argument():
+    """Each of these gave an error that did not name the argument, or took input whose
+    meaning it ignored."""
+    import decimal
+
+    f = np.zeros((4, 6, 3), np.uint8)
+    batch = np.zeros((2, 4, 6, 3), np.uint8)
+    # ragged lists: numpy's 'setting an array element with a sequence'
+    with pytest.raises(TypeError, match="^gamma must"):
+        lw.adjust_gamma(batch, [[1.0], [1.0, 2.0]])
+    with pytest.raises(TypeError, match="^matrix must"):
+        lw.warp_affine(f, [[1, 0, 0], [0, 1]])
+    # Decimal('sNaN'): 'cannot convert signaling NaN to float'
+    with pytest.raises(ValueError, match="^alpha must"):
+        lw.lerp_frames(f, f, decimal.Decimal("sNaN"))
+    with pytest.raises(ValueError, match="^gamma must"):
+        lw.adjust_gamma(f, decimal.Decimal("sNaN"))
+    # a masked array's mask was ignored (in and out)
+    masked = np.ma.masked_array(np.full((4, 6, 3), 200, np.uint8), mask=True)
+    with pytest.raises(TypeError, match="^frames must .* not a masked array"):
+        lw.adjust_gamma(masked, 2.0)
+    with pytest.raises(TypeError, match="^gamma must"):
+        lw.adjust_gamma(batch, np.ma.masked_array([1.0, 2.0], mask=[False, True]))
+    with pytest.raises(TypeError, match="^out must be a plain numpy array"):
+        lw.color_correct(f, f, out=np.ma.masked_array(np.zeros_like(f)))
+    # timedelta64 is a NumPy integer: taken as a number, or a UFuncTypeError
+    with pytest.raises(TypeError, match="^zoom must"):
+        lw.motion_matrix(4, 4, zoom=np.timedelta64(2))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="^height must"):
+        lw.motion_matrix(np.timedelta64(4), 4)  # type: ignore[arg-type]
+    # a lone surrogate: UnicodeEncodeError
+    with pytest.raises(ValueError, match="^border must"):
+        lw.warp_affine(f, np.eye(2, 3), border="\ud800")
+
+    # a contiguous copy too large for memory is a MemoryError naming the argument (under
+    # an address-space limit, so no machine's overcommit setting lets it through)
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    code = """
+import re, resource, numpy as np, loopwave as lw
+vm = int(re.search(r"VmSize:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (256 << 20), resource.RLIM_INFINITY))
+try:
+    lw.rgb_to_lab(np.broadcast_to(np.zeros(3, np.uint8), (2**30, 1, 1, 3)))
+except MemoryError as e:
+    print(str(e))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.startswith("frames: no memory for a contiguous copy"), r.stdout + r.stderr

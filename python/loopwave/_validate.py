@@ -25,6 +25,11 @@ def frames(x: Any, arg: str, form: str = FRAMES_FORM) -> tuple[np.ndarray, bool]
     ``form`` is how errors describe what is expected."""
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{arg} must be {form}; got {type(x).__name__}")
+    if isinstance(x, np.ma.MaskedArray):  # its mask would be ignored
+        raise TypeError(
+            f"{arg} must be {form}, not a masked array (its mask would be ignored); "
+            "pass .filled(value) or .data"
+        )
     x = _native_dtype(x)
     if x.dtype not in FRAME_DTYPES:
         raise TypeError(
@@ -39,7 +44,12 @@ def frames(x: Any, arg: str, form: str = FRAMES_FORM) -> tuple[np.ndarray, bool]
         raise ValueError(f"{arg} must not be empty; got shape {x.shape}")
     single = x.ndim == 3
     # C order and aligned (an array at an odd byte offset of a buffer is copied)
-    return np.require(x[None] if single else x, requirements=("C", "A")), single
+    try:
+        return np.require(x[None] if single else x, requirements=("C", "A")), single
+    except MemoryError:  # a copy of a huge (broadcast) view
+        raise MemoryError(
+            f"{arg}: no memory for a contiguous copy of shape {x.shape} ({x.nbytes} bytes)"
+        ) from None
 
 
 def same_dtype(x: np.ndarray, arg: str, like: np.ndarray, like_arg: str) -> None:
@@ -66,23 +76,27 @@ def real_array(x: Any, arg: str, form: str) -> np.ndarray:
     """``x`` as a float64 array of real numbers: ``TypeError`` naming ``arg`` for
     anything else (None, text, bools, complex, objects), ``ValueError`` for a Python
     int beyond float64 (not OverflowError). Shape and finiteness are the caller's."""
-    if x is None or isinstance(x, (str, bytes, bool, np.bool_)) or np.iscomplexobj(x):
+    if x is None or isinstance(x, (str, bytes, bool, np.bool_)):
         raise TypeError(f"{arg} must be {form}; got {x!r:.60}")
     try:
         raw = np.asarray(x)
     except (TypeError, ValueError):  # ragged nesting
         raise TypeError(f"{arg} must be {form}; got {type(x).__name__}") from None
+    if np.iscomplexobj(raw) or isinstance(x, np.ma.MaskedArray):
+        raise TypeError(f"{arg} must be {form}; got {x!r:.60}")
     if isinstance(x, (list, tuple)) and any(isinstance(v, (bool, np.bool_)) for v in x):
         raise TypeError(f"{arg} must be {form}; got a bool among the numbers")
     if raw.dtype == object:
         if not all(_is_real(v) for v in raw.reshape(-1)):
             raise TypeError(f"{arg} must be {form}; got items that are not real numbers")
-    elif raw.dtype.kind not in "iuf":  # text, bools, dates, structured
+    elif raw.dtype.kind not in "iuf":  # text, bools, dates, timedeltas, structured
         raise TypeError(f"{arg} must be {form}; got dtype {raw.dtype}")
     try:
         return raw.astype(np.float64)
     except OverflowError:  # a Python int beyond float64
         raise ValueError(f"{arg} must be finite; got a number beyond float64's range") from None
+    except (ValueError, ArithmeticError) as e:  # Decimal('sNaN'): InvalidOperation
+        raise ValueError(f"{arg} must be {form}; got {x!r:.60} ({e})") from None
 
 
 def per_frame_values(

@@ -283,6 +283,8 @@ def _out_like(out: Any, frames: np.ndarray, x: np.ndarray, single: bool, target:
     """Check an ``out=`` array against ``frames`` (``x``: the 4-D batch); return its 4-D view."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy array or None; got {type(out).__name__}")
+    if isinstance(out, np.ma.MaskedArray):  # its mask would stay as it was
+        raise TypeError("out must be a plain numpy array, not a masked array")
     if out.dtype != x.dtype:
         raise TypeError(f"out must have the dtype of frames ({x.dtype}); got {out.dtype}")
     if out.shape != frames.shape:
@@ -332,7 +334,9 @@ def motion_matrix(
     (counter-clockwise) and scale by ``zoom`` about the frame centre, then shift by
     ``translate`` = (x, y) pixels. The same as ``cv2.getRotationMatrix2D`` plus a shift."""
     for name, size in (("height", height), ("width", width)):
-        if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)):
+        if isinstance(size, (bool, np.bool_, np.timedelta64)) or not isinstance(
+            size, (int, np.integer)
+        ):
             raise TypeError(f"{name} must be an int; got {size!r}")
         if not 1 <= size <= 2**31:
             raise ValueError(f"{name} must be in 1..2**31; got {str(size):.40}")
@@ -342,7 +346,9 @@ def motion_matrix(
         raise TypeError(f"translate must be a pair (x, y) of numbers; got {translate!r}") from None
     vals = {}
     for name, val in (("zoom", zoom), ("angle", angle), ("translate[0]", tx), ("translate[1]", ty)):
-        if isinstance(val, (bool, np.bool_)) or not isinstance(val, (int, float, np.number)):
+        if isinstance(val, (bool, np.bool_, np.timedelta64)) or not isinstance(
+            val, (int, float, np.number)
+        ):
             raise TypeError(f"{name} must be a number; got {val!r}")
         if np.iscomplexobj(val):
             raise TypeError(f"{name} must be a real number; got {val!r}")
@@ -380,6 +386,8 @@ def warp_affine(frames: Frames, matrix: npt.ArrayLike, *, border: str = "replica
         raise ValueError(f"matrix must have shape (2, 3) or ({x.shape[0]}, 2, 3); got {m.shape}")
     if not isinstance(border, str):
         raise TypeError(f"border must be 'replicate' or 'wrap'; got {border!r}")
+    if not border.isascii():  # what the native check cannot even read
+        raise ValueError(f"border must be 'replicate' or 'wrap'; got {border!r}")
     return _squeeze(_native.warp_affine(x, np.ascontiguousarray(m.reshape(-1)), border), single)
 
 
