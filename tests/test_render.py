@@ -155,20 +155,24 @@ def test_one_render_per_run_folder(tmp_path, backend):
     import subprocess
     import sys
 
+    from loopwave.render import _RunLock
+
     s = Settings.from_dict(JOB)
     rd = tmp_path / "r"
     rd.mkdir()
-    (rd / ".lock").write_text(str(os.getpid()))  # as if another thread were rendering here
-    with pytest.raises(ValueError, match="being rendered by another process"):
-        render(s, run_dir=rd, backend=backend, progress=False, video=False)
-    # a lock left by a killed render (its process is gone) is taken over
+    with _RunLock(rd):  # as if another thread were rendering here
+        assert (rd / ".lock").read_text() == str(os.getpid())
+        with pytest.raises(
+            ValueError, match=rf"being rendered by another process \(pid {os.getpid()}\)"
+        ):
+            render(s, run_dir=rd, backend=backend, progress=False, video=False)
+    # a lock file left by a killed render (its process is gone) holds no lock
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     (rd / ".lock").write_text(gone)
     r = render(s, run_dir=rd, backend=backend, progress=False, video=False, stop_after=1)
     assert r.frames == 2 and not (rd / ".lock").exists()  # released when it stops
-    (rd / ".lock").write_text(str(os.getpid()))
-    with pytest.raises(ValueError, match="another process"):
+    with _RunLock(rd), pytest.raises(ValueError, match="another process"):
         render(None, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
 
 
@@ -446,3 +450,101 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
     assert not list(run_dir.glob("*.mp4"))  # no half video
     assert main(["render", "--resume", str(run_dir), "--quiet"]) == 0
     assert len(frames_of(run_dir)) == 7 and (run_dir / "c.mp4").is_file()
+
+
+def test_the_run_lock_is_held_by_one_process_at_a_time(tmp_path):
+    """The lock file was created empty and its pid written after: a second process that
+    read it in between took it for a dead holder's and took the lock too (74 of 200
+    trials of two processes starting together, in review)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    both = 0
+    for trial in range(40):
+        rd = tmp_path / f"t{trial}"
+        rd.mkdir()
+        start, held = ctx.Barrier(2), ctx.Value("i", 0)
+        procs = [ctx.Process(target=_take_lock, args=(rd, start, held)) for _ in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+            assert p.exitcode == 0
+        both += held.value == 2
+    assert both == 0
+
+
+def _take_lock(rd, start, held) -> None:
+    import time
+
+    from loopwave.render import _RunLock
+
+    start.wait()
+    try:
+        with _RunLock(rd):
+            with held.get_lock():
+                held.value += 1
+            time.sleep(0.05)
+    except ValueError:
+        pass
+
+
+def test_a_fresh_run_checks_the_folder_again_under_the_lock(tmp_path, backend, monkeypatch):
+    """The checks ran before the lock: a render that finished in the folder while this
+    one loaded its model was continued (its settings overwritten, its drift rows wiped,
+    frames of two jobs mixed)."""
+    import loopwave.render as lr
+
+    rd = tmp_path / "r"
+    other = Settings.from_dict({**JOB, "render": {**JOB["render"], "frames": 2}})
+    real = lr._RunLock.__init__
+
+    def another_render_first(self, path):
+        monkeypatch.setattr(lr._RunLock, "__init__", real)
+        render(other, run_dir=path, backend=backend, progress=False, video=False)
+        real(self, path)
+
+    monkeypatch.setattr(lr._RunLock, "__init__", another_render_first)
+    with pytest.raises(ValueError, match="already holds a run"):
+        render(Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False, video=False)
+    assert Settings.from_dict(json.loads((rd / "settings.json").read_text())) == other
+    assert len(frames_of(rd)) == 2
+    with open(rd / "drift.csv", newline="") as f:
+        assert [r[0] for r in csv.reader(f)] == ["frame", "0", "1"]
+
+
+def test_closing_a_slow_consumers_iterator_returns(tmp_path, backend):
+    """With the consumer slower than the render, the end (or an error) waited behind the
+    last frame in the one-slot queue forever, and close() with it."""
+    import threading
+    import time
+
+    s = Settings.from_dict({**JOB, "render": {**JOB["render"], "frames": 2}})
+    it = render_frames(s, run_dir=tmp_path / "slow", backend=backend, progress=False, video=False)
+    assert next(it)[0] == 0
+    deadline = time.monotonic() + 60  # the render finishes: frame 1 waits in the queue
+    while _run_dir_state(tmp_path / "slow") < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    closer = threading.Thread(target=it.close, daemon=True)
+    closer.start()
+    closer.join(30)
+    assert not closer.is_alive()
+
+
+def test_resume_arguments_are_checked(tmp_path, backend):
+    s = Settings.from_dict(JOB)
+    rd = tmp_path / "r"
+    for bad, err in (("1", TypeError), (2.5, TypeError), (True, TypeError), (-1, ValueError)):
+        with pytest.raises(err, match="^stop_after"):  # once after the plan and frame 0
+            render(s, run_dir=rd, backend=backend, progress=False, video=False, stop_after=bad)
+    assert not rd.exists()
+    render(s, run_dir=rd, backend=backend, progress=False, video=False, stop_after=0)
+    # a kill after frame 0's drift row and before its state: the row came twice on resume
+    (rd / "state.json").unlink()
+    other = Settings.from_dict({**JOB, "render": {**JOB["render"], "seed": 6}})
+    with pytest.raises(ValueError, match="^settings: a resume continues"):  # was ignored
+        render(other, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
+    render(s, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
+    with open(rd / "drift.csv", newline="") as f:
+        assert [r[0] for r in csv.reader(f)] == ["frame", *map(str, range(7))]

@@ -63,27 +63,41 @@ class RenderResult:
 
 
 class _RunLock:
-    """``RUN_DIR/.lock`` holding this process's id, created exclusively; a lock left by a
-    process that no longer runs (killed) is taken over."""
+    """``RUN_DIR/.lock``, held with ``flock`` while a render runs: the kernel lets go of
+    it when the process ends, however it ends (a killed render's lock is free at once),
+    and two processes cannot both take it (a lock file written after it was created had
+    a moment with no pid in it, and a second render took that as a dead holder). The
+    file holds the holder's pid, for the message; it is removed on release."""
 
     def __init__(self, rd: Path) -> None:
         rd.mkdir(parents=True, exist_ok=True)
         self.path = rd / ".lock"
-        for _ in range(2):
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if self._holder_alive():
-                    raise ValueError(
-                        f"run_dir: {rd} is being rendered by another process "
-                        f"(pid {self._holder()}); wait for it, or stop it first"
-                    ) from None
-                self.path.unlink(missing_ok=True)  # left by a killed render
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(str(os.getpid()))
-            return
-        raise ValueError(f"run_dir: cannot take the lock {self.path}")
+                _flock(fd)
+            except BlockingIOError:
+                os.close(fd)
+                pid = self._holder()
+                raise ValueError(
+                    f"run_dir: {rd} is being rendered by another process"
+                    f"{f' (pid {pid})' if pid else ''}; wait for it, or stop it first"
+                ) from None
+            except BaseException:
+                os.close(fd)
+                raise
+            # the holder before us may have removed the file after we opened it: then
+            # this lock is on a file no one else sees; take the one at the path instead
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
 
     def _holder(self) -> int | None:
         try:
@@ -91,26 +105,33 @@ class _RunLock:
         except (OSError, ValueError):
             return None
 
-    def _holder_alive(self) -> bool:
-        pid = self._holder()
-        if pid is None:
-            return False
-        if pid == os.getpid():
-            return True  # another thread of this process renders here
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True  # alive, another user's
-        return True
-
     def __enter__(self) -> _RunLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._holder() == os.getpid():
-            self.path.unlink(missing_ok=True)
+        # removed while still held, so a render that opened it meanwhile retries on a
+        # new file rather than locking this one, which no one else would see
+        self.path.unlink(missing_ok=True)
+        os.close(self.fd)
+
+
+def _flock(fd: int) -> None:
+    """Lock ``fd`` exclusively without waiting (``BlockingIOError`` when held)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock between processes
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _fresh_run_problem(rd: Path) -> str | None:
+    """Why a fresh run cannot start in ``rd``, or None."""
+    if (rd / "state.json").exists():
+        return f"run_dir: {rd} already holds a run; resume it or pick another output"
+    # a fresh run starts in an empty frames folder: never delete files it did not write
+    if (rd / "frames").is_dir() and any((rd / "frames").iterdir()):
+        return f"run_dir: {rd / 'frames'} already holds files; pick another output or move them"
+    return None
 
 
 def _read_state(rd: Path) -> int:
@@ -439,13 +460,32 @@ def render(
     """Render a morph video (see the module docs). ``stop_after`` stops after that frame index,
     as a crash would (for tests and partial renders); resume with ``resume=True``.
     ``on_frame(i, frame)`` is called with each finished frame (see :func:`render_frames`)."""
+    if stop_after is not None:
+        if isinstance(stop_after, (bool, np.bool_)) or not isinstance(
+            stop_after, (int, np.integer)
+        ):
+            raise TypeError(f"stop_after must be a frame index (int) or None; got {stop_after!r}")
+        if stop_after < 0:
+            raise ValueError(f"stop_after must be >= 0; got {stop_after}")
     if resume:
         if run_dir is None:
             raise ValueError("run_dir: resume needs the run directory")
         rd = Path(run_dir)
         if not (rd / "settings.json").is_file():
             raise ValueError(f"run_dir: {rd} has no settings.json to resume from")
-        settings = Settings.from_dict(_read_json(rd / "settings.json"))
+        saved = Settings.from_dict(_read_json(rd / "settings.json"))
+        if settings is not None:
+            if not isinstance(settings, Settings):
+                raise TypeError(
+                    f"settings must be loopwave.settings.Settings or None; "
+                    f"got {type(settings).__name__}"
+                )
+            if settings.to_json() != saved.to_json():  # it was silently ignored
+                raise ValueError(
+                    f"settings: a resume continues with the run's own settings "
+                    f"({rd / 'settings.json'}), and these differ; pass None"
+                )
+        settings = saved
     else:
         if not isinstance(settings, Settings):  # also refuses None without resume
             raise TypeError(
@@ -456,13 +496,9 @@ def render(
             if run_dir is not None
             else Path(settings["output"]["dir"]) / settings["output"]["name"]
         )
-        if (rd / "state.json").exists():
-            raise ValueError(f"run_dir: {rd} already holds a run; resume it or pick another output")
-        # a fresh run starts in an empty frames folder: never delete files it did not write
-        if (rd / "frames").is_dir() and any((rd / "frames").iterdir()):
-            raise ValueError(
-                f"run_dir: {rd / 'frames'} already holds files; pick another output or move them"
-            )
+        problem = _fresh_run_problem(rd)  # before the model loads; again under the lock
+        if problem:
+            raise ValueError(problem)
     if video and _have_av():  # the encoder's settings, before anything is rendered
         from .video import check_codec
 
@@ -497,6 +533,11 @@ def render(
     # or a resume while the first still runs) would write the same frames and state
     with _RunLock(rd):
         if not resume:
+            # another render may have run here since the check above (while the model
+            # loaded): one that finished left its state, which this run must not continue
+            problem = _fresh_run_problem(rd)
+            if problem:
+                raise ValueError(problem)
             (rd / "frames").mkdir(parents=True, exist_ok=True)
             _atomic_json(rd / "settings.json", dict(settings))
             (rd / "drift.csv").write_text("frame,delta_e_to_target,delta_e_to_previous\n")
@@ -508,7 +549,7 @@ def render(
         for f in (rd / "frames").glob("*.png"):
             if len(f.stem) >= 6 and f.stem.isascii() and f.stem.isdigit() and int(f.stem) > last:
                 f.unlink()
-        if last >= 0:
+        if resume:  # rows after the last recorded frame (frame 0's too: a kill before its state)
             with open(rd / "drift.csv", newline="") as fh:
                 rows = list(csv.reader(fh))
             with open(rd / "drift.csv", "w", newline="") as fh:
@@ -605,23 +646,30 @@ def render_frames(settings: Settings | None, **options: Any) -> Iterator[tuple[i
     q: queue.Queue[tuple[int, np.ndarray] | BaseException | None] = queue.Queue(maxsize=1)
     stop = threading.Event()
 
-    def on_frame(i: int, frame: np.ndarray) -> None:
+    def put(item: tuple[int, np.ndarray] | BaseException | None) -> bool:
+        """Hand ``item`` to the consumer; False once the consumer has stopped (a plain
+        put into the full queue, of the end or an error behind the last frame, waited
+        forever when the consumer stopped early)."""
         while not stop.is_set():
             try:
-                q.put((i, frame), timeout=0.1)
-                return
+                q.put(item, timeout=0.1)
+                return True
             except queue.Full:
                 continue
-        raise _Stop
+        return False
+
+    def on_frame(i: int, frame: np.ndarray) -> None:
+        if not put((i, frame)):
+            raise _Stop
 
     def run() -> None:
         try:
             render(settings, on_frame=on_frame, **options)
-            q.put(None)
+            put(None)
         except _Stop:
             pass
         except BaseException as e:  # re-raised in the consumer
-            q.put(e)
+            put(e)
 
     t = threading.Thread(target=run, name="loopwave-render", daemon=True)
     t.start()
