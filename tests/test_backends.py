@@ -423,3 +423,93 @@ def test_no_host_reads_per_denoise_step(init, scheduler, monkeypatch):
     many = _host_reads(b, init, 16, monkeypatch)
     assert few == many
     assert few["cpu"] == 1  # the frame's one download
+
+
+def test_found_in_review_img2img_arguments(init):
+    """Sizes not a multiple of 8 came back cropped (100x100 gave 96x96) and tiny ones
+    failed inside torch; bad types failed with messages that named nothing, or were taken
+    (seed '12', steps 2.5, strength True)."""
+    b = smoke_backend()
+    for shape in ((100, 100, 3), (60, 68, 3), (8, 8, 3), (4, 4, 3)):
+        with pytest.raises(ValueError, match="^init must be at least 16x16"):
+            b.img2img(np.zeros(shape, np.uint8), seed=1, **CALL)
+    assert b.img2img(np.zeros((16, 24, 3), np.uint8), seed=1, **CALL).shape == (16, 24, 3)
+    for kw, err, name in (
+        ({"strength": "0.5"}, TypeError, "strength"),
+        ({"strength": True}, TypeError, "strength"),
+        ({"steps": None}, TypeError, "steps"),
+        ({"steps": 2.5}, TypeError, "steps"),
+        ({"cfg": None}, TypeError, "cfg"),
+        ({"seed": None}, TypeError, "seed"),
+        ({"seed": "12"}, TypeError, "seed"),
+        ({"seed": 1.5}, TypeError, "seed"),
+    ):
+        with pytest.raises(err, match=f"^{name} must"):
+            b.img2img(init, **{"seed": 1, **CALL, **kw})
+    want = b.img2img(init, seed=3, **CALL)
+    got = b.img2img(init, seed=np.int64(3), **{**CALL, "steps": np.int32(4)})
+    np.testing.assert_array_equal(got, want)
+
+
+def test_strengths_whose_step_product_rounds_down_still_denoise(init):
+    """ceil(1 / s) * s rounds to just below 1 for s = 1/161 (and 23 other 1/k up to
+    1/1000): no step ran and the frame passed unchanged."""
+    from loopwave.backends import _steps_for
+
+    for k in range(2, 1001):
+        n = _steps_for(1, 1 / k)
+        assert n and int(n * (1 / k)) >= 1, k  # what diffusers computes
+    b = smoke_backend()
+    out = b.img2img(init, seed=2, **{**CALL, "strength": 1 / 161, "steps": 1})
+    assert not np.array_equal(out, init)
+
+
+def test_one_backend_from_several_threads_gives_each_call_its_frame(init):
+    """Four threads on one backend got wrong frames (a difference of 255) or an
+    IndexError from the shared scheduler; calls now take turns."""
+    import threading
+
+    b = smoke_backend()
+    want = {s: b.img2img(init, seed=s, **CALL) for s in range(4)}
+    got: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+
+    def run(s: int) -> None:
+        try:
+            for _ in range(3):
+                got[s] = b.img2img(init, seed=s, **CALL)
+                np.testing.assert_array_equal(got[s], want[s])
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
+def test_devices_and_accel_that_this_machine_lacks_are_value_errors():
+    import torch
+
+    from loopwave.backends import _torch_device
+
+    if not torch.backends.mps.is_available():  # once a RuntimeError or AssertionError later
+        with pytest.raises(ValueError, match="no mps"):
+            _torch_device(torch, "mps")
+    if not (hasattr(torch, "xpu") and torch.xpu.is_available()):
+        with pytest.raises(ValueError, match="no xpu"):
+            _torch_device(torch, "xpu")
+    if not torch.cuda.is_available():  # it compiled the UNet anyway, breaking ONNX export
+        with pytest.raises(ValueError, match="cuda_graphs needs a CUDA device"):
+            smoke_backend(accel={"cuda_graphs": True})
+
+
+def test_lora_entries_with_unknown_keys_are_refused(tmp_path):
+    f = tmp_path / "l.safetensors"
+    f.write_bytes(b"x")
+    with pytest.raises(ValueError, match="unknown key 'wieght'"):  # scale 1 was used
+        load_backend("smoke", lora=[{"path": str(f), "wieght": 0.5}])
+    with pytest.raises(ValueError, match="path is empty"):
+        load_backend("smoke", lora=[{"path": ""}])

@@ -402,3 +402,21 @@ def test_exported_graphs_have_the_names_the_profiles_expect(smoke, onnx_fixed, v
     assert profile.shapes(_FakeNetwork(*inputs(enc))) == {"image": [(1, 3, 64, 64)] * 3}
     unet_profile = trt.ShapeProfile.fixed(64, 64).shapes(_FakeNetwork(*inputs(onnx_fixed)))
     assert unet_profile["encoder_hidden_states"][2] == (2, 77, 32)
+
+
+def test_exporting_a_part_twice_or_a_missing_runner_is_refused(onnx_fixed, tmp_path):
+    """A second use_exported raised a bare StopIteration (the stand-in has no weights),
+    or traced the VAE runner into a graph with no inputs; a None runner failed only at
+    the next img2img."""
+    b = trt.use_runner(smoke_backend(), trt.OrtRunner(onnx_fixed))
+    with pytest.raises(ValueError, match="unet: this backend's unet already runs as an exported"):
+        trt.use_exported(b, unet="onnx", height=64, width=64, directory=tmp_path / "a")
+    with pytest.raises(TypeError, match="^runner must"):
+        trt.use_runner(b, None)
+    # swapping the runner of a stand-in works (it had no weights to stand in for again)
+    trt.use_runner(b, trt.OrtRunner(onnx_fixed))
+    init = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    assert b.img2img(init, seed=9, **CALL).shape == (64, 64, 3)
+    v = trt.use_exported(smoke_backend(), vae="onnx", height=64, width=64, directory=tmp_path)
+    with pytest.raises(ValueError, match="vae: this backend's vae already runs"):
+        trt.use_exported(v, vae="onnx", height=64, width=64, directory=tmp_path / "b")

@@ -200,6 +200,7 @@ class DiffusersBackend(Img2Img):
         self._embeds: collections.OrderedDict[tuple[int, ...], Any] = collections.OrderedDict()
         self.prompts_encoded = 0
         self._warned: set[tuple[str, tuple[int, ...]]] = set()
+        self._call_lock = threading.Lock()
         self._speed_up(torch)
 
     def _speed_up(self, torch: Any) -> None:
@@ -215,7 +216,11 @@ class DiffusersBackend(Img2Img):
             pipe.vae.to(memory_format=torch.channels_last)
         # CUDA graphs come from torch.compile's "reduce-overhead" mode: the denoise
         # loop's shapes are fixed, so the captured graphs are replayed every step
-        mode = "reduce-overhead" if a["cuda_graphs"] and self.device.type == "cuda" else None
+        if a["cuda_graphs"] and self.device.type != "cuda":  # it compiled the UNet anyway
+            raise ValueError(
+                f"accel: cuda_graphs needs a CUDA device; this backend runs on {self.device}"
+            )
+        mode = "reduce-overhead" if a["cuda_graphs"] else None
         if "unet" in a["compile"] or (a["cuda_graphs"] and not a["compile"]):
             pipe.unet = torch.compile(pipe.unet, mode=mode, fullgraph=False)
         if "vae" in a["compile"]:
@@ -263,6 +268,31 @@ class DiffusersBackend(Img2Img):
         cfg: float,
         seed: int,
     ) -> np.ndarray:
+        # one call at a time: the scheduler, the prompt cache and the kept frame are
+        # state (four threads on one backend got wrong frames or an IndexError); give
+        # each thread its own backend to run them in parallel
+        with self._call_lock:
+            return self._img2img(
+                init,
+                prompt=prompt,
+                negative=negative,
+                strength=strength,
+                steps=steps,
+                cfg=cfg,
+                seed=seed,
+            )
+
+    def _img2img(
+        self,
+        init: np.ndarray,
+        *,
+        prompt: str,
+        negative: str,
+        strength: float,
+        steps: int,
+        cfg: float,
+        seed: int,
+    ) -> np.ndarray:
         torch, _ = _deps()
         if not isinstance(init, np.ndarray):
             raise TypeError(f"init must be a numpy array; got {type(init).__name__}")
@@ -273,9 +303,23 @@ class DiffusersBackend(Img2Img):
             raise ValueError(
                 f"init must be an (H, W, 3) uint8 image; got {init.dtype} {init.shape}"
             )
+        h, w = init.shape[:2]
+        if h % 8 or w % 8 or min(h, w) < 16:  # the VAE cropped 100x100 to 96x96
+            raise ValueError(
+                f"init must be at least 16x16 with sides multiples of 8 (the VAE's cell); "
+                f"got {w}x{h}"
+            )
+        for name, v in (("strength", strength), ("cfg", cfg)):
+            if isinstance(v, (bool, np.bool_)) or not isinstance(
+                v, (int, float, np.integer, np.floating)
+            ):
+                raise TypeError(f"{name} must be a number; got {v!r}")
+        for name, v in (("steps", steps), ("seed", seed)):
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"{name} must be an int; got {v!r}")
         if not 0 <= strength <= 1:
             raise ValueError(f"strength must be in [0, 1]; got {strength}")
-        if isinstance(steps, bool) or not 0 <= steps <= 1000:
+        if not 0 <= steps <= 1000:
             raise ValueError(f"steps must be in 0..1000 (0 runs as 1); got {steps}")
         if not abs(cfg) <= 100:  # also NaN
             raise ValueError(f"cfg must be finite and within +-100; got {cfg}")
@@ -360,7 +404,15 @@ def _torch_device(torch: Any, device: Any) -> Any:
             raise ValueError(
                 f"device: {device!r} asked for, but this machine has {count} CUDA GPUs"
             )
-    elif dev.type not in ("cpu", "mps", "xpu"):
+    elif dev.type in ("mps", "xpu"):
+        backend = (
+            getattr(torch.backends, "mps", None)
+            if dev.type == "mps"
+            else getattr(torch, "xpu", None)
+        )
+        if backend is None or not backend.is_available():
+            raise ValueError(f"device: {device!r} asked for, but this machine has no {dev.type}")
+    elif dev.type != "cpu":
         raise ValueError(f"device: {device!r} is not supported (use auto, cpu or cuda)")
     return dev
 
@@ -374,7 +426,10 @@ def _steps_for(steps: int, strength: float) -> int:
     if int(n * strength) >= 1:
         return n
     n = math.ceil(1 / strength)
-    return n if n <= 1000 and int(n * strength) >= 1 else 0
+    # the product as diffusers forms it can round just below 1 (161 * (1/161)): one more
+    while n <= 1000 and int(n * strength) < 1:
+        n += 1
+    return n if n <= 1000 else 0
 
 
 def _byte_tokenizer(folder: Path) -> Any:
@@ -447,8 +502,9 @@ def _img2img_pipeline(unet: Any, vae: Any, text: Any, tokenizer: Any) -> Any:
 
 # backends are built one at a time: the smoke model's weights come from torch's
 # process-wide random generator, and the lazy imports of diffusers and transformers race
-# (renders on several threads got other weights, or ImportErrors). A backend itself is not
-# thread-safe (its scheduler keeps state): give each thread its own.
+# (renders on several threads got other weights, or ImportErrors). A backend runs one
+# img2img call at a time (its scheduler keeps state): give each thread its own to run
+# them in parallel.
 _BUILD_LOCK = threading.RLock()
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -635,6 +691,11 @@ def _check_loras(lora: list[dict[str, Any]], allow_pickle: bool) -> list[tuple[P
     for k, e in enumerate(lora):
         if not isinstance(e, dict) or not isinstance(e.get("path"), (str, os.PathLike)):
             raise TypeError(f"lora[{k}] must be {{'path': file, 'scale': weight}}; got {e!r:.60}")
+        unknown = sorted(set(e) - {"path", "scale"}, key=str)
+        if unknown:  # a misspelt scale was ignored (scale 1)
+            raise ValueError(f"lora[{k}]: unknown key {unknown[0]!r} (known: path, scale)")
+        if not str(e["path"]).strip():
+            raise ValueError(f"lora[{k}]: path is empty")
         scale = e.get("scale", 1.0)
         if (
             isinstance(scale, bool)

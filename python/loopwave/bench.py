@@ -266,10 +266,12 @@ def _tricks(
         "compile unet + CUDA graphs": {"compile": ["unet"], "cuda_graphs": True},
     }
     out = {}
+    on_gpu = None  # known from the baseline, built first
     for name, accel in variants.items():
-        b = _backend(model, device, accel)
-        if accel.get("cuda_graphs") and b.device.type != "cuda":
+        if accel.get("cuda_graphs") and not on_gpu:
             continue  # CUDA graphs exist only on a GPU
+        b = _backend(model, device, accel)
+        on_gpu = b.device.type == "cuda"
         out[name] = unet_its(b, size, max(4, 2 * repeats))
         log(f"  UNet with {name}: {out[name]:.2f} it/s")
     return out

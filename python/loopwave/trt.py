@@ -536,14 +536,27 @@ def external_unet(unet: Any, runner: Any) -> Any:
             out = self.runner(sample, t, encoder_hidden_states)
             return (out,) if not return_dict else type("Out", (), {"sample": out})()
 
-    return ExternalUNetModule()
+    stand_in = ExternalUNetModule()
+    stand_in.loopwave_external = True
+    return stand_in
+
+
+def _external(module: Any) -> bool:
+    """Whether ``module`` is a stand-in that calls a runner (not the model's own)."""
+    return bool(getattr(module, "loopwave_external", False))
 
 
 def use_runner(backend: DiffusersBackend, runner: Any) -> DiffusersBackend:
-    """Put ``runner`` (an :class:`OrtRunner` or :class:`TrtRunner`) in ``backend``'s UNet slot."""
+    """Put ``runner`` (an :class:`OrtRunner` or :class:`TrtRunner`) in ``backend``'s UNet
+    slot (in place of the runner there, when the slot already holds one)."""
     if not isinstance(backend, DiffusersBackend):
         raise TypeError(f"backend must be a DiffusersBackend; got {type(backend).__name__}")
-    backend.pipe.unet = external_unet(backend.pipe.unet, runner)
+    if not callable(runner):
+        raise TypeError(f"runner must be an OrtRunner or TrtRunner; got {runner!r:.60}")
+    if _external(backend.pipe.unet):  # it has no weights to stand in for again
+        backend.pipe.unet.runner = runner
+    else:
+        backend.pipe.unet = external_unet(backend.pipe.unet, runner)
     backend.label = f"{backend.label}, UNet via {type(runner).__name__}"
     return backend
 
@@ -567,7 +580,9 @@ def _vae_part(original: Any, runner: Any, part: str) -> Any:
                 raise ValueError(f"the exported VAE {part} takes no latent_embeds")
             return self.runner(sample)
 
-    return ExternalVaePart()
+    stand_in = ExternalVaePart()
+    stand_in.loopwave_external = True
+    return stand_in
 
 
 def use_vae_runners(backend: DiffusersBackend, encoder: Any, decoder: Any) -> DiffusersBackend:
@@ -579,8 +594,11 @@ def use_vae_runners(backend: DiffusersBackend, encoder: Any, decoder: Any) -> Di
         if not callable(runner):
             raise TypeError(f"{name} must be a runner (OrtRunner or TrtRunner); got {runner!r}")
     vae = backend.pipe.vae
-    vae.encoder = _vae_part(vae.encoder, encoder, "encoder")
-    vae.decoder = _vae_part(vae.decoder, decoder, "decoder")
+    if _external(vae.encoder):  # already runners: swap them (the stand-ins keep the dtype)
+        vae.encoder.runner, vae.decoder.runner = encoder, decoder
+    else:
+        vae.encoder = _vae_part(vae.encoder, encoder, "encoder")
+        vae.decoder = _vae_part(vae.decoder, decoder, "decoder")
     backend.label = f"{backend.label}, VAE via {type(encoder).__name__}"
     return backend
 
@@ -607,6 +625,12 @@ def use_exported(
             raise ValueError(f"{part} must be one of {', '.join(RUNTIMES)}; got {how!r}")
         if how != "torch" and part in backend.accel["compile"]:
             raise ValueError(f"{part}: compiled with torch.compile, it cannot also run as {how}")
+        slot = backend.pipe.unet if part == "unet" else backend.pipe.vae.encoder
+        if how != "torch" and _external(slot):  # its weights are gone: nothing to export
+            raise ValueError(
+                f"{part}: this backend's {part} already runs as an exported graph; "
+                "export from a fresh backend"
+            )
     if "tensorrt" in (unet, vae):  # before minutes of ONNX export, not after
         import importlib.util
 
