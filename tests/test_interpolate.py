@@ -194,6 +194,10 @@ def test_factor_from_fps():
     with pytest.raises(TypeError, match="factor"):
         resolve_factor(2.5)  # type: ignore[arg-type]
     assert resolve_factor(None) == 6
+    from fractions import Fraction
+
+    exact = Fraction(90000000, 3003037)  # each rounded to 10^6 below, the ratio was not 6
+    assert resolve_factor(None, to_fps=exact * 6, fps=exact) == 6
     assert resolve_factor(6, to_fps=60, fps=10) == 6  # both, agreeing
     with pytest.raises(ValueError, match="disagrees"):  # once: silently 6
         resolve_factor(4, to_fps=60, fps=10)

@@ -548,3 +548,11 @@ def test_resume_arguments_are_checked(tmp_path, backend):
     render(s, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
     with open(rd / "drift.csv", newline="") as f:
         assert [r[0] for r in csv.reader(f)] == ["frame", *map(str, range(7))]
+    # killed after settings.json, before drift.csv: the resume failed for good
+    rd2 = tmp_path / "r2"
+    render(s, run_dir=rd2, backend=backend, progress=False, video=False, stop_after=0)
+    (rd2 / "state.json").unlink()
+    (rd2 / "drift.csv").unlink()
+    render(None, run_dir=rd2, resume=True, backend=backend, progress=False, video=False)
+    with open(rd2 / "drift.csv", newline="") as f:
+        assert [r[0] for r in csv.reader(f)] == ["frame", *map(str, range(7))]

@@ -236,9 +236,12 @@ def test_found_in_review_each_bad_value_is_named_and_python_semantics_hold():
         with pytest.raises(ScheduleError, match="frame|phase"):
             prompt_at(prompts, frame, frames_per_wave=24, offset=offset)
     assert prompt_at(prompts, 12, frames_per_wave=24).text == "(cat:0.500)"
-    nested = parse_prompts({0: "a @wave_completed(0, max(1, 2))"})
-    with pytest.raises(ScheduleError, match="cannot read @wave_completed"):  # was kept as is
-        prompt_at(nested, 3, frames_per_wave=24)
+    # a token with a call inside was kept as is; refused when the prompts are read (found
+    # only at render time, it stopped a render for good: resume keeps the settings)
+    with pytest.raises(ScheduleError, match="frame 3: cannot read @wave_completed"):
+        parse_prompts({3: "a @wave_completed(0, max(1, 2))"})
+    with pytest.raises(ScheduleError, match="frame 0: @wave_remaining"):
+        parse_prompts({0: "a (b:@wave_remaining(0, 1/0))"})
     wave = dict(base=0.3, amplitude=0.35, frames_per_wave=24)
     for i in (float("nan"), float("inf"), 10**400):
         with pytest.raises(ScheduleError, match="^i must be finite"):

@@ -108,3 +108,9 @@ def test_version_is_the_int_and_odd_unknown_keys_are_named():
         Settings.from_dict({**MINIMAL, "render": {1: 2, "x": 3}})
     with pytest.raises(SettingsError, match="^1: unknown section"):
         Settings.from_dict({**MINIMAL, 1: {}, "x": {}})
+
+
+def test_a_wave_token_the_render_cannot_fill_is_refused_when_loading():
+    for text in ("x @wave_completed(min(0.5, 1), 1.5)", "(x:@wave_completed(0, foo))"):
+        with pytest.raises(SettingsError, match="^prompts: .*@wave_completed"):
+            Settings.from_dict({**MINIMAL, "prompts": {"0": "a", "3": text}})

@@ -247,3 +247,22 @@ def test_fork_while_the_pool_is_busy_does_not_hang_the_child():
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split() == ["0", "0"], r.stdout  # (hung children, wrong results)
+
+
+def test_the_kernels_do_not_import_numpy_ma():
+    """The masked-array checks imported numpy.ma (lazy in NumPy 2) on the first call, under
+    the import lock: a child forked by another thread meanwhile hung (4 of 5 in review)."""
+    code = """
+import sys, numpy as np
+if "numpy.ma" in sys.modules:
+    print("preloaded")
+    raise SystemExit
+import loopwave as lw
+x = np.zeros((2, 8, 8, 3), np.uint8)
+lw.rgb_to_lab(x); lw.adjust_gamma(x, [1.0, 2.0]); lw.color_correct(x, x[0], out=np.empty_like(x))
+print("numpy.ma" in sys.modules)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    if r.stdout.strip() == "preloaded":
+        pytest.skip("this NumPy imports numpy.ma with numpy")
+    assert r.stdout.strip() == "False", r.stdout + r.stderr[-2000:]

@@ -1022,3 +1022,22 @@ def test_open_readers_are_known_by_where_they_were_opened(tmp_path, monkeypatch)
             w.write(moving(1))
         with pytest.raises(ValueError, match="open in a VideoReader"):
             lv.VideoWriter(a / "v.mp4", fps=10)
+
+
+def test_a_reader_dropped_without_close_does_not_block_rewriting_its_file(tmp_path):
+    """read()'s cursor refers back to the reader, so a dropped reader lived on until a
+    garbage collection, and VideoWriter refused its file as open in a VideoReader."""
+    import gc
+
+    path = tmp_path / "v.mp4"
+    with lv.VideoWriter(path, fps=10) as w:
+        w.write(moving(6))
+    gc.disable()
+    try:
+        for _ in range(3):
+            assert lv.VideoReader(path).read(2).shape == (48, 64, 3)
+        with lv.VideoWriter(path, fps=10) as w:
+            w.write(moving(3))
+    finally:
+        gc.enable()
+    assert len(decode_all(path)) == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import decimal
 import numbers
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,14 @@ import numpy as np
 
 FRAME_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))
 FRAMES_FORM = "a numpy.ndarray of shape (H, W, 3) or (N, H, W, 3), dtype uint8 or float32"
+
+
+def _masked(x: Any) -> bool:
+    """Whether ``x`` is a masked array. Without importing ``numpy.ma`` (lazy in NumPy 2):
+    where it is not imported, no masked array exists; importing it on the first call
+    held the import lock, and a child forked meanwhile by another thread hung on it."""
+    ma = sys.modules.get("numpy.ma")
+    return ma is not None and isinstance(x, ma.MaskedArray)
 
 
 def _native_dtype(x: np.ndarray) -> np.ndarray:
@@ -25,7 +34,7 @@ def frames(x: Any, arg: str, form: str = FRAMES_FORM) -> tuple[np.ndarray, bool]
     ``form`` is how errors describe what is expected."""
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{arg} must be {form}; got {type(x).__name__}")
-    if isinstance(x, np.ma.MaskedArray):  # its mask would be ignored
+    if _masked(x):  # its mask would be ignored
         raise TypeError(
             f"{arg} must be {form}, not a masked array (its mask would be ignored); "
             "pass .filled(value) or .data"
@@ -82,7 +91,7 @@ def real_array(x: Any, arg: str, form: str) -> np.ndarray:
         raw = np.asarray(x)
     except (TypeError, ValueError):  # ragged nesting
         raise TypeError(f"{arg} must be {form}; got {type(x).__name__}") from None
-    if np.iscomplexobj(raw) or isinstance(x, np.ma.MaskedArray):
+    if np.iscomplexobj(raw) or _masked(x):
         raise TypeError(f"{arg} must be {form}; got {x!r:.60}")
     if isinstance(x, (list, tuple)) and any(isinstance(v, (bool, np.bool_)) for v in x):
         raise TypeError(f"{arg} must be {form}; got a bool among the numbers")

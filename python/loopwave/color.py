@@ -283,7 +283,7 @@ def _out_like(out: Any, frames: np.ndarray, x: np.ndarray, single: bool, target:
     """Check an ``out=`` array against ``frames`` (``x``: the 4-D batch); return its 4-D view."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy array or None; got {type(out).__name__}")
-    if isinstance(out, np.ma.MaskedArray):  # its mask would stay as it was
+    if v._masked(out):  # its mask would stay as it was
         raise TypeError("out must be a plain numpy array, not a masked array")
     if out.dtype != x.dtype:
         raise TypeError(f"out must have the dtype of frames ({x.dtype}); got {out.dtype}")

@@ -254,6 +254,9 @@ def resolve_factor(factor: int | None, to_fps: Any = None, fps: Any = None) -> i
         from .video import parse_fps
 
         ratio = parse_fps(to_fps, "to_fps") / parse_fps(fps, "fps")
+        if ratio.denominator != 1 and all(isinstance(x, (int, Fraction)) for x in (to_fps, fps)):
+            # parse_fps rounds each to a denominator <= 10^6: exact rates keep their ratio
+            ratio = Fraction(to_fps) / Fraction(fps)
         if ratio.denominator != 1:
             raise ValueError(
                 f"to_fps must be an integer multiple of fps; got {to_fps}/{fps} = {ratio}"

@@ -550,8 +550,10 @@ def render(
             if len(f.stem) >= 6 and f.stem.isascii() and f.stem.isdigit() and int(f.stem) > last:
                 f.unlink()
         if resume:  # rows after the last recorded frame (frame 0's too: a kill before its state)
-            with open(rd / "drift.csv", newline="") as fh:
-                rows = list(csv.reader(fh))
+            rows = [["frame", "delta_e_to_target", "delta_e_to_previous"]]
+            if (rd / "drift.csv").exists():  # not yet written when killed just after settings
+                with open(rd / "drift.csv", newline="") as fh:
+                    rows = list(csv.reader(fh))
             with open(rd / "drift.csv", "w", newline="") as fh:
                 csv.writer(fh).writerows(r for r in rows if not r[0].isdigit() or int(r[0]) <= last)
         first = _read_png(rd / "frames" / f"{0:06d}.png") if last >= 0 else job.first_frame()

@@ -429,9 +429,31 @@ def parse_prompts(spec: Mapping[int | str, str] | str) -> dict[int, Prompt]:
             raise ScheduleError(f"prompts: the prompt at frame {f} must be text")
         pos, _, neg = text.partition("--neg")
         out[f] = Prompt(pos.strip(), neg.strip(), seed)
+        _check_wave_tokens(text, f)
     if not out:
         raise ScheduleError("prompts: at least one prompt is needed")
     return dict(sorted(out.items()))
+
+
+def _check_wave_tokens(text: str, frame: int) -> None:
+    """Refuse, when the prompts are read, a ``@wave_`` token that :func:`prompt_at` could
+    not fill in (a call inside it) or whose bounds do not evaluate: found only when the
+    render reached it, it stopped the render there, for good (resume keeps the settings)."""
+    if "@wave_" not in text:
+        return
+    for m in _WAVE_TOKEN.finditer(text):
+        for bound in (m.group(2), m.group(3)):
+            try:
+                evaluate(bound)
+            except ScheduleError as e:
+                raise ScheduleError(f"prompt at frame {frame}: {m.group(0)}: {e}") from None
+    left = _WAVE_CALL.search(_WAVE_TOKEN.sub("0", text))
+    if left:
+        raise ScheduleError(
+            f"prompt at frame {frame}: cannot read {left.group(0)}...; write "
+            "@wave_completed(a, b) / @wave_remaining(a, b) with a and b numbers or "
+            "expressions without parentheses"
+        )
 
 
 _WAVE_CALL = re.compile(r"@wave_(completed|remaining)\s*\(")

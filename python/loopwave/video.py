@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import gc
 import heapq
 import io
 import json
@@ -943,6 +944,10 @@ def _refuse_open_input(path: Path, arg: str) -> None:
     packets (a 200-frame source was read as 206 frames) or fails."""
     if not path.exists():
         return
+    if any(not r._closed and _same_file(r._where_opened, path.absolute()) for r in _open_readers):
+        # a reader dropped without close() lives on until a garbage collection (its read
+        # cursor refers back to it): collect before refusing
+        gc.collect()
     for r in list(_open_readers):
         if not r._closed and _same_file(r._where_opened, path.absolute()):
             raise ValueError(
@@ -1371,6 +1376,10 @@ class VideoReader:
         """The frame at ``index``, ``(H, W, 3)`` ``uint8``: frame ``index`` of an
         iteration (seeks to the keyframe at or before it, then decodes forward). Past the
         end: ``IndexError``.
+
+        The reader keeps its place for the next read, which refers back to it: a reader
+        dropped without :meth:`close` (or a ``with`` block) keeps its file open until the
+        next garbage collection.
 
         Reads in increasing order go on from where the last read left the decoder,
         unless a seek decodes less (a keyframe more than :attr:`CONTINUE_FOR` frames
