@@ -275,13 +275,7 @@ class Schedule:
             raise ScheduleError(f"{name}: max_frames must be an int >= 1; got {max_frames!r}")
         self.name, self.max_frames, self.seed = name, max_frames, seed
         if not isinstance(text, str):
-            try:
-                constant = float(text)
-            except OverflowError:  # an int beyond float64
-                raise ScheduleError(f"{name} must be finite; got an int beyond float64") from None
-            if not math.isfinite(constant):
-                raise ScheduleError(f"{name} must be finite; got {constant!r}")
-            text = f"0: ({constant!r})"
+            text = f"0: ({_finite_frame(text, name)!r})"  # a constant
         if len(text) > MAX_TEXT * 4:
             raise ScheduleError(f"{name} is longer than {MAX_TEXT * 4} characters")
         keys: dict[int, _Key] = {}
@@ -349,7 +343,8 @@ class Schedule:
 
 
 def _finite_frame(frame: Any, name: str) -> float:
-    """A frame number: a real Python or NumPy scalar (not a bool or complex), finite."""
+    """A frame number (or a constant): a real Python or NumPy scalar (not a bool or
+    complex), finite, as a float."""
     if isinstance(frame, (bool, np.bool_)) or not isinstance(
         frame, (int, float, np.integer, np.floating)
     ):
