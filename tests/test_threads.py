@@ -200,7 +200,7 @@ import os, sys, threading, time
 import numpy as np
 import loopwave as lw
 
-a = np.random.default_rng(0).integers(0, 256, (8, 540, 960, 3), np.uint8)
+a = np.random.default_rng(0).integers(0, 256, (8, 270, 480, 3), np.uint8)
 want = lw.color_correct(a[:2], a[0]).copy()
 stop = threading.Event()
 
@@ -211,7 +211,10 @@ def spin():  # the pool busy all the time, its workers taking its lock
 threading.Thread(target=spin, daemon=True).start()
 time.sleep(0.3)
 hung = failed = 0
-for _ in range(80):
+budget = time.monotonic() + 90  # a loaded host forks slowly beside a busy pool: bounded
+for _ in range(40):
+    if time.monotonic() > budget:
+        break
     pid = os.fork()
     if pid == 0:
         ok = lw.get_num_threads() == 2 and np.array_equal(lw.color_correct(a[:2], a[0]), want)
@@ -242,7 +245,7 @@ def test_fork_while_the_pool_is_busy_does_not_hang_the_child():
         [sys.executable, "-c", FORK_WHILE_BUSY],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=300,
         env={**os.environ, "LOOPWAVE_NUM_THREADS": "2"},
     )
     assert r.returncode == 0, r.stderr[-2000:]
