@@ -38,6 +38,8 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
+from ._validate import _is_real
+
 __all__ = [
     "ACCEL_KEYS",
     "SCHEDULERS",
@@ -134,6 +136,17 @@ def _deps() -> tuple[Any, Any]:
             "img2img backends need torch and diffusers: pip install 'loopwave[torch]'"
         ) from e
     return torch, diffusers
+
+
+def _one_call_at_a_time(fn: _F) -> _F:
+    """A method that runs under its object's ``_call_lock``."""
+
+    @functools.wraps(fn)
+    def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._call_lock:
+            return fn(self, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
 
 
 class DiffusersBackend(Img2Img):
@@ -257,32 +270,11 @@ class DiffusersBackend(Img2Img):
         a LoRA was loaded into it)."""
         self._embeds.clear()
 
+    # one call at a time: the scheduler, the prompt cache and the kept frame are state
+    # (four threads on one backend got wrong frames or an IndexError); give each thread
+    # its own backend to run them in parallel
+    @_one_call_at_a_time
     def img2img(
-        self,
-        init: np.ndarray,
-        *,
-        prompt: str,
-        negative: str,
-        strength: float,
-        steps: int,
-        cfg: float,
-        seed: int,
-    ) -> np.ndarray:
-        # one call at a time: the scheduler, the prompt cache and the kept frame are
-        # state (four threads on one backend got wrong frames or an IndexError); give
-        # each thread its own backend to run them in parallel
-        with self._call_lock:
-            return self._img2img(
-                init,
-                prompt=prompt,
-                negative=negative,
-                strength=strength,
-                steps=steps,
-                cfg=cfg,
-                seed=seed,
-            )
-
-    def _img2img(
         self,
         init: np.ndarray,
         *,
@@ -310,9 +302,7 @@ class DiffusersBackend(Img2Img):
                 f"got {w}x{h}"
             )
         for name, v in (("strength", strength), ("cfg", cfg)):
-            if isinstance(v, (bool, np.bool_)) or not isinstance(
-                v, (int, float, np.integer, np.floating)
-            ):
+            if not _is_real(v):
                 raise TypeError(f"{name} must be a number; got {v!r}")
         for name, v in (("steps", steps), ("seed", seed)):
             if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):

@@ -216,18 +216,11 @@ def scene_cut_distance(a: np.ndarray, b: np.ndarray) -> float:
 def is_scene_cut(a: np.ndarray, b: np.ndarray, *, threshold: float = SCENE_CUT_THRESHOLD) -> bool:
     """Whether ``a`` -> ``b`` is a cut: :func:`scene_cut_distance` above ``threshold``
     (a number in [0, 1])."""
-    if not _real(threshold):
+    if not v._is_real(threshold):
         raise TypeError(f"threshold must be a number in [0, 1]; got {threshold!r}")
     if not 0 <= threshold <= 1:  # NaN too
         raise ValueError(f"threshold must be a number in [0, 1]; got {threshold!r}")
     return scene_cut_distance(a, b) > threshold
-
-
-def _real(x: Any) -> bool:
-    """A real number, as a Python or NumPy scalar (not a bool)."""
-    return not isinstance(x, (bool, np.bool_)) and isinstance(
-        x, (int, float, np.integer, np.floating)
-    )
 
 
 def _backend(backend: str | Interpolator) -> Interpolator:
@@ -261,7 +254,7 @@ def resolve_factor(factor: int | None, to_fps: Any = None, fps: Any = None) -> i
             raise ValueError(
                 f"to_fps must be an integer multiple of fps; got {to_fps}/{fps} = {ratio}"
             )
-        if factor is not None and not (_real(factor) and factor == ratio):
+        if factor is not None and not (v._is_real(factor) and factor == ratio):
             raise ValueError(
                 f"factor {factor!r} disagrees with to_fps / fps = {to_fps}/{fps} = {ratio}; "
                 "give one or the other"
@@ -321,7 +314,7 @@ def interpolate(
     workers = int(workers) if interp.thread_safe else 1
     if isinstance(scene_cut, (bool, np.bool_)):
         threshold = SCENE_CUT_THRESHOLD if scene_cut else None
-    elif _real(scene_cut) and 0 < scene_cut <= 1:
+    elif v._is_real(scene_cut) and 0 < scene_cut <= 1:
         threshold = float(scene_cut)
     else:
         raise ValueError(

@@ -944,12 +944,18 @@ def _refuse_open_input(path: Path, arg: str) -> None:
     packets (a 200-frame source was read as 206 frames) or fails."""
     if not path.exists():
         return
-    if any(not r._closed and _same_file(r._where_opened, path.absolute()) for r in _open_readers):
-        # a reader dropped without close() lives on until a garbage collection (its read
-        # cursor refers back to it): collect before refusing
+
+    def reading() -> bool:
+        return any(
+            not r._closed and _same_file(r._where_opened, path.absolute())
+            for r in list(_open_readers)
+        )
+
+    # a reader dropped without close() lives on until a garbage collection (its read
+    # cursor refers back to it): collect before refusing
+    if reading():
         gc.collect()
-    for r in list(_open_readers):
-        if not r._closed and _same_file(r._where_opened, path.absolute()):
+        if reading():
             raise ValueError(
                 f"{arg}: {path} is open in a VideoReader; close it or write to another file"
             )
