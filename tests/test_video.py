@@ -496,7 +496,7 @@ def test_reader_reads_mpeg_ts(tmp_path):
     write_h264_with_pyav(path, "mpegts", frames, g="8")
     av = pytest.importorskip("av")
     with av.open(str(path)) as c:  # PyAV alone, from the start, as the oracle
-        seq = np.stack([lv.VideoReader._to_rgb(f) for f in c.decode(video=0)])
+        seq = np.stack([lv._Decoder._to_rgb(f) for f in c.decode(video=0)])
     assert len(seq) == 30 and psnr(seq, frames) >= 35
     with lv.VideoReader(path, batch=7) as r:
         assert r.frame_count == 30
@@ -525,8 +525,8 @@ def test_reader_reads_a_raw_stream_and_refuses_after_close(tmp_path):
     # read in one pass, not restarted per frame (the fallback's own reopen once counted
     # as another iterator moving the decoder: quadratic time)
     opened = []
-    real = r._open
-    r._open = lambda: opened.append(1) or real()  # type: ignore[method-assign]
+    real = r._dec._open
+    r._dec._open = lambda: opened.append(1) or real()  # type: ignore[method-assign]
     assert len(np.concatenate(list(r))) == 12 and len(opened) <= 2
     r.close()
     r.close()  # twice is fine
@@ -811,7 +811,7 @@ def test_a_file_cut_mid_gop(tmp_path):
     cut = tmp_path / "cut.ts"
     cut.write_bytes(whole.read_bytes()[at // 188 * 188 :])
     with av.open(str(cut)) as c:  # PyAV alone, as the oracle
-        seq = np.stack([lv.VideoReader._to_rgb(f) for f in c.decode(video=0)])
+        seq = np.stack([lv._Decoder._to_rgb(f) for f in c.decode(video=0)])
     assert 30 <= len(seq) < 60
     for i in (0, 5, len(seq) // 2, len(seq) - 1):
         with lv.VideoReader(cut) as r:
@@ -827,17 +827,18 @@ def test_constant_rate_reads_seek_without_decoding_from_the_start(tmp_path):
     seq = decode_all(path)
     with lv.VideoReader(path) as r:
         counted = []
-        real = r._from_start
-        r._from_start = lambda *a, **k: counted.append(a) or real(*a, **k)  # type: ignore[method-assign]
+        real = r._dec._from_start
+        r._dec._from_start = lambda *a, **k: counted.append(a) or real(*a, **k)  # type: ignore[method-assign]
         for i in (37, 12, 25, 6):
             np.testing.assert_array_equal(r.read(i), seq[i])
-        assert counted == [] and r._timed
+        assert counted == [] and r._dec._timed
 
 
 def counting_decodes(r: lv.VideoReader) -> dict[str, int]:
     """Counts the reader's seeks (to a frame, or to the start) and decoded frames."""
     n = {"seeks": 0, "decoded": 0}
-    seek_start, seek_to, decoded = r._seek_start, r._seek_to, r._decoded
+    d = r._dec
+    seek_start, seek_to, decoded = d._seek_start, d._seek_to, d._decoded
 
     def start(*a, **k):
         n["seeks"] += 1
@@ -852,7 +853,7 @@ def counting_decodes(r: lv.VideoReader) -> dict[str, int]:
             n["decoded"] += 1
             yield f
 
-    r._seek_start, r._seek_to, r._decoded = start, to, frames  # type: ignore[method-assign]
+    d._seek_start, d._seek_to, d._decoded = start, to, frames  # type: ignore[method-assign]
     return n
 
 
@@ -1024,18 +1025,34 @@ def test_open_readers_are_known_by_where_they_were_opened(tmp_path, monkeypatch)
             lv.VideoWriter(a / "v.mp4", fps=10)
 
 
-def test_a_reader_dropped_without_close_does_not_block_rewriting_its_file(tmp_path):
-    """read()'s cursor refers back to the reader, so a dropped reader lived on until a
-    garbage collection, and VideoWriter refused its file as open in a VideoReader."""
+def test_a_reader_dropped_without_close_closes_its_file_at_once(tmp_path):
+    """read()'s cursor refers back to the reader's state, so a reader dropped without
+    close() lived on until a garbage collection: its file stayed open, and VideoWriter
+    refused the file as open in a VideoReader. Dropped, a reader now closes at once
+    (with the garbage collector off), but not while one of its iterators runs."""
     import gc
 
     path = tmp_path / "v.mp4"
     with lv.VideoWriter(path, fps=10) as w:
         w.write(moving(6))
+
+    def open_fds() -> int:
+        return sum(1 for p in Path("/proc/self/fd").iterdir() if p.resolve() == path.resolve())
+
     gc.disable()
     try:
         for _ in range(3):
-            assert lv.VideoReader(path).read(2).shape == (48, 64, 3)
+            r = lv.VideoReader(path)
+            assert r.read(2).shape == (48, 64, 3) and r.read(3).shape == (48, 64, 3)
+            assert open_fds() >= 1
+            dec = r._dec
+            del r
+            assert dec._closed and open_fds() == 0
+        batches = iter(lv.VideoReader(path, batch=2))  # only the iterator holds it
+        assert next(batches).shape == (2, 48, 64, 3)
+        assert sum(len(b) for b in batches) == 4  # the rest, not "closed while iterating"
+        del batches
+        assert open_fds() == 0
         with lv.VideoWriter(path, fps=10) as w:
             w.write(moving(3))
     finally:

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import gc
 import heapq
 import io
 import json
@@ -926,7 +925,7 @@ class VideoWriter:
 
 
 # the readers open in this process: a writer refuses to truncate a file one of them reads
-_open_readers: weakref.WeakSet[VideoReader] = weakref.WeakSet()
+_open_readers: weakref.WeakSet[_Decoder] = weakref.WeakSet()
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -945,20 +944,12 @@ def _refuse_open_input(path: Path, arg: str) -> None:
     if not path.exists():
         return
 
-    def reading() -> bool:
-        return any(
-            not r._closed and _same_file(r._where_opened, path.absolute())
-            for r in list(_open_readers)
+    if any(
+        not r._closed and _same_file(r._where_opened, path.absolute()) for r in list(_open_readers)
+    ):
+        raise ValueError(
+            f"{arg}: {path} is open in a VideoReader; close it or write to another file"
         )
-
-    # a reader dropped without close() lives on until a garbage collection (its read
-    # cursor refers back to it): collect before refusing
-    if reading():
-        gc.collect()
-        if reading():
-            raise ValueError(
-                f"{arg}: {path} is open in a VideoReader; close it or write to another file"
-            )
 
 
 def _numbered(path: Path, i: int) -> Path:
@@ -979,51 +970,10 @@ def _check_audio(path: Path) -> None:
         raise ValueError(f"audio: {path} is not a readable media file ({e})") from e
 
 
-class VideoReader:
-    """Decode a video file into ``uint8`` RGB batches; seekable by frame index.
-
-    Iterating gives ``(n, H, W, 3)`` arrays of up to ``batch`` frames, from the
-    first frame. :meth:`read` and :meth:`iter_from` seek, and ``read(i)`` is always
-    frame ``i`` of that iteration, also at variable frame rates (VFR MP4/MKV, GIFs
-    with uneven delays) and across gaps in the timestamps (MPEG-TS, AVI with dropped
-    frames): the presentation time of every frame is read once from the packets
-    (demuxing, no decoding), and a seek goes to the keyframe at or before frame
-    ``i``'s time and decodes forward to the frame with exactly that time. Where the
-    decoded times do not follow the packets' (MPEG-PS after a seek; H.264 with
-    B-frames in AVI, whose packets carry decode times) or there are none (raw
-    streams), the reader decodes from the first frame and counts instead: as exact,
-    but a read costs a decode from the start. The index itself costs one pass over
-    the file's packets (no decoding) at the first :attr:`frame_count` or seek: about
-    0.2 s for 36,000 frames of a small MP4 (20 minutes at 30 fps).
-
-    YUV is converted with the matrix and range the stream is tagged with (BT.601
-    limited range when untagged). A rotation in the file (the display matrix of a
-    phone's portrait clip) is applied as players apply it, in quarter turns, so
-    :attr:`width`, :attr:`height` and the frames are as shown; :attr:`rotation` is
-    the angle applied (FFmpeg's, counterclockwise: ``-90`` for a phone held upright;
-    0 when none is, as with ``autorotate=False``, which gives the frames as stored, or
-    an angle not a multiple of 90). A mirroring in the display
-    matrix is not applied.
-
-    Packets the demuxer flags corrupt (the cut-off last packet of a truncated file)
-    are skipped, and frames an MP4 edit list cuts off are not returned;
-    :attr:`frame_count` counts what iterating yields.
-
-    Parameters
-    ----------
-    path : any file PyAV reads; its first video stream is decoded
-    batch : frames per batch
-    autorotate : turn the frames by the file's rotation (default True)
-
-    Example
-    -------
-    >>> from loopwave.video import VideoReader
-    >>> with VideoReader("in.mp4", batch=16) as r:  # doctest: +SKIP
-    ...     print(r.fps, r.frame_count, r.width, r.height)
-    ...     for batch in r:          # (<=16, H, W, 3) uint8
-    ...         ...
-    ...     frame = r.read(42)       # one frame, by index
-    """
+class _Decoder:
+    """The state and the decoding of a :class:`VideoReader` (which see). Its read
+    cursor's generator refers back to it; the reader in front does not, so a reader
+    dropped without ``close()`` closes its decoder at once."""
 
     def __init__(
         self, path: str | os.PathLike[str], *, batch: int = 16, autorotate: bool = True
@@ -1113,25 +1063,13 @@ class VideoReader:
 
     @property
     def frame_count(self) -> int:
-        """Frames an iteration yields: counted once from the packets (demuxing, no
-        decoding; the header's count can be wrong), leaving out those that give no
-        frame: flagged discard (cut off by an MP4 edit list) or corrupt (the end of a
-        cut-off file)."""
         self._check_open()
         self._index()
         assert self._count is not None
         return self._count
 
     @property
-    def duration(self) -> float:
-        """Seconds of video: ``frame_count / fps``."""
-        return self.frame_count / float(self.fps)
-
-    @property
     def settings(self) -> dict[str, Any] | None:
-        """The JSON of the ``comment`` tag (what :class:`VideoWriter` stores), or None.
-
-        Matroska spells the tag ``COMMENT``; either spelling is read."""
         text = next((val for k, val in self.metadata.items() if k.lower() == "comment"), "")
         try:
             data = json.loads(text)
@@ -1358,10 +1296,6 @@ class VideoReader:
         if buf:
             yield np.stack(buf)
 
-    def __iter__(self) -> Iterator[np.ndarray]:
-        self._check_open()
-        return self._batches(0)
-
     @staticmethod
     def _check_index(index: Any) -> int:
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
@@ -1371,7 +1305,6 @@ class VideoReader:
         return int(index)
 
     def iter_from(self, index: int) -> Iterator[np.ndarray]:
-        """Batches starting at frame ``index`` (exact: frame ``index`` of an iteration)."""
         start = self._check_index(index)
         self._check_open()
         if start >= 2**40:  # past the end of any video (and of 64-bit timestamps)
@@ -1379,19 +1312,6 @@ class VideoReader:
         return self._batches(start)
 
     def read(self, index: int) -> np.ndarray:
-        """The frame at ``index``, ``(H, W, 3)`` ``uint8``: frame ``index`` of an
-        iteration (seeks to the keyframe at or before it, then decodes forward). Past the
-        end: ``IndexError``.
-
-        The reader keeps its place for the next read, which refers back to it: a reader
-        dropped without :meth:`close` (or a ``with`` block) keeps its file open until the
-        next garbage collection.
-
-        Reads in increasing order go on from where the last read left the decoder,
-        unless a seek decodes less (a keyframe more than :attr:`CONTINUE_FOR` frames
-        ahead of it and at or before ``index``) or something else moved the decoder in
-        between: reading every frame by index costs one pass, also where frames are
-        found by counting from the start (raw streams)."""
         start = self._check_index(index)
         self._check_open()
         if start < 2**40:
@@ -1407,10 +1327,7 @@ class VideoReader:
                 return self._rgb(f)
         raise IndexError(f"index {index} is past the end of {self.path}")
 
-    #: A read this many frames or fewer past the last one decodes on, even across a
-    #: keyframe: a seek restarts the decoder, whose threads and frame reordering cost
-    #: a few frames' decoding before its first frame comes out.
-    CONTINUE_FOR = 8
+    CONTINUE_FOR = 8  # see VideoReader.CONTINUE_FOR
 
     def _resume(self, start: int) -> tuple[Generator[Any, None, None], int]:
         """The iterator a read of ``start`` takes its frame from and how many frames to
@@ -1437,6 +1354,165 @@ class VideoReader:
             self._cursor = None
             _open_readers.discard(self)
             self.container.close()
+
+
+class VideoReader:
+    """Decode a video file into ``uint8`` RGB batches; seekable by frame index.
+
+    Iterating gives ``(n, H, W, 3)`` arrays of up to ``batch`` frames, from the
+    first frame. :meth:`read` and :meth:`iter_from` seek, and ``read(i)`` is always
+    frame ``i`` of that iteration, also at variable frame rates (VFR MP4/MKV, GIFs
+    with uneven delays) and across gaps in the timestamps (MPEG-TS, AVI with dropped
+    frames): the presentation time of every frame is read once from the packets
+    (demuxing, no decoding), and a seek goes to the keyframe at or before frame
+    ``i``'s time and decodes forward to the frame with exactly that time. Where the
+    decoded times do not follow the packets' (MPEG-PS after a seek; H.264 with
+    B-frames in AVI, whose packets carry decode times) or there are none (raw
+    streams), the reader decodes from the first frame and counts instead: as exact,
+    but a read costs a decode from the start. The index itself costs one pass over
+    the file's packets (no decoding) at the first :attr:`frame_count` or seek: about
+    0.2 s for 36,000 frames of a small MP4 (20 minutes at 30 fps).
+
+    YUV is converted with the matrix and range the stream is tagged with (BT.601
+    limited range when untagged). A rotation in the file (the display matrix of a
+    phone's portrait clip) is applied as players apply it, in quarter turns, so
+    :attr:`width`, :attr:`height` and the frames are as shown; :attr:`rotation` is
+    the angle applied (FFmpeg's, counterclockwise: ``-90`` for a phone held upright;
+    0 when none is, as with ``autorotate=False``, which gives the frames as stored, or
+    an angle not a multiple of 90). A mirroring in the display
+    matrix is not applied.
+
+    Packets the demuxer flags corrupt (the cut-off last packet of a truncated file)
+    are skipped, and frames an MP4 edit list cuts off are not returned;
+    :attr:`frame_count` counts what iterating yields.
+
+    Parameters
+    ----------
+    path : any file PyAV reads; its first video stream is decoded
+    batch : frames per batch
+    autorotate : turn the frames by the file's rotation (default True)
+
+    Example
+    -------
+    >>> from loopwave.video import VideoReader
+    >>> with VideoReader("in.mp4", batch=16) as r:  # doctest: +SKIP
+    ...     print(r.fps, r.frame_count, r.width, r.height)
+    ...     for batch in r:          # (<=16, H, W, 3) uint8
+    ...         ...
+    ...     frame = r.read(42)       # one frame, by index
+    """
+
+    #: A read this many frames or fewer past the last one decodes on, even across a
+    #: keyframe: a seek restarts the decoder, whose threads and frame reordering cost
+    #: a few frames' decoding before its first frame comes out.
+    CONTINUE_FOR = _Decoder.CONTINUE_FOR
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, batch: int = 16, autorotate: bool = True
+    ) -> None:
+        # Everything lives in the decoder. read()'s cursor (a suspended generator of
+        # the decoder's) refers back to the decoder, not to this object, so dropping
+        # the last reference to a reader and its iterators closes the file at once
+        # (__del__), as with a file object, instead of at the next garbage collection.
+        self._dec = _Decoder(path, batch=batch, autorotate=autorotate)
+
+    @property
+    def batch(self) -> int:
+        """Frames per batch when iterating."""
+        return self._dec.batch
+
+    @property
+    def path(self) -> Path:
+        """The file, as given."""
+        return self._dec.path
+
+    @property
+    def fps(self) -> Fraction:
+        """Frames per second."""
+        return self._dec.fps
+
+    @property
+    def width(self) -> int:
+        """Frame width, as shown (after the rotation)."""
+        return self._dec.width
+
+    @property
+    def height(self) -> int:
+        """Frame height, as shown (after the rotation)."""
+        return self._dec.height
+
+    @property
+    def rotation(self) -> int:
+        """The rotation applied: degrees counterclockwise, a multiple of 90 (0 if none)."""
+        return self._dec.rotation
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The container's tags."""
+        return self._dec.metadata
+
+    @property
+    def container(self) -> Any:
+        """The PyAV input container."""
+        return self._dec.container
+
+    @property
+    def stream(self) -> Any:
+        """The PyAV video stream decoded."""
+        return self._dec.stream
+
+    @property
+    def frame_count(self) -> int:
+        """Frames an iteration yields: counted once from the packets (demuxing, no
+        decoding; the header's count can be wrong), leaving out those that give no
+        frame: flagged discard (cut off by an MP4 edit list) or corrupt (the end of a
+        cut-off file)."""
+        return self._dec.frame_count
+
+    @property
+    def duration(self) -> float:
+        """Seconds of video: ``frame_count / fps``."""
+        return self.frame_count / float(self.fps)
+
+    @property
+    def settings(self) -> dict[str, Any] | None:
+        """The JSON of the ``comment`` tag (what :class:`VideoWriter` stores), or None.
+
+        Matroska spells the tag ``COMMENT``; either spelling is read."""
+        return self._dec.settings
+
+    def _held(self, batches: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        """``batches``, keeping this reader (and so its file) alive while they run."""
+        yield from batches
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        self._dec._check_open()
+        return self._held(self._dec._batches(0))
+
+    def iter_from(self, index: int) -> Iterator[np.ndarray]:
+        """Batches starting at frame ``index`` (exact: frame ``index`` of an iteration)."""
+        return self._held(self._dec.iter_from(index))
+
+    def read(self, index: int) -> np.ndarray:
+        """The frame at ``index``, ``(H, W, 3)`` ``uint8``: frame ``index`` of an
+        iteration (seeks to the keyframe at or before it, then decodes forward). Past the
+        end: ``IndexError``.
+
+        Reads in increasing order go on from where the last read left the decoder,
+        unless a seek decodes less (a keyframe more than :attr:`CONTINUE_FOR` frames
+        ahead of it and at or before ``index``) or something else moved the decoder in
+        between: reading every frame by index costs one pass, also where frames are
+        found by counting from the start (raw streams)."""
+        return self._dec.read(index)
+
+    def close(self) -> None:
+        """Close the file (also done when the reader is dropped); idempotent."""
+        self._dec.close()
+
+    def __del__(self) -> None:
+        dec = self.__dict__.get("_dec")  # absent when __init__ failed
+        if dec is not None:
+            dec.close()
 
     def __enter__(self) -> VideoReader:
         return self
