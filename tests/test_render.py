@@ -192,6 +192,16 @@ def test_cli_zero_frames_is_refused_not_ignored(tmp_path, capsys):
     assert "render.frames" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("size", ["6_4x64", "+64x64", "64x64x2", "64", "x64", "6.4x64"])
+def test_cli_size_must_be_plain_wxh(tmp_path, capsys, size):
+    """int() alone read "6_4x64" as 64x64 and "+64x64" as 64x64."""
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({**JOB, "output": {"dir": str(tmp_path / "out")}}))
+    assert main(["render", str(job), "--size", size, "--quiet"]) == 2
+    assert "--size: expected WxH" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("name", ["", ".", "..", "a/b", "../up", " "])
 def test_output_name_must_be_a_folder_name(name):
     with pytest.raises(ValueError, match="output.name"):
@@ -201,8 +211,12 @@ def test_output_name_must_be_a_folder_name(name):
 def test_cli_render_and_model_errors(tmp_path, capsys):
     job = tmp_path / "job.json"
     job.write_text(json.dumps({**JOB, "output": {"dir": str(tmp_path / "out"), "name": "m"}}))
-    assert main(["render", str(job), "--frames", "3", "--no-video", "--quiet"]) == 0
-    assert len(list((tmp_path / "out" / "m" / "frames").glob("*.png"))) == 3
+    assert (
+        main(["render", str(job), "--frames", "3", "--no-video", "--quiet", "--size", " 72 X64"])
+        == 0
+    )
+    pngs = sorted((tmp_path / "out" / "m" / "frames").glob("*.png"))
+    assert len(pngs) == 3 and _read_png(pngs[0]).shape == (64, 72, 3)
     missing = ["--model", str(tmp_path / "missing"), "--out", str(tmp_path / "o3"), "--quiet"]
     assert main(["render", str(job), *missing]) == 2
     assert "not a local file or folder" in capsys.readouterr().err

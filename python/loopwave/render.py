@@ -35,6 +35,7 @@ import itertools
 import json
 import os
 import queue
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -750,10 +751,10 @@ def add_cli(sub: Any) -> None:
             if a.frames is not None:
                 data["render"] = {**data["render"], "frames": a.frames}
             if a.size is not None:
-                try:
-                    w, h = (int(x) for x in a.size.lower().split("x"))
-                except ValueError:
-                    raise ValueError(f"--size: expected WxH like 256x256; got {a.size!r}") from None
+                m = re.fullmatch(r"([0-9]+) *[xX] *([0-9]+)", a.size.strip())
+                if m is None:  # int() alone also took "6_4" and "+64"
+                    raise ValueError(f"--size: expected WxH like 256x256; got {a.size!r}")
+                w, h = int(m[1]), int(m[2])
                 data["render"] = {**data["render"], "width": w, "height": h}
             s = Settings.from_dict(data)
             run_dir.append(Path(s["output"]["dir"]) / s["output"]["name"])
