@@ -114,3 +114,15 @@ def test_a_wave_token_the_render_cannot_fill_is_refused_when_loading():
     for text in ("x @wave_completed(min(0.5, 1), 1.5)", "(x:@wave_completed(0, foo))"):
         with pytest.raises(SettingsError, match="^prompts: .*@wave_completed"):
             Settings.from_dict({**MINIMAL, "prompts": {"0": "a", "3": text}})
+
+
+@pytest.mark.parametrize(("section", "key"), [("render", "seed"), ("denoise", "base")])
+def test_json_null_is_refused_not_taken_for_the_default(tmp_path, section, key):
+    """null was silently replaced by the default: a "seed": null meant as "random" rendered
+    with seed 1234."""
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps({**MINIMAL, section: {key: None}}))
+    with pytest.raises(SettingsError, match=rf"{section}\.{key}: null is not a value.*default"):
+        load_settings(path)
+    path.write_text(json.dumps({**MINIMAL, section: {}}))  # left out: the default
+    assert load_settings(path)[section][key] == Settings.from_dict(MINIMAL)[section][key]

@@ -216,9 +216,13 @@ class Settings(dict[str, Any]):
             given = dict(given)
             resolved = {}
             for key, (default, check) in keys.items():
-                value = given.pop(key, None)
-                if value is None:
+                if key not in given:
                     value = copy.deepcopy(default)
+                elif (value := given.pop(key)) is None:  # JSON null: not "the default"
+                    raise SettingsError(
+                        f"{section}.{key}: null is not a value; leave the key out for the "
+                        f"default ({default!r})"
+                    )
                 problem = check(value)
                 if problem:
                     raise SettingsError(f"{section}.{key}: {problem}")
