@@ -109,8 +109,9 @@ def match_histograms(frames: Frames, reference: Frames) -> Frames:
 
     The semantics of ``skimage.exposure.match_histograms(f, r, channel_axis=-1)``:
     ``uint8`` results are scikit-image's exactly (truncated like its cast).
-    ``float32`` input is matched on 4096-bin histograms spanning the call's value
-    range; it equals scikit-image's result where no bin holds two distinct values
+    ``float32`` input is matched on 4096-bin histograms spanning the value range of
+    the frame and its reference (not the batch's: a frame's result is the same alone
+    or in any batch); it equals scikit-image's result where no bin holds two distinct values
     (e.g. frames made from ``uint8`` ones). Otherwise all values in one bin share
     one output: the median error stays below a bin width (range/4096), but where
     a crowded bin meets a sparse stretch of the reference (bright highlights, for
@@ -119,7 +120,7 @@ def match_histograms(frames: Frames, reference: Frames) -> Frames:
     that bin. For exact scikit-image semantics use ``uint8`` frames, or float
     frames made from them.
     Float values here are not clipped: any finite values (e.g. Lab) work, as long as each
-    channel's values (frames and reference together) span less than 3.4e38 and, where
+    channel's values (a frame and its reference together) span less than 3.4e38 and, where
     they differ, more than 1e-34 (else ``ValueError``: f32 bins cannot hold them).
 
     Parameters

@@ -9,7 +9,8 @@
 //!   float result is truncated to `u8` like scikit-image's cast into a `uint8`
 //!   array.
 //! * `f32`: [`FLOAT_BINS`] bins per channel spanning the channel's range over
-//!   the whole call (frames and references). A reference bin stands for the
+//!   the frame and its reference, so a frame's result does not depend on the
+//!   other frames of the batch. A reference bin stands for the
 //!   mean of the values in it; all source values in one bin map to one output.
 //!   Where no bin holds two distinct values (e.g. float frames made from `u8`
 //!   ones) the result equals scikit-image's to f32 rounding. Otherwise the
@@ -260,16 +261,13 @@ fn channel_range<T: Sample>(data: &[T]) -> [(f32, f32); 3] {
     })
 }
 
-/// Binning for a whole call: fixed for `u8`, the joint range for `f32`.
+/// Binning of float values over the joint range of two sets of channel ranges
+/// (a frame's and its reference's).
 ///
 /// A float channel whose values span more than `f32::MAX` (the width overflows)
 /// or, where they differ, less than `FLOAT_BINS / f32::MAX` (the scale
 /// overflows) cannot be binned in f32 and is refused.
-fn binning_for<T: Sample>(src: &[T], reference: &[T]) -> Result<[Binning; 3]> {
-    if !T::FLOAT {
-        return Ok([Binning::U8; 3]);
-    }
-    let (a, b) = (channel_range(src), channel_range(reference));
+fn binning_over(a: [(f32, f32); 3], b: [(f32, f32); 3]) -> Result<[Binning; 3]> {
     let mut out = [Binning::U8; 3];
     for c in 0..3 {
         let (lo, hi) = (a[c].0.min(b[c].0), a[c].1.max(b[c].1));
@@ -278,7 +276,7 @@ fn binning_for<T: Sample>(src: &[T], reference: &[T]) -> Result<[Binning; 3]> {
             return Err(KernelError::value(
                 "frames",
                 format!(
-                    "the values of channel {c} in frames and reference span [{lo:e}, {hi:e}]; \
+                    "the values of channel {c} in a frame and its reference span [{lo:e}, {hi:e}]; \
                      float histograms need a span below 3.4e38 and above 1e-34 (rescale first)"
                 ),
             ));
@@ -305,19 +303,53 @@ pub fn match_histograms<T: Sample>(
     dims.check_one_or_per_frame("reference", &rdims)?;
     check_finite("frames", src)?;
     check_finite("reference", reference)?;
-    let binning = binning_for(src, reference)?;
-    let ref_hist = |i: usize| {
-        let f = rdims.frame_len();
-        histogram(&reference[i * f..(i + 1) * f], &binning, T::FLOAT)
+    let rf = rdims.frame_len();
+    let ref_frame = |i: usize| &reference[i * rf..(i + 1) * rf];
+    // u8: one fixed binning. f32: each frame's own, over its range and its reference's
+    // (a shared reference's histogram over the reference's range alone serves every
+    // frame whose values lie within it)
+    let binning_of = |s: &[T], r: [(f32, f32); 3]| -> Result<[Binning; 3]> {
+        if T::FLOAT {
+            binning_over(channel_range(s), r)
+        } else {
+            Ok([Binning::U8; 3])
+        }
     };
-    let shared = (rdims.n == 1).then(|| ref_hist(0));
+    let shared = match rdims.n {
+        1 => {
+            let r = ref_frame(0);
+            let range = if T::FLOAT {
+                channel_range(r)
+            } else {
+                [(0.0, 0.0); 3]
+            };
+            let b = binning_of(r, range)?;
+            Some((range, b, histogram(r, &b, T::FLOAT)))
+        }
+        _ => None,
+    };
     super::parallel::per_frame(src, dims.frame_len(), out, dims.frame_len(), |i, s, o| {
         let own;
-        let rh = match &shared {
-            Some(h) => h,
+        let (binning, rh) = match &shared {
+            Some((range, b, h)) => {
+                let binning = binning_of(s, *range)?;
+                if binning == *b {
+                    (binning, h)
+                } else {
+                    own = histogram(ref_frame(0), &binning, T::FLOAT);
+                    (binning, &own)
+                }
+            }
             None => {
-                own = ref_hist(i);
-                &own
+                let r = ref_frame(i);
+                let range = if T::FLOAT {
+                    channel_range(r)
+                } else {
+                    [(0.0, 0.0); 3]
+                };
+                let binning = binning_of(s, range)?;
+                own = histogram(r, &binning, T::FLOAT);
+                (binning, &own)
             }
         };
         let sh = histogram(s, &binning, false);
