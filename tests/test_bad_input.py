@@ -326,6 +326,15 @@ def test_exact_numbers_are_numbers():
     np.testing.assert_array_equal(lw.lerp_frames(B2, B2, Fraction(1, 3)), B2)
     with pytest.raises(TypeError, match="^gamma .*bool"):  # a bool among numbers
         lw.adjust_gamma(B2, [True, 2.0])
+    # nested: numpy turns [[True, 0.5]] into floats, and bools were read as 1 and 0
+    eye = [[True, False, 0.0], [False, True, 0.0]]
+    with pytest.raises(TypeError, match="^matrix .*bool"):
+        lw.warp_affine(B2, eye)
+    with pytest.raises(TypeError, match="^matrix .*bool"):
+        lw.warp_affine(B2, ([1.0, np.bool_(False), 0.0], (0.0, 1.0, 0.0)))
+    with pytest.raises(TypeError, match="^gamma .*bool"):
+        lw.adjust_gamma(B2, [[True], [2.0]])
+    assert lw.warp_affine(B2, [[1.0, 0, 0], [0, 1, 0]]).shape == B2.shape
 
 
 def test_lab_to_rgb_names_what_lab_must_be():
@@ -481,6 +490,18 @@ def test_panic_is_an_exception_not_a_crash():
     with pytest.raises(RuntimeError):
         _native._panic_for_tests()
     assert lw.rgb_to_lab(F).shape == F.shape  # still usable afterwards
+
+
+def test_kernel_panic_pickles_as_itself():
+    """Its module was '_native', which cannot be imported: pickling failed, so a panic in
+    a multiprocessing worker reached the parent as a PicklingError."""
+    import pickle
+
+    with pytest.raises(lw.KernelPanic) as info:
+        _native._panic_for_tests()
+    assert lw.KernelPanic.__module__ == "loopwave._native"
+    again = pickle.loads(pickle.dumps(info.value))
+    assert type(again) is lw.KernelPanic and str(again) == str(info.value)
 
 
 X4 = np.random.default_rng(0).integers(0, 256, (2, 4, 6, 3), dtype=np.uint8)

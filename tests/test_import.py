@@ -36,3 +36,20 @@ def test_using_the_colour_kernels_stays_light():
 def test_the_check_itself_sees_heavy_modules():
     # guards against a vacuous pass: the probe does report a heavy import
     assert "PIL" in _loaded_after("import PIL")
+
+
+def test_color_all_lists_every_public_function():
+    """set_buffer_cache and buffer_cache_info were exported by loopwave but missing from
+    loopwave.color.__all__ (so from `from loopwave.color import *`)."""
+    import inspect
+
+    import loopwave as lw
+    import loopwave.color as color
+
+    public = {
+        n
+        for n, f in vars(color).items()
+        if inspect.isfunction(f) and not n.startswith("_") and f.__module__ == color.__name__
+    }
+    assert public == set(color.__all__)
+    assert set(color.__all__) <= set(lw.__all__)

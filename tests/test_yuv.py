@@ -143,6 +143,14 @@ def test_odd_sizes_are_refused(shape):
 def test_unknown_matrix():
     with pytest.raises(ValueError, match="matrix"):
         lw.rgb_to_yuv420p(np.zeros((2, 2, 3), np.uint8), matrix="rec9")
+    img = np.random.default_rng(3).integers(0, 256, (4, 6, 3), np.uint8)
+    for mangled in ("_b.t-7_0.9", "bt-709", "7.0.9"):  # were read as bt709
+        with pytest.raises(ValueError, match="matrix"):
+            lw.rgb_to_yuv420p(img, matrix=mangled)
+    for alias, name in (("BT.709", "bt709"), ("709", "bt709"), ("smpte170m", "bt601")):
+        np.testing.assert_array_equal(
+            lw.rgb_to_yuv420p(img, matrix=alias), lw.rgb_to_yuv420p(img, matrix=name)
+        )
     with pytest.raises(TypeError, match="matrix"):
         lw.rgb_to_yuv420p(np.zeros((2, 2, 3), np.uint8), matrix=709)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="matrix"):

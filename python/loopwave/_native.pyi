@@ -1,6 +1,6 @@
 # Stub for the Rust extension module (rust/py/mod.rs). The wrappers in
 # loopwave.color normalise input first: 4-D, C-contiguous, batch axis present.
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +32,7 @@ __all__ = [
 
 class KernelPanic(RuntimeError): ...
 
+@final
 class ResultBuffer:
     """Owner (the ``base``) of a large result's memory; see ``loopwave.set_buffer_cache``."""
 

@@ -81,6 +81,19 @@ def _is_real(v: Any) -> bool:
     ) and not isinstance(v, (bool, np.bool_))
 
 
+def _holds_bool(x: list[Any] | tuple[Any, ...]) -> bool:
+    """Whether a bool is among the items of nested lists and tuples (numpy turns
+    ``[[True, 0.5]]`` into floats, so its dtype cannot tell)."""
+    todo = [x]
+    while todo:
+        for v in todo.pop():
+            if isinstance(v, (bool, np.bool_)):
+                return True
+            if isinstance(v, (list, tuple)):
+                todo.append(v)
+    return False
+
+
 def real_array(x: Any, arg: str, form: str) -> np.ndarray:
     """``x`` as a float64 array of real numbers: ``TypeError`` naming ``arg`` for
     anything else (None, text, bools, complex, objects), ``ValueError`` for a Python
@@ -93,7 +106,7 @@ def real_array(x: Any, arg: str, form: str) -> np.ndarray:
         raise TypeError(f"{arg} must be {form}; got {type(x).__name__}") from None
     if np.iscomplexobj(raw) or _masked(x):
         raise TypeError(f"{arg} must be {form}; got {x!r:.60}")
-    if isinstance(x, (list, tuple)) and any(isinstance(v, (bool, np.bool_)) for v in x):
+    if isinstance(x, (list, tuple)) and _holds_bool(x):
         raise TypeError(f"{arg} must be {form}; got a bool among the numbers")
     if raw.dtype == object:
         if not all(_is_real(v) for v in raw.reshape(-1)):

@@ -29,6 +29,7 @@ from . import _validate as v
 __all__ = [
     "adjust_gamma",
     "blend_luminosity",
+    "buffer_cache_info",
     "color_correct",
     "get_num_threads",
     "lab_to_rgb",
@@ -37,8 +38,9 @@ __all__ = [
     "match_histograms",
     "mean_frames",
     "rgb_to_lab",
-    "rgb_to_yuv420p",
     "motion_matrix",
+    "rgb_to_yuv420p",
+    "set_buffer_cache",
     "set_num_threads",
     "simd_level",
     "warp_affine",
@@ -303,8 +305,9 @@ def rgb_to_yuv420p(
     """RGB to planar 4:2:0 YUV (I420), ready for ``av.VideoFrame.from_ndarray(..., "yuv420p")``.
 
     Returns ``(H * 3 // 2, W)`` per frame: the Y plane, then U, then V. ``H`` and
-    ``W`` must be even. ``matrix`` is ``"bt601"``, ``"bt709"`` or ``"bt2020"``;
-    limited range (Y 16..235) unless ``full_range``. Chroma is the mean of each
+    ``W`` must be even. ``matrix`` is ``"bt601"``, ``"bt709"`` or ``"bt2020"`` (any
+    case; also ``"bt.709"`` or ``"709"``, and ``"smpte170m"`` and ``"bt2020nc"`` as
+    FFmpeg names them); limited range (Y 16..235) unless ``full_range``. Chroma is the mean of each
     2x2 block.
     """
     x, single = v.frames(frames, "frames")

@@ -24,14 +24,12 @@ pub enum Matrix {
 
 impl Matrix {
     pub fn parse(name: &str) -> Result<Self> {
-        match name
-            .to_ascii_lowercase()
-            .replace(['.', '-', '_'], "")
-            .as_str()
-        {
-            "bt601" | "601" | "smpte170m" => Ok(Self::Bt601),
-            "bt709" | "709" => Ok(Self::Bt709),
-            "bt2020" | "2020" | "bt2020nc" => Ok(Self::Bt2020),
+        // the names, any case, and the spellings FFmpeg and the standards use; not
+        // any string that reads as one once punctuation is dropped ("_b.t-7_0.9")
+        match name.to_ascii_lowercase().as_str() {
+            "bt601" | "bt.601" | "601" | "smpte170m" => Ok(Self::Bt601),
+            "bt709" | "bt.709" | "709" => Ok(Self::Bt709),
+            "bt2020" | "bt.2020" | "2020" | "bt2020nc" => Ok(Self::Bt2020),
             _ => Err(KernelError::value(
                 "matrix",
                 format!(
@@ -424,5 +422,13 @@ mod tests {
         );
         assert_eq!(Matrix::parse("rec9").unwrap_err().arg(), "matrix");
         assert_eq!(Matrix::parse("BT.709").unwrap(), Matrix::Bt709);
+        assert_eq!(Matrix::parse("SMPTE170M").unwrap(), Matrix::Bt601);
+        for mangled in ["_b.t-7_0.9", "bt-709", "b.t709", "7.0.9", "bt2020-nc"] {
+            assert_eq!(
+                Matrix::parse(mangled).unwrap_err().arg(),
+                "matrix",
+                "{mangled}"
+            );
+        }
     }
 }

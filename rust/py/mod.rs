@@ -20,7 +20,7 @@ use crate::kernels::{self, Dims, KernelError, Sample};
 mod pool;
 
 create_exception!(
-    _native,
+    loopwave._native,
     KernelPanic,
     PyRuntimeError,
     "A loopwave kernel hit an internal error (a bug: please report it with the input shapes)."
