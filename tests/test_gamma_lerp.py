@@ -287,3 +287,18 @@ def test_mean_frames_odd_counts_and_float():
     got = lw.mean_frames(f)
     assert got.dtype == np.float32 and got.shape == (7, 9, 3)
     np.testing.assert_allclose(got, f.astype(np.float64).mean(0), atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [4095, 4096, 4097, 100_001])
+def test_mean_frames_uint8_rounds_half_up_exactly_for_many_frames(n):
+    """Past 4096 frames the mean went through f32: 254.499995 (100001 frames) came out
+    as 255."""
+    rng = np.random.default_rng(n)
+    frames = np.full((n, 2, 2, 3), 254, np.uint8)
+    frames[: (n - 1) // 2, 0, 0] = 255  # a mean just below 254.5
+    frames[: (n + 1) // 2, 0, 1] = 255  # at or just above 254.5
+    frames[:, 1] = rng.integers(0, 256, (n, 2, 3), dtype=np.uint8)
+    got = lw.mean_frames(frames)
+    total = frames.astype(np.int64).sum(0)
+    np.testing.assert_array_equal(got, (2 * total + n) // (2 * n))  # half up, in integers
+    assert got[0, 0, 0] == 254 and got[0, 1, 0] == 255

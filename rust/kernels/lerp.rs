@@ -77,6 +77,21 @@ fn lerp_span<T: Sample>(x: &[T], y: &[T], o: &mut [T], s: f32, t: f32) {
     }
 }
 
+/// The per-sample sum of 8-bit samples over `frames` (each `len` long); `A`
+/// must hold 255 times their count.
+fn sum_codes<'a, T: Sample + 'a, A: Copy + Default + std::ops::AddAssign + From<u8>>(
+    frames: impl Iterator<Item = &'a [T]>,
+    len: usize,
+) -> Vec<A> {
+    let mut acc = vec![A::default(); len];
+    for s in frames {
+        for (a, v) in acc.iter_mut().zip(s) {
+            *a += A::from(v.code() as u8);
+        }
+    }
+    acc
+}
+
 /// The per-sample mean of `dims.n` frames into one frame; `u8` rounds half up.
 pub fn mean_frames<T: Sample>(src: &[T], dims: Dims, out: &mut [T]) -> Result<()> {
     dims.check("frames", src.len())?;
@@ -90,7 +105,8 @@ pub fn mean_frames<T: Sample>(src: &[T], dims: Dims, out: &mut [T]) -> Result<()
     }
     check_finite("frames", src)?;
     let n = dims.n;
-    // for 8-bit frames (and up to 4096 of them): sum -> mean rounded half up, exactly
+    // 8-bit frames: an exact integer sum, its mean rounded half up from a table up to
+    // 4096 frames, by an integer division beyond (f32 rounded 254.499995 up to 255)
     let rounded: Option<Vec<u8>> = (!T::FLOAT && n <= 4096).then(|| {
         let n = n as u32;
         (0..=255 * n)
@@ -100,17 +116,21 @@ pub fn mean_frames<T: Sample>(src: &[T], dims: Dims, out: &mut [T]) -> Result<()
     install(|| {
         out.par_chunks_mut(CHUNK).enumerate().for_each(|(ci, o)| {
             let start = ci * CHUNK;
-            if let (Some(o), Some(round)) = (T::bytes_mut(o), &rounded) {
-                // 8-bit frames: an exact integer sum, and its mean from the table
-                let mut acc = vec![0u32; o.len()];
-                for f in 0..n {
-                    let s = &src[f * fl + start..f * fl + start + o.len()];
-                    for (a, v) in acc.iter_mut().zip(s) {
-                        *a += v.code() as u32;
+            if let Some(o) = T::bytes_mut(o) {
+                let frames = (0..n).map(|f| &src[f * fl + start..f * fl + start + o.len()]);
+                match &rounded {
+                    Some(round) => {
+                        let acc: Vec<u32> = sum_codes(frames, o.len());
+                        o.iter_mut()
+                            .zip(&acc)
+                            .for_each(|(o, &a)| *o = round[a as usize]);
                     }
-                }
-                for (o, &a) in o.iter_mut().zip(&acc) {
-                    *o = round[a as usize];
+                    None => {
+                        let (acc, n): (Vec<u64>, u64) = (sum_codes(frames, o.len()), n as u64);
+                        o.iter_mut()
+                            .zip(&acc)
+                            .for_each(|(o, &a)| *o = ((2 * a + n) / (2 * n)) as u8);
+                    }
                 }
                 return;
             }
