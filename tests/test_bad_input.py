@@ -314,6 +314,8 @@ def test_lab_to_rgb_arguments():
         with pytest.raises(TypeError) as exc:
             lw.lab_to_rgb(FF, dtype=dtype)
         names_arg(exc, "dtype")
+    with pytest.raises(TypeError, match="got None"):  # np.dtype(None) is float64
+        lw.lab_to_rgb(FF, dtype=None)
 
 
 def test_exact_numbers_are_numbers():

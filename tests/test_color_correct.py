@@ -188,6 +188,13 @@ def test_out_is_checked(photos):
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="writeable"):
         lw.color_correct(frames, target, out=ro)
+    # float32 at an odd byte offset: refused here, by name (it failed in the native
+    # call with "The given array is not contiguous or is misaligned")
+    ff = frames.astype(np.float32) / 255
+    buf = np.empty(ff.nbytes + 1, np.uint8)
+    odd = np.ndarray(ff.shape, np.float32, buf, offset=1)
+    with pytest.raises(ValueError, match="^out must be C-contiguous, aligned"):
+        lw.color_correct(ff, target.astype(np.float32) / 255, out=odd)
     both = np.empty((3, 128, 128, 3), np.uint8)
     both[1] = target
     with pytest.raises(ValueError, match="share memory"):

@@ -87,6 +87,8 @@ def lab_to_rgb(lab: npt.ArrayLike, *, dtype: npt.DTypeLike = np.uint8) -> Frames
     if lab.dtype.kind != "f":
         raise TypeError(f"lab must be a float array (float32 preferred); got {lab.dtype}")
     try:
+        if dtype is None:  # np.dtype(None) is float64: the message would name that
+            raise TypeError
         out_dtype = np.dtype(dtype)
     except TypeError:
         raise TypeError(f"dtype must be np.uint8 or np.float32; got {dtype!r}") from None
@@ -292,8 +294,8 @@ def _out_like(out: Any, frames: np.ndarray, x: np.ndarray, single: bool, target:
         raise TypeError(f"out must have the dtype of frames ({x.dtype}); got {out.dtype}")
     if out.shape != frames.shape:
         raise ValueError(f"out must have the shape of frames {frames.shape}; got {out.shape}")
-    if not out.flags.c_contiguous or not out.flags.writeable:
-        raise ValueError("out must be C-contiguous and writeable")
+    if not out.flags.c_contiguous or not out.flags.writeable or not out.flags.aligned:
+        raise ValueError("out must be C-contiguous, aligned and writeable")
     if any(np.may_share_memory(out, a) for a in (frames, x, target)):
         raise ValueError("out must not share memory with frames or target")
     return out[None] if single else out
