@@ -225,6 +225,14 @@ def test_long_prompts_warn_naming_the_argument_once():
     long = [m for m in long if "tokens, but the text encoder reads" in m]
     assert len(long) == 1 and long[0].startswith("prompt: 79 tokens"), long  # ivy + 76 p
     assert "last 4 are dropped" in long[0]
+    # the warning points at the line calling img2img (it pointed inside the call lock's
+    # wrapper in backends.py) or embed
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        b.img2img(init, prompt="q" * 90, negative="", **kw)
+        b.embed("r" * 90)
+    where = [x.filename for x in seen if "tokens, but the text encoder" in str(x.message)]
+    assert where == [__file__, __file__], where
 
 
 def test_no_guidance_does_not_encode_the_negative(monkeypatch):

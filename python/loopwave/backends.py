@@ -240,12 +240,14 @@ class DiffusersBackend(Img2Img):
             pipe.vae.decoder = torch.compile(pipe.vae.decoder, mode=mode)
             pipe.vae.encoder = torch.compile(pipe.vae.encoder, mode=mode)
 
-    def embed(self, text: str, *, arg: str = "prompt") -> Any:
+    def embed(self, text: str, *, arg: str = "prompt", stacklevel: int = 2) -> Any:
         """Hidden states of a prompt with A1111 weights (:mod:`loopwave.prompt_weights`).
 
         The text encoder's output is cached by token ids for the last :data:`EMBED_CACHE`
         distinct token sequences, and the weights are applied per call: a prompt whose
-        weights change every frame (``@wave_completed``) is encoded once."""
+        weights change every frame (``@wave_completed``) is encoded once. A prompt cut to
+        the encoder's window warns once, pointing ``stacklevel`` frames up (2: at the
+        caller of ``embed``)."""
         from .prompt_weights import apply_weights, encode_ids, tokenize_weighted, warn_dropped
 
         ids, weights, dropped = tokenize_weighted(self.pipe.tokenizer, text)
@@ -253,7 +255,7 @@ class DiffusersBackend(Img2Img):
             # once per argument and tokens, not every frame (@wave changes the text only)
             self._warned.add((arg, ids))
             read = self.pipe.tokenizer.model_max_length - 2
-            warn_dropped(arg, text, dropped, read, stacklevel=3)  # the caller of img2img
+            warn_dropped(arg, text, dropped, read, stacklevel=stacklevel)
         hidden = self._embeds.get(ids)
         if hidden is None:
             hidden = encode_ids(self.pipe, ids, self.device)
@@ -349,9 +351,13 @@ class DiffusersBackend(Img2Img):
         gen = torch.Generator(gen_device).manual_seed(int(seed) % 2**32)
         with torch.inference_mode():
             out = self.pipe(
-                prompt_embeds=self.embed(prompt, arg="prompt"),
+                # the warning points at img2img's caller: past embed, img2img and the
+                # call lock's wrapper
+                prompt_embeds=self.embed(prompt, arg="prompt", stacklevel=4),
                 # without guidance (cfg <= 1) diffusers never reads the negative prompt
-                negative_prompt_embeds=self.embed(negative, arg="negative") if cfg > 1 else None,
+                negative_prompt_embeds=(
+                    self.embed(negative, arg="negative", stacklevel=4) if cfg > 1 else None
+                ),
                 image=image,
                 strength=float(strength),
                 num_inference_steps=n_steps,
