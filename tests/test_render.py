@@ -570,3 +570,66 @@ def test_resume_arguments_are_checked(tmp_path, backend):
     render(None, run_dir=rd2, resume=True, backend=backend, progress=False, video=False)
     with open(rd2 / "drift.csv", newline="") as f:
         assert [r[0] for r in csv.reader(f)] == ["frame", *map(str, range(7))]
+
+
+def _with(section: str, **values):
+    """JOB with ``values`` set in ``section`` (a dict of prompts for "prompts")."""
+    if section == "prompts":
+        return {**JOB, "prompts": values["prompts"]}
+    return {**JOB, section: {**JOB.get(section, {}), **values}}
+
+
+# settings the schema takes but the render refused only when it reached them (a frame, or
+# the start of the video): the run stopped for good, since a resume keeps its settings
+LATE = {
+    "cfg ramping past 100": (_with("render", cfg="0: (7), 3: (1000)"), "render.cfg at frame 1"),
+    "steps going negative": (_with("render", steps="0: (4), 2: (-t)"), "render.steps at frame 2"),
+    "zoom ramping below 0": (_with("motion", zoom="0: (1.0), 3: (-0.5)"), "motion at frame 2"),
+    "zoom of 0": (_with("motion", zoom="0: (0)"), "motion at frame 1.*zoom"),
+    "a denoise expression failing at frame 5": (
+        _with("denoise", mode="schedule", schedule="0: (0.5), 4: (0.5 + 0 * sqrt(4.5 - t))"),
+        "denoise.schedule at frame 5",
+    ),
+    "a weight out of range later": (
+        _with("prompts", prompts={"0": "a cat", "3": "a (dog:200)"}),
+        "prompts at frame 3: prompt: the weight of 'dog' is 200",
+    ),
+    "fps x factor over 1000": (
+        {**_with("video", fps=500), "interpolation": {"factor": 6, "backend": "blend"}},
+        r"video.fps x interpolation.factor = 500 x 6.*1000\]; got 3000",
+    ),
+    "a missing RIFE model": (
+        _with("interpolation", backend="rife", model="/nonexistent/rife.onnx"),
+        "interpolation.model: .*nonexistent",
+    ),
+    "h265 under 32x32": (
+        {**_with("video", codec="h265"), "render": {**JOB["render"], "width": 24, "height": 24}},
+        "video.codec with render.width and render.height: .*32x32",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LATE))
+def test_settings_a_frame_would_refuse_are_refused_before_rendering(tmp_path, backend, case):
+    if case in ("fps x factor over 1000", "h265 under 32x32", "a missing RIFE model"):
+        pytest.importorskip("av")
+    if case == "h265 under 32x32":
+        from loopwave.video import list_encoders
+
+        if "libx265" not in list_encoders():
+            pytest.skip("no libx265 in this PyAV")
+    data, match = LATE[case]
+    s = Settings.from_dict(data)
+    with pytest.raises(ValueError, match=match):
+        render(s, run_dir=tmp_path / "run", backend=backend, progress=False)
+    assert not (tmp_path / "run").exists()  # nothing rendered, nothing to resume
+
+
+def test_preflight_takes_what_renders(tmp_path, backend):
+    """The checks accept the edges the render accepts: steps 0, cfg 100, zoom ramps that
+    stay above 0, and a weight of exactly 100."""
+    data = _with("render", steps="0: (0), 3: (1000)", cfg="0: (-100), 6: (100)", frames=3)
+    data = {**data, "prompts": {"0": "a (cat:100)"}, "colour": {"mode": "none"}}
+    s = Settings.from_dict({**data, "interpolation": {"factor": 1}})
+    r = render(s, run_dir=tmp_path / "run", backend=backend, progress=False, video=False)
+    assert r.frames == 3

@@ -33,6 +33,7 @@ import csv
 import hashlib
 import itertools
 import json
+import math
 import os
 import queue
 import re
@@ -50,7 +51,8 @@ from .backends import Img2Img, load_backend
 from .color import color_correct, motion_matrix, rgb_to_lab, warp_affine
 from .plan import ColourPlan, _atomic_json, _read_json, _read_png, keyframe_indices
 from .png import write_png
-from .schedule import Schedule, parse_prompts, prompt_at, seed_for, wave_strength
+from .prompt_weights import parse_weights
+from .schedule import Prompt, Schedule, parse_prompts, prompt_at, seed_for, wave_strength
 from .settings import Settings
 
 __all__ = ["RenderResult", "StageError", "render", "render_frames"]
@@ -128,7 +130,11 @@ def _flock(fd: int) -> None:
 def _fresh_run_problem(rd: Path) -> str | None:
     """Why a fresh run cannot start in ``rd``, or None."""
     if (rd / "state.json").exists():
-        return f"run_dir: {rd} already holds a run; resume it or pick another output"
+        return (
+            f"run_dir: {rd} already holds a run (output.dir / output.name); continue it with "
+            f"`loopwave render --resume {rd}` (resume=True), or choose another output "
+            "(--out, output.name)"
+        )
     # a fresh run starts in an empty frames folder: never delete files it did not write
     if (rd / "frames").is_dir() and any((rd / "frames").iterdir()):
         return f"run_dir: {rd / 'frames'} already holds files; pick another output or move them"
@@ -300,7 +306,10 @@ def _saver(
 
 
 class _Job:
-    def __init__(self, s: Settings, backend: Img2Img) -> None:
+    """A render's per-frame settings (schedules, prompts, motion) and its backend (None
+    for :meth:`check_every_frame` alone)."""
+
+    def __init__(self, s: Settings, backend: Img2Img | None) -> None:
         r, d, m = s["render"], s["denoise"], s["motion"]
         n = r["frames"]
         self.s, self.n, self.backend = s, n, backend
@@ -337,9 +346,13 @@ class _Job:
         r = self.s["render"]
         return seed_for(i, seed=r["seed"], behaviour=r["seed_behaviour"], schedule=self.seed_sched)
 
-    def generate(self, init: np.ndarray, i: int, strength: float, seed: int) -> np.ndarray:
+    def prompt(self, i: int) -> Prompt:
         d = self.s["denoise"]
-        p = prompt_at(self.prompts, i, frames_per_wave=d["frames_per_wave"], offset=d["offset"])
+        return prompt_at(self.prompts, i, frames_per_wave=d["frames_per_wave"], offset=d["offset"])
+
+    def generate(self, init: np.ndarray, i: int, strength: float, seed: int) -> np.ndarray:
+        assert self.backend is not None
+        p = self.prompt(i)
         seed = p.seed + i if p.seed is not None else seed
         return self.backend.img2img(
             init,
@@ -351,16 +364,50 @@ class _Job:
             seed=seed,
         )
 
-    def move(self, frame: np.ndarray, i: int) -> np.ndarray:
+    def motion_at(self, i: int) -> np.ndarray | None:
+        """Frame ``i``'s motion matrix; None for none."""
         z, a = self.motion["zoom"](i), self.motion["angle"](i)
         tx, ty = self.motion["translation_x"](i), self.motion["translation_y"](i)
         if z == 1 and a == 0 and tx == 0 and ty == 0:
-            return frame
+            return None
         try:
-            m = motion_matrix(self.h, self.w, zoom=z, angle=a, translate=(tx, ty))
-            return warp_affine(frame, m, border=self.s["motion"]["border"])
+            return motion_matrix(self.h, self.w, zoom=z, angle=a, translate=(tx, ty))
         except ValueError as e:  # e.g. a zoom schedule reaching 0
             raise ValueError(f"motion at frame {i}: {e}") from None
+
+    def move(self, frame: np.ndarray, i: int) -> np.ndarray:
+        m = self.motion_at(i)
+        return frame if m is None else warp_affine(frame, m, border=self.s["motion"]["border"])
+
+    def check_every_frame(self) -> None:
+        """Evaluate every frame's steps, cfg, strength, seed, motion and prompt weights as
+        the render will use them, and raise ``ValueError`` naming the setting and the frame
+        for the first that the backend or the motion would refuse. Found only when the
+        render reached that frame, such a value stopped the run for good (a resume keeps
+        the run's settings). The limits are the backend's (:meth:`Img2Img.img2img`)."""
+        weighed: set[str] = set()
+        for i in range(self.n):
+            steps, cfg = self.steps(i), self.cfg(i)
+            if not (math.isfinite(steps) and 0 <= round(steps) <= 1000):
+                raise ValueError(
+                    f"render.steps at frame {i}: {steps!r}; steps must be in 0..1000 (0 runs as 1)"
+                )
+            if not abs(cfg) <= 100:  # also NaN
+                raise ValueError(
+                    f"render.cfg at frame {i}: {cfg!r}; cfg must be finite and within +-100"
+                )
+            self.seed(i)
+            if i > 0:  # frame 0 is made from noise at strength 1, without motion
+                self.strength(i)  # clamped to [0, 1]; an expression can still fail
+                self.motion_at(i)
+            p = self.prompt(i)
+            for text in (p.text, p.negative):
+                if text not in weighed:
+                    try:
+                        parse_weights(text)
+                    except ValueError as e:
+                        raise ValueError(f"prompts at frame {i}: {e}") from None
+                    weighed.add(text)
 
     def first_frame(self) -> np.ndarray:
         path = self.s["render"]["init_image"]
@@ -413,10 +460,13 @@ def _video_path(run_dir: Path, s: Settings) -> Path:
     return run_dir / f"{s['output']['name']}.mp4"
 
 
-def _encoder(run_dir: Path, s: Settings, on_disk: int) -> Callable[[Iterator[np.ndarray]], None]:
+def _encoder(
+    run_dir: Path, s: Settings, on_disk: int, rife: Any
+) -> Callable[[Iterator[np.ndarray]], None]:
     """The encoder stage: the frames already on disk (a resumed run), then the live ones,
-    interpolated and encoded as they come. The video is written under a ``.partial.mp4``
-    name and renamed when complete, so a killed run never leaves a truncated NAME.mp4."""
+    interpolated (``rife``: the loaded RIFE model, where the settings ask for it) and
+    encoded as they come. The video is written under a ``.partial.mp4`` name and renamed
+    when complete, so a killed run never leaves a truncated NAME.mp4."""
     from .interpolate import interpolate
     from .video import writing_video
 
@@ -424,11 +474,7 @@ def _encoder(run_dir: Path, s: Settings, on_disk: int) -> Callable[[Iterator[np.
         i, v = s["interpolation"], s["video"]
         frames: Iterator[np.ndarray] = itertools.chain(_frames_on_disk(run_dir, on_disk), live)
         if i["factor"] > 1:
-            backend: Any = i["backend"]
-            if backend == "rife":
-                from .rife import OnnxRifeInterpolator
-
-                backend = OnnxRifeInterpolator(i["model"])
+            backend: Any = rife if i["backend"] == "rife" else i["backend"]
             frames = interpolate(
                 frames, factor=i["factor"], backend=backend, scene_cut=i["scene_cut"]
             )
@@ -445,6 +491,43 @@ def _encoder(run_dir: Path, s: Settings, on_disk: int) -> Callable[[Iterator[np.
                 w.write(f)
 
     return work
+
+
+def _preflight(s: Settings, encode: bool) -> Any:
+    """Check what a render would otherwise find wrong only when it reached some frame,
+    or when its video started: every frame's settings (:meth:`_Job.check_every_frame`)
+    and, if it ``encode``s, the codec, crf and frame size, the video's frame rate (fps x
+    interpolation factor) and the RIFE model, which is loaded and returned (None where
+    the video needs none)."""
+    _Job(s, None).check_every_frame()
+    if not encode:
+        return None
+    from .video import check_codec, parse_fps
+
+    v, it, r = s["video"], s["interpolation"], s["render"]
+    try:
+        check_codec(v["codec"], v["crf"])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"video.codec / video.crf: {e}") from None
+    try:
+        check_codec(v["codec"], v["crf"], (r["height"], r["width"]))
+    except ValueError as e:
+        raise ValueError(f"video.codec with render.width and render.height: {e}") from None
+    try:
+        parse_fps(v["fps"] * it["factor"])
+    except ValueError as e:
+        raise ValueError(
+            f"video.fps x interpolation.factor = {v['fps']} x {it['factor']}, the video's "
+            f"frame rate: {e}"
+        ) from None
+    if it["factor"] > 1 and it["backend"] == "rife":
+        from .rife import OnnxRifeInterpolator
+
+        try:
+            return OnnxRifeInterpolator(it["model"])
+        except (OSError, ValueError) as e:
+            raise ValueError(f"interpolation.model: {e}") from None
+    return None
 
 
 def render(
@@ -500,13 +583,8 @@ def render(
         problem = _fresh_run_problem(rd)  # before the model loads; again under the lock
         if problem:
             raise ValueError(problem)
-    if video and _have_av():  # the encoder's settings, before anything is rendered
-        from .video import check_codec
-
-        try:
-            check_codec(settings["video"]["codec"], settings["video"]["crf"])
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"video.codec / video.crf: {e}") from None
+    encode = video and _have_av()
+    rife = _preflight(settings, encode)  # before the model loads and the folder is touched
     m = settings["model"]
     if backend is None:  # before touching the run directory: a bad model leaves nothing behind
         backend = load_backend(
@@ -583,8 +661,7 @@ def render(
 
         prev = _read_png(rd / "frames" / f"{last:06d}.png") if last >= 0 else None
         done = last + 1
-        encode = video and _have_av()
-        encoder = _Stage("encoding", _encoder(rd, settings, done)) if encode else None
+        encoder = _Stage("encoding", _encoder(rd, settings, done, rife)) if encode else None
         writer = _Stage("saving frames", _saver(rd, encoder))
 
         def stop(finish: bool) -> None:

@@ -743,12 +743,7 @@ class VideoWriter:
         h, w = x.shape[1:3]
         even = (h + h % 2, w + w % 2)
         if self.size is None:
-            least = _MIN_SIDE.get(self.encoder, 1)
-            if min(even) < least:
-                raise ValueError(
-                    f"frames: {self.encoder} needs frames of at least {least}x{least} pixels; "
-                    f"got {h}x{w} (pad them, or use another codec such as h264)"
-                )
+            _check_side(self.encoder, h, w)
             self.size = even
             self._cfg.size = even
             self._first = (h, w)
@@ -1573,12 +1568,24 @@ def _check_crf(crf: int, encoder: str) -> None:
         raise ValueError(f"crf must be in 0..{top} for {encoder}; got {crf}")
 
 
-def check_codec(codec: Any, crf: int) -> str:
-    """Check a codec name and a crf as :class:`VideoWriter` would, without opening a file
-    (a render checks its video settings before rendering); returns the encoder."""
+def check_codec(codec: Any, crf: int, size: tuple[int, int] | None = None) -> str:
+    """Check a codec name and a crf, and the frame ``size`` ``(height, width)`` if given,
+    as :class:`VideoWriter` would, without opening a file (a render checks its video
+    settings before rendering); returns the encoder."""
     _, encoder = _codec_encoder(codec)
     _check_crf(crf, encoder)
+    if size is not None:
+        _check_side(encoder, *size)
     return encoder
+
+
+def _check_side(encoder: str, h: int, w: int) -> None:
+    least = _MIN_SIDE.get(encoder, 1)
+    if min(h + h % 2, w + w % 2) < least:
+        raise ValueError(
+            f"frames: {encoder} needs frames of at least {least}x{least} pixels; "
+            f"got {h}x{w} (pad them, or use another codec such as h264)"
+        )
 
 
 def partial_path(out: str | os.PathLike[str]) -> Path:
