@@ -69,6 +69,17 @@ def test_bench_refuses_bad_settings(capsys, monkeypatch, tmp_path):
     assert "strength must be in (0, 1]" in capsys.readouterr().err
     assert main(["bench", "--repeats", "0"]) == 2
     assert "repeats must be an int >= 1" in capsys.readouterr().err
+    # --factor was checked by interpolate(), after the model and three measurements
+    import loopwave.bench as lb
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded before the settings were checked")
+
+    monkeypatch.setattr(lb, "_backend", no_model)
+    for bad in ("1", "17"):
+        assert main(["bench", "--factor", bad]) == 2
+        assert f"factor must be an int in 2..16; got {bad}" in capsys.readouterr().err
+    monkeypatch.undo()
     with pytest.raises(SystemExit):
         main(["bench", "--unet", "onnx", "--vae", "cuda"])
     assert "invalid choice: 'cuda'" in capsys.readouterr().err

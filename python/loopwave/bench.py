@@ -152,6 +152,9 @@ def run_bench(
         raise ValueError(f"size must be at most 4096; got {size}")
     if not 0 < strength <= 1:
         raise ValueError(f"strength must be in (0, 1]; got {strength}")
+    # as interpolate() checks it, but before the model loads and the other measurements
+    if isinstance(factor, bool) or not isinstance(factor, int) or not 2 <= factor <= 16:
+        raise ValueError(f"factor must be an int in 2..16; got {factor!r}")
     for part, how in (("unet", unet), ("vae", vae)):
         if how not in RUNTIMES:
             raise ValueError(f"{part} must be one of {', '.join(RUNTIMES)}; got {how!r}")
@@ -364,7 +367,7 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--strength", type=float, default=0.5)
     p.add_argument("--frames", type=int, default=12, help="frames of the end-to-end render")
-    p.add_argument("--factor", type=int, default=6, help="interpolation factor")
+    p.add_argument("--factor", type=int, default=6, help="interpolation factor (2..16)")
     p.add_argument("--device", default="auto")
     p.add_argument("--unet", default="torch", choices=RUNTIMES)
     p.add_argument(
