@@ -1,6 +1,6 @@
 """The colour-correction demo: the seed's colour plan on a simulated loopback run.
 
-Until the renderer lands this is loopwave's main job. It builds a morph through
+Before the renderer landed this was loopwave's main job (``make demo``). It builds a morph through
 scikit-image's bundled photographs, drifts it the way ~150+ frames of img2img
 feedback do (warmer, more contrast, compounding), then repairs it with the
 seed's colour plan: keyframes every ``K`` frames (each the mean of ``V`` noisy
@@ -9,7 +9,8 @@ lerped between the two nearest keyframes, and :func:`loopwave.color_correct`.
 
 Writes ``frames/NNNNN.png`` (corrected), ``contact_sheet.png`` (rows: drifted,
 corrected, target) and ``drift.csv`` (per-frame Lab distance to the target
-before and after), and prints a summary.
+before and after), and prints a summary. Frames an earlier, longer run left in the
+folder are removed.
 """
 
 from __future__ import annotations
@@ -172,6 +173,11 @@ def run_demo(
         raise ValueError("out_dir must name a folder; got an empty path")
     out = Path(out_dir)
     (out / "frames").mkdir(parents=True, exist_ok=True)
+    # an earlier, longer run's frames past this run's last would stay beside its own
+    # (only the names the demo writes: 00123.png)
+    for f in (out / "frames").glob("*.png"):
+        if f.stem.isascii() and f.stem.isdigit() and len(f.stem) >= 5 and int(f.stem) >= frames:
+            f.unlink()
 
     clean = clean_sequence(_photos(size), frames)
     drifted = drift(clean)
