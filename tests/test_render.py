@@ -114,6 +114,10 @@ def test_resume_gives_the_uninterrupted_frames(tmp_path, backend, stop):
         np.testing.assert_array_equal(x, y)
     rows = list(csv.DictReader(open(tmp_path / "cut" / "drift.csv")))
     assert [int(x["frame"]) for x in rows] == list(range(7))
+    # byte for byte too: the header was written with \n and rows with \r\n, and a resume
+    # rewrote the header with \r\n
+    whole = (full.run_dir / "drift.csv").read_bytes()
+    assert (tmp_path / "cut" / "drift.csv").read_bytes() == whole and b"\r" not in whole
 
 
 def test_refusals(tmp_path, backend):

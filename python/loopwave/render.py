@@ -297,7 +297,9 @@ def _saver(
             # zlib level 1: 2.7x faster than 6 on a 512x512 frame, files 3% larger
             write_png(run_dir / "frames" / f"{i:06d}.png", frame, level=1)
             with open(run_dir / "drift.csv", "a", newline="") as f:
-                csv.writer(f).writerow([i, f"{to_target:.4f}", f"{to_prev:.4f}"])
+                csv.writer(f, lineterminator="\n").writerow(
+                    [i, f"{to_target:.4f}", f"{to_prev:.4f}"]
+                )
             _atomic_json(run_dir / "state.json", {"last": i})
             if encoder is not None:
                 encoder.put(frame)
@@ -634,7 +636,9 @@ def render(
                 with open(rd / "drift.csv", newline="") as fh:
                     rows = list(csv.reader(fh))
             with open(rd / "drift.csv", "w", newline="") as fh:
-                csv.writer(fh).writerows(r for r in rows if not r[0].isdigit() or int(r[0]) <= last)
+                csv.writer(fh, lineterminator="\n").writerows(
+                    r for r in rows if not r[0].isdigit() or int(r[0]) <= last
+                )
         first = _read_png(rd / "frames" / f"{0:06d}.png") if last >= 0 else job.first_frame()
         plan: ColourPlan | None = None
         if c["mode"] == "plan":
