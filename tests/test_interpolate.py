@@ -348,6 +348,18 @@ def test_cli_folder_to_folder_and_video(tmp_path, capsys):
     too_fast = ["interpolate", str(src), "-o", str(tmp_path / "f.mp4"), "--fps", "999"]
     assert main([*too_fast, "--factor", "6", "--quiet"]) == 2
     assert "--fps x --factor" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["interpolate", str(empty), "-o", str(tmp_path / "e.mp4"), "--quiet"]) == 2
+    assert "IN: no .png frames" in capsys.readouterr().err  # it named FRAMES_DIR
+    # frames of two sizes fail part way: the part written goes unless --keep-partial
+    write_png(src / "999.png", np.zeros((16, 16, 3), np.uint8))
+    mixed = tmp_path / "mixed.mp4"
+    assert main(["interpolate", str(src), "-o", str(mixed), "--blend", "--quiet"]) == 2
+    assert not mixed.exists() and not (tmp_path / "mixed.partial.mp4").exists()
+    keep = ["interpolate", str(src), "-o", str(mixed), "--blend", "--quiet", "--keep-partial"]
+    assert main(keep) == 2
+    assert not mixed.exists() and (tmp_path / "mixed.partial.mp4").exists()
 
 
 def test_native_flow_kernel_refuses_bad_arrays():

@@ -714,7 +714,12 @@ def test_encode_cli(tmp_path, capsys):
     done = tmp_path / "done.mp4"
     assert main(["encode", str(d), "-o", str(done), "--quiet"]) == 2
     assert "one size" in capsys.readouterr().err
+    # and the part written is removed, as render removes its own, unless asked to keep it
+    assert not done.exists() and not (tmp_path / "done.partial.mp4").exists()
+    assert main(["encode", str(d), "-o", str(done), "--quiet", "--keep-partial"]) == 2
     assert not done.exists() and (tmp_path / "done.partial.mp4").exists()
+    assert main(["encode", str(tmp_path), "-o", str(out), "--quiet"]) == 2
+    assert "FRAMES_DIR: no .png frames" in capsys.readouterr().err
 
 
 # -- seeking by frame index in any container, what iteration yields, writing safely -----

@@ -175,9 +175,10 @@ def run_demo(
     (out / "frames").mkdir(parents=True, exist_ok=True)
     # an earlier, longer run's frames past this run's last would stay beside its own
     # (only the names the demo writes: 00123.png)
-    for f in (out / "frames").glob("*.png"):
-        if f.stem.isascii() and f.stem.isdigit() and len(f.stem) >= 5 and int(f.stem) >= frames:
-            f.unlink()
+    for old in (out / "frames").glob("*.png"):
+        if old.stem.isascii() and old.stem.isdigit() and len(old.stem) >= 5:
+            if int(old.stem) >= frames:
+                old.unlink()
 
     clean = clean_sequence(_photos(size), frames)
     drifted = drift(clean)

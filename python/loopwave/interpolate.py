@@ -422,7 +422,7 @@ def _read_input(path: Path) -> tuple[Iterator[np.ndarray], int | None, Fraction 
     if path.is_dir():
         from .video import _read_png, read_frames_dir
 
-        files = read_frames_dir(path)
+        files = read_frames_dir(path, arg="IN")
         return (_read_png(f) for f in files), len(files), None
     if path.is_file():
         from .video import VideoReader
@@ -456,6 +456,11 @@ def add_cli(sub: Any) -> None:
     )
     p.add_argument("--no-scene-cut", action="store_true", help="interpolate across cuts too")
     p.add_argument("--loop", action="store_true", help="also interpolate last -> first")
+    p.add_argument(
+        "--keep-partial",
+        action="store_true",
+        help="on an error, keep the part of a video written (NAME.partial.EXT)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run(a: Any) -> int:
@@ -507,7 +512,9 @@ def add_cli(sub: Any) -> None:
             if video_out:
                 from .video import writing_video
 
-                with writing_video(out, inputs=[src], fps=fps * k) as w:
+                with writing_video(
+                    out, inputs=[src], fps=fps * k, keep_partial=a.keep_partial
+                ) as w:
                     for f in stream:
                         w.write(f)
                         count += 1

@@ -1525,15 +1525,15 @@ def _natural_key(p: Path) -> list[Any]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
 
 
-def read_frames_dir(folder: str | os.PathLike[str]) -> list[Path]:
+def read_frames_dir(folder: str | os.PathLike[str], *, arg: str = "folder") -> list[Path]:
     """The PNG files of a folder in name order, numbers compared as numbers
-    (``f2.png`` before ``f10.png``)."""
+    (``f2.png`` before ``f10.png``); errors name ``arg``."""
     d = Path(folder)
     if not d.is_dir():
-        raise OSError(f"FRAMES_DIR: no such folder {d}")
+        raise OSError(f"{arg}: no such folder {d}")
     files = sorted((p for p in d.iterdir() if p.suffix.lower() == ".png"), key=_natural_key)
     if not files:
-        raise ValueError(f"FRAMES_DIR: no .png frames in {d}")
+        raise ValueError(f"{arg}: no .png frames in {d}")
     return files
 
 
@@ -1660,6 +1660,7 @@ def encode_dir(
     out: str | os.PathLike[str],
     *,
     progress: bool = True,
+    keep_partial: bool = True,
     **writer_options: Any,
 ) -> int:
     """Encode a folder of PNG frames (name order) into ``out``; returns the frames in
@@ -1669,7 +1670,8 @@ def encode_dir(
     no imaging library is needed. The video is written as ``NAME.partial.EXT`` (its
     segments as ``NAME.partial_000.EXT``, ...) and renamed when every frame is in, so a
     failed run (a PNG of another size, a corrupt one) never leaves a complete-looking
-    ``out``.
+    ``out``; the partial file stays (``keep_partial``) or goes, as in
+    :func:`writing_video`.
 
     Example
     -------
@@ -1681,7 +1683,7 @@ def encode_dir(
 
     files = read_frames_dir(folder)
     with (
-        writing_video(out, **writer_options) as w,
+        writing_video(out, keep_partial=keep_partial, **writer_options) as w,
         Progress(len(files), "encode", enabled=progress) as bar,
     ):
         for f in files:
@@ -1713,9 +1715,15 @@ def add_cli(sub: Any) -> None:
         "--segment-seconds", type=float, default=None, help="split into files of N seconds"
     )
     p.add_argument("--pingpong", action="store_true", help="append the frames reversed")
+    p.add_argument(
+        "--keep-partial",
+        action="store_true",
+        help="on an error, keep the part written (OUTPUT's NAME.partial.EXT)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run(a: Any) -> int:
+        read_frames_dir(a.frames_dir, arg="FRAMES_DIR")  # its errors name the argument
         w: dict[str, Any] = dict(
             fps=a.fps,
             codec=a.codec,
@@ -1728,7 +1736,9 @@ def add_cli(sub: Any) -> None:
             segment_seconds=a.segment_seconds,
             pingpong=a.pingpong,
         )
-        n = encode_dir(a.frames_dir, a.output, progress=not a.quiet, **w)
+        n = encode_dir(
+            a.frames_dir, a.output, progress=not a.quiet, keep_partial=a.keep_partial, **w
+        )
         if a.segment_seconds is None:
             print(f"wrote {n} frames to {a.output}")
         else:
