@@ -228,3 +228,8 @@ def test_export_never_overwrites_the_checkpoint(checkpoint, tmp_path, capsys):
     assert ck.read_bytes() == before
     with pytest.raises(ValueError, match="^out: "):
         export_onnx(ck, ck)
+    # an output the final rename would refuse, found before the export runs
+    assert main(["export-rife", str(ck), "-o", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main(["export-rife", str(ck), "-o", str(tmp_path / "no" / "r.onnx")]) == 2
+    assert "does not exist" in capsys.readouterr().err

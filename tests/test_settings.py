@@ -73,8 +73,15 @@ def test_missing_prompts_and_bad_files(tmp_path):
         load_settings(tmp_path / "none.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("version = = 1")
-    with pytest.raises(SettingsError, match="not valid"):
+    with pytest.raises(SettingsError, match="not valid TOML"):
         load_settings(bad)
+    script = tmp_path / "job.py"  # any other name is read as TOML; it said "not valid py"
+    script.write_text("import os\n")
+    with pytest.raises(SettingsError, match="job.py is not valid TOML"):
+        load_settings(script)
+    for key, want in (("-1", "^prompts: frame -1 is negative"), ("abc", "^prompts: frame 'abc'")):
+        with pytest.raises(SettingsError, match=want):  # "prompts: prompts: ..." before
+            Settings.from_dict({"version": 1, "prompts": {key: "a cat"}})
     assert issubclass(SettingsError, ValueError)
 
 

@@ -281,6 +281,11 @@ def export_onnx(
 
         if _same_file(path, Path(checkpoint)):
             raise ValueError(f"out: {path} is the checkpoint; write the model to another file")
+    # what the final rename would refuse, before the export's seconds of work
+    if path.is_dir():
+        raise ValueError(f"out: {path} is a folder; name the .onnx file to write")
+    if not path.parent.is_dir():
+        raise ValueError(f"out: the folder {path.parent} does not exist")
     try:
         import onnx
     except ImportError as e:  # pragma: no cover

@@ -238,7 +238,8 @@ class Settings(dict[str, Any]):
         try:
             parse_prompts(prompts)
         except ScheduleError as e:
-            raise SettingsError(f"prompts: {e}") from None
+            msg = str(e)  # most already start "prompts" or "prompt at frame"
+            raise SettingsError(msg if msg.startswith("prompt") else f"prompts: {msg}") from None
         out["prompts"] = (
             {str(k): v for k, v in dict(prompts).items()}
             if isinstance(prompts, Mapping)
@@ -280,5 +281,6 @@ def load_settings(path: str | Path) -> Settings:
                 import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
             data = tomllib.loads(text)
     except (ValueError, RecursionError) as e:  # TOMLDecodeError, JSONDecodeError, UTF-8
-        raise SettingsError(f"settings: {p} is not valid {p.suffix[1:] or 'TOML'}: {e}") from None
+        kind = "JSON" if p.suffix.lower() == ".json" else "TOML"  # any other name is read as TOML
+        raise SettingsError(f"settings: {p} is not valid {kind}: {e}") from None
     return Settings.from_dict(data)
