@@ -352,9 +352,14 @@ def test_cli_folder_to_folder_and_video(tmp_path, capsys):
     empty.mkdir()
     assert main(["interpolate", str(empty), "-o", str(tmp_path / "e.mp4"), "--quiet"]) == 2
     assert "IN: no .png frames" in capsys.readouterr().err  # it named FRAMES_DIR
-    # frames of two sizes fail part way: the part written goes unless --keep-partial
+    # frames of two sizes: refused from the headers, naming the file, before any output
     write_png(src / "999.png", np.zeros((16, 16, 3), np.uint8))
     mixed = tmp_path / "mixed.mp4"
+    assert main(["interpolate", str(src), "-o", str(mixed), "--blend", "--quiet"]) == 2
+    assert "IN: the frames must have one size; 999.png is 16x16" in capsys.readouterr().err
+    assert not mixed.exists() and not (tmp_path / "mixed.partial.mp4").exists()
+    # a cut-off PNG fails part way: the part written goes unless --keep-partial
+    (src / "999.png").write_bytes((src / "000.png").read_bytes()[:60])
     assert main(["interpolate", str(src), "-o", str(mixed), "--blend", "--quiet"]) == 2
     assert not mixed.exists() and not (tmp_path / "mixed.partial.mp4").exists()
     keep = ["interpolate", str(src), "-o", str(mixed), "--blend", "--quiet", "--keep-partial"]

@@ -709,12 +709,19 @@ def test_encode_cli(tmp_path, capsys):
     assert "available" in capsys.readouterr().err
     assert main(["encode", str(d), "-o", str(tmp_path / "x" / "o.mp4"), "--quiet"]) == 2
     assert "is missing" in capsys.readouterr().err
-    # a failure part way never leaves a complete-looking video: only NAME.partial.mp4
+    # frames of two sizes are refused from the PNG headers, naming the odd one, before
+    # anything is written (the encoder found it part way)
     write_png(d / "frame99.png", moving(1, h=32)[0])  # another size, sorted last
     done = tmp_path / "done.mp4"
     assert main(["encode", str(d), "-o", str(done), "--quiet"]) == 2
-    assert "one size" in capsys.readouterr().err
-    # and the part written is removed, as render removes its own, unless asked to keep it
+    err = capsys.readouterr().err
+    assert "FRAMES_DIR: the frames must have one size; frame99.png is 64x32, frame0.png" in err
+    assert not done.exists() and not (tmp_path / "done.partial.mp4").exists()
+    # a failure part way (a cut-off PNG, sorted last) never leaves a complete-looking
+    # video, and the part written goes, as render's does, unless asked to keep it
+    (d / "frame99.png").write_bytes((d / "frame0.png").read_bytes()[:60])
+    assert main(["encode", str(d), "-o", str(done), "--quiet"]) == 2
+    assert "frame99.png" in capsys.readouterr().err
     assert not done.exists() and not (tmp_path / "done.partial.mp4").exists()
     assert main(["encode", str(d), "-o", str(done), "--quiet", "--keep-partial"]) == 2
     assert not done.exists() and (tmp_path / "done.partial.mp4").exists()

@@ -420,9 +420,10 @@ def _output_kind(out: Path) -> bool:
 
 def _read_input(path: Path) -> tuple[Iterator[np.ndarray], int | None, Fraction | None]:
     if path.is_dir():
-        from .video import _read_png, read_frames_dir
+        from .video import _read_png, check_one_size, read_frames_dir
 
         files = read_frames_dir(path, arg="IN")
+        check_one_size(files, "IN")
         return (_read_png(f) for f in files), len(files), None
     if path.is_file():
         from .video import VideoReader

@@ -1537,6 +1537,37 @@ def read_frames_dir(folder: str | os.PathLike[str], *, arg: str = "folder") -> l
     return files
 
 
+def _png_size(path: Path) -> tuple[int, int] | None:
+    """``(height, width)`` from a PNG's header, or None where it is not a PNG's (the
+    decoder then says what is wrong)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24)
+    except OSError:
+        return None
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+
+
+def check_one_size(files: list[Path], arg: str) -> None:
+    """Refuse a frame folder whose PNGs differ in size, naming the first odd one, from
+    their headers alone: found by the encoder part way, it left a partial video."""
+    first: tuple[Path, tuple[int, int]] | None = None
+    for f in files:
+        size = _png_size(f)
+        if size is None:
+            continue
+        if first is None:
+            first = (f, size)
+        elif size != first[1]:
+            (h0, w0), (h, w) = first[1], size
+            raise ValueError(
+                f"{arg}: the frames must have one size; {f.name} is {w}x{h}, "
+                f"{first[0].name} is {w0}x{h0}"
+            )
+
+
 def _read_png(path: Path) -> np.ndarray:
     """One image file as ``(H, W, 3)`` ``uint8`` RGB, decoded by FFmpeg."""
     av = _av()
@@ -1682,6 +1713,7 @@ def encode_dir(
     from ._progress import Progress
 
     files = read_frames_dir(folder)
+    check_one_size(files, "folder")
     with (
         writing_video(out, keep_partial=keep_partial, **writer_options) as w,
         Progress(len(files), "encode", enabled=progress) as bar,
@@ -1723,7 +1755,7 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run(a: Any) -> int:
-        read_frames_dir(a.frames_dir, arg="FRAMES_DIR")  # its errors name the argument
+        check_one_size(read_frames_dir(a.frames_dir, arg="FRAMES_DIR"), "FRAMES_DIR")
         w: dict[str, Any] = dict(
             fps=a.fps,
             codec=a.codec,
