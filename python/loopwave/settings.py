@@ -238,8 +238,8 @@ class Settings(dict[str, Any]):
         try:
             parse_prompts(prompts)
         except ScheduleError as e:
-            msg = str(e)  # most already start "prompts" or "prompt at frame"
-            raise SettingsError(msg if msg.startswith("prompt") else f"prompts: {msg}") from None
+            msg = str(e)  # some already start with the key path
+            raise SettingsError(msg if msg.startswith("prompts") else f"prompts: {msg}") from None
         out["prompts"] = (
             {str(k): v for k, v in dict(prompts).items()}
             if isinstance(prompts, Mapping)
