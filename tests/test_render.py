@@ -12,6 +12,7 @@ pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
+import loopwave as lw  # noqa: E402
 from loopwave.backends import smoke_backend  # noqa: E402
 from loopwave.cli import main  # noqa: E402
 from loopwave.plan import _read_png  # noqa: E402
@@ -637,3 +638,61 @@ def test_preflight_takes_what_renders(tmp_path, backend):
     s = Settings.from_dict({**data, "interpolation": {"factor": 1}})
     r = render(s, run_dir=tmp_path / "run", backend=backend, progress=False, video=False)
     assert r.frames == 3
+
+
+class _Spy:
+    """A backend that records each img2img call's init and result, delegating to the
+    real one."""
+
+    def __init__(self, real):
+        self.real, self.calls = real, []
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def img2img(self, init, **kw):
+        out = self.real.img2img(init, **kw)
+        self.calls.append((init.copy(), out.copy()))
+        return out
+
+
+@pytest.mark.parametrize("mode", ["plan", "first"])
+def test_each_frame_is_the_moved_and_corrected_render_of_the_one_before(tmp_path, backend, mode):
+    """The loop, frame by frame: frame i-1 moved as OpenCV moves it (Deforum's
+    getRotationMatrix2D and warpAffine, with the schedules' values worked out by hand)
+    goes into img2img, and its result is colour-corrected toward frame i's target (the
+    plan's lerp, or frame 0): its mean L* lands on the target's (gamma match), and it
+    equals color_correct of the model's output. Before, no test noticed a render that
+    skipped the correction or the motion."""
+    cv2 = pytest.importorskip("cv2")
+    color = pytest.importorskip("skimage.color")
+    from loopwave.plan import ColourPlan
+
+    motion = {"zoom": "0: (1.0), 4: (1.06)", "angle": "0: (0), 6: (9)", "translation_x": "0: (2)"}
+    job = {**JOB, "colour": {**JOB["colour"], "mode": mode}, "motion": motion}
+    spy = _Spy(backend)
+    r = render(
+        Settings.from_dict(job), run_dir=tmp_path / "r", backend=spy, progress=False, video=False
+    )
+    frames = frames_of(r.run_dir)
+    n = len(frames)
+    loop = spy.calls[-(n - 1) :]  # frame 0 and the plan's keyframes come first
+    plan = ColourPlan.load(r.run_dir) if mode == "plan" else None
+    for i in range(1, n):
+        init, out = loop[i - 1]
+        zoom, angle = 1 + 0.015 * min(i, 4), 1.5 * i
+        m = cv2.getRotationMatrix2D((32.0, 32.0), angle, zoom)
+        m[0, 2] += 2.0
+        moved = cv2.warpAffine(
+            frames[i - 1], m, (64, 64), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        diff = np.abs(init.astype(int) - moved)
+        assert diff.mean() < 0.5 and np.quantile(diff, 0.99) <= 3, f"frame {i}: motion"
+        assert np.abs(init.astype(int) - frames[i - 1]).mean() > 1  # it did move
+        target = plan.target(i) if plan is not None else frames[0]
+        np.testing.assert_array_equal(frames[i], lw.color_correct(out, target), f"frame {i}")
+        l_frame, l_target, l_raw = (
+            color.rgb2lab(x)[..., 0].mean() for x in (frames[i], target, out)
+        )
+        assert abs(l_frame - l_target) < 0.5, f"frame {i}: mean L* {l_frame} vs {l_target}"
+        assert not np.array_equal(frames[i], out)  # the correction changed the model's output
