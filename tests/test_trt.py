@@ -64,12 +64,29 @@ def test_dynamic_size_export(smoke, tmp_path):
         assert (runner(x, t, c) - want).abs().max().item() <= 1e-4
 
 
-def test_img2img_through_the_exported_unet(onnx_fixed):
+@pytest.fixture
+def ort_calls(monkeypatch):
+    """Calls of each exported graph (by file name) through OrtRunner: the proof that
+    onnxruntime ran, not torch behind a relabelled backend."""
+    calls: dict[str, int] = {}
+    real = trt.OrtRunner.__call__
+
+    def counted(self, *inputs):
+        calls[self.path.name] = calls.get(self.path.name, 0) + 1
+        return real(self, *inputs)
+
+    monkeypatch.setattr(trt.OrtRunner, "__call__", counted)
+    return calls
+
+
+def test_img2img_through_the_exported_unet(onnx_fixed, ort_calls):
     init = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     want = smoke_backend().img2img(init, seed=9, **CALL)
     b = trt.use_runner(smoke_backend(), trt.OrtRunner(onnx_fixed))
     assert "OrtRunner" in b.label
+    assert ort_calls == {}
     got = b.img2img(init, seed=9, **CALL)
+    assert set(ort_calls) == {onnx_fixed.name} and ort_calls[onnx_fixed.name] >= 1
     assert np.abs(got.astype(int) - want).max() <= 1
     assert not np.array_equal(got, b.img2img(init, seed=10, **CALL))
 
@@ -126,16 +143,20 @@ def test_exporting_leaves_the_model_in_its_dtype(tmp_path):
     assert (trt.OrtRunner(enc)(x) - want).abs().max().item() <= 1e-4  # exported in float32
 
 
-def test_img2img_through_the_exported_vae_and_unet(onnx_fixed, vae_graphs):
+def test_img2img_through_the_exported_vae_and_unet(onnx_fixed, vae_graphs, ort_calls):
     init = np.random.default_rng(4).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     want = smoke_backend().img2img(init, seed=9, **CALL)
     b = trt.use_vae_runners(smoke_backend(), *(trt.OrtRunner(g) for g in vae_graphs))
     assert "VAE via OrtRunner" in b.label
     assert b.pipe.vae.dtype == torch.float32  # the stand-ins keep the VAE's dtype
     got = b.img2img(init, seed=9, **CALL)
+    vae_names = {g.name for g in vae_graphs}
+    assert set(ort_calls) == vae_names and min(ort_calls.values()) >= 1  # the VAE's graphs ran
     assert np.abs(got.astype(int) - want).max() <= 1
     both = trt.use_runner(b, trt.OrtRunner(onnx_fixed))
+    ort_calls.clear()
     assert np.abs(both.img2img(init, seed=9, **CALL).astype(int) - want).max() <= 1
+    assert set(ort_calls) == vae_names | {onnx_fixed.name}  # all three graphs ran
     assert not np.array_equal(got, b.img2img(init, seed=10, **CALL))
 
 
@@ -293,7 +314,7 @@ RENDER_JOB = {
 }
 
 
-def test_render_with_the_exported_unet_and_vae(tmp_path):
+def test_render_with_the_exported_unet_and_vae(tmp_path, ort_calls):
     from loopwave.plan import _read_png
     from loopwave.render import render
     from loopwave.settings import Settings
@@ -303,9 +324,14 @@ def test_render_with_the_exported_unet_and_vae(tmp_path):
         return [_read_png(p) for p in sorted((run.run_dir / "frames").glob("*.png"))]
 
     want = frames(RENDER_JOB, "torch")
+    assert ort_calls == {}
     model = {"unet": "onnx", "vae": "onnx", "engine_dir": str(tmp_path / "engines")}
     job = {**RENDER_JOB, "model": model}
     got = frames(job, "onnx")
+    # every frame went through onnxruntime: the VAE encodes and decodes once per img2img
+    # (3 frames), the UNet at least once
+    assert ort_calls["vae_encoder.onnx"] == ort_calls["vae_decoder.onnx"] == 3
+    assert ort_calls["unet.onnx"] >= 3
     assert len(got) == len(want) == 3
     # Frame 1 comes from the first img2img alone; each later one is fed back through the
     # colour correction and img2img, where a 1-level difference can move a pixel across a
