@@ -106,6 +106,41 @@ def test_float_frames_and_matrices(tmp_path):
         assert psnr(decode_all(path), frames) >= 40, matrix
 
 
+@pytest.mark.parametrize(
+    ("matrix", "full", "tags", "kr", "kb"),
+    [
+        ("bt601", False, (6, 1), 0.299, 0.114),
+        ("bt709", False, (1, 1), 0.2126, 0.0722),
+        ("bt2020", True, (9, 2), 0.2627, 0.0593),
+    ],
+)
+def test_matrix_and_range_are_tagged_and_used(tmp_path, matrix, full, tags, kr, kb):
+    """The stream carries the matrix and range asked for (AVColorSpace, AVColorRange), and
+    its YUV samples are the textbook ones for a flat colour. Before, a writer that always
+    used BT.709 limited range passed every test: the reader trusts the tags it finds."""
+    import av
+
+    rgb = np.array([200, 50, 100], np.float64)
+    path = tmp_path / f"{matrix}.mp4"
+    with lv.VideoWriter(path, fps=10, crf=0, matrix=matrix, full_range=full) as w:
+        w.write(np.broadcast_to(rgb.astype(np.uint8), (2, 32, 32, 3)))
+    r, g, b = rgb / 255
+    y = kr * r + (1 - kr - kb) * g + kb * b
+    cb, cr = (b - y) / (2 * (1 - kb)), (r - y) / (2 * (1 - kr))
+    want = (
+        (255 * y, 128 + 255 * cb, 128 + 255 * cr)
+        if full
+        else (16 + 219 * y, 128 + 224 * cb, 128 + 224 * cr)
+    )
+    with av.open(str(path)) as c:
+        f = next(c.decode(video=0))
+        assert (int(f.colorspace), int(f.color_range)) == tags
+        planes = f.to_ndarray(format="yuv420p")
+    h = 32
+    got = (planes[:h].mean(), planes[h : h + h // 4].mean(), planes[h + h // 4 :].mean())
+    np.testing.assert_allclose(got, want, atol=1.0)
+
+
 # -- crash safety ---------------------------------------------------------------
 
 KILLED_WRITER = """
