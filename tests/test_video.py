@@ -22,6 +22,14 @@ from loopwave.cli import main  # noqa: E402
 from loopwave.png import write_png  # noqa: E402
 
 ENCODERS = [c for c in lv.list_encoders() if "nvenc" not in c]
+# the software codecs, each a test case whether this PyAV has it or not (a missing one
+# shows as a skip instead of vanishing from the run)
+SOFTWARE = [c for c in lv.CODECS if "nvenc" not in c]
+
+
+def need_encoder(codec: str) -> None:
+    if codec not in ENCODERS:
+        pytest.skip(f"this PyAV has no encoder for {codec}")
 
 
 def moving(n: int = 24, h: int = 48, w: int = 64, shift: int = 0) -> np.ndarray:
@@ -66,8 +74,9 @@ def test_h264_is_available():
     assert set(lv.list_encoders()) <= set(lv.CODECS)
 
 
-@pytest.mark.parametrize("codec", ENCODERS)
+@pytest.mark.parametrize("codec", SOFTWARE)
 def test_round_trip_each_codec(tmp_path, codec):
+    need_encoder(codec)
     frames = moving(30)
     path = tmp_path / f"out{lv.CODECS[codec][1]}"
     with lv.VideoWriter(path, fps=12, codec=codec, crf=4) as w:
@@ -492,10 +501,11 @@ def test_reader_seeks_exactly(tmp_path, ext):
             r.read(1.5)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("codec", ENCODERS)
+@pytest.mark.parametrize("codec", SOFTWARE)
 def test_reader_keeps_frame_0_of_every_codec(tmp_path, codec):
     """Flat frames of rising grey: with H.265's B-frames in MP4 a seek to the stream's
     start time landed on the second packet and frame 0 was lost (count 19 of 20)."""
+    need_encoder(codec)
     frames = np.stack([np.full((64, 64, 3), 10 * i, np.uint8) for i in range(20)])
     path = tmp_path / f"flat{lv.CODECS[codec][1]}"
     with lv.VideoWriter(path, fps=10, codec=codec, crf=4) as w:
