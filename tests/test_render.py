@@ -96,6 +96,16 @@ def test_drift_figures_match_skimage(tmp_path, backend):
     assert float(rows[-1]["delta_e_to_previous"]) > 0.1  # the loop moves
 
 
+def test_resume_reuses_the_saved_plan(tmp_path, backend):
+    """A resumed run loads the colour plan it saved instead of rendering its keyframes
+    again: only the frames left are rendered."""
+    s = Settings.from_dict(JOB)
+    render(s, run_dir=tmp_path / "r", backend=backend, progress=False, video=False, stop_after=2)
+    spy = _Spy(backend)
+    render(None, run_dir=tmp_path / "r", resume=True, backend=spy, progress=False, video=False)
+    assert len(spy.calls) == 7 - 3  # frames 3..6; a rebuilt plan would add 3 x 2 renders
+
+
 @pytest.mark.parametrize("stop", [0, 4])
 def test_resume_gives_the_uninterrupted_frames(tmp_path, backend, stop):
     s = Settings.from_dict(JOB)
@@ -652,24 +662,36 @@ class _Spy:
 
     def img2img(self, init, **kw):
         out = self.real.img2img(init, **kw)
-        self.calls.append((init.copy(), out.copy()))
+        self.calls.append((init.copy(), out.copy(), kw))
         return out
 
 
-@pytest.mark.parametrize("mode", ["plan", "first"])
-def test_each_frame_is_the_moved_and_corrected_render_of_the_one_before(tmp_path, backend, mode):
+@pytest.mark.parametrize(
+    ("mode", "gamma", "border", "seeds"),
+    [("plan", True, "replicate", "iter"), ("first", True, "replicate", "ladder"),
+     ("plan", False, "wrap", "alternate")],
+)  # fmt: skip
+def test_each_frame_is_the_moved_and_corrected_render_of_the_one_before(
+    tmp_path, backend, mode, gamma, border, seeds
+):
     """The loop, frame by frame: frame i-1 moved as OpenCV moves it (Deforum's
     getRotationMatrix2D and warpAffine, with the schedules' values worked out by hand)
     goes into img2img, and its result is colour-corrected toward frame i's target (the
     plan's lerp, or frame 0): its mean L* lands on the target's (gamma match), and it
-    equals color_correct of the model's output. Before, no test noticed a render that
-    skipped the correction or the motion."""
+    equals color_correct of the model's output (colour.gamma as set). The seeds follow
+    the documented behaviours, the border its OpenCV mode. Before, no test noticed a
+    render that skipped the correction or the motion."""
     cv2 = pytest.importorskip("cv2")
     color = pytest.importorskip("skimage.color")
     from loopwave.plan import ColourPlan
 
     motion = {"zoom": "0: (1.0), 4: (1.06)", "angle": "0: (0), 6: (9)", "translation_x": "0: (2)"}
-    job = {**JOB, "colour": {**JOB["colour"], "mode": mode}, "motion": motion}
+    job = {
+        **JOB,
+        "render": {**JOB["render"], "seed_behaviour": seeds},
+        "colour": {**JOB["colour"], "mode": mode, "gamma": gamma},
+        "motion": {**motion, "border": border},
+    }
     spy = _Spy(backend)
     r = render(
         Settings.from_dict(job), run_dir=tmp_path / "r", backend=spy, progress=False, video=False
@@ -679,20 +701,23 @@ def test_each_frame_is_the_moved_and_corrected_render_of_the_one_before(tmp_path
     loop = spy.calls[-(n - 1) :]  # frame 0 and the plan's keyframes come first
     plan = ColourPlan.load(r.run_dir) if mode == "plan" else None
     for i in range(1, n):
-        init, out = loop[i - 1]
+        init, out, kw = loop[i - 1]
+        seed = {"iter": 5 + i, "ladder": 5 + i // 2 + 2 * (i % 2), "alternate": 5 + i % 2}
+        assert kw["seed"] == seed[seeds], f"frame {i}: seed"
+        cv_border = cv2.BORDER_WRAP if border == "wrap" else cv2.BORDER_REPLICATE
         zoom, angle = 1 + 0.015 * min(i, 4), 1.5 * i
         m = cv2.getRotationMatrix2D((32.0, 32.0), angle, zoom)
         m[0, 2] += 2.0
         moved = cv2.warpAffine(
-            frames[i - 1], m, (64, 64), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            frames[i - 1], m, (64, 64), flags=cv2.INTER_LINEAR, borderMode=cv_border
         )
         diff = np.abs(init.astype(int) - moved)
         assert diff.mean() < 0.5 and np.quantile(diff, 0.99) <= 3, f"frame {i}: motion"
         assert np.abs(init.astype(int) - frames[i - 1]).mean() > 1  # it did move
         target = plan.target(i) if plan is not None else frames[0]
-        np.testing.assert_array_equal(frames[i], lw.color_correct(out, target), f"frame {i}")
-        l_frame, l_target, l_raw = (
-            color.rgb2lab(x)[..., 0].mean() for x in (frames[i], target, out)
-        )
-        assert abs(l_frame - l_target) < 0.5, f"frame {i}: mean L* {l_frame} vs {l_target}"
+        want = lw.color_correct(out, target, gamma=gamma)
+        np.testing.assert_array_equal(frames[i], want, f"frame {i}")
+        if gamma:  # the gamma match lands the mean L* on the target's
+            l_frame, l_target = (color.rgb2lab(x)[..., 0].mean() for x in (frames[i], target))
+            assert abs(l_frame - l_target) < 0.5, f"frame {i}: mean L* {l_frame} vs {l_target}"
         assert not np.array_equal(frames[i], out)  # the correction changed the model's output
