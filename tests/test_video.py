@@ -218,6 +218,38 @@ def test_encoder_options_pass_through(tmp_path):
     assert not (tmp_path / "bad.mp4").exists()
 
 
+def test_bitrate_and_preset_take_effect(tmp_path):
+    """Valid bitrate= and preset= values (only bad ones were tested): a 20x higher
+    bitrate makes a much larger file, and a slower preset a different encode."""
+    frames = moving(30, 96, 128)
+    sizes = {}
+    for rate in (40_000, 800_000):
+        path = tmp_path / f"b{rate}.mp4"
+        with lv.VideoWriter(path, fps=30, bitrate=rate) as w:
+            w.write(frames)
+        sizes[rate] = path.stat().st_size
+        assert len(decode_all(path)) == 30
+    assert sizes[800_000] > 3 * sizes[40_000], sizes
+    encoded = {}
+    for preset in ("ultrafast", "veryslow"):
+        path = tmp_path / f"{preset}.mp4"
+        with lv.VideoWriter(path, fps=30, crf=23, preset=preset) as w:
+            w.write(frames)
+        encoded[preset] = decode_all(path)
+    # ultrafast turns off CABAC, the deblocking filter and more: other pictures
+    assert not np.array_equal(encoded["ultrafast"], encoded["veryslow"])
+    assert min(psnr(e, frames) for e in encoded.values()) >= 30
+
+
+def test_av1_smallest_frames(tmp_path):
+    need_encoder("av1")
+    with lv.VideoWriter(tmp_path / "a.mkv", fps=10, codec="av1") as w:
+        with pytest.raises(ValueError, match="at least 4x4"):
+            w.write(np.zeros((1, 2, 2, 3), np.uint8))
+        w.write(np.zeros((1, 4, 4, 3), np.uint8))
+    assert len(decode_all(tmp_path / "a.mkv")) == 1
+
+
 def test_odd_size_is_padded(tmp_path):
     frames = moving(6, 31, 45)
     path = tmp_path / "odd.mp4"
