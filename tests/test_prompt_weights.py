@@ -244,3 +244,27 @@ def test_no_guidance_does_not_encode_the_negative(monkeypatch):
     c = b.img2img(init, negative="something else entirely", **kw)
     assert enc.calls == 1  # the prompt only
     np.testing.assert_array_equal(a, c)  # and the negative could not matter
+
+
+def test_the_prompt_cache_keeps_the_most_recently_used_sequences(monkeypatch):
+    """The text encoder's output is kept for the last EMBED_CACHE distinct token
+    sequences, least recently used out first."""
+    from loopwave.backends import EMBED_CACHE
+
+    b = smoke_backend()
+    enc = _CountingEncoder(b, monkeypatch)
+    words = ["castle", "forest", "river", "tower", "meadow", "harbour", "desert", "glacier",
+             "canyon", "island", "valley", "temple", "garden", "bridge", "market", "lantern",
+             "orchard"]  # fmt: skip
+    assert len(words) == EMBED_CACHE + 1
+    for w in words[:EMBED_CACHE]:
+        b.embed(f"a {w}")
+    assert enc.calls == EMBED_CACHE
+    b.embed(f"a {words[0]}")  # a hit, and now the most recent
+    assert enc.calls == EMBED_CACHE
+    b.embed(f"a {words[-1]}")  # one more: the least recent (words[1]) goes
+    assert enc.calls == EMBED_CACHE + 1
+    b.embed(f"a {words[0]}")
+    assert enc.calls == EMBED_CACHE + 1  # kept: it was used after words[1]
+    b.embed(f"a {words[1]}")
+    assert enc.calls == EMBED_CACHE + 2  # encoded again
