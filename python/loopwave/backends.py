@@ -152,8 +152,8 @@ def _one_call_at_a_time(fn: _F) -> _F:
 class DiffusersBackend(Img2Img):
     """Wraps a diffusers img2img pipeline (see the module docs).
 
-    ``accel`` holds the speed options (:func:`check_accel`), each optional and timed
-    by ``loopwave bench --tricks``: ``sdpa`` (fused attention, default on),
+    ``accel`` holds the speed options (:func:`check_accel`), each optional and, but
+    for ``pinned``, timed by ``loopwave bench --tricks``: ``sdpa`` (fused attention, default on),
     ``channels_last``, ``compile`` (``["unet", "vae"]``), ``cuda_graphs`` (compile's
     reduce-overhead mode), ``pinned`` (page-locked, non-blocking uploads on CUDA,
     default on) and ``device_frames``: the frame returned is read-only and its

@@ -9,9 +9,9 @@ fresh machine:
   SloMo (``F_t0 = -(1-t) t F_01 + t^2 F_10``, ``F_t1 = (1-t)^2 F_01 - t (1-t)
   F_10``), backward warping of both frames, and occlusion-aware blending: a
   pixel whose forward flow and the backward flow where it lands do not cancel
-  is treated as occluded in that frame and weighted down. Limit seen in the
-  tests: a small object (20 px) moving 8 px per frame is interpolated well;
-  at 16 px per frame DIS loses it and the result is no better than a fade.
+  is treated as occluded in that frame and weighted down. The tests move a small
+  object (20 px) up to 8 px per frame, which it interpolates well; at 16 px per
+  frame DIS lost it in a one-off check (no test), no better than a fade.
 * :class:`BlendInterpolator` — a plain cross-fade (:func:`loopwave.lerp_frames`).
 
 RIFE runs through the same interface: :class:`loopwave.rife.OnnxRifeInterpolator`

@@ -727,7 +727,8 @@ class _Stop(Exception):
 def render_frames(settings: Settings | None, **options: Any) -> Iterator[tuple[int, np.ndarray]]:
     """Render as :func:`render` does, yielding ``(index, frame)`` as each frame is finished.
 
-    The render runs on a background thread one frame ahead of the consumer; frames
+    The render runs on a background thread up to two frames ahead of the consumer (one
+    handed over and waiting, one being made); frames
     are still stored in the run directory, so an interrupted iteration can be
     resumed. Closing the iterator early stops the render after the current frame.
 

@@ -2,7 +2,7 @@
 
 Every key has a type, a default and a range; unknown keys, wrong types and
 out-of-range values raise :class:`SettingsError` (a ``ValueError``) naming the
-key path, e.g. ``render.frames: expected an int >= 1, got -3``. Schedules are
+key path, e.g. ``render.frames: expected an int in 1..1000000, got -3``. Schedules are
 checked by parsing them (:mod:`loopwave.schedule`). :meth:`Settings.to_json`
 writes the resolved settings (defaults filled in), which load back to the same
 settings, so a run directory's copy renders the same video again.
