@@ -124,7 +124,10 @@ class Img2Img(abc.ABC):
         cfg: float,
         seed: int,
     ) -> np.ndarray:
-        """One frame: ``init`` (H, W, 3) uint8 in, (H, W, 3) uint8 out."""
+        """One frame: ``init`` (H, W, 3) uint8 in, (H, W, 3) uint8 out. ``strength`` in
+        [0, 1], ``steps`` in 0..1000 (0 runs as 1), ``cfg`` finite within +-100 and
+        prompt weights within +-100: the ranges a render checks for every frame before it
+        starts, whatever the backend."""
 
 
 def _deps() -> tuple[Any, Any]:

@@ -386,7 +386,7 @@ class _Job:
         the render will use them, and raise ``ValueError`` naming the setting and the frame
         for the first that the backend or the motion would refuse. Found only when the
         render reached that frame, such a value stopped the run for good (a resume keeps
-        the run's settings). The limits are the backend's (:meth:`Img2Img.img2img`).
+        the run's settings). The limits are those of :meth:`Img2Img.img2img`.
         About 0.1 ms a frame: a progress bar (if ``progress``) from 10,000 frames."""
         weighed: set[str] = set()
         with Progress(self.n, "checking settings", enabled=progress and self.n >= 10_000) as bar:
