@@ -11,8 +11,9 @@ from loopwave._progress import Progress, _clock
 
 @pytest.mark.parametrize(
     ("seconds", "want"),
-    [(0, "0s"), (42.4, "42s"), (59.6, "1:00"), (187, "3:07"), (3723, "1:02:03")],
-)
+    [(0, "0s"), (42.4, "42s"), (59.6, "1:00"), (187, "3:07"), (3723, "1:02:03"),
+     (-4000, "--"), (float("inf"), "--"), (float("nan"), "--")],
+)  # fmt: skip
 def test_clock(seconds, want):
     assert _clock(seconds) == want
 
@@ -57,3 +58,51 @@ def test_a_stream_that_cannot_be_written_turns_the_bar_off():
         for _ in range(5):
             bar.update()
     assert Broken.writes == 1 and not bar.enabled
+
+
+def test_past_the_total_the_bar_is_full_and_throttled(monkeypatch):
+    """Past the total (an input with more frames than its header said) every update
+    redrew, the bar grew past its brackets and the ETA went negative."""
+    t = [100.0]
+    monkeypatch.setattr("loopwave._progress.time.perf_counter", lambda: t[0])
+    out = io.StringIO()
+    with Progress(10, "x", stream=out) as bar:
+        for _ in range(110):
+            t[0] += 0.01
+            bar.update()
+    lines = out.getvalue().splitlines()
+    # the first update, the line at 10/10, and for the next 100 updates within 5 s: none
+    assert len(lines) == 2
+    assert lines[1].startswith("x [########################] 10/10 frames")
+    t[0] += 6
+    bar.update()
+    last = out.getvalue().splitlines()[-1]
+    assert "[########################] 111/10" in last and last.endswith("ETA 0s")
+    empty = io.StringIO()
+    with Progress(0, "y", stream=empty) as bar:
+        for _ in range(1000):
+            bar.update()
+    assert len(empty.getvalue().splitlines()) == 1  # at once (done >= 0); 1000 lines before
+
+
+def test_a_shorter_line_in_place_blanks_the_longer_one_before(monkeypatch):
+    """On a terminal the bar redraws over itself with a carriage return; a shorter line
+    left the end of the longer one on screen ("ETA 0s00")."""
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    t = [100.0]
+    monkeypatch.setattr("loopwave._progress.time.perf_counter", lambda: t[0])
+    out = Terminal()
+    with Progress(1000, "x", stream=out) as bar:
+        t[0] += 100
+        bar.update(1)  # ETA in minutes: a long line
+        t[0] += 0.2
+        bar.update(999)  # ETA 0s: shorter
+    screen = ""
+    for part in out.getvalue().split("\r"):  # what a terminal shows after each \r
+        part = part.rstrip("\n")
+        screen = part + screen[len(part) :]
+    assert screen.rstrip().endswith("ETA 0s")

@@ -30,6 +30,8 @@ class Progress:
         self.done = self.initial = initial
         self.start = time.perf_counter()
         self._last = 0.0
+        self._finished = False  # the line at done == total was drawn
+        self._width = 0  # of the last line drawn in place, to blank what a shorter one leaves
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
     def update(self, n: int = 1, *, timed: bool = True) -> None:
@@ -39,8 +41,12 @@ class Progress:
         if not timed:
             self.initial += n
         now = time.perf_counter()
-        # redraw at most 10x a second on a terminal, every 5 s otherwise
-        if self.done >= self.total or now - self._last >= (0.1 if self._tty else 5.0):
+        # redraw at most 10x a second on a terminal, every 5 s otherwise, and once when the
+        # total is reached (past it, as when a video held more frames than its header said,
+        # the throttle holds again)
+        finishing = self.done >= self.total and not self._finished
+        if finishing or now - self._last >= (0.1 if self._tty else 5.0):
+            self._finished = self._finished or finishing
             self._last = now
             self._draw(now)
 
@@ -49,14 +55,19 @@ class Progress:
             return
         elapsed = max(now - self.start, 1e-9)
         rate = (self.done - self.initial) / elapsed
-        eta = _clock((self.total - self.done) / rate) if rate > 0 else "--"
-        frac = self.done / self.total if self.total else 1.0
+        left = max(self.total - self.done, 0)
+        eta = _clock(left / rate) if rate > 0 else "--"
+        frac = min(self.done / self.total, 1.0) if self.total > 0 else 1.0
         bar = "#" * int(frac * 24)
         line = (
             f"{self.desc} [{bar:<24}] {self.done}/{self.total} {self.unit}s "
             f"{rate:.1f} {self.unit}s/s ETA {eta}"
         )
-        self._emit(("\r" + line) if self._tty else (line + "\n"))
+        if self._tty:  # in place: spaces over what a longer line before left
+            line, self._width = line.ljust(self._width), len(line)
+            self._emit("\r" + line)
+        else:
+            self._emit(line + "\n")
 
     def _emit(self, text: str) -> None:
         """Progress is best-effort: a closed pipe or a full disk on stderr (``| head``,
@@ -80,7 +91,10 @@ class Progress:
 
 
 def _clock(seconds: float) -> str:
-    """``42s``, ``3:07`` or ``1:02:03``: a time left, as people read it."""
+    """``42s``, ``3:07`` or ``1:02:03``: a time left, as people read it (``--`` for one
+    that is not a finite time ahead)."""
+    if not 0 <= seconds < 10**9:  # also NaN and infinity
+        return "--"
     s = int(round(seconds))
     if s < 60:
         return f"{s}s"
