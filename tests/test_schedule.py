@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loopwave.schedule import (
+    Prompt,
     Schedule,
     ScheduleError,
     evaluate,
@@ -256,3 +257,19 @@ def test_found_in_review_each_bad_value_is_named_and_python_semantics_hold():
     for bad in ({"i": 1.5, "seed": 10}, {"i": 1, "seed": "1"}, {"i": 1, "seed": None}):
         with pytest.raises(TypeError, match=f"^{'i' if bad['i'] == 1.5 else 'seed'} must"):
             seed_for(bad["i"], seed=bad["seed"])  # type: ignore[arg-type]
+
+
+def test_prompt_keys_neg_words_and_wave_bounds():
+    """From a review: "--neg" inside a word split the prompt ("a --negative b" had the
+    negative 'ative b'); a frame given twice silently kept the last; t in a @wave bound
+    was always 0 (prompt_at has no t to give it)."""
+    assert parse_prompts({0: "a --negative b"})[0] == Prompt("a --negative b", "")
+    assert parse_prompts({0: "a --neg b c"})[0] == Prompt("a", "b c")
+    assert parse_prompts("0::x --neg y")[0] == Prompt("x", "y")
+    for twice in ({0: "a", "0": "b"}, "0::a\n0::b", " 3::a\n3 ::b"):
+        with pytest.raises(ScheduleError, match="frame (0|3) is given twice"):
+            parse_prompts(twice)
+    for name in ("t", "max_f", "s"):
+        with pytest.raises(ScheduleError, match="names t, max_f or s"):
+            parse_prompts({0: f"(a:@wave_completed({name}, 100))"})
+    assert parse_prompts({0: "(a:@wave_completed(0.5, 2 * 0.75))"})

@@ -422,7 +422,11 @@ def parse_prompts(spec: Mapping[int | str, str] | str) -> dict[int, Prompt]:
             raise ScheduleError(f"prompts: frame {f} is negative")
         if not isinstance(text, str):
             raise ScheduleError(f"prompts: the prompt at frame {f} must be text")
-        pos, _, neg = text.partition("--neg")
+        if f in out:  # {0: ..., "0": ...} or two "0::" lines: the last won silently
+            raise ScheduleError(f"prompts: frame {f} is given twice")
+        # "--neg" as a word of its own: "a --negative b" is one positive prompt
+        pos, *rest = _NEG.split(text, maxsplit=1)
+        neg = rest[0] if rest else ""
         out[f] = Prompt(pos.strip(), neg.strip(), seed)
         _check_wave_tokens(text, f)
     if not out:
@@ -439,7 +443,11 @@ def _check_wave_tokens(text: str, frame: int) -> None:
     for m in _WAVE_TOKEN.finditer(text):
         for bound in (m.group(2), m.group(3)):
             try:
-                evaluate(bound)
+                tree = compile_expression(bound)
+                if any(isinstance(n, ast.Name) for n in ast.walk(tree)):
+                    # prompt_at has no t, max_f or s to give them: t was always 0
+                    raise ScheduleError(f"the bounds are numbers; {bound!r} names t, max_f or s")
+                evaluate(tree)
             except ScheduleError as e:
                 raise ScheduleError(f"prompt at frame {frame}: {m.group(0)}: {e}") from None
     left = _WAVE_CALL.search(_WAVE_TOKEN.sub("0", text))
@@ -452,6 +460,7 @@ def _check_wave_tokens(text: str, frame: int) -> None:
 
 
 _WAVE_CALL = re.compile(r"@wave_(completed|remaining)\s*\(")
+_NEG = re.compile(r"(?<!\S)--neg(?!\S)")
 _WAVE_TOKEN = re.compile(r"@wave_(completed|remaining)\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)")
 
 
