@@ -22,20 +22,29 @@ def line_plot(
     height: int = 300,
     margin: int = 20,
 ) -> Path:
-    """Draw each series as a polyline over a shared y range (NaNs skipped) and write a PNG.
+    """Draw each series (a list of sequences, or the rows of a 2-D array) as a polyline
+    over a shared y range that includes 0 (NaNs skipped) and write a PNG.
 
     Series are coloured red, blue, green, orange in order; a light grid marks quarters.
     """
-    if not series or not all(len(s) for s in series):
-        raise ValueError("series must be a non-empty list of non-empty sequences")
-    for name, v, least in (("width", width, 16), ("height", height, 16), ("margin", margin, 0)):
+    if isinstance(series, np.ndarray) and series.ndim == 2:  # one series a row
+        series = list(series)
+    if isinstance(series, (str, bytes, np.ndarray)) or not isinstance(series, Sequence):
+        raise TypeError(
+            f"series must be a list of sequences of numbers; got {type(series).__name__}"
+        )
+    try:
+        data = [np.asarray(s, np.float64) for s in series]
+    except (TypeError, ValueError) as e:  # text, complex, ragged
+        raise TypeError(f"series must hold sequences of real numbers ({e})") from None
+    if not data or any(d.ndim != 1 or not len(d) for d in data):
+        raise ValueError("series must be a non-empty list of non-empty 1-D sequences")
+    # margin >= 1: the grid's last lines sit at height - margin and width - margin
+    for name, v, least in (("width", width, 16), ("height", height, 16), ("margin", margin, 1)):
         if isinstance(v, bool) or not isinstance(v, int) or v < least:
             raise ValueError(f"{name} must be an int >= {least}; got {v!r}")
     if 2 * margin >= min(width, height) - 4:
         raise ValueError(f"margin {margin} leaves no room in {width}x{height}")
-    data = [np.asarray(s, np.float64) for s in series]
-    if any(d.ndim != 1 for d in data):
-        raise ValueError("series must hold 1-D sequences of numbers")
     img = np.full((height, width, 3), 255, np.uint8)
     for q in range(5):  # grid
         y = margin + q * (height - 2 * margin) // 4
@@ -43,7 +52,10 @@ def line_plot(
         x = margin + q * (width - 2 * margin) // 4
         img[margin : height - margin, x] = 225
     finite = np.concatenate([d[np.isfinite(d)] for d in data] + [np.zeros(1)])
-    lo, hi = float(finite.min()), float(finite.max())
+    # in units of the largest magnitude, so a span beyond float64 (1e308 to -1e308) is not inf
+    unit = max(float(np.abs(finite).max()), 1e-300)
+    data = [d / unit for d in data]
+    lo, hi = float(finite.min()) / unit, float(finite.max()) / unit
     hi = hi if hi > lo else lo + 1.0
     n = max(len(d) for d in data)
     for d, colour in zip(data, COLOURS * (len(data) // len(COLOURS) + 1), strict=False):
