@@ -37,9 +37,19 @@ def test_png_refuses_bad_images(tmp_path) -> None:
             png.write_png(tmp_path / "x.png", bad)
     assert not (tmp_path / "x.png").exists()
     img = np.zeros((4, 4, 3), np.uint8)
-    for level in (10, -2, 1.5):
+    for level in (10, -2):
         with pytest.raises(ValueError, match="level"):
+            png.write_png(tmp_path / "x.png", img, level=level)
+    for level in (1.5, "6", None, True):  # wrong types: a TypeError (a ValueError before)
+        with pytest.raises(TypeError, match="level"):
             png.write_png(tmp_path / "x.png", img, level=level)  # type: ignore[arg-type]
+    # a numpy int is an int (refused before); PIL decodes what it wrote
+    from PIL import Image
+
+    png.write_png(tmp_path / "n.png", img + 7, level=np.int64(9))  # type: ignore[arg-type]
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "n.png")), img + 7)
+    with pytest.raises(OSError, match="the folder .*missing does not exist"):  # not x.png.tmp
+        png.write_png(tmp_path / "missing" / "x.png", img)
     (tmp_path / "d.png").mkdir()
     with pytest.raises(OSError, match="folder"):
         png.write_png(tmp_path / "d.png", img)

@@ -16,6 +16,14 @@ def test_keyframe_indices():
     assert keyframe_indices(1, 5) == [0]
     with pytest.raises(ValueError, match="every"):
         keyframe_indices(10, 0)
+    assert keyframe_indices(np.int64(10), np.int64(4)) == [0, 4, 8, 9]  # refused before
+    with pytest.raises(TypeError, match="frames"):
+        keyframe_indices(10.0, 4)  # type: ignore[arg-type]
+    # 10**10 frames built a set of 10**10 indices (memory) before any check
+    with pytest.raises(ValueError, match=r"frames must be in 1\.\.1000000000"):
+        keyframe_indices(10**10, 1)
+    with pytest.raises(ValueError, match="frames must be in"):
+        ColourPlan.build(lambda i, v: np.zeros((4, 4, 3), np.uint8), frames=10**10, every=1)
 
 
 def test_targets_follow_the_seed_rule():

@@ -38,10 +38,14 @@ RenderFn = Callable[[int, int], np.ndarray]  # (frame index, variant) -> uint8 R
 
 
 def keyframe_indices(frames: int, every: int) -> list[int]:
-    """Keyframes every ``every`` frames from 0, and the last frame."""
+    """Keyframes every ``every`` frames from 0, and the last frame (``frames`` up to
+    :data:`MAX_FRAME`)."""
     for name, v, lo in (("frames", frames, 1), ("every", every, 1)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ValueError(f"{name} must be an int >= {lo}; got {v!r}")
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{name} must be an int; got {v!r}")
+        if not lo <= v <= MAX_FRAME:  # 10**10 frames built a set of 10**10 indices first
+            raise ValueError(f"{name} must be in {lo}..{MAX_FRAME}; got {v!r}")
+    frames, every = int(frames), int(every)
     return sorted({*range(0, frames, every), frames - 1})
 
 

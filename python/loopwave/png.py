@@ -32,8 +32,11 @@ def encode_png(image: np.ndarray, *, level: int = 6) -> bytes:
         raise ValueError(
             f"image must be a non-empty (H, W, 3) uint8 array; got {image.dtype} {image.shape}"
         )
-    if isinstance(level, bool) or not isinstance(level, int) or not -1 <= level <= 9:
+    if isinstance(level, (bool, np.bool_)) or not isinstance(level, (int, np.integer)):
+        raise TypeError(f"level must be an int in -1..9 (zlib); got {level!r}")
+    if not -1 <= level <= 9:
         raise ValueError(f"level must be an int in -1..9 (zlib); got {level!r}")
+    level = int(level)
     h, w, _ = image.shape
     rows = np.ascontiguousarray(image).reshape(h, w * 3)
     sub = rows.copy()
@@ -56,6 +59,8 @@ def write_png(path: str | os.PathLike[str], image: np.ndarray, *, level: int = 6
     data = encode_png(image, level=level)
     if path.is_dir():
         raise OSError(f"path: cannot write to {path}: it is a folder")
+    if not path.parent.is_dir():  # the error would name the temporary file
+        raise OSError(f"path: cannot write {path}: the folder {path.parent} does not exist")
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
