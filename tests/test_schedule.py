@@ -273,3 +273,16 @@ def test_prompt_keys_neg_words_and_wave_bounds():
         with pytest.raises(ScheduleError, match="names t, max_f or s"):
             parse_prompts({0: f"(a:@wave_completed({name}, 100))"})
     assert parse_prompts({0: "(a:@wave_completed(0.5, 2 * 0.75))"})
+
+
+def test_prompt_at_and_seed_for_name_wrong_arguments():
+    """Raw TypeErrors and AttributeErrors that named nothing, from a review."""
+    prompts = parse_prompts({0: "a (b:@wave_completed(1, 2))"})
+    for kw, name in (({"frames_per_wave": "20"}, "frames_per_wave"), ({"offset": None}, "offset")):
+        with pytest.raises(TypeError, match=f"^{name} must be a number"):
+            prompt_at(prompts, 1, **{"frames_per_wave": 20, **kw})
+    with pytest.raises(TypeError, match="^prompts must map frames to Prompt"):
+        prompt_at({0: "a"}, 0)  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match="^schedule must be a Schedule"):
+        seed_for(1, seed=1, behaviour="schedule", schedule=5)  # type: ignore[arg-type]
+    assert prompt_at(prompts, 5, frames_per_wave=20).text == "a (b:1.250)"

@@ -470,9 +470,16 @@ def prompt_at(
     """The prompt in force at ``frame``, with ``@wave_completed(a,b)`` (``a`` at the start of
     each wave to ``b`` at its end) and ``@wave_remaining(a,b)`` (the reverse) replaced by the
     weight for this frame."""
+    if not isinstance(prompts, Mapping) or not all(isinstance(p, Prompt) for p in prompts.values()):
+        raise TypeError("prompts must map frames to Prompt, as parse_prompts returns them")
     if not prompts:
         raise ScheduleError("prompts: at least one prompt is needed")
     _finite_frame(frame, "frame")
+    for name, v in (("frames_per_wave", frames_per_wave), ("offset", offset)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(
+            v, (int, float, np.integer, np.floating)
+        ):
+            raise TypeError(f"{name} must be a number; got {v!r}")
     keys = [k for k in prompts if k <= frame]
     p = prompts[max(keys) if keys else min(prompts)]
     if "@wave_" not in p.text + p.negative:
@@ -535,6 +542,8 @@ def seed_for(
     if behaviour == "schedule":
         if schedule is None:
             raise ScheduleError("seed behaviour 'schedule' needs a seed schedule")
+        if not isinstance(schedule, Schedule):
+            raise TypeError(f"schedule must be a Schedule or None; got {type(schedule).__name__}")
         value = schedule(i)
         if not abs(value) <= 2**62:  # rounding a float beyond this makes no sense as a seed
             raise ScheduleError(f"seed schedule at frame {i}: {value} is too large for a seed")
