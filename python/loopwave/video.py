@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
 
@@ -1351,6 +1351,32 @@ class _Decoder:
             self.container.close()
 
 
+_T = TypeVar("_T")
+
+
+class _Forward(Generic[_T]):
+    """A read-only attribute of a :class:`VideoReader`: its decoder's of the same name."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> _Forward[_T]: ...
+    @overload
+    def __get__(self, obj: VideoReader, owner: type) -> _T: ...
+    def __get__(self, obj: VideoReader | None, owner: type) -> _Forward[_T] | _T:
+        if obj is None:
+            return self
+        value: _T = getattr(obj._dec, self.name)
+        return value
+
+    def __set__(self, obj: VideoReader, value: object) -> None:
+        raise AttributeError(f"VideoReader.{self.name} is read-only")
+
+
 class VideoReader:
     """Decode a video file into ``uint8`` RGB batches; seekable by frame index.
 
@@ -1411,50 +1437,17 @@ class VideoReader:
         # (__del__), as with a file object, instead of at the next garbage collection.
         self._dec = _Decoder(path, batch=batch, autorotate=autorotate)
 
-    @property
-    def batch(self) -> int:
-        """Frames per batch when iterating."""
-        return self._dec.batch
-
-    @property
-    def path(self) -> Path:
-        """The file, as given."""
-        return self._dec.path
-
-    @property
-    def fps(self) -> Fraction:
-        """Frames per second."""
-        return self._dec.fps
-
-    @property
-    def width(self) -> int:
-        """Frame width, as shown (after the rotation)."""
-        return self._dec.width
-
-    @property
-    def height(self) -> int:
-        """Frame height, as shown (after the rotation)."""
-        return self._dec.height
-
-    @property
-    def rotation(self) -> int:
-        """The rotation applied: degrees counterclockwise, a multiple of 90 (0 if none)."""
-        return self._dec.rotation
-
-    @property
-    def metadata(self) -> dict[str, str]:
-        """The container's tags."""
-        return self._dec.metadata
-
-    @property
-    def container(self) -> Any:
-        """The PyAV input container."""
-        return self._dec.container
-
-    @property
-    def stream(self) -> Any:
-        """The PyAV video stream decoded."""
-        return self._dec.stream
+    batch: _Forward[int] = _Forward("Frames per batch when iterating.")
+    path: _Forward[Path] = _Forward("The file, as given.")
+    fps: _Forward[Fraction] = _Forward("Frames per second.")
+    width: _Forward[int] = _Forward("Frame width, as shown (after the rotation).")
+    height: _Forward[int] = _Forward("Frame height, as shown (after the rotation).")
+    rotation: _Forward[int] = _Forward(
+        "The rotation applied: degrees counterclockwise, a multiple of 90 (0 if none)."
+    )
+    metadata: _Forward[dict[str, str]] = _Forward("The container's tags.")
+    container: _Forward[Any] = _Forward("The PyAV input container.")
+    stream: _Forward[Any] = _Forward("The PyAV video stream decoded.")
 
     @property
     def frame_count(self) -> int:
