@@ -135,3 +135,15 @@ def test_cli_version(capsys) -> None:
         "kernels:",
         f"{loopwave.simd_level()})",
     ]
+
+
+def test_a_failed_png_write_leaves_no_temporary_file(tmp_path, monkeypatch) -> None:
+    import os
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OSError, match="No space"):
+        png.write_png(tmp_path / "f.png", np.zeros((4, 4, 3), np.uint8))
+    assert list(tmp_path.iterdir()) == []  # f.png.tmp stayed before

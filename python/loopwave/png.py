@@ -62,6 +62,10 @@ def write_png(path: str | os.PathLike[str], image: np.ndarray, *, level: int = 6
     if not path.parent.is_dir():  # the error would name the temporary file
         raise OSError(f"path: cannot write {path}: the folder {path.parent} does not exist")
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a Ctrl-C: no NAME.tmp left beside the frames
+        tmp.unlink(missing_ok=True)
+        raise
     return path
