@@ -66,6 +66,8 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 
 #: distinct prompts whose embeddings a backend keeps
 EMBED_CACHE = 16
+#: the largest steps and |cfg| img2img takes (a render checks every frame against them)
+MAX_STEPS, MAX_CFG = 1000, 100
 
 ACCEL_KEYS = (
     "channels_last",
@@ -314,10 +316,10 @@ class DiffusersBackend(Img2Img):
                 raise TypeError(f"{name} must be an int; got {v!r}")
         if not 0 <= strength <= 1:
             raise ValueError(f"strength must be in [0, 1]; got {strength}")
-        if not 0 <= steps <= 1000:
-            raise ValueError(f"steps must be in 0..1000 (0 runs as 1); got {steps}")
-        if not abs(cfg) <= 100:  # also NaN
-            raise ValueError(f"cfg must be finite and within +-100; got {cfg}")
+        if not 0 <= steps <= MAX_STEPS:
+            raise ValueError(f"steps must be in 0..{MAX_STEPS} (0 runs as 1); got {steps}")
+        if not abs(cfg) <= MAX_CFG:  # also NaN
+            raise ValueError(f"cfg must be finite and within +-{MAX_CFG}; got {cfg}")
         n_steps = _steps_for(steps, strength) if strength > 0 else 0
         if 0 < n_steps < 4 and type(self.pipe.scheduler).__name__ == "PNDMScheduler":
             # its Runge-Kutta warm-up takes 4 steps; fewer failed inside diffusers with

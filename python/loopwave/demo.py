@@ -176,9 +176,9 @@ def run_demo(
     # an earlier, longer run's frames past this run's last would stay beside its own
     # (only the names the demo writes: 00123.png)
     for old in (out / "frames").glob("*.png"):
-        if old.stem.isascii() and old.stem.isdigit() and len(old.stem) >= 5:
-            if int(old.stem) >= frames:
-                old.unlink()
+        stem = old.stem
+        if len(stem) >= 5 and stem.isascii() and stem.isdigit() and int(stem) >= frames:
+            old.unlink()
 
     clean = clean_sequence(_photos(size), frames)
     drifted = drift(clean)

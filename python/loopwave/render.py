@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from ._progress import Progress
-from .backends import Img2Img, load_backend
+from .backends import MAX_CFG, MAX_STEPS, Img2Img, load_backend
 from .color import color_correct, motion_matrix, rgb_to_lab, warp_affine
 from .plan import ColourPlan, _atomic_json, _read_json, _read_png, keyframe_indices
 from .png import write_png
@@ -397,13 +397,14 @@ class _Job:
     def _check_frame(self, i: int, weighed: set[str]) -> None:
         """One frame of :meth:`check_every_frame` (``weighed``: prompt texts done)."""
         steps, cfg = self.steps(i), self.cfg(i)
-        if not (math.isfinite(steps) and 0 <= round(steps) <= 1000):
+        if not (math.isfinite(steps) and 0 <= round(steps) <= MAX_STEPS):
             raise ValueError(
-                f"render.steps at frame {i}: {steps!r}; steps must be in 0..1000 (0 runs as 1)"
+                f"render.steps at frame {i}: {steps!r}; steps must be in 0..{MAX_STEPS} "
+                "(0 runs as 1)"
             )
-        if not abs(cfg) <= 100:  # also NaN
+        if not abs(cfg) <= MAX_CFG:  # also NaN
             raise ValueError(
-                f"render.cfg at frame {i}: {cfg!r}; cfg must be finite and within +-100"
+                f"render.cfg at frame {i}: {cfg!r}; cfg must be finite and within +-{MAX_CFG}"
             )
         self.seed(i)
         if i > 0:  # frame 0 is made from noise at strength 1, without motion
@@ -511,15 +512,15 @@ def _preflight(s: Settings, encode: bool, progress: bool) -> Any:
     _Job(s, None).check_every_frame(progress)
     if not encode:
         return None
-    from .video import check_codec, parse_fps
+    from .video import check_codec, check_frame_size, parse_fps
 
     v, it, r = s["video"], s["interpolation"], s["render"]
     try:
-        check_codec(v["codec"], v["crf"])
+        encoder = check_codec(v["codec"], v["crf"])
     except (TypeError, ValueError) as e:
         raise ValueError(f"video.codec / video.crf: {e}") from None
     try:
-        check_codec(v["codec"], v["crf"], (r["height"], r["width"]))
+        check_frame_size(encoder, r["height"], r["width"])
     except ValueError as e:
         raise ValueError(f"video.codec with render.width and render.height: {e}") from None
     try:
@@ -593,9 +594,8 @@ def render(
         if problem:
             raise ValueError(problem)
     encode = video and _have_av()
-    rife = _preflight(
-        settings, encode, progress
-    )  # before the model loads and the folder is touched
+    # before the model loads and the folder is touched
+    rife = _preflight(settings, encode, progress)
     m = settings["model"]
     if backend is None:  # before touching the run directory: a bad model leaves nothing behind
         backend = load_backend(

@@ -476,6 +476,7 @@ def prompt_at(
         raise ScheduleError("prompts: at least one prompt is needed")
     _finite_frame(frame, "frame")
     for name, v in (("frames_per_wave", frames_per_wave), ("offset", offset)):
+        # float arithmetic below: Decimal, which _validate._is_real takes, does not mix
         if isinstance(v, (bool, np.bool_)) or not isinstance(
             v, (int, float, np.integer, np.floating)
         ):

@@ -743,7 +743,7 @@ class VideoWriter:
         h, w = x.shape[1:3]
         even = (h + h % 2, w + w % 2)
         if self.size is None:
-            _check_side(self.encoder, h, w)
+            check_frame_size(self.encoder, h, w)
             self.size = even
             self._cfg.size = even
             self._first = (h, w)
@@ -1449,25 +1449,20 @@ class VideoReader:
     container: _Forward[Any] = _Forward("The PyAV input container.")
     stream: _Forward[Any] = _Forward("The PyAV video stream decoded.")
 
-    @property
-    def frame_count(self) -> int:
-        """Frames an iteration yields: counted once from the packets (demuxing, no
-        decoding; the header's count can be wrong), leaving out those that give no
-        frame: flagged discard (cut off by an MP4 edit list) or corrupt (the end of a
-        cut-off file)."""
-        return self._dec.frame_count
+    frame_count: _Forward[int] = _Forward(
+        "Frames an iteration yields: counted once from the packets (demuxing, no decoding; "
+        "the header's count can be wrong), leaving out those that give no frame: flagged "
+        "discard (cut off by an MP4 edit list) or corrupt (the end of a cut-off file)."
+    )
+    settings: _Forward[dict[str, Any] | None] = _Forward(
+        "The JSON of the ``comment`` tag (what :class:`VideoWriter` stores), or None. "
+        "Matroska spells the tag ``COMMENT``; either spelling is read."
+    )
 
     @property
     def duration(self) -> float:
         """Seconds of video: ``frame_count / fps``."""
         return self.frame_count / float(self.fps)
-
-    @property
-    def settings(self) -> dict[str, Any] | None:
-        """The JSON of the ``comment`` tag (what :class:`VideoWriter` stores), or None.
-
-        Matroska spells the tag ``COMMENT``; either spelling is read."""
-        return self._dec.settings
 
     def _held(self, batches: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
         """``batches``, keeping this reader (and so its file) alive while they run."""
@@ -1592,18 +1587,17 @@ def _check_crf(crf: int, encoder: str) -> None:
         raise ValueError(f"crf must be in 0..{top} for {encoder}; got {crf}")
 
 
-def check_codec(codec: Any, crf: int, size: tuple[int, int] | None = None) -> str:
-    """Check a codec name and a crf, and the frame ``size`` ``(height, width)`` if given,
-    as :class:`VideoWriter` would, without opening a file (a render checks its video
-    settings before rendering); returns the encoder."""
+def check_codec(codec: Any, crf: int) -> str:
+    """Check a codec name and a crf as :class:`VideoWriter` would, without opening a file
+    (a render checks its video settings before rendering); returns the encoder."""
     _, encoder = _codec_encoder(codec)
     _check_crf(crf, encoder)
-    if size is not None:
-        _check_side(encoder, *size)
     return encoder
 
 
-def _check_side(encoder: str, h: int, w: int) -> None:
+def check_frame_size(encoder: str, h: int, w: int) -> None:
+    """Refuse frames of ``h`` x ``w`` that ``encoder`` (as :func:`check_codec` returns it)
+    cannot take, as :class:`VideoWriter` does at the first frame."""
     least = _MIN_SIDE.get(encoder, 1)
     if min(h + h % 2, w + w % 2) < least:
         raise ValueError(

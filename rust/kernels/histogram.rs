@@ -307,10 +307,17 @@ pub fn match_histograms<T: Sample>(
     let ref_frame = |i: usize| &reference[i * rf..(i + 1) * rf];
     // u8: one fixed binning. f32: each frame's own, over its range and its reference's
     // (a shared reference's histogram over the reference's range alone serves every
-    // frame whose values lie within it)
-    let binning_of = |s: &[T], r: [(f32, f32); 3]| -> Result<[Binning; 3]> {
+    // frame whose values lie within it); u8 needs no ranges
+    let range_of = |d: &[T]| {
         if T::FLOAT {
-            binning_over(channel_range(s), r)
+            channel_range(d)
+        } else {
+            [(0.0, 0.0); 3]
+        }
+    };
+    let binning_of = |a, b| {
+        if T::FLOAT {
+            binning_over(a, b)
         } else {
             Ok([Binning::U8; 3])
         }
@@ -318,21 +325,18 @@ pub fn match_histograms<T: Sample>(
     let shared = match rdims.n {
         1 => {
             let r = ref_frame(0);
-            let range = if T::FLOAT {
-                channel_range(r)
-            } else {
-                [(0.0, 0.0); 3]
-            };
-            let b = binning_of(r, range)?;
+            let range = range_of(r);
+            let b = binning_of(range, range)?;
             Some((range, b, histogram(r, &b, T::FLOAT)))
         }
         _ => None,
     };
     super::parallel::per_frame(src, dims.frame_len(), out, dims.frame_len(), |i, s, o| {
         let own;
+        let own_range = range_of(s);
         let (binning, rh) = match &shared {
             Some((range, b, h)) => {
-                let binning = binning_of(s, *range)?;
+                let binning = binning_of(own_range, *range)?;
                 if binning == *b {
                     (binning, h)
                 } else {
@@ -342,12 +346,7 @@ pub fn match_histograms<T: Sample>(
             }
             None => {
                 let r = ref_frame(i);
-                let range = if T::FLOAT {
-                    channel_range(r)
-                } else {
-                    [(0.0, 0.0); 3]
-                };
-                let binning = binning_of(s, range)?;
+                let binning = binning_of(own_range, range_of(r))?;
                 own = histogram(r, &binning, T::FLOAT);
                 (binning, &own)
             }
