@@ -104,7 +104,7 @@ def backend():
 def test_unweighted_prompts_encode_as_diffusers_does(backend, text):
     want, _ = backend.pipe.encode_prompt(text, "cpu", 1, False)
     if len(text) > 75:  # the smoke tokenizer: a token a byte
-        with pytest.warns(UserWarning, match="prompt: 300 tokens.*the last 225 are dropped"):
+        with pytest.warns(UserWarning, match="prompt: the last 225 tokens are dropped"):
             got = encode_weighted(backend.pipe, text, "cpu")
     else:
         got = encode_weighted(backend.pipe, text, "cpu")
@@ -211,28 +211,132 @@ def test_changing_weights_reuse_the_encoder_output(monkeypatch):
 def test_long_prompts_warn_naming_the_argument_once():
     import warnings
 
+    from loopwave.backends import MAX_CHUNKS
+
     b = smoke_backend()
+    cap = 75 * MAX_CHUNKS  # a token a byte
     init = np.zeros((32, 32, 3), np.uint8)
     kw = {"strength": 0.6, "steps": 2, "cfg": 7.0, "seed": 1}
-    with pytest.warns(UserWarning, match=r"^negative: 100 tokens.*last 25 are dropped"):
-        b.img2img(init, prompt="a castle", negative="n" * 100, **kw)
+    with pytest.warns(UserWarning, match=rf"^negative: the last 25 tokens .* at most {cap}"):
+        b.img2img(init, prompt="a castle", negative="n" * (cap + 25), **kw)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")  # no help from Python's own once-per-place filter
         # a weight that changes every frame (as @wave does): new text, the same tokens
         for w in (0.8, 1.0, 1.2):
-            b.img2img(init, prompt=f"(ivy:{w}) " + "p" * 76, negative="", **kw)
+            b.img2img(init, prompt=f"(ivy:{w}) " + "p" * (cap + 1), negative="", **kw)
     long = [str(x.message) for x in seen if issubclass(x.category, UserWarning)]
-    long = [m for m in long if "tokens, but the text encoder reads" in m]
-    assert len(long) == 1 and long[0].startswith("prompt: 79 tokens"), long  # ivy + 76 p
-    assert "last 4 are dropped" in long[0]
+    long = [m for m in long if "the text encoder reads at most" in m]
+    assert len(long) == 1 and long[0].startswith("prompt: the last 4 tokens"), long
     # the warning points at the line calling img2img (it pointed inside the call lock's
-    # wrapper in backends.py) or embed
+    # wrapper in backends.py) or embed, with guidance and without
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        b.img2img(init, prompt="q" * 90, negative="", **kw)
-        b.embed("r" * 90)
-    where = [x.filename for x in seen if "tokens, but the text encoder" in str(x.message)]
-    assert where == [__file__, __file__], where
+        b.img2img(init, prompt="q" * (cap + 9), negative="", **kw)
+        b.img2img(init, prompt="s" * (cap + 9), negative="", **{**kw, "cfg": 1.0})
+        b.embed("r" * (cap + 9))
+    where = [x.filename for x in seen if "the text encoder reads" in str(x.message)]
+    assert where == [__file__] * 3, where
+
+
+def _chunks(ids, n=77):
+    return [ids[i : i + n] for i in range(0, len(ids), n)]
+
+
+def test_long_prompts_are_cut_into_chunks_as_a1111_cuts_them(backend):
+    """75 tokens a chunk between its own start and end tokens; a full chunk is cut after
+    a comma at most 20 tokens from its end; BREAK ends a chunk (the smoke tokenizer makes
+    a token of each byte, so counts are letters)."""
+    from loopwave.prompt_weights import tokenize_weighted
+
+    tok = backend.pipe.tokenizer
+    bos, eos = tok.bos_token_id, tok.eos_token_id
+    pad = tok.pad_token_id if tok.pad_token_id is not None else eos
+
+    def tid(ch):
+        (i,) = tok(ch, add_special_tokens=False).input_ids
+        return i
+
+    def layout(text, max_chunks=8):
+        """Each chunk as its prompt text, after checking its frame of special tokens."""
+        ids, weights, dropped = tokenize_weighted(tok, text, max_chunks=max_chunks)
+        assert len(ids) == len(weights) and len(ids) % 77 == 0
+        texts = []
+        for c in _chunks(ids):
+            assert c[0] == bos
+            body = c[1:]
+            k = body.index(eos)
+            assert all(t == pad for t in body[k + 1 :])
+            texts.append(tok.decode(body[:k]).replace(" ", ""))
+        return texts, weights, dropped
+
+    assert layout("a" * 100) == (["a" * 75, "a" * 25], (1.0,) * 154, 0)
+    assert layout("a" * 100, 1)[0::2] == (["a" * 75], 25)  # one chunk: the first 75 kept
+    assert layout("a" * 75)[0] == ["a" * 75]  # exactly full: no empty second chunk
+    assert layout("")[0] == [""]
+    # the comma rule: 20 tokens back at most, and never on the last chunk read
+    assert layout("x" * 60 + "," + "y" * 30)[0] == ["x" * 60 + ",", "y" * 30]
+    assert layout("x" * 55 + "," + "y" * 30)[0] == ["x" * 55 + ",", "y" * 30]
+    assert layout("x" * 54 + "," + "y" * 30)[0] == ["x" * 54 + "," + "y" * 20, "y" * 10]
+    assert layout("x" * 60 + "," + "y" * 30, 1)[0::2] == (["x" * 60 + "," + "y" * 14], 16)
+    assert layout("x" * 74 + "," + "y" * 5)[0] == ["x" * 74 + ",", "y" * 5]  # comma last
+    # BREAK: its own capital word only
+    assert layout("a BREAK b")[0] == ["a", "b"]
+    # (CLIP lower-cases: the words are still there)
+    assert layout("aBREAKb, BREAKFAST, break")[0] == ["abreakb,breakfast,break"]
+    assert layout("a BREAK")[0] == ["a"]
+    assert layout("BREAK a")[0] == ["", "a"]
+    assert layout("a BREAK BREAK b")[0] == ["a", "", "b"]
+    assert layout("a BREAK b", 1)[0::2] == (["a"], 1)
+    texts, w, _ = layout("(a BREAK b:1.5) c")
+    assert texts == ["a", "bc"]
+    assert w[1] == pytest.approx(1.5) and w[78] == pytest.approx(1.5) and w[79] == 1.0
+    for bad in (0, -1, 1.5, True, None):
+        with pytest.raises(ValueError, match="max_chunks"):
+            tokenize_weighted(tok, "a", max_chunks=bad)
+
+
+def test_each_chunk_encodes_as_diffusers_encodes_it_alone(backend):
+    """The oracle: diffusers' encode_prompt of each chunk's text on its own, joined. (Two
+    words: CLIP marks a word's last token, so "a" * 75 + "b" * 30 as one word would end
+    its first chunk on another token than "a" * 75 does.)"""
+    text = "a" * 75 + " " + "b" * 30
+    got = encode_weighted(backend.pipe, text, "cpu", max_chunks=2)
+    parts = [backend.pipe.encode_prompt(t, "cpu", 1, False)[0] for t in ("a" * 75, "b" * 30)]
+    assert got.shape == (1, 154, 32)
+    torch.testing.assert_close(got, torch.cat(parts, dim=1), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(backend.embed(text), got, rtol=0, atol=0)
+
+
+def test_weights_keep_each_chunks_own_mean():
+    b = smoke_backend()
+    with torch.no_grad():
+        b.pipe.text_encoder.final_layer_norm.bias.fill_(0.5)  # a clear mean
+    plain = encode_weighted(b.pipe, "b" * 75 + " c " + "d" * 10, "cpu", max_chunks=2)
+    heavy = encode_weighted(b.pipe, "b" * 75 + " (c:1.5) " + "d" * 10, "cpu", max_chunks=2)
+    # A1111 rescales chunk by chunk: the first chunk holds no weight and stays as it is
+    torch.testing.assert_close(heavy[:, :77], plain[:, :77], rtol=0, atol=0)
+    w = torch.ones(77)
+    w[1] = 1.5  # "c", right after the second chunk's start token
+    want = plain[:, 77:] * w[None, :, None]
+    want = want * (plain[:, 77:].mean() / want.mean())
+    torch.testing.assert_close(heavy[:, 77:], want, rtol=1e-5, atol=1e-6)
+
+
+def test_guidance_pads_the_shorter_prompt_with_empty_chunks():
+    b = smoke_backend()
+    long, init = "x" * 75 + "y" * 20, np.zeros((32, 32, 3), np.uint8)
+    for prompt, negative in ((long, "fog"), ("fog", long)):
+        cond, uncond = b._guided_pair(prompt, negative)
+        assert cond.shape == uncond.shape == (1, 154, 32)
+        short = uncond if prompt == long else cond
+        torch.testing.assert_close(short[:, :77], b.embed("fog"), rtol=0, atol=0)
+        torch.testing.assert_close(short[:, 77:], b.embed(""), rtol=0, atol=0)
+    # and diffusers takes the pair: the tokens past 75 reach the frame
+    kw = {"negative": "fog", "strength": 0.8, "steps": 3, "cfg": 7.0, "seed": 2}
+    a = b.img2img(init, prompt=long, **kw)
+    c = b.img2img(init, prompt="x" * 75 + "z" * 20, **kw)
+    assert not np.array_equal(a, c)
+    assert not np.array_equal(a, b.img2img(init, prompt=long, **{**kw, "negative": "fog, " + long}))
 
 
 def test_no_guidance_does_not_encode_the_negative(monkeypatch):

@@ -89,6 +89,10 @@ def test_img2img_through_the_exported_unet(onnx_fixed, ort_calls):
     assert set(ort_calls) == {onnx_fixed.name} and ort_calls[onnx_fixed.name] >= 1
     assert np.abs(got.astype(int) - want).max() <= 1
     assert not np.array_equal(got, b.img2img(init, seed=10, **CALL))
+    # the graph's text input is one 77-token chunk: a longer prompt is cut, with a warning
+    assert b.max_chunks == 1
+    with pytest.warns(UserWarning, match="prompt: the last 5 tokens .* at most 75"):
+        b.img2img(init, seed=9, **{**CALL, "prompt": "p" * 80})
 
 
 def test_the_substitute_refuses_what_the_graph_cannot_take(smoke, onnx_fixed):

@@ -66,6 +66,9 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 
 #: distinct prompts whose embeddings a backend keeps
 EMBED_CACHE = 16
+#: the most 75-token chunks of a prompt a backend reads (600 tokens; see
+#: :mod:`loopwave.prompt_weights`); a UNet exported with a fixed text length reads one
+MAX_CHUNKS = 8
 #: the largest steps and |cfg| img2img takes (a render checks every frame against them)
 MAX_STEPS, MAX_CFG = 1000, 100
 
@@ -218,6 +221,9 @@ class DiffusersBackend(Img2Img):
         self._embeds: collections.OrderedDict[tuple[int, ...], Any] = collections.OrderedDict()
         self.prompts_encoded = 0
         self._warned: set[tuple[str, tuple[int, ...]]] = set()
+        # how many 75-token chunks of a prompt the UNet takes (1 once it runs as a graph
+        # exported with a 77-token input: loopwave.trt.use_runner sets it)
+        self.max_chunks = MAX_CHUNKS
         self._call_lock = threading.Lock()
         self._speed_up(torch)
 
@@ -246,20 +252,28 @@ class DiffusersBackend(Img2Img):
             pipe.vae.encoder = torch.compile(pipe.vae.encoder, mode=mode)
 
     def embed(self, text: str, *, arg: str = "prompt", stacklevel: int = 2) -> Any:
-        """Hidden states of a prompt with A1111 weights (:mod:`loopwave.prompt_weights`).
+        """Hidden states of a prompt with A1111 weights (:mod:`loopwave.prompt_weights`):
+        ``(1, 77 k, dim)`` for a prompt of ``k`` chunks, at most :attr:`max_chunks`.
 
         The text encoder's output is cached by token ids for the last :data:`EMBED_CACHE`
         distinct token sequences, and the weights are applied per call: a prompt whose
         weights change every frame (``@wave_completed``) is encoded once. A prompt cut to
-        the encoder's window warns once, pointing ``stacklevel`` frames up (2: at the
+        what the encoder reads warns once, pointing ``stacklevel`` frames up (2: at the
         caller of ``embed``)."""
-        from .prompt_weights import apply_weights, encode_ids, tokenize_weighted, warn_dropped
+        from .prompt_weights import (
+            apply_weights,
+            encode_ids,
+            tokenize_weighted,
+            tokens_read,
+            warn_dropped,
+        )
 
-        ids, weights, dropped = tokenize_weighted(self.pipe.tokenizer, text)
+        tok = self.pipe.tokenizer
+        ids, weights, dropped = tokenize_weighted(tok, text, max_chunks=self.max_chunks)
         if dropped and (arg, ids) not in self._warned:
             # once per argument and tokens, not every frame (@wave changes the text only)
             self._warned.add((arg, ids))
-            read = self.pipe.tokenizer.model_max_length - 2
+            read = tokens_read(tok, self.max_chunks)
             warn_dropped(arg, text, dropped, read, stacklevel=stacklevel)
         hidden = self._embeds.get(ids)
         if hidden is None:
@@ -270,7 +284,26 @@ class DiffusersBackend(Img2Img):
                 self._embeds.popitem(last=False)
         else:
             self._embeds.move_to_end(ids)
-        return apply_weights(hidden, weights)  # in the encoder's dtype, on the device
+        # in the encoder's dtype, on the device
+        return apply_weights(hidden, weights, chunk=tok.model_max_length)
+
+    def _guided_pair(self, prompt: str, negative: str) -> tuple[Any, Any]:
+        """The prompt's and the negative's hidden states, the shorter padded with chunks
+        of the empty prompt to the other's length (as A1111 pads): guidance subtracts one
+        from the other token by token."""
+        torch, _ = _deps()
+        # the warnings point at img2img's caller: past here, img2img and the call lock
+        cond = self.embed(prompt, arg="prompt", stacklevel=5)
+        uncond = self.embed(negative, arg="negative", stacklevel=5)
+        if cond.shape[1] != uncond.shape[1]:
+            empty = self.embed("")
+            more = abs(cond.shape[1] - uncond.shape[1]) // empty.shape[1]
+            pad = empty.repeat(1, more, 1)
+            if cond.shape[1] < uncond.shape[1]:
+                cond = torch.cat([cond, pad], dim=1)
+            else:
+                uncond = torch.cat([uncond, pad], dim=1)
+        return cond, uncond
 
     def clear_prompt_cache(self) -> None:
         """Forget the cached text-encoder outputs (after the text encoder changed, e.g.
@@ -355,14 +388,15 @@ class DiffusersBackend(Img2Img):
         # (2**32 gave seed 0's noise) and a number beyond 64 bits overflowed
         gen = torch.Generator(gen_device).manual_seed(int(seed) % 2**32)
         with torch.inference_mode():
-            out = self.pipe(
+            if cfg > 1:
+                cond, uncond = self._guided_pair(prompt, negative)
+            else:  # without guidance diffusers never reads the negative prompt
                 # the warning points at img2img's caller: past embed, img2img and the
                 # call lock's wrapper
-                prompt_embeds=self.embed(prompt, arg="prompt", stacklevel=4),
-                # without guidance (cfg <= 1) diffusers never reads the negative prompt
-                negative_prompt_embeds=(
-                    self.embed(negative, arg="negative", stacklevel=4) if cfg > 1 else None
-                ),
+                cond, uncond = self.embed(prompt, arg="prompt", stacklevel=4), None
+            out = self.pipe(
+                prompt_embeds=cond,
+                negative_prompt_embeds=uncond,
                 image=image,
                 strength=float(strength),
                 num_inference_steps=n_steps,

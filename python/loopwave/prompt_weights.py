@@ -17,17 +17,26 @@ bracket never closed weights the rest of the prompt (as A1111 does). ``(x:w)``
 needs a number after the last colon; ``(a:b)`` with ``b`` not a number is the
 literal ``a:b`` at 1.1.
 
+Long prompts are split into chunks as A1111 splits them: each chunk holds at most
+``model_max_length - 2`` tokens (75 for Stable Diffusion's CLIP) between its own start and
+end tokens, padded; a full chunk whose last comma lies within :data:`COMMA_BACKTRACK`
+tokens of its end is cut after that comma, the rest moving to the next chunk; the word
+``BREAK`` (capitals, a word of its own) ends a chunk there. Each chunk is encoded on its
+own and the hidden states are joined along the token axis, so the UNet attends to all of
+them. ``max_chunks`` says how many chunks the model reads (1 by default, as diffusers'
+``encode_prompt``; :class:`loopwave.backends.DiffusersBackend` reads up to
+:data:`loopwave.backends.MAX_CHUNKS`, a UNet exported with a fixed 77-token input one);
+tokens past the last chunk are dropped with a ``UserWarning`` saying how many.
+
 :func:`encode_weighted` turns a weighted prompt into the text encoder's hidden
 states the way A1111 does: each segment is tokenized on its own, the token ids
-are joined (at most ``model_max_length - 2`` of them, between the start and end
-tokens, padded; a longer prompt is cut there, with a ``UserWarning`` saying how
-many tokens were dropped), encoded once, each token's hidden state is multiplied
-by its weight, and the whole is rescaled to the mean it had before weighting
-(unless either mean is within :data:`MEAN_FLOOR` of the RMS of zero, or they
-differ in sign, as with random-weight encoders whose final layer norm has no
+are joined and cut into chunks as above, each chunk is encoded, each token's hidden
+state is multiplied by its weight, and each chunk is rescaled to the mean it had before
+weighting (unless either mean is within :data:`MEAN_FLOOR` of the chunk's RMS of zero, or
+they differ in sign, as with random-weight encoders whose final layer norm has no
 bias: the ratio would be noise). The weighting is done in float32 whatever the
-encoder's dtype. A prompt without weights gives exactly what diffusers'
-``encode_prompt`` gives.
+encoder's dtype. A prompt without weights that fits one chunk gives exactly what
+diffusers' ``encode_prompt`` gives.
 
 The steps are also available apart — :func:`tokenize_weighted`,
 :func:`encode_ids`, :func:`apply_weights`, :func:`warn_dropped` — so a caller
@@ -48,6 +57,7 @@ __all__ = [
     "encode_weighted",
     "parse_weights",
     "tokenize_weighted",
+    "tokens_read",
     "warn_dropped",
 ]
 
@@ -56,6 +66,11 @@ UP, DOWN = 1.1, 1 / 1.1
 MAX_WEIGHT = 100.0
 #: means below this fraction of the hidden states' RMS are not restored (see encode_weighted)
 MEAN_FLOOR = 1e-3
+#: a full chunk is cut after its last comma when that comma is at most this many tokens
+#: from the chunk's end (A1111's default); 0 turns the rule off
+COMMA_BACKTRACK = 20
+#: A1111's chunk break: the capital word BREAK, with the spaces around it
+_BREAK = re.compile(r"\s*\bBREAK\b\s*")
 _NUMBER = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*")
 
 
@@ -155,64 +170,153 @@ def parse_weights(text: str) -> list[tuple[str, float]]:
     return merged
 
 
-def _token_ids(tokenizer: Any, text: str) -> tuple[list[int], list[float]]:
-    """Token ids of a weighted prompt (without start/end tokens) and their weights."""
+def _token_ids(tokenizer: Any, text: str) -> tuple[list[int], list[float], list[int]]:
+    """Token ids of a weighted prompt (without start/end tokens), their weights, and the
+    positions (into the ids) where a ``BREAK`` ends a chunk, in order."""
     ids: list[int] = []
     weights: list[float] = []
+    breaks: list[int] = []
     for seg, w in parse_weights(text):
-        seg_ids = tokenizer(seg, add_special_tokens=False).input_ids
-        ids += seg_ids
-        weights += [w] * len(seg_ids)
-    return ids, weights
+        for k, part in enumerate(_BREAK.split(seg)):
+            if k:
+                breaks.append(len(ids))
+            if part:
+                part_ids = tokenizer(part, add_special_tokens=False).input_ids
+                ids += part_ids
+                weights += [w] * len(part_ids)
+    return ids, weights, breaks
 
 
-def tokenize_weighted(tokenizer: Any, text: str) -> tuple[tuple[int, ...], tuple[float, ...], int]:
-    """The encoder's input for a weighted prompt: ``model_max_length`` token ids (start,
-    at most ``model_max_length - 2`` prompt tokens, end, padding), a weight per id, and
-    how many prompt tokens did not fit and were dropped (see :func:`warn_dropped`)."""
+def _comma_id(tokenizer: Any) -> int | None:
+    """The id of a lone comma, if the tokenizer makes it one token."""
+    ids = tokenizer(",", add_special_tokens=False).input_ids
+    return ids[0] if len(ids) == 1 else None
+
+
+def _split_chunks(
+    ids: list[int],
+    weights: list[float],
+    breaks: list[int],
+    size: int,
+    comma: int | None,
+    max_chunks: int,
+) -> list[tuple[list[int], list[float]]]:
+    """The tokens cut into chunks of at most ``size`` (see the module docs); chunks past
+    ``max_chunks`` are returned too, for the caller to count what it drops. A full chunk
+    is not cut back to a comma when it is the last one read: that would drop more."""
+    chunks: list[tuple[list[int], list[float]]] = []
+    cur: list[int] = []
+    cur_w: list[float] = []
+    comma_at = -1  # where in `cur` the last comma is
+
+    def close() -> None:
+        nonlocal cur, cur_w, comma_at
+        chunks.append((cur, cur_w))
+        cur, cur_w, comma_at = [], [], -1
+
+    b = 0
+    for p, (t, w) in enumerate(zip(ids, weights, strict=True)):
+        while b < len(breaks) and breaks[b] == p:
+            close()
+            b += 1
+        if len(cur) == size:
+            back = len(cur) - comma_at
+            if (
+                t != comma
+                and comma_at >= 0
+                and back <= COMMA_BACKTRACK
+                and len(chunks) + 1 < max_chunks
+            ):
+                rest, rest_w = cur[comma_at + 1 :], cur_w[comma_at + 1 :]
+                del cur[comma_at + 1 :], cur_w[comma_at + 1 :]
+                close()
+                cur, cur_w = rest, rest_w
+            else:
+                close()
+        if t == comma:
+            comma_at = len(cur)
+        cur.append(t)
+        cur_w.append(w)
+    if b < len(breaks) or cur or not chunks:  # a BREAK at the very end closes the last
+        close()
+    return chunks
+
+
+def tokenize_weighted(
+    tokenizer: Any, text: str, *, max_chunks: int = 1
+) -> tuple[tuple[int, ...], tuple[float, ...], int]:
+    """The encoder's input for a weighted prompt: ``model_max_length`` token ids per chunk
+    (start, at most ``model_max_length - 2`` prompt tokens, end, padding; at most
+    ``max_chunks`` chunks, see the module docs), a weight per id, and how many prompt
+    tokens did not fit and were dropped (see :func:`warn_dropped`)."""
+    if isinstance(max_chunks, bool) or not isinstance(max_chunks, int) or max_chunks < 1:
+        raise ValueError(f"max_chunks must be an int >= 1; got {max_chunks!r}")
     tok = tokenizer
     n = tok.model_max_length
-    ids, weights = _token_ids(tok, text)
-    dropped = max(0, len(ids) - (n - 2))
-    ids, weights = ids[: n - 2], weights[: n - 2]
+    ids, weights, breaks = _token_ids(tok, text)
+    chunks = _split_chunks(ids, weights, breaks, n - 2, _comma_id(tok), max_chunks)
+    dropped = sum(len(c) for c, _ in chunks[max_chunks:])
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    full = [tok.bos_token_id, *ids, tok.eos_token_id]
-    full += [pad] * (n - len(full))
-    w = [1.0, *weights, 1.0] + [1.0] * (n - 2 - len(weights))
+    full: list[int] = []
+    w: list[float] = []
+    for c, cw in chunks[:max_chunks]:
+        full += [tok.bos_token_id, *c, tok.eos_token_id] + [pad] * (n - 2 - len(c))
+        w += [1.0, *cw, 1.0] + [1.0] * (n - 2 - len(c))
     return tuple(full), tuple(w), dropped
 
 
 def warn_dropped(arg: str, text: str, dropped: int, read: int, *, stacklevel: int = 2) -> None:
-    """The ``UserWarning`` for a prompt cut to the encoder's window, naming ``arg``."""
+    """The ``UserWarning`` for a prompt cut to what the encoder reads (``read`` tokens at
+    most), naming ``arg``."""
     warnings.warn(
-        f"{arg}: {read + dropped} tokens, but the text encoder reads {read}; the last "
-        f"{dropped} are dropped ({text[:40]!r}...)",
+        f"{arg}: the last {dropped} tokens are dropped: the text encoder reads at most "
+        f"{read} ({text[:40]!r}...)",
         UserWarning,
         stacklevel=stacklevel + 1,
     )
 
 
+def tokens_read(tokenizer: Any, max_chunks: int) -> int:
+    """The most prompt tokens ``max_chunks`` chunks hold."""
+    return max_chunks * (int(tokenizer.model_max_length) - 2)
+
+
 def encode_ids(pipe: Any, ids: tuple[int, ...], device: Any) -> Any:
-    """The text encoder's hidden states for token ids, unweighted: ``(1, n, dim)``."""
+    """The text encoder's hidden states for token ids, unweighted: ``(1, n, dim)``; ids
+    longer than ``model_max_length`` are chunks of that length (as
+    :func:`tokenize_weighted` makes them), encoded each on its own in one batch and
+    joined along the token axis."""
     import torch
 
+    n = pipe.tokenizer.model_max_length
+    rows = [list(ids)] if len(ids) <= n else [list(ids[i : i + n]) for i in range(0, len(ids), n)]
+    if len({len(r) for r in rows}) != 1:
+        raise ValueError(f"ids: {len(ids)} ids are not whole chunks of {n}")
     with torch.inference_mode():
-        return pipe.text_encoder(torch.tensor([list(ids)], device=device), attention_mask=None)[0]
+        out = pipe.text_encoder(torch.tensor(rows, device=device), attention_mask=None)[0]
+        return out.reshape(1, -1, out.shape[-1])
 
 
-def apply_weights(hidden: Any, weights: tuple[float, ...]) -> Any:
-    """Hidden states scaled by per-token weights, the mean restored (see the module docs);
-    computed in float32 and returned in ``hidden``'s dtype. Unweighted: ``hidden`` itself."""
+def apply_weights(hidden: Any, weights: tuple[float, ...], *, chunk: int | None = None) -> Any:
+    """Hidden states scaled by per-token weights, each chunk of ``chunk`` tokens (default:
+    all of them, one chunk) brought back to its mean (see the module docs); computed in
+    float32 and returned in ``hidden``'s dtype. Unweighted: ``hidden`` itself."""
     import torch
 
     if all(x == 1.0 for x in weights):
         return hidden
+    n = len(weights) if chunk is None else chunk
+    if n < 1 or len(weights) % n or hidden.shape[1] != len(weights):
+        raise ValueError(
+            f"weights: {len(weights)} weights for {hidden.shape[1]} hidden states in chunks of {n}"
+        )
     with torch.inference_mode():
-        h = hidden.float()
-        before = h.mean()
-        h = h * torch.tensor(weights, device=h.device, dtype=torch.float32)[None, :, None]
-        after = h.mean()
-        rms = h.square().mean().sqrt()
+        h = hidden.float().reshape(-1, n, hidden.shape[-1])  # (chunks, tokens, dim)
+        per_chunk = (1, 2)
+        before = h.mean(per_chunk, keepdim=True)
+        h = h * torch.tensor(weights, device=h.device, dtype=torch.float32).reshape(-1, n, 1)
+        after = h.mean(per_chunk, keepdim=True)
+        rms = h.square().mean(per_chunk, keepdim=True).sqrt()
         # a mean near 0 (a final layer norm without bias: random weights) cannot be
         # restored by a ratio; the weighted states are then left as they are. Chosen on
         # the device (no `if` on a tensor): this runs every frame, and must not wait
@@ -220,13 +324,17 @@ def apply_weights(hidden: Any, weights: tuple[float, ...]) -> Any:
             before * after > 0
         )
         h = h * torch.where(restorable, before / after, torch.ones_like(before))
-        return h.to(hidden.dtype)
+        return h.reshape(hidden.shape).to(hidden.dtype)
 
 
-def encode_weighted(pipe: Any, text: str, device: Any, *, arg: str = "prompt") -> Any:
-    """The text encoder's hidden states for a weighted prompt: ``(1, 77, dim)`` on ``device``
-    in the encoder's dtype (see the module docs; ``arg`` names the prompt in warnings)."""
-    ids, weights, dropped = tokenize_weighted(pipe.tokenizer, text)
+def encode_weighted(
+    pipe: Any, text: str, device: Any, *, arg: str = "prompt", max_chunks: int = 1
+) -> Any:
+    """The text encoder's hidden states for a weighted prompt: ``(1, 77 k, dim)`` for ``k``
+    chunks (at most ``max_chunks``) on ``device`` in the encoder's dtype (see the module
+    docs; ``arg`` names the prompt in warnings)."""
+    ids, weights, dropped = tokenize_weighted(pipe.tokenizer, text, max_chunks=max_chunks)
     if dropped:
-        warn_dropped(arg, text, dropped, pipe.tokenizer.model_max_length - 2)
-    return apply_weights(encode_ids(pipe, ids, device), weights)
+        warn_dropped(arg, text, dropped, tokens_read(pipe.tokenizer, max_chunks))
+    n = pipe.tokenizer.model_max_length
+    return apply_weights(encode_ids(pipe, ids, device), weights, chunk=n)

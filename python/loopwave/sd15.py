@@ -7,7 +7,7 @@ below; about 860M, 84M and 123M parameters) with random weights, in-process.
 Its pictures are noise; its speed is the real model's. Like the smoke model
 it uses loopwave's byte-level tokenizer (token ids < 514, inside CLIP's
 49,408-entry embedding), which changes nothing about the compute: prompts are
-always padded to 77 tokens.
+padded to whole chunks of 77 tokens (one chunk up to 75 bytes of prompt).
 
 Build it on a GPU: on the CPU the float32 weights take about 4.3 GB and one
 512x512 denoising step several seconds.

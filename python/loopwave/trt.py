@@ -557,6 +557,9 @@ def use_runner(backend: DiffusersBackend, runner: Any) -> DiffusersBackend:
         backend.pipe.unet.runner = runner
     else:
         backend.pipe.unet = external_unet(backend.pipe.unet, runner)
+    # the graph's text input is one 77-token chunk (export_unet's, and the engines'
+    # ShapeProfile.text_len): longer prompts are cut to it, with a warning
+    backend.max_chunks = 1
     backend.label = f"{backend.label}, UNet via {type(runner).__name__}"
     return backend
 
