@@ -225,7 +225,7 @@ def test_long_prompts_warn_naming_the_argument_once():
         for w in (0.8, 1.0, 1.2):
             b.img2img(init, prompt=f"(ivy:{w}) " + "p" * (cap + 1), negative="", **kw)
     long = [str(x.message) for x in seen if issubclass(x.category, UserWarning)]
-    long = [m for m in long if "the text encoder reads at most" in m]
+    long = [m for m in long if "the model reads at most" in m]
     assert len(long) == 1 and long[0].startswith("prompt: the last 4 tokens"), long
     # the warning points at the line calling img2img (it pointed inside the call lock's
     # wrapper in backends.py) or embed, with guidance and without
@@ -234,7 +234,7 @@ def test_long_prompts_warn_naming_the_argument_once():
         b.img2img(init, prompt="q" * (cap + 9), negative="", **kw)
         b.img2img(init, prompt="s" * (cap + 9), negative="", **{**kw, "cfg": 1.0})
         b.embed("r" * (cap + 9))
-    where = [x.filename for x in seen if "the text encoder reads" in str(x.message)]
+    where = [x.filename for x in seen if "the model reads" in str(x.message)]
     assert where == [__file__] * 3, where
 
 
@@ -279,6 +279,11 @@ def test_long_prompts_are_cut_into_chunks_as_a1111_cuts_them(backend):
     assert layout("x" * 54 + "," + "y" * 30)[0] == ["x" * 54 + "," + "y" * 20, "y" * 10]
     assert layout("x" * 60 + "," + "y" * 30, 1)[0::2] == (["x" * 60 + "," + "y" * 14], 16)
     assert layout("x" * 74 + "," + "y" * 5)[0] == ["x" * 74 + ",", "y" * 5]  # comma last
+    # a comma arriving at a full chunk starts the next one; the chunk is not cut back
+    assert layout("x" * 60 + "," + "y" * 14 + "," + "z" * 5)[0] == [
+        "x" * 60 + "," + "y" * 14,
+        "," + "z" * 5,
+    ]
     # BREAK: its own capital word only
     assert layout("a BREAK b")[0] == ["a", "b"]
     # (CLIP lower-cases: the words are still there)
@@ -286,7 +291,12 @@ def test_long_prompts_are_cut_into_chunks_as_a1111_cuts_them(backend):
     assert layout("a BREAK")[0] == ["a"]
     assert layout("BREAK a")[0] == ["", "a"]
     assert layout("a BREAK BREAK b")[0] == ["a", "", "b"]
-    assert layout("a BREAK b", 1)[0::2] == (["a"], 1)
+    assert layout("a BREAK BREAK")[0] == ["a", ""]
+    assert layout("BREAK BREAK")[0] == ["", ""]
+    # where no chunk is left to start, BREAK is ignored: nothing that fits is dropped
+    assert layout("a BREAK b", 1)[0::2] == (["ab"], 0)
+    assert layout("c BREAK " * 8 + "d")[0::2] == (["c"] * 7 + ["cd"], 0)
+    # inside brackets too (A1111 would read "break" there as a word of weight -1.5)
     texts, w, _ = layout("(a BREAK b:1.5) c")
     assert texts == ["a", "bc"]
     assert w[1] == pytest.approx(1.5) and w[78] == pytest.approx(1.5) and w[79] == 1.0
@@ -320,6 +330,8 @@ def test_weights_keep_each_chunks_own_mean():
     want = plain[:, 77:] * w[None, :, None]
     want = want * (plain[:, 77:].mean() / want.mean())
     torch.testing.assert_close(heavy[:, 77:], want, rtol=1e-5, atol=1e-6)
+    # and the backend's own path (its cache, its chunk count) weights the same way
+    torch.testing.assert_close(b.embed("b" * 75 + " (c:1.5) " + "d" * 10), heavy, rtol=0, atol=0)
 
 
 def test_guidance_pads_the_shorter_prompt_with_empty_chunks():

@@ -8,6 +8,7 @@ without them (the development machine had neither).
 from __future__ import annotations
 
 import importlib.util
+import warnings
 
 import numpy as np
 import pytest
@@ -93,6 +94,12 @@ def test_img2img_through_the_exported_unet(onnx_fixed, ort_calls):
     assert b.max_chunks == 1
     with pytest.warns(UserWarning, match="prompt: the last 5 tokens .* at most 75"):
         b.img2img(init, seed=9, **{**CALL, "prompt": "p" * 80})
+    # and BREAK, with no second chunk to start, is ignored rather than dropping the rest
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        b.img2img(init, seed=9, **{**CALL, "prompt": "a castle BREAK blue sky"})
+    assert not [w for w in seen if "dropped" in str(w.message)]
+    assert b.embed("a castle BREAK blue sky").shape[1] == 77
 
 
 def test_the_substitute_refuses_what_the_graph_cannot_take(smoke, onnx_fixed):

@@ -289,8 +289,10 @@ class DiffusersBackend(Img2Img):
 
     def _guided_pair(self, prompt: str, negative: str) -> tuple[Any, Any]:
         """The prompt's and the negative's hidden states, the shorter padded with chunks
-        of the empty prompt to the other's length (as A1111 pads): guidance subtracts one
-        from the other token by token."""
+        of the empty prompt to the other's length: the pipeline runs both through the UNet
+        in one batch. (A1111's "pad prompt/negative prompt" option pads the same way; by
+        default A1111 runs the two apart at their own lengths, which gives other frames
+        when the lengths differ.)"""
         torch, _ = _deps()
         # the warnings point at img2img's caller: past here, img2img and the call lock
         cond = self.embed(prompt, arg="prompt", stacklevel=5)

@@ -25,8 +25,13 @@ tokens of its end is cut after that comma, the rest moving to the next chunk; th
 own and the hidden states are joined along the token axis, so the UNet attends to all of
 them. ``max_chunks`` says how many chunks the model reads (1 by default, as diffusers'
 ``encode_prompt``; :class:`loopwave.backends.DiffusersBackend` reads up to
-:data:`loopwave.backends.MAX_CHUNKS`, a UNet exported with a fixed 77-token input one);
-tokens past the last chunk are dropped with a ``UserWarning`` saying how many.
+:data:`loopwave.backends.MAX_CHUNKS`, a UNet exported with a fixed 77-token input one).
+Where no chunk is left to start, ``BREAK`` is ignored and a full chunk is not cut back to
+its comma, so nothing that fits is dropped; tokens past the last chunk are dropped with a
+``UserWarning`` saying how many. Two departures from A1111: ``BREAK`` inside brackets
+ends a chunk too (A1111 multiplies its marker by the bracket's weight and then reads it
+as the word "break" at a negative weight), and a ``BREAK`` with no chunk left is ignored
+(A1111 has no limit on chunks).
 
 :func:`encode_weighted` turns a weighted prompt into the text encoder's hidden
 states the way A1111 does: each segment is tokenized on its own, the token ids
@@ -202,8 +207,9 @@ def _split_chunks(
     max_chunks: int,
 ) -> list[tuple[list[int], list[float]]]:
     """The tokens cut into chunks of at most ``size`` (see the module docs); chunks past
-    ``max_chunks`` are returned too, for the caller to count what it drops. A full chunk
-    is not cut back to a comma when it is the last one read: that would drop more."""
+    ``max_chunks`` are returned too, for the caller to count what it drops. Where no chunk
+    is left to start, a ``BREAK`` is ignored (the words after it go on in the chunk) and a
+    full chunk is not cut back to a comma: either would drop words that fit."""
     chunks: list[tuple[list[int], list[float]]] = []
     cur: list[int] = []
     cur_w: list[float] = []
@@ -214,19 +220,20 @@ def _split_chunks(
         chunks.append((cur, cur_w))
         cur, cur_w, comma_at = [], [], -1
 
+    def room() -> bool:
+        """Whether a chunk after the current one is read."""
+        return len(chunks) + 1 < max_chunks
+
     b = 0
     for p, (t, w) in enumerate(zip(ids, weights, strict=True)):
         while b < len(breaks) and breaks[b] == p:
-            close()
+            if room():
+                close()  # an empty chunk, too, for a BREAK right after another
             b += 1
         if len(cur) == size:
             back = len(cur) - comma_at
-            if (
-                t != comma
-                and comma_at >= 0
-                and back <= COMMA_BACKTRACK
-                and len(chunks) + 1 < max_chunks
-            ):
+            # a comma arriving at a full chunk starts the next one (no cut back)
+            if t != comma and comma_at >= 0 and back <= COMMA_BACKTRACK and room():
                 rest, rest_w = cur[comma_at + 1 :], cur_w[comma_at + 1 :]
                 del cur[comma_at + 1 :], cur_w[comma_at + 1 :]
                 close()
@@ -237,7 +244,10 @@ def _split_chunks(
             comma_at = len(cur)
         cur.append(t)
         cur_w.append(w)
-    if b < len(breaks) or cur or not chunks:  # a BREAK at the very end closes the last
+    for _ in breaks[b:]:  # BREAKs at the very end: each closes a chunk, as A1111's do
+        if room():
+            close()
+    if cur or not chunks:
         close()
     return chunks
 
@@ -266,11 +276,12 @@ def tokenize_weighted(
 
 
 def warn_dropped(arg: str, text: str, dropped: int, read: int, *, stacklevel: int = 2) -> None:
-    """The ``UserWarning`` for a prompt cut to what the encoder reads (``read`` tokens at
+    """The ``UserWarning`` for a prompt cut to what the model reads (``read`` tokens at
     most), naming ``arg``."""
+    what = "token is" if dropped == 1 else f"{dropped} tokens are"
     warnings.warn(
-        f"{arg}: the last {dropped} tokens are dropped: the text encoder reads at most "
-        f"{read} ({text[:40]!r}...)",
+        f"{arg}: the last {what} dropped: the model reads at most {read} prompt tokens "
+        f"({text[:40]!r}...)",
         UserWarning,
         stacklevel=stacklevel + 1,
     )
