@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -601,6 +602,16 @@ LATE = {
     "steps going negative": (_with("render", steps="0: (4), 2: (-t)"), "render.steps at frame 2"),
     "zoom ramping below 0": (_with("motion", zoom="0: (1.0), 3: (-0.5)"), "motion at frame 2"),
     "zoom of 0": (_with("motion", zoom="0: (0)"), "motion at frame 1.*zoom"),
+    # finite and positive, but too small for warp_affine to invert (found at frame 4)
+    "a zoom ramping to 1e-7": (
+        _with("motion", zoom="0: (1), 4: (1e-7)"),
+        "motion at frame 4: zoom 1e-07 gives a motion that cannot be inverted",
+    ),
+    # read only when frame 0 was made, after settings.json and drift.csv were written
+    "a missing init image": (
+        _with("render", init_image="/nonexistent/init.png"),
+        "render.init_image: no such file",
+    ),
     "a denoise expression failing at frame 5": (
         _with("denoise", mode="schedule", schedule="0: (0.5), 4: (0.5 + 0 * sqrt(4.5 - t))"),
         "denoise.schedule at frame 5",
@@ -638,6 +649,77 @@ def test_settings_a_frame_would_refuse_are_refused_before_rendering(tmp_path, ba
     with pytest.raises(ValueError, match=match):
         render(s, run_dir=tmp_path / "run", backend=backend, progress=False)
     assert not (tmp_path / "run").exists()  # nothing rendered, nothing to resume
+
+
+def test_init_images_and_run_folders_a_render_cannot_use_are_refused_first(tmp_path, backend):
+    """Found before the model loads (the smoke backend is passed here, so 'first' means
+    before anything is written); each message names the setting."""
+    not_png = tmp_path / "notes.txt"
+    not_png.write_text("not an image")
+    big = tmp_path / "big.png"
+    from loopwave.png import write_png
+
+    write_png(big, np.zeros((128, 128, 3), np.uint8))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    cases = [
+        (_with("render", init_image=str(not_png)), "render.init_image: .* not a readable image"),
+        (_with("render", init_image=str(big)), "render.init_image: .* is 128x128, expected"),
+        (_with("output", dir=str(a_file)), "cannot be made: .*a_file is a file.*output.dir"),
+        (_with("output", dir=str(tmp_path), name="n" * 300), "longer than 255 bytes"),
+    ]
+    for data, match in cases:
+        with pytest.raises(ValueError, match=match):
+            render(Settings.from_dict(data), backend=backend, progress=False)
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["a_file", "big.png", "notes.txt"]
+
+
+def test_steps_the_scheduler_refuses_are_found_before_rendering(tmp_path):
+    """The PNDM scheduler needs a schedule of 4 steps: known once the model loads, and
+    checked then for every frame and plan keyframe, before anything is written (it
+    stopped the render at frame 5, and every resume there)."""
+    pndm = smoke_backend(scheduler="PNDM")
+    late = _with("render", steps="0: (8), 5: (3), 6: (8)")
+    late = {**late, "colour": {"mode": "none"}}
+    with pytest.raises(ValueError, match="render.steps at frame 5: steps: the PNDM scheduler"):
+        render(Settings.from_dict(late), run_dir=tmp_path / "a", backend=pndm, progress=False)
+    # the plan's keyframes are made at keyframe_strength: 2 steps at 0.75 make a schedule
+    # of 2, where frame 3 itself, at strength 0.3, runs one step of a schedule of 4
+    plan = _with("render", steps="0: (8), 3: (2), 4: (8)")
+    plan = {**plan, "denoise": {"mode": "schedule", "schedule": "0: (0.3)"}}
+    with pytest.raises(ValueError, match="render.steps at frame 3: .*0.75 make one of 2"):
+        render(Settings.from_dict(plan), run_dir=tmp_path / "b", backend=pndm, progress=False)
+    no_plan = Settings.from_dict({**plan, "colour": {"mode": "none"}})
+    render(no_plan, run_dir=tmp_path / "b", backend=pndm, progress=False, stop_after=0)
+    shutil.rmtree(tmp_path / "b")
+    assert not list(tmp_path.iterdir())
+    # and a schedule it takes renders
+    ok = {**_with("render", steps="0: (12)", frames=2), "colour": {"mode": "none"}}
+    r = render(Settings.from_dict(ok), run_dir=tmp_path / "c", backend=pndm, progress=False)
+    assert r.frames == 2
+
+
+def test_a_prompt_lines_seed_keeps_the_plans_renders_apart(tmp_path, backend):
+    """``frame::seed::prompt`` sets the seed; the colour plan's further renders of a
+    keyframe still add 7919 per render (they were all made with the line's seed, so
+    the 'average' of four renders was one render)."""
+    data = {
+        **JOB,
+        "colour": {**JOB["colour"], "renders": 3},
+        "prompts": "0::42::a forest\n3::a castle",
+    }
+    spy = _Spy(backend)
+    render(Settings.from_dict(data), run_dir=tmp_path / "r", backend=spy, progress=False)
+    seeds = [kw["seed"] for _, _, kw in spy.calls]
+    # frame 0, then the plan (keyframes 0, 3 and 6, three renders each), then the loop
+    assert seeds[0] == 42
+    assert seeds[1:4] == [42, 42 + 7919, 42 + 2 * 7919]
+    # keyframe 3 has no seed of its own: the seed behaviour's (iter: 5 + 3) plus 7919 v
+    assert seeds[4:7] == [8, 8 + 7919, 8 + 2 * 7919]
+    assert len(seeds) == 1 + 9 + 6
+    # the loop: frames 1 and 2 under the line "0::42::" (its seed plus the frame), then
+    # the seed behaviour's from frame 3
+    assert seeds[10:] == [43, 44, 8, 9, 10, 11]
 
 
 def test_preflight_takes_what_renders(tmp_path, backend):

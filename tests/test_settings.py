@@ -56,6 +56,11 @@ def test_toml_file(tmp_path):
         ({"model": {"lora": [{"scale": 1}]}}, r"model\.lora: \[0\]: expected a table"),
         ({"model": {"lora": [{"path": "a", "weight": 1}]}}, r"model\.lora: \[0\]: expected"),
         ({"model": {"lora": [{"path": "a", "scale": 20}]}}, r"model\.lora: \[0\]\.scale"),
+        # refused when the model loaded (after the plan check), without the key's name
+        ({"model": {"scheduler": "Euler b"}}, r"model\.scheduler: expected one of \['DPM"),
+        ({"model": {"device": "gpu"}}, r"model\.device: expected auto, cpu, cuda, cuda:N"),
+        # refused after the run folder was written, as "every must be in 1..1000000000"
+        ({"colour": {"keyframe_every": 2 * 10**9}}, r"colour\.keyframe_every: .*1\.\.1000000000"),
     ],
 )
 def test_errors_name_the_key_path(patch, message):

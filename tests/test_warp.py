@@ -88,6 +88,10 @@ def test_bad_input():
         ({"zoom": 10**400}, ValueError, "zoom"),
         # finite arguments whose matrix is not (it held -inf)
         ({"zoom": 1e308}, ValueError, "zoom"),
+        # a matrix warp_affine cannot invert: found here, not at the warp (a render's
+        # settings check builds every frame's matrix but warps none)
+        ({"zoom": 1e-7}, ValueError, "zoom"),
+        ({"zoom": 1e160}, ValueError, "zoom"),
     ],
 )
 def test_motion_matrix_arguments(kwargs, err, arg):
@@ -95,6 +99,19 @@ def test_motion_matrix_arguments(kwargs, err, arg):
     h, w = args.pop("height"), args.pop("width")
     with pytest.raises(err, match=rf"^{re.escape(arg)} "):
         lw.motion_matrix(h, w, **args)
+
+
+def test_motion_matrix_refuses_exactly_what_warp_affine_cannot_invert():
+    img = np.zeros((8, 8, 3), np.uint8)
+    for zoom in (1.01e-6, 1e150):  # just inside: both take it
+        lw.warp_affine(img, lw.motion_matrix(8, 8, zoom=zoom))
+    for zoom in (0.99e-6, 1e155):
+        m = lw.motion_matrix(8, 8, zoom=1.0)
+        m[:, :2] *= zoom  # the same matrix, built by hand
+        with pytest.raises(ValueError, match="not invertible"):
+            lw.warp_affine(img, m)
+        with pytest.raises(ValueError, match="cannot be inverted"):
+            lw.motion_matrix(8, 8, zoom=zoom)
 
 
 def test_motion_matrix_takes_numpy_numbers():

@@ -134,6 +134,15 @@ class Img2Img(abc.ABC):
         prompt weights within +-100: the ranges a render checks for every frame before it
         starts, whatever the backend."""
 
+    def check_schedule(self, steps: int, strength: float) -> None:
+        """Raise ``ValueError`` if :meth:`img2img` would refuse ``steps`` at ``strength`` for
+        a reason of this backend's own, beyond the shared ranges (a render asks for every
+        frame after the model loads, before it writes anything). Nothing by default."""
+        return None
+
+    #: whether :meth:`check_schedule` can refuse anything (a render skips the frames if not)
+    limits_schedule: bool = False
+
 
 def _deps() -> tuple[Any, Any]:
     try:
@@ -287,6 +296,22 @@ class DiffusersBackend(Img2Img):
         # in the encoder's dtype, on the device
         return apply_weights(hidden, weights, chunk=tok.model_max_length)
 
+    @property
+    def limits_schedule(self) -> bool:  # type: ignore[override]
+        """True with the PNDM scheduler (see :meth:`check_schedule`)."""
+        return type(self.pipe.scheduler).__name__ == "PNDMScheduler"
+
+    def check_schedule(self, steps: int, strength: float) -> None:
+        """The PNDM scheduler's Runge-Kutta warm-up takes 4 steps: a shorter schedule
+        (``steps`` at ``strength``, as diffusers' img2img cuts it) is refused (it failed
+        inside diffusers with "operands could not be broadcast together")."""
+        n_steps = _steps_for(steps, strength) if strength > 0 else 0
+        if 0 < n_steps < 4 and self.limits_schedule:
+            raise ValueError(
+                f"steps: the PNDM scheduler needs a schedule of at least 4 steps; {steps} "
+                f"steps at strength {strength:g} make one of {n_steps}"
+            )
+
     def _guided_pair(self, prompt: str, negative: str) -> tuple[Any, Any]:
         """The prompt's and the negative's hidden states, the shorter padded with chunks
         of the empty prompt to the other's length: the pipeline runs both through the UNet
@@ -355,14 +380,8 @@ class DiffusersBackend(Img2Img):
             raise ValueError(f"steps must be in 0..{MAX_STEPS} (0 runs as 1); got {steps}")
         if not abs(cfg) <= MAX_CFG:  # also NaN
             raise ValueError(f"cfg must be finite and within +-{MAX_CFG}; got {cfg}")
+        self.check_schedule(steps, strength)
         n_steps = _steps_for(steps, strength) if strength > 0 else 0
-        if 0 < n_steps < 4 and type(self.pipe.scheduler).__name__ == "PNDMScheduler":
-            # its Runge-Kutta warm-up takes 4 steps; fewer failed inside diffusers with
-            # "operands could not be broadcast together"
-            raise ValueError(
-                f"steps: the PNDM scheduler needs a schedule of at least 4 steps; {steps} "
-                f"steps at strength {strength:g} make one of {n_steps}"
-            )
         if n_steps == 0:  # strength 0 or below 1/1000: no denoising step at that noise level
             unchanged: np.ndarray = init.copy()
             return unchanged

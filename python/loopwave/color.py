@@ -376,6 +376,12 @@ def motion_matrix(
             f"zoom {zoom!r:.20} with translate {translate!r:.40} and size {height}x{width} "
             "gives a matrix beyond float64's range"
         )
+    det = m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]  # zoom squared
+    if not (np.isfinite(det) and abs(det) >= 1e-12):  # warp_affine's own limit
+        raise ValueError(
+            f"zoom {zoom!r:.20} gives a motion that cannot be inverted (determinant "
+            f"{det:.3e}, zoom squared; warp_affine needs at least 1e-12, a zoom of 1e-6)"
+        )
     return m
 
 

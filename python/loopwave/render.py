@@ -129,6 +129,9 @@ def _flock(fd: int) -> None:
 
 def _fresh_run_problem(rd: Path) -> str | None:
     """Why a fresh run cannot start in ``rd``, or None."""
+    long = [part for part in rd.parts if len(os.fsencode(part)) > 255]
+    if long:  # (before any look inside: that raises "File name too long")
+        return f"run_dir: {long[0][:40]!r}... is longer than 255 bytes (output.dir / output.name)"
     if (rd / "state.json").exists():
         return (
             f"run_dir: {rd} already holds a run (output.dir / output.name); continue it with "
@@ -138,6 +141,14 @@ def _fresh_run_problem(rd: Path) -> str | None:
     # a fresh run starts in an empty frames folder: never delete files it did not write
     if (rd / "frames").is_dir() and any((rd / "frames").iterdir()):
         return f"run_dir: {rd / 'frames'} already holds files; pick another output or move them"
+    # a folder that cannot be made fails here, not after the model loaded
+    have = rd
+    while not have.exists() and have != have.parent:
+        have = have.parent
+    if not have.is_dir():
+        return f"run_dir: {rd} cannot be made: {have} is a file (output.dir / output.name)"
+    if not os.access(have, os.W_OK | os.X_OK):
+        return f"run_dir: {rd} cannot be made: {have} is not writable (output.dir / output.name)"
     return None
 
 
@@ -352,10 +363,18 @@ class _Job:
         d = self.s["denoise"]
         return prompt_at(self.prompts, i, frames_per_wave=d["frames_per_wave"], offset=d["offset"])
 
-    def generate(self, init: np.ndarray, i: int, strength: float, seed: int) -> np.ndarray:
+    def frame_seed(self, i: int) -> int:
+        """Frame ``i``'s seed: its prompt line's seed plus ``i`` where the line gives one
+        (``frame::seed::prompt``), else the seed behaviour's."""
+        p = self.prompt(i)
+        return p.seed + i if p.seed is not None else self.seed(i)
+
+    def generate(self, init: np.ndarray, i: int, strength: float, variant: int = 0) -> np.ndarray:
+        """Frame ``i`` made from ``init``; ``variant`` v > 0 offsets its seed by 7919 v (the
+        colour plan's further renders of a keyframe)."""
         assert self.backend is not None
         p = self.prompt(i)
-        seed = p.seed + i if p.seed is not None else seed
+        seed = self.frame_seed(i) + 7919 * variant
         return self.backend.img2img(
             init,
             prompt=p.text,
@@ -419,21 +438,55 @@ class _Job:
                     raise ValueError(f"prompts at frame {i}: {e}") from None
                 weighed.add(text)
 
-    def first_frame(self) -> np.ndarray:
+    def init_image(self) -> np.ndarray | None:
+        """``render.init_image`` read and checked (None where there is none)."""
         path = self.s["render"]["init_image"]
-        if path:
-            img = _read_png(Path(path)) if Path(path).is_file() else None
-            if img is None:
-                raise ValueError(f"render.init_image: no such file {path}")
-            if img.shape[:2] != (self.h, self.w):
-                raise ValueError(
-                    f"render.init_image: {path} is {img.shape[1]}x{img.shape[0]}, "
-                    f"expected render.width x render.height = {self.w}x{self.h}"
-                )
+        if not path:
+            return None
+        if not Path(path).is_file():
+            raise ValueError(f"render.init_image: no such file {path}")
+        try:
+            img = _read_png(Path(path))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"render.init_image: {path} is not a readable image ({e})") from None
+        if img.shape[:2] != (self.h, self.w):
+            raise ValueError(
+                f"render.init_image: {path} is {img.shape[1]}x{img.shape[0]}, "
+                f"expected render.width x render.height = {self.w}x{self.h}"
+            )
+        return img
+
+    def check_backend(self, progress: bool = False) -> None:
+        """Every generation's steps and strength (frame 0's at 1 unless it is the init
+        image, the colour plan's keyframes at ``keyframe_strength``) against the backend's
+        own limits (:meth:`Img2Img.check_schedule`); a value refused stopped the render
+        when it got there, for good. Nothing to do for most backends."""
+        b = self.backend
+        assert b is not None
+        if not getattr(b, "limits_schedule", False):  # duck-typed backends have no limits
+            return
+        c = self.s["colour"]
+        keys = keyframe_indices(self.n, c["keyframe_every"]) if c["mode"] == "plan" else []
+        made_at = [(k, c["keyframe_strength"]) for k in keys]
+        if not self.s["render"]["init_image"]:
+            made_at.append((0, 1.0))
+        frames = ((i, self.strength(i)) for i in range(1, self.n))
+        total = len(made_at) + self.n - 1
+        with Progress(total, "checking steps", enabled=progress and total >= 10_000) as bar:
+            for i, strength in itertools.chain(made_at, frames):
+                try:
+                    b.check_schedule(int(round(self.steps(i))), strength)
+                except ValueError as e:
+                    raise ValueError(f"render.steps at frame {i}: {e}") from None
+                bar.update()
+
+    def first_frame(self) -> np.ndarray:
+        img = self.init_image()
+        if img is not None:
             return img
         rng = np.random.default_rng(self.s["render"]["seed"])
         noise = rng.integers(96, 160, (self.h, self.w, 3), dtype=np.uint8)
-        return self.generate(noise, 0, 1.0, self.seed(0))
+        return self.generate(noise, 0, 1.0)
 
 
 def _drift_plot(run_dir: Path) -> Path:
@@ -596,6 +649,8 @@ def render(
     encode = video and _have_av()
     # before the model loads and the folder is touched
     rife = _preflight(settings, encode, progress)
+    if not resume:  # (a resumed run reads its frame 0 from the folder)
+        _Job(settings, None).init_image()
     m = settings["model"]
     if backend is None:  # before touching the run directory: a bad model leaves nothing behind
         backend = load_backend(
@@ -619,6 +674,7 @@ def render(
                 directory=_graph_dir(m, **size),
                 **size,
             )
+    _Job(settings, backend).check_backend(progress)
     # one render per run folder at a time: a second process (the same job started twice,
     # or a resume while the first still runs) would write the same frames and state
     with _RunLock(rd):
@@ -660,7 +716,7 @@ def render(
                 ) as plan_bar:
 
                     def keyframe(k: int, v: int) -> np.ndarray:
-                        img = job.generate(first, k, c["keyframe_strength"], job.seed(k) + 7919 * v)
+                        img = job.generate(first, k, c["keyframe_strength"], v)
                         plan_bar.update()
                         return img
 
@@ -695,7 +751,7 @@ def render(
                         frame = first
                     else:
                         assert prev is not None
-                        frame = job.generate(job.move(prev, i), i, job.strength(i), job.seed(i))
+                        frame = job.generate(job.move(prev, i), i, job.strength(i))
                         if t is not None:
                             frame = color_correct(frame, t, gamma=c["gamma"])
                     # drift figures and saving run on the writer thread, encoding on its own

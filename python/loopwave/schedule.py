@@ -32,6 +32,7 @@ settings file from a stranger cannot run code, read files, or hang the process.
 from __future__ import annotations
 
 import ast
+import bisect
 import math
 import operator
 import random
@@ -308,6 +309,7 @@ class Schedule:
         if not keys:
             raise ScheduleError(f"{name} is empty")
         self.keys = [keys[k] for k in sorted(keys)]
+        self._frames = sorted(keys)  # for a binary search: a frame's key in log time
 
     def _at_key(self, key: _Key, t: float) -> float:
         if key.number is not None:
@@ -322,7 +324,7 @@ class Schedule:
         keys = self.keys
         if frame <= keys[0].frame:
             return self._at_key(keys[0], keys[0].frame)
-        i = max(j for j, k in enumerate(keys) if k.frame <= frame)
+        i = bisect.bisect_right(self._frames, frame) - 1  # the last key at or before it
         k = keys[i]
         if k.number is None:
             return self._at_key(k, frame)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -119,6 +120,21 @@ def _lora(v: Any) -> str | None:
     return None
 
 
+def _scheduler(v: Any) -> str | None:
+    from .backends import SCHEDULERS
+
+    return _str(*SCHEDULERS)(v)
+
+
+def _device(v: Any) -> str | None:
+    """What :class:`loopwave.backends.DiffusersBackend` takes; whether the machine has the
+    device is known only when the model loads."""
+    problem = _str()(v)
+    if problem is None and not re.fullmatch(r"auto|cpu|mps|(cuda|xpu)(:\d{1,4})?", v):
+        return f"expected auto, cpu, cuda, cuda:N, mps or xpu; got {v!r}"
+    return problem
+
+
 def _accel(v: Any) -> str | None:
     from .backends import check_accel
 
@@ -135,9 +151,9 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
     "model": {
         "backend": ("smoke", _str("smoke", "diffusers")),
         "path": ("", _str()),
-        "scheduler": ("DPM++ 2M Karras", _str()),
+        "scheduler": ("DPM++ 2M Karras", _scheduler),
         "allow_pickle": (False, _bool),
-        "device": ("auto", _str()),
+        "device": ("auto", _device),
         "lora": ([], _lora),  # [{path = "style.safetensors", scale = 0.8}, ...]
         "accel": ({}, _accel),  # speed options, see loopwave.backends.check_accel
         # the UNet and VAE in torch, or exported: onnx (onnxruntime), tensorrt (fp16 engine)
@@ -166,7 +182,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
     },
     "colour": {
         "mode": ("plan", _str("plan", "first", "none")),
-        "keyframe_every": (20, _int(1)),
+        "keyframe_every": (20, _int(1, 10**9)),
         "renders": (4, _int(1, 64)),
         "keyframe_strength": (0.75, _num(0, 1)),
         "gamma": (True, _bool),
