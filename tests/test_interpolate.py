@@ -324,6 +324,25 @@ def png_folder(path, n):
     return path
 
 
+def test_cli_removes_the_frames_of_a_folder_it_did_not_finish(tmp_path, capsys):
+    """A damaged input frame stopped the command with 5 numbered frames left in the
+    output folder, a sequence that looks whole; they go now, as a video's partial file
+    does, unless --keep-partial."""
+    src = png_folder(tmp_path / "in", 6)
+    png = (src / "004.png").read_bytes()
+    (src / "004.png").write_bytes(png[: len(png) // 2])  # its header intact, its data cut
+    out = tmp_path / "out"
+    assert main(["interpolate", str(src), "-o", str(out), "--blend", "--quiet"]) == 2
+    assert "004.png" in capsys.readouterr().err
+    assert not out.exists()
+    out.mkdir()  # a folder that was there (empty) stays
+    assert main(["interpolate", str(src), "-o", str(out), "--blend", "--quiet"]) == 2
+    assert out.is_dir() and not list(out.iterdir())
+    argv = ["interpolate", str(src), "-o", str(out), "--blend", "--quiet", "--keep-partial"]
+    assert main(argv) == 2
+    assert len(list(out.glob("*.png"))) > 0
+
+
 def test_cli_folder_to_folder_and_video(tmp_path, capsys):
     src = png_folder(tmp_path / "in", 3)
     out = tmp_path / "out"
@@ -339,6 +358,13 @@ def test_cli_folder_to_folder_and_video(tmp_path, capsys):
     with VideoReader(video) as r:
         assert r.frame_count == 13 and r.fps == 60
     assert not (tmp_path / "out.partial.mp4").exists()  # renamed when complete
+    from loopwave.video import list_encoders
+
+    if "vp9" in list_encoders():  # WebM: VP9 picked for it (h264 always failed there)
+        webm = tmp_path / "out.webm"
+        assert main(["interpolate", str(src), "-o", str(webm), "--blend", "--quiet"]) == 0
+        with VideoReader(webm) as r:
+            assert r.frame_count == 13 and r.stream.codec_context.name == "vp9"
     # stale frames of an earlier run would mix with new ones; the input is never the output
     assert main(["interpolate", str(src), "-o", str(out), "--factor", "2", "--quiet"]) == 2
     assert "already holds files" in capsys.readouterr().err
@@ -492,3 +518,30 @@ def test_cli_progress_total_is_the_frames_written(tmp_path, monkeypatch, n, loop
     args = ["interpolate", str(src), "-o", str(out), "--factor", "4", "--blend"]
     assert main([*args, *(["--loop"] if loop else [])]) == 0
     assert seen == [total] == [len(list(out.glob("*.png")))]
+
+
+def test_a_producer_may_reuse_its_buffer_and_the_caller_may_change_the_output():
+    """interpolate kept the input arrays themselves: a generator that refills one buffer
+    got every in-between as the new frame against itself; and frames it yielded (the
+    inputs, a frame held across a cut) were one array, so changing one changed others."""
+    seq = [square_at(10 + 4 * i) for i in range(4)]
+    want = [f.copy() for f in interpolate(seq, factor=3, backend="blend")]
+    buf = np.empty_like(seq[0])
+
+    def refilled():
+        for f in seq:
+            buf[...] = f
+            yield buf
+
+    got = list(interpolate(refilled(), factor=3, backend="blend"))
+    assert len(got) == len(want) == 10
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+    assert not any(np.shares_memory(g, f) for g in got for f in seq)
+    # a cut: the frame before it is held, each time as an array of its own
+    cut = [square_at(10), np.full_like(seq[0], 255)]
+    out = list(interpolate(cut, factor=4, backend="blend", scene_cut=0.1))
+    assert len({id(f) for f in out}) == len(out) == 5
+    held = out[1].copy()
+    out[0][...] = 7
+    np.testing.assert_array_equal(out[1], held)

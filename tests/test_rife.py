@@ -200,6 +200,37 @@ def tiny_model(path, output: str, op: str):
     return path
 
 
+def test_a_model_of_another_tensor_type_is_refused_when_loaded(tmp_path):
+    """A float16 model with RIFE's names loaded, then failed at the first pair with a
+    hint about fixed sizes."""
+    import onnx
+    from onnx import TensorProto
+
+    path = tiny_model(tmp_path / "half.onnx", "frame", "Add")
+    model = onnx.load(str(path))
+    for v in [*model.graph.input, *model.graph.output]:
+        v.type.tensor_type.elem_type = TensorProto.FLOAT16
+    onnx.save(model, str(path))
+    with pytest.raises(ValueError, match=r"tensor\(float16\).*float32"):
+        OnnxRifeInterpolator(path)
+
+
+def test_argument_types_are_named(tmp_path):
+    good = tiny_model(tmp_path / "add.onnx", "frame", "Add")
+    with pytest.raises(TypeError, match="^model must be a path"):
+        OnnxRifeInterpolator(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="^providers must be a list"):
+        OnnxRifeInterpolator(good, providers="CPUExecutionProvider")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="^out must be a path"):
+        export_onnx(None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="^checkpoint must be a path"):
+        export_onnx(tmp_path / "x.onnx", 3)  # type: ignore[arg-type]
+    for opset in ("17", 7, 99, True):
+        with pytest.raises(ValueError, match="^opset must be an int in 14..21"):
+            export_onnx(tmp_path / "x.onnx", opset=opset)  # type: ignore[arg-type]
+    assert not (tmp_path / "x.onnx").exists()
+
+
 def test_model_outputs_are_checked_and_clipped(tmp_path):
     # an output under another name was taken, then failed on the first frames as if the
     # model had fixed sizes
@@ -228,6 +259,12 @@ def test_export_never_overwrites_the_checkpoint(checkpoint, tmp_path, capsys):
     assert ck.read_bytes() == before
     with pytest.raises(ValueError, match="^out: "):
         export_onnx(ck, ck)
+    # nor the checkpoint named as the export's partial file (it was replaced by the model)
+    partial = tmp_path / "r.onnx.partial"
+    shutil.copy(checkpoint, partial)
+    assert main(["export-rife", str(partial), "-o", str(tmp_path / "r.onnx")]) == 2
+    assert "which is the checkpoint" in capsys.readouterr().err
+    assert partial.read_bytes() == before and not (tmp_path / "r.onnx").exists()
     # an output the final rename would refuse, found before the export runs
     assert main(["export-rife", str(ck), "-o", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err

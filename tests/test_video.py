@@ -121,6 +121,10 @@ def test_float_frames_and_matrices(tmp_path):
         ("bt601", False, (6, 1), 0.299, 0.114),
         ("bt709", False, (1, 1), 0.2126, 0.0722),
         ("bt2020", True, (9, 2), 0.2627, 0.0593),
+        # the aliases rgb_to_yuv420p takes (the writer refused them)
+        ("SMPTE170M", False, (6, 1), 0.299, 0.114),
+        ("bt.709", True, (1, 2), 0.2126, 0.0722),
+        ("2020", False, (9, 1), 0.2627, 0.0593),
     ],
 )
 def test_matrix_and_range_are_tagged_and_used(tmp_path, matrix, full, tags, kr, kb):
@@ -239,6 +243,24 @@ def test_bitrate_and_preset_take_effect(tmp_path):
     # ultrafast turns off CABAC, the deblocking filter and more: other pictures
     assert not np.array_equal(encoded["ultrafast"], encoded["veryslow"])
     assert min(psnr(e, frames) for e in encoded.values()) >= 30
+
+
+def test_av1_refuses_thin_long_frames_it_would_never_finish(tmp_path):
+    """SVT-AV1 hangs in its final flush on frames under about 26 pixels on one side and
+    over 64 on the other (16x100 never returned from close()): refused up front."""
+    from loopwave.video import check_frame_size
+
+    for h, w in ((16, 100), (100, 16), (24, 65), (8, 1000), (30, 100), (29, 100)):
+        with pytest.raises(ValueError, match="never finishes"):
+            check_frame_size("libsvtav1", h, w)
+    for h, w in ((16, 64), (4, 4), (32, 100), (31, 100), (64, 66)):  # 31 is padded to 32
+        check_frame_size("libsvtav1", h, w)
+    need_encoder("av1")
+    with lv.VideoWriter(tmp_path / "thin.mkv", fps=10, codec="av1") as w:
+        with pytest.raises(ValueError, match="never finishes"):
+            w.write(np.zeros((16, 100, 3), np.uint8))
+        w.write(np.zeros((16, 64, 3), np.uint8))
+    assert len(decode_all(tmp_path / "thin.mkv")) == 1
 
 
 def test_av1_smallest_frames(tmp_path):
@@ -667,6 +689,10 @@ def test_bad_writer_arguments(tmp_path):
         lv.VideoWriter(tmp_path / "a.mp4", codec="nope")
     with pytest.raises(TypeError, match="codec"):
         lv.VideoWriter(tmp_path / "a.mp4", codec=264)
+    with pytest.raises(TypeError, match="^matrix must be a string"):
+        lv.VideoWriter(tmp_path / "a.mp4", matrix=709)
+    with pytest.raises(ValueError, match="^matrix must be one of"):
+        lv.VideoWriter(tmp_path / "a.mp4", matrix="_b.t-7_0.9")
     with pytest.raises(ValueError, match="WebM"):
         lv.VideoWriter(tmp_path / "a.webm", codec="h264")
     with pytest.raises(ValueError, match=r"extensions.*\.mp4"):
@@ -783,6 +809,11 @@ def test_encode_cli(tmp_path, capsys):
     rc = main(["encode", str(d), "-o", str(tmp_path / "pp.mkv"), "--pingpong", "--quiet"])
     assert rc == 0 and len(decode_all(tmp_path / "pp.mkv")) == 22
     assert "wrote 22 frames" in capsys.readouterr().out  # it said 12
+    if "vp9" in ENCODERS:  # .webm without --codec: VP9 (the h264 default always failed)
+        assert main(["encode", str(d), "-o", str(tmp_path / "w.webm"), "--quiet"]) == 0
+        with lv.VideoReader(tmp_path / "w.webm") as r:
+            assert r.stream.codec_context.name == "vp9" and r.frame_count == 12
+        capsys.readouterr()
     assert main(["encode", str(tmp_path / "none"), "-o", str(out), "--quiet"]) == 2
     assert "no such folder" in capsys.readouterr().err
     assert main(["encode", str(d), "-o", str(out), "--codec", "nope", "--quiet"]) == 2
@@ -1097,6 +1128,56 @@ def test_writing_video_never_overwrites_its_input(tmp_path):
         w.write(moving(1))
     with lv.VideoReader(src) as r:
         assert r.frame_count == 1
+
+
+def test_writing_video_leaves_the_partial_file_a_reader_protected(tmp_path):
+    """The writer refused to start on NAME.partial.mp4, open in a reader, and then the
+    error's clean-up deleted that very file."""
+    out, partial = tmp_path / "clip.mp4", tmp_path / "clip.partial.mp4"
+    with lv.VideoWriter(partial, fps=10) as w:
+        w.write(moving(3))
+    before = partial.read_bytes()
+    with lv.VideoReader(partial) as r:
+        with pytest.raises(ValueError, match="open in a VideoReader"):
+            with lv.writing_video(out, fps=10, keep_partial=False) as w:
+                w.write(moving(1))
+        assert r.frame_count == 3
+    assert partial.read_bytes() == before and not out.exists()
+
+
+def test_a_file_cut_off_in_its_header_is_not_a_readable_video(tmp_path):
+    """Cut within its first kilobytes, an MP4's stream can lack a codec: reading its size
+    raised AttributeError (a traceback from the CLI) and left the container open."""
+    src = tmp_path / "whole.mp4"
+    with lv.VideoWriter(src, fps=10) as w:
+        w.write(moving(4, 32, 32))
+    data = src.read_bytes()
+    refused = 0
+    for cut in range(8, min(len(data), 3000), 16):
+        part = tmp_path / f"cut{cut}.mp4"
+        part.write_bytes(data[:cut])
+        try:
+            lv.VideoReader(part).close()
+        except ValueError as e:
+            assert "is not a readable video" in str(e) or "no video stream" in str(e), e
+            refused += 1
+    assert refused > 0
+
+
+def test_a_writer_never_closed_is_finished_when_python_exits(tmp_path):
+    """The encoder thread is a daemon: a writer dropped without close() lost its queued
+    and buffered frames at exit (29 of 90 on disk)."""
+    out = tmp_path / "n.mp4"
+    script = (
+        "import numpy as np\n"
+        "from loopwave.video import VideoWriter\n"
+        f"w = VideoWriter({str(out)!r}, fps=30)\n"
+        "for i in range(90):\n"
+        "    w.write(np.full((32, 32, 3), i, np.uint8))\n"
+        "del w\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    assert len(decode_all(out)) == 90
 
 
 def test_open_readers_are_known_by_where_they_were_opened(tmp_path, monkeypatch):

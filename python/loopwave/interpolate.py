@@ -36,6 +36,7 @@ from __future__ import annotations
 import abc
 import collections
 import concurrent.futures
+import contextlib
 import itertools
 import os
 import threading
@@ -335,7 +336,7 @@ def _stream(
 
     def fill(a: np.ndarray, b: np.ndarray) -> Iterable[np.ndarray]:
         if threshold is not None and scene_cut_distance(a, b) > threshold:
-            return [a] * len(ts)
+            return [a.copy() for _ in ts]  # each its own array, as interpolated ones are
         return interp.between(a, b, ts)
 
     def pairs() -> Iterator[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
@@ -346,9 +347,12 @@ def _stream(
             cur, single = v.frames(f, f"frames[{i}]")
             if not single:
                 raise ValueError(f"frames[{i}] must be one frame (H, W, 3); got {f.shape}")
-            cur = cur[0]
             if cur.dtype != np.uint8:
                 raise TypeError(f"frames[{i}] must be uint8; got {cur.dtype}")
+            # our own copy: a producer may hand the same buffer again with the next
+            # frame, while this one is still needed (every in-between came out as the
+            # new frame against itself)
+            cur = cur[0].copy()
             if prev is None:
                 first = cur
                 yield cur, None, None
@@ -379,9 +383,11 @@ def _stream(
 
     try:
         for a, b, after in pairs():
+            # the frames yielded are the caller's to change: copies of the ones kept
             if b is None:
-                yield a
+                yield a.copy()
                 continue
+            after = None if after is None else after.copy()
             pending.append((pool.submit(fill, a, b) if pool is not None else fill(a, b), after))
             if len(pending) >= workers:
                 yield from oldest()
@@ -460,7 +466,8 @@ def add_cli(sub: Any) -> None:
     p.add_argument(
         "--keep-partial",
         action="store_true",
-        help="on an error, keep the part of a video written (NAME.partial.EXT)",
+        help="on an error, keep what was written: the part of a video (NAME.partial.EXT), or "
+        "the frames written to a folder",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -521,11 +528,23 @@ def add_cli(sub: Any) -> None:
                         count += 1
                         bar.update()
             else:
+                made = not out.exists()
                 out.mkdir(parents=True, exist_ok=True)
-                for f in stream:
-                    write_png(out / f"{count:06d}.png", f)
-                    count += 1
-                    bar.update()
+                try:
+                    for f in stream:
+                        write_png(out / f"{count:06d}.png", f)
+                        count += 1
+                        bar.update()
+                except BaseException:
+                    # the frames written so far look like a whole sequence: removed, as a
+                    # video's partial file is, unless --keep-partial (the folder was empty)
+                    if not a.keep_partial:
+                        for i in range(count):
+                            (out / f"{i:06d}.png").unlink(missing_ok=True)
+                        if made:
+                            with contextlib.suppress(OSError):
+                                out.rmdir()
+                    raise
         print(f"wrote {count} frames to {out}")
         return 0
 

@@ -275,12 +275,23 @@ def export_onnx(
     over ``checkpoint``. Needs torch and the ``onnx`` package.
     """
     _check_scale(scale)
+    if not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"out must be a path for the .onnx file; got {out!r:.60}")
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be a path or None; got {checkpoint!r:.60}")
+    if isinstance(opset, bool) or not isinstance(opset, int) or not 14 <= opset <= 21:
+        raise ValueError(f"opset must be an int in 14..21; got {opset!r:.40}")
     path = Path(out)
     if checkpoint is not None:
         from .video import _same_file
 
         if _same_file(path, Path(checkpoint)):
             raise ValueError(f"out: {path} is the checkpoint; write the model to another file")
+        if _same_file(path.with_name(path.name + ".partial"), Path(checkpoint)):
+            raise ValueError(
+                f"out: writing {path} goes through {path.name}.partial, which is the "
+                "checkpoint; write the model to another file"
+            )
     # what the final rename would refuse, before the export's seconds of work
     if path.is_dir():
         raise ValueError(f"out: {path} is a folder; name the .onnx file to write")
@@ -359,6 +370,16 @@ class OnnxRifeInterpolator(Interpolator):
             ) from e
         if scale is not None:
             _check_scale(scale)
+        if not isinstance(model, (str, os.PathLike)):
+            raise TypeError(f"model must be a path to an .onnx file; got {model!r:.60}")
+        if providers is not None and (
+            isinstance(providers, str)
+            or not isinstance(providers, (list, tuple))
+            or not all(isinstance(x, str) for x in providers)
+        ):
+            raise TypeError(
+                f"providers must be a list of onnxruntime provider names; got {providers!r:.60}"
+            )
         p = Path(model)
         if not p.is_file():
             raise OSError(f"model: no such file {p}")
@@ -378,6 +399,14 @@ class OnnxRifeInterpolator(Interpolator):
                 f"model: {p} has inputs {names} and outputs {outputs}; expected inputs "
                 "['img0', 'img1', 'timestep'] and an output 'frame' "
                 "(export one with `loopwave export-rife`)"
+            )
+        types = {i.name: i.type for i in self.session.get_inputs()}
+        types["frame"] = next(o.type for o in self.session.get_outputs() if o.name == "frame")
+        odd = {k: t for k, t in types.items() if t != "tensor(float)"}
+        if odd:
+            raise ValueError(
+                f"model: {p} takes or gives {odd}; loopwave feeds and reads float32 "
+                "(tensor(float)): export one with `loopwave export-rife`"
             )
         tag = self.session.get_modelmeta().custom_metadata_map.get(SCALE_KEY)
         try:

@@ -42,6 +42,7 @@ Example
 
 from __future__ import annotations
 
+import atexit
 import bisect
 import contextlib
 import heapq
@@ -91,6 +92,10 @@ CODECS: dict[str, tuple[tuple[str, ...], str]] = {
 # process (heap corruption) on frames such as 40x16 and refuses sides under 16 (measured
 # with PyAV's libx265: no failure with both sides >= 32); SVT-AV1 refuses sides under 4
 _MIN_SIDE = {"libx265": 32, "libsvtav1": 4}
+# SVT-AV1 never returns from the final flush of frames thinner than this that are longer
+# than _SVT_LONG (measured with this PyAV's SVT-AV1 4.1: 24x100, 16x66 and 8x1000 hang,
+# 26x100, 16x64 and 26x4000 do not; refused below 32, with a margin for other versions)
+_SVT_THIN, _SVT_LONG = 32, 64
 _ALIASES = {"hevc": "h265", "avc": "h264", "libx264": "h264", "libx265": "h265"}
 # file extension -> FFmpeg muxer
 _MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
@@ -104,6 +109,12 @@ _CONTAINER_NAMES = {"webm": "WebM", "mov": "MOV (QuickTime)"}
 # the matrix names of rgb_to_yuv420p -> FFmpeg's (AVColorSpace, AVColorPrimaries,
 # AVColorTransferCharacteristic) codes, tagged in the stream
 _COLOR_TAGS = {"bt601": (6, 6, 6), "bt709": (1, 1, 1), "bt2020": (9, 9, 14)}
+# every spelling rgb_to_yuv420p takes (any case) -> its name above
+_MATRIX_NAMES = {
+    **{k: "bt601" for k in ("bt601", "bt.601", "601", "smpte170m")},
+    **{k: "bt709" for k in ("bt709", "bt.709", "709")},
+    **{k: "bt2020" for k in ("bt2020", "bt.2020", "2020", "bt2020nc")},
+}
 # AVColorSpace code -> the swscale colorspace the reader converts with
 _SWS_SPACE = {1: "ITU709", 5: "ITU601", 6: "ITU601", 9: "BT2020", 10: "BT2020"}
 _RANGE_MPEG, _RANGE_JPEG = 1, 2
@@ -515,7 +526,8 @@ class VideoWriter:
         H.264 or H.265 only)
     fps : frames per second: int, float, Fraction or a string like ``"30000/1001"``
     codec : one of :func:`list_encoders`: ``"h264"``, ``"h265"``, ``"vp9"``, ``"av1"``,
-        ``"h264_nvenc"``, ``"hevc_nvenc"``, ``"av1_nvenc"``
+        ``"h264_nvenc"``, ``"hevc_nvenc"``, ``"av1_nvenc"``; None (the default): ``"vp9"``
+        for a ``.webm`` path (WebM takes VP9 and AV1 only), else ``"h264"``
     crf : constant quality, lower is better (default 18 unless ``bitrate`` is given):
         0..51 for x264/x265/NVENC (NVENC's ``cq``), 0..63 for VP9 and AV1
     preset : the encoder's speed preset (``"slow"`` for x264/x265, 0..13 for SVT-AV1,
@@ -549,6 +561,9 @@ class VideoWriter:
         over the ones loopwave derives. A name the encoder does not have (FFmpeg
         would ignore it) or a value it refuses raises ValueError
 
+    Close the writer (or use ``with``): one still open when Python exits is finished then
+    with the frames it was given (no ping-pong), but not if the process is killed.
+
     Writing over a file that is being read is not supported: the writer truncates it
     and the reader decodes a mix of old and new packets. A ``path`` that an open
     :class:`VideoReader` of this process reads is refused (ValueError); readers in
@@ -575,7 +590,7 @@ class VideoWriter:
         path: str | os.PathLike[str],
         *,
         fps: int | float | Fraction | str = 30,
-        codec: str = "h264",
+        codec: str | None = None,
         crf: int | None = None,
         preset: str | int | None = None,
         bitrate: int | None = None,
@@ -610,6 +625,8 @@ class VideoWriter:
         self.fps = parse_fps(fps)
 
         _refuse_open_input(self.path, "path")
+        if codec is None:
+            codec = "vp9" if muxer == "webm" else "h264"
         codec, encoder = _codec_encoder(codec)
         allowed = _CONTAINER_CODECS.get(muxer)
         if allowed is not None and codec not in allowed:
@@ -636,8 +653,15 @@ class VideoWriter:
             keyframe_interval = max(1, round(float(self.fps)))
         gop = _positive_int(keyframe_interval, "keyframe_interval")
         assert gop is not None
-        if not isinstance(matrix, str) or matrix not in _COLOR_TAGS:
-            raise ValueError(f"matrix must be one of {sorted(_COLOR_TAGS)}; got {matrix!r}")
+        if not isinstance(matrix, str):
+            raise TypeError(f"matrix must be a string such as 'bt709'; got {matrix!r:.40}")
+        # the names rgb_to_yuv420p takes, as the one each stands for
+        matrix = _MATRIX_NAMES.get(matrix.lower(), matrix)
+        if matrix not in _COLOR_TAGS:
+            raise ValueError(
+                f"matrix must be one of {sorted(_COLOR_TAGS)} (or an alias rgb_to_yuv420p "
+                f"takes: {sorted(_MATRIX_NAMES)}); got {matrix!r:.40}"
+            )
         if not isinstance(full_range, (bool, np.bool_)):
             raise TypeError(f"full_range must be True or False; got {full_range!r}")
         if not isinstance(pingpong, (bool, np.bool_)):
@@ -721,6 +745,7 @@ class VideoWriter:
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="loopwave-encoder", daemon=True)
         self._thread.start()
+        _open_writers.add(self)
 
     # -- caller side ---------------------------------------------------------
     @property
@@ -784,6 +809,7 @@ class VideoWriter:
             self._raise_if_failed()
             return
         self._closed = True
+        _open_writers.discard(self)
         try:
             self._put(_End(reverse))
             self._thread.join()
@@ -921,6 +947,17 @@ class VideoWriter:
 
 # the readers open in this process: a writer refuses to truncate a file one of them reads
 _open_readers: weakref.WeakSet[_Decoder] = weakref.WeakSet()
+# writers not yet closed: the encoder thread is a daemon, so a writer dropped without
+# close() lost what was queued and the encoder's buffered frames when Python exited (29 of
+# 90 frames on disk); at exit each is finished as after an error (its frames, no ping-pong)
+_open_writers: weakref.WeakSet[VideoWriter] = weakref.WeakSet()
+
+
+@atexit.register
+def _finish_open_writers() -> None:
+    for w in list(_open_writers):
+        with contextlib.suppress(Exception):
+            w._finish(reverse=False)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -989,6 +1026,14 @@ class _Decoder:
             self.container.close()
             raise ValueError(f"path: {self.path} has no video stream")
         self.stream = self.container.streams.video[0]
+        try:
+            h, w = self.stream.height, self.stream.width
+        except AttributeError:  # a file cut off in its header: a stream without a codec
+            self.container.close()
+            raise ValueError(
+                f"path: {self.path} is not a readable video (its video stream has no "
+                "frame size: the file may be cut off)"
+            ) from None
         self.stream.thread_type = "AUTO"
         self.metadata: dict[str, str] = dict(self.container.metadata)
         rate = self.stream.average_rate or self.stream.guessed_rate or Fraction(25)
@@ -1009,7 +1054,6 @@ class _Decoder:
         self._turns = 0  # quarter turns for np.rot90
         if autorotate:
             self._find_rotation()
-        h, w = self.stream.height, self.stream.width
         self.width: int = h if self._turns % 2 else w
         self.height: int = w if self._turns % 2 else h
         self._where_opened = self.path.absolute()  # the relative path may move (chdir)
@@ -1599,10 +1643,17 @@ def check_frame_size(encoder: str, h: int, w: int) -> None:
     """Refuse frames of ``h`` x ``w`` that ``encoder`` (as :func:`check_codec` returns it)
     cannot take, as :class:`VideoWriter` does at the first frame."""
     least = _MIN_SIDE.get(encoder, 1)
-    if min(h + h % 2, w + w % 2) < least:
+    short, long = sorted((h + h % 2, w + w % 2))  # as encoded: padded to even sides
+    if short < least:
         raise ValueError(
             f"frames: {encoder} needs frames of at least {least}x{least} pixels; "
             f"got {h}x{w} (pad them, or use another codec such as h264)"
+        )
+    if encoder == "libsvtav1" and short < _SVT_THIN and long > _SVT_LONG:
+        raise ValueError(
+            f"frames: {encoder} never finishes a stream of frames under {_SVT_THIN} pixels on "
+            f"one side and over {_SVT_LONG} on the other (SVT-AV1 hangs in its final flush); "
+            f"got {h}x{w} (pad them, or use another codec such as vp9)"
         )
 
 
@@ -1654,8 +1705,10 @@ def writing_video(
         with VideoWriter(tmp, **writer_options) as w:
             yield w
     except BaseException:
-        if not keep_partial:
-            for f in {tmp, *(w.paths if w is not None else [])}:
+        # the files the writer made, not tmp when the writer refused to start (tmp may be
+        # a file that is open in a VideoReader: the refusal protected it)
+        if not keep_partial and w is not None:
+            for f in {tmp, *w.paths}:
                 f.unlink(missing_ok=True)
         raise
     if not w.paths:  # no frame came, so the writer opened no file
@@ -1721,7 +1774,11 @@ def add_cli(sub: Any) -> None:
     p.add_argument("frames_dir", metavar="FRAMES_DIR")
     p.add_argument("-o", "--output", required=True, help="output video (.mp4, .mkv, .webm, .mov)")
     p.add_argument("--fps", default="30", help="frames per second, e.g. 60 or 30000/1001")
-    p.add_argument("--codec", default="h264", help="h264, h265, vp9, av1, or an NVENC codec")
+    p.add_argument(
+        "--codec",
+        default=None,
+        help="h264, h265, vp9, av1, or an NVENC codec (default: vp9 for .webm, else h264)",
+    )
     p.add_argument("--crf", type=int, default=None, help="constant quality (default 18)")
     p.add_argument("--bitrate", type=int, default=None, help="target bits/s instead of --crf")
     p.add_argument("--preset", default=None, help="encoder preset, e.g. slow")
