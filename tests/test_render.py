@@ -443,8 +443,12 @@ def test_memory_stays_flat_however_many_frames(tmp_path):
     assert large - small < 20 * 128 * 128 * 3, (small, large)
 
 
-@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGINT"), reason="needs SIGINT")
-def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGTERM"), reason="needs POSIX signals")
+@pytest.mark.parametrize(("sig", "rc", "said"), [("SIGINT", 130, "interrupted"),
+                                                 ("SIGTERM", 143, "terminated")])  # fmt: skip
+def test_ctrl_c_stops_cleanly_and_resumes(tmp_path, sig, rc, said):
+    """Ctrl-C, and SIGTERM (kill, a service stopping: it killed the process outright,
+    frames unsaved and no resume hint) the same way."""
     import signal
     import subprocess
     import sys
@@ -464,12 +468,12 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
         while _run_dir_state(run_dir) < 1 and proc.poll() is None:
             assert time.monotonic() < deadline, "render made no progress"
             time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, sig))
         _, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err.decode()[-2000:]
-    assert "interrupted" in err.decode() and f"--resume {run_dir}" in err.decode()
+    assert proc.returncode == rc, err.decode()[-2000:]
+    assert said in err.decode() and f"--resume {run_dir}" in err.decode()
     last = _run_dir_state(run_dir)
     # everything recorded was flushed, each frame complete; the PNG is written before
     # state.json records it, so an interrupt between the two leaves at most that one
@@ -480,6 +484,22 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
     assert not list(run_dir.glob("*.mp4"))  # no half video
     assert main(["render", "--resume", str(run_dir), "--quiet"]) == 0
     assert len(frames_of(run_dir)) == 7 and (run_dir / "c.mp4").is_file()
+
+
+def test_the_cli_puts_back_the_sigterm_handler_it_found(tmp_path):
+    """main() turns SIGTERM into a clean stop while a command runs, and restores the
+    handler after (callers embedding the CLI keep theirs)."""
+    import signal
+
+    def mine(signum, frame):  # pragma: no cover - never called
+        pass
+
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        assert main(["encode", str(tmp_path / "none"), "-o", str(tmp_path / "o.mp4")]) == 2
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def test_the_run_lock_is_held_by_one_process_at_a_time(tmp_path):

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from typing import Any
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -66,6 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a container or service stopping), raised where Ctrl-C's
+    KeyboardInterrupt would be, so the commands clean up and save as they do for Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .render import StageError
 
@@ -73,14 +85,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     # transformers warns at import about optional image processors no model here uses
     # (torchvision missing); keep the CLI's output to what concerns the user
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # SIGTERM as Ctrl-C (the default handler killed the process with NAME.partial.EXT
+    # and unsaved frames left); only the main thread may set a handler
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args))
     except (TypeError, ValueError, ImportError, OSError, StageError) as e:
         print(f"loopwave {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
