@@ -486,6 +486,24 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path, sig, rc, said):
     assert len(frames_of(run_dir)) == 7 and (run_dir / "c.mp4").is_file()
 
 
+def test_a_resume_refuses_settings_edited_since_the_frames_were_made(tmp_path, backend):
+    """settings.json changed by hand (frames 7 -> 9) was taken silently: the plan built
+    for 7 frames went on, and the frames differed from a fresh 9-frame run's."""
+    s = Settings.from_dict(JOB)
+    rd = tmp_path / "run"
+    render(s, run_dir=rd, backend=backend, progress=False, video=False, stop_after=2)
+    original = (rd / "settings.json").read_text()
+    edited = json.loads(original)
+    edited["render"]["frames"] = 9
+    (rd / "settings.json").write_text(json.dumps(edited, indent=1))
+    with pytest.raises(ValueError, match="settings.json changed since its frames were made"):
+        render(None, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
+    # reformatted but the same settings: taken
+    (rd / "settings.json").write_text(json.dumps(json.loads(original), indent=4))
+    r = render(None, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
+    assert r.frames == 7
+
+
 def test_the_cli_puts_back_the_sigterm_handler_it_found(tmp_path):
     """main() turns SIGTERM into a clean stop while a command runs, and restores the
     handler after (callers embedding the CLI keep theirs)."""

@@ -282,11 +282,17 @@ class _Stage:
         self.t.join()
 
 
+def _settings_digest(s: Settings) -> str:
+    """What ``state.json`` records of the settings a run's frames were made with."""
+    return hashlib.sha256(json.dumps(dict(s), sort_keys=True).encode()).hexdigest()
+
+
 def _saver(
-    run_dir: Path, encoder: _Stage | None
+    run_dir: Path, encoder: _Stage | None, digest: str
 ) -> Callable[[Iterator[tuple[int, np.ndarray, np.ndarray | None, np.ndarray | None]]], None]:
     """The writer stage: drift figures, the lossless frame, its drift row, then the state
-    (in that order, so a recorded frame is always complete on disk); then on to the encoder."""
+    (in that order, so a recorded frame is always complete on disk; with ``digest``, the
+    settings it was made with); then on to the encoder."""
 
     def work(items: Iterator[tuple[int, np.ndarray, np.ndarray | None, np.ndarray | None]]) -> None:
         # (image, its Lab) of the last three images seen: a frame's `prev` is the frame
@@ -311,7 +317,7 @@ def _saver(
                 csv.writer(f, lineterminator="\n").writerow(
                     [i, f"{to_target:.4f}", f"{to_prev:.4f}"]
                 )
-            _atomic_json(run_dir / "state.json", {"last": i})
+            _atomic_json(run_dir / "state.json", {"last": i, "settings": digest})
             if encoder is not None:
                 encoder.put(frame)
 
@@ -633,6 +639,16 @@ def render(
                     f"({rd / 'settings.json'}), and these differ; pass None"
                 )
         settings = saved
+        state = _read_json(rd / "state.json") if (rd / "state.json").is_file() else {}
+        made_with = state.get("settings") if isinstance(state, dict) else None
+        if made_with is not None and made_with != _settings_digest(saved):
+            # frames on from here would not be those of an uninterrupted run (a plan built
+            # for 12 frames, continued to 20)
+            raise ValueError(
+                f"run_dir: {rd / 'settings.json'} changed since its frames were made; a "
+                "resume continues with the settings the run started with: put them back, "
+                "or start a new run with the new settings"
+            )
     else:
         if not isinstance(settings, Settings):  # also refuses None without resume
             raise TypeError(
@@ -731,7 +747,7 @@ def render(
         prev = _read_png(rd / "frames" / f"{last:06d}.png") if last >= 0 else None
         done = last + 1
         encoder = _Stage("encoding", _encoder(rd, settings, done, rife)) if encode else None
-        writer = _Stage("saving frames", _saver(rd, encoder))
+        writer = _Stage("saving frames", _saver(rd, encoder, _settings_digest(settings)))
 
         def stop(finish: bool) -> None:
             """Flush every generated frame to disk; finish the video only if ``finish``."""
