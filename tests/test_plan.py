@@ -154,3 +154,32 @@ def test_float_plans_save_exactly_and_frames_outside_the_names_are_refused(tmp_p
     for k in (-5, 10**9):
         with pytest.raises(ValueError, match=f"frame {k} is not in"):
             ColourPlan({k: small, 1: small})
+
+
+def test_a_build_with_keep_goes_on_from_its_last_finished_keyframe(tmp_path):
+    """An interrupted build started over: hundreds of renders lost to one Ctrl-C."""
+
+    def pure(k, v):
+        return np.full((4, 6, 3), (k * 7 + v * 3) % 256, np.uint8)
+
+    calls = []
+
+    def render(k, v):
+        calls.append((k, v))
+        if len(calls) == 7:  # keyframes 0, 3 and 6 done (two renders each), then 9's first
+            raise KeyboardInterrupt
+        return pure(k, v)
+
+    whole = ColourPlan.build(pure, frames=10, every=3, renders=2)
+    assert list(whole.keyframes) == [0, 3, 6, 9]
+    keep = tmp_path / "plan"
+    with pytest.raises(KeyboardInterrupt):
+        ColourPlan.build(render, frames=10, every=3, renders=2, keep=keep)
+    names = sorted(p.name for p in keep.iterdir())
+    assert names == ["000000.png", "000003.png", "000006.png"]
+    assert ColourPlan.kept(keep, frames=10, every=3) == 3
+    calls.clear()
+    plan = ColourPlan.build(render, frames=10, every=3, renders=2, keep=keep)
+    assert calls == [(9, 0), (9, 1)]  # only the keyframe that was not finished
+    for k in whole.keyframes:
+        np.testing.assert_array_equal(plan.keyframes[k], whole.keyframes[k])

@@ -504,6 +504,35 @@ def test_a_resume_refuses_settings_edited_since_the_frames_were_made(tmp_path, b
     assert r.frames == 7
 
 
+def test_a_plan_interrupted_while_it_builds_goes_on_where_it_stopped(tmp_path, backend):
+    """Each keyframe is kept as it is made: a resume renders only the rest of the plan,
+    and the run's frames are those of a run never interrupted."""
+    s = Settings.from_dict(JOB)  # keyframes 0, 3 and 6, two renders each
+    whole = render(s, run_dir=tmp_path / "whole", backend=backend, progress=False, video=False)
+
+    class Stops(_Spy):
+        def img2img(self, init, **kw):
+            if len(self.calls) == 4:  # frame 0, keyframe 0's two renders, keyframe 3's first
+                raise KeyboardInterrupt
+            return super().img2img(init, **kw)
+
+    rd = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        render(s, run_dir=rd, backend=Stops(backend), progress=False, video=False)
+    assert sorted(p.name for p in (rd / "plan").iterdir()) == ["000000.png"]
+    spy = _Spy(backend)
+    render(None, run_dir=rd, resume=True, backend=spy, progress=False, video=False)
+    # frame 0 again (it was never saved), keyframes 3 and 6 (two renders each), frames 1-6
+    assert len(spy.calls) == 1 + 4 + 6
+    for a, b in zip(frames_of(rd), frames_of(whole.run_dir), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # a fresh run does not take keyframes left in a folder by another
+    (tmp_path / "other" / "plan").mkdir(parents=True)
+    (tmp_path / "other" / "plan" / "000000.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="plan already holds files"):
+        render(s, run_dir=tmp_path / "other", backend=backend, progress=False, video=False)
+
+
 def test_the_cli_puts_back_the_sigterm_handler_it_found(tmp_path):
     """main() turns SIGTERM into a clean stop while a command runs, and restores the
     handler after (callers embedding the CLI keep theirs)."""

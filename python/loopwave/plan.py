@@ -9,7 +9,9 @@ corrected toward the lerp of its two nearest keyframes, weighted by distance
 of keyframe 20 and 75% of keyframe 40.
 
 A plan is saved in the run directory (``plan/NNNNNN.png`` plus ``plan.json``)
-and loaded on resume instead of being rendered again.
+and loaded on resume instead of being rendered again; a render builds it with
+``keep=RUN_DIR/plan``, so each keyframe is on disk as soon as it is made and an
+interrupted build goes on from there.
 
 Example
 -------
@@ -86,12 +88,40 @@ class ColourPlan:
         self._keys = list(self.keyframes)
 
     @classmethod
-    def build(cls, render: RenderFn, *, frames: int, every: int, renders: int = 4) -> ColourPlan:
-        """Render every keyframe ``renders`` times with ``render(index, variant)`` and average."""
+    def build(
+        cls,
+        render: RenderFn,
+        *,
+        frames: int,
+        every: int,
+        renders: int = 4,
+        keep: str | os.PathLike[str] | None = None,
+    ) -> ColourPlan:
+        """Render every keyframe ``renders`` times with ``render(index, variant)`` and average.
+
+        With ``keep`` (a folder: the run's ``plan/``), each ``uint8`` keyframe is written
+        there as ``NNNNNN.png`` as soon as it is made, and one already there, left by a
+        build that was interrupted, is read instead of rendered again: a plan of hundreds
+        of renders is not started over after a Ctrl-C."""
         if isinstance(renders, bool) or not isinstance(renders, int) or renders < 1:
             raise ValueError(f"renders must be an int >= 1; got {renders!r}")
         keys = keyframe_indices(frames, every)
-        return cls({k: mean_frames([render(k, v) for v in range(renders)]) for k in keys})
+        made: dict[int, np.ndarray] = {}
+        for k in keys:
+            path = None if keep is None else Path(keep) / f"{k:06d}.png"
+            if path is not None and path.is_file():  # complete: write_png renames into place
+                made[k] = _read_png(path)
+                continue
+            made[k] = mean_frames([render(k, v) for v in range(renders)])
+            if path is not None and made[k].dtype == np.uint8:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_png(path, made[k])
+        return cls(made)
+
+    @staticmethod
+    def kept(keep: str | os.PathLike[str], *, frames: int, every: int) -> int:
+        """How many of the keyframes :meth:`build` with ``keep`` would read, not render."""
+        return sum((Path(keep) / f"{k:06d}.png").is_file() for k in keyframe_indices(frames, every))
 
     def target(self, i: int) -> np.ndarray:
         """The target of frame ``i``: its keyframe, or the lerp of the two around it."""

@@ -139,8 +139,9 @@ def _fresh_run_problem(rd: Path) -> str | None:
             "(--out, output.name)"
         )
     # a fresh run starts in an empty frames folder: never delete files it did not write
-    if (rd / "frames").is_dir() and any((rd / "frames").iterdir()):
-        return f"run_dir: {rd / 'frames'} already holds files; pick another output or move them"
+    for sub in ("frames", "plan"):  # (plan/: a fresh build would take its keyframes)
+        if (rd / sub).is_dir() and any((rd / sub).iterdir()):
+            return f"run_dir: {rd / sub} already holds files; pick another output or move them"
     # a folder that cannot be made fails here, not after the model loaded
     have = rd
     while not have.exists() and have != have.parent:
@@ -727,8 +728,14 @@ def render(
                 plan = ColourPlan.load(rd)
             else:
                 total = len(keyframe_indices(job.n, c["keyframe_every"])) * c["renders"]
+                # keyframes a killed build finished are in plan/ already: read, not rendered
+                kept = ColourPlan.kept(rd / "plan", frames=job.n, every=c["keyframe_every"])
                 with Progress(
-                    total, f"colour plan [{backend.label}]", unit="render", enabled=progress
+                    total,
+                    f"colour plan [{backend.label}]",
+                    unit="render",
+                    enabled=progress,
+                    initial=kept * c["renders"],
                 ) as plan_bar:
 
                     def keyframe(k: int, v: int) -> np.ndarray:
@@ -737,7 +744,11 @@ def render(
                         return img
 
                     plan = ColourPlan.build(
-                        keyframe, frames=job.n, every=c["keyframe_every"], renders=c["renders"]
+                        keyframe,
+                        frames=job.n,
+                        every=c["keyframe_every"],
+                        renders=c["renders"],
+                        keep=rd / "plan",
                     )
                 plan.save(rd)
 
