@@ -545,3 +545,12 @@ def test_a_producer_may_reuse_its_buffer_and_the_caller_may_change_the_output():
     held = out[1].copy()
     out[0][...] = 7
     np.testing.assert_array_equal(out[1], held)
+
+
+def test_timesteps_must_be_numbers_not_text():
+    """numpy parsed "0.5" as a number: a string was taken as a timestep."""
+    a = square_at(10)
+    for bad in ("0.5", ["0.5"], [True], [0.5j], [[0.5], [0.2, 0.3]]):
+        with pytest.raises(TypeError, match="timesteps must be numbers"):
+            BlendInterpolator().between(a, a, bad)
+    assert BlendInterpolator().between(a, a, [np.float32(0.5), 1 / 3]).shape == (2, *a.shape)

@@ -818,6 +818,10 @@ def test_encode_cli(tmp_path, capsys):
     assert "no such folder" in capsys.readouterr().err
     assert main(["encode", str(d), "-o", str(out), "--codec", "nope", "--quiet"]) == 2
     assert "available" in capsys.readouterr().err
+    # the writer's errors name the flag, not its parameter ("fps must be ...")
+    for flag, value in (("--fps", "0"), ("--keyframe-interval", "0"), ("--crf", "99")):
+        assert main(["encode", str(d), "-o", str(out), flag, value, "--quiet"]) == 2
+        assert f"error: {flag} must be" in capsys.readouterr().err
     assert main(["encode", str(d), "-o", str(tmp_path / "x" / "o.mp4"), "--quiet"]) == 2
     assert "is missing" in capsys.readouterr().err
     # frames of two sizes are refused from the PNG headers, naming the odd one, before

@@ -87,9 +87,12 @@ def _pair(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def _timesteps(t: Any) -> np.ndarray:
     try:
-        ts = np.atleast_1d(np.asarray(t, dtype=np.float64))
-    except (TypeError, ValueError):
-        raise TypeError(f"timesteps must be numbers in (0, 1); got {t!r}") from None
+        raw = np.asarray(t)
+    except (TypeError, ValueError):  # ragged
+        raise TypeError(f"timesteps must be numbers in (0, 1); got {t!r:.60}") from None
+    if raw.dtype.kind not in "iuf":  # numpy would parse "0.5"; bools and complex are not times
+        raise TypeError(f"timesteps must be numbers in (0, 1); got {t!r:.60}")
+    ts = np.atleast_1d(raw.astype(np.float64))
     if ts.ndim != 1 or ts.size == 0 or not np.all((ts > 0) & (ts < 1)):
         raise ValueError(f"timesteps must be numbers in (0, 1); got {t!r}")
     return ts
@@ -496,7 +499,10 @@ def add_cli(sub: Any) -> None:
         frames, n, in_fps = _read_input(src)
         from .video import parse_fps
 
-        fps = parse_fps(a.fps) if a.fps is not None else (in_fps or Fraction(10))
+        try:
+            fps = parse_fps(a.fps) if a.fps is not None else (in_fps or Fraction(10))
+        except ValueError as e:  # it named the parameter, fps
+            raise ValueError(f"--fps: {e}") from None
         if video_out and fps * k > 1000:
             raise ValueError(f"--fps x --factor: at most 1000 fps out; got {fps} x {k}")
         # the first frame before any output is made: an input with no decodable frame

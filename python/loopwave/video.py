@@ -1812,9 +1812,17 @@ def add_cli(sub: Any) -> None:
             segment_seconds=a.segment_seconds,
             pingpong=a.pingpong,
         )
-        n = encode_dir(
-            a.frames_dir, a.output, progress=not a.quiet, keep_partial=a.keep_partial, **w
-        )
+        try:
+            n = encode_dir(
+                a.frames_dir, a.output, progress=not a.quiet, keep_partial=a.keep_partial, **w
+            )
+        except (TypeError, ValueError) as e:
+            # the writer names its parameters (fps, keyframe_interval): name the flags
+            msg = str(e)
+            for name in w:
+                if re.match(rf"{name}\b(?![.\[])", msg):
+                    raise type(e)(f"--{name.replace('_', '-')}{msg[len(name) :]}") from None
+            raise
         if a.segment_seconds is None:
             print(f"wrote {n} frames to {a.output}")
         else:
