@@ -300,7 +300,7 @@ def encode_ids(pipe: Any, ids: tuple[int, ...], device: Any) -> Any:
     import torch
 
     n = pipe.tokenizer.model_max_length
-    rows = [list(ids)] if len(ids) <= n else [list(ids[i : i + n]) for i in range(0, len(ids), n)]
+    rows = [list(ids[i : i + n]) for i in range(0, len(ids), n)]
     if len({len(r) for r in rows}) != 1:
         raise ValueError(f"ids: {len(ids)} ids are not whole chunks of {n}")
     with torch.inference_mode():

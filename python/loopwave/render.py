@@ -327,7 +327,7 @@ def _saver(
 
 class _Job:
     """A render's per-frame settings (schedules, prompts, motion) and its backend (None
-    for :meth:`check_every_frame` alone)."""
+    until the model is loaded: the settings are checked before)."""
 
     def __init__(self, s: Settings, backend: Img2Img | None) -> None:
         r, d, m = s["render"], s["denoise"], s["motion"]
@@ -349,6 +349,7 @@ class _Job:
             for k in ("zoom", "angle", "translation_x", "translation_y")
         }
         self.prompts = parse_prompts(s["prompts"])
+        self._init: np.ndarray | None = None  # render.init_image, once read
 
     def strength(self, i: int) -> float:
         d = self.s["denoise"]
@@ -446,10 +447,10 @@ class _Job:
                 weighed.add(text)
 
     def init_image(self) -> np.ndarray | None:
-        """``render.init_image`` read and checked (None where there is none)."""
+        """``render.init_image`` read and checked, once (None where there is none)."""
         path = self.s["render"]["init_image"]
-        if not path:
-            return None
+        if not path or self._init is not None:
+            return self._init
         if not Path(path).is_file():
             raise ValueError(f"render.init_image: no such file {path}")
         try:
@@ -461,6 +462,7 @@ class _Job:
                 f"render.init_image: {path} is {img.shape[1]}x{img.shape[0]}, "
                 f"expected render.width x render.height = {self.w}x{self.h}"
             )
+        self._init = img
         return img
 
     def check_backend(self, progress: bool = False) -> None:
@@ -563,13 +565,14 @@ def _encoder(
     return work
 
 
-def _preflight(s: Settings, encode: bool, progress: bool) -> Any:
+def _preflight(job: _Job, encode: bool, progress: bool) -> Any:
     """Check what a render would otherwise find wrong only when it reached some frame,
     or when its video started: every frame's settings (:meth:`_Job.check_every_frame`)
     and, if it ``encode``s, the codec, crf and frame size, the video's frame rate (fps x
     interpolation factor) and the RIFE model, which is loaded and returned (None where
     the video needs none)."""
-    _Job(s, None).check_every_frame(progress)
+    job.check_every_frame(progress)
+    s = job.s
     if not encode:
         return None
     from .video import check_codec, check_frame_size, parse_fps
@@ -665,9 +668,10 @@ def render(
             raise ValueError(problem)
     encode = video and _have_av()
     # before the model loads and the folder is touched
-    rife = _preflight(settings, encode, progress)
+    job = _Job(settings, None)
+    rife = _preflight(job, encode, progress)
     if not resume:  # (a resumed run reads its frame 0 from the folder)
-        _Job(settings, None).init_image()
+        job.init_image()
     m = settings["model"]
     if backend is None:  # before touching the run directory: a bad model leaves nothing behind
         backend = load_backend(
@@ -691,7 +695,8 @@ def render(
                 directory=_graph_dir(m, **size),
                 **size,
             )
-    _Job(settings, backend).check_backend(progress)
+    job.backend = backend
+    job.check_backend(progress)
     # one render per run folder at a time: a second process (the same job started twice,
     # or a resume while the first still runs) would write the same frames and state
     with _RunLock(rd):
@@ -704,7 +709,6 @@ def render(
             (rd / "frames").mkdir(parents=True, exist_ok=True)
             _atomic_json(rd / "settings.json", dict(settings))
             (rd / "drift.csv").write_text("frame,delta_e_to_target,delta_e_to_previous\n")
-        job = _Job(settings, backend)
         c = settings["colour"]
         last = _read_state(rd)
         # frames after the last recorded one may be partial writes of a killed run (only

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ._validate import check_opset
 from .interpolate import Interpolator
 
 __all__ = [
@@ -279,17 +280,17 @@ def export_onnx(
         raise TypeError(f"out must be a path for the .onnx file; got {out!r:.60}")
     if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
         raise TypeError(f"checkpoint must be a path or None; got {checkpoint!r:.60}")
-    if isinstance(opset, bool) or not isinstance(opset, int) or not 14 <= opset <= 21:
-        raise ValueError(f"opset must be an int in 14..21; got {opset!r:.40}")
+    check_opset(opset)
     path = Path(out)
+    partial = path.with_name(path.name + ".partial")
     if checkpoint is not None:
         from .video import _same_file
 
         if _same_file(path, Path(checkpoint)):
             raise ValueError(f"out: {path} is the checkpoint; write the model to another file")
-        if _same_file(path.with_name(path.name + ".partial"), Path(checkpoint)):
+        if _same_file(partial, Path(checkpoint)):
             raise ValueError(
-                f"out: writing {path} goes through {path.name}.partial, which is the "
+                f"out: writing {path} goes through {partial.name}, which is the "
                 "checkpoint; write the model to another file"
             )
     # what the final rename would refuse, before the export's seconds of work
@@ -317,7 +318,6 @@ def export_onnx(
 
     m = _pad_multiple(scale)
     ex = (torch.rand(1, 3, m, m), torch.rand(1, 3, m, m), torch.full((1, 1, 1, 1), 0.5))
-    partial = path.with_name(path.name + ".partial")
     dyn = {
         "img0": {0: "n", 2: "h", 3: "w"},
         "img1": {0: "n", 2: "h", 3: "w"},

@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ._validate import check_opset
 from .backends import DiffusersBackend, _deps
 
 __all__ = [
@@ -140,8 +141,7 @@ def _check_export_args(height: Any, width: Any, opset: Any, multiple: int) -> No
     for name, v in (("height", height), ("width", width)):
         if isinstance(v, bool) or not isinstance(v, int) or v < multiple or v % multiple:
             raise ValueError(f"{name} must be a positive multiple of {multiple}; got {v!r}")
-    if isinstance(opset, bool) or not isinstance(opset, int) or not 14 <= opset <= 21:
-        raise ValueError(f"opset must be an int in 14..21; got {opset!r}")
+    check_opset(opset)
 
 
 def _export(

@@ -1732,6 +1732,7 @@ def encode_dir(
     *,
     progress: bool = True,
     keep_partial: bool = True,
+    arg: str = "folder",
     **writer_options: Any,
 ) -> int:
     """Encode a folder of PNG frames (name order) into ``out``; returns the frames in
@@ -1742,7 +1743,8 @@ def encode_dir(
     segments as ``NAME.partial_000.EXT``, ...) and renamed when every frame is in, so a
     failed run (a PNG of another size, a corrupt one) never leaves a complete-looking
     ``out``; the partial file stays (``keep_partial``) or goes, as in
-    :func:`writing_video`.
+    :func:`writing_video`. A missing or empty folder, or frames of two sizes, are refused
+    before anything is written, naming ``arg`` (the CLI's ``FRAMES_DIR``).
 
     Example
     -------
@@ -1752,8 +1754,8 @@ def encode_dir(
     """
     from ._progress import Progress
 
-    files = read_frames_dir(folder)
-    check_one_size(files, "folder")
+    files = read_frames_dir(folder, arg=arg)
+    check_one_size(files, arg)
     with (
         writing_video(out, keep_partial=keep_partial, **writer_options) as w,
         Progress(len(files), "encode", enabled=progress) as bar,
@@ -1799,7 +1801,6 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run(a: Any) -> int:
-        check_one_size(read_frames_dir(a.frames_dir, arg="FRAMES_DIR"), "FRAMES_DIR")
         w: dict[str, Any] = dict(
             fps=a.fps,
             codec=a.codec,
@@ -1814,7 +1815,12 @@ def add_cli(sub: Any) -> None:
         )
         try:
             n = encode_dir(
-                a.frames_dir, a.output, progress=not a.quiet, keep_partial=a.keep_partial, **w
+                a.frames_dir,
+                a.output,
+                progress=not a.quiet,
+                keep_partial=a.keep_partial,
+                arg="FRAMES_DIR",
+                **w,
             )
         except (TypeError, ValueError) as e:
             # the writer names its parameters (fps, keyframe_interval): name the flags
