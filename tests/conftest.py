@@ -10,6 +10,20 @@ skdata = pytest.importorskip("skimage.data")
 PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cwd_of_our_own(tmp_path_factory):
+    """Every test runs in an empty folder of its own session, not in the checkout: a
+    render's default output (``out/render/NAME``, relative) left there by ``make render``
+    made a test that expects its render refused for another reason fail, and a test must
+    not write into the checkout either."""
+    import os
+
+    here = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(here)
+
+
 def _crop_square(img: np.ndarray) -> np.ndarray:
     h, w = img.shape[:2]
     s = min(h, w)

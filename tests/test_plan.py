@@ -183,3 +183,68 @@ def test_a_build_with_keep_goes_on_from_its_last_finished_keyframe(tmp_path):
     assert calls == [(9, 0), (9, 1)]  # only the keyframe that was not finished
     for k in whole.keyframes:
         np.testing.assert_array_equal(plan.keyframes[k], whole.keyframes[k])
+
+
+def test_a_plan_in_files_holds_a_few_keyframes_and_reads_each_once(tmp_path, monkeypatch):
+    """A plan held every keyframe in memory: W x H x 3 bytes times frames / every, which
+    grew with the video where every other stage stays flat."""
+    import tracemalloc
+
+    import loopwave.plan as plan_mod
+    from loopwave.plan import Keyframes
+
+    def pure(k, v):
+        rng = np.random.default_rng(k * 10 + v)
+        return rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+
+    reads = []
+    real = plan_mod._read_png
+    monkeypatch.setattr(plan_mod, "_read_png", lambda p: reads.append(p.name) or real(p))
+    n, every = 400, 5
+    eager = ColourPlan.build(pure, frames=n, every=every, renders=1)
+    assert isinstance(eager.keyframes, dict)
+    plan = ColourPlan.build(pure, frames=n, every=every, renders=1, keep=tmp_path / "plan")
+    assert isinstance(plan.keyframes, Keyframes) and len(plan.keyframes) == 81
+    assert reads == []  # made, written and let go; nothing read back yet
+    tracemalloc.start()
+    try:
+        peak0 = tracemalloc.get_traced_memory()[1]
+        for i in range(n):
+            t = plan.target(i)
+            np.testing.assert_array_equal(t, eager.target(i), err_msg=f"frame {i}")
+            del t
+        peak = tracemalloc.get_traced_memory()[1] - peak0
+    finally:
+        tracemalloc.stop()
+    # the eager plan's images are all alive here; the file plan added a few of its own
+    # (the held ones, a decode's buffers, the lerps and the comparisons), not all 81
+    assert peak < 20 * 64 * 80 * 3, peak
+    assert sorted(reads) == [f"{k:06d}.png" for k in keyframe_indices(n, every)]  # each once
+    # a held keyframe (the last, not read again) is read-only: an edit must not reach
+    # later targets
+    with pytest.raises(ValueError, match="read-only"):
+        plan.keyframes[n - 1][0, 0, 0] = 1
+    assert 5 in plan.keyframes and 6 not in plan.keyframes and len(reads) == 81
+
+
+def test_a_plan_in_files_saves_without_rewriting_and_names_a_changed_file(tmp_path, photos):
+    img = photos["coffee"][:48, :64]
+    plan = ColourPlan.build(lambda k, v: img, frames=9, every=4, renders=1, keep=tmp_path / "plan")
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "plan").iterdir()}
+    assert plan.save(tmp_path) == tmp_path / "plan"
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "plan").iterdir()} == before
+    back = ColourPlan.load(tmp_path)
+    assert list(back.keyframes) == [0, 4, 8]
+    np.testing.assert_array_equal(back.target(2), img)
+    # saved elsewhere, a plan in files writes its images there
+    back.save(tmp_path / "copy")
+    again = ColourPlan.load(tmp_path / "copy")
+    np.testing.assert_array_equal(again.keyframes[8], img)
+    # a keyframe file replaced by one of another size after the load is named when read
+    from PIL import Image
+
+    fresh = ColourPlan.load(tmp_path)  # checks every image, holds none
+    Image.fromarray(photos["coffee"][:10, :10]).save(tmp_path / "plan" / "000008.png")
+    np.testing.assert_array_equal(fresh.target(1), img)
+    with pytest.raises(OSError, match=r"000008\.png: changed since the colour plan was made"):
+        fresh.target(7)

@@ -415,7 +415,14 @@ class _Shift:
         return np.roll(init, 1, axis=1)
 
 
-def test_memory_stays_flat_however_many_frames(tmp_path):
+@pytest.mark.parametrize(
+    "colour",
+    [{"mode": "first"}, {"mode": "plan", "keyframe_every": 2, "renders": 1}],
+    ids=["first", "plan"],
+)
+def test_memory_stays_flat_however_many_frames(tmp_path, colour):
+    """With a colour plan too: it held every keyframe (here one per two frames) in memory,
+    48 more for the longer run."""
     import tracemalloc
 
     pytest.importorskip("av")
@@ -424,7 +431,7 @@ def test_memory_stays_flat_however_many_frames(tmp_path):
         job = {
             **JOB,
             "render": {**JOB["render"], "frames": frames, "width": 128, "height": 128},
-            "colour": {"mode": "first"},
+            "colour": colour,
             "interpolation": {"factor": 4, "backend": "blend"},
         }
         tracemalloc.start()

@@ -11,7 +11,10 @@ of keyframe 20 and 75% of keyframe 40.
 A plan is saved in the run directory (``plan/NNNNNN.png`` plus ``plan.json``)
 and loaded on resume instead of being rendered again; a render builds it with
 ``keep=RUN_DIR/plan``, so each keyframe is on disk as soon as it is made and an
-interrupted build goes on from there.
+interrupted build goes on from there. A plan built with ``keep``, or loaded, reads
+its keyframes from those files as targets need them and holds the last three
+(:class:`Keyframes`): its memory is that of three images however many keyframes it
+has, as a long render's memory stays flat however long the video is.
 
 Example
 -------
@@ -23,9 +26,12 @@ Example
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
-from collections.abc import Callable
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +40,7 @@ import numpy as np
 from .color import color_correct, lerp_frames, mean_frames
 from .png import write_png
 
-__all__ = ["ColourPlan", "keyframe_indices"]
+__all__ = ["ColourPlan", "Keyframes", "keyframe_indices"]
 
 RenderFn = Callable[[int, int], np.ndarray]  # (frame index, variant) -> uint8 RGB frame
 
@@ -55,37 +61,100 @@ def keyframe_indices(frames: int, every: int) -> list[int]:
 MAX_FRAME = 10**9
 
 
+class Keyframes(Mapping[int, np.ndarray]):
+    """A plan's keyframes in their files (``plan/NNNNNN.png`` or ``.npy``), read when asked
+    for; the last :attr:`HELD` read are kept, read-only, so a render going through its
+    frames in order reads each keyframe once and holds three images at most.
+
+    A file changed since the plan was made (another size or type, or gone) is an
+    ``OSError`` naming it when it is next read."""
+
+    #: Keyframes kept in memory: a target between two keyframes needs both, and a third
+    #: spares a re-read when targets step back across one.
+    HELD = 3
+
+    def __init__(
+        self,
+        paths: dict[int, Path],
+        read: Callable[[Path], np.ndarray],
+        shape: tuple[int, ...],
+        dtype: np.dtype[Any],
+    ) -> None:
+        self.paths = dict(sorted(paths.items()))
+        self._read, self._shape, self._dtype = read, shape, dtype
+        self._held: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()  # the held images, for plans shared between threads
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        with self._lock:
+            img = self._held.get(k)
+            if img is not None:
+                self._held.move_to_end(k)
+                return img
+        path = self.paths[k]  # KeyError for a frame that is not a keyframe
+        img = self._read(path)
+        if img.shape != self._shape or img.dtype != self._dtype:
+            raise OSError(
+                f"{path}: changed since the colour plan was made (now {img.dtype} "
+                f"{img.shape}, the plan's keyframes are {self._dtype} {self._shape})"
+            )
+        img.flags.writeable = False  # a caller's edit must not reach the next frame's target
+        with self._lock:
+            self._held[k] = img
+            while len(self._held) > self.HELD:
+                self._held.popitem(last=False)
+        return img
+
+    def __contains__(self, k: object) -> bool:
+        return k in self.paths  # Mapping's default would read the image
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __repr__(self) -> str:
+        return f"Keyframes({len(self)} in {Path(next(iter(self.paths.values()))).parent})"
+
+
 class ColourPlan:
-    """Keyframe targets by frame index; :meth:`target` and :meth:`correct` per frame."""
+    """Keyframe targets by frame index; :meth:`target` and :meth:`correct` per frame.
+
+    ``keyframes`` maps each keyframe's frame index to its image: the dict given, or, for
+    a plan built with ``keep`` or loaded, a :class:`Keyframes` that reads them from
+    their files."""
+
+    keyframes: Mapping[int, np.ndarray]
 
     def __init__(self, keyframes: dict[int, np.ndarray]) -> None:
         if not isinstance(keyframes, dict):
             raise TypeError(f"keyframes must be a dict {{frame: image}}; got {keyframes!r:.60}")
         if not keyframes:
             raise ValueError("keyframes must not be empty")
+        check = _KeyframeCheck()
         for k, img in keyframes.items():
-            if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-                raise TypeError(f"keyframes: frame {k!r} is not an int")
-            if not 0 <= k < MAX_FRAME:  # what save() names and load() reads back
-                raise ValueError(f"keyframes: frame {k} is not in 0..{MAX_FRAME - 1}")
-            if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3:
-                raise TypeError(f"keyframes[{k}] must be an (H, W, 3) numpy array; got {img!r:.60}")
-        shapes = {k.shape for k in keyframes.values()}
-        if len(shapes) != 1:
-            raise ValueError(f"keyframes must share one shape; got {sorted(shapes)}")
-        # checked here rather than when a target is lerped, where the error named `a`/`b`
-        dtypes = sorted({str(img.dtype) for img in keyframes.values()})
-        if dtypes not in (["uint8"], ["float32"]):
-            raise TypeError(f"keyframes must all be uint8 or all float32; got {dtypes}")
-        if any(img.size == 0 for img in keyframes.values()):
-            raise ValueError(f"keyframes must not be empty images; got shape {shapes.pop()}")
-        for k, img in keyframes.items():
-            if img.dtype == np.float32 and not np.isfinite(img).all():
-                raise ValueError(f"keyframes[{k}] holds NaN or infinity")
+            check(k, img)
         # plain ints: numpy integers cannot go into plan.json (save() failed after
         # writing the PNGs, leaving an older plan.json beside the new images)
-        self.keyframes = dict(sorted((int(k), img) for k, img in keyframes.items()))
-        self._keys = list(self.keyframes)
+        self._set(dict(sorted((int(k), img) for k, img in keyframes.items())))
+
+    def _set(self, keyframes: Mapping[int, np.ndarray]) -> None:
+        self.keyframes = keyframes
+        self._keys = list(keyframes)
+
+    @classmethod
+    def _in_files(
+        cls,
+        paths: dict[int, Path],
+        read: Callable[[Path], np.ndarray],
+        check: _KeyframeCheck,
+    ) -> ColourPlan:
+        """A plan over keyframe files that ``check`` has seen, each read when needed."""
+        assert check.shape is not None and check.dtype is not None
+        plan = cls.__new__(cls)
+        plan._set(Keyframes(paths, read, check.shape, check.dtype))
+        return plan
 
     @classmethod
     def build(
@@ -102,20 +171,31 @@ class ColourPlan:
         With ``keep`` (a folder: the run's ``plan/``), each ``uint8`` keyframe is written
         there as ``NNNNNN.png`` as soon as it is made, and one already there, left by a
         build that was interrupted, is read instead of rendered again: a plan of hundreds
-        of renders is not started over after a Ctrl-C."""
+        of renders is not started over after a Ctrl-C. Such a plan then reads its
+        keyframes from those files when targets need them (:class:`Keyframes`), so it
+        holds a few images, not all of them."""
         if isinstance(renders, bool) or not isinstance(renders, int) or renders < 1:
             raise ValueError(f"renders must be an int >= 1; got {renders!r}")
         keys = keyframe_indices(frames, every)
         made: dict[int, np.ndarray] = {}
+        paths: dict[int, Path] = {}
+        check = _KeyframeCheck()
         for k in keys:
             path = None if keep is None else Path(keep) / f"{k:06d}.png"
             if path is not None and path.is_file():  # complete: write_png renames into place
-                made[k] = _read_png(path)
-                continue
-            made[k] = mean_frames([render(k, v) for v in range(renders)])
-            if path is not None and made[k].dtype == np.uint8:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write_png(path, made[k])
+                img = _read_png(path)
+            else:
+                img = mean_frames([render(k, v) for v in range(renders)])
+                if path is not None and img.dtype == np.uint8:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    write_png(path, img)
+            check(k, img)
+            if path is not None and img.dtype == np.uint8:
+                paths[k] = path  # on disk: read again when a target needs it
+            else:
+                made[k] = img
+        if not made:
+            return cls._in_files(paths, _read_png, check)
         return cls(made)
 
     @staticmethod
@@ -127,15 +207,15 @@ class ColourPlan:
         """The target of frame ``i``: its keyframe, or the lerp of the two around it."""
         if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
             raise TypeError(f"i must be a frame index (int); got {i!r}")
-        if i in self.keyframes:
-            return self.keyframes[i]
         keys = self._keys
-        if i < keys[0]:
+        at = bisect.bisect_left(keys, i)  # keys[at - 1] < i <= keys[at]
+        if at < len(keys) and keys[at] == i:
+            return self.keyframes[i]
+        if at == 0:
             return self.keyframes[keys[0]]
-        if i > keys[-1]:
+        if at == len(keys):
             return self.keyframes[keys[-1]]
-        b = next(k for k in keys if k > i)
-        a = max(k for k in keys if k < i)
+        a, b = keys[at - 1], keys[at]
         return lerp_frames(self.keyframes[a], self.keyframes[b], (i - a) / (b - a))
 
     def correct(self, frame: np.ndarray, i: int, *, gamma: bool = True) -> np.ndarray:
@@ -147,8 +227,13 @@ class ColourPlan:
         ``.npy``, exact) and their index into ``RUN_DIR/plan.json``, last."""
         d = Path(run_dir) / "plan"
         d.mkdir(parents=True, exist_ok=True)
-        floats = next(iter(self.keyframes.values())).dtype == np.float32
-        for k, img in self.keyframes.items():
+        floats = self.keyframes[self._keys[0]].dtype == np.float32
+        in_files = self.keyframes.paths if isinstance(self.keyframes, Keyframes) else {}
+        for k in self._keys:
+            dest = d / f"{k:06d}{'.npy' if floats else '.png'}"
+            if k in in_files and _same_file(in_files[k], dest):
+                continue  # the plan's own file (a build with keep=RUN_DIR/plan)
+            img = self.keyframes[k]
             if floats:
                 tmp = d / f"{k:06d}.npy.tmp"
                 with open(tmp, "wb") as f:
@@ -164,7 +249,9 @@ class ColourPlan:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> ColourPlan:
-        """Load a saved plan (needs Pillow or PyAV to read the PNGs)."""
+        """Load a saved plan (needs Pillow or PyAV to read the PNGs). Every keyframe is
+        read and checked here, one at a time; the plan then reads each again from its file
+        when a target needs it (:class:`Keyframes`)."""
         index = Path(run_dir) / "plan.json"
         if not index.is_file():
             raise OSError(f"run_dir: no colour plan in {run_dir} (plan.json missing)")
@@ -186,10 +273,53 @@ class ColourPlan:
             raise ValueError(f'{index}: "dtype" must be "uint8" or "float32"; got {dtype!r:.40}')
         read = _read_png if dtype == "uint8" else _read_npy
         ext = ".png" if dtype == "uint8" else ".npy"
+        # each image read and checked now, one at a time, then read again when needed
+        paths = {k: Path(run_dir) / "plan" / f"{k:06d}{ext}" for k in sorted(set(frames))}
+        check = _KeyframeCheck()
         try:
-            return cls({k: read(Path(run_dir) / "plan" / f"{k:06d}{ext}") for k in frames})
+            for k, path in paths.items():
+                check(k, read(path))
         except ValueError as e:  # PNGs of several sizes
             raise ValueError(f"{index}: the plan's keyframe images do not match ({e})") from e
+        return cls._in_files(paths, read, check)
+
+
+class _KeyframeCheck:
+    """Checks keyframes one at a time, each against the first seen: the same shape, all
+    uint8 or all float32, not empty, finite (checked when the plan is made rather than
+    when a target is lerped, where the error named `a`/`b`)."""
+
+    def __init__(self) -> None:
+        self.shape: tuple[int, ...] | None = None
+        self.dtype: np.dtype[Any] | None = None
+
+    def __call__(self, k: object, img: object) -> None:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"keyframes: frame {k!r} is not an int")
+        if not 0 <= k < MAX_FRAME:  # what save() names and load() reads back
+            raise ValueError(f"keyframes: frame {k} is not in 0..{MAX_FRAME - 1}")
+        if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3:
+            raise TypeError(f"keyframes[{k}] must be an (H, W, 3) numpy array; got {img!r:.60}")
+        if self.shape is None or self.dtype is None:
+            self.shape, self.dtype = img.shape, img.dtype
+        if img.shape != self.shape:
+            raise ValueError(
+                f"keyframes must share one shape; got {sorted({self.shape, img.shape})}"
+            )
+        dtypes = sorted({str(self.dtype), str(img.dtype)})
+        if dtypes not in (["uint8"], ["float32"]):
+            raise TypeError(f"keyframes must all be uint8 or all float32; got {dtypes}")
+        if img.size == 0:
+            raise ValueError(f"keyframes must not be empty images; got shape {img.shape}")
+        if img.dtype == np.float32 and not np.isfinite(img).all():
+            raise ValueError(f"keyframes[{k}] holds NaN or infinity")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either missing
+        return False
 
 
 # the run folder's JSON files (settings, state, the plan's index), shared with the renderer
