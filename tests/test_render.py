@@ -463,7 +463,12 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path, sig, rc, said):
 
     pytest.importorskip("av")
     job = tmp_path / "job.json"
-    job.write_text(json.dumps({**JOB, "output": {"dir": str(tmp_path / "out"), "name": "c"}}))
+    # 24 frames: the signal must land before the render ends, however late this test's
+    # poll sees frame 1 on a loaded machine (with 7, five frames' time was the margin)
+    n = 24
+    render_ = {**JOB["render"], "frames": n}
+    out = {"dir": str(tmp_path / "out"), "name": "c"}
+    job.write_text(json.dumps({**JOB, "render": render_, "output": out}))
     run_dir = tmp_path / "out" / "c"
     proc = subprocess.Popen(
         [sys.executable, "-m", "loopwave", "render", str(job), "--quiet"],
@@ -486,11 +491,11 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path, sig, rc, said):
     # state.json records it, so an interrupt between the two leaves at most that one
     # frame beyond `last` (seen in CI), which resume writes again
     on_disk = sorted(int(p.stem) for p in (run_dir / "frames").glob("*.png"))
-    assert on_disk in (list(range(last + 1)), list(range(last + 2))) and 1 <= last < 7
+    assert on_disk in (list(range(last + 1)), list(range(last + 2))) and 1 <= last < n
     assert len(frames_of(run_dir)) == len(on_disk)  # every one decodes
     assert not list(run_dir.glob("*.mp4"))  # no half video
     assert main(["render", "--resume", str(run_dir), "--quiet"]) == 0
-    assert len(frames_of(run_dir)) == 7 and (run_dir / "c.mp4").is_file()
+    assert len(frames_of(run_dir)) == n and (run_dir / "c.mp4").is_file()
 
 
 def test_a_resume_refuses_settings_edited_since_the_frames_were_made(tmp_path, backend):
@@ -527,6 +532,19 @@ def test_a_plan_interrupted_while_it_builds_goes_on_where_it_stopped(tmp_path, b
     with pytest.raises(KeyboardInterrupt):
         render(s, run_dir=rd, backend=Stops(backend), progress=False, video=False)
     assert sorted(p.name for p in (rd / "plan").iterdir()) == ["000000.png"]
+    # no frame recorded yet, but the settings' digest: edited settings are refused here
+    # too (the plan's kept keyframe was made with the old ones, and was taken)
+    assert json.loads((rd / "state.json").read_text())["last"] == -1
+    original = (rd / "settings.json").read_text()
+    edited = json.loads(original)
+    edited["colour"]["keyframe_strength"] = 0.9
+    (rd / "settings.json").write_text(json.dumps(edited))
+    with pytest.raises(ValueError, match="settings.json changed since its frames were made"):
+        render(None, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
+    (rd / "settings.json").write_text(original)
+    # and a fresh run there points to the resume
+    with pytest.raises(ValueError, match="already holds a run.*--resume"):
+        render(s, run_dir=rd, backend=backend, progress=False, video=False)
     spy = _Spy(backend)
     render(None, run_dir=rd, resume=True, backend=spy, progress=False, video=False)
     # frame 0 again (it was never saved), keyframes 3 and 6 (two renders each), frames 1-6

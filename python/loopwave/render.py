@@ -159,9 +159,9 @@ def _read_state(rd: Path) -> int:
         return -1
     state = _read_json(rd / "state.json")
     last = state.get("last") if isinstance(state, dict) else None
-    if isinstance(last, bool) or not isinstance(last, int) or last < 0:
+    if isinstance(last, bool) or not isinstance(last, int) or last < -1:
         raise ValueError(
-            f'{rd / "state.json"}: expected {{"last": frame index >= 0}}; got {state!r:.80}'
+            f'{rd / "state.json"}: expected {{"last": frame index >= 0, or -1}}; got {state!r:.80}'
         )
     return last
 
@@ -731,6 +731,12 @@ def render(
             if (rd / "plan.json").exists():
                 plan = ColourPlan.load(rd)
             else:
+                if last < 0:
+                    # no frame yet, but the settings' digest: a resume of a run stopped
+                    # while its plan was built refuses edited settings, as one stopped
+                    # later does (the kept keyframes were made with them)
+                    digest = _settings_digest(settings)
+                    _atomic_json(rd / "state.json", {"last": -1, "settings": digest})
                 total = len(keyframe_indices(job.n, c["keyframe_every"])) * c["renders"]
                 # keyframes a killed build finished are in plan/ already: read, not rendered
                 kept = ColourPlan.kept(rd / "plan", frames=job.n, every=c["keyframe_every"])
