@@ -538,3 +538,89 @@ def test_every_scheduler_name_runs_its_class(name, init, scheduler_pipe):
     kw = {**CALL, "steps": 8}  # PNDM's warm-up needs a schedule of at least 4 steps
     a, other = (b.img2img(init, seed=s, **kw) for s in (1, 2))
     assert not np.array_equal(a, other) and not np.array_equal(a, init)
+
+
+def test_numbers_of_any_kind_and_strengths_too_small_for_a_step(init):
+    """strength and cfg as Fraction or Decimal were taken, then used exactly where
+    diffusers uses floats: 1/161 of 161 steps made a schedule of 161 (exact) that
+    diffusers ran as 0 steps and crashed on; a Decimal NaN raised InvalidOperation; a
+    subnormal strength raised OverflowError (1 / 5e-324 is infinite)."""
+    from decimal import Decimal
+    from fractions import Fraction
+
+    b = smoke_backend(scheduler="DDIM")
+    kw = {"prompt": "a", "negative": "", "steps": 161, "cfg": 1.0, "seed": 0}
+    want = b.img2img(init, strength=1 / 161, **kw)
+    assert not np.array_equal(want, init)  # one step ran
+    np.testing.assert_array_equal(b.img2img(init, strength=Fraction(1, 161), **kw), want)
+    np.testing.assert_array_equal(
+        b.img2img(init, strength=0.6, **{**kw, "cfg": Decimal("7.5"), "steps": 4}),
+        b.img2img(init, strength=0.6, **{**kw, "cfg": 7.5, "steps": 4}),
+    )
+    for name in ("strength", "cfg"):
+        with pytest.raises(ValueError, match=f"^{name} must be"):
+            b.img2img(init, seed=0, **{**CALL, name: Decimal("NaN")})
+    # no schedule runs a step at that noise level: the frame passes unchanged
+    for tiny in (5e-324, 1e-300, Fraction(1, 1001)):
+        np.testing.assert_array_equal(b.img2img(init, seed=0, **{**CALL, "strength": tiny}), init)
+        b.check_schedule(4, tiny)
+
+
+def test_pndm_without_its_warm_up_runs_short_schedules(init):
+    """SD 1.5 checkpoints ship PNDM with skip_prk_steps (no Runge-Kutta warm-up): their
+    1-3 step schedules work and were refused as the warm-up's are."""
+    from diffusers import PNDMScheduler
+
+    b = smoke_backend(scheduler="PNDM")
+    assert b.limits_schedule  # the smoke model's config has the warm-up
+    with pytest.raises(ValueError, match="PNDM"):
+        b.check_schedule(3, 1.0)
+    b.pipe.scheduler = PNDMScheduler.from_config(b.pipe.scheduler.config, skip_prk_steps=True)
+    assert not b.limits_schedule
+    for steps in (1, 2, 3):
+        out = b.img2img(init, seed=2, **{**CALL, "steps": steps, "strength": 1.0})
+        assert out.shape == init.shape and not np.array_equal(out, init)
+
+
+def test_prompt_errors_name_the_prompt_they_are_in(init):
+    b = smoke_backend()
+    # the negative's bad weight was reported as "prompt: ..."
+    with pytest.raises(ValueError, match=r"^negative: the weight of 'a' is 1e\+09"):
+        b.img2img(init, seed=1, **{**CALL, "negative": "(a:1e9)"})
+    with pytest.raises(ValueError, match=r"^prompt: the weight of 'a' is 1e\+09"):
+        b.img2img(init, seed=1, **{**CALL, "prompt": "(a:1e9)"})
+    # a lone surrogate (JSON's "\ud800") failed inside the tokenizer with its own TypeError
+    with pytest.raises(ValueError, match=r"^prompt: not valid text .*'\\ud800'"):
+        b.img2img(init, seed=1, **{**CALL, "prompt": "a\ud800b"})
+    with pytest.raises(ValueError, match=r"^negative: not valid text"):
+        b.img2img(init, seed=1, **{**CALL, "negative": "\udfff"})
+
+
+def test_backend_settings_are_checked_before_any_weights_load(tmp_path, monkeypatch):
+    """A misspelt scheduler, bad speed options or a missing GPU were found only after the
+    whole model had loaded (minutes for a real one)."""
+    import diffusers
+
+    smoke_backend().pipe.save_pretrained(tmp_path / "m")
+
+    def no_load(*a, **k):
+        raise AssertionError("the weights loaded before the settings were checked")
+
+    monkeypatch.setattr(diffusers.StableDiffusionImg2ImgPipeline, "from_pretrained", no_load)
+    for kw, err, msg in (
+        ({"scheduler": "bogus"}, ValueError, "^scheduler must be one of"),
+        ({"scheduler": ["x"]}, TypeError, "^scheduler must be a str or None"),
+        ({"accel": {"compile": ["foo"]}}, ValueError, r"^accel\.compile"),
+        ({"device": "cuda:7"}, ValueError, "^device: 'cuda:7' asked for"),
+    ):
+        with pytest.raises(err, match=msg):
+            load_backend("diffusers", tmp_path / "m", **kw)
+    monkeypatch.undo()
+    with pytest.raises(TypeError, match="^path must be a str or path"):
+        load_backend("diffusers", 123)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="^lora must be a list"):
+        load_backend("smoke", lora={})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="^scheduler must be a str or None"):
+        load_backend("smoke", scheduler=["x"])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^seed must be in 0\.\.2\*\*63 - 1"):
+        smoke_backend(seed=2**70)

@@ -66,7 +66,11 @@ def test_bench_refuses_bad_settings(capsys, monkeypatch, tmp_path):
     assert "not writable" in capsys.readouterr().err
     monkeypatch.undo()
     assert main(["bench", "--strength", "0"]) == 2
-    assert "strength must be in (0, 1]" in capsys.readouterr().err
+    assert "strength must be in [1/1000, 1]" in capsys.readouterr().err
+    # below 1/1000 img2img runs no step: the report gave 1 UNet call a frame and a
+    # render at 54,780% of the UNet-only rate
+    assert main(["bench", "--strength", "1e-6"]) == 2
+    assert "strength must be in [1/1000, 1]; got 1e-06" in capsys.readouterr().err
     assert main(["bench", "--repeats", "0"]) == 2
     assert "repeats must be an int >= 1" in capsys.readouterr().err
     # --factor was checked by interpolate(), after the model and three measurements
@@ -79,6 +83,14 @@ def test_bench_refuses_bad_settings(capsys, monkeypatch, tmp_path):
     for bad in ("1", "17"):
         assert main(["bench", "--factor", bad]) == 2
         assert f"factor must be an int in 2..16; got {bad}" in capsys.readouterr().err
+    # steps over img2img's limit were refused by img2img, after the model was built and
+    # its UNet timed; speed options after the weights were built (a billion: sd15-random)
+    assert main(["bench", "--steps", "5000"]) == 2
+    assert "steps must be at most 1000; got 5000" in capsys.readouterr().err
+    assert main(["bench", "--model", "sd15-random", "--cuda-graphs"]) == 2
+    assert "accel: cuda_graphs needs a CUDA device" in capsys.readouterr().err
+    assert main(["bench", "--compile", "unet,foo"]) == 2
+    assert "--compile: expected a comma list of unet, vae" in capsys.readouterr().err
     monkeypatch.undo()
     with pytest.raises(SystemExit):
         main(["bench", "--unet", "onnx", "--vae", "cuda"])

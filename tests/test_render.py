@@ -712,6 +712,10 @@ LATE = {
         _with("prompts", prompts={"0": "a cat", "3": "a (dog:200)"}),
         "prompts at frame 3: prompt: the weight of 'dog' is 200",
     ),
+    "a weight out of range in a negative prompt": (  # it was named "prompt:"
+        _with("prompts", prompts={"0": "a cat", "3": "a dog --neg (blur:200)"}),
+        "prompts at frame 3: negative prompt: the weight of 'blur' is 200",
+    ),
     "fps x factor over 1000": (
         {**_with("video", fps=500), "interpolation": {"factor": 6, "backend": "blend"}},
         r"video.fps x interpolation.factor = 500 x 6.*1000\]; got 3000",

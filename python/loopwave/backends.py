@@ -83,6 +83,33 @@ ACCEL_KEYS = (
 )
 
 
+def check_backend_args(
+    torch: Any, device: Any, scheduler: Any, accel: Any
+) -> tuple[dict[str, Any], Any]:
+    """The speed options (defaults filled in) and the torch device of a backend to be
+    built, its scheduler's name checked too: before any weights are built or loaded (a
+    misspelt scheduler or a CUDA device on a machine without one was found only after
+    the model had loaded)."""
+    if scheduler is not None:
+        if not isinstance(scheduler, str):
+            raise TypeError(f"scheduler must be a str or None; got {scheduler!r:.60}")
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {sorted(SCHEDULERS)}; got {scheduler!r}")
+    checked, dev = check_accel(accel), _torch_device(torch, device)
+    if checked["cuda_graphs"] and dev.type != "cuda":  # it compiled the UNet anyway
+        raise ValueError(f"accel: cuda_graphs needs a CUDA device; this backend runs on {dev}")
+    return checked, dev
+
+
+def check_seed(seed: Any) -> int:
+    """A model-building seed: an int in 0..2**63 - 1, as torch's generator takes it."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int; got {seed!r:.60}")
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be in 0..2**63 - 1; got {seed}")
+    return int(seed)
+
+
 def check_accel(accel: Any, arg: str = "accel") -> dict[str, Any]:
     """Validated speed options (see :class:`DiffusersBackend`), defaults filled in."""
     if accel is None:
@@ -193,13 +220,8 @@ class DiffusersBackend(Img2Img):
         accel: dict[str, Any] | None = None,
     ) -> None:
         torch, diffusers = _deps()
-        self.accel = check_accel(accel)
-        self.device = _torch_device(torch, device)
+        self.accel, self.device = check_backend_args(torch, device, scheduler, accel)
         if scheduler is not None:
-            if scheduler not in SCHEDULERS:
-                raise ValueError(
-                    f"scheduler must be one of {sorted(SCHEDULERS)}; got {scheduler!r}"
-                )
             cls_name, extra = SCHEDULERS[scheduler]
             pipe.scheduler = getattr(diffusers, cls_name).from_config(
                 pipe.scheduler.config, **extra
@@ -248,11 +270,8 @@ class DiffusersBackend(Img2Img):
             pipe.unet.to(memory_format=torch.channels_last)
             pipe.vae.to(memory_format=torch.channels_last)
         # CUDA graphs come from torch.compile's "reduce-overhead" mode: the denoise
-        # loop's shapes are fixed, so the captured graphs are replayed every step
-        if a["cuda_graphs"] and self.device.type != "cuda":  # it compiled the UNet anyway
-            raise ValueError(
-                f"accel: cuda_graphs needs a CUDA device; this backend runs on {self.device}"
-            )
+        # loop's shapes are fixed, so the captured graphs are replayed every step (on a
+        # CUDA device only: check_backend_args refused others)
         mode = "reduce-overhead" if a["cuda_graphs"] else None
         if "unet" in a["compile"] or (a["cuda_graphs"] and not a["compile"]):
             pipe.unet = torch.compile(pipe.unet, mode=mode, fullgraph=False)
@@ -278,7 +297,7 @@ class DiffusersBackend(Img2Img):
         )
 
         tok = self.pipe.tokenizer
-        ids, weights, dropped = tokenize_weighted(tok, text, max_chunks=self.max_chunks)
+        ids, weights, dropped = tokenize_weighted(tok, text, max_chunks=self.max_chunks, arg=arg)
         if dropped and (arg, ids) not in self._warned:
             # once per argument and tokens, not every frame (@wave changes the text only)
             self._warned.add((arg, ids))
@@ -298,8 +317,13 @@ class DiffusersBackend(Img2Img):
 
     @property
     def limits_schedule(self) -> bool:  # type: ignore[override]
-        """True with the PNDM scheduler (see :meth:`check_schedule`)."""
-        return type(self.pipe.scheduler).__name__ == "PNDMScheduler"
+        """True with the PNDM scheduler in its Runge-Kutta warm-up form (see
+        :meth:`check_schedule`); SD 1.5 checkpoints ship it with ``skip_prk_steps``,
+        which has no warm-up and runs schedules of any length."""
+        sched = self.pipe.scheduler
+        return type(sched).__name__ == "PNDMScheduler" and not sched.config.get(
+            "skip_prk_steps", False
+        )
 
     def check_schedule(self, steps: int, strength: float) -> None:
         """The PNDM scheduler's Runge-Kutta warm-up takes 4 steps: a shorter schedule
@@ -374,6 +398,10 @@ class DiffusersBackend(Img2Img):
         for name, v in (("steps", steps), ("seed", seed)):
             if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
                 raise TypeError(f"{name} must be an int; got {v!r}")
+        # as floats from here on, as diffusers takes them: a Fraction's exact step count
+        # differed from diffusers' float one (1/161 of 161 steps: 1 against 0, a crash
+        # inside diffusers), and a Decimal NaN raised InvalidOperation in the range check
+        strength, cfg = float(strength), float(cfg)
         if not 0 <= strength <= 1:
             raise ValueError(f"strength must be in [0, 1]; got {strength}")
         if not 0 <= steps <= MAX_STEPS:
@@ -481,6 +509,8 @@ def _steps_for(steps: int, strength: float) -> int:
     n = max(1, int(steps))
     if int(n * strength) >= 1:
         return n
+    if strength * 1000 < 1:  # no schedule runs a step (and 1 / 5e-324 is infinite)
+        return 0
     n = math.ceil(1 / strength)
     # the product as diffusers forms it can round just below 1 (161 * (1/161)): one more
     while n <= 1000 and int(n * strength) < 1:
@@ -584,6 +614,8 @@ def smoke_backend(
 ) -> DiffusersBackend:
     """The embedded SMOKE MODEL: a tiny SD-architecture pipeline with fixed random weights."""
     torch, diffusers = _deps()
+    check_backend_args(torch, device, scheduler, accel)
+    seed = check_seed(seed)
     from transformers import CLIPTextConfig, CLIPTextModel
 
     with tempfile.TemporaryDirectory() as d:
@@ -679,7 +711,7 @@ def load_backend(
     ``lora`` is a list of ``{"path": file, "scale": weight}`` (scale 1 if left out):
     local ``.safetensors`` LoRA files in any format diffusers reads (diffusers, kohya),
     applied together with their weights (needs ``peft``)."""
-    loras = _check_loras(lora or [], allow_pickle)
+    loras = _check_loras([] if lora is None else lora, allow_pickle)
     if kind == "smoke":
         backend = smoke_backend(
             device="cpu" if device == "auto" else device, scheduler=scheduler, accel=accel
@@ -691,17 +723,18 @@ def load_backend(
     if kind != "diffusers":
         raise ValueError(f"backend must be 'smoke' or 'diffusers'; got {kind!r}")
     torch, diffusers = _deps()
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or path to the model; got {path!r:.60}")
+    # before the weights load (minutes for a large model)
+    _, dev = check_backend_args(torch, device, scheduler, accel)
     p = Path(path)
     if not str(path) or not p.exists():
         raise ValueError(
             f"model path {str(path)!r} is not a local file or folder "
             "(loopwave never downloads models)"
         )
-    dtype = (
-        torch.float16
-        if (device == "cuda" or (device == "auto" and torch.cuda.is_available()))
-        else torch.float32
-    )
+    # loaded in the precision it will run in ("cuda:1" too): fp16 on CUDA
+    dtype = torch.float16 if dev.type == "cuda" else torch.float32
     cls = diffusers.StableDiffusionImg2ImgPipeline
     if p.is_dir():
         try:

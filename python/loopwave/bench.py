@@ -69,12 +69,8 @@ def _backend(model: str, device: str, accel: dict[str, Any] | None) -> Any:
     if model == "smoke":
         return smoke_backend(device="cpu" if device == "auto" else device, accel=accel)
     if model == "sd15-random":
-        import torch
-
-        from .backends import _torch_device
         from .sd15 import sd15_random_backend
 
-        _torch_device(torch, device)  # before building 1 GB of weights on it (a traceback)
         return sd15_random_backend(device=device, accel=accel)
     return load_backend("diffusers", model, device=device, accel=accel)
 
@@ -131,6 +127,7 @@ def run_bench(
     import torch
 
     from . import color_correct
+    from .backends import MAX_STEPS, _steps_for, check_backend_args
     from .interpolate import interpolate
     from .render import render
     from .settings import Settings
@@ -150,15 +147,20 @@ def run_bench(
         raise ValueError(f"size must be a multiple of 8; got {size}")
     if size > 4096:  # as demo: 16384 failed allocating, after the model was built
         raise ValueError(f"size must be at most 4096; got {size}")
-    if not 0 < strength <= 1:
-        raise ValueError(f"strength must be in (0, 1]; got {strength}")
+    if steps > MAX_STEPS:  # img2img refused it, after the model was built and timed
+        raise ValueError(f"steps must be at most {MAX_STEPS}; got {steps}")
+    if not 1 / MAX_STEPS <= strength <= 1:  # below, img2img runs no step: nothing to time
+        raise ValueError(f"strength must be in [1/{MAX_STEPS}, 1]; got {strength}")
     # as interpolate() checks it, but before the model loads and the other measurements
     if isinstance(factor, bool) or not isinstance(factor, int) or not 2 <= factor <= 16:
         raise ValueError(f"factor must be an int in 2..16; got {factor!r}")
     for part, how in (("unet", unet), ("vae", vae)):
         if how not in RUNTIMES:
             raise ValueError(f"{part} must be one of {', '.join(RUNTIMES)}; got {how!r}")
-    calls = max(1, int(steps * strength))  # UNet calls per img2img frame
+    # before the weights are built (a billion for sd15-random)
+    check_backend_args(torch, device, None, accel)
+    # UNet calls per img2img frame: the steps diffusers runs of the schedule img2img asks
+    calls = int(_steps_for(steps, strength) * strength)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as d:
         backend = _backend(model, device, accel)
@@ -401,9 +403,12 @@ def add_cli(sub: Any) -> None:
             raise OSError(f"--json: cannot write {a.json} (a folder, or its folder is missing)")
         if a.json and not os.access(Path(a.json).parent, os.W_OK):  # found out at the end
             raise OSError(f"--json: cannot write {a.json} (its folder is not writable)")
+        parts = [x.strip() for x in a.compile.split(",") if x.strip()]
+        if any(x not in ("unet", "vae") for x in parts):
+            raise ValueError(f"--compile: expected a comma list of unet, vae; got {a.compile!r}")
         accel = {
             "channels_last": a.channels_last,
-            "compile": [x for x in a.compile.split(",") if x],
+            "compile": parts,
             "cuda_graphs": a.cuda_graphs,
             "sdpa": not a.no_sdpa,
             "device_frames": a.device_frames,

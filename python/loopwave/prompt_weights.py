@@ -104,11 +104,17 @@ def _scaled(
     return res
 
 
-def parse_weights(text: str) -> list[tuple[str, float]]:
+def parse_weights(text: str, *, arg: str = "prompt") -> list[tuple[str, float]]:
     """``text`` as ``(segment, weight)`` pairs in order, adjacent equal weights merged and
-    empty segments dropped (see the module docs for the syntax)."""
+    empty segments dropped (see the module docs for the syntax); errors name ``arg``."""
     if not isinstance(text, str):
-        raise TypeError(f"prompt must be a str; got {type(text).__name__}")
+        raise TypeError(f"{arg} must be a str; got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:  # a lone surrogate, e.g. "\ud800" in a JSON file
+        raise ValueError(
+            f"{arg}: not valid text ({e.reason} at character {e.start}: {text[e.start]!r})"
+        ) from None
     out: list[tuple[str, float]] = []
     # open brackets: (kind, index in `out` where the group starts, product of the
     # bracket weights so far), so a segment's weight is read off the top, not
@@ -165,7 +171,7 @@ def parse_weights(text: str) -> list[tuple[str, float]]:
             continue
         if not abs(w) <= MAX_WEIGHT:  # also NaN; a huge weight blacks out every frame
             raise ValueError(
-                f"prompt: the weight of {s[:40]!r} is {w:.4g}; weights must be finite and "
+                f"{arg}: the weight of {s[:40]!r} is {w:.4g}; weights must be finite and "
                 f"within +-{MAX_WEIGHT:g} (check the (text:weight) numbers and the nesting)"
             )
         if merged and abs(merged[-1][1] - w) < 1e-12:
@@ -175,13 +181,13 @@ def parse_weights(text: str) -> list[tuple[str, float]]:
     return merged
 
 
-def _token_ids(tokenizer: Any, text: str) -> tuple[list[int], list[float], list[int]]:
+def _token_ids(tokenizer: Any, text: str, arg: str) -> tuple[list[int], list[float], list[int]]:
     """Token ids of a weighted prompt (without start/end tokens), their weights, and the
     positions (into the ids) where a ``BREAK`` ends a chunk, in order."""
     ids: list[int] = []
     weights: list[float] = []
     breaks: list[int] = []
-    for seg, w in parse_weights(text):
+    for seg, w in parse_weights(text, arg=arg):
         for k, part in enumerate(_BREAK.split(seg)):
             if k:
                 breaks.append(len(ids))
@@ -253,17 +259,17 @@ def _split_chunks(
 
 
 def tokenize_weighted(
-    tokenizer: Any, text: str, *, max_chunks: int = 1
+    tokenizer: Any, text: str, *, max_chunks: int = 1, arg: str = "prompt"
 ) -> tuple[tuple[int, ...], tuple[float, ...], int]:
     """The encoder's input for a weighted prompt: ``model_max_length`` token ids per chunk
     (start, at most ``model_max_length - 2`` prompt tokens, end, padding; at most
     ``max_chunks`` chunks, see the module docs), a weight per id, and how many prompt
-    tokens did not fit and were dropped (see :func:`warn_dropped`)."""
+    tokens did not fit and were dropped (see :func:`warn_dropped`); errors name ``arg``."""
     if isinstance(max_chunks, bool) or not isinstance(max_chunks, int) or max_chunks < 1:
         raise ValueError(f"max_chunks must be an int >= 1; got {max_chunks!r}")
     tok = tokenizer
     n = tok.model_max_length
-    ids, weights, breaks = _token_ids(tok, text)
+    ids, weights, breaks = _token_ids(tok, text, arg)
     chunks = _split_chunks(ids, weights, breaks, n - 2, _comma_id(tok), max_chunks)
     dropped = sum(len(c) for c, _ in chunks[max_chunks:])
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -343,8 +349,8 @@ def encode_weighted(
 ) -> Any:
     """The text encoder's hidden states for a weighted prompt: ``(1, 77 k, dim)`` for ``k``
     chunks (at most ``max_chunks``) on ``device`` in the encoder's dtype (see the module
-    docs; ``arg`` names the prompt in warnings)."""
-    ids, weights, dropped = tokenize_weighted(pipe.tokenizer, text, max_chunks=max_chunks)
+    docs; ``arg`` names the prompt in warnings and errors)."""
+    ids, weights, dropped = tokenize_weighted(pipe.tokenizer, text, max_chunks=max_chunks, arg=arg)
     if dropped:
         warn_dropped(arg, text, dropped, tokens_read(pipe.tokenizer, max_chunks))
     n = pipe.tokenizer.model_max_length

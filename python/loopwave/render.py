@@ -415,13 +415,13 @@ class _Job:
         render reached that frame, such a value stopped the run for good (a resume keeps
         the run's settings). The limits are those of :meth:`Img2Img.img2img`.
         About 0.1 ms a frame: a progress bar (if ``progress``) from 10,000 frames."""
-        weighed: set[str] = set()
+        weighed: set[tuple[str, str]] = set()
         with Progress(self.n, "checking settings", enabled=progress and self.n >= 10_000) as bar:
             for i in range(self.n):
                 self._check_frame(i, weighed)
                 bar.update()
 
-    def _check_frame(self, i: int, weighed: set[str]) -> None:
+    def _check_frame(self, i: int, weighed: set[tuple[str, str]]) -> None:
         """One frame of :meth:`check_every_frame` (``weighed``: prompt texts done)."""
         steps, cfg = self.steps(i), self.cfg(i)
         if not (math.isfinite(steps) and 0 <= round(steps) <= MAX_STEPS):
@@ -438,13 +438,13 @@ class _Job:
             self.strength(i)  # clamped to [0, 1]; an expression can still fail
             self.motion_at(i)
         p = self.prompt(i)
-        for text in (p.text, p.negative):
-            if text not in weighed:
+        for arg, text in (("prompt", p.text), ("negative prompt", p.negative)):
+            if (arg, text) not in weighed:
                 try:
-                    parse_weights(text)
+                    parse_weights(text, arg=arg)
                 except ValueError as e:
                     raise ValueError(f"prompts at frame {i}: {e}") from None
-                weighed.add(text)
+                weighed.add((arg, text))
 
     def init_image(self) -> np.ndarray | None:
         """``render.init_image`` read and checked, once (None where there is none)."""

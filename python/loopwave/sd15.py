@@ -19,7 +19,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .backends import DiffusersBackend, _byte_tokenizer, _deps, _img2img_pipeline
+from .backends import (
+    DiffusersBackend,
+    _byte_tokenizer,
+    _deps,
+    _img2img_pipeline,
+    _one_at_a_time,
+    _torch_device,
+    check_backend_args,
+    check_seed,
+)
 
 __all__ = ["SD15_TEXT", "SD15_UNET", "SD15_VAE", "sd15_random_backend", "sd15_random_parts"]
 
@@ -74,12 +83,19 @@ SD15_TEXT: dict[str, Any] = {
 }
 
 
+# one build at a time: the weights come from torch's process-wide generator, reseeded
+# here (builds on two threads got each other's draws)
+@_one_at_a_time
 def sd15_random_parts(*, seed: int = 0, device: str = "cpu") -> tuple[Any, Any, Any]:
-    """``(unet, vae, text_encoder)`` at SD 1.5 size with random weights, made on ``device``
-    (``"meta"`` builds them without memory, to inspect shapes and parameter counts)."""
+    """``(unet, vae, text_encoder)`` at SD 1.5 size with random weights, made in float32
+    on ``device`` (``"meta"`` builds them without memory, to inspect shapes and parameter
+    counts)."""
     torch, diffusers = _deps()
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    seed = check_seed(seed)
+    if device != "meta":
+        device = str(_torch_device(torch, device))
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
@@ -103,10 +119,11 @@ def sd15_random_backend(
 ) -> DiffusersBackend:
     """An SD 1.5-sized img2img backend with random weights (see the module docs)."""
     torch, _ = _deps()
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    # build in the precision it will run in: float16 on CUDA halves the memory
-    unet, vae, text = sd15_random_parts(seed=seed, device=device)
+    # before a billion weights are drawn
+    _, dev = check_backend_args(torch, device, scheduler, accel)
+    # drawn in float32 on the device, then cast to float16 there by DiffusersBackend on
+    # CUDA (about 4.3 GB at the peak, not 2.2)
+    unet, vae, text = sd15_random_parts(seed=seed, device=str(dev))
     with tempfile.TemporaryDirectory() as d:
         tokenizer = _byte_tokenizer(Path(d))
     pipe = _img2img_pipeline(unet, vae, text, tokenizer)
