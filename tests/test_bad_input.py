@@ -705,3 +705,73 @@ except MemoryError as e:
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.stdout.startswith("frames: no memory for a contiguous copy"), r.stdout + r.stderr
+
+
+def test_motion_takes_real_numbers_of_any_kind():
+    """Fraction and Decimal were refused as "not a number" here, where warp_affine's
+    matrix, adjust_gamma and lerp_frames take them (VideoReader.fps is a Fraction)."""
+    from decimal import Decimal
+    from fractions import Fraction
+
+    want = lw.motion_matrix(4, 6, zoom=1.5, angle=0.5, translate=(0.5, -2.0))
+    got = lw.motion_matrix(
+        4, 6, zoom=Fraction(3, 2), angle=Decimal("0.5"), translate=(Fraction(1, 2), Decimal(-2))
+    )
+    np.testing.assert_array_equal(got, want)
+    for bad in (Decimal("sNaN"), Decimal("Infinity"), np.longdouble("1e4000"), 10**400):
+        with pytest.raises(ValueError, match="^zoom must be a finite real number"):
+            lw.motion_matrix(4, 6, zoom=bad)
+    with pytest.raises(ValueError, match="^zoom must be > 0"):
+        lw.motion_matrix(4, 6, zoom=Fraction(-1, 2))
+    with pytest.raises(TypeError, match=r"^translate\[0\] must be a number"):
+        lw.motion_matrix(4, 6, translate=("1", 0))  # type: ignore[arg-type]
+
+
+def test_overflows_are_named_errors_not_warnings():
+    """Under -W error a RuntimeWarning from a float64 or float32 cast (a long double
+    beyond range, a zoom whose square overflows) came out first, naming nothing."""
+    import warnings
+
+    huge = np.longdouble("1e4000")
+    if not np.isfinite(huge):
+        pytest.skip("long double is float64 on this platform")
+    cases = [
+        (lambda: lw.motion_matrix(4, 4, zoom=1e200), "zoom"),
+        (lambda: lw.adjust_gamma(F, huge), "gamma"),
+        (lambda: lw.lerp_frames(F, F, huge), "alpha"),
+        (lambda: lw.warp_affine(F, np.array([[huge, 0, 0], [0, 1, 0]])), "matrix"),
+        (lambda: lw.lab_to_rgb(np.full((2, 2, 3), huge)), "lab"),
+        (lambda: lw.lab_to_rgb(np.full((2, 2, 3), 1e300)), "lab"),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for call, arg in cases:
+            with pytest.raises(ValueError) as e:
+                call()
+            names_arg(e, arg)
+
+
+def test_lab_to_rgb_copy_of_a_huge_view_is_a_named_memory_error():
+    # a broadcast view of 3e12 values: a bare MemoryError from a check before any other
+    lab = np.lib.stride_tricks.as_strided(
+        np.zeros(3), shape=(1 << 20, 1 << 20, 3), strides=(0, 0, 8)
+    )
+    with pytest.raises(MemoryError, match="^lab: no memory for a float32 copy"):
+        lw.lab_to_rgb(lab)
+    # infinities of the input itself are the kernel's to refuse, not "beyond float32"
+    bad = np.zeros((2, 2, 3))
+    bad[0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="^lab") as e:
+        lw.lab_to_rgb(bad)
+    assert "beyond float32" not in str(e.value)
+
+
+def test_a_long_name_is_not_quoted_whole():
+    for call in (
+        lambda s: lw.rgb_to_yuv420p(F, matrix=s),
+        lambda s: lw.warp_affine(F, np.eye(2, 3), border=s),
+    ):
+        for s in ("x" * 1_000_000, "é" * 1_000_000):
+            with pytest.raises(ValueError) as e:
+                call(s)
+            assert len(str(e.value)) < 200

@@ -82,9 +82,10 @@ def check_opset(v: Any) -> None:
 
 def _is_real(v: Any) -> bool:
     # numbers.Real: also Fraction (VideoReader.fps is one); Decimal is not registered there
+    # (np.timedelta64 is a numpy integer, and a duration)
     return isinstance(
         v, (numbers.Real, decimal.Decimal, np.integer, np.floating)
-    ) and not isinstance(v, (bool, np.bool_))
+    ) and not isinstance(v, (bool, np.bool_, np.timedelta64))
 
 
 def _holds_bool(x: list[Any] | tuple[Any, ...]) -> bool:
@@ -120,8 +121,11 @@ def real_array(x: Any, arg: str, form: str) -> np.ndarray:
     elif raw.dtype.kind not in "iuf":  # text, bools, dates, timedeltas, structured
         raise TypeError(f"{arg} must be {form}; got dtype {raw.dtype}")
     try:
-        return raw.astype(np.float64)
-    except OverflowError:  # a Python int beyond float64
+        # a long double beyond float64 overflowed with a RuntimeWarning (an exception
+        # under -W error) and became inf
+        with np.errstate(over="raise"):
+            return raw.astype(np.float64)
+    except (OverflowError, FloatingPointError):  # a Python int or long double beyond float64
         raise ValueError(f"{arg} must be finite; got a number beyond float64's range") from None
     except (ValueError, ArithmeticError) as e:  # Decimal('sNaN'): InvalidOperation
         raise ValueError(f"{arg} must be {form}; got {x!r:.60} ({e})") from None

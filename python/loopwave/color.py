@@ -17,7 +17,6 @@ Example
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Literal, overload
 
 import numpy as np
@@ -94,17 +93,21 @@ def lab_to_rgb(lab: npt.ArrayLike, *, dtype: npt.DTypeLike = np.uint8) -> Frames
         raise TypeError(f"dtype must be np.uint8 or np.float32; got {dtype!r}") from None
     if out_dtype not in v.FRAME_DTYPES:
         raise TypeError(f"dtype must be np.uint8 or np.float32; got {out_dtype}")
-    if (
-        lab.dtype != np.float32
-        and np.abs(lab[np.isfinite(lab)], dtype=np.float64).max(initial=0.0)
-        > np.finfo(np.float32).max
-    ):
-        raise ValueError("lab: has values beyond float32's range (about 3.4e38)")
-    x, single = v.frames(
-        lab.astype(np.float32, copy=False),
-        "lab",
-        "a float array of shape (H, W, 3) or (N, H, W, 3)",
-    )
+    lab32 = lab
+    if lab.dtype != np.float32:
+        try:
+            # a finite value beyond float32 becomes inf in the cast (no warning: checked
+            # below), where the inputs' own infinities stay the kernel's to refuse
+            with np.errstate(over="ignore"):
+                lab32 = lab.astype(np.float32)
+            if (np.isinf(lab32) & np.isfinite(lab)).any():
+                raise ValueError("lab: has values beyond float32's range (about 3.4e38)")
+        except MemoryError:  # a float32 copy of a huge (broadcast) view
+            nbytes = lab.size * 4
+            raise MemoryError(
+                f"lab: no memory for a float32 copy of shape {lab.shape} ({nbytes} bytes)"
+            ) from None
+    x, single = v.frames(lab32, "lab", "a float array of shape (H, W, 3) or (N, H, W, 3)")
     return _squeeze(_native.lab_to_rgb(x, out_dtype == np.uint8), single)
 
 
@@ -315,7 +318,9 @@ def rgb_to_yuv420p(
     x, single = v.frames(frames, "frames")
     if not isinstance(matrix, str):
         raise TypeError(f"matrix must be a string such as 'bt709'; got {type(matrix).__name__}")
-    if not matrix.isascii():  # what the native check cannot even read
+    # what the native check cannot even read, or would quote whole in its message (a
+    # megabyte of text); no name is longer than 9 characters
+    if not matrix.isascii() or len(matrix) > 40:
         raise ValueError(f"matrix must be 'bt601', 'bt709' or 'bt2020'; got {matrix!r:.40}")
     if not isinstance(full_range, (bool, np.bool_)):
         raise TypeError(f"full_range must be True or False; got {full_range!r}")
@@ -352,18 +357,22 @@ def motion_matrix(
         raise TypeError(f"translate must be a pair (x, y) of numbers; got {translate!r}") from None
     vals = {}
     for name, val in (("zoom", zoom), ("angle", angle), ("translate[0]", tx), ("translate[1]", ty)):
-        if isinstance(val, (bool, np.bool_, np.timedelta64)) or not isinstance(
-            val, (int, float, np.number)
-        ):
-            raise TypeError(f"{name} must be a number; got {val!r}")
-        if np.iscomplexobj(val):
+        if np.iscomplexobj(val) and not isinstance(val, (str, bytes)):
             raise TypeError(f"{name} must be a real number; got {val!r}")
-        big = isinstance(val, int) and abs(val) > sys.float_info.max  # float() would raise
-        f = np.inf if big else float(val)
+        # real numbers of any kind (Fraction, Decimal: as warp_affine's matrix takes them)
+        if not v._is_real(val):
+            raise TypeError(f"{name} must be a number; got {val!r}")
+        try:
+            with np.errstate(over="raise"):  # a long double beyond float64
+                f = float(val)
+        except (OverflowError, FloatingPointError):  # an int beyond float64
+            f = np.inf
+        except (ValueError, ArithmeticError):  # Decimal('sNaN')
+            f = np.nan
         if not np.isfinite(f):
             raise ValueError(f"{name} must be a finite real number; got {val!r:.40}")
         vals[name] = f
-    if zoom <= 0:
+    if vals["zoom"] <= 0:
         raise ValueError(f"zoom must be > 0; got {zoom}")
     tx, ty = vals["translate[0]"], vals["translate[1]"]
     cx, cy = width / 2.0, height / 2.0
@@ -371,12 +380,12 @@ def motion_matrix(
         a = vals["zoom"] * np.cos(np.radians(vals["angle"]))
         b = vals["zoom"] * np.sin(np.radians(vals["angle"]))
         m = np.array([[a, b, (1 - a) * cx - b * cy + tx], [-b, a, b * cx + (1 - a) * cy + ty]])
+        det = m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]  # zoom squared (inf for a huge zoom)
     if not np.isfinite(m).all():
         raise ValueError(
             f"zoom {zoom!r:.20} with translate {translate!r:.40} and size {height}x{width} "
             "gives a matrix beyond float64's range"
         )
-    det = m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]  # zoom squared
     if not (np.isfinite(det) and abs(det) >= 1e-12):  # warp_affine's own limit
         raise ValueError(
             f"zoom {zoom!r:.20} gives a motion that cannot be inverted (determinant "
@@ -397,9 +406,9 @@ def warp_affine(frames: Frames, matrix: npt.ArrayLike, *, border: str = "replica
     if m.shape not in ((2, 3), (x.shape[0], 2, 3)):
         raise ValueError(f"matrix must have shape (2, 3) or ({x.shape[0]}, 2, 3); got {m.shape}")
     if not isinstance(border, str):
-        raise TypeError(f"border must be 'replicate' or 'wrap'; got {border!r}")
-    if not border.isascii():  # what the native check cannot even read
-        raise ValueError(f"border must be 'replicate' or 'wrap'; got {border!r}")
+        raise TypeError(f"border must be 'replicate' or 'wrap'; got {border!r:.40}")
+    if not border.isascii() or len(border) > 40:  # as rgb_to_yuv420p's matrix
+        raise ValueError(f"border must be 'replicate' or 'wrap'; got {border!r:.40}")
     return _squeeze(_native.warp_affine(x, np.ascontiguousarray(m.reshape(-1)), border), single)
 
 
