@@ -95,6 +95,15 @@ def test_level_is_one_of_the_names() -> None:
     assert lw.simd_level() in LEVELS
 
 
+@pytest.mark.parametrize("spelling", ["BASELINE", " Baseline\n", "baseline"])
+def test_the_cap_is_read_in_any_case(spelling: str) -> None:
+    # "AVX2" or "Baseline" were ignored: the kernels ran at the CPU's widest level
+    code = "import loopwave as lw; print(lw.simd_level())"
+    env = {**os.environ, "LOOPWAVE_SIMD": spelling}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.stdout.strip() == "baseline", r.stderr
+
+
 @pytest.mark.parametrize("level", LEVELS[1:])
 def test_level_matches_baseline_bit_for_bit(
     level: str, inputs: Path, baseline: dict[str, np.ndarray]

@@ -53,13 +53,14 @@ fn detect() -> Level {
 }
 
 /// The level in use: the CPU's widest, capped by `LOOPWAVE_SIMD` when that
-/// names a level (other values are ignored).
+/// names a level, in any case and spacing (other values are ignored).
 pub fn level() -> Level {
     static LEVEL: OnceLock<Level> = OnceLock::new();
     *LEVEL.get_or_init(|| {
-        let cap = match std::env::var("LOOPWAVE_SIMD").as_deref() {
-            Ok("baseline") => Level::Baseline,
-            Ok("avx2") => Level::Avx2,
+        let var = std::env::var("LOOPWAVE_SIMD").unwrap_or_default();
+        let cap = match var.trim().to_ascii_lowercase().as_str() {
+            "baseline" => Level::Baseline,
+            "avx2" => Level::Avx2,
             _ => Level::Avx512,
         };
         detect().min(cap)

@@ -57,6 +57,8 @@ impl Cache {
                 .and_then(|v| v.trim().parse::<usize>().ok())
                 .unwrap_or(DEFAULT_MAX_MIB)
                 .saturating_mul(1 << 20)
+                // what set_buffer_cache takes at most (below 2**63)
+                .min(isize::MAX as usize)
         })
     }
 
