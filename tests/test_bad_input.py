@@ -723,6 +723,12 @@ def test_motion_takes_real_numbers_of_any_kind():
             lw.motion_matrix(4, 6, zoom=bad)
     with pytest.raises(ValueError, match="^zoom must be > 0"):
         lw.motion_matrix(4, 6, zoom=Fraction(-1, 2))
+    # a positive zoom that becomes 0 as a float was "not > 0"; one whose square
+    # overflows was "cannot be inverted ... at least 1e-12", as if it were too small
+    with pytest.raises(ValueError, match=r"^zoom Decimal\('1E-400'\) is too small"):
+        lw.motion_matrix(4, 6, zoom=Decimal("1e-400"))
+    with pytest.raises(ValueError, match="^zoom 1e[+]200 is too large"):
+        lw.motion_matrix(4, 6, zoom=1e200)
     with pytest.raises(TypeError, match=r"^translate\[0\] must be a number"):
         lw.motion_matrix(4, 6, translate=("1", 0))  # type: ignore[arg-type]
 

@@ -238,7 +238,13 @@ def test_bad_limits(value: object, error: type, message: str) -> None:
 @pytest.mark.parametrize(
     ("env", "want"),
     # a huge value was reported as 2**64 - 1, which set_buffer_cache itself refuses
-    [("0", 0), ("7", 7 << 20), ("lots", 512 << 20), ("18446744073709", 2**63 - 1)],
+    [
+        ("0", 0),
+        ("7", 7 << 20),
+        ("lots", 512 << 20),
+        ("18446744073709", 2**63 - 1),
+        ("99999999999999999999999", 2**63 - 1),
+    ],
 )
 def test_limit_from_the_environment(env: str, want: int) -> None:
     code = "import loopwave as lw; print(lw.buffer_cache_info()['max_bytes'])"

@@ -248,3 +248,36 @@ def test_a_plan_in_files_saves_without_rewriting_and_names_a_changed_file(tmp_pa
     np.testing.assert_array_equal(fresh.target(1), img)
     with pytest.raises(OSError, match=r"000008\.png: changed since the colour plan was made"):
         fresh.target(7)
+
+
+def test_a_plan_in_files_checks_its_files_and_travels(tmp_path, monkeypatch, photos):
+    """A plan built with keep or loaded reads its files: another plan saved over them
+    (same size) was used silently, a relative keep broke after a chdir, and a loaded
+    plan could not be pickled (a lock) nor handed to ColourPlan."""
+    import copy
+    import pickle
+    import shutil
+
+    img = photos["coffee"][:32, :48]
+    other = photos["chelsea"][:32, :48]
+    monkeypatch.chdir(tmp_path)
+    plan = ColourPlan.build(lambda k, v: img, frames=9, every=4, renders=1, keep="run/plan")
+    plan.save("run")
+    monkeypatch.chdir(tmp_path / "run")  # the relative keep still means tmp_path/run/plan
+    np.testing.assert_array_equal(plan.target(6), img)
+    for twin in (pickle.loads(pickle.dumps(plan)), copy.deepcopy(plan)):
+        np.testing.assert_array_equal(twin.target(2), img)
+    eager = ColourPlan(plan.keyframes)  # each read, all held: a plain dict
+    assert isinstance(eager.keyframes, dict) and list(eager.keyframes) == [0, 4, 8]
+    loaded = ColourPlan.load(tmp_path / "run")
+    import time
+
+    time.sleep(0.01)  # a later modification time, whatever the file system's clock
+    ColourPlan({0: other, 4: other, 8: other}).save(tmp_path / "run")  # the same size
+    # (`plan` holds all three images, as read before the change: it goes on with them)
+    np.testing.assert_array_equal(plan.target(1), img)
+    with pytest.raises(OSError, match=r"000000\.png: changed since the colour plan was made"):
+        loaded.target(1)
+    shutil.rmtree(tmp_path / "run" / "plan")
+    with pytest.raises(OSError, match=r"000000\.png: changed since .*\(it is gone\)"):
+        loaded.target(1)

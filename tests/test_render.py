@@ -516,6 +516,27 @@ def test_a_resume_refuses_settings_edited_since_the_frames_were_made(tmp_path, b
     assert r.frames == 7
 
 
+def test_a_render_that_failed_before_making_anything_can_start_afresh(tmp_path, backend):
+    """state.json (no frame yet) is written before the plan: a model failing at its first
+    keyframe (out of memory) left a folder a fresh run refused, and --resume retries the
+    same settings only."""
+
+    class Fails(_Spy):
+        def img2img(self, init, **kw):
+            if len(self.calls) == 1:  # frame 0 made, the first keyframe fails
+                raise RuntimeError("out of memory")
+            return super().img2img(init, **kw)
+
+    s = Settings.from_dict(JOB)
+    rd = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="out of memory"):
+        render(s, run_dir=rd, backend=Fails(backend), progress=False, video=False)
+    assert json.loads((rd / "state.json").read_text())["last"] == -1
+    fixed = Settings.from_dict({**JOB, "render": {**JOB["render"], "width": 48, "height": 48}})
+    r = render(fixed, run_dir=rd, backend=backend, progress=False, video=False)
+    assert r.frames == 7 and frames_of(rd)[0].shape == (48, 48, 3)
+
+
 def test_a_plan_interrupted_while_it_builds_goes_on_where_it_stopped(tmp_path, backend):
     """Each keyframe is kept as it is made: a resume renders only the rest of the plan,
     and the run's frames are those of a run never interrupted."""
@@ -697,7 +718,7 @@ LATE = {
     # finite and positive, but too small for warp_affine to invert (found at frame 4)
     "a zoom ramping to 1e-7": (
         _with("motion", zoom="0: (1), 4: (1e-7)"),
-        "motion at frame 4: zoom 1e-07 gives a motion that cannot be inverted",
+        "motion at frame 4: zoom 1e-07 is too small: the motion cannot be inverted",
     ),
     # read only when frame 0 was made, after settings.json and drift.csv were written
     "a missing init image": (

@@ -79,7 +79,7 @@ def test_sd15_arguments_are_checked_before_the_weights_are_built(monkeypatch):
         with pytest.raises(err, match=msg):
             sd.sd15_random_backend(**kw)
     monkeypatch.undo()
-    with pytest.raises(ValueError, match=r"^seed must be in 0\.\.2\*\*63 - 1"):
+    with pytest.raises(ValueError, match=r"^seed must be in -2\*\*63\.\.2\*\*64 - 1"):
         sd15_random_parts(seed=2**70, device="meta")
     with pytest.raises(ValueError, match="^device: 'foo'"):
         sd15_random_parts(device="foo")

@@ -105,12 +105,12 @@ def test_motion_matrix_refuses_exactly_what_warp_affine_cannot_invert():
     img = np.zeros((8, 8, 3), np.uint8)
     for zoom in (1.01e-6, 1e150):  # just inside: both take it
         lw.warp_affine(img, lw.motion_matrix(8, 8, zoom=zoom))
-    for zoom in (0.99e-6, 1e155):
+    for zoom, why in ((0.99e-6, "too small: the motion cannot be inverted"), (1e155, "too large")):
         m = lw.motion_matrix(8, 8, zoom=1.0)
         m[:, :2] *= zoom  # the same matrix, built by hand
         with pytest.raises(ValueError, match="not invertible"):
             lw.warp_affine(img, m)
-        with pytest.raises(ValueError, match="cannot be inverted"):
+        with pytest.raises(ValueError, match=why):
             lw.motion_matrix(8, 8, zoom=zoom)
 
 

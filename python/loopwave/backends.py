@@ -102,11 +102,11 @@ def check_backend_args(
 
 
 def check_seed(seed: Any) -> int:
-    """A model-building seed: an int in 0..2**63 - 1, as torch's generator takes it."""
+    """A model-building seed: an int in -2**63..2**64 - 1, what torch's generator takes."""
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an int; got {seed!r:.60}")
-    if not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be in 0..2**63 - 1; got {seed}")
+    if not -(2**63) <= seed < 2**64:
+        raise ValueError(f"seed must be in -2**63..2**64 - 1; got {seed}")
     return int(seed)
 
 
@@ -401,7 +401,7 @@ class DiffusersBackend(Img2Img):
         # as floats from here on, as diffusers takes them: a Fraction's exact step count
         # differed from diffusers' float one (1/161 of 161 steps: 1 against 0, a crash
         # inside diffusers), and a Decimal NaN raised InvalidOperation in the range check
-        strength, cfg = float(strength), float(cfg)
+        strength, cfg = _as_float(strength, "strength"), _as_float(cfg, "cfg")
         if not 0 <= strength <= 1:
             raise ValueError(f"strength must be in [0, 1]; got {strength}")
         if not 0 <= steps <= MAX_STEPS:
@@ -468,6 +468,17 @@ class DiffusersBackend(Img2Img):
             frame.flags.writeable = False
             self._kept = (frame, u8)
         return frame
+
+
+def _as_float(v: Any, name: str) -> float:
+    """A real number as a float: one beyond float64 is inf, a signalling NaN a NaN (the
+    range checks then refuse both, naming ``name``)."""
+    try:
+        return float(v)
+    except OverflowError:  # an int or Fraction beyond float64
+        return math.inf if v > 0 else -math.inf
+    except (ValueError, ArithmeticError):  # Decimal('sNaN')
+        return math.nan
 
 
 def _torch_device(torch: Any, device: Any) -> Any:

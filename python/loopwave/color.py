@@ -372,7 +372,7 @@ def motion_matrix(
         if not np.isfinite(f):
             raise ValueError(f"{name} must be a finite real number; got {val!r:.40}")
         vals[name] = f
-    if vals["zoom"] <= 0:
+    if not zoom > 0:
         raise ValueError(f"zoom must be > 0; got {zoom}")
     tx, ty = vals["translate[0]"], vals["translate[1]"]
     cx, cy = width / 2.0, height / 2.0
@@ -386,9 +386,14 @@ def motion_matrix(
             f"zoom {zoom!r:.20} with translate {translate!r:.40} and size {height}x{width} "
             "gives a matrix beyond float64's range"
         )
-    if not (np.isfinite(det) and abs(det) >= 1e-12):  # warp_affine's own limit
+    if not np.isfinite(det):  # a zoom near 1e154 and beyond
         raise ValueError(
-            f"zoom {zoom!r:.20} gives a motion that cannot be inverted (determinant "
+            f"zoom {zoom!r:.20} is too large: zoom squared (the matrix's determinant) "
+            "is beyond float64's range"
+        )
+    if not abs(det) >= 1e-12:  # warp_affine's own limit (a zoom that became 0 too)
+        raise ValueError(
+            f"zoom {zoom!r:.20} is too small: the motion cannot be inverted (determinant "
             f"{det:.3e}, zoom squared; warp_affine needs at least 1e-12, a zoom of 1e-6)"
         )
     return m

@@ -11,10 +11,12 @@ of keyframe 20 and 75% of keyframe 40.
 A plan is saved in the run directory (``plan/NNNNNN.png`` plus ``plan.json``)
 and loaded on resume instead of being rendered again; a render builds it with
 ``keep=RUN_DIR/plan``, so each keyframe is on disk as soon as it is made and an
-interrupted build goes on from there. A plan built with ``keep``, or loaded, reads
-its keyframes from those files as targets need them and holds the last three
+interrupted build goes on from there. A uint8 plan built with ``keep``, or loaded,
+reads its keyframes from those files as targets need them and holds the last three
 (:class:`Keyframes`): its memory is that of three images however many keyframes it
-has, as a long render's memory stays flat however long the video is.
+has, as a long render's memory stays flat however long the video is. Such a plan
+needs its files for as long as it is used, and refuses one changed since it was
+made; its keyframes are read-only arrays.
 
 Example
 -------
@@ -66,8 +68,10 @@ class Keyframes(Mapping[int, np.ndarray]):
     for; the last :attr:`HELD` read are kept, read-only, so a render going through its
     frames in order reads each keyframe once and holds three images at most.
 
-    A file changed since the plan was made (another size or type, or gone) is an
-    ``OSError`` naming it when it is next read."""
+    A file changed since the plan was made (rewritten, or gone) is an ``OSError``
+    naming it when it is next read: each file's size and modification time are
+    recorded when the plan is made. Pickled or copied, the mapping takes its paths
+    and records, not the images held."""
 
     #: Keyframes kept in memory: a target between two keyframes needs both, and a third
     #: spares a re-read when targets step back across one.
@@ -80,10 +84,24 @@ class Keyframes(Mapping[int, np.ndarray]):
         shape: tuple[int, ...],
         dtype: np.dtype[Any],
     ) -> None:
-        self.paths = dict(sorted(paths.items()))
+        # absolute: a later chdir must not point the plan at other files
+        self.paths = {k: Path(p).resolve() for k, p in sorted(paths.items())}
         self._read, self._shape, self._dtype = read, shape, dtype
+        self._stamps = {k: _stamp(p) for k, p in self.paths.items()}
+        self._start()
+
+    def _start(self) -> None:
         self._held: OrderedDict[int, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()  # the held images, for plans shared between threads
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_held"], state["_lock"]  # a lock cannot be pickled; images not needed
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._start()
 
     def __getitem__(self, k: int) -> np.ndarray:
         with self._lock:
@@ -92,11 +110,18 @@ class Keyframes(Mapping[int, np.ndarray]):
                 self._held.move_to_end(k)
                 return img
         path = self.paths[k]  # KeyError for a frame that is not a keyframe
+        changed = f"{path}: changed since the colour plan was made"
+        try:
+            same = _stamp(path) == self._stamps[k]
+        except OSError:
+            raise OSError(f"{changed} (it is gone)") from None
+        if not same:  # another plan saved over it, or an edit
+            raise OSError(f"{changed}; load the plan again (ColourPlan.load)")
         img = self._read(path)
         if img.shape != self._shape or img.dtype != self._dtype:
             raise OSError(
-                f"{path}: changed since the colour plan was made (now {img.dtype} "
-                f"{img.shape}, the plan's keyframes are {self._dtype} {self._shape})"
+                f"{changed} (now {img.dtype} {img.shape}, the plan's keyframes are "
+                f"{self._dtype} {self._shape})"
             )
         img.flags.writeable = False  # a caller's edit must not reach the next frame's target
         with self._lock:
@@ -127,9 +152,10 @@ class ColourPlan:
 
     keyframes: Mapping[int, np.ndarray]
 
-    def __init__(self, keyframes: dict[int, np.ndarray]) -> None:
-        if not isinstance(keyframes, dict):
+    def __init__(self, keyframes: Mapping[int, np.ndarray]) -> None:
+        if not isinstance(keyframes, Mapping):
             raise TypeError(f"keyframes must be a dict {{frame: image}}; got {keyframes!r:.60}")
+        keyframes = dict(keyframes)  # (another plan's Keyframes: each read, all held)
         if not keyframes:
             raise ValueError("keyframes must not be empty")
         check = _KeyframeCheck()
@@ -173,7 +199,7 @@ class ColourPlan:
         build that was interrupted, is read instead of rendered again: a plan of hundreds
         of renders is not started over after a Ctrl-C. Such a plan then reads its
         keyframes from those files when targets need them (:class:`Keyframes`), so it
-        holds a few images, not all of them."""
+        holds a few images, not all of them: keep the folder while the plan is used."""
         if isinstance(renders, bool) or not isinstance(renders, int) or renders < 1:
             raise ValueError(f"renders must be an int >= 1; got {renders!r}")
         keys = keyframe_indices(frames, every)
@@ -204,7 +230,8 @@ class ColourPlan:
         return sum((Path(keep) / f"{k:06d}.png").is_file() for k in keyframe_indices(frames, every))
 
     def target(self, i: int) -> np.ndarray:
-        """The target of frame ``i``: its keyframe, or the lerp of the two around it."""
+        """The target of frame ``i``: its keyframe, or the lerp of the two around it (a
+        keyframe of a plan in files is a read-only array: copy it to edit it)."""
         if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
             raise TypeError(f"i must be a frame index (int); got {i!r}")
         keys = self._keys
@@ -313,6 +340,13 @@ class _KeyframeCheck:
             raise ValueError(f"keyframes must not be empty images; got shape {img.shape}")
         if img.dtype == np.float32 and not np.isfinite(img).all():
             raise ValueError(f"keyframes[{k}] holds NaN or infinity")
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    """What tells a keyframe file from one written over it: its size and modification
+    time (nanoseconds)."""
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
 
 
 def _same_file(a: Path, b: Path) -> bool:

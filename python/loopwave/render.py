@@ -127,12 +127,25 @@ def _flock(fd: int) -> None:
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
+def _nothing_made(rd: Path) -> bool:
+    """Whether a run folder's state says no frame yet (``last`` -1, written before the
+    colour plan is built) and it holds no frame and no keyframe: a render that failed
+    before it made anything (a model out of memory at its first keyframe), which a fresh
+    run, with settings fixed, may start over."""
+    try:
+        if _read_state(rd) >= 0:
+            return False
+    except ValueError:  # damaged: a run, for the resume to report
+        return False
+    return not any((rd / sub).is_dir() and any((rd / sub).iterdir()) for sub in ("frames", "plan"))
+
+
 def _fresh_run_problem(rd: Path) -> str | None:
     """Why a fresh run cannot start in ``rd``, or None."""
     long = [part for part in rd.parts if len(os.fsencode(part)) > 255]
     if long:  # (before any look inside: that raises "File name too long")
         return f"run_dir: {long[0][:40]!r}... is longer than 255 bytes (output.dir / output.name)"
-    if (rd / "state.json").exists():
+    if (rd / "state.json").exists() and not _nothing_made(rd):
         return (
             f"run_dir: {rd} already holds a run (output.dir / output.name); continue it with "
             f"`loopwave render --resume {rd}` (resume=True), or choose another output "

@@ -52,13 +52,13 @@ static CACHE: Mutex<Cache> = Mutex::new(Cache {
 impl Cache {
     fn max_bytes(&mut self) -> usize {
         *self.max_bytes.get_or_insert_with(|| {
+            // any whole number, capped at what set_buffer_cache takes (below 2**63)
             std::env::var("LOOPWAVE_BUFFER_CACHE_MB")
                 .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(DEFAULT_MAX_MIB)
+                .and_then(|v| v.trim().parse::<u128>().ok())
+                .map_or(DEFAULT_MAX_MIB as u128, |mb| mb.min(u64::MAX as u128))
                 .saturating_mul(1 << 20)
-                // what set_buffer_cache takes at most (below 2**63)
-                .min(isize::MAX as usize)
+                .min(isize::MAX as u128) as usize
         })
     }
 
