@@ -115,3 +115,24 @@ def test_bench_times_device_frames_against_uploads():
     assert set(got) == {"upload each frame", "device_frames", "device_frames + device_rng"}
     assert all(v > 0 for v in got.values())
     assert len(lines) == 3 and "device_frames" in lines[1] and "device_rng" in lines[2]
+
+
+def test_unet_calls_are_counted_not_assumed():
+    """The report took one UNet call per step: PNDM runs more (its warm-up, or one more
+    step without it), so its render share of the UNet-only rate came out too high."""
+    from diffusers import PNDMScheduler
+
+    from loopwave.backends import smoke_backend
+    from loopwave.bench import unet_calls
+
+    frame = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    kw = {"prompt": "a castle", "negative": "", "cfg": 7.0, "seed": 1}
+    b = smoke_backend(scheduler="DDIM")
+    assert unet_calls(b, lambda: b.img2img(frame, strength=0.5, steps=8, **kw)) == 4
+    assert unet_calls(b, lambda: b.img2img(frame, strength=0.0, steps=8, **kw)) == 0
+    b = smoke_backend(scheduler="PNDM")
+    b.pipe.scheduler = PNDMScheduler.from_config(b.pipe.scheduler.config, skip_prk_steps=True)
+    n = unet_calls(b, lambda: b.img2img(frame, strength=1.0, steps=4, **kw))
+    assert n == len(b.pipe.scheduler.timesteps) and n != 4, n
+    # the hook is gone: calls after the count are not counted anywhere
+    assert not b.pipe.unet._forward_pre_hooks

@@ -75,6 +75,22 @@ def _backend(model: str, device: str, accel: dict[str, Any] | None) -> Any:
     return load_backend("diffusers", model, device=device, accel=accel)
 
 
+def unet_calls(backend: Any, fn: Callable[[], Any]) -> int:
+    """How many times ``fn`` calls the backend's UNet (a forward pre-hook, removed after)."""
+    n = 0
+
+    def count(*_: Any) -> None:
+        nonlocal n
+        n += 1
+
+    hook = backend.pipe.unet.register_forward_pre_hook(count)
+    try:
+        fn()
+    finally:
+        hook.remove()
+    return n
+
+
 def unet_its(backend: Any, size: int, iterations: int, min_seconds: float = 1.0) -> float:
     """UNet iterations per second at batch 2 and ``size`` pixels (latents size/8).
 
@@ -127,7 +143,7 @@ def run_bench(
     import torch
 
     from . import color_correct
-    from .backends import MAX_STEPS, _steps_for, check_backend_args
+    from .backends import MAX_STEPS, check_backend_args
     from .interpolate import interpolate
     from .render import render
     from .settings import Settings
@@ -159,8 +175,6 @@ def run_bench(
             raise ValueError(f"{part} must be one of {', '.join(RUNTIMES)}; got {how!r}")
     # before the weights are built (a billion for sd15-random)
     check_backend_args(torch, device, None, accel)
-    # UNet calls per img2img frame: the steps diffusers runs of the schedule img2img asks
-    calls = int(_steps_for(steps, strength) * strength)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as d:
         backend = _backend(model, device, accel)
@@ -174,6 +188,9 @@ def run_bench(
         rng = np.random.default_rng(0)
         frame = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
         kw = {"prompt": "a castle", "negative": "", "strength": strength, "steps": steps}
+        # UNet calls per img2img frame, counted (a second-order scheduler makes two a
+        # step, PNDM one more than its steps), in a call that also warms up
+        calls = unet_calls(backend, lambda: backend.img2img(frame, cfg=7.0, seed=1, **kw))
         results["img2img_ms"] = 1e3 * median_time(
             lambda: backend.img2img(frame, cfg=7.0, seed=1, **kw), repeats
         )
