@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import decimal
+import math
 import numbers
 import sys
 from collections.abc import Sequence
@@ -86,6 +87,20 @@ def _is_real(v: Any) -> bool:
     return isinstance(
         v, (numbers.Real, decimal.Decimal, np.integer, np.floating)
     ) and not isinstance(v, (bool, np.bool_, np.timedelta64))
+
+
+def to_float(v: Any) -> float:
+    """A real number (:func:`_is_real`) as a float: one beyond float64 (a huge int or
+    Fraction, a long double) is an infinity and a signalling NaN a NaN, so the caller's
+    finiteness or range check refuses it by name (not OverflowError, InvalidOperation,
+    or a RuntimeWarning first)."""
+    try:
+        with np.errstate(over="raise"):
+            return float(v)
+    except (OverflowError, FloatingPointError):
+        return math.inf if v > 0 else -math.inf
+    except (ValueError, ArithmeticError):  # Decimal('sNaN')
+        return math.nan
 
 
 def _holds_bool(x: list[Any] | tuple[Any, ...]) -> bool:

@@ -38,7 +38,7 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from ._validate import _is_real
+from ._validate import _is_real, to_float
 
 __all__ = [
     "ACCEL_KEYS",
@@ -401,7 +401,7 @@ class DiffusersBackend(Img2Img):
         # as floats from here on, as diffusers takes them: a Fraction's exact step count
         # differed from diffusers' float one (1/161 of 161 steps: 1 against 0, a crash
         # inside diffusers), and a Decimal NaN raised InvalidOperation in the range check
-        strength, cfg = _as_float(strength, "strength"), _as_float(cfg, "cfg")
+        strength, cfg = to_float(strength), to_float(cfg)
         if not 0 <= strength <= 1:
             raise ValueError(f"strength must be in [0, 1]; got {strength}")
         if not 0 <= steps <= MAX_STEPS:
@@ -468,17 +468,6 @@ class DiffusersBackend(Img2Img):
             frame.flags.writeable = False
             self._kept = (frame, u8)
         return frame
-
-
-def _as_float(v: Any, name: str) -> float:
-    """A real number as a float: one beyond float64 is inf, a signalling NaN a NaN (the
-    range checks then refuse both, naming ``name``)."""
-    try:
-        return float(v)
-    except OverflowError:  # an int or Fraction beyond float64
-        return math.inf if v > 0 else -math.inf
-    except (ValueError, ArithmeticError):  # Decimal('sNaN')
-        return math.nan
 
 
 def _torch_device(torch: Any, device: Any) -> Any:

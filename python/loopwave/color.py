@@ -362,13 +362,7 @@ def motion_matrix(
         # real numbers of any kind (Fraction, Decimal: as warp_affine's matrix takes them)
         if not v._is_real(val):
             raise TypeError(f"{name} must be a number; got {val!r}")
-        try:
-            with np.errstate(over="raise"):  # a long double beyond float64
-                f = float(val)
-        except (OverflowError, FloatingPointError):  # an int beyond float64
-            f = np.inf
-        except (ValueError, ArithmeticError):  # Decimal('sNaN')
-            f = np.nan
+        f = v.to_float(val)
         if not np.isfinite(f):
             raise ValueError(f"{name} must be a finite real number; got {val!r:.40}")
         vals[name] = f
