@@ -12,11 +12,15 @@ then ``state.json`` records it (both written atomically, in that order), so
 after a crash or kill and produces exactly the frames an uninterrupted run
 would (deterministic on the CPU).
 
-The work runs as a pipeline of threads behind bounded queues, so memory stays
+The work runs as a pipeline of stages behind bounded queues, so memory stays
 flat however many frames: the render thread generates and colour-corrects
 (sequential by nature: each frame needs the corrected previous one); a writer
-thread computes the drift figures and stores each frame; an encoder thread
-interpolates and encodes the frames as they arrive (when PyAV is installed).
+thread computes the drift figures and stores each frame; an encoder stage
+interpolates and encodes the frames as they arrive (when PyAV is installed), on a
+thread, or with ``stages="process"`` in a child process at a lower CPU priority (a
+crash inside a codec then stops only the video: the frames are on disk and a resume
+encodes them again). On an H200 the two placements rendered at the same rate
+(benches/RESULTS_GEN.md), so the thread stays the default.
 An error in any stage stops the render with everything generated so far on
 disk. A resumed run re-encodes the stored frames first, then the new ones.
 
@@ -302,7 +306,7 @@ def _settings_digest(s: Settings) -> str:
 
 
 def _saver(
-    run_dir: Path, encoder: _Stage | None, digest: str
+    run_dir: Path, encoder: _Stage | _ProcessStage | None, digest: str
 ) -> Callable[[Iterator[tuple[int, np.ndarray, np.ndarray | None, np.ndarray | None]]], None]:
     """The writer stage: drift figures, the lossless frame, its drift row, then the state
     (in that order, so a recorded frame is always complete on disk; with ``digest``, the
@@ -616,6 +620,102 @@ def _preflight(job: _Job, encode: bool, progress: bool) -> Any:
     return None
 
 
+STAGES = ("thread", "process")
+ENCODER_NICE = 10  # the encoder process's CPU priority, below the render thread's
+
+
+class _ProcessStage:
+    """The encoder stage in a child process (:mod:`loopwave._encode_worker`), with
+    :class:`_Stage`'s interface: frames go down a pipe, the child interpolates and
+    encodes them at a lower CPU priority, and its error comes back as a StageError on the
+    next :meth:`put` or at :meth:`close` (also when the child died outright: a codec's
+    abort or a kill stops the render with every frame saved, and resume encodes again).
+
+    The lower priority was meant to keep the CPU for the thread that feeds the GPU; on an
+    H200 it made no measurable difference to the render's rate (benches/RESULTS_GEN.md)."""
+
+    name = "encoding"
+
+    def __init__(self, run_dir: Path, on_disk: int, nice: int = ENCODER_NICE) -> None:
+        import subprocess
+
+        import loopwave
+
+        env = dict(os.environ)
+        # the child imports this loopwave, wherever it was imported from
+        root = str(Path(loopwave.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        self.p = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "loopwave._encode_worker",
+                str(run_dir),
+                str(on_disk),
+                str(nice),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        self._done = False
+
+    def _failure(self) -> StageError:
+        """The child's error (it has exited or is exiting): its one-line report."""
+        assert self.p.stdout is not None
+        self.p.wait()
+        msg = self.p.stdout.read().decode(errors="replace").strip()
+        return StageError(
+            f"{self.name} failed: {msg or f'the encoder process exited with {self.p.returncode}'}"
+        )
+
+    def put(self, frame: np.ndarray) -> None:
+        from ._encode_worker import FRAME, HEADER
+
+        assert self.p.stdin is not None
+        if self._done:
+            return
+        if self.p.poll() is not None:  # failed (a finished child has been sent END)
+            raise self._failure()
+        f = np.ascontiguousarray(frame, dtype=np.uint8)
+        try:
+            self.p.stdin.write(HEADER.pack(FRAME, *f.shape))
+            self.p.stdin.write(f.data.cast("B"))
+        except (BrokenPipeError, ConnectionResetError):
+            raise self._failure() from None
+
+    def close(self) -> None:
+        """Finish the video; raise the child's error if it failed."""
+        from ._encode_worker import END, HEADER
+
+        assert self.p.stdin is not None
+        if not self._done:
+            self._done = True
+            try:
+                self.p.stdin.write(HEADER.pack(END, 0, 0, 0))
+                self.p.stdin.close()
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        if self.p.wait() != 0:
+            raise self._failure()
+
+    def abandon(self) -> None:
+        """Stop the child; it drops the partial video (end of input without END)."""
+        import subprocess
+
+        assert self.p.stdin is not None
+        self._done = True
+        try:
+            self.p.stdin.close()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            self.p.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # stuck in a codec: it is only the video
+            self.p.kill()
+            self.p.wait()
+
+
 def render(
     settings: Settings | None,
     *,
@@ -626,10 +726,16 @@ def render(
     video: bool = True,
     stop_after: int | None = None,
     on_frame: Callable[[int, np.ndarray], None] | None = None,
+    stages: str = "thread",
 ) -> RenderResult:
     """Render a morph video (see the module docs). ``stop_after`` stops after that frame index,
     as a crash would (for tests and partial renders); resume with ``resume=True``.
-    ``on_frame(i, frame)`` is called with each finished frame (see :func:`render_frames`)."""
+    ``on_frame(i, frame)`` is called with each finished frame (see :func:`render_frames`).
+    ``stages``: where the encoder stage (interpolation and encoding) runs: ``"thread"``
+    or ``"process"`` (a child process at a lower CPU priority, where a crash in a codec
+    stops only the video); the video is the same."""
+    if not isinstance(stages, str) or stages not in STAGES:  # before the model loads
+        raise ValueError(f"stages must be one of {', '.join(map(repr, STAGES))}; got {stages!r}")
     if stop_after is not None:
         if isinstance(stop_after, (bool, np.bool_)) or not isinstance(
             stop_after, (int, np.integer)
@@ -780,7 +886,13 @@ def render(
 
         prev = _read_png(rd / "frames" / f"{last:06d}.png") if last >= 0 else None
         done = last + 1
-        encoder = _Stage("encoding", _encoder(rd, settings, done, rife)) if encode else None
+        encoder: _Stage | _ProcessStage | None = None
+        if encode:
+            encoder = (
+                _ProcessStage(rd, done)
+                if stages == "process"
+                else _Stage("encoding", _encoder(rd, settings, done, rife))
+            )
         writer = _Stage("saving frames", _saver(rd, encoder, _settings_digest(settings)))
 
         def stop(finish: bool) -> None:
@@ -894,6 +1006,13 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--size", help="WxH (overrides render.width and render.height)")
     p.add_argument("--no-video", action="store_true", help="write frames only")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--stages",
+        choices=STAGES,
+        default="thread",
+        help="where interpolation and encoding run: a thread (default) or a process at a "
+        "lower CPU priority, where a crash in a codec stops only the video",
+    )
 
     def run(a: Any) -> int:
         try:
@@ -936,6 +1055,7 @@ def add_cli(sub: Any) -> None:
                 resume=True,
                 progress=not a.quiet,
                 video=not a.no_video,
+                stages=a.stages,
             )
         else:
             if not a.settings:
@@ -955,7 +1075,7 @@ def add_cli(sub: Any) -> None:
                 data["render"] = {**data["render"], "width": w, "height": h}
             s = Settings.from_dict(data)
             run_dir.append(Path(s["output"]["dir"]) / s["output"]["name"])
-            r = render(s, progress=not a.quiet, video=not a.no_video)
+            r = render(s, progress=not a.quiet, video=not a.no_video, stages=a.stages)
         print(
             f"rendered {r.frames} frames in {r.run_dir}"
             + (f"; video: {r.video}" if r.video else "")

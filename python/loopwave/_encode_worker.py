@@ -1,0 +1,125 @@
+"""The render's encoder stage in a process of its own (``render(..., stages="process")``).
+
+Started by :class:`loopwave.render._ProcessStage` as
+``python -m loopwave._encode_worker RUN_DIR ON_DISK NICE``. It lowers its own CPU
+priority by ``NICE`` first (so the threads OpenCV, rayon and the interpolation pool start
+later inherit it), reads the run's ``settings.json``, then interpolates and encodes the
+frames already on disk (``ON_DISK`` of them, a resumed run) and those the renderer sends
+on standard input, exactly as the thread stage does.
+
+Standard input carries frames as a 16-byte header (``b"LWF1"``, then height, width and
+channels as little-endian uint32) followed by the uint8 pixels, row by row; ``b"LWND"``
+and twelve zero bytes end the stream, and the video is finished. End of file without
+that header means the render stopped early (Ctrl-C, a failure, a killed parent): the
+partial video is removed, as the thread stage does when abandoned. On failure the
+worker writes one line, the error, to standard output and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import struct
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+HEADER = struct.Struct("<4sIII")
+FRAME, END = b"LWF1", b"LWND"
+
+
+class _Stopped(Exception):
+    """The renderer's stream ended without its end header: drop the video."""
+
+
+def _read_exactly(f: BinaryIO, n: int) -> bytes | None:
+    """``n`` bytes, or None at end of file (also part way: a parent killed mid-frame)."""
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = f.read(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def _reader(f: BinaryIO, q: queue.Queue[Any]) -> None:
+    """Drain standard input into ``q`` (the renderer never waits on a full pipe while
+    frames are interpolated); ``END`` or ``_Stopped`` last."""
+    try:
+        while True:
+            head = _read_exactly(f, HEADER.size)
+            if head is None:
+                q.put(_Stopped())
+                return
+            magic, h, w, c = HEADER.unpack(head)
+            if magic == END:
+                q.put(END)
+                return
+            if magic != FRAME:
+                q.put(ValueError(f"encoder stream: bad frame header {magic!r}"))
+                return
+            data = _read_exactly(f, h * w * c)
+            if data is None:
+                q.put(_Stopped())
+                return
+            q.put(np.frombuffer(data, np.uint8).reshape(h, w, c))
+    except BaseException as e:  # noqa: BLE001 - handed to the encoding thread
+        q.put(e)
+
+
+def _frames(q: queue.Queue[Any]) -> Iterator[np.ndarray]:
+    while True:
+        item = q.get()
+        if isinstance(item, np.ndarray):
+            yield item
+        elif item is END:
+            return
+        else:
+            raise item
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the renderer decides when to stop
+    result = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # anything a library prints goes to standard error
+    try:
+        run_dir, on_disk, nice = Path(argv[0]), int(argv[1]), int(argv[2])
+        if nice and hasattr(os, "nice"):
+            os.nice(nice)
+        from .plan import _read_json
+        from .render import _encoder
+        from .settings import Settings
+
+        s = Settings.from_dict(_read_json(run_dir / "settings.json"))
+        it = s["interpolation"]
+        rife = None
+        if it["factor"] > 1 and it["backend"] == "rife":
+            from .rife import OnnxRifeInterpolator
+
+            rife = OnnxRifeInterpolator(it["model"])
+        q: queue.Queue[Any] = queue.Queue(maxsize=4)
+        threading.Thread(target=_reader, args=(sys.stdin.buffer, q), daemon=True).start()
+        try:
+            _encoder(run_dir, s, on_disk, rife)(_frames(q))
+        except _Stopped:
+            pass  # writing_video removed the partial file on the way out
+    except BaseException as e:  # noqa: BLE001 - reported to the renderer, one line
+        msg = f"{type(e).__name__}: {e}".replace("\n", " ")
+        result.write(msg + "\n")
+        result.flush()
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    code = main(sys.argv[1:])
+    sys.stderr.flush()
+    # no interpreter teardown: with the stdin reader still blocked on a daemon thread (a
+    # failure part way), finalisation sometimes aborted the process after the report
+    os._exit(code)
