@@ -626,3 +626,36 @@ def test_backend_settings_are_checked_before_any_weights_load(tmp_path, monkeypa
         load_backend("smoke", scheduler=["x"])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^seed must be in -2\*\*63\.\.2\*\*64 - 1"):
         smoke_backend(seed=2**70)
+
+
+def test_embed_runs_under_the_call_lock():
+    """embed is public and shares the prompt cache with img2img: a call waits while
+    another thread holds the backend (it ran beside it before)."""
+    import threading
+
+    b = smoke_backend()
+    done = threading.Event()
+    with b._call_lock:
+        t = threading.Thread(target=lambda: (b.embed("a castle"), done.set()))
+        t.start()
+        assert not done.wait(0.5)  # waiting for the lock
+    t.join(30)
+    assert done.is_set()
+    b.img2img(np.zeros((32, 32, 3), np.uint8), prompt="a castle", negative="",
+              strength=0.5, steps=2, cfg=7.0, seed=1)  # fmt: skip
+    # img2img calls embed under the same (reentrant) lock
+
+
+def test_the_set_of_warned_prompts_stays_bounded(monkeypatch):
+    import warnings
+
+    from loopwave import backends
+
+    monkeypatch.setattr(backends, "WARNED_KEPT", 3)
+    b = smoke_backend()
+    cap = 75 * backends.MAX_CHUNKS
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(10):  # a long prompt whose words change every frame
+            b.embed(f"{i:03d}" + "p" * cap)
+            assert len(b._warned) <= 3

@@ -182,6 +182,9 @@ def _deps() -> tuple[Any, Any]:
     return torch, diffusers
 
 
+WARNED_KEPT = 1024  # cut prompts remembered, so each warns once
+
+
 def _one_call_at_a_time(fn: _F) -> _F:
     """A method that runs under its object's ``_call_lock``."""
 
@@ -255,7 +258,8 @@ class DiffusersBackend(Img2Img):
         # how many 75-token chunks of a prompt the UNet takes (1 once it runs as a graph
         # exported with a 77-token input: loopwave.trt.use_runner sets it)
         self.max_chunks = MAX_CHUNKS
-        self._call_lock = threading.Lock()
+        # reentrant: img2img (under it) calls embed (under it too)
+        self._call_lock = threading.RLock()
         self._speed_up(torch)
 
     def _speed_up(self, torch: Any) -> None:
@@ -279,6 +283,7 @@ class DiffusersBackend(Img2Img):
             pipe.vae.decoder = torch.compile(pipe.vae.decoder, mode=mode)
             pipe.vae.encoder = torch.compile(pipe.vae.encoder, mode=mode)
 
+    @_one_call_at_a_time
     def embed(self, text: str, *, arg: str = "prompt", stacklevel: int = 2) -> Any:
         """Hidden states of a prompt with A1111 weights (:mod:`loopwave.prompt_weights`):
         ``(1, 77 k, dim)`` for a prompt of ``k`` chunks, at most :attr:`max_chunks`.
@@ -299,10 +304,14 @@ class DiffusersBackend(Img2Img):
         tok = self.pipe.tokenizer
         ids, weights, dropped = tokenize_weighted(tok, text, max_chunks=self.max_chunks, arg=arg)
         if dropped and (arg, ids) not in self._warned:
-            # once per argument and tokens, not every frame (@wave changes the text only)
+            # once per argument and tokens, not every frame (@wave changes the text only);
+            # forgotten after WARNED_KEPT (a long prompt whose text changes every frame)
+            if len(self._warned) >= WARNED_KEPT:
+                self._warned.clear()
             self._warned.add((arg, ids))
             read = tokens_read(tok, self.max_chunks)
-            warn_dropped(arg, text, dropped, read, stacklevel=stacklevel)
+            # one frame more: the call lock's wrapper
+            warn_dropped(arg, text, dropped, read, stacklevel=stacklevel + 1)
         hidden = self._embeds.get(ids)
         if hidden is None:
             hidden = encode_ids(self.pipe, ids, self.device)
