@@ -269,3 +269,33 @@ print("numpy.ma" in sys.modules)
     if r.stdout.strip() == "preloaded":
         pytest.skip("this NumPy imports numpy.ma with numpy")
     assert r.stdout.strip() == "False", r.stdout + r.stderr[-2000:]
+
+
+def test_one_out_array_written_by_two_threads_at_once_is_refused_by_name():
+    """Concurrent calls writing one ``out=`` array: each either runs alone or is refused
+    with a message saying so (it blamed overlap with the inputs, which there was not)."""
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, (8, 1080, 1920, 3), dtype=np.uint8)
+    target = rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    out = np.empty_like(frames)
+    want = lw.color_correct(frames, target)
+    start = threading.Barrier(4)
+    refused: list[str] = []
+
+    def one() -> None:
+        start.wait()
+        for _ in range(3):
+            try:
+                lw.color_correct(frames, target, out=out)
+            except ValueError as e:
+                refused.append(str(e))
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert refused, "12 calls of ~0.1 s each on 4 threads never met"
+    assert all(m.startswith("out: another call is using this array") for m in refused), refused
+    lw.color_correct(frames, target, out=out)  # free again once they are done
+    np.testing.assert_array_equal(out, want)

@@ -309,9 +309,15 @@ fn with_gammas<'py, T: Element + Sample>(
     };
     {
         let mut w = dst.try_readwrite().map_err(|e| {
-            PyValueError::new_err(format!(
-                "out: cannot write to it ({e}); it must be writeable and share no memory with the inputs"
-            ))
+            PyValueError::new_err(match e {
+                // the Python wrapper has refused overlap with the inputs already: here it
+                // is another call on another thread reading or writing the same array
+                numpy::BorrowError::AlreadyBorrowed => "out: another call is using this array \
+                    at the same time (or it shares memory with the inputs); give each \
+                    concurrent call its own out array"
+                    .to_string(),
+                _ => format!("out: cannot write to it ({e}); it must be writeable"),
+            })
         })?;
         let o = w
             .as_slice_mut()
