@@ -8,7 +8,11 @@ lent H200 machine; same frames on disk), so only lossless videos can be compared
 from __future__ import annotations
 
 import json
+import os
 import signal
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,31 +70,41 @@ def test_a_stopped_process_stage_leaves_no_video_and_resume_encodes_everything(t
 
 def _run_dir(tmp_path, **interpolation):
     rd = tmp_path / "run"
-    rd.mkdir()
+    rd.mkdir(parents=True)
     job = {**JOB, "interpolation": {**JOB["interpolation"], **interpolation}}
     (rd / "settings.json").write_text(json.dumps(dict(Settings.from_dict(job))))
     return rd
 
 
+def _stage(rd):
+    return _ProcessStage(rd, 0, rd / "morph.mp4")
+
+
+def _closed(stage):
+    return stage.p.stdin.closed and stage.p.stdout.closed and stage.p.returncode is not None
+
+
 def test_an_encoder_process_failure_is_a_stage_error_with_its_message(tmp_path):
     rd = _run_dir(tmp_path, factor=1)
-    stage = _ProcessStage(rd, 0)
+    stage = _stage(rd)
     stage.put(np.zeros((64, 64, 3), np.uint8))
-    with pytest.raises(StageError, match="encoding failed: ValueError: frames must keep one size"):
+    # worded as the thread stage words it (no exception type in front)
+    with pytest.raises(StageError, match="^encoding failed: frames must keep one size"):
         for _ in range(50):  # the child fails on the second frame; a later put sees it
             stage.put(np.zeros((32, 64, 3), np.uint8))
-        stage.close()
-    assert stage.p.returncode == 1
+    with pytest.raises(StageError, match="^encoding failed: frames must keep one size"):
+        stage.close()  # the same report again, not an error reading it twice
+    assert stage.p.returncode == 1 and _closed(stage)
     assert not list(rd.glob("*.mp4"))  # no video, partial or not
 
 
 def test_an_abandoned_encoder_process_exits_and_drops_the_partial_video(tmp_path):
     rd = _run_dir(tmp_path)
-    stage = _ProcessStage(rd, 0)
+    stage = _stage(rd)
     for i in range(3):
         stage.put(np.full((64, 64, 3), 40 * i, np.uint8))
     stage.abandon()
-    assert stage.p.returncode == 0
+    assert stage.p.returncode == 0 and _closed(stage)
     assert not list(rd.glob("*.mp4"))
     stage.put(np.zeros((64, 64, 3), np.uint8))  # after abandon: dropped, as the thread stage
     stage.close()  # and closing it again is harmless
@@ -98,24 +112,96 @@ def test_an_abandoned_encoder_process_exits_and_drops_the_partial_video(tmp_path
 
 def test_the_encoder_process_finishes_the_video_it_was_sent(tmp_path):
     rd = _run_dir(tmp_path, factor=3)
-    stage = _ProcessStage(rd, 0)
+    stage = _stage(rd)
     frames = [np.full((64, 64, 3), v, np.uint8) for v in (0, 90, 180)]
     for f in frames:
         stage.put(f)
     stage.close()
+    assert _closed(stage)
     got = decoded(rd / "morph.mp4")
     assert len(got) == 7  # 3 frames, 3x: two in between each pair
-    assert np.abs(got[::3].astype(int) - np.stack(frames)).max() <= 2  # lossy H.264
+    assert np.abs(got[::3].astype(int) - np.stack(frames)).max() <= 2
 
 
-def test_a_killed_encoder_process_stops_the_render_with_the_frames_saved(tmp_path):
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+def test_a_killed_encoder_process_is_a_stage_error_and_leaves_no_partial_video(tmp_path):
     rd = _run_dir(tmp_path)
-    stage = _ProcessStage(rd, 0)
-    stage.put(np.zeros((64, 64, 3), np.uint8))
+    stage = _stage(rd)
+    for i in range(6):  # enough for the partial video to be on disk
+        stage.put(np.full((64, 64, 3), 30 * i, np.uint8))
+    deadline = time.monotonic() + 60
+    while not list(rd.glob("*.partial.mp4")):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     stage.p.send_signal(signal.SIGKILL)  # as a codec's abort would end it
     stage.p.wait()
-    with pytest.raises(StageError, match="encoding failed: the encoder process exited with -9"):
+    msg = "^encoding failed: the encoder process was killed by SIGKILL"
+    with pytest.raises(StageError, match=msg):
         stage.put(np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(StageError, match=msg):
+        stage.close()
+    assert _closed(stage) and not list(rd.glob("*.mp4"))
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+def test_abandoning_a_child_that_stopped_reading_does_not_hang(tmp_path, monkeypatch):
+    """A child stuck in a codec: the writer waits on the full pipe, abandon() kills the
+    child rather than wait for that write (it hung there forever)."""
+    monkeypatch.setattr(_ProcessStage, "WRITE_WAIT", 0.5)
+    rd = _run_dir(tmp_path)
+    stage = _stage(rd)
+    stage.put(np.zeros((64, 64, 3), np.uint8))
+    stage.p.send_signal(signal.SIGSTOP)
+    writer = threading.Thread(
+        target=lambda: [stage.put(np.zeros((256, 256, 3), np.uint8)) for _ in range(40)]
+    )
+    writer.start()  # 40 frames of 192 KB: far beyond the pipe and the child's queue
+    time.sleep(0.5)
+    assert writer.is_alive()  # waiting on the stopped child
+    t = time.monotonic()
+    stage.abandon()
+    writer.join(30)
+    assert not writer.is_alive() and time.monotonic() - t < 30
+    assert stage.p.returncode == -signal.SIGKILL and _closed(stage)
+    assert not list(rd.glob("*.mp4"))
+
+
+def test_abandon_racing_a_put_drops_the_frame_quietly(tmp_path):
+    """abandon() on one thread while the writer thread puts frames: the puts after it
+    return (one raised 'write to closed file' and lost the writer's queued frames)."""
+    for k in range(8):
+        rd = _run_dir(tmp_path / str(k))
+        stage = _stage(rd)
+        errors: list[BaseException] = []
+
+        def puts(stage=stage, errors=errors):
+            try:
+                for _ in range(30):
+                    stage.put(np.zeros((64, 64, 3), np.uint8))
+            except BaseException as e:  # noqa: BLE001 - what the test looks for
+                errors.append(e)
+
+        writer = threading.Thread(target=puts)
+        writer.start()
+        time.sleep(0.002 * k)
+        stage.abandon()
+        writer.join(60)
+        assert not errors and _closed(stage)
+        assert not list(rd.glob("*.mp4"))
+
+
+def test_the_child_imports_the_renderers_loopwave(tmp_path, monkeypatch):
+    """Not a loopwave in the working folder (``python -m`` looks there first)."""
+    rd = _run_dir(tmp_path)
+    shadow = tmp_path / "cwd" / "loopwave"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('not the renderer loopwave')\n")
+    monkeypatch.chdir(tmp_path / "cwd")
+    stage = _stage(rd)
+    stage.put(np.zeros((64, 64, 3), np.uint8))
+    stage.put(np.zeros((64, 64, 3), np.uint8))
+    stage.close()
+    assert len(decoded(rd / "morph.mp4")) == 3
 
 
 @pytest.mark.parametrize("bad", ["gpu", "", 1, None, "Thread", "auto"])
@@ -142,3 +228,73 @@ def test_a_render_on_a_gpu_encodes_the_same_in_a_process(tmp_path):
     p = render(s, run_dir=tmp_path / "p", backend=gpu, progress=False, stages="process")
     t = render(s, run_dir=tmp_path / "t", backend=gpu, progress=False, stages="thread")
     np.testing.assert_array_equal(decoded(p.video), decoded(t.video))
+
+
+def _children_of_run(run_dir) -> list[int]:
+    """Processes whose command line names ``run_dir`` and the encoder worker."""
+    found = []
+    for p in Path("/proc").iterdir():
+        try:
+            cmd = (p / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(b"_encode_worker" in c for c in cmd) and str(run_dir).encode() in cmd:
+            found.append(int(p.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc")
+@pytest.mark.parametrize(("sig", "rc"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_to_the_whole_process_group_stops_cleanly_and_resumes(tmp_path, sig, rc):
+    """Ctrl-C in a terminal, `timeout` or `kill -TERM -PGID` signal every process of the
+    group: the encoder process (in a session of its own) is ended by the renderer, no
+    partial video stays (the child died of SIGTERM and left one), and resume completes."""
+    import subprocess
+    import sys
+
+    from test_render import _run_dir_state, frames_of
+
+    n = 24
+    job = tmp_path / "job.json"
+    out = {"dir": str(tmp_path / "out"), "name": "c"}
+    job.write_text(json.dumps({**JOB, "render": {**JOB["render"], "frames": n}, "output": out}))
+    run_dir = tmp_path / "out" / "c"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loopwave", "render", str(job), "--quiet", "--stages", "process"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own group, as a shell job would be
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while _run_dir_state(run_dir) < 2 and proc.poll() is None:
+            assert time.monotonic() < deadline, "render made no progress"
+            time.sleep(0.02)
+        os.killpg(proc.pid, getattr(signal, sig))
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == rc, err.decode()[-2000:]
+    assert f"--resume {run_dir}" in err.decode()
+    assert not list(run_dir.glob("*.mp4"))  # neither a video nor a partial one
+    assert _children_of_run(run_dir) == []
+    assert main(["render", "--resume", str(run_dir), "--quiet", "--stages", "process"]) == 0
+    assert len(frames_of(run_dir)) == n
+    assert len(decoded(run_dir / "c.mp4")) == 2 * n - 1
+
+
+def test_render_frames_with_the_process_stage(tmp_path, backend):
+    from loopwave.render import render_frames
+
+    s = Settings.from_dict(JOB)
+    got = [i for i, _ in render_frames(s, run_dir=tmp_path / "a", backend=backend,
+                                       progress=False, stages="process")]  # fmt: skip
+    assert got == list(range(7)) and len(decoded(tmp_path / "a" / "morph.mp4")) == 13
+    it = render_frames(s, run_dir=tmp_path / "b", backend=backend, progress=False,
+                       stages="process")  # fmt: skip
+    for i, _ in it:
+        if i == 2:
+            break
+    it.close()  # a consumer that stops early: no video, no child left
+    assert not list((tmp_path / "b").glob("*.mp4"))
+    assert _children_of_run(tmp_path / "b") == []

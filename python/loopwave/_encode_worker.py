@@ -1,7 +1,8 @@
 """The render's encoder stage in a process of its own (``render(..., stages="process")``).
 
-Started by :class:`loopwave.render._ProcessStage` as
-``python -m loopwave._encode_worker RUN_DIR ON_DISK NICE``. It lowers its own CPU
+Started by :class:`loopwave.render._ProcessStage` (``run([RUN_DIR, ON_DISK, NICE])`` in a
+fresh interpreter with the renderer's ``sys.path``, in a session of its own). It checks
+that it imported the renderer's loopwave, lowers its own CPU
 priority by ``NICE`` first (so the threads OpenCV, rayon and the interpolation pool start
 later inherit it), reads the run's ``settings.json``, then interpolates and encodes the
 frames already on disk (``ON_DISK`` of them, a resumed run) and those the renderer sends
@@ -13,6 +14,7 @@ and twelve zero bytes end the stream, and the video is finished. End of file wit
 that header means the render stopped early (Ctrl-C, a failure, a killed parent): the
 partial video is removed, as the thread stage does when abandoned. On failure the
 worker writes one line, the error, to standard output and exits with status 1.
+Interrupts are the renderer's to handle: SIGINT and SIGHUP are ignored here.
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ def _read_exactly(f: BinaryIO, n: int) -> bytes | None:
 
 
 def _reader(f: BinaryIO, q: queue.Queue[Any]) -> None:
-    """Drain standard input into ``q`` (the renderer never waits on a full pipe while
-    frames are interpolated); ``END`` or ``_Stopped`` last."""
+    """Drain standard input into ``q`` while frames are interpolated, so the renderer
+    waits only once ``q`` is full (four frames, as the thread stage's queue holds);
+    ``END`` or ``_Stopped`` last."""
     try:
         while True:
             head = _read_exactly(f, HEADER.size)
@@ -85,10 +88,18 @@ def _frames(q: queue.Queue[Any]) -> Iterator[np.ndarray]:
 
 
 def main(argv: list[str]) -> int:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the renderer decides when to stop
+    for sig in ("SIGINT", "SIGHUP"):  # the renderer decides when to stop
+        if hasattr(signal, sig):
+            signal.signal(getattr(signal, sig), signal.SIG_IGN)
     result = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # anything a library prints goes to standard error
     try:
+        import loopwave
+
+        want = os.environ.get("LOOPWAVE_PACKAGE")
+        got = str(Path(loopwave.__file__).resolve().parent)
+        if want is not None and got != want:
+            raise ImportError(f"the encoder process imported loopwave from {got}, not {want}")
         run_dir, on_disk, nice = Path(argv[0]), int(argv[1]), int(argv[2])
         if nice and hasattr(os, "nice"):
             os.nice(nice)
@@ -110,16 +121,24 @@ def main(argv: list[str]) -> int:
         except _Stopped:
             pass  # writing_video removed the partial file on the way out
     except BaseException as e:  # noqa: BLE001 - reported to the renderer, one line
-        msg = f"{type(e).__name__}: {e}".replace("\n", " ")
-        result.write(msg + "\n")
-        result.flush()
+        # as the thread stage words it: the exception's text
+        msg = (str(e) or type(e).__name__).replace("\n", " ")
+        try:
+            result.write(msg + "\n")
+            result.flush()
+        except OSError:  # the renderer is gone: nobody to tell
+            pass
         return 1
     return 0
 
 
-if __name__ == "__main__":
-    code = main(sys.argv[1:])
-    sys.stderr.flush()
+def run(argv: list[str]) -> None:
+    """The process's entry point: :func:`main`, then exit at once."""
+    code = main(argv)
+    try:
+        sys.stderr.flush()
+    except OSError:
+        pass
     # no interpreter teardown: with the stdin reader still blocked on a daemon thread (a
     # failure part way), finalisation sometimes aborted the process after the report
     os._exit(code)

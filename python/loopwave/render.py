@@ -18,9 +18,10 @@ flat however many frames: the render thread generates and colour-corrects
 thread computes the drift figures and stores each frame; an encoder stage
 interpolates and encodes the frames as they arrive (when PyAV is installed), on a
 thread, or with ``stages="process"`` in a child process at a lower CPU priority (a
-crash inside a codec then stops only the video: the frames are on disk and a resume
-encodes them again). On an H200 the two placements rendered at the same rate
-(benches/RESULTS_GEN.md), so the thread stays the default.
+codec that crashes then takes down only that process: the render stops with a
+StageError, every frame on disk and no partial video, and a resume encodes again).
+On an H200 the two placements rendered at the same rate (benches/RESULTS_GEN.md), so
+the thread stays the default.
 An error in any stage stops the render with everything generated so far on
 disk. A resumed run re-encodes the stored frames first, then the new ones.
 
@@ -628,92 +629,134 @@ class _ProcessStage:
     """The encoder stage in a child process (:mod:`loopwave._encode_worker`), with
     :class:`_Stage`'s interface: frames go down a pipe, the child interpolates and
     encodes them at a lower CPU priority, and its error comes back as a StageError on the
-    next :meth:`put` or at :meth:`close` (also when the child died outright: a codec's
-    abort or a kill stops the render with every frame saved, and resume encodes again).
+    next :meth:`put` or at :meth:`close`. A child that dies outright (a codec's abort, a
+    kill) stops the render the same way, with every frame saved; its partial video is
+    removed here, and a resume encodes again.
 
-    The lower priority was meant to keep the CPU for the thread that feeds the GPU; on an
-    H200 it made no measurable difference to the render's rate (benches/RESULTS_GEN.md)."""
+    The child runs in a session of its own, so a signal to the terminal's or the job's
+    process group (Ctrl-C, ``timeout``, ``kill -TERM -PGID``) reaches only the renderer,
+    which then ends the child through its pipe. The lower priority was meant to keep the
+    CPU for the thread that feeds the GPU; on an H200 it made no measurable difference to
+    the render's rate (benches/RESULTS_GEN.md)."""
 
     name = "encoding"
+    #: seconds abandon() waits for a write in progress, then for the child to exit
+    WRITE_WAIT, EXIT_WAIT = 5.0, 60.0
 
-    def __init__(self, run_dir: Path, on_disk: int, nice: int = ENCODER_NICE) -> None:
+    def __init__(self, run_dir: Path, on_disk: int, video: Path, nice: int = ENCODER_NICE) -> None:
         import subprocess
 
         import loopwave
 
+        from .video import partial_path
+
+        self._partial = partial_path(video)
         env = dict(os.environ)
-        # the child imports this loopwave, wherever it was imported from
-        root = str(Path(loopwave.__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        # the child resolves imports as this process does (a `python -m` child would look in
+        # its working folder first), and checks that it got this loopwave
+        env["LOOPWAVE_SYS_PATH"] = json.dumps(sys.path)
+        env["LOOPWAVE_PACKAGE"] = str(Path(loopwave.__file__).resolve().parent)
+        boot = (
+            "import json, os, sys; sys.path[:] = json.loads(os.environ.pop('LOOPWAVE_SYS_PATH'));"
+            " from loopwave._encode_worker import run; run(sys.argv[1:])"
+        )
         self.p = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "loopwave._encode_worker",
-                str(run_dir),
-                str(on_disk),
-                str(nice),
-            ],
+            [sys.executable, "-c", boot, str(run_dir), str(on_disk), str(nice)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            bufsize=0,  # each frame goes out whole at once, nothing held in a buffer
             env=env,
+            start_new_session=True,
         )
         self._done = False
+        self._lock = threading.Lock()  # one write at a time; abandon() waits for it
+        self._error: StageError | None = None
 
     def _failure(self) -> StageError:
-        """The child's error (it has exited or is exiting): its one-line report."""
+        """The child's error, once it has exited: its one-line report, or how it died."""
+        import signal
+
+        if self._error is not None:
+            return self._error
+        rc = self.p.wait()
         assert self.p.stdout is not None
-        self.p.wait()
         msg = self.p.stdout.read().decode(errors="replace").strip()
-        return StageError(
-            f"{self.name} failed: {msg or f'the encoder process exited with {self.p.returncode}'}"
-        )
+        self.p.stdout.close()
+        self._partial.unlink(missing_ok=True)  # a killed child could not remove it
+        if not msg:
+            try:
+                how = f"was killed by {signal.Signals(-rc).name}" if rc < 0 else ""
+            except ValueError:
+                how = ""
+            msg = f"the encoder process {how or f'exited with {rc}'}"
+        self._error = StageError(f"{self.name} failed: {msg}")
+        return self._error
+
+    def _write(self, data: bytes | memoryview) -> None:
+        assert self.p.stdin is not None
+        view = memoryview(data).cast("B")
+        while view:  # a raw pipe may take part of a large write
+            view = view[self.p.stdin.write(view) or 0 :]
 
     def put(self, frame: np.ndarray) -> None:
         from ._encode_worker import FRAME, HEADER
 
-        assert self.p.stdin is not None
-        if self._done:
-            return
-        if self.p.poll() is not None:  # failed (a finished child has been sent END)
-            raise self._failure()
         f = np.ascontiguousarray(frame, dtype=np.uint8)
-        try:
-            self.p.stdin.write(HEADER.pack(FRAME, *f.shape))
-            self.p.stdin.write(f.data.cast("B"))
-        except (BrokenPipeError, ConnectionResetError):
-            raise self._failure() from None
+        with self._lock:
+            if self._done:  # abandoned (or closed): dropped, as the thread stage drops it
+                return
+            if self.p.poll() is not None:  # failed (a finished child has been sent END)
+                raise self._failure()
+            try:
+                self._write(HEADER.pack(FRAME, *f.shape))
+                self._write(f.data)
+            except (BrokenPipeError, ConnectionResetError):
+                if self._done:  # killed by abandon() while this write waited
+                    return
+                raise self._failure() from None
 
     def close(self) -> None:
         """Finish the video; raise the child's error if it failed."""
         from ._encode_worker import END, HEADER
 
-        assert self.p.stdin is not None
-        if not self._done:
-            self._done = True
-            try:
-                self.p.stdin.write(HEADER.pack(END, 0, 0, 0))
-                self.p.stdin.close()
-            except (BrokenPipeError, ConnectionResetError):
-                pass
+        assert self.p.stdin is not None and self.p.stdout is not None
+        with self._lock:
+            if not self._done:
+                self._done = True
+                try:
+                    self._write(HEADER.pack(END, 0, 0, 0))
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # it failed: its report follows
+            self.p.stdin.close()
         if self.p.wait() != 0:
             raise self._failure()
+        self.p.stdout.close()
 
     def abandon(self) -> None:
-        """Stop the child; it drops the partial video (end of input without END)."""
+        """Stop the child; it drops the partial video (end of input without END). One
+        that does not read its input or does not exit in time is killed (a frame write
+        waiting on it gives up), and its partial video removed here."""
         import subprocess
 
-        assert self.p.stdin is not None
+        assert self.p.stdin is not None and self.p.stdout is not None
         self._done = True
-        try:
-            self.p.stdin.close()
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        try:
-            self.p.wait(timeout=60)
-        except subprocess.TimeoutExpired:  # stuck in a codec: it is only the video
+        if self._lock.acquire(timeout=self.WRITE_WAIT):
+            try:
+                self.p.stdin.close()  # end of input: the child removes its partial video
+            finally:
+                self._lock.release()
+            try:
+                self.p.wait(timeout=self.EXIT_WAIT)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+        else:  # a write is stuck on a child that stopped reading: it is only the video
             self.p.kill()
-            self.p.wait()
+        if self.p.wait() != 0:
+            self._partial.unlink(missing_ok=True)
+        if self._lock.acquire(timeout=self.WRITE_WAIT):  # the stuck write has given up
+            self.p.stdin.close()
+            self._lock.release()
+        self.p.stdout.close()
 
 
 def render(
@@ -732,8 +775,8 @@ def render(
     as a crash would (for tests and partial renders); resume with ``resume=True``.
     ``on_frame(i, frame)`` is called with each finished frame (see :func:`render_frames`).
     ``stages``: where the encoder stage (interpolation and encoding) runs: ``"thread"``
-    or ``"process"`` (a child process at a lower CPU priority, where a crash in a codec
-    stops only the video); the video is the same."""
+    or ``"process"`` (a child process at a lower CPU priority: a codec that crashes there
+    stops the render with a StageError instead of killing it); the video is the same."""
     if not isinstance(stages, str) or stages not in STAGES:  # before the model loads
         raise ValueError(f"stages must be one of {', '.join(map(repr, STAGES))}; got {stages!r}")
     if stop_after is not None:
@@ -789,6 +832,8 @@ def render(
     # before the model loads and the folder is touched
     job = _Job(settings, None)
     rife = _preflight(job, encode, progress)
+    if stages == "process":  # checked; the encoder process loads its own
+        rife = None
     if not resume:  # (a resumed run reads its frame 0 from the folder)
         job.init_image()
     m = settings["model"]
@@ -889,7 +934,7 @@ def render(
         encoder: _Stage | _ProcessStage | None = None
         if encode:
             encoder = (
-                _ProcessStage(rd, done)
+                _ProcessStage(rd, done, _video_path(rd, settings))
                 if stages == "process"
                 else _Stage("encoding", _encoder(rd, settings, done, rife))
             )
@@ -1011,7 +1056,7 @@ def add_cli(sub: Any) -> None:
         choices=STAGES,
         default="thread",
         help="where interpolation and encoding run: a thread (default) or a process at a "
-        "lower CPU priority, where a crash in a codec stops only the video",
+        "lower CPU priority (a codec crashing there stops the render cleanly, frames kept)",
     )
 
     def run(a: Any) -> int:
