@@ -298,3 +298,50 @@ def test_render_frames_with_the_process_stage(tmp_path, backend):
     it.close()  # a consumer that stops early: no video, no child left
     assert not list((tmp_path / "b").glob("*.mp4"))
     assert _children_of_run(tmp_path / "b") == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc")
+def test_the_encoder_process_of_a_killed_renderer_cleans_up_and_exits(tmp_path):
+    """kill -9 of the renderer alone: its encoder process reads the end of its input,
+    removes the partial video and exits; a resume completes the run."""
+    import subprocess
+    import sys
+
+    from test_render import _run_dir_state, frames_of
+
+    n = 24
+    job = tmp_path / "job.json"
+    out = {"dir": str(tmp_path / "out"), "name": "c"}
+    job.write_text(json.dumps({**JOB, "render": {**JOB["render"], "frames": n}, "output": out}))
+    run_dir = tmp_path / "out" / "c"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loopwave", "render", str(job), "--quiet", "--stages", "process"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while _run_dir_state(run_dir) < 3 and proc.poll() is None:
+            assert time.monotonic() < deadline, "render made no progress"
+            time.sleep(0.02)
+        assert _children_of_run(run_dir)  # the encoder process is running
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 60
+    while _children_of_run(run_dir) or list(run_dir.glob("*.mp4")):
+        assert time.monotonic() < deadline, "the orphaned encoder process did not clean up"
+        time.sleep(0.05)
+    assert main(["render", "--resume", str(run_dir), "--quiet", "--stages", "process"]) == 0
+    assert len(frames_of(run_dir)) == n and len(decoded(run_dir / "c.mp4")) == 2 * n - 1
+
+
+@pytest.mark.parametrize("factor", [1, 3])
+def test_flow_interpolation_in_a_process_makes_the_same_video(tmp_path, backend, factor):
+    job = {**JOB, "interpolation": {"factor": factor, "backend": "flow"}}
+    s = Settings.from_dict(job)
+    t = render(s, run_dir=tmp_path / "t", backend=backend, progress=False, stages="thread")
+    p = render(s, run_dir=tmp_path / "p", backend=backend, progress=False, stages="process")
+    a, b = decoded(t.video), decoded(p.video)
+    assert len(a) == 1 + 6 * factor
+    np.testing.assert_array_equal(a, b)
