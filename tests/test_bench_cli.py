@@ -136,3 +136,34 @@ def test_unet_calls_are_counted_not_assumed():
     assert n == len(b.pipe.scheduler.timesteps) and n != 4, n
     # the hook is gone: calls after the count are not counted anywhere
     assert not b.pipe.unet._forward_pre_hooks
+
+
+@pytest.mark.parametrize("which", ["tricks", "chained"])
+def test_bench_variants_are_built_one_at_a_time(monkeypatch, which):
+    """--tricks built each variant while the one before was still alive (with the run's
+    own, three sd15-random backends: about 13 GB on a CPU)."""
+    import weakref
+
+    from loopwave import bench
+
+    made: list[weakref.ref] = []
+    build = bench._backend
+
+    def tracked(*args, **kwargs):
+        import gc
+
+        gc.collect()
+        assert all(r() is None for r in made), "the previous variant is still alive"
+        b = build(*args, **kwargs)
+        made.append(weakref.ref(b))
+        return b
+
+    monkeypatch.setattr(bench, "_backend", tracked)
+    if which == "tricks":  # not timed (compiling on a CPU takes a minute): built and dropped
+        monkeypatch.setattr(bench, "unet_its", lambda *_a, **_k: 1.0)
+        got = bench._tricks("smoke", "cpu", 64, 1, lambda _: None)
+    else:
+        frame = np.zeros((64, 64, 3), np.uint8)
+        kw = {"prompt": "a castle", "negative": "", "strength": 0.5, "steps": 2}
+        got = bench._chained("smoke", "cpu", {}, frame, kw, 1, lambda _: None)
+    assert len(made) == len(got) >= 3
