@@ -659,3 +659,20 @@ def test_the_set_of_warned_prompts_stays_bounded(monkeypatch):
         for i in range(10):  # a long prompt whose words change every frame
             b.embed(f"{i:03d}" + "p" * cap)
             assert len(b._warned) <= 3
+
+
+def test_the_log_level_swap_around_a_cast_holds_the_build_lock(monkeypatch):
+    """DiffusersBackend built directly (not through load_backend) silences diffusers for
+    the cast under the build lock: two threads swapping the level at once could each
+    restore the other's silenced level."""
+    from diffusers.utils import logging as dlog
+
+    from loopwave import backends
+
+    held = []
+    monkeypatch.setattr(dlog, "set_verbosity_error", lambda: held.append(
+        backends._BUILD_LOCK._is_owned()))  # fmt: skip
+    pipe = smoke_backend().pipe
+    pipe.vae.to(torch.float16)  # a cast to come
+    backends.DiffusersBackend(pipe, device="cpu")
+    assert held == [True]

@@ -237,12 +237,15 @@ class DiffusersBackend(Img2Img):
             # diffusers warns on any cast, even with no module to keep in float32
             from diffusers.utils import logging as dlog
 
-            level = dlog.get_verbosity()
-            dlog.set_verbosity_error()
-            try:
-                pipe = pipe.to(self.device, dtype)
-            finally:
-                dlog.set_verbosity(level)
+            # under the build lock: two threads swapping the level at once could leave
+            # diffusers silenced for good (each restoring what the other had set)
+            with _BUILD_LOCK:
+                level = dlog.get_verbosity()
+                dlog.set_verbosity_error()
+                try:
+                    pipe = pipe.to(self.device, dtype)
+                finally:
+                    dlog.set_verbosity(level)
         pipe.set_progress_bar_config(disable=True)
         _pin_device(pipe, self.device)
         self.pipe = pipe
