@@ -243,6 +243,32 @@ def _children_of_run(run_dir) -> list[int]:
     return found
 
 
+def _cli_render(tmp_path, n, **popen):
+    """An ``n``-frame CLI render with the encoder in a process, started as a child of
+    this test; returns the process and its run folder."""
+    import subprocess
+    import sys
+
+    job = tmp_path / "job.json"
+    out = {"dir": str(tmp_path / "out"), "name": "c"}
+    job.write_text(json.dumps({**JOB, "render": {**JOB["render"], "frames": n}, "output": out}))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loopwave", "render", str(job), "--quiet", "--stages", "process"],
+        stdout=subprocess.DEVNULL,
+        **popen,
+    )
+    return proc, tmp_path / "out" / "c"
+
+
+def _wait_for_frame(proc, run_dir, k):
+    from test_render import _run_dir_state
+
+    deadline = time.monotonic() + 240
+    while _run_dir_state(run_dir) < k and proc.poll() is None:
+        assert time.monotonic() < deadline, "render made no progress"
+        time.sleep(0.02)
+
+
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc")
 @pytest.mark.parametrize(("sig", "rc"), [("SIGINT", 130), ("SIGTERM", 143)])
 def test_a_signal_to_the_whole_process_group_stops_cleanly_and_resumes(tmp_path, sig, rc):
@@ -250,26 +276,14 @@ def test_a_signal_to_the_whole_process_group_stops_cleanly_and_resumes(tmp_path,
     group: the encoder process (in a session of its own) is ended by the renderer, no
     partial video stays (the child died of SIGTERM and left one), and resume completes."""
     import subprocess
-    import sys
 
-    from test_render import _run_dir_state, frames_of
+    from test_render import frames_of
 
     n = 24
-    job = tmp_path / "job.json"
-    out = {"dir": str(tmp_path / "out"), "name": "c"}
-    job.write_text(json.dumps({**JOB, "render": {**JOB["render"], "frames": n}, "output": out}))
-    run_dir = tmp_path / "out" / "c"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "loopwave", "render", str(job), "--quiet", "--stages", "process"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,  # its own group, as a shell job would be
-    )
+    # its own group, as a shell job would be
+    proc, run_dir = _cli_render(tmp_path, n, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        deadline = time.monotonic() + 240
-        while _run_dir_state(run_dir) < 2 and proc.poll() is None:
-            assert time.monotonic() < deadline, "render made no progress"
-            time.sleep(0.02)
+        _wait_for_frame(proc, run_dir, 2)
         os.killpg(proc.pid, getattr(signal, sig))
         _, err = proc.communicate(timeout=120)
     finally:
@@ -305,25 +319,13 @@ def test_the_encoder_process_of_a_killed_renderer_cleans_up_and_exits(tmp_path):
     """kill -9 of the renderer alone: its encoder process reads the end of its input,
     removes the partial video and exits; a resume completes the run."""
     import subprocess
-    import sys
 
-    from test_render import _run_dir_state, frames_of
+    from test_render import frames_of
 
     n = 24
-    job = tmp_path / "job.json"
-    out = {"dir": str(tmp_path / "out"), "name": "c"}
-    job.write_text(json.dumps({**JOB, "render": {**JOB["render"], "frames": n}, "output": out}))
-    run_dir = tmp_path / "out" / "c"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "loopwave", "render", str(job), "--quiet", "--stages", "process"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc, run_dir = _cli_render(tmp_path, n, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 240
-        while _run_dir_state(run_dir) < 3 and proc.poll() is None:
-            assert time.monotonic() < deadline, "render made no progress"
-            time.sleep(0.02)
+        _wait_for_frame(proc, run_dir, 3)
         assert _children_of_run(run_dir)  # the encoder process is running
     finally:
         proc.kill()
