@@ -6,8 +6,8 @@ and, with it:
 
 1. splits one img2img frame into UNet calls, VAE encode, VAE decode and the rest;
 2. runs ``loopwave bench``'s measurements (``run_bench``, its render included);
-3. times img2img alone, beside interpolation threads and beside an interpolation process
-   (``gpu_contention.py``'s question, on the same compiled backend);
+3. times img2img alone and beside interpolation threads or processes
+   (``gpu_contention.measure``, on the same compiled backend);
 4. chains img2img on its own output, then renders the same job with each encoder-stage
    placement (``stages``), without the video, and without colour correction, reporting
    the steady frame interval of each.
@@ -21,10 +21,8 @@ tiny model on the CPU (a check of the script, not a measurement).
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_contention import _interpolate_until  # noqa: E402
+import gpu_contention  # noqa: E402
 
 
 def _sync_time(torch: Any, fn: Any, repeats: int) -> float:
@@ -64,61 +62,15 @@ def _split(torch: Any, b: Any, frame: np.ndarray, kw: dict[str, Any], repeats: i
     return {"img2img_ms": 1e3 * whole, "vae_encode_ms": 1e3 * enc, "vae_decode_ms": 1e3 * dec}
 
 
-def _niced_interpolation(stop: Any, workers: int) -> None:
-    import os
-
-    os.nice(10)
-    _interpolate_until(stop, workers)
-
-
-def _contention(b: Any, frame: np.ndarray, kw: dict[str, Any], repeats: int) -> dict:
-    from loopwave.bench import median_time
-
-    def one() -> None:
-        b.img2img(frame, seed=1, cfg=7.0, **kw)
-
-    rows = {"alone": median_time(one, repeats)}
-    stop = threading.Event()
-    t = threading.Thread(target=_interpolate_until, args=(stop, 4))
-    t.start()
-    rows["beside 4 interpolation threads"] = median_time(one, repeats)
-    stop.set()
-    t.join()
-    ctx = mp.get_context("spawn")
-    ev = ctx.Event()
-    p = ctx.Process(target=_interpolate_until, args=(ev, 4))
-    p.start()
-    time.sleep(3)  # its imports
-    rows["beside an interpolation process"] = median_time(one, repeats)
-    ev.set()
-    p.join()
-    ev = ctx.Event()
-    p = ctx.Process(target=_niced_interpolation, args=(ev, 4))
-    p.start()
-    time.sleep(3)
-    rows["beside an interpolation process at nice 10"] = median_time(one, repeats)
-    ev.set()
-    p.join()
-    return {k: 1e3 * v for k, v in rows.items()}
-
-
 def _render(b: Any, size: int, frames: int, factor: int, **options: Any) -> dict:
+    from loopwave.bench import render_settings
     from loopwave.render import render
-    from loopwave.settings import Settings
 
-    colour = options.pop("colour", "plan")
-    d: dict[str, Any] = {
-        "version": 1,
-        "render": {"frames": frames, "width": size, "height": size, "steps": "0: (20)"},
-        "denoise": {"mode": "schedule", "schedule": "0: (0.5)"},
-        "colour": {"mode": colour, "keyframe_every": frames, "renders": 1},
-        "interpolation": {"factor": factor, "backend": "flow"},
-        "prompts": {"0": "a castle"},
-    }
+    s = render_settings(frames, size, 20, 0.5, factor, options.pop("colour", "plan"))
     stamps: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         render(
-            Settings.from_dict(d),
+            s,
             run_dir=Path(tmp) / "run",
             backend=b,
             progress=False,
@@ -212,7 +164,10 @@ def main() -> None:
             model="smoke" if smoke else "sd15-random", size=size, frames=frames, repeats=3
         )["results"],
     )
-    step("contention", lambda: _contention(b, frame, kw, repeats))
+    step(
+        "contention",
+        lambda: gpu_contention.measure(lambda: b.img2img(frame, seed=1, cfg=7.0, **kw), repeats),
+    )
     step("chain", lambda: _chain(b, frame, kw, frames))
     variants: list[tuple[str, int, dict[str, Any]]] = [
         ("render_thread", 6, {"stages": "thread"}),

@@ -347,3 +347,19 @@ def test_flow_interpolation_in_a_process_makes_the_same_video(tmp_path, backend,
     a, b = decoded(t.video), decoded(p.video)
     assert len(a) == 1 + 6 * factor
     np.testing.assert_array_equal(a, b)
+
+
+def test_rife_interpolation_in_a_process_makes_the_same_video(tmp_path, backend):
+    """The encoder process loads the settings' RIFE model itself (the renderer only
+    checks it)."""
+    pytest.importorskip("onnxruntime")
+    from test_rife import tiny_model
+
+    model = tiny_model(tmp_path / "max.onnx", "frame", "Max")
+    job = {**JOB, "interpolation": {"factor": 2, "backend": "rife", "model": str(model)}}
+    s = Settings.from_dict(job)
+    t = render(s, run_dir=tmp_path / "t", backend=backend, progress=False, stages="thread")
+    p = render(s, run_dir=tmp_path / "p", backend=backend, progress=False, stages="process")
+    a, b = decoded(t.video), decoded(p.video)
+    assert len(a) == 13
+    np.testing.assert_array_equal(a, b)

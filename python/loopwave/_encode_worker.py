@@ -104,16 +104,11 @@ def main(argv: list[str]) -> int:
         if nice and hasattr(os, "nice"):
             os.nice(nice)
         from .plan import _read_json
-        from .render import _encoder
+        from .render import _encoder, _rife_model
         from .settings import Settings
 
         s = Settings.from_dict(_read_json(run_dir / "settings.json"))
-        it = s["interpolation"]
-        rife = None
-        if it["factor"] > 1 and it["backend"] == "rife":
-            from .rife import OnnxRifeInterpolator
-
-            rife = OnnxRifeInterpolator(it["model"])
+        rife = _rife_model(s)
         q: queue.Queue[Any] = queue.Queue(maxsize=4)
         threading.Thread(target=_reader, args=(sys.stdin.buffer, q), daemon=True).start()
         try:

@@ -35,11 +35,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .trt import RUNTIMES
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 __all__ = ["median_time", "run_bench"]
 
@@ -123,6 +126,25 @@ def unet_its(backend: Any, size: int, iterations: int, min_seconds: float = 1.0)
         n = max(n + 1, int(n * 1.2 * min_seconds / max(took, 1e-6)))
 
 
+def render_settings(
+    frames: int, size: int, steps: int, strength: float, factor: int, colour: str = "plan"
+) -> Settings:
+    """The render the benchmark times: ``frames`` square frames at one steps x strength,
+    a colour plan of one keyframe (or ``colour`` "first"/"none"), flow interpolation."""
+    from .settings import Settings
+
+    return Settings.from_dict(
+        {
+            "version": 1,
+            "render": {"frames": frames, "width": size, "height": size, "steps": f"0: ({steps})"},
+            "denoise": {"mode": "schedule", "schedule": f"0: ({strength})"},
+            "colour": {"mode": colour, "keyframe_every": frames, "renders": 1},
+            "interpolation": {"factor": factor, "backend": "flow"},
+            "prompts": {"0": "a castle"},
+        }
+    )
+
+
 def run_bench(
     *,
     model: str = "smoke",
@@ -146,7 +168,6 @@ def run_bench(
     from .backends import MAX_STEPS, check_backend_args
     from .interpolate import interpolate
     from .render import render
-    from .settings import Settings
     from .video import VideoWriter
 
     if size is None:
@@ -212,21 +233,7 @@ def run_bench(
                 w.flush()
 
             results["encode_fps"] = n_enc / median_time(encode, repeats)
-        s = Settings.from_dict(
-            {
-                "version": 1,
-                "render": {
-                    "frames": frames,
-                    "width": size,
-                    "height": size,
-                    "steps": f"0: ({steps})",
-                },
-                "denoise": {"mode": "schedule", "schedule": f"0: ({strength})"},
-                "colour": {"keyframe_every": frames, "renders": 1},
-                "interpolation": {"factor": factor, "backend": "flow"},
-                "prompts": {"0": "a castle"},
-            }
-        )
+        s = render_settings(frames, size, steps, strength, factor)
         stamps: list[float] = []  # when each frame left the render loop
         render(
             s,

@@ -42,6 +42,8 @@ import math
 import os
 import queue
 import re
+import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -51,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from ._encode_worker import END, FRAME, HEADER
 from ._progress import Progress
 from .backends import MAX_CFG, MAX_STEPS, Img2Img, load_backend
 from .color import color_correct, motion_matrix, rgb_to_lab, warp_affine
@@ -611,6 +614,12 @@ def _preflight(job: _Job, encode: bool, progress: bool) -> Any:
             f"video.fps x interpolation.factor = {v['fps']} x {it['factor']}, the video's "
             f"frame rate: {e}"
         ) from None
+    return _rife_model(s)
+
+
+def _rife_model(s: Settings) -> Any:
+    """The RIFE model the settings interpolate with, loaded; None where they use none."""
+    it = s["interpolation"]
     if it["factor"] > 1 and it["backend"] == "rife":
         from .rife import OnnxRifeInterpolator
 
@@ -644,8 +653,6 @@ class _ProcessStage:
     WRITE_WAIT, EXIT_WAIT = 5.0, 60.0
 
     def __init__(self, run_dir: Path, on_disk: int, video: Path, nice: int = ENCODER_NICE) -> None:
-        import subprocess
-
         import loopwave
 
         from .video import partial_path
@@ -674,8 +681,6 @@ class _ProcessStage:
 
     def _failure(self) -> StageError:
         """The child's error, once it has exited: its one-line report, or how it died."""
-        import signal
-
         if self._error is not None:
             return self._error
         rc = self.p.wait()
@@ -699,8 +704,6 @@ class _ProcessStage:
             view = view[self.p.stdin.write(view) or 0 :]
 
     def put(self, frame: np.ndarray) -> None:
-        from ._encode_worker import FRAME, HEADER
-
         f = np.ascontiguousarray(frame, dtype=np.uint8)
         with self._lock:
             if self._done:  # abandoned (or closed): dropped, as the thread stage drops it
@@ -717,8 +720,6 @@ class _ProcessStage:
 
     def close(self) -> None:
         """Finish the video; raise the child's error if it failed."""
-        from ._encode_worker import END, HEADER
-
         assert self.p.stdin is not None and self.p.stdout is not None
         with self._lock:
             if not self._done:
@@ -736,8 +737,6 @@ class _ProcessStage:
         """Stop the child; it drops the partial video (end of input without END). One
         that does not read its input or does not exit in time is killed (a frame write
         waiting on it gives up), and its partial video removed here."""
-        import subprocess
-
         assert self.p.stdin is not None and self.p.stdout is not None
         self._done = True
         if self._lock.acquire(timeout=self.WRITE_WAIT):
