@@ -63,21 +63,11 @@ def _split(torch: Any, b: Any, frame: np.ndarray, kw: dict[str, Any], repeats: i
 
 
 def _render(b: Any, size: int, frames: int, factor: int, **options: Any) -> dict:
-    from loopwave.bench import render_settings
-    from loopwave.render import render
+    from loopwave.bench import render_settings, timed_render
 
     s = render_settings(frames, size, 20, 0.5, factor, options.pop("colour", "plan"))
-    stamps: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        render(
-            s,
-            run_dir=Path(tmp) / "run",
-            backend=b,
-            progress=False,
-            on_frame=lambda _i, _f: stamps.append(time.perf_counter()),
-            **options,
-        )
-        end = time.perf_counter()
+        stamps, end = timed_render(s, Path(tmp) / "run", b, **options)
     gaps = np.diff(stamps[1:])
     return {
         "steady_ms": 1e3 * float(np.median(gaps)),

@@ -145,6 +145,25 @@ def render_settings(
     )
 
 
+def timed_render(
+    s: Settings, run_dir: Path, backend: Any, **options: Any
+) -> tuple[list[float], float]:
+    """Render ``s`` into ``run_dir``; returns when each frame left the render loop and
+    when the whole render (video and drift plot included) ended (``time.perf_counter``)."""
+    from .render import render
+
+    stamps: list[float] = []
+    render(
+        s,
+        run_dir=run_dir,
+        backend=backend,
+        progress=False,
+        on_frame=lambda _i, _f: stamps.append(time.perf_counter()),
+        **options,
+    )
+    return stamps, time.perf_counter()
+
+
 def run_bench(
     *,
     model: str = "smoke",
@@ -167,7 +186,6 @@ def run_bench(
     from . import color_correct
     from .backends import MAX_STEPS, check_backend_args
     from .interpolate import interpolate
-    from .render import render
     from .video import VideoWriter
 
     if size is None:
@@ -234,15 +252,7 @@ def run_bench(
 
             results["encode_fps"] = n_enc / median_time(encode, repeats)
         s = render_settings(frames, size, steps, strength, factor)
-        stamps: list[float] = []  # when each frame left the render loop
-        render(
-            s,
-            run_dir=Path(d) / "run",
-            backend=backend,
-            progress=False,
-            on_frame=lambda _i, _f: stamps.append(time.perf_counter()),
-        )
-        end = time.perf_counter()
+        stamps, end = timed_render(s, Path(d) / "run", backend)
         unet_only = results["unet_its"] / calls
         # end to end: frame 0 out to the finished video (frame 0 is made before the loop)
         results["render_fps"] = (frames - 1) / (end - stamps[0])
