@@ -920,3 +920,37 @@ def test_each_frame_is_the_moved_and_corrected_render_of_the_one_before(
             l_frame, l_target = (color.rgb2lab(x)[..., 0].mean() for x in (frames[i], target))
             assert abs(l_frame - l_target) < 0.5, f"frame {i}: mean L* {l_frame} vs {l_target}"
         assert not np.array_equal(frames[i], out)  # the correction changed the model's output
+
+
+def test_every_schedule_sees_the_renders_seed():
+    """From a review: ``s`` was the seed in render.* schedules but always 0 in
+    denoise.schedule and motion.*, so one expression gave two values."""
+    from loopwave.render import _Job
+
+    data = {
+        **_with("render", seed=1234, cfg="0: (s / 1000)"),
+        "denoise": {"mode": "schedule", "schedule": "0: (s / 10000)"},
+        "motion": {"zoom": "0: (1 + s / 1e6)", "angle": "0: (s / 100)"},
+    }
+    job = _Job(Settings.from_dict(data), None)
+    assert job.cfg(1) == pytest.approx(1.234)
+    assert job.denoise is not None and job.denoise(1) == pytest.approx(0.1234)
+    assert job.motion["zoom"](1) == pytest.approx(1.001234)
+    assert job.motion["angle"](3) == pytest.approx(12.34)
+
+
+@pytest.mark.parametrize(
+    "section, key, value",
+    [("denoise", "amplitude", 3.0), ("render", "width", 100), ("motion", "zoom", "0: (1), 0: (2)")],
+)
+def test_settings_edited_after_loading_are_checked_again(tmp_path, backend, section, key, value):
+    """From a review: a Settings is a dict, and render() trusted its contents: an amplitude
+    of 3 rendered (clamped) into a run whose settings.json no resume could read; a width
+    of 100 failed inside the backend, naming no setting, after the run folder was made."""
+    from loopwave.settings import SettingsError
+
+    s = Settings.from_dict(JOB)
+    s[section][key] = value
+    with pytest.raises(SettingsError, match=f"^{section}.{key}: "):
+        render(s, run_dir=tmp_path / "run", backend=backend, progress=False, video=False)
+    assert not (tmp_path / "run").exists()

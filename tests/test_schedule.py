@@ -275,6 +275,23 @@ def test_prompt_keys_neg_words_and_wave_bounds():
     assert parse_prompts({0: "(a:@wave_completed(0.5, 2 * 0.75))"})
 
 
+def test_a_schedules_key_frame_given_twice_is_refused():
+    """From a review: "0: (1), 0: (2)" kept the last value silently (prompts refuse it)."""
+    for text, frame in (("0: (1), 0: (2)", 0), ("0: (0.65), 30: (0.4), 30 : (0.9)", 30)):
+        with pytest.raises(ScheduleError, match=f"^zoom: key frame {frame} is given twice$"):
+            Schedule(text, max_frames=60, name="zoom")
+    assert Schedule("0: (1), 30: (2)", max_frames=60)(30) == 2.0
+
+
+def test_wave_bounds_may_use_the_named_constants():
+    """From a review: a @wave bound with pi or e was refused as naming t, max_f or s,
+    though prompt_at fills the constants in."""
+    prompts = parse_prompts({0: "(a:@wave_completed(0, pi/2)) (b:@wave_remaining(e, 3))"})
+    assert prompt_at(prompts, 6, frames_per_wave=12).text == "(a:0.785) (b:2.859)"
+    with pytest.raises(ScheduleError, match="names t, max_f or s"):
+        parse_prompts({0: "(a:@wave_completed(0, pi * t))"})
+
+
 def test_prompt_at_and_seed_for_name_wrong_arguments():
     """Raw TypeErrors and AttributeErrors that named nothing, from a review."""
     prompts = parse_prompts({0: "a (b:@wave_completed(1, 2))"})

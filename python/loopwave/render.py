@@ -355,18 +355,16 @@ class _Job:
         n = r["frames"]
         self.s, self.n, self.backend = s, n, backend
         self.h, self.w = r["height"], r["width"]
-        sch = {
-            k: Schedule(r[k], max_frames=n, seed=r["seed"], name=f"render.{k}")
-            for k in ("steps", "cfg", "seed_schedule")
-        }
+
+        # every schedule's `s` is the render's seed
+        def schedule(text: str, name: str) -> Schedule:
+            return Schedule(text, max_frames=n, seed=r["seed"], name=name)
+
+        sch = {k: schedule(r[k], f"render.{k}") for k in ("steps", "cfg", "seed_schedule")}
         self.steps, self.cfg, self.seed_sched = sch["steps"], sch["cfg"], sch["seed_schedule"]
-        self.denoise = (
-            None
-            if d["mode"] == "wave"
-            else Schedule(d["schedule"], max_frames=n, name="denoise.schedule")
-        )
+        self.denoise = None if d["mode"] == "wave" else schedule(d["schedule"], "denoise.schedule")
         self.motion = {
-            k: Schedule(m[k], max_frames=n, name=f"motion.{k}")
+            k: schedule(m[k], f"motion.{k}")
             for k in ("zoom", "angle", "translation_x", "translation_y")
         }
         self.prompts = parse_prompts(s["prompts"])
@@ -819,6 +817,9 @@ def render(
             raise TypeError(
                 f"settings must be loopwave.settings.Settings; got {type(settings).__name__}"
             )
+        # checked again: a Settings is a dict, edited after it was loaded (an amplitude
+        # of 3 rendered, clamped, into a run whose settings.json no resume could read)
+        settings = Settings.from_dict(settings)
         rd = (
             Path(run_dir)
             if run_dir is not None

@@ -305,6 +305,9 @@ class Schedule:
                     number = evaluate(tree)
                 except ScheduleError as e:  # 1e400
                     raise ScheduleError(f"{name} at frame {frame}: {e}") from None
+            if frame in keys:
+                # the last one won silently, as parse_prompts once let it
+                raise ScheduleError(f"{name}: key frame {frame} is given twice")
             keys[frame] = _Key(frame, value, tree, number)
         if not keys:
             raise ScheduleError(f"{name} is empty")
@@ -447,7 +450,7 @@ def _check_wave_tokens(text: str, frame: int) -> None:
         for bound in (m.group(2), m.group(3)):
             try:
                 tree = compile_expression(bound)
-                if any(isinstance(n, ast.Name) for n in ast.walk(tree)):
+                if any(isinstance(n, ast.Name) and n.id not in CONSTANTS for n in ast.walk(tree)):
                     # prompt_at has no t, max_f or s to give them: t was always 0
                     raise ScheduleError(f"the bounds are numbers; {bound!r} names t, max_f or s")
                 evaluate(tree)
