@@ -385,7 +385,18 @@ def _stream(
             yield after
 
     try:
-        for a, b, after in pairs():
+        source = pairs()
+        while True:
+            try:
+                a, b, after = next(source)
+            except StopIteration:
+                break
+            except Exception:
+                # the frames failed (a decode error, a bad frame): what was computed before
+                # still comes out, in order, as with one worker (with more it was dropped)
+                while pending:
+                    yield from oldest()
+                raise
             # the frames yielded are the caller's to change: copies of the ones kept
             if b is None:
                 yield a.copy()

@@ -594,7 +594,7 @@ def _preflight(job: _Job, encode: bool, progress: bool) -> Any:
     s = job.s
     if not encode:
         return None
-    from .video import check_codec, check_frame_size, parse_fps
+    from .video import check_codec, check_frame_rate, check_frame_size, parse_fps
 
     v, it, r = s["video"], s["interpolation"], s["render"]
     try:
@@ -606,7 +606,7 @@ def _preflight(job: _Job, encode: bool, progress: bool) -> Any:
     except ValueError as e:
         raise ValueError(f"video.codec with render.width and render.height: {e}") from None
     try:
-        parse_fps(v["fps"] * it["factor"])
+        check_frame_rate(encoder, parse_fps(v["fps"] * it["factor"]))
     except ValueError as e:
         raise ValueError(
             f"video.fps x interpolation.factor = {v['fps']} x {it['factor']}, the video's "

@@ -13,9 +13,12 @@ Crash safety
 ------------
 A file cut off by a killed process still plays up to its last flushed frames:
 
-- MP4/MOV output is fragmented (``movflags=frag_keyframe+empty_moov+default_base_moof``):
-  a fragment goes to disk at each keyframe, one every ``keyframe_interval``
-  frames (default: one second of video).
+- MP4/MOV output is fragmented
+  (``movflags=frag_keyframe+empty_moov+default_base_moof+delay_moov``): a fragment
+  goes to disk at each keyframe, one every ``keyframe_interval`` frames (default:
+  one second of video). ``delay_moov`` writes the header with the first fragment,
+  with edit lists, so frame ``i`` plays at ``i / fps`` and the sound's encoder
+  priming is skipped (without it the first frame played at 2/fps, behind the sound).
 - Matroska/WebM output is streamable by design; loopwave closes a cluster
   after every packet (``cluster_size_limit=0``, about 20 bytes a frame), so all
   but the newest packet are on disk.
@@ -48,6 +51,7 @@ import contextlib
 import heapq
 import io
 import json
+import math
 import os
 import queue
 import re
@@ -92,10 +96,16 @@ CODECS: dict[str, tuple[tuple[str, ...], str]] = {
 # process (heap corruption) on frames such as 40x16 and refuses sides under 16 (measured
 # with PyAV's libx265: no failure with both sides >= 32); SVT-AV1 refuses sides under 4
 _MIN_SIDE = {"libx265": 32, "libsvtav1": 4}
+# the highest frame rate an encoder opens at (SVT-AV1: "The maximum allowed frame rate is
+# 240 fps", found only when the first frame opened it)
+_MAX_FPS = {"libsvtav1": Fraction(240)}
 # SVT-AV1 never returns from the final flush of frames thinner than this that are longer
 # than _SVT_LONG (measured with this PyAV's SVT-AV1 4.1: 24x100, 16x66 and 8x1000 hang,
 # 26x100, 16x64 and 26x4000 do not; refused below 32, with a margin for other versions)
 _SVT_THIN, _SVT_LONG = 32, 64
+# frames a packet's decoding time may lead its presentation time by (x264's and x265's
+# B-frame pyramids reorder a few; anything far beyond is a broken DTS, see _repair_dts)
+_MAX_REORDER = 64
 _ALIASES = {"hevc": "h265", "avc": "h264", "libx264": "h264", "libx265": "h265"}
 # file extension -> FFmpeg muxer
 _MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
@@ -221,7 +231,11 @@ def parse_fps(fps: Any, arg: str = "fps") -> Fraction:
     if isinstance(fps, Fraction):
         f = fps.limit_denominator(1_000_000)  # Fraction(29.97) has 2^48 below
     else:
-        if isinstance(fps, (np.integer, np.floating)):
+        if isinstance(fps, np.floating) and np.finfo(fps.dtype).bits < 64:
+            # as written too: np.float32(29.97) is 29.97 (its item() 29.969999313354492,
+            # which became 15712911/524288)
+            fps = str(fps)
+        elif isinstance(fps, (np.integer, np.floating)):
             fps = fps.item()  # Fraction() takes Python numbers only
         try:
             f = Fraction(fps.strip() if isinstance(fps, str) else fps)
@@ -387,7 +401,7 @@ class _Output:
         mp4 = cfg.muxer in ("mp4", "mov")
         opts = {"flush_packets": "1"}
         if mp4:
-            opts["movflags"] = "frag_keyframe+empty_moov+default_base_moof"
+            opts["movflags"] = "frag_keyframe+empty_moov+default_base_moof+delay_moov"
         else:
             opts["cluster_size_limit"] = "0"  # a cluster per packet: all but the newest on disk
         try:
@@ -424,6 +438,7 @@ class _Output:
         self.count = 0  # frames sent to the encoder
         self.durable = _Durable(cut_at_keyframes=mp4)
         self._gate: deque[tuple[float, int, bool]] = deque()  # video packets the muxer may hold
+        self._dts_shift: int | None = None  # see _repair_dts
 
     def encode(self, planes: np.ndarray) -> None:
         av = _av()
@@ -442,6 +457,7 @@ class _Output:
             self.audio.feed(self.count / float(self.cfg.fps), self._mux_audio)
 
     def _mux_video(self, p: Any) -> None:
+        self._repair_dts(p)
         t = p.pts * p.time_base  # read before muxing: mux rebases the packet in place
         index, key = int(round(t * self.cfg.fps)), bool(p.is_keyframe)
         self.container.mux(p)
@@ -452,6 +468,22 @@ class _Output:
             # once an audio packet with a later time has arrived
             self._gate.append((float(t), index, key))
             self._release()
+
+    def _repair_dts(self, p: Any) -> None:
+        """Take out an implausible decoding-time offset: libx265 sometimes gives a stream
+        of two frames one garbage DTS offset, the same for each packet (seen: -1.4e14 to
+        -6e18; 3 of 12 streams in one try), which MP4 and MOV refuse at close ("pts/dts
+        pair unsupported") and Matroska writes. The first packet's DTS is plausible if
+        it is at most its PTS and not more than ``_MAX_REORDER`` frames before it;
+        otherwise the offset that makes it equal its PTS (no reordering yet) is taken
+        out of every packet."""
+        if p.dts is None or p.pts is None:
+            return
+        if self._dts_shift is None:
+            lead = (p.pts - p.dts) * p.time_base * self.cfg.fps
+            self._dts_shift = 0 if 0 <= lead <= _MAX_REORDER else p.dts - p.pts
+        if self._dts_shift:
+            p.dts -= self._dts_shift
 
     def _mux_audio(self, p: Any) -> None:
         assert self.audio is not None
@@ -673,6 +705,7 @@ class VideoWriter:
             if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
                 raise TypeError(f"options must be a mapping of str to str; got {options!r:.80}")
             enc_opts.update({k: str(val) for k, val in options.items()})
+        check_frame_rate(self.encoder, self.fps)
         try:  # surface a bad preset or option here, not on the first frame
             _try_open(self.encoder, enc_opts, bitrate)
         except av.error.FFmpegError as e:
@@ -724,7 +757,10 @@ class VideoWriter:
             if self.audio is not None or pingpong:
                 raise ValueError("segment_seconds cannot be combined with audio or pingpong")
         self.segment_frames = (
-            None if segment_seconds is None else max(1, round(segment_seconds * self.fps))
+            # half a frame rounds up (round() took 2.5 frames to 2)
+            None
+            if segment_seconds is None
+            else max(1, math.floor(segment_seconds * self.fps + 0.5))
         )
         self.pingpong = bool(pingpong)
         self.matrix, self.full_range = matrix, bool(full_range)
@@ -1654,6 +1690,17 @@ def check_frame_size(encoder: str, h: int, w: int) -> None:
             f"frames: {encoder} never finishes a stream of frames under {_SVT_THIN} pixels on "
             f"one side and over {_SVT_LONG} on the other (SVT-AV1 hangs in its final flush); "
             f"got {h}x{w} (pad them, or use another codec such as vp9)"
+        )
+
+
+def check_frame_rate(encoder: str, fps: Fraction, arg: str = "fps") -> None:
+    """Refuse a frame rate ``encoder`` (as :func:`check_codec` returns it) cannot open at,
+    as :class:`VideoWriter` does when it is made."""
+    most = _MAX_FPS.get(encoder)
+    if most is not None and fps > most:
+        raise ValueError(
+            f"{arg}: {encoder} takes at most {most} frames per second; got {fps} "
+            f"(use another codec such as vp9)"
         )
 
 
