@@ -200,7 +200,7 @@ def test_out_is_checked(photos):
     with pytest.raises(ValueError, match="share memory"):
         lw.color_correct(frames, both[1], out=both[:2])
     lw.color_correct(frames, both[2], out=both[:2])  # beside it, not over it: fine
-    # the native call itself refuses an out that overlaps an input (numpy's borrow checks)
+    # the native call itself refuses an out that overlaps an input (its record of arrays in use)
     with pytest.raises(ValueError, match=r"^out: another call .* shares memory with the inputs"):
         lw._native.color_correct(frames, target[None], True, frames)
 

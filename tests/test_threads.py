@@ -252,6 +252,85 @@ def test_fork_while_the_pool_is_busy_does_not_hang_the_child():
     assert r.stdout.split() == ["0", "0"], r.stdout  # (hung children, wrong results)
 
 
+FORK_WHILE_IN_USE = """
+import os, threading, time
+import numpy as np
+import loopwave as lw
+
+x = np.random.default_rng(0).integers(0, 256, (8, 270, 480, 3), np.uint8)
+o = np.empty_like(x)
+want = lw.color_correct(x[1:2], x[2]).copy()
+busy, stop = threading.Event(), threading.Event()
+
+def spin():  # x read and o written by a call nearly all the time
+    while not stop.is_set():
+        lw.color_correct(x, x[0], out=o)
+        busy.set()
+
+threading.Thread(target=spin, daemon=True).start()
+busy.wait()
+time.sleep(0.05)
+pid = os.fork()
+if pid == 0:
+    try:
+        lw.rgb_to_lab(o[:1])  # o: written by the parent's call when it forked
+        lw.color_correct(x, x[0], out=o)
+        got = lw.color_correct(x[1:2], x[2], out=x[0:1])  # x: read by it
+        os._exit(0 if np.array_equal(got, want) else 3)
+    except Exception as e:
+        print("child:", e, flush=True)
+        os._exit(1)
+_, status = os.waitpid(pid, 0)
+stop.set()
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="os.fork")
+def test_a_child_forked_during_a_call_may_use_that_calls_arrays():
+    """From a review: the arrays a call was using when another thread forked stayed
+    claimed in the child for good ("already borrowed", "another call is using this
+    array"), though no call runs there. The record of arrays in use is now our own, and
+    a child drops the records of its parent's calls."""
+    r = subprocess.run(
+        [sys.executable, "-c", FORK_WHILE_IN_USE], capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-1] == "0", r.stdout
+
+
+def test_a_read_of_an_array_another_call_is_writing_is_refused_by_name():
+    """A call reading an array another thread's call is writing (as ``out=``) is refused
+    with a message naming the argument; once that call ends, the array reads again."""
+    rng = np.random.default_rng(4)
+    frames = rng.integers(0, 256, (8, 1080, 1920, 3), dtype=np.uint8)
+    out = np.empty_like(frames)
+    writing, done = threading.Event(), threading.Event()
+
+    def write() -> None:
+        while not done.is_set():
+            lw.color_correct(frames, frames[0], out=out)
+            writing.set()
+
+    t = threading.Thread(target=write)
+    t.start()
+    refused: list[str] = []
+    try:
+        writing.wait()
+        for _ in range(200):
+            try:
+                lw.rgb_to_lab(out[:1])
+            except ValueError as e:
+                refused.append(str(e))
+                break
+    finally:
+        done.set()
+        t.join()
+    assert refused, "200 reads never met a write"
+    assert refused[0].startswith("frames: another call is writing this array"), refused
+    assert lw.rgb_to_lab(out[:1]).shape == (1, 1080, 1920, 3)
+
+
 def test_the_kernels_do_not_import_numpy_ma():
     """The masked-array checks imported numpy.ma (lazy in NumPy 2) on the first call, under
     the import lock: a child forked by another thread meanwhile hung (4 of 5 in review)."""

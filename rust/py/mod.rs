@@ -7,17 +7,17 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use numpy::{
-    Element, PyArray1, PyArray3, PyArray4, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray4,
-    PyUntypedArrayMethods,
-};
+use numpy::{Element, PyArray1, PyArray3, PyArray4, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::kernels::{self, Dims, KernelError, Sample};
 
+mod borrow;
 mod pool;
+
+use borrow::{read, Refused, Ro1, Ro4, Rw};
 
 create_exception!(
     loopwave._native,
@@ -47,19 +47,22 @@ fn run<R: Send>(py: Python<'_>, f: impl FnOnce() -> kernels::Result<R> + Send) -
     }
 }
 
+const FLOAT4: &str = "a 4-D float32 array (n, h, w, 3)";
+const F64: &str = "a 1-D float64 array";
+
 /// A 4-D frame batch of one of the accepted dtypes.
 enum Frames<'py> {
-    U8(PyReadonlyArray4<'py, u8>),
-    F32(PyReadonlyArray4<'py, f32>),
+    U8(Ro4<'py, u8>),
+    F32(Ro4<'py, f32>),
 }
 
 fn frames<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Frames<'py>> {
-    let borrow_err = |e| PyValueError::new_err(format!("{arg}: cannot read the array ({e})"));
+    let refused = |_| borrow::read_refused(arg);
     if let Ok(a) = obj.cast::<PyArray4<u8>>() {
-        return Ok(Frames::U8(a.try_readonly().map_err(borrow_err)?));
+        return Ok(Frames::U8(Ro4::new(a.clone()).map_err(refused)?));
     }
     if let Ok(a) = obj.cast::<PyArray4<f32>>() {
-        return Ok(Frames::F32(a.try_readonly().map_err(borrow_err)?));
+        return Ok(Frames::F32(Ro4::new(a.clone()).map_err(refused)?));
     }
     Err(PyTypeError::new_err(format!(
         "{arg}: expected a 4-D numpy array (n, h, w, 3) of uint8 or float32, got {}",
@@ -88,7 +91,7 @@ fn same_dtype<'py>(obj: &Bound<'py, PyAny>, arg: &str, like: &Frames<'_>) -> PyR
 }
 
 /// Dims and the contiguous data of a batch.
-fn view<'a, T: Element>(a: &'a PyReadonlyArray4<'_, T>, arg: &str) -> PyResult<(Dims, &'a [T])> {
+fn view<'a, T: Element>(a: &'a Ro4<'_, T>, arg: &str) -> PyResult<(Dims, &'a [T])> {
     let s = a.shape();
     if s[3] != 3 {
         return Err(PyValueError::new_err(format!(
@@ -148,7 +151,7 @@ where
 
 fn map_batch<'py, T: Element + Sample, O: Element + Sample>(
     py: Python<'py>,
-    a: &PyReadonlyArray4<'_, T>,
+    a: &Ro4<'_, T>,
     arg: &str,
     f: impl FnOnce(&[T], Dims, &mut [O]) -> kernels::Result<()> + Send,
 ) -> PyResult<Bound<'py, PyArray4<O>>> {
@@ -173,9 +176,10 @@ fn rgb_to_lab<'py>(
 #[pyfunction]
 fn lab_to_rgb<'py>(
     py: Python<'py>,
-    lab: PyReadonlyArray4<'py, f32>,
+    lab: &Bound<'py, PyAny>,
     to_uint8: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let lab: Ro4<f32> = read(lab, "lab", FLOAT4)?;
     Ok(if to_uint8 {
         map_batch::<f32, u8>(py, &lab, "lab", kernels::lab::lab_to_rgb)?.into_any()
     } else {
@@ -185,8 +189,8 @@ fn lab_to_rgb<'py>(
 
 fn match_histograms_t<'py, T: Element + Sample>(
     py: Python<'py>,
-    a: PyReadonlyArray4<'py, T>,
-    r: PyReadonlyArray4<'py, T>,
+    a: Ro4<'py, T>,
+    r: Ro4<'py, T>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let (rd, rs) = view(&r, "reference")?;
     Ok(map_batch(py, &a, "frames", |s, d, o| {
@@ -211,8 +215,8 @@ fn match_histograms<'py>(
 
 fn blend_t<'py, T: Element + Sample>(
     py: Python<'py>,
-    c: PyReadonlyArray4<'py, T>,
-    l: PyReadonlyArray4<'py, T>,
+    c: Ro4<'py, T>,
+    l: Ro4<'py, T>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let (ld, ls) = view(&l, "luma")?;
     let (cd, _) = view(&c, "color")?;
@@ -242,7 +246,7 @@ fn blend_luminosity<'py>(
     }
 }
 
-fn vec1<'a>(a: &'a PyReadonlyArray1<'_, f64>, arg: &str) -> PyResult<&'a [f64]> {
+fn vec1<'a>(a: &'a Ro1<'_, f64>, arg: &str) -> PyResult<&'a [f64]> {
     a.as_slice().map_err(|_| {
         PyValueError::new_err(format!("{arg}: expected a contiguous 1-D float64 array"))
     })
@@ -252,8 +256,9 @@ fn vec1<'a>(a: &'a PyReadonlyArray1<'_, f64>, arg: &str) -> PyResult<&'a [f64]> 
 fn adjust_gamma<'py>(
     py: Python<'py>,
     frames_: &Bound<'py, PyAny>,
-    gamma: PyReadonlyArray1<'py, f64>,
+    gamma: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let gamma = read(gamma, "gamma", F64)?;
     let g = vec1(&gamma, "gamma")?;
     Ok(match frames(frames_, "frames")? {
         Frames::U8(a) => map_batch(py, &a, "frames", |s, d, o| {
@@ -273,11 +278,11 @@ type WithGammas<'py> = (Bound<'py, PyAny>, Bound<'py, PyArray1<f64>>);
 /// frames + one f64 per frame out.
 /// Results go to a new array, or to `out` when given: an array of the frames'
 /// shape and dtype, C-contiguous and writeable, sharing no memory with the inputs
-/// (numpy's borrow tracking refuses an `out` that overlaps them).
+/// (the record of arrays in use, [`borrow`], refuses an `out` that overlaps them).
 fn with_gammas<'py, T: Element + Sample>(
     py: Python<'py>,
-    a: PyReadonlyArray4<'py, T>,
-    r: PyReadonlyArray4<'py, T>,
+    a: Ro4<'py, T>,
+    r: Ro4<'py, T>,
     rarg: &str,
     out: Option<&Bound<'py, PyAny>>,
     f: impl FnOnce(&[T], Dims, &[T], Dims, &mut [T], &mut [f64]) -> kernels::Result<()> + Send,
@@ -308,15 +313,16 @@ fn with_gammas<'py, T: Element + Sample>(
         }
     };
     {
-        let mut w = dst.try_readwrite().map_err(|e| {
+        let mut w = Rw::new(dst.clone()).map_err(|e| {
             PyValueError::new_err(match e {
                 // the Python wrapper has refused overlap with the inputs already: here it
                 // is another call on another thread reading or writing the same array
-                numpy::BorrowError::AlreadyBorrowed => "out: another call is using this array \
-                    at the same time (or it shares memory with the inputs); give each \
-                    concurrent call its own out array"
-                    .to_string(),
-                _ => format!("out: cannot write to it ({e}); it must be writeable"),
+                Refused::InUse => {
+                    "out: another call is using this array at the same time \
+                    (or it shares memory with the inputs); give each concurrent call its \
+                    own out array"
+                }
+                Refused::ReadOnly => "out: cannot write to it; it must be writeable",
             })
         })?;
         let o = w
@@ -372,8 +378,8 @@ fn color_correct<'py>(
 
 fn lerp_t<'py, T: Element + Sample>(
     py: Python<'py>,
-    a: PyReadonlyArray4<'py, T>,
-    b: PyReadonlyArray4<'py, T>,
+    a: Ro4<'py, T>,
+    b: Ro4<'py, T>,
     alpha: &[f64],
 ) -> PyResult<Bound<'py, PyAny>> {
     let (bd, bs) = view(&b, "b")?;
@@ -395,8 +401,9 @@ fn lerp_frames<'py>(
     py: Python<'py>,
     a: &Bound<'py, PyAny>,
     b: &Bound<'py, PyAny>,
-    alpha: PyReadonlyArray1<'py, f64>,
+    alpha: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let alpha = read(alpha, "alpha", F64)?;
     let t = vec1(&alpha, "alpha")?;
     let fa = frames(a, "a")?;
     match (same_dtype(b, "b", &fa)?, fa) {
@@ -408,7 +415,7 @@ fn lerp_frames<'py>(
 
 fn mean_t<'py, T: Element + Sample>(
     py: Python<'py>,
-    a: PyReadonlyArray4<'py, T>,
+    a: Ro4<'py, T>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let (d, s) = view(&a, "frames")?;
     let out = alloc::<T>(py, Dims::new(1, d.h, d.w))?;
@@ -427,7 +434,7 @@ fn mean_frames<'py>(py: Python<'py>, frames_: &Bound<'py, PyAny>) -> PyResult<Bo
 
 fn yuv_t<'py, T: Element + Sample>(
     py: Python<'py>,
-    a: PyReadonlyArray4<'py, T>,
+    a: Ro4<'py, T>,
     m: kernels::yuv::Matrix,
     full: bool,
 ) -> PyResult<Bound<'py, PyArray3<u8>>> {
@@ -461,9 +468,10 @@ fn rgb_to_yuv420p<'py>(
 fn warp_affine<'py>(
     py: Python<'py>,
     frames_: &Bound<'py, PyAny>,
-    matrix: PyReadonlyArray1<'py, f64>,
+    matrix: &Bound<'py, PyAny>,
     border: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let matrix = read(matrix, "matrix", F64)?;
     let m = vec1(&matrix, "matrix")?;
     let b = kernels::warp::Border::parse(border).map_err(to_py)?;
     Ok(match frames(frames_, "frames")? {
@@ -484,11 +492,14 @@ fn warp_affine<'py>(
 #[pyfunction]
 fn _flow_interpolate<'py>(
     py: Python<'py>,
-    pair: PyReadonlyArray4<'py, u8>,
-    flows: PyReadonlyArray4<'py, f32>,
-    ts: PyReadonlyArray1<'py, f64>,
+    pair: &Bound<'py, PyAny>,
+    flows: &Bound<'py, PyAny>,
+    ts: &Bound<'py, PyAny>,
     sigma: f64,
 ) -> PyResult<Bound<'py, PyArray4<u8>>> {
+    let pair: Ro4<u8> = read(pair, "pair", "a 4-D uint8 array (2, h, w, 3)")?;
+    let flows: Ro4<f32> = read(flows, "flows", "a 4-D float32 array (2, h, w, 2)")?;
+    let ts = read(ts, "timesteps", F64)?;
     let (d, ab) = view(&pair, "pair")?;
     if d.n != 2 {
         return Err(PyValueError::new_err(format!(

@@ -1,0 +1,207 @@
+//! The arrays a call is using while it runs with the GIL released, recorded by
+//! this module instead of by the numpy crate's borrow tracking.
+//!
+//! A kernel reads its inputs and writes its output after releasing the GIL, so
+//! another thread may call in meanwhile: a call that would write memory another
+//! call is using (or read memory another call is writing) must be refused, not
+//! raced. The numpy crate keeps such a record too, process-wide, but a child made
+//! by `fork` while another thread was inside a kernel inherited that thread's
+//! entries with no way to clear them: every later call on those arrays, or on
+//! result buffers reused from them, was refused in the child for good. Here each
+//! record carries the id of the process that made it, and a process that finds
+//! another's records drops them (the threads that held them do not exist in it).
+//!
+//! The record is touched only with the GIL held (a claim is made before a call
+//! releases the GIL and dropped after it has it again), so no thread holds its
+//! lock while another forks, which needs the GIL too.
+
+use std::ops::Deref;
+use std::sync::Mutex;
+
+use numpy::ndarray::Dimension;
+use numpy::{npyffi, Element, PyArray, PyArrayMethods, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+
+/// One call's use of a byte range: `[start, end)`, written or only read.
+#[derive(Clone, Copy)]
+struct Use {
+    id: u64,
+    start: usize,
+    end: usize,
+    write: bool,
+}
+
+struct Record {
+    pid: u32,
+    next_id: u64,
+    uses: Vec<Use>,
+}
+
+static RECORD: Mutex<Record> = Mutex::new(Record {
+    pid: 0,
+    next_id: 0,
+    uses: Vec::new(),
+});
+
+fn record() -> std::sync::MutexGuard<'static, Record> {
+    // nothing panics while holding it; a poisoned lock's record is still whole
+    let mut r = RECORD.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = std::process::id();
+    if r.pid != pid {
+        // a fresh process, or a forked child: its parent's calls are not running here
+        r.pid = pid;
+        r.uses.clear();
+    }
+    r
+}
+
+/// Why a claim was refused.
+pub enum Refused {
+    /// Another call is writing (or, for a write, using) overlapping memory.
+    InUse,
+    /// A write to a read-only array.
+    ReadOnly,
+}
+
+/// A claim on an array's memory, released when dropped.
+pub struct Claim {
+    id: u64,
+    pid: u32,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut r = record();
+        if r.pid == self.pid {
+            r.uses.retain(|u| u.id != self.id);
+        }
+    }
+}
+
+/// The bytes `a` spans, from its lowest to its highest element (empty if it has
+/// no elements).
+fn byte_range<T: Element, D: Dimension>(a: &Bound<'_, PyArray<T, D>>) -> (usize, usize) {
+    let base = a.data() as usize;
+    let shape = a.shape();
+    if shape.contains(&0) {
+        return (base, base);
+    }
+    let (mut lo, mut hi) = (0isize, 0isize);
+    for (&n, &s) in shape.iter().zip(a.strides()) {
+        let reach = (n as isize - 1) * s;
+        if reach < 0 {
+            lo += reach;
+        } else {
+            hi += reach;
+        }
+    }
+    let item = std::mem::size_of::<T>() as isize;
+    (
+        base.wrapping_add_signed(lo),
+        base.wrapping_add_signed(hi + item),
+    )
+}
+
+fn claim<T: Element, D: Dimension>(
+    a: &Bound<'_, PyArray<T, D>>,
+    write: bool,
+) -> Result<Claim, Refused> {
+    if write {
+        // SAFETY: a live array object, whose fields numpy's accessor finds
+        let flags = unsafe { (*npyffi::_PyArray_GET_ITEM_DATA(a.as_array_ptr())).flags };
+        if flags & npyffi::NPY_ARRAY_WRITEABLE == 0 {
+            return Err(Refused::ReadOnly);
+        }
+    }
+    let (start, end) = byte_range(a);
+    let mut r = record();
+    let clash = start < end
+        && r.uses
+            .iter()
+            .any(|u| (write || u.write) && u.start < end && start < u.end);
+    if clash {
+        return Err(Refused::InUse);
+    }
+    let id = r.next_id;
+    r.next_id += 1;
+    r.uses.push(Use {
+        id,
+        start,
+        end,
+        write,
+    });
+    Ok(Claim { id, pid: r.pid })
+}
+
+/// An array this call reads, claimed for reading.
+pub struct Ro<'py, T: Element, D: Dimension> {
+    array: Bound<'py, PyArray<T, D>>,
+    _claim: Claim,
+}
+
+/// An array this call writes, claimed for writing.
+pub struct Rw<'py, T: Element, D: Dimension> {
+    array: Bound<'py, PyArray<T, D>>,
+    _claim: Claim,
+}
+
+impl<'py, T: Element, D: Dimension> Ro<'py, T, D> {
+    pub fn new(array: Bound<'py, PyArray<T, D>>) -> Result<Self, Refused> {
+        let c = claim(&array, false)?;
+        Ok(Self { array, _claim: c })
+    }
+
+    /// The elements, if the array is contiguous.
+    pub fn as_slice(&self) -> Result<&[T], numpy::AsSliceError> {
+        // SAFETY: no call writes this memory while the claim stands (see the module
+        // docs); Python code could, as it always could under numpy's own tracking
+        unsafe { self.array.as_slice() }
+    }
+}
+
+impl<'py, T: Element, D: Dimension> Rw<'py, T, D> {
+    pub fn new(array: Bound<'py, PyArray<T, D>>) -> Result<Self, Refused> {
+        let c = claim(&array, true)?;
+        Ok(Self { array, _claim: c })
+    }
+
+    /// The elements, if the array is contiguous.
+    pub fn as_slice_mut(&mut self) -> Result<&mut [T], numpy::AsSliceError> {
+        // SAFETY: no other call reads or writes this memory while the claim stands
+        unsafe { self.array.as_slice_mut() }
+    }
+}
+
+impl<'py, T: Element, D: Dimension> Deref for Ro<'py, T, D> {
+    type Target = Bound<'py, PyArray<T, D>>;
+    fn deref(&self) -> &Self::Target {
+        &self.array
+    }
+}
+
+/// The message for a refused read of argument `arg`.
+pub fn read_refused(arg: &str) -> PyErr {
+    PyValueError::new_err(format!(
+        "{arg}: another call is writing this array at the same time; wait for it, or \
+         give that call its own out array"
+    ))
+}
+
+/// `obj` as an array of `T` and `D` to read, claimed; `arg` names it in errors.
+pub fn read<'py, T: Element, D: Dimension>(
+    obj: &Bound<'py, PyAny>,
+    arg: &str,
+    form: &str,
+) -> PyResult<Ro<'py, T, D>> {
+    let a = obj.cast::<PyArray<T, D>>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{arg}: expected {form}, got {}",
+            super::describe(obj)
+        ))
+    })?;
+    Ro::new(a.clone()).map_err(|_| read_refused(arg))
+}
+
+pub type Ro1<'py, T> = Ro<'py, T, numpy::Ix1>;
+pub type Ro4<'py, T> = Ro<'py, T, numpy::Ix4>;
