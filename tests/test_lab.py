@@ -213,6 +213,23 @@ def test_huge_lab_values_clip_instead_of_overflowing():
         np.testing.assert_array_equal(huge, large)
 
 
+def test_lab_values_far_out_clip_as_the_exact_conversion_does():
+    """From a review: values past 1e6 were each held at 1e6 on their own, which turned
+    the colour (L 2e7 with b 1e6 came out yellow, not white: half of all colours at 1e7
+    and beyond came out otherwise than the float64 clip). They are now computed as they
+    are up to 1e12 and scaled down together beyond."""
+    rng = np.random.default_rng(5)
+    d = rng.normal(size=(20000, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    for lo, hi in ((1e3, 1e6), (1e6, 1e12), (1e12, 1e30)):
+        lab = (d * np.exp(rng.uniform(np.log(lo), np.log(hi), (len(d), 1)))).astype(np.float32)
+        with np.errstate(all="ignore"):
+            want = np.floor(ref_rgb(lab.astype(np.float64)) * 255 + 0.5)
+        off = np.abs(lw.lab_to_rgb(lab[None])[0].astype(int) - want).max(-1)
+        assert (off > 1).sum() == 0, (lo, hi, lab[off > 1][:3])
+    assert lw.lab_to_rgb(np.array([[[2e7, 0, 1e6]]], np.float32)).tolist() == [[[255] * 3]]
+
+
 def test_lab_to_rgb_batch_and_single():
     lab = lw.rgb_to_lab(np.random.default_rng(3).integers(0, 256, (2, 4, 6, 3), dtype=np.uint8))
     out = lw.lab_to_rgb(lab)

@@ -72,7 +72,8 @@ def rgb_to_lab(frames: Frames) -> npt.NDArray[np.float32]:
 def lab_to_rgb(lab: npt.ArrayLike, *, dtype: npt.DTypeLike = np.uint8) -> Frames:
     """CIELAB (``float32``; other float dtypes are converted) back to sRGB.
 
-    Colours outside the sRGB gamut are clipped per channel in linear RGB.
+    Colours outside the sRGB gamut are clipped per channel in linear RGB (a colour
+    with a value beyond 1e12 is first scaled down, its three values alike, to 1e12).
     NaN or infinity anywhere in ``lab`` raises ``ValueError``: a NaN has no
     colour, and silently mapping it to black would hide upstream bugs.
 

@@ -545,10 +545,12 @@ fn rgb_to_lab_chunk_imp<T: Sample>(k: &LabConsts, s: &[T], o: &mut [f32]) -> boo
 
 simd_dispatch!(fn rgb_to_lab_chunk<T: Sample>(k: &LabConsts, s: &[T], o: &mut [f32]) -> bool = rgb_to_lab_chunk_imp);
 
-/// The largest |L|, |a| or |b| `lab_to_rgb` computes with: values past it are
-/// held at it (colours there are far outside the gamut and clip to the edges
-/// of the RGB cube).
-const LAB_LIMIT: f32 = 1e6;
+/// The largest |L|, |a| or |b| `lab_to_rgb` computes with: a colour with a value
+/// past it is scaled down, all three values alike, until none is (colours there
+/// are far outside the gamut and clip to the edges of the RGB cube). Below it no
+/// f32 overflows: |f| <= 1e12 (1/116 + 1/500) ~ 1.1e10, f^3 ~ 1.3e30, and the
+/// matrix's sums stay under 1e32. (It was 1e6, each value held on its own.)
+const LAB_LIMIT: f32 = 1e12;
 
 #[inline(always)]
 fn lab_to_rgb_chunk_imp<T: Sample>(k: &LabConsts, s: &[f32], o: &mut [T]) {
@@ -557,10 +559,16 @@ fn lab_to_rgb_chunk_imp<T: Sample>(k: &LabConsts, s: &[f32], o: &mut [T]) {
         prefetch_ahead(sb);
         prefetch_ahead(ob);
         deinterleave(sb, &mut labp);
-        // held to +-LAB_LIMIT so f^3 cannot overflow (L = 1e15 came out black: the
-        // matrix made inf - inf = NaN of it)
-        for v in labp.iter_mut().flatten() {
-            *v = v.clamp(-LAB_LIMIT, LAB_LIMIT);
+        // scaled, all three alike, to at most LAB_LIMIT so f^3 cannot overflow (L =
+        // 1e15 came out black: the matrix made inf - inf = NaN of it); one factor
+        // keeps the colour's direction, which decides how it clips (each held on its
+        // own, L 2e7 with b 1e6 came out yellow, not white)
+        for i in 0..BLOCK {
+            let m = labp[0][i].abs().max(labp[1][i].abs()).max(labp[2][i].abs());
+            let scale = LAB_LIMIT / m.max(LAB_LIMIT);
+            for c in 0..3 {
+                labp[c][i] *= scale;
+            }
         }
         linear_from_lab_block(k, &labp, &mut rgb);
         encode_block(&mut rgb, ob);
