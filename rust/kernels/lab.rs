@@ -563,12 +563,10 @@ fn lab_to_rgb_chunk_imp<T: Sample>(k: &LabConsts, s: &[f32], o: &mut [T]) {
         // 1e15 came out black: the matrix made inf - inf = NaN of it); one factor
         // keeps the colour's direction, which decides how it clips (each held on its
         // own, L 2e7 with b 1e6 came out yellow, not white)
-        for i in 0..BLOCK {
-            let m = labp[0][i].abs().max(labp[1][i].abs()).max(labp[2][i].abs());
-            let scale = LAB_LIMIT / m.max(LAB_LIMIT);
-            for c in 0..3 {
-                labp[c][i] *= scale;
-            }
+        let [l, a, b] = &mut labp;
+        for ((l, a), b) in l.iter_mut().zip(a.iter_mut()).zip(b.iter_mut()) {
+            let scale = LAB_LIMIT / l.abs().max(a.abs()).max(b.abs()).max(LAB_LIMIT);
+            (*l, *a, *b) = (*l * scale, *a * scale, *b * scale);
         }
         linear_from_lab_block(k, &labp, &mut rgb);
         encode_block(&mut rgb, ob);
