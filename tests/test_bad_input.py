@@ -781,3 +781,54 @@ def test_a_long_name_is_not_quoted_whole():
             with pytest.raises(ValueError) as e:
                 call(s)
             assert len(str(e.value)) < 200
+
+
+def test_big_endian_arrays_are_checked_before_they_are_converted():
+    """From a review: a big-endian array was converted to native order before its
+    dtype, rank and channels were checked, so a refused one was copied first, and a
+    huge broadcast one raised a bare MemoryError instead of naming what was wrong."""
+    huge = (2**40, 1, 1, 3)
+    with pytest.raises(TypeError, match="^frames must have dtype uint8 or float32.*got int64"):
+        lw.rgb_to_lab(np.broadcast_to(np.zeros(3, ">i8"), huge))
+    with pytest.raises(ValueError, match="^frames must be .* got 2 dimensions"):
+        lw.rgb_to_lab(np.broadcast_to(np.zeros(4, ">f4"), (2**40, 4)))
+    with pytest.raises(MemoryError, match="^frames: no memory for a contiguous copy"):
+        lw.rgb_to_lab(np.broadcast_to(np.zeros(3, ">f4"), huge))
+    x = np.random.default_rng(0).random((2, 4, 6, 3)).astype(np.float32)
+    np.testing.assert_array_equal(lw.rgb_to_lab(x.astype(">f4")), lw.rgb_to_lab(x))
+
+
+def test_durations_are_not_counts():
+    """From a review: np.timedelta64 (a NumPy integer) was taken as a thread count, or
+    failed with an unnamed TypeError or OverflowError."""
+    for call, name in ((lw.set_num_threads, "n"), (lw.set_buffer_cache, "max_bytes")):
+        for bad in (np.timedelta64(1), np.timedelta64(3, "s")):
+            with pytest.raises(TypeError, match=f"^{name} must be an int; got timedelta64"):
+                call(bad)  # type: ignore[arg-type]
+    assert lw.get_num_threads() >= 1
+
+
+def test_bool_arrays_among_the_numbers_of_a_list_are_refused():
+    """From a review: 0-d bool arrays in a list were read as 1.0 (bare bools were
+    refused)."""
+    b = np.full((2, 4, 6, 3), 100, np.uint8)
+    t = np.array(True)
+    for call in (
+        lambda: lw.adjust_gamma(b, [t, 2.0]),
+        lambda: lw.lerp_frames(b, b, [t, 0.5]),
+        lambda: lw.warp_affine(b, [[t, 0, 0], [0, t, 0]]),
+    ):
+        with pytest.raises(TypeError, match="got a bool among the numbers"):
+            call()
+
+
+def test_a_matrix_whose_inverse_overflows_is_refused():
+    """From a review: a finite matrix with an allowed determinant inverted to entries
+    past float64's range, and warped every pixel to NaN (float) or black (uint8)."""
+    m = [[2e-312, 0, 0], [0, 1e300, 0]]
+    for f in (np.full((2, 3, 3), 0.5, np.float32), np.full((2, 3, 3), 128, np.uint8)):
+        with pytest.raises(ValueError, match="^matrix: maps the frame from coordinates beyond"):
+            lw.warp_affine(f, m)
+    # large but representable still warps: every source pixel is 0.5, so is every output
+    far = lw.warp_affine(np.full((2, 3, 3), 0.5, np.float32), [[1e-6, 0, 1e250], [0, 1e6, 0]])
+    assert np.all(far == 0.5)

@@ -23,11 +23,9 @@ def _masked(x: Any) -> bool:
     return ma is not None and isinstance(x, ma.MaskedArray)
 
 
-def _native_dtype(x: np.ndarray) -> np.ndarray:
-    # big-endian float32 is still float32: make it native instead of refusing it
-    if not x.dtype.isnative:
-        x = x.astype(x.dtype.newbyteorder("="))
-    return x
+def _native_dtype(x: np.ndarray) -> np.dtype[Any]:
+    # big-endian float32 is still float32: taken as native instead of refused
+    return x.dtype if x.dtype.isnative else x.dtype.newbyteorder("=")
 
 
 def frames(x: Any, arg: str, form: str = FRAMES_FORM) -> tuple[np.ndarray, bool]:
@@ -40,10 +38,12 @@ def frames(x: Any, arg: str, form: str = FRAMES_FORM) -> tuple[np.ndarray, bool]
             f"{arg} must be {form}, not a masked array (its mask would be ignored); "
             "pass .filled(value) or .data"
         )
-    x = _native_dtype(x)
-    if x.dtype not in FRAME_DTYPES:
+    # checked before a big-endian array is converted: one that is refused is not copied
+    # (a broadcast one of 2**40 frames raised MemoryError for its copy, not its dtype)
+    dtype = _native_dtype(x)
+    if dtype not in FRAME_DTYPES:
         raise TypeError(
-            f"{arg} must have dtype uint8 or float32 (values in [0, 1]); got {x.dtype}"
+            f"{arg} must have dtype uint8 or float32 (values in [0, 1]); got {dtype}"
             " (convert with .astype(np.float32) or skimage.util.img_as_ubyte)"
         )
     if x.ndim not in (3, 4):
@@ -53,8 +53,10 @@ def frames(x: Any, arg: str, form: str = FRAMES_FORM) -> tuple[np.ndarray, bool]
     if x.size == 0:
         raise ValueError(f"{arg} must not be empty; got shape {x.shape}")
     single = x.ndim == 3
-    # C order and aligned (an array at an odd byte offset of a buffer is copied)
+    # native byte order, C order and aligned (an array at an odd byte offset of a buffer
+    # is copied)
     try:
+        x = x.astype(dtype, copy=False)
         return np.require(x[None] if single else x, requirements=("C", "A")), single
     except MemoryError:  # a copy of a huge (broadcast) view
         raise MemoryError(
@@ -110,6 +112,8 @@ def _holds_bool(x: list[Any] | tuple[Any, ...]) -> bool:
     while todo:
         for v in todo.pop():
             if isinstance(v, (bool, np.bool_)):
+                return True
+            if isinstance(v, np.ndarray) and v.dtype == np.bool_:  # [np.array(True), 2.0]
                 return True
             if isinstance(v, (list, tuple)):
                 todo.append(v)

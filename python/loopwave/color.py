@@ -415,7 +415,8 @@ def warp_affine(frames: Frames, matrix: npt.ArrayLike, *, border: str = "replica
 def set_num_threads(n: int) -> None:
     """Use ``n`` worker threads for kernels (0 restores the default: ``LOOPWAVE_NUM_THREADS``
     or the number of cores). Lower it to leave cores to torch or onnxruntime."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+    # (np.timedelta64 is a numpy integer, and a duration)
+    if isinstance(n, (bool, np.timedelta64)) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"n must be an int; got {type(n).__name__}")
     if not 0 <= n <= 1024:
         raise ValueError(f"n must be in 0..1024; got {n}")
@@ -440,7 +441,9 @@ def set_buffer_cache(max_bytes: int) -> None:
     result's ``flags.owndata`` is False (its ``base`` owns the memory), so ``ndarray.resize``
     refuses it, as it does any view.
     """
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)):
+    if isinstance(max_bytes, (bool, np.timedelta64)) or not isinstance(
+        max_bytes, (int, np.integer)
+    ):
         raise TypeError(f"max_bytes must be an int; got {type(max_bytes).__name__}")
     if not 0 <= max_bytes < 2**63:
         raise ValueError(f"max_bytes must be 0 or more; got {max_bytes}")

@@ -127,6 +127,19 @@ pub fn warp_affine<T: Sample>(
     check_finite("frames", src)?;
     let inverses: Vec<[f64; 6]> = matrices.chunks(6).map(invert).collect::<Result<_>>()?;
     let (h, w) = (dims.h, dims.w);
+    // the largest |source coordinate| over the frame, bounded term by term: finite, no
+    // point's sum overflows (m = [[2e-312, 0, 0], [0, 1e300, 0]] inverts to 5e311,
+    // whose inf * 0 gave NaN coordinates and frames of NaN)
+    let reach = |r: &[f64]| r[0].abs() * (w - 1) as f64 + r[1].abs() * (h - 1) as f64 + r[2].abs();
+    if inverses
+        .iter()
+        .any(|m| !(reach(&m[..3]).is_finite() && reach(&m[3..]).is_finite()))
+    {
+        return Err(KernelError::value(
+            "matrix",
+            "maps the frame from coordinates beyond float64's range (its inverse is too large)",
+        ));
+    }
     let fl = dims.frame_len();
     install(|| {
         out.par_chunks_mut(w * 3).enumerate().for_each(|(row, o)| {
