@@ -58,6 +58,11 @@ def test_a_single_file_checkpoint_never_reaches_the_network(tmp_path, monkeypatc
     save_file({"model.diffusion_model.conv_in.weight": torch.zeros(320, 4, 3, 3)}, str(ckpt))
     with pytest.raises(ValueError, match="cannot load .*model.safetensors offline"):
         load_backend("diffusers", ckpt, device="cpu")
+    # the suffix in any case (it was refused as "must be a diffusers folder or a
+    # .safetensors file")
+    upper = ckpt.rename(tmp_path / "MODEL.SafeTensors")
+    with pytest.raises(ValueError, match="cannot load .*MODEL.SafeTensors offline"):
+        load_backend("diffusers", upper, device="cpu")
     assert tried == []
     import huggingface_hub.constants as hub
 
@@ -152,6 +157,22 @@ def test_lora_files_apply_with_their_scale(tmp_path, init):
     assert np.abs(off.astype(int) - plain).max() <= 1
 
 
+def test_lora_scales_of_any_real_kind(tmp_path):
+    """From a review: np.float32 and np.int64 scales were refused (img2img takes numpy
+    numbers everywhere), and 10**400 raised an OverflowError naming nothing."""
+    from fractions import Fraction
+
+    from loopwave.backends import _check_loras
+
+    f = tmp_path / "x.safetensors"
+    f.write_bytes(b"")
+    for scale, want in ((np.float32(0.5), 0.5), (np.int64(1), 1.0), (Fraction(1, 4), 0.25)):
+        assert _check_loras([{"path": str(f), "scale": scale}], False) == [(f, want)]
+    for bad in (10**400, float("nan"), "1", True):
+        with pytest.raises(ValueError, match=r"^lora\[0\]: scale must be a finite number"):
+            _check_loras([{"path": str(f), "scale": bad}], False)
+
+
 def test_lora_refusals(tmp_path):
     # through the API (settings files are checked before): a KeyError or a bare float()
     # error before
@@ -212,6 +233,10 @@ def test_input_limits(init):
     for kw, msg in (
         ({"cfg": 1e30}, "cfg"),
         ({"cfg": float("nan")}, "cfg"),
+        # from a review: diffusers ran each of these as cfg 1, silently
+        ({"cfg": 0.0}, r"^cfg must be in \[1, 100\] \(up to 1 diffusers runs no guidance\)"),
+        ({"cfg": 0.5}, r"^cfg must be in \[1, 100\]"),
+        ({"cfg": -5}, r"^cfg must be in \[1, 100\]"),
         ({"steps": 10**6}, "steps"),
         ({"prompt": "(a cat:1e30)"}, "weight"),
         ({"negative": "(blur:1e400)"}, "weight"),
@@ -538,6 +563,25 @@ def test_every_scheduler_name_runs_its_class(name, init, scheduler_pipe):
     kw = {**CALL, "steps": 8}  # PNDM's warm-up needs a schedule of at least 4 steps
     a, other = (b.img2img(init, seed=s, **kw) for s in (1, 2))
     assert not np.array_equal(a, other) and not np.array_equal(a, init)
+
+
+@pytest.mark.parametrize("name", ["DPM++ 2M", "Euler", "LMS"])
+def test_a_scheduler_name_means_the_same_whatever_the_models_config(tmp_path, name, init):
+    """From a review: a name took its class's options over the model's own scheduler
+    config, so a model saved with Karras sigmas (as the smoke model's default "DPM++ 2M
+    Karras" is) ran "DPM++ 2M", "Euler" and "LMS" with Karras sigmas too."""
+    from loopwave.backends import load_backend
+
+    smoke = smoke_backend()
+    assert smoke.pipe.scheduler.config["use_karras_sigmas"] is True
+    smoke.pipe.save_pretrained(tmp_path / "model")
+    loaded = load_backend("diffusers", str(tmp_path / "model"), device="cpu", scheduler=name)
+    fresh = smoke_backend(scheduler=name)
+    for b in (loaded, fresh):
+        assert b.pipe.scheduler.config["use_karras_sigmas"] is False
+    np.testing.assert_array_equal(
+        loaded.img2img(init, seed=1, **CALL), fresh.img2img(init, seed=1, **CALL)
+    )
 
 
 def test_numbers_of_any_kind_and_strengths_too_small_for_a_step(init):

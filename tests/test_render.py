@@ -855,9 +855,9 @@ def test_a_prompt_lines_seed_keeps_the_plans_renders_apart(tmp_path, backend):
 
 
 def test_preflight_takes_what_renders(tmp_path, backend):
-    """The checks accept the edges the render accepts: steps 0, cfg 100, zoom ramps that
+    """The checks accept the edges the render accepts: steps 0, cfg 1 and 100, zoom ramps that
     stay above 0, and a weight of exactly 100."""
-    data = _with("render", steps="0: (0), 3: (1000)", cfg="0: (-100), 6: (100)", frames=3)
+    data = _with("render", steps="0: (0), 3: (1000)", cfg="0: (1), 6: (100)", frames=3)
     data = {**data, "prompts": {"0": "a (cat:100)"}, "colour": {"mode": "none"}}
     s = Settings.from_dict({**data, "interpolation": {"factor": 1}})
     r = render(s, run_dir=tmp_path / "run", backend=backend, progress=False, video=False)

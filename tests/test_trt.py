@@ -457,3 +457,9 @@ def test_exporting_a_part_twice_or_a_missing_runner_is_refused(onnx_fixed, tmp_p
     v = trt.use_exported(smoke_backend(), vae="onnx", height=64, width=64, directory=tmp_path)
     with pytest.raises(ValueError, match="vae: this backend's vae already runs"):
         trt.use_exported(v, vae="onnx", height=64, width=64, directory=tmp_path / "b")
+    # from a review: the public export functions had the same two faults
+    with pytest.raises(ValueError, match="^unet already runs an exported graph"):
+        trt.export_unet(b.pipe.unet, tmp_path / "again.onnx", height=64, width=64)
+    with pytest.raises(ValueError, match="^vae.encoder already runs an exported graph"):
+        trt.export_vae(v.pipe.vae, tmp_path / "again", height=64, width=64)
+    assert not (tmp_path / "again.onnx").exists() and not (tmp_path / "again").exists()

@@ -53,15 +53,33 @@ __all__ = [
 log = logging.getLogger("loopwave")
 
 # A1111 names -> (diffusers scheduler class, extra config)
+_DPMPP_2M = {"algorithm_type": "dpmsolver++", "solver_order": 2}
 SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "DPM++ 2M Karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
-    "DPM++ 2M": ("DPMSolverMultistepScheduler", {}),
+    "DPM++ 2M Karras": ("DPMSolverMultistepScheduler", {**_DPMPP_2M, "use_karras_sigmas": True}),
+    "DPM++ 2M": ("DPMSolverMultistepScheduler", _DPMPP_2M),
     "Euler a": ("EulerAncestralDiscreteScheduler", {}),
     "Euler": ("EulerDiscreteScheduler", {}),
     "DDIM": ("DDIMScheduler", {}),
     "PNDM": ("PNDMScheduler", {}),
     "LMS": ("LMSDiscreteScheduler", {}),
 }
+# the sigma spacing a name means unless its options say otherwise, set whatever the model's
+# own scheduler config holds (a model saved with Karras sigmas ran "Euler", "LMS" and
+# "DPM++ 2M" with them); each class takes those of these it has
+_PLAIN_SIGMAS = {
+    "use_karras_sigmas": False,
+    "use_exponential_sigmas": False,
+    "use_beta_sigmas": False,
+}
+
+
+def _scheduler_options(cls: Any, extra: dict[str, Any]) -> dict[str, Any]:
+    """The config a scheduler name sets on ``cls``: its options over plain sigmas, only
+    the keys ``cls`` takes."""
+    import inspect
+
+    takes = inspect.signature(cls.__init__).parameters
+    return {k: v for k, v in {**_PLAIN_SIGMAS, **extra}.items() if k in takes}
 
 
 #: distinct prompts whose embeddings a backend keeps
@@ -69,8 +87,14 @@ EMBED_CACHE = 16
 #: the most 75-token chunks of a prompt a backend reads (600 tokens; see
 #: :mod:`loopwave.prompt_weights`); a UNet exported with a fixed text length reads one
 MAX_CHUNKS = 8
-#: the largest steps and |cfg| img2img takes (a render checks every frame against them)
+#: the largest steps and cfg img2img takes (a render checks every frame against them)
 MAX_STEPS, MAX_CFG = 1000, 100
+#: the smallest cfg: diffusers runs any guidance scale up to 1 as no guidance, the frame of
+#: cfg 1 (A1111 mixes the unconditional prediction in below 1; cfg 0, 0.5 and -5 all gave
+#: the cfg-1 frame here, silently)
+MIN_CFG = 1
+#: what the cfg check says it takes
+CFG_FORM = f"in [{MIN_CFG}, {MAX_CFG}] (up to 1 diffusers runs no guidance)"
 
 ACCEL_KEYS = (
     "channels_last",
@@ -157,7 +181,7 @@ class Img2Img(abc.ABC):
         seed: int,
     ) -> np.ndarray:
         """One frame: ``init`` (H, W, 3) uint8 in, (H, W, 3) uint8 out. ``strength`` in
-        [0, 1], ``steps`` in 0..1000 (0 runs as 1), ``cfg`` finite within +-100 and
+        [0, 1], ``steps`` in 0..1000 (0 runs as 1), ``cfg`` in [1, 100] and
         prompt weights within +-100: the ranges a render checks for every frame before it
         starts, whatever the backend."""
 
@@ -226,8 +250,9 @@ class DiffusersBackend(Img2Img):
         self.accel, self.device = check_backend_args(torch, device, scheduler, accel)
         if scheduler is not None:
             cls_name, extra = SCHEDULERS[scheduler]
-            pipe.scheduler = getattr(diffusers, cls_name).from_config(
-                pipe.scheduler.config, **extra
+            cls = getattr(diffusers, cls_name)
+            pipe.scheduler = cls.from_config(
+                pipe.scheduler.config, **_scheduler_options(cls, extra)
             )
         # fp16 on CUDA, float32 elsewhere
         dtype = torch.float16 if self.device.type == "cuda" else torch.float32
@@ -418,8 +443,8 @@ class DiffusersBackend(Img2Img):
             raise ValueError(f"strength must be in [0, 1]; got {strength}")
         if not 0 <= steps <= MAX_STEPS:
             raise ValueError(f"steps must be in 0..{MAX_STEPS} (0 runs as 1); got {steps}")
-        if not abs(cfg) <= MAX_CFG:  # also NaN
-            raise ValueError(f"cfg must be finite and within +-{MAX_CFG}; got {cfg}")
+        if not MIN_CFG <= cfg <= MAX_CFG:  # also NaN
+            raise ValueError(f"cfg must be {CFG_FORM}; got {cfg}")
         self.check_schedule(steps, strength)
         n_steps = _steps_for(steps, strength) if strength > 0 else 0
         if n_steps == 0:  # strength 0 or below 1/1000: no denoising step at that noise level
@@ -740,6 +765,7 @@ def load_backend(
     # before the weights load (minutes for a large model)
     _, dev = check_backend_args(torch, device, scheduler, accel)
     p = Path(path)
+    suffix = p.suffix.lower()  # MODEL.SafeTensors was refused as "not a .safetensors file"
     if not str(path) or not p.exists():
         raise ValueError(
             f"model path {str(path)!r} is not a local file or folder "
@@ -760,7 +786,7 @@ def load_backend(
                 )
         except _LOAD_ERRORS as e:  # a damaged folder: missing keys, files, tensors
             raise ValueError(f"model path {p}: cannot load this diffusers folder ({e})") from e
-    elif p.suffix == ".safetensors" or (p.suffix == ".ckpt" and allow_pickle):
+    elif suffix == ".safetensors" or (suffix == ".ckpt" and allow_pickle):
         try:
             with _offline():
                 pipe = cls.from_single_file(str(p), torch_dtype=dtype, local_files_only=True)
@@ -769,7 +795,7 @@ def load_backend(
                 f"cannot load {p} offline ({e}); convert it to a diffusers folder "
                 "or cache its config"
             ) from e
-    elif p.suffix == ".ckpt":
+    elif suffix == ".ckpt":
         raise ValueError(
             f"{p} is a pickled checkpoint, which can run code when loaded; "
             "convert it to .safetensors or pass allow_pickle=True if you trust it"
@@ -798,13 +824,11 @@ def _check_loras(lora: list[dict[str, Any]], allow_pickle: bool) -> list[tuple[P
         if not str(e["path"]).strip():
             raise ValueError(f"lora[{k}]: path is empty")
         scale = e.get("scale", 1.0)
-        if (
-            isinstance(scale, bool)
-            or not isinstance(scale, (int, float))
-            or not math.isfinite(scale)
-        ):
-            raise ValueError(f"lora[{k}]: scale must be a finite number; got {scale!r}")
-        p, scale = Path(e["path"]), float(scale)
+        # a real number of any kind, as img2img takes (np.float32 was refused; 10**400
+        # raised an OverflowError naming nothing)
+        if not _is_real(scale) or not math.isfinite(to_float(scale)):
+            raise ValueError(f"lora[{k}]: scale must be a finite number; got {scale!r:.60}")
+        p, scale = Path(e["path"]), to_float(scale)
         if not p.is_file():
             raise ValueError(
                 f"lora[{k}]: {str(p)!r} is not a local file (loopwave never downloads models)"

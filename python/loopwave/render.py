@@ -55,7 +55,7 @@ import numpy as np
 
 from ._encode_worker import END, FRAME, HEADER
 from ._progress import Progress
-from .backends import MAX_CFG, MAX_STEPS, Img2Img, load_backend
+from .backends import CFG_FORM, MAX_CFG, MAX_STEPS, MIN_CFG, Img2Img, load_backend
 from .color import color_correct, motion_matrix, rgb_to_lab, warp_affine
 from .plan import ColourPlan, _atomic_json, _read_json, _read_png, keyframe_indices
 from .png import write_png
@@ -448,10 +448,8 @@ class _Job:
                 f"render.steps at frame {i}: {steps!r}; steps must be in 0..{MAX_STEPS} "
                 "(0 runs as 1)"
             )
-        if not abs(cfg) <= MAX_CFG:  # also NaN
-            raise ValueError(
-                f"render.cfg at frame {i}: {cfg!r}; cfg must be finite and within +-{MAX_CFG}"
-            )
+        if not MIN_CFG <= cfg <= MAX_CFG:  # also NaN
+            raise ValueError(f"render.cfg at frame {i}: {cfg!r}; cfg must be {CFG_FORM}")
         self.seed(i)
         if i > 0:  # frame 0 is made from noise at strength 1, without motion
             self.strength(i)  # clamped to [0, 1]; an expression can still fail

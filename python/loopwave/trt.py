@@ -104,6 +104,7 @@ def export_unet(
     builds fp16 from it."""
     torch, _ = _deps()
     _check_export_args(height, width, opset, 8)
+    _check_has_weights(unet, "unet")
     cfg = unet.config
     dev = next(unet.parameters()).device
     args = (
@@ -142,6 +143,17 @@ def _check_export_args(height: Any, width: Any, opset: Any, multiple: int) -> No
         if isinstance(v, bool) or not isinstance(v, int) or v < multiple or v % multiple:
             raise ValueError(f"{name} must be a positive multiple of {multiple}; got {v!r}")
     check_opset(opset)
+
+
+def _check_has_weights(module: Any, arg: str) -> None:
+    """Refuse to export a stand-in that calls a runner: it has no weights (export_unet
+    raised a bare StopIteration on one; export_vae traced the runner's output into a
+    graph with no inputs, which failed only when a frame used it)."""
+    if _external(module):
+        raise ValueError(
+            f"{arg} already runs an exported graph (use_exported / use_runner): export "
+            "from a backend with the model's own weights"
+        )
 
 
 def _export(
@@ -201,6 +213,8 @@ def export_vae(
     torch, _ = _deps()
     scale = vae_scale(vae)
     _check_export_args(height, width, opset, scale)
+    for part in ("encoder", "decoder"):
+        _check_has_weights(getattr(vae, part, None), f"vae.{part}")
     out = Path(directory)
     dev = next(vae.parameters()).device
     latent = vae.config.latent_channels
