@@ -14,7 +14,10 @@ and twelve zero bytes end the stream, and the video is finished. End of file wit
 that header means the render stopped early (Ctrl-C, a failure, a killed parent): the
 partial video is removed, as the thread stage does when abandoned. On failure the
 worker writes one line, the error, to standard output and exits with status 1.
-Interrupts are the renderer's to handle: SIGINT and SIGHUP are ignored here.
+Interrupts are the renderer's to handle: SIGINT and SIGHUP are ignored here. On Linux
+the worker is killed when the renderer's thread that started it ends (a killed renderer's
+worker went on with the frames in its pipe, then removed the partial video of the render
+resumed meanwhile); it also holds the run's lock, passed on to it, until it exits.
 """
 
 from __future__ import annotations
@@ -87,7 +90,21 @@ def _frames(q: queue.Queue[Any]) -> Iterator[np.ndarray]:
             raise item
 
 
+def _die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this process when the renderer's thread that started
+    it ends; then, if the renderer is already gone (before the request), exit."""
+    parent = os.environ.get("LOOPWAVE_PARENT_PID")
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if parent is not None and os.getppid() != int(parent):
+        os._exit(1)
+
+
 def main(argv: list[str]) -> int:
+    _die_with_parent()
     for sig in ("SIGINT", "SIGHUP"):  # the renderer decides when to stop
         if hasattr(signal, sig):
             signal.signal(getattr(signal, sig), signal.SIG_IGN)

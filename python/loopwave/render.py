@@ -648,7 +648,14 @@ class _ProcessStage:
     #: seconds abandon() waits for a write in progress, then for the child to exit
     WRITE_WAIT, EXIT_WAIT = 5.0, 60.0
 
-    def __init__(self, run_dir: Path, on_disk: int, video: Path, nice: int = ENCODER_NICE) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        on_disk: int,
+        video: Path,
+        nice: int = ENCODER_NICE,
+        lock: _RunLock | None = None,
+    ) -> None:
         import loopwave
 
         from .video import partial_path
@@ -659,6 +666,10 @@ class _ProcessStage:
         # its working folder first), and checks that it got this loopwave
         env["LOOPWAVE_SYS_PATH"] = json.dumps(sys.path)
         env["LOOPWAVE_PACKAGE"] = str(Path(loopwave.__file__).resolve().parent)
+        # the child ends with this process (Linux; see _encode_worker), and until it has
+        # ended it holds the run's lock too: a killed renderer's encoder went on and, its
+        # input over, removed the partial video of the render resumed meanwhile
+        env["LOOPWAVE_PARENT_PID"] = str(os.getpid())
         boot = (
             "import json, os, sys; sys.path[:] = json.loads(os.environ.pop('LOOPWAVE_SYS_PATH'));"
             " from loopwave._encode_worker import run; run(sys.argv[1:])"
@@ -670,6 +681,7 @@ class _ProcessStage:
             bufsize=0,  # each frame goes out whole at once, nothing held in a buffer
             env=env,
             start_new_session=True,
+            pass_fds=() if lock is None else (lock.fd,),
         )
         self._done = False
         self._lock = threading.Lock()  # one write at a time; abandon() waits for it
@@ -861,7 +873,7 @@ def render(
     job.check_backend(progress)
     # one render per run folder at a time: a second process (the same job started twice,
     # or a resume while the first still runs) would write the same frames and state
-    with _RunLock(rd):
+    with _RunLock(rd) as lock:
         if not resume:
             # another render may have run here since the check above (while the model
             # loaded): one that finished left its state, which this run must not continue
@@ -932,7 +944,7 @@ def render(
         encoder: _Stage | _ProcessStage | None = None
         if encode:
             encoder = (
-                _ProcessStage(rd, done, _video_path(rd, settings))
+                _ProcessStage(rd, done, _video_path(rd, settings), lock=lock)
                 if stages == "process"
                 else _Stage("encoding", _encoder(rd, settings, done, rife))
             )
