@@ -1339,3 +1339,46 @@ def test_a_garbage_dts_offset_is_taken_out(tmp_path, monkeypatch, keyframe_inter
         with av.open(str(path)) as c:
             times = [float(f.pts * f.time_base) for f in c.decode(video=0)]
         assert times == pytest.approx([i / 10 for i in range(12)], abs=1e-4)
+
+
+_WRITE_UNDER_A_SIZE_LIMIT = """
+import resource, sys
+import numpy as np
+from loopwave.video import VideoWriter
+
+frames = np.random.default_rng(0).integers(0, 256, (10, 64, 64, 3), np.uint8)
+if int(sys.argv[2]):  # Python ignores SIGXFSZ: a write past the limit fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), resource.RLIM_INFINITY))
+try:
+    with VideoWriter(sys.argv[1], fps=10, crf=0) as w:
+        w.write(frames)
+    print("written")
+except OSError as e:
+    print("refused:", e)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE")
+def test_a_video_cut_short_as_it_is_closed_is_an_error(tmp_path):
+    """From a review: FFmpeg drops the error of the MP4 muxer's last write, made at close,
+    so a disk that filled up there (here: a file size limit 3000 bytes short) left a video
+    cut short that the writer reported as written and a render renamed as complete. The
+    ten frames make one fragment, written at close; the limit cuts into its frames (the
+    last bytes of the file are an index, whose loss costs no frame)."""
+    path = tmp_path / "v.mp4"
+
+    def run(limit):
+        r = subprocess.run(
+            [sys.executable, "-c", _WRITE_UNDER_A_SIZE_LIMIT, str(path), str(limit)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r.stdout.strip()
+
+    assert run(0) == "written"
+    full = path.stat().st_size
+    said = run(full - 3000)
+    assert said.startswith(f"refused: {path}: the video was cut short when it was closed"), said
+    assert path.stat().st_size < full

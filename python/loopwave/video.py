@@ -392,6 +392,34 @@ class _AudioFeed:
             self.src.close()
 
 
+def _check_complete(path: Path, count: int, fps: Fraction) -> None:
+    """Raise OSError unless the last of ``count`` frames can be read back from ``path``.
+
+    FFmpeg drops an error of the last write, made when the file is closed (the MP4
+    muxer's final fragment): a disk that filled up there, or a file size limit, left a
+    video cut short that was renamed as complete and reported as written. Reads only the
+    packets from the last keyframe on (a seek to the end), not the whole file."""
+    av = _av()
+    last = None
+    try:
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            c.seek(2**62, backward=True, any_frame=False, stream=s)
+            for p in c.demux(s):
+                # a packet cut short is still returned, flagged corrupt
+                if p.pts is not None and p.size and not p.is_corrupt:
+                    t = round(p.pts * p.time_base * fps)
+                    last = t if last is None else max(last, t)
+    except (OSError, IndexError, av.error.FFmpegError):
+        pass  # unreadable: as cut short
+    if last != count - 1:
+        raise OSError(
+            f"{path}: the video was cut short when it was closed (its last readable frame "
+            f"is {'none' if last is None else last + 1} of {count}); is the disk full, or "
+            "a file size limit reached?"
+        )
+
+
 class _Output:
     """One output file: container, video stream, optional audio; lives on the encoder thread."""
 
@@ -512,6 +540,8 @@ class _Output:
         if self.audio is not None:
             self.audio.feed(self.count / float(self.cfg.fps), self._mux_audio, final=True)
         self.container.close()
+        if self.count:
+            _check_complete(self.path, self.count, self.cfg.fps)
         for _, index, key in self._gate:
             self.durable.muxed(index, key)
         self._gate.clear()
