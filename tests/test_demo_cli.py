@@ -74,10 +74,20 @@ def test_demo_corrects_the_drift(tmp_path) -> None:
     assert r.correct_fps > 0
     # a shorter run into the same folder: the longer run's later frames went stale
     # beside the new ones; files the demo does not write stay
-    (tmp_path / "frames" / "notes.png").write_bytes(b"mine")
+    # (a render's six-digit frames too: they were removed, from a review)
+    for mine in ("notes.png", "000150.png", "123456.png"):
+        (tmp_path / "frames" / mine).write_bytes(b"mine")
     run_demo(tmp_path, frames=4, size=16, keyframe_every=2, renders=1, progress=False)
     left = sorted(p.name for p in (tmp_path / "frames").glob("*.png"))
-    assert left == ["00000.png", "00001.png", "00002.png", "00003.png", "notes.png"]
+    assert left == [
+        "00000.png",
+        "00001.png",
+        "00002.png",
+        "00003.png",
+        "000150.png",
+        "123456.png",
+        "notes.png",
+    ]
     assert np.asarray(Image.open(tmp_path / "frames" / "00003.png")).shape == (16, 16, 3)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -270,6 +272,88 @@ def test_frame_iterator(tmp_path, backend):
     )
     for a, b in zip(frames_of(tmp_path / "it"), frames_of(tmp_path / "early"), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_frames_handed_out_cannot_be_changed_under_the_renderer(tmp_path, backend):
+    """From a review: render_frames and on_frame handed out the renderer's own arrays, so
+    a consumer's edit reached the saved frame (or not: a race with the writer thread) and
+    the next frame's input. They are read-only now."""
+    s = Settings.from_dict(JOB)
+    render(s, run_dir=tmp_path / "plain", backend=backend, progress=False, video=False)
+    want = frames_of(tmp_path / "plain")
+    for i, f in render_frames(
+        s, run_dir=tmp_path / "it", backend=backend, progress=False, video=False
+    ):
+        assert not f.flags.writeable
+        with pytest.raises(ValueError, match="read-only"):
+            f[:8, :8] = 0
+        np.testing.assert_array_equal(f.copy(), want[i])
+    seen = []
+    render(
+        s,
+        run_dir=tmp_path / "cb",
+        backend=backend,
+        progress=False,
+        video=False,
+        on_frame=lambda i, f: seen.append(f.flags.writeable),
+    )
+    assert seen == [False] * 7
+    for a, b in zip(want, frames_of(tmp_path / "it"), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="an interval timer")
+def test_a_consumer_that_stops_during_the_colour_plan_does_not_wait_for_it(tmp_path, backend):
+    """From a review: closing render_frames' iterator stopped the render only at a frame,
+    so a consumer interrupted during the colour plan waited for the whole plan (minutes
+    on a real model). The plan now stops at its next render, its keyframes kept."""
+
+    class Slow(_Spy):
+        def img2img(self, init, **kw):
+            time.sleep(0.1)
+            return super().img2img(init, **kw)
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(*_):
+        raise Interrupted
+
+    spy = Slow(backend)
+    data = {**JOB, "colour": {"mode": "plan", "keyframe_every": 2, "renders": 4}}
+    s = Settings.from_dict(data)  # 4 keyframes x 4 renders: 16 plan renders, 1.6 s or more
+    old = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.35)
+    start = time.monotonic()
+    try:
+        with pytest.raises(Interrupted):
+            for _ in render_frames(s, run_dir=tmp_path / "r", backend=spy, progress=False):
+                pass
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert len(spy.calls) <= 6, len(spy.calls)  # stopped at the render after the interrupt
+    assert time.monotonic() - start < 1.2
+    r = render(None, run_dir=tmp_path / "r", resume=True, backend=backend, progress=False)
+    assert r.frames == 7
+
+
+def test_a_render_whose_reader_has_gone_still_succeeds(tmp_path):
+    """From a review: `loopwave render ... | true` rendered, then exited 2 with "error:
+    Broken pipe" from its last message."""
+    import subprocess
+    import sys
+
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({**JOB, "render": {**JOB["render"], "frames": 2}}))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "loopwave", "render", str(job), "--quiet", "--no-video"]
+    p = subprocess.Popen([*cmd, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.close()  # the reader goes before the render ends
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=240) == 0, err[-2000:]
+    assert len(frames_of(out / "morph")) == 2
 
 
 def _run_dir_state(run_dir):

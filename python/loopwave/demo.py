@@ -174,10 +174,11 @@ def run_demo(
     out = Path(out_dir)
     (out / "frames").mkdir(parents=True, exist_ok=True)
     # an earlier, longer run's frames past this run's last would stay beside its own
-    # (only the names the demo writes: 00123.png)
+    # (only the names the demo writes: 00123.png; a render's 000123.png, six digits, in a
+    # run folder given as --out were removed too)
     for old in (out / "frames").glob("*.png"):
         stem = old.stem
-        if len(stem) >= 5 and stem.isascii() and stem.isdigit() and int(stem) >= frames:
+        if len(stem) == 5 and stem.isascii() and stem.isdigit() and int(stem) >= frames:
             old.unlink()
 
     clean = clean_sequence(_photos(size), frames)

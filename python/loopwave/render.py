@@ -780,7 +780,8 @@ def render(
 ) -> RenderResult:
     """Render a morph video (see the module docs). ``stop_after`` stops after that frame index,
     as a crash would (for tests and partial renders); resume with ``resume=True``.
-    ``on_frame(i, frame)`` is called with each finished frame (see :func:`render_frames`).
+    ``on_frame(i, frame)`` is called with each finished frame (see :func:`render_frames`;
+    the frame is read-only: copy it to change it).
     ``stages``: where the encoder stage (interpolation and encoding) runs: ``"thread"``
     or ``"process"`` (a child process at a lower CPU priority: a codec that crashes there
     stops the render with a StageError instead of killing it); the video is the same."""
@@ -871,6 +872,7 @@ def render(
             )
     job.backend = backend
     job.check_backend(progress)
+    _stop_if_asked()  # a render_frames consumer that stopped while the model loaded
     # one render per run folder at a time: a second process (the same job started twice,
     # or a resume while the first still runs) would write the same frames and state
     with _RunLock(rd) as lock:
@@ -923,6 +925,7 @@ def render(
                 ) as plan_bar:
 
                     def keyframe(k: int, v: int) -> np.ndarray:
+                        _stop_if_asked()
                         img = job.generate(first, k, c["keyframe_strength"], v)
                         plan_bar.update()
                         return img
@@ -971,6 +974,10 @@ def render(
                         frame = job.generate(job.move(prev, i), i, job.strength(i))
                         if t is not None:
                             frame = color_correct(frame, t, gamma=c["gamma"])
+                    # read-only from here: it is saved (on the writer thread), encoded and
+                    # fed back as the next frame's input, and on_frame's caller gets it too
+                    # (a consumer's edit reached the saved frame and the next one)
+                    frame.flags.writeable = False
                     # drift figures and saving run on the writer thread, encoding on its own
                     writer.put((i, frame, t, prev))
                     prev = frame
@@ -997,13 +1004,28 @@ class _Stop(Exception):
     """Raised inside the render thread when the consumer of render_frames stops early."""
 
 
+#: the render thread of a render_frames: ``stop``, the Event set when its consumer stops
+_consumer = threading.local()
+
+
+def _stop_if_asked() -> None:
+    """Raise :class:`_Stop` in a render_frames' render thread whose consumer has stopped:
+    checked before each colour-plan render too (a consumer that stopped during the plan
+    waited for all of it, minutes, where on_frame is first called)."""
+    stop = getattr(_consumer, "stop", None)
+    if stop is not None and stop.is_set():
+        raise _Stop
+
+
 def render_frames(settings: Settings | None, **options: Any) -> Iterator[tuple[int, np.ndarray]]:
     """Render as :func:`render` does, yielding ``(index, frame)`` as each frame is finished.
 
     The render runs on a background thread up to two frames ahead of the consumer (one
     handed over and waiting, one being made); frames
     are still stored in the run directory, so an interrupted iteration can be
-    resumed. Closing the iterator early stops the render after the current frame.
+    resumed. Closing the iterator early stops the render after the current frame. Each
+    frame is read-only (the renderer saves it and feeds it back as the next frame's
+    input): copy it to change it.
 
     Example
     -------
@@ -1030,6 +1052,7 @@ def render_frames(settings: Settings | None, **options: Any) -> Iterator[tuple[i
             raise _Stop
 
     def run() -> None:
+        _consumer.stop = stop
         try:
             render(settings, on_frame=on_frame, **options)
             put(None)
@@ -1131,10 +1154,16 @@ def add_cli(sub: Any) -> None:
             s = Settings.from_dict(data)
             run_dir.append(Path(s["output"]["dir"]) / s["output"]["name"])
             r = render(s, progress=not a.quiet, video=not a.no_video, stages=a.stages)
-        print(
-            f"rendered {r.frames} frames in {r.run_dir}"
-            + (f"; video: {r.video}" if r.video else "")
-        )
+        try:
+            print(
+                f"rendered {r.frames} frames in {r.run_dir}"
+                + (f"; video: {r.video}" if r.video else ""),
+                flush=True,
+            )
+        except BrokenPipeError:
+            # whoever read standard output has gone (`| head`): the render is done all
+            # the same (it exited 2, "error: Broken pipe"); nothing more goes there
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
     p.set_defaults(func=run)
