@@ -275,6 +275,18 @@ def test_prompt_keys_neg_words_and_wave_bounds():
     assert parse_prompts({0: "(a:@wave_completed(0.5, 2 * 0.75))"})
 
 
+def test_a_key_for_every_frame_of_a_long_render_is_taken():
+    """From a review: a whole schedule was limited to 8,000 characters, which refused a
+    per-frame schedule of 600 keys (as Parseq and audio-sync tools write them)."""
+    from loopwave.schedule import MAX_SCHEDULE
+
+    values = [round(0.4 + 0.3 * ((i * 7) % 11) / 11, 4) for i in range(5000)]
+    s = Schedule(", ".join(f"{i}: ({v})" for i, v in enumerate(values)), max_frames=5000)
+    assert [s(i) for i in (0, 599, 4999)] == [values[0], values[599], values[4999]]
+    with pytest.raises(ScheduleError, match=f"^zoom is longer than {MAX_SCHEDULE} characters"):
+        Schedule("0: (1)" + " " * MAX_SCHEDULE, max_frames=5, name="zoom")
+
+
 def test_a_schedules_key_frame_given_twice_is_refused():
     """From a review: "0: (1), 0: (2)" kept the last value silently (prompts refuse it)."""
     for text, frame in (("0: (1), 0: (2)", 0), ("0: (0.65), 30: (0.4), 30 : (0.9)", 30)):

@@ -56,6 +56,9 @@ __all__ = [
 
 MAX_TEXT = 2000
 MAX_NODES = 200
+#: the longest schedule string: a key a frame for tens of thousands of frames, as Parseq
+#: and audio-sync tools write them (8,000 refused one of 600 keys)
+MAX_SCHEDULE = 1_000_000
 
 
 class ScheduleError(ValueError):
@@ -277,8 +280,8 @@ class Schedule:
         self.name, self.max_frames, self.seed = name, max_frames, seed
         if not isinstance(text, str):
             text = f"0: ({_finite_frame(text, name)!r})"  # a constant
-        if len(text) > MAX_TEXT * 4:
-            raise ScheduleError(f"{name} is longer than {MAX_TEXT * 4} characters")
+        if len(text) > MAX_SCHEDULE:
+            raise ScheduleError(f"{name} is longer than {MAX_SCHEDULE} characters")
         keys: dict[int, _Key] = {}
         try:
             parts = _split_top_level(text)
