@@ -167,3 +167,23 @@ def test_bench_variants_are_built_one_at_a_time(monkeypatch, which):
         kw = {"prompt": "a castle", "negative": "", "strength": 0.5, "steps": 2}
         got = bench._chained("smoke", "cpu", {}, frame, kw, 1, lambda _: None)
     assert len(made) == len(got) >= 3
+
+
+def test_the_report_is_written_when_the_reader_of_the_table_has_gone(tmp_path):
+    """From a review: `loopwave bench --json R | head -1` measured everything, then failed
+    with "error: Broken pipe" on the table and never wrote R."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "r.json"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "loopwave", "bench", *SMALL, "--json", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.readline()  # the first line, then gone
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=600) == 0, err[-2000:]
+    assert set(json.loads(out.read_text())["results"]) == KEYS

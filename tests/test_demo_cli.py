@@ -91,6 +91,27 @@ def test_demo_corrects_the_drift(tmp_path) -> None:
     assert np.asarray(Image.open(tmp_path / "frames" / "00003.png")).shape == (16, 16, 3)
 
 
+def test_an_interrupted_demo_leaves_nothing_that_looks_finished(tmp_path, monkeypatch) -> None:
+    """From a review: a rerun stopped part way left its first frames over the earlier
+    run's, with that run's drift.csv and contact sheet: a folder that looked finished."""
+    import loopwave.demo as demo
+
+    run_demo(tmp_path, frames=8, size=16, keyframe_every=2, renders=1, progress=False)
+    (tmp_path / "frames" / "notes.png").write_bytes(b"mine")
+    real, written = demo.write_png, []
+
+    def until_three(path, img):
+        if len(written) == 3:
+            raise KeyboardInterrupt
+        written.append(path)
+        real(path, img)
+
+    monkeypatch.setattr(demo, "write_png", until_three)
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(tmp_path, frames=8, size=16, keyframe_every=3, renders=1, progress=False)
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["notes.png"]
+
+
 def test_demo_validates_options(tmp_path) -> None:
     with pytest.raises(ValueError, match="frames"):
         run_demo(tmp_path, frames=1)

@@ -248,6 +248,21 @@ def test_model_outputs_are_checked_and_clipped(tmp_path):
     np.testing.assert_array_equal(got[:, 4:], 200)
 
 
+def test_an_interrupted_export_leaves_no_partial_file(checkpoint, tmp_path, monkeypatch):
+    """From a review: Ctrl-C (or a full disk) during torch's export left ~21 MB of
+    OUT.partial behind: the clean-up covered only the steps after it."""
+    import torch
+
+    def stopped(model, args, path, **kw):
+        open(path, "wb").write(b"half an export")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch.onnx, "export", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        export_onnx(tmp_path / "r.onnx", checkpoint)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_export_never_overwrites_the_checkpoint(checkpoint, tmp_path, capsys):
     import shutil
 

@@ -1382,3 +1382,61 @@ def test_a_video_cut_short_as_it_is_closed_is_an_error(tmp_path):
     said = run(full - 3000)
     assert said.startswith(f"refused: {path}: the video was cut short when it was closed"), said
     assert path.stat().st_size < full
+
+
+def test_the_sound_is_an_input_the_video_never_writes_over(tmp_path, capsys):
+    """From a review: `encode DIR -o av.mp4 --audio av.mp4` wrote the new video over the
+    sound it was reading, and `--audio av.partial.mp4` wrote into it, then renamed it away."""
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i, f in enumerate(moving(5)):
+        write_png(d / f"{i:03d}.png", f)
+    wav = tmp_path / "tone.wav"
+    write_wav(wav, 1.0)
+    av_file = tmp_path / "av.mp4"
+    with lv.VideoWriter(av_file, fps=10, audio=wav) as w:
+        w.write(moving(10))
+    before = av_file.read_bytes()
+    partial = tmp_path / "b.partial.mp4"
+    partial.write_bytes(before)
+    for out, sound in ((av_file, av_file), (tmp_path / "b.mp4", partial)):
+        assert main(["encode", str(d), "-o", str(out), "--audio", str(sound), "--quiet"]) == 2
+        assert "which is the input" in capsys.readouterr().err
+        assert sound.read_bytes() == before
+    with pytest.raises(ValueError, match="^audio: .* is the output path"):
+        lv.VideoWriter(av_file, fps=10, audio=av_file)
+    assert av_file.read_bytes() == before
+
+
+def test_a_folder_named_like_a_frame_is_not_a_frame(tmp_path, capsys):
+    """From a review: a sub-folder named x.png (which `interpolate DIR -o DIR/x.png` makes)
+    stopped `encode DIR` and `interpolate DIR` with "Is a directory"."""
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i, f in enumerate(moving(4)):
+        write_png(d / f"{i:03d}.png", f)
+    (d / "thumbs.PNG").mkdir()
+    assert main(["encode", str(d), "-o", str(tmp_path / "e.mp4"), "--quiet"]) == 0
+    assert len(decode_all(tmp_path / "e.mp4")) == 4
+
+
+@pytest.mark.parametrize("command", ["encode", "interpolate"])
+def test_a_command_whose_reader_has_gone_still_succeeds(tmp_path, command):
+    """From a review: `loopwave encode ... | true` wrote its video, then exited 2 with
+    "error: Broken pipe" from its last message."""
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i, f in enumerate(moving(4)):
+        write_png(d / f"{i:03d}.png", f)
+    out = tmp_path / "o.mp4"
+    extra = ["--blend", "--factor", "2"] if command == "interpolate" else []
+    p = subprocess.Popen(
+        [sys.executable, "-m", "loopwave", command, str(d), "-o", str(out), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=240) == 0, err[-2000:]
+    assert len(decode_all(out)) == (4 if command == "encode" else 7)

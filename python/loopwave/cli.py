@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import signal
 import sys
@@ -69,6 +70,46 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Stdout(io.TextIOBase):
+    """Standard output that, once its reader has gone (``| head``, ``| true``: a
+    BrokenPipeError), drops what is written after: the command's work is done or goes
+    on, and must not fail over a message no one reads (a finished render exited 2 with
+    "error: Broken pipe"; `bench --json` lost its report, written after the table)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.gone = inner, False
+
+    def write(self, s: str) -> int:
+        if not self.gone:
+            try:
+                self.inner.write(s)
+                if "\n" in s:  # a line at a time, so a gone reader shows here, not at exit
+                    self.inner.flush()
+            except BrokenPipeError:
+                self._gone()
+        return len(s)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.inner.flush()
+            except BrokenPipeError:
+                self._gone()
+
+    def _gone(self) -> None:
+        self.gone = True
+        try:  # what the stream still buffers goes nowhere, also at the interpreter's exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.inner.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+
+    def isatty(self) -> bool:
+        return bool(self.inner.isatty())
+
+    def fileno(self) -> int:
+        return int(self.inner.fileno())
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (``kill``, a container or service stopping), raised where Ctrl-C's
     KeyboardInterrupt would be, so the commands clean up and save as they do for Ctrl-C."""
@@ -90,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    out = sys.stdout = _Stdout(sys.stdout)
     try:
         return int(args.func(args))
     except (TypeError, ValueError, ImportError, OSError, StageError) as e:
@@ -102,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
+        out.flush()
+        sys.stdout = out.inner
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

@@ -174,13 +174,39 @@ def run_demo(
     out = Path(out_dir)
     (out / "frames").mkdir(parents=True, exist_ok=True)
     # an earlier, longer run's frames past this run's last would stay beside its own
-    # (only the names the demo writes: 00123.png; a render's 000123.png, six digits, in a
-    # run folder given as --out were removed too)
+    _remove_outputs(out, first_frame=frames, summary=False)
+    try:
+        return _run(out, frames, size, keyframe_every, renders, progress, batch)
+    except BaseException:
+        # a run stopped part way (Ctrl-C) left its first frames over an earlier run's, with
+        # that run's drift.csv and contact sheet: a folder that looked finished
+        _remove_outputs(out, first_frame=0, summary=True)
+        raise
+
+
+def _remove_outputs(out: Path, *, first_frame: int, summary: bool) -> None:
+    """Remove the demo's frames from ``first_frame`` on (only the names it writes:
+    00123.png; a render's 000123.png, six digits, in a run folder given as the output
+    were removed too), and with ``summary`` its drift.csv and contact sheet."""
     for old in (out / "frames").glob("*.png"):
         stem = old.stem
-        if len(stem) == 5 and stem.isascii() and stem.isdigit() and int(stem) >= frames:
+        if len(stem) == 5 and stem.isascii() and stem.isdigit() and int(stem) >= first_frame:
             old.unlink()
+    if summary:
+        for name in ("drift.csv", "contact_sheet.png"):
+            (out / name).unlink(missing_ok=True)
 
+
+def _run(
+    out: Path,
+    frames: int,
+    size: int,
+    keyframe_every: int,
+    renders: int,
+    progress: bool,
+    batch: int,
+) -> DemoResult:
+    """The demo's work, its arguments checked (see :func:`run_demo`)."""
     clean = clean_sequence(_photos(size), frames)
     drifted = drift(clean)
     plan = colour_plan(clean, keyframe_every, renders)

@@ -1154,16 +1154,10 @@ def add_cli(sub: Any) -> None:
             s = Settings.from_dict(data)
             run_dir.append(Path(s["output"]["dir"]) / s["output"]["name"])
             r = render(s, progress=not a.quiet, video=not a.no_video, stages=a.stages)
-        try:
-            print(
-                f"rendered {r.frames} frames in {r.run_dir}"
-                + (f"; video: {r.video}" if r.video else ""),
-                flush=True,
-            )
-        except BrokenPipeError:
-            # whoever read standard output has gone (`| head`): the render is done all
-            # the same (it exited 2, "error: Broken pipe"); nothing more goes there
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(
+            f"rendered {r.frames} frames in {r.run_dir}"
+            + (f"; video: {r.video}" if r.video else "")
+        )
         return 0
 
     p.set_defaults(func=run)

@@ -324,18 +324,20 @@ def export_onnx(
         "timestep": {0: "n"},
         "frame": {0: "n", 2: "h", 3: "w"},
     }
-    with torch.inference_mode():
-        torch.onnx.export(
-            Wrapped(),
-            ex,
-            str(partial),
-            input_names=["img0", "img1", "timestep"],
-            output_names=["frame"],
-            dynamic_axes=dyn,
-            opset_version=opset,
-            dynamo=False,
-        )
+    # the partial file goes whatever stops the export (Ctrl-C during torch's export, or a
+    # full disk, left ~21 MB of OUT.partial behind)
     try:
+        with torch.inference_mode():
+            torch.onnx.export(
+                Wrapped(),
+                ex,
+                str(partial),
+                input_names=["img0", "img1", "timestep"],
+                output_names=["frame"],
+                dynamic_axes=dyn,
+                opset_version=opset,
+                dynamo=False,
+            )
         proto = onnx.load(str(partial))
         proto.metadata_props.add(key=SCALE_KEY, value=repr(float(scale)))
         onnx.save(proto, str(partial))

@@ -775,6 +775,8 @@ class VideoWriter:
         self.audio = None if audio is None else Path(audio)
         if self.audio is not None:
             _check_audio(self.audio)
+            if _same_file(self.audio, self.path):  # it was written over as it was read
+                raise ValueError(f"audio: {self.audio} is the output path; write to another file")
             if muxer == "webm" and "libopus" not in av.codecs_available:
                 raise ValueError("audio: WebM needs the libopus encoder, which this PyAV lacks")
         if segment_seconds is not None:
@@ -1629,7 +1631,10 @@ def read_frames_dir(folder: str | os.PathLike[str], *, arg: str = "folder") -> l
     d = Path(folder)
     if not d.is_dir():
         raise OSError(f"{arg}: no such folder {d}")
-    files = sorted((p for p in d.iterdir() if p.suffix.lower() == ".png"), key=_natural_key)
+    # files only: a folder named x.png (`interpolate DIR -o DIR/x.png` makes one) is none
+    files = sorted(
+        (p for p in d.iterdir() if p.suffix.lower() == ".png" and p.is_file()), key=_natural_key
+    )
     if not files:
         raise ValueError(f"{arg}: no .png frames in {d}")
     return files
@@ -1768,8 +1773,11 @@ def writing_video(
     tmp = partial_path(p)
     if _same_file(tmp, p):  # a link: writing the partial file would truncate out
         raise ValueError(f"output: {p} and its partial file {tmp.name} are the same file")
-    # one path is one input, not a sequence of one-letter names
+    # one path is one input, not a sequence of one-letter names; the sound is one too
+    # (`encode DIR -o av.mp4 --audio av.mp4` wrote over it)
     srcs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if writer_options.get("audio") is not None:
+        srcs.append(writer_options["audio"])
     for src in srcs:
         for target in (p, tmp):
             if _same_file(Path(src), target):
