@@ -4,6 +4,7 @@ the native layer raises instead of crashing."""
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -832,3 +833,58 @@ def test_a_matrix_whose_inverse_overflows_is_refused():
     # large but representable still warps: every source pixel is 0.5, so is every output
     far = lw.warp_affine(np.full((2, 3, 3), 0.5, np.float32), [[1e-6, 0, 1e250], [0, 1e6, 0]])
     assert np.all(far == 0.5)
+
+
+_SCRATCH_WITHOUT_MEMORY = """
+import re, resource, sys
+import numpy as np
+from loopwave import _native
+
+_native.set_buffer_cache(0)
+kind, side = sys.argv[1], 4000
+small = np.zeros((1, 8, 8, 3), np.uint8)
+_native.color_correct(small, small, False, None)  # the thread pool, before the limit
+if kind == "cc":
+    f, t = np.full((1, side, side, 3), 100, np.uint8), np.full((1, 8, 8, 3), 50, np.uint8)
+    f.fill(100)
+    call = lambda: _native.color_correct(f, t, False, None)
+    room = 3 * side * side  # the result fits, the bins (6 bytes a pixel) do not
+else:
+    pair, flows = np.ones((2, side, side, 3), np.uint8), np.ones((2, side, side, 2), np.float32)
+    call = lambda: _native._flow_interpolate(pair, flows, np.array([0.5]), 1.0)
+    room = 3 * side * side  # the result fits, the two visibility maps do not
+vm = int(re.search(r"VmSize:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + room + (16 << 20), resource.RLIM_INFINITY))
+try:
+    call()
+    print("ran")
+except MemoryError as e:
+    print("MemoryError:", e)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS, /proc")
+@pytest.mark.parametrize("kind", ["cc", "flow"])
+def test_no_memory_for_a_working_buffer_is_a_memory_error(kind):
+    """From a review: color_correct's bins and the flow interpolator's visibility maps came
+    from vec!, which aborts the process when the allocator has no memory (the interpreter
+    died with SIGABRT); numpy's own allocations already raised MemoryError."""
+    import subprocess
+
+    r = subprocess.run(
+        [sys.executable, "-c", _SCRATCH_WITHOUT_MEMORY, kind],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.startswith("MemoryError: frames: no memory for a working buffer of"), r.stdout
+
+
+def test_the_flow_interpolator_refuses_sides_its_positions_cannot_hold():
+    """From a review: past 2^24 pixels a side, its f32 positions read a neighbour's colour
+    (or the next row's, or panicked past the last)."""
+    w = (1 << 24) + 2
+    pair, flows = np.zeros((2, 1, w, 3), np.uint8), np.zeros((2, 1, w, 2), np.float32)
+    with pytest.raises(ValueError, match="^frames: the flow interpolator takes sides of at most"):
+        _native._flow_interpolate(pair, flows, np.array([0.5]), 1.0)

@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::blend::{lum, set_lum_block};
-use super::error::Result;
+use super::error::{try_zeroed, Result};
 use super::frames::{check_frames_and_reference, clamp01, Dims, Sample};
 use super::gamma::{gamma_table_u8, pow_unit, solve_gamma_on, to_f32_gamma, SampleGrid};
 use super::histogram::{bin_mapping, Binning, Hist3, FLOAT_BINS};
@@ -454,6 +454,7 @@ struct Scratch<T> {
 type Spare<T> = Mutex<Vec<Scratch<T>>>;
 
 /// Correct one frame toward a target's statistics; returns the gamma applied (1 if none).
+/// Fails only for want of memory for its bins.
 fn correct_frame<T: Sample>(
     src: &[T],
     h: usize,
@@ -462,21 +463,24 @@ fn correct_frame<T: Sample>(
     gamma: bool,
     out: &mut [T],
     spare: &Spare<T>,
-) -> f64 {
+) -> Result<f64> {
     let binning = lab_binning();
     let k = LabConsts::new();
     let grid = SampleGrid::new(h, w);
     let spared = spare.lock().unwrap_or_else(|e| e.into_inner()).pop();
     // new buffers come zeroed from the allocator (fresh pages, no memset)
-    let mut buf = spared.unwrap_or_else(|| Scratch {
-        bins: vec![0; src.len()],
-        px: Vec::new(),
-        sample_bins: Vec::new(),
-        work: SampleWork {
-            planar_bins: Vec::new(),
-            blended: Vec::new(),
+    let mut buf = match spared {
+        Some(b) => b,
+        None => Scratch {
+            bins: try_zeroed(src.len(), "frames")?,
+            px: Vec::new(),
+            sample_bins: Vec::new(),
+            work: SampleWork {
+                planar_bins: Vec::new(),
+                blended: Vec::new(),
+            },
         },
-    });
+    };
     buf.bins.resize(src.len(), 0);
     let n_sample = if gamma { grid.count() } else { 0 };
     buf.px.resize(n_sample, [src[0]; 3]);
@@ -515,7 +519,7 @@ fn correct_frame<T: Sample>(
             .for_each(|((s, b), o)| blend_chunk(&k, &luts, finish.as_ref(), s, b, o))
     });
     spare.lock().unwrap_or_else(|e| e.into_inner()).push(buf);
-    g
+    Ok(g)
 }
 
 /// Colour-correct each frame toward its target (one shared target or one per
@@ -545,8 +549,8 @@ pub fn color_correct<T: Sample>(
                 Some(t) => correct_frame(s, dims.h, dims.w, t, gamma, o, &spare),
                 None => correct_frame(s, dims.h, dims.w, &stats_of(i), gamma, o, &spare),
             })
-            .collect()
-    });
+            .collect::<Result<_>>()
+    })?;
     gammas_out.copy_from_slice(&gammas);
     Ok(())
 }

@@ -15,6 +15,9 @@ pub enum KernelError {
     NonFinite { arg: &'static str },
     /// A scalar option is out of its domain.
     Value { arg: &'static str, message: String },
+    /// No memory for a kernel's working buffer of `bytes` for `arg` (`vec!` would abort
+    /// the process there).
+    NoMemory { arg: &'static str, bytes: usize },
 }
 
 impl KernelError {
@@ -36,7 +39,10 @@ impl KernelError {
     /// The argument the error is about.
     pub fn arg(&self) -> &'static str {
         match self {
-            Self::Shape { arg, .. } | Self::NonFinite { arg } | Self::Value { arg, .. } => arg,
+            Self::Shape { arg, .. }
+            | Self::NonFinite { arg }
+            | Self::Value { arg, .. }
+            | Self::NoMemory { arg, .. } => arg,
         }
     }
 }
@@ -52,6 +58,9 @@ impl fmt::Display for KernelError {
                 "{arg}: contains NaN or infinity; only finite values are accepted"
             ),
             Self::Value { arg, message } => write!(f, "{arg}: {message}"),
+            Self::NoMemory { arg, bytes } => {
+                write!(f, "{arg}: no memory for a working buffer of {bytes} bytes")
+            }
         }
     }
 }
@@ -59,3 +68,31 @@ impl fmt::Display for KernelError {
 impl std::error::Error for KernelError {}
 
 pub type Result<T> = std::result::Result<T, KernelError>;
+
+/// Numbers whose all-zero bytes are the value 0.
+pub trait Zeroable: Copy {}
+impl Zeroable for u16 {}
+impl Zeroable for f32 {}
+
+/// `n` zeros, fresh from the allocator as `vec![0; n]` gets them (zeroed pages, no
+/// memset), or [`KernelError::NoMemory`] for `arg` where the allocator has none (where
+/// `vec!` aborts the process: a Python caller's interpreter went with it).
+pub fn try_zeroed<T: Zeroable>(n: usize, arg: &'static str) -> Result<Vec<T>> {
+    let no_memory = || KernelError::NoMemory {
+        arg,
+        bytes: n.saturating_mul(std::mem::size_of::<T>()),
+    };
+    let layout = std::alloc::Layout::array::<T>(n).map_err(|_| no_memory())?;
+    if layout.size() == 0 {
+        return Ok(Vec::new());
+    }
+    // SAFETY: the layout has a non-zero size; a non-null result is an allocation of it,
+    // zeroed, which for a Zeroable T is n valid values; Vec frees it with that layout
+    unsafe {
+        let p = std::alloc::alloc_zeroed(layout).cast::<T>();
+        if p.is_null() {
+            return Err(no_memory());
+        }
+        Ok(Vec::from_raw_parts(p, n, n))
+    }
+}

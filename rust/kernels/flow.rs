@@ -20,11 +20,15 @@
 
 use rayon::prelude::*;
 
-use super::error::{KernelError, Result};
+use super::error::{try_zeroed, KernelError, Result};
 use super::frames::Sample;
 use super::parallel::install;
 use super::simd::simd_dispatch;
 use super::warp::Taps;
+
+/// The longest side the interpolator takes: its pixel positions are f32, whole numbers
+/// exact up to 2^24.
+pub const MAX_SIDE: usize = 1 << 24;
 
 /// What every row of the kernel reads.
 struct Ctx<'a, T> {
@@ -110,6 +114,14 @@ pub fn flow_interpolate<T: Sample>(
     if px == 0 {
         return Err(KernelError::value("frames", "must not be empty"));
     }
+    if h.max(w) > MAX_SIDE {
+        // positions are f32, exact to 2^24: past it a pixel read its neighbour's colour,
+        // or the row after's (and past the last row, a panic)
+        return Err(KernelError::value(
+            "frames",
+            format!("the flow interpolator takes sides of at most {MAX_SIDE} pixels; got {h}x{w}"),
+        ));
+    }
     for (arg, len, want) in [
         ("a", a.len(), 3 * px),
         ("b", b.len(), 3 * px),
@@ -149,14 +161,16 @@ pub fn flow_interpolate<T: Sample>(
         w,
     };
     let inv = (1.0 / sigma) as f32;
+    let mut vis = [
+        try_zeroed::<f32>(px, "frames")?,
+        try_zeroed::<f32>(px, "frames")?,
+    ];
     install(|| {
-        let vis: [Vec<f32>; 2] = [true, false].map(|forward| {
-            let mut v = vec![0f32; px];
+        for (v, forward) in vis.iter_mut().zip([true, false]) {
             v.par_chunks_mut(w)
                 .enumerate()
                 .for_each(|(y, row)| visibility_row(&c, forward, inv, y, row));
-            v
-        });
+        }
         out.par_chunks_mut(3 * w).enumerate().for_each(|(row, o)| {
             blend_row(&c, &vis, ts[row / h] as f32, row % h, o);
         });

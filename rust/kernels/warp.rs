@@ -152,8 +152,10 @@ pub fn warp_affine<T: Sample>(
                 let sy = m[3] * x as f64 + m[4] * y + m[5];
                 let (x0, y0) = (sx.floor(), sy.floor());
                 let (fx, fy) = ((sx - x0) as f32, (sy - y0) as f32);
-                let cols = (border.index(x0 as i64, w), border.index(x0 as i64 + 1, w));
-                let rows = (border.index(y0 as i64, h), border.index(y0 as i64 + 1, h));
+                // (a coordinate past 2^63 saturates to i64::MAX: + 1 would overflow)
+                let (xi, yi) = (x0 as i64, y0 as i64);
+                let cols = (border.index(xi, w), border.index(xi.saturating_add(1), w));
+                let rows = (border.index(yi, h), border.index(yi.saturating_add(1), h));
                 let taps = Taps::new(w, cols, rows, fx, fy);
                 for (c, p) in px.iter_mut().enumerate() {
                     *p = T::from_raw_round(taps.sample::<T, 3>(frame, c));

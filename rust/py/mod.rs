@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use numpy::{Element, PyArray1, PyArray3, PyArray4, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::create_exception;
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::kernels::{self, Dims, KernelError, Sample};
@@ -27,7 +27,10 @@ create_exception!(
 );
 
 fn to_py(e: KernelError) -> PyErr {
-    PyValueError::new_err(e.to_string())
+    match e {
+        KernelError::NoMemory { .. } => PyMemoryError::new_err(e.to_string()),
+        _ => PyValueError::new_err(e.to_string()),
+    }
 }
 
 /// Run a kernel with the GIL released; a panic becomes `KernelPanic`, never an abort.
