@@ -7,7 +7,10 @@ bench_color.py reports medians. On a shared machine the seed's step (about a sec
 its median drifts with it. Here each round times one seed step (one frame), one
 color_correct call over a batch of 8 with a new result (its memory that of the result
 dropped before it: the buffer cache), one with the buffer cache off (fresh pages from the
-OS for every result), and one into a reused ``out=`` array, so every round sees the same
+OS for every result), one into a reused ``out=`` array, and one call on a single frame with
+a target of its own, as the renderer makes it (a frame at a time, each with the colour
+plan's target for it: the target's statistics are worked out on every call, where the
+batch's shared target has them once for eight frames), so every round sees the same
 load; the ratio of the fastest times compares each side at its least disturbed, and the
 median of the per-round ratios (each seed step against the calls of its own round) pairs
 the two sides under the same moment's load.
@@ -49,6 +52,11 @@ def main(argv: list[str] | None = None) -> dict[str, np.ndarray]:
         "color_correct": (lambda i: lw.color_correct(frames, target), n, cache),
         "color_correct cache off": (lambda i: lw.color_correct(frames, target), n, 0),
         "color_correct out=": (lambda i: lw.color_correct(frames, target, out=out), n, cache),
+        "color_correct 1 frame, own target": (
+            lambda i: lw.color_correct(frames[i % n], targets[i % n]),
+            1,
+            cache,
+        ),
     }
     ms: dict[str, list[float]] = {k: [] for k in calls}
     try:
@@ -71,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict[str, np.ndarray]:
     seed = res["seed step (1 frame)"]
     print(f"{machine()}; {a.size}, {a.rounds} rounds, ms per frame")
     for k, v in res.items():
-        line = f"  {k:<22} fastest {v.min():9.2f}  median {np.median(v):9.2f}"
+        line = f"  {k:<33} fastest {v.min():9.2f}  median {np.median(v):9.2f}"
         if v is not seed:
             # each round's pair saw the same moment's load: the median of the per-round
             # ratios, with the middle half of them, is the paired estimate
