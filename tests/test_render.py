@@ -356,6 +356,18 @@ def test_a_render_whose_reader_has_gone_still_succeeds(tmp_path):
     assert len(frames_of(out / "morph")) == 2
 
 
+def test_a_resume_says_it_re_encodes_the_frames_already_made(tmp_path, backend, capsys):
+    """From a review: a resume re-encodes every stored frame before the new ones, and its
+    bar stood still at "ETA 0s" meanwhile, with nothing said."""
+    s = Settings.from_dict(JOB)
+    render(s, run_dir=tmp_path / "r", backend=backend, progress=False, stop_after=3)
+    capsys.readouterr()
+    render(None, run_dir=tmp_path / "r", resume=True, backend=backend, progress=True)
+    assert "re-encoding the 4 frames already made first" in capsys.readouterr().err
+    render(None, run_dir=tmp_path / "r", resume=True, backend=backend, progress=False)
+    assert "re-encoding" not in capsys.readouterr().err  # quiet means quiet
+
+
 def _run_dir_state(run_dir):
     try:
         return json.loads((run_dir / "state.json").read_text())["last"]

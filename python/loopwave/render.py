@@ -961,6 +961,14 @@ def render(
             if encoder is not None and finish:
                 encoder.close()
 
+        if progress and encoder is not None and done > 0:
+            # the encoder takes the stored frames first and the new ones queue behind it:
+            # the bar stood still at "ETA 0s" for as long, unexplained
+            print(
+                f"re-encoding the {done} frame{'s' * (done != 1)} already made first; "
+                "new frames follow once the video has caught up",
+                file=sys.stderr,
+            )
         try:
             with Progress(
                 job.n, f"render [{backend.label}]", enabled=progress, initial=done
