@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -97,6 +100,20 @@ def hard_cases() -> dict[str, np.ndarray]:
         "odd": rng.integers(0, 256, (7, 9, 3), dtype=np.uint8),
         "gradient": _gradient(),
     }
+
+
+def cli_with_reader_gone(*args: str, lines: int = 0, timeout: float = 240) -> None:
+    """Run ``python -m loopwave ARGS`` with a standard output whose reader takes ``lines``
+    lines and goes (``| head``), and check that the command still succeeds."""
+    p = subprocess.Popen(
+        [sys.executable, "-m", "loopwave", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert p.stdout is not None and p.stderr is not None
+    for _ in range(lines):
+        p.stdout.readline()
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=timeout) == 0, err[-2000:]
 
 
 @pytest.fixture(params=sorted(hard_cases()))

@@ -172,18 +172,8 @@ def test_bench_variants_are_built_one_at_a_time(monkeypatch, which):
 def test_the_report_is_written_when_the_reader_of_the_table_has_gone(tmp_path):
     """From a review: `loopwave bench --json R | head -1` measured everything, then failed
     with "error: Broken pipe" on the table and never wrote R."""
-    import subprocess
-    import sys
+    from conftest import cli_with_reader_gone
 
     out = tmp_path / "r.json"
-    p = subprocess.Popen(
-        [sys.executable, "-m", "loopwave", "bench", *SMALL, "--json", str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert p.stdout is not None and p.stderr is not None
-    p.stdout.readline()  # the first line, then gone
-    p.stdout.close()
-    err = p.stderr.read().decode()
-    assert p.wait(timeout=600) == 0, err[-2000:]
+    cli_with_reader_gone("bench", *SMALL, "--json", str(out), lines=1, timeout=600)
     assert set(json.loads(out.read_text())["results"]) == KEYS

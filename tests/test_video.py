@@ -1430,13 +1430,7 @@ def test_a_command_whose_reader_has_gone_still_succeeds(tmp_path, command):
         write_png(d / f"{i:03d}.png", f)
     out = tmp_path / "o.mp4"
     extra = ["--blend", "--factor", "2"] if command == "interpolate" else []
-    p = subprocess.Popen(
-        [sys.executable, "-m", "loopwave", command, str(d), "-o", str(out), *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert p.stdout is not None and p.stderr is not None
-    p.stdout.close()
-    err = p.stderr.read().decode()
-    assert p.wait(timeout=240) == 0, err[-2000:]
+    from conftest import cli_with_reader_gone
+
+    cli_with_reader_gone(command, str(d), "-o", str(out), *extra)
     assert len(decode_all(out)) == (4 if command == "encode" else 7)
