@@ -114,22 +114,16 @@ def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int
         base=None,
         base_frames=n,
         per_call=n,
-        ours_ms=None,
-        base_ms=None,
     ):
-        """Time ours (unless ``ours_ms`` is given: a second baseline for one kernel) and the
-        baseline (unless ``base_ms`` is given: the same baseline as the row before); when
-        both are timed, their calls alternate, so a change in the machine's load while the
-        row runs reaches both sides alike."""
+        """Time ours and the baseline (if any) with their calls alternating, so a change
+        in the machine's load while the row runs reaches both sides alike."""
         k = min(base_frames, n)
-        time_ours, time_base = ours_ms is None, base is not None and base_ms is None
-        if time_ours and time_base:
+        base_ms = None
+        if base is not None:
             t_ours, t_base = alternating(ours, lambda: base(k), repeats, base_repeats(repeats))
             ours_ms, base_ms = t_ours / per_call * 1e3, t_base / k * 1e3
-        elif time_ours:
+        else:
             ours_ms = median_time(ours, repeats) / per_call * 1e3
-        elif time_base:
-            base_ms = median_time(lambda: base(k), base_repeats(repeats)) / k * 1e3
         floor = bytes_per_frame / bw * 1e3 if bytes_per_frame else None
         rows.append(Row(kernel, size, ours_ms, base_name or "", base_ms, floor))
         print(
@@ -138,7 +132,6 @@ def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int
             file=sys.stderr,
             flush=True,
         )
-        return ours_ms
 
     add(
         "rgb_to_lab float32",
@@ -147,21 +140,21 @@ def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int
         "cv2.cvtColor RGB2LAB float32",
         lambda k: [cv2.cvtColor(f, cv2.COLOR_RGB2LAB) for f in ff[:k]],
     )
-    t = add(
+    add(
         "rgb_to_lab uint8",
         lambda: lw.rgb_to_lab(frames),
         15 * px,
         "cv2.cvtColor RGB2LAB uint8 (8-bit Lab)",
         lambda k: [cv2.cvtColor(f, cv2.COLOR_RGB2LAB) for f in frames[:k]],
     )
+    # a second baseline for the same kernel: loopwave is timed again, in turns with it
     add(
         "rgb_to_lab uint8",
-        None,
+        lambda: lw.rgb_to_lab(frames),
         15 * px,
         "skimage rgb2lab (float64)",
         lambda k: [color.rgb2lab(f) for f in frames[:k]],
         base_frames=slow_frames,
-        ours_ms=t,
     )
     add(
         "lab_to_rgb float32 -> uint8",
