@@ -740,7 +740,8 @@ def test_a_fresh_run_checks_the_folder_again_under_the_lock(tmp_path, backend, m
     monkeypatch.setattr(lr._RunLock, "__init__", another_render_first)
     with pytest.raises(ValueError, match="already holds a run"):
         render(Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False, video=False)
-    assert Settings.from_dict(json.loads((rd / "settings.json").read_text())) == other
+    saved = Settings.from_dict(json.loads((rd / "settings.json").read_text()))
+    assert saved == other.with_absolute_paths()
     assert len(frames_of(rd)) == 2
     with open(rd / "drift.csv", newline="") as f:
         assert [r[0] for r in csv.reader(f)] == ["frame", "0", "1"]
@@ -789,6 +790,159 @@ def test_resume_arguments_are_checked(tmp_path, backend):
     render(None, run_dir=rd2, resume=True, backend=backend, progress=False, video=False)
     with open(rd2 / "drift.csv", newline="") as f:
         assert [r[0] for r in csv.reader(f)] == ["frame", *map(str, range(7))]
+
+
+def _two_folders(tmp_path):
+    """``here``, where a job's relative paths point (a diffusers folder ``model``, the
+    smoke model saved, and ``init.png``), and ``elsewhere``, holding another ``init.png``
+    that a resume from there must not take; with the job, and the init image."""
+    from loopwave.png import write_png
+
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    smoke_backend().pipe.save_pretrained(here / "model")
+    rng = np.random.default_rng(11)
+    init = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    write_png(here / "init.png", init)
+    write_png(elsewhere / "init.png", 255 - init)
+    job = {
+        **JOB,
+        "output": {"dir": "out", "name": "morph"},
+        "model": {"backend": "diffusers", "path": "model", "device": "cpu"},
+        "render": {**JOB["render"], "init_image": "init.png"},
+    }
+    return here, elsewhere, job, init
+
+
+@pytest.mark.parametrize("stop", ["in the plan", "after frame 2"])
+def test_a_run_started_in_one_folder_resumes_from_another(tmp_path, monkeypatch, stop):
+    """A job's relative paths (model.path, render.init_image, output.dir) were saved as
+    written, and a resume from another folder took them against that one: the model was
+    not found there, or another init image was used. They are now saved absolute, taken
+    against the folder the run started in."""
+    from loopwave.backends import load_backend
+
+    here, elsewhere, job, init = _two_folders(tmp_path)
+    monkeypatch.chdir(here)
+    s = Settings.from_dict(job)
+    # made from `here` in one go: the frames the interrupted run must come to
+    whole = render(s, run_dir=tmp_path / "whole", progress=False, video=False)
+    np.testing.assert_array_equal(frames_of(whole.run_dir)[0], init)
+
+    class Stops(_Spy):  # frame 0 is the init image: the first call is the plan's
+        def img2img(self, init, **kw):
+            if len(self.calls) == 1:  # keyframe 0's first render made
+                raise KeyboardInterrupt
+            return super().img2img(init, **kw)
+
+    if stop == "in the plan":  # no frame saved yet: the resume reads the init image again
+        model = Stops(load_backend("diffusers", "model", device="cpu"))
+        with pytest.raises(KeyboardInterrupt):
+            render(s, progress=False, video=False, backend=model)
+        assert json.loads((here / "out" / "morph" / "state.json").read_text())["last"] == -1
+    else:
+        render(s, progress=False, video=False, stop_after=2)
+    monkeypatch.chdir(elsewhere)
+    r = render(None, run_dir=here / "out" / "morph", resume=True, progress=False, video=False)
+    assert r.frames == 7
+    got = frames_of(here / "out" / "morph")
+    np.testing.assert_array_equal(got[0], init)  # not elsewhere's init.png
+    for a, b in zip(got, frames_of(whole.run_dir), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not (elsewhere / "out").exists()
+
+
+def test_a_runs_settings_json_holds_absolute_paths(tmp_path, backend, monkeypatch):
+    """Relative paths are taken against the current folder when the run starts and saved
+    so; empty ones (none) stay empty, and the state's digest is of what was saved."""
+    import os
+
+    from loopwave.render import _settings_digest
+
+    here, _, job, _ = _two_folders(tmp_path)
+    monkeypatch.chdir(here)
+    cwd = os.getcwd()
+    s = Settings.from_dict(job)
+    r = render(s, backend=backend, progress=False, video=False, stop_after=0)
+    assert r.run_dir.resolve() == (here / "out" / "morph").resolve()
+    saved = json.loads((r.run_dir / "settings.json").read_text())
+    assert saved["model"]["path"] == os.path.join(cwd, "model")
+    assert saved["render"]["init_image"] == os.path.join(cwd, "init.png")
+    assert saved["output"]["dir"] == os.path.join(cwd, "out")
+    assert saved["model"]["engine_dir"] == os.path.join(cwd, ".cache", "loopwave", "engines")
+    assert saved["interpolation"]["model"] == ""  # none, not the folder
+    assert saved["model"]["lora"] == []
+    state = json.loads((r.run_dir / "state.json").read_text())
+    assert state["settings"] == _settings_digest(Settings.from_dict(saved))
+    assert s["render"]["init_image"] == "init.png"  # the caller's settings are not changed
+
+
+def test_a_resume_takes_settings_whose_relative_paths_mean_the_runs_own(
+    tmp_path, backend, monkeypatch
+):
+    """render(settings, resume=True) compares the paths as absolute: the job loaded again
+    in another folder, with paths that lead to the same files, is the run's own; the same
+    text leading elsewhere is not."""
+    here, elsewhere, job, _ = _two_folders(tmp_path)
+    monkeypatch.chdir(here)
+    render(Settings.from_dict(job), backend=backend, progress=False, video=False, stop_after=1)
+    monkeypatch.chdir(elsewhere)
+    rd = here / "out" / "morph"
+    same_text = Settings.from_dict(job)  # from elsewhere: elsewhere/init.png, another file
+    with pytest.raises(ValueError, match="^settings: a resume continues"):
+        render(same_text, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
+    there = {
+        **job,
+        "output": {"dir": "../here/./out", "name": "morph"},
+        # the default engine folder is relative too: from here, another one
+        "model": {
+            **job["model"],
+            "path": "../here/model",
+            "engine_dir": "../here/.cache/loopwave/engines",
+        },
+        "render": {**job["render"], "init_image": "../here/init.png"},
+    }
+    r = render(
+        Settings.from_dict(there),
+        run_dir=rd,
+        resume=True,
+        backend=backend,
+        progress=False,
+        video=False,
+    )
+    assert r.frames == 7
+
+
+def test_a_run_saved_with_relative_paths_resumes_as_it_did(tmp_path, backend, monkeypatch):
+    """A run started before paths were saved absolute: its settings.json is left as it is
+    (its paths still mean the current folder's files), its state's digest still matches,
+    and the job loaded again is still its own."""
+    from loopwave.plan import _atomic_json
+    from loopwave.render import _settings_digest
+
+    here, _, job, init = _two_folders(tmp_path)
+    monkeypatch.chdir(here)
+    s = Settings.from_dict(job)
+    whole = render(s, run_dir=tmp_path / "whole", backend=backend, progress=False, video=False)
+    rd = here / "out" / "morph"
+    render(s, backend=backend, progress=False, video=False, stop_after=1)
+    # as the renderer before wrote them: the settings as given, and their digest
+    _atomic_json(rd / "settings.json", dict(s))
+    _atomic_json(rd / "state.json", {"last": 1, "settings": _settings_digest(s)})
+    old = (rd / "settings.json").read_bytes()
+    r = render(
+        Settings.from_dict(job),
+        run_dir=rd,
+        resume=True,
+        backend=backend,
+        progress=False,
+        video=False,
+    )
+    assert r.frames == 7
+    assert (rd / "settings.json").read_bytes() == old
+    for a, b in zip(frames_of(rd), frames_of(whole.run_dir), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(frames_of(rd)[0], init)
 
 
 def _with(section: str, **values):

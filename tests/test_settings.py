@@ -138,3 +138,53 @@ def test_json_null_is_refused_not_taken_for_the_default(tmp_path, section, key):
         load_settings(path)
     path.write_text(json.dumps({**MINIMAL, section: {}}))  # left out: the default
     assert load_settings(path)[section][key] == Settings.from_dict(MINIMAL)[section][key]
+
+
+def test_relative_paths_are_made_absolute_against_the_folder(tmp_path, monkeypatch):
+    """Every path a run reads or writes, made absolute against the current folder (or a
+    given one) as os.path.abspath does; empty paths (none) stay empty, absolute ones and
+    every other key as they are, and the settings made from are not changed."""
+    import os
+
+    from loopwave.settings import PATH_KEYS
+
+    data = {
+        **MINIMAL,
+        "output": {"dir": "out/../renders"},
+        "model": {
+            "path": "models/sd15",
+            "engine_dir": "/abs/engines",
+            "lora": [{"path": "style.safetensors", "scale": 0.5}, {"path": "./b.safetensors"}],
+        },
+        "render": {"init_image": "init.png"},
+        "video": {"codec": "h264"},  # a string, not a path
+    }
+    s = Settings.from_dict(data)
+    before = s.to_json()
+    monkeypatch.chdir(tmp_path)
+    here = os.getcwd()
+    a = s.with_absolute_paths()
+    assert a["output"]["dir"] == os.path.join(here, "renders")
+    assert a["model"]["path"] == os.path.join(here, "models", "sd15")
+    assert a["model"]["engine_dir"] == "/abs/engines"
+    assert a["model"]["lora"] == [
+        {"path": os.path.join(here, "style.safetensors"), "scale": 0.5},
+        {"path": os.path.join(here, "b.safetensors")},
+    ]
+    assert a["render"]["init_image"] == os.path.join(here, "init.png")
+    assert a["interpolation"]["model"] == ""  # none
+    assert {(sec, key) for sec, key in PATH_KEYS} >= {("render", "init_image"), ("output", "dir")}
+    for sec, key in PATH_KEYS:
+        assert a[sec][key] == "" or os.path.isabs(a[sec][key]), (sec, key)
+    assert s.to_json() == before  # a copy
+    assert Settings.from_dict(json.loads(a.to_json())) == a  # still valid settings
+    assert a.with_absolute_paths() == a
+    # against another folder
+    b = s.with_absolute_paths(tmp_path / "job")
+    assert b["render"]["init_image"] == os.path.join(os.path.abspath(tmp_path / "job"), "init.png")
+    # every other key the same
+    for x in (a, b):
+        assert x["video"] == s["video"] and x["prompts"] == s["prompts"]
+        assert {k: v for k, v in x["render"].items() if k != "init_image"} == {
+            k: v for k, v in s["render"].items() if k != "init_image"
+        }

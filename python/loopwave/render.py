@@ -26,9 +26,10 @@ An error in any stage stops the render with everything generated so far on
 disk. A resumed run re-encodes the stored frames first, then the new ones.
 
 Outputs in the run directory: ``settings.json`` (the resolved settings, which
-render the same video again), ``frames/``, ``plan/`` (the colour plan),
-``drift.csv`` and ``drift.png`` (per frame: Lab distance to the target, red, and to
-the previous frame, blue) and ``NAME.mp4``.
+render the same video again; relative paths in them are made absolute, against the
+current folder, when the run starts, so a resume may start from any folder),
+``frames/``, ``plan/`` (the colour plan), ``drift.csv`` and ``drift.png`` (per frame:
+Lab distance to the target, red, and to the previous frame, blue) and ``NAME.mp4``.
 """
 
 from __future__ import annotations
@@ -807,11 +808,17 @@ def render(
                     f"settings must be loopwave.settings.Settings or None; "
                     f"got {type(settings).__name__}"
                 )
-            if settings.to_json() != saved.to_json():  # it was silently ignored
+            # paths compared as absolute, against this folder: a run's settings.json holds
+            # them absolute (one made before that, relative, as they were written), and the
+            # same job loaded again holds them as its file wrote them
+            given, own = (x.with_absolute_paths().to_json() for x in (settings, saved))
+            if given != own:  # it was silently ignored
                 raise ValueError(
                     f"settings: a resume continues with the run's own settings "
                     f"({rd / 'settings.json'}), and these differ; pass None"
                 )
+        # as saved: a run made before its paths were saved absolute takes them against
+        # this folder, as it always did (and its digest below is of the file's own form)
         settings = saved
         state = _read_json(rd / "state.json") if (rd / "state.json").is_file() else {}
         made_with = state.get("settings") if isinstance(state, dict) else None
@@ -836,6 +843,10 @@ def render(
             if run_dir is not None
             else Path(settings["output"]["dir"]) / settings["output"]["name"]
         )
+        # the paths the run reads and writes, taken against this folder now: they are saved
+        # so in settings.json and in the state's digest, and a resume started from another
+        # folder uses the same model, init image and engine folder
+        settings = settings.with_absolute_paths()
         problem = _fresh_run_problem(rd)  # before the model loads; again under the lock
         if problem:
             raise ValueError(problem)

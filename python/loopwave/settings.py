@@ -7,6 +7,12 @@ checked by parsing them (:mod:`loopwave.schedule`). :meth:`Settings.to_json`
 writes the resolved settings (defaults filled in), which load back to the same
 settings, so a run directory's copy renders the same video again.
 
+Paths (:data:`PATH_KEYS`, and each ``model.lora`` entry's ``path``) are taken as they are
+written: a relative one against the current folder when it is used, not against the
+settings file's folder. A render makes them absolute when a run starts
+(:meth:`Settings.with_absolute_paths`), so its ``settings.json`` holds absolute paths and a
+resume from another folder reads and writes the same files.
+
 Example
 -------
 >>> s = Settings.from_dict({"version": 1, "render": {"frames": 30}, "prompts": {"0": "a cat"}})
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -27,7 +34,7 @@ from typing import Any
 from .schedule import SEED_BEHAVIOURS, Schedule, ScheduleError, parse_prompts
 from .trt import RUNTIMES
 
-__all__ = ["SCHEMA", "Settings", "SettingsError", "load_settings"]
+__all__ = ["PATH_KEYS", "SCHEMA", "Settings", "SettingsError", "load_settings"]
 
 VERSION = 1
 
@@ -203,6 +210,25 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
     "video": {"codec": ("h264", _str()), "crf": (18, _int(0, 63)), "fps": (10, _num(0.001, 1000))},
 }
 
+#: the keys whose value is a file or folder path, as (section, key); each ``model.lora``
+#: entry's ``path`` is one too. An empty string means none.
+PATH_KEYS: tuple[tuple[str, str], ...] = (
+    ("output", "dir"),
+    ("model", "path"),
+    ("model", "engine_dir"),
+    ("render", "init_image"),
+    ("interpolation", "model"),
+)
+
+
+def _absolute(path: Any, base: str) -> Any:
+    """``path`` against ``base`` as :func:`os.path.abspath` takes it against the current
+    folder (normalised, symlinks left unresolved); empty (none), absolute or not a string:
+    as it is."""
+    if not isinstance(path, str) or not path or os.path.isabs(path):
+        return path
+    return os.path.normpath(os.path.join(base, path))
+
 
 class Settings(dict[str, Any]):
     """Validated, fully resolved settings: ``settings["render"]["frames"]``."""
@@ -279,6 +305,26 @@ class Settings(dict[str, Any]):
 
     def copy(self) -> Settings:
         return Settings(copy.deepcopy(dict(self)))
+
+    def with_absolute_paths(self, base: str | os.PathLike[str] | None = None) -> Settings:
+        """A copy with every relative path (:data:`PATH_KEYS`, each ``model.lora`` entry's
+        ``path``) made absolute against ``base``, by default the current folder, as
+        :func:`os.path.abspath` does (symlinks are not resolved). Empty paths (none) stay
+        empty and absolute ones are kept as they are. A render does this when a run
+        starts, so its ``settings.json`` means the same files from any folder."""
+        root = os.path.abspath(os.getcwd() if base is None else os.fspath(base))
+        out = self.copy()
+        for section, key in PATH_KEYS:
+            sec = out.get(section)
+            if isinstance(sec, dict) and key in sec:
+                sec[key] = _absolute(sec[key], root)
+        model = out.get("model")
+        lora = model.get("lora") if isinstance(model, dict) else None
+        if isinstance(lora, list):
+            for entry in lora:
+                if isinstance(entry, dict) and "path" in entry:
+                    entry["path"] = _absolute(entry["path"], root)
+        return out
 
 
 def load_settings(path: str | Path) -> Settings:
