@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -67,6 +68,17 @@ def test_a_stopped_process_stage_leaves_no_video_and_resume_encodes_everything(t
     r = render(None, run_dir=rd, resume=True, backend=backend, progress=False, stages="process")
     whole = render(s, run_dir=tmp_path / "w", backend=backend, progress=False, stages="thread")
     np.testing.assert_array_equal(decoded(r.video), decoded(whole.video))
+
+
+def test_the_encoder_process_counts_the_frames_it_re_encodes(tmp_path, backend, capfd):
+    """The child's bar of the stored frames, on the renderer's standard error."""
+    s = Settings.from_dict(JOB)
+    rd = tmp_path / "r"
+    render(s, run_dir=rd, backend=backend, progress=False, stop_after=2, stages="process")
+    capfd.readouterr()
+    render(None, run_dir=rd, resume=True, backend=backend, progress=True, stages="process")
+    err = capfd.readouterr().err
+    assert re.search(r"^re-encoding the frames made \[#{24}\] 3/3 frames ", err, re.M), err
 
 
 def _run_dir(tmp_path, **interpolation):

@@ -118,6 +118,7 @@ def main(argv: list[str]) -> int:
         if want is not None and got != want:
             raise ImportError(f"the encoder process imported loopwave from {got}, not {want}")
         run_dir, on_disk, nice = Path(argv[0]), int(argv[1]), int(argv[2])
+        progress = len(argv) > 3 and argv[3] == "1"
         if nice and hasattr(os, "nice"):
             os.nice(nice)
         from .plan import _read_json
@@ -129,7 +130,7 @@ def main(argv: list[str]) -> int:
         q: queue.Queue[Any] = queue.Queue(maxsize=4)
         threading.Thread(target=_reader, args=(sys.stdin.buffer, q), daemon=True).start()
         try:
-            _encoder(run_dir, s, on_disk, rife)(_frames(q))
+            _encoder(run_dir, s, on_disk, rife, progress)(_frames(q))
         except _Stopped:
             pass  # writing_video removed the partial file on the way out
     except BaseException as e:  # noqa: BLE001 - reported to the renderer, one line

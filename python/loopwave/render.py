@@ -550,19 +550,31 @@ def _video_path(run_dir: Path, s: Settings) -> Path:
     return run_dir / f"{s['output']['name']}.mp4"
 
 
+def _counted(frames: Iterator[np.ndarray], bar: Progress) -> Iterator[np.ndarray]:
+    """``frames``, counting each on ``bar`` once its consumer asks for the next one."""
+    with bar:
+        for f in frames:
+            yield f
+            bar.update()
+
+
 def _encoder(
-    run_dir: Path, s: Settings, on_disk: int, rife: Any
+    run_dir: Path, s: Settings, on_disk: int, rife: Any, progress: bool = False
 ) -> Callable[[Iterator[np.ndarray]], None]:
-    """The encoder stage: the frames already on disk (a resumed run), then the live ones,
-    interpolated (``rife``: the loaded RIFE model, where the settings ask for it) and
-    encoded as they come. The video is written under a ``.partial.mp4`` name and renamed
-    when complete, so a killed run never leaves a truncated NAME.mp4."""
+    """The encoder stage: the frames already on disk (a resumed run, with a bar of its own
+    where ``progress``: the render waits on them), then the live ones, interpolated
+    (``rife``: the loaded RIFE model, where the settings ask for it) and encoded as they
+    come. The video is written under a ``.partial.mp4`` name and renamed when complete, so
+    a killed run never leaves a truncated NAME.mp4."""
     from .interpolate import interpolate
     from .video import writing_video
 
     def work(live: Iterator[np.ndarray]) -> None:
         i, v = s["interpolation"], s["video"]
-        frames: Iterator[np.ndarray] = itertools.chain(_frames_on_disk(run_dir, on_disk), live)
+        stored = _frames_on_disk(run_dir, on_disk)
+        if progress and on_disk > 0:
+            stored = _counted(stored, Progress(on_disk, "re-encoding the frames made"))
+        frames: Iterator[np.ndarray] = itertools.chain(stored, live)
         if i["factor"] > 1:
             backend: Any = rife if i["backend"] == "rife" else i["backend"]
             frames = interpolate(
@@ -656,6 +668,7 @@ class _ProcessStage:
         video: Path,
         nice: int = ENCODER_NICE,
         lock: _RunLock | None = None,
+        progress: bool = False,
     ) -> None:
         import loopwave
 
@@ -676,7 +689,7 @@ class _ProcessStage:
             " from loopwave._encode_worker import run; run(sys.argv[1:])"
         )
         self.p = subprocess.Popen(
-            [sys.executable, "-c", boot, str(run_dir), str(on_disk), str(nice)],
+            [sys.executable, "-c", boot, str(run_dir), str(on_disk), str(nice), str(int(progress))],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             bufsize=0,  # each frame goes out whole at once, nothing held in a buffer
@@ -958,9 +971,9 @@ def render(
         encoder: _Stage | _ProcessStage | None = None
         if encode:
             encoder = (
-                _ProcessStage(rd, done, _video_path(rd, settings), lock=lock)
+                _ProcessStage(rd, done, _video_path(rd, settings), lock=lock, progress=progress)
                 if stages == "process"
-                else _Stage("encoding", _encoder(rd, settings, done, rife))
+                else _Stage("encoding", _encoder(rd, settings, done, rife, progress))
             )
         writer = _Stage("saving frames", _saver(rd, encoder, _settings_digest(settings)))
 
