@@ -88,7 +88,7 @@ def test_bench_refuses_bad_settings(capsys, monkeypatch, tmp_path):
     assert main(["bench", "--steps", "5000"]) == 2
     assert "steps must be at most 1000; got 5000" in capsys.readouterr().err
     assert main(["bench", "--model", "sd15-random", "--cuda-graphs"]) == 2
-    assert "accel: cuda_graphs needs a CUDA device" in capsys.readouterr().err
+    assert "--cuda-graphs needs a CUDA device" in capsys.readouterr().err
     assert main(["bench", "--compile", "unet,foo"]) == 2
     assert "--compile: expected a comma list of unet, vae" in capsys.readouterr().err
     monkeypatch.undo()

@@ -147,7 +147,7 @@ def test_cli_demo_and_errors(tmp_path, capsys) -> None:
     assert main(big) == 2
     assert "GiB at the peak, more than this machine's" in capsys.readouterr().err
     assert main(["demo", "--out", "", "--frames", "2", "--quiet"]) == 2  # wrote into the cwd
-    assert "out_dir must name a folder" in capsys.readouterr().err
+    assert "--out must name a folder" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["no-such-command"])
 

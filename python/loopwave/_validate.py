@@ -5,8 +5,9 @@ from __future__ import annotations
 import decimal
 import math
 import numbers
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -197,3 +198,19 @@ def frame_list(x: Any, arg: str) -> np.ndarray:
     raise TypeError(
         f"{arg} must be an (N, H, W, 3) array or a non-empty list of frames; got {x!r:.80}"
     )
+
+
+def renamed(message: str, names: Mapping[str, str]) -> str:
+    """``message`` with the names that make up its subject replaced as ``names`` says: a
+    parameter by what gave its value, e.g. ``{"factor": "--factor"}`` turns "factor must be
+    in 2..16; got 40" into "--factor must be in 2..16; got 40". The subject is the name the
+    message begins with, or names joined by " x " ("frames x size: ..."); a name that goes
+    on ("frames[3]", "render.frames" for "render") or one elsewhere is left as it is."""
+    if not names:
+        return message
+    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    one = rf"(?:{alternatives})(?![\w.\[])"
+    subject = re.match(f"{one}(?: x {one})*", message)
+    if subject is None:
+        return message
+    return re.sub(one, lambda m: names[m[0]], subject[0]) + message[subject.end() :]

@@ -70,6 +70,45 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# What the library calls a value an option gives, where that is not the option's dest (it
+# goes by its dest too: factor for --factor, keyframe_interval for --keyframe-interval,
+# settings for JOB), so that an error naming it names the option (_in_options)
+_LIBRARY_NAMES: dict[str, dict[str, tuple[str, ...]]] = {
+    "demo": {"out": ("out_dir",)},
+    "encode": {"output": ("path",)},  # the writer's
+    "interpolate": {"output": ("path",)},  # the writer's (IN's reader is named IN there)
+    "export-rife": {"output": ("out",)},
+    "render": {
+        "frames": ("render.frames",),
+        "size": ("render.width", "render.height"),
+        "resume": ("run_dir",),
+    },
+    "bench": {"cuda_graphs": ("accel: cuda_graphs",)},
+}
+
+
+def _in_options(message: str, parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """A library error of the command ``args`` ran, naming the option the user typed
+    instead of the parameter or key it gave ("--factor must be in 2..16", not "factor
+    ..."). Only options that gave a value (not None: a render's --frames left out names
+    the settings file's render.frames, and its errors stay so) rename anything."""
+    from ._validate import renamed
+
+    (commands,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    aliases = _LIBRARY_NAMES.get(args.command, {})
+    names: dict[str, str] = {}
+    for action in commands.choices[args.command]._actions:
+        if getattr(args, action.dest, None) is None:
+            continue
+        metavar = action.metavar if isinstance(action.metavar, str) else action.dest
+        option = action.option_strings[0] if action.option_strings else metavar
+        names[action.dest] = option
+        for name in aliases.get(action.dest, ()):
+            # a settings key the option overrides stays beside it: "--size (render.width)"
+            names[name] = f"{option} ({name})" if "." in name else option
+    return renamed(message, names)
+
+
 class _Stdout(io.TextIOBase):
     """Standard output that, once its reader has gone (``| head``, ``| true``: a
     BrokenPipeError), drops what is written after: the command's work is done or goes
@@ -122,7 +161,8 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     from .render import StageError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     # transformers warns at import about optional image processors no model here uses
     # (torchvision missing); keep the CLI's output to what concerns the user
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -135,7 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (TypeError, ValueError, ImportError, OSError, StageError) as e:
-        print(f"loopwave {args.command}: error: {e}", file=sys.stderr)
+        print(
+            f"loopwave {args.command}: error: {_in_options(str(e), parser, args)}", file=sys.stderr
+        )
         return 2
     except Terminated:
         print("terminated", file=sys.stderr)

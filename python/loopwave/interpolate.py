@@ -448,7 +448,10 @@ def _read_input(path: Path) -> tuple[Iterator[np.ndarray], int | None, Fraction 
     if path.is_file():
         from .video import VideoReader
 
-        r = VideoReader(path)
+        try:
+            r = VideoReader(path)
+        except (OSError, ValueError) as e:  # it names its parameter, path: here IN
+            raise type(e)(v.renamed(str(e), {"path": "IN"})) from e
         return (f for batch in r for f in batch), r.frame_count, r.fps
     raise OSError(f"IN: no such file or folder {path}")
 
@@ -510,10 +513,7 @@ def add_cli(sub: Any) -> None:
         frames, n, in_fps = _read_input(src)
         from .video import parse_fps
 
-        try:
-            fps = parse_fps(a.fps) if a.fps is not None else (in_fps or Fraction(10))
-        except ValueError as e:  # it named the parameter, fps
-            raise ValueError(f"--fps: {e}") from None
+        fps = parse_fps(a.fps) if a.fps is not None else (in_fps or Fraction(10))
         if video_out and fps * k > 1000:
             raise ValueError(f"--fps x --factor: at most 1000 fps out; got {fps} x {k}")
         # the first frame before any output is made: an input with no decodable frame

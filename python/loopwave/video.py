@@ -1866,8 +1866,9 @@ def add_cli(sub: Any) -> None:
         default=None,
         help="h264, h265, vp9, av1, or an NVENC codec (default: vp9 for .webm, else h264)",
     )
-    p.add_argument("--crf", type=int, default=None, help="constant quality (default 18)")
-    p.add_argument("--bitrate", type=int, default=None, help="target bits/s instead of --crf")
+    quality = p.add_mutually_exclusive_group()
+    quality.add_argument("--crf", type=int, default=None, help="constant quality (default 18)")
+    quality.add_argument("--bitrate", type=int, default=None, help="target bits/s instead of --crf")
     p.add_argument("--preset", default=None, help="encoder preset, e.g. slow")
     p.add_argument(
         "--keyframe-interval", type=int, default=None, help="frames between keyframes (1 s)"
@@ -1898,22 +1899,15 @@ def add_cli(sub: Any) -> None:
             segment_seconds=a.segment_seconds,
             pingpong=a.pingpong,
         )
-        try:
-            n = encode_dir(
-                a.frames_dir,
-                a.output,
-                progress=not a.quiet,
-                keep_partial=a.keep_partial,
-                arg="FRAMES_DIR",
-                **w,
-            )
-        except (TypeError, ValueError) as e:
-            # the writer names its parameters (fps, keyframe_interval): name the flags
-            msg = str(e)
-            for name in w:
-                if re.match(rf"{name}\b(?![.\[])", msg):
-                    raise type(e)(f"--{name.replace('_', '-')}{msg[len(name) :]}") from None
-            raise
+        # the writer's errors name its parameters (fps, path): the CLI names the options
+        n = encode_dir(
+            a.frames_dir,
+            a.output,
+            progress=not a.quiet,
+            keep_partial=a.keep_partial,
+            arg="FRAMES_DIR",
+            **w,
+        )
         if a.segment_seconds is None:
             print(f"wrote {n} frames to {a.output}")
         else:

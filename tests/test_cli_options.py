@@ -1,0 +1,150 @@
+"""The CLI's errors name the option the user typed, not the library's parameter it went to:
+`interpolate --factor 40` said "factor must be in 2..16; got 40" (interpolate()'s words).
+Exit code 2, as argparse's own usage errors; a name no option gave stays as the library
+wrote it (a settings file's own render.frames)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from loopwave._validate import renamed
+from loopwave.cli import main
+from loopwave.png import write_png
+
+# (extra modules, argv, the message after "loopwave COMMAND: error: "); {frames} is a folder
+# of two PNG frames, {tmp} an empty folder, {job} a valid settings file (64x64, 4 frames of
+# the smoke model)
+CASES = [
+    ((), "demo --out {tmp}/d --frames 1", "--frames must be in 2..100000; got 1"),
+    ((), "demo --out {tmp}/d --size 8", "--size must be in 16..4096; got 8"),
+    ((), "demo --out {tmp}/d --keyframe-every 0", "--keyframe-every must be in 1..100000; got 0"),
+    ((), "demo --out {tmp}/d --renders 0", "--renders must be in 1..64; got 0"),
+    ((), "demo --out= --frames 2", "--out must name a folder; got an empty path"),
+    # about 1.3 TB at the peak: both options are named, as the subject of the message
+    ((), "demo --out {tmp}/d --size 4096 --frames 2000", "--frames x --size: 2000 frames of"),
+    (("av",), "encode {frames} -o {tmp}/a.xyz", "-o: cannot tell the container of {tmp}/a.xyz"),
+    (("av",), "encode {frames} -o {tmp}", "-o: cannot write to {tmp}: it is a folder"),
+    (("av",), "encode {frames} -o {tmp}/no/a.mp4", "-o: cannot write to {tmp}/no/a.partial.mp4"),
+    (("av",), "encode {frames} -o {tmp}/a.mp4 --audio {tmp}/no.wav", "--audio: no such file"),
+    (("av",), "encode {frames} -o {tmp}/a.mp4 --audio {tmp}", "--audio: is a folder, not a file"),
+    ((), "interpolate {frames} -o {tmp}/o --factor 40", "--factor must be in 2..16; got 40"),
+    ((), "interpolate {frames} -o {tmp}/o --fps 0", "--fps must be in [1/10000, 1000]; got '0'"),
+    (("onnxruntime",), "interpolate {frames} -o {tmp}/o --model {tmp}/no.onnx", "--model: no such"),
+    (
+        ("onnxruntime",),
+        "interpolate {frames} -o {tmp}/o --model {tmp}/no.onnx --scale 3",
+        "--scale must be 1.0, 0.5 or 0.25",
+    ),
+    (
+        ("av",),
+        "interpolate {frames} -o {tmp}/no/o.mp4",
+        "-o: cannot write to {tmp}/no/o.partial.mp4",
+    ),
+    # IN's reader, which names its parameter path too: IN, not -o
+    (
+        ("av",),
+        "interpolate {frames}/notes.txt -o {tmp}/o",
+        "IN: {frames}/notes.txt is not a readable",
+    ),
+    (
+        ("torch", "onnx"),
+        "export-rife {tmp}/no.pkl -o {tmp}/r.onnx",
+        "CKPT: no such file {tmp}/no.pkl",
+    ),
+    ((), "export-rife {tmp}/no.pkl -o {tmp}/r.onnx --scale 3", "--scale must be 1.0, 0.5 or 0.25"),
+    (
+        (),
+        "export-rife {tmp}/no.pkl -o {tmp}",
+        "-o: {tmp} is a folder; name the .onnx file to write",
+    ),
+    ((), "export-rife {tmp}/no.pkl -o {tmp}/no/r.onnx", "-o: the folder {tmp}/no does not exist"),
+    (("torch",), "bench --size 100", "--size must be a multiple of 8; got 100"),
+    (("torch",), "bench --steps 0", "--steps must be an int >= 1; got 0"),
+    (("torch",), "bench --strength 2", "--strength must be in [1/1000, 1]; got 2.0"),
+    (("torch",), "bench --frames 1", "--frames must be an int >= 3; got 1"),
+    (("torch",), "bench --factor 40", "--factor must be an int in 2..16; got 40"),
+    (("torch",), "bench --repeats 0", "--repeats must be an int >= 1; got 0"),
+    (("torch",), "bench --device nope", "--device: 'nope' is not a torch device"),
+    (("torch", "diffusers"), "bench --model {tmp}/no", "--model path '{tmp}/no' is not a local"),
+    ((), "render {tmp}/no.toml", "JOB: no such file {tmp}/no.toml"),
+    ((), "render --resume {tmp}", "--resume: {tmp} has no settings.json to resume from"),
+    # the option and the key of the settings it overrides (--size gives two)
+    ((), "render {job} --frames 0", "--frames (render.frames): expected an int in 1..1000000"),
+    ((), "render {job} --size 64x63", "--size (render.height): expected a multiple of 8"),
+    (("torch", "diffusers"), "render {job} --model {tmp}/no", "--model path '"),
+]
+
+
+@pytest.fixture
+def places(tmp_path: Path) -> dict[str, str]:
+    frames, empty = tmp_path / "frames", tmp_path / "tmp"
+    frames.mkdir()
+    empty.mkdir()
+    for i in range(2):
+        write_png(frames / f"{i:03d}.png", np.full((16, 16, 3), 40 * i, np.uint8))
+    (frames / "notes.txt").write_text("not a video")
+    job = tmp_path / "job.json"
+    settings = {
+        "version": 1,
+        "render": {"frames": 4, "width": 64, "height": 64},
+        "prompts": {"0": "a cat"},
+        "model": {"backend": "smoke"},
+        "output": {"dir": str(tmp_path / "out")},
+    }
+    job.write_text(json.dumps(settings))
+    return {"frames": str(frames), "tmp": str(empty), "job": str(job)}
+
+
+@pytest.mark.parametrize(("needs", "argv", "said"), CASES, ids=[c[1] for c in CASES])
+def test_errors_name_the_option(places, capsys, needs, argv, said) -> None:
+    for module in needs:
+        pytest.importorskip(module)
+    args = [a.format(**places) for a in argv.split()]
+    if args[0] == "demo":
+        args.append("--quiet")
+    assert main(args) == 2
+    assert f"loopwave {args[0]}: error: {said.format(**places)}" in capsys.readouterr().err
+
+
+def test_cuda_graphs_without_cuda_names_the_option(capsys) -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("the option is refused only without CUDA")
+    assert main(["bench", "--cuda-graphs"]) == 2
+    err = capsys.readouterr().err  # it said "accel: cuda_graphs needs ..."
+    assert "loopwave bench: error: --cuda-graphs needs a CUDA device" in err
+
+
+def test_crf_and_bitrate_are_refused_together_by_the_parser(places, capsys) -> None:
+    # the writer said "give crf (constant quality) or bitrate, not both"
+    with pytest.raises(SystemExit) as e:
+        main(["encode", places["frames"], "-o", "x.mp4", "--crf", "18", "--bitrate", "9000"])
+    assert e.value.code == 2
+    assert "argument --bitrate: not allowed with argument --crf" in capsys.readouterr().err
+
+
+def test_a_name_no_option_gave_stays(places, capsys, tmp_path) -> None:
+    """The settings file's own bad render.frames, with --size given beside it: the key,
+    not an option."""
+    job = json.loads(Path(places["job"]).read_text())
+    job["render"]["frames"] = 0
+    (tmp_path / "zero.json").write_text(json.dumps(job))
+    assert main(["render", str(tmp_path / "zero.json"), "--size", "64x64", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "loopwave render: error: render.frames: expected an int in 1..1000000" in err
+
+
+def test_renamed_changes_only_the_subject() -> None:
+    names = {"frames": "--frames", "size": "--size", "render": "RENDER"}
+    assert renamed("frames must be >= 2", names) == "--frames must be >= 2"
+    assert renamed("frames x size: too big", names) == "--frames x --size: too big"
+    # a name that goes on, or one after the subject, is another thing
+    assert renamed("frames[3] must be one frame", names) == "frames[3] must be one frame"
+    assert renamed("render.frames: expected", names) == "render.frames: expected"
+    assert renamed("framesize must be", names) == "framesize must be"
+    assert renamed("give frames or size", names) == "give frames or size"
+    assert renamed("frames must be >= 2", {}) == "frames must be >= 2"
