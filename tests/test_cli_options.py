@@ -148,3 +148,10 @@ def test_renamed_changes_only_the_subject() -> None:
     assert renamed("framesize must be", names) == "framesize must be"
     assert renamed("give frames or size", names) == "give frames or size"
     assert renamed("frames must be >= 2", {}) == "frames must be >= 2"
+
+
+def test_render_refuses_an_empty_out(places, capsys) -> None:
+    """An empty --out (an unset variable in a script) rendered into the current folder."""
+    assert main(["render", places["job"], "--out", "", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "loopwave render: error: --out (output.dir): expected a folder path ('.' for" in err

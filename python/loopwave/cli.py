@@ -79,6 +79,7 @@ _LIBRARY_NAMES: dict[str, dict[str, tuple[str, ...]]] = {
     "interpolate": {"output": ("path",)},  # the writer's (IN's reader is named IN there)
     "export-rife": {"output": ("out",)},
     "render": {
+        "out": ("output.dir",),
         "frames": ("render.frames",),
         "size": ("render.width", "render.height"),
         "resume": ("run_dir",),
