@@ -17,7 +17,7 @@ from loopwave.png import write_png
 
 # (extra modules, argv, the message after "loopwave COMMAND: error: "); {frames} is a folder
 # of two PNG frames, {tmp} an empty folder, {job} a valid settings file (64x64, 4 frames of
-# the smoke model)
+# the smoke model), {plain} a file without an extension
 CASES = [
     ((), "demo --out {tmp}/d --frames 1", "--frames must be in 2..100000; got 1"),
     ((), "demo --out {tmp}/d --size 8", "--size must be in 16..4096; got 8"),
@@ -44,6 +44,14 @@ CASES = [
         "interpolate {frames} -o {tmp}/no/o.mp4",
         "-o: cannot write to {tmp}/no/o.partial.mp4",
     ),
+    # an existing file as a folder of PNG frames, or a path under it (raw errno messages)
+    (
+        (),
+        "interpolate {frames} -o {plain}",
+        "-o: {plain} is a file; name a video file (.mp4, .mkv, ...) or a folder for PNG frames",
+    ),
+    ((), "interpolate {frames} -o {plain}/x", "-o: cannot write the folder {plain}/x: {plain} is"),
+    ((), "interpolate {frames} -o {plain}/x.mp4", "-o: cannot write the video {plain}/x.mp4: "),
     # IN's reader, which names its parameter path too: IN, not -o
     (
         ("av",),
@@ -87,6 +95,8 @@ def places(tmp_path: Path) -> dict[str, str]:
     for i in range(2):
         write_png(frames / f"{i:03d}.png", np.full((16, 16, 3), 40 * i, np.uint8))
     (frames / "notes.txt").write_text("not a video")
+    plain = tmp_path / "plainfile"  # a file without an extension
+    plain.write_text("not a folder")
     job = tmp_path / "job.json"
     settings = {
         "version": 1,
@@ -96,7 +106,7 @@ def places(tmp_path: Path) -> dict[str, str]:
         "output": {"dir": str(tmp_path / "out")},
     }
     job.write_text(json.dumps(settings))
-    return {"frames": str(frames), "tmp": str(empty), "job": str(job)}
+    return {"frames": str(frames), "tmp": str(empty), "job": str(job), "plain": str(plain)}
 
 
 @pytest.mark.parametrize(("needs", "argv", "said"), CASES, ids=[c[1] for c in CASES])

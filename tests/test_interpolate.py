@@ -221,6 +221,12 @@ def test_factor_from_fps():
     a = square_at(10)
     with pytest.raises(ValueError, match="disagrees"):
         interpolate([a, a], factor=4, to_fps=60, fps=10)
+    # a factor out of range from the rates names the rates, not a factor never passed
+    for to_fps, fps, k in ((10, 10, 1), (200, 10, 20), ("60000/1001", "60000/1001", 1)):
+        with pytest.raises(ValueError, match=f"^to_fps {to_fps} over fps {fps} gives factor {k}; "):
+            interpolate([a, a], to_fps=to_fps, fps=fps, backend="blend")
+    with pytest.raises(ValueError, match="^to_fps 10 over fps 10 gives factor 1"):
+        resolve_factor(1, to_fps=10, fps=10)  # both given, agreeing: still the rates
     assert len(list(interpolate([a, a], backend="blend", scene_cut=False))) == 7  # factor 6
 
 
@@ -281,6 +287,40 @@ def test_black_and_white_frames_have_a_distance():
     assert is_scene_cut(black, white, threshold=0.3)
     out = list(interpolate([black, white], factor=2, backend="blend", scene_cut=0.3))
     np.testing.assert_array_equal(out[1], black)  # held, not a grey cross-fade
+
+
+def test_tiny_colour_shifts_are_not_cuts():
+    """The a*/b* histograms had a bin edge at exactly 0, where greys sit: flat grey
+    (128, 128, 128) -> (127, 128, 129) scored 0.667 and was held as a cut in the middle of
+    a fade; a noisy near-grey picture shifted by one level scored up to 0.26."""
+    import itertools
+
+    flat = np.full((64, 64, 3), 128, np.uint8)
+    tinted = np.empty_like(flat)
+    tinted[...] = (127, 128, 129)
+    assert scene_cut_distance(flat, tinted) < 0.05
+    assert not is_scene_cut(flat, tinted)
+    out = list(interpolate([flat, tinted], factor=4, backend="blend"))
+    np.testing.assert_array_equal(out[2], lerp_frames(flat, tinted, 0.5))  # not held
+    assert not np.array_equal(out[2], flat)
+    # every grey level, every 1-level tint of it
+    worst = 0.0
+    for g in range(0, 256, 5):
+        grey = np.full((8, 8, 3), g, np.uint8)
+        for tint in itertools.product((-1, 0, 1), repeat=3):
+            shifted = np.clip(grey.astype(np.int16) + tint, 0, 255).astype(np.uint8)
+            worst = max(worst, scene_cut_distance(grey, shifted))
+    assert worst < 0.1
+    # a desaturated, noisy picture shifted toward blue or red by a level or two
+    rng = np.random.default_rng(0)
+    base = rng.integers(60, 200, (128, 128, 1)).astype(np.int16)
+    img = np.clip(base + rng.integers(-1, 2, (128, 128, 3)), 0, 255)
+    for shift in ((0, 0, 1), (-1, 0, 1), (1, 0, -1), (-2, 0, 2)):
+        moved = np.clip(img + shift, 0, 255).astype(np.uint8)
+        assert scene_cut_distance(img.astype(np.uint8), moved) < 0.05, shift
+    # a slow fade of a flat frame toward a tint: no cut anywhere on the way
+    fade = [np.full((16, 16, 3), (128 - i, 128, 128 + i), np.uint8) for i in range(12)]
+    assert not any(is_scene_cut(x, y) for x, y in itertools.pairwise(fade))
 
 
 def test_bad_inputs():
@@ -467,6 +507,37 @@ def test_cli_output_names(tmp_path, capsys):
         assert main(["interpolate", str(src), "-o", str(tmp_path / name), "--quiet"]) == 2
         assert "cannot write" in capsys.readouterr().err
         assert not (tmp_path / name).exists()
+
+
+def test_cli_output_under_or_named_by_a_file(tmp_path, capsys):
+    """-o naming an existing file without an extension said "[Errno 17] File exists:
+    'plainfile'", and -o under a file "[Errno 20] Not a directory" (a video under a file:
+    "the folder ... is missing"); now they say what is wrong, name -o, and read nothing."""
+    src = png_folder(tmp_path / "in", 2)
+    plain = tmp_path / "plainfile"
+    plain.write_bytes(b"keep")
+    for out, said in (
+        (plain, f"-o: {plain} is a file; name a video file (.mp4, .mkv, ...) or a folder for PNG"),
+        (plain / "x", f"-o: cannot write the folder {plain}/x: {plain} is a file, not a folder"),
+        (plain / "x" / "y", f"-o: cannot write the folder {plain}/x/y: {plain} is a file"),
+        (plain / "x.mp4", f"-o: cannot write the video {plain}/x.mp4: {plain} is a file, not a"),
+        (plain / "x" / "y.mkv", f"-o: cannot write the video {plain}/x/y.mkv: {plain} is a file"),
+    ):
+        assert main(["interpolate", str(src), "-o", str(out), "--blend", "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert f"loopwave interpolate: error: {said}" in err, err
+        assert "Errno" not in err
+    assert plain.read_bytes() == b"keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "plainfile"]
+    # the library's subject, path, is what the CLI renames
+    import re
+
+    from loopwave.interpolate import _check_output
+
+    with pytest.raises(ValueError, match=f"^path: {re.escape(str(plain))} is a file"):
+        _check_output(plain, False)
+    _check_output(tmp_path / "new" / "frames", False)  # a folder to be made: fine
+    _check_output(tmp_path / "new.mp4", True)
 
 
 def test_cli_input_without_decodable_frames(tmp_path, capsys):
