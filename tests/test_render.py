@@ -1086,7 +1086,7 @@ def test_a_prompt_lines_seed_keeps_the_plans_renders_apart(tmp_path, backend):
     data = {
         **JOB,
         "colour": {**JOB["colour"], "renders": 3},
-        "prompts": "0::42::a forest\n3::a castle",
+        "prompts": "0::+42::a forest\n3::a castle",
     }
     spy = _Spy(backend)
     render(Settings.from_dict(data), run_dir=tmp_path / "r", backend=spy, progress=False)
@@ -1094,12 +1094,12 @@ def test_a_prompt_lines_seed_keeps_the_plans_renders_apart(tmp_path, backend):
     # frame 0, then the plan (keyframes 0, 3 and 6, three renders each), then the loop
     assert seeds[0] == 42
     assert seeds[1:4] == [42, 42 + 7919, 42 + 2 * 7919]
-    # keyframe 3 has no seed of its own: the seed behaviour's (iter: 5 + 3) plus 7919 v
-    assert seeds[4:7] == [8, 8 + 7919, 8 + 2 * 7919]
+    # "+42" goes up a frame from its line on, through the line "3::" that gives no seed
+    # (the Loopback Wave script's rule; the seed behaviour's iter would give 5 + 3)
+    assert seeds[4:7] == [45, 45 + 7919, 45 + 2 * 7919]
+    assert seeds[7:10] == [48, 48 + 7919, 48 + 2 * 7919]
     assert len(seeds) == 1 + 9 + 6
-    # the loop: frames 1 and 2 under the line "0::42::" (its seed plus the frame), then
-    # the seed behaviour's from frame 3
-    assert seeds[10:] == [43, 44, 8, 9, 10, 11]
+    assert seeds[10:] == [43, 44, 45, 46, 47, 48]
 
 
 def test_preflight_takes_what_renders(tmp_path, backend):

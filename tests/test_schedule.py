@@ -179,9 +179,10 @@ def test_prompts_and_wave_tokens():
     lines = parse_prompts("0::a forest\n40::1234::(castle:@wave_completed(0.5, 1.5))\n")
     assert lines[40].seed == 1234
     assert prompt_at(lines, 40, frames_per_wave=20).text == "(castle:0.500)"
-    assert prompt_at(lines, 50, frames_per_wave=20).text == "(castle:1.000)"
+    # frame 50 is 10 frames into its wave of 20: 10/19 of the way
+    assert prompt_at(lines, 50, frames_per_wave=20).text == f"(castle:{0.5 + 10 / 19:.3f})"
     rem = parse_prompts({0: "(x:@wave_remaining(0, 1))"})
-    assert prompt_at(rem, 5, frames_per_wave=20).text == "(x:0.750)"
+    assert prompt_at(rem, 5, frames_per_wave=20).text == f"(x:{1 - 5 / 19:.3f})"
     with pytest.raises(ScheduleError, match="frames_per_wave"):
         prompt_at(rem, 5)
     for bad in ("0::a::b::c", "x::a", ""):
@@ -202,8 +203,17 @@ def test_seed_behaviours():
     assert [seed_for(i, seed=10, behaviour="alternate") for i in range(4)] == [10, 11, 10, 11]
     r = [seed_for(i, seed=10, behaviour="random") for i in range(5)]
     assert r == [seed_for(i, seed=10, behaviour="random") for i in range(5)] and len(set(r)) == 5
+    assert r[0] == 10  # Deforum renders frame 0 with the seed given, draws after it
     sch = Schedule("0: (100 + t*2)", max_frames=10)
     assert seed_for(3, seed=0, behaviour="schedule", schedule=sch) == 106
+    # the fraction dropped, as Deforum's int(): even steps, where rounding half to even
+    # gave 0, 0, 1, 2, 2, 2, 3, 4, 4, 4, 5
+    ramp = Schedule("0: (0), 10: (5)", max_frames=11)
+    got = [seed_for(i, seed=0, behaviour="schedule", schedule=ramp) for i in range(11)]
+    assert got == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5]
+    down = Schedule("0: (0), 4: (-2)", max_frames=5)
+    got = [seed_for(i, seed=0, behaviour="schedule", schedule=down) for i in range(5)]
+    assert got == [0, 0, -1, -1, -2]  # toward 0
     with pytest.raises(ScheduleError, match="seed behaviour"):
         seed_for(0, seed=0, behaviour="spiral")
 
@@ -236,7 +246,7 @@ def test_found_in_review_each_bad_value_is_named_and_python_semantics_hold():
     for frame, offset in ((float("nan"), 0.0), (float("inf"), 0.0), (3, 1e308)):
         with pytest.raises(ScheduleError, match="frame|phase"):
             prompt_at(prompts, frame, frames_per_wave=24, offset=offset)
-    assert prompt_at(prompts, 12, frames_per_wave=24).text == "(cat:0.500)"
+    assert prompt_at(prompts, 12, frames_per_wave=24).text == f"(cat:{12 / 23:.3f})"
     # a token with a call inside was kept as is; refused when the prompts are read (found
     # only at render time, it stopped a render for good: resume keeps the settings)
     with pytest.raises(ScheduleError, match="frame 3: cannot read @wave_completed"):
@@ -299,7 +309,9 @@ def test_wave_bounds_may_use_the_named_constants():
     """From a review: a @wave bound with pi or e was refused as naming t, max_f or s,
     though prompt_at fills the constants in."""
     prompts = parse_prompts({0: "(a:@wave_completed(0, pi/2)) (b:@wave_remaining(e, 3))"})
-    assert prompt_at(prompts, 6, frames_per_wave=12).text == "(a:0.785) (b:2.859)"
+    x = 6 / 11  # six frames into a wave of 12
+    want = f"(a:{math.pi / 2 * x:.3f}) (b:{3 - (3 - math.e) * x:.3f})"
+    assert prompt_at(prompts, 6, frames_per_wave=12).text == want
     with pytest.raises(ScheduleError, match="names t, max_f or s"):
         parse_prompts({0: "(a:@wave_completed(0, pi * t))"})
 
@@ -314,7 +326,7 @@ def test_prompt_at_and_seed_for_name_wrong_arguments():
         prompt_at({0: "a"}, 0)  # type: ignore[dict-item]
     with pytest.raises(TypeError, match="^schedule must be a Schedule"):
         seed_for(1, seed=1, behaviour="schedule", schedule=5)  # type: ignore[arg-type]
-    assert prompt_at(prompts, 5, frames_per_wave=20).text == "a (b:1.250)"
+    assert prompt_at(prompts, 5, frames_per_wave=20).text == f"a (b:{1 + 5 / 19:.3f})"
 
 
 def test_a_frames_key_is_the_last_at_or_before_it_among_many_keys():
@@ -332,3 +344,91 @@ def test_a_frames_key_is_the_last_at_or_before_it_among_many_keys():
             nxt = later[0]
             want += (values[nxt] - values[at]) * (frame - at) / (nxt - at)
         assert s(frame) == pytest.approx(want, abs=1e-12), frame
+
+
+def test_wave_tokens_follow_the_loopback_wave_script():
+    """From a review: the script sorts a token's bounds (its published crossfade writes
+    @wave_remaining(1, 0)) and reaches the higher on a wave's last frame (it divides by
+    frames_per_wave - 1); loopwave ran (1, 0) backwards and stopped at 0.95."""
+    p = parse_prompts({0: "(above:@wave_remaining(1, 0)), (below:@wave_completed(0,1))"})
+    texts = [prompt_at(p, i, frames_per_wave=20).text for i in range(41)]
+    for i, t in enumerate(texts):
+        x = (i % 20) / 19  # the script's progress
+        assert t == f"(above:{1 - x:.3f}), (below:{x:.3f})", (i, t)
+    assert texts[0] == "(above:1.000), (below:0.000)"
+    assert texts[19] == "(above:0.000), (below:1.000)" and texts[20] == texts[0]
+    # either order of the bounds gives the same weights
+    q = parse_prompts({0: "(a:@wave_completed(1.5, 0.5))"})
+    r = parse_prompts({0: "(a:@wave_completed(0.5, 1.5))"})
+    assert all(
+        prompt_at(q, i, frames_per_wave=7) == prompt_at(r, i, frames_per_wave=7) for i in range(9)
+    )
+    # a one-frame wave has no way to go: the start (the script divided by zero)
+    assert prompt_at(r, 3, frames_per_wave=1).text == "(a:0.500)"
+
+
+def test_line_seeds_follow_the_loopback_wave_script():
+    """From a review: a line's seed is the seed at its frame; +N goes up a frame from there,
+    -N down, a plain N stays, and lines without a seed keep it (loopwave added the frame
+    index to it, read -N as a negative seed, and fell back at the next line)."""
+    from loopwave.schedule import PromptTrack
+
+    t = PromptTrack(
+        parse_prompts(
+            "0::a forest\n40::1234::a castle\n45::-654::a ship\n47::+77::a tree\n50::a cat"
+        )
+    )
+    assert [t.seed(i) for i in (0, 39)] == [None, None]  # the seed behaviour's
+    assert [t.seed(i) for i in (40, 41, 44)] == [1234, 1234, 1234]
+    assert [t.seed(i) for i in (45, 46)] == [654, 653]
+    assert [t.seed(i) for i in (47, 48, 49, 50, 60)] == [77, 78, 79, 80, 90]  # kept on line 50
+    assert t.at(50).text == "a cat" and t.at(46).text == "a ship"
+    with pytest.raises(ScheduleError, match="not N, \\+N or -N"):
+        parse_prompts("0::+-5::a")
+    with pytest.raises(ScheduleError, match="not N"):
+        parse_prompts("0::" + "9" * 5000 + "::a")  # once int() past Python's digit limit
+
+
+@pytest.mark.parametrize(
+    ("text", "positive", "negative"),
+    [
+        ("a cat --neg blurry", "a cat", "blurry"),
+        ("(a cat:1.2)--neg blurry", "(a cat:1.2)", "blurry"),
+        ("a cat,--neg blurry", "a cat,", "blurry"),
+        ("a cat --neg, blurry", "a cat", ", blurry"),
+        ("a --negative b", "a --negative b", ""),  # a word that starts with it is not it
+    ],
+)
+def test_neg_splits_where_deforum_does(text, positive, negative):
+    """From a review: '--neg' was split only between spaces; Deforum splits at it."""
+    p = parse_prompts({0: text})[0]
+    assert (p.text, p.negative) == (positive, negative)
+
+
+def test_a_ramp_between_huge_finite_keys_stays_finite():
+    s = Schedule("0: (1e308), 10: (-1e308)", max_frames=11)
+    assert s(5) == 0.0 and s(0) == 1e308 and s(10) == -1e308  # b - a overflowed to -inf
+
+
+def test_looking_up_a_prompt_a_frame_is_not_quadratic():
+    """From a review: every lookup scanned every key (41 s to check 20,000 frames with a
+    prompt a frame). Counted, not timed: the keys compared per lookup."""
+    from loopwave.schedule import PromptTrack
+
+    class Key(int):
+        compared = 0
+
+        def __lt__(self, other):
+            Key.compared += 1
+            return int.__lt__(self, other)
+
+        def __gt__(self, other):
+            Key.compared += 1
+            return int.__gt__(self, other)
+
+    n = 20_000
+    t = PromptTrack({Key(i): p for i, p in parse_prompts({i: f"p{i}" for i in range(n)}).items()})
+    Key.compared = 0
+    for i in range(0, n, 97):
+        assert t.at(i).text == f"p{i}"
+    assert Key.compared < 40 * len(range(0, n, 97))  # log2(20000) ~ 15 a lookup

@@ -61,7 +61,7 @@ from .color import color_correct, motion_matrix, rgb_to_lab, warp_affine
 from .plan import ColourPlan, _atomic_json, _read_json, _read_png, keyframe_indices
 from .png import write_png
 from .prompt_weights import parse_weights
-from .schedule import Prompt, Schedule, parse_prompts, prompt_at, seed_for, wave_strength
+from .schedule import Prompt, PromptTrack, Schedule, parse_prompts, seed_for, wave_strength
 from .settings import Settings
 
 __all__ = ["RenderResult", "StageError", "render", "render_frames"]
@@ -368,7 +368,7 @@ class _Job:
             k: schedule(m[k], f"motion.{k}")
             for k in ("zoom", "angle", "translation_x", "translation_y")
         }
-        self.prompts = parse_prompts(s["prompts"])
+        self.prompts = PromptTrack(parse_prompts(s["prompts"]))
         self._init: np.ndarray | None = None  # render.init_image, once read
 
     def strength(self, i: int) -> float:
@@ -389,13 +389,13 @@ class _Job:
 
     def prompt(self, i: int) -> Prompt:
         d = self.s["denoise"]
-        return prompt_at(self.prompts, i, frames_per_wave=d["frames_per_wave"], offset=d["offset"])
+        return self.prompts.at(i, frames_per_wave=d["frames_per_wave"], offset=d["offset"])
 
     def frame_seed(self, i: int) -> int:
-        """Frame ``i``'s seed: its prompt line's seed plus ``i`` where the line gives one
-        (``frame::seed::prompt``), else the seed behaviour's."""
-        p = self.prompt(i)
-        return p.seed + i if p.seed is not None else self.seed(i)
+        """Frame ``i``'s seed: the one the ``frame::seed::prompt`` lines set from their
+        frame on (see :class:`loopwave.schedule.Prompt`), else the seed behaviour's."""
+        line = self.prompts.seed(i)
+        return line if line is not None else self.seed(i)
 
     def generate(self, init: np.ndarray, i: int, strength: float, variant: int = 0) -> np.ndarray:
         """Frame ``i`` made from ``init``; ``variant`` v > 0 offsets its seed by 7919 v (the
