@@ -3,6 +3,8 @@ against diffusers' own encode_prompt (the oracle for prompts without weights).""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -37,6 +39,11 @@ CASES = [
     ("[a)", [("a)", D)]),  # ")" does not close "["
     ("(a:1.0)(b:1.0)", [("ab", 1.0)]),  # equal neighbours merge
     ("(a:0.727)", [("a", 0.727)]),  # what @wave_completed expands to
+    # equal neighbours do not merge across a BREAK (joined, "BREAKdog" is no BREAK)
+    ("x BREAK(dog:1)", [("x BREAK", 1.0), ("dog", 1.0)]),
+    ("(cat BREAK)(dog)", [("cat BREAK", U), ("dog", U)]),
+    ("a(b:1)BREAK c(d:1)", [("ab", 1.0), ("BREAK c", 1.0), ("d", 1.0)]),
+    ("BRE(AK:1)", [("BRE", 1.0), ("AK", 1.0)]),  # nor into one A1111 never saw
 ]
 
 
@@ -69,6 +76,18 @@ def test_parser_deep_nesting():
     np.testing.assert_allclose([w for _, w in got], 1.1 ** np.arange(1, 41), rtol=1e-12)
     ((_, w),) = parse_weights("[" * 2000 + "(" * 2000 + "b")
     assert w == pytest.approx(1.0, rel=1e-9)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="BREAKx :()", max_size=12), st.text(alphabet="BREAKx :()", max_size=12))
+def test_a_join_spells_break_as_the_whole_text_says(left, right):
+    """The parser looks for a BREAK only a few characters either side of a join (so long
+    runs of merges stay linear); that agrees with a search of the joined text."""
+    from loopwave.prompt_weights import _BREAK, _spells_break
+
+    if _BREAK.search(left) or _BREAK.search(right):
+        return  # pieces holding a BREAK are never joined
+    assert _spells_break(left, right) == bool(_BREAK.search(left + right))
 
 
 @settings(max_examples=300, deadline=None)
@@ -300,6 +319,12 @@ def test_long_prompts_are_cut_into_chunks_as_a1111_cuts_them(backend):
     texts, w, _ = layout("(a BREAK b:1.5) c")
     assert texts == ["a", "bc"]
     assert w[1] == pytest.approx(1.5) and w[78] == pytest.approx(1.5) and w[79] == 1.0
+    # BREAK is found in each piece of text before equal weights merge, as A1111 finds it
+    # (merged first, "x BREAKdog" read as one word and the chunk went on)
+    assert layout("x BREAK(dog:1)")[0] == ["x", "dog"]
+    assert layout("(cat BREAK)(dog)")[0] == ["cat", "dog"]
+    assert layout("a(b:1)BREAK c(d:1)")[0] == ["ab", "cd"]
+    assert layout("BRE(AK:1)")[0] == ["break"]  # a word across brackets is no BREAK
     for bad in (0, -1, 1.5, True, None):
         with pytest.raises(ValueError, match="max_chunks"):
             tokenize_weighted(tok, "a", max_chunks=bad)
@@ -384,3 +409,52 @@ def test_the_prompt_cache_keeps_the_most_recently_used_sequences(monkeypatch):
     assert enc.calls == EMBED_CACHE + 1  # kept: it was used after words[1]
     b.embed(f"a {words[1]}")
     assert enc.calls == EMBED_CACHE + 2  # encoded again
+
+
+class _Records(logging.Handler):
+    """Keeps the messages logged to it."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_long_prompts_raise_no_transformers_length_warning(backend, monkeypatch):
+    """transformers logs "Token indices sequence length is longer than the specified
+    maximum sequence length for this model (80 > 77)..." for a text over 77 tokens; the
+    prompt's chunks hold such texts, so that warning is wrong here and must not show (it
+    did on every long prompt). transformers logs it once per tokenizer: the guard is
+    reset before each call, and the same tokenizer, called directly, still logs it."""
+    from loopwave.prompt_weights import tokenize_weighted
+
+    tok = backend.pipe.tokenizer
+    logger = logging.getLogger("transformers")  # transformers' loggers may not propagate
+    records = _Records()
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # (setLevel: the loggers below cache their level)
+    logger.addHandler(records)
+    too_long = "Token indices sequence length is longer"
+    text = "x" * 100 + " (y:1.2) " + "z" * 90
+    try:
+        monkeypatch.setattr(tok, "deprecation_warnings", {}, raising=False)
+        plain = tok("x" * 100, add_special_tokens=False).input_ids
+        assert any(too_long in m for m in records.messages), records.messages  # it is seen
+        records.messages.clear()
+        monkeypatch.setattr(tok, "deprecation_warnings", {}, raising=False)
+        ids, _, dropped = tokenize_weighted(tok, text, max_chunks=4)
+        monkeypatch.setattr(tok, "deprecation_warnings", {}, raising=False)
+        encode_weighted(backend.pipe, text, "cpu", max_chunks=4)
+        assert not any(too_long in m for m in records.messages), records.messages
+        # the same ids as the tokenizer's own (a token a byte: the x's fill chunk 1)
+        assert dropped == 0 and list(ids[1:76]) == plain[:75]
+        assert list(ids[78:103]) == plain[75:]
+        # and transformers' logging is left as it was: a direct call still warns
+        monkeypatch.setattr(tok, "deprecation_warnings", {}, raising=False)
+        tok("x" * 100, add_special_tokens=False)
+        assert any(too_long in m for m in records.messages), records.messages
+    finally:
+        logger.removeHandler(records)
+        logger.setLevel(level)

@@ -21,9 +21,11 @@ Long prompts are split into chunks as A1111 splits them: each chunk holds at mos
 ``model_max_length - 2`` tokens (75 for Stable Diffusion's CLIP) between its own start and
 end tokens, padded; a full chunk whose last comma lies within :data:`COMMA_BACKTRACK`
 tokens of its end is cut after that comma, the rest moving to the next chunk; the word
-``BREAK`` (capitals, a word of its own) ends a chunk there. Each chunk is encoded on its
-own and the hidden states are joined along the token axis, so the UNet attends to all of
-them. ``max_chunks`` says how many chunks the model reads (1 by default, as diffusers'
+``BREAK`` (capitals, a word of its own within its piece of text between brackets,
+found before equal weights are merged, as A1111 finds it: ``x BREAK(dog:1)`` ends a
+chunk after ``x``) ends a chunk there. Each chunk is encoded on its own and the hidden
+states are joined along the token axis, so the UNet attends to all of them.
+``max_chunks`` says how many chunks the model reads (1 by default, as diffusers'
 ``encode_prompt``; :class:`loopwave.backends.DiffusersBackend` reads up to
 :data:`loopwave.backends.MAX_CHUNKS`, a UNet exported with a fixed 77-token input one).
 Where no chunk is left to start, ``BREAK`` is ignored and a full chunk is not cut back to
@@ -76,6 +78,7 @@ MEAN_FLOOR = 1e-3
 COMMA_BACKTRACK = 20
 #: A1111's chunk break: the capital word BREAK, with the spaces around it
 _BREAK = re.compile(r"\s*\bBREAK\b\s*")
+_BREAK_WORD = re.compile(r"\bBREAK\b")
 _NUMBER = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*")
 
 
@@ -105,8 +108,9 @@ def _scaled(
 
 
 def parse_weights(text: str, *, arg: str = "prompt") -> list[tuple[str, float]]:
-    """``text`` as ``(segment, weight)`` pairs in order, adjacent equal weights merged and
-    empty segments dropped (see the module docs for the syntax); errors name ``arg``."""
+    """``text`` as ``(segment, weight)`` pairs in order, adjacent equal weights merged
+    (but not across a ``BREAK``: each segment's BREAKs are the prompt's) and empty segments
+    dropped (see the module docs for the syntax); errors name ``arg``."""
     if not isinstance(text, str):
         raise TypeError(f"{arg} must be a str; got {type(text).__name__}")
     try:
@@ -166,6 +170,7 @@ def parse_weights(text: str, *, arg: str = "prompt") -> list[tuple[str, float]]:
     flush()
     out = _scaled(out, scales)
     merged: list[tuple[str, float]] = []
+    held = False  # whether merged[-1] holds a BREAK
     for s, w in out:
         if not s:
             continue
@@ -174,11 +179,29 @@ def parse_weights(text: str, *, arg: str = "prompt") -> list[tuple[str, float]]:
                 f"{arg}: the weight of {s[:40]!r} is {w:.4g}; weights must be finite and "
                 f"within +-{MAX_WEIGHT:g} (check the (text:weight) numbers and the nesting)"
             )
-        if merged and abs(merged[-1][1] - w) < 1e-12:
+        # A1111 finds BREAK in each piece of text before it merges equal weights: a
+        # piece holding one is not joined to its neighbours ("x BREAK(dog:1)" ends a
+        # chunk after x; joined, "BREAKdog" is no word of its own), nor are two pieces
+        # whose join spells one ("BRE(AK:1)" is no BREAK to A1111), so each segment's
+        # BREAKs are the prompt's
+        has = _BREAK.search(s) is not None
+        if (
+            merged
+            and abs(merged[-1][1] - w) < 1e-12
+            and not (held or has or _spells_break(merged[-1][0], s))
+        ):
             merged[-1] = (merged[-1][0] + s, w)
         else:
             merged.append((s, w))
+            held = has
     return merged
+
+
+def _spells_break(left: str, right: str) -> bool:
+    """Whether ``left + right`` has a ``BREAK`` across the join (a few characters either
+    side are enough to tell, so a long run of merges stays linear)."""
+    j = min(len(left), 5)
+    return any(m.start() < j < m.end() for m in _BREAK_WORD.finditer(left[-5:] + right[:5]))
 
 
 def _token_ids(tokenizer: Any, text: str, arg: str) -> tuple[list[int], list[float], list[int]]:
@@ -192,7 +215,9 @@ def _token_ids(tokenizer: Any, text: str, arg: str) -> tuple[list[int], list[flo
             if k:
                 breaks.append(len(ids))
             if part:
-                part_ids = tokenizer(part, add_special_tokens=False).input_ids
+                # verbose=False: no "sequence length is longer than the specified maximum"
+                # from transformers for a part over 77 tokens; the chunks here hold them
+                part_ids = tokenizer(part, add_special_tokens=False, verbose=False).input_ids
                 ids += part_ids
                 weights += [w] * len(part_ids)
     return ids, weights, breaks
