@@ -906,15 +906,11 @@ def test_a_resume_takes_settings_whose_relative_paths_mean_the_runs_own(
         },
         "render": {**job["render"], "init_image": "../here/init.png"},
     }
-    r = render(
-        Settings.from_dict(there),
-        run_dir=rd,
-        resume=True,
-        backend=backend,
-        progress=False,
-        video=False,
-    )
-    assert r.frames == 7
+    assert _resume_quietly(Settings.from_dict(there), rd, backend).frames == 7
+
+
+def _resume_quietly(settings, rd, backend):
+    return render(settings, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
 
 
 def test_a_run_saved_with_relative_paths_resumes_as_it_did(tmp_path, backend, monkeypatch):
@@ -934,14 +930,7 @@ def test_a_run_saved_with_relative_paths_resumes_as_it_did(tmp_path, backend, mo
     _atomic_json(rd / "settings.json", dict(s))
     _atomic_json(rd / "state.json", {"last": 1, "settings": _settings_digest(s)})
     old = (rd / "settings.json").read_bytes()
-    r = render(
-        Settings.from_dict(job),
-        run_dir=rd,
-        resume=True,
-        backend=backend,
-        progress=False,
-        video=False,
-    )
+    r = _resume_quietly(Settings.from_dict(job), rd, backend)
     assert r.frames == 7
     assert (rd / "settings.json").read_bytes() == old
     for a, b in zip(frames_of(rd), frames_of(whole.run_dir), strict=True):
