@@ -1213,10 +1213,10 @@ class _Decoder:
     def _index(self) -> None:
         """Read every frame's presentation time from the packets, once (demuxing only):
         frame ``i`` of an iteration is the one with the ``i``-th smallest time. Packets
-        that give no frame are left out: empty ones, ones flagged corrupt (which
-        :meth:`_decoded` skips) and ones flagged discard (the decoder drops their
-        frames). Without a time for every frame, or with one time twice, frames are
-        found by counting instead."""
+        that give no frame are left out: empty ones, the cut-off last packet of a
+        truncated file (which :meth:`_decoded` skips, see :meth:`_cut_off`) and ones
+        flagged discard (the decoder drops their frames). Without a time for every
+        frame, or with one time twice, frames are found by counting instead."""
         if self._indexed:
             return
         self._seek_start()
@@ -1231,7 +1231,7 @@ class _Decoder:
                     continue
                 if first_key is None and p.is_keyframe:  # a discarded one counts too
                     first_key = len(stamps)
-                if not p.is_corrupt and not p.is_discard:
+                if not p.is_discard and not self._cut_off(p):
                     stamps.append(p.pts)
                     if p.is_keyframe and p.pts is not None:
                         key_times.append(p.pts)
@@ -1249,10 +1249,31 @@ class _Decoder:
             self._where = {t: i for i, t in enumerate(times)}
             self._keys = sorted(self._where[t] for t in key_times if t in self._where)
 
+    def _cut_off(self, packet: Any) -> bool:
+        """Whether ``packet`` is the cut-off last packet of a truncated file: flagged
+        corrupt and reaching the end of the file (the demuxer read what was left of it).
+        Other packets flagged corrupt are decoded, as FFmpeg decodes them: the MPEG-TS
+        demuxer flags a packet on any break in its continuity counters, at every join of
+        clips concatenated with ``cat`` (camcorder ``.MTS``: the packet is whole) or where
+        one 188-byte TS packet was lost (the decoder conceals the gap)."""
+        if not packet.is_corrupt:
+            return False
+        pos = packet.pos
+        if pos is None or pos < 0:
+            return False
+        try:
+            size = int(self.container.size)
+        except (AttributeError, TypeError, ValueError, _av().error.FFmpegError):
+            return False
+        return size > 0 and pos + packet.size >= size
+
     def _decoded(self) -> Iterator[Any]:
-        """Frames decoded from where the demuxer stands. Packets flagged corrupt are
-        skipped, and a demuxing error (a cut-off file) ends the stream as the end of the
-        file does, so these are the frames :meth:`_index` counts."""
+        """Frames decoded from where the demuxer stands, as FFmpeg decodes them: packets
+        flagged corrupt are decoded too, but for the cut-off last packet of a truncated
+        file (:meth:`_cut_off`), and one flagged corrupt that the decoder refuses gives
+        no frame (FFmpeg drops it with an error message) where another packet's decoding
+        error is raised. A demuxing error (a cut-off file) ends the stream as the end of
+        the file does, so these are the frames :meth:`_index` counts."""
         av = _av()
         packets = self.container.demux(self.stream)  # ends with an empty packet: a flush
         while True:
@@ -1268,6 +1289,12 @@ class _Decoder:
                     return
                 if not p.is_corrupt:
                     yield from p.decode()
+                elif not self._cut_off(p):
+                    try:
+                        frames = p.decode()
+                    except av.error.FFmpegError:
+                        continue  # a damaged packet the decoder refuses: dropped
+                    yield from frames
             except av.error.FFmpegError as e:
                 raise ValueError(f"{self.path}: decoding failed ({e})") from e
 
@@ -1515,8 +1542,14 @@ class VideoReader:
     an angle not a multiple of 90). A mirroring in the display
     matrix is not applied.
 
-    Packets the demuxer flags corrupt (the cut-off last packet of a truncated file)
-    are skipped, and frames an MP4 edit list cuts off are not returned;
+    Packets the demuxer flags corrupt are decoded, as FFmpeg decodes them: the MPEG-TS
+    demuxer flags a packet on any break in its continuity counters, at each join of
+    clips concatenated with ``cat`` (camcorder ``.MTS`` files: the packet is whole) or
+    where one 188-byte TS packet was lost (the decoder conceals the gap). Only the
+    cut-off last packet of a truncated file (one flagged corrupt that reaches the end of
+    the file) is skipped, and so is a packet flagged corrupt that the decoder refuses
+    (FFmpeg drops it too; :attr:`frame_count`, counted from the packets, learns of that
+    at the end of an iteration). Frames an MP4 edit list cuts off are not returned;
     :attr:`frame_count` counts what iterating yields.
 
     Parameters
@@ -1564,7 +1597,8 @@ class VideoReader:
     frame_count: _Forward[int] = _Forward(
         "Frames an iteration yields: counted once from the packets (demuxing, no decoding; "
         "the header's count can be wrong), leaving out those that give no frame: flagged "
-        "discard (cut off by an MP4 edit list) or corrupt (the end of a cut-off file)."
+        "discard (cut off by an MP4 edit list), or the cut-off last packet of a truncated "
+        "file."
     )
     settings: _Forward[dict[str, Any] | None] = _Forward(
         "The JSON of the ``comment`` tag (what :class:`VideoWriter` stores), or None. "
