@@ -1535,3 +1535,58 @@ def test_a_lost_ts_packet_loses_no_frame(tmp_path):
         for i, f in enumerate(np.concatenate(list(r.iter_from(bad))), bad):
             same(f, i, "iter_from")
         assert r._dec._timed  # found by time, not by counting from the start
+
+
+def write_two_sizes(path: Path, encoder: str) -> None:
+    """Six frames of 64x48, then six of 32x32 (dark left half, bright right half), in one
+    stream: a screen recording whose window was resized, two cameras' clips remuxed."""
+    c = av.open(str(path), "w")
+    s = c.add_stream(encoder, rate=10)
+    s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+    s.time_base = Fraction(1, 1000)
+    half = np.zeros((32, 32, 3), np.uint8)
+    half[:, 16:] = 220
+    for part, (w, h) in enumerate([(64, 48), (32, 32)]):
+        enc = av.CodecContext.create(encoder, "w")  # a fresh encoder for each size
+        enc.width, enc.height, enc.pix_fmt = w, h, "yuv420p"
+        enc.time_base, enc.framerate = Fraction(1, 10), Fraction(10)
+        packets = []
+        for i in range(6):
+            img = marked(i) if part == 0 else half
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 10)
+            packets += enc.encode(f)
+        packets += enc.encode(None)
+        for p in packets:
+            p.stream = s
+            p.pts, p.dts = (p.pts + 6 * part) * 100, (p.dts + 6 * part) * 100
+            p.time_base = Fraction(1, 1000)
+            c.mux(p)
+    c.close()
+
+
+@pytest.mark.parametrize("ext, encoder", [(".mkv", "libx264"), (".webm", "libvpx-vp9")])
+def test_a_frame_size_change_is_scaled_to_the_first_frames_size(tmp_path, ext, encoder):
+    """A stream whose frame size changes (a resized screen recording in VP9 WebM, remuxed
+    clips in MKV/TS): iterating failed in np.stack ("all input arrays must have the same
+    shape") and read(i) gave frames of another size than width x height. FFmpeg scales
+    such frames to the first frame's size; so does the reader."""
+    if encoder == "libvpx-vp9":
+        need_encoder("vp9")
+    path = tmp_path / f"two{ext}"
+    write_two_sizes(path, encoder)
+    with av.open(str(path)) as c:  # PyAV alone: the frames as stored
+        stored = list(c.decode(video=0))
+        sizes = [(f.width, f.height) for f in stored]
+        first = [lv._Decoder._to_rgb(f) for f in stored[:6]]
+        scaled = [f.reformat(64, 48, "rgb24", interpolation="BICUBIC") for f in stored[6:]]
+    assert sizes == [(64, 48)] * 6 + [(32, 32)] * 6
+    with lv.VideoReader(path) as r:
+        assert (r.width, r.height) == (64, 48)
+        seq = np.concatenate(list(r))
+    assert seq.shape == (12, 48, 64, 3)
+    np.testing.assert_array_equal(seq[:6], first)
+    for got, want in zip(seq[6:], scaled, strict=True):  # scaled, not cropped or padded
+        assert np.abs(got.astype(int) - want.to_ndarray()).mean() < 4
+        assert got[:, :28].mean() < 40 and got[:, 36:].mean() > 180
+    check_reads(path, seq)  # read(i) and iter_from(i) scale as iterating does

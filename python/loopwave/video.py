@@ -1120,8 +1120,10 @@ class _Decoder:
         self._closed = False
         self.rotation = 0  # degrees counterclockwise, a multiple of 90, as applied
         self._turns = 0  # quarter turns for np.rot90
-        if autorotate:
-            self._find_rotation()
+        # (width, height) every frame is scaled to before the rotation: the first frame's
+        self._size: tuple[int, int] = (w, h)
+        self._probe_first(autorotate)
+        w, h = self._size
         self.width: int = h if self._turns % 2 else w
         self.height: int = w if self._turns % 2 else h
         self._where_opened = self.path.absolute()  # the relative path may move (chdir)
@@ -1152,15 +1154,19 @@ class _Decoder:
             return rate
         return exact if abs(rate - exact) <= exact / 10**6 else rate
 
-    def _find_rotation(self) -> None:
-        """The display rotation, from the first frame (PyAV 18 shows the display matrix
-        on frames only). Quarter turns are applied; other angles are ignored, as
-        players ignore them."""
+    def _probe_first(self, autorotate: bool) -> None:
+        """The first frame's size, which every frame is scaled to, and (``autorotate``)
+        the display rotation, from the first frame (PyAV 18 shows the display matrix on
+        frames only). Quarter turns are applied; other angles are ignored, as players
+        ignore them."""
         try:
             first = next(self._decoded(), None)
         except ValueError:
             return  # undecodable: iterating reports it
         if first is None:
+            return
+        self._size = (int(first.width), int(first.height))
+        if not autorotate:
             return
         angle = int(first.rotation)
         turns = round(angle / 90)
@@ -1299,7 +1305,7 @@ class _Decoder:
                 raise ValueError(f"{self.path}: decoding failed ({e})") from e
 
     def _rgb(self, frame: Any) -> np.ndarray:
-        rgb = self._to_rgb(frame)
+        rgb = self._to_rgb(frame, self._size)
         return np.ascontiguousarray(np.rot90(rgb, self._turns)) if self._turns else rgb
 
     def _from_start(self, start: int, *, bump: bool = True) -> Iterator[Any]:
@@ -1408,15 +1414,21 @@ class _Decoder:
             yield from self._from_start(start)
 
     @staticmethod
-    def _to_rgb(frame: Any) -> np.ndarray:
-        """RGB with the frame's own matrix and range (untagged: BT.601, limited)."""
+    def _to_rgb(frame: Any, size: tuple[int, int] | None = None) -> np.ndarray:
+        """RGB with the frame's own matrix and range (untagged: BT.601, limited), scaled
+        to ``size`` (width, height) where it has another size, as FFmpeg scales a stream
+        whose frame size changes to its first frame's (bicubic, ``ffmpeg``'s default)."""
         space = _SWS_SPACE.get(int(frame.colorspace), "ITU601")
         full = int(frame.color_range) == _RANGE_JPEG
+        scale: dict[str, Any] = {}
+        if size is not None and (frame.width, frame.height) != size:
+            scale = dict(width=size[0], height=size[1], interpolation="BICUBIC")
         rgb = frame.reformat(
             format="rgb24",
             src_colorspace=space,
             src_color_range="JPEG" if full else "MPEG",
             dst_color_range="JPEG",
+            **scale,
         )
         return np.asarray(rgb.to_ndarray())
 
@@ -1542,6 +1554,12 @@ class VideoReader:
     an angle not a multiple of 90). A mirroring in the display
     matrix is not applied.
 
+    Every frame has the size :attr:`width` x :attr:`height`: where the frame size
+    changes within the stream (a screen recording whose window was resized, clips of
+    two sizes joined), the frames are scaled to the first frame's size (bicubic), as
+    ``ffmpeg`` scales them, before the rotation; iterating, :meth:`read` and
+    :meth:`iter_from` give the same frames.
+
     Packets the demuxer flags corrupt are decoded, as FFmpeg decodes them: the MPEG-TS
     demuxer flags a packet on any break in its continuity counters, at each join of
     clips concatenated with ``cat`` (camcorder ``.MTS`` files: the packet is whole) or
@@ -1585,8 +1603,14 @@ class VideoReader:
     batch: _Forward[int] = _Forward("Frames per batch when iterating.")
     path: _Forward[Path] = _Forward("The file, as given.")
     fps: _Forward[Fraction] = _Forward("Frames per second.")
-    width: _Forward[int] = _Forward("Frame width, as shown (after the rotation).")
-    height: _Forward[int] = _Forward("Frame height, as shown (after the rotation).")
+    width: _Forward[int] = _Forward(
+        "Frame width, as shown (after the rotation), of every frame: the first frame's "
+        "(frames of another size are scaled to it)."
+    )
+    height: _Forward[int] = _Forward(
+        "Frame height, as shown (after the rotation), of every frame: the first frame's "
+        "(frames of another size are scaled to it)."
+    )
     rotation: _Forward[int] = _Forward(
         "The rotation applied: degrees counterclockwise, a multiple of 90 (0 if none)."
     )
