@@ -1590,3 +1590,63 @@ def test_a_frame_size_change_is_scaled_to_the_first_frames_size(tmp_path, ext, e
         assert np.abs(got.astype(int) - want.to_ndarray()).mean() < 4
         assert got[:, :28].mean() < 40 and got[:, 36:].mean() > 180
     check_reads(path, seq)  # read(i) and iter_from(i) scale as iterating does
+
+
+def test_fps_and_duration_follow_the_timestamps(tmp_path):
+    """Matroska/WebM declare a nominal rate and FFmpeg guesses a GIF's from its first
+    delays: ten frames spanning 2.5 s (a 1.6 s pause) read as 10 fps and 1.0 s in MKV and
+    WebM (4 fps and 2.5 s in MP4), and a 60 fps GIF as 100 fps. Constant rates read as
+    declared, exactly; a jump in MPEG-TS timestamps is no pause."""
+    pause = [0, 1, 2, 3, 4, 20, 21, 22, 23, 24]  # tenths of a second
+    for ext in (".mp4", ".mkv", ".webm"):
+        codec = "libvpx-vp9" if ext == ".webm" else "libx264"
+        if ext == ".webm" and "vp9" not in ENCODERS:
+            continue
+        path = tmp_path / f"pause{ext}"
+        write_with_pyav(path, pause, codec=codec, time_base=Fraction(1, 10))
+        with lv.VideoReader(path) as r:
+            assert (r.frame_count, r.fps, r.duration) == (10, 4, 2.5), ext
+            assert isinstance(r.fps, Fraction)
+    # FFmpeg's GIF encoder writes 60 fps as delays of 1 and 2 hundredths
+    gif = tmp_path / "sixty.gif"
+    with av.open(str(gif), "w") as c:
+        s = c.add_stream("gif", rate=60)
+        s.width, s.height, s.pix_fmt = 32, 32, "rgb8"
+        for i in range(20):
+            for p in s.encode(av.VideoFrame.from_ndarray(marked(i, 32, 32), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with av.open(str(gif)) as c:
+        frames = list(c.decode(video=0))
+        tb = frames[0].time_base
+        span = (frames[-1].pts + frames[-1].duration - frames[0].pts) * tb
+        delays = {f.duration for f in frames[:-1]}
+    assert delays == {1, 2} and span == Fraction(34, 100)
+    with lv.VideoReader(gif) as r:
+        assert r.frame_count == 20 and r.fps == 20 / span and r.duration == float(span)
+        assert 55 < r.fps < 62
+    # constant rates: the declared one, exact (Matroska keeps milliseconds)
+    cfr = tmp_path / "ntsc.mkv"
+    with av.open(str(cfr), "w") as c:
+        s = c.add_stream("libx264", rate=Fraction(30000, 1001))
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(30):
+            for p in s.encode(av.VideoFrame.from_ndarray(marked(i), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with lv.VideoReader(cfr) as r:
+        assert r.fps == r.stream.average_rate and abs(r.fps - Fraction(30000, 1001)) < 1e-6
+        assert r.duration == float(30 / r.fps)
+    # MPEG-TS clips joined, the second's clock starting again at 0: FFmpeg unwraps it as a
+    # wrap of the 33-bit clock, 26 hours on; ffmpeg takes such a jump out, so does fps
+    parts = []
+    for k, start in enumerate((2500, 0)):
+        clip = tmp_path / f"jump{k}.ts"
+        write_with_pyav(clip, range(start, start + 30), fmt="mpegts", gop=10)
+        parts.append(clip.read_bytes())
+    joined = tmp_path / "jump.ts"
+    joined.write_bytes(b"".join(parts))
+    with lv.VideoReader(joined) as r:
+        assert (r.frame_count, r.fps) == (60, 25) and abs(r.duration - 2.4) < 1e-9

@@ -103,6 +103,10 @@ _MAX_FPS = {"libsvtav1": Fraction(240)}
 # than _SVT_LONG (measured with this PyAV's SVT-AV1 4.1: 24x100, 16x66 and 8x1000 hang,
 # 26x100, 16x64 and 26x4000 do not; refused below 32, with a margin for other versions)
 _SVT_THIN, _SVT_LONG = 32, 64
+# seconds between two frames' times beyond which, in formats whose timestamps may jump
+# (MPEG-TS/PS), the gap is a jump and not a pause (ffmpeg's dts_delta_threshold)
+_TS_JUMP = 10
+_TS_DISCONT = 0x200  # FFmpeg's AVFMT_TS_DISCONT: a format whose timestamps may jump
 # frames a packet's decoding time may lead its presentation time by (x264's and x265's
 # B-frame pyramids reorder a few; anything far beyond is a broken DTS, see _repair_dts)
 _MAX_REORDER = 64
@@ -1105,7 +1109,12 @@ class _Decoder:
         self.stream.thread_type = "AUTO"
         self.metadata: dict[str, str] = dict(self.container.metadata)
         rate = self.stream.average_rate or self.stream.guessed_rate or Fraction(25)
-        self.fps: Fraction = self._tagged_fps(Fraction(rate))
+        # the rate the container declares (exact from loopwave's tag); see the fps property
+        self._declared: Fraction = self._tagged_fps(Fraction(rate))
+        self._fps: Fraction | None = None  # the fps property, once worked out
+        # seconds from the first frame's time to the last frame's end, by the timestamps
+        # (set by _index where every frame has a time of its own)
+        self._span: Fraction | None = None
         self._count: int | None = None  # frames an iteration yields, once known
         self._indexed = False  # whether _index has run
         self._pts: list[int] = []  # frame i's presentation time (stream time base), sorted
@@ -1182,6 +1191,20 @@ class _Decoder:
         return self._count
 
     @property
+    def fps(self) -> Fraction:
+        """The declared rate where the frames' timestamps agree with it, else
+        ``frame_count / span`` (see VideoReader.fps); worked out once, at the first use."""
+        if self._fps is None:
+            n = self.frame_count
+            declared, span = self._declared, self._span
+            # agree: the span holds the frames at the declared rate to within half a frame
+            if span is None or span <= 0 or n == 0 or abs(n - span * declared) <= Fraction(1, 2):
+                self._fps = declared
+            else:
+                self._fps = n / span
+        return self._fps
+
+    @property
     def settings(self) -> dict[str, Any] | None:
         text = next((val for k, val in self.metadata.items() if k.lower() == "comment"), "")
         try:
@@ -1228,6 +1251,7 @@ class _Decoder:
         self._seek_start()
         stamps: list[int | None] = []
         key_times: list[int] = []
+        ends: dict[int, int] = {}  # a frame's time -> its packet's duration, where given
         # the decoder drops what comes before the first keyframe (a file cut mid-GOP);
         # where no packet is flagged a keyframe, all count
         first_key: int | None = None
@@ -1241,6 +1265,8 @@ class _Decoder:
                     stamps.append(p.pts)
                     if p.is_keyframe and p.pts is not None:
                         key_times.append(p.pts)
+                    if p.pts is not None and p.duration:
+                        ends[p.pts] = p.duration
         except _av().error.FFmpegError:
             pass  # a cut-off file: index what is there
         stamps = stamps[first_key or 0 :]
@@ -1254,6 +1280,39 @@ class _Decoder:
             self._pts = times
             self._where = {t: i for i, t in enumerate(times)}
             self._keys = sorted(self._where[t] for t in key_times if t in self._where)
+            self._span = self._time_span(times, ends.get(times[-1]) if times else None)
+
+    def _time_span(self, times: list[int], last: int | None) -> Fraction | None:
+        """Seconds from the first of ``times`` (sorted, the stream's time base) to the
+        end of the last frame: its time plus its packet's duration ``last``, or where
+        that is not given, plus the mean interval between the frames. None where that
+        cannot be told (one frame without a duration, no time base).
+
+        In formats whose timestamps may jump (MPEG-TS/PS: clips joined, a broadcast's
+        discontinuities, FFmpeg unwrapping a jump back as a wrap of the 33-bit clock), a
+        gap of more than :data:`_TS_JUMP` seconds between two frames counts as the median
+        interval, as ``ffmpeg`` takes such jumps out; elsewhere a gap is a pause."""
+        base = self.stream.time_base
+        if not times or not base:
+            return None
+        base = Fraction(base)
+        n = len(times)
+        total = Fraction(times[-1] - times[0])
+        if self.container.format.flags & _TS_DISCONT and n > 1:
+            gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+            steady = sorted(g for g in gaps if g * base <= _TS_JUMP)
+            if len(steady) < len(gaps):
+                if not steady:
+                    return None
+                typical = steady[len(steady) // 2]
+                total = Fraction(sum(g if g * base <= _TS_JUMP else typical for g in gaps))
+        if last is not None and last > 0:
+            step = Fraction(last)
+        elif n > 1:
+            step = total / (n - 1)
+        else:
+            return None
+        return (total + step) * base
 
     def _cut_off(self, packet: Any) -> bool:
         """Whether ``packet`` is the cut-off last packet of a truncated file: flagged
@@ -1542,8 +1601,9 @@ class VideoReader:
     B-frames in AVI, whose packets carry decode times) or there are none (raw
     streams), the reader decodes from the first frame and counts instead: as exact,
     but a read costs a decode from the start. The index itself costs one pass over
-    the file's packets (no decoding) at the first :attr:`frame_count` or seek: about
-    0.2 s for 36,000 frames of a small MP4 (20 minutes at 30 fps).
+    the file's packets (no decoding) at the first :attr:`frame_count`, :attr:`fps`,
+    :attr:`duration` or seek: about 0.2 s for 36,000 frames of a small MP4 (20 minutes
+    at 30 fps).
 
     YUV is converted with the matrix and range the stream is tagged with (BT.601
     limited range when untagged). A rotation in the file (the display matrix of a
@@ -1602,7 +1662,20 @@ class VideoReader:
 
     batch: _Forward[int] = _Forward("Frames per batch when iterating.")
     path: _Forward[Path] = _Forward("The file, as given.")
-    fps: _Forward[Fraction] = _Forward("Frames per second.")
+    fps: _Forward[Fraction] = _Forward(
+        "Frames per second, a Fraction. The rate the container declares (exact as "
+        "loopwave's settings tag has it: Matroska keeps milliseconds) where the frames' "
+        "timestamps agree with it: their span (see :attr:`duration`) holds "
+        ":attr:`frame_count` frames at that rate to within half a frame, as at any "
+        "constant rate. Otherwise the mean rate ``frame_count / span``: Matroska/WebM "
+        "declare a nominal rate, and FFmpeg guesses a GIF's from its first delays, so a "
+        "variable-rate clip (a pause, uneven GIF delays) read as 10 fps and 1 s where its "
+        "10 frames span 2.5 s (MP4 declares that mean already). Without a time for every "
+        "frame (raw streams, times repeated): the declared rate. In MPEG-TS/PS a jump of "
+        "over 10 s between two frames' times counts as one frame interval (``ffmpeg`` "
+        "takes such jumps out). Worked out at the first use, from the packet index "
+        "(:attr:`frame_count`'s pass over the packets)."
+    )
     width: _Forward[int] = _Forward(
         "Frame width, as shown (after the rotation), of every frame: the first frame's "
         "(frames of another size are scaled to it)."
@@ -1631,8 +1704,11 @@ class VideoReader:
 
     @property
     def duration(self) -> float:
-        """Seconds of video: ``frame_count / fps``."""
-        return self.frame_count / float(self.fps)
+        """Seconds of video, ``frame_count / fps``: by :attr:`fps`'s rule, the span of the
+        frames' timestamps (from the first frame's time to the end of the last frame: its
+        time plus its duration, or plus the mean interval between frames where the
+        packet gives none) unless the declared rate agrees with it."""
+        return float(self.frame_count / self.fps)
 
     def _held(self, batches: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
         """``batches``, keeping this reader (and so its file) alive while they run."""
