@@ -6,6 +6,7 @@ import inspect
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -1650,3 +1651,55 @@ def test_fps_and_duration_follow_the_timestamps(tmp_path):
     joined.write_bytes(b"".join(parts))
     with lv.VideoReader(joined) as r:
         assert (r.frame_count, r.fps) == (60, 25) and abs(r.duration - 2.4) < 1e-9
+
+
+def mp4_with_matrix(path: Path, matrix: tuple[int, ...], frames: np.ndarray) -> None:
+    """An MP4 of ``frames`` whose track header's display matrix is ``matrix`` (the nine
+    numbers, ``a b u c d v x y w``, as FFmpeg reads them), patched over the identity."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=10, options={"crf": "4"})
+        s.height, s.width = frames.shape[1:3]
+        s.pix_fmt = "yuv444p"
+        for f in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    data = path.read_bytes()
+    identity = struct.pack(">9i", 65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30)
+    at = data.index(identity, data.index(b"tkhd"))
+    path.write_bytes(data[:at] + struct.pack(">9i", *matrix) + data[at + 36 :])
+
+
+ONE = 65536
+# display matrix (a, b, c, d) -> what ffmpeg's autorotate shows, from the stored frames
+# (H, W, 3), and the reader's (rotation, mirrored)
+MATRICES = {
+    "hflip": ((-ONE, 0, 0, ONE), lambda s: s[:, ::-1], (0, True)),
+    "vflip": ((ONE, 0, 0, -ONE), lambda s: s[::-1], (-180, True)),
+    "transpose": ((0, ONE, ONE, 0), lambda s: s.transpose(1, 0, 2), (90, True)),
+    "antitranspose": ((0, -ONE, -ONE, 0), lambda s: s[::-1, ::-1].transpose(1, 0, 2), (-90, True)),
+    "cclock": ((0, -ONE, ONE, 0), lambda s: np.rot90(s, 1), (90, False)),
+    "clock": ((0, ONE, -ONE, 0), lambda s: np.rot90(s, -1), (-90, False)),
+    "half turn": ((-ONE, 0, 0, -ONE), lambda s: s[::-1, ::-1], (-180, False)),
+    "45 degrees": ((46341, 46341, -46341, 46341), lambda s: s, (0, False)),
+    "zero": ((0, 0, 0, 0), lambda s: s, (0, False)),
+}
+
+
+@pytest.mark.parametrize("name", list(MATRICES))
+def test_the_display_matrix_is_applied_as_ffmpeg_does(tmp_path, name):
+    """A mirror in the display matrix (an editor's hflip) was applied as a half turn, since
+    PyAV reports it as rotation -180, and a transpose as a quarter turn; ffmpeg mirrors."""
+    (a, b, c, d), show, (rotation, mirrored) = MATRICES[name]
+    path = tmp_path / "m.mp4"
+    mp4_with_matrix(path, (a, b, 0, c, d, 0, 0, 0, 1 << 30), moving(5))
+    with lv.VideoReader(path, autorotate=False) as r:
+        stored = np.concatenate(list(r))
+        assert (r.rotation, r.mirrored) == (0, False)
+    want = np.stack([show(f) for f in stored])
+    with lv.VideoReader(path, batch=2) as r:
+        assert (r.rotation, r.mirrored) == (rotation, mirrored)
+        assert (r.height, r.width) == want.shape[1:3]
+        np.testing.assert_array_equal(np.concatenate(list(r)), want)
+        np.testing.assert_array_equal(r.read(3), want[3])

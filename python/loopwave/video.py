@@ -1074,6 +1074,54 @@ def _check_audio(path: Path) -> None:
         raise ValueError(f"audio: {path} is not a readable media file ({e})") from e
 
 
+def _display_matrix(frame: Any) -> tuple[int, ...] | None:
+    """The frame's display matrix: FFmpeg's nine 32-bit numbers (``a b u c d v x y w``,
+    ``a`` to ``d`` in 16.16 fixed point), or None where it has none."""
+    for data in frame.side_data:
+        if "DISPLAYMATRIX" not in str(data.type).upper():
+            continue
+        raw = bytes(data)
+        if len(raw) < 36:
+            return None
+        return tuple(int(x) for x in np.frombuffer(raw[:36], dtype=np.int32))  # native order
+    return None
+
+
+def _orientation(matrix: tuple[int, ...]) -> tuple[bool, int]:
+    """What ``ffmpeg``'s autorotate does with a display matrix, as ``(mirror, turns)``:
+    the frame is shown mirrored left-right (``mirror``), then turned ``turns`` quarter
+    turns counterclockwise (``np.rot90``'s ``k``).
+
+    FFmpeg rounds the matrix's angle to a degree and applies: at 90 degrees, a transpose
+    where the matrix mirrors (``c > 0``), else a quarter turn clockwise; at 270, the
+    other diagonal's transpose where it mirrors (``c < 0``), else a quarter turn
+    counterclockwise; at 180, a mirror left-right where ``a < 0`` and upside down where
+    ``d < 0`` (both: a half turn); at 0, upside down where ``d < 0``. Other angles (FFmpeg's
+    ``rotate`` filter, which players do not apply) and degenerate matrices give
+    ``(False, 0)``."""
+    a, b, c, d = (x / 65536 for x in (matrix[0], matrix[1], matrix[3], matrix[4]))
+    sx, sy = math.hypot(a, c), math.hypot(b, d)
+    if sx == 0 or sy == 0:
+        return False, 0
+    angle = math.degrees(math.atan2(b / sy, a / sx))
+    theta = math.floor(abs(angle) + 0.5) * (1 if angle >= 0 else -1)  # C's round()
+    theta %= 360
+    if theta == 90:
+        return (True, 1) if c > 0 else (False, 3)
+    if theta == 270:
+        return (True, 3) if c < 0 else (False, 1)
+    if theta == 180:
+        left_right, upside_down = a < 0, d < 0
+        if left_right and upside_down:
+            return False, 2
+        if left_right or upside_down:
+            return True, 0 if left_right else 2
+        return False, 0
+    if theta in (0, 1):  # FFmpeg turns 359 by the rotate filter
+        return (True, 2) if d < 0 else (False, 0)
+    return False, 0
+
+
 class _Decoder:
     """The state and the decoding of a :class:`VideoReader` (which see). Its read
     cursor's generator refers back to it; the reader in front does not, so a reader
@@ -1128,6 +1176,7 @@ class _Decoder:
         self._moves = 0
         self._closed = False
         self.rotation = 0  # degrees counterclockwise, a multiple of 90, as applied
+        self.mirrored = False  # whether frames are mirrored left-right before the rotation
         self._turns = 0  # quarter turns for np.rot90
         # (width, height) every frame is scaled to before the rotation: the first frame's
         self._size: tuple[int, int] = (w, h)
@@ -1165,9 +1214,8 @@ class _Decoder:
 
     def _probe_first(self, autorotate: bool) -> None:
         """The first frame's size, which every frame is scaled to, and (``autorotate``)
-        the display rotation, from the first frame (PyAV 18 shows the display matrix on
-        frames only). Quarter turns are applied; other angles are ignored, as players
-        ignore them."""
+        the orientation its display matrix asks for (see :func:`_orientation`; PyAV 18
+        shows the matrix on frames only)."""
         try:
             first = next(self._decoded(), None)
         except ValueError:
@@ -1177,11 +1225,11 @@ class _Decoder:
         self._size = (int(first.width), int(first.height))
         if not autorotate:
             return
-        angle = int(first.rotation)
-        turns = round(angle / 90)
-        if angle == 90 * turns and turns % 4:
-            self._turns = turns % 4
-            self.rotation = angle
+        matrix = _display_matrix(first)
+        if matrix is None:
+            return
+        self.mirrored, self._turns = _orientation(matrix)
+        self.rotation = {0: 0, 1: 90, 2: -180, 3: -90}[self._turns]
 
     @property
     def frame_count(self) -> int:
@@ -1365,7 +1413,11 @@ class _Decoder:
 
     def _rgb(self, frame: Any) -> np.ndarray:
         rgb = self._to_rgb(frame, self._size)
-        return np.ascontiguousarray(np.rot90(rgb, self._turns)) if self._turns else rgb
+        if self.mirrored:
+            rgb = rgb[:, ::-1]
+        if self._turns:
+            rgb = np.rot90(rgb, self._turns)
+        return np.ascontiguousarray(rgb) if self.mirrored or self._turns else rgb
 
     def _from_start(self, start: int, *, bump: bool = True) -> Iterator[Any]:
         """Frames from ``start``, decoding from the first frame and counting: this is
@@ -1606,13 +1658,15 @@ class VideoReader:
     at 30 fps).
 
     YUV is converted with the matrix and range the stream is tagged with (BT.601
-    limited range when untagged). A rotation in the file (the display matrix of a
-    phone's portrait clip) is applied as players apply it, in quarter turns, so
-    :attr:`width`, :attr:`height` and the frames are as shown; :attr:`rotation` is
-    the angle applied (FFmpeg's, counterclockwise: ``-90`` for a phone held upright;
-    0 when none is, as with ``autorotate=False``, which gives the frames as stored, or
-    an angle not a multiple of 90). A mirroring in the display
-    matrix is not applied.
+    limited range when untagged). The display matrix in the file (a phone's portrait
+    clip: a quarter turn; an editor's mirror or transpose) is applied as ``ffmpeg``'s
+    autorotate applies it, so :attr:`width`, :attr:`height` and the frames are as
+    shown: a mirror left-right where the matrix mirrors (:attr:`mirrored`), then a
+    turn of :attr:`rotation` degrees (FFmpeg's sign, counterclockwise: ``-90`` for a
+    phone held upright). A matrix upside down is a mirror and a half turn, a transpose a
+    mirror and a quarter turn. Angles that are not a multiple of 90 degrees (which
+    ``ffmpeg`` turns by its ``rotate`` filter and players ignore) are ignored, and
+    ``autorotate=False`` gives the frames as stored (:attr:`rotation` 0, not mirrored).
 
     Every frame has the size :attr:`width` x :attr:`height`: where the frame size
     changes within the stream (a screen recording whose window was resized, clips of
@@ -1634,7 +1688,7 @@ class VideoReader:
     ----------
     path : any file PyAV reads; its first video stream is decoded
     batch : frames per batch
-    autorotate : turn the frames by the file's rotation (default True)
+    autorotate : turn (and mirror) the frames by the file's display matrix (default True)
 
     Example
     -------
@@ -1685,7 +1739,12 @@ class VideoReader:
         "(frames of another size are scaled to it)."
     )
     rotation: _Forward[int] = _Forward(
-        "The rotation applied: degrees counterclockwise, a multiple of 90 (0 if none)."
+        "The rotation applied, after the mirror where :attr:`mirrored`: degrees "
+        "counterclockwise, a multiple of 90 (0 if none)."
+    )
+    mirrored: _Forward[bool] = _Forward(
+        "Whether the display matrix mirrors, so frames are mirrored left-right before "
+        "the rotation (as ``ffmpeg`` applies an hflip, vflip or transpose)."
     )
     metadata: _Forward[dict[str, str]] = _Forward("The container's tags.")
     container: _Forward[Any] = _Forward("The PyAV input container.")
