@@ -576,13 +576,13 @@ def test_reader_keeps_frame_0_of_every_codec(tmp_path, codec):
         assert abs(float(r.read(0).mean())) < 2 and abs(float(r.read(1).mean()) - 10) < 2
 
 
-def write_h264_with_pyav(path, fmt, frames, **options):
+def write_h264_with_pyav(path, fmt, frames, pix_fmt="yuv420p", **options):
     """H.264 in a container VideoWriter does not write (raw, MPEG-TS), straight from PyAV."""
     av = pytest.importorskip("av")
     c = av.open(str(path), "w", format=fmt)
     s = c.add_stream("libx264", rate=10, options={"crf": "4", **options})
     s.height, s.width = frames.shape[1:3]
-    s.pix_fmt = "yuv420p"
+    s.pix_fmt = pix_fmt
     for f in frames:
         for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
             c.mux(p)
@@ -1656,15 +1656,7 @@ def test_fps_and_duration_follow_the_timestamps(tmp_path):
 def mp4_with_matrix(path: Path, matrix: tuple[int, ...], frames: np.ndarray) -> None:
     """An MP4 of ``frames`` whose track header's display matrix is ``matrix`` (the nine
     numbers, ``a b u c d v x y w``, as FFmpeg reads them), patched over the identity."""
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=10, options={"crf": "4"})
-        s.height, s.width = frames.shape[1:3]
-        s.pix_fmt = "yuv444p"
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    write_h264_with_pyav(path, "mp4", frames, pix_fmt="yuv444p")
     data = path.read_bytes()
     identity = struct.pack(">9i", 65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30)
     at = data.index(identity, data.index(b"tkhd"))
