@@ -1125,8 +1125,8 @@ class _Spy:
 def test_each_frame_is_the_moved_and_corrected_render_of_the_one_before(
     tmp_path, backend, mode, gamma, border, seeds
 ):
-    """The loop, frame by frame: frame i-1 moved as OpenCV moves it (Deforum's
-    getRotationMatrix2D and warpAffine, with the schedules' values worked out by hand)
+    """The loop, frame by frame: frame i-1 moved as Deforum moves it (getRotationMatrix2D
+    times the shift, warpPerspective, with the schedules' values worked out by hand)
     goes into img2img, and its result is colour-corrected toward frame i's target (the
     plan's lerp, or frame 0): its mean L* lands on the target's (gamma match), and it
     equals color_correct of the model's output (colour.gamma as set). The seeds follow
@@ -1157,11 +1157,10 @@ def test_each_frame_is_the_moved_and_corrected_render_of_the_one_before(
         assert kw["seed"] == seed[seeds], f"frame {i}: seed"
         cv_border = cv2.BORDER_WRAP if border == "wrap" else cv2.BORDER_REPLICATE
         zoom, angle = 1 + 0.015 * min(i, 4), 1.5 * i
-        m = cv2.getRotationMatrix2D((32.0, 32.0), angle, zoom)
-        m[0, 2] += 2.0
-        moved = cv2.warpAffine(
-            frames[i - 1], m, (64, 64), flags=cv2.INTER_LINEAR, borderMode=cv_border
-        )
+        # Deforum's anim_frame_warp_2d: rot_mat @ trans_mat (the shift first)
+        rot = np.vstack([cv2.getRotationMatrix2D((64 // 2, 64 // 2), angle, zoom), [0, 0, 1]])
+        trans = np.vstack([np.float32([[1, 0, 2.0], [0, 1, 0.0]]), [0, 0, 1]])
+        moved = cv2.warpPerspective(frames[i - 1], rot @ trans, (64, 64), borderMode=cv_border)
         diff = np.abs(init.astype(int) - moved)
         assert diff.mean() < 0.5 and np.quantile(diff, 0.99) <= 3, f"frame {i}: motion"
         assert np.abs(init.astype(int) - frames[i - 1]).mean() > 1  # it did move

@@ -342,9 +342,13 @@ def motion_matrix(
     angle: float = 0.0,
     translate: tuple[float, float] = (0.0, 0.0),
 ) -> npt.NDArray[np.float64]:
-    """The forward 2x3 matrix of Deforum-style 2D motion: rotate by ``angle`` degrees
-    (counter-clockwise) and scale by ``zoom`` about the frame centre, then shift by
-    ``translate`` = (x, y) pixels. The same as ``cv2.getRotationMatrix2D`` plus a shift."""
+    """The forward 2x3 matrix of Deforum's 2D motion: shift by ``translate`` = (x, y)
+    pixels, then rotate by ``angle`` degrees (counter-clockwise) and scale by ``zoom``
+    about the centre ``(width // 2, height // 2)``. As Deforum's ``anim_frame_warp_2d``:
+    ``cv2.getRotationMatrix2D(centre, angle, zoom) @ [[1, 0, x], [0, 1, y], [0, 0, 1]]``
+    (3x3 forms, top two rows kept), so the shift on screen is turned and scaled with the
+    frame. (Deforum's A1111 extension puts the centre at ``width * 0.5``: the same for
+    even sizes. Deforum holds the shift as float32, here float64.)"""
     for name, size in (("height", height), ("width", width)):
         if isinstance(size, (bool, np.bool_, np.timedelta64)) or not isinstance(
             size, (int, np.integer)
@@ -370,11 +374,13 @@ def motion_matrix(
     if not zoom > 0:
         raise ValueError(f"zoom must be > 0; got {zoom}")
     tx, ty = vals["translate[0]"], vals["translate[1]"]
-    cx, cy = width / 2.0, height / 2.0
+    cx, cy = float(int(width) // 2), float(int(height) // 2)  # Deforum's (W // 2, H // 2)
     with np.errstate(over="ignore", invalid="ignore"):
         a = vals["zoom"] * np.cos(np.radians(vals["angle"]))
         b = vals["zoom"] * np.sin(np.radians(vals["angle"]))
-        m = np.array([[a, b, (1 - a) * cx - b * cy + tx], [-b, a, b * cx + (1 - a) * cy + ty]])
+        # [[a, b, c], [-b, a, d]] (getRotationMatrix2D) times the shift [[1, 0, tx], [0, 1, ty]]
+        c, d = (1 - a) * cx - b * cy, b * cx + (1 - a) * cy
+        m = np.array([[a, b, a * tx + b * ty + c], [-b, a, -b * tx + a * ty + d]])
         det = m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]  # zoom squared (inf for a huge zoom)
     if not np.isfinite(m).all():
         raise ValueError(
