@@ -302,3 +302,23 @@ def test_mean_frames_uint8_rounds_half_up_exactly_for_many_frames(n):
     total = frames.astype(np.int64).sum(0)
     np.testing.assert_array_equal(got, (2 * total + n) // (2 * n))  # half up, in integers
     assert got[0, 0, 0] == 254 and got[0, 1, 0] == 255
+
+
+@pytest.mark.parametrize("size", [256, 512, 1024])
+def test_match_gamma_sees_every_phase_of_a_fine_pattern(size):
+    """From a review: above 65536 pixels the gamma was solved on every s-th pixel of
+    every s-th row, which reads one phase of a pattern of period s (scanlines, a pixel
+    grid); a frame whose odd rows were dark got the gamma of its even rows and ended 18 L*
+    below its target."""
+    rng = np.random.default_rng(size)
+    noise = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    scan = noise.copy()
+    scan[1::2] //= 4
+    grid = np.full((size, size, 3), 200, np.uint8)
+    grid[::4] = 20
+    grid[:, ::4] = 20
+    for frame, target in ((scan, (noise * 0.85).astype(np.uint8)), (grid, np.full_like(grid, 140))):
+        out, g = lw.match_gamma(frame, target)
+        assert abs(mean_l(out) - mean_l(target)) < 0.5, (size, g)
+        fixed = lw.color_correct(frame, target)
+        assert abs(mean_l(fixed) - mean_l(target)) < 0.5, size

@@ -176,8 +176,10 @@ def match_gamma(frames: Frames, reference: Frames) -> tuple[Frames, Any]:
     The rule: mean CIE L* of ``adjust_gamma(frame, g)`` equals the mean L* of the
     reference (its frame for this frame, or the one shared reference). Mean L*
     falls monotonically in ``g``, so the root is unique; it is found on ``ln g``
-    within [1/32, 32] to 0.005 L*. Frames over 65536 pixels are evaluated on a
-    regular grid of that many pixels. A frame gamma cannot change (only black
+    within [1/32, 32] to 0.005 L*. Frames over 65536 pixels are evaluated on one
+    pixel of each of at most 65536 square cells, at a fixed pseudo-random place in
+    its cell (no regular grid, which reads one phase of a fine periodic pattern such
+    as scanlines). A frame gamma cannot change (only black
     and white) gets 1; an unreachable target gets the nearer end of the range.
 
     (The seed's ``(std2/std1) * (mean2 - mean1) / mean1`` is a contrast-weighted

@@ -262,7 +262,7 @@ fn count_frame<T: Sample>(
                 .fold(|| (Counts::new(), 0.0), |acc, s| run(acc, s, &mut []))
                 .reduce_with(merge);
         }
-        let grid = sample.as_ref().map(|s| *s.0);
+        let grid = sample.as_ref().map(|s| s.0);
         let parts = match sample {
             Some((g, out)) => out.per_chunk(g, src.len() / 3, CHUNK / 3),
             None => (0..src.len().div_ceil(CHUNK))
@@ -466,7 +466,7 @@ fn correct_frame<T: Sample>(
 ) -> Result<f64> {
     let binning = lab_binning();
     let k = LabConsts::new();
-    let grid = SampleGrid::new(h, w);
+    let grid = SampleGrid::shared(h, w);
     let spared = spare.lock().unwrap_or_else(|e| e.into_inner()).pop();
     // new buffers come zeroed from the allocator (fresh pages, no memset)
     let mut buf = match spared {
@@ -492,7 +492,7 @@ fn correct_frame<T: Sample>(
         work,
     } = &mut buf;
     let sink = gamma.then_some((
-        &grid,
+        &*grid,
         SampleOut {
             px: &mut px[..],
             bins: &mut sample_bins[..],

@@ -4,8 +4,9 @@
 //! lightness after `adjust_gamma(frame, g)` equals the reference's mean
 //! lightness. Mean L* falls monotonically as `g` grows, so the root is found by
 //! the Illinois method on `ln g` in [1/32, 32]. Frames above [`MAX_SAMPLE`]
-//! pixels are evaluated on a regular grid of rows and columns (stride `s` in
-//! both) holding at most that many pixels; the reference's mean is exact.
+//! pixels are evaluated on one pixel of each of at most that many cells, at a
+//! fixed pseudo-random place in the cell ([`SampleGrid`]); the reference's
+//! mean is exact.
 //! Special cases: a frame whose lightness gamma cannot change (all black and
 //! white) gets 1; a target out of reach gets the nearest end of the range.
 
@@ -15,6 +16,7 @@ use super::lab::{lightness_block, lightness_fast, RGB_TO_XYZ};
 use super::parallel::{install, zip_chunks, CHUNK};
 use super::srgb::{decode_f64, decode_table_u8, InterpLut};
 use rayon::prelude::*;
+use std::sync::{Arc, Mutex};
 
 use super::simd::simd_dispatch;
 
@@ -204,69 +206,102 @@ pub fn mean_lightness<T: Sample>(src: &[T], dims: Dims) -> Vec<f64> {
         .collect()
 }
 
-/// The pixels the gamma is solved on: a regular grid of rows and columns
-/// (the same stride in both) holding at most [`MAX_SAMPLE`] pixels;
-/// every pixel for small frames. Picks are numbered in row-major order.
-#[derive(Clone, Copy, Debug)]
+/// The pixels the gamma is solved on: every pixel of a frame of at most
+/// [`MAX_SAMPLE`] pixels; above that, the frame is cut into `s` x `s` cells (the
+/// smallest `s` leaving at most [`MAX_SAMPLE`] cells; those on the right and
+/// bottom edges may be smaller) and one pixel is picked in each, at a position
+/// drawn from a fixed hash of the cell: the same picks for every frame of a
+/// size, in no regular pattern. A regular grid (every `s`-th pixel of every
+/// `s`-th row) read only one phase of a pattern of period `s` (scanlines,
+/// dithering, halftone): a 512x512 frame whose odd rows were dark was seen at
+/// the lightness of its even rows, and its gamma moved it away from the target
+/// (18 L* below it). Picks are held sorted, in row-major order.
+#[derive(Clone, Debug)]
 pub struct SampleGrid {
-    w: usize,
-    stride: usize,
-    /// Picks per sampled row.
-    nx: usize,
-    /// Pixels in the frame.
-    len: usize,
+    picks: Vec<usize>,
+}
+
+/// A 64-bit mix of `x` (splitmix64's finaliser): the cell's draw.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// `r` (32 random bits) scaled to `0..n` without a division.
+fn below(r: u64, n: usize) -> usize {
+    (((r & 0xFFFF_FFFF) * n as u64) >> 32) as usize
 }
 
 impl SampleGrid {
     pub fn new(h: usize, w: usize) -> Self {
-        let mut stride = ((h * w) as f64 / MAX_SAMPLE as f64).sqrt().ceil().max(1.0) as usize;
-        // a thin frame's rounding up can leave many more picks (1x300000 had 100000)
-        while h.div_ceil(stride) * w.div_ceil(stride) > MAX_SAMPLE {
-            stride += 1;
+        if h * w <= MAX_SAMPLE {
+            return Self {
+                picks: (0..h * w).collect(),
+            };
         }
-        Self {
-            w,
-            stride,
-            nx: w.div_ceil(stride),
-            len: h * w,
+        let mut s = ((h * w) as f64 / MAX_SAMPLE as f64).sqrt().ceil().max(1.0) as usize;
+        // a thin frame's rounding up can leave many more cells (1x300000 had 100000)
+        while h.div_ceil(s) * w.div_ceil(s) > MAX_SAMPLE {
+            s += 1;
+        }
+        let nx = w.div_ceil(s);
+        let mut picks = Vec::with_capacity(h.div_ceil(s) * nx);
+        let mut band: Vec<(usize, usize)> = Vec::with_capacity(nx);
+        for (cy, y0) in (0..h).step_by(s).enumerate() {
+            let bh = s.min(h - y0);
+            band.clear();
+            for (cx, x0) in (0..w).step_by(s).enumerate() {
+                let r = mix((cy * nx + cx) as u64);
+                band.push((below(r, bh), x0 + below(r >> 32, s.min(w - x0))));
+            }
+            // the band's picks row by row, left to right (already left to right)
+            band.sort_by_key(|&(dy, _)| dy);
+            picks.extend(band.iter().map(|&(dy, x)| (y0 + dy) * w + x));
+        }
+        Self { picks }
+    }
+
+    /// [`SampleGrid::new`], kept for the last frame size asked for: a video's
+    /// frames are all one size, and drawing 65536 picks took 4% of a 1080p
+    /// `color_correct`.
+    pub fn shared(h: usize, w: usize) -> Arc<Self> {
+        static LAST: Mutex<Option<(usize, usize, Arc<SampleGrid>)>> = Mutex::new(None);
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        match &*last {
+            Some((lh, lw, g)) if (*lh, *lw) == (h, w) => g.clone(),
+            _ => {
+                let g = Arc::new(Self::new(h, w));
+                *last = Some((h, w, g.clone()));
+                g
+            }
         }
     }
 
     /// How many picks there are.
     pub fn count(&self) -> usize {
-        self.before(self.len)
+        self.picks.len()
     }
 
     /// How many picks come before pixel `p` (`p` up to the frame's pixel count).
     pub fn before(&self, p: usize) -> usize {
-        let (y, x) = (p / self.w, p % self.w);
-        let in_row = if y % self.stride == 0 {
-            x.div_ceil(self.stride)
-        } else {
-            0
-        };
-        y.div_ceil(self.stride) * self.nx + in_row
+        self.picks.partition_point(|&q| q < p)
     }
 
     /// The picks among pixels `p0..p1`, in order.
     pub fn within(&self, p0: usize, p1: usize) -> impl Iterator<Item = usize> + '_ {
-        let rows = (p0 / self.w..p1.div_ceil(self.w)).filter(move |y| y % self.stride == 0);
-        rows.flat_map(move |y| {
-            let row = y * self.w;
-            let x0 = p0.saturating_sub(row).div_ceil(self.stride) * self.stride;
-            let x1 = (p1 - row).min(self.w);
-            (x0..x1).step_by(self.stride).map(move |x| row + x)
-        })
+        self.picks[self.before(p0)..self.before(p1)].iter().copied()
     }
 
     /// All picks, in order.
     pub fn pixels(&self) -> impl Iterator<Item = usize> + '_ {
-        self.within(0, self.len)
+        self.picks.iter().copied()
     }
 }
 
 fn sample<T: Sample>(frame: &[T], h: usize, w: usize) -> Vec<[T; 3]> {
-    SampleGrid::new(h, w)
+    SampleGrid::shared(h, w)
         .pixels()
         .map(|p| [frame[3 * p], frame[3 * p + 1], frame[3 * p + 2]])
         .collect()
@@ -641,11 +676,42 @@ mod tests {
             let all: Vec<usize> = g.pixels().collect();
             assert_eq!(all.len(), g.count());
             assert!(g.count() <= MAX_SAMPLE, "{h}x{w}: {}", g.count());
-            let stride = if h * w <= MAX_SAMPLE { 1 } else { g.stride };
-            let want: Vec<usize> = (0..h * w)
-                .filter(|p| (p / w) % stride == 0 && (p % w) % stride == 0)
-                .collect();
-            assert_eq!(all, want, "{h}x{w}");
+            assert!(all.windows(2).all(|p| p[0] < p[1]), "{h}x{w}: not in order");
+            assert!(all.last().is_some_and(|&p| p < h * w));
+            if h * w <= MAX_SAMPLE {
+                assert_eq!(all, (0..h * w).collect::<Vec<_>>());
+            } else {
+                // one pick in each cell of the smallest side s with at most MAX_SAMPLE cells
+                let s = (1..)
+                    .find(|s| h.div_ceil(*s) * w.div_ceil(*s) <= MAX_SAMPLE)
+                    .unwrap();
+                let mut cells: Vec<usize> = all
+                    .iter()
+                    .map(|p| p / w / s * w.div_ceil(s) + p % w / s)
+                    .collect();
+                cells.sort_unstable();
+                assert_eq!(
+                    cells,
+                    (0..h.div_ceil(s) * w.div_ceil(s)).collect::<Vec<_>>(),
+                    "{h}x{w}"
+                );
+                // and not all at one place in their cells: every row and column offset is
+                // taken by some pick where the cells are whole
+                if s > 1 && h >= s && w >= s {
+                    for axis in [0, 1] {
+                        let offsets: std::collections::BTreeSet<usize> = all
+                            .iter()
+                            .map(|p| if axis == 0 { p / w % s } else { p % w % s })
+                            .collect();
+                        assert_eq!(offsets.len(), s, "{h}x{w}, axis {axis}");
+                    }
+                }
+                assert_eq!(
+                    SampleGrid::new(h, w).picks,
+                    g.picks,
+                    "the same picks every time"
+                );
+            }
             for step in [1, 5, 64, 16384, 100_003] {
                 let mut got = Vec::new();
                 for p0 in (0..h * w).step_by(step) {
