@@ -8,6 +8,8 @@ import pytest
 from loopwave.plan import _read_png
 from loopwave.plot import COLOURS, line_plot
 
+GRID, LABEL = (225, 225, 225), (110, 110, 110)  # the gridlines' grey, the numbers'
+
 
 def drawn(img: np.ndarray, colour) -> np.ndarray:
     return (img == colour).all(-1)
@@ -61,4 +63,48 @@ def test_rows_of_an_array_and_huge_values(tmp_path):
     np.testing.assert_array_equal(a, b)
     huge = _read_png(line_plot(tmp_path / "h.png", [[1e308, -1e308, 0]]))
     small = _read_png(line_plot(tmp_path / "s.png", [[1.0, -1.0, 0]]))
-    np.testing.assert_array_equal(huge, small)  # the same shape, scaled
+    # the same shape, scaled (the scale's numbers differ)
+    np.testing.assert_array_equal(drawn(huge, COLOURS[0]), drawn(small, COLOURS[0]))
+    assert not np.array_equal(drawn(huge, LABEL), drawn(small, LABEL))
+
+
+# the digits as the test expects them drawn: 3x5, each pixel 2x2
+DIGITS = {
+    "0": ["111", "101", "101", "101", "111"],
+    "1": ["010", "110", "010", "010", "111"],
+    "2": ["111", "001", "111", "100", "111"],
+    "3": ["111", "001", "011", "001", "111"],
+    "4": ["101", "101", "111", "001", "001"],
+    "5": ["111", "100", "111", "001", "111"],
+}
+
+
+def text_mask(text):
+    cols = []
+    for k, c in enumerate(text):
+        if k:
+            cols.append(np.zeros((5, 1), bool))
+        cols.append(np.array([[b == "1" for b in row] for row in DIGITS[c]]))
+    return np.kron(np.hstack(cols), np.ones((2, 2), bool))
+
+
+def test_a_scale_of_round_values(tmp_path):
+    """Gridlines at round values of y, numbered at the left above each line, and at round
+    frames along x, numbered below. Before, a grid at quarters of the data's range and no
+    numbers: the plot had no scale."""
+    img = _read_png(line_plot(tmp_path / "s.png", [[9.2, 8, 3, 7, 4.5]], width=200, height=100))
+    # y from 0 to 10 in steps of 5 (9.2 rounded up): rows 79 (0), 50 (5), 20 (10)
+    grid_rows = [y for y in range(100) if drawn(img[:, 100:110], GRID)[y].all()]
+    assert grid_rows == [20, 50, 79]
+    for y, text in ((20, "10"), (50, "5"), (79, "0")):
+        want = text_mask(text)
+        got = drawn(img[y - 11 : y - 1, 23 : 23 + want.shape[1]], LABEL)
+        np.testing.assert_array_equal(got, want, err_msg=text)
+    # x: frames 0..4, one line each; the numbers centred under them
+    xs = 20 + np.arange(5) * (200 - 41) / 4
+    columns = [x for x in range(200) if drawn(img[64:76, x : x + 1], GRID).all()]
+    assert columns == list(np.round(xs).astype(int))
+    for k, x in enumerate(columns):
+        got = drawn(img[83:93, x - 3 : x + 3], LABEL)
+        np.testing.assert_array_equal(got, text_mask(str(k)), err_msg=str(k))
+    assert drawn(img, LABEL).sum() == sum(text_mask(t).sum() for t in "10 5 0 0 1 2 3 4".split())

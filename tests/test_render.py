@@ -95,9 +95,17 @@ def test_drift_figures_match_skimage(tmp_path, backend):
         assert float(row["delta_e_to_target"]) == pytest.approx(
             de(frames[i], plan.target(i)), abs=0.01
         )
-        want_prev = de(frames[i], frames[i - 1]) if i else 0.0
+        if i == 0:  # no previous frame: empty (0.0000 before, read as no change)
+            assert row["delta_e_to_previous"] == ""
+            continue
+        want_prev = de(frames[i], frames[i - 1])
         assert float(row["delta_e_to_previous"]) == pytest.approx(want_prev, abs=0.01)
     assert float(rows[-1]["delta_e_to_previous"]) > 0.1  # the loop moves
+    # drift.png's blue line (to the previous frame) starts at frame 1, not at a false 0
+    plot = _read_png(r.run_dir / "drift.png")
+    blue = (plot == (31, 119, 180)).all(-1)
+    x1 = 20 + (800 - 41) / 6  # frame 1 of 7 between the margins
+    assert blue.any() and np.flatnonzero(blue.any(0)).min() >= int(x1)
 
 
 def test_resume_reuses_the_saved_plan(tmp_path, backend):

@@ -29,7 +29,8 @@ Outputs in the run directory: ``settings.json`` (the resolved settings, which
 render the same video again; relative paths in them are made absolute, against the
 current folder, when the run starts, so a resume may start from any folder),
 ``frames/``, ``plan/`` (the colour plan), ``drift.csv`` and ``drift.png`` (per frame:
-Lab distance to the target, red, and to the previous frame, blue) and ``NAME.mp4``.
+Lab distance to the target, red, and to the previous frame, blue, empty for frame 0,
+which has none) and ``NAME.mp4``.
 """
 
 from __future__ import annotations
@@ -333,13 +334,12 @@ def _saver(
         for i, frame, target, prev in items:
             lab = lab_of(frame)
             to_target = _lab_distance(lab, lab_of(target)) if target is not None else float("nan")
-            to_prev = _lab_distance(lab, lab_of(prev)) if prev is not None else 0.0
+            # frame 0 has no previous frame: its field is empty (0 read as no change)
+            to_prev = f"{_lab_distance(lab, lab_of(prev)):.4f}" if prev is not None else ""
             # zlib level 1: 2.7x faster than 6 on a 512x512 frame, files 3% larger
             write_png(run_dir / "frames" / f"{i:06d}.png", frame, level=1)
             with open(run_dir / "drift.csv", "a", newline="") as f:
-                csv.writer(f, lineterminator="\n").writerow(
-                    [i, f"{to_target:.4f}", f"{to_prev:.4f}"]
-                )
+                csv.writer(f, lineterminator="\n").writerow([i, f"{to_target:.4f}", to_prev])
             _atomic_json(run_dir / "state.json", {"last": i, "settings": digest})
             if encoder is not None:
                 encoder.put(frame)
@@ -517,14 +517,19 @@ class _Job:
 
 
 def _drift_plot(run_dir: Path) -> Path:
-    """drift.png: Lab distance to the target (red) and to the previous frame (blue) per frame."""
+    """drift.png: Lab distance to the target (red) and to the previous frame (blue) per
+    frame (x the frame, y the mean CIE76 distance, gridlines numbered; the figures are in
+    drift.csv). The blue line starts at frame 1: frame 0 has no previous frame."""
     from .plot import line_plot
+
+    def value(field: str) -> float:  # an empty field (frame 0's previous) is no value
+        return float(field) if field != "" else float("nan")
 
     with open(run_dir / "drift.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     try:
-        to_target = [float(r["delta_e_to_target"]) for r in rows]
-        to_prev = [float(r["delta_e_to_previous"]) for r in rows]
+        to_target = [value(r["delta_e_to_target"]) for r in rows]
+        to_prev = [value(r["delta_e_to_previous"]) for r in rows]
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(
             f"{run_dir / 'drift.csv'}: damaged ({type(e).__name__}: {e}); the frames and video "
