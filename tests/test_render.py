@@ -108,6 +108,46 @@ def test_drift_figures_match_skimage(tmp_path, backend):
     assert blue.any() and np.flatnonzero(blue.any(0)).min() >= int(x1)
 
 
+@pytest.mark.parametrize("mode", ["plan", "first", "none"])
+def test_drift_figures_compute_each_images_lab_once(tmp_path, backend, monkeypatch, mode):
+    """The writer thread converts each distinct image (every frame, every target) to Lab
+    once: a frame's Lab is reused as the next frame's `previous`, a target held over
+    frames (`first`) is converted once. Before, the writer kept the last three images
+    converted: in plan mode the fresh lerped targets pushed the previous frame out and it
+    was converted again (20 conversions for 14 images at 7 frames), in first mode three
+    frames pushed out frame 0, the target (9 for 7)."""
+    import hashlib
+
+    import loopwave.render as lr
+    from loopwave.plan import ColourPlan
+
+    seen = []
+    real = lr.rgb_to_lab
+
+    def counted(img, *a, **kw):
+        seen.append(hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest())
+        return real(img, *a, **kw)
+
+    monkeypatch.setattr(lr, "rgb_to_lab", counted)
+    job = {**JOB, "colour": {**JOB["colour"], "mode": mode}}
+    r = render(
+        Settings.from_dict(job),
+        run_dir=tmp_path / "r",
+        backend=backend,
+        progress=False,
+        video=False,
+    )
+    frames = frames_of(r.run_dir)
+    targets = {"plan": [], "first": [frames[0]], "none": []}[mode]
+    if mode == "plan":
+        plan = ColourPlan.load(r.run_dir)
+        targets = [plan.target(i) for i in range(len(frames))]
+    images = {hashlib.sha256(x.tobytes()).hexdigest() for x in [*frames, *targets]}
+    assert len(seen) == len(set(seen)), f"{len(seen)} conversions of {len(set(seen))} images"
+    assert set(seen) == images
+    assert len(seen) == {"plan": 14, "first": 7, "none": 7}[mode]
+
+
 def test_resume_reuses_the_saved_plan(tmp_path, backend):
     """A resumed run loads the colour plan it saved instead of rendering its keyframes
     again: only the frames left are rendered."""

@@ -35,7 +35,6 @@ which has none) and ``NAME.mp4``.
 
 from __future__ import annotations
 
-import collections
 import csv
 import hashlib
 import itertools
@@ -319,17 +318,19 @@ def _saver(
     settings it was made with); then on to the encoder."""
 
     def work(items: Iterator[tuple[int, np.ndarray, np.ndarray | None, np.ndarray | None]]) -> None:
-        # (image, its Lab) of the last three images seen: a frame's `prev` is the frame
-        # before it, and a target stays the same object between keyframes, so each Lab is
-        # computed once (the images stay referenced, so an id cannot be reused meanwhile)
-        seen: collections.deque[tuple[np.ndarray, np.ndarray]] = collections.deque(maxlen=3)
+        # id -> (image, its Lab) of the last item's frame and target, and of this item's
+        # images: a frame's `prev` is the last item's frame, and a target may be the last
+        # one (`first`, a keyframe held), so each image's Lab is computed once. (A plan's
+        # lerped target is new each frame: a deque of the last three evicted the frame
+        # before its `prev` lookup, and three frames evicted `first`.) The images stay
+        # referenced, so no id is reused.
+        held: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
         def lab_of(img: np.ndarray) -> np.ndarray:
-            for im, lab in seen:
-                if im is img:
-                    return lab
-            seen.appendleft((img, rgb_to_lab(img)))
-            return seen[0][1]
+            hit = held.get(id(img))
+            if hit is None or hit[0] is not img:
+                hit = held[id(img)] = (img, rgb_to_lab(img))
+            return hit[1]
 
         for i, frame, target, prev in items:
             lab = lab_of(frame)
@@ -341,6 +342,8 @@ def _saver(
             with open(run_dir / "drift.csv", "a", newline="") as f:
                 csv.writer(f, lineterminator="\n").writerow([i, f"{to_target:.4f}", to_prev])
             _atomic_json(run_dir / "state.json", {"last": i, "settings": digest})
+            # keep this frame's and target's: the next item's prev and maybe its target
+            held = {id(im): held[id(im)] for im in (frame, target) if im is not None}
             if encoder is not None:
                 encoder.put(frame)
 
