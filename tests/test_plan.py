@@ -48,6 +48,25 @@ def test_renders_are_averaged():
     assert plan.keyframes[0][0, 0, 0] == 15  # mean of 0, 10, 20, 30
 
 
+def test_renders_takes_numpy_integers_and_names_itself():
+    """renders takes numpy integers as frames and every do (refused before), and a wrong
+    type is a TypeError (a ValueError before), a count below 1 a ValueError, each naming
+    renders."""
+
+    def render(i, v):
+        return np.full((2, 2, 3), 10 * v, np.uint8)
+
+    for n in (np.int64(2), np.uint8(2), np.int32(2)):
+        plan = ColourPlan.build(render, frames=3, every=np.int64(5), renders=n)
+        assert plan.keyframes[0][0, 0, 0] == 5
+    for bad in (2.0, "2", None, True, np.bool_(True), np.timedelta64(2), np.float64(2)):
+        with pytest.raises(TypeError, match="^renders must be an int"):
+            ColourPlan.build(render, frames=3, every=5, renders=bad)
+    for bad in (0, -1, np.int64(0)):
+        with pytest.raises(ValueError, match="^renders must be an int >= 1"):
+            ColourPlan.build(render, frames=3, every=5, renders=bad)
+
+
 def test_save_load_and_correct(tmp_path, photos):
     keys = {0: photos["coffee"], 10: photos["chelsea"]}
     plan = ColourPlan(keys)

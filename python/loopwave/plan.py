@@ -200,8 +200,14 @@ class ColourPlan:
         of renders is not started over after a Ctrl-C. Such a plan then reads its
         keyframes from those files when targets need them (:class:`Keyframes`), so it
         holds a few images, not all of them: keep the folder while the plan is used."""
-        if isinstance(renders, bool) or not isinstance(renders, int) or renders < 1:
+        # as frames and every: numpy integers too (np.timedelta64 is one, a duration)
+        if isinstance(renders, (bool, np.bool_, np.timedelta64)) or not isinstance(
+            renders, (int, np.integer)
+        ):
+            raise TypeError(f"renders must be an int; got {renders!r:.60}")
+        if renders < 1:
             raise ValueError(f"renders must be an int >= 1; got {renders!r}")
+        renders = int(renders)
         keys = keyframe_indices(frames, every)
         made: dict[int, np.ndarray] = {}
         paths: dict[int, Path] = {}
