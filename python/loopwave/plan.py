@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from .color import color_correct, lerp_frames, mean_frames
-from .png import write_png
+from .png import read_png, write_png
 
 __all__ = ["ColourPlan", "Keyframes", "keyframe_indices"]
 
@@ -282,7 +282,8 @@ class ColourPlan:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> ColourPlan:
-        """Load a saved plan (needs Pillow or PyAV to read the PNGs). Every keyframe is
+        """Load a saved plan (its PNGs read with Pillow, else PyAV, else loopwave's own
+        reader of the 8-bit RGB PNGs it writes). Every keyframe is
         read and checked here, one at a time; the plan then reads each again from its file
         when a target needs it (:class:`Keyframes`)."""
         index = Path(run_dir) / "plan.json"
@@ -411,7 +412,13 @@ def _read_png(path: Path) -> np.ndarray:
             if str(path) in str(e):
                 raise
             raise OSError(f"{path}: {e}") from e  # 'image file is truncated' named no file
-    except ImportError:  # pragma: no cover - fall back to PyAV
+    except ImportError:  # fall back to PyAV, then to loopwave's own reader
         from .video import _read_png as read_with_av
 
-        return read_with_av(path)
+        try:
+            return read_with_av(path)
+        except ImportError:  # a core install: numpy only
+            try:
+                return read_png(path)  # the 8-bit RGB PNGs loopwave writes
+            except ValueError as e:  # as Pillow's errors: an OSError naming the file
+                raise OSError(str(e)) from None

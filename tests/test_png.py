@@ -1,0 +1,185 @@
+"""loopwave's own PNG reader (numpy only), against Pillow and a filter-by-filter encoder
+written here; and the colour plan reading its keyframes with it where neither Pillow
+nor PyAV is installed."""
+
+from __future__ import annotations
+
+import io
+import struct
+import sys
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from loopwave.png import decode_png, read_png, write_png
+
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def paeth(a, b, c):
+    p = a + b - c
+    pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
+    return np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+
+
+def encode(img, filters, *, pieces=3, header=None, extra=()):
+    """A PNG of ``img`` with row y filtered by ``filters[y]`` (the PNG spec's forward
+    filters, on the original bytes), its image data split over ``pieces`` IDAT chunks."""
+    h, w, _ = img.shape
+    x = img.reshape(h, w * 3).astype(np.int64)
+    up = np.vstack([np.zeros((1, w * 3), np.int64), x[:-1]])
+    left = np.hstack([np.zeros((h, 3), np.int64), x[:, :-3]])
+    upleft = np.hstack([np.zeros((h, 3), np.int64), up[:, :-3]])
+    preds = [0 * x, left, up, (left + up) // 2, paeth(left, up, upleft)]
+    rows = np.empty((h, w * 3 + 1), np.uint8)
+    for y, f in enumerate(filters):
+        rows[y, 0] = f
+        rows[y, 1:] = (x[y] - preds[f][y]) % 256
+    z = zlib.compress(rows.tobytes(), 9)
+    cut = np.linspace(0, len(z), pieces + 1).astype(int)
+    ihdr = header if header is not None else struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return (
+        SIGNATURE
+        + chunk(b"IHDR", ihdr)
+        + b"".join(extra)
+        + b"".join(chunk(b"IDAT", z[a:b]) for a, b in zip(cut[:-1], cut[1:], strict=True))
+        + chunk(b"IEND", b"")
+    )
+
+
+def pil_read(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (7, 5), (33, 64)])
+def test_every_filter_type(shape):
+    """Each of the five filters, in every order (rows cycle through them with two
+    offsets), on noise and on smooth gradients (where Paeth's ties matter): the same
+    pixels as Pillow decodes from the same file, and as the image encoded."""
+    rng = np.random.default_rng(sum(shape))
+    h, w = shape
+    noise = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[0:h, 0:w]
+    smooth = np.stack([xx * 7 % 256, yy * 5 % 256, (xx + yy) * 3 % 256], -1).astype(np.uint8)
+    flat = np.full((h, w, 3), 200, np.uint8)
+    for img in (noise, smooth, flat):
+        for offset in (0, 3):
+            for only in (None, 0, 1, 2, 3, 4):
+                filters = [(y + offset) % 5 if only is None else only for y in range(h)]
+                data = encode(img, filters)
+                np.testing.assert_array_equal(pil_read(data), img)  # the encoder here is right
+                np.testing.assert_array_equal(decode_png(data), img, f"{filters}")
+
+
+def test_reads_what_write_png_writes(tmp_path):
+    rng = np.random.default_rng(1)
+    for h, w in ((1, 1), (1, 9), (9, 1), (31, 17), (128, 96)):
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        write_png(tmp_path / "a.png", img, level=1)
+        got = read_png(tmp_path / "a.png")
+        assert got.dtype == np.uint8 and got.shape == (h, w, 3)
+        np.testing.assert_array_equal(got, img)
+
+
+def test_reads_pillows_rgb_pngs(tmp_path, photos):
+    """Pillow filters rows adaptively (mostly Paeth and Up on photographs); its files
+    read the same as Pillow reads them, at each compression and with optimize."""
+    for name, img in photos.items():
+        for opts in ({}, {"compress_level": 0}, {"compress_level": 9}, {"optimize": True}):
+            Image.fromarray(img).save(tmp_path / "p.png", **opts)
+            np.testing.assert_array_equal(read_png(tmp_path / "p.png"), img, f"{name} {opts}")
+
+
+def ihdr(w, h, depth=8, ctype=2, interlace=0):
+    return struct.pack(">IIBBBBB", w, h, depth, ctype, 0, 0, interlace)
+
+
+def test_refuses_what_it_cannot_read(tmp_path):
+    img = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    good = encode(img, [1, 2, 3, 4])
+    for mode in ("L", "RGBA", "P", "I;16", "LA", "1"):  # other kinds, written by Pillow
+        buf = io.BytesIO()
+        Image.fromarray(img).convert(mode).save(buf, format="PNG")
+        with pytest.raises(ValueError, match="8-bit RGB, non-interlaced only"):
+            decode_png(buf.getvalue())
+    with pytest.raises(ValueError, match="8-bit RGB, interlaced:"):
+        decode_png(encode(img, [0] * 4, header=ihdr(5, 4, interlace=1)))
+    with pytest.raises(ValueError, match="is 16-bit RGB:"):
+        decode_png(encode(img, [0] * 4, header=ihdr(5, 4, depth=16)))
+    with pytest.raises(ValueError, match="not a PNG"):
+        decode_png(b"GIF89a" + good[6:])
+    damaged = bytearray(good)
+    damaged[-20] ^= 1  # inside the last IDAT chunk
+    with pytest.raises(ValueError, match="CRC"):
+        decode_png(bytes(damaged))
+    for cut in (len(good) - 12, len(good) - 30, 20, 8):
+        with pytest.raises(ValueError, match="cut short"):
+            decode_png(good[:cut])
+    short = encode(img[:3], [1, 1, 1], header=ihdr(5, 4))  # one row fewer than IHDR says
+    with pytest.raises(ValueError, match="image data is cut short"):
+        decode_png(short)
+    rows = np.zeros((4, 16), np.uint8)
+    rows[2, 0] = 5
+    bad_filter = SIGNATURE + chunk(b"IHDR", ihdr(5, 4))
+    bad_filter += chunk(b"IDAT", zlib.compress(rows.tobytes())) + chunk(b"IEND", b"")
+    with pytest.raises(ValueError, match="row 2 has filter type 5"):
+        decode_png(bad_filter)
+    with pytest.raises(ValueError, match="unknown critical chunk"):
+        decode_png(encode(img, [0] * 4, extra=[chunk(b"ABCD", b"x")]))
+    # ancillary chunks (and a suggested palette) are skipped
+    extra = [chunk(b"gAMA", struct.pack(">I", 45455)), chunk(b"tEXt", b"a\0b")]
+    np.testing.assert_array_equal(decode_png(encode(img, [4] * 4, extra=extra)), img)
+    np.testing.assert_array_equal(
+        decode_png(encode(img, [3] * 4, extra=[chunk(b"PLTE", bytes(6))])), img
+    )
+    with pytest.raises(ValueError, match="over 178956970 pixels"):
+        decode_png(encode(img, [0] * 4, header=ihdr(2**16, 2**16)))
+    # read_png names the file; a missing one is open's error
+    (tmp_path / "bad.png").write_bytes(good[:-30])
+    with pytest.raises(ValueError, match=r"bad\.png: the file is cut short"):
+        read_png(tmp_path / "bad.png")
+    with pytest.raises(FileNotFoundError):
+        read_png(tmp_path / "missing.png")
+
+
+@pytest.fixture
+def no_pillow_no_av(monkeypatch):
+    """A core install: ``import PIL`` and ``import av`` fail."""
+    for name in ("PIL", "PIL.Image", "av"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+def test_the_plan_reads_its_keyframes_without_pillow_or_pyav(tmp_path, photos, no_pillow_no_av):
+    """ColourPlan.build(keep=...) on a core install (numpy only): it wrote every keyframe
+    and then failed at the first target ("video I/O needs PyAV"); its PNGs are now read
+    back with loopwave's own reader. The same for a saved plan loaded again."""
+    from loopwave.plan import ColourPlan, _read_png
+
+    with pytest.raises(ImportError):
+        import PIL.Image  # noqa: F401
+    imgs = [photos[n] for n in ("coffee", "chelsea", "rocket")]
+    plan = ColourPlan.build(lambda k, v: imgs[k // 4], frames=9, every=4, renders=1, keep=tmp_path)
+    for k in (0, 4, 8):
+        np.testing.assert_array_equal(plan.target(k), imgs[k // 4])
+    assert plan.target(2).shape == imgs[0].shape  # a lerp of keyframes 0 and 4
+    plan.save(tmp_path / "run")
+    again = ColourPlan.load(tmp_path / "run")
+    for i in range(9):
+        np.testing.assert_array_equal(again.target(i), plan.target(i))
+    # a file with every filter type, as Pillow writes them
+    (tmp_path / "pil.png").write_bytes(encode(imgs[2], [y % 5 for y in range(128)]))
+    np.testing.assert_array_equal(_read_png(tmp_path / "pil.png"), imgs[2])
+    # a kind the reader does not take: an OSError naming the file, as Pillow's errors
+    grey = SIGNATURE + chunk(b"IHDR", ihdr(1, 1, ctype=0))
+    (tmp_path / "grey.png").write_bytes(
+        grey + chunk(b"IDAT", zlib.compress(b"\0\0")) + chunk(b"IEND", b"")
+    )
+    with pytest.raises(OSError, match=r"grey\.png: .*install Pillow or PyAV"):
+        _read_png(tmp_path / "grey.png")
