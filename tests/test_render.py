@@ -1149,6 +1149,15 @@ def test_preflight_takes_what_renders(tmp_path, backend):
     assert r.frames == 3
 
 
+def test_a_steps_ramp_drops_its_fraction_as_deforum(tmp_path, backend):
+    """From a review: the steps schedule was rounded half to even (a ramp 0: (10), 4: (12)
+    ran 10, 10, 11, 12); Deforum's int() drops the fraction: 10, 10, 11, 11, 12."""
+    data = {**_with("render", steps="0: (10), 4: (12)", frames=5), "colour": {"mode": "none"}}
+    spy = _Spy(backend)
+    render(Settings.from_dict(data), run_dir=tmp_path / "r", backend=spy, progress=False)
+    assert [kw["steps"] for _, _, kw in spy.calls] == [10, 10, 11, 11, 12]
+
+
 class _Spy:
     """A backend that records each img2img call's init and result, delegating to the
     real one."""

@@ -411,10 +411,16 @@ class _Job:
             prompt=p.text,
             negative=p.negative,
             strength=strength,
-            steps=int(round(self.steps(i))),
+            steps=self.steps_at(i),
             cfg=float(self.cfg(i)),
             seed=seed,
         )
+
+    def steps_at(self, i: int) -> int:
+        """Frame ``i``'s step count: the steps schedule with its fraction dropped, as
+        Deforum's ``int()`` (a ramp ``0: (10), 4: (12)`` runs 10, 10, 11, 11; rounding half
+        to even gave 10, 10, 11, 12). Finite (checked before the render)."""
+        return int(round(self.steps(i), 9))  # to 9 places first: a ramp's 10.999999999999998
 
     def motion_at(self, i: int) -> np.ndarray | None:
         """Frame ``i``'s motion matrix; None for none."""
@@ -447,7 +453,7 @@ class _Job:
     def _check_frame(self, i: int, weighed: set[tuple[str, str]]) -> None:
         """One frame of :meth:`check_every_frame` (``weighed``: prompt texts done)."""
         steps, cfg = self.steps(i), self.cfg(i)
-        if not (math.isfinite(steps) and 0 <= round(steps) <= MAX_STEPS):
+        if not (math.isfinite(steps) and 0 <= self.steps_at(i) <= MAX_STEPS):
             raise ValueError(
                 f"render.steps at frame {i}: {steps!r}; steps must be in 0..{MAX_STEPS} "
                 "(0 runs as 1)"
@@ -505,7 +511,7 @@ class _Job:
         with Progress(total, "checking steps", enabled=progress and total >= 10_000) as bar:
             for i, strength in itertools.chain(made_at, frames):
                 try:
-                    b.check_schedule(int(round(self.steps(i))), strength)
+                    b.check_schedule(self.steps_at(i), strength)
                 except ValueError as e:
                     raise ValueError(f"render.steps at frame {i}: {e}") from None
                 bar.update()
