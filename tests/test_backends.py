@@ -720,3 +720,21 @@ def test_the_log_level_swap_around_a_cast_holds_the_build_lock(monkeypatch):
     pipe.vae.to(torch.float16)  # a cast to come
     backends.DiffusersBackend(pipe, device="cpu")
     assert held == [True]
+
+
+def test_infinite_pixels_are_an_error(init, monkeypatch):
+    """From a review: the check ran after diffusers' postprocess clamped to [0, 1], so +inf
+    and -inf became white and black frames; the decoded tensor is checked now."""
+    b = smoke_backend()
+    real = b.pipe.vae.decode
+
+    def poisoned(*args, **kwargs):
+        out = real(*args, **kwargs)
+        sample = out[0] if isinstance(out, tuple) else out.sample
+        sample[:, :, :32] = float("inf")
+        sample[:, :, 32:] = float("-inf")
+        return out
+
+    monkeypatch.setattr(b.pipe.vae, "decode", poisoned)
+    with pytest.raises(ValueError, match="NaN/inf pixels"):
+        b.img2img(init, seed=2, **CALL)

@@ -480,7 +480,7 @@ class DiffusersBackend(Img2Img):
                 # the warning points at img2img's caller: past embed, img2img and the
                 # call lock's wrapper
                 cond, uncond = self.embed(prompt, arg="prompt", stacklevel=4), None
-            out = self.pipe(
+            latents = self.pipe(
                 prompt_embeds=cond,
                 negative_prompt_embeds=uncond,
                 image=image,
@@ -488,13 +488,21 @@ class DiffusersBackend(Img2Img):
                 num_inference_steps=n_steps,
                 guidance_scale=float(cfg),
                 generator=gen,
-                output_type="pt",
-            ).images[0]
-            if not bool(torch.isfinite(out).all()):  # NaN would quantise to black frames
+                output_type="latent",
+            ).images
+            # decoded here as the pipeline decodes, and checked before its postprocess:
+            # that clamps to [0, 1], so +inf and -inf passed the check as white and black
+            # pixels (and NaN would quantise to black)
+            vae = self.pipe.vae
+            decoded = vae.decode(
+                latents / vae.config.scaling_factor, return_dict=False, generator=gen
+            )[0]
+            if not bool(torch.isfinite(decoded).all()):
                 raise ValueError(
                     "the model produced NaN/inf pixels (prompt weights, cfg or a LoRA scale "
                     "too large for it, or an fp16 overflow)"
                 )
+            out = self.pipe.image_processor.postprocess(decoded, output_type="pt")[0]
             # quantised on the device with the arithmetic numpy would use on the host
             # (float32 clip, *255 + 0.5, truncate): one byte per sample crosses the bus
             u8 = (out.float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0)
