@@ -738,3 +738,38 @@ def test_infinite_pixels_are_an_error(init, monkeypatch):
     monkeypatch.setattr(b.pipe.vae, "decode", poisoned)
     with pytest.raises(ValueError, match="NaN/inf pixels"):
         b.img2img(init, seed=2, **CALL)
+
+
+def test_every_sigma_spacing_switch_of_the_installed_schedulers_is_reset():
+    """A name sets every sigma-spacing switch its class has: the installed diffusers'
+    switches are all in the list (use_lu_lambdas and use_flow_sigmas were not)."""
+    import inspect
+    import re
+
+    import diffusers
+
+    from loopwave.backends import _PLAIN_SIGMAS
+
+    for cls_name, _ in SCHEDULERS.values():
+        takes = inspect.signature(getattr(diffusers, cls_name).__init__).parameters
+        switches = {k for k in takes if re.fullmatch(r"use_\w*(sigmas|lambdas|shifting)", k)}
+        assert switches <= set(_PLAIN_SIGMAS), (cls_name, switches - set(_PLAIN_SIGMAS))
+
+
+@pytest.mark.parametrize("flag", ["use_lu_lambdas", "use_flow_sigmas"])
+def test_a_model_saved_with_other_sigmas_runs_a_name_as_named(tmp_path, flag, init):
+    """From a review: a model saved with Lu lambdas kept them under "DPM++ 2M"."""
+    import diffusers
+
+    pipe = smoke_backend().pipe
+    pipe.scheduler = diffusers.DPMSolverMultistepScheduler.from_config(
+        pipe.scheduler.config, **{flag: True, "use_karras_sigmas": False}
+    )
+    pipe.save_pretrained(tmp_path / "model")
+    loaded = load_backend("diffusers", tmp_path / "model", device="cpu", scheduler="DPM++ 2M")
+    assert loaded.pipe.scheduler.config[flag] is False
+    kw = {**CALL, "steps": 8}
+    np.testing.assert_array_equal(
+        loaded.img2img(init, seed=1, **kw),
+        smoke_backend(scheduler="DPM++ 2M").img2img(init, seed=1, **kw),
+    )

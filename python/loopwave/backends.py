@@ -65,11 +65,16 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 # the sigma spacing a name means unless its options say otherwise, set whatever the model's
 # own scheduler config holds (a model saved with Karras sigmas ran "Euler", "LMS" and
-# "DPM++ 2M" with them); each class takes those of these it has
+# "DPM++ 2M" with them; one saved with Lu lambdas or flow sigmas still ran "DPM++ 2M" with
+# those): every spacing switch diffusers' schedulers have (tests check the installed ones
+# have no other); each class takes those of these it has
 _PLAIN_SIGMAS = {
     "use_karras_sigmas": False,
     "use_exponential_sigmas": False,
     "use_beta_sigmas": False,
+    "use_lu_lambdas": False,
+    "use_flow_sigmas": False,
+    "use_dynamic_shifting": False,  # shifts flow sigmas by a resolution-dependent mu
 }
 
 
