@@ -216,14 +216,20 @@ def test_speed_options_keep_the_pictures(init):
 
 
 def test_too_few_steps_for_the_strength_run_one_step(init):
-    """diffusers runs int(steps * strength) steps and failed on 0 (steps 2, strength 0.3,
-    mid-render); the backend then runs one step at that noise level: the 4-step schedule
-    of which 0.3 is one step."""
+    """diffusers runs the last int(steps * strength) steps and failed on 0 (steps 2,
+    strength 0.3, mid-render); the backend then runs the last step of the 4-step schedule,
+    the shortest of which 0.3 runs one step. That step is at the schedule's lowest noise
+    level, not at 0.3's: with Karras sigmas (the smoke model's DPM++ 2M Karras) its level
+    is the same at any length, so every strength below 1/steps gives the frame of 1/steps."""
     b = smoke_backend()
     call = {**CALL, "strength": 0.3}
     short = b.img2img(init, seed=2, **{**call, "steps": 2})
     np.testing.assert_array_equal(short, b.img2img(init, seed=2, **{**call, "steps": 4}))
     assert np.abs(short.astype(int) - init).mean() > 1  # a step was taken
+    one_step = b.img2img(init, seed=2, **{**call, "steps": 20, "strength": 0.05})
+    for weaker in (0.049, 0.01, 0.0011):
+        got = b.img2img(init, seed=2, **{**call, "steps": 20, "strength": weaker})
+        np.testing.assert_array_equal(got, one_step)
     # below 1/1000 no schedule has a step at that noise level: the frame passes unchanged
     np.testing.assert_array_equal(b.img2img(init, seed=2, **{**call, "strength": 5e-4}), init)
 

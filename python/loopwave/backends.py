@@ -552,10 +552,15 @@ def _torch_device(torch: Any, device: Any) -> Any:
 
 
 def _steps_for(steps: int, strength: float) -> int:
-    """The schedule length to hand diffusers' img2img, which runs ``int(steps * strength)``
-    of its steps and fails when that is 0: then the shortest schedule that runs one step
-    starting at the same noise level (``ceil(1 / strength)`` steps). 0 when even the
-    scheduler's finest schedule (1000 steps) runs none: the frame passes unchanged."""
+    """The schedule length to hand diffusers' img2img, which runs the last
+    ``int(steps * strength)`` of its steps and fails when that is 0: then the shortest
+    schedule of which it runs one (``ceil(1 / strength)`` steps). That one step is the
+    schedule's last, at its lowest noise level, not at the level ``strength`` names: where
+    the last step's noise level is the same at any length (Karras sigmas, Euler's and
+    Euler a's schedules) every strength below ``1 / steps`` gives the same frame, as in
+    A1111 (its img2img then runs its schedule's last step only); other schedulers' last
+    steps differ a little with the length. 0 when even the scheduler's finest schedule
+    (1000 steps) runs none: the frame passes unchanged."""
     n = max(1, int(steps))
     if int(n * strength) >= 1:
         return n
