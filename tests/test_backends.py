@@ -7,6 +7,8 @@ in-memory models they came from are the oracles.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -728,6 +730,203 @@ def test_the_log_level_swap_around_a_cast_holds_the_build_lock(monkeypatch):
     assert held == [True]
 
 
+def _ldm_checkpoint(pipe):
+    """The pipeline's weights as an original (LDM) Stable Diffusion checkpoint, the layout
+    of a .ckpt: the inverse of diffusers' single-file conversion, for the smoke model."""
+    import re
+
+    from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
+
+    def renamed(rest, pairs):
+        for diffusers_name, ldm_name in pairs:
+            if rest.startswith(diffusers_name + "."):
+                return ldm_name + rest[len(diffusers_name) :]
+        return rest
+
+    resnet = [("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"),
+              ("conv2", "out_layers.3"), ("time_emb_proj", "emb_layers.1"),
+              ("conv_shortcut", "skip_connection")]  # fmt: skip
+    unet, out = pipe.unet, {}
+    per = unet.config.layers_per_block + 1  # LDM blocks per diffusers down block
+    top = DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"]
+    state = unet.state_dict()
+    attended = {int(k.split(".")[1]) for k in state if re.match(r"up_blocks\.\d+\.attentions", k)}
+    rules = [
+        (r"down_blocks\.(\d+)\.resnets\.(\d+)\.(.*)",
+         lambda b, j, r: f"input_blocks.{b * per + j + 1}.0.{renamed(r, resnet)}"),
+        (r"down_blocks\.(\d+)\.attentions\.(\d+)\.(.*)",
+         lambda b, j, r: f"input_blocks.{b * per + j + 1}.1.{r}"),
+        (r"down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.*)",
+         lambda b, r: f"input_blocks.{(b + 1) * per}.0.op.{r}"),
+        (r"mid_block\.resnets\.(\d+)\.(.*)",
+         lambda j, r: f"middle_block.{2 * j}.{renamed(r, resnet)}"),
+        (r"mid_block\.attentions\.0\.(.*)", lambda r: f"middle_block.1.{r}"),
+        (r"up_blocks\.(\d+)\.resnets\.(\d+)\.(.*)",
+         lambda b, j, r: f"output_blocks.{b * per + j}.0.{renamed(r, resnet)}"),
+        (r"up_blocks\.(\d+)\.attentions\.(\d+)\.(.*)",
+         lambda b, j, r: f"output_blocks.{b * per + j}.1.{r}"),
+        (r"up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.*)",
+         lambda b, r: f"output_blocks.{b * per + per - 1}.{2 if b in attended else 1}.conv.{r}"),
+    ]  # fmt: skip
+
+    def convert(key, table, rules):
+        if key in table:
+            return table[key]
+        for pattern, to in rules:
+            m = re.fullmatch(pattern, key)
+            if m:
+                return to(*(int(g) if g.isdigit() else g for g in m.groups()))
+        raise KeyError(key)
+
+    for k, v in state.items():
+        out["model.diffusion_model." + convert(k, top, rules)] = v
+    vae = pipe.vae
+    last = len(vae.config.up_block_types) - 1
+
+    def res(r):
+        return r.replace("conv_shortcut", "nin_shortcut")
+
+    attn = [("group_norm", "norm"), ("to_q", "q"), ("to_k", "k"), ("to_v", "v"),
+            ("to_out.0", "proj_out")]  # fmt: skip
+    vae_rules = [
+        (r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.*)",
+         lambda i, j, r: f"encoder.down.{i}.block.{j}.{res(r)}"),
+        (r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.*)",
+         lambda i, r: f"encoder.down.{i}.downsample.conv.{r}"),
+        (r"(encoder|decoder)\.mid_block\.resnets\.(\d+)\.(.*)",
+         lambda part, j, r: f"{part}.mid.block_{j + 1}.{res(r)}"),
+        (r"(encoder|decoder)\.mid_block\.attentions\.0\.(.*)",
+         lambda part, r: f"{part}.mid.attn_1.{renamed(r, attn)}"),
+        (r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.*)",
+         lambda i, j, r: f"decoder.up.{last - i}.block.{j}.{res(r)}"),
+        (r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.*)",
+         lambda i, r: f"decoder.up.{last - i}.upsample.conv.{r}"),
+    ]  # fmt: skip
+    for k, v in vae.state_dict().items():
+        out["first_stage_model." + convert(k, DIFFUSERS_TO_LDM_MAPPING["vae"], vae_rules)] = v
+    for k, v in pipe.text_encoder.state_dict().items():
+        name = k if k.startswith("text_model.") else "text_model." + k
+        out["cond_stage_model.transformer." + name] = v
+    return out
+
+
+def _hub_cache_with_config(tmp_path, pipe, monkeypatch):
+    """A local Hugging Face cache holding what diffusers looks up for an SD 1.x
+    single-file checkpoint (stable-diffusion-v1-5's configs and tokenizer), here the smoke
+    model's, without weights; the Hub's cache pointed at it."""
+    import huggingface_hub.constants as hub
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--stable-diffusion-v1-5--stable-diffusion-v1-5"
+    commit = "0" * 40
+    pipe.save_pretrained(repo / "snapshots" / commit)
+    for f in (repo / "snapshots" / commit).glob("*/*.safetensors"):
+        f.unlink()  # configs only, as diffusers caches them: the weights come from the file
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(cache))
+
+
+class _LightningCallback:
+    """A class of a module that is not installed where the checkpoint is loaded."""
+
+    def __init__(self):
+        self.best_model_score = torch.tensor(0.5)
+        self.dirpath = "/checkpoints"
+
+
+def test_a_trusted_pickled_checkpoint_with_training_objects_loads(tmp_path, init, monkeypatch):
+    """From a review: allow_pickle=True did not load a .ckpt holding what training scripts
+    save beside the weights (a numpy global_step, an argparse.Namespace, a Lightning
+    callback): diffusers reads pickles with torch's safe loader only, and its refusal was
+    reported as a missing offline config. The checkpoint now loads and renders as the model
+    it was saved from."""
+    import argparse
+    import sys
+    import types
+
+    smoke = smoke_backend(scheduler="Euler a")
+    _hub_cache_with_config(tmp_path, smoke.pipe, monkeypatch)
+    module = types.ModuleType("lightning_not_here")
+    module._LightningCallback = _LightningCallback
+    monkeypatch.setattr(_LightningCallback, "__module__", module.__name__)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    ckpt = tmp_path / "model.ckpt"
+    torch.save(
+        {
+            "state_dict": _ldm_checkpoint(smoke.pipe),
+            "global_step": np.int64(470000),
+            "hyper_parameters": argparse.Namespace(lr=1e-4),
+            "callbacks": {"ModelCheckpoint": _LightningCallback()},
+        },
+        ckpt,
+    )
+    monkeypatch.delitem(sys.modules, module.__name__)  # not installed where it loads
+    with pytest.raises(ValueError, match="pickled checkpoint.*allow_pickle"):
+        load_backend("diffusers", ckpt, device="cpu")
+    loaded = load_backend("diffusers", ckpt, device="cpu", allow_pickle=True, scheduler="Euler a")
+    np.testing.assert_array_equal(
+        loaded.img2img(init, seed=9, **CALL), smoke.img2img(init, seed=9, **CALL)
+    )
+
+
+def test_what_a_single_file_load_refused_is_named(tmp_path, monkeypatch):
+    """The real cause comes first: torch's safe loader refusing the numpy scalar of a
+    pickled checkpoint was reported as a missing offline config (diffusers' reader, where
+    the file is not handed to it already read), and an unreadable pickle says so."""
+    from loopwave import backends
+
+    ckpt = tmp_path / "np.ckpt"
+    weights = {"model.diffusion_model.conv_in.weight": torch.zeros(32, 4, 3, 3)}
+    torch.save({"state_dict": weights, "global_step": np.int64(470000)}, ckpt)
+    monkeypatch.setattr(backends, "_checkpoint_read_as", lambda p, state: contextlib.nullcontext())
+    refused = r"np\.ckpt is a pickled checkpoint with objects torch's safe loader refuses "
+    with pytest.raises(
+        ValueError, match=refused + r"\(UnpicklingError: Unsupported global: .*scalar"
+    ):
+        load_backend("diffusers", ckpt, device="cpu", allow_pickle=True)
+    monkeypatch.undo()
+    # read, it reaches the next need, the config, which names the repository looked for
+    with pytest.raises(
+        ValueError, match=r"np\.ckpt offline: .*model type \(stable-diffusion-v1-5/"
+    ):
+        load_backend("diffusers", ckpt, device="cpu", allow_pickle=True)
+    ckpt.write_bytes(b"not a pickle at all")
+    with pytest.raises(ValueError, match=r"np\.ckpt: cannot read this pickled checkpoint \(Unpick"):
+        load_backend("diffusers", ckpt, device="cpu", allow_pickle=True)
+    torch.save({"global_step": 5}, ckpt)
+    with pytest.raises(ValueError, match=r"np\.ckpt: no tensors in this pickled checkpoint"):
+        load_backend("diffusers", ckpt, device="cpu", allow_pickle=True)
+
+
+def test_a_trusted_pickled_lora_with_training_objects_loads(tmp_path, init):
+    """A pickled LoRA (allow_pickle) went through the same safe loader and failed on a
+    numpy scalar beside its tensors."""
+    pytest.importorskip("peft")
+    from safetensors.torch import load_file
+
+    path, oracle = _lora_file(tmp_path)
+    pt = tmp_path / "style.pt"
+    torch.save({**load_file(str(path)), "step": np.int64(1000)}, pt)
+    want = oracle.img2img(init, seed=4, **CALL)
+    sched = "DPM++ 2M Karras"  # the oracle's (smoke_backend's default)
+    got = load_backend("smoke", scheduler=sched, lora=[{"path": str(pt)}], allow_pickle=True)
+    assert np.abs(got.img2img(init, seed=4, **CALL).astype(int) - want).max() <= 1
+
+
+def test_allow_pickle_takes_a_bool_only(tmp_path):
+    """From a review: "no" and "false" are truthy, and opened the pickle gate."""
+    ckpt = tmp_path / "model.ckpt"
+    torch.save({"state_dict": {}}, ckpt)
+    for bad in ("no", "false", 0, 1, None, [True]):
+        with pytest.raises(TypeError, match="^allow_pickle must be True or False"):
+            load_backend("diffusers", ckpt, device="cpu", allow_pickle=bad)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="^allow_pickle must be True or False"):
+            load_backend("smoke", allow_pickle=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="pickled checkpoint, which can run code"):
+        load_backend("diffusers", ckpt, device="cpu", allow_pickle=np.bool_(False))  # type: ignore[arg-type]
+
+
 def test_infinite_pixels_are_an_error(init, monkeypatch):
     """From a review: the check ran after diffusers' postprocess clamped to [0, 1], so +inf
     and -inf became white and black frames; the decoded tensor is checked now."""
@@ -744,6 +943,77 @@ def test_infinite_pixels_are_an_error(init, monkeypatch):
     monkeypatch.setattr(b.pipe.vae, "decode", poisoned)
     with pytest.raises(ValueError, match="NaN/inf pixels"):
         b.img2img(init, seed=2, **CALL)
+
+
+def test_a_damaged_text_encoder_is_a_value_error_naming_the_file(tmp_path):
+    """From a review: a truncated text_encoder/model.safetensors escaped as safetensors' own
+    SafetensorError (a traceback, naming no file)."""
+    smoke_backend().pipe.save_pretrained(tmp_path / "model")
+    f = tmp_path / "model" / "text_encoder" / "model.safetensors"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    with pytest.raises(ValueError, match=r"model path .*model: cannot load this diffusers folder "
+                       r"\(text_encoder/model\.safetensors is damaged"):  # fmt: skip
+        load_backend("diffusers", tmp_path / "model", device="cpu")
+
+
+def test_a_folder_without_its_tokenizer_is_refused_at_load(tmp_path):
+    """From a review: transformers built a 2-token tokenizer that reads up to 1e30 tokens;
+    the model loaded and the first frame failed with an OverflowError, after the run
+    folder was written."""
+    import shutil
+
+    smoke_backend().pipe.save_pretrained(tmp_path / "model")
+    shutil.rmtree(tmp_path / "model" / "tokenizer")
+    with pytest.raises(ValueError, match=r"model path .*model: the tokenizer reads 1e\+30 tokens "
+                       r"at most, the text encoder 77"):  # fmt: skip
+        load_backend("diffusers", tmp_path / "model", device="cpu")
+
+
+def test_tokenizers_the_text_encoder_cannot_use_are_refused(tmp_path):
+    import json
+
+    from transformers import CLIPTokenizer
+
+    from loopwave.backends import _check_tokenizer
+
+    pipe = smoke_backend().pipe
+    _check_tokenizer(pipe)
+    pipe.text_encoder.config.vocab_size = 100
+    with pytest.raises(ValueError, match="the tokenizer has 514 tokens, the text encoder 100"):
+        _check_tokenizer(pipe)
+    pipe.text_encoder.config.vocab_size = 514
+    # a vocabulary of its special tokens only: every word is unknown
+    (tmp_path / "vocab.json").write_text(json.dumps({"<|startoftext|>": 0, "<|endoftext|>": 1}))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
+    pipe.tokenizer = CLIPTokenizer(
+        str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"), model_max_length=77
+    )
+    with pytest.raises(ValueError, match=r"the tokenizer \(2 tokens\) reads text as unknown"):
+        _check_tokenizer(pipe)
+    pipe.tokenizer = None
+    with pytest.raises(ValueError, match="^no tokenizer$"):
+        _check_tokenizer(pipe)
+
+
+def test_a_folder_of_fp16_variant_weights_loads(tmp_path, init):
+    """From a review: a folder holding only diffusion_pytorch_model.fp16.safetensors (as
+    save_pretrained(variant="fp16") writes) was refused with "no file named
+    diffusion_pytorch_model.bin"; it loads, in the device's precision."""
+    pipe = smoke_backend(scheduler="Euler a").pipe.to(torch.float16)
+    pipe.save_pretrained(tmp_path / "model", variant="fp16")
+    assert not list((tmp_path / "model").glob("*/diffusion_pytorch_model.safetensors"))
+    loaded = load_backend("diffusers", tmp_path / "model", device="cpu", scheduler="Euler a")
+    parts = (loaded.pipe.unet, loaded.pipe.vae, loaded.pipe.text_encoder)
+    assert {m.dtype for m in parts} == {torch.float32}
+    # the oracle: the smoke model with its weights rounded to fp16 as they were saved
+    oracle = smoke_backend(scheduler="Euler a")
+    with torch.no_grad():
+        for m in (oracle.pipe.unet, oracle.pipe.vae, oracle.pipe.text_encoder):
+            for t in m.state_dict().values():
+                t.copy_(t.half().float())
+    np.testing.assert_array_equal(
+        loaded.img2img(init, seed=3, **CALL), oracle.img2img(init, seed=3, **CALL)
+    )
 
 
 def test_every_sigma_spacing_switch_of_the_installed_schedulers_is_reset():
@@ -779,3 +1049,17 @@ def test_a_model_saved_with_other_sigmas_runs_a_name_as_named(tmp_path, flag, in
         loaded.img2img(init, seed=1, **kw),
         smoke_backend(scheduler="DPM++ 2M").img2img(init, seed=1, **kw),
     )
+
+
+def test_a_lora_suffix_in_any_case_is_safetensors(tmp_path, init):
+    """From a review: Style.SafeTensors was refused as pickled (the model's suffix was
+    already read in any case)."""
+    pytest.importorskip("peft")
+    from loopwave.backends import _check_loras
+
+    path, oracle = _lora_file(tmp_path)
+    upper = path.rename(tmp_path / "Style.SafeTensors")
+    assert _check_loras([{"path": str(upper)}], False) == [(upper, 1.0)]
+    got = load_backend("smoke", scheduler="DPM++ 2M Karras", lora=[{"path": str(upper)}])
+    want = oracle.img2img(init, seed=4, **CALL)
+    assert np.abs(got.img2img(init, seed=4, **CALL).astype(int) - want).max() <= 1

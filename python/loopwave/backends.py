@@ -7,7 +7,9 @@ negative prompt, strength, steps, cfg and seed in, one ``uint8`` RGB frame out.
   local diffusers folder (``model_index.json``) or a single ``.safetensors``
   checkpoint (``from_single_file`` with ``local_files_only`` and the Hub's offline
   switch on: it needs the model's config cached locally, and says so if it is not).
-  Pickled ``.ckpt`` files are refused unless ``allow_pickle=True``. A path that is not a local
+  Pickled ``.ckpt`` files are refused unless ``allow_pickle=True``; then torch's full
+  unpickler reads them (they can run code), and their tensors go to diffusers, whose own
+  reader takes safe pickles only. A path that is not a local
   file or folder is an error: nothing is downloaded. fp16 + SDPA on CUDA,
   float32 on the CPU. Schedulers by name (:data:`SCHEDULERS`), LoRA files
   with weights (local ``.safetensors``, through ``peft``).
@@ -727,11 +729,22 @@ def smoke_backend(
 
 # What diffusers, transformers and peft raise on damaged model or LoRA files: a
 # config without its keys (KeyError), a missing tensor (NotImplementedError: meta
-# tensors), a LoRA without its up matrices (IndexError), an allocation (RuntimeError)
+# tensors), a LoRA without its up matrices (IndexError), an allocation (RuntimeError);
+# and safetensors' own error (a truncated file: see _load_errors)
 _LOAD_ERRORS = (
     ValueError, KeyError, IndexError, TypeError, AttributeError,
     NotImplementedError, RuntimeError, OSError,
 )  # fmt: skip
+
+
+def _load_errors() -> tuple[type[BaseException], ...]:
+    """:data:`_LOAD_ERRORS` and safetensors' ``SafetensorError``, which transformers lets
+    through from a truncated file (a damaged text encoder escaped as a traceback)."""
+    try:
+        from safetensors import SafetensorError
+    except ImportError:  # pragma: no cover - diffusers needs safetensors
+        return _LOAD_ERRORS
+    return (*_LOAD_ERRORS, SafetensorError)
 
 
 @contextlib.contextmanager
@@ -750,6 +763,14 @@ def _offline() -> Iterator[None]:
         hub.HF_HUB_OFFLINE = before
 
 
+def _check_flag(name: str, value: Any) -> bool:
+    """``value`` as a bool if it is one (numpy's too): a gate such as ``allow_pickle`` took
+    any truthy value, so "no" and "false" let pickled files through."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r:.60}")
+    return bool(value)
+
+
 @_one_at_a_time
 def load_backend(
     kind: str,
@@ -765,7 +786,14 @@ def load_backend(
 
     ``lora`` is a list of ``{"path": file, "scale": weight}`` (scale 1 if left out):
     local ``.safetensors`` LoRA files in any format diffusers reads (diffusers, kohya),
-    applied together with their weights (needs ``peft``)."""
+    applied together with their weights (needs ``peft``).
+
+    ``allow_pickle`` (True or False): pickled ``.ckpt`` models and pickled LoRA files are
+    read with torch's full unpickler, which can run code: only for files you trust. It
+    reads the objects training scripts save beside the weights (numpy scalars,
+    ``argparse.Namespace``, Lightning callbacks; classes of modules not installed as inert
+    stand-ins) and keeps only the tensors."""
+    allow_pickle = _check_flag("allow_pickle", allow_pickle)
     loras = _check_loras([] if lora is None else lora, allow_pickle)
     if kind == "smoke":
         backend = smoke_backend(
@@ -789,42 +817,280 @@ def load_backend(
             f"model path {str(path)!r} is not a local file or folder "
             "(loopwave never downloads models)"
         )
-    # loaded in the precision it will run in ("cuda:1" too): fp16 on CUDA
-    dtype = torch.float16 if dev.type == "cuda" else torch.float32
-    cls = diffusers.StableDiffusionImg2ImgPipeline
-    if p.is_dir():
-        try:
-            with _offline():
-                pipe = cls.from_pretrained(
-                    str(p),
-                    torch_dtype=dtype,
-                    local_files_only=True,
-                    safety_checker=None,
-                    requires_safety_checker=False,
-                )
-        except _LOAD_ERRORS as e:  # a damaged folder: missing keys, files, tensors
-            raise ValueError(f"model path {p}: cannot load this diffusers folder ({e})") from e
-    elif suffix == ".safetensors" or (suffix == ".ckpt" and allow_pickle):
-        try:
-            with _offline():
-                pipe = cls.from_single_file(str(p), torch_dtype=dtype, local_files_only=True)
-        except Exception as e:  # diffusers raises several types when a config is missing
-            raise ValueError(
-                f"cannot load {p} offline ({e}); convert it to a diffusers folder "
-                "or cache its config"
-            ) from e
-    elif suffix == ".ckpt":
+    if not p.is_dir() and suffix not in (".safetensors", ".ckpt"):
+        raise ValueError(f"model path {p} must be a diffusers folder or a .safetensors file")
+    if suffix == ".ckpt" and not p.is_dir() and not allow_pickle:
         raise ValueError(
             f"{p} is a pickled checkpoint, which can run code when loaded; "
             "convert it to .safetensors or pass allow_pickle=True if you trust it"
         )
+    # loaded in the precision it will run in ("cuda:1" too): fp16 on CUDA
+    dtype = torch.float16 if dev.type == "cuda" else torch.float32
+    cls = diffusers.StableDiffusionImg2ImgPipeline
+    if p.is_dir():
+        pipe = _load_folder(cls, p, dtype)
     else:
-        raise ValueError(f"model path {p} must be a diffusers folder or a .safetensors file")
+        pipe = _load_single_file(cls, p, dtype, pickled=suffix == ".ckpt")
+    try:
+        _check_tokenizer(pipe)
+    except ValueError as e:
+        raise ValueError(f"model path {p}: {e}") from None
     _apply_loras(pipe, loras)
     try:
         return DiffusersBackend(pipe, device=device, scheduler=scheduler, label=p.name, accel=accel)
     except NotImplementedError as e:  # tensors a damaged file lacks stay on torch's meta device
         raise ValueError(f"model path {p}: weights are missing from the files ({e})") from e
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    return [f for f in folder.iterdir() if f.is_file() and f.suffix in (".safetensors", ".bin")]
+
+
+def _variant_only(folder: Path) -> str | None:
+    """``"fp16"`` when some part of a diffusers folder has its weights only as fp16 variant
+    files (``diffusion_pytorch_model.fp16.safetensors``, as ``save_pretrained(...,
+    variant="fp16")`` writes them): diffusers looks for the plain names unless told the
+    variant, and the folder was refused with "no file named diffusion_pytorch_model.bin"."""
+    for part in sorted(d for d in folder.iterdir() if d.is_dir()):
+        names = [f.name for f in _weight_files(part)]
+        if names and all(".fp16." in n or ".fp16-" in n for n in names):
+            return "fp16"
+    return None
+
+
+def _damaged_safetensors(folder: Path) -> list[str]:
+    """The ``.safetensors`` files in a diffusers folder whose header does not read (a
+    truncated file), relative to it."""
+    from safetensors import safe_open
+
+    bad = []
+    for f in sorted(folder.glob("*/*.safetensors")):
+        try:
+            with safe_open(str(f), framework="pt"):
+                pass
+        except Exception:  # noqa: BLE001 - any failure to read it is the damage sought
+            bad.append(f.relative_to(folder).as_posix())
+    return bad
+
+
+def _load_folder(cls: Any, p: Path, dtype: Any) -> Any:
+    """A pipeline from a local diffusers folder, fp16-variant-only parts too (loaded in
+    ``dtype``, the device's)."""
+    variant = _variant_only(p)
+    extra = {"variant": variant} if variant else {}
+    try:
+        with _offline():
+            return cls.from_pretrained(
+                str(p),
+                torch_dtype=dtype,
+                local_files_only=True,
+                safety_checker=None,
+                requires_safety_checker=False,
+                **extra,
+            )
+    except _load_errors() as e:  # a damaged folder: missing keys, files, tensors
+        why = str(e)
+        from safetensors import SafetensorError
+
+        if isinstance(e, SafetensorError):  # its message names no file: find it
+            damaged = _damaged_safetensors(p)
+            if damaged:
+                why = f"{', '.join(damaged)} is damaged: {e}"
+        if variant:
+            why += "; only fp16 variant weight files were found for some of its parts"
+        raise ValueError(f"model path {p}: cannot load this diffusers folder ({why})") from e
+
+
+class _Absent:
+    """Stands in for a class or function that a pickled checkpoint names from a module not
+    installed here (``pytorch_lightning``'s callbacks, in training checkpoints): it takes any
+    arguments and state, and is dropped with everything else that is not a tensor."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
+def _lenient_pickle() -> Any:
+    """A pickle module for ``torch.load`` whose unpickler gives :class:`_Absent` stand-ins
+    for what it cannot import (the full unpickler otherwise: the user trusts the file)."""
+    import pickle
+    import types
+
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            try:
+                return super().find_class(module, name)
+            except (ImportError, AttributeError):
+                return type(name, (_Absent,), {"__module__": module})
+
+    mod = types.ModuleType("pickle")  # torch looks at the name (to check dill's version)
+    mod.Unpickler = Unpickler  # type: ignore[attr-defined]
+    mod.load = lambda f, **kw: Unpickler(f, **kw).load()  # type: ignore[attr-defined]
+    return mod
+
+
+def _read_pickled(p: Path, what: str) -> dict[str, Any]:
+    """The tensors of a pickled checkpoint the user trusts (``allow_pickle``), read with
+    torch's full unpickler: diffusers reads pickles with the safe one only
+    (``weights_only``), which refuses the numpy scalars, ``argparse.Namespace`` and
+    Lightning objects training scripts save beside the weights, and the refusal was
+    reported as a missing offline config. The state dict is found as diffusers finds it
+    (under ``state_dict`` keys); only its tensors are kept."""
+    import zipfile
+
+    torch, _ = _deps()
+    try:
+        obj = torch.load(
+            str(p),
+            map_location="cpu",
+            weights_only=False,
+            pickle_module=_lenient_pickle(),
+            mmap=zipfile.is_zipfile(p),  # not for the legacy format
+        )
+    except Exception as e:  # noqa: BLE001 - a pickle can raise anything
+        raise ValueError(f"{what}: cannot read this pickled checkpoint ({_cause(e)})") from e
+    while isinstance(obj, dict) and "state_dict" in obj:
+        obj = obj["state_dict"]
+    tensors = (
+        {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+        if isinstance(obj, dict)
+        else {}
+    )
+    if not tensors:
+        raise ValueError(f"{what}: no tensors in this pickled checkpoint (a {type(obj).__name__})")
+    return tensors
+
+
+@contextlib.contextmanager
+def _checkpoint_read_as(path: Path, state: dict[str, Any] | None) -> Iterator[None]:
+    """diffusers' ``from_single_file`` given ``state`` as what ``path`` holds: it takes a
+    path only, and reads pickles with torch's safe loader only. Its reader
+    (``diffusers.loaders.single_file.load_single_file_checkpoint``) is swapped for the call,
+    for this one path (other paths, other threads' loads, read as before). A diffusers
+    without that reader reads the file itself, and the error then says what its safe
+    loader refused (:func:`_single_file_error`)."""
+    if state is None:
+        yield
+        return
+    from diffusers.loaders import single_file as _single_file
+
+    single_file: Any = _single_file
+    real = getattr(single_file, "load_single_file_checkpoint", None)
+    if real is None:  # pragma: no cover - another diffusers
+        yield
+        return
+    target = os.path.abspath(path)
+
+    def read(link: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(link, (str, os.PathLike)) and os.path.abspath(link) == target:
+            return state
+        return real(link, *args, **kwargs)
+
+    single_file.load_single_file_checkpoint = read
+    try:
+        yield
+    finally:
+        single_file.load_single_file_checkpoint = real
+
+
+def _chain(e: BaseException) -> list[BaseException]:
+    """``e`` and the exceptions it was raised from or during, outermost first."""
+    out: list[BaseException] = []
+    c: BaseException | None = e
+    while c is not None and not any(c is o for o in out):
+        out.append(c)
+        c = c.__cause__ or c.__context__
+    return out
+
+
+def _cause(e: BaseException) -> str:
+    """An exception in a line: its type and its message's most telling line (torch's
+    safe-loader refusals run to a page; the line naming the global is the one that says)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    pick = next((ln for ln in lines if "Unsupported global" in ln), lines[0] if lines else "")
+    # "Unsupported global: GLOBAL numpy._core.multiarray.scalar", less torch's advice
+    pick = pick.removeprefix("WeightsUnpickler error: ").split(" was not an allowed global")[0]
+    return f"{type(e).__name__}: {pick[:300]}" if pick else type(e).__name__
+
+
+def _single_file_error(p: Path, e: BaseException) -> str:
+    """What went wrong loading a single-file checkpoint, the real cause first: diffusers
+    wraps it (a safe-loader refusal read "Unable to load weights from checkpoint file")."""
+    import pickle
+
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+    from safetensors import SafetensorError
+
+    chain = _chain(e)
+    for c in reversed(chain):  # innermost first: the cause, not diffusers' wrapping
+        if isinstance(c, pickle.UnpicklingError):
+            return (
+                f"{p} is a pickled checkpoint with objects torch's safe loader refuses "
+                f"({_cause(c)}); convert it to .safetensors"
+            )
+        if isinstance(c, SafetensorError):
+            return f"{p} is not a readable .safetensors file, damaged or truncated? ({_cause(c)})"
+    if any(isinstance(c, (LocalEntryNotFoundError, OfflineModeIsEnabled)) for c in chain):
+        # the Hub's refusal names the repository whose config diffusers looked for
+        import re
+
+        found = (re.search(r"/api/models/([^/\s]+/[^/\s]+)/", str(c)) for c in chain)
+        repo = next((f" ({m[1]})" for m in found if m), "")
+        return (
+            f"cannot load {p} offline: diffusers builds a single-file checkpoint from the "
+            f"config of its model type{repo}, which is not in the local Hugging Face cache; "
+            "convert it to a diffusers folder or cache its config"
+        )
+    return (
+        f"cannot load {p} offline ({_cause(e)}); convert it to a diffusers folder or cache "
+        "its config"
+    )
+
+
+def _load_single_file(cls: Any, p: Path, dtype: Any, *, pickled: bool) -> Any:
+    """A pipeline from a single ``.safetensors`` checkpoint, or a pickled ``.ckpt`` the
+    user trusts (read here: :func:`_read_pickled`)."""
+    state = _read_pickled(p, f"model path {p}") if pickled else None
+    try:
+        with _offline(), _checkpoint_read_as(p, state):
+            return cls.from_single_file(str(p), torch_dtype=dtype, local_files_only=True)
+    except Exception as e:  # diffusers raises several types when a config is missing
+        raise ValueError(_single_file_error(p, e)) from e
+
+
+def _check_tokenizer(pipe: Any) -> None:
+    """Refuse a tokenizer the text encoder cannot use. From a diffusers folder without its
+    tokenizer files transformers builds one of 2 tokens that reads up to 1e30: the model
+    loaded, and the first frame failed with an OverflowError after the run folder was
+    written."""
+    tok, text = getattr(pipe, "tokenizer", None), getattr(pipe, "text_encoder", None)
+    if tok is None or text is None:
+        raise ValueError(f"no {'tokenizer' if tok is None else 'text encoder'}")
+    positions = getattr(text.config, "max_position_embeddings", None)
+    vocab = getattr(text.config, "vocab_size", None)
+    longest = tok.model_max_length
+    if not isinstance(longest, int) or not (
+        3 <= longest <= (positions if isinstance(positions, int) else 10**6)
+    ):
+        shown = f"{longest:.6g}" if isinstance(longest, (int, float)) else repr(longest)
+        raise ValueError(
+            f"the tokenizer reads {shown} tokens at most, the text encoder {positions} "
+            "(is the tokenizer folder missing or damaged?)"
+        )
+    if isinstance(vocab, int) and len(tok) > vocab:
+        raise ValueError(
+            f"the tokenizer has {len(tok)} tokens, the text encoder {vocab}: not its tokenizer"
+        )
+    special = set(tok.all_special_ids)
+    ids = tok("a photo of a castle", add_special_tokens=False).input_ids
+    if all(i in special for i in ids):
+        raise ValueError(
+            f"the tokenizer ({len(tok)} tokens) reads text as unknown tokens only "
+            "(is the tokenizer folder missing or damaged?)"
+        )
 
 
 def _check_loras(lora: list[dict[str, Any]], allow_pickle: bool) -> list[tuple[Path, float]]:
@@ -851,13 +1117,33 @@ def _check_loras(lora: list[dict[str, Any]], allow_pickle: bool) -> list[tuple[P
             raise ValueError(
                 f"lora[{k}]: {str(p)!r} is not a local file (loopwave never downloads models)"
             )
-        if p.suffix != ".safetensors" and not allow_pickle:
+        # the suffix in any case, as the model's (Style.SafeTensors was called pickled)
+        if p.suffix.lower() != ".safetensors" and not allow_pickle:
             raise ValueError(
-                f"lora[{k}]: {p} is not .safetensors; pickled files can run code when loaded "
-                "(pass allow_pickle=True if you trust it)"
+                f"lora[{k}]: {p} is not a .safetensors file; other formats are pickled and "
+                "can run code when loaded (pass allow_pickle=True if you trust it)"
             )
         out.append((p, scale))
     return out
+
+
+@contextlib.contextmanager
+def _as_safetensors_name(p: Path) -> Iterator[Path]:
+    """``p``, or a link to it named ``*.safetensors``: diffusers reads a LoRA as
+    safetensors (with its adapter metadata) only by that exact suffix, and read
+    ``Style.SafeTensors`` as a pickle. A copy where links are not allowed."""
+    if p.suffix == ".safetensors":
+        yield p
+        return
+    import shutil
+
+    with tempfile.TemporaryDirectory(prefix="loopwave-lora-") as d:
+        alias = Path(d) / (p.stem + ".safetensors")
+        try:
+            alias.symlink_to(p.resolve())
+        except OSError:
+            shutil.copyfile(p, alias)
+        yield alias
 
 
 def _apply_loras(pipe: Any, loras: list[tuple[Path, float]]) -> None:
@@ -869,11 +1155,19 @@ def _apply_loras(pipe: Any, loras: list[tuple[Path, float]]) -> None:
         raise ImportError("LoRA files need peft: pip install peft") from None
     names = [f"lora{k}" for k in range(len(loras))]
     for name, (p, _) in zip(names, loras, strict=True):
+        what = f"lora: cannot load {p}"
         try:
-            with _offline():
-                pipe.load_lora_weights(str(p.parent), weight_name=p.name, adapter_name=name)
-        except _LOAD_ERRORS as e:  # corrupt, or not a LoRA of this model
-            raise ValueError(f"lora: cannot load {p}: {e}") from e
+            if p.suffix.lower() != ".safetensors":  # pickled, allowed: read here
+                state = _read_pickled(p, what)
+                with _offline():
+                    pipe.load_lora_weights(state, adapter_name=name)
+            else:
+                with _as_safetensors_name(p) as f, _offline():
+                    pipe.load_lora_weights(str(f.parent), weight_name=f.name, adapter_name=name)
+        except _load_errors() as e:  # corrupt, or not a LoRA of this model
+            if str(e).startswith(what):
+                raise
+            raise ValueError(f"{what}: {e}") from e
     try:
         pipe.set_adapters(names, adapter_weights=[s for _, s in loras])
     except ValueError as e:  # a file with no LoRA tensors for this model loads as nothing
