@@ -925,6 +925,8 @@ def test_allow_pickle_takes_a_bool_only(tmp_path):
             load_backend("smoke", allow_pickle=bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="pickled checkpoint, which can run code"):
         load_backend("diffusers", ckpt, device="cpu", allow_pickle=np.bool_(False))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="^progress must be True or False"):
+        load_backend("smoke", progress="no")  # type: ignore[arg-type]
 
 
 def test_infinite_pixels_are_an_error(init, monkeypatch):
@@ -1063,3 +1065,36 @@ def test_a_lora_suffix_in_any_case_is_safetensors(tmp_path, init):
     got = load_backend("smoke", scheduler="DPM++ 2M Karras", lora=[{"path": str(upper)}])
     want = oracle.img2img(init, seed=4, **CALL)
     assert np.abs(got.img2img(init, seed=4, **CALL).astype(int) - want).max() <= 1
+
+
+def test_no_loading_bars_without_progress(tmp_path, capfd):
+    """From a review: `--quiet` ("no progress bar") still printed diffusers' "Loading
+    pipeline components..." and transformers' "Loading weights" bars."""
+    import json
+
+    from diffusers.utils import logging as dlog
+
+    from loopwave.backends import quiet_loading
+    from loopwave.cli import main
+
+    smoke_backend().pipe.save_pretrained(tmp_path / "model")
+    capfd.readouterr()
+    load_backend("diffusers", tmp_path / "model", device="cpu")
+    assert "Loading pipeline components" in capfd.readouterr().err  # shown by default
+    load_backend("diffusers", tmp_path / "model", device="cpu", progress=False)
+    assert "Loading" not in capfd.readouterr().err
+    with quiet_loading():
+        load_backend("diffusers", tmp_path / "model", device="cpu")
+    assert "Loading" not in capfd.readouterr().err
+    assert dlog.is_progress_bar_enabled()  # put back
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({
+        "version": 1,
+        "render": {"frames": 2, "width": 32, "height": 32, "steps": "0: (2)", "seed": 2},
+        "denoise": {"mode": "schedule", "schedule": "0: (0.5)"},
+        "colour": {"mode": "none"},
+        "prompts": {"0": "a forest"},
+    }))  # fmt: skip
+    argv = ["render", str(job), "--model", str(tmp_path / "model"), "--out", str(tmp_path / "o")]
+    assert main([*argv, "--no-video", "--quiet"]) == 0
+    assert "Loading" not in capfd.readouterr().err

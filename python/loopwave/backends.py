@@ -763,6 +763,48 @@ def _offline() -> Iterator[None]:
         hub.HF_HUB_OFFLINE = before
 
 
+# quiet_loading() depth: while above 0, load_backend shows no loading bars
+_quiet_loads = 0
+_QUIET_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Within it, :func:`load_backend` shows no loading bars, whatever its ``progress``
+    says (the CLI's ``--quiet`` turns them off for the whole command)."""
+    global _quiet_loads
+    with _QUIET_LOCK:
+        _quiet_loads += 1
+    try:
+        yield
+    finally:
+        with _QUIET_LOCK:
+            _quiet_loads -= 1
+
+
+@contextlib.contextmanager
+def _loading_bars(show: bool) -> Iterator[None]:
+    """diffusers' and transformers' progress bars ("Loading pipeline components...",
+    "Loading weights") off while loading unless ``show``; each put back as it was. Under
+    the build lock (load_backend's): two loads swapping them at once could leave them
+    off for good."""
+    if show:
+        yield
+        return
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    was = [(m, m.is_progress_bar_enabled()) for m in (dlog, tlog)]
+    for m, _ in was:
+        m.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for m, on in was:
+            if on:
+                m.enable_progress_bar()
+
+
 def _check_flag(name: str, value: Any) -> bool:
     """``value`` as a bool if it is one (numpy's too): a gate such as ``allow_pickle`` took
     any truthy value, so "no" and "false" let pickled files through."""
@@ -781,6 +823,7 @@ def load_backend(
     allow_pickle: bool = False,
     lora: list[dict[str, Any]] | None = None,
     accel: dict[str, Any] | None = None,
+    progress: bool = True,
 ) -> Img2Img:
     """A backend from settings: ``"smoke"``, or ``"diffusers"`` with a local ``path``.
 
@@ -792,14 +835,17 @@ def load_backend(
     read with torch's full unpickler, which can run code: only for files you trust. It
     reads the objects training scripts save beside the weights (numpy scalars,
     ``argparse.Namespace``, Lightning callbacks; classes of modules not installed as inert
-    stand-ins) and keeps only the tensors."""
+    stand-ins) and keeps only the tensors. ``progress``: diffusers' and transformers'
+    loading bars (off within :func:`quiet_loading` too)."""
     allow_pickle = _check_flag("allow_pickle", allow_pickle)
+    show = _check_flag("progress", progress) and _quiet_loads == 0
     loras = _check_loras([] if lora is None else lora, allow_pickle)
     if kind == "smoke":
         backend = smoke_backend(
             device="cpu" if device == "auto" else device, scheduler=scheduler, accel=accel
         )
-        _apply_loras(backend.pipe, loras)
+        with _loading_bars(show):
+            _apply_loras(backend.pipe, loras)
         if loras:  # a LoRA may change the text encoder: no embedding made before it holds
             backend.clear_prompt_cache()
         return backend
@@ -827,15 +873,16 @@ def load_backend(
     # loaded in the precision it will run in ("cuda:1" too): fp16 on CUDA
     dtype = torch.float16 if dev.type == "cuda" else torch.float32
     cls = diffusers.StableDiffusionImg2ImgPipeline
-    if p.is_dir():
-        pipe = _load_folder(cls, p, dtype)
-    else:
-        pipe = _load_single_file(cls, p, dtype, pickled=suffix == ".ckpt")
-    try:
-        _check_tokenizer(pipe)
-    except ValueError as e:
-        raise ValueError(f"model path {p}: {e}") from None
-    _apply_loras(pipe, loras)
+    with _loading_bars(show):
+        if p.is_dir():
+            pipe = _load_folder(cls, p, dtype)
+        else:
+            pipe = _load_single_file(cls, p, dtype, pickled=suffix == ".ckpt")
+        try:
+            _check_tokenizer(pipe)
+        except ValueError as e:
+            raise ValueError(f"model path {p}: {e}") from None
+        _apply_loras(pipe, loras)
     try:
         return DiffusersBackend(pipe, device=device, scheduler=scheduler, label=p.name, accel=accel)
     except NotImplementedError as e:  # tensors a damaged file lacks stay on torch's meta device
