@@ -1098,3 +1098,11 @@ def test_no_loading_bars_without_progress(tmp_path, capfd):
     argv = ["render", str(job), "--model", str(tmp_path / "model"), "--out", str(tmp_path / "o")]
     assert main([*argv, "--no-video", "--quiet"]) == 0
     assert "Loading" not in capfd.readouterr().err
+    # and a library caller's render(progress=False) loads quietly too
+    from loopwave.render import render
+    from loopwave.settings import load_settings
+
+    s = load_settings(job)
+    s["model"] = {**s["model"], "backend": "diffusers", "path": str(tmp_path / "model")}
+    render(s, run_dir=tmp_path / "lib", progress=False, video=False)
+    assert "Loading" not in capfd.readouterr().err

@@ -895,6 +895,7 @@ def render(
             allow_pickle=m["allow_pickle"],
             lora=m["lora"],
             accel=m["accel"],
+            progress=progress,
         )
         if m["unet"] != "torch" or m["vae"] != "torch":
             from .trt import use_exported
