@@ -221,6 +221,10 @@ pub struct SampleGrid {
     picks: Vec<usize>,
 }
 
+/// [`SampleGrid::shared`]'s cache: the last frame size's picks.
+type LastGrid = Mutex<Option<(usize, usize, Arc<SampleGrid>)>>;
+static LAST: LastGrid = Mutex::new(None);
+
 /// A 64-bit mix of `x` (splitmix64's finaliser): the cell's draw.
 fn mix(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -265,18 +269,22 @@ impl SampleGrid {
 
     /// [`SampleGrid::new`], kept for the last frame size asked for: a video's
     /// frames are all one size, and drawing 65536 picks took 4% of a 1080p
-    /// `color_correct`.
+    /// `color_correct`. The cache is only ever tried, never waited on, and not
+    /// held while picks are drawn: a child forked while another thread held it
+    /// would have waited forever (it draws its own picks instead).
     pub fn shared(h: usize, w: usize) -> Arc<Self> {
-        static LAST: Mutex<Option<(usize, usize, Arc<SampleGrid>)>> = Mutex::new(None);
-        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-        match &*last {
-            Some((lh, lw, g)) if (*lh, *lw) == (h, w) => g.clone(),
-            _ => {
-                let g = Arc::new(Self::new(h, w));
-                *last = Some((h, w, g.clone()));
-                g
+        if let Ok(last) = LAST.try_lock() {
+            if let Some((lh, lw, g)) = &*last {
+                if (*lh, *lw) == (h, w) {
+                    return g.clone();
+                }
             }
         }
+        let g = Arc::new(Self::new(h, w));
+        if let Ok(mut last) = LAST.try_lock() {
+            *last = Some((h, w, g.clone()));
+        }
+        g
     }
 
     /// How many picks there are.
@@ -723,6 +731,29 @@ mod tests {
                 assert_eq!(got, all, "{h}x{w} in steps of {step}");
             }
         }
+    }
+
+    /// The cache of picks is never waited on: a child forked while another
+    /// thread held it would have waited forever (from a review: 1 child in
+    /// 15-40 hung). Here the cache is held by this thread meanwhile.
+    #[test]
+    fn shared_picks_never_wait_for_their_cache() {
+        let held = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            tx.send(SampleGrid::shared(300, 301).count()).ok();
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(20));
+        drop(held);
+        assert_eq!(
+            got.expect("waited for the cache"),
+            SampleGrid::new(300, 301).count()
+        );
+        // and with the cache free, the same picks (other tests may change it meanwhile)
+        assert_eq!(
+            SampleGrid::shared(300, 301).picks,
+            SampleGrid::new(300, 301).picks
+        );
     }
 
     /// The 8-bit mean L* (byte-plane lookups where the CPU has AVX-512 VBMI)
