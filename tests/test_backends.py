@@ -1018,6 +1018,22 @@ def test_a_folder_of_fp16_variant_weights_loads(tmp_path, init):
     )
 
 
+def test_fp16_files_of_a_part_it_does_not_load_leave_the_fp32_weights(tmp_path):
+    """From a review: a safety_checker/ holding only an fp16 file (the pipeline loads no
+    safety checker) made every part load its fp16 file, where the fp32 files beside them
+    had loaded before."""
+    pipe = smoke_backend().pipe
+    pipe.save_pretrained(tmp_path / "model")
+    # fp16 files beside the fp32 ones, as the Hub's SD 1.5 folders hold both
+    smoke_backend().pipe.to(torch.float16).save_pretrained(tmp_path / "model", variant="fp16")
+    (tmp_path / "model" / "safety_checker").mkdir()
+    (tmp_path / "model" / "safety_checker" / "model.fp16.safetensors").write_bytes(b"")
+    loaded = load_backend("diffusers", tmp_path / "model", device="cpu")
+    want = pipe.unet.state_dict()
+    for k, v in loaded.pipe.unet.state_dict().items():
+        assert torch.equal(v, want[k]), k  # the fp32 weights, not rounded to fp16
+
+
 def test_every_sigma_spacing_switch_of_the_installed_schedulers_is_reset():
     """A name sets every sigma-spacing switch its class has: the installed diffusers'
     switches are all in the list (use_lu_lambdas and use_flow_sigmas were not)."""

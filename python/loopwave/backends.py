@@ -894,11 +894,16 @@ def _weight_files(folder: Path) -> list[Path]:
 
 
 def _variant_only(folder: Path) -> str | None:
-    """``"fp16"`` when some part of a diffusers folder has its weights only as fp16 variant
+    """``"fp16"`` when a part of a diffusers folder the pipeline loads (UNet, VAE, text
+    encoder) has its weights only as fp16 variant
     files (``diffusion_pytorch_model.fp16.safetensors``, as ``save_pretrained(...,
     variant="fp16")`` writes them): diffusers looks for the plain names unless told the
     variant, and the folder was refused with "no file named diffusion_pytorch_model.bin"."""
-    for part in sorted(d for d in folder.iterdir() if d.is_dir()):
+    # only the parts the pipeline loads: a safety_checker/ with fp16 files alone made every
+    # part load its fp16 file, where the fp32 ones beside them had loaded before
+    for part in (folder / d for d in ("unet", "vae", "text_encoder")):
+        if not part.is_dir():
+            continue
         names = [f.name for f in _weight_files(part)]
         if names and all(".fp16." in n or ".fp16-" in n for n in names):
             return "fp16"
