@@ -957,6 +957,25 @@ def test_a_resume_takes_settings_whose_relative_paths_mean_the_runs_own(
     assert _resume_quietly(Settings.from_dict(there), rd, backend).frames == 7
 
 
+def test_an_empty_output_dir_is_refused_for_a_new_run_only(tmp_path, backend, monkeypatch):
+    """An unset variable in a script (output.dir = "") rendered into the current folder; a
+    new run now refuses it, and a run made with it before still resumes (from a review: the
+    schema's refusal had stopped those resumes)."""
+    monkeypatch.chdir(tmp_path)
+    job = {**JOB, "output": {"dir": "", "name": "morph"}}
+    with pytest.raises(ValueError, match=r"^output\.dir: expected a folder path \('\.' for"):
+        render(Settings.from_dict(job), backend=backend, progress=False, video=False)
+    assert not list(tmp_path.iterdir())
+    # a run folder given outright needs no output.dir, and such a run (its settings.json
+    # holds output.dir "", as runs made before could) resumes
+    rd = tmp_path / "r"
+    cut = render(Settings.from_dict(job), run_dir=rd, backend=backend, progress=False,
+                 video=False, stop_after=2)  # fmt: skip
+    assert cut.frames == 3
+    assert json.loads((rd / "settings.json").read_text())["output"]["dir"] == ""
+    assert _resume_quietly(None, rd, backend).frames == 7
+
+
 def _resume_quietly(settings, rd, backend):
     return render(settings, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
 

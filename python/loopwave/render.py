@@ -865,6 +865,13 @@ def render(
         # checked again: a Settings is a dict, edited after it was loaded (an amplitude
         # of 3 rendered, clamped, into a run whose settings.json no resume could read)
         settings = Settings.from_dict(settings)
+        if run_dir is None and not settings["output"]["dir"].strip():
+            # an unset variable in a script rendered into the current folder unasked; a
+            # new run only (the schema took "", and a run made so still resumes)
+            raise ValueError(
+                "output.dir: expected a folder path ('.' for the current folder), got "
+                f"{settings['output']['dir']!r}"
+            )
         rd = (
             Path(run_dir)
             if run_dir is not None

@@ -99,16 +99,6 @@ def _folder_name(v: Any) -> str | None:
     return None
 
 
-def _folder(v: Any) -> str | None:
-    """A folder path; not empty (an empty variable in a script wrote into the current
-    folder unasked: "." says so)."""
-    if not isinstance(v, str):
-        return f"expected a string, got {v!r}"
-    if not v.strip() or "\0" in v:
-        return f"expected a folder path ('.' for the current folder), got {v!r}"
-    return None
-
-
 def _bool(v: Any) -> str | None:
     return None if isinstance(v, bool) else f"expected true or false, got {v!r}"
 
@@ -164,7 +154,7 @@ def _accel(v: Any) -> str | None:
 
 # section -> key -> (default, check)
 SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
-    "output": {"dir": ("out/render", _folder), "name": ("morph", _folder_name)},
+    "output": {"dir": ("out/render", _str()), "name": ("morph", _folder_name)},
     "model": {
         "backend": ("smoke", _str("smoke", "diffusers")),
         "path": ("", _str()),
