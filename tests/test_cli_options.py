@@ -156,6 +156,10 @@ def test_renamed_changes_only_the_subject() -> None:
     assert renamed("frames[3] must be one frame", names) == "frames[3] must be one frame"
     assert renamed("render.frames: expected", names) == "render.frames: expected"
     assert renamed("framesize must be", names) == "framesize must be"
+    # a path that starts with a name (a reader's "input/clip.mov: decoding failed")
+    paths = {"input": "IN", "out": "--out"}
+    assert renamed("input/clip.mov: decoding failed", paths) == "input/clip.mov: decoding failed"
+    assert renamed("out\\demo: cannot write", paths) == "out\\demo: cannot write"
     assert renamed("give frames or size", names) == "give frames or size"
     assert renamed("frames must be >= 2", {}) == "frames must be >= 2"
 

@@ -205,11 +205,13 @@ def renamed(message: str, names: Mapping[str, str]) -> str:
     parameter by what gave its value, e.g. ``{"factor": "--factor"}`` turns "factor must be
     in 2..16; got 40" into "--factor must be in 2..16; got 40". The subject is the name the
     message begins with, or names joined by " x " ("frames x size: ..."); a name that goes
-    on ("frames[3]", "render.frames" for "render") or one elsewhere is left as it is."""
+    on ("frames[3]", "render.frames" for "render", a path "input/clip.mov") or one elsewhere
+    is left as it is."""
     if not names:
         return message
     alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
-    one = rf"(?:{alternatives})(?![\w.\[])"
+    # not a name that goes on: "frames[3]", "render.frames", a path "input/clip.mov"
+    one = rf"(?:{alternatives})(?![\w.\[/\\])"
     subject = re.match(f"{one}(?: x {one})*", message)
     if subject is None:
         return message
