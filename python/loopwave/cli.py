@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import os
 import signal
@@ -160,17 +159,6 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated
 
 
-def _quiet_loading(args: argparse.Namespace) -> Any:
-    """``--quiet`` ("no progress bar") for the model's loading too: diffusers' "Loading
-    pipeline components..." and transformers' "Loading weights" bars were printed; a
-    context with them off (:func:`loopwave.backends.quiet_loading`) where asked."""
-    if not getattr(args, "quiet", False):
-        return contextlib.nullcontext()
-    from .backends import quiet_loading  # numpy only: torch is imported when a model loads
-
-    return quiet_loading()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from .render import StageError
 
@@ -186,8 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     out = sys.stdout = _Stdout(sys.stdout)
     try:
-        with _quiet_loading(args):
-            return int(args.func(args))
+        return int(args.func(args))
     except (TypeError, ValueError, ImportError, OSError, StageError) as e:
         print(
             f"loopwave {args.command}: error: {_in_options(str(e), parser, args)}", file=sys.stderr

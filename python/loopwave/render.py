@@ -61,7 +61,15 @@ from .color import color_correct, motion_matrix, rgb_to_lab, warp_affine
 from .plan import ColourPlan, _atomic_json, _read_json, _read_png, keyframe_indices
 from .png import write_png
 from .prompt_weights import parse_weights
-from .schedule import Prompt, PromptTrack, Schedule, parse_prompts, seed_for, wave_strength
+from .schedule import (
+    Prompt,
+    PromptTrack,
+    Schedule,
+    parse_prompts,
+    seed_for,
+    wave_strength,
+    whole,
+)
 from .settings import Settings
 
 __all__ = ["RenderResult", "StageError", "render", "render_frames"]
@@ -417,10 +425,10 @@ class _Job:
         )
 
     def steps_at(self, i: int) -> int:
-        """Frame ``i``'s step count: the steps schedule with its fraction dropped, as
-        Deforum's ``int()`` (a ramp ``0: (10), 4: (12)`` runs 10, 10, 11, 11; rounding half
-        to even gave 10, 10, 11, 12). Finite (checked before the render)."""
-        return int(round(self.steps(i), 9))  # to 9 places first: a ramp's 10.999999999999998
+        """Frame ``i``'s step count (:func:`loopwave.schedule.whole` of the steps schedule;
+        rounding half to even ran a ramp 0: (10), 4: (12) as 10, 10, 11, 12). Finite
+        (checked before the render)."""
+        return whole(self.steps(i))
 
     def motion_at(self, i: int) -> np.ndarray | None:
         """Frame ``i``'s motion matrix; None for none."""
@@ -453,7 +461,7 @@ class _Job:
     def _check_frame(self, i: int, weighed: set[tuple[str, str]]) -> None:
         """One frame of :meth:`check_every_frame` (``weighed``: prompt texts done)."""
         steps, cfg = self.steps(i), self.cfg(i)
-        if not (math.isfinite(steps) and 0 <= self.steps_at(i) <= MAX_STEPS):
+        if not (math.isfinite(steps) and 0 <= whole(steps) <= MAX_STEPS):
             raise ValueError(
                 f"render.steps at frame {i}: {steps!r}; steps must be in 0..{MAX_STEPS} "
                 "(0 runs as 1)"

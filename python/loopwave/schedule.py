@@ -577,6 +577,13 @@ def prompt_at(
 SEED_BEHAVIOURS = ("iter", "fixed", "random", "ladder", "alternate", "schedule")
 
 
+def whole(value: float) -> int:
+    """A schedule's value as a count or a seed: its fraction dropped, toward 0, as Deforum's
+    ``int()`` (``0: (10), 4: (12)`` gives 10, 10, 11, 11, 12), after rounding to 9 places (a
+    ramp's 1.9999999999999998 is its key's 2). ``value`` is finite."""
+    return int(round(value, 9))
+
+
 def seed_for(
     i: int, *, seed: int, behaviour: str = "iter", schedule: Schedule | None = None
 ) -> int:
@@ -611,6 +618,5 @@ def seed_for(
         value = schedule(i)
         if not abs(value) <= 2**62:  # rounding a float beyond this makes no sense as a seed
             raise ScheduleError(f"seed schedule at frame {i}: {value} is too large for a seed")
-        # to 9 places first: a ramp's 1.9999999999999998 is the key's 2
-        return int(round(value, 9))
+        return whole(value)
     raise ScheduleError(f"seed behaviour must be one of {SEED_BEHAVIOURS}; got {behaviour!r}")

@@ -1417,7 +1417,7 @@ class _Decoder:
             rgb = rgb[:, ::-1]
         if self._turns:
             rgb = np.rot90(rgb, self._turns)
-        return np.ascontiguousarray(rgb) if self.mirrored or self._turns else rgb
+        return np.ascontiguousarray(rgb)  # no copy where nothing was turned
 
     def _from_start(self, start: int, *, bump: bool = True) -> Iterator[Any]:
         """Frames from ``start``, decoding from the first frame and counting: this is
