@@ -30,6 +30,7 @@ from loopwave.cli import main  # noqa: E402
 from loopwave.plan import _read_png  # noqa: E402
 from loopwave.render import StageError, _ProcessStage, render  # noqa: E402
 from loopwave.settings import Settings  # noqa: E402
+from loopwave.video import partial_path  # noqa: E402
 
 JOB = {**_JOB, "video": {"crf": 0}}  # lossless: see the module docs
 
@@ -343,6 +344,15 @@ def test_the_encoder_process_of_a_killed_renderer_ends_with_it(tmp_path, stopped
     proc, run_dir = _cli_render(tmp_path, n, stderr=subprocess.DEVNULL)
     try:
         _wait_for_frame(proc, run_dir, 3)
+        # the child asks for the parent-death signal first thing, but it may still be
+        # starting: a child stopped before it asked would live on, stopped, until it was
+        # continued (and then exit, its parent gone). Its partial video is made after
+        # the request, so wait for that (CI failed once when the renderer reached frame 3
+        # while its child was still importing).
+        deadline = time.monotonic() + 240
+        while not partial_path(run_dir / "c.mp4").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "no encoding began"
+            time.sleep(0.02)
         (child,) = _children_of_run(run_dir)  # the encoder process is running
         lock = (run_dir / ".lock").stat()
         held = [os.stat(f) for f in Path(f"/proc/{child}/fd").iterdir()]
