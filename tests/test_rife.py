@@ -91,7 +91,7 @@ def test_model_errors(tmp_path):
         OnnxRifeInterpolator(junk)
     with pytest.raises(ValueError, match="scale"):
         TorchRifeInterpolator(scale=0.3)
-    for bad in (0, float("inf"), 3, True):  # once ZeroDivisionError / torch errors
+    for bad in (0, float("inf"), 3):  # once ZeroDivisionError / torch errors
         with pytest.raises(ValueError, match="scale"):
             export_onnx(tmp_path / "x.onnx", scale=bad)
     with pytest.raises(ValueError, match="scale"):
@@ -157,6 +157,9 @@ def test_the_exported_scale_is_recorded_and_used(checkpoint, tmp_path, capsys):
     onnx.save(proto, str(bare))
     assert OnnxRifeInterpolator(bare).scale == 1.0
     assert OnnxRifeInterpolator(bare, scale=0.25).between(a, a, [0.5]).shape == (1, 40, 136, 3)
+    # taken at scale 1, its failure names the scale as a likely cause (it blamed fixed sizes)
+    with pytest.raises(ValueError, match=r"does not record .*: give that scale"):
+        OnnxRifeInterpolator(bare).between(a, a, [0.5])
     proto.metadata_props.add(key=SCALE_KEY, value="big")
     onnx.save(proto, str(bare))
     with pytest.raises(ValueError, match="not a scale"):
@@ -225,10 +228,40 @@ def test_argument_types_are_named(tmp_path):
         export_onnx(None)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="^checkpoint must be a path"):
         export_onnx(tmp_path / "x.onnx", 3)  # type: ignore[arg-type]
-    for opset in ("17", 7, 99, True):
-        with pytest.raises(ValueError, match="^opset must be an int in 14..21"):
+    # 14 and 15 passed, then torch failed on GridSample (opset 16) after seconds of work
+    for opset in ("17", 7, 14, 15, 99, True):
+        with pytest.raises(ValueError, match="^opset must be an int in 16..21"):
             export_onnx(tmp_path / "x.onnx", opset=opset)  # type: ignore[arg-type]
     assert not (tmp_path / "x.onnx").exists()
+    # these were TypeErrors naming no argument, ValueErrors, or numpy's "truth value of an
+    # array is ambiguous"
+    with pytest.raises(TypeError, match="^checkpoint must be a path"):
+        TorchRifeInterpolator(3)  # type: ignore[arg-type]
+    for scale in ("0.5", True, np.array([1.0, 1.0]), None):
+        with pytest.raises(TypeError, match="^scale must be a number"):
+            TorchRifeInterpolator(scale=scale)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="^scale must be a number"):
+            export_onnx(tmp_path / "x.onnx", scale=scale)  # type: ignore[arg-type]
+        if scale is not None:  # None: the model's own
+            with pytest.raises(TypeError, match="^scale must be a number"):
+                OnnxRifeInterpolator(good, scale=scale)  # type: ignore[arg-type]
+    assert OnnxRifeInterpolator(good, scale=np.float32(0.5)).scale == 0.5
+
+
+def test_a_folder_is_not_a_checkpoint(tmp_path):
+    with pytest.raises(OSError, match="is a folder; name the flownet.pkl"):
+        load_state_dict_file(build_ifnet(), tmp_path)
+
+
+def test_random_weights_are_said_to_be_random(checkpoint, tmp_path, recwarn):
+    """Without a checkpoint the network keeps its random weights: said, not silent."""
+    with pytest.warns(UserWarning, match="random weights"):
+        TorchRifeInterpolator()
+    with pytest.warns(UserWarning, match="random weights"):
+        export_onnx(tmp_path / "r.onnx", opset=17)
+    recwarn.clear()
+    TorchRifeInterpolator(checkpoint)
+    assert not [w for w in recwarn if "random weights" in str(w.message)]
 
 
 def test_model_outputs_are_checked_and_clipped(tmp_path):
@@ -285,3 +318,45 @@ def test_export_never_overwrites_the_checkpoint(checkpoint, tmp_path, capsys):
     assert "is a folder" in capsys.readouterr().err
     assert main(["export-rife", str(ck), "-o", str(tmp_path / "no" / "r.onnx")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_render_tries_its_rife_model_before_it_starts(checkpoint, tmp_path):
+    """A quarter-scale model that does not record its scale failed in the encoder, once
+    every frame had been rendered, and no setting could give its scale: the preflight
+    runs one pair at the render's size, and ``interpolation.scale`` gives the scale."""
+    import onnx
+    from test_render import JOB
+
+    from loopwave.backends import smoke_backend
+    from loopwave.render import render
+    from loopwave.settings import Settings, SettingsError
+
+    quarter = export_onnx(tmp_path / "q.onnx", checkpoint, scale=0.25)
+    proto = onnx.load(str(quarter))
+    del proto.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(proto, str(bare))
+    job = {**JOB, "render": {**JOB["render"], "frames": 3}}
+    it = {"factor": 2, "backend": "rife", "model": str(bare)}
+
+    def run(name, **more):
+        s = Settings.from_dict({**job, "interpolation": {**it, **more}})
+        return render(s, run_dir=tmp_path / name, backend=smoke_backend(), progress=False)
+
+    msg = r"^interpolation.model: .*give that scale \(interpolation.scale"
+    with pytest.raises(ValueError, match=msg):
+        run("a")
+    assert not list((tmp_path / "a").rglob("*.png"))  # refused before the first frame
+    assert len(decoded_frames(run("b", scale=0.25).video)) == 5
+    with pytest.raises(ValueError, match=r"^interpolation.scale: scale: .* scale 0.25; got 1.0"):
+        run("c", model=str(quarter), scale=1.0)
+    for bad in (0.3, "0.5", True):
+        with pytest.raises(SettingsError, match="^interpolation.scale: expected 'auto'"):
+            Settings.from_dict({**job, "interpolation": {**it, "scale": bad}})
+
+
+def decoded_frames(path):
+    import av
+
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]

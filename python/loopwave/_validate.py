@@ -78,10 +78,11 @@ def one_or_per_frame(ref: np.ndarray, arg: str, n: int) -> None:
         )
 
 
-def check_opset(v: Any) -> None:
-    """An ONNX opset the exporters take (torch's TorchScript exporter: 14..21)."""
-    if isinstance(v, bool) or not isinstance(v, int) or not 14 <= v <= 21:
-        raise ValueError(f"opset must be an int in 14..21; got {v!r:.40}")
+def check_opset(v: Any, low: int = 14) -> None:
+    """An ONNX opset the exporters take (torch's TorchScript exporter: 14..21; an
+    exporter whose graph needs a later operator sets ``low``)."""
+    if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= 21:
+        raise ValueError(f"opset must be an int in {low}..21; got {v!r:.40}")
 
 
 def _is_real(v: Any) -> bool:

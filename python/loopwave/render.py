@@ -621,8 +621,8 @@ def _preflight(job: _Job, encode: bool, progress: bool) -> Any:
     """Check what a render would otherwise find wrong only when it reached some frame,
     or when its video started: every frame's settings (:meth:`_Job.check_every_frame`)
     and, if it ``encode``s, the codec, crf and frame size, the video's frame rate (fps x
-    interpolation factor) and the RIFE model, which is loaded and returned (None where
-    the video needs none)."""
+    interpolation factor) and the RIFE model, which is loaded, tried on one pair of
+    frames of the render's size and returned (None where the video needs none)."""
     job.check_every_frame(progress)
     s = job.s
     if not encode:
@@ -645,7 +645,14 @@ def _preflight(job: _Job, encode: bool, progress: bool) -> Any:
             f"video.fps x interpolation.factor = {v['fps']} x {it['factor']}, the video's "
             f"frame rate: {e}"
         ) from None
-    return _rife_model(s)
+    rife = _rife_model(s)
+    if rife is not None:  # one pair at the render's size: fixed sizes, an unrecorded scale
+        blank = np.zeros((r["height"], r["width"], 3), np.uint8)
+        try:
+            rife.between(blank, blank, [0.5])
+        except ValueError as e:
+            raise ValueError(f"interpolation.model: {e}") from None
+    return rife
 
 
 def _rife_model(s: Settings) -> Any:
@@ -654,10 +661,12 @@ def _rife_model(s: Settings) -> Any:
     if it["factor"] > 1 and it["backend"] == "rife":
         from .rife import OnnxRifeInterpolator
 
+        scale = None if it["scale"] == "auto" else float(it["scale"])
         try:
-            return OnnxRifeInterpolator(it["model"])
+            return OnnxRifeInterpolator(it["model"], scale=scale)
         except (OSError, ValueError) as e:
-            raise ValueError(f"interpolation.model: {e}") from None
+            key = "interpolation.scale" if str(e).startswith("scale") else "interpolation.model"
+            raise ValueError(f"{key}: {e}") from None
     return None
 
 

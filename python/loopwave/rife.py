@@ -1,16 +1,17 @@
 """RIFE 4.x frame interpolation: our own PyTorch IFNet, ONNX export, onnxruntime backend.
 
-The network follows the published RIFE 4.x "HDv3" IFNet layout (Practical-RIFE
-4.7+ family): a small feature head (``encode``: 3 -> 32 -> 32 -> 32 -> 8
-channels at half resolution, transposed back), and four ``IFBlock`` s at
+The network follows one published RIFE 4.x "HDv3" IFNet layout: a small feature
+head (``encode``: 3 -> 32 -> 32 -> 32 -> 8 channels at half resolution,
+transposed back; so ``block0`` takes 7 + 16 channels), and four ``IFBlock`` s at
 scales 8, 4, 2, 1 (192, 128, 96, 64 channels), each two strided convs, eight
 residual convs with a learned per-channel ``beta``, and a transposed conv +
 pixel shuffle that outputs a flow update (4 channels: to frame 0 and to frame
-1) and a blend mask. Parameter names and shapes are the published ones, so the
-``flownet.pkl`` state dicts RIFE users have load with
-:func:`load_state_dict_file` (``weights_only=True``; a ``module.`` prefix from
-DataParallel is stripped). Written from the published architecture; no code of
-the RIFE projects is reused.
+1) and a blend mask. Parameter names and shapes are the published ones, so a
+``flownet.pkl`` state dict of this layout loads with :func:`load_state_dict_file`
+(``weights_only=True``; a ``module.`` prefix from DataParallel is stripped). Not
+every RIFE 4.x release has this layout: those with a 4-channel feature head or a
+fifth block are refused, with a message naming the keys and shapes that differ.
+Written from the published architecture; no code of the RIFE projects is reused.
 
 What was verified here: the layer names/shapes, that a random-weight network
 exported with :func:`export_onnx` (dynamic height, width and a timestep input)
@@ -162,7 +163,11 @@ def load_state_dict_file(model: Any, path: str | os.PathLike[str]) -> Any:
     with a ``ValueError`` that lists them.
     """
     torch = _torch()
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be a path to a state dict file; got {path!r:.60}")
     p = Path(path)
+    if p.is_dir():
+        raise OSError(f"checkpoint: {p} is a folder; name the flownet.pkl file in it")
     if not p.is_file():
         raise OSError(f"checkpoint: no such file {p}")
     try:
@@ -204,7 +209,9 @@ def _to_nchw(frame: np.ndarray) -> np.ndarray:
 
 
 def _check_scale(scale: Any) -> None:
-    if isinstance(scale, bool) or scale not in (0.25, 0.5, 1.0):
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)):
+        raise TypeError(f"scale must be a number: 1.0, 0.5 or 0.25; got {scale!r:.60}")
+    if scale not in (0.25, 0.5, 1.0):
         raise ValueError(f"scale must be 1.0, 0.5 or 0.25 (for 2K/4K frames); got {scale!r}")
 
 
@@ -212,8 +219,23 @@ def _pad_multiple(scale: float) -> int:
     return int(64 / scale) if scale < 1 else 64
 
 
+def _warn_random(what: str) -> None:
+    import warnings
+
+    warnings.warn(
+        f"{what}: no checkpoint, so the network has random weights and its output is not "
+        "an interpolation; pass the RIFE flownet.pkl as checkpoint",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
 class TorchRifeInterpolator(Interpolator):
-    """Run an IFNet directly with torch (CPU or a GPU ``device``)."""
+    """Run an IFNet directly with torch (CPU or a GPU ``device``).
+
+    ``checkpoint`` is the RIFE ``flownet.pkl`` to load. Without one the network keeps
+    its random initial weights (for tests and timing): its output is not an
+    interpolation, and a ``UserWarning`` says so."""
 
     def __init__(
         self,
@@ -231,7 +253,9 @@ class TorchRifeInterpolator(Interpolator):
 
         self.device = _torch_device(torch, device)
         self.model.eval().to(self.device)
-        self.scale = scale
+        self.scale = float(scale)
+        if checkpoint is None:
+            _warn_random("TorchRifeInterpolator")
 
     def _between(self, a: np.ndarray, b: np.ndarray, ts: np.ndarray) -> np.ndarray:
         torch = _torch()
@@ -273,14 +297,16 @@ def export_onnx(
     output ``frame`` ``(N, 3, H, W)``. The ``scale`` is recorded in the model's
     metadata (:data:`SCALE_KEY`), where :class:`OnnxRifeInterpolator` finds it. The
     file is written whole or not at all (a temporary file, then a rename), and never
-    over ``checkpoint``. Needs torch and the ``onnx`` package.
+    over ``checkpoint``. Without a ``checkpoint`` the model has random weights (for
+    tests and timing; a ``UserWarning`` says so). ``opset`` is 16 at least, the first
+    with GridSample (the warp). Needs torch and the ``onnx`` package.
     """
     _check_scale(scale)
     if not isinstance(out, (str, os.PathLike)):
         raise TypeError(f"out must be a path for the .onnx file; got {out!r:.60}")
     if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
         raise TypeError(f"checkpoint must be a path or None; got {checkpoint!r:.60}")
-    check_opset(opset)
+    check_opset(opset, low=16)  # GridSample, the warp, came in opset 16
     path = Path(out)
     partial = path.with_name(path.name + ".partial")
     if checkpoint is not None:
@@ -306,6 +332,8 @@ def export_onnx(
     model = build_ifnet()
     if checkpoint is not None:
         load_state_dict_file(model, checkpoint)
+    else:
+        _warn_random("export_onnx")
     model.eval()
 
     class Wrapped(torch.nn.Module):  # type: ignore[misc,name-defined]
@@ -422,7 +450,8 @@ class OnnxRifeInterpolator(Interpolator):
                 f"scale: {p} was exported with scale {recorded:g}; got {scale!r} "
                 "(leave scale out to use the model's)"
             )
-        self.scale: float = scale if scale is not None else (recorded or 1.0)
+        self.scale: float = float(scale) if scale is not None else (recorded or 1.0)
+        self._told = scale is not None or recorded is not None  # else 1.0 is a guess
         self.path = p
 
     def _between(self, a: np.ndarray, b: np.ndarray, ts: np.ndarray) -> np.ndarray:
@@ -436,10 +465,17 @@ class OnnxRifeInterpolator(Interpolator):
             except MemoryError:
                 raise
             except Exception as e:  # onnxruntime's errors are not typed: e.g. fixed shapes
+                guess = (
+                    ""
+                    if self._told
+                    else f"; or it was exported with a scale below 1 that it does not record "
+                    f"({SCALE_KEY}): give that scale (interpolation.scale, --scale)"
+                )
+                why = " ".join(str(e).split())  # onnxruntime's text spans lines
                 raise ValueError(
                     f"model: {self.path} cannot interpolate {x0.shape[2]}x{x0.shape[3]} "
-                    f"(padded) frames ({e}); a model exported with fixed sizes takes only "
-                    "those (loopwave export-rife makes one with dynamic sizes)"
+                    f"(padded) frames ({why}); a model exported with fixed sizes takes only "
+                    f"those (loopwave export-rife makes one with dynamic sizes){guess}"
                 ) from e
             out.append(_to_u8(y[0, :, :h, :w].transpose(1, 2, 0)))
         return np.stack(out)

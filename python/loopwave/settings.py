@@ -99,6 +99,16 @@ def _folder_name(v: Any) -> str | None:
     return None
 
 
+def _rife_scale(v: Any) -> str | None:
+    """The scale a RIFE ONNX model was exported with: ``"auto"`` (the one it records,
+    else 1.0) or 1.0, 0.5, 0.25."""
+    if v == "auto" or (
+        not isinstance(v, bool) and isinstance(v, (int, float)) and v in (1, 0.5, 0.25)
+    ):
+        return None
+    return f"expected 'auto' (the model's recorded scale, else 1.0) or 1.0, 0.5, 0.25; got {v!r}"
+
+
 def _bool(v: Any) -> str | None:
     return None if isinstance(v, bool) else f"expected true or false, got {v!r}"
 
@@ -205,6 +215,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
         "factor": (6, _int(1, 16)),
         "backend": ("flow", _str("flow", "blend", "rife")),
         "model": ("", _str()),
+        "scale": ("auto", _rife_scale),
         "scene_cut": (True, _bool),
     },
     "video": {"codec": ("h264", _str()), "crf": (18, _int(0, 63)), "fps": (10, _num(0.001, 1000))},
