@@ -216,7 +216,10 @@ def test_alpha_out_of_range_or_wrong_length(alpha):
     names_arg(exc, "alpha")
 
 
-@pytest.mark.parametrize("alpha", [None, "0.5", True, b"x", object()])
+# bytearray and memoryview were read as small ints where bytes was refused (a review)
+@pytest.mark.parametrize(
+    "alpha", [None, "0.5", True, b"x", bytearray(b"\x00\x01"), memoryview(b"\x00\x01"), object()]
+)
 def test_alpha_wrong_type(alpha):
     with pytest.raises(TypeError) as exc:
         lw.lerp_frames(B2, B2, alpha)
@@ -278,6 +281,8 @@ def test_bad_gamma(gamma):
         True,
         False,
         b"2",
+        bytearray(b"\x01\x02"),
+        memoryview(b"\x01\x02"),
         ["a", "b"],
         object(),
         # arrays of text, bools or objects (the first two were accepted as numbers)

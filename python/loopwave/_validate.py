@@ -126,7 +126,8 @@ def real_array(x: Any, arg: str, form: str) -> np.ndarray:
     """``x`` as a float64 array of real numbers: ``TypeError`` naming ``arg`` for
     anything else (None, text, bools, complex, objects), ``ValueError`` for a Python
     int beyond float64 (not OverflowError). Shape and finiteness are the caller's."""
-    if x is None or isinstance(x, (str, bytes, bool, np.bool_)):
+    # bytes-like: raw bytes, not numbers (bytearray and memoryview read as small ints)
+    if x is None or isinstance(x, (str, bytes, bytearray, memoryview, bool, np.bool_)):
         raise TypeError(f"{arg} must be {form}; got {x!r:.60}")
     try:
         raw = np.asarray(x)
