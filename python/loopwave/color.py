@@ -69,7 +69,7 @@ def rgb_to_lab(frames: Frames) -> npt.NDArray[np.float32]:
     return _squeeze(_native.rgb_to_lab(x), single)
 
 
-def lab_to_rgb(lab: npt.ArrayLike, *, dtype: npt.DTypeLike = np.uint8) -> Frames:
+def lab_to_rgb(lab: npt.NDArray[np.floating[Any]], *, dtype: npt.DTypeLike = np.uint8) -> Frames:
     """CIELAB (``float32``; other float dtypes are converted) back to sRGB.
 
     Colours outside the sRGB gamut are clipped per channel in linear RGB (a colour
@@ -119,14 +119,17 @@ def match_histograms(frames: Frames, reference: Frames) -> Frames:
     ``uint8`` results are scikit-image's exactly (truncated like its cast).
     ``float32`` input is matched on 4096-bin histograms spanning the value range of
     the frame and its reference (not the batch's: a frame's result is the same alone
-    or in any batch); it equals scikit-image's result where no bin holds two distinct values
-    (e.g. frames made from ``uint8`` ones). Otherwise all values in one bin share
-    one output: the median error stays below a bin width (range/4096), but where
-    a crowded bin meets a sparse stretch of the reference (bright highlights, for
-    example) that shared output can be hundreds of bin widths from scikit-image's
-    per-value result; it is off by at most the spread of the exact outputs over
-    that bin. For exact scikit-image semantics use ``uint8`` frames, or float
-    frames made from them.
+    or in any batch). A reference bin keeps its least and greatest value and how many
+    pixels hold the least, so scikit-image's reference curve is exact at those points
+    and under a bin width (range/4096) off between them; all of a frame's values in one
+    bin share one output. So a result is off from scikit-image's by at most the spread
+    of the exact outputs over its value's bin, plus one bin width. The median error
+    stays below a bin width, but where a crowded bin of the frame meets a sparse
+    stretch of the reference (bright highlights, for example) the spread can be
+    hundreds of bin widths. The result equals scikit-image's where no bin of the frame
+    holds two distinct values and none of the reference holds more than two (e.g.
+    frames made from ``uint8`` ones). For exact scikit-image semantics use ``uint8``
+    frames, or float frames made from them.
     Float values here are not clipped: any finite values (e.g. Lab) work, as long as each
     channel's values (a frame and its reference together) span less than 3.4e38 and, where
     they differ, more than 1e-34 (else ``ValueError``: f32 bins cannot hold them).
@@ -202,8 +205,9 @@ def match_gamma(frames: Frames, reference: Frames) -> tuple[Frames, Any]:
 def lerp_frames(a: Frames, b: Frames, alpha: float | npt.ArrayLike) -> Frames:
     """``a + alpha * (b - a)``: PIL's ``Image.blend(a, b, alpha)`` for ``alpha`` in [0, 1].
 
-    ``alpha`` is one number or one per frame. ``uint8`` rounds to nearest (PIL
-    truncates; the two differ by at most one level).
+    ``alpha`` is one number or one per frame, taken as ``float32``. ``uint8`` rounds
+    to nearest in ``float32`` arithmetic (PIL truncates; the two differ by at most one
+    level), so a result within about 1e-5 of a half level may round either way.
     """
     x, single = v.frames(a, "a")
     y, single_b = v.frames(b, "b")
@@ -454,7 +458,7 @@ def set_buffer_cache(max_bytes: int) -> None:
     ):
         raise TypeError(f"max_bytes must be an int; got {type(max_bytes).__name__}")
     if not 0 <= max_bytes < 2**63:
-        raise ValueError(f"max_bytes must be 0 or more; got {max_bytes}")
+        raise ValueError(f"max_bytes must be an int in 0..2**63-1; got {max_bytes}")
     _native.set_buffer_cache(int(max_bytes))
 
 

@@ -10,14 +10,20 @@
 //!   array.
 //! * `f32`: [`FLOAT_BINS`] bins per channel spanning the channel's range over
 //!   the frame and its reference, so a frame's result does not depend on the
-//!   other frames of the batch. A reference bin stands for the
-//!   mean of the values in it; all source values in one bin map to one output.
-//!   Where no bin holds two distinct values (e.g. float frames made from `u8`
-//!   ones) the result equals scikit-image's to f32 rounding. Otherwise the
-//!   source values of one bin share one output, off from the exact per-value
-//!   result by at most the spread of the exact outputs over that bin: under a
-//!   bin width for most pixels, but hundreds of bin widths where a crowded bin
-//!   (e.g. highlights) meets a sparse stretch of the reference.
+//!   other frames of the batch. A reference bin keeps its least value, how
+//!   many pixels hold it, and its greatest value: the two points of
+//!   scikit-image's reference curve that they give are exact, and between them
+//!   (inside the bin) the curve is off by under a bin width. Before, a bin kept
+//!   the mean of its values alone, and a crowded bin after a gap in the
+//!   reference was reached by a slope over the bin's whole mass: frame values
+//!   there came out up to a quarter of the range off. Where no bin holds more
+//!   than two distinct values (e.g. float frames made from `u8` ones) the
+//!   result equals scikit-image's to f32 rounding. All source values in one bin
+//!   map to one output, so the result is off from the exact per-value one by at
+//!   most the spread of the exact outputs over the source value's bin, plus a
+//!   reference bin width: under a bin width for most pixels, but hundreds of bin
+//!   widths where a crowded source bin (e.g. highlights) meets a sparse stretch
+//!   of the reference.
 
 use rayon::prelude::*;
 
@@ -98,26 +104,69 @@ impl Binning {
     }
 }
 
-/// Counts (and optionally value sums) per bin for three channels.
+/// What a float reference's bin keeps of its values: the least, how many pixels
+/// hold it, and the greatest.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Knots {
+    lo: f32,
+    hi: f32,
+    at_lo: u64,
+}
+
+impl Knots {
+    const EMPTY: Self = Self {
+        lo: f32::INFINITY,
+        hi: f32::NEG_INFINITY,
+        at_lo: 0,
+    };
+
+    /// Branch-free (a value's place among the bin's is unpredictable); `v` is
+    /// finite.
+    #[inline(always)]
+    fn add(&mut self, v: f32) {
+        let (below, same) = (v < self.lo, v == self.lo);
+        self.at_lo = (self.at_lo & !(below as u64).wrapping_neg()) + (below | same) as u64;
+        self.lo = self.lo.min(v);
+        self.hi = self.hi.max(v);
+    }
+
+    fn merge(self, o: Self) -> Self {
+        let (lo, at_lo) = if self.lo < o.lo {
+            (self.lo, self.at_lo)
+        } else if o.lo < self.lo {
+            (o.lo, o.at_lo)
+        } else {
+            (self.lo, self.at_lo + o.at_lo)
+        };
+        Self {
+            lo,
+            at_lo,
+            hi: self.hi.max(o.hi),
+        }
+    }
+}
+
+/// Counts (and optionally each bin's [`Knots`]) per bin for three channels.
 #[derive(Debug, Clone)]
 pub struct Hist3 {
     pub counts: [Vec<u64>; 3],
-    pub sums: Option<[Vec<f64>; 3]>,
+    pub knots: Option<[Vec<Knots>; 3]>,
 }
 
 impl Hist3 {
-    pub fn new(binning: &[Binning; 3], with_sums: bool) -> Self {
+    pub fn new(binning: &[Binning; 3], with_knots: bool) -> Self {
         Self {
             counts: std::array::from_fn(|c| vec![0; binning[c].bins()]),
-            sums: with_sums.then(|| std::array::from_fn(|c| vec![0.0; binning[c].bins()])),
+            knots: with_knots
+                .then(|| std::array::from_fn(|c| vec![Knots::EMPTY; binning[c].bins()])),
         }
     }
 
     #[inline(always)]
     pub fn add(&mut self, c: usize, bin: usize, value: f32) {
         self.counts[c][bin] += 1;
-        if let Some(s) = self.sums.as_mut() {
-            s[c][bin] += value as f64;
+        if let Some(k) = self.knots.as_mut() {
+            k[c][bin].add(value);
         }
     }
 
@@ -126,40 +175,53 @@ impl Hist3 {
             for (a, b) in self.counts[c].iter_mut().zip(&other.counts[c]) {
                 *a += b;
             }
-            if let (Some(s), Some(o)) = (self.sums.as_mut(), other.sums.as_ref()) {
+            if let (Some(s), Some(o)) = (self.knots.as_mut(), other.knots.as_ref()) {
                 for (a, b) in s[c].iter_mut().zip(&o[c]) {
-                    *a += b;
+                    *a = a.merge(*b);
                 }
             }
         }
         self
     }
 
-    /// The reference side of a match for channel `c`: (quantile, value) of each
-    /// non-empty bin, the value being the mean of the bin's values.
+    /// The reference side of a match for channel `c`: points (quantile, value)
+    /// of scikit-image's reference curve, increasing in both. With knots, a
+    /// bin gives its least value at the fraction of pixels up to it, then its
+    /// greatest at the fraction up to the bin's end (one point where they are
+    /// one value): both exact. Without, a bin gives `bin_value` of itself at
+    /// the bin's end.
     pub fn quantiles(&self, c: usize, bin_value: impl Fn(usize) -> f64) -> (Vec<f64>, Vec<f64>) {
         let counts = &self.counts[c];
         let total: u64 = counts.iter().sum();
         let (mut q, mut v) = (Vec::new(), Vec::new());
         let mut cum = 0u64;
         for (k, &n) in counts.iter().enumerate() {
-            if n > 0 {
-                cum += n;
-                q.push(cum as f64 / total as f64);
-                v.push(match &self.sums {
-                    Some(s) => s[c][k] / n as f64,
-                    None => bin_value(k),
-                });
+            if n == 0 {
+                continue;
             }
+            let value = match &self.knots {
+                Some(kn) => {
+                    let b = kn[c][k];
+                    if b.lo < b.hi {
+                        q.push((cum + b.at_lo) as f64 / total as f64);
+                        v.push(b.lo as f64);
+                    }
+                    b.hi as f64
+                }
+                None => bin_value(k),
+            };
+            cum += n;
+            q.push(cum as f64 / total as f64);
+            v.push(value);
         }
         (q, v)
     }
 }
 
 /// Histogram of interleaved RGB samples, in parallel over chunks.
-pub fn histogram<T: Sample>(data: &[T], binning: &[Binning; 3], with_sums: bool) -> Hist3 {
+pub fn histogram<T: Sample>(data: &[T], binning: &[Binning; 3], with_knots: bool) -> Hist3 {
     let add = |mut h: Hist3, chunk: &[T]| {
-        if !T::FLOAT && !with_sums {
+        if !T::FLOAT && !with_knots {
             // u8: the code is the bin
             let [r, g, b] = &mut h.counts;
             for px in chunk.chunks_exact(3) {
@@ -177,7 +239,7 @@ pub fn histogram<T: Sample>(data: &[T], binning: &[Binning; 3], with_sums: bool)
         }
         h
     };
-    let empty = || Hist3::new(binning, with_sums);
+    let empty = || Hist3::new(binning, with_knots);
     if data.len() <= 2 * CHUNK {
         return add(empty(), data);
     }
@@ -491,6 +553,45 @@ mod tests {
                     assert!((*g as f64 - wv).abs() < 1e-6, "w={w}: {g} vs {wv}");
                 }
             }
+        }
+    }
+
+    /// A crowded reference bin after a gap: its least value is reached within
+    /// one pixel's share of the curve, as in scikit-image. Keeping only the
+    /// bin's mean made the frame's middle values a slope from the value before
+    /// the gap (0.133 and 0.267 where scikit-image gives 0.40003 and 0.40007).
+    #[test]
+    fn f32_crowded_reference_bin_after_a_gap() {
+        let mut tmpl = vec![0.0f64];
+        tmpl.extend((0..1000).map(|i| 0.4 + 1e-4 * i as f64 / 999.0));
+        tmpl.push(1.0);
+        let src = [0.1f64, 0.5, 0.9];
+        let to_rgb = |v: &[f64]| -> Vec<f32> { v.iter().flat_map(|&x| [x as f32; 3]).collect() };
+        let (s, t) = (to_rgb(&src), to_rgb(&tmpl));
+        let mut out = vec![0f32; s.len()];
+        let (dims, rdims) = (Dims::new(1, 1, src.len()), Dims::new(1, 1, tmpl.len()));
+        match_histograms(&s, dims, &t, rdims, &mut out).unwrap();
+        let s64: Vec<f64> = s.iter().step_by(3).map(|&v| v as f64).collect();
+        let t64: Vec<f64> = t.iter().step_by(3).map(|&v| v as f64).collect();
+        let want = reference_channel(&s64, &t64);
+        let bin = 1.0 / FLOAT_BINS as f64; // the range is [0, 1]
+        for (g, w) in out.iter().step_by(3).zip(&want) {
+            assert!((*g as f64 - w).abs() <= bin, "{g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn knots_merge_in_any_order() {
+        let vals = [0.5f32, 0.25, 0.25, 0.75, 0.25, 0.5];
+        let mut whole = Knots::EMPTY;
+        vals.iter().for_each(|&v| whole.add(v));
+        assert_eq!((whole.lo, whole.at_lo, whole.hi), (0.25, 3, 0.75));
+        for split in 0..=vals.len() {
+            let (mut a, mut b) = (Knots::EMPTY, Knots::EMPTY);
+            vals[..split].iter().for_each(|&v| a.add(v));
+            vals[split..].iter().for_each(|&v| b.add(v));
+            assert_eq!(a.merge(b), whole);
+            assert_eq!(b.merge(a), whole);
         }
     }
 
