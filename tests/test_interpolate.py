@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -205,14 +207,20 @@ def test_factor_from_fps():
     assert resolve_factor(None, to_fps="60000/1001", fps="10000/1001") == 6
     with pytest.raises(ValueError, match="integer multiple"):
         resolve_factor(None, to_fps=60, fps=25)
+    # NTSC rates written as decimals (a review: 59.94 over 30000/1001 was refused, its
+    # message "59.94/30000/1001 = 999999/500000")
+    ntsc = Fraction(30000, 1001)
+    assert resolve_factor(None, to_fps=59.94, fps=ntsc) == 2
+    assert resolve_factor(None, to_fps="119.88", fps="23.976") == 5
+    assert resolve_factor(None, to_fps=Fraction(60000, 1001), fps=29.97) == 2
+    with pytest.raises(ValueError, match=r"^to_fps must .*to_fps 60 / fps 30000/1001 = 2.002$"):
+        resolve_factor(None, to_fps=60, fps=ntsc)  # 60 is not twice 29.97
     for bad in (1, 17, 0):
         with pytest.raises(ValueError, match="factor"):
             resolve_factor(bad)
     with pytest.raises(TypeError, match="factor"):
         resolve_factor(2.5)  # type: ignore[arg-type]
     assert resolve_factor(None) == 6
-    from fractions import Fraction
-
     exact = Fraction(90000000, 3003037)  # each rounded to 10^6 below, the ratio was not 6
     assert resolve_factor(None, to_fps=exact * 6, fps=exact) == 6
     assert resolve_factor(6, to_fps=60, fps=10) == 6  # both, agreeing

@@ -268,7 +268,9 @@ def _backend(backend: str | Interpolator) -> Interpolator:
 
 def resolve_factor(factor: int | None, to_fps: Any = None, fps: Any = None) -> int:
     """The integer factor, given directly or as ``to_fps / fps`` (both given: they must
-    agree); 6 when neither is."""
+    agree); 6 when neither is. A ratio within 1e-5 of an integer is taken as that integer,
+    so the decimal forms of NTSC rates work (``to_fps=59.94`` with ``fps=30000/1001``
+    is 2, and the video's rate is ``fps`` x 2)."""
     if to_fps is not None or fps is not None:
         if to_fps is None or fps is None:
             raise ValueError("to_fps and fps must be given together")
@@ -278,9 +280,15 @@ def resolve_factor(factor: int | None, to_fps: Any = None, fps: Any = None) -> i
         if ratio.denominator != 1 and all(isinstance(x, (int, Fraction)) for x in (to_fps, fps)):
             # parse_fps rounds each to a denominator <= 10^6: exact rates keep their ratio
             ratio = Fraction(to_fps) / Fraction(fps)
+        k = round(ratio)
+        if ratio.denominator != 1 and k >= 1 and abs(ratio - k) <= Fraction(k, 10**5):
+            # a decimal shorthand of an NTSC rate (59.94 over 30000/1001, 23.976 over
+            # 24000/1001): the video comes out at fps x k, the exact rate
+            ratio = Fraction(k)
         if ratio.denominator != 1:
             raise ValueError(
-                f"to_fps must be an integer multiple of fps; got {to_fps}/{fps} = {ratio}"
+                f"to_fps must be an integer multiple of fps; got to_fps {to_fps} / fps {fps} "
+                f"= {float(ratio):.6g}"
             )
         if factor is not None and not (v._is_real(factor) and factor == ratio):
             raise ValueError(
