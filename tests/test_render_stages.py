@@ -170,7 +170,13 @@ def test_abandoning_a_child_that_stopped_reading_does_not_hang(tmp_path, monkeyp
         target=lambda: [stage.put(np.zeros((256, 256, 3), np.uint8)) for _ in range(40)]
     )
     writer.start()  # 40 frames of 192 KB: far beyond the pipe and the child's queue
-    time.sleep(0.5)
+    # the writer's first 192 KB write cannot end (the pipe holds 64 KB, its reader is
+    # stopped): wait until it holds the write lock, not a fixed time (a loaded host
+    # started the thread late, and abandon() found no write to give up on)
+    deadline = time.monotonic() + 60
+    while not stage._lock.locked():
+        assert time.monotonic() < deadline, "the writer never began a write"
+        time.sleep(0.01)
     assert writer.is_alive()  # waiting on the stopped child
     t = time.monotonic()
     stage.abandon()

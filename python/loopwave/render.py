@@ -805,7 +805,9 @@ class _ProcessStage:
             self.p.kill()
         if self.p.wait() != 0:
             self._partial.unlink(missing_ok=True)
-        if self._lock.acquire(timeout=self.WRITE_WAIT):  # the stuck write has given up
+        # the stuck write fails at once on the dead child; its thread only needs a turn
+        # on the CPU, which a loaded host may not give it within WRITE_WAIT
+        if self._lock.acquire(timeout=self.EXIT_WAIT):
             self.p.stdin.close()
             self._lock.release()
         self.p.stdout.close()
