@@ -365,7 +365,10 @@ def test_a_consumer_that_stops_during_the_colour_plan_does_not_wait_for_it(tmp_p
     class Interrupted(Exception):
         pass
 
+    at: list[int] = []
+
     def interrupt(*_):
+        at.append(len(spy.calls))
         raise Interrupted
 
     spy = Slow(backend)
@@ -373,7 +376,6 @@ def test_a_consumer_that_stops_during_the_colour_plan_does_not_wait_for_it(tmp_p
     s = Settings.from_dict(data)  # 4 keyframes x 4 renders: 16 plan renders, 1.6 s or more
     old = signal.signal(signal.SIGALRM, interrupt)
     signal.setitimer(signal.ITIMER_REAL, 0.35)
-    start = time.monotonic()
     try:
         with pytest.raises(Interrupted):
             for _ in render_frames(s, run_dir=tmp_path / "r", backend=spy, progress=False):
@@ -381,8 +383,10 @@ def test_a_consumer_that_stops_during_the_colour_plan_does_not_wait_for_it(tmp_p
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
-    assert len(spy.calls) <= 6, len(spy.calls)  # stopped at the render after the interrupt
-    assert time.monotonic() - start < 1.2
+    # stopped at the render after the interrupt: the one under way, if any, ends and
+    # records itself, and no other starts (not timed: a loaded host's img2img and its
+    # garbage collections take seconds)
+    assert len(spy.calls) <= at[0] + 1 <= 6, (at, len(spy.calls))
     r = render(None, run_dir=tmp_path / "r", resume=True, backend=backend, progress=False)
     assert r.frames == 7
 
@@ -435,7 +439,7 @@ def _start_and_kill(args, run_dir, kill_after, timeout=240.0):
     deadline = time.monotonic() + timeout
     try:
         while _run_dir_state(run_dir) < kill_after:
-            if proc.poll() is not None:
+            if proc.poll() is not None and _run_dir_state(run_dir) < kill_after:
                 raise AssertionError(f"render exited early: {proc.stderr.read().decode()[-2000:]}")
             assert time.monotonic() < deadline, "render made no progress"
             time.sleep(0.02)
@@ -455,7 +459,9 @@ def test_sigkilled_render_resumes_to_the_uninterrupted_frames(tmp_path, backend)
     # two kills at random frames (seeded, so a failure can be replayed)
     rng = random.Random(20261122)
     first_kill = rng.randint(0, 3)
-    second_kill = rng.randint(first_kill + 1, 5)
+    # at most 4 of the 7: a loaded host that paused this test for a few frames' time
+    # after the renderer reached its kill point (5 left one frame) found it finished
+    second_kill = rng.randint(first_kill + 1, 4)
     job = tmp_path / "job.json"
     job.write_text(json.dumps({**JOB, "output": {"dir": str(tmp_path / "out"), "name": "k"}}))
     run_dir = tmp_path / "out" / "k"
@@ -748,18 +754,20 @@ def test_the_run_lock_is_held_by_one_process_at_a_time(tmp_path):
     for trial in range(40):
         rd = tmp_path / f"t{trial}"
         rd.mkdir()
-        start, held = ctx.Barrier(2), ctx.Value("i", 0)
-        procs = [ctx.Process(target=_take_lock, args=(rd, start, held)) for _ in range(2)]
+        start, held, peak = ctx.Barrier(2), ctx.Value("i", 0), ctx.Value("i", 0)
+        procs = [ctx.Process(target=_take_lock, args=(rd, start, held, peak)) for _ in range(2)]
         for p in procs:
             p.start()
         for p in procs:
             p.join(60)
             assert p.exitcode == 0
-        both += held.value == 2
+        # holders at one time, not takers: one after the other is allowed (a loaded host
+        # may start the second after the first has let go)
+        both += peak.value == 2
     assert both == 0
 
 
-def _take_lock(rd, start, held) -> None:
+def _take_lock(rd, start, held, peak) -> None:
     import time
 
     from loopwave.render import _RunLock
@@ -769,7 +777,10 @@ def _take_lock(rd, start, held) -> None:
         with _RunLock(rd):
             with held.get_lock():
                 held.value += 1
+                peak.value = max(peak.value, held.value)
             time.sleep(0.05)
+            with held.get_lock():
+                held.value -= 1
     except ValueError:
         pass
 
