@@ -359,6 +359,8 @@ def test_a_consumer_that_stops_during_the_colour_plan_does_not_wait_for_it(tmp_p
 
     class Slow(_Spy):
         def img2img(self, init, **kw):
+            if len(self.calls) == 1:  # the plan's second render: interrupt during it
+                signal.setitimer(signal.ITIMER_REAL, 0.05)
             time.sleep(0.1)
             return super().img2img(init, **kw)
 
@@ -374,8 +376,9 @@ def test_a_consumer_that_stops_during_the_colour_plan_does_not_wait_for_it(tmp_p
     spy = Slow(backend)
     data = {**JOB, "colour": {"mode": "plan", "keyframe_every": 2, "renders": 4}}
     s = Settings.from_dict(data)  # 4 keyframes x 4 renders: 16 plan renders, 1.6 s or more
+    # the timer starts in the plan, not at a fixed time: a loaded host had not written
+    # the run's settings by 0.35 s, and the resume found nothing to resume
     old = signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, 0.35)
     try:
         with pytest.raises(Interrupted):
             for _ in render_frames(s, run_dir=tmp_path / "r", backend=spy, progress=False):
@@ -383,10 +386,11 @@ def test_a_consumer_that_stops_during_the_colour_plan_does_not_wait_for_it(tmp_p
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
-    # stopped at the render after the interrupt: the one under way, if any, ends and
-    # records itself, and no other starts (not timed: a loaded host's img2img and its
-    # garbage collections take seconds)
-    assert len(spy.calls) <= at[0] + 1 <= 6, (at, len(spy.calls))
+    # stopped at the render after the interrupt: the one under way ends and records
+    # itself, and at most one more starts (while this thread, paused by a loaded host,
+    # has yet to close the iterator); not timed: a loaded host's img2img and its garbage
+    # collections take seconds. Before, all 16 plan renders ran.
+    assert len(at) == 1 and len(spy.calls) <= at[0] + 2 < 16, (at, len(spy.calls))
     r = render(None, run_dir=tmp_path / "r", resume=True, backend=backend, progress=False)
     assert r.frames == 7
 
