@@ -208,10 +208,14 @@ def _to_nchw(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frame.transpose(2, 0, 1)[None].astype(np.float32) / 255)
 
 
+#: The scales an IFNet runs at: 1.0, or 0.5 / 0.25 for 2K / 4K frames.
+SCALES = (1.0, 0.5, 0.25)
+
+
 def _check_scale(scale: Any) -> None:
     if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)):
         raise TypeError(f"scale must be a number: 1.0, 0.5 or 0.25; got {scale!r:.60}")
-    if scale not in (0.25, 0.5, 1.0):
+    if scale not in SCALES:
         raise ValueError(f"scale must be 1.0, 0.5 or 0.25 (for 2K/4K frames); got {scale!r}")
 
 
