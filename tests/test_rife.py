@@ -326,6 +326,7 @@ def test_a_render_tries_its_rife_model_before_it_starts(checkpoint, tmp_path):
     runs one pair at the render's size, and ``interpolation.scale`` gives the scale."""
     import onnx
     from test_render import JOB
+    from test_render_stages import decoded
 
     from loopwave.backends import smoke_backend
     from loopwave.render import render
@@ -347,16 +348,9 @@ def test_a_render_tries_its_rife_model_before_it_starts(checkpoint, tmp_path):
     with pytest.raises(ValueError, match=msg):
         run("a")
     assert not list((tmp_path / "a").rglob("*.png"))  # refused before the first frame
-    assert len(decoded_frames(run("b", scale=0.25).video)) == 5
+    assert len(decoded(run("b", scale=0.25).video)) == 5
     with pytest.raises(ValueError, match=r"^interpolation.scale: scale: .* scale 0.25; got 1.0"):
         run("c", model=str(quarter), scale=1.0)
     for bad in (0.3, "0.5", True):
         with pytest.raises(SettingsError, match="^interpolation.scale: expected 'auto'"):
             Settings.from_dict({**job, "interpolation": {**it, "scale": bad}})
-
-
-def decoded_frames(path):
-    import av
-
-    with av.open(str(path)) as c:
-        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
