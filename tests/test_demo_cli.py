@@ -117,6 +117,18 @@ def test_demo_validates_options(tmp_path) -> None:
         run_demo(tmp_path, frames=1)
     with pytest.raises(TypeError, match="size"):
         run_demo(tmp_path, size=32.5)  # type: ignore[arg-type]
+    # from a review: the folder's errors named no argument (Path's own TypeError), a
+    # numpy integer was refused where the plan's own API takes one, a duration was not
+    for bad, err in ((None, TypeError), (123, TypeError), ("", ValueError)):
+        with pytest.raises(err, match="^out_dir must"):
+            run_demo(bad, frames=2, size=16)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="^renders must be an int"):
+        run_demo(tmp_path, renders=np.timedelta64(2))  # type: ignore[arg-type]
+    r = run_demo(
+        tmp_path, frames=np.int64(2), size=np.int32(16), renders=np.int8(1), progress=False
+    )
+    assert len(list((tmp_path / "frames").glob("*.png"))) == 2
+    assert r.out_dir == tmp_path
 
 
 def test_cli_demo_and_errors(tmp_path, capsys) -> None:

@@ -300,3 +300,94 @@ def test_a_plan_in_files_checks_its_files_and_travels(tmp_path, monkeypatch, pho
     shutil.rmtree(tmp_path / "run" / "plan")
     with pytest.raises(OSError, match=r"000000\.png: changed since .*\(it is gone\)"):
         loaded.target(1)
+
+
+def test_a_plan_in_memory_is_its_own():
+    """From a review: a plan made from a dict kept the caller's arrays and handed them
+    out writeable, so an edit of a given target, or the caller reusing its buffer,
+    changed every target after it (a plan in files already handed out read-only ones)."""
+    k0, k10 = np.zeros((2, 2, 3), np.uint8), np.full((2, 2, 3), 100, np.uint8)
+    plan = ColourPlan({0: k0, 10: k10})
+    k0[:] = 50  # the caller reuses its buffer
+    assert plan.target(5)[0, 0].tolist() == [50, 50, 50]
+    with pytest.raises(ValueError, match="read-only"):
+        plan.target(10)[:] = 255
+    assert plan.target(5)[0, 0].tolist() == [50, 50, 50]
+    # a read-only view of a writeable array is copied too
+    view = k10[:]
+    view.flags.writeable = False
+    plan = ColourPlan({0: view})
+    k10[:] = 7
+    assert plan.target(0)[0, 0].tolist() == [100, 100, 100]
+    # a built plan keeps its averages without a copy, read-only down to their memory
+    built = ColourPlan.build(lambda i, v: np.full((4, 4, 3), i, np.uint8), frames=3, every=1)
+    for k in (0, 1, 2):
+        img = built.keyframes[k]
+        assert not img.flags.writeable
+        assert img.base is None or not img.base.flags.writeable
+
+
+def test_target_refuses_a_negative_frame_and_holds_the_last_past_the_end():
+    plan = ColourPlan.build(lambda i, v: np.full((4, 4, 3), i, np.uint8), frames=41, every=20)
+    for bad in (-1, -1000, np.int64(-5)):
+        with pytest.raises(ValueError, match="^i must be a frame index >= 0"):
+            plan.target(bad)
+    with pytest.raises(TypeError, match="^i must be a frame index"):
+        plan.target(np.timedelta64(5))  # type: ignore[arg-type]
+    assert int(plan.target(41)[0, 0, 0]) == int(plan.target(10**12)[0, 0, 0]) == 40
+
+
+def test_build_names_the_render_that_returned_a_bad_image():
+    """From a review: mean_frames' own errors named `frames[0]`, which in build() is the
+    frame count."""
+    ok = np.zeros((4, 4, 3), np.uint8)
+    cases = {
+        "list": (
+            lambda i, v: [[0, 0, 0]],
+            TypeError,
+            r"^render\(0, 0\) must return an \(H, W, 3\)",
+        ),
+        "float64": (lambda i, v: ok / 1.0, TypeError, r"^render\(0, 0\) must return a uint8 or"),
+        "batch": (lambda i, v: ok[None], ValueError, r"^render\(0, 0\) must return one"),
+        "size": (
+            lambda i, v: np.zeros((4 + v, 4, 3), np.uint8),
+            ValueError,
+            r"^render\(0, 1\) must return an image like render\(0, 0\)'s",
+        ),
+        "dtype": (
+            lambda i, v: ok if v == 0 else ok.astype(np.float32),
+            ValueError,
+            r"^render\(0, 1\) must return an image like",
+        ),
+        "nan": (
+            lambda i, v: np.full((4, 4, 3), np.nan, np.float32),
+            ValueError,
+            r"^render\(0, 0\) returned NaN",
+        ),
+    }
+    for render, err, match in cases.values():
+        with pytest.raises(err, match=match):
+            ColourPlan.build(render, frames=3, every=1, renders=2)
+    with pytest.raises(TypeError, match="^render must be a function"):
+        ColourPlan.build(None, frames=3, every=1)  # type: ignore[arg-type]
+
+
+def test_folders_are_named_and_an_empty_one_is_refused(tmp_path, monkeypatch):
+    """From a review: keep="" read and wrote keyframes in the current directory (and took
+    a render's own 000000.png there as a finished keyframe); a None folder raised Path's
+    own TypeError, naming no argument."""
+    monkeypatch.chdir(tmp_path)
+    render = lambda i, v: np.full((4, 4, 3), i, np.uint8)  # noqa: E731
+    with pytest.raises(ValueError, match="^keep must name a folder"):
+        ColourPlan.build(render, frames=3, every=1, keep="")
+    with pytest.raises(ValueError, match="^keep must name a folder"):
+        ColourPlan.kept("", frames=3, every=1)
+    assert list(tmp_path.iterdir()) == []
+    plan = ColourPlan.build(render, frames=3, every=1)
+    for call in (plan.save, ColourPlan.load):
+        with pytest.raises(TypeError, match="^run_dir must be a folder's path"):
+            call(None)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="^run_dir must name a folder"):
+            call("")
+    with pytest.raises(TypeError, match="^keep must be a folder's path"):
+        ColourPlan.build(render, frames=3, every=1, keep=3)  # type: ignore[arg-type]

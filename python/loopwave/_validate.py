@@ -5,9 +5,11 @@ from __future__ import annotations
 import decimal
 import math
 import numbers
+import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -83,6 +85,29 @@ def check_opset(v: Any, low: int = 14) -> None:
     exporter whose graph needs a later operator sets ``low``)."""
     if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= 21:
         raise ValueError(f"opset must be an int in {low}..21; got {v!r:.40}")
+
+
+def whole(v: Any, arg: str, low: int, high: int) -> int:
+    """An int or numpy integer in ``low..high`` as an int (not a bool, nor an
+    ``np.timedelta64``, which numpy counts among its integers but is a duration)."""
+    if isinstance(v, (bool, np.bool_, np.timedelta64)) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{arg} must be an int; got {v!r:.60}")
+    if not low <= v <= high:
+        raise ValueError(f"{arg} must be in {low}..{high}; got {v!r}")
+    return int(v)
+
+
+def folder(v: Any, arg: str) -> Path:
+    """A folder's path (``str`` or ``os.PathLike``, not empty: ``Path("")`` is the
+    current directory, which a caller who passed an empty string did not ask for)."""
+    if not isinstance(v, (str, os.PathLike)):
+        raise TypeError(f"{arg} must be a folder's path (str or os.PathLike); got {v!r:.60}")
+    path = os.fspath(v)
+    if not isinstance(path, str):  # a PathLike of bytes
+        raise TypeError(f"{arg} must be a folder's path as text; got {path!r:.60}")
+    if not path:
+        raise ValueError(f"{arg} must name a folder; got an empty path")
+    return Path(path)
 
 
 def _is_real(v: Any) -> bool:

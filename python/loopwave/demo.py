@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _validate as _v
 from . import color
 from ._progress import Progress
 from .png import write_png
@@ -145,17 +146,17 @@ def run_demo(
     progress: bool = True,
 ) -> DemoResult:
     """Run the demo; see the module docstring. Returns the drift numbers."""
-    for name, value, low, high in (
-        ("frames", frames, 2, 100_000),
-        ("size", size, 16, 4096),
-        ("keyframe_every", keyframe_every, 1, 100_000),
-        ("renders", renders, 1, 64),
-        ("batch", batch, 1, 256),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int; got {type(value).__name__}")
-        if not low <= value <= high:
-            raise ValueError(f"{name} must be in {low}..{high}; got {value}")
+    frames, size, keyframe_every, renders, batch = (
+        _v.whole(value, name, low, high)
+        for name, value, low, high in (
+            ("frames", frames, 2, 100_000),
+            ("size", size, 16, 4096),
+            ("keyframe_every", keyframe_every, 1, 100_000),
+            ("renders", renders, 1, 64),
+            ("batch", batch, 1, 256),
+        )
+    )
+    out = _v.folder(out_dir, "out_dir")
     # the demo holds every frame in memory, in about 13 copies at its peak (uint8 and
     # float32 working sets; measured: 180 MiB of frames, 2.6 GB resident)
     need = 13 * frames * size * size * 3
@@ -169,9 +170,6 @@ def run_demo(
             f"at the peak, more than this machine's {ram / 2**30:.1f} GiB; "
             "the demo holds its frames in memory: lower one of them"
         )
-    if not str(out_dir):
-        raise ValueError("out_dir must name a folder; got an empty path")
-    out = Path(out_dir)
     (out / "frames").mkdir(parents=True, exist_ok=True)
     # an earlier, longer run's frames past this run's last would stay beside its own
     _remove_outputs(out, first_frame=frames, summary=False)

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _validate as _v
 from .color import color_correct, lerp_frames, mean_frames
 from .png import read_png, write_png
 
@@ -50,12 +51,10 @@ RenderFn = Callable[[int, int], np.ndarray]  # (frame index, variant) -> uint8 R
 def keyframe_indices(frames: int, every: int) -> list[int]:
     """Keyframes every ``every`` frames from 0, and the last frame (``frames`` up to
     :data:`MAX_FRAME`)."""
-    for name, v, lo in (("frames", frames, 1), ("every", every, 1)):
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"{name} must be an int; got {v!r}")
-        if not lo <= v <= MAX_FRAME:  # 10**10 frames built a set of 10**10 indices first
-            raise ValueError(f"{name} must be in {lo}..{MAX_FRAME}; got {v!r}")
-    frames, every = int(frames), int(every)
+    # at most MAX_FRAME: 10**10 frames built a set of 10**10 indices first
+    frames, every = (
+        _v.whole(x, name, 1, MAX_FRAME) for name, x in (("frames", frames), ("every", every))
+    )
     return sorted({*range(0, frames, every), frames - 1})
 
 
@@ -161,6 +160,11 @@ class ColourPlan:
         check = _KeyframeCheck()
         for k, img in keyframes.items():
             check(k, img)
+        # each image the plan's own, read-only, as a plan in files hands them out: a
+        # caller's later edit of an array it passed (or of a target it was given) changed
+        # every target after it; an array that owns its memory and is already read-only
+        # (build's averages) is kept as it is
+        keyframes = {k: _frozen(img) for k, img in keyframes.items()}
         # plain ints: numpy integers cannot go into plan.json (save() failed after
         # writing the PNGs, leaving an older plan.json beside the new images)
         self._set(dict(sorted((int(k), img) for k, img in keyframes.items())))
@@ -208,16 +212,28 @@ class ColourPlan:
         if renders < 1:
             raise ValueError(f"renders must be an int >= 1; got {renders!r}")
         renders = int(renders)
+        if not callable(render):
+            raise TypeError(
+                f"render must be a function (index, variant) -> image; got {render!r:.60}"
+            )
+        keep = None if keep is None else _v.folder(keep, "keep")
         keys = keyframe_indices(frames, every)
         made: dict[int, np.ndarray] = {}
         paths: dict[int, Path] = {}
         check = _KeyframeCheck()
         for k in keys:
-            path = None if keep is None else Path(keep) / f"{k:06d}.png"
+            path = None if keep is None else keep / f"{k:06d}.png"
             if path is not None and path.is_file():  # complete: write_png renames into place
                 img = _read_png(path)
             else:
-                img = mean_frames([render(k, v) for v in range(renders)])
+                made_k: list[np.ndarray] = []
+                for v in range(renders):
+                    made_k.append(_rendered(render(k, v), k, v, made_k[0] if made_k else None))
+                img = mean_frames(made_k)
+                # memory of its own (a view of mean_frames' batch): the plan keeps it, uncopied
+                for a in (img.base, img):
+                    if isinstance(a, np.ndarray):
+                        a.flags.writeable = False
                 if path is not None and img.dtype == np.uint8:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     write_png(path, img)
@@ -233,13 +249,18 @@ class ColourPlan:
     @staticmethod
     def kept(keep: str | os.PathLike[str], *, frames: int, every: int) -> int:
         """How many of the keyframes :meth:`build` with ``keep`` would read, not render."""
-        return sum((Path(keep) / f"{k:06d}.png").is_file() for k in keyframe_indices(frames, every))
+        d = _v.folder(keep, "keep")
+        return sum((d / f"{k:06d}.png").is_file() for k in keyframe_indices(frames, every))
 
     def target(self, i: int) -> np.ndarray:
-        """The target of frame ``i``: its keyframe, or the lerp of the two around it (a
-        keyframe of a plan in files is a read-only array: copy it to edit it)."""
-        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+        """The target of frame ``i``: its keyframe, or the lerp of the two around it. A
+        keyframe is a read-only array: copy it to edit it. Frames past the last keyframe
+        take it (a plan's last keyframe is its last frame, so only frames beyond the plan
+        do); a negative ``i`` is refused."""
+        if isinstance(i, (bool, np.bool_, np.timedelta64)) or not isinstance(i, (int, np.integer)):
             raise TypeError(f"i must be a frame index (int); got {i!r}")
+        if i < 0:
+            raise ValueError(f"i must be a frame index >= 0; got {i!r}")
         keys = self._keys
         at = bisect.bisect_left(keys, i)  # keys[at - 1] < i <= keys[at]
         if at < len(keys) and keys[at] == i:
@@ -258,7 +279,8 @@ class ColourPlan:
     def save(self, run_dir: str | Path) -> Path:
         """Write the keyframes into ``RUN_DIR/plan/`` (``uint8`` as PNG, ``float32`` as
         ``.npy``, exact) and their index into ``RUN_DIR/plan.json``, last."""
-        d = Path(run_dir) / "plan"
+        run_dir = _v.folder(run_dir, "run_dir")
+        d = run_dir / "plan"
         d.mkdir(parents=True, exist_ok=True)
         floats = self.keyframes[self._keys[0]].dtype == np.float32
         in_files = self.keyframes.paths if isinstance(self.keyframes, Keyframes) else {}
@@ -277,7 +299,7 @@ class ColourPlan:
         index: dict[str, Any] = {"keyframes": self._keys}
         if floats:
             index["dtype"] = "float32"
-        _atomic_json(Path(run_dir) / "plan.json", index)
+        _atomic_json(run_dir / "plan.json", index)
         return d
 
     @classmethod
@@ -286,7 +308,8 @@ class ColourPlan:
         reader of the 8-bit RGB PNGs it writes). Every keyframe is
         read and checked here, one at a time; the plan then reads each again from its file
         when a target needs it (:class:`Keyframes`)."""
-        index = Path(run_dir) / "plan.json"
+        run_dir = _v.folder(run_dir, "run_dir")
+        index = run_dir / "plan.json"
         if not index.is_file():
             raise OSError(f"run_dir: no colour plan in {run_dir} (plan.json missing)")
         data = _read_json(index)
@@ -308,7 +331,7 @@ class ColourPlan:
         read = _read_png if dtype == "uint8" else _read_npy
         ext = ".png" if dtype == "uint8" else ".npy"
         # each image read and checked now, one at a time, then read again when needed
-        paths = {k: Path(run_dir) / "plan" / f"{k:06d}{ext}" for k in sorted(set(frames))}
+        paths = {k: run_dir / "plan" / f"{k:06d}{ext}" for k in sorted(set(frames))}
         check = _KeyframeCheck()
         try:
             for k, path in paths.items():
@@ -347,6 +370,41 @@ class _KeyframeCheck:
             raise ValueError(f"keyframes must not be empty images; got shape {img.shape}")
         if img.dtype == np.float32 and not np.isfinite(img).all():
             raise ValueError(f"keyframes[{k}] holds NaN or infinity")
+
+
+def _frozen(img: np.ndarray) -> np.ndarray:
+    """``img`` read-only, and a copy unless it and every array down to its memory's
+    owner are read-only already (then no writeable array reaches that memory, short of a
+    caller setting ``writeable`` back on)."""
+    a: object = img
+    while isinstance(a, np.ndarray) and not a.flags.writeable:
+        if a.flags.owndata:
+            return img
+        a = a.base
+    img = np.array(img, copy=True)
+    img.flags.writeable = False
+    return img
+
+
+def _rendered(img: object, k: int, variant: int, first: np.ndarray | None) -> np.ndarray:
+    """A render of keyframe ``k``, checked (against the keyframe's ``first`` render, if
+    any): an error names the call that made it, not :func:`mean_frames`' argument
+    (``frames`` is build's frame count)."""
+    call = f"render({k}, {variant})"
+    if not isinstance(img, np.ndarray):
+        raise TypeError(f"{call} must return an (H, W, 3) numpy array; got {img!r:.60}")
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"{call} must return one (H, W, 3) image; got shape {img.shape}")
+    if img.dtype not in (np.uint8, np.float32):
+        raise TypeError(f"{call} must return a uint8 or float32 image; got {img.dtype}")
+    if first is not None and (img.shape, img.dtype) != (first.shape, first.dtype):
+        raise ValueError(
+            f"{call} must return an image like render({k}, 0)'s ({first.dtype} "
+            f"{first.shape}); got {img.dtype} {img.shape}"
+        )
+    if img.dtype == np.float32 and not np.isfinite(img).all():
+        raise ValueError(f"{call} returned NaN or infinity")
+    return img
 
 
 def _stamp(path: Path) -> tuple[int, int]:
