@@ -1064,9 +1064,9 @@ LATE = {
         _with("interpolation", backend="rife", model="/nonexistent/rife.onnx"),
         "interpolation.model: .*nonexistent",
     ),
-    "h265 under 32x32": (
+    "h265 under 64 wide": (
         {**_with("video", codec="h265"), "render": {**JOB["render"], "width": 24, "height": 24}},
-        "video.codec with render.width and render.height: .*32x32",
+        "video.codec with render.width and render.height: .*at least 64 pixels wide",
     ),
     # SVT-AV1 refused it when the video started ("Invalid argument", naming no setting)
     "av1 over 240 fps": (
@@ -1080,7 +1080,7 @@ LATE = {
 def test_settings_a_frame_would_refuse_are_refused_before_rendering(tmp_path, backend, case):
     if case in (
         "fps x factor over 1000",
-        "h265 under 32x32",
+        "h265 under 64 wide",
         "a missing RIFE model",
         "av1 over 240 fps",
     ):
@@ -1090,7 +1090,7 @@ def test_settings_a_frame_would_refuse_are_refused_before_rendering(tmp_path, ba
 
         if check_codec("av1", 30) != "libsvtav1":
             pytest.skip("the AV1 encoder here is not SVT-AV1")
-    if case == "h265 under 32x32":
+    if case == "h265 under 64 wide":
         from loopwave.video import list_encoders
 
         if "h265" not in list_encoders():  # the codec names this PyAV can encode

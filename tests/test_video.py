@@ -676,8 +676,17 @@ def test_frame_size_checks(tmp_path):
     # libx265 aborted the process on frames such as 16x40; refused before encoding
     if "h265" in ENCODERS:
         with lv.VideoWriter(tmp_path / "h.mp4", codec="h265") as w:
-            with pytest.raises(ValueError, match="at least 32x32"):
+            with pytest.raises(ValueError, match="at least 64 pixels wide and 32 high"):
                 w.write(np.zeros((16, 40, 3), np.uint8))
+            # the refused frame set no size: a frame the codec takes is the first
+            w.write(np.zeros((32, 64, 3), np.uint8))
+            assert w.size == (32, 64)
+    # a refused first frame (NaN) set the writer's size, so the next good one was refused
+    with lv.VideoWriter(tmp_path / "n.mp4") as w:
+        with pytest.raises(ValueError, match="NaN"):
+            w.write(np.full((32, 32, 3), np.nan, np.float32))
+        w.write(np.zeros((48, 64, 3), np.float32))
+        assert w.size == (48, 64)
     # one size: a 15x16 frame after 16x16 ones was padded to 16x16 and taken
     with lv.VideoWriter(tmp_path / "s.mp4") as w:
         w.write(np.zeros((16, 16, 3), np.uint8))
@@ -1074,6 +1083,32 @@ def test_fps_reads_back_exactly_from_the_settings_tag(tmp_path, ext):
         assert r.fps == Fraction(60000, 1001)
 
 
+@pytest.mark.parametrize(
+    "fps, n, ext",
+    [
+        ("700", 2, ".mkv"),
+        ("540", 5, ".mkv"),
+        ("700", 100, ".mkv"),
+        ("600", 24, ".webm"),
+        ("33.333", 30, ".mkv"),
+        ("333.333", 30, ".mkv"),
+    ],
+)
+def test_high_and_long_decimal_rates_read_back_from_matroska(tmp_path, fps, n, ext):
+    """From a review: Matroska's millisecond times are most of a frame above 500 fps,
+    so 2 frames at 700 fps read back at 1000 fps (and 0.002 s); FFmpeg keeps its rate's
+    terms under 30001, so 33.333 read back as 29933/898, past the tag's 1e-6."""
+    codec = "vp9" if ext == ".webm" else "h264"
+    if codec not in ENCODERS:
+        pytest.skip(f"{codec} encoder not available")
+    path = tmp_path / f"f{ext}"
+    with lv.VideoWriter(path, fps=fps, codec=codec) as w:
+        w.write(moving(n, h=16, w=16))
+    with lv.VideoReader(path) as r:
+        assert (r.fps, r.frame_count) == (lv.parse_fps(fps), n)
+        assert r.duration == pytest.approx(n / float(lv.parse_fps(fps)), rel=1e-9)
+
+
 def test_unsupported_codec_and_container_pairs_are_refused(tmp_path):
     """VP9 and AV1 in .mov were taken, then failed on the first frame with FFmpeg's bare
     'Invalid argument', leaving an empty partial file."""
@@ -1241,10 +1276,13 @@ def test_a_reader_dropped_without_close_closes_its_file_at_once(tmp_path):
 def test_check_codec_checks_the_frame_size_as_the_writer_does():
     """A render checks the codec and its smallest frame before rendering (libx265 at
     24x24 failed only when the video started)."""
-    lv.check_frame_size("libx265", 32, 32)
-    lv.check_frame_size("libx265", 31, 31)  # padded to even: 32x32
-    with pytest.raises(ValueError, match="libx265 needs frames of at least 32x32"):
-        lv.check_frame_size("libx265", 24, 24)
+    lv.check_frame_size("libx265", 32, 64)  # (height, width)
+    lv.check_frame_size("libx265", 31, 63)  # padded to even: 32 high, 64 wide
+    # a review: libx265 wrote past a buffer on frames up to 48 wide (valgrind), and
+    # aborted the process in most runs of 48x48 frames with sound
+    for h, w in ((24, 24), (32, 32), (64, 48), (200, 56), (24, 100)):
+        with pytest.raises(ValueError, match="libx265 needs frames of at least 64 pixels wide"):
+            lv.check_frame_size("libx265", h, w)
     lv.check_frame_size("libx264", 1, 1)
     assert lv.check_codec("h264", 18) == "libx264"
 

@@ -96,6 +96,11 @@ CODECS: dict[str, tuple[tuple[str, ...], str]] = {
 # process (heap corruption) on frames such as 40x16 and refuses sides under 16 (measured
 # with PyAV's libx265: no failure with both sides >= 32); SVT-AV1 refuses sides under 4
 _MIN_SIDE = {"libx265": 32, "libsvtav1": 4}
+# smallest frame width, where it is more: libx265's look-ahead (cuTree) writes past a
+# buffer's end on frames up to 48 wide, whatever their height (valgrind: 32x32 to 48x48,
+# 200x32, 100x40 high x wide; none at 56 or more wide, 32x64 included), and the process
+# aborted in 12 of 16 runs of 48x48 frames with sound; 64 for a margin
+_MIN_WIDTH = {"libx265": 64}
 # the highest frame rate an encoder opens at (SVT-AV1: "The maximum allowed frame rate is
 # 240 fps", found only when the first frame opened it)
 _MAX_FPS = {"libsvtav1": Fraction(240)}
@@ -841,9 +846,6 @@ class VideoWriter:
         even = (h + h % 2, w + w % 2)
         if self.size is None:
             check_frame_size(self.encoder, h, w)
-            self.size = even
-            self._cfg.size = even
-            self._first = (h, w)
         elif (h, w) != self._first:
             raise ValueError(
                 f"frames must keep one size; got {h}x{w} after {self._first[0]}x{self._first[1]}"
@@ -851,6 +853,10 @@ class VideoWriter:
         if h % 2 or w % 2:
             x = np.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         planes = rgb_to_yuv420p(x, matrix=self.matrix, full_range=self.full_range)
+        if self.size is None:  # set by a frame that converted (a refused one, NaN, sets none)
+            self.size = even
+            self._cfg.size = even
+            self._first = (h, w)
         for p in planes:
             self._put(p)
             self.frames_queued += 1
@@ -1199,9 +1205,10 @@ class _Decoder:
             raise ValueError(f"VideoReader of {self.path} is closed")
 
     def _tagged_fps(self, rate: Fraction) -> Fraction:
-        """The exact fps in loopwave's settings tag when the stream's rate is within 1e-6
+        """The exact fps in loopwave's settings tag when the stream's rate is within 1e-4
         (relative) of it: Matroska keeps times in milliseconds, so 60000/1001 written
-        reads back as 19001/317."""
+        reads back as 19001/317, and FFmpeg keeps its rate's terms under 30001, so
+        33.333 reads back as 29933/898 (1.2e-6 off)."""
         video = (self.settings or {}).get("video")
         tagged = video.get("fps") if isinstance(video, dict) else None
         if tagged is None:
@@ -1210,7 +1217,7 @@ class _Decoder:
             exact = parse_fps(tagged)
         except (TypeError, ValueError):
             return rate
-        return exact if abs(rate - exact) <= exact / 10**6 else rate
+        return exact if abs(rate - exact) <= exact / 10**4 else rate
 
     def _probe_first(self, autorotate: bool) -> None:
         """The first frame's size, which every frame is scaled to, and (``autorotate``)
@@ -1245,8 +1252,12 @@ class _Decoder:
         if self._fps is None:
             n = self.frame_count
             declared, span = self._declared, self._span
-            # agree: the span holds the frames at the declared rate to within half a frame
-            if span is None or span <= 0 or n == 0 or abs(n - span * declared) <= Fraction(1, 2):
+            # agree: the span holds the frames at the declared rate to within half a frame,
+            # and the two timestamps' rounding to the time base (Matroska's milliseconds are
+            # 0.7 of a frame at 700 fps, whose 2 frames read back as 1000 fps)
+            base = self.stream.time_base
+            slack = Fraction(1, 2) + (2 * Fraction(base) * declared if base else 0)
+            if span is None or span <= 0 or n == 0 or abs(n - span * declared) <= slack:
                 self._fps = declared
             else:
                 self._fps = n / span
@@ -1907,11 +1918,15 @@ def check_frame_size(encoder: str, h: int, w: int) -> None:
     """Refuse frames of ``h`` x ``w`` that ``encoder`` (as :func:`check_codec` returns it)
     cannot take, as :class:`VideoWriter` does at the first frame."""
     least = _MIN_SIDE.get(encoder, 1)
+    wide = max(least, _MIN_WIDTH.get(encoder, 1))
     short, long = sorted((h + h % 2, w + w % 2))  # as encoded: padded to even sides
-    if short < least:
+    if short < least or w + w % 2 < wide:
+        need = (
+            f"{least}x{least} pixels" if wide == least else f"{wide} pixels wide and {least} high"
+        )
         raise ValueError(
-            f"frames: {encoder} needs frames of at least {least}x{least} pixels; "
-            f"got {h}x{w} (pad them, or use another codec such as h264)"
+            f"frames: {encoder} needs frames of at least {need}; got {w} wide, {h} high "
+            "(pad them, or use another codec such as h264)"
         )
     if encoder == "libsvtav1" and short < _SVT_THIN and long > _SVT_LONG:
         raise ValueError(
