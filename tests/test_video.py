@@ -1273,6 +1273,25 @@ def test_a_reader_dropped_without_close_closes_its_file_at_once(tmp_path):
     assert len(decode_all(path)) == 3
 
 
+def test_sizes_the_encoder_refuses_are_refused_at_the_first_frame(tmp_path):
+    """From a review: x264 refuses sides over 16384, SVT-AV1 with a bitrate any side under
+    64; both passed write() and failed later ("Generic error in an external library",
+    naming no argument), after every frame was made. The first frame of an unusual size
+    now opens the encoder at it."""
+    with lv.VideoWriter(tmp_path / "w.mkv", codec="h264") as w:
+        for h, wide in ((2, 16386), (16386, 2)):
+            with pytest.raises(ValueError, match=f"^frames: libx264 does not open at {wide} wide"):
+                w.write(np.zeros((h, wide, 3), np.uint8))
+        w.write(np.zeros((2, 16384, 3), np.uint8))
+    assert w.frames_on_disk == 1
+    if lv.check_codec("av1", 18) == "libsvtav1":
+        with lv.VideoWriter(tmp_path / "a.mkv", codec="av1", crf=None, bitrate=10**6) as w:
+            with pytest.raises(ValueError, match="48 wide, 48 high at a bitrate of 1000000"):
+                w.write(np.zeros((48, 48, 3), np.uint8))
+            w.write(np.zeros((64, 64, 3), np.uint8))
+        assert w.frames_on_disk == 1
+
+
 def test_check_codec_checks_the_frame_size_as_the_writer_does():
     """A render checks the codec and its smallest frame before rendering (libx265 at
     24x24 failed only when the video started)."""

@@ -627,7 +627,7 @@ def _preflight(job: _Job, encode: bool, progress: bool) -> Any:
     s = job.s
     if not encode:
         return None
-    from .video import check_codec, check_frame_rate, check_frame_size, parse_fps
+    from .video import _encoder_options, check_codec, check_frame_rate, check_frame_size, parse_fps
 
     v, it, r = s["video"], s["interpolation"], s["render"]
     try:
@@ -635,7 +635,8 @@ def _preflight(job: _Job, encode: bool, progress: bool) -> Any:
     except (TypeError, ValueError) as e:
         raise ValueError(f"video.codec / video.crf: {e}") from None
     try:
-        check_frame_size(encoder, r["height"], r["width"])
+        opts = _encoder_options(encoder, v["crf"], None, None)  # as the render's writer has
+        check_frame_size(encoder, r["height"], r["width"], options=opts)
     except ValueError as e:
         raise ValueError(f"video.codec with render.width and render.height: {e}") from None
     try:

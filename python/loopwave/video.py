@@ -101,6 +101,9 @@ _MIN_SIDE = {"libx265": 32, "libsvtav1": 4}
 # 200x32, 100x40 high x wide; none at 56 or more wide, 32x64 included), and the process
 # aborted in 12 of 16 runs of 48x48 frames with sound; 64 for a margin
 _MIN_WIDTH = {"libx265": 64}
+# frame sides (short, long) that every encoder here opens at with any settings it takes;
+# check_frame_size tries a frame outside them by opening its encoder at that size
+_USUAL_SIDES = (64, 8192)
 # the highest frame rate an encoder opens at (SVT-AV1: "The maximum allowed frame rate is
 # 240 fps", found only when the first frame opened it)
 _MAX_FPS = {"libsvtav1": Fraction(240)}
@@ -161,9 +164,15 @@ def _quiet(encoder: str, options: dict[str, str]) -> None:
         os.environ.setdefault("SVT_LOG", "1")
 
 
-def _try_open(encoder: str, options: dict[str, str], bitrate: int | None = None) -> None:
-    """Open ``encoder`` at 64x64; raises what FFmpeg raises (no encoder, no GPU, bad
-    option value), and ValueError for options the encoder does not have.
+def _try_open(
+    encoder: str,
+    options: Mapping[str, str],
+    bitrate: int | None = None,
+    size: tuple[int, int] = (64, 64),
+) -> None:
+    """Open ``encoder`` at ``size`` (width, height; 64x64 by default); raises what FFmpeg
+    raises (no encoder, no GPU, bad option value, a size it refuses), and ValueError for
+    options the encoder does not have.
 
     FFmpeg sets the options an encoder knows and hands the others back unused
     (PyAV leaves them in ``options`` after ``open``); it would otherwise ignore a
@@ -171,7 +180,7 @@ def _try_open(encoder: str, options: dict[str, str], bitrate: int | None = None)
     """
     av = _av()
     ctx = av.CodecContext.create(encoder, "w")
-    ctx.width, ctx.height, ctx.pix_fmt = 64, 64, "yuv420p"
+    (ctx.width, ctx.height), ctx.pix_fmt = size, "yuv420p"
     ctx.time_base = Fraction(1, 25)
     if bitrate:
         ctx.bit_rate = bitrate
@@ -745,6 +754,7 @@ class VideoWriter:
                 raise TypeError(f"options must be a mapping of str to str; got {options!r:.80}")
             enc_opts.update({k: str(val) for k, val in options.items()})
         check_frame_rate(self.encoder, self.fps)
+        self._enc_opts, self._bitrate = enc_opts, bitrate  # the first frame's size is tried
         try:  # surface a bad preset or option here, not on the first frame
             _try_open(self.encoder, enc_opts, bitrate)
         except av.error.FFmpegError as e:
@@ -845,7 +855,7 @@ class VideoWriter:
         h, w = x.shape[1:3]
         even = (h + h % 2, w + w % 2)
         if self.size is None:
-            check_frame_size(self.encoder, h, w)
+            check_frame_size(self.encoder, h, w, options=self._enc_opts, bitrate=self._bitrate)
         elif (h, w) != self._first:
             raise ValueError(
                 f"frames must keep one size; got {h}x{w} after {self._first[0]}x{self._first[1]}"
@@ -1914,9 +1924,23 @@ def check_codec(codec: Any, crf: int) -> str:
     return encoder
 
 
-def check_frame_size(encoder: str, h: int, w: int) -> None:
+def check_frame_size(
+    encoder: str,
+    h: int,
+    w: int,
+    *,
+    options: Mapping[str, str] | None = None,
+    bitrate: int | None = None,
+) -> None:
     """Refuse frames of ``h`` x ``w`` that ``encoder`` (as :func:`check_codec` returns it)
-    cannot take, as :class:`VideoWriter` does at the first frame."""
+    cannot take, as :class:`VideoWriter` does at the first frame.
+
+    With ``options`` (the encoder's FFmpeg options, and ``bitrate``), a size outside
+    :data:`_USUAL_SIDES` is also tried by opening the encoder at it: x264 and SVT-AV1
+    refuse widths over 16384, and SVT-AV1 with a bitrate any side under 64, which
+    otherwise failed only when the video started, with FFmpeg's "Generic error in an
+    external library" (ordinary sizes are not tried: an SVT-AV1 encoder costs seconds
+    and hundreds of MB to open at 4K)."""
     least = _MIN_SIDE.get(encoder, 1)
     wide = max(least, _MIN_WIDTH.get(encoder, 1))
     short, long = sorted((h + h % 2, w + w % 2))  # as encoded: padded to even sides
@@ -1934,6 +1958,15 @@ def check_frame_size(encoder: str, h: int, w: int) -> None:
             f"one side and over {_SVT_LONG} on the other (SVT-AV1 hangs in its final flush); "
             f"got {h}x{w} (pad them, or use another codec such as vp9)"
         )
+    if options is not None and not (_USUAL_SIDES[0] <= short and long <= _USUAL_SIDES[1]):
+        try:
+            _try_open(encoder, options, bitrate, size=(w + w % 2, h + h % 2))
+        except _av().error.FFmpegError as e:
+            with_bitrate = f" at a bitrate of {bitrate}" if bitrate else ""
+            raise ValueError(
+                f"frames: {encoder} does not open at {w} wide, {h} high{with_bitrate} ({e}); "
+                "pad or scale the frames, or use another codec"
+            ) from None
 
 
 def check_frame_rate(encoder: str, fps: Fraction, arg: str = "fps") -> None:
