@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -206,6 +207,45 @@ def test_frames_on_disk_follows_fragments(tmp_path):
             seen.append(w.flush(fsync=True))
     assert seen == sorted(seen) and seen[-1] > 0
     assert w.frames_on_disk == 40
+
+
+def _frames_in_copy(path: Path, tmp_path: Path) -> int:
+    """How many frames a reader gets from a copy of ``path`` as it is on disk now (what
+    a kill would leave); 0 where the copy is not a readable video yet."""
+    copy = tmp_path / f"copy{path.suffix}"
+    shutil.copyfile(path, copy)
+    try:
+        with av.open(str(copy)) as c:
+            return sum(1 for _ in c.decode(video=0))
+    except av.error.FFmpegError:
+        return 0
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mov", ".mkv"])
+@pytest.mark.parametrize("codec", ["h264", "h265"])
+def test_flushed_frames_are_on_disk_with_sound(tmp_path, ext, codec):
+    """From a review: with sound in MP4/MOV, a keyframe early in the file (x264's scene cut
+    at frame 1; B-frames write it before the first audio packet) cut no fragment, as the
+    muxer writes its first moov only once every track has a packet, yet flush() counted
+    it: it said 1 frame was safe while a kill left an empty file."""
+    need_encoder(codec)
+    wav = tmp_path / "tone.wav"
+    write_wav(wav, 3.0, rate=48000)
+    rng = np.random.default_rng(0)
+    frames = np.zeros((60, 64, 64, 3), np.uint8)
+    for i in range(60):
+        frames[i] = 40 + 2 * i
+    frames[:, :, :8] = rng.integers(0, 256, (60, 64, 8, 3), dtype=np.uint8)
+    path = tmp_path / f"s{ext}"
+    with lv.VideoWriter(path, fps=30, codec=codec, keyframe_interval=10, audio=wav) as w:
+        seen = []
+        for i in range(0, 60, 5):
+            w.write(frames[i : i + 5])
+            safe = w.flush(fsync=True)
+            seen.append(safe)
+            assert _frames_in_copy(path, tmp_path) >= safe, (i + 5, seen)
+    assert seen == sorted(seen) and seen[-1] > 0
+    assert w.frames_on_disk == 60
 
 
 # -- options ------------------------------------------------------------------------

@@ -374,6 +374,7 @@ class _AudioFeed:
         self.exhausted = False
         self.samples = 0  # samples sent to the encoder
         self.time = float("-inf")  # start time (s) of the newest audio packet muxed
+        self.first_dts: float | None = None  # decoding time (s) of the first one
 
     def _pull(self) -> bool:
         """Decode one more source frame into the FIFO; False once the source is done."""
@@ -483,7 +484,8 @@ class _Output:
         self.time_base = 1 / cfg.fps
         self.count = 0  # frames sent to the encoder
         self.durable = _Durable(cut_at_keyframes=mp4)
-        self._gate: deque[tuple[float, int, bool]] = deque()  # video packets the muxer may hold
+        # video packets the muxer may hold: (time, frame, keyframe, decoding time)
+        self._gate: deque[tuple[float, int, bool, float]] = deque()
         self._dts_shift: int | None = None  # see _repair_dts
 
     def encode(self, planes: np.ndarray) -> None:
@@ -505,6 +507,7 @@ class _Output:
     def _mux_video(self, p: Any) -> None:
         self._repair_dts(p)
         t = p.pts * p.time_base  # read before muxing: mux rebases the packet in place
+        d = float((p.dts if p.dts is not None else p.pts) * p.time_base)
         index, key = int(round(t * self.cfg.fps)), bool(p.is_keyframe)
         self.container.mux(p)
         if self.audio is None:
@@ -512,7 +515,7 @@ class _Output:
         else:
             # with two streams the muxer interleaves: a video packet is written
             # once an audio packet with a later time has arrived
-            self._gate.append((float(t), index, key))
+            self._gate.append((float(t), index, key, d))
             self._release()
 
     def _repair_dts(self, p: Any) -> None:
@@ -535,14 +538,22 @@ class _Output:
         assert self.audio is not None
         if p.pts is not None:
             self.audio.time = float(p.pts * p.time_base)
+        if self.audio.first_dts is None and (p.dts if p.dts is not None else p.pts) is not None:
+            self.audio.first_dts = float((p.dts if p.dts is not None else p.pts) * p.time_base)
         self.container.mux(p)
         self._release()
 
     def _release(self) -> None:
         assert self.audio is not None
+        first = self.audio.first_dts
         while self._gate and self._gate[0][0] < self.audio.time:
-            _, index, key = self._gate.popleft()
-            self.durable.muxed(index, key)
+            _, index, key, d = self._gate.popleft()
+            # the MP4 muxer cuts no fragment before its first moov, which waits for a
+            # packet of every track: a keyframe written (in decoding-time order) before the
+            # first audio packet cut nothing, and its fragment's frames were not on disk
+            # (with B-frames a scene cut at frame 1 comes first: flush() said 1, a kill
+            # left an empty file)
+            self.durable.muxed(index, key and first is not None and d > first)
 
     def flush_to_disk(self, fsync: bool) -> None:
         if fsync and self.path.exists():
@@ -560,7 +571,7 @@ class _Output:
         self.container.close()
         if self.count:
             _check_complete(self.path, self.count, self.cfg.fps)
-        for _, index, key in self._gate:
+        for _, index, key, _ in self._gate:
             self.durable.muxed(index, key)
         self._gate.clear()
         self.durable.finish()
