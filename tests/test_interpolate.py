@@ -77,10 +77,26 @@ def flow_blend_reference(a, b, f01, f10, t, sigma):
     vis1 = np.exp(-((np.linalg.norm(f10 + warp(f01, f10), axis=-1) / sigma) ** 2))
     ft0 = -(1 - t) * t * f01 + t * t * f10
     ft1 = (1 - t) * (1 - t) * f01 - t * (1 - t) * f10
-    w0 = ((1 - t) * warp(vis0, ft0) + 1e-4)[..., None]
-    w1 = (t * warp(vis1, ft1) + 1e-4)[..., None]
+    w0 = ((1 - t) * (warp(vis0, ft0) + 1e-4))[..., None]
+    w1 = (t * (warp(vis1, ft1) + 1e-4))[..., None]
     af, bf = a.astype(np.float64), b.astype(np.float64)
     return (w0 * warp(af, ft0) + w1 * warp(bf, ft1)) / (w0 + w1)
+
+
+def test_unrelated_frames_fade_at_each_in_betweens_time():
+    """From a review: where the two flows disagree (a large move, a cut the detector
+    misses), the weights' floor was added after the time weight, so every in-between was
+    about an even mix ([0.3, 0.42, 0.51, 0.6, 0.69] of b at factor 6); it now falls back
+    to a cross-fade at each in-between's time."""
+    from skimage import data
+
+    img = data.astronaut()  # two unrelated halves: the detector scores them 0.235, no cut
+    a, b = np.ascontiguousarray(img[:256, :256]), np.ascontiguousarray(img[:256, 256:])
+    out = list(interpolate([a, b], factor=6))
+    assert len(out) == 7
+    af, d = a.astype(np.float64), (b.astype(np.float64) - a).ravel()
+    share = [float((f.astype(np.float64) - af).ravel() @ d / (d @ d)) for f in out]
+    np.testing.assert_allclose(share, np.arange(7) / 6, atol=0.03)
 
 
 def test_flow_blend_matches_a_float64_reference_on_a_photograph():
@@ -341,6 +357,8 @@ def test_bad_inputs():
         BlendInterpolator().between(a.astype(np.float32), a.astype(np.float32), [0.5])
     with pytest.raises(ValueError, match="OnnxRifeInterpolator"):
         list(interpolate([a, a], backend="rife"))
+    with pytest.raises(TypeError, match="^backend must be 'flow', 'blend' or an Interpolator"):
+        list(interpolate([a, a], backend=np.array(["flow", "blend"])))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"frames\[1\]"):
         list(interpolate([a, a[:10]], backend="blend", scene_cut=False))
     with pytest.raises(ValueError, match="scene_cut"):
@@ -362,9 +380,20 @@ def test_bad_inputs():
         FlowInterpolator(preset="slow")
     with pytest.raises(TypeError, match="^preset"):
         FlowInterpolator(preset=[])  # type: ignore[arg-type]
-    for sigma, err in ((float("inf"), ValueError), (0, ValueError), ("1", TypeError)):
+    # 1e-39 (its f32 inverse infinite) made every visibility NaN and the frames black;
+    # 10**400 raised numpy's own TypeError (a review)
+    for sigma, err in (
+        (float("inf"), ValueError),
+        (0, ValueError),
+        ("1", TypeError),
+        (1e-39, ValueError),
+        (10**400, ValueError),
+        (1e7, ValueError),
+    ):
         with pytest.raises(err, match="^occlusion_sigma"):
             FlowInterpolator(occlusion_sigma=sigma)  # type: ignore[arg-type]
+    FlowInterpolator(occlusion_sigma=1e-3)
+    FlowInterpolator(occlusion_sigma=np.float32(1e6))
     # checked when interpolate() is called, not at the first frame drawn
     with pytest.raises(ValueError, match="^factor"):
         interpolate([a, a], factor=99)
@@ -650,3 +679,45 @@ def test_timesteps_must_be_numbers_not_text():
         with pytest.raises(TypeError, match="timesteps must be numbers"):
             BlendInterpolator().between(a, a, bad)
     assert BlendInterpolator().between(a, a, [np.float32(0.5), 1 / 3]).shape == (2, *a.shape)
+
+
+def test_cli_keeps_a_videos_sound(tmp_path, capsys):
+    """From a review: `loopwave interpolate` wrote the video without the input's sound,
+    without a word. It is kept (in step: frame i of the input plays at i / fps in both)
+    unless --no-audio."""
+    av = pytest.importorskip("av")
+    import wave
+
+    from loopwave.video import VideoWriter
+
+    wav = tmp_path / "tone.wav"
+    with wave.open(str(wav), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(48000)
+        f.writeframes((np.sin(np.arange(48000 * 2) * 0.0576) * 8000).astype("<i2").tobytes())
+    src = tmp_path / "in.mp4"
+    with VideoWriter(src, fps=10, audio=wav) as w:
+        for i in range(12):
+            w.write(square_at(10 + 2 * i))
+
+    def streams(path):
+        with av.open(str(path)) as c:
+            sound = c.streams.audio
+            seconds = float(sound[0].duration * sound[0].time_base) if sound else None
+            return sum(1 for _ in c.decode(video=0)), len(sound), seconds
+
+    out = tmp_path / "out.mp4"
+    assert main(["interpolate", str(src), "-o", str(out), "--factor", "3", "--quiet"]) == 0
+    n, sounds, seconds = streams(out)
+    assert (n, sounds) == (34, 1)
+    assert seconds == pytest.approx(34 / 30, abs=0.05)  # cut to the video's length
+    quiet = tmp_path / "quiet.mp4"
+    argv = ["interpolate", str(src), "-o", str(quiet), "--factor", "3", "--quiet", "--no-audio"]
+    assert main(argv) == 0
+    assert streams(quiet)[:2] == (34, 0)
+    # a rate given in place of the video's own: told that sound and video part
+    fast = tmp_path / "fast.mp4"
+    argv = ["interpolate", str(src), "-o", str(fast), "--factor", "2", "--fps", "20", "--quiet"]
+    assert main(argv) == 0
+    assert "plays at another speed than its sound" in capsys.readouterr().err

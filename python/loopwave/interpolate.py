@@ -9,7 +9,9 @@ fresh machine:
   SloMo (``F_t0 = -(1-t) t F_01 + t^2 F_10``, ``F_t1 = (1-t)^2 F_01 - t (1-t)
   F_10``), backward warping of both frames, and occlusion-aware blending: a
   pixel whose forward flow and the backward flow where it lands do not cancel
-  is treated as occluded in that frame and weighted down. The tests move a small
+  is treated as occluded in that frame and weighted down; where both frames are
+  (flows that agree nowhere: a large move, a cut the detector misses), the pixel
+  is a cross-fade at ``t``. The tests move a small
   object (20 px) up to 8 px per frame, which it interpolates well; at 16 px per
   frame DIS lost it in a one-off check (no test), no better than a fade.
 * :class:`BlendInterpolator` — a plain cross-fade (:func:`loopwave.lerp_frames`).
@@ -39,6 +41,7 @@ import concurrent.futures
 import contextlib
 import itertools
 import os
+import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
@@ -61,6 +64,8 @@ __all__ = [
 ]
 
 SCENE_CUT_THRESHOLD = 0.35
+#: ``FlowInterpolator``'s ``occlusion_sigma`` range, in pixels
+SIGMA_RANGE = (1e-3, 1e6)
 
 
 def _cv2() -> Any:
@@ -138,7 +143,7 @@ class FlowInterpolator(Interpolator):
     ----------
     preset : DIS preset, ``"ultrafast"``, ``"fast"`` or ``"medium"``
     occlusion_sigma : forward-backward mismatch (pixels) at which a pixel's weight
-        falls to ``exp(-1)``
+        falls to ``exp(-1)``; in :data:`SIGMA_RANGE` (1e-3 to 1e6)
     """
 
     _PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
@@ -150,14 +155,20 @@ class FlowInterpolator(Interpolator):
         if preset not in self._PRESETS:
             raise ValueError(f"preset must be one of {sorted(self._PRESETS)}; got {preset!r}")
         sigma = occlusion_sigma
-        if isinstance(sigma, (bool, np.bool_)) or not isinstance(sigma, (int, float, np.number)):
-            raise TypeError(f"occlusion_sigma must be a positive number; got {sigma!r}")
-        if not (np.isfinite(sigma) and sigma > 0):
-            raise ValueError(f"occlusion_sigma must be finite and > 0; got {sigma!r}")
+        if not v._is_real(sigma):
+            raise TypeError(f"occlusion_sigma must be a positive number; got {sigma!r:.60}")
+        # in pixels: below 1e-3 no two flows agree, above 1e6 all do (and under 1e-38 the
+        # kernel's f32 inverse was infinite and the frames came out black)
+        sigma = v.to_float(sigma)
+        if not SIGMA_RANGE[0] <= sigma <= SIGMA_RANGE[1]:
+            raise ValueError(
+                f"occlusion_sigma must be in {SIGMA_RANGE[0]:g}..{SIGMA_RANGE[1]:g} pixels; "
+                f"got {occlusion_sigma!r:.60}"
+            )
         _cv2()
         self._preset = self._PRESETS[preset]
         self._local = threading.local()
-        self.sigma = float(occlusion_sigma)
+        self.sigma = sigma
 
     def flows(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``F_01``, ``F_10`` (``(H, W, 2)`` float32): ``a(x) ~ b(x + F_01(x))``, and back.
@@ -254,6 +265,10 @@ def is_scene_cut(a: np.ndarray, b: np.ndarray, *, threshold: float = SCENE_CUT_T
 def _backend(backend: str | Interpolator) -> Interpolator:
     if isinstance(backend, Interpolator):
         return backend
+    if not isinstance(backend, str):  # (an array compared with "flow" raised numpy's error)
+        raise TypeError(
+            f"backend must be 'flow', 'blend' or an Interpolator; got {type(backend).__name__}"
+        )
     if backend == "flow":
         return FlowInterpolator()
     if backend == "blend":
@@ -268,9 +283,9 @@ def _backend(backend: str | Interpolator) -> Interpolator:
 
 def resolve_factor(factor: int | None, to_fps: Any = None, fps: Any = None) -> int:
     """The integer factor, given directly or as ``to_fps / fps`` (both given: they must
-    agree); 6 when neither is. A ratio within 1e-5 of an integer is taken as that integer,
-    so the decimal forms of NTSC rates work (``to_fps=59.94`` with ``fps=30000/1001``
-    is 2, and the video's rate is ``fps`` x 2)."""
+    agree); 6 when neither is. A ratio within 1e-5 (relative) of an integer is taken as
+    that integer, so the decimal forms of NTSC rates work (``to_fps=59.94`` with
+    ``fps=30000/1001`` is 2, and the video's rate is ``fps`` x 2)."""
     if to_fps is not None or fps is not None:
         if to_fps is None or fps is None:
             raise ValueError("to_fps and fps must be given together")
@@ -514,6 +529,19 @@ def _read_input(path: Path) -> tuple[Iterator[np.ndarray], int | None, Fraction 
     raise OSError(f"IN: no such file or folder {path}")
 
 
+def _has_audio(path: Path) -> bool:
+    """Whether ``path`` is a file with a sound stream."""
+    if not path.is_file():
+        return False
+    from .video import _av
+
+    try:
+        with _av().open(str(path)) as c:
+            return bool(c.streams.audio)
+    except Exception:  # noqa: BLE001 - unreadable here: the frames' reader says why
+        return False
+
+
 def add_cli(sub: Any) -> None:
     """Register ``loopwave interpolate`` on an argparse subparsers object."""
     p = sub.add_parser("interpolate", help="add in-between frames (e.g. 10 -> 60 fps)")
@@ -525,7 +553,11 @@ def add_cli(sub: Any) -> None:
         help="a folder (PNG frames) or a video file (.mp4, .m4v, .mov, .mkv, .webm)",
     )
     p.add_argument("--factor", type=int, default=6, help="frames out per frame in (2..16)")
-    p.add_argument("--fps", default=None, help="input fps (for folders; default 10)")
+    p.add_argument(
+        "--fps",
+        default=None,
+        help="input fps: a folder's (default 10); for a video, in place of its own rate",
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--flow", action="store_true", help="optical-flow interpolation (default)")
     g.add_argument("--blend", action="store_true", help="plain cross-fade")
@@ -538,6 +570,11 @@ def add_cli(sub: Any) -> None:
     )
     p.add_argument("--no-scene-cut", action="store_true", help="interpolate across cuts too")
     p.add_argument("--loop", action="store_true", help="also interpolate last -> first")
+    p.add_argument(
+        "--no-audio",
+        action="store_true",
+        help="leave out the input video's sound (kept by default where the output is a video)",
+    )
     p.add_argument(
         "--keep-partial",
         action="store_true",
@@ -596,8 +633,16 @@ def add_cli(sub: Any) -> None:
             if video_out:
                 from .video import writing_video
 
+                # the input's sound, in step: frame i of the input plays at i / fps in both
+                sound = src if not a.no_audio and _has_audio(src) else None
+                if sound is not None and fps != in_fps:
+                    print(
+                        f"note: --fps {fps} is not the input's rate ({in_fps}): the video plays "
+                        "at another speed than its sound",
+                        file=sys.stderr,
+                    )
                 with writing_video(
-                    out, inputs=[src], fps=fps * k, keep_partial=a.keep_partial
+                    out, inputs=[src], fps=fps * k, keep_partial=a.keep_partial, audio=sound
                 ) as w:
                     for f in stream:
                         w.write(f)

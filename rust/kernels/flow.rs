@@ -11,8 +11,11 @@
 //!    (the Super SloMo approximation) `Ft0 = -(1-t) t F01 + t^2 F10` and
 //!    `Ft1 = (1-t)^2 F01 - t (1-t) F10`;
 //! 3. `out(x) = (w0 a(x + Ft0) + w1 b(x + Ft1)) / (w0 + w1)` with
-//!    `w0 = (1-t) vis0(x + Ft0) + 1e-4` and `w1 = t vis1(x + Ft1) + 1e-4`,
-//!    rounded half up to 8 bits.
+//!    `w0 = (1-t) (vis0(x + Ft0) + 1e-4)` and `w1 = t (vis1(x + Ft1) + 1e-4)`,
+//!    rounded half up to 8 bits. The floor is inside the time weight: where
+//!    neither frame is trusted (both visibilities near 0, as across a large
+//!    move or a missed cut) the mix falls back to a cross-fade at `t`, where a
+//!    floor added after it made every in-between an even mix.
 //!
 //! Every lookup is bilinear with the edge replicated (OpenCV's `remap` with
 //! `INTER_LINEAR` and `BORDER_REPLICATE`, but with exact fractions where
@@ -83,8 +86,8 @@ fn blend_row_imp<T: Sample>(c: &Ctx<'_, T>, vis: &[Vec<f32>; 2], t: f32, y: usiz
         let xf = x as f32;
         let t0 = Taps::at(xf + c0 * ax + c1 * bx, yf + c0 * ay + c1 * by, c.h, c.w);
         let t1 = Taps::at(xf + d0 * ax + d1 * bx, yf + d0 * ay + d1 * by, c.h, c.w);
-        let w0 = u * t0.sample::<f32, 1>(&vis[0], 0) + 1e-4;
-        let w1 = t * t1.sample::<f32, 1>(&vis[1], 0) + 1e-4;
+        let w0 = u * (t0.sample::<f32, 1>(&vis[0], 0) + 1e-4);
+        let w1 = t * (t1.sample::<f32, 1>(&vis[1], 0) + 1e-4);
         let norm = 1.0 / (w0 + w1);
         for (ch, v) in q.iter_mut().enumerate() {
             let mix = (w0 * t0.sample::<T, 3>(c.a, ch) + w1 * t1.sample::<T, 3>(c.b, ch)) * norm;
@@ -146,10 +149,12 @@ pub fn flow_interpolate<T: Sample>(
             format!("must each be in (0, 1), got {t}"),
         ));
     }
-    if !(sigma.is_finite() && sigma > 0.0) {
+    // its inverse is taken in f32: under about 3e-39 that is infinite, and every
+    // visibility NaN (the frames came out black)
+    if !(sigma.is_finite() && sigma > 0.0 && ((1.0 / sigma) as f32).is_finite()) {
         return Err(KernelError::value(
             "sigma",
-            format!("must be a positive number, got {sigma}"),
+            format!("must be a positive number of at least 1e-38, got {sigma}"),
         ));
     }
     let c = Ctx {
@@ -230,8 +235,8 @@ mod tests {
                     (x as f64 + ft0[0], y as f64 + ft0[1]),
                     (x as f64 + ft1[0], y as f64 + ft1[1]),
                 );
-                let w0 = (1.0 - t) * bil(&|yy, xx| vis(f01, f10, yy, xx), p0.0, p0.1) + 1e-4;
-                let w1 = t * bil(&|yy, xx| vis(f10, f01, yy, xx), p1.0, p1.1) + 1e-4;
+                let w0 = (1.0 - t) * (bil(&|yy, xx| vis(f01, f10, yy, xx), p0.0, p0.1) + 1e-4);
+                let w1 = t * (bil(&|yy, xx| vis(f10, f01, yy, xx), p1.0, p1.1) + 1e-4);
                 for c in 0..3 {
                     let va = bil(&|yy, xx| a[(yy * w + xx) * 3 + c] as f64, p0.0, p0.1);
                     let vb = bil(&|yy, xx| b[(yy * w + xx) * 3 + c] as f64, p1.0, p1.1);
@@ -272,6 +277,27 @@ mod tests {
         }
     }
 
+    /// Flows that never cancel (both visibilities 0): a cross-fade at `t`, not an even
+    /// mix at every `t` (a review: the floor was added after the time weight).
+    #[test]
+    fn untrusted_flows_fall_back_to_a_cross_fade() {
+        let (h, w) = (8, 8);
+        let (a, b) = (vec![0u8; h * w * 3], vec![240u8; h * w * 3]);
+        let fl = vec![5f32; h * w * 2];
+        let ts = [0.1, 0.5, 0.9];
+        let mut out = vec![0u8; ts.len() * h * w * 3];
+        flow_interpolate(&a, &b, h, w, &fl, &fl, &ts, 1.5, &mut out).unwrap();
+        for (k, &t) in ts.iter().enumerate() {
+            let want = (240.0 * t).round() as u8;
+            assert!(
+                out[k * h * w * 3..(k + 1) * h * w * 3]
+                    .iter()
+                    .all(|&v| v == want),
+                "t={t}"
+            );
+        }
+    }
+
     #[test]
     fn zero_flow_is_a_cross_fade() {
         let (h, w) = (4, 5);
@@ -293,9 +319,10 @@ mod tests {
         let nan = vec![f32::NAN; h * w * 2];
         // (b, f01, ts, sigma) -> the argument named
         type Case<'a> = (&'a [u8], &'a [f32], &'a [f64], f64, &'a str);
-        let cases: [Case; 6] = [
+        let cases: [Case; 7] = [
             (&img, &fl, &[1.0], 1.0, "timesteps"),
             (&img, &fl, &[0.5], 0.0, "sigma"),
+            (&img, &fl, &[0.5], 1e-39, "sigma"),
             (&img, &fl[1..], &[0.5], 1.0, "flows"),
             (&img, &nan, &[0.5], 1.0, "flows"),
             (&img[1..], &fl, &[0.5], 1.0, "b"),
