@@ -27,6 +27,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -75,12 +76,16 @@ def photos(h: int, w: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     return frames, targets
 
 
-def seed_step(original: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """The seed's per-frame colour step with the libraries it names."""
+def seed_step(original: np.ndarray, target: np.ndarray, blend: Any = None) -> np.ndarray:
+    """The seed's per-frame colour step with the libraries it names; ``blend``: another
+    copy of ``blendmodes.blend`` to blend with (see bench_seed_ratio.py --blendmodes)."""
     import cv2
-    from blendmodes.blend import BlendType, blendLayers
     from PIL import Image
     from skimage import exposure
+
+    if blend is None:
+        from blendmodes import blend
+    BlendType, blendLayers = blend.BlendType, blend.blendLayers  # noqa: N806
 
     base = cv2.cvtColor(original, cv2.COLOR_RGB2LAB)
     corr = cv2.cvtColor(target, cv2.COLOR_RGB2LAB)
@@ -114,13 +119,17 @@ def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int
         base=None,
         base_frames=n,
         per_call=n,
+        pool=None,
     ):
         """Time ours and the baseline (if any) with their calls alternating, so a change
-        in the machine's load while the row runs reaches both sides alike."""
+        in the machine's load while the row runs reaches both sides alike (``pool``: a
+        list the baseline's times per frame are added to)."""
         k = min(base_frames, n)
         base_ms = None
         if base is not None:
-            t_ours, t_base = alternating(ours, lambda: base(k), repeats, base_repeats(repeats))
+            t_ours, t_base = alternating(
+                ours, lambda: base(k), repeats, base_repeats(repeats), pool, k
+            )
             ours_ms, base_ms = t_ours / per_call * 1e3, t_base / k * 1e3
         else:
             ours_ms = median_time(ours, repeats) / per_call * 1e3
@@ -229,14 +238,31 @@ def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int
         lambda k: [cv2.cvtColor(f, cv2.COLOR_RGB2YUV_I420) for f in frames[:k]],
     )
     # every color_correct row times the seed's step again, alternating with its own
-    # calls, so each ratio is measured side by side at one moment (the host's load moves)
+    # calls, so each is measured side by side at one moment (the host's load moves); the
+    # seed's times of all these rows are then pooled, and each row's ratio is taken
+    # against their median: a few seconds of seed steps per row swung by 35% from row to
+    # row in one run (65.6-86.1x for one kernel), more than the rows differ
     seed = "seed step (cv2+skimage+blendmodes)"
+    seed_times: list[float] = []
+    colour_rows: list[Row] = []
+    turn = iter(range(1 << 30))
+
+    def seed_frames(k: int) -> range:
+        """The next ``k`` frames in turn, so every photograph of the batch is timed."""
+        first = next(turn) * k
+        return range(first, first + k)
 
     def seed_shared(k: int) -> list[np.ndarray]:
-        return [seed_step(f, target) for f in frames[:k]]
+        return [seed_step(frames[i % n], target) for i in seed_frames(k)]
 
-    def vs_seed(kernel: str, ours: Callable[[], object], bytes_per_frame: float) -> None:
-        add(kernel, ours, bytes_per_frame, seed, seed_shared, base_frames=slow_frames)
+    def vs_seed(
+        kernel: str,
+        ours: Callable[[], object],
+        bytes_per_frame: float,
+        base: Callable[[int], object] = seed_shared,
+    ) -> None:
+        add(kernel, ours, bytes_per_frame, seed, base, base_frames=slow_frames, pool=seed_times)
+        colour_rows.append(rows[-1])
 
     vs_seed(
         "color_correct (shared target)",
@@ -269,14 +295,20 @@ def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int
         lambda: lw.color_correct(ff, target_f),
         24 * px + 12 * px / n,
     )
-    add(
+    vs_seed(
         "color_correct (target per frame)",
         lambda: lw.color_correct(frames, targets),
         9 * px,
-        seed,
-        lambda k: [seed_step(f, t) for f, t in zip(frames[:k], targets[:k], strict=True)],
-        base_frames=slow_frames,
+        lambda k: [seed_step(frames[i % n], targets[i % n]) for i in seed_frames(k)],
     )
+    pooled = statistics.median(seed_times) * 1e3
+    print(
+        f"  seed step: median of {len(seed_times)} frames {pooled:.2f} ms "
+        f"(the rows' own: {', '.join(f'{r.base_ms:.0f}' for r in colour_rows)})",
+        file=sys.stderr,
+    )
+    for r in colour_rows:
+        r.base_ms = pooled
     return rows
 
 
@@ -341,9 +373,15 @@ def markdown(rows: list[Row], header: str, info: str) -> str:
 
 
 def alternating(
-    a: Callable[[], object], b: Callable[[], object], runs_a: int, runs_b: int
+    a: Callable[[], object],
+    b: Callable[[], object],
+    runs_a: int,
+    runs_b: int,
+    pool: list[float] | None = None,
+    per_b: int = 1,
 ) -> tuple[float, float]:
-    """Median wall times of ``a`` and ``b``, each warmed up once, then called in turn."""
+    """Median wall times of ``a`` and ``b``, each warmed up once, then called in turn;
+    ``b``'s times divided by ``per_b`` are also added to ``pool`` if given."""
     a(), b()
     ta: list[float] = []
     tb: list[float] = []
@@ -353,6 +391,8 @@ def alternating(
                 t = time.perf_counter()
                 fn()
                 ts.append(time.perf_counter() - t)
+    if pool is not None:
+        pool.extend(t / per_b for t in tb)
     return statistics.median(ta), statistics.median(tb)
 
 
@@ -405,7 +445,13 @@ ABOUT = (
     "reuse the memory of results already dropped (its buffer cache, lw.set_buffer_cache), as "
     "in any loop that calls it, except in the row marked cache off (a new array every call). "
     "In the row marked out=, loopwave writes into one array reused from call to call, as a "
-    "video loop can (color_correct's out= argument)."
+    "video loop can (color_correct's out= argument). The seed step is timed in every "
+    "color_correct row, in turns with it, over the batch's photographs in turn; all these "
+    "rows share one seed figure, the median of those times pooled (each row's own few "
+    "seconds of seed steps swung by a third from row to row in one run). The seed step "
+    "uses the installed blendmodes (2025 and later: before 2025 its LUMINOSITY looped over "
+    "the pixels in Python, 2.4-3.7x slower at 1080p; see benches/bench_seed_ratio.py "
+    "--blendmodes)."
 )
 
 

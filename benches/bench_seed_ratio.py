@@ -1,6 +1,6 @@
 """color_correct against the seed's step at one size, fastest and median, in turns.
 
-    python benches/bench_seed_ratio.py [--size 1920x1080] [--rounds 12]
+    python benches/bench_seed_ratio.py [--size 1920x1080] [--rounds 12] [--blendmodes DIR]
 
 bench_color.py reports medians. On a shared machine the seed's step (about a second per
 1080p frame, single-threaded numpy and Python) swings by up to 2x from minute to minute, and
@@ -14,6 +14,12 @@ batch's shared target has them once for eight frames), so every round sees the s
 load; the ratio of the fastest times compares each side at its least disturbed, and the
 median of the per-round ratios (each seed step against the calls of its own round) pairs
 the two sides under the same moment's load.
+
+``--blendmodes DIR`` also times, in the same rounds, the seed's step with the blendmodes
+package in DIR (for example ``pip install --no-deps --target DIR blendmodes==2022``, the
+version AUTOMATIC1111's web UI pins, in whose environment the seed's script ran): up to
+its 2024 releases blendmodes' LUMINOSITY ran a Python loop over the pixels (SetLum), which
+its 2025 release, the one the project's ``bench`` extra installs, took out.
 """
 
 from __future__ import annotations
@@ -35,10 +41,33 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_color import machine, photos, seed_step  # noqa: E402
 
 
+def load_blendmodes(folder: str) -> tuple[object, str]:
+    """``blendmodes.blend`` from the package in ``folder`` (as ``pip install --target``
+    leaves it), under another name beside the installed one, and its version."""
+    import importlib.metadata
+    import importlib.util
+
+    pkg = Path(folder) / "blendmodes"
+    if not (pkg / "blend.py").is_file():
+        raise SystemExit(f"--blendmodes: no blendmodes package in {folder}")
+    spec = importlib.util.spec_from_file_location(
+        "blendmodes_alt", pkg / "__init__.py", submodule_search_locations=[str(pkg)]
+    )
+    assert spec is not None and spec.loader is not None
+    sys.modules["blendmodes_alt"] = module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    import blendmodes_alt.blend as blend  # type: ignore[import-not-found]
+
+    dists = list(importlib.metadata.distributions(path=[folder]))
+    version = next((d.version for d in dists if d.metadata["Name"] == "blendmodes"), "?")
+    return blend, version
+
+
 def main(argv: list[str] | None = None) -> dict[str, np.ndarray]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", default="1920x1080", help="WxH")
     p.add_argument("--rounds", type=int, default=12)
+    p.add_argument("--blendmodes", metavar="DIR", help="also the seed's step with this blendmodes")
     a = p.parse_args(argv)
     w, h = (int(v) for v in a.size.lower().split("x"))
     n = 8
@@ -58,6 +87,23 @@ def main(argv: list[str] | None = None) -> dict[str, np.ndarray]:
             cache,
         ),
     }
+    alt = None
+    if a.blendmodes:
+        blend, version = load_blendmodes(a.blendmodes)
+        alt = f"seed step, blendmodes {version}"
+        calls[alt] = (lambda i: seed_step(frames[i % n], target, blend), 1, cache)
+        # the same step with another version of one library: how far their outputs differ
+        diffs = [
+            np.abs(
+                seed_step(frames[i], target).astype(np.int16)
+                - seed_step(frames[i], target, blend).astype(np.int16)
+            )
+            for i in range(min(n, 2))
+        ]
+        print(
+            f"the seed's step with blendmodes {version} differs from it by at most "
+            f"{max(int(d.max()) for d in diffs)} levels (mean {np.mean(diffs):.2f})"
+        )
     ms: dict[str, list[float]] = {k: [] for k in calls}
     try:
         for i in range(-1, a.rounds):  # round -1 warms up and is not recorded
@@ -76,20 +122,29 @@ def main(argv: list[str] | None = None) -> dict[str, np.ndarray]:
     finally:
         lw.set_buffer_cache(cache)  # the cache-off row's limit never outlives the run
     res = {k: np.array(v) for k, v in ms.items()}
-    seed = res["seed step (1 frame)"]
+    import importlib.metadata
+
+    seeds = {f"blendmodes {importlib.metadata.version('blendmodes')}": res["seed step (1 frame)"]}
+    if alt is not None:
+        seeds[alt.removeprefix("seed step, ")] = res[alt]
     print(f"{machine()}; {a.size}, {a.rounds} rounds, ms per frame")
-    for k, v in res.items():
-        line = f"  {k:<33} fastest {v.min():9.2f}  median {np.median(v):9.2f}"
-        if v is not seed:
-            # each round's pair saw the same moment's load: the median of the per-round
-            # ratios, with the middle half of them, is the paired estimate
-            q1, q2, q3 = np.percentile(seed / v, [25, 50, 75])
-            line += (
-                f"   speed-up: fastest/fastest {seed.min() / v.min():5.1f}x, "
-                f"median/median {np.median(seed) / np.median(v):5.1f}x, "
-                f"per round {q2:5.1f}x (middle half {q1:.0f}-{q3:.0f}x)"
-            )
-        print(line)
+    for (label, seed), first in zip(seeds.items(), (True, False), strict=False):
+        if not first:
+            print(f"against the seed's step with {label}:")
+        for k, v in res.items():
+            if k.startswith("seed step") and not first:
+                continue
+            line = f"  {k:<33} fastest {v.min():9.2f}  median {np.median(v):9.2f}"
+            if not k.startswith("seed step"):
+                # each round's pair saw the same moment's load: the median of the
+                # per-round ratios, with the middle half of them, is the paired estimate
+                q1, q2, q3 = np.percentile(seed / v, [25, 50, 75])
+                line += (
+                    f"   speed-up: fastest/fastest {seed.min() / v.min():5.1f}x, "
+                    f"median/median {np.median(seed) / np.median(v):5.1f}x, "
+                    f"per round {q2:5.1f}x (middle half {q1:.0f}-{q3:.0f}x)"
+                )
+            print(line)
     return res
 
 
