@@ -277,7 +277,7 @@ def color_correct(
     dtype of ``frames``, C-contiguous, writeable, and sharing no memory with ``frames``
     or ``target``. Without it, the result reuses the memory of a result already dropped
     where one of about its size is kept (:func:`set_buffer_cache`), which saves the
-    operating system mapping and zeroing fresh pages, about 1 ms per 1080p frame.
+    operating system mapping and zeroing fresh pages, 0.4-1 ms per 1080p frame.
 
     Example
     -------
@@ -454,7 +454,7 @@ def set_buffer_cache(max_bytes: int) -> None:
 
     A kernel's result of 1 MiB or more is a view of a buffer that, once the result and
     every view of it are gone, is kept for the next result of about its size: the
-    operating system then need not map and zero fresh pages for it (about 1 ms per 1080p
+    operating system then need not map and zero fresh pages for it (0.4-1 ms per 1080p
     frame; glibc returns blocks over 32 MiB to the system on every free). At most four
     buffers are kept, the most recently freed, so never more memory than the results the
     program held before. The default limit is 512 MiB, or ``LOOPWAVE_BUFFER_CACHE_MB``
