@@ -83,11 +83,47 @@ def test_parser_deep_nesting():
 def test_a_join_spells_break_as_the_whole_text_says(left, right):
     """The parser looks for a BREAK only a few characters either side of a join (so long
     runs of merges stay linear); that agrees with a search of the joined text."""
-    from loopwave.prompt_weights import _BREAK, _spells_break
+    from loopwave.prompt_weights import _BREAK_WORD, _spells_break
 
-    if _BREAK.search(left) or _BREAK.search(right):
+    if _BREAK_WORD.search(left) or _BREAK_WORD.search(right):
         return  # pieces holding a BREAK are never joined
-    assert _spells_break(left, right) == bool(_BREAK.search(left + right))
+    assert _spells_break(left, right) == bool(_BREAK_WORD.search(left + right))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("BREAKx ()\t\n\u00a0\u2003")), max_size=30))
+def test_split_breaks_is_the_regular_expressions_split(text):
+    """split_breaks replaced re.split(r"\\s*\\bBREAK\\b\\s*"), whose leading \\s* made a long
+    run of whitespace quadratic (a review: 22 s for 40,000 newlines)."""
+    import re
+
+    from loopwave.prompt_weights import split_breaks
+
+    assert split_breaks(text) == re.split(r"\s*\bBREAK\b\s*", text)
+
+
+def test_long_runs_of_whitespace_parse_in_linear_time():
+    """From a review: a prompt with 40,000 newlines took 22 s to parse (BREAK's pattern),
+    a schedule value with 100,000 spaces 31 s (its key's pattern), a @wave_ token with a
+    missing comma and 3,200 spaces 31 s; all are bounded now (each well under a second)."""
+    import time
+
+    from loopwave.schedule import ScheduleError, parse_prompts
+    from loopwave.settings import Settings
+
+    def bounded(call, *args):
+        t = time.perf_counter()
+        try:
+            call(*args)
+        except (ValueError, ScheduleError):
+            pass
+        return time.perf_counter() - t
+
+    assert bounded(parse_weights, "a cat," + "\n" * 200_000 + "a dog BREAK" + " " * 200_000) < 5
+    long_value = {"version": 1, "render": {"cfg": "0: (1" + " " * 400_000 + "+1)"}}
+    assert bounded(Settings.from_dict, {**long_value, "prompts": {"0": "a"}}) < 5
+    wave = "(cat:@wave_completed(" + " " * 20_000 + "0.5 1))"
+    assert bounded(parse_prompts, {0: wave}) < 5
 
 
 @settings(max_examples=300, deadline=None)

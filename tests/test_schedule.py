@@ -448,3 +448,29 @@ def test_looking_up_a_prompt_a_frame_is_not_quadratic():
     for i in range(0, n, 97):
         assert t.at(i).text == f"p{i}"
     assert Key.compared < 40 * len(range(0, n, 97))  # log2(20000) ~ 15 a lookup
+
+
+def test_an_unbalanced_bracket_is_placed_not_quoted_whole():
+    """From a review: the message held the whole schedule (583 KB for a key per frame, as
+    Parseq writes them) and said nowhere where the bracket was."""
+    big = ", ".join(f"{i}: ({0.5 + (i % 7) / 100})" for i in range(40000))
+    extra_open = big.replace("20000: (", "20000: ((", 1)
+    at = big.index("20000: (") + len("20000: ")
+    with pytest.raises(ScheduleError, match=rf"unbalanced '\(', never closed, at character {at}:"):
+        Schedule(extra_open, max_frames=10)
+    extra_close = big.replace("20000: (0.5", "20000: 0.5)", 1)
+    for bad in (extra_open, extra_close):
+        with pytest.raises(ScheduleError) as e:
+            Schedule(bad, max_frames=10)
+        assert len(str(e.value)) < 300 and "20000: " in str(e.value)
+
+
+def test_a_misspelt_wave_token_is_refused():
+    """From a review: '@wave_complete(0, 1)' (or '@Wave_completed') was sent to the model
+    as text, weighted by its brackets, on every frame, without a word."""
+    for bad in ("@wave_complete", "@Wave_completed", "@wave_remain", "@WAVE_REMAINING", "@wave_"):
+        with pytest.raises(ScheduleError, match=f"unknown '{bad}'"):
+            parse_prompts({0: f"(cat:{bad}(0, 1))"})
+    assert (
+        parse_prompts({0: "(cat:@wave_completed(0, 1))"})[0].text == "(cat:@wave_completed(0, 1))"
+    )

@@ -232,24 +232,30 @@ def evaluate(
     return v
 
 
+def _near(text: str, at: int) -> str:
+    """Where character ``at`` of ``text`` is, for an error: its index and the text around
+    it (a schedule with a key per frame runs to hundreds of KB; the message held it all)."""
+    return f"at character {at}: {text[max(0, at - 30) : at]!r} + {text[at : at + 30]!r}"
+
+
 def _split_top_level(text: str) -> list[str]:
     parts: list[str] = []
     cur: list[str] = []
-    depth = 0
-    for ch in text:
+    opened: list[int] = []  # where each bracket still open was opened
+    for i, ch in enumerate(text):
         if ch == "(":
-            depth += 1
+            opened.append(i)
         elif ch == ")":
-            depth -= 1
-            if depth < 0:
-                raise ScheduleError(f"unbalanced ')' in schedule {text!r}")
-        if ch == "," and depth == 0:
+            if not opened:
+                raise ScheduleError(f"unbalanced ')' {_near(text, i)}")
+            opened.pop()
+        if ch == "," and not opened:
             parts.append("".join(cur))
             cur = []
         else:
             cur.append(ch)
-    if depth != 0:
-        raise ScheduleError(f"unbalanced '(' in schedule {text!r}")
+    if opened:
+        raise ScheduleError(f"unbalanced '(', never closed, {_near(text, opened[0])}")
     parts.append("".join(cur))
     return [p for p in (x.strip() for x in parts) if p]
 
@@ -289,13 +295,15 @@ class Schedule:
         except ScheduleError as e:
             raise ScheduleError(f"{name}: {e}") from None
         for part in parts:
-            m = re.fullmatch(r"\s*(-?\d{1,18})\s*:\s*(.+?)\s*", part, re.S)
-            if not m:
+            # (part is stripped: a lazy value before a trailing \s* backtracked at every
+            # place of a long run of spaces, 31 s for 100,000 of them)
+            m = re.match(r"(-?\d{1,18})\s*:", part)
+            value = part[m.end() :].strip() if m else ""
+            if not m or not value:
                 raise ScheduleError(f"{name}: {part[:60]!r} is not 'frame: (value)'")
             frame = int(m.group(1))
             if frame < 0:
                 raise ScheduleError(f"{name}: key frame {frame} is negative")
-            value = m.group(2)
             try:
                 tree = compile_expression(value)
             except ScheduleError as e:
@@ -462,8 +470,14 @@ def _check_wave_tokens(text: str, frame: int) -> None:
     """Refuse, when the prompts are read, a ``@wave_`` token that :func:`prompt_at` could
     not fill in (a call inside it) or whose bounds do not evaluate: found only when the
     render reached it, it stopped the render there, for good (resume keeps the settings)."""
-    if "@wave_" not in text:
+    if "@wave_" not in text.lower():
         return
+    for m in _WAVE_NAME.finditer(text):
+        if m.group(0) not in ("@wave_completed", "@wave_remaining"):
+            raise ScheduleError(
+                f"prompt at frame {frame}: unknown {m.group(0)!r}; the wave tokens are "
+                "@wave_completed(a, b) and @wave_remaining(a, b)"
+            )
     for m in _WAVE_TOKEN.finditer(text):
         for bound in (m.group(2), m.group(3)):
             try:
@@ -486,7 +500,12 @@ def _check_wave_tokens(text: str, frame: int) -> None:
 _WAVE_CALL = re.compile(r"@wave_(completed|remaining)\s*\(")
 _NEG = re.compile(r"--neg(?!\w)")
 _LINE_SEED = re.compile(r"([+-]?)([0-9]{1,20})")
-_WAVE_TOKEN = re.compile(r"@wave_(completed|remaining)\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)")
+# a bound neither starts nor ends with whitespace: lazy bounds between \s* runs split a
+# run of spaces in many ways (a missing comma and 3,200 spaces took 31 s)
+_WAVE_BOUND = r"([^,()\s](?:[^,()]*[^,()\s])?)"
+_WAVE_TOKEN = re.compile(rf"@wave_(completed|remaining)\(\s*{_WAVE_BOUND}\s*,\s*{_WAVE_BOUND}\s*\)")
+# any @wave_ name, any case: one that is not one of the two was sent to the model as text
+_WAVE_NAME = re.compile(r"@wave_\w*", re.I)
 
 
 class PromptTrack:
