@@ -21,6 +21,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import itertools  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -245,7 +246,7 @@ def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int
     seed = "seed step (cv2+skimage+blendmodes)"
     seed_times: list[float] = []
     colour_rows: list[Row] = []
-    turn = iter(range(1 << 30))
+    turn = itertools.count()
 
     def seed_frames(k: int) -> range:
         """The next ``k`` frames in turn, so every photograph of the batch is timed."""

@@ -122,29 +122,28 @@ def main(argv: list[str] | None = None) -> dict[str, np.ndarray]:
     finally:
         lw.set_buffer_cache(cache)  # the cache-off row's limit never outlives the run
     res = {k: np.array(v) for k, v in ms.items()}
-    import importlib.metadata
 
-    seeds = {f"blendmodes {importlib.metadata.version('blendmodes')}": res["seed step (1 frame)"]}
-    if alt is not None:
-        seeds[alt.removeprefix("seed step, ")] = res[alt]
+    def line(k: str, v: np.ndarray, seed: np.ndarray | None) -> str:
+        out = f"  {k:<33} fastest {v.min():9.2f}  median {np.median(v):9.2f}"
+        if seed is None:
+            return out
+        # each round's pair saw the same moment's load: the median of the per-round
+        # ratios, with the middle half of them, is the paired estimate
+        q1, q2, q3 = np.percentile(seed / v, [25, 50, 75])
+        return out + (
+            f"   speed-up: fastest/fastest {seed.min() / v.min():5.1f}x, "
+            f"median/median {np.median(seed) / np.median(v):5.1f}x, "
+            f"per round {q2:5.1f}x (middle half {q1:.0f}-{q3:.0f}x)"
+        )
+
+    ours = [k for k in res if not k.startswith("seed step")]
     print(f"{machine()}; {a.size}, {a.rounds} rounds, ms per frame")
-    for (label, seed), first in zip(seeds.items(), (True, False), strict=False):
-        if not first:
-            print(f"against the seed's step with {label}:")
-        for k, v in res.items():
-            if k.startswith("seed step") and not first:
-                continue
-            line = f"  {k:<33} fastest {v.min():9.2f}  median {np.median(v):9.2f}"
-            if not k.startswith("seed step"):
-                # each round's pair saw the same moment's load: the median of the
-                # per-round ratios, with the middle half of them, is the paired estimate
-                q1, q2, q3 = np.percentile(seed / v, [25, 50, 75])
-                line += (
-                    f"   speed-up: fastest/fastest {seed.min() / v.min():5.1f}x, "
-                    f"median/median {np.median(seed) / np.median(v):5.1f}x, "
-                    f"per round {q2:5.1f}x (middle half {q1:.0f}-{q3:.0f}x)"
-                )
-            print(line)
+    for k, v in res.items():
+        print(line(k, v, None if k not in ours else res["seed step (1 frame)"]))
+    if alt is not None:
+        print(f"against the seed's step with {alt.removeprefix('seed step, ')}:")
+        for k in ours:
+            print(line(k, res[k], res[alt]))
     return res
 
 

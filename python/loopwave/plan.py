@@ -160,14 +160,12 @@ class ColourPlan:
         check = _KeyframeCheck()
         for k, img in keyframes.items():
             check(k, img)
-        # each image the plan's own, read-only, as a plan in files hands them out: a
-        # caller's later edit of an array it passed (or of a target it was given) changed
-        # every target after it; an array that owns its memory and is already read-only
-        # (build's averages) is kept as it is
-        keyframes = {k: _frozen(img) for k, img in keyframes.items()}
         # plain ints: numpy integers cannot go into plan.json (save() failed after
-        # writing the PNGs, leaving an older plan.json beside the new images)
-        self._set(dict(sorted((int(k), img) for k, img in keyframes.items())))
+        # writing the PNGs, leaving an older plan.json beside the new images); each image
+        # the plan's own, read-only, as a plan in files hands them out: a caller's later
+        # edit of an array it passed (or of a target it was given) changed every target
+        # after it; an array read-only down to its memory (build's averages) is kept
+        self._set(dict(sorted((int(k), _frozen(img)) for k, img in keyframes.items())))
 
     def _set(self, keyframes: Mapping[int, np.ndarray]) -> None:
         self.keyframes = keyframes

@@ -352,6 +352,13 @@ class _Durable:
                 self.prefix += 1
 
 
+def _decode_time(p: Any) -> float | None:
+    """A packet's decoding time in seconds (its presentation time where it has none),
+    read before muxing (mux rebases the packet in place)."""
+    ts = p.dts if p.dts is not None else p.pts
+    return None if ts is None else float(ts * p.time_base)
+
+
 class _AudioFeed:
     """Transcode the first audio stream of a file into an output, in step with the video.
 
@@ -485,7 +492,7 @@ class _Output:
         self.count = 0  # frames sent to the encoder
         self.durable = _Durable(cut_at_keyframes=mp4)
         # video packets the muxer may hold: (time, frame, keyframe, decoding time)
-        self._gate: deque[tuple[float, int, bool, float]] = deque()
+        self._gate: deque[tuple[float, int, bool, float | None]] = deque()
         self._dts_shift: int | None = None  # see _repair_dts
 
     def encode(self, planes: np.ndarray) -> None:
@@ -507,7 +514,7 @@ class _Output:
     def _mux_video(self, p: Any) -> None:
         self._repair_dts(p)
         t = p.pts * p.time_base  # read before muxing: mux rebases the packet in place
-        d = float((p.dts if p.dts is not None else p.pts) * p.time_base)
+        d = _decode_time(p)
         index, key = int(round(t * self.cfg.fps)), bool(p.is_keyframe)
         self.container.mux(p)
         if self.audio is None:
@@ -538,8 +545,8 @@ class _Output:
         assert self.audio is not None
         if p.pts is not None:
             self.audio.time = float(p.pts * p.time_base)
-        if self.audio.first_dts is None and (p.dts if p.dts is not None else p.pts) is not None:
-            self.audio.first_dts = float((p.dts if p.dts is not None else p.pts) * p.time_base)
+        if self.audio.first_dts is None:
+            self.audio.first_dts = _decode_time(p)
         self.container.mux(p)
         self._release()
 
@@ -553,7 +560,7 @@ class _Output:
             # first audio packet cut nothing, and its fragment's frames were not on disk
             # (with B-frames a scene cut at frame 1 comes first: flush() said 1, a kill
             # left an empty file)
-            self.durable.muxed(index, key and first is not None and d > first)
+            self.durable.muxed(index, key and first is not None and d is not None and d > first)
 
     def flush_to_disk(self, fsync: bool) -> None:
         if fsync and self.path.exists():
