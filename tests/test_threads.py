@@ -389,3 +389,75 @@ def test_one_out_array_written_by_two_threads_at_once_is_refused_by_name():
     assert all(m.startswith("out: another call is using this array") for m in refused), refused
     lw.color_correct(frames, target, out=out)  # free again once they are done
     np.testing.assert_array_equal(out, want)
+
+
+PID_REUSE = """
+import os, time
+import numpy as np
+import loopwave as lw
+
+x = np.random.default_rng(0).integers(0, 256, (4, 128, 128, 3), np.uint8)
+want = lw.color_correct(x, x[0]).copy()
+r, w = os.pipe()
+a = os.fork()
+if a == 0:  # A: starts its pool, forks B, and exits
+    lw.color_correct(x, x[0])
+    if os.fork() == 0:  # B: calls no kernel; forks C once A's pid is free
+        a_pid = int(os.read(r, 20))
+        budget = time.monotonic() + 30
+        while os.path.exists(f"/proc/{a_pid}") and time.monotonic() < budget:
+            time.sleep(0.01)
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(a_pid - 1))
+        c = os.fork()
+        if c == 0:  # C: given A's pid
+            same = os.getpid() == a_pid
+            ok = np.array_equal(lw.color_correct(x, x[0]), want) and lw.get_num_threads() == 2
+            os._exit(0 if ok and same else 4 if ok else 5)
+        deadline = time.monotonic() + 30
+        while not (done := os.waitpid(c, os.WNOHANG))[0] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not done[0]:
+            os.kill(c, 9)
+            os.waitpid(c, 0)
+            print("hung", flush=True)
+        else:
+            print(os.waitstatus_to_exitcode(done[1]), flush=True)
+        os._exit(0)
+    os.write(w, str(os.getpid()).encode())
+    os._exit(0)
+os.waitpid(a, 0)  # A's pid is free once reaped
+os.close(w)
+time.sleep(0.2)
+while True:  # until B (re-parented here, pid 1) has gone
+    try:
+        if os.waitpid(-1, 0)[0] <= 0:
+            break
+    except ChildProcessError:
+        break
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pid namespaces")
+def test_a_child_given_an_exited_ancestors_pid_starts_its_own_pool():
+    """From a review: the pool and the record of arrays in use told a forked child by
+    its pid alone, so a process that was given the pid of an exited ancestor (pids are
+    reused) took that ancestor's pool as its own and waited forever for threads it does
+    not have. A count of forks now tells them apart. Run in a pid namespace of its own,
+    where the next pid can be chosen (needs root, or user namespaces)."""
+    cmd = ["unshare", "--pid", "--fork", "--mount-proc"]
+    if os.geteuid() != 0:
+        cmd[1:1] = ["--user", "--map-root-user"]
+    probe = subprocess.run([*cmd, "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no pid namespace here: {probe.stderr.decode()[-200:]}")
+    r = subprocess.run(
+        [*cmd, sys.executable, "-c", PID_REUSE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LOOPWAVE_NUM_THREADS": "2"},
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    # 0: C ran the kernel with A's pid; 4: the pid was not reused (no check made)
+    assert r.stdout.split() == ["0"], (r.stdout, r.stderr[-2000:])

@@ -7,10 +7,48 @@
 
 use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Once, RwLock};
 
 use super::error::{KernelError, Result};
+
+/// Forks this process's line has made since the kernels were first used: each
+/// child made by `fork` adds one (a `pthread_atfork` handler), so a child that
+/// gets the pid of an ancestor that has exited (pids are reused) still knows its
+/// state is not that ancestor's.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+#[cfg(unix)]
+extern "C" fn forked_child() {
+    // async-signal-safe: one atomic add
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+#[cfg(unix)]
+extern "C" {
+    fn pthread_atfork(
+        prepare: Option<extern "C" fn()>,
+        parent: Option<extern "C" fn()>,
+        child: Option<extern "C" fn()>,
+    ) -> i32;
+}
+
+/// Which process this is: its pid and [`FORKS`]. A state made under another key
+/// belongs to a parent (or to an ancestor whose pid this process was given) and
+/// must not be used here. The first call starts counting forks; the Python module
+/// calls it when it is imported.
+pub fn process_key() -> (u32, u64) {
+    static WATCH: Once = Once::new();
+    WATCH.call_once(|| {
+        #[cfg(unix)]
+        // SAFETY: registers a handler that only adds to an atomic; it is never
+        // unregistered, and the function lives as long as the process
+        unsafe {
+            pthread_atfork(None, None, Some(forked_child));
+        }
+    });
+    (std::process::id(), FORKS.load(Ordering::Relaxed))
+}
 
 /// One process's pool. A child made by `fork` has a copy of its parent's slot
 /// but none of the parent's threads: the pool there would never run work, and
@@ -21,7 +59,8 @@ use super::error::{KernelError, Result};
 /// locked nor dropped: dropping that pool would signal threads that live in
 /// the parent only).
 struct Slot {
-    pid: u32,
+    /// The [`process_key`] it was made under.
+    key: (u32, u64),
     /// Threads of the pool (0 before it starts), readable without the lock, so a
     /// child can start one of the same size.
     threads: AtomicUsize,
@@ -33,17 +72,17 @@ struct Slot {
 static SLOT: AtomicPtr<Slot> = AtomicPtr::new(std::ptr::null_mut());
 
 fn slot() -> &'static Slot {
-    let pid = std::process::id();
+    let key = process_key();
     let cur = SLOT.load(Ordering::Acquire);
     // SAFETY: a non-null SLOT points to a leaked Slot, valid for the whole process
     // (and, copied, in a forked child)
     let inherited = unsafe { cur.as_ref() };
-    if let Some(s) = inherited.filter(|s| s.pid == pid) {
+    if let Some(s) = inherited.filter(|s| s.key == key) {
         return s;
     }
     let threads = inherited.map_or(0, |s| s.threads.load(Ordering::Relaxed));
     let new = Box::into_raw(Box::new(Slot {
-        pid,
+        key,
         threads: AtomicUsize::new(threads),
         pool: RwLock::new(None),
     }));

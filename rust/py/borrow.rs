@@ -7,9 +7,11 @@
 //! raced. The numpy crate keeps such a record too, process-wide, but a child made
 //! by `fork` while another thread was inside a kernel inherited that thread's
 //! entries with no way to clear them: every later call on those arrays, or on
-//! result buffers reused from them, was refused in the child for good. Here each
-//! record carries the id of the process that made it, and a process that finds
-//! another's records drops them (the threads that held them do not exist in it).
+//! result buffers reused from them, was refused in the child for good. Here the
+//! record carries the key of the process that made it (`parallel::process_key`:
+//! its pid and a count of forks, so a child given an exited ancestor's pid is
+//! still told apart), and a process that finds another's record drops it (the
+//! threads that held its claims do not exist in it).
 //!
 //! The record is touched only with the GIL held (a claim is made before a call
 //! releases the GIL and dropped after it has it again), so no thread holds its
@@ -17,6 +19,8 @@
 
 use std::ops::Deref;
 use std::sync::Mutex;
+
+use crate::kernels::parallel::process_key;
 
 use numpy::ndarray::Dimension;
 use numpy::{npyffi, Element, PyArray, PyArrayMethods, PyUntypedArrayMethods};
@@ -33,13 +37,14 @@ struct Use {
 }
 
 struct Record {
-    pid: u32,
+    /// The process it belongs to (`parallel::process_key`).
+    key: (u32, u64),
     next_id: u64,
     uses: Vec<Use>,
 }
 
 static RECORD: Mutex<Record> = Mutex::new(Record {
-    pid: 0,
+    key: (0, 0),
     next_id: 0,
     uses: Vec::new(),
 });
@@ -47,10 +52,10 @@ static RECORD: Mutex<Record> = Mutex::new(Record {
 fn record() -> std::sync::MutexGuard<'static, Record> {
     // nothing panics while holding it; a poisoned lock's record is still whole
     let mut r = RECORD.lock().unwrap_or_else(|e| e.into_inner());
-    let pid = std::process::id();
-    if r.pid != pid {
+    let key = process_key();
+    if r.key != key {
         // a fresh process, or a forked child: its parent's calls are not running here
-        r.pid = pid;
+        r.key = key;
         r.uses.clear();
     }
     r
@@ -67,13 +72,13 @@ pub enum Refused {
 /// A claim on an array's memory, released when dropped.
 pub struct Claim {
     id: u64,
-    pid: u32,
+    key: (u32, u64),
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
         let mut r = record();
-        if r.pid == self.pid {
+        if r.key == self.key {
             r.uses.retain(|u| u.id != self.id);
         }
     }
@@ -131,7 +136,7 @@ fn claim<T: Element, D: Dimension>(
         end,
         write,
     });
-    Ok(Claim { id, pid: r.pid })
+    Ok(Claim { id, key: r.key })
 }
 
 /// An array this call reads, claimed for reading.
