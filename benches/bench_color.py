@@ -451,8 +451,8 @@ ABOUT = (
     "rows share one seed figure, the median of those times pooled (each row's own few "
     "seconds of seed steps swung by a third from row to row in one run). The seed step "
     "uses the installed blendmodes (2025 and later: before 2025 its LUMINOSITY looped over "
-    "the pixels in Python, the whole step about 2x slower at 1080p; see benches/bench_seed_ratio.py "
-    "--blendmodes)."
+    "the pixels in Python, the whole step about 2x slower at 1080p; see "
+    "benches/bench_seed_ratio.py --blendmodes)."
 )
 
 

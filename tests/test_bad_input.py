@@ -616,6 +616,31 @@ def test_raw_native_argument_checks():
         _native.set_num_threads(-1)
 
 
+def _misaligned(shape, dtype):
+    """A C-contiguous, writeable array at an odd byte offset (not aligned)."""
+    dt = np.dtype(dtype)
+    count = int(np.prod(shape))
+    a = np.frombuffer(bytearray(count * dt.itemsize + 1), dt, count, offset=1).reshape(shape)
+    assert a.flags.c_contiguous and a.flags.writeable and not a.flags.aligned
+    return a
+
+
+def test_raw_native_misaligned_arrays_are_named_as_such():
+    """From a review: a misaligned array was refused as not C-contiguous, which it is."""
+    f = _misaligned((2, 8, 8, 3), np.float32)
+    f[...] = 0.5
+    with pytest.raises(ValueError, match="^frames: expected an aligned array"):
+        _native.rgb_to_lab(f)
+    m = _misaligned((6,), np.float64)
+    m[:] = np.eye(2, 3).ravel()
+    with pytest.raises(ValueError, match="^matrix: expected a contiguous, aligned 1-D"):
+        _native.warp_affine(X4, m, "wrap")
+    flows = _misaligned((2, 8, 8, 2), np.float32)
+    flows[...] = 0
+    with pytest.raises(ValueError, match="^flows: expected an aligned C-contiguous"):
+        _native._flow_interpolate(np.zeros((2, 8, 8, 3), np.uint8), flows, np.array([0.5]), 1.5)
+
+
 def test_raw_native_fortran_order_raises_or_is_read_correctly():
     # The native wrappers rely on C order ("These wrappers still check everything
     # they rely on"), but rust-numpy's as_slice() also accepts F-contiguous arrays.

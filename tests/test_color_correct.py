@@ -200,6 +200,16 @@ def test_out_is_checked(photos):
     with pytest.raises(ValueError, match="share memory"):
         lw.color_correct(frames, both[1], out=both[:2])
     lw.color_correct(frames, both[2], out=both[:2])  # beside it, not over it: fine
+    # between the frames of a strided view, not over them (from a review: the ends of
+    # the two spans were compared, and this was refused as shared)
+    buf = np.empty((4, *frames.shape[1:]), np.uint8)
+    buf[::3] = frames
+    got = lw.color_correct(buf[::3], target, out=buf[1:3])
+    assert got is not None
+    np.testing.assert_array_equal(buf[1:3], lw.color_correct(frames, target))
+    np.testing.assert_array_equal(buf[::3], frames)
+    with pytest.raises(ValueError, match="share memory"):  # over one of them: refused
+        lw.color_correct(buf[::2], target, out=buf[1:3])
     # the native call itself refuses an out that overlaps an input (its record of arrays in use)
     with pytest.raises(ValueError, match=r"^out: another call .* shares memory with the inputs"):
         lw._native.color_correct(frames, target[None], True, frames)

@@ -315,9 +315,28 @@ def _out_like(out: Any, frames: np.ndarray, x: np.ndarray, single: bool, target:
         raise ValueError(f"out must have the shape of frames {frames.shape}; got {out.shape}")
     if not out.flags.c_contiguous or not out.flags.writeable or not out.flags.aligned:
         raise ValueError("out must be C-contiguous, aligned and writeable")
-    if any(np.may_share_memory(out, a) for a in (frames, x, target)):
+    if any(_overlaps(out, a) for a in (frames, x, target)):
         raise ValueError("out must not share memory with frames or target")
     return out[None] if single else out
+
+
+_TooHard = getattr(np, "exceptions", np).TooHardError
+# candidate solutions the exact overlap test may try (numpy documents any int; its
+# stubs name only the special values -1 and 0)
+_OVERLAP_WORK: Any = 1 << 20
+
+
+def _overlaps(a: np.ndarray, b: Any) -> bool:
+    """Whether ``a`` and ``b`` share a byte. ``np.may_share_memory`` compares only the
+    spans' ends, so a view of frames 0 and 3 of a buffer seemed to overlap an ``out``
+    of frames 1 and 2; the exact test settles that, and a case too hard for it to
+    settle in its bounded search counts as sharing."""
+    if not np.may_share_memory(a, b):
+        return False
+    try:
+        return bool(np.shares_memory(a, b, max_work=_OVERLAP_WORK))
+    except _TooHard:
+        return True
 
 
 def rgb_to_yuv420p(

@@ -29,6 +29,10 @@ use super::parallel::install;
 use super::simd::simd_dispatch;
 use super::warp::Taps;
 
+/// The largest flow component accepted, in pixels: far past any frame, and small
+/// enough that the lookups' arithmetic on it cannot overflow f32.
+pub const MAX_FLOW: f32 = 1e18;
+
 /// The longest side the interpolator takes: its pixel positions are f32, whole numbers
 /// exact up to 2^24.
 pub const MAX_SIDE: usize = 1 << 24;
@@ -142,6 +146,15 @@ pub fn flow_interpolate<T: Sample>(
     }
     if f01.iter().chain(f10).any(|v| !v.is_finite()) {
         return Err(KernelError::NonFinite { arg: "flows" });
+    }
+    // a flow past any frame's size moves nothing further (the taps are clamped to the
+    // frame), and two neighbours near f32::MAX overflowed the bilinear sample's
+    // difference: NaN visibilities, black pixels
+    if f01.iter().chain(f10).any(|v| v.abs() > MAX_FLOW) {
+        return Err(KernelError::value(
+            "flows",
+            format!("must each be within ±{MAX_FLOW:e} pixels"),
+        ));
     }
     if let Some(t) = ts.iter().find(|t| !(**t > 0.0 && **t < 1.0)) {
         return Err(KernelError::value(
@@ -309,6 +322,29 @@ mod tests {
             let want = 0.7 * *x as f64 + 0.3 * *y as f64;
             assert!((*o as f64 - want).abs() <= 0.5 + 1e-3);
         }
+    }
+
+    #[test]
+    fn huge_flows_blend_within_the_frames() {
+        // neighbours of opposite sign, as large as allowed: every blend of a flat 100
+        // and a flat 200 lies between them
+        let (h, w) = (4, 5);
+        let (a, b) = (vec![100u8; h * w * 3], vec![200u8; h * w * 3]);
+        let zero = vec![0f32; h * w * 2];
+        let wild: Vec<f32> = (0..h * w * 2)
+            .map(|i| if i % 4 < 2 { MAX_FLOW } else { -MAX_FLOW })
+            .collect();
+        let mut out = vec![0u8; h * w * 3];
+        for t in [0.25, 0.5, 0.75] {
+            flow_interpolate(&a, &b, h, w, &zero, &wild, &[t], 1.0, &mut out).unwrap();
+            assert!(
+                out.iter().all(|&v| (100..=200).contains(&v)),
+                "{t}: {out:?}"
+            );
+        }
+        let over = vec![3e38f32; h * w * 2];
+        let err = flow_interpolate(&a, &b, h, w, &zero, &over, &[0.5], 1.0, &mut out);
+        assert_eq!(err.unwrap_err().arg(), "flows");
     }
 
     #[test]

@@ -110,7 +110,8 @@ fn view<'a, T: Element>(a: &'a Ro4<'_, T>, arg: &str) -> PyResult<(Dims, &'a [T]
     }
     let data = a
         .as_slice()
-        .map_err(|_| PyValueError::new_err(format!("{arg}: expected a C-contiguous array")))?;
+        // C-contiguous here, so only misaligned memory (a view at an odd byte offset)
+        .map_err(|_| PyValueError::new_err(format!("{arg}: expected an aligned array")))?;
     Ok((Dims::new(s[0], s[1], s[2]), data))
 }
 
@@ -251,7 +252,9 @@ fn blend_luminosity<'py>(
 
 fn vec1<'a>(a: &'a Ro1<'_, f64>, arg: &str) -> PyResult<&'a [f64]> {
     a.as_slice().map_err(|_| {
-        PyValueError::new_err(format!("{arg}: expected a contiguous 1-D float64 array"))
+        PyValueError::new_err(format!(
+            "{arg}: expected a contiguous, aligned 1-D float64 array"
+        ))
     })
 }
 
@@ -519,7 +522,7 @@ fn _flow_interpolate<'py>(
     }
     let f = flows
         .as_slice()
-        .map_err(|_| PyValueError::new_err("flows: expected a C-contiguous array"))?;
+        .map_err(|_| PyValueError::new_err("flows: expected an aligned C-contiguous array"))?;
     let t = vec1(&ts, "timesteps")?;
     let out = alloc::<u8>(py, Dims::new(t.len(), d.h, d.w))?;
     let o = out_slice(&out);
@@ -546,8 +549,10 @@ fn set_num_threads(n: usize) -> PyResult<()> {
 }
 
 #[pyfunction]
-fn get_num_threads() -> usize {
-    kernels::parallel::num_threads()
+fn get_num_threads(py: Python<'_>) -> PyResult<usize> {
+    // starts the pool if no kernel has yet: a pool whose threads cannot start
+    // panics, which must surface as KernelPanic here too
+    run(py, || Ok(kernels::parallel::num_threads()))
 }
 
 #[pyfunction]
@@ -575,6 +580,9 @@ fn _panic_for_tests(py: Python<'_>) -> PyResult<()> {
 
 #[pymodule]
 pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // count forks from now on, so a child never takes a parent's pool or record
+    // as its own, even with a pid the parent had (see parallel::process_key)
+    kernels::parallel::process_key();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("KernelPanic", m.py().get_type::<KernelPanic>())?;
     m.add_function(wrap_pyfunction!(rgb_to_lab, m)?)?;
