@@ -91,6 +91,20 @@ def test_bench_refuses_bad_settings(capsys, monkeypatch, tmp_path):
     assert "--cuda-graphs needs a CUDA device" in capsys.readouterr().err
     assert main(["bench", "--compile", "unet,foo"]) == 2
     assert "--compile: expected a comma list of unet, vae" in capsys.readouterr().err
+    # from a review: refused only once the model was built (a billion weights for
+    # sd15-random, a whole checkpoint for a path)
+    assert main(["bench", "--compile", "unet", "--unet", "onnx"]) == 2
+    assert "unet: compiled with torch.compile, it cannot also run as onnx" in (
+        capsys.readouterr().err
+    )
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is None:
+        assert main(["bench", "--model", "sd15-random", "--vae", "tensorrt"]) == 2
+        assert "needs the tensorrt package" in capsys.readouterr().err
+    # an empty --json wrote no report and said nothing
+    assert main(["bench", "--json", ""]) == 2
+    assert "--json: expected a file path; got ''" in capsys.readouterr().err
     monkeypatch.undo()
     with pytest.raises(SystemExit):
         main(["bench", "--unet", "onnx", "--vae", "cuda"])
@@ -177,3 +191,53 @@ def test_the_report_is_written_when_the_reader_of_the_table_has_gone(tmp_path):
     out = tmp_path / "r.json"
     cli_with_reader_gone("bench", *SMALL, "--json", str(out), lines=1, timeout=600)
     assert set(json.loads(out.read_text())["results"]) == KEYS
+
+
+def test_bench_keeps_its_graphs_with_an_engine_dir(tmp_path, monkeypatch):
+    """From a review: the bench exported its graphs into a temporary folder, gone after
+    each run, so every --unet run exported (and built engines) again. With --engine-dir
+    they are kept, keyed as a render keys them, and a second run reuses them."""
+    pytest.importorskip("onnxruntime")
+    from loopwave import trt
+    from loopwave.bench import run_bench
+
+    small = {"size": 64, "steps": 2, "frames": 3, "factor": 2, "repeats": 1}
+    run_bench(unet="onnx", engine_dir=tmp_path, log=lambda _: None, **small)
+    (graphs,) = tmp_path.iterdir()
+    assert graphs.name.startswith("smoke-") and (graphs / "unet.onnx").is_file()
+    stamp = (graphs / "unet.onnx").stat().st_mtime_ns
+
+    def no_export(*a, **k):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(trt, "export_unet", no_export)
+    report = run_bench(unet="onnx", engine_dir=tmp_path, log=lambda _: None, **small)
+    assert report["results"]["unet_its"] > 0
+    assert [p.name for p in tmp_path.iterdir()] == [graphs.name]
+    assert (graphs / "unet.onnx").stat().st_mtime_ns == stamp
+
+
+def test_bench_encodes_moving_frames_and_says_when_device_frames_is_not_timed(monkeypatch):
+    """From a review: the encode figure timed 30 copies of one frame, which x264 codes
+    as skips (about twice the rate of frames that change); and --device-frames was
+    recorded in the report though no figure used it."""
+    from loopwave import video
+    from loopwave.bench import run_bench
+
+    written: list[np.ndarray] = []
+    real = video.VideoWriter.write
+
+    def write(self, frames):
+        written.append(np.array(frames))
+        return real(self, frames)
+
+    monkeypatch.setattr(video.VideoWriter, "write", write)
+    lines: list[str] = []
+    small = {"size": 64, "steps": 2, "frames": 3, "factor": 2, "repeats": 1}
+    run_bench(accel={"device_frames": True}, log=lines.append, **small)
+    timed = [w for w in written if w.ndim == 4 and len(w) == 30]
+    assert timed, "the encode timing wrote no batch of 30 frames"
+    for batch in timed:
+        distinct = {f.tobytes() for f in batch}
+        assert len(distinct) >= 9, len(distinct)
+    assert any(line.startswith("note: device_frames changes none") for line in lines)

@@ -56,9 +56,11 @@ def test_onnxruntime_matches_torch_at_any_batch(smoke, onnx_fixed, batch):
 
 
 def test_dynamic_size_export(smoke, tmp_path):
+    """Any latent size the UNet takes, not only multiples of its up-sampling factor (from
+    a review: traced at 512 px, the graph refused latents 9 and 11)."""
     path = trt.export_unet(smoke.pipe.unet, tmp_path / "dyn.onnx", dynamic_size=True)
     runner = trt.OrtRunner(path)
-    for h, w in [(8, 8), (8, 16), (16, 8)]:
+    for h, w in [(8, 8), (8, 16), (16, 8), (9, 9), (11, 10), (10, 13)]:
         x, t, c = _inputs(2, h, w, seed=h + w)
         with torch.no_grad():
             want = smoke.pipe.unet(x, t, c).sample
@@ -196,7 +198,9 @@ def test_engine_key_changes_with_what_makes_an_engine_stale(tmp_path):
         trt.engine_key("abc", p, "10.4.0", "NVIDIA H100"),
         trt.engine_key("abc", p, "10.3.0", "NVIDIA H200"),
     }
-    assert base not in others and len(others) == 5
+    others.add(trt.engine_key("abc", p, "10.3.0", "NVIDIA H100", fp16=False))
+    assert base == trt.engine_key("abc", p, "10.3.0", "NVIDIA H100", fp16=True)
+    assert base not in others and len(others) == 6
     v = trt.VaeProfile.fixed(512, 512)
     assert v.height == (512, 512, 512) and v.batch == (1, 1, 1) and v.scale == 8
     vkey = trt.engine_key("abc", v, "10.3.0", "NVIDIA H100")
@@ -362,8 +366,32 @@ def test_render_with_the_exported_unet_and_vae(tmp_path, ort_calls):
     for a, b in zip(again, got, strict=True):
         np.testing.assert_array_equal(a, b)
     bad = {**RENDER_JOB, "model": {**model, "accel": {"compile": ["unet"]}}}
-    with pytest.raises(ValueError, match="unet: compiled with torch.compile"):
+    with pytest.raises(ValueError, match="^model.unet: compiled with torch.compile"):
         frames(bad, "bad")
+
+
+def test_a_render_refuses_exported_parts_it_cannot_run_before_loading_the_model(
+    tmp_path, monkeypatch
+):
+    """From a review: model.unet = "tensorrt" without the package, or with a part also
+    compiled, was refused only after the model had loaded (a whole checkpoint)."""
+    import importlib.util
+
+    import loopwave.render as lr
+    from loopwave.settings import Settings
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded first")
+
+    monkeypatch.setattr(lr, "load_backend", no_model)
+    compiled = {"unet": "onnx", "accel": {"compile": ["unet"]}}
+    with pytest.raises(ValueError, match="^model.unet: compiled with torch.compile"):
+        lr.render(Settings.from_dict({**RENDER_JOB, "model": compiled}), run_dir=tmp_path / "a")
+    if importlib.util.find_spec("tensorrt") is None:
+        with pytest.raises(ImportError, match="tensorrt package"):
+            job = {**RENDER_JOB, "model": {"vae": "tensorrt"}}
+            lr.render(Settings.from_dict(job), run_dir=tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     assert not (tmp_path / "bad").exists()  # refused before anything is written
 
 
@@ -395,6 +423,7 @@ class _FakeNetwork:
 
     def __init__(self, *inputs):
         self.inputs = [_FakeInput(n, s) for n, s in inputs]
+        self.num_inputs = len(self.inputs)
 
     def get_input(self, i):
         return self.inputs[i]
@@ -463,3 +492,121 @@ def test_exporting_a_part_twice_or_a_missing_runner_is_refused(onnx_fixed, tmp_p
     with pytest.raises(ValueError, match="^vae.encoder already runs an exported graph"):
         trt.export_vae(v.pipe.vae, tmp_path / "again", height=64, width=64)
     assert not (tmp_path / "again.onnx").exists() and not (tmp_path / "again").exists()
+
+
+def test_a_profile_is_refused_for_another_kind_of_graph_or_size():
+    """From a review: a ShapeProfile with a VAE graph raised an IndexError, a VaeProfile
+    with the UNet's shaped its first input only; ShapeProfile.fixed(100, 100) made a
+    96 px engine, and fixed(4, 4) named latent_height, which the caller never passed."""
+    unet = _FakeNetwork(
+        ("sample", (-1, 4, 8, 8)), ("timestep", (-1,)), ("encoder_hidden_states", (-1, 77, 32))
+    )
+    vae = _FakeNetwork(("latent", (-1, 4, 8, 8)))
+    with pytest.raises(ValueError, match=r"ShapeProfile is for the UNet.*\['latent'\]"):
+        trt.ShapeProfile.fixed(64, 64).shapes(vae)
+    with pytest.raises(ValueError, match="VaeProfile is for a VAE encoder or decoder"):
+        trt.VaeProfile.fixed(64, 64).shapes(unet)
+    for h, w, name in ((100, 64, "height"), (64, 4, "width"), (0, 64, "height")):
+        with pytest.raises(ValueError, match=f"^{name} must be a positive multiple of 8"):
+            trt.ShapeProfile.fixed(h, w)
+    with pytest.raises(ValueError, match="^height must be a positive multiple of 2"):
+        trt.ShapeProfile.fixed(65, 64, scale=2)
+    assert trt.ShapeProfile.fixed(66, 64, scale=2).latent_height == (33, 33, 33)
+
+
+def test_a_failed_export_leaves_no_temporary_file(smoke, tmp_path, monkeypatch):
+    """From a review: a full disk (or Ctrl-C) during an export left NAME.tmp behind."""
+
+    def fails(module, args, f, **kw):
+        with open(f, "wb") as out:
+            out.write(b"half a graph")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch.onnx, "export", fails)
+    with pytest.raises(OSError, match="No space"):
+        trt.export_unet(smoke.pipe.unet, tmp_path / "unet.onnx", height=64, width=64)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_unet_for_a_vae_of_another_scale(smoke, tmp_path, ort_calls):
+    """From a review: the UNet graph and its profile took latents at 1/8 of the frame
+    whatever the VAE's scale; with a VAE of scale 2, every frame through the exported
+    UNet was refused. Both now follow the VAE (vae_scale)."""
+    import diffusers
+
+    from loopwave.backends import DiffusersBackend, _img2img_pipeline
+
+    torch.manual_seed(0)
+    vae = diffusers.AutoencoderKL(
+        block_out_channels=(32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        norm_num_groups=32,
+        layers_per_block=1,
+    ).eval()
+    assert trt.vae_scale(vae) == 2
+
+    def backend():
+        p = smoke.pipe
+        pipe = _img2img_pipeline(p.unet, vae, p.text_encoder, p.tokenizer)
+        return DiffusersBackend(pipe, device="cpu", scheduler="DPM++ 2M Karras", label="x2")
+
+    init = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    call = {**CALL, "steps": 2, "seed": 1}
+    want = backend().img2img(init, **call)
+    b = trt.use_exported(backend(), unet="onnx", height=32, width=32, directory=tmp_path)
+    got = b.img2img(init, **call)
+    assert ort_calls.get("unet.onnx", 0) >= 1
+    assert np.abs(got.astype(int) - want).max() <= 2
+
+
+def test_tensorrt_is_refused_off_cuda_before_any_export(smoke, tmp_path, monkeypatch):
+    """From a review: a CPU backend took TensorRT engines (whose runner would hand CPU
+    addresses to the GPU), and a machine without CUDA was refused only after the UNet's
+    export. With the package pretended present (it is not here), the device is checked
+    first, and nothing is written."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: object() if name == "tensorrt" else real(name, *a),
+    )
+    d = tmp_path / "graphs"
+    with pytest.raises(ValueError, match="^unet: TensorRT engines run on a CUDA device; got cpu"):
+        trt.use_exported(smoke, unet="tensorrt", height=64, width=64, directory=d)
+    with pytest.raises(ValueError, match="^vae: TensorRT engines run on a CUDA device"):
+        trt.check_exported("cpu", vae="tensorrt")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="need a CUDA GPU; none is available"):
+            trt.check_exported("auto", unet="tensorrt")
+    with pytest.raises(ValueError, match="^unet: compiled with torch.compile"):
+        trt.check_exported("cpu", unet="onnx", compiled=["unet"])
+    trt.check_exported("cpu", unet="onnx", vae="onnx", compiled=[])
+    assert not d.exists()
+
+
+def test_graph_dir_ignores_the_engine_folder_and_hidden_files(tmp_path):
+    """From a review: an engine folder inside the model's (model.path "." with the
+    default engine_dir) changed the key with every graph exported into it, so each run
+    exported afresh into a new folder; a .git beside the weights did the same."""
+    from loopwave.render import _graph_dir
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "unet.safetensors").write_bytes(b"weights")
+    m = {
+        "backend": "diffusers",
+        "path": str(model),
+        "lora": [],
+        "engine_dir": str(model / "engines"),
+    }
+    first = _graph_dir(m, 64, 64)
+    first.mkdir(parents=True)
+    (first / "unet.onnx").write_bytes(b"graph")
+    (model / ".git").mkdir()
+    (model / ".git" / "index").write_bytes(b"git")
+    assert _graph_dir(m, 64, 64) == first
+    (model / "unet.safetensors").write_bytes(b"new weights")
+    assert _graph_dir(m, 64, 64) != first

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .trt import RUNTIMES
+from .trt import RUNTIMES, check_exported
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -178,9 +178,15 @@ def run_bench(
     accel: dict[str, Any] | None = None,
     tricks: bool = False,
     repeats: int = 3,
+    engine_dir: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run the measurements (see the module docs); returns the JSON-able report."""
+    """Run the measurements (see the module docs); returns the JSON-able report.
+
+    With ``unet`` or ``vae`` exported, the graphs (and TensorRT engines) go to a
+    temporary folder, made afresh each run, or with ``engine_dir`` to a folder under it
+    keyed as a render keys them (the model's files, the size, the versions), where a
+    later run finds and reuses them."""
     import torch
 
     from . import color_correct
@@ -209,18 +215,27 @@ def run_bench(
     # as interpolate() checks it, but before the model loads and the other measurements
     if isinstance(factor, bool) or not isinstance(factor, int) or not 2 <= factor <= 16:
         raise ValueError(f"factor must be an int in 2..16; got {factor!r}")
-    for part, how in (("unet", unet), ("vae", vae)):
-        if how not in RUNTIMES:
-            raise ValueError(f"{part} must be one of {', '.join(RUNTIMES)}; got {how!r}")
     # before the weights are built (a billion for sd15-random)
-    check_backend_args(torch, device, None, accel)
+    checked, dev = check_backend_args(torch, device, None, accel)
+    on = "cpu" if model == "smoke" and device == "auto" else dev  # as _backend places it
+    check_exported(on, unet=unet, vae=vae, compiled=checked["compile"])
+    if engine_dir is not None:
+        from ._validate import folder
+
+        engine_dir = folder(engine_dir, "engine_dir")
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as d:
         backend = _backend(model, device, accel)
         if unet != "torch" or vae != "torch":
+            from .render import _graph_dir
             from .trt import use_exported
 
-            use_exported(backend, unet=unet, vae=vae, height=size, width=size, directory=d)
+            graphs: str | Path = d
+            if engine_dir is not None:
+                kind = model if model in ("smoke", "sd15-random") else "diffusers"
+                m = {"backend": kind, "path": model, "lora": [], "engine_dir": engine_dir}
+                graphs = _graph_dir(m, size, size)
+            use_exported(backend, unet=unet, vae=vae, height=size, width=size, directory=graphs)
         dev = backend.device
         log(f"model: {backend.label} on {dev}; {size}x{size}, {steps} steps, strength {strength}")
         results["unet_its"] = unet_its(backend, size, max(4, 2 * repeats))
@@ -243,11 +258,14 @@ def run_bench(
             lambda: sum(1 for _ in interpolate(seq, factor=factor, scene_cut=False)), repeats
         )
         results["interpolation_fps"] = made / took
+        # moving frames (the stream above, over and over): copies of one frame, as timed
+        # before, x264 codes as skips, about twice as fast as frames that change
         n_enc = 30
+        moving = np.stack([seq[i % len(seq)] for i in range(n_enc)])
         with VideoWriter(Path(d) / "e.mp4", fps=60, codec="h264", crf=18) as w:
 
             def encode() -> None:
-                w.write(np.stack([frame] * n_enc))
+                w.write(moving)
                 w.flush()
 
             results["encode_fps"] = n_enc / median_time(encode, repeats)
@@ -266,6 +284,12 @@ def run_bench(
         # a loopback frame cannot start before the previous one is decoded, so img2img
         # alone (VAE encode and decode, scheduler, transfers included) is the render's ceiling
         results["img2img_share_of_unet_only"] = 1e3 / results["img2img_ms"] / unet_only
+        if (accel or {}).get("device_frames") and not tricks:
+            log(
+                "note: device_frames changes none of these figures (img2img is timed from "
+                "one fixed frame, and the render corrects colour); --tricks times it in a "
+                "chain of img2img calls"
+            )
         if tricks:
             results["tricks_unet_its"] = _tricks(model, device, size, repeats, log)
             results["tricks_chained_img2img_ms"] = _chained(
@@ -433,7 +457,8 @@ def add_cli(sub: Any) -> None:
     p.add_argument(
         "--device-frames",
         action="store_true",
-        help="keep each output on the device for the next init (colour off)",
+        help="keep each output on the device for the next init (colour off; only "
+        "--tricks' chained img2img times it)",
     )
     p.add_argument("--device-rng", action="store_true", help="draw noise on the device")
     p.add_argument(
@@ -444,8 +469,16 @@ def add_cli(sub: Any) -> None:
     )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    p.add_argument(
+        "--engine-dir",
+        metavar="DIR",
+        help="keep the exported graphs and engines of --unet/--vae under DIR and reuse "
+        "them in later runs (default: a temporary folder, exported afresh each run)",
+    )
 
     def run(a: Any) -> int:
+        if a.json is not None and not a.json.strip():  # ignored before: no report, no error
+            raise ValueError("--json: expected a file path; got ''")
         if a.json and (Path(a.json).is_dir() or not Path(a.json).parent.is_dir()):
             # checked first: the measurements take minutes
             raise OSError(f"--json: cannot write {a.json} (a folder, or its folder is missing)")
@@ -475,6 +508,7 @@ def add_cli(sub: Any) -> None:
             accel=accel,
             tricks=a.tricks,
             repeats=a.repeats,
+            engine_dir=a.engine_dir,
         )
         if a.json:
             from .plan import _atomic_json

@@ -199,19 +199,37 @@ def _read_state(rd: Path) -> int:
 def _graph_dir(m: dict[str, Any], height: int, width: int) -> Path:
     """Where a model's exported graphs and engines live: ``model.engine_dir`` / a key of
     everything the graphs depend on (the model's files, its LoRAs, the frame size, the
-    versions of loopwave, torch and diffusers), so a changed model is exported afresh."""
+    versions of loopwave, torch and diffusers), so a changed model is exported afresh.
+    Hidden files and folders in the model's folder, and the engine folder, are not part
+    of the key."""
     import diffusers
     import torch
 
     from . import __version__
 
+    engines = Path(m["engine_dir"]).resolve()
+
     def stamp(p: Path) -> list[Any]:
-        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-        return [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+        """Each file's path, size and time; in a folder, not hidden ones (``.git``,
+        ``.cache``) nor the engine folder's (an engine folder inside the model's, as
+        ``model.path = "."`` with the default one gives, changed the key with every
+        graph exported, and each run exported afresh into a new folder)."""
+        if not p.is_dir():
+            return [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns]]
+        files = []
+        for f in sorted(p.rglob("*")):
+            rel = f.relative_to(p).parts
+            if any(part.startswith(".") for part in rel) or not f.is_file():
+                continue
+            if f.resolve().is_relative_to(engines):
+                continue
+            files.append([str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns])
+        return files
 
     key = {
         "backend": m["backend"],
-        "model": stamp(Path(m["path"])) if m["backend"] != "smoke" else [],
+        # a model of files; the built-in ones (smoke, sd15-random) are their versions'
+        "model": stamp(Path(m["path"])) if m["backend"] == "diffusers" else [],
         "lora": [[stamp(Path(e["path"])), e.get("scale", 1.0)] for e in m["lora"]],
         "size": [height, width],
         "versions": [__version__, torch.__version__, diffusers.__version__],
@@ -914,6 +932,15 @@ def render(
         job.init_image()
     m = settings["model"]
     if backend is None:  # before touching the run directory: a bad model leaves nothing behind
+        if m["unet"] != "torch" or m["vae"] != "torch":  # before the model loads
+            from .backends import check_accel
+            from .trt import check_exported
+
+            compiled = check_accel(m["accel"], "model.accel")["compile"]
+            try:
+                check_exported(m["device"], unet=m["unet"], vae=m["vae"], compiled=compiled)
+            except ValueError as e:
+                raise ValueError(f"model.{e}") from None
         backend = load_backend(
             m["backend"],
             m["path"],

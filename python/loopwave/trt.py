@@ -9,12 +9,13 @@ go the same way (:func:`export_vae`, :func:`use_vae_runners`): they are the
 rest of a loopback frame's critical path (one encode and one decode per
 frame). Two runners, for any of these graphs:
 
-* :class:`OrtRunner` — onnxruntime (CUDA/TensorRT execution providers when
+* :class:`OrtRunner` — onnxruntime (its CUDA execution provider when
   installed, else the CPU).
-* :class:`TrtRunner` — a TensorRT engine built from the ONNX file (fp16),
-  cached on disk under a key of the model's hash, the shape profile, the
-  TensorRT version and the GPU (:func:`engine_key`); a second run loads the
-  cached engine instead of building for minutes.
+* :class:`TrtRunner` — a TensorRT engine built from the ONNX file (fp16 by
+  default), cached on disk under a key of the model's hash, the shape profile,
+  the precision, the TensorRT version and the GPU (:func:`engine_key`); a
+  second run with the same cache folder loads the cached engine instead of
+  building for minutes.
 
 What was verified where: the exports, their parity with torch, the ORT
 runners inside a full img2img call and the cache key are tested on the CPU
@@ -37,10 +38,12 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ._validate import check_opset
 from .backends import DiffusersBackend, _deps
@@ -50,6 +53,7 @@ __all__ = [
     "ShapeProfile",
     "TrtRunner",
     "VaeProfile",
+    "check_exported",
     "engine_key",
     "export_unet",
     "export_vae",
@@ -94,21 +98,33 @@ def export_unet(
     width: int = 512,
     dynamic_size: bool = False,
     opset: int = 17,
+    scale: int = 8,
 ) -> Path:
     """Export ``unet`` (a diffusers ``UNet2DConditionModel``) to ONNX at ``path``.
 
-    Inputs ``sample`` (B, C, H/8, W/8), ``timestep`` (B,) float32 and
-    ``encoder_hidden_states`` (B, 77, D); output ``out_sample``. The batch is
-    dynamic (2 with classifier-free guidance, 1 without); ``dynamic_size`` makes
-    the latent height and width dynamic too. Exported in float32; TensorRT
-    builds fp16 from it."""
+    Inputs ``sample`` (B, C, H/s, W/s), ``timestep`` (B,) float32 and
+    ``encoder_hidden_states`` (B, 77, D); output ``out_sample``; ``s`` is the VAE's
+    ``scale`` (:func:`vae_scale`: 8 for Stable Diffusion). The batch is dynamic (2
+    with classifier-free guidance, 1 without); ``dynamic_size`` makes the latent
+    height and width dynamic too, any size the UNet takes. Exported in float32;
+    TensorRT builds fp16 from it."""
     torch, _ = _deps()
-    _check_export_args(height, width, opset, 8)
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive int; got {scale!r}")
+    _check_export_args(height, width, opset, scale)
     _check_has_weights(unet, "unet")
     cfg = unet.config
     dev = next(unet.parameters()).device
+    lh, lw = height // scale, width // scale
+    if dynamic_size:
+        # traced at a latent size its up-sampling factor does not divide: diffusers then
+        # passes each up-sampling layer its skip connection's size, and the trace keeps
+        # those sizes as the input's; at a multiple it doubles sizes, which the graph
+        # then holds for every input (a graph traced at 64 refused latents 9 and 11)
+        up = 2 ** (len(cfg.block_out_channels) - 1)
+        lh += lh % up == 0
     args = (
-        torch.randn(2, cfg.in_channels, height // 8, width // 8, device=dev),
+        torch.randn(2, cfg.in_channels, lh, lw, device=dev),
         torch.tensor([500.0, 500.0], device=dev),
         torch.randn(2, 77, cfg.cross_attention_dim, device=dev),
     )
@@ -142,7 +158,8 @@ def _check_export_args(height: Any, width: Any, opset: Any, multiple: int) -> No
     for name, v in (("height", height), ("width", width)):
         if isinstance(v, bool) or not isinstance(v, int) or v < multiple or v % multiple:
             raise ValueError(f"{name} must be a positive multiple of {multiple}; got {v!r}")
-    check_opset(opset)
+    if opset is not None:
+        check_opset(opset)
 
 
 def _check_has_weights(module: Any, arg: str) -> None:
@@ -170,20 +187,35 @@ def _export(
     if out.is_dir():
         raise OSError(f"out: cannot write to {out}: it is a folder")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with torch.inference_mode():
-        torch.onnx.export(
-            module,
-            args,
-            str(tmp),
-            input_names=list(inputs),
-            output_names=[output],
-            dynamic_axes=axes,
-            opset_version=opset,
-            dynamo=False,
-        )
-    os.replace(tmp, out)
+
+    def write(tmp: Path) -> None:
+        with torch.inference_mode():
+            torch.onnx.export(
+                module,
+                args,
+                str(tmp),
+                input_names=list(inputs),
+                output_names=[output],
+                dynamic_axes=axes,
+                opset_version=opset,
+                dynamo=False,
+            )
+
+    _write_into_place(out, write)
     return out
+
+
+def _write_into_place(out: Path, write: Callable[[Path], object]) -> None:
+    """``write`` a file at a temporary name of this process's own (two renders sharing a
+    cache folder do not write into one file), then rename it to ``out``; a write that
+    fails (a full disk, Ctrl-C) leaves no temporary file behind."""
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def vae_scale(vae: Any) -> int:
@@ -314,12 +346,16 @@ class ShapeProfile:
             raise ValueError(f"text_len must be >= 1; got {self.text_len}")
 
     @classmethod
-    def fixed(cls, height: int, width: int, batch: int = 2) -> ShapeProfile:
-        """One image size (pixels), batch 1 to ``batch``."""
-        return cls((1, batch, batch), (height // 8,) * 3, (width // 8,) * 3)
+    def fixed(cls, height: int, width: int, batch: int = 2, scale: int = 8) -> ShapeProfile:
+        """One image size (pixels, multiples of the VAE's ``scale``), batch 1 to ``batch``."""
+        if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+            raise ValueError(f"scale must be a positive int; got {scale!r}")
+        _check_export_args(height, width, None, scale)
+        return cls((1, batch, batch), (height // scale,) * 3, (width // scale,) * 3)
 
     def shapes(self, network: Any) -> dict[str, list[tuple[int, ...]]]:
         """The (min, opt, max) shape of each of the UNet graph's inputs."""
+        _check_inputs(network, INPUTS, "ShapeProfile", "UNet")
         b, lh, lw = self.batch, self.latent_height, self.latent_width
         channels = network.get_input(0).shape[1]
         dim = network.get_input(2).shape[2]
@@ -355,7 +391,13 @@ class VaeProfile:
 
     def shapes(self, network: Any) -> dict[str, list[tuple[int, ...]]]:
         """The (min, opt, max) shape of the VAE graph's one input (``image`` or ``latent``)."""
-        name = network.get_input(0).name
+        names = [network.get_input(i).name for i in range(network.num_inputs)]
+        if names not in ([VAE_ENCODER[0]], [VAE_DECODER[0]]):
+            raise ValueError(
+                f"profile: a VaeProfile is for a VAE encoder or decoder graph (one input, "
+                f"{VAE_ENCODER[0]!r} or {VAE_DECODER[0]!r}); this graph's inputs are {names}"
+            )
+        name = names[0]
         b, h, w, s = self.batch, self.height, self.width, self.scale
         if name == VAE_ENCODER[0]:
             return {name: [(b[k], 3, h[k], w[k]) for k in range(3)]}
@@ -363,13 +405,37 @@ class VaeProfile:
         return {name: [(b[k], channels, h[k] // s, w[k] // s) for k in range(3)]}
 
 
+def _check_inputs(network: Any, want: tuple[str, ...], profile: str, graph: str) -> None:
+    """Refuse a profile for another kind of graph (a ShapeProfile with a VAE graph raised
+    an IndexError; a VaeProfile with the UNet's shaped its first input only)."""
+    names = tuple(network.get_input(i).name for i in range(network.num_inputs))
+    if names != want:
+        raise ValueError(
+            f"profile: a {profile} is for the {graph} graph (inputs {list(want)}); "
+            f"this graph's inputs are {list(names)}"
+        )
+
+
 def engine_key(
-    model_hash: str, profile: ShapeProfile | VaeProfile, trt_version: str, gpu: str
+    model_hash: str,
+    profile: ShapeProfile | VaeProfile,
+    trt_version: str,
+    gpu: str,
+    *,
+    fp16: bool = True,
 ) -> str:
-    """The cache key of an engine: everything that makes an engine unusable if it changes."""
+    """The cache key of an engine: everything that makes an engine unusable if it changes
+    (the precision too: an fp32 engine asked for, against fp16 overflow, must not be an
+    fp16 one built before)."""
     shapes = {"kind": type(profile).__name__, **asdict(profile)}
     blob = json.dumps(
-        {"model": model_hash, "profile": shapes, "trt": trt_version, "gpu": gpu},
+        {
+            "model": model_hash,
+            "profile": shapes,
+            "trt": trt_version,
+            "gpu": gpu,
+            "precision": "fp16" if fp16 else "fp32",
+        },
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
@@ -422,7 +488,8 @@ class OrtRunner:
 class TrtRunner:
     """Runs a TensorRT engine built (or loaded from the cache) for an exported graph: the
     UNet with a :class:`ShapeProfile`, a VAE encoder or decoder with a :class:`VaeProfile`.
-    Called like :class:`OrtRunner`, with CUDA tensors.
+    Called like :class:`OrtRunner`, with CUDA tensors on the runner's ``device`` (by
+    default the current CUDA device).
 
     Needs ``tensorrt`` (10.x) and a CUDA GPU. Not run on this project's
     development machine (no GPU); see the module docs."""
@@ -434,29 +501,39 @@ class TrtRunner:
         *,
         cache_dir: str | os.PathLike[str] = ".cache/loopwave/engines",
         fp16: bool = True,
+        device: Any = None,
     ) -> None:
         torch, _ = _deps()
         if not isinstance(profile, (ShapeProfile, VaeProfile)):
             raise TypeError(f"profile must be a ShapeProfile or VaeProfile; got {profile!r}")
+        if not isinstance(fp16, (bool, np.bool_)):
+            raise TypeError(f"fp16 must be True or False; got {fp16!r:.40}")
         try:
             import tensorrt as trt  # type: ignore[import-not-found]
         except ImportError:
             raise ImportError("the TensorRT backend needs the tensorrt package") from None
         if not torch.cuda.is_available():
             raise ValueError("the TensorRT backend needs a CUDA GPU")
-        self.trt, self.torch = trt, torch
-        gpu = torch.cuda.get_device_name()
+        dev = torch.device("cuda", torch.cuda.current_device()) if device is None else device
+        dev = torch.device(dev)
+        if dev.type != "cuda":
+            raise ValueError(f"device: the TensorRT backend runs on a CUDA device; got {dev}")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+        self.trt, self.torch, self.device = trt, torch, dev
+        gpu = torch.cuda.get_device_name(dev)
         onnx = Path(onnx_path)
-        key = engine_key(graph_hash(onnx), profile, trt.__version__, gpu)
+        key = engine_key(graph_hash(onnx), profile, trt.__version__, gpu, fp16=bool(fp16))
         self.path = Path(cache_dir) / f"{onnx.stem}-{key}.plan"
         logger = trt.Logger(trt.Logger.WARNING)
-        if not self.path.is_file():
-            self._build(onnx, profile, fp16, logger)
-        runtime = trt.Runtime(logger)
-        self.engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
-        if self.engine is None:
-            raise ValueError(f"cannot load the cached engine {self.path}; delete it to rebuild")
-        self.context = self.engine.create_execution_context()
+        with torch.cuda.device(dev):  # TensorRT builds and loads on the current device
+            if not self.path.is_file():
+                self._build(onnx, profile, bool(fp16), logger)
+            runtime = trt.Runtime(logger)
+            self.engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
+            if self.engine is None:
+                raise ValueError(f"cannot load the cached engine {self.path}; delete it to rebuild")
+            self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         mode = trt.TensorIOMode.INPUT
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == mode]
@@ -483,9 +560,7 @@ class TrtRunner:
         if plan is None:
             raise ValueError(f"TensorRT could not build an engine from {onnx}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_bytes(bytes(plan))
-        os.replace(tmp, self.path)
+        _write_into_place(self.path, lambda tmp: tmp.write_bytes(bytes(plan)))
 
     def __call__(self, *inputs: Any) -> Any:
         torch = self.torch
@@ -493,16 +568,25 @@ class TrtRunner:
             raise TypeError(
                 f"the engine takes {len(self.inputs)} inputs {self.inputs}; got {len(inputs)}"
             )
+        # the engine reads and writes device memory at the addresses it is given: a CPU
+        # tensor's address there is an illegal access (or a crash), not an error
+        where = [str(t.device) for t in inputs]
+        if any(t.device != self.device for t in inputs):
+            raise ValueError(
+                f"the TensorRT engine takes tensors on {self.device}; got them on {where}"
+            )
         # float32 copies; freed after the call, their memory is reused only by work queued
         # on this stream after the engine's (torch's caching allocator is stream-ordered)
         feed = [t.float().contiguous() for t in inputs]
         for name, t in zip(self.inputs, feed, strict=True):
-            self.context.set_input_shape(name, tuple(t.shape))
+            if not self.context.set_input_shape(name, tuple(t.shape)):
+                shapes = {n: tuple(x.shape) for n, x in zip(self.inputs, feed, strict=True)}
+                raise ValueError(f"{self.path} refused inputs {shapes} (outside its profile)")
             self.context.set_tensor_address(name, t.data_ptr())
         shape = tuple(self.context.get_tensor_shape(self.output))
-        out = torch.empty(shape, dtype=torch.float32, device=feed[0].device)
+        out = torch.empty(shape, dtype=torch.float32, device=self.device)
         self.context.set_tensor_address(self.output, out.data_ptr())
-        stream = torch.cuda.current_stream()
+        stream = torch.cuda.current_stream(self.device)
         if not self.context.execute_async_v3(stream.cuda_stream):
             raise RuntimeError("TensorRT execution failed")
         return out.to(inputs[0].dtype)
@@ -620,6 +704,34 @@ def use_vae_runners(backend: DiffusersBackend, encoder: Any, decoder: Any) -> Di
     return backend
 
 
+def check_exported(
+    device: Any, *, unet: str = "torch", vae: str = "torch", compiled: Any = ()
+) -> None:
+    """What :func:`use_exported` would refuse, checked before a model is loaded or exported
+    (each refusal came after minutes of either, and left a graph behind): a part both
+    ``compiled`` (``torch.compile``) and exported, and where ``unet`` or ``vae`` is
+    ``"tensorrt"``, a missing ``tensorrt`` package, a ``device`` that is not a CUDA one
+    and a machine without CUDA."""
+    for part, how in (("unet", unet), ("vae", vae)):
+        if how not in RUNTIMES:
+            raise ValueError(f"{part} must be one of {', '.join(RUNTIMES)}; got {how!r}")
+        if how != "torch" and part in compiled:
+            raise ValueError(f"{part}: compiled with torch.compile, it cannot also run as {how}")
+    parts = [p for p, how in (("unet", unet), ("vae", vae)) if how == "tensorrt"]
+    if not parts:
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is None:
+        raise ImportError("the TensorRT backend needs the tensorrt package")
+    torch, _ = _deps()
+    kind = "auto" if isinstance(device, str) and device == "auto" else torch.device(device).type
+    if kind not in ("cuda", "auto"):
+        raise ValueError(f"{parts[0]}: TensorRT engines run on a CUDA device; got {device}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"{parts[0]}: TensorRT engines need a CUDA GPU; none is available")
+
+
 def use_exported(
     backend: DiffusersBackend,
     *,
@@ -630,46 +742,45 @@ def use_exported(
     directory: str | os.PathLike[str],
 ) -> DiffusersBackend:
     """Run ``backend``'s UNet and/or VAE as exported graphs: ``"onnx"`` (onnxruntime) or
-    ``"tensorrt"`` (fp16 engines, built once and cached in ``directory``); ``"torch"``
+    ``"tensorrt"`` (fp16 engines on a CUDA device, built once and cached in ``directory``);
+    ``"torch"``
     leaves a part as it is. The ONNX files go to ``directory`` and are reused when already
     there, so ``directory`` must be the model's own (the renderer keys it by the model's
     files, LoRAs and the frame size). A part compiled with ``torch.compile`` cannot also be
     exported."""
     if not isinstance(backend, DiffusersBackend):
         raise TypeError(f"backend must be a DiffusersBackend; got {type(backend).__name__}")
+    check_exported(backend.device, unet=unet, vae=vae, compiled=backend.accel["compile"])
     for part, how in (("unet", unet), ("vae", vae)):
-        if how not in RUNTIMES:
-            raise ValueError(f"{part} must be one of {', '.join(RUNTIMES)}; got {how!r}")
-        if how != "torch" and part in backend.accel["compile"]:
-            raise ValueError(f"{part}: compiled with torch.compile, it cannot also run as {how}")
         slot = backend.pipe.unet if part == "unet" else backend.pipe.vae.encoder
         if how != "torch" and _external(slot):  # its weights are gone: nothing to export
             raise ValueError(
                 f"{part}: this backend's {part} already runs as an exported graph; "
                 "export from a fresh backend"
             )
-    if "tensorrt" in (unet, vae):  # before minutes of ONNX export, not after
-        import importlib.util
-
-        if importlib.util.find_spec("tensorrt") is None:
-            raise ImportError("the TensorRT backend needs the tensorrt package")
     d = Path(directory)
+    scale = vae_scale(backend.pipe.vae)
     if unet != "torch":
         onnx = d / "unet.onnx"
         if not onnx.is_file():
-            export_unet(backend.pipe.unet, onnx, height=height, width=width)
-        profile = ShapeProfile.fixed(height, width)
+            export_unet(backend.pipe.unet, onnx, height=height, width=width, scale=scale)
+        profile = ShapeProfile.fixed(height, width, scale=scale)
         use_runner(
             backend,
-            OrtRunner(onnx) if unet == "onnx" else TrtRunner(onnx, profile, cache_dir=d),
+            OrtRunner(onnx)
+            if unet == "onnx"
+            else TrtRunner(onnx, profile, cache_dir=d, device=backend.device),
         )
     if vae != "torch":
         graphs = (d / "vae_encoder.onnx", d / "vae_decoder.onnx")
         if not all(g.is_file() for g in graphs):
             graphs = export_vae(backend.pipe.vae, d, height=height, width=width)
-        vprofile = VaeProfile.fixed(height, width, vae_scale(backend.pipe.vae))
+        vprofile = VaeProfile.fixed(height, width, scale)
         enc, dec = (
-            OrtRunner(g) if vae == "onnx" else TrtRunner(g, vprofile, cache_dir=d) for g in graphs
+            OrtRunner(g)
+            if vae == "onnx"
+            else TrtRunner(g, vprofile, cache_dir=d, device=backend.device)
+            for g in graphs
         )
         use_vae_runners(backend, enc, dec)
     return backend
