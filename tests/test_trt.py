@@ -610,3 +610,183 @@ def test_graph_dir_ignores_the_engine_folder_and_hidden_files(tmp_path):
     assert _graph_dir(m, 64, 64) == first
     (model / "unet.safetensors").write_bytes(b"new weights")
     assert _graph_dir(m, 64, 64) != first
+
+
+class _StandInTensorRT:
+    """A stand-in for the ``tensorrt`` package, recording what loopwave asks of it, so
+    that TrtRunner's own Python (cache key and path, builder flags, profile shapes, the
+    checks of each call) runs on a machine without TensorRT or a GPU. It parses the
+    ONNX file's inputs with onnx and builds nothing: TensorRT itself is not tested here
+    (see the module docs)."""
+
+    __version__ = "10.0-stand-in"
+
+    def __init__(self):
+        self.builds: list[dict] = []
+        self.shapes_set: list[tuple] = []
+        outer = self
+
+        class Logger:
+            WARNING = 2
+
+            def __init__(self, level):
+                pass
+
+        class Network:
+            def __init__(self):
+                self.inputs = []
+                self.num_inputs = 0
+
+            def get_input(self, i):
+                return self.inputs[i]
+
+        class Parser:
+            num_errors = 0
+
+            def __init__(self, network, logger):
+                self.network = network
+
+            def parse_from_file(self, path):
+                import onnx
+
+                g = onnx.load(path, load_external_data=False).graph
+                self.network.inputs = [
+                    _FakeInput(
+                        i.name, tuple(d.dim_value or -1 for d in i.type.tensor_type.shape.dim)
+                    )
+                    for i in g.input
+                ]
+                self.network.num_inputs = len(g.input)
+                self.network.output = g.output[0].name
+                return True
+
+        class Config:
+            def __init__(self):
+                self.flags, self.profiles = [], []
+
+            def set_flag(self, flag):
+                self.flags.append(flag)
+
+            def add_optimization_profile(self, p):
+                self.profiles.append(p.shapes)
+
+        class Profile:
+            def __init__(self):
+                self.shapes = {}
+
+            def set_shape(self, name, lo, opt, hi):
+                self.shapes[name] = (tuple(lo), tuple(opt), tuple(hi))
+
+        class Builder:
+            def __init__(self, logger):
+                pass
+
+            def create_network(self, flags):
+                return Network()
+
+            def create_builder_config(self):
+                return Config()
+
+            def create_optimization_profile(self):
+                return Profile()
+
+            def build_serialized_network(self, network, config):
+                plan = {
+                    "flags": config.flags,
+                    "profile": config.profiles[0],
+                    "inputs": [i.name for i in network.inputs],
+                    "output": network.output,
+                }
+                outer.builds.append(plan)
+                import json
+
+                return json.dumps(plan).encode()
+
+        class Context:
+            def __init__(self, plan):
+                self.plan = plan
+
+            def set_input_shape(self, name, shape):
+                lo, _, hi = self.plan["profile"][name]
+                outer.shapes_set.append((name, shape))
+                return all(a <= s <= b for a, s, b in zip(lo, shape, hi, strict=True))
+
+        class Engine:
+            def __init__(self, plan):
+                self.plan = plan
+                self.names = [*plan["inputs"], plan["output"]]
+                self.num_io_tensors = len(self.names)
+
+            def get_tensor_name(self, i):
+                return self.names[i]
+
+            def get_tensor_mode(self, name):
+                return "in" if name in self.plan["inputs"] else "out"
+
+            def create_execution_context(self):
+                return Context(self.plan)
+
+        class Runtime:
+            def __init__(self, logger):
+                pass
+
+            def deserialize_cuda_engine(self, data):
+                import json
+
+                return Engine(json.loads(data))
+
+        class TensorIOMode:
+            INPUT = "in"
+
+        class BuilderFlag:
+            FP16 = "FP16"
+
+        self.Logger, self.Builder, self.OnnxParser, self.Runtime = Logger, Builder, Parser, Runtime
+        self.TensorIOMode, self.BuilderFlag = TensorIOMode, BuilderFlag
+
+
+@pytest.fixture
+def stand_in_trt(monkeypatch):
+    """The stand-in as ``tensorrt``, and torch told there is one CUDA device (never used
+    for memory: the calls tested stop before any)."""
+    import contextlib
+    import sys
+
+    fake = _StandInTensorRT()
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Stand-in GPU")
+    monkeypatch.setattr(torch.cuda, "device", lambda d: contextlib.nullcontext())
+    return fake
+
+
+def test_trt_runner_with_a_stand_in_for_tensorrt(stand_in_trt, onnx_fixed, tmp_path):
+    """TrtRunner's own code, which no machine of this project could run (no tensorrt):
+    fp16 is a builder flag and part of the engine's name (an fp32 runner loaded the
+    cached fp16 engine), a cached engine is loaded, not built again, the profile's
+    shapes reach the builder, and tensors off the engine's device are refused before the
+    engine is given their addresses. (A call on CUDA tensors needs a GPU: not run.)"""
+    profile = trt.ShapeProfile.fixed(64, 64)
+    half = trt.TrtRunner(onnx_fixed, profile, cache_dir=tmp_path)
+    assert half.device == torch.device("cuda", 0) and half.path.parent == tmp_path
+    assert stand_in_trt.builds[0]["flags"] == ["FP16"]
+    assert stand_in_trt.builds[0]["profile"]["sample"] == ((1, 4, 8, 8), (2, 4, 8, 8), (2, 4, 8, 8))
+    assert half.inputs == list(trt.INPUTS) and half.output == trt.OUTPUT
+    again = trt.TrtRunner(onnx_fixed, profile, cache_dir=tmp_path)
+    assert again.path == half.path and len(stand_in_trt.builds) == 1  # from the cache
+    full = trt.TrtRunner(onnx_fixed, profile, cache_dir=tmp_path, fp16=False)
+    assert full.path != half.path and stand_in_trt.builds[1]["flags"] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([half.path.name, full.path.name])
+    x, t, c = _inputs(2, 8, 8)
+    with pytest.raises(ValueError, match=r"takes tensors on cuda:0; got them on \['cpu'"):
+        half(x, t, c)
+    assert stand_in_trt.shapes_set == []  # refused before anything reached the engine
+    with pytest.raises(ValueError, match="device: the TensorRT backend runs on a CUDA device"):
+        trt.TrtRunner(onnx_fixed, profile, cache_dir=tmp_path, device="cpu")
+    with pytest.raises(TypeError, match="fp16 must be True or False"):
+        trt.TrtRunner(onnx_fixed, profile, cache_dir=tmp_path, fp16="no")
+    # a profile for the other kind of graph is refused at the build, naming both
+    with pytest.raises(ValueError, match="VaeProfile is for a VAE encoder or decoder"):
+        trt.TrtRunner(onnx_fixed, trt.VaeProfile.fixed(64, 64), cache_dir=tmp_path / "v")
+    assert not (tmp_path / "v").exists()

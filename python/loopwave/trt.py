@@ -19,10 +19,12 @@ frame). Two runners, for any of these graphs:
 
 What was verified where: the exports, their parity with torch, the ORT
 runners inside a full img2img call and the cache key are tested on the CPU
-(``tests/test_trt.py``, tiny UNet and VAE under onnxruntime). The TensorRT build and
-run need a GPU with the ``tensorrt`` package; their test is skipped without
-one, and this project's development machine had neither, so that code path
-has not been run here.
+(``tests/test_trt.py``, tiny UNet and VAE under onnxruntime). :class:`TrtRunner`'s
+own Python (the cache path, builder flags, profile shapes, its checks of devices)
+is tested against a stand-in for the ``tensorrt`` package that records what it is
+asked and builds nothing. The TensorRT build and run themselves need a GPU with
+the ``tensorrt`` package; their test is skipped without one, and no machine of
+this project has had both, so that path has not been run.
 
 Example
 -------
