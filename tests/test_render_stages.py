@@ -405,3 +405,158 @@ def test_rife_interpolation_in_a_process_makes_the_same_video(tmp_path, backend)
     a, b = decoded(t.video), decoded(p.video)
     assert len(a) == 13
     np.testing.assert_array_equal(a, b)
+
+
+class _Noise:
+    """An instant stand-in backend: the init plus seeded noise (no model)."""
+
+    label = "noise"
+
+    def img2img(self, init, *, prompt, negative, strength, steps, cfg, seed):
+        rng = np.random.default_rng(seed)
+        noise = rng.integers(-20, 21, init.shape)
+        return np.clip(init.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+
+
+def _made_without_video(tmp_path, n):
+    """A run of ``n`` 128x128 frames, all made, no video yet (flow interpolation x6)."""
+    job = {
+        **JOB,
+        "render": {**JOB["render"], "frames": n, "width": 128, "height": 128},
+        "colour": {"mode": "first"},
+        "interpolation": {"factor": 6, "backend": "flow"},
+    }
+    rd = tmp_path / "run"
+    render(Settings.from_dict(job), run_dir=rd, backend=_Noise(), progress=False, video=False)
+    return rd
+
+
+def _interrupt_when(ready, timeout=120):
+    """SIGINT to this process (the main thread's KeyboardInterrupt) once ``ready()``."""
+    main_id = threading.main_thread().ident
+
+    def watch():
+        deadline = time.monotonic() + timeout
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        signal.pthread_kill(main_id, signal.SIGINT)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="signals")
+def test_a_ctrl_c_while_a_resume_encodes_its_frames_again_stops_it(tmp_path, monkeypatch):
+    """From a review: a resume whose frames are all made spends its time finishing the
+    video, outside the guard that abandons the stages; a Ctrl-C there left the encoder
+    thread writing (and later renaming) the video after render() had raised and released
+    the run's lock, and once abandoned it still encoded every stored frame before
+    stopping (48 s for 281 frames at 512x512). A KeyboardInterrupt in a thread's join
+    also made CPython 3.11 think the thread had ended."""
+    import loopwave.render as lr
+
+    n = 40
+    rd = _made_without_video(tmp_path, n)
+    read = []
+    real = lr._read_png
+
+    def slow_read(path):  # the stored frames, read by the encoder thread
+        if path.parent.name == "frames":
+            read.append(path.name)
+            time.sleep(0.02)
+        return real(path)
+
+    monkeypatch.setattr(lr, "_read_png", slow_read)
+    read.clear()
+    watcher = _interrupt_when(lambda: len(read) >= 5)
+    with pytest.raises(KeyboardInterrupt):
+        render(None, run_dir=rd, resume=True, backend=_Noise(), progress=False)
+    watcher.join()
+    stages = [t.name for t in threading.enumerate() if t.name.startswith("loopwave-")]
+    assert stages == []  # nothing left writing
+    assert len(read) < 20, len(read)  # stopped within a few frames, not after all 40
+    assert not (rd / ".lock").exists() and not list(rd.glob("*.mp4"))
+    monkeypatch.undo()
+    r = render(None, run_dir=rd, resume=True, backend=_Noise(), progress=False)
+    assert len(decoded(r.video)) == 6 * (n - 1) + 1
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc")
+def test_a_ctrl_c_while_the_encoder_process_finishes_the_video_ends_it(tmp_path):
+    """The same in the process stage: the child was left finishing the video (it had
+    been sent the end of the frames) after render() had raised and released the lock;
+    it is now killed, and its partial video removed."""
+    n = 40
+    rd = _made_without_video(tmp_path, n)
+    partial = partial_path(rd / "morph.mp4")
+    watcher = _interrupt_when(partial.exists)
+    with pytest.raises(KeyboardInterrupt):
+        render(None, run_dir=rd, resume=True, backend=_Noise(), progress=False, stages="process")
+    watcher.join()
+    assert _children_of_run(rd) == []
+    assert not partial.exists() and not (rd / ".lock").exists()
+    time.sleep(1.0)  # a child left running would rename its video into place meanwhile
+    assert not (rd / "morph.mp4").exists()
+
+
+def test_an_empty_or_unwritable_drift_csv_on_resume(tmp_path):
+    """From a review: a resume rewrote drift.csv in place, so a kill during it lost the
+    rows of the frames made before, and one right after the truncation left an empty
+    file, to which each later resume appended rows with no header (drift.png then failed
+    for good). The rows are now written to a new file that replaces the old."""
+    from loopwave.render import _keep_drift_rows
+
+    s = Settings.from_dict(JOB)
+    rd = tmp_path / "run"
+    render(s, run_dir=rd, backend=_Noise(), progress=False, video=False, stop_after=3)
+    csv_path = rd / "drift.csv"
+    before = csv_path.read_text()
+
+    def fails(*a):
+        raise OSError(28, "No space left on device")
+
+    real = os.replace
+    os.replace = fails
+    try:
+        with pytest.raises(OSError, match="No space"):
+            _keep_drift_rows(csv_path, 1)
+    finally:
+        os.replace = real
+    assert csv_path.read_text() == before  # untouched
+    assert sorted(p.name for p in rd.iterdir() if p.name.endswith(".tmp")) == []
+    csv_path.write_text("")  # as a kill right after the old truncation left it
+    r = render(None, run_dir=rd, resume=True, backend=_Noise(), progress=False, video=False)
+    lines = csv_path.read_text().splitlines()
+    assert lines[0] == "frame,delta_e_to_target,delta_e_to_previous"
+    assert [int(x.split(",")[0]) for x in lines[1:]] == [4, 5, 6]  # 0-3's rows were lost
+    assert r.frames == 7 and (rd / "drift.png").is_file()
+
+
+def test_a_resume_refuses_a_run_changed_while_it_loaded_and_a_stop_before_its_end(
+    tmp_path, monkeypatch
+):
+    """From a review: a resume read the run before its model loaded and only the last
+    frame under the lock, so a fresh run started (and finished) there meanwhile was
+    continued with the old settings, a mix of two runs; and a stop_after below the
+    frames made rendered one more frame before stopping."""
+    import loopwave.render as lr
+
+    s = Settings.from_dict(JOB)
+    rd = tmp_path / "run"
+    render(s, run_dir=rd, backend=_Noise(), progress=False, video=False, stop_after=4)
+    with pytest.raises(ValueError, match=r"^stop_after: frame 2 is already made \(the run has 5"):
+        render(None, run_dir=rd, resume=True, backend=_Noise(), video=False, stop_after=2)
+    with pytest.raises(ValueError, match="^stop_after: frame 4 is already made"):
+        render(None, run_dir=rd, resume=True, backend=_Noise(), video=False, stop_after=4)
+    assert json.loads((rd / "state.json").read_text())["last"] == 4
+    other = json.loads((rd / "settings.json").read_text())
+    other["render"]["seed"] = 99
+
+    def another_render_meanwhile():  # called just before the lock is taken
+        (rd / "settings.json").write_text(json.dumps(other))
+
+    monkeypatch.setattr(lr, "_stop_if_asked", another_render_meanwhile)
+    with pytest.raises(ValueError, match="another render changed .* while this resume loaded"):
+        render(None, run_dir=rd, resume=True, backend=_Noise(), progress=False, video=False)
+    assert json.loads((rd / "state.json").read_text())["last"] == 4  # nothing made

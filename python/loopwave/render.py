@@ -35,6 +35,7 @@ which has none) and ``NAME.mp4``.
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import itertools
@@ -270,12 +271,24 @@ class _Stage:
     in hand and drops whatever comes later.
     """
 
-    def __init__(self, name: str, work: Callable[[Iterator[Any]], None], maxsize: int = 4) -> None:
+    def __init__(
+        self,
+        name: str,
+        work: Callable[[Iterator[Any]], None],
+        maxsize: int = 4,
+        abandoned: threading.Event | None = None,
+    ) -> None:
+        """``abandoned``: the Event :meth:`abandon` sets, for a ``work`` that also reads
+        items of its own (a resume's stored frames) and must stop on it there too."""
         self.name = name
         self.q: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
         self.error: BaseException | None = None
-        self._abandoned = threading.Event()
+        self._abandoned = threading.Event() if abandoned is None else abandoned
         self._work = work
+        # set when the thread's work has ended. Waited on instead of Thread.join: a
+        # KeyboardInterrupt in a join marks the thread stopped in CPython 3.11 (bpo-45274's
+        # handling), after which join and is_alive say it ended while it still runs
+        self._finished = threading.Event()
         self.t = threading.Thread(target=self._run, name=f"loopwave-{name}", daemon=True)
         self.t.start()
 
@@ -295,6 +308,11 @@ class _Stage:
             pass
         except BaseException as e:  # reported to the producer
             self.error = e
+        finally:
+            self._finished.set()
+
+    def _alive(self) -> bool:
+        return not self._finished.is_set()
 
     def _check(self) -> None:
         if isinstance(self.error, StageError):  # a later stage's error, passed on as it is
@@ -307,7 +325,7 @@ class _Stage:
             return
         while True:
             self._check()
-            if not self.t.is_alive():
+            if not self._alive():
                 raise StageError(f"{self.name} stopped before the end of the frames")
             try:
                 self.q.put(item, timeout=0.1)
@@ -317,9 +335,9 @@ class _Stage:
 
     def close(self) -> None:
         """Wait for the stage to finish everything put so far; raise its error if it failed."""
-        if self.error is None and self.t.is_alive():
+        if self.error is None and self._alive():
             self.put(_END)
-        self.t.join()
+        self._finished.wait()
         self._check()
 
     def abandon(self) -> None:
@@ -328,7 +346,7 @@ class _Stage:
             self.q.put_nowait(_END)
         except queue.Full:
             pass
-        self.t.join()
+        self._finished.wait()
 
 
 def _settings_digest(s: Settings) -> str:
@@ -573,8 +591,47 @@ def _drift_plot(run_dir: Path) -> Path:
     return line_plot(run_dir / "drift.png", [to_target, to_prev])
 
 
-def _frames_on_disk(run_dir: Path, count: int) -> Iterator[np.ndarray]:
+def _check_stop_after(stop_after: int | None, last: int) -> None:
+    """Refuse a ``stop_after`` of a frame a resumed run has made already (it rendered
+    one more frame, then stopped)."""
+    if stop_after is not None and stop_after <= last:
+        raise ValueError(
+            f"stop_after: frame {stop_after} is already made (the run has {last + 1} "
+            "frames); give a later frame, or none"
+        )
+
+
+DRIFT_HEADER = ["frame", "delta_e_to_target", "delta_e_to_previous"]
+
+
+def _keep_drift_rows(path: Path, last: int) -> None:
+    """Keep ``path``'s rows of frames up to ``last``, under its header, written whole or
+    not at all: rewritten in place, a kill lost the rows of every frame made before, and
+    one right after the truncation left an empty file, to which each later resume
+    appended rows with no header (so drift.png failed for good)."""
+    rows: list[list[str]] = []
+    if path.exists():  # not yet written when killed just after settings
+        with open(path, newline="") as fh:
+            rows = [r for r in csv.reader(fh) if r]
+    kept = [r for r in rows if r[0].isdigit() and int(r[0]) <= last]
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w", newline="") as fh:
+            csv.writer(fh, lineterminator="\n").writerows([DRIFT_HEADER, *kept])
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _frames_on_disk(
+    run_dir: Path, count: int, abandoned: threading.Event | None = None
+) -> Iterator[np.ndarray]:
+    """The run's first ``count`` frames, read in turn; :class:`_Abandoned` once
+    ``abandoned`` is set (a Ctrl-C waited for every stored frame to be encoded again)."""
     for i in range(count):
+        if abandoned is not None and abandoned.is_set():
+            raise _Abandoned
         yield _read_png(run_dir / "frames" / f"{i:06d}.png")
 
 
@@ -599,7 +656,12 @@ def _counted(frames: Iterator[np.ndarray], bar: Progress) -> Iterator[np.ndarray
 
 
 def _encoder(
-    run_dir: Path, s: Settings, on_disk: int, rife: Any, progress: bool = False
+    run_dir: Path,
+    s: Settings,
+    on_disk: int,
+    rife: Any,
+    progress: bool = False,
+    abandoned: threading.Event | None = None,
 ) -> Callable[[Iterator[np.ndarray]], None]:
     """The encoder stage: the frames already on disk (a resumed run, with a bar of its own
     where ``progress``: the render waits on them), then the live ones, interpolated
@@ -611,7 +673,7 @@ def _encoder(
 
     def work(live: Iterator[np.ndarray]) -> None:
         i, v = s["interpolation"], s["video"]
-        stored = _frames_on_disk(run_dir, on_disk)
+        stored = _frames_on_disk(run_dir, on_disk, abandoned)
         if progress and on_disk > 0:
             stored = _counted(stored, Progress(on_disk, "re-encoding the frames made"))
         frames: Iterator[np.ndarray] = itertools.chain(stored, live)
@@ -748,6 +810,7 @@ class _ProcessStage:
             pass_fds=() if lock is None else (lock.fd,),
         )
         self._done = False
+        self._ended = False  # END sent: the child is finishing the video
         self._lock = threading.Lock()  # one write at a time; abandon() waits for it
         self._error: StageError | None = None
 
@@ -796,6 +859,7 @@ class _ProcessStage:
         with self._lock:
             if not self._done:
                 self._done = True
+                self._ended = True
                 try:
                     self._write(HEADER.pack(END, 0, 0, 0))
                 except (BrokenPipeError, ConnectionResetError):
@@ -811,7 +875,9 @@ class _ProcessStage:
         waiting on it gives up), and its partial video removed here."""
         assert self.p.stdin is not None and self.p.stdout is not None
         self._done = True
-        if self._lock.acquire(timeout=self.WRITE_WAIT):
+        if self._ended:  # a Ctrl-C in close(): the child would finish the video, minutes
+            self.p.kill()
+        elif self._lock.acquire(timeout=self.WRITE_WAIT):
             try:
                 self.p.stdin.close()  # end of input: the child removes its partial video
             finally:
@@ -866,7 +932,8 @@ def render(
         rd = Path(run_dir)
         if not (rd / "settings.json").is_file():
             raise ValueError(f"run_dir: {rd} has no settings.json to resume from")
-        saved = Settings.from_dict(_read_json(rd / "settings.json"))
+        saved_raw = _read_json(rd / "settings.json")  # compared again under the run's lock
+        saved = Settings.from_dict(copy.deepcopy(saved_raw))
         if settings is not None:
             if not isinstance(settings, Settings):
                 raise TypeError(
@@ -887,6 +954,8 @@ def render(
         settings = saved
         state = _read_json(rd / "state.json") if (rd / "state.json").is_file() else {}
         made_with = state.get("settings") if isinstance(state, dict) else None
+        if isinstance(state, dict) and isinstance(state.get("last"), int):  # before the model
+            _check_stop_after(stop_after, state["last"])
         if made_with is not None and made_with != _settings_digest(saved):
             # frames on from here would not be those of an uninterrupted run (a plan built
             # for 12 frames, continued to 20)
@@ -977,23 +1046,29 @@ def render(
                 raise ValueError(problem)
             (rd / "frames").mkdir(parents=True, exist_ok=True)
             _atomic_json(rd / "settings.json", dict(settings))
-            (rd / "drift.csv").write_text("frame,delta_e_to_target,delta_e_to_previous\n")
+            (rd / "drift.csv").write_text(",".join(DRIFT_HEADER) + "\n")
+        else:
+            # another render may have started this folder afresh and finished meanwhile
+            # (one that failed before making anything may be started over): continuing
+            # it with the settings read before would mix two runs
+            now = _read_json(rd / "state.json") if (rd / "state.json").is_file() else {}
+            if _read_json(rd / "settings.json") != saved_raw or (
+                now.get("settings") if isinstance(now, dict) else None
+            ) not in (None, made_with):
+                raise ValueError(
+                    f"run_dir: another render changed {rd} while this resume loaded the "
+                    "model; resume again to continue the run as it is now"
+                )
         c = settings["colour"]
         last = _read_state(rd)
+        _check_stop_after(stop_after, last)
         # frames after the last recorded one may be partial writes of a killed run (only
         # the names this renderer writes, 000123.png)
         for f in (rd / "frames").glob("*.png"):
             if len(f.stem) >= 6 and f.stem.isascii() and f.stem.isdigit() and int(f.stem) > last:
                 f.unlink()
         if resume:  # rows after the last recorded frame (frame 0's too: a kill before its state)
-            rows = [["frame", "delta_e_to_target", "delta_e_to_previous"]]
-            if (rd / "drift.csv").exists():  # not yet written when killed just after settings
-                with open(rd / "drift.csv", newline="") as fh:
-                    rows = list(csv.reader(fh))
-            with open(rd / "drift.csv", "w", newline="") as fh:
-                csv.writer(fh, lineterminator="\n").writerows(
-                    r for r in rows if not r[0].isdigit() or int(r[0]) <= last
-                )
+            _keep_drift_rows(rd / "drift.csv", last)
         first = _read_png(rd / "frames" / f"{0:06d}.png") if last >= 0 else job.first_frame()
         plan: ColourPlan | None = None
         if c["mode"] == "plan":
@@ -1039,11 +1114,14 @@ def render(
         done = last + 1
         encoder: _Stage | _ProcessStage | None = None
         if encode:
-            encoder = (
-                _ProcessStage(rd, done, _video_path(rd, settings), lock=lock, progress=progress)
-                if stages == "process"
-                else _Stage("encoding", _encoder(rd, settings, done, rife, progress))
-            )
+            if stages == "process":
+                encoder = _ProcessStage(
+                    rd, done, _video_path(rd, settings), lock=lock, progress=progress
+                )
+            else:
+                quit_ = threading.Event()  # set by abandon(): the stored frames stop too
+                work = _encoder(rd, settings, done, rife, progress, quit_)
+                encoder = _Stage("encoding", work, abandoned=quit_)
         writer = _Stage("saving frames", _saver(rd, encoder, _settings_digest(settings)))
 
         def stop(finish: bool) -> None:
@@ -1088,6 +1166,10 @@ def render(
                     if stop_after is not None and i >= stop_after:
                         stop(finish=False)
                         return RenderResult(rd, i + 1, None)
+            # every frame made: the video is finished (a resume's stored frames encoded again,
+            # the encoder's tail) inside the guard too: a Ctrl-C there left the encoder
+            # writing, past the lock's release, into a video a next render wrote too
+            stop(finish=True)
         except BaseException:
             # Ctrl-C, a failing backend or stage, or a consumer that stopped early: flush what
             # was generated (resume continues from it) and let the original error through
@@ -1096,7 +1178,6 @@ def render(
             except StageError:
                 pass
             raise
-        stop(finish=True)
         _drift_plot(rd)
         return RenderResult(rd, job.n, _video_path(rd, settings) if encode else None)
 
