@@ -124,6 +124,12 @@ def test_demo_validates_options(tmp_path) -> None:
             run_demo(bad, frames=2, size=16)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="^renders must be an int"):
         run_demo(tmp_path, renders=np.timedelta64(2))  # type: ignore[arg-type]
+    # from a review: an unmounted drive's symlink gave "[Errno 17] File exists"
+    drive = tmp_path / "drive"
+    drive.symlink_to(tmp_path / "not_mounted")
+    with pytest.raises(ValueError, match="^out_dir: .*drive is a symlink to .*which does not"):
+        run_demo(drive / "demo", frames=2, size=16)
+    drive.unlink()
     r = run_demo(
         tmp_path, frames=np.int64(2), size=np.int32(16), renders=np.int8(1), progress=False
     )

@@ -575,6 +575,14 @@ def test_cli_output_under_or_named_by_a_file(tmp_path, capsys):
         _check_output(plain, False)
     _check_output(tmp_path / "new" / "frames", False)  # a folder to be made: fine
     _check_output(tmp_path / "new.mp4", True)
+    # from a review: a symlink to an unmounted drive passed, then mkdir said "[Errno 17]"
+    drive = tmp_path / "drive"
+    drive.symlink_to(tmp_path / "not_mounted")
+    for out, what in ((drive, "folder"), (drive / "x", "folder"), (drive / "x.mp4", "video")):
+        assert main(["interpolate", str(src), "-o", str(out), "--blend", "--quiet"]) == 2
+        err = capsys.readouterr().err
+        said = f"-o: cannot write the {what} {out}: {drive} is a symlink to "
+        assert said in err and "which does not exist" in err and "Errno" not in err, err
 
 
 def test_cli_input_without_decodable_frames(tmp_path, capsys):

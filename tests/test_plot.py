@@ -108,3 +108,16 @@ def test_a_scale_of_round_values(tmp_path):
         got = drawn(img[83:93, x - 3 : x + 3], LABEL)
         np.testing.assert_array_equal(got, text_mask(str(k)), err_msg=str(k))
     assert drawn(img, LABEL).sum() == sum(text_mask(t).sum() for t in "10 5 0 0 1 2 3 4".split())
+
+
+def test_series_of_zeros_get_a_plain_scale(tmp_path, monkeypatch):
+    """From a review: a render whose distances were all 0 (strength 0, colour off) had
+    its y axis labelled 0, 5e-301 and 1e-300; the scale is now 0 to 1."""
+    from loopwave import plot
+
+    made = []
+    real = plot._ticks
+    monkeypatch.setattr(plot, "_ticks", lambda *a: made.append(real(*a)) or made[-1])
+    line_plot(tmp_path / "z.png", [[0.0, 0.0, 0.0]], width=200, height=100)
+    y_labels = [label for _, label in made[0][1]]
+    assert y_labels == ["0", "0.5", "1"]

@@ -1118,11 +1118,20 @@ def test_init_images_and_run_folders_a_render_cannot_use_are_refused_first(tmp_p
         (_with("render", init_image=str(big)), "render.init_image: .* is 128x128, expected"),
         (_with("output", dir=str(a_file)), "cannot be made: .*a_file is a file.*output.dir"),
         (_with("output", dir=str(tmp_path), name="n" * 300), "longer than 255 bytes"),
+        # from a review: an unmounted drive's symlink passed as a folder to make, and
+        # mkdir then said only "[Errno 17] File exists", after the model loaded
+        (
+            _with("output", dir=str(tmp_path / "drive")),
+            r"cannot be made: .*drive is a symlink to .*not_mounted, which does not exist "
+            r"\(output.dir",
+        ),
     ]
+    (tmp_path / "drive").symlink_to(tmp_path / "not_mounted")
     for data, match in cases:
         with pytest.raises(ValueError, match=match):
             render(Settings.from_dict(data), backend=backend, progress=False)
-    assert sorted(x.name for x in tmp_path.iterdir()) == ["a_file", "big.png", "notes.txt"]
+    names = ["a_file", "big.png", "drive", "notes.txt"]
+    assert sorted(x.name for x in tmp_path.iterdir()) == names
 
 
 def test_steps_the_scheduler_refuses_are_found_before_rendering(tmp_path):
@@ -1296,3 +1305,51 @@ def test_settings_edited_after_loading_are_checked_again(tmp_path, backend, sect
     with pytest.raises(SettingsError, match=f"^{section}.{key}: "):
         render(s, run_dir=tmp_path / "run", backend=backend, progress=False, video=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_found_walking_through_the_readme(tmp_path, backend, monkeypatch, capsys):
+    """From a review that followed the README as a new user: a resume without video left
+    the killed run's cut-off partial video in place; the resume hints were not quoted
+    for the shell (a name with a space pasted as two arguments); render(settings,
+    resume=True) wanted a run_dir the settings already name; colour mode "none" wrote
+    "nan" as drift.csv's target field; and "rendered 1 frames"."""
+    import shlex
+
+    data = _with("output", dir=str(tmp_path), name="my run")
+    data["colour"] = {"mode": "none"}
+    s = Settings.from_dict(data)
+    rd = tmp_path / "my run"
+    render(s, backend=backend, progress=False, video=False, stop_after=2)
+    with pytest.raises(ValueError, match=re.escape(f"--resume {shlex.quote(str(rd))}`")):
+        render(s, backend=backend, progress=False, video=False)
+    (rd / "my run.partial.mp4").write_bytes(b"cut off")  # as a kill while encoding leaves it
+    r = render(s, resume=True, backend=backend, progress=False, video=False)
+    assert r.run_dir == rd and r.frames == 7
+    assert not (rd / "my run.partial.mp4").exists()
+    rows = list(csv.reader(open(rd / "drift.csv")))
+    assert [row[1] for row in rows[1:]] == [""] * 7  # no target: empty, not "nan"
+    assert rows[2][2] != "" and rows[1][2] == ""
+    assert (rd / "drift.png").is_file()
+    one = _with("output", dir=str(tmp_path), name="one")
+    one["render"] = {**one["render"], "frames": 1}
+    job = tmp_path / "one.json"
+    job.write_text(json.dumps(one))
+    monkeypatch.setattr("loopwave.render.load_backend", lambda *a, **k: backend)
+    assert main(["render", str(job), "--quiet", "--no-video"]) == 0
+    assert "rendered 1 frame in" in capsys.readouterr().out
+
+
+def test_settings_errors_name_their_keys(tmp_path, monkeypatch):
+    """From the same review: errors from the model's device and speed checks named
+    'device' and 'accel', not the settings' keys; interpolation.scale's said "scale"
+    twice."""
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    for section, values, match in (
+        ("model", {"device": "cuda"}, r"^model\.device: 'cuda' asked for"),
+        ("model", {"accel": {"cuda_graphs": True}}, r"^model\.accel: cuda_graphs needs a CUDA"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            render(Settings.from_dict(_with(section, **values)), run_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()

@@ -292,7 +292,8 @@ def test_av1_refuses_thin_long_frames_it_would_never_finish(tmp_path):
     from loopwave.video import check_frame_size
 
     for h, w in ((16, 100), (100, 16), (24, 65), (8, 1000), (30, 100), (29, 100)):
-        with pytest.raises(ValueError, match="never finishes"):
+        # width first, by name (from a review: "got 100x16" read as 100 wide)
+        with pytest.raises(ValueError, match=f"never finishes.*got {w} wide, {h} high"):
             check_frame_size("libsvtav1", h, w)
     for h, w in ((16, 64), (4, 4), (32, 100), (31, 100), (64, 66)):  # 31 is padded to 32
         check_frame_size("libsvtav1", h, w)
@@ -730,7 +731,7 @@ def test_frame_size_checks(tmp_path):
     # one size: a 15x16 frame after 16x16 ones was padded to 16x16 and taken
     with lv.VideoWriter(tmp_path / "s.mp4") as w:
         w.write(np.zeros((16, 16, 3), np.uint8))
-        with pytest.raises(ValueError, match="15x16 after 16x16"):
+        with pytest.raises(ValueError, match="16 wide, 15 high after 16 wide, 16 high"):
             w.write(np.zeros((15, 16, 3), np.uint8))
 
 

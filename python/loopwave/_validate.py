@@ -87,6 +87,23 @@ def check_opset(v: Any, low: int = 14) -> None:
         raise ValueError(f"opset must be an int in {low}..21; got {v!r:.40}")
 
 
+def unmakeable(path: Path) -> str | None:
+    """Why the folder ``path`` cannot be made (or written into, if it exists), or None:
+    the nearest of it and its parents that exists is a file, is not writable, or is a
+    symlink to nothing (an unmounted drive: it passed as missing, and mkdir then said
+    only "[Errno 17] File exists")."""
+    have = path
+    while not os.path.lexists(have) and have != have.parent:
+        have = have.parent
+    if have.is_symlink() and not have.exists():
+        return f"{have} is a symlink to {os.readlink(have)}, which does not exist"
+    if not have.is_dir():
+        return f"{have} is a file, not a folder"
+    if not os.access(have, os.W_OK | os.X_OK):
+        return f"{have} is not writable"
+    return None
+
+
 def whole(v: Any, arg: str, low: int, high: int) -> int:
     """An int or numpy integer in ``low..high`` as an int (not a bool, nor an
     ``np.timedelta64``, which numpy counts among its integers but is a duration)."""

@@ -377,7 +377,7 @@ class DiffusersBackend(Img2Img):
         if 0 < n_steps < 4 and self.limits_schedule:
             raise ValueError(
                 f"steps: the PNDM scheduler needs a schedule of at least 4 steps; {steps} "
-                f"steps at strength {strength:g} make one of {n_steps}"
+                f"step{'s' * (steps != 1)} at strength {strength:g} make one of {n_steps}"
             )
 
     def _guided_pair(self, prompt: str, negative: str) -> tuple[Any, Any]:
@@ -868,7 +868,8 @@ def load_backend(
     if suffix == ".ckpt" and not p.is_dir() and not allow_pickle:
         raise ValueError(
             f"{p} is a pickled checkpoint, which can run code when loaded; "
-            "convert it to .safetensors or pass allow_pickle=True if you trust it"
+            "convert it to .safetensors, or if you trust it set model.allow_pickle = true "
+            "in the settings (allow_pickle=True in Python)"
         )
     # loaded in the precision it will run in ("cuda:1" too): fp16 on CUDA
     dtype = torch.float16 if dev.type == "cuda" else torch.float32
@@ -1173,7 +1174,8 @@ def _check_loras(lora: list[dict[str, Any]], allow_pickle: bool) -> list[tuple[P
         if p.suffix.lower() != ".safetensors" and not allow_pickle:
             raise ValueError(
                 f"lora[{k}]: {p} is not a .safetensors file; other formats are pickled and "
-                "can run code when loaded (pass allow_pickle=True if you trust it)"
+                "can run code when loaded (if you trust it: model.allow_pickle = true in the "
+                "settings, allow_pickle=True in Python)"
             )
         out.append((p, scale))
     return out

@@ -501,14 +501,12 @@ def _check_output(path: Path, video: bool) -> None:
             "PNG frames"
         )
     # the nearest existing folder the output goes in (a video: the folder it is written in)
-    have = path if not video else path.parent
-    while not have.exists() and have != have.parent:
-        have = have.parent
-    if not have.is_dir():
-        what = "folder" if not video else "video"
-        raise ValueError(f"path: cannot write the {what} {path}: {have} is a file, not a folder")
-    if not video and not os.access(have, os.W_OK | os.X_OK):
-        raise OSError(f"path: cannot write the folder {path}: {have} is not writable")
+    why = v.unmakeable(path if not video else path.parent)
+    if why is None or (video and why.endswith("is not writable")):
+        return  # (a video's own writer names an unwritable folder)
+    what = "folder" if not video else "video"
+    exc = OSError if why.endswith("is not writable") else ValueError
+    raise exc(f"path: cannot write the {what} {path}: {why}")
 
 
 def _read_input(path: Path) -> tuple[Iterator[np.ndarray], int | None, Fraction | None]:

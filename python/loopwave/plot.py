@@ -112,7 +112,8 @@ def line_plot(
     img = np.full((height, width, 3), 255, np.uint8)
     finite = np.concatenate([d[np.isfinite(d)] for d in data] + [np.zeros(1)])
     # in units of the largest magnitude, so a span beyond float64 (1e308 to -1e308) is not inf
-    unit = max(float(np.abs(finite).max()), 1e-300)
+    # (all zero: a unit of 1, where 1e-300 labelled the axis 0, 5e-301, 1e-300)
+    unit = float(np.abs(finite).max()) or 1.0
     data = [d / unit for d in data]
     lo, hi = float(finite.min()) / unit, float(finite.max()) / unit
     hi = hi if hi > lo else lo + 1.0

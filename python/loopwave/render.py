@@ -44,6 +44,7 @@ import math
 import os
 import queue
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -57,6 +58,7 @@ import numpy as np
 
 from ._encode_worker import END, FRAME, HEADER
 from ._progress import Progress
+from ._validate import unmakeable
 from .backends import CFG_FORM, MAX_CFG, MAX_STEPS, MIN_CFG, Img2Img, load_backend
 from .color import color_correct, motion_matrix, rgb_to_lab, warp_affine
 from .plan import ColourPlan, _atomic_json, _read_json, _read_png, keyframe_indices
@@ -166,7 +168,8 @@ def _fresh_run_problem(rd: Path) -> str | None:
     if (rd / "state.json").exists() and not _nothing_made(rd):
         return (
             f"run_dir: {rd} already holds a run (output.dir / output.name); continue it with "
-            f"`loopwave render --resume {rd}` (resume=True), or choose another output "
+            f"`loopwave render --resume {shlex.quote(str(rd))}` (resume=True), or choose "
+            "another output "
             "(--out, output.name)"
         )
     # a fresh run starts in an empty frames folder: never delete files it did not write
@@ -174,13 +177,9 @@ def _fresh_run_problem(rd: Path) -> str | None:
         if (rd / sub).is_dir() and any((rd / sub).iterdir()):
             return f"run_dir: {rd / sub} already holds files; pick another output or move them"
     # a folder that cannot be made fails here, not after the model loaded
-    have = rd
-    while not have.exists() and have != have.parent:
-        have = have.parent
-    if not have.is_dir():
-        return f"run_dir: {rd} cannot be made: {have} is a file (output.dir / output.name)"
-    if not os.access(have, os.W_OK | os.X_OK):
-        return f"run_dir: {rd} cannot be made: {have} is not writable (output.dir / output.name)"
+    why = unmakeable(rd)
+    if why:
+        return f"run_dir: {rd} cannot be made: {why} (output.dir / output.name)"
     return None
 
 
@@ -378,13 +377,15 @@ def _saver(
 
         for i, frame, target, prev in items:
             lab = lab_of(frame)
-            to_target = _lab_distance(lab, lab_of(target)) if target is not None else float("nan")
+            # no target (colour mode "none"): empty, as frame 0's previous (a spreadsheet
+            # read the "nan" written before as text)
+            to_target = f"{_lab_distance(lab, lab_of(target)):.4f}" if target is not None else ""
             # frame 0 has no previous frame: its field is empty (0 read as no change)
             to_prev = f"{_lab_distance(lab, lab_of(prev)):.4f}" if prev is not None else ""
             # zlib level 1: 2.7x faster than 6 on a 512x512 frame, files 3% larger
             write_png(run_dir / "frames" / f"{i:06d}.png", frame, level=1)
             with open(run_dir / "drift.csv", "a", newline="") as f:
-                csv.writer(f, lineterminator="\n").writerow([i, f"{to_target:.4f}", to_prev])
+                csv.writer(f, lineterminator="\n").writerow([i, to_target, to_prev])
             _atomic_json(run_dir / "state.json", {"last": i, "settings": digest})
             # keep this frame's and target's: the next item's prev and maybe its target
             held = {id(im): held[id(im)] for im in (frame, target) if im is not None}
@@ -746,8 +747,9 @@ def _rife_model(s: Settings) -> Any:
         try:
             return OnnxRifeInterpolator(it["model"], scale=scale)
         except (OSError, ValueError) as e:
-            key = "interpolation.scale" if str(e).startswith("scale") else "interpolation.model"
-            raise ValueError(f"{key}: {e}") from None
+            if str(e).startswith("scale"):  # (its own message names "scale" already)
+                raise ValueError(f"interpolation.{e}") from None
+            raise ValueError(f"interpolation.model: {e}") from None
     return None
 
 
@@ -911,7 +913,8 @@ def render(
     stages: str = "thread",
 ) -> RenderResult:
     """Render a morph video (see the module docs). ``stop_after`` stops after that frame index,
-    as a crash would (for tests and partial renders); resume with ``resume=True``.
+    as a crash would (for tests and partial renders); resume with ``resume=True`` and
+    ``run_dir`` (or, without it, the run's settings: the folder they render into).
     ``on_frame(i, frame)`` is called with each finished frame (see :func:`render_frames`;
     the frame is read-only: copy it to change it).
     ``stages``: where the encoder stage (interpolation and encoding) runs: ``"thread"``
@@ -927,8 +930,11 @@ def render(
         if stop_after < 0:
             raise ValueError(f"stop_after must be >= 0; got {stop_after}")
     if resume:
+        if run_dir is None and isinstance(settings, Settings):
+            # the folder the settings render into, as a fresh run of them takes it
+            run_dir = Path(settings["output"]["dir"]) / settings["output"]["name"]
         if run_dir is None:
-            raise ValueError("run_dir: resume needs the run directory")
+            raise ValueError("run_dir: resume needs the run directory (or the run's settings)")
         rd = Path(run_dir)
         if not (rd / "settings.json").is_file():
             raise ValueError(f"run_dir: {rd} has no settings.json to resume from")
@@ -1008,18 +1014,23 @@ def render(
             compiled = check_accel(m["accel"], "model.accel")["compile"]
             try:
                 check_exported(m["device"], unet=m["unet"], vae=m["vae"], compiled=compiled)
-            except ValueError as e:
+            except (ValueError, ImportError) as e:
+                raise type(e)(f"model.{e}") from None
+        try:
+            backend = load_backend(
+                m["backend"],
+                m["path"],
+                scheduler=m["scheduler"],
+                device=m["device"],
+                allow_pickle=m["allow_pickle"],
+                lora=m["lora"],
+                accel=m["accel"],
+                progress=progress,
+            )
+        except ValueError as e:  # the settings' key for the device and speed checks' names
+            if str(e).startswith(("device:", "accel")):
                 raise ValueError(f"model.{e}") from None
-        backend = load_backend(
-            m["backend"],
-            m["path"],
-            scheduler=m["scheduler"],
-            device=m["device"],
-            allow_pickle=m["allow_pickle"],
-            lora=m["lora"],
-            accel=m["accel"],
-            progress=progress,
-        )
+            raise
         if m["unet"] != "torch" or m["vae"] != "torch":
             from .trt import use_exported
 
@@ -1069,6 +1080,10 @@ def render(
                 f.unlink()
         if resume:  # rows after the last recorded frame (frame 0's too: a kill before its state)
             _keep_drift_rows(rd / "drift.csv", last)
+            if not encode:  # a killed run's cut-off video, else left beside the frames
+                from .video import partial_path
+
+                partial_path(_video_path(rd, settings)).unlink(missing_ok=True)
         first = _read_png(rd / "frames" / f"{0:06d}.png") if last >= 0 else job.first_frame()
         plan: ColourPlan | None = None
         if c["mode"] == "plan":
@@ -1282,7 +1297,7 @@ def add_cli(sub: Any) -> None:
             if started:
                 print(
                     "every generated frame is saved; continue with: "
-                    f"loopwave render --resume {a.resume or run_dir[0]}",
+                    f"loopwave render --resume {shlex.quote(str(a.resume or run_dir[0]))}",
                     file=sys.stderr,
                 )
             raise
@@ -1337,7 +1352,7 @@ def add_cli(sub: Any) -> None:
             run_dir.append(Path(s["output"]["dir"]) / s["output"]["name"])
             r = render(s, progress=not a.quiet, video=not a.no_video, stages=a.stages)
         print(
-            f"rendered {r.frames} frames in {r.run_dir}"
+            f"rendered {r.frames} frame{'s' * (r.frames != 1)} in {r.run_dir}"
             + (f"; video: {r.video}" if r.video else "")
         )
         return 0

@@ -725,7 +725,7 @@ def check_exported(
     import importlib.util
 
     if importlib.util.find_spec("tensorrt") is None:
-        raise ImportError("the TensorRT backend needs the tensorrt package")
+        raise ImportError(f"{parts[0]}: the TensorRT backend needs the tensorrt package")
     torch, _ = _deps()
     kind = "auto" if isinstance(device, str) and device == "auto" else torch.device(device).type
     if kind not in ("cuda", "auto"):

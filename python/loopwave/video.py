@@ -876,7 +876,8 @@ class VideoWriter:
             check_frame_size(self.encoder, h, w, options=self._enc_opts, bitrate=self._bitrate)
         elif (h, w) != self._first:
             raise ValueError(
-                f"frames must keep one size; got {h}x{w} after {self._first[0]}x{self._first[1]}"
+                f"frames must keep one size; got {w} wide, {h} high after "
+                f"{self._first[1]} wide, {self._first[0]} high"
             )
         if h % 2 or w % 2:
             x = np.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
@@ -1974,7 +1975,7 @@ def check_frame_size(
         raise ValueError(
             f"frames: {encoder} never finishes a stream of frames under {_SVT_THIN} pixels on "
             f"one side and over {_SVT_LONG} on the other (SVT-AV1 hangs in its final flush); "
-            f"got {h}x{w} (pad them, or use another codec such as vp9)"
+            f"got {w} wide, {h} high (pad them, or use another codec such as vp9)"
         )
     if options is not None and not (_USUAL_SIDES[0] <= short and long <= _USUAL_SIDES[1]):
         try:
