@@ -188,3 +188,29 @@ def test_relative_paths_are_made_absolute_against_the_folder(tmp_path, monkeypat
         assert {k: v for k, v in x["render"].items() if k != "init_image"} == {
             k: v for k, v in s["render"].items() if k != "init_image"
         }
+
+
+def test_the_settings_reference_names_every_key_and_loads_as_the_defaults(tmp_path, capsys):
+    """`loopwave settings` (from a review: SCHEMA printed as functions, and several keys
+    were documented nowhere a CLI user would look): every key with what it does, what it
+    takes and its default, as a TOML file that loads back to the defaults."""
+    from loopwave.cli import main
+    from loopwave.settings import DOCS, SCHEMA, reference
+
+    assert {s: set(k) for s, k in DOCS.items()} == {s: set(k) for s, k in SCHEMA.items()}
+    assert main(["settings"]) == 0
+    text = capsys.readouterr().out
+    assert text == reference()
+    job = tmp_path / "job.toml"
+    job.write_text(text)
+    got = load_settings(job)
+    want = Settings.from_dict(
+        {"version": 1, "prompts": {"0": "a misty forest at dawn --neg blurry"}}
+    )
+    assert got == want
+    for section, keys in SCHEMA.items():
+        lines = text.split(f"\n[{section}]\n")[1].split("\n[")[0].splitlines()
+        for key in keys:
+            at = next(i for i, line in enumerate(lines) if line.startswith(f"{key} = "))
+            assert lines[at - 1].startswith(f"# {DOCS[section][key]}; "), (section, key)
+    assert "one of 'DDIM', 'DPM++ 2M'" in text and "a multiple of 8 in 16..8192" in text

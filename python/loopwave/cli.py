@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .render import add_cli as add_render_cli
 
     add_render_cli(sub)  # `render`; torch/diffusers are imported only when it runs
+    from .settings import add_cli as add_settings_cli
+
+    add_settings_cli(sub)  # `settings`: the settings reference, as a TOML file
     from .bench import add_cli as add_bench_cli
 
     add_bench_cli(sub)  # `bench`; everything heavy is imported only when it runs

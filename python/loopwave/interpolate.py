@@ -550,7 +550,9 @@ def add_cli(sub: Any) -> None:
         required=True,
         help="a folder (PNG frames) or a video file (.mp4, .m4v, .mov, .mkv, .webm)",
     )
-    p.add_argument("--factor", type=int, default=6, help="frames out per frame in (2..16)")
+    p.add_argument(
+        "--factor", type=int, default=6, help="frames out per frame in (2..16; default: 6)"
+    )
     p.add_argument(
         "--fps",
         default=None,

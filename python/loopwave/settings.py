@@ -46,6 +46,14 @@ class SettingsError(ValueError):
 
 Check = Callable[[Any], str | None]  # returns the problem, or None
 
+#: what each check takes, in words (for the settings reference: ``loopwave settings``)
+_TAKES: dict[Check, str] = {}
+
+
+def _takes(check: Check, words: str) -> Check:
+    _TAKES[check] = words
+    return check
+
 
 def _int(lo: int, hi: int | None = None) -> Check:
     def check(v: Any) -> str | None:
@@ -59,7 +67,7 @@ def _int(lo: int, hi: int | None = None) -> Check:
             )
         return None
 
-    return check
+    return _takes(check, f"an int in {lo}..{hi}" if hi else f"an int >= {lo}")
 
 
 def _num(lo: float, hi: float) -> Check:
@@ -70,7 +78,7 @@ def _num(lo: float, hi: float) -> Check:
             return f"expected a number in [{lo}, {hi}], got {v}"
         return None
 
-    return check
+    return _takes(check, f"a number in [{lo:g}, {hi:g}]")
 
 
 def _str(*choices: str) -> Check:
@@ -81,7 +89,7 @@ def _str(*choices: str) -> Check:
             return f"expected one of {list(choices)}, got {v!r}"
         return None
 
-    return check
+    return _takes(check, f"one of {', '.join(map(repr, choices))}" if choices else "a string")
 
 
 def _size(v: Any) -> str | None:
@@ -161,6 +169,16 @@ def _accel(v: Any) -> str | None:
     return None
 
 
+_takes(_size, "a multiple of 8 in 16..8192 (pixels)")
+_takes(_folder_name, "a folder name (no '/', not '.' or '..')")
+_takes(_rife_scale, "'auto' (the model's recorded scale, else 1.0), 1.0, 0.5 or 0.25")
+_takes(_bool, "true or false")
+_takes(_schedule, "a keyframe schedule such as \"0: (0.5), 60: (0.7)\", or a number")
+_takes(_lora, "a list of tables { path = \"style.safetensors\", scale = 0.8 }, scale in [-8, 8]")
+_takes(_device, "auto, cpu, cuda, cuda:N, mps or xpu")
+_takes(_accel, 'a table such as { compile = ["unet"], cuda_graphs = true }')
+
+
 # section -> key -> (default, check)
 SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
     "output": {"dir": ("out/render", _str()), "name": ("morph", _folder_name)},
@@ -219,6 +237,139 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
     },
     "video": {"codec": ("h264", _str()), "crf": (18, _int(0, 63)), "fps": (10, _num(0.001, 1000))},
 }
+
+#: what each key does, for the settings reference (``loopwave settings``); every key of
+#: :data:`SCHEMA` has one (tested)
+DOCS: dict[str, dict[str, str]] = {
+    "output": {
+        "dir": "the folder runs are made in",
+        "name": "the run's folder in output.dir, and its video's name (NAME.mp4)",
+    },
+    "model": {
+        "backend": '"smoke": the embedded tiny model (random weights, no download); '
+        '"diffusers": the model at model.path',
+        "path": "a local diffusers folder or .safetensors (or, with allow_pickle, .ckpt) file",
+        "scheduler": "the sampler, by name; it sets its own sigma spacing",
+        "allow_pickle": "read pickled .ckpt models and LoRAs, which can run code: only "
+        "files you trust",
+        "device": "where the model runs; auto takes CUDA when there is one",
+        "lora": "LoRA files applied to the model, each with its weight",
+        "accel": "speed options: channels_last, sdpa, compile (a list of unet, vae), "
+        "cuda_graphs, pinned, device_frames, device_rng (README: Fast generation)",
+        "unet": "the UNet in torch, or exported: onnx (onnxruntime), tensorrt (fp16 engine)",
+        "vae": "the VAE's encoder and decoder, the same way",
+        "engine_dir": "where exported graphs and engines are kept, per model and size",
+    },
+    "render": {
+        "frames": "frames the loop makes (before interpolation)",
+        "width": "frame width",
+        "height": "frame height",
+        "seed": "the render's seed (s in schedules)",
+        "seed_behaviour": "how the seed moves from frame to frame: iter (+1 a frame), fixed, "
+        "random, ladder, alternate, or schedule (render.seed_schedule)",
+        "seed_schedule": "each frame's seed, with seed_behaviour = schedule",
+        "steps": "denoising steps per frame (0..1000; 0 runs as 1)",
+        "cfg": "guidance scale per frame (1..100)",
+        "init_image": "frame 0 (a PNG or JPEG of the render's size); empty: frame 0 is made "
+        "from seeded noise at full strength",
+    },
+    "denoise": {
+        "mode": "wave: the seed's wave of strengths; schedule: denoise.schedule",
+        "base": "wave: the lowest strength",
+        "amplitude": "wave: how far above base it rises "
+        "(strength = base + amp - amp * |cos(i * 180 / frames_per_wave + offset)|)",
+        "frames_per_wave": "wave: frames from one low point to the next",
+        "offset": "wave: a phase shift, in degrees",
+        "schedule": "schedule: each frame's strength",
+    },
+    "colour": {
+        "mode": "plan: correct toward keyframes rendered ahead; first: toward frame 0 "
+        "(A1111, Deforum); none",
+        "keyframe_every": "plan: frames between keyframes",
+        "renders": "plan: renders averaged per keyframe",
+        "keyframe_strength": "plan: the denoise strength keyframes are rendered at",
+        "gamma": "match each frame's lightness to its target's too",
+    },
+    "motion": {
+        "zoom": "zoom per frame (1.0: none; Deforum's 2D motion)",
+        "angle": "rotation per frame, in degrees, counter-clockwise",
+        "translation_x": "shift per frame, in pixels, to the right",
+        "translation_y": "shift per frame, in pixels, down",
+        "border": "what fills the edges a move uncovers: replicate or wrap",
+    },
+    "interpolation": {
+        "factor": "video frames per rendered frame (1: none)",
+        "backend": "flow (optical flow, no weights), blend (cross-fade) or rife "
+        "(interpolation.model)",
+        "model": "a RIFE model exported to ONNX (loopwave export-rife)",
+        "scale": "the RIFE model's flow scale",
+        "scene_cut": "hold a frame over a scene cut instead of morphing across it",
+    },
+    "video": {
+        "codec": "h264, h265, vp9 or av1 (FFmpeg's encoders as PyAV has them)",
+        "crf": "quality: lower is better (0 lossless for h264)",
+        "fps": "rendered frames per second; the video runs at fps x interpolation.factor",
+    },
+}
+
+
+def reference() -> str:
+    """Every settings key as a TOML file to start from: each with what it does, what it
+    takes and its default value (``loopwave settings``), then a prompt."""
+    from .backends import SCHEDULERS
+
+    lines = [
+        "# loopwave render settings: every key, with its default value. Keep the ones you",
+        "# change; a key left out takes its default. (loopwave settings)",
+        f"version = {VERSION}",
+    ]
+    for section, keys in SCHEMA.items():
+        lines += ["", f"[{section}]"]
+        for key, (default, check) in keys.items():
+            takes = _TAKES.get(check, "")
+            if (section, key) in PATH_KEYS:
+                takes = "a path (a relative one from the folder the run starts in; empty: none)"
+            if check is _scheduler:
+                takes = "one of " + ", ".join(map(repr, sorted(SCHEDULERS)))
+            lines.append(f"# {DOCS[section][key]}; {takes}" if takes else f"# {DOCS[section][key]}")
+            lines.append(f"{key} = {_toml(default)}")
+    lines += [
+        "",
+        "[prompts]  # frame = prompt; a prompt holds until the next; --neg starts the negative",
+        '0 = "a misty forest at dawn --neg blurry"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _toml(v: Any) -> str:
+    """A default value as TOML writes it."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a TOML basic string for these (no control characters)
+    if v == []:
+        return "[]"
+    if v == {}:
+        return "{}"
+    raise TypeError(f"no TOML form for {v!r}")
+
+
+def add_cli(sub: Any) -> None:
+    """Register ``loopwave settings``."""
+    p = sub.add_parser(
+        "settings",
+        help="print every render setting, with what it does, what it takes and its default, "
+        "as a TOML file to start from",
+    )
+
+    def run(_: Any) -> int:
+        print(reference(), end="")
+        return 0
+
+    p.set_defaults(func=run)
+
 
 #: the keys whose value is a file or folder path, as (section, key); each ``model.lora``
 #: entry's ``path`` is one too. An empty string means none.

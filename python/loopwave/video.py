@@ -2120,7 +2120,9 @@ def add_cli(sub: Any) -> None:
     )
     p.add_argument("frames_dir", metavar="FRAMES_DIR")
     p.add_argument("-o", "--output", required=True, help="output video (.mp4, .mkv, .webm, .mov)")
-    p.add_argument("--fps", default="30", help="frames per second, e.g. 60 or 30000/1001")
+    p.add_argument(
+        "--fps", default="30", help="frames per second, e.g. 60 or 30000/1001 (default: 30)"
+    )
     p.add_argument(
         "--codec",
         default=None,
