@@ -241,3 +241,29 @@ def test_bench_encodes_moving_frames_and_says_when_device_frames_is_not_timed(mo
         distinct = {f.tobytes() for f in batch}
         assert len(distinct) >= 9, len(distinct)
     assert any(line.startswith("note: device_frames changes none") for line in lines)
+
+
+def test_a_failing_variant_of_tricks_loses_no_other_figure(monkeypatch):
+    """From a review: a variant that failed (torch.compile without a C compiler, say)
+    ended the bench, every figure measured before it lost, no report written. It is now
+    said, and None in the report."""
+    from loopwave import bench
+
+    build = bench._backend
+
+    def fails(model, device, accel):
+        accel = accel or {}
+        if accel.get("compile") or accel.get("sdpa") is False or accel.get("device_rng"):
+            raise RuntimeError("inductor: no C compiler")
+        return build(model, device, accel)
+
+    monkeypatch.setattr(bench, "_backend", fails)
+    lines: list[str] = []
+    got = bench._tricks("smoke", "cpu", 64, 1, lines.append)
+    assert got["SDPA off"] is None and got["compile unet"] is None
+    assert got["baseline (SDPA)"] > 0 and got["channels-last"] > 0  # before and after
+    assert any("SDPA off: failed (RuntimeError: inductor: no C compiler)" in x for x in lines)
+    frame = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    kw = {"prompt": "a castle", "negative": "", "strength": 0.5, "steps": 2}
+    chained = bench._chained("smoke", "cpu", {}, frame, kw, 1, lines.append)
+    assert chained["device_frames + device_rng"] is None and chained["device_frames"] > 0

@@ -320,7 +320,7 @@ def run_bench(
 
 def _tricks(
     model: str, device: str, size: int, repeats: int, log: Callable[[str], None]
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     variants: dict[str, dict[str, Any]] = {
         "baseline (SDPA)": {},
         "SDPA off": {"sdpa": False},
@@ -328,18 +328,29 @@ def _tricks(
         "compile unet": {"compile": ["unet"]},
         "compile unet + CUDA graphs": {"compile": ["unet"], "cuda_graphs": True},
     }
-    out = {}
+    out: dict[str, float | None] = {}
     on_gpu = None  # known from the baseline, built first
     for name, accel in variants.items():
         if accel.get("cuda_graphs") and not on_gpu:
             continue  # CUDA graphs exist only on a GPU
-        b = _backend(model, device, accel)
-        on_gpu = b.device.type == "cuda"
-        out[name] = unet_its(b, size, max(4, 2 * repeats))
-        log(f"  UNet with {name}: {out[name]:.2f} it/s")
-        del b
+        try:
+            b = _backend(model, device, accel)
+            on_gpu = b.device.type == "cuda"
+            out[name] = unet_its(b, size, max(4, 2 * repeats))
+            log(f"  UNet with {name}: {out[name]:.2f} it/s")
+        except Exception as e:  # (torch.compile without a C compiler, ...)
+            _failed(name, e, log)
+            out[name] = None
+        b = None
         _release()  # before the next variant is built: one at a time beside the run's own
     return out
+
+
+def _failed(name: str, e: Exception, log: Callable[[str], None]) -> None:
+    """Say that a variant failed (torch.compile without a C compiler, a GPU out of
+    memory); the report holds None for it, where the failure lost every figure measured
+    before it."""
+    log(f"  {name}: failed ({type(e).__name__}: {str(e)[:200]})")
 
 
 def _release() -> None:
@@ -360,10 +371,10 @@ def _chained(
     kw: dict[str, Any],
     repeats: int,
     log: Callable[[str], None],
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """ms per frame of img2img fed its own output: uploading each frame or not, and
     with noise drawn on the device."""
-    out = {}
+    out: dict[str, float | None] = {}
     variants = {
         # device_rng off where the label does not say it, whatever the run's own options
         "upload each frame": {"device_frames": False, "device_rng": False},
@@ -371,16 +382,21 @@ def _chained(
         "device_frames + device_rng": {"device_frames": True, "device_rng": True},
     }
     for name, opts in variants.items():
-        b = _backend(model, device, {**accel, **opts})
+        try:
+            b = _backend(model, device, {**accel, **opts})
 
-        def chain(b: Any = b) -> None:
-            x = frame
-            for i in range(4):
-                x = b.img2img(x, cfg=7.0, seed=i, **kw)
+            def chain(b: Any = b) -> None:
+                x = frame
+                for i in range(4):
+                    x = b.img2img(x, cfg=7.0, seed=i, **kw)
 
-        out[name] = 1e3 * median_time(chain, repeats) / 4
-        log(f"  img2img chained, {name}: {out[name]:.1f} ms/frame")
-        del b, chain
+            out[name] = 1e3 * median_time(chain, repeats) / 4
+            log(f"  img2img chained, {name}: {out[name]:.1f} ms/frame")
+            del chain
+        except Exception as e:
+            _failed(f"img2img chained, {name}", e, log)
+            out[name] = None
+        b = None
         _release()
     return out
 
