@@ -16,7 +16,7 @@ $(PY):
 # 60 fps) on the embedded smoke model at 128x128; about 1.5 minutes on 2 CPU cores.
 # Each run starts afresh; continue a kept run with `loopwave render --resume out/render/morph`.
 render: $(PY)
-	$(PIP) install --quiet ".[video,torch]" opencv-python-headless
+	$(PIP) install --quiet ".[video,torch]"
 	rm -rf $(RENDER_OUT)/morph
 	$(VENV)/bin/loopwave render examples/morph.toml --size 128x128 --out $(RENDER_OUT)
 

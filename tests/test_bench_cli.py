@@ -267,3 +267,21 @@ def test_a_failing_variant_of_tricks_loses_no_other_figure(monkeypatch):
     kw = {"prompt": "a castle", "negative": "", "strength": 0.5, "steps": 2}
     chained = bench._chained("smoke", "cpu", {}, frame, kw, 1, lines.append)
     assert chained["device_frames + device_rng"] is None and chained["device_frames"] > 0
+
+
+def test_bench_names_a_missing_extra_before_the_model(monkeypatch):
+    """From the same review: without PyAV or OpenCV the bench failed after the model was
+    built and the first figures taken."""
+    from loopwave import bench, video
+    from loopwave.bench import run_bench
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was built first")
+
+    def no_av():
+        raise ImportError("video I/O needs PyAV: pip install 'loopwave[video]'")
+
+    monkeypatch.setattr(bench, "_backend", no_model)
+    monkeypatch.setattr(video, "_av", no_av)
+    with pytest.raises(ImportError, match="needs PyAV"):
+        run_bench(size=64, steps=2, frames=3, factor=2, repeats=1)

@@ -184,6 +184,24 @@ def test_cli_version(capsys) -> None:
         "kernels:",
         f"{loopwave.simd_level()})",
     ]
+    # the wheel's version is Cargo.toml's, as __version__ is (pyproject's own could drift)
+    from importlib.metadata import version
+
+    assert version("loopwave") == loopwave.__version__
+
+
+def test_a_missing_extra_is_named_before_anything_is_made(tmp_path, monkeypatch, capsys):
+    """From a review of the package as a user installs it: the demo without scikit-image
+    left its folder made and empty."""
+    from loopwave import demo
+
+    def missing():
+        raise ImportError("the demo uses scikit-image's sample photographs: pip install x")
+
+    monkeypatch.setattr(demo, "_skimage", missing)
+    assert main(["demo", "--out", str(tmp_path / "d"), "--frames", "2", "--quiet"]) == 2
+    assert "pip install" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
 
 
 def test_a_failed_png_write_leaves_no_temporary_file(tmp_path, monkeypatch) -> None:

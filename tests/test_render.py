@@ -1353,3 +1353,30 @@ def test_settings_errors_name_their_keys(tmp_path, monkeypatch):
         with pytest.raises(ValueError, match=match):
             render(Settings.from_dict(_with(section, **values)), run_dir=tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_render_without_pyav_or_opencv_is_refused_before_the_model(tmp_path, monkeypatch):
+    """From a review of the package as a user installs it: without PyAV a render made no
+    video and said nothing (exit 0); without OpenCV the default flow interpolation failed
+    after the model and the colour plan, leaving a half-made run."""
+    import loopwave.interpolate as li
+    import loopwave.render as lr
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded first")
+
+    monkeypatch.setattr(lr, "load_backend", no_model)
+    s = Settings.from_dict({**JOB, "interpolation": {"factor": 2, "backend": "flow"}})
+    monkeypatch.setattr(lr, "_have_av", lambda: False)
+    with pytest.raises(ImportError, match=r"needs PyAV: .*loopwave\[video\].*--no-video"):
+        render(s, run_dir=tmp_path / "a")
+    monkeypatch.undo()
+    monkeypatch.setattr(lr, "load_backend", no_model)
+
+    def no_cv2():
+        raise ImportError("the optical-flow interpolator needs OpenCV: pip install x")
+
+    monkeypatch.setattr(li, "_cv2", no_cv2)
+    with pytest.raises(ImportError, match="^interpolation.backend = 'flow': .*needs OpenCV"):
+        render(s, run_dir=tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

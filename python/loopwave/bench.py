@@ -187,12 +187,16 @@ def run_bench(
     temporary folder, made afresh each run, or with ``engine_dir`` to a folder under it
     keyed as a render keys them (the model's files, the size, the versions), where a
     later run finds and reuses them."""
-    import torch
-
     from . import color_correct
-    from .backends import MAX_STEPS, check_backend_args
-    from .interpolate import interpolate
-    from .video import VideoWriter
+    from .backends import MAX_STEPS, _deps, check_backend_args
+    from .interpolate import _cv2, interpolate
+    from .video import VideoWriter, _av
+
+    # each named with its extra, before the model is built (PyAV and OpenCV were needed
+    # only after it, and the first measurements)
+    torch, _ = _deps()
+    _av()
+    _cv2()
 
     if size is None:
         size = 128 if model == "smoke" else 512

@@ -37,7 +37,9 @@ def _demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__, simd_level
 
-    p = argparse.ArgumentParser(prog="loopwave", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="loopwave", description="loopwave: loopback morph videos, fast and headless"
+    )
     p.add_argument(
         "--version",
         action="version",

@@ -19,6 +19,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,8 @@ class DemoResult:
     correct_fps: float
 
 
-def _photos(size: int) -> list[np.ndarray]:
+def _skimage() -> tuple[Any, Any]:
+    """scikit-image's sample photographs and its resize, or an error naming the extra."""
     try:
         from skimage import data
         from skimage.transform import resize
@@ -48,13 +50,18 @@ def _photos(size: int) -> list[np.ndarray]:
         raise ImportError(
             "the demo uses scikit-image's sample photographs: pip install 'loopwave[demo]'"
         ) from e
+    return data, resize
+
+
+def _photos(size: int) -> list[np.ndarray]:
+    data, resize = _skimage()
     out = []
     for name in PHOTOS:
         img = getattr(data, name)()[..., :3]
         h, w = img.shape[:2]
         s = min(h, w)  # centre square crop, then resize
         img = img[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
-        small = resize(img, (size, size), anti_aliasing=True)  # type: ignore[no-untyped-call]
+        small = resize(img, (size, size), anti_aliasing=True)
         out.append((small * 255 + 0.5).astype(np.uint8))
     return out
 
@@ -175,6 +182,7 @@ def run_demo(
             f"at the peak, more than this machine's {ram / 2**30:.1f} GiB; "
             "the demo holds its frames in memory: lower one of them"
         )
+    _skimage()  # before the folder is made (one was left empty without it)
     (out / "frames").mkdir(parents=True, exist_ok=True)
     # an earlier, longer run's frames past this run's last would stay beside its own
     _remove_outputs(out, first_frame=frames, summary=False)

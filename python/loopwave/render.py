@@ -711,6 +711,13 @@ def _preflight(job: _Job, encode: bool, progress: bool) -> Any:
     from .video import _encoder_options, check_codec, check_frame_rate, check_frame_size, parse_fps
 
     v, it, r = s["video"], s["interpolation"], s["render"]
+    if it["factor"] > 1 and it["backend"] == "flow":  # it failed after the colour plan
+        from .interpolate import _cv2
+
+        try:
+            _cv2()
+        except ImportError as e:
+            raise ImportError(f"interpolation.backend = 'flow': {e}") from None
     try:
         encoder = check_codec(v["codec"], v["crf"])
     except (TypeError, ValueError) as e:
@@ -997,7 +1004,12 @@ def render(
         problem = _fresh_run_problem(rd)  # before the model loads; again under the lock
         if problem:
             raise ValueError(problem)
-    encode = video and _have_av()
+    if video and not _have_av():  # (it made no video, and said nothing)
+        raise ImportError(
+            "video I/O needs PyAV: pip install 'loopwave[video]' (or --no-video, "
+            "video=False, for the frames alone)"
+        )
+    encode = bool(video)
     # before the model loads and the folder is touched
     job = _Job(settings, None)
     rife = _preflight(job, encode, progress)
