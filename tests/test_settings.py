@@ -214,3 +214,8 @@ def test_the_settings_reference_names_every_key_and_loads_as_the_defaults(tmp_pa
             at = next(i for i, line in enumerate(lines) if line.startswith(f"{key} = "))
             assert lines[at - 1].startswith(f"# {DOCS[section][key]}; "), (section, key)
     assert "one of 'DDIM', 'DPM++ 2M'" in text and "a multiple of 8 in 16..8192" in text
+    # an empty path is "none" only where it is (output.dir refuses it; engine_dir is ".")
+    said = dict(zip(text.splitlines()[1:], text.splitlines()[:-1], strict=True))
+    assert "'.' for that folder itself" in said['dir = "out/render"']
+    assert "empty: that folder itself" in said['engine_dir = ".cache/loopwave/engines"']
+    assert "empty: none" in said['model = ""'] and "empty: none" not in said['init_image = ""']

@@ -610,6 +610,17 @@ def test_graph_dir_ignores_the_engine_folder_and_hidden_files(tmp_path):
     assert _graph_dir(m, 64, 64) == first
     (model / "unet.safetensors").write_bytes(b"new weights")
     assert _graph_dir(m, 64, 64) != first
+    # an engine folder that holds the models ("." or a folder of models) keeps their
+    # files in the key: two models there had one key, and shared their graphs
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "unet.safetensors").write_bytes(b"other weights")
+    for engines in (tmp_path, model):
+        keys = {
+            _graph_dir({**m, "path": str(d), "engine_dir": str(engines)}, 64, 64).name
+            for d in (model, other)
+        }
+        assert len(keys) == 2, engines
 
 
 class _StandInTensorRT:

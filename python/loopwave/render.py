@@ -216,12 +216,15 @@ def _graph_dir(m: dict[str, Any], height: int, width: int) -> Path:
         graph exported, and each run exported afresh into a new folder)."""
         if not p.is_dir():
             return [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns]]
-        files = []
+        # the engine folder's own files, only where it lies inside the model's (an engine
+        # folder that holds the model, "." or a folder of models, held all its files)
+        inside = engines != p.resolve() and engines.is_relative_to(p.resolve())
+        files: list[Any] = [str(p.resolve())]
         for f in sorted(p.rglob("*")):
             rel = f.relative_to(p).parts
             if any(part.startswith(".") for part in rel) or not f.is_file():
                 continue
-            if f.resolve().is_relative_to(engines):
+            if inside and f.resolve().is_relative_to(engines):
                 continue
             files.append([str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns])
         return files

@@ -46,12 +46,12 @@ class SettingsError(ValueError):
 
 Check = Callable[[Any], str | None]  # returns the problem, or None
 
-#: what each check takes, in words (for the settings reference: ``loopwave settings``)
-_TAKES: dict[Check, str] = {}
-
 
 def _takes(check: Check, words: str) -> Check:
-    _TAKES[check] = words
+    """``check``, labelled with what it takes, in words (for ``loopwave settings``). Kept
+    on the function itself: checks made inside other checks, at each validation, would
+    pile up in a table (one per call, never dropped)."""
+    check.__dict__["takes"] = words
     return check
 
 
@@ -326,9 +326,9 @@ def reference() -> str:
     for section, keys in SCHEMA.items():
         lines += ["", f"[{section}]"]
         for key, (default, check) in keys.items():
-            takes = _TAKES.get(check, "")
+            takes = getattr(check, "takes", "")
             if (section, key) in PATH_KEYS:
-                takes = "a path (a relative one from the folder the run starts in; empty: none)"
+                takes = _PATH_TAKES.get((section, key), f"a path ({_RELATIVE}; empty: none)")
             if check is _scheduler:
                 takes = "one of " + ", ".join(map(repr, sorted(SCHEDULERS)))
             lines.append(f"# {DOCS[section][key]}; {takes}" if takes else f"# {DOCS[section][key]}")
@@ -339,6 +339,15 @@ def reference() -> str:
         '0 = "a misty forest at dawn --neg blurry"',
     ]
     return "\n".join(lines) + "\n"
+
+
+_RELATIVE = "a relative one from the folder the run starts in"
+#: path keys whose empty value is not "none"
+_PATH_TAKES = {
+    ("output", "dir"): f"a folder path ({_RELATIVE}; '.' for that folder itself)",
+    ("model", "engine_dir"): f"a folder path ({_RELATIVE}; empty: that folder itself)",
+    ("render", "init_image"): f"a path ({_RELATIVE})",  # (its empty value: see above)
+}
 
 
 def _toml(v: Any) -> str:
