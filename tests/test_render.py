@@ -1380,3 +1380,31 @@ def test_a_render_without_pyav_or_opencv_is_refused_before_the_model(tmp_path, m
     with pytest.raises(ImportError, match="^interpolation.backend = 'flow': .*needs OpenCV"):
         render(s, run_dir=tmp_path / "b")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_killed_png_writes_temporary_file_is_not_a_frame(tmp_path, backend):
+    """From a review: kill -9 between write_png's write and its rename leaves
+    NNNNNN.png.tmp; no resume removed it, and in plan/ it made a run that had made
+    nothing refuse a fresh start as "already holds a run"."""
+    import loopwave.render as lr
+
+    s = Settings.from_dict(JOB)
+    rd = tmp_path / "run"
+
+    class Fails(_Spy):
+        def img2img(self, init, **kw):
+            if self.calls:  # frame 0 made, the plan's first keyframe fails
+                raise RuntimeError("CUDA out of memory")
+            return super().img2img(init, **kw)
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        render(s, run_dir=rd, backend=Fails(backend), progress=False, video=False)
+    assert json.loads((rd / "state.json").read_text())["last"] == -1
+    (rd / "plan").mkdir(exist_ok=True)
+    (rd / "plan" / "000000.png.tmp").write_bytes(b"half a keyframe")
+    assert lr._fresh_run_problem(rd) is None  # made nothing: may start afresh
+    r = render(s, run_dir=rd, backend=backend, progress=False, video=False, stop_after=3)
+    assert not list(rd.rglob("*.png.tmp"))
+    (rd / "frames" / "000004.png.tmp").write_bytes(b"half a frame")
+    r = render(None, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
+    assert r.frames == 7 and not list(rd.rglob("*.png.tmp"))

@@ -157,7 +157,17 @@ def _nothing_made(rd: Path) -> bool:
             return False
     except ValueError:  # damaged: a run, for the resume to report
         return False
-    return not any((rd / sub).is_dir() and any((rd / sub).iterdir()) for sub in ("frames", "plan"))
+    return not any(
+        (rd / sub).is_dir() and any(not _our_tmp(f) for f in (rd / sub).iterdir())
+        for sub in ("frames", "plan")
+    )
+
+
+def _our_tmp(f: Path) -> bool:
+    """A temporary file ``write_png`` left when it was killed before its rename
+    (``000012.png.tmp``): never a finished image."""
+    name = f.name.removesuffix(".png.tmp")
+    return name != f.name and len(name) >= 6 and name.isascii() and name.isdigit()
 
 
 def _fresh_run_problem(rd: Path) -> str | None:
@@ -173,8 +183,10 @@ def _fresh_run_problem(rd: Path) -> str | None:
             "(--out, output.name)"
         )
     # a fresh run starts in an empty frames folder: never delete files it did not write
+    # (but a killed write_png's temporary file in a run that made nothing, which it removes)
+    ours = _our_tmp if (rd / "settings.json").exists() else lambda f: False
     for sub in ("frames", "plan"):  # (plan/: a fresh build would take its keyframes)
-        if (rd / sub).is_dir() and any((rd / sub).iterdir()):
+        if (rd / sub).is_dir() and any(not ours(f) for f in (rd / sub).iterdir()):
             return f"run_dir: {rd / sub} already holds files; pick another output or move them"
     # a folder that cannot be made fails here, not after the model loaded
     why = unmakeable(rd)
@@ -1093,6 +1105,11 @@ def render(
         for f in (rd / "frames").glob("*.png"):
             if len(f.stem) >= 6 and f.stem.isascii() and f.stem.isdigit() and int(f.stem) > last:
                 f.unlink()
+        # and the temporary files of a write_png killed before its rename (never read)
+        for sub in ("frames", "plan"):
+            for f in (rd / sub).glob("*.png.tmp") if (rd / sub).is_dir() else ():
+                if _our_tmp(f):
+                    f.unlink()
         if resume:  # rows after the last recorded frame (frame 0's too: a kill before its state)
             _keep_drift_rows(rd / "drift.csv", last)
             if not encode:  # a killed run's cut-off video, else left beside the frames
