@@ -87,20 +87,21 @@ def check_opset(v: Any, low: int = 14) -> None:
         raise ValueError(f"opset must be an int in {low}..21; got {v!r:.40}")
 
 
-def unmakeable(path: Path) -> str | None:
+def unmakeable(path: Path) -> OSError | ValueError | None:
     """Why the folder ``path`` cannot be made (or written into, if it exists), or None:
-    the nearest of it and its parents that exists is a file, is not writable, or is a
-    symlink to nothing (an unmounted drive: it passed as missing, and mkdir then said
-    only "[Errno 17] File exists")."""
+    the nearest of it and its parents that exists is a file or a symlink to nothing (an
+    unmounted drive: it passed as missing, and mkdir then said only "[Errno 17] File
+    exists"), a ValueError; or it is not writable, an OSError. Callers raise it with
+    their own subject, as ``type(e)(f"...: {e}")``."""
     have = path
     while not os.path.lexists(have) and have != have.parent:
         have = have.parent
     if have.is_symlink() and not have.exists():
-        return f"{have} is a symlink to {os.readlink(have)}, which does not exist"
+        return ValueError(f"{have} is a symlink to {os.readlink(have)}, which does not exist")
     if not have.is_dir():
-        return f"{have} is a file, not a folder"
+        return ValueError(f"{have} is a file, not a folder")
     if not os.access(have, os.W_OK | os.X_OK):
-        return f"{have} is not writable"
+        return OSError(f"{have} is not writable")
     return None
 
 

@@ -165,10 +165,8 @@ def run_demo(
     )
     out = _v.folder(out_dir, "out_dir")
     why = _v.unmakeable(out)
-    if why:
-        raise (OSError if why.endswith("not writable") else ValueError)(
-            f"out_dir: {out} cannot be made: {why}"
-        )
+    if why is not None:
+        raise type(why)(f"out_dir: {out} cannot be made: {why}")
     # the demo holds every frame in memory, in about 13 copies at its peak (uint8 and
     # float32 working sets; measured: 180 MiB of frames, 2.6 GB resident)
     need = 13 * frames * size * size * 3

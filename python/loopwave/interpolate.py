@@ -502,11 +502,10 @@ def _check_output(path: Path, video: bool) -> None:
         )
     # the nearest existing folder the output goes in (a video: the folder it is written in)
     why = v.unmakeable(path if not video else path.parent)
-    if why is None or (video and why.endswith("is not writable")):
+    if why is None or (video and isinstance(why, OSError)):
         return  # (a video's own writer names an unwritable folder)
     what = "folder" if not video else "video"
-    exc = OSError if why.endswith("is not writable") else ValueError
-    raise exc(f"path: cannot write the {what} {path}: {why}")
+    raise type(why)(f"path: cannot write the {what} {path}: {why}")
 
 
 def _read_input(path: Path) -> tuple[Iterator[np.ndarray], int | None, Fraction | None]:

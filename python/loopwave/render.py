@@ -163,11 +163,16 @@ def _nothing_made(rd: Path) -> bool:
     )
 
 
+def _frame_number(stem: str) -> int | None:
+    """The frame a name this renderer writes (``000123``) stands for, else None."""
+    return int(stem) if len(stem) >= 6 and stem.isascii() and stem.isdigit() else None
+
+
 def _our_tmp(f: Path) -> bool:
     """A temporary file ``write_png`` left when it was killed before its rename
     (``000012.png.tmp``): never a finished image."""
     name = f.name.removesuffix(".png.tmp")
-    return name != f.name and len(name) >= 6 and name.isascii() and name.isdigit()
+    return name != f.name and _frame_number(name) is not None
 
 
 def _fresh_run_problem(rd: Path) -> str | None:
@@ -179,8 +184,7 @@ def _fresh_run_problem(rd: Path) -> str | None:
         return (
             f"run_dir: {rd} already holds a run (output.dir / output.name); continue it with "
             f"`loopwave render --resume {shlex.quote(str(rd))}` (resume=True), or choose "
-            "another output "
-            "(--out, output.name)"
+            "another output (--out, output.name)"
         )
     # a fresh run starts in an empty frames folder: never delete files it did not write
     # (but a killed write_png's temporary file in a run that made nothing, which it removes)
@@ -190,9 +194,16 @@ def _fresh_run_problem(rd: Path) -> str | None:
             return f"run_dir: {rd / sub} already holds files; pick another output or move them"
     # a folder that cannot be made fails here, not after the model loaded
     why = unmakeable(rd)
-    if why:
+    if why is not None:
         return f"run_dir: {rd} cannot be made: {why} (output.dir / output.name)"
     return None
+
+
+def _state(rd: Path) -> dict[str, Any]:
+    """``state.json`` as read, or an empty dict where it is missing or not an object
+    (:func:`_read_state` checks and reports its ``last``)."""
+    state = _read_json(rd / "state.json") if (rd / "state.json").is_file() else {}
+    return state if isinstance(state, dict) else {}
 
 
 def _read_state(rd: Path) -> int:
@@ -980,9 +991,9 @@ def render(
         # as saved: a run made before its paths were saved absolute takes them against
         # this folder, as it always did (and its digest below is of the file's own form)
         settings = saved
-        state = _read_json(rd / "state.json") if (rd / "state.json").is_file() else {}
-        made_with = state.get("settings") if isinstance(state, dict) else None
-        if isinstance(state, dict) and isinstance(state.get("last"), int):  # before the model
+        state = _state(rd)
+        made_with = state.get("settings")
+        if isinstance(state.get("last"), int):  # before the model loads; again under the lock
             _check_stop_after(stop_after, state["last"])
         if made_with is not None and made_with != _settings_digest(saved):
             # frames on from here would not be those of an uninterrupted run (a plan built
@@ -1020,10 +1031,9 @@ def render(
         if problem:
             raise ValueError(problem)
     if video and not _have_av():  # (it made no video, and said nothing)
-        raise ImportError(
-            "video I/O needs PyAV: pip install 'loopwave[video]' (or --no-video, "
-            "video=False, for the frames alone)"
-        )
+        from .video import _INSTALL
+
+        raise ImportError(f"{_INSTALL} (or --no-video, video=False, for the frames alone)")
     encode = bool(video)
     # before the model loads and the folder is touched
     job = _Job(settings, None)
@@ -1089,10 +1099,8 @@ def render(
             # another render may have started this folder afresh and finished meanwhile
             # (one that failed before making anything may be started over): continuing
             # it with the settings read before would mix two runs
-            now = _read_json(rd / "state.json") if (rd / "state.json").is_file() else {}
-            if _read_json(rd / "settings.json") != saved_raw or (
-                now.get("settings") if isinstance(now, dict) else None
-            ) not in (None, made_with):
+            changed = _read_json(rd / "settings.json") != saved_raw
+            if changed or _state(rd).get("settings") not in (None, made_with):
                 raise ValueError(
                     f"run_dir: another render changed {rd} while this resume loaded the "
                     "model; resume again to continue the run as it is now"
@@ -1103,7 +1111,7 @@ def render(
         # frames after the last recorded one may be partial writes of a killed run (only
         # the names this renderer writes, 000123.png)
         for f in (rd / "frames").glob("*.png"):
-            if len(f.stem) >= 6 and f.stem.isascii() and f.stem.isdigit() and int(f.stem) > last:
+            if (k := _frame_number(f.stem)) is not None and k > last:
                 f.unlink()
         # and the temporary files of a write_png killed before its rename (never read)
         for sub in ("frames", "plan"):

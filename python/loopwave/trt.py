@@ -111,8 +111,6 @@ def export_unet(
     height and width dynamic too, any size the UNet takes. Exported in float32;
     TensorRT builds fp16 from it."""
     torch, _ = _deps()
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-        raise ValueError(f"scale must be a positive int; got {scale!r}")
     _check_export_args(height, width, opset, scale)
     _check_has_weights(unet, "unet")
     cfg = unet.config
@@ -156,7 +154,11 @@ def _as_float32(module: Any) -> Iterator[None]:
         torch.nn.Module.to(module, dtype)
 
 
-def _check_export_args(height: Any, width: Any, opset: Any, multiple: int) -> None:
+def _check_export_args(height: Any, width: Any, opset: Any, multiple: Any) -> None:
+    """Sizes in pixels, multiples of ``multiple`` (the VAE's scale, checked too), and the
+    opset unless None."""
+    if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
+        raise ValueError(f"scale must be a positive int; got {multiple!r}")
     for name, v in (("height", height), ("width", width)):
         if isinstance(v, bool) or not isinstance(v, int) or v < multiple or v % multiple:
             raise ValueError(f"{name} must be a positive multiple of {multiple}; got {v!r}")
@@ -350,14 +352,12 @@ class ShapeProfile:
     @classmethod
     def fixed(cls, height: int, width: int, batch: int = 2, scale: int = 8) -> ShapeProfile:
         """One image size (pixels, multiples of the VAE's ``scale``), batch 1 to ``batch``."""
-        if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-            raise ValueError(f"scale must be a positive int; got {scale!r}")
         _check_export_args(height, width, None, scale)
         return cls((1, batch, batch), (height // scale,) * 3, (width // scale,) * 3)
 
     def shapes(self, network: Any) -> dict[str, list[tuple[int, ...]]]:
         """The (min, opt, max) shape of each of the UNet graph's inputs."""
-        _check_inputs(network, INPUTS, "ShapeProfile", "UNet")
+        _check_inputs(network, (INPUTS,), "ShapeProfile", "the UNet graph")
         b, lh, lw = self.batch, self.latent_height, self.latent_width
         channels = network.get_input(0).shape[1]
         dim = network.get_input(2).shape[2]
@@ -393,13 +393,8 @@ class VaeProfile:
 
     def shapes(self, network: Any) -> dict[str, list[tuple[int, ...]]]:
         """The (min, opt, max) shape of the VAE graph's one input (``image`` or ``latent``)."""
-        names = [network.get_input(i).name for i in range(network.num_inputs)]
-        if names not in ([VAE_ENCODER[0]], [VAE_DECODER[0]]):
-            raise ValueError(
-                f"profile: a VaeProfile is for a VAE encoder or decoder graph (one input, "
-                f"{VAE_ENCODER[0]!r} or {VAE_DECODER[0]!r}); this graph's inputs are {names}"
-            )
-        name = names[0]
+        wanted = ((VAE_ENCODER[0],), (VAE_DECODER[0],))
+        (name,) = _check_inputs(network, wanted, "VaeProfile", "a VAE encoder or decoder graph")
         b, h, w, s = self.batch, self.height, self.width, self.scale
         if name == VAE_ENCODER[0]:
             return {name: [(b[k], 3, h[k], w[k]) for k in range(3)]}
@@ -407,15 +402,19 @@ class VaeProfile:
         return {name: [(b[k], channels, h[k] // s, w[k] // s) for k in range(3)]}
 
 
-def _check_inputs(network: Any, want: tuple[str, ...], profile: str, graph: str) -> None:
-    """Refuse a profile for another kind of graph (a ShapeProfile with a VAE graph raised
-    an IndexError; a VaeProfile with the UNet's shaped its first input only)."""
+def _check_inputs(
+    network: Any, wanted: tuple[tuple[str, ...], ...], profile: str, graph: str
+) -> tuple[str, ...]:
+    """The graph's input names, which must be one of ``wanted``: a profile for another
+    kind of graph is refused (a ShapeProfile with a VAE graph raised an IndexError; a
+    VaeProfile with the UNet's shaped its first input only)."""
     names = tuple(network.get_input(i).name for i in range(network.num_inputs))
-    if names != want:
+    if names not in wanted:
         raise ValueError(
-            f"profile: a {profile} is for the {graph} graph (inputs {list(want)}); "
-            f"this graph's inputs are {list(names)}"
+            f"profile: a {profile} is for {graph} (inputs "
+            f"{' or '.join(map(str, map(list, wanted)))}); this graph's inputs are {list(names)}"
         )
+    return names
 
 
 def engine_key(
@@ -516,8 +515,7 @@ class TrtRunner:
             raise ImportError("the TensorRT backend needs the tensorrt package") from None
         if not torch.cuda.is_available():
             raise ValueError("the TensorRT backend needs a CUDA GPU")
-        dev = torch.device("cuda", torch.cuda.current_device()) if device is None else device
-        dev = torch.device(dev)
+        dev = torch.device("cuda" if device is None else device)
         if dev.type != "cuda":
             raise ValueError(f"device: the TensorRT backend runs on a CUDA device; got {dev}")
         if dev.index is None:
@@ -572,8 +570,8 @@ class TrtRunner:
             )
         # the engine reads and writes device memory at the addresses it is given: a CPU
         # tensor's address there is an illegal access (or a crash), not an error
-        where = [str(t.device) for t in inputs]
         if any(t.device != self.device for t in inputs):
+            where = [str(t.device) for t in inputs]
             raise ValueError(
                 f"the TensorRT engine takes tensors on {self.device}; got them on {where}"
             )
