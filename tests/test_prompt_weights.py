@@ -4,6 +4,7 @@ against diffusers' own encode_prompt (the oracle for prompts without weights).""
 from __future__ import annotations
 
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -37,6 +38,11 @@ CASES = [
     ("(castle", [("castle", U)]),  # an unclosed bracket weights the rest
     ("a (b", [("a ", 1.0), ("b", U)]),
     ("[a)", [("a)", D)]),  # ")" does not close "["
+    # the two kinds close apart, as A1111 keeps them (a review: ")" was text here and
+    # the "(" weighted the rest of the prompt)
+    ("(red [castle) fog]", [("red ", U), ("castle", 1.0), (" fog", D)]),
+    ("[a (b] c)", [("a ", D), ("b", 1.0), (" c", U)]),
+    ("(a [b:1.5) c]", [("a ", 1.5), ("b", 1.5 * D), (" c", D)]),
     ("(a:1.0)(b:1.0)", [("ab", 1.0)]),  # equal neighbours merge
     ("(a:0.727)", [("a", 0.727)]),  # what @wave_completed expands to
     # equal neighbours do not merge across a BREAK (joined, "BREAKdog" is no BREAK)
@@ -51,6 +57,52 @@ CASES = [
 def test_parser_table(text, want):
     got = parse_weights(text)
     assert [s for s, _ in got] == [s for s, _ in want]
+    assert [w for _, w in got] == pytest.approx([w for _, w in want], rel=1e-9)
+
+
+def _a1111_weights(text):
+    """Per-character weights as A1111's attention parser gives them, written here from its
+    rules: one list of open brackets per kind; a bracket's factor multiplies, when it
+    closes (or at the end, if it never does), every piece of text from where it opened;
+    ``:number)`` closes the innermost round bracket with that number as its factor."""
+    res = []
+    opened = {"(": [], "[": []}
+
+    def scale(start, factor):
+        for piece in res[start:]:
+            piece[1] *= factor
+
+    for m in re.finditer(r"\(|\[|:\s*([+-]?[.\d]+)\s*\)|\)|]|[^()\[\]:]+|:", text):
+        tok, number = m.group(0), m.group(1)
+        if tok in "([":
+            opened[tok].append(len(res))
+        elif number is not None and opened["("]:
+            scale(opened["("].pop(), float(number))
+        elif tok == ")" and opened["("]:
+            scale(opened["("].pop(), U)
+        elif tok == "]" and opened["["]:
+            scale(opened["["].pop(), D)
+        else:
+            res.append([tok, 1.0])
+    for kind, factor in (("(", U), ("[", D)):
+        for start in opened[kind]:
+            scale(start, factor)
+    return [(ch, w) for piece, w in res for ch in piece]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="ab ()[]:1", max_size=40))
+def test_parser_weights_every_letter_as_a1111_does(text):
+    """Against the rules of A1111's parser, written out in the test, on prompts of
+    brackets of both kinds, crossed or not, closed or not, and weights."""
+    want = _a1111_weights(text)
+    try:
+        got = [(ch, w) for seg, w in parse_weights(text) for ch in seg]
+    except ValueError as e:  # a weight past +-100 ("(a:111)")
+        assert "weights must be finite and within" in str(e)
+        assert any(abs(w) > 100 for _, w in want)
+        return
+    assert [ch for ch, _ in got] == [ch for ch, _ in want]
     assert [w for _, w in got] == pytest.approx([w for _, w in want], rel=1e-9)
 
 

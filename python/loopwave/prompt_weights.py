@@ -12,8 +12,10 @@ The syntax (what people who make these videos write, and what the seed's
 ``\\(castle\\)``              literal brackets (backslash escapes ``( ) [ ] \\``)
 ==========================  =========================================
 
-A closing bracket without its opening bracket is kept as text; an opening
-bracket never closed weights the rest of the prompt (as A1111 does). ``(x:w)``
+A closing bracket without an open bracket of its kind is kept as text; the two
+kinds close apart, as A1111 keeps them (``(a [b) c]`` is ``a`` at 1.1, ``b`` at 1, ``c``
+at 1 / 1.1); an opening bracket never closed weights the rest of the prompt (as A1111
+does). ``(x:w)``
 needs a number after the last colon; ``(a:b)`` with ``b`` not a number is the
 literal ``a:b`` at 1.1.
 
@@ -54,6 +56,7 @@ encoder once (and warns once about a cut, not every frame).
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from typing import Any
@@ -104,8 +107,8 @@ _NUMBER = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*")
 def _scaled(
     out: list[tuple[str, float]], scales: list[tuple[int, int, float]]
 ) -> list[tuple[str, float]]:
-    """``out`` with each closed group's factor applied to its segments. Groups nest (a
-    stack closed them), and each was recorded when it closed, inner before outer, so
+    """``out`` with each closed group's factor applied to its segments. Groups nest (round
+    brackets, which one stack closed), and each was recorded when it closed, inner before outer, so
     sorting by start (outer first where starts tie) and walking the segments with a
     stack of the groups that hold them gives each segment its factors' product in one
     pass."""
@@ -126,6 +129,15 @@ def _scaled(
     return res
 
 
+def _bracket_weight(n: int) -> float:
+    """``UP ** n`` (``DOWN`` is ``1 / UP``), infinite where it overflows (the weight
+    check then refuses it)."""
+    try:
+        return UP**n
+    except OverflowError:
+        return math.inf
+
+
 def parse_weights(text: str, *, arg: str = "prompt") -> list[tuple[str, float]]:
     """``text`` as ``(segment, weight)`` pairs in order, adjacent equal weights merged
     (but not across a ``BREAK``: each segment's BREAKs are the prompt's) and empty segments
@@ -139,10 +151,12 @@ def parse_weights(text: str, *, arg: str = "prompt") -> list[tuple[str, float]]:
             f"{arg}: not valid text ({e.reason} at character {e.start}: {text[e.start]!r})"
         ) from None
     out: list[tuple[str, float]] = []
-    # open brackets: (kind, index in `out` where the group starts, product of the
-    # bracket weights so far), so a segment's weight is read off the top, not
-    # multiplied up through the whole stack (deep nesting was quadratic)
-    stack: list[tuple[str, int, float]] = []
+    # open brackets of each kind, by where their group starts in `out`: the two kinds
+    # close apart, as A1111 keeps them ("(a [b) c]": a at 1.1, b at 1, c at 1/1.1), so a
+    # segment's weight is 1.1 to the number of open round brackets less the open square
+    # ones (read off the counts, not multiplied up through them: deep nesting was
+    # quadratic)
+    opened: dict[str, list[int]] = {"(": [], "[": []}
     # explicit weights of closed groups, (start, end, factor) over `out`, applied once
     # at the end rather than to the group's segments at each close (also quadratic)
     scales: list[tuple[int, int, float]] = []
@@ -150,13 +164,14 @@ def parse_weights(text: str, *, arg: str = "prompt") -> list[tuple[str, float]]:
 
     def flush() -> None:
         if buf:
-            out.append(("".join(buf), stack[-1][2] if stack else 1.0))
+            out.append(("".join(buf), _bracket_weight(len(opened["("]) - len(opened["["]))))
             buf.clear()
 
-    def close(factor: float | None) -> None:
-        """Close the innermost bracket; an explicit weight re-weights what it held."""
+    def close(kind: str, factor: float | None) -> None:
+        """Close the innermost bracket of ``kind``; an explicit weight re-weights what it
+        held."""
         flush()
-        _, start, _ = stack.pop()
+        start = opened[kind].pop()
         if factor is not None and start < len(out):
             # the bracket's 1.1 was applied while the group was open
             scales.append((start, len(out), factor / UP))
@@ -170,9 +185,8 @@ def parse_weights(text: str, *, arg: str = "prompt") -> list[tuple[str, float]]:
             continue
         if ch in "([":
             flush()
-            above = stack[-1][2] if stack else 1.0
-            stack.append((ch, len(out), above * (UP if ch == "(" else DOWN)))
-        elif ch == ")" and stack and stack[-1][0] == "(":
+            opened[ch].append(len(out))
+        elif ch == ")" and opened["("]:
             # "(text:1.3)": the explicit weight is after the last colon of the group
             seg = "".join(buf)
             head, colon, tail = seg.rpartition(":")
@@ -180,9 +194,9 @@ def parse_weights(text: str, *, arg: str = "prompt") -> list[tuple[str, float]]:
             if colon and _NUMBER.fullmatch(tail):
                 buf[:] = list(head)
                 factor = float(tail)
-            close(factor)
-        elif ch == "]" and stack and stack[-1][0] == "[":
-            close(None)
+            close("(", factor)
+        elif ch == "]" and opened["["]:
+            close("[", None)
         else:
             buf.append(ch)
         i += 1
