@@ -625,12 +625,11 @@ def test_pndm_without_its_warm_up_runs_short_schedules(init):
     1-3 step schedules work and were refused as the warm-up's are."""
     from diffusers import PNDMScheduler
 
-    b = smoke_backend(scheduler="PNDM")
-    assert b.limits_schedule  # the smoke model's config has the warm-up
+    b = smoke_backend(scheduler="PNDM")  # the smoke model's config has the warm-up
     with pytest.raises(ValueError, match="PNDM"):
         b.check_schedule(3, 1.0)
     b.pipe.scheduler = PNDMScheduler.from_config(b.pipe.scheduler.config, skip_prk_steps=True)
-    assert not b.limits_schedule
+    b.check_schedule(3, 1.0)  # the scheduler now in place is the one checked
     for steps in (1, 2, 3):
         out = b.img2img(init, seed=2, **{**CALL, "steps": steps, "strength": 1.0})
         assert out.shape == init.shape and not np.array_equal(out, init)
@@ -1123,3 +1122,154 @@ def test_no_loading_bars_without_progress(tmp_path, capfd):
     s["model"] = {**s["model"], "backend": "diffusers", "path": str(tmp_path / "model")}
     render(s, run_dir=tmp_path / "lib", progress=False, video=False)
     assert "Loading" not in capfd.readouterr().err
+
+
+# SD 1.5's published scheduler config (PNDM without warm-up, "leading" spacing by default)
+SD15_SCHEDULER = {
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "clip_sample": False,
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "trained_betas": None,
+}
+
+
+@pytest.mark.parametrize("config", ["smoke", "sd15"])
+def test_schedules_the_scheduler_cannot_run_are_refused_before_a_step(init, config):
+    """From a review: 1000 steps (the documented most) ran timestep 1000 with DDIM and
+    PNDM (an IndexError inside diffusers) and repeated a noise level with DPM++ 2M (a
+    division by zero, refused as NaN pixels blaming the prompt weights), and a strength
+    just over 1/1000 made such a schedule of any steps. check_schedule now sets the
+    schedule on a copy of the scheduler and looks."""
+    import diffusers
+
+    from loopwave.backends import _scheduler_options
+
+    refused = {"DDIM": "reaches timestep 1000", "PNDM": "reaches timestep 1000"}
+    refused["DPM++ 2M"] = "repeats a noise level"
+    for name, (cls_name, extra) in SCHEDULERS.items():
+        b = smoke_backend(scheduler=name)
+        if config == "sd15":
+            cls = getattr(diffusers, cls_name)
+            b.pipe.scheduler = cls.from_config(SD15_SCHEDULER, **_scheduler_options(cls, extra))
+        b.check_schedule(999, 1.0)  # every scheduler runs 999
+        if not (name == "PNDM" and config == "smoke"):  # the warm-up form: see below
+            b.check_schedule(1000, 0.5)  # the half that runs is fine
+        if name not in refused:
+            b.check_schedule(1000, 1.0)
+            continue
+        with pytest.raises(
+            ValueError, match=f"^steps: 1000 steps at strength 1: .*{refused[name]}"
+        ):
+            b.check_schedule(1000, 1.0)
+        # refused at once by img2img too, before any step (a step of 1000 takes minutes)
+        with pytest.raises(ValueError, match=refused[name]):
+            b.img2img(init, seed=0, **{**CALL, "steps": 1000, "strength": 1.0})
+    # PNDM's warm-up form (the smoke model's config) reads its warm-up timesteps from the
+    # schedule's start whatever strength cuts: a 1000-step schedule fails at any strength
+    b = smoke_backend(scheduler="PNDM")
+    if config == "smoke":
+        with pytest.raises(ValueError, match=r"\(a schedule of 1000, .* use a higher strength$"):
+            b.check_schedule(20, 0.001)
+        with pytest.raises(ValueError, match="reaches timestep 1000"):
+            b.check_schedule(1000, 0.5)
+    b.check_schedule(20, 0.0011)  # a schedule of 910
+
+
+def test_scheduler_refusals_stop_a_render_before_it_writes(tmp_path):
+    from loopwave.render import render
+    from loopwave.settings import Settings
+
+    job = {
+        "version": 1,
+        "render": {"frames": 3, "width": 32, "height": 32, "steps": "0: (4), 2: (1000)"},
+        "denoise": {"mode": "schedule", "schedule": "0: (1)"},
+        "colour": {"mode": "none"},
+        "model": {"scheduler": "DDIM"},
+        "prompts": {"0": "a forest"},
+    }
+    s = Settings.from_dict(job)
+    b = smoke_backend(scheduler="DDIM")
+    with pytest.raises(ValueError, match="^render.steps at frame 2: steps: 1000 steps"):
+        render(s, run_dir=tmp_path / "run", backend=b, progress=False, video=False)
+    assert not (tmp_path / "run").exists()
+    # the smoke model's UNet cannot make 16x16 frames (torch failed at frame 0)
+    job["render"] = {"frames": 3, "width": 16, "height": 16, "steps": "0: (4)"}
+    s = Settings.from_dict(job)
+    with pytest.raises(ValueError, match="^render.width, render.height: the SMOKE MODEL's UNet"):
+        render(s, run_dir=tmp_path / "run", backend=b, progress=False, video=False)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(
+        ValueError, match="^init: the SMOKE MODEL's UNet cannot make frames of 16x16"
+    ):
+        b.img2img(np.zeros((16, 16, 3), np.uint8), seed=1, **CALL)
+
+
+def test_sdpa_off_runs_the_plain_attention(init, monkeypatch):
+    """From a review: accel.sdpa = false (bench's "SDPA off") changed nothing, since
+    diffusers picks SDPA itself on torch 2."""
+    import torch
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    on, off = smoke_backend(), smoke_backend(accel={"sdpa": False})
+    for b, kind in ((on, AttnProcessor2_0), (off, AttnProcessor)):
+        for part in (b.pipe.unet, b.pipe.vae):
+            assert {type(p) for p in part.attn_processors.values()} == {kind}
+    calls = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(
+        torch.nn.functional,
+        "scaled_dot_product_attention",
+        lambda *a, **k: calls.append(1) or sdpa(*a, **k),
+    )
+    off.img2img(init, seed=2, **CALL)  # the text encoder (transformers' own SDPA) runs
+    calls.clear()
+    got = off.img2img(init, seed=2, **CALL)  # the prompts' states are cached now
+    assert calls == []
+    on.img2img(init, seed=2, **CALL)
+    calls.clear()
+    want = on.img2img(init, seed=2, **CALL)
+    assert calls  # the same call with SDPA on goes through it
+    assert np.abs(got.astype(int) - want).max() <= 1
+
+
+def test_clearing_the_prompt_cache_waits_for_a_call_in_progress():
+    """From a review: clear_prompt_cache took no lock, so a clear while another thread
+    encoded raised KeyError in embed (a hit then moved to the end of a cleared dict)."""
+    import threading
+
+    b = smoke_backend()
+    b.embed("a castle")
+    with b._call_lock:  # as a call in progress on another thread holds it
+        t = threading.Thread(target=b.clear_prompt_cache)
+        t.start()
+        t.join(0.3)
+        assert t.is_alive() and len(b._embeds) == 1
+    t.join(10)
+    assert not t.is_alive() and len(b._embeds) == 0
+
+
+def test_timestep_spacing_is_the_models_as_the_readme_says(tmp_path):
+    """A name fixes the sigma spacing, not the timestep spacing: that is the model's
+    scheduler_config.json's, the named scheduler's default where the file has none (a
+    review found DDIM on other timesteps for a model saved with every key written)."""
+    import json
+
+    smoke_backend().pipe.save_pretrained(tmp_path / "m")
+    config = tmp_path / "m" / "scheduler" / "scheduler_config.json"
+    for spacing, want in (
+        (None, {"DDIM": "leading", "PNDM": "leading", "DPM++ 2M": "linspace", "Euler": "linspace"}),
+        ("trailing", dict.fromkeys(("DDIM", "DPM++ 2M", "Euler"), "trailing")),
+    ):
+        cfg = {"_class_name": "PNDMScheduler", **SD15_SCHEDULER}
+        if spacing:
+            cfg["timestep_spacing"] = spacing
+        config.write_text(json.dumps(cfg))
+        for name, kind in want.items():
+            b = load_backend("diffusers", tmp_path / "m", device="cpu", scheduler=name)
+            assert b.pipe.scheduler.config["timestep_spacing"] == kind, (spacing, name)
+            assert b.pipe.scheduler.config["steps_offset"] == 1

@@ -190,7 +190,7 @@ class Img2Img(abc.ABC):
         """One frame: ``init`` (H, W, 3) uint8 in, (H, W, 3) uint8 out. ``strength`` in
         [0, 1], ``steps`` in 0..1000 (0 runs as 1), ``cfg`` in [1, 100] and
         prompt weights within +-100: the ranges a render checks for every frame before it
-        starts, whatever the backend."""
+        starts, whatever the backend (and :meth:`check_schedule`'s, a backend's own)."""
 
     def check_schedule(self, steps: int, strength: float) -> None:
         """Raise ``ValueError`` if :meth:`img2img` would refuse ``steps`` at ``strength`` for
@@ -293,6 +293,11 @@ class DiffusersBackend(Img2Img):
         # how many 75-token chunks of a prompt the UNet takes (1 once it runs as a graph
         # exported with a 77-token input: loopwave.trt.use_runner sets it)
         self.max_chunks = MAX_CHUNKS
+        # frames of at most this many pixels are refused (see size_problem)
+        self.max_area_refused = 0
+        # check_schedule's schedules, by length: timesteps, sigmas, order, training steps
+        self._schedules: dict[int, tuple[Any, Any, int, int, float]] = {}
+        self._schedules_of: Any = None
         # reentrant: img2img (under it) calls embed (under it too)
         self._call_lock = threading.RLock()
         self._speed_up(torch)
@@ -300,11 +305,15 @@ class DiffusersBackend(Img2Img):
     def _speed_up(self, torch: Any) -> None:
         """Apply the speed options; each is optional and measured by ``loopwave bench``."""
         a, pipe = self.accel, self.pipe
-        if a["sdpa"] and hasattr(pipe.unet, "set_attn_processor"):
-            from diffusers.models.attention_processor import AttnProcessor2_0
+        from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
-            # fused scaled_dot_product_attention
-            pipe.unet.set_attn_processor(AttnProcessor2_0())  # type: ignore[no-untyped-call]
+        # fused scaled_dot_product_attention, or the plain matmul-softmax-matmul attention
+        # (diffusers picks SDPA by default on torch 2, so off has to be set too: "SDPA
+        # off" timed SDPA again)
+        for part in (pipe.unet, pipe.vae):
+            if hasattr(part, "set_attn_processor"):
+                kind: Any = AttnProcessor2_0 if a["sdpa"] else AttnProcessor
+                part.set_attn_processor(kind())
         if a["channels_last"]:
             pipe.unet.to(memory_format=torch.channels_last)
             pipe.vae.to(memory_format=torch.channels_last)
@@ -359,26 +368,80 @@ class DiffusersBackend(Img2Img):
         # in the encoder's dtype, on the device
         return apply_weights(hidden, weights, chunk=tok.model_max_length)
 
-    @property
-    def limits_schedule(self) -> bool:  # type: ignore[override]
-        """True with the PNDM scheduler in its Runge-Kutta warm-up form (see
-        :meth:`check_schedule`); SD 1.5 checkpoints ship it with ``skip_prk_steps``,
-        which has no warm-up and runs schedules of any length."""
-        sched = self.pipe.scheduler
-        return type(sched).__name__ == "PNDMScheduler" and not sched.config.get(
-            "skip_prk_steps", False
-        )
+    #: every schedule length a scheduler can be set to is checked (see check_schedule)
+    limits_schedule = True
 
     def check_schedule(self, steps: int, strength: float) -> None:
-        """The PNDM scheduler's Runge-Kutta warm-up takes 4 steps: a shorter schedule
-        (``steps`` at ``strength``, as diffusers' img2img cuts it) is refused (it failed
-        inside diffusers with "operands could not be broadcast together")."""
+        """Refuse a schedule the scheduler cannot run: ``steps`` at ``strength`` (as
+        diffusers' img2img cuts it, :func:`_steps_for`) makes a schedule whose part that
+        runs
+
+        - reaches a timestep the model was never trained on (``num_train_timesteps``,
+          1000 for Stable Diffusion): "leading" spacing with ``steps_offset`` 1, which SD
+          1.5's DDIM and PNDM take, makes timestep 1000 at 1000 steps (an ``IndexError``
+          inside diffusers at frame 0), and so did any strength under 1/999, which
+          :func:`_steps_for` gives a 1000-step schedule;
+        - repeats a noise level, where the scheduler has sigmas (DPM++ 2M's linspace
+          sigmas at 1000 steps: its solver divided by their zero difference and the
+          frame was refused as NaN, blaming the prompt weights);
+        - is under 4 steps for the PNDM scheduler in its Runge-Kutta warm-up form
+          (without ``skip_prk_steps``; it failed inside diffusers with "operands could not
+          be broadcast together"). SD 1.5 checkpoints ship it with ``skip_prk_steps``.
+
+        Each schedule length is set once on a copy of the scheduler and kept."""
         n_steps = _steps_for(steps, strength) if strength > 0 else 0
-        if 0 < n_steps < 4 and self.limits_schedule:
-            raise ValueError(
-                f"steps: the PNDM scheduler needs a schedule of at least 4 steps; {steps} "
-                f"step{'s' * (steps != 1)} at strength {strength:g} make one of {n_steps}"
+        if n_steps == 0:
+            return
+        sched = self.pipe.scheduler
+        if type(sched).__name__ == "PNDMScheduler" and not sched.config.get(
+            "skip_prk_steps", False
+        ):
+            if n_steps < 4:
+                raise ValueError(
+                    f"steps: the PNDM scheduler needs a schedule of at least 4 steps; "
+                    f"{steps} step{'s' * (steps != 1)} at strength {strength:g} "
+                    f"make{'s' * (steps == 1)} one of {n_steps}"
+                )
+        problem = self._schedule_problem(n_steps, min(int(n_steps * strength), n_steps))
+        if problem:
+            made = f"{steps} step{'s' * (steps != 1)} at strength {strength:g}"
+            fix = "use fewer steps"
+            if n_steps != max(1, steps):  # a strength too small for a step of `steps`
+                made += f" (a schedule of {n_steps}, of which it runs the last step)"
+                fix = "use a higher strength"
+            raise ValueError(f"steps: {made}: {problem}; {fix}")
+
+    def _schedule_problem(self, n_steps: int, runs: int) -> str | None:
+        """What is wrong with the last ``runs`` steps of the scheduler's ``n_steps``-step
+        schedule, or None (see :meth:`check_schedule`)."""
+        sched = self.pipe.scheduler
+        if self._schedules_of is not sched:  # the scheduler was swapped since
+            self._schedules, self._schedules_of = {}, sched
+        cache = self._schedules
+        if n_steps not in cache:
+            fresh = type(sched).from_config(sched.config)
+            fresh.set_timesteps(n_steps, device="cpu")
+            ts = np.asarray(fresh.timesteps, dtype=np.float64)  # set on the CPU
+            sigmas = getattr(fresh, "sigmas", None)
+            sig = None if sigmas is None else np.asarray(sigmas, dtype=np.float64)
+            order = int(getattr(fresh, "order", 1))
+            # PNDM's warm-up steps read its own list of timesteps from the start, whatever
+            # part of the schedule img2img runs
+            prk = getattr(fresh, "prk_timesteps", None)
+            warm = -np.inf if prk is None or not len(prk) else float(np.max(prk))
+            trained = int(sched.config.num_train_timesteps)
+            cache[n_steps] = (ts, sig, order, trained, warm)
+        ts, sig, order, trained, warm = cache[n_steps]
+        start = (n_steps - runs) * order  # where diffusers' img2img starts the schedule
+        highest = max(warm, ts[start:].max() if len(ts[start:]) else -np.inf)
+        if highest >= trained:
+            return (
+                f"the {type(sched).__name__}'s schedule of {n_steps} steps "
+                f"reaches timestep {highest:g}, past the model's {trained} training steps"
             )
+        if sig is not None and len(sig[start:]) > 1 and not (np.diff(sig[start:]) < 0).all():
+            return f"the {type(sched).__name__}'s schedule of {n_steps} steps repeats a noise level"
+        return None
 
     def _guided_pair(self, prompt: str, negative: str) -> tuple[Any, Any]:
         """The prompt's and the negative's hidden states, the shorter padded with chunks
@@ -400,6 +463,14 @@ class DiffusersBackend(Img2Img):
                 uncond = torch.cat([uncond, pad], dim=1)
         return cond, uncond
 
+    def size_problem(self, h: int, w: int) -> str | None:
+        """Why this model cannot make frames ``h`` high and ``w`` wide (sides the VAE
+        takes), or None: the smoke model's UNet cannot make 16x16 frames."""
+        if h * w > self.max_area_refused:
+            return None
+        return f"the {self.label}'s UNet cannot make frames of {w}x{h}; make them larger"
+
+    @_one_call_at_a_time
     def clear_prompt_cache(self) -> None:
         """Forget the cached text-encoder outputs (after the text encoder changed, e.g.
         a LoRA was loaded into it)."""
@@ -436,6 +507,9 @@ class DiffusersBackend(Img2Img):
                 f"init must be at least 16x16 with sides multiples of 8 (the VAE's cell); "
                 f"got {w}x{h}"
             )
+        problem = self.size_problem(h, w)
+        if problem:
+            raise ValueError(f"init: {problem}")
         for name, v in (("strength", strength), ("cfg", cfg)):
             if not _is_real(v):
                 raise TypeError(f"{name} must be a number; got {v!r}")
@@ -722,9 +796,14 @@ def smoke_backend(
         m.eval()  # as from_pretrained leaves them
     pipe = _img2img_pipeline(unet, vae, text, tokenizer)
     log.warning("using the embedded SMOKE MODEL (tiny, random weights): output is not art")
-    return DiffusersBackend(
+    backend = DiffusersBackend(
         pipe, device=device, scheduler=scheduler, label="SMOKE MODEL", accel=accel
     )
+    # 16x16 frames make a 1x1 latent past its UNet's one downsampling, where a group norm
+    # of 32 groups over 32 channels sees one value a group (torch's "Expected more than 1
+    # value per channel" at frame 0); Stable Diffusion's 320 channels see ten
+    backend.max_area_refused = 16 * 16
+    return backend
 
 
 # What diffusers, transformers and peft raise on damaged model or LoRA files: a

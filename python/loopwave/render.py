@@ -564,12 +564,17 @@ class _Job:
         return img
 
     def check_backend(self, progress: bool = False) -> None:
-        """Every generation's steps and strength (frame 0's at 1 unless it is the init
-        image, the colour plan's keyframes at ``keyframe_strength``) against the backend's
-        own limits (:meth:`Img2Img.check_schedule`); a value refused stopped the render
-        when it got there, for good. Nothing to do for most backends."""
+        """The frame size and every generation's steps and strength (frame 0's at 1
+        unless it is the init image, the colour plan's keyframes at
+        ``keyframe_strength``) against the backend's own limits (``size_problem``,
+        :meth:`Img2Img.check_schedule`); a value refused stopped the render when it got
+        there, for good. Nothing to do for duck-typed backends."""
         b = self.backend
         assert b is not None
+        size_problem = getattr(b, "size_problem", None)  # duck-typed backends have none
+        problem = size_problem(self.h, self.w) if size_problem else None
+        if problem:
+            raise ValueError(f"render.width, render.height: {problem}")
         if not getattr(b, "limits_schedule", False):  # duck-typed backends have no limits
             return
         c = self.s["colour"]

@@ -249,10 +249,12 @@ DOCS: dict[str, dict[str, str]] = {
         "backend": '"smoke": the embedded tiny model (random weights, no download); '
         '"diffusers": the model at model.path',
         "path": "a local diffusers folder or .safetensors (or, with allow_pickle, .ckpt) file",
-        "scheduler": "the sampler, by name; it sets its own sigma spacing",
+        "scheduler": "the sampler, by name; it sets its own sigma spacing (the timestep "
+        "spacing is the model's scheduler config's)",
         "allow_pickle": "read pickled .ckpt models and LoRAs, which can run code: only "
         "files you trust",
-        "device": "where the model runs; auto takes CUDA when there is one",
+        "device": "where the model runs; auto takes CUDA when there is one (the smoke "
+        "model's auto is the CPU, so its frames are the same everywhere)",
         "lora": "LoRA files applied to the model, each with its weight",
         "accel": "speed options: channels_last, sdpa, compile (a list of unet, vae), "
         "cuda_graphs, pinned, device_frames, device_rng (README: Fast generation)",
@@ -268,7 +270,8 @@ DOCS: dict[str, dict[str, str]] = {
         "seed_behaviour": "how the seed moves from frame to frame: iter (+1 a frame), fixed, "
         "random, ladder, alternate, or schedule (render.seed_schedule)",
         "seed_schedule": "each frame's seed, with seed_behaviour = schedule",
-        "steps": "denoising steps per frame (0..1000; 0 runs as 1)",
+        "steps": "denoising steps per frame (0..1000; 0 runs as 1; a schedule the "
+        "scheduler cannot run, as DDIM's 1000, is refused before the render)",
         "cfg": "guidance scale per frame (1..100)",
         "init_image": "frame 0 (a PNG or JPEG of the render's size); empty: frame 0 is made "
         "from seeded noise at full strength",
