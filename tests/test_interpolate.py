@@ -729,3 +729,13 @@ def test_cli_keeps_a_videos_sound(tmp_path, capsys):
     argv = ["interpolate", str(src), "-o", str(fast), "--factor", "2", "--fps", "20", "--quiet"]
     assert main(argv) == 0
     assert "plays at another speed than its sound" in capsys.readouterr().err
+
+
+def test_a_lightness_only_cut_is_under_the_default_threshold():
+    from loopwave.interpolate import SCENE_CUT_THRESHOLD, is_scene_cut, scene_cut_distance
+
+    assert SCENE_CUT_THRESHOLD == 0.35
+    a, b = np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 255, np.uint8)
+    d = scene_cut_distance(a, b)
+    assert 0.3 < d <= 1 / 3 + 1e-9  # the docs: "at most 1/3, under the default threshold"
+    assert not is_scene_cut(a, b)

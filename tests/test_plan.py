@@ -391,3 +391,15 @@ def test_folders_are_named_and_an_empty_one_is_refused(tmp_path, monkeypatch):
             call("")
     with pytest.raises(TypeError, match="^keep must be a folder's path"):
         ColourPlan.build(render, frames=3, every=1, keep=3)  # type: ignore[arg-type]
+
+
+def test_a_plan_in_files_hands_out_read_only_keyframes(tmp_path):
+    from loopwave.plan import ColourPlan
+
+    # float32 keyframes come back from .npy files (np.load: writeable arrays)
+    plan = ColourPlan({k: np.full((4, 4, 3), k / 10, np.float32) for k in (0, 1, 2)})
+    plan.save(tmp_path)
+    loaded = ColourPlan.load(tmp_path)
+    with pytest.raises(ValueError, match="read-only"):
+        loaded.target(2)[:] = 1.0
+    assert loaded.target(2)[0, 0].tolist() == pytest.approx([0.2] * 3)

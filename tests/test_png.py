@@ -183,3 +183,22 @@ def test_the_plan_reads_its_keyframes_without_pillow_or_pyav(tmp_path, photos, n
     )
     with pytest.raises(OSError, match=r"grey\.png: .*install Pillow or PyAV"):
         _read_png(tmp_path / "grey.png")
+
+
+def test_write_png_never_leaves_a_partial_file(tmp_path, monkeypatch):
+    import os
+
+    from loopwave.png import write_png
+
+    path = tmp_path / "f.png"
+    write_png(path, np.zeros((4, 4, 3), np.uint8))
+    before = path.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        write_png(path, np.full((4, 4, 3), 9, np.uint8))
+    assert path.read_bytes() == before  # the old file whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png"]  # no f.png.tmp

@@ -546,3 +546,37 @@ def test_long_prompts_raise_no_transformers_length_warning(backend, monkeypatch)
     finally:
         logger.removeHandler(records)
         logger.setLevel(level)
+
+
+def test_weights_whose_mean_changes_sign_are_not_rescaled():
+    torch = pytest.importorskip("torch")
+    from loopwave.prompt_weights import apply_weights
+
+    h = torch.rand(1, 4, 8) + 0.5  # a clear positive mean
+    got = apply_weights(h, (-1.0, -1.0, -1.0, -1.0))
+    torch.testing.assert_close(got, -h)  # the ratio (-1) would undo the weights
+
+
+def test_padding_tokens_keep_weight_one():
+    from loopwave.backends import smoke_backend
+    from loopwave.prompt_weights import tokenize_weighted
+
+    tok = smoke_backend().pipe.tokenizer
+    ids, w, dropped = tokenize_weighted(tok, "a (castle:1.5)")
+    n = len(tok("a ", add_special_tokens=False).input_ids)
+    m = len(tok("castle", add_special_tokens=False).input_ids)
+    want = [1.0] * (1 + n) + [1.5] * m + [1.0] * (77 - 1 - n - m)
+    assert list(w) == pytest.approx(want)
+
+
+def test_a_mean_under_the_floor_is_not_restored():
+    torch = pytest.importorskip("torch")
+    from loopwave.prompt_weights import apply_weights
+
+    h = torch.randn(1, 4, 64)
+    h = h - h.mean()
+    rms = h.square().mean().sqrt()
+    h = h + 1e-4 * rms  # a mean at 1e-4 of the RMS: noise, below MEAN_FLOOR (1e-3)
+    w = (1.5, 1.0, 1.0, 1.0)
+    want = h * torch.tensor(w).reshape(1, 4, 1)
+    torch.testing.assert_close(apply_weights(h, w), want, rtol=0, atol=1e-7)

@@ -1408,3 +1408,97 @@ def test_a_killed_png_writes_temporary_file_is_not_a_frame(tmp_path, backend):
     (rd / "frames" / "000004.png.tmp").write_bytes(b"half a frame")
     r = render(None, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
     assert r.frames == 7 and not list(rd.rglob("*.png.tmp"))
+
+
+_SHIFT_JOB = {
+    "version": 1,
+    "render": {"frames": 5, "width": 64, "height": 64, "steps": "0: (4)", "seed": 5},
+    "colour": {"mode": "none"},
+    "interpolation": {"factor": 3, "backend": "blend", "scene_cut": False},
+    "video": {"fps": 8},
+    "prompts": {"0": "a forest"},
+}
+
+
+def test_the_render_video_runs_at_fps_times_factor_and_takes_scene_cut(tmp_path, monkeypatch):
+
+    from fractions import Fraction
+
+    import loopwave.interpolate as li
+    from loopwave.render import render
+    from loopwave.settings import Settings
+    from loopwave.video import VideoReader
+
+    seen = []
+    real = li.interpolate
+
+    def spy(frames, **kw):
+        seen.append(kw)
+        return real(frames, **kw)
+
+    monkeypatch.setattr(li, "interpolate", spy)
+    r = render(
+        Settings.from_dict(_SHIFT_JOB), run_dir=tmp_path / "r", backend=_Shift(), progress=False
+    )
+    assert [kw["scene_cut"] for kw in seen] == [False]
+    rd = VideoReader(r.video)
+    assert rd.fps == Fraction(24) and rd.frame_count == 13  # 5 frames, 3x
+    rd.close()
+
+
+class _Rec(_Shift):
+    def __init__(self):
+        self.calls = []
+
+    def img2img(self, init, **kw):
+        self.calls.append(kw)
+        return super().img2img(init, **kw)
+
+
+def test_each_generation_gets_its_strength_cfg_and_prompt(tmp_path):
+
+    from loopwave.render import render
+    from loopwave.schedule import parse_prompts, prompt_at, wave_strength
+    from loopwave.settings import Settings
+
+    job = {
+        **_SHIFT_JOB,
+        "render": {**_SHIFT_JOB["render"], "frames": 7, "cfg": "0: (3), 6: (9)"},
+        "denoise": {"base": 0.2, "amplitude": 0.5, "frames_per_wave": 4, "offset": 30},
+        "colour": {"mode": "plan", "keyframe_every": 3, "renders": 2, "keyframe_strength": 0.6},
+        "prompts": {"0": "(a:@wave_completed(0, 1))"},
+    }
+    rec = _Rec()
+    render(
+        Settings.from_dict(job), run_dir=tmp_path / "r", backend=rec, progress=False, video=False
+    )
+    first, plan, loop = rec.calls[0], rec.calls[1:7], rec.calls[7:]
+    assert first["strength"] == 1.0
+    assert [kw["strength"] for kw in plan] == [0.6] * 6
+    want = [
+        wave_strength(i, base=0.2, amplitude=0.5, frames_per_wave=4, offset=30) for i in range(1, 7)
+    ]
+    assert [kw["strength"] for kw in loop] == want
+    assert [kw["cfg"] for kw in loop] == [3.0 + i for i in range(1, 7)]
+    p = parse_prompts(job["prompts"])
+    assert [kw["prompt"] for kw in loop] == [
+        prompt_at(p, i, frames_per_wave=4, offset=30).text for i in range(1, 7)
+    ]
+
+
+def test_a_resume_refuses_stop_after_the_last_frame_made(tmp_path):
+    from loopwave.render import render
+    from loopwave.settings import Settings
+
+    s = Settings.from_dict(_SHIFT_JOB)
+    render(s, run_dir=tmp_path / "r", backend=_Shift(), progress=False, video=False, stop_after=2)
+    with pytest.raises(ValueError, match="frame 2 is already made"):
+        render(
+            None,
+            run_dir=tmp_path / "r",
+            resume=True,
+            backend=_Shift(),
+            progress=False,
+            video=False,
+            stop_after=2,
+        )

@@ -474,3 +474,38 @@ def test_a_misspelt_wave_token_is_refused():
     assert (
         parse_prompts({0: "(cat:@wave_completed(0, 1))"})[0].text == "(cat:@wave_completed(0, 1))"
     )
+
+
+def test_prompt_wave_offset_is_in_degrees_180_a_wave():
+    from loopwave.schedule import parse_prompts, prompt_at
+
+    p = parse_prompts({0: "(a:@wave_completed(0, 1))"})
+    # 90 degrees is half a wave of 20 frames: frame 0 with offset 90 is frame 10 without
+    assert (
+        prompt_at(p, 0, frames_per_wave=20, offset=90).text
+        == prompt_at(p, 10, frames_per_wave=20).text
+    )
+    assert prompt_at(p, 0, frames_per_wave=20, offset=90).text == f"(a:{10 / 19:.3f})"
+
+
+def test_whole_takes_a_ramps_rounding_error_as_the_key():
+    from loopwave.schedule import Schedule, seed_for, whole
+
+    s = Schedule("0: (0.1), 4: (1.3)", max_frames=5)
+    assert s(3) == pytest.approx(1.0) and s(3) < 1.0  # 0.9999999999999999
+    assert whole(s(3)) == 1
+    assert seed_for(3, seed=0, behaviour="schedule", schedule=s) == 1
+
+
+def test_an_expression_before_its_first_key_holds_its_value_at_the_key():
+    from loopwave.schedule import Schedule
+
+    s = Schedule("10: (t)", max_frames=20)
+    assert [s(0), s(5), s(10), s(15)] == [10, 10, 10, 15]
+
+
+def test_chained_comparisons_are_pythons():
+    from loopwave.schedule import evaluate
+
+    assert evaluate("1 < t < 3", t=2) == 1.0
+    assert evaluate("0 < t < 3", t=5) == 0.0

@@ -219,3 +219,32 @@ def test_the_settings_reference_names_every_key_and_loads_as_the_defaults(tmp_pa
     assert "'.' for that folder itself" in said['dir = "out/render"']
     assert "empty: that folder itself" in said['engine_dir = ".cache/loopwave/engines"']
     assert "empty: none" in said['model = ""'] and "empty: none" not in said['init_image = ""']
+
+
+def test_settings_defaults_are_the_seeds():
+    from loopwave.settings import Settings
+
+    s = Settings.from_dict({"version": 1, "prompts": {"0": "a cat"}})
+    assert s["colour"]["renders"] == 4 and s["colour"]["keyframe_every"] == 20
+    assert s["colour"]["keyframe_strength"] == 0.75
+    assert (s["denoise"]["base"], s["denoise"]["amplitude"], s["denoise"]["frames_per_wave"]) == (
+        0.3,
+        0.35,
+        24,
+    )
+    assert (s["video"]["fps"], s["interpolation"]["factor"]) == (10, 6)
+
+
+def test_int_settings_take_their_upper_bound():
+    from loopwave.settings import Settings
+
+    s = Settings.from_dict(
+        {
+            "version": 1,
+            "prompts": {"0": "a"},
+            "colour": {"renders": 64},
+            "interpolation": {"factor": 16},
+            "video": {"crf": 63},
+        }
+    )
+    assert s["colour"]["renders"] == 64

@@ -461,3 +461,13 @@ def test_a_child_given_an_exited_ancestors_pid_starts_its_own_pool():
     assert r.returncode == 0, r.stderr[-2000:]
     # 0: C ran the kernel with A's pid; 4: the pid was not reused (no check made)
     assert r.stdout.split() == ["0"], (r.stdout, r.stderr[-2000:])
+
+
+def test_set_num_threads_takes_1024():
+    import loopwave as lw
+
+    try:
+        lw.set_num_threads(1024)
+        assert lw.get_num_threads() == 1024
+    finally:
+        lw.set_num_threads(0)

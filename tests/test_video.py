@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -160,6 +161,8 @@ def test_matrix_and_range_are_tagged_and_used(tmp_path, matrix, full, tags, kr, 
 
 KILLED_WRITER = """
 import time
+import contextlib
+
 import numpy as np
 from loopwave.video import VideoWriter
 {moving}
@@ -1442,6 +1445,8 @@ def test_a_garbage_dts_offset_is_taken_out(tmp_path, monkeypatch, keyframe_inter
 
 _WRITE_UNDER_A_SIZE_LIMIT = """
 import resource, sys
+import contextlib
+
 import numpy as np
 from loopwave.video import VideoWriter
 
@@ -1793,3 +1798,91 @@ def test_the_display_matrix_is_applied_as_ffmpeg_does(tmp_path, name):
         assert (r.height, r.width) == want.shape[1:3]
         np.testing.assert_array_equal(np.concatenate(list(r)), want)
         np.testing.assert_array_equal(r.read(3), want[3])
+
+
+_WRITE_TEN_FRAMES = """
+import resource, sys
+import contextlib
+
+import numpy as np
+from loopwave.video import VideoWriter
+frames = np.random.default_rng(0).integers(0, 256, (10, 64, 64, 3), np.uint8)
+if int(sys.argv[2]):
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), resource.RLIM_INFINITY))
+try:
+    with VideoWriter(sys.argv[1], fps=10, crf=0, keyframe_interval=5) as w:
+        w.write(frames)
+    print("written")
+except OSError as e:
+    print("refused:", e)
+"""
+
+
+def test_a_video_whose_last_fragment_is_cut_is_an_error(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "v.mp4"
+
+    def run(limit):
+        r = subprocess.run(
+            [sys.executable, "-c", _WRITE_TEN_FRAMES, str(path), str(limit)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r.stdout.strip()
+
+    assert run(0) == "written"
+    full = path.stat().st_size
+    said = run(full - 3000)  # frames 0-4 (the first fragment) stay readable
+    assert said.startswith("refused:") and "cut short" in said, said
+    # the message counts what a decoder reads back (it said "none" where the seek to the
+    # end failed on the cut file, with 9 frames readable)
+    readable = 0
+    with av.open(str(path)) as c, contextlib.suppress(av.error.FFmpegError):
+        for _ in c.decode(video=0):
+            readable += 1
+    assert 5 <= readable < 10
+    assert f"its last readable frame is {readable} of 10" in said, said
+
+
+def test_check_complete_wants_the_last_frame(tmp_path):
+    from fractions import Fraction
+
+    from loopwave.video import VideoWriter, _check_complete
+
+    path = tmp_path / "v.mp4"
+    with VideoWriter(path, fps=10, crf=10, keyframe_interval=5) as w:
+        w.write(np.zeros((10, 64, 64, 3), np.uint8))
+    _check_complete(path, 10, Fraction(10))  # complete
+    with pytest.raises(OSError, match="last readable frame is 10 of 11"):
+        _check_complete(path, 11, Fraction(10))  # one frame missing at the end
+
+
+@pytest.mark.parametrize(
+    ("matrix", "tags"), [("bt601", (6, 6, 6)), ("bt709", (1, 1, 1)), ("bt2020", (9, 9, 14))]
+)
+def test_primaries_and_transfer_are_tagged(tmp_path, matrix, tags):
+    import av
+
+    from loopwave.video import VideoWriter
+
+    path = tmp_path / "v.mp4"
+    with VideoWriter(path, fps=10, crf=10, matrix=matrix) as w:
+        w.write(np.zeros((2, 64, 64, 3), np.uint8))
+    with av.open(str(path)) as c:
+        cc = c.streams.video[0].codec_context
+        assert (int(cc.colorspace), int(cc.color_primaries), int(cc.color_trc)) == tags
+
+
+def test_matroska_counts_frames_per_packet_not_per_keyframe(tmp_path):
+    from loopwave.video import VideoWriter
+
+    frames = np.random.default_rng(0).integers(0, 256, (100, 64, 64, 3), np.uint8)
+    with VideoWriter(tmp_path / "v.mkv", fps=10, crf=30, keyframe_interval=1000) as w:
+        w.write(frames)
+        n = w.flush()
+        # one keyframe only: a count per keyframe would stay at 0 until close
+        assert n >= 40, n

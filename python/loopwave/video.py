@@ -425,25 +425,35 @@ def _check_complete(path: Path, count: int, fps: Fraction) -> None:
     muxer's final fragment): a disk that filled up there, or a file size limit, left a
     video cut short that was renamed as complete and reported as written. Reads only the
     packets from the last keyframe on (a seek to the end), not the whole file."""
-    av = _av()
-    last = None
-    try:
-        with av.open(str(path)) as c:
-            s = c.streams.video[0]
-            c.seek(2**62, backward=True, any_frame=False, stream=s)
-            for p in c.demux(s):
-                # a packet cut short is still returned, flagged corrupt
-                if p.pts is not None and p.size and not p.is_corrupt:
-                    t = round(p.pts * p.time_base * fps)
-                    last = t if last is None else max(last, t)
-    except (OSError, IndexError, av.error.FFmpegError):
-        pass  # unreadable: as cut short
+    last = _last_readable(path, fps, seek=True)
+    if last is None:  # the seek to the end failed on the cut file: read it all to say more
+        last = _last_readable(path, fps, seek=False)
     if last != count - 1:
         raise OSError(
             f"{path}: the video was cut short when it was closed (its last readable frame "
             f"is {'none' if last is None else last + 1} of {count}); is the disk full, or "
             "a file size limit reached?"
         )
+
+
+def _last_readable(path: Path, fps: Fraction, *, seek: bool) -> int | None:
+    """The number of the last whole packet's frame in ``path`` (from the last keyframe on
+    with ``seek``, else from the start), or None."""
+    av = _av()
+    last = None
+    try:
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            if seek:
+                c.seek(2**62, backward=True, any_frame=False, stream=s)
+            for p in c.demux(s):
+                # a packet cut short is still returned, flagged corrupt
+                if p.pts is not None and p.size and not p.is_corrupt:
+                    t = round(p.pts * p.time_base * fps)
+                    last = t if last is None else max(last, t)
+    except (OSError, IndexError, av.error.FFmpegError):
+        pass  # unreadable from there on: what was read stands
+    return last
 
 
 class _Output:
