@@ -1502,3 +1502,22 @@ def test_a_resume_refuses_stop_after_the_last_frame_made(tmp_path):
             video=False,
             stop_after=2,
         )
+
+
+def test_a_run_locked_by_this_process_says_so(tmp_path):
+    """From a review: an unclosed render_frames iterator holds the run's lock, and a
+    second render of the folder in the same process named its own pid as "another
+    process"; contextlib.closing, as the docs now show, releases it."""
+    import contextlib
+
+    from loopwave.render import render_frames
+
+    s = Settings.from_dict(_SHIFT_JOB)
+    frames = render_frames(s, run_dir=tmp_path / "r", backend=_Shift(), progress=False)
+    with contextlib.closing(frames):
+        assert next(frames)[0] == 0
+        with pytest.raises(ValueError, match="is being rendered in this process: .*closing"):
+            render(None, run_dir=tmp_path / "r", resume=True, backend=_Shift(), progress=False)
+    # closed: the lock is released and the run resumes to its end
+    r = render(None, run_dir=tmp_path / "r", resume=True, backend=_Shift(), progress=False)
+    assert r.frames == 5 and not (tmp_path / "r" / ".lock").exists()

@@ -560,3 +560,13 @@ def test_a_resume_refuses_a_run_changed_while_it_loaded_and_a_stop_before_its_en
     with pytest.raises(ValueError, match="another render changed .* while this resume loaded"):
         render(None, run_dir=rd, resume=True, backend=_Noise(), progress=False, video=False)
     assert json.loads((rd / "state.json").read_text())["last"] == 4  # nothing made
+
+
+@pytest.mark.parametrize("stages", ["thread", "process"])
+def test_an_encoder_failure_is_a_stage_error_in_either_stage(tmp_path, backend, stages):
+    """From a review: in the process stage the clean-up of the partial video raised its
+    own IsADirectoryError, hiding the child's report (a folder where the video goes)."""
+    (tmp_path / "r" / "morph.partial.mp4").mkdir(parents=True)
+    s = Settings.from_dict({**JOB, "render": {**JOB["render"], "frames": 3}})
+    with pytest.raises(StageError, match=r"^encoding failed: .*morph\.partial\.mp4.*folder"):
+        render(s, run_dir=tmp_path / "r", backend=backend, progress=False, stages=stages)

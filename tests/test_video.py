@@ -1886,3 +1886,68 @@ def test_matroska_counts_frames_per_packet_not_per_keyframe(tmp_path):
         n = w.flush()
         # one keyframe only: a count per keyframe would stay at 0 until close
         assert n >= 40, n
+
+
+def _encoder_threads():
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "loopwave-encoder"]
+
+
+def test_a_writer_dropped_unclosed_is_collected_and_its_file_finished(tmp_path):
+    """From a review: the encoder thread held its writer (its target was a bound method),
+    so a writer dropped without close() was never collected: its thread, its encoder and
+    its frames stayed until the interpreter exited (40 MB a 720p writer), and its video
+    appeared only then."""
+    import gc
+    import weakref
+
+    frames = np.random.default_rng(0).integers(0, 256, (12, 64, 64, 3), np.uint8)
+    before = len(_encoder_threads())
+
+    def forget():
+        w = lv.VideoWriter(tmp_path / "v.mp4", fps=10, crf=0)
+        w.write(frames)
+        return weakref.ref(w)
+
+    ref = forget()
+    gc.collect()
+    assert ref() is None
+    deadline = time.monotonic() + 60
+    while len(_encoder_threads()) > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_encoder_threads()) == before
+    with lv.VideoWriter(tmp_path / "closed.mp4", fps=10, crf=0) as w:
+        w.write(frames)
+
+    def decoded(name):
+        with lv.VideoReader(tmp_path / name) as r:
+            return np.concatenate(list(r))
+
+    got = decoded("v.mp4")  # every frame, as a closed writer's
+    assert got.shape == frames.shape
+    np.testing.assert_array_equal(got, decoded("closed.mp4"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_a_closed_reader_releases_its_decoding_threads(tmp_path):
+    """From a review: close() kept the codec context, whose decoding threads and frame
+    pool stayed until the reader was dropped, however long a closed one was kept."""
+
+    def tasks():
+        return len(os.listdir("/proc/self/task"))
+
+    frames = np.random.default_rng(1).integers(0, 256, (8, 256, 256, 3), np.uint8)
+    with lv.VideoWriter(tmp_path / "v.mp4", fps=10, crf=20) as w:
+        w.write(frames)
+    before = tasks()
+    kept = []
+    for _ in range(3):
+        r = lv.VideoReader(tmp_path / "v.mp4")
+        next(iter(r))
+        kept.append(r)
+    reading = tasks()
+    assert reading > before  # the decoders run threads of their own
+    for r in kept:
+        r.close()
+    assert tasks() <= before

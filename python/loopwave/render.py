@@ -35,6 +35,7 @@ which has none) and ``NAME.mp4``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import hashlib
@@ -102,6 +103,12 @@ class _RunLock:
             except BlockingIOError:
                 os.close(fd)
                 pid = self._holder()
+                if pid == os.getpid():
+                    raise ValueError(
+                        f"run_dir: {rd} is being rendered in this process: by a render on "
+                        "another thread, or a render_frames iterator not closed (close it, "
+                        "or iterate it in a with contextlib.closing(...) block)"
+                    ) from None
                 raise ValueError(
                     f"run_dir: {rd} is being rendered by another process"
                     f"{f' (pid {pid})' if pid else ''}; wait for it, or stop it first"
@@ -862,7 +869,9 @@ class _ProcessStage:
         assert self.p.stdout is not None
         msg = self.p.stdout.read().decode(errors="replace").strip()
         self.p.stdout.close()
-        self._partial.unlink(missing_ok=True)  # a killed child could not remove it
+        # a killed child could not remove it (an error here hid the child's report)
+        with contextlib.suppress(OSError):
+            self._partial.unlink(missing_ok=True)
         if not msg:
             try:
                 how = f"was killed by {signal.Signals(-rc).name}" if rc < 0 else ""
@@ -929,7 +938,8 @@ class _ProcessStage:
         else:  # a write is stuck on a child that stopped reading: it is only the video
             self.p.kill()
         if self.p.wait() != 0:
-            self._partial.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self._partial.unlink(missing_ok=True)
         # the stuck write fails at once on the dead child; its thread only needs a turn
         # on the CPU, which a loaded host may not give it within WRITE_WAIT
         if self._lock.acquire(timeout=self.EXIT_WAIT):
@@ -1269,10 +1279,17 @@ def render_frames(settings: Settings | None, **options: Any) -> Iterator[tuple[i
     frame is read-only (the renderer saves it and feeds it back as the next frame's
     input): copy it to change it.
 
+    An iterator left unfinished and unclosed keeps its render waiting, with the run
+    folder locked: an exception raised in the loop and kept (logged with its traceback,
+    stored) keeps the iterator too. In a long-lived process iterate it in a
+    ``with contextlib.closing(...)`` block, as below, so the render stops either way.
+
     Example
     -------
-    >>> for i, frame in render_frames(settings, run_dir="out/run"):  # doctest: +SKIP
-    ...     my_pipeline.push(frame)
+    >>> from contextlib import closing
+    >>> with closing(render_frames(settings, run_dir="out/run")) as frames:  # doctest: +SKIP
+    ...     for i, frame in frames:
+    ...         my_pipeline.push(frame)
     """
     q: queue.Queue[tuple[int, np.ndarray] | BaseException | None] = queue.Queue(maxsize=1)
     stop = threading.Event()

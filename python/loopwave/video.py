@@ -850,17 +850,25 @@ class VideoWriter:
         )  # fmt: skip
         self.size: tuple[int, int] | None = None  # (height, width) as encoded
         self._first = (0, 0)  # (height, width) of the first frame, as given
-        self.paths: list[Path] = []  # files opened so far
         self.frames_queued = 0
-        self.frames_written = 0  # frames the encoder thread has encoded
-        self._closed_on_disk = 0  # frames in files already closed (segments)
-        self._out: _Output | None = None
-        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=qsize)
-        self._error: BaseException | None = None
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="loopwave-encoder", daemon=True)
+        # the encoder thread's state lives apart from the writer, so the thread holds no
+        # reference to it: a writer dropped without close() is collected, and its
+        # finalizer ends the file (the thread held the writer, and with it the encoder
+        # and its frames, until the interpreter exited: 40 MB a forgotten 720p writer,
+        # its video written only then)
+        enc = _Encoder(
+            self.path, self._cfg, queue.Queue(maxsize=qsize), self.pingpong, self.segment_frames
+        )
+        self._enc = enc
+        self._thread = enc.thread
+        _running.add(enc)
         self._thread.start()
         _open_writers.add(self)
+        # a writer dropped unclosed ends its file as after an error (its frames, no
+        # ping-pong); one still open at exit is finished by _finish_open_writers
+        self._finalizer = weakref.finalize(self, enc.end, False)
+        self._finalizer.atexit = False
 
     # -- caller side ---------------------------------------------------------
     @property
@@ -872,8 +880,17 @@ class VideoWriter:
         ``audio`` it counts only video the muxer has interleaved with later sound,
         so after the sound ends it stays put until :meth:`close`.
         """
-        out = self._out
-        return self._closed_on_disk + (out.durable.prefix if out is not None else 0)
+        return self._enc.on_disk()
+
+    @property
+    def paths(self) -> list[Path]:
+        """The files opened so far."""
+        return self._enc.paths
+
+    @property
+    def frames_written(self) -> int:
+        """Frames the encoder thread has encoded."""
+        return self._enc.frames_written
 
     def write(self, frames: np.ndarray) -> None:
         """Queue one frame ``(H, W, 3)`` or a batch ``(N, H, W, 3)``, ``uint8`` RGB
@@ -926,6 +943,7 @@ class VideoWriter:
             self._raise_if_failed()
             return
         self._closed = True
+        self._finalizer.detach()
         _open_writers.discard(self)
         try:
             self._put(_End(reverse))
@@ -940,7 +958,7 @@ class VideoWriter:
         """Delete the segments numbered after this run's last, left by an earlier,
         longer run to the same path, so the numbered files are this run's alone."""
         i = len(self.paths)
-        while (p := self._segment_path(i)).is_file():
+        while (p := self._enc.segment_path(i)).is_file():
             p.unlink()
             i += 1
 
@@ -956,15 +974,16 @@ class VideoWriter:
                 self._raise_if_failed()
                 raise RuntimeError("the video encoder thread has stopped")
             try:
-                self._queue.put(item, timeout=0.1)
+                self._enc.queue.put(item, timeout=0.1)
                 return
             except queue.Full:
                 continue
 
     def _raise_if_failed(self) -> None:
         """Raise the encoder thread's error in the caller, once."""
-        if self._error is not None:
-            err, self._error = self._error, None
+        enc = self._enc
+        if enc.error is not None:
+            err, enc.error = enc.error, None
             self._closed = True
             raise err
 
@@ -984,36 +1003,78 @@ class VideoWriter:
         except Exception:  # noqa: BLE001 - the caller's exception wins
             pass
 
-    # -- encoder thread -------------------------------------------------------
-    def _segment_path(self, i: int) -> Path:
+
+class _Encoder:
+    """A writer's encoder thread and what it alone changes: the output files, the counts
+    of frames encoded and on disk, the error to hand the writer. It holds no reference
+    to the writer."""
+
+    def __init__(
+        self,
+        path: Path,
+        cfg: _Config,
+        q: queue.Queue[_Item],
+        pingpong: bool,
+        segment_frames: int | None,
+    ) -> None:
+        self.path, self.cfg, self.queue = path, cfg, q
+        self.pingpong, self.segment_frames = pingpong, segment_frames
+        self.paths: list[Path] = []  # files opened so far
+        self.frames_written = 0  # frames encoded
+        self.closed_on_disk = 0  # frames in files already closed (segments)
+        self.out: _Output | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self.run, name="loopwave-encoder", daemon=True)
+
+    def on_disk(self) -> int:
+        out = self.out
+        return self.closed_on_disk + (out.durable.prefix if out is not None else 0)
+
+    def end(self, reverse: bool) -> None:
+        """Ask the thread to finish the file and stop, without waiting for it (a dropped
+        writer's finalizer): only for a queue the thread still takes from."""
+        while self.thread.is_alive():
+            try:
+                self.queue.put(_End(reverse), timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def segment_path(self, i: int) -> Path:
         return self.path if self.segment_frames is None else _numbered(self.path, i)
 
     def _encode(self, planes: np.ndarray) -> None:
-        out = self._out
+        out = self.out
         if out is not None and self.segment_frames and out.count >= self.segment_frames:
             self._close_output()
             out = None
         if out is None:
-            out = _Output(self._segment_path(len(self.paths)), self._cfg)
+            out = _Output(self.segment_path(len(self.paths)), self.cfg)
             self.paths.append(out.path)
-            self._out = out
+            self.out = out
         out.encode(planes)
         self.frames_written += 1
 
     def _close_output(self) -> None:
-        out = self._out
+        out = self.out
         if out is not None:
             out.close()
             # in this order a concurrent frames_on_disk may undercount, never overcount
-            self._out = None
-            self._closed_on_disk += out.durable.prefix
+            self.out = None
+            self.closed_on_disk += out.durable.prefix
+
+    def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            _running.discard(self)
 
     def _run(self) -> None:
         spill: io.BufferedRandom | None = None
         spilled = 0
         try:
             while True:
-                item = self._queue.get()
+                item = self.queue.get()
                 if isinstance(item, np.ndarray):
                     self._encode(item)
                     if self.pingpong:
@@ -1025,8 +1086,8 @@ class VideoWriter:
                         spill.write(item.data)
                         spilled += 1
                 elif isinstance(item, _Flush):
-                    if self._out is not None:
-                        self._out.flush_to_disk(item.fsync)
+                    if self.out is not None:
+                        self.out.flush_to_disk(item.fsync)
                     item.done.set()
                 else:
                     if item.reverse and spill is not None and spilled > 2:
@@ -1034,12 +1095,12 @@ class VideoWriter:
                     self._close_output()
                     return
         except BaseException as e:  # reported to the caller on its next call
-            if self._out is not None:
-                self._out.abandon()
-            self._error = e
+            if self.out is not None:
+                self.out.abandon()
+            self.error = e
             while True:  # drain, so a blocked producer or flush notices the failure
                 try:
-                    item = self._queue.get_nowait()
+                    item = self.queue.get_nowait()
                 except queue.Empty:
                     break
                 if isinstance(item, _Flush):
@@ -1049,8 +1110,7 @@ class VideoWriter:
                 spill.close()
 
     def _encode_reversed(self, spill: io.BufferedRandom, n: int) -> None:
-        assert self.size is not None
-        h, w = self.size
+        h, w = self.cfg.size
         rows = h * 3 // 2
         nbytes = rows * w
         spill.flush()
@@ -1064,10 +1124,13 @@ class VideoWriter:
 
 # the readers open in this process: a writer refuses to truncate a file one of them reads
 _open_readers: weakref.WeakSet[_Decoder] = weakref.WeakSet()
-# writers not yet closed: the encoder thread is a daemon, so a writer dropped without
-# close() lost what was queued and the encoder's buffered frames when Python exited (29 of
-# 90 frames on disk); at exit each is finished as after an error (its frames, no ping-pong)
+# writers not yet closed, and encoder threads still running: the thread is a daemon, so a
+# writer not closed lost what was queued and the encoder's buffered frames when Python
+# exited (29 of 90 frames on disk); at exit each open writer is finished as after an error
+# (its frames, no ping-pong), and the threads of writers dropped unclosed (ended by their
+# finalizers) are waited for
 _open_writers: weakref.WeakSet[VideoWriter] = weakref.WeakSet()
+_running: set[_Encoder] = set()
 
 
 @atexit.register
@@ -1075,6 +1138,8 @@ def _finish_open_writers() -> None:
     for w in list(_open_writers):
         with contextlib.suppress(Exception):
             w._finish(reverse=False)
+    for enc in list(_running):
+        enc.thread.join()
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -1661,6 +1726,10 @@ class _Decoder:
             self._cursor = None
             _open_readers.discard(self)
             self.container.close()
+            # the stream holds the codec context: its decoding threads and frame pool
+            # (3 threads and about 20 MB a 720p H.264 reader) stayed until the reader was
+            # dropped, however long a closed one was kept
+            self.stream = None
 
 
 _T = TypeVar("_T")
