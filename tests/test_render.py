@@ -229,18 +229,41 @@ def test_one_render_per_run_folder(tmp_path, backend):
     rd.mkdir()
     with _RunLock(rd):  # as if another thread were rendering here
         assert (rd / ".lock").read_text() == str(os.getpid())
+        with pytest.raises(ValueError, match="being rendered in this process: by a render on"):
+            render(s, run_dir=rd, backend=backend, progress=False, video=False)
+    # another process holding the lock is named by its pid
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(rd)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
         with pytest.raises(
-            ValueError, match=rf"being rendered by another process \(pid {os.getpid()}\)"
+            ValueError, match=rf"being rendered by another process \(pid {holder.pid}\)"
         ):
             render(s, run_dir=rd, backend=backend, progress=False, video=False)
+    finally:
+        holder.kill()
+        holder.wait()
     # a lock file left by a killed render (its process is gone) holds no lock
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     (rd / ".lock").write_text(gone)
     r = render(s, run_dir=rd, backend=backend, progress=False, video=False, stop_after=1)
     assert r.frames == 2 and not (rd / ".lock").exists()  # released when it stops
-    with _RunLock(rd), pytest.raises(ValueError, match="another process"):
+    with _RunLock(rd), pytest.raises(ValueError, match="in this process"):
         render(None, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
+
+
+# a process that takes a run's lock, says so, and holds it until killed
+_HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from loopwave.render import _RunLock
+lock = _RunLock(Path(sys.argv[1]))
+print("held", flush=True)
+time.sleep(600)
+"""
 
 
 def test_video_settings_are_checked_before_rendering(tmp_path, backend):
