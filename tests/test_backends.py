@@ -1273,3 +1273,15 @@ def test_timestep_spacing_is_the_models_as_the_readme_says(tmp_path):
             b = load_backend("diffusers", tmp_path / "m", device="cpu", scheduler=name)
             assert b.pipe.scheduler.config["timestep_spacing"] == kind, (spacing, name)
             assert b.pipe.scheduler.config["steps_offset"] == 1
+
+
+def test_loading_a_folder_prints_no_torch_dtype_deprecation(tmp_path):
+    """From a review: every load printed diffusers' FutureWarning about torch_dtype, past
+    --quiet."""
+    import warnings
+
+    smoke_backend().pipe.save_pretrained(tmp_path / "m")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        load_backend("diffusers", tmp_path / "m", device="cpu", progress=False)
+    assert not [w for w in seen if "torch_dtype" in str(w.message)]

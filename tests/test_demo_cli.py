@@ -109,7 +109,11 @@ def test_an_interrupted_demo_leaves_nothing_that_looks_finished(tmp_path, monkey
     monkeypatch.setattr(demo, "write_png", until_three)
     with pytest.raises(KeyboardInterrupt):
         run_demo(tmp_path, frames=8, size=16, keyframe_every=3, renders=1, progress=False)
-    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["notes.png"]
+    # (the marker that the folder is the demo's stays: a rerun may go on in it)
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [
+        ".loopwave-demo",
+        "notes.png",
+    ]
 
 
 def test_demo_validates_options(tmp_path) -> None:
@@ -214,3 +218,22 @@ def test_a_failed_png_write_leaves_no_temporary_file(tmp_path, monkeypatch) -> N
     with pytest.raises(OSError, match="No space"):
         png.write_png(tmp_path / "f.png", np.zeros((4, 4, 3), np.uint8))
     assert list(tmp_path.iterdir()) == []  # f.png.tmp stayed before
+
+
+def test_the_demo_replaces_no_frames_it_did_not_write(tmp_path) -> None:
+    """From a review: `loopwave demo --out work` removed and overwrote work/frames/00001.png
+    ... (ffmpeg's %05d names, the demo's own), exit 0, no warning."""
+    frames = tmp_path / "work" / "frames"
+    frames.mkdir(parents=True)
+    theirs = np.full((8, 8, 3), 7, np.uint8)
+    for i in range(1, 11):
+        png.write_png(frames / f"{i:05d}.png", theirs)
+    with pytest.raises(ValueError, match="^out_dir: .*holds numbered PNGs the demo did not"):
+        run_demo(tmp_path / "work", frames=4, size=16, keyframe_every=2, renders=1, progress=False)
+    assert sorted(p.name for p in frames.iterdir()) == [f"{i:05d}.png" for i in range(1, 11)]
+    assert main(["demo", "--out", str(tmp_path / "work"), "--frames", "4", "--quiet"]) == 2
+    # its own folder it reruns into, shorter runs removing the longer's frames
+    own = tmp_path / "own"
+    run_demo(own, frames=6, size=16, keyframe_every=2, renders=1, progress=False)
+    run_demo(own, frames=4, size=16, keyframe_every=2, renders=1, progress=False)
+    assert sorted(p.name for p in (own / "frames").iterdir()) == [f"{i:05d}.png" for i in range(4)]

@@ -1544,3 +1544,24 @@ def test_a_run_locked_by_this_process_says_so(tmp_path):
     # closed: the lock is released and the run resumes to its end
     r = render(None, run_dir=tmp_path / "r", resume=True, backend=_Shift(), progress=False)
     assert r.frames == 5 and not (tmp_path / "r" / ".lock").exists()
+
+
+def test_output_paths_as_a_user_writes_them(tmp_path, monkeypatch):
+    """From a review of paths: output.dir = "~/renders" (or --out=~/renders, which the
+    shell does not expand) rendered into a folder named "~" here and said the files were
+    in the home folder; a name whose video file passes 255 bytes failed only when the
+    video started, after the frames were made, on every resume too."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    job = {**_SHIFT_JOB, "output": {"dir": "~/renders", "name": "m"}}
+    r = render(Settings.from_dict(job), backend=_Shift(), progress=False, video=False)
+    assert r.run_dir.resolve() == (tmp_path / "home" / "renders" / "m").resolve()
+    assert not (tmp_path / "~").exists() and len(frames_of(r.run_dir)) == 5
+    pytest.importorskip("av")
+    long = {**_SHIFT_JOB, "output": {"dir": str(tmp_path / "o"), "name": "n" * 250}}
+    with pytest.raises(ValueError, match=r"^output.name: the video's file name, .* 262 bytes"):
+        render(Settings.from_dict(long), backend=_Shift(), progress=False)
+    assert not (tmp_path / "o").exists()
+    # without the video the name fits
+    r = render(Settings.from_dict(long), backend=_Shift(), progress=False, video=False)
+    assert len(frames_of(r.run_dir)) == 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -142,7 +143,7 @@ def test_json_null_is_refused_not_taken_for_the_default(tmp_path, section, key):
 
 def test_relative_paths_are_made_absolute_against_the_folder(tmp_path, monkeypatch):
     """Every path a run reads or writes, made absolute against the current folder (or a
-    given one) as os.path.abspath does; empty paths (none) stay empty, absolute ones and
+    given one); empty paths (none) stay empty, absolute ones and
     every other key as they are, and the settings made from are not changed."""
     import os
 
@@ -164,7 +165,8 @@ def test_relative_paths_are_made_absolute_against_the_folder(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     here = os.getcwd()
     a = s.with_absolute_paths()
-    assert a["output"]["dir"] == os.path.join(here, "renders")
+    # joined, not normalised: through a symlinked "out" the OS's ".." is not here
+    assert a["output"]["dir"] == os.path.join(here, "out/../renders")
     assert a["model"]["path"] == os.path.join(here, "models", "sd15")
     assert a["model"]["engine_dir"] == "/abs/engines"
     assert a["model"]["lora"] == [
@@ -248,3 +250,58 @@ def test_int_settings_take_their_upper_bound():
         }
     )
     assert s["colour"]["renders"] == 64
+
+
+def test_paths_as_a_user_writes_them(tmp_path, monkeypatch):
+    """From a review of settings and paths: "~/renders" made a folder named "~" in the
+    current folder (and the render said its files were in the home folder); an empty
+    engine_dir (the folder the run starts in) was kept empty, so a resume from another
+    folder exported the graphs again there; "lnk/../x" was collapsed to "x", another file
+    than the OS opens when lnk is a symlink; a NUL or a part over 255 bytes failed when
+    the render got to it, naming no key."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    data = {**MINIMAL, "output": {"dir": "~/renders"}, "model": {"engine_dir": ""}}
+    data["render"] = {"init_image": "./lnk/../init.png"}
+    a = Settings.from_dict(data).with_absolute_paths()
+    assert a["output"]["dir"] == str(tmp_path / "home" / "renders")
+    assert a["model"]["engine_dir"] == os.getcwd()
+    assert a["render"]["init_image"] == os.path.join(os.getcwd(), "lnk/../init.png")
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "real" / "init.png").write_bytes(b"the one the OS opens")
+    (tmp_path / "lnk").symlink_to(tmp_path / "real" / "sub")
+    assert open(a["render"]["init_image"], "rb").read() == b"the one the OS opens"
+    for key, bad, says in (
+        ("output.dir", "o\0x", "without a NUL"),
+        ("render.init_image", "a/" + "n" * 256 + ".png", "at most 255 bytes"),
+        ("model.engine_dir", "e/" * 2100, "under 4096 bytes"),
+    ):
+        section, name = key.split(".")
+        with pytest.raises(SettingsError, match=rf"^{re.escape(key)}: expected .*{says}"):
+            Settings.from_dict({**MINIMAL, section: {name: bad}})
+
+
+def test_settings_files_a_user_might_give(tmp_path):
+    """JSON took the last of a key given twice (TOML refuses it); a folder was "no such
+    file"; a pipe (loopwave render <(...)) was "no such file" too."""
+    import os
+    import threading
+
+    (tmp_path / "twice.json").write_text('{"version": 1, "render": {"frames": 2, "frames": 5}}')
+    with pytest.raises(SettingsError, match="not valid JSON: the key 'frames' is given twice"):
+        load_settings(tmp_path / "twice.json")
+    with pytest.raises(SettingsError, match="is a folder, not a settings file"):
+        load_settings(tmp_path)
+    fifo = tmp_path / "job.toml"
+    os.mkfifo(fifo)
+
+    def feed():  # the writer's open waits for the reader's
+        with open(fifo, "w") as f:
+            f.write('version = 1\n[render]\nframes = 3\n[prompts]\n0 = "a"\n')
+
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    assert load_settings(fifo)["render"]["frames"] == 3
+    t.join(10)

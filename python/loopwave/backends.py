@@ -831,13 +831,21 @@ def _offline() -> Iterator[None]:
     """Hugging Face Hub lookups refused while loading local files. diffusers'
     ``from_single_file`` ignores ``local_files_only`` when the model's config is not
     cached and calls the Hub to fetch it (it resolved huggingface.co); with the hub's
-    offline switch on, that fails at once and the loader reports it."""
+    offline switch on, that fails at once and the loader reports it.
+
+    Also silences diffusers' FutureWarning that ``torch_dtype`` will be renamed ``dtype``
+    (printed on every load, past ``--quiet``): the versions this package takes, from 0.27,
+    know ``torch_dtype``, not all know ``dtype``."""
+    import warnings
+
     import huggingface_hub.constants as hub
 
     before = hub.HF_HUB_OFFLINE
     hub.HF_HUB_OFFLINE = True
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*torch_dtype.*", FutureWarning)
+            yield
     finally:
         hub.HF_HUB_OFFLINE = before
 

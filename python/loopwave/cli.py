@@ -122,7 +122,9 @@ class _Stdout(io.TextIOBase):
     "error: Broken pipe"; `bench --json` lost its report, written after the table)."""
 
     def __init__(self, inner: Any) -> None:
-        self.inner, self.gone = inner, False
+        # None: started with its standard output closed (``>&-``, some supervisors), where
+        # Python drops what print writes (every command ended in an AttributeError)
+        self.inner, self.gone = inner, inner is None
 
     def write(self, s: str) -> int:
         if not self.gone:
@@ -149,9 +151,11 @@ class _Stdout(io.TextIOBase):
             pass
 
     def isatty(self) -> bool:
-        return bool(self.inner.isatty())
+        return self.inner is not None and bool(self.inner.isatty())
 
     def fileno(self) -> int:
+        if self.inner is None:
+            raise io.UnsupportedOperation("standard output is closed")
         return int(self.inner.fileno())
 
 

@@ -180,8 +180,10 @@ def run_demo(
             f"at the peak, more than this machine's {ram / 2**30:.1f} GiB; "
             "the demo holds its frames in memory: lower one of them"
         )
+    _check_ours(out)
     _skimage()  # before the folder is made (one was left empty without it)
     (out / "frames").mkdir(parents=True, exist_ok=True)
+    (out / MARKER).touch()
     # an earlier, longer run's frames past this run's last would stay beside its own
     _remove_outputs(out, first_frame=frames, summary=False)
     try:
@@ -193,13 +195,36 @@ def run_demo(
         raise
 
 
+#: the file that marks a folder as the demo's (its frames may be replaced)
+MARKER = ".loopwave-demo"
+
+
+def _demo_frame(p: Path) -> bool:
+    """Whether ``p`` has a name the demo writes its frames under: 00123.png."""
+    return len(p.stem) == 5 and p.stem.isascii() and p.stem.isdigit()
+
+
+def _check_ours(out: Path) -> None:
+    """Refuse an output folder whose ``frames/`` holds numbered PNGs the demo did not write
+    (ffmpeg's ``%05d`` names are the demo's: they were removed and overwritten, silently).
+    A folder is the demo's when it holds its marker or its contact sheet (a folder an
+    earlier version wrote)."""
+    if (out / MARKER).exists() or (out / "contact_sheet.png").exists():
+        return
+    frames = out / "frames"
+    if frames.is_dir() and any(_demo_frame(p) for p in frames.glob("*.png")):
+        raise ValueError(
+            f"out_dir: {frames} holds numbered PNGs the demo did not write, which it would "
+            "replace; give an empty or new folder"
+        )
+
+
 def _remove_outputs(out: Path, *, first_frame: int, summary: bool) -> None:
     """Remove the demo's frames from ``first_frame`` on (only the names it writes:
     00123.png; a render's 000123.png, six digits, in a run folder given as the output
     were removed too), and with ``summary`` its drift.csv and contact sheet."""
     for old in (out / "frames").glob("*.png"):
-        stem = old.stem
-        if len(stem) == 5 and stem.isascii() and stem.isdigit() and int(stem) >= first_frame:
+        if _demo_frame(old) and int(old.stem) >= first_frame:
             old.unlink()
     if summary:
         for name in ("drift.csv", "contact_sheet.png"):

@@ -50,7 +50,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -980,7 +980,7 @@ def render(
     if resume:
         if run_dir is None and isinstance(settings, Settings):
             # the folder the settings render into, as a fresh run of them takes it
-            run_dir = Path(settings["output"]["dir"]) / settings["output"]["name"]
+            run_dir = _output_folder(settings)
         if run_dir is None:
             raise ValueError("run_dir: resume needs the run directory (or the run's settings)")
         rd = Path(run_dir)
@@ -1033,11 +1033,7 @@ def render(
                 "output.dir: expected a folder path ('.' for the current folder), got "
                 f"{settings['output']['dir']!r}"
             )
-        rd = (
-            Path(run_dir)
-            if run_dir is not None
-            else Path(settings["output"]["dir"]) / settings["output"]["name"]
-        )
+        rd = Path(run_dir) if run_dir is not None else _output_folder(settings)
         # the paths the run reads and writes, taken against this folder now: they are saved
         # so in settings.json and in the state's digest, and a resume started from another
         # folder uses the same model, init image and engine folder
@@ -1050,6 +1046,15 @@ def render(
 
         raise ImportError(f"{_INSTALL} (or --no-video, video=False, for the frames alone)")
     encode = bool(video)
+    if encode:  # the video's working name is the longest the run writes
+        from .video import partial_path
+
+        name = partial_path(_video_path(Path("."), settings)).name
+        if len(os.fsencode(name)) > 255:  # it failed when the video started, every resume
+            raise ValueError(
+                f"output.name: the video's file name, {name[:24]!r}..., would be "
+                f"{len(os.fsencode(name))} bytes, over 255: shorten the name (or --no-video)"
+            )
     # before the model loads and the folder is touched
     job = _Job(settings, None)
     rife = _preflight(job, encode, progress)
@@ -1269,6 +1274,14 @@ def _stop_if_asked() -> None:
         raise _Stop
 
 
+def _output_folder(settings: Mapping[str, Any]) -> Path:
+    """The run folder the settings name: ``output.dir`` (a leading ``~`` the home folder,
+    as :meth:`Settings.with_absolute_paths` takes it: it made a folder named "~") and
+    ``output.name``."""
+    out: dict[str, str] = settings["output"]
+    return Path(os.path.expanduser(out["dir"])) / out["name"]
+
+
 def render_frames(settings: Settings | None, **options: Any) -> Iterator[tuple[int, np.ndarray]]:
     """Render as :func:`render` does, yielding ``(index, frame)`` as each frame is finished.
 
@@ -1411,7 +1424,7 @@ def add_cli(sub: Any) -> None:
                 w, h = int(m[1]), int(m[2])
                 data["render"] = {**data["render"], "width": w, "height": h}
             s = Settings.from_dict(data)
-            run_dir.append(Path(s["output"]["dir"]) / s["output"]["name"])
+            run_dir.append(_output_folder(s))
             r = render(s, progress=not a.quiet, video=not a.no_video, stages=a.stages)
         print(
             f"rendered {r.frames} frame{'s' * (r.frames != 1)} in {r.run_dir}"

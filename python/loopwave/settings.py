@@ -92,6 +92,27 @@ def _str(*choices: str) -> Check:
     return _takes(check, f"one of {', '.join(map(repr, choices))}" if choices else "a string")
 
 
+def _path() -> Check:
+    """A file or folder path the file system can take: no NUL character, each part at
+    most 255 bytes and the whole under 4096 (such paths failed only when the render got
+    to them, with messages that named no key)."""
+
+    def check(v: Any) -> str | None:
+        if not isinstance(v, str):
+            return f"expected a string, got {v!r}"
+        if "\0" in v:
+            return f"expected a path without a NUL character, got {v!r:.60}"
+        b = os.fsencode(v)
+        long = next((part for part in b.split(b"/") if len(part) > 255), None)
+        if long is not None:
+            return f"expected path parts of at most 255 bytes; {long[:24]!r}... is {len(long)}"
+        if len(b) >= 4096:
+            return f"expected a path under 4096 bytes, got {len(b)}"
+        return None
+
+    return _takes(check, "a path")
+
+
 def _size(v: Any) -> str | None:
     """A frame side: the VAE works in 8-pixel cells (65 came out as 64)."""
     problem = _int(16, 8192)(v)
@@ -181,10 +202,10 @@ _takes(_accel, 'a table such as { compile = ["unet"], cuda_graphs = true }')
 
 # section -> key -> (default, check)
 SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
-    "output": {"dir": ("out/render", _str()), "name": ("morph", _folder_name)},
+    "output": {"dir": ("out/render", _path()), "name": ("morph", _folder_name)},
     "model": {
         "backend": ("smoke", _str("smoke", "diffusers")),
-        "path": ("", _str()),
+        "path": ("", _path()),
         "scheduler": ("DPM++ 2M Karras", _scheduler),
         "allow_pickle": (False, _bool),
         "device": ("auto", _device),
@@ -193,7 +214,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
         # the UNet and VAE in torch, or exported: onnx (onnxruntime), tensorrt (fp16 engine)
         "unet": ("torch", _str(*RUNTIMES)),
         "vae": ("torch", _str(*RUNTIMES)),
-        "engine_dir": (".cache/loopwave/engines", _str()),  # exported graphs and engines
+        "engine_dir": (".cache/loopwave/engines", _path()),  # exported graphs and engines
     },
     "render": {
         "frames": (240, _int(1, 1_000_000)),
@@ -204,7 +225,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
         "seed_schedule": ("0: (0)", _schedule),
         "steps": ("0: (20)", _schedule),
         "cfg": ("0: (7)", _schedule),
-        "init_image": ("", _str()),
+        "init_image": ("", _path()),
     },
     "denoise": {
         "mode": ("wave", _str("wave", "schedule")),
@@ -231,7 +252,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
     "interpolation": {
         "factor": (6, _int(1, 16)),
         "backend": ("flow", _str("flow", "blend", "rife")),
-        "model": ("", _str()),
+        "model": ("", _path()),
         "scale": ("auto", _rife_scale),
         "scene_cut": (True, _bool),
     },
@@ -344,7 +365,7 @@ def reference() -> str:
     return "\n".join(lines) + "\n"
 
 
-_RELATIVE = "a relative one from the folder the run starts in"
+_RELATIVE = "a relative one from the folder the run starts in; ~ is your home folder"
 #: path keys whose empty value is not "none"
 _PATH_TAKES = {
     ("output", "dir"): f"a folder path ({_RELATIVE}; '.' for that folder itself)",
@@ -395,12 +416,18 @@ PATH_KEYS: tuple[tuple[str, str], ...] = (
 
 
 def _absolute(path: Any, base: str) -> Any:
-    """``path`` against ``base`` as :func:`os.path.abspath` takes it against the current
-    folder (normalised, symlinks left unresolved); empty (none), absolute or not a string:
-    as it is."""
-    if not isinstance(path, str) or not path or os.path.isabs(path):
+    """``path`` with a leading ``~`` made the home folder, and a relative one joined to
+    ``base``; not normalised (``lnk/../x`` means what the OS makes of it when ``lnk`` is a
+    symlink: collapsing the ``..`` named another file), only leading ``./`` parts dropped.
+    Empty (none) or not a string: as it is."""
+    if not isinstance(path, str) or not path:
         return path
-    return os.path.normpath(os.path.join(base, path))
+    path = os.path.expanduser(path)  # "~/renders" made a folder named "~" here
+    if os.path.isabs(path):
+        return path
+    while path.startswith("./"):
+        path = path[2:].lstrip("/")
+    return base if path in ("", ".") else os.path.join(base, path)
 
 
 class Settings(dict[str, Any]):
@@ -481,9 +508,11 @@ class Settings(dict[str, Any]):
 
     def with_absolute_paths(self, base: str | os.PathLike[str] | None = None) -> Settings:
         """A copy with every relative path (:data:`PATH_KEYS`, each ``model.lora`` entry's
-        ``path``) made absolute against ``base``, by default the current folder, as
-        :func:`os.path.abspath` does (symlinks are not resolved). Empty paths (none) stay
-        empty and absolute ones are kept as they are. A render does this when a run
+        ``path``) made absolute against ``base``, by default the current folder: joined to
+        it, not normalised, so a ``..`` after a symlink keeps the OS's meaning; a leading
+        ``~`` is the home folder. Empty paths (none) stay empty, but for
+        ``model.engine_dir``, whose empty value is ``base`` itself; absolute ones are kept
+        as they are. A render does this when a run
         starts, so its ``settings.json`` means the same files from any folder."""
         root = os.path.abspath(os.getcwd() if base is None else os.fspath(base))
         out = self.copy()
@@ -491,6 +520,11 @@ class Settings(dict[str, Any]):
             sec = out.get(section)
             if isinstance(sec, dict) and key in sec:
                 sec[key] = _absolute(sec[key], root)
+        model = out.get("model")
+        if isinstance(model, dict) and model.get("engine_dir") == "":
+            # empty is the folder the run starts in, not none: kept empty, a resume from
+            # another folder exported the graphs again there
+            model["engine_dir"] = root
         model = out.get("model")
         lora = model.get("lora") if isinstance(model, dict) else None
         if isinstance(lora, list):
@@ -500,15 +534,28 @@ class Settings(dict[str, Any]):
         return out
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (JSON took the last silently; TOML
+    refuses it)."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"the key {k!r} is given twice in one object")
+        out[k] = v
+    return out
+
+
 def load_settings(path: str | Path) -> Settings:
     """Read a TOML (``.toml``) or JSON (``.json``) settings file."""
     p = Path(path)
-    if not p.is_file():
+    if p.is_dir():
+        raise SettingsError(f"settings: {p} is a folder, not a settings file")
+    if not p.exists():  # a pipe (loopwave render <(...)) is read as a file is
         raise SettingsError(f"settings: no such file {p}")
     try:
         text = p.read_text(encoding="utf-8-sig")  # a leading byte-order mark is fine
         if p.suffix.lower() == ".json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_keys)
         else:
             if sys.version_info >= (3, 11):
                 import tomllib
