@@ -1916,7 +1916,7 @@ def test_a_writer_dropped_unclosed_is_collected_and_its_file_finished(tmp_path):
     deadline = time.monotonic() + 60
     while len(_encoder_threads()) > before and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(_encoder_threads()) == before
+    assert len(_encoder_threads()) <= before
     with lv.VideoWriter(tmp_path / "closed.mp4", fps=10, crf=0) as w:
         w.write(frames)
 
@@ -1930,6 +1930,7 @@ def test_a_writer_dropped_unclosed_is_collected_and_its_file_finished(tmp_path):
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="FFmpeg decodes on one thread")
 def test_a_closed_reader_releases_its_decoding_threads(tmp_path):
     """From a review: close() kept the codec context, whose decoding threads and frame
     pool stayed until the reader was dropped, however long a closed one was kept."""
@@ -1951,3 +1952,25 @@ def test_a_closed_reader_releases_its_decoding_threads(tmp_path):
     for r in kept:
         r.close()
     assert tasks() <= before
+
+
+def test_a_dropped_segmented_writer_removes_an_earlier_runs_later_segments(tmp_path):
+    """From a review: a writer dropped unclosed ended its file, but left the segments an
+    earlier, longer run had written past its own (close() removes them)."""
+    import gc
+
+    frames = np.random.default_rng(2).integers(0, 256, (10, 64, 64, 3), np.uint8)
+    with lv.VideoWriter(tmp_path / "out.mp4", fps=10, crf=30, segment_seconds=0.2) as w:
+        w.write(frames)
+    assert len(list(tmp_path.glob("out_*.mp4"))) == 5
+
+    def forget():
+        w = lv.VideoWriter(tmp_path / "out.mp4", fps=10, crf=30, segment_seconds=0.2)
+        w.write(frames[:4])
+
+    forget()
+    gc.collect()
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("out_*.mp4"))) > 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(p.name for p in tmp_path.glob("out_*.mp4")) == ["out_000.mp4", "out_001.mp4"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import signal
@@ -181,6 +182,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    if sys.stdout is None:
+        # started with standard output closed: the next file opened (a run's lock) would
+        # take fd 1, which a child's stdout pipe then replaces (it lost the lock)
+        with contextlib.suppress(OSError):
+            fd = os.open(os.devnull, os.O_WRONLY)
+            if fd != 1:
+                os.close(fd)
     out = sys.stdout = _Stdout(sys.stdout)
     try:
         return int(args.func(args))

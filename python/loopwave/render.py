@@ -103,7 +103,7 @@ class _RunLock:
             except BlockingIOError:
                 os.close(fd)
                 pid = self._holder()
-                if pid == os.getpid():
+                if self._held_here():
                     raise ValueError(
                         f"run_dir: {rd} is being rendered in this process: by a render on "
                         "another thread, or a render_frames iterator not closed (close it, "
@@ -128,6 +128,18 @@ class _RunLock:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self.fd = fd
+        st = os.fstat(fd)
+        self.key = (st.st_dev, st.st_ino)
+        _HELD.add(self.key)
+
+    def _held_here(self) -> bool:
+        """Whether this process holds the lock file now at the path (by its file, not
+        its pid: a process of the same pid in another container named itself)."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) in _HELD
 
     def _holder(self) -> int | None:
         try:
@@ -142,7 +154,12 @@ class _RunLock:
         # removed while still held, so a render that opened it meanwhile retries on a
         # new file rather than locking this one, which no one else would see
         self.path.unlink(missing_ok=True)
+        _HELD.discard(self.key)
         os.close(self.fd)
+
+
+# the lock files this process holds, by (device, inode)
+_HELD: set[tuple[int, int]] = set()
 
 
 def _flock(fd: int) -> None:

@@ -867,7 +867,7 @@ class VideoWriter:
         _open_writers.add(self)
         # a writer dropped unclosed ends its file as after an error (its frames, no
         # ping-pong); one still open at exit is finished by _finish_open_writers
-        self._finalizer = weakref.finalize(self, enc.end, False)
+        self._finalizer = weakref.finalize(self, enc.end)
         self._finalizer.atexit = False
 
     # -- caller side ---------------------------------------------------------
@@ -948,19 +948,14 @@ class VideoWriter:
         try:
             self._put(_End(reverse))
             self._thread.join()
+        except BaseException:
+            # (Ctrl-C while waiting for room in the queue, or in the join): the thread
+            # still ends the file, and the exit hook waits for it
+            self._enc.end()
+            raise
         finally:
             self._closed = True
         self._raise_if_failed()
-        if self.segment_frames is not None and self.paths:
-            self._remove_stale_segments()
-
-    def _remove_stale_segments(self) -> None:
-        """Delete the segments numbered after this run's last, left by an earlier,
-        longer run to the same path, so the numbered files are this run's alone."""
-        i = len(self.paths)
-        while (p := self._enc.segment_path(i)).is_file():
-            p.unlink()
-            i += 1
 
     def _check_usable(self, what: str) -> None:
         self._raise_if_failed()
@@ -1024,24 +1019,30 @@ class _Encoder:
         self.closed_on_disk = 0  # frames in files already closed (segments)
         self.out: _Output | None = None
         self.error: BaseException | None = None
+        self.ending = False  # see end()
         self.thread = threading.Thread(target=self.run, name="loopwave-encoder", daemon=True)
 
     def on_disk(self) -> int:
         out = self.out
         return self.closed_on_disk + (out.durable.prefix if out is not None else 0)
 
-    def end(self, reverse: bool) -> None:
-        """Ask the thread to finish the file and stop, without waiting for it (a dropped
-        writer's finalizer): only for a queue the thread still takes from."""
-        while self.thread.is_alive():
-            try:
-                self.queue.put(_End(reverse), timeout=0.1)
-                return
-            except queue.Full:
-                continue
+    def end(self) -> None:
+        """Ask the thread to finish the file as after an error (its frames, no ping-pong)
+        once it has taken what is queued, and stop; never blocks (a dropped writer's
+        finalizer, which the garbage collector may run on the encoder thread itself)."""
+        self.ending = True
 
     def segment_path(self, i: int) -> Path:
         return self.path if self.segment_frames is None else _numbered(self.path, i)
+
+    def _remove_stale_segments(self) -> None:
+        """Delete the segments numbered after this run's last, left by an earlier,
+        longer run to the same path, so the numbered files are this run's alone (also
+        for a writer dropped unclosed)."""
+        i = len(self.paths)
+        while (p := self.segment_path(i)).is_file():
+            p.unlink()
+            i += 1
 
     def _encode(self, planes: np.ndarray) -> None:
         out = self.out
@@ -1074,7 +1075,12 @@ class _Encoder:
         spilled = 0
         try:
             while True:
-                item = self.queue.get()
+                try:
+                    item = self.queue.get(timeout=0.25)
+                except queue.Empty:
+                    if not self.ending:
+                        continue
+                    item = _End(False)
                 if isinstance(item, np.ndarray):
                     self._encode(item)
                     if self.pingpong:
@@ -1093,6 +1099,8 @@ class _Encoder:
                     if item.reverse and spill is not None and spilled > 2:
                         self._encode_reversed(spill, spilled)
                     self._close_output()
+                    if self.segment_frames is not None and self.paths:
+                        self._remove_stale_segments()
                     return
         except BaseException as e:  # reported to the caller on its next call
             if self.out is not None:
@@ -1139,6 +1147,7 @@ def _finish_open_writers() -> None:
         with contextlib.suppress(Exception):
             w._finish(reverse=False)
     for enc in list(_running):
+        enc.end()  # a writer whose close() was interrupted never queued its end
         enc.thread.join()
 
 
@@ -1867,7 +1876,7 @@ class VideoReader:
     )
     metadata: _Forward[dict[str, str]] = _Forward("The container's tags.")
     container: _Forward[Any] = _Forward("The PyAV input container.")
-    stream: _Forward[Any] = _Forward("The PyAV video stream decoded.")
+    stream: _Forward[Any] = _Forward("The PyAV video stream decoded (None once closed).")
 
     frame_count: _Forward[int] = _Forward(
         "Frames an iteration yields: counted once from the packets (demuxing, no decoding; "
