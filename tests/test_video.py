@@ -1462,6 +1462,19 @@ except OSError as e:
 """
 
 
+def _write_under_a_limit(script: str, path: Path, limit: int) -> str:
+    """What ``script`` (writing a video to ``path`` under a file size ``limit`` in bytes, 0
+    for none) prints, run in a process of its own."""
+    r = subprocess.run(
+        [sys.executable, "-c", script, str(path), str(limit)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout.strip()
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE")
 def test_a_video_cut_short_as_it_is_closed_is_an_error(tmp_path):
     """From a review: FFmpeg drops the error of the MP4 muxer's last write, made at close,
@@ -1472,14 +1485,7 @@ def test_a_video_cut_short_as_it_is_closed_is_an_error(tmp_path):
     path = tmp_path / "v.mp4"
 
     def run(limit):
-        r = subprocess.run(
-            [sys.executable, "-c", _WRITE_UNDER_A_SIZE_LIMIT, str(path), str(limit)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert r.returncode == 0, r.stderr[-2000:]
-        return r.stdout.strip()
+        return _write_under_a_limit(_WRITE_UNDER_A_SIZE_LIMIT, path, limit)
 
     assert run(0) == "written"
     full = path.stat().st_size
@@ -1819,20 +1825,10 @@ except OSError as e:
 
 
 def test_a_video_whose_last_fragment_is_cut_is_an_error(tmp_path):
-    import subprocess
-    import sys
-
     path = tmp_path / "v.mp4"
 
     def run(limit):
-        r = subprocess.run(
-            [sys.executable, "-c", _WRITE_TEN_FRAMES, str(path), str(limit)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert r.returncode == 0, r.stderr[-2000:]
-        return r.stdout.strip()
+        return _write_under_a_limit(_WRITE_TEN_FRAMES, path, limit)
 
     assert run(0) == "written"
     full = path.stat().st_size
