@@ -1014,7 +1014,7 @@ def render(
             # paths compared as absolute, against this folder: a run's settings.json holds
             # them absolute (one made before that, relative, as they were written), and the
             # same job loaded again holds them as its file wrote them
-            given, own = (x.with_absolute_paths().to_json() for x in (settings, saved))
+            given, own = (_comparable(x) for x in (settings, saved))
             if given != own:  # it was silently ignored
                 raise ValueError(
                     f"settings: a resume continues with the run's own settings "
@@ -1289,6 +1289,22 @@ def _stop_if_asked() -> None:
     stop = getattr(_consumer, "stop", None)
     if stop is not None and stop.is_set():
         raise _Stop
+
+
+def _comparable(settings: Settings) -> str:
+    """The settings as JSON, every path absolute and resolved (symlinks and ``..``), so
+    two that lead to the same files compare equal: paths are saved joined, not normalised
+    (``../here/model`` and ``model`` from ``here``)."""
+    from .settings import PATH_KEYS
+
+    a = settings.with_absolute_paths()
+    for section, key in PATH_KEYS:
+        if a[section][key]:
+            a[section][key] = os.path.realpath(a[section][key])
+    for entry in a["model"].get("lora") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str) and entry["path"]:
+            entry["path"] = os.path.realpath(entry["path"])
+    return a.to_json()
 
 
 def _output_folder(settings: Mapping[str, Any]) -> Path:
