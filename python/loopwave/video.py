@@ -857,13 +857,10 @@ class VideoWriter:
         # finalizer ends the file (the thread held the writer, and with it the encoder
         # and its frames, until the interpreter exited: 40 MB a forgotten 720p writer,
         # its video written only then)
-        enc = _Encoder(
-            self.path, self._cfg, queue.Queue(maxsize=qsize), self.pingpong, self.segment_frames
-        )
+        enc = _Encoder(self.path, self._cfg, qsize, self.pingpong, self.segment_frames)
         self._enc = enc
-        self._thread = enc.thread
         _running.add(enc)
-        self._thread.start()
+        enc.thread.start()
         _open_writers.add(self)
         # a writer dropped unclosed ends its file as after an error (its frames, no
         # ping-pong); one still open at exit is finished by _finish_open_writers
@@ -947,7 +944,7 @@ class VideoWriter:
         _open_writers.discard(self)
         try:
             self._put(_End(reverse))
-            self._thread.join()
+            self._enc.thread.join()
         except BaseException:
             # (Ctrl-C while waiting for room in the queue, or in the join): the thread
             # still ends the file, and the exit hook waits for it
@@ -965,7 +962,7 @@ class VideoWriter:
     def _put(self, item: _Item) -> None:
         while True:
             self._raise_if_failed()
-            if not self._thread.is_alive():
+            if not self._enc.thread.is_alive():
                 self._raise_if_failed()
                 raise RuntimeError("the video encoder thread has stopped")
             try:
@@ -1008,11 +1005,12 @@ class _Encoder:
         self,
         path: Path,
         cfg: _Config,
-        q: queue.Queue[_Item],
+        qsize: int,
         pingpong: bool,
         segment_frames: int | None,
     ) -> None:
-        self.path, self.cfg, self.queue = path, cfg, q
+        self.path, self.cfg = path, cfg
+        self.queue: queue.Queue[_Item] = queue.Queue(maxsize=qsize)
         self.pingpong, self.segment_frames = pingpong, segment_frames
         self.paths: list[Path] = []  # files opened so far
         self.frames_written = 0  # frames encoded
