@@ -1295,16 +1295,11 @@ def _comparable(settings: Settings) -> str:
     """The settings as JSON, every path absolute and resolved (symlinks and ``..``), so
     two that lead to the same files compare equal: paths are saved joined, not normalised
     (``../here/model`` and ``model`` from ``here``)."""
-    from .settings import PATH_KEYS
 
-    a = settings.with_absolute_paths()
-    for section, key in PATH_KEYS:
-        if a[section][key]:
-            a[section][key] = os.path.realpath(a[section][key])
-    for entry in a["model"].get("lora") or []:
-        if isinstance(entry, dict) and isinstance(entry.get("path"), str) and entry["path"]:
-            entry["path"] = os.path.realpath(entry["path"])
-    return a.to_json()
+    def resolved(path: Any) -> Any:
+        return os.path.realpath(path) if isinstance(path, str) and path else path
+
+    return settings.with_absolute_paths()._with_paths(resolved).to_json()
 
 
 def _output_folder(settings: Mapping[str, Any]) -> Path:

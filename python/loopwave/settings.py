@@ -515,22 +515,28 @@ class Settings(dict[str, Any]):
         as they are. A render does this when a run
         starts, so its ``settings.json`` means the same files from any folder."""
         root = os.path.abspath(os.getcwd() if base is None else os.fspath(base))
-        out = self.copy()
-        for section, key in PATH_KEYS:
-            sec = out.get(section)
-            if isinstance(sec, dict) and key in sec:
-                sec[key] = _absolute(sec[key], root)
+        out = self._with_paths(lambda p: _absolute(p, root))
         model = out.get("model")
         if isinstance(model, dict) and model.get("engine_dir") == "":
             # empty is the folder the run starts in, not none: kept empty, a resume from
             # another folder exported the graphs again there
             model["engine_dir"] = root
+        return out
+
+    def _with_paths(self, change: Callable[[Any], Any]) -> Settings:
+        """A copy with ``change`` applied to every path (:data:`PATH_KEYS`, each
+        ``model.lora`` entry's ``path``)."""
+        out = self.copy()
+        for section, key in PATH_KEYS:
+            sec = out.get(section)
+            if isinstance(sec, dict) and key in sec:
+                sec[key] = change(sec[key])
         model = out.get("model")
         lora = model.get("lora") if isinstance(model, dict) else None
         if isinstance(lora, list):
             for entry in lora:
                 if isinstance(entry, dict) and "path" in entry:
-                    entry["path"] = _absolute(entry["path"], root)
+                    entry["path"] = change(entry["path"])
         return out
 
 
