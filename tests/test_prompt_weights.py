@@ -580,3 +580,10 @@ def test_a_mean_under_the_floor_is_not_restored():
     w = (1.5, 1.0, 1.0, 1.0)
     want = h * torch.tensor(w).reshape(1, 4, 1)
     torch.testing.assert_close(apply_weights(h, w), want, rtol=0, atol=1e-7)
+
+
+def test_a_weight_beside_control_whitespace():
+    """U+001C-U+001F are whitespace to the weight pattern but not to float(): the render
+    stopped with float()'s own "could not convert string to float"."""
+    for text in ("(cat:\x1c1.2)", "(cat:1.2\x1f)", "(cat:\t1.2\n)"):
+        assert parse_weights(text) == [("cat", pytest.approx(1.2))]

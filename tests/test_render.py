@@ -209,6 +209,16 @@ def test_refusals(tmp_path, backend):
             render(None, run_dir=tmp_path / "r", resume=True, backend=backend, progress=False)
     state.write_text('{"last": 0}')
     (tmp_path / "r" / "frames" / "notes.png").write_bytes(b"x")  # a stray file is left alone
+    saved = json.loads((tmp_path / "r" / "settings.json").read_text())
+    # a settings.json the schema refuses names the file, not only the key; a key given
+    # twice is refused, as in a settings file (the last was taken)
+    for bad, says in (
+        (json.dumps({**saved, "render": {**saved["render"], "cfg": True}}), "render.cfg:"),
+        (json.dumps(saved)[:-1] + ', "version": 1}', "the key 'version' is given twice"),
+    ):
+        (tmp_path / "r" / "settings.json").write_text(bad)
+        with pytest.raises(ValueError, match=rf"r/settings.json: .*{says}"):
+            render(None, run_dir=tmp_path / "r", resume=True, backend=backend, progress=False)
     (tmp_path / "r" / "settings.json").write_bytes(b"\xff\xfe")
     with pytest.raises(ValueError, match="settings.json"):
         render(None, run_dir=tmp_path / "r", resume=True, backend=backend, progress=False)
@@ -1071,6 +1081,19 @@ LATE = {
         _with("denoise", mode="schedule", schedule="0: (0.5), 4: (0.5 + 0 * sqrt(4.5 - t))"),
         "denoise.schedule at frame 5",
     ),
+    # (clamped: 65 for 0.65 rendered every frame from fresh noise, -0.4 changed nothing)
+    "a denoise schedule past 1": (
+        _with("denoise", mode="schedule", schedule="0: (0.5), 3: (65)"),
+        r"denoise.schedule at frame 1: 22.0; .*must be in 0..1 \(Deforum's strength_schedule",
+    ),
+    "a denoise schedule below 0": (
+        _with("denoise", mode="schedule", schedule="0: (-0.4)"),
+        "denoise.schedule at frame 1: -0.4",
+    ),
+    "a seed schedule past 2**62": (  # it named no setting
+        _with("render", seed_behaviour="schedule", seed_schedule="0: (0), 2: (1e19)"),
+        "render.seed_schedule: seed schedule at frame 1: .* is too large for a seed",
+    ),
     "a weight out of range later": (
         _with("prompts", prompts={"0": "a cat", "3": "a (dog:200)"}),
         "prompts at frame 3: prompt: the weight of 'dog' is 200",
@@ -1565,3 +1588,10 @@ def test_output_paths_as_a_user_writes_them(tmp_path, monkeypatch):
     # without the video the name fits
     r = render(Settings.from_dict(long), backend=_Shift(), progress=False, video=False)
     assert len(frames_of(r.run_dir)) == 5
+    # a path under 4096 bytes as written, over it once made absolute: the run's own
+    # settings.json was refused at resume, and the run could not go on
+    deep = {**_SHIFT_JOB, "output": {"dir": "o", "name": "d"}, "model": {"engine_dir": "e/" * 2045}}
+    says = r"^model.engine_dir: expected a path under 4096 .*absolute"
+    with pytest.raises(ValueError, match=says):
+        render(Settings.from_dict(deep), backend=_Shift(), progress=False, video=False)
+    assert not (tmp_path / "o" / "d").exists()

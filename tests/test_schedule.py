@@ -509,3 +509,15 @@ def test_chained_comparisons_are_pythons():
 
     assert evaluate("1 < t < 3", t=2) == 1.0
     assert evaluate("0 < t < 3", t=5) == 0.0
+
+
+def test_python_syntax_warnings_do_not_reach_the_user(recwarn):
+    """ "1if t < 5 else 2" is valid (CPython warns of an invalid decimal literal): its
+    SyntaxWarning printed on every parse, naming no setting."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        sch = Schedule("0: (1if t < 5 else 1.01)", max_frames=10)
+        assert (sch(2), sch(7)) == (1, 1.01)
+    assert not [w for w in recwarn if issubclass(w.category, SyntaxWarning)]

@@ -305,3 +305,56 @@ def test_settings_files_a_user_might_give(tmp_path):
     t.start()
     assert load_settings(fifo)["render"]["frames"] == 3
     t.join(10)
+
+
+def test_lora_paths_are_checked_as_other_paths():
+    """From a fuzzing review: a LoRA path with a NUL or a 300-byte part was taken, and the
+    render failed at the model load with a bare OSError naming no key."""
+    for bad, says in (("a\0b.safetensors", "without a NUL"), ("p" * 300, "at most 255 bytes")):
+        data = {**MINIMAL, "model": {"lora": [{"path": "ok.safetensors"}, {"path": bad}]}}
+        with pytest.raises(SettingsError, match=rf"^model.lora: \[1\].path: expected .*{says}"):
+            Settings.from_dict(data)
+
+
+def test_a_path_too_long_only_once_absolute_is_named(tmp_path, monkeypatch):
+    """A relative engine_dir of 4090 bytes passed; saved absolute it was 4105, and the
+    run's own settings.json was then refused at resume."""
+    monkeypatch.chdir(tmp_path)
+    s = Settings.from_dict({**MINIMAL, "model": {"engine_dir": "e/" * 2045}})
+    assert s.path_problem() is None
+    problem = s.with_absolute_paths().path_problem()
+    assert problem is not None and problem.startswith("model.engine_dir: expected a path under")
+    lora = Settings.from_dict({**MINIMAL, "model": {"lora": [{"path": "l/" * 2045}]}})
+    assert lora.with_absolute_paths().path_problem().startswith("model.lora[0].path: ")
+
+
+def test_error_messages_show_a_bounded_value():
+    """A million-character value was printed whole in its message, and one nested
+    thousands deep gave only "settings: nested too deeply", naming no key."""
+    with pytest.raises(SettingsError) as e:
+        Settings.from_dict({**MINIMAL, "colour": {"mode": "x" * 1_000_000}})
+    assert str(e.value).startswith("colour.mode: expected one of") and len(str(e.value)) < 200
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    for section, key in (("colour", "gamma"), ("render", "steps"), ("model", "lora")):
+        with pytest.raises(SettingsError, match=rf"^{section}.{key}: (\[0\]: )?expected") as e:
+            Settings.from_dict({**MINIMAL, section: {key: deep}})
+        assert len(str(e.value)) < 200
+
+
+def test_a_settings_file_is_read_up_to_a_limit(tmp_path, monkeypatch):
+    """/dev/zero or an endless pipe given as the job was read until memory ran out (a
+    MemoryError traceback, or the OOM killer)."""
+    import loopwave.settings as settings
+
+    monkeypatch.setattr(settings, "MAX_SETTINGS_BYTES", 1000)
+    job = tmp_path / "job.toml"
+    job.write_text('version = 1\n[prompts]\n0 = "a cat"\n' + "# pad\n" * 160)
+    assert len(job.read_bytes()) <= 1000 and load_settings(job)["prompts"] == {"0": "a cat"}
+    job.write_text(job.read_text() + "# pad\n" * 5)
+    with pytest.raises(SettingsError, match=r"job.toml is over 0 MiB, not a settings file"):
+        load_settings(job)
+    monkeypatch.setattr(settings, "MAX_SETTINGS_BYTES", 4 * 2**20)
+    with pytest.raises(SettingsError, match="/dev/zero is over 4 MiB"):
+        load_settings("/dev/zero")

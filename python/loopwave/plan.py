@@ -430,9 +430,12 @@ def _atomic_json(path: Path, data: Any) -> None:
 
 
 def _read_json(path: Path) -> Any:
-    """A run file's JSON; a damaged one is a ValueError naming the file."""
+    """A run file's JSON; a damaged one is a ValueError naming the file, as is a key
+    given twice (as in a settings file: a hand-edited run's settings.json took the last)."""
+    from .settings import _unique_keys
+
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
     except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError
         raise ValueError(f"{path}: not readable JSON ({e}); the run folder is damaged") from None
 

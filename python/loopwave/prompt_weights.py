@@ -193,7 +193,7 @@ def parse_weights(text: str, *, arg: str = "prompt") -> list[tuple[str, float]]:
             factor = None
             if colon and _NUMBER.fullmatch(tail):
                 buf[:] = list(head)
-                factor = float(tail)
+                factor = float(tail.strip())  # (float() keeps \x1c-\x1f, which \s takes)
             close("(", factor)
         elif ch == "]" and opened["["]:
             close("[", None)

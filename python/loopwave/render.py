@@ -74,7 +74,7 @@ from .schedule import (
     wave_strength,
     whole,
 )
-from .settings import Settings
+from .settings import Settings, SettingsError
 
 __all__ = ["RenderResult", "StageError", "render", "render_frames"]
 
@@ -472,7 +472,13 @@ class _Job:
     def strength(self, i: int) -> float:
         d = self.s["denoise"]
         if self.denoise is not None:
-            return float(np.clip(self.denoise(i), 0.0, 1.0))
+            v = self.denoise(i)
+            if not 0.0 <= v <= 1.0:  # also NaN; (65 for 0.65 was clamped: fresh noise)
+                raise ValueError(
+                    f"denoise.schedule at frame {i}: {v!r}; a denoising strength must be in "
+                    "0..1 (Deforum's strength_schedule is 1 minus this)"
+                )
+            return float(v)
         return wave_strength(
             i,
             base=d["base"],
@@ -555,9 +561,12 @@ class _Job:
             )
         if not MIN_CFG <= cfg <= MAX_CFG:  # also NaN
             raise ValueError(f"render.cfg at frame {i}: {cfg!r}; cfg must be {CFG_FORM}")
-        self.seed(i)
+        try:
+            self.seed(i)
+        except ValueError as e:  # ("seed schedule at frame 0: 1e+19 is too large")
+            raise ValueError(f"render.seed_schedule: {e}") from None
         if i > 0:  # frame 0 is made from noise at strength 1, without motion
-            self.strength(i)  # clamped to [0, 1]; an expression can still fail
+            self.strength(i)
             self.motion_at(i)
         p = self.prompt(i)
         for arg, text in (("prompt", p.text), ("negative prompt", p.negative)):
@@ -1004,7 +1013,10 @@ def render(
         if not (rd / "settings.json").is_file():
             raise ValueError(f"run_dir: {rd} has no settings.json to resume from")
         saved_raw = _read_json(rd / "settings.json")  # compared again under the run's lock
-        saved = Settings.from_dict(copy.deepcopy(saved_raw))
+        try:
+            saved = Settings.from_dict(copy.deepcopy(saved_raw))
+        except SettingsError as e:  # (the message named a key, not which file holds it)
+            raise SettingsError(f"{rd / 'settings.json'}: {e}") from None
         if settings is not None:
             if not isinstance(settings, Settings):
                 raise TypeError(
@@ -1055,6 +1067,9 @@ def render(
         # so in settings.json and in the state's digest, and a resume started from another
         # folder uses the same model, init image and engine folder
         settings = settings.with_absolute_paths()
+        problem = settings.path_problem()  # a path long only once absolute
+        if problem:
+            raise SettingsError(f"{problem} (made absolute, against {os.getcwd()})")
         problem = _fresh_run_problem(rd)  # before the model loads; again under the lock
         if problem:
             raise ValueError(problem)

@@ -26,6 +26,7 @@ import copy
 import json
 import os
 import re
+import reprlib
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -47,6 +48,17 @@ class SettingsError(ValueError):
 Check = Callable[[Any], str | None]  # returns the problem, or None
 
 
+def _shown(v: Any) -> str:
+    """``repr(v)`` for an error message, cut short: a million-character value was
+    printed whole, and one nested thousands deep raised ``RecursionError``."""
+    return _REPR.repr(v)
+
+
+_REPR = reprlib.Repr()  # (its keyword arguments are Python 3.12's)
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 60, 60
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = 6
+
+
 def _takes(check: Check, words: str) -> Check:
     """``check``, labelled with what it takes, in words (for ``loopwave settings``). Kept
     on the function itself: checks made inside other checks, at each validation, would
@@ -58,7 +70,7 @@ def _takes(check: Check, words: str) -> Check:
 def _int(lo: int, hi: int | None = None) -> Check:
     def check(v: Any) -> str | None:
         if isinstance(v, bool) or not isinstance(v, int):
-            return f"expected an int, got {v!r}"
+            return f"expected an int, got {_shown(v)}"
         if v < lo or (hi is not None and v > hi):
             return (
                 f"expected an int in {lo}..{hi}, got {v}"
@@ -73,7 +85,7 @@ def _int(lo: int, hi: int | None = None) -> Check:
 def _num(lo: float, hi: float) -> Check:
     def check(v: Any) -> str | None:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            return f"expected a number, got {v!r}"
+            return f"expected a number, got {_shown(v)}"
         if not lo <= v <= hi:
             return f"expected a number in [{lo}, {hi}], got {v}"
         return None
@@ -84,9 +96,9 @@ def _num(lo: float, hi: float) -> Check:
 def _str(*choices: str) -> Check:
     def check(v: Any) -> str | None:
         if not isinstance(v, str):
-            return f"expected a string, got {v!r}"
+            return f"expected a string, got {_shown(v)}"
         if choices and v not in choices:
-            return f"expected one of {list(choices)}, got {v!r}"
+            return f"expected one of {list(choices)}, got {_shown(v)}"
         return None
 
     return _takes(check, f"one of {', '.join(map(repr, choices))}" if choices else "a string")
@@ -99,7 +111,7 @@ def _path() -> Check:
 
     def check(v: Any) -> str | None:
         if not isinstance(v, str):
-            return f"expected a string, got {v!r}"
+            return f"expected a string, got {_shown(v)}"
         if "\0" in v:
             return f"expected a path without a NUL character, got {v!r:.60}"
         b = os.fsencode(v)
@@ -123,9 +135,9 @@ def _size(v: Any) -> str | None:
 
 def _folder_name(v: Any) -> str | None:
     if not isinstance(v, str):
-        return f"expected a string, got {v!r}"
+        return f"expected a string, got {_shown(v)}"
     if v.strip() in ("", ".", "..") or any(c in v for c in "/\\\0"):
-        return f"expected a folder name (no '/', not '.' or '..'), got {v!r}"
+        return f"expected a folder name (no '/', not '.' or '..'), got {_shown(v)}"
     return None
 
 
@@ -134,16 +146,18 @@ def _rife_scale(v: Any) -> str | None:
     else 1.0) or 1.0, 0.5, 0.25."""
     if v == "auto" or (not isinstance(v, bool) and isinstance(v, (int, float)) and v in SCALES):
         return None
-    return f"expected 'auto' (the model's recorded scale, else 1.0) or 1.0, 0.5, 0.25; got {v!r}"
+    return (
+        f"expected 'auto' (the model's recorded scale, else 1.0) or 1.0, 0.5, 0.25; got {_shown(v)}"
+    )
 
 
 def _bool(v: Any) -> str | None:
-    return None if isinstance(v, bool) else f"expected true or false, got {v!r}"
+    return None if isinstance(v, bool) else f"expected true or false, got {_shown(v)}"
 
 
 def _schedule(v: Any) -> str | None:
     if isinstance(v, bool) or not isinstance(v, (str, int, float)):
-        return f"expected a keyframe string like '0: (0.5)' or a number, got {v!r}"
+        return f"expected a keyframe string like '0: (0.5)' or a number, got {_shown(v)}"
     try:
         Schedule(v, max_frames=1)
     except ScheduleError as e:
@@ -153,12 +167,15 @@ def _schedule(v: Any) -> str | None:
 
 def _lora(v: Any) -> str | None:
     if not isinstance(v, list):
-        return f"expected a list of {{path = '...', scale = 1.0}} tables, got {v!r}"
+        return f"expected a list of {{path = '...', scale = 1.0}} tables, got {_shown(v)}"
     for k, e in enumerate(v):
         if not isinstance(e, Mapping) or set(e) - {"path", "scale"} or "path" not in e:
-            return f"[{k}]: expected a table {{path = '...', scale = 1.0}}, got {e!r}"
+            return f"[{k}]: expected a table {{path = '...', scale = 1.0}}, got {_shown(e)}"
         if not isinstance(e["path"], str) or not e["path"]:
-            return f"[{k}].path: expected a file path, got {e['path']!r}"
+            return f"[{k}].path: expected a file path, got {_shown(e['path'])}"
+        problem = _path()(e["path"])  # (a NUL or a 300-byte part failed at the load)
+        if problem:
+            return f"[{k}].path: {problem}"
         problem = _num(-8, 8)(e.get("scale", 1.0))
         if problem:
             return f"[{k}].scale: {problem}"
@@ -176,7 +193,7 @@ def _device(v: Any) -> str | None:
     device is known only when the model loads."""
     problem = _str()(v)
     if problem is None and not re.fullmatch(r"auto|cpu|mps|(cuda|xpu)(:\d{1,4})?", v):
-        return f"expected auto, cpu, cuda, cuda:N, mps or xpu; got {v!r}"
+        return f"expected auto, cpu, cuda, cuda:N, mps or xpu; got {_shown(v)}"
     return problem
 
 
@@ -304,7 +321,8 @@ DOCS: dict[str, dict[str, str]] = {
         "(strength = base + amp - amp * |cos(i * 180 / frames_per_wave + offset)|)",
         "frames_per_wave": "wave: frames from one low point to the next",
         "offset": "wave: a phase shift, in degrees",
-        "schedule": "schedule: each frame's strength",
+        "schedule": "schedule: each frame's denoising strength, 0..1 (Deforum's "
+        "strength_schedule is 1 minus this)",
     },
     "colour": {
         "mode": "plan: correct toward keyframes rendered ahead; first: toward frame 0 "
@@ -449,12 +467,12 @@ class Settings(dict[str, Any]):
         data = dict(data)
         version = data.pop("version", None)
         if type(version) is not int or version != VERSION:  # not true, not 1.0
-            raise SettingsError(f"version: expected {VERSION}, got {version!r}")
+            raise SettingsError(f"version: expected {VERSION}, got {_shown(version)}")
         out = cls(version=VERSION)
         for section, keys in SCHEMA.items():
             given = data.pop(section, {})
             if not isinstance(given, Mapping):
-                raise SettingsError(f"{section}: expected a table, got {given!r}")
+                raise SettingsError(f"{section}: expected a table, got {_shown(given)}")
             given = dict(given)
             resolved = {}
             for key, (default, check) in keys.items():
@@ -523,6 +541,20 @@ class Settings(dict[str, Any]):
             model["engine_dir"] = root
         return out
 
+    def path_problem(self) -> str | None:
+        """The first path (:data:`PATH_KEYS`, each ``model.lora`` entry's) that the
+        file system cannot take, with its key and what is wrong; None if all can. For
+        paths :meth:`with_absolute_paths` made: they can pass 4096 bytes where the
+        relative ones did not, and the run's ``settings.json`` was then refused."""
+        named = [(f"{sec}.{key}", self.get(sec, {}).get(key)) for sec, key in PATH_KEYS]
+        lora = self.get("model", {}).get("lora") or []
+        named += [(f"model.lora[{k}].path", e.get("path")) for k, e in enumerate(lora)]
+        for name, path in named:
+            problem = _path()(path) if isinstance(path, str) and path else None
+            if problem:
+                return f"{name}: {problem}"
+        return None
+
     def _with_paths(self, change: Callable[[Any], Any]) -> Settings:
         """A copy with ``change`` applied to every path (:data:`PATH_KEYS`, each
         ``model.lora`` entry's ``path``)."""
@@ -551,6 +583,11 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+#: the largest settings file read: eight schedules of 1,000,000 characters, prompts and
+#: room to spare (an endless pipe or a video given by mistake was read until memory ran out)
+MAX_SETTINGS_BYTES = 64 * 2**20
+
+
 def load_settings(path: str | Path) -> Settings:
     """Read a TOML (``.toml``) or JSON (``.json``) settings file."""
     p = Path(path)
@@ -558,8 +595,14 @@ def load_settings(path: str | Path) -> Settings:
         raise SettingsError(f"settings: {p} is a folder, not a settings file")
     if not p.exists():  # a pipe (loopwave render <(...)) is read as a file is
         raise SettingsError(f"settings: no such file {p}")
+    with p.open("rb") as f:  # a pipe or /dev/zero by mistake read without end
+        raw = f.read(MAX_SETTINGS_BYTES + 1)
+    if len(raw) > MAX_SETTINGS_BYTES:
+        raise SettingsError(
+            f"settings: {p} is over {MAX_SETTINGS_BYTES // 2**20} MiB, not a settings file"
+        )
     try:
-        text = p.read_text(encoding="utf-8-sig")  # a leading byte-order mark is fine
+        text = raw.decode("utf-8-sig")  # a leading byte-order mark is fine
         if p.suffix.lower() == ".json":
             data = json.loads(text, object_pairs_hook=_unique_keys)
         else:
