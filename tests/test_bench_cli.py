@@ -285,3 +285,25 @@ def test_bench_names_a_missing_extra_before_the_model(monkeypatch):
     monkeypatch.setattr(video, "_av", no_av)
     with pytest.raises(ImportError, match="needs PyAV"):
         run_bench(size=64, steps=2, frames=3, factor=2, repeats=1)
+
+
+def test_bench_takes_a_pickled_model_only_with_allow_pickle(capsys, monkeypatch, tmp_path):
+    """From a review: `loopwave bench --model trusted.ckpt` was refused with "set
+    model.allow_pickle = true in the settings", which bench does not read: it could
+    never run."""
+    import loopwave.backends as backends
+
+    ckpt = tmp_path / "trusted.ckpt"
+    ckpt.write_bytes(b"")
+    assert main(["bench", "--model", str(ckpt), *SMALL]) == 2
+    assert "pass --allow-pickle" in capsys.readouterr().err
+    seen: dict = {}
+
+    def load(kind, path, **kw):  # the real one would need a checkpoint and its config
+        seen.update(kw, kind=kind, path=path)
+        raise ValueError("loaded no further")
+
+    monkeypatch.setattr(backends, "load_backend", load)
+    assert main(["bench", "--model", str(ckpt), "--allow-pickle", *SMALL]) == 2
+    assert "loaded no further" in capsys.readouterr().err
+    assert seen["allow_pickle"] is True and seen["path"] == str(ckpt)

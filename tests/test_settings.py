@@ -153,6 +153,7 @@ def test_relative_paths_are_made_absolute_against_the_folder(tmp_path, monkeypat
         **MINIMAL,
         "output": {"dir": "out/../renders"},
         "model": {
+            "backend": "diffusers",
             "path": "models/sd15",
             "engine_dir": "/abs/engines",
             "lora": [{"path": "style.safetensors", "scale": 0.5}, {"path": "./b.safetensors"}],
@@ -358,3 +359,12 @@ def test_a_settings_file_is_read_up_to_a_limit(tmp_path, monkeypatch):
     monkeypatch.setattr(settings, "MAX_SETTINGS_BYTES", 4 * 2**20)
     with pytest.raises(SettingsError, match="/dev/zero is over 4 MiB"):
         load_settings("/dev/zero")
+
+
+def test_a_model_path_with_the_smoke_backend_is_refused():
+    """From a review: model.path set and model.backend left at its default, "smoke",
+    rendered the built-in random model; only a log line said so."""
+    with pytest.raises(SettingsError, match=r"^model.path: given, but model.backend is 'smoke'"):
+        Settings.from_dict({**MINIMAL, "model": {"path": "/models/sd15"}})
+    s = Settings.from_dict({**MINIMAL, "model": {"backend": "diffusers", "path": "/models/sd15"}})
+    assert s["model"]["path"] == "/models/sd15"

@@ -66,7 +66,9 @@ def median_time(fn: Callable[[], Any], repeats: int = 5) -> float:
     return statistics.median(ts)
 
 
-def _backend(model: str, device: str, accel: dict[str, Any] | None) -> Any:
+def _backend(
+    model: str, device: str, accel: dict[str, Any] | None, allow_pickle: bool = False
+) -> Any:
     from .backends import load_backend, smoke_backend
 
     if model == "smoke":
@@ -75,7 +77,7 @@ def _backend(model: str, device: str, accel: dict[str, Any] | None) -> Any:
         from .sd15 import sd15_random_backend
 
         return sd15_random_backend(device=device, accel=accel)
-    return load_backend("diffusers", model, device=device, accel=accel)
+    return load_backend("diffusers", model, device=device, accel=accel, allow_pickle=allow_pickle)
 
 
 def unet_calls(backend: Any, fn: Callable[[], Any]) -> int:
@@ -179,6 +181,7 @@ def run_bench(
     tricks: bool = False,
     repeats: int = 3,
     engine_dir: str | os.PathLike[str] | None = None,
+    allow_pickle: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the measurements (see the module docs); returns the JSON-able report.
@@ -186,7 +189,8 @@ def run_bench(
     With ``unet`` or ``vae`` exported, the graphs (and TensorRT engines) go to a
     temporary folder, made afresh each run, or with ``engine_dir`` to a folder under it
     keyed as a render keys them (the model's files, the size, the versions), where a
-    later run finds and reuses them."""
+    later run finds and reuses them. ``allow_pickle``: a ``.ckpt`` model you trust (as
+    :func:`loopwave.backends.load_backend` takes it)."""
     from . import color_correct
     from .backends import MAX_STEPS, _deps, check_backend_args
     from .interpolate import _cv2, interpolate
@@ -229,7 +233,7 @@ def run_bench(
         engine_dir = folder(engine_dir, "engine_dir")
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as d:
-        backend = _backend(model, device, accel)
+        backend = _backend(model, device, accel, allow_pickle)
         if unet != "torch" or vae != "torch":
             from .render import _graph_dir
             from .trt import use_exported
@@ -295,9 +299,9 @@ def run_bench(
                 "chain of img2img calls"
             )
         if tricks:
-            results["tricks_unet_its"] = _tricks(model, device, size, repeats, log)
+            results["tricks_unet_its"] = _tricks(model, device, size, repeats, log, allow_pickle)
             results["tricks_chained_img2img_ms"] = _chained(
-                model, device, accel or {}, frame, kw, repeats, log
+                model, device, accel or {}, frame, kw, repeats, log, allow_pickle
             )
     report = {
         "command": " ".join(["loopwave", *sys.argv[1:]]) if sys.argv else "",
@@ -323,7 +327,12 @@ def run_bench(
 
 
 def _tricks(
-    model: str, device: str, size: int, repeats: int, log: Callable[[str], None]
+    model: str,
+    device: str,
+    size: int,
+    repeats: int,
+    log: Callable[[str], None],
+    allow_pickle: bool = False,
 ) -> dict[str, float | None]:
     variants: dict[str, dict[str, Any]] = {
         "baseline (SDPA)": {},
@@ -338,7 +347,7 @@ def _tricks(
         if accel.get("cuda_graphs") and not on_gpu:
             continue  # CUDA graphs exist only on a GPU
         try:
-            b = _backend(model, device, accel)
+            b = _backend(model, device, accel, allow_pickle)
             on_gpu = b.device.type == "cuda"
             out[name] = unet_its(b, size, max(4, 2 * repeats))
             log(f"  UNet with {name}: {out[name]:.2f} it/s")
@@ -375,6 +384,7 @@ def _chained(
     kw: dict[str, Any],
     repeats: int,
     log: Callable[[str], None],
+    allow_pickle: bool = False,
 ) -> dict[str, float | None]:
     """ms per frame of img2img fed its own output: uploading each frame or not, and
     with noise drawn on the device."""
@@ -387,7 +397,7 @@ def _chained(
     }
     for name, opts in variants.items():
         try:
-            b = _backend(model, device, {**accel, **opts})
+            b = _backend(model, device, {**accel, **opts}, allow_pickle)
 
             def chain(b: Any = b) -> None:
                 x = frame
@@ -488,6 +498,11 @@ def add_cli(sub: Any) -> None:
         "with and without device_frames and device_rng",
     )
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="load a pickled .ckpt --model (it can run code: only a file you trust)",
+    )
     p.add_argument("--json", metavar="PATH", help="write the report as JSON")
     p.add_argument(
         "--engine-dir",
@@ -504,6 +519,12 @@ def add_cli(sub: Any) -> None:
             raise OSError(f"--json: cannot write {a.json} (a folder, or its folder is missing)")
         if a.json and not os.access(Path(a.json).parent, os.W_OK):  # found out at the end
             raise OSError(f"--json: cannot write {a.json} (its folder is not writable)")
+        if a.model.lower().endswith(".ckpt") and not a.allow_pickle:
+            # (load_backend's own refusal pointed to a settings key bench does not read)
+            raise ValueError(
+                f"--model: {a.model} is a pickled checkpoint, which can run code when "
+                "loaded; convert it to .safetensors, or if you trust it pass --allow-pickle"
+            )
         parts = [x.strip() for x in a.compile.split(",") if x.strip()]
         if any(x not in ("unet", "vae") for x in parts):
             raise ValueError(f"--compile: expected a comma list of unet, vae; got {a.compile!r}")
@@ -529,6 +550,7 @@ def add_cli(sub: Any) -> None:
             tricks=a.tricks,
             repeats=a.repeats,
             engine_dir=a.engine_dir,
+            allow_pickle=a.allow_pickle,
         )
         if a.json:
             from .plan import _atomic_json

@@ -514,6 +514,12 @@ class Settings(dict[str, Any]):
             raise SettingsError(
                 "model.path: the diffusers backend needs a local model folder or file"
             )
+        if out["model"]["backend"] == "smoke" and out["model"]["path"]:  # it was ignored
+            raise SettingsError(
+                "model.path: given, but model.backend is 'smoke' (the built-in model of "
+                "random weights, which reads no file); set model.backend = 'diffusers' to "
+                "load it"
+            )
         if out["interpolation"]["backend"] == "rife" and not out["interpolation"]["model"]:
             raise SettingsError("interpolation.model: the rife backend needs a .onnx model path")
         return out
