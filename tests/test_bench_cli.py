@@ -37,10 +37,15 @@ KEYS = {
 def test_bench_reports_every_stage(tmp_path, capsys, exported):
     if exported == "onnx":
         pytest.importorskip("onnxruntime")
-    out = tmp_path / "bench.json"
+    import shlex
+
+    out = tmp_path / "my bench.json"
     args = ["--unet", exported, "--vae", exported, "--json", str(out)]
     assert main(["bench", *SMALL, *args]) == 0
     report = json.loads(out.read_text())
+    # the command that ran it, as a shell takes it (a path with a space was two words,
+    # and the arguments were sys.argv's, here pytest's own)
+    assert shlex.split(report["command"]) == ["loopwave", "bench", *SMALL, *args]
     assert report["settings"]["unet"] == report["settings"]["vae"] == exported
     assert set(report["results"]) == KEYS
     assert all(v > 0 for v in report["results"].values())
@@ -307,3 +312,39 @@ def test_bench_takes_a_pickled_model_only_with_allow_pickle(capsys, monkeypatch,
     assert main(["bench", "--model", str(ckpt), "--allow-pickle", *SMALL]) == 2
     assert "loaded no further" in capsys.readouterr().err
     assert seen["allow_pickle"] is True and seen["path"] == str(ckpt)
+
+
+def test_one_stall_does_not_make_the_unet_figure(monkeypatch):
+    """From a review: the UNet's it/s was its first timed run; one stall there (another
+    process, a page-in) became the figure every "share of UNet only" row divides by
+    ("render / UNet only 661%"). Now the median of runs; a clock the UNet moves, 0.1 s a
+    call and one stall of 10 s in the first timed run."""
+    from loopwave import bench
+
+    b = bench._backend("smoke", "auto", None)
+    clock, calls = [0.0], [0]
+
+    def tick(*_):
+        calls[0] += 1
+        clock[0] += 0.1 + (10.0 if calls[0] == 3 else 0.0)  # after the 2 warm-up calls
+
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    hook = b.pipe.unet.register_forward_pre_hook(tick)
+    try:
+        assert bench.unet_its(b, 64, 4) == pytest.approx(10.0)
+    finally:
+        hook.remove()
+
+
+def test_bench_refuses_a_file_as_its_engine_folder_before_the_model(tmp_path, capsys, monkeypatch):
+    """From a review: --engine-dir naming a file was found after the model was built
+    ("[Errno 20] Not a directory: 'afile/smoke-...'", naming no option)."""
+    from loopwave import bench
+
+    def built(*_):
+        raise AssertionError("the model was built")
+
+    monkeypatch.setattr(bench, "_backend", built)
+    (tmp_path / "afile").write_text("x")
+    assert main(["bench", *SMALL, "--unet", "onnx", "--engine-dir", str(tmp_path / "afile")]) == 2
+    assert "afile is a file, not a folder" in capsys.readouterr().err

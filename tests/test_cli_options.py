@@ -188,3 +188,31 @@ def test_commands_run_with_standard_output_closed(tmp_path):
         )
         assert r.returncode == 0 and "Traceback" not in r.stderr, (args, r.stderr[-2000:])
     assert (tmp_path / "d" / "contact_sheet.png").is_file()
+
+
+def test_commands_run_with_standard_error_closed(tmp_path):
+    """From a review: started with fd 2 closed (``2>&-``) Python's sys.stderr is None; the
+    progress bar's first write raised AttributeError, and demo, interpolate and encode
+    exited 1 saying nothing, interpolate removing the frames it had made."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("av")
+
+    def run(*args):
+        return subprocess.run(
+            ["sh", "-c", 'exec "$@" 2>&-', "sh", sys.executable, "-m", "loopwave", *args],
+            stdout=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+
+    demo = tmp_path / "d"
+    r = run("demo", "--out", str(demo), "--frames", "4", "--size", "16")
+    assert r.returncode == 0 and (demo / "contact_sheet.png").is_file(), r.stdout[-2000:]
+    r = run("interpolate", str(demo / "frames"), "-o", str(tmp_path / "i"), "--factor", "2")
+    assert r.returncode == 0 and len(list((tmp_path / "i").glob("*.png"))) == 7, r.stdout
+    r = run("encode", str(tmp_path / "i"), "-o", str(tmp_path / "v.mp4"))
+    assert r.returncode == 0 and (tmp_path / "v.mp4").stat().st_size > 0, r.stdout
+    # a refusal still exits 2 (its message goes where stderr went: nowhere)
+    assert run("encode", str(tmp_path / "nothing"), "-o", str(tmp_path / "w.mp4")).returncode == 2

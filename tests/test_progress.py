@@ -31,7 +31,8 @@ def test_lines_before_and_after_a_rate(monkeypatch):
         bar.update(237)
     lines = out.getvalue().splitlines()
     assert lines[0] == "render [                        ] 1/240 frames 0.0 frames/s ETA --"
-    assert lines[1] == "render [                        ] 3/240 frames 0.2 frames/s ETA 23:42"
+    # under one a second, seconds a frame (a model on the CPU showed "0.0 frames/s")
+    assert lines[1] == "render [                        ] 3/240 frames 6.0 s/frame ETA 23:42"
     assert lines[2].startswith("render [########################] 240/240 frames")
     assert lines[2].endswith("ETA 0s")
 
@@ -106,3 +107,65 @@ def test_a_shorter_line_in_place_blanks_the_longer_one_before(monkeypatch):
         part = part.rstrip("\n")
         screen = part + screen[len(part) :]
     assert screen.rstrip().endswith("ETA 0s")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def _screen(text: str) -> list[str]:
+    """The rows a terminal of unlimited width shows for ``text`` (``\r`` back to the row's
+    start, ``\n`` a new row)."""
+    rows = [""]
+    for chunk in text.replace("\n", "\r\n").split("\r"):
+        if chunk.startswith("\n"):
+            rows.append("")
+            chunk = chunk[1:]
+        rows[-1] = chunk + rows[-1][len(chunk) :]
+    return rows
+
+
+@pytest.mark.parametrize("columns", [80, 40, 20])
+def test_the_bar_fits_the_terminal_width(monkeypatch, columns):
+    """From a review: the bar ignored the terminal's width; a line that wrapped made every
+    redraw (a carriage return goes back to the last row only) a new row, and the bar
+    scrolled: 240 rows for a render at 80 columns with a long model name."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    t = [100.0]
+    monkeypatch.setattr("loopwave._progress.time.perf_counter", lambda: t[0])
+    out = _Terminal()
+    with Progress(240, "render [v1-5-pruned-emaonly.safetensors]", stream=out) as bar:
+        for _ in range(240):
+            t[0] += 0.5
+            bar.update()
+    rows = [r for r in _screen(out.getvalue()) if r]
+    assert len(rows) == 1, rows  # redrawn in place
+    lines = out.getvalue().split("\r")[1:]
+    assert len(lines) > 100 and all(len(x.rstrip("\n")) < columns for x in lines)
+    want = {  # the bar goes first, then the description is cut, then the counts
+        80: "render [v1-5-pruned-emaonly.safetensors] 240/240 frames 2.0 frames/s ETA 0s",
+        40: "r... 240/240 frames 2.0 frames/s ETA 0s",
+        20: "240/240 frames 2.0",
+    }
+    assert rows[0].rstrip() == want[columns]
+
+
+def test_no_stream_or_a_closed_one_turns_the_bar_off():
+    """From a review: started with fd 2 closed, sys.stderr is None, and the first write
+    raised AttributeError (the CLI's demo, interpolate and encode exited 1, saying
+    nothing); a closed stream raised ValueError from isatty() before the work began."""
+    import sys
+
+    closed = io.StringIO()
+    closed.close()
+    for stream in (None, closed):
+        real = sys.stderr
+        sys.stderr = stream if stream is None else real
+        try:
+            with Progress(3, "work", stream=stream) as bar:
+                for _ in range(3):
+                    bar.update()
+        finally:
+            sys.stderr = real
+        assert not bar.enabled and bar.done == 3

@@ -6,6 +6,8 @@ otherwise (logs, CI), so it never floods a log file.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 import time
 from types import TracebackType
@@ -25,14 +27,19 @@ class Progress:
     ) -> None:
         self.total, self.desc, self.unit = total, desc, unit
         self.stream = stream if stream is not None else sys.stderr
-        self.enabled = enabled
+        # no stream at all: Python's sys.stderr when started with fd 2 closed (`2>&-`),
+        # where the first write raised AttributeError and stopped the work
+        self.enabled = enabled and self.stream is not None
         # ``initial`` items were done before (a resumed run): counted, but not in the rate
         self.done = self.initial = initial
         self.start = time.perf_counter()
         self._last = 0.0
         self._finished = False  # the line at done == total was drawn
         self._width = 0  # of the last line drawn in place, to blank what a shorter one leaves
-        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        try:  # a closed stream raises ValueError here
+            self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        except (OSError, ValueError):
+            self._tty = self.enabled = False
 
     def update(self, n: int = 1, *, timed: bool = True) -> None:
         """Count ``n`` more items; ``timed=False`` for items that cost no time here (made
@@ -58,16 +65,38 @@ class Progress:
         left = max(self.total - self.done, 0)
         eta = _clock(left / rate) if rate > 0 else "--"
         frac = min(self.done / self.total, 1.0) if self.total > 0 else 1.0
-        bar = "#" * int(frac * 24)
-        line = (
-            f"{self.desc} [{bar:<24}] {self.done}/{self.total} {self.unit}s "
-            f"{rate:.1f} {self.unit}s/s ETA {eta}"
+        # under one a second, seconds an item (a model on the CPU showed "0.0 frames/s")
+        speed = (
+            f"{rate:.1f} {self.unit}s/s"
+            if rate >= 1 or rate <= 0
+            else f"{1 / rate:.1f} s/{self.unit}"
         )
-        if self._tty:  # in place: spaces over what a longer line before left
-            line, self._width = line.ljust(self._width), len(line)
-            self._emit("\r" + line)
+        tail = f" {self.done}/{self.total} {self.unit}s {speed} ETA {eta}"
+        if not self._tty:
+            self._emit(f"{self.desc} [{'#' * int(frac * 24):<24}]{tail}\n")
+            return
+        # in place, within one row: a line that wrapped made every redraw a new row, and
+        # the bar scrolled (80 columns, a long model name); the bar narrows, then goes,
+        # then the description is cut
+        room = self._columns() - 1
+        for width in (24, 12, 0):
+            bar = f" [{'#' * int(frac * width):<{width}}]" if width else ""
+            line = self.desc + bar + tail
+            if len(line) <= room:
+                break
         else:
-            self._emit(line + "\n")
+            keep = room - len(tail) - 3
+            line = (self.desc[:keep] + "..." + tail if keep > 0 else tail.strip())[:room]
+        # spaces over what a longer line before left
+        line, self._width = line.ljust(min(self._width, room)), len(line)
+        self._emit("\r" + line)
+
+    def _columns(self) -> int:
+        """The terminal's width, of the stream's own terminal where it has one."""
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns or 80
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation too
+            return shutil.get_terminal_size((80, 24)).columns
 
     def _emit(self, text: str) -> None:
         """Progress is best-effort: a closed pipe or a full disk on stderr (``| head``,
@@ -77,7 +106,7 @@ class Progress:
         try:
             self.stream.write(text)
             self.stream.flush()
-        except (OSError, ValueError):  # ValueError: the stream was closed
+        except (OSError, ValueError, AttributeError):  # ValueError: the stream was closed
             self.enabled = False
 
     def __enter__(self) -> Progress:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 import tempfile
@@ -96,11 +97,15 @@ def unet_calls(backend: Any, fn: Callable[[], Any]) -> int:
     return n
 
 
-def unet_its(backend: Any, size: int, iterations: int, min_seconds: float = 1.0) -> float:
+def unet_its(
+    backend: Any, size: int, iterations: int, min_seconds: float = 1.0, repeats: int = 3
+) -> float:
     """UNet iterations per second at batch 2 and ``size`` pixels (latents size/8).
 
     At least ``iterations`` calls, and more when they take under ``min_seconds``
-    (a fast GPU runs a handful of calls in milliseconds: too short to time)."""
+    (a fast GPU runs a handful of calls in milliseconds: too short to time); the median
+    of ``repeats`` such runs (one run was the figure, and a stall in it distorted every
+    share of it in the report: "render / UNet only 661%")."""
     import torch
 
     pipe, dev = backend.pipe, backend.device
@@ -117,15 +122,17 @@ def unet_its(backend: Any, size: int, iterations: int, min_seconds: float = 1.0)
                 pipe.unet(x, t, ctx, return_dict=False)
         _sync(torch, dev)
 
-    run(2)  # warm-up
-    n = iterations
-    while True:
+    def timed(n: int) -> float:
         start = time.perf_counter()
         run(n)
-        took = time.perf_counter() - start
-        if took >= min_seconds or n >= 10_000:
-            return n / took
+        return time.perf_counter() - start
+
+    run(2)  # warm-up
+    n = iterations
+    while (took := timed(n)) < min_seconds and n < 10_000:
         n = max(n + 1, int(n * 1.2 * min_seconds / max(took, 1e-6)))
+    rates = [n / took] + [n / timed(n) for _ in range(max(repeats, 1) - 1)]
+    return statistics.median(rates)
 
 
 def render_settings(
@@ -182,6 +189,7 @@ def run_bench(
     repeats: int = 3,
     engine_dir: str | os.PathLike[str] | None = None,
     allow_pickle: bool = False,
+    command: str = "",
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the measurements (see the module docs); returns the JSON-able report.
@@ -190,7 +198,8 @@ def run_bench(
     temporary folder, made afresh each run, or with ``engine_dir`` to a folder under it
     keyed as a render keys them (the model's files, the size, the versions), where a
     later run finds and reuses them. ``allow_pickle``: a ``.ckpt`` model you trust (as
-    :func:`loopwave.backends.load_backend` takes it)."""
+    :func:`loopwave.backends.load_backend` takes it). ``command``: the command line
+    that ran it, for the report (the CLI's)."""
     from . import color_correct
     from .backends import MAX_STEPS, _deps, check_backend_args
     from .interpolate import _cv2, interpolate
@@ -231,6 +240,8 @@ def run_bench(
         from ._validate import folder
 
         engine_dir = folder(engine_dir, "engine_dir")
+        if engine_dir.exists() and not engine_dir.is_dir():  # found after the model built
+            raise ValueError(f"engine_dir: {engine_dir} is a file, not a folder")
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as d:
         backend = _backend(model, device, accel, allow_pickle)
@@ -246,7 +257,7 @@ def run_bench(
             use_exported(backend, unet=unet, vae=vae, height=size, width=size, directory=graphs)
         dev = backend.device
         log(f"model: {backend.label} on {dev}; {size}x{size}, {steps} steps, strength {strength}")
-        results["unet_its"] = unet_its(backend, size, max(4, 2 * repeats))
+        results["unet_its"] = unet_its(backend, size, max(4, 2 * repeats), repeats=max(3, repeats))
         rng = np.random.default_rng(0)
         frame = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
         kw = {"prompt": "a castle", "negative": "", "strength": strength, "steps": steps}
@@ -304,7 +315,9 @@ def run_bench(
                 model, device, accel or {}, frame, kw, repeats, log, allow_pickle
             )
     report = {
-        "command": " ".join(["loopwave", *sys.argv[1:]]) if sys.argv else "",
+        # (sys.argv joined was not a command a shell could run again, and from a script
+        # it named the script's own arguments)
+        "command": command,
         "device": _device_name(torch, dev),
         "machine": f"{platform.processor() or platform.machine()}, {_cores()} cores",
         "versions": _versions(),
@@ -349,7 +362,7 @@ def _tricks(
         try:
             b = _backend(model, device, accel, allow_pickle)
             on_gpu = b.device.type == "cuda"
-            out[name] = unet_its(b, size, max(4, 2 * repeats))
+            out[name] = unet_its(b, size, max(4, 2 * repeats), repeats=max(3, repeats))
             log(f"  UNet with {name}: {out[name]:.2f} it/s")
         except Exception as e:  # (torch.compile without a C compiler, ...)
             _failed(name, e, log)
@@ -551,6 +564,7 @@ def add_cli(sub: Any) -> None:
             repeats=a.repeats,
             engine_dir=a.engine_dir,
             allow_pickle=a.allow_pickle,
+            command=shlex.join(["loopwave", *getattr(a, "argv", sys.argv[1:])]),
         )
         if a.json:
             from .plan import _atomic_json

@@ -174,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as given (bench reports it)
     # transformers warns at import about optional image processors no model here uses
     # (torchvision missing); keep the CLI's output to what concerns the user
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -189,6 +190,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             fd = os.open(os.devnull, os.O_WRONLY)
             if fd != 1:
                 os.close(fd)
+    if sys.stderr is None:
+        # the same with fd 2 (`2>&-`); and messages go nowhere, as Python's own do: with
+        # sys.stderr None, print(file=sys.stderr) wrote to stdout, and the progress bar
+        # raised AttributeError (demo, interpolate and encode exited 1, their work lost)
+        with contextlib.suppress(OSError):
+            fd = os.open(os.devnull, os.O_WRONLY)
+            if fd != 2:
+                os.close(fd)
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the process's life
     out = sys.stdout = _Stdout(sys.stdout)
     try:
         return int(args.func(args))
