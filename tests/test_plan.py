@@ -106,6 +106,28 @@ def test_reading_16_bit_and_oversized_images(tmp_path, monkeypatch):
         _read_png(Path(tmp_path / "g16.png"))
 
 
+def test_an_init_image_is_read_upright(tmp_path):
+    """From a review: a JPEG whose EXIF orientation says "turn 90 degrees" (a phone's) was
+    read on its side: refused as the wrong size, or, square, frame 0 silently rotated."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from loopwave.plan import _read_png
+
+    img = np.zeros((64, 96, 3), np.uint8)
+    img[:16] = (255, 0, 0)  # a red band at the top, as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: the stored image is turned 90 degrees clockwise
+    Image.fromarray(img).save(tmp_path / "phone.jpg", quality=95, exif=exif)
+    got = _read_png(Path(tmp_path / "phone.jpg"))
+    assert got.shape == (96, 64, 3)  # as shown upright
+    # the oracle: numpy turns the stored pixels as the tag says (the top band goes right)
+    want = np.rot90(np.asarray(Image.open(tmp_path / "phone.jpg")), k=-1)
+    np.testing.assert_array_equal(got, want)
+    assert got[:, -16:, 0].mean() > 200 and got[:, :16, 0].mean() < 50
+
+
 def test_numpy_integer_keyframes_save_whole(tmp_path, photos):
     """np.int64 frames were kept as keys: save() wrote the PNGs, then json failed, and an
     older plan.json stayed beside the new images (load gave a mix of both plans)."""

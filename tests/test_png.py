@@ -202,3 +202,14 @@ def test_write_png_never_leaves_a_partial_file(tmp_path, monkeypatch):
         write_png(path, np.full((4, 4, 3), 9, np.uint8))
     assert path.read_bytes() == before  # the old file whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png"]  # no f.png.tmp
+
+
+def test_write_png_takes_the_longest_legal_name(tmp_path):
+    """From a review: the temporary file was NAME.tmp, four bytes longer, so a legal name
+    of 252-255 bytes failed with "File name too long" naming a file never asked for."""
+    img = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    for n in (251, 255):
+        path = tmp_path / ("f" * (n - 4) + ".png")
+        write_png(path, img)
+        np.testing.assert_array_equal(read_png(path), img)
+    assert sorted(len(p.name) for p in tmp_path.iterdir()) == [251, 255]  # no temporary left

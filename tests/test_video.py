@@ -1970,3 +1970,48 @@ def test_a_dropped_segmented_writer_removes_an_earlier_runs_later_segments(tmp_p
     while len(list(tmp_path.glob("out_*.mp4"))) > 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sorted(p.name for p in tmp_path.glob("out_*.mp4")) == ["out_000.mp4", "out_001.mp4"]
+
+
+def test_frames_are_read_in_name_order_whatever_the_digits(tmp_path):
+    """From a review: a frame named 1²2.png ("²" is a digit to str.isdigit, not to int())
+    stopped interpolate and encode with int()'s own error, naming neither IN nor the file."""
+    img = np.zeros((2, 2, 3), np.uint8)
+    names = ["f10.png", "f2.png", "1²2.png", "f1.png", "g.png", "١٢.png"]  # ١٢: Arabic 12
+    for name in names:
+        write_png(tmp_path / name, img)
+    got = [p.name for p in lv.read_frames_dir(tmp_path)]
+    assert got == ["1²2.png", "١٢.png", "f1.png", "f2.png", "f10.png", "g.png"]  # 1 < 12
+
+
+def test_png_headers_ffmpeg_would_make_up_pixels_for_are_refused(tmp_path):
+    """From a review: interpolate IN and encode read frames with FFmpeg, which decoded an
+    RGB PNG of 4-bit depth, or one of interlace method 2, into pixels of its own (60 and
+    63 of 64 differed); Pillow refuses both, and so does loopwave now, naming the file."""
+    import zlib
+
+    from PIL import Image
+
+    from loopwave.png import encode_png
+
+    good = encode_png(np.full((8, 8, 3), 120, np.uint8))
+
+    def patched(offset: int, value: int, fix_crc: bool = True) -> bytes:
+        b = bytearray(good)
+        b[offset] = value
+        if fix_crc:
+            b[29:33] = zlib.crc32(bytes(b[12:29])).to_bytes(4, "big")
+        return bytes(b)
+
+    cases = {
+        "depth4.png": (patched(24, 4), "bit depth 4 with colour type 2"),
+        "interlace2.png": (patched(28, 2), "interlace 2"),
+        "crc.png": (patched(20, 9, fix_crc=False), "fails its CRC check"),
+    }
+    for name, (data, says) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ValueError, match=rf"cannot read frame .*{name}: .*{says}"):
+            lv._read_png(tmp_path / name)
+        with pytest.raises((OSError, SyntaxError, ValueError)):  # the oracle refuses it too
+            Image.open(tmp_path / name).load()
+    (tmp_path / "good.png").write_bytes(good)
+    assert lv._read_png(tmp_path / "good.png").shape == (8, 8, 3)

@@ -454,11 +454,16 @@ def _read_npy(path: Path) -> np.ndarray:
 
 
 def _read_png(path: Path) -> np.ndarray:
+    """An image file (PNG, or a JPEG init image) as ``(H, W, 3)`` uint8, turned upright as
+    its EXIF orientation says with Pillow (a phone's JPEG was read on its side: refused
+    as the wrong size, or a square one rotated). Without Pillow, PyAV or loopwave's own
+    PNG reader, which do not read EXIF."""
     try:
-        from PIL import Image
+        from PIL import Image, ImageOps
 
         try:
-            with Image.open(path) as im:
+            with Image.open(path) as raw:
+                im = ImageOps.exif_transpose(raw)
                 if im.mode in ("I", "I;16", "I;16B", "I;16L"):
                     # 16-bit grey: scaled to 8 bits (PIL's convert("RGB") clips it at 255)
                     grey = np.asarray(im, dtype=np.float64) / 257.0

@@ -8,6 +8,7 @@ colour plan's keyframes) where neither Pillow nor PyAV is installed.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import zlib
@@ -62,7 +63,9 @@ def write_png(path: str | os.PathLike[str], image: np.ndarray, *, level: int = 6
         raise OSError(f"path: cannot write to {path}: it is a folder")
     if not path.parent.is_dir():  # the error would name the temporary file
         raise OSError(f"path: cannot write {path}: the folder {path.parent} does not exist")
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(path.name + ".tmp")  # (the renderer knows its own by this name)
+    if len(os.fsencode(tmp.name)) > 255:  # a legal 252-255-byte name failed, naming tmp
+        tmp = path.with_name(f".{hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16]}.tmp")
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)

@@ -678,7 +678,7 @@ def _keep_drift_rows(path: Path, last: int) -> None:
     if path.exists():  # not yet written when killed just after settings
         with open(path, newline="") as fh:
             rows = [r for r in csv.reader(fh) if r]
-    kept = [r for r in rows if r[0].isdigit() and int(r[0]) <= last]
+    kept = [r for r in rows if r[0].isascii() and r[0].isdigit() and int(r[0]) <= last]
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "w", newline="") as fh:

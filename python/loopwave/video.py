@@ -58,6 +58,7 @@ import re
 import tempfile
 import threading
 import weakref
+import zlib
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -1941,7 +1942,9 @@ def _chain(head: Any, rest: Iterator[Any]) -> Iterator[Any]:
 
 
 def _natural_key(p: Path) -> list[Any]:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
+    # the split's odd parts are the runs of digits (isdigit() took "²", which int() does
+    # not: a frame named 1²2.png stopped interpolate and encode with int()'s error)
+    return [int(t) if i % 2 else t for i, t in enumerate(re.split(r"(\d+)", p.name))]
 
 
 def read_frames_dir(folder: str | os.PathLike[str], *, arg: str = "folder") -> list[Path]:
@@ -1990,9 +1993,38 @@ def check_one_size(files: list[Path], arg: str) -> None:
             )
 
 
+# the bit depths PNG allows for each colour type (PNG spec, table 11.1)
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+
+
+def _png_header_problem(path: Path) -> str | None:
+    """What is wrong with a PNG's header (IHDR), or None (also for what is no PNG: the
+    decoder says). FFmpeg decodes headers Pillow refuses, an RGB image of 4-bit depth or
+    interlace method 2, into pixels of its own invention."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(33)
+    except OSError:
+        return None
+    if len(head) < 33 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    if zlib.crc32(head[12:29]) != int.from_bytes(head[29:33], "big"):
+        return "its header (IHDR) fails its CRC check"
+    depth, colour, compression, filtering, interlace = head[24:29]
+    if depth not in _PNG_DEPTHS.get(colour, ()):
+        return f"bit depth {depth} with colour type {colour} is not a PNG's"
+    if compression or filtering or interlace > 1:
+        return f"compression {compression}, filter {filtering}, interlace {interlace}: not a PNG's"
+    return None
+
+
 def _read_png(path: Path) -> np.ndarray:
-    """One image file as ``(H, W, 3)`` ``uint8`` RGB, decoded by FFmpeg."""
+    """One image file as ``(H, W, 3)`` ``uint8`` RGB, decoded by FFmpeg (a PNG's header
+    checked first)."""
     av = _av()
+    problem = _png_header_problem(path)
+    if problem:
+        raise ValueError(f"cannot read frame {path}: {problem}")
     try:
         with av.open(str(path)) as c:
             frame = next(iter(c.decode(video=0)))
