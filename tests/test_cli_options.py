@@ -216,3 +216,30 @@ def test_commands_run_with_standard_error_closed(tmp_path):
     assert r.returncode == 0 and (tmp_path / "v.mp4").stat().st_size > 0, r.stdout
     # a refusal still exits 2 (its message goes where stderr went: nowhere)
     assert run("encode", str(tmp_path / "nothing"), "-o", str(tmp_path / "w.mp4")).returncode == 2
+
+
+def test_render_notes_prompts_past_the_last_frame_and_refuses_an_empty_resume(
+    places, capsys, tmp_path
+) -> None:
+    """From a review: prompt keyframes at or past render.frames were taken and never used,
+    without a word (a note now, but for --frames N, a preview that means it); an empty
+    --resume (an unset variable) was taken as no --resume ("a settings file is
+    needed")."""
+    pytest.importorskip("av")
+    job = json.loads(Path(places["job"]).read_text())
+    job["prompts"] = {"0": "a cat", "3": "a dog", "4": "a fox", "500": "a bird"}
+    job["interpolation"] = {"factor": 1}
+    job["colour"] = {"mode": "none"}
+    (tmp_path / "late.json").write_text(json.dumps(job))
+    assert main(["render", str(tmp_path / "late.json"), "--no-video"]) == 0
+    err = capsys.readouterr().err
+    assert "note: the prompt keyframes at frame 4, 500 come after the last frame" in err
+    assert "(render.frames = 4)" in err
+    job["output"]["dir"] = str(tmp_path / "out2")
+    (tmp_path / "late.json").write_text(json.dumps(job))
+    assert main(["render", str(tmp_path / "late.json"), "--frames", "3", "--no-video"]) == 0
+    assert "note:" not in capsys.readouterr().err
+    assert main(["render", "--resume", ""]) == 2
+    assert "loopwave render: error: --resume: expected the run's folder; got ''" in (
+        capsys.readouterr().err
+    )

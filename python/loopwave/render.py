@@ -1425,6 +1425,8 @@ def add_cli(sub: Any) -> None:
     def go(a: Any) -> int:
         from .settings import load_settings
 
+        if a.resume == "":  # (taken as no --resume: "a settings file is needed")
+            raise ValueError("--resume: expected the run's folder; got ''")
         if a.resume:
             ignored = [
                 name
@@ -1467,6 +1469,14 @@ def add_cli(sub: Any) -> None:
                 w, h = int(m[1]), int(m[2])
                 data["render"] = {**data["render"], "width": w, "height": h}
             s = Settings.from_dict(data)
+            late = sorted(k for k in parse_prompts(s["prompts"]) if k >= s["render"]["frames"])
+            if late and a.frames is None and not a.quiet:  # (--frames N: a preview, meant)
+                shown = ", ".join(map(str, late[:5])) + (", ..." if len(late) > 5 else "")
+                print(
+                    f"note: the prompt keyframes at frame {shown} come after the last "
+                    f"frame (render.frames = {s['render']['frames']}) and are never used",
+                    file=sys.stderr,
+                )
             run_dir.append(_output_folder(s))
             r = render(s, progress=not a.quiet, video=not a.no_video, stages=a.stages)
         print(
