@@ -1285,3 +1285,186 @@ def test_loading_a_folder_prints_no_torch_dtype_deprecation(tmp_path):
         warnings.simplefilter("always")
         load_backend("diffusers", tmp_path / "m", device="cpu", progress=False)
     assert not [w for w in seen if "torch_dtype" in str(w.message)]
+
+
+def test_a_text_encoder_lacking_weights_is_refused(tmp_path, init):
+    """From a review: a text_encoder/ file with a tensor removed, or all its tensors
+    renamed, loaded without error: transformers filled the missing weights with random
+    values and only logged it, and the frames were not the model's."""
+    from safetensors.torch import load_file, save_file
+
+    smoke_backend().pipe.save_pretrained(tmp_path / "model")
+    f = tmp_path / "model" / "text_encoder" / "model.safetensors"
+    whole = load_file(str(f))
+    gone = next(k for k in whole if k.endswith("layers.1.self_attn.q_proj.weight"))
+    save_file({k: v for k, v in whole.items() if k != gone}, str(f))
+    with pytest.raises(ValueError, match=r"model path .*model: cannot load this diffusers folder "
+                       rf"\(text_encoder lacks 1 weight: {gone}\)"):  # fmt: skip
+        load_backend("diffusers", tmp_path / "model", device="cpu", progress=False)
+    save_file({"renamed." + k: v for k, v in whole.items()}, str(f))
+    with pytest.raises(ValueError, match=r"\(text_encoder lacks \d+ weights: .*, \.\.\.\)"):
+        load_backend("diffusers", tmp_path / "model", device="cpu", progress=False)
+    save_file(whole, str(f))  # whole again: it loads, and renders as the model
+    loaded = load_backend("diffusers", tmp_path / "model", device="cpu", scheduler="Euler a")
+    np.testing.assert_array_equal(
+        loaded.img2img(init, seed=9, **CALL),
+        smoke_backend(scheduler="Euler a").img2img(init, seed=9, **CALL),
+    )
+
+
+def test_a_damaged_pickled_text_encoder_is_a_value_error_naming_the_file(tmp_path):
+    """From a review: a damaged text_encoder/pytorch_model.bin escaped as torch's raw
+    pickle.UnpicklingError, whose message advises loading it with weights_only off."""
+    smoke_backend().pipe.save_pretrained(tmp_path / "model")
+    (tmp_path / "model" / "text_encoder" / "model.safetensors").unlink()
+    (tmp_path / "model" / "text_encoder" / "pytorch_model.bin").write_bytes(b"\0garbage" * 100)
+    damaged = r"\(text_encoder/pytorch_model\.bin is damaged .*\(UnpicklingError: "
+    with pytest.raises(
+        ValueError, match=r"model path .*model: cannot load .*folder " + damaged
+    ) as e:
+        load_backend("diffusers", tmp_path / "model", device="cpu", progress=False)
+    assert "weights_only" not in str(e.value)
+
+
+def test_parts_img2img_cannot_run_are_refused_at_load(tmp_path):
+    """From a review: an inpainting model (its UNet takes 9 input channels) loaded, and
+    frame 0 failed inside torch after the run folder was written; so did a UNet
+    attending to text features of another width than its text encoder's."""
+    import diffusers
+
+    pipe = smoke_backend().pipe
+    config = dict(pipe.unet.config)
+    for change, refused in (
+        ({"in_channels": 9}, r"its UNet takes 9 input channels \(an inpainting model\?\); "
+                             r"img2img needs 4"),
+        ({"cross_attention_dim": 64}, r"its UNet attends to text features 64 wide, its text "
+                                      r"encoder makes them 32 wide"),
+    ):  # fmt: skip
+        pipe.unet = diffusers.UNet2DConditionModel.from_config({**config, **change})
+        pipe.save_pretrained(tmp_path / "model")
+        with pytest.raises(ValueError, match=r"^model path .*model: " + refused):
+            load_backend("diffusers", tmp_path / "model", device="cpu", progress=False)
+
+
+def test_cpu_weights_are_not_read_from_their_files_after_loading(tmp_path, init):
+    """From a review: on the CPU the weights stayed memory-mapped from the model's files
+    (and LoRA files): a model file overwritten while the backend was alive changed its
+    later frames, and one truncated killed the process with SIGBUS."""
+    import importlib.util
+    import os
+
+    from safetensors.torch import save_file
+
+    smoke_backend().pipe.save_pretrained(tmp_path / "model")
+    unet_file = tmp_path / "model" / "unet" / "diffusion_pytorch_model.safetensors"
+    lora = []
+    if importlib.util.find_spec("peft"):
+        lora_file, _ = _lora_file(tmp_path)
+        lora = [{"path": str(lora_file)}]
+    b = load_backend("diffusers", tmp_path / "model", device="cpu", lora=lora, progress=False)
+    before = b.img2img(init, seed=4, **CALL)
+    if os.path.exists("/proc/self/maps"):
+        with open("/proc/self/maps") as maps:
+            mapped = maps.read()
+        assert str(unet_file) not in mapped
+        assert not lora or lora[0]["path"] not in mapped
+    other = smoke_backend(seed=1).pipe.unet.state_dict()
+    save_file({k: v.contiguous() for k, v in other.items()}, str(unet_file))
+    np.testing.assert_array_equal(b.img2img(init, seed=4, **CALL), before)
+
+
+def test_a_lora_or_other_file_given_as_the_model_is_named(tmp_path):
+    """From a review: a LoRA given as model.path was reported as a config missing from the
+    local Hugging Face cache ("convert it ... or cache its config"), and so was any
+    safetensors file that is not a Stable Diffusion checkpoint."""
+    from safetensors.torch import save_file
+
+    kohya = tmp_path / "style.safetensors"
+    save_file({
+        "lora_unet_down_blocks_1_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 64),
+        "lora_unet_down_blocks_1_attentions_0_proj_in.lora_up.weight": torch.zeros(64, 4),
+    }, str(kohya))  # fmt: skip
+    with pytest.raises(ValueError, match=r"^model path .*style\.safetensors is a LoRA, not a "
+                       r"model: list it under model\.lora$"):  # fmt: skip
+        load_backend("diffusers", kohya, device="cpu", progress=False)
+    vae = tmp_path / "vae.safetensors"
+    save_file(
+        {k: v.contiguous() for k, v in smoke_backend().pipe.vae.state_dict().items()}, str(vae)
+    )
+    with pytest.raises(ValueError, match=r"vae\.safetensors is not a Stable Diffusion checkpoint "
+                       r"\(no model\.diffusion_model\.\* tensors\)"):  # fmt: skip
+        load_backend("diffusers", vae, device="cpu", progress=False)
+    ckpt = tmp_path / "style.ckpt"  # pickled, trusted: its tensors are looked at as well
+    torch.save({"unet.down_blocks.1.attentions.0.proj_in.lora_A.weight": torch.zeros(4, 64)}, ckpt)
+    with pytest.raises(ValueError, match=r"style\.ckpt is a LoRA, not a model"):
+        load_backend("diffusers", ckpt, device="cpu", allow_pickle=True, progress=False)
+
+
+def test_each_part_of_a_folder_loads_its_own_variant(tmp_path):
+    """From a review: one part with fp16 variant files only (the text encoder here) made
+    every part load its fp16 file: the UNet's fp16 file beside its fp32 one was loaded,
+    here another model's."""
+    import shutil
+
+    pipe = smoke_backend().pipe
+    pipe.save_pretrained(tmp_path / "model")
+    pipe.save_pretrained(tmp_path / "fp16", variant="fp16")
+    for f in (tmp_path / "model" / "text_encoder").glob("*.safetensors"):
+        f.unlink()
+    shutil.copy(tmp_path / "fp16" / "text_encoder" / "model.fp16.safetensors",
+                tmp_path / "model" / "text_encoder")  # fmt: skip
+    smoke_backend(seed=1).pipe.unet.save_pretrained(tmp_path / "other", variant="fp16")
+    shutil.copy(tmp_path / "other" / "diffusion_pytorch_model.fp16.safetensors",
+                tmp_path / "model" / "unet")  # fmt: skip
+    loaded = load_backend("diffusers", tmp_path / "model", device="cpu", progress=False)
+    for part in ("unet", "text_encoder"):
+        want = getattr(pipe, part).state_dict()
+        for k, v in getattr(loaded.pipe, part).state_dict().items():
+            assert torch.equal(v, want[k]), (part, k)
+
+
+def test_quiet_loads_print_no_library_warnings(tmp_path):
+    """From a review: progress=False (--quiet) still printed diffusers' and transformers'
+    load-time warnings ("There are modules in UNet2DConditionModel that should be kept
+    in float32", "Attempting to download the necessary config files", transformers' load
+    reports); their levels are put back after."""
+    import logging
+
+    from diffusers.utils import logging as dlog
+    from safetensors.torch import load_file, save_file
+    from transformers.utils import logging as tlog
+
+    smoke_backend().pipe.save_pretrained(tmp_path / "model")
+    f = tmp_path / "model" / "text_encoder" / "model.safetensors"
+    # a tensor the model does not have: transformers loads the rest and reports it
+    save_file({**load_file(str(f)), "extra.weight": torch.zeros(2)}, str(f))
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    # the libraries' own loggers (they do not propagate to the root: no caplog)
+    keep = Keep(logging.WARNING)
+    loggers = [logging.getLogger(name) for name in ("diffusers", "transformers")]
+    levels = (dlog.get_verbosity(), tlog.get_verbosity())
+    for lg in loggers:
+        lg.addHandler(keep)
+    try:
+        load_backend("diffusers", tmp_path / "model", device="cpu", progress=False)
+        assert not [m for m in seen if "extra.weight" in m]
+        assert (dlog.get_verbosity(), tlog.get_verbosity()) == levels
+        load_backend("diffusers", tmp_path / "model", device="cpu")  # shown by default
+        assert [m for m in seen if "extra.weight" in m]
+    finally:
+        for lg in loggers:
+            lg.removeHandler(keep)
+
+
+def test_over_long_paths_are_value_errors_naming_the_key():
+    """From a review: a model or LoRA path too long for the system raised the OSError of
+    Path.exists / Path.is_file ("File name too long"), naming no setting."""
+    with pytest.raises(ValueError, match=r"^model path 'xxxx.*File name too long"):
+        load_backend("diffusers", "x" * 300, device="cpu")
+    with pytest.raises(ValueError, match=r"^lora\[0\]: 'xxxx.*File name too long"):
+        load_backend("smoke", lora=[{"path": "x" * 300 + ".safetensors"}])

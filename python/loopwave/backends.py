@@ -10,8 +10,11 @@ negative prompt, strength, steps, cfg and seed in, one ``uint8`` RGB frame out.
   Pickled ``.ckpt`` files are refused unless ``allow_pickle=True``; then torch's full
   unpickler reads them (they can run code), and their tensors go to diffusers, whose own
   reader takes safe pickles only. A path that is not a local
-  file or folder is an error: nothing is downloaded. fp16 + SDPA on CUDA,
-  float32 on the CPU. Schedulers by name (:data:`SCHEDULERS`), LoRA files
+  file or folder is an error: nothing is downloaded. So is a model that would
+  load and then fail or render wrongly: a folder part lacking weights, an
+  inpainting or depth UNet, a LoRA or other file given as the checkpoint.
+  fp16 + SDPA on CUDA, float32 on the CPU (with weights copied off the files
+  they were mapped from). Schedulers by name (:data:`SCHEDULERS`), LoRA files
   with weights (local ``.safetensors``, through ``peft``).
 * :func:`smoke_backend` builds a tiny Stable-Diffusion-architecture pipeline
   (UNet, VAE and CLIP text encoder from small configs, a byte-level tokenizer
@@ -32,6 +35,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -808,11 +812,12 @@ def smoke_backend(
 
 # What diffusers, transformers and peft raise on damaged model or LoRA files: a
 # config without its keys (KeyError), a missing tensor (NotImplementedError: meta
-# tensors), a LoRA without its up matrices (IndexError), an allocation (RuntimeError);
-# and safetensors' own error (a truncated file: see _load_errors)
+# tensors), a LoRA without its up matrices (IndexError), an allocation (RuntimeError),
+# a damaged pytorch_model.bin (torch's safe loader's UnpicklingError, which escaped as
+# a traceback); and safetensors' own error (a truncated file: see _load_errors)
 _LOAD_ERRORS = (
     ValueError, KeyError, IndexError, TypeError, AttributeError,
-    NotImplementedError, RuntimeError, OSError,
+    NotImplementedError, RuntimeError, OSError, pickle.UnpicklingError,
 )  # fmt: skip
 
 
@@ -872,22 +877,27 @@ def quiet_loading() -> Iterator[None]:
 @contextlib.contextmanager
 def _loading_bars(show: bool) -> Iterator[None]:
     """diffusers' and transformers' progress bars ("Loading pipeline components...",
-    "Loading weights") off while loading unless ``show``; each put back as it was. Under
-    the build lock (load_backend's): two loads swapping them at once could leave them
-    off for good."""
+    "Loading weights") off while loading unless ``show``, and their log warnings too
+    (``--quiet`` still printed "There are modules in UNet2DConditionModel that should be
+    kept in float32", "Attempting to download the necessary config files", though
+    nothing is downloaded, and transformers' load reports); errors still show. Each put
+    back as it was. Under the build lock (load_backend's): two loads swapping them at
+    once could leave them off for good."""
     if show:
         yield
         return
     from diffusers.utils import logging as dlog
     from transformers.utils import logging as tlog
 
-    was = [(m, m.is_progress_bar_enabled()) for m in (dlog, tlog)]
-    for m, _ in was:
+    was = [(m, m.is_progress_bar_enabled(), m.get_verbosity()) for m in (dlog, tlog)]
+    for m, _, level in was:
         m.disable_progress_bar()
+        m.set_verbosity(max(level, logging.ERROR))
     try:
         yield
     finally:
-        for m, on in was:
+        for m, on, level in was:
+            m.set_verbosity(level)
             if on:
                 m.enable_progress_bar()
 
@@ -935,6 +945,8 @@ def load_backend(
             _apply_loras(backend.pipe, loras)
         if loras:  # a LoRA may change the text encoder: no embedding made before it holds
             backend.clear_prompt_cache()
+            if backend.device.type == "cpu":
+                _own_memory(backend.pipe)
         return backend
     if kind != "diffusers":
         raise ValueError(f"backend must be 'smoke' or 'diffusers'; got {kind!r}")
@@ -945,7 +957,11 @@ def load_backend(
     _, dev = check_backend_args(torch, device, scheduler, accel)
     p = Path(path)
     suffix = p.suffix.lower()  # MODEL.SafeTensors was refused as "not a .safetensors file"
-    if not str(path) or not p.exists():
+    try:
+        found = bool(str(path)) and p.exists()
+    except OSError as e:  # a name too long for the system: an OSError naming nothing
+        raise ValueError(f"model path {str(path)!r:.200}: {e.strerror or e}") from None
+    if not found:
         raise ValueError(
             f"model path {str(path)!r} is not a local file or folder "
             "(loopwave never downloads models)"
@@ -968,9 +984,12 @@ def load_backend(
             pipe = _load_single_file(cls, p, dtype, pickled=suffix == ".ckpt")
         try:
             _check_tokenizer(pipe)
+            _check_shapes(pipe)
         except ValueError as e:
             raise ValueError(f"model path {p}: {e}") from None
         _apply_loras(pipe, loras)
+    if dev.type == "cpu":  # moved nowhere: see _own_memory
+        _own_memory(pipe)
     try:
         return DiffusersBackend(pipe, device=device, scheduler=scheduler, label=p.name, accel=accel)
     except NotImplementedError as e:  # tensors a damaged file lacks stay on torch's meta device
@@ -981,20 +1000,21 @@ def _weight_files(folder: Path) -> list[Path]:
     return [f for f in folder.iterdir() if f.is_file() and f.suffix in (".safetensors", ".bin")]
 
 
-def _variant_only(folder: Path) -> str | None:
-    """``"fp16"`` when a part of a diffusers folder the pipeline loads (UNet, VAE, text
-    encoder) has its weights only as fp16 variant
+#: the parts of a diffusers folder loaded here, each on its own (see _load_part)
+_PARTS = ("unet", "vae", "text_encoder")
+
+
+def _part_variant(part: Path) -> str | None:
+    """``"fp16"`` when a part of a diffusers folder has its weights only as fp16 variant
     files (``diffusion_pytorch_model.fp16.safetensors``, as ``save_pretrained(...,
     variant="fp16")`` writes them): diffusers looks for the plain names unless told the
-    variant, and the folder was refused with "no file named diffusion_pytorch_model.bin"."""
-    # only the parts the pipeline loads: a safety_checker/ with fp16 files alone made every
-    # part load its fp16 file, where the fp32 ones beside them had loaded before
-    for part in (folder / d for d in ("unet", "vae", "text_encoder")):
-        if not part.is_dir():
-            continue
-        names = [f.name for f in _weight_files(part)]
-        if names and all(".fp16." in n or ".fp16-" in n for n in names):
-            return "fp16"
+    variant, and the folder was refused with "no file named diffusion_pytorch_model.bin".
+    Each part's own: one variant for the whole folder made one fp16-only part (or a
+    safety_checker/ with fp16 files alone) load every part's fp16 file, where the fp32
+    files beside them had loaded before."""
+    names = [f.name for f in _weight_files(part)]
+    if names and all(".fp16." in n or ".fp16-" in n for n in names):
+        return "fp16"
     return None
 
 
@@ -1013,20 +1033,89 @@ def _damaged_safetensors(folder: Path) -> list[str]:
     return bad
 
 
+class _PartRefused(ValueError):
+    """A part of a diffusers folder that loaded but is not whole; the message names it."""
+
+
+def _load_part(folder: Path, name: str, index: dict[str, Any], dtype: Any) -> tuple[Any, bool]:
+    """Part ``name`` of a diffusers folder as its ``model_index.json`` names it, in
+    ``dtype``, and whether it came from fp16 variant files (:func:`_part_variant`); None
+    for a part left to diffusers (absent, or of a class not a diffusers or transformers
+    model: diffusers refuses what it cannot load).
+
+    Loaded here to see what the files lacked: transformers fills a tensor missing from
+    the text encoder's file with random values and only logs it ("newly initialized"),
+    so a text encoder with one tensor removed, or all renamed, loaded without error and
+    rendered with random weights. A part lacking weights is refused (position_ids is a
+    buffer, not a weight: older files hold it, newer ones do not)."""
+    import importlib
+
+    entry = index.get(name)
+    sub = folder / name
+    if not (
+        isinstance(entry, (list, tuple))
+        and len(entry) == 2
+        and entry[0] in ("diffusers", "transformers")
+        and isinstance(entry[1], str)
+        and sub.is_dir()
+    ):
+        return None, False
+    import diffusers
+    import transformers
+
+    part_cls: Any = getattr(importlib.import_module(entry[0]), entry[1], None)
+    base = diffusers.ModelMixin if entry[0] == "diffusers" else transformers.PreTrainedModel
+    if not (isinstance(part_cls, type) and issubclass(part_cls, base)):
+        return None, False
+    load: Any = part_cls.from_pretrained
+    variant = _part_variant(sub)
+    kwargs: dict[str, Any] = {"local_files_only": True, "output_loading_info": True}
+    if variant:
+        kwargs["variant"] = variant
+    if entry[0] == "diffusers":
+        model, info = load(str(folder), subfolder=name, torch_dtype=dtype, **kwargs)
+    else:
+        from packaging.version import Version
+
+        # "dtype" from transformers 4.56 (torch_dtype warns there), torch_dtype before
+        new = Version(transformers.__version__) >= Version("4.56")
+        kwargs["dtype" if new else "torch_dtype"] = dtype
+        model, info = load(str(sub), **kwargs)
+    missing = sorted(k for k in info.get("missing_keys") or () if not k.endswith("position_ids"))
+    if missing:
+        n, shown = len(missing), ", ".join(missing[:4]) + (", ..." if len(missing) > 4 else "")
+        raise _PartRefused(f"{name} lacks {n} weight{'s' * (n != 1)}: {shown}")
+    return model, variant is not None
+
+
 def _load_folder(cls: Any, p: Path, dtype: Any) -> Any:
     """A pipeline from a local diffusers folder, fp16-variant-only parts too (loaded in
-    ``dtype``, the device's)."""
-    variant = _variant_only(p)
-    extra = {"variant": variant} if variant else {}
+    ``dtype``, the device's). The UNet, VAE and text encoder are loaded here, each with
+    its own variant (:func:`_load_part`); the scheduler and tokenizer by diffusers."""
+    try:
+        index = json.loads((p / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # diffusers says what is wrong with it
+        index = {}
+    if not isinstance(index, dict):
+        index = {}
+    parts: dict[str, Any] = {}
+    fp16_only = False
+    part: str | None = None
     try:
         with _offline():
+            for part in _PARTS:
+                model, from_fp16 = _load_part(p, part, index, dtype)
+                fp16_only |= from_fp16
+                if model is not None:
+                    parts[part] = model
+            part = None
             return cls.from_pretrained(
                 str(p),
                 torch_dtype=dtype,
                 local_files_only=True,
                 safety_checker=None,
                 requires_safety_checker=False,
-                **extra,
+                **parts,
             )
     except _load_errors() as e:  # a damaged folder: missing keys, files, tensors
         why = str(e)
@@ -1036,9 +1125,78 @@ def _load_folder(cls: Any, p: Path, dtype: Any) -> Any:
             damaged = _damaged_safetensors(p)
             if damaged:
                 why = f"{', '.join(damaged)} is damaged: {e}"
-        if variant:
+        elif isinstance(e, pickle.UnpicklingError):  # torch's message names no file
+            names = sorted(f.name for f in (p / part).glob("*.bin")) if part else []
+            files = ", ".join(f"{part}/{n}" for n in names) or part or "a weight file"
+            # the cause without torch's advice to load it with weights_only off
+            why = f"{files} is damaged or holds what torch's safe loader refuses ({_cause(e)})"
+        elif part and not isinstance(e, _PartRefused):
+            why = f"{part}: {why}"
+        if fp16_only:
             why += "; only fp16 variant weight files were found for some of its parts"
         raise ValueError(f"model path {p}: cannot load this diffusers folder ({why})") from e
+
+
+def _check_shapes(pipe: Any) -> None:
+    """Refuse parts that do not fit img2img or one another: an inpainting model (its UNet
+    takes 9 input channels: latents, mask and masked image), a depth model (5) or an
+    InstructPix2Pix model (8) loaded, and frame 0 failed with torch's "expected input
+    ... to have 9 channels" after the run folder was written; so would a text encoder
+    whose features are not the width the UNet attends to."""
+    unet, vae, text = (getattr(pipe, n, None) for n in ("unet", "vae", "text_encoder"))
+    if unet is None or vae is None or text is None:
+        return
+    takes = unet.config.in_channels
+    latent = vae.config.latent_channels
+    if takes != latent:
+        kind = {9: "an inpainting model?", 5: "a depth model?", 8: "an InstructPix2Pix model?"}
+        hint = f" ({kind[takes]})" if takes in kind else ""
+        raise ValueError(
+            f"its UNet takes {takes} input channels{hint}; img2img needs {latent}, "
+            "the VAE's latent channels"
+        )
+    # a UNet projecting the text features first takes its projection's input width; one
+    # projecting image embeddings (IP-Adapter's) is not checked
+    width = unet.config.cross_attention_dim
+    if unet.config.get("encoder_hid_dim") is not None:
+        if unet.config.get("encoder_hid_dim_type") not in (None, "text_proj"):
+            return
+        width = unet.config.encoder_hid_dim
+    widths = set(width) if isinstance(width, (list, tuple)) else {width}
+    made = text.config.hidden_size
+    if widths != {made}:
+        shown = ", ".join(str(w) for w in sorted(widths))
+        raise ValueError(
+            f"its UNet attends to text features {shown} wide, its text encoder makes them "
+            f"{made} wide: not parts of one model"
+        )
+
+
+def _own_memory(pipe: Any) -> None:
+    """Give every weight and buffer of the UNet, VAE and text encoder memory of its own,
+    off the files they were read from. On the CPU (where nothing moves them to a device)
+    they stayed memory-mapped from the model and LoRA files: a file rewritten while the
+    backend was alive changed its later frames, and one truncated killed the process
+    with SIGBUS at the next frame. Weights shared between modules stay shared."""
+    torch, _ = _deps()
+    # by id: the original (kept alive, so no id is reused while this runs) and its copy
+    copies: dict[int, tuple[Any, Any]] = {}
+    with torch.no_grad():
+        for part in (getattr(pipe, n, None) for n in ("unet", "vae", "text_encoder")):
+            if part is None:
+                continue
+            for module in part.modules():
+                for param in module._parameters.values():
+                    if param is not None and id(param) not in copies:
+                        copies[id(param)] = (param, None)
+                        param.data = param.data.clone()  # the Parameter is shared as it was
+                buffers = module._buffers
+                for key, buf in buffers.items():
+                    if buf is None:
+                        continue
+                    if id(buf) not in copies:
+                        copies[id(buf)] = (buf, buf.clone())
+                    buffers[key] = copies[id(buf)][1]
 
 
 class _Absent:
@@ -1148,9 +1306,14 @@ def _chain(e: BaseException) -> list[BaseException]:
 
 def _cause(e: BaseException) -> str:
     """An exception in a line: its type and its message's most telling line (torch's
-    safe-loader refusals run to a page; the line naming the global is the one that says)."""
+    safe-loader refusals run to a page; the line naming the global is the one that says,
+    or the one after "WeightsUnpickler error:" where that ends its line: a damaged file's
+    "Unsupported operand 0". Its first line is torch's advice to load the file with
+    weights_only off, which would run whatever the file holds)."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    pick = next((ln for ln in lines if "Unsupported global" in ln), lines[0] if lines else "")
+    bare = [i + 1 for i, ln in enumerate(lines[:-1]) if ln.endswith("WeightsUnpickler error:")]
+    first = lines[bare[0]] if bare else lines[0] if lines else ""
+    pick = next((ln for ln in lines if "Unsupported global" in ln), first)
     # "Unsupported global: GLOBAL numpy._core.multiarray.scalar", less torch's advice
     pick = pick.removeprefix("WeightsUnpickler error: ").split(" was not an allowed global")[0]
     return f"{type(e).__name__}: {pick[:300]}" if pick else type(e).__name__
@@ -1190,10 +1353,46 @@ def _single_file_error(p: Path, e: BaseException) -> str:
     )
 
 
+#: what the tensor names of LoRA files hold (kohya's, diffusers' and peft's formats)
+_LORA_MARKS = ("lora_unet_", "lora_te", ".lora_A.", ".lora_B.", ".lora_down.", "lora.down")
+
+
+def _not_a_checkpoint(p: Path, keys: list[str]) -> str | None:
+    """Why tensors named ``keys`` are not a Stable Diffusion checkpoint, or None: a LoRA
+    (or any other file) given as the model was reported as a config missing from the
+    local Hugging Face cache, or, with it cached, as a text encoder that failed to load,
+    naming neither."""
+    if any(m in k for k in keys for m in _LORA_MARKS):
+        return f"model path {p} is a LoRA, not a model: list it under model.lora"
+    if not any(k.startswith("model.diffusion_model.") for k in keys):
+        return (
+            f"model path {p} is not a Stable Diffusion checkpoint "
+            "(no model.diffusion_model.* tensors)"
+        )
+    return None
+
+
+def _safetensors_keys(p: Path) -> list[str] | None:
+    """The tensor names in a ``.safetensors`` file's header, or None where it does not read
+    (diffusers' load then says it is damaged)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            return list(f.keys())
+    except Exception:  # noqa: BLE001 - any failure to read it is reported by the load
+        return None
+
+
 def _load_single_file(cls: Any, p: Path, dtype: Any, *, pickled: bool) -> Any:
     """A pipeline from a single ``.safetensors`` checkpoint, or a pickled ``.ckpt`` the
-    user trusts (read here: :func:`_read_pickled`)."""
+    user trusts (read here: :func:`_read_pickled`). Its tensor names are looked at first
+    (:func:`_not_a_checkpoint`)."""
     state = _read_pickled(p, f"model path {p}") if pickled else None
+    keys = list(state) if state is not None else _safetensors_keys(p)
+    problem = None if keys is None else _not_a_checkpoint(p, keys)
+    if problem:
+        raise ValueError(problem)
     try:
         with _offline(), _checkpoint_read_as(p, state):
             return cls.from_single_file(str(p), torch_dtype=dtype, local_files_only=True)
@@ -1253,7 +1452,11 @@ def _check_loras(lora: list[dict[str, Any]], allow_pickle: bool) -> list[tuple[P
         if not _is_real(scale) or not math.isfinite(to_float(scale)):
             raise ValueError(f"lora[{k}]: scale must be a finite number; got {scale!r:.60}")
         p, scale = Path(e["path"]), to_float(scale)
-        if not p.is_file():
+        try:
+            found = p.is_file()
+        except OSError as err:  # a name too long for the system: an OSError naming nothing
+            raise ValueError(f"lora[{k}]: {str(p)!r:.200}: {err.strerror or err}") from None
+        if not found:
             raise ValueError(
                 f"lora[{k}]: {str(p)!r} is not a local file (loopwave never downloads models)"
             )
