@@ -181,10 +181,13 @@ def _nothing_made(rd: Path) -> bool:
             return False
     except ValueError:  # damaged: a run, for the resume to report
         return False
-    return not any(
-        (rd / sub).is_dir() and any(not _our_tmp(f) for f in (rd / sub).iterdir())
-        for sub in ("frames", "plan")
-    )
+    return not any(_holds_files(rd / sub, _our_tmp) for sub in ("frames", "plan"))
+
+
+def _holds_files(folder: Path, ours: Callable[[Path], bool]) -> bool:
+    """Whether ``folder`` exists and holds a file other than ``ours`` says are a killed
+    ``write_png``'s temporary files."""
+    return folder.is_dir() and any(not ours(f) for f in folder.iterdir())
 
 
 def _frame_number(stem: str) -> int | None:
@@ -214,7 +217,7 @@ def _fresh_run_problem(rd: Path) -> str | None:
     # (but a killed write_png's temporary file in a run that made nothing, which it removes)
     ours = _our_tmp if (rd / "settings.json").exists() else lambda f: False
     for sub in ("frames", "plan"):  # (plan/: a fresh build would take its keyframes)
-        if (rd / sub).is_dir() and any(not ours(f) for f in (rd / sub).iterdir()):
+        if _holds_files(rd / sub, ours):
             return f"run_dir: {rd / sub} already holds files; pick another output or move them"
     # a folder that cannot be made fails here, not after the model loaded
     why = unmakeable(rd)
