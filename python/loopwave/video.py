@@ -1962,15 +1962,23 @@ def read_frames_dir(folder: str | os.PathLike[str], *, arg: str = "folder") -> l
     return files
 
 
-def _png_size(path: Path) -> tuple[int, int] | None:
-    """``(height, width)`` from a PNG's header, or None where it is not a PNG's (the
-    decoder then says what is wrong)."""
+def _png_head(path: Path) -> bytes | None:
+    """A PNG's first 33 bytes (signature and IHDR chunk), or None where the file is not a
+    PNG's (the decoder then says what is wrong)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(24)
+            head = f.read(33)
     except OSError:
         return None
-    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+    if len(head) < 33 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return head
+
+
+def _png_size(path: Path) -> tuple[int, int] | None:
+    """``(height, width)`` from a PNG's header, or None where it is not a PNG's."""
+    head = _png_head(path)
+    if head is None:
         return None
     return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
 
@@ -2001,12 +2009,8 @@ def _png_header_problem(path: Path) -> str | None:
     """What is wrong with a PNG's header (IHDR), or None (also for what is no PNG: the
     decoder says). FFmpeg decodes headers Pillow refuses, an RGB image of 4-bit depth or
     interlace method 2, into pixels of its own invention."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(33)
-    except OSError:
-        return None
-    if len(head) < 33 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+    head = _png_head(path)
+    if head is None:
         return None
     if zlib.crc32(head[12:29]) != int.from_bytes(head[29:33], "big"):
         return "its header (IHDR) fails its CRC check"
