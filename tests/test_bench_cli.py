@@ -256,7 +256,7 @@ def test_a_failing_variant_of_tricks_loses_no_other_figure(monkeypatch):
 
     build = bench._backend
 
-    def fails(model, device, accel):
+    def fails(model, device, accel, *_):
         accel = accel or {}
         if accel.get("compile") or accel.get("sdpa") is False or accel.get("device_rng"):
             raise RuntimeError("inductor: no C compiler")
@@ -346,5 +346,7 @@ def test_bench_refuses_a_file_as_its_engine_folder_before_the_model(tmp_path, ca
 
     monkeypatch.setattr(bench, "_backend", built)
     (tmp_path / "afile").write_text("x")
-    assert main(["bench", *SMALL, "--unet", "onnx", "--engine-dir", str(tmp_path / "afile")]) == 2
-    assert "afile is a file, not a folder" in capsys.readouterr().err
+    for under in ("afile", "afile/sub"):  # (a folder under a file passed as missing)
+        args = ["--unet", "onnx", "--engine-dir", str(tmp_path / under)]
+        assert main(["bench", *SMALL, *args]) == 2
+        assert "afile is a file, not a folder" in capsys.readouterr().err

@@ -216,6 +216,19 @@ def test_commands_run_with_standard_error_closed(tmp_path):
     assert r.returncode == 0 and (tmp_path / "v.mp4").stat().st_size > 0, r.stdout
     # a refusal still exits 2 (its message goes where stderr went: nowhere)
     assert run("encode", str(tmp_path / "nothing"), "-o", str(tmp_path / "w.mp4")).returncode == 2
+    # the process stage's encoder inherits the closed fd 2 (os.open's devnull was not
+    # inheritable: it exited 1 at its end, and the render failed with a StageError)
+    job = {
+        "version": 1,
+        "render": {"frames": 3, "width": 64, "height": 64, "steps": "0: (2)"},
+        "colour": {"mode": "none"},
+        "interpolation": {"factor": 2, "backend": "blend"},
+        "output": {"dir": str(tmp_path / "out"), "name": "m"},
+        "prompts": {"0": "a cat"},
+    }
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    r = run("render", str(tmp_path / "job.json"), "--stages", "process")
+    assert r.returncode == 0 and (tmp_path / "out" / "m" / "m.mp4").is_file(), r.stdout
 
 
 def test_render_notes_prompts_past_the_last_frame_and_refuses_an_empty_resume(

@@ -94,6 +94,7 @@ def test_a_shorter_line_in_place_blanks_the_longer_one_before(monkeypatch):
         def isatty(self):
             return True
 
+    monkeypatch.setenv("COLUMNS", "200")  # (a narrow CI terminal cut the line)
     t = [100.0]
     monkeypatch.setattr("loopwave._progress.time.perf_counter", lambda: t[0])
     out = Terminal()
@@ -124,6 +125,25 @@ def _screen(text: str) -> list[str]:
             chunk = chunk[1:]
         rows[-1] = chunk + rows[-1][len(chunk) :]
     return rows
+
+
+def test_wide_characters_take_two_cells(monkeypatch):
+    """From a review: the fit counted characters, and a model named in CJK gave lines of
+    74 characters but 87 cells at 80 columns: wrapped, the bar scrolled again."""
+    from loopwave._progress import _cells
+
+    monkeypatch.setenv("COLUMNS", "80")
+    t = [100.0]
+    monkeypatch.setattr("loopwave._progress.time.perf_counter", lambda: t[0])
+    out = _Terminal()
+    with Progress(240, "render [" + "模型" * 12 + ".safetensors]", stream=out) as bar:
+        for _ in range(240):
+            t[0] += 0.5
+            bar.update()
+    lines = [x.rstrip("\n") for x in out.getvalue().split("\r")[1:]]
+    assert _cells("模型 ab") == 7 and _cells("e\u0301") == 1
+    assert len(lines) > 100 and all(_cells(x) < 80 for x in lines)
+    assert lines[-1].rstrip().endswith("240/240 frames 2.0 frames/s ETA 0s")
 
 
 @pytest.mark.parametrize("columns", [80, 40, 20])

@@ -1094,6 +1094,10 @@ LATE = {
         _with("render", seed_behaviour="schedule", seed_schedule="0: (0), 2: (1e19)"),
         "render.seed_schedule: seed schedule at frame 1: .* is too large for a seed",
     ),
+    "a seed expression failing": (  # it was named twice, "render.seed_schedule: render..."
+        _with("render", seed_behaviour="schedule", seed_schedule="0: (1 / (t - 3))"),
+        r"^render.seed_schedule at frame 3: ",
+    ),
     "a weight out of range later": (
         _with("prompts", prompts={"0": "a cat", "3": "a (dog:200)"}),
         "prompts at frame 3: prompt: the weight of 'dog' is 200",
@@ -1595,3 +1599,30 @@ def test_output_paths_as_a_user_writes_them(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=says):
         render(Settings.from_dict(deep), backend=_Shift(), progress=False, video=False)
     assert not (tmp_path / "o" / "d").exists()
+
+
+def test_a_run_made_before_a_new_refusal_still_resumes(tmp_path, backend):
+    """From a review: runs started before a denoise.schedule value outside 0..1 was refused
+    (it was clamped) or before model.path beside the smoke backend was refused (it was
+    ignored) could not be resumed, nor edited (their settings' digest is in the state):
+    only started again. A resumed run keeps the rules it was made with."""
+    from loopwave.render import _Job, _settings_digest
+
+    rd = tmp_path / "r"
+    job = {**JOB, "denoise": {"mode": "schedule", "schedule": "0: (0.5)"}}
+    render(Settings.from_dict(job), run_dir=rd, backend=backend, progress=False, video=False,
+           stop_after=1)  # fmt: skip
+    # as the code before those refusals wrote it
+    saved = json.loads((rd / "settings.json").read_text())
+    saved["denoise"]["schedule"] = "0: (0.5), 3: (1.2)"
+    saved["model"]["path"] = str(tmp_path / "ignored")
+    (rd / "settings.json").write_text(json.dumps(saved))
+    state = json.loads((rd / "state.json").read_text())
+    state["settings"] = _settings_digest(Settings._from_saved(saved))
+    (rd / "state.json").write_text(json.dumps(state))
+    with pytest.raises(ValueError, match="^model.path: given, but model.backend is 'smoke'"):
+        Settings.from_dict(saved)  # as a new job: refused
+    old = _Job(Settings._from_saved(saved), None, resumed=True)
+    assert [old.strength(i) for i in (2, 3, 4)] == [pytest.approx(0.9666666), 1.0, 1.0]
+    r = render(None, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
+    assert r.frames == JOB["render"]["frames"] and len(frames_of(rd)) == r.frames

@@ -335,6 +335,16 @@ def test_error_messages_show_a_bounded_value():
     with pytest.raises(SettingsError) as e:
         Settings.from_dict({**MINIMAL, "colour": {"mode": "x" * 1_000_000}})
     assert str(e.value).startswith("colour.mode: expected one of") and len(str(e.value)) < 200
+    for data in (
+        {**MINIMAL, "colour": {"k" * 1_000_000: 1}},  # an unknown key
+        {**MINIMAL, "s" * 1_000_000: {}},  # an unknown section
+        {**MINIMAL, "prompts": {"9" * 1_000_000: "a cat"}},  # a frame past int()'s digits
+        {**MINIMAL, "prompts": "0::" + "1" * 1_000_000 + "x::a cat"},  # a line's seed
+        {**MINIMAL, "prompts": "x" * 1_000_000},  # a line of neither form
+    ):
+        with pytest.raises(SettingsError) as e:
+            Settings.from_dict(data)
+        assert len(str(e.value)) < 300, str(e.value)[:300]
     deep: list = []
     for _ in range(5000):
         deep = [deep]

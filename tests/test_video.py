@@ -1976,11 +1976,12 @@ def test_frames_are_read_in_name_order_whatever_the_digits(tmp_path):
     """From a review: a frame named 1²2.png ("²" is a digit to str.isdigit, not to int())
     stopped interpolate and encode with int()'s own error, naming neither IN nor the file."""
     img = np.zeros((2, 2, 3), np.uint8)
-    names = ["f10.png", "f2.png", "1²2.png", "f1.png", "g.png", "١٢.png"]  # ١٢: Arabic 12
+    names = ["f10.png", "f2.png", "1²2.png", "f1.png", "g.png", "١٢.png", "f01.png"]  # ١٢: 12
     for name in names:
         write_png(tmp_path / name, img)
     got = [p.name for p in lv.read_frames_dir(tmp_path)]
-    assert got == ["1²2.png", "١٢.png", "f1.png", "f2.png", "f10.png", "g.png"]  # 1 < 12
+    # 1 < 12, and a tie (f01, f1) in name order, not the folder's
+    assert got == ["1²2.png", "١٢.png", "f01.png", "f1.png", "f2.png", "f10.png", "g.png"]
 
 
 def test_png_headers_ffmpeg_would_make_up_pixels_for_are_refused(tmp_path):

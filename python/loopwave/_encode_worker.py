@@ -125,7 +125,7 @@ def main(argv: list[str]) -> int:
         from .render import _encoder, _rife_model
         from .settings import Settings
 
-        s = Settings.from_dict(_read_json(run_dir / "settings.json"))
+        s = Settings._from_saved(_read_json(run_dir / "settings.json"))
         rife = _rife_model(s)
         q: queue.Queue[Any] = queue.Queue(maxsize=4)
         threading.Thread(target=_reader, args=(sys.stdin.buffer, q), daemon=True).start()
@@ -150,7 +150,7 @@ def run(argv: list[str]) -> None:
     code = main(argv)
     try:
         sys.stderr.flush()
-    except OSError:
+    except (OSError, ValueError, AttributeError):  # None: started with fd 2 closed
         pass
     # no interpreter teardown: with the stdin reader still blocked on a daemon thread (a
     # failure part way), finalisation sometimes aborted the process after the report

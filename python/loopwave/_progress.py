@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import time
+import unicodedata
 from types import TracebackType
 from typing import TextIO
 
@@ -78,17 +79,20 @@ class Progress:
         # in place, within one row: a line that wrapped made every redraw a new row, and
         # the bar scrolled (80 columns, a long model name); the bar narrows, then goes,
         # then the description is cut
+        # (in terminal cells: a model named in CJK wrapped at 74 characters of 80)
         room = self._columns() - 1
         for width in (24, 12, 0):
             bar = f" [{'#' * int(frac * width):<{width}}]" if width else ""
             line = self.desc + bar + tail
-            if len(line) <= room:
+            if _cells(line) <= room:
                 break
         else:
-            keep = room - len(tail) - 3
-            line = (self.desc[:keep] + "..." + tail if keep > 0 else tail.strip())[:room]
+            line = _cut(self.desc, room - _cells(tail) - 3) + "..." + tail
+            if _cells(line) > room:
+                line = _cut(tail.strip(), room)
         # spaces over what a longer line before left
-        line, self._width = line.ljust(min(self._width, room)), len(line)
+        cells = _cells(line)
+        line, self._width = line + " " * (min(self._width, room) - cells), cells
         self._emit("\r" + line)
 
     def _columns(self) -> int:
@@ -117,6 +121,25 @@ class Progress:
     ) -> None:
         if self.enabled and self._tty:
             self._emit("\n")
+
+
+def _cells(text: str) -> int:
+    """The terminal cells ``text`` takes: two for a wide character (CJK), none for a
+    combining one."""
+    return sum(
+        2 if unicodedata.east_asian_width(c) in "WF" else 0 if unicodedata.combining(c) else 1
+        for c in text
+    )
+
+
+def _cut(text: str, cells: int) -> str:
+    """The longest start of ``text`` that takes at most ``cells`` cells."""
+    out = ""
+    for c in text:
+        if _cells(out + c) > cells:
+            break
+        out += c
+    return out
 
 
 def _clock(seconds: float) -> str:

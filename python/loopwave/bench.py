@@ -237,11 +237,12 @@ def run_bench(
     on = "cpu" if model == "smoke" and device == "auto" else dev  # as _backend places it
     check_exported(on, unet=unet, vae=vae, compiled=checked["compile"])
     if engine_dir is not None:
-        from ._validate import folder
+        from ._validate import folder, unmakeable
 
         engine_dir = folder(engine_dir, "engine_dir")
-        if engine_dir.exists() and not engine_dir.is_dir():  # found after the model built
-            raise ValueError(f"engine_dir: {engine_dir} is a file, not a folder")
+        why = unmakeable(engine_dir)  # (a file, or a file above it: found after the model)
+        if why is not None:
+            raise type(why)(f"engine_dir: {why}")
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as d:
         backend = _backend(model, device, accel, allow_pickle)

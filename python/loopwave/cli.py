@@ -190,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             fd = os.open(os.devnull, os.O_WRONLY)
             if fd != 1:
                 os.close(fd)
+            else:  # (os.open's fds are not inherited: a child would start without it)
+                os.set_inheritable(fd, True)
     if sys.stderr is None:
         # the same with fd 2 (`2>&-`); and messages go nowhere, as Python's own do: with
         # sys.stderr None, print(file=sys.stderr) wrote to stdout, and the progress bar
@@ -198,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             fd = os.open(os.devnull, os.O_WRONLY)
             if fd != 2:
                 os.close(fd)
+            else:  # inherited: the process stage's encoder started with fd 2 closed too
+                os.set_inheritable(fd, True)
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the process's life
     out = sys.stdout = _Stdout(sys.stdout)
     try:

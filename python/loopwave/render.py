@@ -452,8 +452,11 @@ class _Job:
     """A render's per-frame settings (schedules, prompts, motion) and its backend (None
     until the model is loaded: the settings are checked before)."""
 
-    def __init__(self, s: Settings, backend: Img2Img | None) -> None:
+    def __init__(self, s: Settings, backend: Img2Img | None, *, resumed: bool = False) -> None:
         r, d, m = s["render"], s["denoise"], s["motion"]
+        # a resumed run clamps a denoise.schedule value outside 0..1, as runs were made
+        # before such values were refused (refused, the run could not go on)
+        self.resumed = resumed
         n = r["frames"]
         self.s, self.n, self.backend = s, n, backend
         self.h, self.w = r["height"], r["width"]
@@ -476,6 +479,8 @@ class _Job:
         d = self.s["denoise"]
         if self.denoise is not None:
             v = self.denoise(i)
+            if self.resumed and math.isfinite(v):
+                return float(min(max(v, 0.0), 1.0))
             if not 0.0 <= v <= 1.0:  # also NaN; (65 for 0.65 was clamped: fresh noise)
                 raise ValueError(
                     f"denoise.schedule at frame {i}: {v!r}; a denoising strength must be in "
@@ -567,7 +572,10 @@ class _Job:
         try:
             self.seed(i)
         except ValueError as e:  # ("seed schedule at frame 0: 1e+19 is too large")
-            raise ValueError(f"render.seed_schedule: {e}") from None
+            said = str(e)
+            if said.startswith("render.seed_schedule"):  # a failing expression names it
+                raise
+            raise ValueError(f"render.seed_schedule: {said}") from None
         if i > 0:  # frame 0 is made from noise at strength 1, without motion
             self.strength(i)
             self.motion_at(i)
@@ -1017,7 +1025,7 @@ def render(
             raise ValueError(f"run_dir: {rd} has no settings.json to resume from")
         saved_raw = _read_json(rd / "settings.json")  # compared again under the run's lock
         try:
-            saved = Settings.from_dict(copy.deepcopy(saved_raw))
+            saved = Settings._from_saved(copy.deepcopy(saved_raw))
         except SettingsError as e:  # (the message named a key, not which file holds it)
             raise SettingsError(f"{rd / 'settings.json'}: {e}") from None
         if settings is not None:
@@ -1091,7 +1099,7 @@ def render(
                 f"{len(os.fsencode(name))} bytes, over 255: shorten the name (or --no-video)"
             )
     # before the model loads and the folder is touched
-    job = _Job(settings, None)
+    job = _Job(settings, None, resumed=resume)
     rife = _preflight(job, encode, progress)
     if stages == "process":  # checked; the encoder process loads its own
         rife = None

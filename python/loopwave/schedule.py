@@ -37,7 +37,6 @@ import math
 import operator
 import random
 import re
-import threading
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -124,7 +123,13 @@ _CMP: dict[type, Callable[[Any, Any], bool]] = {
 }
 
 
-_PARSE_LOCK = threading.Lock()
+# "1if t < 5 else 2" is valid, and CPython warned of an "invalid decimal literal" at each
+# parse (SyntaxWarning; DeprecationWarning on 3.10), naming no setting; with -W error the
+# schedule was refused. Ignored for expressions parsed as this file, whatever the other
+# filters (catch_warnings around the parse changed them process-wide, and threads race)
+_EXPRESSION_FILE = "<loopwave schedule expression>"
+for _category in (SyntaxWarning, DeprecationWarning):
+    warnings.filterwarnings("ignore", category=_category, module=re.escape(_EXPRESSION_FILE))
 
 
 def compile_expression(text: str) -> ast.Expression:
@@ -134,11 +139,7 @@ def compile_expression(text: str) -> ast.Expression:
     if len(text) > MAX_TEXT:
         raise ScheduleError(f"expression is longer than {MAX_TEXT} characters")
     try:
-        # "1if t < 5 else 2" printed CPython's own warning, naming no setting (the lock:
-        # two threads' catch_warnings could leave the filter set, process-wide)
-        with _PARSE_LOCK, warnings.catch_warnings():
-            warnings.simplefilter("ignore", SyntaxWarning)
-            tree = ast.parse(text.strip(), mode="eval")
+        tree = ast.parse(text.strip(), filename=_EXPRESSION_FILE, mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
         raise ScheduleError(f"cannot parse expression {text!r}: {e}") from None
     nodes = list(ast.walk(tree))
@@ -440,7 +441,7 @@ def parse_prompts(spec: Mapping[int | str, str] | str) -> dict[int, Prompt]:
                 m = _LINE_SEED.fullmatch(parts[1].strip())
                 if m is None:
                     raise ScheduleError(
-                        f"prompts line {n}: seed {parts[1]!r} is not N, +N or -N "
+                        f"prompts line {n}: seed {parts[1]!r:.60} is not N, +N or -N "
                         "(N a whole number: stays, goes up, goes down a frame)"
                     )
                 step = {"+": 1, "-": -1, "": 0}[m.group(1)]
@@ -448,7 +449,7 @@ def parse_prompts(spec: Mapping[int | str, str] | str) -> dict[int, Prompt]:
             else:
                 raise ScheduleError(
                     f"prompts line {n}: expected 'frame::prompt' or "
-                    f"'frame::seed::prompt'; got {line!r}"
+                    f"'frame::seed::prompt'; got {line!r:.80}"
                 )
     elif isinstance(spec, Mapping):
         items = [(k, v, None) for k, v in spec.items()]
@@ -458,7 +459,7 @@ def parse_prompts(spec: Mapping[int | str, str] | str) -> dict[int, Prompt]:
         try:
             f = int(str(frame).strip())
         except ValueError:
-            raise ScheduleError(f"prompts: frame {frame!r} is not an int") from None
+            raise ScheduleError(f"prompts: frame {frame!r:.60} is not an int") from None
         if f < 0:
             raise ScheduleError(f"prompts: frame {f} is negative")
         if not isinstance(text, str):

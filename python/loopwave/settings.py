@@ -461,7 +461,18 @@ class Settings(dict[str, Any]):
             raise SettingsError("settings: nested too deeply") from None
 
     @classmethod
-    def _from_dict(cls, data: Mapping[str, Any]) -> Settings:
+    def _from_saved(cls, data: Mapping[str, Any]) -> Settings:
+        """A run's own ``settings.json``, as :meth:`from_dict` takes it less the checks
+        added after runs were made with what they refuse, so that such a run still
+        resumes (refused, it could neither go on nor be edited: its settings' digest is
+        in its state): ``model.path`` beside the smoke backend, which ignores it."""
+        try:
+            return cls._from_dict(data, saved=True)
+        except RecursionError:
+            raise SettingsError("settings: nested too deeply") from None
+
+    @classmethod
+    def _from_dict(cls, data: Mapping[str, Any], *, saved: bool = False) -> Settings:
         if not isinstance(data, Mapping):
             raise SettingsError(f"settings must be a table/object, got {type(data).__name__}")
         data = dict(data)
@@ -489,7 +500,8 @@ class Settings(dict[str, Any]):
                 resolved[key] = value
             if given:
                 raise SettingsError(
-                    f"{section}.{sorted(given, key=str)[0]}: unknown key (known: {', '.join(keys)})"
+                    f"{section}.{str(sorted(given, key=str)[0])[:60]}: unknown key "
+                    f"(known: {', '.join(keys)})"
                 )
             out[section] = resolved
         prompts = data.pop("prompts", None)
@@ -507,14 +519,14 @@ class Settings(dict[str, Any]):
         )
         if data:
             raise SettingsError(
-                f"{sorted(data, key=str)[0]}: unknown section "
+                f"{str(sorted(data, key=str)[0])[:60]}: unknown section "
                 f"(known: version, prompts, {', '.join(SCHEMA)})"
             )
         if out["model"]["backend"] == "diffusers" and not out["model"]["path"]:
             raise SettingsError(
                 "model.path: the diffusers backend needs a local model folder or file"
             )
-        if out["model"]["backend"] == "smoke" and out["model"]["path"]:  # it was ignored
+        if out["model"]["backend"] == "smoke" and out["model"]["path"] and not saved:
             raise SettingsError(
                 "model.path: given, but model.backend is 'smoke' (the built-in model of "
                 "random weights, which reads no file); set model.backend = 'diffusers' to "

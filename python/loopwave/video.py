@@ -1941,10 +1941,12 @@ def _chain(head: Any, rest: Iterator[Any]) -> Iterator[Any]:
     yield from rest
 
 
-def _natural_key(p: Path) -> list[Any]:
+def _natural_key(p: Path) -> tuple[list[Any], str]:
     # the split's odd parts are the runs of digits (isdigit() took "²", which int() does
-    # not: a frame named 1²2.png stopped interpolate and encode with int()'s error)
-    return [int(t) if i % 2 else t for i, t in enumerate(re.split(r"(\d+)", p.name))]
+    # not: a frame named 1²2.png stopped interpolate and encode with int()'s error); the
+    # name itself breaks ties (f1 and f01 came in the folder's own order)
+    parts = [int(t) if i % 2 else t for i, t in enumerate(re.split(r"(\d+)", p.name))]
+    return parts, p.name
 
 
 def read_frames_dir(folder: str | os.PathLike[str], *, arg: str = "folder") -> list[Path]:
