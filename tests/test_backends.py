@@ -1352,6 +1352,7 @@ def test_cpu_weights_are_not_read_from_their_files_after_loading(tmp_path, init)
     later frames, and one truncated killed the process with SIGBUS."""
     import importlib.util
     import os
+    import shutil
 
     from safetensors.torch import save_file
 
@@ -1368,8 +1369,10 @@ def test_cpu_weights_are_not_read_from_their_files_after_loading(tmp_path, init)
             mapped = maps.read()
         assert str(unet_file) not in mapped
         assert not lora or lora[0]["path"] not in mapped
+    # rewritten in place, as cp does (save_file makes a new file: the old mapping held)
     other = smoke_backend(seed=1).pipe.unet.state_dict()
-    save_file({k: v.contiguous() for k, v in other.items()}, str(unet_file))
+    save_file({k: v.contiguous() for k, v in other.items()}, str(tmp_path / "other.safetensors"))
+    shutil.copyfile(tmp_path / "other.safetensors", unet_file)
     np.testing.assert_array_equal(b.img2img(init, seed=4, **CALL), before)
 
 
@@ -1456,6 +1459,14 @@ def test_quiet_loads_print_no_library_warnings(tmp_path):
         assert (dlog.get_verbosity(), tlog.get_verbosity()) == levels
         load_backend("diffusers", tmp_path / "model", device="cpu")  # shown by default
         assert [m for m in seen if "extra.weight" in m]
+        # a .bin-only part: diffusers looked for a .safetensors first and logged, as an
+        # error (past --quiet), that the model's folder had none
+        vae = tmp_path / "model" / "vae"
+        (vae / "diffusion_pytorch_model.safetensors").unlink()
+        smoke_backend().pipe.vae.save_pretrained(vae, safe_serialization=False)
+        seen.clear()
+        load_backend("diffusers", tmp_path / "model", device="cpu", progress=False)
+        assert not [m for m in seen if "no file named" in m], seen
     finally:
         for lg in loggers:
             lg.removeHandler(keep)
@@ -1468,3 +1479,24 @@ def test_over_long_paths_are_value_errors_naming_the_key():
         load_backend("diffusers", "x" * 300, device="cpu")
     with pytest.raises(ValueError, match=r"^lora\[0\]: 'xxxx.*File name too long"):
         load_backend("smoke", lora=[{"path": "x" * 300 + ".safetensors"}])
+
+
+def test_an_fp16_folder_with_an_image_encoder_loads(tmp_path):
+    """From a review: an fp16-only folder holding an IP-Adapter's image_encoder/ (saved
+    after load_ip_adapter) loaded before the parts were loaded one by one, and then was
+    refused: diffusers loaded the image encoder, unused here, without the fp16 variant."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    pipe = smoke_backend().pipe
+    vision = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4,
+        image_size=32, patch_size=16, projection_dim=32,
+    )  # fmt: skip
+    pipe.register_modules(image_encoder=CLIPVisionModelWithProjection(vision))
+    pipe.to(torch.float16).save_pretrained(tmp_path / "model", variant="fp16")
+    assert (tmp_path / "model" / "image_encoder" / "model.fp16.safetensors").is_file()
+    loaded = load_backend("diffusers", tmp_path / "model", device="cpu")
+    assert loaded.pipe.image_encoder is None
+    want = smoke_backend().pipe.unet.state_dict()
+    for k, v in loaded.pipe.unet.state_dict().items():
+        assert torch.equal(v, want[k].half().float()), k

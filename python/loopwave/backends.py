@@ -1072,6 +1072,10 @@ def _load_part(folder: Path, name: str, index: dict[str, Any], dtype: Any) -> tu
     kwargs: dict[str, Any] = {"local_files_only": True, "output_loading_info": True}
     if variant:
         kwargs["variant"] = variant
+    if not any(f.suffix == ".safetensors" for f in _weight_files(sub)):
+        # a .bin-only part: diffusers logged an error looking for a .safetensors first
+        # ("no file named ... found in directory", naming the model's folder), past --quiet
+        kwargs["use_safetensors"] = False
     if entry[0] == "diffusers":
         model, info = load(str(folder), subfolder=name, torch_dtype=dtype, **kwargs)
     else:
@@ -1104,8 +1108,9 @@ def _load_folder(cls: Any, p: Path, dtype: Any) -> Any:
     try:
         with _offline():
             for part in _PARTS:
-                model, from_fp16 = _load_part(p, part, index, dtype)
-                fp16_only |= from_fp16
+                # (known before the load: a failing fp16-only part lost the hint)
+                fp16_only |= (p / part).is_dir() and _part_variant(p / part) is not None
+                model, _ = _load_part(p, part, index, dtype)
                 if model is not None:
                     parts[part] = model
             part = None
@@ -1114,6 +1119,9 @@ def _load_folder(cls: Any, p: Path, dtype: Any) -> Any:
                 torch_dtype=dtype,
                 local_files_only=True,
                 safety_checker=None,
+                # (an IP-Adapter's image encoder, unused here: loaded without the parts'
+                # own variants, an fp16-only folder holding one was refused)
+                image_encoder=None,
                 requires_safety_checker=False,
                 **parts,
             )
