@@ -1626,3 +1626,12 @@ def test_a_run_made_before_a_new_refusal_still_resumes(tmp_path, backend):
     assert [old.strength(i) for i in (2, 3, 4)] == [pytest.approx(0.9666666), 1.0, 1.0]
     r = render(None, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
     assert r.frames == JOB["render"]["frames"] and len(frames_of(rd)) == r.frames
+
+
+def test_lora_errors_name_the_settings_key(tmp_path):
+    """LoRA refusals from the model load said "lora[0]: ...", not the settings' key."""
+    missing = str(tmp_path / "none.safetensors")
+    s = Settings.from_dict({**JOB, "model": {"lora": [{"path": missing}]}})
+    with pytest.raises(ValueError, match=r"^model.lora\[0\]: .*none.safetensors' is not a local"):
+        render(s, run_dir=tmp_path / "r", progress=False, video=False)
+    assert not (tmp_path / "r").exists()

@@ -1127,8 +1127,8 @@ def render(
                 accel=m["accel"],
                 progress=progress,
             )
-        except ValueError as e:  # the settings' key for the device and speed checks' names
-            if str(e).startswith(("device:", "accel")):
+        except ValueError as e:  # the settings' key for the device, speed and LoRA checks'
+            if str(e).startswith(("device:", "accel", "lora")):  # ("lora[0]:" named no key)
                 raise ValueError(f"model.{e}") from None
             raise
         if m["unet"] != "torch" or m["vae"] != "torch":
