@@ -711,9 +711,9 @@ def test_found_in_review_each_names_its_argument():
         lw.color_correct(f, f, out=np.ma.masked_array(np.zeros_like(f)))
     # timedelta64 is a NumPy integer: taken as a number, or a UFuncTypeError
     with pytest.raises(TypeError, match="^zoom must"):
-        lw.motion_matrix(4, 4, zoom=np.timedelta64(2))  # type: ignore[arg-type]
+        lw.motion_matrix(4, 4, zoom=np.timedelta64(2, "s"))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="^height must"):
-        lw.motion_matrix(np.timedelta64(4), 4)  # type: ignore[arg-type]
+        lw.motion_matrix(np.timedelta64(4, "s"), 4)  # type: ignore[arg-type]
     # a lone surrogate: UnicodeEncodeError
     with pytest.raises(ValueError, match="^border must"):
         lw.warp_affine(f, np.eye(2, 3), border="\ud800")
@@ -833,7 +833,7 @@ def test_durations_are_not_counts():
     """From a review: np.timedelta64 (a NumPy integer) was taken as a thread count, or
     failed with an unnamed TypeError or OverflowError."""
     for call, name in ((lw.set_num_threads, "n"), (lw.set_buffer_cache, "max_bytes")):
-        for bad in (np.timedelta64(1), np.timedelta64(3, "s")):
+        for bad in (np.timedelta64(1, "s"), np.timedelta64(3, "s")):
             with pytest.raises(TypeError, match=f"^{name} must be an int; got timedelta64"):
                 call(bad)  # type: ignore[arg-type]
     assert lw.get_num_threads() >= 1

@@ -218,6 +218,7 @@ def test_commands_run_with_standard_error_closed(tmp_path):
     assert run("encode", str(tmp_path / "nothing"), "-o", str(tmp_path / "w.mp4")).returncode == 2
     # the process stage's encoder inherits the closed fd 2 (os.open's devnull was not
     # inheritable: it exited 1 at its end, and the render failed with a StageError)
+    pytest.importorskip("diffusers")  # the smoke model
     job = {
         "version": 1,
         "render": {"frames": 3, "width": 64, "height": 64, "steps": "0: (2)"},
@@ -239,6 +240,7 @@ def test_render_notes_prompts_past_the_last_frame_and_refuses_an_empty_resume(
     --resume (an unset variable) was taken as no --resume ("a settings file is
     needed")."""
     pytest.importorskip("av")
+    pytest.importorskip("diffusers")  # the smoke model
     job = json.loads(Path(places["job"]).read_text())
     job["prompts"] = {"0": "a cat", "3": "a dog", "4": "a fox", "500": "a bird"}
     job["interpolation"] = {"factor": 1}

@@ -127,7 +127,7 @@ def test_demo_validates_options(tmp_path) -> None:
         with pytest.raises(err, match="^out_dir must"):
             run_demo(bad, frames=2, size=16)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="^renders must be an int"):
-        run_demo(tmp_path, renders=np.timedelta64(2))  # type: ignore[arg-type]
+        run_demo(tmp_path, renders=np.timedelta64(2, "s"))  # type: ignore[arg-type]
     # from a review: an unmounted drive's symlink gave "[Errno 17] File exists"
     drive = tmp_path / "drive"
     drive.symlink_to(tmp_path / "not_mounted")

@@ -59,7 +59,7 @@ def test_renders_takes_numpy_integers_and_names_itself():
     for n in (np.int64(2), np.uint8(2), np.int32(2)):
         plan = ColourPlan.build(render, frames=3, every=np.int64(5), renders=n)
         assert plan.keyframes[0][0, 0, 0] == 5
-    for bad in (2.0, "2", None, True, np.bool_(True), np.timedelta64(2), np.float64(2)):
+    for bad in (2.0, "2", None, True, np.bool_(True), np.timedelta64(2, "s"), np.float64(2)):
         with pytest.raises(TypeError, match="^renders must be an int"):
             ColourPlan.build(render, frames=3, every=5, renders=bad)
     for bad in (0, -1, np.int64(0)):
@@ -355,7 +355,7 @@ def test_target_refuses_a_negative_frame_and_holds_the_last_past_the_end():
         with pytest.raises(ValueError, match="^i must be a frame index >= 0"):
             plan.target(bad)
     with pytest.raises(TypeError, match="^i must be a frame index"):
-        plan.target(np.timedelta64(5))  # type: ignore[arg-type]
+        plan.target(np.timedelta64(5, "s"))  # type: ignore[arg-type]
     assert int(plan.target(41)[0, 0, 0]) == int(plan.target(10**12)[0, 0, 0]) == 40
 
 

@@ -112,6 +112,10 @@ _MAX_FPS = {"libsvtav1": Fraction(240)}
 # than _SVT_LONG (measured with this PyAV's SVT-AV1 4.1: 24x100, 16x66 and 8x1000 hang,
 # 26x100, 16x64 and 26x4000 do not; refused below 32, with a margin for other versions)
 _SVT_THIN, _SVT_LONG = 32, 64
+# the SVT-AV1 bundled with PyAV 19.0 corrupts the heap in its final flush of frames with
+# both sides at most this ("realloc(): invalid next size", the process aborted; 4x4, 6x6,
+# 8x8; 8x10 and 4x10 finish)
+_SVT_TINY = 8
 # seconds between two frames' times beyond which, in formats whose timestamps may jump
 # (MPEG-TS/PS), the gap is a jump and not a pause (ffmpeg's dts_delta_threshold)
 _TS_JUMP = 10
@@ -1195,14 +1199,15 @@ def _check_audio(path: Path) -> None:
 def _display_matrix(frame: Any) -> tuple[int, ...] | None:
     """The frame's display matrix: FFmpeg's nine 32-bit numbers (``a b u c d v x y w``,
     ``a`` to ``d`` in 16.16 fixed point), or None where it has none."""
-    for data in frame.side_data:
-        if "DISPLAYMATRIX" not in str(data.type).upper():
-            continue
-        raw = bytes(data)
-        if len(raw) < 36:
-            return None
-        return tuple(int(x) for x in np.frombuffer(raw[:36], dtype=np.int32))  # native order
-    return None
+    # by name (PyAV 19 iterates the side data's types, not the data: every x264 file's
+    # SEI made each VideoReader fail, "'Type' object has no attribute 'type'")
+    data = frame.side_data.get("DISPLAYMATRIX")
+    if data is None:
+        return None
+    raw = bytes(data)
+    if len(raw) < 36:
+        return None
+    return tuple(int(x) for x in np.frombuffer(raw[:36], dtype=np.int32))  # native order
 
 
 def _orientation(matrix: tuple[int, ...]) -> tuple[bool, int]:
@@ -1657,13 +1662,20 @@ class _Decoder:
         scale: dict[str, Any] = {}
         if size is not None and (frame.width, frame.height) != size:
             scale = dict(width=size[0], height=size[1], interpolation="BICUBIC")
-        rgb = frame.reformat(
-            format="rgb24",
-            src_colorspace=space,
-            src_color_range="JPEG" if full else "MPEG",
-            dst_color_range="JPEG",
-            **scale,
-        )
+        try:
+            rgb = frame.reformat(
+                format="rgb24",
+                src_colorspace=space,
+                src_color_range="JPEG" if full else "MPEG",
+                dst_color_range="JPEG",
+                **scale,
+            )
+        except KeyError:  # PyAV before 18 has no BT2020 colorspace (a bare KeyError)
+            av = _av()
+            raise ValueError(
+                f"reading BT.2020 video needs PyAV 18 or later (Python 3.11 or later); this "
+                f"is PyAV {av.__version__}"
+            ) from None
         return np.asarray(rgb.to_ndarray())
 
     def _batches(self, start: int) -> Iterator[np.ndarray]:
@@ -2094,6 +2106,12 @@ def check_frame_size(
         raise ValueError(
             f"frames: {encoder} needs frames of at least {need}; got {w} wide, {h} high "
             "(pad them, or use another codec such as h264)"
+        )
+    if encoder == "libsvtav1" and long <= _SVT_TINY:
+        raise ValueError(
+            f"frames: {encoder} corrupts memory and aborts the process on frames of "
+            f"{_SVT_TINY}x{_SVT_TINY} pixels or less (the SVT-AV1 of PyAV 19); got {w} wide, "
+            f"{h} high (pad one side past {_SVT_TINY}, or use another codec such as vp9)"
         )
     if encoder == "libsvtav1" and short < _SVT_THIN and long > _SVT_LONG:
         raise ValueError(
