@@ -966,8 +966,12 @@ def test_a_folder_without_its_tokenizer_is_refused_at_load(tmp_path):
 
     smoke_backend().pipe.save_pretrained(tmp_path / "model")
     shutil.rmtree(tmp_path / "model" / "tokenizer")
-    with pytest.raises(ValueError, match=r"model path .*model: the tokenizer reads 1e\+30 tokens "
-                       r"at most, the text encoder 77"):  # fmt: skip
+    # (transformers before 5 refuses it itself, "Can't load tokenizer", named in the same way)
+    refused = (
+        r"model path .*model: (the tokenizer reads 1e\+30 tokens at most, the text encoder 77"
+        r"|cannot load .*Can't load tokenizer)"
+    )
+    with pytest.raises(ValueError, match=refused):
         load_backend("diffusers", tmp_path / "model", device="cpu")
 
 
@@ -1500,3 +1504,39 @@ def test_an_fp16_folder_with_an_image_encoder_loads(tmp_path):
     want = smoke_backend().pipe.unet.state_dict()
     for k, v in loaded.pipe.unet.state_dict().items():
         assert torch.equal(v, want[k].half().float()), k
+
+
+def test_library_versions_that_cannot_work_together_are_named(monkeypatch):
+    """From a review of the oldest versions allowed: diffusers 0.30 beside transformers 5
+    failed at the first use with diffusers' RuntimeError ("Failed to import ...
+    FLAX_WEIGHTS_NAME"), and a peft too old for the installed diffusers gave "PEFT
+    backend is required for load_lora_weights()" with peft installed."""
+    import re
+    import sys
+    import types
+    from pathlib import Path
+
+    import diffusers.utils
+    import transformers
+
+    from loopwave.backends import _apply_loras, _deps
+
+    stub = types.ModuleType("diffusers")
+    stub.__version__ = "0.30.3"  # type: ignore[attr-defined]
+
+    def clash(name):
+        raise RuntimeError(
+            "Failed to import diffusers.pipelines.stable_diffusion because of the following "
+            "error:\ncannot import name 'FLAX_WEIGHTS_NAME' from 'transformers.utils'"
+        )
+
+    stub.__getattr__ = clash  # type: ignore[attr-defined]
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "diffusers", stub)
+        beside = re.escape(transformers.__version__)
+        said = rf"^diffusers 0.30.3 cannot run beside transformers {beside}"
+        with pytest.raises(ImportError, match=said + r" \(Failed to import"):
+            _deps()
+    monkeypatch.setattr(diffusers.utils, "USE_PEFT_BACKEND", False)
+    with pytest.raises(ImportError, match=r"LoRA files need a peft this diffusers .* is too old"):
+        _apply_loras(smoke_backend().pipe, [(Path("style.safetensors"), 1.0)])

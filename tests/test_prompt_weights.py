@@ -243,7 +243,8 @@ def test_weights_scale_their_tokens(backend):
 def test_weights_keep_the_mean_when_there_is_one():
     b = smoke_backend()
     with torch.no_grad():
-        b.pipe.text_encoder.final_layer_norm.bias.fill_(0.5)  # a clear mean
+        te = b.pipe.text_encoder  # (transformers 4 keeps the layers under text_model)
+        getattr(te, "text_model", te).final_layer_norm.bias.fill_(0.5)  # a clear mean
     plain, heavy, w = _red_weighted(b.pipe, 1.5)
     # A1111: hidden states times the weights, then rescaled to the mean before weighting
     want = plain * w[None, :, None]
@@ -433,7 +434,8 @@ def test_each_chunk_encodes_as_diffusers_encodes_it_alone(backend):
 def test_weights_keep_each_chunks_own_mean():
     b = smoke_backend()
     with torch.no_grad():
-        b.pipe.text_encoder.final_layer_norm.bias.fill_(0.5)  # a clear mean
+        te = b.pipe.text_encoder  # (transformers 4 keeps the layers under text_model)
+        getattr(te, "text_model", te).final_layer_norm.bias.fill_(0.5)  # a clear mean
     plain = encode_weighted(b.pipe, "b" * 75 + " c " + "d" * 10, "cpu", max_chunks=2)
     heavy = encode_weighted(b.pipe, "b" * 75 + " (c:1.5) " + "d" * 10, "cpu", max_chunks=2)
     # A1111 rescales chunk by chunk: the first chunk holds no weight and stays as it is

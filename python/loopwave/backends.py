@@ -214,6 +214,16 @@ def _deps() -> tuple[Any, Any]:
         raise ImportError(
             "img2img backends need torch and diffusers: pip install 'loopwave[torch]'"
         ) from e
+    try:  # (diffusers imports its pipelines lazily: a clash surfaced at the first use)
+        diffusers.StableDiffusionImg2ImgPipeline  # noqa: B018
+    except (ImportError, RuntimeError) as e:  # diffusers 0.30 beside transformers 5
+        import transformers
+
+        raise ImportError(
+            f"diffusers {diffusers.__version__} cannot run beside transformers "
+            f"{transformers.__version__} ({str(e).splitlines()[0][:200]}): pip install "
+            "'loopwave[torch]' installs versions that go together"
+        ) from e
     return torch, diffusers
 
 
@@ -1133,11 +1143,15 @@ def _load_folder(cls: Any, p: Path, dtype: Any) -> Any:
             damaged = _damaged_safetensors(p)
             if damaged:
                 why = f"{', '.join(damaged)} is damaged: {e}"
-        elif isinstance(e, pickle.UnpicklingError):  # torch's message names no file
+        elif pickled := [c for c in _chain(e) if isinstance(c, pickle.UnpicklingError)]:
+            # torch's message names no file (transformers 4 wrapped it in an OSError)
             names = sorted(f.name for f in (p / part).glob("*.bin")) if part else []
             files = ", ".join(f"{part}/{n}" for n in names) or part or "a weight file"
             # the cause without torch's advice to load it with weights_only off
-            why = f"{files} is damaged or holds what torch's safe loader refuses ({_cause(e)})"
+            why = (
+                f"{files} is damaged or holds what torch's safe loader refuses "
+                f"({_cause(pickled[-1])})"
+            )
         elif part and not isinstance(e, _PartRefused):
             why = f"{part}: {why}"
         if fp16_only:
@@ -1332,7 +1346,8 @@ def _single_file_error(p: Path, e: BaseException) -> str:
     wraps it (a safe-loader refusal read "Unable to load weights from checkpoint file")."""
     import pickle
 
-    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+    # (huggingface_hub.utils has them in every version taken; .errors only from 0.25)
+    from huggingface_hub.utils import LocalEntryNotFoundError, OfflineModeIsEnabled  # type: ignore[attr-defined,unused-ignore]
     from safetensors import SafetensorError
 
     chain = _chain(e)
@@ -1502,9 +1517,18 @@ def _apply_loras(pipe: Any, loras: list[tuple[Path, float]]) -> None:
     if not loras:
         return
     try:
-        import peft  # noqa: F401
+        import peft
     except ImportError:
         raise ImportError("LoRA files need peft: pip install peft") from None
+    from diffusers.utils import USE_PEFT_BACKEND  # type: ignore[attr-defined,unused-ignore]
+
+    if not USE_PEFT_BACKEND:  # peft too old for this diffusers: "PEFT backend is required"
+        import diffusers
+
+        raise ImportError(
+            f"LoRA files need a peft this diffusers ({diffusers.__version__}) takes; peft "
+            f"{peft.__version__} is too old: pip install -U peft"
+        )
     names = [f"lora{k}" for k in range(len(loras))]
     for name, (p, _) in zip(names, loras, strict=True):
         what = f"lora: cannot load {p}"

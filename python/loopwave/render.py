@@ -285,10 +285,22 @@ def _graph_dir(m: dict[str, Any], height: int, width: int) -> Path:
         "model": stamp(Path(m["path"])) if m["backend"] == "diffusers" else [],
         "lora": [[stamp(Path(e["path"])), e.get("scale", 1.0)] for e in m["lora"]],
         "size": [height, width],
-        "versions": [__version__, torch.__version__, diffusers.__version__],
+        # transformers too: the smoke model's text encoder draws from the seeded RNG first,
+        # and transformers 5 draws otherwise than 4, so the same seed made other UNet
+        # weights, and a graph exported under the one was reused under the other
+        "versions": [__version__, torch.__version__, diffusers.__version__, _transformers()],
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return Path(m["engine_dir"]) / f"{m['backend']}-{digest}"
+
+
+def _transformers() -> str:
+    """The installed transformers' version ("" without it)."""
+    try:
+        import transformers
+    except ImportError:
+        return ""
+    return str(transformers.__version__)
 
 
 def _lab_distance(la: np.ndarray, lb: np.ndarray) -> float:
