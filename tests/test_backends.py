@@ -1524,19 +1524,35 @@ def test_library_versions_that_cannot_work_together_are_named(monkeypatch):
     stub = types.ModuleType("diffusers")
     stub.__version__ = "0.30.3"  # type: ignore[attr-defined]
 
-    def clash(name):
-        raise RuntimeError(
-            "Failed to import diffusers.pipelines.stable_diffusion because of the following "
-            "error:\ncannot import name 'FLAX_WEIGHTS_NAME' from 'transformers.utils'"
-        )
+    def failing(cause):  # diffusers' lazy import wraps every cause so
+        def get(name):
+            raise RuntimeError(
+                "Failed to import diffusers.pipelines.stable_diffusion because of the "
+                f"following error (look up to see its traceback):\n{cause}"
+            )
 
-    stub.__getattr__ = clash  # type: ignore[attr-defined]
+        return get
+
+    stub.__getattr__ = failing(  # type: ignore[attr-defined]
+        "cannot import name 'FLAX_WEIGHTS_NAME' from 'transformers.utils'"
+    )
     with monkeypatch.context() as m:
         m.setitem(sys.modules, "diffusers", stub)
         beside = re.escape(transformers.__version__)
         said = rf"^diffusers 0.30.3 cannot run beside transformers {beside}"
-        with pytest.raises(ImportError, match=said + r" \(Failed to import"):
+        with pytest.raises(ImportError, match=said + r" \(cannot import name 'FLAX_WEIGHTS"):
             _deps()
+        # another cause (a scipy built for another numpy) is not called a clash
+        stub.__getattr__ = failing("No module named 'scipy'")  # type: ignore[attr-defined]
+        with pytest.raises(ImportError, match=r"^diffusers' img2img pipeline failed to import: "
+                           r"No module named 'scipy'$"):  # fmt: skip
+            _deps()
+    import peft
+
     monkeypatch.setattr(diffusers.utils, "USE_PEFT_BACKEND", False)
-    with pytest.raises(ImportError, match=r"LoRA files need a peft this diffusers .* is too old"):
-        _apply_loras(smoke_backend().pipe, [(Path("style.safetensors"), 1.0)])
+    pipe = smoke_backend().pipe
+    with pytest.raises(ImportError, match=r"installed after diffusers was imported .*restart"):
+        _apply_loras(pipe, [(Path("style.safetensors"), 1.0)])  # new enough, seen too late
+    monkeypatch.setattr(peft, "__version__", "0.10.0")
+    with pytest.raises(ImportError, match=r"LoRA files need a peft this diffusers .* too old"):
+        _apply_loras(pipe, [(Path("style.safetensors"), 1.0)])

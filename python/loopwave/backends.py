@@ -214,15 +214,21 @@ def _deps() -> tuple[Any, Any]:
         raise ImportError(
             "img2img backends need torch and diffusers: pip install 'loopwave[torch]'"
         ) from e
-    try:  # (diffusers imports its pipelines lazily: a clash surfaced at the first use)
+    try:  # (diffusers imports its pipelines lazily: a failure surfaced at the first use)
         diffusers.StableDiffusionImg2ImgPipeline  # noqa: B018
-    except (ImportError, RuntimeError) as e:  # diffusers 0.30 beside transformers 5
+    except (ImportError, RuntimeError) as e:  # e.g. diffusers 0.30 beside transformers 5
+        # diffusers' message is "Failed to import ... (look up to see its traceback):",
+        # then the cause
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        cause = lines[-1][:300] if lines else type(e).__name__
+        if "transformers" not in cause:
+            raise ImportError(f"diffusers' img2img pipeline failed to import: {cause}") from e
         import transformers
 
         raise ImportError(
             f"diffusers {diffusers.__version__} cannot run beside transformers "
-            f"{transformers.__version__} ({str(e).splitlines()[0][:200]}): pip install "
-            "'loopwave[torch]' installs versions that go together"
+            f"{transformers.__version__} ({cause}): pip install 'loopwave[torch]' installs "
+            "versions that go together"
         ) from e
     return torch, diffusers
 
@@ -1524,10 +1530,18 @@ def _apply_loras(pipe: Any, loras: list[tuple[Path, float]]) -> None:
 
     if not USE_PEFT_BACKEND:  # peft too old for this diffusers: "PEFT backend is required"
         import diffusers
+        from packaging.version import Version
 
+        need = getattr(diffusers.utils.constants, "MIN_PEFT_VERSION", None)
+        if need and Version(peft.__version__) >= Version(need):  # installed since
+            raise ImportError(
+                "LoRA files need peft, installed after diffusers was imported (diffusers "
+                "looks for it once): restart Python"
+            )
         raise ImportError(
-            f"LoRA files need a peft this diffusers ({diffusers.__version__}) takes; peft "
-            f"{peft.__version__} is too old: pip install -U peft"
+            f"LoRA files need a peft this diffusers ({diffusers.__version__}) takes"
+            + (f", {need} or later" if need else "")
+            + f"; peft {peft.__version__} is too old: pip install -U peft"
         )
     names = [f"lora{k}" for k in range(len(loras))]
     for name, (p, _) in zip(names, loras, strict=True):

@@ -114,7 +114,7 @@ _MAX_FPS = {"libsvtav1": Fraction(240)}
 _SVT_THIN, _SVT_LONG = 32, 64
 # the SVT-AV1 bundled with PyAV 19.0 corrupts the heap in its final flush of frames with
 # both sides at most this ("realloc(): invalid next size", the process aborted; 4x4, 6x6,
-# 8x8; 8x10 and 4x10 finish)
+# 8x8; 8x10 and 4x10 finish); PyAV 17 and 18's encode them (refused on 19 and later only)
 _SVT_TINY = 8
 # seconds between two frames' times beyond which, in formats whose timestamps may jump
 # (MPEG-TS/PS), the gap is a jump and not a pause (ffmpeg's dts_delta_threshold)
@@ -142,8 +142,11 @@ _MATRIX_NAMES = {
     **{k: "bt709" for k in ("bt709", "bt.709", "709")},
     **{k: "bt2020" for k in ("bt2020", "bt.2020", "2020", "bt2020nc")},
 }
-# AVColorSpace code -> the swscale colorspace the reader converts with
-_SWS_SPACE = {1: "ITU709", 5: "ITU601", 6: "ITU601", 9: "BT2020", 10: "BT2020"}
+# AVColorSpace code -> the swscale colorspace the reader converts with, as swscale's own
+# numbers (SWS_CS_*): PyAV before 18 has no name for BT2020 (a KeyError), but takes the
+# number, and converts as 18 does
+_SWS_SPACE = {1: 1, 5: 5, 6: 5, 9: 9, 10: 9}
+_SWS_ITU601 = 5
 _RANGE_MPEG, _RANGE_JPEG = 1, 2
 _CRF_MAX = {"libx264": 51, "libx265": 51, "h264_nvenc": 51, "hevc_nvenc": 51, "av1_nvenc": 51}
 _DEFAULT_CRF = 18
@@ -1657,25 +1660,18 @@ class _Decoder:
         """RGB with the frame's own matrix and range (untagged: BT.601, limited), scaled
         to ``size`` (width, height) where it has another size, as FFmpeg scales a stream
         whose frame size changes to its first frame's (bicubic, ``ffmpeg``'s default)."""
-        space = _SWS_SPACE.get(int(frame.colorspace), "ITU601")
+        space = _SWS_SPACE.get(int(frame.colorspace), _SWS_ITU601)
         full = int(frame.color_range) == _RANGE_JPEG
         scale: dict[str, Any] = {}
         if size is not None and (frame.width, frame.height) != size:
             scale = dict(width=size[0], height=size[1], interpolation="BICUBIC")
-        try:
-            rgb = frame.reformat(
-                format="rgb24",
-                src_colorspace=space,
-                src_color_range="JPEG" if full else "MPEG",
-                dst_color_range="JPEG",
-                **scale,
-            )
-        except KeyError:  # PyAV before 18 has no BT2020 colorspace (a bare KeyError)
-            av = _av()
-            raise ValueError(
-                f"reading BT.2020 video needs PyAV 18 or later (Python 3.11 or later); this "
-                f"is PyAV {av.__version__}"
-            ) from None
+        rgb = frame.reformat(
+            format="rgb24",
+            src_colorspace=space,
+            src_color_range="JPEG" if full else "MPEG",
+            dst_color_range="JPEG",
+            **scale,
+        )
         return np.asarray(rgb.to_ndarray())
 
     def _batches(self, start: int) -> Iterator[np.ndarray]:
@@ -2079,6 +2075,12 @@ def check_codec(codec: Any, crf: int) -> str:
     return encoder
 
 
+def _pyav_major() -> int:
+    """The installed PyAV's major version (0 where it does not say)."""
+    m = re.match(r"\d+", str(getattr(_av(), "__version__", "")))
+    return int(m[0]) if m else 0
+
+
 def check_frame_size(
     encoder: str,
     h: int,
@@ -2107,7 +2109,7 @@ def check_frame_size(
             f"frames: {encoder} needs frames of at least {need}; got {w} wide, {h} high "
             "(pad them, or use another codec such as h264)"
         )
-    if encoder == "libsvtav1" and long <= _SVT_TINY:
+    if encoder == "libsvtav1" and long <= _SVT_TINY and _pyav_major() >= 19:
         raise ValueError(
             f"frames: {encoder} corrupts memory and aborts the process on frames of "
             f"{_SVT_TINY}x{_SVT_TINY} pixels or less (the SVT-AV1 of PyAV 19); got {w} wide, "
