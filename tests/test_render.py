@@ -1092,7 +1092,7 @@ LATE = {
     ),
     "a seed schedule past 2**62": (  # it named no setting
         _with("render", seed_behaviour="schedule", seed_schedule="0: (0), 2: (1e19)"),
-        "render.seed_schedule: seed schedule at frame 1: .* is too large for a seed",
+        "^render.seed_schedule at frame 1: .* is too large for a seed",
     ),
     "a seed expression failing": (  # it was named twice, "render.seed_schedule: render..."
         _with("render", seed_behaviour="schedule", seed_schedule="0: (1 / (t - 3))"),

@@ -1053,11 +1053,11 @@ class _PartRefused(ValueError):
     """A part of a diffusers folder that loaded but is not whole; the message names it."""
 
 
-def _load_part(folder: Path, name: str, index: dict[str, Any], dtype: Any) -> tuple[Any, bool]:
+def _load_part(folder: Path, name: str, index: dict[str, Any], dtype: Any) -> Any:
     """Part ``name`` of a diffusers folder as its ``model_index.json`` names it, in
-    ``dtype``, and whether it came from fp16 variant files (:func:`_part_variant`); None
-    for a part left to diffusers (absent, or of a class not a diffusers or transformers
-    model: diffusers refuses what it cannot load).
+    ``dtype``, from its own fp16 variant files where it has only those
+    (:func:`_part_variant`); None for a part left to diffusers (absent, or of a class
+    not a diffusers or transformers model: diffusers refuses what it cannot load).
 
     Loaded here to see what the files lacked: transformers fills a tensor missing from
     the text encoder's file with random values and only logs it ("newly initialized"),
@@ -1075,14 +1075,14 @@ def _load_part(folder: Path, name: str, index: dict[str, Any], dtype: Any) -> tu
         and isinstance(entry[1], str)
         and sub.is_dir()
     ):
-        return None, False
+        return None
     import diffusers
     import transformers
 
     part_cls: Any = getattr(importlib.import_module(entry[0]), entry[1], None)
     base = diffusers.ModelMixin if entry[0] == "diffusers" else transformers.PreTrainedModel
     if not (isinstance(part_cls, type) and issubclass(part_cls, base)):
-        return None, False
+        return None
     load: Any = part_cls.from_pretrained
     variant = _part_variant(sub)
     kwargs: dict[str, Any] = {"local_files_only": True, "output_loading_info": True}
@@ -1105,7 +1105,7 @@ def _load_part(folder: Path, name: str, index: dict[str, Any], dtype: Any) -> tu
     if missing:
         n, shown = len(missing), ", ".join(missing[:4]) + (", ..." if len(missing) > 4 else "")
         raise _PartRefused(f"{name} lacks {n} weight{'s' * (n != 1)}: {shown}")
-    return model, variant is not None
+    return model
 
 
 def _load_folder(cls: Any, p: Path, dtype: Any) -> Any:
@@ -1126,7 +1126,7 @@ def _load_folder(cls: Any, p: Path, dtype: Any) -> Any:
             for part in _PARTS:
                 # (known before the load: a failing fp16-only part lost the hint)
                 fp16_only |= (p / part).is_dir() and _part_variant(p / part) is not None
-                model, _ = _load_part(p, part, index, dtype)
+                model = _load_part(p, part, index, dtype)
                 if model is not None:
                     parts[part] = model
             part = None

@@ -169,6 +169,18 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated
 
 
+def _fill_closed_fd(fd: int) -> None:
+    """Hold the closed standard descriptor ``fd`` open on the null device (the lowest free
+    descriptor is the one a new file takes), inherited by child processes: os.open's are
+    not, and the process stage's encoder then started with it closed too."""
+    with contextlib.suppress(OSError):
+        got = os.open(os.devnull, os.O_WRONLY)
+        if got != fd:
+            os.close(got)
+        else:
+            os.set_inheritable(got, True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .render import StageError
 
@@ -183,25 +195,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    # started with standard output closed (``>&-``): the next file opened (a run's lock)
+    # would take fd 1, which a child's stdout pipe then replaces (it lost the lock)
     if sys.stdout is None:
-        # started with standard output closed: the next file opened (a run's lock) would
-        # take fd 1, which a child's stdout pipe then replaces (it lost the lock)
-        with contextlib.suppress(OSError):
-            fd = os.open(os.devnull, os.O_WRONLY)
-            if fd != 1:
-                os.close(fd)
-            else:  # (os.open's fds are not inherited: a child would start without it)
-                os.set_inheritable(fd, True)
+        _fill_closed_fd(1)
     if sys.stderr is None:
         # the same with fd 2 (`2>&-`); and messages go nowhere, as Python's own do: with
         # sys.stderr None, print(file=sys.stderr) wrote to stdout, and the progress bar
         # raised AttributeError (demo, interpolate and encode exited 1, their work lost)
-        with contextlib.suppress(OSError):
-            fd = os.open(os.devnull, os.O_WRONLY)
-            if fd != 2:
-                os.close(fd)
-            else:  # inherited: the process stage's encoder started with fd 2 closed too
-                os.set_inheritable(fd, True)
+        _fill_closed_fd(2)
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the process's life
     out = sys.stdout = _Stdout(sys.stdout)
     try:

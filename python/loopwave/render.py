@@ -581,13 +581,7 @@ class _Job:
             )
         if not MIN_CFG <= cfg <= MAX_CFG:  # also NaN
             raise ValueError(f"render.cfg at frame {i}: {cfg!r}; cfg must be {CFG_FORM}")
-        try:
-            self.seed(i)
-        except ValueError as e:  # ("seed schedule at frame 0: 1e+19 is too large")
-            said = str(e)
-            if said.startswith("render.seed_schedule"):  # a failing expression names it
-                raise
-            raise ValueError(f"render.seed_schedule: {said}") from None
+        self.seed(i)  # (its errors name render.seed_schedule, the schedule's name)
         if i > 0:  # frame 0 is made from noise at strength 1, without motion
             self.strength(i)
             self.motion_at(i)

@@ -646,6 +646,6 @@ def seed_for(
             raise TypeError(f"schedule must be a Schedule or None; got {type(schedule).__name__}")
         value = schedule(i)
         if not abs(value) <= 2**62:  # rounding a float beyond this makes no sense as a seed
-            raise ScheduleError(f"seed schedule at frame {i}: {value} is too large for a seed")
+            raise ScheduleError(f"{schedule.name} at frame {i}: {value} is too large for a seed")
         return whole(value)
     raise ScheduleError(f"seed behaviour must be one of {SEED_BEHAVIOURS}; got {behaviour!r}")
