@@ -1556,3 +1556,19 @@ def test_library_versions_that_cannot_work_together_are_named(monkeypatch):
     monkeypatch.setattr(peft, "__version__", "0.10.0")
     with pytest.raises(ImportError, match=r"LoRA files need a peft this diffusers .* too old"):
         _apply_loras(pipe, [(Path("style.safetensors"), 1.0)])
+
+
+def test_a_missing_transformers_is_named_with_the_extra_to_install(monkeypatch):
+    """From a review: diffusers imports without transformers, so the backends got past
+    their dependency check and failed at the first model built with a bare
+    ModuleNotFoundError, without the extra that installs it."""
+    import sys
+
+    from loopwave.backends import _deps
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # what an import then meets
+    said = r"need torch, diffusers and transformers \(.*transformers.*\): pip install 'loop"
+    with pytest.raises(ImportError, match=said):
+        _deps()
+    with pytest.raises(ImportError, match=said):
+        smoke_backend()

@@ -210,9 +210,12 @@ def _deps() -> tuple[Any, Any]:
     try:
         import diffusers
         import torch
-    except ImportError as e:  # pragma: no cover - depends on the environment
+        import transformers  # noqa: F401  (every SD pipeline's text encoder; diffusers
+        # alone imports without it, then fails at the first model built)
+    except ImportError as e:
         raise ImportError(
-            "img2img backends need torch and diffusers: pip install 'loopwave[torch]'"
+            f"img2img backends need torch, diffusers and transformers ({e}): "
+            "pip install 'loopwave[torch]'"
         ) from e
     try:  # (diffusers imports its pipelines lazily: a failure surfaced at the first use)
         diffusers.StableDiffusionImg2ImgPipeline  # noqa: B018
