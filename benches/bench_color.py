@@ -238,6 +238,14 @@ def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int
         "cv2 RGB2YUV_I420",
         lambda k: [cv2.cvtColor(f, cv2.COLOR_RGB2YUV_I420) for f in frames[:k]],
     )
+    planes = lw.rgb_to_yuv420p(frames)
+    add(
+        "yuv420p_to_rgb",
+        lambda: lw.yuv420p_to_rgb(planes),
+        4.5 * px,
+        "cv2 YUV2RGB_I420",
+        lambda k: [cv2.cvtColor(p, cv2.COLOR_YUV2RGB_I420) for p in planes[:k]],
+    )
     # every color_correct row times the seed's step again, alternating with its own
     # calls, so each is measured side by side at one moment (the host's load moves); the
     # seed's times of all these rows are then pooled, and each row's ratio is taken

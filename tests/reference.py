@@ -111,6 +111,39 @@ def yuv420p(rgb255: np.ndarray, matrix: str, full: bool) -> np.ndarray:
     return np.concatenate([p.reshape(-1) for p in planes]).reshape(h * 3 // 2, w)
 
 
+def rgb_from_yuv420p(planes: np.ndarray, matrix: str, full: bool) -> np.ndarray:
+    """RGB in [0, 255] of one frame's I420 planes ``(H * 3 // 2, W)``, float64, unrounded
+    and unclipped: chroma centre-sited (each sample at the middle of its 2x2 block, as
+    :func:`yuv420p` makes it) and interpolated bilinearly, the edge samples repeated."""
+    kr, kb = YUV_K[matrix]
+    rows, w = planes.shape
+    h = rows * 2 // 3
+    flat = np.asarray(planes, np.float64).reshape(-1)
+    n = h * w // 4
+    y = flat[: h * w].reshape(h, w)
+
+    def up(c: np.ndarray) -> np.ndarray:
+        # luma pixel k sits at chroma position (k - 0.5) / 2 on each axis
+        for axis, size in ((0, h), (1, w)):
+            pos = np.clip((np.arange(size) - 0.5) / 2, 0, c.shape[axis] - 1)
+            lo = np.floor(pos).astype(int)
+            hi = np.minimum(lo + 1, c.shape[axis] - 1)
+            f = pos - lo
+            shape = (-1, 1) if axis == 0 else (1, -1)
+            a, b = np.take(c, lo, axis), np.take(c, hi, axis)
+            c = a * (1 - f.reshape(shape)) + b * f.reshape(shape)
+        return c
+
+    u = up(flat[h * w : h * w + n].reshape(h // 2, w // 2))
+    v = up(flat[h * w + n :].reshape(h // 2, w // 2))
+    ys, cs, off = (255.0, 255.0, 0.0) if full else (219.0, 224.0, 16.0)
+    yy, pb, pr = (y - off) * 255 / ys, (u - 128) * 255 / cs, (v - 128) * 255 / cs
+    r = yy + 2 * (1 - kr) * pr
+    b = yy + 2 * (1 - kb) * pb
+    g = (yy - kr * r - kb * b) / (1 - kr - kb)
+    return np.stack([r, g, b], -1)
+
+
 def exact_color_step(frame8: np.ndarray, target8: np.ndarray) -> np.ndarray:
     """The seed's colour step (no gamma) computed exactly, in float64 with nothing rounded.
 

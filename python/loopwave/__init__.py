@@ -24,6 +24,7 @@ from .color import (
     set_num_threads,
     simd_level,
     warp_affine,
+    yuv420p_to_rgb,
 )
 
 __version__ = _native_version
@@ -48,4 +49,5 @@ __all__ = [
     "set_num_threads",
     "simd_level",
     "warp_affine",
+    "yuv420p_to_rgb",
 ]

@@ -19,6 +19,7 @@ __all__ = [
     "lerp_frames",
     "mean_frames",
     "rgb_to_yuv420p",
+    "yuv420p_to_rgb",
     "warp_affine",
     "set_num_threads",
     "get_num_threads",
@@ -58,6 +59,9 @@ def lerp_frames(
 def mean_frames(frames_: npt.NDArray[Any]) -> npt.NDArray[Any]: ...
 def rgb_to_yuv420p(
     frames_: npt.NDArray[Any], matrix: str, full_range: bool
+) -> npt.NDArray[np.uint8]: ...
+def yuv420p_to_rgb(
+    planes: npt.NDArray[np.uint8], matrix: str, full_range: bool
 ) -> npt.NDArray[np.uint8]: ...
 def warp_affine(
     frames_: npt.NDArray[Any], matrix: npt.NDArray[np.float64], border: str

@@ -43,6 +43,7 @@ __all__ = [
     "set_num_threads",
     "simd_level",
     "warp_affine",
+    "yuv420p_to_rgb",
 ]
 
 Frames = npt.NDArray[Any]
@@ -370,6 +371,46 @@ def rgb_to_yuv420p(
             " (pad or crop first; loopwave.video pads for you)"
         )
     return _squeeze(_native.rgb_to_yuv420p(x, matrix, bool(full_range)), single)
+
+
+def yuv420p_to_rgb(
+    planes: npt.NDArray[np.uint8], *, matrix: str = "bt709", full_range: bool = False
+) -> npt.NDArray[np.uint8]:
+    """Planar 4:2:0 YUV (I420) back to 8-bit RGB: the inverse of :func:`rgb_to_yuv420p`.
+
+    ``planes`` is ``(H * 3 // 2, W)`` per frame, ``uint8``, as :func:`rgb_to_yuv420p`
+    returns it and ``av.VideoFrame.to_ndarray(format="yuv420p")`` gives it: the Y
+    plane, then U, then V, ``H`` and ``W`` even; or ``(N, H * 3 // 2, W)`` for a batch.
+    Returns ``(H, W, 3)`` (or ``(N, H, W, 3)``) ``uint8`` RGB. ``matrix`` and
+    ``full_range`` are read as :func:`rgb_to_yuv420p` reads them. Chroma is taken as
+    centre-sited (the mean of each 2x2 block, as :func:`rgb_to_yuv420p` writes it) and
+    upsampled bilinearly, each value rounded to nearest: within half a level of the
+    exact decode (float64), where FFmpeg's default conversion drops a level on about
+    half the values.
+    """
+    form = "a uint8 numpy.ndarray of shape (H * 3 // 2, W) or (N, H * 3 // 2, W)"
+    if not isinstance(planes, np.ndarray) or v._masked(planes):
+        raise TypeError(f"planes must be {form}; got {type(planes).__name__}")
+    if planes.dtype != np.uint8:
+        raise TypeError(f"planes must have dtype uint8; got {planes.dtype}")
+    if planes.ndim not in (2, 3):
+        raise ValueError(
+            f"planes must be {form}; got {planes.ndim} dimensions, shape {planes.shape}"
+        )
+    rows, w = planes.shape[-2:]
+    if planes.size == 0 or rows % 3 or w % 2:
+        raise ValueError(
+            f"planes must be {form} with H and W even and not zero; got shape {planes.shape}"
+        )
+    if not isinstance(matrix, str):
+        raise TypeError(f"matrix must be a string such as 'bt709'; got {type(matrix).__name__}")
+    if not matrix.isascii() or len(matrix) > 40:
+        raise ValueError(f"matrix must be 'bt601', 'bt709' or 'bt2020'; got {matrix!r:.40}")
+    if not isinstance(full_range, (bool, np.bool_)):
+        raise TypeError(f"full_range must be True or False; got {full_range!r}")
+    single = planes.ndim == 2
+    x = np.require(planes[None] if single else planes, requirements=("C", "A"))
+    return _squeeze(_native.yuv420p_to_rgb(x, matrix, bool(full_range)), single)
 
 
 def motion_matrix(

@@ -6,9 +6,12 @@
 //! BT.2020 non-constant luminance). Limited range: Y in 16..=235, chroma in
 //! 16..=240; full range: 0..=255 for all. Chroma is the mean of each 2x2 block
 //! (centre-sited). Results are rounded to nearest.
+//!
+//! And back: [`yuv420p_to_rgb`] decodes such planes to 8-bit RGB.
 
 use super::error::{KernelError, Result};
 use super::frames::{check_finite, Dims, Sample};
+use super::lab::{Planes, BLOCK};
 use super::parallel::install;
 use rayon::prelude::*;
 
@@ -229,6 +232,187 @@ pub fn rgb_to_yuv420p<T: Sample>(
     Ok(())
 }
 
+/// Coefficients mapping decoded codes back to RGB in 0..=1: luma scale and
+/// offset, chroma scale, and the four chroma terms of R' = Y' + rv Cr,
+/// G' = Y' + gu Cb + gv Cr, B' = Y' + bu Cb (Cb, Cr centred on zero).
+#[derive(Debug, Clone, Copy)]
+pub struct RgbCoeffs {
+    pub y_scale: f32,
+    pub y_off: f32,
+    pub c_scale: f32,
+    pub rv: f32,
+    pub gu: f32,
+    pub gv: f32,
+    pub bu: f32,
+}
+
+impl RgbCoeffs {
+    pub fn new(m: Matrix, full_range: bool) -> Self {
+        let (kr, kb) = m.k();
+        let kg = 1.0 - kr - kb;
+        let (ys, cs, y_off) = if full_range {
+            (255.0, 255.0, 0.0)
+        } else {
+            (219.0, 224.0, 16.0)
+        };
+        Self {
+            y_scale: (1.0 / ys) as f32,
+            y_off,
+            c_scale: (1.0 / cs) as f32,
+            rv: (2.0 * (1.0 - kr)) as f32,
+            gu: (-2.0 * kb * (1.0 - kb) / kg) as f32,
+            gv: (-2.0 * kr * (1.0 - kr) / kg) as f32,
+            bu: (2.0 * (1.0 - kb)) as f32,
+        }
+    }
+}
+
+/// One output row of [`yuv420p_to_rgb`], a block of [`BLOCK`] pixels at a
+/// time staged as planes so the arithmetic vectorises: `chroma` holds the U
+/// and V rows nearest the row and the ones next nearest, `buf` room for
+/// `w + 4` values.
+// (`T` unused: simd_dispatch! builds its copies of generic functions only)
+#[allow(clippy::extra_unused_type_parameters)]
+#[inline(always)]
+fn rgb_row_imp<T: Sample>(
+    k: &RgbCoeffs,
+    yrow: &[u8],
+    chroma: [(&[u8], &[u8]); 2],
+    buf: &mut [f32],
+    out: &mut [u8],
+) {
+    let w = yrow.len();
+    let (cu, cv) = buf.split_at_mut(w / 2 + 2);
+    chroma_row(k, chroma[0].0, chroma[0].1, cu);
+    chroma_row(k, chroma[1].0, chroma[1].1, cv);
+    let (cu, cv) = (&*cu, &*cv);
+    let half = BLOCK / 2;
+    let (mut even, mut odd) = ([[0.0f32; BLOCK / 2]; 2], [[0.0f32; BLOCK / 2]; 2]);
+    let mut uv = [[0.0f32; BLOCK]; 2];
+    let mut rgb: Planes = [[0.0f32; BLOCK]; 3];
+    for x0 in (0..w).step_by(BLOCK) {
+        let n = BLOCK.min(w - x0);
+        // centre-sited chroma (as rgb_to_yuv420p writes it): luma pixel 2j sits a
+        // quarter of a chroma sample left of sample j, 2j + 1 a quarter right
+        for (p, c) in [cu, cv].into_iter().enumerate() {
+            let c = &c[x0 / 2..x0 / 2 + n / 2 + 2];
+            for j in 0..n / 2 {
+                even[p][j] = 0.75 * c[j + 1] + 0.25 * c[j];
+                odd[p][j] = 0.75 * c[j + 1] + 0.25 * c[j + 2];
+            }
+            for j in 0..half {
+                uv[p][2 * j] = even[p][j];
+                uv[p][2 * j + 1] = odd[p][j];
+            }
+        }
+        let ys = &yrow[x0..x0 + n];
+        for i in 0..n {
+            let y = (ys[i] as f32 - k.y_off) * k.y_scale;
+            rgb[0][i] = y + k.rv * uv[1][i];
+            rgb[1][i] = y + k.gu * uv[0][i] + k.gv * uv[1][i];
+            rgb[2][i] = y + k.bu * uv[0][i];
+        }
+        let o = &mut out[3 * x0..3 * (x0 + n)];
+        if !store_u8(&rgb, o) {
+            for (i, px) in o.chunks_exact_mut(3).enumerate() {
+                for c in 0..3 {
+                    px[c] = u8::from_unit(rgb[c][i]);
+                }
+            }
+        }
+    }
+}
+
+/// `o[3 i + c] = u8::from_unit(rgb[c][i])` by the x86 kernels, where they run.
+#[inline(always)]
+fn store_u8(rgb: &Planes, o: &mut [u8]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return super::x86::encode_u8(rgb, o, None);
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+simd_dispatch!(fn rgb_row<T: Sample>(k: &RgbCoeffs, yrow: &[u8], chroma: [(&[u8], &[u8]); 2], buf: &mut [f32], out: &mut [u8]) = rgb_row_imp);
+
+/// Chroma row `near`, interpolated vertically toward row `far` (3:1),
+/// centred, scaled, and padded by one repeated sample at each end, into `dst`.
+#[inline(always)]
+fn chroma_row(k: &RgbCoeffs, near: &[u8], far: &[u8], dst: &mut [f32]) {
+    let hw = near.len();
+    for (d, (&a, &b)) in dst[1..=hw].iter_mut().zip(near.iter().zip(far)) {
+        *d = (0.75 * a as f32 + 0.25 * b as f32 - 128.0) * k.c_scale;
+    }
+    dst[0] = dst[1];
+    dst[hw + 1] = dst[hw];
+}
+
+/// Convert I420 frames (each `(h * 3/2, w)` bytes: the Y plane, then U, then V,
+/// as [`rgb_to_yuv420p`] writes them) to interleaved 8-bit RGB. Chroma is
+/// taken as centre-sited and upsampled bilinearly (weights 9:3:3:1, the edge
+/// samples repeated); each value is rounded to nearest and clamped to 0..=255.
+/// `out` holds `n * h * w * 3` bytes; `h` and `w` must be even.
+pub fn yuv420p_to_rgb(
+    src: &[u8],
+    dims: Dims,
+    matrix: Matrix,
+    full_range: bool,
+    out: &mut [u8],
+) -> Result<()> {
+    let (h, w) = (dims.h, dims.w);
+    if h == 0 || w == 0 || dims.n == 0 || !h.is_multiple_of(2) || !w.is_multiple_of(2) {
+        return Err(KernelError::shape(
+            "planes",
+            "a non-empty frame of even height and width (h * 3/2 rows of w bytes)",
+            format!("{}x{} (height x width) x {} frames", h, w, dims.n),
+        ));
+    }
+    let plane = h * w;
+    let frame_in = plane * 3 / 2;
+    if src.len() != dims.n * frame_in {
+        return Err(KernelError::shape(
+            "planes",
+            format!("{} bytes", dims.n * frame_in),
+            format!("{}", src.len()),
+        ));
+    }
+    if out.len() != dims.len() {
+        return Err(KernelError::shape(
+            "out",
+            format!("{} bytes", dims.len()),
+            format!("{}", out.len()),
+        ));
+    }
+    let k = RgbCoeffs::new(matrix, full_range);
+    let (hh, hw) = (h / 2, w / 2);
+    install(|| {
+        src.par_chunks(frame_in)
+            .zip(out.par_chunks_mut(dims.frame_len()))
+            .for_each(|(s, o)| {
+                let (yp, c) = s.split_at(plane);
+                let (up, vp) = c.split_at(plane / 4);
+                o.par_chunks_mut(2 * w * 3)
+                    .enumerate()
+                    .with_min_len(16)
+                    .for_each_init(
+                        || vec![0.0f32; 2 * (hw + 2)],
+                        |buf, (i, rows)| {
+                            // output row 2i leans on chroma row i - 1, row 2i + 1 on i + 1
+                            for (r, nb) in [(0, i.saturating_sub(1)), (1, (i + 1).min(hh - 1))] {
+                                let chroma = [
+                                    (&up[i * hw..][..hw], &up[nb * hw..][..hw]),
+                                    (&vp[i * hw..][..hw], &vp[nb * hw..][..hw]),
+                                ];
+                                let y = &yp[(2 * i + r) * w..(2 * i + r + 1) * w];
+                                let o = &mut rows[r * w * 3..(r + 1) * w * 3];
+                                rgb_row::<u8>(&k, y, chroma, buf, o);
+                            }
+                        },
+                    )
+            })
+    });
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,5 +614,139 @@ mod tests {
                 "{mangled}"
             );
         }
+    }
+
+    /// The f64 decode of one pixel of I420 planes: centre-sited chroma, 9:3:3:1.
+    fn decode_ref(
+        src: &[u8],
+        h: usize,
+        w: usize,
+        m: Matrix,
+        full: bool,
+        y: usize,
+        x: usize,
+    ) -> [f64; 3] {
+        let (hh, hw) = (h / 2, w / 2);
+        let chroma = |plane: usize| {
+            // position of the pixel in chroma samples, centre-sited
+            let cy = (y as f64 - 0.5) / 2.0;
+            let cx = (x as f64 - 0.5) / 2.0;
+            let (y0, x0) = (cy.floor(), cx.floor());
+            let (fy, fx) = (cy - y0, cx - x0);
+            let at = |yy: f64, xx: f64| {
+                let yy = (yy.max(0.0) as usize).min(hh - 1);
+                let xx = (xx.max(0.0) as usize).min(hw - 1);
+                src[h * w + plane * hh * hw + yy * hw + xx] as f64
+            };
+            (1.0 - fy) * ((1.0 - fx) * at(y0, x0) + fx * at(y0, x0 + 1.0))
+                + fy * ((1.0 - fx) * at(y0 + 1.0, x0) + fx * at(y0 + 1.0, x0 + 1.0))
+        };
+        let (kr, kb) = m.k();
+        let kg = 1.0 - kr - kb;
+        let (ys, cs, yo) = if full {
+            (255.0, 255.0, 0.0)
+        } else {
+            (219.0, 224.0, 16.0)
+        };
+        let yy = (src[y * w + x] as f64 - yo) / ys;
+        let (pb, pr) = ((chroma(0) - 128.0) / cs, (chroma(1) - 128.0) / cs);
+        let r = yy + 2.0 * (1.0 - kr) * pr;
+        let b = yy + 2.0 * (1.0 - kb) * pb;
+        let g = (yy - kr * r - kb * b) / kg;
+        [r * 255.0, g * 255.0, b * 255.0]
+    }
+
+    /// Against the f64 reference at odd half-widths and heights, every matrix and
+    /// range, on random planes (most of them far outside the RGB gamut, so the
+    /// clamp is tested too): within half a level before rounding.
+    #[test]
+    fn decode_matches_reference() {
+        for &hw in &[1usize, 7, 9, 17, 33, 65] {
+            for &hh in &[1usize, 3] {
+                let (h, w) = (2 * hh, 2 * hw);
+                let src = lcg_bytes(h * w * 3 / 2, (hw * 31 + hh) as u64);
+                for m in [Matrix::Bt601, Matrix::Bt709, Matrix::Bt2020] {
+                    for full in [false, true] {
+                        let mut out = vec![0u8; h * w * 3];
+                        yuv420p_to_rgb(&src, Dims::new(1, h, w), m, full, &mut out).unwrap();
+                        for y in 0..h {
+                            for x in 0..w {
+                                let want = decode_ref(&src, h, w, m, full, y, x);
+                                for c in 0..3 {
+                                    let got = out[3 * (y * w + x) + c] as f64;
+                                    let want = want[c].clamp(0.0, 255.0);
+                                    assert!(
+                                        (got - want).abs() <= 0.5 + 1e-3,
+                                        "{m:?} full {full} {h}x{w} ({y}, {x}) channel {c}: {got} vs {want}"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Flat colours come back from their own planes to within a level, and a
+    /// batch decodes each frame as alone.
+    #[test]
+    fn decode_inverts_encode_on_flat_colours_and_batches() {
+        let dims = Dims::new(2, 4, 6);
+        let mut src = vec![0u8; dims.len()];
+        for (i, px) in src.chunks_exact_mut(3).enumerate() {
+            let f = i / dims.frame_pixels();
+            px.copy_from_slice(&[[200, 50, 100], [16, 240, 128]][f]);
+        }
+        for m in [Matrix::Bt601, Matrix::Bt709, Matrix::Bt2020] {
+            for full in [false, true] {
+                let mut yuv = vec![0u8; dims.len() / 2];
+                rgb_to_yuv420p(&src, dims, m, full, &mut yuv).unwrap();
+                let mut back = vec![0u8; dims.len()];
+                yuv420p_to_rgb(&yuv, dims, m, full, &mut back).unwrap();
+                for (a, b) in src.iter().zip(&back) {
+                    assert!(
+                        (*a as i32 - *b as i32).abs() <= 1,
+                        "{m:?} {full}: {a} vs {b}"
+                    );
+                }
+                let mut one = vec![0u8; dims.len() / 2];
+                yuv420p_to_rgb(&yuv[yuv.len() / 2..], Dims::new(1, 4, 6), m, full, &mut one)
+                    .unwrap();
+                assert_eq!(one, back[back.len() / 2..]);
+            }
+        }
+    }
+
+    #[test]
+    fn decode_refuses_odd_empty_and_mismatched() {
+        let mut out = vec![0u8; 18];
+        for (dims, len) in [
+            (Dims::new(1, 3, 2), 9),
+            (Dims::new(1, 2, 3), 9),
+            (Dims::new(1, 0, 2), 0),
+        ] {
+            let e =
+                yuv420p_to_rgb(&vec![0u8; len], dims, Matrix::Bt709, false, &mut out).unwrap_err();
+            assert_eq!(e.arg(), "planes");
+        }
+        let e = yuv420p_to_rgb(
+            &[0u8; 5],
+            Dims::new(1, 2, 2),
+            Matrix::Bt709,
+            false,
+            &mut out[..12],
+        )
+        .unwrap_err();
+        assert_eq!(e.arg(), "planes");
+        let e = yuv420p_to_rgb(
+            &[0u8; 6],
+            Dims::new(1, 2, 2),
+            Matrix::Bt709,
+            false,
+            &mut out,
+        )
+        .unwrap_err();
+        assert_eq!(e.arg(), "out");
     }
 }

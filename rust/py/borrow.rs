@@ -209,4 +209,5 @@ pub fn read<'py, T: Element, D: Dimension>(
 }
 
 pub type Ro1<'py, T> = Ro<'py, T, numpy::Ix1>;
+pub type Ro3<'py, T> = Ro<'py, T, numpy::Ix3>;
 pub type Ro4<'py, T> = Ro<'py, T, numpy::Ix4>;

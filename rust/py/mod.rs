@@ -17,7 +17,7 @@ use crate::kernels::{self, Dims, KernelError, Sample};
 mod borrow;
 mod pool;
 
-use borrow::{read, Refused, Ro1, Ro4, Rw};
+use borrow::{read, Refused, Ro1, Ro3, Ro4, Rw};
 
 create_exception!(
     loopwave._native,
@@ -471,6 +471,40 @@ fn rgb_to_yuv420p<'py>(
 }
 
 #[pyfunction]
+fn yuv420p_to_rgb<'py>(
+    py: Python<'py>,
+    planes: &Bound<'py, PyAny>,
+    matrix: &str,
+    full_range: bool,
+) -> PyResult<Bound<'py, PyArray4<u8>>> {
+    let m = kernels::yuv::Matrix::parse(matrix).map_err(to_py)?;
+    let a: Ro3<u8> = read(planes, "planes", "a 3-D uint8 array (n, h * 3 / 2, w)")?;
+    let s = a.shape();
+    let (n, rows, w) = (s[0], s[1], s[2]);
+    if rows % 3 != 0 || rows == 0 || w == 0 || n == 0 || w % 2 != 0 {
+        return Err(PyValueError::new_err(format!(
+            "planes: expected (n, h * 3 / 2, w) I420 planes of an even, non-empty \
+             height and width, got shape ({n}, {rows}, {w})"
+        )));
+    }
+    if !a.is_c_contiguous() {
+        return Err(PyValueError::new_err(
+            "planes: expected a C-contiguous array",
+        ));
+    }
+    let src = a
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("planes: expected an aligned array"))?;
+    let d = Dims::new(n, rows / 3 * 2, w);
+    let out = alloc::<u8>(py, d)?;
+    let o = out_slice(&out);
+    run(py, || {
+        kernels::yuv::yuv420p_to_rgb(src, d, m, full_range, o)
+    })?;
+    Ok(out)
+}
+
+#[pyfunction]
 fn warp_affine<'py>(
     py: Python<'py>,
     frames_: &Bound<'py, PyAny>,
@@ -595,6 +629,7 @@ pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lerp_frames, m)?)?;
     m.add_function(wrap_pyfunction!(mean_frames, m)?)?;
     m.add_function(wrap_pyfunction!(rgb_to_yuv420p, m)?)?;
+    m.add_function(wrap_pyfunction!(yuv420p_to_rgb, m)?)?;
     m.add_function(wrap_pyfunction!(warp_affine, m)?)?;
     m.add_function(wrap_pyfunction!(_flow_interpolate, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
