@@ -183,7 +183,8 @@ def match_gamma(frames: Frames, reference: Frames) -> tuple[Frames, Any]:
     within [1/32, 32] to 0.005 L*. Frames over 65536 pixels are evaluated on one
     pixel of each of at most 65536 square cells, at a fixed pseudo-random place in
     its cell (no regular grid, which reads one phase of a fine periodic pattern such
-    as scanlines). A frame gamma cannot change (only black
+    as scanlines), toward the target less the sample's own error in mean L* at
+    gamma 1 (so a frame matched to itself gets exactly 1). A frame gamma cannot change (only black
     and white) gets 1; an unreachable target gets the nearer end of the range.
 
     (The seed's ``(std2/std1) * (mean2 - mean1) / mean1`` is a contrast-weighted

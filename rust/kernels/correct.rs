@@ -21,7 +21,9 @@ use rayon::prelude::*;
 use super::blend::{lum, set_lum_block};
 use super::error::{try_zeroed, Result};
 use super::frames::{check_frames_and_reference, clamp01, Dims, Sample};
-use super::gamma::{gamma_table_u8, pow_unit, solve_gamma_on, to_f32_gamma, SampleGrid};
+use super::gamma::{
+    gamma_table_u8, pow_unit, sampled_target, solve_gamma_on, to_f32_gamma, SampleGrid,
+};
 use super::histogram::{bin_mapping, Binning, Hist3, FLOAT_BINS};
 use super::lab::{
     decode_block, encode_planes_oct, f_from_linear_block, linear_from_lab_block, LabConsts, Planes,
@@ -498,7 +500,7 @@ fn correct_frame<T: Sample>(
             bins: &mut sample_bins[..],
         },
     ));
-    let (counts, _) = count_frame(&k, &binning, src, bins, sink);
+    let (counts, sum_fy) = count_frame(&k, &binning, src, bins, sink);
     // the matched Lab value of every bin
     let luts: Luts = std::array::from_fn(|c| {
         let (tq, tv) = target.hist.quantiles(c, |b| binning[c].center(b));
@@ -507,7 +509,14 @@ fn correct_frame<T: Sample>(
     });
     // the gamma first, on a sample of the corrected pixels, so pass two applies it
     let g = if gamma {
-        gamma_from_sample(&k, &luts, px, sample_bins, target.mean_l, work)
+        // the sample's error in mean L* taken from the frame as it comes (its exact
+        // mean from pass one): the correction moves sample and frame alike
+        let mut want = target.mean_l;
+        if px.len() < h * w {
+            let exact = 116.0 * sum_fy / (h * w) as f64 - 16.0;
+            want = sampled_target(want, exact, px);
+        }
+        gamma_from_sample(&k, &luts, px, sample_bins, want, work)
     } else {
         1.0
     };
