@@ -747,8 +747,27 @@ mod tests {
                     );
                 }
             }
+            // and back, from these Lab values (f32, as rgb_to_lab made them): against
+            // the f64 inverse, clipped in linear RGB as documented
             let mut back = vec![0u8; dims.len()];
             lab_to_rgb(&out, dims, &mut back).unwrap();
+            let mut backf = vec![0.0f32; dims.len()];
+            lab_to_rgb(&out, dims, &mut backf).unwrap();
+            for ((lab, b8), bf) in out.chunks(3).zip(back.chunks(3)).zip(backf.chunks(3)) {
+                let lin = linear_from_lab_f64([lab[0] as f64, lab[1] as f64, lab[2] as f64]);
+                for c in 0..3 {
+                    let want = super::super::srgb::encode_f64(lin[c].clamp(0.0, 1.0));
+                    assert!(
+                        (bf[c] as f64 - want).abs() < 1e-5,
+                        "w={w} {lab:?}: {bf:?} vs {want}"
+                    );
+                    assert!(
+                        (b8[c] as f64 - 255.0 * want).abs() <= 0.5 + 1e-3,
+                        "w={w} {lab:?}: {b8:?} vs {}",
+                        255.0 * want
+                    );
+                }
+            }
         }
     }
 
