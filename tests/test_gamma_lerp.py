@@ -195,7 +195,7 @@ def test_match_gamma_over_65536_pixels_is_close_to_the_whole_frame_solve():
     for factor in (0.7, 1.25):
         ref = np.clip(img * factor, 0, 255).astype(np.uint8)
         want = mean_l(ref)
-        exact = brentq(lambda u: mean_after(img, np.exp(u)) - want, -3, 3, xtol=1e-7)
+        exact = brentq(lambda u, want=want: mean_after(img, np.exp(u)) - want, -3, 3, xtol=1e-7)
         _, g = lw.match_gamma(img, ref)
         assert abs(np.log(g) - exact) < 5e-4, factor
 

@@ -308,6 +308,38 @@ def test_settings_files_a_user_might_give(tmp_path):
     t.join(10)
 
 
+def test_json_through_a_pipe_is_read_as_json(tmp_path):
+    """From the docs review: ``loopwave render <(jq ... job.json)`` is /dev/fd/63, with no
+    suffix, so it was parsed as TOML and refused ("not valid TOML ... line 1, column 1"),
+    while the README says a pipe is read as a file and a job may be JSON. A name without
+    .toml or .json is JSON where it opens with a brace, which no TOML document can."""
+    import subprocess
+    import sys
+
+    job = {"version": 1, "render": {"frames": 3}, "prompts": {"0": "a"}}
+    bare = tmp_path / "job"
+    bare.write_text("  \n" + json.dumps(job))
+    assert load_settings(bare)["render"]["frames"] == 3
+    (tmp_path / "job.txt").write_text('version = 1\n[render]\nframes = 4\n[prompts]\n0 = "a"\n')
+    assert load_settings(tmp_path / "job.txt")["render"]["frames"] == 4
+    (tmp_path / "braced.toml").write_text(json.dumps(job))  # .toml is TOML, whatever it holds
+    with pytest.raises(SettingsError, match="not valid TOML"):
+        load_settings(tmp_path / "braced.toml")
+    (tmp_path / "broken").write_text('{"version": 1,')
+    with pytest.raises(SettingsError, match="not valid JSON"):
+        load_settings(tmp_path / "broken")
+    # a real pipe, as the shell's <(...) gives one
+    code = (
+        "import os, sys, json; from loopwave.settings import load_settings\n"
+        "r, w = os.pipe(); os.write(w, sys.argv[1].encode()); os.close(w)\n"
+        "print(load_settings(f'/dev/fd/{r}')['render']['frames'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(job)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "3"
+
+
 def test_lora_paths_are_checked_as_other_paths():
     """From a fuzzing review: a LoRA path with a NUL or a 300-byte part was taken, and the
     render failed at the model load with a bare OSError naming no key."""

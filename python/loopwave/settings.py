@@ -607,7 +607,8 @@ MAX_SETTINGS_BYTES = 64 * 2**20
 
 
 def load_settings(path: str | Path) -> Settings:
-    """Read a TOML (``.toml``) or JSON (``.json``) settings file."""
+    """Read a TOML (``.toml``) or JSON (``.json``) settings file; under any other name
+    (a pipe), JSON where it opens with ``{``, else TOML."""
     p = Path(path)
     if p.is_dir():
         raise SettingsError(f"settings: {p} is a folder, not a settings file")
@@ -619,9 +620,15 @@ def load_settings(path: str | Path) -> Settings:
         raise SettingsError(
             f"settings: {p} is over {MAX_SETTINGS_BYTES // 2**20} MiB, not a settings file"
         )
+    suffix = p.suffix.lower()
+    kind = "JSON" if suffix == ".json" else "TOML"
     try:
         text = raw.decode("utf-8-sig")  # a leading byte-order mark is fine
-        if p.suffix.lower() == ".json":
+        # a name without .toml or .json (a pipe, /dev/fd/63) is JSON where it opens with
+        # a brace, which no TOML document can
+        if suffix != ".toml" and text.lstrip().startswith("{"):
+            kind = "JSON"
+        if kind == "JSON":
             data = json.loads(text, object_pairs_hook=_unique_keys)
         else:
             if sys.version_info >= (3, 11):
@@ -630,6 +637,5 @@ def load_settings(path: str | Path) -> Settings:
                 import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
             data = tomllib.loads(text)
     except (ValueError, RecursionError) as e:  # TOMLDecodeError, JSONDecodeError, UTF-8
-        kind = "JSON" if p.suffix.lower() == ".json" else "TOML"  # any other name is read as TOML
         raise SettingsError(f"settings: {p} is not valid {kind}: {e}") from None
     return Settings.from_dict(data)
