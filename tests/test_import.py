@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
+
+import pytest
 
 HEAVY = ("torch", "cv2", "skimage", "PIL", "av", "onnxruntime", "onnx", "scipy", "diffusers", "ray")
 
@@ -53,3 +56,37 @@ def test_color_all_lists_every_public_function():
     }
     assert public == set(color.__all__)
     assert set(color.__all__) <= set(lw.__all__)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("LOOPWAVE_SIMD", "avx-2", "LOOPWAVE_SIMD='avx-2' is not 'avx512', 'avx2' or 'baseline'"),
+        ("LOOPWAVE_SIMD", "sse2", "LOOPWAVE_SIMD='sse2' is not"),
+        ("LOOPWAVE_NUM_THREADS", "four", "LOOPWAVE_NUM_THREADS='four' is not a whole number"),
+        ("LOOPWAVE_NUM_THREADS", "-2", "LOOPWAVE_NUM_THREADS='-2' is not a whole number"),
+        ("LOOPWAVE_BUFFER_CACHE_MB", "64MB", "LOOPWAVE_BUFFER_CACHE_MB='64MB' is not a whole"),
+        ("LOOPWAVE_SIMD", " AVX2\n", None),
+        ("LOOPWAVE_SIMD", "", None),
+        ("LOOPWAVE_NUM_THREADS", "0", None),
+        ("LOOPWAVE_NUM_THREADS", "+3", None),
+        ("LOOPWAVE_BUFFER_CACHE_MB", "0", None),
+    ],
+)
+def test_an_environment_setting_the_kernels_cannot_read_is_named(name, value, said):
+    """From the docs review: the native module ignores a value it cannot read, so a typo
+    (LOOPWAVE_SIMD=avx-2) ran and timed the widest level without a word. Values it
+    reads give no warning (checked under -W error)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPWAVE_")}
+    env[name] = value
+    run = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-c", "import loopwave"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    if said is None:
+        assert run.returncode == 0, run.stderr
+    else:
+        assert run.returncode != 0 and "RuntimeWarning: " + said in run.stderr, run.stderr

@@ -17,6 +17,10 @@ Example
 
 from __future__ import annotations
 
+import os
+import re
+import warnings
+from collections.abc import Mapping
 from typing import Any, Literal, overload
 
 import numpy as np
@@ -551,3 +555,34 @@ def simd_level() -> str:
     the cap exists for comparing them and for timing.
     """
     return str(_native.simd_level())
+
+
+def _unread_settings(env: Mapping[str, str]) -> list[str]:
+    """What the native module does with each of its environment variables that it cannot
+    read (it ignores them, keeping the default), as messages."""
+    out = []
+    simd = env.get("LOOPWAVE_SIMD", "").strip().lower()
+    if simd and simd not in ("avx512", "avx2", "baseline"):
+        out.append(
+            f"LOOPWAVE_SIMD={env['LOOPWAVE_SIMD']!r:.40} is not 'avx512', 'avx2' or 'baseline'; "
+            "ignored: the kernels run at the widest level this CPU has"
+        )
+    whole = re.compile(r"\+?[0-9]+")
+    threads = env.get("LOOPWAVE_NUM_THREADS", "").strip()
+    if threads and not (whole.fullmatch(threads) and int(threads) < 2**64):  # 0: the default
+        out.append(
+            f"LOOPWAVE_NUM_THREADS={env['LOOPWAVE_NUM_THREADS']!r:.40} is not a whole number; "
+            "ignored: the kernels use a thread per available core"
+        )
+    cache = env.get("LOOPWAVE_BUFFER_CACHE_MB", "").strip()
+    if cache and not (whole.fullmatch(cache) and int(cache) < 2**128):
+        out.append(
+            f"LOOPWAVE_BUFFER_CACHE_MB={env['LOOPWAVE_BUFFER_CACHE_MB']!r:.40} is not a whole "
+            "number of MiB; ignored: the result-buffer cache keeps up to 512 MiB"
+        )
+    return out
+
+
+# a typo (LOOPWAVE_SIMD=avx-2) would otherwise time, or run, something else without a word
+for _message in _unread_settings(os.environ):
+    warnings.warn(_message, RuntimeWarning, stacklevel=2)
