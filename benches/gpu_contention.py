@@ -7,6 +7,7 @@ Run on a GPU machine: python benches/gpu_contention.py [--eager] (--smoke: tiny 
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing as mp
 import sys
 import threading
@@ -70,15 +71,19 @@ def measure(one: Callable[[], object], repeats: int) -> dict[str, float]:
     return {k: 1e3 * v for k, v in rows.items()}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--eager", action="store_true", help="no compile, no CUDA graphs")
+    p.add_argument("--smoke", action="store_true", help="the tiny model on the CPU: a check")
+    args = p.parse_args(argv)
     from loopwave.sd15 import sd15_random_backend
 
     accel = (
         {}
-        if "--eager" in sys.argv
+        if args.eager
         else {"compile": ["unet"], "cuda_graphs": True, "channels_last": True, "device_rng": True}
     )
-    if "--smoke" in sys.argv:  # a quick check of this script on a CPU
+    if args.smoke:  # a quick check of this script on a CPU
         from loopwave.backends import smoke_backend
 
         b, frame, repeats = smoke_backend(), _seq()[0][:64, :64], 3

@@ -20,6 +20,7 @@ tiny model on the CPU (a check of the script, not a measurement).
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -102,16 +103,21 @@ def _profile(torch: Any, b: Any, frame: np.ndarray, kw: dict[str, Any], out: Pat
     return {"written": str(out / "profile.txt")}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("out", nargs="?", default=".", help="folder for session.json (default .)")
+    p.add_argument("--frames", type=int, default=48, help="frames per render (default 48)")
+    p.add_argument("--profile", action="store_true", help="also write profile.txt")
+    p.add_argument("--smoke", action="store_true", help="the tiny model on the CPU: a check")
+    args = p.parse_args(argv)
     import torch
 
     from loopwave import bench
 
-    out = Path(sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else ".")
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    frames = int(sys.argv[sys.argv.index("--frames") + 1]) if "--frames" in sys.argv else 48
-    smoke = "--smoke" in sys.argv
-    report: dict[str, Any] = {"argv": sys.argv}
+    frames, smoke = args.frames, args.smoke
+    report: dict[str, Any] = {"argv": sys.argv if argv is None else argv}
 
     def save() -> None:
         (out / "session.json").write_text(json.dumps(report, indent=1))
@@ -169,7 +175,7 @@ def main() -> None:
     ]
     for label, factor, options in variants:
         step(label, lambda f=factor, o=options: _render(b, size, frames, f, **dict(o)))
-    if "--profile" in sys.argv:
+    if args.profile:
         step("profile", lambda: _profile(torch, b, frame, kw, out))
     print("\n== summary")
     for k, v in report.items():

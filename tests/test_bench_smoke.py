@@ -110,3 +110,18 @@ def test_bench_seed_ratio_runs(capsys, monkeypatch):
     assert all(v.shape == (3,) and (v > 0).all() for v in res.values())
     out = capsys.readouterr().out
     assert out.count("per round") == 4 and "middle half" in out
+
+
+@pytest.mark.parametrize(
+    "script", sorted(p.name for p in (Path(__file__).resolve().parents[1] / "benches").glob("*.py"))
+)
+def test_every_bench_script_answers_help_without_running(script):
+    """From the docs review: gpu_session.py and gpu_contention.py read sys.argv by hand, so
+    ``--help`` was ignored and started an SD 1.5-sized GPU run (on a CPU, a traceback)."""
+    import subprocess
+
+    path = Path(__file__).resolve().parents[1] / "benches" / script
+    run = subprocess.run(
+        [sys.executable, str(path), "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0 and run.stdout.startswith("usage: "), run.stderr[-2000:]
