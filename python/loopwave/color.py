@@ -267,9 +267,11 @@ def color_correct(
     the frame's own luminance; then (``gamma=True``) :func:`match_gamma` toward
     the target's mean lightness. ``target`` is one frame or one per frame, the
     same dtype as ``frames``, any size. Nothing is rounded to 8 bits between the
-    steps, so on photographs the output is within a few levels of the seed's pipeline
-    (OpenCV LAB + skimage + blendmodes), and closer to the exact float64 result
-    (``benches/bench_accuracy.py``: a mean of 0.24 levels from it).
+    steps, so on photographs the output is close to the exact float64 result
+    (``benches/bench_accuracy.py``: a mean of 0.24 levels from it), and within a few
+    levels of the seed's pipeline (OpenCV LAB + skimage + blendmodes) where frame and
+    target are alike; toward an unlike target the seed's 8-bit Lab is itself up to tens
+    of levels from the exact result.
 
     The Lab histograms have 4096 fixed bins per channel (0.024 in L*, 0.055 in a* and
     b*), and the target's bins each give one point of its curve, at the bin's centre
