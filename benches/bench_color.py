@@ -189,6 +189,14 @@ def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int
         base_frames=slow_frames,
     )
     add(
+        "match_histograms float32",
+        lambda: lw.match_histograms(ff, ff[0]),
+        24 * px + 12 * px / n,
+        "skimage match_histograms float32",
+        lambda k: [exposure.match_histograms(f, ff[0], channel_axis=-1) for f in ff[:k]],
+        base_frames=slow_frames,
+    )
+    add(
         "blend_luminosity",
         lambda: lw.blend_luminosity(frames, targets),
         9 * px,
@@ -212,6 +220,21 @@ def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int
         24 * px,
         "skimage adjust_gamma float32",
         lambda k: [exposure.adjust_gamma(f, 1.3) for f in ff[:k]],
+    )
+    l_target = cv2.cvtColor(target, cv2.COLOR_RGB2LAB)[..., 0].astype(float)
+
+    def seed_gamma(f: np.ndarray) -> np.ndarray:
+        """The seed's gamma step: its formula on OpenCV's 8-bit L, then adjust_gamma."""
+        l1 = cv2.cvtColor(f, cv2.COLOR_RGB2LAB)[..., 0].astype(float)
+        scale = (l_target.std() / l1.std()) * ((l_target.mean() - l1.mean()) / l1.mean())
+        return exposure.adjust_gamma(f, max(1.0 + scale, 0.05))
+
+    add(
+        "match_gamma",
+        lambda: lw.match_gamma(frames, target),
+        6 * px + 3 * px / n,
+        "seed's gamma (cv2 L* stats + adjust_gamma)",
+        lambda k: [seed_gamma(f) for f in frames[:k]],
     )
     add(
         "lerp_frames",

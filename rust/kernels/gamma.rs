@@ -13,7 +13,7 @@
 
 use super::error::{KernelError, Result};
 use super::frames::{check_finite, check_frames_and_reference, clamp01, max_or, Dims, Sample};
-use super::lab::{lightness_block, lightness_fast, RGB_TO_XYZ};
+use super::lab::{lightness_block, RGB_TO_XYZ};
 use super::parallel::{install, zip_chunks, CHUNK};
 use super::srgb::{decode_f64, decode_table_u8, InterpLut};
 use rayon::prelude::*;
@@ -187,22 +187,19 @@ fn y_weights() -> [f32; 3] {
     RGB_TO_XYZ[1].map(|v| v as f32)
 }
 
-/// Mean CIE L* of each frame, over every pixel.
+/// Mean CIE L* of each frame, over every pixel: [`mean_lightness_after`] at
+/// gamma 1 (the solver's own evaluation) on pieces of the frame in parallel.
 pub fn mean_lightness<T: Sample>(src: &[T], dims: Dims) -> Vec<f64> {
-    let w = y_weights();
-    let one = |chunk: &[T]| -> f64 {
-        chunk
-            .chunks_exact(3)
-            .map(|p| {
-                lightness_fast(
-                    w[0] * p[0].to_linear() + w[1] * p[1].to_linear() + w[2] * p[2].to_linear(),
-                ) as f64
-            })
-            .sum()
-    };
     src.chunks(dims.frame_len())
         .map(|frame| {
-            install(|| frame.par_chunks(CHUNK).map(one).sum::<f64>()) / dims.frame_pixels() as f64
+            let (px, _) = frame.as_chunks::<3>();
+            let sum = |part: &[[T; 3]]| mean_lightness_after(part, 1.0) * part.len() as f64;
+            let total = if px.len() <= CHUNK / 3 {
+                sum(px)
+            } else {
+                install(|| px.par_chunks(CHUNK / 3).map(sum).sum::<f64>())
+            };
+            total / dims.frame_pixels() as f64
         })
         .collect()
 }
