@@ -351,6 +351,17 @@ def _overlaps(a: np.ndarray, b: Any) -> bool:
         return True
 
 
+def _check_yuv_options(matrix: Any, full_range: Any) -> None:
+    if not isinstance(matrix, str):
+        raise TypeError(f"matrix must be a string such as 'bt709'; got {type(matrix).__name__}")
+    # what the native check cannot even read, or would quote whole in its message (a
+    # megabyte of text); no name is longer than 9 characters
+    if not matrix.isascii() or len(matrix) > 40:
+        raise ValueError(f"matrix must be 'bt601', 'bt709' or 'bt2020'; got {matrix!r:.40}")
+    if not isinstance(full_range, (bool, np.bool_)):
+        raise TypeError(f"full_range must be True or False; got {full_range!r}")
+
+
 def rgb_to_yuv420p(
     frames: Frames, *, matrix: str = "bt709", full_range: bool = False
 ) -> npt.NDArray[np.uint8]:
@@ -363,14 +374,7 @@ def rgb_to_yuv420p(
     2x2 block.
     """
     x, single = v.frames(frames, "frames")
-    if not isinstance(matrix, str):
-        raise TypeError(f"matrix must be a string such as 'bt709'; got {type(matrix).__name__}")
-    # what the native check cannot even read, or would quote whole in its message (a
-    # megabyte of text); no name is longer than 9 characters
-    if not matrix.isascii() or len(matrix) > 40:
-        raise ValueError(f"matrix must be 'bt601', 'bt709' or 'bt2020'; got {matrix!r:.40}")
-    if not isinstance(full_range, (bool, np.bool_)):
-        raise TypeError(f"full_range must be True or False; got {full_range!r}")
+    _check_yuv_options(matrix, full_range)
     if x.shape[1] % 2 or x.shape[2] % 2:
         raise ValueError(
             "frames must have an even height and width for 4:2:0 chroma; "
@@ -409,12 +413,7 @@ def yuv420p_to_rgb(
         raise ValueError(
             f"planes must be {form} with H and W even and not zero; got shape {planes.shape}"
         )
-    if not isinstance(matrix, str):
-        raise TypeError(f"matrix must be a string such as 'bt709'; got {type(matrix).__name__}")
-    if not matrix.isascii() or len(matrix) > 40:
-        raise ValueError(f"matrix must be 'bt601', 'bt709' or 'bt2020'; got {matrix!r:.40}")
-    if not isinstance(full_range, (bool, np.bool_)):
-        raise TypeError(f"full_range must be True or False; got {full_range!r}")
+    _check_yuv_options(matrix, full_range)
     single = planes.ndim == 2
     x = np.require(planes[None] if single else planes, requirements=("C", "A"))
     return _squeeze(_native.yuv420p_to_rgb(x, matrix, bool(full_range)), single)

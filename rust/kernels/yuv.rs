@@ -42,6 +42,16 @@ impl Matrix {
         }
     }
 
+    /// The code spans of luma and chroma and the luma offset: 219, 224 and 16
+    /// in limited range, 255, 255 and 0 in full range (the same for every matrix).
+    pub fn scales(self, full_range: bool) -> (f64, f64, f32) {
+        if full_range {
+            (255.0, 255.0, 0.0)
+        } else {
+            (219.0, 224.0, 16.0)
+        }
+    }
+
     /// (Kr, Kb).
     pub fn k(self) -> (f64, f64) {
         match self {
@@ -66,11 +76,7 @@ impl YuvCoeffs {
     pub fn new(m: Matrix, full_range: bool) -> Self {
         let (kr, kb) = m.k();
         let kg = 1.0 - kr - kb;
-        let (ys, cs, y_off) = if full_range {
-            (255.0, 255.0, 0.0)
-        } else {
-            (219.0, 224.0, 16.0)
-        };
+        let (ys, cs, y_off) = m.scales(full_range);
         // Y' = kr R + kg G + kb B;  Pb = (B - Y') / (2 (1 - kb));  Pr = (R - Y') / (2 (1 - kr))
         let y = [kr, kg, kb];
         let pb = [-kr / (2.0 * (1.0 - kb)), -kg / (2.0 * (1.0 - kb)), 0.5];
@@ -250,11 +256,7 @@ impl RgbCoeffs {
     pub fn new(m: Matrix, full_range: bool) -> Self {
         let (kr, kb) = m.k();
         let kg = 1.0 - kr - kb;
-        let (ys, cs, y_off) = if full_range {
-            (255.0, 255.0, 0.0)
-        } else {
-            (219.0, 224.0, 16.0)
-        };
+        let (ys, cs, y_off) = m.scales(full_range);
         Self {
             y_scale: (1.0 / ys) as f32,
             y_off,
