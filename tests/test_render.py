@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
 import signal
@@ -382,6 +383,37 @@ def test_the_frames_handed_out_cannot_be_changed_under_the_renderer(tmp_path, ba
     assert seen == [False] * 7
     for a, b in zip(want, frames_of(tmp_path / "it"), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_relative_run_folder_stays_put_when_the_host_changes_folder(
+    tmp_path, backend, monkeypatch, resume
+):
+    """From a review of loopwave inside a host program: the run folder stayed relative,
+    so when the host changed its current folder mid-render (a notebook's %cd) frames,
+    state and video went on into a folder of the same name under the new one."""
+    for w in ("start", "elsewhere"):
+        (tmp_path / w / "out" / "job" / "frames").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "start")
+    s = Settings.from_dict(JOB)
+    if resume:
+        render(s, run_dir="out/job", backend=backend, progress=False, video=False, stop_after=1)
+
+    def wander(i, frame):
+        if i == 3:
+            os.chdir(tmp_path / "elsewhere")
+
+    render(
+        s,
+        run_dir="out/job",
+        backend=backend,
+        progress=False,
+        video=False,
+        on_frame=wander,
+        resume=resume,
+    )
+    assert len(frames_of(tmp_path / "start" / "out" / "job")) == 7
+    assert not any((tmp_path / "elsewhere").rglob("*.*"))
 
 
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="an interval timer")

@@ -1026,7 +1026,9 @@ def render(
             run_dir = _output_folder(settings)
         if run_dir is None:
             raise ValueError("run_dir: resume needs the run directory (or the run's settings)")
-        rd = Path(run_dir)
+        # absolute from here on: a host program that changes its current folder while the
+        # render runs (a notebook's %cd) split the run between two folders
+        rd = Path(os.path.abspath(run_dir))
         if not (rd / "settings.json").is_file():
             raise ValueError(f"run_dir: {rd} has no settings.json to resume from")
         saved_raw = _read_json(rd / "settings.json")  # compared again under the run's lock
@@ -1079,7 +1081,7 @@ def render(
                 "output.dir: expected a folder path ('.' for the current folder), got "
                 f"{settings['output']['dir']!r}"
             )
-        rd = Path(run_dir) if run_dir is not None else _output_folder(settings)
+        rd = Path(os.path.abspath(run_dir if run_dir is not None else _output_folder(settings)))
         # the paths the run reads and writes, taken against this folder now: they are saved
         # so in settings.json and in the state's digest, and a resume started from another
         # folder uses the same model, init image and engine folder
