@@ -258,3 +258,74 @@ def test_render_notes_prompts_past_the_last_frame_and_refuses_an_empty_resume(
     assert "loopwave render: error: --resume: expected the run's folder; got ''" in (
         capsys.readouterr().err
     )
+
+
+# -- main() called in-process by a host program ------------------------------------------
+
+
+def test_main_called_with_argv_leaves_the_process_settings_to_the_host(monkeypatch, capsys):
+    """From a review of loopwave inside a host program: main(argv) took over SIGTERM (the
+    host's graceful stop never heard of one, main returned 143) and set
+    TRANSFORMERS_VERBOSITY for good (transformers imported later stayed at ERROR, and
+    every child process inherited it). Both are the program's, main() without argv."""
+    import os
+    import signal
+
+    monkeypatch.delenv("TRANSFORMERS_VERBOSITY", raising=False)
+    installed = []
+    real = signal.signal
+
+    def spy(sig, handler):
+        installed.append(sig)
+        return real(sig, handler)
+
+    monkeypatch.setattr(signal, "signal", spy)
+    assert main(["settings"]) == 0
+    assert signal.SIGTERM not in installed
+    assert "TRANSFORMERS_VERBOSITY" not in os.environ
+    monkeypatch.setattr("sys.argv", ["loopwave", "settings"])
+    assert main() == 0  # the program: both taken, the handler put back after
+    assert installed.count(signal.SIGTERM) == 2
+    assert os.environ.get("TRANSFORMERS_VERBOSITY") == "error"
+
+
+def test_main_on_several_threads_puts_back_the_stdout_it_found():
+    """From the same review: each main() put back the sys.stdout it had found, so with two
+    at once on a host's threads the first to end left the other's wrapper in place for
+    good (without .buffer: the host's sys.stdout.buffer.write raised AttributeError)."""
+    import sys
+
+    from loopwave import cli
+
+    before = sys.stdout
+    a = cli._wrap_stdout()
+    b = cli._wrap_stdout()  # a second call while the first runs
+    assert a is b and sys.stdout is a
+    assert sys.stdout.encoding == before.encoding  # the wrapped stream's own, meanwhile
+    cli._unwrap_stdout(a)
+    assert sys.stdout is b  # the other call still runs
+    cli._unwrap_stdout(b)
+    assert sys.stdout is before
+
+
+def test_an_interrupted_encoder_probe_is_not_kept(monkeypatch):
+    """From the same review: a Ctrl-C during the first probe of a codec left it marked
+    missing for the rest of the process ("codec 'h264' is not available here")."""
+    pytest.importorskip("av")
+    from loopwave import video
+
+    monkeypatch.setattr(video, "_probed", {})
+    real = video._try_open
+    calls = []
+
+    def interrupted(name, options, *a, **k):
+        calls.append(name)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(name, options, *a, **k)
+
+    monkeypatch.setattr(video, "_try_open", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        video._encoder_for("h264")
+    assert "h264" not in video._probed
+    assert video._encoder_for("h264") == "libx264"

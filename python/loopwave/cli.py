@@ -154,6 +154,21 @@ class _Stdout(io.TextIOBase):
     def isatty(self) -> bool:
         return self.inner is not None and bool(self.inner.isatty())
 
+    @property
+    def encoding(self) -> Any:  # type: ignore[override]  # (io.TextIOBase's is None)
+        return getattr(self.inner, "encoding", None)
+
+    @property
+    def errors(self) -> Any:  # type: ignore[override]
+        return getattr(self.inner, "errors", None)
+
+    def __getattr__(self, name: str) -> Any:
+        # the rest as the stream it wraps has it (buffer, encoding, errors: another thread
+        # of a host program calling main() writes to sys.stdout meanwhile)
+        if name == "inner" or self.inner is None:
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     def fileno(self) -> int:
         if self.inner is None:
             raise io.UnsupportedOperation("standard output is closed")
@@ -181,19 +196,49 @@ def _fill_closed_fd(fd: int) -> None:
             os.set_inheritable(got, True)
 
 
+_stdout_lock = threading.Lock()
+_stdout_users: list[_Stdout] = []  # the wrapper in place, once per main() running
+
+
+def _wrap_stdout() -> _Stdout:
+    """sys.stdout wrapped as :class:`_Stdout` while any main() runs: one wrapper for
+    calls at once on several threads of a host program, put back by the last to end
+    (each put back what it had found, so the first to end left the other's in place)."""
+    with _stdout_lock:
+        out = _stdout_users[0] if _stdout_users else _Stdout(sys.stdout)
+        if not _stdout_users:
+            sys.stdout = out
+        _stdout_users.append(out)
+        return out
+
+
+def _unwrap_stdout(out: _Stdout) -> None:
+    with _stdout_lock:
+        _stdout_users.remove(out)
+        if not _stdout_users and sys.stdout is out:
+            sys.stdout = out.inner
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line. Called without ``argv`` it is the program (the ``loopwave``
+    script, ``python -m loopwave``) and takes over what belongs to the process: SIGTERM
+    (as Ctrl-C) and transformers' log level. Called with ``argv`` from a host program,
+    it leaves those to the host."""
     from .render import StageError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as given (bench reports it)
-    # transformers warns at import about optional image processors no model here uses
-    # (torchvision missing); keep the CLI's output to what concerns the user
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    program = argv is None
+    if program:
+        # transformers warns at import about optional image processors no model here
+        # uses (torchvision missing); keep the CLI's output to what concerns the user
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     # SIGTERM as Ctrl-C (the default handler killed the process with NAME.partial.EXT
-    # and unsaved frames left); only the main thread may set a handler
+    # and unsaved frames left); only the main thread may set a handler, and a host
+    # program calling main(argv) keeps its own (its graceful stop never heard of one)
     previous = None
-    if threading.current_thread() is threading.main_thread():
+    if program and threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     # started with standard output closed (``>&-``): the next file opened (a run's lock)
     # would take fd 1, which a child's stdout pipe then replaces (it lost the lock)
@@ -205,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # raised AttributeError (demo, interpolate and encode exited 1, their work lost)
         _fill_closed_fd(2)
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the process's life
-    out = sys.stdout = _Stdout(sys.stdout)
+    out = _wrap_stdout()
     try:
         return int(args.func(args))
     except (TypeError, ValueError, ImportError, OSError, StageError) as e:
@@ -221,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         out.flush()
-        sys.stdout = out.inner
+        _unwrap_stdout(out)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

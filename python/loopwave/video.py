@@ -222,14 +222,17 @@ def _encoder_for(codec: str) -> str | None:
     """The first FFmpeg encoder for ``codec`` that opens here (probed once per codec)."""
     with _probe_lock:
         if codec not in _probed:
-            _probed[codec] = None
+            found = None
             for name in CODECS[codec][0]:
                 try:
                     _try_open(name, {})
                 except Exception:  # noqa: BLE001 - any failure means: not usable here
                     continue
-                _probed[codec] = name
+                found = name
                 break
+            # kept only once the probe has run through: a Ctrl-C during it (a notebook's
+            # first render) left the codec marked missing for the rest of the process
+            _probed[codec] = found
         return _probed[codec]
 
 
