@@ -121,6 +121,18 @@ def test_export_cli(checkpoint, tmp_path, capsys):
     assert len(list((tmp_path / "o").glob("*.png"))) == 3
 
 
+def test_exporting_leaves_the_hosts_random_numbers_alone(checkpoint, tmp_path):
+    """From a review of loopwave inside a host program: the export's example frames came
+    from torch's global generator, so the host's next random numbers changed."""
+    from loopwave.rife import export_onnx
+
+    torch.manual_seed(99)
+    want = torch.rand(4)
+    torch.manual_seed(99)
+    export_onnx(tmp_path / "m.onnx", checkpoint)
+    assert torch.equal(torch.rand(4), want)
+
+
 def test_half_scale_for_large_frames(checkpoint, tmp_path):
     # scale 0.5 runs the flow blocks at scales 16..2 (for 2K/4K) and pads to 128
     rng = np.random.default_rng(4)

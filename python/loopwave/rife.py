@@ -155,6 +155,18 @@ def build_ifnet() -> Any:
     return IFNet()
 
 
+def _ifnet_for(checkpoint: str | os.PathLike[str] | None) -> Any:
+    """An IFNet with the checkpoint's weights (random without one). With a checkpoint,
+    the throwaway initial weights are drawn without using up the host program's random
+    numbers (torch's global generator: its next numbers after an export changed)."""
+    if checkpoint is None:
+        return build_ifnet()
+    with _torch().random.fork_rng(devices=[]):
+        model = build_ifnet()
+    load_state_dict_file(model, checkpoint)
+    return model
+
+
 def load_state_dict_file(model: Any, path: str | os.PathLike[str]) -> Any:
     """Load a RIFE ``flownet.pkl`` (or any state dict file) safely into ``model``.
 
@@ -250,9 +262,7 @@ class TorchRifeInterpolator(Interpolator):
     ) -> None:
         torch = _torch()
         _check_scale(scale)
-        self.model = build_ifnet()
-        if checkpoint is not None:
-            load_state_dict_file(self.model, checkpoint)
+        self.model = _ifnet_for(checkpoint)
         from .backends import _torch_device
 
         self.device = _torch_device(torch, device)
@@ -333,10 +343,8 @@ def export_onnx(
     except ImportError as e:  # pragma: no cover
         raise ImportError("exporting needs the onnx package: pip install 'loopwave[onnx]'") from e
     torch = _torch()
-    model = build_ifnet()
-    if checkpoint is not None:
-        load_state_dict_file(model, checkpoint)
-    else:
+    model = _ifnet_for(checkpoint)
+    if checkpoint is None:
         _warn_random("export_onnx")
     model.eval()
 
@@ -349,7 +357,12 @@ def export_onnx(
             return self.net(img0, img1, timestep, scale)
 
     m = _pad_multiple(scale)
-    ex = (torch.rand(1, 3, m, m), torch.rand(1, 3, m, m), torch.full((1, 1, 1, 1), 0.5))
+    g = torch.Generator().manual_seed(0)  # not the host's random numbers
+    ex = (
+        torch.rand(1, 3, m, m, generator=g),
+        torch.rand(1, 3, m, m, generator=g),
+        torch.full((1, 1, 1, 1), 0.5),
+    )
     dyn = {
         "img0": {0: "n", 2: "h", 3: "w"},
         "img1": {0: "n", 2: "h", 3: "w"},

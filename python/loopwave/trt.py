@@ -123,10 +123,11 @@ def export_unet(
         # then holds for every input (a graph traced at 64 refused latents 9 and 11)
         up = 2 ** (len(cfg.block_out_channels) - 1)
         lh += lh % up == 0
+    g = torch.Generator().manual_seed(0)  # not the host's random numbers
     args = (
-        torch.randn(2, cfg.in_channels, lh, lw, device=dev),
+        torch.randn(2, cfg.in_channels, lh, lw, generator=g).to(dev),
         torch.tensor([500.0, 500.0], device=dev),
-        torch.randn(2, 77, cfg.cross_attention_dim, device=dev),
+        torch.randn(2, 77, cfg.cross_attention_dim, generator=g).to(dev),
     )
     batch = {0: "batch"}
     axes: dict[str, dict[int, str]] = {name: dict(batch) for name in (*INPUTS, OUTPUT)}
@@ -256,12 +257,13 @@ def export_vae(
     latent = vae.config.latent_channels
     spatial = {2: "height", 3: "width"} if dynamic_size else {}
     paths = []
+    g = torch.Generator().manual_seed(0)  # not the host's random numbers
     for part, (inp, outp), x in (
-        ("encoder", VAE_ENCODER, torch.randn(1, 3, height, width, device=dev)),
+        ("encoder", VAE_ENCODER, torch.randn(1, 3, height, width, generator=g).to(dev)),
         (
             "decoder",
             VAE_DECODER,
-            torch.randn(1, latent, height // scale, width // scale, device=dev),
+            torch.randn(1, latent, height // scale, width // scale, generator=g).to(dev),
         ),
     ):
         axes = {name: {0: "batch", **spatial} for name in (inp, outp)}
