@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
-from loopwave.backends import SCHEDULERS, load_backend, smoke_backend  # noqa: E402
+from loopwave.backends import SCHEDULERS, DiffusersBackend, load_backend, smoke_backend  # noqa: E402
 
 CALL = {"prompt": "a castle", "negative": "fog", "strength": 0.6, "steps": 4, "cfg": 7.0}
 
@@ -1085,6 +1085,24 @@ def test_a_lora_suffix_in_any_case_is_safetensors(tmp_path, init):
     got = load_backend("smoke", scheduler="DPM++ 2M Karras", lora=[{"path": str(upper)}])
     want = oracle.img2img(init, seed=4, **CALL)
     assert np.abs(got.img2img(init, seed=4, **CALL).astype(int) - want).max() <= 1
+
+
+def test_a_load_puts_back_the_library_loggers_own_levels(tmp_path, monkeypatch):
+    """From a review of loopwave inside a host program: the quiet load saved diffusers' and
+    transformers' effective levels and set them back as their own, so loggers the host
+    had left at NOTSET (following its root logger) stayed pinned at INFO."""
+    import logging
+
+    smoke_backend().pipe.save_pretrained(tmp_path / "model")
+    logs = [logging.getLogger(n) for n in ("diffusers", "transformers")]
+    for log in logs:
+        monkeypatch.setattr(log, "level", log.level)  # put back after the test
+        log.setLevel(logging.NOTSET)
+    load_backend("diffusers", tmp_path / "model", device="cpu", progress=False)
+    assert [log.level for log in logs] == [logging.NOTSET, logging.NOTSET]
+    half = smoke_backend().pipe.to(torch.bfloat16)  # cast back to float32, quietly
+    DiffusersBackend(half, device="cpu")
+    assert [log.level for log in logs] == [logging.NOTSET, logging.NOTSET]
 
 
 def test_no_loading_bars_without_progress(tmp_path, capfd):

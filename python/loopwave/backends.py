@@ -295,12 +295,13 @@ class DiffusersBackend(Img2Img):
             # under the build lock: two threads swapping the level at once could leave
             # diffusers silenced for good (each restoring what the other had set)
             with _BUILD_LOCK:
-                level = dlog.get_verbosity()
+                log = logging.getLogger("diffusers")
+                level = log.level  # its own (get_verbosity() is the effective level)
                 dlog.set_verbosity_error()
                 try:
                     pipe = pipe.to(self.device, dtype)
                 finally:
-                    dlog.set_verbosity(level)
+                    log.setLevel(level)
         pipe.set_progress_bar_config(disable=True)
         _pin_device(pipe, self.device)
         self.pipe = pipe
@@ -908,15 +909,19 @@ def _loading_bars(show: bool) -> Iterator[None]:
     from diffusers.utils import logging as dlog
     from transformers.utils import logging as tlog
 
-    was = [(m, m.is_progress_bar_enabled(), m.get_verbosity()) for m in (dlog, tlog)]
-    for m, _, level in was:
+    # each library's logger's own level, put back as it was: get_verbosity() is the
+    # effective level, and setting that pinned a logger the host had left to follow its
+    # root (NOTSET) at INFO for good
+    libs = [(dlog, logging.getLogger("diffusers")), (tlog, logging.getLogger("transformers"))]
+    was = [(m, log, m.is_progress_bar_enabled(), log.level) for m, log in libs]
+    for m, _, _, _ in was:
         m.disable_progress_bar()
-        m.set_verbosity(max(level, logging.ERROR))
+        m.set_verbosity(max(m.get_verbosity(), logging.ERROR))
     try:
         yield
     finally:
-        for m, on, level in was:
-            m.set_verbosity(level)
+        for m, log, on, level in was:
+            log.setLevel(level)
             if on:
                 m.enable_progress_bar()
 
