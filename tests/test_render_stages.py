@@ -570,3 +570,22 @@ def test_an_encoder_failure_is_a_stage_error_in_either_stage(tmp_path, backend, 
     s = Settings.from_dict({**JOB, "render": {**JOB["render"], "frames": 3}})
     with pytest.raises(StageError, match=r"^encoding failed: .*morph\.partial\.mp4.*folder"):
         render(s, run_dir=tmp_path / "r", backend=backend, progress=False, stages=stages)
+
+
+@pytest.mark.parametrize("exe", ["", "/bin/true", "/nonexistent/python"])
+def test_a_host_without_a_python_executable_is_told_before_the_render(
+    tmp_path, backend, monkeypatch, exe
+):
+    """From a review of loopwave inside a host program: where Python is embedded (uwsgi,
+    Blender) sys.executable is the host program or empty, and the encoder process failed
+    at the first frame ("exited with 125", PermissionError ''), after the model load."""
+    from loopwave import render as render_module
+
+    render_module._python_problem.cache_clear()
+    monkeypatch.setattr(sys, "executable", exe)
+    s = Settings.from_dict(JOB)
+    with pytest.raises(ValueError, match=r"^stages: 'process' runs the encoder in a new Python"):
+        render(s, run_dir=tmp_path / "r", backend=backend, progress=False, stages="process")
+    assert not (tmp_path / "r").exists()
+    render(s, run_dir=tmp_path / "t", backend=backend, progress=False, stages="thread", video=True)
+    render_module._python_problem.cache_clear()

@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import functools
 import hashlib
 import itertools
 import json
@@ -842,6 +843,29 @@ def _rife_model(s: Settings) -> Any:
 
 
 STAGES = ("thread", "process")
+
+
+@functools.lru_cache(maxsize=4)
+def _python_problem(executable: str) -> str | None:
+    """Why ``executable`` cannot start the encoder process, or None: in a program that
+    embeds Python (uwsgi, Blender) ``sys.executable`` is that program, or empty."""
+    if not executable or not os.access(executable, os.X_OK) or os.path.isdir(executable):
+        return f"a new Python, and sys.executable ({executable!r}) is none"
+    try:
+        run = subprocess.run(
+            [executable, "-c", "import sys; print(sys.hexversion)"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"a new Python, and sys.executable ({executable!r}) does not start as one ({e})"
+    if run.stdout.strip() != str(sys.hexversion):
+        return f"a new Python, and sys.executable ({executable!r}) is not this Python"
+    return None
+
+
 ENCODER_NICE = 10  # the encoder process's CPU priority, below the render thread's
 
 
@@ -1097,6 +1121,10 @@ def render(
 
         raise ImportError(f"{_INSTALL} (or --no-video, video=False, for the frames alone)")
     encode = bool(video)
+    if encode and stages == "process":
+        problem = _python_problem(sys.executable)
+        if problem:  # (the encoder process exited 125 at the first frame, after the load)
+            raise ValueError(f"stages: 'process' runs the encoder in {problem}; use 'thread'")
     if encode:  # the video's working name is the longest the run writes
         from .video import partial_path
 
