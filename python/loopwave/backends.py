@@ -253,6 +253,11 @@ def _one_call_at_a_time(fn: _F) -> _F:
 class DiffusersBackend(Img2Img):
     """Wraps a diffusers img2img pipeline (see the module docs).
 
+    The backend takes the pipeline over: it moves it to ``device`` (and float32 off
+    CUDA), sets its scheduler, attention processors and progress bar, and pins its
+    device (``pipe.device`` then keeps answering that device, so moving the pipeline
+    afterwards is not seen by it). Hand it a pipeline you no longer drive yourself.
+
     ``accel`` holds the speed options (:func:`check_accel`), each optional and, but
     for ``pinned``, timed by ``loopwave bench --tricks``: ``sdpa`` (fused attention, default on),
     ``channels_last``, ``compile`` (``["unet", "vae"]``), ``cuda_graphs`` (compile's
