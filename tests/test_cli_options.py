@@ -329,3 +329,25 @@ def test_an_interrupted_encoder_probe_is_not_kept(monkeypatch):
         video._encoder_for("h264")
     assert "h264" not in video._probed
     assert video._encoder_for("h264") == "libx264"
+
+
+def test_a_stdout_that_fails_leaves_no_wrapper_behind(monkeypatch):
+    """From a review of this change: a flush that failed in main()'s clean-up skipped
+    putting sys.stdout back, and every later main() in the process reused the stale
+    wrapper over the broken stream and failed the same way."""
+    import io
+    import sys
+
+    from loopwave import cli
+
+    class Broken(io.StringIO):
+        def flush(self):
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(sys, "stdout", Broken())
+    with pytest.raises(OSError):
+        main(["settings"])
+    assert cli._stdout_users == [] and isinstance(sys.stdout, Broken)
+    good = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", good)
+    assert main(["settings"]) == 0 and "[render]" in good.getvalue()

@@ -416,6 +416,23 @@ def test_a_relative_run_folder_stays_put_when_the_host_changes_folder(
     assert not any((tmp_path / "elsewhere").rglob("*.*"))
 
 
+def test_a_run_folder_through_a_link_and_dotdot_is_where_the_system_puts_it(
+    tmp_path, backend, monkeypatch
+):
+    """From a review of the change above: abspath() drops "link/.." as text, so the run
+    went next to the link instead of next to the folder it leads to, where the system
+    (and the code before) put it."""
+    (tmp_path / "data" / "deep").mkdir(parents=True)
+    (tmp_path / "cwd").mkdir()
+    (tmp_path / "cwd" / "link").symlink_to(tmp_path / "data" / "deep")
+    monkeypatch.chdir(tmp_path / "cwd")
+    render(
+        Settings.from_dict(JOB), run_dir="link/../out", backend=backend, progress=False, video=False
+    )
+    assert len(frames_of(tmp_path / "data" / "out")) == 7
+    assert not (tmp_path / "cwd" / "out").exists()
+
+
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="an interval timer")
 def test_a_consumer_that_stops_during_the_colour_plan_does_not_wait_for_it(tmp_path, backend):
     """From a review: closing render_frames' iterator stopped the render only at a frame,

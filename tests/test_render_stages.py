@@ -572,7 +572,7 @@ def test_an_encoder_failure_is_a_stage_error_in_either_stage(tmp_path, backend, 
         render(s, run_dir=tmp_path / "r", backend=backend, progress=False, stages=stages)
 
 
-@pytest.mark.parametrize("exe", ["", "/bin/true", "/nonexistent/python"])
+@pytest.mark.parametrize("exe", ["", "/bin/true", "/nonexistent/python", "host"])
 def test_a_host_without_a_python_executable_is_told_before_the_render(
     tmp_path, backend, monkeypatch, exe
 ):
@@ -582,10 +582,16 @@ def test_a_host_without_a_python_executable_is_told_before_the_render(
     from loopwave import render as render_module
 
     render_module._python_problem.cache_clear()
+    if exe == "host":  # a host program that ignores -c, starts a worker and never ends
+        exe = str(tmp_path / "host")
+        Path(exe).write_text("#!/bin/sh\nsleep 120 &\nsleep 120\n")
+        os.chmod(exe, 0o755)
     monkeypatch.setattr(sys, "executable", exe)
+    t0 = time.monotonic()
     s = Settings.from_dict(JOB)
     with pytest.raises(ValueError, match=r"^stages: 'process' runs the encoder in a new Python"):
         render(s, run_dir=tmp_path / "r", backend=backend, progress=False, stages="process")
+    assert time.monotonic() - t0 < 30  # asked for a few seconds, not a minute
     assert not (tmp_path / "r").exists()
     render(s, run_dir=tmp_path / "t", backend=backend, progress=False, stages="thread", video=True)
     render_module._python_problem.cache_clear()

@@ -56,6 +56,9 @@ even = u8[:, :76, :70]  # 4:2:0 needs even sizes; 70 leaves a tail after 16-pixe
 for mat in ("bt709", "bt601"):
     out["yuv_" + mat] = lw.rgb_to_yuv420p(even, matrix=mat)
 out["yuv_f32"] = lw.rgb_to_yuv420p(even.astype(np.float32) / 255, full_range=True)
+out["rgb_from_yuv"] = lw.yuv420p_to_rgb(out["yuv_bt709"])
+rows, cols = noise.shape[1] // 3 * 3, noise.shape[2] // 2 * 2  # noise: mostly out of gamut
+out["rgb_from_noise"] = lw.yuv420p_to_rgb(noise[:, :rows, :cols, 0].copy(), full_range=True)
 out["warp"] = lw.warp_affine(u8, lw.motion_matrix(u8.shape[1], u8.shape[2], zoom=1.03, angle=2.0))
 from loopwave.interpolate import interpolate
 out["flow"] = np.stack(list(interpolate(list(u8), factor=3, backend="flow", scene_cut=False)))

@@ -217,6 +217,7 @@ def test_decode_matches_ffmpeg_accurate_rounding(photos):
             yuv = lw.rgb_to_yuv420p(img, matrix=matrix, full_range=full)
             got = lw.yuv420p_to_rgb(yuv, matrix=matrix, full_range=full).astype(np.float64)
             frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+            frame.colorspace = space  # (PyAV 17 goes by the frame's tag for BT.2020)
             want = frame.reformat(
                 format="rgb24",
                 src_colorspace=space,

@@ -265,8 +265,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
-        out.flush()
-        _unwrap_stdout(out)
+        try:
+            out.flush()
+        finally:  # (a flush that fails must not leave the wrapper in place for good)
+            _unwrap_stdout(out)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

@@ -558,28 +558,36 @@ def simd_level() -> str:
     return str(_native.simd_level())
 
 
+# what Rust's str::trim takes off (Unicode White_Space; Python's strip also takes \x1c-\x1f)
+_RUST_SPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680"
+    + "".join(map(chr, range(0x2000, 0x200B)))
+    + ("\u2028\u2029\u202f\u205f\u3000")
+)
+
+
 def _unread_settings(env: Mapping[str, str]) -> list[str]:
     """What the native module does with each of its environment variables that it cannot
     read (it ignores them, keeping the default), as messages."""
     out = []
-    simd = env.get("LOOPWAVE_SIMD", "").strip().lower()
+    simd = env.get("LOOPWAVE_SIMD", "").strip(_RUST_SPACE).lower()
     if simd and simd not in ("avx512", "avx2", "baseline"):
         out.append(
             f"LOOPWAVE_SIMD={env['LOOPWAVE_SIMD']!r:.40} is not 'avx512', 'avx2' or 'baseline'; "
             "ignored: the kernels run at the widest level this CPU has"
         )
     whole = re.compile(r"\+?[0-9]+")
-    threads = env.get("LOOPWAVE_NUM_THREADS", "").strip()
+    threads = env.get("LOOPWAVE_NUM_THREADS", "").strip(_RUST_SPACE)
     if threads and not (whole.fullmatch(threads) and int(threads) < 2**64):  # 0: the default
         out.append(
-            f"LOOPWAVE_NUM_THREADS={env['LOOPWAVE_NUM_THREADS']!r:.40} is not a whole number; "
-            "ignored: the kernels use a thread per available core"
+            f"LOOPWAVE_NUM_THREADS={env['LOOPWAVE_NUM_THREADS']!r:.40} is not a whole number "
+            "below 2**64; ignored: the kernels use a thread per available core"
         )
-    cache = env.get("LOOPWAVE_BUFFER_CACHE_MB", "").strip()
+    cache = env.get("LOOPWAVE_BUFFER_CACHE_MB", "").strip(_RUST_SPACE)
     if cache and not (whole.fullmatch(cache) and int(cache) < 2**128):
         out.append(
             f"LOOPWAVE_BUFFER_CACHE_MB={env['LOOPWAVE_BUFFER_CACHE_MB']!r:.40} is not a whole "
-            "number of MiB; ignored: the result-buffer cache keeps up to 512 MiB"
+            "number of MiB below 2**128; ignored: the result-buffer cache keeps up to 512 MiB"
         )
     return out
 

@@ -848,20 +848,36 @@ STAGES = ("thread", "process")
 @functools.lru_cache(maxsize=4)
 def _python_problem(executable: str) -> str | None:
     """Why ``executable`` cannot start the encoder process, or None: in a program that
-    embeds Python (uwsgi, Blender) ``sys.executable`` is that program, or empty."""
+    embeds Python (uwsgi, Blender) ``sys.executable`` is that program, or empty. One
+    named python* or pypy* is taken as what it says; another is asked its version, in a
+    session of its own, killed whole after a few seconds (a server started by
+    ``-c`` would not end, and its workers outlived a plain kill)."""
     if not executable or not os.access(executable, os.X_OK) or os.path.isdir(executable):
         return f"a new Python, and sys.executable ({executable!r}) is none"
+    if os.path.basename(executable).lower().startswith(("python", "pypy")):
+        return None
     try:
-        run = subprocess.run(
+        p = subprocess.Popen(
             [executable, "-c", "import sys; print(sys.hexversion)"],
-            capture_output=True,
-            text=True,
-            timeout=60,
             stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
         )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"a new Python, and sys.executable ({executable!r}) does not start as one ({e})"
-    if run.stdout.strip() != str(sys.hexversion):
+    except OSError as e:
+        return f"a new Python, and sys.executable ({executable!r}) does not start ({e})"
+    try:
+        said, _ = p.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(OSError):
+            if hasattr(os, "killpg"):
+                os.killpg(p.pid, signal.SIGKILL)
+            else:  # pragma: no cover - Windows
+                p.kill()
+        p.communicate()
+        return f"a new Python, and sys.executable ({executable!r}) did not answer as one"
+    if said.strip() != str(sys.hexversion):
         return f"a new Python, and sys.executable ({executable!r}) is not this Python"
     return None
 
@@ -1052,7 +1068,7 @@ def render(
             raise ValueError("run_dir: resume needs the run directory (or the run's settings)")
         # absolute from here on: a host program that changes its current folder while the
         # render runs (a notebook's %cd) split the run between two folders
-        rd = Path(os.path.abspath(run_dir))
+        rd = Path(run_dir).absolute()  # (not abspath: "link/.." is where the link leads)
         if not (rd / "settings.json").is_file():
             raise ValueError(f"run_dir: {rd} has no settings.json to resume from")
         saved_raw = _read_json(rd / "settings.json")  # compared again under the run's lock
@@ -1105,7 +1121,7 @@ def render(
                 "output.dir: expected a folder path ('.' for the current folder), got "
                 f"{settings['output']['dir']!r}"
             )
-        rd = Path(os.path.abspath(run_dir if run_dir is not None else _output_folder(settings)))
+        rd = Path(run_dir if run_dir is not None else _output_folder(settings)).absolute()
         # the paths the run reads and writes, taken against this folder now: they are saved
         # so in settings.json and in the state's digest, and a resume started from another
         # folder uses the same model, init image and engine folder
