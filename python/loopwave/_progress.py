@@ -134,12 +134,12 @@ def _cells(text: str) -> int:
 
 def _cut(text: str, cells: int) -> str:
     """The longest start of ``text`` that takes at most ``cells`` cells."""
-    out = ""
-    for c in text:
-        if _cells(out + c) > cells:
-            break
-        out += c
-    return out
+    used = 0
+    for i, c in enumerate(text):
+        used += _cells(c)
+        if used > cells:
+            return text[:i]
+    return text
 
 
 def _clock(seconds: float) -> str:

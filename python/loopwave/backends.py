@@ -210,8 +210,8 @@ def _deps() -> tuple[Any, Any]:
     try:
         import diffusers
         import torch
-        import transformers  # noqa: F401  (every SD pipeline's text encoder; diffusers
-        # alone imports without it, then fails at the first model built)
+        import transformers  # (every SD pipeline's text encoder; diffusers alone imports
+        # without it, then fails at the first model built)
     except ImportError as e:
         raise ImportError(
             f"img2img backends need torch, diffusers and transformers ({e}): "
@@ -226,8 +226,6 @@ def _deps() -> tuple[Any, Any]:
         cause = lines[-1][:300] if lines else type(e).__name__
         if "transformers" not in cause:
             raise ImportError(f"diffusers' img2img pipeline failed to import: {cause}") from e
-        import transformers
-
         raise ImportError(
             f"diffusers {diffusers.__version__} cannot run beside transformers "
             f"{transformers.__version__} ({cause}): pip install 'loopwave[torch]' installs "
@@ -1184,7 +1182,7 @@ def _check_shapes(pipe: Any) -> None:
     InstructPix2Pix model (8) loaded, and frame 0 failed with torch's "expected input
     ... to have 9 channels" after the run folder was written; so would a text encoder
     whose features are not the width the UNet attends to."""
-    unet, vae, text = (getattr(pipe, n, None) for n in ("unet", "vae", "text_encoder"))
+    unet, vae, text = (getattr(pipe, n, None) for n in _PARTS)
     if unet is None or vae is None or text is None:
         return
     takes = unet.config.in_channels
@@ -1223,7 +1221,7 @@ def _own_memory(pipe: Any) -> None:
     # by id: the original (kept alive, so no id is reused while this runs) and its copy
     copies: dict[int, tuple[Any, Any]] = {}
     with torch.no_grad():
-        for part in (getattr(pipe, n, None) for n in ("unet", "vae", "text_encoder")):
+        for part in (getattr(pipe, n, None) for n in _PARTS):
             if part is None:
                 continue
             for module in part.modules():

@@ -250,11 +250,12 @@ def _read_state(rd: Path) -> int:
 def _graph_dir(m: dict[str, Any], height: int, width: int) -> Path:
     """Where a model's exported graphs and engines live: ``model.engine_dir`` / a key of
     everything the graphs depend on (the model's files, its LoRAs, the frame size, the
-    versions of loopwave, torch and diffusers), so a changed model is exported afresh.
-    Hidden files and folders in the model's folder, and the engine folder, are not part
-    of the key."""
+    versions of loopwave, torch, diffusers and transformers), so a changed model is
+    exported afresh. Hidden files and folders in the model's folder, and the engine
+    folder, are not part of the key. (Called once the model is built: these are there.)"""
     import diffusers
     import torch
+    import transformers
 
     from . import __version__
 
@@ -289,19 +290,10 @@ def _graph_dir(m: dict[str, Any], height: int, width: int) -> Path:
         # transformers too: the smoke model's text encoder draws from the seeded RNG first,
         # and transformers 5 draws otherwise than 4, so the same seed made other UNet
         # weights, and a graph exported under the one was reused under the other
-        "versions": [__version__, torch.__version__, diffusers.__version__, _transformers()],
+        "versions": [__version__, *(lib.__version__ for lib in (torch, diffusers, transformers))],
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return Path(m["engine_dir"]) / f"{m['backend']}-{digest}"
-
-
-def _transformers() -> str:
-    """The installed transformers' version ("" without it)."""
-    try:
-        import transformers
-    except ImportError:
-        return ""
-    return str(transformers.__version__)
 
 
 def _lab_distance(la: np.ndarray, lb: np.ndarray) -> float:

@@ -142,11 +142,11 @@ _MATRIX_NAMES = {
     **{k: "bt709" for k in ("bt709", "bt.709", "709")},
     **{k: "bt2020" for k in ("bt2020", "bt.2020", "2020", "bt2020nc")},
 }
-# AVColorSpace code -> the swscale colorspace the reader converts with, as swscale's own
-# numbers (SWS_CS_*): PyAV before 18 has no name for BT2020 (a KeyError), but takes the
-# number, and converts as 18 does
-_SWS_SPACE = {1: 1, 5: 5, 6: 5, 9: 9, 10: 9}
-_SWS_ITU601 = 5
+# AVColorSpace code -> the matrix the reader decodes with (any other: BT.601, as swscale's
+# default); and each matrix as swscale's own number (SWS_CS_*): PyAV before 18 has no name
+# for BT2020 (a KeyError), but takes the number, and converts as 18 does
+_SPACE_MATRIX = {1: "bt709", 5: "bt601", 6: "bt601", 9: "bt2020", 10: "bt2020"}
+_SWS_CS = {"bt601": 5, "bt709": 1, "bt2020": 9}
 _RANGE_MPEG, _RANGE_JPEG = 1, 2
 # swscale's flags for YUV to RGB (SWS_*; PyAV passes an int through as they are): with
 # its default, bilinear alone, 4:2:0 and 4:2:2 came out a level dark on average (a mean
@@ -156,8 +156,6 @@ _RANGE_MPEG, _RANGE_JPEG = 1, 2
 # (as exact, several times faster than swscale's accurate path)
 _SWS_ACCURATE = 0x40000 | 0x2000
 _SWS_BILINEAR, _SWS_BICUBIC = 2, 4
-# AVColorSpace code -> yuv420p_to_rgb's matrix (unknown ones as BT.601, as swscale's)
-_OWN_MATRIX = {1: "bt709", 5: "bt601", 6: "bt601", 9: "bt2020", 10: "bt2020"}
 _CRF_MAX = {"libx264": 51, "libx265": 51, "h264_nvenc": 51, "hevc_nvenc": 51, "av1_nvenc": 51}
 _DEFAULT_CRF = 18
 _INSTALL = "video I/O needs PyAV: pip install 'loopwave[video]'"
@@ -1673,22 +1671,21 @@ class _Decoder:
         """RGB with the frame's own matrix and range (untagged: BT.601, limited), scaled
         to ``size`` (width, height) where it has another size, as FFmpeg scales a stream
         whose frame size changes to its first frame's (bicubic, ``ffmpeg``'s default)."""
-        space = _SWS_SPACE.get(int(frame.colorspace), _SWS_ITU601)
+        matrix = _SPACE_MATRIX.get(int(frame.colorspace), "bt601")
         full = int(frame.color_range) == _RANGE_JPEG
-        scale: dict[str, Any] = {"interpolation": _SWS_BILINEAR | _SWS_ACCURATE}
+        scale: dict[str, Any] = {}
         if size is not None and (frame.width, frame.height) != size:
-            scale = dict(width=size[0], height=size[1], interpolation=_SWS_BICUBIC | _SWS_ACCURATE)
-        elif frame.format.name in ("yuv420p", "yuvj420p") and not (frame.width | frame.height) & 1:
-            return yuv420p_to_rgb(
-                frame.to_ndarray(format="yuv420p"),
-                matrix=_OWN_MATRIX.get(int(frame.colorspace), "bt601"),
-                full_range=full,
-            )
+            scale = {"width": size[0], "height": size[1]}
+        even = not (frame.width | frame.height) & 1
+        if not scale and even and frame.format.name in ("yuv420p", "yuvj420p"):
+            planes = frame.to_ndarray(format="yuv420p")
+            return yuv420p_to_rgb(planes, matrix=matrix, full_range=full)
         rgb = frame.reformat(
             format="rgb24",
-            src_colorspace=space,
+            src_colorspace=_SWS_CS[matrix],
             src_color_range="JPEG" if full else "MPEG",
             dst_color_range="JPEG",
+            interpolation=(_SWS_BICUBIC if scale else _SWS_BILINEAR) | _SWS_ACCURATE,
             **scale,
         )
         return np.asarray(rgb.to_ndarray())
