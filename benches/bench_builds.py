@@ -1,7 +1,7 @@
 """Two builds of the native module timed against each other, in one process, in turns.
 
-    python benches/bench_builds.py OLD.so NEW.so [--kernel color_correct] [--rounds 24]
-                                   [--threads 1] [--dtype uint8]
+    python benches/bench_builds.py OLD.so NEW.so [--rounds 24] [--threads 1] [--dtype uint8]
+                                   [--kernel color_correct|blend_luminosity|match_gamma]
 
 How a kernel change is judged on a shared machine whose speed moves by up to 2x from
 minute to minute: each build is a copy of ``_native.abi3.so`` (``cargo build --release
@@ -59,7 +59,9 @@ def main(argv: list[str] | None = None) -> float:
     p.add_argument("old")
     p.add_argument("new")
     p.add_argument(
-        "--kernel", choices=["color_correct", "blend_luminosity"], default="color_correct"
+        "--kernel",
+        choices=["color_correct", "blend_luminosity", "match_gamma"],
+        default="color_correct",
     )
     p.add_argument("--rounds", type=int, default=24)
     p.add_argument("--threads", type=int, default=1, help="worker threads (0: all cores)")
@@ -81,6 +83,8 @@ def main(argv: list[str] | None = None) -> float:
             m = mods[i]
             if a.kernel == "color_correct":
                 return m.color_correct(frames, target, True, outs[i])[0]
+            if a.kernel == "match_gamma":
+                return m.match_gamma(frames, target)[0]
             return m.blend_luminosity(frames, luma)
 
         same = np.array_equal(call(0), call(1))

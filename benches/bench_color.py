@@ -106,6 +106,7 @@ def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int
 
     frames, targets = photos(h, w, n)
     ff = frames.astype(np.float32) / 255
+    ff_target = targets[0].astype(np.float32) / 255
     lab = lw.rgb_to_lab(frames)
     target = targets[0]
     px = h * w
@@ -235,6 +236,21 @@ def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int
         6 * px + 3 * px / n,
         "seed's gamma (cv2 L* stats + adjust_gamma)",
         lambda k: [seed_gamma(f) for f in frames[:k]],
+    )
+    lf_target = cv2.cvtColor(ff_target, cv2.COLOR_RGB2LAB)[..., 0].astype(float)
+
+    def seed_gamma_float(f: np.ndarray) -> np.ndarray:
+        """The seed's gamma step on float32 frames: OpenCV's float L* (0..100)."""
+        l1 = cv2.cvtColor(f, cv2.COLOR_RGB2LAB)[..., 0].astype(float)
+        scale = (lf_target.std() / l1.std()) * ((lf_target.mean() - l1.mean()) / l1.mean())
+        return exposure.adjust_gamma(f, max(1.0 + scale, 0.05))
+
+    add(
+        "match_gamma float32",
+        lambda: lw.match_gamma(ff, ff_target),
+        24 * px + 12 * px / n,
+        "seed's gamma float32 (cv2 L* stats + adjust_gamma)",
+        lambda k: [seed_gamma_float(f) for f in ff[:k]],
     )
     add(
         "lerp_frames",

@@ -200,6 +200,23 @@ def test_match_gamma_over_65536_pixels_is_close_to_the_whole_frame_solve():
         assert abs(np.log(g) - exact) < 5e-4, factor
 
 
+def test_match_gamma_float_over_65536_pixels_is_close_to_the_whole_frame_solve():
+    """The float path's sampled solve against a float64 solve over every pixel
+    (scikit-image's L* of the float64 power), on a photograph and on a dark one."""
+    from scipy.optimize import brentq
+    from skimage import data
+
+    img = to_float(data.chelsea())
+    for frame in (img, img**3):
+        x = frame.astype(np.float64)
+        for factor in (0.7, 1.25):
+            want = mean_l(np.clip(x * factor, 0, 1))
+            exact = brentq(lambda u, x=x, w=want: mean_l(x ** np.exp(u)) - w, -3, 3, xtol=1e-7)
+            out, g = lw.match_gamma(frame, np.clip(frame * np.float32(factor), 0, 1))
+            assert abs(np.log(g) - exact) < 5e-4, factor
+            assert abs(mean_l(out) - want) < 0.02, factor
+
+
 def test_match_gamma_known_answer():
     # a flat grey to another flat grey: L*(level 128 ** g) = L*(64)
     grey = np.full((4, 4, 3), 128, np.uint8)
