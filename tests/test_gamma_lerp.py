@@ -111,7 +111,7 @@ def test_match_gamma_float_path(photos):
 @pytest.mark.parametrize("level", [1e-2, 1e-3, 1e-4, 1e-6, 1e-9])
 def test_match_gamma_float_dark_frames(level):
     """A flat dark float frame matched to mid grey: the gamma is ln(0.5) / ln(level),
-    inside [1/32, 32]. The solver's table of x**g was straight segments from 0, far
+    inside [1/32, 32]. An earlier solver read x**g from straight segments from 0, far
     below the curve there: 1e-4 and 1e-6 got 1/32, 1e-9 got 1."""
     f = np.full((8, 8, 3), level, np.float32)
     grey = np.full((8, 8, 3), 0.5, np.float32)

@@ -4,7 +4,6 @@
 //! the layout of a contiguous numpy array of shape `(n, h, w, 3)`.
 
 use super::error::{KernelError, Result};
-use super::srgb;
 
 /// Shape of a batch of RGB frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,8 +136,6 @@ pub trait Sample: Copy + Send + Sync + 'static {
     const FLOAT: bool;
     /// The value as a fraction of full scale. Floats are clamped to [0, 1].
     fn to_unit(self) -> f32;
-    /// The sRGB-encoded value decoded to linear light in [0, 1].
-    fn to_linear(self) -> f32;
     /// A fraction of full scale (clamped to [0, 1]) as this type; `u8` rounds to nearest.
     fn from_unit(v: f32) -> Self;
     /// A finite check for floats; always true for integers.
@@ -169,10 +166,6 @@ impl Sample for u8 {
     #[inline(always)]
     fn to_unit(self) -> f32 {
         self as f32 * (1.0 / 255.0)
-    }
-    #[inline(always)]
-    fn to_linear(self) -> f32 {
-        srgb::decode_u8(self)
     }
     #[inline(always)]
     fn from_unit(v: f32) -> Self {
@@ -221,10 +214,6 @@ impl Sample for f32 {
     #[inline(always)]
     fn to_unit(self) -> f32 {
         self.clamp(0.0, 1.0)
-    }
-    #[inline(always)]
-    fn to_linear(self) -> f32 {
-        srgb::decode_f32(self)
     }
     #[inline(always)]
     fn from_unit(v: f32) -> Self {
