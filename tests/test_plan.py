@@ -226,6 +226,34 @@ def test_a_build_with_keep_goes_on_from_its_last_finished_keyframe(tmp_path):
         np.testing.assert_array_equal(plan.keyframes[k], whole.keyframes[k])
 
 
+def test_a_build_with_keep_renders_a_damaged_keyframe_again(tmp_path):
+    """A kept keyframe a power cut left empty or cut short (a run made before files were
+    synced to disk) stopped every build and resume with a ValueError: it is rendered
+    again, and not counted as kept."""
+
+    def pure(k, v):
+        return np.full((4, 6, 3), (k * 7 + v * 3) % 256, np.uint8)
+
+    keep = tmp_path / "plan"
+    whole = ColourPlan.build(pure, frames=10, every=3, renders=2)
+    ColourPlan.build(pure, frames=10, every=3, renders=2, keep=keep)
+    (keep / "000003.png").write_bytes(b"")
+    cut = (keep / "000006.png").read_bytes()
+    (keep / "000006.png").write_bytes(cut[: len(cut) - 5])
+    assert ColourPlan.kept(keep, frames=10, every=3) == 2
+    calls = []
+
+    def render(k, v):
+        calls.append((k, v))
+        return pure(k, v)
+
+    plan = ColourPlan.build(render, frames=10, every=3, renders=2, keep=keep)
+    assert calls == [(3, 0), (3, 1), (6, 0), (6, 1)]
+    for k in whole.keyframes:
+        np.testing.assert_array_equal(plan.keyframes[k], whole.keyframes[k])
+    assert ColourPlan.kept(keep, frames=10, every=3) == 4
+
+
 def test_a_plan_in_files_holds_a_few_keyframes_and_reads_each_once(tmp_path, monkeypatch):
     """A plan held every keyframe in memory: W x H x 3 bytes times frames / every, which
     grew with the video where every other stage stays flat."""

@@ -213,3 +213,82 @@ def test_write_png_takes_the_longest_legal_name(tmp_path):
         write_png(path, img)
         np.testing.assert_array_equal(read_png(path), img)
     assert sorted(len(p.name) for p in tmp_path.iterdir()) == [251, 255]  # no temporary left
+
+
+def test_whole_png_tells_what_a_power_cut_leaves(tmp_path):
+    """whole_png: the quick check a resume makes of every recorded frame."""
+    from loopwave.png import whole_png
+
+    path = write_png(tmp_path / "f.png", np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3))
+    data = path.read_bytes()
+    assert whole_png(path) is None
+    cases = {
+        "empty": (b"", "it is empty"),
+        "tiny": (data[:10], "it holds 10 bytes"),
+        "cut": (data[: len(data) // 2], "cut short"),
+        "last byte": (data[:-1], "cut short"),
+        "zeros": (bytes(len(data)), "does not open as a PNG"),
+        "tail zeros": (data[:40] + bytes(len(data) - 40), "cut short"),
+        "no IHDR": (data[:12] + b"IHDX" + data[16:], "does not open as a PNG"),
+    }
+    for name, (content, why) in cases.items():
+        path.write_bytes(content)
+        got = whole_png(path)
+        assert got is not None and why in got, name
+    assert whole_png(tmp_path / "none.png") == "it is missing"
+    assert "cannot be read" in whole_png(tmp_path)  # a folder
+
+
+def test_durable_write_syncs_the_file_before_its_rename_and_the_folder_after(tmp_path, monkeypatch):
+    import os
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("names open files through /proc")
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(a, b):
+        events.append(("replace", f"{os.fspath(a)} -> {os.fspath(b)}"))
+        real_replace(a, b)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    img = np.full((3, 4, 3), 7, np.uint8)
+    write_png(tmp_path / "plain.png", img)
+    assert [e[0] for e in events] == ["replace"]  # not durable: no sync
+    events.clear()
+    write_png(tmp_path / "f.png", img, durable=True)
+    tmp, final = str(tmp_path / "f.png.tmp"), str(tmp_path / "f.png")
+    assert events == [("fsync", tmp), ("replace", f"{tmp} -> {final}"), ("fsync", str(tmp_path))]
+    np.testing.assert_array_equal(read_png(final), img)
+
+
+def test_durable_write_on_a_filesystem_that_cannot_sync(tmp_path, monkeypatch):
+    """EINVAL (a filesystem without fsync) writes as before; EIO (the disk lost the data)
+    is raised, and leaves no temporary file and the old file whole."""
+    import errno
+    import os
+
+    img = np.full((3, 4, 3), 7, np.uint8)
+    path = write_png(tmp_path / "f.png", img)
+    before = path.read_bytes()
+
+    def refuse(code):
+        def fsync(fd):
+            raise OSError(code, os.strerror(code))
+
+        return fsync
+
+    monkeypatch.setattr(os, "fsync", refuse(errno.EINVAL))
+    write_png(path, img[::-1].copy(), durable=True)
+    np.testing.assert_array_equal(read_png(path), img[::-1])
+    write_png(path, img, durable=True)
+    monkeypatch.setattr(os, "fsync", refuse(errno.EIO))
+    with pytest.raises(OSError, match="Input/output error"):
+        write_png(path, np.zeros_like(img), durable=True)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png"]

@@ -184,6 +184,77 @@ def test_resume_gives_the_uninterrupted_frames(tmp_path, backend, stop):
     assert (tmp_path / "cut" / "drift.csv").read_bytes() == whole and b"\r" not in whole
 
 
+@pytest.mark.parametrize(
+    ("frame", "damage"), [(4, "empty"), (2, "cut"), (0, "missing"), (3, "zeros")]
+)
+def test_resume_makes_damaged_recorded_frames_again(tmp_path, backend, frame, damage):
+    """What a power cut can leave of frames the state records, where the disk took the
+    renames and not yet the data (runs made before frames were synced to disk): such a
+    run could not be resumed at all (PIL's UnidentifiedImageError on the frame). The
+    frames from the first damaged one are made again, the same as uninterrupted."""
+    s = Settings.from_dict(JOB)
+    full = render(s, run_dir=tmp_path / "full", backend=backend, progress=False, video=False)
+    render(s, run_dir=tmp_path / "cut", backend=backend, progress=False, video=False, stop_after=4)
+    path = tmp_path / "cut" / "frames" / f"{frame:06d}.png"
+    data = path.read_bytes()
+    if damage == "missing":
+        path.unlink()
+    else:
+        path.write_bytes({"empty": b"", "cut": data[:100], "zeros": bytes(len(data))}[damage])
+    spy = _Spy(backend)
+    with pytest.warns(RuntimeWarning, match=f"recorded frame {frame} is damaged"):
+        r = render(None, run_dir=tmp_path / "cut", resume=True, backend=spy, progress=False)
+    assert len(spy.calls) == 7 - frame  # frames frame..6, and no keyframe again
+    a, b = frames_of(full.run_dir), frames_of(tmp_path / "cut")
+    assert len(a) == len(b) == 7
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    rows = list(csv.DictReader(open(tmp_path / "cut" / "drift.csv")))
+    assert [int(x["frame"]) for x in rows] == list(range(7))
+    av = pytest.importorskip("av")
+    assert r.video is not None
+    with av.open(str(r.video)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 13
+
+
+def test_a_frame_is_on_disk_before_the_state_records_it(tmp_path, backend, monkeypatch):
+    """Each frame's data is synced before its rename, its folder before the state names
+    it, and the drift row and the state before the next frame (a power cut lost frames
+    the state recorded)."""
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("names open files through /proc")
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(a, b):
+        events.append(("replace", os.fspath(b)))
+        real_replace(a, b)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    rd = tmp_path / "r"
+    render(Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False, video=False)
+    state = [i for i, e in enumerate(events) if e == ("replace", str(rd / "state.json"))]
+    for k in range(7):
+        frame = str(rd / "frames" / f"{k:06d}.png")
+        at = events.index(("replace", frame))
+        assert events[at - 1] == ("fsync", frame + ".tmp")
+        assert events[at + 1] == ("fsync", str(rd / "frames"))
+        # the drift row, then the state naming frame k: its data synced, then the rename
+        recorded = next(i for i in state if i > at)
+        assert events[at + 2] == ("fsync", str(rd / "drift.csv"))
+        assert events[recorded - 1] == ("fsync", str(rd / "state.json.tmp"))
+        assert events[recorded + 1] == ("fsync", str(rd))
+    assert json.loads((rd / "state.json").read_text())["last"] == 6
+    # the run's other files too: its settings, the plan's index and keyframes
+    for name in ("settings.json.tmp", "plan.json.tmp", "plan", "plan/000003.png.tmp"):
+        assert ("fsync", str(rd / name)) in events, name
+
+
 def test_refusals(tmp_path, backend):
     s = Settings.from_dict(JOB)
     render(s, run_dir=tmp_path / "r", backend=backend, progress=False, video=False, stop_after=0)

@@ -41,7 +41,7 @@ import numpy as np
 
 from . import _validate as _v
 from .color import color_correct, lerp_frames, mean_frames
-from .png import read_png, write_png
+from .png import read_png, sync_file, sync_folder, whole_png, write_png
 
 __all__ = ["ColourPlan", "Keyframes", "keyframe_indices"]
 
@@ -221,7 +221,9 @@ class ColourPlan:
         check = _KeyframeCheck()
         for k in keys:
             path = None if keep is None else keep / f"{k:06d}.png"
-            if path is not None and path.is_file():  # complete: write_png renames into place
+            # complete (write_png renames into place, durably), unless a power cut came
+            # before the disk wrote a file of a run made before frames were synced
+            if path is not None and whole_png(path) is None:
                 img = _read_png(path)
             else:
                 made_k: list[np.ndarray] = []
@@ -234,7 +236,7 @@ class ColourPlan:
                         a.flags.writeable = False
                 if path is not None and img.dtype == np.uint8:
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    write_png(path, img)
+                    write_png(path, img, durable=True)
             check(k, img)
             if path is not None and img.dtype == np.uint8:
                 paths[k] = path  # on disk: read again when a target needs it
@@ -248,7 +250,7 @@ class ColourPlan:
     def kept(keep: str | os.PathLike[str], *, frames: int, every: int) -> int:
         """How many of the keyframes :meth:`build` with ``keep`` would read, not render."""
         d = _v.folder(keep, "keep")
-        return sum((d / f"{k:06d}.png").is_file() for k in keyframe_indices(frames, every))
+        return sum(whole_png(d / f"{k:06d}.png") is None for k in keyframe_indices(frames, every))
 
     def target(self, i: int) -> np.ndarray:
         """The target of frame ``i``: its keyframe, or the lerp of the two around it. A
@@ -291,9 +293,11 @@ class ColourPlan:
                 tmp = d / f"{k:06d}.npy.tmp"
                 with open(tmp, "wb") as f:
                     np.save(f, img, allow_pickle=False)
+                    sync_file(f)
                 os.replace(tmp, d / f"{k:06d}.npy")
             else:
-                write_png(d / f"{k:06d}.png", img)
+                write_png(d / f"{k:06d}.png", img, durable=True)
+        sync_folder(d)
         index: dict[str, Any] = {"keyframes": self._keys}
         if floats:
             index["dtype"] = "float32"
@@ -423,10 +427,15 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _atomic_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON whole or not at all (a temporary file, then rename)."""
+    """Write ``data`` as JSON whole or not at all (a temporary file, then rename), on disk
+    before this returns (:func:`loopwave.png.sync_file`): a run's settings, state and plan
+    index must survive a power cut as the frames they name do."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(json.dumps(data, indent=2, sort_keys=True))
+        sync_file(f)
     os.replace(tmp, path)
+    sync_folder(path.parent)
 
 
 def _read_json(path: Path) -> Any:

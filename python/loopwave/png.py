@@ -8,15 +8,17 @@ colour plan's keyframes) where neither Pillow nor PyAV is installed.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["read_png", "write_png"]
+__all__ = ["read_png", "sync_file", "sync_folder", "whole_png", "write_png"]
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -55,8 +57,41 @@ def encode_png(image: np.ndarray, *, level: int = 6) -> bytes:
     )
 
 
-def write_png(path: str | os.PathLike[str], image: np.ndarray, *, level: int = 6) -> Path:
-    """Write ``image`` to ``path`` atomically (a temporary file, then rename)."""
+def sync_file(f: Any) -> None:
+    """Flush the open file ``f`` and have the OS put its bytes on disk (``fsync``), so a
+    rename after it can never outlive its data in a power cut: an ext4 or XFS disk
+    commits the rename, and writes the data when it gets to it, and a recorded frame
+    came back empty. Filesystems that cannot sync (some network and FUSE ones say so
+    with EINVAL) are written to as before."""
+    f.flush()
+    try:
+        os.fsync(f.fileno())
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+
+
+def sync_folder(folder: Path) -> None:
+    """:func:`sync_file` for a folder's entries (a rename into it); nothing on Windows,
+    where a folder cannot be opened so."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def write_png(
+    path: str | os.PathLike[str], image: np.ndarray, *, level: int = 6, durable: bool = False
+) -> Path:
+    """Write ``image`` to ``path`` atomically (a temporary file, then rename). With
+    ``durable``, the file is on disk before the rename, and the rename before this
+    returns (:func:`sync_file`): what a run records as made must survive a power cut."""
     path = Path(path)
     data = encode_png(image, level=level)
     if path.is_dir():
@@ -67,12 +102,45 @@ def write_png(path: str | os.PathLike[str], image: np.ndarray, *, level: int = 6
     if len(os.fsencode(tmp.name)) > 255:  # a legal 252-255-byte name failed, naming tmp
         tmp = path.with_name(f".{hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16]}.tmp")
     try:
-        tmp.write_bytes(data)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if durable:
+                sync_file(f)
         os.replace(tmp, path)
     except BaseException:  # a full disk, a Ctrl-C: no NAME.tmp left beside the frames
         tmp.unlink(missing_ok=True)
         raise
+    if durable:
+        sync_folder(path.parent)
     return path
+
+
+_IEND = _chunk(b"IEND", b"")
+
+
+def whole_png(path: str | os.PathLike[str]) -> str | None:
+    """Why the file at ``path`` is not a whole PNG file, or None where it looks whole: it
+    opens with the signature and an IHDR chunk and ends with the IEND chunk. A quick
+    check of the ends only (two small reads), for what a power cut leaves of a file the
+    disk had not written yet: nothing, a file cut short, or one of the right length
+    holding zeros."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+            size = f.seek(0, os.SEEK_END)
+            if size < len(head) + len(_IEND):
+                return f"it holds {size} bytes" if size else "it is empty"
+            f.seek(size - len(_IEND))
+            tail = f.read()
+    except FileNotFoundError:
+        return "it is missing"
+    except OSError as e:
+        return f"it cannot be read ({e.strerror or e})"
+    if head[:8] != _SIGNATURE or head[12:16] != b"IHDR":
+        return "it does not open as a PNG file"
+    if tail != _IEND:
+        return "it is cut short (it does not end with IEND)"
+    return None
 
 
 #: Pillow's limit (twice its MAX_IMAGE_PIXELS), against a small file that claims a huge image

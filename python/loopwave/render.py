@@ -7,10 +7,12 @@ denoise (or a schedule) with the prompt in force, and colour-corrected toward
 its colour-plan target (or the first frame, or not at all).
 
 Every frame is stored losslessly as ``frames/NNNNNN.png`` in the run directory,
-then ``state.json`` records it (both written atomically, in that order), so
-``render(..., resume=True)`` / ``loopwave render --resume RUN_DIR`` continues
-after a crash or kill and produces exactly the frames an uninterrupted run
-would (deterministic on the CPU).
+then ``state.json`` records it (both written atomically, in that order, each
+synced to disk first), so ``render(..., resume=True)`` / ``loopwave render
+--resume RUN_DIR`` continues after a crash, a kill or a power cut and produces
+exactly the frames an uninterrupted run would (deterministic on the CPU). A
+recorded frame found damaged (a run made before frames were synced, a disk that
+ignores fsync) is made again, with the frames after it, and a RuntimeWarning.
 
 The work runs as a pipeline of stages behind bounded queues, so memory stays
 flat however many frames: the render thread generates and colour-corrects
@@ -51,6 +53,7 @@ import signal
 import subprocess
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +67,7 @@ from ._validate import unmakeable
 from .backends import CFG_FORM, MAX_CFG, MAX_STEPS, MIN_CFG, Img2Img, load_backend
 from .color import color_correct, motion_matrix, rgb_to_lab, warp_affine
 from .plan import ColourPlan, _atomic_json, _read_json, _read_png, keyframe_indices
-from .png import write_png
+from .png import sync_file, whole_png, write_png
 from .prompt_weights import parse_weights
 from .schedule import (
     Prompt,
@@ -244,6 +247,27 @@ def _read_state(rd: Path) -> int:
         raise ValueError(
             f'{rd / "state.json"}: expected {{"last": frame index >= 0, or -1}}; got {state!r:.80}'
         )
+    return last
+
+
+def _whole_frames(rd: Path, last: int) -> int:
+    """``last``, or the frame before the first recorded frame that is not a whole file
+    (:func:`loopwave.png.whole_png`), with a RuntimeWarning naming it: the frames from
+    it on are made again, the same as they were. Frames are on disk before the state
+    records them, but a run made before that (or a disk that does not honour fsync) can
+    come back from a power cut with recorded frames empty or cut short, and such a run
+    could not be resumed at all."""
+    for k in range(last + 1):
+        why = whole_png(rd / "frames" / f"{k:06d}.png")
+        if why is not None:
+            warnings.warn(
+                f"{rd}: recorded frame {k} is damaged ({why}), as a power cut leaves a "
+                f"file the disk had not written; the run goes on from frame {k}, making "
+                f"{f'frame {k}' if k == last else f'frames {k}..{last}'} again",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return k - 1
     return last
 
 
@@ -441,9 +465,12 @@ def _saver(
             # frame 0 has no previous frame: its field is empty (0 read as no change)
             to_prev = f"{_lab_distance(lab, lab_of(prev)):.4f}" if prev is not None else ""
             # zlib level 1: 2.7x faster than 6 on a 512x512 frame, files 3% larger
-            write_png(run_dir / "frames" / f"{i:06d}.png", frame, level=1)
+            # each on disk before the state records the frame (a power cut left recorded
+            # frames empty: the disk had taken the renames, not yet the data)
+            write_png(run_dir / "frames" / f"{i:06d}.png", frame, level=1, durable=True)
             with open(run_dir / "drift.csv", "a", newline="") as f:
                 csv.writer(f, lineterminator="\n").writerow([i, to_target, to_prev])
+                sync_file(f)
             _atomic_json(run_dir / "state.json", {"last": i, "settings": digest})
             # keep this frame's and target's: the next item's prev and maybe its target
             held = {id(im): held[id(im)] for im in (frame, target) if im is not None}
@@ -693,6 +720,7 @@ def _keep_drift_rows(path: Path, last: int) -> None:
     try:
         with open(tmp, "w", newline="") as fh:
             csv.writer(fh, lineterminator="\n").writerows([DRIFT_HEADER, *kept])
+            sync_file(fh)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -1213,7 +1241,7 @@ def render(
                     "model; resume again to continue the run as it is now"
                 )
         c = settings["colour"]
-        last = _read_state(rd)
+        last = _whole_frames(rd, _read_state(rd))
         _check_stop_after(stop_after, last)
         # frames after the last recorded one may be partial writes of a killed run (only
         # the names this renderer writes, 000123.png)
