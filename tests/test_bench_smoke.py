@@ -99,17 +99,20 @@ def test_bench_seed_ratio_runs(capsys, monkeypatch):
     res = mod.main(["--size", "256x192", "--rounds", "3"])
     assert lw.buffer_cache_info()["max_bytes"] == limit  # the cache-off row's limit undone
     assert len(kept_before) == 4 and all(k >= 1 for k in kept_before[1:]), kept_before
-    # with the renderer's own call: one frame with a target of its own, in the same rounds
+    # with the renderer's own call: one frame with a target of its own, in the same rounds;
+    # and one frame toward the batch's one target, as it is and as a ColorTarget
     assert set(res) == {
         "seed step (1 frame)",
         "color_correct",
         "color_correct cache off",
         "color_correct out=",
         "color_correct 1 frame, own target",
+        "color_correct 1 frame, one target",
+        "color_correct 1 frame, ColorTarget",
     }
     assert all(v.shape == (3,) and (v > 0).all() for v in res.values())
     out = capsys.readouterr().out
-    assert out.count("per round") == 4 and "middle half" in out
+    assert out.count("per round") == 6 and "middle half" in out
 
 
 @pytest.mark.parametrize(

@@ -268,3 +268,112 @@ def test_hard_cases_close_to_the_exact_step(hard, photos):
         # tiny frames: source values sharing a Lab bin share one output (documented);
         # measured max 3.2 levels (the 16x16 gradient onto coffee), mean <= 0.27
         assert d.max() < 4 and d.mean() < 0.4
+
+
+# ------------------------------------------------------------------ ColorTarget
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_a_color_target_gives_the_same_output(photos, dtype):
+    """color_correct toward a ColorTarget is color_correct toward its frames, byte for
+    byte: one shared target (of another size too), one per frame, with and without the
+    gamma, into out=, and its gammas."""
+    imgs = [photos[n] for n in ("astronaut", "coffee", "chelsea")]
+    h = min(i.shape[0] for i in imgs)
+    w = min(i.shape[1] for i in imgs)
+    batch = np.stack([i[:h, :w] for i in imgs])
+    small = photos["rocket"][:97, :131]
+    if dtype == np.float32:
+        batch, small = to_float(batch), to_float(small)
+    frames = np.stack([drift(f) for f in batch]) if dtype == np.uint8 else batch[::-1].copy()
+    targets = batch
+    for target in (targets[0], small, targets, targets[1:2]):
+        prepared = lw.ColorTarget(target)
+        for gamma in (True, False):
+            want, wg = lw.color_correct(frames, target, gamma=gamma, return_gammas=True)
+            got, gg = lw.color_correct(frames, prepared, gamma=gamma, return_gammas=True)
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(gg, wg)
+        if target.ndim == 3 or len(target) == 1:  # a frame at a time, as a video is read
+            for f in frames:
+                np.testing.assert_array_equal(
+                    lw.color_correct(f, prepared), lw.color_correct(f, target)
+                )
+        out = np.empty_like(frames)
+        assert lw.color_correct(frames, prepared, out=out) is out
+        np.testing.assert_array_equal(out, lw.color_correct(frames, target))
+
+
+def test_a_color_target_keeps_statistics_not_pixels(photos):
+    img = photos["coffee"].copy()
+    prepared = lw.ColorTarget(img)
+    assert len(prepared) == 1 and prepared.dtype == np.uint8
+    assert prepared.size == img.shape[:2]
+    assert repr(prepared) == f"ColorTarget(1 target of {img.shape[1]}x{img.shape[0]}, uint8)"
+    assert prepared.mean_lightness.shape == (1,)
+    assert abs(prepared.mean_lightness[0] - mean_l(img)) < 1e-3
+    frame = photos["astronaut"]
+    before = lw.color_correct(frame, prepared)
+    img[:] = 0  # the array changes; the target made of it does not
+    np.testing.assert_array_equal(lw.color_correct(frame, prepared), before)
+    batch = lw.ColorTarget(np.stack([photos["coffee"], photos["coffee"][::-1]]))
+    assert len(batch) == 2 and repr(batch).startswith("ColorTarget(2 targets of")
+    f32 = lw.ColorTarget(to_float(photos["coffee"]))
+    assert f32.dtype == np.float32
+    assert abs(f32.mean_lightness[0] - prepared.mean_lightness[0]) < 1e-3
+
+
+def test_a_color_target_refuses_what_color_correct_refuses(photos):
+    import pickle
+
+    img = photos["coffee"]
+    with pytest.raises(TypeError, match="target"):
+        lw.ColorTarget(None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="target"):
+        lw.ColorTarget(img.astype(np.int16))
+    with pytest.raises(ValueError, match="target"):
+        lw.ColorTarget(img[..., :2])
+    with pytest.raises(ValueError, match="target"):
+        lw.ColorTarget(np.zeros((0, 4, 4, 3), np.uint8))
+    bad = to_float(img)
+    bad[3, 4, 1] = np.nan
+    with pytest.raises(ValueError, match="target"):
+        lw.ColorTarget(bad)
+    prepared = lw.ColorTarget(img)
+    with pytest.raises(TypeError, match="target must have the dtype of frames"):
+        lw.color_correct(to_float(img), prepared)
+    pair = lw.ColorTarget(np.stack([img, img]))
+    with pytest.raises(ValueError, match="one per frame \\(3\\); got a ColorTarget of 2"):
+        lw.color_correct(np.stack([img] * 3), pair)
+    with pytest.raises(ValueError, match="one per frame \\(1\\); got a ColorTarget of 2"):
+        lw.color_correct(img, pair)
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(prepared)
+    # the native call checks too, as a direct caller may skip the wrapper
+    from loopwave import _native
+
+    with pytest.raises(ValueError, match="target"):
+        _native.color_correct_prepared(np.stack([img] * 3), pair._native, True)
+    with pytest.raises(TypeError, match="target"):
+        _native.color_correct_prepared(to_float(img)[None], prepared._native, True)
+
+
+def test_a_color_target_shared_by_threads(photos):
+    from concurrent.futures import ThreadPoolExecutor
+
+    prepared = lw.ColorTarget(photos["coffee"])
+    frames = [drift(photos[n]) for n in ("astronaut", "chelsea", "rocket", "coffee")] * 2
+    want = [lw.color_correct(f, photos["coffee"]) for f in frames]
+    with ThreadPoolExecutor(8) as ex:
+        got = list(ex.map(lambda f: lw.color_correct(f, prepared), frames))
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_colour_docstring_examples_run():
+    import doctest
+
+    import loopwave.color
+
+    result = doctest.testmod(loopwave.color, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 4 and result.failed == 0

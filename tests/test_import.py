@@ -52,7 +52,9 @@ def test_color_all_lists_every_public_function():
     public = {
         n
         for n, f in vars(color).items()
-        if inspect.isfunction(f) and not n.startswith("_") and f.__module__ == color.__name__
+        if (inspect.isfunction(f) or inspect.isclass(f))
+        and not n.startswith("_")
+        and f.__module__ == color.__name__
     }
     assert public == set(color.__all__)
     assert set(color.__all__) <= set(lw.__all__)

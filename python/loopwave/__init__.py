@@ -7,6 +7,7 @@ The colour kernels run in Rust over frame batches (see :mod:`loopwave.color`).
 from ._native import KernelPanic
 from ._native import __version__ as _native_version
 from .color import (
+    ColorTarget,
     adjust_gamma,
     blend_luminosity,
     buffer_cache_info,
@@ -30,6 +31,7 @@ from .color import (
 __version__ = _native_version
 
 __all__ = [
+    "ColorTarget",
     "KernelPanic",
     "__version__",
     "adjust_gamma",

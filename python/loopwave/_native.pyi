@@ -16,6 +16,8 @@ __all__ = [
     "adjust_gamma",
     "match_gamma",
     "color_correct",
+    "color_correct_prepared",
+    "ColorTarget",
     "lerp_frames",
     "mean_frames",
     "rgb_to_yuv420p",
@@ -50,6 +52,26 @@ def match_gamma(
 def color_correct(
     frames_: npt.NDArray[Any],
     target: npt.NDArray[Any],
+    gamma: bool,
+    out: npt.NDArray[Any] | None = None,
+) -> tuple[npt.NDArray[Any], npt.NDArray[np.float64]]: ...
+
+@final
+class ColorTarget:
+    """A target's statistics for ``color_correct_prepared`` (``loopwave.ColorTarget``)."""
+    def __new__(cls, target: npt.NDArray[Any]) -> ColorTarget: ...
+    @property
+    def n(self) -> int: ...
+    @property
+    def is_float(self) -> bool: ...
+    @property
+    def size(self) -> tuple[int, int]: ...
+    @property
+    def mean_lightness(self) -> list[float]: ...
+
+def color_correct_prepared(
+    frames_: npt.NDArray[Any],
+    target: ColorTarget,
     gamma: bool,
     out: npt.NDArray[Any] | None = None,
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.float64]]: ...

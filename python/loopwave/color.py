@@ -30,6 +30,7 @@ from . import _native
 from . import _validate as v
 
 __all__ = [
+    "ColorTarget",
     "adjust_gamma",
     "blend_luminosity",
     "buffer_cache_info",
@@ -235,10 +236,73 @@ def mean_frames(frames: Frames | list[Frames] | tuple[Frames, ...]) -> Frames:
     return out
 
 
+class ColorTarget:
+    """What :func:`color_correct` needs of a target, worked out once: each target frame's
+    CIE Lab histogram and mean lightness. Pass it as ``color_correct``'s ``target`` to
+    correct frame after frame toward the same target (a video read a frame at a time
+    and graded toward one reference, a renderer's fixed target): the output is the same
+    as with the target itself, and no call works out its statistics again, which is a
+    pass over the whole target, about a third of a one-frame call at 1080p
+    (``benches/bench_seed_ratio.py``'s rows for one frame).
+
+    ``target`` is one frame ``(H, W, 3)`` or ``(1, H, W, 3)``, for frames and batches of
+    any length, or ``N`` frames, one per frame of an ``N``-frame batch; ``uint8`` or
+    ``float32``, checked as ``color_correct`` checks it, and frames corrected toward it
+    must have its dtype. It keeps the statistics (about 100 KB a target frame), not the
+    pixels: later changes to the array do not reach it. It can be shared by threads,
+    but not pickled: make it in each process.
+
+    Example
+    -------
+    >>> import numpy as np, loopwave as lw
+    >>> rng = np.random.default_rng(0)
+    >>> frames = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    >>> ref = lw.ColorTarget(frames[0])
+    >>> ref
+    ColorTarget(1 target of 16x16, uint8)
+    >>> same = [lw.color_correct(f, ref) == lw.color_correct(f, frames[0]) for f in frames]
+    >>> all(s.all() for s in same)
+    True
+    """
+
+    __slots__ = ("_native",)
+
+    def __init__(self, target: Frames) -> None:
+        t, _ = v.frames(target, "target")
+        self._native = _native.ColorTarget(t)
+
+    def __len__(self) -> int:
+        """How many target frames."""
+        return int(self._native.n)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The targets' dtype (``uint8`` or ``float32``): frames must have it."""
+        return np.dtype(np.float32 if self._native.is_float else np.uint8)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The target frames' ``(height, width)``."""
+        h, w = self._native.size
+        return int(h), int(w)
+
+    @property
+    def mean_lightness(self) -> npt.NDArray[np.float64]:
+        """Each target frame's mean CIE L* (0..100), the lightness ``gamma=True`` aims at."""
+        return np.array(self._native.mean_lightness, np.float64)
+
+    def __repr__(self) -> str:
+        n, (h, w) = len(self), self.size
+        return f"ColorTarget({n} target{'s' * (n != 1)} of {w}x{h}, {self.dtype})"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a ColorTarget cannot be pickled: make it in each process")
+
+
 @overload
 def color_correct(
     frames: Frames,
-    target: Frames,
+    target: Frames | ColorTarget,
     *,
     gamma: bool = ...,
     return_gammas: Literal[False] = ...,
@@ -247,7 +311,7 @@ def color_correct(
 @overload
 def color_correct(
     frames: Frames,
-    target: Frames,
+    target: Frames | ColorTarget,
     *,
     gamma: bool = ...,
     return_gammas: Literal[True],
@@ -255,7 +319,7 @@ def color_correct(
 ) -> tuple[Frames, Any]: ...
 def color_correct(
     frames: Frames,
-    target: Frames,
+    target: Frames | ColorTarget,
     *,
     gamma: bool = True,
     return_gammas: bool = False,
@@ -266,7 +330,9 @@ def color_correct(
     Per frame: CIELAB histogram match to ``target``; LUMINOSITY blend that keeps
     the frame's own luminance; then (``gamma=True``) :func:`match_gamma` toward
     the target's mean lightness. ``target`` is one frame or one per frame, the
-    same dtype as ``frames``, any size. Nothing is rounded to 8 bits between the
+    same dtype as ``frames``, any size, or a :class:`ColorTarget` made of such (the
+    same output, without working out the target's statistics again on every call).
+    Nothing is rounded to 8 bits between the
     steps, so on photographs the output is close to the exact float64 result
     (``benches/bench_accuracy.py``: a mean of 0.24 levels from it), and within a few
     levels of the seed's pipeline (OpenCV LAB + skimage + blendmodes) where frame and
@@ -300,15 +366,30 @@ def color_correct(
     (2, 16, 16, 3)
     """
     x, single = v.frames(frames, "frames")
-    t, _ = v.frames(target, "target")
-    v.same_dtype(t, "target", x, "frames")
-    v.one_or_per_frame(t, "target", x.shape[0])
+    if isinstance(target, ColorTarget):
+        if target.dtype != x.dtype:
+            raise TypeError(
+                f"target must have the dtype of frames ({x.dtype}); got a ColorTarget of "
+                f"{target.dtype} frames"
+            )
+        if len(target) not in (1, x.shape[0]):
+            raise ValueError(
+                f"target must be one frame or one per frame ({x.shape[0]}); got a "
+                f"ColorTarget of {len(target)} frames"
+            )
+    else:
+        t, _ = v.frames(target, "target")
+        v.same_dtype(t, "target", x, "frames")
+        v.one_or_per_frame(t, "target", x.shape[0])
     if not isinstance(gamma, (bool, np.bool_)):
         raise TypeError(f"gamma must be True or False; got {gamma!r}")
     if not isinstance(return_gammas, (bool, np.bool_)):
         raise TypeError(f"return_gammas must be True or False; got {return_gammas!r}")
     dst = None if out is None else _out_like(out, frames, x, single, target)
-    res, gammas = _native.color_correct(x, t, bool(gamma), dst)
+    if isinstance(target, ColorTarget):
+        res, gammas = _native.color_correct_prepared(x, target._native, bool(gamma), dst)
+    else:
+        res, gammas = _native.color_correct(x, t, bool(gamma), dst)
     res = _squeeze(res, single) if out is None else out
     if not return_gammas:
         return res
@@ -327,7 +408,7 @@ def _out_like(out: Any, frames: np.ndarray, x: np.ndarray, single: bool, target:
         raise ValueError(f"out must have the shape of frames {frames.shape}; got {out.shape}")
     if not out.flags.c_contiguous or not out.flags.writeable or not out.flags.aligned:
         raise ValueError("out must be C-contiguous, aligned and writeable")
-    if any(_overlaps(out, a) for a in (frames, x, target)):
+    if any(_overlaps(out, a) for a in (frames, x, target) if not isinstance(a, ColorTarget)):
         raise ValueError("out must not share memory with frames or target")
     return out[None] if single else out
 

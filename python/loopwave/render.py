@@ -65,7 +65,7 @@ from ._encode_worker import END, FRAME, HEADER
 from ._progress import Progress
 from ._validate import unmakeable
 from .backends import CFG_FORM, MAX_CFG, MAX_STEPS, MIN_CFG, Img2Img, load_backend
-from .color import color_correct, motion_matrix, rgb_to_lab, warp_affine
+from .color import ColorTarget, color_correct, motion_matrix, rgb_to_lab, warp_affine
 from .plan import ColourPlan, _atomic_json, _read_json, _read_png, keyframe_indices
 from .png import sync_file, whole_png, write_png
 from .prompt_weights import parse_weights
@@ -1300,6 +1300,9 @@ def render(
         def target(i: int) -> np.ndarray | None:
             return plan.target(i) if plan else (first if c["mode"] == "first" else None)
 
+        # mode "first": one target for every frame, its statistics worked out once
+        fixed = ColorTarget(first) if plan is None and c["mode"] == "first" else None
+
         prev = _read_png(rd / "frames" / f"{last:06d}.png") if last >= 0 else None
         done = last + 1
         encoder: _Stage | _ProcessStage | None = None
@@ -1342,7 +1345,8 @@ def render(
                         assert prev is not None
                         frame = job.generate(job.move(prev, i), i, job.strength(i))
                         if t is not None:
-                            frame = color_correct(frame, t, gamma=c["gamma"])
+                            to = fixed if fixed is not None else t
+                            frame = color_correct(frame, to, gamma=c["gamma"])
                     # read-only from here: it is saved (on the writer thread), encoded and
                     # fed back as the next frame's input, and on_frame's caller gets it too
                     # (a consumer's edit reached the saved frame and the next one)

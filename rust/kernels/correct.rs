@@ -19,8 +19,8 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::blend::{lum, set_lum_block};
-use super::error::{try_zeroed, Result};
-use super::frames::{check_frames_and_reference, clamp01, Dims, Sample};
+use super::error::{try_zeroed, KernelError, Result};
+use super::frames::{check_finite, check_frames_and_reference, clamp01, Dims, Sample};
 use super::gamma::{
     gamma_table_u8, pow_unit, sampled_target, solve_gamma_on, to_f32_gamma, SampleGrid,
 };
@@ -531,6 +531,16 @@ fn correct_frame<T: Sample>(
     Ok(g)
 }
 
+/// Where each frame's target statistics come from.
+enum Targets<'a, T> {
+    /// One for every frame.
+    Shared(&'a TargetStats),
+    /// One per frame, worked out already.
+    Each(&'a [TargetStats]),
+    /// One per frame, from these frames (worked out as each frame is corrected).
+    Frames(&'a [T], usize),
+}
+
 /// Colour-correct each frame toward its target (one shared target or one per
 /// frame; targets may have another size than the frames). The gamma applied
 /// to each frame is written to `gammas_out` (1 where `gamma` is false).
@@ -544,19 +554,90 @@ pub fn color_correct<T: Sample>(
     gammas_out: &mut [f64],
 ) -> Result<()> {
     check_frames_and_reference(src, dims, "target", target, tdims, out, gammas_out)?;
+    if tdims.n == 1 {
+        let shared = target_stats(target, &lab_binning());
+        correct_frames(src, dims, Targets::Shared(&shared), gamma, out, gammas_out)
+    } else {
+        let tl = tdims.frame_len();
+        correct_frames(
+            src,
+            dims,
+            Targets::Frames(target, tl),
+            gamma,
+            out,
+            gammas_out,
+        )
+    }
+}
+
+/// The statistics [`color_correct`] works out of each target frame, for
+/// [`color_correct_prepared`]: one per frame of `target`.
+pub fn prepare_targets<T: Sample>(target: &[T], tdims: Dims) -> Result<Vec<TargetStats>> {
+    tdims.check("target", target.len())?;
+    check_finite("target", target)?;
     let binning = lab_binning();
     let tl = tdims.frame_len();
-    let stats_of = |i: usize| target_stats(&target[i * tl..(i + 1) * tl], &binning);
-    let shared = (tdims.n == 1).then(|| stats_of(0));
+    Ok(target
+        .chunks(tl)
+        .map(|t| target_stats(t, &binning))
+        .collect())
+}
+
+/// [`color_correct`] toward targets whose statistics [`prepare_targets`] has
+/// worked out (one for every frame, or one per frame): the same output.
+pub fn color_correct_prepared<T: Sample>(
+    src: &[T],
+    dims: Dims,
+    targets: &[TargetStats],
+    gamma: bool,
+    out: &mut [T],
+    gammas_out: &mut [f64],
+) -> Result<()> {
+    // the checks of check_frames_and_reference, with the target's count only
+    let tdims = Dims::new(targets.len(), 1, 1);
+    dims.check("frames", src.len())?;
+    dims.check("out", out.len())?;
+    dims.check_one_or_per_frame("target", &tdims)?;
+    if gammas_out.len() != dims.n {
+        return Err(KernelError::shape(
+            "gammas_out",
+            format!("{} values", dims.n),
+            format!("{}", gammas_out.len()),
+        ));
+    }
+    check_finite("frames", src)?;
+    let t = match targets {
+        [one] => Targets::Shared(one),
+        each => Targets::Each(each),
+    };
+    correct_frames(src, dims, t, gamma, out, gammas_out)
+}
+
+fn correct_frames<T: Sample>(
+    src: &[T],
+    dims: Dims,
+    targets: Targets<'_, T>,
+    gamma: bool,
+    out: &mut [T],
+    gammas_out: &mut [f64],
+) -> Result<()> {
+    let binning = lab_binning();
     let fl = dims.frame_len();
     let spare = Spare::default();
     let gammas: Vec<f64> = install(|| {
         src.par_chunks(fl)
             .zip(out.par_chunks_mut(fl))
             .enumerate()
-            .map(|(i, (s, o))| match &shared {
-                Some(t) => correct_frame(s, dims.h, dims.w, t, gamma, o, &spare),
-                None => correct_frame(s, dims.h, dims.w, &stats_of(i), gamma, o, &spare),
+            .map(|(i, (s, o))| {
+                let (h, w) = (dims.h, dims.w);
+                match &targets {
+                    Targets::Shared(t) => correct_frame(s, h, w, t, gamma, o, &spare),
+                    Targets::Each(ts) => correct_frame(s, h, w, &ts[i], gamma, o, &spare),
+                    Targets::Frames(ts, tl) => {
+                        let t = target_stats(&ts[i * tl..(i + 1) * tl], &binning);
+                        correct_frame(s, h, w, &t, gamma, o, &spare)
+                    }
+                }
             })
             .collect::<Result<_>>()
     })?;
@@ -717,6 +798,39 @@ mod tests {
         color_correct(&src, dims, &src, dims, true, &mut out, &mut g).unwrap();
         let t3 = Dims::new(3, 4, 4);
         let err = color_correct(&src, dims, &image(t3, 2), t3, true, &mut out, &mut g).unwrap_err();
+        assert_eq!(err.arg(), "target");
+    }
+
+    #[test]
+    fn prepared_targets_give_the_same_output() {
+        for &w in &[1usize, 7, 33, 65] {
+            let dims = Dims::new(3, 5, w);
+            let src = image(dims, w as u64);
+            for tdims in [Dims::new(1, 4, 9), Dims::new(3, 5, w)] {
+                let target = image(tdims, w as u64 + 1);
+                let prepared = prepare_targets(&target, tdims).unwrap();
+                assert_eq!(prepared.len(), tdims.n);
+                for gamma in [true, false] {
+                    let (mut want, mut got) = (vec![0u8; dims.len()], vec![1u8; dims.len()]);
+                    let (mut wg, mut gg) = ([0.0; 3], [0.0; 3]);
+                    color_correct(&src, dims, &target, tdims, gamma, &mut want, &mut wg).unwrap();
+                    color_correct_prepared(&src, dims, &prepared, gamma, &mut got, &mut gg)
+                        .unwrap();
+                    assert_eq!(got, want, "w {w} targets {} gamma {gamma}", tdims.n);
+                    assert_eq!(gg, wg);
+                }
+            }
+        }
+        let dims = Dims::new(2, 4, 4);
+        let (src, mut out, mut g) = (image(dims, 1), vec![0u8; dims.len()], [0.0; 2]);
+        let three = prepare_targets(&image(Dims::new(3, 4, 4), 2), Dims::new(3, 4, 4)).unwrap();
+        let err = color_correct_prepared(&src, dims, &three, true, &mut out, &mut g).unwrap_err();
+        assert_eq!(err.arg(), "target");
+        let err = color_correct_prepared(&src, dims, &three[..1], true, &mut out, &mut g[..1])
+            .unwrap_err();
+        assert_eq!(err.arg(), "gammas_out");
+        let nan = [0.5, f32::NAN, 0.5];
+        let err = prepare_targets(&nan, Dims::new(1, 1, 1)).err().unwrap();
         assert_eq!(err.arg(), "target");
     }
 }

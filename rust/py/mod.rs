@@ -294,6 +294,17 @@ fn with_gammas<'py, T: Element + Sample>(
     f: impl FnOnce(&[T], Dims, &[T], Dims, &mut [T], &mut [f64]) -> kernels::Result<()> + Send,
 ) -> PyResult<WithGammas<'py>> {
     let (rd, rs) = view(&r, rarg)?;
+    gammas_into(py, a, out, |s, d, o, g| f(s, d, rs, rd, o, g))
+}
+
+/// A kernel over `a` writing a batch like it (into `out` if given) and one gamma
+/// per frame.
+fn gammas_into<'py, T: Element + Sample>(
+    py: Python<'py>,
+    a: Ro4<'py, T>,
+    out: Option<&Bound<'py, PyAny>>,
+    f: impl FnOnce(&[T], Dims, &mut [T], &mut [f64]) -> kernels::Result<()> + Send,
+) -> PyResult<WithGammas<'py>> {
     let (d, s) = view(&a, "frames")?;
     let gammas: Bound<PyArray1<f64>> = numpy_array(py, "zeros", (d.n,))?;
     let g = out_slice(&gammas);
@@ -334,7 +345,7 @@ fn with_gammas<'py, T: Element + Sample>(
         let o = w
             .as_slice_mut()
             .map_err(|e| PyValueError::new_err(format!("out: {e}")))?;
-        run(py, || f(s, d, rs, rd, o, g))?;
+        run(py, || f(s, d, o, g))?;
     }
     Ok((dst.into_any(), gammas))
 }
@@ -379,6 +390,85 @@ fn color_correct<'py>(
             })
         }
         _ => unreachable!("dtypes checked"),
+    }
+}
+
+/// A target's statistics, worked out once for many `color_correct_prepared`
+/// calls (the Python class `loopwave.ColorTarget` wraps it).
+#[pyclass(frozen, module = "loopwave._native")]
+pub struct ColorTarget {
+    stats: Vec<kernels::correct::TargetStats>,
+    float: bool,
+    size: (usize, usize),
+}
+
+fn prepare<T: Element + Sample>(
+    py: Python<'_>,
+    t: Ro4<'_, T>,
+) -> PyResult<(Vec<kernels::correct::TargetStats>, (usize, usize))> {
+    let (d, s) = view(&t, "target")?;
+    let stats = run(py, || kernels::correct::prepare_targets(s, d))?;
+    Ok((stats, (d.h, d.w)))
+}
+
+#[pymethods]
+impl ColorTarget {
+    #[new]
+    fn new(py: Python<'_>, target: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let ((stats, size), float) = match frames(target, "target")? {
+            Frames::U8(t) => (prepare(py, t)?, false),
+            Frames::F32(t) => (prepare(py, t)?, true),
+        };
+        Ok(Self { stats, float, size })
+    }
+
+    /// How many target frames.
+    #[getter]
+    fn n(&self) -> usize {
+        self.stats.len()
+    }
+
+    /// Whether the targets were float32 (else uint8).
+    #[getter]
+    fn is_float(&self) -> bool {
+        self.float
+    }
+
+    /// The target frames' (height, width).
+    #[getter]
+    fn size(&self) -> (usize, usize) {
+        self.size
+    }
+
+    /// Each target's mean CIE L*.
+    #[getter]
+    fn mean_lightness(&self) -> Vec<f64> {
+        self.stats.iter().map(|t| t.mean_l).collect()
+    }
+}
+
+#[pyfunction]
+#[pyo3(signature = (frames_, target, gamma, out=None))]
+fn color_correct_prepared<'py>(
+    py: Python<'py>,
+    frames_: &Bound<'py, PyAny>,
+    target: &Bound<'py, ColorTarget>,
+    gamma: bool,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<WithGammas<'py>> {
+    let t = target.get();
+    let stats = &t.stats;
+    match frames(frames_, "frames")? {
+        Frames::U8(a) if !t.float => gammas_into(py, a, out, |s, d, o, g| {
+            kernels::correct::color_correct_prepared(s, d, stats, gamma, o, g)
+        }),
+        Frames::F32(a) if t.float => gammas_into(py, a, out, |s, d, o, g| {
+            kernels::correct::color_correct_prepared(s, d, stats, gamma, o, g)
+        }),
+        _ => Err(PyTypeError::new_err(
+            "target: must have the same dtype as the frames (a ColorTarget keeps its \
+            targets' dtype)",
+        )),
     }
 }
 
@@ -626,6 +716,8 @@ pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(adjust_gamma, m)?)?;
     m.add_function(wrap_pyfunction!(match_gamma, m)?)?;
     m.add_function(wrap_pyfunction!(color_correct, m)?)?;
+    m.add_function(wrap_pyfunction!(color_correct_prepared, m)?)?;
+    m.add_class::<ColorTarget>()?;
     m.add_function(wrap_pyfunction!(lerp_frames, m)?)?;
     m.add_function(wrap_pyfunction!(mean_frames, m)?)?;
     m.add_function(wrap_pyfunction!(rgb_to_yuv420p, m)?)?;
