@@ -349,6 +349,9 @@ def test_a_color_target_refuses_what_color_correct_refuses(photos):
         lw.color_correct(img, pair)
     with pytest.raises(TypeError, match="cannot be pickled"):
         pickle.dumps(prepared)
+    import copy
+
+    assert copy.copy(prepared) is prepared and copy.deepcopy({"t": prepared})["t"] is prepared
     # the native call checks too, as a direct caller may skip the wrapper
     from loopwave import _native
 

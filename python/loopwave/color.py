@@ -298,6 +298,14 @@ class ColorTarget:
     def __reduce__(self) -> Any:
         raise TypeError("a ColorTarget cannot be pickled: make it in each process")
 
+    # it never changes, so a copy is itself (as a tuple's): copy.deepcopy of a dict that
+    # holds one would otherwise fail on the pickling refusal above
+    def __copy__(self) -> ColorTarget:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> ColorTarget:
+        return self
+
 
 @overload
 def color_correct(
