@@ -351,3 +351,20 @@ def test_a_stdout_that_fails_leaves_no_wrapper_behind(monkeypatch):
     good = io.StringIO()
     monkeypatch.setattr(sys, "stdout", good)
     assert main(["settings"]) == 0 and "[render]" in good.getvalue()
+
+
+def test_the_programs_own_warnings_print_as_its_notes(monkeypatch):
+    """From a review: a resume's damaged-frame warning printed as Python's
+    "/.../loopwave/render.py:1530: RuntimeWarning: ..." with a line of loopwave's code."""
+    import os
+    import warnings
+
+    import loopwave.render
+    from loopwave.cli import _plain_warnings
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
+    _plain_warnings("render")
+    ours = warnings.formatwarning("frame 2 is damaged", RuntimeWarning, loopwave.render.__file__, 9)
+    assert ours == "loopwave render: warning: frame 2 is damaged\n"
+    other = warnings.formatwarning("x", UserWarning, os.__file__, 3)
+    assert other.startswith(f"{os.__file__}:3: UserWarning: x")

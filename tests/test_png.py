@@ -237,6 +237,19 @@ def test_whole_png_tells_what_a_power_cut_leaves(tmp_path):
         assert got is not None and why in got, name
     assert whole_png(tmp_path / "none.png") == "it is missing"
     assert "cannot be read" in whole_png(tmp_path)  # a folder
+    # what only the CRCs find: zeros inside the file, one byte changed
+    third = len(data) // 3
+    for content in (
+        data[:third] + bytes(third) + data[2 * third :],
+        data[:50] + bytes([data[50] ^ 1]) + data[51:],
+    ):
+        path.write_bytes(content)
+        assert whole_png(path) is None  # the ends are whole
+        assert "fails its CRC check" in whole_png(path, crc=True)
+    path.write_bytes(data)
+    assert whole_png(path, crc=True) is None
+    path.write_bytes(data[:33] + struct.pack(">I", 1 << 30) + data[37:])  # a length past the end
+    assert "runs past the end" in whole_png(path, crc=True)
 
 
 def test_durable_write_syncs_the_file_before_its_rename_and_the_folder_after(tmp_path, monkeypatch):
@@ -292,3 +305,47 @@ def test_durable_write_on_a_filesystem_that_cannot_sync(tmp_path, monkeypatch):
         write_png(path, np.zeros_like(img), durable=True)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png"]
+
+
+def test_sync_names_the_file_and_uses_full_fsync_on_macos(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+    import os
+
+    from loopwave import png
+
+    calls = []
+    monkeypatch.setattr(png.sys, "platform", "darwin")
+    monkeypatch.setattr(fcntl, "F_FULLFSYNC", 51, raising=False)
+    monkeypatch.setattr(fcntl, "fcntl", lambda fd, op: calls.append(("fcntl", op)))
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(("fsync", fd)))
+    write_png(tmp_path / "f.png", np.zeros((2, 2, 3), np.uint8), durable=True)
+    assert calls == [("fcntl", 51), ("fcntl", 51)]  # the file, then its folder
+
+    def eio(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(png.sys, "platform", "linux")
+    monkeypatch.setattr(os, "fsync", eio)
+    with pytest.raises(OSError, match="syncing .*f.png.tmp to disk") as e:
+        write_png(tmp_path / "f.png", np.zeros((2, 2, 3), np.uint8), durable=True)
+    assert e.value.errno == errno.EIO
+
+
+def test_atomic_json_leaves_no_temporary_file_when_its_sync_fails(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from loopwave.plan import _atomic_json
+
+    path = tmp_path / "state.json"
+    _atomic_json(path, {"last": 3})
+
+    def eio(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", eio)
+    with pytest.raises(OSError, match="state.json.tmp"):
+        _atomic_json(path, {"last": 4})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+    assert path.read_text().count('"last": 3') == 1

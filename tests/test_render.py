@@ -185,7 +185,8 @@ def test_resume_gives_the_uninterrupted_frames(tmp_path, backend, stop):
 
 
 @pytest.mark.parametrize(
-    ("frame", "damage"), [(4, "empty"), (2, "cut"), (0, "missing"), (3, "zeros")]
+    ("frame", "damage"),
+    [(4, "empty"), (2, "cut"), (0, "missing"), (3, "zeros"), (1, "middle")],
 )
 def test_resume_makes_damaged_recorded_frames_again(tmp_path, backend, frame, damage):
     """What a power cut can leave of frames the state records, where the disk took the
@@ -200,7 +201,15 @@ def test_resume_makes_damaged_recorded_frames_again(tmp_path, backend, frame, da
     if damage == "missing":
         path.unlink()
     else:
-        path.write_bytes({"empty": b"", "cut": data[:100], "zeros": bytes(len(data))}[damage])
+        third = len(data) // 3  # "middle": the ends whole, zeros inside (only CRCs see it)
+        path.write_bytes(
+            {
+                "empty": b"",
+                "cut": data[:100],
+                "zeros": bytes(len(data)),
+                "middle": data[:third] + bytes(third) + data[2 * third :],
+            }[damage]
+        )
     spy = _Spy(backend)
     with pytest.warns(RuntimeWarning, match=f"recorded frame {frame} is damaged"):
         r = render(None, run_dir=tmp_path / "cut", resume=True, backend=spy, progress=False)
@@ -215,6 +224,84 @@ def test_resume_makes_damaged_recorded_frames_again(tmp_path, backend, frame, da
     assert r.video is not None
     with av.open(str(r.video)) as c:
         assert sum(1 for _ in c.decode(video=0)) == 13
+
+
+def test_a_rollback_is_recorded_and_stop_after_counts_from_it(tmp_path, backend):
+    """From a review: stop_after was refused against the frames the state recorded,
+    damaged ones included, and the state kept naming frames the rollback had removed (a
+    resume stopped before it remade them blamed a power cut for its own deletion)."""
+    s = Settings.from_dict(JOB)
+    rd = tmp_path / "cut"
+    render(s, run_dir=rd, backend=backend, progress=False, video=False, stop_after=4)
+    (rd / "frames" / "000002.png").write_bytes(b"")
+    with pytest.warns(RuntimeWarning, match="recorded frame 2 is damaged"):
+        r = render(None, run_dir=rd, resume=True, backend=backend, progress=False, stop_after=2)
+    assert r.frames == 3 and json.loads((rd / "state.json").read_text())["last"] == 2
+    full = render(s, run_dir=tmp_path / "full", backend=backend, progress=False, video=False)
+    (rd / "frames" / "000001.png").write_bytes(b"")
+    with pytest.warns(RuntimeWarning, match="recorded frame 1 is damaged") as seen:
+        render(None, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
+    assert len([w for w in seen if "damaged" in str(w.message)]) == 1
+    a, b = frames_of(full.run_dir), frames_of(rd)
+    assert len(a) == len(b) == 7
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    # a rollback whose resume stops before the frame is made again: the state says so
+    (rd2 := tmp_path / "cut2").mkdir()
+    render(s, run_dir=rd2, backend=backend, progress=False, video=False, stop_after=4)
+    (rd2 / "frames" / "000003.png").write_bytes(b"")
+    with pytest.warns(RuntimeWarning, match="recorded frame 3 is damaged"):
+        render(None, run_dir=rd2, resume=True, backend=backend, progress=False, stop_after=3)
+    assert json.loads((rd2 / "state.json").read_text())["last"] == 3
+
+
+@pytest.mark.parametrize("damage", ["keyframe empty", "keyframe middle", "plan.json empty"])
+def test_resume_makes_a_damaged_colour_plan_again(tmp_path, backend, damage):
+    """From a review: once plan.json was written nothing checked the plan's files, and a
+    keyframe or plan.json a power cut left empty or cut short stopped every resume."""
+    s = Settings.from_dict(JOB)
+    full = render(s, run_dir=tmp_path / "full", backend=backend, progress=False, video=False)
+    rd = tmp_path / "cut"
+    render(s, run_dir=rd, backend=backend, progress=False, video=False, stop_after=4)
+    key = rd / "plan" / "000003.png"
+    data = key.read_bytes()
+    if damage == "keyframe empty":
+        key.write_bytes(b"")
+    elif damage == "keyframe middle":
+        key.write_bytes(data[:60] + bytes(len(data) - 80) + data[-20:])
+    else:
+        (rd / "plan.json").write_bytes(b"")
+    spy = _Spy(backend)
+    with pytest.warns(RuntimeWarning, match="the colour plan is damaged"):
+        render(None, run_dir=rd, resume=True, backend=spy, progress=False, video=False)
+    # frames 5 and 6, and keyframe 3's two renders only where it was damaged
+    assert len(spy.calls) == 2 + (2 if damage.startswith("keyframe") else 0)
+    a, b = frames_of(full.run_dir), frames_of(rd)
+    assert len(a) == len(b) == 7
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert json.loads((rd / "plan.json").read_text()) == json.loads(
+        (full.run_dir / "plan.json").read_text()
+    )
+
+
+def test_resume_keeps_the_whole_rows_of_a_damaged_drift_csv(tmp_path, backend):
+    """From a review: a drift.csv whose last rows a power cut left cut short or as zeros
+    made every resume raise after its frames and video were done, and a lost row moved
+    the later frames one place to the left in drift.png."""
+    s = Settings.from_dict(JOB)
+    rd = tmp_path / "cut"
+    render(s, run_dir=rd, backend=backend, progress=False, video=False, stop_after=4)
+    lines = (rd / "drift.csv").read_bytes().split(b"\n")
+    assert lines[4].startswith(b"3,")
+    lines[4] = b"3"  # frame 3's row cut short
+    (rd / "drift.csv").write_bytes(b"\n".join(lines) + b"\0" * 40)  # and a tail of zeros
+    with pytest.warns(RuntimeWarning, match="no whole row for frame 3 "):
+        render(None, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
+    rows = list(csv.DictReader(open(rd / "drift.csv")))
+    assert [int(x["frame"]) for x in rows] == [0, 1, 2, 4, 5, 6]
+    plot = _read_png(rd / "drift.png")
+    assert plot.shape == (300, 800, 3)
 
 
 def test_a_frame_is_on_disk_before_the_state_records_it(tmp_path, backend, monkeypatch):

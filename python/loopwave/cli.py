@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -219,6 +220,21 @@ def _unwrap_stdout(out: _Stdout) -> None:
             sys.stdout = out.inner
 
 
+def _plain_warnings(command: str) -> None:
+    """loopwave's own warnings (a damaged frame a resume makes again) printed as the
+    program's other notes are, ``loopwave CMD: warning: ...``, not in Python's form
+    with a loopwave source file, line and code line; others' warnings as they are."""
+    here = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    default = warnings.formatwarning
+
+    def fmt(message: Any, category: Any, filename: str, lineno: int, line: Any = None) -> str:
+        if os.path.abspath(filename).startswith(here):
+            return f"loopwave {command}: warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    warnings.formatwarning = fmt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line. Called without ``argv`` it is the program (the ``loopwave``
     script, ``python -m loopwave``) and takes over what belongs to the process: SIGTERM
@@ -234,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # transformers warns at import about optional image processors no model here
         # uses (torchvision missing); keep the CLI's output to what concerns the user
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        _plain_warnings(args.command)
     # SIGTERM as Ctrl-C (the default handler killed the process with NAME.partial.EXT
     # and unsaved frames left); only the main thread may set a handler, and a host
     # program calling main(argv) keeps its own (its graceful stop never heard of one)

@@ -32,6 +32,7 @@ import bisect
 import json
 import os
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -222,8 +223,16 @@ class ColourPlan:
         for k in keys:
             path = None if keep is None else keep / f"{k:06d}.png"
             # complete (write_png renames into place, durably), unless a power cut came
-            # before the disk wrote a file of a run made before frames were synced
-            if path is not None and whole_png(path) is None:
+            # before the disk wrote a file of a run made before files were synced
+            why = None if path is None or not path.exists() else whole_png(path, crc=True)
+            if why is not None:
+                warnings.warn(
+                    f"{path}: a kept keyframe is damaged ({why}), as a power cut leaves a "
+                    "file the disk had not written; it is rendered again",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            if path is not None and path.exists() and why is None:
                 img = _read_png(path)
             else:
                 made_k: list[np.ndarray] = []
@@ -250,7 +259,9 @@ class ColourPlan:
     def kept(keep: str | os.PathLike[str], *, frames: int, every: int) -> int:
         """How many of the keyframes :meth:`build` with ``keep`` would read, not render."""
         d = _v.folder(keep, "keep")
-        return sum(whole_png(d / f"{k:06d}.png") is None for k in keyframe_indices(frames, every))
+        return sum(
+            whole_png(d / f"{k:06d}.png", crc=True) is None for k in keyframe_indices(frames, every)
+        )
 
     def target(self, i: int) -> np.ndarray:
         """The target of frame ``i``: its keyframe, or the lerp of the two around it. A
@@ -431,10 +442,14 @@ def _atomic_json(path: Path, data: Any) -> None:
     before this returns (:func:`loopwave.png.sync_file`): a run's settings, state and plan
     index must survive a power cut as the frames they name do."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(data, indent=2, sort_keys=True))
-        sync_file(f)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps(data, indent=2, sort_keys=True))
+            sync_file(f)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a failed sync, a Ctrl-C: no NAME.tmp left
+        tmp.unlink(missing_ok=True)
+        raise
     sync_folder(path.parent)
 
 

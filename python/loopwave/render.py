@@ -66,7 +66,7 @@ from ._progress import Progress
 from ._validate import unmakeable
 from .backends import CFG_FORM, MAX_CFG, MAX_STEPS, MIN_CFG, Img2Img, load_backend
 from .color import ColorTarget, color_correct, motion_matrix, rgb_to_lab, warp_affine
-from .plan import ColourPlan, _atomic_json, _read_json, _read_png, keyframe_indices
+from .plan import ColourPlan, _atomic_json, _read_json, _read_npy, _read_png, keyframe_indices
 from .png import sync_file, whole_png, write_png
 from .prompt_weights import parse_weights
 from .schedule import (
@@ -250,25 +250,88 @@ def _read_state(rd: Path) -> int:
     return last
 
 
-def _whole_frames(rd: Path, last: int) -> int:
-    """``last``, or the frame before the first recorded frame that is not a whole file
-    (:func:`loopwave.png.whole_png`), with a RuntimeWarning naming it: the frames from
-    it on are made again, the same as they were. Frames are on disk before the state
-    records them, but a run made before that (or a disk that does not honour fsync) can
-    come back from a power cut with recorded frames empty or cut short, and such a run
-    could not be resumed at all."""
-    for k in range(last + 1):
-        why = whole_png(rd / "frames" / f"{k:06d}.png")
+#: A recorded frame written within this many seconds of the newest one is read whole on
+#: resume, its CRCs checked: the time a disk may hold a file's data back after its rename
+#: (Linux writes dirty data back within 30 s by default). Older frames, and all but the
+#: last 64, have their ends checked (two small reads each).
+_RECENT_S = 120.0
+
+
+def _last_whole(rd: Path, last: int) -> tuple[int, str | None]:
+    """``(last, None)``, or the frame before the first recorded frame that is not a
+    whole file (:func:`loopwave.png.whole_png`) and why it is not. Reads only."""
+    paths = [rd / "frames" / f"{k:06d}.png" for k in range(last + 1)]
+    times: list[float | None] = []
+    for p in paths:
+        try:
+            times.append(p.stat().st_mtime)
+        except OSError:
+            times.append(None)
+    newest = max((t for t in times if t is not None), default=0.0)
+    for k, (p, t) in enumerate(zip(paths, times, strict=True)):
+        recent = k > last - 64 or (t is not None and t >= newest - _RECENT_S)
+        why = whole_png(p, crc=recent)
         if why is not None:
-            warnings.warn(
-                f"{rd}: recorded frame {k} is damaged ({why}), as a power cut leaves a "
-                f"file the disk had not written; the run goes on from frame {k}, making "
-                f"{f'frame {k}' if k == last else f'frames {k}..{last}'} again",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            return k - 1
-    return last
+            return k - 1, f"recorded frame {k} is damaged ({why})"
+    return last, None
+
+
+def _whole_frames(rd: Path, last: int) -> int:
+    """``last``, or the frame before the first recorded frame that is not a whole file,
+    with a RuntimeWarning naming it and the state set back to it (on disk before any
+    frame is removed): the frames from it on are made again, the same as they were.
+    Frames are on disk before the state records them, but a run made before that (or a
+    disk that does not honour fsync) can come back from a power cut with recorded frames
+    empty, cut short or holding zeros, and such a run could not be resumed at all."""
+    whole, why = _last_whole(rd, last)
+    if why is None:
+        return last
+    k = whole + 1
+    warnings.warn(
+        f"{rd}: {why}, as a power cut leaves a file the disk had not written; the run "
+        f"goes on from frame {k}, making "
+        f"{f'frame {k}' if k == last else f'frames {k}..{last}'} again",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    _atomic_json(rd / "state.json", {**_state(rd), "last": whole})
+    return whole
+
+
+def _saved_plan(rd: Path) -> ColourPlan | None:
+    """The run's saved colour plan; None where there is none, or where it is damaged (a
+    power cut can leave a run made before files were synced with keyframes or plan.json
+    empty or cut short): then, with a RuntimeWarning, plan.json and the damaged keyframes
+    are removed, and the plan is made again from the whole ones (the same plan)."""
+    index = rd / "plan.json"
+    if not index.exists():
+        return None
+    bad: list[Path] = []
+    for p in sorted((rd / "plan").glob("*.png")) if (rd / "plan").is_dir() else ():
+        if _frame_number(p.stem) is not None and whole_png(p, crc=True) is not None:
+            bad.append(p)
+    for p in sorted((rd / "plan").glob("*.npy")) if (rd / "plan").is_dir() else ():
+        try:
+            _read_npy(p)
+        except OSError:
+            bad.append(p)
+    if bad:
+        why = f"{', '.join(p.name for p in bad)} damaged"
+    else:
+        try:
+            return ColourPlan.load(rd)
+        except (OSError, ValueError) as e:
+            why = str(e)
+    warnings.warn(
+        f"{rd}: the colour plan is damaged ({why}), as a power cut leaves a file the disk "
+        "had not written; it is made again from the keyframes that are whole",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    for p in bad:
+        p.unlink(missing_ok=True)
+    index.unlink()
+    return None
 
 
 def _graph_dir(m: dict[str, Any], height: int, width: int) -> Path:
@@ -683,9 +746,15 @@ def _drift_plot(run_dir: Path) -> Path:
     with open(run_dir / "drift.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     try:
-        to_target = [value(r["delta_e_to_target"]) for r in rows]
-        to_prev = [value(r["delta_e_to_previous"]) for r in rows]
-    except (KeyError, TypeError, ValueError) as e:
+        # placed by their frame numbers: a row lost leaves a gap, not the later rows
+        # moved one frame to the left
+        at = [int(r["frame"]) for r in rows]
+        n = max(at, default=-1) + 1
+        to_target, to_prev = [float("nan")] * n, [float("nan")] * n
+        for i, r in zip(at, rows, strict=True):
+            to_target[i] = value(r["delta_e_to_target"])
+            to_prev[i] = value(r["delta_e_to_previous"])
+    except (KeyError, TypeError, ValueError, IndexError) as e:
         raise ValueError(
             f"{run_dir / 'drift.csv'}: damaged ({type(e).__name__}: {e}); the frames and video "
             "are complete, only drift.png was not drawn"
@@ -706,6 +775,19 @@ def _check_stop_after(stop_after: int | None, last: int) -> None:
 DRIFT_HEADER = ["frame", "delta_e_to_target", "delta_e_to_previous"]
 
 
+def _drift_row(r: list[str]) -> bool:
+    """Whether ``r`` is a whole drift.csv row: a frame number, then two distances (the
+    first frame's previous one, or a run without targets, empty)."""
+
+    def distance(field: str) -> bool:  # ("nan": how runs made before wrote no distance)
+        try:
+            return field == "" or not math.isinf(float(field))
+        except ValueError:
+            return False
+
+    return len(r) == 3 and r[0].isascii() and r[0].isdigit() and all(map(distance, r[1:]))
+
+
 def _keep_drift_rows(path: Path, last: int) -> None:
     """Keep ``path``'s rows of frames up to ``last``, under its header, written whole or
     not at all: rewritten in place, a kill lost the rows of every frame made before, and
@@ -713,13 +795,28 @@ def _keep_drift_rows(path: Path, last: int) -> None:
     appended rows with no header (so drift.png failed for good)."""
     rows: list[list[str]] = []
     if path.exists():  # not yet written when killed just after settings
-        with open(path, newline="") as fh:
-            rows = [r for r in csv.reader(fh) if r]
-    kept = [r for r in rows if r[0].isascii() and r[0].isdigit() and int(r[0]) <= last]
+        # read line by line, a damaged line dropped on its own (a power cut can leave the
+        # tail of a run made before files were synced as zeros or garbage)
+        text = path.read_bytes().decode("utf-8", "replace").replace("\0", "")
+        for line in text.splitlines():
+            try:
+                rows.extend(r for r in csv.reader([line]) if r)
+            except csv.Error:
+                continue
+    kept = {int(r[0]): r for r in rows if _drift_row(r) and int(r[0]) <= last}
+    lost = [k for k in range(last + 1) if k not in kept]
+    if lost:
+        shown = ", ".join(map(str, lost[:8])) + (", ..." if len(lost) > 8 else "")
+        warnings.warn(
+            f"{path}: no whole row for frame{'s' * (len(lost) != 1)} {shown} (the file was "
+            "damaged); drift.png leaves a gap there",
+            RuntimeWarning,
+            stacklevel=4,
+        )
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "w", newline="") as fh:
-            csv.writer(fh, lineterminator="\n").writerows([DRIFT_HEADER, *kept])
+            csv.writer(fh, lineterminator="\n").writerows([DRIFT_HEADER, *kept.values()])
             sync_file(fh)
         os.replace(tmp, path)
     except BaseException:
@@ -1117,7 +1214,8 @@ def render(
         state = _state(rd)
         made_with = state.get("settings")
         if isinstance(state.get("last"), int):  # before the model loads; again under the lock
-            _check_stop_after(stop_after, state["last"])
+            # (against the frames that are whole: a resume makes damaged ones again)
+            _check_stop_after(stop_after, _last_whole(rd, state["last"])[0])
         if made_with is not None and made_with != _settings_digest(saved):
             # frames on from here would not be those of an uninterrupted run (a plan built
             # for 12 frames, continued to 20)
@@ -1262,9 +1360,8 @@ def render(
         first = _read_png(rd / "frames" / f"{0:06d}.png") if last >= 0 else job.first_frame()
         plan: ColourPlan | None = None
         if c["mode"] == "plan":
-            if (rd / "plan.json").exists():
-                plan = ColourPlan.load(rd)
-            else:
+            plan = _saved_plan(rd)
+            if plan is None:
                 if last < 0:
                     # no frame yet, but the settings' digest: a resume of a run stopped
                     # while its plan was built refuses edited settings, as one stopped

@@ -20,7 +20,8 @@ pub fn decode_f64(v: f64) -> f64 {
     }
 }
 
-/// Linear light in [0, 1] to the sRGB-encoded value (f64 reference).
+/// Linear light in [0, 1] to the sRGB-encoded value (f64 reference, for the tests).
+#[cfg(test)]
 pub fn encode_f64(v: f64) -> f64 {
     if v <= 0.0031308 {
         v * 12.92
