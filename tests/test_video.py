@@ -2069,3 +2069,87 @@ def test_png_headers_ffmpeg_would_make_up_pixels_for_are_refused(tmp_path):
             Image.open(tmp_path / name).load()
     (tmp_path / "good.png").write_bytes(good)
     assert lv._read_png(tmp_path / "good.png").shape == (8, 8, 3)
+
+
+_X264_CHILD = """
+import hashlib, sys
+import numpy as np
+import av
+from loopwave.video import VideoWriter
+rng = np.random.default_rng(1)
+h, w = 64, 96
+base = rng.integers(0, 256, (h // 4 + 8, w // 4 + 8, 3), np.uint8).repeat(4, 0).repeat(4, 1)
+frames = np.stack([np.roll(base, (i, 2 * i), (0, 1))[:h, :w] for i in range(30)])
+with VideoWriter(sys.argv[1], fps=20, codec="h264", crf=18) as wr:
+    wr.write(frames)
+with av.open(sys.argv[1]) as c:
+    d = hashlib.sha256()
+    for f in c.decode(video=0):
+        d.update(f.to_ndarray(format="yuv420p").tobytes())
+print(d.hexdigest())
+"""
+
+
+def test_h264_is_the_same_whatever_the_heap_holds(tmp_path):
+    """From a review: x264's AVX-512 MB-tree kernel adds what it reads past a row's end
+    into its rate control where the width is not a multiple of 128 px, so a video depended
+    on leftover heap memory (1 to 3 in 8 renders of one job differed, decoded frames up
+    to 35 levels apart). glibc's MALLOC_PERTURB_ fills new heap memory with a byte: the
+    same frames must give the same video with any fill (on a CPU without AVX-512 they
+    always did)."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("MALLOC_PERTURB_ is glibc's")
+    got = []
+    for fill in ("", "200", "1"):
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        env.pop("MALLOC_PERTURB_", None)
+        if fill:
+            env["MALLOC_PERTURB_"] = fill
+        out = subprocess.run(
+            [sys.executable, "-c", _X264_CHILD, str(tmp_path / f"v{fill}.mp4")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        got.append(out.stdout.strip())
+    assert len(set(got)) == 1, got
+
+
+def test_x264_runs_without_avx512_only_where_its_kernel_misreads(monkeypatch):
+    # widths whose macroblock count is a multiple of 8 keep every instruction set
+    monkeypatch.setattr(lv, "_X264_CPU", [(0x11F3FF, 0x10000)])
+    assert lv._x264_params(128) is None and lv._x264_params(1920) is None
+    assert lv._x264_params(96) == f"asm={0x11F3FF & ~0x10000}"
+    assert lv._x264_params(720) == lv._x264_params(576) == lv._x264_params(960)
+    monkeypatch.setattr(lv, "_X264_CPU", [(0x0F3FF, 0x10000)])  # no AVX-512: as is
+    assert lv._x264_params(96) is None
+    monkeypatch.setattr(lv, "_X264_CPU", [None])  # libx264 not found: as is
+    assert lv._x264_params(96) is None
+    # the real library: found here (Linux, PyAV's own libx264), its AVX-512 flag as in x264.h
+    monkeypatch.setattr(lv, "_X264_CPU", [])
+    if sys.platform.startswith("linux"):
+        cpu = lv._x264_cpu()
+        assert cpu is not None and cpu[1] == 0x10000, cpu
+
+
+def test_a_callers_own_x264_params_are_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(lv, "_X264_CPU", [(0x11F3FF, 0x10000)])
+    seen = []
+    real = lv._Output.__init__
+
+    def spy(self, path, cfg):
+        real(self, path, cfg)
+        seen.append(dict(self.stream.options))
+
+    monkeypatch.setattr(lv._Output, "__init__", spy)
+    frames = np.zeros((3, 64, 96, 3), np.uint8)
+    for given, want in [
+        (None, f"asm={0x11F3FF & ~0x10000}"),
+        ({"x264-params": "keyint=5"}, f"keyint=5:asm={0x11F3FF & ~0x10000}"),
+        ({"x264-params": "keyint=5:asm=0"}, "keyint=5:asm=0"),
+    ]:
+        with lv.VideoWriter(tmp_path / "v.mp4", fps=20, codec="h264", options=given) as w:
+            w.write(frames)
+        assert seen[-1]["x264-params"] == want

@@ -180,6 +180,73 @@ def _quiet(encoder: str, options: dict[str, str]) -> None:
         os.environ.setdefault("SVT_LOG", "1")
 
 
+_X264_CPU: list[tuple[int, int] | None] = []  # [(flags, AVX-512 bit)] once looked up
+
+
+def _x264_cpu() -> tuple[int, int] | None:
+    """The CPU flags of the libx264 this process loaded (its ``x264_cpu_detect``) and the
+    flag of AVX-512 in them (from its own ``x264_cpu_names``); None where it cannot be
+    found (not Linux, an FFmpeg with x264 linked in statically, a libx264 without those
+    symbols). Looked up once."""
+    if not _X264_CPU:
+        _X264_CPU.append(_find_x264_cpu())
+    return _X264_CPU[0]
+
+
+def _find_x264_cpu() -> tuple[int, int] | None:
+    import ctypes
+
+    _av()  # (libavcodec loads libx264)
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    paths = sorted(
+        {part[5] for line in maps.splitlines() if len(part := line.split(None, 5)) == 6} - {""}
+    )
+
+    class _Name(ctypes.Structure):
+        _fields_ = [("name", ctypes.c_char_p), ("flags", ctypes.c_uint32)]
+
+    for p in paths:
+        if "libx264" not in os.path.basename(p):
+            continue
+        try:
+            lib = ctypes.CDLL(p)
+            detect = lib.x264_cpu_detect
+            detect.restype, detect.argtypes = ctypes.c_uint32, []
+            table = (_Name * 64).in_dll(lib, "x264_cpu_names")
+        except (OSError, AttributeError, ValueError):
+            continue
+        named: dict[bytes, int] = {}
+        for entry in table:
+            if not entry.name:
+                break
+            named[entry.name] = entry.flags
+        if b"AVX512" in named and b"AVX2" in named:
+            return int(detect()), named[b"AVX512"] & ~named[b"AVX2"]
+    return None
+
+
+def _x264_params(width: int) -> str | None:
+    """x264 options that keep its output reproducible at ``width``, or None.
+
+    x264's AVX-512 MB-tree kernel (``mbtree_propagate_list``, core 164-165 as PyAV
+    bundles it) works on 8 macroblocks at a time with no mask for the last group, and
+    adds what it reads past a row's end into the rate control's costs. At widths whose
+    macroblock count is not a multiple of 8 (a width not a multiple of 128 px, such as
+    576, 720 or 960) on a CPU with AVX-512, the video then depends on leftover heap
+    memory: 1 to 3 in 8 renders of one job in one process came out different, decoded
+    frames up to 35 levels apart. There, x264 runs without AVX-512 (its ``asm`` flags
+    less that one), which gives the same video every time; elsewhere it is left as is."""
+    if (width + 15) // 16 % 8 == 0:
+        return None
+    cpu = _x264_cpu()
+    if cpu is None or not cpu[0] & cpu[1]:
+        return None
+    return f"asm={cpu[0] & ~cpu[1]}"
+
+
 def _try_open(
     encoder: str,
     options: Mapping[str, str],
@@ -510,6 +577,10 @@ class _Output:
                 s.bit_rate = cfg.bitrate
             opts = dict(cfg.options)
             _quiet(cfg.encoder, opts)
+            if cfg.encoder == "libx264" and (params := _x264_params(cfg.size[1])):
+                given = opts.get("x264-params", "")
+                if not re.search(r"(^|:)asm=", given):  # (a caller's own asm stands)
+                    opts["x264-params"] = f"{given}:{params}" if given else params
             s.options = opts
             self.stream = s
             # all streams must exist before the first packet writes the header
