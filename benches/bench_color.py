@@ -222,36 +222,29 @@ def bench_size(h: int, w: int, n: int, repeats: int, bw: float, slow_frames: int
         "skimage adjust_gamma float32",
         lambda k: [exposure.adjust_gamma(f, 1.3) for f in ff[:k]],
     )
-    l_target = cv2.cvtColor(target, cv2.COLOR_RGB2LAB)[..., 0].astype(float)
 
-    def seed_gamma(f: np.ndarray) -> np.ndarray:
-        """The seed's gamma step: its formula on OpenCV's 8-bit L, then adjust_gamma."""
-        l1 = cv2.cvtColor(f, cv2.COLOR_RGB2LAB)[..., 0].astype(float)
-        scale = (l_target.std() / l1.std()) * ((l_target.mean() - l1.mean()) / l1.mean())
+    def lightness(x: np.ndarray) -> np.ndarray:
+        return cv2.cvtColor(x, cv2.COLOR_RGB2LAB)[..., 0].astype(float)
+
+    def seed_gamma(f: np.ndarray, l2: np.ndarray) -> np.ndarray:
+        """The seed's gamma step: its formula on OpenCV's L (8-bit for uint8 frames, L* in
+        0..100 for float32; the target's worked out once), then adjust_gamma."""
+        l1 = lightness(f)
+        scale = (l2.std() / l1.std()) * ((l2.mean() - l1.mean()) / l1.mean())
         return exposure.adjust_gamma(f, max(1.0 + scale, 0.05))
 
-    add(
-        "match_gamma",
-        lambda: lw.match_gamma(frames, target),
-        6 * px + 3 * px / n,
-        "seed's gamma (cv2 L* stats + adjust_gamma)",
-        lambda k: [seed_gamma(f) for f in frames[:k]],
-    )
-    lf_target = cv2.cvtColor(ff_target, cv2.COLOR_RGB2LAB)[..., 0].astype(float)
-
-    def seed_gamma_float(f: np.ndarray) -> np.ndarray:
-        """The seed's gamma step on float32 frames: OpenCV's float L* (0..100)."""
-        l1 = cv2.cvtColor(f, cv2.COLOR_RGB2LAB)[..., 0].astype(float)
-        scale = (lf_target.std() / l1.std()) * ((lf_target.mean() - l1.mean()) / l1.mean())
-        return exposure.adjust_gamma(f, max(1.0 + scale, 0.05))
-
-    add(
-        "match_gamma float32",
-        lambda: lw.match_gamma(ff, ff_target),
-        24 * px + 12 * px / n,
-        "seed's gamma float32 (cv2 L* stats + adjust_gamma)",
-        lambda k: [seed_gamma_float(f) for f in ff[:k]],
-    )
+    for name, fs, t, bpp, base in [
+        ("match_gamma", frames, target, 1, "seed's gamma"),
+        ("match_gamma float32", ff, ff_target, 4, "seed's gamma float32"),
+    ]:
+        l2 = lightness(t)
+        add(
+            name,
+            lambda fs=fs, t=t: lw.match_gamma(fs, t),
+            bpp * (6 * px + 3 * px / n),
+            f"{base} (cv2 L* stats + adjust_gamma)",
+            lambda k, fs=fs, l2=l2: [seed_gamma(f, l2) for f in fs[:k]],
+        )
     add(
         "lerp_frames",
         lambda: lw.lerp_frames(frames, targets, 0.3),

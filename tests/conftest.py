@@ -119,3 +119,27 @@ def cli_with_reader_gone(*args: str, lines: int = 0, timeout: float = 240) -> No
 @pytest.fixture(params=sorted(hard_cases()))
 def hard(request: pytest.FixtureRequest) -> np.ndarray:
     return hard_cases()[request.param]
+
+
+@pytest.fixture
+def sync_events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """What is synced to disk and renamed, in order: ``("fsync", path of the file or
+    folder)`` and ``("replace", destination)`` (the paths read through /proc)."""
+    import os
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("names open files through /proc")
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(a: str, b: str) -> None:
+        events.append(("replace", os.fspath(b)))
+        real_replace(a, b)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return events

@@ -44,6 +44,14 @@ def frames_of(run_dir):
     return [_read_png(p) for p in sorted((run_dir / "frames").glob("*.png"))]
 
 
+def same_frames(run_a, run_b, n=7):
+    """The two runs hold the same ``n`` frames, byte for byte."""
+    a, b = frames_of(run_a), frames_of(run_b)
+    assert len(a) == len(b) == n
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
 def test_end_to_end(tmp_path, backend):
     r = render(Settings.from_dict(JOB), run_dir=tmp_path / "run", backend=backend, progress=False)
     assert r.frames == 7
@@ -172,10 +180,7 @@ def test_resume_gives_the_uninterrupted_frames(tmp_path, backend, stop):
     render(
         None, run_dir=tmp_path / "cut", resume=True, backend=backend, progress=False, video=False
     )
-    a, b = frames_of(full.run_dir), frames_of(tmp_path / "cut")
-    assert len(a) == len(b) == 7
-    for x, y in zip(a, b, strict=True):
-        np.testing.assert_array_equal(x, y)
+    same_frames(full.run_dir, tmp_path / "cut")
     rows = list(csv.DictReader(open(tmp_path / "cut" / "drift.csv")))
     assert [int(x["frame"]) for x in rows] == list(range(7))
     # byte for byte too: the header was written with \n and rows with \r\n, and a resume
@@ -214,10 +219,7 @@ def test_resume_makes_damaged_recorded_frames_again(tmp_path, backend, frame, da
     with pytest.warns(RuntimeWarning, match=f"recorded frame {frame} is damaged"):
         r = render(None, run_dir=tmp_path / "cut", resume=True, backend=spy, progress=False)
     assert len(spy.calls) == 7 - frame  # frames frame..6, and no keyframe again
-    a, b = frames_of(full.run_dir), frames_of(tmp_path / "cut")
-    assert len(a) == len(b) == 7
-    for x, y in zip(a, b, strict=True):
-        np.testing.assert_array_equal(x, y)
+    same_frames(full.run_dir, tmp_path / "cut")
     rows = list(csv.DictReader(open(tmp_path / "cut" / "drift.csv")))
     assert [int(x["frame"]) for x in rows] == list(range(7))
     av = pytest.importorskip("av")
@@ -242,10 +244,7 @@ def test_a_rollback_is_recorded_and_stop_after_counts_from_it(tmp_path, backend)
     with pytest.warns(RuntimeWarning, match="recorded frame 1 is damaged") as seen:
         render(None, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
     assert len([w for w in seen if "damaged" in str(w.message)]) == 1
-    a, b = frames_of(full.run_dir), frames_of(rd)
-    assert len(a) == len(b) == 7
-    for x, y in zip(a, b, strict=True):
-        np.testing.assert_array_equal(x, y)
+    same_frames(full.run_dir, rd)
     # a rollback whose resume stops before the frame is made again: the state says so
     (rd2 := tmp_path / "cut2").mkdir()
     render(s, run_dir=rd2, backend=backend, progress=False, video=False, stop_after=4)
@@ -276,10 +275,7 @@ def test_resume_makes_a_damaged_colour_plan_again(tmp_path, backend, damage):
         render(None, run_dir=rd, resume=True, backend=spy, progress=False, video=False)
     # frames 5 and 6, and keyframe 3's two renders only where it was damaged
     assert len(spy.calls) == 2 + (2 if damage.startswith("keyframe") else 0)
-    a, b = frames_of(full.run_dir), frames_of(rd)
-    assert len(a) == len(b) == 7
-    for x, y in zip(a, b, strict=True):
-        np.testing.assert_array_equal(x, y)
+    same_frames(full.run_dir, rd)
     assert json.loads((rd / "plan.json").read_text()) == json.loads(
         (full.run_dir / "plan.json").read_text()
     )
@@ -304,25 +300,11 @@ def test_resume_keeps_the_whole_rows_of_a_damaged_drift_csv(tmp_path, backend):
     assert plot.shape == (300, 800, 3)
 
 
-def test_a_frame_is_on_disk_before_the_state_records_it(tmp_path, backend, monkeypatch):
+def test_a_frame_is_on_disk_before_the_state_records_it(tmp_path, backend, sync_events):
     """Each frame's data is synced before its rename, its folder before the state names
     it, and the drift row and the state before the next frame (a power cut lost frames
     the state recorded)."""
-    if not os.path.isdir("/proc/self/fd"):
-        pytest.skip("names open files through /proc")
-    events: list[tuple[str, str]] = []
-    real_fsync, real_replace = os.fsync, os.replace
-
-    def fsync(fd):
-        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
-        real_fsync(fd)
-
-    def replace(a, b):
-        events.append(("replace", os.fspath(b)))
-        real_replace(a, b)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
+    events = sync_events
     rd = tmp_path / "r"
     render(Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False, video=False)
     state = [i for i, e in enumerate(events) if e == ("replace", str(rd / "state.json"))]

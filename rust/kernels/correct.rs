@@ -19,8 +19,10 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::blend::{lum, set_lum_block};
-use super::error::{try_zeroed, KernelError, Result};
-use super::frames::{check_finite, check_frames_and_reference, clamp01, Dims, Sample};
+use super::error::{try_zeroed, Result};
+use super::frames::{
+    check_finite, check_frames_and_out, check_frames_and_reference, clamp01, Dims, Sample,
+};
 use super::gamma::{
     gamma_table_u8, pow_unit, sampled_target, solve_gamma_on, to_f32_gamma, SampleGrid,
 };
@@ -593,19 +595,10 @@ pub fn color_correct_prepared<T: Sample>(
     out: &mut [T],
     gammas_out: &mut [f64],
 ) -> Result<()> {
-    // the checks of check_frames_and_reference, with the target's count only
-    let tdims = Dims::new(targets.len(), 1, 1);
+    // check_frames_and_reference's checks, of the target its count only
     dims.check("frames", src.len())?;
-    dims.check("out", out.len())?;
-    dims.check_one_or_per_frame("target", &tdims)?;
-    if gammas_out.len() != dims.n {
-        return Err(KernelError::shape(
-            "gammas_out",
-            format!("{} values", dims.n),
-            format!("{}", gammas_out.len()),
-        ));
-    }
-    check_finite("frames", src)?;
+    dims.check_one_or_per_frame("target", &Dims::new(targets.len(), 1, 1))?;
+    check_frames_and_out(src, dims, out, gammas_out)?;
     let t = match targets {
         [one] => Targets::Shared(one),
         each => Targets::Each(each),

@@ -88,8 +88,21 @@ pub fn check_frames_and_reference<T: Sample>(
 ) -> Result<()> {
     dims.check("frames", src.len())?;
     rdims.check(ref_arg, reference.len())?;
-    dims.check("out", out.len())?;
     dims.check_one_or_per_frame(ref_arg, &rdims)?;
+    check_frames_and_out(src, dims, out, gammas_out)?;
+    check_finite(ref_arg, reference)
+}
+
+/// The checks of [`check_frames_and_reference`] but the reference's: the frames,
+/// the output batch and one gamma per frame.
+pub fn check_frames_and_out<T: Sample>(
+    src: &[T],
+    dims: Dims,
+    out: &[T],
+    gammas_out: &[f64],
+) -> Result<()> {
+    dims.check("frames", src.len())?;
+    dims.check("out", out.len())?;
     if gammas_out.len() != dims.n {
         return Err(KernelError::shape(
             "gammas_out",
@@ -97,8 +110,7 @@ pub fn check_frames_and_reference<T: Sample>(
             format!("{}", gammas_out.len()),
         ));
     }
-    check_finite("frames", src)?;
-    check_finite(ref_arg, reference)
+    check_finite("frames", src)
 }
 
 /// The larger of `a` and `b`; `b` if either is NaN. One `maxps` per vector:
