@@ -797,8 +797,10 @@ def _keep_drift_rows(path: Path, last: int) -> None:
     if path.exists():  # not yet written when killed just after settings
         # read line by line, a damaged line dropped on its own (a power cut can leave the
         # tail of a run made before files were synced as zeros or garbage)
-        text = path.read_bytes().decode("utf-8", "replace").replace("\0", "")
+        text = path.read_bytes().decode("utf-8", "replace")
         for line in text.splitlines():
+            if "\0" in line or "\ufffd" in line:  # zeros or garbage: not a row written whole
+                continue
             try:
                 rows.extend(r for r in csv.reader([line]) if r)
             except csv.Error:
