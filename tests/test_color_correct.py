@@ -318,6 +318,7 @@ def test_a_color_target_keeps_statistics_not_pixels(photos):
     np.testing.assert_array_equal(lw.color_correct(frame, prepared), before)
     batch = lw.ColorTarget(np.stack([photos["coffee"], photos["coffee"][::-1]]))
     assert len(batch) == 2 and repr(batch).startswith("ColorTarget(2 targets of")
+    assert lw.ColorTarget(np.zeros((2, 2, 3), np.uint8)).mean_lightness[0] == 0  # not -2e-6
     f32 = lw.ColorTarget(to_float(photos["coffee"]))
     assert f32.dtype == np.float32
     assert abs(f32.mean_lightness[0] - prepared.mean_lightness[0]) < 1e-3
@@ -352,6 +353,15 @@ def test_a_color_target_refuses_what_color_correct_refuses(photos):
     import copy
 
     assert copy.copy(prepared) is prepared and copy.deepcopy({"t": prepared})["t"] is prepared
+    # copies are the object itself, so it never changes
+    with pytest.raises(TypeError, match="made once"):
+        prepared.__init__(to_float(img))  # type: ignore[misc]
+    assert len(prepared) == 1 and prepared.dtype == np.uint8
+    # passing the wrapper to the native call says which class it wants
+    from loopwave import _native as native
+
+    with pytest.raises(TypeError, match="PreparedTarget"):
+        native.color_correct_prepared(img[None], prepared, True)  # type: ignore[arg-type]
     # the native call checks too, as a direct caller may skip the wrapper
     from loopwave import _native
 
@@ -380,3 +390,35 @@ def test_the_colour_docstring_examples_run():
 
     result = doctest.testmod(loopwave.color, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 4 and result.failed == 0
+
+
+def test_a_color_target_too_large_for_memory_is_a_memory_error():
+    """From a review: the statistics of each target frame take about 96 KiB however small
+    the frame, and a ColorTarget of 30,000 1x1 frames (3 GB of them) aborted the process
+    where the memory was not there, instead of raising."""
+    import subprocess
+    import sys
+
+    resource = pytest.importorskip("resource")
+    child = (
+        "import numpy as np, loopwave as lw\n"
+        "try:\n"
+        "    lw.ColorTarget(np.zeros((30000, 1, 1, 3), np.uint8))\n"
+        "    print('made')\n"
+        "except MemoryError as e:\n"
+        "    print('MemoryError', e)\n"
+    )
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
+
+    out = subprocess.run(
+        [sys.executable, "-c", child],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit,
+        env={**__import__("os").environ, "LOOPWAVE_NUM_THREADS": "2"},
+    )
+    assert out.returncode == 0, out.stderr[-1500:]
+    assert out.stdout.startswith("MemoryError") and "target" in out.stdout, out.stdout

@@ -310,7 +310,7 @@ def test_sync_names_the_file_and_uses_full_fsync_on_macos(tmp_path, monkeypatch)
 
     monkeypatch.setattr(png.sys, "platform", "linux")
     monkeypatch.setattr(os, "fsync", eio)
-    with pytest.raises(OSError, match="syncing .*f.png.tmp to disk") as e:
+    with pytest.raises(OSError, match="syncing it to disk.*f.png.tmp") as e:
         write_png(tmp_path / "f.png", np.zeros((2, 2, 3), np.uint8), durable=True)
     assert e.value.errno == errno.EIO
 

@@ -1826,3 +1826,36 @@ def test_lora_errors_name_the_settings_key(tmp_path):
     with pytest.raises(ValueError, match=r"^model.lora\[0\]: .*none.safetensors' is not a local"):
         render(s, run_dir=tmp_path / "r", progress=False, video=False)
     assert not (tmp_path / "r").exists()
+
+
+def test_the_frame_check_stops_at_the_first_frame_missing(tmp_path, monkeypatch):
+    """From a review: a state naming a million frames of seven stat'ed every name first
+    (10 s and 400 MB a call); the walk stops at the first frame that is not whole, and
+    reads whole only the recent ones."""
+    import loopwave.render as lr
+    from loopwave.png import write_png
+
+    (tmp_path / "frames").mkdir()
+    for k in range(7):
+        write_png(tmp_path / "frames" / f"{k:06d}.png", np.full((4, 4, 3), k, np.uint8))
+    (tmp_path / "state.json").write_text('{"last": 1000000}')
+    calls: list[bool] = []
+    real = lr.whole_png
+
+    def counted(p, *, crc=False):
+        calls.append(crc)
+        return real(p, crc=crc)
+
+    monkeypatch.setattr(lr, "whole_png", counted)
+    assert lr._last_whole(tmp_path, 10**6) == (6, "recorded frame 7 is damaged (it is missing)")
+    assert calls == [False, True] * 7 + [False]  # written just now: each read whole too
+    # written long before the state's last write and not among the last 64: ends only
+    old = time.time() - 3600
+    for k in range(7):
+        os.utime(tmp_path / "frames" / f"{k:06d}.png", (old, old))
+    calls.clear()
+    assert lr._last_whole(tmp_path, 100) == (6, "recorded frame 7 is damaged (it is missing)")
+    assert calls == [False] * 8
+    calls.clear()
+    assert lr._last_whole(tmp_path, 6) == (6, None)
+    assert calls == [False, True] * 7  # the last 64: read whole

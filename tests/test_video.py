@@ -2145,11 +2145,23 @@ def test_a_callers_own_x264_params_are_kept(tmp_path, monkeypatch):
 
     monkeypatch.setattr(lv._Output, "__init__", spy)
     frames = np.zeros((3, 64, 96, 3), np.uint8)
+    ours = f"asm={0x11F3FF & ~0x10000}"
     for given, want in [
-        (None, f"asm={0x11F3FF & ~0x10000}"),
-        ({"x264-params": "keyint=5"}, f"keyint=5:asm={0x11F3FF & ~0x10000}"),
+        (None, ours),
+        ({"x264-params": "keyint=5"}, f"keyint=5:{ours}"),
+        ({"x264-params": "keyint=5:"}, f"keyint=5:{ours}"),  # ("::asm" was refused: no fix)
         ({"x264-params": "keyint=5:asm=0"}, "keyint=5:asm=0"),
+        # a caller's own asm in x264's other spellings stands
+        ({"x264-params": "no-asm=1"}, "no-asm=1"),
+        ({"x264-params": "noasm=1"}, "noasm=1"),
+        ({"x264-params": "keyint=5 : asm=0"}, "keyint=5 : asm=0"),
+        ({"x264-params": "no_asm=1"}, "no_asm=1"),
     ]:
         with lv.VideoWriter(tmp_path / "v.mp4", fps=20, codec="h264", options=given) as w:
             w.write(frames)
         assert seen[-1]["x264-params"] == want
+
+
+def test_x264_without_ctypes_encodes_as_before(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ctypes", None)  # a Python built without _ctypes
+    assert lv._find_x264_cpu() is None

@@ -17,7 +17,7 @@ __all__ = [
     "match_gamma",
     "color_correct",
     "color_correct_prepared",
-    "ColorTarget",
+    "PreparedTarget",
     "lerp_frames",
     "mean_frames",
     "rgb_to_yuv420p",
@@ -57,9 +57,9 @@ def color_correct(
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.float64]]: ...
 
 @final
-class ColorTarget:
+class PreparedTarget:
     """A target's statistics for ``color_correct_prepared`` (``loopwave.ColorTarget``)."""
-    def __new__(cls, target: npt.NDArray[Any]) -> ColorTarget: ...
+    def __new__(cls, target: npt.NDArray[Any]) -> PreparedTarget: ...
     @property
     def n(self) -> int: ...
     @property
@@ -71,7 +71,7 @@ class ColorTarget:
 
 def color_correct_prepared(
     frames_: npt.NDArray[Any],
-    target: ColorTarget,
+    target: PreparedTarget,
     gamma: bool,
     out: npt.NDArray[Any] | None = None,
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.float64]]: ...

@@ -269,7 +269,9 @@ class ColorTarget:
 
     def __init__(self, target: Frames) -> None:
         t, _ = v.frames(target, "target")
-        self._native = _native.ColorTarget(t)
+        if hasattr(self, "_native"):  # (copies are the object itself: it must not change)
+            raise TypeError("a ColorTarget is made once; make another for another target")
+        self._native = _native.PreparedTarget(t)
 
     def __len__(self) -> int:
         """How many target frames."""
@@ -289,7 +291,8 @@ class ColorTarget:
     @property
     def mean_lightness(self) -> npt.NDArray[np.float64]:
         """Each target frame's mean CIE L* (0..100), the lightness ``gamma=True`` aims at."""
-        return np.array(self._native.mean_lightness, np.float64)
+        # (black's f32 sum lands a hair under 0)
+        return np.clip(np.array(self._native.mean_lightness, np.float64), 0.0, 100.0)
 
     def __repr__(self) -> str:
         n, (h, w) = len(self), self.size

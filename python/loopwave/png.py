@@ -77,7 +77,7 @@ def _fsync(fd: int, name: Any) -> None:
     except OSError as e:
         if e.errno in (errno.EINVAL, errno.ENOTSUP):
             return
-        raise OSError(e.errno, f"{e.strerror} (syncing {name} to disk)", str(name)) from None
+        raise OSError(e.errno, f"{e.strerror} (syncing it to disk)", str(name)) from None
 
 
 def sync_file(f: Any) -> None:

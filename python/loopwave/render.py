@@ -250,27 +250,30 @@ def _read_state(rd: Path) -> int:
     return last
 
 
-#: A recorded frame written within this many seconds of the newest one is read whole on
-#: resume, its CRCs checked: the time a disk may hold a file's data back after its rename
+#: A recorded frame written within this many seconds of the state's last write is read
+#: whole on resume, its CRCs checked: the time a disk may hold a file's data back after its rename
 #: (Linux writes dirty data back within 30 s by default). Older frames, and all but the
 #: last 64, have their ends checked (two small reads each).
 _RECENT_S = 120.0
 
 
+def _mtime(p: Path) -> float:
+    try:
+        return p.stat().st_mtime
+    except OSError:
+        return math.inf
+
+
 def _last_whole(rd: Path, last: int) -> tuple[int, str | None]:
     """``(last, None)``, or the frame before the first recorded frame that is not a
-    whole file (:func:`loopwave.png.whole_png`) and why it is not. Reads only."""
-    paths = [rd / "frames" / f"{k:06d}.png" for k in range(last + 1)]
-    times: list[float | None] = []
-    for p in paths:
-        try:
-            times.append(p.stat().st_mtime)
-        except OSError:
-            times.append(None)
-    newest = max((t for t in times if t is not None), default=0.0)
-    for k, (p, t) in enumerate(zip(paths, times, strict=True)):
-        recent = k > last - 64 or (t is not None and t >= newest - _RECENT_S)
-        why = whole_png(p, crc=recent)
+    whole file (:func:`loopwave.png.whole_png`) and why it is not. Reads only; stops at
+    the first that is not (a state naming a million frames of seven stat'ed them all)."""
+    newest = _mtime(rd / "state.json")  # written right after the newest frame
+    for k in range(last + 1):
+        p = rd / "frames" / f"{k:06d}.png"
+        why = whole_png(p)
+        if why is None and (k > last - 64 or _mtime(p) >= newest - _RECENT_S):
+            why = whole_png(p, crc=True)
         if why is not None:
             return k - 1, f"recorded frame {k} is damaged ({why})"
     return last, None
@@ -813,7 +816,7 @@ def _keep_drift_rows(path: Path, last: int) -> None:
             f"{path}: no whole row for frame{'s' * (len(lost) != 1)} {shown} (the file was "
             "damaged); drift.png leaves a gap there",
             RuntimeWarning,
-            stacklevel=4,
+            stacklevel=3,
         )
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -1215,8 +1218,9 @@ def render(
         settings = saved
         state = _state(rd)
         made_with = state.get("settings")
-        if isinstance(state.get("last"), int):  # before the model loads; again under the lock
-            # (against the frames that are whole: a resume makes damaged ones again)
+        if stop_after is not None and isinstance(state.get("last"), int):
+            # before the model loads; again under the lock (against the frames that are
+            # whole: a resume makes damaged ones again)
             _check_stop_after(stop_after, _last_whole(rd, state["last"])[0])
         if made_with is not None and made_with != _settings_digest(saved):
             # frames on from here would not be those of an uninterrupted run (a plan built

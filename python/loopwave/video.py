@@ -194,8 +194,10 @@ def _x264_cpu() -> tuple[int, int] | None:
 
 
 def _find_x264_cpu() -> tuple[int, int] | None:
-    import ctypes
-
+    try:
+        import ctypes
+    except ImportError:  # a Python built without _ctypes
+        return None
     _av()  # (libavcodec loads libx264)
     try:
         maps = Path("/proc/self/maps").read_text()
@@ -228,14 +230,24 @@ def _find_x264_cpu() -> tuple[int, int] | None:
     return None
 
 
+def _x264_key(param: str) -> str:
+    """The option an ``x264-params`` entry sets, as x264 reads its name: ``no-asm=1``,
+    ``noasm``, `` asm = 0`` all set ``asm``."""
+    key = param.split("=", 1)[0].strip().lower().replace("_", "-")
+    for no in ("no-", "no"):
+        if key.startswith(no) and key != no:
+            return key[len(no) :]
+    return key
+
+
 def _x264_params(width: int) -> str | None:
     """x264 options that keep its output reproducible at ``width``, or None.
 
     x264's AVX-512 MB-tree kernel (``mbtree_propagate_list``, core 164-165 as PyAV
     bundles it) works on 8 macroblocks at a time with no mask for the last group, and
     adds what it reads past a row's end into the rate control's costs. At widths whose
-    macroblock count is not a multiple of 8 (a width not a multiple of 128 px, such as
-    576, 720 or 960) on a CPU with AVX-512, the video then depends on leftover heap
+    count of 16-pixel macroblocks is not a multiple of 8 (such as 576, 720 or 960; 512,
+    1280 and 1920 are not hit) on a CPU with AVX-512, the video then depends on leftover heap
     memory: 1 to 3 in 8 renders of one job in one process came out different, decoded
     frames up to 35 levels apart. There, x264 runs without AVX-512 (its ``asm`` flags
     less that one), which gives the same video every time; elsewhere it is left as is."""
@@ -578,9 +590,9 @@ class _Output:
             opts = dict(cfg.options)
             _quiet(cfg.encoder, opts)
             if cfg.encoder == "libx264" and (params := _x264_params(cfg.size[1])):
-                given = opts.get("x264-params", "")
-                if not re.search(r"(^|:)asm=", given):  # (a caller's own asm stands)
-                    opts["x264-params"] = f"{given}:{params}" if given else params
+                given = [p for p in opts.get("x264-params", "").split(":") if p.strip()]
+                if not any(_x264_key(p) == "asm" for p in given):  # a caller's own stands
+                    opts["x264-params"] = ":".join([*given, params])
             s.options = opts
             self.stream = s
             # all streams must exist before the first packet writes the header

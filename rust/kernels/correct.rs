@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::blend::{lum, set_lum_block};
-use super::error::{try_zeroed, Result};
+use super::error::{try_zeroed, KernelError, Result};
 use super::frames::{
     check_finite, check_frames_and_out, check_frames_and_reference, clamp01, Dims, Sample,
 };
@@ -85,11 +85,17 @@ impl Counts {
     }
 
     fn channel(&self, c: usize) -> Vec<u64> {
-        let nb = FLOAT_BINS;
+        let mut v = vec![0; FLOAT_BINS];
+        self.channel_into(c, &mut v);
+        v
+    }
+
+    /// [`Counts::channel`] into `v` ([`FLOAT_BINS`] values).
+    fn channel_into(&self, c: usize, v: &mut [u64]) {
         let copies = &self.0[c * COPIES * STRIDE..(c + 1) * COPIES * STRIDE];
-        (0..nb)
-            .map(|b| (0..COPIES).map(|k| copies[k * STRIDE + b] as u64).sum())
-            .collect()
+        for (b, x) in v.iter_mut().enumerate() {
+            *x = (0..COPIES).map(|k| copies[k * STRIDE + b] as u64).sum();
+        }
     }
 }
 
@@ -293,15 +299,22 @@ fn count_frame<T: Sample>(
     .expect("non-empty frame")
 }
 
-/// Lab histogram and mean lightness of one target frame.
-pub fn target_stats<T: Sample>(target: &[T], binning: &[Binning; 3]) -> TargetStats {
+/// Lab histogram and mean lightness of one target frame; NoMemory (for
+/// `target`) where its histogram's memory is not there.
+pub fn target_stats<T: Sample>(target: &[T], binning: &[Binning; 3]) -> Result<TargetStats> {
     let (counts, sum_fy) = count_frame(&LabConsts::new(), binning, target, &mut [], None);
-    let mut hist = Hist3::new(binning, false);
-    hist.counts = std::array::from_fn(|c| counts.channel(c));
-    TargetStats {
+    let mut hist = Hist3 {
+        counts: [Vec::new(), Vec::new(), Vec::new()],
+        knots: None,
+    };
+    for (c, v) in hist.counts.iter_mut().enumerate() {
+        *v = try_zeroed(FLOAT_BINS, "target")?;
+        counts.channel_into(c, v);
+    }
+    Ok(TargetStats {
         hist,
         mean_l: 116.0 * sum_fy / (target.len() / 3) as f64 - 16.0,
-    }
+    })
 }
 
 /// How pass two finishes each sample: the gamma table of an 8-bit frame, or a
@@ -557,7 +570,7 @@ pub fn color_correct<T: Sample>(
 ) -> Result<()> {
     check_frames_and_reference(src, dims, "target", target, tdims, out, gammas_out)?;
     if tdims.n == 1 {
-        let shared = target_stats(target, &lab_binning());
+        let shared = target_stats(target, &lab_binning())?;
         correct_frames(src, dims, Targets::Shared(&shared), gamma, out, gammas_out)
     } else {
         let tl = tdims.frame_len();
@@ -577,12 +590,20 @@ pub fn color_correct<T: Sample>(
 pub fn prepare_targets<T: Sample>(target: &[T], tdims: Dims) -> Result<Vec<TargetStats>> {
     tdims.check("target", target.len())?;
     check_finite("target", target)?;
+    // kept for good, about 96 KiB a target frame however small: where the memory is not
+    // there, a NoMemory error (MemoryError), not an abort (1x1 targets by the thousand)
     let binning = lab_binning();
-    let tl = tdims.frame_len();
-    Ok(target
-        .chunks(tl)
-        .map(|t| target_stats(t, &binning))
-        .collect())
+    let mut stats = Vec::new();
+    stats
+        .try_reserve_exact(tdims.n)
+        .map_err(|_| KernelError::NoMemory {
+            arg: "target",
+            bytes: tdims.n.saturating_mul(std::mem::size_of::<TargetStats>()),
+        })?;
+    for t in target.chunks(tdims.frame_len()) {
+        stats.push(target_stats(t, &binning)?);
+    }
+    Ok(stats)
 }
 
 /// [`color_correct`] toward targets whose statistics [`prepare_targets`] has
@@ -627,7 +648,7 @@ fn correct_frames<T: Sample>(
                     Targets::Shared(t) => correct_frame(s, h, w, t, gamma, o, &spare),
                     Targets::Each(ts) => correct_frame(s, h, w, &ts[i], gamma, o, &spare),
                     Targets::Frames(ts, tl) => {
-                        let t = target_stats(&ts[i * tl..(i + 1) * tl], &binning);
+                        let t = target_stats(&ts[i * tl..(i + 1) * tl], &binning)?;
                         correct_frame(s, h, w, &t, gamma, o, &spare)
                     }
                 }

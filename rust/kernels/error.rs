@@ -73,6 +73,7 @@ pub type Result<T> = std::result::Result<T, KernelError>;
 pub trait Zeroable: Copy {}
 impl Zeroable for u16 {}
 impl Zeroable for f32 {}
+impl Zeroable for u64 {}
 
 /// `n` zeros, fresh from the allocator as `vec![0; n]` gets them (zeroed pages, no
 /// memset), or [`KernelError::NoMemory`] for `arg` where the allocator has none (where

@@ -394,9 +394,10 @@ fn color_correct<'py>(
 }
 
 /// A target's statistics, worked out once for many `color_correct_prepared`
-/// calls (the Python class `loopwave.ColorTarget` wraps it).
+/// calls (the Python class `loopwave.ColorTarget` wraps it; named apart so that
+/// passing the wrapper here says which is which).
 #[pyclass(frozen, module = "loopwave._native")]
-pub struct ColorTarget {
+pub struct PreparedTarget {
     stats: Vec<kernels::correct::TargetStats>,
     float: bool,
     size: (usize, usize),
@@ -412,7 +413,7 @@ fn prepare<T: Element + Sample>(
 }
 
 #[pymethods]
-impl ColorTarget {
+impl PreparedTarget {
     #[new]
     fn new(py: Python<'_>, target: &Bound<'_, PyAny>) -> PyResult<Self> {
         let ((stats, size), float) = match frames(target, "target")? {
@@ -452,7 +453,7 @@ impl ColorTarget {
 fn color_correct_prepared<'py>(
     py: Python<'py>,
     frames_: &Bound<'py, PyAny>,
-    target: &Bound<'py, ColorTarget>,
+    target: &Bound<'py, PreparedTarget>,
     gamma: bool,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<WithGammas<'py>> {
@@ -466,7 +467,7 @@ fn color_correct_prepared<'py>(
             kernels::correct::color_correct_prepared(s, d, stats, gamma, o, g)
         }),
         _ => Err(PyTypeError::new_err(
-            "target: must have the same dtype as the frames (a ColorTarget keeps its \
+            "target: must have the same dtype as the frames (a prepared target keeps its \
             targets' dtype)",
         )),
     }
@@ -717,7 +718,7 @@ pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(match_gamma, m)?)?;
     m.add_function(wrap_pyfunction!(color_correct, m)?)?;
     m.add_function(wrap_pyfunction!(color_correct_prepared, m)?)?;
-    m.add_class::<ColorTarget>()?;
+    m.add_class::<PreparedTarget>()?;
     m.add_function(wrap_pyfunction!(lerp_frames, m)?)?;
     m.add_function(wrap_pyfunction!(mean_frames, m)?)?;
     m.add_function(wrap_pyfunction!(rgb_to_yuv420p, m)?)?;
