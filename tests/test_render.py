@@ -1848,14 +1848,14 @@ def test_the_frame_check_stops_at_the_first_frame_missing(tmp_path, monkeypatch)
 
     monkeypatch.setattr(lr, "whole_png", counted)
     assert lr._last_whole(tmp_path, 10**6) == (6, "recorded frame 7 is damaged (it is missing)")
-    assert calls == [False, True] * 7 + [False]  # written just now: each read whole too
+    assert calls == [True] * 8  # written just now: each read whole (the missing one too)
     # written long before the state's last write and not among the last 64: ends only
     old = time.time() - 3600
     for k in range(7):
         os.utime(tmp_path / "frames" / f"{k:06d}.png", (old, old))
     calls.clear()
     assert lr._last_whole(tmp_path, 100) == (6, "recorded frame 7 is damaged (it is missing)")
-    assert calls == [False] * 8
+    assert calls == [False] * 7 + [True]  # (a missing frame has no time: counted recent)
     calls.clear()
     assert lr._last_whole(tmp_path, 6) == (6, None)
-    assert calls == [False, True] * 7  # the last 64: read whole
+    assert calls == [True] * 7  # the last 64: read whole

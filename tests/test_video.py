@@ -2119,23 +2119,23 @@ def test_h264_is_the_same_whatever_the_heap_holds(tmp_path):
 
 def test_x264_runs_without_avx512_only_where_its_kernel_misreads(monkeypatch):
     # widths whose macroblock count is a multiple of 8 keep every instruction set
-    monkeypatch.setattr(lv, "_X264_CPU", [(0x11F3FF, 0x10000)])
+    monkeypatch.setattr(lv, "_x264_cpu", lambda: (0x11F3FF, 0x10000))
     assert lv._x264_params(128) is None and lv._x264_params(1920) is None
     assert lv._x264_params(96) == f"asm={0x11F3FF & ~0x10000}"
     assert lv._x264_params(720) == lv._x264_params(576) == lv._x264_params(960)
-    monkeypatch.setattr(lv, "_X264_CPU", [(0x0F3FF, 0x10000)])  # no AVX-512: as is
+    monkeypatch.setattr(lv, "_x264_cpu", lambda: (0x0F3FF, 0x10000))  # no AVX-512: as is
     assert lv._x264_params(96) is None
-    monkeypatch.setattr(lv, "_X264_CPU", [None])  # libx264 not found: as is
+    monkeypatch.setattr(lv, "_x264_cpu", lambda: None)  # libx264 not found: as is
     assert lv._x264_params(96) is None
     # the real library: found here (Linux, PyAV's own libx264), its AVX-512 flag as in x264.h
-    monkeypatch.setattr(lv, "_X264_CPU", [])
+    monkeypatch.undo()
     if sys.platform.startswith("linux"):
-        cpu = lv._x264_cpu()
+        cpu = lv._x264_cpu.__wrapped__()  # (the lookup itself, not its cached result)
         assert cpu is not None and cpu[1] == 0x10000, cpu
 
 
 def test_a_callers_own_x264_params_are_kept(tmp_path, monkeypatch):
-    monkeypatch.setattr(lv, "_X264_CPU", [(0x11F3FF, 0x10000)])
+    monkeypatch.setattr(lv, "_x264_cpu", lambda: (0x11F3FF, 0x10000))
     seen = []
     real = lv._Output.__init__
 
@@ -2164,4 +2164,4 @@ def test_a_callers_own_x264_params_are_kept(tmp_path, monkeypatch):
 
 def test_x264_without_ctypes_encodes_as_before(monkeypatch):
     monkeypatch.setitem(sys.modules, "ctypes", None)  # a Python built without _ctypes
-    assert lv._find_x264_cpu() is None
+    assert lv._x264_cpu.__wrapped__() is None

@@ -377,6 +377,7 @@ def color_correct(
     (2, 16, 16, 3)
     """
     x, single = v.frames(frames, "frames")
+    prepared = target._native if isinstance(target, ColorTarget) else None
     if isinstance(target, ColorTarget):
         if target.dtype != x.dtype:
             raise TypeError(
@@ -397,8 +398,8 @@ def color_correct(
     if not isinstance(return_gammas, (bool, np.bool_)):
         raise TypeError(f"return_gammas must be True or False; got {return_gammas!r}")
     dst = None if out is None else _out_like(out, frames, x, single, target)
-    if isinstance(target, ColorTarget):
-        res, gammas = _native.color_correct_prepared(x, target._native, bool(gamma), dst)
+    if prepared is not None:
+        res, gammas = _native.color_correct_prepared(x, prepared, bool(gamma), dst)
     else:
         res, gammas = _native.color_correct(x, t, bool(gamma), dst)
     res = _squeeze(res, single) if out is None else out

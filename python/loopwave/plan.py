@@ -224,7 +224,8 @@ class ColourPlan:
             path = None if keep is None else keep / f"{k:06d}.png"
             # complete (write_png renames into place, durably), unless a power cut came
             # before the disk wrote a file of a run made before files were synced
-            why = None if path is None or not path.exists() else whole_png(path, crc=True)
+            kept = path if path is not None and path.exists() else None
+            why = None if kept is None else whole_png(kept, crc=True)
             if why is not None:
                 warnings.warn(
                     f"{path}: a kept keyframe is damaged ({why}), as a power cut leaves a "
@@ -232,8 +233,8 @@ class ColourPlan:
                     RuntimeWarning,
                     stacklevel=2,
                 )
-            if path is not None and path.exists() and why is None:
-                img = _read_png(path)
+            if kept is not None and why is None:
+                img = _read_png(kept)
             else:
                 made_k: list[np.ndarray] = []
                 for v in range(renders):

@@ -145,19 +145,20 @@ def whole_png(path: str | os.PathLike[str], *, crc: bool = False) -> str | None:
     or (found only with ``crc``) blocks of zeros inside it."""
     try:
         with open(path, "rb") as f:
-            head = f.read(16)
-            size = f.seek(0, os.SEEK_END)
-            if size < len(head) + len(_IEND):
-                return f"it holds {size} bytes" if size else "it is empty"
-            f.seek(size - len(_IEND))
-            tail = f.read()
             if crc:
-                f.seek(0)
                 data = f.read()
+                head, size, tail = data[:16], len(data), data[-len(_IEND) :]
+            else:
+                head = f.read(16)
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(size - len(_IEND), 0))
+                tail = f.read()
     except FileNotFoundError:
         return "it is missing"
     except OSError as e:
         return f"it cannot be read ({e.strerror or e})"
+    if size < 16 + len(_IEND):
+        return f"it holds {size} bytes" if size else "it is empty"
     if head[:8] != _SIGNATURE or head[12:16] != b"IHDR":
         return "it does not open as a PNG file"
     if tail != _IEND:

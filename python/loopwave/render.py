@@ -271,9 +271,7 @@ def _last_whole(rd: Path, last: int) -> tuple[int, str | None]:
     newest = _mtime(rd / "state.json")  # written right after the newest frame
     for k in range(last + 1):
         p = rd / "frames" / f"{k:06d}.png"
-        why = whole_png(p)
-        if why is None and (k > last - 64 or _mtime(p) >= newest - _RECENT_S):
-            why = whole_png(p, crc=True)
+        why = whole_png(p, crc=k > last - 64 or _mtime(p) >= newest - _RECENT_S)
         if why is not None:
             return k - 1, f"recorded frame {k} is damaged ({why})"
     return last, None

@@ -48,6 +48,7 @@ from __future__ import annotations
 import atexit
 import bisect
 import contextlib
+import functools
 import heapq
 import io
 import json
@@ -180,20 +181,12 @@ def _quiet(encoder: str, options: dict[str, str]) -> None:
         os.environ.setdefault("SVT_LOG", "1")
 
 
-_X264_CPU: list[tuple[int, int] | None] = []  # [(flags, AVX-512 bit)] once looked up
-
-
+@functools.cache
 def _x264_cpu() -> tuple[int, int] | None:
     """The CPU flags of the libx264 this process loaded (its ``x264_cpu_detect``) and the
     flag of AVX-512 in them (from its own ``x264_cpu_names``); None where it cannot be
     found (not Linux, an FFmpeg with x264 linked in statically, a libx264 without those
-    symbols). Looked up once."""
-    if not _X264_CPU:
-        _X264_CPU.append(_find_x264_cpu())
-    return _X264_CPU[0]
-
-
-def _find_x264_cpu() -> tuple[int, int] | None:
+    symbols, no ctypes). Looked up once."""
     try:
         import ctypes
     except ImportError:  # a Python built without _ctypes
