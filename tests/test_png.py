@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from loopwave.png import decode_png, read_png, write_png
+from loopwave.png import decode_png, make_folder, read_png, write_png
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -261,6 +261,24 @@ def test_durable_write_syncs_the_file_before_its_rename_and_the_folder_after(tmp
     tmp, final = str(tmp_path / "f.png.tmp"), str(tmp_path / "f.png")
     assert sync_events == [("fsync", tmp), ("replace", final), ("fsync", str(tmp_path))]
     np.testing.assert_array_equal(read_png(final), img)
+
+
+def test_make_folder_syncs_each_new_folder_into_its_parent(tmp_path, sync_events):
+    """A run's new folders (out/render/RUN, its frames) are on disk before the files in
+    them are: each one made is synced into its parent, top down, and nothing else."""
+    make_folder(tmp_path / "a" / "b" / "c")
+    assert (tmp_path / "a" / "b" / "c").is_dir()
+    parents = [tmp_path, tmp_path / "a", tmp_path / "a" / "b"]
+    assert sync_events == [("fsync", str(p)) for p in parents]
+    sync_events.clear()
+    make_folder(tmp_path / "a" / "b" / "c")  # there already: nothing to sync
+    make_folder(tmp_path / "a" / "d")
+    assert sync_events == [("fsync", str(tmp_path / "a"))]
+    (tmp_path / "file").write_bytes(b"x")
+    with pytest.raises(FileExistsError):
+        make_folder(tmp_path / "file")
+    with pytest.raises((FileExistsError, NotADirectoryError)):
+        make_folder(tmp_path / "file" / "under")
 
 
 def test_durable_write_on_a_filesystem_that_cannot_sync(tmp_path, monkeypatch):

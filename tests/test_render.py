@@ -321,6 +321,10 @@ def test_a_frame_is_on_disk_before_the_state_records_it(tmp_path, backend, sync_
         assert events[recorded - 1] == ("fsync", str(rd / "state.json.tmp"))
         assert events[recorded + 1] == ("fsync", str(rd))
     assert json.loads((rd / "state.json").read_text())["last"] == 6
+    # the run's new folders are in their parents before any frame is recorded
+    first = events.index(("replace", str(rd / "frames" / "000000.png")))
+    for folder in (tmp_path, rd, rd / "plan"):
+        assert events.index(("fsync", str(folder))) < first, folder
     # the run's other files too: its settings, the plan's index and keyframes
     for name in ("settings.json.tmp", "plan.json.tmp", "plan", "plan/000003.png.tmp"):
         assert ("fsync", str(rd / name)) in events, name

@@ -42,7 +42,7 @@ import numpy as np
 
 from . import _validate as _v
 from .color import color_correct, lerp_frames, mean_frames
-from .png import read_png, sync_file, sync_folder, whole_png, write_png
+from .png import make_folder, read_png, sync_file, sync_folder, whole_png, write_png
 
 __all__ = ["ColourPlan", "Keyframes", "keyframe_indices"]
 
@@ -245,7 +245,7 @@ class ColourPlan:
                     if isinstance(a, np.ndarray):
                         a.flags.writeable = False
                 if path is not None and img.dtype == np.uint8:
-                    path.parent.mkdir(parents=True, exist_ok=True)
+                    make_folder(path.parent)
                     write_png(path, img, durable=True)
             check(k, img)
             if path is not None and img.dtype == np.uint8:
@@ -293,7 +293,7 @@ class ColourPlan:
         ``.npy``, exact) and their index into ``RUN_DIR/plan.json``, last."""
         run_dir = _v.folder(run_dir, "run_dir")
         d = run_dir / "plan"
-        d.mkdir(parents=True, exist_ok=True)
+        make_folder(d)
         floats = self.keyframes[self._keys[0]].dtype == np.float32
         in_files = self.keyframes.paths if isinstance(self.keyframes, Keyframes) else {}
         for k in self._keys:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["read_png", "sync_file", "sync_folder", "whole_png", "write_png"]
+__all__ = ["make_folder", "read_png", "sync_file", "sync_folder", "whole_png", "write_png"]
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -102,6 +102,21 @@ def sync_folder(folder: Path) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def make_folder(folder: Path) -> None:
+    """``folder.mkdir(parents=True, exist_ok=True)``, with each folder it makes synced into
+    its parent (:func:`sync_folder`), top down: a file synced into a new folder is only
+    found after a power cut if the folder's own entry is on disk too (ext4's and XFS's
+    journals happen to order it so; POSIX does not promise it)."""
+    made: list[Path] = []
+    p = folder
+    while not p.exists() and p.parent != p:  # (a file in the way: mkdir says so below)
+        made.append(p)
+        p = p.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in reversed(made):
+        sync_folder(p.parent)
 
 
 def write_png(

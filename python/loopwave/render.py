@@ -67,7 +67,7 @@ from ._validate import unmakeable
 from .backends import CFG_FORM, MAX_CFG, MAX_STEPS, MIN_CFG, Img2Img, load_backend
 from .color import ColorTarget, color_correct, motion_matrix, rgb_to_lab, warp_affine
 from .plan import ColourPlan, _atomic_json, _read_json, _read_npy, _read_png, keyframe_indices
-from .png import sync_file, whole_png, write_png
+from .png import make_folder, sync_file, whole_png, write_png
 from .prompt_weights import parse_weights
 from .schedule import (
     Prompt,
@@ -98,7 +98,7 @@ class _RunLock:
     file holds the holder's pid, for the message; it is removed on release."""
 
     def __init__(self, rd: Path) -> None:
-        rd.mkdir(parents=True, exist_ok=True)
+        make_folder(rd)
         self.path = rd / ".lock"
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -1329,7 +1329,7 @@ def render(
             problem = _fresh_run_problem(rd)
             if problem:
                 raise ValueError(problem)
-            (rd / "frames").mkdir(parents=True, exist_ok=True)
+            make_folder(rd / "frames")
             _atomic_json(rd / "settings.json", dict(settings))
             (rd / "drift.csv").write_text(",".join(DRIFT_HEADER) + "\n")
         else:
