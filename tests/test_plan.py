@@ -197,6 +197,36 @@ def test_float_plans_save_exactly_and_frames_outside_the_names_are_refused(tmp_p
             ColourPlan({k: small, 1: small})
 
 
+def test_float_keyframes_carry_a_checksum_in_plan_json(tmp_path, photos):
+    """Zeros inside a .npy keyframe (a power cut) read as a plausible image: plan.json
+    records each file's CRC-32, and a file that does not match it is refused."""
+    import json
+    import zlib
+
+    img = photos["chelsea"][:24, :40].astype(np.float32) / 255
+    ColourPlan({0: img, 9: img[::-1].copy()}).save(tmp_path)
+    index = json.loads((tmp_path / "plan.json").read_text())
+    npy = tmp_path / "plan" / "000009.npy"
+    assert index["crc32"]["000009"] == zlib.crc32(npy.read_bytes())
+    good = npy.read_bytes()
+    npy.write_bytes(good[:200] + bytes(64) + good[264:])  # zeros inside the pixels
+    assert np.load(npy).shape == img.shape  # numpy alone reads it as an image
+    with pytest.raises(OSError, match=r"000009\.npy: damaged \(its CRC-32"):
+        ColourPlan.load(tmp_path)
+    npy.write_bytes(good)
+    loaded = ColourPlan.load(tmp_path)
+    # saved again into its own folder, its files' checksums are kept
+    loaded.save(tmp_path)
+    assert json.loads((tmp_path / "plan.json").read_text()) == index
+    # a plan saved before the checksums loads unchecked; a malformed entry is refused
+    (tmp_path / "plan.json").write_text(json.dumps({"keyframes": [0, 9], "dtype": "float32"}))
+    np.testing.assert_array_equal(ColourPlan.load(tmp_path).target(9), img[::-1])
+    bad = {**index, "crc32": {"000009": -1}}
+    (tmp_path / "plan.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match='"crc32" must map'):
+        ColourPlan.load(tmp_path)
+
+
 def test_a_build_with_keep_goes_on_from_its_last_finished_keyframe(tmp_path):
     """An interrupted build started over: hundreds of renders lost to one Ctrl-C."""
 

@@ -29,10 +29,12 @@ Example
 from __future__ import annotations
 
 import bisect
+import io
 import json
 import os
 import threading
 import warnings
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -290,29 +292,37 @@ class ColourPlan:
 
     def save(self, run_dir: str | Path) -> Path:
         """Write the keyframes into ``RUN_DIR/plan/`` (``uint8`` as PNG, ``float32`` as
-        ``.npy``, exact) and their index into ``RUN_DIR/plan.json``, last."""
+        ``.npy``, exact) and their index into ``RUN_DIR/plan.json``, last (with each
+        ``.npy`` file's CRC-32, which :meth:`load` checks)."""
         run_dir = _v.folder(run_dir, "run_dir")
         d = run_dir / "plan"
         make_folder(d)
         floats = self.keyframes[self._keys[0]].dtype == np.float32
         in_files = self.keyframes.paths if isinstance(self.keyframes, Keyframes) else {}
+        crcs: dict[str, int] = {}  # of each .npy file (a PNG's chunks carry their own)
         for k in self._keys:
             dest = d / f"{k:06d}{'.npy' if floats else '.png'}"
             if k in in_files and _same_file(in_files[k], dest):
+                if floats:  # the plan's own file, read and checked when it was loaded
+                    crcs[dest.stem] = zlib.crc32(dest.read_bytes())
                 continue  # the plan's own file (a build with keep=RUN_DIR/plan)
             img = self.keyframes[k]
             if floats:
+                buf = io.BytesIO()
+                np.save(buf, img, allow_pickle=False)
+                crcs[dest.stem] = zlib.crc32(buf.getbuffer())
                 tmp = d / f"{k:06d}.npy.tmp"
                 with open(tmp, "wb") as f:
-                    np.save(f, img, allow_pickle=False)
+                    f.write(buf.getbuffer())
                     sync_file(f)
-                os.replace(tmp, d / f"{k:06d}.npy")
+                os.replace(tmp, dest)
             else:
-                write_png(d / f"{k:06d}.png", img, durable=True)
+                write_png(dest, img, durable=True)
         sync_folder(d)
         index: dict[str, Any] = {"keyframes": self._keys}
         if floats:
             index["dtype"] = "float32"
+            index["crc32"] = crcs
         _atomic_json(run_dir / "plan.json", index)
         return d
 
@@ -342,8 +352,8 @@ class ColourPlan:
         dtype = data.get("dtype", "uint8")
         if dtype not in ("uint8", "float32"):
             raise ValueError(f'{index}: "dtype" must be "uint8" or "float32"; got {dtype!r:.40}')
-        read = _read_png if dtype == "uint8" else _read_npy
         ext = ".png" if dtype == "uint8" else ".npy"
+        read = _read_png if dtype == "uint8" else _npy_reader(data.get("crc32"), index)
         # each image read and checked now, one at a time, then read again when needed
         paths = {k: run_dir / "plan" / f"{k:06d}{ext}" for k in sorted(set(frames))}
         check = _KeyframeCheck()
@@ -465,17 +475,37 @@ def _read_json(path: Path) -> Any:
         raise ValueError(f"{path}: not readable JSON ({e}); the run folder is damaged") from None
 
 
-def _read_npy(path: Path) -> np.ndarray:
-    """A float32 keyframe saved by :meth:`ColourPlan.save`: ``(H, W, 3)`` float32."""
+def _read_npy(path: Path, crc: int | None = None) -> np.ndarray:
+    """A float32 keyframe saved by :meth:`ColourPlan.save`: ``(H, W, 3)`` float32. With
+    ``crc``, the file's CRC-32 must be it (a .npy has no checksum of its own, and zeros
+    inside one, from a power cut, read as a plausible image)."""
     try:
-        img = np.load(path, allow_pickle=False)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise OSError(f"{path}: missing; the run folder is damaged") from None
+    except OSError as e:
+        raise OSError(f"{path}: not a readable .npy keyframe ({e})") from None
+    if crc is not None and zlib.crc32(data) != crc:
+        raise OSError(f"{path}: damaged (its CRC-32 is not the one plan.json recorded for it)")
+    try:
+        img = np.load(io.BytesIO(data), allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise OSError(f"{path}: not a readable .npy keyframe ({e})") from None
     if not isinstance(img, np.ndarray) or img.dtype != np.float32 or img.shape[2:] != (3,):
         raise OSError(f"{path}: expected an (H, W, 3) float32 array; got {img!r:.60}")
     return np.asarray(img)
+
+
+def _npy_reader(crcs: Any, index: Path | None = None) -> Callable[[Path], np.ndarray]:
+    """:func:`_read_npy` checking each file against ``crcs`` (plan.json's ``"crc32"``,
+    ``{"000012": crc, ...}``; plans saved before it have none, and are read unchecked)."""
+    if crcs is None:
+        crcs = {}
+    if not isinstance(crcs, dict) or not all(
+        isinstance(k, str) and type(v) is int and 0 <= v < 2**32 for k, v in crcs.items()
+    ):
+        raise ValueError(f'{index}: "crc32" must map keyframe names to CRC-32 values')
+    return lambda path: _read_npy(path, crcs.get(path.stem))
 
 
 def _read_png(path: Path) -> np.ndarray:
