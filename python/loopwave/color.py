@@ -249,8 +249,8 @@ class ColorTarget:
     any length, or ``N`` frames, one per frame of an ``N``-frame batch; ``uint8`` or
     ``float32``, checked as ``color_correct`` checks it, and frames corrected toward it
     must have its dtype. It keeps the statistics (about 100 KB a target frame), not the
-    pixels: later changes to the array do not reach it. It can be shared by threads,
-    but not pickled: make it in each process.
+    pixels: later changes to the array do not reach it. It can be shared by threads, and
+    pickled to send to other processes (its statistics, checked when unpickled).
 
     Example
     -------
@@ -298,16 +298,23 @@ class ColorTarget:
         n, (h, w) = len(self), self.size
         return f"ColorTarget({n} target{'s' * (n != 1)} of {w}x{h}, {self.dtype})"
 
-    def __reduce__(self) -> Any:
-        raise TypeError("a ColorTarget cannot be pickled: make it in each process")
+    def __reduce__(self) -> tuple[Any, ...]:
+        n = self._native
+        return (_color_target_from_state, (n.state(), n.is_float, n.size))
 
-    # it never changes, so a copy is itself (as a tuple's): copy.deepcopy of a dict that
-    # holds one would otherwise fail on the pickling refusal above
+    # it never changes, so a copy is itself (as a tuple's), not a copy of its statistics
     def __copy__(self) -> ColorTarget:
         return self
 
     def __deepcopy__(self, memo: Any) -> ColorTarget:
         return self
+
+
+def _color_target_from_state(state: bytes, is_float: bool, size: tuple[int, int]) -> ColorTarget:
+    """A :class:`ColorTarget` unpickled: its statistics, checked by the native module."""
+    t = ColorTarget.__new__(ColorTarget)
+    t._native = _native.PreparedTarget.from_state(state, is_float, size)
+    return t
 
 
 @overload

@@ -317,6 +317,73 @@ pub fn target_stats<T: Sample>(target: &[T], binning: &[Binning; 3]) -> Result<T
     })
 }
 
+/// Bytes per target frame in [`stats_to_bytes`]: the three channels' counts as
+/// little-endian `u64`, then the mean L* as a little-endian `f64`.
+pub const STATS_BYTES: usize = (3 * FLOAT_BINS + 1) * 8;
+
+/// Target statistics as plain bytes ([`STATS_BYTES`] a frame), for saving and
+/// sending to other processes; [`stats_from_bytes`] reads them back.
+pub fn stats_to_bytes(stats: &[TargetStats]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(stats.len() * STATS_BYTES);
+    for t in stats {
+        for c in &t.hist.counts {
+            c.iter()
+                .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        }
+        out.extend_from_slice(&t.mean_l.to_le_bytes());
+    }
+    out
+}
+
+/// What [`stats_to_bytes`] wrote, checked as `arg`: a whole number of frames, each
+/// channel counting `pixels` in all (what a target of that size gives), and a
+/// finite mean L* in 0..100 (a hair outside it from f32 sums).
+pub fn stats_from_bytes(bytes: &[u8], pixels: u64, arg: &'static str) -> Result<Vec<TargetStats>> {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(STATS_BYTES) {
+        return Err(KernelError::shape(
+            arg,
+            format!("a multiple of {STATS_BYTES} bytes (one target frame's statistics)"),
+            format!("{} bytes", bytes.len()),
+        ));
+    }
+    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    let mut stats = Vec::new();
+    for (i, frame) in bytes.chunks_exact(STATS_BYTES).enumerate() {
+        let mut counts: [Vec<u64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        for (c, v) in counts.iter_mut().enumerate() {
+            *v = try_zeroed(FLOAT_BINS, arg)?;
+            let words = frame[c * FLOAT_BINS * 8..(c + 1) * FLOAT_BINS * 8].chunks_exact(8);
+            v.iter_mut().zip(words).for_each(|(x, b)| *x = word(b));
+            let total = v.iter().try_fold(0u64, |a, &x| a.checked_add(x));
+            if total != Some(pixels) {
+                return Err(KernelError::value(
+                    arg,
+                    format!(
+                        "target frame {i}'s channel {c} counts {} pixels, not the {pixels} of \
+                         its size: the statistics are damaged",
+                        total.map_or("more than 2^64".to_string(), |t| t.to_string())
+                    ),
+                ));
+            }
+        }
+        let mean_l = f64::from_bits(word(&frame[3 * FLOAT_BINS * 8..]));
+        if !(-1.0..=101.0).contains(&mean_l) {
+            return Err(KernelError::value(
+                arg,
+                format!("target frame {i}'s mean L* is {mean_l}, outside 0..100: the statistics are damaged"),
+            ));
+        }
+        stats.push(TargetStats {
+            hist: Hist3 {
+                counts,
+                knots: None,
+            },
+            mean_l,
+        });
+    }
+    Ok(stats)
+}
+
 /// How pass two finishes each sample: the gamma table of an 8-bit frame, or a
 /// float power, exactly as `adjust_gamma` does to the quantised sample (the
 /// power is raised on the planes, before interleaving, so it vectorises).
@@ -813,6 +880,44 @@ mod tests {
         let t3 = Dims::new(3, 4, 4);
         let err = color_correct(&src, dims, &image(t3, 2), t3, true, &mut out, &mut g).unwrap_err();
         assert_eq!(err.arg(), "target");
+    }
+
+    #[test]
+    fn stats_survive_their_bytes_and_damage_is_refused() {
+        let d = Dims::new(2, 9, 17);
+        let target = image(d, 5);
+        let stats = prepare_targets(&target, d).unwrap();
+        let bytes = stats_to_bytes(&stats);
+        assert_eq!(bytes.len(), 2 * STATS_BYTES);
+        let back = stats_from_bytes(&bytes, 9 * 17, "state").unwrap();
+        for (a, b) in stats.iter().zip(&back) {
+            assert_eq!(a.hist.counts, b.hist.counts);
+            assert_eq!(a.mean_l.to_bits(), b.mean_l.to_bits());
+        }
+        let fd = Dims::new(2, 7, 33);
+        let frames = image(fd, 8);
+        let run = |t: &[TargetStats]| {
+            let (mut out, mut g) = (vec![0u8; frames.len()], vec![0.0; 2]);
+            color_correct_prepared(&frames, fd, t, true, &mut out, &mut g).unwrap();
+            (out, g)
+        };
+        assert_eq!(run(&stats), run(&back));
+        let err = |b: &[u8], px| match stats_from_bytes(b, px, "state") {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("damaged statistics accepted"),
+        };
+        assert!(err(&bytes[1..], 153).contains("multiple of"));
+        assert!(err(&[], 153).contains("multiple of"));
+        assert!(err(&bytes, 152).contains("channel 0 counts 153 pixels, not the 152"));
+        let mut one_more = bytes.clone();
+        one_more[STATS_BYTES + 8 * FLOAT_BINS] += 1; // frame 1, channel 1, bin 0
+        assert!(err(&one_more, 153).contains("target frame 1's channel 1 counts 154"));
+        let mut huge = bytes.clone();
+        huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(err(&huge, 153).contains("more than 2^64"));
+        let mut nan = bytes.clone();
+        nan[STATS_BYTES - 8..STATS_BYTES].copy_from_slice(&f64::NAN.to_le_bytes());
+        assert!(err(&nan, 153).contains("mean L* is NaN"));
     }
 
     #[test]

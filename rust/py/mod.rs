@@ -11,6 +11,7 @@ use numpy::{Element, PyArray1, PyArray3, PyArray4, PyArrayMethods, PyUntypedArra
 use pyo3::create_exception;
 use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 use crate::kernels::{self, Dims, KernelError, Sample};
 
@@ -445,6 +446,36 @@ impl PreparedTarget {
     #[getter]
     fn mean_lightness(&self) -> Vec<f64> {
         self.stats.iter().map(|t| t.mean_l).collect()
+    }
+
+    /// The statistics as bytes, for pickling (`from_state` reads them back).
+    fn state<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &kernels::correct::stats_to_bytes(&self.stats))
+    }
+
+    /// A prepared target from `state()`'s bytes, its dtype and size: checked, so that
+    /// damaged or foreign bytes raise ValueError naming `state`.
+    #[staticmethod]
+    fn from_state(
+        py: Python<'_>,
+        state: &[u8],
+        is_float: bool,
+        size: (usize, usize),
+    ) -> PyResult<Self> {
+        let (h, w) = size;
+        let pixels = h.checked_mul(w).filter(|&p| p > 0).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "size: expected a target's (height, width), both at least 1; got {size:?}"
+            ))
+        })?;
+        let stats = run(py, || {
+            kernels::correct::stats_from_bytes(state, pixels as u64, "state")
+        })?;
+        Ok(Self {
+            stats,
+            float: is_float,
+            size,
+        })
     }
 }
 
