@@ -1,6 +1,6 @@
 """Per-stage time per frame of the renderer, and its end-to-end throughput.
 
-    python benches/bench_render.py [--size 128] [--frames 16] [--steps 8]
+    python benches/bench_render.py [--size 128] [--frames 24] [--steps 8]
 
 Runs on the embedded smoke model on the CPU (the only model available
 offline): times each stage for one frame (median of several) — img2img, the
