@@ -91,8 +91,9 @@ def test_match_gamma_reaches_the_reference_lightness(photos, factor):
         ref = np.clip(img * factor, 0, 255).astype(np.uint8)
         out, g = lw.match_gamma(img, ref)
         assert isinstance(g, float) and out.dtype == np.uint8 and out.shape == img.shape
-        # brief: within 0.5 L*; the solver's tolerance is 0.005 (its own L*), so 0.05 is honest
-        assert abs(mean_l(out) - mean_l(ref)) < 0.05, (name, factor, g)
+        # the solver's tolerance is 0.005 L* (its own L*, on the 8-bit table's output):
+        # measured at most 0.0048 here against skimage's L*; 0.02 would pass at 0.01
+        assert abs(mean_l(out) - mean_l(ref)) < 0.01, (name, factor, g)
         assert (g > 1) == (factor < 1)
         np.testing.assert_array_equal(out, lw.adjust_gamma(img, g))
 
@@ -104,7 +105,7 @@ def test_match_gamma_float_path(photos):
             ref = np.clip(f * np.float32(factor), 0, 1)
             out, g = lw.match_gamma(f, ref)
             assert out.dtype == np.float32
-            assert abs(mean_l(out) - mean_l(ref)) < 0.05
+            assert abs(mean_l(out) - mean_l(ref)) < 0.01
             np.testing.assert_allclose(out, lw.adjust_gamma(f, g), atol=1e-7)
 
 
@@ -251,7 +252,17 @@ def test_match_gamma_batch_per_frame_and_shared(photos):
         np.testing.assert_array_equal(o, out[i])
     out, gs = lw.match_gamma(imgs, refs[0][::2])  # one reference, another size
     for i in range(2):
-        assert abs(mean_l(out[i]) - mean_l(refs[0][::2])) < 0.05
+        assert abs(mean_l(out[i]) - mean_l(refs[0][::2])) < 0.01
+    # one per frame, of another size than the frames, larger and smaller
+    big = np.stack([photo(n, 160)[:150] for n in ("rocket", "astronaut", "chelsea")])
+    for other in (big, big[:, ::3, ::2]):
+        out, gs = lw.match_gamma(imgs, other)
+        for i in range(3):
+            o, g = lw.match_gamma(imgs[i], other[i])
+            assert g == gs[i]
+            np.testing.assert_array_equal(o, out[i])
+            if i < 2:  # (black stays black)
+                assert abs(mean_l(out[i]) - mean_l(other[i])) < 0.01
 
 
 # ----------------------------------------------------------------- lerp_frames

@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import PHOTO_NAMES, drift, float_photo, hard_cases, to_float
+from conftest import PHOTO_NAMES, drift, float_photo, hard_cases, photo, to_float
 from skimage.exposure import match_histograms as sk_match
 
 import loopwave as lw
@@ -72,6 +72,13 @@ def test_reference_one_frame_per_frame_and_other_size(photos):
         np.testing.assert_array_equal(got[i], sk_match(frames[i], small, channel_axis=-1))
     one_ref_batch = lw.match_histograms(frames, small[None])
     np.testing.assert_array_equal(one_ref_batch, got)
+    # one per frame, of another size than the frames: larger and smaller (each frame's
+    # own reference, read at the references' size, not the frames')
+    big = np.stack([photo(n, 160)[:150] for n in ("rocket", "astronaut", "coffee")])
+    for refs in (big, big[:, ::3, ::2]):
+        got = lw.match_histograms(frames, refs)
+        for i in range(3):
+            np.testing.assert_array_equal(got[i], sk_match(frames[i], refs[i], channel_axis=-1))
 
 
 def test_single_frame_in_single_frame_out(photos):
@@ -261,11 +268,18 @@ def test_float_result_of_a_frame_does_not_depend_on_its_batch(photos):
     a = b.copy()
     a[0, 0], a[0, 1] = 0.0, 60.0  # a wider range than b's and the reference's
     photo = to_float(photos["coffee"][:64, :64])
-    for refs in (r, np.stack([r, r[::-1], r[:, ::-1]])):
+    # per-frame references with histograms of their own (rearrangements of one array
+    # would pass with every frame matched to the first)
+    for refs in (r, np.stack([r, r[::-1], r[:, ::-1]]), np.stack([r, np.sqrt(r), 1 - r])):
         batch = lw.match_histograms(np.stack([a, b, photo]), refs)
         for i, x in enumerate((a, b, photo)):
             alone = lw.match_histograms(x, refs if refs.ndim == 3 else refs[i])
             np.testing.assert_array_equal(batch[i], alone, err_msg=f"frame {i}")
+        if refs.ndim == 4:  # and each frame toward its own reference, as skimage does it
+            for i, x in enumerate((b, photo)):
+                want = sk_match(x, refs[i + 1], channel_axis=-1)
+                err = np.median(np.abs(batch[i + 1] - want).reshape(-1, 3), 0)
+                assert (err <= bin_width(x, refs[i + 1])).all(), (i, err)
     alone = lw.match_histograms(b, r)
     assert len(np.unique(alone)) > 2000
     want = sk_match(b, r, channel_axis=-1)
