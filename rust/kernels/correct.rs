@@ -322,9 +322,16 @@ pub fn target_stats<T: Sample>(target: &[T], binning: &[Binning; 3]) -> Result<T
 pub const STATS_BYTES: usize = (3 * FLOAT_BINS + 1) * 8;
 
 /// Target statistics as plain bytes ([`STATS_BYTES`] a frame), for saving and
-/// sending to other processes; [`stats_from_bytes`] reads them back.
-pub fn stats_to_bytes(stats: &[TargetStats]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(stats.len() * STATS_BYTES);
+/// sending to other processes; [`stats_from_bytes`] reads them back. NoMemory (for
+/// `target`) where the bytes' memory is not there.
+pub fn stats_to_bytes(stats: &[TargetStats]) -> Result<Vec<u8>> {
+    let bytes = stats.len().saturating_mul(STATS_BYTES);
+    let mut out = Vec::new();
+    out.try_reserve_exact(bytes)
+        .map_err(|_| KernelError::NoMemory {
+            arg: "target",
+            bytes,
+        })?;
     for t in stats {
         for c in &t.hist.counts {
             c.iter()
@@ -332,7 +339,7 @@ pub fn stats_to_bytes(stats: &[TargetStats]) -> Vec<u8> {
         }
         out.extend_from_slice(&t.mean_l.to_le_bytes());
     }
-    out
+    Ok(out)
 }
 
 /// What [`stats_to_bytes`] wrote, checked as `arg`: a whole number of frames, each
@@ -950,7 +957,7 @@ mod tests {
         let d = Dims::new(2, 9, 17);
         let target = image(d, 5);
         let stats = prepare_targets(&target, d).unwrap();
-        let bytes = stats_to_bytes(&stats);
+        let bytes = stats_to_bytes(&stats).unwrap();
         assert_eq!(bytes.len(), 2 * STATS_BYTES);
         let back = stats_from_bytes(&bytes, 9 * 17, "state").unwrap();
         for (a, b) in stats.iter().zip(&back) {

@@ -449,8 +449,9 @@ impl PreparedTarget {
     }
 
     /// The statistics as bytes, for pickling (`from_state` reads them back).
-    fn state<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &kernels::correct::stats_to_bytes(&self.stats))
+    fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = kernels::correct::stats_to_bytes(&self.stats).map_err(to_py)?;
+        Ok(PyBytes::new(py, &bytes))
     }
 
     /// A prepared target from `state()`'s bytes, its dtype and size: checked, so that
