@@ -22,7 +22,7 @@ from loopwave.backends import smoke_backend  # noqa: E402
 from loopwave.cli import main  # noqa: E402
 from loopwave.plan import _read_png  # noqa: E402
 from loopwave.render import render, render_frames  # noqa: E402
-from loopwave.settings import Settings, load_settings  # noqa: E402
+from loopwave.settings import Settings, SettingsError, load_settings  # noqa: E402
 
 JOB = {
     "version": 1,
@@ -1309,6 +1309,7 @@ LATE = {
         _with("interpolation", backend="rife", model="/nonexistent/rife.onnx"),
         "interpolation.model: .*nonexistent",
     ),
+    "crf 60 for h264": (_with("video", crf=60), r"video.codec / video.crf: crf must be in 0\.\.51"),
     "h265 under 64 wide": (
         {**_with("video", codec="h265"), "render": {**JOB["render"], "width": 24, "height": 24}},
         "video.codec with render.width and render.height: .*at least 64 pixels wide",
@@ -1324,6 +1325,7 @@ LATE = {
 @pytest.mark.parametrize("case", sorted(LATE))
 def test_settings_a_frame_would_refuse_are_refused_before_rendering(tmp_path, backend, case):
     if case in (
+        "crf 60 for h264",
         "fps x factor over 1000",
         "h265 under 64 wide",
         "a missing RIFE model",
@@ -1342,7 +1344,9 @@ def test_settings_a_frame_would_refuse_are_refused_before_rendering(tmp_path, ba
             pytest.skip("no H.265 encoder in this PyAV")
     data, match = LATE[case]
     s = Settings.from_dict(data)
-    with pytest.raises(ValueError, match=match):
+    # a SettingsError (a ValueError), as the settings' own checks give: the settings
+    # module says so, and a caller catching it for a job's settings catches these too
+    with pytest.raises(SettingsError, match=match):
         render(s, run_dir=tmp_path / "run", backend=backend, progress=False)
     assert not (tmp_path / "run").exists()  # nothing rendered, nothing to resume
 

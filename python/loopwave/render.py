@@ -578,7 +578,7 @@ class _Job:
             if self.resumed and math.isfinite(v):
                 return float(min(max(v, 0.0), 1.0))
             if not 0.0 <= v <= 1.0:  # also NaN; (65 for 0.65 was clamped: fresh noise)
-                raise ValueError(
+                raise SettingsError(
                     f"denoise.schedule at frame {i}: {v!r}; a denoising strength must be in "
                     "0..1 (Deforum's strength_schedule is 1 minus this)"
                 )
@@ -636,7 +636,7 @@ class _Job:
         try:
             return motion_matrix(self.h, self.w, zoom=z, angle=a, translate=(tx, ty))
         except ValueError as e:  # e.g. a zoom schedule reaching 0
-            raise ValueError(f"motion at frame {i}: {e}") from None
+            raise SettingsError(f"motion at frame {i}: {e}") from None
 
     def move(self, frame: np.ndarray, i: int) -> np.ndarray:
         m = self.motion_at(i)
@@ -644,27 +644,33 @@ class _Job:
 
     def check_every_frame(self, progress: bool = False) -> None:
         """Evaluate every frame's steps, cfg, strength, seed, motion and prompt weights as
-        the render will use them, and raise ``ValueError`` naming the setting and the frame
-        for the first that the backend or the motion would refuse. Found only when the
+        the render will use them, and raise :class:`SettingsError` (a ``ValueError``) naming
+        the setting and the frame for the first that the backend or the motion would
+        refuse. Found only when the
         render reached that frame, such a value stopped the run for good (a resume keeps
         the run's settings). The limits are those of :meth:`Img2Img.img2img`.
         About 0.1 ms a frame: a progress bar (if ``progress``) from 10,000 frames."""
         weighed: set[tuple[str, str]] = set()
         with Progress(self.n, "checking settings", enabled=progress and self.n >= 10_000) as bar:
             for i in range(self.n):
-                self._check_frame(i, weighed)
+                try:
+                    self._check_frame(i, weighed)
+                except SettingsError:
+                    raise
+                except ValueError as e:  # a schedule's expression failing at frame i
+                    raise SettingsError(str(e)) from None
                 bar.update()
 
     def _check_frame(self, i: int, weighed: set[tuple[str, str]]) -> None:
         """One frame of :meth:`check_every_frame` (``weighed``: prompt texts done)."""
         steps, cfg = self.steps(i), self.cfg(i)
         if not (math.isfinite(steps) and 0 <= whole(steps) <= MAX_STEPS):
-            raise ValueError(
+            raise SettingsError(
                 f"render.steps at frame {i}: {steps!r}; steps must be in 0..{MAX_STEPS} "
                 "(0 runs as 1)"
             )
         if not MIN_CFG <= cfg <= MAX_CFG:  # also NaN
-            raise ValueError(f"render.cfg at frame {i}: {cfg!r}; cfg must be {CFG_FORM}")
+            raise SettingsError(f"render.cfg at frame {i}: {cfg!r}; cfg must be {CFG_FORM}")
         self.seed(i)  # (its errors name render.seed_schedule, the schedule's name)
         if i > 0:  # frame 0 is made from noise at strength 1, without motion
             self.strength(i)
@@ -675,7 +681,7 @@ class _Job:
                 try:
                     parse_weights(text, arg=arg)
                 except ValueError as e:
-                    raise ValueError(f"prompts at frame {i}: {e}") from None
+                    raise SettingsError(f"prompts at frame {i}: {e}") from None
                 weighed.add((arg, text))
 
     def init_image(self) -> np.ndarray | None:
@@ -684,13 +690,15 @@ class _Job:
         if not path or self._init is not None:
             return self._init
         if not Path(path).is_file():
-            raise ValueError(f"render.init_image: no such file {path}")
+            raise SettingsError(f"render.init_image: no such file {path}")
         try:
             img = _read_png(Path(path))
         except (OSError, ValueError) as e:
-            raise ValueError(f"render.init_image: {path} is not a readable image ({e})") from None
+            raise SettingsError(
+                f"render.init_image: {path} is not a readable image ({e})"
+            ) from None
         if img.shape[:2] != (self.h, self.w):
-            raise ValueError(
+            raise SettingsError(
                 f"render.init_image: {path} is {img.shape[1]}x{img.shape[0]}, "
                 f"expected render.width x render.height = {self.w}x{self.h}"
             )
@@ -708,7 +716,7 @@ class _Job:
         size_problem = getattr(b, "size_problem", None)  # duck-typed backends have none
         problem = size_problem(self.h, self.w) if size_problem else None
         if problem:
-            raise ValueError(f"render.width, render.height: {problem}")
+            raise SettingsError(f"render.width, render.height: {problem}")
         if not getattr(b, "limits_schedule", False):  # duck-typed backends have no limits
             return
         c = self.s["colour"]
@@ -723,7 +731,7 @@ class _Job:
                 try:
                     b.check_schedule(self.steps_at(i), strength)
                 except ValueError as e:
-                    raise ValueError(f"render.steps at frame {i}: {e}") from None
+                    raise SettingsError(f"render.steps at frame {i}: {e}") from None
                 bar.update()
 
     def first_frame(self) -> np.ndarray:
@@ -923,16 +931,16 @@ def _preflight(job: _Job, encode: bool, progress: bool) -> Any:
     try:
         encoder = check_codec(v["codec"], v["crf"])
     except (TypeError, ValueError) as e:
-        raise ValueError(f"video.codec / video.crf: {e}") from None
+        raise SettingsError(f"video.codec / video.crf: {e}") from None
     try:
         opts = _encoder_options(encoder, v["crf"], None, None)  # as the render's writer has
         check_frame_size(encoder, r["height"], r["width"], options=opts)
     except ValueError as e:
-        raise ValueError(f"video.codec with render.width and render.height: {e}") from None
+        raise SettingsError(f"video.codec with render.width and render.height: {e}") from None
     try:
         check_frame_rate(encoder, parse_fps(v["fps"] * it["factor"]))
     except ValueError as e:
-        raise ValueError(
+        raise SettingsError(
             f"video.fps x interpolation.factor = {v['fps']} x {it['factor']}, the video's "
             f"frame rate: {e}"
         ) from None
@@ -942,7 +950,7 @@ def _preflight(job: _Job, encode: bool, progress: bool) -> Any:
         try:
             rife.between(blank, blank, [0.5])
         except ValueError as e:
-            raise ValueError(f"interpolation.model: {e}") from None
+            raise SettingsError(f"interpolation.model: {e}") from None
     return rife
 
 
@@ -957,8 +965,8 @@ def _rife_model(s: Settings) -> Any:
             return OnnxRifeInterpolator(it["model"], scale=scale)
         except (OSError, ValueError) as e:
             if str(e).startswith("scale"):  # (its own message names "scale" already)
-                raise ValueError(f"interpolation.{e}") from None
-            raise ValueError(f"interpolation.model: {e}") from None
+                raise SettingsError(f"interpolation.{e}") from None
+            raise SettingsError(f"interpolation.model: {e}") from None
     return None
 
 

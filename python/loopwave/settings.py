@@ -3,7 +3,11 @@
 Every key has a type, a default and a range; unknown keys, wrong types and
 out-of-range values raise :class:`SettingsError` (a ``ValueError``) naming the
 key path, e.g. ``render.frames: expected an int in 1..1000000, got -3``. Schedules are
-checked by parsing them (:mod:`loopwave.schedule`). :meth:`Settings.to_json`
+checked here by parsing them (:mod:`loopwave.schedule`); their values at each frame
+(steps, cfg, denoising strength, motion, prompt weights), the crf, frame size and frame
+rate the codec takes, the init image and the RIFE model are checked when a render starts,
+before the model loads, also as :class:`SettingsError` naming the key (and the frame).
+:meth:`Settings.to_json`
 writes the resolved settings (defaults filled in), which load back to the same
 settings, so a run directory's copy renders the same video again.
 
@@ -423,7 +427,8 @@ def add_cli(sub: Any) -> None:
 
 
 #: the keys whose value is a file or folder path, as (section, key); each ``model.lora``
-#: entry's ``path`` is one too. An empty string means none.
+#: entry's ``path`` is one too. An empty string means none, except ``model.engine_dir``
+#: (empty: the folder the run starts in) and ``output.dir`` (refused empty for a new run).
 PATH_KEYS: tuple[tuple[str, str], ...] = (
     ("output", "dir"),
     ("model", "path"),
