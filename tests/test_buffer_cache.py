@@ -140,7 +140,9 @@ def test_a_kept_buffer_serves_only_requests_up_to_a_quarter_smaller() -> None:
 
 def dirty(shape: tuple[int, ...], dtype: type) -> int:
     """Leave a result buffer of `shape` and `dtype` in the cache, full of garbage."""
-    z = np.zeros(shape, dtype)
+    n = int(np.prod(shape))
+    assert n % 3 == 0
+    z = np.zeros((1, 1, n // 3, 3), dtype)  # as many bytes, as RGB frames (planes too)
     r = lw.lerp_frames(z, z, 0.0)
     r.view(np.uint8)[...] = 0xFF if dtype == np.uint8 else 0x7F  # 0x7F7F7F7F: a huge float
     at = address(r)
@@ -165,6 +167,8 @@ KERNELS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], type]] = {
     # (two frames twice as tall: a result of 1 MiB or more, which the cache keeps)
     "mean_frames": (lambda x: lw.mean_frames(np.concatenate([x, x[::-1]], axis=1)), np.uint8),
     "yuv420p_to_rgb": (lambda x: lw.yuv420p_to_rgb(lw.rgb_to_yuv420p(x)), np.uint8),
+    # (two frames twice as tall: planes of 1 MiB or more)
+    "rgb_to_yuv420p": (lambda x: lw.rgb_to_yuv420p(np.concatenate([x, x[::-1]], axis=1)), np.uint8),
 }
 
 

@@ -4,8 +4,9 @@ Frames are ``(H, W, 3)`` or ``(N, H, W, 3)`` RGB arrays, ``uint8`` or ``float32`
 in [0, 1]; one frame in gives one frame out, a batch gives a batch. Float RGB is
 clipped to [0, 1] where a kernel reads it as colour; NaN and infinity are
 refused with a ``ValueError``. Batches run in Rust on loopwave's own thread
-pool (:func:`set_num_threads`) with the GIL released, so Python threads calling
-these functions at once run in parallel.
+pool (:func:`set_num_threads`) with the GIL released, so other Python threads keep
+running; calls from several threads share the pool, so together they use at most
+:func:`get_num_threads` cores.
 
 Example
 -------
@@ -210,7 +211,9 @@ def match_gamma(frames: Frames, reference: Frames) -> tuple[Frames, Any]:
 
 
 def lerp_frames(a: Frames, b: Frames, alpha: float | npt.ArrayLike) -> Frames:
-    """``a + alpha * (b - a)``: PIL's ``Image.blend(a, b, alpha)`` for ``alpha`` in [0, 1].
+    """``a + alpha * (b - a)``: PIL's ``Image.blend(a, b, alpha)`` for ``alpha`` in [0, 1]
+    (``float32`` computes ``(1 - alpha) * a + alpha * b``, exactly ``a`` and ``b`` at the
+    ends).
 
     ``alpha`` is one number or one per frame, taken as ``float32``. ``uint8`` rounds
     to nearest in ``float32`` arithmetic (PIL truncates; the two differ by at most one
@@ -605,7 +608,8 @@ def warp_affine(frames: Frames, matrix: npt.ArrayLike, *, border: str = "replica
 
 def set_num_threads(n: int) -> None:
     """Use ``n`` worker threads for kernels (0 restores the default: ``LOOPWAVE_NUM_THREADS``
-    or the number of cores). Lower it to leave cores to torch or onnxruntime."""
+    or the number of cores, at most 1024). Lower it to leave cores to torch or
+    onnxruntime."""
     # (np.timedelta64 is a numpy integer, and a duration)
     if isinstance(n, (bool, np.timedelta64)) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"n must be an int; got {type(n).__name__}")
@@ -628,9 +632,9 @@ def set_buffer_cache(max_bytes: int) -> None:
     frame; glibc returns blocks over 32 MiB to the system on every free). At most four
     buffers are kept, the most recently freed, so never more memory than the results the
     program held before. The default limit is 512 MiB, or ``LOOPWAVE_BUFFER_CACHE_MB``
-    (read at the first result); 0 turns the cache off and releases what it holds. Such a
-    result's ``flags.owndata`` is False (its ``base`` owns the memory), so ``ndarray.resize``
-    refuses it, as it does any view.
+    (read at the first result or :func:`buffer_cache_info` call); 0 turns the cache off
+    and releases what it holds. Such a result's ``flags.owndata`` is False (its ``base``
+    owns the memory), so ``ndarray.resize`` refuses it, as it does any view.
     """
     if isinstance(max_bytes, (bool, np.timedelta64)) or not isinstance(
         max_bytes, (int, np.integer)

@@ -115,7 +115,9 @@ class Interpolator(abc.ABC):
     def between(
         self, a: np.ndarray, b: np.ndarray, timesteps: Sequence[float] | np.ndarray
     ) -> np.ndarray:
-        """Frames at ``timesteps`` (each in (0, 1)) between ``a`` and ``b``, ``(T, H, W, 3)``."""
+        """Frames at ``timesteps`` (each in (0, 1)) between ``a`` and ``b``, ``(T, H, W, 3)``
+        ``uint8``; ``a`` and ``b`` are ``(H, W, 3)`` ``uint8`` frames of one shape (else a
+        ``TypeError`` or ``ValueError``)."""
         x, y = _pair(a, b)
         return self._between(x, y, _timesteps(timesteps))
 

@@ -30,9 +30,12 @@ disk. A resumed run re-encodes the stored frames first, then the new ones.
 Outputs in the run directory: ``settings.json`` (the resolved settings, which
 render the same video again; relative paths in them are made absolute, against the
 current folder, when the run starts, so a resume may start from any folder),
-``frames/``, ``plan/`` (the colour plan), ``drift.csv`` and ``drift.png`` (per frame:
-Lab distance to the target, red, and to the previous frame, blue, empty for frame 0,
-which has none) and ``NAME.mp4``.
+``state.json`` (the last frame recorded and the settings' digest, for a resume),
+``frames/``, ``plan/`` and ``plan.json`` (the colour plan's keyframes and index),
+``drift.csv`` and ``drift.png`` (per frame: Lab distance to the target, red, and to the
+previous frame, blue, empty for frame 0, which has none) and ``NAME.mp4``. A run
+stopped before its last frame (``stop_after``, an error) has no ``drift.png`` or video
+yet: the resume that finishes it writes them.
 """
 
 from __future__ import annotations
@@ -85,6 +88,10 @@ __all__ = ["RenderResult", "StageError", "render", "render_frames"]
 
 @dataclass(frozen=True)
 class RenderResult:
+    """What :func:`render` made: the run folder, the number of frames made in all
+    (``stop_after + 1`` for a run stopped there), and the video (None with
+    ``video=False`` or for a run stopped before its last frame)."""
+
     run_dir: Path
     frames: int
     video: Path | None
@@ -1171,7 +1178,11 @@ def render(
     on_frame: Callable[[int, np.ndarray], None] | None = None,
     stages: str = "thread",
 ) -> RenderResult:
-    """Render a morph video (see the module docs). ``stop_after`` stops after that frame index,
+    """Render a morph video (see the module docs) into ``run_dir`` (default: the
+    settings' ``output.dir``/``output.name``). ``backend`` is the img2img to use in
+    place of the one ``model.*`` names (loaded otherwise); ``video=False`` writes the
+    frames without interpolating or encoding; ``progress`` shows progress bars on
+    stderr. ``stop_after`` stops after that frame index,
     as a crash would (for tests and partial renders); resume with ``resume=True`` and
     ``run_dir`` (or, without it, the run's settings: the folder they render into).
     ``on_frame(i, frame)`` is called with each finished frame (see :func:`render_frames`;

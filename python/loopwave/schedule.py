@@ -595,7 +595,8 @@ class PromptTrack:
 def prompt_at(
     prompts: Mapping[int, Prompt], frame: int, *, frames_per_wave: float = 0, offset: float = 0.0
 ) -> Prompt:
-    """The prompt in force at ``frame`` (the first one before its frame), with
+    """The prompt in force at ``frame`` (the last prompt keyframe at or before it; the
+    first one for frames before that), with
     ``@wave_completed(a,b)`` and ``@wave_remaining(a,b)`` replaced by the weight for this
     frame, as the Loopback Wave script does: the lower bound to the higher over each wave
     of ``frames_per_wave`` frames (the higher on its last frame), and the reverse. The

@@ -542,9 +542,12 @@ class Settings(dict[str, Any]):
         return out
 
     def to_json(self) -> str:
+        """The settings as JSON (indented, keys sorted), which :meth:`from_dict` of
+        ``json.loads`` reads back to the same settings."""
         return json.dumps(self, indent=2, sort_keys=True)
 
     def copy(self) -> Settings:
+        """A deep copy: changing it leaves these settings as they are."""
         return Settings(copy.deepcopy(dict(self)))
 
     def with_absolute_paths(self, base: str | os.PathLike[str] | None = None) -> Settings:

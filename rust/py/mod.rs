@@ -573,7 +573,8 @@ fn yuv_t<'py, T: Element + Sample>(
             kernels::yuv::rgb_to_yuv420p(s, d, m, full, &mut []).unwrap_err(),
         ));
     }
-    let out: Bound<PyArray3<u8>> = numpy_array(py, "zeros", (d.n, d.h * 3 / 2, d.w))?;
+    // every byte is written (sizes are even): the result buffer cache serves it
+    let out: Bound<PyArray3<u8>> = pool::empty(py, [d.n, d.h * 3 / 2, d.w])?;
     let o = out_slice(&out);
     run(py, || kernels::yuv::rgb_to_yuv420p(s, d, m, full, o))?;
     Ok(out)
