@@ -368,3 +368,27 @@ def test_the_programs_own_warnings_print_as_its_notes(monkeypatch):
     assert ours == "loopwave render: warning: frame 2 is damaged\n"
     other = warnings.formatwarning("x", UserWarning, os.__file__, 3)
     assert other.startswith(f"{os.__file__}:3: UserWarning: x")
+
+
+def test_stdout_whose_reader_is_gone_keeps_no_extra_descriptor():
+    """Once its reader has gone, the CLI's stdout points its descriptor at /dev/null;
+    the /dev/null descriptor it opened for that stayed open as well (one a broken pipe)."""
+    import os
+    from pathlib import Path
+
+    from loopwave.cli import _Stdout
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("counts open files through /proc")
+
+    def nulls() -> int:
+        return sum(os.path.realpath(p) == os.devnull for p in Path("/proc/self/fd").iterdir())
+
+    r, w = os.pipe()
+    os.close(r)  # the reader has gone
+    with os.fdopen(w, "w") as f:
+        out = _Stdout(f)
+        before = nulls()
+        out.write("a line\n")
+        assert out.gone and out.write("more\n") == 5
+        assert nulls() == before + 1  # the stream's own descriptor, now /dev/null

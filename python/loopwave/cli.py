@@ -148,9 +148,15 @@ class _Stdout(io.TextIOBase):
     def _gone(self) -> None:
         self.gone = True
         try:  # what the stream still buffers goes nowhere, also at the interpreter's exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), self.inner.fileno())
+            null = os.open(os.devnull, os.O_WRONLY)
+        except OSError:
+            return
+        try:
+            os.dup2(null, self.inner.fileno())
         except (OSError, ValueError, io.UnsupportedOperation):
             pass
+        finally:
+            os.close(null)  # (the stream's descriptor is a copy of it now)
 
     def isatty(self) -> bool:
         return self.inner is not None and bool(self.inner.isatty())
