@@ -60,6 +60,23 @@ def test_per_frame_matrices_and_float(photos):
     assert np.abs(f * 255 - out).max() <= 0.51
 
 
+def test_float_frames_far_outside_0_1_stay_finite():
+    """Float frames are not clipped by warp_affine: samples of opposite sign near the
+    float32 maximum once made NaN (their difference overflowed), where the exact value
+    is finite; a convex mix of finite samples is finite."""
+    big = np.float32(3e38)
+    a = np.zeros((2, 2, 3), np.float32)
+    a[0, 0], a[0, 1] = big, -big
+    out = lw.warp_affine(a, [[1, 0, 0.5], [0, 1, 0]])  # half a pixel along x
+    assert np.isfinite(out).all()
+    np.testing.assert_array_equal(out[0, 0], [big] * 3)  # the edge, replicated
+    np.testing.assert_array_equal(out[0, 1], [0.0] * 3)  # halfway between +big and -big
+    top = np.full((3, 3, 3), np.finfo(np.float32).max, np.float32)
+    moved = lw.warp_affine(top, [[1, 0, 0.3], [0, 1, 0.7]])
+    assert np.isfinite(moved).all()
+    np.testing.assert_allclose(moved, top, rtol=1e-6)  # (rounding of the mix)
+
+
 def test_bad_input():
     img = np.zeros((8, 8, 3), np.uint8)
     with pytest.raises(ValueError, match="matrix"):

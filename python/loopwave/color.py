@@ -370,7 +370,9 @@ def color_correct(
 
     ``out``, if given, receives the result and is returned: an array of the shape and
     dtype of ``frames``, C-contiguous, writeable, and sharing no memory with ``frames``
-    or ``target``. Without it, the result reuses the memory of a result already dropped
+    or ``target`` (checked by address, as numpy's ``out=`` is: two ``np.memmap`` views
+    of one file, at different addresses, are not seen to overlap; give such an ``out`` a
+    file of its own). Without it, the result reuses the memory of a result already dropped
     where one of about its size is kept (:func:`set_buffer_cache`), which saves the
     operating system mapping and zeroing fresh pages, 0.4-1 ms per 1080p frame.
 

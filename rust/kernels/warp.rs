@@ -94,13 +94,25 @@ impl Taps {
         Self::new(w, (xa, xb), (ya, yb), sx - xa as f32, sy - ya as f32)
     }
 
-    /// Bilinear value of channel `c` of a `K`-channel image.
+    /// Bilinear value of channel `c` of a `K`-channel image: finite for any finite
+    /// samples (float frames are not clipped here, and `p01 - p00` of samples of
+    /// opposite sign near `f32::MAX` overflowed, its infinity times a zero weight
+    /// giving NaN where the exact value is finite).
     #[inline(always)]
     pub(super) fn sample<V: Sample, const K: usize>(&self, img: &[V], c: usize) -> f32 {
         let p = |i: usize| img[i * K + c].raw();
-        let top = p(self.i00) + (p(self.i01) - p(self.i00)) * self.fx;
-        let bot = p(self.i10) + (p(self.i11) - p(self.i10)) * self.fx;
-        top + (bot - top) * self.fy
+        let mix = |a: f32, b: f32, t: f32| {
+            if V::FLOAT {
+                // a convex mix cannot exceed its ends but by rounding, which the clamp
+                // takes back
+                (a * (1.0 - t) + b * t).clamp(f32::MIN, f32::MAX)
+            } else {
+                a + (b - a) * t // (8-bit samples: nothing to overflow; as fast as before)
+            }
+        };
+        let top = mix(p(self.i00), p(self.i01), self.fx);
+        let bot = mix(p(self.i10), p(self.i11), self.fx);
+        mix(top, bot, self.fy)
     }
 }
 

@@ -10,7 +10,7 @@
 //! And back: [`yuv420p_to_rgb`] decodes such planes to 8-bit RGB.
 
 use super::error::{KernelError, Result};
-use super::frames::{check_finite, Dims, Sample};
+use super::frames::{check_finite, max_or, min_or, Dims, Sample};
 use super::lab::{Planes, BLOCK};
 use super::parallel::install;
 use rayon::prelude::*;
@@ -99,8 +99,11 @@ fn dot(k: [f32; 3], p: [f32; 3]) -> f32 {
 
 #[inline(always)]
 fn code(v: f32) -> u8 {
-    // SAFETY: clamped into u8 range first (NaN cannot occur: inputs are finite).
-    unsafe { (v + 0.5).clamp(0.0, 255.0).to_int_unchecked::<u8>() }
+    // NaN to 0 by construction (the input was checked finite, but another Python thread
+    // may write the array while the kernel runs, and f32::clamp lets NaN through)
+    let x = min_or(max_or(v + 0.5, 0.0), 255.0);
+    // SAFETY: x is in 0..=255, not NaN
+    unsafe { x.to_int_unchecked::<u8>() }
 }
 
 const SPAN: usize = 64;
@@ -419,6 +422,19 @@ pub fn yuv420p_to_rgb(
 mod tests {
     use super::*;
     use crate::kernels::testutil::lcg_bytes;
+
+    /// A NaN (written by another thread after the finiteness check) codes as 0, as
+    /// the SIMD paths give, not as an unchecked cast of NaN.
+    #[test]
+    fn codes_are_in_range_for_any_value() {
+        assert_eq!(code(f32::NAN), 0);
+        assert_eq!(code(-f32::NAN), 0);
+        assert_eq!(code(f32::INFINITY), 255);
+        assert_eq!(code(f32::NEG_INFINITY), 0);
+        assert_eq!(code(254.6), 255);
+        assert_eq!(code(-0.6), 0);
+        assert_eq!(code(16.49), 16);
+    }
 
     #[test]
     fn white_black_grey_limited_and_full() {
