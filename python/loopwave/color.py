@@ -389,7 +389,7 @@ def color_correct(
     (2, 16, 16, 3)
     """
     x, single = v.frames(frames, "frames")
-    prepared = target._native if isinstance(target, ColorTarget) else None
+    prepared = None
     if isinstance(target, ColorTarget):
         if target.dtype != x.dtype:
             raise TypeError(
@@ -401,6 +401,7 @@ def color_correct(
                 f"target must be one frame or one per frame ({x.shape[0]}); got a "
                 f"ColorTarget of {len(target)} frames"
             )
+        prepared = target._native
     else:
         t, _ = v.frames(target, "target")
         v.same_dtype(t, "target", x, "frames")

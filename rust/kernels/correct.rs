@@ -303,17 +303,30 @@ fn count_frame<T: Sample>(
 /// `target`) where its histogram's memory is not there.
 pub fn target_stats<T: Sample>(target: &[T], binning: &[Binning; 3]) -> Result<TargetStats> {
     let (counts, sum_fy) = count_frame(&LabConsts::new(), binning, target, &mut [], None);
-    let mut hist = Hist3 {
-        counts: [Vec::new(), Vec::new(), Vec::new()],
-        knots: None,
-    };
-    for (c, v) in hist.counts.iter_mut().enumerate() {
-        *v = try_zeroed(FLOAT_BINS, "target")?;
-        counts.channel_into(c, v);
-    }
     Ok(TargetStats {
-        hist,
+        hist: hist_of("target", |c, v| {
+            counts.channel_into(c, v);
+            Ok(())
+        })?,
         mean_l: 116.0 * sum_fy / (target.len() / 3) as f64 - 16.0,
+    })
+}
+
+/// A target's histogram of [`FLOAT_BINS`] counts a channel, each channel's allocated
+/// fallibly (NoMemory for `arg`: a prepared target keeps them for good) and filled by
+/// `fill(channel, counts)`.
+fn hist_of(
+    arg: &'static str,
+    mut fill: impl FnMut(usize, &mut [u64]) -> Result<()>,
+) -> Result<Hist3> {
+    let mut counts: [Vec<u64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    for (c, v) in counts.iter_mut().enumerate() {
+        *v = try_zeroed(FLOAT_BINS, arg)?;
+        fill(c, v)?;
+    }
+    Ok(Hist3 {
+        counts,
+        knots: None,
     })
 }
 
@@ -356,9 +369,7 @@ pub fn stats_from_bytes(bytes: &[u8], pixels: u64, arg: &'static str) -> Result<
     let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
     let mut stats = Vec::new();
     for (i, frame) in bytes.chunks_exact(STATS_BYTES).enumerate() {
-        let mut counts: [Vec<u64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
-        for (c, v) in counts.iter_mut().enumerate() {
-            *v = try_zeroed(FLOAT_BINS, arg)?;
+        let hist = hist_of(arg, |c, v| {
             let words = frame[c * FLOAT_BINS * 8..(c + 1) * FLOAT_BINS * 8].chunks_exact(8);
             v.iter_mut().zip(words).for_each(|(x, b)| *x = word(b));
             let total = v.iter().try_fold(0u64, |a, &x| a.checked_add(x));
@@ -372,7 +383,8 @@ pub fn stats_from_bytes(bytes: &[u8], pixels: u64, arg: &'static str) -> Result<
                     ),
                 ));
             }
-        }
+            Ok(())
+        })?;
         let mean_l = f64::from_bits(word(&frame[3 * FLOAT_BINS * 8..]));
         if !(-1.0..=101.0).contains(&mean_l) {
             return Err(KernelError::value(
@@ -380,13 +392,7 @@ pub fn stats_from_bytes(bytes: &[u8], pixels: u64, arg: &'static str) -> Result<
                 format!("target frame {i}'s mean L* is {mean_l}, outside 0..100: the statistics are damaged"),
             ));
         }
-        stats.push(TargetStats {
-            hist: Hist3 {
-                counts,
-                knots: None,
-            },
-            mean_l,
-        });
+        stats.push(TargetStats { hist, mean_l });
     }
     Ok(stats)
 }
