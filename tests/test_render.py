@@ -635,17 +635,44 @@ def test_a_render_whose_reader_has_gone_still_succeeds(tmp_path):
     assert len(frames_of(out / "morph")) == 2
 
 
-def test_a_resume_says_it_re_encodes_the_frames_already_made(tmp_path, backend, capsys):
-    """From a review: a resume re-encodes every stored frame before the new ones, and its
-    bar stood still at "ETA 0s" meanwhile, with nothing said."""
+def test_a_resume_says_it_re_encodes_the_frames_already_made(
+    tmp_path, backend, capsys, monkeypatch
+):
+    """From a review: a resume re-encoded every stored frame before the new ones, and its
+    bar stood still at "ETA 0s" meanwhile, with nothing said. It now says so; the stored
+    frames are re-encoded alongside the new ones, and the render's bar says how far the
+    video is while it is behind; a video still behind at the end has a bar of its own.
+    (The encoder's reading of the stored frames is held here until that bar starts.)"""
+    import threading
+
+    import loopwave.render as render_module
+
     s = Settings.from_dict(JOB)
     render(s, run_dir=tmp_path / "r", backend=backend, progress=False, stop_after=3)
     capsys.readouterr()
-    render(None, run_dir=tmp_path / "r", resume=True, backend=backend, progress=True)
+    finishing = threading.Event()
+    real = render_module._read_png
+
+    def read_back(path):
+        if threading.current_thread().name == "loopwave-encoding" and path.stem == "000000":
+            assert finishing.wait(60)
+        return real(path)
+
+    class Watched(render_module.Progress):
+        def __init__(self, total, desc, **kw):
+            super().__init__(total, desc, **kw)
+            if desc == "finishing the video":
+                finishing.set()
+
+    monkeypatch.setattr(render_module, "_read_png", read_back)
+    monkeypatch.setattr(render_module, "Progress", Watched)
+    r = render(None, run_dir=tmp_path / "r", resume=True, backend=backend, progress=True)
     err = capsys.readouterr().err
-    assert "re-encoding the 4 frames already made first" in err
-    # and a bar of its own counts them to the end (the render's bar waits on them)
-    assert re.search(r"^re-encoding the frames made \[#{24}\] 4/4 frames ", err, re.M), err
+    assert "re-encoding the 4 frames already made, alongside the new ones" in err
+    assert re.search(r"^render \[.* 7/7 frames .*, video 0/7$", err, re.M), err
+    assert re.search(r"^finishing the video \[#{24}\] 7/7 frames ", err, re.M), err
+    assert len(frames_of(r.run_dir)) == 7 and r.video is not None and r.video.is_file()
+    monkeypatch.undo()
     render(None, run_dir=tmp_path / "r", resume=True, backend=backend, progress=False)
     assert "re-encoding" not in capsys.readouterr().err  # quiet means quiet
 

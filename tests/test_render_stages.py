@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import signal
 import sys
@@ -94,6 +95,12 @@ def _stage(rd):
     return _ProcessStage(rd, 0, rd / "morph.mp4")
 
 
+def _put(stage, frame):
+    """Hand ``frame`` on as the writer does, as an ``(index, frame)`` item (the child
+    numbers the frames itself: the index is not sent)."""
+    stage.put((0, frame))
+
+
 def _closed(stage):
     return stage.p.stdin.closed and stage.p.stdout.closed and stage.p.returncode is not None
 
@@ -101,11 +108,11 @@ def _closed(stage):
 def test_an_encoder_process_failure_is_a_stage_error_with_its_message(tmp_path):
     rd = _run_dir(tmp_path, factor=1)
     stage = _stage(rd)
-    stage.put(np.zeros((64, 64, 3), np.uint8))
+    _put(stage, np.zeros((64, 64, 3), np.uint8))
     # worded as the thread stage words it (no exception type in front)
     with pytest.raises(StageError, match="^encoding failed: frames must keep one size"):
         for _ in range(50):  # the child fails on the second frame; a later put sees it
-            stage.put(np.zeros((32, 64, 3), np.uint8))
+            _put(stage, np.zeros((32, 64, 3), np.uint8))
     with pytest.raises(StageError, match="^encoding failed: frames must keep one size"):
         stage.close()  # the same report again, not an error reading it twice
     assert stage.p.returncode == 1 and _closed(stage)
@@ -116,11 +123,11 @@ def test_an_abandoned_encoder_process_exits_and_drops_the_partial_video(tmp_path
     rd = _run_dir(tmp_path)
     stage = _stage(rd)
     for i in range(3):
-        stage.put(np.full((64, 64, 3), 40 * i, np.uint8))
+        _put(stage, np.full((64, 64, 3), 40 * i, np.uint8))
     stage.abandon()
     assert stage.p.returncode == 0 and _closed(stage)
     assert not list(rd.glob("*.mp4"))
-    stage.put(np.zeros((64, 64, 3), np.uint8))  # after abandon: dropped, as the thread stage
+    _put(stage, np.zeros((64, 64, 3), np.uint8))  # after abandon: dropped, as the thread stage
     stage.close()  # and closing it again is harmless
 
 
@@ -129,7 +136,7 @@ def test_the_encoder_process_finishes_the_video_it_was_sent(tmp_path):
     stage = _stage(rd)
     frames = [np.full((64, 64, 3), v, np.uint8) for v in (0, 90, 180)]
     for f in frames:
-        stage.put(f)
+        _put(stage, f)
     stage.close()
     assert _closed(stage)
     got = decoded(rd / "morph.mp4")
@@ -142,7 +149,7 @@ def test_a_killed_encoder_process_is_a_stage_error_and_leaves_no_partial_video(t
     rd = _run_dir(tmp_path)
     stage = _stage(rd)
     for i in range(6):  # enough for the partial video to be on disk
-        stage.put(np.full((64, 64, 3), 30 * i, np.uint8))
+        _put(stage, np.full((64, 64, 3), 30 * i, np.uint8))
     deadline = time.monotonic() + 60
     while not list(rd.glob("*.partial.mp4")):
         assert time.monotonic() < deadline
@@ -151,7 +158,7 @@ def test_a_killed_encoder_process_is_a_stage_error_and_leaves_no_partial_video(t
     stage.p.wait()
     msg = "^encoding failed: the encoder process was killed by SIGKILL"
     with pytest.raises(StageError, match=msg):
-        stage.put(np.zeros((64, 64, 3), np.uint8))
+        _put(stage, np.zeros((64, 64, 3), np.uint8))
     with pytest.raises(StageError, match=msg):
         stage.close()
     assert _closed(stage) and not list(rd.glob("*.mp4"))
@@ -164,10 +171,10 @@ def test_abandoning_a_child_that_stopped_reading_does_not_hang(tmp_path, monkeyp
     monkeypatch.setattr(_ProcessStage, "WRITE_WAIT", 0.5)
     rd = _run_dir(tmp_path)
     stage = _stage(rd)
-    stage.put(np.zeros((64, 64, 3), np.uint8))
+    _put(stage, np.zeros((64, 64, 3), np.uint8))
     stage.p.send_signal(signal.SIGSTOP)
     writer = threading.Thread(
-        target=lambda: [stage.put(np.zeros((256, 256, 3), np.uint8)) for _ in range(40)]
+        target=lambda: [_put(stage, np.zeros((256, 256, 3), np.uint8)) for _ in range(40)]
     )
     writer.start()  # 40 frames of 192 KB: far beyond the pipe and the child's queue
     # the writer's first 192 KB write cannot end (the pipe holds 64 KB, its reader is
@@ -197,7 +204,7 @@ def test_abandon_racing_a_put_drops_the_frame_quietly(tmp_path):
         def puts(stage=stage, errors=errors):
             try:
                 for _ in range(30):
-                    stage.put(np.zeros((64, 64, 3), np.uint8))
+                    _put(stage, np.zeros((64, 64, 3), np.uint8))
             except BaseException as e:  # noqa: BLE001 - what the test looks for
                 errors.append(e)
 
@@ -218,8 +225,8 @@ def test_the_child_imports_the_renderers_loopwave(tmp_path, monkeypatch):
     (shadow / "__init__.py").write_text("raise ImportError('not the renderer loopwave')\n")
     monkeypatch.chdir(tmp_path / "cwd")
     stage = _stage(rd)
-    stage.put(np.zeros((64, 64, 3), np.uint8))
-    stage.put(np.zeros((64, 64, 3), np.uint8))
+    _put(stage, np.zeros((64, 64, 3), np.uint8))
+    _put(stage, np.zeros((64, 64, 3), np.uint8))
     stage.close()
     assert len(decoded(rd / "morph.mp4")) == 3
 
@@ -595,3 +602,69 @@ def test_a_host_without_a_python_executable_is_told_before_the_render(
     assert not (tmp_path / "r").exists()
     render(s, run_dir=tmp_path / "t", backend=backend, progress=False, stages="thread", video=True)
     render_module._python_problem.cache_clear()
+
+
+def test_a_resume_makes_new_frames_while_the_video_catches_up(tmp_path, backend, monkeypatch):
+    """From a soak review: a resume made about five new frames, then waited, generation
+    idle, until the video had re-encoded every frame made before (26 s at frame 1,516, 69
+    s at 3,500). Here the encoder's reading of the stored frames is held until the
+    render has made 14 new frames, more than the stages' queues hold: before, the render
+    waited on the encoder, and the encoder on the render, until the hold gave up."""
+    import loopwave.render as render_module
+
+    job = {**JOB, "render": {**JOB["render"], "frames": 22}}
+    s = Settings.from_dict(job)
+    rd = tmp_path / "r"
+    render(s, run_dir=rd, backend=backend, progress=False, stop_after=3)
+    made_14 = threading.Event()
+    held: list[bool] = []
+    real = render_module._read_png
+
+    def read_back(path):
+        if threading.current_thread().name == "loopwave-encoding" and path.stem == "000000":
+            held.append(made_14.wait(60))
+        return real(path)
+
+    def on_frame(i, frame):
+        if i >= 4 + 13:
+            made_14.set()
+
+    monkeypatch.setattr(render_module, "_read_png", read_back)
+    r = render(None, run_dir=rd, resume=True, backend=backend, progress=False, on_frame=on_frame)
+    assert held == [True]  # the encoder waited for new frames, and they came
+    monkeypatch.undo()
+    # the video: every frame once, in order, as an uninterrupted render's
+    whole = render(s, run_dir=tmp_path / "w", backend=backend, progress=False)
+    np.testing.assert_array_equal(pngs(r.run_dir), pngs(whole.run_dir))
+    np.testing.assert_array_equal(decoded(r.video), decoded(whole.video))
+
+
+def test_a_resumed_encoder_process_drains_its_input_while_behind(tmp_path):
+    """The child's reader, as a resume starts it (frames 0-4 on disk): it takes every
+    frame sent at once, keeping only their numbers, so the renderer's writes never wait
+    on the stored frames' re-encoding; once the encoder has caught up (taken every item),
+    it holds frames again, four at most, as the thread stage's queue does."""
+    import io
+
+    from loopwave._encode_worker import END, FRAME, HEADER, _reader
+    from loopwave.render import _Feed
+
+    frame = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    msg = b"".join(HEADER.pack(FRAME, 4, 6, 3) + frame.tobytes() for _ in range(40))
+    q = _Feed(behind=True)
+    _reader(io.BytesIO(msg + HEADER.pack(END, 0, 0, 0)), q, 5)  # returns: nothing waited
+    items = [q.get() for _ in range(41)]
+    assert [i for i, _ in items[:40]] == list(range(5, 45))
+    assert all(f is None for _, f in items[:40]) and items[40] is END
+    # caught up: frames are held, up to four, then a put waits (here: gives up)
+    assert not q.behind
+    stream = io.BytesIO(b"".join(HEADER.pack(FRAME, 4, 6, 3) + frame.tobytes() for _ in range(4)))
+    _reader(stream, q, 45)
+    got = [q.get() for _ in range(4)]
+    assert [i for i, _ in got] == [45, 46, 47, 48]
+    np.testing.assert_array_equal(got[3][1], frame)
+    q.get()  # the reader's end of input (_Stopped), queued last
+    for k in range(4):
+        q.put((49 + k, frame), timeout=0)
+    with pytest.raises(queue.Full):
+        q.put((53, frame), timeout=0.05)

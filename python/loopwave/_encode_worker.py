@@ -23,16 +23,18 @@ resumed meanwhile); it also holds the run's lock, passed on to it, until it exit
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import struct
 import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .render import _Feed
 
 HEADER = struct.Struct("<4sIII")
 FRAME, END = b"LWF1", b"LWND"
@@ -53,10 +55,12 @@ def _read_exactly(f: BinaryIO, n: int) -> bytes | None:
     return bytes(buf)
 
 
-def _reader(f: BinaryIO, q: queue.Queue[Any]) -> None:
-    """Drain standard input into ``q`` while frames are interpolated, so the renderer
-    waits only once ``q`` is full (four frames, as the thread stage's queue holds);
-    ``END`` or ``_Stopped`` last."""
+def _reader(f: BinaryIO, q: _Feed, first: int) -> None:
+    """Drain standard input into ``q`` as ``(index, frame)`` items, the first frame
+    numbered ``first``, while frames are interpolated, so the renderer waits only once
+    ``q`` is full (four frames, as the thread stage's queue holds) and not at all while
+    the encoder is behind (a resume: the frames are dropped here and read back from the
+    run's folder, as the thread stage does); ``END`` or ``_Stopped`` last."""
     try:
         while True:
             head = _read_exactly(f, HEADER.size)
@@ -74,15 +78,16 @@ def _reader(f: BinaryIO, q: queue.Queue[Any]) -> None:
             if data is None:
                 q.put(_Stopped())
                 return
-            q.put(np.frombuffer(data, np.uint8).reshape(h, w, c))
+            q.put((first, np.frombuffer(data, np.uint8).reshape(h, w, c)))
+            first += 1
     except BaseException as e:  # noqa: BLE001 - handed to the encoding thread
         q.put(e)
 
 
-def _frames(q: queue.Queue[Any]) -> Iterator[np.ndarray]:
+def _frames(q: _Feed) -> Iterator[tuple[int, np.ndarray | None]]:
     while True:
         item = q.get()
-        if isinstance(item, np.ndarray):
+        if isinstance(item, tuple):
             yield item
         elif item is END:
             return
@@ -122,15 +127,16 @@ def main(argv: list[str]) -> int:
         if nice and hasattr(os, "nice"):
             os.nice(nice)
         from .plan import _read_json
-        from .render import _encoder, _rife_model
+        from .render import _encoder, _Feed, _rife_model
         from .settings import Settings
 
         s = Settings._from_saved(_read_json(run_dir / "settings.json"))
         rife = _rife_model(s)
-        q: queue.Queue[Any] = queue.Queue(maxsize=4)
-        threading.Thread(target=_reader, args=(sys.stdin.buffer, q), daemon=True).start()
+        q = _Feed(behind=on_disk > 0)
+        reader = threading.Thread(target=_reader, args=(sys.stdin.buffer, q, on_disk), daemon=True)
+        reader.start()
         try:
-            _encoder(run_dir, s, on_disk, rife, progress)(_frames(q))
+            _encoder(run_dir, s, on_disk, rife, progress, feed=q)(_frames(q))
         except _Stopped:
             pass  # writing_video removed the partial file on the way out
     except BaseException as e:  # noqa: BLE001 - reported to the renderer, one line

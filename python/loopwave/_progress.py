@@ -11,6 +11,7 @@ import shutil
 import sys
 import time
 import unicodedata
+from collections.abc import Callable
 from types import TracebackType
 from typing import TextIO
 
@@ -25,8 +26,10 @@ class Progress:
         stream: TextIO | None = None,
         enabled: bool = True,
         initial: int = 0,
+        note: Callable[[], str] | None = None,
     ) -> None:
-        self.total, self.desc, self.unit = total, desc, unit
+        """``note``: called at each redraw, its text added after the ETA (a stage behind)."""
+        self.total, self.desc, self.unit, self.note = total, desc, unit, note
         self.stream = stream if stream is not None else sys.stderr
         # no stream at all: Python's sys.stderr when started with fd 2 closed (`2>&-`),
         # where the first write raised AttributeError and stopped the work
@@ -73,6 +76,8 @@ class Progress:
             else f"{1 / rate:.1f} s/{self.unit}"
         )
         tail = f" {self.done}/{self.total} {self.unit}s {speed} ETA {eta}"
+        if self.note is not None:
+            tail += self.note()
         if not self._tty:
             self._emit(f"{self.desc} [{'#' * int(frac * 24):<24}]{tail}\n")
             return
