@@ -483,3 +483,50 @@ def test_a_plan_in_files_hands_out_read_only_keyframes(tmp_path):
     with pytest.raises(ValueError, match="read-only"):
         loaded.target(2)[:] = 1.0
     assert loaded.target(2)[0, 0].tolist() == pytest.approx([0.2] * 3)
+
+
+def _disk_full_at(call: int):
+    """A stand-in for a write's sync that fails as a full disk does (ENOSPC, naming no
+    file, as a buffered write's flush reports it) from its ``call``-th call on."""
+    import errno
+
+    calls = [0]
+
+    def sync(f) -> None:
+        calls[0] += 1
+        if calls[0] >= call:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    return sync
+
+
+def test_a_save_over_another_plan_that_fails_part_way_leaves_no_plan(tmp_path, monkeypatch):
+    """From a disk-full review: the old plan.json stayed while keyframes were replaced one
+    by one, so a save over another plan that failed part way loaded, without a word, as
+    a mix of both plans' keyframes. The old index now goes first."""
+    import loopwave.png
+
+    a = ColourPlan({k: np.full((4, 4, 3), 10, np.uint8) for k in (0, 5, 10, 15)})
+    b = ColourPlan({k: np.full((4, 4, 3), 200, np.uint8) for k in (0, 5, 10, 15)})
+    a.save(tmp_path)
+    monkeypatch.setattr(loopwave.png, "sync_file", _disk_full_at(3))
+    with pytest.raises(OSError, match="No space left") as e:
+        b.save(tmp_path)
+    assert e.value.filename == str(tmp_path / "plan" / "000010.png")  # named, not bare
+    monkeypatch.undo()
+    assert not list((tmp_path / "plan").glob("*.tmp"))
+    with pytest.raises(OSError, match="plan.json missing"):
+        ColourPlan.load(tmp_path)
+    b.save(tmp_path)  # once there is room, a save over what is left is whole
+    assert all((v == 200).all() for v in ColourPlan.load(tmp_path).keyframes.values())
+
+
+def test_a_float_plan_save_on_a_full_disk_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import loopwave.plan
+
+    plan = ColourPlan({k: np.full((4, 4, 3), 0.5, np.float32) for k in (0, 5)})
+    monkeypatch.setattr(loopwave.plan, "sync_file", _disk_full_at(2))
+    with pytest.raises(OSError, match="No space left") as e:
+        plan.save(tmp_path)
+    assert e.value.filename == str(tmp_path / "plan" / "000005.npy")
+    assert sorted(p.name for p in (tmp_path / "plan").iterdir()) == ["000000.npy"]

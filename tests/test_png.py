@@ -350,3 +350,20 @@ def test_atomic_json_leaves_no_temporary_file_when_its_sync_fails(tmp_path, monk
         _atomic_json(path, {"last": 4})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
     assert path.read_text().count('"last": 3') == 1
+
+
+def test_a_full_disk_names_the_file_being_written(tmp_path, monkeypatch):
+    """From a disk-full review: a buffered write's ENOSPC names no file, and the render
+    said only "saving frames failed: [Errno 28] No space left on device"."""
+    import errno
+
+    import loopwave.png
+
+    def full(f) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(loopwave.png, "sync_file", full)
+    with pytest.raises(OSError) as e:
+        write_png(tmp_path / "a.png", np.zeros((2, 2, 3), np.uint8), durable=True)
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "a.png")
+    assert "a.png" in str(e.value) and not list(tmp_path.iterdir())

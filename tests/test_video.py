@@ -2165,3 +2165,45 @@ def test_a_callers_own_x264_params_are_kept(tmp_path, monkeypatch):
 def test_x264_without_ctypes_encodes_as_before(monkeypatch):
     monkeypatch.setitem(sys.modules, "ctypes", None)  # a Python built without _ctypes
     assert lv._x264_cpu.__wrapped__() is None
+
+
+def test_a_full_disk_under_pingpong_reports_once_without_a_traceback(tmp_path, monkeypatch):
+    """From a disk-full review: the ping-pong spill file's close flushed again on the
+    full disk, and that second ENOSPC escaped the encoder thread with a traceback
+    (threading.excepthook) after the error had been reported."""
+    import errno
+    import io
+    import threading
+
+    class Full(io.BytesIO):
+        def write(self, b):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self):
+            super().close()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    escaped: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", escaped.append)
+    monkeypatch.setattr(lv.tempfile, "TemporaryFile", lambda **k: Full())
+    with pytest.raises(OSError, match="No space left"):
+        with lv.VideoWriter(tmp_path / "pp.mp4", fps=10, pingpong=True) as w:
+            w.write(moving(5))
+    assert escaped == []
+
+
+def test_writing_video_removes_its_partial_file_when_the_rename_fails(tmp_path, monkeypatch):
+    import errno
+
+    real = os.replace
+
+    def full(src, dst):
+        if Path(src).name.endswith(".partial.mp4"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OSError, match="No space left"):
+        with lv.writing_video(tmp_path / "v.mp4", keep_partial=False, fps=10) as w:
+            w.write(moving(3))
+    assert list(tmp_path.iterdir()) == []

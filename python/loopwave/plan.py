@@ -44,7 +44,7 @@ import numpy as np
 
 from . import _validate as _v
 from .color import color_correct, lerp_frames, mean_frames
-from .png import make_folder, read_png, sync_file, sync_folder, whole_png, write_png
+from .png import make_folder, naming, read_png, sync_file, sync_folder, whole_png, write_png
 
 __all__ = ["ColourPlan", "Keyframes", "keyframe_indices"]
 
@@ -300,8 +300,18 @@ class ColourPlan:
         floats = self.keyframes[self._keys[0]].dtype == np.float32
         in_files = self.keyframes.paths if isinstance(self.keyframes, Keyframes) else {}
         crcs: dict[str, int] = {}  # of each .npy file (a PNG's chunks carry their own)
+        dests = {k: d / f"{k:06d}{'.npy' if floats else '.png'}" for k in self._keys}
+        index_path = run_dir / "plan.json"
+        if index_path.exists() and any(
+            not (k in in_files and _same_file(in_files[k], dests[k])) for k in self._keys
+        ):
+            # the old index goes first (on disk before any keyframe is replaced): a save
+            # over another plan that failed part way (a full disk) left the old index
+            # naming a mix of both plans' keyframes, and load() took it
+            index_path.unlink()
+            sync_folder(run_dir)
         for k in self._keys:
-            dest = d / f"{k:06d}{'.npy' if floats else '.png'}"
+            dest = dests[k]
             if k in in_files and _same_file(in_files[k], dest):
                 if floats:  # the plan's own file, read and checked when it was loaded
                     crcs[dest.stem] = zlib.crc32(dest.read_bytes())
@@ -312,10 +322,14 @@ class ColourPlan:
                 np.save(buf, img, allow_pickle=False)
                 crcs[dest.stem] = zlib.crc32(buf.getbuffer())
                 tmp = d / f"{k:06d}.npy.tmp"
-                with open(tmp, "wb") as f:
-                    f.write(buf.getbuffer())
-                    sync_file(f)
-                os.replace(tmp, dest)
+                try:
+                    with naming(dest), open(tmp, "wb") as f:
+                        f.write(buf.getbuffer())
+                        sync_file(f)
+                    os.replace(tmp, dest)
+                except BaseException:  # a full disk, a Ctrl-C: no NAME.npy.tmp left
+                    tmp.unlink(missing_ok=True)
+                    raise
             else:
                 write_png(dest, img, durable=True)
         sync_folder(d)
@@ -454,7 +468,7 @@ def _atomic_json(path: Path, data: Any) -> None:
     index must survive a power cut as the frames they name do."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with naming(path), open(tmp, "w", encoding="utf-8") as f:
             f.write(json.dumps(data, indent=2, sort_keys=True))
             sync_file(f)
         os.replace(tmp, path)

@@ -8,12 +8,14 @@ colour plan's keyframes) where neither Pillow nor PyAV is installed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
 import struct
 import sys
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +121,18 @@ def make_folder(folder: Path) -> None:
         sync_folder(p.parent)
 
 
+@contextlib.contextmanager
+def naming(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Re-raise an ``OSError`` that names no file (a full disk's ENOSPC from a buffered
+    write, a failed flush) as one naming ``path``, the file being written."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None or e.errno is None:
+            raise
+        raise type(e)(e.errno, e.strerror, os.fspath(path)) from e
+
+
 def write_png(
     path: str | os.PathLike[str], image: np.ndarray, *, level: int = 6, durable: bool = False
 ) -> Path:
@@ -135,7 +149,7 @@ def write_png(
     if len(os.fsencode(tmp.name)) > 255:  # a legal 252-255-byte name failed, naming tmp
         tmp = path.with_name(f".{hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16]}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        with naming(path), open(tmp, "wb") as f:
             f.write(data)
             if durable:
                 sync_file(f)

@@ -1208,7 +1208,10 @@ class _Encoder:
                     item.done.set()
         finally:
             if spill is not None:
-                spill.close()
+                # thrown away: its flush failing again on a full disk (a second ENOSPC)
+                # escaped the thread with a traceback after the error was reported
+                with contextlib.suppress(OSError):
+                    spill.close()
 
     def _encode_reversed(self, spill: io.BufferedRandom, n: int) -> None:
         h, w = self.cfg.size
@@ -2295,7 +2298,12 @@ def writing_video(
     if not w.paths:  # no frame came, so the writer opened no file
         raise ValueError(f"output: no frames to write, so {p} was not created")
     if w.segment_frames is None:
-        os.replace(tmp, p)
+        try:
+            os.replace(tmp, p)
+        except BaseException:  # (left behind, though keep_partial said not to)
+            if not keep_partial:
+                tmp.unlink(missing_ok=True)
+            raise
         return
     # segments: each partial one renamed to out's segment of its number, then out's
     # segments after the last (an earlier, longer run's) deleted, as VideoWriter does
