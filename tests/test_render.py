@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -1894,3 +1895,91 @@ def test_the_frame_check_stops_at_the_first_frame_missing(tmp_path, monkeypatch)
     calls.clear()
     assert lr._last_whole(tmp_path, 6) == (6, None)
     assert calls == [True] * 7  # the last 64: read whole
+
+
+def test_the_run_lock_survives_a_full_disk_and_an_unwritable_folder(tmp_path, monkeypatch):
+    """From a disk-full review: ENOSPC writing the lock's pid left the lock taken (its
+    descriptor open) for the rest of the process, so a retry once there was room was
+    told another process held the folder; and a folder no longer writable at the end
+    raised from the lock's removal, hiding the render's own error, with the lock held."""
+    import errno
+
+    from loopwave.render import _RunLock
+
+    rd = tmp_path / "r"
+    real_write = os.write
+
+    def full(fd, data):
+        if data == str(os.getpid()).encode():  # the pid, written into the lock alone
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full)
+    with _RunLock(rd):  # the pid is for messages only: the lock is taken all the same
+        pass
+    monkeypatch.undo()
+    real_unlink = Path.unlink
+
+    def refused(self, missing_ok=False):
+        if self.name == ".lock":
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refused)
+    with pytest.raises(KeyError, match="the render's own"), _RunLock(rd):
+        raise KeyError("the render's own")
+    monkeypatch.undo()
+    with _RunLock(rd):  # free again in this process
+        pass
+
+
+def test_a_failure_at_the_very_end_says_what_is_complete_and_resume_keeps_the_video(
+    tmp_path, backend, monkeypatch, capsys
+):
+    """From a disk-full review: a full disk writing drift.png, the last file, said only
+    "[Errno 28] No space left on device"; the CLI gave no resume hint; and the resume
+    encoded the whole finished video again beside it (needing its size in free space)."""
+    import errno
+
+    import loopwave.plot
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps(JOB))
+    monkeypatch.setattr(loopwave.plot, "line_plot", full)
+    out = tmp_path / "out"
+    assert main(["render", str(job), "--quiet", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    rd = out / "morph"
+    assert f"{rd / 'drift.png'} could not be written (No space left on device)" in err
+    assert "every frame is made" in err
+    assert f"continue with: loopwave render --resume {rd}" in err
+    monkeypatch.undo()
+    video = rd / "morph.mp4"
+    before = video.stat()
+    r = render(None, run_dir=rd, resume=True, backend=backend, progress=False)
+    after = video.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert r.video == video and (rd / "drift.png").is_file() and r.frames == 7
+
+
+def test_a_resume_into_a_folder_it_cannot_write_is_refused_before_the_model_loads(
+    tmp_path, backend, monkeypatch
+):
+    """From a disk-full review: a resume found a read-only folder only at the run's lock,
+    after the model had loaded (a fresh run checked it before)."""
+    s = Settings.from_dict(JOB)
+    rd = tmp_path / "r"
+    render(s, run_dir=rd, backend=backend, progress=False, stop_after=2, video=False)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, m, **k: Path(p) != rd and real_access(p, m, **k))
+
+    def not_loaded(*a, **k):
+        raise AssertionError("the model loaded")
+
+    monkeypatch.setattr("loopwave.render.load_backend", not_loaded)
+    with pytest.raises(OSError, match=f"run_dir: {re.escape(str(rd))} is not writable"):
+        render(None, run_dir=rd, resume=True, progress=False)
+    assert not (rd / ".lock").exists()

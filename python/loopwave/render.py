@@ -25,7 +25,9 @@ StageError, every frame on disk and no partial video, and a resume encodes again
 On an H200 the two placements rendered at the same rate (benches/RESULTS_GEN.md), so
 the thread stays the default.
 An error in any stage stops the render with everything generated so far on
-disk. A resumed run re-encodes the stored frames first, then the new ones.
+disk. A resumed run re-encodes the stored frames while it makes new ones (those are
+read back from disk until the video has caught up); one whose frames and video are
+complete keeps the video.
 
 Outputs in the run directory: ``settings.json`` (the resolved settings, which
 render the same video again; relative paths in them are made absolute, against the
@@ -71,7 +73,7 @@ from ._validate import unmakeable
 from .backends import CFG_FORM, MAX_CFG, MAX_STEPS, MIN_CFG, Img2Img, load_backend
 from .color import ColorTarget, color_correct, motion_matrix, rgb_to_lab, warp_affine
 from .plan import ColourPlan, _atomic_json, _read_json, _read_npy, _read_png, keyframe_indices
-from .png import make_folder, sync_file, whole_png, write_png
+from .png import make_folder, naming, sync_file, whole_png, write_png
 from .prompt_weights import parse_weights
 from .schedule import (
     Prompt,
@@ -137,10 +139,18 @@ class _RunLock:
             if same:
                 break
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        try:
+            # the pid is for another render's message only: a full disk (ENOSPC writing
+            # it) left the lock taken and its descriptor open for the rest of the
+            # process, and a retry was told another process held the folder
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
+            st = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
         self.fd = fd
-        st = os.fstat(fd)
         self.key = (st.st_dev, st.st_ino)
         _HELD.add(self.key)
 
@@ -164,10 +174,16 @@ class _RunLock:
 
     def __exit__(self, *exc: object) -> None:
         # removed while still held, so a render that opened it meanwhile retries on a
-        # new file rather than locking this one, which no one else would see
-        self.path.unlink(missing_ok=True)
-        _HELD.discard(self.key)
-        os.close(self.fd)
+        # new file rather than locking this one, which no one else would see. A folder
+        # no longer writable (made read-only, a file system remounted so after an I/O
+        # error) keeps the file, unlocked: its error hid the render's own, and the lock
+        # stayed held for the rest of the process
+        try:
+            with contextlib.suppress(OSError):
+                self.path.unlink(missing_ok=True)
+        finally:
+            _HELD.discard(self.key)
+            os.close(self.fd)
 
 
 # the lock files this process holds, by (device, inode)
@@ -599,7 +615,8 @@ def _saver(
             # each on disk before the state records the frame (a power cut left recorded
             # frames empty: the disk had taken the renames, not yet the data)
             write_png(run_dir / "frames" / f"{i:06d}.png", frame, level=1, durable=True)
-            with open(run_dir / "drift.csv", "a", newline="") as f:
+            drift = run_dir / "drift.csv"
+            with naming(drift), open(drift, "a", newline="") as f:
                 csv.writer(f, lineterminator="\n").writerow([i, to_target, to_prev])
                 sync_file(f)
             _atomic_json(run_dir / "state.json", {"last": i, "settings": digest})
@@ -835,7 +852,14 @@ def _drift_plot(run_dir: Path) -> Path:
             f"{run_dir / 'drift.csv'}: damaged ({type(e).__name__}: {e}); the frames and video "
             "are complete, only drift.png was not drawn"
         ) from None
-    return line_plot(run_dir / "drift.png", [to_target, to_prev])
+    try:
+        return line_plot(run_dir / "drift.png", [to_target, to_prev])
+    except OSError as e:  # a full disk at the very end said only "No space left on device"
+        why = e.strerror if e.errno is not None else str(e)
+        raise OSError(
+            f"{run_dir / 'drift.png'} could not be written ({why}); every frame is made, "
+            "and the video if the run makes one: a resume draws drift.png alone"
+        ) from e
 
 
 def _check_stop_after(stop_after: int | None, last: int) -> None:
@@ -1285,6 +1309,8 @@ def render(
         rd = Path(run_dir).absolute()  # (not abspath: "link/.." is where the link leads)
         if not (rd / "settings.json").is_file():
             raise ValueError(f"run_dir: {rd} has no settings.json to resume from")
+        if not os.access(rd, os.W_OK | os.X_OK):  # it failed after the model loaded
+            raise OSError(f"run_dir: {rd} is not writable, so the run cannot go on there")
         saved_raw = _read_json(rd / "settings.json")  # compared again under the run's lock
         try:
             saved = Settings._from_saved(copy.deepcopy(saved_raw))
@@ -1425,7 +1451,8 @@ def render(
                 raise ValueError(problem)
             make_folder(rd / "frames")
             _atomic_json(rd / "settings.json", dict(settings))
-            (rd / "drift.csv").write_text(",".join(DRIFT_HEADER) + "\n")
+            with naming(rd / "drift.csv"):
+                (rd / "drift.csv").write_text(",".join(DRIFT_HEADER) + "\n")
         else:
             # another render may have started this folder afresh and finished meanwhile
             # (one that failed before making anything may be started over): continuing
@@ -1439,6 +1466,12 @@ def render(
         c = settings["colour"]
         last = _whole_frames(rd, _read_state(rd))
         _check_stop_after(stop_after, last)
+        # every frame made and the video there (renamed into place only when finished):
+        # a resume after a failure at the very end (drift.png on a full disk) encoded the
+        # whole video again beside it, needing its size in free space again
+        video_kept = resume and encode and last == job.n - 1 and _video_path(rd, settings).is_file()
+        if video_kept:
+            encode = False
         # frames after the last recorded one may be partial writes of a killed run (only
         # the names this renderer writes, 000123.png)
         for f in (rd / "frames").glob("*.png"):
@@ -1584,7 +1617,8 @@ def render(
                 pass
             raise
         _drift_plot(rd)
-        return RenderResult(rd, job.n, _video_path(rd, settings) if encode else None)
+        made = encode or video_kept
+        return RenderResult(rd, job.n, _video_path(rd, settings) if made else None)
 
 
 class _Stop(Exception):
@@ -1708,12 +1742,14 @@ def add_cli(sub: Any) -> None:
     def run(a: Any) -> int:
         try:
             return go(a)
-        except KeyboardInterrupt:
-            started = a.resume or (run_dir and (run_dir[0] / "settings.json").exists())
-            if started:
+        except (KeyboardInterrupt, OSError, StageError):
+            # (a full disk, an I/O error: the frames recorded are whole, and a resume
+            # goes on from them once the cause is gone; it was said for Ctrl-C alone)
+            folder = Path(a.resume) if a.resume else run_dir[0] if run_dir else None
+            if folder is not None and (folder / "settings.json").exists():
                 print(
                     "every generated frame is saved; continue with: "
-                    f"loopwave render --resume {shlex.quote(str(a.resume or run_dir[0]))}",
+                    f"loopwave render --resume {shlex.quote(str(folder))}",
                     file=sys.stderr,
                 )
             raise
