@@ -1955,7 +1955,7 @@ def test_a_failure_at_the_very_end_says_what_is_complete_and_resume_keeps_the_vi
     rd = out / "morph"
     assert f"{rd / 'drift.png'} could not be written (No space left on device)" in err
     assert "every frame is made" in err
-    assert f"continue with: loopwave render --resume {rd}" in err
+    assert f"continue once the cause is fixed with: loopwave render --resume {rd} --quiet" in err
     monkeypatch.undo()
     video = rd / "morph.mp4"
     before = video.stat()
@@ -1983,3 +1983,69 @@ def test_a_resume_into_a_folder_it_cannot_write_is_refused_before_the_model_load
     with pytest.raises(OSError, match=f"run_dir: {re.escape(str(rd))} is not writable"):
         render(None, run_dir=rd, resume=True, progress=False)
     assert not (rd / ".lock").exists()
+
+
+@pytest.mark.parametrize("case", ["emptied", "foreign"])
+def test_a_resume_keeps_only_the_video_its_run_finished(tmp_path, backend, case):
+    """From a review of the change that keeps a finished run's video on resume: it kept
+    whatever NAME.mp4 was there. A video emptied by a power cut (it was renamed into
+    place unsynced) and one left in the folder by an earlier run, beside a run stopped
+    while it finished its own, were both kept. The state now records the video it
+    finished (synced first), and only a video matching the record is kept."""
+    av = pytest.importorskip("av")
+    s = Settings.from_dict(JOB)
+    rd = tmp_path / "r"
+    whole = render(s, run_dir=tmp_path / "w", backend=backend, progress=False)
+    if case == "emptied":
+        render(s, run_dir=rd, backend=backend, progress=False)
+        (rd / "morph.mp4").write_bytes(b"")
+    else:  # every frame made, the video abandoned; another run's video in its place
+        render(s, run_dir=rd, backend=backend, progress=False, stop_after=6)
+        other = {**JOB, "render": {**JOB["render"], "seed": 6}}
+        alien = render(Settings.from_dict(other), run_dir=tmp_path / "o", backend=backend)
+        shutil.copy(alien.video, rd / "morph.mp4")
+    r = render(None, run_dir=rd, resume=True, backend=backend, progress=False)
+    assert r.video == rd / "morph.mp4"
+    assert json.loads((rd / "state.json").read_text())["video"]["size"] > 0
+    with av.open(str(r.video)) as a, av.open(str(whole.video)) as b:
+        got = [f.to_ndarray(format="rgb24") for f in a.decode(video=0)]
+        want = [f.to_ndarray(format="rgb24") for f in b.decode(video=0)]
+    assert len(got) == len(want) == 13
+    for x, y in zip(got, want, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_the_cli_resume_hint_keeps_the_runs_options(tmp_path, monkeypatch, capsys):
+    """From a review: after a failure the hint was a plain --resume, which for a
+    --no-video run stopped by a full disk encoded the whole video on that disk."""
+    import errno
+
+    import loopwave.plot
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps(JOB))
+    monkeypatch.setattr(loopwave.plot, "line_plot", full)
+    out = tmp_path / "out"
+    assert main(["render", str(job), "--quiet", "--no-video", "--out", str(out)]) == 2
+    hint = f"continue once the cause is fixed with: loopwave render --resume {out / 'morph'} "
+    assert hint + "--no-video --quiet\n" in capsys.readouterr().err
+
+
+def test_a_resume_that_trims_drift_csv_on_a_full_disk_names_it(tmp_path, monkeypatch):
+    import errno
+
+    import loopwave.render as lr
+
+    path = tmp_path / "drift.csv"
+    path.write_text("frame,delta_e_to_target,delta_e_to_previous\n0,1.0,\n1,1.0,0.5\n")
+
+    def full(f) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(lr, "sync_file", full)
+    with pytest.raises(OSError) as e:
+        lr._keep_drift_rows(path, 0)
+    assert e.value.filename == str(path) and not (tmp_path / "drift.csv.tmp").exists()

@@ -425,11 +425,12 @@ class _Noise:
         return np.clip(init.astype(np.int16) + noise, 0, 255).astype(np.uint8)
 
 
-def _made_without_video(tmp_path, n):
-    """A run of ``n`` 128x128 frames, all made, no video yet (flow interpolation x6)."""
+def _made_without_video(tmp_path, n, size=128):
+    """A run of ``n`` frames of ``size`` squared, all made, no video yet (flow
+    interpolation x6)."""
     job = {
         **JOB,
-        "render": {**JOB["render"], "frames": n, "width": 128, "height": 128},
+        "render": {**JOB["render"], "frames": n, "width": size, "height": size},
         "colour": {"mode": "first"},
         "interpolation": {"factor": 6, "backend": "flow"},
     }
@@ -668,3 +669,29 @@ def test_a_resumed_encoder_process_drains_its_input_while_behind(tmp_path):
         q.put((49 + k, frame), timeout=0)
     with pytest.raises(queue.Full):
         q.put((53, frame), timeout=0.05)
+
+
+def test_a_resumed_encoder_process_takes_new_frames_at_once_and_stops_at_once(tmp_path):
+    """From a review of the catch-up change: nothing tested the child's side of it (a
+    child built with a queue never behind passed every test), and a stopped render's
+    child went on reading back and encoding every frame queued before the end of its
+    input (up to 60 s, then killed). Here the child has 160 stored 256x256 frames to
+    encode again with flow x6 (seconds of work); 40 new frames, far more than the pipe
+    and its queue hold, are taken at once, and abandoning stops it at its next frame."""
+    rd = _made_without_video(tmp_path, 160, size=256)
+    stage = _ProcessStage(rd, 160, rd / "morph.mp4")
+    t = time.monotonic()
+    for i in range(40):
+        stage.put((160 + i, np.zeros((256, 256, 3), np.uint8)))
+    sent = time.monotonic() - t
+    stage.abandon()
+    done = time.monotonic() - t
+    print(f"sent {sent:.2f} s, stopped {done:.2f} s")
+    assert stage.p.returncode == 0 and _closed(stage) and not list(rd.glob("*.mp4"))
+    # the whole re-encode of the stored frames alone takes far longer (timed below)
+    t = time.monotonic()
+    whole = _ProcessStage(rd, 160, rd / "morph.mp4")
+    whole.close()
+    full = time.monotonic() - t
+    print(f"the stored frames alone: {full:.2f} s")
+    assert sent < full / 2 and done < full / 2, (sent, done, full)

@@ -55,17 +55,19 @@ def _read_exactly(f: BinaryIO, n: int) -> bytes | None:
     return bytes(buf)
 
 
-def _reader(f: BinaryIO, q: _Feed, first: int) -> None:
+def _reader(f: BinaryIO, q: _Feed, first: int, stopped: threading.Event | None = None) -> None:
     """Drain standard input into ``q`` as ``(index, frame)`` items, the first frame
     numbered ``first``, while frames are interpolated, so the renderer waits only once
     ``q`` is full (four frames, as the thread stage's queue holds) and not at all while
     the encoder is behind (a resume: the frames are dropped here and read back from the
-    run's folder, as the thread stage does); ``END`` or ``_Stopped`` last."""
+    run's folder, as the thread stage does); ``END`` or ``_Stopped`` last. ``stopped`` is
+    set at an end of input without ``END``: the encoder stops reading frames back then
+    (it went on through every frame queued before the ``_Stopped``)."""
     try:
         while True:
             head = _read_exactly(f, HEADER.size)
             if head is None:
-                q.put(_Stopped())
+                _stop(q, stopped)
                 return
             magic, h, w, c = HEADER.unpack(head)
             if magic == END:
@@ -76,12 +78,19 @@ def _reader(f: BinaryIO, q: _Feed, first: int) -> None:
                 return
             data = _read_exactly(f, h * w * c)
             if data is None:
-                q.put(_Stopped())
+                _stop(q, stopped)
                 return
             q.put((first, np.frombuffer(data, np.uint8).reshape(h, w, c)))
             first += 1
     except BaseException as e:  # noqa: BLE001 - handed to the encoding thread
         q.put(e)
+
+
+def _stop(q: _Feed, stopped: threading.Event | None) -> None:
+    """The input ended without ``END``: the render stopped early."""
+    if stopped is not None:
+        stopped.set()
+    q.put(_Stopped())
 
 
 def _frames(q: _Feed) -> Iterator[tuple[int, np.ndarray | None]]:
@@ -127,17 +136,20 @@ def main(argv: list[str]) -> int:
         if nice and hasattr(os, "nice"):
             os.nice(nice)
         from .plan import _read_json
-        from .render import _encoder, _Feed, _rife_model
+        from .render import _Abandoned, _encoder, _Feed, _rife_model
         from .settings import Settings
 
         s = Settings._from_saved(_read_json(run_dir / "settings.json"))
         rife = _rife_model(s)
         q = _Feed(behind=on_disk > 0)
-        reader = threading.Thread(target=_reader, args=(sys.stdin.buffer, q, on_disk), daemon=True)
+        stopped = threading.Event()  # the render stopped: no more frames read back
+        reader = threading.Thread(
+            target=_reader, args=(sys.stdin.buffer, q, on_disk, stopped), daemon=True
+        )
         reader.start()
         try:
-            _encoder(run_dir, s, on_disk, rife, progress, feed=q)(_frames(q))
-        except _Stopped:
+            _encoder(run_dir, s, on_disk, rife, progress, stopped, q)(_frames(q))
+        except (_Stopped, _Abandoned):
             pass  # writing_video removed the partial file on the way out
     except BaseException as e:  # noqa: BLE001 - reported to the renderer, one line
         # as the thread stage words it: the exception's text

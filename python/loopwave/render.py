@@ -73,7 +73,7 @@ from ._validate import unmakeable
 from .backends import CFG_FORM, MAX_CFG, MAX_STEPS, MIN_CFG, Img2Img, load_backend
 from .color import ColorTarget, color_correct, motion_matrix, rgb_to_lab, warp_affine
 from .plan import ColourPlan, _atomic_json, _read_json, _read_npy, _read_png, keyframe_indices
-from .png import make_folder, naming, sync_file, whole_png, write_png
+from .png import make_folder, naming, sync_file, sync_folder, whole_png, write_png
 from .prompt_weights import parse_weights
 from .schedule import (
     Prompt,
@@ -259,6 +259,26 @@ def _state(rd: Path) -> dict[str, Any]:
     (:func:`_read_state` checks and reports its ``last``)."""
     state = _read_json(rd / "state.json") if (rd / "state.json").is_file() else {}
     return state if isinstance(state, dict) else {}
+
+
+def _video_record(video: Path) -> dict[str, int] | None:
+    """What ``state.json`` records of a finished video: its size and modification time
+    (None where there is no file)."""
+    try:
+        st = video.stat()
+    except OSError:
+        return None
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _record_video(rd: Path, video: Path) -> None:
+    """Put the finished ``video`` on disk (its bytes, then its folder's entry) and record
+    it in ``state.json``: a resume keeps a video only where the record matches it (a video
+    left in the folder by an earlier run, or emptied by a power cut, is made again)."""
+    with open(video, "rb+") as f:
+        sync_file(f)
+    sync_folder(rd)
+    _atomic_json(rd / "state.json", {**_state(rd), "video": _video_record(video)})
 
 
 def _read_state(rd: Path) -> int:
@@ -917,7 +937,7 @@ def _keep_drift_rows(path: Path, last: int) -> None:
         )
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "w", newline="") as fh:
+        with naming(path), open(tmp, "w", newline="") as fh:
             csv.writer(fh, lineterminator="\n").writerows([DRIFT_HEADER, *kept.values()])
             sync_file(fh)
         os.replace(tmp, path)
@@ -1469,7 +1489,15 @@ def render(
         # every frame made and the video there (renamed into place only when finished):
         # a resume after a failure at the very end (drift.png on a full disk) encoded the
         # whole video again beside it, needing its size in free space again
-        video_kept = resume and encode and last == job.n - 1 and _video_path(rd, settings).is_file()
+        # (recorded when it was finished, and dropped from the state by any frame made
+        # since: the writer records each frame's state afresh)
+        video_kept = (
+            resume
+            and encode
+            and last == job.n - 1
+            and _state(rd).get("video") is not None
+            and _state(rd).get("video") == _video_record(_video_path(rd, settings))
+        )
         if video_kept:
             encode = False
         # frames after the last recorded one may be partial writes of a killed run (only
@@ -1573,8 +1601,8 @@ def render(
         if progress and encoder is not None and done > 0:
             # it waited for the video to catch up, the bar still at "ETA 0s", unexplained
             print(
-                f"re-encoding the {done} frame{'s' * (done != 1)} already made, "
-                "alongside the new ones",
+                f"re-encoding the {done} frame{'s' * (done != 1)} already made"
+                + (", alongside the new ones" if done < job.n else ""),
                 file=sys.stderr,
             )
         try:
@@ -1608,6 +1636,8 @@ def render(
             # the encoder's tail) inside the guard too: a Ctrl-C there left the encoder
             # writing, past the lock's release, into a video a next render wrote too
             stop(finish=True)
+            if encoder is not None:
+                _record_video(rd, _video_path(rd, settings))
         except BaseException:
             # Ctrl-C, a failing backend or stage, or a consumer that stopped early: flush what
             # was generated (resume continues from it) and let the original error through
@@ -1742,14 +1772,19 @@ def add_cli(sub: Any) -> None:
     def run(a: Any) -> int:
         try:
             return go(a)
-        except (KeyboardInterrupt, OSError, StageError):
+        except (KeyboardInterrupt, OSError, StageError) as e:
             # (a full disk, an I/O error: the frames recorded are whole, and a resume
             # goes on from them once the cause is gone; it was said for Ctrl-C alone)
             folder = Path(a.resume) if a.resume else run_dir[0] if run_dir else None
             if folder is not None and (folder / "settings.json").exists():
+                # the options this run was started with (a --no-video run's resume
+                # encoded the video, on the disk that had just filled up)
+                cmd = ["loopwave", "render", "--resume", str(folder)]
+                cmd += ["--no-video"] * a.no_video + ["--quiet"] * a.quiet
+                cmd += ["--stages", a.stages] if a.stages != "thread" else []
+                when = "" if isinstance(e, KeyboardInterrupt) else " once the cause is fixed"
                 print(
-                    "every generated frame is saved; continue with: "
-                    f"loopwave render --resume {shlex.quote(str(folder))}",
+                    f"every generated frame is saved; continue{when} with: {shlex.join(cmd)}",
                     file=sys.stderr,
                 )
             raise
