@@ -2049,3 +2049,28 @@ def test_a_resume_that_trims_drift_csv_on_a_full_disk_names_it(tmp_path, monkeyp
     with pytest.raises(OSError) as e:
         lr._keep_drift_rows(path, 0)
     assert e.value.filename == str(path) and not (tmp_path / "drift.csv.tmp").exists()
+
+
+def test_recent_frames_are_counted_from_the_newest_frame_not_the_state(tmp_path, monkeypatch):
+    """A finished video's record rewrites state.json after the last frame (minutes later,
+    a long video): the frames written just before the last one still count as recent, and
+    are read whole on resume."""
+    import loopwave.render as lr
+    from loopwave.png import write_png
+
+    (tmp_path / "frames").mkdir()
+    old = time.time() - 3600
+    for k in range(70):
+        p = write_png(tmp_path / "frames" / f"{k:06d}.png", np.full((4, 4, 3), k, np.uint8))
+        os.utime(p, (old + k, old + k))  # a frame a second, an hour ago
+    (tmp_path / "state.json").write_text('{"last": 69}')  # written now
+    calls: list[bool] = []
+    real = lr.whole_png
+
+    def counted(p, *, crc=False):
+        calls.append(crc)
+        return real(p, crc=crc)
+
+    monkeypatch.setattr(lr, "whole_png", counted)
+    assert lr._last_whole(tmp_path, 69) == (69, None)
+    assert calls == [True] * 70  # within 120 s of frame 69, not of the state's write

@@ -32,7 +32,8 @@ complete keeps the video.
 Outputs in the run directory: ``settings.json`` (the resolved settings, which
 render the same video again; relative paths in them are made absolute, against the
 current folder, when the run starts, so a resume may start from any folder),
-``state.json`` (the last frame recorded and the settings' digest, for a resume),
+``state.json`` (the last frame recorded, the settings' digest and the finished
+video's size and time, for a resume),
 ``frames/``, ``plan/`` and ``plan.json`` (the colour plan's keyframes and index),
 ``drift.csv`` and ``drift.png`` (per frame: Lab distance to the target, red, and to the
 previous frame, blue, empty for frame 0, which has none) and ``NAME.mp4``. A run
@@ -294,7 +295,7 @@ def _read_state(rd: Path) -> int:
     return last
 
 
-#: A recorded frame written within this many seconds of the state's last write is read
+#: A recorded frame written within this many seconds of the newest one is read
 #: whole on resume, its CRCs checked: the time a disk may hold a file's data back after its rename
 #: (Linux writes dirty data back within 30 s by default). Older frames, and all but the
 #: last 64, have their ends checked (two small reads each).
@@ -312,7 +313,11 @@ def _last_whole(rd: Path, last: int) -> tuple[int, str | None]:
     """``(last, None)``, or the frame before the first recorded frame that is not a
     whole file (:func:`loopwave.png.whole_png`) and why it is not. Reads only; stops at
     the first that is not (a state naming a million frames of seven stat'ed them all)."""
-    newest = _mtime(rd / "state.json")  # written right after the newest frame
+    # the newest recorded frame's time (the state's, written right after it, where that
+    # frame is gone): not the state's alone, which a finished video's record rewrites later
+    newest = _mtime(rd / "frames" / f"{last:06d}.png")
+    if newest == math.inf:
+        newest = _mtime(rd / "state.json")
     for k in range(last + 1):
         p = rd / "frames" / f"{k:06d}.png"
         why = whole_png(p, crc=k > last - 64 or _mtime(p) >= newest - _RECENT_S)
