@@ -72,15 +72,18 @@ def test_a_stopped_process_stage_leaves_no_video_and_resume_encodes_everything(t
     np.testing.assert_array_equal(decoded(r.video), decoded(whole.video))
 
 
-def test_the_encoder_process_counts_the_frames_it_re_encodes(tmp_path, backend, capfd):
-    """The child's bar of the stored frames, on the renderer's standard error."""
-    s = Settings.from_dict(JOB)
-    rd = tmp_path / "r"
-    render(s, run_dir=rd, backend=backend, progress=False, stop_after=2, stages="process")
+def test_the_encoder_process_reports_how_far_it_is(tmp_path, capfd):
+    """The child draws no bar of its own (its bar of the stored frames and the render's
+    took turns on one terminal line while a resume caught up); it reports how far it is,
+    and the renderer shows it as it does for the thread stage: here every frame is made,
+    and the finishing bar counts the child's 160 stored 256x256 frames (flow x6)."""
+    rd = _made_without_video(tmp_path, 160, size=256)
     capfd.readouterr()
-    render(None, run_dir=rd, resume=True, backend=backend, progress=True, stages="process")
+    render(None, run_dir=rd, resume=True, backend=_Noise(), progress=True, stages="process")
     err = capfd.readouterr().err
-    assert re.search(r"^re-encoding the frames made \[#{24}\] 3/3 frames ", err, re.M), err
+    assert "re-encoding the 160 frames already made\n" in err
+    assert re.search(r"^finishing the video \[#{24}\] 160/160 frames ", err, re.M), err
+    assert "re-encoding the frames made" not in err  # the child's bar
 
 
 def _run_dir(tmp_path, **interpolation):

@@ -14,6 +14,9 @@ and twelve zero bytes end the stream, and the video is finished. End of file wit
 that header means the render stopped early (Ctrl-C, a failure, a killed parent): the
 partial video is removed, as the thread stage does when abandoned. On failure the
 worker writes one line, the error, to standard output and exits with status 1.
+As it takes each frame it writes ``TAKEN BEHIND`` (the frames taken so far, and 1 while
+it is still reading frames back from the run's folder, else 0) as a line to the pipe
+whose descriptor ``LOOPWAVE_REPORT_FD`` names, for the renderer's progress bar.
 Interrupts are the renderer's to handle: SIGINT and SIGHUP are ignored here. On Linux
 the worker is killed when the renderer's thread that started it ends (a killed renderer's
 worker went on with the frames in its pipe, then removed the partial video of the render
@@ -27,9 +30,9 @@ import signal
 import struct
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 import numpy as np
 
@@ -93,6 +96,21 @@ def _stop(q: _Feed, stopped: threading.Event | None) -> None:
     q.put(_Stopped())
 
 
+def _reporter(out: TextIO) -> Callable[[int, bool], None]:
+    """Write ``TAKEN BEHIND`` lines to ``out``; silent once the renderer has gone."""
+    gone = False
+
+    def report(taken: int, behind: bool) -> None:
+        nonlocal gone
+        if not gone:
+            try:
+                out.write(f"{taken} {int(behind)}\n")
+            except (OSError, ValueError):
+                gone = True
+
+    return report
+
+
 def _frames(q: _Feed) -> Iterator[tuple[int, np.ndarray | None]]:
     while True:
         item = q.get()
@@ -132,7 +150,6 @@ def main(argv: list[str]) -> int:
         if want is not None and got != want:
             raise ImportError(f"the encoder process imported loopwave from {got}, not {want}")
         run_dir, on_disk, nice = Path(argv[0]), int(argv[1]), int(argv[2])
-        progress = len(argv) > 3 and argv[3] == "1"
         if nice and hasattr(os, "nice"):
             os.nice(nice)
         from .plan import _read_json
@@ -142,13 +159,16 @@ def main(argv: list[str]) -> int:
         s = Settings._from_saved(_read_json(run_dir / "settings.json"))
         rife = _rife_model(s)
         q = _Feed(behind=on_disk > 0)
+        report = os.environ.pop("LOOPWAVE_REPORT_FD", None)
+        if report is not None:  # how far it is, for the renderer's bar
+            q.on_taken = _reporter(os.fdopen(int(report), "w", buffering=1))
         stopped = threading.Event()  # the render stopped: no more frames read back
         reader = threading.Thread(
             target=_reader, args=(sys.stdin.buffer, q, on_disk, stopped), daemon=True
         )
         reader.start()
         try:
-            _encoder(run_dir, s, on_disk, rife, progress, stopped, q)(_frames(q))
+            _encoder(run_dir, s, on_disk, rife, stopped, q)(_frames(q))
         except (_Stopped, _Abandoned):
             pass  # writing_video removed the partial file on the way out
     except BaseException as e:  # noqa: BLE001 - reported to the renderer, one line

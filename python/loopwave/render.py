@@ -472,12 +472,21 @@ class _Feed:
         self.behind = behind
         #: frames the encoder has taken so far (those read back included)
         self.taken = 0
+        #: called with ``(taken, behind)`` as each frame is taken (the encoder process
+        #: reports its position to the renderer so)
+        self.on_taken: Callable[[int, bool], None] | None = None
         self._items: collections.deque[Any] = collections.deque()
         self._frames = 0  # items holding a frame
         self._cond = threading.Condition()
 
     def _room(self) -> bool:
         return self.behind or self._frames < self.maxsize
+
+    def took(self, n: int) -> None:
+        """The encoder has taken ``n`` frames."""
+        self.taken = n
+        if self.on_taken is not None:
+            self.on_taken(n, self.behind)
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         """Queue ``item`` (an ``(index, frame)`` pair, or a marker such as the end);
@@ -969,7 +978,7 @@ def _frames_in_order(
                 raise _Abandoned
             frame = _read_png(run_dir / "frames" / f"{i:06d}.png")
         if feed is not None:
-            feed.taken = i + 1
+            feed.took(i + 1)
         yield frame
 
 
@@ -985,26 +994,17 @@ def _video_path(run_dir: Path, s: Settings) -> Path:
     return run_dir / f"{s['output']['name']}.mp4"
 
 
-def _counted(items: Iterator[Any], bar: Progress) -> Iterator[Any]:
-    """``items``, counting each on ``bar`` once its consumer asks for the next one."""
-    with bar:
-        for f in items:
-            yield f
-            bar.update()
-
-
 def _encoder(
     run_dir: Path,
     s: Settings,
     on_disk: int,
     rife: Any,
-    progress: bool = False,
     abandoned: threading.Event | None = None,
     feed: _Feed | None = None,
 ) -> Callable[[Iterator[tuple[int, np.ndarray | None]]], None]:
-    """The encoder stage: the frames already on disk (a resumed run, with a bar of its own
-    where ``progress``), then the live ``(index, frame)`` items (a frame of None read back
-    from disk: see :class:`_Feed`, whose ``taken`` it counts), interpolated (``rife``: the
+    """The encoder stage: the frames already on disk (a resumed run), then the live
+    ``(index, frame)`` items (a frame of None read back from disk: see :class:`_Feed`,
+    whose ``taken`` it counts, for the render's bar), interpolated (``rife``: the
     loaded RIFE model, where the settings ask for it) and encoded as they come. The
     video is written under a ``.partial.mp4`` name and renamed when complete, so a killed
     run never leaves a truncated NAME.mp4."""
@@ -1013,9 +1013,7 @@ def _encoder(
 
     def work(live: Iterator[tuple[int, np.ndarray | None]]) -> None:
         i, v = s["interpolation"], s["video"]
-        stored: Iterator[tuple[int, np.ndarray | None]] = ((k, None) for k in range(on_disk))
-        if progress and on_disk > 0:
-            stored = _counted(stored, Progress(on_disk, "re-encoding the frames made"))
+        stored = ((k, None) for k in range(on_disk))
         items = itertools.chain(stored, live)
         frames: Iterator[np.ndarray] = _frames_in_order(run_dir, items, abandoned, feed)
         if i["factor"] > 1:
@@ -1168,7 +1166,6 @@ class _ProcessStage:
         video: Path,
         nice: int = ENCODER_NICE,
         lock: _RunLock | None = None,
-        progress: bool = False,
     ) -> None:
         import loopwave
 
@@ -1188,19 +1185,54 @@ class _ProcessStage:
             "import json, os, sys; sys.path[:] = json.loads(os.environ.pop('LOOPWAVE_SYS_PATH'));"
             " from loopwave._encode_worker import run; run(sys.argv[1:])"
         )
-        self.p = subprocess.Popen(
-            [sys.executable, "-c", boot, str(run_dir), str(on_disk), str(nice), str(int(progress))],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            bufsize=0,  # each frame goes out whole at once, nothing held in a buffer
-            env=env,
-            start_new_session=True,
-            pass_fds=() if lock is None else (lock.fd,),
-        )
+        # the child reports how far it is on a pipe of its own ("TAKEN BEHIND" lines), so
+        # the render's bar shows it as the thread stage's does; the child draws no bar (its
+        # bar of the stored frames and the render's, both drawn in place on one terminal
+        # line, took turns there while a resume caught up)
+        self.taken, self.behind = 0, on_disk > 0
+        report_r, report_w = os.pipe()
+        env["LOOPWAVE_REPORT_FD"] = str(report_w)
+        try:
+            self.p = subprocess.Popen(
+                [sys.executable, "-c", boot, str(run_dir), str(on_disk), str(nice)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                bufsize=0,  # each frame goes out whole at once, nothing held in a buffer
+                env=env,
+                start_new_session=True,
+                pass_fds=(report_w,) if lock is None else (lock.fd, report_w),
+            )
+        except BaseException:
+            os.close(report_r)
+            raise
+        finally:
+            os.close(report_w)
+        threading.Thread(
+            target=self._read_reports,
+            args=(report_r,),
+            name="loopwave-encoder-reports",
+            daemon=True,
+        ).start()
         self._done = False
         self._ended = False  # END sent: the child is finishing the video
         self._lock = threading.Lock()  # one write at a time; abandon() waits for it
         self._error: StageError | None = None
+
+    def _read_reports(self, fd: int) -> None:
+        """Follow the child's position until it exits (its end of the pipe closes)."""
+        with open(fd, "rb") as f:
+            for line in f:
+                with contextlib.suppress(ValueError):
+                    taken, behind = line.split()
+                    self.taken, self.behind = int(taken), behind == b"1"
+
+    def wait(self, timeout: float) -> bool:
+        """Whether the child has exited, waiting up to ``timeout`` seconds."""
+        try:
+            self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     def _failure(self) -> StageError:
         """The child's error, once it has exited: its one-line report, or how it died."""
@@ -1570,15 +1602,13 @@ def render(
         feed: _Feed | None = None
         if encode:
             if stages == "process":  # (its child reads frames back as _Feed does)
-                encoder = _ProcessStage(
-                    rd, done, _video_path(rd, settings), lock=lock, progress=progress
-                )
+                encoder = _ProcessStage(rd, done, _video_path(rd, settings), lock=lock)
             else:
                 quit_ = threading.Event()  # set by abandon(): the stored frames stop too
                 # behind from the start on a resume: new frames are made meanwhile
                 feed = _Feed(behind=done > 0)
                 # (no bar of its own: the render's bar, moving meanwhile, shows how far)
-                work = _encoder(rd, settings, done, rife, False, quit_, feed)
+                work = _encoder(rd, settings, done, rife, quit_, feed)
                 encoder = _Stage("encoding", work, abandoned=quit_, feed=feed)
         writer = _Stage("saving frames", _saver(rd, encoder, _settings_digest(settings)))
 
@@ -1588,20 +1618,27 @@ def render(
                 encoder.abandon()
             writer.close()
             if encoder is not None and finish:
-                if isinstance(encoder, _Stage) and feed is not None and progress and feed.behind:
+                if progress and video_at()[1]:
                     # every frame made, the video still catching up: a bar, not a silence
-                    with Progress(job.n, "finishing the video", initial=feed.taken) as end:
+                    with Progress(job.n, "finishing the video", initial=video_at()[0]) as end:
                         # (until the encoder has taken the last frame: the end of
                         # the frames is put by close(), below)
-                        while feed.taken < job.n and not encoder.wait(0.25):
-                            end.update(feed.taken - end.done)
-                        end.update(feed.taken - end.done)
+                        while video_at()[0] < job.n and not encoder.wait(0.25):
+                            end.update(video_at()[0] - end.done)
+                        end.update(video_at()[0] - end.done)
                 encoder.close()
 
+        def video_at() -> tuple[int, bool]:
+            """The frames the encoder has taken, and whether it is behind."""
+            if feed is not None:
+                return feed.taken, feed.behind
+            if isinstance(encoder, _ProcessStage):
+                return encoder.taken, encoder.behind
+            return 0, False
+
         def video_note() -> str:
-            if feed is None or not feed.behind:
-                return ""
-            return f", video {feed.taken}/{bar.done}"
+            taken, behind = video_at()
+            return f", video {taken}/{bar.done}" if behind else ""
 
         if progress and encoder is not None and done > 0:
             # it waited for the video to catch up, the bar still at "ETA 0s", unexplained
