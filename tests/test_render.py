@@ -1864,6 +1864,22 @@ def test_lora_errors_name_the_settings_key(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def _whole_png_calls(monkeypatch) -> list[bool]:
+    """The ``crc`` argument of each call the renderer makes to ``whole_png`` (each frame
+    read whole, or its ends only), as they come."""
+    import loopwave.render as lr
+
+    calls: list[bool] = []
+    real = lr.whole_png
+
+    def counted(p, *, crc=False):
+        calls.append(crc)
+        return real(p, crc=crc)
+
+    monkeypatch.setattr(lr, "whole_png", counted)
+    return calls
+
+
 def test_the_frame_check_stops_at_the_first_frame_missing(tmp_path, monkeypatch):
     """From a review: a state naming a million frames of seven stat'ed every name first
     (10 s and 400 MB a call); the walk stops at the first frame that is not whole, and
@@ -1875,14 +1891,7 @@ def test_the_frame_check_stops_at_the_first_frame_missing(tmp_path, monkeypatch)
     for k in range(7):
         write_png(tmp_path / "frames" / f"{k:06d}.png", np.full((4, 4, 3), k, np.uint8))
     (tmp_path / "state.json").write_text('{"last": 1000000}')
-    calls: list[bool] = []
-    real = lr.whole_png
-
-    def counted(p, *, crc=False):
-        calls.append(crc)
-        return real(p, crc=crc)
-
-    monkeypatch.setattr(lr, "whole_png", counted)
+    calls = _whole_png_calls(monkeypatch)
     assert lr._last_whole(tmp_path, 10**6) == (6, "recorded frame 7 is damaged (it is missing)")
     assert calls == [True] * 8  # written just now: each read whole (the missing one too)
     # written long before the state's last write and not among the last 64: ends only
@@ -1933,12 +1942,9 @@ def test_the_run_lock_survives_a_full_disk_and_an_unwritable_folder(tmp_path, mo
         pass
 
 
-def test_a_failure_at_the_very_end_says_what_is_complete_and_resume_keeps_the_video(
-    tmp_path, backend, monkeypatch, capsys
-):
-    """From a disk-full review: a full disk writing drift.png, the last file, said only
-    "[Errno 28] No space left on device"; the CLI gave no resume hint; and the resume
-    encoded the whole finished video again beside it (needing its size in free space)."""
+def _cli_render_with_drift_png_failing(tmp_path, monkeypatch, *options):
+    """``loopwave render JOB --quiet`` (and ``options``) with a full disk at drift.png, the
+    last file written (the patch is undone by ``monkeypatch.undo()``); the output folder."""
     import errno
 
     import loopwave.plot
@@ -1950,7 +1956,17 @@ def test_a_failure_at_the_very_end_says_what_is_complete_and_resume_keeps_the_vi
     job.write_text(json.dumps(JOB))
     monkeypatch.setattr(loopwave.plot, "line_plot", full)
     out = tmp_path / "out"
-    assert main(["render", str(job), "--quiet", "--out", str(out)]) == 2
+    assert main(["render", str(job), "--quiet", *options, "--out", str(out)]) == 2
+    return out
+
+
+def test_a_failure_at_the_very_end_says_what_is_complete_and_resume_keeps_the_video(
+    tmp_path, backend, monkeypatch, capsys
+):
+    """From a disk-full review: a full disk writing drift.png, the last file, said only
+    "[Errno 28] No space left on device"; the CLI gave no resume hint; and the resume
+    encoded the whole finished video again beside it (needing its size in free space)."""
+    out = _cli_render_with_drift_png_failing(tmp_path, monkeypatch)
     err = capsys.readouterr().err
     rd = out / "morph"
     assert f"{rd / 'drift.png'} could not be written (No space left on device)" in err
@@ -2018,18 +2034,7 @@ def test_a_resume_keeps_only_the_video_its_run_finished(tmp_path, backend, case)
 def test_the_cli_resume_hint_keeps_the_runs_options(tmp_path, monkeypatch, capsys):
     """From a review: after a failure the hint was a plain --resume, which for a
     --no-video run stopped by a full disk encoded the whole video on that disk."""
-    import errno
-
-    import loopwave.plot
-
-    def full(*a, **k):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    job = tmp_path / "job.json"
-    job.write_text(json.dumps(JOB))
-    monkeypatch.setattr(loopwave.plot, "line_plot", full)
-    out = tmp_path / "out"
-    assert main(["render", str(job), "--quiet", "--no-video", "--out", str(out)]) == 2
+    out = _cli_render_with_drift_png_failing(tmp_path, monkeypatch, "--no-video")
     hint = f"continue once the cause is fixed with: loopwave render --resume {out / 'morph'} "
     assert hint + "--no-video --quiet\n" in capsys.readouterr().err
 
@@ -2064,13 +2069,6 @@ def test_recent_frames_are_counted_from_the_newest_frame_not_the_state(tmp_path,
         p = write_png(tmp_path / "frames" / f"{k:06d}.png", np.full((4, 4, 3), k, np.uint8))
         os.utime(p, (old + k, old + k))  # a frame a second, an hour ago
     (tmp_path / "state.json").write_text('{"last": 69}')  # written now
-    calls: list[bool] = []
-    real = lr.whole_png
-
-    def counted(p, *, crc=False):
-        calls.append(crc)
-        return real(p, crc=crc)
-
-    monkeypatch.setattr(lr, "whole_png", counted)
+    calls = _whole_png_calls(monkeypatch)
     assert lr._last_whole(tmp_path, 69) == (69, None)
     assert calls == [True] * 70  # within 120 s of frame 69, not of the state's write
