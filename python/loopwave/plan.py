@@ -301,10 +301,10 @@ class ColourPlan:
         in_files = self.keyframes.paths if isinstance(self.keyframes, Keyframes) else {}
         crcs: dict[str, int] = {}  # of each .npy file (a PNG's chunks carry their own)
         dests = {k: d / f"{k:06d}{'.npy' if floats else '.png'}" for k in self._keys}
+        # the plan's own files (a build with keep=RUN_DIR/plan, a plan loaded from here)
+        own = {k for k in self._keys if k in in_files and _same_file(in_files[k], dests[k])}
         index_path = run_dir / "plan.json"
-        if index_path.exists() and any(
-            not (k in in_files and _same_file(in_files[k], dests[k])) for k in self._keys
-        ):
+        if index_path.exists() and len(own) < len(self._keys):
             # the old index goes first (on disk before any keyframe is replaced): a save
             # over another plan that failed part way (a full disk) left the old index
             # naming a mix of both plans' keyframes, and load() took it
@@ -312,10 +312,10 @@ class ColourPlan:
             sync_folder(run_dir)
         for k in self._keys:
             dest = dests[k]
-            if k in in_files and _same_file(in_files[k], dest):
-                if floats:  # the plan's own file, read and checked when it was loaded
+            if k in own:
+                if floats:  # read and checked when it was loaded
                     crcs[dest.stem] = zlib.crc32(dest.read_bytes())
-                continue  # the plan's own file (a build with keep=RUN_DIR/plan)
+                continue
             img = self.keyframes[k]
             if floats:
                 buf = io.BytesIO()

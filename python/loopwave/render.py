@@ -1523,17 +1523,17 @@ def render(
         c = settings["colour"]
         last = _whole_frames(rd, _read_state(rd))
         _check_stop_after(stop_after, last)
-        # every frame made and the video there (renamed into place only when finished):
-        # a resume after a failure at the very end (drift.png on a full disk) encoded the
-        # whole video again beside it, needing its size in free space again
-        # (recorded when it was finished, and dropped from the state by any frame made
-        # since: the writer records each frame's state afresh)
+        # every frame made and the video the run finished there (its record, dropped from
+        # the state by any frame made since: the writer records each frame's state
+        # afresh): a resume after a failure at the very end (drift.png on a full disk)
+        # encoded the whole video again beside it, needing its size in free space again
+        recorded = _state(rd).get("video")
         video_kept = (
             resume
             and encode
             and last == job.n - 1
-            and _state(rd).get("video") is not None
-            and _state(rd).get("video") == _video_record(_video_path(rd, settings))
+            and recorded is not None
+            and recorded == _video_record(_video_path(rd, settings))
         )
         if video_kept:
             encode = False
@@ -1610,6 +1610,10 @@ def render(
                 # (no bar of its own: the render's bar, moving meanwhile, shows how far)
                 work = _encoder(rd, settings, done, rife, quit_, feed)
                 encoder = _Stage("encoding", work, abandoned=quit_, feed=feed)
+        # how far the encoder is (the frames taken, and whether it is behind), for the bars
+        tracker: _Feed | _ProcessStage | None = feed
+        if isinstance(encoder, _ProcessStage):
+            tracker = encoder
         writer = _Stage("saving frames", _saver(rd, encoder, _settings_digest(settings)))
 
         def stop(finish: bool) -> None:
@@ -1618,27 +1622,20 @@ def render(
                 encoder.abandon()
             writer.close()
             if encoder is not None and finish:
-                if progress and video_at()[1]:
+                if progress and tracker is not None and tracker.behind:
                     # every frame made, the video still catching up: a bar, not a silence
-                    with Progress(job.n, "finishing the video", initial=video_at()[0]) as end:
+                    with Progress(job.n, "finishing the video", initial=tracker.taken) as end:
                         # (until the encoder has taken the last frame: the end of
                         # the frames is put by close(), below)
-                        while video_at()[0] < job.n and not encoder.wait(0.25):
-                            end.update(video_at()[0] - end.done)
-                        end.update(video_at()[0] - end.done)
+                        while tracker.taken < job.n and not encoder.wait(0.25):
+                            end.update(tracker.taken - end.done)
+                        end.update(tracker.taken - end.done)
                 encoder.close()
 
-        def video_at() -> tuple[int, bool]:
-            """The frames the encoder has taken, and whether it is behind."""
-            if feed is not None:
-                return feed.taken, feed.behind
-            if isinstance(encoder, _ProcessStage):
-                return encoder.taken, encoder.behind
-            return 0, False
-
         def video_note() -> str:
-            taken, behind = video_at()
-            return f", video {taken}/{bar.done}" if behind else ""
+            if tracker is None or not tracker.behind:
+                return ""
+            return f", video {tracker.taken}/{bar.done}"
 
         if progress and encoder is not None and done > 0:
             # it waited for the video to catch up, the bar still at "ETA 0s", unexplained
