@@ -205,6 +205,32 @@ def test_other_pixel_formats_read_without_a_colour_bias(tmp_path, photos):
         assert abs(d.mean()) < 0.1 and np.abs(d).mean() < 2.2, (fmt, d.mean())
 
 
+@pytest.mark.parametrize("size", [(32, 24), (33, 25)])
+def test_yuvj_frames_without_a_range_tag_read_as_full_range(size):
+    """yuvj420p is full range by definition (FFmpeg reads it so whatever the tag), and
+    MJPEG streams often carry no range tag: such a frame read as limited range came out
+    with its contrast stretched (mid-grey 110 read as 110 -> 109, white 235 as 255 where
+    it is 235). Odd sizes take FFmpeg's conversion, even ones loopwave's."""
+    w, h = size
+    rng = np.random.default_rng(5)
+    planes = [
+        rng.integers(0, 256, (h, w), dtype=np.uint8),
+        rng.integers(0, 256, ((h + 1) // 2, (w + 1) // 2), dtype=np.uint8),
+        rng.integers(0, 256, ((h + 1) // 2, (w + 1) // 2), dtype=np.uint8),
+    ]
+
+    def read(fmt, tag):
+        f = av.VideoFrame(w, h, fmt)
+        for plane, a in zip(f.planes, planes, strict=True):
+            np.frombuffer(plane, np.uint8).reshape(a.shape[0], -1)[:, : a.shape[1]] = a
+        f.color_range = tag
+        return lv._Decoder._to_rgb(f).astype(int)
+
+    untagged, full, limited = read("yuvj420p", 0), read("yuv420p", 2), read("yuv420p", 1)
+    np.testing.assert_array_equal(untagged, full)
+    assert np.abs(limited - full).max() > 10  # the two readings do differ
+
+
 # -- crash safety ---------------------------------------------------------------
 
 KILLED_WRITER = """

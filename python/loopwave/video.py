@@ -1747,17 +1747,19 @@ class _Decoder:
 
     @staticmethod
     def _to_rgb(frame: Any, size: tuple[int, int] | None = None) -> np.ndarray:
-        """RGB with the frame's own matrix and range (untagged: BT.601, limited), scaled
-        to ``size`` (width, height) where it has another size, as FFmpeg scales a stream
-        whose frame size changes to its first frame's (bicubic, ``ffmpeg``'s default)."""
+        """RGB with the frame's own matrix and range (untagged: BT.601, and limited range
+        but for the ``yuvj`` formats, which are full range by definition, as FFmpeg reads
+        them: an MJPEG stream often carries no range tag), scaled to ``size`` (width,
+        height) where it has another size, as FFmpeg scales a stream whose frame size
+        changes to its first frame's (bicubic, ``ffmpeg``'s default)."""
         matrix = _SPACE_MATRIX.get(int(frame.colorspace), "bt601")
-        full = int(frame.color_range) == _RANGE_JPEG
+        full = int(frame.color_range) == _RANGE_JPEG or frame.format.name.startswith("yuvj")
         scale: dict[str, Any] = {}
         if size is not None and (frame.width, frame.height) != size:
             scale = {"width": size[0], "height": size[1]}
         even = not (frame.width | frame.height) & 1
         if not scale and even and frame.format.name in ("yuv420p", "yuvj420p"):
-            planes = frame.to_ndarray(format="yuv420p")
+            planes = frame.to_ndarray()  # as stored (to "yuv420p" would squeeze yuvj's range)
             return yuv420p_to_rgb(planes, matrix=matrix, full_range=full)
         rgb = frame.reformat(
             format="rgb24",
