@@ -19,7 +19,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from loopwave import trt  # noqa: E402
-from loopwave.backends import smoke_backend  # noqa: E402
+from loopwave.backends import check_accel, compiled_parts, smoke_backend  # noqa: E402
 
 CALL = {"prompt": "a castle", "negative": "fog", "strength": 0.6, "steps": 4, "cfg": 7.0}
 
@@ -405,12 +405,26 @@ def test_a_render_refuses_exported_parts_it_cannot_run_before_loading_the_model(
     compiled = {"unet": "onnx", "accel": {"compile": ["unet"]}}
     with pytest.raises(ValueError, match="^model.unet: compiled with torch.compile"):
         lr.render(Settings.from_dict({**RENDER_JOB, "model": compiled}), run_dir=tmp_path / "a")
+    # from a review: cuda_graphs alone compiles the UNet too (its graphs come from
+    # torch.compile), and was let through, to fail tracing the compiled UNet for export
+    graphs = {"unet": "onnx", "accel": {"cuda_graphs": True}}
+    with pytest.raises(ValueError, match="^model.unet: compiled with .* or cuda_graphs"):
+        lr.render(Settings.from_dict({**RENDER_JOB, "model": graphs}), run_dir=tmp_path / "a")
     if importlib.util.find_spec("tensorrt") is None:
         with pytest.raises(ImportError, match="^model.vae: the TensorRT .* tensorrt package"):
             job = {**RENDER_JOB, "model": {"vae": "tensorrt"}}
             lr.render(Settings.from_dict(job), run_dir=tmp_path / "b")
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
-    assert not (tmp_path / "bad").exists()  # refused before anything is written
+    # from a review: on a CUDA machine, device auto passed the check, but puts the smoke
+    # model on the CPU, where the engine was refused after the load with "got cpu"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: object() if n == "tensorrt" else real(n, *a)
+    )
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(ValueError, match=r"got cpu \(device auto puts the smoke model on the CPU"):
+        job = {**RENDER_JOB, "model": {"unet": "tensorrt"}}
+        lr.render(Settings.from_dict(job), run_dir=tmp_path / "c")
+    assert not any((tmp_path / d).exists() for d in ("a", "b", "c", "bad"))
 
 
 def test_graph_dir_follows_what_the_graphs_depend_on(tmp_path, monkeypatch):
@@ -609,6 +623,14 @@ def test_tensorrt_is_refused_off_cuda_before_any_export(smoke, tmp_path, monkeyp
             trt.check_exported("auto", unet="tensorrt")
     with pytest.raises(ValueError, match="^unet: compiled with torch.compile"):
         trt.check_exported("cpu", unet="onnx", compiled=["unet"])
+    # from a review: cuda_graphs alone compiles the UNet (its graphs come from
+    # torch.compile), and use_exported went on to fail tracing the compiled UNet
+    accel = check_accel({"cuda_graphs": True})
+    assert compiled_parts(accel) == ["unet"]
+    assert compiled_parts({**accel, "compile": ["vae"]}) == ["vae"]
+    monkeypatch.setitem(smoke.accel, "cuda_graphs", True)
+    with pytest.raises(ValueError, match="^unet: compiled with .* or cuda_graphs"):
+        trt.use_exported(smoke, unet="onnx", height=64, width=64, directory=d)
     trt.check_exported("cpu", unet="onnx", vae="onnx", compiled=[])
     assert not d.exists()
 

@@ -174,6 +174,14 @@ def check_accel(accel: Any, arg: str = "accel") -> dict[str, Any]:
     return out
 
 
+def compiled_parts(accel: dict[str, Any]) -> list[str]:
+    """The parts ``torch.compile`` wraps under checked speed options (:func:`check_accel`):
+    those in ``compile``, and the UNet where ``cuda_graphs`` is on alone (its graphs come
+    from compiling it), so neither can then run as an exported graph."""
+    parts = list(accel["compile"])
+    return ["unet"] if accel["cuda_graphs"] and not parts else parts
+
+
 class Img2Img(abc.ABC):
     """The renderer's view of a model."""
 
@@ -348,9 +356,10 @@ class DiffusersBackend(Img2Img):
         # loop's shapes are fixed, so the captured graphs are replayed every step (on a
         # CUDA device only: check_backend_args refused others)
         mode = "reduce-overhead" if a["cuda_graphs"] else None
-        if "unet" in a["compile"] or (a["cuda_graphs"] and not a["compile"]):
+        parts = compiled_parts(a)
+        if "unet" in parts:
             pipe.unet = torch.compile(pipe.unet, mode=mode, fullgraph=False)
-        if "vae" in a["compile"]:
+        if "vae" in parts:
             pipe.vae.decoder = torch.compile(pipe.vae.decoder, mode=mode)
             pipe.vae.encoder = torch.compile(pipe.vae.encoder, mode=mode)
 

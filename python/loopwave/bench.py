@@ -201,7 +201,7 @@ def run_bench(
     :func:`loopwave.backends.load_backend` takes it). ``command``: the command line
     that ran it, for the report (the CLI's)."""
     from . import color_correct
-    from .backends import MAX_STEPS, _deps, check_backend_args
+    from .backends import MAX_STEPS, _deps, check_backend_args, compiled_parts
     from .interpolate import _cv2, interpolate
     from .video import VideoWriter, _av
 
@@ -235,7 +235,7 @@ def run_bench(
     # before the weights are built (a billion for sd15-random)
     checked, dev = check_backend_args(torch, device, None, accel)
     on = "cpu" if model == "smoke" and device == "auto" else dev  # as _backend places it
-    check_exported(on, unet=unet, vae=vae, compiled=checked["compile"])
+    check_exported(on, unet=unet, vae=vae, compiled=compiled_parts(checked))
     if engine_dir is not None:
         from ._validate import folder, unmakeable
 

@@ -1459,14 +1459,17 @@ def render(
     m = settings["model"]
     if backend is None:  # before touching the run directory: a bad model leaves nothing behind
         if m["unet"] != "torch" or m["vae"] != "torch":  # before the model loads
-            from .backends import check_accel
+            from .backends import check_accel, compiled_parts
             from .trt import check_exported
 
-            compiled = check_accel(m["accel"], "model.accel")["compile"]
+            compiled = compiled_parts(check_accel(m["accel"], "model.accel"))
+            # where load_backend places the model ("auto" puts the smoke model on the CPU)
+            on = "cpu" if m["backend"] == "smoke" and m["device"] == "auto" else m["device"]
             try:
-                check_exported(m["device"], unet=m["unet"], vae=m["vae"], compiled=compiled)
+                check_exported(on, unet=m["unet"], vae=m["vae"], compiled=compiled)
             except (ValueError, ImportError) as e:
-                raise type(e)(f"model.{e}") from None
+                why = " (device auto puts the smoke model on the CPU)" if on != m["device"] else ""
+                raise type(e)(f"model.{e}{why}") from None
         try:
             backend = load_backend(
                 m["backend"],

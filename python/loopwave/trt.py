@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from ._validate import check_opset
-from .backends import DiffusersBackend, _deps
+from .backends import DiffusersBackend, _deps, compiled_parts
 
 __all__ = [
     "OrtRunner",
@@ -718,7 +718,10 @@ def check_exported(
         if how not in RUNTIMES:
             raise ValueError(f"{part} must be one of {', '.join(RUNTIMES)}; got {how!r}")
         if how != "torch" and part in compiled:
-            raise ValueError(f"{part}: compiled with torch.compile, it cannot also run as {how}")
+            raise ValueError(
+                f"{part}: compiled with torch.compile (accel's compile, or cuda_graphs, whose "
+                f"graphs come from compiling the UNet), it cannot also run as {how}"
+            )
     parts = [p for p, how in (("unet", unet), ("vae", vae)) if how == "tensorrt"]
     if not parts:
         return
@@ -752,7 +755,7 @@ def use_exported(
     exported."""
     if not isinstance(backend, DiffusersBackend):
         raise TypeError(f"backend must be a DiffusersBackend; got {type(backend).__name__}")
-    check_exported(backend.device, unet=unet, vae=vae, compiled=backend.accel["compile"])
+    check_exported(backend.device, unet=unet, vae=vae, compiled=compiled_parts(backend.accel))
     for part, how in (("unet", unet), ("vae", vae)):
         slot = backend.pipe.unet if part == "unet" else backend.pipe.vae.encoder
         if how != "torch" and _external(slot):  # its weights are gone: nothing to export
