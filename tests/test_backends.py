@@ -376,6 +376,35 @@ def test_compiled_unet_with_cuda_graphs_keeps_the_pictures(init):
     assert diff.max() <= 4 and diff.mean() <= 1.0, (diff.max(), diff.mean())
 
 
+def test_cuda_graph_outputs_are_copied_for_schedulers_that_keep_them():
+    """From a review: PNDM at cfg 1 keeps the UNet's own output tensors across steps
+    (no guidance arithmetic makes new ones), and a CUDA-graph replay writes each step's
+    output into the last one's memory (torch then raises). With cuda_graphs the compiled
+    UNet returns copies. Here a module returning its own buffer stands in for a graph's
+    output memory (CUDA graphs need a GPU: the PNDM case itself is not run)."""
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
+
+    from loopwave.backends import _outputs_of_its_own
+
+    class Replay(torch.nn.Module):
+        def __init__(self, wrap):
+            super().__init__()
+            self.wrap, self.memory = wrap, torch.zeros(3)
+
+        def forward(self, x):
+            self.memory.copy_(x)  # each replay overwrites the one output buffer
+            return self.wrap(self.memory)
+
+    for wrap in (lambda t: t, lambda t: (t,), lambda t: UNet2DConditionOutput(sample=t)):
+        m = Replay(wrap)
+        _outputs_of_its_own(m)
+        first = m(torch.ones(3))
+        m(torch.full((3,), 2.0))  # the next step's replay
+        kept = first if isinstance(first, torch.Tensor) else first[0]
+        assert torch.equal(kept, torch.ones(3)), wrap  # still this step's output
+        assert type(first) is type(wrap(torch.zeros(3)))
+
+
 @pytest.mark.parametrize(
     ("device", "err", "msg"),
     [("bogus", ValueError, "not a torch device"), ("meta", ValueError, "not supported"),

@@ -683,6 +683,7 @@ class _StandInTensorRT:
     def __init__(self):
         self.builds: list[dict] = []
         self.shapes_set: list[tuple] = []
+        self.calls: list[str] = []
         outer = self
 
         class Logger:
@@ -770,6 +771,16 @@ class _StandInTensorRT:
                 outer.shapes_set.append((name, shape))
                 return all(a <= s <= b for a, s, b in zip(lo, shape, hi, strict=True))
 
+            def set_tensor_address(self, name, address):
+                pass
+
+            def get_tensor_shape(self, name):
+                return (1, 4, 8, 8)
+
+            def execute_async_v3(self, stream):
+                outer.calls.append(f"enqueue on {stream}")
+                return True
+
         class Engine:
             def __init__(self, plan):
                 self.plan = plan
@@ -817,7 +828,18 @@ def stand_in_trt(monkeypatch):
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Stand-in GPU")
     monkeypatch.setattr(torch.cuda, "device", lambda d: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "Stream", lambda d: _StandInStream(fake.calls, "own"))
     return fake
+
+
+class _StandInStream:
+    """A CUDA stream's ordering calls, recorded."""
+
+    def __init__(self, calls, name):
+        self.calls, self.name, self.cuda_stream = calls, name, {"own": 7, "caller": 0}[name]
+
+    def wait_stream(self, other):
+        self.calls.append(f"{self.name} waits for {other.name}")
 
 
 def test_trt_runner_with_a_stand_in_for_tensorrt(stand_in_trt, onnx_fixed, tmp_path):
@@ -845,6 +867,35 @@ def test_trt_runner_with_a_stand_in_for_tensorrt(stand_in_trt, onnx_fixed, tmp_p
         trt.TrtRunner(onnx_fixed, profile, cache_dir=tmp_path, device="cpu")
     with pytest.raises(TypeError, match="fp16 must be True or False"):
         trt.TrtRunner(onnx_fixed, profile, cache_dir=tmp_path, fp16="no")
+    # from a review: the call ran on the caller's stream, torch's default one, where
+    # TensorRT 10 synchronises around every enqueue, and with whatever device the calling
+    # thread had current (the render's: device 0). The ordering and the device at the
+    # enqueue, recorded (the tensors stay on the CPU: the device check is moved aside)
+    import contextlib
+
+    stand_in_trt.calls.clear()
+    current = []
+
+    @contextlib.contextmanager
+    def device(d):
+        stand_in_trt.calls.append(f"device {d}")
+        yield
+        stand_in_trt.calls.append("device back")
+
+    caller = _StandInStream(stand_in_trt.calls, "caller")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.cuda, "device", device)
+        mp.setattr(torch.cuda, "current_stream", lambda d: current.append(d) or caller)
+        half.device = torch.device("cpu")
+        assert half(x, t, c).shape == (1, 4, 8, 8)
+    assert current == [torch.device("cpu")]
+    assert stand_in_trt.calls == [
+        "own waits for caller",
+        "device cpu",
+        "enqueue on 7",
+        "device back",
+        "caller waits for own",
+    ]
     # a profile for the other kind of graph is refused at the build, naming both
     with pytest.raises(ValueError, match="VaeProfile is for a VAE encoder or decoder"):
         trt.TrtRunner(onnx_fixed, trt.VaeProfile.fixed(64, 64), cache_dir=tmp_path / "v")

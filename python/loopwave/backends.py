@@ -174,6 +174,25 @@ def check_accel(accel: Any, arg: str = "accel") -> dict[str, Any]:
     return out
 
 
+def _outputs_of_its_own(module: Any) -> None:
+    """Make ``module`` return copies of its output tensors. A CUDA-graph replay writes
+    into the previous replay's output memory, and a scheduler that keeps a raw UNet
+    output across steps (PNDM at cfg 1, where no guidance arithmetic makes a new tensor)
+    would read it overwritten: torch then raises. A copy per step is one latent."""
+    import torch
+
+    def copy(_m: Any, _args: Any, out: Any) -> Any:
+        if isinstance(out, torch.Tensor):
+            return out.clone()
+        if isinstance(out, tuple):
+            return type(out)(copy(_m, _args, o) for o in out)
+        if hasattr(out, "sample") and isinstance(out.sample, torch.Tensor):  # a UNet2D output
+            out.sample = out.sample.clone()
+        return out
+
+    module.register_forward_hook(copy)
+
+
 def compiled_parts(accel: dict[str, Any]) -> list[str]:
     """The parts ``torch.compile`` wraps under checked speed options (:func:`check_accel`):
     those in ``compile``, and the UNet where ``cuda_graphs`` is on alone (its graphs come
@@ -359,6 +378,8 @@ class DiffusersBackend(Img2Img):
         parts = compiled_parts(a)
         if "unet" in parts:
             pipe.unet = torch.compile(pipe.unet, mode=mode, fullgraph=False)
+            if a["cuda_graphs"]:
+                _outputs_of_its_own(pipe.unet)
         if "vae" in parts:
             pipe.vae.decoder = torch.compile(pipe.vae.decoder, mode=mode)
             pipe.vae.encoder = torch.compile(pipe.vae.encoder, mode=mode)

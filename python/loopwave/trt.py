@@ -536,6 +536,9 @@ class TrtRunner:
             if self.engine is None:
                 raise ValueError(f"cannot load the cached engine {self.path}; delete it to rebuild")
             self.context = self.engine.create_execution_context()
+            # a stream of its own: on the default stream (torch's, unless the caller set
+            # one) TensorRT 10 warns and synchronises around every enqueue
+            self.stream = torch.cuda.Stream(dev)
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         mode = trt.TensorIOMode.INPUT
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == mode]
@@ -577,8 +580,9 @@ class TrtRunner:
             raise ValueError(
                 f"the TensorRT engine takes tensors on {self.device}; got them on {where}"
             )
-        # float32 copies; freed after the call, their memory is reused only by work queued
-        # on this stream after the engine's (torch's caching allocator is stream-ordered)
+        # float32 copies, made on the caller's stream; freed after the call, their memory
+        # is reused only by work queued on that stream, which waits for the engine's
+        # (torch's caching allocator is stream-ordered)
         feed = [t.float().contiguous() for t in inputs]
         for name, t in zip(self.inputs, feed, strict=True):
             if not self.context.set_input_shape(name, tuple(t.shape)):
@@ -588,8 +592,14 @@ class TrtRunner:
         shape = tuple(self.context.get_tensor_shape(self.output))
         out = torch.empty(shape, dtype=torch.float32, device=self.device)
         self.context.set_tensor_address(self.output, out.data_ptr())
-        stream = torch.cuda.current_stream(self.device)
-        if not self.context.execute_async_v3(stream.cuda_stream):
+        caller = torch.cuda.current_stream(self.device)
+        self.stream.wait_stream(caller)  # the inputs are written
+        # the engine's device current, as TensorRT needs at enqueue (the render's thread
+        # has device 0 current, whatever model.device says)
+        with torch.cuda.device(self.device):
+            ran = self.context.execute_async_v3(self.stream.cuda_stream)
+        caller.wait_stream(self.stream)  # the output is written before the caller reads it
+        if not ran:
             raise RuntimeError("TensorRT execution failed")
         return out.to(inputs[0].dtype)
 
