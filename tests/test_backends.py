@@ -39,6 +39,34 @@ def test_a_saved_diffusers_folder_renders_like_the_model_it_came_from(tmp_path, 
     assert not np.array_equal(got, loaded.img2img(init, seed=10, **CALL))  # the seed matters
 
 
+def test_a_load_leaves_the_hosts_warning_filters_alone(tmp_path, monkeypatch):
+    """From a review of loopwave on several threads: diffusers' warning that torch_dtype is
+    renamed dtype was silenced with warnings.catch_warnings around every load, which
+    swaps the process's filter list, so a filter a host thread added during a load was
+    lost (and a host's own catch_warnings overlapping it got loopwave's warnings). The
+    pipeline now gets its dtype by the name its diffusers takes, and warns of nothing."""
+    import warnings
+
+    import loopwave.backends as lb
+
+    smoke_backend().pipe.save_pretrained(tmp_path / "model")
+    real = lb._load_part
+
+    def host_thread_meanwhile(*a, **k):
+        if a[1] == "vae":
+            warnings.filterwarnings("error", message="host policy")
+        return real(*a, **k)
+
+    monkeypatch.setattr(lb, "_load_part", host_thread_meanwhile)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        loaded = load_backend("diffusers", tmp_path / "model", device="cpu")
+        kept = any(f[1] is not None and f[1].pattern == "host policy" for f in warnings.filters)
+    assert kept
+    assert not [w for w in seen if "torch_dtype" in str(w.message)]
+    assert loaded.pipe.unet.dtype == torch.float32
+
+
 def test_a_single_file_checkpoint_never_reaches_the_network(tmp_path, monkeypatch):
     """diffusers' from_single_file ignored local_files_only when the config was not cached
     and resolved huggingface.co to download it; now the Hub's offline switch is on while

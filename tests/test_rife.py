@@ -133,6 +133,38 @@ def test_exporting_leaves_the_hosts_random_numbers_alone(checkpoint, tmp_path):
     assert torch.equal(torch.rand(4), want)
 
 
+def test_building_on_another_thread_leaves_a_smoke_models_weights_alone(monkeypatch):
+    """From a review of loopwave on several threads: a RIFE model built on one thread drew
+    from torch's global generator between the draws of a smoke model built on another,
+    seeded for fixed weights, which then changed. The build here draws for a while (as a
+    full IFNet's does) once the smoke model's build may start."""
+    import threading
+
+    import loopwave.rife as lr
+    from loopwave.backends import smoke_backend
+
+    def weights(backend):
+        return sum(float(p.double().sum()) for p in backend.pipe.unet.parameters())
+
+    want = weights(smoke_backend(seed=0))
+    started = threading.Event()
+
+    def slow_build():
+        started.set()
+        for _ in range(100):
+            torch.rand(1000)
+            threading.Event().wait(0.005)  # other threads run meanwhile
+        return torch.nn.Linear(1, 1)
+
+    monkeypatch.setattr(lr, "build_ifnet", slow_build)
+    t = threading.Thread(target=lr._ifnet_for, args=(None,))
+    t.start()
+    assert started.wait(10)
+    got = weights(smoke_backend(seed=0))
+    t.join(30)
+    assert got == want
+
+
 def test_half_scale_for_large_frames(checkpoint, tmp_path):
     # scale 0.5 runs the flow blocks at scales 16..2 (for 2K/4K) and pads to 128
     rng = np.random.default_rng(4)

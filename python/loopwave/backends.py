@@ -889,23 +889,28 @@ def _offline() -> Iterator[None]:
     """Hugging Face Hub lookups refused while loading local files. diffusers'
     ``from_single_file`` ignores ``local_files_only`` when the model's config is not
     cached and calls the Hub to fetch it (it resolved huggingface.co); with the hub's
-    offline switch on, that fails at once and the loader reports it.
-
-    Also silences diffusers' FutureWarning that ``torch_dtype`` will be renamed ``dtype``
-    (printed on every load, past ``--quiet``): the versions this package takes, from 0.27,
-    know ``torch_dtype``, not all know ``dtype``."""
-    import warnings
-
+    offline switch on, that fails at once and the loader reports it."""
     import huggingface_hub.constants as hub
 
     before = hub.HF_HUB_OFFLINE
     hub.HF_HUB_OFFLINE = True
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", ".*torch_dtype.*", FutureWarning)
-            yield
+        yield
     finally:
         hub.HF_HUB_OFFLINE = before
+
+
+def _pipeline_dtype(dtype: Any) -> dict[str, Any]:
+    """The keyword a pipeline's ``from_pretrained`` takes its dtype by: ``dtype`` where
+    diffusers has renamed it (it warns of ``torch_dtype`` there, on every load, past
+    ``--quiet``), ``torch_dtype`` before, where ``dtype`` would be ignored. (The warning
+    was silenced with ``warnings.catch_warnings``, which swaps the process's filters:
+    a filter a host thread added during a load was lost.)"""
+    try:
+        from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401
+    except ImportError:
+        return {"torch_dtype": dtype}
+    return {"dtype": dtype}
 
 
 # quiet_loading() depth: while above 0, load_backend shows no loading bars
@@ -1173,7 +1178,7 @@ def _load_folder(cls: Any, p: Path, dtype: Any) -> Any:
             part = None
             return cls.from_pretrained(
                 str(p),
-                torch_dtype=dtype,
+                **_pipeline_dtype(dtype),
                 local_files_only=True,
                 safety_checker=None,
                 # (an IP-Adapter's image encoder, unused here: loaded without the parts'

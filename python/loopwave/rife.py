@@ -158,11 +158,17 @@ def build_ifnet() -> Any:
 def _ifnet_for(checkpoint: str | os.PathLike[str] | None) -> Any:
     """An IFNet with the checkpoint's weights (random without one). With a checkpoint,
     the throwaway initial weights are drawn without using up the host program's random
-    numbers (torch's global generator: its next numbers after an export changed)."""
-    if checkpoint is None:
-        return build_ifnet()
-    with _torch().random.fork_rng(devices=[]):
-        model = build_ifnet()
+    numbers (torch's global generator: its next numbers after an export changed). Built
+    one at a time with the models of :mod:`loopwave.backends`, which seed that generator
+    (a RIFE built on another thread drew from it between a smoke model's draws, whose
+    weights then changed, and two overlapping forks restored each other's state)."""
+    from .backends import _BUILD_LOCK
+
+    with _BUILD_LOCK:
+        if checkpoint is None:
+            return build_ifnet()
+        with _torch().random.fork_rng(devices=[]):
+            model = build_ifnet()
     load_state_dict_file(model, checkpoint)
     return model
 
