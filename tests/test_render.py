@@ -411,6 +411,56 @@ def test_one_render_per_run_folder(tmp_path, backend):
     assert r.frames == 2 and not (rd / ".lock").exists()  # released when it stops
     with _RunLock(rd), pytest.raises(ValueError, match="in this process"):
         render(None, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
+    # from a review: a fresh render into a folder with a run being rendered was told to
+    # resume it (the state's check came before the lock's), and the resume was refused
+    with _RunLock(rd), pytest.raises(ValueError, match="being rendered in this process"):
+        render(s, run_dir=rd, backend=backend, progress=False, video=False)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(rd)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(ValueError, match=rf"by another process \(pid {holder.pid}\)"):
+            render(s, run_dir=rd, backend=backend, progress=False, video=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    (rd / ".lock").unlink()  # (the killed holder's file)
+    with pytest.raises(ValueError, match="already holds a run"):  # none running now
+        render(s, run_dir=rd, backend=backend, progress=False, video=False)
+    assert not (rd / ".lock").exists()  # the probe made no lock file
+
+
+def test_two_threads_taking_one_folder_are_told_it_is_this_process(tmp_path):
+    """From a review: two threads taking one run folder's lock at once, the one refused
+    was told in most trials that "another process" held it (with this process's pid),
+    having failed between the other's flock and its registration, or after the other
+    removed the file on release."""
+    import threading
+
+    from loopwave.render import _RunLock
+
+    rd = tmp_path / "r"
+    refusals: list[str] = []
+
+    def take(gate):
+        gate.wait(10)
+        try:
+            with _RunLock(rd):
+                pass
+        except ValueError as e:
+            refusals.append(str(e))
+
+    for _ in range(200):
+        gate = threading.Barrier(2)
+        threads = [threading.Thread(target=take, args=(gate,)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+    wrong = [r for r in refusals if "in this process" not in r]
+    assert not wrong, (len(wrong), len(refusals), wrong[:2])
+    assert not (rd / ".lock").exists()
 
 
 # a process that takes a run's lock, says so, and holds it until killed

@@ -111,49 +111,78 @@ class _RunLock:
     def __init__(self, rd: Path) -> None:
         make_folder(rd)
         self.path = rd / ".lock"
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                _flock(fd)
-            except BlockingIOError:
+        # (one thread of this process at a time from the open to the registration in
+        # _HELD, and in __exit__ from the removal to the release: a render on another
+        # thread failing between them was told "another process", with its own pid)
+        with _LOCKING:
+            while True:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    _flock(fd)
+                except BlockingIOError:
+                    # a holder in another process that removed the file after we opened
+                    # it is letting go: try the file at the path, not a refusal
+                    gone = not _at_path(fd, self.path)
+                    os.close(fd)
+                    if gone:
+                        continue
+                    raise ValueError(self.refusal(rd)) from None
+                except BaseException:
+                    os.close(fd)
+                    raise
+                # the holder before us may have removed the file after we opened it: then
+                # this lock is on a file no one else sees; take the one at the path instead
+                if _at_path(fd, self.path):
+                    break
                 os.close(fd)
-                pid = self._holder()
-                if self._held_here():
-                    raise ValueError(
-                        f"run_dir: {rd} is being rendered in this process: by a render on "
-                        "another thread, or a render_frames iterator not closed (close it, "
-                        "or iterate it in a with contextlib.closing(...) block)"
-                    ) from None
-                raise ValueError(
-                    f"run_dir: {rd} is being rendered by another process"
-                    f"{f' (pid {pid})' if pid else ''}; wait for it, or stop it first"
-                ) from None
+            try:
+                # the pid is for another render's message only: a full disk (ENOSPC
+                # writing it) left the lock taken and its descriptor open for the rest of
+                # the process, and a retry was told another process held the folder
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
+                    os.write(fd, str(os.getpid()).encode())
+                st = os.fstat(fd)
             except BaseException:
                 os.close(fd)
                 raise
-            # the holder before us may have removed the file after we opened it: then
-            # this lock is on a file no one else sees; take the one at the path instead
-            try:
-                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)
+            self.fd = fd
+            self.key = (st.st_dev, st.st_ino)
+            _HELD.add(self.key)
+
+    def refusal(self, rd: Path) -> str:
+        """Why a render cannot take ``rd`` while another holds its lock."""
+        if self._held_here():
+            return (
+                f"run_dir: {rd} is being rendered in this process: by a render on "
+                "another thread, or a render_frames iterator not closed (close it, "
+                "or iterate it in a with contextlib.closing(...) block)"
+            )
+        pid = self._holder()
+        return (
+            f"run_dir: {rd} is being rendered by another process"
+            f"{f' (pid {pid})' if pid else ''}; wait for it, or stop it first"
+        )
+
+    @classmethod
+    def busy(cls, rd: Path) -> str | None:
+        """The refusal a render would get for ``rd`` now, or None where no render holds
+        its lock (a probe: the lock is taken and let go at once; no lock file is made)."""
+        probe = cls.__new__(cls)
+        probe.path = rd / ".lock"
         try:
-            # the pid is for another render's message only: a full disk (ENOSPC writing
-            # it) left the lock taken and its descriptor open for the rest of the
-            # process, and a retry was told another process held the folder
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-                os.write(fd, str(os.getpid()).encode())
-            st = os.fstat(fd)
-        except BaseException:
+            fd = os.open(probe.path, os.O_RDWR)
+        except OSError:
+            return None
+        try:
+            with _LOCKING:
+                try:
+                    _flock(fd)
+                except BlockingIOError:
+                    return probe.refusal(rd) if _at_path(fd, probe.path) else None
+                return None
+        finally:
             os.close(fd)
-            raise
-        self.fd = fd
-        self.key = (st.st_dev, st.st_ino)
-        _HELD.add(self.key)
 
     def _held_here(self) -> bool:
         """Whether this process holds the lock file now at the path (by its file, not
@@ -179,16 +208,27 @@ class _RunLock:
         # no longer writable (made read-only, a file system remounted so after an I/O
         # error) keeps the file, unlocked: its error hid the render's own, and the lock
         # stayed held for the rest of the process
-        try:
-            with contextlib.suppress(OSError):
-                self.path.unlink(missing_ok=True)
-        finally:
-            _HELD.discard(self.key)
-            os.close(self.fd)
+        with _LOCKING:
+            try:
+                with contextlib.suppress(OSError):
+                    self.path.unlink(missing_ok=True)
+            finally:
+                _HELD.discard(self.key)
+                os.close(self.fd)
 
 
-# the lock files this process holds, by (device, inode)
+# the lock files this process holds, by (device, inode), and the lock that makes taking
+# or letting go of one, with its entry here, one step for this process's threads
 _HELD: set[tuple[int, int]] = set()
+_LOCKING = threading.Lock()
+
+
+def _at_path(fd: int, path: Path) -> bool:
+    """Whether the open file ``fd`` is the one at ``path`` now."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def _flock(fd: int) -> None:
@@ -231,12 +271,18 @@ def _our_tmp(f: Path) -> bool:
     return name != f.name and _frame_number(name) is not None
 
 
-def _fresh_run_problem(rd: Path) -> str | None:
-    """Why a fresh run cannot start in ``rd``, or None."""
+def _fresh_run_problem(rd: Path, *, locked: bool = False) -> str | None:
+    """Why a fresh run cannot start in ``rd``, or None (``locked``: checked again by a
+    render holding ``rd``'s lock)."""
     long = [part for part in rd.parts if len(os.fsencode(part)) > 255]
     if long:  # (before any look inside: that raises "File name too long")
         return f"run_dir: {long[0][:40]!r}... is longer than 255 bytes (output.dir / output.name)"
     if (rd / "state.json").exists() and not _nothing_made(rd):
+        # a run still being rendered: not one to resume now (the hint was followed, and
+        # the resume refused)
+        busy = None if locked else _RunLock.busy(rd)
+        if busy:
+            return busy
         return (
             f"run_dir: {rd} already holds a run (output.dir / output.name); continue it with "
             f"`loopwave render --resume {shlex.quote(str(rd))}` (resume=True), or choose "
@@ -1506,7 +1552,7 @@ def render(
         if not resume:
             # another render may have run here since the check above (while the model
             # loaded): one that finished left its state, which this run must not continue
-            problem = _fresh_run_problem(rd)
+            problem = _fresh_run_problem(rd, locked=True)
             if problem:
                 raise ValueError(problem)
             make_folder(rd / "frames")
@@ -1743,6 +1789,9 @@ def render_frames(settings: Settings | None, **options: Any) -> Iterator[tuple[i
     folder locked: an exception raised in the loop and kept (logged with its traceback,
     stored) keeps the iterator too. In a long-lived process iterate it in a
     ``with contextlib.closing(...)`` block, as below, so the render stops either way.
+    Close it from the thread that iterates it: Python refuses to close a generator
+    another thread is running ("generator already executing"), and the render goes on.
+    To stop it from elsewhere, have the loop check a ``threading.Event`` and ``break``.
 
     Example
     -------
