@@ -287,6 +287,15 @@ def test_main_called_with_argv_leaves_the_process_settings_to_the_host(monkeypat
     assert main() == 0  # the program: both taken, the handler put back after
     assert installed.count(signal.SIGTERM) == 2
     assert os.environ.get("TRANSFORMERS_VERBOSITY") == "error"
+    # SIGHUP as SIGTERM, and put back, unless ignored (nohup), where it stays ignored
+    assert installed.count(signal.SIGHUP) == 2
+    before = real(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        installed.clear()
+        assert main() == 0
+        assert signal.SIGHUP not in installed and signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        real(signal.SIGHUP, before)
 
 
 def test_main_on_several_threads_puts_back_the_stdout_it_found():

@@ -910,10 +910,12 @@ def test_memory_stays_flat_however_many_frames(tmp_path, colour):
 
 @pytest.mark.skipif(not hasattr(__import__("signal"), "SIGTERM"), reason="needs POSIX signals")
 @pytest.mark.parametrize(("sig", "rc", "said"), [("SIGINT", 130, "interrupted"),
-                                                 ("SIGTERM", 143, "terminated")])  # fmt: skip
+                                                 ("SIGTERM", 143, "terminated"),
+                                                 ("SIGHUP", 129, "hung up")])  # fmt: skip
 def test_ctrl_c_stops_cleanly_and_resumes(tmp_path, sig, rc, said):
     """Ctrl-C, and SIGTERM (kill, a service stopping: it killed the process outright,
-    frames unsaved and no resume hint) the same way."""
+    frames unsaved and no resume hint) and SIGHUP (a terminal closed, an ssh connection
+    dropped: the same, found in a later review) the same way."""
     import signal
     import subprocess
     import sys

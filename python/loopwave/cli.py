@@ -183,12 +183,28 @@ class _Stdout(io.TextIOBase):
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, a container or service stopping), raised where Ctrl-C's
-    KeyboardInterrupt would be, so the commands clean up and save as they do for Ctrl-C."""
+    """SIGTERM (``kill``, a container or service stopping) or SIGHUP (its terminal closed,
+    an ssh connection dropped), raised where Ctrl-C's KeyboardInterrupt would be, so the
+    commands clean up and save as they do for Ctrl-C. ``signum``: which one."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signum)
+        self.signum = int(signum)
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    raise Terminated
+    raise Terminated(signum)
+
+
+def _take_stop_signals() -> dict[int, Any]:
+    """Handle SIGTERM, and SIGHUP unless ignored (``nohup``), as Ctrl-C; the handlers
+    found, to put back. (SIGHUP killed a command outright: a folder of in-betweens left
+    looking complete, a ``NAME.partial.EXT`` left behind.)"""
+    found: dict[int, Any] = {signal.SIGTERM: signal.signal(signal.SIGTERM, _on_sigterm)}
+    hup = getattr(signal, "SIGHUP", None)  # (POSIX only)
+    if hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:
+        found[hup] = signal.signal(hup, _on_sigterm)
+    return found
 
 
 def _fill_closed_fd(fd: int) -> None:
@@ -260,9 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM as Ctrl-C (the default handler killed the process with NAME.partial.EXT
     # and unsaved frames left); only the main thread may set a handler, and a host
     # program calling main(argv) keeps its own (its graceful stop never heard of one)
-    previous = None
+    previous: dict[int, Any] = {}
     if program and threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        previous = _take_stop_signals()
     # started with standard output closed (``>&-``): the next file opened (a run's lock)
     # would take fd 1, which a child's stdout pipe then replaces (it lost the lock)
     if sys.stdout is None:
@@ -281,9 +297,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"loopwave {args.command}: error: {_in_options(str(e), parser, args)}", file=sys.stderr
         )
         return 2
-    except Terminated:
-        print("terminated", file=sys.stderr)
-        return 143
+    except Terminated as e:
+        with contextlib.suppress(OSError):  # (after SIGHUP the terminal may be gone)
+            print("hung up" if e.signum != signal.SIGTERM else "terminated", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -292,8 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             out.flush()
         finally:  # (a flush that fails must not leave the wrapper in place for good)
             _unwrap_stdout(out)
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -1874,10 +1874,11 @@ def add_cli(sub: Any) -> None:
                 cmd += ["--no-video"] * a.no_video + ["--quiet"] * a.quiet
                 cmd += ["--stages", a.stages] if a.stages != "thread" else []
                 when = "" if isinstance(e, KeyboardInterrupt) else " once the cause is fixed"
-                print(
-                    f"every generated frame is saved; continue{when} with: {shlex.join(cmd)}",
-                    file=sys.stderr,
-                )
+                with contextlib.suppress(OSError):  # (after SIGHUP the terminal may be gone)
+                    print(
+                        f"every generated frame is saved; continue{when} with: {shlex.join(cmd)}",
+                        file=sys.stderr,
+                    )
             raise
 
     run_dir: list[Path] = []
