@@ -435,6 +435,10 @@ def test_cli_removes_the_frames_of_a_folder_it_did_not_finish(tmp_path, capsys):
     argv = ["interpolate", str(src), "-o", str(out), "--blend", "--quiet", "--keep-partial"]
     assert main(argv) == 2
     assert len(list(out.glob("*.png"))) > 0
+    # from a review: the folders above a new output folder, made for it, were left
+    deep = tmp_path / "new" / "a" / "sub"
+    assert main(["interpolate", str(src), "-o", str(deep), "--blend", "--quiet"]) == 2
+    assert not (tmp_path / "new").exists()
 
 
 def test_cli_folder_to_folder_and_video(tmp_path, capsys):
@@ -546,6 +550,22 @@ def test_cli_output_names(tmp_path, capsys):
         assert main(["interpolate", str(src), "-o", str(tmp_path / name), "--quiet"]) == 2
         assert "cannot write" in capsys.readouterr().err
         assert not (tmp_path / name).exists()
+    # from a review: -o X.png made a folder named X.png holding the frames
+    for name in ("x.png", "x.JPG", "x.webp"):
+        assert main(["interpolate", str(src), "-o", str(tmp_path / name), "--quiet"]) == 2
+        assert f"{name} names an image" in capsys.readouterr().err
+        assert not (tmp_path / name).exists()
+    # and an input's rate too high to multiply was blamed on --fps, not given
+    from loopwave.video import VideoWriter
+
+    fast = tmp_path / "fast.mp4"
+    with VideoWriter(fast, fps=240) as w:
+        w.write(np.stack([square_at(10), square_at(14)]))
+    argv = ["interpolate", str(fast), "-o", str(tmp_path / "f.mp4"), "--factor", "6", "--quiet"]
+    assert main(argv) == 2
+    assert "the input's rate x --factor: at most 1000 fps out; got 240 x 6" in (
+        capsys.readouterr().err
+    )
 
 
 def test_cli_output_under_or_named_by_a_file(tmp_path, capsys):

@@ -38,7 +38,6 @@ from __future__ import annotations
 import abc
 import collections
 import concurrent.futures
-import contextlib
 import itertools
 import os
 import sys
@@ -476,6 +475,9 @@ _OTHER_VIDEO_EXTENSIONS = frozenset(
 )
 
 
+_IMAGE_EXTENSIONS = frozenset(".png .apng .jpg .jpeg .webp .bmp .tif .tiff .exr".split())
+
+
 def _output_kind(out: Path) -> bool:
     """Whether ``-o`` names a video (True) or a folder of PNG frames (False): a video by
     every extension VideoWriter takes; a name ending in another video extension is refused."""
@@ -488,6 +490,11 @@ def _output_kind(out: Path) -> bool:
         raise ValueError(
             f"-o: cannot write {ext} video ({out}); use one of {sorted(_MUXERS)}, "
             "or a folder name for PNG frames"
+        )
+    if ext in _IMAGE_EXTENSIONS:  # (a folder of that name was made, holding the frames)
+        raise ValueError(
+            f"-o: {out} names an image; the output is a video ({', '.join(sorted(_MUXERS))}) "
+            "or a folder for PNG frames"
         )
     return False
 
@@ -612,7 +619,8 @@ def add_cli(sub: Any) -> None:
 
         fps = parse_fps(a.fps) if a.fps is not None else (in_fps or Fraction(10))
         if video_out and fps * k > 1000:
-            raise ValueError(f"--fps x --factor: at most 1000 fps out; got {fps} x {k}")
+            rate = "--fps" if a.fps is not None else "the input's rate"
+            raise ValueError(f"{rate} x --factor: at most 1000 fps out; got {fps} x {k}")
         # the first frame before any output is made: an input with no decodable frame
         # (a cut-off file) is an error about the input, and leaves nothing behind
         first = next(frames, None)
@@ -650,7 +658,8 @@ def add_cli(sub: Any) -> None:
                         count += 1
                         bar.update()
             else:
-                made = not out.exists()
+                # the folders made here, deepest first, removed again on failure
+                made = [d for d in (out, *out.parents) if not d.exists()]
                 out.mkdir(parents=True, exist_ok=True)
                 try:
                     for f in stream:
@@ -663,9 +672,11 @@ def add_cli(sub: Any) -> None:
                     if not a.keep_partial:
                         for i in range(count):
                             (out / f"{i:06d}.png").unlink(missing_ok=True)
-                        if made:
-                            with contextlib.suppress(OSError):
-                                out.rmdir()
+                        for d in made:  # (a parent made here too was left behind)
+                            try:
+                                d.rmdir()
+                            except OSError:
+                                break
                     raise
         print(f"wrote {count} frames to {out}")
         return 0
