@@ -55,6 +55,46 @@ def test_onnxruntime_matches_torch_at_any_batch(smoke, onnx_fixed, batch):
     assert (got - want).abs().max().item() <= 1e-4 * max(1.0, want.abs().max().item())
 
 
+def test_the_runners_providers_follow_the_models_device(onnx_fixed, monkeypatch):
+    """From a review of the GPU paths: a CUDA backend's ONNX UNet ran on the CPU with no
+    word where onnxruntime had no CUDA provider (the CPU-only package the onnx extra
+    installs: its fallback only prints), and always on GPU 0 where it had one."""
+    import onnxruntime as ort
+
+    assert trt.OrtRunner(onnx_fixed, device="cpu").providers == ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.warns(RuntimeWarning, match="runs on the CPU, not cuda:1: .*onnxruntime-gpu"):
+            runner = trt.OrtRunner(onnx_fixed, device="cuda:1")
+        x, t, c = _inputs(1, 8, 8)
+        assert runner(x, t, c).shape == (1, 4, 8, 8)  # on the CPU all the same
+    asked = []
+
+    class Session:  # what the runner asks onnxruntime for, where it has CUDA
+        def __init__(self, path, providers):
+            asked.append(providers)
+
+        def get_providers(self):
+            return [p if isinstance(p, str) else p[0] for p in asked[-1]]
+
+        def get_inputs(self):
+            return []
+
+        get_outputs = lambda self: [type("Out", (), {"name": "out"})]  # noqa: E731
+
+    monkeypatch.setattr(
+        ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    monkeypatch.setattr(ort, "InferenceSession", Session)
+    trt.OrtRunner(onnx_fixed, device="cuda:1")
+    trt.OrtRunner(onnx_fixed, device="cpu")
+    trt.OrtRunner(onnx_fixed)
+    assert asked == [
+        [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"],
+        ["CPUExecutionProvider"],
+        [("CUDAExecutionProvider", {}), "CPUExecutionProvider"],
+    ]
+
+
 def test_dynamic_size_export(smoke, tmp_path):
     """Any latent size the UNet takes, not only multiples of its up-sampling factor (from
     a review: traced at 512 px, the graph refused latents 9 and 11)."""

@@ -40,6 +40,7 @@ import contextlib
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -445,19 +446,38 @@ def engine_key(
 
 
 class OrtRunner:
-    """Runs an exported graph (UNet, VAE encoder or decoder) with onnxruntime (GPU
-    providers first when present). Called with the graph's inputs in order, as torch
-    tensors; returns its output as a tensor on the first input's device, in its dtype."""
+    """Runs an exported graph (UNet, VAE encoder or decoder) with onnxruntime. Called with
+    the graph's inputs in order, as torch tensors; returns its output as a tensor on the
+    first input's device, in its dtype.
 
-    def __init__(self, onnx_path: str | os.PathLike[str], *, providers: list[str] | None = None):
+    ``device``: the torch device of the model it stands in for. A CUDA one runs the graph
+    on that GPU (``device_id``), and warns where onnxruntime has no CUDA provider (the
+    ``onnxruntime`` package is CPU-only; ``onnxruntime-gpu`` has it), since the graph then
+    runs on the CPU; a CPU one runs it on the CPU. None: the GPU first when present.
+    ``providers`` overrides the choice."""
+
+    def __init__(
+        self,
+        onnx_path: str | os.PathLike[str],
+        *,
+        providers: list[Any] | None = None,
+        device: Any = None,
+    ):
         import onnxruntime as ort  # type: ignore[import-untyped]
 
         p = Path(onnx_path)
         if not p.is_file():
             raise ValueError(f"onnx_path: no such file {p}")
+        dev = None
+        if device is not None:
+            torch, _ = _deps()
+            dev = torch.device(device)
         have = ort.get_available_providers()
         if providers is None:
-            providers = [x for x in ("CUDAExecutionProvider", "CPUExecutionProvider") if x in have]
+            providers = ["CPUExecutionProvider"]
+            if "CUDAExecutionProvider" in have and (dev is None or dev.type == "cuda"):
+                gpu = {"device_id": dev.index or 0} if dev is not None else {}
+                providers.insert(0, ("CUDAExecutionProvider", gpu))
         try:
             self.session = ort.InferenceSession(str(p), providers=providers)
         except MemoryError:
@@ -466,6 +486,14 @@ class OrtRunner:
             raise ValueError(f"onnx_path: {p} is not a loadable ONNX graph ({e})") from e
         self.path = p
         self.providers = self.session.get_providers()
+        if dev is not None and dev.type == "cuda" and "CUDAExecutionProvider" not in self.providers:
+            # (onnxruntime falls back to the CPU with a print to stdout at most)
+            warnings.warn(
+                f"{p.name} runs on the CPU, not {dev}: onnxruntime has no CUDA provider here "
+                "(install onnxruntime-gpu in place of onnxruntime)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self.inputs = [x.name for x in self.session.get_inputs()]
         self.output = self.session.get_outputs()[0].name
 
@@ -782,7 +810,7 @@ def use_exported(
         profile = ShapeProfile.fixed(height, width, scale=scale)
         use_runner(
             backend,
-            OrtRunner(onnx)
+            OrtRunner(onnx, device=backend.device)
             if unet == "onnx"
             else TrtRunner(onnx, profile, cache_dir=d, device=backend.device),
         )
@@ -792,7 +820,7 @@ def use_exported(
             graphs = export_vae(backend.pipe.vae, d, height=height, width=width)
         vprofile = VaeProfile.fixed(height, width, scale)
         enc, dec = (
-            OrtRunner(g)
+            OrtRunner(g, device=backend.device)
             if vae == "onnx"
             else TrtRunner(g, vprofile, cache_dir=d, device=backend.device)
             for g in graphs
