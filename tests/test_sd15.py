@@ -48,6 +48,21 @@ def test_builds_on_threads_get_the_weights_of_their_seed(monkeypatch):
 
     want = flat(sd15_random_parts(seed=0))
     assert not torch.equal(want, flat(sd15_random_parts(seed=1)))
+    # from a review of the GPU paths: each build (smoke ones too) reseeded every CUDA
+    # generator through torch.manual_seed, the host's CUDA random numbers with them; the
+    # host's CPU numbers go on as before, and the weights are the seed's all the same
+    from loopwave.backends import smoke_backend
+
+    seeded: list = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda s: seeded.append(s))
+    torch.manual_seed(5)  # (recorded: the host's own)
+    host = torch.rand(3)
+    torch.manual_seed(5)
+    assert torch.equal(flat(sd15_random_parts(seed=0)), want)
+    units = [p.detach().clone() for p in smoke_backend(seed=3).pipe.unet.parameters()]
+    assert torch.equal(torch.rand(3), host) and seeded == [5, 5]
+    again = smoke_backend(seed=3).pipe.unet.parameters()
+    assert all(torch.equal(a, b) for a, b in zip(units, again, strict=True))
     got: list = [None, None]
 
     def build(k):

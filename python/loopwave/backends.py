@@ -808,9 +808,10 @@ def smoke_backend(
 
     with tempfile.TemporaryDirectory() as d:
         tokenizer = _byte_tokenizer(Path(d))
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    # the CPU generator alone, forked: torch.manual_seed also reseeds every CUDA
+    # generator (queued until CUDA starts), and the host's CUDA random numbers changed
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
         text = CLIPTextModel(
             CLIPTextConfig(
                 vocab_size=len(tokenizer),
@@ -847,8 +848,6 @@ def smoke_backend(
             norm_num_groups=32,
             layers_per_block=1,
         )
-    finally:
-        torch.random.set_rng_state(state)
     for m in (text, unet, vae):
         m.eval()  # as from_pretrained leaves them
     pipe = _img2img_pipeline(unet, vae, text, tokenizer)

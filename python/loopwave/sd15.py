@@ -96,15 +96,17 @@ def sd15_random_parts(*, seed: int = 0, device: str = "cpu") -> tuple[Any, Any, 
     seed = check_seed(seed)
     if device != "meta":
         device = str(_torch_device(torch, device))
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    # the generator the weights are drawn from alone (the CPU's, or the build device's),
+    # forked: torch.manual_seed reseeded every CUDA generator, the host's included
+    gpus = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    with torch.random.fork_rng(devices=gpus):
+        torch.default_generator.manual_seed(seed)
+        for i in gpus:
+            torch.cuda.default_generators[i].manual_seed(seed)
         with torch.device(device):
             unet = diffusers.UNet2DConditionModel(**SD15_UNET)
             vae = diffusers.AutoencoderKL(**SD15_VAE)
             text = CLIPTextModel(CLIPTextConfig(**SD15_TEXT))
-    finally:
-        torch.random.set_rng_state(state)
     for m in (unet, vae, text):
         m.eval()
     return unet, vae, text
