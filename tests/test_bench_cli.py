@@ -198,6 +198,24 @@ def test_the_report_is_written_when_the_reader_of_the_table_has_gone(tmp_path):
     assert set(json.loads(out.read_text())["results"]) == KEYS
 
 
+def test_tricks_with_exported_parts_say_they_time_torch(tmp_path, monkeypatch):
+    """From a review of the GPU paths: --tricks builds its own backends with torch's speed
+    options, and the report gave their figures under settings naming an ONNX or
+    TensorRT UNet. (The variants themselves are stood in for: compiling takes minutes.)"""
+    pytest.importorskip("onnxruntime")
+    from loopwave import bench
+
+    monkeypatch.setattr(bench, "_tricks", lambda *a: {"baseline (SDPA)": 1.0})
+    monkeypatch.setattr(bench, "_chained", lambda *a: {"upload each frame": 1.0})
+    small = {"size": 64, "steps": 2, "frames": 3, "factor": 2, "repeats": 1}
+    lines: list[str] = []
+    report = bench.run_bench(unet="onnx", tricks=True, log=lines.append, **small)
+    assert report["results"]["tricks_runtime"] == "torch"
+    assert any("exported parts are not in its figures" in ln for ln in lines)
+    report = bench.run_bench(tricks=True, log=lines.append, **small)
+    assert "tricks_runtime" not in report["results"]
+
+
 def test_bench_keeps_its_graphs_with_an_engine_dir(tmp_path, monkeypatch):
     """From a review: the bench exported its graphs into a temporary folder, gone after
     each run, so every --unet run exported (and built engines) again. With --engine-dir

@@ -311,6 +311,13 @@ def run_bench(
                 "chain of img2img calls"
             )
         if tricks:
+            if unet != "torch" or vae != "torch":
+                # (the report's settings named the exported parts beside these figures)
+                log(
+                    "note: --tricks times torch's UNet and img2img with torch's speed "
+                    "options: the exported parts are not in its figures"
+                )
+                results["tricks_runtime"] = "torch"
             results["tricks_unet_its"] = _tricks(model, device, size, repeats, log, allow_pickle)
             results["tricks_chained_img2img_ms"] = _chained(
                 model, device, accel or {}, frame, kw, repeats, log, allow_pickle
