@@ -82,6 +82,30 @@ def test_published_key_names_load_and_wrong_ones_are_refused(checkpoint, tmp_pat
         load_state_dict_file(build_ifnet(), junk)
 
 
+def test_onnxruntimes_tensorrt_provider_is_not_taken_unasked(onnx_model, monkeypatch):
+    """From a review of the GPU paths: with onnxruntime's TensorRT provider present, it was
+    taken with its defaults, no engine cache among them, so every command and render (the
+    encoder process too) built an engine for each frame size before its first frame."""
+    import onnxruntime
+
+    asked = []
+    real = onnxruntime.InferenceSession
+
+    def session(path, providers):
+        asked.append(providers)
+        return real(path, providers=["CPUExecutionProvider"])
+
+    every = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: every)
+    monkeypatch.setattr(onnxruntime, "InferenceSession", session)
+    OnnxRifeInterpolator(onnx_model)
+    OnnxRifeInterpolator(onnx_model, providers=["TensorrtExecutionProvider"])  # asked for
+    assert asked == [
+        ["CUDAExecutionProvider", "CPUExecutionProvider"],
+        ["TensorrtExecutionProvider"],
+    ]
+
+
 def test_model_errors(tmp_path):
     with pytest.raises(OSError, match="no such file"):
         OnnxRifeInterpolator(tmp_path / "none.onnx")

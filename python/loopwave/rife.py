@@ -401,11 +401,13 @@ def export_onnx(
 class OnnxRifeInterpolator(Interpolator):
     """Run an exported RIFE ONNX model with onnxruntime.
 
-    Picks the TensorRT or CUDA execution provider when onnxruntime has them, else
-    the CPU. Frames are padded (edge) to the model's multiple and cropped back.
-    ``scale`` is the one the model was exported with: by default read from its
-    metadata (:func:`export_onnx` records it), else 1.0; one given that differs
-    from the recorded one is refused.
+    Picks the CUDA execution provider when onnxruntime has it, else the CPU; not its
+    TensorRT one, which builds an engine for each new frame size in each session
+    (minutes, again in every command and render, with no engine cache asked for), and
+    in fp32 at that: pass ``providers`` to choose it, with its options. Frames are
+    padded (edge) to the model's multiple and cropped back. ``scale`` is the one the
+    model was exported with: by default read from its metadata (:func:`export_onnx`
+    records it), else 1.0; one given that differs from the recorded one is refused.
     """
 
     def __init__(
@@ -438,9 +440,8 @@ class OnnxRifeInterpolator(Interpolator):
             raise OSError(f"model: no such file {p}")
         available = ort.get_available_providers()
         if providers is None:
-            providers = [
-                x for x in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if x in available
-            ] + ["CPUExecutionProvider"]
+            providers = [x for x in ("CUDAExecutionProvider",) if x in available]
+            providers.append("CPUExecutionProvider")
         try:
             self.session = ort.InferenceSession(str(p), providers=providers)
         except Exception as e:  # onnxruntime raises its own types for bad files
