@@ -6,6 +6,7 @@ import contextlib
 import inspect
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -2233,3 +2234,110 @@ def test_writing_video_removes_its_partial_file_when_the_rename_fails(tmp_path, 
         with lv.writing_video(tmp_path / "v.mp4", keep_partial=False, fps=10) as w:
             w.write(moving(3))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_names_with_a_colon_or_a_percent_sign_are_files(tmp_path, monkeypatch):
+    """From a review: FFmpeg takes a name's start up to a colon for a protocol, so a
+    relative ``2024-05-01T12:30:00.mp4`` could not be written (an uncaught
+    ProtocolNotFoundError) nor read ("Protocol not found"), nor a frame in a folder
+    ``run:1``, and ``encode -o file:fx.mp4`` wrote ``fx.partial.mp4``. And FFmpeg's image
+    demuxer read ``g%d.png`` as the sequence g0.png, g1.png, ...: another file."""
+    monkeypatch.chdir(tmp_path)
+    frames = moving(6)
+    write_wav(Path("snd:1.wav"), 1.0)
+    for name, kwargs in [
+        ("2024-05-01T12:30:00.mp4", {}),
+        ("file:fx.mkv", {}),
+        ("50%.mp4", {}),
+        ("f%d.mp4", {}),
+        ("av:1.mp4", {"audio": "snd:1.wav"}),
+    ]:
+        with lv.VideoWriter(name, fps=10, crf=4, **kwargs) as w:
+            w.write(frames)
+        with lv.VideoReader(name) as r:
+            assert r.frame_count == 6, name
+            assert psnr(np.concatenate(list(r)), frames) >= 40, name
+            assert psnr(r.read(4), frames[4]) >= 40, name
+    d = Path("run:1")
+    d.mkdir()
+    for i, f in enumerate(frames):
+        write_png(d / f"f{i}.png", f)
+    np.testing.assert_array_equal(lv._read_png(d / "f2.png"), frames[2])
+    assert lv.encode_dir("run:1", "run:1/clip:1.mp4", fps=10, crf=4, progress=False) == 6
+    assert lv.encode_dir("run:1", "file:fx.mp4", fps=10, crf=4, progress=False) == 6
+    assert sorted(p.name for p in Path().rglob("*.mp4") if "fx" in p.name or "clip" in p.name) == [
+        "clip:1.mp4",
+        "file:fx.mp4",
+    ]
+    assert psnr(decode_all(d / "clip:1.mp4"), frames) >= 40
+    write_png(Path("g%d.png"), frames[0])
+    write_png(Path("g1.png"), frames[1])
+    np.testing.assert_array_equal(lv._read_png(Path("g%d.png")), frames[0])
+
+
+def test_a_write_protected_output_is_refused_before_anything_is_written(tmp_path, capsys):
+    """From a review: the rename at the end replaced an existing output whatever its mode,
+    so a video made read-only to keep it was lost without a word (root too, whom
+    permissions do not stop). A writable one is still replaced."""
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i, f in enumerate(moving(4)):
+        write_png(d / f"f{i}.png", f)
+    out = tmp_path / "keep.mp4"
+    with lv.VideoWriter(out, fps=10) as w:
+        w.write(moving(2))
+    kept = out.read_bytes()
+    out.chmod(0o444)
+    try:
+        with pytest.raises(ValueError, match=r"keep\.mp4 exists and is write-protected"):
+            lv.encode_dir(d, out, fps=10, progress=False)
+        assert main(["encode", str(d), "-o", str(out), "--quiet"]) == 2
+        assert "write-protected" in capsys.readouterr().err
+        assert out.read_bytes() == kept and not lv.partial_path(out).exists()
+        # a segment of a segmented output
+        seg = tmp_path / "seg.mp4"
+        assert lv.encode_dir(d, seg, fps=10, segment_seconds=0.2, progress=False) == 4
+        (tmp_path / "seg_001.mp4").chmod(0o444)
+        with pytest.raises(ValueError, match=r"seg_001\.mp4 exists and is write-protected"):
+            lv.encode_dir(d, seg, fps=10, segment_seconds=0.2, progress=False)
+    finally:
+        out.chmod(0o644)
+    assert lv.encode_dir(d, out, fps=10, progress=False) == 4 and len(decode_all(out)) == 4
+
+
+def test_a_file_named_png_that_is_no_png_is_refused_by_name(tmp_path, capsys):
+    """From a review: a JPEG named ``.png`` of another size than the PNGs was decoded and
+    refused as "frames must keep one size", naming neither the file nor the sizes."""
+    d = tmp_path / "mixed"
+    d.mkdir()
+    write_png(d / "a1.png", moving(1, 24, 32)[0])
+    write_png(d / "a3.png", moving(1, 24, 32)[0])
+    cc = av.CodecContext.create("mjpeg", "w")
+    cc.width, cc.height, cc.pix_fmt, cc.time_base = 40, 30, "yuvj420p", Fraction(1, 25)
+    img = av.VideoFrame.from_ndarray(moving(1, 30, 40)[0], format="rgb24")
+    jpeg = b"".join(bytes(p) for p in [*cc.encode(img.reformat(format="yuvj420p")), *cc.encode()])
+    (d / "a2.png").write_bytes(jpeg)
+    with pytest.raises(ValueError, match=re.escape(f"FRAMES_DIR: {d / 'a2.png'} is not a PNG")):
+        lv.check_one_size(lv.read_frames_dir(d), "FRAMES_DIR")
+    out = tmp_path / "o.mp4"
+    assert main(["encode", str(d), "-o", str(out), "--quiet"]) == 2
+    assert "a2.png is not a PNG file" in capsys.readouterr().err
+    assert not out.exists() and not lv.partial_path(out).exists()
+
+
+def test_refused_encoder_settings_are_all_named_with_the_output(tmp_path, capsys):
+    """From a review: x264 refusing ``--bitrate 999`` was reported as "these settings
+    ({})", without the bitrate (the codec's, not an option); the message now names every
+    setting and the output, the user's path, not its partial file."""
+    with pytest.raises(ValueError, match=r"for \S*v\.mp4 \(\{'bitrate': 999\}\)"):
+        lv.VideoWriter(tmp_path / "v.mp4", fps=10, bitrate=999)
+    with pytest.raises(ValueError, match=r"\{'preset': 'slow', 'bitrate': 999\}"):
+        lv.VideoWriter(tmp_path / "v.mp4", fps=10, bitrate=999, preset="slow")
+    d = tmp_path / "frames"
+    d.mkdir()
+    write_png(d / "f0.png", moving(1)[0])
+    out = tmp_path / "clip.mp4"
+    assert main(["encode", str(d), "-o", str(out), "--bitrate", "999", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"for {out} ({{'bitrate': 999}})" in err and ".partial" not in err
+    assert not any(tmp_path.glob("clip*"))

@@ -56,6 +56,7 @@ import math
 import os
 import queue
 import re
+import stat
 import tempfile
 import threading
 import weakref
@@ -168,6 +169,22 @@ def _av() -> Any:
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError(_INSTALL) from e
     return av
+
+
+def _av_open(path: str | os.PathLike[str], mode: str = "r", **kwargs: Any) -> Any:
+    """``av.open`` of the file ``path``, every file this module opens. FFmpeg is given
+    the absolute path: it takes a name's start up to a first ``:`` for a protocol when
+    only letters, digits, ``+``, ``-`` and ``.`` come before it, so (from a review) a
+    relative ``2024-05-01T12:30:00.mp4`` or a frame in a folder ``run:1`` failed with
+    "Protocol not found" (the writer's was an uncaught ProtocolNotFoundError), and
+    ``file:fx.mp4`` was written to ``fx.mp4``; an absolute path starts with ``/``. It is
+    :meth:`Path.absolute`'s, not ``os.path.abspath``'s, which takes out ``..`` as text
+    (past a link to a folder, another file). Reading, the image demuxer (image2, which
+    FFmpeg picks for ``f%d.png``) reads the file named, not a numbered sequence: it read
+    ``f1.png`` beside it (``pattern_type=none``; other formats leave the option unused)."""
+    if mode == "r":
+        kwargs["container_options"] = {"pattern_type": "none"}
+    return _av().open(str(Path(path).absolute()), mode, **kwargs)
 
 
 def _quiet(encoder: str, options: dict[str, str]) -> None:
@@ -461,7 +478,7 @@ class _AudioFeed:
         av = _av()
         codec = "libopus" if container.format.name == "webm" else "aac"
         self.rate = 48000
-        self.src = av.open(str(source))
+        self.src = _av_open(source)
         self.stream = container.add_stream(codec, rate=self.rate, layout="stereo")
         self.frame_size = 960 if codec == "libopus" else 1024
         self.resampler = av.AudioResampler(
@@ -533,7 +550,7 @@ def _last_readable(path: Path, fps: Fraction, *, seek: bool) -> int | None:
     av = _av()
     last = None
     try:
-        with av.open(str(path)) as c:
+        with _av_open(path) as c:
             s = c.streams.video[0]
             if seek:
                 c.seek(2**62, backward=True, any_frame=False, stream=s)
@@ -560,7 +577,7 @@ class _Output:
         else:
             opts["cluster_size_limit"] = "0"  # a cluster per packet: all but the newest on disk
         try:
-            self.container = av.open(str(path), "w", format=cfg.muxer, options=opts)
+            self.container = _av_open(path, "w", format=cfg.muxer, options=opts)
         except (OSError, av.error.FFmpegError) as e:
             raise OSError(f"cannot write video to {path}: {e}") from e
         try:
@@ -710,6 +727,12 @@ class _End:
 
 
 _Item = np.ndarray | _Flush | _End
+
+
+class _SettingsRefused(ValueError):
+    """The encoder refused a writer's settings. Its message names the writer's path,
+    which :func:`writing_video` turns into its output's (the writer's is the partial
+    file, which the caller never named)."""
 
 
 class VideoWriter:
@@ -881,8 +904,11 @@ class VideoWriter:
         try:  # surface a bad preset or option here, not on the first frame
             _try_open(self.encoder, enc_opts, bitrate)
         except av.error.FFmpegError as e:
-            raise ValueError(
-                f"{self.encoder} does not accept these settings ({enc_opts}): {e}"
+            # every setting given, the bitrate too (the codec's, not an option): from a
+            # review, `--bitrate 999` was refused as "these settings ({})"
+            given: dict[str, Any] = {**enc_opts, **({"bitrate": bitrate} if bitrate else {})}
+            raise _SettingsRefused(
+                f"{self.encoder} does not accept these settings for {self.path} ({given}): {e}"
             ) from e
 
         metadata: dict[str, str] = {}
@@ -947,6 +973,13 @@ class VideoWriter:
         self._first = (0, 0)  # (height, width) of the first frame, as given
         self.frames_queued = 0
         self._closed = False
+        # held around the closed check and the put of write() and flush(), and around
+        # close()'s flag and end marker, so nothing is queued behind the end marker: from
+        # a review, a write() racing close() on another thread returned with its frame
+        # queued after the end and never encoded, and a flush() waited forever for the
+        # encoder that had ended. The encoder thread never takes it, so a put that waits
+        # for room in the queue while holding it is let go once the encoder has taken one
+        self._lock = threading.Lock()
         # the encoder thread's state lives apart from the writer, so the thread holds no
         # reference to it: a writer dropped without close() is collected, and its
         # finalizer ends the file (the thread held the writer, and with it the encoder
@@ -1005,9 +1038,11 @@ class VideoWriter:
             self.size = even
             self._cfg.size = even
             self._first = (h, w)
-        for p in planes:
-            self._put(p)
-            self.frames_queued += 1
+        with self._lock:  # (converted without it; closed since?)
+            self._check_usable("write")
+            for p in planes:
+                self._put(p)
+                self.frames_queued += 1
 
     def flush(self, *, fsync: bool = False) -> int:
         """Wait until the encoder thread has taken every frame written so far.
@@ -1016,11 +1051,18 @@ class VideoWriter:
         is killed now. ``fsync=True`` also asks the OS to put the file on the
         disk itself (survives a power cut; slower).
         """
-        self._check_usable("flush")
         item = _Flush(bool(fsync))
-        self._put(item)
+        with self._lock:
+            self._check_usable("flush")
+            self._put(item)
         while not item.done.wait(0.05):
+            # an encoder that has ended never takes it (it stops at the end marker, or
+            # after an error whose report another thread took): not a wait forever
+            ended = not self._enc.thread.is_alive()
             self._raise_if_failed()
+            if ended and not item.done.is_set():
+                self._closed = True
+                raise ValueError("flush: the writer is closed")
         self._raise_if_failed()
         return self.frames_on_disk
 
@@ -1031,22 +1073,25 @@ class VideoWriter:
         self._finish(reverse=True)
 
     def _finish(self, reverse: bool) -> None:
-        if self._closed:
-            self._raise_if_failed()
-            return
-        self._closed = True
-        self._finalizer.detach()
-        _open_writers.discard(self)
+        with self._lock:  # the end marker goes last (see __init__)
+            if self._closed:
+                self._raise_if_failed()
+                return
+            self._closed = True
+            self._finalizer.detach()
+            _open_writers.discard(self)
+            try:
+                self._put(_End(reverse))
+            except BaseException:
+                # (Ctrl-C while waiting for room in the queue): the thread still ends the
+                # file, and the exit hook waits for it
+                self._enc.end()
+                raise
         try:
-            self._put(_End(reverse))
             self._enc.thread.join()
-        except BaseException:
-            # (Ctrl-C while waiting for room in the queue, or in the join): the thread
-            # still ends the file, and the exit hook waits for it
+        except BaseException:  # (Ctrl-C in the join): as above
             self._enc.end()
             raise
-        finally:
-            self._closed = True
         self._raise_if_failed()
 
     def _check_usable(self, what: str) -> None:
@@ -1282,7 +1327,7 @@ def _check_audio(path: Path) -> None:
         what = "is a folder, not a file" if path.is_dir() else "no such file"
         raise OSError(f"audio: {what}: {path}")
     try:
-        with av.open(str(path)) as c:
+        with _av_open(path) as c:
             if not c.streams.audio:
                 raise ValueError(f"audio: {path} has no audio stream")
     except av.error.FFmpegError as e:
@@ -1355,6 +1400,12 @@ class _Decoder:
             raise TypeError(f"autorotate must be True or False; got {autorotate!r}")
         self.batch = b
         self.path = Path(path)
+        # held by whatever uses the container and its decoder after __init__ (a read, a
+        # batch of an iteration, the index, close), so that threads sharing the reader
+        # take turns: PyAV decodes without the GIL, and from a review, two threads reading
+        # one reader aborted the process (SIGABRT) and a close() from another thread while
+        # one read could crash it (SIGSEGV). Reentrant: fps uses frame_count
+        self._lock = threading.RLock()
         if not self.path.is_file():
             raise OSError(f"path: no such file {self.path}")
         self.container = self._open()
@@ -1406,7 +1457,7 @@ class _Decoder:
     def _open(self) -> Any:
         av = _av()
         try:
-            return av.open(str(self.path))
+            return _av_open(self.path)
         except (av.error.FFmpegError, UnicodeDecodeError) as e:  # damaged metadata: the latter
             raise ValueError(f"path: {self.path} is not a readable video ({e})") from None
 
@@ -1450,28 +1501,31 @@ class _Decoder:
 
     @property
     def frame_count(self) -> int:
-        self._check_open()
-        self._index()
-        assert self._count is not None
-        return self._count
+        with self._lock:
+            self._check_open()
+            self._index()
+            assert self._count is not None
+            return self._count
 
     @property
     def fps(self) -> Fraction:
         """The declared rate where the frames' timestamps agree with it, else
         ``frame_count / span`` (see VideoReader.fps); worked out once, at the first use."""
-        if self._fps is None:
-            n = self.frame_count
-            declared, span = self._declared, self._span
-            # agree: the span holds the frames at the declared rate to within half a frame,
-            # and the two timestamps' rounding to the time base (Matroska's milliseconds are
-            # 0.7 of a frame at 700 fps, whose 2 frames read back as 1000 fps)
-            base = self.stream.time_base
-            slack = Fraction(1, 2) + (2 * Fraction(base) * declared if base else 0)
-            if span is None or span <= 0 or n == 0 or abs(n - span * declared) <= slack:
-                self._fps = declared
-            else:
-                self._fps = n / span
-        return self._fps
+        with self._lock:  # (a close() between frame_count and the stream's time base)
+            if self._fps is None:
+                n = self.frame_count
+                declared, span = self._declared, self._span
+                # agree: the span holds the frames at the declared rate to within half a
+                # frame, and the two timestamps' rounding to the time base (Matroska's
+                # milliseconds are 0.7 of a frame at 700 fps, whose 2 frames read back as
+                # 1000 fps)
+                base = self.stream.time_base
+                slack = Fraction(1, 2) + (2 * Fraction(base) * declared if base else 0)
+                if span is None or span <= 0 or n == 0 or abs(n - span * declared) <= slack:
+                    self._fps = declared
+                else:
+                    self._fps = n / span
+            return self._fps
 
     @property
     def settings(self) -> dict[str, Any] | None:
@@ -1772,14 +1826,23 @@ class _Decoder:
         return np.asarray(rgb.to_ndarray())
 
     def _batches(self, start: int) -> Iterator[np.ndarray]:
-        buf: list[np.ndarray] = []
-        for f in self._frames(start):
-            buf.append(self._rgb(f))
-            if len(buf) == self.batch:
-                yield np.stack(buf)
-                buf = []
-        if buf:
+        """Batches of frames from ``start``, each decoded holding the lock, which is let go
+        while the caller has the batch (another thread's read or close goes in between)."""
+        frames = self._frames(start)
+        while True:
+            buf: list[np.ndarray] = []
+            with self._lock:
+                if self._closed:
+                    raise ValueError(f"VideoReader of {self.path} was closed while iterating")
+                for f in frames:
+                    buf.append(self._rgb(f))
+                    if len(buf) == self.batch:
+                        break
+            if not buf:
+                return
             yield np.stack(buf)
+            if len(buf) < self.batch:
+                return
 
     @staticmethod
     def _check_index(index: Any) -> int:
@@ -1798,18 +1861,19 @@ class _Decoder:
 
     def read(self, index: int) -> np.ndarray:
         start = self._check_index(index)
-        self._check_open()
-        if start < 2**40:
-            frames, skip = self._resume(start)
-            try:
-                for _ in range(skip):
-                    next(frames)
-                f = next(frames)
-            except StopIteration:
-                pass
-            else:
-                self._cursor = (start + 1, frames, self._moves)
-                return self._rgb(f)
+        with self._lock:
+            self._check_open()
+            if start < 2**40:
+                frames, skip = self._resume(start)
+                try:
+                    for _ in range(skip):
+                        next(frames)
+                    f = next(frames)
+                except StopIteration:
+                    pass
+                else:
+                    self._cursor = (start + 1, frames, self._moves)
+                    return self._rgb(f)
         raise IndexError(f"index {index} is past the end of {self.path}")
 
     CONTINUE_FOR = 8  # see VideoReader.CONTINUE_FOR
@@ -1834,15 +1898,16 @@ class _Decoder:
         return self._frames(start), 0
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._cursor = None
-            _open_readers.discard(self)
-            self.container.close()
-            # the stream holds the codec context: its decoding threads and frame pool
-            # (3 threads and about 20 MB a 720p H.264 reader) stayed until the reader was
-            # dropped, however long a closed one was kept
-            self.stream = None
+        with self._lock:  # waits for another thread's read or batch to be decoded
+            if not self._closed:
+                self._closed = True
+                self._cursor = None
+                _open_readers.discard(self)
+                self.container.close()
+                # the stream holds the codec context: its decoding threads and frame pool
+                # (3 threads and about 20 MB a 720p H.264 reader) stayed until the reader
+                # was dropped, however long a closed one was kept
+                self.stream = None
 
 
 _T = TypeVar("_T")
@@ -1915,6 +1980,13 @@ class VideoReader:
     (FFmpeg drops it too; :attr:`frame_count`, counted from the packets, learns of that
     at the end of an iteration). Frames an MP4 edit list cuts off are not returned;
     :attr:`frame_count` counts what iterating yields.
+
+    One reader may be shared by threads: its calls are serialised (one :meth:`read`,
+    one batch of an iteration, the index's pass or :meth:`close` at a time), so each
+    gives what it would alone; iterators and reads of several threads interleave as
+    those of one thread do. A :meth:`close` from another thread waits for the batch
+    being decoded, and the iteration's next step raises ValueError. Readers of their
+    own (of one file or several), one a thread, decode in parallel.
 
     Parameters
     ----------
@@ -2069,6 +2141,9 @@ def read_frames_dir(folder: str | os.PathLike[str], *, arg: str = "folder") -> l
     return files
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def _png_head(path: Path) -> bytes | None:
     """A PNG's first 33 bytes (signature and IHDR chunk), or None where the file is not a
     PNG's (the decoder then says what is wrong)."""
@@ -2077,7 +2152,7 @@ def _png_head(path: Path) -> bytes | None:
             head = f.read(33)
     except OSError:
         return None
-    if len(head) < 33 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+    if len(head) < 33 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
         return None
     return head
 
@@ -2092,11 +2167,21 @@ def _png_size(path: Path) -> tuple[int, int] | None:
 
 def check_one_size(files: list[Path], arg: str) -> None:
     """Refuse a frame folder whose PNGs differ in size, naming the first odd one, from
-    their headers alone: found by the encoder part way, it left a partial video."""
+    their headers alone: found by the encoder part way, it left a partial video. A file
+    that does not begin as a PNG does is refused too, naming it: from a review, a JPEG
+    named ``.png`` of another size was decoded and refused as a frame of another size,
+    naming neither the file nor the sizes."""
     first: tuple[Path, tuple[int, int]] | None = None
     for f in files:
         size = _png_size(f)
         if size is None:
+            try:
+                with open(f, "rb") as fh:
+                    signature = fh.read(len(_PNG_SIGNATURE))
+            except OSError:
+                continue  # reading it names the file and the error
+            if signature != _PNG_SIGNATURE:
+                raise ValueError(f"{arg}: {f} is not a PNG file (it does not begin as one)")
             continue
         if first is None:
             first = (f, size)
@@ -2137,7 +2222,7 @@ def _read_png(path: Path) -> np.ndarray:
     if problem:
         raise ValueError(f"cannot read frame {path}: {problem}")
     try:
-        with av.open(str(path)) as c:
+        with _av_open(path) as c:
             frame = next(iter(c.decode(video=0)))
             return np.asarray(frame.to_ndarray(format="rgb24"))
     except (av.error.FFmpegError, StopIteration) as e:
@@ -2240,6 +2325,30 @@ def check_frame_rate(encoder: str, fps: Fraction, arg: str = "fps") -> None:
         )
 
 
+def _refuse_write_protected(out: Path, *, segmented: bool) -> None:
+    """Refuse to replace ``out`` (``segmented``: or one of its numbered segments) where it
+    exists write-protected. From a review: the rename at the end replaces a file whatever
+    its mode, so a video made read-only to keep it was replaced without a word.
+    Protected: this user may not write it, or its owner may not (``chmod 444``), which
+    holds for root too, whom permissions do not stop."""
+    targets = [out]
+    if segmented:
+        i = 0
+        while (seg := _numbered(out, i)).exists():
+            targets.append(seg)
+            i += 1
+    for f in targets:
+        try:
+            mode = os.stat(f).st_mode
+        except OSError:  # none there (or a dangling link): nothing replaced
+            continue
+        if not stat.S_ISDIR(mode) and (not mode & stat.S_IWUSR or not os.access(f, os.W_OK)):
+            raise ValueError(
+                f"output: {f} exists and is write-protected; make it writable to replace "
+                "it, or choose another output name"
+            )
+
+
 def partial_path(out: str | os.PathLike[str]) -> Path:
     """Where :func:`writing_video` writes ``out`` until it is complete:
     ``NAME.partial.EXT`` beside it."""
@@ -2258,7 +2367,9 @@ def writing_video(
     """A :class:`VideoWriter` on :func:`partial_path` (``NAME.partial.EXT`` beside
     ``out``), renamed to ``out`` when the block ends without an error, so a failure
     never leaves a complete-looking video. On an error the partial file stays
-    (``keep_partial``, to look at) or goes.
+    (``keep_partial``, to look at) or goes. An existing ``out`` is replaced, unless it is
+    write-protected (``chmod a-w``; or, segmented, one of its segments is), which is
+    refused with ValueError before the writer starts.
 
     ``inputs`` are the files the frames come from (one path, or several): when ``out``
     or its partial file is one of them (``interpolate clip.partial.mp4 -o clip.mp4``)
@@ -2286,9 +2397,14 @@ def writing_video(
                     f"output: writing {p} goes through {target}, which is the input {src}; "
                     "choose another output name"
                 )
+    _refuse_write_protected(p, segmented=writer_options.get("segment_seconds") is not None)
+    try:
+        writer = VideoWriter(tmp, **writer_options)
+    except _SettingsRefused as e:  # the settings are for out, not for its partial file
+        raise _SettingsRefused(str(e).replace(str(tmp), str(p))) from e.__cause__
     w: VideoWriter | None = None
     try:
-        with VideoWriter(tmp, **writer_options) as w:
+        with writer as w:
             yield w
     except BaseException:
         # the files the writer made, not tmp when the writer refused to start (tmp may be
