@@ -401,3 +401,25 @@ def test_stdout_whose_reader_is_gone_keeps_no_extra_descriptor():
         out.write("a line\n")
         assert out.gone and out.write("more\n") == 5
         assert nulls() == before + 1  # the stream's own descriptor, now /dev/null
+
+
+def test_a_pyav_error_escaping_a_command_is_an_error_not_a_traceback(tmp_path, monkeypatch, capsys):
+    """PyAV's errors are not all ValueError or OSError (ProtocolNotFoundError is a
+    LookupError): from a review of the CLI on odd inputs, one escaped `encode` as a
+    traceback, exit 1 (that path is closed; any other is an error, exit 2)."""
+    av = pytest.importorskip("av")
+    import loopwave.video as lv
+
+    def refuse(*a, **k):
+        raise av.error.ProtocolNotFoundError(-1330794744, "Protocol not found", "x:y")
+
+    monkeypatch.setattr(lv, "encode_dir", refuse)
+    frames = tmp_path / "f"
+    frames.mkdir()
+    assert main(["encode", str(frames), "-o", str(tmp_path / "o.mp4"), "--quiet"]) == 2
+    assert "loopwave encode: error: [Errno -1330794744] Protocol not found" in (
+        capsys.readouterr().err
+    )
+    monkeypatch.setattr(lv, "encode_dir", lambda *a, **k: 1 / 0)  # a bug stays a traceback
+    with pytest.raises(ZeroDivisionError):
+        main(["encode", str(frames), "-o", str(tmp_path / "o.mp4"), "--quiet"])

@@ -297,6 +297,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"loopwave {args.command}: error: {_in_options(str(e), parser, args)}", file=sys.stderr
         )
         return 2
+    except Exception as e:
+        # PyAV's own errors that escaped a command's checks (not all are ValueError or
+        # OSError: ProtocolNotFoundError is a LookupError) are about the files or the
+        # settings, not a bug to show as a traceback
+        if not type(e).__module__.startswith("av."):
+            raise
+        print(f"loopwave {args.command}: error: {e}", file=sys.stderr)
+        return 2
     except Terminated as e:
         with contextlib.suppress(OSError):  # (after SIGHUP the terminal may be gone)
             print("hung up" if e.signum != signal.SIGTERM else "terminated", file=sys.stderr)
