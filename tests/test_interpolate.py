@@ -435,6 +435,14 @@ def test_cli_removes_the_frames_of_a_folder_it_did_not_finish(tmp_path, capsys):
     argv = ["interpolate", str(src), "-o", str(out), "--blend", "--quiet", "--keep-partial"]
     assert main(argv) == 2
     assert len(list(out.glob("*.png"))) > 0
+    # a write-protected video output is refused before the input is read (here missing)
+    kept = tmp_path / "kept.mp4"
+    kept.write_bytes(b"mine")
+    kept.chmod(0o444)
+    argv = ["interpolate", str(tmp_path / "missing"), "-o", str(kept), "--quiet"]
+    assert main(argv) == 2
+    assert "kept.mp4 exists and is write-protected" in capsys.readouterr().err
+    assert kept.read_bytes() == b"mine"
     # from a review: the folders above a new output folder, made for it, were left
     deep = tmp_path / "new" / "a" / "sub"
     assert main(["interpolate", str(src), "-o", str(deep), "--blend", "--quiet"]) == 2
@@ -751,6 +759,88 @@ def test_cli_keeps_a_videos_sound(tmp_path, capsys):
     argv = ["interpolate", str(src), "-o", str(fast), "--factor", "2", "--fps", "20", "--quiet"]
     assert main(argv) == 0
     assert "plays at another speed than its sound" in capsys.readouterr().err
+
+
+def _flash_and_beep(path, video_start, sound_start, times=None):
+    """A 10 fps MKV whose picture starts at ``video_start`` s and sound at ``sound_start``
+    s (in the file's own times), with one white frame and a 1 kHz beep both at 1.2 s;
+    ``times``: the frames' own times in ms instead (a variable rate)."""
+    import av
+
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=10, options={"bframes": "0"})
+        v.width, v.height, v.pix_fmt = 32, 24, "yuv420p"
+        v.time_base = v.codec_context.time_base = Fraction(1, 1000)
+        a = c.add_stream("aac", rate=48000)
+        a.layout = "mono"
+        for t in times or [int(video_start * 1000) + 100 * i for i in range(16)]:
+            f = av.VideoFrame.from_ndarray(np.full((24, 32, 3), 255 * (t == 1200), np.uint8))
+            f.pts, f.time_base = t, Fraction(1, 1000)
+            for p in v.encode(f):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+        rate = 48000
+        x = np.zeros(int(2.0 * rate), np.float32)
+        x[int(1.2 * rate) : int(1.3 * rate)] = 0.8 * np.sin(np.arange(rate // 10) * 2 * np.pi / 48)
+        for k in range(int(sound_start * rate), len(x) - 1024, 1024):
+            f = av.AudioFrame.from_ndarray(x[None, k : k + 1024], format="fltp", layout="mono")
+            f.sample_rate, f.pts = rate, k
+            for p in a.encode(f):
+                c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+
+
+def _flash_and_beep_times(path):
+    """When the white frame shows and when the beep starts, in seconds."""
+    import av
+
+    with av.open(str(path)) as c:  # (the in-betweens fade to and from it)
+        seen = [(f.to_ndarray().mean(), float(f.time)) for f in c.decode(video=0)]
+    with av.open(str(path)) as c:
+        frames = list(c.decode(audio=0))
+        rate = frames[0].sample_rate
+        sound = np.concatenate([f.to_ndarray()[0] for f in frames])
+        start = float(frames[0].time)
+    return max(seen)[1], start + np.nonzero(np.abs(sound) > 0.3)[0][0] / rate
+
+
+@pytest.mark.parametrize(("video_start", "sound_start"), [(0.5, 0.0), (0.0, 0.5)])
+def test_the_sound_stays_with_the_picture_whatever_the_start_times(
+    tmp_path, video_start, sound_start
+):
+    """From a review: the sound was started at the output's 0 whatever the input's
+    streams' start times, so a clip whose picture starts 0.5 s after its sound (or
+    before it) came out 0.5 s out of step. The beep and the flash stay together."""
+    pytest.importorskip("av")
+    src, out = tmp_path / "in.mkv", tmp_path / "out.mkv"
+    _flash_and_beep(src, video_start, sound_start)
+    flash, beep = _flash_and_beep_times(src)
+    assert abs(flash - beep) < 0.01
+    assert main(["interpolate", str(src), "-o", str(out), "--blend", "--quiet"]) == 0
+    flash, beep = _flash_and_beep_times(out)
+    assert abs(flash - beep) < 0.03, (flash, beep)  # within a frame of the output (1/60 s)
+
+
+def test_a_variable_rate_input_with_sound_is_noted(tmp_path, capsys):
+    """From a review: a variable-rate clip (a phone's, a screen recording) came out with
+    its frames evenly spaced and its sound as it was, so picture and sound parted (here
+    0.5 s at the flash), without a word. Told now; a constant rate is not."""
+    pytest.importorskip("av")
+    from loopwave.video import VideoReader
+
+    src, out = tmp_path / "vfr.mkv", tmp_path / "out.mkv"
+    _flash_and_beep(src, 0, 0, times=[0, 100, 200, 1200, 1300, 1400, 1500])
+    steady = tmp_path / "cfr.mkv"
+    _flash_and_beep(steady, 0, 0)
+    with VideoReader(src) as r, VideoReader(steady) as s:
+        assert not r.evenly_spaced and s.evenly_spaced
+    assert main(["interpolate", str(src), "-o", str(out), "--blend", "--quiet"]) == 0
+    assert "not evenly spaced in time" in capsys.readouterr().err
+    argv = ["interpolate", str(steady), "-o", str(tmp_path / "c.mkv"), "--blend", "--quiet"]
+    assert main(argv) == 0
+    assert "not evenly spaced" not in capsys.readouterr().err
 
 
 def test_a_lightness_only_cut_is_under_the_default_threshold():

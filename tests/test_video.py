@@ -950,6 +950,9 @@ def test_encode_cli(tmp_path, capsys):
         capsys.readouterr()
     assert main(["encode", str(tmp_path / "none"), "-o", str(out), "--quiet"]) == 2
     assert "no such folder" in capsys.readouterr().err
+    (tmp_path / "a.txt").write_text("x")  # from a review: a file was called missing
+    assert main(["encode", str(tmp_path / "a.txt"), "-o", str(out), "--quiet"]) == 2
+    assert "is a file, not a folder of PNG frames" in capsys.readouterr().err
     assert main(["encode", str(d), "-o", str(out), "--codec", "nope", "--quiet"]) == 2
     assert "available" in capsys.readouterr().err
     # the writer's errors name the flag, not its parameter ("fps must be ...")

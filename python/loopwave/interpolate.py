@@ -509,6 +509,10 @@ def _check_output(path: Path, video: bool) -> None:
             f"path: {path} is a file; name a video file (.mp4, .mkv, ...) or a folder for "
             "PNG frames"
         )
+    if video:  # (found by the writer, after a RIFE model's load and the first frame)
+        from .video import _refuse_write_protected
+
+        _refuse_write_protected(path, segmented=False)
     # the nearest existing folder the output goes in (a video: the folder it is written in)
     why = v.unmakeable(path if not video else path.parent)
     if why is None or (video and isinstance(why, OSError)):
@@ -517,13 +521,17 @@ def _check_output(path: Path, video: bool) -> None:
     raise type(why)(f"path: cannot write the {what} {path}: {why}")
 
 
-def _read_input(path: Path) -> tuple[Iterator[np.ndarray], int | None, Fraction | None]:
+def _read_input(
+    path: Path,
+) -> tuple[Iterator[np.ndarray], int | None, Fraction | None, bool]:
+    """The input's frames, their number and rate where known, and whether they are
+    evenly spaced in time (a folder's are)."""
     if path.is_dir():
         from .video import _read_png, check_one_size, read_frames_dir
 
         files = read_frames_dir(path, arg="IN")
         check_one_size(files, "IN")
-        return (_read_png(f) for f in files), len(files), None
+        return (_read_png(f) for f in files), len(files), None, True
     if path.is_file():
         from .video import VideoReader
 
@@ -531,7 +539,7 @@ def _read_input(path: Path) -> tuple[Iterator[np.ndarray], int | None, Fraction 
             r = VideoReader(path)
         except (OSError, ValueError) as e:  # it names its parameter, path: here IN
             raise type(e)(v.renamed(str(e), {"path": "IN"})) from e
-        return (f for batch in r for f in batch), r.frame_count, r.fps
+        return (f for batch in r for f in batch), r.frame_count, r.fps, r.evenly_spaced
     raise OSError(f"IN: no such file or folder {path}")
 
 
@@ -614,7 +622,7 @@ def add_cli(sub: Any) -> None:
         if not video_out and out.is_dir() and any(out.iterdir()):
             # stale frames of an earlier run would mix with these ones
             raise ValueError(f"-o: {out} already holds files; pick an empty or new folder")
-        frames, n, in_fps = _read_input(src)
+        frames, n, in_fps, even = _read_input(src)
         from .video import parse_fps
 
         fps = parse_fps(a.fps) if a.fps is not None else (in_fps or Fraction(10))
@@ -648,6 +656,13 @@ def add_cli(sub: Any) -> None:
                     print(
                         f"note: --fps {fps} is not the input's rate ({in_fps}): the video plays "
                         "at another speed than its sound",
+                        file=sys.stderr,
+                    )
+                elif sound is not None and not even:  # (from a review: said nothing)
+                    print(
+                        "note: the input's frames are not evenly spaced in time (a variable "
+                        "frame rate); the output spaces them evenly, so its picture drifts "
+                        "against the sound in places (--no-audio leaves the sound out)",
                         file=sys.stderr,
                     )
                 with writing_video(

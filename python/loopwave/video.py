@@ -471,7 +471,12 @@ class _AudioFeed:
     """Transcode the first audio stream of a file into an output, in step with the video.
 
     AAC at 48 kHz stereo (Opus for WebM). Fed up to the time of the video
-    frames so far, so packets interleave and a cut-off file keeps its sound.
+    frames so far, so packets interleave and a cut-off file keeps its sound. Where the
+    file has a video stream too, its sound keeps its place against that video's first
+    frame, which is the output's time 0: sound from before that frame is cut, and a
+    later start is kept with silence before it (from a review: it started at 0 whatever
+    the streams' start times, so a clip whose picture started 0.5 s after its sound
+    came out 0.5 s out of step).
     """
 
     def __init__(self, container: Any, source: Path) -> None:
@@ -485,8 +490,14 @@ class _AudioFeed:
             format=self.stream.format.name, layout="stereo", rate=self.rate
         )
         self.fifo = av.AudioFifo()
-        self.decoded = self.src.decode(self.src.streams.audio[0])
+        sound = self.src.streams.audio[0]
+        self.decoded = self.src.decode(sound)
         self.exhausted = False
+        video = self.src.streams.video
+        # the source's time (s) that is the output's 0: its video's first frame's
+        self.zero = _start_seconds(video[0]) if video else None
+        self.sound_start = _start_seconds(sound)
+        self.drop = 0  # samples still to cut from the start (sound before the zero)
         self.samples = 0  # samples sent to the encoder
         self.time = float("-inf")  # start time (s) of the newest audio packet muxed
         self.first_dts: float | None = None  # decoding time (s) of the first one
@@ -496,12 +507,30 @@ class _AudioFeed:
         if self.exhausted:
             return False
         frame = next(self.decoded, None)
+        if self.zero is not None and frame is not None:  # the first frame: place it
+            start = float(frame.time) if frame.time is not None else self.sound_start or 0.0
+            offset = round((start - self.zero) * self.rate)
+            self.zero = None
+            if offset > 0:
+                self.fifo.write(self._silence(offset))
+            self.drop = max(0, -offset)
         out = self.resampler.resample(frame)  # None flushes the resampler
         self.exhausted = frame is None
         for f in out:
             f.pts = None
             self.fifo.write(f)
+            if self.drop:  # (nothing was in the FIFO before these: the start is cut)
+                cut = min(self.drop, self.fifo.samples)
+                self.fifo.read(cut)
+                self.drop -= cut
         return not self.exhausted
+
+    def _silence(self, samples: int) -> Any:
+        frame = _av().AudioFrame(format=self.stream.format.name, layout="stereo", samples=samples)
+        frame.sample_rate = self.rate
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        return frame
 
     def feed(self, until: float, mux: Callable[[Any], None], *, final: bool = False) -> None:
         """Encode source audio up to ``until`` seconds (whole encoder frames unless ``final``)."""
@@ -524,6 +553,13 @@ class _AudioFeed:
             for p in self.stream.encode(None):
                 mux(p)
             self.src.close()
+
+
+def _start_seconds(stream: Any) -> float | None:
+    """A stream's start time in seconds, or None where it has none."""
+    if stream.start_time is None or stream.time_base is None:
+        return None
+    return float(stream.start_time * stream.time_base)
 
 
 def _check_complete(path: Path, count: int, fps: Fraction) -> None:
@@ -1528,6 +1564,19 @@ class _Decoder:
             return self._fps
 
     @property
+    def evenly_spaced(self) -> bool:
+        """See VideoReader.evenly_spaced."""
+        with self._lock:
+            self._check_open()
+            self._index()
+            times = self._pts if self._timed else []
+            if len(times) < 3:
+                return True
+            gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False))
+            middle = gaps[len(gaps) // 2]
+            return gaps[0] >= middle / 2 and gaps[-1] <= middle * 3 / 2
+
+    @property
     def settings(self) -> dict[str, Any] | None:
         text = next((val for k, val in self.metadata.items() if k.lower() == "comment"), "")
         try:
@@ -2060,6 +2109,12 @@ class VideoReader:
         "discard (cut off by an MP4 edit list), or the cut-off last packet of a truncated "
         "file."
     )
+    evenly_spaced: _Forward[bool] = _Forward(
+        "Whether the frames' times are evenly spaced: every interval between two frames "
+        "within half the median interval of it (True where the file gives no times to tell "
+        "by, and for fewer than three frames). A variable-rate recording's frames, read "
+        "in order and played at :attr:`fps`, are not where they were."
+    )
     settings: _Forward[dict[str, Any] | None] = _Forward(
         "The JSON of the ``comment`` tag (what :class:`VideoWriter` stores), or None. "
         "Matroska spells the tag ``COMMENT``; either spelling is read."
@@ -2131,7 +2186,8 @@ def read_frames_dir(folder: str | os.PathLike[str], *, arg: str = "folder") -> l
     (``f2.png`` before ``f10.png``); errors name ``arg``."""
     d = Path(folder)
     if not d.is_dir():
-        raise OSError(f"{arg}: no such folder {d}")
+        what = "is a file, not a folder of PNG frames:" if d.exists() else "no such folder"
+        raise OSError(f"{arg}: {what} {d}")
     # files only: a folder named x.png (`interpolate DIR -o DIR/x.png` makes one) is none
     files = sorted(
         (p for p in d.iterdir() if p.suffix.lower() == ".png" and p.is_file()), key=_natural_key
