@@ -209,6 +209,22 @@ def encoder_held_at_end(monkeypatch):
     release.set()
 
 
+def _racing(name: str, call) -> tuple[threading.Thread, list[object]]:
+    """``call`` started on a thread named ``name``; the list gets what it returned or
+    the exception it raised."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except Exception as e:  # noqa: BLE001 - the test looks at it
+            outcome.append(e)
+
+    t = threading.Thread(target=run, name=name, daemon=True)
+    t.start()
+    return t, outcome
+
+
 def test_a_write_racing_close_is_in_the_file_or_refused(tmp_path, monkeypatch, encoder_held_at_end):
     """From a review: a write() on one thread racing close() on another returned without
     an error, its frame queued behind the end marker and never encoded. Forced here: the
@@ -231,17 +247,7 @@ def test_a_write_racing_close_is_in_the_file_or_refused(tmp_path, monkeypatch, e
         return planes
 
     monkeypatch.setattr(lv, "rgb_to_yuv420p", convert)
-    outcome: list[object] = []
-
-    def racing_write() -> None:
-        try:
-            w.write(clip[1])
-            outcome.append("returned")
-        except Exception as e:  # noqa: BLE001 - the test looks at it
-            outcome.append(e)
-
-    t = threading.Thread(target=racing_write, name="racing-write", daemon=True)
-    t.start()
+    t, outcome = _racing("racing-write", lambda: (w.write(clip[1]), "returned")[1])
     assert converted.wait(10)
     closer = threading.Thread(target=w.close, daemon=True)
     closer.start()
@@ -279,16 +285,7 @@ def test_a_flush_racing_close_never_waits_forever(tmp_path, monkeypatch, encoder
                 go.wait(10)
 
     monkeypatch.setattr(lv, "_Flush", Flush)
-    outcome: list[object] = []
-
-    def racing_flush() -> None:
-        try:
-            outcome.append(w.flush())
-        except Exception as e:  # noqa: BLE001 - the test looks at it
-            outcome.append(e)
-
-    t = threading.Thread(target=racing_flush, name="racing-flush", daemon=True)
-    t.start()
+    t, outcome = _racing("racing-flush", w.flush)
     assert made.wait(10)
     closer = threading.Thread(target=w.close, daemon=True)
     closer.start()
