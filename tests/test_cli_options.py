@@ -280,6 +280,8 @@ def test_main_called_with_argv_leaves_the_process_settings_to_the_host(monkeypat
         return real(sig, handler)
 
     monkeypatch.setattr(signal, "signal", spy)
+    # (a test run under nohup, or a CI runner ignoring SIGHUP, passes that on)
+    hup = real(signal.SIGHUP, signal.SIG_DFL)
     assert main(["settings"]) == 0
     assert signal.SIGTERM not in installed
     assert "TRANSFORMERS_VERBOSITY" not in os.environ
@@ -289,13 +291,13 @@ def test_main_called_with_argv_leaves_the_process_settings_to_the_host(monkeypat
     assert os.environ.get("TRANSFORMERS_VERBOSITY") == "error"
     # SIGHUP as SIGTERM, and put back, unless ignored (nohup), where it stays ignored
     assert installed.count(signal.SIGHUP) == 2
-    before = real(signal.SIGHUP, signal.SIG_IGN)
+    real(signal.SIGHUP, signal.SIG_IGN)
     try:
         installed.clear()
         assert main() == 0
         assert signal.SIGHUP not in installed and signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
     finally:
-        real(signal.SIGHUP, before)
+        real(signal.SIGHUP, hup)
 
 
 def test_main_on_several_threads_puts_back_the_stdout_it_found():

@@ -463,6 +463,48 @@ def test_two_threads_taking_one_folder_are_told_it_is_this_process(tmp_path):
     assert not (rd / ".lock").exists()
 
 
+def test_a_probe_of_the_lock_does_not_refuse_a_render_taking_it(tmp_path):
+    """From a review: a fresh render's probe of a run's lock (is it being rendered?) holds
+    the lock for a moment, and a resume in another process taking it just then was
+    refused (413 of 7,089 takes against a probe in a loop). Taking waits out a probe."""
+    import subprocess
+    import sys
+
+    from loopwave.render import _RunLock
+
+    rd = tmp_path / "r"
+    with _RunLock(rd):  # (its file stays for the probe to open, as a killed render's does)
+        pass
+    (rd / ".lock").write_text("1")
+    probe = subprocess.Popen([sys.executable, "-c", _PROBE_LOCK, str(rd)], stdout=subprocess.PIPE)
+    try:
+        assert probe.stdout is not None and probe.stdout.readline().strip() == b"probing"
+        refused, deadline = [], time.monotonic() + 3
+        while time.monotonic() < deadline:
+            try:
+                with _RunLock(rd):
+                    pass
+            except ValueError as e:
+                refused.append(str(e))
+            (rd / ".lock").write_text("1")  # (released: removed; put back for the probe)
+    finally:
+        probe.kill()
+        probe.wait()
+    assert not refused, (len(refused), refused[0])
+
+
+# a process that probes a run's lock in a loop until killed
+_PROBE_LOCK = """
+import sys
+from pathlib import Path
+from loopwave.render import _RunLock
+rd = Path(sys.argv[1])
+print("probing", flush=True)
+while True:
+    _RunLock.busy(rd)
+"""
+
+
 # a process that takes a run's lock, says so, and holds it until killed
 _HOLD_LOCK = """
 import sys, time
@@ -934,6 +976,9 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path, sig, rc, said):
         [sys.executable, "-m", "loopwave", "render", str(job), "--quiet"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        # (a test run under nohup, or a CI runner ignoring SIGHUP, would pass that on:
+        # the CLI then rightly leaves SIGHUP ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 240
@@ -1120,6 +1165,52 @@ def test_a_fresh_run_checks_the_folder_again_under_the_lock(tmp_path, backend, m
     assert len(frames_of(rd)) == 2
     with open(rd / "drift.csv", newline="") as f:
         assert [r[0] for r in csv.reader(f)] == ["frame", "0", "1"]
+
+
+def test_an_iterator_collected_in_a_cycle_never_waits_for_its_render(tmp_path, backend):
+    """From a review: an iterator reachable only through a reference cycle (an exception's
+    traceback kept) is closed by the garbage collector on whatever thread it runs, and
+    it waited for its render to end, which needed the run lock's _LOCKING, held by that
+    thread (taking another folder's lock): a hang for good. The collection is placed in
+    that window here; the render then stops by itself."""
+    import gc
+    import threading
+
+    import loopwave.render as lr
+
+    s = Settings.from_dict({**JOB, "render": {**JOB["render"], "frames": 8}})
+    it = render_frames(s, run_dir=tmp_path / "a", backend=backend, progress=False, video=False)
+    next(it)
+    cycle: list = [it]
+    cycle.append(cycle)
+    del it, cycle
+    real = lr._flock
+
+    def collect_first(fd):
+        gc.collect()
+        return real(fd)
+
+    done = threading.Event()
+
+    def take_another_folder():
+        with lr._RunLock(tmp_path / "b"):
+            done.set()
+
+    was = gc.isenabled()
+    gc.disable()  # (the cycle is collected where the test says)
+    try:
+        lr._flock = collect_first
+        t = threading.Thread(target=take_another_folder, daemon=True)
+        t.start()
+        assert done.wait(60), "the collection waited for the render (a deadlock)"
+    finally:
+        lr._flock = real
+        if was:
+            gc.enable()
+    deadline = time.monotonic() + 60
+    while (tmp_path / "a" / ".lock").exists():  # the render stops by itself, lock let go
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
 
 
 def test_closing_a_slow_consumers_iterator_returns(tmp_path, backend):

@@ -88,10 +88,13 @@ def test_the_runners_providers_follow_the_models_device(onnx_fixed, monkeypatch)
     trt.OrtRunner(onnx_fixed, device="cuda:1")
     trt.OrtRunner(onnx_fixed, device="cpu")
     trt.OrtRunner(onnx_fixed)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
+    trt.OrtRunner(onnx_fixed, device="cuda")  # the current device, as torch places it
     assert asked == [
         [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"],
         ["CPUExecutionProvider"],
         [("CUDAExecutionProvider", {}), "CPUExecutionProvider"],
+        [("CUDAExecutionProvider", {"device_id": 2}), "CPUExecutionProvider"],
     ]
 
 

@@ -334,3 +334,33 @@ def test_a_flush_the_encoder_never_takes_is_refused(tmp_path, monkeypatch):
     w.close()  # closed already: nothing more to do, no error
     with lv.VideoReader(Path(path)) as r:
         assert r.frame_count == 3  # the end marker finished the file
+
+
+def test_two_threads_first_frames_of_two_sizes_one_is_refused(tmp_path, monkeypatch):
+    """From a review of the writer's lock: two threads' first write() calls, with frames of
+    two sizes, both passed the size check before either set the size, and both were
+    accepted: one frame's planes were encoded at the other's size. Both are converted
+    together here; one is refused."""
+    w = lv.VideoWriter(tmp_path / "two.mp4", fps=10)
+    both = threading.Barrier(2)
+    real = lv.rgb_to_yuv420p
+
+    def convert(*args, **kwargs):
+        planes = real(*args, **kwargs)
+        both.wait(10)  # each has passed the size check with no size set
+        return planes
+
+    monkeypatch.setattr(lv, "rgb_to_yuv420p", convert)
+    threads = [
+        _racing(f"first-{i}", lambda f=f: w.write(f))
+        for i, f in enumerate((frames(1, 48, 64), frames(1, 32, 32)))
+    ]
+    for t, _ in threads:
+        t.join(20)
+    monkeypatch.undo()
+    outcomes = [o[0] for _, o in threads]
+    refused = [o for o in outcomes if isinstance(o, ValueError)]
+    assert len(refused) == 1 and "frames must keep one size" in str(refused[0]), outcomes
+    w.close()
+    with lv.VideoReader(tmp_path / "two.mp4") as r:
+        assert r.frame_count == 1

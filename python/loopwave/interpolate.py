@@ -547,10 +547,11 @@ def _has_audio(path: Path) -> bool:
     """Whether ``path`` is a file with a sound stream."""
     if not path.is_file():
         return False
-    from .video import _av
+    from .video import _av_open
 
-    try:
-        with _av().open(str(path)) as c:
+    try:  # (as the video: av.open took "2024-05-01T12:30:00.mp4" for a protocol's URL, and
+        # the sound was dropped without a word)
+        with _av_open(path) as c:
             return bool(c.streams.audio)
     except Exception:  # noqa: BLE001 - unreadable here: the frames' reader says why
         return False

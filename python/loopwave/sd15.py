@@ -96,13 +96,19 @@ def sd15_random_parts(*, seed: int = 0, device: str = "cpu") -> tuple[Any, Any, 
     seed = check_seed(seed)
     if device != "meta":
         device = str(_torch_device(torch, device))
-    # the generator the weights are drawn from alone (the CPU's, or the build device's),
-    # forked: torch.manual_seed reseeded every CUDA generator, the host's included
-    gpus = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    # the generator the weights are drawn from alone (the CPU's, or the build CUDA
+    # device's: "cuda" is the current one), forked: torch.manual_seed reseeded every CUDA
+    # generator, the host's included. Other accelerators (mps, xpu) as before: all seeded
+    at = torch.device(device)
+    gpus = (
+        [torch.cuda.current_device() if at.index is None else at.index] if at.type == "cuda" else []
+    )
     with torch.random.fork_rng(devices=gpus):
         torch.default_generator.manual_seed(seed)
         for i in gpus:
             torch.cuda.default_generators[i].manual_seed(seed)
+        if at.type not in ("cpu", "cuda", "meta"):
+            torch.manual_seed(seed)
         with torch.device(device):
             unet = diffusers.UNet2DConditionModel(**SD15_UNET)
             vae = diffusers.AutoencoderKL(**SD15_VAE)

@@ -476,7 +476,13 @@ class OrtRunner:
         if providers is None:
             providers = ["CPUExecutionProvider"]
             if "CUDAExecutionProvider" in have and (dev is None or dev.type == "cuda"):
-                gpu = {"device_id": dev.index or 0} if dev is not None else {}
+                gpu: dict[str, int] = {}
+                if dev is not None:  # ("cuda": the current device, as torch places it)
+                    index = dev.index
+                    if index is None:
+                        torch, _ = _deps()
+                        index = torch.cuda.current_device()
+                    gpu = {"device_id": index}
                 providers.insert(0, ("CUDAExecutionProvider", gpu))
         try:
             self.session = ort.InferenceSession(str(p), providers=providers)

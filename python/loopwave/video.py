@@ -1070,12 +1070,17 @@ class VideoWriter:
         if h % 2 or w % 2:
             x = np.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         planes = rgb_to_yuv420p(x, matrix=self.matrix, full_range=self.full_range)
-        if self.size is None:  # set by a frame that converted (a refused one, NaN, sets none)
-            self.size = even
-            self._cfg.size = even
-            self._first = (h, w)
         with self._lock:  # (converted without it; closed since?)
             self._check_usable("write")
+            if self.size is None:  # set by a frame that converted (a refused one sets none)
+                self.size = even
+                self._cfg.size = even
+                self._first = (h, w)
+            elif (h, w) != self._first:  # two threads' first frames (a later review)
+                raise ValueError(
+                    f"frames must keep one size; got {w} wide, {h} high after "
+                    f"{self._first[1]} wide, {self._first[0]} high"
+                )
             for p in planes:
                 self._put(p)
                 self.frames_queued += 1
@@ -1492,8 +1497,10 @@ class _Decoder:
 
     def _open(self) -> Any:
         av = _av()
+        # (a reopen: the file first opened, wherever the working folder has moved since)
+        where = getattr(self, "_where_opened", self.path)
         try:
-            return _av_open(self.path)
+            return _av_open(where)
         except (av.error.FFmpegError, UnicodeDecodeError) as e:  # damaged metadata: the latter
             raise ValueError(f"path: {self.path} is not a readable video ({e})") from None
 
@@ -2224,9 +2231,9 @@ def _png_size(path: Path) -> tuple[int, int] | None:
 def check_one_size(files: list[Path], arg: str) -> None:
     """Refuse a frame folder whose PNGs differ in size, naming the first odd one, from
     their headers alone: found by the encoder part way, it left a partial video. A file
-    that does not begin as a PNG does is refused too, naming it: from a review, a JPEG
-    named ``.png`` of another size was decoded and refused as a frame of another size,
-    naming neither the file nor the sizes."""
+    named ``.png`` that is another image (a JPEG) is decoded for its size, as the
+    encoder reads it: from a review, one of another size was refused as "frames must
+    keep one size", naming neither the file nor the sizes. An empty one is refused."""
     first: tuple[Path, tuple[int, int]] | None = None
     for f in files:
         size = _png_size(f)
@@ -2236,9 +2243,11 @@ def check_one_size(files: list[Path], arg: str) -> None:
                     signature = fh.read(len(_PNG_SIGNATURE))
             except OSError:
                 continue  # reading it names the file and the error
-            if signature != _PNG_SIGNATURE:
-                raise ValueError(f"{arg}: {f} is not a PNG file (it does not begin as one)")
-            continue
+            if not signature:
+                raise ValueError(f"{arg}: {f} is empty (0 bytes), not an image")
+            if signature == _PNG_SIGNATURE:
+                continue  # a damaged PNG: reading it says what is wrong
+            size = _read_png(f).shape[:2]  # (names the file where it cannot be read)
         if first is None:
             first = (f, size)
         elif size != first[1]:
@@ -2388,11 +2397,13 @@ def _refuse_write_protected(out: Path, *, segmented: bool) -> None:
     Protected: this user may not write it, or its owner may not (``chmod 444``), which
     holds for root too, whom permissions do not stop."""
     targets = [out]
-    if segmented:
-        i = 0
-        while (seg := _numbered(out, i)).exists():
-            targets.append(seg)
-            i += 1
+    if segmented:  # every numbered segment there, past a gap too, and not ``out`` itself,
+        # which a segmented run never writes (from a review of the first version)
+        name = re.compile(rf"{re.escape(out.stem)}_\d{{3,}}{re.escape(out.suffix)}")
+        try:
+            targets = [f for f in out.parent.iterdir() if name.fullmatch(f.name)]
+        except OSError:  # no folder (yet): nothing replaced
+            targets = []
     for f in targets:
         try:
             mode = os.stat(f).st_mode
