@@ -1211,6 +1211,19 @@ def test_an_iterator_collected_in_a_cycle_never_waits_for_its_render(tmp_path, b
     while (tmp_path / "a" / ".lock").exists():  # the render stops by itself, lock let go
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    # a collection anywhere else still waits for the render (a first fix let it run on:
+    # a resume right after was refused, and a render left running at exit aborted)
+    it = render_frames(s, run_dir=tmp_path / "c", backend=backend, progress=False, video=False)
+    next(it)
+    cycle = [it]
+    cycle.append(cycle)
+    del it, cycle
+    gc.collect()
+    assert not (tmp_path / "c" / ".lock").exists()
+    r = render(
+        None, run_dir=tmp_path / "c", resume=True, backend=backend, progress=False, video=False
+    )
+    assert r.frames == 8
 
 
 def test_closing_a_slow_consumers_iterator_returns(tmp_path, backend):

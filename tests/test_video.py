@@ -2332,6 +2332,9 @@ def test_a_write_protected_output_is_refused_before_anything_is_written(tmp_path
         (tmp_path / "seg_001.mp4").chmod(0o644)
         (tmp_path / "seg.mp4").write_bytes(b"x")
         (tmp_path / "seg.mp4").chmod(0o444)
+        for never in ("seg_0001.mp4", "seg_\u0661\u0662\u0663.mp4"):  # names it never makes
+            (tmp_path / never).write_bytes(b"x")
+            (tmp_path / never).chmod(0o444)
         assert lv.encode_dir(d, seg, fps=10, segment_seconds=0.2, progress=False) == 4
     finally:
         out.chmod(0o644)
@@ -2367,6 +2370,9 @@ def test_a_file_named_png_that_is_no_png_is_named_with_its_size(tmp_path, capsys
     (jpegs / "f3.png").write_bytes(b"")
     assert main(["encode", str(jpegs), "-o", str(tmp_path / "e.mp4"), "--quiet"]) == 2
     assert "f3.png is empty (0 bytes)" in capsys.readouterr().err
+    (jpegs / "f3.png").write_text("not an image at all")
+    assert main(["encode", str(jpegs), "-o", str(tmp_path / "e.mp4"), "--quiet"]) == 2
+    assert "FRAMES_DIR: " in (err := capsys.readouterr().err) and "f3.png is not an image" in err
 
 
 def test_refused_encoder_settings_are_all_named_with_the_output(tmp_path, capsys):

@@ -667,7 +667,12 @@ def add_cli(sub: Any) -> None:
                         file=sys.stderr,
                     )
                 with writing_video(
-                    out, inputs=[src], fps=fps * k, keep_partial=a.keep_partial, audio=sound
+                    out,
+                    inputs=[src],
+                    fps=fps * k,
+                    keep_partial=a.keep_partial,
+                    audio=sound,
+                    audio_sync=True,
                 ) as w:
                     for f in stream:
                         w.write(f)

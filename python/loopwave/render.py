@@ -48,7 +48,6 @@ import contextlib
 import copy
 import csv
 import functools
-import gc
 import hashlib
 import itertools
 import json
@@ -222,7 +221,28 @@ class _RunLock:
 # the lock files this process holds, by (device, inode), and the lock that makes taking
 # or letting go of one, with its entry here, one step for this process's threads
 _HELD: set[tuple[int, int]] = set()
-_LOCKING = threading.Lock()
+
+
+class _Locking:
+    """A lock that knows whether this thread holds it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._here = threading.local()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        self._here.held = True
+
+    def __exit__(self, *exc: object) -> None:
+        self._here.held = False
+        self._lock.release()
+
+    def held_here(self) -> bool:
+        return bool(getattr(self._here, "held", False))
+
+
+_LOCKING = _Locking()
 
 
 def _at_path(fd: int, path: Path) -> bool:
@@ -1792,22 +1812,6 @@ def _output_folder(settings: Mapping[str, Any]) -> Path:
     return Path(os.path.expanduser(out["dir"])) / out["name"]
 
 
-class _Collecting(threading.local):
-    """Whether the garbage collector is collecting on this thread (``gc.callbacks``)."""
-
-    here = False
-
-
-_collecting = _Collecting()
-
-
-def _on_collect(phase: str, info: dict[str, Any]) -> None:
-    _collecting.here = phase == "start"
-
-
-gc.callbacks.append(_on_collect)
-
-
 def render_frames(settings: Settings | None, **options: Any) -> Iterator[tuple[int, np.ndarray]]:
     """Render as :func:`render` does, yielding ``(index, frame)`` as each frame is finished.
 
@@ -1872,10 +1876,11 @@ def render_frames(settings: Settings | None, **options: Any) -> Iterator[tuple[i
     finally:
         stop.set()
         # closed by the garbage collector (an iterator left in a reference cycle, an
-        # exception's traceback), on whatever thread it runs, which may hold a lock the
-        # render needs to end (from a review: one holding the run lock's _LOCKING
-        # waited here for ever): the render stops by itself after its frame
-        if not _collecting.here:
+        # exception's traceback) on a thread holding the run lock's _LOCKING, which the
+        # render needs to end: from a review, that waited here for good. Only then the
+        # render stops by itself after its frame (joined always, a later review found a
+        # render left running at exit aborted the process, its frames unsaved)
+        if not _LOCKING.held_here():
             t.join()
 
 

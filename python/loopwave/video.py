@@ -426,6 +426,7 @@ class _Config:
     metadata: dict[str, str]
     audio: Path | None
     size: tuple[int, int] = (0, 0)  # (height, width), set by the first frame
+    audio_sync: bool = False
 
 
 class _Durable:
@@ -470,16 +471,17 @@ def _decode_time(p: Any) -> float | None:
 class _AudioFeed:
     """Transcode the first audio stream of a file into an output, in step with the video.
 
-    AAC at 48 kHz stereo (Opus for WebM). Fed up to the time of the video
-    frames so far, so packets interleave and a cut-off file keeps its sound. Where the
-    file has a video stream too, its sound keeps its place against that video's first
-    frame, which is the output's time 0: sound from before that frame is cut, and a
-    later start is kept with silence before it (from a review: it started at 0 whatever
-    the streams' start times, so a clip whose picture started 0.5 s after its sound
-    came out 0.5 s out of step).
+    AAC at 48 kHz stereo (Opus for WebM). Fed up to the time of the video frames so
+    far, so packets interleave and a cut-off file keeps its sound; a sound shorter than
+    the video stays so. With ``sync``, the sound keeps its place
+    against the first frame the file's video decodes to, the output's 0: cut before it,
+    silence before a later start (from a review: it started at 0 whatever the streams'
+    start times, so a clip whose picture started 0.5 s after its sound came out 0.5 s
+    out of step; a first fix took the stream's start time, which a file cut mid-GOP
+    puts before its first decodable frame).
     """
 
-    def __init__(self, container: Any, source: Path) -> None:
+    def __init__(self, container: Any, source: Path, *, sync: bool = False) -> None:
         av = _av()
         codec = "libopus" if container.format.name == "webm" else "aac"
         self.rate = 48000
@@ -493,27 +495,35 @@ class _AudioFeed:
         sound = self.src.streams.audio[0]
         self.decoded = self.src.decode(sound)
         self.exhausted = False
-        video = self.src.streams.video
-        # the source's time (s) that is the output's 0: its video's first frame's
-        self.zero = _start_seconds(video[0]) if video else None
-        self.sound_start = _start_seconds(sound)
-        self.drop = 0  # samples still to cut from the start (sound before the zero)
         self.samples = 0  # samples sent to the encoder
         self.time = float("-inf")  # start time (s) of the newest audio packet muxed
         self.first_dts: float | None = None  # decoding time (s) of the first one
+        # the first source frame, decoded to place it; then samples of silence still to
+        # put before it (written a second at a time: an offset of an hour was 2.6 GB in
+        # one frame), and samples to cut from its start
+        self.head: Any = next(self.decoded, None)
+        self.exhausted = self.head is None
+        self.pad = self.drop = 0
+        self.heard = False  # whether any of the sound itself is in the output
+        zero = _first_frame_time(source) if sync else None
+        if zero is not None and self.head is not None:
+            start = self.head.time if self.head.time is not None else _start_seconds(sound)
+            offset = round(((start or 0.0) - zero) * self.rate)
+            self.pad, self.drop = max(0, offset), max(0, -offset)
 
     def _pull(self) -> bool:
-        """Decode one more source frame into the FIFO; False once the source is done."""
-        if self.exhausted:
+        """One more second of the silence before the sound, or one more source frame
+        into the FIFO; False once the source is done."""
+        if self.pad:
+            n = min(self.pad, self.rate)
+            self.fifo.write(self._silence(n))
+            self.pad -= n
+            return True
+        if self.exhausted and self.head is None:
             return False
-        frame = next(self.decoded, None)
-        if self.zero is not None and frame is not None:  # the first frame: place it
-            start = float(frame.time) if frame.time is not None else self.sound_start or 0.0
-            offset = round((start - self.zero) * self.rate)
-            self.zero = None
-            if offset > 0:
-                self.fifo.write(self._silence(offset))
-            self.drop = max(0, -offset)
+        frame, self.head = (
+            (self.head, None) if self.head is not None else (next(self.decoded, None), None)
+        )
         out = self.resampler.resample(frame)  # None flushes the resampler
         self.exhausted = frame is None
         for f in out:
@@ -523,6 +533,7 @@ class _AudioFeed:
                 cut = min(self.drop, self.fifo.samples)
                 self.fifo.read(cut)
                 self.drop -= cut
+            self.heard |= self.fifo.samples > 0 and not self.drop
         return not self.exhausted
 
     def _silence(self, samples: int) -> Any:
@@ -541,9 +552,14 @@ class _AudioFeed:
                 break
             while self.fifo.samples < need and self._pull():
                 pass
+            if self.fifo.samples < need and not self.heard:
+                # none of the sound is in the output (all of it before the first frame):
+                # silence, so packets go on (with none, an MP4 writes no fragment: a
+                # killed one was empty, and frames_on_disk stayed 0)
+                self.fifo.write(self._silence(need - self.fifo.samples))
             take = min(need, self.fifo.samples)
             if take == 0 or (take < self.frame_size and not final):
-                break
+                break  # (a sound shorter than the video stays so)
             frame = self.fifo.read(take)
             frame.pts, frame.time_base = self.samples, Fraction(1, self.rate)
             self.samples += take
@@ -553,6 +569,21 @@ class _AudioFeed:
             for p in self.stream.encode(None):
                 mux(p)
             self.src.close()
+
+
+def _first_frame_time(path: Path) -> float | None:
+    """The time (s) of the first frame ``path``'s video decodes to (where a reader's frame
+    0 is), or None: no video, or none decodable."""
+    av = _av()
+    try:
+        with _av_open(path) as c:
+            if not c.streams.video:
+                return None
+            for f in c.decode(video=0):
+                return None if f.time is None else float(f.time)
+    except (av.error.FFmpegError, OSError):
+        pass
+    return None
 
 
 def _start_seconds(stream: Any) -> float | None:
@@ -642,7 +673,9 @@ class _Output:
             s.options = opts
             self.stream = s
             # all streams must exist before the first packet writes the header
-            self.audio = _AudioFeed(self.container, cfg.audio) if cfg.audio else None
+            self.audio = (
+                _AudioFeed(self.container, cfg.audio, sync=cfg.audio_sync) if cfg.audio else None
+            )
         except BaseException:
             self.abandon()
             raise
@@ -805,7 +838,10 @@ class VideoWriter:
         ``comment`` tag: ``{"video": {...}, "settings": {...}}``
         (read it back with :attr:`VideoReader.settings`)
     audio : a file whose first audio stream is muxed in, as AAC (Opus in WebM),
-        cut to the video's length
+        from its start, cut to the video's length
+    audio_sync : the frames written are ``audio``'s own video's (interpolated, as
+        ``loopwave interpolate`` writes them): its sound keeps its place against that
+        video's first frame, the output's 0, whatever the two streams' start times
     segment_seconds : split into files of this many seconds each, named
         ``<stem>_000<ext>``, ``<stem>_001<ext>``, ... (:attr:`paths` lists them);
         not with ``audio`` or ``pingpong``. Existing files of those names are
@@ -866,6 +902,7 @@ class VideoWriter:
         pingpong: bool = False,
         queue_size: int = 8,
         options: Mapping[str, str] | None = None,
+        audio_sync: bool = False,
     ) -> None:
         av = _av()
         if not isinstance(path, (str, os.PathLike)):
@@ -1001,9 +1038,11 @@ class VideoWriter:
         self.pingpong = bool(pingpong)
         self.matrix, self.full_range = matrix, bool(full_range)
         self.metadata = metadata
+        if not isinstance(audio_sync, (bool, np.bool_)):
+            raise TypeError(f"audio_sync must be True or False; got {audio_sync!r:.40}")
         self._cfg = _Config(
             self.encoder, muxer, self.fps, gop, enc_opts, bitrate, matrix, self.full_range,
-            metadata, self.audio,
+            metadata, self.audio, audio_sync=bool(audio_sync),
         )  # fmt: skip
         self.size: tuple[int, int] | None = None  # (height, width) as encoded
         self._first = (0, 0)  # (height, width) of the first frame, as given
@@ -1577,11 +1616,15 @@ class _Decoder:
             self._check_open()
             self._index()
             times = self._pts if self._timed else []
-            if len(times) < 3:
+            base = self.stream.time_base
+            if len(times) < 3 or not base:
                 return True
-            gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False))
-            middle = gaps[len(gaps) // 2]
-            return gaps[0] >= middle / 2 and gaps[-1] <= middle * 3 / 2
+            # how far each frame's own time is from its place at the reader's rate (a
+            # first version compared each interval with the median one: a clip of 30 fps
+            # then 24 passed, 0.3 s off by its end, and one dropped frame failed)
+            step, base = 1 / self.fps, Fraction(base)
+            off = max(abs((t - times[0]) * base - i * step) for i, t in enumerate(times))
+            return off <= max(step, Fraction(1, 25))
 
     @property
     def settings(self) -> dict[str, Any] | None:
@@ -2117,10 +2160,10 @@ class VideoReader:
         "file."
     )
     evenly_spaced: _Forward[bool] = _Forward(
-        "Whether the frames' times are evenly spaced: every interval between two frames "
-        "within half the median interval of it (True where the file gives no times to tell "
-        "by, and for fewer than three frames). A variable-rate recording's frames, read "
-        "in order and played at :attr:`fps`, are not where they were."
+        "Whether the frames, played at :attr:`fps` from the first, each come within a "
+        "frame (or 40 ms, if more) of their own times: not so for a recording whose rate "
+        "changes, which drifts against its sound. True where the file gives no times to "
+        "tell by, and for fewer than three frames."
     )
     settings: _Forward[dict[str, Any] | None] = _Forward(
         "The JSON of the ``comment`` tag (what :class:`VideoWriter` stores), or None. "
@@ -2228,6 +2271,20 @@ def _png_size(path: Path) -> tuple[int, int] | None:
     return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
 
 
+def _image_size(path: Path, arg: str) -> tuple[int, int]:
+    """(height, width) of an image that is not a PNG, from its stream's header (FFmpeg's
+    probe: a 4K JPEG decoded for its size took 54 ms, its header 1 ms)."""
+    av = _av()
+    try:
+        with _av_open(path) as c:
+            s = c.streams.video[0]
+            if s.codec_context.width and s.codec_context.height:
+                return s.codec_context.height, s.codec_context.width
+    except (av.error.FFmpegError, IndexError, OSError):
+        pass
+    raise ValueError(f"{arg}: {path} is not an image (not a PNG, nor another FFmpeg reads)")
+
+
 def check_one_size(files: list[Path], arg: str) -> None:
     """Refuse a frame folder whose PNGs differ in size, naming the first odd one, from
     their headers alone: found by the encoder part way, it left a partial video. A file
@@ -2247,7 +2304,7 @@ def check_one_size(files: list[Path], arg: str) -> None:
                 raise ValueError(f"{arg}: {f} is empty (0 bytes), not an image")
             if signature == _PNG_SIGNATURE:
                 continue  # a damaged PNG: reading it says what is wrong
-            size = _read_png(f).shape[:2]  # (names the file where it cannot be read)
+            size = _image_size(f, arg)
         if first is None:
             first = (f, size)
         elif size != first[1]:
@@ -2399,9 +2456,14 @@ def _refuse_write_protected(out: Path, *, segmented: bool) -> None:
     targets = [out]
     if segmented:  # every numbered segment there, past a gap too, and not ``out`` itself,
         # which a segmented run never writes (from a review of the first version)
-        name = re.compile(rf"{re.escape(out.stem)}_\d{{3,}}{re.escape(out.suffix)}")
+        # (names the writer makes: seg_0001.mp4 or non-ASCII digits were refused too)
+        name = re.compile(rf"{re.escape(out.stem)}_(\d+){re.escape(out.suffix)}", re.ASCII)
         try:
-            targets = [f for f in out.parent.iterdir() if name.fullmatch(f.name)]
+            targets = [
+                f
+                for f in out.parent.iterdir()
+                if (m := name.fullmatch(f.name)) and _numbered(out, int(m[1])).name == f.name
+            ]
         except OSError:  # no folder (yet): nothing replaced
             targets = []
     for f in targets:
