@@ -881,6 +881,13 @@ def test_a_variable_rate_input_with_sound_is_noted(tmp_path, capsys):
     _flash_and_beep(dropped, 0, 0, rate=30, times=steady30)
     with VideoReader(changed) as c, VideoReader(dropped) as d:
         assert not c.evenly_spaced and d.evenly_spaced
+    # a timestamp jump in MPEG-TS (joined clips) is taken out, as the reader's span takes
+    # it out (a review: the note would have come for every joined .MTS); in MKV, a pause
+    joined = [100 * i for i in range(10)] + [20000 + 100 * i for i in range(10)]
+    _flash_and_beep(tmp_path / "joined.ts", 0, 0, times=joined)
+    _flash_and_beep(tmp_path / "paused.mkv", 0, 0, times=joined)
+    with VideoReader(tmp_path / "joined.ts") as j, VideoReader(tmp_path / "paused.mkv") as p:
+        assert j.evenly_spaced and not p.evenly_spaced
     assert main(["interpolate", str(src), "-o", str(out), "--blend", "--quiet"]) == 0
     assert "not evenly spaced in time" in capsys.readouterr().err
     argv = ["interpolate", str(steady), "-o", str(tmp_path / "c.mkv"), "--blend", "--quiet"]

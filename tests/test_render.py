@@ -1226,6 +1226,41 @@ def test_an_iterator_collected_in_a_cycle_never_waits_for_its_render(tmp_path, b
     assert r.frames == 8
 
 
+def test_an_iterator_collected_on_its_renders_own_thread_stops_quietly(monkeypatch):
+    """From a review: a collection on the render's own thread (it allocates most) closing
+    an iterator left in a cycle made it join itself: "RuntimeError: cannot join current
+    thread", printed as an ignored exception. It stops the render, quietly."""
+    import gc
+    import sys
+    import threading
+
+    import loopwave.render as lr
+
+    go, done, ignored = threading.Event(), threading.Event(), []
+
+    def render(settings, on_frame=None, **kw):
+        on_frame(0, np.zeros((8, 8, 3), np.uint8))
+        go.wait(30)
+        gc.collect()  # here, on the render's thread
+        done.set()
+        on_frame(1, np.zeros((8, 8, 3), np.uint8))  # stopped: raises _Stop
+
+    monkeypatch.setattr(lr, "render", render)
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: ignored.append(u.exc_value))
+    it = lr.render_frames(None)
+    assert next(it)[0] == 0
+    cycle: list = [it]
+    cycle.append(cycle)
+    del it, cycle
+    go.set()
+    assert done.wait(30)
+    deadline = time.monotonic() + 30
+    while any(t.name == "loopwave-render" for t in threading.enumerate()):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert not ignored, ignored
+
+
 def test_closing_a_slow_consumers_iterator_returns(tmp_path, backend):
     """With the consumer slower than the render, the end (or an error) waited behind the
     last frame in the one-slot queue forever, and close() with it."""

@@ -2391,3 +2391,26 @@ def test_refused_encoder_settings_are_all_named_with_the_output(tmp_path, capsys
     err = capsys.readouterr().err
     assert f"for {out} ({{'bitrate': 999}})" in err and ".partial" not in err
     assert not any(tmp_path.glob("clip*"))
+
+
+def test_a_sound_that_does_not_decode_is_named_and_its_file_closed(tmp_path):
+    """From a review of this session's sound placement: the first sound frame is decoded
+    when the writer opens its file, and a sound that fails there left its file open
+    (one descriptor per try) and was reported in FFmpeg's words alone."""
+    bad = tmp_path / "bad.mkv"
+    with av.open(str(bad), "w") as c:  # an MP3 track of noise: it opens, it does not decode
+        a = c.add_stream("mp3", rate=44100)
+        a.time_base = Fraction(1, 1000)
+        rng = np.random.default_rng(0)
+        for i in range(50):
+            p = av.Packet(bytes(rng.integers(0, 256, 400, dtype=np.uint8)))
+            p.stream, p.pts, p.dts, p.time_base = a, i * 26, i * 26, Fraction(1, 1000)
+            c.mux(p)
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("counts descriptors in /proc")
+    fds = len(os.listdir("/proc/self/fd"))
+    for k in range(3):
+        with pytest.raises(ValueError, match=r"audio: cannot decode the sound of \S*bad\.mkv"):
+            with lv.VideoWriter(tmp_path / f"o{k}.mp4", fps=10, audio=bad) as w:
+                w.write(moving(5))
+    assert len(os.listdir("/proc/self/fd")) == fds

@@ -1880,8 +1880,8 @@ def render_frames(settings: Settings | None, **options: Any) -> Iterator[tuple[i
         # render needs to end: from a review, that waited here for good. Only then the
         # render stops by itself after its frame (joined always, a later review found a
         # render left running at exit aborted the process, its frames unsaved)
-        if not _LOCKING.held_here():
-            t.join()
+        if t is not threading.current_thread() and not _LOCKING.held_here():
+            t.join()  # (a collection on the render's own thread closed it there too)
 
 
 def add_cli(sub: Any) -> None:

@@ -51,6 +51,7 @@ import contextlib
 import functools
 import heapq
 import io
+import itertools
 import json
 import math
 import os
@@ -501,7 +502,14 @@ class _AudioFeed:
         # the first source frame, decoded to place it; then samples of silence still to
         # put before it (written a second at a time: an offset of an hour was 2.6 GB in
         # one frame), and samples to cut from its start
-        self.head: Any = next(self.decoded, None)
+        try:
+            self.head: Any = next(self.decoded, None)
+        except av.error.FFmpegError as e:  # (its file was left open, and not named)
+            self.src.close()
+            raise ValueError(f"audio: cannot decode the sound of {source} ({e})") from e
+        except BaseException:
+            self.src.close()
+            raise
         self.exhausted = self.head is None
         self.pad = self.drop = 0
         self.heard = False  # whether any of the sound itself is in the output
@@ -1623,6 +1631,12 @@ class _Decoder:
             # first version compared each interval with the median one: a clip of 30 fps
             # then 24 passed, 0.3 s off by its end, and one dropped frame failed)
             step, base = 1 / self.fps, Fraction(base)
+            if self.container.format.flags & _TS_DISCONT:  # jumps taken out, as the span's
+                gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+                steady = sorted(g for g in gaps if g * base <= _TS_JUMP) or [0]
+                middle = steady[len(steady) // 2]
+                times = list(itertools.accumulate((middle if g * base > _TS_JUMP else g
+                                                   for g in gaps), initial=times[0]))  # fmt: skip
             off = max(abs((t - times[0]) * base - i * step) for i, t in enumerate(times))
             return off <= max(step, Fraction(1, 25))
 
