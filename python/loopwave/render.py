@@ -127,7 +127,7 @@ class _RunLock:
                     os.close(fd)
                     if gone:
                         continue
-                    raise ValueError(self.refusal(rd)) from None
+                    raise ValueError(_RunLock.refusal(rd)) from None
                 except BaseException:
                     os.close(fd)
                     raise
@@ -151,28 +151,28 @@ class _RunLock:
             self.key = (st.st_dev, st.st_ino)
             _HELD.add(self.key)
 
-    def refusal(self, rd: Path) -> str:
+    @staticmethod
+    def refusal(rd: Path) -> str:
         """Why a render cannot take ``rd`` while another holds its lock."""
-        if self._held_here():
+        if _RunLock._held_here(rd / ".lock"):
             return (
                 f"run_dir: {rd} is being rendered in this process: by a render on "
                 "another thread, or a render_frames iterator not closed (close it, "
                 "or iterate it in a with contextlib.closing(...) block)"
             )
-        pid = self._holder()
+        pid = _RunLock._holder(rd / ".lock")
         return (
             f"run_dir: {rd} is being rendered by another process"
             f"{f' (pid {pid})' if pid else ''}; wait for it, or stop it first"
         )
 
-    @classmethod
-    def busy(cls, rd: Path) -> str | None:
+    @staticmethod
+    def busy(rd: Path) -> str | None:
         """The refusal a render would get for ``rd`` now, or None where no render holds
         its lock (a probe: the lock is taken and let go at once; no lock file is made)."""
-        probe = cls.__new__(cls)
-        probe.path = rd / ".lock"
+        path = rd / ".lock"
         try:
-            fd = os.open(probe.path, os.O_RDWR)
+            fd = os.open(path, os.O_RDWR)
         except OSError:
             return None
         try:
@@ -180,23 +180,25 @@ class _RunLock:
                 try:
                     _flock(fd)
                 except BlockingIOError:
-                    return probe.refusal(rd) if _at_path(fd, probe.path) else None
+                    return _RunLock.refusal(rd) if _at_path(fd, path) else None
                 return None
         finally:
             os.close(fd)
 
-    def _held_here(self) -> bool:
-        """Whether this process holds the lock file now at the path (by its file, not
+    @staticmethod
+    def _held_here(path: Path) -> bool:
+        """Whether this process holds the lock file now at ``path`` (by its file, not
         its pid: a process of the same pid in another container named itself)."""
         try:
-            st = os.stat(self.path)
+            st = os.stat(path)
         except OSError:
             return False
         return (st.st_dev, st.st_ino) in _HELD
 
-    def _holder(self) -> int | None:
+    @staticmethod
+    def _holder(path: Path) -> int | None:
         try:
-            return int(self.path.read_text().strip())
+            return int(path.read_text().strip())
         except (OSError, ValueError):
             return None
 

@@ -445,6 +445,14 @@ def engine_key(
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
+def _cuda_index(dev: Any) -> int:
+    """A CUDA device's index: ``cuda`` alone is the current device, as torch places it."""
+    if dev.index is not None:
+        return int(dev.index)
+    torch, _ = _deps()
+    return int(torch.cuda.current_device())
+
+
 class OrtRunner:
     """Runs an exported graph (UNet, VAE encoder or decoder) with onnxruntime. Called with
     the graph's inputs in order, as torch tensors; returns its output as a tensor on the
@@ -476,13 +484,7 @@ class OrtRunner:
         if providers is None:
             providers = ["CPUExecutionProvider"]
             if "CUDAExecutionProvider" in have and (dev is None or dev.type == "cuda"):
-                gpu: dict[str, int] = {}
-                if dev is not None:  # ("cuda": the current device, as torch places it)
-                    index = dev.index
-                    if index is None:
-                        torch, _ = _deps()
-                        index = torch.cuda.current_device()
-                    gpu = {"device_id": index}
+                gpu = {} if dev is None else {"device_id": _cuda_index(dev)}
                 providers.insert(0, ("CUDAExecutionProvider", gpu))
         try:
             self.session = ort.InferenceSession(str(p), providers=providers)
@@ -554,8 +556,7 @@ class TrtRunner:
         dev = torch.device("cuda" if device is None else device)
         if dev.type != "cuda":
             raise ValueError(f"device: the TensorRT backend runs on a CUDA device; got {dev}")
-        if dev.index is None:
-            dev = torch.device("cuda", torch.cuda.current_device())
+        dev = torch.device("cuda", _cuda_index(dev))
         self.trt, self.torch, self.device = trt, torch, dev
         gpu = torch.cuda.get_device_name(dev)
         onnx = Path(onnx_path)

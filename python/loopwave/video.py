@@ -495,7 +495,6 @@ class _AudioFeed:
         self.fifo = av.AudioFifo()
         sound = self.src.streams.audio[0]
         self.decoded = self.src.decode(sound)
-        self.exhausted = False
         self.samples = 0  # samples sent to the encoder
         self.time = float("-inf")  # start time (s) of the newest audio packet muxed
         self.first_dts: float | None = None  # decoding time (s) of the first one
@@ -529,9 +528,8 @@ class _AudioFeed:
             return True
         if self.exhausted and self.head is None:
             return False
-        frame, self.head = (
-            (self.head, None) if self.head is not None else (next(self.decoded, None), None)
-        )
+        frame = self.head if self.head is not None else next(self.decoded, None)
+        self.head = None
         out = self.resampler.resample(frame)  # None flushes the resampler
         self.exhausted = frame is None
         for f in out:
@@ -1488,6 +1486,7 @@ class _Decoder:
             raise TypeError(f"autorotate must be True or False; got {autorotate!r}")
         self.batch = b
         self.path = Path(path)
+        self._where_opened = self.path.absolute()  # the relative path may move (chdir)
         # held by whatever uses the container and its decoder after __init__ (a read, a
         # batch of an iteration, the index, close), so that threads sharing the reader
         # take turns: PyAV decodes without the GIL, and from a review, two threads reading
@@ -1539,15 +1538,12 @@ class _Decoder:
         w, h = self._size
         self.width: int = h if self._turns % 2 else w
         self.height: int = w if self._turns % 2 else h
-        self._where_opened = self.path.absolute()  # the relative path may move (chdir)
         _open_readers.add(self)
 
     def _open(self) -> Any:
         av = _av()
-        # (a reopen: the file first opened, wherever the working folder has moved since)
-        where = getattr(self, "_where_opened", self.path)
-        try:
-            return _av_open(where)
+        try:  # (a reopen too: the file first opened, wherever the working folder is now)
+            return _av_open(self._where_opened)
         except (av.error.FFmpegError, UnicodeDecodeError) as e:  # damaged metadata: the latter
             raise ValueError(f"path: {self.path} is not a readable video ({e})") from None
 
@@ -1631,13 +1627,11 @@ class _Decoder:
             # first version compared each interval with the median one: a clip of 30 fps
             # then 24 passed, 0.3 s off by its end, and one dropped frame failed)
             step, base = 1 / self.fps, Fraction(base)
-            if self.container.format.flags & _TS_DISCONT:  # jumps taken out, as the span's
-                gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-                steady = sorted(g for g in gaps if g * base <= _TS_JUMP) or [0]
-                middle = steady[len(steady) // 2]
-                times = list(itertools.accumulate((middle if g * base > _TS_JUMP else g
-                                                   for g in gaps), initial=times[0]))  # fmt: skip
-            off = max(abs((t - times[0]) * base - i * step) for i, t in enumerate(times))
+            gaps = self._gaps(times, base)  # (timestamp jumps taken out, as the span's)
+            if gaps is None:
+                return True
+            at = itertools.accumulate(gaps, initial=0)
+            off = max(abs(t * base - i * step) for i, t in enumerate(at))
             return off <= max(step, Fraction(1, 25))
 
     @property
@@ -1724,24 +1718,16 @@ class _Decoder:
         that is not given, plus the mean interval between the frames. None where that
         cannot be told (one frame without a duration, no time base).
 
-        In formats whose timestamps may jump (MPEG-TS/PS: clips joined, a broadcast's
-        discontinuities, FFmpeg unwrapping a jump back as a wrap of the 33-bit clock), a
-        gap of more than :data:`_TS_JUMP` seconds between two frames counts as the median
-        interval, as ``ffmpeg`` takes such jumps out; elsewhere a gap is a pause."""
+        Timestamp jumps are taken out (:meth:`_gaps`)."""
         base = self.stream.time_base
         if not times or not base:
             return None
         base = Fraction(base)
         n = len(times)
-        total = Fraction(times[-1] - times[0])
-        if self.container.format.flags & _TS_DISCONT and n > 1:
-            gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-            steady = sorted(g for g in gaps if g * base <= _TS_JUMP)
-            if len(steady) < len(gaps):
-                if not steady:
-                    return None
-                typical = steady[len(steady) // 2]
-                total = Fraction(sum(g if g * base <= _TS_JUMP else typical for g in gaps))
+        gaps = self._gaps(times, base)
+        if gaps is None:
+            return None
+        total = Fraction(sum(gaps))
         if last is not None and last > 0:
             step = Fraction(last)
         elif n > 1:
@@ -1749,6 +1735,24 @@ class _Decoder:
         else:
             return None
         return (total + step) * base
+
+    def _gaps(self, times: list[int], base: Fraction) -> list[int] | None:
+        """The intervals between ``times`` (sorted, the time base ``base``). In formats
+        whose timestamps may jump (MPEG-TS/PS: clips joined, a broadcast's
+        discontinuities, FFmpeg unwrapping a jump back as a wrap of the 33-bit clock), a
+        gap of more than :data:`_TS_JUMP` seconds counts as the median interval, as
+        ``ffmpeg`` takes such jumps out; elsewhere a gap is a pause. None where every gap
+        is such a jump."""
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        if not self.container.format.flags & _TS_DISCONT:
+            return gaps
+        steady = sorted(g for g in gaps if g * base <= _TS_JUMP)
+        if len(steady) == len(gaps):
+            return gaps
+        if not steady:
+            return None
+        typical = steady[len(steady) // 2]
+        return [g if g * base <= _TS_JUMP else typical for g in gaps]
 
     def _cut_off(self, packet: Any) -> bool:
         """Whether ``packet`` is the cut-off last packet of a truncated file: flagged
@@ -2302,7 +2306,7 @@ def _image_size(path: Path, arg: str) -> tuple[int, int]:
 def check_one_size(files: list[Path], arg: str) -> None:
     """Refuse a frame folder whose PNGs differ in size, naming the first odd one, from
     their headers alone: found by the encoder part way, it left a partial video. A file
-    named ``.png`` that is another image (a JPEG) is decoded for its size, as the
+    named ``.png`` that is another image (a JPEG) is sized from its own header, as the
     encoder reads it: from a review, one of another size was refused as "frames must
     keep one size", naming neither the file nor the sizes. An empty one is refused."""
     first: tuple[Path, tuple[int, int]] | None = None
@@ -2541,18 +2545,17 @@ def writing_video(
                     "choose another output name"
                 )
     _refuse_write_protected(p, segmented=writer_options.get("segment_seconds") is not None)
+    # (a writer that refuses to start removes nothing: tmp may be a file open in a
+    # VideoReader, which its refusal protected)
     try:
-        writer = VideoWriter(tmp, **writer_options)
+        w = VideoWriter(tmp, **writer_options)
     except _SettingsRefused as e:  # the settings are for out, not for its partial file
         raise _SettingsRefused(str(e).replace(str(tmp), str(p))) from e.__cause__
-    w: VideoWriter | None = None
     try:
-        with writer as w:
+        with w:
             yield w
     except BaseException:
-        # the files the writer made, not tmp when the writer refused to start (tmp may be
-        # a file that is open in a VideoReader: the refusal protected it)
-        if not keep_partial and w is not None:
+        if not keep_partial:  # the files the writer made
             for f in {tmp, *w.paths}:
                 f.unlink(missing_ok=True)
         raise
