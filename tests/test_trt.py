@@ -62,6 +62,9 @@ def test_the_runners_providers_follow_the_models_device(onnx_fixed, monkeypatch)
     import onnxruntime as ort
 
     assert trt.OrtRunner(onnx_fixed, device="cpu").providers == ["CPUExecutionProvider"]
+    for bad in ("gpu0", 3.5):
+        with pytest.raises(ValueError, match="device: not a torch device"):
+            trt.OrtRunner(onnx_fixed, device=bad)
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         with pytest.warns(RuntimeWarning, match="runs on the CPU, not cuda:1: .*onnxruntime-gpu"):
             runner = trt.OrtRunner(onnx_fixed, device="cuda:1")

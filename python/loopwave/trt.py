@@ -479,7 +479,10 @@ class OrtRunner:
         dev = None
         if device is not None:
             torch, _ = _deps()
-            dev = torch.device(device)
+            try:
+                dev = torch.device(device)
+            except (RuntimeError, TypeError) as e:  # (torch's own words name no argument)
+                raise ValueError(f"device: not a torch device: {device!r:.60} ({e})") from None
         have = ort.get_available_providers()
         if providers is None:
             providers = ["CPUExecutionProvider"]
