@@ -858,19 +858,25 @@ def test_a_sound_file_with_a_picture_of_its_own_keeps_its_start(tmp_path):
     assert len(sound) > 0 and np.abs(sound).max() < 1e-3
 
 
-def test_a_variable_rate_input_with_sound_is_noted(tmp_path, capsys):
+def test_a_variable_rate_input_is_retimed_in_step_with_its_sound(tmp_path, capsys):
     """From a review: a variable-rate clip (a phone's, a screen recording) came out with
     its frames evenly spaced and its sound as it was, so picture and sound parted (here
-    0.5 s at the flash), without a word. Told now; a constant rate is not."""
+    0.5 s at the flash), without a word; then it was noted, not mended. Its frames are
+    now placed by their own times (retime), so the flash comes with the beep, and that is
+    said; a constant rate is not retimed."""
     pytest.importorskip("av")
     from loopwave.video import VideoReader
 
     src, out = tmp_path / "vfr.mkv", tmp_path / "out.mkv"
-    _flash_and_beep(src, 0, 0, times=[0, 100, 200, 1200, 1300, 1400, 1500])
+    vfr = [0, 100, 200, 1200, 1300, 1400, 1500]
+    _flash_and_beep(src, 0, 0, times=vfr)
     steady = tmp_path / "cfr.mkv"
     _flash_and_beep(steady, 0, 0)
     with VideoReader(src) as r, VideoReader(steady) as s:
         assert not r.evenly_spaced and s.evenly_spaced
+        np.testing.assert_allclose(r.times, np.array(vfr) / 1000, atol=1e-9)
+        np.testing.assert_allclose(s.times, np.arange(16) / 10, atol=1e-9)
+        rate = float(r.fps) * 6
     # a rate that changes part way (a phone in low light), and one frame dropped in a
     # steady rate: the drift is what counts (a first version, comparing each interval
     # with the median one, passed the former, 0.3 s off, and noted the latter)
@@ -888,11 +894,125 @@ def test_a_variable_rate_input_with_sound_is_noted(tmp_path, capsys):
     _flash_and_beep(tmp_path / "paused.mkv", 0, 0, times=joined)
     with VideoReader(tmp_path / "joined.ts") as j, VideoReader(tmp_path / "paused.mkv") as p:
         assert j.evenly_spaced and not p.evenly_spaced
+        np.testing.assert_allclose(j.times, np.arange(20) / 10, atol=2e-5)
+        np.testing.assert_allclose(p.times, np.array(joined) / 1000, atol=1e-9)
     assert main(["interpolate", str(src), "-o", str(out), "--blend", "--quiet"]) == 0
-    assert "not evenly spaced in time" in capsys.readouterr().err
+    assert "retimed by their timestamps" in capsys.readouterr().err
+    flash, beep = _flash_and_beep_times(out)
+    assert abs(flash - beep) < 1 / rate + 0.01, (flash, beep)  # within a frame of the output
+    with VideoReader(out) as o:  # the grid from 0 to 1.5 s at the rate x 6
+        assert o.frame_count == int(1.5 * rate + 1e-9) + 1
     argv = ["interpolate", str(steady), "-o", str(tmp_path / "c.mkv"), "--blend", "--quiet"]
     assert main(argv) == 0
-    assert "not evenly spaced" not in capsys.readouterr().err
+    assert "retimed" not in capsys.readouterr().err
+
+
+def _levels(frames):
+    return [int(f[0, 0, 0]) for f in frames]
+
+
+def _retimed_reference(values, times, fps, loop=False):
+    """What retime should give for flat frames of ``values`` shown at ``times``, by a
+    float64 walk over the output times (written apart from loopwave's grid)."""
+    t, vals = [float(x) for x in times], [float(x) for x in values]
+    if loop and len(t) > 1:
+        gaps = sorted(b - a for a, b in zip(t, t[1:], strict=False) if b > a)
+        mid = len(gaps) // 2
+        gap = gaps[mid] if len(gaps) % 2 else (gaps[mid - 1] + gaps[mid]) / 2
+        t, vals = [*t, t[-1] + gap], [*vals, vals[0]]
+    snap = min(1e-3, 0.25 / fps)
+    out, j = [], 0
+    while True:
+        at = t[0] + j / fps
+        if (loop and len(times) > 1 and at >= t[-1] - snap) or at > t[-1] + snap:
+            return out
+        i = max(k for k in range(len(t)) if t[k] <= at + snap)
+        if at - t[i] <= snap:
+            out.append(vals[i])
+        else:
+            u = (at - t[i]) / (t[i + 1] - t[i])
+            out.append((1 - u) * vals[i] + u * vals[i + 1])
+        j += 1
+
+
+@pytest.mark.parametrize("loop", [False, True])
+@pytest.mark.parametrize(
+    ("times", "fps"),
+    [
+        ([0.0, 0.1, 0.3, 0.35, 0.9, 1.0], 20),  # gaps of 1, 4, 1 and 11 output frames
+        ([0.0, 0.04, 0.05, 0.06, 0.2, 0.21, 0.5], 12),  # frames passed over
+        ([0.0, 0.0334, 0.0667, 0.1001, 0.2], 30),  # within 1 ms of the grid: the frame itself
+        ([5.0, 5.5, 5.5, 6.0], 4),  # a time twice (the later frame), from 5 s
+    ],
+)
+def test_retime_places_frames_by_their_times(times, fps, loop):
+    from loopwave.interpolate import retime
+
+    values = [10 + 40 * i for i in range(len(times))]
+    frames = [np.full((8, 8, 3), x, np.uint8) for x in values]
+    got = _levels(retime(frames, times, fps=fps, backend="blend", scene_cut=False, loop=loop))
+    want = _retimed_reference(values, times, fps, loop)
+    assert len(got) == len(want)
+    assert np.abs(np.array(got) - np.array(want)).max() <= 0.5 + 1e-9, (got, want)
+
+
+def test_retime_at_a_steady_rate_is_interpolate():
+    """Times at a steady rate, retimed to k times it, give interpolate's frames; with
+    workers, the same; a frame within 1 ms of its output time comes out unchanged."""
+    from loopwave.interpolate import retime
+
+    frames = [square_at(10 + 3 * i) for i in range(5)]
+    times = np.arange(5) / 10
+    for loop in (False, True):
+        want = list(interpolate(frames, factor=6, loop=loop, workers=1))
+        for workers in (1, 3):
+            got = list(retime(frames, times, fps=60, loop=loop, workers=workers))
+            assert len(got) == len(want)
+            worst = max(
+                int(np.abs(x.astype(int) - y).max()) for x, y in zip(got, want, strict=True)
+            )
+            assert worst <= 1
+    jittered = times + np.array([0, 4e-4, -6e-4, 9e-4, -2e-4])
+    got = list(retime(frames, jittered, fps=60))
+    assert len(got) == 25
+    for i, f in enumerate(frames):
+        np.testing.assert_array_equal(got[6 * i], f)
+
+
+def test_retime_holds_across_a_cut_and_checks_its_input():
+    from skimage import data
+
+    from loopwave.interpolate import retime
+
+    photo = cv2.resize(data.astronaut(), (96, 64))
+    frames = [square_at(10), square_at(13), photo]
+    got = list(retime(frames, [0, 0.1, 0.4], fps=10, backend="blend"))
+    assert len(got) == 5
+    for held in got[1:4]:  # across the cut, the frame before it
+        np.testing.assert_array_equal(held, frames[1])
+    np.testing.assert_array_equal(got[4], photo)
+    f = [np.zeros((8, 8, 3), np.uint8)] * 3
+    for bad, err, what in [
+        ([0, 0.2, 0.1], ValueError, r"must not decrease; times\[2\]"),
+        ([0, np.nan, 1], ValueError, "finite"),
+        ([], ValueError, "none"),
+        ([[0, 1, 2]], TypeError, "1-D"),
+        (["0", "1", "2"], TypeError, "seconds"),
+        ([0, [1], 2], TypeError, "seconds"),
+    ]:
+        with pytest.raises(err, match=what):
+            retime(f, bad, fps=10)
+    for fps, err in ((0, ValueError), (None, TypeError), ("fast", ValueError)):
+        with pytest.raises(err, match="fps"):
+            retime(f, [0, 1, 2], fps=fps)
+    with pytest.raises(ValueError, match="more frames than the 2 times"):
+        list(retime(f, [0, 1], fps=10, backend="blend"))
+    with pytest.raises(TypeError, match="frames"):
+        retime("abc", [0], fps=10)
+    with pytest.raises(ValueError, match="scene_cut"):
+        retime(f, [0, 1, 2], fps=10, scene_cut=2)
+    # fewer frames than times: the output ends at the last frame
+    assert _levels(retime(f[:2], [0, 0.1, 0.2], fps=20, backend="blend")) == [0, 0, 0]
 
 
 def test_a_lightness_only_cut_is_under_the_default_threshold():
@@ -903,3 +1023,12 @@ def test_a_lightness_only_cut_is_under_the_default_threshold():
     d = scene_cut_distance(a, b)
     assert 0.3 < d <= 1 / 3 + 1e-9  # the docs: "at most 1/3, under the default threshold"
     assert not is_scene_cut(a, b)
+
+
+def test_the_interpolate_docstring_examples_run():
+    import doctest
+
+    import loopwave.interpolate
+
+    result = doctest.testmod(loopwave.interpolate)
+    assert result.attempted >= 2 and result.failed == 0

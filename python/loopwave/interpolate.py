@@ -22,7 +22,9 @@ RIFE runs through the same interface: :class:`loopwave.rife.OnnxRifeInterpolator
 
 :func:`interpolate` streams: frames in, frames out, constant memory. Across a
 scene cut (:func:`is_scene_cut`) it does not interpolate: it holds the frame
-before the cut for the in-between slots, so the cut stays a cut.
+before the cut for the in-between slots, so the cut stays a cut. :func:`retime`
+does the same for frames shown at uneven times (a variable-rate recording):
+it places them by their times on an even grid.
 
 Example
 -------
@@ -59,6 +61,7 @@ __all__ = [
     "Interpolator",
     "interpolate",
     "is_scene_cut",
+    "retime",
     "scene_cut_distance",
 ]
 
@@ -351,13 +354,28 @@ def interpolate(
     The arguments are checked when this is called; the frames as they are read.
     """
     k = resolve_factor(factor, to_fps, fps)
-    if isinstance(frames, np.ndarray) and frames.ndim != 4:
-        raise ValueError(f"frames: an array must be (N, H, W, 3); got shape {frames.shape}")
-    if isinstance(frames, (str, bytes)) or not isinstance(frames, Iterable):
-        raise TypeError(
-            f"frames must be an iterable of (H, W, 3) uint8 frames; got {type(frames).__name__}"
-        )
+    _check_frames_arg(frames)
+    interp, threshold, loop, workers = _checked_backend(backend, scene_cut, loop, workers)
+    ts = np.arange(1, k) / k
+    return _stream(frames, _Slots(lambda i: True, lambda i: ts), interp, threshold, loop, workers)
 
+
+class _Slots:
+    """Where the output frames fall, for :func:`_stream`: ``lands(i)``, whether input
+    frame ``i`` is itself an output frame, and ``between(i)``, the times in (0, 1),
+    increasing, of the in-betweens from frame ``i`` to the next (with ``loop``, from the
+    last frame to the first)."""
+
+    def __init__(self, lands: Any, between: Any) -> None:
+        self.lands: Any = lands
+        self.between: Any = between
+
+
+def _checked_backend(
+    backend: str | Interpolator, scene_cut: Any, loop: Any, workers: Any
+) -> tuple[Interpolator, float | None, bool, int]:
+    """The options :func:`interpolate` and :func:`retime` share, checked: the backend,
+    the scene-cut threshold (None: off), ``loop`` and the number of workers."""
     if not isinstance(loop, (bool, np.bool_)):
         raise TypeError(f"loop must be True or False; got {loop!r}")
     interp = _backend(backend)
@@ -377,28 +395,155 @@ def interpolate(
         raise ValueError(
             f"scene_cut must be True, False or a threshold in (0, 1]; got {scene_cut!r}"
         )
-    return _stream(frames, np.arange(1, k) / k, interp, threshold, bool(loop), workers)
+    return interp, threshold, bool(loop), workers
+
+
+def _check_frames_arg(frames: Any) -> None:
+    if isinstance(frames, np.ndarray) and frames.ndim != 4:
+        raise ValueError(f"frames: an array must be (N, H, W, 3); got shape {frames.shape}")
+    if isinstance(frames, (str, bytes)) or not isinstance(frames, Iterable):
+        raise TypeError(
+            f"frames must be an iterable of (H, W, 3) uint8 frames; got {type(frames).__name__}"
+        )
+
+
+#: seconds: an output time this close to an input frame's time shows that frame itself
+#: (at most a quarter of the output's frame interval)
+RETIME_SNAP = 1e-3
+
+
+def _retime_times(times: Any) -> np.ndarray:
+    """``times`` checked: a 1-D sequence of finite seconds, not decreasing, at least one."""
+    try:
+        raw = np.asarray(times)
+    except (TypeError, ValueError):  # ragged
+        raise TypeError(f"times must be a sequence of seconds; got {times!r:.60}") from None
+    if raw.dtype.kind not in "iuf" or raw.ndim != 1:
+        raise TypeError(
+            f"times must be a 1-D sequence of seconds; got {raw.dtype} of shape {raw.shape}"
+        )
+    t = raw.astype(np.float64)
+    if t.size == 0:
+        raise ValueError("times must hold a time for each frame; got none")
+    if not np.all(np.isfinite(t)):
+        raise ValueError(f"times must be finite; got {t[~np.isfinite(t)][0]}")
+    if np.any(np.diff(t) < 0):
+        at = int(np.nonzero(np.diff(t) < 0)[0][0]) + 1
+        raise ValueError(f"times must not decrease; times[{at}] = {t[at]} < {t[at - 1]}")
+    return t
+
+
+def _retime_grid(times: np.ndarray, fps: float, loop: bool) -> tuple[np.ndarray, np.ndarray]:
+    """For each output frame of :func:`retime`, the input frame at or before its time
+    and its place from there to the next frame, in [0, 1) (0: that frame itself).
+    With ``loop`` and more than one frame, the last frame goes on to the first over the
+    median interval between frames (index ``len(times) - 1``, places toward the first)."""
+    snap = min(RETIME_SNAP, 0.25 / fps)
+    t = times
+    end = t[-1] + snap
+    if loop and len(t) > 1:
+        gaps = np.diff(t)
+        gap = float(np.median(gaps[gaps > 0])) if np.any(gaps > 0) else 1 / fps
+        t = np.append(t, t[-1] + gap)
+        end = t[-1] - snap  # (the first frame again is not an output)
+    count = int(np.floor((end - t[0]) * fps)) + 1
+    at = t[0] + np.arange(count) / fps
+    at = at[at <= end] if not (loop and len(times) > 1) else at[at < end]
+    i = np.searchsorted(t, at + snap, side="right") - 1
+    i = np.minimum(i, len(times) - 1)
+    off = at - t[i]
+    nxt = t[np.minimum(i + 1, len(t) - 1)]
+    span = nxt - t[i]
+    place = np.where((off <= snap) | (span <= 0), 0.0, off / np.where(span > 0, span, 1.0))
+    return i, np.clip(place, 0.0, np.nextafter(1.0, 0.0))
+
+
+def retime(
+    frames: Iterable[np.ndarray],
+    times: Sequence[float] | np.ndarray,
+    *,
+    fps: Any,
+    backend: str | Interpolator = "flow",
+    scene_cut: bool | float = True,
+    loop: bool = False,
+    workers: int | None = None,
+) -> Iterator[np.ndarray]:
+    """Stream ``frames``, shown at ``times`` (seconds, not decreasing; a variable-rate
+    recording's, as :attr:`loopwave.video.VideoReader.times` gives them), as frames
+    evenly spaced at ``fps`` from the first frame's time, so the result plays in step
+    with the recording's sound.
+
+    Output frame ``j`` shows the time ``times[0] + j / fps``: the input frame there, where
+    one is within :data:`RETIME_SNAP` (1 ms; at most a quarter of an output interval)
+    of it, else the in-between of the frames before and after it, at its place between
+    them (as :func:`interpolate` makes them: ``backend``, ``scene_cut``, ``workers``).
+    Frames between two output times are passed over; a long interval gets as many
+    in-betweens as output times fall in it. The output ends at the last frame's time;
+    with ``loop``, it goes on from the last frame to the first over the median interval
+    between frames. Times at the input's own steady rate times ``k`` give what
+    :func:`interpolate` gives with ``factor=k``.
+
+    ``frames`` must not outnumber ``times`` (a ValueError when the frame past the last
+    time comes); fewer frames end the output at the last frame's time.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from loopwave.interpolate import retime
+    >>> frames = [np.full((8, 8, 3), v, np.uint8) for v in (0, 100, 200)]
+    >>> [int(f[0, 0, 0]) for f in retime(frames, [0.0, 0.1, 0.3], fps=10, backend="blend")]
+    [0, 100, 150, 200]
+    """
+    _check_frames_arg(frames)
+    t = _retime_times(times)
+    from .video import parse_fps
+
+    rate = float(parse_fps(fps, "fps"))
+    interp, threshold, loop, workers = _checked_backend(backend, scene_cut, loop, workers)
+    frame, place = _retime_grid(t, rate, loop)
+    lands = np.zeros(len(t) + 1, bool)
+    lands[frame[place == 0]] = True
+    starts = np.searchsorted(frame, np.arange(len(t) + 1))
+
+    def between(i: int) -> np.ndarray:
+        here = place[starts[i] : starts[i + 1]]
+        return here[here > 0]
+
+    def counted() -> Iterator[np.ndarray]:
+        for i, f in enumerate(frames):
+            if i == len(t):
+                raise ValueError(f"frames: more frames than the {len(t)} times given")
+            yield f
+
+    slots = _Slots(lambda i: bool(lands[i]), between)
+    return _stream(counted(), slots, interp, threshold, loop, workers)
 
 
 def _stream(
     frames: Iterable[np.ndarray],
-    ts: np.ndarray,
+    slots: _Slots,
     interp: Interpolator,
     threshold: float | None,
     loop: bool,
     workers: int,
 ) -> Iterator[np.ndarray]:
-    """The generator behind :func:`interpolate` (arguments already checked)."""
+    """The generator behind :func:`interpolate` and :func:`retime` (arguments already
+    checked)."""
 
-    def fill(a: np.ndarray, b: np.ndarray) -> Iterable[np.ndarray]:
+    def fill(a: np.ndarray, b: np.ndarray, ts: np.ndarray) -> Iterable[np.ndarray]:
+        if not ts.size:
+            return []
         if threshold is not None and scene_cut_distance(a, b) > threshold:
             return [a.copy() for _ in ts]  # each its own array, as interpolated ones are
         return interp.between(a, b, ts)
 
-    def pairs() -> Iterator[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
-        """(a, b, frame after the in-betweens): the first frame comes as (first, None,
-        None); with ``loop`` the last pair (last, first) has nothing after it."""
+    def pairs() -> Iterator[tuple[int, np.ndarray, np.ndarray | None, np.ndarray | None]]:
+        """(i, a, b, frame after the in-betweens) for frames ``i`` and ``i + 1``: the
+        first frame comes as (-1, first, None, first); with ``loop`` the last pair (last,
+        first) has nothing after it. The frame after is left out where it is not an
+        output frame itself (``slots.lands``)."""
         first = prev = None
+        n = 0
         for i, f in enumerate(frames):
             cur, single = v.frames(f, f"frames[{i}]")
             if not single:
@@ -411,16 +556,17 @@ def _stream(
             cur = cur[0].copy()
             if prev is None:
                 first = cur
-                yield cur, None, None
+                yield -1, cur, None, cur
             else:
                 if cur.shape != prev.shape or cur.dtype != prev.dtype:
                     raise ValueError(
                         f"frames[{i}] must match the frames before it in shape and dtype"
                     )
-                yield prev, cur, cur
+                yield i - 1, prev, cur, cur
             prev = cur
+            n = i + 1
         if loop and prev is not None and first is not None and prev is not first:
-            yield prev, first, None
+            yield n - 1, prev, first, None
 
     # pairs run on a pool of `workers` threads (inline with one worker); results are
     # taken in order, at most `workers` in flight
@@ -441,7 +587,7 @@ def _stream(
         source = pairs()
         while True:
             try:
-                a, b, after = next(source)
+                i, a, b, after = next(source)
             except StopIteration:
                 break
             except Exception:
@@ -451,11 +597,16 @@ def _stream(
                     yield from oldest()
                 raise
             # the frames yielded are the caller's to change: copies of the ones kept
+            if after is not None and not slots.lands(i + 1):
+                after = None  # (retime: this frame falls between two output times)
             if b is None:
-                yield a.copy()
+                if after is not None:
+                    yield after.copy()
                 continue
             after = None if after is None else after.copy()
-            pending.append((pool.submit(fill, a, b) if pool is not None else fill(a, b), after))
+            ts = slots.between(i)
+            job = pool.submit(fill, a, b, ts) if pool is not None else fill(a, b, ts)
+            pending.append((job, after))
             if len(pending) >= workers:
                 yield from oldest()
         while pending:
@@ -523,15 +674,15 @@ def _check_output(path: Path, video: bool) -> None:
 
 def _read_input(
     path: Path,
-) -> tuple[Iterator[np.ndarray], int | None, Fraction | None, bool]:
-    """The input's frames, their number and rate where known, and whether they are
-    evenly spaced in time (a folder's are)."""
+) -> tuple[Iterator[np.ndarray], int | None, Fraction | None, np.ndarray | None]:
+    """The input's frames, their number and rate where known, and their times where
+    they are not evenly spaced in time (a variable-rate video's; a folder's are even)."""
     if path.is_dir():
         from .video import _read_png, check_one_size, read_frames_dir
 
         files = read_frames_dir(path, arg="IN")
         check_one_size(files, "IN")
-        return (_read_png(f) for f in files), len(files), None, True
+        return (_read_png(f) for f in files), len(files), None, None
     if path.is_file():
         from .video import VideoReader
 
@@ -539,7 +690,8 @@ def _read_input(
             r = VideoReader(path)
         except (OSError, ValueError) as e:  # it names its parameter, path: here IN
             raise type(e)(v.renamed(str(e), {"path": "IN"})) from e
-        return (f for batch in r for f in batch), r.frame_count, r.fps, r.evenly_spaced
+        times = None if r.evenly_spaced else r.times
+        return (f for batch in r for f in batch), r.frame_count, r.fps, times
     raise OSError(f"IN: no such file or folder {path}")
 
 
@@ -573,7 +725,8 @@ def add_cli(sub: Any) -> None:
     p.add_argument(
         "--fps",
         default=None,
-        help="input fps: a folder's (default 10); for a video, in place of its own rate",
+        help="input fps: a folder's (default 10); for a video, in place of its own rate "
+        "(a variable-rate video is then not retimed by its frames' times)",
     )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--flow", action="store_true", help="optical-flow interpolation (default)")
@@ -623,11 +776,13 @@ def add_cli(sub: Any) -> None:
         if not video_out and out.is_dir() and any(out.iterdir()):
             # stale frames of an earlier run would mix with these ones
             raise ValueError(f"-o: {out} already holds files; pick an empty or new folder")
-        frames, n, in_fps, even = _read_input(src)
+        frames, n, in_fps, times = _read_input(src)
         from .video import parse_fps
 
         fps = parse_fps(a.fps) if a.fps is not None else (in_fps or Fraction(10))
-        if video_out and fps * k > 1000:
+        if a.fps is not None:
+            times = None  # (the frames are taken as evenly spaced at the rate given)
+        if (video_out or times is not None) and fps * k > 1000:
             rate = "--fps" if a.fps is not None else "the input's rate"
             raise ValueError(f"{rate} x --factor: at most 1000 fps out; got {fps} x {k}")
         # the first frame before any output is made: an input with no decodable frame
@@ -639,13 +794,20 @@ def add_cli(sub: Any) -> None:
         # with --loop, n > 1 frames give n * k (the last is interpolated toward the first);
         # one frame stays one frame
         total = None if not n else (n * k if a.loop and n > 1 else (n - 1) * k + 1)
-        stream = interpolate(
-            frames,
-            factor=k,
-            backend=backend,
-            scene_cut=not a.no_scene_cut,
-            loop=a.loop,
-        )
+        opts: dict[str, Any] = {"backend": backend, "scene_cut": not a.no_scene_cut, "loop": a.loop}
+        if times is not None:
+            # a variable rate (a phone's clip, a screen recording): the frames are placed by
+            # their own times on an even grid at the rate x k, so the picture stays in step
+            # with the sound (evenly spaced as they came, it drifted: 0.5 s in a test)
+            total = len(_retime_grid(times, float(fps * k), a.loop)[0])
+            print(
+                f"note: the input's frames are not evenly spaced in time (a variable frame "
+                f"rate); they are retimed by their timestamps to {float(fps * k):.6g} fps",
+                file=sys.stderr,
+            )
+            stream = retime(frames, times, fps=fps * k, **opts)
+        else:
+            stream = interpolate(frames, factor=k, **opts)
         count = 0
         with Progress(total or 0, "interpolate", enabled=not a.quiet and bool(total)) as bar:
             if video_out:
@@ -657,13 +819,6 @@ def add_cli(sub: Any) -> None:
                     print(
                         f"note: --fps {fps} is not the input's rate ({in_fps}): the video plays "
                         "at another speed than its sound",
-                        file=sys.stderr,
-                    )
-                elif sound is not None and not even:  # (from a review: said nothing)
-                    print(
-                        "note: the input's frames are not evenly spaced in time (a variable "
-                        "frame rate); the output spaces them evenly, so its picture drifts "
-                        "against the sound in places (--no-audio leaves the sound out)",
                         file=sys.stderr,
                     )
                 with writing_video(

@@ -1617,22 +1617,37 @@ class _Decoder:
     def evenly_spaced(self) -> bool:
         """See VideoReader.evenly_spaced."""
         with self._lock:
-            self._check_open()
-            self._index()
-            times = self._pts if self._timed else []
-            base = self.stream.time_base
-            if len(times) < 3 or not base:
+            at = self._times()
+            if at is None or len(at) < 3:
                 return True
             # how far each frame's own time is from its place at the reader's rate (a
             # first version compared each interval with the median one: a clip of 30 fps
             # then 24 passed, 0.3 s off by its end, and one dropped frame failed)
-            step, base = 1 / self.fps, Fraction(base)
-            gaps = self._gaps(times, base)  # (timestamp jumps taken out, as the span's)
-            if gaps is None:
-                return True
-            at = itertools.accumulate(gaps, initial=0)
-            off = max(abs(t * base - i * step) for i, t in enumerate(at))
+            step = 1 / self.fps
+            off = max(abs(t - i * step) for i, t in enumerate(at))
             return off <= max(step, Fraction(1, 25))
+
+    @property
+    def times(self) -> np.ndarray | None:
+        """See VideoReader.times."""
+        with self._lock:
+            at = self._times()
+            return None if at is None else np.array([float(t) for t in at])
+
+    def _times(self) -> list[Fraction] | None:
+        """Each frame's time in seconds from the first frame's, timestamp jumps taken out
+        as the span takes them out (:meth:`_gaps`); None where the file gives no times to
+        tell by. The caller holds the lock."""
+        self._check_open()
+        self._index()
+        base = self.stream.time_base
+        if not self._timed or not self._pts or not base:
+            return None
+        base = Fraction(base)
+        gaps = self._gaps(self._pts, base)
+        if gaps is None:
+            return None
+        return [t * base for t in itertools.accumulate(gaps, initial=0)]
 
     @property
     def settings(self) -> dict[str, Any] | None:
@@ -2182,6 +2197,14 @@ class VideoReader:
         "frame (or 40 ms, if more) of their own times: not so for a recording whose rate "
         "changes, which drifts against its sound. True where the file gives no times to "
         "tell by, and for fewer than three frames."
+    )
+    times: _Forward[np.ndarray | None] = _Forward(
+        "Each frame's time in seconds from the first frame's (float64, one per frame an "
+        "iteration yields, increasing), from the packets' timestamps, with MPEG-TS "
+        "timestamp jumps taken out as :attr:`duration` takes them out. None where the "
+        "file gives no time for every frame (a raw stream), or gives one time twice. "
+        ":func:`loopwave.interpolate.retime` takes them, to space a variable-rate "
+        "recording's frames evenly."
     )
     settings: _Forward[dict[str, Any] | None] = _Forward(
         "The JSON of the ``comment`` tag (what :class:`VideoWriter` stores), or None. "
