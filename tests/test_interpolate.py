@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from fractions import Fraction
 
 import numpy as np
@@ -1023,6 +1024,54 @@ def test_a_lightness_only_cut_is_under_the_default_threshold():
     d = scene_cut_distance(a, b)
     assert 0.3 < d <= 1 / 3 + 1e-9  # the docs: "at most 1/3, under the default threshold"
     assert not is_scene_cut(a, b)
+
+
+def test_cli_to_fps_converts_any_rate(tmp_path, capsys):
+    """--to-fps: a rate that is no multiple of the input's (24 -> 60, 60 -> 24), each
+    output frame the input frame at its time or an in-between (--factor takes whole
+    multiples only)."""
+    from loopwave.png import read_png
+
+    src = tmp_path / "in"
+    src.mkdir()
+    values = [0, 40, 80, 120, 160, 200]
+    for i, x in enumerate(values):
+        write_png(src / f"{i:03d}.png", np.full((16, 16, 3), x, np.uint8))
+    for rate, to in (("24", "60"), ("60", "24"), ("24", "24000/1001")):
+        out = tmp_path / f"out_{rate}_{to.replace('/', '_')}"
+        argv = ["interpolate", str(src), "-o", str(out), "--fps", rate, "--to-fps", to]
+        assert main([*argv, "--blend", "--no-scene-cut", "--quiet"]) == 0
+        got = [int(read_png(f)[0, 0, 0]) for f in sorted(out.glob("*.png"))]
+        want = _retimed_reference(values, np.arange(6) / int(rate), float(Fraction(to)))
+        assert len(got) == len(want) and np.abs(np.array(got) - want).max() <= 0.5 + 1e-9
+    assert len(got) == 6  # (24000/1001 from 24: the last frame's time is past the grid's)
+    for argv, what in (
+        (["--to-fps", "60", "--factor", "2"], "not allowed with"),
+        (["--to-fps", "0"], "--to-fps"),
+        (["--to-fps", "fast"], "--to-fps"),
+        (["--to-fps", "1001"], "--to-fps"),
+    ):
+        out = tmp_path / "refused"
+        with pytest.raises(SystemExit) if "allowed" in what else contextlib.nullcontext():
+            assert main(["interpolate", str(src), "-o", str(out), *argv, "--quiet"]) == 2
+        assert what in capsys.readouterr().err
+        assert not out.exists()
+
+
+def test_cli_to_fps_keeps_a_video_in_step_with_its_sound(tmp_path, capsys):
+    """25 fps to 60 (2.4 frames out per frame in): the flash still comes with the beep,
+    and the video is 60 fps."""
+    pytest.importorskip("av")
+    from loopwave.video import VideoReader
+
+    src, out = tmp_path / "in.mkv", tmp_path / "out.mp4"
+    _flash_and_beep(src, 0, 0, times=[40 * i for i in range(50)], rate=25)
+    assert main(["interpolate", str(src), "-o", str(out), "--to-fps", "60", "--quiet"]) == 0
+    assert "retimed" not in capsys.readouterr().err  # (evenly spaced: no note)
+    flash, beep = _flash_and_beep_times(out)
+    assert abs(flash - beep) < 1 / 60 + 0.01, (flash, beep)
+    with VideoReader(out) as r:
+        assert r.fps == 60 and r.frame_count == int(49 / 25 * 60) + 1
 
 
 def test_the_interpolate_docstring_examples_run():

@@ -719,8 +719,15 @@ def add_cli(sub: Any) -> None:
         required=True,
         help="a folder (PNG frames) or a video file (.mp4, .m4v, .mov, .mkv, .webm)",
     )
-    p.add_argument(
-        "--factor", type=int, default=6, help="frames out per frame in (2..16; default: 6)"
+    rate = p.add_mutually_exclusive_group()
+    rate.add_argument(
+        "--factor", type=int, default=None, help="frames out per frame in (2..16; default: 6)"
+    )
+    rate.add_argument(
+        "--to-fps",
+        default=None,
+        help="the output's frame rate, any (24 -> 60, 60 -> 24), in place of --factor: "
+        "each output frame is the input frame at its time or an in-between",
     )
     p.add_argument(
         "--fps",
@@ -757,7 +764,7 @@ def add_cli(sub: Any) -> None:
         from ._progress import Progress
         from .png import write_png
 
-        k = resolve_factor(a.factor)
+        k = resolve_factor(6 if a.factor is None else a.factor)
         backend: str | Interpolator = "blend" if a.blend else "flow"
         if a.scale is not None and a.model is None:
             raise ValueError("--scale: only with --model")
@@ -782,9 +789,16 @@ def add_cli(sub: Any) -> None:
         fps = parse_fps(a.fps) if a.fps is not None else (in_fps or Fraction(10))
         if a.fps is not None:
             times = None  # (the frames are taken as evenly spaced at the rate given)
-        if (video_out or times is not None) and fps * k > 1000:
-            rate = "--fps" if a.fps is not None else "the input's rate"
-            raise ValueError(f"{rate} x --factor: at most 1000 fps out; got {fps} x {k}")
+        uneven = times is not None
+        if a.to_fps is not None:
+            out_fps = parse_fps(a.to_fps, "--to-fps")
+            if times is None:  # evenly spaced at the input's rate
+                times = np.arange(n) / float(fps)
+        else:
+            out_fps = fps * k
+            if (video_out or uneven) and out_fps > 1000:
+                rate = "--fps" if a.fps is not None else "the input's rate"
+                raise ValueError(f"{rate} x --factor: at most 1000 fps out; got {fps} x {k}")
         # the first frame before any output is made: an input with no decodable frame
         # (a cut-off file) is an error about the input, and leaves nothing behind
         first = next(frames, None)
@@ -796,16 +810,19 @@ def add_cli(sub: Any) -> None:
         total = None if not n else (n * k if a.loop and n > 1 else (n - 1) * k + 1)
         opts: dict[str, Any] = {"backend": backend, "scene_cut": not a.no_scene_cut, "loop": a.loop}
         if times is not None:
-            # a variable rate (a phone's clip, a screen recording): the frames are placed by
-            # their own times on an even grid at the rate x k, so the picture stays in step
-            # with the sound (evenly spaced as they came, it drifted: 0.5 s in a test)
-            total = len(_retime_grid(times, float(fps * k), a.loop)[0])
-            print(
-                f"note: the input's frames are not evenly spaced in time (a variable frame "
-                f"rate); they are retimed by their timestamps to {float(fps * k):.6g} fps",
-                file=sys.stderr,
-            )
-            stream = retime(frames, times, fps=fps * k, **opts)
+            # --to-fps, or a variable rate (a phone's clip, a screen recording): the frames
+            # are placed by their times on an even grid at the output's rate, so the picture
+            # stays in step with the sound (a variable rate's frames evenly spaced as they
+            # came drifted: 0.5 s in a test)
+            total = len(_retime_grid(times, float(out_fps), a.loop)[0])
+            if uneven:
+                print(
+                    f"note: the input's frames are not evenly spaced in time (a variable "
+                    f"frame rate); they are retimed by their timestamps to "
+                    f"{float(out_fps):.6g} fps",
+                    file=sys.stderr,
+                )
+            stream = retime(frames, times, fps=out_fps, **opts)
         else:
             stream = interpolate(frames, factor=k, **opts)
         count = 0
@@ -824,7 +841,7 @@ def add_cli(sub: Any) -> None:
                 with writing_video(
                     out,
                     inputs=[src],
-                    fps=fps * k,
+                    fps=out_fps,
                     keep_partial=a.keep_partial,
                     audio=sound,
                     audio_sync=True,
