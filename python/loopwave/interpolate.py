@@ -41,6 +41,7 @@ import abc
 import collections
 import concurrent.futures
 import itertools
+import numbers
 import os
 import sys
 import threading
@@ -357,14 +358,15 @@ def interpolate(
     _check_frames_arg(frames)
     interp, threshold, loop, workers = _checked_backend(backend, scene_cut, loop, workers)
     ts = np.arange(1, k) / k
-    return _stream(frames, _Slots(lambda i: True, lambda i: ts), interp, threshold, loop, workers)
+    slots = _Slots(lambda i: True, lambda i, wrap: ts)
+    return _stream(frames, slots, interp, threshold, loop, workers)
 
 
 class _Slots:
     """Where the output frames fall, for :func:`_stream`: ``lands(i)``, whether input
-    frame ``i`` is itself an output frame, and ``between(i)``, the times in (0, 1),
-    increasing, of the in-betweens from frame ``i`` to the next (with ``loop``, from the
-    last frame to the first)."""
+    frame ``i`` is itself an output frame, and ``between(i, wrap)``, the times of the
+    outputs from frame ``i`` to the next (``wrap``: the last frame to the first, with
+    ``loop``), increasing, in [0, 1): 0 a copy of frame ``i`` (held), others in-betweens."""
 
     def __init__(self, lands: Any, between: Any) -> None:
         self.lands: Any = lands
@@ -410,6 +412,9 @@ def _check_frames_arg(frames: Any) -> None:
 #: seconds: an output time this close to an input frame's time shows that frame itself
 #: (at most a quarter of the output's frame interval)
 RETIME_SNAP = 1e-3
+#: :func:`retime` makes at most this many output frames (a guard against times in the
+#: wrong unit: milliseconds given as seconds)
+RETIME_MAX_FRAMES = 10**9
 
 
 def _retime_times(times: Any) -> np.ndarray:
@@ -418,6 +423,13 @@ def _retime_times(times: Any) -> np.ndarray:
         raw = np.asarray(times)
     except (TypeError, ValueError):  # ragged
         raise TypeError(f"times must be a sequence of seconds; got {times!r:.60}") from None
+    if raw.dtype.kind == "O" and raw.ndim == 1:  # Fractions, Decimals
+        from decimal import Decimal
+
+        real = (numbers.Real, Decimal)
+        if not all(isinstance(x, real) and not isinstance(x, bool) for x in raw):
+            raise TypeError(f"times must be a sequence of seconds; got {times!r:.60}")
+        raw = np.array([float(x) for x in raw])
     if raw.dtype.kind not in "iuf" or raw.ndim != 1:
         raise TypeError(
             f"times must be a 1-D sequence of seconds; got {raw.dtype} of shape {raw.shape}"
@@ -433,29 +445,86 @@ def _retime_times(times: Any) -> np.ndarray:
     return t
 
 
-def _retime_grid(times: np.ndarray, fps: float, loop: bool) -> tuple[np.ndarray, np.ndarray]:
-    """For each output frame of :func:`retime`, the input frame at or before its time
-    and its place from there to the next frame, in [0, 1) (0: that frame itself).
-    With ``loop`` and more than one frame, the last frame goes on to the first over the
-    median interval between frames (index ``len(times) - 1``, places toward the first)."""
-    snap = min(RETIME_SNAP, 0.25 / fps)
-    t = times
-    end = t[-1] + snap
-    if loop and len(t) > 1:
-        gaps = np.diff(t)
-        gap = float(np.median(gaps[gaps > 0])) if np.any(gaps > 0) else 1 / fps
-        t = np.append(t, t[-1] + gap)
-        end = t[-1] - snap  # (the first frame again is not an output)
-    count = int(np.floor((end - t[0]) * fps)) + 1
-    at = t[0] + np.arange(count) / fps
-    at = at[at <= end] if not (loop and len(times) > 1) else at[at < end]
-    i = np.searchsorted(t, at + snap, side="right") - 1
-    i = np.minimum(i, len(times) - 1)
-    off = at - t[i]
-    nxt = t[np.minimum(i + 1, len(t) - 1)]
-    span = nxt - t[i]
-    place = np.where((off <= snap) | (span <= 0), 0.0, off / np.where(span > 0, span, 1.0))
-    return i, np.clip(place, 0.0, np.nextafter(1.0, 0.0))
+#: frame rates a variable-rate recording's typical rate is taken as, within 0.5%
+_COMMON_RATES = tuple(
+    Fraction(r)
+    for r in "24000/1001 24 25 30000/1001 30 48 50 60000/1001 60 72 90 100 120 144 240".split()
+)
+
+
+def _typical_rate(times: np.ndarray) -> Fraction:
+    """The rate of a variable-rate recording's typical (median) interval between frames,
+    as the common rate within 0.5% of it where there is one (a phone's 30 fps comes as
+    intervals of 33 and 34 ms)."""
+    gaps = np.diff(times)
+    gaps = gaps[gaps > 0]
+    if not gaps.size:
+        return Fraction(10)
+    rate = 1 / float(np.median(gaps))
+    near = min(_COMMON_RATES, key=lambda r: abs(float(r) - rate))
+    if abs(float(near) / rate - 1) <= 0.005:
+        return near
+    return Fraction(rate).limit_denominator(1001)
+
+
+class _Grid:
+    """The output frames of :func:`retime` (see there), pair by pair, worked out as they
+    are needed: output ``j`` at ``times[0] + j / fps`` belongs to the last frame ``i``
+    with ``times[i] <= time + snap``, so pair ``i`` holds outputs ``J(times[i])`` to
+    ``J(times[i + 1]) - 1``, ``J(t) = ceil((t - snap - times[0]) fps)``: one rounding
+    for both ends, so no output is counted twice or lost."""
+
+    def __init__(self, times: np.ndarray, fps: float, loop: bool, hold: float | None) -> None:
+        self.t, self.fps, self.hold = times, fps, hold
+        self.snap = min(RETIME_SNAP, 0.25 / fps)
+        gaps = np.diff(times)
+        gaps = gaps[gaps > 0]
+        #: the typical interval between frames: a loop closes over it, a pause keeps it
+        self.typical = float(np.median(gaps)) if gaps.size else 1 / fps
+        self.loop = loop and len(times) > 1
+        if self.loop:
+            self.count = self._j(times[-1] + self.typical)
+        else:  # up to the last frame's time (and within the snap past it)
+            self.count = int(np.floor((times[-1] + self.snap - times[0]) * fps)) + 1
+        if self.count > RETIME_MAX_FRAMES:
+            raise ValueError(
+                f"times span {times[-1] - times[0]:.6g} s: at fps {fps:.6g} that is "
+                f"{self.count} output frames, more than {RETIME_MAX_FRAMES} (seconds given "
+                "in another unit?)"
+            )
+
+    def _j(self, t: float) -> int:
+        return max(0, int(np.ceil((t - self.snap - self.t[0]) * self.fps)))
+
+    def _outputs(self, i: int, wrap: bool) -> tuple[np.ndarray, float]:
+        """The output times from frame ``i`` to the next, and that next frame's time."""
+        t = self.t
+        nxt = t[i] + self.typical if wrap else t[i + 1] if i + 1 < len(t) else None
+        end = self.count if nxt is None else min(self._j(nxt), self.count)
+        j = np.arange(self._j(t[i]), end)
+        return t[0] + j / self.fps, t[i] if nxt is None else nxt
+
+    def lands(self, i: int) -> bool:
+        """Whether frame ``i`` is itself an output (one comes within the snap of it)."""
+        if i >= len(self.t):
+            return False
+        at, _ = self._outputs(i, wrap=False)
+        return bool(at.size) and at[0] - self.t[i] <= self.snap
+
+    def between(self, i: int, wrap: bool) -> np.ndarray:
+        """The places of the outputs from frame ``i`` to the next, but for frame ``i``
+        itself: in (0, 1), or 0 where a pause holds frame ``i`` (an interval over
+        ``hold`` times the typical one moves to the next frame over its last typical
+        interval only)."""
+        at, nxt = self._outputs(i, wrap)
+        at = at[at - self.t[i] > self.snap]
+        span = nxt - self.t[i]
+        if not at.size or span <= 0:
+            return np.asarray(at[:0])
+        if self.hold is not None and span > self.hold * self.typical:
+            start = nxt - self.typical
+            return np.asarray(np.clip((at - start) / self.typical, 0.0, 1.0))
+        return np.asarray((at - self.t[i]) / span)
 
 
 def retime(
@@ -465,6 +534,7 @@ def retime(
     fps: Any,
     backend: str | Interpolator = "flow",
     scene_cut: bool | float = True,
+    hold: float | None = 3.0,
     loop: bool = False,
     workers: int | None = None,
 ) -> Iterator[np.ndarray]:
@@ -477,11 +547,15 @@ def retime(
     one is within :data:`RETIME_SNAP` (1 ms; at most a quarter of an output interval)
     of it, else the in-between of the frames before and after it, at its place between
     them (as :func:`interpolate` makes them: ``backend``, ``scene_cut``, ``workers``).
-    Frames between two output times are passed over; a long interval gets as many
-    in-betweens as output times fall in it. The output ends at the last frame's time;
-    with ``loop``, it goes on from the last frame to the first over the median interval
-    between frames. Times at the input's own steady rate times ``k`` give what
-    :func:`interpolate` gives with ``factor=k``.
+    Frames between two output times are passed over; an interval gets as many outputs as
+    output times fall in it. An interval over ``hold`` times the typical one (the median;
+    a screen recording's pause, a phone's dropped frames) holds the frame before it, as a
+    player shows it, and moves to the next frame over the last typical interval only;
+    ``hold=None`` interpolates across every interval whole. The output ends at the last
+    frame's time; with ``loop``, it goes on from the last frame to the first over the
+    typical interval. Times at a steady rate ``r`` with ``fps = k r`` give what
+    :func:`interpolate` gives with ``factor=k``. Memory stays flat however long an
+    interval: its outputs are made 16 at a time.
 
     ``frames`` must not outnumber ``times`` (a ValueError when the frame past the last
     time comes); fewer frames end the output at the last frame's time.
@@ -499,15 +573,10 @@ def retime(
     from .video import parse_fps
 
     rate = float(parse_fps(fps, "fps"))
+    if hold is not None and not (v._is_real(hold) and hold >= 1 and np.isfinite(hold)):
+        raise ValueError(f"hold must be None or a number >= 1; got {hold!r}")
     interp, threshold, loop, workers = _checked_backend(backend, scene_cut, loop, workers)
-    frame, place = _retime_grid(t, rate, loop)
-    lands = np.zeros(len(t) + 1, bool)
-    lands[frame[place == 0]] = True
-    starts = np.searchsorted(frame, np.arange(len(t) + 1))
-
-    def between(i: int) -> np.ndarray:
-        here = place[starts[i] : starts[i + 1]]
-        return here[here > 0]
+    grid = _Grid(t, rate, loop, None if hold is None else float(hold))
 
     def counted() -> Iterator[np.ndarray]:
         for i, f in enumerate(frames):
@@ -515,8 +584,12 @@ def retime(
                 raise ValueError(f"frames: more frames than the {len(t)} times given")
             yield f
 
-    slots = _Slots(lambda i: bool(lands[i]), between)
-    return _stream(counted(), slots, interp, threshold, loop, workers)
+    return _stream(counted(), _Slots(grid.lands, grid.between), interp, threshold, loop, workers)
+
+
+#: the most outputs of one pair made at once by :func:`_stream` (interpolate's factor is at
+#: most 16, so its pairs are made whole)
+_PIECE = 16
 
 
 def _stream(
@@ -530,18 +603,20 @@ def _stream(
     """The generator behind :func:`interpolate` and :func:`retime` (arguments already
     checked)."""
 
-    def fill(a: np.ndarray, b: np.ndarray, ts: np.ndarray) -> Iterable[np.ndarray]:
-        if not ts.size:
-            return []
-        if threshold is not None and scene_cut_distance(a, b) > threshold:
-            return [a.copy() for _ in ts]  # each its own array, as interpolated ones are
-        return interp.between(a, b, ts)
+    def fill(a: np.ndarray, b: np.ndarray, ts: np.ndarray) -> list[np.ndarray]:
+        """The outputs at ``ts`` from ``a`` to ``b``; 0: ``a`` held (retime's pauses)."""
+        moving = ts[ts > 0]
+        if moving.size and threshold is not None and scene_cut_distance(a, b) > threshold:
+            moving = moving[:0]  # across a cut, a held
+        made = list(interp.between(a, b, moving)) if moving.size else []
+        # each its own array, as interpolated ones are
+        return [a.copy() for _ in range(ts.size - moving.size)] + made
 
-    def pairs() -> Iterator[tuple[int, np.ndarray, np.ndarray | None, np.ndarray | None]]:
-        """(i, a, b, frame after the in-betweens) for frames ``i`` and ``i + 1``: the
-        first frame comes as (-1, first, None, first); with ``loop`` the last pair (last,
-        first) has nothing after it. The frame after is left out where it is not an
-        output frame itself (``slots.lands``)."""
+    def pairs() -> Iterator[tuple[int, np.ndarray, np.ndarray | None, np.ndarray | None, bool]]:
+        """(i, a, b, frame after the in-betweens, wrap) for frames ``i`` and ``i + 1``:
+        the first frame comes as (-1, first, None, first, False); with ``loop`` the last
+        pair (last, first) has nothing after it, and wrap True. The frame after is left
+        out where it is not an output frame itself (``slots.lands``)."""
         first = prev = None
         n = 0
         for i, f in enumerate(frames):
@@ -556,17 +631,17 @@ def _stream(
             cur = cur[0].copy()
             if prev is None:
                 first = cur
-                yield -1, cur, None, cur
+                yield -1, cur, None, cur, False
             else:
                 if cur.shape != prev.shape or cur.dtype != prev.dtype:
                     raise ValueError(
                         f"frames[{i}] must match the frames before it in shape and dtype"
                     )
-                yield i - 1, prev, cur, cur
+                yield i - 1, prev, cur, cur, False
             prev = cur
             n = i + 1
         if loop and prev is not None and first is not None and prev is not first:
-            yield n - 1, prev, first, None
+            yield n - 1, prev, first, None, True
 
     # pairs run on a pool of `workers` threads (inline with one worker); results are
     # taken in order, at most `workers` in flight
@@ -587,7 +662,7 @@ def _stream(
         source = pairs()
         while True:
             try:
-                i, a, b, after = next(source)
+                i, a, b, after, wrap = next(source)
             except StopIteration:
                 break
             except Exception:
@@ -603,12 +678,16 @@ def _stream(
                 if after is not None:
                     yield after.copy()
                 continue
-            after = None if after is None else after.copy()
-            ts = slots.between(i)
-            job = pool.submit(fill, a, b, ts) if pool is not None else fill(a, b, ts)
-            pending.append((job, after))
-            if len(pending) >= workers:
-                yield from oldest()
+            ts = slots.between(i, wrap)
+            # a pair's outputs _PIECE at a time (a long interval of retime's holds many:
+            # made at once, a 60 s pause took 1.4 GB at 480x270)
+            for k in range(0, max(ts.size, 1), _PIECE):
+                piece = ts[k : k + _PIECE]
+                last = k + _PIECE >= ts.size
+                job = pool.submit(fill, a, b, piece) if pool is not None else fill(a, b, piece)
+                pending.append((job, after.copy() if last and after is not None else None))
+                if len(pending) >= workers:
+                    yield from oldest()
         while pending:
             yield from oldest()
     finally:
@@ -787,18 +866,21 @@ def add_cli(sub: Any) -> None:
         from .video import parse_fps
 
         fps = parse_fps(a.fps) if a.fps is not None else (in_fps or Fraction(10))
+        uneven = times is not None
         if a.fps is not None:
             times = None  # (the frames are taken as evenly spaced at the rate given)
-        uneven = times is not None
         if a.to_fps is not None:
             out_fps = parse_fps(a.to_fps, "--to-fps")
             if times is None:  # evenly spaced at the input's rate
-                times = np.arange(n) / float(fps)
+                times = np.arange(n or 0) / float(fps)
         else:
-            out_fps = fps * k
-            if (video_out or uneven) and out_fps > 1000:
+            # a variable rate: the factor times its typical rate (its mean, a screen
+            # recording's pauses and all, gave 7.5 fps for a 60 fps recording at --factor 2)
+            base = fps if times is None else _typical_rate(times)
+            out_fps = base * k
+            if (video_out or times is not None) and out_fps > 1000:
                 rate = "--fps" if a.fps is not None else "the input's rate"
-                raise ValueError(f"{rate} x --factor: at most 1000 fps out; got {fps} x {k}")
+                raise ValueError(f"{rate} x --factor: at most 1000 fps out; got {base} x {k}")
         # the first frame before any output is made: an input with no decodable frame
         # (a cut-off file) is an error about the input, and leaves nothing behind
         first = next(frames, None)
@@ -814,7 +896,7 @@ def add_cli(sub: Any) -> None:
             # are placed by their times on an even grid at the output's rate, so the picture
             # stays in step with the sound (a variable rate's frames evenly spaced as they
             # came drifted: 0.5 s in a test)
-            total = len(_retime_grid(times, float(out_fps), a.loop)[0])
+            total = _Grid(times, float(out_fps), a.loop, None).count
             if uneven:
                 print(
                     f"note: the input's frames are not evenly spaced in time (a variable "
@@ -832,7 +914,15 @@ def add_cli(sub: Any) -> None:
 
                 # the input's sound, in step: frame i of the input plays at i / fps in both
                 sound = src if not a.no_audio and _has_audio(src) else None
-                if sound is not None and fps != in_fps:
+                if sound is not None and uneven and a.fps is not None:
+                    print(
+                        f"note: --fps {fps}: the input's frames, not evenly spaced in time (a "
+                        "variable frame rate), are taken as evenly spaced at that rate, so the "
+                        "picture drifts against the sound in places (without --fps they are "
+                        "retimed)",
+                        file=sys.stderr,
+                    )
+                elif sound is not None and fps != in_fps:
                     print(
                         f"note: --fps {fps} is not the input's rate ({in_fps}): the video plays "
                         "at another speed than its sound",

@@ -1719,13 +1719,26 @@ class _Decoder:
         if self._count is None:
             self._count = len(stamps)
         times = sorted(t for t in stamps if t is not None)
-        if len(times) < len(stamps) or len(set(times)) < len(times) or self._count != len(times):
+        if (
+            len(times) < len(stamps)
+            or len(set(times)) < len(times)
+            or self._count != len(times)
+            or self._goes_back(key_times)
+        ):
             self._timed = False
         else:
             self._pts = times
             self._where = {t: i for i, t in enumerate(times)}
             self._keys = sorted(self._where[t] for t in key_times if t in self._where)
             self._span = self._time_span(times, ends.get(times[-1]) if times else None)
+
+    @staticmethod
+    def _goes_back(key_times: list[int]) -> bool:
+        """Whether the keyframes' times, in the order the packets come, ever go back:
+        clips joined with ``cat`` whose second starts earlier (MPEG-TS), where the
+        ``i``-th smallest time is not frame ``i``'s. Keyframes are not reordered (B-frames
+        are, and a slow variable-rate clip's by more than a second)."""
+        return any(b <= a for a, b in zip(key_times, key_times[1:], strict=False))
 
     def _time_span(self, times: list[int], last: int | None) -> Fraction | None:
         """Seconds from the first of ``times`` (sorted, the stream's time base) to the
@@ -2202,7 +2215,9 @@ class VideoReader:
         "Each frame's time in seconds from the first frame's (float64, one per frame an "
         "iteration yields, increasing), from the packets' timestamps, with MPEG-TS "
         "timestamp jumps taken out as :attr:`duration` takes them out. None where the "
-        "file gives no time for every frame (a raw stream), or gives one time twice. "
+        "file gives no time for every frame (a raw stream), gives one time twice, or "
+        "its keyframes' times go back (MPEG-TS clips joined with ``cat``, the second "
+        "starting earlier: their frames are then found by counting). "
         ":func:`loopwave.interpolate.retime` takes them, to space a variable-rate "
         "recording's frames evenly."
     )
