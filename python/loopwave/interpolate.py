@@ -41,6 +41,7 @@ import abc
 import collections
 import concurrent.futures
 import itertools
+import math
 import numbers
 import os
 import sys
@@ -357,20 +358,23 @@ def interpolate(
     k = resolve_factor(factor, to_fps, fps)
     _check_frames_arg(frames)
     interp, threshold, loop, workers = _checked_backend(backend, scene_cut, loop, workers)
-    ts = np.arange(1, k) / k
-    slots = _Slots(lambda i: True, lambda i, wrap: ts)
+    ts = np.arange(1, k) / k  # (k <= 16: one piece)
+    slots = _Slots(lambda i: True, lambda i, wrap: [ts])
     return _stream(frames, slots, interp, threshold, loop, workers)
 
 
 class _Slots:
     """Where the output frames fall, for :func:`_stream`: ``lands(i)``, whether input
-    frame ``i`` is itself an output frame, and ``between(i, wrap)``, the times of the
+    frame ``i`` is itself an output frame; ``between(i, wrap)``, the times of the other
     outputs from frame ``i`` to the next (``wrap``: the last frame to the first, with
-    ``loop``), increasing, in [0, 1): 0 a copy of frame ``i`` (held), others in-betweens."""
+    ``loop``), increasing, in [0, 1) (0 a copy of frame ``i``, held; others in-betweens),
+    in pieces of at most :data:`_PIECE`; and ``tail(i)``, the copies of frame ``i`` still
+    owed where the frames end with it."""
 
-    def __init__(self, lands: Any, between: Any) -> None:
+    def __init__(self, lands: Any, between: Any, tail: Any = None) -> None:
         self.lands: Any = lands
         self.between: Any = between
+        self.tail: Any = tail or (lambda i: 0)
 
 
 def _checked_backend(
@@ -429,7 +433,10 @@ def _retime_times(times: Any) -> np.ndarray:
         real = (numbers.Real, Decimal)
         if not all(isinstance(x, real) and not isinstance(x, bool) for x in raw):
             raise TypeError(f"times must be a sequence of seconds; got {times!r:.60}")
-        raw = np.array([float(x) for x in raw])
+        try:
+            raw = np.array([float(x) for x in raw])
+        except (ValueError, OverflowError):  # Decimal('sNaN'), 10**400
+            raise ValueError(f"times must be finite seconds; got {times!r:.60}") from None
     if raw.dtype.kind not in "iuf" or raw.ndim != 1:
         raise TypeError(
             f"times must be a 1-D sequence of seconds; got {raw.dtype} of shape {raw.shape}"
@@ -452,15 +459,29 @@ _COMMON_RATES = tuple(
 )
 
 
-def _typical_rate(times: np.ndarray) -> Fraction:
-    """The rate of a variable-rate recording's typical (median) interval between frames,
-    as the common rate within 0.5% of it where there is one (a phone's 30 fps comes as
-    intervals of 33 and 34 ms)."""
+def _typical_interval(times: np.ndarray) -> float | None:
+    """The typical interval between frames: the mean of the intervals near the median
+    one (timestamps in milliseconds give a 30 fps clip intervals of 33 and 34 ms, whose
+    median, 33, is 1% off; 120 fps 8 and 9 ms): within 10% of it, or of 1.5 ms for
+    timestamps' rounding but at most 30% of it; the median where none is that near it (an
+    even count of two kinds). None where no two times differ."""
     gaps = np.diff(times)
     gaps = gaps[gaps > 0]
     if not gaps.size:
+        return None
+    mid = float(np.median(gaps))
+    near = gaps[np.abs(gaps - mid) <= max(0.1 * mid, min(0.0015, 0.3 * mid))]
+    return float(near.mean()) if near.size else mid
+
+
+def _typical_rate(times: np.ndarray) -> Fraction:
+    """The rate of a variable-rate recording's typical interval (:func:`_typical_interval`),
+    as the common rate within 0.5% of it where there is one (a phone's 30 fps, 29.97 in
+    a 90 kHz time base); 10 where no two times differ."""
+    gap = _typical_interval(times)
+    if gap is None:
         return Fraction(10)
-    rate = 1 / float(np.median(gaps))
+    rate = 1 / gap
     near = min(_COMMON_RATES, key=lambda r: abs(float(r) - rate))
     if abs(float(near) / rate - 1) <= 0.005:
         return near
@@ -477,15 +498,13 @@ class _Grid:
     def __init__(self, times: np.ndarray, fps: float, loop: bool, hold: float | None) -> None:
         self.t, self.fps, self.hold = times, fps, hold
         self.snap = min(RETIME_SNAP, 0.25 / fps)
-        gaps = np.diff(times)
-        gaps = gaps[gaps > 0]
         #: the typical interval between frames: a loop closes over it, a pause keeps it
-        self.typical = float(np.median(gaps)) if gaps.size else 1 / fps
+        self.typical = _typical_interval(times) or 1 / fps
         self.loop = loop and len(times) > 1
         if self.loop:
             self.count = self._j(times[-1] + self.typical)
         else:  # up to the last frame's time (and within the snap past it)
-            self.count = int(np.floor((times[-1] + self.snap - times[0]) * fps)) + 1
+            self.count = self._upto(len(times) - 1)
         if self.count > RETIME_MAX_FRAMES:
             raise ValueError(
                 f"times span {times[-1] - times[0]:.6g} s: at fps {fps:.6g} that is "
@@ -496,35 +515,59 @@ class _Grid:
     def _j(self, t: float) -> int:
         return max(0, int(np.ceil((t - self.snap - self.t[0]) * self.fps)))
 
-    def _outputs(self, i: int, wrap: bool) -> tuple[np.ndarray, float]:
-        """The output times from frame ``i`` to the next, and that next frame's time."""
+    def _upto(self, i: int) -> int:
+        """The outputs up to frame ``i``'s time and within the snap past it."""
+        return int(np.floor((self.t[i] + self.snap - self.t[0]) * self.fps)) + 1
+
+    def _range(self, i: int, wrap: bool) -> tuple[int, int, float]:
+        """The outputs from frame ``i`` to the next (``lo`` to ``hi - 1``) and that next
+        frame's time."""
         t = self.t
-        nxt = t[i] + self.typical if wrap else t[i + 1] if i + 1 < len(t) else None
-        end = self.count if nxt is None else min(self._j(nxt), self.count)
-        j = np.arange(self._j(t[i]), end)
-        return t[0] + j / self.fps, t[i] if nxt is None else nxt
+        if wrap:
+            nxt = t[i] + self.typical
+        elif i + 1 < len(t):
+            nxt = t[i + 1]
+        else:
+            return self._j(t[i]), self.count, t[i]
+        return self._j(t[i]), min(self._j(nxt), self.count), nxt
+
+    def _at(self, j: int | np.ndarray) -> Any:
+        return self.t[0] + np.asarray(j) / self.fps
 
     def lands(self, i: int) -> bool:
         """Whether frame ``i`` is itself an output (one comes within the snap of it)."""
         if i >= len(self.t):
             return False
-        at, _ = self._outputs(i, wrap=False)
-        return bool(at.size) and at[0] - self.t[i] <= self.snap
+        lo, hi, _ = self._range(i, wrap=False)
+        return lo < hi and float(self._at(lo)) - self.t[i] <= self.snap
 
-    def between(self, i: int, wrap: bool) -> np.ndarray:
-        """The places of the outputs from frame ``i`` to the next, but for frame ``i``
-        itself: in (0, 1), or 0 where a pause holds frame ``i`` (an interval over
-        ``hold`` times the typical one moves to the next frame over its last typical
-        interval only)."""
-        at, nxt = self._outputs(i, wrap)
-        at = at[at - self.t[i] > self.snap]
-        span = nxt - self.t[i]
-        if not at.size or span <= 0:
-            return np.asarray(at[:0])
-        if self.hold is not None and span > self.hold * self.typical:
-            start = nxt - self.typical
-            return np.asarray(np.clip((at - start) / self.typical, 0.0, 1.0))
-        return np.asarray((at - self.t[i]) / span)
+    def between(self, i: int, wrap: bool) -> Iterator[np.ndarray]:
+        """The places of the outputs from frame ``i`` to the next, :data:`_PIECE` at a
+        time, but for frame ``i`` itself where it :meth:`lands`: in (0, 1), or 0 where a
+        pause holds frame ``i`` (an interval over ``hold`` times the typical one moves to
+        the next frame over its last typical interval only) or the outputs at its time
+        were taken by a later frame that never came (``wrap`` with fewer frames)."""
+        lo, hi, nxt = self._range(i, wrap)
+        if lo < hi and self.lands(i):  # (it came as the frame itself)
+            lo += 1
+        ti, span = self.t[i], nxt - self.t[i]
+        held = self.hold is not None and span > self.hold * self.typical * (1 + 1e-9)
+        for j in range(lo, hi, _PIECE):
+            at = self._at(np.arange(j, min(j + _PIECE, hi)))
+            if held:
+                u = np.clip((at - (nxt - self.typical)) / self.typical, 0.0, 1.0)
+            else:
+                u = (at - ti) / span if span > 0 else np.zeros_like(at)
+            # (within the snap of frame i: that frame; a wrap's first may not have landed)
+            yield np.where(at - ti <= self.snap, 0.0, u)
+
+    def tail(self, i: int) -> int:
+        """Copies of frame ``i`` still owed where the frames end with it (fewer frames
+        than times): the outputs at its time that a later frame's time took."""
+        if i + 1 >= len(self.t) or self.loop:
+            return 0
+        lo = min(self._j(self.t[i + 1]), self.count)
+        return max(0, min(self._upto(i), self.count) - lo)
 
 
 def retime(
@@ -534,7 +577,7 @@ def retime(
     fps: Any,
     backend: str | Interpolator = "flow",
     scene_cut: bool | float = True,
-    hold: float | None = 3.0,
+    hold: float | None = 3.5,
     loop: bool = False,
     workers: int | None = None,
 ) -> Iterator[np.ndarray]:
@@ -548,14 +591,15 @@ def retime(
     of it, else the in-between of the frames before and after it, at its place between
     them (as :func:`interpolate` makes them: ``backend``, ``scene_cut``, ``workers``).
     Frames between two output times are passed over; an interval gets as many outputs as
-    output times fall in it. An interval over ``hold`` times the typical one (the median;
-    a screen recording's pause, a phone's dropped frames) holds the frame before it, as a
-    player shows it, and moves to the next frame over the last typical interval only;
-    ``hold=None`` interpolates across every interval whole. The output ends at the last
-    frame's time; with ``loop``, it goes on from the last frame to the first over the
-    typical interval. Times at a steady rate ``r`` with ``fps = k r`` give what
-    :func:`interpolate` gives with ``factor=k``. Memory stays flat however long an
-    interval: its outputs are made 16 at a time.
+    output times fall in it. An interval over ``hold`` (3.5) times the typical one (the
+    mean of the intervals near the median one; a screen recording's pause, a phone's
+    frames dropped) holds the frame before it, as a player shows it, and moves to the next
+    frame over the last typical interval only; ``hold=None`` interpolates across every
+    interval whole. The output ends at the last frame's time; with ``loop``, it goes on
+    from the last frame to the first over the typical interval. Times at a steady rate
+    ``r`` with ``fps = k r`` give what :func:`interpolate` gives with ``factor=k``.
+    Memory stays flat however long an interval: its outputs are worked out and made 16 at
+    a time.
 
     ``frames`` must not outnumber ``times`` (a ValueError when the frame past the last
     time comes); fewer frames end the output at the last frame's time.
@@ -573,10 +617,16 @@ def retime(
     from .video import parse_fps
 
     rate = float(parse_fps(fps, "fps"))
-    if hold is not None and not (v._is_real(hold) and hold >= 1 and np.isfinite(hold)):
-        raise ValueError(f"hold must be None or a number >= 1; got {hold!r}")
+    if hold is not None:
+        try:
+            ok = not isinstance(hold, (bool, str, bytes)) and math.isfinite(float(hold))
+        except (TypeError, ValueError, OverflowError):
+            ok = False
+        if not ok or float(hold) < 1:
+            raise ValueError(f"hold must be None or a number >= 1; got {hold!r:.60}")
+        hold = float(hold)
     interp, threshold, loop, workers = _checked_backend(backend, scene_cut, loop, workers)
-    grid = _Grid(t, rate, loop, None if hold is None else float(hold))
+    grid = _Grid(t, rate, loop, hold)
 
     def counted() -> Iterator[np.ndarray]:
         for i, f in enumerate(frames):
@@ -584,12 +634,14 @@ def retime(
                 raise ValueError(f"frames: more frames than the {len(t)} times given")
             yield f
 
-    return _stream(counted(), _Slots(grid.lands, grid.between), interp, threshold, loop, workers)
+    slots = _Slots(grid.lands, grid.between, grid.tail)
+    return _stream(counted(), slots, interp, threshold, loop, workers)
 
 
 #: the most outputs of one pair made at once by :func:`_stream` (interpolate's factor is at
 #: most 16, so its pairs are made whole)
 _PIECE = 16
+_NONE = np.zeros(0)
 
 
 def _stream(
@@ -658,6 +710,7 @@ def _stream(
         if after is not None:
             yield after
 
+    last: tuple[int, np.ndarray] | None = None  # the last frame given, and its index
     try:
         source = pairs()
         while True:
@@ -675,21 +728,32 @@ def _stream(
             if after is not None and not slots.lands(i + 1):
                 after = None  # (retime: this frame falls between two output times)
             if b is None:
+                last = (0, a)
                 if after is not None:
                     yield after.copy()
                 continue
-            ts = slots.between(i, wrap)
-            # a pair's outputs _PIECE at a time (a long interval of retime's holds many:
-            # made at once, a 60 s pause took 1.4 GB at 480x270)
-            for k in range(0, max(ts.size, 1), _PIECE):
-                piece = ts[k : k + _PIECE]
-                last = k + _PIECE >= ts.size
+            if not wrap:
+                last = (i + 1, b)
+            # a pair's outputs a piece at a time (a long interval of retime's holds many:
+            # made at once, a 60 s pause took 1.4 GB at 480x270), the frame after with the
+            # last piece
+            pieces = iter(slots.between(i, wrap))
+            piece = next(pieces, _NONE)
+            while True:
+                following = next(pieces, None)
+                done = following is None
                 job = pool.submit(fill, a, b, piece) if pool is not None else fill(a, b, piece)
-                pending.append((job, after.copy() if last and after is not None else None))
+                pending.append((job, after.copy() if done and after is not None else None))
                 if len(pending) >= workers:
                     yield from oldest()
+                if done:
+                    break
+                piece = following
         while pending:
             yield from oldest()
+        if last is not None:  # (retime: outputs at its time that a frame never given took)
+            for _ in range(slots.tail(last[0])):
+                yield last[1].copy()
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -866,7 +930,9 @@ def add_cli(sub: Any) -> None:
         from .video import parse_fps
 
         fps = parse_fps(a.fps) if a.fps is not None else (in_fps or Fraction(10))
-        uneven = times is not None
+        uneven, own = times is not None, in_fps
+        if uneven and times is not None:
+            own = _typical_rate(times)  # (its mean rate is not what it plays at)
         if a.fps is not None:
             times = None  # (the frames are taken as evenly spaced at the rate given)
         if a.to_fps is not None:
@@ -922,9 +988,9 @@ def add_cli(sub: Any) -> None:
                         "retimed)",
                         file=sys.stderr,
                     )
-                elif sound is not None and fps != in_fps:
+                if sound is not None and own and abs(fps / own - 1) > Fraction(1, 200):
                     print(
-                        f"note: --fps {fps} is not the input's rate ({in_fps}): the video plays "
+                        f"note: --fps {fps} is not the input's rate ({own}): the video plays "
                         "at another speed than its sound",
                         file=sys.stderr,
                     )

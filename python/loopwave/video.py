@@ -1696,6 +1696,7 @@ class _Decoder:
         self._seek_start()
         stamps: list[int | None] = []
         key_times: list[int] = []
+        decode_times: list[int] = []
         ends: dict[int, int] = {}  # a frame's time -> its packet's duration, where given
         # the decoder drops what comes before the first keyframe (a file cut mid-GOP);
         # where no packet is flagged a keyframe, all count
@@ -1708,6 +1709,8 @@ class _Decoder:
                     first_key = len(stamps)
                 if not p.is_discard and not self._cut_off(p):
                     stamps.append(p.pts)
+                    if p.dts is not None:
+                        decode_times.append(p.dts)
                     if p.is_keyframe and p.pts is not None:
                         key_times.append(p.pts)
                     if p.pts is not None and p.duration:
@@ -1723,7 +1726,7 @@ class _Decoder:
             len(times) < len(stamps)
             or len(set(times)) < len(times)
             or self._count != len(times)
-            or self._goes_back(key_times)
+            or self._goes_back(key_times, decode_times)
         ):
             self._timed = False
         else:
@@ -1733,12 +1736,16 @@ class _Decoder:
             self._span = self._time_span(times, ends.get(times[-1]) if times else None)
 
     @staticmethod
-    def _goes_back(key_times: list[int]) -> bool:
-        """Whether the keyframes' times, in the order the packets come, ever go back:
-        clips joined with ``cat`` whose second starts earlier (MPEG-TS), where the
-        ``i``-th smallest time is not frame ``i``'s. Keyframes are not reordered (B-frames
-        are, and a slow variable-rate clip's by more than a second)."""
-        return any(b <= a for a, b in zip(key_times, key_times[1:], strict=False))
+    def _goes_back(key_times: list[int], decode_times: list[int]) -> bool:
+        """Whether the packets' times, in the order they come, ever go back: clips
+        joined with ``cat`` whose second starts earlier (MPEG-TS), where the ``i``-th
+        smallest time is not frame ``i``'s. Decoding times never go back in one stream,
+        nor do keyframes' times (B-frames are reordered, a slow variable-rate clip's by
+        more than a second); a join inside the first clip's last GOP moves no keyframe
+        back, but its decoding times go back."""
+        return any(b <= a for a, b in zip(key_times, key_times[1:], strict=False)) or any(
+            b < a for a, b in zip(decode_times, decode_times[1:], strict=False)
+        )
 
     def _time_span(self, times: list[int], last: int | None) -> Fraction | None:
         """Seconds from the first of ``times`` (sorted, the stream's time base) to the
