@@ -897,7 +897,9 @@ def test_a_variable_rate_input_is_retimed_in_step_with_its_sound(tmp_path, capsy
         np.testing.assert_allclose(j.times, np.arange(20) / 10, atol=2e-5)
         np.testing.assert_allclose(p.times, np.array(joined) / 1000, atol=1e-9)
     assert main(["interpolate", str(src), "-o", str(out), "--blend", "--quiet"]) == 0
-    assert "retimed by their timestamps to 60 fps" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "retimed by their timestamps to 60 fps" in err
+    assert "another speed" not in err  # (a review: said of an --fps never given)
     flash, beep = _flash_and_beep_times(out)
     assert abs(flash - beep) < 1 / 60 + 0.01, (flash, beep)  # within a frame of the output
     with VideoReader(out) as o:  # the grid from 0 to 1.5 s at the typical rate (10) x 6
@@ -1239,6 +1241,14 @@ def test_a_typical_rate_from_millisecond_times_is_the_common_rate():
     jitter = np.cumsum(np.random.default_rng(1).choice([0.033, 0.034], 300))
     assert _typical_rate(jitter) == Fraction(30000, 1001)  # (a mean of 33.5 ms)
     assert _typical_rate(np.array([0.0, 0.0])) == 10
+    # timestamps jittered by 2 ms (a later review: 141 of 200 such clips came out at
+    # neither; over these 10 s, 30 and 29.97 are within the jitter's error of each other)
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        stamps = np.sort(np.round((np.arange(300) / 30 + rng.normal(0, 0.002, 300)), 3))
+        assert _typical_rate(stamps) in (30, Fraction(30000, 1001))
+    two = np.concatenate([np.arange(60) / 30, 2 + np.arange(1, 48) / 24])  # 30 then 24
+    assert _typical_rate(np.round(two, 3)) == 30  # (the longer part's, not a mix)
     assert _typical_rate(np.arange(10) / 7) == 7  # no common rate near: its own
     thousand = np.delete(np.arange(3000) / 1000, np.arange(3, 3000, 3))  # 1 and 2 ms
     assert _typical_rate(thousand) == 1000  # (the 2 ms intervals are not rounding)
@@ -1283,6 +1293,8 @@ def test_retime_with_fewer_frames_than_times_keeps_the_last_frames_outputs():
 
     f = [np.full((8, 8, 3), x, np.uint8) for x in (0, 100, 200)]
     assert _levels(retime(f[:1], [0, 0], fps=10)) == [0]
+    assert _levels(retime(f[:1], [0, 0], fps=10, loop=True)) == [0]  # (a later review)
+    assert _levels(retime(f[:1], [7.3, 7.30099], fps=250, loop=True)) == [0]
     assert _levels(retime(f[:2], [0, 0.1, 0.1], fps=10, backend="blend")) == [0, 100]
     got = retime(f[:2], [0, 0.1, 0.1005, 0.3], fps=10, backend="blend")
     assert _levels(got) == [0, 100]

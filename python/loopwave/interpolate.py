@@ -459,18 +459,21 @@ _COMMON_RATES = tuple(
 )
 
 
-def _typical_interval(times: np.ndarray) -> float | None:
+def _typical_interval(times: np.ndarray, wide: bool = False) -> float | None:
     """The typical interval between frames: the mean of the intervals near the median
     one (timestamps in milliseconds give a 30 fps clip intervals of 33 and 34 ms, whose
     median, 33, is 1% off; 120 fps 8 and 9 ms): within 10% of it, or of 1.5 ms for
-    timestamps' rounding but at most 30% of it; the median where none is that near it (an
-    even count of two kinds). None where no two times differ."""
+    timestamps' rounding but at most 30% of it (``wide``: within 40%, which takes in
+    jittered timestamps' intervals whole, so their errors cancel, and two rates 30% apart
+    both); the median where none is that near it (an even count of two kinds). None
+    where no two times differ."""
     gaps = np.diff(times)
     gaps = gaps[gaps > 0]
     if not gaps.size:
         return None
     mid = float(np.median(gaps))
-    near = gaps[np.abs(gaps - mid) <= max(0.1 * mid, min(0.0015, 0.3 * mid))]
+    window = 0.4 * mid if wide else max(0.1 * mid, min(0.0015, 0.3 * mid))
+    near = gaps[np.abs(gaps - mid) <= window]
     return float(near.mean()) if near.size else mid
 
 
@@ -481,11 +484,13 @@ def _typical_rate(times: np.ndarray) -> Fraction:
     gap = _typical_interval(times)
     if gap is None:
         return Fraction(10)
-    rate = 1 / gap
-    near = min(_COMMON_RATES, key=lambda r: abs(float(r) - rate))
-    if abs(float(near) / rate - 1) <= 0.005:
-        return near
-    return Fraction(rate).limit_denominator(1001)
+    # the wide window first (timestamps jittered by 2 ms: the narrow mean was 29.3-30.4
+    # fps for 30), then the narrow one (a clip of two rates, which the wide one mixes)
+    for g in (_typical_interval(times, wide=True) or gap, gap):
+        near = min(_COMMON_RATES, key=lambda r: abs(float(r) * g - 1))
+        if abs(float(near) * g - 1) <= 0.005:
+            return near
+    return Fraction(1 / gap).limit_denominator(1001)
 
 
 class _Grid:
@@ -564,7 +569,7 @@ class _Grid:
     def tail(self, i: int) -> int:
         """Copies of frame ``i`` still owed where the frames end with it (fewer frames
         than times): the outputs at its time that a later frame's time took."""
-        if i + 1 >= len(self.t) or self.loop:
+        if i + 1 >= len(self.t) or (self.loop and i > 0):  # (one frame does not wrap)
             return 0
         lo = min(self._j(self.t[i + 1]), self.count)
         return max(0, min(self._upto(i), self.count) - lo)
@@ -602,7 +607,8 @@ def retime(
     a time.
 
     ``frames`` must not outnumber ``times`` (a ValueError when the frame past the last
-    time comes); fewer frames end the output at the last frame's time.
+    time comes); fewer frames end the output at the last frame's time (with ``loop`` and
+    two or more, it closes over the typical interval; one frame stays one frame).
 
     Example
     -------
@@ -988,7 +994,9 @@ def add_cli(sub: Any) -> None:
                         "retimed)",
                         file=sys.stderr,
                     )
-                if sound is not None and own and abs(fps / own - 1) > Fraction(1, 200):
+                # (without --fps, the reader's mean rate is not what the frames play at)
+                slower = a.fps is not None and own and abs(fps / own - 1) > Fraction(1, 200)
+                if sound is not None and slower:
                     print(
                         f"note: --fps {fps} is not the input's rate ({own}): the video plays "
                         "at another speed than its sound",
