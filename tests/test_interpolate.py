@@ -222,15 +222,21 @@ def test_frames_before_a_failing_source_come_out_whatever_the_workers(workers):
 def test_factor_from_fps():
     assert resolve_factor(None, to_fps=60, fps=10) == 6
     assert resolve_factor(None, to_fps="60000/1001", fps="10000/1001") == 6
-    with pytest.raises(ValueError, match="integer multiple"):
+    with pytest.raises(ValueError, match=r"integer multiple.*retime\(frames, times"):
         resolve_factor(None, to_fps=60, fps=25)
+    with pytest.raises(ValueError, match="got fps alone"):  # (a review: "to_fps and fps")
+        resolve_factor(6, fps=30)
+    with pytest.raises(ValueError, match="got to_fps alone"):
+        resolve_factor(None, to_fps=60)
     # NTSC rates written as decimals (a review: 59.94 over 30000/1001 was refused, its
     # message "59.94/30000/1001 = 999999/500000")
     ntsc = Fraction(30000, 1001)
     assert resolve_factor(None, to_fps=59.94, fps=ntsc) == 2
     assert resolve_factor(None, to_fps="119.88", fps="23.976") == 5
     assert resolve_factor(None, to_fps=Fraction(60000, 1001), fps=29.97) == 2
-    with pytest.raises(ValueError, match=r"^to_fps must .*to_fps 60 / fps 30000/1001 = 2.002$"):
+    with pytest.raises(
+        ValueError, match=r"^to_fps must .*to_fps 60 / fps 30000/1001 = 2.002 \(retime"
+    ):
         resolve_factor(None, to_fps=60, fps=ntsc)  # 60 is not twice 29.97
     for bad in (1, 17, 0):
         with pytest.raises(ValueError, match="factor"):
@@ -1213,15 +1219,22 @@ def test_cli_fps_on_a_variable_rate_input_notes_the_drift(tmp_path, capsys):
     with VideoReader(src) as r:
         own = str(r.fps)
     argv = ["interpolate", str(src), "-o", str(tmp_path / "o.mkv"), "--blend", "--quiet"]
-    assert main([*argv, "--fps", own]) == 0
+    assert main([*argv, "--fps", own]) == 0  # its mean rate: as long as its sound
     err = capsys.readouterr().err
     assert "taken as evenly spaced at that rate" in err and "retimed by" not in err
-    assert "another speed" in err  # (the typical rate is 10, not the mean 4.375)
-    assert main([*argv, "--fps", "10"]) == 0
-    err = capsys.readouterr().err
-    assert "taken as evenly spaced at that rate" in err and "another speed" not in err
-    assert main([*argv, "--fps", "2"]) == 0  # a later review: the speed went unsaid
-    assert "another speed" in capsys.readouterr().err
+    assert "another speed" not in err
+    with VideoReader(tmp_path / "o.mkv") as o:  # 7 frames over 1.6 s, at 4.375 x 6
+        assert o.fps == Fraction(105, 4)
+    # its typical rate (10, over 4.375 on average): 0.7 s of picture for 1.6 s of sound,
+    # which a later review found unsaid (the note compared --fps with the typical rate)
+    for rate in ("10", "2"):
+        assert main([*argv, "--fps", rate]) == 0
+        err = capsys.readouterr().err
+        assert "taken as evenly spaced at that rate" in err
+        assert f"--fps {rate} is not the input's rate (4.375 fps on average)" in err
+    # --to-fps with --fps: the frames are taken as even, so not "retimed by timestamps"
+    assert main([*argv, "--fps", "10", "--to-fps", "30"]) == 0
+    assert "retimed by" not in capsys.readouterr().err
 
 
 def test_a_typical_rate_from_millisecond_times_is_the_common_rate():

@@ -431,6 +431,40 @@ def test_one_render_per_run_folder(tmp_path, backend):
     assert not (rd / ".lock").exists()  # the probe made no lock file
 
 
+def test_a_resume_of_a_run_being_rendered_is_refused_before_the_model_loads(
+    tmp_path, backend, monkeypatch
+):
+    """From a review: `render --resume` of a run another process was rendering loaded
+    the model first (19 s for the smoke model) and was refused after; a fresh render
+    was refused at once. And a resume given other settings named no key that differs."""
+    import subprocess
+    import sys
+
+    import loopwave.render as lr
+
+    s = Settings.from_dict(JOB)
+    rd = tmp_path / "r"
+    render(s, run_dir=rd, backend=backend, progress=False, video=False, stop_after=1)
+
+    def no_load(*a, **k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(lr, "load_backend", no_load)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(rd)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(ValueError, match=rf"by another process \(pid {holder.pid}\)"):
+            render(None, run_dir=rd, resume=True, progress=False, video=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    other = Settings.from_dict({**JOB, "render": {**JOB.get("render", {}), "cfg": 3.5}})
+    with pytest.raises(ValueError, match=r"these differ \(render\.cfg\); pass None"):
+        render(other, run_dir=rd, resume=True, progress=False, video=False)
+
+
 def test_two_threads_taking_one_folder_are_told_it_is_this_process(tmp_path):
     """From a review: two threads taking one run folder's lock at once, the one refused
     was told in most trials that "another process" held it (with this process's pid),

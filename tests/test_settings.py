@@ -75,6 +75,9 @@ def test_errors_name_the_key_path(patch, message):
 def test_missing_prompts_and_bad_files(tmp_path):
     with pytest.raises(SettingsError, match="prompts"):
         Settings.from_dict({"version": 1})
+    # (a review: "version: expected 1, got None" for a file without it)
+    with pytest.raises(SettingsError, match="^version: missing; the file starts with version = 1"):
+        Settings.from_dict({"prompts": {"0": "a cat"}})
     with pytest.raises(SettingsError, match="no such file"):
         load_settings(tmp_path / "none.toml")
     bad = tmp_path / "bad.toml"

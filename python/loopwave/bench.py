@@ -205,12 +205,6 @@ def run_bench(
     from .interpolate import _cv2, interpolate
     from .video import VideoWriter, _av
 
-    # each named with its extra, before the model is built (PyAV and OpenCV were needed
-    # only after it, and the first measurements)
-    torch, _ = _deps()
-    _av()
-    _cv2()
-
     if size is None:
         size = 128 if model == "smoke" else 512
     for name, v, lo in (
@@ -232,6 +226,12 @@ def run_bench(
     # as interpolate() checks it, but before the model loads and the other measurements
     if isinstance(factor, bool) or not isinstance(factor, int) or not 2 <= factor <= 16:
         raise ValueError(f"factor must be an int in 2..16; got {factor!r}")
+    # each named with its extra, before the model is built (PyAV and OpenCV were needed
+    # only after it, and the first measurements); after the plain checks above, which a
+    # review found came after 6.5 s of imports
+    torch, _ = _deps()
+    _av()
+    _cv2()
     # before the weights are built (a billion for sd15-random)
     checked, dev = check_backend_args(torch, device, None, accel)
     on = "cpu" if model == "smoke" and device == "auto" else dev  # as _backend places it

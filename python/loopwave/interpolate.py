@@ -294,7 +294,11 @@ def resolve_factor(factor: int | None, to_fps: Any = None, fps: Any = None) -> i
     ``fps=30000/1001`` is 2, and the video's rate is ``fps`` x 2)."""
     if to_fps is not None or fps is not None:
         if to_fps is None or fps is None:
-            raise ValueError("to_fps and fps must be given together")
+            alone = "to_fps" if fps is None else "fps"
+            raise ValueError(
+                f"to_fps and fps must be given together (the factor is to_fps / fps); got "
+                f"{alone} alone"
+            )
         from .video import parse_fps
 
         ratio = parse_fps(to_fps, "to_fps") / parse_fps(fps, "fps")
@@ -309,7 +313,7 @@ def resolve_factor(factor: int | None, to_fps: Any = None, fps: Any = None) -> i
         if ratio.denominator != 1:
             raise ValueError(
                 f"to_fps must be an integer multiple of fps; got to_fps {to_fps} / fps {fps} "
-                f"= {float(ratio):.6g}"
+                f"= {float(ratio):.6g} (retime(frames, times, fps=to_fps) takes any rate)"
             )
         if factor is not None and not (v._is_real(factor) and factor == ratio):
             raise ValueError(
@@ -936,9 +940,7 @@ def add_cli(sub: Any) -> None:
         from .video import parse_fps
 
         fps = parse_fps(a.fps) if a.fps is not None else (in_fps or Fraction(10))
-        uneven, own = times is not None, in_fps
-        if uneven and times is not None:
-            own = _typical_rate(times)  # (its mean rate is not what it plays at)
+        uneven = times is not None
         if a.fps is not None:
             times = None  # (the frames are taken as evenly spaced at the rate given)
         if a.to_fps is not None:
@@ -969,7 +971,7 @@ def add_cli(sub: Any) -> None:
             # stays in step with the sound (a variable rate's frames evenly spaced as they
             # came drifted: 0.5 s in a test)
             total = _Grid(times, float(out_fps), a.loop, None).count
-            if uneven:
+            if uneven and a.fps is None:  # (with --fps, the times are even ones)
                 print(
                     f"note: the input's frames are not evenly spaced in time (a variable "
                     f"frame rate); they are retimed by their timestamps to "
@@ -994,12 +996,15 @@ def add_cli(sub: Any) -> None:
                         "retimed)",
                         file=sys.stderr,
                     )
-                # (without --fps, the reader's mean rate is not what the frames play at)
-                slower = a.fps is not None and own and abs(fps / own - 1) > Fraction(1, 200)
-                if sound is not None and slower:
+                # the frames taken as evenly spaced at --fps last n / fps, the sound the
+                # input's span: its mean rate, n / span, is the one to compare (only with
+                # --fps: without it, a variable rate is retimed)
+                other = a.fps is not None and in_fps and abs(fps / in_fps - 1) > Fraction(1, 200)
+                if sound is not None and in_fps and other:
                     print(
-                        f"note: --fps {fps} is not the input's rate ({own}): the video plays "
-                        "at another speed than its sound",
+                        f"note: --fps {a.fps} is not the input's rate ({float(in_fps):.6g} fps"
+                        f"{' on average' if uneven else ''}): the video plays at another speed "
+                        "than its sound, which is cut to the video's length",
                         file=sys.stderr,
                     )
                 with writing_video(
@@ -1035,7 +1040,7 @@ def add_cli(sub: Any) -> None:
                             except OSError:
                                 break
                     raise
-        print(f"wrote {count} frames to {out}")
+        print(f"wrote {count} frame{'s' if count != 1 else ''} to {out}")
         return 0
 
     p.set_defaults(func=run)

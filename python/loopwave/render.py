@@ -422,8 +422,8 @@ def _whole_frames(rd: Path, last: int) -> int:
         return last
     k = whole + 1
     warnings.warn(
-        f"{rd}: {why}, as a power cut leaves a file the disk had not written; the run "
-        f"goes on from frame {k}, making "
+        f"{rd}: {why} (a power cut can leave a file the disk had not written, or it was "
+        f"deleted or changed); the run goes on from frame {k}, making "
         f"{f'frame {k}' if k == last else f'frames {k}..{last}'} again",
         RuntimeWarning,
         stacklevel=3,
@@ -1452,6 +1452,9 @@ def render(
             raise ValueError(f"run_dir: {rd} has no settings.json to resume from")
         if not os.access(rd, os.W_OK | os.X_OK):  # it failed after the model loaded
             raise OSError(f"run_dir: {rd} is not writable, so the run cannot go on there")
+        busy = _RunLock.busy(rd)  # (again under the lock; refused only after the model
+        if busy:  # had loaded, 19 s for the smoke model, minutes for a checkpoint)
+            raise ValueError(busy)
         saved_raw = _read_json(rd / "settings.json")  # compared again under the run's lock
         try:
             saved = Settings._from_saved(copy.deepcopy(saved_raw))
@@ -1468,9 +1471,11 @@ def render(
             # same job loaded again holds them as its file wrote them
             given, own = (_comparable(x) for x in (settings, saved))
             if given != own:  # it was silently ignored
+                keys = _differing(json.loads(given), json.loads(own))
                 raise ValueError(
                     f"settings: a resume continues with the run's own settings "
-                    f"({rd / 'settings.json'}), and these differ; pass None"
+                    f"({rd / 'settings.json'}), and these differ ({', '.join(keys[:5])}); "
+                    "pass None"
                 )
         # as saved: a run made before its paths were saved absolute takes them against
         # this folder, as it always did (and its digest below is of the file's own form)
@@ -1793,6 +1798,18 @@ def _stop_if_asked() -> None:
     stop = getattr(_consumer, "stop", None)
     if stop is not None and stop.is_set():
         raise _Stop
+
+
+def _differing(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """The keys (``section.key``) whose values differ between two settings' JSON."""
+    keys = []
+    for sec in sorted(set(a) | set(b)):
+        x, y = a.get(sec), b.get(sec)
+        if isinstance(x, dict) and isinstance(y, dict):
+            keys += [f"{sec}.{k}" for k in sorted(set(x) | set(y)) if x.get(k) != y.get(k)]
+        elif x != y:
+            keys.append(sec)
+    return keys
 
 
 def _comparable(settings: Settings) -> str:

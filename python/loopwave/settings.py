@@ -366,7 +366,8 @@ def reference() -> str:
 
     lines = [
         "# loopwave render settings: every key, with its default value. Keep the ones you",
-        "# change; a key left out takes its default. (loopwave settings)",
+        "# change; a key left out takes its default, but version and at least one prompt",
+        "# are needed. (loopwave settings)",
         f"version = {VERSION}",
     ]
     for section, keys in SCHEMA.items():
@@ -482,6 +483,8 @@ class Settings(dict[str, Any]):
             raise SettingsError(f"settings must be a table/object, got {type(data).__name__}")
         data = dict(data)
         version = data.pop("version", None)
+        if version is None:  # (a review: "expected 1, got None" read as a bad value)
+            raise SettingsError(f"version: missing; the file starts with version = {VERSION}")
         if type(version) is not int or version != VERSION:  # not true, not 1.0
             raise SettingsError(f"version: expected {VERSION}, got {_shown(version)}")
         out = cls(version=VERSION)
