@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -390,19 +393,11 @@ def test_one_render_per_run_folder(tmp_path, backend):
         with pytest.raises(ValueError, match="being rendered in this process: by a render on"):
             render(s, run_dir=rd, backend=backend, progress=False, video=False)
     # another process holding the lock is named by its pid
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_LOCK, str(rd)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(
-            ValueError, match=rf"being rendered by another process \(pid {holder.pid}\)"
-        ):
-            render(s, run_dir=rd, backend=backend, progress=False, video=False)
-    finally:
-        holder.kill()
-        holder.wait()
+    with (
+        _held_by_another_process(rd) as pid,
+        pytest.raises(ValueError, match=rf"being rendered by another process \(pid {pid}\)"),
+    ):
+        render(s, run_dir=rd, backend=backend, progress=False, video=False)
     # a lock file left by a killed render (its process is gone) holds no lock
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
@@ -415,16 +410,11 @@ def test_one_render_per_run_folder(tmp_path, backend):
     # resume it (the state's check came before the lock's), and the resume was refused
     with _RunLock(rd), pytest.raises(ValueError, match="being rendered in this process"):
         render(s, run_dir=rd, backend=backend, progress=False, video=False)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_LOCK, str(rd)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        with pytest.raises(ValueError, match=rf"by another process \(pid {holder.pid}\)"):
-            render(s, run_dir=rd, backend=backend, progress=False, video=False)
-    finally:
-        holder.kill()
-        holder.wait()
+    with (
+        _held_by_another_process(rd) as pid,
+        pytest.raises(ValueError, match=rf"by another process \(pid {pid}\)"),
+    ):
+        render(s, run_dir=rd, backend=backend, progress=False, video=False)
     (rd / ".lock").unlink()  # (the killed holder's file)
     with pytest.raises(ValueError, match="already holds a run"):  # none running now
         render(s, run_dir=rd, backend=backend, progress=False, video=False)
@@ -437,8 +427,6 @@ def test_a_resume_of_a_run_being_rendered_is_refused_before_the_model_loads(
     """From a review: `render --resume` of a run another process was rendering loaded
     the model first (19 s for the smoke model) and was refused after; a fresh render
     was refused at once. And a resume given other settings named no key that differs."""
-    import subprocess
-    import sys
 
     import loopwave.render as lr
 
@@ -450,16 +438,11 @@ def test_a_resume_of_a_run_being_rendered_is_refused_before_the_model_loads(
         raise AssertionError("the model was loaded")
 
     monkeypatch.setattr(lr, "load_backend", no_load)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_LOCK, str(rd)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        with pytest.raises(ValueError, match=rf"by another process \(pid {holder.pid}\)"):
-            render(None, run_dir=rd, resume=True, progress=False, video=False)
-    finally:
-        holder.kill()
-        holder.wait()
+    with (
+        _held_by_another_process(rd) as pid,
+        pytest.raises(ValueError, match=rf"by another process \(pid {pid}\)"),
+    ):
+        render(None, run_dir=rd, resume=True, progress=False, video=False)
     other = Settings.from_dict({**JOB, "render": {**JOB.get("render", {}), "cfg": 3.5}})
     with pytest.raises(ValueError, match=r"these differ \(render\.cfg\); pass None"):
         render(other, run_dir=rd, resume=True, progress=False, video=False)
@@ -540,6 +523,20 @@ while True:
 
 
 # a process that takes a run's lock, says so, and holds it until killed
+@contextlib.contextmanager
+def _held_by_another_process(rd):
+    """``rd``'s run lock held by a child process while the block runs; yields its pid."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(rd)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 _HOLD_LOCK = """
 import sys, time
 from pathlib import Path
