@@ -1227,11 +1227,12 @@ def test_cli_fps_on_a_variable_rate_input_notes_the_drift(tmp_path, capsys):
         assert o.fps == Fraction(105, 4)
     # its typical rate (10, over 4.375 on average): 0.7 s of picture for 1.6 s of sound,
     # which a later review found unsaid (the note compared --fps with the typical rate)
-    for rate in ("10", "2"):
+    for rate, tail in (("10", "is cut to"), ("2", "ends before")):
         assert main([*argv, "--fps", rate]) == 0
         err = capsys.readouterr().err
-        assert "taken as evenly spaced at that rate" in err
+        assert f"note: --fps {rate}: the input's frames" in err
         assert f"--fps {rate} is not the input's rate (4.375 fps on average)" in err
+        assert f"which {tail} the video's end" in err  # (a review: "cut" when it was not)
     # --to-fps with --fps: the frames are taken as even, so not "retimed by timestamps"
     assert main([*argv, "--fps", "10", "--to-fps", "30"]) == 0
     assert "retimed by" not in capsys.readouterr().err

@@ -443,9 +443,24 @@ def test_a_resume_of_a_run_being_rendered_is_refused_before_the_model_loads(
         pytest.raises(ValueError, match=rf"by another process \(pid {pid}\)"),
     ):
         render(None, run_dir=rd, resume=True, progress=False, video=False)
-    other = Settings.from_dict({**JOB, "render": {**JOB.get("render", {}), "cfg": 3.5}})
+    other = Settings.from_dict({**JOB, "render": {**JOB["render"], "cfg": 3.5}})
     with pytest.raises(ValueError, match=r"these differ \(render\.cfg\); pass None"):
         render(other, run_dir=rd, resume=True, progress=False, video=False)
+    many = {
+        **JOB,
+        "render": {**JOB["render"], "cfg": 3.5, "seed": 6, "steps": "0: (5)"},
+        "denoise": {**JOB["denoise"], "base": 0.2, "amplitude": 0.2},
+        "colour": {**JOB["colour"], "renders": 3},
+        "motion": {"zoom": "0: (1.0)"},
+    }
+    with pytest.raises(ValueError, match=r"motion\.zoom, render\.cfg, and 2 more\); pass None"):
+        render(Settings.from_dict(many), run_dir=rd, resume=True, progress=False, video=False)
+    # the same values in another type are the same settings (a later review: 7 and 7.0,
+    # unequal as JSON text, were refused as differing in no key)
+    base, floats = JOB["denoise"], {**JOB, "denoise": {**JOB["denoise"], "frames_per_wave": 4.0}}
+    assert isinstance(base["frames_per_wave"], int)
+    with pytest.raises(AssertionError, match="the model was loaded"):  # (past the check)
+        render(Settings.from_dict(floats), run_dir=rd, resume=True, progress=False, video=False)
 
 
 def test_two_threads_taking_one_folder_are_told_it_is_this_process(tmp_path):
@@ -510,6 +525,41 @@ def test_a_probe_of_the_lock_does_not_refuse_a_render_taking_it(tmp_path):
     assert not refused, (len(refused), refused[0])
 
 
+def test_a_probe_of_the_lock_does_not_refuse_a_resume(tmp_path, backend, monkeypatch):
+    """From a review: a resume's own check that no render holds the run (before the
+    model loads) tried the lock once, so a probe in another process at that moment (a
+    fresh render or resume starting there) refused it, naming a killed render's pid."""
+    import loopwave.render as lr
+
+    rd = tmp_path / "r"
+    render(Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False, video=False,
+           stop_after=1)  # fmt: skip
+
+    class Loaded(Exception):
+        pass
+
+    def load(*a, **k):
+        raise Loaded
+
+    monkeypatch.setattr(lr, "load_backend", load)
+    (rd / ".lock").write_text("12345")  # (a killed render's)
+    probe = subprocess.Popen([sys.executable, "-c", _PROBE_LOCK, str(rd)], stdout=subprocess.PIPE)
+    try:
+        assert probe.stdout is not None and probe.stdout.readline().strip() == b"probing"
+        refused, reached, deadline = [], 0, time.monotonic() + 2
+        while time.monotonic() < deadline:
+            try:
+                render(None, run_dir=rd, resume=True, progress=False, video=False)
+            except Loaded:
+                reached += 1
+            except ValueError as e:
+                refused.append(str(e))
+    finally:
+        probe.kill()
+        probe.wait()
+    assert reached and not refused, (reached, len(refused), refused[:1])
+
+
 # a process that probes a run's lock in a loop until killed
 _PROBE_LOCK = """
 import sys
@@ -522,7 +572,6 @@ while True:
 """
 
 
-# a process that takes a run's lock, says so, and holds it until killed
 @contextlib.contextmanager
 def _held_by_another_process(rd):
     """``rd``'s run lock held by a child process while the block runs; yields its pid."""
@@ -537,6 +586,7 @@ def _held_by_another_process(rd):
         holder.wait()
 
 
+# a process that takes a run's lock, says so, and holds it until killed
 _HOLD_LOCK = """
 import sys, time
 from pathlib import Path

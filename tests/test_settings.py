@@ -76,8 +76,10 @@ def test_missing_prompts_and_bad_files(tmp_path):
     with pytest.raises(SettingsError, match="prompts"):
         Settings.from_dict({"version": 1})
     # (a review: "version: expected 1, got None" for a file without it)
-    with pytest.raises(SettingsError, match="^version: missing; the file starts with version = 1"):
+    with pytest.raises(SettingsError, match="^version: missing; settings start with version = 1"):
         Settings.from_dict({"prompts": {"0": "a cat"}})
+    with pytest.raises(SettingsError, match="^version: expected 1, got None"):  # JSON null
+        Settings.from_dict({"version": None, "prompts": {"0": "a cat"}})
     with pytest.raises(SettingsError, match="no such file"):
         load_settings(tmp_path / "none.toml")
     bad = tmp_path / "bad.toml"

@@ -229,9 +229,9 @@ def run_bench(
     # each named with its extra, before the model is built (PyAV and OpenCV were needed
     # only after it, and the first measurements); after the plain checks above, which a
     # review found came after 6.5 s of imports
-    torch, _ = _deps()
-    _av()
+    _av()  # (before torch's import, 6 s: a missing PyAV was named after it)
     _cv2()
+    torch, _ = _deps()
     # before the weights are built (a billion for sd15-random)
     checked, dev = check_backend_args(torch, device, None, accel)
     on = "cpu" if model == "smoke" and device == "auto" else dev  # as _backend places it

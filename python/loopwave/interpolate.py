@@ -990,7 +990,8 @@ def add_cli(sub: Any) -> None:
                 sound = src if not a.no_audio and _has_audio(src) else None
                 if sound is not None and uneven and a.fps is not None:
                     print(
-                        f"note: --fps {fps}: the input's frames, not evenly spaced in time (a "
+                        f"note: --fps {a.fps.strip()}: the input's frames, not evenly spaced "
+                        "in time (a "
                         "variable frame rate), are taken as evenly spaced at that rate, so the "
                         "picture drifts against the sound in places (without --fps they are "
                         "retimed)",
@@ -1001,10 +1002,12 @@ def add_cli(sub: Any) -> None:
                 # --fps: without it, a variable rate is retimed)
                 other = a.fps is not None and in_fps and abs(fps / in_fps - 1) > Fraction(1, 200)
                 if sound is not None and in_fps and other:
+                    # (faster: the sound is cut to the video's end; slower: it ends first)
+                    tail = "is cut to" if fps > in_fps else "ends before"
                     print(
-                        f"note: --fps {a.fps} is not the input's rate ({float(in_fps):.6g} fps"
-                        f"{' on average' if uneven else ''}): the video plays at another speed "
-                        "than its sound, which is cut to the video's length",
+                        f"note: --fps {a.fps.strip()} is not the input's rate "
+                        f"({float(in_fps):.6g} fps{' on average' if uneven else ''}): the video "
+                        f"plays at another speed than its sound, which {tail} the video's end",
                         file=sys.stderr,
                     )
                 with writing_video(

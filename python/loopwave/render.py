@@ -177,8 +177,8 @@ class _RunLock:
             return None
         try:
             with _LOCKING:
-                try:
-                    _flock(fd)
+                try:  # (another process's probe holds it for a moment: waited out)
+                    _flock_soon(fd)
                 except BlockingIOError:
                     return _RunLock.refusal(rd) if _at_path(fd, path) else None
                 return None
@@ -422,8 +422,8 @@ def _whole_frames(rd: Path, last: int) -> int:
         return last
     k = whole + 1
     warnings.warn(
-        f"{rd}: {why} (a power cut can leave a file the disk had not written, or it was "
-        f"deleted or changed); the run goes on from frame {k}, making "
+        f"{rd}: {why}; a power cut can leave such a file, or it was deleted or changed "
+        f"since. The run goes on from frame {k}, making "
         f"{f'frame {k}' if k == last else f'frames {k}..{last}'} again",
         RuntimeWarning,
         stacklevel=3,
@@ -1469,13 +1469,15 @@ def render(
             # paths compared as absolute, against this folder: a run's settings.json holds
             # them absolute (one made before that, relative, as they were written), and the
             # same job loaded again holds them as its file wrote them
-            given, own = (_comparable(x) for x in (settings, saved))
+            # (as values: 7 and 7.0 are one cfg, as JSON text they differed)
+            given, own = (json.loads(_comparable(x)) for x in (settings, saved))
             if given != own:  # it was silently ignored
-                keys = _differing(json.loads(given), json.loads(own))
+                keys = _differing(given, own)
+                more = f", and {len(keys) - 5} more" if len(keys) > 5 else ""
                 raise ValueError(
                     f"settings: a resume continues with the run's own settings "
-                    f"({rd / 'settings.json'}), and these differ ({', '.join(keys[:5])}); "
-                    "pass None"
+                    f"({rd / 'settings.json'}), and these differ ({', '.join(keys[:5])}"
+                    f"{more}); pass None"
                 )
         # as saved: a run made before its paths were saved absolute takes them against
         # this folder, as it always did (and its digest below is of the file's own form)

@@ -482,9 +482,9 @@ class Settings(dict[str, Any]):
         if not isinstance(data, Mapping):
             raise SettingsError(f"settings must be a table/object, got {type(data).__name__}")
         data = dict(data)
-        version = data.pop("version", None)
-        if version is None:  # (a review: "expected 1, got None" read as a bad value)
-            raise SettingsError(f"version: missing; the file starts with version = {VERSION}")
+        if "version" not in data:  # (a review: "expected 1, got None" read as a bad value)
+            raise SettingsError(f"version: missing; settings start with version = {VERSION}")
+        version = data.pop("version")
         if type(version) is not int or version != VERSION:  # not true, not 1.0
             raise SettingsError(f"version: expected {VERSION}, got {_shown(version)}")
         out = cls(version=VERSION)
