@@ -1233,6 +1233,13 @@ def test_cli_fps_on_a_variable_rate_input_notes_the_drift(tmp_path, capsys):
         assert f"note: --fps {rate}: the input's frames" in err
         assert f"--fps {rate} is not the input's rate (4.375 fps on average)" in err
         assert f"which {tail} the video's end" in err  # (a review: "cut" when it was not)
+    # which ends first from the lengths (a later review: from the speed alone, a faster
+    # video "cut" a sound already shorter than its picture)
+    short = tmp_path / "short.mkv"  # 1.5 s of picture at 10 fps, 1.34 s of sound
+    _flash_and_beep(short, 0, 0, end=1.35)
+    argv2 = ["interpolate", str(short), "-o", str(tmp_path / "s.mkv"), "--blend", "--quiet"]
+    assert main([*argv2, "--fps", "10.5"]) == 0  # 91 frames at 63 fps: 1.44 s
+    assert "which ends before the video's end" in capsys.readouterr().err
     # --to-fps with --fps: the frames are taken as even, so not "retimed by timestamps"
     assert main([*argv, "--fps", "10", "--to-fps", "30"]) == 0
     assert "retimed by" not in capsys.readouterr().err

@@ -220,7 +220,8 @@ def test_resume_makes_damaged_recorded_frames_again(tmp_path, backend, frame, da
             }[damage]
         )
     spy = _Spy(backend)
-    with pytest.warns(RuntimeWarning, match=f"recorded frame {frame} is damaged"):
+    said = "missing" if damage == "missing" else "damaged"
+    with pytest.warns(RuntimeWarning, match=f"recorded frame {frame} is {said}"):
         r = render(None, run_dir=tmp_path / "cut", resume=True, backend=spy, progress=False)
     assert len(spy.calls) == 7 - frame  # frames frame..6, and no keyframe again
     same_frames(full.run_dir, tmp_path / "cut")
@@ -558,6 +559,32 @@ def test_a_probe_of_the_lock_does_not_refuse_a_resume(tmp_path, backend, monkeyp
         probe.kill()
         probe.wait()
     assert reached and not refused, (reached, len(refused), refused[:1])
+
+
+def test_a_probe_of_a_run_held_here_neither_waits_nor_holds_the_process_lock(tmp_path, monkeypatch):
+    """From a review: the probe's retries (40 ms) ran inside the process-wide lock that
+    every run lock's take and release needs, so a thread probing a run this process
+    holds stalled all others (an unrelated run's take and release: 78 ms, from 3)."""
+    import loopwave.render as lr
+
+    naps = []
+
+    def nap(seconds):
+        naps.append(lr._LOCKING.held_here())
+
+    rd, other = tmp_path / "x", tmp_path / "y"
+    with lr._RunLock(rd):
+        monkeypatch.setattr(lr.time, "sleep", nap)
+        assert "in this process" in lr._RunLock.busy(rd)
+        with pytest.raises(ValueError, match="in this process"):
+            lr._RunLock(rd)
+        assert naps == []  # refused at once: this process is never a probe
+    # held by another process's probe: its tries sleep outside the process lock
+    other.mkdir()
+    (other / ".lock").write_text("1")
+    with _held_by_another_process(other):
+        assert "another process" in lr._RunLock.busy(other)
+    assert naps and not any(naps)
 
 
 # a process that probes a run's lock in a loop until killed
@@ -2164,14 +2191,14 @@ def test_the_frame_check_stops_at_the_first_frame_missing(tmp_path, monkeypatch)
         write_png(tmp_path / "frames" / f"{k:06d}.png", np.full((4, 4, 3), k, np.uint8))
     (tmp_path / "state.json").write_text('{"last": 1000000}')
     calls = _whole_png_calls(monkeypatch)
-    assert lr._last_whole(tmp_path, 10**6) == (6, "recorded frame 7 is damaged (it is missing)")
+    assert lr._last_whole(tmp_path, 10**6) == (6, "recorded frame 7 is missing")
     assert calls == [True] * 8  # written just now: each read whole (the missing one too)
     # written long before the state's last write and not among the last 64: ends only
     old = time.time() - 3600
     for k in range(7):
         os.utime(tmp_path / "frames" / f"{k:06d}.png", (old, old))
     calls.clear()
-    assert lr._last_whole(tmp_path, 100) == (6, "recorded frame 7 is damaged (it is missing)")
+    assert lr._last_whole(tmp_path, 100) == (6, "recorded frame 7 is missing")
     assert calls == [False] * 7 + [True]  # (a missing frame has no time: counted recent)
     calls.clear()
     assert lr._last_whole(tmp_path, 6) == (6, None)

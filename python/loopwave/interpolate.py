@@ -862,6 +862,25 @@ def _has_audio(path: Path) -> bool:
         return False
 
 
+def _sound_seconds(path: Path) -> float | None:
+    """How long ``path``'s sound goes on after its picture starts (the sound kept with
+    ``audio_sync``): the end of its last packet (demuxed, not decoded: Matroska gives
+    no stream durations); None where the packets do not say."""
+    from .video import _av_open
+
+    try:
+        with _av_open(path) as c:
+            a, v = c.streams.audio[0], c.streams.video[0]
+            end = max(
+                (p.pts + (p.duration or 0)) * p.time_base
+                for p in c.demux(a)
+                if p.pts is not None and p.size
+            )
+            return float(end - (v.start_time or 0) * v.time_base)
+    except Exception:  # noqa: BLE001 - a message's detail only (no packets: ValueError)
+        return None
+
+
 def add_cli(sub: Any) -> None:
     """Register ``loopwave interpolate`` on an argparse subparsers object."""
     p = sub.add_parser("interpolate", help="add in-between frames (e.g. 10 -> 60 fps)")
@@ -1002,8 +1021,18 @@ def add_cli(sub: Any) -> None:
                 # --fps: without it, a variable rate is retimed)
                 other = a.fps is not None and in_fps and abs(fps / in_fps - 1) > Fraction(1, 200)
                 if sound is not None and in_fps and other:
-                    # (faster: the sound is cut to the video's end; slower: it ends first)
-                    tail = "is cut to" if fps > in_fps else "ends before"
+                    # which ends first, from the lengths where known (the input's sound
+                    # may be longer or shorter than its picture), else from the speed
+                    heard, step = _sound_seconds(src), 1 / float(out_fps)
+                    seen = total * step if total else None
+                    if heard is None or seen is None:
+                        tail = "is cut to" if fps > in_fps else "ends before"
+                    else:
+                        tail = (
+                            "is cut to" if heard > seen + step
+                            else "ends before" if heard < seen - step
+                            else "ends with"
+                        )  # fmt: skip
                     print(
                         f"note: --fps {a.fps.strip()} is not the input's rate "
                         f"({float(in_fps):.6g} fps{' on average' if uneven else ''}): the video "

@@ -117,6 +117,8 @@ class _RunLock:
         # thread failing between them was told "another process", with its own pid)
         with _LOCKING:
             while True:
+                if _RunLock._held_here(self.path):  # (refused at once, not after 40 ms of
+                    raise ValueError(_RunLock.refusal(rd))  # tries holding _LOCKING)
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
                 try:
                     _flock_soon(fd)
@@ -176,12 +178,22 @@ class _RunLock:
         except OSError:
             return None
         try:
-            with _LOCKING:
-                try:  # (another process's probe holds it for a moment: waited out)
-                    _flock_soon(fd)
-                except BlockingIOError:
-                    return _RunLock.refusal(rd) if _at_path(fd, path) else None
-                return None
+            # another process's probe holds it for a moment: waited out, as _flock_soon
+            # does, but with _LOCKING taken for each try only (held through the tries,
+            # it stalled every thread taking or releasing any run lock: 78 ms a take)
+            for tries_left in reversed(range(5)):
+                with _LOCKING:
+                    if _RunLock._held_here(path):  # (this process: never a probe)
+                        return _RunLock.refusal(rd)
+                    try:
+                        _flock(fd)
+                    except BlockingIOError:
+                        if not tries_left:
+                            return _RunLock.refusal(rd) if _at_path(fd, path) else None
+                    else:
+                        return None
+                time.sleep(0.01)
+            return None  # (not reached)
         finally:
             os.close(fd)
 
@@ -406,7 +418,9 @@ def _last_whole(rd: Path, last: int) -> tuple[int, str | None]:
         p = rd / "frames" / f"{k:06d}.png"
         why = whole_png(p, crc=k > last - 64 or _mtime(p) >= newest - _RECENT_S)
         if why is not None:
-            return k - 1, f"recorded frame {k} is damaged ({why})"
+            if not p.exists():
+                return k - 1, f"recorded frame {k} is missing"
+            return k - 1, f"recorded frame {k} is damaged: {why}"
     return last, None
 
 
@@ -422,8 +436,8 @@ def _whole_frames(rd: Path, last: int) -> int:
         return last
     k = whole + 1
     warnings.warn(
-        f"{rd}: {why}; a power cut can leave such a file, or it was deleted or changed "
-        f"since. The run goes on from frame {k}, making "
+        f"{rd}: {why} (deleted or changed since it was made, or left so by a power "
+        f"cut); the run goes on from frame {k}, making "
         f"{f'frame {k}' if k == last else f'frames {k}..{last}'} again",
         RuntimeWarning,
         stacklevel=3,
