@@ -1240,6 +1240,14 @@ def test_cli_fps_on_a_variable_rate_input_notes_the_drift(tmp_path, capsys):
     argv2 = ["interpolate", str(short), "-o", str(tmp_path / "s.mkv"), "--blend", "--quiet"]
     assert main([*argv2, "--fps", "10.5"]) == 0  # 91 frames at 63 fps: 1.44 s
     assert "which ends before the video's end" in capsys.readouterr().err
+    # a file cut mid-GOP: the sound counts from the first frame that decodes (at 1 s
+    # here), where the writer places it, not from the stream's start (a last review:
+    # 0.6 s more of sound, and "is cut to" where it ended 0.16 s before the picture)
+    cut = tmp_path / "cut.mkv"
+    _flash_and_beep(cut, 0, 0, times=[100 * i for i in range(30)], cut_before=0.1, end=3.0)
+    argv3 = ["interpolate", str(cut), "-o", str(tmp_path / "c.mkv"), "--blend", "--quiet"]
+    assert main([*argv3, "--fps", "9", "--factor", "2"]) == 0  # 39 frames at 18 fps: 2.17 s
+    assert "which ends before the video's end" in capsys.readouterr().err
     # --to-fps with --fps: the frames are taken as even, so not "retimed by timestamps"
     assert main([*argv, "--fps", "10", "--to-fps", "30"]) == 0
     assert "retimed by" not in capsys.readouterr().err

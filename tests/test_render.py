@@ -587,6 +587,43 @@ def test_a_probe_of_a_run_held_here_neither_waits_nor_holds_the_process_lock(tmp
     assert naps and not any(naps)
 
 
+def test_a_probe_follows_a_lock_file_made_again_between_its_tries(tmp_path, monkeypatch):
+    """From a review: a probe retries on the file it opened, so where the holder let go
+    (removing the file) and another process took a new one between two tries, the old
+    file's free lock was taken for "no render here"."""
+    import loopwave.render as lr
+
+    rd = tmp_path / "x"
+    rd.mkdir()
+    first = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(rd)], stdout=subprocess.PIPE, text=True
+    )
+    second: list[subprocess.Popen] = []
+    real_sleep = time.sleep
+
+    def swap(seconds):
+        if not second:  # at the first try's end: the holder goes, another takes a new file
+            first.kill()
+            first.wait()
+            (rd / ".lock").unlink()
+            second.append(subprocess.Popen(
+                [sys.executable, "-c", _HOLD_LOCK, str(rd)], stdout=subprocess.PIPE, text=True
+            ))  # fmt: skip
+            assert second[0].stdout is not None
+            assert second[0].stdout.readline().strip() == "held"
+        real_sleep(seconds)
+
+    try:
+        assert first.stdout is not None and first.stdout.readline().strip() == "held"
+        monkeypatch.setattr(lr.time, "sleep", swap)
+        said = lr._RunLock.busy(rd)
+        assert said is not None and f"another process (pid {second[0].pid})" in said
+    finally:
+        for p in [first, *second]:
+            p.kill()
+            p.wait()
+
+
 # a process that probes a run's lock in a loop until killed
 _PROBE_LOCK = """
 import sys

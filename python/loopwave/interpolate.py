@@ -863,20 +863,27 @@ def _has_audio(path: Path) -> bool:
 
 
 def _sound_seconds(path: Path) -> float | None:
-    """How long ``path``'s sound goes on after its picture starts (the sound kept with
-    ``audio_sync``): the end of its last packet (demuxed, not decoded: Matroska gives
-    no stream durations); None where the packets do not say."""
-    from .video import _av_open
+    """How long ``path``'s sound goes on after the first frame its video decodes to (the
+    zero ``audio_sync`` places the sound against; the stream's start time is before it in
+    a file cut mid-GOP): the sound's end from its stream's duration, or where that is not
+    given (Matroska) from its last packet (demuxed, not decoded). None where unknown."""
+    from .video import _av_open, _first_frame_time
 
+    zero = _first_frame_time(path)
+    if zero is None:
+        return None
     try:
         with _av_open(path) as c:
-            a, v = c.streams.audio[0], c.streams.video[0]
-            end = max(
-                (p.pts + (p.duration or 0)) * p.time_base
-                for p in c.demux(a)
-                if p.pts is not None and p.size
-            )
-            return float(end - (v.start_time or 0) * v.time_base)
+            a = c.streams.audio[0]
+            if a.duration and a.time_base:
+                end = ((a.start_time or 0) + a.duration) * a.time_base
+            else:
+                end = max(
+                    (p.pts + (p.duration or 0)) * p.time_base
+                    for p in c.demux(a)
+                    if p.pts is not None and p.size
+                )
+            return float(end) - zero
     except Exception:  # noqa: BLE001 - a message's detail only (no packets: ValueError)
         return None
 

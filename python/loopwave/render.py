@@ -181,21 +181,34 @@ class _RunLock:
             # another process's probe holds it for a moment: waited out, as _flock_soon
             # does, but with _LOCKING taken for each try only (held through the tries,
             # it stalled every thread taking or releasing any run lock: 78 ms a take)
-            for tries_left in reversed(range(5)):
+            tries = 10  # (5 tries 10 ms apart: a probe in a loop beside it won 1 in 1,067)
+            while True:
                 with _LOCKING:
                     if _RunLock._held_here(path):  # (this process: never a probe)
                         return _RunLock.refusal(rd)
+                    if not _at_path(fd, path):
+                        # the file was let go of and made again since it was opened (a
+                        # review: the old file's free lock was taken for "no render here");
+                        # checked before the lock, so the lock is held for no longer than
+                        # a take of it (a probe in a loop holding it longer refused takes)
+                        os.close(fd)
+                        fd = -1
+                        try:
+                            fd = os.open(path, os.O_RDWR)
+                        except OSError:
+                            return None
                     try:
                         _flock(fd)
                     except BlockingIOError:
-                        if not tries_left:
+                        tries -= 1
+                        if not tries:
                             return _RunLock.refusal(rd) if _at_path(fd, path) else None
                     else:
                         return None
-                time.sleep(0.01)
-            return None  # (not reached)
+                time.sleep(0.005)
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
 
     @staticmethod
     def _held_here(path: Path) -> bool:
