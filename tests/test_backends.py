@@ -8,6 +8,10 @@ in-memory models they came from are the oracles.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -1647,3 +1651,31 @@ def test_a_missing_transformers_is_named_with_the_extra_to_install(monkeypatch):
         _deps()
     with pytest.raises(ImportError, match=said):
         smoke_backend()
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("torchvision") is not None, reason="transformers has torchvision"
+)
+def test_loading_a_model_prints_no_torchvision_notes_and_a_hosts_own_use_keeps_them():
+    """From a review: the Python render() printed transformers' "`CLIPImageProcessor`
+    requires torchvision (not installed); falling back to ..." lines (diffusers'
+    pipelines import the image processors of safety checkers loopwave never loads),
+    where the CLI hid them by setting the library's verbosity for the whole process.
+    They are now dropped for the pipelines' import alone: a host's own use of an image
+    processor afterwards still gets its note (a fresh interpreter: they are logged once)."""
+    script = (
+        "from loopwave.backends import smoke_backend\n"
+        "smoke_backend()\n"
+        "import sys, transformers\n"
+        "print('--- host', file=sys.stderr, flush=True)\n"
+        "transformers.ViTImageProcessor\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("TRANSFORMERS_VERBOSITY", None)
+    r = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    ours, _, host = r.stderr.partition("--- host")
+    assert "requires torchvision" not in ours, ours
+    assert "`ViTImageProcessor` requires torchvision" in host, r.stderr[-2000:]

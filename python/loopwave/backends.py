@@ -233,6 +233,28 @@ class Img2Img(abc.ABC):
     limits_schedule: bool = False
 
 
+class _TorchvisionNote(logging.Filter):
+    """Drops transformers' "`CLIPImageProcessor` requires torchvision (not installed);
+    falling back to ..." lines: diffusers' pipelines import the image processors of
+    safety checkers loopwave never loads, and the fallback is all it would use."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "requires torchvision (not installed); falling back" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _no_torchvision_notes() -> Iterator[None]:
+    """:class:`_TorchvisionNote` on the logger that writes them, for the import only (a
+    host's own use of transformers keeps its messages; these are logged once)."""
+    log = logging.getLogger("transformers.utils.import_utils")
+    note = _TorchvisionNote()
+    log.addFilter(note)
+    try:
+        yield
+    finally:
+        log.removeFilter(note)
+
+
 def _deps() -> tuple[Any, Any]:
     try:
         import diffusers
@@ -245,7 +267,8 @@ def _deps() -> tuple[Any, Any]:
             "pip install 'loopwave[torch]'"
         ) from e
     try:  # (diffusers imports its pipelines lazily: a failure surfaced at the first use)
-        diffusers.StableDiffusionImg2ImgPipeline  # noqa: B018
+        with _no_torchvision_notes():
+            diffusers.StableDiffusionImg2ImgPipeline  # noqa: B018
     except (ImportError, RuntimeError) as e:  # e.g. diffusers 0.30 beside transformers 5
         # diffusers' message is "Failed to import ... (look up to see its traceback):",
         # then the cause
