@@ -2408,3 +2408,71 @@ def test_recent_frames_are_counted_from_the_newest_frame_not_the_state(tmp_path,
     calls = _whole_png_calls(monkeypatch)
     assert lr._last_whole(tmp_path, 69) == (69, None)
     assert calls == [True] * 70  # within 120 s of frame 69, not of the state's write
+
+
+@pytest.mark.parametrize("case", ["video kept", "frames only"])
+def test_a_finished_run_resumes_without_loading_the_model(tmp_path, backend, monkeypatch, case):
+    """A resume whose frames were all made loaded the model first (minutes for a
+    checkpoint, and its GPU) to find nothing to generate: the video kept, or, after a
+    `--no-video` run, only the stored frames to encode. It now loads no model."""
+    import loopwave.render as lr
+
+    av = pytest.importorskip("av")
+    s = Settings.from_dict(JOB)
+    whole = render(s, run_dir=tmp_path / "w", backend=backend, progress=False)
+    rd = tmp_path / "r"
+    render(s, run_dir=rd, backend=backend, progress=False, video=case == "video kept")
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in (rd / "frames").iterdir())
+
+    def not_loaded(*a, **k):
+        raise AssertionError("the model loaded")
+
+    monkeypatch.setattr(lr, "load_backend", not_loaded)
+    video = rd / "morph.mp4"
+    kept = video.stat().st_mtime_ns if case == "video kept" else None
+    r = render(None, run_dir=rd, resume=True, progress=True)
+    assert (r.frames, r.video) == (7, video)
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in (rd / "frames").iterdir()) == before
+    if kept is not None:
+        assert video.stat().st_mtime_ns == kept
+    with av.open(str(video)) as a, av.open(str(whole.video)) as b:
+        got = [f.to_ndarray(format="rgb24") for f in a.decode(video=0)]
+        want = [f.to_ndarray(format="rgb24") for f in b.decode(video=0)]
+    assert len(got) == len(want) == 13
+    for x, y in zip(got, want, strict=True):
+        np.testing.assert_array_equal(x, y)
+    # and through the CLI, the video now recorded: kept, and no model loaded
+    made = video.stat().st_mtime_ns
+    assert main(["render", "--resume", str(rd), "--quiet"]) == 0
+    assert video.stat().st_mtime_ns == made
+
+
+def test_a_frame_lost_after_the_finished_check_loads_the_model_under_the_lock(
+    tmp_path, backend, monkeypatch
+):
+    """The check that a resume needs no model runs before the run's lock; a frame
+    deleted between it and the lock is found there, and the model loads then to make it
+    again (the frames come out as an uninterrupted run's)."""
+    import loopwave.render as lr
+
+    s = Settings.from_dict(JOB)
+    full = render(s, run_dir=tmp_path / "full", backend=backend, progress=False, video=False)
+    rd = tmp_path / "r"
+    render(s, run_dir=rd, backend=backend, progress=False, video=False)
+    spy, loads = _Spy(backend), []
+
+    def load(*a, **k):
+        loads.append(a)
+        return spy
+
+    def all_made_then_lost(run_dir, n):
+        made = lr._last_whole(run_dir, n - 1)[1] is None
+        (rd / "frames" / "000005.png").unlink()
+        return made
+
+    monkeypatch.setattr(lr, "load_backend", load)
+    monkeypatch.setattr(lr, "_all_made", all_made_then_lost)
+    with pytest.warns(RuntimeWarning, match="recorded frame 5 is missing"):
+        r = render(None, run_dir=rd, resume=True, progress=False, video=False)
+    assert r.frames == 7 and len(loads) == 1 and len(spy.calls) == 2  # frames 5 and 6
+    same_frames(full.run_dir, rd)

@@ -568,7 +568,7 @@ def test_a_resume_refuses_a_run_changed_while_it_loaded_and_a_stop_before_its_en
         (rd / "settings.json").write_text(json.dumps(other))
 
     monkeypatch.setattr(lr, "_stop_if_asked", another_render_meanwhile)
-    with pytest.raises(ValueError, match="another render changed .* while this resume loaded"):
+    with pytest.raises(ValueError, match="another render changed .* while this resume started"):
         render(None, run_dir=rd, resume=True, backend=_Noise(), progress=False, video=False)
     assert json.loads((rd / "state.json").read_text())["last"] == 4  # nothing made
 

@@ -437,6 +437,13 @@ def _last_whole(rd: Path, last: int) -> tuple[int, str | None]:
     return last, None
 
 
+def _all_made(rd: Path, n: int) -> bool:
+    """Whether the run in ``rd`` records all ``n`` of its frames, each a whole file (reads
+    only: found again under the run's lock, where a damaged frame is made again)."""
+    last = _state(rd).get("last")
+    return last == n - 1 and not isinstance(last, bool) and _last_whole(rd, last)[1] is None
+
+
 def _whole_frames(rd: Path, last: int) -> int:
     """``last``, or the frame before the first recorded frame that is not a whole file,
     with a RuntimeWarning naming it and the state set back to it (on disk before any
@@ -1433,6 +1440,53 @@ class _ProcessStage:
         self.p.stdout.close()
 
 
+def _load_model(settings: Settings, progress: bool) -> Img2Img:
+    """The img2img backend ``settings['model']`` names, its compiled parts checked
+    before it loads and attached after."""
+    m = settings["model"]
+    if m["unet"] != "torch" or m["vae"] != "torch":  # before the model loads
+        from .backends import check_accel, compiled_parts
+        from .trt import check_exported
+
+        compiled = compiled_parts(check_accel(m["accel"], "model.accel"))
+        # where load_backend places the model ("auto" puts the smoke model on the CPU)
+        on = "cpu" if m["backend"] == "smoke" and m["device"] == "auto" else m["device"]
+        try:
+            check_exported(on, unet=m["unet"], vae=m["vae"], compiled=compiled)
+        except (ValueError, ImportError) as e:
+            placed = on != m["device"] and "CUDA" in str(e)
+            why = " (device auto puts the smoke model on the CPU)" if placed else ""
+            raise type(e)(f"model.{e}{why}") from None
+    try:
+        backend = load_backend(
+            m["backend"],
+            m["path"],
+            scheduler=m["scheduler"],
+            device=m["device"],
+            allow_pickle=m["allow_pickle"],
+            lora=m["lora"],
+            accel=m["accel"],
+            progress=progress,
+        )
+    except ValueError as e:  # the settings' key for the device, speed and LoRA checks'
+        if str(e).startswith(("device:", "accel", "lora")):  # ("lora[0]:" named no key)
+            raise ValueError(f"model.{e}") from None
+        raise
+    if m["unet"] != "torch" or m["vae"] != "torch":
+        from .trt import use_exported
+
+        r = settings["render"]
+        size = {"height": r["height"], "width": r["width"]}
+        use_exported(
+            backend,  # type: ignore[arg-type]
+            unet=m["unet"],
+            vae=m["vae"],
+            directory=_graph_dir(m, **size),
+            **size,
+        )
+    return backend
+
+
 def render(
     settings: Settings | None,
     *,
@@ -1574,50 +1628,16 @@ def render(
         rife = None
     if not resume:  # (a resumed run reads its frame 0 from the folder)
         job.init_image()
-    m = settings["model"]
-    if backend is None:  # before touching the run directory: a bad model leaves nothing behind
-        if m["unet"] != "torch" or m["vae"] != "torch":  # before the model loads
-            from .backends import check_accel, compiled_parts
-            from .trt import check_exported
-
-            compiled = compiled_parts(check_accel(m["accel"], "model.accel"))
-            # where load_backend places the model ("auto" puts the smoke model on the CPU)
-            on = "cpu" if m["backend"] == "smoke" and m["device"] == "auto" else m["device"]
-            try:
-                check_exported(on, unet=m["unet"], vae=m["vae"], compiled=compiled)
-            except (ValueError, ImportError) as e:
-                placed = on != m["device"] and "CUDA" in str(e)
-                why = " (device auto puts the smoke model on the CPU)" if placed else ""
-                raise type(e)(f"model.{e}{why}") from None
-        try:
-            backend = load_backend(
-                m["backend"],
-                m["path"],
-                scheduler=m["scheduler"],
-                device=m["device"],
-                allow_pickle=m["allow_pickle"],
-                lora=m["lora"],
-                accel=m["accel"],
-                progress=progress,
-            )
-        except ValueError as e:  # the settings' key for the device, speed and LoRA checks'
-            if str(e).startswith(("device:", "accel", "lora")):  # ("lora[0]:" named no key)
-                raise ValueError(f"model.{e}") from None
-            raise
-        if m["unet"] != "torch" or m["vae"] != "torch":
-            from .trt import use_exported
-
-            r = settings["render"]
-            size = {"height": r["height"], "width": r["width"]}
-            use_exported(
-                backend,  # type: ignore[arg-type]
-                unet=m["unet"],
-                vae=m["vae"],
-                directory=_graph_dir(m, **size),
-                **size,
-            )
-    job.backend = backend
-    job.check_backend(progress)
+    # a resume whose frames are all made and whole has only its video left to make, or
+    # nothing: it needs no model (a checkpoint took minutes to load, and its GPU, to
+    # encode stored frames or to find the run finished)
+    finished = resume and _all_made(rd, job.n)
+    if backend is None and not finished:
+        # before touching the run directory: a bad model leaves nothing behind
+        backend = _load_model(settings, progress)
+    if backend is not None:
+        job.backend = backend
+        job.check_backend(progress)
     _stop_if_asked()  # a render_frames consumer that stopped while the model loaded
     # one render per run folder at a time: a second process (the same job started twice,
     # or a resume while the first still runs) would write the same frames and state
@@ -1639,12 +1659,18 @@ def render(
             changed = _read_json(rd / "settings.json") != saved_raw
             if changed or _state(rd).get("settings") not in (None, made_with):
                 raise ValueError(
-                    f"run_dir: another render changed {rd} while this resume loaded the "
-                    "model; resume again to continue the run as it is now"
+                    f"run_dir: another render changed {rd} while this resume started; "
+                    "resume again to continue the run as it is now"
                 )
         c = settings["colour"]
         last = _whole_frames(rd, _read_state(rd))
         _check_stop_after(stop_after, last)
+        if job.backend is None and last < job.n - 1:
+            # a frame found damaged or gone since the check before the model would have
+            # loaded: it is made again, so the model loads now
+            job.backend = _load_model(settings, progress)
+            job.check_backend(progress)
+        backend = job.backend
         # every frame made and the video the run finished there (its record, dropped from
         # the state by any frame made since: the writer records each frame's state
         # afresh): a resume after a failure at the very end (drift.png on a full disk)
@@ -1677,7 +1703,8 @@ def render(
                 partial_path(_video_path(rd, settings)).unlink(missing_ok=True)
         first = _read_png(rd / "frames" / f"{0:06d}.png") if last >= 0 else job.first_frame()
         plan: ColourPlan | None = None
-        if c["mode"] == "plan":
+        if c["mode"] == "plan" and last < job.n - 1:  # (a target for frames still to make)
+            assert backend is not None
             plan = _saved_plan(rd)
             if plan is None:
                 if last < 0:
@@ -1768,7 +1795,11 @@ def render(
             )
         try:
             with Progress(
-                job.n, f"render [{backend.label}]", enabled=progress, initial=done, note=video_note
+                job.n,
+                f"render [{backend.label if backend is not None else 'every frame made'}]",
+                enabled=progress,
+                initial=done,
+                note=video_note,
             ) as bar:
                 for i in range(done, job.n):
                     t = target(i)
