@@ -28,7 +28,11 @@ CASES = [
     ((), "demo --out {tmp}/d --size 4096 --frames 2000", "--frames x --size: 2000 frames of"),
     (("av",), "encode {frames} -o {tmp}/a.xyz", "-o: cannot tell the container of {tmp}/a.xyz"),
     (("av",), "encode {frames} -o {tmp}", "-o: cannot write to {tmp}: it is a folder"),
-    (("av",), "encode {frames} -o {tmp}/no/a.mp4", "-o: cannot write to {tmp}/no/a.partial.mp4"),
+    (
+        ("av",),
+        "encode {frames} -o {tmp}/no/a.mp4",
+        "-o: cannot write to {tmp}/no/a.mp4: the folder",
+    ),
     (("av",), "encode {frames} -o {tmp}/a.mp4 --audio {tmp}/no.wav", "--audio: no such file"),
     (("av",), "encode {frames} -o {tmp}/a.mp4 --audio {tmp}", "--audio: is a folder, not a file"),
     ((), "interpolate {frames} -o {tmp}/o --factor 40", "--factor must be in 2..16; got 40"),
@@ -42,7 +46,7 @@ CASES = [
     (
         ("av",),
         "interpolate {frames} -o {tmp}/no/o.mp4",
-        "-o: cannot write to {tmp}/no/o.partial.mp4",
+        "-o: cannot write to {tmp}/no/o.mp4: the folder",
     ),
     # an existing file as a folder of PNG frames, or a path under it (raw errno messages)
     (

@@ -2414,3 +2414,104 @@ def test_a_sound_that_does_not_decode_is_named_and_its_file_closed(tmp_path):
             with lv.VideoWriter(tmp_path / f"o{k}.mp4", fps=10, audio=bad) as w:
                 w.write(moving(5))
     assert len(os.listdir("/proc/self/fd")) == fds
+
+
+_CTRL_C_IN_CLOSE = """
+import os, signal, sys, threading, time
+import numpy as np
+from loopwave import video as lv
+out, pingpong, at = sys.argv[1], sys.argv[2] == "pp", int(sys.argv[3])
+closing = threading.Event()
+real = lv._Output.encode
+def slow(self, planes):  # a slow encoder; Ctrl-C once close() waits and `at` are encoded
+    time.sleep(0.02)
+    real(self, planes)
+    n = lv._running and next(iter(lv._running)).frames_written
+    if closing.is_set() and n == at - 1:
+        os.kill(os.getpid(), signal.SIGINT)
+lv._Output.encode = slow
+w = lv.VideoWriter(out, fps=30, pingpong=pingpong, queue_size=64)
+for i in range(40):
+    w.write(np.full((48, 64, 3), 5 * i, np.uint8))
+closing.set()
+try:
+    w.close()
+    print("closed")
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+@pytest.mark.parametrize("pingpong", [False, True])
+def test_ctrl_c_in_close_still_finishes_the_file_at_exit(tmp_path, pingpong):
+    """From a review: a KeyboardInterrupt in close()'s Thread.join marks the encoder thread
+    stopped in CPython 3.11 while it still writes (bpo-45274), so the exit hook's join
+    returned at once and the process exited with the file cut short or empty (0 bytes of
+    60 frames; 58 of 120 through `encode --keep-partial`). And the ping-pong reversal went
+    on to its end after Ctrl-C. The file now ends at exit with every frame written and
+    the reversal stopped where it was."""
+    out = tmp_path / "c.mp4"
+    at = 50 if pingpong else 20  # inside the reversal, or the forward frames
+    script = [sys.executable, "-c", _CTRL_C_IN_CLOSE, str(out), "pp" * pingpong, str(at)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    r = subprocess.run(script, capture_output=True, text=True, timeout=120, env=env)
+    assert r.stdout.strip() == "interrupted", (r.stdout, r.stderr[-2000:])
+    got = [int(round(f.mean() / 5)) for f in decode_all(out)]
+    if not pingpong:
+        assert got == list(range(40))
+    else:  # the forward frames, then the reversal from 38 down, stopped soon after Ctrl-C
+        assert got[:40] == list(range(40)) and 10 <= len(got) - 40 < 30, got
+        assert got[40:] == list(range(38, 78 - len(got), -1))
+
+
+def test_a_ping_pong_spill_that_fails_names_its_temporary_file(tmp_path, monkeypatch):
+    """From a review: a full disk or a file-size limit on the ping-pong's temporary file
+    said "[Errno 27] File too large" alone (the video itself had room: without
+    pingpong the same encode succeeded)."""
+    import errno
+
+    class Full:
+        def write(self, data):
+            raise OSError(errno.EFBIG, "File too large")
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(lv.tempfile, "TemporaryFile", lambda **k: Full())
+    w = lv.VideoWriter(tmp_path / "p.mp4", fps=10, pingpong=True)
+    with pytest.raises(OSError, match=r"ping-pong: cannot keep the frames to reverse") as e:
+        for f in moving(5):
+            w.write(f)
+            w.flush()
+        w.close()
+    assert e.value.errno == errno.EFBIG and str(tmp_path) in str(e.value)
+    assert "File too large" in str(e.value)
+
+
+def test_encode_names_the_output_given_not_its_partial_file(tmp_path, capsys):
+    """From a review: the CLI's refusals of an output's container or folder named
+    NAME.partial.EXT, a file the user never named."""
+    frames = tmp_path / "f"
+    frames.mkdir()
+    write_png(frames / "0.png", moving(1)[0])
+    out = tmp_path / "o.webm"
+    assert main(["encode", str(frames), "-o", str(out), "--codec", "h264"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot go in the WebM container (o.webm)" in err and "partial" not in err, err
+    assert main(["encode", str(frames), "-o", str(tmp_path / "nodir" / "o.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write to {tmp_path / 'nodir' / 'o.mp4'}: the folder" in err, err
+    assert "partial" not in err
+
+
+def test_encode_with_pingpong_counts_the_reversed_frames_on_its_bar(tmp_path, capsys):
+    """From a review: the bar stood at N/N, "ETA 0s", while the reversed N - 2 frames were
+    encoded (20 s of a 30 s run), then said "wrote 2N - 2 frames"."""
+    frames = tmp_path / "f"
+    frames.mkdir()
+    for i, f in enumerate(moving(10)):
+        write_png(frames / f"{i:03d}.png", f)
+    assert lv.encode_dir(frames, tmp_path / "pp.mp4", fps=10, pingpong=True) == 18
+    bar = capsys.readouterr().err.replace("\r", "\n")
+    assert " 18/18 frames" in bar and "/10 frames" not in bar, bar
+    assert lv.encode_dir(frames, tmp_path / "p2.mp4", fps=10, pingpong=True, progress=False) == 18

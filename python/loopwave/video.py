@@ -856,7 +856,10 @@ class VideoWriter:
         ``<stem>_*<ext>`` gives this video and nothing else
     pingpong : after the frames, append them again reversed, without repeating the
         last and the first frame, so the file loops back and forth seamlessly:
-        N frames become ``2N - 2``. The reversal needs every frame again at the end:
+        N frames become ``2N - 2`` (one frame stays one). A sound (``audio``) plays on
+        forward through the reversed half, neither reversed nor looped, cut to the
+        video's length (with ``audio_sync``, in step with the forward half only). The
+        reversal needs every frame again at the end:
         the encoder thread spills the I420 planes (1.5 bytes per pixel per frame,
         3.1 MB per 1080p frame) to an unnamed temporary file in the output's
         folder, so memory stays flat; make sure that disk has room
@@ -1069,7 +1072,11 @@ class VideoWriter:
         enc = _Encoder(self.path, self._cfg, qsize, self.pingpong, self.segment_frames)
         self._enc = enc
         _running.add(enc)
-        enc.thread.start()
+        try:
+            enc.thread.start()
+        except BaseException:  # (no thread to wait for at exit)
+            _running.discard(enc)
+            raise
         _open_writers.add(self)
         # a writer dropped unclosed ends its file as after an error (its frames, no
         # ping-pong); one still open at exit is finished by _finish_open_writers
@@ -1144,7 +1151,7 @@ class VideoWriter:
         while not item.done.wait(0.05):
             # an encoder that has ended never takes it (it stops at the end marker, or
             # after an error whose report another thread took): not a wait forever
-            ended = not self._enc.thread.is_alive()
+            ended = not self._enc.alive()
             self._raise_if_failed()
             if ended and not item.done.is_set():
                 self._closed = True
@@ -1158,7 +1165,10 @@ class VideoWriter:
         no frames creates no file."""
         self._finish(reverse=True)
 
-    def _finish(self, reverse: bool) -> None:
+    def _finish(self, reverse: bool, seen: Callable[[int], object] | None = None) -> None:
+        """End the file (see :meth:`close`); ``seen(n)`` is called with the frames
+        encoded so far, every 0.1 s, while the encoder finishes (the ping-pong reversal
+        is encoded then)."""
         with self._lock:  # the end marker goes last (see __init__)
             if self._closed:
                 self._raise_if_failed()
@@ -1174,8 +1184,10 @@ class VideoWriter:
                 self._enc.end()
                 raise
         try:
-            self._enc.thread.join()
-        except BaseException:  # (Ctrl-C in the join): as above
+            while not self._enc.finished.wait(0.1):
+                if seen is not None:
+                    seen(self._enc.frames_written)
+        except BaseException:  # (Ctrl-C in the wait): as above
             self._enc.end()
             raise
         self._raise_if_failed()
@@ -1188,7 +1200,7 @@ class VideoWriter:
     def _put(self, item: _Item) -> None:
         while True:
             self._raise_if_failed()
-            if not self._enc.thread.is_alive():
+            if not self._enc.alive():
                 self._raise_if_failed()
                 raise RuntimeError("the video encoder thread has stopped")
             try:
@@ -1245,6 +1257,14 @@ class _Encoder:
         self.error: BaseException | None = None
         self.ending = False  # see end()
         self.thread = threading.Thread(target=self.run, name="loopwave-encoder", daemon=True)
+        # set when the thread has ended the file. Waited on instead of Thread.join: a
+        # KeyboardInterrupt in a join marks the thread stopped in CPython 3.11 (bpo-45274's
+        # handling), after which join and is_alive say it ended while it still writes, and
+        # the exit hook let the process exit with the file cut short (Ctrl-C in close())
+        self.finished = threading.Event()
+
+    def alive(self) -> bool:
+        return not self.finished.is_set()
 
     def on_disk(self) -> int:
         out = self.out
@@ -1293,6 +1313,7 @@ class _Encoder:
             self._run()
         finally:
             _running.discard(self)
+            self.finished.set()
 
     def _run(self) -> None:
         spill: io.BufferedRandom | None = None
@@ -1308,12 +1329,20 @@ class _Encoder:
                 if isinstance(item, np.ndarray):
                     self._encode(item)
                     if self.pingpong:
-                        if spill is None:
-                            # unnamed: the OS removes it however the process ends
-                            spill = tempfile.TemporaryFile(
-                                prefix=".loopwave-pingpong-", dir=self.path.parent
-                            )
-                        spill.write(item.data)
+                        try:
+                            if spill is None:
+                                # unnamed: the OS removes it however the process ends
+                                spill = tempfile.TemporaryFile(
+                                    prefix=".loopwave-pingpong-", dir=self.path.parent
+                                )
+                            spill.write(item.data)
+                        except OSError as e:  # ("[Errno 27] File too large" named nothing)
+                            raise OSError(
+                                e.errno,
+                                f"ping-pong: cannot keep the frames to reverse in a "
+                                f"temporary file in {self.path.parent.absolute()} "
+                                f"({e.strerror or e})",
+                            ) from e
                         spilled += 1
                 elif isinstance(item, _Flush):
                     if self.out is not None:
@@ -1350,6 +1379,8 @@ class _Encoder:
         nbytes = rows * w
         spill.flush()
         for k in range(n - 2, 0, -1):
+            if self.ending:  # end(): Ctrl-C in close(), or the exit (no ping-pong)
+                return
             planes = np.empty((rows, w), np.uint8)
             spill.seek(k * nbytes)
             if spill.readinto(planes.data.cast("B")) != nbytes:
@@ -1375,7 +1406,7 @@ def _finish_open_writers() -> None:
             w._finish(reverse=False)
     for enc in list(_running):
         enc.end()  # a writer whose close() was interrupted never queued its end
-        enc.thread.join()
+        enc.finished.wait()
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -2594,8 +2625,14 @@ def writing_video(
     # VideoReader, which its refusal protected)
     try:
         w = VideoWriter(tmp, **writer_options)
-    except _SettingsRefused as e:  # the settings are for out, not for its partial file
-        raise _SettingsRefused(str(e).replace(str(tmp), str(p))) from e.__cause__
+    except (ValueError, OSError) as e:
+        # the settings and the folder are out's: a message naming the partial file
+        # named a file the caller never named (codec 'h264' ... (o.partial.webm))
+        said = str(e)
+        if type(e) not in (ValueError, OSError, _SettingsRefused) or tmp.name not in said:
+            raise
+        said = said.replace(str(tmp), str(p)).replace(tmp.name, p.name)
+        raise type(e)(said) from e.__cause__
     try:
         with w:
             yield w
@@ -2634,7 +2671,7 @@ def encode_dir(
     **writer_options: Any,
 ) -> int:
     """Encode a folder of PNG frames (name order) into ``out``; returns the frames in
-    the video (``2N - 2`` for ``N`` with ``pingpong``).
+    the video (``2N - 2`` for ``N >= 2`` with ``pingpong``).
 
     ``writer_options`` go to :class:`VideoWriter`. PNGs are decoded by PyAV, so
     no imaging library is needed. The video is written as ``NAME.partial.EXT`` (its
@@ -2654,13 +2691,19 @@ def encode_dir(
 
     files = read_frames_dir(folder, arg=arg)
     check_one_size(files, arg)
+    n = len(files)
+    total = 2 * n - 2 if writer_options.get("pingpong") and n > 2 else n
     with (
         writing_video(out, keep_partial=keep_partial, **writer_options) as w,
-        Progress(len(files), "encode", enabled=progress) as bar,
+        Progress(total, "encode", enabled=progress) as bar,
     ):
         for f in files:
             w.write(_read_png(f))
             bar.update()
+        # the reversed frames are encoded as the writer closes: the bar follows them
+        # (it stood at N/N for as long as they took)
+        w._finish(reverse=True, seen=lambda k: bar.update(max(0, k - bar.done)))
+        bar.update(max(0, w.frames_written - bar.done))
     return w.frames_written
 
 
