@@ -2476,3 +2476,15 @@ def test_a_frame_lost_after_the_finished_check_loads_the_model_under_the_lock(
         r = render(None, run_dir=rd, resume=True, progress=False, video=False)
     assert r.frames == 7 and len(loads) == 1 and len(spy.calls) == 2  # frames 5 and 6
     same_frames(full.run_dir, rd)
+
+
+def test_a_finished_runs_state_with_a_float_last_is_refused_by_name(tmp_path, backend):
+    """From a review of the change that resumes a finished run without its model: a
+    state.json holding "last": 6.0 passed its check (6.0 == 6) and failed formatting a
+    frame name ("Unknown format code 'd'"); it is refused naming state.json, as before."""
+    rd = tmp_path / "r"
+    render(Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False, video=False)
+    state = json.loads((rd / "state.json").read_text())
+    (rd / "state.json").write_text(json.dumps({**state, "last": 6.0}))
+    with pytest.raises(ValueError, match=r"state\.json: expected \{\"last\": frame index"):
+        render(None, run_dir=rd, resume=True, backend=backend, progress=False, video=False)

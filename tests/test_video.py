@@ -2497,11 +2497,24 @@ def test_encode_names_the_output_given_not_its_partial_file(tmp_path, capsys):
     out = tmp_path / "o.webm"
     assert main(["encode", str(frames), "-o", str(out), "--codec", "h264"]) == 2
     err = capsys.readouterr().err
-    assert "cannot go in the WebM container (o.webm)" in err and "partial" not in err, err
+    assert f"cannot go in the WebM container ({out})" in err and "partial" not in err, err
     assert main(["encode", str(frames), "-o", str(tmp_path / "nodir" / "o.mp4")]) == 2
     err = capsys.readouterr().err
     assert f"cannot write to {tmp_path / 'nodir' / 'o.mp4'}: the folder" in err, err
     assert "partial" not in err
+    # (a review of that fix: every name holding the partial file's was rewritten) a
+    # refusal of the partial file itself names it, and other files keep their names
+    (tmp_path / "fold.partial.mp4").mkdir()
+    assert main(["encode", str(frames), "-o", str(tmp_path / "fold.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'fold.partial.mp4'}: it is a folder" in err, err
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "o.partial.mp4").write_bytes(b"not media")
+    with pytest.raises(ValueError, match=r"other/o\.partial\.mp4") as e:
+        with lv.writing_video(tmp_path / "o.mp4", fps=10, audio=other / "o.partial.mp4") as w:
+            w.write(moving(1)[0])
+    assert "other/o.mp4" not in str(e.value)
 
 
 def test_encode_with_pingpong_counts_the_reversed_frames_on_its_bar(tmp_path, capsys):
@@ -2515,3 +2528,45 @@ def test_encode_with_pingpong_counts_the_reversed_frames_on_its_bar(tmp_path, ca
     bar = capsys.readouterr().err.replace("\r", "\n")
     assert " 18/18 frames" in bar and "/10 frames" not in bar, bar
     assert lv.encode_dir(frames, tmp_path / "p2.mp4", fps=10, pingpong=True, progress=False) == 18
+
+
+_EXIT_IN_REVERSAL = """
+import os, sys, threading, time
+import numpy as np
+from loopwave import video as lv
+out = sys.argv[1]
+reversing = threading.Event()
+real = lv._Output.encode
+def slow(self, planes):  # a slow encoder; the program exits inside the reversal
+    time.sleep(0.02)
+    real(self, planes)
+    if lv._running and next(iter(lv._running)).frames_written == 25:
+        reversing.set()
+lv._Output.encode = slow
+def render():
+    with lv.writing_video(out, fps=30, pingpong=True, queue_size=64) as w:
+        for i in range(20):
+            w.write(np.full((48, 64, 3), 10 * i, np.uint8))
+threading.Thread(target=render, daemon=True).start()
+reversing.wait(60)
+"""
+
+
+def test_a_ping_pong_cut_at_the_programs_exit_is_not_renamed_into_place(tmp_path):
+    """From a review of the change that stops a reversal on end(): a writer closed on a
+    daemon thread as the program exits had its reversal stopped by the exit hook, and
+    close() returned as if whole, so writing_video renamed the video cut short into
+    place (28 of 38 frames). Its close now fails, and the partial file stays."""
+    out = tmp_path / "d.mp4"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    r = subprocess.run(
+        [sys.executable, "-c", _EXIT_IN_REVERSAL, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert not out.exists()
+    got = [int(round(f.mean() / 10)) for f in decode_all(lv.partial_path(out))]
+    assert got[:20] == list(range(20)) and 20 < len(got) < 38, got

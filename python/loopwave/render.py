@@ -441,7 +441,8 @@ def _all_made(rd: Path, n: int) -> bool:
     """Whether the run in ``rd`` records all ``n`` of its frames, each a whole file (reads
     only: found again under the run's lock, where a damaged frame is made again)."""
     last = _state(rd).get("last")
-    return last == n - 1 and not isinstance(last, bool) and _last_whole(rd, last)[1] is None
+    # (6.0 and True are refused by _read_state, under the lock)
+    return type(last) is int and last == n - 1 and _last_whole(rd, last)[1] is None
 
 
 def _whole_frames(rd: Path, last: int) -> int:

@@ -810,6 +810,11 @@ class _SettingsRefused(ValueError):
     file, which the caller never named)."""
 
 
+class _FolderRefused(OSError):
+    """A writer's folder is missing or not writable: the output's as much as its partial
+    file's, so :func:`writing_video` names the output, as for :class:`_SettingsRefused`."""
+
+
 class VideoWriter:
     """Encode RGB frames to a video file on a background thread.
 
@@ -925,9 +930,11 @@ class VideoWriter:
             )
         parent = self.path.parent
         if not parent.is_dir():
-            raise OSError(f"path: cannot write to {self.path}: the folder {parent} is missing")
+            raise _FolderRefused(
+                f"path: cannot write to {self.path}: the folder {parent} is missing"
+            )
         if not os.access(parent, os.W_OK):
-            raise OSError(f"path: cannot write to {self.path}: the folder is not writable")
+            raise _FolderRefused(f"path: cannot write to {self.path}: the folder is not writable")
         if self.path.is_dir():
             raise OSError(f"path: cannot write to {self.path}: it is a folder")
         self.fps = parse_fps(fps)
@@ -938,9 +945,9 @@ class VideoWriter:
         codec, encoder = _codec_encoder(codec)
         allowed = _CONTAINER_CODECS.get(muxer)
         if allowed is not None and codec not in allowed:
-            raise ValueError(
+            raise _SettingsRefused(
                 f"codec {codec!r} cannot go in the {_CONTAINER_NAMES[muxer]} container "
-                f"({self.path.name}); use one of {list(allowed)} or an .mp4/.mkv path"
+                f"({self.path}); use one of {list(allowed)} or an .mp4/.mkv path"
             )
         self.codec = codec
         self.encoder = encoder
@@ -1162,7 +1169,9 @@ class VideoWriter:
     def close(self) -> None:
         """Encode what is queued, add the ping-pong reversal, flush the encoder and
         close the file(s). Calling it again does nothing. A writer that was given
-        no frames creates no file."""
+        no frames creates no file. A reversal still being encoded when Python exits (a
+        close() on a daemon thread) or at Ctrl-C stops there, the file ended with the
+        frames so far, and close() raises RuntimeError (where it still runs)."""
         self._finish(reverse=True)
 
     def _finish(self, reverse: bool, seen: Callable[[int], object] | None = None) -> None:
@@ -1349,11 +1358,21 @@ class _Encoder:
                         self.out.flush_to_disk(item.fsync)
                     item.done.set()
                 else:
+                    cut = None
                     if item.reverse and spill is not None and spilled > 2:
-                        self._encode_reversed(spill, spilled)
+                        cut = self._encode_reversed(spill, spilled)
                     self._close_output()
                     if self.segment_frames is not None and self.paths:
                         self._remove_stale_segments()
+                    if cut is not None:
+                        # the close() waiting for it returned as if whole (a daemon
+                        # thread's, at the program's exit): a video cut short was renamed
+                        # into place by writing_video
+                        self.error = RuntimeError(
+                            f"ping-pong: the reversal stopped at the program's exit (or "
+                            f"Ctrl-C) after {cut} of its {spilled - 2} frames; "
+                            f"{self.path} holds the frames and those {cut}"
+                        )
                     return
         except BaseException as e:  # reported to the caller on its next call
             if self.out is not None:
@@ -1373,19 +1392,22 @@ class _Encoder:
                 with contextlib.suppress(OSError):
                     spill.close()
 
-    def _encode_reversed(self, spill: io.BufferedRandom, n: int) -> None:
+    def _encode_reversed(self, spill: io.BufferedRandom, n: int) -> int | None:
+        """Encode the ``n`` spilled frames' reversal; the frames encoded where :meth:`end`
+        stopped it, else None."""
         h, w = self.cfg.size
         rows = h * 3 // 2
         nbytes = rows * w
         spill.flush()
         for k in range(n - 2, 0, -1):
             if self.ending:  # end(): Ctrl-C in close(), or the exit (no ping-pong)
-                return
+                return n - 2 - k
             planes = np.empty((rows, w), np.uint8)
             spill.seek(k * nbytes)
             if spill.readinto(planes.data.cast("B")) != nbytes:
                 raise OSError("ping-pong: the temporary frame file came back short")
             self._encode(planes)
+        return None
 
 
 # the readers open in this process: a writer refuses to truncate a file one of them reads
@@ -2625,14 +2647,11 @@ def writing_video(
     # VideoReader, which its refusal protected)
     try:
         w = VideoWriter(tmp, **writer_options)
-    except (ValueError, OSError) as e:
-        # the settings and the folder are out's: a message naming the partial file
-        # named a file the caller never named (codec 'h264' ... (o.partial.webm))
-        said = str(e)
-        if type(e) not in (ValueError, OSError, _SettingsRefused) or tmp.name not in said:
-            raise
-        said = said.replace(str(tmp), str(p)).replace(tmp.name, p.name)
-        raise type(e)(said) from e.__cause__
+    except (_SettingsRefused, _FolderRefused) as e:
+        # the settings and the folder are out's, not only its partial file's, which the
+        # caller never named (codec 'h264' ... (o.partial.webm)); the refusals that are
+        # the partial file's own (a folder of its name) keep naming it
+        raise type(e)(str(e).replace(str(tmp), str(p))) from e.__cause__
     try:
         with w:
             yield w
