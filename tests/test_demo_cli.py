@@ -237,3 +237,24 @@ def test_the_demo_replaces_no_frames_it_did_not_write(tmp_path) -> None:
     run_demo(own, frames=6, size=16, keyframe_every=2, renders=1, progress=False)
     run_demo(own, frames=4, size=16, keyframe_every=2, renders=1, progress=False)
     assert sorted(p.name for p in (own / "frames").iterdir()) == [f"{i:05d}.png" for i in range(4)]
+
+
+def test_a_first_demo_stopped_part_way_leaves_no_folder(tmp_path, monkeypatch) -> None:
+    """From a review of interrupts: a first run into a new folder, stopped part way
+    (Ctrl-C), left the folder with the demo's marker and an empty frames/; the folders
+    it made go again (not one that was there before, nor one holding other files)."""
+    import loopwave.demo as demo
+
+    def stop(path, img):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "write_png", stop)
+    out = tmp_path / "a" / "b"
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(out, frames=8, size=16, keyframe_every=2, renders=1, progress=False)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("x")
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(tmp_path / "mine", frames=8, size=16, keyframe_every=2, renders=1, progress=False)
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["keep.txt"]

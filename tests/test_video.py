@@ -2570,3 +2570,76 @@ def test_a_ping_pong_cut_at_the_programs_exit_is_not_renamed_into_place(tmp_path
     assert not out.exists()
     got = [int(round(f.mean() / 10)) for f in decode_all(lv.partial_path(out))]
     assert got[:20] == list(range(20)) and 20 < len(got) < 38, got
+
+
+_FAIL_IN_BLOCK = """
+import sys, time
+import numpy as np
+from loopwave import video as lv
+out, keep = sys.argv[1], sys.argv[2] == "keep"
+real = lv._Output.encode
+def slow(self, planes):  # a slow encoder (x264's veryslow: 23 s after a Ctrl-C)
+    time.sleep(0.03)
+    real(self, planes)
+lv._Output.encode = slow
+try:
+    with lv.writing_video(out, fps=30, keep_partial=keep, queue_size=64) as w:
+        for i in range(40):
+            w.write(np.full((48, 64, 3), 5 * i, np.uint8))
+        raise KeyboardInterrupt
+except KeyboardInterrupt:
+    print(w.frames_written)
+"""
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_ctrl_c_in_a_writing_video_block_discards_at_once_unless_kept(tmp_path, keep):
+    """From a review of interrupts: with the partial file not kept, a Ctrl-C in the block
+    still encoded every queued frame and flushed the encoder before deleting the file
+    (23 s at x264's veryslow), and the file, deleted while the encoder still wrote, was
+    made again after (left in 2 of 3 runs of `encode`). The encoder now stops at once
+    and deletes its files itself. Kept, the file still holds every frame written."""
+    out = tmp_path / "k.mp4"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    r = subprocess.run(
+        [sys.executable, "-c", _FAIL_IN_BLOCK, str(out), "keep" if keep else ""],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    encoded = int(r.stdout)
+    assert not out.exists()
+    if keep:
+        assert encoded == 40
+        assert len(decode_all(lv.partial_path(out))) == 40
+    else:
+        assert encoded < 20, encoded  # (it was 40: every queued frame)
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_a_ctrl_c_while_a_reader_indexes_leaves_it_whole(tmp_path, monkeypatch):
+    """From a review of interrupts: the index was marked done before its times were set,
+    so a Ctrl-C in between (a notebook's reader, used again) left a reader whose read()
+    raised IndexError and whose times were None. It now indexes again."""
+    out = tmp_path / "t.mp4"
+    with lv.VideoWriter(out, fps=10) as w:
+        for f in moving(6):
+            w.write(f)
+    real, calls = lv._Decoder._goes_back, []
+
+    def interrupted(key_times, decode_times):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(key_times, decode_times)
+
+    monkeypatch.setattr(lv._Decoder, "_goes_back", staticmethod(interrupted))
+    with lv.VideoReader(out) as r, lv.VideoReader(out) as whole:
+        with pytest.raises(KeyboardInterrupt):
+            r.frame_count  # noqa: B018 - the index it builds
+        np.testing.assert_array_equal(r.read(3), whole.read(3))
+        assert r.times is not None
+        np.testing.assert_array_equal(r.times, whole.times)
+        assert r.frame_count == 6

@@ -182,6 +182,10 @@ def run_demo(
         )
     _check_ours(out)
     _skimage()  # before the folder is made (one was left empty without it)
+    # the folders made here, deepest first, and the marker if this run made it: removed
+    # again if it stops (a Ctrl-C left the folder with the marker and an empty frames/)
+    made = [d for d in (out / "frames", out, *out.parents) if not d.exists()]
+    marked = not (out / MARKER).exists()
     (out / "frames").mkdir(parents=True, exist_ok=True)
     (out / MARKER).touch()
     # an earlier, longer run's frames past this run's last would stay beside its own
@@ -192,6 +196,13 @@ def run_demo(
         # a run stopped part way (Ctrl-C) left its first frames over an earlier run's, with
         # that run's drift.csv and contact sheet: a folder that looked finished
         _remove_outputs(out, first_frame=0, summary=True)
+        if marked:
+            (out / MARKER).unlink(missing_ok=True)
+        for d in made:
+            try:
+                d.rmdir()
+            except OSError:  # (something else is in it)
+                break
         raise
 
 

@@ -764,6 +764,14 @@ def _stream(
         if last is not None:  # (retime: outputs at its time that a frame never given took)
             for _ in range(slots.tail(last[0])):
                 yield last[1].copy()
+    except GeneratorExit:
+        # the consumer stopped (a break, the generator dropped): the pairs being made are
+        # not waited for (a break waited for them, 3 s at 1080p, and a Ctrl-C then was
+        # "ignored" in the garbage collector); their threads end when they are done
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+            pool = None
+        raise
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -844,7 +852,15 @@ def _read_input(
         except (OSError, ValueError) as e:  # it names its parameter, path: here IN
             raise type(e)(v.renamed(str(e), {"path": "IN"})) from e
         times = None if r.evenly_spaced else r.times
-        return (f for batch in r for f in batch), r.frame_count, r.fps, times
+
+        def frames() -> Iterator[np.ndarray]:
+            # closed when read to the end, not by the garbage collector: a Ctrl-C there
+            # printed "Exception ignored in VideoReader.__del__" and was lost (rc 0)
+            with r:
+                for batch in r:
+                    yield from batch
+
+        return frames(), r.frame_count, r.fps, times
     raise OSError(f"IN: no such file or folder {path}")
 
 
@@ -1071,7 +1087,9 @@ def add_cli(sub: Any) -> None:
                     # the frames written so far look like a whole sequence: removed, as a
                     # video's partial file is, unless --keep-partial (the folder was empty)
                     if not a.keep_partial:
-                        for i in range(count):
+                        # (and the one being written: a Ctrl-C in write_png after its
+                        # rename left it, and the folder, which a run again refused)
+                        for i in range(count + 1):
                             (out / f"{i:06d}.png").unlink(missing_ok=True)
                         for d in made:  # (a parent made here too was left behind)
                             try:

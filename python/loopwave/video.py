@@ -804,6 +804,10 @@ class _End:
 _Item = np.ndarray | _Flush | _End
 
 
+class _Discarded(Exception):
+    """Ends an encoder thread told to discard its files (:meth:`_Encoder.discard`)."""
+
+
 class _SettingsRefused(ValueError):
     """The encoder refused a writer's settings. Its message names the writer's path,
     which :func:`writing_video` turns into its output's (the writer's is the partial
@@ -1201,6 +1205,15 @@ class VideoWriter:
             raise
         self._raise_if_failed()
 
+    def _discard(self) -> None:
+        """Close the writer for a failure whose files are not kept: the encoder stops at
+        once and deletes them (see :meth:`_Encoder.discard`); waits for it."""
+        self._closed = True
+        self._finalizer.detach()
+        _open_writers.discard(self)
+        self._enc.discard()
+        self._enc.finished.wait()
+
     def _check_usable(self, what: str) -> None:
         self._raise_if_failed()
         if self._closed:
@@ -1265,6 +1278,7 @@ class _Encoder:
         self.out: _Output | None = None
         self.error: BaseException | None = None
         self.ending = False  # see end()
+        self.discarding = False  # see discard()
         self.thread = threading.Thread(target=self.run, name="loopwave-encoder", daemon=True)
         # set when the thread has ended the file. Waited on instead of Thread.join: a
         # KeyboardInterrupt in a join marks the thread stopped in CPython 3.11 (bpo-45274's
@@ -1284,6 +1298,13 @@ class _Encoder:
         once it has taken what is queued, and stop; never blocks (a dropped writer's
         finalizer, which the garbage collector may run on the encoder thread itself)."""
         self.ending = True
+
+    def discard(self) -> None:
+        """Ask the thread to stop at once, without encoding what is queued or flushing
+        the encoder, and delete its files (a failure whose partial file is not kept: the
+        error or Ctrl-C waited for every queued frame, 23 s at x264's veryslow, and the
+        file was deleted before the encoder, still writing, made it). Never blocks."""
+        self.discarding = self.ending = True
 
     def segment_path(self, i: int) -> Path:
         return self.path if self.segment_frames is None else _numbered(self.path, i)
@@ -1329,12 +1350,16 @@ class _Encoder:
         spilled = 0
         try:
             while True:
+                if self.discarding:
+                    raise _Discarded
                 try:
                     item = self.queue.get(timeout=0.25)
                 except queue.Empty:
                     if not self.ending:
                         continue
                     item = _End(False)
+                if self.discarding:
+                    raise _Discarded
                 if isinstance(item, np.ndarray):
                     self._encode(item)
                     if self.pingpong:
@@ -1361,6 +1386,8 @@ class _Encoder:
                     cut = None
                     if item.reverse and spill is not None and spilled > 2:
                         cut = self._encode_reversed(spill, spilled)
+                    if self.discarding:
+                        raise _Discarded
                     self._close_output()
                     if self.segment_frames is not None and self.paths:
                         self._remove_stale_segments()
@@ -1377,7 +1404,12 @@ class _Encoder:
         except BaseException as e:  # reported to the caller on its next call
             if self.out is not None:
                 self.out.abandon()
-            self.error = e
+            if isinstance(e, _Discarded):  # (the caller already has its error)
+                for f in self.paths:
+                    with contextlib.suppress(OSError):
+                        f.unlink(missing_ok=True)
+            else:
+                self.error = e
             while True:  # drain, so a blocked producer or flush notices the failure
                 try:
                     item = self.queue.get_nowait()
@@ -1771,22 +1803,27 @@ class _Decoder:
         except _av().error.FFmpegError:
             pass  # a cut-off file: index what is there
         stamps = stamps[first_key or 0 :]
-        self._indexed = True
-        if self._count is None:
-            self._count = len(stamps)
+        count = len(stamps) if self._count is None else self._count
         times = sorted(t for t in stamps if t is not None)
-        if (
+        timed = not (
             len(times) < len(stamps)
             or len(set(times)) < len(times)
-            or self._count != len(times)
+            or count != len(times)
             or self._goes_back(key_times, decode_times)
-        ):
-            self._timed = False
+        )
+        if timed:
+            where = {t: i for i, t in enumerate(times)}
+            keys = sorted(where[t] for t in key_times if t in where)
+            span = self._time_span(times, ends.get(times[-1]) if times else None)
+        # set together, _indexed last: a Ctrl-C while they were worked out left a reader
+        # indexed with no times (read() then raised IndexError, times was None), and one
+        # here leaves it to index again
+        self._count = count
+        if timed:
+            self._pts, self._where, self._keys, self._span = times, where, keys, span
         else:
-            self._pts = times
-            self._where = {t: i for i, t in enumerate(times)}
-            self._keys = sorted(self._where[t] for t in key_times if t in self._where)
-            self._span = self._time_span(times, ends.get(times[-1]) if times else None)
+            self._timed = False
+        self._indexed = True
 
     @staticmethod
     def _goes_back(key_times: list[int], decode_times: list[int]) -> bool:
@@ -2653,10 +2690,19 @@ def writing_video(
         # the partial file's own (a folder of its name) keep naming it
         raise type(e)(str(e).replace(str(tmp), str(p))) from e.__cause__
     try:
-        with w:
+        try:
             yield w
+        except BaseException as e:
+            if keep_partial:  # its frames, as after an error (no ping-pong)
+                w.__exit__(type(e), e, e.__traceback__)
+            else:  # at once: nothing queued is encoded (in a thread the files were
+                # deleted before, a file the encoder went on to make was left)
+                w._discard()
+            raise
+        w.close()
     except BaseException:
-        if not keep_partial:  # the files the writer made
+        if not keep_partial:  # the files the writer made (again, if a second Ctrl-C
+            # stopped the wait above: the encoder deletes them too)
             for f in {tmp, *w.paths}:
                 f.unlink(missing_ok=True)
         raise
