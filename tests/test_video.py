@@ -2643,3 +2643,141 @@ def test_a_ctrl_c_while_a_reader_indexes_leaves_it_whole(tmp_path, monkeypatch):
         assert r.times is not None
         np.testing.assert_array_equal(r.times, whole.times)
         assert r.frame_count == 6
+
+
+_CTRL_C_IN_FINAL_CLOSE = """
+import os, signal, sys, time
+import numpy as np
+from loopwave import video as lv
+out = sys.argv[1]
+closing = []
+real_encode, real_close = lv._Output.encode, lv.VideoWriter.close
+def slow(self, planes):  # a slow encoder; Ctrl-C once writing_video's close() waits
+    time.sleep(0.03)
+    real_encode(self, planes)
+    if closing and next(iter(lv._running)).frames_written == 10:
+        os.kill(os.getpid(), signal.SIGINT)
+def close(self):
+    closing.append(1)
+    real_close(self)
+lv._Output.encode, lv.VideoWriter.close = slow, close
+try:
+    with lv.writing_video(out, fps=30, keep_partial=False, queue_size=64, segment_seconds=0.1) as w:
+        for i in range(40):
+            w.write(np.full((48, 64, 3), 5 * i, np.uint8))
+except KeyboardInterrupt:
+    print(w.frames_written)
+"""
+
+
+def test_ctrl_c_in_writing_videos_own_close_discards_too(tmp_path):
+    """From a review of the change that discards at once: a Ctrl-C in writing_video's own
+    close() (after the block, the encoder behind) still encoded every queued frame, and
+    the segments it made after writing_video's deletion were left (14 of them)."""
+    out = tmp_path / "s.mp4"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    r = subprocess.run(
+        [sys.executable, "-c", _CTRL_C_IN_FINAL_CLOSE, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert r.returncode == 0 and r.stdout.strip(), r.stderr[-2000:]
+    assert int(r.stdout) < 20  # (it was 40: every queued frame)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_flush_on_another_thread_of_a_discarded_writer_says_it_is_closed(tmp_path, monkeypatch):
+    """From a review of the change that discards at once: a flush() waiting on another
+    thread when the block failed returned a count of frames on disk, of files the
+    encoder then deleted."""
+    import threading
+
+    real, started = lv._Output.encode, threading.Event()
+
+    def slow(self, planes):
+        started.set()
+        time.sleep(0.05)
+        real(self, planes)
+
+    monkeypatch.setattr(lv._Output, "encode", slow)
+    got = {}
+
+    def flush(w):
+        try:
+            got["flush"] = w.flush()
+        except ValueError as e:
+            got["flush"] = e
+
+    out = tmp_path / "f.mp4"
+    with pytest.raises(RuntimeError, match="the block failed"):
+        with lv.writing_video(out, fps=10, keep_partial=False, queue_size=32) as w:
+            for f in moving(20):
+                w.write(f)
+            started.wait(10)
+            t = threading.Thread(target=flush, args=(w,))
+            t.start()
+            time.sleep(0.1)
+            raise RuntimeError("the block failed")
+    t.join(30)
+    assert isinstance(got["flush"], ValueError), got
+    assert "the writer is closed" in str(got["flush"])
+    assert list(tmp_path.iterdir()) == []
+
+
+_GC_ON_THE_ENCODER = """
+import gc, sys, threading, time
+import numpy as np
+from loopwave import video as lv
+out, keep = sys.argv[1], sys.argv[2] == "keep"
+ask = []
+real = lv._Encoder._encode
+def encode(self, planes):  # a collection on the encoder's own thread, once asked
+    if ask:
+        ask.clear()
+        time.sleep(0.3)  # the generator is dropped meanwhile
+        gc.collect()
+    return real(self, planes)
+lv._Encoder._encode = encode
+def frames(box):
+    with lv.writing_video(out, keep_partial=keep, fps=10, queue_size=8) as w:
+        while True:
+            for _ in range(4):
+                w.write(np.zeros((64, 64, 3), np.uint8))
+            yield
+class Box:
+    pass
+box = Box()
+box.g = g = frames(box)  # a cycle holds the generator
+gc.disable()
+next(g)
+time.sleep(0.3)
+ask.append(1)
+next(g)
+del g, box
+time.sleep(1.5)
+print([t.name for t in threading.enumerate() if t.name == "loopwave-encoder"])
+"""
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_writer_closed_by_the_collector_on_its_own_encoder_thread_does_not_hang(tmp_path, keep):
+    """From a review: the garbage collector closing a generator that held a writing_video
+    block, on the writer's own encoder thread, made that thread wait for itself, and
+    the program hung at exit. The writer now ends as one dropped unclosed does."""
+    out = tmp_path / "g.mp4"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    r = subprocess.run(
+        [sys.executable, "-c", _GC_ON_THE_ENCODER, str(out), "keep" if keep else ""],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "[]", r.stdout  # the encoder ended
+    if keep:
+        assert len(decode_all(lv.partial_path(out))) == 8
+    else:
+        assert list(tmp_path.iterdir()) == []

@@ -1182,6 +1182,15 @@ class VideoWriter:
         """End the file (see :meth:`close`); ``seen(n)`` is called with the frames
         encoded so far, every 0.1 s, while the encoder finishes (the ping-pong reversal
         is encoded then)."""
+        if threading.current_thread() is self._enc.thread:
+            # the garbage collector, closing a generator that held this writer, on the
+            # encoder's own thread: waiting (or putting into the queue it empties) it
+            # waited for itself for good, and the exit hook for it. Ended as dropped.
+            self._closed = True
+            self._finalizer.detach()
+            _open_writers.discard(self)
+            self._enc.end()
+            return
         with self._lock:  # the end marker goes last (see __init__)
             if self._closed:
                 self._raise_if_failed()
@@ -1212,7 +1221,8 @@ class VideoWriter:
         self._finalizer.detach()
         _open_writers.discard(self)
         self._enc.discard()
-        self._enc.finished.wait()
+        if threading.current_thread() is not self._enc.thread:  # (see _finish)
+            self._enc.finished.wait()
 
     def _check_usable(self, what: str) -> None:
         self._raise_if_failed()
@@ -1389,6 +1399,8 @@ class _Encoder:
                     if self.discarding:
                         raise _Discarded
                     self._close_output()
+                    if self.discarding:  # (told during the flush: its files go too)
+                        raise _Discarded
                     if self.segment_frames is not None and self.paths:
                         self._remove_stale_segments()
                     if cut is not None:
@@ -1408,6 +1420,11 @@ class _Encoder:
                 for f in self.paths:
                     with contextlib.suppress(OSError):
                         f.unlink(missing_ok=True)
+                # for another thread's flush() or write() (a flush returned a count of
+                # frames on disk, of files deleted)
+                self.error = ValueError(
+                    "the writer is closed: an error where it was used deleted its files"
+                )
             else:
                 self.error = e
             while True:  # drain, so a blocked producer or flush notices the failure
@@ -2692,14 +2709,15 @@ def writing_video(
     try:
         try:
             yield w
+            w.close()  # (a Ctrl-C here as in the block: its segments were made after)
         except BaseException as e:
             if keep_partial:  # its frames, as after an error (no ping-pong)
                 w.__exit__(type(e), e, e.__traceback__)
             else:  # at once: nothing queued is encoded (in a thread the files were
-                # deleted before, a file the encoder went on to make was left)
+                # deleted before, a file the encoder went on to make was left); an
+                # encoder flush under way is waited for (x264's lookahead: seconds)
                 w._discard()
             raise
-        w.close()
     except BaseException:
         if not keep_partial:  # the files the writer made (again, if a second Ctrl-C
             # stopped the wait above: the encoder deletes them too)
