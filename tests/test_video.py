@@ -2416,6 +2416,18 @@ def test_a_sound_that_does_not_decode_is_named_and_its_file_closed(tmp_path):
     assert len(os.listdir("/proc/self/fd")) == fds
 
 
+def _run_script(script: str, *args: str, timeout: int) -> subprocess.CompletedProcess[str]:
+    """``python -c script args...`` with this process's import path, its output captured."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
 _CTRL_C_IN_CLOSE = """
 import os, signal, sys, threading, time
 import numpy as np
@@ -2452,9 +2464,7 @@ def test_ctrl_c_in_close_still_finishes_the_file_at_exit(tmp_path, pingpong):
     the reversal stopped where it was."""
     out = tmp_path / "c.mp4"
     at = 50 if pingpong else 20  # inside the reversal, or the forward frames
-    script = [sys.executable, "-c", _CTRL_C_IN_CLOSE, str(out), "pp" * pingpong, str(at)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    r = subprocess.run(script, capture_output=True, text=True, timeout=120, env=env)
+    r = _run_script(_CTRL_C_IN_CLOSE, str(out), "pp" * pingpong, str(at), timeout=120)
     assert r.stdout.strip() == "interrupted", (r.stdout, r.stderr[-2000:])
     got = [int(round(f.mean() / 5)) for f in decode_all(out)]
     if not pingpong:
@@ -2558,14 +2568,7 @@ def test_a_ping_pong_cut_at_the_programs_exit_is_not_renamed_into_place(tmp_path
     close() returned as if whole, so writing_video renamed the video cut short into
     place (28 of 38 frames). Its close now fails, and the partial file stays."""
     out = tmp_path / "d.mp4"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    r = subprocess.run(
-        [sys.executable, "-c", _EXIT_IN_REVERSAL, str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    r = _run_script(_EXIT_IN_REVERSAL, str(out), timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert not out.exists()
     got = [int(round(f.mean() / 10)) for f in decode_all(lv.partial_path(out))]
@@ -2600,14 +2603,7 @@ def test_ctrl_c_in_a_writing_video_block_discards_at_once_unless_kept(tmp_path, 
     made again after (left in 2 of 3 runs of `encode`). The encoder now stops at once
     and deletes its files itself. Kept, the file still holds every frame written."""
     out = tmp_path / "k.mp4"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    r = subprocess.run(
-        [sys.executable, "-c", _FAIL_IN_BLOCK, str(out), "keep" if keep else ""],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    r = _run_script(_FAIL_IN_BLOCK, str(out), "keep" if keep else "", timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     encoded = int(r.stdout)
     assert not out.exists()
@@ -2675,14 +2671,7 @@ def test_ctrl_c_in_writing_videos_own_close_discards_too(tmp_path):
     close() (after the block, the encoder behind) still encoded every queued frame, and
     the segments it made after writing_video's deletion were left (14 of them)."""
     out = tmp_path / "s.mp4"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    r = subprocess.run(
-        [sys.executable, "-c", _CTRL_C_IN_FINAL_CLOSE, str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    r = _run_script(_CTRL_C_IN_FINAL_CLOSE, str(out), timeout=120)
     assert r.returncode == 0 and r.stdout.strip(), r.stderr[-2000:]
     assert int(r.stdout) < 20  # (it was 40: every queued frame)
     assert list(tmp_path.iterdir()) == []
@@ -2767,14 +2756,7 @@ def test_a_writer_closed_by_the_collector_on_its_own_encoder_thread_does_not_han
     block, on the writer's own encoder thread, made that thread wait for itself, and
     the program hung at exit. The writer now ends as one dropped unclosed does."""
     out = tmp_path / "g.mp4"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    r = subprocess.run(
-        [sys.executable, "-c", _GC_ON_THE_ENCODER, str(out), "keep" if keep else ""],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    r = _run_script(_GC_ON_THE_ENCODER, str(out), "keep" if keep else "", timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "[]", r.stdout  # the encoder ended
     if keep:
