@@ -2680,7 +2680,9 @@ def test_ctrl_c_in_writing_videos_own_close_discards_too(tmp_path):
 def test_a_flush_on_another_thread_of_a_discarded_writer_says_it_is_closed(tmp_path, monkeypatch):
     """From a review of the change that discards at once: a flush() waiting on another
     thread when the block failed returned a count of frames on disk, of files the
-    encoder then deleted."""
+    encoder then deleted (then, from a review of that fix, every waiting thread but one
+    still did, and a second close() raised). Every flush says the writer is closed, its
+    frames on disk are 0, and close() again does nothing."""
     import threading
 
     real, started = lv._Output.encode, threading.Event()
@@ -2693,11 +2695,11 @@ def test_a_flush_on_another_thread_of_a_discarded_writer_says_it_is_closed(tmp_p
     monkeypatch.setattr(lv._Output, "encode", slow)
     got = {}
 
-    def flush(w):
+    def flush(w, k):
         try:
-            got["flush"] = w.flush()
+            got[k] = w.flush()
         except ValueError as e:
-            got["flush"] = e
+            got[k] = e
 
     out = tmp_path / "f.mp4"
     with pytest.raises(RuntimeError, match="the block failed"):
@@ -2705,14 +2707,19 @@ def test_a_flush_on_another_thread_of_a_discarded_writer_says_it_is_closed(tmp_p
             for f in moving(20):
                 w.write(f)
             started.wait(10)
-            t = threading.Thread(target=flush, args=(w,))
-            t.start()
+            threads = [threading.Thread(target=flush, args=(w, k)) for k in range(3)]
+            for t in threads:
+                t.start()
             time.sleep(0.1)
             raise RuntimeError("the block failed")
-    t.join(30)
-    assert isinstance(got["flush"], ValueError), got
-    assert "the writer is closed" in str(got["flush"])
+    for t in threads:
+        t.join(30)
+    assert len(got) == 3 and all(isinstance(x, ValueError) for x in got.values()), got
+    assert all("the writer is closed" in str(x) for x in got.values())
     assert list(tmp_path.iterdir()) == []
+    assert w.frames_on_disk == 0
+    w.close()  # (it raised, once, what the flushes were told)
+    w.__exit__(None, None, None)
 
 
 _GC_ON_THE_ENCODER = """
@@ -2763,3 +2770,122 @@ def test_a_writer_closed_by_the_collector_on_its_own_encoder_thread_does_not_han
         assert len(decode_all(lv.partial_path(out))) == 8
     else:
         assert list(tmp_path.iterdir()) == []
+
+
+def test_files_made_by_a_failing_flush_while_discarded_are_deleted(tmp_path, monkeypatch):
+    """From a review: the encoder deleted its files after a discard only where it ended
+    with the discard; a final flush under way that made the file (x264's first packets
+    come at the flush) and then failed left it, where a second Ctrl-C had stopped
+    writing_video's own deletion before the file existed."""
+    import errno
+    import threading
+
+    flushing, told = threading.Event(), threading.Event()
+
+    def close(self):
+        flushing.set()
+        told.wait(10)
+        self.path.write_bytes(b"made by the flush")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(lv._Output, "close", close)
+    out = tmp_path / "f.mp4"
+    w = lv.VideoWriter(out, fps=10)
+    for f in moving(3):
+        w.write(f)
+
+    def discard():
+        flushing.wait(10)
+        w._enc.discard()
+        told.set()
+
+    t = threading.Thread(target=discard)
+    t.start()
+    with pytest.raises(OSError, match="No space left"):
+        w.close()
+    t.join(10)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_writing_video_whose_encoder_failed_on_another_thread_is_not_renamed(
+    tmp_path, monkeypatch
+):
+    """From a review: an encoder error handed to a producer thread that caught it left
+    the block to end normally, and writing_video renamed the video cut short into place
+    (28 of 40 frames as o.mp4, no error). It now refuses, naming the failure."""
+    import errno
+    import threading
+
+    real, count = lv._Output.encode, []
+
+    def encode(self, planes):
+        count.append(1)
+        if len(count) == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, planes)
+
+    monkeypatch.setattr(lv._Output, "encode", encode)
+    caught = []
+
+    def produce(w):
+        try:
+            for f in moving(10):
+                w.write(f)
+            w.flush()
+        except OSError as e:
+            caught.append(e)
+
+    out = tmp_path / "o.mp4"
+    with pytest.raises(RuntimeError, match=r"the encoder failed \(\[Errno 28\]"):
+        with lv.writing_video(out, fps=10, keep_partial=False) as w:
+            t = threading.Thread(target=produce, args=(w,))
+            t.start()
+            t.join(30)
+    assert len(caught) == 1 and not out.exists() and list(tmp_path.iterdir()) == []
+
+
+_PINGPONG_CLOSED_ON_ITS_THREAD = """
+import gc, sys, threading, time
+import numpy as np
+from loopwave import video as lv
+out = sys.argv[1]
+ask, said = [], []
+real = lv._Encoder._encode
+def encode(self, planes):  # a collection on the encoder's own thread, once asked
+    if ask:
+        ask.clear()
+        time.sleep(0.2)
+        gc.collect()
+    return real(self, planes)
+lv._Encoder._encode = encode
+class Clip:  # a user's wrapper that closes its writer when dropped
+    def __init__(self):
+        self.w, self.me = lv.VideoWriter(out, fps=10, pingpong=True), self
+    def __del__(self):
+        try:
+            self.w.close()
+            said.append("returned")
+        except RuntimeError as e:
+            said.append(str(e))
+c = Clip()
+for i in range(10):
+    c.w.write(np.full((64, 64, 3), 20 * i, np.uint8))
+gc.disable()
+time.sleep(0.5)
+ask.append(1)
+c.w.write(np.full((64, 64, 3), 200, np.uint8))
+del c
+time.sleep(2)
+print(said)
+"""
+
+
+def test_a_ping_pong_closed_on_its_own_encoder_thread_says_it_has_no_reversal(tmp_path):
+    """From a review: a close() the garbage collector ran on the writer's own encoder
+    thread (a user's wrapper closing it in __del__) returned as if whole, the file
+    without its reversal (11 frames where 20 were due). It now raises."""
+    out = tmp_path / "p.mp4"
+    r = _run_script(_PINGPONG_CLOSED_ON_ITS_THREAD, str(out), timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "ends without its ping-pong reversal" in r.stdout, r.stdout
+    assert len(decode_all(out)) == 11

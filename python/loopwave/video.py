@@ -1168,6 +1168,8 @@ class VideoWriter:
                 self._closed = True
                 raise ValueError("flush: the writer is closed")
         self._raise_if_failed()
+        if self._enc.deleted:  # (each waiting thread: the error went to one)
+            raise ValueError("flush: the writer is closed (an error deleted its files)")
         return self.frames_on_disk
 
     def close(self) -> None:
@@ -1175,7 +1177,9 @@ class VideoWriter:
         close the file(s). Calling it again does nothing. A writer that was given
         no frames creates no file. A reversal still being encoded when Python exits (a
         close() on a daemon thread) or at Ctrl-C stops there, the file ended with the
-        frames so far, and close() raises RuntimeError (where it still runs)."""
+        frames so far, and close() raises RuntimeError (where it still runs); so does a
+        ping-pong close() that the garbage collector runs on the encoder's own thread,
+        which ends the file without the reversal."""
         self._finish(reverse=True)
 
     def _finish(self, reverse: bool, seen: Callable[[int], object] | None = None) -> None:
@@ -1190,6 +1194,11 @@ class VideoWriter:
             self._finalizer.detach()
             _open_writers.discard(self)
             self._enc.end()
+            if reverse and self.pingpong:  # (a __del__ prints it)
+                raise RuntimeError(
+                    "close() ran on the writer's own encoder thread (the garbage "
+                    f"collector): {self.path} ends without its ping-pong reversal"
+                )
             return
         with self._lock:  # the end marker goes last (see __init__)
             if self._closed:
@@ -1232,6 +1241,8 @@ class VideoWriter:
     def _put(self, item: _Item) -> None:
         while True:
             self._raise_if_failed()
+            if self._enc.deleted:
+                raise ValueError("write: the writer is closed (an error deleted its files)")
             if not self._enc.alive():
                 self._raise_if_failed()
                 raise RuntimeError("the video encoder thread has stopped")
@@ -1289,6 +1300,10 @@ class _Encoder:
         self.error: BaseException | None = None
         self.ending = False  # see end()
         self.discarding = False  # see discard()
+        self.deleted = False  # the files were deleted by discard()
+        # the error, kept after it is handed to a caller: writing_video renames no video
+        # whose encoder failed (a producer thread that caught it let a cut video in)
+        self.failure: BaseException | None = None
         self.thread = threading.Thread(target=self.run, name="loopwave-encoder", daemon=True)
         # set when the thread has ended the file. Waited on instead of Thread.join: a
         # KeyboardInterrupt in a join marks the thread stopped in CPython 3.11 (bpo-45274's
@@ -1300,6 +1315,8 @@ class _Encoder:
         return not self.finished.is_set()
 
     def on_disk(self) -> int:
+        if self.deleted:
+            return 0
         out = self.out
         return self.closed_on_disk + (out.durable.prefix if out is not None else 0)
 
@@ -1416,17 +1433,15 @@ class _Encoder:
         except BaseException as e:  # reported to the caller on its next call
             if self.out is not None:
                 self.out.abandon()
-            if isinstance(e, _Discarded):  # (the caller already has its error)
+            if self.discarding:  # (also where a flush under way failed: its file made)
                 for f in self.paths:
                     with contextlib.suppress(OSError):
                         f.unlink(missing_ok=True)
-                # for another thread's flush() or write() (a flush returned a count of
-                # frames on disk, of files deleted)
-                self.error = ValueError(
-                    "the writer is closed: an error where it was used deleted its files"
-                )
-            else:
-                self.error = e
+                # for every thread's flush(), write() and frames_on_disk (a flush
+                # returned a count of frames on disk, of files deleted)
+                self.deleted = True
+            if not isinstance(e, _Discarded):  # (the caller already has its error)
+                self.error = self.failure = e
             while True:  # drain, so a blocked producer or flush notices the failure
                 try:
                     item = self.queue.get_nowait()
@@ -2673,7 +2688,9 @@ def writing_video(
     ``inputs`` are the files the frames come from (one path, or several): when ``out``
     or its partial file is one of them (``interpolate clip.partial.mp4 -o clip.mp4``)
     this refuses to start, as writing would destroy the input while it is read. A block
-    that writes no frames raises ValueError and creates no file."""
+    that writes no frames raises ValueError and creates no file; one whose encoder
+    failed, the error taken by another thread that went on, raises RuntimeError, and the
+    video is not renamed."""
     p = Path(out)
     if p.is_dir():
         raise OSError(f"output: cannot write to {p}: it is a folder")
@@ -2710,6 +2727,11 @@ def writing_video(
         try:
             yield w
             w.close()  # (a Ctrl-C here as in the block: its segments were made after)
+            failure = w._enc.failure
+            if failure is not None:  # handed to a thread that went on (a cut video)
+                raise RuntimeError(
+                    f"output: the encoder failed ({failure}), so {p} was not written"
+                ) from failure
         except BaseException as e:
             if keep_partial:  # its frames, as after an error (no ping-pong)
                 w.__exit__(type(e), e, e.__traceback__)
