@@ -2820,7 +2820,7 @@ def test_a_writing_video_whose_encoder_failed_on_another_thread_is_not_renamed(
 
     def encode(self, planes):
         count.append(1)
-        if len(count) == 5:
+        if len(count) == 25:
             raise OSError(errno.ENOSPC, "No space left on device")
         real(self, planes)
 
@@ -2829,9 +2829,10 @@ def test_a_writing_video_whose_encoder_failed_on_another_thread_is_not_renamed(
 
     def produce(w):
         try:
-            for f in moving(10):
+            for i, f in enumerate(moving(40)):
                 w.write(f)
-            w.flush()
+                if i % 5 == 4:
+                    w.flush()
         except OSError as e:
             caught.append(e)
 
@@ -2842,6 +2843,7 @@ def test_a_writing_video_whose_encoder_failed_on_another_thread_is_not_renamed(
             t.start()
             t.join(30)
     assert len(caught) == 1 and not out.exists() and list(tmp_path.iterdir()) == []
+    assert w.frames_on_disk == 0  # (a review of that fix: the files deleted, 15 said)
 
 
 _PINGPONG_CLOSED_ON_ITS_THREAD = """
@@ -2889,3 +2891,36 @@ def test_a_ping_pong_closed_on_its_own_encoder_thread_says_it_has_no_reversal(tm
     assert r.returncode == 0, r.stderr[-2000:]
     assert "ends without its ping-pong reversal" in r.stdout, r.stdout
     assert len(decode_all(out)) == 11
+
+
+def test_a_close_on_the_encoder_thread_raises_only_for_a_reversal_it_loses(tmp_path):
+    """From a review of the ping-pong refusal on the encoder's own thread: a second
+    close() there (after the main thread's) stopped the reversal under way and raised,
+    where a second close does nothing; and two frames, which make no reversal, raised
+    too. (The test stands in for the garbage collector by naming this thread the
+    encoder's.)"""
+    import threading
+
+    def on_its_thread(w):
+        w._enc.thread = threading.current_thread()
+        w._finish(reverse=True)
+        w._enc.finished.wait(30)
+
+    w = lv.VideoWriter(tmp_path / "a.mp4", fps=10, pingpong=True)
+    for f in moving(5):
+        w.write(f)
+    w.close()
+    on_its_thread(w)  # a second close: nothing
+    assert len(decode_all(tmp_path / "a.mp4")) == 8
+    two = lv.VideoWriter(tmp_path / "b.mp4", fps=10, pingpong=True)
+    for f in moving(2):
+        two.write(f)
+    on_its_thread(two)
+    assert len(decode_all(tmp_path / "b.mp4")) == 2
+    three = lv.VideoWriter(tmp_path / "c.mp4", fps=10, pingpong=True)
+    for f in moving(3):
+        three.write(f)
+    with pytest.raises(RuntimeError, match="ends without its ping-pong reversal"):
+        on_its_thread(three)
+    three._enc.finished.wait(30)
+    assert len(decode_all(tmp_path / "c.mp4")) == 3

@@ -1158,7 +1158,7 @@ class VideoWriter:
         item = _Flush(bool(fsync))
         with self._lock:
             self._check_usable("flush")
-            self._put(item)
+            self._put(item, "flush")
         while not item.done.wait(0.05):
             # an encoder that has ended never takes it (it stops at the end marker, or
             # after an error whose report another thread took): not a wait forever
@@ -1190,11 +1190,13 @@ class VideoWriter:
             # the garbage collector, closing a generator that held this writer, on the
             # encoder's own thread: waiting (or putting into the queue it empties) it
             # waited for itself for good, and the exit hook for it. Ended as dropped.
+            if self._closed:  # (a second close does nothing: end() cut a reversal)
+                return
             self._closed = True
             self._finalizer.detach()
             _open_writers.discard(self)
             self._enc.end()
-            if reverse and self.pingpong:  # (a __del__ prints it)
+            if reverse and self.pingpong and self.frames_queued > 2:  # (__del__ prints it)
                 raise RuntimeError(
                     "close() ran on the writer's own encoder thread (the garbage "
                     f"collector): {self.path} ends without its ping-pong reversal"
@@ -1208,7 +1210,7 @@ class VideoWriter:
             self._finalizer.detach()
             _open_writers.discard(self)
             try:
-                self._put(_End(reverse))
+                self._put(_End(reverse), "close")
             except BaseException:
                 # (Ctrl-C while waiting for room in the queue): the thread still ends the
                 # file, and the exit hook waits for it
@@ -1238,11 +1240,11 @@ class VideoWriter:
         if self._closed:
             raise ValueError(f"{what}: the writer is closed")
 
-    def _put(self, item: _Item) -> None:
+    def _put(self, item: _Item, what: str = "write") -> None:
         while True:
             self._raise_if_failed()
             if self._enc.deleted:
-                raise ValueError("write: the writer is closed (an error deleted its files)")
+                raise ValueError(f"{what}: the writer is closed (an error deleted its files)")
             if not self._enc.alive():
                 self._raise_if_failed()
                 raise RuntimeError("the video encoder thread has stopped")
@@ -2745,6 +2747,7 @@ def writing_video(
             # stopped the wait above: the encoder deletes them too)
             for f in {tmp, *w.paths}:
                 f.unlink(missing_ok=True)
+            w._enc.deleted = True  # (its frames_on_disk: 0)
         raise
     if not w.paths:  # no frame came, so the writer opened no file
         raise ValueError(f"output: no frames to write, so {p} was not created")
