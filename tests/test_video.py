@@ -2924,3 +2924,25 @@ def test_a_close_on_the_encoder_thread_raises_only_for_a_reversal_it_loses(tmp_p
         on_its_thread(three)
     three._enc.finished.wait(30)
     assert len(decode_all(tmp_path / "c.mp4")) == 3
+
+
+def test_a_clean_up_that_cannot_delete_keeps_the_callers_error(tmp_path, monkeypatch):
+    """From a review: writing_video's clean-up raised a PermissionError from a partial
+    file it could not delete, hiding the block's own error as its context, and the
+    encoder counted such files deleted (frames_on_disk 0, the file still there)."""
+    real = Path.unlink
+
+    def refuse(self, *a, **k):
+        if ".partial" in self.name:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    out = tmp_path / "o.mp4"
+    with pytest.raises(RuntimeError, match="the block's own error"):
+        with lv.writing_video(out, fps=10, keep_partial=False) as w:
+            for f in moving(12):
+                w.write(f)
+            w.flush()
+            raise RuntimeError("the block's own error")
+    assert lv.partial_path(out).exists() and not w._enc.deleted

@@ -1228,10 +1228,10 @@ class VideoWriter:
     def _discard(self) -> None:
         """Close the writer for a failure whose files are not kept: the encoder stops at
         once and deletes them (see :meth:`_Encoder.discard`); waits for it."""
+        self._enc.discard()  # first: a Ctrl-C after it leaves the encoder told
         self._closed = True
         self._finalizer.detach()
         _open_writers.discard(self)
-        self._enc.discard()
         if threading.current_thread() is not self._enc.thread:  # (see _finish)
             self._enc.finished.wait()
 
@@ -1436,12 +1436,9 @@ class _Encoder:
             if self.out is not None:
                 self.out.abandon()
             if self.discarding:  # (also where a flush under way failed: its file made)
-                for f in self.paths:
-                    with contextlib.suppress(OSError):
-                        f.unlink(missing_ok=True)
                 # for every thread's flush(), write() and frames_on_disk (a flush
                 # returned a count of frames on disk, of files deleted)
-                self.deleted = True
+                self.deleted = _unlink_all(self.paths)
             if not isinstance(e, _Discarded):  # (the caller already has its error)
                 self.error = self.failure = e
             while True:  # drain, so a blocked producer or flush notices the failure
@@ -2672,6 +2669,18 @@ def partial_path(out: str | os.PathLike[str]) -> Path:
     return p.with_name(p.stem + ".partial" + p.suffix)
 
 
+def _unlink_all(paths: Iterable[Path]) -> bool:
+    """Delete ``paths`` (missing ones too); whether every one is gone. Errors are not
+    raised: a clean-up's failure must not hide the error it cleans up after."""
+    gone = True
+    for f in dict.fromkeys(paths):
+        try:
+            f.unlink(missing_ok=True)
+        except OSError:
+            gone = False
+    return gone
+
+
 @contextlib.contextmanager
 def writing_video(
     out: str | os.PathLike[str],
@@ -2745,9 +2754,10 @@ def writing_video(
     except BaseException:
         if not keep_partial:  # the files the writer made (again, if a second Ctrl-C
             # stopped the wait above: the encoder deletes them too)
-            for f in {tmp, *w.paths}:
-                f.unlink(missing_ok=True)
-            w._enc.deleted = True  # (its frames_on_disk: 0)
+            w._enc.discard()  # (never blocks; a Ctrl-C may have come before _discard's)
+            # a file that cannot be deleted does not hide the error (it became the
+            # context of a PermissionError); its frames_on_disk is 0 once all are gone
+            w._enc.deleted = _unlink_all([tmp, *w.paths])
         raise
     if not w.paths:  # no frame came, so the writer opened no file
         raise ValueError(f"output: no frames to write, so {p} was not created")
@@ -2756,7 +2766,7 @@ def writing_video(
             os.replace(tmp, p)
         except BaseException:  # (left behind, though keep_partial said not to)
             if not keep_partial:
-                tmp.unlink(missing_ok=True)
+                w._enc.deleted = _unlink_all([tmp])
             raise
         return
     # segments: each partial one renamed to out's segment of its number, then out's
