@@ -2946,3 +2946,36 @@ def test_a_clean_up_that_cannot_delete_keeps_the_callers_error(tmp_path, monkeyp
             w.flush()
             raise RuntimeError("the block's own error")
     assert lv.partial_path(out).exists() and not w._enc.deleted
+
+
+def test_a_ctrl_c_as_a_discard_starts_still_stops_the_encoder(tmp_path, monkeypatch):
+    """From a review: a Ctrl-C in _discard before it told the encoder left the encoder
+    encoding the queue after writing_video's deletion, and its segments came back. The
+    encoder is told first, and writing_video's clean-up tells it again."""
+    real_discard, calls = lv._Encoder.discard, []
+
+    def ctrl_c_first(self):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        real_discard(self)
+
+    real_encode = lv._Output.encode
+
+    def slow(self, planes):
+        time.sleep(0.02)
+        real_encode(self, planes)
+
+    monkeypatch.setattr(lv._Encoder, "discard", ctrl_c_first)
+    monkeypatch.setattr(lv._Output, "encode", slow)
+    out = tmp_path / "s.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        with lv.writing_video(
+            out, fps=30, keep_partial=False, queue_size=64, segment_seconds=0.1
+        ) as w:
+            for f in moving(40):
+                w.write(f)
+            raise RuntimeError("the block failed")
+    assert w._enc.finished.wait(30)
+    assert len(calls) == 2 and w.frames_written < 40
+    assert list(tmp_path.iterdir()) == []
