@@ -26,7 +26,7 @@ import numpy as np
 from . import _validate as _v
 from . import color
 from ._progress import Progress
-from .png import write_png
+from .png import make_folder, remove_folders, write_png
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 
@@ -182,11 +182,10 @@ def run_demo(
         )
     _check_ours(out)
     _skimage()  # before the folder is made (one was left empty without it)
-    # the folders made here, deepest first, and the marker if this run made it: removed
-    # again if it stops (a Ctrl-C left the folder with the marker and an empty frames/)
-    made = [d for d in (out / "frames", out, *out.parents) if not d.exists()]
+    # the folders made here and the marker if this run made it: removed again if it stops
+    # (a Ctrl-C left the folder with the marker and an empty frames/)
     marked = not (out / MARKER).exists()
-    (out / "frames").mkdir(parents=True, exist_ok=True)
+    made = make_folder(out / "frames")
     (out / MARKER).touch()
     # an earlier, longer run's frames past this run's last would stay beside its own
     _remove_outputs(out, first_frame=frames, summary=False)
@@ -198,11 +197,7 @@ def run_demo(
         _remove_outputs(out, first_frame=0, summary=True)
         if marked:
             (out / MARKER).unlink(missing_ok=True)
-        for d in made:
-            try:
-                d.rmdir()
-            except OSError:  # (something else is in it)
-                break
+        remove_folders(made)
         raise
 
 

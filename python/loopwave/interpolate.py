@@ -957,7 +957,7 @@ def add_cli(sub: Any) -> None:
 
     def run(a: Any) -> int:
         from ._progress import Progress
-        from .png import write_png
+        from .png import make_folder, remove_folders, write_png
 
         k = resolve_factor(6 if a.factor is None else a.factor)
         backend: str | Interpolator = "blend" if a.blend else "flow"
@@ -1075,9 +1075,7 @@ def add_cli(sub: Any) -> None:
                         count += 1
                         bar.update()
             else:
-                # the folders made here, deepest first, removed again on failure
-                made = [d for d in (out, *out.parents) if not d.exists()]
-                out.mkdir(parents=True, exist_ok=True)
+                made = make_folder(out)  # (removed again on failure)
                 try:
                     for f in stream:
                         write_png(out / f"{count:06d}.png", f)
@@ -1091,11 +1089,7 @@ def add_cli(sub: Any) -> None:
                         # rename left it, and the folder, which a run again refused)
                         for i in range(count + 1):
                             (out / f"{i:06d}.png").unlink(missing_ok=True)
-                        for d in made:  # (a parent made here too was left behind)
-                            try:
-                                d.rmdir()
-                            except OSError:
-                                break
+                        remove_folders(made)  # (a parent made here too was left behind)
                     raise
         print(f"wrote {count} frame{'s' if count != 1 else ''} to {out}")
         return 0

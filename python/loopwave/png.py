@@ -106,11 +106,12 @@ def sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def make_folder(folder: Path) -> None:
+def make_folder(folder: Path) -> list[Path]:
     """``folder.mkdir(parents=True, exist_ok=True)``, with each folder it makes synced into
     its parent (:func:`sync_folder`), top down: a file synced into a new folder is only
     found after a power cut if the folder's own entry is on disk too (ext4's and XFS's
-    journals happen to order it so; POSIX does not promise it)."""
+    journals happen to order it so; POSIX does not promise it). Returns the folders it
+    made, deepest first (for :func:`remove_folders`)."""
     made: list[Path] = []
     p = folder
     while not p.exists() and p.parent != p:  # (a file in the way: mkdir says so below)
@@ -119,6 +120,18 @@ def make_folder(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for p in reversed(made):
         sync_folder(p.parent)
+    return made
+
+
+def remove_folders(made: list[Path]) -> None:
+    """Remove the folders :func:`make_folder` made, deepest first, as far as they are
+    empty (a run stopped part way leaves no folders behind; one holding other files
+    stays, and so do those above it)."""
+    for d in made:
+        try:
+            d.rmdir()
+        except OSError:
+            break
 
 
 @contextlib.contextmanager

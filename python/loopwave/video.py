@@ -1192,9 +1192,7 @@ class VideoWriter:
             # waited for itself for good, and the exit hook for it. Ended as dropped.
             if self._closed:  # (a second close does nothing: end() cut a reversal)
                 return
-            self._closed = True
-            self._finalizer.detach()
-            _open_writers.discard(self)
+            self._let_go()
             self._enc.end()
             if reverse and self.pingpong and self.frames_queued > 2:  # (__del__ prints it)
                 raise RuntimeError(
@@ -1206,9 +1204,7 @@ class VideoWriter:
             if self._closed:
                 self._raise_if_failed()
                 return
-            self._closed = True
-            self._finalizer.detach()
-            _open_writers.discard(self)
+            self._let_go()
             try:
                 self._put(_End(reverse), "close")
             except BaseException:
@@ -1225,13 +1221,17 @@ class VideoWriter:
             raise
         self._raise_if_failed()
 
+    def _let_go(self) -> None:
+        """Mark the writer closed, its end in hand: no finalizer, no exit hook for it."""
+        self._closed = True
+        self._finalizer.detach()
+        _open_writers.discard(self)
+
     def _discard(self) -> None:
         """Close the writer for a failure whose files are not kept: the encoder stops at
         once and deletes them (see :meth:`_Encoder.discard`); waits for it."""
         self._enc.discard()  # first: a Ctrl-C after it leaves the encoder told
-        self._closed = True
-        self._finalizer.detach()
-        _open_writers.discard(self)
+        self._let_go()
         if threading.current_thread() is not self._enc.thread:  # (see _finish)
             self._enc.finished.wait()
 
