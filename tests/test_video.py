@@ -2979,3 +2979,24 @@ def test_a_ctrl_c_as_a_discard_starts_still_stops_the_encoder(tmp_path, monkeypa
     assert w._enc.finished.wait(30)
     assert len(calls) == 2 and w.frames_written < 40
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cut_reversal_is_kept_as_the_encoders_failure(tmp_path, monkeypatch):
+    """Found re-reading the last session's fixes: the error of a reversal cut at exit was
+    handed out once and not kept as the encoder's failure, so where another thread took
+    it first, writing_video would have renamed the video cut short into place."""
+    real = lv._Encoder._encode_reversed
+
+    def cut(self, spill, n):
+        self.end()  # what the exit hook does to a close() on a daemon thread
+        return real(self, spill, n)
+
+    monkeypatch.setattr(lv._Encoder, "_encode_reversed", cut)
+    w = lv.VideoWriter(tmp_path / "c.mp4", fps=10, pingpong=True)
+    for f in moving(6):
+        w.write(f)
+    with pytest.raises(RuntimeError, match=r"reversal stopped .* after 0 of its 4 frames"):
+        w.close()
+    assert isinstance(w._enc.failure, RuntimeError)
+    assert "reversal stopped" in str(w._enc.failure)
+    assert len(decode_all(tmp_path / "c.mp4")) == 6

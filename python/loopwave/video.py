@@ -1425,8 +1425,9 @@ class _Encoder:
                     if cut is not None:
                         # the close() waiting for it returned as if whole (a daemon
                         # thread's, at the program's exit): a video cut short was renamed
-                        # into place by writing_video
-                        self.error = RuntimeError(
+                        # into place by writing_video; kept as the failure too, for
+                        # writing_video where another thread took the error first
+                        self.error = self.failure = RuntimeError(
                             f"ping-pong: the reversal stopped at the program's exit (or "
                             f"Ctrl-C) after {cut} of its {spilled - 2} frames; "
                             f"{self.path} holds the frames and those {cut}"
