@@ -1453,3 +1453,19 @@ def test_a_ctrl_c_as_the_input_video_closes_is_not_lost(tmp_path, monkeypatch):
         for f in frames:
             got.append(f)
     assert len(got) == n == 3
+
+
+def test_an_animated_image_in_the_input_folder_is_refused(tmp_path, capsys):
+    """As `encode`: an APNG among the input frames was read as its first frame alone."""
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    write_png(src / "0.png", square_at(10))
+    anim = [Image.fromarray(square_at(x)) for x in (12, 14, 16)]
+    anim[0].save(src / "1.png", save_all=True, append_images=anim[1:])
+    out = tmp_path / "o.mp4"
+    assert main(["interpolate", str(src), "-o", str(out), "--blend", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{src / '1.png'}: it holds more than one frame (an animated image, read as apng)" in err
+    assert not out.exists()

@@ -3000,3 +3000,29 @@ def test_a_cut_reversal_is_kept_as_the_encoders_failure(tmp_path, monkeypatch):
     assert isinstance(w._enc.failure, RuntimeError)
     assert "reversal stopped" in str(w._enc.failure)
     assert len(decode_all(tmp_path / "c.mp4")) == 6
+
+
+@pytest.mark.parametrize("kind", ["PNG", "GIF"])
+def test_encode_refuses_an_animated_image_named_png(tmp_path, capsys, kind):
+    """From a review of `encode`: an APNG, or an animated GIF named ``.png``, in a frame
+    folder was encoded as its first frame, without a word, its other frames lost."""
+    from PIL import Image
+
+    frames = tmp_path / "f"
+    frames.mkdir()
+    for i, f in enumerate(moving(3)):
+        write_png(frames / f"{i}.png", f)
+    anim = [Image.fromarray(f) for f in moving(4)]
+    anim[0].save(frames / "3.png", format=kind, save_all=True, append_images=anim[1:])
+    out = tmp_path / "o.mp4"
+    assert main(["encode", str(frames), "-o", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot read frame {frames / '3.png'}: it holds more than one frame" in err, err
+    assert not out.exists()
+    # a still image with stray bytes after its end, which FFmpeg's reader tries as a
+    # second frame and fails on, is one frame as before
+    (frames / "3.png").unlink()
+    with open(frames / "2.png", "ab") as fh:
+        fh.write(bytes(range(256)) * 8)
+    assert main(["encode", str(frames), "-o", str(out), "--quiet"]) == 0
+    assert len(decode_all(out)) == 3

@@ -843,7 +843,7 @@ def _read_input(
 
         files = read_frames_dir(path, arg="IN")
         check_one_size(files, "IN")
-        return (_read_png(f) for f in files), len(files), None, None
+        return (_read_png(f, still=True) for f in files), len(files), None, None
     if path.is_file():
         from .video import VideoReader
 

@@ -2521,19 +2521,37 @@ def _png_header_problem(path: Path) -> str | None:
     return None
 
 
-def _read_png(path: Path) -> np.ndarray:
+def _read_png(path: Path, *, still: bool = False) -> np.ndarray:
     """One image file as ``(H, W, 3)`` ``uint8`` RGB, decoded by FFmpeg (a PNG's header
-    checked first)."""
+    checked first). ``still``: refuse an animated image (an APNG, or a GIF named
+    ``.png``), where one frame of a sequence is read: its first frame alone was taken,
+    without a word, and its others lost."""
     av = _av()
     problem = _png_header_problem(path)
     if problem:
         raise ValueError(f"cannot read frame {path}: {problem}")
     try:
         with _av_open(path) as c:
-            frame = next(iter(c.decode(video=0)))
+            frames = iter(c.decode(video=0))
+            frame = next(frames)
+            if still and _another_frame(frames):
+                raise ValueError(
+                    f"cannot read frame {path}: it holds more than one frame (an "
+                    f"animated image, read as {c.format.name}); one file is one frame "
+                    "here: write its frames out as single images first"
+                )
             return np.asarray(frame.to_ndarray(format="rgb24"))
     except (av.error.FFmpegError, StopIteration) as e:
         raise ValueError(f"cannot read frame {path}: {e}") from e
+
+
+def _another_frame(frames: Iterator[Any]) -> bool:
+    """Whether an image file's decoder gives a second frame. Stray bytes after a still
+    PNG's end, which FFmpeg's PNG reader tries as another frame and fails on, are none."""
+    try:
+        return next(frames, None) is not None
+    except _av().error.FFmpegError:
+        return False
 
 
 def _codec_encoder(codec: Any) -> tuple[str, str]:
@@ -2798,7 +2816,9 @@ def encode_dir(
     failed run (a PNG of another size, a corrupt one) never leaves a complete-looking
     ``out``; the partial file stays (``keep_partial``) or goes, as in
     :func:`writing_video`. A missing or empty folder, or frames of two sizes, are refused
-    before anything is written, naming ``arg`` (the CLI's ``FRAMES_DIR``).
+    before anything is written, naming ``arg`` (the CLI's ``FRAMES_DIR``). A file that
+    holds more than one frame (an APNG, an animated GIF named ``.png``) is refused when
+    it is reached, naming it.
 
     Example
     -------
@@ -2817,7 +2837,7 @@ def encode_dir(
         Progress(total, "encode", enabled=progress) as bar,
     ):
         for f in files:
-            w.write(_read_png(f))
+            w.write(_read_png(f, still=True))
             bar.update()
         # the reversed frames are encoded as the writer closes: the bar follows them
         # (it stood at N/N for as long as they took)
