@@ -3026,3 +3026,13 @@ def test_encode_refuses_an_animated_image_named_png(tmp_path, capsys, kind):
         fh.write(bytes(range(256)) * 8)
     assert main(["encode", str(frames), "-o", str(out), "--quiet"]) == 0
     assert len(decode_all(out)) == 3
+
+
+def test_audio_sync_without_audio_is_refused(tmp_path):
+    """From a review: ``audio_sync=True`` with no sound was taken and did nothing."""
+    with pytest.raises(ValueError, match=r"audio_sync=True needs audio"):
+        lv.VideoWriter(tmp_path / "s.mp4", fps=10, audio_sync=True)
+    assert list(tmp_path.iterdir()) == []
+    with lv.VideoWriter(tmp_path / "s.mp4", fps=10, audio_sync=False) as w:
+        w.write(moving(1)[0])
+    assert len(decode_all(tmp_path / "s.mp4")) == 1

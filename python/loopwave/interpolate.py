@@ -1068,7 +1068,7 @@ def add_cli(sub: Any) -> None:
                     fps=out_fps,
                     keep_partial=a.keep_partial,
                     audio=sound,
-                    audio_sync=True,
+                    audio_sync=sound is not None,
                 ) as w:
                     for f in stream:
                         w.write(f)

@@ -857,6 +857,7 @@ class VideoWriter:
     audio_sync : the frames written are ``audio``'s own video's (interpolated, as
         ``loopwave interpolate`` writes them): its sound keeps its place against that
         video's first frame, the output's 0, whatever the two streams' start times
+        (without ``audio``: a ValueError)
     segment_seconds : split into files of this many seconds each, named
         ``<stem>_000<ext>``, ``<stem>_001<ext>``, ... (:attr:`paths` lists them);
         not with ``audio`` or ``pingpong``. Existing files of those names are
@@ -1060,6 +1061,8 @@ class VideoWriter:
         self.metadata = metadata
         if not isinstance(audio_sync, (bool, np.bool_)):
             raise TypeError(f"audio_sync must be True or False; got {audio_sync!r:.40}")
+        if audio_sync and self.audio is None:  # (it was taken and did nothing)
+            raise ValueError("audio_sync=True needs audio, the sound to keep in step; got none")
         self._cfg = _Config(
             self.encoder, muxer, self.fps, gop, enc_opts, bitrate, matrix, self.full_range,
             metadata, self.audio, audio_sync=bool(audio_sync),
