@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import inspect
 import json
 import os
@@ -3036,3 +3037,50 @@ def test_audio_sync_without_audio_is_refused(tmp_path):
     with lv.VideoWriter(tmp_path / "s.mp4", fps=10, audio_sync=False) as w:
         w.write(moving(1)[0])
     assert len(decode_all(tmp_path / "s.mp4")) == 1
+
+
+def test_a_folder_where_a_segment_goes_is_refused_before_any_rename(tmp_path, monkeypatch):
+    """From a review: a folder named as a segment of the output made the renames at the
+    end stop there, the new first parts in place beside an older run's later ones and
+    the partial rest. It is refused before the video is written, or, where it came
+    meanwhile, before the first rename; a rename that fails all the same says which
+    parts are where."""
+    out = tmp_path / "s.mp4"
+    with lv.writing_video(out, fps=10, segment_seconds=0.5) as w:
+        w.write(moving(20))  # an older run: s_000 .. s_003
+    old = {n: (tmp_path / n).read_bytes() for n in ("s_000.mp4", "s_003.mp4")}
+    (tmp_path / "s_002.mp4").unlink()
+    (tmp_path / "s_002.mp4").mkdir()
+    with pytest.raises(OSError, match=r"s_002\.mp4 is a folder, where a segment") as e:
+        lv.writing_video(out, fps=10, segment_seconds=0.5).__enter__()
+    assert e.value.errno == errno.EISDIR
+    assert not list(tmp_path.glob("s.partial*"))
+    (tmp_path / "s_002.mp4").rmdir()
+    for keep in (True, False):
+        with pytest.raises(OSError, match=r"s_002\.mp4 is a folder, where a segment"):
+            with lv.writing_video(out, fps=10, segment_seconds=0.5, keep_partial=keep) as w:
+                w.write(moving(15))
+                (tmp_path / "s_002.mp4").mkdir()  # made meanwhile
+        assert {n: (tmp_path / n).read_bytes() for n in old} == old  # nothing replaced
+        partial = sorted(p.name for p in tmp_path.glob("s.partial*"))
+        assert partial == (["s.partial_000.mp4", "s.partial_001.mp4", "s.partial_002.mp4"] * keep)
+        (tmp_path / "s_002.mp4").rmdir()
+        for f in tmp_path.glob("s.partial*"):
+            f.unlink()
+    real = os.replace
+
+    def fails_on_the_second(src, dst):
+        if str(dst).endswith("s_001.mp4"):
+            raise OSError(errno.EIO, "Input/output error")
+        real(src, dst)
+
+    monkeypatch.setattr(lv.os, "replace", fails_on_the_second)
+    with pytest.raises(
+        OSError,
+        match=r"renaming segment 1 of 3 to .*s_001\.mp4 failed "
+        r"\(Input/output error\): the 1 before it are in place, it and the "
+        r"rest are still s\.partial_001\.mp4 and on",
+    ) as e:
+        with lv.writing_video(out, fps=10, segment_seconds=0.5) as w:
+            w.write(moving(15))
+    assert e.value.errno == errno.EIO

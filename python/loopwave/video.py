@@ -48,6 +48,7 @@ from __future__ import annotations
 import atexit
 import bisect
 import contextlib
+import errno
 import functools
 import heapq
 import io
@@ -2677,7 +2678,15 @@ def _refuse_write_protected(out: Path, *, segmented: bool) -> None:
             mode = os.stat(f).st_mode
         except OSError:  # none there (or a dangling link): nothing replaced
             continue
-        if not stat.S_ISDIR(mode) and (not mode & stat.S_IWUSR or not os.access(f, os.W_OK)):
+        if stat.S_ISDIR(mode):  # (a segment's; out itself was refused before)
+            # the renames at the end stopped at it, the parts before it already in place
+            # beside an older run's later ones (from a review)
+            raise OSError(
+                errno.EISDIR,
+                f"output: {f} is a folder, where a segment of the video goes; move it, or "
+                "choose another output name",
+            )
+        if not mode & stat.S_IWUSR or not os.access(f, os.W_OK):
             raise ValueError(
                 f"output: {f} exists and is write-protected; make it writable to replace "
                 "it, or choose another output name"
@@ -2716,7 +2725,10 @@ def writing_video(
     never leaves a complete-looking video. On an error the partial file stays
     (``keep_partial``, to look at) or goes. An existing ``out`` is replaced, unless it is
     write-protected (``chmod a-w``; or, segmented, one of its segments is), which is
-    refused with ValueError before the writer starts.
+    refused with ValueError before the writer starts; a folder where it or a segment
+    goes, with OSError. Both are checked again before the rename at the end. Segments
+    are renamed one by one: one that fails all the same (an I/O error) leaves those
+    before it in place, and the error names where each part is.
 
     ``inputs`` are the files the frames come from (one path, or several): when ``out``
     or its partial file is one of them (``interpolate clip.partial.mp4 -o clip.mp4``)
@@ -2783,18 +2795,32 @@ def writing_video(
         raise
     if not w.paths:  # no frame came, so the writer opened no file
         raise ValueError(f"output: no frames to write, so {p} was not created")
-    if w.segment_frames is None:
-        try:
+    segmented = w.segment_frames is not None
+    try:
+        # checked again as at the start: a folder or a protected file that came meanwhile
+        # (a segmented video's renames stopped there, its first parts in place beside an
+        # older run's others; a protected video was replaced)
+        _refuse_write_protected(p, segmented=segmented)
+        if not segmented:
             os.replace(tmp, p)
-        except BaseException:  # (left behind, though keep_partial said not to)
-            if not keep_partial:
-                w._enc.deleted = _unlink_all([tmp])
-            raise
+    except BaseException:  # (left behind, though keep_partial said not to)
+        if not keep_partial:
+            w._enc.deleted = _unlink_all([tmp, *w.paths])
+        raise
+    if not segmented:
         return
     # segments: each partial one renamed to out's segment of its number, then out's
     # segments after the last (an earlier, longer run's) deleted, as VideoWriter does
     for i, seg in enumerate(w.paths):
-        os.replace(seg, _numbered(p, i))
+        try:
+            os.replace(seg, _numbered(p, i))
+        except OSError as e:  # (not undone: the parts renamed replaced an older run's)
+            raise OSError(
+                e.errno,
+                f"output: renaming segment {i} of {len(w.paths)} to {_numbered(p, i)} "
+                f"failed ({e.strerror or e}): the {i} before it are in place, it and the "
+                f"rest are still {seg.name} and on",
+            ) from e
     i = len(w.paths)
     while (stale := _numbered(p, i)).is_file():
         stale.unlink()
