@@ -29,6 +29,7 @@ def test_bench_color_quick_run(tmp_path, capsys):
     rows = mod.main(["--quick", "--markdown", str(out)])
     kernels = {r.kernel for r in rows}
     assert {"rgb_to_lab float32", "color_correct (shared target)", "rgb_to_yuv420p"} <= kernels
+    assert "match_histograms 1 frame, prepared" in kernels
     assert all(r.ours_ms > 0 and r.base_ms and r.base_ms > 0 for r in rows)
     assert out.read_text().count("\n| ") == len(rows) + 1  # header row + one per kernel
 

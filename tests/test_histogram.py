@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import pickle
 
 import numpy as np
 import pytest
@@ -284,3 +285,182 @@ def test_float_result_of_a_frame_does_not_depend_on_its_batch(photos):
     assert len(np.unique(alone)) > 2000
     want = sk_match(b, r, channel_axis=-1)
     assert (np.median(np.abs(alone - want).reshape(-1, 3), 0) <= bin_width(b, r)).all()
+
+
+# ------------------------------------------------------------ HistogramReference
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_a_histogram_reference_gives_the_same_output(photos, dtype):
+    """match_histograms toward a HistogramReference is match_histograms toward its
+    frames, byte for byte (so, for uint8, scikit-image's): one shared reference (of
+    another size too), one per frame, a frame at a time; float frames whose values
+    reach past the reference's range too (counted again over both ranges)."""
+    frames = np.stack([photos["coffee"], photos["chelsea"], photos["astronaut"]])
+    refs = np.stack([photos["rocket"], photos["astronaut"], photos["coffee"]])
+    small = photos["rocket"][::3, ::2]
+    if dtype == np.float32:
+        frames, refs, small = to_float(frames), to_float(refs), to_float(small)
+        frames[1] *= 1.5  # past the references' [0, 1]
+        frames[2] -= 0.25
+    for ref in (refs[0], small, refs, refs[1:2]):
+        prepared = lw.HistogramReference(ref)
+        want = lw.match_histograms(frames, ref)
+        np.testing.assert_array_equal(lw.match_histograms(frames, prepared), want)
+        if ref.ndim == 3 or len(ref) == 1:  # a frame at a time, as a video is read
+            for f, w in zip(frames, want, strict=True):
+                np.testing.assert_array_equal(lw.match_histograms(f, prepared), w)
+    if dtype == np.uint8:
+        got = lw.match_histograms(frames, lw.HistogramReference(refs))
+        for i in range(3):
+            np.testing.assert_array_equal(got[i], sk_match(frames[i], refs[i], channel_axis=-1))
+
+
+def test_a_histogram_reference_keeps_counts_not_pixels(photos):
+    img = photos["coffee"].copy()
+    prepared = lw.HistogramReference(img)
+    assert len(prepared) == 1 and prepared.dtype == np.uint8 and prepared.size == img.shape[:2]
+    h, w = img.shape[:2]
+    assert repr(prepared) == f"HistogramReference(1 frame of {w}x{h}, uint8)"
+    assert len(pickle.dumps(prepared)) < 8000  # the counts (6 KB), not the pixels
+    frame = photos["astronaut"]
+    before = lw.match_histograms(frame, prepared)
+    img[:] = 0  # the array changes; the reference made of it does not
+    np.testing.assert_array_equal(lw.match_histograms(frame, prepared), before)
+    f32 = to_float(photos["coffee"])
+    made = lw.HistogramReference(f32)
+    f32[:] = 0  # a float reference keeps a copy of its pixels
+    np.testing.assert_array_equal(
+        lw.match_histograms(to_float(frame) * 2, made),
+        lw.match_histograms(to_float(frame) * 2, to_float(photos["coffee"])),
+    )
+    pair = lw.HistogramReference(np.stack([photos["coffee"], photos["coffee"][::-1]]))
+    assert len(pair) == 2 and repr(pair).startswith("HistogramReference(2 frames of")
+
+
+def _match_in_child(frames: np.ndarray, ref: lw.HistogramReference) -> np.ndarray:
+    return lw.match_histograms(frames, ref)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_a_histogram_reference_pickles_to_the_same_reference(photos, dtype):
+    import concurrent.futures
+    import multiprocessing
+
+    from loopwave.color import _histogram_reference_from_state
+
+    two = np.stack([photos["chelsea"][:300, :400], photos["coffee"][:300, :400]])
+    frames = np.stack([photos["astronaut"][:300, :400], photos["rocket"][:300, :400]])
+    if dtype == np.float32:
+        two, frames = to_float(two), to_float(frames) * 1.2
+    for ref in (two[0], two):
+        made = lw.HistogramReference(ref)
+        back = pickle.loads(pickle.dumps(made))
+        assert back is not made and repr(back) == repr(made)
+        np.testing.assert_array_equal(
+            lw.match_histograms(frames, back), lw.match_histograms(frames, ref)
+        )
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        got = pool.submit(_match_in_child, frames, lw.HistogramReference(two)).result(timeout=120)
+    np.testing.assert_array_equal(got, lw.match_histograms(frames, two))
+    # damaged or foreign state
+    _, (state, is_float, dims) = lw.HistogramReference(two).__reduce__()
+    with pytest.raises(ValueError, match="^state: expected"):
+        _histogram_reference_from_state(state[:-8], is_float, dims)
+    with pytest.raises(ValueError, match="^state: expected"):
+        _histogram_reference_from_state(state, is_float, (3, *dims[1:]))
+    with pytest.raises(ValueError, match="^dims: expected"):
+        _histogram_reference_from_state(state, is_float, (2, 0, 5))
+    if dtype == np.uint8:
+        one_more = bytearray(state)
+        one_more[8] += 1  # frame 0, channel 0, level 1
+        with pytest.raises(ValueError, match="^state: a channel's counts do not sum"):
+            _histogram_reference_from_state(bytes(one_more), is_float, dims)
+    else:
+        nan = bytearray(state)
+        nan[:4] = np.array([np.nan], np.float32).tobytes()
+        with pytest.raises(ValueError, match="reference"):
+            _histogram_reference_from_state(bytes(nan), is_float, dims)
+
+
+def test_a_histogram_reference_refuses_what_match_histograms_refuses(photos):
+    import copy
+
+    from loopwave import _native
+
+    img = photos["coffee"]
+    for bad, err in (
+        (None, TypeError),
+        (img.astype(np.int16), TypeError),
+        (img[..., :2], ValueError),
+        (np.zeros((0, 4, 4, 3), np.uint8), ValueError),
+    ):
+        with pytest.raises(err, match="reference"):
+            lw.HistogramReference(bad)  # type: ignore[arg-type]
+    nan = to_float(img)
+    nan[3, 4, 1] = np.nan
+    with pytest.raises(ValueError, match="reference"):
+        lw.HistogramReference(nan)
+    prepared = lw.HistogramReference(img)
+    with pytest.raises(TypeError, match="reference must have the dtype of frames"):
+        lw.match_histograms(to_float(img), prepared)
+    pair = lw.HistogramReference(np.stack([img, img]))
+    with pytest.raises(ValueError, match=r"one per frame \(3\); got a HistogramReference of 2"):
+        lw.match_histograms(np.stack([img] * 3), pair)
+    with pytest.raises(ValueError, match="frames"):
+        lw.match_histograms(img[..., :2], prepared)
+    assert copy.copy(prepared) is prepared and copy.deepcopy([prepared])[0] is prepared
+    with pytest.raises(TypeError, match="made once"):
+        prepared.__init__(to_float(img))  # type: ignore[misc]
+    assert prepared.dtype == np.uint8
+    # the native call checks too, as a direct caller may skip the wrapper
+    with pytest.raises(ValueError, match="reference"):
+        _native.match_histograms_prepared(np.stack([img] * 3), pair._native)
+    with pytest.raises(TypeError, match="reference"):
+        _native.match_histograms_prepared(to_float(img)[None], prepared._native)
+    with pytest.raises(TypeError, match="PreparedReference"):
+        _native.match_histograms_prepared(img[None], prepared)  # type: ignore[arg-type]
+
+
+def test_a_histogram_reference_shared_by_threads(photos):
+    from concurrent.futures import ThreadPoolExecutor
+
+    prepared = lw.HistogramReference(photos["coffee"])
+    frames = [drift(photos[n]) for n in ("astronaut", "chelsea", "rocket", "coffee")] * 2
+    want = [lw.match_histograms(f, photos["coffee"]) for f in frames]
+    with ThreadPoolExecutor(8) as ex:
+        got = list(ex.map(lambda f: lw.match_histograms(f, prepared), frames))
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_histogram_reference_too_large_for_memory_is_a_memory_error():
+    """As ColorTarget's: a float reference keeps about 300 KB of histograms a frame
+    however small; 30,000 1x1 frames (9 GB) raise MemoryError, not abort the process."""
+    import subprocess
+    import sys
+
+    resource = pytest.importorskip("resource")
+    child = (
+        "import numpy as np, loopwave as lw\n"
+        "try:\n"
+        "    lw.HistogramReference(np.zeros((30000, 1, 1, 3), np.float32))\n"
+        "    print('made')\n"
+        "except MemoryError as e:\n"
+        "    print('MemoryError', e)\n"
+    )
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
+
+    out = subprocess.run(
+        [sys.executable, "-c", child],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit,
+        env={**__import__("os").environ, "LOOPWAVE_NUM_THREADS": "2"},
+    )
+    assert out.returncode == 0, out.stderr[-1500:]
+    assert out.stdout.startswith("MemoryError") and "reference" in out.stdout, out.stdout

@@ -8,6 +8,7 @@ from ._native import KernelPanic
 from ._native import __version__ as _native_version
 from .color import (
     ColorTarget,
+    HistogramReference,
     adjust_gamma,
     blend_luminosity,
     buffer_cache_info,
@@ -32,6 +33,7 @@ __version__ = _native_version
 
 __all__ = [
     "ColorTarget",
+    "HistogramReference",
     "KernelPanic",
     "__version__",
     "adjust_gamma",

@@ -12,11 +12,13 @@ __all__ = [
     "rgb_to_lab",
     "lab_to_rgb",
     "match_histograms",
+    "match_histograms_prepared",
     "blend_luminosity",
     "adjust_gamma",
     "match_gamma",
     "color_correct",
     "color_correct_prepared",
+    "PreparedReference",
     "PreparedTarget",
     "lerp_frames",
     "mean_frames",
@@ -43,6 +45,27 @@ def rgb_to_lab(frames_: npt.NDArray[Any]) -> npt.NDArray[np.float32]: ...
 def lab_to_rgb(lab: npt.NDArray[np.float32], to_uint8: bool) -> npt.NDArray[Any]: ...
 def match_histograms(
     frames_: npt.NDArray[Any], reference: npt.NDArray[Any]
+) -> npt.NDArray[Any]: ...
+
+@final
+class PreparedReference:
+    """A reference's histograms for ``match_histograms_prepared``
+    (``loopwave.HistogramReference``)."""
+    def __new__(cls, reference: npt.NDArray[Any]) -> PreparedReference: ...
+    @property
+    def n(self) -> int: ...
+    @property
+    def is_float(self) -> bool: ...
+    @property
+    def size(self) -> tuple[int, int]: ...
+    def state(self) -> bytes: ...
+    @staticmethod
+    def from_state(
+        state: bytes, is_float: bool, dims: tuple[int, int, int]
+    ) -> PreparedReference: ...
+
+def match_histograms_prepared(
+    frames_: npt.NDArray[Any], reference: PreparedReference
 ) -> npt.NDArray[Any]: ...
 def blend_luminosity(color: npt.NDArray[Any], luma: npt.NDArray[Any]) -> npt.NDArray[Any]: ...
 def adjust_gamma(frames_: npt.NDArray[Any], gamma: npt.NDArray[np.float64]) -> npt.NDArray[Any]: ...

@@ -32,6 +32,7 @@ from . import _validate as v
 
 __all__ = [
     "ColorTarget",
+    "HistogramReference",
     "adjust_gamma",
     "blend_luminosity",
     "buffer_cache_info",
@@ -119,7 +120,98 @@ def lab_to_rgb(lab: npt.NDArray[np.floating[Any]], *, dtype: npt.DTypeLike = np.
     return _squeeze(_native.lab_to_rgb(x, out_dtype == np.uint8), single)
 
 
-def match_histograms(frames: Frames, reference: Frames) -> Frames:
+class HistogramReference:
+    """What :func:`match_histograms` needs of a reference, worked out once: each
+    reference frame's per-channel histogram. Pass it as ``match_histograms``'
+    ``reference`` to match frame after frame to the same reference (a video graded a
+    frame at a time): the output is the same as with the reference itself, and no call
+    counts the reference again, which is about half of a one-frame call at 1080p.
+
+    ``reference`` is one frame ``(H, W, 3)`` or ``(1, H, W, 3)``, for frames and
+    batches of any length, or ``N`` frames, one per frame of an ``N``-frame batch;
+    ``uint8`` or ``float32`` (finite), and frames matched to it must have its dtype.
+    A ``uint8`` reference keeps its counts (6 KB a frame), not the pixels. A
+    ``float32`` one keeps a copy of its pixels too: a frame whose values reach past the
+    reference's range is binned over both ranges, and the reference is counted again
+    on that binning (as :func:`match_histograms` does every call). Later changes to the
+    array do not reach it. It can be shared by threads and pickled.
+
+    Example
+    -------
+    >>> import numpy as np, loopwave as lw
+    >>> rng = np.random.default_rng(0)
+    >>> frames = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    >>> ref = lw.HistogramReference(frames[0])
+    >>> ref
+    HistogramReference(1 frame of 16x16, uint8)
+    >>> same = [lw.match_histograms(f, ref) == lw.match_histograms(f, frames[0]) for f in frames]
+    >>> all(s.all() for s in same)
+    True
+    """
+
+    __slots__ = ("_native",)
+
+    def __init__(self, reference: Frames) -> None:
+        r, _ = v.frames(reference, "reference")
+        if hasattr(self, "_native"):  # (copies are the object itself: it must not change)
+            raise TypeError("a HistogramReference is made once; make another for another reference")
+        self._native = _native.PreparedReference(r)
+
+    def __len__(self) -> int:
+        """How many reference frames."""
+        return int(self._native.n)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The reference's dtype (``uint8`` or ``float32``): frames must have it."""
+        return np.dtype(np.float32 if self._native.is_float else np.uint8)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The reference frames' ``(height, width)``."""
+        h, w = self._native.size
+        return int(h), int(w)
+
+    def __repr__(self) -> str:
+        n, (h, w) = len(self), self.size
+        return f"HistogramReference({n} frame{'s' * (n != 1)} of {w}x{h}, {self.dtype})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        n = self._native
+        return (_histogram_reference_from_state, (n.state(), n.is_float, (len(self), *n.size)))
+
+    def __copy__(self) -> HistogramReference:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> HistogramReference:
+        return self
+
+
+def _histogram_reference_from_state(
+    state: bytes, is_float: bool, dims: tuple[int, int, int]
+) -> HistogramReference:
+    """A :class:`HistogramReference` unpickled, checked by the native module."""
+    r = HistogramReference.__new__(HistogramReference)
+    r._native = _native.PreparedReference.from_state(state, is_float, dims)
+    return r
+
+
+def _prepared_fits(prepared: Any, kind: str, x: np.ndarray, arg: str) -> None:
+    """Refuse a prepared target or reference of another dtype than ``x``'s, or whose
+    frame count is neither 1 nor the batch's, naming ``arg``."""
+    if prepared.dtype != x.dtype:
+        raise TypeError(
+            f"{arg} must have the dtype of frames ({x.dtype}); got a {kind} of "
+            f"{prepared.dtype} frames"
+        )
+    if len(prepared) not in (1, x.shape[0]):
+        raise ValueError(
+            f"{arg} must be one frame or one per frame ({x.shape[0]}); got a "
+            f"{kind} of {len(prepared)} frames"
+        )
+
+
+def match_histograms(frames: Frames, reference: Frames | HistogramReference) -> Frames:
     """Match each frame's per-channel histogram to ``reference``'s.
 
     The semantics of ``skimage.exposure.match_histograms(f, r, channel_axis=-1)``:
@@ -144,9 +236,13 @@ def match_histograms(frames: Frames, reference: Frames) -> Frames:
     Parameters
     ----------
     frames : (H, W, 3) or (N, H, W, 3) array
-    reference : one frame, or one per frame; same dtype, any size
+    reference : one frame, or one per frame; same dtype, any size; or a
+        :class:`HistogramReference` made of such, to count it once for many calls
     """
     x, single = v.frames(frames, "frames")
+    if isinstance(reference, HistogramReference):
+        _prepared_fits(reference, "HistogramReference", x, "reference")
+        return _squeeze(_native.match_histograms_prepared(x, reference._native), single)
     r, _ = v.frames(reference, "reference")
     v.same_dtype(r, "reference", x, "frames")
     v.one_or_per_frame(r, "reference", x.shape[0])
@@ -391,16 +487,7 @@ def color_correct(
     x, single = v.frames(frames, "frames")
     prepared = None
     if isinstance(target, ColorTarget):
-        if target.dtype != x.dtype:
-            raise TypeError(
-                f"target must have the dtype of frames ({x.dtype}); got a ColorTarget of "
-                f"{target.dtype} frames"
-            )
-        if len(target) not in (1, x.shape[0]):
-            raise ValueError(
-                f"target must be one frame or one per frame ({x.shape[0]}); got a "
-                f"ColorTarget of {len(target)} frames"
-            )
+        _prepared_fits(target, "ColorTarget", x, "target")
         prepared = target._native
     else:
         t, _ = v.frames(target, "target")

@@ -348,6 +348,178 @@ fn binning_over(a: [(f32, f32); 3], b: [(f32, f32); 3]) -> Result<[Binning; 3]> 
     Ok(out)
 }
 
+/// A channel's value range in every channel: float samples only (8-bit ones have one
+/// fixed binning, which needs none).
+fn range_of<T: Sample>(d: &[T]) -> [(f32, f32); 3] {
+    if T::FLOAT {
+        channel_range(d)
+    } else {
+        [(0.0, 0.0); 3]
+    }
+}
+
+/// The binning of a frame matched to a reference: 8-bit one fixed binning; float
+/// each frame's own, over its range and its reference's, so that a frame's result is
+/// the same alone or in any batch.
+fn binning_of<T: Sample>(a: [(f32, f32); 3], b: [(f32, f32); 3]) -> Result<[Binning; 3]> {
+    if T::FLOAT {
+        binning_over(a, b)
+    } else {
+        Ok([Binning::U8; 3])
+    }
+}
+
+/// What a match needs of one reference frame: its value range, the binning over that
+/// range alone, and its histogram on it (with knots for float samples).
+#[derive(Debug, Clone)]
+pub struct RefFrame {
+    range: [(f32, f32); 3],
+    binning: [Binning; 3],
+    hist: Hist3,
+}
+
+impl RefFrame {
+    fn of<T: Sample>(r: &[T]) -> Result<Self> {
+        let range = range_of(r);
+        let binning = binning_of::<T>(range, range)?;
+        let hist = histogram(r, &binning, T::FLOAT);
+        Ok(Self {
+            range,
+            binning,
+            hist,
+        })
+    }
+}
+
+/// A reference worked out once for many [`match_histograms_prepared`] calls: each
+/// frame's [`RefFrame`], and for float references their pixels too, as a frame whose
+/// values reach outside a reference's range is binned over both, and the reference
+/// counted again on that binning. 8-bit references keep their counts only.
+#[derive(Debug, Clone)]
+pub struct PreparedReference<T> {
+    frames: Vec<RefFrame>,
+    pixels: Vec<T>,
+    dims: Dims,
+}
+
+impl<T: Sample> PreparedReference<T> {
+    /// `reference`: one frame or several, each matched to the frame of its index.
+    pub fn new(reference: &[T], rdims: Dims) -> Result<Self> {
+        rdims.check("reference", reference.len())?;
+        check_finite("reference", reference)?;
+        Self::check_memory(rdims, "reference")?;
+        let mut pixels = Vec::new();
+        if T::FLOAT {
+            pixels
+                .try_reserve_exact(reference.len())
+                .map_err(|_| KernelError::NoMemory {
+                    arg: "reference",
+                    bytes: std::mem::size_of_val(reference),
+                })?;
+            pixels.extend_from_slice(reference);
+        }
+        let frames = reference
+            .chunks_exact(rdims.frame_len())
+            .map(RefFrame::of)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            frames,
+            pixels,
+            dims: rdims,
+        })
+    }
+
+    /// Refuse with [`KernelError::NoMemory`] (a MemoryError, not an abort) where the
+    /// memory the frames' histograms keep is not there: about 6 KB an 8-bit frame and
+    /// 300 KB a float one however small (tiny frames by the thousand). Probed by
+    /// reserving it once, as the histograms themselves are made by infallible pushes.
+    fn check_memory(rdims: Dims, arg: &'static str) -> Result<()> {
+        let bins = if T::FLOAT { FLOAT_BINS } else { 256 };
+        let per_bin = 8 + if T::FLOAT {
+            std::mem::size_of::<Knots>()
+        } else {
+            0
+        };
+        let bytes = rdims
+            .n
+            .saturating_mul(3 * bins * per_bin + std::mem::size_of::<RefFrame>());
+        let mut probe: Vec<u8> = Vec::new();
+        probe
+            .try_reserve_exact(bytes)
+            .map_err(|_| KernelError::NoMemory { arg, bytes })
+    }
+
+    /// 8-bit references from their counts, as [`Self::counts`] gives them: each
+    /// frame's three channels' 256 counts, each channel's summing to `pixels`
+    /// (checked, naming `arg`).
+    pub fn from_counts(counts: &[u64], rdims: Dims, arg: &'static str) -> Result<Self> {
+        let per = 3 * 256;
+        let pixels = rdims.frame_pixels() as u64;
+        if T::FLOAT || rdims.n == 0 || Some(counts.len()) != rdims.n.checked_mul(per) {
+            return Err(KernelError::value(
+                arg,
+                format!(
+                    "expected the 8-bit counts of {} reference frames ({} values); got {}",
+                    rdims.n,
+                    rdims.n.saturating_mul(per),
+                    counts.len()
+                ),
+            ));
+        }
+        let frames = counts
+            .chunks_exact(per)
+            .map(|f| {
+                let channels: [Vec<u64>; 3] =
+                    std::array::from_fn(|c| f[c * 256..(c + 1) * 256].to_vec());
+                if channels.iter().any(|ch| ch.iter().sum::<u64>() != pixels) {
+                    return Err(KernelError::value(
+                        arg,
+                        format!("a channel's counts do not sum to the frame's {pixels} pixels"),
+                    ));
+                }
+                Ok(RefFrame {
+                    range: [(0.0, 0.0); 3],
+                    binning: [Binning::U8; 3],
+                    hist: Hist3 {
+                        counts: channels,
+                        knots: None,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            frames,
+            pixels: Vec::new(),
+            dims: rdims,
+        })
+    }
+
+    /// How many reference frames, and their (height, width).
+    pub fn dims(&self) -> Dims {
+        self.dims
+    }
+
+    /// The pixels a float reference keeps (empty for 8-bit ones).
+    pub fn pixels(&self) -> &[T] {
+        &self.pixels
+    }
+
+    /// An 8-bit reference's counts, frame by frame, channel by channel (empty for
+    /// float ones, which keep their pixels).
+    pub fn counts(&self) -> Vec<u64> {
+        if T::FLOAT {
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(self.frames.len() * 3 * 256);
+        for f in &self.frames {
+            for ch in &f.hist.counts {
+                out.extend_from_slice(ch);
+            }
+        }
+        out
+    }
+}
+
 /// Match each frame's per-channel histogram to its reference's.
 ///
 /// `reference` holds one frame (shared) or one per frame; its frames may have
@@ -365,50 +537,69 @@ pub fn match_histograms<T: Sample>(
     dims.check_one_or_per_frame("reference", &rdims)?;
     check_finite("frames", src)?;
     check_finite("reference", reference)?;
+    // a shared reference is counted once, over its own range (which serves every
+    // frame whose values lie within it); one per frame as its frame is matched
+    let shared = if rdims.n == 1 {
+        Some(RefFrame::of(reference)?)
+    } else {
+        None
+    };
+    let prepared = match &shared {
+        Some(r) => vec![Some(r)],
+        None => vec![None; rdims.n],
+    };
+    match_with(src, dims, &prepared, reference, rdims, out)
+}
+
+/// [`match_histograms`] toward a reference worked out before.
+pub fn match_histograms_prepared<T: Sample>(
+    src: &[T],
+    dims: Dims,
+    reference: &PreparedReference<T>,
+    out: &mut [T],
+) -> Result<()> {
+    dims.check("frames", src.len())?;
+    dims.check("out", out.len())?;
+    dims.check_one_or_per_frame("reference", &reference.dims)?;
+    check_finite("frames", src)?;
+    let prepared: Vec<Option<&RefFrame>> = reference.frames.iter().map(Some).collect();
+    match_with(src, dims, &prepared, &reference.pixels, reference.dims, out)
+}
+
+/// The match, each reference frame's statistics taken from `prepared` (one, shared, or
+/// one per frame) where there, else counted from `reference`'s pixels (which may be
+/// empty for 8-bit references, whose binning never changes).
+fn match_with<T: Sample>(
+    src: &[T],
+    dims: Dims,
+    prepared: &[Option<&RefFrame>],
+    reference: &[T],
+    rdims: Dims,
+    out: &mut [T],
+) -> Result<()> {
     let rf = rdims.frame_len();
-    let ref_frame = |i: usize| &reference[i * rf..(i + 1) * rf];
-    // u8: one fixed binning. f32: each frame's own, over its range and its reference's
-    // (a shared reference's histogram over the reference's range alone serves every
-    // frame whose values lie within it); u8 needs no ranges
-    let range_of = |d: &[T]| {
-        if T::FLOAT {
-            channel_range(d)
-        } else {
-            [(0.0, 0.0); 3]
-        }
-    };
-    let binning_of = |a, b| {
-        if T::FLOAT {
-            binning_over(a, b)
-        } else {
-            Ok([Binning::U8; 3])
-        }
-    };
-    let shared = match rdims.n {
-        1 => {
-            let r = ref_frame(0);
-            let range = range_of(r);
-            let b = binning_of(range, range)?;
-            Some((range, b, histogram(r, &b, T::FLOAT)))
-        }
-        _ => None,
+    let ref_frame = |k: usize| {
+        reference.get(k * rf..(k + 1) * rf).ok_or_else(|| {
+            KernelError::value("reference", "its pixels are needed and were not kept")
+        })
     };
     super::parallel::per_frame(src, dims.frame_len(), out, dims.frame_len(), |i, s, o| {
+        let k = if prepared.len() == 1 { 0 } else { i };
         let own;
         let own_range = range_of(s);
-        let (binning, rh) = match &shared {
-            Some((range, b, h)) => {
-                let binning = binning_of(own_range, *range)?;
-                if binning == *b {
-                    (binning, h)
+        let (binning, rh) = match prepared[k] {
+            Some(p) => {
+                let binning = binning_of::<T>(own_range, p.range)?;
+                if binning == p.binning {
+                    (binning, &p.hist)
                 } else {
-                    own = histogram(ref_frame(0), &binning, T::FLOAT);
+                    own = histogram(ref_frame(k)?, &binning, T::FLOAT);
                     (binning, &own)
                 }
             }
             None => {
-                let r = ref_frame(i);
-                let binning = binning_of(own_range, range_of(r))?;
+                let r = ref_frame(k)?;
+                let binning = binning_of::<T>(own_range, range_of(r))?;
                 own = histogram(r, &binning, T::FLOAT);
                 (binning, &own)
             }
@@ -631,5 +822,57 @@ mod tests {
             &mut out,
         );
         assert_eq!(err.unwrap_err().arg(), "reference");
+    }
+
+    #[test]
+    fn prepared_reference_matches_as_the_reference_itself() {
+        let dims = Dims::new(3, 9, 17);
+        for n_ref in [1usize, 3] {
+            let rdims = Dims::new(n_ref, 5, 7);
+            let src = pseudo(dims.len(), 5);
+            let reference = pseudo(rdims.len(), 77 + n_ref as u64);
+            let (mut a, mut b) = (vec![0u8; dims.len()], vec![0u8; dims.len()]);
+            match_histograms(&src, dims, &reference, rdims, &mut a).unwrap();
+            let p = PreparedReference::new(&reference, rdims).unwrap();
+            match_histograms_prepared(&src, dims, &p, &mut b).unwrap();
+            assert_eq!(a, b);
+            // from its counts, as unpickled
+            let q = PreparedReference::<u8>::from_counts(&p.counts(), rdims, "state").unwrap();
+            match_histograms_prepared(&src, dims, &q, &mut b).unwrap();
+            assert_eq!(a, b);
+            // float: frames inside the reference's range and reaching past it (counted
+            // again from the pixels it keeps, over both ranges)
+            let fref: Vec<f32> = reference.iter().map(|&v| v as f32 / 255.0).collect();
+            let p = PreparedReference::new(&fref, rdims).unwrap();
+            for scale in [0.5f32, 1.0, 3.0] {
+                let fsrc: Vec<f32> = src.iter().map(|&v| v as f32 / 255.0 * scale).collect();
+                let (mut a, mut b) = (vec![0f32; dims.len()], vec![0f32; dims.len()]);
+                match_histograms(&fsrc, dims, &fref, rdims, &mut a).unwrap();
+                match_histograms_prepared(&fsrc, dims, &p, &mut b).unwrap();
+                assert_eq!(a, b, "scale {scale}");
+            }
+        }
+    }
+
+    #[test]
+    fn prepared_reference_refuses_what_does_not_fit() {
+        let rdims = Dims::new(1, 2, 2);
+        let p = PreparedReference::new(&pseudo(rdims.len(), 3), rdims).unwrap();
+        let mut counts = p.counts();
+        assert_eq!(counts.len(), 768);
+        counts[5] += 1; // a channel no longer sums to the frame's 4 pixels
+        let e = PreparedReference::<u8>::from_counts(&counts, rdims, "state").unwrap_err();
+        assert_eq!(e.arg(), "state");
+        let short = &p.counts()[..767];
+        assert!(PreparedReference::<u8>::from_counts(short, rdims, "state").is_err());
+        assert!(PreparedReference::<f32>::from_counts(&p.counts(), rdims, "state").is_err());
+        // two references for a batch of three frames
+        let two = PreparedReference::new(&pseudo(8 * 3, 4), Dims::new(2, 2, 2)).unwrap();
+        let dims = Dims::new(3, 2, 2);
+        let mut out = vec![0u8; dims.len()];
+        let e = match_histograms_prepared(&pseudo(dims.len(), 1), dims, &two, &mut out);
+        assert_eq!(e.unwrap_err().arg(), "reference");
+        let nan = [0.5f32, f32::NAN, 0.1].repeat(4);
+        assert!(PreparedReference::new(&nan, rdims).is_err());
     }
 }

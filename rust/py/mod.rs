@@ -218,6 +218,153 @@ fn match_histograms<'py>(
     }
 }
 
+/// A `match_histograms` reference worked out once (the Python class
+/// `loopwave.HistogramReference` wraps it).
+#[pyclass(frozen, module = "loopwave._native")]
+pub struct PreparedReference {
+    inner: RefKind,
+}
+
+enum RefKind {
+    U8(kernels::histogram::PreparedReference<u8>),
+    F32(kernels::histogram::PreparedReference<f32>),
+}
+
+impl PreparedReference {
+    fn dims(&self) -> Dims {
+        match &self.inner {
+            RefKind::U8(r) => r.dims(),
+            RefKind::F32(r) => r.dims(),
+        }
+    }
+}
+
+#[pymethods]
+impl PreparedReference {
+    #[new]
+    fn new(py: Python<'_>, reference: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let inner = match frames(reference, "reference")? {
+            Frames::U8(r) => {
+                let (d, s) = view(&r, "reference")?;
+                RefKind::U8(run(py, || {
+                    kernels::histogram::PreparedReference::new(s, d)
+                })?)
+            }
+            Frames::F32(r) => {
+                let (d, s) = view(&r, "reference")?;
+                RefKind::F32(run(py, || {
+                    kernels::histogram::PreparedReference::new(s, d)
+                })?)
+            }
+        };
+        Ok(Self { inner })
+    }
+
+    /// How many reference frames.
+    #[getter]
+    fn n(&self) -> usize {
+        self.dims().n
+    }
+
+    /// Whether the reference was float32 (else uint8).
+    #[getter]
+    fn is_float(&self) -> bool {
+        matches!(self.inner, RefKind::F32(_))
+    }
+
+    /// The reference frames' (height, width).
+    #[getter]
+    fn size(&self) -> (usize, usize) {
+        let d = self.dims();
+        (d.h, d.w)
+    }
+
+    /// For pickling: an 8-bit reference's counts (little-endian u64), a float
+    /// one's pixels (little-endian f32); `from_state` reads them back.
+    fn state<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let bytes: Vec<u8> = match &self.inner {
+            RefKind::U8(r) => r.counts().iter().flat_map(|c| c.to_le_bytes()).collect(),
+            RefKind::F32(r) => r.pixels().iter().flat_map(|v| v.to_le_bytes()).collect(),
+        };
+        PyBytes::new(py, &bytes)
+    }
+
+    /// A prepared reference from `state()`'s bytes, its dtype and its (n, height,
+    /// width): checked, so that damaged or foreign bytes raise ValueError naming
+    /// `state`.
+    #[staticmethod]
+    fn from_state(
+        py: Python<'_>,
+        state: &[u8],
+        is_float: bool,
+        dims: (usize, usize, usize),
+    ) -> PyResult<Self> {
+        let (n, h, w) = dims;
+        let d = Dims::new(n, h, w);
+        if n == 0 || h == 0 || w == 0 || n.checked_mul(h).and_then(|p| p.checked_mul(w)).is_none() {
+            return Err(PyValueError::new_err(format!(
+                "dims: expected a reference's (frames, height, width), each at least 1; got {dims:?}"
+            )));
+        }
+        let inner = if is_float {
+            let px: Vec<f32> = state
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+                .collect();
+            if !state.len().is_multiple_of(4) || Some(px.len()) != d.n.checked_mul(d.frame_len()) {
+                return Err(PyValueError::new_err(format!(
+                    "state: expected the {n} float reference frames of {h}x{w} ({} bytes); got {}",
+                    d.len().saturating_mul(4),
+                    state.len()
+                )));
+            }
+            RefKind::F32(run(py, || {
+                kernels::histogram::PreparedReference::new(&px, d)
+            })?)
+        } else {
+            let counts: Vec<u64> = state
+                .chunks_exact(8)
+                .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+                .collect();
+            if !state.len().is_multiple_of(8) {
+                return Err(PyValueError::new_err(
+                    "state: expected 8-byte counts; got a length that is no multiple of 8",
+                ));
+            }
+            RefKind::U8(
+                kernels::histogram::PreparedReference::from_counts(&counts, d, "state")
+                    .map_err(to_py)?,
+            )
+        };
+        Ok(Self { inner })
+    }
+}
+
+#[pyfunction]
+fn match_histograms_prepared<'py>(
+    py: Python<'py>,
+    frames_: &Bound<'py, PyAny>,
+    reference: &Bound<'py, PreparedReference>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let r = reference.get();
+    Ok(match (frames(frames_, "frames")?, &r.inner) {
+        (Frames::U8(a), RefKind::U8(p)) => map_batch(py, &a, "frames", |s, d, o| {
+            kernels::histogram::match_histograms_prepared(s, d, p, o)
+        })?
+        .into_any(),
+        (Frames::F32(a), RefKind::F32(p)) => map_batch(py, &a, "frames", |s, d, o| {
+            kernels::histogram::match_histograms_prepared(s, d, p, o)
+        })?
+        .into_any(),
+        _ => {
+            return Err(PyTypeError::new_err(
+                "reference: must have the same dtype as the frames (a prepared reference \
+                keeps its frames' dtype)",
+            ))
+        }
+    })
+}
+
 fn blend_t<'py, T: Element + Sample>(
     py: Python<'py>,
     c: Ro4<'py, T>,
@@ -746,12 +893,14 @@ pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rgb_to_lab, m)?)?;
     m.add_function(wrap_pyfunction!(lab_to_rgb, m)?)?;
     m.add_function(wrap_pyfunction!(match_histograms, m)?)?;
+    m.add_function(wrap_pyfunction!(match_histograms_prepared, m)?)?;
     m.add_function(wrap_pyfunction!(blend_luminosity, m)?)?;
     m.add_function(wrap_pyfunction!(adjust_gamma, m)?)?;
     m.add_function(wrap_pyfunction!(match_gamma, m)?)?;
     m.add_function(wrap_pyfunction!(color_correct, m)?)?;
     m.add_function(wrap_pyfunction!(color_correct_prepared, m)?)?;
     m.add_class::<PreparedTarget>()?;
+    m.add_class::<PreparedReference>()?;
     m.add_function(wrap_pyfunction!(lerp_frames, m)?)?;
     m.add_function(wrap_pyfunction!(mean_frames, m)?)?;
     m.add_function(wrap_pyfunction!(rgb_to_yuv420p, m)?)?;
