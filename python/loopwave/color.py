@@ -133,8 +133,11 @@ class HistogramReference:
     A ``uint8`` reference keeps its counts (6 KB a frame), not the pixels. A
     ``float32`` one keeps a copy of its pixels too: a frame whose values reach past the
     reference's range is binned over both ranges, and the reference is counted again
-    on that binning (as :func:`match_histograms` does every call). Later changes to the
-    array do not reach it. It can be shared by threads and pickled.
+    on that binning (as :func:`match_histograms` does every call); and its histograms,
+    up to 300 KB a frame however small (one bin for a constant channel, else 4096).
+    Where that memory is not there, MemoryError. Later changes to the array do not
+    reach it. It can be shared by threads and pickled (a ``uint8`` one as its counts,
+    a ``float32`` one as its pixels; checked when unpickled).
 
     Example
     -------
@@ -191,6 +194,12 @@ def _histogram_reference_from_state(
     state: bytes, is_float: bool, dims: tuple[int, int, int]
 ) -> HistogramReference:
     """A :class:`HistogramReference` unpickled, checked by the native module."""
+    if not (
+        isinstance(dims, tuple)
+        and len(dims) == 3
+        and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**63 for d in dims)
+    ):
+        raise ValueError(f"dims: expected (frames, height, width) as ints; got {dims!r:.80}")
     r = HistogramReference.__new__(HistogramReference)
     r._native = _native.PreparedReference.from_state(state, is_float, dims)
     return r

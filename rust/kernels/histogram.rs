@@ -329,17 +329,18 @@ fn channel_range<T: Sample>(data: &[T]) -> [(f32, f32); 3] {
 /// A float channel whose values span more than `f32::MAX` (the width overflows)
 /// or, where they differ, less than `FLOAT_BINS / f32::MAX` (the scale
 /// overflows) cannot be binned in f32 and is refused.
-fn binning_over(a: [(f32, f32); 3], b: [(f32, f32); 3]) -> Result<[Binning; 3]> {
+fn binning_over(a: [(f32, f32); 3], b: [(f32, f32); 3], blame: Blame) -> Result<[Binning; 3]> {
     let mut out = [Binning::U8; 3];
     for c in 0..3 {
         let (lo, hi) = (a[c].0.min(b[c].0), a[c].1.max(b[c].1));
         let scale = FLOAT_BINS as f32 / (hi - lo);
         if hi > lo && !((hi - lo).is_finite() && scale.is_finite()) {
             return Err(KernelError::value(
-                "frames",
+                blame.arg,
                 format!(
-                    "the values of channel {c} in a frame and its reference span [{lo:e}, {hi:e}]; \
-                     float histograms need a span below 3.4e38 and above 1e-34 (rescale first)"
+                    "the values of channel {c} in {} span [{lo:e}, {hi:e}]; \
+                     float histograms need a span below 3.4e38 and above 1e-34 (rescale first)",
+                    blame.what
                 ),
             ));
         }
@@ -347,6 +348,20 @@ fn binning_over(a: [(f32, f32); 3], b: [(f32, f32); 3]) -> Result<[Binning; 3]> 
     }
     Ok(out)
 }
+
+/// Who a float span that cannot be binned is blamed on: the argument named, and the
+/// values' owner in the message.
+#[derive(Debug, Clone, Copy)]
+struct Blame {
+    arg: &'static str,
+    what: &'static str,
+}
+
+/// In a match: the frame's values and its reference's together.
+const IN_A_MATCH: Blame = Blame {
+    arg: "frames",
+    what: "a frame and its reference",
+};
 
 /// A channel's value range in every channel: float samples only (8-bit ones have one
 /// fixed binning, which needs none).
@@ -361,9 +376,13 @@ fn range_of<T: Sample>(d: &[T]) -> [(f32, f32); 3] {
 /// The binning of a frame matched to a reference: 8-bit one fixed binning; float
 /// each frame's own, over its range and its reference's, so that a frame's result is
 /// the same alone or in any batch.
-fn binning_of<T: Sample>(a: [(f32, f32); 3], b: [(f32, f32); 3]) -> Result<[Binning; 3]> {
+fn binning_of<T: Sample>(
+    a: [(f32, f32); 3],
+    b: [(f32, f32); 3],
+    blame: Blame,
+) -> Result<[Binning; 3]> {
     if T::FLOAT {
-        binning_over(a, b)
+        binning_over(a, b, blame)
     } else {
         Ok([Binning::U8; 3])
     }
@@ -379,9 +398,9 @@ pub struct RefFrame {
 }
 
 impl RefFrame {
-    fn of<T: Sample>(r: &[T]) -> Result<Self> {
-        let range = range_of(r);
-        let binning = binning_of::<T>(range, range)?;
+    /// Frame `r`'s, whose value range is `range`.
+    fn of<T: Sample>(r: &[T], range: [(f32, f32); 3], blame: Blame) -> Result<Self> {
+        let binning = binning_of::<T>(range, range, blame)?;
         let hist = histogram(r, &binning, T::FLOAT);
         Ok(Self {
             range,
@@ -389,6 +408,17 @@ impl RefFrame {
             hist,
         })
     }
+}
+
+/// An empty vector with room for `n` items, or [`KernelError::NoMemory`] naming `arg`
+/// (a MemoryError, not an abort).
+pub fn vec_with_room<U>(n: usize, arg: &'static str) -> Result<Vec<U>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| KernelError::NoMemory {
+        arg,
+        bytes: n.saturating_mul(std::mem::size_of::<U>()),
+    })?;
+    Ok(v)
 }
 
 /// A reference worked out once for many [`match_histograms_prepared`] calls: each
@@ -402,94 +432,56 @@ pub struct PreparedReference<T> {
     dims: Dims,
 }
 
-impl<T: Sample> PreparedReference<T> {
-    /// `reference`: one frame or several, each matched to the frame of its index.
-    pub fn new(reference: &[T], rdims: Dims) -> Result<Self> {
-        rdims.check("reference", reference.len())?;
-        check_finite("reference", reference)?;
-        Self::check_memory(rdims, "reference")?;
-        let mut pixels = Vec::new();
-        if T::FLOAT {
-            pixels
-                .try_reserve_exact(reference.len())
-                .map_err(|_| KernelError::NoMemory {
-                    arg: "reference",
-                    bytes: std::mem::size_of_val(reference),
-                })?;
-            pixels.extend_from_slice(reference);
-        }
-        let frames = reference
-            .chunks_exact(rdims.frame_len())
-            .map(RefFrame::of)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            frames,
-            pixels,
-            dims: rdims,
-        })
-    }
+/// Bytes of an 8-bit reference frame's state: three channels' 256 counts, 8 bytes each.
+const COUNT_BYTES: usize = 3 * 256 * 8;
 
-    /// Refuse with [`KernelError::NoMemory`] (a MemoryError, not an abort) where the
-    /// memory the frames' histograms keep is not there: about 6 KB an 8-bit frame and
-    /// 300 KB a float one however small (tiny frames by the thousand). Probed by
-    /// reserving it once, as the histograms themselves are made by infallible pushes.
-    fn check_memory(rdims: Dims, arg: &'static str) -> Result<()> {
-        let bins = if T::FLOAT { FLOAT_BINS } else { 256 };
+impl<T: Sample> PreparedReference<T> {
+    /// `reference`: one frame or several, each matched to the frame of its index;
+    /// errors name `arg`. The memory it keeps is reserved first, so that where it is
+    /// not there the error is [`KernelError::NoMemory`] (a MemoryError), not an abort:
+    /// 6 KB of counts an 8-bit frame; a float frame's pixels, and 24 bytes a bin, 4096
+    /// bins a channel (one where the channel is constant), so up to 300 KB however
+    /// small the frame.
+    pub fn new(reference: &[T], rdims: Dims, arg: &'static str) -> Result<Self> {
+        rdims.check(arg, reference.len())?;
+        check_finite(arg, reference)?;
+        let fl = rdims.frame_len();
+        let mut ranges = vec_with_room(rdims.n, arg)?;
+        ranges.extend(reference.chunks_exact(fl).map(range_of::<T>));
+        let bins: usize = ranges
+            .iter()
+            .flatten()
+            .map(|&(lo, hi)| match (T::FLOAT, hi > lo) {
+                (false, _) => 256,
+                (true, true) => FLOAT_BINS,
+                (true, false) => 1,
+            })
+            .sum();
         let per_bin = 8 + if T::FLOAT {
             std::mem::size_of::<Knots>()
         } else {
             0
         };
-        let bytes = rdims
-            .n
-            .saturating_mul(3 * bins * per_bin + std::mem::size_of::<RefFrame>());
-        let mut probe: Vec<u8> = Vec::new();
-        probe
-            .try_reserve_exact(bytes)
-            .map_err(|_| KernelError::NoMemory { arg, bytes })
-    }
-
-    /// 8-bit references from their counts, as [`Self::counts`] gives them: each
-    /// frame's three channels' 256 counts, each channel's summing to `pixels`
-    /// (checked, naming `arg`).
-    pub fn from_counts(counts: &[u64], rdims: Dims, arg: &'static str) -> Result<Self> {
-        let per = 3 * 256;
-        let pixels = rdims.frame_pixels() as u64;
-        if T::FLOAT || rdims.n == 0 || Some(counts.len()) != rdims.n.checked_mul(per) {
-            return Err(KernelError::value(
-                arg,
-                format!(
-                    "expected the 8-bit counts of {} reference frames ({} values); got {}",
-                    rdims.n,
-                    rdims.n.saturating_mul(per),
-                    counts.len()
-                ),
-            ));
+        let kept = bins
+            .saturating_mul(per_bin)
+            .saturating_add(rdims.n.saturating_mul(std::mem::size_of::<RefFrame>()));
+        drop(vec_with_room::<u8>(kept, arg)?); // a probe: the histograms are made infallibly
+        let mut pixels = Vec::new();
+        if T::FLOAT {
+            pixels = vec_with_room(reference.len(), arg)?;
+            pixels.extend_from_slice(reference);
         }
-        let frames = counts
-            .chunks_exact(per)
-            .map(|f| {
-                let channels: [Vec<u64>; 3] =
-                    std::array::from_fn(|c| f[c * 256..(c + 1) * 256].to_vec());
-                if channels.iter().any(|ch| ch.iter().sum::<u64>() != pixels) {
-                    return Err(KernelError::value(
-                        arg,
-                        format!("a channel's counts do not sum to the frame's {pixels} pixels"),
-                    ));
-                }
-                Ok(RefFrame {
-                    range: [(0.0, 0.0); 3],
-                    binning: [Binning::U8; 3],
-                    hist: Hist3 {
-                        counts: channels,
-                        knots: None,
-                    },
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut frames = vec_with_room(rdims.n, arg)?;
+        let blame = Blame {
+            arg,
+            what: "the reference",
+        };
+        for (r, range) in reference.chunks_exact(fl).zip(ranges) {
+            frames.push(RefFrame::of(r, range, blame)?);
+        }
         Ok(Self {
             frames,
-            pixels: Vec::new(),
+            pixels,
             dims: rdims,
         })
     }
@@ -499,24 +491,91 @@ impl<T: Sample> PreparedReference<T> {
         self.dims
     }
 
-    /// The pixels a float reference keeps (empty for 8-bit ones).
-    pub fn pixels(&self) -> &[T] {
-        &self.pixels
+    /// The length of [`Self::write_state`]'s bytes.
+    pub fn state_len(&self) -> usize {
+        if T::FLOAT {
+            self.pixels.len() * 4
+        } else {
+            self.frames.len() * COUNT_BYTES
+        }
     }
 
-    /// An 8-bit reference's counts, frame by frame, channel by channel (empty for
-    /// float ones, which keep their pixels).
-    pub fn counts(&self) -> Vec<u64> {
+    /// The state to send elsewhere (pickling) into `out`, [`Self::state_len`] bytes: an
+    /// 8-bit reference's counts, frame by frame, channel by channel (little-endian
+    /// u64); a float one's pixels (little-endian f32), whose statistics are worked out
+    /// again when read back.
+    pub fn write_state(&self, out: &mut [u8]) {
         if T::FLOAT {
-            return Vec::new();
-        }
-        let mut out = Vec::with_capacity(self.frames.len() * 3 * 256);
-        for f in &self.frames {
-            for ch in &f.hist.counts {
-                out.extend_from_slice(ch);
+            for (b, v) in out.chunks_exact_mut(4).zip(&self.pixels) {
+                b.copy_from_slice(&v.raw().to_le_bytes());
             }
+            return;
         }
-        out
+        let counts = self
+            .frames
+            .iter()
+            .flat_map(|f| f.hist.counts.iter().flatten());
+        for (b, &n) in out.chunks_exact_mut(8).zip(counts) {
+            b.copy_from_slice(&n.to_le_bytes());
+        }
+    }
+
+    /// 8-bit references from [`Self::write_state`]'s bytes: each channel's counts
+    /// must sum to the frame's pixels (checked, naming `arg`, as is the length).
+    pub fn from_count_bytes(state: &[u8], rdims: Dims, arg: &'static str) -> Result<Self> {
+        let pixels = rdims.h.checked_mul(rdims.w).map(|p| p as u64);
+        let want = rdims.n.checked_mul(COUNT_BYTES);
+        if T::FLOAT || rdims.n == 0 || pixels.is_none() || Some(state.len()) != want {
+            return Err(KernelError::value(
+                arg,
+                format!(
+                    "expected the 8-bit counts of {} reference frames of {}x{} ({} bytes); got {}",
+                    rdims.n,
+                    rdims.w,
+                    rdims.h,
+                    want.map_or("too many".into(), |b| b.to_string()),
+                    state.len()
+                ),
+            ));
+        }
+        let mut frames = vec_with_room(rdims.n, arg)?;
+        for f in state.chunks_exact(COUNT_BYTES) {
+            let mut counts: [Vec<u64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+            for (c, bytes) in f.chunks_exact(COUNT_BYTES / 3).enumerate() {
+                let mut ch = vec_with_room(256, arg)?;
+                ch.extend(
+                    bytes
+                        .chunks_exact(8)
+                        .map(|b| u64::from_le_bytes(std::array::from_fn(|k| b[k]))),
+                );
+                // checked: counts that wrap around u64 summed to the pixels, and every
+                // frame matched to them came out black
+                if ch.iter().try_fold(0u64, |a, &n| a.checked_add(n)) != pixels {
+                    return Err(KernelError::value(
+                        arg,
+                        format!(
+                            "reference frame {}'s channel {c} counts do not sum to its {} pixels",
+                            frames.len(),
+                            rdims.h * rdims.w
+                        ),
+                    ));
+                }
+                counts[c] = ch;
+            }
+            frames.push(RefFrame {
+                range: [(0.0, 0.0); 3],
+                binning: [Binning::U8; 3],
+                hist: Hist3 {
+                    counts,
+                    knots: None,
+                },
+            });
+        }
+        Ok(Self {
+            frames,
+            pixels: Vec::new(),
+            dims: rdims,
+        })
     }
 }
 
@@ -540,7 +599,7 @@ pub fn match_histograms<T: Sample>(
     // a shared reference is counted once, over its own range (which serves every
     // frame whose values lie within it); one per frame as its frame is matched
     let shared = if rdims.n == 1 {
-        Some(RefFrame::of(reference)?)
+        Some(RefFrame::of(reference, range_of(reference), IN_A_MATCH)?)
     } else {
         None
     };
@@ -589,7 +648,7 @@ fn match_with<T: Sample>(
         let own_range = range_of(s);
         let (binning, rh) = match prepared[k] {
             Some(p) => {
-                let binning = binning_of::<T>(own_range, p.range)?;
+                let binning = binning_of::<T>(own_range, p.range, IN_A_MATCH)?;
                 if binning == p.binning {
                     (binning, &p.hist)
                 } else {
@@ -599,7 +658,7 @@ fn match_with<T: Sample>(
             }
             None => {
                 let r = ref_frame(k)?;
-                let binning = binning_of::<T>(own_range, range_of(r))?;
+                let binning = binning_of::<T>(own_range, range_of(r), IN_A_MATCH)?;
                 own = histogram(r, &binning, T::FLOAT);
                 (binning, &own)
             }
@@ -833,17 +892,19 @@ mod tests {
             let reference = pseudo(rdims.len(), 77 + n_ref as u64);
             let (mut a, mut b) = (vec![0u8; dims.len()], vec![0u8; dims.len()]);
             match_histograms(&src, dims, &reference, rdims, &mut a).unwrap();
-            let p = PreparedReference::new(&reference, rdims).unwrap();
+            let p = PreparedReference::new(&reference, rdims, "reference").unwrap();
             match_histograms_prepared(&src, dims, &p, &mut b).unwrap();
             assert_eq!(a, b);
             // from its counts, as unpickled
-            let q = PreparedReference::<u8>::from_counts(&p.counts(), rdims, "state").unwrap();
+            let mut state = vec![0u8; p.state_len()];
+            p.write_state(&mut state);
+            let q = PreparedReference::<u8>::from_count_bytes(&state, rdims, "state").unwrap();
             match_histograms_prepared(&src, dims, &q, &mut b).unwrap();
             assert_eq!(a, b);
             // float: frames inside the reference's range and reaching past it (counted
             // again from the pixels it keeps, over both ranges)
             let fref: Vec<f32> = reference.iter().map(|&v| v as f32 / 255.0).collect();
-            let p = PreparedReference::new(&fref, rdims).unwrap();
+            let p = PreparedReference::new(&fref, rdims, "reference").unwrap();
             for scale in [0.5f32, 1.0, 3.0] {
                 let fsrc: Vec<f32> = src.iter().map(|&v| v as f32 / 255.0 * scale).collect();
                 let (mut a, mut b) = (vec![0f32; dims.len()], vec![0f32; dims.len()]);
@@ -857,22 +918,44 @@ mod tests {
     #[test]
     fn prepared_reference_refuses_what_does_not_fit() {
         let rdims = Dims::new(1, 2, 2);
-        let p = PreparedReference::new(&pseudo(rdims.len(), 3), rdims).unwrap();
-        let mut counts = p.counts();
-        assert_eq!(counts.len(), 768);
-        counts[5] += 1; // a channel no longer sums to the frame's 4 pixels
-        let e = PreparedReference::<u8>::from_counts(&counts, rdims, "state").unwrap_err();
-        assert_eq!(e.arg(), "state");
-        let short = &p.counts()[..767];
-        assert!(PreparedReference::<u8>::from_counts(short, rdims, "state").is_err());
-        assert!(PreparedReference::<f32>::from_counts(&p.counts(), rdims, "state").is_err());
+        let p = PreparedReference::new(&pseudo(rdims.len(), 3), rdims, "reference").unwrap();
+        let mut state = vec![0u8; p.state_len()];
+        p.write_state(&mut state);
+        assert_eq!(state.len(), 3 * 256 * 8);
+        let from = |s: &[u8], d| PreparedReference::<u8>::from_count_bytes(s, d, "state");
+        let mut bad = state.clone();
+        bad[8] += 1; // a channel no longer sums to the frame's 4 pixels
+        assert_eq!(from(&bad, rdims).unwrap_err().arg(), "state");
+        // counts that wrap around u64 to the frame's 4 pixels
+        let mut wrap = vec![0u8; state.len()];
+        for c in 0..3 {
+            let at = c * 2048;
+            wrap[at..at + 8].copy_from_slice(&(1u64 << 63).to_le_bytes());
+            wrap[at + 8..at + 16].copy_from_slice(&(1u64 << 63).to_le_bytes());
+            wrap[at + 16..at + 24].copy_from_slice(&4u64.to_le_bytes());
+        }
+        assert!(from(&wrap, rdims).is_err());
+        assert!(from(&state[..state.len() - 1], rdims).is_err());
+        assert!(from(&state, Dims::new(2, 2, 2)).is_err());
+        assert!(from(&state, Dims::new(1, usize::MAX, 3)).is_err());
+        assert!(PreparedReference::<f32>::from_count_bytes(&state, rdims, "state").is_err());
         // two references for a batch of three frames
-        let two = PreparedReference::new(&pseudo(8 * 3, 4), Dims::new(2, 2, 2)).unwrap();
+        let two = PreparedReference::new(&pseudo(8 * 3, 4), Dims::new(2, 2, 2), "reference");
         let dims = Dims::new(3, 2, 2);
         let mut out = vec![0u8; dims.len()];
-        let e = match_histograms_prepared(&pseudo(dims.len(), 1), dims, &two, &mut out);
+        let e = match_histograms_prepared(&pseudo(dims.len(), 1), dims, &two.unwrap(), &mut out);
         assert_eq!(e.unwrap_err().arg(), "reference");
         let nan = [0.5f32, f32::NAN, 0.1].repeat(4);
-        assert!(PreparedReference::new(&nan, rdims).is_err());
+        assert_eq!(
+            PreparedReference::new(&nan, rdims, "state")
+                .unwrap_err()
+                .arg(),
+            "state"
+        );
+        // a span f32 bins cannot hold is the reference's, not some frames'
+        let wide = [-3e38f32, 0.0, 0.0, 3e38, 0.0, 0.0].repeat(2);
+        let e = PreparedReference::new(&wide, rdims, "reference").unwrap_err();
+        assert_eq!(e.arg(), "reference");
+        assert!(e.to_string().contains("in the reference span"), "{e}");
     }
 }

@@ -243,18 +243,15 @@ impl PreparedReference {
 impl PreparedReference {
     #[new]
     fn new(py: Python<'_>, reference: &Bound<'_, PyAny>) -> PyResult<Self> {
+        use kernels::histogram::PreparedReference as Made;
         let inner = match frames(reference, "reference")? {
             Frames::U8(r) => {
                 let (d, s) = view(&r, "reference")?;
-                RefKind::U8(run(py, || {
-                    kernels::histogram::PreparedReference::new(s, d)
-                })?)
+                RefKind::U8(run(py, || Made::new(s, d, "reference"))?)
             }
             Frames::F32(r) => {
                 let (d, s) = view(&r, "reference")?;
-                RefKind::F32(run(py, || {
-                    kernels::histogram::PreparedReference::new(s, d)
-                })?)
+                RefKind::F32(run(py, || Made::new(s, d, "reference"))?)
             }
         };
         Ok(Self { inner })
@@ -280,18 +277,25 @@ impl PreparedReference {
     }
 
     /// For pickling: an 8-bit reference's counts (little-endian u64), a float
-    /// one's pixels (little-endian f32); `from_state` reads them back.
-    fn state<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let bytes: Vec<u8> = match &self.inner {
-            RefKind::U8(r) => r.counts().iter().flat_map(|c| c.to_le_bytes()).collect(),
-            RefKind::F32(r) => r.pixels().iter().flat_map(|v| v.to_le_bytes()).collect(),
+    /// one's pixels (little-endian f32); `from_state` reads them back. Written
+    /// straight into the bytes object (MemoryError where there is no room).
+    fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let len = match &self.inner {
+            RefKind::U8(r) => r.state_len(),
+            RefKind::F32(r) => r.state_len(),
         };
-        PyBytes::new(py, &bytes)
+        PyBytes::new_with(py, len, |buf| {
+            match &self.inner {
+                RefKind::U8(r) => r.write_state(buf),
+                RefKind::F32(r) => r.write_state(buf),
+            }
+            Ok(())
+        })
     }
 
     /// A prepared reference from `state()`'s bytes, its dtype and its (n, height,
     /// width): checked, so that damaged or foreign bytes raise ValueError naming
-    /// `state`.
+    /// `state` (or `dims`), and MemoryError where there is no room.
     #[staticmethod]
     fn from_state(
         py: Python<'_>,
@@ -299,42 +303,40 @@ impl PreparedReference {
         is_float: bool,
         dims: (usize, usize, usize),
     ) -> PyResult<Self> {
+        use kernels::histogram::PreparedReference as Made;
         let (n, h, w) = dims;
         let d = Dims::new(n, h, w);
-        if n == 0 || h == 0 || w == 0 || n.checked_mul(h).and_then(|p| p.checked_mul(w)).is_none() {
+        // every size the reading below multiplies, checked (a wrapped one made a
+        // reference of no whole pixel, and its match panicked)
+        let bytes = [n, h, w, 3, if is_float { 4 } else { 8 }]
+            .into_iter()
+            .try_fold(1usize, |a, b| a.checked_mul(b));
+        if n == 0 || h == 0 || w == 0 || bytes.is_none() {
             return Err(PyValueError::new_err(format!(
-                "dims: expected a reference's (frames, height, width), each at least 1; got {dims:?}"
+                "dims: expected a reference's (frames, height, width), each at least 1, \
+                 of a size that fits memory; got {dims:?}"
             )));
         }
         let inner = if is_float {
-            let px: Vec<f32> = state
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-                .collect();
-            if !state.len().is_multiple_of(4) || Some(px.len()) != d.n.checked_mul(d.frame_len()) {
+            if Some(state.len()) != bytes {
                 return Err(PyValueError::new_err(format!(
-                    "state: expected the {n} float reference frames of {h}x{w} ({} bytes); got {}",
-                    d.len().saturating_mul(4),
+                    "state: expected the {n} float reference frames of {w}x{h} ({} bytes); \
+                     got {}",
+                    bytes.unwrap_or(0),
                     state.len()
                 )));
             }
             RefKind::F32(run(py, || {
-                kernels::histogram::PreparedReference::new(&px, d)
+                let mut px = kernels::histogram::vec_with_room(state.len() / 4, "state")?;
+                px.extend(
+                    state
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes(std::array::from_fn(|k| b[k]))),
+                );
+                Made::new(&px, d, "state")
             })?)
         } else {
-            let counts: Vec<u64> = state
-                .chunks_exact(8)
-                .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-                .collect();
-            if !state.len().is_multiple_of(8) {
-                return Err(PyValueError::new_err(
-                    "state: expected 8-byte counts; got a length that is no multiple of 8",
-                ));
-            }
-            RefKind::U8(
-                kernels::histogram::PreparedReference::from_counts(&counts, d, "state")
-                    .map_err(to_py)?,
-            )
+            RefKind::U8(run(py, || Made::from_count_bytes(state, d, "state"))?)
         };
         Ok(Self { inner })
     }
