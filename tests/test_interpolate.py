@@ -1467,5 +1467,5 @@ def test_an_animated_image_in_the_input_folder_is_refused(tmp_path, capsys):
     out = tmp_path / "o.mp4"
     assert main(["interpolate", str(src), "-o", str(out), "--blend", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert f"{src / '1.png'}: it holds more than one frame (an animated image, read as apng)" in err
+    assert f"{src / '1.png'}: it is an animated PNG of 3 images" in err
     assert not out.exists()

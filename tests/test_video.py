@@ -3018,7 +3018,8 @@ def test_encode_refuses_an_animated_image_named_png(tmp_path, capsys, kind):
     out = tmp_path / "o.mp4"
     assert main(["encode", str(frames), "-o", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert f"cannot read frame {frames / '3.png'}: it holds more than one frame" in err, err
+    said = "it is an animated PNG of 4 images" if kind == "PNG" else "it holds more than one"
+    assert f"cannot read frame {frames / '3.png'}: {said}" in err, err
     assert not out.exists()
     # a still image with stray bytes after its end, which FFmpeg's reader tries as a
     # second frame and fails on, is one frame as before
@@ -3049,24 +3050,44 @@ def test_a_folder_where_a_segment_goes_is_refused_before_any_rename(tmp_path, mo
     with lv.writing_video(out, fps=10, segment_seconds=0.5) as w:
         w.write(moving(20))  # an older run: s_000 .. s_003
     old = {n: (tmp_path / n).read_bytes() for n in ("s_000.mp4", "s_003.mp4")}
-    (tmp_path / "s_002.mp4").unlink()
-    (tmp_path / "s_002.mp4").mkdir()
-    with pytest.raises(OSError, match=r"s_002\.mp4 is a folder, where a segment") as e:
+    (tmp_path / "s_000.mp4").rename(tmp_path / "kept_000.mp4")
+    (tmp_path / "s_000.mp4").mkdir()  # where the first part goes, whatever the length
+    with pytest.raises(OSError, match=r"s_000\.mp4 is a folder, where part 1 of the") as e:
         lv.writing_video(out, fps=10, segment_seconds=0.5).__enter__()
     assert e.value.errno == errno.EISDIR
     assert not list(tmp_path.glob("s.partial*"))
-    (tmp_path / "s_002.mp4").rmdir()
+    (tmp_path / "s_000.mp4").rmdir()
+    (tmp_path / "kept_000.mp4").rename(tmp_path / "s_000.mp4")
+    (tmp_path / "s_002.mp4").unlink()
+    (tmp_path / "s.partial.mp4").write_bytes(b"an earlier unsegmented run's, kept")
     for keep in (True, False):
-        with pytest.raises(OSError, match=r"s_002\.mp4 is a folder, where a segment"):
+        with pytest.raises(OSError, match=r"s_002\.mp4 is a folder, where part 3 of the"):
             with lv.writing_video(out, fps=10, segment_seconds=0.5, keep_partial=keep) as w:
                 w.write(moving(15))
                 (tmp_path / "s_002.mp4").mkdir()  # made meanwhile
         assert {n: (tmp_path / n).read_bytes() for n in old} == old  # nothing replaced
-        partial = sorted(p.name for p in tmp_path.glob("s.partial*"))
+        partial = sorted(p.name for p in tmp_path.glob("s.partial_*"))
         assert partial == (["s.partial_000.mp4", "s.partial_001.mp4", "s.partial_002.mp4"] * keep)
+        # (from a review) not a partial file this run never made
+        assert (tmp_path / "s.partial.mp4").is_file()
         (tmp_path / "s_002.mp4").rmdir()
-        for f in tmp_path.glob("s.partial*"):
+        for f in tmp_path.glob("s.partial_*"):
             f.unlink()
+    # (from a review) a folder numbered past the video's parts, or a link to a folder
+    # (the rename replaces the link), is not in the way, before or at the end
+    (tmp_path / "s_003.mp4").unlink()
+    (tmp_path / "s_003.mp4").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "s_001.mp4").unlink()
+    (tmp_path / "s_001.mp4").symlink_to(tmp_path / "elsewhere")
+    with lv.writing_video(out, fps=10, segment_seconds=0.5, keep_partial=False) as w:
+        w.write(moving(15))
+        (tmp_path / "s_007.mp4").mkdir()
+    assert [lv.VideoReader(tmp_path / f"s_00{i}.mp4").frame_count for i in range(3)] == [5] * 3
+    assert not (tmp_path / "s_001.mp4").is_symlink() and (tmp_path / "elsewhere").is_dir()
+    (tmp_path / "s_003.mp4").rmdir()
+    with lv.writing_video(out, fps=10, segment_seconds=0.5) as w:
+        w.write(moving(25))  # an older run again: s_000 .. s_004
     real = os.replace
 
     def fails_on_the_second(src, dst):
@@ -3075,12 +3096,58 @@ def test_a_folder_where_a_segment_goes_is_refused_before_any_rename(tmp_path, mo
         real(src, dst)
 
     monkeypatch.setattr(lv.os, "replace", fails_on_the_second)
-    with pytest.raises(
-        OSError,
-        match=r"renaming segment 1 of 3 to .*s_001\.mp4 failed "
-        r"\(Input/output error\): the 1 before it are in place, it and the "
-        r"rest are still s\.partial_001\.mp4 and on",
-    ) as e:
+    with pytest.raises(OSError) as e:
         with lv.writing_video(out, fps=10, segment_seconds=0.5) as w:
             w.write(moving(15))
     assert e.value.errno == errno.EIO
+    assert str(e.value) == (
+        "[Errno 5] output: renaming s.partial_001.mp4 to s_001.mp4 failed (Input/output "
+        "error): the first 1 of the video's 3 parts are in place (s_000.mp4), the others "
+        "are still s.partial_001.mp4 to s.partial_002.mp4; s_001.mp4, s_002.mp4, "
+        "s_003.mp4, ... are an earlier run's"
+    )
+
+    def ctrl_c_on_the_second(src, dst):
+        if str(dst).endswith("s_001.mp4"):
+            raise KeyboardInterrupt
+        real(src, dst)
+
+    monkeypatch.setattr(lv.os, "replace", ctrl_c_on_the_second)
+    with pytest.raises(KeyboardInterrupt) as e:
+        with lv.writing_video(out, fps=10, segment_seconds=0.5) as w:
+            w.write(moving(15))
+    if sys.version_info >= (3, 11):
+        assert e.value.__notes__ == [
+            "output: stopped while renaming the segments into place: the first 1 of the "
+            "video's 3 parts are in place (s_000.mp4), the others are still "
+            "s.partial_001.mp4 to s.partial_002.mp4; s_001.mp4, s_002.mp4, s_003.mp4, ... "
+            "are an earlier run's"
+        ]
+
+
+def test_an_animated_png_is_counted_from_its_chunks(tmp_path):
+    """From a review of the refusal of animated frames: counting what FFmpeg decodes
+    passed an APNG whose second frame was damaged or cut off (its first frame alone
+    read), and one whose default image is no frame of the animation (FFmpeg gives the
+    animation's one frame, Pillow the default image: two images, one lost); and it
+    refused a PNG with another appended after its end, which is read as before."""
+    from PIL import Image
+
+    a, b = (Image.fromarray(f) for f in moving(2))
+    a.save(tmp_path / "def.png", save_all=True, append_images=[b], default_image=True)
+    a.save(tmp_path / "two.png", save_all=True, append_images=[b])
+    data = (tmp_path / "two.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: data.rindex(b"fdAT") + 20])
+    a.save(tmp_path / "one.png", save_all=True, append_images=[])  # an APNG of one frame
+    for name in ("def.png", "two.png", "cut.png"):
+        with pytest.raises(ValueError, match="it is an animated PNG of 2 images"):
+            lv._read_png(tmp_path / name, still=True)
+    write_png(tmp_path / "a.png", moving(2)[0])
+    write_png(tmp_path / "b.png", moving(2)[1])
+    joined = tmp_path / "joined.png"
+    joined.write_bytes((tmp_path / "a.png").read_bytes() + (tmp_path / "b.png").read_bytes())
+    for name in ("joined.png", "a.png", "one.png"):
+        np.testing.assert_array_equal(
+            lv._read_png(tmp_path / name, still=True), lv._read_png(tmp_path / name)
+        )
+    np.testing.assert_array_equal(lv._read_png(joined, still=True), moving(2)[0])

@@ -59,6 +59,7 @@ import os
 import queue
 import re
 import stat
+import struct
 import tempfile
 import threading
 import weakref
@@ -2534,11 +2535,19 @@ def _read_png(path: Path, *, still: bool = False) -> np.ndarray:
     problem = _png_header_problem(path)
     if problem:
         raise ValueError(f"cannot read frame {path}: {problem}")
+    images = _png_images(path) if still else None
+    if images is not None and images > 1:
+        raise ValueError(
+            f"cannot read frame {path}: it is an animated PNG of {images} images; one file "
+            "is one frame here: write its frames out as single images first"
+        )
     try:
         with _av_open(path) as c:
             frames = iter(c.decode(video=0))
             frame = next(frames)
-            if still and _another_frame(frames):
+            # another kind of file (a GIF named .png); a PNG's chunks said it all, and
+            # what follows its end (another PNG appended, stray bytes) is not read
+            if still and images is None and _another_frame(frames):
                 raise ValueError(
                     f"cannot read frame {path}: it holds more than one frame (an "
                     f"animated image, read as {c.format.name}); one file is one frame "
@@ -2549,9 +2558,35 @@ def _read_png(path: Path, *, still: bool = False) -> np.ndarray:
         raise ValueError(f"cannot read frame {path}: {e}") from e
 
 
+def _png_images(path: Path) -> int | None:
+    """How many images a PNG file holds, from its chunks up to its image data: an APNG's
+    frames (its ``acTL``), and its default image where that is not one of them (no
+    ``fcTL`` before the ``IDAT``), else 1; None where the file is no PNG. From a review:
+    counting the frames FFmpeg decodes passed an APNG whose second frame was damaged or
+    cut off, and one whose default image is no frame (FFmpeg gives the animation alone),
+    and refused a PNG with another appended after its end."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != _PNG_SIGNATURE:
+                return None
+            frames, framed = 0, False
+            while len(head := f.read(8)) == 8:
+                length, kind = struct.unpack(">I4s", head)
+                if kind in (b"IDAT", b"IEND"):
+                    break
+                if kind == b"acTL" and length >= 4:
+                    frames = int.from_bytes(f.read(4), "big")
+                    length -= 4
+                framed |= kind == b"fcTL"
+                f.seek(length + 4, os.SEEK_CUR)  # (and the CRC)
+    except OSError:
+        return None  # (reading it names the file and the error)
+    return 1 if frames == 0 else frames + (not framed)
+
+
 def _another_frame(frames: Iterator[Any]) -> bool:
-    """Whether an image file's decoder gives a second frame. Stray bytes after a still
-    PNG's end, which FFmpeg's PNG reader tries as another frame and fails on, are none."""
+    """Whether an image file's decoder gives a second frame; a decoder error there is
+    taken as none (the reader's attempt at trailing bytes)."""
     try:
         return next(frames, None) is not None
     except _av().error.FFmpegError:
@@ -2654,43 +2689,70 @@ def check_frame_rate(encoder: str, fps: Fraction, arg: str = "fps") -> None:
         )
 
 
-def _refuse_write_protected(out: Path, *, segmented: bool) -> None:
+def _refuse_write_protected(out: Path, *, segmented: bool, segments: int = 1) -> None:
     """Refuse to replace ``out`` (``segmented``: or one of its numbered segments) where it
     exists write-protected. From a review: the rename at the end replaces a file whatever
     its mode, so a video made read-only to keep it was replaced without a word.
     Protected: this user may not write it, or its owner may not (``chmod 444``), which
-    holds for root too, whom permissions do not stop."""
-    targets = [out]
+    holds for root too, whom permissions do not stop.
+
+    Segmented, a folder where one of the first ``segments`` goes (before the video is
+    written: the first, which every video has) is refused with OSError: the renames at
+    the end stopped at it, the first parts in place beside an older run's others. One
+    numbered past them, or a link to a folder (the rename replaces the link), is not in
+    the way."""
+    targets = [(0, out)]
     if segmented:  # every numbered segment there, past a gap too, and not ``out`` itself,
         # which a segmented run never writes (from a review of the first version)
         # (names the writer makes: seg_0001.mp4 or non-ASCII digits were refused too)
         name = re.compile(rf"{re.escape(out.stem)}_(\d+){re.escape(out.suffix)}", re.ASCII)
         try:
             targets = [
-                f
+                (int(m[1]), f)
                 for f in out.parent.iterdir()
                 if (m := name.fullmatch(f.name)) and _numbered(out, int(m[1])).name == f.name
             ]
         except OSError:  # no folder (yet): nothing replaced
             targets = []
-    for f in targets:
+    for i, f in targets:
         try:
             mode = os.stat(f).st_mode
         except OSError:  # none there (or a dangling link): nothing replaced
             continue
-        if stat.S_ISDIR(mode):  # (a segment's; out itself was refused before)
-            # the renames at the end stopped at it, the parts before it already in place
-            # beside an older run's later ones (from a review)
-            raise OSError(
-                errno.EISDIR,
-                f"output: {f} is a folder, where a segment of the video goes; move it, or "
-                "choose another output name",
-            )
+        if stat.S_ISDIR(mode):
+            if segmented and i < segments and stat.S_ISDIR(os.lstat(f).st_mode):
+                raise OSError(
+                    errno.EISDIR,
+                    f"output: {f} is a folder, where part {i + 1} of the segmented video "
+                    "goes; move it, or choose another output name",
+                )
+            continue
         if not mode & stat.S_IWUSR or not os.access(f, os.W_OK):
             raise ValueError(
                 f"output: {f} exists and is write-protected; make it writable to replace "
                 "it, or choose another output name"
             )
+
+
+def _parts_where(out: Path, paths: list[Path], i: int) -> str:
+    """Where a segmented video's parts are when renaming ``paths[i]`` into place
+    failed: the first ``i`` renamed, the rest still partial, and the segments of an
+    earlier run under ``out``'s names from ``i`` on."""
+    n = len(paths)
+    done = (
+        f"the first {i} of the video's {n} parts are in place "
+        f"({_numbered(out, 0).name}{f' to {_numbered(out, i - 1).name}' if i > 1 else ''})"
+        if i
+        else f"none of the video's {n} parts is in place"
+    )
+    rest = f"{paths[i].name}{f' to {paths[-1].name}' if n - i > 1 else ''}"
+    older = [q.name for j in range(i, n) if (q := _numbered(out, j)).is_file()]
+    j = n
+    while (q := _numbered(out, j)).is_file():  # an earlier, longer run's last ones
+        older.append(q.name)
+        j += 1
+    old = f"; {', '.join(older[:3])}{', ...' * (len(older) > 3)} are an earlier run's" * bool(older)
+    return f"{done}, the others are still {rest}{old}"
 
 
 def partial_path(out: str | os.PathLike[str]) -> Path:
@@ -2791,7 +2853,7 @@ def writing_video(
             w._enc.discard()  # (never blocks; a Ctrl-C may have come before _discard's)
             # a file that cannot be deleted does not hide the error (it became the
             # context of a PermissionError); its frames_on_disk is 0 once all are gone
-            w._enc.deleted = _unlink_all([tmp, *w.paths])
+            w._enc.deleted = _unlink_all(_made(w, tmp))
         raise
     if not w.paths:  # no frame came, so the writer opened no file
         raise ValueError(f"output: no frames to write, so {p} was not created")
@@ -2800,12 +2862,12 @@ def writing_video(
         # checked again as at the start: a folder or a protected file that came meanwhile
         # (a segmented video's renames stopped there, its first parts in place beside an
         # older run's others; a protected video was replaced)
-        _refuse_write_protected(p, segmented=segmented)
+        _refuse_write_protected(p, segmented=segmented, segments=len(w.paths))
         if not segmented:
             os.replace(tmp, p)
     except BaseException:  # (left behind, though keep_partial said not to)
         if not keep_partial:
-            w._enc.deleted = _unlink_all([tmp, *w.paths])
+            w._enc.deleted = _unlink_all(_made(w, tmp))
         raise
     if not segmented:
         return
@@ -2814,17 +2876,27 @@ def writing_video(
     for i, seg in enumerate(w.paths):
         try:
             os.replace(seg, _numbered(p, i))
-        except OSError as e:  # (not undone: the parts renamed replaced an older run's)
-            raise OSError(
-                e.errno,
-                f"output: renaming segment {i} of {len(w.paths)} to {_numbered(p, i)} "
-                f"failed ({e.strerror or e}): the {i} before it are in place, it and the "
-                f"rest are still {seg.name} and on",
-            ) from e
+        except BaseException as e:  # (not undone: those renamed replaced an older run's)
+            where = _parts_where(p, w.paths, i)
+            if isinstance(e, OSError):
+                raise OSError(
+                    e.errno,
+                    f"output: renaming {seg.name} to {_numbered(p, i).name} failed "
+                    f"({e.strerror or e}): {where}",
+                ) from e
+            if hasattr(e, "add_note"):  # (Python 3.11+) a Ctrl-C between two renames
+                e.add_note(f"output: stopped while renaming the segments into place: {where}")
+            raise
     i = len(w.paths)
     while (stale := _numbered(p, i)).is_file():
         stale.unlink()
         i += 1
+
+
+def _made(w: VideoWriter, tmp: Path) -> list[Path]:
+    """The files a writer on ``tmp`` made: a segmented one's parts, never ``tmp`` itself
+    (from a review: a ``NAME.partial.EXT`` kept by an earlier run was deleted)."""
+    return list(w.paths) if w.segment_frames is not None else [tmp, *w.paths]
 
 
 def encode_dir(
