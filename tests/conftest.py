@@ -77,6 +77,42 @@ def drift(img: np.ndarray, amount: float = 1.0) -> np.ndarray:
     return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+def check_shared_by_threads(call, reference: np.ndarray, prepared, photos) -> None:
+    """``call(frame, ref)`` with one prepared object shared by 8 threads gives what it
+    gives with the plain ``reference``, frame for frame (drifted photographs)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    frames = [drift(photos[n]) for n in ("astronaut", "chelsea", "rocket", "coffee")] * 2
+    want = [call(f, reference) for f in frames]
+    with ThreadPoolExecutor(8) as ex:
+        got = list(ex.map(lambda f: call(f, prepared), frames))
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def run_in_1536_mb(code: str) -> str:
+    """Run ``code`` in a fresh interpreter whose address space is capped at 1536 MB
+    (two kernel threads), and return what it printed; it must exit cleanly (an abort
+    for want of memory is a failure)."""
+    resource = pytest.importorskip("resource")
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
+
+    import os
+
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit,
+        env={**os.environ, "LOOPWAVE_NUM_THREADS": "2"},
+    )
+    assert out.returncode == 0, out.stderr[-1500:]
+    return out.stdout
+
+
 def _gradient() -> np.ndarray:
     """16x16: red down the rows, green across the columns, blue along the diagonal."""
     r, c = np.mgrid[:16, :16]

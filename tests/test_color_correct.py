@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 from blendmodes.blend import BlendType, blendLayers
-from conftest import PHOTO_NAMES, drift, photo, to_float
+from conftest import PHOTO_NAMES, check_shared_by_threads, drift, photo, run_in_1536_mb, to_float
 from PIL import Image
 from reference import exact_color_step
 from skimage.color import deltaE_ciede2000, rgb2lab
@@ -449,15 +449,8 @@ def test_a_color_target_refuses_what_color_correct_refuses(photos):
 
 
 def test_a_color_target_shared_by_threads(photos):
-    from concurrent.futures import ThreadPoolExecutor
-
-    prepared = lw.ColorTarget(photos["coffee"])
-    frames = [drift(photos[n]) for n in ("astronaut", "chelsea", "rocket", "coffee")] * 2
-    want = [lw.color_correct(f, photos["coffee"]) for f in frames]
-    with ThreadPoolExecutor(8) as ex:
-        got = list(ex.map(lambda f: lw.color_correct(f, prepared), frames))
-    for a, b in zip(got, want, strict=True):
-        np.testing.assert_array_equal(a, b)
+    ref = photos["coffee"]
+    check_shared_by_threads(lw.color_correct, ref, lw.ColorTarget(ref), photos)
 
 
 def test_the_colour_docstring_examples_run():
@@ -473,11 +466,7 @@ def test_a_color_target_too_large_for_memory_is_a_memory_error():
     """From a review: the statistics of each target frame take about 96 KiB however small
     the frame, and a ColorTarget of 30,000 1x1 frames (3 GB of them) aborted the process
     where the memory was not there, instead of raising."""
-    import subprocess
-    import sys
-
-    resource = pytest.importorskip("resource")
-    child = (
+    out = run_in_1536_mb(
         "import numpy as np, loopwave as lw\n"
         "try:\n"
         "    lw.ColorTarget(np.zeros((30000, 1, 1, 3), np.uint8))\n"
@@ -485,17 +474,4 @@ def test_a_color_target_too_large_for_memory_is_a_memory_error():
         "except MemoryError as e:\n"
         "    print('MemoryError', e)\n"
     )
-
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
-
-    out = subprocess.run(
-        [sys.executable, "-c", child],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=limit,
-        env={**__import__("os").environ, "LOOPWAVE_NUM_THREADS": "2"},
-    )
-    assert out.returncode == 0, out.stderr[-1500:]
-    assert out.stdout.startswith("MemoryError") and "target" in out.stdout, out.stdout
+    assert out.startswith("MemoryError") and "target" in out, out

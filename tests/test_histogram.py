@@ -7,7 +7,16 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import PHOTO_NAMES, drift, float_photo, hard_cases, photo, to_float
+from conftest import (
+    PHOTO_NAMES,
+    check_shared_by_threads,
+    drift,
+    float_photo,
+    hard_cases,
+    photo,
+    run_in_1536_mb,
+    to_float,
+)
 from skimage.exposure import match_histograms as sk_match
 
 import loopwave as lw
@@ -441,15 +450,8 @@ def test_a_histogram_reference_refuses_what_match_histograms_refuses(photos):
 
 
 def test_a_histogram_reference_shared_by_threads(photos):
-    from concurrent.futures import ThreadPoolExecutor
-
-    prepared = lw.HistogramReference(photos["coffee"])
-    frames = [drift(photos[n]) for n in ("astronaut", "chelsea", "rocket", "coffee")] * 2
-    want = [lw.match_histograms(f, photos["coffee"]) for f in frames]
-    with ThreadPoolExecutor(8) as ex:
-        got = list(ex.map(lambda f: lw.match_histograms(f, prepared), frames))
-    for a, b in zip(got, want, strict=True):
-        np.testing.assert_array_equal(a, b)
+    ref = photos["coffee"]
+    check_shared_by_threads(lw.match_histograms, ref, lw.HistogramReference(ref), photos)
 
 
 def test_a_histogram_reference_too_large_for_memory_is_a_memory_error():
@@ -458,11 +460,7 @@ def test_a_histogram_reference_too_large_for_memory_is_a_memory_error():
     raise MemoryError, not abort the process. 1x1 frames (constant channels, one bin
     each: from a review, they were refused for want of 9 GB they would never take)
     are made, and pickled and unpickled where the room is short: MemoryError too."""
-    import subprocess
-    import sys
-
-    resource = pytest.importorskip("resource")
-    child = """
+    out = run_in_1536_mb("""
 import pickle
 import numpy as np, loopwave as lw
 two = np.zeros((30000, 1, 2, 3), np.float32)
@@ -487,21 +485,8 @@ for mb in (700, 500, 300, 100):  # less and less room left
         except MemoryError:
             print(mb, step, "MemoryError")
     del ballast
-"""
-
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
-
-    out = subprocess.run(
-        [sys.executable, "-c", child],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=limit,
-        env={**__import__("os").environ, "LOOPWAVE_NUM_THREADS": "2"},
-    )
-    assert out.returncode == 0, out.stderr[-1500:]
-    lines = out.stdout.splitlines()
-    assert lines[0].startswith("MemoryError reference: no memory"), out.stdout
+""")
+    lines = out.splitlines()
+    assert lines[0].startswith("MemoryError reference: no memory"), out
     # the room ran short in some of them, and none aborted the process (they did)
-    assert any(line.endswith("MemoryError") for line in lines[1:]), out.stdout
+    assert any(line.endswith("MemoryError") for line in lines[1:]), out

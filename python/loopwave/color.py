@@ -120,7 +120,47 @@ def lab_to_rgb(lab: npt.NDArray[np.floating[Any]], *, dtype: npt.DTypeLike = np.
     return _squeeze(_native.lab_to_rgb(x, out_dtype == np.uint8), single)
 
 
-class HistogramReference:
+class _Prepared:
+    """What :class:`HistogramReference` and :class:`ColorTarget` share: frames'
+    statistics worked out once by the native class ``_made_by``, which never change."""
+
+    __slots__ = ("_native",)
+    _arg: str  # the argument it stands for, named in errors
+    _made_by: Any
+    _native: Any
+
+    def __init__(self, frames: Frames) -> None:
+        f, _ = v.frames(frames, self._arg)
+        if hasattr(self, "_native"):  # (copies are the object itself: it must not change)
+            name = type(self).__name__
+            raise TypeError(f"a {name} is made once; make another for another {self._arg}")
+        self._native = self._made_by(f)
+
+    def __len__(self) -> int:
+        """How many frames it was made of."""
+        return int(self._native.n)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The dtype of the frames it was made of (``uint8`` or ``float32``): frames
+        corrected or matched with it must have it."""
+        return np.dtype(np.float32 if self._native.is_float else np.uint8)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The ``(height, width)`` of the frames it was made of."""
+        h, w = self._native.size
+        return int(h), int(w)
+
+    # it never changes, so a copy is itself (as a tuple's), not a copy of its statistics
+    def __copy__(self) -> Any:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        return self
+
+
+class HistogramReference(_Prepared):
     """What :func:`match_histograms` needs of a reference, worked out once: each
     reference frame's per-channel histogram. Pass it as ``match_histograms``'
     ``reference`` to match frame after frame to the same reference (a video graded a
@@ -152,28 +192,9 @@ class HistogramReference:
     True
     """
 
-    __slots__ = ("_native",)
-
-    def __init__(self, reference: Frames) -> None:
-        r, _ = v.frames(reference, "reference")
-        if hasattr(self, "_native"):  # (copies are the object itself: it must not change)
-            raise TypeError("a HistogramReference is made once; make another for another reference")
-        self._native = _native.PreparedReference(r)
-
-    def __len__(self) -> int:
-        """How many reference frames."""
-        return int(self._native.n)
-
-    @property
-    def dtype(self) -> np.dtype[Any]:
-        """The reference's dtype (``uint8`` or ``float32``): frames must have it."""
-        return np.dtype(np.float32 if self._native.is_float else np.uint8)
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """The reference frames' ``(height, width)``."""
-        h, w = self._native.size
-        return int(h), int(w)
+    __slots__ = ()
+    _arg = "reference"
+    _made_by = _native.PreparedReference
 
     def __repr__(self) -> str:
         n, (h, w) = len(self), self.size
@@ -182,12 +203,6 @@ class HistogramReference:
     def __reduce__(self) -> tuple[Any, ...]:
         n = self._native
         return (_histogram_reference_from_state, (n.state(), n.is_float, (len(self), *n.size)))
-
-    def __copy__(self) -> HistogramReference:
-        return self
-
-    def __deepcopy__(self, memo: Any) -> HistogramReference:
-        return self
 
 
 def _histogram_reference_from_state(
@@ -344,7 +359,7 @@ def mean_frames(frames: Frames | list[Frames] | tuple[Frames, ...]) -> Frames:
     return out
 
 
-class ColorTarget:
+class ColorTarget(_Prepared):
     """What :func:`color_correct` needs of a target, worked out once: each target frame's
     CIE Lab histogram and mean lightness. Pass it as ``color_correct``'s ``target`` to
     correct frame after frame toward the same target (a video read a frame at a time
@@ -373,28 +388,9 @@ class ColorTarget:
     True
     """
 
-    __slots__ = ("_native",)
-
-    def __init__(self, target: Frames) -> None:
-        t, _ = v.frames(target, "target")
-        if hasattr(self, "_native"):  # (copies are the object itself: it must not change)
-            raise TypeError("a ColorTarget is made once; make another for another target")
-        self._native = _native.PreparedTarget(t)
-
-    def __len__(self) -> int:
-        """How many target frames."""
-        return int(self._native.n)
-
-    @property
-    def dtype(self) -> np.dtype[Any]:
-        """The targets' dtype (``uint8`` or ``float32``): frames must have it."""
-        return np.dtype(np.float32 if self._native.is_float else np.uint8)
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """The target frames' ``(height, width)``."""
-        h, w = self._native.size
-        return int(h), int(w)
+    __slots__ = ()
+    _arg = "target"
+    _made_by = _native.PreparedTarget
 
     @property
     def mean_lightness(self) -> npt.NDArray[np.float64]:
@@ -409,13 +405,6 @@ class ColorTarget:
     def __reduce__(self) -> tuple[Any, ...]:
         n = self._native
         return (_color_target_from_state, (n.state(), n.is_float, n.size))
-
-    # it never changes, so a copy is itself (as a tuple's), not a copy of its statistics
-    def __copy__(self) -> ColorTarget:
-        return self
-
-    def __deepcopy__(self, memo: Any) -> ColorTarget:
-        return self
 
 
 def _color_target_from_state(state: bytes, is_float: bool, size: tuple[int, int]) -> ColorTarget:
