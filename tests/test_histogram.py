@@ -490,3 +490,13 @@ for mb in (700, 500, 300, 100):  # less and less room left
     assert lines[0].startswith("MemoryError reference: no memory"), out
     # the room ran short in some of them, and none aborted the process (they did)
     assert any(line.endswith("MemoryError") for line in lines[1:]), out
+
+
+def test_the_prepared_classes_take_their_arguments_by_their_documented_names(photos):
+    """From a review of their shared base: ``HistogramReference(reference=...)`` and
+    ``ColorTarget(target=...)`` raised TypeError, naming the base's parameter."""
+    img = photos["coffee"]
+    assert len(lw.HistogramReference(reference=img)) == 1
+    assert len(lw.ColorTarget(target=img)) == 1
+    with pytest.raises(TypeError, match="reference"):
+        lw.HistogramReference(reference=None)  # type: ignore[arg-type]

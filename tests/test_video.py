@@ -3060,23 +3060,35 @@ def test_a_folder_where_a_segment_goes_is_refused_before_any_rename(tmp_path, mo
     (tmp_path / "kept_000.mp4").rename(tmp_path / "s_000.mp4")
     (tmp_path / "s_002.mp4").unlink()
     (tmp_path / "s.partial.mp4").write_bytes(b"an earlier unsegmented run's, kept")
+    # one made meanwhile is refused before the renames; the finished video is kept
+    # whatever keep_partial says (it is whole: only its name is refused)
     for keep in (True, False):
-        with pytest.raises(OSError, match=r"s_002\.mp4 is a folder, where part 3 of the"):
+        with pytest.raises(
+            OSError,
+            match=r"s_002\.mp4 is a folder, where part 3 of the segmented video goes; .*; the "
+            r"finished video is kept as s\.partial_000\.mp4 to s\.partial_002\.mp4$",
+        ):
             with lv.writing_video(out, fps=10, segment_seconds=0.5, keep_partial=keep) as w:
                 w.write(moving(15))
                 (tmp_path / "s_002.mp4").mkdir()  # made meanwhile
         assert {n: (tmp_path / n).read_bytes() for n in old} == old  # nothing replaced
         partial = sorted(p.name for p in tmp_path.glob("s.partial_*"))
-        assert partial == (["s.partial_000.mp4", "s.partial_001.mp4", "s.partial_002.mp4"] * keep)
+        assert partial == ["s.partial_000.mp4", "s.partial_001.mp4", "s.partial_002.mp4"]
         # (from a review) not a partial file this run never made
         assert (tmp_path / "s.partial.mp4").is_file()
         (tmp_path / "s_002.mp4").rmdir()
         for f in tmp_path.glob("s.partial_*"):
             f.unlink()
-    # (from a review) a folder numbered past the video's parts, or a link to a folder
-    # (the rename replaces the link), is not in the way, before or at the end
+    # before the video is written, how many parts it will have is not known: a folder
+    # named as any part is refused then (from a review: refused only at the end, it
+    # cost the whole encode)
     (tmp_path / "s_003.mp4").unlink()
     (tmp_path / "s_003.mp4").mkdir()
+    with pytest.raises(OSError, match=r"s_003\.mp4 is a folder, where part 4 of the .* may go"):
+        lv.writing_video(out, fps=10, segment_seconds=0.5).__enter__()
+    (tmp_path / "s_003.mp4").rmdir()
+    # (from a review) one made meanwhile past the video's parts, or a link to a folder
+    # (the rename replaces the link), is not in the way
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "s_001.mp4").unlink()
     (tmp_path / "s_001.mp4").symlink_to(tmp_path / "elsewhere")
@@ -3085,7 +3097,7 @@ def test_a_folder_where_a_segment_goes_is_refused_before_any_rename(tmp_path, mo
         (tmp_path / "s_007.mp4").mkdir()
     assert [lv.VideoReader(tmp_path / f"s_00{i}.mp4").frame_count for i in range(3)] == [5] * 3
     assert not (tmp_path / "s_001.mp4").is_symlink() and (tmp_path / "elsewhere").is_dir()
-    (tmp_path / "s_003.mp4").rmdir()
+    (tmp_path / "s_007.mp4").rmdir()
     with lv.writing_video(out, fps=10, segment_seconds=0.5) as w:
         w.write(moving(25))  # an older run again: s_000 .. s_004
     real = os.replace
@@ -3102,9 +3114,9 @@ def test_a_folder_where_a_segment_goes_is_refused_before_any_rename(tmp_path, mo
     assert e.value.errno == errno.EIO
     assert str(e.value) == (
         "[Errno 5] output: renaming s.partial_001.mp4 to s_001.mp4 failed (Input/output "
-        "error): the first 1 of the video's 3 parts are in place (s_000.mp4), the others "
-        "are still s.partial_001.mp4 to s.partial_002.mp4; s_001.mp4, s_002.mp4, "
-        "s_003.mp4, ... are an earlier run's"
+        "error): the first 1 of the video's 3 parts is in place (s_000.mp4), the rest still "
+        "s.partial_001.mp4 to s.partial_002.mp4; s_001.mp4, s_002.mp4, s_003.mp4, ... are "
+        "an earlier run's"
     )
 
     def ctrl_c_on_the_second(src, dst):
@@ -3119,10 +3131,20 @@ def test_a_folder_where_a_segment_goes_is_refused_before_any_rename(tmp_path, mo
     if sys.version_info >= (3, 11):
         assert e.value.__notes__ == [
             "output: stopped while renaming the segments into place: the first 1 of the "
-            "video's 3 parts are in place (s_000.mp4), the others are still "
-            "s.partial_001.mp4 to s.partial_002.mp4; s_001.mp4, s_002.mp4, s_003.mp4, ... "
-            "are an earlier run's"
+            "video's 3 parts is in place (s_000.mp4), the rest still s.partial_001.mp4 to "
+            "s.partial_002.mp4; s_001.mp4, s_002.mp4, s_003.mp4, ... are an earlier run's"
         ]
+    # (from a review) the wording where none or all are in place, and a Ctrl-C just
+    # after a rename: that part is in place, not an earlier run's
+    d = tmp_path / "w"
+    d.mkdir()
+    one = [d / "v.partial_000.mp4"]
+    one[0].write_bytes(b"x")
+    assert lv._parts_where(d / "v.mp4", one, 0) == (
+        "none of the video's 1 part is in place, all still v.partial_000.mp4"
+    )
+    one[0].rename(d / "v_000.mp4")
+    assert lv._parts_where(d / "v.mp4", one, 0) == "1 of the video's 1 part is in place (v_000.mp4)"
 
 
 def test_an_animated_png_is_counted_from_its_chunks(tmp_path):
@@ -3151,3 +3173,23 @@ def test_an_animated_png_is_counted_from_its_chunks(tmp_path):
             lv._read_png(tmp_path / name, still=True), lv._read_png(tmp_path / name)
         )
     np.testing.assert_array_equal(lv._read_png(joined, still=True), moving(2)[0])
+
+
+def test_an_apng_whose_frame_count_is_wrong_is_counted_by_its_frames(tmp_path):
+    """From a review of the chunk count: an ``acTL`` saying 1 of a file holding 2 frames
+    passed as a still, its second frame lost; and FFmpeg's muxer writing to a pipe
+    leaves the placeholder 2**32 - 1, which was given as the count."""
+    import zlib
+
+    from PIL import Image
+
+    a, b = (Image.fromarray(f) for f in moving(2))
+    a.save(tmp_path / "two.png", save_all=True, append_images=[b])
+    data = bytearray((tmp_path / "two.png").read_bytes())
+    at = data.index(b"acTL")
+    for said in (1, 0xFFFFFFFF):
+        data[at + 4 : at + 8] = said.to_bytes(4, "big")
+        data[at + 12 : at + 16] = zlib.crc32(bytes(data[at : at + 12])).to_bytes(4, "big")
+        (tmp_path / "said.png").write_bytes(bytes(data))
+        with pytest.raises(ValueError, match="it is an animated PNG of 2 images;"):
+            lv._read_png(tmp_path / "said.png", still=True)

@@ -196,6 +196,9 @@ class HistogramReference(_Prepared):
     _arg = "reference"
     _made_by = _native.PreparedReference
 
+    def __init__(self, reference: Frames) -> None:
+        super().__init__(reference)
+
     def __repr__(self) -> str:
         n, (h, w) = len(self), self.size
         return f"HistogramReference({n} frame{'s' * (n != 1)} of {w}x{h}, {self.dtype})"
@@ -391,6 +394,9 @@ class ColorTarget(_Prepared):
     __slots__ = ()
     _arg = "target"
     _made_by = _native.PreparedTarget
+
+    def __init__(self, target: Frames) -> None:
+        super().__init__(target)
 
     @property
     def mean_lightness(self) -> npt.NDArray[np.float64]:

@@ -2559,29 +2559,36 @@ def _read_png(path: Path, *, still: bool = False) -> np.ndarray:
 
 
 def _png_images(path: Path) -> int | None:
-    """How many images a PNG file holds, from its chunks up to its image data: an APNG's
-    frames (its ``acTL``), and its default image where that is not one of them (no
-    ``fcTL`` before the ``IDAT``), else 1; None where the file is no PNG. From a review:
-    counting the frames FFmpeg decodes passed an APNG whose second frame was damaged or
-    cut off, and one whose default image is no frame (FFmpeg gives the animation alone),
-    and refused a PNG with another appended after its end."""
+    """How many images a PNG file holds, from its chunks: an APNG's frames (its
+    ``fcTL`` chunks, or its ``acTL`` count where that says more), and its default image
+    where that is not one of them (no ``fcTL`` before the ``IDAT``), else 1; None where
+    the file is no PNG. From a review: counting the frames FFmpeg decodes passed an APNG
+    whose second frame was damaged or cut off, and one whose default image is no frame
+    (FFmpeg gives the animation alone), and refused a PNG with another appended after
+    its end. ``acTL`` alone is not trusted: a file whose count says 1 held 2 frames, and
+    FFmpeg's muxer writing to a pipe leaves its placeholder, 2**32 - 1."""
     try:
         with open(path, "rb") as f:
             if f.read(8) != _PNG_SIGNATURE:
                 return None
-            frames, framed = 0, False
+            said, framed, default_framed = 0, 0, False
             while len(head := f.read(8)) == 8:
                 length, kind = struct.unpack(">I4s", head)
-                if kind in (b"IDAT", b"IEND"):
+                if kind == b"IEND":
                     break
                 if kind == b"acTL" and length >= 4:
-                    frames = int.from_bytes(f.read(4), "big")
+                    said = int.from_bytes(f.read(4), "big")
+                    said = 0 if said == 0xFFFFFFFF else said
                     length -= 4
-                framed |= kind == b"fcTL"
+                elif kind == b"fcTL":
+                    framed += 1
+                elif kind == b"IDAT":
+                    default_framed |= framed > 0
                 f.seek(length + 4, os.SEEK_CUR)  # (and the CRC)
     except OSError:
         return None  # (reading it names the file and the error)
-    return 1 if frames == 0 else frames + (not framed)
+    frames = max(said, framed)
+    return 1 if frames == 0 else frames + (not default_framed)
 
 
 def _another_frame(frames: Iterator[Any]) -> bool:
@@ -2689,18 +2696,19 @@ def check_frame_rate(encoder: str, fps: Fraction, arg: str = "fps") -> None:
         )
 
 
-def _refuse_write_protected(out: Path, *, segmented: bool, segments: int = 1) -> None:
+def _refuse_write_protected(out: Path, *, segmented: bool, segments: int | None = None) -> None:
     """Refuse to replace ``out`` (``segmented``: or one of its numbered segments) where it
     exists write-protected. From a review: the rename at the end replaces a file whatever
     its mode, so a video made read-only to keep it was replaced without a word.
     Protected: this user may not write it, or its owner may not (``chmod 444``), which
     holds for root too, whom permissions do not stop.
 
-    Segmented, a folder where one of the first ``segments`` goes (before the video is
-    written: the first, which every video has) is refused with OSError: the renames at
-    the end stopped at it, the first parts in place beside an older run's others. One
-    numbered past them, or a link to a folder (the rename replaces the link), is not in
-    the way."""
+    Segmented, a folder named as one of its parts is refused with OSError: the renames
+    at the end stopped at it, the first parts in place beside an older run's others.
+    Before the video is written, any of them (how many parts it will have is not known
+    yet; from a review, one refused only at the end cost the whole encode); once it is
+    written, those where one of its ``segments`` parts goes (a folder numbered past them
+    is not in the way). A link to a folder is none: the rename replaces the link."""
     targets = [(0, out)]
     if segmented:  # every numbered segment there, past a gap too, and not ``out`` itself,
         # which a segmented run never writes (from a review of the first version)
@@ -2720,11 +2728,13 @@ def _refuse_write_protected(out: Path, *, segmented: bool, segments: int = 1) ->
         except OSError:  # none there (or a dangling link): nothing replaced
             continue
         if stat.S_ISDIR(mode):
-            if segmented and i < segments and stat.S_ISDIR(os.lstat(f).st_mode):
+            in_the_way = segments is None or i < segments
+            if segmented and in_the_way and stat.S_ISDIR(os.lstat(f).st_mode):
                 raise OSError(
                     errno.EISDIR,
                     f"output: {f} is a folder, where part {i + 1} of the segmented video "
-                    "goes; move it, or choose another output name",
+                    f"{'goes' if segments else 'may go'}; move it, or choose another output "
+                    "name",
                 )
             continue
         if not mode & stat.S_IWUSR or not os.access(f, os.W_OK):
@@ -2735,24 +2745,35 @@ def _refuse_write_protected(out: Path, *, segmented: bool, segments: int = 1) ->
 
 
 def _parts_where(out: Path, paths: list[Path], i: int) -> str:
-    """Where a segmented video's parts are when renaming ``paths[i]`` into place
-    failed: the first ``i`` renamed, the rest still partial, and the segments of an
-    earlier run under ``out``'s names from ``i`` on."""
+    """Where a segmented video's parts are when renaming ``paths[i]`` into place stopped:
+    the ones renamed, the rest still partial, and the segments of an earlier run under
+    ``out``'s names after them. Part ``i`` counts as renamed where its partial file is
+    gone (a Ctrl-C just after the rename)."""
     n = len(paths)
-    done = (
-        f"the first {i} of the video's {n} parts are in place "
-        f"({_numbered(out, 0).name}{f' to {_numbered(out, i - 1).name}' if i > 1 else ''})"
-        if i
-        else f"none of the video's {n} parts is in place"
-    )
-    rest = f"{paths[i].name}{f' to {paths[-1].name}' if n - i > 1 else ''}"
+    if not paths[i].exists() and _numbered(out, i).exists():
+        i += 1
+
+    def span(a: Path, b: Path) -> str:
+        return f"{a.name}{f' to {b.name}' if a != b else ''}"
+
+    if i == 0:
+        done = f"none of the video's {n} part{'s' * (n > 1)} is in place"
+    else:
+        placed = span(_numbered(out, 0), _numbered(out, i - 1))
+        done = (
+            f"{'the first ' * (i < n)}{i} of the video's {n} part{'s' * (n > 1)} "
+            f"{'are' if i > 1 else 'is'} in place ({placed})"
+        )
+    rest = f", {'the rest' if i else 'all'} still {span(paths[i], paths[-1])}" if i < n else ""
     older = [q.name for j in range(i, n) if (q := _numbered(out, j)).is_file()]
     j = n
     while (q := _numbered(out, j)).is_file():  # an earlier, longer run's last ones
         older.append(q.name)
         j += 1
-    old = f"; {', '.join(older[:3])}{', ...' * (len(older) > 3)} are an earlier run's" * bool(older)
-    return f"{done}, the others are still {rest}{old}"
+    if older:
+        names = f"{', '.join(older[:3])}{', ...' * (len(older) > 3)}"
+        rest += f"; {names} {'are' if len(older) > 1 else 'is'} an earlier run's"
+    return done + rest
 
 
 def partial_path(out: str | os.PathLike[str]) -> Path:
@@ -2788,9 +2809,11 @@ def writing_video(
     (``keep_partial``, to look at) or goes. An existing ``out`` is replaced, unless it is
     write-protected (``chmod a-w``; or, segmented, one of its segments is), which is
     refused with ValueError before the writer starts; a folder where it or a segment
-    goes, with OSError. Both are checked again before the rename at the end. Segments
-    are renamed one by one: one that fails all the same (an I/O error) leaves those
-    before it in place, and the error names where each part is.
+    goes, with OSError. Both are checked again before the rename at the end, where a
+    refusal (one that came meanwhile) keeps the finished video under its partial name,
+    whatever ``keep_partial`` says, and names it. Segments are renamed one by one: one
+    that fails all the same (an I/O error) leaves those before it in place, and the
+    error names where each part is.
 
     ``inputs`` are the files the frames come from (one path, or several): when ``out``
     or its partial file is one of them (``interpolate clip.partial.mp4 -o clip.mp4``)
@@ -2861,8 +2884,13 @@ def writing_video(
     try:
         # checked again as at the start: a folder or a protected file that came meanwhile
         # (a segmented video's renames stopped there, its first parts in place beside an
-        # older run's others; a protected video was replaced)
+        # older run's others; a protected video was replaced). The finished video is kept
+        # whatever keep_partial says: it is whole, and the refusal is only of its name
         _refuse_write_protected(p, segmented=segmented, segments=len(w.paths))
+    except (OSError, ValueError) as e:
+        kept = f"{w.paths[0].name}{f' to {w.paths[-1].name}' if len(w.paths) > 1 else ''}"
+        raise type(e)(f"{e}; the finished video is kept as {kept}") from None
+    try:
         if not segmented:
             os.replace(tmp, p)
     except BaseException:  # (left behind, though keep_partial said not to)
