@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import inspect
 import json
 import os
@@ -3114,7 +3115,7 @@ def test_a_folder_where_a_segment_goes_is_refused_before_any_rename(tmp_path, mo
     assert e.value.errno == errno.EIO
     assert str(e.value) == (
         "[Errno 5] output: renaming s.partial_001.mp4 to s_001.mp4 failed (Input/output "
-        "error): the first 1 of the video's 3 parts is in place (s_000.mp4), the rest still "
+        "error): part 1 of the video's 3 is in place (s_000.mp4), the rest still "
         "s.partial_001.mp4 to s.partial_002.mp4; s_001.mp4, s_002.mp4, s_003.mp4, ... are "
         "an earlier run's"
     )
@@ -3130,8 +3131,8 @@ def test_a_folder_where_a_segment_goes_is_refused_before_any_rename(tmp_path, mo
             w.write(moving(15))
     if sys.version_info >= (3, 11):
         assert e.value.__notes__ == [
-            "output: stopped while renaming the segments into place: the first 1 of the "
-            "video's 3 parts is in place (s_000.mp4), the rest still s.partial_001.mp4 to "
+            "output: stopped while renaming the segments into place: part 1 of the "
+            "video's 3 is in place (s_000.mp4), the rest still s.partial_001.mp4 to "
             "s.partial_002.mp4; s_001.mp4, s_002.mp4, s_003.mp4, ... are an earlier run's"
         ]
     # (from a review) the wording where none or all are in place, and a Ctrl-C just
@@ -3140,11 +3141,15 @@ def test_a_folder_where_a_segment_goes_is_refused_before_any_rename(tmp_path, mo
     d.mkdir()
     one = [d / "v.partial_000.mp4"]
     one[0].write_bytes(b"x")
-    assert lv._parts_where(d / "v.mp4", one, 0) == (
-        "none of the video's 1 part is in place, all still v.partial_000.mp4"
-    )
+    where = functools.partial(lv._parts_where, d / "v.mp4", one, 0)
+    assert where(renamed_maybe=True) == "the video's one part is still v.partial_000.mp4"
     one[0].rename(d / "v_000.mp4")
-    assert lv._parts_where(d / "v.mp4", one, 0) == "1 of the video's 1 part is in place (v_000.mp4)"
+    assert where(renamed_maybe=True) == "the video's one part is in place (v_000.mp4)"
+    # (a review of that) not where the rename failed: the partial file vanished (ENOENT)
+    # and v_000.mp4 is an earlier run's
+    assert where(renamed_maybe=False) == (
+        "the video's one part is still v.partial_000.mp4; v_000.mp4 is an earlier run's"
+    )
 
 
 def test_an_animated_png_is_counted_from_its_chunks(tmp_path):
@@ -3193,3 +3198,51 @@ def test_an_apng_whose_frame_count_is_wrong_is_counted_by_its_frames(tmp_path):
         (tmp_path / "said.png").write_bytes(bytes(data))
         with pytest.raises(ValueError, match="it is an animated PNG of 2 images;"):
             lv._read_png(tmp_path / "said.png", still=True)
+
+
+def test_frame_chunks_without_an_actl_before_the_image_are_a_still_png(tmp_path):
+    """From a review: counting fcTL chunks anywhere refused still PNGs: an APNG whose
+    acTL was removed, a stray fcTL after the image data, an acTL after it. The APNG
+    spec, Pillow and FFmpeg take all three as stills (frame chunks count only after an
+    acTL before the first IDAT)."""
+    import zlib
+
+    from PIL import Image
+
+    a, b, c = (Image.fromarray(f) for f in moving(3))
+    a.save(tmp_path / "three.png", save_all=True, append_images=[b, c])
+    data = (tmp_path / "three.png").read_bytes()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body).to_bytes(4, "big")
+        return len(body).to_bytes(4, "big") + kind + body + crc
+
+    at = data.index(b"acTL") - 4
+    no_actl = data[:at] + data[at + 20 :]
+    write_png(tmp_path / "still.png", moving(1)[0])
+    still = (tmp_path / "still.png").read_bytes()
+    end = still.rindex(b"IEND") - 4
+    stray_fctl = still[:end] + chunk(b"fcTL", bytes(26)) + still[end:]
+    late_actl = still[:end] + chunk(b"acTL", (2).to_bytes(4, "big") + bytes(4)) + still[end:]
+    for name, body in (("no_actl", no_actl), ("fctl", stray_fctl), ("actl", late_actl)):
+        (tmp_path / f"{name}.png").write_bytes(body)
+        assert lv._png_images(tmp_path / f"{name}.png") == 1
+        lv._read_png(tmp_path / f"{name}.png", still=True)  # read, not refused
+    assert lv._png_images(tmp_path / "three.png") == 3
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_an_output_that_became_a_folder_keeps_the_finished_video(tmp_path, keep):
+    """From a review: an unsegmented output made a folder during the run failed at the
+    rename, and with keep_partial=False the finished video was deleted (the CLI's and
+    the renderer's default)."""
+    out = tmp_path / "u.mp4"
+    with pytest.raises(IsADirectoryError) as e:
+        with lv.writing_video(out, fps=10, keep_partial=keep) as w:
+            w.write(moving(15))
+            out.mkdir()
+    assert e.value.errno == errno.EISDIR
+    assert str(e.value).endswith(
+        "is a folder; move it; the finished video is kept as u.partial.mp4"
+    )
+    assert len(decode_all(lv.partial_path(out))) == 15 and w.frames_on_disk == 15

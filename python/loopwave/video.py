@@ -2571,15 +2571,19 @@ def _png_images(path: Path) -> int | None:
         with open(path, "rb") as f:
             if f.read(8) != _PNG_SIGNATURE:
                 return None
-            said, framed, default_framed = 0, 0, False
+            said, framed, default_framed, animated = 0, 0, False, False
             while len(head := f.read(8)) == 8:
                 length, kind = struct.unpack(">I4s", head)
                 if kind == b"IEND":
                     break
+                if kind == b"IDAT" and not animated:
+                    # an APNG's acTL comes before its image data: without it, frame
+                    # chunks are ignored (the file is a still to Pillow and FFmpeg)
+                    return 1
                 if kind == b"acTL" and length >= 4:
                     said = int.from_bytes(f.read(4), "big")
                     said = 0 if said == 0xFFFFFFFF else said
-                    length -= 4
+                    animated, length = True, length - 4
                 elif kind == b"fcTL":
                     framed += 1
                 elif kind == b"IDAT":
@@ -2728,13 +2732,17 @@ def _refuse_write_protected(out: Path, *, segmented: bool, segments: int | None 
         except OSError:  # none there (or a dangling link): nothing replaced
             continue
         if stat.S_ISDIR(mode):
-            in_the_way = segments is None or i < segments
-            if segmented and in_the_way and stat.S_ISDIR(os.lstat(f).st_mode):
+            if not stat.S_ISDIR(os.lstat(f).st_mode):
+                continue  # a link to a folder: the rename replaces the link
+            if not segmented and segments is not None:  # (made meanwhile: before,
+                # writing_video refuses it itself)
+                raise OSError(errno.EISDIR, f"output: {f} is a folder; move it")
+            if segmented and (segments is None or i < segments):
                 raise OSError(
                     errno.EISDIR,
                     f"output: {f} is a folder, where part {i + 1} of the segmented video "
-                    f"{'goes' if segments else 'may go'}; move it, or choose another output "
-                    "name",
+                    f"{'goes' if segments or i == 0 else 'may go'}; move it, or choose "
+                    "another output name",
                 )
             continue
         if not mode & stat.S_IWUSR or not os.access(f, os.W_OK):
@@ -2744,27 +2752,34 @@ def _refuse_write_protected(out: Path, *, segmented: bool, segments: int | None 
             )
 
 
-def _parts_where(out: Path, paths: list[Path], i: int) -> str:
+def _parts_where(out: Path, paths: list[Path], i: int, *, renamed_maybe: bool) -> str:
     """Where a segmented video's parts are when renaming ``paths[i]`` into place stopped:
     the ones renamed, the rest still partial, and the segments of an earlier run under
-    ``out``'s names after them. Part ``i`` counts as renamed where its partial file is
-    gone (a Ctrl-C just after the rename)."""
+    ``out``'s names after them. ``renamed_maybe`` (stopped by a Ctrl-C, not a failed
+    rename): part ``i`` counts as renamed where its partial file is gone, as after a
+    Ctrl-C just after the rename."""
     n = len(paths)
-    if not paths[i].exists() and _numbered(out, i).exists():
+    if renamed_maybe and not paths[i].exists() and _numbered(out, i).exists():
         i += 1
 
     def span(a: Path, b: Path) -> str:
         return f"{a.name}{f' to {b.name}' if a != b else ''}"
 
-    if i == 0:
-        done = f"none of the video's {n} part{'s' * (n > 1)} is in place"
+    placed = span(_numbered(out, 0), _numbered(out, max(i - 1, 0)))
+    rest = span(paths[min(i, n - 1)], paths[-1])
+    if i == n:
+        one = f"the video's one part is in place ({placed})"
+        where = one if n == 1 else f"all {n} of the video's parts are in place ({placed})"
+    elif i == 0:
+        one = f"the video's one part is still {rest}"
+        where = one if n == 1 else f"none of the video's {n} parts is in place, all still {rest}"
     else:
-        placed = span(_numbered(out, 0), _numbered(out, i - 1))
-        done = (
-            f"{'the first ' * (i < n)}{i} of the video's {n} part{'s' * (n > 1)} "
-            f"{'are' if i > 1 else 'is'} in place ({placed})"
+        first = (
+            f"part 1 of the video's {n} is"
+            if i == 1
+            else f"the first {i} of the video's {n} parts are"
         )
-    rest = f", {'the rest' if i else 'all'} still {span(paths[i], paths[-1])}" if i < n else ""
+        where = f"{first} in place ({placed}), the rest still {rest}"
     older = [q.name for j in range(i, n) if (q := _numbered(out, j)).is_file()]
     j = n
     while (q := _numbered(out, j)).is_file():  # an earlier, longer run's last ones
@@ -2772,8 +2787,8 @@ def _parts_where(out: Path, paths: list[Path], i: int) -> str:
         j += 1
     if older:
         names = f"{', '.join(older[:3])}{', ...' * (len(older) > 3)}"
-        rest += f"; {names} {'are' if len(older) > 1 else 'is'} an earlier run's"
-    return done + rest
+        where += f"; {names} {'are' if len(older) > 1 else 'is'} an earlier run's"
+    return where
 
 
 def partial_path(out: str | os.PathLike[str]) -> Path:
@@ -2889,7 +2904,9 @@ def writing_video(
         _refuse_write_protected(p, segmented=segmented, segments=len(w.paths))
     except (OSError, ValueError) as e:
         kept = f"{w.paths[0].name}{f' to {w.paths[-1].name}' if len(w.paths) > 1 else ''}"
-        raise type(e)(f"{e}; the finished video is kept as {kept}") from None
+        if isinstance(e, OSError):  # (its errno kept)
+            raise OSError(e.errno, f"{e.strerror}; the finished video is kept as {kept}") from None
+        raise ValueError(f"{e}; the finished video is kept as {kept}") from None
     try:
         if not segmented:
             os.replace(tmp, p)
@@ -2905,7 +2922,7 @@ def writing_video(
         try:
             os.replace(seg, _numbered(p, i))
         except BaseException as e:  # (not undone: those renamed replaced an older run's)
-            where = _parts_where(p, w.paths, i)
+            where = _parts_where(p, w.paths, i, renamed_maybe=not isinstance(e, OSError))
             if isinstance(e, OSError):
                 raise OSError(
                     e.errno,
