@@ -1023,6 +1023,9 @@ def test_retime_holds_across_a_cut_and_checks_its_input():
         ([[0, 1, 2]], TypeError, "1-D"),
         (["0", "1", "2"], TypeError, "seconds"),
         ([0, [1], 2], TypeError, "seconds"),
+        ([0.0, True, 2.0], TypeError, "not of True/False"),  # (read as 1 second)
+        ((0, np.True_, 2), TypeError, "not of True/False"),
+        (np.array([False, True]), TypeError, "1-D sequence of seconds; got bool"),
     ]:
         with pytest.raises(err, match=what):
             retime(f, bad, fps=10)

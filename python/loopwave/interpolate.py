@@ -445,6 +445,11 @@ def _retime_times(times: Any) -> np.ndarray:
         raise TypeError(
             f"times must be a 1-D sequence of seconds; got {raw.dtype} of shape {raw.shape}"
         )
+    if not isinstance(times, np.ndarray) and any(isinstance(x, (bool, np.bool_)) for x in times):
+        # (numpy read True among numbers as 1 second)
+        raise TypeError(
+            f"times must be a sequence of seconds, not of True/False; got {times!r:.60}"
+        )
     t = raw.astype(np.float64)
     if t.size == 0:
         raise ValueError("times must hold a time for each frame; got none")
