@@ -120,7 +120,17 @@ def test_bad_expressions_are_refused(bad):
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "0 (1)", "a: (1)", "0: (1", "0: (1)), 5: (2)", "-3: (1)", "0: (import os)"]
+    "bad",
+    [
+        "",
+        "0 (1)",
+        "a: (1)",
+        "0: (1",
+        "0: (1)), 5: (2)",
+        "-3: (1)",
+        "0: (import os)",
+        "0: (1), \u0661\u0660: (2)",  # Arabic-Indic digits: read as frame 10
+    ],
 )
 def test_bad_schedules_name_the_problem(bad):
     with pytest.raises(ScheduleError, match="strength"):

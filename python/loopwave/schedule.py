@@ -307,7 +307,7 @@ class Schedule:
         for part in parts:
             # (part is stripped: a lazy value before a trailing \s* backtracked at every
             # place of a long run of spaces, 31 s for 100,000 of them)
-            m = re.match(r"(-?\d{1,18})\s*:", part)
+            m = re.match(r"(-?[0-9]{1,18})\s*:", part)  # (\d took "١٠" as frame 10)
             value = part[m.end() :].strip() if m else ""
             if not m or not value:
                 raise ScheduleError(f"{name}: {part[:60]!r} is not 'frame: (value)'")
