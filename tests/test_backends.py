@@ -95,7 +95,9 @@ def test_a_single_file_checkpoint_never_reaches_the_network(tmp_path, monkeypatc
     # the suffix in any case (it was refused as "must be a diffusers folder or a
     # .safetensors file")
     upper = ckpt.rename(tmp_path / "MODEL.SafeTensors")
-    with pytest.raises(ValueError, match="cannot load .*MODEL.SafeTensors offline"):
+    # (and read as safetensors: diffusers took that suffix for a pickle, and its "Unable to
+    # load weights" was reported as "cannot load ... offline (OSError: ...)")
+    with pytest.raises(ValueError, match="cannot load .*MODEL.SafeTensors offline: diffusers"):
         load_backend("diffusers", upper, device="cpu")
     assert tried == []
     import huggingface_hub.constants as hub
@@ -958,6 +960,12 @@ def test_what_a_single_file_load_refused_is_named(tmp_path, monkeypatch):
     torch.save({"global_step": 5}, ckpt)
     with pytest.raises(ValueError, match=r"np\.ckpt: no tensors in this pickled checkpoint"):
         load_backend("diffusers", ckpt, device="cpu", allow_pickle=True)
+    # any other failure (the config found, a tensor missing) was "cannot load ... offline
+    # (KeyError ...); ... or cache its config", which it had
+    said = backends._single_file_error(ckpt, KeyError("model.diffusion_model.out.2.weight"))
+    assert "offline" not in said and "cache" not in said, said
+    assert said.startswith(f"cannot load {ckpt}: diffusers could not build a pipeline"), said
+    assert "(KeyError: 'model.diffusion_model.out.2.weight')" in said, said
 
 
 def test_a_trusted_pickled_lora_with_training_objects_loads(tmp_path, init):

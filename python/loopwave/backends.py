@@ -1444,9 +1444,12 @@ def _single_file_error(p: Path, e: BaseException) -> str:
             f"config of its model type{repo}, which is not in the local Hugging Face cache; "
             "convert it to a diffusers folder or cache its config"
         )
+    # (not "offline": the config was found, and the checkpoint itself failed, a tensor
+    # missing or of another shape)
     return (
-        f"cannot load {p} offline ({_cause(e)}); convert it to a diffusers folder or cache "
-        "its config"
+        f"cannot load {p}: diffusers could not build a pipeline from this single-file "
+        f"checkpoint ({_cause(e)}); is it a whole Stable Diffusion checkpoint? Converting "
+        "it to a diffusers folder says more"
     )
 
 
@@ -1491,8 +1494,13 @@ def _load_single_file(cls: Any, p: Path, dtype: Any, *, pickled: bool) -> Any:
     if problem:
         raise ValueError(problem)
     try:
-        with _offline(), _checkpoint_read_as(p, state):
-            return cls.from_single_file(str(p), torch_dtype=dtype, local_files_only=True)
+        with contextlib.ExitStack() as stack:
+            # (diffusers read MODEL.SafeTensors as a pickle, and failed: "Unable to load
+            # weights", which was reported as a missing offline config)
+            path = p if pickled else stack.enter_context(_as_safetensors_name(p))
+            stack.enter_context(_offline())
+            stack.enter_context(_checkpoint_read_as(p, state))
+            return cls.from_single_file(str(path), torch_dtype=dtype, local_files_only=True)
     except Exception as e:  # diffusers raises several types when a config is missing
         raise ValueError(_single_file_error(p, e)) from e
 
@@ -1570,9 +1578,10 @@ def _check_loras(lora: list[dict[str, Any]], allow_pickle: bool) -> list[tuple[P
 
 @contextlib.contextmanager
 def _as_safetensors_name(p: Path) -> Iterator[Path]:
-    """``p``, or a link to it named ``*.safetensors``: diffusers reads a LoRA as
-    safetensors (with its adapter metadata) only by that exact suffix, and read
-    ``Style.SafeTensors`` as a pickle. A copy where links are not allowed."""
+    """``p``, or a link to it named ``*.safetensors``: diffusers reads a LoRA or a
+    single-file checkpoint as safetensors (a LoRA with its adapter metadata) only by that
+    exact suffix, and read ``Style.SafeTensors`` as a pickle. A copy where links are not
+    allowed."""
     if p.suffix == ".safetensors":
         yield p
         return
