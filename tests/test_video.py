@@ -3148,7 +3148,8 @@ def test_a_folder_where_a_segment_goes_is_refused_before_any_rename(tmp_path, mo
     # (a review of that) not where the rename failed: the partial file vanished (ENOENT)
     # and v_000.mp4 is an earlier run's
     assert where(renamed_maybe=False) == (
-        "the video's one part is still v.partial_000.mp4; v_000.mp4 is an earlier run's"
+        "the video's one part's partial file v.partial_000.mp4 is gone; v_000.mp4 is an "
+        "earlier run's"
     )
 
 
@@ -3246,3 +3247,37 @@ def test_an_output_that_became_a_folder_keeps_the_finished_video(tmp_path, keep)
         "is a folder; move it; the finished video is kept as u.partial.mp4"
     )
     assert len(decode_all(lv.partial_path(out))) == 15 and w.frames_on_disk == 15
+
+
+def test_a_vanished_partial_part_and_a_link_to_a_folder_as_the_output(tmp_path, monkeypatch):
+    """From a review: a rename that failed because the partial part vanished (ENOENT)
+    said the part was "still" there; and a link to a folder as the output was refused
+    at the start as a folder (without an errno), where one made during the run is
+    replaced, the folder left alone."""
+    out = tmp_path / "s.mp4"
+    real = os.replace
+
+    def vanishes(src, dst):
+        if str(dst).endswith("s_001.mp4"):
+            os.unlink(src)
+        real(src, dst)
+
+    monkeypatch.setattr(lv.os, "replace", vanishes)
+    with pytest.raises(FileNotFoundError) as e:
+        with lv.writing_video(out, fps=10, segment_seconds=0.5) as w:
+            w.write(moving(15))
+    assert str(e.value).endswith(
+        "part 1 of the video's 3 is in place (s_000.mp4), part 2's partial file "
+        "s.partial_001.mp4 is gone, the rest still s.partial_002.mp4"
+    ), e.value
+    monkeypatch.undo()
+    (tmp_path / "folder").mkdir()
+    link = tmp_path / "l.mp4"
+    link.symlink_to(tmp_path / "folder")
+    with lv.writing_video(link, fps=10) as w:
+        w.write(moving(3))
+    assert not link.is_symlink() and len(decode_all(link)) == 3
+    assert (tmp_path / "folder").is_dir()
+    (tmp_path / "d.mp4").mkdir()
+    with pytest.raises(IsADirectoryError, match="it is a folder"):
+        lv.writing_video(tmp_path / "d.mp4", fps=10).__enter__()

@@ -251,13 +251,15 @@ def renamed(message: str, names: Mapping[str, str]) -> str:
     in 2..16; got 40" into "--factor must be in 2..16; got 40". The subject is the name the
     message begins with, or names joined by " x " ("frames x size: ..."); a name that goes
     on ("frames[3]", "render.frames" for "render", a path "input/clip.mov") or one elsewhere
-    is left as it is."""
+    is left as it is. An OSError's "[Errno N] " before a subject is dropped with it."""
     if not names:
         return message
     alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
     # not a name that goes on: "frames[3]", "render.frames", a path "input/clip.mov"
     one = rf"(?:{alternatives})(?![\w.\[/\\])"
-    subject = re.match(f"{one}(?: x {one})*", message)
+    # an OSError's "[Errno 21] " before the subject is left out where the subject leads
+    body = re.sub(r"^\[Errno -?\d+\] ", "", message)
+    subject = re.match(f"{one}(?: x {one})*", body)
     if subject is None:
         return message
-    return re.sub(one, lambda m: names[m[0]], subject[0]) + message[subject.end() :]
+    return re.sub(one, lambda m: names[m[0]], subject[0]) + body[subject.end() :]

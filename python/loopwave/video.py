@@ -2732,8 +2732,11 @@ def _refuse_write_protected(out: Path, *, segmented: bool, segments: int | None 
         except OSError:  # none there (or a dangling link): nothing replaced
             continue
         if stat.S_ISDIR(mode):
-            if not stat.S_ISDIR(os.lstat(f).st_mode):
-                continue  # a link to a folder: the rename replaces the link
+            try:
+                if not stat.S_ISDIR(os.lstat(f).st_mode):
+                    continue  # a link to a folder: the rename replaces the link
+            except OSError:  # gone meanwhile: nothing in the way
+                continue
             if not segmented and segments is not None:  # (made meanwhile: before,
                 # writing_video refuses it itself)
                 raise OSError(errno.EISDIR, f"output: {f} is a folder; move it")
@@ -2741,8 +2744,8 @@ def _refuse_write_protected(out: Path, *, segmented: bool, segments: int | None 
                 raise OSError(
                     errno.EISDIR,
                     f"output: {f} is a folder, where part {i + 1} of the segmented video "
-                    f"{'goes' if segments or i == 0 else 'may go'}; move it, or choose "
-                    "another output name",
+                    f"{'goes' if segments or i == 0 else 'may go'}; move it"
+                    + (", or choose another output name" if segments is None else ""),
                 )
             continue
         if not mode & stat.S_IWUSR or not os.access(f, os.W_OK):
@@ -2766,20 +2769,27 @@ def _parts_where(out: Path, paths: list[Path], i: int, *, renamed_maybe: bool) -
         return f"{a.name}{f' to {b.name}' if a != b else ''}"
 
     placed = span(_numbered(out, 0), _numbered(out, max(i - 1, 0)))
-    rest = span(paths[min(i, n - 1)], paths[-1])
     if i == n:
         one = f"the video's one part is in place ({placed})"
         where = one if n == 1 else f"all {n} of the video's parts are in place ({placed})"
-    elif i == 0:
-        one = f"the video's one part is still {rest}"
-        where = one if n == 1 else f"none of the video's {n} parts is in place, all still {rest}"
     else:
-        first = (
-            f"part 1 of the video's {n} is"
-            if i == 1
-            else f"the first {i} of the video's {n} parts are"
-        )
-        where = f"{first} in place ({placed}), the rest still {rest}"
+        said = [
+            f"none of the video's {n} parts is in place" if i == 0 and n > 1 else "",
+            f"part 1 of the video's {n} is in place ({placed})" if i == 1 else "",
+            f"the first {i} of the video's {n} parts are in place ({placed})" if i > 1 else "",
+        ]
+        gone = not paths[i].exists()  # (a failed rename: its partial file vanished)
+        if gone:
+            part = "the video's one part" if n == 1 else f"part {i + 1}"
+            said.append(f"{part}'s partial file {paths[i].name} is gone")
+        others = paths[i + gone :]
+        if others:
+            rest = span(others[0], others[-1])
+            if n == 1:
+                said.append(f"the video's one part is still {rest}")
+            else:
+                said.append(f"{'all' if i == 0 and not gone else 'the rest'} still {rest}")
+        where = ", ".join(x for x in said if x)
     older = [q.name for j in range(i, n) if (q := _numbered(out, j)).is_file()]
     j = n
     while (q := _numbered(out, j)).is_file():  # an earlier, longer run's last ones
@@ -2837,8 +2847,8 @@ def writing_video(
     failed, the error taken by another thread that went on, raises RuntimeError, and the
     video is not renamed."""
     p = Path(out)
-    if p.is_dir():
-        raise OSError(f"output: cannot write to {p}: it is a folder")
+    if p.is_dir() and not p.is_symlink():  # (a link to one is replaced, as at the end)
+        raise OSError(errno.EISDIR, f"output: cannot write to {p}: it is a folder")
     if p.suffix.lower() not in _MUXERS:
         raise ValueError(
             f"output: cannot tell the container of {p}; use one of the extensions {sorted(_MUXERS)}"
