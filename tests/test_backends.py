@@ -12,6 +12,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -960,6 +961,21 @@ def test_what_a_single_file_load_refused_is_named(tmp_path, monkeypatch):
     torch.save({"global_step": 5}, ckpt)
     with pytest.raises(ValueError, match=r"np\.ckpt: no tensors in this pickled checkpoint"):
         load_backend("diffusers", ckpt, device="cpu", allow_pickle=True)
+    # (from a review) a link or copy under the exact suffix that cannot be made is said
+    # so, not blamed on the checkpoint
+    upper = tmp_path / "M.SafeTensors"
+    upper.write_bytes(b"x")
+
+    def refused(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(Path, "symlink_to", refused)
+        m.setattr(backends.os, "link", refused)
+        m.setattr("shutil.copyfile", refused)
+        with pytest.raises(OSError, match=r"M\.SafeTensors: diffusers reads a \.safetensors file "):
+            with backends._as_safetensors_name(upper):
+                pass
     # any other failure (the config found, a tensor missing) was "cannot load ... offline
     # (KeyError ...); ... or cache its config", which it had
     said = backends._single_file_error(ckpt, KeyError("model.diffusion_model.out.2.weight"))

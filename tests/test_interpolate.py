@@ -1025,6 +1025,7 @@ def test_retime_holds_across_a_cut_and_checks_its_input():
         ([0, [1], 2], TypeError, "seconds"),
         ([0.0, True, 2.0], TypeError, "not of True/False"),  # (read as 1 second)
         ((0, np.True_, 2), TypeError, "not of True/False"),
+        ([0.0, np.array(True), 2.0], TypeError, "not of True/False"),
         (np.array([False, True]), TypeError, "1-D sequence of seconds; got bool"),
     ]:
         with pytest.raises(err, match=what):
@@ -1038,6 +1039,13 @@ def test_retime_holds_across_a_cut_and_checks_its_input():
         retime("abc", [0], fps=10)
     with pytest.raises(ValueError, match="scene_cut"):
         retime(f, [0, 1, 2], fps=10, scene_cut=2)
+
+    # (from a review) an object that is an array only (no iteration) is still taken
+    class ArrayOnly:
+        def __array__(self, dtype=None, copy=None):
+            return np.array([0.0, 0.1, 0.2])
+
+    assert len(list(retime(f, ArrayOnly(), fps=10, backend="blend"))) == 3
     # fewer frames than times: the output ends at the last frame
     assert _levels(retime(f[:2], [0, 0.1, 0.2], fps=20, backend="blend")) == [0, 0, 0]
 

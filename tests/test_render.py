@@ -2488,3 +2488,24 @@ def test_a_finished_runs_state_with_a_float_last_is_refused_by_name(tmp_path, ba
     (rd / "state.json").write_text(json.dumps({**state, "last": 6.0}))
     with pytest.raises(ValueError, match=r"state\.json: expected \{\"last\": frame index"):
         render(None, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
+
+
+def test_an_encoder_refusal_reads_without_an_errno(tmp_path):
+    """From a review: a folder where the render's video goes gave "encoding failed:
+    [Errno 21] output: cannot write to ...", the errno in mid-sentence."""
+    import copy
+
+    from loopwave.render import StageError
+
+    job = copy.deepcopy(JOB)
+    job["render"]["frames"] = 3
+    job["output"] = {"name": "vid"}
+    (tmp_path / "run" / "vid.mp4").mkdir(parents=True)
+    with pytest.raises(StageError) as e:
+        render(
+            Settings.from_dict(job),
+            run_dir=tmp_path / "run",
+            backend=smoke_backend(),
+            progress=False,
+        )
+    assert "failed: output: cannot write to" in str(e.value) and "Errno" not in str(e.value)

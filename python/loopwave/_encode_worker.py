@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 import numpy as np
 
+from ._validate import error_text
+
 if TYPE_CHECKING:
     from .render import _Feed
 
@@ -173,7 +175,7 @@ def main(argv: list[str]) -> int:
             pass  # writing_video removed the partial file on the way out
     except BaseException as e:  # noqa: BLE001 - reported to the renderer, one line
         # as the thread stage words it: the exception's text
-        msg = (str(e) or type(e).__name__).replace("\n", " ")
+        msg = (error_text(e) or type(e).__name__).replace("\n", " ")
         try:
             result.write(msg + "\n")
             result.flush()

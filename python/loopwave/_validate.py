@@ -245,6 +245,14 @@ def frame_list(x: Any, arg: str) -> np.ndarray:
     )
 
 
+def error_text(e: BaseException) -> str:
+    """``e``'s message for a sentence of loopwave's ("encoding failed: ..."): an OSError
+    of an errno and loopwave's own words (no file name) without its "[Errno 21] "."""
+    if isinstance(e, OSError) and e.errno is not None and e.filename is None and e.strerror:
+        return str(e.strerror)
+    return str(e)
+
+
 def renamed(message: str, names: Mapping[str, str]) -> str:
     """``message`` with the names that make up its subject replaced as ``names`` says: a
     parameter by what gave its value, e.g. ``{"factor": "--factor"}`` turns "factor must be

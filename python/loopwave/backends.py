@@ -1493,13 +1493,19 @@ def _load_single_file(cls: Any, p: Path, dtype: Any, *, pickled: bool) -> Any:
     problem = None if keys is None else _not_a_checkpoint(p, keys)
     if problem:
         raise ValueError(problem)
+    with contextlib.ExitStack() as stack:
+        # (diffusers read MODEL.SafeTensors as a pickle, and failed: "Unable to load
+        # weights", which was reported as a missing offline config); its link made
+        # before the load's errors are read as the checkpoint's
+        path = p if pickled else stack.enter_context(_as_safetensors_name(p))
+        return _from_single_file(cls, p, path, state, dtype)
+
+
+def _from_single_file(cls: Any, p: Path, path: Path, state: Any, dtype: Any) -> Any:
+    """``cls.from_single_file`` of ``path`` (``p``, or a link to it), offline, ``p`` read
+    as ``state`` where given; its failures named as :func:`_single_file_error` says."""
     try:
-        with contextlib.ExitStack() as stack:
-            # (diffusers read MODEL.SafeTensors as a pickle, and failed: "Unable to load
-            # weights", which was reported as a missing offline config)
-            path = p if pickled else stack.enter_context(_as_safetensors_name(p))
-            stack.enter_context(_offline())
-            stack.enter_context(_checkpoint_read_as(p, state))
+        with _offline(), _checkpoint_read_as(p, state):
             return cls.from_single_file(str(path), torch_dtype=dtype, local_files_only=True)
     except Exception as e:  # diffusers raises several types when a config is missing
         raise ValueError(_single_file_error(p, e)) from e
@@ -1580,8 +1586,8 @@ def _check_loras(lora: list[dict[str, Any]], allow_pickle: bool) -> list[tuple[P
 def _as_safetensors_name(p: Path) -> Iterator[Path]:
     """``p``, or a link to it named ``*.safetensors``: diffusers reads a LoRA or a
     single-file checkpoint as safetensors (a LoRA with its adapter metadata) only by that
-    exact suffix, and read ``Style.SafeTensors`` as a pickle. A copy where links are not
-    allowed."""
+    exact suffix, and read ``Style.SafeTensors`` as a pickle. A hard link where symbolic
+    ones are not allowed, a copy where neither is (a checkpoint of gigabytes: say so)."""
     if p.suffix == ".safetensors":
         yield p
         return
@@ -1592,7 +1598,18 @@ def _as_safetensors_name(p: Path) -> Iterator[Path]:
         try:
             alias.symlink_to(p.resolve())
         except OSError:
-            shutil.copyfile(p, alias)
+            try:
+                os.link(p, alias)
+            except OSError:
+                try:
+                    shutil.copyfile(p, alias)
+                except OSError as e:
+                    raise OSError(
+                        e.errno,
+                        f"{p}: diffusers reads a .safetensors file by that exact suffix, and "
+                        f"a copy named so could not be made in {d} ({e.strerror or e}); "
+                        "rename the file to end in .safetensors",
+                    ) from e
         yield alias
 
 

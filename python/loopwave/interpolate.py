@@ -445,7 +445,10 @@ def _retime_times(times: Any) -> np.ndarray:
         raise TypeError(
             f"times must be a 1-D sequence of seconds; got {raw.dtype} of shape {raw.shape}"
         )
-    if not isinstance(times, np.ndarray) and any(isinstance(x, (bool, np.bool_)) for x in times):
+    boolean = (bool, np.bool_)
+    if isinstance(times, (list, tuple)) and any(  # (a 0-d bool array in a list too)
+        isinstance(x, boolean) or (isinstance(x, np.ndarray) and x.dtype == bool) for x in times
+    ):
         # (numpy read True among numbers as 1 second)
         raise TypeError(
             f"times must be a sequence of seconds, not of True/False; got {times!r:.60}"

@@ -71,7 +71,7 @@ import numpy as np
 
 from ._encode_worker import END, FRAME, HEADER
 from ._progress import Progress
-from ._validate import unmakeable
+from ._validate import error_text, unmakeable
 from .backends import CFG_FORM, MAX_CFG, MAX_STEPS, MIN_CFG, Img2Img, load_backend
 from .color import ColorTarget, color_correct, motion_matrix, rgb_to_lab, warp_affine
 from .plan import ColourPlan, _atomic_json, _read_json, _read_npy, _read_png, keyframe_indices
@@ -699,7 +699,7 @@ class _Stage:
         if isinstance(self.error, StageError):  # a later stage's error, passed on as it is
             raise self.error
         if self.error is not None:
-            raise StageError(f"{self.name} failed: {self.error}") from self.error
+            raise StageError(f"{self.name} failed: {error_text(self.error)}") from self.error
 
     def put(self, item: Any) -> None:
         if self._abandoned.is_set():

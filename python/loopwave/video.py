@@ -2778,13 +2778,24 @@ def _parts_where(out: Path, paths: list[Path], i: int, *, renamed_maybe: bool) -
             f"part 1 of the video's {n} is in place ({placed})" if i == 1 else "",
             f"the first {i} of the video's {n} parts are in place ({placed})" if i > 1 else "",
         ]
-        gone = not paths[i].exists()  # (a failed rename: its partial file vanished)
+        # (a failed rename: its partial file vanished, and maybe others with it)
+        there = [q for q in paths[i:] if q.exists()]
+        gone = [q for q in paths[i:] if q not in there]
         if gone:
-            part = "the video's one part" if n == 1 else f"part {i + 1}"
-            said.append(f"{part}'s partial file {paths[i].name} is gone")
-        others = paths[i + gone :]
-        if others:
-            rest = span(others[0], others[-1])
+            part = "the video's one part" if n == 1 else f"part {paths.index(gone[0]) + 1}"
+            which = (
+                f"{part}'s partial file {gone[0].name} is"
+                if len(gone) == 1
+                else (
+                    f"{len(gone)} partial files ({', '.join(q.name for q in gone[:3])}"
+                    f"{', ...' * (len(gone) > 3)}) are"
+                )
+            )
+            said.append(f"{which} gone")
+        if there:
+            # (a span where none between is gone, else the names)
+            names = ", ".join(q.name for q in there[:3]) + ", ..." * (len(there) > 3)
+            rest = names if gone else span(there[0], there[-1])
             if n == 1:
                 said.append(f"the video's one part is still {rest}")
             else:
