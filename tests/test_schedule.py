@@ -214,6 +214,12 @@ def test_prompts_and_wave_tokens():
     for bad in ("0::a::b::c", "x::a", ""):
         with pytest.raises(ScheduleError, match="prompts"):
             parse_prompts(bad)
+    # (from a review) frames in ASCII digits, as a schedule's: int() took the full-width
+    # "５" as 5 and "5_0" as 50
+    for bad in ("0::a\n\uff15::b", "0::a\n5_0::b", {0: "a", "\u0661": "b"}, {True: "a"}):
+        with pytest.raises(ScheduleError, match="is not a whole number in ASCII digits"):
+            parse_prompts(bad)
+    assert sorted(parse_prompts("0::a\n+5::b\n 7 ::c")) == [0, 5, 7]
 
 
 def test_a_seed_schedule_beyond_64_bits_is_refused():

@@ -310,7 +310,9 @@ class Schedule:
             m = re.match(r"(-?[0-9]{1,18})\s*:", part)  # (\d took "١٠" as frame 10)
             value = part[m.end() :].strip() if m else ""
             if not m or not value:
-                raise ScheduleError(f"{name}: {part[:60]!r} is not 'frame: (value)'")
+                raise ScheduleError(
+                    f"{name}: {part[:60]!r} is not 'frame: (value)' (a frame in ASCII digits)"
+                )
             frame = int(m.group(1))
             if frame < 0:
                 raise ScheduleError(f"{name}: key frame {frame} is negative")
@@ -456,10 +458,12 @@ def parse_prompts(spec: Mapping[int | str, str] | str) -> dict[int, Prompt]:
     else:
         raise ScheduleError(f"prompts must be a mapping or text; got {type(spec).__name__}")
     for frame, text, seed in items:
-        try:
-            f = int(str(frame).strip())
-        except ValueError:
-            raise ScheduleError(f"prompts: frame {frame!r:.60} is not an int") from None
+        # ASCII digits, as a schedule's key frames (int() took "５" and "5_0" as 5 and 50)
+        if isinstance(frame, bool) or not re.fullmatch(r"\s*[+-]?[0-9]{1,18}\s*", str(frame)):
+            raise ScheduleError(
+                f"prompts: frame {frame!r:.60} is not a whole number in ASCII digits"
+            )
+        f = int(str(frame).strip())
         if f < 0:
             raise ScheduleError(f"prompts: frame {f} is negative")
         if not isinstance(text, str):
