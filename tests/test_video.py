@@ -3257,34 +3257,34 @@ def test_a_vanished_partial_part_and_a_link_to_a_folder_as_the_output(tmp_path, 
     out = tmp_path / "s.mp4"
     real = os.replace
 
-    def vanishes(src, dst):
-        if str(dst).endswith("s_001.mp4"):
-            os.unlink(src)
-        real(src, dst)
+    def rename_fails(unlink_also: str) -> str:
+        """The error of a segmented run whose rename of part 2 finds its partial file
+        gone, with those matching ``unlink_also`` (a clean-up took them)."""
 
-    monkeypatch.setattr(lv.os, "replace", vanishes)
-    with pytest.raises(FileNotFoundError) as e:
-        with lv.writing_video(out, fps=10, segment_seconds=0.5) as w:
-            w.write(moving(15))
-    assert str(e.value).endswith(
+        def vanishes(src, dst):
+            if str(dst).endswith("s_001.mp4"):
+                os.unlink(src)
+                for q in tmp_path.glob(unlink_also):
+                    q.unlink()
+            real(src, dst)
+
+        monkeypatch.setattr(lv.os, "replace", vanishes)
+        with pytest.raises(FileNotFoundError) as e:
+            with lv.writing_video(out, fps=10, segment_seconds=0.5) as w:
+                w.write(moving(15))
+        for q in tmp_path.glob("s*"):
+            q.unlink()
+        return str(e.value)
+
+    assert rename_fails("none").endswith(
         "part 1 of the video's 3 is in place (s_000.mp4), part 2's partial file "
         "s.partial_001.mp4 is gone, the rest still s.partial_002.mp4"
-    ), e.value
-
-    def all_vanish(src, dst):  # (a review of that) a clean-up took the others too
-        if str(dst).endswith("s_001.mp4"):
-            for q in tmp_path.glob("s.partial_*"):
-                q.unlink()
-        real(src, dst)
-
-    monkeypatch.setattr(lv.os, "replace", all_vanish)
-    with pytest.raises(FileNotFoundError) as e:
-        with lv.writing_video(out, fps=10, segment_seconds=0.5) as w:
-            w.write(moving(15))
-    assert str(e.value).endswith(
+    )
+    # (a review of that) a clean-up took the others too
+    assert rename_fails("s.partial_*").endswith(
         "part 1 of the video's 3 is in place (s_000.mp4), 2 partial files "
         "(s.partial_001.mp4, s.partial_002.mp4) are gone"
-    ), e.value
+    )
     monkeypatch.undo()
     (tmp_path / "folder").mkdir()
     link = tmp_path / "l.mp4"
