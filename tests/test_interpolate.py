@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 from fractions import Fraction
 
@@ -1026,6 +1027,7 @@ def test_retime_holds_across_a_cut_and_checks_its_input():
         ([0.0, True, 2.0], TypeError, "not of True/False"),  # (read as 1 second)
         ((0, np.True_, 2), TypeError, "not of True/False"),
         ([0.0, np.array(True), 2.0], TypeError, "not of True/False"),
+        (collections.deque([0.0, True, 2.0]), TypeError, "not of True/False"),
         (np.array([False, True]), TypeError, "1-D sequence of seconds; got bool"),
     ]:
         with pytest.raises(err, match=what):

@@ -2509,3 +2509,20 @@ def test_an_encoder_refusal_reads_without_an_errno(tmp_path):
             progress=False,
         )
     assert "failed: output: cannot write to" in str(e.value) and "Errno" not in str(e.value)
+
+
+def test_error_text_keeps_what_an_error_class_adds():
+    """From a review of error_text: PyAV's errors add their error log to the message
+    ("; last error log: [h264_vaapi] ..."), which only "[Errno 5] Input/output error"
+    stood for; and a file name is never dropped."""
+    from loopwave._validate import error_text
+
+    class WithLog(OSError):
+        def __str__(self) -> str:
+            return super().__str__() + "; last error log: [h264_vaapi] Failed to map"
+
+    assert error_text(WithLog(5, "Input/output error")).endswith("[h264_vaapi] Failed to map")
+    assert error_text(OSError(21, "output: x is a folder")) == "output: x is a folder"
+    said = error_text(PermissionError(13, "Permission denied", "/r/frames/000003.png"))
+    assert said == "[Errno 13] Permission denied: '/r/frames/000003.png'"
+    assert error_text(ValueError("v")) == "v"

@@ -220,6 +220,13 @@ def test_prompts_and_wave_tokens():
         with pytest.raises(ScheduleError, match="is not a whole number in ASCII digits"):
             parse_prompts(bad)
     assert sorted(parse_prompts("0::a\n+5::b\n 7 ::c")) == [0, 5, 7]
+    # (a review of that) no limit of 18 digits, as before; past Python's own, refused
+    assert sorted(parse_prompts({0: "a", 10**18: "b", "1234567890123456789": "c"}))[1:] == [
+        10**18,
+        1234567890123456789,
+    ]
+    with pytest.raises(ScheduleError, match="is too large"):
+        parse_prompts({0: "a", "9" * 5000: "b"})
 
 
 def test_a_seed_schedule_beyond_64_bits_is_refused():

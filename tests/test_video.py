@@ -3283,7 +3283,20 @@ def test_a_vanished_partial_part_and_a_link_to_a_folder_as_the_output(tmp_path, 
     # (a review of that) a clean-up took the others too
     assert rename_fails("s.partial_*").endswith(
         "part 1 of the video's 3 is in place (s_000.mp4), 2 partial files "
-        "(s.partial_001.mp4, s.partial_002.mp4) are gone"
+        "(s.partial_001.mp4 to s.partial_002.mp4) are gone"
+    )
+    # many parts, some gone: runs of them as spans
+    d = tmp_path / "many"
+    d.mkdir()
+    parts = [d / f"m.partial_{k:03d}.mp4" for k in range(40)]
+    for k, q in enumerate(parts):
+        if k not in (5, 6, 20):
+            q.write_bytes(b"x")
+    assert lv._parts_where(d / "m.mp4", parts, 2, renamed_maybe=False) == (
+        "the first 2 of the video's 40 parts are in place (m_000.mp4 to m_001.mp4), 3 partial "
+        "files (m.partial_005.mp4 to m.partial_006.mp4, m.partial_020.mp4) are gone, the rest "
+        "still m.partial_002.mp4 to m.partial_004.mp4, m.partial_007.mp4 to m.partial_019.mp4, "
+        "m.partial_021.mp4 to m.partial_039.mp4"
     )
     monkeypatch.undo()
     (tmp_path / "folder").mkdir()

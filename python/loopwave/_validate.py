@@ -247,10 +247,12 @@ def frame_list(x: Any, arg: str) -> np.ndarray:
 
 def error_text(e: BaseException) -> str:
     """``e``'s message for a sentence of loopwave's ("encoding failed: ..."): an OSError
-    of an errno and loopwave's own words (no file name) without its "[Errno 21] "."""
-    if isinstance(e, OSError) and e.errno is not None and e.filename is None and e.strerror:
-        return str(e.strerror)
-    return str(e)
+    of an errno and words alone (no file name, nothing its class adds) without its
+    "[Errno 21] "."""
+    text = str(e)
+    if isinstance(e, OSError) and text == f"[Errno {e.errno}] {e.strerror}":
+        return str(e.strerror)  # (not where the class adds to it: PyAV's error log)
+    return text
 
 
 def renamed(message: str, names: Mapping[str, str]) -> str:

@@ -44,7 +44,7 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from ._validate import _is_real, to_float
+from ._validate import _is_real, error_text, to_float
 
 __all__ = [
     "ACCEL_KEYS",
@@ -1606,9 +1606,10 @@ def _as_safetensors_name(p: Path) -> Iterator[Path]:
                 except OSError as e:
                     raise OSError(
                         e.errno,
-                        f"{p}: diffusers reads a .safetensors file by that exact suffix, and "
-                        f"a copy named so could not be made in {d} ({e.strerror or e}); "
-                        "rename the file to end in .safetensors",
+                        "diffusers reads a .safetensors file by that exact suffix, and a "
+                        f"link or copy of {p.name} named so could not be made in "
+                        f"{tempfile.gettempdir()} ({e.strerror or e}); rename the file to "
+                        "end in .safetensors",
                     ) from e
         yield alias
 
@@ -1651,7 +1652,7 @@ def _apply_loras(pipe: Any, loras: list[tuple[Path, float]]) -> None:
         except _load_errors() as e:  # corrupt, or not a LoRA of this model
             if str(e).startswith(what):
                 raise
-            raise ValueError(f"{what}: {e}") from e
+            raise ValueError(f"{what}: {error_text(e)}") from e
     try:
         pipe.set_adapters(names, adapter_weights=[s for _, s in loras])
     except ValueError as e:  # a file with no LoRA tensors for this model loads as nothing

@@ -445,8 +445,11 @@ def _retime_times(times: Any) -> np.ndarray:
         raise TypeError(
             f"times must be a 1-D sequence of seconds; got {raw.dtype} of shape {raw.shape}"
         )
+    # every sequence but an array's own kind (numpy's, torch's: a typed whole, and slow to
+    # walk), a 0-d bool array in a list too
     boolean = (bool, np.bool_)
-    if isinstance(times, (list, tuple)) and any(  # (a 0-d bool array in a list too)
+    walked = not hasattr(times, "__array__") and isinstance(times, Iterable)
+    if walked and any(
         isinstance(x, boolean) or (isinstance(x, np.ndarray) and x.dtype == bool) for x in times
     ):
         # (numpy read True among numbers as 1 second)

@@ -459,11 +459,14 @@ def parse_prompts(spec: Mapping[int | str, str] | str) -> dict[int, Prompt]:
         raise ScheduleError(f"prompts must be a mapping or text; got {type(spec).__name__}")
     for frame, text, seed in items:
         # ASCII digits, as a schedule's key frames (int() took "５" and "5_0" as 5 and 50)
-        if isinstance(frame, bool) or not re.fullmatch(r"\s*[+-]?[0-9]{1,18}\s*", str(frame)):
+        if isinstance(frame, bool) or not re.fullmatch(r"\s*[+-]?[0-9]+\s*", str(frame)):
             raise ScheduleError(
                 f"prompts: frame {frame!r:.60} is not a whole number in ASCII digits"
             )
-        f = int(str(frame).strip())
+        try:
+            f = int(str(frame).strip())
+        except ValueError:  # (past Python's 4300 digits)
+            raise ScheduleError(f"prompts: frame {str(frame)[:20]}... is too large") from None
         if f < 0:
             raise ScheduleError(f"prompts: frame {f} is negative")
         if not isinstance(text, str):

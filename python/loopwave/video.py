@@ -2779,23 +2779,28 @@ def _parts_where(out: Path, paths: list[Path], i: int, *, renamed_maybe: bool) -
             f"the first {i} of the video's {n} parts are in place ({placed})" if i > 1 else "",
         ]
         # (a failed rename: its partial file vanished, and maybe others with it)
-        there = [q for q in paths[i:] if q.exists()]
-        gone = [q for q in paths[i:] if q not in there]
+        present = [paths[k].exists() for k in range(n)]
+        there = [k for k in range(i, n) if present[k]]
+        gone = [k for k in range(i, n) if not present[k]]
+
+        def runs(ks: list[int]) -> str:  # runs of consecutive parts as spans
+            spans, start = [], 0
+            for at in range(1, len(ks) + 1):
+                if at == len(ks) or ks[at] != ks[at - 1] + 1:
+                    spans.append(span(paths[ks[start]], paths[ks[at - 1]]))
+                    start = at
+            return ", ".join(spans)
+
         if gone:
-            part = "the video's one part" if n == 1 else f"part {paths.index(gone[0]) + 1}"
+            part = "the video's one part" if n == 1 else f"part {gone[0] + 1}"
             which = (
-                f"{part}'s partial file {gone[0].name} is"
+                f"{part}'s partial file {paths[gone[0]].name} is"
                 if len(gone) == 1
-                else (
-                    f"{len(gone)} partial files ({', '.join(q.name for q in gone[:3])}"
-                    f"{', ...' * (len(gone) > 3)}) are"
-                )
+                else f"{len(gone)} partial files ({runs(gone)}) are"
             )
             said.append(f"{which} gone")
         if there:
-            # (a span where none between is gone, else the names)
-            names = ", ".join(q.name for q in there[:3]) + ", ..." * (len(there) > 3)
-            rest = names if gone else span(there[0], there[-1])
+            rest = runs(there)
             if n == 1:
                 said.append(f"the video's one part is still {rest}")
             else:
