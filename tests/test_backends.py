@@ -976,6 +976,9 @@ def test_what_a_single_file_load_refused_is_named(tmp_path, monkeypatch):
         with pytest.raises(OSError, match=r"a link or copy of M\.SafeTensors named so could "):
             with backends._as_safetensors_name(upper):
                 pass
+        # (a review of that) a checkpoint's says so with its whole path, as a LoRA's does
+        with pytest.raises(ValueError, match=r"^model path .*/M\.SafeTensors: diffusers reads "):
+            backends._load_single_file(object, upper, None, pickled=False)
     # any other failure (the config found, a tensor missing) was "cannot load ... offline
     # (KeyError ...); ... or cache its config", which it had
     said = backends._single_file_error(ckpt, KeyError("model.diffusion_model.out.2.weight"))

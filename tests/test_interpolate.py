@@ -1048,6 +1048,20 @@ def test_retime_holds_across_a_cut_and_checks_its_input():
             return np.array([0.0, 0.1, 0.2])
 
     assert len(list(retime(f, ArrayOnly(), fps=10, backend="blend"))) == 3
+
+    class OldStyle:  # a sequence by __getitem__ and __len__ alone
+        def __init__(self, items):
+            self.items = items
+
+        def __len__(self):
+            return len(self.items)
+
+        def __getitem__(self, k):
+            return self.items[k]
+
+    with pytest.raises(TypeError, match="not of True/False"):
+        retime(f, OldStyle([0.0, True, 2.0]), fps=10)
+    assert len(list(retime(f, OldStyle([0.0, 0.1, 0.2]), fps=10, backend="blend"))) == 3
     # fewer frames than times: the output ends at the last frame
     assert _levels(retime(f[:2], [0, 0.1, 0.2], fps=20, backend="blend")) == [0, 0, 0]
 

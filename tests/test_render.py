@@ -2526,3 +2526,6 @@ def test_error_text_keeps_what_an_error_class_adds():
     said = error_text(PermissionError(13, "Permission denied", "/r/frames/000003.png"))
     assert said == "[Errno 13] Permission denied: '/r/frames/000003.png'"
     assert error_text(ValueError("v")) == "v"
+    # (a review of that) no empty message, nor "None", where there are no words
+    assert error_text(OSError(5, None)) == "[Errno 5] None"
+    assert error_text(OSError(5, "")) == "[Errno 5] "

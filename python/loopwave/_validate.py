@@ -250,7 +250,7 @@ def error_text(e: BaseException) -> str:
     of an errno and words alone (no file name, nothing its class adds) without its
     "[Errno 21] "."""
     text = str(e)
-    if isinstance(e, OSError) and text == f"[Errno {e.errno}] {e.strerror}":
+    if isinstance(e, OSError) and e.strerror and text == f"[Errno {e.errno}] {e.strerror}":
         return str(e.strerror)  # (not where the class adds to it: PyAV's error log)
     return text
 

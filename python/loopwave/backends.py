@@ -1497,7 +1497,10 @@ def _load_single_file(cls: Any, p: Path, dtype: Any, *, pickled: bool) -> Any:
         # (diffusers read MODEL.SafeTensors as a pickle, and failed: "Unable to load
         # weights", which was reported as a missing offline config); its link made
         # before the load's errors are read as the checkpoint's
-        path = p if pickled else stack.enter_context(_as_safetensors_name(p))
+        try:
+            path = p if pickled else stack.enter_context(_as_safetensors_name(p))
+        except OSError as e:  # (the link or copy: said with the model's path, as a LoRA's)
+            raise ValueError(f"model path {p}: {error_text(e)}") from e
         return _from_single_file(cls, p, path, state, dtype)
 
 

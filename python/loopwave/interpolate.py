@@ -448,7 +448,8 @@ def _retime_times(times: Any) -> np.ndarray:
     # every sequence but an array's own kind (numpy's, torch's: a typed whole, and slow to
     # walk), a 0-d bool array in a list too
     boolean = (bool, np.bool_)
-    walked = not hasattr(times, "__array__") and isinstance(times, Iterable)
+    walked = not isinstance(times, range) and not hasattr(times, "__array__")
+    walked &= isinstance(times, Iterable) or hasattr(times, "__getitem__")  # (old-style too)
     if walked and any(
         isinstance(x, boolean) or (isinstance(x, np.ndarray) and x.dtype == bool) for x in times
     ):

@@ -34,6 +34,7 @@ from __future__ import annotations
 import ast
 import bisect
 import math
+import numbers
 import operator
 import random
 import re
@@ -459,14 +460,19 @@ def parse_prompts(spec: Mapping[int | str, str] | str) -> dict[int, Prompt]:
         raise ScheduleError(f"prompts must be a mapping or text; got {type(spec).__name__}")
     for frame, text, seed in items:
         # ASCII digits, as a schedule's key frames (int() took "５" and "5_0" as 5 and 50)
-        if isinstance(frame, bool) or not re.fullmatch(r"\s*[+-]?[0-9]+\s*", str(frame)):
+        if isinstance(frame, numbers.Integral) and not isinstance(frame, bool):
+            f = int(frame)  # (str() of one past 4300 digits raised a bare ValueError)
+        elif isinstance(frame, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", frame):
+            try:
+                f = int(frame.strip())
+            except ValueError:  # (past Python's 4300 digits)
+                raise ScheduleError(
+                    f"prompts: frame {frame.strip()[:20]}... has too many digits"
+                ) from None
+        else:
             raise ScheduleError(
                 f"prompts: frame {frame!r:.60} is not a whole number in ASCII digits"
             )
-        try:
-            f = int(str(frame).strip())
-        except ValueError:  # (past Python's 4300 digits)
-            raise ScheduleError(f"prompts: frame {str(frame)[:20]}... is too large") from None
         if f < 0:
             raise ScheduleError(f"prompts: frame {f} is negative")
         if not isinstance(text, str):

@@ -2783,13 +2783,13 @@ def _parts_where(out: Path, paths: list[Path], i: int, *, renamed_maybe: bool) -
         there = [k for k in range(i, n) if present[k]]
         gone = [k for k in range(i, n) if not present[k]]
 
-        def runs(ks: list[int]) -> str:  # runs of consecutive parts as spans
+        def runs(ks: list[int]) -> str:  # runs of consecutive parts as spans, 3 at most
             spans, start = [], 0
             for at in range(1, len(ks) + 1):
                 if at == len(ks) or ks[at] != ks[at - 1] + 1:
                     spans.append(span(paths[ks[start]], paths[ks[at - 1]]))
                     start = at
-            return ", ".join(spans)
+            return ", ".join(spans[:3]) + ", ..." * (len(spans) > 3)
 
         if gone:
             part = "the video's one part" if n == 1 else f"part {gone[0] + 1}"
