@@ -3316,3 +3316,36 @@ def test_a_vanished_partial_part_and_a_link_to_a_folder_as_the_output(tmp_path, 
     (tmp_path / "d.mp4").mkdir()
     with pytest.raises(IsADirectoryError, match="it is a folder"):
         lv.writing_video(tmp_path / "d.mp4", fps=10).__enter__()
+
+
+@pytest.mark.parametrize("command", ["encode", "interpolate"])
+def test_ctrl_c_with_keep_partial_says_why_it_does_not_stop_at_once(
+    tmp_path, capsys, monkeypatch, command
+):
+    """From the left-alone list: with --keep-partial a Ctrl-C waited while the queued
+    frames were encoded (7 s for 240 frames at veryslow) and printed nothing meanwhile.
+    Without it the encoder stops at once, and nothing is said."""
+    frames = tmp_path / "f"
+    frames.mkdir()
+    for i, f in enumerate(moving(8)):
+        write_png(frames / f"{i}.png", f)
+    real, calls = lv._read_png, []
+
+    def ctrl_c_at_the_sixth(path, **kw):
+        calls.append(path)
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return real(path, **kw)
+
+    monkeypatch.setattr(lv, "_read_png", ctrl_c_at_the_sixth)
+    for keep in (True, False):
+        calls.clear()
+        out = tmp_path / f"o{keep}.mp4"
+        argv = [command, str(frames), "-o", str(out), *(["--keep-partial"] * keep)]
+        if command == "interpolate":
+            argv += ["--blend", "--factor", "2"]
+        assert main(argv) == 130
+        err = capsys.readouterr().err
+        said = f"stopping: {lv.partial_path(out).name} is kept (--keep-partial); the "
+        assert (said in err) == keep, err
+        assert lv.partial_path(out).exists() == keep

@@ -118,6 +118,11 @@ class Progress:
         except (OSError, ValueError, AttributeError):  # ValueError: the stream was closed
             self.enabled = False
 
+    def say(self, text: str) -> None:
+        """A line of its own under the bar (where it is shown at all)."""
+        self._emit(("\n" if self._tty else "") + text + "\n")
+        self._width = 0
+
     def __enter__(self) -> Progress:
         return self
 

@@ -1038,7 +1038,7 @@ def add_cli(sub: Any) -> None:
         count = 0
         with Progress(total or 0, "interpolate", enabled=not a.quiet and bool(total)) as bar:
             if video_out:
-                from .video import writing_video
+                from .video import _say_kept, writing_video
 
                 # the input's sound, in step: frame i of the input plays at i / fps in both
                 sound = src if not a.no_audio and _has_audio(src) else None
@@ -1082,10 +1082,16 @@ def add_cli(sub: Any) -> None:
                     audio=sound,
                     audio_sync=sound is not None,
                 ) as w:
-                    for f in stream:
-                        w.write(f)
-                        count += 1
-                        bar.update()
+                    try:
+                        for f in stream:
+                            w.write(f)
+                            count += 1
+                            bar.update()
+                        w.close()  # (here: a Ctrl-C while it ends the file is said too)
+                    except KeyboardInterrupt:
+                        if a.keep_partial:
+                            _say_kept(bar, w)
+                        raise
             else:
                 made = make_folder(out)  # (removed again on failure)
                 try:

@@ -2964,6 +2964,14 @@ def writing_video(
         i += 1
 
 
+def _say_kept(bar: Any, w: VideoWriter) -> None:
+    """Say, on a Ctrl-C with the partial file kept, why the program does not stop at once:
+    the frames queued are encoded first (seconds at a slow preset, without a word)."""
+    queued = w.frames_queued - w.frames_written
+    first = f"the {queued} frames still queued are encoded and " if queued > 0 else ""
+    bar.say(f"stopping: {w.path.name} is kept (--keep-partial); {first}the file is ended first")
+
+
 def _made(w: VideoWriter, tmp: Path) -> list[Path]:
     """The files a writer on ``tmp`` made: a segmented one's parts, never ``tmp`` itself
     (from a review: a ``NAME.partial.EXT`` kept by an earlier run was deleted)."""
@@ -3008,12 +3016,17 @@ def encode_dir(
         writing_video(out, keep_partial=keep_partial, **writer_options) as w,
         Progress(total, "encode", enabled=progress) as bar,
     ):
-        for f in files:
-            w.write(_read_png(f, still=True))
-            bar.update()
-        # the reversed frames are encoded as the writer closes: the bar follows them
-        # (it stood at N/N for as long as they took)
-        w._finish(reverse=True, seen=lambda k: bar.update(max(0, k - bar.done)))
+        try:
+            for f in files:
+                w.write(_read_png(f, still=True))
+                bar.update()
+            # the reversed frames are encoded as the writer closes: the bar follows them
+            # (it stood at N/N for as long as they took)
+            w._finish(reverse=True, seen=lambda k: bar.update(max(0, k - bar.done)))
+        except KeyboardInterrupt:
+            if keep_partial:
+                _say_kept(bar, w)
+            raise
         bar.update(max(0, w.frames_written - bar.done))
     return w.frames_written
 
