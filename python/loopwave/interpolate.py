@@ -834,9 +834,9 @@ def _check_output(path: Path, video: bool) -> None:
             "PNG frames"
         )
     if video:  # (found by the writer, after a RIFE model's load and the first frame)
-        from .video import _refuse_write_protected
+        from .video import _refuse_in_the_way
 
-        _refuse_write_protected(path, segmented=False)
+        _refuse_in_the_way(path, segmented=False)
     # the nearest existing folder the output goes in (a video: the folder it is written in)
     why = v.unmakeable(path if not video else path.parent)
     if why is None or (video and isinstance(why, OSError)):
@@ -1038,7 +1038,7 @@ def add_cli(sub: Any) -> None:
         count = 0
         with Progress(total or 0, "interpolate", enabled=not a.quiet and bool(total)) as bar:
             if video_out:
-                from .video import _say_kept, writing_video
+                from .video import _saying_why_kept, writing_video
 
                 # the input's sound, in step: frame i of the input plays at i / fps in both
                 sound = src if not a.no_audio and _has_audio(src) else None
@@ -1082,16 +1082,12 @@ def add_cli(sub: Any) -> None:
                     audio=sound,
                     audio_sync=sound is not None,
                 ) as w:
-                    try:
+                    with _saying_why_kept(bar, w, a.keep_partial):
                         for f in stream:
                             w.write(f)
                             count += 1
                             bar.update()
                         w.close()  # (here: a Ctrl-C while it ends the file is said too)
-                    except KeyboardInterrupt:
-                        if a.keep_partial:
-                            _say_kept(bar, w)
-                        raise
             else:
                 made = make_folder(out)  # (removed again on failure)
                 try:

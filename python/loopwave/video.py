@@ -2700,9 +2700,10 @@ def check_frame_rate(encoder: str, fps: Fraction, arg: str = "fps") -> None:
         )
 
 
-def _refuse_write_protected(out: Path, *, segmented: bool, segments: int | None = None) -> None:
-    """Refuse to replace ``out`` (``segmented``: or one of its numbered segments) where it
-    exists write-protected. From a review: the rename at the end replaces a file whatever
+def _refuse_in_the_way(out: Path, *, segmented: bool, segments: int | None = None) -> None:
+    """Refuse what stands in the way of the rename into ``out`` (``segmented``: into its
+    numbered segments): a file there that is write-protected, or a folder (below).
+    Write-protected: from a review, the rename at the end replaced a file whatever
     its mode, so a video made read-only to keep it was replaced without a word.
     Protected: this user may not write it, or its owner may not (``chmod 444``), which
     holds for root too, whom permissions do not stop.
@@ -2712,7 +2713,9 @@ def _refuse_write_protected(out: Path, *, segmented: bool, segments: int | None 
     Before the video is written, any of them (how many parts it will have is not known
     yet; from a review, one refused only at the end cost the whole encode); once it is
     written, those where one of its ``segments`` parts goes (a folder numbered past them
-    is not in the way). A link to a folder is none: the rename replaces the link."""
+    is not in the way). Unsegmented, a folder at ``out`` once the video is written (one
+    made meanwhile: before, writing_video refuses it itself). A link to a folder is
+    none: the rename replaces the link."""
     targets = [(0, out)]
     if segmented:  # every numbered segment there, past a gap too, and not ``out`` itself,
         # which a segmented run never writes (from a review of the first version)
@@ -2773,15 +2776,15 @@ def _parts_where(out: Path, paths: list[Path], i: int, *, renamed_maybe: bool) -
         one = f"the video's one part is in place ({placed})"
         where = one if n == 1 else f"all {n} of the video's parts are in place ({placed})"
     else:
-        said = [
-            f"none of the video's {n} parts is in place" if i == 0 and n > 1 else "",
-            f"part 1 of the video's {n} is in place ({placed})" if i == 1 else "",
-            f"the first {i} of the video's {n} parts are in place ({placed})" if i > 1 else "",
-        ]
+        if i == 0:
+            said = [] if n == 1 else [f"none of the video's {n} parts is in place"]
+        elif i == 1:
+            said = [f"part 1 of the video's {n} is in place ({placed})"]
+        else:
+            said = [f"the first {i} of the video's {n} parts are in place ({placed})"]
         # (a failed rename: its partial file vanished, and maybe others with it)
-        present = [paths[k].exists() for k in range(n)]
-        there = [k for k in range(i, n) if present[k]]
-        gone = [k for k in range(i, n) if not present[k]]
+        there = [k for k in range(i, n) if paths[k].exists()]
+        gone = [k for k in range(i, n) if k not in there]
 
         def runs(ks: list[int]) -> str:  # runs of consecutive parts as spans, 3 at most
             spans, start = [], 0
@@ -2805,7 +2808,7 @@ def _parts_where(out: Path, paths: list[Path], i: int, *, renamed_maybe: bool) -
                 said.append(f"the video's one part is still {rest}")
             else:
                 said.append(f"{'all' if i == 0 and not gone else 'the rest'} still {rest}")
-        where = ", ".join(x for x in said if x)
+        where = ", ".join(said)
     older = [q.name for j in range(i, n) if (q := _numbered(out, j)).is_file()]
     j = n
     while (q := _numbered(out, j)).is_file():  # an earlier, longer run's last ones
@@ -2884,7 +2887,7 @@ def writing_video(
                     f"output: writing {p} goes through {target}, which is the input {src}; "
                     "choose another output name"
                 )
-    _refuse_write_protected(p, segmented=writer_options.get("segment_seconds") is not None)
+    _refuse_in_the_way(p, segmented=writer_options.get("segment_seconds") is not None)
     # (a writer that refuses to start removes nothing: tmp may be a file open in a
     # VideoReader, which its refusal protected)
     try:
@@ -2927,20 +2930,19 @@ def writing_video(
         # (a segmented video's renames stopped there, its first parts in place beside an
         # older run's others; a protected video was replaced). The finished video is kept
         # whatever keep_partial says: it is whole, and the refusal is only of its name
-        _refuse_write_protected(p, segmented=segmented, segments=len(w.paths))
+        _refuse_in_the_way(p, segmented=segmented, segments=len(w.paths))
     except (OSError, ValueError) as e:
         kept = f"{w.paths[0].name}{f' to {w.paths[-1].name}' if len(w.paths) > 1 else ''}"
         if isinstance(e, OSError):  # (its errno kept)
             raise OSError(e.errno, f"{e.strerror}; the finished video is kept as {kept}") from None
         raise ValueError(f"{e}; the finished video is kept as {kept}") from None
-    try:
-        if not segmented:
-            os.replace(tmp, p)
-    except BaseException:  # (left behind, though keep_partial said not to)
-        if not keep_partial:
-            w._enc.deleted = _unlink_all(_made(w, tmp))
-        raise
     if not segmented:
+        try:
+            os.replace(tmp, p)
+        except BaseException:  # (left behind, though keep_partial said not to)
+            if not keep_partial:
+                w._enc.deleted = _unlink_all(_made(w, tmp))
+            raise
         return
     # segments: each partial one renamed to out's segment of its number, then out's
     # segments after the last (an earlier, longer run's) deleted, as VideoWriter does
@@ -2964,12 +2966,21 @@ def writing_video(
         i += 1
 
 
-def _say_kept(bar: Any, w: VideoWriter) -> None:
-    """Say, on a Ctrl-C with the partial file kept, why the program does not stop at once:
-    the frames queued are encoded first (seconds at a slow preset, without a word)."""
-    queued = w.frames_queued - w.frames_written
-    first = f"the {queued} frames still queued are encoded and " if queued > 0 else ""
-    bar.say(f"stopping: {w.path.name} is kept (--keep-partial); {first}the file is ended first")
+@contextlib.contextmanager
+def _saying_why_kept(bar: Any, w: VideoWriter, keep_partial: bool) -> Iterator[None]:
+    """Around a command's writing: on a Ctrl-C with the partial file kept, say why the
+    program does not stop at once (the frames queued are encoded first: seconds at a slow
+    preset, without a word)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if keep_partial:
+            queued = w.frames_queued - w.frames_written
+            first = f"the {queued} frames still queued are encoded and " if queued > 0 else ""
+            bar.say(
+                f"stopping: {w.path.name} is kept (--keep-partial); {first}the file is ended first"
+            )
+        raise
 
 
 def _made(w: VideoWriter, tmp: Path) -> list[Path]:
@@ -3016,17 +3027,13 @@ def encode_dir(
         writing_video(out, keep_partial=keep_partial, **writer_options) as w,
         Progress(total, "encode", enabled=progress) as bar,
     ):
-        try:
+        with _saying_why_kept(bar, w, keep_partial):
             for f in files:
                 w.write(_read_png(f, still=True))
                 bar.update()
             # the reversed frames are encoded as the writer closes: the bar follows them
             # (it stood at N/N for as long as they took)
             w._finish(reverse=True, seen=lambda k: bar.update(max(0, k - bar.done)))
-        except KeyboardInterrupt:
-            if keep_partial:
-                _say_kept(bar, w)
-            raise
         bar.update(max(0, w.frames_written - bar.done))
     return w.frames_written
 

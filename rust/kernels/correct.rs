@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::blend::{lum, set_lum_block};
-use super::error::{try_zeroed, KernelError, Result};
+use super::error::{try_zeroed, vec_with_room, KernelError, Result};
 use super::frames::{
     check_finite, check_frames_and_out, check_frames_and_reference, clamp01, Dims, Sample,
 };
@@ -338,13 +338,7 @@ pub const STATS_BYTES: usize = (3 * FLOAT_BINS + 1) * 8;
 /// sending to other processes; [`stats_from_bytes`] reads them back. NoMemory (for
 /// `target`) where the bytes' memory is not there.
 pub fn stats_to_bytes(stats: &[TargetStats]) -> Result<Vec<u8>> {
-    let bytes = stats.len().saturating_mul(STATS_BYTES);
-    let mut out = Vec::new();
-    out.try_reserve_exact(bytes)
-        .map_err(|_| KernelError::NoMemory {
-            arg: "target",
-            bytes,
-        })?;
+    let mut out = vec_with_room::<u8>(stats.len().saturating_mul(STATS_BYTES), "target")?;
     for t in stats {
         for c in &t.hist.counts {
             c.iter()
@@ -673,13 +667,7 @@ pub fn prepare_targets<T: Sample>(target: &[T], tdims: Dims) -> Result<Vec<Targe
     // kept for good, about 96 KiB a target frame however small: where the memory is not
     // there, a NoMemory error (MemoryError), not an abort (1x1 targets by the thousand)
     let binning = lab_binning();
-    let mut stats = Vec::new();
-    stats
-        .try_reserve_exact(tdims.n)
-        .map_err(|_| KernelError::NoMemory {
-            arg: "target",
-            bytes: tdims.n.saturating_mul(std::mem::size_of::<TargetStats>()),
-        })?;
+    let mut stats = vec_with_room(tdims.n, "target")?;
     for t in target.chunks(tdims.frame_len()) {
         stats.push(target_stats(t, &binning)?);
     }

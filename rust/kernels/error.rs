@@ -97,3 +97,14 @@ pub fn try_zeroed<T: Zeroable>(n: usize, arg: &'static str) -> Result<Vec<T>> {
         Ok(Vec::from_raw_parts(p, n, n))
     }
 }
+
+/// An empty vector with room for `n` items, or [`KernelError::NoMemory`] for `arg` where
+/// the allocator has none (as [`try_zeroed`], for what is pushed rather than zeroed).
+pub fn vec_with_room<T>(n: usize, arg: &'static str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| KernelError::NoMemory {
+        arg,
+        bytes: n.saturating_mul(std::mem::size_of::<T>()),
+    })?;
+    Ok(v)
+}

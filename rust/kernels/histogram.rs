@@ -27,7 +27,7 @@
 
 use rayon::prelude::*;
 
-use super::error::{KernelError, Result};
+use super::error::{vec_with_room, KernelError, Result};
 use super::frames::{check_finite, max_or, min_or, Dims, Sample};
 use super::parallel::{fold_min_len, install, CHUNK};
 
@@ -408,17 +408,6 @@ impl RefFrame {
             hist,
         })
     }
-}
-
-/// An empty vector with room for `n` items, or [`KernelError::NoMemory`] naming `arg`
-/// (a MemoryError, not an abort).
-pub fn vec_with_room<U>(n: usize, arg: &'static str) -> Result<Vec<U>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| KernelError::NoMemory {
-        arg,
-        bytes: n.saturating_mul(std::mem::size_of::<U>()),
-    })?;
-    Ok(v)
 }
 
 /// A reference worked out once for many [`match_histograms_prepared`] calls: each

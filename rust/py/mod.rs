@@ -327,7 +327,7 @@ impl PreparedReference {
                 )));
             }
             RefKind::F32(run(py, || {
-                let mut px = kernels::histogram::vec_with_room(state.len() / 4, "state")?;
+                let mut px = kernels::error::vec_with_room(state.len() / 4, "state")?;
                 px.extend(
                     state
                         .chunks_exact(4)
