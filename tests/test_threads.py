@@ -361,6 +361,18 @@ print("numpy.ma" in sys.modules)
     assert r.stdout.strip() == "False", r.stdout + r.stderr[-2000:]
 
 
+def test_numpy_ma_half_imported_by_another_thread_is_no_error(monkeypatch):
+    """While another thread imports numpy.ma, it is in sys.modules without its classes
+    yet: the masked-array check raised AttributeError there (a render's frame saver
+    failed so, its encoder thread importing it after PyAV), where no masked array exists."""
+    import types
+
+    monkeypatch.setitem(sys.modules, "numpy.ma", types.ModuleType("numpy.ma"))
+    x = np.zeros((2, 8, 8, 3), np.uint8)
+    assert lw.rgb_to_lab(x).shape == (2, 8, 8, 3)
+    assert lw.color_correct(x, x[0]).shape == (2, 8, 8, 3)
+
+
 def test_one_out_array_written_by_two_threads_at_once_is_refused_by_name():
     """Concurrent calls writing one ``out=`` array: each either runs alone or is refused
     with a message saying so (it blamed overlap with the inputs, which there was not)."""

@@ -21,9 +21,12 @@ FRAMES_FORM = "a numpy.ndarray of shape (H, W, 3) or (N, H, W, 3), dtype uint8 o
 def _masked(x: Any) -> bool:
     """Whether ``x`` is a masked array. Without importing ``numpy.ma`` (lazy in NumPy 2):
     where it is not imported, no masked array exists; importing it on the first call
-    held the import lock, and a child forked meanwhile by another thread hung on it."""
-    ma = sys.modules.get("numpy.ma")
-    return ma is not None and isinstance(x, ma.MaskedArray)
+    held the import lock, and a child forked meanwhile by another thread hung on it.
+    While another thread imports it, it is in ``sys.modules`` without its classes yet
+    (an AttributeError failed a render's frame saver): then no masked array exists yet
+    either."""
+    cls = getattr(sys.modules.get("numpy.ma"), "MaskedArray", None)
+    return cls is not None and isinstance(x, cls)
 
 
 def _native_dtype(x: np.ndarray) -> np.dtype[Any]:
