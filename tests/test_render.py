@@ -2059,6 +2059,111 @@ def test_the_render_video_runs_at_fps_times_factor_and_takes_scene_cut(tmp_path,
     rd.close()
 
 
+def _recorded(monkeypatch, name):
+    """Spy on ``loopwave.interpolate.NAME`` (the render's encoder imports it when it
+    starts): the keyword arguments of each call, and the frames it gave."""
+    import loopwave.interpolate as li
+
+    calls, out = [], []
+    real = getattr(li, name)
+
+    def spy(frames, *args, **kw):
+        calls.append((args, kw))
+        for f in real(frames, *args, **kw):
+            out.append(f.copy())
+            yield f
+
+    monkeypatch.setattr(li, name, spy)
+    return calls, out
+
+
+def test_the_render_video_runs_at_to_fps_with_in_betweens_at_their_times(tmp_path, monkeypatch):
+    """interpolation.to_fps: any rate, not only fps x factor (8 -> 20 fps is 2.5 a frame).
+    Each video frame is the blend of the rendered frames around its time, at its place
+    between them: checked against a float64 blend of the frames on disk."""
+    from fractions import Fraction
+
+    from loopwave.video import VideoReader
+
+    calls, out = _recorded(monkeypatch, "retime")
+    job = {**_SHIFT_JOB, "interpolation": {**_SHIFT_JOB["interpolation"], "to_fps": "20"}}
+    r = render(Settings.from_dict(job), run_dir=tmp_path / "r", backend=_Shift(), progress=False)
+    assert len(calls) == 1 and calls[0][1]["fps"] == "20"
+    rendered = [f.astype(np.float64) for f in frames_of(r.run_dir)]
+    assert len(rendered) == 5
+    assert len(out) == 11  # 0.5 s of rendered frames, at 20 fps from 0 s to 0.5 s
+    for j, got in enumerate(out):
+        place = Fraction(j, 20) * 8  # in rendered frames
+        k, t = int(place), float(place - int(place))
+        want = rendered[k] if t == 0 else (1 - t) * rendered[k] + t * rendered[k + 1]
+        assert np.abs(got - want).max() <= 1, (j, k, t)
+    with VideoReader(r.video) as rd:
+        assert rd.fps == Fraction(20) and rd.frame_count == 11
+
+
+@pytest.mark.parametrize(("to_fps", "count"), [(8, 5), ("4", 3), (2.0, 2)])
+def test_to_fps_at_or_below_the_render_rate(tmp_path, monkeypatch, to_fps, count):
+    """to_fps equal to video.fps makes no in-betweens (factor is then not used); below it,
+    the video's frames fall on every other rendered frame (4 fps) or between them."""
+    from fractions import Fraction
+
+    from loopwave.video import VideoReader
+
+    calls, out = _recorded(monkeypatch, "retime")
+    factor_calls, _ = _recorded(monkeypatch, "interpolate")
+    job = {**_SHIFT_JOB, "interpolation": {**_SHIFT_JOB["interpolation"], "to_fps": to_fps}}
+    r = render(Settings.from_dict(job), run_dir=tmp_path / "r", backend=_Shift(), progress=False)
+    assert not factor_calls  # factor 3 is not used
+    rendered = frames_of(r.run_dir)
+    if to_fps == 8:
+        assert not calls
+    else:
+        assert len(out) == count
+    if to_fps == "4":
+        for got, want in zip(out, rendered[::2], strict=True):
+            np.testing.assert_array_equal(got, want)
+    with VideoReader(r.video) as rd:
+        assert rd.fps == Fraction(to_fps) and rd.frame_count == count
+
+
+def test_a_to_fps_the_codec_cannot_take_is_refused_before_rendering(tmp_path):
+    pytest.importorskip("av")
+    from loopwave.video import check_codec
+
+    try:
+        check_codec("av1", 30)
+    except ValueError:
+        pytest.skip("this FFmpeg has no AV1 encoder")
+    job = {
+        **_SHIFT_JOB,
+        "interpolation": {**_SHIFT_JOB["interpolation"], "to_fps": 300},
+        "video": {"fps": 8, "codec": "av1", "crf": 30},
+    }
+    with pytest.raises(SettingsError, match=r"^interpolation.to_fps = 300, the video's frame"):
+        render(Settings.from_dict(job), run_dir=tmp_path / "r", backend=_Shift(), progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_run_made_before_to_fps_existed_still_resumes(tmp_path, backend):
+    """Its settings.json has no interpolation.to_fps, and its state the digest of those
+    settings: the new key, at its default, is left out of the digest."""
+    import hashlib
+
+    s = Settings.from_dict(JOB)
+    rd = tmp_path / "r"
+    render(s, run_dir=rd, backend=backend, progress=False, video=False, stop_after=3)
+    old = json.loads((rd / "settings.json").read_text())
+    del old["interpolation"]["to_fps"]  # as an earlier loopwave wrote them
+    (rd / "settings.json").write_text(json.dumps(old, indent=2, sort_keys=True))
+    state = json.loads((rd / "state.json").read_text())
+    state["settings"] = hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()
+    (rd / "state.json").write_text(json.dumps(state))
+    r = render(None, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
+    assert r.frames == 7
+    full = render(s, run_dir=tmp_path / "full", backend=backend, progress=False, video=False)
+    same_frames(full.run_dir, rd)
+
+
 class _Rec(_Shift):
     def __init__(self):
         self.calls = []

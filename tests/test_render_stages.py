@@ -98,6 +98,20 @@ def _stage(rd):
     return _ProcessStage(rd, 0, rd / "morph.mp4")
 
 
+def test_the_process_stage_makes_the_thread_stages_video_at_to_fps(tmp_path, backend):
+    """interpolation.to_fps reaches the child's encoder: 7 frames at 10 fps, 0.6 s, as
+    16 frames at 25 fps."""
+    job = {**JOB, "interpolation": {**JOB["interpolation"], "to_fps": 25}}
+    s = Settings.from_dict(job)
+    t = render(s, run_dir=tmp_path / "t", backend=backend, progress=False, stages="thread")
+    p = render(s, run_dir=tmp_path / "p", backend=backend, progress=False, stages="process")
+    a, b = decoded(t.video), decoded(p.video)
+    assert a.shape == b.shape == (16, 64, 64, 3)
+    np.testing.assert_array_equal(a, b)
+    with av.open(str(p.video)) as c:
+        assert c.streams.video[0].average_rate == 25
+
+
 def _put(stage, frame):
     """Hand ``frame`` on as the writer does, as an ``(index, frame)`` item (the child
     numbers the frames itself: the index is not sent)."""
@@ -401,19 +415,22 @@ def test_flow_interpolation_in_a_process_makes_the_same_video(tmp_path, backend,
     np.testing.assert_array_equal(a, b)
 
 
-def test_rife_interpolation_in_a_process_makes_the_same_video(tmp_path, backend):
+@pytest.mark.parametrize(
+    ("rate", "count"), [({"factor": 2}, 13), ({"factor": 1, "to_fps": 25}, 16)]
+)
+def test_rife_interpolation_in_a_process_makes_the_same_video(tmp_path, backend, rate, count):
     """The encoder process loads the settings' RIFE model itself (the renderer only
-    checks it)."""
+    checks it); with to_fps too, whatever the factor."""
     pytest.importorskip("onnxruntime")
     from test_rife import tiny_model
 
     model = tiny_model(tmp_path / "max.onnx", "frame", "Max")
-    job = {**JOB, "interpolation": {"factor": 2, "backend": "rife", "model": str(model)}}
+    job = {**JOB, "interpolation": {**rate, "backend": "rife", "model": str(model)}}
     s = Settings.from_dict(job)
     t = render(s, run_dir=tmp_path / "t", backend=backend, progress=False, stages="thread")
     p = render(s, run_dir=tmp_path / "p", backend=backend, progress=False, stages="process")
     a, b = decoded(t.video), decoded(p.video)
-    assert len(a) == 13
+    assert len(a) == count
     np.testing.assert_array_equal(a, b)
 
 

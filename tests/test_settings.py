@@ -62,6 +62,12 @@ def test_toml_file(tmp_path):
         ({"model": {"device": "gpu"}}, r"model\.device: expected auto, cpu, cuda, cuda:N"),
         # refused after the run folder was written, as "every must be in 1..1000000000"
         ({"colour": {"keyframe_every": 2 * 10**9}}, r"colour\.keyframe_every: .*1\.\.1000000000"),
+        ({"interpolation": {"to_fps": True}}, r"interpolation\.to_fps: expected a rate such"),
+        ({"interpolation": {"to_fps": "fast"}}, r"interpolation\.to_fps: .*got 'fast'"),
+        ({"interpolation": {"to_fps": 0}}, r"interpolation\.to_fps: .*\[1/10000, 1000\]"),
+        ({"interpolation": {"to_fps": "2000"}}, r"interpolation\.to_fps: .*\[1/10000, 1000\]"),
+        ({"interpolation": {"to_fps": " "}}, r"interpolation\.to_fps: expected a rate or ''"),
+        ({"interpolation": {"to_fps": [24]}}, r"interpolation\.to_fps: expected a rate such"),
     ],
 )
 def test_errors_name_the_key_path(patch, message):
@@ -70,6 +76,12 @@ def test_errors_name_the_key_path(patch, message):
         data[k] = v
     with pytest.raises(SettingsError, match=message):
         Settings.from_dict(data)
+
+
+@pytest.mark.parametrize("rate", ["", 24, 29.97, "30000/1001", " 23.976", 0.5])
+def test_interpolation_to_fps_takes_the_rates_video_fps_takes(rate):
+    s = Settings.from_dict({**MINIMAL, "interpolation": {"to_fps": rate}})
+    assert s["interpolation"]["to_fps"] == rate  # kept as written, for settings.json
 
 
 def test_missing_prompts_and_bad_files(tmp_path):

@@ -731,8 +731,14 @@ class _Stage:
 
 
 def _settings_digest(s: Settings) -> str:
-    """What ``state.json`` records of the settings a run's frames were made with."""
-    return hashlib.sha256(json.dumps(dict(s), sort_keys=True).encode()).hexdigest()
+    """What ``state.json`` records of the settings a run's frames were made with. A key
+    added after runs were made is left out at its default, so that those runs' digests,
+    of settings without it, stay theirs (and they resume): ``interpolation.to_fps``."""
+    data = dict(s)
+    it = data.get("interpolation")
+    if isinstance(it, dict) and it.get("to_fps") == "":
+        data["interpolation"] = {k: x for k, x in it.items() if k != "to_fps"}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def _saver(
@@ -1127,23 +1133,32 @@ def _encoder(
     loaded RIFE model, where the settings ask for it) and encoded as they come. The
     video is written under a ``.partial.mp4`` name and renamed when complete, so a killed
     run never leaves a truncated NAME.mp4."""
-    from .interpolate import interpolate
-    from .video import writing_video
+    from .interpolate import interpolate, retime
+    from .video import parse_fps, writing_video
 
     def work(live: Iterator[tuple[int, np.ndarray | None]]) -> None:
         i, v = s["interpolation"], s["video"]
         stored = ((k, None) for k in range(on_disk))
         items = itertools.chain(stored, live)
         frames: Iterator[np.ndarray] = _frames_in_order(run_dir, items, abandoned, feed)
-        if i["factor"] > 1:
-            backend: Any = rife if i["backend"] == "rife" else i["backend"]
+        backend: Any = rife if i["backend"] == "rife" else i["backend"]
+        if _interpolates(s) and i["to_fps"] != "":
+            # each rendered frame at its time, k / fps; the video's frames at theirs, the
+            # in-betweens placed between the two frames around them (10 -> 24 fps: 2.4 a
+            # frame). The times are even, so none is held (hold=None)
+            times = np.arange(s["render"]["frames"]) / float(parse_fps(v["fps"]))
+            frames = retime(
+                frames, times, fps=i["to_fps"], backend=backend, scene_cut=i["scene_cut"],
+                hold=None,
+            )  # fmt: skip
+        elif _interpolates(s):
             frames = interpolate(
                 frames, factor=i["factor"], backend=backend, scene_cut=i["scene_cut"]
             )
         with writing_video(
             _video_path(run_dir, s),
             keep_partial=False,  # abandoned or failed: resume encodes again from the frames
-            fps=v["fps"] * i["factor"],
+            fps=_video_rate(s),
             codec=v["codec"],
             crf=v["crf"],
             title=s["output"]["name"],
@@ -1153,6 +1168,26 @@ def _encoder(
                 w.write(f)
 
     return work
+
+
+def _video_rate(s: Settings) -> Any:
+    """The frame rate of the render's video: ``interpolation.to_fps`` where it is set,
+    else ``video.fps`` x ``interpolation.factor`` (as :func:`~loopwave.video.parse_fps`
+    takes either)."""
+    to = s["interpolation"]["to_fps"]
+    return to if to != "" else s["video"]["fps"] * s["interpolation"]["factor"]
+
+
+def _interpolates(s: Settings) -> bool:
+    """Whether the render's video has frames between its rendered ones: a factor over 1,
+    or a ``to_fps`` other than ``video.fps`` (below it, too: the video's times fall
+    between the rendered frames')."""
+    from .video import parse_fps
+
+    it = s["interpolation"]
+    if it["to_fps"] != "":
+        return parse_fps(it["to_fps"]) != parse_fps(s["video"]["fps"])
+    return bool(it["factor"] > 1)
 
 
 def _preflight(job: _Job, encode: bool, progress: bool) -> Any:
@@ -1168,7 +1203,7 @@ def _preflight(job: _Job, encode: bool, progress: bool) -> Any:
     from .video import _encoder_options, check_codec, check_frame_rate, check_frame_size, parse_fps
 
     v, it, r = s["video"], s["interpolation"], s["render"]
-    if it["factor"] > 1 and it["backend"] == "flow":  # it failed after the colour plan
+    if _interpolates(s) and it["backend"] == "flow":  # it failed after the colour plan
         from .interpolate import _cv2
 
         try:
@@ -1185,12 +1220,14 @@ def _preflight(job: _Job, encode: bool, progress: bool) -> Any:
     except ValueError as e:
         raise SettingsError(f"video.codec with render.width and render.height: {e}") from None
     try:
-        check_frame_rate(encoder, parse_fps(v["fps"] * it["factor"]))
+        check_frame_rate(encoder, parse_fps(_video_rate(s)))
     except ValueError as e:
-        raise SettingsError(
-            f"video.fps x interpolation.factor = {v['fps']} x {it['factor']}, the video's "
-            f"frame rate: {e}"
-        ) from None
+        what = (
+            f"interpolation.to_fps = {it['to_fps']}"
+            if it["to_fps"] != ""
+            else f"video.fps x interpolation.factor = {v['fps']} x {it['factor']}"
+        )
+        raise SettingsError(f"{what}, the video's frame rate: {e}") from None
     rife = _rife_model(s)
     if rife is not None:  # one pair at the render's size: fixed sizes, an unrecorded scale
         blank = np.zeros((r["height"], r["width"], 3), np.uint8)
@@ -1204,7 +1241,7 @@ def _preflight(job: _Job, encode: bool, progress: bool) -> Any:
 def _rife_model(s: Settings) -> Any:
     """The RIFE model the settings interpolate with, loaded; None where they use none."""
     it = s["interpolation"]
-    if it["factor"] > 1 and it["backend"] == "rife":
+    if _interpolates(s) and it["backend"] == "rife":
         from .rife import OnnxRifeInterpolator
 
         scale = None if it["scale"] == "auto" else float(it["scale"])

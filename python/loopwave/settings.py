@@ -155,6 +155,25 @@ def _rife_scale(v: Any) -> str | None:
     )
 
 
+def _rate(v: Any) -> str | None:
+    """A video frame rate, or "" for none: a number, or a string such as "24", "29.97"
+    or "30000/1001" (as :func:`loopwave.video.parse_fps` takes it)."""
+    if isinstance(v, str) and not v.strip():
+        return None if v == "" else f"expected a rate or '' (none), got {_shown(v)}"
+    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+        return f"expected a rate such as 24, 29.97 or '30000/1001', or '' (none), got {_shown(v)}"
+    from .video import parse_fps  # (video imports numpy only; PyAV where it writes)
+
+    try:
+        parse_fps(v, "rate")
+    except (TypeError, ValueError) as e:
+        return f"expected a rate such as 24, 29.97 or '30000/1001', or '' (none); {e}"
+    return None
+
+
+_takes(_rate, "a rate (24, 29.97, '30000/1001'), or '' for video.fps x factor")
+
+
 def _bool(v: Any) -> str | None:
     return None if isinstance(v, bool) else f"expected true or false, got {_shown(v)}"
 
@@ -272,6 +291,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
     },
     "interpolation": {
         "factor": (6, _int(1, 16)),
+        "to_fps": ("", _rate),
         "backend": ("flow", _str("flow", "blend", "rife")),
         "model": ("", _path()),
         "scale": ("auto", _rife_scale),
@@ -344,7 +364,9 @@ DOCS: dict[str, dict[str, str]] = {
         "border": "what fills the edges a move uncovers: replicate or wrap",
     },
     "interpolation": {
-        "factor": "video frames per rendered frame (1: none)",
+        "factor": "video frames per rendered frame (1: none); not used where to_fps is set",
+        "to_fps": "the video's frame rate, where it is not video.fps x factor: any rate, "
+        "the in-betweens made at their times (24 from 10 fps: 2.4 a frame)",
         "backend": "flow (optical flow, no weights), blend (cross-fade) or rife "
         "(interpolation.model)",
         "model": "a RIFE model exported to ONNX (loopwave export-rife)",
@@ -354,7 +376,8 @@ DOCS: dict[str, dict[str, str]] = {
     "video": {
         "codec": "h264, h265, vp9 or av1 (FFmpeg's encoders as PyAV has them)",
         "crf": "quality: lower is better (0 lossless for h264)",
-        "fps": "rendered frames per second; the video runs at fps x interpolation.factor",
+        "fps": "rendered frames per second; the video runs at fps x interpolation.factor "
+        "(or at interpolation.to_fps)",
     },
 }
 
