@@ -1194,8 +1194,9 @@ def _preflight(job: _Job, encode: bool, progress: bool) -> Any:
     """Check what a render would otherwise find wrong only when it reached some frame,
     or when its video started: every frame's settings (:meth:`_Job.check_every_frame`)
     and, if it ``encode``s, the codec, crf and frame size, the video's frame rate (fps x
-    interpolation factor) and the RIFE model, which is loaded, tried on one pair of
-    frames of the render's size and returned (None where the video needs none)."""
+    interpolation factor, or interpolation.to_fps) and the RIFE model, which is loaded,
+    tried on one pair of frames of the render's size and returned (None where the video
+    needs none)."""
     job.check_every_frame(progress)
     s = job.s
     if not encode:
