@@ -1201,6 +1201,36 @@ def test_retime_makes_a_long_interval_a_piece_at_a_time():
     assert 0 < Counting.most <= 16
 
 
+@pytest.mark.parametrize("workers", [1, 3])
+def test_a_pair_made_a_piece_at_a_time_works_out_its_flows_and_cut_once(monkeypatch, workers):
+    """An interval of 40 outputs is made 16 at a time: the flows were worked out again for
+    each piece (and the scene-cut check run again). Once now, from any worker, and the
+    outputs are those of one call for all 40 timesteps."""
+    import loopwave.interpolate as li
+
+    flows, cuts = [], []
+    real_cut = li.scene_cut_distance
+
+    class Counting(FlowInterpolator):
+        def _flows(self, a, b):
+            flows.append(1)
+            return super()._flows(a, b)
+
+    def counted_cut(a, b):
+        cuts.append(1)
+        return real_cut(a, b)
+
+    monkeypatch.setattr(li, "scene_cut_distance", counted_cut)
+    a, b, c = square_at(10), square_at(30), square_at(34)
+    got = list(li.retime([a, b, c], [0, 1, 1.1], fps=40, backend=Counting(), workers=workers))
+    assert len(got) == 45  # 40 from a to b (b itself the 41st), 4 from b to c
+    assert len(flows) == 2 and len(cuts) == 2  # one pair each, not 3 + 1
+    want = FlowInterpolator().between(a, b, np.arange(1, 40) / 40)
+    np.testing.assert_array_equal(np.stack(got[1:40]), want)
+    np.testing.assert_array_equal(got[0], a)
+    np.testing.assert_array_equal(got[40], b)
+
+
 def test_retime_refuses_times_in_the_wrong_unit_and_takes_fractions():
     from loopwave.interpolate import retime
 

@@ -128,6 +128,18 @@ class Interpolator(abc.ABC):
     @abc.abstractmethod
     def _between(self, a: np.ndarray, b: np.ndarray, ts: np.ndarray) -> np.ndarray: ...
 
+    def _prepare(self, a: np.ndarray, b: np.ndarray) -> Any:
+        """The work on a pair that every one of its timesteps shares (the flow
+        interpolator's flows), for :meth:`_between_prepared`; overridden where there is
+        such work (then a pair whose outputs are made a piece at a time does it once)."""
+        raise NotImplementedError
+
+    def _between_prepared(
+        self, a: np.ndarray, b: np.ndarray, ts: np.ndarray, prepared: Any
+    ) -> np.ndarray:
+        """:meth:`_between` given :meth:`_prepare`'s result for ``a`` and ``b``."""
+        raise NotImplementedError
+
 
 class BlendInterpolator(Interpolator):
     """A cross-fade: ``a + t (b - a)``."""
@@ -202,11 +214,18 @@ class FlowInterpolator(Interpolator):
         return np.ascontiguousarray(f01[:h, :w]), np.ascontiguousarray(f10[:h, :w])
 
     def _between(self, a: np.ndarray, b: np.ndarray, ts: np.ndarray) -> np.ndarray:
-        f01, f10 = self._flows(a, b)
+        return self._between_prepared(a, b, ts, self._prepare(a, b))
+
+    def _prepare(self, a: np.ndarray, b: np.ndarray) -> Any:
+        return np.stack(self._flows(a, b))
+
+    def _between_prepared(
+        self, a: np.ndarray, b: np.ndarray, ts: np.ndarray, prepared: Any
+    ) -> np.ndarray:
         # visibility, the flows from t, both warps and the blend: one native pass per
         # output frame (GIL released), exact bilinear sampling with the edge replicated
         return _native._flow_interpolate(
-            np.stack([a, b]), np.stack([f01, f10]), np.ascontiguousarray(ts, np.float64), self.sigma
+            np.stack([a, b]), prepared, np.ascontiguousarray(ts, np.float64), self.sigma
         )
 
 
@@ -666,6 +685,34 @@ _PIECE = 16
 _NONE = np.zeros(0)
 
 
+class _Pair:
+    """Two frames whose in-betweens :func:`_stream` makes, perhaps a piece at a time on
+    several threads, and the work on them that every piece shares, done once (the first
+    piece to need it does it; the others wait for it): whether they are a scene cut, and
+    the interpolator's :meth:`~Interpolator._prepare` (the flow interpolator's flows,
+    worked out again for each 16 outputs of one interval before)."""
+
+    def __init__(self, a: np.ndarray, b: np.ndarray) -> None:
+        self.a, self.b = a, b
+        self._lock = threading.Lock()
+        self._cut: bool | None = None
+        self._prepared: Any = _NONE  # (not made yet)
+
+    def cut(self, threshold: float | None) -> bool:
+        if threshold is None:
+            return False
+        with self._lock:
+            if self._cut is None:
+                self._cut = scene_cut_distance(self.a, self.b) > threshold
+            return self._cut
+
+    def prepared(self, interp: Interpolator) -> Any:
+        with self._lock:
+            if self._prepared is _NONE:
+                self._prepared = interp._prepare(self.a, self.b)
+            return self._prepared
+
+
 def _stream(
     frames: Iterable[np.ndarray],
     slots: _Slots,
@@ -677,12 +724,21 @@ def _stream(
     """The generator behind :func:`interpolate` and :func:`retime` (arguments already
     checked)."""
 
-    def fill(a: np.ndarray, b: np.ndarray, ts: np.ndarray) -> list[np.ndarray]:
-        """The outputs at ``ts`` from ``a`` to ``b``; 0: ``a`` held (retime's pauses)."""
+    prepares = type(interp)._prepare is not Interpolator._prepare
+
+    def fill(pair: _Pair, ts: np.ndarray) -> list[np.ndarray]:
+        """The outputs at ``ts`` from ``pair.a`` to ``pair.b``; 0: ``a`` held (retime's
+        pauses)."""
+        a, b = pair.a, pair.b
         moving = ts[ts > 0]
-        if moving.size and threshold is not None and scene_cut_distance(a, b) > threshold:
+        if moving.size and pair.cut(threshold):
             moving = moving[:0]  # across a cut, a held
-        made = list(interp.between(a, b, moving)) if moving.size else []
+        if not moving.size:
+            made: list[np.ndarray] = []
+        elif prepares:  # (our own frames: checked, one shape, uint8)
+            made = list(interp._between_prepared(a, b, _timesteps(moving), pair.prepared(interp)))
+        else:
+            made = list(interp.between(a, b, moving))
         # each its own array, as interpolated ones are
         return [a.copy() for _ in range(ts.size - moving.size)] + made
 
@@ -761,10 +817,11 @@ def _stream(
             # last piece
             pieces = iter(slots.between(i, wrap))
             piece = next(pieces, _NONE)
+            pair = _Pair(a, b)  # its cut check and flows, once for all its pieces
             while True:
                 following = next(pieces, None)
                 done = following is None
-                job = pool.submit(fill, a, b, piece) if pool is not None else fill(a, b, piece)
+                job = pool.submit(fill, pair, piece) if pool is not None else fill(pair, piece)
                 pending.append((job, after.copy() if done and after is not None else None))
                 if len(pending) >= workers:
                     yield from oldest()
