@@ -2126,6 +2126,24 @@ def test_to_fps_at_or_below_the_render_rate(tmp_path, monkeypatch, to_fps, count
         assert rd.fps == Fraction(to_fps) and rd.frame_count == count
 
 
+def test_the_render_command_says_how_many_video_frames_at_what_rate(tmp_path, monkeypatch, capsys):
+    """Its last line read "video: PATH" alone; a to_fps of 30000/1001 from 8 fps makes 19
+    frames of 5 frames' 0.625 s (read back from the video)."""
+    pytest.importorskip("av")
+    job = {
+        **_SHIFT_JOB,
+        "render": {**_SHIFT_JOB["render"], "frames": 6},
+        "interpolation": {**_SHIFT_JOB["interpolation"], "to_fps": "30000/1001"},
+        "output": {"dir": str(tmp_path), "name": "v"},
+    }
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    monkeypatch.setattr("loopwave.render.load_backend", lambda *a, **k: _Shift())
+    assert main(["render", str(path), "--quiet"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()[-1]
+    assert out.endswith(f"video: {tmp_path / 'v' / 'v.mp4'} (19 frames at 29.97 fps)"), out
+
+
 def test_a_to_fps_the_codec_cannot_take_is_refused_before_rendering(tmp_path):
     pytest.importorskip("av")
     from loopwave.video import check_codec

@@ -2002,6 +2002,20 @@ def render_frames(settings: Settings | None, **options: Any) -> Iterator[tuple[i
             t.join()  # (a collection on the render's own thread closed it there too)
 
 
+def _video_said(path: Path) -> str:
+    """`` (N frames at R fps)``, read back from the video at ``path``, for the render's
+    last line (interpolation.to_fps, or fps x factor, made it); empty where it cannot be
+    read."""
+    from .video import VideoReader
+
+    try:
+        with VideoReader(path) as r:
+            n, fps = r.frame_count, r.fps
+    except (OSError, ValueError):
+        return ""
+    return f" ({n} frame{'s' * (n != 1)} at {float(fps):.6g} fps)"
+
+
 def add_cli(sub: Any) -> None:
     """Register ``loopwave render JOB.toml [--resume RUN_DIR] [--model PATH]``."""
     p = sub.add_parser("render", help="render a morph video from a settings file")
@@ -2103,7 +2117,7 @@ def add_cli(sub: Any) -> None:
             r = render(s, progress=not a.quiet, video=not a.no_video, stages=a.stages)
         print(
             f"rendered {r.frames} frame{'s' * (r.frames != 1)} in {r.run_dir}"
-            + (f"; video: {r.video}" if r.video else "")
+            + (f"; video: {r.video}{_video_said(r.video)}" if r.video else "")
         )
         return 0
 
