@@ -1231,6 +1231,18 @@ def test_a_pair_made_a_piece_at_a_time_works_out_its_flows_and_cut_once(monkeypa
     np.testing.assert_array_equal(got[40], b)
 
 
+@pytest.mark.parametrize("rate", [1000, 999, 4000])
+def test_retime_of_frames_under_a_millisecond_apart_shows_each_output_its_own_frame(rate):
+    """The 1 ms snap reached the next frame where frames were 1 ms apart or less: at
+    1000 fps to 100, the outputs showed frames 1, 11, 20, not 0, 10, 20 (a review)."""
+    from loopwave.interpolate import retime
+
+    frames = [np.full((4, 4, 3), i, np.uint8) for i in range(21)]
+    times = np.arange(21) / rate
+    got = [int(f[0, 0, 0]) for f in retime(frames, times, fps=rate / 10, backend="blend")]
+    assert got == [0, 10, 20]
+
+
 def test_retime_refuses_times_in_the_wrong_unit_and_takes_fractions():
     from loopwave.interpolate import retime
 

@@ -2126,6 +2126,89 @@ def test_to_fps_at_or_below_the_render_rate(tmp_path, monkeypatch, to_fps, count
         assert rd.fps == Fraction(to_fps) and rd.frame_count == count
 
 
+@pytest.mark.parametrize(
+    ("fps", "to_fps", "how"),
+    [
+        (29.97, "30000/1001", ("none", 1)),  # a decimal shorthand of the same rate
+        (23.976, "24000/1001", ("none", 1)),
+        (29.97, "60000/1001", ("factor", 2)),
+        (10, 60, ("factor", 6)),
+        (10, "10.0", ("none", 1)),
+        (8, 20, ("retime", 0)),
+        (8, 4, ("retime", 0)),
+        (1, 30, ("retime", 0)),  # a whole multiple past interpolate's 16
+        (10, 60.0006, ("factor", 6)),  # within 1e-5
+        (10, 60.001, ("retime", 0)),  # not
+    ],
+)
+def test_the_video_frames_come_from_a_factor_where_to_fps_is_a_whole_multiple(fps, to_fps, how):
+    """A review: video.fps = 29.97 with to_fps = "30000/1001" (1.000001 times it) was
+    retimed, and the rendered frames drifted off the video's times by 3.3e-8 s a frame:
+    past 1000 s of video every video frame was an in-between (retime with the render's
+    own times shows it: 15,029 of 45,000)."""
+    from loopwave.render import _video_frames
+
+    job = {**JOB, "interpolation": {"to_fps": to_fps}, "video": {"fps": fps}}
+    assert _video_frames(Settings.from_dict(job)) == how
+
+
+def test_an_ntsc_to_fps_over_its_decimal_fps_makes_the_rendered_frames_at_the_exact_rate(
+    tmp_path, monkeypatch
+):
+    from fractions import Fraction
+
+    from loopwave.video import VideoReader
+
+    retimed, _ = _recorded(monkeypatch, "retime")
+    factored, out = _recorded(monkeypatch, "interpolate")
+    job = {
+        **_SHIFT_JOB,
+        "interpolation": {**_SHIFT_JOB["interpolation"], "to_fps": "60000/1001"},
+        "video": {"fps": 29.97},
+    }
+    r = render(Settings.from_dict(job), run_dir=tmp_path / "r", backend=_Shift(), progress=False)
+    assert not retimed and [kw["factor"] for _, kw in factored] == [2]
+    assert len(out) == 9
+    for got, want in zip(out[::2], frames_of(r.run_dir), strict=True):
+        np.testing.assert_array_equal(got, want)
+    with VideoReader(r.video) as rd:
+        assert rd.fps == Fraction(60000, 1001) and rd.frame_count == 9
+
+
+def test_a_to_fps_making_too_many_video_frames_is_refused_before_rendering(tmp_path):
+    """It failed in the encoder, frames already made, as "times span ... (seconds given in
+    another unit?)", naming no key (a review)."""
+    job = {
+        **_SHIFT_JOB,
+        "render": {**_SHIFT_JOB["render"], "frames": 1002},
+        "interpolation": {**_SHIFT_JOB["interpolation"], "to_fps": 1000},
+        "video": {"fps": 0.001},
+    }
+    pytest.importorskip("av")
+    with pytest.raises(SettingsError, match=r"^interpolation.to_fps = 1000: 1002 frames at "
+                       r"video.fps 0.001 span 1.001e\+06 s, 1001000001 video frames"):  # fmt: skip
+        render(Settings.from_dict(job), run_dir=tmp_path / "r", backend=_Shift(), progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_resume_given_to_fps_as_a_number_takes_the_run_saved_with_a_string(tmp_path):
+    s = Settings.from_dict(
+        {**_SHIFT_JOB, "interpolation": {**_SHIFT_JOB["interpolation"], "to_fps": "20"}}
+    )
+    rd = tmp_path / "r"
+    render(s, run_dir=rd, backend=_Shift(), progress=False, video=False, stop_after=2)
+    again = Settings.from_dict(
+        {**_SHIFT_JOB, "interpolation": {**_SHIFT_JOB["interpolation"], "to_fps": 20.0}}
+    )
+    r = render(again, run_dir=rd, resume=True, backend=_Shift(), progress=False, video=False)
+    assert r.frames == 5
+    other = Settings.from_dict(
+        {**_SHIFT_JOB, "interpolation": {**_SHIFT_JOB["interpolation"], "to_fps": 21}}
+    )
+    with pytest.raises(ValueError, match=r"these differ \(interpolation.to_fps\)"):
+        render(other, run_dir=rd, resume=True, backend=_Shift(), progress=False, video=False)
+
+
 def test_the_render_command_says_how_many_video_frames_at_what_rate(tmp_path, monkeypatch, capsys):
     """Its last line read "video: PATH" alone; a to_fps of 30000/1001 from 8 fps makes 19
     frames of 5 frames' 0.625 s (read back from the video)."""
@@ -2157,7 +2240,10 @@ def test_a_to_fps_the_codec_cannot_take_is_refused_before_rendering(tmp_path):
         "interpolation": {**_SHIFT_JOB["interpolation"], "to_fps": 300},
         "video": {"fps": 8, "codec": "av1", "crf": 30},
     }
-    with pytest.raises(SettingsError, match=r"^interpolation.to_fps = 300, the video's frame"):
+    with pytest.raises(
+        SettingsError,
+        match=r"^interpolation.to_fps = 300, the video's frame rate: libsvtav1 takes at most",
+    ):
         render(Settings.from_dict(job), run_dir=tmp_path / "r", backend=_Shift(), progress=False)
     assert not (tmp_path / "r").exists()
 

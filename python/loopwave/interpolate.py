@@ -306,6 +306,14 @@ def _backend(backend: str | Interpolator) -> Interpolator:
     raise ValueError(f"backend must be 'flow', 'blend' or an Interpolator; got {backend!r}")
 
 
+def near_whole(ratio: Fraction) -> int | None:
+    """The whole number ``k >= 1`` that a ratio of two rates lies within 1e-5 (relative)
+    of, or None: one of the rates a decimal shorthand of the other's NTSC form (59.94
+    over 30000/1001 is 2), whose frames are meant to fall on each other's."""
+    k = round(ratio)
+    return k if k >= 1 and abs(ratio - k) <= Fraction(k, 10**5) else None
+
+
 def resolve_factor(factor: int | None, to_fps: Any = None, fps: Any = None) -> int:
     """The integer factor, given directly or as ``to_fps / fps`` (both given: they must
     agree); 6 when neither is. A ratio within 1e-5 (relative) of an integer is taken as
@@ -324,8 +332,8 @@ def resolve_factor(factor: int | None, to_fps: Any = None, fps: Any = None) -> i
         if ratio.denominator != 1 and all(isinstance(x, (int, Fraction)) for x in (to_fps, fps)):
             # parse_fps rounds each to a denominator <= 10^6: exact rates keep their ratio
             ratio = Fraction(to_fps) / Fraction(fps)
-        k = round(ratio)
-        if ratio.denominator != 1 and k >= 1 and abs(ratio - k) <= Fraction(k, 10**5):
+        k = near_whole(ratio)
+        if k is not None:
             # a decimal shorthand of an NTSC rate (59.94 over 30000/1001, 23.976 over
             # 24000/1001): the video comes out at fps x k, the exact rate
             ratio = Fraction(k)
@@ -437,7 +445,7 @@ def _check_frames_arg(frames: Any) -> None:
 
 
 #: seconds: an output time this close to an input frame's time shows that frame itself
-#: (at most a quarter of the output's frame interval)
+#: (at most a quarter of the output's frame interval, and of the input's typical one)
 RETIME_SNAP = 1e-3
 #: :func:`retime` makes at most this many output frames (a guard against times in the
 #: wrong unit: milliseconds given as seconds)
@@ -537,9 +545,11 @@ class _Grid:
 
     def __init__(self, times: np.ndarray, fps: float, loop: bool, hold: float | None) -> None:
         self.t, self.fps, self.hold = times, fps, hold
-        self.snap = min(RETIME_SNAP, 0.25 / fps)
         #: the typical interval between frames: a loop closes over it, a pause keeps it
         self.typical = _typical_interval(times) or 1 / fps
+        # at most a quarter of an output's interval and of a frame's: frames 1 ms apart
+        # (1000 fps) gave each output the frame after its own
+        self.snap = min(RETIME_SNAP, 0.25 / fps, 0.25 * self.typical)
         self.loop = loop and len(times) > 1
         if self.loop:
             self.count = self._j(times[-1] + self.typical)
@@ -627,19 +637,19 @@ def retime(
     with the recording's sound.
 
     Output frame ``j`` shows the time ``times[0] + j / fps``: the input frame there, where
-    one is within :data:`RETIME_SNAP` (1 ms; at most a quarter of an output interval)
-    of it, else the in-between of the frames before and after it, at its place between
-    them (as :func:`interpolate` makes them: ``backend``, ``scene_cut``, ``workers``).
-    Frames between two output times are passed over; an interval gets as many outputs as
-    output times fall in it. An interval over ``hold`` (3.5) times the typical one (the
-    mean of the intervals near the median one; a screen recording's pause, a phone's
-    frames dropped) holds the frame before it, as a player shows it, and moves to the next
-    frame over the last typical interval only; ``hold=None`` interpolates across every
-    interval whole. The output ends at the last frame's time; with ``loop``, it goes on
-    from the last frame to the first over the typical interval. Times at a steady rate
-    ``r`` with ``fps = k r`` give what :func:`interpolate` gives with ``factor=k``.
-    Memory stays flat however long an interval: its outputs are worked out and made 16 at
-    a time.
+    one is within :data:`RETIME_SNAP` (1 ms; at most a quarter of an output interval, and of
+    the typical interval between frames) of it, else the in-between of the frames before and
+    after it, at its place between them (as :func:`interpolate` makes them: ``backend``,
+    ``scene_cut``, ``workers``). Frames between two output times are passed over; an
+    interval gets as many outputs as output times fall in it. An interval over ``hold``
+    (3.5) times the typical one (the mean of the intervals near the median one; a screen
+    recording's pause, a phone's frames dropped) holds the frame before it, as a player
+    shows it, and moves to the next frame over the last typical interval only; ``hold=None``
+    interpolates across every interval whole. The output ends at the last frame's time; with
+    ``loop``, it goes on from the last frame to the first over the typical interval. Times
+    at a steady rate ``r`` with ``fps = k r`` give what :func:`interpolate` gives with
+    ``factor=k``. Memory stays flat however long an interval: its outputs are worked out and
+    made 16 at a time.
 
     ``frames`` must not outnumber ``times`` (a ValueError when the frame past the last
     time comes); fewer frames end the output at the last frame's time (with ``loop`` and

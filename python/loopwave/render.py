@@ -64,6 +64,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -1142,7 +1143,8 @@ def _encoder(
         items = itertools.chain(stored, live)
         frames: Iterator[np.ndarray] = _frames_in_order(run_dir, items, abandoned, feed)
         backend: Any = rife if i["backend"] == "rife" else i["backend"]
-        if _interpolates(s) and i["to_fps"] != "":
+        how, k = _video_frames(s)
+        if how == "retime":
             # each rendered frame at its time, k / fps; the video's frames at theirs, the
             # in-betweens placed between the two frames around them (10 -> 24 fps: 2.4 a
             # frame). The times are even, so none is held (hold=None)
@@ -1151,10 +1153,8 @@ def _encoder(
                 frames, times, fps=i["to_fps"], backend=backend, scene_cut=i["scene_cut"],
                 hold=None,
             )  # fmt: skip
-        elif _interpolates(s):
-            frames = interpolate(
-                frames, factor=i["factor"], backend=backend, scene_cut=i["scene_cut"]
-            )
+        elif how == "factor":
+            frames = interpolate(frames, factor=k, backend=backend, scene_cut=i["scene_cut"])
         with writing_video(
             _video_path(run_dir, s),
             keep_partial=False,  # abandoned or failed: resume encodes again from the frames
@@ -1178,16 +1178,31 @@ def _video_rate(s: Settings) -> Any:
     return to if to != "" else s["video"]["fps"] * s["interpolation"]["factor"]
 
 
-def _interpolates(s: Settings) -> bool:
-    """Whether the render's video has frames between its rendered ones: a factor over 1,
-    or a ``to_fps`` other than ``video.fps`` (below it, too: the video's times fall
-    between the rendered frames')."""
+def _video_frames(s: Settings) -> tuple[str, int]:
+    """How the render's video gets its frames from the rendered ones: ``("none", 1)``,
+    the rendered frames as they are; ``("factor", k)``, ``k - 1`` in-betweens after each
+    (:func:`~loopwave.interpolate.interpolate`); ``("retime", 0)``, the frames at the
+    video's own times (:func:`~loopwave.interpolate.retime`). A ``to_fps`` within 1e-5
+    of a whole multiple of ``video.fps`` is taken as that multiple (``video.fps = 29.97``
+    with ``to_fps = "30000/1001"``: no in-betweens; retimed, the rendered frames drifted
+    off the video's times, and after 1000 s every frame was an in-between)."""
+    from .interpolate import near_whole
     from .video import parse_fps
 
     it = s["interpolation"]
-    if it["to_fps"] != "":
-        return parse_fps(it["to_fps"]) != parse_fps(s["video"]["fps"])
-    return bool(it["factor"] > 1)
+    if it["to_fps"] == "":
+        k = int(it["factor"])
+    else:
+        k = near_whole(parse_fps(it["to_fps"]) / parse_fps(s["video"]["fps"])) or 0
+        if k > 16:  # (interpolate's most; retime places a whole multiple exactly too)
+            k = 0
+    return ("none", 1) if k == 1 else ("factor", k) if k else ("retime", 0)
+
+
+def _interpolates(s: Settings) -> bool:
+    """Whether the render's video has frames other than its rendered ones (below
+    ``video.fps`` too: the video's times fall between the rendered frames')."""
+    return _video_frames(s)[0] != "none"
 
 
 def _preflight(job: _Job, encode: bool, progress: bool) -> Any:
@@ -1228,7 +1243,19 @@ def _preflight(job: _Job, encode: bool, progress: bool) -> Any:
             if it["to_fps"] != ""
             else f"video.fps x interpolation.factor = {v['fps']} x {it['factor']}"
         )
-        raise SettingsError(f"{what}, the video's frame rate: {e}") from None
+        said = str(e).removeprefix("fps: ")  # (named above: the user set no "fps")
+        raise SettingsError(f"{what}, the video's frame rate: {said}") from None
+    if _video_frames(s)[0] == "retime":  # (refused in the encoder, after the render began)
+        from .interpolate import RETIME_MAX_FRAMES
+
+        span = Fraction(r["frames"] - 1) / parse_fps(v["fps"])
+        count = math.floor(span * parse_fps(it["to_fps"])) + 1
+        if count > RETIME_MAX_FRAMES:
+            raise SettingsError(
+                f"interpolation.to_fps = {it['to_fps']}: {r['frames']} frames at video.fps "
+                f"{v['fps']} span {float(span):.6g} s, {count} video frames at that rate, "
+                f"more than {RETIME_MAX_FRAMES}"
+            )
     rife = _rife_model(s)
     if rife is not None:  # one pair at the render's size: fixed sizes, an unrecorded scale
         blank = np.zeros((r["height"], r["width"], 3), np.uint8)
@@ -1914,12 +1941,19 @@ def _differing(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 def _comparable(settings: Settings) -> str:
     """The settings as JSON, every path absolute and resolved (symlinks and ``..``), so
     two that lead to the same files compare equal: paths are saved joined, not normalised
-    (``../here/model`` and ``model`` from ``here``)."""
+    (``../here/model`` and ``model`` from ``here``), and ``interpolation.to_fps`` as the
+    rate it names (20, 20.0 and "20")."""
 
     def resolved(path: Any) -> Any:
         return os.path.realpath(path) if isinstance(path, str) and path else path
 
-    return settings.with_absolute_paths()._with_paths(resolved).to_json()
+    out = settings.with_absolute_paths()._with_paths(resolved)
+    it = out.get("interpolation")
+    if isinstance(it, dict) and it.get("to_fps", "") != "":  # 20 and "20" are one rate
+        from .video import parse_fps
+
+        it["to_fps"] = str(parse_fps(it["to_fps"]))
+    return out.to_json()
 
 
 def _output_folder(settings: Mapping[str, Any]) -> Path:
@@ -2002,18 +2036,21 @@ def render_frames(settings: Settings | None, **options: Any) -> Iterator[tuple[i
             t.join()  # (a collection on the render's own thread closed it there too)
 
 
-def _video_said(path: Path) -> str:
-    """`` (N frames at R fps)``, read back from the video at ``path``, for the render's
-    last line (interpolation.to_fps, or fps x factor, made it); empty where it cannot be
-    read."""
-    from .video import VideoReader
+def _video_said(path: Path, run_dir: Path) -> str:
+    """`` (N frames at R fps)`` for the render's last line: the frames counted in the
+    video at ``path``, the rate the run's settings gave it (interpolation.to_fps, or fps
+    x factor; read back, a VP9 file's rate was its frames over their span, 1002.5 for
+    1000). Empty where either cannot be read."""
+    from .video import VideoReader, parse_fps
 
     try:
+        s = Settings._from_saved(_read_json(run_dir / "settings.json"))
+        rate = parse_fps(_video_rate(s))
         with VideoReader(path) as r:
-            n, fps = r.frame_count, r.fps
+            n = r.frame_count
     except (OSError, ValueError):
         return ""
-    return f" ({n} frame{'s' * (n != 1)} at {float(fps):.6g} fps)"
+    return f" ({n} frame{'s' * (n != 1)} at {float(rate):.6g} fps)"
 
 
 def add_cli(sub: Any) -> None:
@@ -2117,7 +2154,7 @@ def add_cli(sub: Any) -> None:
             r = render(s, progress=not a.quiet, video=not a.no_video, stages=a.stages)
         print(
             f"rendered {r.frames} frame{'s' * (r.frames != 1)} in {r.run_dir}"
-            + (f"; video: {r.video}{_video_said(r.video)}" if r.video else "")
+            + (f"; video: {r.video}{_video_said(r.video, r.run_dir)}" if r.video else "")
         )
         return 0
 

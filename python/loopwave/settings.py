@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import re
 import reprlib
@@ -55,7 +56,12 @@ Check = Callable[[Any], str | None]  # returns the problem, or None
 def _shown(v: Any) -> str:
     """``repr(v)`` for an error message, cut short: a million-character value was
     printed whole, and one nested thousands deep raised ``RecursionError``."""
-    return _REPR.repr(v)
+    try:
+        return _REPR.repr(v)
+    except ValueError:  # an int past Python's 4300 digits for str(), anywhere in v
+        if isinstance(v, int):
+            return f"<an int of {int(v.bit_length() * math.log10(2)) + 1} digits>"
+        return f"<a {type(v).__name__} holding an int too long to show>"
 
 
 _REPR = reprlib.Repr()  # (its keyword arguments are Python 3.12's)
@@ -77,9 +83,9 @@ def _int(lo: int, hi: int | None = None) -> Check:
             return f"expected an int, got {_shown(v)}"
         if v < lo or (hi is not None and v > hi):
             return (
-                f"expected an int in {lo}..{hi}, got {v}"
+                f"expected an int in {lo}..{hi}, got {_shown(v)}"
                 if hi
-                else f"expected an int >= {lo}, got {v}"
+                else f"expected an int >= {lo}, got {_shown(v)}"
             )
         return None
 
@@ -91,7 +97,7 @@ def _num(lo: float, hi: float) -> Check:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             return f"expected a number, got {_shown(v)}"
         if not lo <= v <= hi:
-            return f"expected a number in [{lo}, {hi}], got {v}"
+            return f"expected a number in [{lo}, {hi}], got {_shown(v)}"
         return None
 
     return _takes(check, f"a number in [{lo:g}, {hi:g}]")
@@ -157,21 +163,23 @@ def _rife_scale(v: Any) -> str | None:
 
 def _rate(v: Any) -> str | None:
     """A video frame rate, or "" for none: a number, or a string such as "24", "29.97"
-    or "30000/1001" (as :func:`loopwave.video.parse_fps` takes it)."""
-    if isinstance(v, str) and not v.strip():
-        return None if v == "" else f"expected a rate or '' (none), got {_shown(v)}"
+    or "30000/1001", in [1/10000, 1000] (as :func:`loopwave.video.parse_fps` takes it)."""
+    if v == "":
+        return None
+    problem = f"expected {_RATE}, got {_shown(v)}"
     if isinstance(v, bool) or not isinstance(v, (str, int, float)):
-        return f"expected a rate such as 24, 29.97 or '30000/1001', or '' (none), got {_shown(v)}"
+        return problem
     from .video import parse_fps  # (video imports numpy only; PyAV where it writes)
 
     try:
         parse_fps(v, "rate")
-    except (TypeError, ValueError) as e:
-        return f"expected a rate such as 24, 29.97 or '30000/1001', or '' (none); {e}"
+    except (TypeError, ValueError, OverflowError):  # (inf, NaN, an int past 4300 digits)
+        return problem
     return None
 
 
-_takes(_rate, "a rate (24, 29.97, '30000/1001'), or '' for video.fps x factor")
+_RATE = "a rate in [1/10000, 1000] such as 24, 29.97 or '30000/1001', or '' (none)"
+_takes(_rate, _RATE.replace("(none)", "(video.fps x factor)"))
 
 
 def _bool(v: Any) -> str | None:
