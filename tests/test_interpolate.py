@@ -1076,6 +1076,52 @@ def test_a_lightness_only_cut_is_under_the_default_threshold():
     assert not is_scene_cut(a, b)
 
 
+@pytest.mark.parametrize(
+    ("fps", "to", "step"),
+    [
+        ("29.97", "30000/1001", 1),  # 1.000001 times: each frame is an output
+        ("30000/1001", "59.94", 1),  # twice, to within 1e-5
+        ("29.97", "510000/1001", 1),  # 17 times: past interpolate's factor
+        ("59.94", "30000/1001", 2),  # half: every other frame is an output
+        ("24", "60", 2),  # not whole: frames 0, 2, 4, ... land, as at any length
+    ],
+)
+def test_even_times_keep_frames_on_the_output_grid_however_long(fps, to, step):
+    """A review: frames at i / 29.97 retimed to 30000/1001 drifted 3.3e-8 s a frame off
+    the output's times, and from frame 29,971 (1000 s) on none was shown as itself."""
+    from loopwave.interpolate import _Grid, even_times
+    from loopwave.video import parse_fps
+
+    n = 45_000
+    f, t = parse_fps(fps), parse_fps(to)
+    times = even_times(n, f, t)
+    grid = _Grid(times, float(t), False, None)
+    late = range(n - 3000, n)
+    assert [i for i in late if grid.lands(i)] == [i for i in late if i % step == 0]
+    if fps == "24":
+        np.testing.assert_array_equal(times, np.arange(n) / 24)  # as they were
+
+
+def test_cli_to_fps_over_a_near_whole_multiple_places_frames_on_its_grid(tmp_path, monkeypatch):
+    import loopwave.interpolate as li
+
+    seen = []
+    real = li.retime
+    monkeypatch.setattr(
+        li, "retime", lambda f, times, **kw: seen.append(times) or real(f, times, **kw)
+    )
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(4):
+        write_png(src / f"{i:03d}.png", np.full((16, 16, 3), 50 * i, np.uint8))
+    argv = ["interpolate", str(src), "-o", str(tmp_path / "out"), "--fps", "30000/1001"]
+    assert main([*argv, "--to-fps", "59.94", "--blend", "--quiet"]) == 0
+    want = li.even_times(4, Fraction(30000, 1001), Fraction(2997, 50))
+    assert len(seen) == 1 and np.array_equal(seen[0], want)
+    assert not np.array_equal(want, np.arange(4) / (30000 / 1001))
+    assert len(list((tmp_path / "out").glob("*.png"))) == 7
+
+
 def test_cli_to_fps_converts_any_rate(tmp_path, capsys):
     """--to-fps: a rate that is no multiple of the input's (24 -> 60, 60 -> 24), each
     output frame the input frame at its time or an in-between (--factor takes whole
@@ -1241,6 +1287,58 @@ def test_retime_of_frames_under_a_millisecond_apart_shows_each_output_its_own_fr
     times = np.arange(21) / rate
     got = [int(f[0, 0, 0]) for f in retime(frames, times, fps=rate / 10, backend="blend")]
     assert got == [0, 10, 20]
+
+
+def test_a_flow_interpolator_subclass_s_own_between_is_used():
+    """A review: with the flows shared by a pair's pieces, a FlowInterpolator subclass
+    overriding between or _between was passed over, its own never called."""
+
+    class Inverted(FlowInterpolator):
+        def between(self, a, b, timesteps):
+            return 255 - super().between(a, b, timesteps)
+
+    class Black(FlowInterpolator):
+        def _between(self, a, b, ts):
+            return np.zeros((len(ts), *a.shape), np.uint8)
+
+    class PreparesOnly(BlendInterpolator):  # a _prepare without _between_prepared
+        def _prepare(self, a, b):
+            raise AssertionError("not called")
+
+    a, b = square_at(10), square_at(30)
+    mid = FlowInterpolator().between(a, b, [0.5])[0]
+    got = list(interpolate([a, b], factor=2, backend=Inverted()))
+    np.testing.assert_array_equal(got[1], 255 - mid)
+    assert not list(interpolate([a, b], factor=2, backend=Black()))[1].any()
+    got = list(interpolate([a, b], factor=2, backend=PreparesOnly()))
+    np.testing.assert_array_equal(got[1], lerp_frames(a, b, 0.5))
+
+
+@pytest.mark.parametrize("where", ["flows", "cut"])
+def test_a_pair_s_failure_is_tried_once_and_raised_in_order(monkeypatch, where):
+    """A review: each piece waiting on the pair's lock tried the failing work again in
+    turn (4 pieces of a 0.5 s failure: 2 s before the error came)."""
+    import loopwave.interpolate as li
+
+    tries = []
+
+    class Failing(FlowInterpolator):
+        def _flows(self, a, b):
+            tries.append(1)
+            raise RuntimeError("no flows")
+
+    def failing_cut(a, b):
+        tries.append(1)
+        raise RuntimeError("no cut")
+
+    if where == "cut":
+        monkeypatch.setattr(li, "scene_cut_distance", failing_cut)
+    a, b = square_at(10), square_at(30)
+    out = []
+    with pytest.raises(RuntimeError, match="no flows" if where == "flows" else "no cut"):
+        for f in li.retime([a, b], [0, 1], fps=64, backend=Failing(), workers=4):
+            out.append(f)
+    assert len(tries) == 1 and len(out) == 1  # the first frame, then the pair's error
 
 
 def test_retime_refuses_times_in_the_wrong_unit_and_takes_fractions():

@@ -2101,29 +2101,45 @@ def test_the_render_video_runs_at_to_fps_with_in_betweens_at_their_times(tmp_pat
         assert rd.fps == Fraction(20) and rd.frame_count == 11
 
 
-@pytest.mark.parametrize(("to_fps", "count"), [(8, 5), ("4", 3), (2.0, 2)])
-def test_to_fps_at_or_below_the_render_rate(tmp_path, monkeypatch, to_fps, count):
-    """to_fps equal to video.fps makes no in-betweens (factor is then not used); below it,
-    the video's frames fall on every other rendered frame (4 fps) or between them."""
+def _written(monkeypatch):
+    """Spy on VideoWriter.write: copies of the frames the render's video was given."""
+    from loopwave.video import VideoWriter
+
+    out = []
+    real = VideoWriter.write
+
+    def spy(self, frames):
+        out.extend(np.array(frames, copy=True).reshape(-1, *np.shape(frames)[-3:]))
+        return real(self, frames)
+
+    monkeypatch.setattr(VideoWriter, "write", spy)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("to_fps", "shown"), [(8, [0, 1, 2, 3, 4]), ("4", [0, 2, 4]), (2.0, [0, 4]), ("8/5", [0])]
+)
+def test_to_fps_at_or_a_whole_fraction_of_the_render_rate(tmp_path, monkeypatch, to_fps, shown):
+    """to_fps equal to video.fps makes no in-betweens (factor is then not used); a whole
+    fraction of it shows every k-th rendered frame. Neither needs an interpolator: a RIFE
+    model that is not there is not loaded (a review: it was loaded and tried for nothing)."""
     from fractions import Fraction
 
     from loopwave.video import VideoReader
 
-    calls, out = _recorded(monkeypatch, "retime")
-    factor_calls, _ = _recorded(monkeypatch, "interpolate")
-    job = {**_SHIFT_JOB, "interpolation": {**_SHIFT_JOB["interpolation"], "to_fps": to_fps}}
+    retimed, _ = _recorded(monkeypatch, "retime")
+    factored, _ = _recorded(monkeypatch, "interpolate")
+    written = _written(monkeypatch)
+    rate = {"to_fps": to_fps, "backend": "rife", "model": str(tmp_path / "none.onnx")}
+    job = {**_SHIFT_JOB, "interpolation": {**_SHIFT_JOB["interpolation"], **rate}}
     r = render(Settings.from_dict(job), run_dir=tmp_path / "r", backend=_Shift(), progress=False)
-    assert not factor_calls  # factor 3 is not used
+    assert not retimed and not factored  # factor 3 is not used
     rendered = frames_of(r.run_dir)
-    if to_fps == 8:
-        assert not calls
-    else:
-        assert len(out) == count
-    if to_fps == "4":
-        for got, want in zip(out, rendered[::2], strict=True):
-            np.testing.assert_array_equal(got, want)
+    assert len(written) == len(shown)
+    for got, k in zip(written, shown, strict=True):
+        np.testing.assert_array_equal(got, rendered[k])
     with VideoReader(r.video) as rd:
-        assert rd.fps == Fraction(to_fps) and rd.frame_count == count
+        assert rd.fps == Fraction(to_fps) and rd.frame_count == len(shown)
 
 
 @pytest.mark.parametrize(
@@ -2135,8 +2151,11 @@ def test_to_fps_at_or_below_the_render_rate(tmp_path, monkeypatch, to_fps, count
         (10, 60, ("factor", 6)),
         (10, "10.0", ("none", 1)),
         (8, 20, ("retime", 0)),
-        (8, 4, ("retime", 0)),
+        (8, 4, ("every", 2)),
+        (59.94, "30000/1001", ("every", 2)),  # (a review: retimed, with the drift)
+        (10, 4, ("retime", 0)),
         (1, 30, ("retime", 0)),  # a whole multiple past interpolate's 16
+        (29.97, "510000/1001", ("retime", 0)),  # and a near one: see even_times
         (10, 60.0006, ("factor", 6)),  # within 1e-5
         (10, 60.001, ("retime", 0)),  # not
     ],

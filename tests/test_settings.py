@@ -83,6 +83,7 @@ _RATE_PROBLEM = re.escape(
         ({"video": {"fps": 10**5000}}, r"video\.fps: expected a number .*<an int of 5001 digits>$"),
         ({"render": {"frames": 10**5000}}, r"render\.frames: expected an int .*5001 digits>$"),
         ({"render": {"frames": [10**5000]}}, r"got <a list holding an int too long to show>$"),
+        ({"render": {"frames": 10**5000 - 1}}, r"<an int of 5000 digits>$"),
     ],
 )
 def test_errors_name_the_key_path(patch, message):
@@ -91,6 +92,13 @@ def test_errors_name_the_key_path(patch, message):
         data[k] = v
     with pytest.raises(SettingsError, match=message):
         Settings.from_dict(data)
+
+
+def test_to_fps_as_an_array_is_refused_naming_the_key():
+    """A review: numpy's "truth value of an array is ambiguous", naming nothing."""
+    np = pytest.importorskip("numpy")
+    with pytest.raises(SettingsError, match=r"^interpolation\.to_fps: expected a rate"):
+        Settings.from_dict({**MINIMAL, "interpolation": {"to_fps": np.array([24.0, 30.0])}})
 
 
 @pytest.mark.parametrize("rate", ["", 24, 29.97, "30000/1001", " 23.976", 0.5])

@@ -46,7 +46,7 @@ import numbers
 import os
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -312,6 +312,22 @@ def near_whole(ratio: Fraction) -> int | None:
     over 30000/1001 is 2), whose frames are meant to fall on each other's."""
     k = round(ratio)
     return k if k >= 1 and abs(ratio - k) <= Fraction(k, 10**5) else None
+
+
+def even_times(n: int, fps: Fraction, to_fps: Fraction) -> np.ndarray:
+    """The times of ``n`` frames evenly spaced at ``fps``, to be retimed to ``to_fps``:
+    ``i / fps``, or, where ``to_fps`` is within 1e-5 (relative) of a whole multiple or a
+    whole fraction of ``fps`` (:func:`near_whole`), ``i`` over the rate that makes it
+    exactly so: a decimal shorthand of an NTSC rate (29.97 frames to "30000/1001", 1.000001
+    times it) drifted 3.3e-8 s a frame off the output's times, and past 1000 s every
+    output was an in-between, where each should show its frame."""
+    k = near_whole(to_fps / fps)
+    if k is not None:
+        rate = to_fps / k
+    else:
+        down = near_whole(fps / to_fps)
+        rate = to_fps * down if down is not None else fps
+    return np.arange(n) / float(rate)
 
 
 def resolve_factor(factor: int | None, to_fps: Any = None, fps: Any = None) -> int:
@@ -695,6 +711,20 @@ _PIECE = 16
 _NONE = np.zeros(0)
 
 
+def _prepares(interp: Interpolator) -> bool:
+    """Whether ``interp``'s pairs are made through :meth:`~Interpolator._prepare` and
+    :meth:`~Interpolator._between_prepared`: where the class that defines them has
+    ``between`` and ``_between`` as they are (a subclass of FlowInterpolator overriding
+    either was passed over, its own never called)."""
+    cls = type(interp)
+    if cls.between is not Interpolator.between:
+        return False
+    owner = next(c for c in cls.__mro__ if "_prepare" in c.__dict__)
+    if owner is Interpolator or cls._between_prepared is Interpolator._between_prepared:
+        return False
+    return all(getattr(cls, n) is getattr(owner, n) for n in ("_between", "_between_prepared"))
+
+
 class _Pair:
     """Two frames whose in-betweens :func:`_stream` makes, perhaps a piece at a time on
     several threads, and the work on them that every piece shares, done once (the first
@@ -707,19 +737,31 @@ class _Pair:
         self._lock = threading.Lock()
         self._cut: bool | None = None
         self._prepared: Any = _NONE  # (not made yet)
+        # what failed, raised again for the other pieces (each tried it again in turn,
+        # waiting on the lock: 4 pieces of a 0.5 s failure took 2 s to report it)
+        self._failed: BaseException | None = None
+
+    def _once(self, work: Callable[[], Any]) -> Any:
+        if self._failed is not None:
+            raise self._failed
+        try:
+            return work()
+        except BaseException as e:
+            self._failed = e
+            raise
 
     def cut(self, threshold: float | None) -> bool:
         if threshold is None:
             return False
         with self._lock:
             if self._cut is None:
-                self._cut = scene_cut_distance(self.a, self.b) > threshold
+                self._cut = self._once(lambda: scene_cut_distance(self.a, self.b) > threshold)
             return self._cut
 
     def prepared(self, interp: Interpolator) -> Any:
         with self._lock:
             if self._prepared is _NONE:
-                self._prepared = interp._prepare(self.a, self.b)
+                self._prepared = self._once(lambda: interp._prepare(self.a, self.b))
             return self._prepared
 
 
@@ -734,7 +776,7 @@ def _stream(
     """The generator behind :func:`interpolate` and :func:`retime` (arguments already
     checked)."""
 
-    prepares = type(interp)._prepare is not Interpolator._prepare
+    prepares = _prepares(interp)
 
     def fill(pair: _Pair, ts: np.ndarray) -> list[np.ndarray]:
         """The outputs at ``ts`` from ``pair.a`` to ``pair.b``; 0: ``a`` held (retime's
@@ -1067,7 +1109,7 @@ def add_cli(sub: Any) -> None:
         if a.to_fps is not None:
             out_fps = parse_fps(a.to_fps, "--to-fps")
             if times is None:  # evenly spaced at the input's rate
-                times = np.arange(n or 0) / float(fps)
+                times = even_times(n or 0, fps, out_fps)
         else:
             # a variable rate: the factor times its typical rate (its mean, a screen
             # recording's pauses and all, gave 7.5 fps for a 60 fps recording at --factor 2)

@@ -1134,7 +1134,7 @@ def _encoder(
     loaded RIFE model, where the settings ask for it) and encoded as they come. The
     video is written under a ``.partial.mp4`` name and renamed when complete, so a killed
     run never leaves a truncated NAME.mp4."""
-    from .interpolate import interpolate, retime
+    from .interpolate import even_times, interpolate, retime
     from .video import parse_fps, writing_video
 
     def work(live: Iterator[tuple[int, np.ndarray | None]]) -> None:
@@ -1148,13 +1148,16 @@ def _encoder(
             # each rendered frame at its time, k / fps; the video's frames at theirs, the
             # in-betweens placed between the two frames around them (10 -> 24 fps: 2.4 a
             # frame). The times are even, so none is held (hold=None)
-            times = np.arange(s["render"]["frames"]) / float(parse_fps(v["fps"]))
+            fps, to = parse_fps(v["fps"]), parse_fps(i["to_fps"])
+            times = even_times(s["render"]["frames"], fps, to)
             frames = retime(
                 frames, times, fps=i["to_fps"], backend=backend, scene_cut=i["scene_cut"],
                 hold=None,
             )  # fmt: skip
         elif how == "factor":
             frames = interpolate(frames, factor=k, backend=backend, scene_cut=i["scene_cut"])
+        elif how == "every":  # (retime would pass over the others too, loading a model)
+            frames = itertools.islice(frames, 0, None, k)
         with writing_video(
             _video_path(run_dir, s),
             keep_partial=False,  # abandoned or failed: resume encodes again from the frames
@@ -1181,9 +1184,11 @@ def _video_rate(s: Settings) -> Any:
 def _video_frames(s: Settings) -> tuple[str, int]:
     """How the render's video gets its frames from the rendered ones: ``("none", 1)``,
     the rendered frames as they are; ``("factor", k)``, ``k - 1`` in-betweens after each
-    (:func:`~loopwave.interpolate.interpolate`); ``("retime", 0)``, the frames at the
-    video's own times (:func:`~loopwave.interpolate.retime`). A ``to_fps`` within 1e-5
-    of a whole multiple of ``video.fps`` is taken as that multiple (``video.fps = 29.97``
+    (:func:`~loopwave.interpolate.interpolate`); ``("every", k)``, every ``k``-th rendered
+    frame; ``("retime", 0)``, the frames at the video's own times
+    (:func:`~loopwave.interpolate.retime`, the rendered frames' times from
+    :func:`~loopwave.interpolate.even_times`). A ``to_fps`` within 1e-5 of a whole
+    multiple or a whole fraction of ``video.fps`` is taken as one (``video.fps = 29.97``
     with ``to_fps = "30000/1001"``: no in-betweens; retimed, the rendered frames drifted
     off the video's times, and after 1000 s every frame was an in-between)."""
     from .interpolate import near_whole
@@ -1191,18 +1196,24 @@ def _video_frames(s: Settings) -> tuple[str, int]:
 
     it = s["interpolation"]
     if it["to_fps"] == "":
-        k = int(it["factor"])
-    else:
-        k = near_whole(parse_fps(it["to_fps"]) / parse_fps(s["video"]["fps"])) or 0
-        if k > 16:  # (interpolate's most; retime places a whole multiple exactly too)
-            k = 0
-    return ("none", 1) if k == 1 else ("factor", k) if k else ("retime", 0)
+        factor = int(it["factor"])
+        return ("none", 1) if factor == 1 else ("factor", factor)
+    fps, to = parse_fps(s["video"]["fps"]), parse_fps(it["to_fps"])
+    up = near_whole(to / fps)
+    if up == 1:
+        return ("none", 1)
+    if up is not None and up <= 16:  # (interpolate's most; retime's exact times past it)
+        return ("factor", up)
+    down = near_whole(fps / to)
+    if up is None and down is not None:
+        return ("every", down)
+    return ("retime", 0)
 
 
 def _interpolates(s: Settings) -> bool:
-    """Whether the render's video has frames other than its rendered ones (below
-    ``video.fps`` too: the video's times fall between the rendered frames')."""
-    return _video_frames(s)[0] != "none"
+    """Whether the render's video has frames made between its rendered ones (an
+    interpolator is needed)."""
+    return _video_frames(s)[0] in ("factor", "retime")
 
 
 def _preflight(job: _Job, encode: bool, progress: bool) -> Any:

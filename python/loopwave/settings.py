@@ -60,7 +60,10 @@ def _shown(v: Any) -> str:
         return _REPR.repr(v)
     except ValueError:  # an int past Python's 4300 digits for str(), anywhere in v
         if isinstance(v, int):
-            return f"<an int of {int(v.bit_length() * math.log10(2)) + 1} digits>"
+            digits = int(abs(v).bit_length() * math.log10(2)) + 1  # or one more than it has
+            if abs(v) < 10 ** (digits - 1):
+                digits -= 1
+            return f"<an int of {digits} digits>"
         return f"<a {type(v).__name__} holding an int too long to show>"
 
 
@@ -164,7 +167,7 @@ def _rife_scale(v: Any) -> str | None:
 def _rate(v: Any) -> str | None:
     """A video frame rate, or "" for none: a number, or a string such as "24", "29.97"
     or "30000/1001", in [1/10000, 1000] (as :func:`loopwave.video.parse_fps` takes it)."""
-    if v == "":
+    if isinstance(v, str) and v == "":  # (an array's == is no bool)
         return None
     problem = f"expected {_RATE}, got {_shown(v)}"
     if isinstance(v, bool) or not isinstance(v, (str, int, float)):
