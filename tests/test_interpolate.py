@@ -1102,24 +1102,36 @@ def test_even_times_keep_frames_on_the_output_grid_however_long(fps, to, step):
         np.testing.assert_array_equal(times, np.arange(n) / 24)  # as they were
 
 
-def test_cli_to_fps_over_a_near_whole_multiple_places_frames_on_its_grid(tmp_path, monkeypatch):
+def test_cli_to_fps_near_a_whole_multiple_is_that_multiple_of_the_input_s_rate(
+    tmp_path, monkeypatch
+):
+    """--to-fps 59.94 over frames at 30000/1001 is 60000/1001 (as interpolate(to_fps=...)
+    takes it): the frames at their own times fall on the output's, and a sound stays in
+    step. At the decimal rate they drifted off its times (a review)."""
     import loopwave.interpolate as li
 
     seen = []
     real = li.retime
-    monkeypatch.setattr(
-        li, "retime", lambda f, times, **kw: seen.append(times) or real(f, times, **kw)
-    )
+
+    def spy(f, times, **kw):
+        seen.append((times, kw["fps"]))
+        return real(f, times, **kw)
+
+    monkeypatch.setattr(li, "retime", spy)
     src = tmp_path / "in"
     src.mkdir()
     for i in range(4):
         write_png(src / f"{i:03d}.png", np.full((16, 16, 3), 50 * i, np.uint8))
-    argv = ["interpolate", str(src), "-o", str(tmp_path / "out"), "--fps", "30000/1001"]
-    assert main([*argv, "--to-fps", "59.94", "--blend", "--quiet"]) == 0
-    want = li.even_times(4, Fraction(30000, 1001), Fraction(2997, 50))
-    assert len(seen) == 1 and np.array_equal(seen[0], want)
-    assert not np.array_equal(want, np.arange(4) / (30000 / 1001))
-    assert len(list((tmp_path / "out").glob("*.png"))) == 7
+    for to, rate, count in (
+        ("59.94", Fraction(60000, 1001), 7),
+        ("14.985", Fraction(15000, 1001), 2),
+    ):
+        out = tmp_path / f"out{to}"
+        argv = ["interpolate", str(src), "-o", str(out), "--fps", "30000/1001", "--to-fps", to]
+        assert main([*argv, "--blend", "--quiet"]) == 0
+        times, fps = seen.pop()
+        assert fps == rate and np.array_equal(times, np.arange(4) / (30000 / 1001))
+        assert len(list(out.glob("*.png"))) == count
 
 
 def test_cli_to_fps_converts_any_rate(tmp_path, capsys):
@@ -1312,6 +1324,71 @@ def test_a_flow_interpolator_subclass_s_own_between_is_used():
     assert not list(interpolate([a, b], factor=2, backend=Black()))[1].any()
     got = list(interpolate([a, b], factor=2, backend=PreparesOnly()))
     np.testing.assert_array_equal(got[1], lerp_frames(a, b, 0.5))
+
+
+def test_flow_interpolator_subclasses_of_other_shapes():
+    """A third review: a _prepare from a mixin was an AttributeError; a subclass giving
+    _prepare and _between had its _between passed over; one giving _between_prepared
+    alone worked its flows out again for each 16 outputs."""
+    import loopwave.interpolate as li
+
+    flows = []
+
+    class Counted(FlowInterpolator):
+        def _flows(self, a, b):
+            flows.append(1)
+            return super()._flows(a, b)
+
+    class Mixin:
+        def _prepare(self, a, b):
+            return super()._prepare(a, b)
+
+    class WithMixin(Mixin, Counted):
+        pass
+
+    class Both(Counted):
+        def _prepare(self, a, b):
+            return super()._prepare(a, b)
+
+        def _between(self, a, b, ts):
+            return 255 - super()._between(a, b, ts)
+
+    class Finishing(Counted):
+        def _between_prepared(self, a, b, ts, prepared):
+            return 255 - super()._between_prepared(a, b, ts, prepared)
+
+    a, b = square_at(10), square_at(30)
+    ts = np.arange(1, 40) / 40
+    want = FlowInterpolator().between(a, b, ts)
+    for cls, inverted, flows_worked in (
+        (WithMixin, False, 1),
+        (Both, True, 3),
+        (Finishing, True, 1),
+    ):
+        flows.clear()
+        got = np.stack(list(li.retime([a, b], [0, 1], fps=40, backend=cls()))[1:40])
+        np.testing.assert_array_equal(got, 255 - want if inverted else want)
+        assert len(flows) == flows_worked, cls  # (Both: its own _between, once a piece)
+
+
+def test_a_pair_s_failure_raised_again_has_a_traceback_of_its_own():
+    """A third review: the one exception raised on several threads had their frames
+    spliced into one traceback; the others raise a copy."""
+    import time
+    import traceback
+
+    from loopwave.interpolate import retime
+
+    class Slow(FlowInterpolator):
+        def _flows(self, a, b):
+            time.sleep(0.3)  # the other pieces wait on the pair meanwhile
+            raise ValueError("no flows")
+
+    a, b = square_at(10), square_at(30)
+    with pytest.raises(ValueError, match="^no flows$") as caught:
+        list(retime([a, b], [0, 1], fps=200, backend=Slow(), workers=4))
+    names = [f.name for f in traceback.extract_tb(caught.value.__traceback__)]
+    assert names.count("_once") <= 2, names
 
 
 @pytest.mark.parametrize("where", ["flows", "cut"])

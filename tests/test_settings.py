@@ -94,11 +94,12 @@ def test_errors_name_the_key_path(patch, message):
         Settings.from_dict(data)
 
 
-def test_to_fps_as_an_array_is_refused_naming_the_key():
+@pytest.mark.parametrize(("key", "problem"), [("to_fps", "expected a rate"), ("scale", "expected")])
+def test_an_array_for_a_key_compared_with_a_string_is_refused_naming_it(key, problem):
     """A review: numpy's "truth value of an array is ambiguous", naming nothing."""
     np = pytest.importorskip("numpy")
-    with pytest.raises(SettingsError, match=r"^interpolation\.to_fps: expected a rate"):
-        Settings.from_dict({**MINIMAL, "interpolation": {"to_fps": np.array([24.0, 30.0])}})
+    with pytest.raises(SettingsError, match=rf"^interpolation\.{key}: {problem}"):
+        Settings.from_dict({**MINIMAL, "interpolation": {key: np.array([1.0, 0.5])}})
 
 
 @pytest.mark.parametrize("rate", ["", 24, 29.97, "30000/1001", " 23.976", 0.5])

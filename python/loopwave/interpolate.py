@@ -40,6 +40,7 @@ from __future__ import annotations
 import abc
 import collections
 import concurrent.futures
+import copy
 import itertools
 import math
 import numbers
@@ -314,20 +315,28 @@ def near_whole(ratio: Fraction) -> int | None:
     return k if k >= 1 and abs(ratio - k) <= Fraction(k, 10**5) else None
 
 
-def even_times(n: int, fps: Fraction, to_fps: Fraction) -> np.ndarray:
-    """The times of ``n`` frames evenly spaced at ``fps``, to be retimed to ``to_fps``:
-    ``i / fps``, or, where ``to_fps`` is within 1e-5 (relative) of a whole multiple or a
-    whole fraction of ``fps`` (:func:`near_whole`), ``i`` over the rate that makes it
-    exactly so: a decimal shorthand of an NTSC rate (29.97 frames to "30000/1001", 1.000001
-    times it) drifted 3.3e-8 s a frame off the output's times, and past 1000 s every
-    output was an in-between, where each should show its frame."""
+def snapped_rate(fps: Fraction, to_fps: Fraction) -> Fraction:
+    """``to_fps``, or, where it is within 1e-5 (relative) of a whole multiple or a whole
+    fraction of ``fps`` (:func:`near_whole`), exactly that multiple or fraction: a decimal
+    shorthand of an NTSC rate (59.94 from 30000/1001 is 60000/1001), whose frames are
+    meant to fall on the input's."""
     k = near_whole(to_fps / fps)
     if k is not None:
-        rate = to_fps / k
-    else:
-        down = near_whole(fps / to_fps)
-        rate = to_fps * down if down is not None else fps
-    return np.arange(n) / float(rate)
+        return fps * k
+    down = near_whole(fps / to_fps)
+    return fps / down if down is not None else to_fps
+
+
+def even_times(n: int, fps: Fraction, to_fps: Fraction) -> np.ndarray:
+    """The times of ``n`` frames evenly spaced at ``fps``, to be retimed to exactly
+    ``to_fps``: ``i / fps``, or, where ``to_fps`` is within 1e-5 of a whole multiple or
+    fraction of ``fps`` (:func:`snapped_rate`), ``i`` over the rate that makes it exactly
+    so: a decimal shorthand of an NTSC rate (frames at 29.97 to "30000/1001", 1.000001
+    times it) drifted 3.3e-8 s a frame off the output's times, and past 1000 s every
+    output was an in-between, where each should show its frame. (Where the output's rate
+    may be the snapped one instead, as the ``interpolate`` command's, that keeps the
+    frames' own times, and their sound's.)"""
+    return np.arange(n) / float(fps * to_fps / snapped_rate(fps, to_fps))
 
 
 def resolve_factor(factor: int | None, to_fps: Any = None, fps: Any = None) -> int:
@@ -712,17 +721,25 @@ _NONE = np.zeros(0)
 
 
 def _prepares(interp: Interpolator) -> bool:
-    """Whether ``interp``'s pairs are made through :meth:`~Interpolator._prepare` and
-    :meth:`~Interpolator._between_prepared`: where the class that defines them has
-    ``between`` and ``_between`` as they are (a subclass of FlowInterpolator overriding
-    either was passed over, its own never called)."""
+    """Whether ``interp``'s pairs can be made through :meth:`~Interpolator._prepare` and
+    :meth:`~Interpolator._between_prepared` (whichever class gives them) in place of
+    :meth:`~Interpolator.between`: where ``between`` and ``_between`` are those that
+    amount to that, :class:`FlowInterpolator`'s. (A subclass overriding ``between`` or
+    ``_between`` was passed over, its own never called; one giving ``_prepare`` from a
+    mixin was an AttributeError.)"""
     cls = type(interp)
-    if cls.between is not Interpolator.between:
-        return False
-    owner = next(c for c in cls.__mro__ if "_prepare" in c.__dict__)
-    if owner is Interpolator or cls._between_prepared is Interpolator._between_prepared:
-        return False
-    return all(getattr(cls, n) is getattr(owner, n) for n in ("_between", "_between_prepared"))
+    return cls.between is Interpolator.between and cls._between is FlowInterpolator._between
+
+
+def _again(e: BaseException) -> BaseException:
+    """``e`` to raise again on another thread: a copy with its traceback (one object
+    raised on several threads at once had their frames spliced into one traceback), or
+    ``e`` itself where it cannot be copied."""
+    try:
+        again = copy.copy(e)
+    except Exception:
+        return e
+    return again.with_traceback(e.__traceback__)
 
 
 class _Pair:
@@ -743,7 +760,7 @@ class _Pair:
 
     def _once(self, work: Callable[[], Any]) -> Any:
         if self._failed is not None:
-            raise self._failed
+            raise _again(self._failed)
         try:
             return work()
         except BaseException as e:
@@ -1109,7 +1126,12 @@ def add_cli(sub: Any) -> None:
         if a.to_fps is not None:
             out_fps = parse_fps(a.to_fps, "--to-fps")
             if times is None:  # evenly spaced at the input's rate
-                times = even_times(n or 0, fps, out_fps)
+                # a whole multiple or fraction of it (to within 1e-5: 59.94 from 30000/1001)
+                # exactly, as interpolate(to_fps=...) takes it, so the frames fall on the
+                # output's times and the sound stays in step (the frames drifted off the
+                # decimal rate's grid: past 1000 s every output was an in-between)
+                out_fps = snapped_rate(fps, out_fps)
+                times = np.arange(n or 0) / float(fps)
         else:
             # a variable rate: the factor times its typical rate (its mean, a screen
             # recording's pauses and all, gave 7.5 fps for a 60 fps recording at --factor 2)

@@ -157,7 +157,9 @@ def _folder_name(v: Any) -> str | None:
 def _rife_scale(v: Any) -> str | None:
     """The scale a RIFE ONNX model was exported with: ``"auto"`` (the one it records,
     else 1.0) or 1.0, 0.5, 0.25."""
-    if v == "auto" or (not isinstance(v, bool) and isinstance(v, (int, float)) and v in SCALES):
+    if (isinstance(v, str) and v == "auto") or (
+        not isinstance(v, bool) and isinstance(v, (int, float)) and v in SCALES
+    ):
         return None
     return (
         f"expected 'auto' (the model's recorded scale, else 1.0) or 1.0, 0.5, 0.25; got {_shown(v)}"
