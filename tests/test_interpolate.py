@@ -1102,6 +1102,24 @@ def test_even_times_keep_frames_on_the_output_grid_however_long(fps, to, step):
         np.testing.assert_array_equal(times, np.arange(n) / 24)  # as they were
 
 
+@pytest.mark.parametrize(
+    ("fps", "to", "want"),
+    [
+        ("30000/1001", "59.94", Fraction(60000, 1001)),
+        ("30000/1001", "14.985", Fraction(15000, 1001)),
+        ("30000/1001", "29.97", Fraction(30000, 1001)),
+        ("24", "60", Fraction(60)),  # no whole ratio: as given
+        ("24", "24.001", Fraction(24001, 1000)),  # 4e-5 off: as given
+        ("500.0025", "1000", Fraction(1000)),  # its double is past 1000 fps: as given
+    ],
+)
+def test_snapped_rate(fps, to, want):
+    from loopwave.interpolate import snapped_rate
+    from loopwave.video import parse_fps
+
+    assert snapped_rate(parse_fps(fps), parse_fps(to)) == want
+
+
 def test_cli_to_fps_near_a_whole_multiple_is_that_multiple_of_the_input_s_rate(
     tmp_path, monkeypatch
 ):

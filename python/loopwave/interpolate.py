@@ -321,10 +321,9 @@ def snapped_rate(fps: Fraction, to_fps: Fraction) -> Fraction:
     shorthand of an NTSC rate (59.94 from 30000/1001 is 60000/1001), whose frames are
     meant to fall on the input's."""
     k = near_whole(to_fps / fps)
-    if k is not None:
-        return fps * k
-    down = near_whole(fps / to_fps)
-    return fps / down if down is not None else to_fps
+    down = near_whole(fps / to_fps) if k is None else None
+    snapped = fps * k if k is not None else fps / down if down is not None else to_fps
+    return snapped if snapped <= 1000 else to_fps  # (parse_fps's most)
 
 
 def even_times(n: int, fps: Fraction, to_fps: Fraction) -> np.ndarray:
