@@ -40,7 +40,6 @@ from __future__ import annotations
 import abc
 import collections
 import concurrent.futures
-import copy
 import itertools
 import math
 import numbers
@@ -131,14 +130,17 @@ class Interpolator(abc.ABC):
 
     def _prepare(self, a: np.ndarray, b: np.ndarray) -> Any:
         """The work on a pair that every one of its timesteps shares (the flow
-        interpolator's flows), for :meth:`_between_prepared`; overridden where there is
-        such work (then a pair whose outputs are made a piece at a time does it once)."""
+        interpolator's flows), for :meth:`_between_prepared`. :class:`FlowInterpolator`'s
+        ``_between`` is built on the two, so a pair of its whose outputs are made a piece
+        at a time does this once (see ``_prepares``); for other classes they are not
+        called."""
         raise NotImplementedError
 
     def _between_prepared(
         self, a: np.ndarray, b: np.ndarray, ts: np.ndarray, prepared: Any
     ) -> np.ndarray:
-        """:meth:`_between` given :meth:`_prepare`'s result for ``a`` and ``b``."""
+        """:meth:`_between` given :meth:`_prepare`'s result for ``a`` and ``b``, which
+        every piece of the pair shares (an array of it is read-only)."""
         raise NotImplementedError
 
 
@@ -315,15 +317,23 @@ def near_whole(ratio: Fraction) -> int | None:
     return k if k >= 1 and abs(ratio - k) <= Fraction(k, 10**5) else None
 
 
+def _snapped(fps: Fraction, to_fps: Fraction) -> Fraction:
+    """:func:`snapped_rate` without its bounds."""
+    k = near_whole(to_fps / fps)
+    if k is not None:
+        return fps * k
+    down = near_whole(fps / to_fps)
+    return fps / down if down is not None else to_fps
+
+
 def snapped_rate(fps: Fraction, to_fps: Fraction) -> Fraction:
     """``to_fps``, or, where it is within 1e-5 (relative) of a whole multiple or a whole
     fraction of ``fps`` (:func:`near_whole`), exactly that multiple or fraction: a decimal
     shorthand of an NTSC rate (59.94 from 30000/1001 is 60000/1001), whose frames are
-    meant to fall on the input's."""
-    k = near_whole(to_fps / fps)
-    down = near_whole(fps / to_fps) if k is None else None
-    snapped = fps * k if k is not None else fps / down if down is not None else to_fps
-    return snapped if snapped <= 1000 else to_fps  # (parse_fps's most)
+    meant to fall on the input's. ``to_fps`` as it is where that would leave the rates a
+    video takes, [1/10000, 1000] (then :func:`even_times` places the frames)."""
+    snapped = _snapped(fps, to_fps)
+    return snapped if Fraction(1, 10_000) <= snapped <= 1000 else to_fps
 
 
 def even_times(n: int, fps: Fraction, to_fps: Fraction) -> np.ndarray:
@@ -335,7 +345,7 @@ def even_times(n: int, fps: Fraction, to_fps: Fraction) -> np.ndarray:
     output was an in-between, where each should show its frame. (Where the output's rate
     may be the snapped one instead, as the ``interpolate`` command's, that keeps the
     frames' own times, and their sound's.)"""
-    return np.arange(n) / float(fps * to_fps / snapped_rate(fps, to_fps))
+    return np.arange(n) / float(fps * to_fps / _snapped(fps, to_fps))
 
 
 def resolve_factor(factor: int | None, to_fps: Any = None, fps: Any = None) -> int:
@@ -726,19 +736,14 @@ def _prepares(interp: Interpolator) -> bool:
     amount to that, :class:`FlowInterpolator`'s. (A subclass overriding ``between`` or
     ``_between`` was passed over, its own never called; one giving ``_prepare`` from a
     mixin was an AttributeError.)"""
-    cls = type(interp)
+    cls, own = type(interp), getattr(interp, "__dict__", {})
+    if "between" in own or "_between" in own:  # set on the object itself
+        return False
     return cls.between is Interpolator.between and cls._between is FlowInterpolator._between
 
 
-def _again(e: BaseException) -> BaseException:
-    """``e`` to raise again on another thread: a copy with its traceback (one object
-    raised on several threads at once had their frames spliced into one traceback), or
-    ``e`` itself where it cannot be copied."""
-    try:
-        again = copy.copy(e)
-    except Exception:
-        return e
-    return again.with_traceback(e.__traceback__)
+class _PairFailed(Exception):
+    """A piece's pair's shared work failed in another of its pieces (which raises it)."""
 
 
 class _Pair:
@@ -753,17 +758,20 @@ class _Pair:
         self._lock = threading.Lock()
         self._cut: bool | None = None
         self._prepared: Any = _NONE  # (not made yet)
-        # what failed, raised again for the other pieces (each tried it again in turn,
-        # waiting on the lock: 4 pieces of a 0.5 s failure took 2 s to report it)
-        self._failed: BaseException | None = None
+        #: what failed, done once: the pair's other pieces raise _PairFailed, and the
+        #: caller gets this, as its own piece raised it (each piece tried it again in turn,
+        #: waiting on the lock: 4 pieces of a 0.5 s failure took 2 s to report it; one
+        #: object raised again on several threads spliced their frames together, and a
+        #: copy lost its cause and, with its own __init__, its message)
+        self.failed: BaseException | None = None
 
     def _once(self, work: Callable[[], Any]) -> Any:
-        if self._failed is not None:
-            raise _again(self._failed)
+        if self.failed is not None:
+            raise _PairFailed
         try:
             return work()
         except BaseException as e:
-            self._failed = e
+            self.failed = e
             raise
 
     def cut(self, threshold: float | None) -> bool:
@@ -777,7 +785,10 @@ class _Pair:
     def prepared(self, interp: Interpolator) -> Any:
         with self._lock:
             if self._prepared is _NONE:
-                self._prepared = self._once(lambda: interp._prepare(self.a, self.b))
+                prepared = self._once(lambda: interp._prepare(self.a, self.b))
+                if isinstance(prepared, np.ndarray):  # shared by the pieces: a subclass
+                    prepared.flags.writeable = False  # scaling it in place changed the rest
+                self._prepared = prepared
             return self._prepared
 
 
@@ -794,19 +805,23 @@ def _stream(
 
     prepares = _prepares(interp)
 
-    def fill(pair: _Pair, ts: np.ndarray) -> list[np.ndarray]:
+    def fill(pair: _Pair, ts: np.ndarray) -> list[np.ndarray] | None:
         """The outputs at ``ts`` from ``pair.a`` to ``pair.b``; 0: ``a`` held (retime's
-        pauses)."""
+        pauses). None where the pair's shared work failed in another of its pieces."""
         a, b = pair.a, pair.b
         moving = ts[ts > 0]
-        if moving.size and pair.cut(threshold):
-            moving = moving[:0]  # across a cut, a held
-        if not moving.size:
-            made: list[np.ndarray] = []
-        elif prepares:  # (our own frames: checked, one shape, uint8)
-            made = list(interp._between_prepared(a, b, _timesteps(moving), pair.prepared(interp)))
-        else:
-            made = list(interp.between(a, b, moving))
+        try:
+            if moving.size and pair.cut(threshold):
+                moving = moving[:0]  # across a cut, a held
+            if not moving.size:
+                made: list[np.ndarray] = []
+            elif prepares:  # (our own frames: checked, one shape, uint8)
+                prepared = pair.prepared(interp)
+                made = list(interp._between_prepared(a, b, _timesteps(moving), prepared))
+            else:
+                made = list(interp.between(a, b, moving))
+        except _PairFailed:
+            return None
         # each its own array, as interpolated ones are
         return [a.copy() for _ in range(ts.size - moving.size)] + made
 
@@ -848,11 +863,20 @@ def _stream(
         if workers > 1
         else None
     )
-    pending: collections.deque[tuple[Any, np.ndarray | None]] = collections.deque()
+    pending: collections.deque[tuple[Any, np.ndarray | None, _Pair]] = collections.deque()
 
     def oldest() -> Iterator[np.ndarray]:
-        job, after = pending.popleft()
-        yield from (job.result() if pool is not None else job)
+        job, after, pair = pending.popleft()
+        made = job.result() if pool is not None else job
+        if made is None:
+            # its pair's work failed in a later piece, still pending: that piece's error,
+            # once its thread has let it go
+            for other, _, of in pending:
+                if of is pair:
+                    other.exception()
+            assert pair.failed is not None
+            raise pair.failed
+        yield from made
         if after is not None:
             yield after
 
@@ -890,7 +914,7 @@ def _stream(
                 following = next(pieces, None)
                 done = following is None
                 job = pool.submit(fill, pair, piece) if pool is not None else fill(pair, piece)
-                pending.append((job, after.copy() if done and after is not None else None))
+                pending.append((job, after.copy() if done and after is not None else None, pair))
                 if len(pending) >= workers:
                     yield from oldest()
                 if done:
@@ -1130,7 +1154,7 @@ def add_cli(sub: Any) -> None:
                 # output's times and the sound stays in step (the frames drifted off the
                 # decimal rate's grid: past 1000 s every output was an in-between)
                 out_fps = snapped_rate(fps, out_fps)
-                times = np.arange(n or 0) / float(fps)
+                times = even_times(n or 0, fps, out_fps)  # (i / fps, but past 1000 fps)
         else:
             # a variable rate: the factor times its typical rate (its mean, a screen
             # recording's pauses and all, gave 7.5 fps for a 60 fps recording at --factor 2)
