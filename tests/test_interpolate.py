@@ -1443,6 +1443,54 @@ def test_the_caller_gets_a_pair_s_own_failure_whichever_piece_ran_it(monkeypatch
     assert isinstance(caught.value.__cause__, ZeroDivisionError)
 
 
+def test_an_interpolator_filling_its_own_flows_buffer_again_still_works():
+    """A review: the shared flows were made read-only in place, so a subclass that fills
+    one buffer of its own for each pair failed at the next pair, and in between() after."""
+    import threading
+
+    class Buffered(FlowInterpolator):
+        def __init__(self):
+            super().__init__()
+            self._mine = threading.local()
+
+        def _prepare(self, a, b):
+            flows = np.stack(self._flows(a, b))
+            buf = getattr(self._mine, "buf", None)
+            if buf is None or buf.shape != flows.shape:
+                buf = self._mine.buf = np.empty_like(flows)
+            buf[...] = flows
+            return buf
+
+    a, b, c = square_at(10), square_at(30), square_at(34)
+    f = Buffered()
+    got = list(interpolate([a, b, c], factor=2, backend=f))
+    np.testing.assert_array_equal(got[1], FlowInterpolator().between(a, b, [0.5])[0])
+    np.testing.assert_array_equal(f.between(b, c, [0.5])[0], got[3])
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_a_pair_s_error_keeps_its_own_context_when_the_frames_fail_too(workers):
+    """A review: with more than one worker, the pairs in flight were drained inside the
+    frames' own except block, so a pair's error took the frames' error as its context."""
+
+    class Failing(FlowInterpolator):
+        def _flows(self, a, b):
+            try:
+                raise FileNotFoundError("flows.bin")
+            except FileNotFoundError:
+                raise RuntimeError("flows failed")  # noqa: B904 (implicitly chained)
+
+    def frames():
+        yield square_at(10)
+        yield square_at(30)
+        raise ValueError("frame 2 is broken")
+
+    with pytest.raises((RuntimeError, ValueError)) as caught:
+        list(interpolate(frames(), factor=2, backend=Failing(), workers=workers))
+    assert isinstance(caught.value, RuntimeError)
+    assert isinstance(caught.value.__context__, FileNotFoundError), caught.value.__context__
+
+
 def test_shared_flows_are_read_only_and_an_override_on_the_object_is_used():
     """A review: a subclass scaling the shared flows in place changed the pair's other
     pieces (now an error), and a between set on the object itself was passed over."""

@@ -342,9 +342,10 @@ def even_times(n: int, fps: Fraction, to_fps: Fraction) -> np.ndarray:
     fraction of ``fps`` (:func:`snapped_rate`), ``i`` over the rate that makes it exactly
     so: a decimal shorthand of an NTSC rate (frames at 29.97 to "30000/1001", 1.000001
     times it) drifted 3.3e-8 s a frame off the output's times, and past 1000 s every
-    output was an in-between, where each should show its frame. (Where the output's rate
-    may be the snapped one instead, as the ``interpolate`` command's, that keeps the
-    frames' own times, and their sound's.)"""
+    output was an in-between, where each should show its frame. The frames' span then
+    differs from ``(n - 1) / fps`` by under 1e-5 of it. (Where the output's rate may be the
+    snapped one instead, as the ``interpolate`` command's within [1/10000, 1000], that
+    keeps the frames' own times, and their sound's.)"""
     return np.arange(n) / float(fps * to_fps / _snapped(fps, to_fps))
 
 
@@ -786,8 +787,12 @@ class _Pair:
         with self._lock:
             if self._prepared is _NONE:
                 prepared = self._once(lambda: interp._prepare(self.a, self.b))
-                if isinstance(prepared, np.ndarray):  # shared by the pieces: a subclass
-                    prepared.flags.writeable = False  # scaling it in place changed the rest
+                if isinstance(prepared, np.ndarray):
+                    # shared by the pieces: a subclass scaling it in place changed the
+                    # rest. A read-only view: the array itself may be the interpolator's
+                    # own buffer, filled again for the next pair (made read-only, it failed)
+                    prepared = prepared.view()
+                    prepared.flags.writeable = False
                 self._prepared = prepared
             return self._prepared
 
@@ -888,12 +893,18 @@ def _stream(
                 i, a, b, after, wrap = next(source)
             except StopIteration:
                 break
-            except Exception:
+            except Exception as e:
                 # the frames failed (a decode error, a bad frame): what was computed before
-                # still comes out, in order, as with one worker (with more it was dropped)
+                # still comes out, in order, as with one worker (with more it was dropped);
+                # outside this handler, so a pair's error met meanwhile keeps its own
+                # __context__ (it took the frames' error as its context)
+                failed: Exception | None = e
+            else:
+                failed = None
+            if failed is not None:
                 while pending:
                     yield from oldest()
-                raise
+                raise failed
             # the frames yielded are the caller's to change: copies of the ones kept
             if after is not None and not slots.lands(i + 1):
                 after = None  # (retime: this frame falls between two output times)
@@ -1152,9 +1163,13 @@ def add_cli(sub: Any) -> None:
                 # a whole multiple or fraction of it (to within 1e-5: 59.94 from 30000/1001)
                 # exactly, as interpolate(to_fps=...) takes it, so the frames fall on the
                 # output's times and the sound stays in step (the frames drifted off the
-                # decimal rate's grid: past 1000 s every output was an in-between)
+                # decimal rate's grid: past 1000 s every output was an in-between). Where
+                # that rate is past the bounds a video takes, [1/10000, 1000], the rate
+                # stays as given and even_times places the frames on its grid: the
+                # picture's length then differs from the sound's by under 1e-5 (36 ms an
+                # hour); elsewhere these are the frames' own times, i / fps
                 out_fps = snapped_rate(fps, out_fps)
-                times = even_times(n or 0, fps, out_fps)  # (i / fps, but past 1000 fps)
+                times = even_times(n or 0, fps, out_fps)
         else:
             # a variable rate: the factor times its typical rate (its mean, a screen
             # recording's pauses and all, gave 7.5 fps for a 60 fps recording at --factor 2)
