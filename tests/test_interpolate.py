@@ -1468,6 +1468,86 @@ def test_an_interpolator_filling_its_own_flows_buffer_again_still_works():
     np.testing.assert_array_equal(f.between(b, c, [0.5])[0], got[3])
 
 
+def test_a_pair_split_across_threads_keeps_its_own_flows_from_a_reused_buffer():
+    """A review: shared as a view of a subclass's own buffer, a pair's later piece, on
+    another thread, read the next pair's flows once the first thread refilled it (7
+    frames off by up to 195 levels). The pieces now share a read-only copy."""
+    import threading
+    import time
+
+    from loopwave.interpolate import retime
+
+    class Buffered(FlowInterpolator):
+        def __init__(self):
+            super().__init__()
+            self._mine = threading.local()
+
+        def _prepare(self, a, b):
+            flows = np.stack(self._flows(a, b))
+            buf = getattr(self._mine, "buf", None)
+            if buf is None:
+                buf = self._mine.buf = np.empty_like(flows)
+            buf[...] = flows
+            return buf
+
+        def _between_prepared(self, a, b, ts, prepared):
+            time.sleep(0.02)  # a slower kernel: the other thread moves on meanwhile
+            return super()._between_prepared(a, b, ts, prepared)
+
+    frames = [square_at(x) for x in (4, 30, 6, 34, 8)]
+    times = [0, 1, 2, 3, 4]
+    want = list(retime(frames, times, fps=40, hold=None, backend=FlowInterpolator(), workers=1))
+    got = list(retime(frames, times, fps=40, hold=None, backend=Buffered(), workers=2))
+    assert len(got) == len(want) == 161
+    for j, (x, y) in enumerate(zip(got, want, strict=True)):
+        np.testing.assert_array_equal(x, y, err_msg=f"output {j}")
+
+
+def test_strided_flows_from_a_subclass_are_taken():
+    """A review: a Fortran-order or reversed _prepare result reached the kernel as it was,
+    refused as "expected a C-contiguous (2, 64, 96, 2) array, got shape [2, 64, 96, 2]"."""
+
+    class Fortran(FlowInterpolator):
+        def _prepare(self, a, b):
+            return np.asfortranarray(np.stack(self._flows(a, b)))
+
+    a, b = square_at(10), square_at(30)
+    want = FlowInterpolator().between(a, b, [0.25, 0.5])
+    np.testing.assert_array_equal(Fortran().between(a, b, [0.25, 0.5]), want)
+
+
+def test_the_frames_failing_leave_no_cycle_holding_the_frames():
+    """A review: the frames' error, kept in a local of the generator whose frame its
+    traceback holds, kept the last frames alive until a full garbage collection."""
+    import gc
+    import weakref
+
+    seen = []
+
+    class Watching(FlowInterpolator):
+        def _prepare(self, a, b):
+            seen.extend((weakref.ref(a), weakref.ref(b)))
+            return super()._prepare(a, b)
+
+    def frames():
+        yield square_at(10)
+        yield square_at(30)
+        raise ValueError("frame 2 is broken")
+
+    gc.collect()
+    gc.disable()
+    try:
+        for workers in (1, 2):
+            seen.clear()
+            try:
+                list(interpolate(frames(), factor=2, backend=Watching(), workers=workers))
+            except ValueError:
+                pass
+            assert seen and all(r() is None for r in seen), workers
+    finally:
+        gc.enable()
+
+
 @pytest.mark.parametrize("workers", [1, 2, 4])
 def test_a_pair_s_error_keeps_its_own_context_when_the_frames_fail_too(workers):
     """A review: with more than one worker, the pairs in flight were drained inside the

@@ -220,15 +220,18 @@ class FlowInterpolator(Interpolator):
         return self._between_prepared(a, b, ts, self._prepare(a, b))
 
     def _prepare(self, a: np.ndarray, b: np.ndarray) -> Any:
-        return np.stack(self._flows(a, b))
+        flows = np.stack(self._flows(a, b))
+        flows.flags.writeable = False  # (its own: shared by a pair's pieces as it is)
+        return flows
 
     def _between_prepared(
         self, a: np.ndarray, b: np.ndarray, ts: np.ndarray, prepared: Any
     ) -> np.ndarray:
         # visibility, the flows from t, both warps and the blend: one native pass per
         # output frame (GIL released), exact bilinear sampling with the edge replicated
+        flows = np.ascontiguousarray(prepared, np.float32)  # (a subclass's may be strided)
         return _native._flow_interpolate(
-            np.stack([a, b]), prepared, np.ascontiguousarray(ts, np.float64), self.sigma
+            np.stack([a, b]), flows, np.ascontiguousarray(ts, np.float64), self.sigma
         )
 
 
@@ -787,11 +790,13 @@ class _Pair:
         with self._lock:
             if self._prepared is _NONE:
                 prepared = self._once(lambda: interp._prepare(self.a, self.b))
-                if isinstance(prepared, np.ndarray):
-                    # shared by the pieces: a subclass scaling it in place changed the
-                    # rest. A read-only view: the array itself may be the interpolator's
-                    # own buffer, filled again for the next pair (made read-only, it failed)
-                    prepared = prepared.view()
+                if isinstance(prepared, np.ndarray) and prepared.flags.writeable:
+                    # shared by the pieces, on other threads too: a subclass scaling it in
+                    # place changed the rest. A read-only copy: the array may be the
+                    # interpolator's own buffer, filled again for its next pair (made
+                    # read-only itself, that failed; a view of it, the pair's later pieces
+                    # read the next pair's flows). FlowInterpolator's own come read-only
+                    prepared = np.array(prepared, copy=True, subok=True)
                     prepared.flags.writeable = False
                 self._prepared = prepared
             return self._prepared
@@ -902,9 +907,12 @@ def _stream(
             else:
                 failed = None
             if failed is not None:
-                while pending:
-                    yield from oldest()
-                raise failed
+                try:
+                    while pending:
+                        yield from oldest()
+                    raise failed
+                finally:
+                    del failed  # (the traceback holds this frame: a cycle, frames and all)
             # the frames yielded are the caller's to change: copies of the ones kept
             if after is not None and not slots.lands(i + 1):
                 after = None  # (retime: this frame falls between two output times)
