@@ -1443,61 +1443,56 @@ def test_the_caller_gets_a_pair_s_own_failure_whichever_piece_ran_it(monkeypatch
     assert isinstance(caught.value.__cause__, ZeroDivisionError)
 
 
+class _Buffered(FlowInterpolator):
+    """Flows worked out into one buffer of its own a thread, filled again for each pair
+    (and, with ``delay``, a slower kernel: another thread moves on meanwhile)."""
+
+    def __init__(self, delay=0.0, view=False):
+        import threading
+
+        super().__init__()
+        self._mine = threading.local()
+        self.delay, self.view = delay, view
+
+    def _prepare(self, a, b):
+        flows = np.stack(self._flows(a, b))
+        buf = getattr(self._mine, "buf", None)
+        if buf is None or buf.shape != flows.shape:
+            buf = self._mine.buf = np.empty_like(flows)
+        buf[...] = flows
+        if self.view:  # a read-only view of it: the same buffer all the same
+            buf = buf.view()
+            buf.flags.writeable = False
+        return buf
+
+    def _between_prepared(self, a, b, ts, prepared):
+        import time
+
+        time.sleep(self.delay)
+        return super()._between_prepared(a, b, ts, prepared)
+
+
 def test_an_interpolator_filling_its_own_flows_buffer_again_still_works():
     """A review: the shared flows were made read-only in place, so a subclass that fills
     one buffer of its own for each pair failed at the next pair, and in between() after."""
-    import threading
-
-    class Buffered(FlowInterpolator):
-        def __init__(self):
-            super().__init__()
-            self._mine = threading.local()
-
-        def _prepare(self, a, b):
-            flows = np.stack(self._flows(a, b))
-            buf = getattr(self._mine, "buf", None)
-            if buf is None or buf.shape != flows.shape:
-                buf = self._mine.buf = np.empty_like(flows)
-            buf[...] = flows
-            return buf
-
     a, b, c = square_at(10), square_at(30), square_at(34)
-    f = Buffered()
+    f = _Buffered()
     got = list(interpolate([a, b, c], factor=2, backend=f))
     np.testing.assert_array_equal(got[1], FlowInterpolator().between(a, b, [0.5])[0])
     np.testing.assert_array_equal(f.between(b, c, [0.5])[0], got[3])
 
 
-def test_a_pair_split_across_threads_keeps_its_own_flows_from_a_reused_buffer():
+@pytest.mark.parametrize("view", [False, True])
+def test_a_pair_split_across_threads_keeps_its_own_flows_from_a_reused_buffer(view):
     """A review: shared as a view of a subclass's own buffer, a pair's later piece, on
     another thread, read the next pair's flows once the first thread refilled it (7
     frames off by up to 195 levels). The pieces now share a read-only copy."""
-    import threading
-    import time
-
     from loopwave.interpolate import retime
-
-    class Buffered(FlowInterpolator):
-        def __init__(self):
-            super().__init__()
-            self._mine = threading.local()
-
-        def _prepare(self, a, b):
-            flows = np.stack(self._flows(a, b))
-            buf = getattr(self._mine, "buf", None)
-            if buf is None:
-                buf = self._mine.buf = np.empty_like(flows)
-            buf[...] = flows
-            return buf
-
-        def _between_prepared(self, a, b, ts, prepared):
-            time.sleep(0.02)  # a slower kernel: the other thread moves on meanwhile
-            return super()._between_prepared(a, b, ts, prepared)
 
     frames = [square_at(x) for x in (4, 30, 6, 34, 8)]
     times = [0, 1, 2, 3, 4]
     want = list(retime(frames, times, fps=40, hold=None, backend=FlowInterpolator(), workers=1))
-    got = list(retime(frames, times, fps=40, hold=None, backend=Buffered(), workers=2))
+    got = list(retime(frames, times, fps=40, hold=None, backend=_Buffered(0.02, view), workers=2))
     assert len(got) == len(want) == 161
     for j, (x, y) in enumerate(zip(got, want, strict=True)):
         np.testing.assert_array_equal(x, y, err_msg=f"output {j}")

@@ -790,12 +790,15 @@ class _Pair:
         with self._lock:
             if self._prepared is _NONE:
                 prepared = self._once(lambda: interp._prepare(self.a, self.b))
-                if isinstance(prepared, np.ndarray) and prepared.flags.writeable:
+                if isinstance(prepared, np.ndarray) and (
+                    prepared.flags.writeable or prepared.base is not None
+                ):
                     # shared by the pieces, on other threads too: a subclass scaling it in
                     # place changed the rest. A read-only copy: the array may be the
                     # interpolator's own buffer, filled again for its next pair (made
                     # read-only itself, that failed; a view of it, the pair's later pieces
-                    # read the next pair's flows). FlowInterpolator's own come read-only
+                    # read the next pair's flows; a read-only view of it, the same).
+                    # FlowInterpolator's own come read-only, owning their data
                     prepared = np.array(prepared, copy=True, subok=True)
                     prepared.flags.writeable = False
                 self._prepared = prepared
