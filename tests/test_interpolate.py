@@ -1498,6 +1498,82 @@ def test_a_pair_split_across_threads_keeps_its_own_flows_from_a_reused_buffer(vi
         np.testing.assert_array_equal(x, y, err_msg=f"output {j}")
 
 
+@pytest.mark.parametrize("form", ["buffer", "view", "toggled", "tuple", "fortran"])
+def test_a_pair_s_shared_flows_stay_its_own_when_the_subclass_reuses_its_buffer(form):
+    """Reviews: a pair's later pieces read what its interpolator's _prepare returned after
+    that interpolator had filled the same buffer again for its next pair (a buffer, a view
+    of it, one kept read-only between fills, a tuple of buffers). Deterministic: the next
+    pair's _prepare is called in between here, as another thread did it."""
+    import loopwave.interpolate as li
+
+    class Reusing(FlowInterpolator):
+        buf = None
+
+        def _prepare(self, a, b):
+            flows = np.stack(self._flows(a, b))
+            if self.buf is None:
+                self.buf = np.empty_like(flows)
+            self.buf.flags.writeable = True
+            self.buf[...] = flows
+            if form == "toggled":
+                self.buf.flags.writeable = False
+            if form == "view":
+                return self.buf.view()
+            if form == "tuple":
+                return (self.buf[0], self.buf[1])
+            if form == "fortran":
+                return np.asfortranarray(self.buf)
+            return self.buf
+
+    f = Reusing()
+    a, b, c, d = square_at(10), square_at(30), square_at(4), square_at(40)
+    pair = li._Pair(a, b)
+    shared = pair.prepared(f)
+    want = np.stack(f._flows(a, b))
+    f._prepare(c, d)  # the next pair, on another thread
+    got = np.stack(shared) if form == "tuple" else shared
+    np.testing.assert_array_equal(got, want)
+    assert pair.prepared(f) is shared
+    for x in shared if form == "tuple" else [shared]:
+        assert not x.flags.writeable and x.flags.c_contiguous
+
+
+def test_flow_interpolator_s_own_flows_are_shared_as_they_are():
+    import loopwave.interpolate as li
+
+    f = FlowInterpolator()
+    pair = li._Pair(square_at(10), square_at(30))
+    shared = pair.prepared(f)
+    assert not shared.flags.writeable and shared.base is None  # fresh: no copy needed
+    calls = []
+    f._prepare = lambda a, b: calls.append(1) or np.zeros((2, 64, 96, 2), np.float32)
+    other = li._Pair(square_at(10), square_at(30)).prepared(f)  # set on the object: copied
+    assert calls and not other.flags.writeable
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_frames_error_keeps_its_context_when_the_consumer_is_handling_another(workers):
+    """A review: raised again after the pairs in flight were drained, the frames' error
+    took as its context the exception a consumer iterating inside an except block was
+    handling, in place of its own."""
+
+    def frames():
+        yield square_at(10)
+        yield square_at(30)
+        try:
+            raise KeyError("k")
+        except KeyError:
+            raise ValueError("frame 2 is broken")  # noqa: B904 (implicitly chained)
+
+    try:
+        raise RuntimeError("the consumer's own")
+    except RuntimeError:
+        with pytest.raises(ValueError, match="frame 2") as caught:
+            for _ in interpolate(frames(), factor=2, backend="blend", workers=workers):
+                pass
+    assert isinstance(caught.value.__context__, KeyError), repr(caught.value.__context__)
+
+
 def test_strided_flows_from_a_subclass_are_taken():
     """A review: a Fortran-order or reversed _prepare result reached the kernel as it was,
     refused as "expected a C-contiguous (2, 64, 96, 2) array, got shape [2, 64, 96, 2]"."""

@@ -746,6 +746,24 @@ def _prepares(interp: Interpolator) -> bool:
     return cls.between is Interpolator.between and cls._between is FlowInterpolator._between
 
 
+def _shared(prepared: Any) -> Any:
+    """A subclass's :meth:`~Interpolator._prepare` result as a pair's pieces share it, on
+    other threads too: a read-only C-order copy of an array, and of each array in a tuple
+    or list (other objects as they are). The subclass may fill its own buffer again for
+    its next pair, or scale the flows in place: shared as they were, a pair's later piece
+    read the next pair's flows (a view, or a buffer kept read-only between fills, the
+    same), and a piece's change reached the others. (FlowInterpolator's own are fresh and
+    read-only: shared as they are.)"""
+    if isinstance(prepared, np.ndarray):
+        copied = np.array(prepared, copy=True, subok=True, order="C")
+        copied.flags.writeable = False
+        return copied
+    if isinstance(prepared, (tuple, list)):
+        parts = [_shared(x) for x in prepared]
+        return tuple(parts) if isinstance(prepared, tuple) else parts
+    return prepared
+
+
 class _PairFailed(Exception):
     """A piece's pair's shared work failed in another of its pieces (which raises it)."""
 
@@ -790,17 +808,9 @@ class _Pair:
         with self._lock:
             if self._prepared is _NONE:
                 prepared = self._once(lambda: interp._prepare(self.a, self.b))
-                if isinstance(prepared, np.ndarray) and (
-                    prepared.flags.writeable or prepared.base is not None
-                ):
-                    # shared by the pieces, on other threads too: a subclass scaling it in
-                    # place changed the rest. A read-only copy: the array may be the
-                    # interpolator's own buffer, filled again for its next pair (made
-                    # read-only itself, that failed; a view of it, the pair's later pieces
-                    # read the next pair's flows; a read-only view of it, the same).
-                    # FlowInterpolator's own come read-only, owning their data
-                    prepared = np.array(prepared, copy=True, subok=True)
-                    prepared.flags.writeable = False
+                own = getattr(interp._prepare, "__func__", None) is FlowInterpolator._prepare
+                if not own:  # (a subclass's, or one set on the object itself)
+                    prepared = _shared(prepared)
                 self._prepared = prepared
             return self._prepared
 
@@ -907,15 +917,22 @@ def _stream(
                 # outside this handler, so a pair's error met meanwhile keeps its own
                 # __context__ (it took the frames' error as its context)
                 failed: Exception | None = e
+                context = e.__context__
             else:
                 failed = None
             if failed is not None:
                 try:
                     while pending:
                         yield from oldest()
-                    raise failed
+                    try:
+                        raise failed
+                    except Exception:
+                        # its own context again: raised here, it took the one a consumer
+                        # iterating inside an except block was handling
+                        failed.__context__ = context
+                        raise
                 finally:
-                    del failed  # (the traceback holds this frame: a cycle, frames and all)
+                    del failed, context  # (its traceback holds this frame: a cycle)
             # the frames yielded are the caller's to change: copies of the ones kept
             if after is not None and not slots.lands(i + 1):
                 after = None  # (retime: this frame falls between two output times)
