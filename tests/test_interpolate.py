@@ -1084,18 +1084,18 @@ def test_a_lightness_only_cut_is_under_the_default_threshold():
         ("29.97", "510000/1001", 1),  # 17 times: past interpolate's factor
         ("59.94", "30000/1001", 2),  # half: every other frame is an output
         ("24", "60", 2),  # not whole: frames 0, 2, 4, ... land, as at any length
-        ("41.6667", "1000", 1),  # 24 times, just past 1000 fps: snapped_rate keeps 1000
+        ("41.6667", "1000", 1),  # 24 times, just past 1000 fps: _snapped_rate keeps 1000
     ],
 )
 def test_even_times_keep_frames_on_the_output_grid_however_long(fps, to, step):
     """A review: frames at i / 29.97 retimed to 30000/1001 drifted 3.3e-8 s a frame off
     the output's times, and from frame 29,971 (1000 s) on none was shown as itself."""
-    from loopwave.interpolate import _Grid, even_times, near_whole
+    from loopwave.interpolate import _even_times, _Grid, _near_whole
     from loopwave.video import parse_fps
 
     n = 45_000
     f, t = parse_fps(fps), parse_fps(to)
-    times = even_times(n, f, t)
+    times = _even_times(n, f, t)
     grid = _Grid(times, float(t), False, None)
     late = range(n - 3000, n)
     assert [i for i in late if grid.lands(i)] == [i for i in late if i % step == 0]
@@ -1106,7 +1106,7 @@ def test_even_times_keep_frames_on_the_output_grid_however_long(fps, to, step):
     if fps == "24":
         outputs_a_frame = t / f  # 2.5
     else:
-        up, down = near_whole(t / f), near_whole(f / t)
+        up, down = _near_whole(t / f), _near_whole(f / t)
         outputs_a_frame = Fraction(up) if up is not None else Fraction(1, down)
     np.testing.assert_allclose(at, shown * float(outputs_a_frame), rtol=0, atol=1e-6)
     if fps == "24":
@@ -1126,10 +1126,10 @@ def test_even_times_keep_frames_on_the_output_grid_however_long(fps, to, step):
     ],
 )
 def test_snapped_rate(fps, to, want):
-    from loopwave.interpolate import snapped_rate
+    from loopwave.interpolate import _snapped_rate
     from loopwave.video import parse_fps
 
-    assert snapped_rate(parse_fps(fps), parse_fps(to)) == want
+    assert _snapped_rate(parse_fps(fps), parse_fps(to)) == want
 
 
 def test_cli_to_fps_near_a_whole_multiple_is_that_multiple_of_the_input_s_rate(

@@ -2155,7 +2155,7 @@ def test_to_fps_at_or_a_whole_fraction_of_the_render_rate(tmp_path, monkeypatch,
         (59.94, "30000/1001", ("every", 2)),  # (a review: retimed, with the drift)
         (10, 4, ("retime", 0)),
         (1, 30, ("retime", 0)),  # a whole multiple past interpolate's 16
-        (29.97, "510000/1001", ("retime", 0)),  # and a near one: see even_times
+        (29.97, "510000/1001", ("retime", 0)),  # and a near one: see _even_times
         (10, 60.0006, ("factor", 6)),  # within 1e-5
         (10, 60.001, ("retime", 0)),  # not
     ],

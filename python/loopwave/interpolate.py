@@ -312,7 +312,7 @@ def _backend(backend: str | Interpolator) -> Interpolator:
     raise ValueError(f"backend must be 'flow', 'blend' or an Interpolator; got {backend!r}")
 
 
-def near_whole(ratio: Fraction) -> int | None:
+def _near_whole(ratio: Fraction) -> int | None:
     """The whole number ``k >= 1`` that a ratio of two rates lies within 1e-5 (relative)
     of, or None: one of the rates a decimal shorthand of the other's NTSC form (59.94
     over 30000/1001 is 2), whose frames are meant to fall on each other's."""
@@ -321,28 +321,28 @@ def near_whole(ratio: Fraction) -> int | None:
 
 
 def _snapped(fps: Fraction, to_fps: Fraction) -> Fraction:
-    """:func:`snapped_rate` without its bounds."""
-    k = near_whole(to_fps / fps)
+    """:func:`_snapped_rate` without its bounds."""
+    k = _near_whole(to_fps / fps)
     if k is not None:
         return fps * k
-    down = near_whole(fps / to_fps)
+    down = _near_whole(fps / to_fps)
     return fps / down if down is not None else to_fps
 
 
-def snapped_rate(fps: Fraction, to_fps: Fraction) -> Fraction:
+def _snapped_rate(fps: Fraction, to_fps: Fraction) -> Fraction:
     """``to_fps``, or, where it is within 1e-5 (relative) of a whole multiple or a whole
-    fraction of ``fps`` (:func:`near_whole`), exactly that multiple or fraction: a decimal
+    fraction of ``fps`` (:func:`_near_whole`), exactly that multiple or fraction: a decimal
     shorthand of an NTSC rate (59.94 from 30000/1001 is 60000/1001), whose frames are
     meant to fall on the input's. ``to_fps`` as it is where that would leave the rates a
-    video takes, [1/10000, 1000] (then :func:`even_times` places the frames)."""
+    video takes, [1/10000, 1000] (then :func:`_even_times` places the frames)."""
     snapped = _snapped(fps, to_fps)
     return snapped if Fraction(1, 10_000) <= snapped <= 1000 else to_fps
 
 
-def even_times(n: int, fps: Fraction, to_fps: Fraction) -> np.ndarray:
+def _even_times(n: int, fps: Fraction, to_fps: Fraction) -> np.ndarray:
     """The times of ``n`` frames evenly spaced at ``fps``, to be retimed to exactly
     ``to_fps``: ``i / fps``, or, where ``to_fps`` is within 1e-5 of a whole multiple or
-    fraction of ``fps`` (:func:`snapped_rate`), ``i`` over the rate that makes it exactly
+    fraction of ``fps`` (:func:`_snapped_rate`), ``i`` over the rate that makes it exactly
     so: a decimal shorthand of an NTSC rate (frames at 29.97 to "30000/1001", 1.000001
     times it) drifted 3.3e-8 s a frame off the output's times, and past 1000 s every
     output was an in-between, where each should show its frame. The frames' span then
@@ -370,7 +370,7 @@ def resolve_factor(factor: int | None, to_fps: Any = None, fps: Any = None) -> i
         if ratio.denominator != 1 and all(isinstance(x, (int, Fraction)) for x in (to_fps, fps)):
             # parse_fps rounds each to a denominator <= 10^6: exact rates keep their ratio
             ratio = Fraction(to_fps) / Fraction(fps)
-        k = near_whole(ratio)
+        k = _near_whole(ratio)
         if k is not None:
             # a decimal shorthand of an NTSC rate (59.94 over 30000/1001, 23.976 over
             # 24000/1001): the video comes out at fps x k, the exact rate
@@ -1193,11 +1193,11 @@ def add_cli(sub: Any) -> None:
                 # output's times and the sound stays in step (the frames drifted off the
                 # decimal rate's grid: past 1000 s every output was an in-between). Where
                 # that rate is past the bounds a video takes, [1/10000, 1000], the rate
-                # stays as given and even_times places the frames on its grid: the
+                # stays as given and _even_times places the frames on its grid: the
                 # picture's length then differs from the sound's by under 1e-5 (36 ms an
                 # hour); elsewhere these are the frames' own times, i / fps
-                out_fps = snapped_rate(fps, out_fps)
-                times = even_times(n or 0, fps, out_fps)
+                out_fps = _snapped_rate(fps, out_fps)
+                times = _even_times(n or 0, fps, out_fps)
         else:
             # a variable rate: the factor times its typical rate (its mean, a screen
             # recording's pauses and all, gave 7.5 fps for a 60 fps recording at --factor 2)

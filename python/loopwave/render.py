@@ -87,7 +87,7 @@ from .schedule import (
     wave_strength,
     whole,
 )
-from .settings import Settings, SettingsError
+from .settings import ADDED_LATER, SCHEMA, Settings, SettingsError
 
 __all__ = ["RenderResult", "StageError", "render", "render_frames"]
 
@@ -732,13 +732,15 @@ class _Stage:
 
 
 def _settings_digest(s: Settings) -> str:
-    """What ``state.json`` records of the settings a run's frames were made with. A key
-    added after runs were made is left out at its default, so that those runs' digests,
-    of settings without it, stay theirs (and they resume): ``interpolation.to_fps``."""
-    data = dict(s)
-    it = data.get("interpolation")
-    if isinstance(it, dict) and it.get("to_fps") == "":
-        data["interpolation"] = {k: x for k, x in it.items() if k != "to_fps"}
+    """What ``state.json`` records of the settings a run's frames were made with. The keys
+    added after runs were made (:data:`~loopwave.settings.ADDED_LATER`) are left out at
+    their defaults, so that those runs' digests, of settings without them, stay theirs
+    (and they resume)."""
+    data = {name: dict(x) if isinstance(x, dict) else x for name, x in s.items()}
+    for section, key in ADDED_LATER:
+        keys = data.get(section)
+        if isinstance(keys, dict) and key in keys and keys[key] == SCHEMA[section][key][0]:
+            del keys[key]
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -1134,7 +1136,7 @@ def _encoder(
     loaded RIFE model, where the settings ask for it) and encoded as they come. The
     video is written under a ``.partial.mp4`` name and renamed when complete, so a killed
     run never leaves a truncated NAME.mp4."""
-    from .interpolate import even_times, interpolate, retime
+    from .interpolate import _even_times, interpolate, retime
     from .video import parse_fps, writing_video
 
     def work(live: Iterator[tuple[int, np.ndarray | None]]) -> None:
@@ -1149,7 +1151,7 @@ def _encoder(
             # in-betweens placed between the two frames around them (10 -> 24 fps: 2.4 a
             # frame). The times are even, so none is held (hold=None)
             fps, to = parse_fps(v["fps"]), parse_fps(i["to_fps"])
-            times = even_times(s["render"]["frames"], fps, to)
+            times = _even_times(s["render"]["frames"], fps, to)
             frames = retime(
                 frames, times, fps=i["to_fps"], backend=backend, scene_cut=i["scene_cut"],
                 hold=None,
@@ -1187,26 +1189,25 @@ def _video_frames(s: Settings) -> tuple[str, int]:
     (:func:`~loopwave.interpolate.interpolate`); ``("every", k)``, every ``k``-th rendered
     frame; ``("retime", 0)``, the frames at the video's own times
     (:func:`~loopwave.interpolate.retime`, the rendered frames' times from
-    :func:`~loopwave.interpolate.even_times`). A ``to_fps`` within 1e-5 of a whole
+    :func:`~loopwave.interpolate._even_times`). A ``to_fps`` within 1e-5 of a whole
     multiple or a whole fraction of ``video.fps`` is taken as one (``video.fps = 29.97``
     with ``to_fps = "30000/1001"``: no in-betweens; retimed, the rendered frames drifted
     off the video's times, and after 1000 s every frame was an in-between)."""
-    from .interpolate import near_whole
+    from .interpolate import _snapped
     from .video import parse_fps
 
     it = s["interpolation"]
     if it["to_fps"] == "":
         factor = int(it["factor"])
         return ("none", 1) if factor == 1 else ("factor", factor)
-    fps, to = parse_fps(s["video"]["fps"]), parse_fps(it["to_fps"])
-    up = near_whole(to / fps)
-    if up == 1:
+    fps = parse_fps(s["video"]["fps"])
+    ratio = _snapped(fps, parse_fps(it["to_fps"])) / fps  # (a whole k or 1/k where near one)
+    if ratio == 1:
         return ("none", 1)
-    if up is not None and up <= 16:  # (interpolate's most; retime's exact times past it)
-        return ("factor", up)
-    down = near_whole(fps / to)
-    if up is None and down is not None:
-        return ("every", down)
+    if ratio.denominator == 1 and ratio <= 16:  # (interpolate's most; retime's exact past it)
+        return ("factor", int(ratio))
+    if ratio.numerator == 1:
+        return ("every", ratio.denominator)
     return ("retime", 0)
 
 

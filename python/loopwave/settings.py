@@ -41,7 +41,7 @@ from .rife import SCALES
 from .schedule import SEED_BEHAVIOURS, Schedule, ScheduleError, parse_prompts
 from .trt import RUNTIMES
 
-__all__ = ["PATH_KEYS", "SCHEMA", "Settings", "SettingsError", "load_settings"]
+__all__ = ["ADDED_LATER", "PATH_KEYS", "SCHEMA", "Settings", "SettingsError", "load_settings"]
 
 VERSION = 1
 
@@ -312,6 +312,11 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
     },
     "video": {"codec": ("h264", _str()), "crf": (18, _int(0, 63)), "fps": (10, _num(0.001, 1000))},
 }
+
+#: keys added to :data:`SCHEMA` after runs were made, as (section, key): a run's state
+#: records the digest of its settings without them where they hold their default, so
+#: runs made before them still resume
+ADDED_LATER: tuple[tuple[str, str], ...] = (("interpolation", "to_fps"),)
 
 #: what each key does, for the settings reference (``loopwave settings``); every key of
 #: :data:`SCHEMA` has one (tested)
