@@ -3349,3 +3349,132 @@ def test_ctrl_c_with_keep_partial_says_why_it_does_not_stop_at_once(
         said = f"stopping: {lv.partial_path(out).name} is kept (--keep-partial); the "
         assert (said in err) == keep, err
         assert lv.partial_path(out).exists() == keep
+
+
+class _Bits:
+    """A big-endian bit reader over an H.264 RBSP (emulation-prevention bytes removed)."""
+
+    def __init__(self, nal: bytes) -> None:
+        rbsp, zeros = bytearray(), 0
+        for b in nal:
+            if zeros >= 2 and b == 3:
+                zeros = 0
+                continue
+            rbsp.append(b)
+            zeros = zeros + 1 if b == 0 else 0
+        self.data, self.pos = bytes(rbsp), 0
+
+    def u(self, n: int) -> int:
+        v = 0
+        for _ in range(n):
+            v = (v << 1) | (self.data[self.pos // 8] >> (7 - self.pos % 8)) & 1
+            self.pos += 1
+        return v
+
+    def ue(self) -> int:
+        zeros = 0
+        while self.u(1) == 0:
+            zeros += 1
+        return (1 << zeros) - 1 + self.u(zeros)
+
+    def se(self) -> int:
+        k = self.ue()
+        return (k + 1) // 2 if k % 2 else -(k // 2)
+
+
+def _h264_vui(avcc: bytes) -> dict[str, int]:
+    """The colour fields of the first SPS in an ``avcC`` record, read by the syntax of
+    H.264 7.3.2.1.1 and E.1.1 (FFmpeg's own reading of them is not used)."""
+    assert avcc[0] == 1 and avcc[5] & 0x1F >= 1  # version 1, at least one SPS
+    size = int.from_bytes(avcc[6:8], "big")
+    nal = avcc[8 : 8 + size]
+    assert nal[0] & 0x1F == 7  # a sequence parameter set
+    r = _Bits(nal[1:])
+    profile = r.u(8)
+    r.u(16)  # constraint flags, level
+    r.ue()  # seq_parameter_set_id
+    if profile in (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135):
+        if r.ue() == 3:  # chroma_format_idc
+            r.u(1)
+        r.ue(), r.ue(), r.u(1)  # bit depths, qpprime_y_zero_transform_bypass
+        assert r.u(1) == 0, "scaling matrices are not parsed here"
+    r.ue()  # log2_max_frame_num_minus4
+    poc = r.ue()
+    if poc == 0:
+        r.ue()
+    elif poc == 1:
+        r.u(1), r.se(), r.se()
+        for _ in range(r.ue()):
+            r.se()
+    r.ue(), r.u(1), r.ue(), r.ue()  # refs, gaps, width, height in macroblocks
+    if r.u(1) == 0:  # frame_mbs_only_flag
+        r.u(1)
+    r.u(1)  # direct_8x8_inference
+    if r.u(1):  # frame cropping
+        r.ue(), r.ue(), r.ue(), r.ue()
+    assert r.u(1) == 1, "no VUI"
+    if r.u(1):  # aspect ratio
+        if r.u(8) == 255:
+            r.u(32)
+    if r.u(1):  # overscan
+        r.u(1)
+    out: dict[str, int] = {}
+    if r.u(1):  # video signal type
+        out["video_format"], out["full_range"] = r.u(3), r.u(1)
+        if r.u(1):
+            out["primaries"], out["transfer"], out["matrix"] = r.u(8), r.u(8), r.u(8)
+    if r.u(1):
+        out["chroma_loc_top"], out["chroma_loc_bottom"] = r.ue(), r.ue()
+    return out
+
+
+@pytest.mark.parametrize(("ext", "full"), [(".mp4", False), (".mov", True)])
+def test_h264_stream_says_its_chroma_is_centre_sited(tmp_path, ext, full):
+    # rgb_to_yuv420p takes each 2x2 block's mean: H.264's chroma_sample_loc_type 1. Left
+    # untagged, a player takes type 0 (left-sited), half a pixel off; the colour tags
+    # are read from the same VUI, by the standard's syntax rather than FFmpeg's reading
+    path = tmp_path / f"v{ext}"
+    with lv.VideoWriter(path, fps=10, crf=10, matrix="bt601", full_range=full) as w:
+        w.write(np.zeros((2, 64, 64, 3), np.uint8))
+    with av.open(str(path)) as c:
+        vui = _h264_vui(bytes(c.streams.video[0].codec_context.extradata))
+    assert vui == {
+        "video_format": 5,  # unspecified
+        "full_range": int(full),
+        "primaries": 6,
+        "transfer": 6,
+        "matrix": 6,
+        "chroma_loc_top": 1,
+        "chroma_loc_bottom": 1,
+    }
+
+
+def test_a_callers_chroma_location_option_stands(tmp_path):
+    path = tmp_path / "v.mp4"
+    with lv.VideoWriter(path, fps=10, options={"chroma_sample_location": "topleft"}) as w:
+        w.write(np.zeros((2, 64, 64, 3), np.uint8))
+    with av.open(str(path)) as c:
+        vui = _h264_vui(bytes(c.streams.video[0].codec_context.extradata))
+    assert (vui["chroma_loc_top"], vui["chroma_loc_bottom"]) == (2, 2)
+
+
+@pytest.mark.parametrize(("ext", "codec"), [(".webm", "vp9"), (".mkv", "av1"), (".mkv", "h264")])
+def test_matroska_says_its_chroma_is_centre_sited(tmp_path, ext, codec):
+    # Matroska's Colour element: ChromaSitingHorz (0x55B7) and ChromaSitingVert (0x55B8),
+    # each 2 ("half"), one-byte unsigned integers
+    need_encoder(codec)
+    path = tmp_path / f"v{ext}"
+    with lv.VideoWriter(path, fps=10, codec=codec) as w:
+        w.write(np.zeros((2, 64, 64, 3), np.uint8))
+    data = path.read_bytes()
+    assert data.count(b"\x55\xb7\x81\x02") == 1
+    assert data.count(b"\x55\xb8\x81\x02") == 1
+
+
+def test_h265_stream_says_its_chroma_is_centre_sited(tmp_path):
+    # x265 prints the settings it encoded with in an SEI message of the stream
+    need_encoder("h265")
+    path = tmp_path / "v.mp4"
+    with lv.VideoWriter(path, fps=10, codec="h265") as w:
+        w.write(np.zeros((2, 64, 64, 3), np.uint8))
+    assert b" chromaloc=1 " in path.read_bytes()

@@ -673,6 +673,11 @@ class _Output:
             if cfg.bitrate:
                 s.bit_rate = cfg.bitrate
             opts = dict(cfg.options)
+            # rgb_to_yuv420p's chroma is centre-sited (the mean of each 2x2 block); untagged,
+            # players take 4:2:0 chroma as left-sited (H.264's default), half a pixel off.
+            # FFmpeg passes the tag on to x264's and x265's VUI and to Matroska/WebM's
+            # ChromaSiting; AV1's own header cannot say "centre", so AV1 in MP4 goes untagged
+            opts.setdefault("chroma_sample_location", "center")
             _quiet(cfg.encoder, opts)
             if cfg.encoder == "libx264" and (params := _x264_params(cfg.size[1])):
                 given = [p for p in opts.get("x264-params", "").split(":") if p.strip()]
@@ -849,7 +854,9 @@ class VideoWriter:
         MP4 output loses at most about this many frames (plus the encoder's
         look-ahead) when the process is killed
     matrix, full_range : the YUV conversion (see :func:`loopwave.rgb_to_yuv420p`),
-        tagged in the stream so players convert back with the same matrix
+        tagged in the stream so players convert back with the same matrix; the chroma's
+        place (centre-sited) is tagged too, in H.264 and H.265 streams and in MKV and
+        WebM files (an AV1 stream in MP4 cannot carry it)
     title : metadata title
     settings : a mapping stored, with the encoder settings used, as JSON in the
         ``comment`` tag: ``{"video": {...}, "settings": {...}}``
