@@ -245,7 +245,8 @@ def _unwrap_stdout(out: _Stdout) -> None:
 def _plain_warnings(command: str) -> None:
     """loopwave's own warnings (a damaged frame a resume makes again) printed as the
     program's other notes are, ``loopwave CMD: warning: ...``, not in Python's form
-    with a loopwave source file, line and code line; others' warnings as they are."""
+    with a loopwave source file, line and code line; others' warnings as they are, but
+    for the ONNX exporter's notes on diffusers' code."""
     here = os.path.dirname(os.path.abspath(__file__)) + os.sep
     default = warnings.formatwarning
 
@@ -255,6 +256,19 @@ def _plain_warnings(command: str) -> None:
         return default(message, category, filename, lineno, line)
 
     warnings.formatwarning = fmt
+    if not sys.warnoptions:  # a user's own -W or PYTHONWARNINGS decides instead
+        # torch's tracer, exporting diffusers' UNet and VAE to ONNX (the onnx and tensorrt
+        # backends), warns at each Python branch on a tensor's size and at a constant
+        # it cannot fold: a screenful about diffusers' code that the user can do nothing
+        # about. The trace is made at a latent size chosen for those branches
+        # (trt.export_unet) and its parity with torch is tested. A host program calling
+        # main(argv) keeps its own filters
+        warnings.filterwarnings(
+            "ignore", message="Converting a tensor to a Python ", module=r"diffusers\."
+        )
+        warnings.filterwarnings(
+            "ignore", message="Constant folding - Only steps=1 ", module=r"torch\.onnx\."
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
