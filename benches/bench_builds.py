@@ -1,7 +1,8 @@
 """Two builds of the native module timed against each other, in one process, in turns.
 
     python benches/bench_builds.py OLD.so NEW.so [--rounds 24] [--threads 1] [--dtype uint8]
-                                   [--kernel color_correct|blend_luminosity|match_gamma]
+                                   [--kernel color_correct|blend_luminosity|match_gamma|
+                                             flow_interpolate]
 
 How a kernel change is judged on a shared machine whose speed moves by up to 2x from
 minute to minute: each build is a copy of ``_native.abi3.so`` (``cargo build --release
@@ -11,6 +12,10 @@ after the change). Both are loaded into this process, called alternately on the 
 taken, so load that comes and goes hits both sides alike. Prints whether the outputs
 are identical, each side's fastest and median ms per frame, and the median of the
 per-round ratios OLD / NEW (above 1: NEW is faster).
+
+``flow_interpolate`` (the flow interpolator's native pass, uint8 only) makes 8 in-between
+frames of the first photograph and a moved, blurred copy of it, from DIS flows worked out
+once by the current package's ``FlowInterpolator``: ms per in-between frame.
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ def main(argv: list[str] | None = None) -> float:
     p.add_argument("new")
     p.add_argument(
         "--kernel",
-        choices=["color_correct", "blend_luminosity", "match_gamma"],
+        choices=["color_correct", "blend_luminosity", "match_gamma", "flow_interpolate"],
         default="color_correct",
     )
     p.add_argument("--rounds", type=int, default=24)
@@ -73,6 +78,18 @@ def main(argv: list[str] | None = None) -> float:
         frames = (frames / 255).astype(np.float32)
         target = (target / 255).astype(np.float32)
     luma = np.ascontiguousarray(np.roll(frames, 1, axis=0))
+    if a.kernel == "flow_interpolate":
+        import cv2
+
+        from loopwave.interpolate import FlowInterpolator
+
+        if a.dtype != "uint8":
+            raise SystemExit("flow_interpolate takes --dtype uint8 only")
+        moved = np.roll(cv2.GaussianBlur(frames[0], (5, 5), 1.5), (6, -11), axis=(0, 1))
+        pair = np.stack([frames[0], moved])
+        flows = np.stack(FlowInterpolator().flows(pair[0], pair[1])).astype(np.float32)
+        ts = np.arange(1, 9) / 9.0
+        frames = frames[: len(ts)]  # (ms per in-between frame)
     with tempfile.TemporaryDirectory() as d:
         mods = [load(a.old, "build_old", Path(d)), load(a.new, "build_new", Path(d))]
         outs = [np.empty_like(frames) for _ in mods]
@@ -85,6 +102,8 @@ def main(argv: list[str] | None = None) -> float:
                 return m.color_correct(frames, target, True, outs[i])[0]
             if a.kernel == "match_gamma":
                 return m.match_gamma(frames, target)[0]
+            if a.kernel == "flow_interpolate":
+                return m._flow_interpolate(pair, flows, ts, 1.5)
             return m.blend_luminosity(frames, luma)
 
         same = np.array_equal(call(0), call(1))

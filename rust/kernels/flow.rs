@@ -24,10 +24,10 @@
 use rayon::prelude::*;
 
 use super::error::{try_zeroed, KernelError, Result};
-use super::frames::Sample;
+use super::frames::{max_or, min_or, Sample};
 use super::parallel::install;
 use super::simd::simd_dispatch;
-use super::warp::Taps;
+use super::warp::lerp;
 
 /// The largest flow component accepted, in pixels: far past any frame, and small
 /// enough that the lookups' arithmetic on it cannot overflow f32.
@@ -48,7 +48,8 @@ struct Ctx<'a, T> {
 }
 
 /// One row of `vis` for one direction: how well `fwd` at x and `back` at
-/// x + fwd(x) cancel (`inv` = 1 / sigma).
+/// x + fwd(x) cancel (`inv` = 1 / sigma). [`BLOCK`] pixels at a time, as
+/// [`blend_row_imp`], with [`Taps`]' operations in their order.
 #[inline(always)]
 fn visibility_row_imp<T: Sample>(
     c: &Ctx<'_, T>,
@@ -62,40 +63,141 @@ fn visibility_row_imp<T: Sample>(
     } else {
         (c.f10, c.f01)
     };
-    for (x, v) in row.iter_mut().enumerate() {
-        let i = y * c.w + x;
-        let (dx, dy) = (fwd[2 * i], fwd[2 * i + 1]);
-        let t = Taps::at(x as f32 + dx, y as f32 + dy, c.h, c.w);
-        let (ex, ey) = (
-            (dx + t.sample::<f32, 2>(back, 0)) * inv,
-            (dy + t.sample::<f32, 2>(back, 1)) * inv,
-        );
-        *v = (-(ex * ex + ey * ey)).exp();
+    let (w, h) = (c.w, c.h);
+    let (xmax, ymax) = ((w - 1) as f32, (h - 1) as f32);
+    let yf = y as f32;
+    let mut idx = [[0usize; BLOCK]; 4];
+    let mut frac = [[0f32; BLOCK]; 2];
+    let mut taps = [[[0f32; BLOCK]; 4]; 2];
+    let mut moved = [[0f32; BLOCK]; 2];
+    let mut e = [0f32; BLOCK];
+    for x0 in (0..w).step_by(BLOCK) {
+        let n = BLOCK.min(w - x0);
+        let f = &fwd[2 * (y * w + x0)..2 * (y * w + x0 + n)];
+        for j in 0..n {
+            let (dx, dy) = (f[2 * j], f[2 * j + 1]);
+            moved[0][j] = dx;
+            moved[1][j] = dy;
+            let sx = min_or(max_or((x0 + j) as f32 + dx, 0.0), xmax);
+            let sy = min_or(max_or(yf + dy, 0.0), ymax);
+            // SAFETY: as in blend_row_imp
+            let (xa, ya) = unsafe {
+                (
+                    sx.to_int_unchecked::<u32>() as usize,
+                    sy.to_int_unchecked::<u32>() as usize,
+                )
+            };
+            let (xb, yb) = ((xa + 1).min(w - 1), (ya + 1).min(h - 1));
+            frac[0][j] = sx - xa as f32;
+            frac[1][j] = sy - ya as f32;
+            idx[0][j] = ya * w + xa;
+            idx[1][j] = ya * w + xb;
+            idx[2][j] = yb * w + xa;
+            idx[3][j] = yb * w + xb;
+        }
+        for q in 0..4 {
+            for j in 0..n {
+                let i = idx[q][j];
+                taps[0][q][j] = back[2 * i];
+                taps[1][q][j] = back[2 * i + 1];
+            }
+        }
+        for j in 0..BLOCK {
+            let d = [0, 1].map(|k| {
+                let v = &taps[k];
+                let top = lerp(v[0][j], v[1][j], frac[0][j], true);
+                let bot = lerp(v[2][j], v[3][j], frac[0][j], true);
+                (moved[k][j] + lerp(top, bot, frac[1][j], true)) * inv
+            });
+            e[j] = -(d[0] * d[0] + d[1] * d[1]);
+        }
+        for (v, e) in row[x0..x0 + n].iter_mut().zip(&e) {
+            *v = e.exp();
+        }
     }
 }
 
 simd_dispatch!(fn visibility_row<T: Sample>(c: &Ctx<'_, T>, forward: bool, inv: f32, y: usize, row: &mut [f32]) = visibility_row_imp);
 
-/// One row `y` of the frame at time `t`.
+/// Pixels one step of [`blend_row_imp`] stages.
+const BLOCK: usize = 16;
+
+/// One row `y` of the frame at time `t`, [`BLOCK`] pixels at a time: their taps are
+/// worked out as vectors, their samples read into planes one pixel at a time, and the
+/// mix is again vector arithmetic. Every value goes through the operations of
+/// [`Taps::at`] and [`Taps::sample`], in their order, so the result is theirs.
 #[inline(always)]
 fn blend_row_imp<T: Sample>(c: &Ctx<'_, T>, vis: &[Vec<f32>; 2], t: f32, y: usize, o: &mut [T]) {
     let u = 1.0 - t;
     let (c0, c1) = (-u * t, t * t); // Ft0 = c0 F01 + c1 F10
     let (d0, d1) = (u * u, -t * u); // Ft1 = d0 F01 + d1 F10
+    let (w, h) = (c.w, c.h);
+    let (xmax, ymax) = ((w - 1) as f32, (h - 1) as f32);
     let yf = y as f32;
-    for (x, q) in o.chunks_exact_mut(3).enumerate() {
-        let i = y * c.w + x;
-        let (ax, ay) = (c.f01[2 * i], c.f01[2 * i + 1]);
-        let (bx, by) = (c.f10[2 * i], c.f10[2 * i + 1]);
-        let xf = x as f32;
-        let t0 = Taps::at(xf + c0 * ax + c1 * bx, yf + c0 * ay + c1 * by, c.h, c.w);
-        let t1 = Taps::at(xf + d0 * ax + d1 * bx, yf + d0 * ay + d1 * by, c.h, c.w);
-        let w0 = u * (t0.sample::<f32, 1>(&vis[0], 0) + 1e-4);
-        let w1 = t * (t1.sample::<f32, 1>(&vis[1], 0) + 1e-4);
-        let norm = 1.0 / (w0 + w1);
-        for (ch, v) in q.iter_mut().enumerate() {
-            let mix = (w0 * t0.sample::<T, 3>(c.a, ch) + w1 * t1.sample::<T, 3>(c.b, ch)) * norm;
-            *v = T::from_raw_round(mix);
+    // per tap (to `a` at Ft0, to `b` at Ft1): the four neighbours' indices, the fractions
+    let mut idx = [[[0usize; BLOCK]; 4]; 2];
+    let mut frac = [[[0f32; BLOCK]; 2]; 2];
+    // the samples: the visibilities' four neighbours, and each channel's
+    let mut vs = [[[0f32; BLOCK]; 4]; 2];
+    let mut px = [[[[0f32; BLOCK]; 4]; 3]; 2];
+    let mut mixed = [[0f32; BLOCK]; 3];
+    for x0 in (0..w).step_by(BLOCK) {
+        let n = BLOCK.min(w - x0);
+        let at = y * w + x0;
+        let (f01, f10) = (&c.f01[2 * at..2 * (at + n)], &c.f10[2 * at..2 * (at + n)]);
+        for (k, (e0, e1)) in [(c0, c1), (d0, d1)].into_iter().enumerate() {
+            for j in 0..n {
+                let (ax, ay, bx, by) = (f01[2 * j], f01[2 * j + 1], f10[2 * j], f10[2 * j + 1]);
+                // Taps::at's clamp and floor, in a form that vectorises (the positions
+                // are finite: the flows are checked)
+                let sx = min_or(max_or((x0 + j) as f32 + e0 * ax + e1 * bx, 0.0), xmax);
+                let sy = min_or(max_or(yf + e0 * ay + e1 * by, 0.0), ymax);
+                // SAFETY: sx, sy are in 0..=2^24 (MAX_SIDE), not NaN
+                let (xa, ya) = unsafe {
+                    (
+                        sx.to_int_unchecked::<u32>() as usize,
+                        sy.to_int_unchecked::<u32>() as usize,
+                    )
+                };
+                let (xb, yb) = ((xa + 1).min(w - 1), (ya + 1).min(h - 1));
+                frac[k][0][j] = sx - xa as f32;
+                frac[k][1][j] = sy - ya as f32;
+                idx[k][0][j] = ya * w + xa;
+                idx[k][1][j] = ya * w + xb;
+                idx[k][2][j] = yb * w + xa;
+                idx[k][3][j] = yb * w + xb;
+            }
+        }
+        for (k, img) in [c.a, c.b].into_iter().enumerate() {
+            for q in 0..4 {
+                for j in 0..n {
+                    let i = idx[k][q][j];
+                    vs[k][q][j] = vis[k][i];
+                    for ch in 0..3 {
+                        px[k][ch][q][j] = img[3 * i + ch].raw();
+                    }
+                }
+            }
+        }
+        let bilinear = |v: &[[f32; BLOCK]; 4], f: &[[f32; BLOCK]; 2], j: usize, float: bool| {
+            let top = lerp(v[0][j], v[1][j], f[0][j], float);
+            let bot = lerp(v[2][j], v[3][j], f[0][j], float);
+            lerp(top, bot, f[1][j], float)
+        };
+        for j in 0..BLOCK {
+            let w0 = u * (bilinear(&vs[0], &frac[0], j, true) + 1e-4);
+            let w1 = t * (bilinear(&vs[1], &frac[1], j, true) + 1e-4);
+            let norm = 1.0 / (w0 + w1);
+            for (ch, m) in mixed.iter_mut().enumerate() {
+                let sa = bilinear(&px[0][ch], &frac[0], j, T::FLOAT);
+                let sb = bilinear(&px[1][ch], &frac[1], j, T::FLOAT);
+                m[j] = (w0 * sa + w1 * sb) * norm;
+            }
+        }
+        for (j, q) in o[3 * x0..3 * (x0 + n)].chunks_exact_mut(3).enumerate() {
+            for (ch, v) in q.iter_mut().enumerate() {
+                *v = T::from_raw_round(mixed[ch][j]);
+            }
         }
     }
 }
@@ -198,6 +300,7 @@ pub fn flow_interpolate<T: Sample>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::warp::Taps;
     use super::*;
 
     fn image(h: usize, w: usize, seed: usize) -> Vec<u8> {
@@ -258,6 +361,131 @@ mod tests {
             }
         }
         out
+    }
+
+    /// The kernel's row as it was written first, one pixel at a time through
+    /// [`Taps`]: the blocked row must give the same bits.
+    fn blend_row_pixelwise<T: Sample>(
+        c: &Ctx<'_, T>,
+        vis: &[Vec<f32>; 2],
+        t: f32,
+        y: usize,
+        o: &mut [T],
+    ) {
+        let u = 1.0 - t;
+        let (c0, c1) = (-u * t, t * t);
+        let (d0, d1) = (u * u, -t * u);
+        let yf = y as f32;
+        for (x, q) in o.chunks_exact_mut(3).enumerate() {
+            let i = y * c.w + x;
+            let (ax, ay) = (c.f01[2 * i], c.f01[2 * i + 1]);
+            let (bx, by) = (c.f10[2 * i], c.f10[2 * i + 1]);
+            let xf = x as f32;
+            let t0 = Taps::at(xf + c0 * ax + c1 * bx, yf + c0 * ay + c1 * by, c.h, c.w);
+            let t1 = Taps::at(xf + d0 * ax + d1 * bx, yf + d0 * ay + d1 * by, c.h, c.w);
+            let w0 = u * (t0.sample::<f32, 1>(&vis[0], 0) + 1e-4);
+            let w1 = t * (t1.sample::<f32, 1>(&vis[1], 0) + 1e-4);
+            let norm = 1.0 / (w0 + w1);
+            for (ch, v) in q.iter_mut().enumerate() {
+                let mix =
+                    (w0 * t0.sample::<T, 3>(c.a, ch) + w1 * t1.sample::<T, 3>(c.b, ch)) * norm;
+                *v = T::from_raw_round(mix);
+            }
+        }
+    }
+
+    /// [`visibility_row_imp`] as it was written first, one pixel at a time.
+    fn visibility_row_pixelwise<T: Sample>(
+        c: &Ctx<'_, T>,
+        forward: bool,
+        inv: f32,
+        y: usize,
+        row: &mut [f32],
+    ) {
+        let (fwd, back) = if forward {
+            (c.f01, c.f10)
+        } else {
+            (c.f10, c.f01)
+        };
+        for (x, v) in row.iter_mut().enumerate() {
+            let i = y * c.w + x;
+            let (dx, dy) = (fwd[2 * i], fwd[2 * i + 1]);
+            let t = Taps::at(x as f32 + dx, y as f32 + dy, c.h, c.w);
+            let (ex, ey) = (
+                (dx + t.sample::<f32, 2>(back, 0)) * inv,
+                (dy + t.sample::<f32, 2>(back, 1)) * inv,
+            );
+            *v = (-(ex * ex + ey * ey)).exp();
+        }
+    }
+
+    fn same_as_pixelwise<T: Sample + PartialEq + std::fmt::Debug>(
+        a: &[T],
+        b: &[T],
+        h: usize,
+        w: usize,
+        flows: (&[f32], &[f32]),
+    ) {
+        let c = Ctx {
+            a,
+            b,
+            f01: flows.0,
+            f10: flows.1,
+            h,
+            w,
+        };
+        let vis: [Vec<f32>; 2] = [0.37f32, 0.71].map(|k| {
+            (0..h * w)
+                .map(|i| (i as f32 * k).sin() * 0.5 + 0.5)
+                .collect()
+        });
+        for y in 0..h {
+            for (forward, inv) in [(true, 0.7f32), (false, 1.3)] {
+                let mut got = vec![0f32; w];
+                let mut want = got.clone();
+                visibility_row(&c, forward, inv, y, &mut got);
+                visibility_row_pixelwise(&c, forward, inv, y, &mut want);
+                assert_eq!(got, want, "h={h} w={w} y={y} forward={forward}");
+            }
+        }
+        for t in [0.013f32, 0.25, 0.5, 0.9] {
+            for y in 0..h {
+                let mut got = vec![a[0]; 3 * w];
+                let mut want = got.clone();
+                blend_row(&c, &vis, t, y, &mut got);
+                blend_row_pixelwise(&c, &vis, t, y, &mut want);
+                assert_eq!(got, want, "h={h} w={w} t={t} y={y}");
+            }
+        }
+    }
+
+    #[test]
+    fn blocked_rows_give_the_pixelwise_bits() {
+        for &w in &[1usize, 7, 9, 15, 16, 17, 33, 65] {
+            let h = 5;
+            let (a, b) = (image(h, w, 1), image(h, w, 2));
+            let af: Vec<f32> = a.iter().map(|&v| v as f32 / 255.0 - 0.1).collect();
+            let bf: Vec<f32> = b.iter().map(|&v| v as f32 * 1e30).collect();
+            let f01: Vec<f32> = (0..h * w * 2)
+                .map(|i| ((i * 7919 % 97) as f32 - 48.0) * 0.173)
+                .collect();
+            let f10: Vec<f32> = (0..h * w * 2)
+                .map(|i| ((i * 104729 % 89) as f32 - 44.0) * 0.311)
+                .collect();
+            let wild: Vec<f32> = (0..h * w * 2)
+                .map(|i| {
+                    if i % 3 == 0 {
+                        MAX_FLOW
+                    } else {
+                        -MAX_FLOW * 0.7
+                    }
+                })
+                .collect();
+            for flows in [(&f01[..], &f10[..]), (&wild[..], &f01[..])] {
+                same_as_pixelwise(&a, &b, h, w, flows);
+                same_as_pixelwise(&af, &bf, h, w, flows);
+            }
+        }
     }
 
     #[test]

@@ -83,7 +83,9 @@ impl Taps {
     }
 
     /// Pixel indices (row-major) around `(sx, sy)` in an `h` x `w` image, edge replicated.
-    #[inline(always)]
+    /// (The flow kernel's rows work these out a block at a time; its tests hold them to
+    /// this.)
+    #[cfg(test)]
     pub(super) fn at(sx: f32, sy: f32, h: usize, w: usize) -> Self {
         // with the edge replicated, sampling outside the frame equals sampling at the
         // clamped point; clamped, the truncating cast is the floor (and a wild or NaN
@@ -101,18 +103,20 @@ impl Taps {
     #[inline(always)]
     pub(super) fn sample<V: Sample, const K: usize>(&self, img: &[V], c: usize) -> f32 {
         let p = |i: usize| img[i * K + c].raw();
-        let mix = |a: f32, b: f32, t: f32| {
-            if V::FLOAT {
-                // a convex mix cannot exceed its ends but by rounding, which the clamp
-                // takes back
-                (a * (1.0 - t) + b * t).clamp(f32::MIN, f32::MAX)
-            } else {
-                a + (b - a) * t // (8-bit samples: nothing to overflow; as fast as before)
-            }
-        };
-        let top = mix(p(self.i00), p(self.i01), self.fx);
-        let bot = mix(p(self.i10), p(self.i11), self.fx);
-        mix(top, bot, self.fy)
+        let top = lerp(p(self.i00), p(self.i01), self.fx, V::FLOAT);
+        let bot = lerp(p(self.i10), p(self.i11), self.fx, V::FLOAT);
+        lerp(top, bot, self.fy, V::FLOAT)
+    }
+}
+
+/// `a` to `b` at `t`, as [`Taps::sample`] mixes samples of a `float` type or 8-bit ones.
+#[inline(always)]
+pub(super) fn lerp(a: f32, b: f32, t: f32, float: bool) -> f32 {
+    if float {
+        // a convex mix cannot exceed its ends but by rounding, which the clamp takes back
+        (a * (1.0 - t) + b * t).clamp(f32::MIN, f32::MAX)
+    } else {
+        a + (b - a) * t // (8-bit samples: nothing to overflow; as fast as before)
     }
 }
 
