@@ -1148,15 +1148,22 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path, sig, rc, said):
     assert len(frames_of(run_dir)) == n and (run_dir / "c.mp4").is_file()
 
 
-def test_a_resume_refuses_settings_edited_since_the_frames_were_made(tmp_path, backend):
+@pytest.mark.parametrize(
+    "edit",
+    [("render", "frames", 9), ("interpolation", "scale", 0.5), ("interpolation", "to_fps", "24")],
+)
+def test_a_resume_refuses_settings_edited_since_the_frames_were_made(tmp_path, backend, edit):
     """settings.json changed by hand (frames 7 -> 9) was taken silently: the plan built
-    for 7 frames went on, and the frames differed from a fresh 9-frame run's."""
+    for 7 frames went on, and the frames differed from a fresh 9-frame run's. The keys
+    added later (settings.ADDED_LATER), left out of the digest at their defaults, count
+    as any other once changed."""
     s = Settings.from_dict(JOB)
     rd = tmp_path / "run"
     render(s, run_dir=rd, backend=backend, progress=False, video=False, stop_after=2)
     original = (rd / "settings.json").read_text()
     edited = json.loads(original)
-    edited["render"]["frames"] = 9
+    section, key, value = edit
+    edited[section][key] = value
     (rd / "settings.json").write_text(json.dumps(edited, indent=1))
     with pytest.raises(ValueError, match="settings.json changed since its frames were made"):
         render(None, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
@@ -2267,16 +2274,20 @@ def test_a_to_fps_the_codec_cannot_take_is_refused_before_rendering(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_a_run_made_before_to_fps_existed_still_resumes(tmp_path, backend):
-    """Its settings.json has no interpolation.to_fps, and its state the digest of those
-    settings: the new key, at its default, is left out of the digest."""
+@pytest.mark.parametrize("missing", [("to_fps",), ("scale", "to_fps")])
+def test_a_run_made_before_a_key_existed_still_resumes(tmp_path, backend, missing):
+    """Its settings.json lacks the keys added since (interpolation.to_fps; before that,
+    interpolation.scale), and its state has the digest of those settings: each key added
+    later, at its default, is left out of the digest, or kept, as the run's own was made.
+    (A run made between the two keys was refused: only to_fps was left out.)"""
     import hashlib
 
     s = Settings.from_dict(JOB)
     rd = tmp_path / "r"
     render(s, run_dir=rd, backend=backend, progress=False, video=False, stop_after=3)
     old = json.loads((rd / "settings.json").read_text())
-    del old["interpolation"]["to_fps"]  # as an earlier loopwave wrote them
+    for key in missing:  # as an earlier loopwave wrote them
+        del old["interpolation"][key]
     (rd / "settings.json").write_text(json.dumps(old, indent=2, sort_keys=True))
     state = json.loads((rd / "state.json").read_text())
     state["settings"] = hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()

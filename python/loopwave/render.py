@@ -62,7 +62,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -731,17 +731,30 @@ class _Stage:
         self._finished.wait()
 
 
-def _settings_digest(s: Settings) -> str:
+def _settings_digest(s: Settings, keep: Iterable[tuple[str, str]] = ()) -> str:
     """What ``state.json`` records of the settings a run's frames were made with. The keys
     added after runs were made (:data:`~loopwave.settings.ADDED_LATER`) are left out at
-    their defaults, so that those runs' digests, of settings without them, stay theirs
-    (and they resume)."""
+    their defaults, but those in ``keep``, so that those runs' digests, of settings
+    without them, stay theirs (and they resume: :func:`_made_with`)."""
     data = {name: dict(x) if isinstance(x, dict) else x for name, x in s.items()}
-    for section, key in ADDED_LATER:
+    for section, key in set(ADDED_LATER) - set(keep):
         keys = data.get(section)
         if isinstance(keys, dict) and key in keys and keys[key] == SCHEMA[section][key][0]:
             del keys[key]
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _made_with(digest: Any, s: Settings) -> bool:
+    """Whether a run whose state records ``digest`` was made with the settings ``s``. A
+    run made when only some of the keys of :data:`~loopwave.settings.ADDED_LATER` existed
+    recorded those at their defaults (one made between ``interpolation.scale`` and
+    ``interpolation.to_fps``, the first but not the second), so every choice of them kept
+    is tried."""
+    return any(
+        digest == _settings_digest(s, keep)
+        for n in range(len(ADDED_LATER) + 1)
+        for keep in itertools.combinations(ADDED_LATER, n)
+    )
 
 
 def _saver(
@@ -1647,7 +1660,7 @@ def render(
             # before the model loads; again under the lock (against the frames that are
             # whole: a resume makes damaged ones again)
             _check_stop_after(stop_after, _last_whole(rd, state["last"])[0])
-        if made_with is not None and made_with != _settings_digest(saved):
+        if made_with is not None and not _made_with(made_with, saved):
             # frames on from here would not be those of an uninterrupted run (a plan built
             # for 12 frames, continued to 20)
             raise ValueError(

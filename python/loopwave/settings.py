@@ -316,7 +316,10 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
 #: keys added to :data:`SCHEMA` after runs were made, as (section, key): a run's state
 #: records the digest of its settings without them where they hold their default, so
 #: runs made before them still resume
-ADDED_LATER: tuple[tuple[str, str], ...] = (("interpolation", "to_fps"),)
+ADDED_LATER: tuple[tuple[str, str], ...] = (
+    ("interpolation", "scale"),
+    ("interpolation", "to_fps"),
+)
 
 #: what each key does, for the settings reference (``loopwave settings``); every key of
 #: :data:`SCHEMA` has one (tested)
