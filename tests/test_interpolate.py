@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import threading
 from fractions import Fraction
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -1498,32 +1500,46 @@ def test_a_pair_split_across_threads_keeps_its_own_flows_from_a_reused_buffer(vi
         np.testing.assert_array_equal(x, y, err_msg=f"output {j}")
 
 
-@pytest.mark.parametrize("form", ["buffer", "view", "toggled", "tuple", "fortran"])
+class _Flows(NamedTuple):
+    f01: np.ndarray
+    f10: np.ndarray
+
+
+_FORMS = ["buffer", "view", "toggled", "tuple", "fortran", "list", "named", "dict", "masked"]
+
+
+@pytest.mark.parametrize("form", _FORMS)
 def test_a_pair_s_shared_flows_stay_its_own_when_the_subclass_reuses_its_buffer(form):
     """Reviews: a pair's later pieces read what its interpolator's _prepare returned after
     that interpolator had filled the same buffer again for its next pair (a buffer, a view
-    of it, one kept read-only between fills, a tuple of buffers). Deterministic: the next
-    pair's _prepare is called in between here, as another thread did it."""
+    of it, one kept read-only between fills, a tuple of buffers; then a dict of them, and
+    a masked array's mask). Deterministic: the next pair's _prepare is called in between
+    here, as another thread did it. (One buffer per thread: a thread-safe subclass.)"""
     import loopwave.interpolate as li
 
     class Reusing(FlowInterpolator):
-        buf = None
+        local = threading.local()
 
         def _prepare(self, a, b):
             flows = np.stack(self._flows(a, b))
-            if self.buf is None:
-                self.buf = np.empty_like(flows)
-            self.buf.flags.writeable = True
-            self.buf[...] = flows
+            buf = getattr(self.local, "buf", None)
+            if buf is None:
+                buf = self.local.buf = np.empty_like(flows)
+                self.local.mask = np.zeros(flows.shape, bool)
+            buf.flags.writeable = True
+            buf[...] = flows
+            pair = (buf[0], buf[1])
             if form == "toggled":
-                self.buf.flags.writeable = False
-            if form == "view":
-                return self.buf.view()
-            if form == "tuple":
-                return (self.buf[0], self.buf[1])
-            if form == "fortran":
-                return np.asfortranarray(self.buf)
-            return self.buf
+                buf.flags.writeable = False
+            return {
+                "view": buf.view(),
+                "tuple": pair,
+                "list": list(pair),
+                "named": _Flows(*pair),
+                "dict": {"flows": pair, "scale": 1.0},
+                "fortran": np.asfortranarray(buf),
+                "masked": np.ma.MaskedArray(buf, mask=self.local.mask),
+            }.get(form, buf)
 
     f = Reusing()
     a, b, c, d = square_at(10), square_at(30), square_at(4), square_at(40)
@@ -1531,11 +1547,35 @@ def test_a_pair_s_shared_flows_stay_its_own_when_the_subclass_reuses_its_buffer(
     shared = pair.prepared(f)
     want = np.stack(f._flows(a, b))
     f._prepare(c, d)  # the next pair, on another thread
-    got = np.stack(shared) if form == "tuple" else shared
-    np.testing.assert_array_equal(got, want)
+    assert type(shared) is type(f._prepare(c, d))  # each container as its own type
+    arrays = list(shared["flows"] if form == "dict" else shared)
+    np.testing.assert_array_equal(np.stack(arrays), want)
     assert pair.prepared(f) is shared
-    for x in shared if form == "tuple" else [shared]:
+    for x in arrays if form in ("tuple", "list", "named", "dict") else [shared]:
         assert not x.flags.writeable and x.flags.c_contiguous
+    if form == "masked":
+        assert not shared.mask.flags.writeable
+        assert not np.shares_memory(shared.mask, f.local.mask)
+
+
+def test_a_subclass_s_named_tuple_of_flows_reaches_its_own_between():
+    """A review: shared as a plain tuple, a named tuple lost its names, and a subclass
+    reading ``prepared.f01`` raised AttributeError."""
+
+    class Named(FlowInterpolator):
+        def _prepare(self, a, b):
+            return _Flows(*self._flows(a, b))
+
+        def _between_prepared(self, a, b, ts, prepared):
+            flows = np.stack([prepared.f01, prepared.f10])
+            return super()._between_prepared(a, b, ts, flows)
+
+    frames = [square_at(x) for x in (4, 30, 6)]
+    got = list(interpolate(frames, factor=3, backend=Named(), workers=2))
+    want = list(interpolate(frames, factor=3, backend=FlowInterpolator(), workers=1))
+    assert len(got) == len(want) == 7
+    for x, y in zip(got, want, strict=True):
+        np.testing.assert_array_equal(x, y)
 
 
 def test_flow_interpolator_s_own_flows_are_shared_as_they_are():
@@ -1640,6 +1680,40 @@ def test_a_pair_s_error_keeps_its_own_context_when_the_frames_fail_too(workers):
         list(interpolate(frames(), factor=2, backend=Failing(), workers=workers))
     assert isinstance(caught.value, RuntimeError)
     assert isinstance(caught.value.__context__, FileNotFoundError), caught.value.__context__
+
+
+@pytest.mark.parametrize("pieces", [False, True])
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_a_pair_s_error_keeps_its_own_context_when_the_consumer_is_handling_another(
+    workers, pieces
+):
+    """A review: with more than one worker, a pair's error, raised again in the generator,
+    took as its context the exception a consumer iterating inside an except block was
+    handling (with one worker it kept its own). ``pieces``: one pair made 16 outputs at a
+    time, a later piece raising the error another piece met."""
+    from loopwave.interpolate import retime
+
+    class Failing(FlowInterpolator):
+        def _flows(self, a, b):
+            try:
+                raise KeyError("own")
+            except KeyError:
+                raise RuntimeError("flows failed")  # noqa: B904 (implicitly chained)
+
+    frames = [square_at(10), square_at(30), square_at(4)]
+    try:
+        raise LookupError("the consumer's own")
+    except LookupError:
+        with pytest.raises(RuntimeError, match="flows failed") as caught:
+            if pieces:
+                made = retime(
+                    frames, [0, 1, 2], fps=40, hold=None, backend=Failing(), workers=workers
+                )
+            else:
+                made = interpolate(frames, factor=2, backend=Failing(), workers=workers)
+            for _ in made:
+                pass
+    assert isinstance(caught.value.__context__, KeyError), repr(caught.value.__context__)
 
 
 def test_shared_flows_are_read_only_and_an_override_on_the_object_is_used():

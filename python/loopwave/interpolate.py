@@ -49,7 +49,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -133,14 +133,19 @@ class Interpolator(abc.ABC):
         interpolator's flows), for :meth:`_between_prepared`. :class:`FlowInterpolator`'s
         ``_between`` is built on the two, so a pair of its whose outputs are made a piece
         at a time does this once (see ``_prepares``); for other classes they are not
-        called."""
+        called. With :attr:`thread_safe`, it runs for several pairs at once, on several
+        threads, as :meth:`between` does: a buffer it fills must be its thread's own (its
+        result is copied before the pair's pieces share it, so the thread may fill the
+        same buffer again for its next pair)."""
         raise NotImplementedError
 
     def _between_prepared(
         self, a: np.ndarray, b: np.ndarray, ts: np.ndarray, prepared: Any
     ) -> np.ndarray:
         """:meth:`_between` given :meth:`_prepare`'s result for ``a`` and ``b``, which
-        every piece of the pair shares (an array of it is read-only)."""
+        every piece of the pair shares: a subclass's is a read-only copy where it is an
+        array, or a tuple, named tuple, list or dict of them (other objects are shared as
+        they are; see ``_shared``)."""
         raise NotImplementedError
 
 
@@ -748,20 +753,44 @@ def _prepares(interp: Interpolator) -> bool:
 
 def _shared(prepared: Any) -> Any:
     """A subclass's :meth:`~Interpolator._prepare` result as a pair's pieces share it, on
-    other threads too: a read-only C-order copy of an array, and of each array in a tuple
-    or list (other objects as they are). The subclass may fill its own buffer again for
-    its next pair, or scale the flows in place: shared as they were, a pair's later piece
-    read the next pair's flows (a view, or a buffer kept read-only between fills, the
-    same), and a piece's change reached the others. (FlowInterpolator's own are fresh and
-    read-only: shared as they are.)"""
+    other threads too: a read-only C-order copy of an array (a masked array's mask too),
+    and of each array in a tuple, a named tuple, a list or a dict, as deep as they nest,
+    each container rebuilt as its own type. Other objects, and the arrays inside them, are
+    shared as they are. The subclass may fill its own buffer again for its next pair, or
+    scale the flows in place: shared as they were, a pair's later piece read the next
+    pair's flows (a view, or a buffer kept read-only between fills, the same), and a
+    piece's change reached the others. (FlowInterpolator's own are fresh and read-only:
+    shared as they are.)"""
     if isinstance(prepared, np.ndarray):
         copied = np.array(prepared, copy=True, subok=True, order="C")
         copied.flags.writeable = False
+        mask = getattr(copied, "_mask", None) if v._masked(copied) else None
+        if isinstance(mask, np.ndarray):  # (numpy.ma.nomask: a scalar, nothing to write)
+            mask.flags.writeable = False
         return copied
-    if isinstance(prepared, (tuple, list)):
-        parts = [_shared(x) for x in prepared]
-        return tuple(parts) if isinstance(prepared, tuple) else parts
+    kind = type(prepared)
+    if kind in (tuple, list):
+        return kind(_shared(x) for x in prepared)
+    if isinstance(prepared, tuple) and callable(getattr(kind, "_make", None)):
+        return kind._make(_shared(x) for x in prepared)  # a named tuple
+    if kind is dict:
+        return {k: _shared(x) for k, x in prepared.items()}
     return prepared
+
+
+def _raise_as_made(error: BaseException) -> NoReturn:
+    """Raise ``error``, made on a worker thread, in the generator, with the ``__context__``
+    it was made with: raised again there, it took the exception a consumer iterating
+    inside an ``except`` block was handling (with one worker, made inline, it kept its
+    own)."""
+    context = error.__context__
+    try:
+        raise error
+    except BaseException:
+        error.__context__ = context
+        raise
+    finally:
+        del error, context  # (the traceback holds this frame: no cycle through them)
 
 
 class _PairFailed(Exception):
@@ -890,6 +919,8 @@ def _stream(
 
     def oldest() -> Iterator[np.ndarray]:
         job, after, pair = pending.popleft()
+        if pool is not None and (error := job.exception()) is not None:
+            _raise_as_made(error)
         made = job.result() if pool is not None else job
         if made is None:
             # its pair's work failed in a later piece, still pending: that piece's error,
@@ -898,7 +929,7 @@ def _stream(
                 if of is pair:
                     other.exception()
             assert pair.failed is not None
-            raise pair.failed
+            _raise_as_made(pair.failed)
         yield from made
         if after is not None:
             yield after
