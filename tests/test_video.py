@@ -3478,3 +3478,30 @@ def test_h265_stream_says_its_chroma_is_centre_sited(tmp_path):
     with lv.VideoWriter(path, fps=10, codec="h265") as w:
         w.write(np.zeros((2, 64, 64, 3), np.uint8))
     assert b" chromaloc=1 " in path.read_bytes()
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mkv"])
+def test_av1_is_not_asked_for_a_chroma_place_it_cannot_carry(tmp_path, caplog, ext):
+    # a review: SVT-AV1 warned "Specified chroma sample location center is unsupported on
+    # the AV1 bit stream level" for every AV1 file (shown where a program turns FFmpeg's
+    # log on); MP4 cannot carry it either, so AV1 in MP4 goes untagged. In MKV the
+    # container carries it (test_matroska_says_its_chroma_is_centre_sited), so FFmpeg's
+    # warning stays there, naming Matroska as the way
+    need_encoder("av1")
+    import logging
+
+    import av.logging
+
+    path = tmp_path / f"v{ext}"
+    skipping = av.logging.get_skip_repeated()
+    av.logging.set_level(av.logging.WARNING)
+    av.logging.set_skip_repeated(False)  # (PyAV drops a message said just before)
+    try:
+        with caplog.at_level(logging.WARNING, logger="libav"):
+            with lv.VideoWriter(path, fps=10, codec="av1") as w:
+                w.write(np.zeros((2, 64, 64, 3), np.uint8))
+    finally:
+        av.logging.set_level(None)
+        av.logging.set_skip_repeated(skipping)
+    said = [r.getMessage() for r in caplog.records if "chroma sample location" in r.getMessage()]
+    assert bool(said) == (ext == ".mkv"), said

@@ -779,15 +779,16 @@ def _shared(prepared: Any) -> Any:
 
 
 def _raise_as_made(error: BaseException) -> NoReturn:
-    """Raise ``error``, made on a worker thread, in the generator, with the ``__context__``
-    it was made with: raised again there, it took the exception a consumer iterating
-    inside an ``except`` block was handling (with one worker, made inline, it kept its
-    own)."""
+    """Raise ``error``, made on a worker thread, in the generator, as one worker raises it
+    inline: with the ``__context__`` it was made with, where it has one (raised again
+    here, it took the exception a consumer iterating inside an ``except`` block was
+    handling); without one, it takes the consumer's, as an error made inline does."""
     context = error.__context__
     try:
         raise error
     except BaseException:
-        error.__context__ = context
+        if context is not None:
+            error.__context__ = context
         raise
     finally:
         del error, context  # (the traceback holds this frame: no cycle through them)

@@ -676,8 +676,11 @@ class _Output:
             # rgb_to_yuv420p's chroma is centre-sited (the mean of each 2x2 block); untagged,
             # players take 4:2:0 chroma as left-sited (H.264's default), half a pixel off.
             # FFmpeg passes the tag on to x264's and x265's VUI and to Matroska/WebM's
-            # ChromaSiting; AV1's own header cannot say "centre", so AV1 in MP4 goes untagged
-            opts.setdefault("chroma_sample_location", "center")
+            # ChromaSiting. AV1's own header cannot say "centre" (SVT-AV1 warns), so AV1
+            # in MP4 goes untagged; MP4's VP9 box says "co-located" for any but "left",
+            # tagged or not
+            if not (mp4 and cfg.encoder in CODECS["av1"][0] + CODECS["av1_nvenc"][0]):
+                opts.setdefault("chroma_sample_location", "center")
             _quiet(cfg.encoder, opts)
             if cfg.encoder == "libx264" and (params := _x264_params(cfg.size[1])):
                 given = [p for p in opts.get("x264-params", "").split(":") if p.strip()]
@@ -856,7 +859,8 @@ class VideoWriter:
     matrix, full_range : the YUV conversion (see :func:`loopwave.rgb_to_yuv420p`),
         tagged in the stream so players convert back with the same matrix; the chroma's
         place (centre-sited) is tagged too, in H.264 and H.265 streams and in MKV and
-        WebM files (an AV1 stream in MP4 cannot carry it)
+        WebM files (an AV1 stream in MP4 cannot carry it, and MP4's VP9 box records
+        "co-located" whatever it is told)
     title : metadata title
     settings : a mapping stored, with the encoder settings used, as JSON in the
         ``comment`` tag: ``{"video": {...}, "settings": {...}}``
