@@ -1659,6 +1659,61 @@ def test_the_frames_failing_leave_no_cycle_holding_the_frames():
         gc.enable()
 
 
+@pytest.mark.parametrize("where", ["flows", "between", "cut"])
+@pytest.mark.parametrize("pieces", [False, True])
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_a_pair_failing_leaves_no_cycle_holding_the_frames(workers, pieces, where, monkeypatch):
+    """A review: the pair kept its error, whose traceback held frames that held the pair
+    (and, with more than one worker, the generator's frame held the future and the pair):
+    a cycle keeping the pair's frames alive until a full garbage collection."""
+    import gc
+    import weakref
+
+    import loopwave.interpolate as li
+    from loopwave.interpolate import retime
+
+    seen = []
+
+    def watched(x):
+        seen.append(weakref.ref(x))
+        return x
+
+    class Failing(FlowInterpolator):
+        def _flows(self, a, b):
+            watched(a), watched(b)
+            if where == "flows":
+                raise RuntimeError("flows failed")
+            return super()._flows(a, b)
+
+        def _between_prepared(self, a, b, ts, prepared):
+            if where == "between":
+                raise RuntimeError("between failed")
+            return super()._between_prepared(a, b, ts, prepared)
+
+    def cut(a, b):
+        watched(a), watched(b)
+        raise RuntimeError("cut failed")
+
+    if where == "cut":
+        monkeypatch.setattr(li, "scene_cut_distance", cut)
+    frames = [square_at(10), square_at(30), square_at(4), square_at(40)]
+    gc.collect()
+    gc.disable()
+    try:
+        with pytest.raises(RuntimeError, match="failed"):
+            if pieces:
+                list(
+                    retime(
+                        frames, [0, 1, 2, 3], fps=40, hold=None, backend=Failing(), workers=workers
+                    )
+                )
+            else:
+                list(interpolate(frames, factor=2, backend=Failing(), workers=workers))
+        assert seen and all(r() is None for r in seen), sum(r() is not None for r in seen)
+    finally:
+        gc.enable()
+
+
 @pytest.mark.parametrize("workers", [1, 2, 4])
 def test_a_pair_s_error_keeps_its_own_context_when_the_frames_fail_too(workers):
     """A review: with more than one worker, the pairs in flight were drained inside the

@@ -918,24 +918,40 @@ def _stream(
     )
     pending: collections.deque[tuple[Any, np.ndarray | None, _Pair]] = collections.deque()
 
+    # pairs whose error was raised: they let go of it at the end (see the last finally)
+    raised: list[_Pair] = []
+
     def oldest() -> Iterator[np.ndarray]:
         job, after, pair = pending.popleft()
-        if pool is not None and (error := job.exception()) is not None:
-            _raise_as_made(error)
-        made = job.result() if pool is not None else job
-        if made is None:
-            # its pair's work failed in a later piece, still pending: that piece's error,
-            # once its thread has let it go
-            for other, _, of in pending:
-                if of is pair:
-                    other.exception()
-            assert pair.failed is not None
-            _raise_as_made(pair.failed)
+        error: BaseException | None = None
+        made: list[np.ndarray] | None = None
+        try:
+            error = job.exception() if pool is not None else None
+            if error is None:
+                made = job.result() if pool is not None else job
+            if error is None and made is None:
+                # its pair's work failed in a later piece, still pending: that piece's
+                # error, once its thread has let it go
+                for other, _, of in pending:
+                    if of is pair:
+                        other.exception()
+                error = pair.failed
+                assert error is not None
+            if error is not None:
+                raised.append(pair)
+                _raise_as_made(error)
+        finally:
+            # raised, the error's traceback holds this frame: not the error itself, nor
+            # the future and the pair that hold it (a cycle keeping the frames alive)
+            del job, pair, error
+        assert made is not None
         yield from made
         if after is not None:
             yield after
 
     last: tuple[int, np.ndarray] | None = None  # the last frame given, and its index
+    pair: _Pair | None = None
+    waited = True  # whether no pair's work is left running at the end
     try:
         source = pairs()
         while True:
@@ -1002,11 +1018,19 @@ def _stream(
         # "ignored" in the garbage collector); their threads end when they are done
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
-            pool = None
+            pool, waited = None, False
         raise
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        if waited:
+            # no piece is left to read a pair's error: each lets go of its own (raised, or
+            # one a later pair met; a frame of its traceback holds the pair, which held
+            # the error: a cycle keeping the pair's frames alive until a full collection)
+            for p in (*raised, *(of for _, _, of in pending), pair):
+                if p is not None:
+                    p.failed = None
+            pending.clear()
 
 
 # extensions of video containers VideoWriter does not write: an output named so is refused,
