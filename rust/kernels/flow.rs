@@ -47,9 +47,20 @@ struct Ctx<'a, T> {
     w: usize,
 }
 
+impl<T> Ctx<'_, T> {
+    /// The flow out of a frame and the one back into it: `a`'s (`forward`) or `b`'s.
+    fn directions(&self, forward: bool) -> (&[f32], &[f32]) {
+        if forward {
+            (self.f01, self.f10)
+        } else {
+            (self.f10, self.f01)
+        }
+    }
+}
+
 /// One row of `vis` for one direction: how well `fwd` at x and `back` at
 /// x + fwd(x) cancel (`inv` = 1 / sigma). [`BLOCK`] pixels at a time, as
-/// [`blend_row_imp`], with [`Taps`]' operations in their order.
+/// [`blend_row_imp`], with the operations of `warp::Taps` in their order.
 #[inline(always)]
 fn visibility_row_imp<T: Sample>(
     c: &Ctx<'_, T>,
@@ -58,11 +69,7 @@ fn visibility_row_imp<T: Sample>(
     y: usize,
     row: &mut [f32],
 ) {
-    let (fwd, back) = if forward {
-        (c.f01, c.f10)
-    } else {
-        (c.f10, c.f01)
-    };
+    let (fwd, back) = c.directions(forward);
     let (w, h) = (c.w, c.h);
     let (xmax, ymax) = ((w - 1) as f32, (h - 1) as f32);
     let yf = y as f32;
@@ -125,7 +132,7 @@ const BLOCK: usize = 16;
 /// One row `y` of the frame at time `t`, [`BLOCK`] pixels at a time: their taps are
 /// worked out as vectors, their samples read into planes one pixel at a time, and the
 /// mix is again vector arithmetic. Every value goes through the operations of
-/// [`Taps::at`] and [`Taps::sample`], in their order, so the result is theirs.
+/// `warp::Taps::at` and `Taps::sample`, in their order, so the result is theirs.
 #[inline(always)]
 fn blend_row_imp<T: Sample>(c: &Ctx<'_, T>, vis: &[Vec<f32>; 2], t: f32, y: usize, o: &mut [T]) {
     let u = 1.0 - t;
@@ -402,11 +409,7 @@ mod tests {
         y: usize,
         row: &mut [f32],
     ) {
-        let (fwd, back) = if forward {
-            (c.f01, c.f10)
-        } else {
-            (c.f10, c.f01)
-        };
+        let (fwd, back) = c.directions(forward);
         for (x, v) in row.iter_mut().enumerate() {
             let i = y * c.w + x;
             let (dx, dy) = (fwd[2 * i], fwd[2 * i + 1]);
