@@ -401,15 +401,16 @@ mod tests {
         }
     }
 
-    /// [`visibility_row_imp`] as it was written first, one pixel at a time.
+    /// [`visibility_row_imp`] as it was written first, one pixel at a time, for the
+    /// flow `fwd` out of a frame and `back` into it.
     fn visibility_row_pixelwise<T: Sample>(
         c: &Ctx<'_, T>,
-        forward: bool,
+        flows: [&[f32]; 2],
         inv: f32,
         y: usize,
         row: &mut [f32],
     ) {
-        let (fwd, back) = c.directions(forward);
+        let [fwd, back] = flows;
         for (x, v) in row.iter_mut().enumerate() {
             let i = y * c.w + x;
             let (dx, dy) = (fwd[2 * i], fwd[2 * i + 1]);
@@ -447,7 +448,12 @@ mod tests {
                 let mut got = vec![0f32; w];
                 let mut want = got.clone();
                 visibility_row(&c, forward, inv, y, &mut got);
-                visibility_row_pixelwise(&c, forward, inv, y, &mut want);
+                let flows = if forward {
+                    [flows.0, flows.1]
+                } else {
+                    [flows.1, flows.0]
+                };
+                visibility_row_pixelwise(&c, flows, inv, y, &mut want);
                 assert_eq!(got, want, "h={h} w={w} y={y} forward={forward}");
             }
         }
