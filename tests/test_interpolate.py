@@ -1659,13 +1659,17 @@ def test_the_frames_failing_leave_no_cycle_holding_the_frames():
         gc.enable()
 
 
+@pytest.mark.parametrize("last", [False, True])
 @pytest.mark.parametrize("where", ["flows", "between", "cut"])
 @pytest.mark.parametrize("pieces", [False, True])
 @pytest.mark.parametrize("workers", [1, 2, 4])
-def test_a_pair_failing_leaves_no_cycle_holding_the_frames(workers, pieces, where, monkeypatch):
+def test_a_pair_failing_leaves_no_cycle_holding_the_frames(
+    workers, pieces, where, last, monkeypatch
+):
     """A review: the pair kept its error, whose traceback held frames that held the pair
     (and, with more than one worker, the generator's frame held the future and the pair):
-    a cycle keeping the pair's frames alive until a full garbage collection."""
+    a cycle keeping the pair's frames alive until a full garbage collection. ``last``:
+    only the last pair fails (the generator's frame still held its future)."""
     import gc
     import weakref
 
@@ -1678,25 +1682,31 @@ def test_a_pair_failing_leaves_no_cycle_holding_the_frames(workers, pieces, wher
         seen.append(weakref.ref(x))
         return x
 
+    frames = [square_at(10), square_at(30), square_at(4), square_at(40)]
+
+    def fails(a):
+        return not last or np.array_equal(a, frames[2])
+
     class Failing(FlowInterpolator):
         def _flows(self, a, b):
             watched(a), watched(b)
-            if where == "flows":
+            if where == "flows" and fails(a):
                 raise RuntimeError("flows failed")
             return super()._flows(a, b)
 
         def _between_prepared(self, a, b, ts, prepared):
-            if where == "between":
+            if where == "between" and fails(a):
                 raise RuntimeError("between failed")
             return super()._between_prepared(a, b, ts, prepared)
 
     def cut(a, b):
         watched(a), watched(b)
-        raise RuntimeError("cut failed")
+        if fails(a):
+            raise RuntimeError("cut failed")
+        return 0.0
 
     if where == "cut":
         monkeypatch.setattr(li, "scene_cut_distance", cut)
-    frames = [square_at(10), square_at(30), square_at(4), square_at(40)]
     gc.collect()
     gc.disable()
     try:
@@ -1710,6 +1720,49 @@ def test_a_pair_failing_leaves_no_cycle_holding_the_frames(workers, pieces, wher
             else:
                 list(interpolate(frames, factor=2, backend=Failing(), workers=workers))
         assert seen and all(r() is None for r in seen), sum(r() is not None for r in seen)
+    finally:
+        gc.enable()
+
+
+def test_a_pair_failing_in_a_later_piece_leaves_no_cycle_holding_the_frames(monkeypatch):
+    """A review: where a pair's later piece met its error first, the generator raised it
+    from the pair's first piece, whose loop over the pieces still pending kept the later
+    piece's future (holding the error) in a frame of the error's traceback."""
+    import gc
+    import weakref
+
+    import loopwave.interpolate as li
+    from loopwave.interpolate import retime
+
+    seen = []
+    first: dict[int, int] = {}
+    met = threading.Event()
+    prepared = li._Pair.prepared
+
+    def late_first_piece(pair, interp):
+        me = threading.get_ident()
+        if first.setdefault(id(pair), me) == me:
+            assert met.wait(30)  # the pair's first piece comes after a later one failed
+        try:
+            return prepared(pair, interp)
+        finally:
+            if pair.failed is not None:
+                met.set()
+
+    class Failing(FlowInterpolator):
+        def _flows(self, a, b):
+            seen.extend((weakref.ref(a), weakref.ref(b)))
+            raise RuntimeError("flows failed")
+
+    monkeypatch.setattr(li._Pair, "prepared", late_first_piece)
+    frames = [square_at(10), square_at(30), square_at(4)]
+    gc.collect()
+    gc.disable()
+    try:
+        with pytest.raises(RuntimeError, match="flows failed"):
+            list(retime(frames, [0, 1, 2], fps=40, hold=None, backend=Failing(), workers=2))
+        assert met.is_set() and len(seen) == 2  # (one pair's flows, tried once)
+        assert all(r() is None for r in seen), sum(r() is not None for r in seen)
     finally:
         gc.enable()
 

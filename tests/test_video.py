@@ -3493,7 +3493,7 @@ def test_av1_is_not_asked_for_a_chroma_place_it_cannot_carry(tmp_path, caplog, e
     import av.logging
 
     path = tmp_path / f"v{ext}"
-    skipping = av.logging.get_skip_repeated()
+    level, skipping = av.logging.get_level(), av.logging.get_skip_repeated()
     av.logging.set_level(av.logging.WARNING)
     av.logging.set_skip_repeated(False)  # (PyAV drops a message said just before)
     try:
@@ -3501,7 +3501,7 @@ def test_av1_is_not_asked_for_a_chroma_place_it_cannot_carry(tmp_path, caplog, e
             with lv.VideoWriter(path, fps=10, codec="av1") as w:
                 w.write(np.zeros((2, 64, 64, 3), np.uint8))
     finally:
-        av.logging.set_level(None)
+        av.logging.set_level(level)
         av.logging.set_skip_repeated(skipping)
     said = [r.getMessage() for r in caplog.records if "chroma sample location" in r.getMessage()]
     assert bool(said) == (ext == ".mkv"), said

@@ -925,6 +925,8 @@ def _stream(
         job, after, pair = pending.popleft()
         error: BaseException | None = None
         made: list[np.ndarray] | None = None
+        other: Any = None
+        of: _Pair | None = None
         try:
             error = job.exception() if pool is not None else None
             if error is None:
@@ -943,7 +945,7 @@ def _stream(
         finally:
             # raised, the error's traceback holds this frame: not the error itself, nor
             # the future and the pair that hold it (a cycle keeping the frames alive)
-            del job, pair, error
+            del job, pair, error, other, of
         assert made is not None
         yield from made
         if after is not None:
@@ -1002,6 +1004,7 @@ def _stream(
                 done = following is None
                 job = pool.submit(fill, pair, piece) if pool is not None else fill(pair, piece)
                 pending.append((job, after.copy() if done and after is not None else None, pair))
+                del job  # (a failed one, kept here, held its error in a cycle through this frame)
                 if len(pending) >= workers:
                     yield from oldest()
                 if done:
