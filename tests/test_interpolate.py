@@ -1724,25 +1724,31 @@ def test_a_pair_failing_leaves_no_cycle_holding_the_frames(
         gc.enable()
 
 
-def test_a_pair_failing_in_a_later_piece_leaves_no_cycle_holding_the_frames(monkeypatch):
+@pytest.mark.parametrize("failing", [0, 1])
+def test_a_pair_failing_in_a_later_piece_leaves_no_cycle_holding_the_frames(monkeypatch, failing):
     """A review: where a pair's later piece met its error first, the generator raised it
     from the pair's first piece, whose loop over the pieces still pending kept the later
-    piece's future (holding the error) in a frame of the error's traceback."""
+    piece's future (holding the error) in a frame of the error's traceback; and where
+    that pair was the last, the generator's own variable kept it. The pair's first piece
+    (the one whose timesteps start the interval, whichever thread runs it) waits until a
+    later piece has failed."""
     import gc
+    import sys
     import weakref
 
     import loopwave.interpolate as li
     from loopwave.interpolate import retime
 
+    frames = [square_at(10), square_at(30), square_at(4)]
     seen = []
-    first: dict[int, int] = {}
     met = threading.Event()
+    waited = []
     prepared = li._Pair.prepared
 
     def late_first_piece(pair, interp):
-        me = threading.get_ident()
-        if first.setdefault(id(pair), me) == me:
-            assert met.wait(30)  # the pair's first piece comes after a later one failed
+        ts = sys._getframe(1).f_locals["ts"]  # (the piece's, in _stream's fill)
+        if np.array_equal(pair.a, frames[failing]) and ts.min() < 0.1:
+            waited.append(met.wait(30))
         try:
             return prepared(pair, interp)
         finally:
@@ -1752,17 +1758,76 @@ def test_a_pair_failing_in_a_later_piece_leaves_no_cycle_holding_the_frames(monk
     class Failing(FlowInterpolator):
         def _flows(self, a, b):
             seen.extend((weakref.ref(a), weakref.ref(b)))
-            raise RuntimeError("flows failed")
+            if np.array_equal(a, frames[failing]):
+                raise RuntimeError("flows failed")
+            return super()._flows(a, b)
 
     monkeypatch.setattr(li._Pair, "prepared", late_first_piece)
-    frames = [square_at(10), square_at(30), square_at(4)]
     gc.collect()
     gc.disable()
     try:
         with pytest.raises(RuntimeError, match="flows failed"):
             list(retime(frames, [0, 1, 2], fps=40, hold=None, backend=Failing(), workers=2))
-        assert met.is_set() and len(seen) == 2  # (one pair's flows, tried once)
+        assert waited == [True]  # the first piece came after a later one failed
         assert all(r() is None for r in seen), sum(r() is not None for r in seen)
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("pieces", [False, True])
+def test_a_pair_failing_after_the_consumer_stopped_leaves_no_cycle(monkeypatch, pieces):
+    """A review: a consumer that stops early (close, break, the generator dropped) does not
+    wait for the pieces being made; a pair failing meanwhile kept its error, whose
+    traceback held the pair: a cycle keeping its frames alive until a full collection.
+    The pair now lets go of it once its last piece is done."""
+    import gc
+    import time
+    import weakref
+
+    import loopwave.interpolate as li
+    from loopwave.interpolate import retime
+
+    frames = [square_at(10), square_at(30), square_at(4), square_at(40)]
+    seen = []
+    queued, started, go = threading.Event(), threading.Event(), threading.Event()
+    tries = []
+    init = li._Pair.__init__
+
+    def noting(pair, a, b):
+        init(pair, a, b)
+        if np.array_equal(a, frames[1]):
+            queued.set()  # (its first piece is queued before the consumer gets control)
+
+    class Failing(FlowInterpolator):
+        def _flows(self, a, b):
+            seen.extend((weakref.ref(a), weakref.ref(b)))
+            if np.array_equal(a, frames[1]):
+                tries.append(1)
+                started.set()
+                go.wait(30)  # still being made when the consumer stops
+                raise RuntimeError("flows failed")
+            return super()._flows(a, b)
+
+    monkeypatch.setattr(li._Pair, "__init__", noting)
+    gc.collect()
+    gc.disable()
+    try:
+        if pieces:
+            made = retime(frames, [0, 1, 2, 3], fps=40, hold=None, backend=Failing(), workers=2)
+        else:
+            made = interpolate(frames, factor=2, backend=Failing(), workers=2)
+        while not queued.is_set():
+            next(made)
+        assert started.wait(30)
+        made.close()
+        go.set()
+        del made
+        deadline = time.monotonic() + 30
+        while any(t.name.startswith("loopwave-interp") for t in threading.enumerate()):
+            assert time.monotonic() < deadline, "the pieces' threads did not end"
+            time.sleep(0.02)
+        assert seen and all(r() is None for r in seen), sum(r() is not None for r in seen)
+        assert len(tries) == 1  # the pair's work, not made again by a piece after it failed
     finally:
         gc.enable()
 

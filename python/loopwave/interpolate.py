@@ -794,6 +794,28 @@ def _raise_as_made(error: BaseException) -> NoReturn:
         del error, context  # (the traceback holds this frame: no cycle through them)
 
 
+def _release_when_done(pending: Iterable[tuple[Any, Any, _Pair]]) -> None:
+    """Once each pair's pieces still being made (``(future, _, pair)``) are all done, the
+    pair lets go of an error it kept: a consumer stopped early does not wait for them,
+    and a pair that failed meanwhile held its error, whose traceback held the pair (a
+    cycle keeping its frames alive until a full collection). Not before the last piece is
+    done: a piece finding no error would make the pair's work again."""
+    pieces: dict[int, tuple[_Pair, list[Any]]] = {}
+    for job, _, pair in pending:
+        pieces.setdefault(id(pair), (pair, []))[1].append(job)
+    for pair, jobs in pieces.values():
+
+        def release(_: Any, pair: _Pair = pair, jobs: list[Any] = jobs) -> None:
+            # (each future is done before its callbacks run: the last one's sees all done;
+            # the futures keep their callbacks, which keep this list of them: emptied)
+            if all(j.done() for j in jobs):
+                pair.failed = None
+                jobs.clear()
+
+        for job in jobs:
+            job.add_done_callback(release)
+
+
 class _PairFailed(Exception):
     """A piece's pair's shared work failed in another of its pieces (which raises it)."""
 
@@ -1022,6 +1044,7 @@ def _stream(
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
             pool, waited = None, False
+            _release_when_done(pending)
         raise
     finally:
         if pool is not None:
