@@ -1724,6 +1724,22 @@ def test_a_pair_failing_leaves_no_cycle_holding_the_frames(
         gc.enable()
 
 
+def _flows_failing_at(frame, seen, before=lambda: None):
+    """A flow interpolator noting (weakly, in ``seen``) the frames its flows get, whose
+    flows fail for the pair that starts at ``frame`` (after calling ``before``)."""
+    import weakref
+
+    class Failing(FlowInterpolator):
+        def _flows(self, a, b):
+            seen.extend((weakref.ref(a), weakref.ref(b)))
+            if np.array_equal(a, frame):
+                before()
+                raise RuntimeError("flows failed")
+            return super()._flows(a, b)
+
+    return Failing()
+
+
 @pytest.mark.parametrize("failing", [0, 1])
 def test_a_pair_failing_in_a_later_piece_leaves_no_cycle_holding_the_frames(monkeypatch, failing):
     """A review: where a pair's later piece met its error first, the generator raised it
@@ -1734,7 +1750,6 @@ def test_a_pair_failing_in_a_later_piece_leaves_no_cycle_holding_the_frames(monk
     later piece has failed."""
     import gc
     import sys
-    import weakref
 
     import loopwave.interpolate as li
     from loopwave.interpolate import retime
@@ -1755,19 +1770,13 @@ def test_a_pair_failing_in_a_later_piece_leaves_no_cycle_holding_the_frames(monk
             if pair.failed is not None:
                 met.set()
 
-    class Failing(FlowInterpolator):
-        def _flows(self, a, b):
-            seen.extend((weakref.ref(a), weakref.ref(b)))
-            if np.array_equal(a, frames[failing]):
-                raise RuntimeError("flows failed")
-            return super()._flows(a, b)
-
+    failing_flows = _flows_failing_at(frames[failing], seen)
     monkeypatch.setattr(li._Pair, "prepared", late_first_piece)
     gc.collect()
     gc.disable()
     try:
         with pytest.raises(RuntimeError, match="flows failed"):
-            list(retime(frames, [0, 1, 2], fps=40, hold=None, backend=Failing(), workers=2))
+            list(retime(frames, [0, 1, 2], fps=40, hold=None, backend=failing_flows, workers=2))
         assert waited == [True]  # the first piece came after a later one failed
         assert all(r() is None for r in seen), sum(r() is not None for r in seen)
     finally:
@@ -1782,7 +1791,6 @@ def test_a_pair_failing_after_the_consumer_stopped_leaves_no_cycle(monkeypatch, 
     The pair now lets go of it once its last piece is done."""
     import gc
     import time
-    import weakref
 
     import loopwave.interpolate as li
     from loopwave.interpolate import retime
@@ -1798,24 +1806,20 @@ def test_a_pair_failing_after_the_consumer_stopped_leaves_no_cycle(monkeypatch, 
         if np.array_equal(a, frames[1]):
             queued.set()  # (its first piece is queued before the consumer gets control)
 
-    class Failing(FlowInterpolator):
-        def _flows(self, a, b):
-            seen.extend((weakref.ref(a), weakref.ref(b)))
-            if np.array_equal(a, frames[1]):
-                tries.append(1)
-                started.set()
-                go.wait(30)  # still being made when the consumer stops
-                raise RuntimeError("flows failed")
-            return super()._flows(a, b)
+    def before_failing():
+        tries.append(1)
+        started.set()
+        go.wait(30)  # still being made when the consumer stops
 
+    failing_flows = _flows_failing_at(frames[1], seen, before_failing)
     monkeypatch.setattr(li._Pair, "__init__", noting)
     gc.collect()
     gc.disable()
     try:
         if pieces:
-            made = retime(frames, [0, 1, 2, 3], fps=40, hold=None, backend=Failing(), workers=2)
+            made = retime(frames, [0, 1, 2, 3], fps=40, hold=None, backend=failing_flows, workers=2)
         else:
-            made = interpolate(frames, factor=2, backend=Failing(), workers=2)
+            made = interpolate(frames, factor=2, backend=failing_flows, workers=2)
         while not queued.is_set():
             next(made)
         assert started.wait(30)
