@@ -1724,6 +1724,17 @@ def test_a_pair_failing_leaves_no_cycle_holding_the_frames(
         gc.enable()
 
 
+def _pool_threads_end(timeout=30.0):
+    """Wait for the interpolator's pool threads, left to end on their own by a consumer
+    that stopped early."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while any(t.name.startswith("loopwave-interp") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the pieces' threads did not end"
+        time.sleep(0.02)
+
+
 def _flows_failing_at(frame, seen, before=lambda: None):
     """A flow interpolator noting (weakly, in ``seen``) the frames its flows get, whose
     flows fail for the pair that starts at ``frame`` (after calling ``before``)."""
@@ -1790,7 +1801,6 @@ def test_a_pair_failing_after_the_consumer_stopped_leaves_no_cycle(monkeypatch, 
     traceback held the pair: a cycle keeping its frames alive until a full collection.
     The pair now lets go of it once its last piece is done."""
     import gc
-    import time
 
     import loopwave.interpolate as li
     from loopwave.interpolate import retime
@@ -1826,14 +1836,108 @@ def test_a_pair_failing_after_the_consumer_stopped_leaves_no_cycle(monkeypatch, 
         made.close()
         go.set()
         del made
-        deadline = time.monotonic() + 30
-        while any(t.name.startswith("loopwave-interp") for t in threading.enumerate()):
-            assert time.monotonic() < deadline, "the pieces' threads did not end"
-            time.sleep(0.02)
+        _pool_threads_end()
         assert seen and all(r() is None for r in seen), sum(r() is not None for r in seen)
         assert len(tries) == 1  # the pair's work, not made again by a piece after it failed
     finally:
         gc.enable()
+
+
+def test_a_pair_failing_after_the_consumer_stopped_is_not_made_again(monkeypatch):
+    """A review: the pair lets go of its error only once its last piece is done. Let go
+    of at its failing piece's end, a later piece still running found no error and made
+    the pair's flows again. Here a later piece of the failing pair reaches the shared work
+    only after the failing one is done."""
+    import gc
+    import sys
+    import time
+
+    import loopwave.interpolate as li
+    from loopwave.interpolate import retime
+
+    frames = [square_at(4 + 6 * i) for i in range(4)]
+    seen, tries = [], []
+    started, later_in, go = threading.Event(), threading.Event(), threading.Event()
+    cut = li._Pair.cut
+
+    def late_later_piece(pair, threshold):
+        ts = sys._getframe(1).f_locals["ts"]  # (the piece's, in _stream's fill)
+        if np.array_equal(pair.a, frames[1]) and ts.min() > 0.1:
+            later_in.set()
+            go.wait(30)
+            time.sleep(0.3)  # after the failing piece is done
+        return cut(pair, threshold)
+
+    def before_failing():
+        tries.append(1)
+        started.set()
+        go.wait(30)
+
+    monkeypatch.setattr(li._Pair, "cut", late_later_piece)
+    failing_flows = _flows_failing_at(frames[1], seen, before_failing)
+    gc.collect()
+    gc.disable()
+    try:
+        made = retime(
+            frames,
+            [0, 1, 2, 3],
+            fps=40,
+            hold=None,
+            backend=failing_flows,
+            workers=4,
+            scene_cut=False,
+        )
+        for _ in made:
+            if started.wait(0.2) and later_in.wait(0.2):
+                break
+        else:
+            pytest.fail("the failing pair's pieces did not start")
+        made.close()
+        go.set()
+        del made
+        _pool_threads_end()
+        assert len(tries) == 1  # the pair's flows, not made again by its later piece
+        assert seen and all(r() is None for r in seen), sum(r() is not None for r in seen)
+    finally:
+        gc.enable()
+
+
+def test_a_consumer_stopped_early_keeps_no_finished_piece_s_frames(monkeypatch):
+    """A review: the callbacks that let a failed pair go of its error held the pair's
+    futures, and with them the finished pieces' frames, until its last piece was done."""
+    import weakref
+
+    from loopwave.interpolate import retime
+
+    frames = [square_at(4 + 6 * i) for i in range(4)]
+    held, go = threading.Event(), threading.Event()
+    made_frames = []
+    between = FlowInterpolator._between_prepared
+
+    class Noting(FlowInterpolator):
+        def _between_prepared(self, a, b, ts, prepared):
+            out = between(self, a, b, ts, prepared)
+            if np.array_equal(a, frames[1]):
+                if ts.max() > 0.9:  # the pair's last piece: held while the consumer stops
+                    held.set()
+                    go.wait(30)
+                else:  # (the outputs are views of it: alive while any of them is)
+                    made_frames.append(weakref.ref(out))
+            return out
+
+    made = retime(frames, [0, 1, 2, 3], fps=40, hold=None, backend=Noting(), workers=5)
+    for _ in made:
+        if held.wait(0.2) and len(made_frames) == 2:
+            break
+    else:
+        pytest.fail("the pair's pieces did not come to the point")
+    made.close()
+    del made, _
+    try:
+        assert sum(r() is not None for r in made_frames) == 0
+    finally:
+        go.set()
+        _pool_threads_end()
 
 
 @pytest.mark.parametrize("workers", [1, 2, 4])

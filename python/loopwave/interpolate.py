@@ -799,21 +799,25 @@ def _release_when_done(pending: Iterable[tuple[Any, Any, _Pair]]) -> None:
     pair lets go of an error it kept: a consumer stopped early does not wait for them,
     and a pair that failed meanwhile held its error, whose traceback held the pair (a
     cycle keeping its frames alive until a full collection). Not before the last piece is
-    done: a piece finding no error would make the pair's work again."""
-    pieces: dict[int, tuple[_Pair, list[Any]]] = {}
-    for job, _, pair in pending:
-        pieces.setdefault(id(pair), (pair, []))[1].append(job)
-    for pair, jobs in pieces.values():
+    done: a piece finding no error would make the pair's work again. (The callbacks count
+    the pieces down; holding the futures, they kept the finished pieces' frames.)"""
+    pending = list(pending)
+    pieces: dict[int, tuple[_Pair, int]] = {}
+    for _, _, pair in pending:
+        pieces[id(pair)] = (pair, pieces.get(id(pair), (pair, 0))[1] + 1)
+    for pair, count in pieces.values():
+        left, lock = [count], threading.Lock()
 
-        def release(_: Any, pair: _Pair = pair, jobs: list[Any] = jobs) -> None:
-            # (each future is done before its callbacks run: the last one's sees all done;
-            # the futures keep their callbacks, which keep this list of them: emptied)
-            if all(j.done() for j in jobs):
+        def release(_: Any, pair: _Pair = pair, left: list[int] = left, lock: Any = lock) -> None:
+            with lock:
+                left[0] -= 1
+                last = left[0] == 0
+            if last:
                 pair.failed = None
-                jobs.clear()
 
-        for job in jobs:
-            job.add_done_callback(release)
+        for job, _, of in pending:
+            if of is pair:
+                job.add_done_callback(release)
 
 
 class _PairFailed(Exception):
