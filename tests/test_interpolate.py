@@ -1887,15 +1887,17 @@ def test_a_pair_failing_after_the_consumer_stopped_is_not_made_again(monkeypatch
             workers=4,
             scene_cut=False,
         )
-        for _ in made:
-            if started.wait(0.2) and later_in.wait(0.2):
-                break
-        else:
-            pytest.fail("the failing pair's pieces did not start")
-        made.close()
-        go.set()
-        del made
-        _pool_threads_end()
+        try:
+            for _ in made:
+                if started.wait(0.2) and later_in.wait(0.2):
+                    break
+            else:
+                pytest.fail("the failing pair's pieces did not start")
+        finally:  # (also where it failed: no piece left waiting for the tests after)
+            made.close()
+            go.set()
+            del made
+            _pool_threads_end()
         assert len(tries) == 1  # the pair's flows, not made again by its later piece
         assert seen and all(r() is None for r in seen), sum(r() is not None for r in seen)
     finally:
@@ -1926,16 +1928,17 @@ def test_a_consumer_stopped_early_keeps_no_finished_piece_s_frames(monkeypatch):
             return out
 
     made = retime(frames, [0, 1, 2, 3], fps=40, hold=None, backend=Noting(), workers=5)
-    for _ in made:
-        if held.wait(0.2) and len(made_frames) == 2:
-            break
-    else:
-        pytest.fail("the pair's pieces did not come to the point")
-    made.close()
-    del made, _
     try:
+        for _ in made:
+            if held.wait(0.2) and len(made_frames) == 2:
+                break
+        else:
+            pytest.fail("the pair's pieces did not come to the point")
+        made.close()  # (closed, it holds nothing)
+        _ = None
         assert sum(r() is not None for r in made_frames) == 0
-    finally:
+    finally:  # (also where it failed: no piece left waiting for the tests after)
+        made.close()
         go.set()
         _pool_threads_end()
 
