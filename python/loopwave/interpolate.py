@@ -40,6 +40,7 @@ from __future__ import annotations
 import abc
 import collections
 import concurrent.futures
+import functools
 import itertools
 import math
 import numbers
@@ -802,22 +803,22 @@ def _release_when_done(pending: Iterable[tuple[Any, Any, _Pair]]) -> None:
     done: a piece finding no error would make the pair's work again. (The callbacks count
     the pieces down; holding the futures, they kept the finished pieces' frames.)"""
     pending = list(pending)
-    pieces: dict[int, tuple[_Pair, int]] = {}
-    for _, _, pair in pending:
-        pieces[id(pair)] = (pair, pieces.get(id(pair), (pair, 0))[1] + 1)
-    for pair, count in pieces.values():
-        left, lock = [count], threading.Lock()
+    releases = {
+        pair: functools.partial(_count_down, pair, [count], threading.Lock())
+        for pair, count in collections.Counter(of for _, _, of in pending).items()
+    }
+    for job, _, of in pending:  # (all counted first: a done one's callback runs at once)
+        job.add_done_callback(releases[of])
 
-        def release(_: Any, pair: _Pair = pair, left: list[int] = left, lock: Any = lock) -> None:
-            with lock:
-                left[0] -= 1
-                last = left[0] == 0
-            if last:
-                pair.failed = None
 
-        for job, _, of in pending:
-            if of is pair:
-                job.add_done_callback(release)
+def _count_down(pair: _Pair, left: list[int], lock: threading.Lock, _: Any) -> None:
+    """One of ``pair``'s pieces done (:func:`_release_when_done`); at the last, the pair
+    lets go of its error."""
+    with lock:
+        left[0] -= 1
+        last = left[0] == 0
+    if last:
+        pair.failed = None
 
 
 class _PairFailed(Exception):

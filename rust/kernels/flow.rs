@@ -58,6 +58,47 @@ impl<T> Ctx<'_, T> {
     }
 }
 
+/// Pixels one step of [`blend_row_imp`] stages.
+const BLOCK: usize = 16;
+
+/// Lane `j` of a block's taps at `(sx, sy)` in an `h` x `w` frame: the four neighbours'
+/// indices and the fractions past the first, by `warp::Taps::at`'s clamp and floor in a
+/// form that vectorises (the positions are finite: the flows are checked).
+#[inline(always)]
+fn put_taps(
+    idx: &mut [[usize; BLOCK]; 4],
+    frac: &mut [[f32; BLOCK]; 2],
+    j: usize,
+    (sx, sy): (f32, f32),
+    w: usize,
+    h: usize,
+) {
+    let sx = min_or(max_or(sx, 0.0), (w - 1) as f32);
+    let sy = min_or(max_or(sy, 0.0), (h - 1) as f32);
+    // SAFETY: sx, sy are in 0..=2^24 (MAX_SIDE), not NaN
+    let (xa, ya) = unsafe {
+        (
+            sx.to_int_unchecked::<u32>() as usize,
+            sy.to_int_unchecked::<u32>() as usize,
+        )
+    };
+    let (xb, yb) = ((xa + 1).min(w - 1), (ya + 1).min(h - 1));
+    frac[0][j] = sx - xa as f32;
+    frac[1][j] = sy - ya as f32;
+    idx[0][j] = ya * w + xa;
+    idx[1][j] = ya * w + xb;
+    idx[2][j] = yb * w + xa;
+    idx[3][j] = yb * w + xb;
+}
+
+/// Lane `j`'s bilinear mix of its four samples `v`, as `warp::Taps::sample` mixes them.
+#[inline(always)]
+fn bilinear(v: &[[f32; BLOCK]; 4], frac: &[[f32; BLOCK]; 2], j: usize, float: bool) -> f32 {
+    let top = lerp(v[0][j], v[1][j], frac[0][j], float);
+    let bot = lerp(v[2][j], v[3][j], frac[0][j], float);
+    lerp(top, bot, frac[1][j], float)
+}
+
 /// One row of `vis` for one direction: how well `fwd` at x and `back` at
 /// x + fwd(x) cancel (`inv` = 1 / sigma). [`BLOCK`] pixels at a time, as
 /// [`blend_row_imp`], with the operations of `warp::Taps` in their order.
@@ -71,7 +112,6 @@ fn visibility_row_imp<T: Sample>(
 ) {
     let (fwd, back) = c.directions(forward);
     let (w, h) = (c.w, c.h);
-    let (xmax, ymax) = ((w - 1) as f32, (h - 1) as f32);
     let yf = y as f32;
     let mut idx = [[0usize; BLOCK]; 4];
     let mut frac = [[0f32; BLOCK]; 2];
@@ -85,22 +125,14 @@ fn visibility_row_imp<T: Sample>(
             let (dx, dy) = (f[2 * j], f[2 * j + 1]);
             moved[0][j] = dx;
             moved[1][j] = dy;
-            let sx = min_or(max_or((x0 + j) as f32 + dx, 0.0), xmax);
-            let sy = min_or(max_or(yf + dy, 0.0), ymax);
-            // SAFETY: as in blend_row_imp
-            let (xa, ya) = unsafe {
-                (
-                    sx.to_int_unchecked::<u32>() as usize,
-                    sy.to_int_unchecked::<u32>() as usize,
-                )
-            };
-            let (xb, yb) = ((xa + 1).min(w - 1), (ya + 1).min(h - 1));
-            frac[0][j] = sx - xa as f32;
-            frac[1][j] = sy - ya as f32;
-            idx[0][j] = ya * w + xa;
-            idx[1][j] = ya * w + xb;
-            idx[2][j] = yb * w + xa;
-            idx[3][j] = yb * w + xb;
+            put_taps(
+                &mut idx,
+                &mut frac,
+                j,
+                ((x0 + j) as f32 + dx, yf + dy),
+                w,
+                h,
+            );
         }
         for q in 0..4 {
             for j in 0..n {
@@ -110,12 +142,7 @@ fn visibility_row_imp<T: Sample>(
             }
         }
         for j in 0..BLOCK {
-            let d = [0, 1].map(|k| {
-                let v = &taps[k];
-                let top = lerp(v[0][j], v[1][j], frac[0][j], true);
-                let bot = lerp(v[2][j], v[3][j], frac[0][j], true);
-                (moved[k][j] + lerp(top, bot, frac[1][j], true)) * inv
-            });
+            let d = [0, 1].map(|k| (moved[k][j] + bilinear(&taps[k], &frac, j, true)) * inv);
             e[j] = -(d[0] * d[0] + d[1] * d[1]);
         }
         for (v, e) in row[x0..x0 + n].iter_mut().zip(&e) {
@@ -125,9 +152,6 @@ fn visibility_row_imp<T: Sample>(
 }
 
 simd_dispatch!(fn visibility_row<T: Sample>(c: &Ctx<'_, T>, forward: bool, inv: f32, y: usize, row: &mut [f32]) = visibility_row_imp);
-
-/// Pixels one step of [`blend_row_imp`] stages.
-const BLOCK: usize = 16;
 
 /// One row `y` of the frame at time `t`, [`BLOCK`] pixels at a time: their taps are
 /// worked out as vectors, their samples read into planes one pixel at a time, and the
@@ -139,7 +163,6 @@ fn blend_row_imp<T: Sample>(c: &Ctx<'_, T>, vis: &[Vec<f32>; 2], t: f32, y: usiz
     let (c0, c1) = (-u * t, t * t); // Ft0 = c0 F01 + c1 F10
     let (d0, d1) = (u * u, -t * u); // Ft1 = d0 F01 + d1 F10
     let (w, h) = (c.w, c.h);
-    let (xmax, ymax) = ((w - 1) as f32, (h - 1) as f32);
     let yf = y as f32;
     // per tap (to `a` at Ft0, to `b` at Ft1): the four neighbours' indices, the fractions
     let mut idx = [[[0usize; BLOCK]; 4]; 2];
@@ -155,24 +178,8 @@ fn blend_row_imp<T: Sample>(c: &Ctx<'_, T>, vis: &[Vec<f32>; 2], t: f32, y: usiz
         for (k, (e0, e1)) in [(c0, c1), (d0, d1)].into_iter().enumerate() {
             for j in 0..n {
                 let (ax, ay, bx, by) = (f01[2 * j], f01[2 * j + 1], f10[2 * j], f10[2 * j + 1]);
-                // Taps::at's clamp and floor, in a form that vectorises (the positions
-                // are finite: the flows are checked)
-                let sx = min_or(max_or((x0 + j) as f32 + e0 * ax + e1 * bx, 0.0), xmax);
-                let sy = min_or(max_or(yf + e0 * ay + e1 * by, 0.0), ymax);
-                // SAFETY: sx, sy are in 0..=2^24 (MAX_SIDE), not NaN
-                let (xa, ya) = unsafe {
-                    (
-                        sx.to_int_unchecked::<u32>() as usize,
-                        sy.to_int_unchecked::<u32>() as usize,
-                    )
-                };
-                let (xb, yb) = ((xa + 1).min(w - 1), (ya + 1).min(h - 1));
-                frac[k][0][j] = sx - xa as f32;
-                frac[k][1][j] = sy - ya as f32;
-                idx[k][0][j] = ya * w + xa;
-                idx[k][1][j] = ya * w + xb;
-                idx[k][2][j] = yb * w + xa;
-                idx[k][3][j] = yb * w + xb;
+                let at = ((x0 + j) as f32 + e0 * ax + e1 * bx, yf + e0 * ay + e1 * by);
+                put_taps(&mut idx[k], &mut frac[k], j, at, w, h);
             }
         }
         for (k, img) in [c.a, c.b].into_iter().enumerate() {
@@ -186,11 +193,6 @@ fn blend_row_imp<T: Sample>(c: &Ctx<'_, T>, vis: &[Vec<f32>; 2], t: f32, y: usiz
                 }
             }
         }
-        let bilinear = |v: &[[f32; BLOCK]; 4], f: &[[f32; BLOCK]; 2], j: usize, float: bool| {
-            let top = lerp(v[0][j], v[1][j], f[0][j], float);
-            let bot = lerp(v[2][j], v[3][j], f[0][j], float);
-            lerp(top, bot, f[1][j], float)
-        };
         for j in 0..BLOCK {
             let w0 = u * (bilinear(&vs[0], &frac[0], j, true) + 1e-4);
             let w1 = t * (bilinear(&vs[1], &frac[1], j, true) + 1e-4);
