@@ -73,9 +73,12 @@ fn put_taps(
     w: usize,
     h: usize,
 ) {
+    debug_assert!(w.max(h) <= MAX_SIDE && w.min(h) > 0);
     let sx = min_or(max_or(sx, 0.0), (w - 1) as f32);
     let sy = min_or(max_or(sy, 0.0), (h - 1) as f32);
-    // SAFETY: sx, sy are in 0..=2^24 (MAX_SIDE), not NaN
+    // SAFETY: the clamps give values in 0..=w-1 and 0..=h-1 (a NaN becomes 0), and
+    // `flow_interpolate`, the only way in, refuses sides over MAX_SIDE (2^24), so each
+    // fits a u32
     let (xa, ya) = unsafe {
         (
             sx.to_int_unchecked::<u32>() as usize,
@@ -178,8 +181,8 @@ fn blend_row_imp<T: Sample>(c: &Ctx<'_, T>, vis: &[Vec<f32>; 2], t: f32, y: usiz
         for (k, (e0, e1)) in [(c0, c1), (d0, d1)].into_iter().enumerate() {
             for j in 0..n {
                 let (ax, ay, bx, by) = (f01[2 * j], f01[2 * j + 1], f10[2 * j], f10[2 * j + 1]);
-                let at = ((x0 + j) as f32 + e0 * ax + e1 * bx, yf + e0 * ay + e1 * by);
-                put_taps(&mut idx[k], &mut frac[k], j, at, w, h);
+                let pos = ((x0 + j) as f32 + e0 * ax + e1 * bx, yf + e0 * ay + e1 * by);
+                put_taps(&mut idx[k], &mut frac[k], j, pos, w, h);
             }
         }
         for (k, img) in [c.a, c.b].into_iter().enumerate() {
