@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -469,7 +470,6 @@ def test_two_threads_taking_one_folder_are_told_it_is_this_process(tmp_path):
     was told in most trials that "another process" held it (with this process's pid),
     having failed between the other's flock and its registration, or after the other
     removed the file on release."""
-    import threading
 
     from loopwave.render import _RunLock
 
@@ -741,6 +741,39 @@ def test_frame_iterator(tmp_path, backend):
         np.testing.assert_array_equal(a, b)
 
 
+def test_frame_iterator_names_itself_in_a_wrong_keyword(tmp_path, backend):
+    """From a review: a misspelt option came back from the render's thread as
+    "render() got an unexpected keyword argument", and on_frame as render's "multiple
+    values for keyword argument", though the caller passed it once. Both are refused by
+    render_frames, before a thread starts or a folder is made."""
+    s = Settings.from_dict(JOB)
+    threads = threading.active_count()
+    with pytest.raises(
+        TypeError,
+        match=r"render_frames\(\) got an unexpected keyword "
+        r"argument 'vidoe'; it takes render's: backend, progress",
+    ):
+        next(render_frames(s, run_dir=tmp_path / "a", backend=backend, vidoe=False))
+    with pytest.raises(TypeError, match=r"render_frames\(\) takes no on_frame"):
+        next(render_frames(s, run_dir=tmp_path / "a", backend=backend, on_frame=print))
+    assert not (tmp_path / "a").exists()
+    assert threading.active_count() == threads
+    # every option render takes but on_frame still passes through
+    got = list(
+        render_frames(
+            s,
+            run_dir=tmp_path / "b",
+            backend=backend,
+            progress=False,
+            video=False,
+            stop_after=1,
+            resume=False,
+            stages="thread",
+        )
+    )
+    assert [i for i, _ in got] == [0, 1]
+
+
 def test_the_frames_handed_out_cannot_be_changed_under_the_renderer(tmp_path, backend):
     """From a review: render_frames and on_frame handed out the renderer's own arrays, so
     a consumer's edit reached the saved frame (or not: a race with the writer thread) and
@@ -881,7 +914,6 @@ def test_a_resume_says_it_re_encodes_the_frames_already_made(
     frames are re-encoded alongside the new ones, and the render's bar says how far the
     video is while it is behind; a video still behind at the end has a bar of its own.
     (The encoder's reading of the stored frames is held here until that bar starts.)"""
-    import threading
 
     import loopwave.render as render_module
 
@@ -1326,7 +1358,6 @@ def test_an_iterator_collected_in_a_cycle_never_waits_for_its_render(tmp_path, b
     thread (taking another folder's lock): a hang for good. The collection is placed in
     that window here; the render then stops by itself."""
     import gc
-    import threading
 
     import loopwave.render as lr
 
@@ -1384,7 +1415,6 @@ def test_an_iterator_collected_on_its_renders_own_thread_stops_quietly(monkeypat
     thread", printed as an ignored exception. It stops the render, quietly."""
     import gc
     import sys
-    import threading
 
     import loopwave.render as lr
 
@@ -1416,7 +1446,6 @@ def test_an_iterator_collected_on_its_renders_own_thread_stops_quietly(monkeypat
 def test_closing_a_slow_consumers_iterator_returns(tmp_path, backend):
     """With the consumer slower than the render, the end (or an error) waited behind the
     last frame in the one-slot queue forever, and close() with it."""
-    import threading
     import time
 
     s = Settings.from_dict({**JOB, "render": {**JOB["render"], "frames": 2}})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -80,6 +82,29 @@ def test_published_key_names_load_and_wrong_ones_are_refused(checkpoint, tmp_pat
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a loadable"):
         load_state_dict_file(build_ifnet(), junk)
+
+
+def test_a_file_of_the_other_kind_is_named_without_torchs_advice(checkpoint, onnx_model, tmp_path):
+    """From a review: an ONNX model given to export-rife passed on torch's whole message,
+    which says loading it unsafely "will likely succeed" and asks for an issue to be
+    filed; a flownet.pkl given as the ONNX model did not say to export it first."""
+    for path, also in [
+        (onnx_model, "an ONNX model needs no export"),
+        (tmp_path / "junk.pkl", "torch's safe loader stopped at: Unsupported operand"),
+    ]:
+        if not path.exists():
+            path.write_bytes(bytes(range(256)) * 4)
+        with pytest.raises(ValueError, match="not a loadable state dict") as e:
+            load_state_dict_file(build_ifnet(), path)
+        assert also in str(e.value)
+        assert "weights_only" not in str(e.value) and "file an issue" not in str(e.value)
+    with pytest.raises(ValueError, match="not a loadable ONNX") as e:
+        OnnxRifeInterpolator(checkpoint)
+    name = os.path.basename(checkpoint)
+    assert f"exported to ONNX first: loopwave export-rife {name} -o rife.onnx" in str(e.value)
+    with pytest.raises(ValueError, match="not a loadable ONNX") as e:
+        OnnxRifeInterpolator(tmp_path / "junk.pkl")  # the suffix, not the contents
+    assert "export-rife" in str(e.value)
 
 
 def test_onnxruntimes_tensorrt_provider_is_not_taken_unasked(onnx_model, monkeypatch):

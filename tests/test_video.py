@@ -893,8 +893,11 @@ def test_bad_writer_arguments(tmp_path):
 
 
 def test_bad_reader_inputs(tmp_path):
-    with pytest.raises(OSError, match="missing.mp4"):
+    with pytest.raises(OSError, match="^path: no such file .*missing.mp4"):
         lv.VideoReader(tmp_path / "missing.mp4")
+    # from a review: a folder of frames was "no such file"
+    with pytest.raises(OSError, match="^path: is a folder, not a video file: "):
+        lv.VideoReader(tmp_path)
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not a video at all" * 10)
     with pytest.raises(ValueError, match="junk.mp4 is not a readable video"):

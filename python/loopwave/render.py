@@ -49,6 +49,7 @@ import copy
 import csv
 import functools
 import hashlib
+import inspect
 import itertools
 import json
 import math
@@ -1989,6 +1990,10 @@ def _output_folder(settings: Mapping[str, Any]) -> Path:
     return Path(os.path.expanduser(out["dir"])) / out["name"]
 
 
+#: The keyword options :func:`render_frames` passes on to :func:`render`.
+_RENDER_OPTIONS = frozenset(inspect.signature(render).parameters) - {"settings", "on_frame"}
+
+
 def render_frames(settings: Settings | None, **options: Any) -> Iterator[tuple[int, np.ndarray]]:
     """Render as :func:`render` does, yielding ``(index, frame)`` as each frame is finished.
 
@@ -2014,6 +2019,17 @@ def render_frames(settings: Settings | None, **options: Any) -> Iterator[tuple[i
     ...     for i, frame in frames:
     ...         my_pipeline.push(frame)
     """
+    if "on_frame" in options:
+        raise TypeError(
+            "render_frames() takes no on_frame: the frames it yields are what render's "
+            "on_frame would be given (call render(..., on_frame=...) for a callback)"
+        )
+    unknown = [k for k in options if k not in _RENDER_OPTIONS]
+    if unknown:
+        raise TypeError(
+            f"render_frames() got an unexpected keyword argument {unknown[0]!r}; it takes "
+            f"render's: {', '.join(sorted(_RENDER_OPTIONS))}"
+        )
     q: queue.Queue[tuple[int, np.ndarray] | BaseException | None] = queue.Queue(maxsize=1)
     stop = threading.Event()
 

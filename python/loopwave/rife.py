@@ -173,6 +173,26 @@ def _ifnet_for(checkpoint: str | os.PathLike[str] | None) -> Any:
     return model
 
 
+def _load_error(p: Path, e: Exception) -> str:
+    """What ``torch.load(p, weights_only=True)`` found wrong, without its advice: for any
+    file its safe loader cannot read (an ONNX model, random bytes, a pickle holding
+    code), torch says that loading it unsafely "will likely succeed" and asks for an
+    issue to be filed, which loopwave offers no switch for and which is no help here."""
+    text = str(e)
+    if "Weights only load failed" in text:
+        found = text.partition("WeightsUnpickler error:")[2].partition("Check the documentation")
+        text = f"torch's safe loader stopped at: {' '.join(found[0].split()) or 'an unknown entry'}"
+        text += "; loopwave never runs code a checkpoint holds"
+    else:
+        text = f"{type(e).__name__}: {text}"
+    if p.suffix.lower() == ".onnx":
+        text += (
+            "; an ONNX model needs no export: give it to interpolation.model or "
+            "`loopwave interpolate --model` as it is"
+        )
+    return text
+
+
 def load_state_dict_file(model: Any, path: str | os.PathLike[str]) -> Any:
     """Load a RIFE ``flownet.pkl`` (or any state dict file) safely into ``model``.
 
@@ -191,7 +211,9 @@ def load_state_dict_file(model: Any, path: str | os.PathLike[str]) -> Any:
     try:
         sd = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for corrupt or unsafe files
-        raise ValueError(f"checkpoint: {p} is not a loadable state dict ({e})") from e
+        raise ValueError(
+            f"checkpoint: {p} is not a loadable state dict ({_load_error(p, e)})"
+        ) from e
     if not isinstance(sd, Mapping):
         raise ValueError(f"checkpoint: {p} does not hold a state dict (got {type(sd).__name__})")
     odd = [k for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
@@ -445,7 +467,13 @@ class OnnxRifeInterpolator(Interpolator):
         try:
             self.session = ort.InferenceSession(str(p), providers=providers)
         except Exception as e:  # onnxruntime raises its own types for bad files
-            raise ValueError(f"model: {p} is not a loadable ONNX model ({e})") from e
+            hint = (
+                f"; a RIFE checkpoint is exported to ONNX first: loopwave export-rife {p.name} "
+                "-o rife.onnx"
+                if p.suffix.lower() in (".pkl", ".pth", ".pt", ".ckpt")
+                else ""
+            )
+            raise ValueError(f"model: {p} is not a loadable ONNX model ({e}){hint}") from e
         names = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
         if names != ["img0", "img1", "timestep"] or "frame" not in outputs:

@@ -1627,7 +1627,8 @@ class _Decoder:
         # one read could crash it (SIGSEGV). Reentrant: fps uses frame_count
         self._lock = threading.RLock()
         if not self.path.is_file():
-            raise OSError(f"path: no such file {self.path}")
+            what = "is a folder, not a video file:" if self.path.is_dir() else "no such file"
+            raise OSError(f"path: {what} {self.path}")
         self.container = self._open()
         if not self.container.streams.video:
             self.container.close()
