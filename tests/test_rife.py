@@ -84,27 +84,49 @@ def test_published_key_names_load_and_wrong_ones_are_refused(checkpoint, tmp_pat
         load_state_dict_file(build_ifnet(), junk)
 
 
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
 def test_a_file_of_the_other_kind_is_named_without_torchs_advice(checkpoint, onnx_model, tmp_path):
     """From a review: an ONNX model given to export-rife passed on torch's whole message,
     which says loading it unsafely "will likely succeed" and asks for an issue to be
-    filed; a flownet.pkl given as the ONNX model did not say to export it first."""
+    filed; a flownet.pkl given as the ONNX model did not say to export it first. A later
+    review: what the safe loader stopped at is named for a pickle that runs code too (it
+    said "an unknown entry"), without torch's allow-list advice, and the export command
+    the hint gives is the path as given, quoted."""
+    import argparse
+    import pickle
+    import shlex
+
+    (tmp_path / "junk.pkl").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "code.pkl").write_bytes(pickle.dumps(_RunsCode(), protocol=2))
+    torch.save({"args": argparse.Namespace(a=1)}, tmp_path / "namespace.pt")
     for path, also in [
-        (onnx_model, "an ONNX model needs no export"),
-        (tmp_path / "junk.pkl", "torch's safe loader stopped at: Unsupported operand"),
-    ]:
-        if not path.exists():
-            path.write_bytes(bytes(range(256)) * 4)
+        (onnx_model, 'an ONNX model needs no export: use it as it is, with `loopwave interpolate '
+                     '--model` or interpolation.backend = "rife" and interpolation.model'),
+        (tmp_path / "junk.pkl", "torch's safe loader stopped at: Unsupported operand 0;"),
+        (tmp_path / "code.pkl", "stopped at: Trying to load unsupported GLOBAL posix.system"
+         if os.name == "posix" else "stopped at: Trying to load unsupported GLOBAL"),
+        (tmp_path / "namespace.pt", "stopped at: Unsupported global: GLOBAL argparse.Namespace "
+                                    "was not an allowed global by default; loopwave never"),
+    ]:  # fmt: skip
         with pytest.raises(ValueError, match="not a loadable state dict") as e:
             load_state_dict_file(build_ifnet(), path)
         assert also in str(e.value)
-        assert "weights_only" not in str(e.value) and "file an issue" not in str(e.value)
+        for advice in ("weights_only", "file an issue", "add_safe_globals", "unknown entry"):
+            assert advice not in str(e.value)
     with pytest.raises(ValueError, match="not a loadable ONNX") as e:
         OnnxRifeInterpolator(checkpoint)
-    name = os.path.basename(checkpoint)
-    assert f"exported to ONNX first: loopwave export-rife {name} -o rife.onnx" in str(e.value)
+    hint = f"exported to ONNX first: loopwave export-rife {shlex.quote(str(checkpoint))} -o"
+    assert hint in str(e.value)
+    spaced = tmp_path / "a folder" / "flow net.pkl"
+    spaced.parent.mkdir()
+    spaced.write_bytes(b"junk")
     with pytest.raises(ValueError, match="not a loadable ONNX") as e:
-        OnnxRifeInterpolator(tmp_path / "junk.pkl")  # the suffix, not the contents
-    assert "export-rife" in str(e.value)
+        OnnxRifeInterpolator(spaced)  # the suffix, not the contents
+    assert f"loopwave export-rife '{spaced}' -o rife.onnx" in str(e.value)
 
 
 def test_onnxruntimes_tensorrt_provider_is_not_taken_unasked(onnx_model, monkeypatch):

@@ -898,6 +898,18 @@ def test_bad_reader_inputs(tmp_path):
     # from a review: a folder of frames was "no such file"
     with pytest.raises(OSError, match="^path: is a folder, not a video file: "):
         lv.VideoReader(tmp_path)
+    # and a later review: a FIFO or a device was "no such file", "" a folder (".")
+    with pytest.raises(OSError, match="^path: empty"):
+        lv.VideoReader("")
+    with pytest.raises(OSError, match="^path: is not a regular file .*/dev/null"):
+        lv.VideoReader("/dev/null")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.mp4")
+        with pytest.raises(OSError, match="^path: is not a regular file .*pipe.mp4"):
+            lv.VideoReader(tmp_path / "pipe.mp4")
+    (tmp_path / "loop.mp4").symlink_to(tmp_path / "loop.mp4")
+    with pytest.raises(OSError, match="^path: no such file .*loop.mp4"):
+        lv.VideoReader(tmp_path / "loop.mp4")
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not a video at all" * 10)
     with pytest.raises(ValueError, match="junk.mp4 is not a readable video"):

@@ -25,6 +25,8 @@ Needs the ``torch`` extra (and ``onnx`` for export / ``onnxruntime`` to run).
 from __future__ import annotations
 
 import os
+import re
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -176,19 +178,27 @@ def _ifnet_for(checkpoint: str | os.PathLike[str] | None) -> Any:
 def _load_error(p: Path, e: Exception) -> str:
     """What ``torch.load(p, weights_only=True)`` found wrong, without its advice: for any
     file its safe loader cannot read (an ONNX model, random bytes, a pickle holding
-    code), torch says that loading it unsafely "will likely succeed" and asks for an
-    issue to be filed, which loopwave offers no switch for and which is no help here."""
+    code), torch says that loading it unsafely "will likely succeed", asks for an issue
+    to be filed or names its allow-list calls, none of which loopwave offers. What the
+    loader stopped at is the error torch's own is raised from (its context), whose first
+    sentence names it ("Unsupported operand 8", "Trying to load unsupported GLOBAL
+    posix.system whose module posix is blocked", "Unsupported global: GLOBAL
+    argparse.Namespace was not an allowed global by default")."""
     text = str(e)
     if "Weights only load failed" in text:
-        found = text.partition("WeightsUnpickler error:")[2].partition("Check the documentation")
-        text = f"torch's safe loader stopped at: {' '.join(found[0].split()) or 'an unknown entry'}"
-        text += "; loopwave never runs code a checkpoint holds"
+        inner = str(e.__context__ or "").strip()
+        found = re.split(r"(?<=\.)\s+(?=[A-Z])", inner, maxsplit=1)[0].removesuffix(".")
+        if not found:  # (another torch's wording: the part its message quotes)
+            cut = text.partition("WeightsUnpickler error:")[2].partition("Check the documentation")
+            found = " ".join(cut[0].split())
+        text = f"torch's safe loader stopped at: {found or 'an entry it does not read'}; "
+        text += "loopwave never runs code a checkpoint holds"
     else:
         text = f"{type(e).__name__}: {text}"
     if p.suffix.lower() == ".onnx":
         text += (
-            "; an ONNX model needs no export: give it to interpolation.model or "
-            "`loopwave interpolate --model` as it is"
+            "; an ONNX model needs no export: use it as it is, with `loopwave interpolate "
+            '--model` or interpolation.backend = "rife" and interpolation.model'
         )
     return text
 
@@ -468,8 +478,8 @@ class OnnxRifeInterpolator(Interpolator):
             self.session = ort.InferenceSession(str(p), providers=providers)
         except Exception as e:  # onnxruntime raises its own types for bad files
             hint = (
-                f"; a RIFE checkpoint is exported to ONNX first: loopwave export-rife {p.name} "
-                "-o rife.onnx"
+                "; a RIFE checkpoint is exported to ONNX first: loopwave export-rife "
+                f"{shlex.quote(str(p))} -o rife.onnx"
                 if p.suffix.lower() in (".pkl", ".pth", ".pt", ".ckpt")
                 else ""
             )

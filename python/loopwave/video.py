@@ -1627,7 +1627,14 @@ class _Decoder:
         # one read could crash it (SIGSEGV). Reentrant: fps uses frame_count
         self._lock = threading.RLock()
         if not self.path.is_file():
-            what = "is a folder, not a video file:" if self.path.is_dir() else "no such file"
+            if os.fspath(path) == "":  # (Path("") is ".", a folder)
+                raise OSError("path: empty; name a video file")
+            if self.path.is_dir():
+                what = "is a folder, not a video file:"
+            elif os.path.lexists(self.path) and self.path.exists():  # a FIFO, a device
+                what = "is not a regular file (a video file is read whole, seeking in it):"
+            else:
+                what = "no such file"
             raise OSError(f"path: {what} {self.path}")
         self.container = self._open()
         if not self.container.streams.video:
