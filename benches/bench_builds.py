@@ -2,7 +2,7 @@
 
     python benches/bench_builds.py OLD.so NEW.so [--rounds 24] [--threads 1] [--dtype uint8]
                                    [--kernel color_correct|blend_luminosity|match_gamma|
-                                             flow_interpolate]
+                                             flow_interpolate] [--inbetweens 8]
 
 How a kernel change is judged on a shared machine whose speed moves by up to 2x from
 minute to minute: each build is a copy of ``_native.abi3.so`` (``cargo build --release
@@ -14,8 +14,9 @@ are identical, each side's fastest and median ms per frame, and the median of th
 per-round ratios OLD / NEW (above 1: NEW is faster).
 
 ``flow_interpolate`` (the flow interpolator's native pass, uint8 only) makes 8 in-between
-frames of the first photograph and a moved, blurred copy of it, from DIS flows worked out
-once by the current package's ``FlowInterpolator``: ms per in-between frame.
+frames (``--inbetweens N``: N) of the first photograph and a moved, blurred copy of it,
+from DIS flows worked out once by the current package's ``FlowInterpolator``: ms per
+in-between frame.
 """
 
 from __future__ import annotations
@@ -71,6 +72,13 @@ def main(argv: list[str] | None = None) -> float:
     p.add_argument("--rounds", type=int, default=24)
     p.add_argument("--threads", type=int, default=1, help="worker threads (0: all cores)")
     p.add_argument("--dtype", choices=["uint8", "float32"], default="uint8")
+    p.add_argument(
+        "--inbetweens",
+        type=int,
+        default=8,
+        help="flow_interpolate: in-between frames a call (1: a 2x interpolation, whose "
+        "one call also works out the pair's visibilities)",
+    )
     a = p.parse_args(argv)
     frames, targets = photos(1080, 1920, 8)
     target = targets[:1]
@@ -88,7 +96,9 @@ def main(argv: list[str] | None = None) -> float:
         moved = np.roll(cv2.GaussianBlur(frames[0], (5, 5), 1.5), (6, -11), axis=(0, 1))
         pair = np.stack([frames[0], moved])
         flows = np.stack(FlowInterpolator().flows(pair[0], pair[1])).astype(np.float32)
-        ts = np.arange(1, 9) / 9.0
+        if not 1 <= a.inbetweens <= 8:
+            raise SystemExit("--inbetweens: 1..8")
+        ts = np.arange(1, a.inbetweens + 1) / (a.inbetweens + 1.0)
         frames = frames[: len(ts)]  # (ms per in-between frame)
     with tempfile.TemporaryDirectory() as d:
         mods = [load(a.old, "build_old", Path(d)), load(a.new, "build_new", Path(d))]

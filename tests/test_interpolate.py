@@ -532,6 +532,35 @@ def test_native_flow_kernel_refuses_bad_arrays():
             _native._flow_interpolate(*args)
 
 
+def test_native_flow_kernel_checks_every_flow_value():
+    """The flows' check is one vectorised pass in blocks of 4096 values (it was two
+    early-exit scans a value at a time): a bad value anywhere, in either flow, in the
+    first or a later block or the last, short one, is named as before."""
+    from loopwave import _native
+
+    pair = np.zeros((2, 48, 50, 3), np.uint8)  # 4,800 values a flow: a block and a part
+    ts = np.array([0.5])
+    places = [(0, 0, 0, 0), (0, 40, 49, 1), (1, 0, 0, 0), (1, 40, 48, 0), (1, 47, 49, 1)]
+    for where in places:
+        for bad, said in [
+            (np.nan, "flows: contains NaN or infinity"),
+            (-np.inf, "flows: contains NaN or infinity"),
+            (np.inf, "flows: contains NaN or infinity"),
+            (1.0000001e18, r"flows: must each be within ±1e18 pixels"),
+            (-3e18, r"flows: must each be within ±1e18 pixels"),
+        ]:
+            flows = np.zeros((2, 48, 50, 2), np.float32)
+            flows[where] = bad
+            if bad == -3e18:  # a value too large and a NaN: the NaN is named, as before
+                flows[places[-1] if where != places[-1] else places[0]] = np.nan
+                said = "flows: contains NaN or infinity"
+            with pytest.raises(ValueError, match=said):
+                _native._flow_interpolate(pair, flows, ts, 1.5)
+        flows = np.zeros((2, 48, 50, 2), np.float32)
+        flows[where] = np.float32(-1e18)  # the bound itself is taken
+        assert _native._flow_interpolate(pair, flows, ts, 1.5).shape == (1, 48, 50, 3)
+
+
 def test_cli_never_overwrites_its_input(tmp_path, capsys):
     """`interpolate clip.partial.mp4 -o clip.mp4`: the output is written as clip.partial.mp4,
     the input; it was truncated while read, then renamed away, and a short video left."""

@@ -216,6 +216,15 @@ fn blend_row_imp<T: Sample>(c: &Ctx<'_, T>, vis: &[Vec<f32>; 2], t: f32, y: usiz
 
 simd_dispatch!(fn blend_row<T: Sample>(c: &Ctx<'_, T>, vis: &[Vec<f32>; 2], t: f32, y: usize, o: &mut [T]) = blend_row_imp);
 
+/// Whether every value of `v` is within ±[`MAX_FLOW`] (so finite: NaN fails the
+/// comparison). Branch-free within blocks of 4096 values, so it vectorises: the two
+/// early-exit scans it replaces (`any`, one for non-finite values and one for the
+/// bound) ran a value at a time, 12 ms of a 1080p pair's native pass, on one thread.
+fn flows_within(v: &[f32]) -> bool {
+    v.chunks(4096)
+        .all(|c| c.iter().fold(true, |ok, x| ok & (x.abs() <= MAX_FLOW)))
+}
+
 /// Interpolate frames at `ts` between `a` and `b` (each `h * w * 3` samples)
 /// from the flows `f01` and `f10` (each `h * w * 2`, x then y); `out` holds
 /// `ts.len()` frames. 8-bit frames are rounded half up.
@@ -258,13 +267,13 @@ pub fn flow_interpolate<T: Sample>(
             ));
         }
     }
-    if f01.iter().chain(f10).any(|v| !v.is_finite()) {
-        return Err(KernelError::NonFinite { arg: "flows" });
-    }
     // a flow past any frame's size moves nothing further (the taps are clamped to the
     // frame), and two neighbours near f32::MAX overflowed the bilinear sample's
     // difference: NaN visibilities, black pixels
-    if f01.iter().chain(f10).any(|v| v.abs() > MAX_FLOW) {
+    if !(flows_within(f01) && flows_within(f10)) {
+        if f01.iter().chain(f10).any(|v| !v.is_finite()) {
+            return Err(KernelError::NonFinite { arg: "flows" });
+        }
         return Err(KernelError::value(
             "flows",
             format!("must each be within ±{MAX_FLOW:e} pixels"),
