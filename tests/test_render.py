@@ -745,7 +745,8 @@ def test_frame_iterator_names_itself_in_a_wrong_keyword(tmp_path, backend):
     """From a review: a misspelt option came back from the render's thread as
     "render() got an unexpected keyword argument", and on_frame as render's "multiple
     values for keyword argument", though the caller passed it once. Both are refused by
-    render_frames, before a thread starts or a folder is made."""
+    render_frames when it is called (a later review: they came at the first next()),
+    before a thread starts or a folder is made."""
     s = Settings.from_dict(JOB)
     threads = threading.active_count()
     with pytest.raises(
@@ -753,9 +754,9 @@ def test_frame_iterator_names_itself_in_a_wrong_keyword(tmp_path, backend):
         match=r"render_frames\(\) got an unexpected keyword "
         r"argument 'vidoe'; it takes render's: backend, progress",
     ):
-        next(render_frames(s, run_dir=tmp_path / "a", backend=backend, vidoe=False))
+        render_frames(s, run_dir=tmp_path / "a", backend=backend, vidoe=False)  # at the call
     with pytest.raises(TypeError, match=r"render_frames\(\) takes no on_frame"):
-        next(render_frames(s, run_dir=tmp_path / "a", backend=backend, on_frame=print))
+        render_frames(s, run_dir=tmp_path / "a", backend=backend, on_frame=print)
     assert not (tmp_path / "a").exists()
     assert threading.active_count() == threads
     # every option render takes but on_frame still passes through
@@ -2435,8 +2436,9 @@ def test_output_paths_as_a_user_writes_them(tmp_path, monkeypatch):
 def test_a_run_made_before_a_new_refusal_still_resumes(tmp_path, backend):
     """From a review: runs started before a denoise.schedule value outside 0..1 was refused
     (it was clamped) or before model.path beside the smoke backend was refused (it was
-    ignored) could not be resumed, nor edited (their settings' digest is in the state):
-    only started again. A resumed run keeps the rules it was made with."""
+    ignored; interpolation.model beside the flow backend too) could not be resumed, nor
+    edited (their settings' digest is in the state): only started again. A resumed run
+    keeps the rules it was made with."""
     from loopwave.render import _Job, _settings_digest
 
     rd = tmp_path / "r"
@@ -2447,12 +2449,17 @@ def test_a_run_made_before_a_new_refusal_still_resumes(tmp_path, backend):
     saved = json.loads((rd / "settings.json").read_text())
     saved["denoise"]["schedule"] = "0: (0.5), 3: (1.2)"
     saved["model"]["path"] = str(tmp_path / "ignored")
+    saved["interpolation"]["model"] = str(tmp_path / "ignored.onnx")  # backend "flow"
     (rd / "settings.json").write_text(json.dumps(saved))
     state = json.loads((rd / "state.json").read_text())
     state["settings"] = _settings_digest(Settings._from_saved(saved))
     (rd / "state.json").write_text(json.dumps(state))
     with pytest.raises(ValueError, match="^model.path: given, but model.backend is 'smoke'"):
         Settings.from_dict(saved)  # as a new job: refused
+    saved_model_path = saved["model"].pop("path")
+    with pytest.raises(ValueError, match="^interpolation.model: given, but interpolation.backe"):
+        Settings.from_dict(saved)
+    saved["model"]["path"] = saved_model_path
     old = _Job(Settings._from_saved(saved), None, resumed=True)
     assert [old.strength(i) for i in (2, 3, 4)] == [pytest.approx(0.9666666), 1.0, 1.0]
     r = render(None, run_dir=rd, resume=True, backend=backend, progress=False, video=False)

@@ -444,6 +444,21 @@ def test_a_settings_file_is_read_up_to_a_limit(tmp_path, monkeypatch):
         load_settings("/dev/zero")
 
 
+def test_an_interpolation_model_with_another_backend_is_refused():
+    """From a review: interpolation.model set and interpolation.backend left at "flow" was
+    taken, and the video made by optical flow; nothing said the model went unused."""
+    for backend in ("flow", "blend"):
+        with pytest.raises(
+            SettingsError,
+            match=rf"^interpolation.model: given, but interpolation.backend is '{backend}'",
+        ):
+            Settings.from_dict(
+                {**MINIMAL, "interpolation": {"backend": backend, "model": "r.onnx"}}
+            )
+    s = Settings.from_dict({**MINIMAL, "interpolation": {"backend": "rife", "model": "r.onnx"}})
+    assert s["interpolation"]["model"].endswith("r.onnx")
+
+
 def test_a_model_path_with_the_smoke_backend_is_refused():
     """From a review: model.path set and model.backend left at its default, "smoke",
     rendered the built-in random model; only a log line said so."""

@@ -2002,7 +2002,9 @@ def render_frames(settings: Settings | None, **options: Any) -> Iterator[tuple[i
     are still stored in the run directory, so an interrupted iteration can be
     resumed. Closing the iterator early stops the render after the current frame. Each
     frame is read-only (the renderer saves it and feeds it back as the next frame's
-    input): copy it to change it.
+    input): copy it to change it. Its keyword options are :func:`render`'s but
+    ``on_frame``; an unknown one is refused when this is called, and nothing starts
+    until the first frame is asked for (the settings' and the model's errors come then).
 
     An iterator left unfinished and unclosed keeps its render waiting, with the run
     folder locked: an exception raised in the loop and kept (logged with its traceback,
@@ -2030,6 +2032,13 @@ def render_frames(settings: Settings | None, **options: Any) -> Iterator[tuple[i
             f"render_frames() got an unexpected keyword argument {unknown[0]!r}; it takes "
             f"render's: {', '.join(sorted(_RENDER_OPTIONS))}"
         )
+    return _frames_of_render(settings, options)
+
+
+def _frames_of_render(
+    settings: Settings | None, options: dict[str, Any]
+) -> Iterator[tuple[int, np.ndarray]]:
+    """:func:`render_frames`' generator, its options checked."""
     q: queue.Queue[tuple[int, np.ndarray] | BaseException | None] = queue.Queue(maxsize=1)
     stop = threading.Event()
 

@@ -515,7 +515,8 @@ class Settings(dict[str, Any]):
         """A run's own ``settings.json``, as :meth:`from_dict` takes it less the checks
         added after runs were made with what they refuse, so that such a run still
         resumes (refused, it could neither go on nor be edited: its settings' digest is
-        in its state): ``model.path`` beside the smoke backend, which ignores it."""
+        in its state): ``model.path`` beside the smoke backend, and
+        ``interpolation.model`` beside another backend than rife, which ignore them."""
         try:
             return cls._from_dict(data, saved=True)
         except RecursionError:
@@ -584,8 +585,14 @@ class Settings(dict[str, Any]):
                 "random weights, which reads no file); set model.backend = 'diffusers' to "
                 "load it"
             )
-        if out["interpolation"]["backend"] == "rife" and not out["interpolation"]["model"]:
+        it = out["interpolation"]
+        if it["backend"] == "rife" and not it["model"]:
             raise SettingsError("interpolation.model: the rife backend needs a .onnx model path")
+        if it["backend"] != "rife" and it["model"] and not saved:
+            raise SettingsError(
+                f"interpolation.model: given, but interpolation.backend is {it['backend']!r}, "
+                "which uses no model; set interpolation.backend = 'rife' to use it"
+            )
         return out
 
     def to_json(self) -> str:
