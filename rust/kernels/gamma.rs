@@ -63,6 +63,22 @@ const EXP2: [f32; 7] = [
     0.001_238_782_2,
     0.000_218_775_05,
 ];
+/// [`EXP2`] at `f` in [0, 1): `2^f` within 8e-8 (relative), in straight-line code.
+#[inline(always)]
+pub fn exp2_fraction(f: f32) -> f32 {
+    let c = &EXP2;
+    f.mul_add(
+        f.mul_add(
+            f.mul_add(
+                f.mul_add(f.mul_add(f.mul_add(c[6], c[5]), c[4]), c[3]),
+                c[2],
+            ),
+            c[1],
+        ),
+        c[0],
+    )
+}
+
 /// `2 / ln 2 / (2k + 1)`, k = 0..5: the series of `log2 m = (2 / ln 2) atanh(s)`.
 const ATANH_LOG2: [f32; 5] = [2.885_39, 0.961_796_7, 0.577_078, 0.412_198_57, 0.320_598_9];
 
@@ -101,17 +117,7 @@ pub fn pow_unit(x: f32, g: f32) -> f32 {
     // y + 128 is in [1, 128], so truncation is floor. SAFETY: inside i32.
     let n = unsafe { (y + 128.0).to_int_unchecked::<i32>() } - 128;
     let f = y - n as f32;
-    let c = &EXP2;
-    let p = f.mul_add(
-        f.mul_add(
-            f.mul_add(
-                f.mul_add(f.mul_add(f.mul_add(c[6], c[5]), c[4]), c[3]),
-                c[2],
-            ),
-            c[1],
-        ),
-        c[0],
-    );
+    let p = exp2_fraction(f);
     // n >= -127: 2^n as exponent bits (0 for -127, so those lanes give 0)
     let r = p * f32::from_bits(((n + 127) as u32) << 23);
     if g == 1.0 {
