@@ -22,7 +22,7 @@ from loopwave.interpolate import (  # noqa: E402
     resolve_factor,
     scene_cut_distance,
 )
-from loopwave.png import write_png  # noqa: E402
+from loopwave.png import read_png, write_png  # noqa: E402
 
 RNG = np.random.default_rng(0)
 BG = cv2.GaussianBlur(RNG.integers(60, 120, (64, 96, 3)).astype(np.uint8), (0, 0), 1.0)
@@ -457,6 +457,40 @@ def test_cli_removes_the_frames_of_a_folder_it_did_not_finish(tmp_path, capsys):
     deep = tmp_path / "new" / "a" / "sub"
     assert main(["interpolate", str(src), "-o", str(deep), "--blend", "--quiet"]) == 2
     assert not (tmp_path / "new").exists()
+
+
+def test_cli_flow_preset(tmp_path, capsys, monkeypatch):
+    """--flow-preset picks the DIS preset of the flow backend (it was only reachable from
+    Python, FlowInterpolator(preset=...)); with another backend it is refused."""
+    import loopwave.interpolate as li
+
+    made = []
+
+    class Seen(li.FlowInterpolator):
+        def __init__(self, **kw):
+            made.append(kw.get("preset"))
+            super().__init__(**kw)
+
+    monkeypatch.setattr(li, "FlowInterpolator", Seen)
+    src = png_folder(tmp_path / "in", 3)
+    outs = {}
+    for preset in ("ultrafast", "medium", None):
+        out = tmp_path / f"out_{preset}"
+        extra = [] if preset is None else ["--flow-preset", preset]
+        argv = ["interpolate", str(src), "-o", str(out), "--factor", "2", *extra, "--quiet"]
+        assert main(argv) == 0
+        outs[preset] = [read_png(p) for p in sorted(out.glob("*.png"))]
+    # the default: the string backend, "flow", whose interpolator takes "medium"
+    assert made == ["ultrafast", "medium", None]
+    for a, b in zip(outs["medium"], outs[None], strict=True):
+        np.testing.assert_array_equal(a, b)
+    for extra in (["--blend"], ["--model", "r.onnx"]):
+        out = str(tmp_path / "x")
+        assert main(["interpolate", str(src), "-o", out, "--flow-preset", "fast", *extra]) == 2
+        assert "--flow-preset: only with the flow backend" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse's own refusal names the choices
+        main(["interpolate", str(src), "-o", str(tmp_path / "y"), "--flow-preset", "slow"])
+    assert "choose from" in capsys.readouterr().err
 
 
 def test_cli_folder_to_folder_and_video(tmp_path, capsys):

@@ -1183,7 +1183,12 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path, sig, rc, said):
 
 @pytest.mark.parametrize(
     "edit",
-    [("render", "frames", 9), ("interpolation", "scale", 0.5), ("interpolation", "to_fps", "24")],
+    [
+        ("render", "frames", 9),
+        ("interpolation", "scale", 0.5),
+        ("interpolation", "to_fps", "24"),
+        ("interpolation", "flow_preset", "fast"),
+    ],
 )
 def test_a_resume_refuses_settings_edited_since_the_frames_were_made(tmp_path, backend, edit):
     """settings.json changed by hand (frames 7 -> 9) was taken silently: the plan built
@@ -2304,12 +2309,37 @@ def test_a_to_fps_the_codec_cannot_take_is_refused_before_rendering(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("missing", [("to_fps",), ("scale", "to_fps")])
+def test_the_flow_preset_reaches_the_renders_interpolator(tmp_path, monkeypatch):
+    """interpolation.flow_preset: the DIS preset of the render's flow interpolation (the
+    thread stage; the process stage builds its interpolator in the same function)."""
+    import loopwave.interpolate as li
+
+    made = []
+
+    class Seen(li.FlowInterpolator):
+        def __init__(self, **kw):
+            made.append(kw.get("preset"))
+            super().__init__(**kw)
+
+    monkeypatch.setattr(li, "FlowInterpolator", Seen)
+    for preset in ("ultrafast", "fast", None):
+        flow = {"backend": "flow"} | ({} if preset is None else {"flow_preset": preset})
+        job = {**_SHIFT_JOB, "interpolation": {**_SHIFT_JOB["interpolation"], **flow}}
+        r = render(Settings.from_dict(job), run_dir=tmp_path / f"{preset}", backend=_Shift(),
+                   progress=False)  # fmt: skip
+        assert r.video is not None and r.video.is_file()
+    assert made == ["ultrafast", "fast", "medium"]
+
+
+@pytest.mark.parametrize(
+    "missing", [("flow_preset",), ("to_fps", "flow_preset"), ("scale", "to_fps", "flow_preset")]
+)
 def test_a_run_made_before_a_key_existed_still_resumes(tmp_path, backend, missing):
-    """Its settings.json lacks the keys added since (interpolation.to_fps; before that,
-    interpolation.scale), and its state has the digest of those settings: each key added
-    later, at its default, is left out of the digest, or kept, as the run's own was made.
-    (A run made between the two keys was refused: only to_fps was left out.)"""
+    """Its settings.json lacks the keys added since (interpolation.flow_preset; before
+    that, interpolation.to_fps, and before that interpolation.scale), and its state has
+    the digest of those settings: each key added later, at its default, is left out of
+    the digest, or kept, as the run's own was made. (A run made between two keys was
+    refused where only the later one was left out.)"""
     import hashlib
 
     s = Settings.from_dict(JOB)

@@ -52,6 +52,7 @@ _RATE_PROBLEM = re.escape(
         ({"render": {"seed_behaviour": "spiral"}}, r"render\.seed_behaviour"),
         ({"model": {"backend": "diffusers"}}, r"model\.path"),
         ({"interpolation": {"backend": "rife"}}, r"interpolation\.model"),
+        ({"interpolation": {"flow_preset": "slow"}}, r"interpolation\.flow_preset: expected one"),
         ({"version": 2}, r"version: expected 1"),
         ({"prompts": {"x": "a"}}, r"prompts:"),
         ({"render": 5}, r"render: expected a table"),

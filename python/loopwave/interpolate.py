@@ -1227,6 +1227,14 @@ def add_cli(sub: Any) -> None:
         default=None,
         help="with --model: the scale it was exported with (default: the one it records, else 1.0)",
     )
+    p.add_argument(
+        "--flow-preset",
+        choices=sorted(FlowInterpolator._PRESETS),
+        default=None,
+        help="with the flow backend: the optical flow's preset (default: medium; at 1080p "
+        "a 2x interpolation runs about 3x faster with fast, 3.9x with ultrafast, their "
+        "motion coarser)",
+    )
     p.add_argument("--no-scene-cut", action="store_true", help="interpolate across cuts too")
     p.add_argument("--loop", action="store_true", help="also interpolate last -> first")
     p.add_argument(
@@ -1250,6 +1258,12 @@ def add_cli(sub: Any) -> None:
         backend: str | Interpolator = "blend" if a.blend else "flow"
         if a.scale is not None and a.model is None:
             raise ValueError("--scale: only with --model")
+        if a.flow_preset is not None:
+            if a.blend or a.model is not None:
+                raise ValueError(
+                    "--flow-preset: only with the flow backend (not --blend or --model)"
+                )
+            backend = FlowInterpolator(preset=a.flow_preset)
         if a.model is not None:
             from .rife import OnnxRifeInterpolator
 

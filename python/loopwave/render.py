@@ -1150,7 +1150,7 @@ def _encoder(
     loaded RIFE model, where the settings ask for it) and encoded as they come. The
     video is written under a ``.partial.mp4`` name and renamed when complete, so a killed
     run never leaves a truncated NAME.mp4."""
-    from .interpolate import _even_times, interpolate, retime
+    from .interpolate import FlowInterpolator, _even_times, interpolate, retime
     from .video import parse_fps, writing_video
 
     def work(live: Iterator[tuple[int, np.ndarray | None]]) -> None:
@@ -1159,6 +1159,8 @@ def _encoder(
         items = itertools.chain(stored, live)
         frames: Iterator[np.ndarray] = _frames_in_order(run_dir, items, abandoned, feed)
         backend: Any = rife if i["backend"] == "rife" else i["backend"]
+        if backend == "flow":
+            backend = FlowInterpolator(preset=i["flow_preset"])
         how, k = _video_frames(s)
         if how == "retime":
             # each rendered frame at its time, k / fps; the video's frames at theirs, the
