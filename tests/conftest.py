@@ -179,3 +179,20 @@ def sync_events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
     return events
+
+
+@pytest.fixture
+def flow_presets_made(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """The ``preset`` of each ``FlowInterpolator`` made while the test runs (None where
+    none was given), in order: a subclass that records it stands in for the class."""
+    import loopwave.interpolate as li
+
+    made: list[str | None] = []
+
+    class Seen(li.FlowInterpolator):
+        def __init__(self, **kw: object) -> None:
+            made.append(kw.get("preset"))  # type: ignore[arg-type]
+            super().__init__(**kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(li, "FlowInterpolator", Seen)
+    return made

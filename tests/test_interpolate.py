@@ -459,19 +459,9 @@ def test_cli_removes_the_frames_of_a_folder_it_did_not_finish(tmp_path, capsys):
     assert not (tmp_path / "new").exists()
 
 
-def test_cli_flow_preset(tmp_path, capsys, monkeypatch):
+def test_cli_flow_preset(tmp_path, capsys, flow_presets_made):
     """--flow-preset picks the DIS preset of the flow backend (it was only reachable from
     Python, FlowInterpolator(preset=...)); with another backend it is refused."""
-    import loopwave.interpolate as li
-
-    made = []
-
-    class Seen(li.FlowInterpolator):
-        def __init__(self, **kw):
-            made.append(kw.get("preset"))
-            super().__init__(**kw)
-
-    monkeypatch.setattr(li, "FlowInterpolator", Seen)
     src = png_folder(tmp_path / "in", 3)
     outs = {}
     for preset in ("ultrafast", "medium", None):
@@ -481,7 +471,7 @@ def test_cli_flow_preset(tmp_path, capsys, monkeypatch):
         assert main(argv) == 0
         outs[preset] = [read_png(p) for p in sorted(out.glob("*.png"))]
     # the default: the string backend, "flow", whose interpolator takes "medium"
-    assert made == ["ultrafast", "medium", None]
+    assert flow_presets_made == ["ultrafast", "medium", None]
     for a, b in zip(outs["medium"], outs[None], strict=True):
         np.testing.assert_array_equal(a, b)
     for extra in (["--blend"], ["--model", "r.onnx"]):

@@ -2309,26 +2309,16 @@ def test_a_to_fps_the_codec_cannot_take_is_refused_before_rendering(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_the_flow_preset_reaches_the_renders_interpolator(tmp_path, monkeypatch):
+def test_the_flow_preset_reaches_the_renders_interpolator(tmp_path, flow_presets_made):
     """interpolation.flow_preset: the DIS preset of the render's flow interpolation (the
     thread stage; the process stage builds its interpolator in the same function)."""
-    import loopwave.interpolate as li
-
-    made = []
-
-    class Seen(li.FlowInterpolator):
-        def __init__(self, **kw):
-            made.append(kw.get("preset"))
-            super().__init__(**kw)
-
-    monkeypatch.setattr(li, "FlowInterpolator", Seen)
     for preset in ("ultrafast", "fast", None):
         flow = {"backend": "flow"} | ({} if preset is None else {"flow_preset": preset})
         job = {**_SHIFT_JOB, "interpolation": {**_SHIFT_JOB["interpolation"], **flow}}
         r = render(Settings.from_dict(job), run_dir=tmp_path / f"{preset}", backend=_Shift(),
                    progress=False)  # fmt: skip
         assert r.video is not None and r.video.is_file()
-    assert made == ["ultrafast", "fast", "medium"]
+    assert flow_presets_made == ["ultrafast", "fast", "medium"]
 
 
 @pytest.mark.parametrize(
