@@ -458,6 +458,26 @@ def test_an_interpolation_model_with_another_backend_is_refused():
             )
     s = Settings.from_dict({**MINIMAL, "interpolation": {"backend": "rife", "model": "r.onnx"}})
     assert s["interpolation"]["model"].endswith("r.onnx")
+    # and a later review: the message said to set the backend, which a resume then
+    # refused as an edit; it names the resume too
+    with pytest.raises(SettingsError, match=r"loopwave render --resume RUN_DIR$"):
+        Settings.from_dict({**MINIMAL, "interpolation": {"model": "r.onnx"}})
+
+
+def test_a_flow_preset_with_another_backend_is_refused():
+    """From a review: interpolation.flow_preset with the blend or rife backend was taken
+    and unused (interpolate --flow-preset with --blend or --model is refused)."""
+    for it in ({"backend": "blend"}, {"backend": "rife", "model": "r.onnx"}):
+        with pytest.raises(
+            SettingsError,
+            match=rf"^interpolation.flow_preset: 'fast' given, but interpolation.backend is "
+            rf"'{it['backend']}'",
+        ):
+            Settings.from_dict({**MINIMAL, "interpolation": {**it, "flow_preset": "fast"}})
+        # its default is no choice, and the saved settings of a run are taken as they are
+        assert Settings.from_dict({**MINIMAL, "interpolation": it})["interpolation"]
+        saved = {**MINIMAL, "interpolation": {**it, "flow_preset": "fast"}}
+        assert Settings._from_saved(saved)["interpolation"]["flow_preset"] == "fast"
 
 
 def test_a_model_path_with_the_smoke_backend_is_refused():

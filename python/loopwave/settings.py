@@ -393,8 +393,8 @@ DOCS: dict[str, dict[str, str]] = {
         "backend": "flow (optical flow, no weights), blend (cross-fade) or rife "
         "(interpolation.model)",
         "flow_preset": "the flow backend's optical-flow preset: medium, fast or ultrafast "
-        "(a 1080p pair's in-between about 3.1x and 3.9x faster than with medium; coarser "
-        "flows, less exact motion)",
+        "(at 1080p, against medium: a 2x interpolation about 3.1x and 3.9x faster, a 6x "
+        "one, the default factor, 2.1x and 2.4x; coarser flows, less exact motion)",
         "model": "a RIFE model exported to ONNX (loopwave export-rife)",
         "scale": "the RIFE model's flow scale",
         "scene_cut": "hold a frame over a scene cut instead of morphing across it",
@@ -521,7 +521,8 @@ class Settings(dict[str, Any]):
         added after runs were made with what they refuse, so that such a run still
         resumes (refused, it could neither go on nor be edited: its settings' digest is
         in its state): ``model.path`` beside the smoke backend, and
-        ``interpolation.model`` beside another backend than rife, which ignore them."""
+        ``interpolation.model`` beside another backend than rife, and
+        ``interpolation.flow_preset`` beside another than flow, which ignore them."""
         try:
             return cls._from_dict(data, saved=True)
         except RecursionError:
@@ -593,10 +594,18 @@ class Settings(dict[str, Any]):
         it = out["interpolation"]
         if it["backend"] == "rife" and not it["model"]:
             raise SettingsError("interpolation.model: the rife backend needs a .onnx model path")
+        # (a run's own settings made before these refusals still resume as they are)
+        resumes = "; a run made with it resumes as it is: loopwave render --resume RUN_DIR"
         if it["backend"] != "rife" and it["model"] and not saved:
             raise SettingsError(
                 f"interpolation.model: given, but interpolation.backend is {it['backend']!r}, "
-                "which uses no model; set interpolation.backend = 'rife' to use it"
+                f"which uses no model; set interpolation.backend = 'rife' to use it{resumes}"
+            )
+        if it["backend"] != "flow" and it["flow_preset"] != "medium" and not saved:
+            raise SettingsError(
+                f"interpolation.flow_preset: {it['flow_preset']!r} given, but "
+                f"interpolation.backend is {it['backend']!r}; the preset is the flow "
+                "backend's (set interpolation.backend = 'flow', or leave the preset out)"
             )
         return out
 
