@@ -1195,12 +1195,14 @@ def test_a_resume_refuses_settings_edited_since_the_frames_were_made(tmp_path, b
     for 7 frames went on, and the frames differed from a fresh 9-frame run's. The keys
     added later (settings.ADDED_LATER), left out of the digest at their defaults, count
     as any other once changed."""
-    s = Settings.from_dict(JOB)
+    section, key, value = edit
+    # (a preset is the flow backend's: a later review, JOB's blend refuses one)
+    flow = {"backend": "flow"} if key == "flow_preset" else {}
+    s = Settings.from_dict({**JOB, "interpolation": {**JOB["interpolation"], **flow}})
     rd = tmp_path / "run"
     render(s, run_dir=rd, backend=backend, progress=False, video=False, stop_after=2)
     original = (rd / "settings.json").read_text()
     edited = json.loads(original)
-    section, key, value = edit
     edited[section][key] = value
     (rd / "settings.json").write_text(json.dumps(edited, indent=1))
     with pytest.raises(ValueError, match="settings.json changed since its frames were made"):

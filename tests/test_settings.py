@@ -460,7 +460,7 @@ def test_an_interpolation_model_with_another_backend_is_refused():
     assert s["interpolation"]["model"].endswith("r.onnx")
     # and a later review: the message said to set the backend, which a resume then
     # refused as an edit; it names the resume too
-    with pytest.raises(SettingsError, match=r"loopwave render --resume RUN_DIR$"):
+    with pytest.raises(SettingsError, match=r"render --resume RUN_DIR \(render\(None, run_dir"):
         Settings.from_dict({**MINIMAL, "interpolation": {"model": "r.onnx"}})
 
 
@@ -472,8 +472,11 @@ def test_a_flow_preset_with_another_backend_is_refused():
             SettingsError,
             match=rf"^interpolation.flow_preset: 'fast' given, but interpolation.backend is "
             rf"'{it['backend']}'",
-        ):
+        ) as e:
             Settings.from_dict({**MINIMAL, "interpolation": {**it, "flow_preset": "fast"}})
+        # (a later review) no advice the model's check refuses next, and the resume named
+        assert ("set interpolation.backend = 'flow'" in str(e.value)) == (it["backend"] != "rife")
+        assert "loopwave render --resume RUN_DIR" in str(e.value)
         # its default is no choice, and the saved settings of a run are taken as they are
         assert Settings.from_dict({**MINIMAL, "interpolation": it})["interpolation"]
         saved = {**MINIMAL, "interpolation": {**it, "flow_preset": "fast"}}

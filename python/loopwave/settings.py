@@ -595,17 +595,24 @@ class Settings(dict[str, Any]):
         if it["backend"] == "rife" and not it["model"]:
             raise SettingsError("interpolation.model: the rife backend needs a .onnx model path")
         # (a run's own settings made before these refusals still resume as they are)
-        resumes = "; a run made with it resumes as it is: loopwave render --resume RUN_DIR"
+        resumes = (
+            "; a run made with these settings resumes as it is: loopwave render --resume "
+            "RUN_DIR (render(None, run_dir=..., resume=True))"
+        )
         if it["backend"] != "rife" and it["model"] and not saved:
             raise SettingsError(
                 f"interpolation.model: given, but interpolation.backend is {it['backend']!r}, "
                 f"which uses no model; set interpolation.backend = 'rife' to use it{resumes}"
             )
         if it["backend"] != "flow" and it["flow_preset"] != "medium" and not saved:
+            # (rife: not "set the backend to flow", which the model's check then refuses)
+            fix = "leave the preset out" + (
+                "" if it["backend"] == "rife" else ", or set interpolation.backend = 'flow'"
+            )
             raise SettingsError(
                 f"interpolation.flow_preset: {it['flow_preset']!r} given, but "
-                f"interpolation.backend is {it['backend']!r}; the preset is the flow "
-                "backend's (set interpolation.backend = 'flow', or leave the preset out)"
+                f"interpolation.backend is {it['backend']!r}, which uses none; the preset is "
+                f"the flow backend's ({fix}){resumes}"
             )
         return out
 
