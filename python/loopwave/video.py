@@ -1631,7 +1631,7 @@ class _Decoder:
                 raise OSError("path: empty; name a video file")
             if self.path.is_dir():
                 what = "is a folder, not a video file:"
-            elif os.path.lexists(self.path) and self.path.exists():  # a FIFO, a device
+            elif self.path.exists():  # a FIFO, a device
                 what = "is not a regular file (a video file is read whole, seeking in it):"
             else:
                 what = "no such file"

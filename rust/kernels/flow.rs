@@ -25,7 +25,7 @@ use rayon::prelude::*;
 
 use super::error::{try_zeroed, KernelError, Result};
 use super::frames::{max_or, min_or, Sample};
-use super::gamma::exp2_fraction;
+use super::gamma::exp2_nonpositive;
 use super::parallel::install;
 use super::simd::simd_dispatch;
 use super::warp::lerp;
@@ -104,21 +104,14 @@ fn bilinear(v: &[[f32; BLOCK]; 4], frac: &[[f32; BLOCK]; 2], j: usize, float: bo
 }
 
 /// `e^x` for `x <= 0` (and -inf) in straight-line code that vectorises, where libm's
-/// `expf` was a call per pixel (15% of a 1080p pair's native pass): `2^(x log2 e)`, the
-/// power split into an integer, put into the exponent bits, and [`exp2_fraction`] of
-/// the rest. Relative error within 2e-7 + 1e-7 |x| (`log2 e` and the product
-/// `x log2 e` are rounded: 4e-6 at -87); 0 gives 1 exactly; below about -87.3 (2^-126) the
-/// result is 0, where libm gives subnormals. A visibility is used as `v + 1e-4` in
-/// `f32`, in which anything under 4e-12 (`x` < -26) is already nothing.
+/// `expf` was a call per pixel (15% of a 1080p pair's native pass): the float gamma's
+/// [`exp2_nonpositive`] of `x log2 e`. Relative error within 2e-7 + 1e-7 |x| (`log2 e`
+/// and the product `x log2 e` are rounded: 4e-6 at -87); 0 gives 1 exactly; below about
+/// -87.3 (2^-126) the result is 0, where libm gives subnormals. A visibility is used as
+/// `v + 1e-4` in `f32`, in which anything under 4e-12 (`x` < -26) is already nothing.
 #[inline(always)]
 fn exp_nonpositive(x: f32) -> f32 {
-    // -inf and NaN give -127, so 0
-    let y = max_or(x * std::f32::consts::LOG2_E, -127.0);
-    // y + 128 is in [1, 128], so truncation is floor. SAFETY: inside i32.
-    let n = unsafe { (y + 128.0).to_int_unchecked::<i32>() } - 128;
-    let p = exp2_fraction(y - n as f32);
-    // n >= -127: 2^n as exponent bits (0 for -127, so those lanes give 0)
-    p * f32::from_bits(((n + 127) as u32) << 23)
+    exp2_nonpositive(x * std::f32::consts::LOG2_E)
 }
 
 /// One row of `vis` for one direction: how well `fwd` at x and `back` at
@@ -376,7 +369,7 @@ mod tests {
         assert!(worst.0 > 0.0);
     }
 
-    /// The whole computation in f64 with its own bilinear sampler.    /// The whole computation in f64 with its own bilinear sampler.
+    /// The whole computation in f64 with its own bilinear sampler.
     #[allow(clippy::too_many_arguments)]
     fn reference(
         a: &[u8],

@@ -63,11 +63,18 @@ const EXP2: [f32; 7] = [
     0.001_238_782_2,
     0.000_218_775_05,
 ];
-/// [`EXP2`] at `f` in [0, 1): `2^f` within 8e-8 (relative), in straight-line code.
+/// `2^y` for `y <= 0` in straight-line code that vectorises: `y` split into an integer,
+/// put into the exponent bits, and [`EXP2`] of the fraction (relative error 8e-8 for
+/// an exact `y`). Below -127 (and for -inf and NaN) `y` is taken as -127, and results
+/// under 2^-126 come out 0.
 #[inline(always)]
-pub fn exp2_fraction(f: f32) -> f32 {
+pub fn exp2_nonpositive(y: f32) -> f32 {
+    let y = max_or(y, -127.0);
+    // y + 128 is in [1, 128], so truncation is floor. SAFETY: inside i32.
+    let n = unsafe { (y + 128.0).to_int_unchecked::<i32>() } - 128;
+    let f = y - n as f32;
     let c = &EXP2;
-    f.mul_add(
+    let p = f.mul_add(
         f.mul_add(
             f.mul_add(
                 f.mul_add(f.mul_add(f.mul_add(c[6], c[5]), c[4]), c[3]),
@@ -76,7 +83,9 @@ pub fn exp2_fraction(f: f32) -> f32 {
             c[1],
         ),
         c[0],
-    )
+    );
+    // n >= -127: 2^n as exponent bits (0 for -127, so those lanes give 0)
+    p * f32::from_bits(((n + 127) as u32) << 23)
 }
 
 /// `2 / ln 2 / (2k + 1)`, k = 0..5: the series of `log2 m = (2 / ln 2) atanh(s)`.
@@ -86,11 +95,10 @@ const ATANH_LOG2: [f32; 5] = [2.885_39, 0.961_796_7, 0.577_078, 0.412_198_57, 0.
 /// libm's `powf` is a call per sample (it was half the time of a float
 /// `color_correct`). `2^(g log2 x)`: `x = 2^k m` with `m` in [√½, √2), `log2 m` from
 /// the series of `(2 / ln 2) atanh(s)`, `s = (m - 1) / (m + 1)`, to five terms
-/// (|s| <= 0.172: truncation 4e-10), then the power of two split into an integer,
-/// put into the exponent bits, and [`EXP2`] of the fraction. Within 2e-7 of the exact
-/// power (absolute, 7e-8 measured over x and g); 0 and 1 map to themselves, and
-/// `g = 1` gives `x` exactly; subnormal `x`
-/// are scaled up first. Results below 2^-126 come out 0.
+/// (|s| <= 0.172: truncation 4e-10), then the power of two by [`exp2_nonpositive`].
+/// Within 2e-7 of the exact power (absolute, 7e-8 measured over x and g); 0 and 1
+/// map to themselves, and `g = 1` gives `x` exactly; subnormal `x` are scaled up
+/// first. Results below 2^-126 come out 0.
 #[inline(always)]
 pub fn pow_unit(x: f32, g: f32) -> f32 {
     let tiny = x < f32::MIN_POSITIVE;
@@ -112,14 +120,8 @@ pub fn pow_unit(x: f32, g: f32) -> f32 {
         c[0],
     );
     let e = (k - if tiny { 64 } else { 0 }) as f32;
-    // y <= 0 for x <= 1; below -127 the power is under 2^-127 and comes out 0
-    let y = max_or(g * s.mul_add(series, e), -127.0);
-    // y + 128 is in [1, 128], so truncation is floor. SAFETY: inside i32.
-    let n = unsafe { (y + 128.0).to_int_unchecked::<i32>() } - 128;
-    let f = y - n as f32;
-    let p = exp2_fraction(f);
-    // n >= -127: 2^n as exponent bits (0 for -127, so those lanes give 0)
-    let r = p * f32::from_bits(((n + 127) as u32) << 23);
+    // g log2 x <= 0 for x <= 1; below -127 the power is under 2^-127 and comes out 0
+    let r = exp2_nonpositive(g * s.mul_add(series, e));
     if g == 1.0 {
         x // exactly (frames a gamma cannot move get 1, and must come back unchanged)
     } else if x > 0.0 {
