@@ -746,7 +746,7 @@ def test_frame_iterator_names_itself_in_a_wrong_keyword(tmp_path, backend):
     "render() got an unexpected keyword argument", and on_frame as render's "multiple
     values for keyword argument", though the caller passed it once. Both are refused by
     render_frames when it is called (a later review: they came at the first next()),
-    before a thread starts or a folder is made."""
+    before a thread starts or a folder is made; so are a bad stages or stop_after."""
     s = Settings.from_dict(JOB)
     threads = threading.active_count()
     with pytest.raises(
@@ -757,6 +757,14 @@ def test_frame_iterator_names_itself_in_a_wrong_keyword(tmp_path, backend):
         render_frames(s, run_dir=tmp_path / "a", backend=backend, vidoe=False)  # at the call
     with pytest.raises(TypeError, match=r"render_frames\(\) takes no on_frame"):
         render_frames(s, run_dir=tmp_path / "a", backend=backend, on_frame=print)
+    # render's own checks of stages and stop_after, at the call too (they came at the
+    # first next())
+    with pytest.raises(ValueError, match=r"stages must be one of 'thread', 'process'"):
+        render_frames(s, run_dir=tmp_path / "a", backend=backend, stages="proc")
+    with pytest.raises(TypeError, match=r"stop_after must be a frame index \(int\) or None"):
+        render_frames(s, run_dir=tmp_path / "a", backend=backend, stop_after=1.5)
+    with pytest.raises(ValueError, match=r"stop_after must be >= 0; got -1"):
+        render_frames(s, run_dir=tmp_path / "a", backend=backend, stop_after=-1)
     assert not (tmp_path / "a").exists()
     assert threading.active_count() == threads
     # every option render takes but on_frame still passes through

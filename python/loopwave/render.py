@@ -1581,6 +1581,20 @@ def _load_model(settings: Settings, progress: bool) -> Img2Img:
     return backend
 
 
+def _check_options(stages: Any, stop_after: Any) -> None:
+    """:func:`render`'s checks of ``stages`` and ``stop_after``, which
+    :func:`render_frames` makes too, when it is called (not at the first frame)."""
+    if not isinstance(stages, str) or stages not in STAGES:
+        raise ValueError(f"stages must be one of {', '.join(map(repr, STAGES))}; got {stages!r}")
+    if stop_after is not None:
+        if isinstance(stop_after, (bool, np.bool_)) or not isinstance(
+            stop_after, (int, np.integer)
+        ):
+            raise TypeError(f"stop_after must be a frame index (int) or None; got {stop_after!r}")
+        if stop_after < 0:
+            raise ValueError(f"stop_after must be >= 0; got {stop_after}")
+
+
 def render(
     settings: Settings | None,
     *,
@@ -1605,15 +1619,7 @@ def render(
     ``stages``: where the encoder stage (interpolation and encoding) runs: ``"thread"``
     or ``"process"`` (a child process at a lower CPU priority: a codec that crashes there
     stops the render with a StageError instead of killing it); the video is the same."""
-    if not isinstance(stages, str) or stages not in STAGES:  # before the model loads
-        raise ValueError(f"stages must be one of {', '.join(map(repr, STAGES))}; got {stages!r}")
-    if stop_after is not None:
-        if isinstance(stop_after, (bool, np.bool_)) or not isinstance(
-            stop_after, (int, np.integer)
-        ):
-            raise TypeError(f"stop_after must be a frame index (int) or None; got {stop_after!r}")
-        if stop_after < 0:
-            raise ValueError(f"stop_after must be >= 0; got {stop_after}")
+    _check_options(stages, stop_after)  # before the model loads
     if resume:
         if run_dir is None and isinstance(settings, Settings):
             # the folder the settings render into, as a fresh run of them takes it
@@ -2005,8 +2011,9 @@ def render_frames(settings: Settings | None, **options: Any) -> Iterator[tuple[i
     resumed. Closing the iterator early stops the render after the current frame. Each
     frame is read-only (the renderer saves it and feeds it back as the next frame's
     input): copy it to change it. Its keyword options are :func:`render`'s but
-    ``on_frame``; an unknown one is refused when this is called, and nothing starts
-    until the first frame is asked for (the settings' and the model's errors come then).
+    ``on_frame``; an unknown one, or a bad ``stages`` or ``stop_after``, is refused
+    when this is called, and nothing starts until the first frame is asked for (the
+    settings' and the model's errors come then).
 
     An iterator left unfinished and unclosed keeps its render waiting, with the run
     folder locked: an exception raised in the loop and kept (logged with its traceback,
@@ -2034,6 +2041,7 @@ def render_frames(settings: Settings | None, **options: Any) -> Iterator[tuple[i
             f"render_frames() got an unexpected keyword argument {unknown[0]!r}; it takes "
             f"render's: {', '.join(sorted(_RENDER_OPTIONS))}"
         )
+    _check_options(options.get("stages", "thread"), options.get("stop_after"))
     return _frames_of_render(settings, options)
 
 
