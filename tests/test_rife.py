@@ -95,7 +95,8 @@ def test_a_file_of_the_other_kind_is_named_without_torchs_advice(checkpoint, onn
     filed; a flownet.pkl given as the ONNX model did not say to export it first. A later
     review: what the safe loader stopped at is named for a pickle that runs code too (it
     said "an unknown entry"), without torch's allow-list advice, and the export command
-    the hint gives is the path as given, quoted."""
+    the hint gives is the path as given, quoted. An empty file, a text file and a
+    damaged zip are named as such."""
     import argparse
     import pickle
     import shlex
@@ -117,6 +118,24 @@ def test_a_file_of_the_other_kind_is_named_without_torchs_advice(checkpoint, onn
         assert also in str(e.value)
         for advice in ("weights_only", "file an issue", "add_safe_globals", "unknown entry"):
             assert advice not in str(e.value)
+    # what torch said of an empty file ("EOFError: "), a text file ("KeyError: 101") and a
+    # cut-short zip (a paragraph on how files come to be damaged)
+    saved = tmp_path / "whole.pt"
+    torch.save({"a": torch.zeros(3)}, saved)
+    (tmp_path / "cut.pt").write_bytes(saved.read_bytes()[:-30])
+    (tmp_path / "empty.pkl").write_bytes(b"")
+    (tmp_path / "notes.pkl").write_text("hello, not weights\n")
+    for path, said in [
+        ("empty.pkl", "(the file is empty)"),
+        ("notes.pkl", "(not a file torch.save writes (a zip archive or a pickle): it begins "
+                      "b'hello, n')"),
+        ("cut.pt", "(PytorchStreamReader failed reading zip archive: failed finding central "
+                   "directory; the file is damaged or cut short)"),
+    ]:  # fmt: skip
+        with pytest.raises(ValueError, match="not a loadable state dict") as e:
+            load_state_dict_file(build_ifnet(), tmp_path / path)
+        assert said in str(e.value), str(e.value)
+        assert "Error" not in str(e.value) and "This can happen" not in str(e.value)
     with pytest.raises(ValueError, match="not a loadable ONNX") as e:
         OnnxRifeInterpolator(checkpoint)
     hint = f"exported to ONNX first: loopwave export-rife {shlex.quote(str(checkpoint))} -o"

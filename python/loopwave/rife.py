@@ -183,8 +183,17 @@ def _load_error(p: Path, e: Exception) -> str:
     loader stopped at is the error torch's own is raised from (its context), whose first
     sentence names it ("Unsupported operand 8", "Trying to load unsupported GLOBAL
     posix.system whose module posix is blocked", "Unsupported global: GLOBAL
-    argparse.Namespace was not an allowed global by default")."""
+    argparse.Namespace was not an allowed global by default"). An empty file, a file of
+    neither of torch.save's forms (a text file: torch said "KeyError: 101") and a damaged
+    zip archive are named as such."""
     text = str(e)
+    try:
+        with p.open("rb") as f:
+            head: bytes | None = f.read(8)
+    except OSError:
+        head = None
+    if head == b"":  # (torch said "EOFError: ", nothing more)
+        return "the file is empty"
     if "Weights only load failed" in text:
         inner = str(e.__context__ or "").strip()
         found = re.split(r"(?<=\.)\s+(?=[A-Z])", inner, maxsplit=1)[0].removesuffix(".")
@@ -193,6 +202,14 @@ def _load_error(p: Path, e: Exception) -> str:
             found = " ".join(cut[0].split())
         text = f"torch's safe loader stopped at: {found or 'an entry it does not read'}; "
         text += "loopwave never runs code a checkpoint holds"
+    elif head is not None and not head.startswith((b"PK", b"\x80")):
+        # neither of torch.save's forms: a text file gave "KeyError: 101" (its first
+        # byte, read as a pickle opcode)
+        text = f"not a file torch.save writes (a zip archive or a pickle): it begins {head!r}"
+    elif head is not None and head.startswith(b"PK") and "zip archive" in text:
+        # torch's first sentence ("...failed reading zip archive: failed finding central
+        # directory"), without its paragraph on how a file comes to be damaged
+        text = text.split(". ", 1)[0].removesuffix(".") + "; the file is damaged or cut short"
     else:
         text = f"{type(e).__name__}: {text}"
     if p.suffix.lower() == ".onnx":
