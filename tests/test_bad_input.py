@@ -180,6 +180,12 @@ def test_a_frame_against_a_batch_shows_both_shapes():
         (lambda: lw.blend_luminosity(F, B2), "color (4, 6, 3); got (2, 4, 6, 3)"),
         (lambda: lw.lerp_frames(F, B2, 0.5), "a (4, 6, 3); got (2, 4, 6, 3)"),
         (lambda: lw.lerp_frames(B2, F, 0.5), "a (2, 4, 6, 3); got (4, 6, 3)"),
+        # (from a review) a frame and a batch of one were taken as one shape, the
+        # result's rank the first argument's
+        (lambda: lw.blend_luminosity(F, F[None]), "color (4, 6, 3); got (1, 4, 6, 3)"),
+        (lambda: lw.blend_luminosity(F[None], F), "color (1, 4, 6, 3); got (4, 6, 3)"),
+        (lambda: lw.lerp_frames(F, F[None], 0.5), "a (4, 6, 3); got (1, 4, 6, 3)"),
+        (lambda: lw.lerp_frames(F[None], F, 0.5), "a (1, 4, 6, 3); got (4, 6, 3)"),
     ):
         with pytest.raises(ValueError, match=re.escape(msg)):
             call()
@@ -801,6 +807,29 @@ def test_lab_to_rgb_copy_of_a_huge_view_is_a_named_memory_error():
     with pytest.raises(ValueError, match="^lab") as e:
         lw.lab_to_rgb(bad)
     assert "beyond float32" not in str(e.value)
+
+
+def test_found_in_an_adversarial_review():
+    """From a review: lab_to_rgb copied a non-float32 lab to float32 before checking its
+    shape (a huge broadcast one of the wrong shape was a MemoryError, and it called Lab's
+    channels RGB); yuv420p_to_rgb's copy of a huge broadcast planes was numpy's bare
+    MemoryError; the matrix message left out the other spellings it takes."""
+    huge = np.broadcast_to(np.zeros(1), (1 << 40, 4, 4, 4))  # float64, 4 channels
+    with pytest.raises(ValueError, match=r"^lab must have 3 channels \(L, a, b\) in the last"):
+        lw.lab_to_rgb(huge)
+    with pytest.raises(ValueError, match="^lab must be a float array of shape"):
+        lw.lab_to_rgb(np.broadcast_to(np.zeros(1, np.float16), (1 << 41,)))
+    planes = np.broadcast_to(np.zeros((1, 1), np.uint8), (1 << 40, 6, 8))
+    with pytest.raises(MemoryError, match="^planes: no memory for a contiguous copy"):
+        lw.yuv420p_to_rgb(planes)
+    also = '(any case; also written "bt.601", "601", "smpte170m", "bt.709", "709"'
+    for bad in ("bt7O9", "bt709é"):
+        with pytest.raises(ValueError, match="matrix") as e:
+            lw.rgb_to_yuv420p(F, matrix=bad)
+        assert also in str(e.value)
+        with pytest.raises(ValueError, match="matrix") as e:
+            lw.yuv420p_to_rgb(np.zeros((6, 8), np.uint8), matrix=bad)
+        assert also in str(e.value)
 
 
 def test_a_long_name_is_not_quoted_whole():

@@ -401,7 +401,11 @@ def test_a_color_target_pickles_to_the_same_target(photos, dtype):
         _color_target_from_state(bytes(one_more), is_float, size)
     with pytest.raises(ValueError, match="^size: expected"):
         _color_target_from_state(state, is_float, (0, 5))
-    with pytest.raises(TypeError, match="state"):
+    # (from a review) each was an OverflowError or the binding's words, naming no argument
+    for bad in [(-1, 7), (2**64, 1), (5,), (5.0, 7.0), [5, 7], (True, 5)]:
+        with pytest.raises(ValueError, match=r"^size: expected \(height, width\) as ints"):
+            _color_target_from_state(state, is_float, bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="^state: expected the statistics as bytes; got str"):
         _color_target_from_state("not bytes", is_float, size)  # type: ignore[arg-type]
 
 

@@ -381,6 +381,8 @@ def test_a_histogram_reference_pickles_to_the_same_reference(photos, dtype):
         _histogram_reference_from_state(state, is_float, (3, *dims[1:]))
     with pytest.raises(ValueError, match="^dims: expected"):
         _histogram_reference_from_state(state, is_float, (2, 0, 5))
+    with pytest.raises(TypeError, match="^state: expected the statistics as bytes; got str"):
+        _histogram_reference_from_state("x", is_float, dims)  # type: ignore[arg-type]
     if dtype == np.uint8:
         one_more = bytearray(state)
         one_more[8] += 1  # frame 0, channel 0, level 1

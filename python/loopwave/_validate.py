@@ -34,6 +34,18 @@ def _native_dtype(x: np.ndarray) -> np.dtype[Any]:
     return x.dtype if x.dtype.isnative else x.dtype.newbyteorder("=")
 
 
+def frame_shape(x: np.ndarray, arg: str, form: str, channels: str = "RGB") -> None:
+    """Refuse ``x`` unless it is shaped as one frame or a batch of three ``channels``."""
+    if x.ndim not in (3, 4):
+        raise ValueError(f"{arg} must be {form}; got {x.ndim} dimensions, shape {x.shape}")
+    if x.shape[-1] != 3:
+        raise ValueError(
+            f"{arg} must have 3 channels ({channels}) in the last axis; got shape {x.shape}"
+        )
+    if x.size == 0:
+        raise ValueError(f"{arg} must not be empty; got shape {x.shape}")
+
+
 def frames(x: Any, arg: str, form: str = FRAMES_FORM) -> tuple[np.ndarray, bool]:
     """Check a frame or batch; return it C-contiguous 4-D, and whether it was one frame.
     ``form`` is how errors describe what is expected."""
@@ -52,12 +64,7 @@ def frames(x: Any, arg: str, form: str = FRAMES_FORM) -> tuple[np.ndarray, bool]
             f"{arg} must have dtype uint8 or float32 (values in [0, 1]); got {dtype}"
             " (convert with .astype(np.float32) or skimage.util.img_as_ubyte)"
         )
-    if x.ndim not in (3, 4):
-        raise ValueError(f"{arg} must be {form}; got {x.ndim} dimensions, shape {x.shape}")
-    if x.shape[-1] != 3:
-        raise ValueError(f"{arg} must have 3 channels (RGB) in the last axis; got shape {x.shape}")
-    if x.size == 0:
-        raise ValueError(f"{arg} must not be empty; got shape {x.shape}")
+    frame_shape(x, arg, form)
     single = x.ndim == 3
     # native byte order, C order and aligned (an array at an odd byte offset of a buffer
     # is copied)

@@ -102,6 +102,10 @@ def lab_to_rgb(lab: npt.NDArray[np.floating[Any]], *, dtype: npt.DTypeLike = np.
         raise TypeError(f"dtype must be np.uint8 or np.float32; got {dtype!r}") from None
     if out_dtype not in v.FRAME_DTYPES:
         raise TypeError(f"dtype must be np.uint8 or np.float32; got {out_dtype}")
+    lab_form = "a float array of shape (H, W, 3) or (N, H, W, 3)"
+    # before the float32 copy: a wrong shape was copied first (MemoryError for a huge
+    # broadcast one, not its shape)
+    v.frame_shape(lab, "lab", lab_form, "L, a, b")
     lab32 = lab
     if lab.dtype != np.float32:
         try:
@@ -116,7 +120,7 @@ def lab_to_rgb(lab: npt.NDArray[np.floating[Any]], *, dtype: npt.DTypeLike = np.
             raise MemoryError(
                 f"lab: no memory for a float32 copy of shape {lab.shape} ({nbytes} bytes)"
             ) from None
-    x, single = v.frames(lab32, "lab", "a float array of shape (H, W, 3) or (N, H, W, 3)")
+    x, single = v.frames(lab32, "lab", lab_form)
     return _squeeze(_native.lab_to_rgb(x, out_dtype == np.uint8), single)
 
 
@@ -208,10 +212,17 @@ class HistogramReference(_Prepared):
         return (_histogram_reference_from_state, (n.state(), n.is_float, (len(self), *n.size)))
 
 
+def _check_state(state: Any) -> None:
+    """An unpickled statistics' ``state``: bytes (the native check reads them)."""
+    if not isinstance(state, bytes):
+        raise TypeError(f"state: expected the statistics as bytes; got {type(state).__name__}")
+
+
 def _histogram_reference_from_state(
     state: bytes, is_float: bool, dims: tuple[int, int, int]
 ) -> HistogramReference:
     """A :class:`HistogramReference` unpickled, checked by the native module."""
+    _check_state(state)
     if not (
         isinstance(dims, tuple)
         and len(dims) == 3
@@ -285,7 +296,7 @@ def blend_luminosity(color: Frames, luma: Frames) -> Frames:
     c, single = v.frames(color, "color")
     lu, single_l = v.frames(luma, "luma")
     v.same_dtype(lu, "luma", c, "color")
-    if lu.shape != c.shape:
+    if lu.shape != c.shape or single_l != single:  # (a frame is not a batch of one)
         raise ValueError(
             f"luma must have the shape of color {c.shape[single:]}; got {lu.shape[single_l:]}"
         )
@@ -345,7 +356,7 @@ def lerp_frames(a: Frames, b: Frames, alpha: float | npt.ArrayLike) -> Frames:
     x, single = v.frames(a, "a")
     y, single_b = v.frames(b, "b")
     v.same_dtype(y, "b", x, "a")
-    if x.shape != y.shape:
+    if x.shape != y.shape or single_b != single:  # (a frame is not a batch of one)
         raise ValueError(f"b must have the shape of a {x.shape[single:]}; got {y.shape[single_b:]}")
     t = v.per_frame_values(alpha, "alpha", x.shape[0], low=0.0, high=1.0, low_open=False)
     return _squeeze(_native.lerp_frames(x, y, t), single)
@@ -415,6 +426,13 @@ class ColorTarget(_Prepared):
 
 def _color_target_from_state(state: bytes, is_float: bool, size: tuple[int, int]) -> ColorTarget:
     """A :class:`ColorTarget` unpickled: its statistics, checked by the native module."""
+    _check_state(state)
+    if not (
+        isinstance(size, tuple)
+        and len(size) == 2
+        and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**63 for d in size)
+    ):  # (OverflowError or the binding's own words, not naming it)
+        raise ValueError(f"size: expected (height, width) as ints; got {size!r:.80}")
     t = ColorTarget.__new__(ColorTarget)
     t._native = _native.PreparedTarget.from_state(state, is_float, size)
     return t
@@ -548,13 +566,20 @@ def _overlaps(a: np.ndarray, b: Any) -> bool:
         return True
 
 
+# the names the native check takes, as its message gives them
+MATRICES = (
+    '"bt601", "bt709" or "bt2020" (any case; also written "bt.601", "601", "smpte170m", '
+    '"bt.709", "709", "bt.2020", "2020", "bt2020nc")'
+)
+
+
 def _check_yuv_options(matrix: Any, full_range: Any) -> None:
     if not isinstance(matrix, str):
         raise TypeError(f"matrix must be a string such as 'bt709'; got {type(matrix).__name__}")
     # what the native check cannot even read, or would quote whole in its message (a
     # megabyte of text); no name is longer than 9 characters
     if not matrix.isascii() or len(matrix) > 40:
-        raise ValueError(f"matrix must be 'bt601', 'bt709' or 'bt2020'; got {matrix!r:.40}")
+        raise ValueError(f"matrix must be {MATRICES}; got {matrix!r:.40}")
     if not isinstance(full_range, (bool, np.bool_)):
         raise TypeError(f"full_range must be True or False; got {full_range!r}")
 
@@ -612,7 +637,12 @@ def yuv420p_to_rgb(
         )
     _check_yuv_options(matrix, full_range)
     single = planes.ndim == 2
-    x = np.require(planes[None] if single else planes, requirements=("C", "A"))
+    try:
+        x = np.require(planes[None] if single else planes, requirements=("C", "A"))
+    except MemoryError:  # a copy of a huge (broadcast) view
+        raise MemoryError(
+            f"planes: no memory for a contiguous copy of shape {planes.shape} ({planes.size} bytes)"
+        ) from None
     return _squeeze(_native.yuv420p_to_rgb(x, matrix, bool(full_range)), single)
 
 

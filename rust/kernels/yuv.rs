@@ -36,7 +36,9 @@ impl Matrix {
             _ => Err(KernelError::value(
                 "matrix",
                 format!(
-                    "unknown matrix {name:?}; expected one of \"bt601\", \"bt709\", \"bt2020\""
+                    "unknown matrix {name:?}; expected one of \"bt601\", \"bt709\", \"bt2020\" \
+                     (any case; also written \"bt.601\", \"601\", \"smpte170m\", \"bt.709\", \
+                     \"709\", \"bt.2020\", \"2020\", \"bt2020nc\")"
                 ),
             )),
         }
