@@ -12,7 +12,7 @@
 //! white) gets 1; a target out of reach gets the nearest end of the range.
 
 use super::error::{KernelError, Result};
-use super::frames::{check_finite, check_frames_and_reference, max_or, Dims, Sample};
+use super::frames::{check_finite, check_frames_and_reference, max_or, min_or, Dims, Sample};
 use super::lab::{lightness_block, RGB_TO_XYZ};
 use super::parallel::{install, zip_chunks, CHUNK};
 use super::srgb::{decode_poly, decode_table_u8};
@@ -66,10 +66,12 @@ const EXP2: [f32; 7] = [
 /// `2^y` for `y <= 0` in straight-line code that vectorises: `y` split into an integer,
 /// put into the exponent bits, and [`EXP2`] of the fraction (relative error 8e-8 for
 /// an exact `y`). Below -127 (and for -inf and NaN) `y` is taken as -127, and results
-/// under 2^-126 come out 0.
+/// under 2^-126 come out 0; above 0 it is taken as 0 (a result of 1), so any `y` is
+/// safe input.
 #[inline(always)]
-pub fn exp2_nonpositive(y: f32) -> f32 {
-    let y = max_or(y, -127.0);
+pub(crate) fn exp2_nonpositive(y: f32) -> f32 {
+    // (the clamp to 0 leaves every y <= 0 as it is; one instruction a vector)
+    let y = min_or(max_or(y, -127.0), 0.0);
     // y + 128 is in [1, 128], so truncation is floor. SAFETY: inside i32.
     let n = unsafe { (y + 128.0).to_int_unchecked::<i32>() } - 128;
     let f = y - n as f32;
@@ -120,7 +122,7 @@ pub fn pow_unit(x: f32, g: f32) -> f32 {
         c[0],
     );
     let e = (k - if tiny { 64 } else { 0 }) as f32;
-    // g log2 x <= 0 for x <= 1; below -127 the power is under 2^-127 and comes out 0
+    // g log2 x <= 0 for x <= 1 (results under 2^-126 come out 0: see exp2_nonpositive)
     let r = exp2_nonpositive(g * s.mul_add(series, e));
     if g == 1.0 {
         x // exactly (frames a gamma cannot move get 1, and must come back unchanged)
@@ -613,6 +615,32 @@ mod tests {
         assert_eq!(pow_unit(1.0, 0.5), 1.0);
         assert_eq!(pow_unit(1.0, 32.0), 1.0);
         assert!(xs.iter().all(|&x| pow_unit(x, 1.0) == x));
+    }
+
+    /// Any input is safe (from a review: `y` past about 2^31 was an unchecked float to
+    /// int conversion out of range, and 128..2^31 gave garbage): above 0 it is 2^0.
+    #[test]
+    fn exp2_nonpositive_takes_any_input() {
+        for y in [
+            1e-30,
+            0.5,
+            127.5,
+            128.0,
+            129.0,
+            200.0,
+            1e9,
+            3e9,
+            f32::MAX,
+            f32::INFINITY,
+        ] {
+            assert_eq!(exp2_nonpositive(y), 1.0, "{y}");
+        }
+        assert_eq!(exp2_nonpositive(0.0), 1.0);
+        assert_eq!(exp2_nonpositive(-0.0), 1.0);
+        assert_eq!(exp2_nonpositive(-1.0), 0.5);
+        for y in [-126.5, -127.0, -1e9, f32::NEG_INFINITY, f32::NAN] {
+            assert_eq!(exp2_nonpositive(y), 0.0, "{y}");
+        }
     }
 
     #[test]
