@@ -2783,6 +2783,44 @@ def test_a_frame_lost_after_the_finished_check_loads_the_model_under_the_lock(
     same_frames(full.run_dir, rd)
 
 
+def test_a_run_whose_frames_folder_is_gone_resumes(tmp_path, backend, monkeypatch):
+    """From a review: a resume of a run whose frames/ folder was deleted (after its video,
+    to save space) set its state and drift rows back, then failed writing frame 0 into
+    the missing folder, the same way every time. The folder is made again, and so are
+    the frames. frames/ as a file, and a damaged state.json (which was refused only after
+    the model had loaded), are refused before the model loads, nothing changed."""
+    import loopwave.render as lr
+
+    s = Settings.from_dict(JOB)
+    full = render(s, run_dir=tmp_path / "full", backend=backend, progress=False, video=False)
+    rd = tmp_path / "r"
+    render(s, run_dir=rd, backend=backend, progress=False, video=False)
+    shutil.rmtree(rd / "frames")
+    with pytest.warns(RuntimeWarning, match="recorded frame 0 is missing"):
+        r = render(None, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
+    assert r.frames == 7
+    same_frames(full.run_dir, rd)
+    loads: list[object] = []
+    monkeypatch.setattr(lr, "load_backend", lambda *a, **k: loads.append(a) or backend)
+
+    def files(d):
+        return {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()}
+
+    shutil.rmtree(rd / "frames")
+    (rd / "frames").write_text("not a folder")
+    before = files(rd)
+    with pytest.raises(ValueError, match=r"run_dir: .*frames is not a folder"):
+        render(None, run_dir=rd, resume=True, progress=False, video=False)
+    assert files(rd) == before and not loads
+    rd2 = tmp_path / "r2"
+    render(s, run_dir=rd2, backend=backend, progress=False, video=False)
+    (rd2 / "state.json").write_text('{"last": "x"}')
+    before = files(rd2)
+    with pytest.raises(ValueError, match=r"state\.json: expected \{\"last\": frame index"):
+        render(None, run_dir=rd2, resume=True, progress=False, video=False)
+    assert files(rd2) == before and not loads
+
+
 def test_a_finished_runs_state_with_a_float_last_is_refused_by_name(tmp_path, backend):
     """From a review of the change that resumes a finished run without its model: a
     state.json holding "last": 6.0 passed its check (6.0 == 6) and failed formatting a

@@ -1663,6 +1663,12 @@ def render(
         # as saved: a run made before its paths were saved absolute takes them against
         # this folder, as it always did (and its digest below is of the file's own form)
         settings = saved
+        # before the model loads (a damaged state.json was refused only after it had)
+        _read_state(rd)
+        if (rd / "frames").exists() and not (rd / "frames").is_dir():
+            raise ValueError(
+                f"run_dir: {rd / 'frames'} is not a folder; a run keeps its frames there"
+            )
         state = _state(rd)
         made_with = state.get("settings")
         if stop_after is not None and isinstance(state.get("last"), int):
@@ -1762,6 +1768,10 @@ def render(
                     f"run_dir: another render changed {rd} while this resume started; "
                     "resume again to continue the run as it is now"
                 )
+        # a run whose frames/ was deleted (after its video, to save space) makes them
+        # again: writing into a folder that was not there failed after the state and the
+        # drift rows were set back, every time
+        make_folder(rd / "frames")
         c = settings["colour"]
         last = _whole_frames(rd, _read_state(rd))
         _check_stop_after(stop_after, last)
