@@ -232,6 +232,13 @@ def test_the_demo_replaces_no_frames_it_did_not_write(tmp_path) -> None:
         run_demo(tmp_path / "work", frames=4, size=16, keyframe_every=2, renders=1, progress=False)
     assert sorted(p.name for p in frames.iterdir()) == [f"{i:05d}.png" for i in range(1, 11)]
     assert main(["demo", "--out", str(tmp_path / "work"), "--frames", "4", "--quiet"]) == 2
+    # (from a later review) nor a drift.csv, a render's or a user's
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "drift.csv").write_text("frame,delta_e_to_target\n0,1.5\n")
+    with pytest.raises(ValueError, match="^out_dir: .*holds a drift.csv the demo did not"):
+        run_demo(run, frames=4, size=16, keyframe_every=2, renders=1, progress=False)
+    assert [p.name for p in run.iterdir()] == ["drift.csv"]
     # its own folder it reruns into, shorter runs removing the longer's frames
     own = tmp_path / "own"
     run_demo(own, frames=6, size=16, keyframe_every=2, renders=1, progress=False)

@@ -354,6 +354,20 @@ def test_refusals(tmp_path, backend):
     with pytest.raises(ValueError, match="already holds files"):
         render(s, run_dir=mine, backend=backend, progress=False, video=False)
     assert sorted(p.read_bytes() for p in (mine / "frames").iterdir()) == [b"keep me"] * 2
+    # (from a review) nor other files of the names it writes: they were replaced
+    for name, data in [
+        ("settings.json", b'{"my": "own"}'),
+        ("settings.json", b"not json"),
+        ("drift.csv", b"a,b\n1,2\n"),
+        ("drift.png", b"a picture"),
+    ]:
+        theirs = tmp_path / f"theirs_{name}_{len(data)}"
+        theirs.mkdir()
+        (theirs / name).write_bytes(data)
+        with pytest.raises(ValueError, match=rf"holds {re.escape(name)}, not written by a"):
+            render(s, run_dir=theirs, backend=backend, progress=False, video=False)
+        assert [p.name for p in theirs.iterdir()] == [name]
+        assert (theirs / name).read_bytes() == data
     # a damaged run folder is a ValueError naming the file, not an assertion or KeyError
     state = tmp_path / "r" / "state.json"
     for bad in ('{"last": -5}', '{"last": "x"}', "[]", "not json"):

@@ -212,15 +212,20 @@ def _demo_frame(p: Path) -> bool:
 
 def _check_ours(out: Path) -> None:
     """Refuse an output folder whose ``frames/`` holds numbered PNGs the demo did not write
-    (ffmpeg's ``%05d`` names are the demo's: they were removed and overwritten, silently).
-    A folder is the demo's when it holds its marker or its contact sheet (a folder an
-    earlier version wrote)."""
+    (ffmpeg's ``%05d`` names are the demo's: they were removed and overwritten, silently),
+    or which holds a ``drift.csv``. A folder is the demo's when it holds its marker or
+    its contact sheet (a folder an earlier version wrote)."""
     if (out / MARKER).exists() or (out / "contact_sheet.png").exists():
         return
     frames = out / "frames"
     if frames.is_dir() and any(_demo_frame(p) for p in frames.glob("*.png")):
         raise ValueError(
             f"out_dir: {frames} holds numbered PNGs the demo did not write, which it would "
+            "replace; give an empty or new folder"
+        )
+    if (out / "drift.csv").exists():  # (from a review: a render's, or a user's, replaced)
+        raise ValueError(
+            f"out_dir: {out} holds a drift.csv the demo did not write, which it would "
             "replace; give an empty or new folder"
         )
 

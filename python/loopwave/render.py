@@ -359,11 +359,48 @@ def _fresh_run_problem(rd: Path, *, locked: bool = False) -> str | None:
     for sub in ("frames", "plan"):  # (plan/: a fresh build would take its keyframes)
         if _holds_files(rd / sub, ours):
             return f"run_dir: {rd / sub} already holds files; pick another output or move them"
+    # nor replace files of its names that it did not write (from a review: a user's own
+    # settings.json, drift.csv or drift.png were replaced); a run that made nothing
+    # left its settings and the drift table's header, which a fresh run may replace
+    foreign = _foreign_files(rd)
+    if foreign:
+        return (
+            f"run_dir: {rd} holds {', '.join(foreign)}, not written by a loopwave run, which "
+            "a new run would replace; pick another output or move them"
+        )
     # a folder that cannot be made fails here, not after the model loaded
     why = unmakeable(rd)
     if why is not None:
         return f"run_dir: {rd} cannot be made: {why} (output.dir / output.name)"
     return None
+
+
+def _foreign_files(rd: Path) -> list[str]:
+    """The files a fresh run in ``rd`` writes that are there and not a run's own: a
+    ``settings.json`` that is not a JSON object with loopwave's ``version`` and
+    ``render``, a ``drift.csv`` whose first line is not the drift table's header, and
+    any ``drift.png`` (a run draws it at its end, after its state records frames)."""
+    found = []
+    p = rd / "settings.json"
+    if p.exists():
+        try:
+            saved = _read_json(p)
+        except (OSError, ValueError):
+            saved = None
+        if not (isinstance(saved, dict) and "version" in saved and "render" in saved):
+            found.append(p.name)
+    p = rd / "drift.csv"
+    if p.exists():
+        try:
+            with open(p, encoding="utf-8", errors="replace") as f:
+                head = f.readline(200).rstrip("\r\n")
+        except OSError:
+            head = None
+        if head != ",".join(DRIFT_HEADER):
+            found.append(p.name)
+    if (rd / "drift.png").exists():
+        found.append("drift.png")
+    return found
 
 
 def _state(rd: Path) -> dict[str, Any]:
