@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -265,3 +268,17 @@ def test_a_first_demo_stopped_part_way_leaves_no_folder(tmp_path, monkeypatch) -
     with pytest.raises(KeyboardInterrupt):
         run_demo(tmp_path / "mine", frames=8, size=16, keyframe_every=2, renders=1, progress=False)
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["keep.txt"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a file name that is not text: Linux's")
+def test_a_path_that_is_not_text_does_not_fail_a_finished_command(tmp_path) -> None:
+    """From a review: with a strict standard output (as a UTF-8 desktop's), a command whose
+    output path held a byte that is not UTF-8 wrote its files, then exited 2 with "'utf-8'
+    codec can't encode character '\\udcff'". The name is printed escaped."""
+    out = tmp_path / os.fsdecode(b"\xffdemo")
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
+    cmd = [sys.executable, "-m", "loopwave", "demo", "--out", str(out), "--frames", "4", "--quiet"]
+    done = subprocess.run(cmd, env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert b"\\udcffdemo" in done.stdout
+    assert (out / "contact_sheet.png").is_file()

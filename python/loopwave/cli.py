@@ -131,7 +131,14 @@ class _Stdout(io.TextIOBase):
     def write(self, s: str) -> int:
         if not self.gone:
             try:
-                self.inner.write(s)
+                try:
+                    self.inner.write(s)
+                except UnicodeEncodeError:
+                    # a path that is not valid text (a byte of another encoding in a file
+                    # name) in a stream that refuses such characters: a command that had
+                    # written its file exited 2 with the codec's error (from a review)
+                    enc = getattr(self.inner, "encoding", None) or "utf-8"
+                    self.inner.write(s.encode(enc, "backslashreplace").decode(enc, "replace"))
                 if "\n" in s:  # a line at a time, so a gone reader shows here, not at exit
                     self.inner.flush()
             except BrokenPipeError:
