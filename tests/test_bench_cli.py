@@ -109,6 +109,9 @@ def test_bench_refuses_bad_settings(capsys, monkeypatch, tmp_path):
     assert "strength must be in [1/1000, 1]; got 1e-06" in capsys.readouterr().err
     assert main(["bench", "--repeats", "0"]) == 2
     assert "repeats must be an int >= 1" in capsys.readouterr().err
+    # (from a review) found after the model and every stage's measurement, as render.frames
+    assert main(["bench", "--frames", "2000000"]) == 2
+    assert "error: --frames must be at most 1000000; got 2000000" in capsys.readouterr().err
     # --factor was checked by interpolate(), after the model and three measurements
     import loopwave.bench as lb
 

@@ -152,6 +152,26 @@ def test_a_name_no_option_gave_stays(places, capsys, tmp_path) -> None:
     assert "loopwave render: error: render.frames: expected an int in 1..1000000" in err
 
 
+def test_a_long_value_is_not_quoted_whole(places, capsys, tmp_path) -> None:
+    """From a review: a 100,000-character video.codec or model.accel came back whole in
+    a one-line error (settings' own messages cut values short)."""
+    job = json.loads(Path(places["job"]).read_text())
+    long = "x" * 100_000
+    for section, key, value in [
+        ("video", "codec", long),
+        ("model", "accel", long),
+        ("model", "accel", {long: True}),
+        ("model", "accel", {"sdpa": long}),
+        ("model", "accel", {"compile": [long]}),
+    ]:
+        edited = json.loads(json.dumps(job))
+        edited.setdefault(section, {})[key] = value
+        (tmp_path / "long.json").write_text(json.dumps(edited))
+        assert main(["render", str(tmp_path / "long.json"), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"loopwave render: error: {section}.") and len(err) < 400, err[:400]
+
+
 def test_renamed_changes_only_the_subject() -> None:
     names = {"frames": "--frames", "size": "--size", "render": "RENDER"}
     assert renamed("frames must be >= 2", names) == "--frames must be >= 2"

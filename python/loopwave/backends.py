@@ -150,10 +150,12 @@ def check_accel(accel: Any, arg: str = "accel") -> dict[str, Any]:
     if accel is None:
         accel = {}
     if not isinstance(accel, dict):
-        raise TypeError(f"{arg} must be a dict of options {list(ACCEL_KEYS)}; got {accel!r}")
+        raise TypeError(f"{arg} must be a dict of options {list(ACCEL_KEYS)}; got {accel!r:.80}")
     unknown = sorted(set(accel) - set(ACCEL_KEYS))
     if unknown:
-        raise ValueError(f"{arg}.{unknown[0]}: unknown option (known: {', '.join(ACCEL_KEYS)})")
+        raise ValueError(
+            f"{arg}.{str(unknown[0])[:40]}: unknown option (known: {', '.join(ACCEL_KEYS)})"
+        )
     out: dict[str, Any] = {
         "channels_last": False,
         "sdpa": True,
@@ -166,10 +168,10 @@ def check_accel(accel: Any, arg: str = "accel") -> dict[str, Any]:
     out.update(accel)
     for k in ("channels_last", "sdpa", "cuda_graphs", "pinned", "device_frames", "device_rng"):
         if not isinstance(out[k], bool):
-            raise ValueError(f"{arg}.{k}: expected true or false, got {out[k]!r}")
+            raise ValueError(f"{arg}.{k}: expected true or false, got {out[k]!r:.80}")
     parts = out["compile"]
     if not isinstance(parts, (list, tuple)) or any(p not in ("unet", "vae") for p in parts):
-        raise ValueError(f"{arg}.compile: expected a list of 'unet', 'vae'; got {parts!r}")
+        raise ValueError(f"{arg}.compile: expected a list of 'unet', 'vae'; got {parts!r:.80}")
     out["compile"] = list(parts)
     return out
 

@@ -217,6 +217,8 @@ def run_bench(
             raise ValueError(f"{name} must be an int >= {lo}; got {v!r}")
     if size % 8:
         raise ValueError(f"size must be a multiple of 8; got {size}")
+    if frames > 1_000_000:  # (a render's bound: it was found after every stage was timed)
+        raise ValueError(f"frames must be at most 1000000; got {frames}")
     if size > 4096:  # as demo: 16384 failed allocating, after the model was built
         raise ValueError(f"size must be at most 4096; got {size}")
     if steps > MAX_STEPS:  # img2img refused it, after the model was built and timed

@@ -2632,7 +2632,7 @@ def _codec_encoder(codec: Any) -> tuple[str, str]:
     if encoder is None:
         known = "" if codec in CODECS else f" (loopwave knows {sorted(CODECS)})"
         raise ValueError(
-            f"codec {codec!r} is not available here; available: {list_encoders()}{known}"
+            f"codec {codec!r:.60} is not available here; available: {list_encoders()}{known}"
         )
     return codec, encoder
 
