@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -170,6 +171,51 @@ def test_a_long_value_is_not_quoted_whole(places, capsys, tmp_path) -> None:
         assert main(["render", str(tmp_path / "long.json"), "--quiet"]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"loopwave render: error: {section}.") and len(err) < 400, err[:400]
+
+
+def test_render_options_replace_the_files_values_before_they_are_checked(
+    places, capsys, tmp_path, monkeypatch
+) -> None:
+    """From a review: the settings file was checked before --frames, --size, --out and
+    --model were put in, so a value the option replaces was refused in the option's
+    name ("--frames (render.frames): ... got 2000000" with --frames 2 given), and a
+    file made to be used with --model (a diffusers backend without its path) never ran."""
+    import loopwave.render as lr
+
+    given: list[Any] = []
+    monkeypatch.setattr(lr, "render", lambda s, **k: given.append(s) or _Rendered(tmp_path))
+    job = json.loads(Path(places["job"]).read_text())
+    for edit, options, key, want in [
+        ({"render": {"frames": 2_000_000}}, ["--frames", "2"], ("render", "frames"), 2),
+        ({"render": {"width": 100}}, ["--size", "64x64"], ("render", "width"), 64),
+        ({"output": {"dir": "a\0b"}}, ["--out", str(tmp_path / "o")], ("output", "dir"), None),
+        ({"model": {"backend": "diffusers"}}, ["--model", str(tmp_path)], ("model", "path"), None),
+        ({"model": {"path": "x"}}, ["--model", str(tmp_path)], ("model", "backend"), "diffusers"),
+    ]:
+        edited = json.loads(json.dumps(job))
+        for section, values in edit.items():
+            edited[section] = {**edited.get(section, {}), **values}
+        (tmp_path / "e.json").write_text(json.dumps(edited))
+        assert main(["render", str(tmp_path / "e.json"), *options, "--quiet"]) == 0, (
+            capsys.readouterr().err
+        )
+        got = given.pop()[key[0]][key[1]]
+        assert got == want if want is not None else got == str(Path(options[1]).absolute())
+    # an option's own bad value is still named by the option; an empty --model too
+    assert main(["render", places["job"], "--frames", "0", "--quiet"]) == 2
+    assert "error: --frames (render.frames): expected an int in 1..1000000" in (
+        capsys.readouterr().err
+    )
+    assert main(["render", places["job"], "--model", "", "--quiet"]) == 2
+    assert "error: --model (model.path)" in capsys.readouterr().err
+    assert main(["render", places["job"], "--size", "9" * 5000 + "x64", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "error: --size: expected WxH like 256x256; got '999" in err and len(err) < 200
+
+
+class _Rendered:
+    def __init__(self, d: Path) -> None:
+        self.frames, self.run_dir, self.video = 4, d, None
 
 
 def test_renamed_changes_only_the_subject() -> None:

@@ -87,6 +87,7 @@ _LIBRARY_NAMES: dict[str, dict[str, tuple[str, ...]]] = {
     "export-rife": {"output": ("out",)},
     "render": {
         "out": ("output.dir",),
+        "model": ("model.path",),
         "frames": ("render.frames",),
         "size": ("render.width", "render.height"),
         "resume": ("run_dir",),

@@ -2203,7 +2203,7 @@ def add_cli(sub: Any) -> None:
     run_dir: list[Path] = []
 
     def go(a: Any) -> int:
-        from .settings import load_settings
+        from .settings import _read_settings_file
 
         if a.resume == "":  # (taken as no --resume: "a settings file is needed")
             raise ValueError("--resume: expected the run's folder; got ''")
@@ -2235,19 +2235,26 @@ def add_cli(sub: Any) -> None:
         else:
             if not a.settings:
                 raise ValueError("JOB: a settings file is needed (or --resume RUN_DIR)")
-            data = dict(load_settings(a.settings))
+            # the options' values put in before the file's are checked (from a review: a
+            # file's render.frames = 2000000 was refused as "--frames (render.frames)" with
+            # --frames 2 given, and a file made for --model could never run)
+            data = _read_settings_file(a.settings)
+
+            def put(section: str, **values: Any) -> None:
+                if isinstance(data, dict) and isinstance(data.get(section, {}), dict):
+                    data[section] = {**data.get(section, {}), **values}  # (else named below)
+
             if a.model is not None:
-                data["model"] = {**data["model"], "backend": "diffusers", "path": a.model}
+                put("model", backend="diffusers", path=a.model)
             if a.out is not None:
-                data["output"] = {**data["output"], "dir": a.out}
+                put("output", dir=a.out)
             if a.frames is not None:
-                data["render"] = {**data["render"], "frames": a.frames}
+                put("render", frames=a.frames)
             if a.size is not None:
-                m = re.fullmatch(r"([0-9]+) *[xX] *([0-9]+)", a.size.strip())
+                m = re.fullmatch(r"([0-9]{1,6}) *[xX] *([0-9]{1,6})", a.size.strip())
                 if m is None:  # int() alone also took "6_4" and "+64"
-                    raise ValueError(f"--size: expected WxH like 256x256; got {a.size!r}")
-                w, h = int(m[1]), int(m[2])
-                data["render"] = {**data["render"], "width": w, "height": h}
+                    raise ValueError(f"--size: expected WxH like 256x256; got {a.size!r:.40}")
+                put("render", width=int(m[1]), height=int(m[2]))
             s = Settings.from_dict(data)
             late = sorted(k for k in parse_prompts(s["prompts"]) if k >= s["render"]["frames"])
             if late and a.frames is None and not a.quiet:  # (--frames N: a preview, meant)

@@ -692,6 +692,12 @@ MAX_SETTINGS_BYTES = 64 * 2**20
 def load_settings(path: str | Path) -> Settings:
     """Read a TOML (``.toml``) or JSON (``.json``) settings file; under any other name
     (a pipe), JSON where it opens with ``{``, else TOML."""
+    return Settings.from_dict(_read_settings_file(path))
+
+
+def _read_settings_file(path: str | Path) -> Any:
+    """:func:`load_settings`' reading of the file, without checking what it holds (the
+    render command puts its options' values in first)."""
     p = Path(path)
     if p.is_dir():
         raise SettingsError(f"settings: {p} is a folder, not a settings file")
@@ -721,4 +727,4 @@ def load_settings(path: str | Path) -> Settings:
             data = tomllib.loads(text)
     except (ValueError, RecursionError) as e:  # TOMLDecodeError, JSONDecodeError, UTF-8
         raise SettingsError(f"settings: {p} is not valid {kind}: {e}") from None
-    return Settings.from_dict(data)
+    return data
