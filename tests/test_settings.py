@@ -483,6 +483,31 @@ def test_a_flow_preset_with_another_backend_is_refused():
         assert Settings._from_saved(saved)["interpolation"]["flow_preset"] == "fast"
 
 
+def test_a_rife_scale_with_another_backend_and_a_wave_past_1_are_refused():
+    """From an adversarial review: interpolation.scale beside the flow or blend backend
+    was taken and unused, and a wave whose base + amplitude passed 1 was clamped to 1
+    (fresh noise) without a word. A run's own saved settings are taken as they are."""
+    for it in ({}, {"backend": "blend"}):
+        data = {**MINIMAL, "interpolation": {**it, "scale": 0.5}}
+        with pytest.raises(
+            SettingsError, match=r"^interpolation.scale: 0.5 given, but .* the rife backend's"
+        ):
+            Settings.from_dict(data)
+        assert Settings._from_saved(data)["interpolation"]["scale"] == 0.5
+    rife = {"backend": "rife", "model": "r.onnx", "scale": 0.5}
+    assert Settings.from_dict({**MINIMAL, "interpolation": rife})["interpolation"]["scale"] == 0.5
+    data = {**MINIMAL, "denoise": {"base": 0.9, "amplitude": 0.9}}
+    with pytest.raises(
+        SettingsError, match=r"^denoise.amplitude: the wave rises to .* = 0.9 \+ 0.9, past 1"
+    ):
+        Settings.from_dict(data)
+    assert Settings._from_saved(data)["denoise"]["amplitude"] == 0.9
+    for base, amplitude in [(0.65, 0.35), (0.7, 0.3), (0.15, 0.85), (1.0, 0.0)]:  # at most 1
+        Settings.from_dict({**MINIMAL, "denoise": {"base": base, "amplitude": amplitude}})
+    # with the schedule mode the wave's keys are not used
+    Settings.from_dict({**MINIMAL, "denoise": {"mode": "schedule", "base": 0.9, "amplitude": 0.9}})
+
+
 def test_a_model_path_with_the_smoke_backend_is_refused():
     """From a review: model.path set and model.backend left at its default, "smoke",
     rendered the built-in random model; only a log line said so."""

@@ -364,7 +364,7 @@ DOCS: dict[str, dict[str, str]] = {
     "denoise": {
         "mode": "wave: the seed's wave of strengths; schedule: denoise.schedule",
         "base": "wave: the lowest strength",
-        "amplitude": "wave: how far above base it rises "
+        "amplitude": "wave: how far above base it rises, to at most 1 "
         "(strength = base + amp - amp * |cos(i * 180 / frames_per_wave + offset)|)",
         "frames_per_wave": "wave: frames from one low point to the next",
         "offset": "wave: a phase shift, in degrees",
@@ -591,6 +591,14 @@ class Settings(dict[str, Any]):
                 "random weights, which reads no file); set model.backend = 'diffusers' to "
                 "load it"
             )
+        d = out["denoise"]
+        if d["mode"] == "wave" and d["base"] + d["amplitude"] > 1 + 1e-9 and not saved:
+            # (from a review: the wave's top was clamped to 1, fresh noise, without a word)
+            raise SettingsError(
+                f"denoise.amplitude: the wave rises to denoise.base + denoise.amplitude = "
+                f"{d['base']} + {d['amplitude']}, past 1 (a strength of 1 is fresh noise, "
+                "not the last frame changed); lower one of them"
+            )
         it = out["interpolation"]
         if it["backend"] == "rife" and not it["model"]:
             raise SettingsError("interpolation.model: the rife backend needs a .onnx model path")
@@ -613,6 +621,12 @@ class Settings(dict[str, Any]):
                 f"interpolation.flow_preset: {it['flow_preset']!r} given, but "
                 f"interpolation.backend is {it['backend']!r}, which uses none; the preset is "
                 f"the flow backend's ({fix}){resumes}"
+            )
+        if it["backend"] != "rife" and it["scale"] != "auto" and not saved:
+            # (from a review: taken and unused, as the two above were)
+            raise SettingsError(
+                f"interpolation.scale: {it['scale']!r} given, but interpolation.backend is "
+                f"{it['backend']!r}; the scale is the rife backend's (leave it out){resumes}"
             )
         return out
 
