@@ -39,6 +39,9 @@ CASES = [
     ((), "interpolate {frames} -o {tmp}/o --factor 40", "--factor must be in 2..16; got 40"),
     ((), "interpolate {frames} -o {tmp}/o --fps 0", "--fps must be in [1/10000, 1000]; got '0'"),
     (("onnxruntime",), "interpolate {frames} -o {tmp}/o --model {tmp}/no.onnx", "--model: no such"),
+    # (from a review: a folder was "no such file", and -o "" the current folder's files)
+    (("onnxruntime",), "interpolate {frames} -o {tmp}/o --model {tmp}", "--model: {tmp} is a fol"),
+    ((), "interpolate {frames} -o=", "-o: got an empty path; give a video file or a new folder"),
     (
         ("onnxruntime",),
         "interpolate {frames} -o {tmp}/o --model {tmp}/no.onnx --scale 3",

@@ -1702,6 +1702,11 @@ LATE = {
         _with("render", init_image="/nonexistent/init.png"),
         "render.init_image: no such file",
     ),
+    # (from a review: a folder was "no such file")
+    "a folder as the init image": (
+        _with("render", init_image="/"),
+        "render.init_image: / is a folder, not a file",
+    ),
     "a denoise expression failing at frame 5": (
         _with("denoise", mode="schedule", schedule="0: (0.5), 4: (0.5 + 0 * sqrt(4.5 - t))"),
         "denoise.schedule at frame 5",

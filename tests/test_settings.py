@@ -508,6 +508,12 @@ def test_a_rife_scale_with_another_backend_and_a_wave_past_1_are_refused():
     Settings.from_dict({**MINIMAL, "denoise": {"mode": "schedule", "base": 0.9, "amplitude": 0.9}})
 
 
+def test_a_key_frame_of_too_many_digits_is_named_so():
+    """From a review: 19 ASCII digits were 'not ... (a frame in ASCII digits)'."""
+    with pytest.raises(SettingsError, match=r"key frame 9{19}\.\.\. has more than 18"):
+        Settings.from_dict({**MINIMAL, "render": {"steps": "9999999999999999999: (2)"}})
+
+
 def test_a_model_path_with_the_smoke_backend_is_refused():
     """From a review: model.path set and model.backend left at its default, "smoke",
     rendered the built-in random model; only a log line said so."""

@@ -115,6 +115,16 @@ def unmakeable(path: Path) -> OSError | ValueError | None:
     return None
 
 
+def not_a_file(path: str | os.PathLike[str]) -> str:
+    """Why ``path``, which is not a regular file, cannot be read as one: empty, a folder,
+    or not there (a folder was called "no such file", and "" the current folder "." )."""
+    if not os.fspath(path):
+        return "got an empty path"
+    if Path(path).is_dir():
+        return f"{path} is a folder, not a file"
+    return f"no such file {path}"
+
+
 def whole(v: Any, arg: str, low: int, high: int) -> int:
     """An int or numpy integer in ``low..high`` as an int (not a bool, nor an
     ``np.timedelta64``, which numpy counts among its integers but is a duration)."""

@@ -1270,6 +1270,8 @@ def add_cli(sub: Any) -> None:
             backend = OnnxRifeInterpolator(a.model, scale=a.scale)
         from .video import _same_file
 
+        if not a.output:  # (Path("") is the current folder: ". already holds files")
+            raise ValueError("-o: got an empty path; give a video file or a new folder")
         out, src = Path(a.output), Path(a.input)
         video_out = _output_kind(out)
         # (a video's NAME.partial.EXT is checked against the input by writing_video)

@@ -73,7 +73,7 @@ import numpy as np
 
 from ._encode_worker import END, FRAME, HEADER
 from ._progress import Progress
-from ._validate import error_text, unmakeable
+from ._validate import error_text, not_a_file, unmakeable
 from .backends import CFG_FORM, MAX_CFG, MAX_STEPS, MIN_CFG, Img2Img, load_backend
 from .color import ColorTarget, color_correct, motion_matrix, rgb_to_lab, warp_affine
 from .plan import ColourPlan, _atomic_json, _read_json, _read_npy, _read_png, keyframe_indices
@@ -987,7 +987,7 @@ class _Job:
         if not path or self._init is not None:
             return self._init
         if not Path(path).is_file():
-            raise SettingsError(f"render.init_image: no such file {path}")
+            raise SettingsError(f"render.init_image: {not_a_file(path)}")
         try:
             img = _read_png(Path(path))
         except (OSError, ValueError) as e:

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validate import check_opset
+from ._validate import check_opset, not_a_file
 from .interpolate import Interpolator
 
 __all__ = [
@@ -486,7 +486,7 @@ class OnnxRifeInterpolator(Interpolator):
             )
         p = Path(model)
         if not p.is_file():
-            raise OSError(f"model: no such file {p}")
+            raise OSError(f"model: {not_a_file(model)}")
         available = ort.get_available_providers()
         if providers is None:
             providers = [x for x in ("CUDAExecutionProvider",) if x in available]

@@ -311,6 +311,11 @@ class Schedule:
             m = re.match(r"(-?[0-9]{1,18})\s*:", part)  # (\d took "١٠" as frame 10)
             value = part[m.end() :].strip() if m else ""
             if not m or not value:
+                if re.match(r"-?[0-9]{19,}\s*:", part):  # (ASCII digits, only too many)
+                    raise ScheduleError(
+                        f"{name}: key frame {part.split(':')[0].strip()[:30]}... has more than "
+                        "18 digits"
+                    )
                 raise ScheduleError(
                     f"{name}: {part[:60]!r} is not 'frame: (value)' (a frame in ASCII digits)"
                 )
