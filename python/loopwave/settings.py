@@ -364,7 +364,7 @@ DOCS: dict[str, dict[str, str]] = {
     "denoise": {
         "mode": "wave: the seed's wave of strengths; schedule: denoise.schedule",
         "base": "wave: the lowest strength",
-        "amplitude": "wave: how far above base it rises, to at most 1 "
+        "amplitude": "wave: how far above base it rises, base + amplitude at most 1 "
         "(strength = base + amp - amp * |cos(i * 180 / frames_per_wave + offset)|)",
         "frames_per_wave": "wave: frames from one low point to the next",
         "offset": "wave: a phase shift, in degrees",
@@ -396,7 +396,7 @@ DOCS: dict[str, dict[str, str]] = {
         "(at 1080p, against medium: a 2x interpolation about 3.1x and 3.9x faster, a 6x "
         "one, the default factor, 2.1x and 2.4x; coarser flows, less exact motion)",
         "model": "a RIFE model exported to ONNX (loopwave export-rife)",
-        "scale": "the RIFE model's flow scale",
+        "scale": "the RIFE model's flow scale (the rife backend's only)",
         "scene_cut": "hold a frame over a scene cut instead of morphing across it",
     },
     "video": {
