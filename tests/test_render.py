@@ -368,6 +368,15 @@ def test_refusals(tmp_path, backend):
             render(s, run_dir=theirs, backend=backend, progress=False, video=False)
         assert [p.name for p in theirs.iterdir()] == [name]
         assert (theirs / name).read_bytes() == data
+    # (a later review) but a run's own, cut short by a full disk or a kill while the
+    # header was written, beside its settings.json, is started over
+    for cut in (b"", b"frame,delta"):
+        again = tmp_path / f"again_{len(cut)}"
+        again.mkdir()
+        (again / "settings.json").write_text(json.dumps(dict(s)))
+        (again / "drift.csv").write_bytes(cut)
+        r = render(s, run_dir=again, backend=backend, progress=False, video=False, stop_after=0)
+        assert r.frames == 1
     # a damaged run folder is a ValueError naming the file, not an assertion or KeyError
     state = tmp_path / "r" / "state.json"
     for bad in ('{"last": -5}', '{"last": "x"}', "[]", "not json"):
@@ -2829,6 +2838,14 @@ def test_a_run_whose_frames_folder_is_gone_resumes(tmp_path, backend, monkeypatc
     (rd / "frames").write_text("not a folder")
     before = files(rd)
     with pytest.raises(ValueError, match=r"run_dir: .*frames is not a folder"):
+        render(None, run_dir=rd, resume=True, progress=False, video=False)
+    assert files(rd) == before and not loads
+    # (a later review) a link to frames on a drive not mounted: "File exists", after the
+    # model loaded
+    (rd / "frames").unlink()
+    (rd / "frames").symlink_to(tmp_path / "not_mounted" / "frames")
+    before = files(rd)
+    with pytest.raises(ValueError, match=r"frames is a link to .*not_mounted/frames, which does"):
         render(None, run_dir=rd, resume=True, progress=False, video=False)
     assert files(rd) == before and not loads
     rd2 = tmp_path / "r2"

@@ -378,7 +378,8 @@ def _fresh_run_problem(rd: Path, *, locked: bool = False) -> str | None:
 def _foreign_files(rd: Path) -> list[str]:
     """The files a fresh run in ``rd`` writes that are there and not a run's own: a
     ``settings.json`` that is not a JSON object with loopwave's ``version`` and
-    ``render``, a ``drift.csv`` whose first line is not the drift table's header, and
+    ``render``, a ``drift.csv`` whose first line is not the drift table's header (or
+    the start of it: a header cut short by a full disk or a kill, an empty file), and
     any ``drift.png`` (a run draws it at its end, after its state records frames)."""
     found = []
     p = rd / "settings.json"
@@ -396,7 +397,7 @@ def _foreign_files(rd: Path) -> list[str]:
                 head = f.readline(200).rstrip("\r\n")
         except OSError:
             head = None
-        if head != ",".join(DRIFT_HEADER):
+        if head is None or not ",".join(DRIFT_HEADER).startswith(head):
             found.append(p.name)
     if (rd / "drift.png").exists():
         found.append("drift.png")
@@ -1702,10 +1703,13 @@ def render(
         settings = saved
         # before the model loads (a damaged state.json was refused only after it had)
         _read_state(rd)
-        if (rd / "frames").exists() and not (rd / "frames").is_dir():
+        frames = rd / "frames"
+        if frames.is_symlink() and not frames.exists():  # (a drive not mounted)
             raise ValueError(
-                f"run_dir: {rd / 'frames'} is not a folder; a run keeps its frames there"
+                f"run_dir: {frames} is a link to {os.readlink(frames)}, which does not exist"
             )
+        if frames.exists() and not frames.is_dir():
+            raise ValueError(f"run_dir: {frames} is not a folder; a run keeps its frames there")
         state = _state(rd)
         made_with = state.get("settings")
         if stop_after is not None and isinstance(state.get("last"), int):
@@ -2251,9 +2255,12 @@ def add_cli(sub: Any) -> None:
             if a.frames is not None:
                 put("render", frames=a.frames)
             if a.size is not None:
-                m = re.fullmatch(r"([0-9]{1,6}) *[xX] *([0-9]{1,6})", a.size.strip())
+                m = re.fullmatch(r"([0-9]+) *[xX] *([0-9]+)", a.size.strip())
                 if m is None:  # int() alone also took "6_4" and "+64"
                     raise ValueError(f"--size: expected WxH like 256x256; got {a.size!r:.40}")
+                if max(len(v.lstrip("0")) for v in (m[1], m[2])) > 18:
+                    # (past 4300 digits int() raised Python's own "Exceeds the limit")
+                    raise ValueError(f"--size: a side of more than 18 digits; got {a.size!r:.40}")
                 put("render", width=int(m[1]), height=int(m[2]))
             s = Settings.from_dict(data)
             late = sorted(k for k in parse_prompts(s["prompts"]) if k >= s["render"]["frames"])

@@ -373,6 +373,8 @@ def export_onnx(
     _check_scale(scale)
     if not isinstance(out, (str, os.PathLike)):
         raise TypeError(f"out must be a path for the .onnx file; got {out!r:.60}")
+    if not os.fspath(out):  # (Path("") has no name to add ".partial" to)
+        raise ValueError("out: got an empty path; name the .onnx file to write")
     if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
         raise TypeError(f"checkpoint must be a path or None; got {checkpoint!r:.60}")
     check_opset(opset, low=16)  # GridSample, the warp, came in opset 16

@@ -521,8 +521,10 @@ class Settings(dict[str, Any]):
         added after runs were made with what they refuse, so that such a run still
         resumes (refused, it could neither go on nor be edited: its settings' digest is
         in its state): ``model.path`` beside the smoke backend, and
-        ``interpolation.model`` beside another backend than rife, and
-        ``interpolation.flow_preset`` beside another than flow, which ignore them."""
+        ``interpolation.model`` beside another backend than rife,
+        ``interpolation.flow_preset`` beside another than flow and ``interpolation.scale``
+        beside another than rife, which ignore them, and a wave whose
+        ``denoise.base + denoise.amplitude`` passes 1 (clamped to 1)."""
         try:
             return cls._from_dict(data, saved=True)
         except RecursionError:
@@ -591,14 +593,6 @@ class Settings(dict[str, Any]):
                 "random weights, which reads no file); set model.backend = 'diffusers' to "
                 "load it"
             )
-        d = out["denoise"]
-        if d["mode"] == "wave" and d["base"] + d["amplitude"] > 1 + 1e-9 and not saved:
-            # (from a review: the wave's top was clamped to 1, fresh noise, without a word)
-            raise SettingsError(
-                f"denoise.amplitude: the wave rises to denoise.base + denoise.amplitude = "
-                f"{d['base']} + {d['amplitude']}, past 1 (a strength of 1 is fresh noise, "
-                "not the last frame changed); lower one of them"
-            )
         it = out["interpolation"]
         if it["backend"] == "rife" and not it["model"]:
             raise SettingsError("interpolation.model: the rife backend needs a .onnx model path")
@@ -607,6 +601,14 @@ class Settings(dict[str, Any]):
             "; a run made with these settings resumes as it is: loopwave render --resume "
             "RUN_DIR (render(None, run_dir=..., resume=True))"
         )
+        d = out["denoise"]
+        if d["mode"] == "wave" and d["base"] + d["amplitude"] > 1 + 1e-9 and not saved:
+            # (from a review: the wave's top was clamped to 1, fresh noise, without a word)
+            raise SettingsError(
+                f"denoise.base + denoise.amplitude: {d['base']} + {d['amplitude']}, past 1, "
+                "where the wave rises to (a strength of 1 is fresh noise, not the last frame "
+                f"changed); lower one of them{resumes}"
+            )
         if it["backend"] != "rife" and it["model"] and not saved:
             raise SettingsError(
                 f"interpolation.model: given, but interpolation.backend is {it['backend']!r}, "

@@ -939,6 +939,8 @@ class VideoWriter:
         av = _av()
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike; got {type(path).__name__}")
+        if not os.fspath(path):
+            raise ValueError("path: got an empty path; give a video file")
         self.path = Path(path)
         muxer = _MUXERS.get(self.path.suffix.lower())
         if muxer is None:
@@ -2884,6 +2886,8 @@ def writing_video(
     that writes no frames raises ValueError and creates no file; one whose encoder
     failed, the error taken by another thread that went on, raises RuntimeError, and the
     video is not renamed."""
+    if not os.fspath(out):  # (Path("") is the current folder: "cannot write to .")
+        raise ValueError("output: got an empty path; give a video file")
     p = Path(out)
     if p.is_dir() and not p.is_symlink():  # (a link to one is replaced, as at the end)
         raise OSError(errno.EISDIR, f"output: cannot write to {p}: it is a folder")
