@@ -44,6 +44,8 @@ CASES = [
     ((), "interpolate {frames} -o=", "-o: got an empty path; give a video file or a new folder"),
     (("av",), "encode {frames} -o=", "-o: got an empty path; give a video file"),
     ((), "export-rife {tmp}/no.pkl -o=", "-o: got an empty path; name the .onnx file to write"),
+    ((), "export-rife {tmp}/no.pkl -o .", "-o: . is a folder; name the .onnx file to write"),
+    ((), "export-rife {tmp}/no.pkl -o /", "-o: / is a folder; name the .onnx file to write"),
     (
         ("onnxruntime",),
         "interpolate {frames} -o {tmp}/o --model {tmp}/no.onnx --scale 3",
@@ -219,8 +221,9 @@ def test_render_options_replace_the_files_values_before_they_are_checked(
     # (a later review) a large side is the settings' to refuse, and leading zeros are fine
     assert main(["render", places["job"], "--size", "1000000x64", "--quiet"]) == 2
     assert "error: --size (render.width): expected" in capsys.readouterr().err
-    assert main(["render", places["job"], "--size", "0000064x64", "--quiet"]) == 0
-    assert given.pop()["render"]["width"] == 64
+    for size in ("0000064x64", "0" * 5000 + "64x64"):
+        assert main(["render", places["job"], "--size", size, "--quiet"]) == 0
+        assert given.pop()["render"]["width"] == 64
 
 
 class _Rendered:

@@ -370,6 +370,16 @@ def test_refusals(tmp_path, backend):
         assert (theirs / name).read_bytes() == data
     # (a later review) but a run's own, cut short by a full disk or a kill while the
     # header was written, beside its settings.json, is started over
+    # (and a review of that) a user's table whose first line only starts like the
+    # header, without a run's settings.json beside it, is not one
+    tables = (b"\nmy,own,table\n1,2,3\n", b"frame\n12\n40\n", b"frame,delta_e_to_target\n0,1\n")
+    for mine in tables:
+        theirs = tmp_path / f"table_{len(mine)}"
+        theirs.mkdir()
+        (theirs / "drift.csv").write_bytes(mine)
+        with pytest.raises(ValueError, match="holds drift.csv, not written by a"):
+            render(s, run_dir=theirs, backend=backend, progress=False, video=False)
+        assert (theirs / "drift.csv").read_bytes() == mine
     for cut in (b"", b"frame,delta"):
         again = tmp_path / f"again_{len(cut)}"
         again.mkdir()
@@ -2845,9 +2855,20 @@ def test_a_run_whose_frames_folder_is_gone_resumes(tmp_path, backend, monkeypatc
     (rd / "frames").unlink()
     (rd / "frames").symlink_to(tmp_path / "not_mounted" / "frames")
     before = files(rd)
-    with pytest.raises(ValueError, match=r"frames is a link to .*not_mounted/frames, which does"):
+    with pytest.raises(ValueError, match=r"frames is a link that leads nowhere \(to .*not_mounted"):
         render(None, run_dir=rd, resume=True, progress=False, video=False)
     assert files(rd) == before and not loads
+    # (a review of that) and a fresh run into such a folder, refused before the model loads
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "frames").symlink_to(tmp_path / "not_mounted" / "frames")
+    with pytest.raises(ValueError, match=r"frames is a link that leads nowhere"):
+        render(s, run_dir=fresh, progress=False, video=False)
+    (fresh / "frames").unlink()
+    (fresh / "frames").write_text("a file")
+    with pytest.raises(ValueError, match=r"frames is not a folder"):
+        render(s, run_dir=fresh, progress=False, video=False)
+    assert not loads
     rd2 = tmp_path / "r2"
     render(s, run_dir=rd2, backend=backend, progress=False, video=False)
     (rd2 / "state.json").write_text('{"last": "x"}')

@@ -362,6 +362,9 @@ def _fresh_run_problem(rd: Path, *, locked: bool = False) -> str | None:
     # nor replace files of its names that it did not write (from a review: a user's own
     # settings.json, drift.csv or drift.png were replaced); a run that made nothing
     # left its settings and the drift table's header, which a fresh run may replace
+    problem = _frames_problem(rd)
+    if problem:
+        return problem
     foreign = _foreign_files(rd)
     if foreign:
         return (
@@ -378,30 +381,55 @@ def _fresh_run_problem(rd: Path, *, locked: bool = False) -> str | None:
 def _foreign_files(rd: Path) -> list[str]:
     """The files a fresh run in ``rd`` writes that are there and not a run's own: a
     ``settings.json`` that is not a JSON object with loopwave's ``version`` and
-    ``render``, a ``drift.csv`` whose first line is not the drift table's header (or
-    the start of it: a header cut short by a full disk or a kill, an empty file), and
-    any ``drift.png`` (a run draws it at its end, after its state records frames)."""
+    ``render``; a ``drift.csv`` whose first line is not the drift table's header, unless
+    the whole file is the start of that header beside a run's own ``settings.json``
+    (written first: a header cut short by a full disk or a kill); and any ``drift.png``
+    (a run draws it at its end, after its state records frames)."""
     found = []
+    own_settings = False
     p = rd / "settings.json"
     if p.exists():
         try:
             saved = _read_json(p)
         except (OSError, ValueError):
             saved = None
-        if not (isinstance(saved, dict) and "version" in saved and "render" in saved):
+        own_settings = isinstance(saved, dict) and "version" in saved and "render" in saved
+        if not own_settings:
             found.append(p.name)
     p = rd / "drift.csv"
     if p.exists():
+        header = ",".join(DRIFT_HEADER)
         try:
-            with open(p, encoding="utf-8", errors="replace") as f:
-                head = f.readline(200).rstrip("\r\n")
+            with open(p, encoding="utf-8", errors="replace", newline="") as f:
+                text = f.read(len(header) + 3)
         except OSError:
-            head = None
-        if head is None or not ",".join(DRIFT_HEADER).startswith(head):
+            text = None
+        whole = text is not None and text.split("\n", 1)[0].rstrip("\r") == header
+        cut = (
+            own_settings
+            and text is not None
+            and any((header + end).startswith(text) for end in ("\n", "\r\n"))
+        )
+        if not (whole or cut):
             found.append(p.name)
     if (rd / "drift.png").exists():
         found.append("drift.png")
     return found
+
+
+def _frames_problem(rd: Path) -> str | None:
+    """Why ``rd/frames`` cannot hold a run's frames: a file there, or a link that leads
+    nowhere (a drive not mounted, a loop); None where it is a folder or not there. Both
+    failed with "File exists" after the model had loaded."""
+    frames = rd / "frames"
+    if frames.is_symlink() and not frames.exists():
+        return (
+            f"run_dir: {frames} is a link that leads nowhere (to {os.readlink(frames)}: a "
+            "drive not mounted, or a loop of links)"
+        )
+    if frames.exists() and not frames.is_dir():
+        return f"run_dir: {frames} is not a folder; a run keeps its frames there"
+    return None
 
 
 def _state(rd: Path) -> dict[str, Any]:
@@ -1703,13 +1731,9 @@ def render(
         settings = saved
         # before the model loads (a damaged state.json was refused only after it had)
         _read_state(rd)
-        frames = rd / "frames"
-        if frames.is_symlink() and not frames.exists():  # (a drive not mounted)
-            raise ValueError(
-                f"run_dir: {frames} is a link to {os.readlink(frames)}, which does not exist"
-            )
-        if frames.exists() and not frames.is_dir():
-            raise ValueError(f"run_dir: {frames} is not a folder; a run keeps its frames there")
+        problem = _frames_problem(rd)
+        if problem:
+            raise ValueError(problem)
         state = _state(rd)
         made_with = state.get("settings")
         if stop_after is not None and isinstance(state.get("last"), int):
@@ -2258,10 +2282,11 @@ def add_cli(sub: Any) -> None:
                 m = re.fullmatch(r"([0-9]+) *[xX] *([0-9]+)", a.size.strip())
                 if m is None:  # int() alone also took "6_4" and "+64"
                     raise ValueError(f"--size: expected WxH like 256x256; got {a.size!r:.40}")
-                if max(len(v.lstrip("0")) for v in (m[1], m[2])) > 18:
-                    # (past 4300 digits int() raised Python's own "Exceeds the limit")
+                # (past 4300 digits int() raised Python's own "Exceeds the limit")
+                w, h = (v.lstrip("0") or "0" for v in (m[1], m[2]))
+                if max(len(w), len(h)) > 18:
                     raise ValueError(f"--size: a side of more than 18 digits; got {a.size!r:.40}")
-                put("render", width=int(m[1]), height=int(m[2]))
+                put("render", width=int(w), height=int(h))
             s = Settings.from_dict(data)
             late = sorted(k for k in parse_prompts(s["prompts"]) if k >= s["render"]["frames"])
             if late and a.frames is None and not a.quiet:  # (--frames N: a preview, meant)

@@ -379,6 +379,8 @@ def export_onnx(
         raise TypeError(f"checkpoint must be a path or None; got {checkpoint!r:.60}")
     check_opset(opset, low=16)  # GridSample, the warp, came in opset 16
     path = Path(out)
+    if not path.name or path.is_dir():  # (".", "/": with_name raised "has an empty name")
+        raise ValueError(f"out: {path} is a folder; name the .onnx file to write")
     partial = path.with_name(path.name + ".partial")
     if checkpoint is not None:
         from .video import _same_file

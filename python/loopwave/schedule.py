@@ -309,17 +309,18 @@ class Schedule:
             # (part is stripped: a lazy value before a trailing \s* backtracked at every
             # place of a long run of spaces, 31 s for 100,000 of them)
             # (\d took "١٠" as frame 10; leading zeros are no digits of the frame)
-            m = re.match(r"(-?0*[0-9]{1,18})\s*:", part)
+            m = re.match(r"(-?)0*([0-9]{1,18})\s*:", part)
             value = part[m.end() :].strip() if m else ""
             if not m or not value:
-                if re.match(r"-?[0-9]{19,}\s*:", part):  # (ASCII digits, only too many)
+                if re.match(r"-?0*[1-9][0-9]{18,}\s*:", part):  # (ASCII digits, too many)
                     key = part.split(":")[0].strip()
                     shown = key if len(key) <= 30 else key[:30] + "..."
                     raise ScheduleError(f"{name}: key frame {shown} has more than 18 digits")
                 raise ScheduleError(
                     f"{name}: {part[:60]!r} is not 'frame: (value)' (a frame in ASCII digits)"
                 )
-            frame = int(m.group(1))
+            # (without the zeros: past 4300 digits int() raised its own "Exceeds the limit")
+            frame = int(m.group(1) + m.group(2))
             if frame < 0:
                 raise ScheduleError(f"{name}: key frame {frame} is negative")
             try:
