@@ -2868,7 +2868,22 @@ def test_a_run_whose_frames_folder_is_gone_resumes(tmp_path, backend, monkeypatc
     (fresh / "frames").write_text("a file")
     with pytest.raises(ValueError, match=r"frames is not a folder"):
         render(s, run_dir=fresh, progress=False, video=False)
-    assert not loads
+    # (a later review) plan/ likewise, and a drift.csv that is a link (a run wrote its
+    # table through it, outside the run folder); a state.json that is a folder is named
+    (fresh / "frames").unlink()
+    (fresh / "plan").write_text("a file")
+    with pytest.raises(ValueError, match=r"plan is not a folder; a run keeps its plan there"):
+        render(s, run_dir=fresh, progress=False, video=False)
+    (fresh / "plan").unlink()
+    (fresh / "plan").symlink_to(tmp_path / "not_mounted" / "plan")
+    with pytest.raises(ValueError, match=r"plan is a link that leads nowhere"):
+        render(s, run_dir=fresh, progress=False, video=False)
+    (fresh / "plan").unlink()
+    elsewhere = tmp_path / "elsewhere.csv"
+    (fresh / "drift.csv").symlink_to(elsewhere)
+    with pytest.raises(ValueError, match=r"holds drift.csv, not written by a loopwave run"):
+        render(s, run_dir=fresh, progress=False, video=False)
+    assert not elsewhere.exists() and not loads
     rd2 = tmp_path / "r2"
     render(s, run_dir=rd2, backend=backend, progress=False, video=False)
     (rd2 / "state.json").write_text('{"last": "x"}')
@@ -2876,6 +2891,11 @@ def test_a_run_whose_frames_folder_is_gone_resumes(tmp_path, backend, monkeypatc
     with pytest.raises(ValueError, match=r"state\.json: expected \{\"last\": frame index"):
         render(None, run_dir=rd2, resume=True, progress=False, video=False)
     assert files(rd2) == before and not loads
+    (rd2 / "state.json").unlink()
+    (rd2 / "state.json").mkdir()
+    with pytest.raises(ValueError, match=r"state.json is not a file; the run folder is damaged"):
+        render(None, run_dir=rd2, resume=True, progress=False, video=False)
+    assert not loads
 
 
 def test_a_finished_runs_state_with_a_float_last_is_refused_by_name(tmp_path, backend):

@@ -228,6 +228,13 @@ def test_prompts_and_wave_tokens():
     with pytest.raises(ScheduleError, match="has too many digits"):
         parse_prompts({0: "a", "9" * 5000: "b"})
     assert sorted(parse_prompts({0: "a", 10**5000: "b"}))[1] == 10**5000  # (str() raised)
+    # (a later review) leading zeros are no digits, as in a schedule's keys: 5,000 of them
+    # were "too many digits", and a seed's ("0::0001::a") was not a seed
+    assert sorted(parse_prompts("0::a\n" + "0" * 5000 + "3::b")) == [0, 3]
+    assert sorted(parse_prompts({"00": "a", "007": "b"})) == [0, 7]
+    with pytest.raises(ScheduleError, match="frame 7 is given twice"):
+        parse_prompts({"7": "a", "007": "b"})
+    assert parse_prompts("0::" + "0" * 30 + "1::a cat")[0].seed == 1
 
 
 def test_a_seed_schedule_beyond_64_bits_is_refused():

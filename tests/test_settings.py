@@ -520,7 +520,7 @@ def test_a_key_frame_of_too_many_digits_is_named_so():
     assert s["render"]["steps"] == "0: (3), 0000000000000000001: (2)"
     # (a review of that) however many zeros; and a key of zeros then 19 digits is too long
     Settings.from_dict({**MINIMAL, "render": {"steps": "0: (3), " + "0" * 5000 + "1: (2)"}})
-    with pytest.raises(SettingsError, match=r"key frame 0{5}1{19} has more than 18 digits$"):
+    with pytest.raises(SettingsError, match=r"key frame 1{19} has more than 18 digits$"):
         Settings.from_dict({**MINIMAL, "render": {"steps": "0" * 5 + "1" * 19 + ": (2)"}})
     # a frame of leading zeros without a value is that, not too many digits
     with pytest.raises(SettingsError, match=r"0{21}1:' is not 'frame: \(value\)'"):

@@ -385,7 +385,11 @@ def _foreign_files(rd: Path) -> list[str]:
     the whole file is the start of that header beside a run's own ``settings.json``
     (written first: a header cut short by a full disk or a kill); and any ``drift.png``
     (a run draws it at its end, after its state records frames)."""
-    found = []
+    # a link is not a run's own: the run would write through it (outside the run folder,
+    # or, for one that leads nowhere, fail after the model had loaded)
+    found = [n for n in ("settings.json", "drift.csv", "drift.png") if (rd / n).is_symlink()]
+    if found:
+        return found
     own_settings = False
     p = rd / "settings.json"
     if p.exists():
@@ -418,17 +422,18 @@ def _foreign_files(rd: Path) -> list[str]:
 
 
 def _frames_problem(rd: Path) -> str | None:
-    """Why ``rd/frames`` cannot hold a run's frames: a file there, or a link that leads
-    nowhere (a drive not mounted, a loop); None where it is a folder or not there. Both
-    failed with "File exists" after the model had loaded."""
-    frames = rd / "frames"
-    if frames.is_symlink() and not frames.exists():
-        return (
-            f"run_dir: {frames} is a link that leads nowhere (to {os.readlink(frames)}: a "
-            "drive not mounted, or a loop of links)"
-        )
-    if frames.exists() and not frames.is_dir():
-        return f"run_dir: {frames} is not a folder; a run keeps its frames there"
+    """Why ``rd/frames`` or ``rd/plan`` cannot hold a run's frames or keyframes: a file
+    there, or a link that leads nowhere (a drive not mounted, a loop); None where each is
+    a folder or not there. Each failed with "File exists" after the model had loaded."""
+    for sub in ("frames", "plan"):
+        d = rd / sub
+        if d.is_symlink() and not d.exists():
+            return (
+                f"run_dir: {d} is a link that leads nowhere (to {os.path.realpath(d)}: a "
+                "drive not mounted, or a loop of links)"
+            )
+        if d.exists() and not d.is_dir():
+            return f"run_dir: {d} is not a folder; a run keeps its {sub} there"
     return None
 
 
@@ -463,6 +468,8 @@ def _read_state(rd: Path) -> int:
     """The last recorded frame of a run (-1: none yet)."""
     if not (rd / "state.json").exists():
         return -1
+    if not (rd / "state.json").is_file():  # (a folder: IsADirectoryError, naming no run)
+        raise ValueError(f"run_dir: {rd / 'state.json'} is not a file; the run folder is damaged")
     state = _read_json(rd / "state.json")
     last = state.get("last") if isinstance(state, dict) else None
     if isinstance(last, bool) or not isinstance(last, int) or last < -1:

@@ -314,6 +314,7 @@ class Schedule:
             if not m or not value:
                 if re.match(r"-?0*[1-9][0-9]{18,}\s*:", part):  # (ASCII digits, too many)
                     key = part.split(":")[0].strip()
+                    key = key[: key.startswith("-")] + key.lstrip("-").lstrip("0")
                     shown = key if len(key) <= 30 else key[:30] + "..."
                     raise ScheduleError(f"{name}: key frame {shown} has more than 18 digits")
                 raise ScheduleError(
@@ -468,13 +469,10 @@ def parse_prompts(spec: Mapping[int | str, str] | str) -> dict[int, Prompt]:
         # ASCII digits, as a schedule's key frames (int() took "５" and "5_0" as 5 and 50)
         if isinstance(frame, numbers.Integral) and not isinstance(frame, bool):
             f = int(frame)  # (str() of one past 4300 digits raised a bare ValueError)
-        elif isinstance(frame, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", frame):
-            try:
-                f = int(frame.strip())
-            except ValueError:  # (past Python's 4300 digits)
-                raise ScheduleError(
-                    f"prompts: frame {frame.strip()[:20]}... has too many digits"
-                ) from None
+        elif isinstance(frame, str) and (m := re.fullmatch(r"\s*([+-]?)0*([0-9]+)\s*", frame)):
+            if len(m[2]) > 4000:  # (past Python's 4300 digits int() raised a bare error)
+                raise ScheduleError(f"prompts: frame {m[2][:20]}... has too many digits")
+            f = int(m[1] + m[2])  # (leading zeros are no digits, as in a schedule's keys)
         else:
             raise ScheduleError(
                 f"prompts: frame {frame!r:.60} is not a whole number in ASCII digits"
@@ -528,7 +526,7 @@ def _check_wave_tokens(text: str, frame: int) -> None:
 
 _WAVE_CALL = re.compile(r"@wave_(completed|remaining)\s*\(")
 _NEG = re.compile(r"--neg(?!\w)")
-_LINE_SEED = re.compile(r"([+-]?)([0-9]{1,20})")
+_LINE_SEED = re.compile(r"([+-]?)0*([0-9]{1,20})")  # (leading zeros are no digits)
 # a bound neither starts nor ends with whitespace: lazy bounds between \s* runs split a
 # run of spaces in many ways (a missing comma and 3,200 spaces took 31 s)
 _WAVE_BOUND = r"([^,()\s](?:[^,()]*[^,()\s])?)"
