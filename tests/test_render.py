@@ -2881,9 +2881,27 @@ def test_a_run_whose_frames_folder_is_gone_resumes(tmp_path, backend, monkeypatc
     (fresh / "plan").unlink()
     elsewhere = tmp_path / "elsewhere.csv"
     (fresh / "drift.csv").symlink_to(elsewhere)
-    with pytest.raises(ValueError, match=r"holds drift.csv, not written by a loopwave run"):
+    with pytest.raises(ValueError, match=r"drift.csv is a link; a run writes its own drift.csv"):
         render(s, run_dir=fresh, progress=False, video=False)
     assert not elsewhere.exists() and not loads
+    (fresh / "drift.csv").unlink()
+    # (a review of that) a loop of links is named by its first link (realpath gives up)
+    (fresh / "frames").symlink_to("frames")
+    with pytest.raises(ValueError, match=r"frames is a link that leads nowhere \(to frames: "):
+        render(s, run_dir=fresh, progress=False, video=False)
+    (fresh / "frames").unlink()
+    # and plan/ counts only where the run builds or reads a colour plan: a fresh run of
+    # another colour mode, and a finished plan run's resume, never open it
+    (fresh / "plan").write_text("a file of the user's")
+    none = Settings.from_dict({**JOB, "colour": {"mode": "none"}})
+    r = render(none, run_dir=fresh, backend=backend, progress=False, video=False)
+    assert r.frames == 7 and (fresh / "plan").read_text() == "a file of the user's"
+    done = tmp_path / "done"
+    render(s, run_dir=done, backend=backend, progress=False, video=False)
+    shutil.move(done / "plan", tmp_path / "moved_plan")
+    (done / "plan").symlink_to(tmp_path / "not_mounted" / "plan")
+    r = render(None, run_dir=done, resume=True, progress=False, video=False)
+    assert r.frames == 7 and not loads
     rd2 = tmp_path / "r2"
     render(s, run_dir=rd2, backend=backend, progress=False, video=False)
     (rd2 / "state.json").write_text('{"last": "x"}')

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
+import sys
 import time
 from collections.abc import Iterator
 
@@ -235,6 +236,22 @@ def test_prompts_and_wave_tokens():
     with pytest.raises(ScheduleError, match="frame 7 is given twice"):
         parse_prompts({"7": "a", "007": "b"})
     assert parse_prompts("0::" + "0" * 30 + "1::a cat")[0].seed == 1
+    # (a review of that) the zeros are stripped after the match: a pattern where two parts
+    # could take them took seconds to refuse a long key (0.7 s for 8,000 zeros, squared)
+    for bad in ({"0" * 50_000 + "x": "a"}, "0" * 50_000 + "x::a"):
+        with pytest.raises(ScheduleError, match="is not a whole number in ASCII digits"):
+            parse_prompts(bad)
+    # past Python's digit limit, wherever it is set, a ScheduleError with the sign kept
+    if not hasattr(sys, "set_int_max_str_digits"):  # (an old 3.10 has no limit)
+        return
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(640)
+    try:
+        for key, shown in (("1" * 700, "frame 1111"), ("-" + "0" * 9 + "1" * 700, "frame -1111")):
+            with pytest.raises(ScheduleError, match=f"prompts: {shown}.*has too many digits"):
+                parse_prompts({key: "a"})
+    finally:
+        sys.set_int_max_str_digits(limit)
 
 
 def test_a_seed_schedule_beyond_64_bits_is_refused():

@@ -336,9 +336,9 @@ def _our_tmp(f: Path) -> bool:
     return name != f.name and _frame_number(name) is not None
 
 
-def _fresh_run_problem(rd: Path, *, locked: bool = False) -> str | None:
+def _fresh_run_problem(rd: Path, *, locked: bool = False, plan: bool = True) -> str | None:
     """Why a fresh run cannot start in ``rd``, or None (``locked``: checked again by a
-    render holding ``rd``'s lock)."""
+    render holding ``rd``'s lock; ``plan``: the run builds a colour plan in ``plan/``)."""
     long = [part for part in rd.parts if len(os.fsencode(part)) > 255]
     if long:  # (before any look inside: that raises "File name too long")
         return f"run_dir: {long[0][:40]!r}... is longer than 255 bytes (output.dir / output.name)"
@@ -362,9 +362,18 @@ def _fresh_run_problem(rd: Path, *, locked: bool = False) -> str | None:
     # nor replace files of its names that it did not write (from a review: a user's own
     # settings.json, drift.csv or drift.png were replaced); a run that made nothing
     # left its settings and the drift table's header, which a fresh run may replace
-    problem = _frames_problem(rd)
+    problem = _frames_problem(rd, plan=plan)
     if problem:
         return problem
+    # a link is not a run's own: the run would write its drift table or picture through
+    # it (outside the run folder, or, for one that leads nowhere, fail after the model
+    # had loaded)
+    links = [n for n in ("settings.json", "drift.csv", "drift.png") if (rd / n).is_symlink()]
+    if links:
+        return (
+            f"run_dir: {rd / links[0]} is a link; a run writes its own {links[0]} there: "
+            "move it, or pick another output"
+        )
     foreign = _foreign_files(rd)
     if foreign:
         return (
@@ -385,11 +394,7 @@ def _foreign_files(rd: Path) -> list[str]:
     the whole file is the start of that header beside a run's own ``settings.json``
     (written first: a header cut short by a full disk or a kill); and any ``drift.png``
     (a run draws it at its end, after its state records frames)."""
-    # a link is not a run's own: the run would write through it (outside the run folder,
-    # or, for one that leads nowhere, fail after the model had loaded)
-    found = [n for n in ("settings.json", "drift.csv", "drift.png") if (rd / n).is_symlink()]
-    if found:
-        return found
+    found = []
     own_settings = False
     p = rd / "settings.json"
     if p.exists():
@@ -421,16 +426,19 @@ def _foreign_files(rd: Path) -> list[str]:
     return found
 
 
-def _frames_problem(rd: Path) -> str | None:
-    """Why ``rd/frames`` or ``rd/plan`` cannot hold a run's frames or keyframes: a file
-    there, or a link that leads nowhere (a drive not mounted, a loop); None where each is
-    a folder or not there. Each failed with "File exists" after the model had loaded."""
-    for sub in ("frames", "plan"):
+def _frames_problem(rd: Path, *, plan: bool) -> str | None:
+    """Why ``rd/frames`` (or, with ``plan``, ``rd/plan``, where a colour plan's keyframes
+    go) cannot hold a run's frames: a file there, or a link that leads nowhere (a drive
+    not mounted, a loop); None where each is a folder or not there. Each failed with
+    "File exists" after the model had loaded."""
+    for sub in ("frames", "plan") if plan else ("frames",):
         d = rd / sub
         if d.is_symlink() and not d.exists():
+            end = os.path.realpath(d)  # (in a loop it gives up: the first link then)
+            end = os.readlink(d) if end == os.path.abspath(d) else end
             return (
-                f"run_dir: {d} is a link that leads nowhere (to {os.path.realpath(d)}: a "
-                "drive not mounted, or a loop of links)"
+                f"run_dir: {d} is a link that leads nowhere (to {end}: a drive not mounted, "
+                "or a loop of links)"
             )
         if d.exists() and not d.is_dir():
             return f"run_dir: {d} is not a folder; a run keeps its {sub} there"
@@ -1738,10 +1746,13 @@ def render(
         settings = saved
         # before the model loads (a damaged state.json was refused only after it had)
         _read_state(rd)
-        problem = _frames_problem(rd)
+        state = _state(rd)
+        # plan/ only where keyframes are still to be made or read (a finished run, or a
+        # colour mode without one, never opens it)
+        unfinished = state.get("last") != saved["render"]["frames"] - 1
+        problem = _frames_problem(rd, plan=saved["colour"]["mode"] == "plan" and unfinished)
         if problem:
             raise ValueError(problem)
-        state = _state(rd)
         made_with = state.get("settings")
         if stop_after is not None and isinstance(state.get("last"), int):
             # before the model loads; again under the lock (against the frames that are
@@ -1778,7 +1789,8 @@ def render(
         problem = settings.path_problem()  # a path long only once absolute
         if problem:
             raise SettingsError(f"{problem} (made absolute, against {os.getcwd()})")
-        problem = _fresh_run_problem(rd)  # before the model loads; again under the lock
+        # before the model loads; again under the lock
+        problem = _fresh_run_problem(rd, plan=settings["colour"]["mode"] == "plan")
         if problem:
             raise ValueError(problem)
     if video and not _have_av():  # (it made no video, and said nothing)
@@ -1823,7 +1835,7 @@ def render(
         if not resume:
             # another render may have run here since the check above (while the model
             # loaded): one that finished left its state, which this run must not continue
-            problem = _fresh_run_problem(rd, locked=True)
+            problem = _fresh_run_problem(rd, locked=True, plan=settings["colour"]["mode"] == "plan")
             if problem:
                 raise ValueError(problem)
             make_folder(rd / "frames")

@@ -469,10 +469,16 @@ def parse_prompts(spec: Mapping[int | str, str] | str) -> dict[int, Prompt]:
         # ASCII digits, as a schedule's key frames (int() took "５" and "5_0" as 5 and 50)
         if isinstance(frame, numbers.Integral) and not isinstance(frame, bool):
             f = int(frame)  # (str() of one past 4300 digits raised a bare ValueError)
-        elif isinstance(frame, str) and (m := re.fullmatch(r"\s*([+-]?)0*([0-9]+)\s*", frame)):
-            if len(m[2]) > 4000:  # (past Python's 4300 digits int() raised a bare error)
-                raise ScheduleError(f"prompts: frame {m[2][:20]}... has too many digits")
-            f = int(m[1] + m[2])  # (leading zeros are no digits, as in a schedule's keys)
+        elif isinstance(frame, str) and (m := re.fullmatch(r"\s*([+-]?)([0-9]+)\s*", frame)):
+            # (leading zeros are no digits, as in a schedule's keys; stripped here, not by
+            # the pattern, where zeros both parts could take cost a refusal seconds)
+            digits = m[2].lstrip("0") or "0"
+            try:
+                f = int(m[1] + digits)
+            except ValueError:  # (past Python's digit limit: 4300, or lower where set)
+                raise ScheduleError(
+                    f"prompts: frame {m[1]}{digits[:20]}... has too many digits"
+                ) from None
         else:
             raise ScheduleError(
                 f"prompts: frame {frame!r:.60} is not a whole number in ASCII digits"
