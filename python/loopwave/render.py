@@ -47,6 +47,7 @@ import collections
 import contextlib
 import copy
 import csv
+import errno
 import functools
 import hashlib
 import inspect
@@ -371,8 +372,8 @@ def _fresh_run_problem(rd: Path, *, locked: bool = False, plan: bool = True) -> 
     links = [n for n in ("settings.json", "drift.csv", "drift.png") if (rd / n).is_symlink()]
     if links:
         return (
-            f"run_dir: {rd / links[0]} is a link; a run writes its own {links[0]} there: "
-            "move it, or pick another output"
+            f"run_dir: {rd} holds {', '.join(links)} as link{'s' * (len(links) > 1)}; a run "
+            "writes its own files of these names there: move them, or pick another output"
         )
     foreign = _foreign_files(rd)
     if foreign:
@@ -434,8 +435,11 @@ def _frames_problem(rd: Path, *, plan: bool) -> str | None:
     for sub in ("frames", "plan") if plan else ("frames",):
         d = rd / sub
         if d.is_symlink() and not d.exists():
-            end = os.path.realpath(d)  # (in a loop it gives up: the first link then)
-            end = os.readlink(d) if end == os.path.abspath(d) else end
+            try:
+                os.stat(d)
+                end = os.path.realpath(d)
+            except OSError as e:  # (in a loop realpath gives up: the first link then)
+                end = os.readlink(d) if e.errno == errno.ELOOP else os.path.realpath(d)
             return (
                 f"run_dir: {d} is a link that leads nowhere (to {end}: a drive not mounted, "
                 "or a loop of links)"
@@ -1749,7 +1753,8 @@ def render(
         state = _state(rd)
         # plan/ only where keyframes are still to be made or read (a finished run, or a
         # colour mode without one, never opens it)
-        unfinished = state.get("last") != saved["render"]["frames"] - 1
+        # (frames found damaged or gone are made again: with the plan)
+        unfinished = not _all_made(rd, saved["render"]["frames"])
         problem = _frames_problem(rd, plan=saved["colour"]["mode"] == "plan" and unfinished)
         if problem:
             raise ValueError(problem)
@@ -1859,6 +1864,11 @@ def render(
         c = settings["colour"]
         last = _whole_frames(rd, _read_state(rd))
         _check_stop_after(stop_after, last)
+        if last < job.n - 1 and c["mode"] == "plan":
+            # (frames lost since the check before the lock are made again with the plan)
+            problem = _frames_problem(rd, plan=True)
+            if problem:
+                raise ValueError(problem)
         if job.backend is None and last < job.n - 1:
             # a frame found damaged or gone since the check before the model would have
             # loaded: it is made again, so the model loads now

@@ -468,12 +468,19 @@ def parse_prompts(spec: Mapping[int | str, str] | str) -> dict[int, Prompt]:
     for frame, text, seed in items:
         # ASCII digits, as a schedule's key frames (int() took "５" and "5_0" as 5 and 50)
         if isinstance(frame, numbers.Integral) and not isinstance(frame, bool):
-            f = int(frame)  # (str() of one past 4300 digits raised a bare ValueError)
+            f = int(frame)
+            # (messages below format it: str() of one past Python's digit limit raised a
+            # bare ValueError)
+            if f.bit_length() > _MAX_FRAME_BITS:
+                bits = f.bit_length()
+                raise ScheduleError(f"prompts: a frame of {bits} bits has too many digits")
         elif isinstance(frame, str) and (m := re.fullmatch(r"\s*([+-]?)([0-9]+)\s*", frame)):
             # (leading zeros are no digits, as in a schedule's keys; stripped here, not by
             # the pattern, where zeros both parts could take cost a refusal seconds)
             digits = m[2].lstrip("0") or "0"
             try:
+                if len(digits) > _MAX_FRAME_DIGITS:  # (with Python's limit off too)
+                    raise ValueError
                 f = int(m[1] + digits)
             except ValueError:  # (past Python's digit limit: 4300, or lower where set)
                 raise ScheduleError(
@@ -532,6 +539,9 @@ def _check_wave_tokens(text: str, frame: int) -> None:
 
 _WAVE_CALL = re.compile(r"@wave_(completed|remaining)\s*\(")
 _NEG = re.compile(r"--neg(?!\w)")
+# a prompt's frame: far past any render's, short of Python's digit limit for str()
+_MAX_FRAME_DIGITS = 600
+_MAX_FRAME_BITS = 1990  # (2**1990 has 600 digits)
 _LINE_SEED = re.compile(r"([+-]?)0*([0-9]{1,20})")  # (leading zeros are no digits)
 # a bound neither starts nor ends with whitespace: lazy bounds between \s* runs split a
 # run of spaces in many ways (a missing comma and 3,200 spaces took 31 s)
