@@ -2844,20 +2844,20 @@ def test_a_run_whose_frames_folder_is_gone_resumes(tmp_path, backend, monkeypatc
     def files(d):
         return {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()}
 
+    def refused_unchanged(run_dir, match):
+        before = files(run_dir)
+        with pytest.raises(ValueError, match=match):
+            render(None, run_dir=run_dir, resume=True, progress=False, video=False)
+        assert files(run_dir) == before and not loads
+
     shutil.rmtree(rd / "frames")
     (rd / "frames").write_text("not a folder")
-    before = files(rd)
-    with pytest.raises(ValueError, match=r"run_dir: .*frames is not a folder"):
-        render(None, run_dir=rd, resume=True, progress=False, video=False)
-    assert files(rd) == before and not loads
+    refused_unchanged(rd, r"run_dir: .*frames is not a folder")
     # (a later review) a link to frames on a drive not mounted: "File exists", after the
     # model loaded
     (rd / "frames").unlink()
     (rd / "frames").symlink_to(tmp_path / "not_mounted" / "frames")
-    before = files(rd)
-    with pytest.raises(ValueError, match=r"frames is a link that leads nowhere \(to .*not_mounted"):
-        render(None, run_dir=rd, resume=True, progress=False, video=False)
-    assert files(rd) == before and not loads
+    refused_unchanged(rd, r"frames is a link that leads nowhere \(to .*not_mounted")
     # (a review of that) and a fresh run into such a folder, refused before the model loads
     fresh = tmp_path / "fresh"
     fresh.mkdir()
@@ -2916,15 +2916,10 @@ def test_a_run_whose_frames_folder_is_gone_resumes(tmp_path, backend, monkeypatc
     rd2 = tmp_path / "r2"
     render(s, run_dir=rd2, backend=backend, progress=False, video=False)
     (rd2 / "state.json").write_text('{"last": "x"}')
-    before = files(rd2)
-    with pytest.raises(ValueError, match=r"state\.json: expected \{\"last\": frame index"):
-        render(None, run_dir=rd2, resume=True, progress=False, video=False)
-    assert files(rd2) == before and not loads
+    refused_unchanged(rd2, r"state\.json: expected \{\"last\": frame index")
     (rd2 / "state.json").unlink()
     (rd2 / "state.json").mkdir()
-    with pytest.raises(ValueError, match=r"state.json is not a file; the run folder is damaged"):
-        render(None, run_dir=rd2, resume=True, progress=False, video=False)
-    assert not loads
+    refused_unchanged(rd2, r"state.json is not a file; the run folder is damaged")
 
 
 def test_a_finished_runs_state_with_a_float_last_is_refused_by_name(tmp_path, backend):
