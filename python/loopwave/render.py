@@ -1751,12 +1751,8 @@ def render(
         # before the model loads (a damaged state.json was refused only after it had)
         _read_state(rd)
         state = _state(rd)
-        # plan/ only where keyframes are still to be made or read (a finished run, or a
-        # colour mode without one, never opens it)
-        # (frames found damaged or gone are made again: with the plan)
-        unfinished = not _all_made(rd, saved["render"]["frames"])
-        problem = _frames_problem(rd, plan=saved["colour"]["mode"] == "plan" and unfinished)
-        if problem:
+        problem = _frames_problem(rd, plan=False)  # (plan/ below, once it is known whether
+        if problem:  # frames are to be made)
             raise ValueError(problem)
         made_with = state.get("settings")
         if stop_after is not None and isinstance(state.get("last"), int):
@@ -1827,6 +1823,13 @@ def render(
     # nothing: it needs no model (a checkpoint took minutes to load, and its GPU, to
     # encode stored frames or to find the run finished)
     finished = resume and _all_made(rd, job.n)
+    if resume and not finished and settings["colour"]["mode"] == "plan":
+        # plan/ only where keyframes are still to be made or read (frames found damaged
+        # or gone are made again, with the plan): a finished run, or a colour mode
+        # without one, never opens it
+        problem = _frames_problem(rd, plan=True)
+        if problem:
+            raise ValueError(problem)
     if backend is None and not finished:
         # before touching the run directory: a bad model leaves nothing behind
         backend = _load_model(settings, progress)
