@@ -360,9 +360,6 @@ def _fresh_run_problem(rd: Path, *, locked: bool = False, plan: bool = True) -> 
     for sub in ("frames", "plan"):  # (plan/: a fresh build would take its keyframes)
         if _holds_files(rd / sub, ours):
             return f"run_dir: {rd / sub} already holds files; pick another output or move them"
-    # nor replace files of its names that it did not write (from a review: a user's own
-    # settings.json, drift.csv or drift.png were replaced); a run that made nothing
-    # left its settings and the drift table's header, which a fresh run may replace
     problem = _frames_problem(rd, plan=plan)
     if problem:
         return problem
@@ -375,6 +372,9 @@ def _fresh_run_problem(rd: Path, *, locked: bool = False, plan: bool = True) -> 
             f"run_dir: {rd} holds {', '.join(links)} as link{'s' * (len(links) > 1)}; a run "
             "writes its own files of these names there: move them, or pick another output"
         )
+    # nor replace files of its names that it did not write (from a review: a user's own
+    # settings.json, drift.csv or drift.png were replaced); a run that made nothing
+    # left its settings and the drift table's header, which a fresh run may replace
     foreign = _foreign_files(rd)
     if foreign:
         return (
@@ -435,11 +435,13 @@ def _frames_problem(rd: Path, *, plan: bool) -> str | None:
     for sub in ("frames", "plan") if plan else ("frames",):
         d = rd / sub
         if d.is_symlink() and not d.exists():
+            loop = False
             try:
                 os.stat(d)
-                end = os.path.realpath(d)
-            except OSError as e:  # (in a loop realpath gives up: the first link then)
-                end = os.readlink(d) if e.errno == errno.ELOOP else os.path.realpath(d)
+            except OSError as e:
+                loop = e.errno == errno.ELOOP
+            # (in a loop realpath gives up and names the link itself: its first target)
+            end = os.readlink(d) if loop else os.path.realpath(d)
             return (
                 f"run_dir: {d} is a link that leads nowhere (to {end}: a drive not mounted, "
                 "or a loop of links)"
