@@ -478,14 +478,10 @@ def parse_prompts(spec: Mapping[int | str, str] | str) -> dict[int, Prompt]:
             # (leading zeros are no digits, as in a schedule's keys; stripped here, not by
             # the pattern, where zeros both parts could take cost a refusal seconds)
             digits = m[2].lstrip("0") or "0"
-            try:
-                if len(digits) > _MAX_FRAME_DIGITS:  # (with Python's limit off too)
-                    raise ValueError
-                f = int(m[1] + digits)
-            except ValueError:  # (past Python's digit limit: 4300, or lower where set)
-                raise ScheduleError(
-                    f"prompts: frame {m[1]}{digits[:20]}... has too many digits"
-                ) from None
+            # (short of Python's digit limit, wherever set, and with it off too)
+            if len(digits) > _MAX_FRAME_DIGITS:
+                raise ScheduleError(f"prompts: frame {m[1]}{digits[:20]}... has too many digits")
+            f = int(m[1] + digits)
         else:
             raise ScheduleError(
                 f"prompts: frame {frame!r:.60} is not a whole number in ASCII digits"
