@@ -212,23 +212,25 @@ class HistogramReference(_Prepared):
         return (_histogram_reference_from_state, (n.state(), n.is_float, (len(self), *n.size)))
 
 
-def _check_state(state: Any) -> None:
-    """An unpickled statistics' ``state``: bytes (the native check reads them)."""
+def _check_state(state: Any, shape: Any, arg: str, names: tuple[str, ...]) -> None:
+    """An unpickled statistics' ``state`` (bytes, which the native check reads) and its
+    ``shape`` (a tuple of one int per name; OverflowError or the binding's own words,
+    naming neither, came otherwise)."""
     if not isinstance(state, bytes):
         raise TypeError(f"state: expected the statistics as bytes; got {type(state).__name__}")
+    if not (
+        isinstance(shape, tuple)
+        and len(shape) == len(names)
+        and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**63 for d in shape)
+    ):
+        raise ValueError(f"{arg}: expected ({', '.join(names)}) as ints; got {shape!r:.80}")
 
 
 def _histogram_reference_from_state(
     state: bytes, is_float: bool, dims: tuple[int, int, int]
 ) -> HistogramReference:
     """A :class:`HistogramReference` unpickled, checked by the native module."""
-    _check_state(state)
-    if not (
-        isinstance(dims, tuple)
-        and len(dims) == 3
-        and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**63 for d in dims)
-    ):
-        raise ValueError(f"dims: expected (frames, height, width) as ints; got {dims!r:.80}")
+    _check_state(state, dims, "dims", ("frames", "height", "width"))
     r = HistogramReference.__new__(HistogramReference)
     r._native = _native.PreparedReference.from_state(state, is_float, dims)
     return r
@@ -426,13 +428,7 @@ class ColorTarget(_Prepared):
 
 def _color_target_from_state(state: bytes, is_float: bool, size: tuple[int, int]) -> ColorTarget:
     """A :class:`ColorTarget` unpickled: its statistics, checked by the native module."""
-    _check_state(state)
-    if not (
-        isinstance(size, tuple)
-        and len(size) == 2
-        and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**63 for d in size)
-    ):  # (OverflowError or the binding's own words, not naming it)
-        raise ValueError(f"size: expected (height, width) as ints; got {size!r:.80}")
+    _check_state(state, size, "size", ("height", "width"))
     t = ColorTarget.__new__(ColorTarget)
     t._native = _native.PreparedTarget.from_state(state, is_float, size)
     return t
