@@ -26,8 +26,9 @@ import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
+from collections.abc import Callable, Iterable, Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -367,16 +368,58 @@ def machine() -> str:
     cpu = "unknown CPU"
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
+            info = dict(
+                (k.strip(), v.strip())
+                for k, _, v in (line.partition(":") for line in itertools.islice(f, 12))
+            )
+        cpu = info.get("model name", cpu)
+        if "cpu family" in info:  # (one name, "AMD EPYC", stands for several generations)
+            cpu += f" (family {info['cpu family']}, model {info.get('model', '?')})"
+    except OSError:
         pass
     import cv2
 
     return (
         f"{cpu}, {os.cpu_count()} cores, loopwave threads {lw.get_num_threads()} "
         f"({lw.simd_level()}), "
-        f"OpenCV threads {cv2.getNumThreads()}"
+        f"OpenCV threads {cv2.getNumThreads()}; {loopwave_source()}"
     )
+
+
+TREE = Path(__file__).resolve().parents[1]
+
+
+def loopwave_source(tree: Path = TREE) -> str:
+    """Which loopwave the benchmark measures: its folder, and a warning on stderr where it
+    is older than ``tree``'s sources (a virtual environment's copy installed before the
+    last change, imported in place of the tree's: run with ``PYTHONPATH=python``, after
+    building, to measure the tree)."""
+    import loopwave._native as native
+
+    pkg = Path(lw.__file__).resolve().parent
+    stale = stale_sources(Path(native.__file__), pkg, tree)
+    if stale:
+        print(f"warning: the loopwave measured ({pkg}) is older than {stale}", file=sys.stderr)
+    return f"loopwave from {pkg}" + (" (STALE)" if stale else "")
+
+
+def stale_sources(native: Path, pkg: Path, tree: Path) -> str | None:
+    """What in ``tree`` is newer than the loopwave at ``pkg`` (its native module
+    ``native``): ``tree``'s Rust sources newer than ``native``, or, where ``pkg`` is not
+    ``tree``'s own package, its Python sources newer than ``pkg``'s; None where neither
+    is (or ``tree`` is not a checkout)."""
+
+    def newest(paths: Iterable[Path]) -> float:
+        return max((q.stat().st_mtime for q in paths), default=0.0)
+
+    if not (tree / "Cargo.toml").is_file():
+        return None
+    if newest((tree / "rust").rglob("*.rs")) > native.stat().st_mtime:
+        return f"the Rust sources in {tree / 'rust'} (rebuild it)"
+    own = tree / "python" / "loopwave"
+    if own.resolve() != pkg and newest(own.glob("*.py")) > newest(pkg.glob("*.py")):
+        return f"the Python sources in {own}"
+    return None
 
 
 def versions() -> str:

@@ -31,12 +31,17 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 import loopwave as lw  # noqa: E402
 from loopwave.interpolate import BlendInterpolator, FlowInterpolator  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_color import loopwave_source  # noqa: E402
 
 PRESETS = ("medium", "fast", "ultrafast")
 
@@ -101,7 +106,8 @@ def main() -> None:
     blend_local = psnr(fade.between(local[0], local[1], [0.5])[0], local[2])
     print(
         f"{w}x{h}, loopwave threads {lw.get_num_threads()}, OpenCV threads "
-        f"{cv2.getNumThreads()}, {a.rounds} rounds; ms per pair (flows and the in-betweens)"
+        f"{cv2.getNumThreads()}, {a.rounds} rounds; {loopwave_source()}; ms per pair (flows and "
+        "the in-betweens)"
     )
     print(f"{'preset':<10} {'2x fastest':>10} {'median':>8} {'vs medium':>9} "
           f"{'6x fastest':>10} {'median':>8} {'vs medium':>9} {'PSNR t=0.5':>10} "

@@ -129,3 +129,30 @@ def test_every_bench_script_answers_help_without_running(script):
         [sys.executable, str(path), "--help"], capture_output=True, text=True, timeout=120
     )
     assert run.returncode == 0 and run.stdout.startswith("usage: "), run.stderr[-2000:]
+
+
+def test_a_stale_loopwave_is_named(tmp_path):
+    # from a session's mistake: two benchmark runs measured a virtual environment's copy
+    # of loopwave installed before the last change, in place of the tree
+    import os
+
+    stale_sources = load_bench("bench_color").stale_sources
+    tree, pkg = tmp_path / "tree", tmp_path / "site" / "loopwave"
+    (tree / "rust" / "kernels").mkdir(parents=True)
+    (tree / "python" / "loopwave").mkdir(parents=True)
+    pkg.mkdir(parents=True)
+    (tree / "Cargo.toml").write_text("")
+    rs, tree_py = tree / "rust" / "kernels" / "lab.rs", tree / "python" / "loopwave" / "a.py"
+    native, pkg_py = pkg / "_native.abi3.so", pkg / "a.py"
+    for f, t in ((rs, 100), (tree_py, 100), (native, 200), (pkg_py, 200)):
+        f.write_text("")
+        os.utime(f, (t, t))
+    assert stale_sources(native, pkg, tree) is None
+    os.utime(tree_py, (300, 300))  # a Python change since the install
+    assert "Python sources" in stale_sources(native, pkg, tree)
+    # the tree's own package: its Python is what runs, so only its Rust can be stale
+    assert stale_sources(native, (tree / "python" / "loopwave").resolve(), tree) is None
+    os.utime(rs, (300, 300))  # a Rust change since the build
+    assert "rebuild" in stale_sources(native, pkg, tree)
+    (tree / "Cargo.toml").unlink()  # not a checkout: nothing to compare with
+    assert stale_sources(native, pkg, tree) is None
