@@ -364,7 +364,11 @@ def test_refusals(tmp_path, backend):
         theirs = tmp_path / f"theirs_{name}_{len(data)}"
         theirs.mkdir()
         (theirs / name).write_bytes(data)
-        with pytest.raises(ValueError, match=rf"holds {re.escape(name)}, not written by a"):
+        # (each named with why: a settings.json that is not JSON may be a run's, damaged)
+        why = {b"not json": "unreadable: damaged, or not a loopwave run's"}.get(
+            data, "not a loopwave run's" if name != "drift.png" else "not drawn by a run"
+        )
+        with pytest.raises(ValueError, match=rf"holds {re.escape(name)} \({why}"):
             render(s, run_dir=theirs, backend=backend, progress=False, video=False)
         assert [p.name for p in theirs.iterdir()] == [name]
         assert (theirs / name).read_bytes() == data
@@ -377,7 +381,7 @@ def test_refusals(tmp_path, backend):
         theirs = tmp_path / f"table_{len(mine)}"
         theirs.mkdir()
         (theirs / "drift.csv").write_bytes(mine)
-        with pytest.raises(ValueError, match="holds drift.csv, not written by a"):
+        with pytest.raises(ValueError, match=r"holds drift.csv \(not a loopwave run's drift"):
             render(s, run_dir=theirs, backend=backend, progress=False, video=False)
         assert (theirs / "drift.csv").read_bytes() == mine
     for cut in (b"", b"frame,delta"):

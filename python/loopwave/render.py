@@ -378,8 +378,8 @@ def _fresh_run_problem(rd: Path, *, locked: bool = False, plan: bool = True) -> 
     foreign = _foreign_files(rd)
     if foreign:
         return (
-            f"run_dir: {rd} holds {', '.join(foreign)}, not written by a loopwave run, which "
-            "a new run would replace; pick another output or move them"
+            f"run_dir: {rd} holds {', '.join(foreign)}, which a new run would replace; "
+            "pick another output or move them"
         )
     # a folder that cannot be made fails here, not after the model loaded
     why = unmakeable(rd)
@@ -389,7 +389,9 @@ def _fresh_run_problem(rd: Path, *, locked: bool = False, plan: bool = True) -> 
 
 
 def _foreign_files(rd: Path) -> list[str]:
-    """The files a fresh run in ``rd`` writes that are there and not a run's own: a
+    """The files a fresh run in ``rd`` writes that are there and not a run's own, each
+    with why (a file unread as JSON may be a run's, damaged, so it is not called a
+    user's): a
     ``settings.json`` that is not a JSON object with loopwave's ``version`` and
     ``render``; a ``drift.csv`` whose first line is not the drift table's header, unless
     the whole file is the start of that header beside a run's own ``settings.json``
@@ -402,10 +404,11 @@ def _foreign_files(rd: Path) -> list[str]:
         try:
             saved = _read_json(p)
         except (OSError, ValueError):
-            saved = None
-        own_settings = isinstance(saved, dict) and "version" in saved and "render" in saved
-        if not own_settings:
-            found.append(p.name)
+            found.append(f"{p.name} (unreadable: damaged, or not a loopwave run's)")
+        else:
+            own_settings = isinstance(saved, dict) and "version" in saved and "render" in saved
+            if not own_settings:
+                found.append(f"{p.name} (not a loopwave run's settings)")
     p = rd / "drift.csv"
     if p.exists():
         header = ",".join(DRIFT_HEADER)
@@ -421,9 +424,9 @@ def _foreign_files(rd: Path) -> list[str]:
             and any((header + end).startswith(text) for end in ("\n", "\r\n"))
         )
         if not (whole or cut):
-            found.append(p.name)
-    if (rd / "drift.png").exists():
-        found.append("drift.png")
+            found.append(f"{p.name} (not a loopwave run's drift table)")
+    if (rd / "drift.png").exists():  # (a run that made nothing has drawn none)
+        found.append("drift.png (not drawn by a run that made nothing)")
     return found
 
 
