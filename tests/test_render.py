@@ -365,26 +365,39 @@ def test_refusals(tmp_path, backend):
         theirs.mkdir()
         (theirs / name).write_bytes(data)
         # (each named with why: a settings.json that is not JSON may be a run's, damaged)
-        why = {b"not json": "unreadable: damaged, or not a loopwave run's"}.get(
-            data, "not a loopwave run's" if name != "drift.png" else "not drawn by a run"
-        )
+        why = {
+            "settings.json": "unreadable: damaged" if data == b"not json" else "not a loopwave",
+            "drift.csv": "not beside a loopwave run's settings.json",
+            "drift.png": "not drawn by a run",
+        }[name]
         with pytest.raises(ValueError, match=rf"holds {re.escape(name)} \({why}"):
             render(s, run_dir=theirs, backend=backend, progress=False, video=False)
         assert [p.name for p in theirs.iterdir()] == [name]
         assert (theirs / name).read_bytes() == data
-    # (a later review) but a run's own, cut short by a full disk or a kill while the
-    # header was written, beside its settings.json, is started over
-    # (and a review of that) a user's table whose first line only starts like the
-    # header, without a run's settings.json beside it, is not one
+    # (a later session) a copy of a run's whole table, alone in a folder, is a user's: a
+    # run writes its settings.json before its table (it was taken, and replaced)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    table = (tmp_path / "r" / "drift.csv").read_bytes()
+    assert table.startswith(b"frame,delta_e_to_target,delta_e_to_previous\n0,")
+    (copy / "drift.csv").write_bytes(table)
+    with pytest.raises(ValueError, match=r"holds drift.csv \(not beside a loopwave run's"):
+        render(s, run_dir=copy, backend=backend, progress=False, video=False)
+    assert (copy / "drift.csv").read_bytes() == table
+    # a run's own, cut short by a full disk or a kill while the header was written, or
+    # with rows a kill left before its state recorded them, beside its settings.json, is
+    # started over (a later review); a user's table whose first line only starts like
+    # the header is not one, even there (a review of that)
     tables = (b"\nmy,own,table\n1,2,3\n", b"frame\n12\n40\n", b"frame,delta_e_to_target\n0,1\n")
     for mine in tables:
         theirs = tmp_path / f"table_{len(mine)}"
         theirs.mkdir()
+        (theirs / "settings.json").write_text(json.dumps(dict(s)))
         (theirs / "drift.csv").write_bytes(mine)
         with pytest.raises(ValueError, match=r"holds drift.csv \(not a loopwave run's drift"):
             render(s, run_dir=theirs, backend=backend, progress=False, video=False)
         assert (theirs / "drift.csv").read_bytes() == mine
-    for cut in (b"", b"frame,delta"):
+    for cut in (b"", b"frame,delta", table):
         again = tmp_path / f"again_{len(cut)}"
         again.mkdir()
         (again / "settings.json").write_text(json.dumps(dict(s)))

@@ -391,12 +391,11 @@ def _fresh_run_problem(rd: Path, *, locked: bool = False, plan: bool = True) -> 
 def _foreign_files(rd: Path) -> list[str]:
     """The files a fresh run in ``rd`` writes that are there and not a run's own, each
     with why (a file unread as JSON may be a run's, damaged, so it is not called a
-    user's): a
-    ``settings.json`` that is not a JSON object with loopwave's ``version`` and
-    ``render``; a ``drift.csv`` whose first line is not the drift table's header, unless
-    the whole file is the start of that header beside a run's own ``settings.json``
-    (written first: a header cut short by a full disk or a kill); and any ``drift.png``
-    (a run draws it at its end, after its state records frames)."""
+    user's): a ``settings.json`` that is not a JSON object with loopwave's ``version``
+    and ``render``; a ``drift.csv`` that is not beside such a ``settings.json`` (a run
+    writes that first), or whose first line is not the drift table's header, unless the
+    whole file is the start of that header (cut short by a full disk or a kill); and any
+    ``drift.png`` (a run draws it at its end, after its state records frames)."""
     found = []
     own_settings = False
     p = rd / "settings.json"
@@ -414,16 +413,15 @@ def _foreign_files(rd: Path) -> list[str]:
         header = ",".join(DRIFT_HEADER)
         try:
             with open(p, encoding="utf-8", errors="replace", newline="") as f:
-                text = f.read(len(header) + 3)
+                text: str | None = f.read(len(header) + 3)
         except OSError:
             text = None
-        whole = text is not None and text.split("\n", 1)[0].rstrip("\r") == header
-        cut = (
-            own_settings
-            and text is not None
-            and any((header + end).startswith(text) for end in ("\n", "\r\n"))
-        )
-        if not (whole or cut):
+        if not own_settings:  # (a copy of a run's table alone in a folder is a user's)
+            found.append(f"{p.name} (not beside a loopwave run's settings.json)")
+        elif text is None or not (
+            text.split("\n", 1)[0].rstrip("\r") == header
+            or any((header + end).startswith(text) for end in ("\n", "\r\n"))
+        ):
             found.append(f"{p.name} (not a loopwave run's drift table)")
     if (rd / "drift.png").exists():  # (a run that made nothing has drawn none)
         found.append("drift.png (not drawn by a run that made nothing)")
