@@ -242,11 +242,27 @@ def test_the_demo_replaces_no_frames_it_did_not_write(tmp_path) -> None:
     with pytest.raises(ValueError, match="^out_dir: .*holds a drift.csv the demo did not"):
         run_demo(run, frames=4, size=16, keyframe_every=2, renders=1, progress=False)
     assert [p.name for p in run.iterdir()] == ["drift.csv"]
+    # (a later session) nor a contact_sheet.png of a user's: it was taken as the mark of a
+    # folder an earlier version wrote, and it and the frames replaced
+    sheet = tmp_path / "sheet"
+    (sheet / "frames").mkdir(parents=True)
+    (sheet / "contact_sheet.png").write_bytes(b"my own sheet")
+    png.write_png(sheet / "frames" / "00001.png", theirs)
+    with pytest.raises(ValueError, match="^out_dir: .*holds numbered PNGs the demo did not"):
+        run_demo(sheet, frames=4, size=16, keyframe_every=2, renders=1, progress=False)
+    (sheet / "frames" / "00001.png").unlink()
+    with pytest.raises(ValueError, match="^out_dir: .*holds a contact_sheet.png the demo did"):
+        run_demo(sheet, frames=4, size=16, keyframe_every=2, renders=1, progress=False)
+    assert (sheet / "contact_sheet.png").read_bytes() == b"my own sheet"
     # its own folder it reruns into, shorter runs removing the longer's frames
     own = tmp_path / "own"
     run_demo(own, frames=6, size=16, keyframe_every=2, renders=1, progress=False)
     run_demo(own, frames=4, size=16, keyframe_every=2, renders=1, progress=False)
     assert sorted(p.name for p in (own / "frames").iterdir()) == [f"{i:05d}.png" for i in range(4)]
+    # and one an earlier version wrote (its contact sheet and drift table, no marker)
+    (own / ".loopwave-demo").unlink()
+    run_demo(own, frames=3, size=16, keyframe_every=2, renders=1, progress=False)
+    assert sorted(p.name for p in (own / "frames").iterdir()) == [f"{i:05d}.png" for i in range(3)]
 
 
 def test_a_first_demo_stopped_part_way_leaves_no_folder(tmp_path, monkeypatch) -> None:

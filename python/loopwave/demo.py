@@ -213,9 +213,12 @@ def _demo_frame(p: Path) -> bool:
 def _check_ours(out: Path) -> None:
     """Refuse an output folder whose ``frames/`` holds numbered PNGs the demo did not write
     (ffmpeg's ``%05d`` names are the demo's: they were removed and overwritten, silently),
-    or which holds a ``drift.csv``. A folder is the demo's when it holds its marker or
-    its contact sheet (a folder an earlier version wrote)."""
-    if (out / MARKER).exists() or (out / "contact_sheet.png").exists():
+    or which holds a ``drift.csv`` or a ``contact_sheet.png``. A folder is the demo's when
+    it holds its marker, or its contact sheet beside its drift table (a folder an earlier
+    version wrote, without the marker; a ``contact_sheet.png`` alone may be a user's)."""
+    if (out / MARKER).exists() or (
+        (out / "contact_sheet.png").exists() and _first_line(out / "drift.csv") == DRIFT_HEADER
+    ):
         return
     frames = out / "frames"
     if frames.is_dir() and any(_demo_frame(p) for p in frames.glob("*.png")):
@@ -223,11 +226,25 @@ def _check_ours(out: Path) -> None:
             f"out_dir: {frames} holds numbered PNGs the demo did not write, which it would "
             "replace; give an empty or new folder"
         )
-    if (out / "drift.csv").exists():  # (from a review: a render's, or a user's, replaced)
-        raise ValueError(
-            f"out_dir: {out} holds a drift.csv the demo did not write, which it would "
-            "replace; give an empty or new folder"
-        )
+    for name in ("drift.csv", "contact_sheet.png"):  # (from reviews: a render's, or a user's)
+        if (out / name).exists():
+            raise ValueError(
+                f"out_dir: {out} holds a {name} the demo did not write, which it would "
+                "replace; give an empty or new folder"
+            )
+
+
+#: the first line of the demo's drift table
+DRIFT_HEADER = "frame,delta_e_before,delta_e_after"
+
+
+def _first_line(path: Path) -> str | None:
+    """The first line of ``path`` (None where it cannot be read)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.readline(len(DRIFT_HEADER) + 2).rstrip("\n")
+    except OSError:
+        return None
 
 
 def _remove_outputs(out: Path, *, first_frame: int, summary: bool) -> None:
@@ -272,7 +289,7 @@ def _run(
 
     before, after = _lab_distance(drifted, targets), _lab_distance(corrected, targets)
     with open(out / "drift.csv", "w") as f:
-        f.write("frame,delta_e_before,delta_e_after\n")
+        f.write(DRIFT_HEADER + "\n")
         for i, (b, a) in enumerate(zip(before, after, strict=True)):
             f.write(f"{i},{b:.4f},{a:.4f}\n")
     write_png(out / "contact_sheet.png", contact_sheet([drifted, corrected, targets], columns=6))
