@@ -231,9 +231,20 @@ def test_prompts_and_wave_tokens():
     # (a later review: an int frame past the limit then failed in a message's str()) a
     # frame of more than 600 digits, far past any render's, is refused as an int too
     assert sorted(parse_prompts({0: "a", 10**599: "b"}))[1] == 10**599
-    for big in (10**5000, -(10**5000)):
-        with pytest.raises(ScheduleError, match="a frame of 16610 bits has too many digits"):
+    for big, sign in ((10**5000, "a"), (-(10**5000), "a negative")):
+        with pytest.raises(ScheduleError, match=f"{sign} frame of more than 600 digits has"):
             parse_prompts({0: "a", big: 5})
+    # (a review of that) counted in digits as text is, not in bits: 10**600 - 1 and 2**1990
+    # (600 digits each) were refused as ints and taken as text; a negative frame's message
+    # printed all its digits
+    for frame in (10**600 - 1, 2**1990):
+        assert sorted(parse_prompts({0: "a", frame: "b"}))[1] == frame
+        assert sorted(parse_prompts({0: "a", str(frame): "b"}))[1] == frame
+    with pytest.raises(ScheduleError, match="has too many digits"):
+        parse_prompts({0: "a", 10**600: "b"})
+    for neg in (-(10**599), "-" + "1" * 600):
+        with pytest.raises(ScheduleError, match=r"^prompts: frame -[0-9]{20}\.\.\. is negative$"):
+            parse_prompts({0: "a", neg: "b"})
     # (a later review) leading zeros are no digits, as in a schedule's keys: 5,000 of them
     # were "too many digits", and a seed's ("0::0001::a") was not a seed
     assert sorted(parse_prompts("0::a\n" + "0" * 5000 + "3::b")) == [0, 3]

@@ -471,9 +471,12 @@ def parse_prompts(spec: Mapping[int | str, str] | str) -> dict[int, Prompt]:
             f = int(frame)
             # (messages below format it: str() of one past Python's digit limit raised a
             # bare ValueError)
-            if f.bit_length() > _MAX_FRAME_BITS:
-                bits = f.bit_length()
-                raise ScheduleError(f"prompts: a frame of {bits} bits has too many digits")
+            if abs(f) >= 10**_MAX_FRAME_DIGITS:  # (as text: from its digits, not its bits)
+                sign = "a negative" if f < 0 else "a"
+                raise ScheduleError(
+                    f"prompts: {sign} frame of more than {_MAX_FRAME_DIGITS} digits has too "
+                    "many digits"
+                )
         elif isinstance(frame, str) and (m := re.fullmatch(r"\s*([+-]?)([0-9]+)\s*", frame)):
             # (leading zeros are no digits, as in a schedule's keys; stripped here, not by
             # the pattern, where zeros both parts could take cost a refusal seconds)
@@ -486,23 +489,24 @@ def parse_prompts(spec: Mapping[int | str, str] | str) -> dict[int, Prompt]:
             raise ScheduleError(
                 f"prompts: frame {frame!r:.60} is not a whole number in ASCII digits"
             )
+        name = str(f) if abs(f) < 10**24 else f"{str(f)[:21]}..."  # (for messages)
         if f < 0:
-            raise ScheduleError(f"prompts: frame {f} is negative")
+            raise ScheduleError(f"prompts: frame {name} is negative")
         if not isinstance(text, str):
-            raise ScheduleError(f"prompts: the prompt at frame {f} must be text")
+            raise ScheduleError(f"prompts: the prompt at frame {name} must be text")
         if f in out:  # {0: ..., "0": ...} or two "0::" lines: the last won silently
-            raise ScheduleError(f"prompts: frame {f} is given twice")
+            raise ScheduleError(f"prompts: frame {name} is given twice")
         # "--neg" anywhere (Deforum splits at it), but not "--negative": one positive prompt
         pos, *rest = _NEG.split(text, maxsplit=1)
         neg = rest[0] if rest else ""
         out[f] = Prompt(pos.strip(), neg.strip(), *(seed or (None, 0)))
-        _check_wave_tokens(text, f)
+        _check_wave_tokens(text, name)
     if not out:
         raise ScheduleError("prompts: at least one prompt is needed")
     return dict(sorted(out.items()))
 
 
-def _check_wave_tokens(text: str, frame: int) -> None:
+def _check_wave_tokens(text: str, frame: str) -> None:
     """Refuse, when the prompts are read, a ``@wave_`` token that :func:`prompt_at` could
     not fill in (a call inside it) or whose bounds do not evaluate: found only when the
     render reached it, it stopped the render there, for good (resume keeps the settings)."""
@@ -537,7 +541,6 @@ _WAVE_CALL = re.compile(r"@wave_(completed|remaining)\s*\(")
 _NEG = re.compile(r"--neg(?!\w)")
 # a prompt's frame: far past any render's, short of Python's digit limit for str()
 _MAX_FRAME_DIGITS = 600
-_MAX_FRAME_BITS = 1990  # (2**1990 has 600 digits)
 _LINE_SEED = re.compile(r"([+-]?)0*([0-9]{1,20})")  # (leading zeros are no digits)
 # a bound neither starts nor ends with whitespace: lazy bounds between \s* runs split a
 # run of spaces in many ways (a missing comma and 3,200 spaces took 31 s)
