@@ -405,6 +405,12 @@ def test_a_color_target_pickles_to_the_same_target(photos, dtype):
     for bad in [(-1, 7), (2**64, 1), (5,), (5.0, 7.0), [5, 7], (True, 5)]:
         with pytest.raises(ValueError, match=r"^size: expected \(height, width\) as ints"):
             _color_target_from_state(state, is_float, bad)  # type: ignore[arg-type]
+    # (a later review) nor a bare "Exceeds the limit (4300 digits)" from the message's
+    # repr of an int past Python's digit limit, in a tuple or a list
+    big = 10**4400
+    for bad, shown in [((big, 5), r"\(an int of 14617 bits, 5\)"), ([5, -big], r"\[5, -an int")]:
+        with pytest.raises(ValueError, match=rf"^size: expected .* 2\*\*63 - 1; got {shown}"):
+            _color_target_from_state(state, is_float, bad)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="^state: expected the statistics as bytes; got str"):
         _color_target_from_state("not bytes", is_float, size)  # type: ignore[arg-type]
 

@@ -223,7 +223,23 @@ def _check_state(state: Any, shape: Any, arg: str, names: tuple[str, ...]) -> No
         and len(shape) == len(names)
         and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**63 for d in shape)
     ):
-        raise ValueError(f"{arg}: expected ({', '.join(names)}) as ints; got {shape!r:.80}")
+        raise ValueError(
+            f"{arg}: expected ({', '.join(names)}) as ints from 0 to 2**63 - 1; got {_brief(shape)}"
+        )
+
+
+def _brief(x: Any) -> str:
+    """``repr(x)`` cut short, where an int in it may be past Python's digit limit for
+    ``str()`` (a bare "Exceeds the limit (4300 digits)" came otherwise)."""
+    if isinstance(x, int) and not isinstance(x, bool) and x.bit_length() > 64:
+        return f"{'-' * (x < 0)}an int of {x.bit_length()} bits"
+    if isinstance(x, (tuple, list)) and len(x) < 8:
+        inner = ", ".join(_brief(d) for d in x)
+        return f"({inner}{',' * (len(x) == 1)})" if isinstance(x, tuple) else f"[{inner}]"
+    try:
+        return f"{x!r:.80}"
+    except Exception:  # (a repr that fails: a long list holding such an int)
+        return f"a {type(x).__name__}"
 
 
 def _histogram_reference_from_state(
