@@ -2838,6 +2838,49 @@ def test_a_frame_lost_after_the_finished_check_loads_the_model_under_the_lock(
     same_frames(full.run_dir, rd)
 
 
+def test_a_frame_lost_after_the_finished_check_with_plan_broken_is_refused_under_the_lock(
+    tmp_path, backend, monkeypatch
+):
+    """From a review: the check of plan/ under the run's lock (a frame lost after the
+    check before it, with plan/ a link that leads nowhere) had no test. The resume is
+    refused there, before the model loads, and the plan's files are left as they were
+    (the code before loaded the model, dropped plan.json as damaged and failed with
+    "File exists")."""
+    import loopwave.render as lr
+
+    s = Settings.from_dict(JOB)
+    rd = tmp_path / "r"
+    render(s, run_dir=rd, backend=backend, progress=False, video=False)
+    kept = tmp_path / "kept_plan"
+    loads: list[object] = []
+    monkeypatch.setattr(lr, "load_backend", lambda *a, **k: loads.append(a) or backend)
+
+    def all_made_then_lost(run_dir, n):
+        made = lr._last_whole(run_dir, n - 1)[1] is None
+        (rd / "frames" / "000005.png").unlink()
+        (rd / "plan").rename(kept)
+        (rd / "plan").symlink_to(tmp_path / "not_mounted" / "plan")
+        return made
+
+    all_made = lr._all_made
+    monkeypatch.setattr(lr, "_all_made", all_made_then_lost)
+    plan = {p.name: p.read_bytes() for p in (rd / "plan").iterdir()}
+    index = (rd / "plan.json").read_bytes()
+    with pytest.raises(ValueError, match=r"plan is a link that leads nowhere"):
+        render(None, run_dir=rd, resume=True, progress=False, video=False)
+    assert not loads and len(plan) == 3
+    assert {p.name: p.read_bytes() for p in kept.iterdir()} == plan
+    assert (rd / "plan.json").read_bytes() == index
+    # and (the same review) the check before the lock comes before the video's checks,
+    # which load and try the RIFE model at the frame size
+    preflights: list[object] = []
+    monkeypatch.setattr(lr, "_all_made", all_made)
+    monkeypatch.setattr(lr, "_preflight", lambda *a: preflights.append(a))
+    with pytest.raises(ValueError, match=r"plan is a link that leads nowhere"):
+        render(None, run_dir=rd, resume=True, progress=False, video=False)
+    assert not loads and not preflights
+
+
 def test_a_run_whose_frames_folder_is_gone_resumes(tmp_path, backend, monkeypatch):
     """From a review: a resume of a run whose frames/ folder was deleted (after its video,
     to save space) set its state and drift rows back, then failed writing frame 0 into
@@ -2903,6 +2946,10 @@ def test_a_run_whose_frames_folder_is_gone_resumes(tmp_path, backend, monkeypatc
         render(s, run_dir=fresh, progress=False, video=False)
     assert not elsewhere.exists() and not loads
     (fresh / "drift.csv").unlink()
+    # (a review of that) one link is one: "holds drift.png as link ... move them" before
+    with pytest.raises(ValueError, match=r"holds drift.png as a link; a run writes its own "
+                       r"drift.png there: move it, or"):  # fmt: skip
+        render(s, run_dir=fresh, progress=False, video=False)
     (fresh / "drift.png").unlink()
     # (a review of that) a loop of links is named by its first link (realpath gives up),
     # also where the run folder is reached through a linked parent
@@ -2911,6 +2958,11 @@ def test_a_run_whose_frames_folder_is_gone_resumes(tmp_path, backend, monkeypatc
     for where in (fresh, tmp_path / "alias" / "fresh"):
         with pytest.raises(ValueError, match=r"frames is a link that leads nowhere \(to frames: "):
             render(s, run_dir=where, progress=False, video=False)
+    (fresh / "frames").unlink()
+    # (a later review) and one to a name too long, which Path.exists() raised bare
+    (fresh / "frames").symlink_to(tmp_path / ("x" * 300) / "frames")
+    with pytest.raises(ValueError, match=r"frames is a link that leads nowhere .*: a name in it"):
+        render(s, run_dir=fresh, progress=False, video=False)
     (fresh / "frames").unlink()
     # and plan/ counts only where the run builds or reads a colour plan: a fresh run of
     # another colour mode, and a finished plan run's resume, never open it

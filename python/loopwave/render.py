@@ -321,8 +321,9 @@ def _nothing_made(rd: Path) -> bool:
 
 def _holds_files(folder: Path, ours: Callable[[Path], bool]) -> bool:
     """Whether ``folder`` exists and holds a file other than ``ours`` says are a killed
-    ``write_png``'s temporary files."""
-    return folder.is_dir() and any(not ours(f) for f in folder.iterdir())
+    ``write_png``'s temporary files (not for a link that leads nowhere: Path.is_dir()
+    raised a link to a name too long bare, where os.path.isdir() says no)."""
+    return os.path.isdir(folder) and any(not ours(f) for f in folder.iterdir())
 
 
 def _frame_number(stem: str) -> int | None:
@@ -368,9 +369,11 @@ def _fresh_run_problem(rd: Path, *, locked: bool = False, plan: bool = True) -> 
     # had loaded)
     links = [n for n in ("settings.json", "drift.csv", "drift.png") if (rd / n).is_symlink()]
     if links:
+        one = len(links) == 1  # (from a review: "holds drift.csv as link ... move them")
         return (
-            f"run_dir: {rd} holds {', '.join(links)} as link{'s' * (len(links) > 1)}; a run "
-            "writes its own files of these names there: move them, or pick another output"
+            f"run_dir: {rd} holds {', '.join(links)} as {'a link' if one else 'links'}; a "
+            f"run writes its own {links[0] if one else 'files of these names'} there: move "
+            f"{'it' if one else 'them'}, or pick another output"
         )
     # nor replace files of its names that it did not write (from a review: a user's own
     # settings.json, drift.csv or drift.png were replaced); a run that made nothing
@@ -435,18 +438,19 @@ def _frames_problem(rd: Path, *, plan: bool) -> str | None:
     "File exists" after the model had loaded."""
     for sub in ("frames", "plan") if plan else ("frames",):
         d = rd / sub
-        if d.is_symlink() and not d.exists():
-            loop = False
+        if d.is_symlink():
             try:
                 os.stat(d)
             except OSError as e:
-                loop = e.errno == errno.ELOOP
-            # (in a loop realpath gives up and names the link itself: its first target)
-            end = os.readlink(d) if loop else os.path.realpath(d)
-            return (
-                f"run_dir: {d} is a link that leads nowhere (to {end}: a drive not mounted, "
-                "or a loop of links)"
-            )
+                # (in a loop realpath gives up and names the link itself: its first
+                # target; a name too long, which Path.exists() raised bare, it keeps)
+                end = os.readlink(d) if e.errno == errno.ELOOP else os.path.realpath(d)
+                why = (
+                    "a name in it is too long"
+                    if e.errno == errno.ENAMETOOLONG
+                    else "a drive not mounted, or a loop of links"
+                )
+                return f"run_dir: {d} is a link that leads nowhere (to {end}: {why})"
         if d.exists() and not d.is_dir():
             return f"run_dir: {d} is not a folder; a run keeps its {sub} there"
     return None
@@ -1817,11 +1821,6 @@ def render(
             )
     # before the model loads and the folder is touched
     job = _Job(settings, None, resumed=resume)
-    rife = _preflight(job, encode, progress)
-    if stages == "process":  # checked; the encoder process loads its own
-        rife = None
-    if not resume:  # (a resumed run reads its frame 0 from the folder)
-        job.init_image()
     # a resume whose frames are all made and whole has only its video left to make, or
     # nothing: it needs no model (a checkpoint took minutes to load, and its GPU, to
     # encode stored frames or to find the run finished)
@@ -1829,10 +1828,15 @@ def render(
     if resume and not finished and settings["colour"]["mode"] == "plan":
         # plan/ only where keyframes are still to be made or read (frames found damaged
         # or gone are made again, with the plan): a finished run, or a colour mode
-        # without one, never opens it
+        # without one, never opens it; before the RIFE model is tried (from a review)
         problem = _frames_problem(rd, plan=True)
         if problem:
             raise ValueError(problem)
+    rife = _preflight(job, encode, progress)
+    if stages == "process":  # checked; the encoder process loads its own
+        rife = None
+    if not resume:  # (a resumed run reads its frame 0 from the folder)
+        job.init_image()
     if backend is None and not finished:
         # before touching the run directory: a bad model leaves nothing behind
         backend = _load_model(settings, progress)
