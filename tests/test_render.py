@@ -2970,6 +2970,13 @@ def test_a_run_whose_frames_folder_is_gone_resumes(tmp_path, backend, monkeypatc
     none = Settings.from_dict({**JOB, "colour": {"mode": "none"}})
     r = render(none, run_dir=fresh, backend=backend, progress=False, video=False)
     assert r.frames == 7 and (fresh / "plan").read_text() == "a file of the user's"
+    # (a review of a fix) nor a link there to a name too long: it failed after the model
+    # had loaded, with its files written, once one check took it and a later one did not
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "plan").symlink_to(tmp_path / ("x" * 300) / "plan")
+    r = render(none, run_dir=other, backend=backend, progress=False, video=False)
+    assert r.frames == 7 and (other / "plan").is_symlink()
     done = tmp_path / "done"
     render(s, run_dir=done, backend=backend, progress=False, video=False)
     shutil.move(done / "plan", tmp_path / "moved_plan")

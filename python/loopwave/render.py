@@ -570,10 +570,10 @@ def _saved_plan(rd: Path) -> ColourPlan | None:
     if not index.exists():
         return None
     bad: list[Path] = []
-    for p in sorted((rd / "plan").glob("*.png")) if (rd / "plan").is_dir() else ():
+    for p in sorted((rd / "plan").glob("*.png")) if os.path.isdir(rd / "plan") else ():
         if _frame_number(p.stem) is not None and whole_png(p, crc=True) is not None:
             bad.append(p)
-    for p in sorted((rd / "plan").glob("*.npy")) if (rd / "plan").is_dir() else ():
+    for p in sorted((rd / "plan").glob("*.npy")) if os.path.isdir(rd / "plan") else ():
         try:
             _read_npy(p)
         except OSError:
@@ -1906,7 +1906,7 @@ def render(
                 f.unlink()
         # and the temporary files of a write_png killed before its rename (never read)
         for sub in ("frames", "plan"):
-            for f in (rd / sub).glob("*.png.tmp") if (rd / sub).is_dir() else ():
+            for f in (rd / sub).glob("*.png.tmp") if os.path.isdir(rd / sub) else ():
                 if _our_tmp(f):
                     f.unlink()
         if resume:  # rows after the last recorded frame (frame 0's too: a kill before its state)
