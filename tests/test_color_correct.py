@@ -411,6 +411,14 @@ def test_a_color_target_pickles_to_the_same_target(photos, dtype):
     for bad, shown in [((big, 5), r"\(an int of 14617 bits, 5\)"), ([5, -big], r"\[5, -an int")]:
         with pytest.raises(ValueError, match=rf"^size: expected .* 2\*\*63 - 1; got {shown}"):
             _color_target_from_state(state, is_float, bad)  # type: ignore[arg-type]
+    # (a review of that) nor a RecursionError for a size nested deep (the message's
+    # repr opened every level)
+    for depth in (500, 100_000):
+        nested: object = 5
+        for _ in range(depth):
+            nested = (nested,)
+        with pytest.raises(ValueError, match=r"^size: expected .* 2\*\*63 - 1; got "):
+            _color_target_from_state(state, is_float, nested)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="^state: expected the statistics as bytes; got str"):
         _color_target_from_state("not bytes", is_float, size)  # type: ignore[arg-type]
 

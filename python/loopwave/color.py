@@ -228,17 +228,18 @@ def _check_state(state: Any, shape: Any, arg: str, names: tuple[str, ...]) -> No
         )
 
 
-def _brief(x: Any) -> str:
+def _brief(x: Any, *, top: bool = True) -> str:
     """``repr(x)`` cut short, where an int in it may be past Python's digit limit for
-    ``str()`` (a bare "Exceeds the limit (4300 digits)" came otherwise)."""
-    if isinstance(x, int) and not isinstance(x, bool) and x.bit_length() > 64:
+    ``str()`` (a bare "Exceeds the limit (4300 digits)" came otherwise); only the top
+    tuple or list is opened (a deeply nested one was a RecursionError)."""
+    if type(x) is int and x.bit_length() > 64:
         return f"{'-' * (x < 0)}an int of {x.bit_length()} bits"
-    if isinstance(x, (tuple, list)) and len(x) < 8:
-        inner = ", ".join(_brief(d) for d in x)
-        return f"({inner}{',' * (len(x) == 1)})" if isinstance(x, tuple) else f"[{inner}]"
+    if top and type(x) in (tuple, list) and len(x) < 8:
+        inner = ", ".join(_brief(d, top=False) for d in x)
+        return f"({inner}{',' * (len(x) == 1)})" if type(x) is tuple else f"[{inner}]"
     try:
         return f"{x!r:.80}"
-    except Exception:  # (a repr that fails: a long list holding such an int)
+    except Exception:  # (a repr that fails: a nested or long one holding such an int)
         return f"a {type(x).__name__}"
 
 
