@@ -26,7 +26,7 @@ import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable, Iterable, Sequence  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -399,26 +399,33 @@ def loopwave_source(tree: Path = TREE) -> str:
     pkg = Path(lw.__file__).resolve().parent
     stale = stale_sources(Path(native.__file__), pkg, tree)
     if stale:
-        print(f"warning: the loopwave measured ({pkg}) is older than {stale}", file=sys.stderr)
+        print(f"warning: the loopwave measured ({pkg}) is out of date: {stale}", file=sys.stderr)
     return f"loopwave from {pkg}" + (" (STALE)" if stale else "")
 
 
 def stale_sources(native: Path, pkg: Path, tree: Path) -> str | None:
-    """What in ``tree`` is newer than the loopwave at ``pkg`` (its native module
-    ``native``): ``tree``'s Rust sources newer than ``native``, or, where ``pkg`` is not
-    ``tree``'s own package, its Python sources newer than ``pkg``'s; None where neither
-    is (or ``tree`` is not a checkout)."""
-
-    def newest(paths: Iterable[Path]) -> float:
-        return max((q.stat().st_mtime for q in paths), default=0.0)
-
+    """What in ``tree`` the loopwave at ``pkg`` (its native module ``native``) was not
+    built from: Rust sources or build files newer than ``native``, or, where ``pkg`` is
+    not ``tree``'s own package, Python sources whose bytes differ from ``pkg``'s (by
+    content: times said nothing of an older copy installed later); None where neither
+    (or ``tree`` is not a checkout)."""
     if not (tree / "Cargo.toml").is_file():
         return None
-    if newest((tree / "rust").rglob("*.rs")) > native.stat().st_mtime:
-        return f"the Rust sources in {tree / 'rust'} (rebuild it)"
+    build = [*(tree / "rust").rglob("*.rs"), *(tree / n for n in ("Cargo.toml", "Cargo.lock"))]
+    if max(q.stat().st_mtime for q in build if q.is_file()) > native.stat().st_mtime:
+        return (
+            f"the Rust sources or build files in {tree} are newer than its native module "
+            "(rebuild it)"
+        )
     own = tree / "python" / "loopwave"
-    if own.resolve() != pkg and newest(own.glob("*.py")) > newest(pkg.glob("*.py")):
-        return f"the Python sources in {own}"
+    if own.resolve() != pkg:
+        changed = [
+            q.name
+            for q in sorted(own.glob("*.py"))
+            if not (pkg / q.name).is_file() or (pkg / q.name).read_bytes() != q.read_bytes()
+        ]
+        if changed:
+            return f"its Python sources differ from {own}'s ({', '.join(changed[:4])})"
     return None
 
 

@@ -141,17 +141,28 @@ def test_a_stale_loopwave_is_named(tmp_path):
     (tree / "rust" / "kernels").mkdir(parents=True)
     (tree / "python" / "loopwave").mkdir(parents=True)
     pkg.mkdir(parents=True)
-    (tree / "Cargo.toml").write_text("")
     rs, tree_py = tree / "rust" / "kernels" / "lab.rs", tree / "python" / "loopwave" / "a.py"
     native, pkg_py = pkg / "_native.abi3.so", pkg / "a.py"
-    for f, t in ((rs, 100), (tree_py, 100), (native, 200), (pkg_py, 200)):
-        f.write_text("")
+    for f, t in ((rs, 100), (tree / "Cargo.toml", 100), (tree_py, 100), (native, 200)):
+        f.write_text("same")
         os.utime(f, (t, t))
+    pkg_py.write_text("same")
     assert stale_sources(native, pkg, tree) is None
-    os.utime(tree_py, (300, 300))  # a Python change since the install
-    assert "Python sources" in stale_sources(native, pkg, tree)
+    # (a review) by content, not by time: an older copy installed after the tree's last
+    # edit, and a file the install lacks, were taken as current
+    pkg_py.write_text("older")
+    assert "its Python sources differ" in stale_sources(native, pkg, tree)
+    pkg_py.unlink()
+    assert "(a.py)" in stale_sources(native, pkg, tree)
+    pkg_py.write_text("same")
+    os.utime(tree_py, (300, 300))  # touched, the same bytes: current
+    assert stale_sources(native, pkg, tree) is None
     # the tree's own package: its Python is what runs, so only its Rust can be stale
+    tree_py.write_text("changed")
     assert stale_sources(native, (tree / "python" / "loopwave").resolve(), tree) is None
+    os.utime(tree / "Cargo.toml", (300, 300))  # a build setting changed since the build
+    assert "rebuild" in stale_sources(native, pkg, tree)
+    os.utime(tree / "Cargo.toml", (100, 100))
     os.utime(rs, (300, 300))  # a Rust change since the build
     assert "rebuild" in stale_sources(native, pkg, tree)
     (tree / "Cargo.toml").unlink()  # not a checkout: nothing to compare with
