@@ -242,6 +242,8 @@ def test_prompts_and_wave_tokens():
         assert sorted(parse_prompts({0: "a", str(frame): "b"}))[1] == frame
     with pytest.raises(ScheduleError, match="has too many digits"):
         parse_prompts({0: "a", 10**600: "b"})
+    with pytest.raises(ScheduleError, match=r"^prompts: frame [0-9]{20}\.\.\. is given twice$"):
+        parse_prompts({10**599: "a", "1" + "0" * 599: "b"})
     for neg in (-(10**599), "-" + "1" * 600):
         with pytest.raises(ScheduleError, match=r"^prompts: frame -[0-9]{20}\.\.\. is negative$"):
             parse_prompts({0: "a", neg: "b"})

@@ -489,7 +489,8 @@ def parse_prompts(spec: Mapping[int | str, str] | str) -> dict[int, Prompt]:
             raise ScheduleError(
                 f"prompts: frame {frame!r:.60} is not a whole number in ASCII digits"
             )
-        name = str(f) if abs(f) < 10**24 else f"{str(f)[:21]}..."  # (for messages)
+        # (for messages: cut as a key given as text is, the sign kept)
+        name = str(f) if abs(f) < 10**24 else f"{'-' * (f < 0)}{str(abs(f))[:20]}..."
         if f < 0:
             raise ScheduleError(f"prompts: frame {name} is negative")
         if not isinstance(text, str):
