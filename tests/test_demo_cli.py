@@ -263,6 +263,35 @@ def test_the_demo_replaces_no_frames_it_did_not_write(tmp_path) -> None:
     (own / ".loopwave-demo").unlink()
     run_demo(own, frames=3, size=16, keyframe_every=2, renders=1, progress=False)
     assert sorted(p.name for p in (own / "frames").iterdir()) == [f"{i:05d}.png" for i in range(3)]
+    # (a review of that) but not a user's kept sheet beside a copy of the demo's table,
+    # without the demo's frames: both were replaced, and deleted by a stopped run
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    for name in ("contact_sheet.png", "drift.csv"):
+        (kept / name).write_bytes((own / name).read_bytes())
+    with pytest.raises(ValueError, match="^out_dir: .*holds a drift.csv the demo did not"):
+        run_demo(kept, frames=4, size=16, keyframe_every=2, renders=1, progress=False)
+    assert sorted(p.name for p in kept.iterdir()) == ["contact_sheet.png", "drift.csv"]
+
+
+def test_a_demo_rerun_removes_the_last_runs_summary_first(tmp_path, monkeypatch) -> None:
+    """From a review: a rerun killed part way (no exception to clean up after) left its
+    first frames beside the earlier run's later frames, drift table and contact sheet: a
+    folder that looked finished. The summary goes before the new frames are made."""
+    import loopwave.demo as demo
+
+    run_demo(tmp_path, frames=6, size=16, keyframe_every=2, renders=1, progress=False)
+    assert (tmp_path / "drift.csv").is_file() and (tmp_path / "contact_sheet.png").is_file()
+    seen = []
+
+    def killed(out, frames, *a):
+        seen.append(sorted(p.name for p in out.iterdir()))
+        raise SystemExit  # (stands for the kill: what was on disk when the work began)
+
+    monkeypatch.setattr(demo, "_run", killed)
+    with pytest.raises(SystemExit):
+        run_demo(tmp_path, frames=4, size=16, keyframe_every=2, renders=1, progress=False)
+    assert seen == [[".loopwave-demo", "frames"]]
 
 
 def test_a_first_demo_stopped_part_way_leaves_no_folder(tmp_path, monkeypatch) -> None:

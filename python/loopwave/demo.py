@@ -187,14 +187,16 @@ def run_demo(
     marked = not (out / MARKER).exists()
     made = make_folder(out / "frames")
     (out / MARKER).touch()
-    # an earlier, longer run's frames past this run's last would stay beside its own
-    _remove_outputs(out, first_frame=frames, summary=False)
+    # an earlier, longer run's frames past this run's last would stay beside its own, and
+    # its summary beside this run's first frames, were this one killed (a folder that
+    # looked finished; from a review)
+    _remove_outputs(out, first_frame=frames)
     try:
         return _run(out, frames, size, keyframe_every, renders, progress, batch)
     except BaseException:
         # a run stopped part way (Ctrl-C) left its first frames over an earlier run's, with
         # that run's drift.csv and contact sheet: a folder that looked finished
-        _remove_outputs(out, first_frame=0, summary=True)
+        _remove_outputs(out, first_frame=0)
         if marked:
             (out / MARKER).unlink(missing_ok=True)
         remove_folders(made)
@@ -214,10 +216,13 @@ def _check_ours(out: Path) -> None:
     """Refuse an output folder whose ``frames/`` holds numbered PNGs the demo did not write
     (ffmpeg's ``%05d`` names are the demo's: they were removed and overwritten, silently),
     or which holds a ``drift.csv`` or a ``contact_sheet.png``. A folder is the demo's when
-    it holds its marker, or its contact sheet beside its drift table (a folder an earlier
-    version wrote, without the marker; a ``contact_sheet.png`` alone may be a user's)."""
+    it holds its marker, or its contact sheet beside its drift table and its first frame
+    (a folder an earlier version wrote, without the marker; a ``contact_sheet.png`` alone,
+    or kept beside a copy of the table, may be a user's)."""
     if (out / MARKER).exists() or (
-        (out / "contact_sheet.png").exists() and _first_line(out / "drift.csv") == DRIFT_HEADER
+        (out / "contact_sheet.png").exists()
+        and _first_line(out / "drift.csv") == DRIFT_HEADER
+        and (out / "frames" / "00000.png").is_file()
     ):
         return
     frames = out / "frames"
@@ -247,16 +252,15 @@ def _first_line(path: Path) -> str | None:
         return None
 
 
-def _remove_outputs(out: Path, *, first_frame: int, summary: bool) -> None:
+def _remove_outputs(out: Path, *, first_frame: int) -> None:
     """Remove the demo's frames from ``first_frame`` on (only the names it writes:
     00123.png; a render's 000123.png, six digits, in a run folder given as the output
-    were removed too), and with ``summary`` its drift.csv and contact sheet."""
+    were removed too), and its drift.csv and contact sheet."""
     for old in (out / "frames").glob("*.png"):
         if _demo_frame(old) and int(old.stem) >= first_frame:
             old.unlink()
-    if summary:
-        for name in ("drift.csv", "contact_sheet.png"):
-            (out / name).unlink(missing_ok=True)
+    for name in ("drift.csv", "contact_sheet.png"):
+        (out / name).unlink(missing_ok=True)
 
 
 def _run(
