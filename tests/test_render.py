@@ -26,7 +26,7 @@ import loopwave as lw  # noqa: E402
 from loopwave.backends import smoke_backend  # noqa: E402
 from loopwave.cli import main  # noqa: E402
 from loopwave.plan import _read_png  # noqa: E402
-from loopwave.render import render, render_frames  # noqa: E402
+from loopwave.render import _fresh_run_problem, render, render_frames  # noqa: E402
 from loopwave.settings import Settings, SettingsError, load_settings  # noqa: E402
 
 JOB = {
@@ -368,7 +368,7 @@ def test_refusals(tmp_path, backend):
         why = {
             "settings.json": "unreadable: damaged" if data == b"not json" else "not a loopwave",
             "drift.csv": "not beside a loopwave run's settings.json",
-            "drift.png": "not drawn by a run",
+            "drift.png": "a run draws it only at its end",
         }[name]
         with pytest.raises(ValueError, match=rf"holds {re.escape(name)} \({why}"):
             render(s, run_dir=theirs, backend=backend, progress=False, video=False)
@@ -384,10 +384,11 @@ def test_refusals(tmp_path, backend):
     with pytest.raises(ValueError, match=r"holds drift.csv \(not beside a loopwave run's"):
         render(s, run_dir=copy, backend=backend, progress=False, video=False)
     assert (copy / "drift.csv").read_bytes() == table
-    # a run's own, cut short by a full disk or a kill while the header was written, or
-    # with rows a kill left before its state recorded them, beside its settings.json, is
-    # started over (a later review); a user's table whose first line only starts like
-    # the header is not one, even there (a review of that)
+    # a run's own, cut short by a full disk or a kill while the header was written,
+    # beside its settings.json, is started over (a later review); a user's table whose
+    # first line only starts like the header is not one, even there (a review of that),
+    # nor a whole table with rows beside a copy of a run's settings (a later review: a
+    # run writes rows only after its first frame, which a fresh run refuses)
     tables = (b"\nmy,own,table\n1,2,3\n", b"frame\n12\n40\n", b"frame,delta_e_to_target\n0,1\n")
     for mine in tables:
         theirs = tmp_path / f"table_{len(mine)}"
@@ -397,7 +398,36 @@ def test_refusals(tmp_path, backend):
         with pytest.raises(ValueError, match=r"holds drift.csv \(not a loopwave run's drift"):
             render(s, run_dir=theirs, backend=backend, progress=False, video=False)
         assert (theirs / "drift.csv").read_bytes() == mine
-    for cut in (b"", b"frame,delta", table):
+    rows = tmp_path / "rows"
+    rows.mkdir()
+    (rows / "settings.json").write_text(json.dumps(dict(s)))
+    (rows / "drift.csv").write_bytes(table)
+    with pytest.raises(ValueError, match=r"holds drift.csv \(a drift table with rows: not a"):
+        render(s, run_dir=rows, backend=backend, progress=False, video=False)
+    assert (rows / "drift.csv").read_bytes() == table
+    # nor a colour plan's index, nor (with a video) the video or a partial one not beside
+    # a run's settings (a later review: each was replaced)
+    other = tmp_path / "other"
+    other.mkdir()
+    for name, why in [
+        ("plan.json", "plan.json (a run writes it only after its keyframes)"),
+        ("loopwave.mp4", "loopwave.mp4 (a run writes it only at its end)"),
+        ("loopwave.partial.mp4", "loopwave.partial.mp4 (not beside a loopwave run's"),
+    ]:
+        (other / name).write_bytes(b"mine")
+        assert why in (_fresh_run_problem(other, video=other / "loopwave.mp4") or "")
+        (other / name).unlink()
+    (other / "loopwave.mp4").write_bytes(b"mine")
+    assert _fresh_run_problem(other, video=None) is None  # (no video: it stays)
+    (other / "settings.json").write_text(json.dumps(dict(s)))
+    (other / "loopwave.partial.mp4").write_bytes(b"")  # (a run's, killed at its start)
+    (other / "loopwave.mp4").unlink()
+    assert _fresh_run_problem(other, video=other / "loopwave.mp4") is None
+    # and frames a run left before its state recorded one are its to resume: said so
+    (other / "frames").mkdir()
+    (other / "frames" / "000000.png").write_bytes(b"")
+    assert "continue it with `loopwave render --resume" in (_fresh_run_problem(other) or "")
+    for cut in (b"", b"frame,delta"):
         again = tmp_path / f"again_{len(cut)}"
         again.mkdir()
         (again / "settings.json").write_text(json.dumps(dict(s)))
@@ -2961,8 +2991,11 @@ def test_a_run_whose_frames_folder_is_gone_resumes(tmp_path, backend, monkeypatc
     (fresh / "frames").unlink()
     # (a later review) and one to a name too long, which Path.exists() raised bare
     (fresh / "frames").symlink_to(tmp_path / ("x" * 300) / "frames")
-    with pytest.raises(ValueError, match=r"frames is a link that leads nowhere .*: a name in it"):
+    with pytest.raises(
+        ValueError, match=r"frames is a link that leads nowhere .*: a name in it"
+    ) as e:
         render(s, run_dir=fresh, progress=False, video=False)
+    assert "x" * 100 not in str(e.value)  # (cut short: a review found 300 bytes of it)
     (fresh / "frames").unlink()
     # and plan/ counts only where the run builds or reads a colour plan: a fresh run of
     # another colour mode, and a finished plan run's resume, never open it

@@ -338,9 +338,12 @@ def _our_tmp(f: Path) -> bool:
     return name != f.name and _frame_number(name) is not None
 
 
-def _fresh_run_problem(rd: Path, *, locked: bool = False, plan: bool = True) -> str | None:
+def _fresh_run_problem(
+    rd: Path, *, locked: bool = False, plan: bool = True, video: Path | None = None
+) -> str | None:
     """Why a fresh run cannot start in ``rd``, or None (``locked``: checked again by a
-    render holding ``rd``'s lock; ``plan``: the run builds a colour plan in ``plan/``)."""
+    render holding ``rd``'s lock; ``plan``: the run builds a colour plan in ``plan/``;
+    ``video``: the video it makes, if any)."""
     long = [part for part in rd.parts if len(os.fsencode(part)) > 255]
     if long:  # (before any look inside: that raises "File name too long")
         return f"run_dir: {long[0][:40]!r}... is longer than 255 bytes (output.dir / output.name)"
@@ -360,6 +363,15 @@ def _fresh_run_problem(rd: Path, *, locked: bool = False, plan: bool = True) -> 
     ours = _our_tmp if (rd / "settings.json").exists() else lambda f: False
     for sub in ("frames", "plan"):  # (plan/: a fresh build would take its keyframes)
         if _holds_files(rd / sub, ours):
+            # (from a review) a run stopped after its first image, before its state
+            # recorded it, is resumed: say so, where the folder holds a run's settings
+            if _settings_problem(rd / "settings.json") is None:
+                return (
+                    f"run_dir: {rd / sub} already holds files; if they are a stopped run's "
+                    f"(its settings.json is here), continue it with `loopwave render --resume "
+                    f"{shlex.quote(str(rd))}` (resume=True), else pick another output or move "
+                    "them"
+                )
             return f"run_dir: {rd / sub} already holds files; pick another output or move them"
     problem = _frames_problem(rd, plan=plan)
     if problem:
@@ -378,7 +390,7 @@ def _fresh_run_problem(rd: Path, *, locked: bool = False, plan: bool = True) -> 
     # nor replace files of its names that it did not write (from a review: a user's own
     # settings.json, drift.csv or drift.png were replaced); a run that made nothing
     # left its settings and the drift table's header, which a fresh run may replace
-    foreign = _foreign_files(rd)
+    foreign = _foreign_files(rd, video)
     if foreign:
         return (
             f"run_dir: {rd} holds {', '.join(foreign)}, which a new run would replace; "
@@ -391,26 +403,37 @@ def _fresh_run_problem(rd: Path, *, locked: bool = False, plan: bool = True) -> 
     return None
 
 
-def _foreign_files(rd: Path) -> list[str]:
+def _settings_problem(p: Path) -> str | None:
+    """Why ``p`` is not a loopwave run's ``settings.json`` (a JSON object with loopwave's
+    ``version`` and ``render``), or None where it is one ("missing" where it is not
+    there)."""
+    if not p.exists():
+        return "missing"
+    if p.is_dir():
+        return "a folder"
+    try:
+        saved = _read_json(p)
+    except (OSError, ValueError):  # (a run's, damaged, perhaps: not called a user's)
+        return "unreadable: damaged, or not a loopwave run's"
+    if isinstance(saved, dict) and "version" in saved and "render" in saved:
+        return None
+    return "not a loopwave run's settings"
+
+
+def _foreign_files(rd: Path, video: Path | None = None) -> list[str]:
     """The files a fresh run in ``rd`` writes that are there and not a run's own, each
-    with why (a file unread as JSON may be a run's, damaged, so it is not called a
-    user's): a ``settings.json`` that is not a JSON object with loopwave's ``version``
-    and ``render``; a ``drift.csv`` that is not beside such a ``settings.json`` (a run
-    writes that first), or whose first line is not the drift table's header, unless the
-    whole file is the start of that header (cut short by a full disk or a kill); and any
-    ``drift.png`` (a run draws it at its end, after its state records frames)."""
+    with why: a ``settings.json`` that is not a run's (:func:`_settings_problem`); a
+    ``drift.csv`` that is not beside a run's ``settings.json`` (a run writes that first),
+    or that is more than the drift table's header, or the start of it (cut short by a
+    full disk or a kill: a run writes rows only after its first frame, which a fresh run
+    refuses); and any ``drift.png``, ``plan.json`` or ``video`` file (a run writes them after
+    frames or keyframes, which a fresh run refuses), or a partial video not beside a
+    run's ``settings.json``."""
     found = []
-    own_settings = False
-    p = rd / "settings.json"
-    if p.exists():
-        try:
-            saved = _read_json(p)
-        except (OSError, ValueError):
-            found.append(f"{p.name} (unreadable: damaged, or not a loopwave run's)")
-        else:
-            own_settings = isinstance(saved, dict) and "version" in saved and "render" in saved
-            if not own_settings:
-                found.append(f"{p.name} (not a loopwave run's settings)")
+    why = _settings_problem(rd / "settings.json")
+    if why not in (None, "missing"):
+        found.append(f"settings.json ({why})")
+    own = why is None
     p = rd / "drift.csv"
     if p.exists():
         header = ",".join(DRIFT_HEADER)
@@ -419,15 +442,30 @@ def _foreign_files(rd: Path) -> list[str]:
                 text: str | None = f.read(len(header) + 3)
         except OSError:
             text = None
-        if not own_settings:  # (a copy of a run's table alone in a folder is a user's)
+        if not own:  # (a copy of a run's table alone in a folder is a user's)
             found.append(f"{p.name} (not beside a loopwave run's settings.json)")
-        elif text is None or not (
-            text.split("\n", 1)[0].rstrip("\r") == header
-            or any((header + end).startswith(text) for end in ("\n", "\r\n"))
-        ):
-            found.append(f"{p.name} (not a loopwave run's drift table)")
-    if (rd / "drift.png").exists():  # (a run that made nothing has drawn none)
-        found.append("drift.png (not drawn by a run that made nothing)")
+        elif text is None or not any((header + end).startswith(text) for end in ("\n", "\r\n")):
+            # (from a review: a copy of another run's settings and whole table was taken)
+            rows = text is not None and text.split("\n", 1)[0].rstrip("\r") == header
+            found.append(
+                f"{p.name} (a drift table with rows: not a new run's)"
+                if rows
+                else f"{p.name} (not a loopwave run's drift table)"
+            )
+    for name, why in (
+        ("drift.png", "a run draws it only at its end"),
+        ("plan.json", "a run writes it only after its keyframes"),
+    ):
+        if (rd / name).exists():
+            found.append(f"{name} ({why})")
+    if video is not None:
+        from .video import partial_path
+
+        # (files: a folder there is the encoder's to report, as before)
+        if os.path.isfile(video):
+            found.append(f"{video.name} (a run writes it only at its end)")
+        if os.path.isfile(partial_path(video)) and not own:
+            found.append(f"{partial_path(video).name} (not beside a loopwave run's settings.json)")
     return found
 
 
@@ -445,6 +483,8 @@ def _frames_problem(rd: Path, *, plan: bool) -> str | None:
                 # (in a loop realpath gives up and names the link itself: its first
                 # target; a name too long, which Path.exists() raised bare, it keeps)
                 end = os.readlink(d) if e.errno == errno.ELOOP else os.path.realpath(d)
+                if len(end) > 120:  # (a name too long was printed whole, 300 bytes of it)
+                    end = f"{end[:60]}...{end[-40:]}"
                 why = (
                     "a name in it is too long"
                     if e.errno == errno.ENAMETOOLONG
@@ -1798,7 +1838,11 @@ def render(
         if problem:
             raise SettingsError(f"{problem} (made absolute, against {os.getcwd()})")
         # before the model loads; again under the lock
-        problem = _fresh_run_problem(rd, plan=settings["colour"]["mode"] == "plan")
+        problem = _fresh_run_problem(
+            rd,
+            plan=settings["colour"]["mode"] == "plan",
+            video=_video_path(rd, settings) if video else None,
+        )
         if problem:
             raise ValueError(problem)
     if video and not _have_av():  # (it made no video, and said nothing)
@@ -1850,7 +1894,12 @@ def render(
         if not resume:
             # another render may have run here since the check above (while the model
             # loaded): one that finished left its state, which this run must not continue
-            problem = _fresh_run_problem(rd, locked=True, plan=settings["colour"]["mode"] == "plan")
+            problem = _fresh_run_problem(
+                rd,
+                locked=True,
+                plan=settings["colour"]["mode"] == "plan",
+                video=_video_path(rd, settings) if video else None,
+            )
             if problem:
                 raise ValueError(problem)
             make_folder(rd / "frames")
