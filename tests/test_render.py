@@ -423,6 +423,9 @@ def test_refusals(tmp_path, backend):
     (other / "loopwave.partial.mp4").write_bytes(b"")  # (a run's, killed at its start)
     (other / "loopwave.mp4").unlink()
     assert _fresh_run_problem(other, video=other / "loopwave.mp4") is None
+    folder = tmp_path / "folder"
+    (folder / "settings.json").mkdir(parents=True)  # (was "unreadable: damaged")
+    assert "holds settings.json (a folder)" in (_fresh_run_problem(folder) or "")
     # and frames a run left before its state recorded one are its to resume: said so
     (other / "frames").mkdir()
     (other / "frames" / "000000.png").write_bytes(b"")
