@@ -417,8 +417,23 @@ def test_refusals(tmp_path, backend):
         (other / name).write_bytes(b"mine")
         assert why in (_fresh_run_problem(other, video=other / "loopwave.mp4") or "")
         (other / name).unlink()
+    # (a review of that) a run without a video refuses them too: its resume may make
+    # one (the file was replaced), or remove a partial one (it was deleted)
+    for name in ("morph.mp4", "morph.partial.mp4"):
+        (other / name).write_bytes(b"mine")
+        with pytest.raises(ValueError, match=rf"holds {re.escape(name)} \("):
+            render(s, run_dir=other, backend=backend, progress=False, video=False)
+        assert (other / name).read_bytes() == b"mine"
+        (other / name).unlink()
+    # and plan.json only where the run builds a colour plan (others never write it), a
+    # link to a name too long as a link (Path.exists() raised bare)
+    (other / "plan.json").write_bytes(b"mine")
+    assert "plan.json" not in (_fresh_run_problem(other, plan=False) or "")
+    (other / "plan.json").unlink()
+    (other / "plan.json").symlink_to(tmp_path / ("x" * 300))
+    assert "holds plan.json as a link" in (_fresh_run_problem(other) or "")
+    (other / "plan.json").unlink()
     (other / "loopwave.mp4").write_bytes(b"mine")
-    assert _fresh_run_problem(other, video=None) is None  # (no video: it stays)
     (other / "settings.json").write_text(json.dumps(dict(s)))
     (other / "loopwave.partial.mp4").write_bytes(b"")  # (a run's, killed at its start)
     (other / "loopwave.mp4").unlink()
@@ -426,6 +441,15 @@ def test_refusals(tmp_path, backend):
     folder = tmp_path / "folder"
     (folder / "settings.json").mkdir(parents=True)  # (was "unreadable: damaged")
     assert "holds settings.json (a folder)" in (_fresh_run_problem(folder) or "")
+    # a run whose resume set it back to no frame (its first frame found damaged) keeps
+    # its picture: refused for that, with how to resume (a review found no hint)
+    back = tmp_path / "back"
+    back.mkdir()
+    (back / "settings.json").write_text(json.dumps(dict(s)))
+    (back / "state.json").write_text('{"last": -1}')
+    (back / "drift.png").write_bytes(b"a run's")
+    problem = _fresh_run_problem(back) or ""
+    assert "holds drift.png (a run draws" in problem and "`loopwave render --resume" in problem
     # and frames a run left before its state recorded one are its to resume: said so
     (other / "frames").mkdir()
     (other / "frames" / "000000.png").write_bytes(b"")

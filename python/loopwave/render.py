@@ -343,7 +343,8 @@ def _fresh_run_problem(
 ) -> str | None:
     """Why a fresh run cannot start in ``rd``, or None (``locked``: checked again by a
     render holding ``rd``'s lock; ``plan``: the run builds a colour plan in ``plan/``;
-    ``video``: the video it makes, if any)."""
+    ``video``: where the run's video goes, refused as a file whether or not this run
+    encodes: a resume may)."""
     long = [part for part in rd.parts if len(os.fsencode(part)) > 255]
     if long:  # (before any look inside: that raises "File name too long")
         return f"run_dir: {long[0][:40]!r}... is longer than 255 bytes (output.dir / output.name)"
@@ -379,7 +380,8 @@ def _fresh_run_problem(
     # a link is not a run's own: the run would write its drift table or picture through
     # it (outside the run folder, or, for one that leads nowhere, fail after the model
     # had loaded)
-    links = [n for n in ("settings.json", "drift.csv", "drift.png") if (rd / n).is_symlink()]
+    names = ("settings.json", "drift.csv", "drift.png", "plan.json")
+    links = [n for n in names if (rd / n).is_symlink() and (plan or n != "plan.json")]
     if links:
         one = len(links) == 1  # (from a review: "holds drift.csv as link ... move them")
         return (
@@ -390,12 +392,16 @@ def _fresh_run_problem(
     # nor replace files of its names that it did not write (from a review: a user's own
     # settings.json, drift.csv or drift.png were replaced); a run that made nothing
     # left its settings and the drift table's header, which a fresh run may replace
-    foreign = _foreign_files(rd, video)
+    foreign = _foreign_files(rd, video, plan=plan)
     if foreign:
-        return (
-            f"run_dir: {rd} holds {', '.join(foreign)}, which a new run would replace; "
-            "pick another output or move them"
+        # (from a review) a run whose resume set it back to no frame is still resumed
+        resume = (
+            f"; if this is a stopped run's folder, continue it with `loopwave render --resume "
+            f"{shlex.quote(str(rd))}` (resume=True), else pick another output or move them"
+            if (rd / "state.json").is_file() and _settings_problem(rd / "settings.json") is None
+            else "; pick another output or move them"
         )
+        return f"run_dir: {rd} holds {', '.join(foreign)}, which a new run would replace{resume}"
     # a folder that cannot be made fails here, not after the model loaded
     why = unmakeable(rd)
     if why is not None:
@@ -420,15 +426,15 @@ def _settings_problem(p: Path) -> str | None:
     return "not a loopwave run's settings"
 
 
-def _foreign_files(rd: Path, video: Path | None = None) -> list[str]:
+def _foreign_files(rd: Path, video: Path | None = None, *, plan: bool = True) -> list[str]:
     """The files a fresh run in ``rd`` writes that are there and not a run's own, each
     with why: a ``settings.json`` that is not a run's (:func:`_settings_problem`); a
     ``drift.csv`` that is not beside a run's ``settings.json`` (a run writes that first),
     or that is more than the drift table's header, or the start of it (cut short by a
     full disk or a kill: a run writes rows only after its first frame, which a fresh run
-    refuses); and any ``drift.png``, ``plan.json`` or ``video`` file (a run writes them after
-    frames or keyframes, which a fresh run refuses), or a partial video not beside a
-    run's ``settings.json``."""
+    refuses); and any ``drift.png``, ``plan.json`` (with ``plan``: other colour modes
+    never write it) or ``video`` file (a run writes them after frames or keyframes, which
+    a fresh run refuses), or a partial video not beside a run's ``settings.json``."""
     found = []
     why = _settings_problem(rd / "settings.json")
     if why not in (None, "missing"):
@@ -456,7 +462,8 @@ def _foreign_files(rd: Path, video: Path | None = None) -> list[str]:
         ("drift.png", "a run draws it only at its end"),
         ("plan.json", "a run writes it only after its keyframes"),
     ):
-        if (rd / name).exists():
+        # (os.path: a link to a name too long made Path.exists() raise bare)
+        if os.path.exists(rd / name) and (plan or name != "plan.json"):
             found.append(f"{name} ({why})")
     if video is not None:
         from .video import partial_path
@@ -1841,7 +1848,7 @@ def render(
         problem = _fresh_run_problem(
             rd,
             plan=settings["colour"]["mode"] == "plan",
-            video=_video_path(rd, settings) if video else None,
+            video=_video_path(rd, settings),  # (with or without: a resume may encode)
         )
         if problem:
             raise ValueError(problem)
@@ -1898,7 +1905,7 @@ def render(
                 rd,
                 locked=True,
                 plan=settings["colour"]["mode"] == "plan",
-                video=_video_path(rd, settings) if video else None,
+                video=_video_path(rd, settings),
             )
             if problem:
                 raise ValueError(problem)
