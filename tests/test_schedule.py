@@ -244,6 +244,8 @@ def test_prompts_and_wave_tokens():
         parse_prompts({0: "a", 10**600: "b"})
     with pytest.raises(ScheduleError, match=r"^prompts: frame [0-9]{20}\.\.\. is given twice$"):
         parse_prompts({10**599: "a", "1" + "0" * 599: "b"})
+    with pytest.raises(ScheduleError, match=r"^prompts: frame [0-9]{20}\.\.\. is given twice$"):
+        parse_prompts({10**23: "a", "1" + "0" * 23: "b"})  # (21-24 digits were printed whole)
     for neg in (-(10**599), "-" + "1" * 600):
         with pytest.raises(ScheduleError, match=r"^prompts: frame -[0-9]{20}\.\.\. is negative$"):
             parse_prompts({0: "a", neg: "b"})

@@ -490,7 +490,8 @@ def parse_prompts(spec: Mapping[int | str, str] | str) -> dict[int, Prompt]:
                 f"prompts: frame {frame!r:.60} is not a whole number in ASCII digits"
             )
         # (for messages: cut as a key given as text is, the sign kept)
-        name = str(f) if abs(f) < 10**24 else f"{'-' * (f < 0)}{str(abs(f))[:20]}..."
+        size = str(abs(f))
+        name = str(f) if len(size) <= 20 else f"{'-' * (f < 0)}{size[:20]}..."
         if f < 0:
             raise ScheduleError(f"prompts: frame {name} is negative")
         if not isinstance(text, str):
