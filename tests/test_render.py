@@ -409,7 +409,7 @@ def test_refusals(tmp_path, backend):
     other.mkdir()
     for name, why in [
         ("plan.json", "plan.json (a run writes it only after its keyframes)"),
-        ("loopwave.mp4", "loopwave.mp4 (a run writes it only at its end)"),
+        ("loopwave.mp4", "loopwave.mp4 (the run's video goes there, made at its end)"),
         ("loopwave.partial.mp4", "loopwave.partial.mp4 (not beside a loopwave run's"),
     ]:
         (other / name).write_bytes(b"mine")
@@ -448,6 +448,21 @@ def test_refusals(tmp_path, backend):
     (back / "drift.png").write_bytes(b"a run's")
     problem = _fresh_run_problem(back) or ""
     assert "holds drift.png (a run draws" in problem and "`loopwave render --resume" in problem
+    assert "--no-video` (resume=True, video=False)" in (
+        _fresh_run_problem(back, encode=False) or ""
+    )
+    # (a review of that) but only where the resume would start: not for settings edited
+    # since the run's frames, nor settings a resume cannot read (each sent the user to
+    # the other message)
+    (back / "state.json").write_text('{"last": -1, "settings": "made with others"}')
+    assert (
+        "--resume" not in (problem := _fresh_run_problem(back) or "") and "pick another" in problem
+    )
+    (back / "state.json").write_text('{"last": -1}')
+    (back / "settings.json").write_text('{"version": 1, "render": {"frames": "many"}}')
+    assert (
+        "--resume" not in (problem := _fresh_run_problem(back) or "") and "pick another" in problem
+    )
     # and frames a run left before its state recorded one are its to resume: said so
     (other / "frames").mkdir()
     (other / "frames" / "000000.png").write_bytes(b"")

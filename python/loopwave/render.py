@@ -339,12 +339,17 @@ def _our_tmp(f: Path) -> bool:
 
 
 def _fresh_run_problem(
-    rd: Path, *, locked: bool = False, plan: bool = True, video: Path | None = None
+    rd: Path,
+    *,
+    locked: bool = False,
+    plan: bool = True,
+    video: Path | None = None,
+    encode: bool = True,
 ) -> str | None:
     """Why a fresh run cannot start in ``rd``, or None (``locked``: checked again by a
     render holding ``rd``'s lock; ``plan``: the run builds a colour plan in ``plan/``;
     ``video``: where the run's video goes, refused as a file whether or not this run
-    encodes: a resume may)."""
+    encodes: a resume may; ``encode``: whether it makes the video, for the resume hint)."""
     long = [part for part in rd.parts if len(os.fsencode(part)) > 255]
     if long:  # (before any look inside: that raises "File name too long")
         return f"run_dir: {long[0][:40]!r}... is longer than 255 bytes (output.dir / output.name)"
@@ -365,15 +370,8 @@ def _fresh_run_problem(
     for sub in ("frames", "plan"):  # (plan/: a fresh build would take its keyframes)
         if _holds_files(rd / sub, ours):
             # (from a review) a run stopped after its first image, before its state
-            # recorded it, is resumed: say so, where the folder holds a run's settings
-            if _settings_problem(rd / "settings.json") is None:
-                return (
-                    f"run_dir: {rd / sub} already holds files; if they are a stopped run's "
-                    f"(its settings.json is here), continue it with `loopwave render --resume "
-                    f"{shlex.quote(str(rd))}` (resume=True), else pick another output or move "
-                    "them"
-                )
-            return f"run_dir: {rd / sub} already holds files; pick another output or move them"
+            # recorded it, is resumed: say so, where a resume would start
+            return f"run_dir: {rd / sub} already holds files{_resume_hint(rd, locked, encode)}"
     problem = _frames_problem(rd, plan=plan)
     if problem:
         return problem
@@ -395,18 +393,39 @@ def _fresh_run_problem(
     foreign = _foreign_files(rd, video, plan=plan)
     if foreign:
         # (from a review) a run whose resume set it back to no frame is still resumed
-        resume = (
-            f"; if this is a stopped run's folder, continue it with `loopwave render --resume "
-            f"{shlex.quote(str(rd))}` (resume=True), else pick another output or move them"
-            if (rd / "state.json").is_file() and _settings_problem(rd / "settings.json") is None
-            else "; pick another output or move them"
+        return (
+            f"run_dir: {rd} holds {', '.join(foreign)}, which a new run, or its resume, "
+            f"would replace{_resume_hint(rd, locked, encode)}"
         )
-        return f"run_dir: {rd} holds {', '.join(foreign)}, which a new run would replace{resume}"
     # a folder that cannot be made fails here, not after the model loaded
     why = unmakeable(rd)
     if why is not None:
         return f"run_dir: {rd} cannot be made: {why} (output.dir / output.name)"
     return None
+
+
+def _resume_hint(rd: Path, locked: bool, encode: bool) -> str:
+    """The end of a fresh run's refusal in ``rd``: how to resume the run there, where a
+    resume would pass the checks it makes before the model loads (from a review: the
+    hint was given where the resume was then refused, for settings edited since the
+    run's frames, a render running there, or settings it cannot read), else to pick
+    another output. ``encode``: the fresh run makes a video (else the hint's resume
+    makes none either)."""
+    try:
+        saved = Settings._from_saved(copy.deepcopy(_read_json(rd / "settings.json")))
+        _read_state(rd)
+        made_with = _state(rd).get("settings")
+        busy = None if locked else _RunLock.busy(rd)
+    except (OSError, ValueError):  # (SettingsError, a damaged state.json)
+        return "; pick another output or move them"
+    if busy or (made_with is not None and not _made_with(made_with, saved)):
+        return "; pick another output or move them"
+    flag, arg = ("", "") if encode else (" --no-video", ", video=False")
+    return (
+        f"; if this is a stopped run's folder, continue it with `loopwave render --resume "
+        f"{shlex.quote(str(rd))}{flag}` (resume=True{arg}), else pick another output or move "
+        "them"
+    )
 
 
 def _settings_problem(p: Path) -> str | None:
@@ -470,7 +489,7 @@ def _foreign_files(rd: Path, video: Path | None = None, *, plan: bool = True) ->
 
         # (files: a folder there is the encoder's to report, as before)
         if os.path.isfile(video):
-            found.append(f"{video.name} (a run writes it only at its end)")
+            found.append(f"{video.name} (the run's video goes there, made at its end)")
         if os.path.isfile(partial_path(video)) and not own:
             found.append(f"{partial_path(video).name} (not beside a loopwave run's settings.json)")
     return found
@@ -1849,6 +1868,7 @@ def render(
             rd,
             plan=settings["colour"]["mode"] == "plan",
             video=_video_path(rd, settings),  # (with or without: a resume may encode)
+            encode=bool(video),
         )
         if problem:
             raise ValueError(problem)
@@ -1906,6 +1926,7 @@ def render(
                 locked=True,
                 plan=settings["colour"]["mode"] == "plan",
                 video=_video_path(rd, settings),
+                encode=bool(video),
             )
             if problem:
                 raise ValueError(problem)
