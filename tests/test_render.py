@@ -463,6 +463,22 @@ def test_refusals(tmp_path, backend):
     assert (
         "--resume" not in (problem := _fresh_run_problem(back) or "") and "pick another" in problem
     )
+    # (a review of that) nor settings nested past the recursion limit, which were a bare
+    # RecursionError there, and in the resume itself
+    deep = '{"version": 1, "render": {}, "x": ' + "[" * 600 + "]" * 600 + "}"
+    (back / "settings.json").write_text(deep)
+    problem = _fresh_run_problem(back) or ""
+    assert "--resume" not in problem and "pick another" in problem
+    with pytest.raises(ValueError, match=r"settings.json: "):
+        render(None, run_dir=back, resume=True, backend=backend, progress=False, video=False)
+    # and a run's folder whose frames its settings no longer match gets no hint either
+    edited = tmp_path / "edited"
+    render(s, run_dir=edited, backend=backend, progress=False, video=False, stop_after=0)
+    assert "continue it with `loopwave render --resume" in (_fresh_run_problem(edited) or "")
+    state = json.loads((edited / "state.json").read_text())
+    (edited / "state.json").write_text(json.dumps({**state, "settings": "made with others"}))
+    problem = _fresh_run_problem(edited) or ""
+    assert "already holds a run" in problem and "--resume" not in problem
     # and frames a run left before its state recorded one are its to resume: said so
     (other / "frames").mkdir()
     (other / "frames" / "000000.png").write_bytes(b"")
@@ -2110,7 +2126,9 @@ def test_found_walking_through_the_readme(tmp_path, backend, monkeypatch, capsys
     s = Settings.from_dict(data)
     rd = tmp_path / "my run"
     render(s, backend=backend, progress=False, video=False, stop_after=2)
-    with pytest.raises(ValueError, match=re.escape(f"--resume {shlex.quote(str(rd))}`")):
+    # (and, the run being one without a video, the hint's resume makes none either)
+    hint = f"--resume {shlex.quote(str(rd))} --no-video` (resume=True, video=False)"
+    with pytest.raises(ValueError, match=re.escape(hint)):
         render(s, backend=backend, progress=False, video=False)
     (rd / "my run.partial.mp4").write_bytes(b"cut off")  # as a kill while encoding leaves it
     r = render(s, resume=True, backend=backend, progress=False, video=False)

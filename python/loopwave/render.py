@@ -353,16 +353,17 @@ def _fresh_run_problem(
     long = [part for part in rd.parts if len(os.fsencode(part)) > 255]
     if long:  # (before any look inside: that raises "File name too long")
         return f"run_dir: {long[0][:40]!r}... is longer than 255 bytes (output.dir / output.name)"
+    # a run still being rendered: not one to resume now (the hint was followed, and the
+    # resume refused), nor a folder to move files out of (a review)
+    busy = None if locked else _RunLock.busy(rd)
+    if busy:
+        return busy
     if (rd / "state.json").exists() and not _nothing_made(rd):
-        # a run still being rendered: not one to resume now (the hint was followed, and
-        # the resume refused)
-        busy = None if locked else _RunLock.busy(rd)
-        if busy:
-            return busy
+        hint = _resume_hint(rd, encode)
         return (
-            f"run_dir: {rd} already holds a run (output.dir / output.name); continue it with "
-            f"`loopwave render --resume {shlex.quote(str(rd))}` (resume=True), or choose "
-            "another output (--out, output.name)"
+            f"run_dir: {rd} already holds a run (output.dir / output.name); "
+            + (f"continue it with {hint}, or choose" if hint else "choose")
+            + " another output (--out, output.name)"
         )
     # a fresh run starts in an empty frames folder: never delete files it did not write
     # (but a killed write_png's temporary file in a run that made nothing, which it removes)
@@ -371,7 +372,7 @@ def _fresh_run_problem(
         if _holds_files(rd / sub, ours):
             # (from a review) a run stopped after its first image, before its state
             # recorded it, is resumed: say so, where a resume would start
-            return f"run_dir: {rd / sub} already holds files{_resume_hint(rd, locked, encode)}"
+            return f"run_dir: {rd / sub} already holds files{_or_resume(rd, encode)}"
     problem = _frames_problem(rd, plan=plan)
     if problem:
         return problem
@@ -394,8 +395,8 @@ def _fresh_run_problem(
     if foreign:
         # (from a review) a run whose resume set it back to no frame is still resumed
         return (
-            f"run_dir: {rd} holds {', '.join(foreign)}, which a new run, or its resume, "
-            f"would replace{_resume_hint(rd, locked, encode)}"
+            f"run_dir: {rd} holds {', '.join(foreign)}, which a new run would replace"
+            f"{_or_resume(rd, encode)}"
         )
     # a folder that cannot be made fails here, not after the model loaded
     why = unmakeable(rd)
@@ -404,27 +405,38 @@ def _fresh_run_problem(
     return None
 
 
-def _resume_hint(rd: Path, locked: bool, encode: bool) -> str:
-    """The end of a fresh run's refusal in ``rd``: how to resume the run there, where a
-    resume would pass the checks it makes before the model loads (from a review: the
-    hint was given where the resume was then refused, for settings edited since the
-    run's frames, a render running there, or settings it cannot read), else to pick
-    another output. ``encode``: the fresh run makes a video (else the hint's resume
-    makes none either)."""
+def _resume_hint(rd: Path, encode: bool) -> str | None:
+    """How to resume the run in ``rd`` (a command, and the Python call), where a resume
+    would pass the checks it makes of the folder before the model loads (from reviews:
+    a hint was given where the resume then refused, for settings edited since the run's
+    frames, settings it cannot read, a folder it cannot write, a broken ``plan/`` of a
+    plan run); else None. ``encode``: the fresh run makes a video (else the resume
+    makes none either). A render running there is refused before (:meth:`_RunLock.busy`)."""
     try:
-        saved = Settings._from_saved(copy.deepcopy(_read_json(rd / "settings.json")))
+        saved = Settings._from_saved(_read_json(rd / "settings.json"))
         _read_state(rd)
         made_with = _state(rd).get("settings")
-        busy = None if locked else _RunLock.busy(rd)
-    except (OSError, ValueError):  # (SettingsError, a damaged state.json)
-        return "; pick another output or move them"
-    if busy or (made_with is not None and not _made_with(made_with, saved)):
-        return "; pick another output or move them"
+    except (OSError, ValueError, RecursionError):  # (SettingsError, a damaged state.json)
+        return None
+    if (
+        (made_with is not None and not _made_with(made_with, saved))
+        or not os.access(rd, os.W_OK | os.X_OK)
+        or _frames_problem(rd, plan=saved["colour"]["mode"] == "plan")
+    ):
+        return None
     flag, arg = ("", "") if encode else (" --no-video", ", video=False")
+    return f"`loopwave render --resume {shlex.quote(str(rd))}{flag}` (resume=True{arg})"
+
+
+def _or_resume(rd: Path, encode: bool) -> str:
+    """A fresh run's refusal's end: resume the run in ``rd`` (:func:`_resume_hint`), or
+    pick another output."""
+    hint = _resume_hint(rd, encode)
+    if hint is None:
+        return "; pick another output or move them"
     return (
-        f"; if this is a stopped run's folder, continue it with `loopwave render --resume "
-        f"{shlex.quote(str(rd))}{flag}` (resume=True{arg}), else pick another output or move "
-        "them"
+        f"; if this is a stopped run's folder, continue it with {hint}, else pick another "
+        "output or move them"
     )
 
 
@@ -488,7 +500,7 @@ def _foreign_files(rd: Path, video: Path | None = None, *, plan: bool = True) ->
         from .video import partial_path
 
         # (files: a folder there is the encoder's to report, as before)
-        if os.path.isfile(video):
+        if os.path.isfile(video):  # (a resume that makes the video replaces it too)
             found.append(f"{video.name} (the run's video goes there, made at its end)")
         if os.path.isfile(partial_path(video)) and not own:
             found.append(f"{partial_path(video).name} (not beside a loopwave run's settings.json)")
@@ -1799,6 +1811,8 @@ def render(
             saved = Settings._from_saved(copy.deepcopy(saved_raw))
         except SettingsError as e:  # (the message named a key, not which file holds it)
             raise SettingsError(f"{rd / 'settings.json'}: {e}") from None
+        except RecursionError:  # (from the copy: a review found it bare)
+            raise SettingsError(f"{rd / 'settings.json'}: nested too deep to read") from None
         if settings is not None:
             if not isinstance(settings, Settings):
                 raise TypeError(
