@@ -471,6 +471,13 @@ def test_refusals(tmp_path, backend):
     assert "--resume" not in problem and "pick another" in problem
     with pytest.raises(ValueError, match=r"settings.json: "):
         render(None, run_dir=back, resume=True, backend=backend, progress=False, video=False)
+    # a render running there is named first, whatever the folder holds (it was "pick
+    # another output or move them": files moved from under a live render)
+    from loopwave.render import _RunLock
+
+    (back / "settings.json").write_text(json.dumps(dict(s)))
+    with _RunLock(back):
+        assert "is being rendered in this process" in (_fresh_run_problem(back) or "")
     # and a run's folder whose frames its settings no longer match gets no hint either
     edited = tmp_path / "edited"
     render(s, run_dir=edited, backend=backend, progress=False, video=False, stop_after=0)
