@@ -472,16 +472,16 @@ def _foreign_files(rd: Path, video: Path | None = None, *, plan: bool = True) ->
         found.append(f"settings.json ({why})")
     own = why is None
     p = rd / "drift.csv"
-    if p.exists():
+    if p.exists() and not own:  # (a copy of a run's table alone in a folder is a user's)
+        found.append(f"{p.name} (not beside a loopwave run's settings.json)")
+    elif p.exists():
         header = ",".join(DRIFT_HEADER)
         try:
             with open(p, encoding="utf-8", errors="replace", newline="") as f:
                 text: str | None = f.read(len(header) + 3)
         except OSError:
             text = None
-        if not own:  # (a copy of a run's table alone in a folder is a user's)
-            found.append(f"{p.name} (not beside a loopwave run's settings.json)")
-        elif text is None or not any((header + end).startswith(text) for end in ("\n", "\r\n")):
+        if text is None or not any((header + end).startswith(text) for end in ("\n", "\r\n")):
             # (from a review: a copy of another run's settings and whole table was taken)
             rows = text is not None and text.split("\n", 1)[0].rstrip("\r") == header
             found.append(
@@ -489,13 +489,13 @@ def _foreign_files(rd: Path, video: Path | None = None, *, plan: bool = True) ->
                 if rows
                 else f"{p.name} (not a loopwave run's drift table)"
             )
-    for name, why in (
+    for name, reason in (
         ("drift.png", "a run draws it only at its end"),
         ("plan.json", "a run writes it only after its keyframes"),
     ):
         # (os.path: a link to a name too long made Path.exists() raise bare)
         if os.path.exists(rd / name) and (plan or name != "plan.json"):
-            found.append(f"{name} ({why})")
+            found.append(f"{name} ({reason})")
     if video is not None:
         from .video import partial_path
 
@@ -1878,12 +1878,14 @@ def render(
         if problem:
             raise SettingsError(f"{problem} (made absolute, against {os.getcwd()})")
         # before the model loads; again under the lock
-        problem = _fresh_run_problem(
+        fresh_problem = functools.partial(
+            _fresh_run_problem,
             rd,
             plan=settings["colour"]["mode"] == "plan",
             video=_video_path(rd, settings),  # (with or without: a resume may encode)
             encode=bool(video),
         )
+        problem = fresh_problem()
         if problem:
             raise ValueError(problem)
     if video and not _have_av():  # (it made no video, and said nothing)
@@ -1935,13 +1937,7 @@ def render(
         if not resume:
             # another render may have run here since the check above (while the model
             # loaded): one that finished left its state, which this run must not continue
-            problem = _fresh_run_problem(
-                rd,
-                locked=True,
-                plan=settings["colour"]["mode"] == "plan",
-                video=_video_path(rd, settings),
-                encode=bool(video),
-            )
+            problem = fresh_problem(locked=True)
             if problem:
                 raise ValueError(problem)
             make_folder(rd / "frames")
