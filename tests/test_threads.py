@@ -134,6 +134,42 @@ def test_changing_the_thread_count_while_kernels_run(photos):
         np.testing.assert_array_equal(r, want)
 
 
+def _loopwave_threads() -> set[str]:
+    """Thread ids of this process's loopwave workers (named loopwave-N)."""
+    tids = set()
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                if f.read().startswith("loopwave-"):
+                    tids.add(tid)
+        except FileNotFoundError:  # (a thread that ended meanwhile)
+            pass
+    return tids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/task")
+def test_switching_between_a_few_counts_starts_no_new_threads(photos):
+    """Each call used to start a new pool; switching in a loop on a loaded machine then
+    started threads faster than the old ones ended ("can't start new thread"). Replaced
+    pools are now kept for reuse: after one round of the counts no thread is started."""
+    frame = drift(photos["chelsea"])
+    counts = (1, 2, 3, 0)
+    for n in counts:
+        lw.set_num_threads(n)
+        lw.color_correct(frame, photos["coffee"])
+    before = _loopwave_threads()
+    assert before
+    for i in range(400):
+        lw.set_num_threads(counts[i % 4])
+        assert lw.get_num_threads() == (counts[i % 4] or lw.get_num_threads())
+        if i % 40 == 0:
+            lw.color_correct(frame, photos["coffee"])
+    new = _loopwave_threads() - before
+    assert not new, f"{len(new)} threads started"
+    lw.set_num_threads(3)
+    assert lw.get_num_threads() == 3
+
+
 def test_environment_variable_sets_the_default():
     code = (
         "import loopwave as lw\n"

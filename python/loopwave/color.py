@@ -746,9 +746,11 @@ def warp_affine(frames: Frames, matrix: npt.ArrayLike, *, border: str = "replica
 def set_num_threads(n: int) -> None:
     """Use ``n`` worker threads for kernels (0 restores the default: ``LOOPWAVE_NUM_THREADS``
     or the number of cores, at most 1024). Lower it to leave cores to torch or
-    onnxruntime. Each call starts a new pool of threads (calls already running finish on
-    the old one, whose threads then end): set it when the work changes, not in a tight
-    loop, where threads can start faster than a loaded machine ends them."""
+    onnxruntime. A new count starts a pool of that many threads (calls already running
+    finish on the old one). The pool it replaces is kept for reuse, up to three of them
+    holding at most four threads per core together (at least 32), so switching between a
+    few counts starts threads only the first time; asking for the current count changes
+    nothing. A larger count than that is started anew each time it is asked for."""
     # (np.timedelta64 is a numpy integer, and a duration)
     if isinstance(n, (bool, np.timedelta64)) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"n must be an int; got {type(n).__name__}")

@@ -64,7 +64,56 @@ struct Slot {
     /// Threads of the pool (0 before it starts), readable without the lock, so a
     /// child can start one of the same size.
     threads: AtomicUsize,
-    pool: RwLock<Option<Arc<ThreadPool>>>,
+    pools: RwLock<Pools>,
+}
+
+/// The pool kernels run on, and the pools `set_num_threads` replaced, kept for
+/// reuse so that switching between a few sizes starts no new threads.
+#[derive(Default)]
+struct Pools {
+    current: Option<Arc<ThreadPool>>,
+    /// Most recently replaced last; at most [`MAX_SPARES`] pools of together at
+    /// most [`spare_threads`] threads (a larger one is dropped, its threads ending
+    /// once the calls running on it finish).
+    spares: Vec<Arc<ThreadPool>>,
+}
+
+/// Replaced pools kept for reuse.
+const MAX_SPARES: usize = 3;
+
+/// The most threads the spare pools may hold together: four times the cores, at
+/// least 32 (idle, they sleep; each holds a stack).
+fn spare_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (4 * cores).max(32)
+}
+
+impl Pools {
+    /// Make `p` the pool kernels run on; the one it replaces becomes a spare.
+    /// Returns the pools no longer kept, to be dropped after the lock.
+    fn put(&mut self, p: Arc<ThreadPool>) -> Vec<Arc<ThreadPool>> {
+        let mut dropped = Vec::new();
+        let budget = spare_threads();
+        match self.current.replace(p) {
+            Some(old) if old.current_num_threads() > budget => dropped.push(old),
+            Some(old) => self.spares.push(old),
+            None => {}
+        }
+        let held = |v: &[Arc<ThreadPool>]| v.iter().map(|p| p.current_num_threads()).sum::<usize>();
+        while self.spares.len() > MAX_SPARES || held(&self.spares) > budget {
+            dropped.push(self.spares.remove(0)); // the oldest first
+        }
+        dropped
+    }
+
+    /// Take the spare pool of `n` threads, if one is kept.
+    fn take_spare(&mut self, n: usize) -> Option<Arc<ThreadPool>> {
+        let i = self
+            .spares
+            .iter()
+            .position(|p| p.current_num_threads() == n)?;
+        Some(self.spares.remove(i))
+    }
 }
 
 /// This process's [`Slot`]: made on first use and never freed (one small leak
@@ -84,7 +133,7 @@ fn slot() -> &'static Slot {
     let new = Box::into_raw(Box::new(Slot {
         key,
         threads: AtomicUsize::new(threads),
-        pool: RwLock::new(None),
+        pools: RwLock::new(Pools::default()),
     }));
     match SLOT.compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire) {
         // SAFETY: just leaked into SLOT
@@ -137,11 +186,13 @@ fn build(n: usize) -> Result<ThreadPool> {
 /// size, in a child process made by `fork`: see [`Slot`]).
 pub fn pool() -> Arc<ThreadPool> {
     let s = slot();
-    if let Some(p) = s.pool.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+    let read = s.pools.read().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = read.current.as_ref() {
         return Arc::clone(p);
     }
-    let mut guard = s.pool.write().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = guard.as_ref() {
+    drop(read);
+    let mut guard = s.pools.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = guard.current.as_ref() {
         return Arc::clone(p);
     }
     let n = match s.threads.load(Ordering::Relaxed) {
@@ -155,12 +206,16 @@ pub fn pool() -> Arc<ThreadPool> {
             .expect("cannot start a thread"),
     );
     s.threads.store(p.current_num_threads(), Ordering::Relaxed);
-    *guard = Some(Arc::clone(&p));
+    guard.current = Some(Arc::clone(&p));
     p
 }
 
 /// Set the number of worker threads; 0 restores the default
 /// (`LOOPWAVE_NUM_THREADS`, else the number of available cores).
+///
+/// The pool being replaced is kept for reuse (see [`Pools`]), so switching back
+/// and forth between a few sizes starts threads only the first time; asking for
+/// the current size changes nothing.
 pub fn set_num_threads(n: usize) -> Result<()> {
     let n = if n == 0 { default_threads() } else { n };
     if n > MAX_THREADS {
@@ -169,14 +224,29 @@ pub fn set_num_threads(n: usize) -> Result<()> {
             format!("at most {MAX_THREADS} threads, got {n}"),
         ));
     }
-    let p = Arc::new(build(n)?);
     let s = slot();
-    let old = {
-        let mut guard = s.pool.write().unwrap_or_else(|e| e.into_inner());
-        s.threads.store(n, Ordering::Relaxed);
-        guard.replace(p)
+    let lock = || s.pools.write().unwrap_or_else(|e| e.into_inner());
+    let dropped = {
+        let mut guard = lock();
+        if guard.current.as_ref().map(|p| p.current_num_threads()) == Some(n) {
+            return Ok(());
+        }
+        match guard.take_spare(n) {
+            Some(p) => {
+                s.threads.store(n, Ordering::Relaxed);
+                guard.put(p)
+            }
+            None => {
+                // starting threads takes a while: not under the lock
+                drop(guard);
+                let p = Arc::new(build(n)?);
+                let mut guard = lock();
+                s.threads.store(n, Ordering::Relaxed);
+                guard.put(p)
+            }
+        }
     };
-    drop(old); // after the lock; its threads stop once the calls running on it finish
+    drop(dropped); // after the lock; their threads stop once the calls running on them finish
     Ok(())
 }
 
@@ -284,4 +354,55 @@ pub fn per_frame<I: Sync, O: Send>(
             .enumerate()
             .try_for_each(|(i, (src, dst))| f(i, src, dst))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes(v: &[Arc<ThreadPool>]) -> Vec<usize> {
+        v.iter().map(|p| p.current_num_threads()).collect()
+    }
+
+    #[test]
+    fn replaced_pools_are_kept_and_taken_back() {
+        let mut pools = Pools::default();
+        for n in [1, 2, 3] {
+            assert!(pools.put(Arc::new(build(n).unwrap())).is_empty());
+        }
+        assert_eq!(sizes(&pools.spares), [1, 2]);
+        let two = pools.take_spare(2).unwrap();
+        assert_eq!(two.current_num_threads(), 2);
+        assert!(pools.take_spare(2).is_none());
+        assert!(pools.put(Arc::clone(&two)).is_empty());
+        assert_eq!(sizes(&pools.spares), [1, 3]);
+        assert!(Arc::ptr_eq(pools.current.as_ref().unwrap(), &two));
+    }
+
+    #[test]
+    fn spares_are_bounded_in_number_and_threads() {
+        let mut pools = Pools::default();
+        let mut dropped = Vec::new();
+        for n in 1..=6 {
+            dropped.extend(pools.put(Arc::new(build(n).unwrap())));
+        }
+        // the oldest go first
+        assert_eq!(sizes(&pools.spares), [3, 4, 5]);
+        assert_eq!(sizes(&dropped), [1, 2]);
+        // a pool over the whole budget is not kept
+        let big = spare_threads() + 1;
+        pools.put(Arc::new(build(big).unwrap()));
+        let gone = pools.put(Arc::new(build(1).unwrap()));
+        assert_eq!(sizes(&gone), [big]);
+        assert_eq!(sizes(&pools.spares), [4, 5, 6]);
+        // together over the budget: the oldest go until they fit
+        let mut pools = Pools::default();
+        let half = spare_threads() / 2 + 1;
+        for n in [half, half] {
+            assert!(pools.put(Arc::new(build(n).unwrap())).is_empty());
+        }
+        let gone = pools.put(Arc::new(build(1).unwrap()));
+        assert_eq!(sizes(&gone), [half]);
+        assert_eq!(sizes(&pools.spares), [half]);
+    }
 }
