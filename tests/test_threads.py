@@ -372,6 +372,11 @@ def test_a_read_of_an_array_another_call_is_writing_is_refused_by_name():
                 lw.rgb_to_lab(out[:1])
             except ValueError as e:
                 refused.append(str(e))
+            # A pause holding neither the GIL nor `out`: without it the writer got the GIL
+            # only while a read held `out` (reads ran back to back, each giving the GIL up
+            # inside the kernel), so where a read came first no write began again and the
+            # test failed after 120 s (twice in four runs of this file on a loaded host)
+            time.sleep(0.001)
     finally:
         done.set()
         t.join()
