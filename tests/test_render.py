@@ -3147,3 +3147,73 @@ def test_error_text_keeps_what_an_error_class_adds():
     # (a review of that) no empty message, nor "None", where there are no words
     assert error_text(OSError(5, None)) == "[Errno 5] None"
     assert error_text(OSError(5, "")) == "[Errno 5] "
+
+
+@pytest.mark.parametrize("kind", ["text", "folder", "link"])
+def test_a_users_file_at_the_lock_path_is_refused_before_the_model_loads(
+    tmp_path, monkeypatch, kind
+):
+    """A render takes RUN_DIR/.lock, writes its pid there and deletes it at its end: a
+    user's file of that name was deleted, one through a link was overwritten with the pid,
+    and a folder raised a bare IsADirectoryError after the model had loaded. Such a file
+    is now refused by name, by a fresh run and a resume, before the model loads."""
+
+    def not_loaded(*a, **k):
+        raise AssertionError("the model loaded")
+
+    s = Settings.from_dict(_SHIFT_JOB)
+    fresh, stopped = tmp_path / "fresh", tmp_path / "stopped"
+    fresh.mkdir()
+    render(s, run_dir=stopped, backend=_Shift(), progress=False, stop_after=2, video=False)
+    monkeypatch.setattr("loopwave.render.load_backend", not_loaded)
+    why = {"text": "it holds other text", "folder": "a folder", "link": "a link"}[kind]
+    for rd in (fresh, stopped):
+        lock = rd / ".lock"
+        if kind == "text":
+            lock.write_text("notes\n")
+        elif kind == "folder":
+            lock.mkdir()
+        else:
+            (tmp_path / f"kept-{rd.name}").write_text("precious")
+            lock.symlink_to(tmp_path / f"kept-{rd.name}")
+        want = re.escape(f"run_dir: {lock} is not a loopwave run's lock file ({why})")
+        with pytest.raises(ValueError, match=want + ".*move it"):
+            if rd is fresh:
+                render(s, run_dir=rd, progress=False, video=False)
+            else:
+                render(None, run_dir=rd, resume=True, progress=False)
+        assert lock.is_symlink() if kind == "link" else lock.exists()
+        if kind == "text":
+            assert lock.read_text() == "notes\n"
+        if kind == "link":
+            assert (tmp_path / f"kept-{rd.name}").read_text() == "precious"
+    assert not (fresh / "settings.json").exists()
+    # one put there while the model loaded is refused by the lock itself
+    from loopwave.render import _RunLock
+
+    lock = tmp_path / "late" / ".lock"
+    lock.parent.mkdir()
+    lock.write_text("notes\n")
+    with pytest.raises(ValueError, match="not a loopwave run's lock file"):
+        _RunLock(lock.parent)
+    assert lock.read_text() == "notes\n"
+    # and a link made between that look and the open is not followed
+    if hasattr(os, "O_NOFOLLOW"):
+        lock.unlink()
+        (tmp_path / "kept-late").write_text("precious")
+        lock.symlink_to(tmp_path / "kept-late")
+        monkeypatch.setattr(_RunLock, "foreign", staticmethod(lambda path: None))
+        with pytest.raises(OSError):
+            _RunLock(lock.parent)
+        assert (tmp_path / "kept-late").read_text() == "precious"
+
+
+@pytest.mark.parametrize("left", ["4242", "", "17\n"])
+def test_a_killed_renders_lock_file_is_taken(tmp_path, left):
+    """A killed render leaves its lock file (its pid, or nothing where it died before it
+    wrote it): that is a run's, taken by the next render and deleted at its end."""
+    rd = tmp_path / "r"
+    rd.mkdir()
+    (rd / ".lock").write_text(left)
+    r = render(Settings.from_dict(_SHIFT_JOB), run_dir=rd, backend=_Shift(), progress=False)
+    assert r.frames == 5 and not (rd / ".lock").exists()

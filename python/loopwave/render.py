@@ -59,6 +59,7 @@ import queue
 import re
 import shlex
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -122,7 +123,10 @@ class _RunLock:
             while True:
                 if _RunLock._held_here(self.path):  # (refused at once, not after 40 ms of
                     raise ValueError(_RunLock.refusal(rd))  # tries holding _LOCKING)
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                foreign = _RunLock.foreign(self.path)  # (again: one may have been put
+                if foreign:  # there while the model loaded)
+                    raise ValueError(foreign)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
                 try:
                     _flock_soon(fd)
                 except BlockingIOError:
@@ -172,10 +176,48 @@ class _RunLock:
         )
 
     @staticmethod
+    def foreign(path: Path) -> str | None:
+        """Why the file at a run's lock path is not a run's lock file, or None. A run's
+        holds its pid, or nothing (a render killed before it wrote it); a render empties,
+        rewrites and then deletes the file there, so a user's (or, through a link, the
+        file it leads to) was lost."""
+        try:
+            st = os.lstat(path)
+        except OSError:  # (none there; or an error the open reports as before)
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            why = "a link"
+        elif stat.S_ISDIR(st.st_mode):
+            why = "a folder"
+        elif not stat.S_ISREG(st.st_mode):
+            why = "not a regular file"
+        else:
+            try:
+                fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+                try:
+                    head = os.pread(fd, 64, 0)
+                finally:
+                    os.close(fd)
+            except OSError:
+                return None
+            text = head.strip()
+            if len(head) <= 32 and (not text or text.isdigit()):
+                return None
+            why = "it holds other text"
+        return (
+            f"run_dir: {path} is not a loopwave run's lock file ({why}); a render keeps "
+            "its lock there and deletes it at its end, so move it"
+        )
+
+    @staticmethod
     def busy(rd: Path) -> str | None:
         """The refusal a render would get for ``rd`` now, or None where no render holds
-        its lock (a probe: the lock is taken and let go at once; no lock file is made)."""
+        its lock (a probe: the lock is taken and let go at once; no lock file is made).
+        A file at the lock's path that is not a run's is refused (:meth:`foreign`)."""
         path = rd / ".lock"
+        foreign = _RunLock.foreign(path)
+        if foreign:
+            return foreign
         try:
             fd = os.open(path, os.O_RDWR)
         except OSError:
@@ -247,6 +289,9 @@ class _RunLock:
                 _HELD.discard(self.key)
                 os.close(self.fd)
 
+
+# (not on Windows, which has no links a render would meet here)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 # the lock files this process holds, by (device, inode), and the lock that makes taking
 # or letting go of one, with its entry here, one step for this process's threads
