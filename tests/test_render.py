@@ -3217,3 +3217,103 @@ def test_a_killed_renders_lock_file_is_taken(tmp_path, left):
     (rd / ".lock").write_text(left)
     r = render(Settings.from_dict(_SHIFT_JOB), run_dir=rd, backend=_Shift(), progress=False)
     assert r.frames == 5 and not (rd / ".lock").exists()
+
+
+def test_the_resume_hint_is_given_only_where_the_resume_goes_on(tmp_path, backend, monkeypatch):
+    """From a review of the hint's checks (a3876ab): none of them had a test; a finished
+    plan run whose plan/ is broken (a resume only encodes there) got no hint; files a
+    resume rewrites were offered to it as "which a new run would replace"; and a video
+    name over 255 bytes got a hint its resume refused."""
+    s = Settings.from_dict(JOB)  # (a plan run)
+    stopped, done = tmp_path / "stopped", tmp_path / "done"
+    render(s, run_dir=stopped, backend=backend, progress=False, video=False, stop_after=1)
+    render(s, run_dir=done, backend=backend, progress=False, video=False)
+    for rd in (stopped, done):
+        assert "continue it with `loopwave render --resume" in (_fresh_run_problem(rd) or "")
+    # a folder the resume cannot write (the tests run as root, where os.access is true)
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, m, **k: Path(p) != stopped and real_access(p, m, **k)
+    )
+    assert "--resume" not in (_fresh_run_problem(stopped) or "x --resume")
+    monkeypatch.setattr(os, "access", real_access)
+    # plan/ a link that leads nowhere: refused where keyframes are still to be made, not
+    # where every frame is made (the resume never opens plan/ there: it only encodes)
+    for rd in (stopped, done):
+        shutil.rmtree(rd / "plan")
+        (rd / "plan").symlink_to(tmp_path / "not_mounted" / "plan")
+    assert "--resume" not in (_fresh_run_problem(stopped) or "x --resume")
+    assert "continue it with `loopwave render --resume" in (_fresh_run_problem(done) or "")
+    r = render(None, run_dir=done, resume=True, progress=False)
+    assert r.video is not None and r.video.is_file()
+    # files a resume rewrites are named so beside the hint
+    back = tmp_path / "back"
+    back.mkdir()
+    (back / "settings.json").write_text(json.dumps(dict(s)))
+    (back / "state.json").write_text('{"last": -1}')
+    (back / "drift.csv").write_text("my,own,table\n1,2,3\n")
+    problem = _fresh_run_problem(back) or ""
+    assert "and it is its own, continue it with `loopwave render --resume" in problem
+    assert "which rewrites it too, else pick another output or move it" in problem
+    (back / "drift.png").write_bytes(b"mine")
+    assert "which rewrites them too" in (_fresh_run_problem(back) or "")
+    # a video name the resume refuses as too long: no hint where the run makes a video
+    long = Settings.from_dict({**JOB, "output": {"name": "n" * 250}})
+    named = tmp_path / "named"
+    render(long, run_dir=named, backend=backend, progress=False, video=False, stop_after=0)
+    assert "--resume" not in (_fresh_run_problem(named) or "x --resume")
+    assert "--no-video` (resume=True, video=False)" in (
+        _fresh_run_problem(named, encode=False) or ""
+    )
+
+
+@pytest.mark.parametrize("name", ["drift.csv", "drift.png", "plan.json", "frames/000001.png"])
+@pytest.mark.parametrize("kind", ["folder", "dangling link"])
+def test_a_resume_refuses_a_folder_where_the_run_keeps_a_file(tmp_path, name, kind, monkeypatch):
+    """From a review: a folder at a name a resume rewrites (or a frame's) raised a bare
+    IsADirectoryError after the model had loaded (a frame's after the state was set
+    back), and the fresh run's hint sent the user there. Refused by name now, before the
+    model loads, with no hint."""
+    rd = tmp_path / "r"
+    s = Settings.from_dict({**_SHIFT_JOB, "colour": {"mode": "first"}})
+    render(s, run_dir=rd, backend=_Shift(), progress=False, video=False, stop_after=2)
+    state = (rd / "state.json").read_bytes()
+    p = rd / name
+    if p.is_file():
+        p.unlink()
+    if kind == "folder":
+        p.mkdir()
+    else:
+        p.symlink_to(tmp_path / "gone")
+
+    def not_loaded(*a, **k):
+        raise AssertionError("the model loaded")
+
+    monkeypatch.setattr("loopwave.render.load_backend", not_loaded)
+    want = f"{p} is {'a folder' if kind == 'folder' else 'a link that leads nowhere'}"
+    with pytest.raises(ValueError, match=re.escape(want) + ".*move it"):
+        render(None, run_dir=rd, resume=True, progress=False, video=False)
+    assert (rd / "state.json").read_bytes() == state
+    problem = _fresh_run_problem(rd) or ""
+    assert "already holds a run" in problem and "--resume" not in problem
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs")
+@pytest.mark.parametrize("name", ["settings.json", "drift.csv", "state.json"])
+def test_a_fifo_in_a_run_folder_is_not_waited_on(tmp_path, name):
+    """From a review: a FIFO named settings.json, or drift.csv beside a run's settings,
+    made a fresh run's check wait for a writer for ever."""
+    rd = tmp_path / "r"
+    rd.mkdir()
+    if name != "settings.json":
+        (rd / "settings.json").write_text(json.dumps(dict(Settings.from_dict(_SHIFT_JOB))))
+    os.mkfifo(rd / name)
+    got: list[object] = []
+    t = threading.Thread(target=lambda: got.append(_fresh_run_problem(rd)), daemon=True)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "waited on the FIFO"
+    assert got[0] is not None and "another output" in str(got[0])
+    if name == "state.json":
+        with pytest.raises(ValueError, match=r"state.json:? is not a (regular )?file"):
+            render(None, run_dir=rd, resume=True, backend=_Shift(), progress=False)

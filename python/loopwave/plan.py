@@ -29,9 +29,11 @@ Example
 from __future__ import annotations
 
 import bisect
+import contextlib
 import io
 import json
 import os
+import stat
 import threading
 import warnings
 import zlib
@@ -483,6 +485,10 @@ def _read_json(path: Path) -> Any:
     given twice (as in a settings file: a hand-edited run's settings.json took the last)."""
     from .settings import _unique_keys
 
+    with contextlib.suppress(OSError):  # (the read reports those)
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # (a FIFO: waited on for ever)
+            raise ValueError(f"{path}: not a regular file; the run folder is damaged")
     try:
         return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
     except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError

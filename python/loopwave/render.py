@@ -441,7 +441,7 @@ def _fresh_run_problem(
         # (from a review) a run whose resume set it back to no frame is still resumed
         return (
             f"run_dir: {rd} holds {', '.join(foreign)}, which a new run would replace"
-            f"{_or_resume(rd, encode)}"
+            f"{_or_resume(rd, encode, replaces=len(foreign))}"
         )
     # a folder that cannot be made fails here, not after the model loaded
     why = unmakeable(rd)
@@ -461,28 +461,81 @@ def _resume_hint(rd: Path, encode: bool) -> str | None:
         saved = Settings._from_saved(_read_json(rd / "settings.json"))
         _read_state(rd)
         made_with = _state(rd).get("settings")
-    except (OSError, ValueError, RecursionError):  # (SettingsError, a damaged state.json)
+    except (OSError, ValueError):  # (SettingsError, a damaged state.json)
         return None
+    # (plan/ as the resume checks it: only where frames are still to be made)
+    plan = saved["colour"]["mode"] == "plan" and not _all_made(rd, saved["render"]["frames"])
     if (
         (made_with is not None and not _made_with(made_with, saved))
         or not os.access(rd, os.W_OK | os.X_OK)
-        or _frames_problem(rd, plan=saved["colour"]["mode"] == "plan")
+        or _frames_problem(rd, plan=plan)
+        or _run_files_problem(rd)
+        or (encode and _video_name_problem(saved))
     ):
         return None
     flag, arg = ("", "") if encode else (" --no-video", ", video=False")
     return f"`loopwave render --resume {shlex.quote(str(rd))}{flag}` (resume=True{arg})"
 
 
-def _or_resume(rd: Path, encode: bool) -> str:
+def _or_resume(rd: Path, encode: bool, *, replaces: int = 0) -> str:
     """A fresh run's refusal's end: resume the run in ``rd`` (:func:`_resume_hint`), or
-    pick another output."""
+    pick another output. ``replaces``: how many of the files named a resume rewrites too
+    (a review: the hint was followed, and a user's drift table was replaced)."""
     hint = _resume_hint(rd, encode)
     if hint is None:
         return "; pick another output or move them"
+    if replaces:
+        are, them = ("it is", "it") if replaces == 1 else ("they are", "them")
+        return (
+            f"; if this is a stopped run's folder and {are} its own, continue it with "
+            f"{hint}, which rewrites {them} too, else pick another output or move {them}"
+        )
     return (
         f"; if this is a stopped run's folder, continue it with {hint}, else pick another "
         "output or move them"
     )
+
+
+def _run_files_problem(rd: Path) -> str | None:
+    """Why a resume cannot go on with the files of the run in ``rd``: one it rewrites
+    (``drift.csv``, ``drift.png``, ``plan.json``) or a frame's name in ``frames/`` that is
+    a folder, a link that leads nowhere or not a regular file (a FIFO was waited on for
+    ever). From a review: each raised bare after the model had loaded, a frame's after
+    the state had been set back."""
+
+    def what(p: str) -> str | None:
+        if not os.path.lexists(p) or os.path.isfile(p):
+            return None
+        if os.path.isdir(p):
+            return "a folder"
+        return "a link that leads nowhere" if not os.path.exists(p) else "not a regular file"
+
+    for name in ("drift.csv", "drift.png", "plan.json"):
+        why = what(os.path.join(rd, name))
+        if why:
+            return f"run_dir: {rd / name} is {why}, where the run rewrites its {name}: move it"
+    if os.path.isdir(rd / "frames"):
+        with os.scandir(rd / "frames") as entries:
+            for e in entries:
+                k = _frame_number(e.name.removesuffix(".png")) if e.name.endswith(".png") else None
+                if k is not None and not e.is_file():
+                    why = what(e.path) or "not a regular file"
+                    return f"run_dir: {e.path} is {why}, where the run keeps frame {k}: move it"
+    return None
+
+
+def _video_name_problem(settings: Settings) -> str | None:
+    """Why the run of ``settings`` cannot make its video: its working name (the longest
+    the run writes) over 255 bytes; it failed when the video started, every resume."""
+    from .video import partial_path
+
+    name = partial_path(_video_path(Path("."), settings)).name
+    if len(os.fsencode(name)) > 255:
+        return (
+            f"output.name: the video's file name, {name[:24]!r}..., would be "
+            f"{len(os.fsencode(name))} bytes, over 255: shorten the name (or --no-video)"
+        )
+    return None
 
 
 def _settings_problem(p: Path) -> str | None:
@@ -521,11 +574,11 @@ def _foreign_files(rd: Path, video: Path | None = None, *, plan: bool = True) ->
         found.append(f"{p.name} (not beside a loopwave run's settings.json)")
     elif p.exists():
         header = ",".join(DRIFT_HEADER)
-        try:
-            with open(p, encoding="utf-8", errors="replace", newline="") as f:
-                text: str | None = f.read(len(header) + 3)
-        except OSError:
-            text = None
+        text: str | None = None
+        with contextlib.suppress(OSError):
+            if os.path.isfile(p):  # (a FIFO was waited on for ever: a review)
+                with open(p, encoding="utf-8", errors="replace", newline="") as f:
+                    text = f.read(len(header) + 3)
         if text is None or not any((header + end).startswith(text) for end in ("\n", "\r\n")):
             # (from a review: a copy of another run's settings and whole table was taken)
             rows = text is not None and text.split("\n", 1)[0].rstrip("\r") == header
@@ -1883,8 +1936,9 @@ def render(
         # before the model loads (a damaged state.json was refused only after it had)
         _read_state(rd)
         state = _state(rd)
-        problem = _frames_problem(rd, plan=False)  # (plan/ below, once it is known whether
-        if problem:  # frames are to be made)
+        # (plan/ below, once it is known whether frames are to be made)
+        problem = _frames_problem(rd, plan=False) or _run_files_problem(rd)
+        if problem:
             raise ValueError(problem)
         made_with = state.get("settings")
         if stop_after is not None and isinstance(state.get("last"), int):
@@ -1942,15 +1996,9 @@ def render(
         problem = _python_problem(sys.executable)
         if problem:  # (the encoder process exited 125 at the first frame, after the load)
             raise ValueError(f"stages: 'process' runs the encoder in {problem}; use 'thread'")
-    if encode:  # the video's working name is the longest the run writes
-        from .video import partial_path
-
-        name = partial_path(_video_path(Path("."), settings)).name
-        if len(os.fsencode(name)) > 255:  # it failed when the video started, every resume
-            raise ValueError(
-                f"output.name: the video's file name, {name[:24]!r}..., would be "
-                f"{len(os.fsencode(name))} bytes, over 255: shorten the name (or --no-video)"
-            )
+    problem = _video_name_problem(settings) if encode else None
+    if problem:
+        raise ValueError(problem)
     # before the model loads and the folder is touched
     job = _Job(settings, None, resumed=resume)
     # a resume whose frames are all made and whole has only its video left to make, or
