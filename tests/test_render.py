@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -2960,9 +2961,14 @@ def test_a_frame_lost_after_the_finished_check_with_plan_broken_is_refused_under
     all_made = lr._all_made
     monkeypatch.setattr(lr, "_all_made", all_made_then_lost)
     plan = {p.name: p.read_bytes() for p in (rd / "plan").iterdir()}
-    index = (rd / "plan.json").read_bytes()
-    with pytest.raises(ValueError, match=r"plan is a link that leads nowhere"):
-        render(None, run_dir=rd, resume=True, progress=False, video=False)
+    index, state = (rd / "plan.json").read_bytes(), (rd / "state.json").read_bytes()
+    # refused before the state is set back to the lost frame (a later review: after it,
+    # with a warning that the run "goes on from frame 5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(ValueError, match=r"plan is a link that leads nowhere"):
+            render(None, run_dir=rd, resume=True, progress=False, video=False)
+    assert (rd / "state.json").read_bytes() == state
     assert not loads and len(plan) == 3
     assert {p.name: p.read_bytes() for p in kept.iterdir()} == plan
     assert (rd / "plan.json").read_bytes() == index

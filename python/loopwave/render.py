@@ -2052,13 +2052,15 @@ def render(
         # drift rows were set back, every time
         make_folder(rd / "frames")
         c = settings["colour"]
-        last = _whole_frames(rd, _read_state(rd))
-        _check_stop_after(stop_after, last)
-        if last < job.n - 1 and c["mode"] == "plan":
-            # (frames lost since the check before the lock are made again with the plan)
-            problem = _frames_problem(rd, plan=True)
-            if problem:
+        recorded_last = _read_state(rd)
+        if c["mode"] == "plan" and (problem := _frames_problem(rd, plan=True)):
+            # frames lost since the check before the lock are made again with the plan:
+            # refused before the state is set back to them (a review: it was refused
+            # after, with a warning that the run "goes on from frame 5")
+            if _last_whole(rd, recorded_last)[0] < job.n - 1:
                 raise ValueError(problem)
+        last = _whole_frames(rd, recorded_last)
+        _check_stop_after(stop_after, last)
         if job.backend is None and last < job.n - 1:
             # a frame found damaged or gone since the check before the model would have
             # loaded: it is made again, so the model loads now
