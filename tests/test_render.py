@@ -3155,7 +3155,7 @@ def test_error_text_keeps_what_an_error_class_adds():
     assert error_text(OSError(5, "")) == "[Errno 5] "
 
 
-@pytest.mark.parametrize("kind", ["text", "folder", "link"])
+@pytest.mark.parametrize("kind", ["text", "folder", "link", "fifo"])
 def test_a_users_file_at_the_lock_path_is_refused_before_the_model_loads(
     tmp_path, monkeypatch, kind
 ):
@@ -3172,13 +3172,22 @@ def test_a_users_file_at_the_lock_path_is_refused_before_the_model_loads(
     fresh.mkdir()
     render(s, run_dir=stopped, backend=_Shift(), progress=False, stop_after=2, video=False)
     monkeypatch.setattr("loopwave.render.load_backend", not_loaded)
-    why = {"text": "it holds other text", "folder": "a folder", "link": "a link"}[kind]
+    if kind == "fifo" and not hasattr(os, "mkfifo"):
+        pytest.skip("FIFOs")
+    why = {
+        "text": "it holds other text",
+        "folder": "a folder",
+        "link": "a link",
+        "fifo": "not a regular file",
+    }[kind]
     for rd in (fresh, stopped):
         lock = rd / ".lock"
         if kind == "text":
             lock.write_text("notes\n")
         elif kind == "folder":
             lock.mkdir()
+        elif kind == "fifo":
+            os.mkfifo(lock)
         else:
             (tmp_path / f"kept-{rd.name}").write_text("precious")
             lock.symlink_to(tmp_path / f"kept-{rd.name}")
@@ -3260,9 +3269,31 @@ def test_the_resume_hint_is_given_only_where_the_resume_goes_on(tmp_path, backen
     (back / "drift.csv").write_text("my,own,table\n1,2,3\n")
     problem = _fresh_run_problem(back) or ""
     assert "and it is its own, continue it with `loopwave render --resume" in problem
-    assert "which rewrites it too, else pick another output or move it" in problem
+    assert "which overwrites or deletes it too, else pick another output or move it" in problem
     (back / "drift.png").write_bytes(b"mine")
-    assert "which rewrites them too" in (_fresh_run_problem(back) or "")
+    assert "which overwrites or deletes them too" in (_fresh_run_problem(back) or "")
+    # but a video file, which a resume without a video leaves alone, is not said to be
+    # (a later review)
+    (back / "drift.csv").unlink()
+    (back / "drift.png").unlink()
+    (back / "morph.mp4").write_bytes(b"my holiday video")
+    video = back / "morph.mp4"
+    problem = _fresh_run_problem(back, video=video, encode=False) or ""
+    assert "holds morph.mp4 (the run's video goes there" in problem
+    assert "continue it with `loopwave render --resume" in problem and "deletes" not in problem
+    assert "which overwrites or deletes it too" in (_fresh_run_problem(back, video=video) or "")
+    # a FIFO among a finished plan run's frames: no hint, and no wait (the hint read the
+    # frames, to see whether plan/ mattered, before it looked for one: a later review)
+    fifo = tmp_path / "fifo"
+    shutil.copytree(tmp_path / "stopped", fifo, symlinks=True)
+    (fifo / "frames" / "000001.png").unlink()
+    os.mkfifo(fifo / "frames" / "000001.png")
+    got: list[object] = []
+    t = threading.Thread(target=lambda: got.append(_fresh_run_problem(fifo)), daemon=True)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "waited on the FIFO"
+    assert "already holds a run" in str(got[0]) and "--resume" not in str(got[0])
     # a video name the resume refuses as too long: no hint where the run makes a video
     long = Settings.from_dict({**JOB, "output": {"name": "n" * 250}})
     named = tmp_path / "named"
@@ -3273,8 +3304,8 @@ def test_the_resume_hint_is_given_only_where_the_resume_goes_on(tmp_path, backen
     )
 
 
-@pytest.mark.parametrize("name", ["drift.csv", "drift.png", "plan.json", "frames/000001.png"])
-@pytest.mark.parametrize("kind", ["folder", "dangling link"])
+@pytest.mark.parametrize("name", ["drift.csv", "drift.png", "frames/000001.png"])
+@pytest.mark.parametrize("kind", ["folder", "dangling link", "fifo"])
 def test_a_resume_refuses_a_folder_where_the_run_keeps_a_file(tmp_path, name, kind, monkeypatch):
     """From a review: a folder at a name a resume rewrites (or a frame's) raised a bare
     IsADirectoryError after the model had loaded (a frame's after the state was set
@@ -3289,6 +3320,10 @@ def test_a_resume_refuses_a_folder_where_the_run_keeps_a_file(tmp_path, name, ki
         p.unlink()
     if kind == "folder":
         p.mkdir()
+    elif kind == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("FIFOs")
+        os.mkfifo(p)
     else:
         p.symlink_to(tmp_path / "gone")
 
@@ -3296,12 +3331,42 @@ def test_a_resume_refuses_a_folder_where_the_run_keeps_a_file(tmp_path, name, ki
         raise AssertionError("the model loaded")
 
     monkeypatch.setattr("loopwave.render.load_backend", not_loaded)
-    want = f"{p} is {'a folder' if kind == 'folder' else 'a link that leads nowhere'}"
+    what = {"folder": "a folder", "fifo": "not a regular file"}.get(
+        kind, "a link that leads nowhere"
+    )
+    want = f"{p} is {what}"
     with pytest.raises(ValueError, match=re.escape(want) + ".*move it"):
         render(None, run_dir=rd, resume=True, progress=False, video=False)
     assert (rd / "state.json").read_bytes() == state
     problem = _fresh_run_problem(rd) or ""
     assert "already holds a run" in problem and "--resume" not in problem
+
+
+def test_a_plan_json_folder_refuses_only_a_plan_run_with_frames_to_make(tmp_path, backend):
+    """A folder at plan.json is refused by a resume of a plan run with frames still to
+    make (it raised a bare IsADirectoryError after the model had loaded), and nowhere
+    else: a later review found a run of another colour mode, and a finished plan run
+    (which only encodes), refused over a file they never read."""
+    first = tmp_path / "first"
+    s = Settings.from_dict({**_SHIFT_JOB, "colour": {"mode": "first"}})
+    render(s, run_dir=first, backend=_Shift(), progress=False, video=False, stop_after=1)
+    (first / "plan.json").mkdir()
+    assert "continue it with `loopwave render --resume" in (_fresh_run_problem(first) or "")
+    r = render(None, run_dir=first, resume=True, backend=_Shift(), progress=False, video=False)
+    assert r.frames == 5 and (first / "plan.json").is_dir()
+    p = Settings.from_dict(JOB)
+    stopped, done = tmp_path / "stopped", tmp_path / "done"
+    render(p, run_dir=stopped, backend=backend, progress=False, video=False, stop_after=1)
+    render(p, run_dir=done, backend=backend, progress=False, video=False)
+    for rd in (stopped, done):
+        (rd / "plan.json").unlink()
+        (rd / "plan.json").mkdir()
+    with pytest.raises(ValueError, match=r"plan.json is a folder, where the run rewrites"):
+        render(None, run_dir=stopped, resume=True, backend=backend, progress=False)
+    assert "--resume" not in (_fresh_run_problem(stopped) or "x --resume")
+    assert "continue it with `loopwave render --resume" in (_fresh_run_problem(done) or "")
+    r = render(None, run_dir=done, resume=True, progress=False)
+    assert r.video is not None and r.video.is_file()
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs")

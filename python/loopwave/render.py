@@ -439,9 +439,12 @@ def _fresh_run_problem(
     foreign = _foreign_files(rd, video, plan=plan)
     if foreign:
         # (from a review) a run whose resume set it back to no frame is still resumed
+        # (a resume without a video leaves a video file there alone: a later review)
+        kept = f"{video.name} (" if video is not None and not encode else None
+        touched = sum(not (kept and f.startswith(kept)) for f in foreign)
         return (
             f"run_dir: {rd} holds {', '.join(foreign)}, which a new run would replace"
-            f"{_or_resume(rd, encode, replaces=len(foreign))}"
+            f"{_or_resume(rd, encode, replaces=touched)}"
         )
     # a folder that cannot be made fails here, not after the model loaded
     why = unmakeable(rd)
@@ -463,24 +466,27 @@ def _resume_hint(rd: Path, encode: bool) -> str | None:
         made_with = _state(rd).get("settings")
     except (OSError, ValueError):  # (SettingsError, a damaged state.json)
         return None
-    # (plan/ as the resume checks it: only where frames are still to be made)
-    plan = saved["colour"]["mode"] == "plan" and not _all_made(rd, saved["render"]["frames"])
     if (
         (made_with is not None and not _made_with(made_with, saved))
         or not os.access(rd, os.W_OK | os.X_OK)
-        or _frames_problem(rd, plan=plan)
-        or _run_files_problem(rd)
+        or _frames_problem(rd, plan=False)
+        or _run_files_problem(rd)  # (before the frames are read: a FIFO among them hung)
         or (encode and _video_name_problem(saved))
     ):
         return None
+    # plan/ and plan.json as the resume checks them: only where frames are still to be made
+    if saved["colour"]["mode"] == "plan" and not _all_made(rd, saved["render"]["frames"]):
+        if _frames_problem(rd, plan=True) or _run_files_problem(rd, plan=True):
+            return None
     flag, arg = ("", "") if encode else (" --no-video", ", video=False")
     return f"`loopwave render --resume {shlex.quote(str(rd))}{flag}` (resume=True{arg})"
 
 
 def _or_resume(rd: Path, encode: bool, *, replaces: int = 0) -> str:
     """A fresh run's refusal's end: resume the run in ``rd`` (:func:`_resume_hint`), or
-    pick another output. ``replaces``: how many of the files named a resume rewrites too
-    (a review: the hint was followed, and a user's drift table was replaced)."""
+    pick another output. ``replaces``: how many of the files named a resume overwrites
+    or deletes too (a review: the hint was followed, and a user's drift table was
+    replaced)."""
     hint = _resume_hint(rd, encode)
     if hint is None:
         return "; pick another output or move them"
@@ -488,7 +494,8 @@ def _or_resume(rd: Path, encode: bool, *, replaces: int = 0) -> str:
         are, them = ("it is", "it") if replaces == 1 else ("they are", "them")
         return (
             f"; if this is a stopped run's folder and {are} its own, continue it with "
-            f"{hint}, which rewrites {them} too, else pick another output or move {them}"
+            f"{hint}, which overwrites or deletes {them} too, else pick another output or "
+            f"move {them}"
         )
     return (
         f"; if this is a stopped run's folder, continue it with {hint}, else pick another "
@@ -496,12 +503,13 @@ def _or_resume(rd: Path, encode: bool, *, replaces: int = 0) -> str:
     )
 
 
-def _run_files_problem(rd: Path) -> str | None:
+def _run_files_problem(rd: Path, *, plan: bool = False) -> str | None:
     """Why a resume cannot go on with the files of the run in ``rd``: one it rewrites
-    (``drift.csv``, ``drift.png``, ``plan.json``) or a frame's name in ``frames/`` that is
-    a folder, a link that leads nowhere or not a regular file (a FIFO was waited on for
-    ever). From a review: each raised bare after the model had loaded, a frame's after
-    the state had been set back."""
+    (``drift.csv``, ``drift.png``) or a frame's name in ``frames/`` that is a folder, a
+    link that leads nowhere or not a regular file (a FIFO was waited on for ever). From
+    a review: each raised bare after the model had loaded, a frame's after the state had
+    been set back. ``plan``: ``plan.json`` alone, which only a plan run with frames still
+    to make reads and rewrites (a later review: other runs were refused over it)."""
 
     def what(p: str) -> str | None:
         if not os.path.lexists(p) or os.path.isfile(p):
@@ -510,11 +518,11 @@ def _run_files_problem(rd: Path) -> str | None:
             return "a folder"
         return "a link that leads nowhere" if not os.path.exists(p) else "not a regular file"
 
-    for name in ("drift.csv", "drift.png", "plan.json"):
+    for name in ("plan.json",) if plan else ("drift.csv", "drift.png"):
         why = what(os.path.join(rd, name))
         if why:
             return f"run_dir: {rd / name} is {why}, where the run rewrites its {name}: move it"
-    if os.path.isdir(rd / "frames"):
+    if not plan and os.path.isdir(rd / "frames"):
         with os.scandir(rd / "frames") as entries:
             for e in entries:
                 k = _frame_number(e.name.removesuffix(".png")) if e.name.endswith(".png") else None
@@ -2009,7 +2017,7 @@ def render(
         # plan/ only where keyframes are still to be made or read (frames found damaged
         # or gone are made again, with the plan): a finished run, or a colour mode
         # without one, never opens it; before the RIFE model is tried (from a review)
-        problem = _frames_problem(rd, plan=True)
+        problem = _frames_problem(rd, plan=True) or _run_files_problem(rd, plan=True)
         if problem:
             raise ValueError(problem)
     rife = _preflight(job, encode, progress)
