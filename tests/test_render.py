@@ -3057,7 +3057,9 @@ def test_a_run_whose_frames_folder_is_gone_resumes(tmp_path, backend, monkeypatc
     (fresh / "frames").symlink_to("frames")
     (tmp_path / "alias").symlink_to(tmp_path)
     for where in (fresh, tmp_path / "alias" / "fresh"):
-        with pytest.raises(ValueError, match=r"frames is a link that leads nowhere \(to frames: "):
+        # (its target from the link's folder: "to frames" before, a later review)
+        to = re.escape(f"frames is a link that leads nowhere (to {where / 'frames'}: ")
+        with pytest.raises(ValueError, match=to):
             render(s, run_dir=where, progress=False, video=False)
     (fresh / "frames").unlink()
     # (a later review) and one to a name too long, which Path.exists() raised bare
@@ -3388,3 +3390,15 @@ def test_a_fifo_in_a_run_folder_is_not_waited_on(tmp_path, name):
     if name == "state.json":
         with pytest.raises(ValueError, match=r"state.json:? is not a (regular )?file"):
             render(None, run_dir=rd, resume=True, backend=_Shift(), progress=False)
+
+
+def test_a_relative_link_to_nothing_is_named_from_its_folder(tmp_path):
+    """A link whose relative target is gone was named by that target as written ("a
+    symlink to not_mounted"), read against the current folder: it is named from the
+    link's folder now."""
+    from loopwave._validate import unmakeable
+
+    (tmp_path / "drive").symlink_to("not_mounted")
+    e = unmakeable(tmp_path / "drive" / "x")
+    want = f"{tmp_path / 'drive'} is a symlink to {tmp_path / 'not_mounted'}, which does not"
+    assert isinstance(e, ValueError) and str(e).startswith(want), e

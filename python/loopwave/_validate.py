@@ -107,7 +107,9 @@ def unmakeable(path: Path) -> OSError | ValueError | None:
     while not os.path.lexists(have) and have != have.parent:
         have = have.parent
     if have.is_symlink() and not have.exists():
-        return ValueError(f"{have} is a symlink to {os.readlink(have)}, which does not exist")
+        # (the target from the link's folder: a relative one was printed bare)
+        to = os.path.join(have.parent, os.readlink(have))
+        return ValueError(f"{have} is a symlink to {to}, which does not exist")
     if not have.is_dir():
         return ValueError(f"{have} is a file, not a folder")
     if not os.access(have, os.W_OK | os.X_OK):

@@ -625,8 +625,13 @@ def _frames_problem(rd: Path, *, plan: bool) -> str | None:
                 os.stat(d)
             except OSError as e:
                 # (in a loop realpath gives up and names the link itself: its first
-                # target; a name too long, which Path.exists() raised bare, it keeps)
-                end = os.readlink(d) if e.errno == errno.ELOOP else os.path.realpath(d)
+                # target, from the link's folder, as a relative one was printed bare; a
+                # name too long, which Path.exists() raised bare, it keeps)
+                end = (
+                    os.path.join(d.parent, os.readlink(d))
+                    if e.errno == errno.ELOOP
+                    else os.path.realpath(d)
+                )
                 if len(end) > 120:  # (a name too long was printed whole, 300 bytes of it)
                     end = f"{end[:60]}...{end[-40:]}"
                 why = (
