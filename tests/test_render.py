@@ -3263,27 +3263,43 @@ def test_the_resume_hint_is_given_only_where_the_resume_goes_on(tmp_path, backen
     assert "continue it with `loopwave render --resume" in (_fresh_run_problem(done) or "")
     r = render(None, run_dir=done, resume=True, progress=False)
     assert r.video is not None and r.video.is_file()
-    # files a resume rewrites are named so beside the hint
+    # the files there that the resume overwrites or deletes are named beside the hint, by
+    # the saved run's settings (reviews: a user's drift table was replaced by a resume
+    # the hint sent the user to; then a plan.json the new run's settings did not name)
     back = tmp_path / "back"
     back.mkdir()
     (back / "settings.json").write_text(json.dumps(dict(s)))
     (back / "state.json").write_text('{"last": -1}')
     (back / "drift.csv").write_text("my,own,table\n1,2,3\n")
     problem = _fresh_run_problem(back) or ""
-    assert "and it is its own, continue it with `loopwave render --resume" in problem
-    assert "which overwrites or deletes it too, else pick another output or move it" in problem
-    (back / "drift.png").write_bytes(b"mine")
-    assert "which overwrites or deletes them too" in (_fresh_run_problem(back) or "")
-    # but a video file, which a resume without a video leaves alone, is not said to be
-    # (a later review)
+    assert "continue it with `loopwave render --resume" in problem
+    assert (
+        "(resume=True), which overwrites or deletes drift.csv there (move it first if not "
+        "the run's), else pick another output or move it"
+    ) in problem
     (back / "drift.csv").unlink()
-    (back / "drift.png").unlink()
+    (back / "plan.json").write_text('{"my": "own"}')
+    (back / "drift.png").write_bytes(b"mine")
+    # a new run of another colour mode names only drift.png: its resume, a plan run's,
+    # replaces plan.json too
+    problem = _fresh_run_problem(back, plan=False) or ""
+    assert "holds drift.png (" in problem and "plan.json (" not in problem
+    assert "deletes drift.png, plan.json there (move them first" in problem
+    assert problem.endswith("or move it")
+    # the video of the saved run's name, where the resume makes one; a new run's other
+    # name is not the resume's
     (back / "morph.mp4").write_bytes(b"my holiday video")
-    video = back / "morph.mp4"
-    problem = _fresh_run_problem(back, video=video, encode=False) or ""
-    assert "holds morph.mp4 (the run's video goes there" in problem
-    assert "continue it with `loopwave render --resume" in problem and "deletes" not in problem
-    assert "which overwrites or deletes it too" in (_fresh_run_problem(back, video=video) or "")
+    for name in ("morph.mp4", "other.mp4"):
+        problem = _fresh_run_problem(back, video=back / name) or ""
+        assert "drift.png, plan.json, morph.mp4 there" in problem
+        problem = _fresh_run_problem(back, video=back / name, encode=False) or ""
+        assert "drift.png, plan.json there" in problem and problem.endswith("or move them")
+    # and plan.json not where the saved run is of another colour mode
+    none = {**dict(s), "colour": {"mode": "none"}}
+    (back / "settings.json").write_text(json.dumps(dict(Settings.from_dict(none))))
+    assert "deletes drift.png, morph.mp4 there (move them" in (
+        _fresh_run_problem(back, plan=False) or ""
+    )
     # a FIFO among a finished plan run's frames: no hint, and no wait (the hint read the
     # frames, to see whether plan/ mattered, before it looked for one: a later review)
     fifo = tmp_path / "fifo"
@@ -3402,3 +3418,71 @@ def test_a_relative_link_to_nothing_is_named_from_its_folder(tmp_path):
     e = unmakeable(tmp_path / "drive" / "x")
     want = f"{tmp_path / 'drive'} is a symlink to {tmp_path / 'not_mounted'}, which does not"
     assert isinstance(e, ValueError) and str(e).startswith(want), e
+
+
+@pytest.mark.parametrize("broken", ["plan link", "plan.json folder", "keyframe fifo"])
+@pytest.mark.parametrize("when", ["before", "while the model loads"])
+def test_a_stopped_plan_runs_broken_plan_is_refused_before_anything_changes(
+    tmp_path, backend, monkeypatch, broken, when
+):
+    """From a review: a stopped plan run whose plan/ broke while the model loaded (minutes,
+    with a checkpoint) had no test of its refusal under the lock; a folder at plan.json
+    was not checked there (a bare IsADirectoryError, after the state was set back), and a
+    FIFO at a keyframe's name in plan/ was waited on for ever, after the hint sent the
+    user there. Each is refused by name now, the state and plan as they were."""
+    import loopwave.render as lr
+
+    s = Settings.from_dict(JOB)
+    rd = tmp_path / "r"
+    render(s, run_dir=rd, backend=backend, progress=False, video=False, stop_after=1)
+    state, index = (rd / "state.json").read_bytes(), (rd / "plan.json").read_bytes()
+
+    def breaks() -> None:
+        if broken == "plan link":
+            shutil.rmtree(rd / "plan")
+            (rd / "plan").symlink_to(tmp_path / "not_mounted" / "plan")
+        elif broken == "plan.json folder":
+            (rd / "plan.json").unlink()
+            (rd / "plan.json").mkdir()
+        else:
+            key = sorted((rd / "plan").iterdir())[0]
+            key.unlink()
+            os.mkfifo(key)
+
+    loads: list[object] = []
+
+    def load(*a, **k):
+        loads.append(a)
+        if when != "before":
+            breaks()
+        return backend
+
+    if when == "before":
+        breaks()
+        problem = _fresh_run_problem(rd) or ""
+        assert "already holds a run" in problem and "--resume" not in problem
+    monkeypatch.setattr(lr, "load_backend", load)
+    want = {
+        "plan link": "plan is a link that leads nowhere",
+        "plan.json folder": "plan.json is a folder, where the run rewrites",
+        "keyframe fifo": "is not a regular file, where the run keeps keyframe 0",
+    }[broken]
+    raised: list[BaseException] = []
+
+    def resume() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            try:
+                render(None, run_dir=rd, resume=True, progress=False, video=False)
+            except BaseException as e:  # (checked below)
+                raised.append(e)
+
+    t = threading.Thread(target=resume, daemon=True)
+    t.start()
+    t.join(300)
+    assert not t.is_alive(), "the resume waited on the FIFO"
+    assert raised and isinstance(raised[0], ValueError) and want in str(raised[0]), raised
+    assert (rd / "state.json").read_bytes() == state
+    assert len(loads) == (0 if when == "before" else 1)
+    if broken != "plan.json folder":
+        assert (rd / "plan.json").read_bytes() == index

@@ -439,12 +439,9 @@ def _fresh_run_problem(
     foreign = _foreign_files(rd, video, plan=plan)
     if foreign:
         # (from a review) a run whose resume set it back to no frame is still resumed
-        # (a resume without a video leaves a video file there alone: a later review)
-        kept = f"{video.name} (" if video is not None and not encode else None
-        touched = sum(not (kept and f.startswith(kept)) for f in foreign)
         return (
             f"run_dir: {rd} holds {', '.join(foreign)}, which a new run would replace"
-            f"{_or_resume(rd, encode, replaces=touched)}"
+            f"{_or_resume(rd, encode, named=len(foreign))}"
         )
     # a folder that cannot be made fails here, not after the model loaded
     why = unmakeable(rd)
@@ -482,25 +479,48 @@ def _resume_hint(rd: Path, encode: bool) -> str | None:
     return f"`loopwave render --resume {shlex.quote(str(rd))}{flag}` (resume=True{arg})"
 
 
-def _or_resume(rd: Path, encode: bool, *, replaces: int = 0) -> str:
-    """A fresh run's refusal's end: resume the run in ``rd`` (:func:`_resume_hint`), or
-    pick another output. ``replaces``: how many of the files named a resume overwrites
-    or deletes too (a review: the hint was followed, and a user's drift table was
-    replaced)."""
+def _or_resume(rd: Path, encode: bool, *, named: int = 2) -> str:
+    """A fresh run's refusal's end: resume the run in ``rd`` (:func:`_resume_hint`),
+    naming the files there that the resume overwrites or deletes (:func:`_resume_touches`;
+    a review: the hint was followed, and a user's drift table was replaced), or pick
+    another output. ``named``: how many files or folders the refusal named."""
+    them = "it" if named == 1 else "them"
     hint = _resume_hint(rd, encode)
     if hint is None:
-        return "; pick another output or move them"
-    if replaces:
-        are, them = ("it is", "it") if replaces == 1 else ("they are", "them")
-        return (
-            f"; if this is a stopped run's folder and {are} its own, continue it with "
-            f"{hint}, which overwrites or deletes {them} too, else pick another output or "
-            f"move {them}"
+        return f"; pick another output or move {them}"
+    touched = _resume_touches(rd, encode)
+    if touched:
+        one = len(touched) == 1
+        hint += (
+            f", which overwrites or deletes {', '.join(touched)} there (move "
+            f"{'it' if one else 'them'} first if not the run's)"
         )
     return (
         f"; if this is a stopped run's folder, continue it with {hint}, else pick another "
-        "output or move them"
+        f"output or move {them}"
     )
+
+
+def _resume_touches(rd: Path, encode: bool) -> list[str]:
+    """The files in ``rd`` that a resume of its run (its saved settings) overwrites or
+    deletes: the drift table and picture, ``plan.json`` for a plan run with frames still
+    to make, its video where it makes one, and its partial video (deleted where it makes
+    none). From a review: the refusal named files by the new run's settings, so a user's
+    ``plan.json`` the resume replaced went unnamed, and another name's video was named."""
+    try:
+        saved = Settings._from_saved(_read_json(rd / "settings.json"))
+    except (OSError, ValueError):
+        return []
+    from .video import partial_path
+
+    video = _video_path(rd, saved)
+    names = ["drift.csv", "drift.png"]
+    if saved["colour"]["mode"] == "plan" and not _all_made(rd, saved["render"]["frames"]):
+        names.append("plan.json")
+    if encode:
+        names.append(video.name)
+    names.append(partial_path(video).name)
+    return [n for n in names if os.path.lexists(rd / n)]
 
 
 def _run_files_problem(rd: Path, *, plan: bool = False) -> str | None:
@@ -508,8 +528,9 @@ def _run_files_problem(rd: Path, *, plan: bool = False) -> str | None:
     (``drift.csv``, ``drift.png``) or a frame's name in ``frames/`` that is a folder, a
     link that leads nowhere or not a regular file (a FIFO was waited on for ever). From
     a review: each raised bare after the model had loaded, a frame's after the state had
-    been set back. ``plan``: ``plan.json`` alone, which only a plan run with frames still
-    to make reads and rewrites (a later review: other runs were refused over it)."""
+    been set back. ``plan``: ``plan.json`` and the keyframes' names in ``plan/`` instead,
+    which only a plan run with frames still to make reads and rewrites (a later review:
+    other runs were refused over it)."""
 
     def what(p: str) -> str | None:
         if not os.path.lexists(p) or os.path.isfile(p):
@@ -522,13 +543,17 @@ def _run_files_problem(rd: Path, *, plan: bool = False) -> str | None:
         why = what(os.path.join(rd, name))
         if why:
             return f"run_dir: {rd / name} is {why}, where the run rewrites its {name}: move it"
-    if not plan and os.path.isdir(rd / "frames"):
-        with os.scandir(rd / "frames") as entries:
+    # a frame's name, or with ``plan`` a keyframe's in plan/ (a FIFO there was waited on
+    # for ever by the plan's load, after the model had loaded: a later review)
+    sub, kind = ("plan", "keyframe") if plan else ("frames", "frame")
+    if os.path.isdir(rd / sub):
+        with os.scandir(rd / sub) as entries:
             for e in entries:
-                k = _frame_number(e.name.removesuffix(".png")) if e.name.endswith(".png") else None
+                stem, ext = os.path.splitext(e.name)
+                k = _frame_number(stem) if ext in (".png", ".npy") else None
                 if k is not None and not e.is_file():
                     why = what(e.path) or "not a regular file"
-                    return f"run_dir: {e.path} is {why}, where the run keeps frame {k}: move it"
+                    return f"run_dir: {e.path} is {why}, where the run keeps {kind} {k}: move it"
     return None
 
 
@@ -2066,7 +2091,9 @@ def render(
         make_folder(rd / "frames")
         c = settings["colour"]
         recorded_last = _read_state(rd)
-        if c["mode"] == "plan" and (problem := _frames_problem(rd, plan=True)):
+        if c["mode"] == "plan" and (
+            problem := _frames_problem(rd, plan=True) or _run_files_problem(rd, plan=True)
+        ):
             # frames lost since the check before the lock are made again with the plan:
             # refused before the state is set back to them (a review: it was refused
             # after, with a warning that the run "goes on from frame 5")
