@@ -3274,7 +3274,7 @@ def test_the_resume_hint_is_given_only_where_the_resume_goes_on(tmp_path, backen
     problem = _fresh_run_problem(back) or ""
     assert "continue it with `loopwave render --resume" in problem
     assert (
-        "(resume=True), which overwrites or deletes drift.csv there (move it first if not "
+        "(resume=True), which may overwrite or delete drift.csv there (move it first if not "
         "the run's), else pick another output or move it"
     ) in problem
     (back / "drift.csv").unlink()
@@ -3284,7 +3284,7 @@ def test_the_resume_hint_is_given_only_where_the_resume_goes_on(tmp_path, backen
     # replaces plan.json too
     problem = _fresh_run_problem(back, plan=False) or ""
     assert "holds drift.png (" in problem and "plan.json (" not in problem
-    assert "deletes drift.png, plan.json there (move them first" in problem
+    assert "delete drift.png, plan.json there (move them first" in problem
     assert problem.endswith("or move it")
     # the video of the saved run's name, where the resume makes one; a new run's other
     # name is not the resume's
@@ -3297,7 +3297,7 @@ def test_the_resume_hint_is_given_only_where_the_resume_goes_on(tmp_path, backen
     # and plan.json not where the saved run is of another colour mode
     none = {**dict(s), "colour": {"mode": "none"}}
     (back / "settings.json").write_text(json.dumps(dict(Settings.from_dict(none))))
-    assert "deletes drift.png, morph.mp4 there (move them" in (
+    assert "delete drift.png, morph.mp4 there (move them" in (
         _fresh_run_problem(back, plan=False) or ""
     )
     # a FIFO among a finished plan run's frames: no hint, and no wait (the hint read the
@@ -3465,7 +3465,7 @@ def test_a_stopped_plan_runs_broken_plan_is_refused_before_anything_changes(
     want = {
         "plan link": "plan is a link that leads nowhere",
         "plan.json folder": "plan.json is a folder, where the run rewrites",
-        "keyframe fifo": "is not a regular file, where the run keeps keyframe 0",
+        "keyframe fifo": "is not a regular file, where the run keeps its plan: move it",
     }[broken]
     raised: list[BaseException] = []
 
@@ -3486,3 +3486,64 @@ def test_a_stopped_plan_runs_broken_plan_is_refused_before_anything_changes(
     assert len(loads) == (0 if when == "before" else 1)
     if broken != "plan.json folder":
         assert (rd / "plan.json").read_bytes() == index
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "frames/000003.png.tmp",
+        "morph.partial.mp4",
+        "morph.mp4",
+        "plan/000003.npy",
+        "frames/000003.npy",
+    ],
+)
+def test_a_resume_refuses_a_folder_at_a_name_it_writes_or_deletes(tmp_path, monkeypatch, name):
+    """From a review: a folder at a killed write's temporary name or at the partial video's
+    (which a resume deletes), or at the video's (which it writes), got the hint, and the
+    resume then failed bare after the frames were deleted, or only once every frame was
+    made. Refused by name before the model loads now, with no hint. A name a resume
+    never touches (an .npy in frames/; plan/ in a run without a plan) is not refused."""
+    import loopwave.render as lr
+
+    rd = tmp_path / "r"
+    colour = {"mode": "first"}
+    s = Settings.from_dict({**_SHIFT_JOB, "colour": colour, "output": {"name": "morph"}})
+    render(s, run_dir=rd, backend=_Shift(), progress=False, video=False, stop_after=1)
+    (rd / name).mkdir(parents=True)
+    (rd / "state.json").unlink()  # (killed before its first state: the hint's case)
+    encode = name == "morph.mp4"
+    problem = _fresh_run_problem(rd, encode=encode) or ""
+    if name.endswith(".npy"):  # (not this run's to touch)
+        assert "continue it with `loopwave render --resume" in problem, problem
+        r = render(None, run_dir=rd, resume=True, backend=_Shift(), progress=False, video=False)
+        assert r.frames == 5 and (rd / name).is_dir()
+        return
+    assert "holds files; pick another output or move them" in problem, problem
+
+    def not_loaded(*a, **k):
+        raise AssertionError("the model loaded")
+
+    monkeypatch.setattr(lr, "load_backend", not_loaded)
+    frames = sorted(p.name for p in (rd / "frames").iterdir())
+    with pytest.raises(ValueError, match=re.escape(f"{rd / name} is a folder, where the run")):
+        render(None, run_dir=rd, resume=True, progress=False, video=encode)
+    assert sorted(p.name for p in (rd / "frames").iterdir()) == frames
+
+
+def test_the_resume_hint_names_a_partial_video_and_npy_keyframes_are_checked(tmp_path, backend):
+    """From a review: no test named the partial video among the files a resume deletes,
+    nor refused an .npy keyframe name in plan/ that is not a file."""
+    rd = tmp_path / "r"
+    s = Settings.from_dict({**_SHIFT_JOB, "colour": {"mode": "first"}})
+    render(s, run_dir=rd, backend=_Shift(), progress=False, video=False, stop_after=1)
+    (rd / "state.json").unlink()
+    (rd / "morph.partial.mp4").write_bytes(b"cut short")
+    problem = _fresh_run_problem(rd, encode=False) or ""
+    assert "may overwrite or delete drift.csv, morph.partial.mp4 there" in problem, problem
+    plan = tmp_path / "plan"
+    p = Settings.from_dict(JOB)
+    render(p, run_dir=plan, backend=backend, progress=False, video=False, stop_after=1)
+    (plan / "plan" / "000003.npy").symlink_to(tmp_path / "gone.npy")
+    with pytest.raises(ValueError, match=r"000003.npy is a link that leads nowhere, where the run"):
+        render(None, run_dir=plan, resume=True, backend=backend, progress=False, video=False)

@@ -469,6 +469,7 @@ def _resume_hint(rd: Path, encode: bool) -> str | None:
         or _frames_problem(rd, plan=False)
         or _run_files_problem(rd)  # (before the frames are read: a FIFO among them hung)
         or (encode and _video_name_problem(saved))
+        or _video_files_problem(rd, saved, encode)
     ):
         return None
     # plan/ and plan.json as the resume checks them: only where frames are still to be made
@@ -492,7 +493,7 @@ def _or_resume(rd: Path, encode: bool, *, named: int = 2) -> str:
     if touched:
         one = len(touched) == 1
         hint += (
-            f", which overwrites or deletes {', '.join(touched)} there (move "
+            f", which may overwrite or delete {', '.join(touched)} there (move "
             f"{'it' if one else 'them'} first if not the run's)"
         )
     return (
@@ -544,16 +545,33 @@ def _run_files_problem(rd: Path, *, plan: bool = False) -> str | None:
         if why:
             return f"run_dir: {rd / name} is {why}, where the run rewrites its {name}: move it"
     # a frame's name, or with ``plan`` a keyframe's in plan/ (a FIFO there was waited on
-    # for ever by the plan's load, after the model had loaded: a later review)
-    sub, kind = ("plan", "keyframe") if plan else ("frames", "frame")
+    # for ever by the plan's load, after the model had loaded: a later review), or a
+    # killed write's temporary file's, which a resume deletes (a folder raised bare)
+    sub, exts = ("plan", (".png", ".npy")) if plan else ("frames", (".png",))
     if os.path.isdir(rd / sub):
         with os.scandir(rd / sub) as entries:
             for e in entries:
-                stem, ext = os.path.splitext(e.name)
-                k = _frame_number(stem) if ext in (".png", ".npy") else None
-                if k is not None and not e.is_file():
+                stem, ext = os.path.splitext(e.name.removesuffix(".tmp"))
+                if ext in exts and _frame_number(stem) is not None and not e.is_file():
                     why = what(e.path) or "not a regular file"
-                    return f"run_dir: {e.path} is {why}, where the run keeps {kind} {k}: move it"
+                    return f"run_dir: {e.path} is {why}, where the run keeps its {sub}: move it"
+    return None
+
+
+def _video_files_problem(rd: Path, settings: Settings, encode: bool) -> str | None:
+    """Why a resume cannot make (``encode``) or leave its video: something other than a
+    file at its partial video's name, which it writes or deletes, or, where it encodes,
+    at its video's. From a review: a folder there failed bare after the frames were
+    deleted, or only once every frame was made."""
+    from .video import partial_path
+
+    video = _video_path(rd, settings)
+    for p in (partial_path(video), video) if encode else (partial_path(video),):
+        if os.path.lexists(p) and not os.path.isfile(p):
+            what = "a folder" if os.path.isdir(p) else "not a regular file"
+            if not os.path.exists(p):
+                what = "a link that leads nowhere"
+            return f"run_dir: {p} is {what}, where the run makes its video: move it"
     return None
 
 
@@ -2035,6 +2053,8 @@ def render(
         if problem:  # (the encoder process exited 125 at the first frame, after the load)
             raise ValueError(f"stages: 'process' runs the encoder in {problem}; use 'thread'")
     problem = _video_name_problem(settings) if encode else None
+    if resume and not problem:
+        problem = _video_files_problem(rd, settings, encode)
     if problem:
         raise ValueError(problem)
     # before the model loads and the folder is touched
