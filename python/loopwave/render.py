@@ -407,7 +407,7 @@ def _fresh_run_problem(
         hint = _resume_hint(rd, encode)
         return (
             f"run_dir: {rd} already holds a run (output.dir / output.name); "
-            + (f"continue it with {hint}, or choose" if hint else "choose")
+            + (f"continue it with {hint[0]}, or choose" if hint else "choose")
             + " another output (--out, output.name)"
         )
     # a fresh run starts in an empty frames folder: never delete files it did not write
@@ -450,13 +450,15 @@ def _fresh_run_problem(
     return None
 
 
-def _resume_hint(rd: Path, encode: bool) -> str | None:
-    """How to resume the run in ``rd`` (a command, and the Python call), where a resume
-    would pass the checks it makes of the folder before the model loads (from reviews:
-    a hint was given where the resume then refused, for settings edited since the run's
-    frames, settings it cannot read, a folder it cannot write, a broken ``plan/`` of a
-    plan run); else None. ``encode``: the fresh run makes a video (else the resume
-    makes none either). A render running there is refused before (:meth:`_RunLock.busy`)."""
+def _resume_hint(rd: Path, encode: bool) -> tuple[str, list[str]] | None:
+    """How to resume the run in ``rd`` (a command, and the Python call), with the files
+    there that the resume may overwrite or delete (:func:`_resume_touches`), where a
+    resume would pass the checks it makes of the folder before the model loads (from
+    reviews: a hint was given where the resume then refused, for settings edited since
+    the run's frames, settings it cannot read, a folder it cannot write, a broken
+    ``plan/`` of a plan run); else None. ``encode``: the fresh run makes a video (else
+    the resume makes none either). A render running there is refused before
+    (:meth:`_RunLock.busy`)."""
     try:
         saved = Settings._from_saved(_read_json(rd / "settings.json"))
         _read_state(rd)
@@ -473,11 +475,12 @@ def _resume_hint(rd: Path, encode: bool) -> str | None:
     ):
         return None
     # plan/ and plan.json as the resume checks them: only where frames are still to be made
-    if saved["colour"]["mode"] == "plan" and not _all_made(rd, saved["render"]["frames"]):
-        if _frames_problem(rd, plan=True) or _run_files_problem(rd, plan=True):
-            return None
+    plan = saved["colour"]["mode"] == "plan" and not _all_made(rd, saved["render"]["frames"])
+    if plan and (_frames_problem(rd, plan=True) or _run_files_problem(rd, plan=True)):
+        return None
     flag, arg = ("", "") if encode else (" --no-video", ", video=False")
-    return f"`loopwave render --resume {shlex.quote(str(rd))}{flag}` (resume=True{arg})"
+    command = f"`loopwave render --resume {shlex.quote(str(rd))}{flag}` (resume=True{arg})"
+    return command, _resume_touches(rd, saved, encode, plan=plan)
 
 
 def _or_resume(rd: Path, encode: bool, *, named: int = 2) -> str:
@@ -486,10 +489,10 @@ def _or_resume(rd: Path, encode: bool, *, named: int = 2) -> str:
     a review: the hint was followed, and a user's drift table was replaced), or pick
     another output. ``named``: how many files or folders the refusal named."""
     them = "it" if named == 1 else "them"
-    hint = _resume_hint(rd, encode)
-    if hint is None:
+    found = _resume_hint(rd, encode)
+    if found is None:
         return f"; pick another output or move {them}"
-    touched = _resume_touches(rd, encode)
+    hint, touched = found
     if touched:
         one = len(touched) == 1
         hint += (
@@ -502,26 +505,34 @@ def _or_resume(rd: Path, encode: bool, *, named: int = 2) -> str:
     )
 
 
-def _resume_touches(rd: Path, encode: bool) -> list[str]:
-    """The files in ``rd`` that a resume of its run (its saved settings) overwrites or
-    deletes: the drift table and picture, ``plan.json`` for a plan run with frames still
-    to make, its video where it makes one, and its partial video (deleted where it makes
-    none). From a review: the refusal named files by the new run's settings, so a user's
-    ``plan.json`` the resume replaced went unnamed, and another name's video was named."""
-    try:
-        saved = Settings._from_saved(_read_json(rd / "settings.json"))
-    except (OSError, ValueError):
-        return []
+def _resume_touches(rd: Path, saved: Settings, encode: bool, *, plan: bool) -> list[str]:
+    """The files in ``rd`` that a resume of its run (``saved``, its settings) may
+    overwrite or delete: the drift table and picture, ``plan.json`` (``plan``: a plan run
+    with frames still to make), its video where it makes one, and its partial video
+    (deleted where it makes none). From a review: the refusal named files by the new
+    run's settings, so a user's ``plan.json`` the resume replaced went unnamed, and
+    another name's video was named."""
     from .video import partial_path
 
     video = _video_path(rd, saved)
     names = ["drift.csv", "drift.png"]
-    if saved["colour"]["mode"] == "plan" and not _all_made(rd, saved["render"]["frames"]):
+    if plan:
         names.append("plan.json")
     if encode:
         names.append(video.name)
     names.append(partial_path(video).name)
     return [n for n in names if os.path.lexists(rd / n)]
+
+
+def _not_a_file(p: str | Path) -> str | None:
+    """What is at ``p`` where a run reads or writes a file, if not a file or nothing: "a
+    folder", "a link that leads nowhere" or "not a regular file" (a FIFO, waited on for
+    ever by a read)."""
+    if not os.path.lexists(p) or os.path.isfile(p):
+        return None
+    if os.path.isdir(p):
+        return "a folder"
+    return "a link that leads nowhere" if not os.path.exists(p) else "not a regular file"
 
 
 def _run_files_problem(rd: Path, *, plan: bool = False) -> str | None:
@@ -532,16 +543,8 @@ def _run_files_problem(rd: Path, *, plan: bool = False) -> str | None:
     been set back. ``plan``: ``plan.json`` and the keyframes' names in ``plan/`` instead,
     which only a plan run with frames still to make reads and rewrites (a later review:
     other runs were refused over it)."""
-
-    def what(p: str) -> str | None:
-        if not os.path.lexists(p) or os.path.isfile(p):
-            return None
-        if os.path.isdir(p):
-            return "a folder"
-        return "a link that leads nowhere" if not os.path.exists(p) else "not a regular file"
-
     for name in ("plan.json",) if plan else ("drift.csv", "drift.png"):
-        why = what(os.path.join(rd, name))
+        why = _not_a_file(rd / name)
         if why:
             return f"run_dir: {rd / name} is {why}, where the run rewrites its {name}: move it"
     # a frame's name, or with ``plan`` a keyframe's in plan/ (a FIFO there was waited on
@@ -553,7 +556,7 @@ def _run_files_problem(rd: Path, *, plan: bool = False) -> str | None:
             for e in entries:
                 stem, ext = os.path.splitext(e.name.removesuffix(".tmp"))
                 if ext in exts and _frame_number(stem) is not None and not e.is_file():
-                    why = what(e.path) or "not a regular file"
+                    why = _not_a_file(e.path) or "not a regular file"
                     return f"run_dir: {e.path} is {why}, where the run keeps its {sub}: move it"
     return None
 
@@ -567,11 +570,9 @@ def _video_files_problem(rd: Path, settings: Settings, encode: bool) -> str | No
 
     video = _video_path(rd, settings)
     for p in (partial_path(video), video) if encode else (partial_path(video),):
-        if os.path.lexists(p) and not os.path.isfile(p):
-            what = "a folder" if os.path.isdir(p) else "not a regular file"
-            if not os.path.exists(p):
-                what = "a link that leads nowhere"
-            return f"run_dir: {p} is {what}, where the run makes its video: move it"
+        why = _not_a_file(p)
+        if why:
+            return f"run_dir: {p} is {why}, where the run makes its video: move it"
     return None
 
 
