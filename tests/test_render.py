@@ -3214,15 +3214,39 @@ def test_a_users_file_at_the_lock_path_is_refused_before_the_model_loads(
     with pytest.raises(ValueError, match="not a loopwave run's lock file"):
         _RunLock(lock.parent)
     assert lock.read_text() == "notes\n"
-    # and a link made between that look and the open is not followed
-    if hasattr(os, "O_NOFOLLOW"):
-        lock.unlink()
-        (tmp_path / "kept-late").write_text("precious")
-        lock.symlink_to(tmp_path / "kept-late")
-        monkeypatch.setattr(_RunLock, "foreign", staticmethod(lambda path: None))
-        with pytest.raises(OSError):
+    # and one made between that look and the open is refused by name too (a link was
+    # refused with a bare ELOOP, a folder with IsADirectoryError, and a FIFO was taken as
+    # the lock and deleted at the end)
+    real = _RunLock.foreign
+    made = []
+
+    def put_there_after_the_look(path):
+        said = real(path)
+        if not made:
+            made.append(path)
+            make_it(path)
+        return said
+
+    monkeypatch.setattr(_RunLock, "foreign", staticmethod(put_there_after_the_look))
+    for late in ("link", "folder", "fifo"):
+        if late == "fifo" and not hasattr(os, "mkfifo"):
+            continue
+        made.clear()
+        lock = tmp_path / f"late-{late}" / ".lock"
+        lock.parent.mkdir()
+        kept = tmp_path / f"kept-late-{late}"
+        kept.write_text("precious")
+        make_it = {
+            "link": lambda path, kept=kept: path.symlink_to(kept),
+            "folder": lambda path: path.mkdir(),
+            "fifo": lambda path: os.mkfifo(path),
+        }[late]
+        why = {"link": "a link", "folder": "a folder", "fifo": "not a regular file"}[late]
+        want = re.escape(f"run_dir: {lock} is not a loopwave run's lock file ({why})")
+        with pytest.raises(ValueError, match=want):
             _RunLock(lock.parent)
-        assert (tmp_path / "kept-late").read_text() == "precious"
+        assert made and (lock.is_symlink() if late == "link" else lock.exists())
+        assert kept.read_text() == "precious"
 
 
 @pytest.mark.parametrize("left", ["4242", "", "17\n"])

@@ -126,7 +126,19 @@ class _RunLock:
                 foreign = _RunLock.foreign(self.path)  # (again: one may have been put
                 if foreign:  # there while the model loaded)
                     raise ValueError(foreign)
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
+                try:
+                    fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
+                except OSError:
+                    # a link (ELOOP) or folder (EISDIR) put there since foreign() looked
+                    foreign = _RunLock.foreign(self.path)
+                    if foreign:
+                        raise ValueError(foreign) from None
+                    raise
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    # a FIFO put there since (O_RDWR opens one without waiting): not
+                    # taken, or it would be deleted at the end; foreign() names it
+                    os.close(fd)
+                    continue
                 try:
                     _flock_soon(fd)
                 except BlockingIOError:
