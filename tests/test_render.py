@@ -3249,6 +3249,71 @@ def test_a_users_file_at_the_lock_path_is_refused_before_the_model_loads(
         assert kept.read_text() == "precious"
 
 
+@pytest.mark.parametrize(
+    "kind", ["fifo frame", "folder frame", "folder drift", "folder tmp", "folder partial"]
+)
+def test_a_run_file_broken_while_the_model_loads_is_refused_under_the_lock(
+    tmp_path, monkeypatch, kind
+):
+    """A resume checks the run's files (frames, drift.csv, a killed write's temporary
+    name, the partial video's) before the model loads; one broken while it loaded was
+    found only later: a FIFO at a frame's name was waited on for ever by the frames'
+    check under the lock, a folder failed bare (the partial video's only once every frame
+    was made). Each is refused by name under the lock, the state as it was."""
+    import threading
+
+    import loopwave.render as lr
+
+    if kind.startswith("fifo") and not hasattr(os, "mkfifo"):
+        pytest.skip("FIFOs")
+    if kind == "folder partial":
+        pytest.importorskip("av")
+    from loopwave.video import partial_path
+
+    s = Settings.from_dict(_SHIFT_JOB)
+    rd = tmp_path / "r"
+    render(s, run_dir=rd, backend=_Shift(), progress=False, stop_after=2, video=False)
+    state = (rd / "state.json").read_bytes()
+    frame = rd / "frames" / "000001.png"
+    at = {
+        "fifo frame": frame,
+        "folder frame": frame,
+        "folder drift": rd / "drift.csv",
+        "folder tmp": rd / "frames" / "000003.png.tmp",
+        "folder partial": partial_path(lr._video_path(rd, s)),
+    }[kind]
+    kept = at.with_name("kept")
+
+    def break_it_while_loading(*a, **k):
+        if at.exists():
+            at.rename(kept)
+        os.mkfifo(at) if kind.startswith("fifo") else at.mkdir()
+        return _Shift()
+
+    monkeypatch.setattr(lr, "load_backend", break_it_while_loading)
+    said: list[BaseException] = []
+
+    def resume():
+        try:
+            video = kind == "folder partial"
+            render(None, run_dir=rd, resume=True, progress=False, video=video)
+        except BaseException as e:
+            said.append(e)
+
+    t = threading.Thread(target=resume, daemon=True)
+    t.start()
+    t.join(60)
+    if t.is_alive():  # let a read waiting on the FIFO end, then fail
+        os.close(os.open(at, os.O_WRONLY | os.O_NONBLOCK))
+        t.join(60)
+        pytest.fail(f"the resume waited on the FIFO at {at}")
+    why = "not a regular file" if kind.startswith("fifo") else "a folder"
+    assert said and isinstance(said[0], ValueError), said
+    assert str(at) in str(said[0]) and why in str(said[0]), said[0]
+    assert (rd / "state.json").read_bytes() == state
+    assert (rd / "frames" / "000000.png").is_file()
+
+
 @pytest.mark.parametrize("left", ["4242", "", "17\n"])
 def test_a_killed_renders_lock_file_is_taken(tmp_path, left):
     """A killed render leaves its lock file (its pid, or nothing where it died before it

@@ -2124,6 +2124,13 @@ def render(
         make_folder(rd / "frames")
         c = settings["colour"]
         recorded_last = _read_state(rd)
+        if resume and (
+            problem := _run_files_problem(rd) or _video_files_problem(rd, settings, encode)
+        ):
+            # checked before the model loaded, and again here for one put there while it
+            # loaded: a FIFO at a frame's name was waited on for ever by the frames' check
+            # below, and a folder there failed bare after the state was set back
+            raise ValueError(problem)
         if c["mode"] == "plan" and (
             problem := _frames_problem(rd, plan=True) or _run_files_problem(rd, plan=True)
         ):
