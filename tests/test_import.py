@@ -100,3 +100,26 @@ def test_an_environment_setting_the_kernels_cannot_read_is_named(name, value, sa
         assert run.returncode == 0, run.stderr
     else:
         assert run.returncode != 0 and "RuntimeWarning: " + said in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize(
+    "line", ["import loopwave", "from loopwave import render", "import loopwave.color"]
+)
+def test_an_environment_warning_points_at_the_users_import(tmp_path, line):
+    """The warning for an unreadable LOOPWAVE_* value pointed at loopwave's own
+    ``from .color import`` in ``loopwave/__init__.py``; it points at the line outside
+    loopwave that imported it, as a warning about the caller's input should."""
+    script = tmp_path / "users_script.py"
+    script.write_text(f"x = 1\n{line}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPWAVE_")}
+    env["LOOPWAVE_SIMD"] = "avx-2"
+    run = subprocess.run(
+        [sys.executable, "-W", "always::RuntimeWarning", str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.startswith(f"{script}:2: RuntimeWarning: LOOPWAVE_SIMD="), run.stderr
+    assert run.stderr.count("RuntimeWarning") == 1, run.stderr

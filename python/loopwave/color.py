@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import warnings
 from collections.abc import Mapping
 from typing import Any, Literal, overload
@@ -837,6 +838,24 @@ def _unread_settings(env: Mapping[str, str]) -> list[str]:
     return out
 
 
+def _importers_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning issued by this module's import at the
+    line outside loopwave that imported it (``import loopwave`` in the user's script),
+    not at loopwave's own ``from .color import``: the frames of loopwave and of Python's
+    import machinery (which :func:`warnings.warn` skips without counting) are passed."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 1  # (the module's own frame: stacklevel 1)
+    while frame.f_back is not None:
+        frame = frame.f_back
+        name = frame.f_code.co_filename
+        if "importlib" in name and "_bootstrap" in name:
+            continue  # (not counted by warnings.warn either)
+        level += 1
+        if not os.path.abspath(name).startswith(package):
+            break
+    return level
+
+
 # a typo (LOOPWAVE_SIMD=avx-2) would otherwise time, or run, something else without a word
 for _message in _unread_settings(os.environ):
-    warnings.warn(_message, RuntimeWarning, stacklevel=2)
+    warnings.warn(_message, RuntimeWarning, stacklevel=_importers_stacklevel())
