@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -3581,6 +3582,7 @@ def test_a_stopped_plan_runs_broken_plan_is_refused_before_anything_changes(
     "name",
     [
         "frames/000003.png.tmp",
+        "plan/000003.png.tmp",
         "morph.partial.mp4",
         "morph.mp4",
         "plan/000003.npy",
@@ -3591,8 +3593,10 @@ def test_a_resume_refuses_a_folder_at_a_name_it_writes_or_deletes(tmp_path, monk
     """From a review: a folder at a killed write's temporary name or at the partial video's
     (which a resume deletes), or at the video's (which it writes), got the hint, and the
     resume then failed bare after the frames were deleted, or only once every frame was
-    made. Refused by name before the model loads now, with no hint. A name a resume
-    never touches (an .npy in frames/; plan/ in a run without a plan) is not refused."""
+    made. Refused by name before the model loads now, with no hint, and the fresh run's
+    refusal says why. A name a resume never touches (an .npy in frames/, or in plan/ of
+    a run without a plan) is not refused; a temporary name in plan/ is, in any run (a
+    later review: every resume deletes those)."""
     import loopwave.render as lr
 
     rd = tmp_path / "r"
@@ -3609,6 +3613,7 @@ def test_a_resume_refuses_a_folder_at_a_name_it_writes_or_deletes(tmp_path, monk
         assert r.frames == 5 and (rd / name).is_dir()
         return
     assert "holds files; pick another output or move them" in problem, problem
+    assert f"(a resume would be refused: run_dir: {rd / name} is a folder, " in problem, problem
 
     def not_loaded(*a, **k):
         raise AssertionError("the model loaded")
@@ -3618,6 +3623,89 @@ def test_a_resume_refuses_a_folder_at_a_name_it_writes_or_deletes(tmp_path, monk
     with pytest.raises(ValueError, match=re.escape(f"{rd / name} is a folder, where the run")):
         render(None, run_dir=rd, resume=True, progress=False, video=encode)
     assert sorted(p.name for p in (rd / "frames").iterdir()) == frames
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "encode"),
+    [
+        ("frames/000003.png.tmp", "fifo", False),
+        ("frames/000003.png.tmp", "nowhere", True),
+        ("plan/000003.png.tmp", "fifo", False),
+        ("morph.partial.mp4", "fifo", False),
+        ("morph.partial.mp4", "nowhere", False),
+        ("morph.partial.mp4", "nowhere", True),
+        ("morph.partial.mp4", "to a file", True),
+        ("morph.mp4", "fifo", True),
+        ("morph.mp4", "nowhere", True),
+        ("morph.mp4", "to a folder", True),
+        ("morph.mp4", "folder", False),
+        ("morph.partial.mp4", "fifo", True),
+    ],
+)
+def test_a_resume_goes_on_past_what_it_deletes_or_replaces(
+    tmp_path, monkeypatch, name, kind, encode
+):
+    """From a review of bc5ccff: a FIFO or a link at a killed write's temporary name, or
+    at the partial video's name of a resume that makes no video (both deleted), or at the
+    video's (replaced by the rename at the end), and a folder at the video's name of a
+    resume that makes none, were refused, where the resume had gone on. They go on, with
+    the hint, and what was there is gone or replaced, nothing outside touched. A link at
+    the partial video's name of a resume that encodes had the video written through it,
+    over the file it led to, and left the video a link to it: it is replaced now. A FIFO
+    there, which the encoder waited on for ever, is still refused."""
+    import loopwave.render as lr
+
+    if kind == "fifo" and not hasattr(os, "mkfifo"):
+        pytest.skip("FIFOs")
+    if encode:
+        pytest.importorskip("av")
+    rd = tmp_path / "r"
+    colour = {"mode": "first"}
+    s = Settings.from_dict({**_SHIFT_JOB, "colour": colour, "output": {"name": "morph"}})
+    render(s, run_dir=rd, backend=_Shift(), progress=False, video=False, stop_after=1)
+    at = rd / name
+    at.parent.mkdir(exist_ok=True)
+    outside = tmp_path / "outside"
+    if kind == "fifo":
+        os.mkfifo(at)
+    elif kind == "nowhere":
+        at.symlink_to(outside)
+    elif kind == "to a file":
+        outside.write_bytes(b"the user's")
+        at.symlink_to(outside)
+    elif kind == "to a folder":
+        outside.mkdir()
+        (outside / "keep.txt").write_text("kept")
+        at.symlink_to(outside)
+    else:
+        at.mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    (rd / "state.json").unlink()  # (killed before its first state: the hint's case)
+    problem = _fresh_run_problem(rd, encode=encode) or ""
+    if name == "morph.partial.mp4" and kind == "fifo" and encode:
+        assert "(a resume would be refused: " in problem, problem
+        monkeypatch.setattr(lr, "load_backend", lambda *a, **k: pytest.fail("model loaded"))
+        want = f"{at} is not a regular file, where the run makes its video: move it"
+        with pytest.raises(ValueError, match=re.escape(want)):
+            render(None, run_dir=rd, resume=True, progress=False, video=True)
+        assert stat.S_ISFIFO(os.lstat(at).st_mode)
+        return
+    assert "continue it with `loopwave render --resume" in problem, problem
+    r = render(None, run_dir=rd, resume=True, backend=_Shift(), progress=False, video=encode)
+    assert r.frames == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # (no target made)
+    if kind == "to a file":
+        assert outside.read_bytes() == b"the user's"
+    if kind == "to a folder":
+        assert [p.name for p in outside.iterdir()] == ["keep.txt"]
+    if name == "morph.mp4" and not encode:
+        assert at.is_dir() and not at.is_symlink()
+    elif name == "morph.mp4" or (encode and name == "morph.partial.mp4"):
+        video = rd / "morph.mp4"
+        assert video.is_file() and not video.is_symlink() and video.stat().st_size > 1000
+        assert not os.path.lexists(rd / "morph.partial.mp4")
+    else:
+        assert not os.path.lexists(at)
 
 
 def test_the_resume_hint_names_a_partial_video_and_npy_keyframes_are_checked(tmp_path, backend):

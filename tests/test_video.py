@@ -2187,8 +2187,8 @@ def test_a_callers_own_x264_params_are_kept(tmp_path, monkeypatch):
     seen = []
     real = lv._Output.__init__
 
-    def spy(self, path, cfg):
-        real(self, path, cfg)
+    def spy(self, path, cfg, **kw):
+        real(self, path, cfg, **kw)
         seen.append(dict(self.stream.options))
 
     monkeypatch.setattr(lv._Output, "__init__", spy)

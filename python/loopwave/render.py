@@ -419,7 +419,13 @@ def _fresh_run_problem(
         hint = _resume_hint(rd, encode)
         return (
             f"run_dir: {rd} already holds a run (output.dir / output.name); "
-            + (f"continue it with {hint[0]}, or choose" if hint else "choose")
+            + (
+                f"continue it with {hint[0]}, or choose"
+                if isinstance(hint, tuple)
+                else f"a resume would be refused ({hint}); choose"
+                if hint
+                else "choose"
+            )
             + " another output (--out, output.name)"
         )
     # a fresh run starts in an empty frames folder: never delete files it did not write
@@ -462,15 +468,17 @@ def _fresh_run_problem(
     return None
 
 
-def _resume_hint(rd: Path, encode: bool) -> tuple[str, list[str]] | None:
+def _resume_hint(rd: Path, encode: bool) -> tuple[str, list[str]] | str | None:
     """How to resume the run in ``rd`` (a command, and the Python call), with the files
     there that the resume may overwrite or delete (:func:`_resume_touches`), where a
     resume would pass the checks it makes of the folder before the model loads (from
     reviews: a hint was given where the resume then refused, for settings edited since
     the run's frames, settings it cannot read, a folder it cannot write, a broken
-    ``plan/`` of a plan run); else None. ``encode``: the fresh run makes a video (else
-    the resume makes none either). A render running there is refused before
-    (:meth:`_RunLock.busy`)."""
+    ``plan/`` of a plan run). Else why the resume would be refused, where that is
+    something in the folder the user can move (a later review: the refusal then named
+    only what the fresh run found, never what stopped the resume), or None. ``encode``:
+    the fresh run makes a video (else the resume makes none either). A render running
+    there is refused before (:meth:`_RunLock.busy`)."""
     try:
         saved = Settings._from_saved(_read_json(rd / "settings.json"))
         _read_state(rd)
@@ -481,15 +489,21 @@ def _resume_hint(rd: Path, encode: bool) -> tuple[str, list[str]] | None:
         (made_with is not None and not _made_with(made_with, saved))
         or not os.access(rd, os.W_OK | os.X_OK)
         or _frames_problem(rd, plan=False)
-        or _run_files_problem(rd)  # (before the frames are read: a FIFO among them hung)
         or (encode and _video_name_problem(saved))
-        or _video_files_problem(rd, saved, encode)
     ):
         return None
+    # (before the frames are read: a FIFO among them hung)
+    problem = _run_files_problem(rd) or _video_files_problem(rd, saved, encode)
+    if problem:
+        return problem
     # plan/ and plan.json as the resume checks them: only where frames are still to be made
     plan = saved["colour"]["mode"] == "plan" and not _all_made(rd, saved["render"]["frames"])
-    if plan and (_frames_problem(rd, plan=True) or _run_files_problem(rd, plan=True)):
-        return None
+    if plan:
+        if _frames_problem(rd, plan=True):
+            return None
+        problem = _run_files_problem(rd, plan=True)
+        if problem:
+            return problem
     flag, arg = ("", "") if encode else (" --no-video", ", video=False")
     command = f"`loopwave render --resume {shlex.quote(str(rd))}{flag}` (resume=True{arg})"
     return command, _resume_touches(rd, saved, encode, plan=plan)
@@ -497,13 +511,15 @@ def _resume_hint(rd: Path, encode: bool) -> tuple[str, list[str]] | None:
 
 def _or_resume(rd: Path, encode: bool, *, named: int = 2) -> str:
     """A fresh run's refusal's end: resume the run in ``rd`` (:func:`_resume_hint`),
-    naming the files there that the resume overwrites or deletes (:func:`_resume_touches`;
-    a review: the hint was followed, and a user's drift table was replaced), or pick
-    another output. ``named``: how many files or folders the refusal named."""
+    naming the files there that the resume may overwrite or delete
+    (:func:`_resume_touches`; a review: the hint was followed, and a user's drift table
+    was replaced), or pick another output; or, where the resume would be refused for a
+    file there, why. ``named``: how many files or folders the refusal named."""
     them = "it" if named == 1 else "them"
     found = _resume_hint(rd, encode)
-    if found is None:
-        return f"; pick another output or move {them}"
+    if not isinstance(found, tuple):
+        why = f" (a resume would be refused: {found})" if found else ""
+        return f"; pick another output or move {them}{why}"
     hint, touched = found
     if touched:
         one = len(touched) == 1
@@ -538,53 +554,86 @@ def _resume_touches(rd: Path, saved: Settings, encode: bool, *, plan: bool) -> l
 
 def _not_a_file(p: str | Path) -> str | None:
     """What is at ``p`` where a run reads or writes a file, if not a file or nothing: "a
-    folder", "a link that leads nowhere" or "not a regular file" (a FIFO, waited on for
-    ever by a read)."""
+    folder", "a link to a folder", "a link that leads nowhere" or "not a regular file"
+    (a FIFO, waited on for ever by a read)."""
     if not os.path.lexists(p) or os.path.isfile(p):
         return None
     if os.path.isdir(p):
-        return "a folder"
+        return "a link to a folder" if os.path.islink(p) else "a folder"
     return "a link that leads nowhere" if not os.path.exists(p) else "not a regular file"
+
+
+def _a_real_folder(p: str | Path) -> bool:
+    """A folder at ``p`` itself, not a link to one: where a run deletes a file (which
+    takes a link or a FIFO away, and fails on a folder)."""
+    return os.path.isdir(p) and not os.path.islink(p)
 
 
 def _run_files_problem(rd: Path, *, plan: bool = False) -> str | None:
     """Why a resume cannot go on with the files of the run in ``rd``: one it rewrites
     (``drift.csv``, ``drift.png``) or a frame's name in ``frames/`` that is a folder, a
-    link that leads nowhere or not a regular file (a FIFO was waited on for ever). From
-    a review: each raised bare after the model had loaded, a frame's after the state had
-    been set back. ``plan``: ``plan.json`` and the keyframes' names in ``plan/`` instead,
-    which only a plan run with frames still to make reads and rewrites (a later review:
-    other runs were refused over it)."""
+    link that leads nowhere or not a regular file (a FIFO was waited on for ever), or a
+    folder at a killed write's temporary name in ``frames/`` or ``plan/``, which every
+    resume deletes. From reviews: each raised bare after the model had loaded, a frame's
+    after the state had been set back. ``plan``: ``plan.json`` and the keyframes' names
+    in ``plan/`` instead, which only a plan run with frames still to make reads and
+    rewrites (a later review: other runs were refused over it)."""
     for name in ("plan.json",) if plan else ("drift.csv", "drift.png"):
         why = _not_a_file(rd / name)
         if why:
             return f"run_dir: {rd / name} is {why}, where the run rewrites its {name}: move it"
     # a frame's name, or with ``plan`` a keyframe's in plan/ (a FIFO there was waited on
-    # for ever by the plan's load, after the model had loaded: a later review), or a
-    # killed write's temporary file's, which a resume deletes (a folder raised bare)
+    # for ever by the plan's load, after the model had loaded: a later review)
     sub, exts = ("plan", (".png", ".npy")) if plan else ("frames", (".png",))
-    if os.path.isdir(rd / sub):
-        with os.scandir(rd / sub) as entries:
+    for folder in (sub,) if plan else (sub, "plan"):
+        if not os.path.isdir(rd / folder):
+            continue
+        with os.scandir(rd / folder) as entries:
             for e in entries:
-                stem, ext = os.path.splitext(e.name.removesuffix(".tmp"))
-                if ext in exts and _frame_number(stem) is not None and not e.is_file():
+                if e.name.endswith(".png.tmp"):
+                    # a killed write's temporary file, deleted by every resume (plan/'s
+                    # too, a later review): a link or FIFO goes with it, a folder failed
+                    # bare, after the frames after the last recorded one were deleted
+                    if not plan and _our_tmp(Path(e.path)) and _a_real_folder(e.path):
+                        return (
+                            f"run_dir: {e.path} is a folder, where the run deletes a "
+                            "killed write's temporary file: move it"
+                        )
+                    continue
+                stem, ext = os.path.splitext(e.name)
+                if folder != sub or ext not in exts or _frame_number(stem) is None:
+                    continue
+                if not e.is_file():
                     why = _not_a_file(e.path) or "not a regular file"
                     return f"run_dir: {e.path} is {why}, where the run keeps its {sub}: move it"
     return None
 
 
 def _video_files_problem(rd: Path, settings: Settings, encode: bool) -> str | None:
-    """Why a resume cannot make (``encode``) or leave its video: something other than a
-    file at its partial video's name, which it writes or deletes, or, where it encodes,
-    at its video's. From a review: a folder there failed bare after the frames were
-    deleted, or only once every frame was made."""
+    """Why a resume cannot make (``encode``) or leave its video: a folder at its partial
+    video's name, which it writes or deletes, or, where it encodes, at its video's; or,
+    where it encodes, a FIFO (or other file that is not regular) at the partial video's
+    name, which the encoder would wait on for ever. From reviews: a folder there failed
+    bare after the frames were deleted, or only once every frame was made. A link at
+    either name is replaced (the encoder's file is made afresh at its partial name, and
+    the rename at the end replaces the video's), and a resume that makes no video
+    deletes whatever but a folder is at the partial name, so neither is refused (a
+    later review: such resumes, which went on, were refused)."""
     from .video import partial_path
 
     video = _video_path(rd, settings)
-    for p in (partial_path(video), video) if encode else (partial_path(video),):
-        why = _not_a_file(p)
-        if why:
-            return f"run_dir: {p} is {why}, where the run makes its video: move it"
+    partial = partial_path(video)
+    for p in (partial, video) if encode else (partial,):
+        if _a_real_folder(p):
+            why = "a folder"
+        elif encode and p == partial and os.path.lexists(p) and not os.path.islink(p):
+            if stat.S_ISREG(os.lstat(p).st_mode):
+                continue
+            why = "not a regular file"
+        else:
+            continue
+        what = "makes its video" if encode else "deletes a stopped run's partial video"
+        return f"run_dir: {p} is {why}, where the run {what}: move it"
     return None
 
 

@@ -642,7 +642,7 @@ def _last_readable(path: Path, fps: Fraction, *, seek: bool) -> int | None:
 class _Output:
     """One output file: container, video stream, optional audio; lives on the encoder thread."""
 
-    def __init__(self, path: Path, cfg: _Config) -> None:
+    def __init__(self, path: Path, cfg: _Config, *, replace_link: bool = False) -> None:
         av = _av()
         self.path, self.cfg = path, cfg
         mp4 = cfg.muxer in ("mp4", "mov")
@@ -651,6 +651,12 @@ class _Output:
             opts["movflags"] = "frag_keyframe+empty_moov+default_base_moof+delay_moov"
         else:
             opts["cluster_size_limit"] = "0"  # a cluster per packet: all but the newest on disk
+        # ``replace_link``: a link at a file that is the writer's own (writing_video's
+        # partial files) is replaced, not written through (from a review: the file it
+        # led to, outside the folder, was overwritten with the video, and the rename at
+        # the end left the output a link to it; one that led nowhere made its target)
+        if replace_link and path.is_symlink():
+            path.unlink()
         try:
             self.container = _av_open(path, "w", format=cfg.muxer, options=opts)
         except (OSError, av.error.FFmpegError) as e:
@@ -1321,6 +1327,9 @@ class _Encoder:
         self.ending = False  # see end()
         self.discarding = False  # see discard()
         self.deleted = False  # the files were deleted by discard()
+        # set by writing_video before the first frame: the files are its partial files,
+        # its own, where a link is replaced (_Output), not written through
+        self.replace_links = False
         # the error, kept after it is handed to a caller: writing_video renames no video
         # whose encoder failed (a producer thread that caught it let a cut video in)
         self.failure: BaseException | None = None
@@ -1371,7 +1380,9 @@ class _Encoder:
             self._close_output()
             out = None
         if out is None:
-            out = _Output(self.segment_path(len(self.paths)), self.cfg)
+            out = _Output(
+                self.segment_path(len(self.paths)), self.cfg, replace_link=self.replace_links
+            )
             self.paths.append(out.path)
             self.out = out
         out.encode(planes)
@@ -2920,6 +2931,7 @@ def writing_video(
         # caller never named (codec 'h264' ... (o.partial.webm)); the refusals that are
         # the partial file's own (a folder of its name) keep naming it
         raise type(e)(str(e).replace(str(tmp), str(p))) from e.__cause__
+    w._enc.replace_links = True  # (its files are its own: a link there is replaced)
     try:
         try:
             yield w
