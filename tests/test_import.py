@@ -103,7 +103,14 @@ def test_an_environment_setting_the_kernels_cannot_read_is_named(name, value, sa
 
 
 @pytest.mark.parametrize(
-    "line", ["import loopwave", "from loopwave import render", "import loopwave.color"]
+    "line",
+    [
+        "import loopwave",
+        "from loopwave import render",
+        "import loopwave.color",
+        # (a review: this pointed into importlib/__init__.py)
+        'import importlib; importlib.import_module("loopwave")',
+    ],
 )
 def test_an_environment_warning_points_at_the_users_import(tmp_path, line):
     """The warning for an unreadable LOOPWAVE_* value pointed at loopwave's own

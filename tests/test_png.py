@@ -5,6 +5,7 @@ nor PyAV is installed."""
 from __future__ import annotations
 
 import io
+import os
 import struct
 import sys
 import zlib
@@ -367,3 +368,33 @@ def test_a_full_disk_names_the_file_being_written(tmp_path, monkeypatch):
         write_png(tmp_path / "a.png", np.zeros((2, 2, 3), np.uint8), durable=True)
     assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "a.png")
     assert "a.png" in str(e.value) and not list(tmp_path.iterdir())
+
+
+def test_open_tmp_replaces_what_is_at_the_name_and_never_follows_a_link(tmp_path):
+    """A writer's temporary name is its own: a link there was followed (a user's file it
+    led to, outside the run folder, was overwritten), a FIFO waited on for ever. Each is
+    replaced by a new file; a folder stays, and the open fails."""
+    from loopwave.png import open_tmp
+
+    user = tmp_path / "user.txt"
+    user.write_text("the user's")
+    tmp = tmp_path / "state.json.tmp"
+    makers = {
+        "a link to a file": lambda: tmp.symlink_to(user),
+        "a link to nowhere": lambda: tmp.symlink_to(tmp_path / "nowhere"),
+        "a stale file": lambda: tmp.write_text("stale"),
+    }
+    if hasattr(os, "mkfifo"):
+        makers["a FIFO"] = lambda: os.mkfifo(tmp)
+    for what, make in makers.items():
+        make()
+        with open_tmp(tmp, "w", encoding="utf-8") as f:
+            f.write("new")
+        assert tmp.read_text() == "new" and not tmp.is_symlink(), what
+        assert user.read_text() == "the user's", what
+        assert not (tmp_path / "nowhere").exists(), what
+        tmp.unlink()
+    tmp.mkdir()
+    with pytest.raises(OSError):
+        open_tmp(tmp)
+    assert tmp.is_dir()

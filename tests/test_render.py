@@ -3587,6 +3587,7 @@ def test_a_stopped_plan_runs_broken_plan_is_refused_before_anything_changes(
         "morph.mp4",
         "plan/000003.npy",
         "frames/000003.npy",
+        "frames/notes.png.tmp",
     ],
 )
 def test_a_resume_refuses_a_folder_at_a_name_it_writes_or_deletes(tmp_path, monkeypatch, name):
@@ -3607,7 +3608,7 @@ def test_a_resume_refuses_a_folder_at_a_name_it_writes_or_deletes(tmp_path, monk
     (rd / "state.json").unlink()  # (killed before its first state: the hint's case)
     encode = name == "morph.mp4"
     problem = _fresh_run_problem(rd, encode=encode) or ""
-    if name.endswith(".npy"):  # (not this run's to touch)
+    if name.endswith(".npy") or "notes" in name:  # (not this run's to touch)
         assert "continue it with `loopwave render --resume" in problem, problem
         r = render(None, run_dir=rd, resume=True, backend=_Shift(), progress=False, video=False)
         assert r.frames == 5 and (rd / name).is_dir()
@@ -3706,6 +3707,53 @@ def test_a_resume_goes_on_past_what_it_deletes_or_replaces(
         assert not os.path.lexists(rd / "morph.partial.mp4")
     else:
         assert not os.path.lexists(at)
+
+
+@pytest.mark.parametrize("name", ["state.json.tmp", "drift.csv.tmp", "drift.png.tmp"])
+def test_a_link_at_a_run_files_temporary_name_is_not_written_through(tmp_path, name):
+    """From a review: the run's files are written to NAME.tmp and renamed; a link at that
+    name (a resume's hint led there) had the file it led to, outside the run folder,
+    overwritten with the run's state or drift table, and drift.csv or drift.png was left
+    a link to it. The link is replaced now; the user's file stays as it was."""
+    rd = tmp_path / "r"
+    s = Settings.from_dict({**_SHIFT_JOB, "colour": {"mode": "first"}})
+    render(s, run_dir=rd, backend=_Shift(), progress=False, video=False, stop_after=1)
+    user = tmp_path / "user.txt"
+    user.write_text("the user's")
+    (rd / name).symlink_to(user)
+    r = render(None, run_dir=rd, resume=True, backend=_Shift(), progress=False, video=False)
+    assert r.frames == 5 and user.read_text() == "the user's"
+    final = rd / name.removesuffix(".tmp")
+    assert final.is_file() and not final.is_symlink() and not os.path.lexists(rd / name)
+
+
+def test_a_fresh_run_says_why_a_resume_would_be_refused(tmp_path, backend):
+    """From a review: where the hint was withheld for a file in the folder, the fresh
+    run's refusal named only what it found itself, never what stopped the resume; and a
+    link to a folder was called a folder."""
+    rd = tmp_path / "r"
+    render(
+        Settings.from_dict(JOB),
+        run_dir=rd,
+        backend=backend,
+        progress=False,
+        video=False,
+        stop_after=1,
+    )
+    index = rd / "plan.json"
+    index.rename(tmp_path / "kept.json")
+    index.mkdir()  # (a plan run with frames still to make rewrites it)
+    want = (
+        f"already holds a run (output.dir / output.name); a resume would be refused "
+        f"(run_dir: {index} is a folder, where the run rewrites its plan.json: move it); "
+        "choose another output"
+    )
+    assert want in (_fresh_run_problem(rd) or ""), _fresh_run_problem(rd)
+    index.rmdir()
+    (tmp_path / "elsewhere").mkdir()
+    index.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ValueError, match=re.escape(f"{index} is a link to a folder, where")):
+        render(None, run_dir=rd, resume=True, backend=backend, progress=False, video=False)
 
 
 def test_the_resume_hint_names_a_partial_video_and_npy_keyframes_are_checked(tmp_path, backend):

@@ -1268,6 +1268,49 @@ def test_unsupported_codec_and_container_pairs_are_refused(tmp_path):
         assert len(decode_all(tmp_path / f"h{ext}")) == 2
 
 
+@pytest.mark.parametrize("segmented", [False, True])
+def test_writing_video_replaces_links_at_its_partial_names(tmp_path, segmented):
+    """From reviews: a link at writing_video's partial file's name, which is its own, was
+    written through: the file it led to, outside the folder, held the video, and the
+    output was left a link to it (one that led nowhere made its target; one to a folder
+    was refused as a folder). Each is replaced now, its target untouched, the segments'
+    names too. A plain VideoWriter given a link still writes through it."""
+    from loopwave.video import _numbered
+
+    user, folder = tmp_path / "user.bin", tmp_path / "folder"
+    user.write_bytes(b"the user's")
+    folder.mkdir()
+    out = tmp_path / "o.mp4"
+    partial = lv.partial_path(out)
+    if segmented:
+        names = [_numbered(partial, i) for i in range(3)]
+        opts: dict = {"segment_seconds": 1}
+    else:
+        names, opts = [partial], {}
+    targets = [user, tmp_path / "nowhere", folder]
+    if segmented:
+        rounds = [list(zip(names, targets, strict=True))]
+    else:
+        rounds = [[(partial, t)] for t in targets]
+    for links in rounds:
+        for name, target in links:
+            name.symlink_to(target)
+        with lv.writing_video(out, fps=10, **opts) as w:
+            w.write(moving(25 if segmented else 5))
+        assert user.read_bytes() == b"the user's" and list(folder.iterdir()) == []
+        assert not os.path.lexists(tmp_path / "nowhere")
+        made = [_numbered(out, i) for i in range(3)] if segmented else [out]
+        for m in made:
+            assert m.is_file() and not m.is_symlink()
+        assert not any(os.path.lexists(n) for n in names)
+    if not segmented:  # (the caller's own link, to a file it chose, is written through)
+        mine = tmp_path / "mine.mp4"
+        mine.symlink_to(user)
+        with lv.VideoWriter(mine, fps=10) as w:
+            w.write(moving(3))
+        assert mine.is_symlink() and user.read_bytes()[4:8] == b"ftyp"
+
+
 def test_writing_video_with_no_frames_says_so(tmp_path):
     """It raised FileNotFoundError about renaming NAME.partial.mp4."""
     out = tmp_path / "none.mp4"
@@ -1296,11 +1339,22 @@ def test_writing_video_never_overwrites_its_input(tmp_path):
     with pytest.raises(ValueError, match="which is the input"):
         with lv.writing_video(other, inputs=[src], fps=10):
             pass
-    # a partial file that is a link to the output itself
-    (tmp_path / "other.partial.mp4").symlink_to(other)
+    # a partial file that is a hard link to the output itself: refused
+    partial = tmp_path / "other.partial.mp4"
+    os.link(other, partial)
     with pytest.raises(ValueError, match="same file"):
         with lv.writing_video(other, fps=10):
             pass
+    assert src.read_bytes() == before
+    # a symbolic one is the writer's own name: replaced, not written through (a review:
+    # it was refused only once a render had made its frames)
+    partial.unlink()
+    partial.symlink_to(other)
+    with lv.writing_video(other, fps=10) as w:
+        w.write(moving(4))
+    assert src.read_bytes() == before and not os.path.lexists(partial)
+    with lv.VideoReader(other) as r:
+        assert not other.is_symlink() and r.frame_count == 4
     # a writer on a file an open reader reads (a 200-frame source read back as 206)
     with lv.VideoReader(src) as r:
         with pytest.raises(ValueError, match="open in a VideoReader"):

@@ -840,10 +840,15 @@ def _unread_settings(env: Mapping[str, str]) -> list[str]:
 
 def _importers_stacklevel() -> int:
     """The ``stacklevel`` that points a warning issued by this module's import at the
-    line outside loopwave that imported it (``import loopwave`` in the user's script),
-    not at loopwave's own ``from .color import``: the frames of loopwave and of Python's
-    import machinery (which :func:`warnings.warn` skips without counting) are passed."""
-    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    line outside loopwave that imported it (``import loopwave`` in the user's script, or
+    its ``importlib.import_module("loopwave")``), not at loopwave's own ``from .color
+    import``: the frames of loopwave and of Python's import machinery (some of which
+    :func:`warnings.warn` skips without counting) are passed."""
+    import importlib
+
+    ours = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    # (importlib.import_module's own frame is counted, and passed: a review)
+    machinery = os.path.dirname(os.path.abspath(importlib.__file__ or "")) + os.sep
     frame, level = sys._getframe(1), 1  # (the module's own frame: stacklevel 1)
     while frame.f_back is not None:
         frame = frame.f_back
@@ -851,7 +856,7 @@ def _importers_stacklevel() -> int:
         if "importlib" in name and "_bootstrap" in name:
             continue  # (not counted by warnings.warn either)
         level += 1
-        if not os.path.abspath(name).startswith(package):
+        if not os.path.abspath(name).startswith((ours, machinery)):
             break
     return level
 

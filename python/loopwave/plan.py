@@ -46,7 +46,16 @@ import numpy as np
 
 from . import _validate as _v
 from .color import color_correct, lerp_frames, mean_frames
-from .png import make_folder, naming, read_png, sync_file, sync_folder, whole_png, write_png
+from .png import (
+    make_folder,
+    naming,
+    open_tmp,
+    read_png,
+    sync_file,
+    sync_folder,
+    whole_png,
+    write_png,
+)
 
 __all__ = ["ColourPlan", "Keyframes", "keyframe_indices"]
 
@@ -325,7 +334,7 @@ class ColourPlan:
                 crcs[dest.stem] = zlib.crc32(buf.getbuffer())
                 tmp = d / f"{k:06d}.npy.tmp"
                 try:
-                    with naming(dest), open(tmp, "wb") as f:
+                    with naming(dest), open_tmp(tmp) as f:
                         f.write(buf.getbuffer())
                         sync_file(f)
                     os.replace(tmp, dest)
@@ -470,7 +479,7 @@ def _atomic_json(path: Path, data: Any) -> None:
     index must survive a power cut as the frames they name do."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with naming(path), open(tmp, "w", encoding="utf-8") as f:
+        with naming(path), open_tmp(tmp, "w", encoding="utf-8") as f:
             f.write(json.dumps(data, indent=2, sort_keys=True))
             sync_file(f)
         os.replace(tmp, path)

@@ -134,6 +134,25 @@ def remove_folders(made: list[Path]) -> None:
             break
 
 
+def open_tmp(tmp: Path, mode: str = "wb", **kwargs: Any) -> Any:
+    """Open ``tmp``, a writer's own temporary name beside the file it makes (written,
+    then renamed over it), as a new file: a link there is removed, not followed (from a
+    review: a user's file a link at ``state.json.tmp`` led to, outside the run folder,
+    was overwritten with the run's state, and a link at ``drift.csv.tmp`` was left as
+    the run's drift table), and so is a FIFO (a write waited on it for ever) or a killed
+    write's file. A folder there stays, and the open fails. ``mode``/``kwargs`` as for
+    :func:`open` (a writing mode)."""
+    if not (os.path.isdir(tmp) and not os.path.islink(tmp)):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+    def afresh(path: str, flags: int) -> int:  # (one made meanwhile: FileExistsError)
+        return os.open(path, flags | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+
+    # (opened by its name, which errors and sync_file's message give)
+    return open(tmp, mode, opener=afresh, **kwargs)  # noqa: SIM115 (the caller closes it)
+
+
 @contextlib.contextmanager
 def naming(path: str | os.PathLike[str]) -> Iterator[None]:
     """Re-raise an ``OSError`` that names no file (a full disk's ENOSPC from a buffered
@@ -162,7 +181,7 @@ def write_png(
     if len(os.fsencode(tmp.name)) > 255:  # a legal 252-255-byte name failed, naming tmp
         tmp = path.with_name(f".{hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16]}.tmp")
     try:
-        with naming(path), open(tmp, "wb") as f:
+        with naming(path), open_tmp(tmp) as f:
             f.write(data)
             if durable:
                 sync_file(f)

@@ -2907,8 +2907,6 @@ def writing_video(
             f"output: cannot tell the container of {p}; use one of the extensions {sorted(_MUXERS)}"
         )
     tmp = partial_path(p)
-    if _same_file(tmp, p):  # a link: writing the partial file would truncate out
-        raise ValueError(f"output: {p} and its partial file {tmp.name} are the same file")
     # one path is one input, not a sequence of one-letter names; the sound is one too
     # (`encode DIR -o av.mp4 --audio av.mp4` wrote over it)
     srcs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
@@ -2922,7 +2920,15 @@ def writing_video(
                     "choose another output name"
                 )
     _refuse_in_the_way(p, segmented=writer_options.get("segment_seconds") is not None)
-    # (a writer that refuses to start removes nothing: tmp may be a file open in a
+    # a link at the partial file's name (the writer's own) is replaced, not written
+    # through or followed: removed here, before the writer's checks follow it (a review:
+    # one to a folder was refused as a folder, and one to out as the same file, after a
+    # render had made its frames); the segments' (o.partial_000.mp4) when each is opened
+    if tmp.is_symlink():
+        tmp.unlink()
+    if _same_file(tmp, p):  # a hard link: writing the partial file would truncate out
+        raise ValueError(f"output: {p} and its partial file {tmp.name} are the same file")
+    # (a writer that refuses to start removes nothing else: tmp may be a file open in a
     # VideoReader, which its refusal protected)
     try:
         w = VideoWriter(tmp, **writer_options)
