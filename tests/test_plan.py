@@ -530,3 +530,18 @@ def test_a_float_plan_save_on_a_full_disk_leaves_no_temporary_file(tmp_path, mon
         plan.save(tmp_path)
     assert e.value.filename == str(tmp_path / "plan" / "000005.npy")
     assert sorted(p.name for p in (tmp_path / "plan").iterdir()) == ["000000.npy"]
+
+
+def test_a_link_at_a_float_keyframes_temporary_name_is_not_written_through(tmp_path):
+    """From a review: a float keyframe is written to plan/NNNNNN.npy.tmp and renamed; a
+    link there had the user's file it led to overwritten, and the keyframe left a link
+    to it. It is replaced now."""
+    user = tmp_path / "user.bin"
+    user.write_bytes(b"the user's")
+    (tmp_path / "plan").mkdir()
+    (tmp_path / "plan" / "000000.npy.tmp").symlink_to(user)
+    img = np.linspace(0, 1, 4 * 5 * 3, dtype=np.float32).reshape(4, 5, 3)
+    ColourPlan({0: img}).save(tmp_path)
+    npy = tmp_path / "plan" / "000000.npy"
+    assert user.read_bytes() == b"the user's" and npy.is_file() and not npy.is_symlink()
+    assert np.array_equal(np.load(npy), img)

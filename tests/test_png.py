@@ -382,6 +382,7 @@ def test_open_tmp_replaces_what_is_at_the_name_and_never_follows_a_link(tmp_path
     makers = {
         "a link to a file": lambda: tmp.symlink_to(user),
         "a link to nowhere": lambda: tmp.symlink_to(tmp_path / "nowhere"),
+        "a link to a folder": lambda: tmp.symlink_to(tmp_path),
         "a stale file": lambda: tmp.write_text("stale"),
     }
     if hasattr(os, "mkfifo"):
@@ -395,6 +396,21 @@ def test_open_tmp_replaces_what_is_at_the_name_and_never_follows_a_link(tmp_path
         assert not (tmp_path / "nowhere").exists(), what
         tmp.unlink()
     tmp.mkdir()
-    with pytest.raises(OSError):
+    with pytest.raises(IsADirectoryError, match="state.json.tmp"):
         open_tmp(tmp)
     assert tmp.is_dir()
+
+
+def test_open_tmp_never_follows_a_link_made_after_it_cleared_the_name(tmp_path, monkeypatch):
+    """The name is cleared, then opened with O_EXCL | O_NOFOLLOW: a link put there in
+    between (here: the clearing skipped) is refused, not written through."""
+    import loopwave.png as lp
+
+    user = tmp_path / "user.txt"
+    user.write_text("the user's")
+    tmp = tmp_path / "drift.csv.tmp"
+    tmp.symlink_to(user)
+    monkeypatch.setattr(lp, "clear_tmp", lambda path: None)
+    with pytest.raises(OSError):
+        lp.open_tmp(tmp, "w")
+    assert user.read_text() == "the user's" and tmp.is_symlink()

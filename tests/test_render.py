@@ -3588,6 +3588,9 @@ def test_a_stopped_plan_runs_broken_plan_is_refused_before_anything_changes(
         "plan/000003.npy",
         "frames/000003.npy",
         "frames/notes.png.tmp",
+        "state.json.tmp",
+        "drift.csv.tmp",
+        "drift.png.tmp",
     ],
 )
 def test_a_resume_refuses_a_folder_at_a_name_it_writes_or_deletes(tmp_path, monkeypatch, name):

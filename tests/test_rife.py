@@ -430,6 +430,26 @@ def test_an_interrupted_export_leaves_no_partial_file(checkpoint, tmp_path, monk
     assert list(tmp_path.iterdir()) == []
 
 
+def test_export_replaces_a_link_at_its_partial_name(checkpoint, tmp_path, monkeypatch):
+    """From a review: the export wrote through a link at OUT.partial, over the user's
+    file it led to, and the rename left OUT a link to it."""
+    import torch
+
+    def tiny(model, args, path, **kw):  # (the file's making, not torch's export, is tested)
+        with open(path, "wb") as f:
+            f.write(b"an export")
+        raise KeyboardInterrupt
+
+    user = tmp_path / "user.txt"
+    user.write_text("the user's")
+    (tmp_path / "r.onnx.partial").symlink_to(user)
+    monkeypatch.setattr(torch.onnx, "export", tiny)
+    with pytest.raises(KeyboardInterrupt):
+        export_onnx(tmp_path / "r.onnx", checkpoint)
+    assert user.read_text() == "the user's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["user.txt"]
+
+
 def test_export_never_overwrites_the_checkpoint(checkpoint, tmp_path, capsys):
     import shutil
 

@@ -946,3 +946,20 @@ def test_trt_runner_with_a_stand_in_for_tensorrt(stand_in_trt, onnx_fixed, tmp_p
     with pytest.raises(ValueError, match="VaeProfile is for a VAE encoder or decoder"):
         trt.TrtRunner(onnx_fixed, trt.VaeProfile.fixed(64, 64), cache_dir=tmp_path / "v")
     assert not (tmp_path / "v").exists()
+
+
+def test_a_link_at_an_exports_temporary_name_is_not_written_through(tmp_path):
+    """From a review: an exported file is written to OUT.<pid>.tmp and renamed; a link
+    there had the user's file it led to overwritten, and OUT left a link to it."""
+    import os
+
+    from loopwave.trt import _write_into_place
+
+    user = tmp_path / "user.txt"
+    user.write_text("the user's")
+    out = tmp_path / "unet.onnx"
+    out.with_name(f"{out.name}.{os.getpid()}.tmp").symlink_to(user)
+    _write_into_place(out, lambda p: p.write_bytes(b"ENGINE"))
+    assert user.read_text() == "the user's"
+    assert out.read_bytes() == b"ENGINE" and not out.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["unet.onnx", "user.txt"]

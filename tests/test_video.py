@@ -1303,6 +1303,19 @@ def test_writing_video_replaces_links_at_its_partial_names(tmp_path, segmented):
         for m in made:
             assert m.is_file() and not m.is_symlink()
         assert not any(os.path.lexists(n) for n in names)
+    # a writer that refuses, or writes nothing there (segments), leaves the link (a
+    # review: it was removed before the writer's checks)
+    partial.symlink_to(user)
+    with pytest.raises(ValueError, match="no frames"):
+        with lv.writing_video(out, fps=10, **opts):
+            pass
+    with pytest.raises(ValueError, match="nonesuch"):
+        lv.writing_video(out, fps=10, codec="nonesuch", **opts).__enter__()
+    if segmented:
+        with lv.writing_video(out, fps=10, **opts) as w:
+            w.write(moving(5))
+    assert partial.is_symlink() and user.read_bytes() == b"the user's"
+    partial.unlink()
     if not segmented:  # (the caller's own link, to a file it chose, is written through)
         mine = tmp_path / "mine.mp4"
         mine.symlink_to(user)
@@ -1339,6 +1352,20 @@ def test_writing_video_never_overwrites_its_input(tmp_path):
     with pytest.raises(ValueError, match="which is the input"):
         with lv.writing_video(other, inputs=[src], fps=10):
             pass
+    # an input read through a link at the partial name: the link is replaced, the input
+    # kept (a review: refused, as if written through); one named by it: refused, kept
+    partial = tmp_path / "other.partial.mp4"
+    partial.symlink_to(src)
+    with pytest.raises(ValueError, match="which is the input"):
+        with lv.writing_video(other, inputs=[partial], fps=10):
+            pass
+    assert partial.is_symlink()
+    fresh = tmp_path / "fresh.mp4"
+    lv.partial_path(fresh).symlink_to(src)
+    with lv.writing_video(fresh, inputs=[src], fps=10) as w:
+        w.write(moving(3))
+    assert src.read_bytes() == before and fresh.is_file() and not fresh.is_symlink()
+    partial.unlink()
     # a partial file that is a hard link to the output itself: refused
     partial = tmp_path / "other.partial.mp4"
     os.link(other, partial)

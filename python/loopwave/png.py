@@ -134,6 +134,18 @@ def remove_folders(made: list[Path]) -> None:
             break
 
 
+def clear_tmp(tmp: Path) -> None:
+    """Remove what is at ``tmp``, a writer's own temporary name beside the file it makes,
+    before the writer makes it: a link (or the write would go through it, over the file
+    it leads to: a review found a user's file outside the run folder overwritten with a
+    run's state, and an exported model), a FIFO (a write waited on it for ever), a killed
+    write's file. A folder there stays: ``IsADirectoryError`` naming it."""
+    if os.path.isdir(tmp) and not os.path.islink(tmp):
+        raise IsADirectoryError(errno.EISDIR, "a folder is at a writer's temporary name", str(tmp))
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+
+
 def open_tmp(tmp: Path, mode: str = "wb", **kwargs: Any) -> Any:
     """Open ``tmp``, a writer's own temporary name beside the file it makes (written,
     then renamed over it), as a new file: a link there is removed, not followed (from a
@@ -142,9 +154,7 @@ def open_tmp(tmp: Path, mode: str = "wb", **kwargs: Any) -> Any:
     the run's drift table), and so is a FIFO (a write waited on it for ever) or a killed
     write's file. A folder there stays, and the open fails. ``mode``/``kwargs`` as for
     :func:`open` (a writing mode)."""
-    if not (os.path.isdir(tmp) and not os.path.islink(tmp)):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    clear_tmp(tmp)  # (a folder: IsADirectoryError, where O_EXCL's said "File exists")
 
     def afresh(path: str, flags: int) -> int:  # (one made meanwhile: FileExistsError)
         return os.open(path, flags | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)

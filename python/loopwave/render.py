@@ -571,7 +571,8 @@ def _a_real_folder(p: str | Path) -> bool:
 
 def _run_files_problem(rd: Path, *, plan: bool = False) -> str | None:
     """Why a resume cannot go on with the files of the run in ``rd``: one it rewrites
-    (``drift.csv``, ``drift.png``) or a frame's name in ``frames/`` that is a folder, a
+    (``drift.csv``, ``drift.png``; a folder at their or ``state.json``'s temporary
+    names) or a frame's name in ``frames/`` that is a folder, a
     link that leads nowhere or not a regular file (a FIFO was waited on for ever), or a
     folder at a killed write's temporary name in ``frames/`` or ``plan/``, which every
     resume deletes. From reviews: each raised bare after the model had loaded, a frame's
@@ -582,6 +583,14 @@ def _run_files_problem(rd: Path, *, plan: bool = False) -> str | None:
         why = _not_a_file(rd / name)
         if why:
             return f"run_dir: {rd / name} is {why}, where the run rewrites its {name}: move it"
+    # and their temporary names, written and then renamed (a link or FIFO there is
+    # replaced; a folder failed bare once frames were made: a review)
+    for name in ("plan.json",) if plan else ("state.json", "drift.csv", "drift.png"):
+        if _a_real_folder(rd / f"{name}.tmp"):
+            return (
+                f"run_dir: {rd / name}.tmp is a folder, where the run writes its {name} "
+                "before renaming it: move it"
+            )
     # a frame's name, or with ``plan`` a keyframe's in plan/ (a FIFO there was waited on
     # for ever by the plan's load, after the model had loaded: a later review)
     sub, exts = ("plan", (".png", ".npy")) if plan else ("frames", (".png",))

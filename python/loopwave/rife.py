@@ -428,6 +428,9 @@ def export_onnx(
         "timestep": {0: "n"},
         "frame": {0: "n", 2: "h", 3: "w"},
     }
+    from .png import clear_tmp
+
+    clear_tmp(partial)  # (a link there: the export went through it; a review)
     # the partial file goes whatever stops the export (Ctrl-C during torch's export, or a
     # full disk, left ~21 MB of OUT.partial behind)
     try:

@@ -215,7 +215,10 @@ def _write_into_place(out: Path, write: Callable[[Path], object]) -> None:
     """``write`` a file at a temporary name of this process's own (two renders sharing a
     cache folder do not write into one file), then rename it to ``out``; a write that
     fails (a full disk, Ctrl-C) leaves no temporary file behind."""
+    from .png import clear_tmp
+
     tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+    clear_tmp(tmp)  # (a link there: the engine went through it; a review)
     try:
         write(tmp)
         os.replace(tmp, out)

@@ -941,7 +941,11 @@ class VideoWriter:
         queue_size: int = 8,
         options: Mapping[str, str] | None = None,
         audio_sync: bool = False,
+        _own_file: bool = False,
     ) -> None:
+        # ``_own_file`` (writing_video's partial files): a link at a file this writer
+        # makes is replaced when the file is opened, not written through, nor followed
+        # by the checks below (a review: one to a folder was refused as a folder)
         av = _av()
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike; got {type(path).__name__}")
@@ -961,11 +965,13 @@ class VideoWriter:
             )
         if not os.access(parent, os.W_OK):
             raise _FolderRefused(f"path: cannot write to {self.path}: the folder is not writable")
-        if self.path.is_dir():
+        replaced = _own_file and self.path.is_symlink()
+        if self.path.is_dir() and not replaced:
             raise OSError(f"path: cannot write to {self.path}: it is a folder")
         self.fps = parse_fps(fps)
 
-        _refuse_open_input(self.path, "path")
+        if not replaced:
+            _refuse_open_input(self.path, "path")
         if codec is None:
             codec = "vp9" if muxer == "webm" else "h264"
         codec, encoder = _codec_encoder(codec)
@@ -1105,6 +1111,7 @@ class VideoWriter:
         # and its frames, until the interpreter exited: 40 MB a forgotten 720p writer,
         # its video written only then)
         enc = _Encoder(self.path, self._cfg, qsize, self.pingpong, self.segment_frames)
+        enc.replace_links = _own_file
         self._enc = enc
         _running.add(enc)
         try:
@@ -1327,8 +1334,8 @@ class _Encoder:
         self.ending = False  # see end()
         self.discarding = False  # see discard()
         self.deleted = False  # the files were deleted by discard()
-        # set by writing_video before the first frame: the files are its partial files,
-        # its own, where a link is replaced (_Output), not written through
+        # the files are writing_video's partial files, its own, where a link is replaced
+        # (_Output), not written through
         self.replace_links = False
         # the error, kept after it is handed to a caller: writing_video renames no video
         # whose encoder failed (a producer thread that caught it let a cut video in)
@@ -2914,30 +2921,31 @@ def writing_video(
         srcs.append(writer_options["audio"])
     for src in srcs:
         for target in (p, tmp):
-            if _same_file(Path(src), target):
+            if target is tmp and tmp.is_symlink():  # (replaced, not written through:
+                same = Path(src).absolute() == tmp.absolute()  # only that name is the input)
+            else:
+                same = _same_file(Path(src), target)
+            if same:
                 raise ValueError(
                     f"output: writing {p} goes through {target}, which is the input {src}; "
                     "choose another output name"
                 )
     _refuse_in_the_way(p, segmented=writer_options.get("segment_seconds") is not None)
-    # a link at the partial file's name (the writer's own) is replaced, not written
-    # through or followed: removed here, before the writer's checks follow it (a review:
-    # one to a folder was refused as a folder, and one to out as the same file, after a
-    # render had made its frames); the segments' (o.partial_000.mp4) when each is opened
-    if tmp.is_symlink():
-        tmp.unlink()
-    if _same_file(tmp, p):  # a hard link: writing the partial file would truncate out
+    # a link at the partial file's name (the writer's own, as its segments' are) is
+    # replaced when the file is opened, not written through (a review: one to a user's
+    # file had the video written over it); a hard link to out is refused, as writing the
+    # partial file would truncate out
+    if not tmp.is_symlink() and _same_file(tmp, p):
         raise ValueError(f"output: {p} and its partial file {tmp.name} are the same file")
-    # (a writer that refuses to start removes nothing else: tmp may be a file open in a
+    # (a writer that refuses to start removes nothing: tmp may be a file open in a
     # VideoReader, which its refusal protected)
     try:
-        w = VideoWriter(tmp, **writer_options)
+        w = VideoWriter(tmp, _own_file=True, **writer_options)
     except (_SettingsRefused, _FolderRefused) as e:
         # the settings and the folder are out's, not only its partial file's, which the
         # caller never named (codec 'h264' ... (o.partial.webm)); the refusals that are
         # the partial file's own (a folder of its name) keep naming it
         raise type(e)(str(e).replace(str(tmp), str(p))) from e.__cause__
-    w._enc.replace_links = True  # (its files are its own: a link there is replaced)
     try:
         try:
             yield w
