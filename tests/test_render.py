@@ -3730,6 +3730,36 @@ def test_a_link_at_a_run_files_temporary_name_is_not_written_through(tmp_path, n
     assert final.is_file() and not final.is_symlink() and not os.path.lexists(rd / name)
 
 
+@pytest.mark.parametrize("name", ["state.json.tmp", "drift.png.tmp", "plan.json.tmp"])
+def test_a_folder_at_a_run_files_temporary_name_is_refused_before_the_model(
+    tmp_path, backend, monkeypatch, name
+):
+    """From a review: a folder at state.json.tmp or drift.png.tmp failed a fresh run once
+    its frames were made, and one at plan.json.tmp a plan run's resume. Each is refused
+    by name before the model loads."""
+    import loopwave.render as lr
+
+    rd, stopped = tmp_path / "fresh", tmp_path / "stopped"
+    render(
+        Settings.from_dict(JOB),
+        run_dir=stopped,
+        backend=backend,
+        progress=False,
+        video=False,
+        stop_after=1,
+    )
+    monkeypatch.setattr(lr, "load_backend", lambda *a, **k: pytest.fail("the model loaded"))
+    want = re.escape(f"is a folder, where the run writes its {name.removesuffix('.tmp')} before")
+    for run_dir in (rd, stopped):
+        (run_dir / name).mkdir(parents=True)
+        with pytest.raises(ValueError, match=re.escape(str(run_dir / name)) + " " + want):
+            if run_dir is rd:
+                render(Settings.from_dict(JOB), run_dir=rd, progress=False, video=False)
+            else:
+                render(None, run_dir=stopped, resume=True, progress=False, video=False)
+        assert (run_dir / name).is_dir()
+
+
 def test_a_fresh_run_says_why_a_resume_would_be_refused(tmp_path, backend):
     """From a review: where the hint was withheld for a file in the folder, the fresh
     run's refusal named only what it found itself, never what stopped the resume; and a

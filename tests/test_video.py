@@ -1303,6 +1303,43 @@ def test_writing_video_replaces_links_at_its_partial_names(tmp_path, segmented):
         for m in made:
             assert m.is_file() and not m.is_symlink()
         assert not any(os.path.lexists(n) for n in names)
+    if not segmented:
+        # a hard link there to another file: that file is kept (a review: it was emptied
+        # and rewritten), and so is a sound file a link there leads to, which is not
+        # refused as "the output path" (a link replaced is not written through)
+        os.link(user, partial)
+        song = tmp_path / "song.wav"
+        write_wav(song, 1.0)
+        with lv.writing_video(out, fps=10) as w:
+            w.write(moving(3))
+        assert user.read_bytes() == b"the user's"
+        partial.symlink_to(song)
+        sound = song.read_bytes()
+        with lv.writing_video(out, fps=10, audio=song) as w:
+            w.write(moving(3))
+        assert song.read_bytes() == sound and not os.path.lexists(partial)
+        # and a reader open on the file a link there leads to goes on reading it
+        src = tmp_path / "src.mp4"
+        with lv.VideoWriter(src, fps=10) as w:
+            w.write(moving(4))
+        partial.symlink_to(src)
+        with lv.VideoReader(src) as r, lv.writing_video(out, fps=10) as w:
+            for f in r:
+                w.write(f)
+        with lv.VideoReader(out) as r:
+            assert r.frame_count == 4
+        # a writer failing before its first frame, told to keep nothing, keeps what it
+        # did not make at its partial name: an earlier run's file, or a link (a review)
+        for earlier in ("file", "link"):
+            if earlier == "file":
+                partial.write_bytes(b"an earlier run's")
+            else:
+                partial.symlink_to(user)
+            with pytest.raises(KeyboardInterrupt):
+                with lv.writing_video(out, fps=10, keep_partial=False):
+                    raise KeyboardInterrupt
+            assert os.path.lexists(partial), earlier
+            partial.unlink()
     # a writer that refuses, or writes nothing there (segments), leaves the link (a
     # review: it was removed before the writer's checks)
     partial.symlink_to(user)

@@ -451,6 +451,11 @@ def _fresh_run_problem(
             f"run writes its own {links[0] if one else 'files of these names'} there: move "
             f"{'it' if one else 'them'}, or pick another output"
         )
+    # (a fresh run writes these through temporary names; drift.csv directly)
+    names = ("settings.json", "state.json", "drift.png", "plan.json")
+    problem = _tmp_folder_problem(rd, names if plan else names[:-1])
+    if problem:
+        return problem
     # nor replace files of its names that it did not write (from a review: a user's own
     # settings.json, drift.csv or drift.png were replaced); a run that made nothing
     # left its settings and the drift table's header, which a fresh run may replace
@@ -583,14 +588,11 @@ def _run_files_problem(rd: Path, *, plan: bool = False) -> str | None:
         why = _not_a_file(rd / name)
         if why:
             return f"run_dir: {rd / name} is {why}, where the run rewrites its {name}: move it"
-    # and their temporary names, written and then renamed (a link or FIFO there is
-    # replaced; a folder failed bare once frames were made: a review)
-    for name in ("plan.json",) if plan else ("state.json", "drift.csv", "drift.png"):
-        if _a_real_folder(rd / f"{name}.tmp"):
-            return (
-                f"run_dir: {rd / name}.tmp is a folder, where the run writes its {name} "
-                "before renaming it: move it"
-            )
+    problem = _tmp_folder_problem(
+        rd, ("plan.json",) if plan else ("state.json", "drift.csv", "drift.png")
+    )
+    if problem:
+        return problem
     # a frame's name, or with ``plan`` a keyframe's in plan/ (a FIFO there was waited on
     # for ever by the plan's load, after the model had loaded: a later review)
     sub, exts = ("plan", (".png", ".npy")) if plan else ("frames", (".png",))
@@ -615,6 +617,19 @@ def _run_files_problem(rd: Path, *, plan: bool = False) -> str | None:
                 if not e.is_file():
                     why = _not_a_file(e.path) or "not a regular file"
                     return f"run_dir: {e.path} is {why}, where the run keeps its {sub}: move it"
+    return None
+
+
+def _tmp_folder_problem(rd: Path, names: tuple[str, ...]) -> str | None:
+    """A folder at the temporary name of one of the run's files ``names``, which the run
+    writes and then renames (a link or FIFO there is replaced; a folder failed bare once
+    frames were made: a review), by name."""
+    for name in names:
+        if _a_real_folder(rd / f"{name}.tmp"):
+            return (
+                f"run_dir: {rd / name}.tmp is a folder, where the run writes its {name} "
+                "before renaming it: move it"
+            )
     return None
 
 

@@ -655,8 +655,10 @@ class _Output:
         # partial files) is replaced, not written through (from a review: the file it
         # led to, outside the folder, was overwritten with the video, and the rename at
         # the end left the output a link to it; one that led nowhere made its target)
-        if replace_link and path.is_symlink():
-            path.unlink()
+        if replace_link:  # (a hard link's other file was emptied and rewritten: a review)
+            from .png import clear_tmp
+
+            clear_tmp(path)
         try:
             self.container = _av_open(path, "w", format=cfg.muxer, options=opts)
         except (OSError, av.error.FFmpegError) as e:
@@ -1064,7 +1066,8 @@ class VideoWriter:
         self.audio = None if audio is None else Path(audio)
         if self.audio is not None:
             _check_audio(self.audio)
-            if _same_file(self.audio, self.path):  # it was written over as it was read
+            # it was written over as it was read (a link replaced is not written through)
+            if not replaced and _same_file(self.audio, self.path):
                 raise ValueError(f"audio: {self.audio} is the output path; write to another file")
             if muxer == "webm" and "libopus" not in av.codecs_available:
                 raise ValueError("audio: WebM needs the libopus encoder, which this PyAV lacks")
@@ -1337,6 +1340,7 @@ class _Encoder:
         # the files are writing_video's partial files, its own, where a link is replaced
         # (_Output), not written through
         self.replace_links = False
+        self.started = False  # an output file opened, or tried (see _made)
         # the error, kept after it is handed to a caller: writing_video renames no video
         # whose encoder failed (a producer thread that caught it let a cut video in)
         self.failure: BaseException | None = None
@@ -1387,6 +1391,7 @@ class _Encoder:
             self._close_output()
             out = None
         if out is None:
+            self.started = True  # (a file may be made, whether or not the open succeeds)
             out = _Output(
                 self.segment_path(len(self.paths)), self.cfg, replace_link=self.replace_links
             )
@@ -3033,9 +3038,13 @@ def _saying_why_kept(bar: Any, w: VideoWriter, keep_partial: bool) -> Iterator[N
 
 
 def _made(w: VideoWriter, tmp: Path) -> list[Path]:
-    """The files a writer on ``tmp`` made: a segmented one's parts, never ``tmp`` itself
-    (from a review: a ``NAME.partial.EXT`` kept by an earlier run was deleted)."""
-    return list(w.paths) if w.segment_frames is not None else [tmp, *w.paths]
+    """The files a writer on ``tmp`` made: a segmented one's parts, never ``tmp`` itself;
+    an unsegmented one's ``tmp`` only once it opened (or tried to open) it (from reviews:
+    a ``NAME.partial.EXT`` kept by an earlier run, or a link there, was deleted by a
+    writer that failed before its first frame)."""
+    if w.segment_frames is not None:
+        return list(w.paths)
+    return [tmp] if w._enc.started else []
 
 
 def encode_dir(
