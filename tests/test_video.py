@@ -1328,6 +1328,26 @@ def test_writing_video_replaces_links_at_its_partial_names(tmp_path, segmented):
                 w.write(f)
         with lv.VideoReader(out) as r:
             assert r.frame_count == 4
+        # a sound file named through the link by another spelling is the input named by
+        # it: refused, the link kept (a review: the link was removed, then a bare error)
+        partial.symlink_to(song)
+        (tmp_path / "sub").mkdir()
+        with pytest.raises(ValueError, match="which is the input"):
+            with lv.writing_video(out, fps=10, audio=tmp_path / "sub" / ".." / partial.name):
+                pass
+        assert partial.is_symlink()
+        partial.unlink()
+        # an earlier run's kept partial video survives a writer whose first frame fails
+        # (a review: it was deleted before the failing open), whatever keep_partial says
+        partial.write_bytes(b"an earlier run's")
+        gone = tmp_path / "gone.wav"
+        write_wav(gone, 1.0)
+        with pytest.raises(OSError):
+            with lv.writing_video(out, fps=10, audio=gone) as w:
+                gone.unlink()
+                w.write(moving(2))
+        assert partial.read_bytes() == b"an earlier run's"
+        partial.unlink()
         # a writer failing before its first frame, told to keep nothing, keeps what it
         # did not make at its partial name: an earlier run's file, or a link (a review)
         for earlier in ("file", "link"):

@@ -655,10 +655,11 @@ class _Output:
         # partial files) is replaced, not written through (from a review: the file it
         # led to, outside the folder, was overwritten with the video, and the rename at
         # the end left the output a link to it; one that led nowhere made its target)
-        if replace_link:  # (a hard link's other file was emptied and rewritten: a review)
-            from .png import clear_tmp
-
-            clear_tmp(path)
+        if replace_link and _not_ours_to_write_into(path):
+            # (a hard link's other file was emptied and rewritten: a review; a plain
+            # file there, a kept partial video, is left for FFmpeg to replace when it
+            # writes, so a writer failing at its first frame does not lose it: a later one)
+            path.unlink()
         try:
             self.container = _av_open(path, "w", format=cfg.muxer, options=opts)
         except (OSError, av.error.FFmpegError) as e:
@@ -1534,6 +1535,27 @@ def _finish_open_writers() -> None:
     for enc in list(_running):
         enc.end()  # a writer whose close() was interrupted never queued its end
         enc.finished.wait()
+
+
+def _not_ours_to_write_into(path: Path) -> bool:
+    """Whether what is at a writer's own name ``path`` must be removed before the writer
+    opens it, rather than written into: a link (its target would be written), a regular
+    file with other names (hard links: emptied and rewritten), a FIFO (waited on for
+    ever). Not a folder (refused before) or a plain file."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISDIR(st.st_mode):
+        return False
+    return stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode) or st.st_nlink > 1
+
+
+def _one_entry(a: Path, b: Path) -> bool:
+    """Whether two paths name one folder entry (``sub/../x`` and ``x``, or through a
+    link to the folder), whatever the entry is: a link there is not followed."""
+    real = os.path.realpath
+    return a.name == b.name and real(a.absolute().parent) == real(b.absolute().parent)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -2927,7 +2949,7 @@ def writing_video(
     for src in srcs:
         for target in (p, tmp):
             if target is tmp and tmp.is_symlink():  # (replaced, not written through:
-                same = Path(src).absolute() == tmp.absolute()  # only that name is the input)
+                same = _one_entry(Path(src), tmp)  # only that name is the input; a review)
             else:
                 same = _same_file(Path(src), target)
             if same:
