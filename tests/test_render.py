@@ -3741,22 +3741,15 @@ def test_a_folder_at_a_run_files_temporary_name_is_refused_before_the_model(
     by name before the model loads."""
     import loopwave.render as lr
 
-    rd, stopped = tmp_path / "fresh", tmp_path / "stopped"
-    render(
-        Settings.from_dict(JOB),
-        run_dir=stopped,
-        backend=backend,
-        progress=False,
-        video=False,
-        stop_after=1,
-    )
+    rd, stopped, s = tmp_path / "fresh", tmp_path / "stopped", Settings.from_dict(JOB)
+    render(s, run_dir=stopped, backend=backend, progress=False, video=False, stop_after=1)
     monkeypatch.setattr(lr, "load_backend", lambda *a, **k: pytest.fail("the model loaded"))
     want = re.escape(f"is a folder, where the run writes its {name.removesuffix('.tmp')} before")
     for run_dir in (rd, stopped) if name != "settings.json.tmp" else (rd,):
         (run_dir / name).mkdir(parents=True)
         with pytest.raises(ValueError, match=re.escape(str(run_dir / name)) + " " + want):
             if run_dir is rd:
-                render(Settings.from_dict(JOB), run_dir=rd, progress=False, video=False)
+                render(s, run_dir=rd, progress=False, video=False)
             else:
                 render(None, run_dir=stopped, resume=True, progress=False, video=False)
         assert (run_dir / name).is_dir()
@@ -3772,15 +3765,8 @@ def test_a_fresh_run_says_why_a_resume_would_be_refused(tmp_path, backend):
     """From a review: where the hint was withheld for a file in the folder, the fresh
     run's refusal named only what it found itself, never what stopped the resume; and a
     link to a folder was called a folder."""
-    rd = tmp_path / "r"
-    render(
-        Settings.from_dict(JOB),
-        run_dir=rd,
-        backend=backend,
-        progress=False,
-        video=False,
-        stop_after=1,
-    )
+    rd, s = tmp_path / "r", Settings.from_dict(JOB)
+    render(s, run_dir=rd, backend=backend, progress=False, video=False, stop_after=1)
     index = rd / "plan.json"
     index.rename(tmp_path / "kept.json")
     index.mkdir()  # (a plan run with frames still to make rewrites it)

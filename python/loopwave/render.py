@@ -417,16 +417,13 @@ def _fresh_run_problem(
         return busy
     if (rd / "state.json").exists() and not _nothing_made(rd):
         hint = _resume_hint(rd, encode)
+        if isinstance(hint, tuple):
+            then = f"continue it with {hint[0]}, or choose"
+        else:
+            then = f"a resume would be refused ({hint}); choose" if hint else "choose"
         return (
-            f"run_dir: {rd} already holds a run (output.dir / output.name); "
-            + (
-                f"continue it with {hint[0]}, or choose"
-                if isinstance(hint, tuple)
-                else f"a resume would be refused ({hint}); choose"
-                if hint
-                else "choose"
-            )
-            + " another output (--out, output.name)"
+            f"run_dir: {rd} already holds a run (output.dir / output.name); {then} another "
+            "output (--out, output.name)"
         )
     # a fresh run starts in an empty frames folder: never delete files it did not write
     # (but a killed write_png's temporary file in a run that made nothing, which it removes)
@@ -595,26 +592,33 @@ def _run_files_problem(rd: Path, *, plan: bool = False) -> str | None:
         return problem
     # a frame's name, or with ``plan`` a keyframe's in plan/ (a FIFO there was waited on
     # for ever by the plan's load, after the model had loaded: a later review)
-    sub, exts = ("plan", (".png", ".npy")) if plan else ("frames", (".png",))
-    for folder in (sub,) if plan else (sub, "plan"):
-        if not os.path.isdir(rd / folder):
+    # (sub/, the names it keeps there, and whether its temporary names are looked at:
+    # every resume deletes those in frames/ and plan/ alike, a later review)
+    scans = (
+        [("plan", (".png", ".npy"), False)]
+        if plan
+        else [
+            ("frames", (".png",), True),
+            ("plan", (), True),
+        ]
+    )
+    for sub, exts, tmps in scans:
+        if not os.path.isdir(rd / sub):
             continue
-        with os.scandir(rd / folder) as entries:
+        with os.scandir(rd / sub) as entries:
             for e in entries:
                 if e.name.endswith(".png.tmp"):
-                    # a killed write's temporary file, deleted by every resume (plan/'s
-                    # too, a later review): a link or FIFO goes with it, a folder failed
-                    # bare, after the frames after the last recorded one were deleted
-                    if not plan and _our_tmp(Path(e.path)) and _a_real_folder(e.path):
+                    # a killed write's temporary file: a link or FIFO goes with it, a
+                    # folder failed bare, after the frames past the last recorded one
+                    # were deleted
+                    if tmps and _our_tmp(Path(e.path)) and _a_real_folder(e.path):
                         return (
                             f"run_dir: {e.path} is a folder, where the run deletes a "
                             "killed write's temporary file: move it"
                         )
                     continue
                 stem, ext = os.path.splitext(e.name)
-                if folder != sub or ext not in exts or _frame_number(stem) is None:
-                    continue
-                if not e.is_file():
+                if ext in exts and _frame_number(stem) is not None and not e.is_file():
                     why = _not_a_file(e.path) or "not a regular file"
                     return f"run_dir: {e.path} is {why}, where the run keeps its {sub}: move it"
     return None
@@ -647,17 +651,14 @@ def _video_files_problem(rd: Path, settings: Settings, encode: bool) -> str | No
 
     video = _video_path(rd, settings)
     partial = partial_path(video)
+    what = "makes its video" if encode else "deletes a stopped run's partial video"
     for p in (partial, video) if encode else (partial,):
         if _a_real_folder(p):
-            why = "a folder"
-        elif encode and p == partial and os.path.lexists(p) and not os.path.islink(p):
-            if stat.S_ISREG(os.lstat(p).st_mode):
-                continue
-            why = "not a regular file"
-        else:
-            continue
-        what = "makes its video" if encode else "deletes a stopped run's partial video"
-        return f"run_dir: {p} is {why}, where the run {what}: move it"
+            return f"run_dir: {p} is a folder, where the run {what}: move it"
+    # (a FIFO, not a link to one: os.path.isfile follows links, lexists does not)
+    fifo = os.path.lexists(partial) and not os.path.islink(partial) and not partial.is_file()
+    if encode and fifo:
+        return f"run_dir: {partial} is not a regular file, where the run {what}: move it"
     return None
 
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from ._validate import check_opset, not_a_file
 from .interpolate import Interpolator
+from .png import clear_tmp
 
 __all__ = [
     "OnnxRifeInterpolator",
@@ -428,8 +429,6 @@ def export_onnx(
         "timestep": {0: "n"},
         "frame": {0: "n", 2: "h", 3: "w"},
     }
-    from .png import clear_tmp
-
     clear_tmp(partial)  # (a link there: the export went through it; a review)
     # the partial file goes whatever stops the export (Ctrl-C during torch's export, or a
     # full disk, left ~21 MB of OUT.partial behind)

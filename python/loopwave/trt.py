@@ -50,6 +50,7 @@ import numpy as np
 
 from ._validate import check_opset
 from .backends import DiffusersBackend, _deps, compiled_parts
+from .png import clear_tmp
 
 __all__ = [
     "OrtRunner",
@@ -215,8 +216,6 @@ def _write_into_place(out: Path, write: Callable[[Path], object]) -> None:
     """``write`` a file at a temporary name of this process's own (two renders sharing a
     cache folder do not write into one file), then rename it to ``out``; a write that
     fails (a full disk, Ctrl-C) leaves no temporary file behind."""
-    from .png import clear_tmp
-
     tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
     clear_tmp(tmp)  # (a link there: the engine went through it; a review)
     try:
