@@ -522,10 +522,10 @@ def test_a_save_over_another_plan_that_fails_part_way_leaves_no_plan(tmp_path, m
 
 
 def test_a_float_plan_save_on_a_full_disk_leaves_no_temporary_file(tmp_path, monkeypatch):
-    import loopwave.plan
+    import loopwave.png
 
     plan = ColourPlan({k: np.full((4, 4, 3), 0.5, np.float32) for k in (0, 5)})
-    monkeypatch.setattr(loopwave.plan, "sync_file", _disk_full_at(2))
+    monkeypatch.setattr(loopwave.png, "sync_file", _disk_full_at(2))
     with pytest.raises(OSError, match="No space left") as e:
         plan.save(tmp_path)
     assert e.value.filename == str(tmp_path / "plan" / "000005.npy")

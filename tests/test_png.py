@@ -9,6 +9,7 @@ import os
 import struct
 import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -414,3 +415,39 @@ def test_open_tmp_never_follows_a_link_made_after_it_cleared_the_name(tmp_path, 
     with pytest.raises(OSError):
         lp.open_tmp(tmp, "w")
     assert user.read_text() == "the user's" and tmp.is_symlink()
+
+
+def test_a_writer_deletes_only_the_temporary_file_it_opened(tmp_path, monkeypatch):
+    """From the last note's Left alone: on a failed open, write_png's clean-up deleted what
+    was at its temporary name all the same: a file another writer made there between the
+    clearing and the open (O_EXCL's FileExistsError) was lost, and a folder there ended
+    in the clean-up's own IsADirectoryError, which hid the open's. Now the clean-up
+    deletes only a file it opened."""
+    import loopwave.png as lp
+
+    img = np.zeros((2, 2, 3), np.uint8)
+    path = tmp_path / "f.png"
+    tmp = tmp_path / "f.png.tmp"
+    tmp.mkdir()
+    with pytest.raises(IsADirectoryError, match="a folder is at a writer's temporary name") as e:
+        write_png(path, img)
+    assert e.value.__context__ is None and tmp.is_dir() and not path.exists()
+    tmp.rmdir()
+
+    clear = lp.clear_tmp
+
+    def another_writer_comes(p):  # another process makes the name after the clearing
+        clear(p)
+        Path(p).write_text("another writer's")
+
+    monkeypatch.setattr(lp, "clear_tmp", another_writer_comes)
+    with pytest.raises(FileExistsError):
+        write_png(path, img)
+    assert tmp.read_text() == "another writer's" and not path.exists()
+    monkeypatch.undo()
+
+    tmp.unlink()  # and one it opened is deleted on an error in the block, as before
+    with pytest.raises(RuntimeError, match="in the block"), lp.replacing(path, tmp) as f:
+        f.write(b"half")
+        raise RuntimeError("in the block")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

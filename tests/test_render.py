@@ -2835,6 +2835,7 @@ def test_the_cli_resume_hint_keeps_the_runs_options(tmp_path, monkeypatch, capsy
 def test_a_resume_that_trims_drift_csv_on_a_full_disk_names_it(tmp_path, monkeypatch):
     import errno
 
+    import loopwave.png
     import loopwave.render as lr
 
     path = tmp_path / "drift.csv"
@@ -2843,7 +2844,7 @@ def test_a_resume_that_trims_drift_csv_on_a_full_disk_names_it(tmp_path, monkeyp
     def full(f) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(lr, "sync_file", full)
+    monkeypatch.setattr(loopwave.png, "sync_file", full)
     with pytest.raises(OSError) as e:
         lr._keep_drift_rows(path, 0)
     assert e.value.filename == str(path) and not (tmp_path / "drift.csv.tmp").exists()

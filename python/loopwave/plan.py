@@ -48,10 +48,8 @@ from . import _validate as _v
 from .color import color_correct, lerp_frames, mean_frames
 from .png import (
     make_folder,
-    naming,
-    open_tmp,
     read_png,
-    sync_file,
+    replacing,
     sync_folder,
     whole_png,
     write_png,
@@ -332,15 +330,8 @@ class ColourPlan:
                 buf = io.BytesIO()
                 np.save(buf, img, allow_pickle=False)
                 crcs[dest.stem] = zlib.crc32(buf.getbuffer())
-                tmp = d / f"{k:06d}.npy.tmp"
-                try:
-                    with naming(dest), open_tmp(tmp) as f:
-                        f.write(buf.getbuffer())
-                        sync_file(f)
-                    os.replace(tmp, dest)
-                except BaseException:  # a full disk, a Ctrl-C: no NAME.npy.tmp left
-                    tmp.unlink(missing_ok=True)
-                    raise
+                with replacing(dest, d / f"{k:06d}.npy.tmp") as f:
+                    f.write(buf.getbuffer())
             else:
                 write_png(dest, img, durable=True)
         sync_folder(d)
@@ -477,15 +468,8 @@ def _atomic_json(path: Path, data: Any) -> None:
     """Write ``data`` as JSON whole or not at all (a temporary file, then rename), on disk
     before this returns (:func:`loopwave.png.sync_file`): a run's settings, state and plan
     index must survive a power cut as the frames they name do."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with naming(path), open_tmp(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps(data, indent=2, sort_keys=True))
-            sync_file(f)
-        os.replace(tmp, path)
-    except BaseException:  # a full disk, a failed sync, a Ctrl-C: no NAME.tmp left
-        tmp.unlink(missing_ok=True)
-        raise
+    with replacing(path, path.with_name(path.name + ".tmp"), "w", encoding="utf-8") as f:
+        f.write(json.dumps(data, indent=2, sort_keys=True))
     sync_folder(path.parent)
 
 

@@ -164,6 +164,32 @@ def open_tmp(tmp: Path, mode: str = "wb", **kwargs: Any) -> Any:
 
 
 @contextlib.contextmanager
+def replacing(
+    path: Path, tmp: Path, mode: str = "wb", *, durable: bool = True, **kwargs: Any
+) -> Iterator[Any]:
+    """Write ``path`` whole or not at all: the block writes to the open file ``tmp``
+    (:func:`open_tmp`), which is renamed over ``path`` when the block ends (with
+    ``durable``, synced first: :func:`sync_file`); an ``OSError`` naming no file names
+    ``path`` (:func:`naming`). On any error, a Ctrl-C included, ``tmp`` is deleted, and
+    only where this opened it: a folder there, or a file another writer made there
+    between the clearing and the open (``FileExistsError``), is not this writer's to
+    delete (from a review: the clean-up deleted that other file, and a folder's
+    ``IsADirectoryError`` from the clean-up hid the open's own)."""
+    opened = False
+    try:
+        with naming(path), open_tmp(tmp, mode, **kwargs) as f:
+            opened = True
+            yield f
+            if durable:
+                sync_file(f)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a failed sync, a Ctrl-C: no NAME.tmp left
+        if opened:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
 def naming(path: str | os.PathLike[str]) -> Iterator[None]:
     """Re-raise an ``OSError`` that names no file (a full disk's ENOSPC from a buffered
     write, a failed flush) as one naming ``path``, the file being written."""
@@ -190,15 +216,8 @@ def write_png(
     tmp = path.with_name(path.name + ".tmp")  # (the renderer knows its own by this name)
     if len(os.fsencode(tmp.name)) > 255:  # a legal 252-255-byte name failed, naming tmp
         tmp = path.with_name(f".{hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16]}.tmp")
-    try:
-        with naming(path), open_tmp(tmp) as f:
-            f.write(data)
-            if durable:
-                sync_file(f)
-        os.replace(tmp, path)
-    except BaseException:  # a full disk, a Ctrl-C: no NAME.tmp left beside the frames
-        tmp.unlink(missing_ok=True)
-        raise
+    with replacing(path, tmp, durable=durable) as f:  # (no NAME.tmp left beside the frames)
+        f.write(data)
     if durable:
         sync_folder(path.parent)
     return path

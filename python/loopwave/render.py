@@ -79,7 +79,7 @@ from ._validate import error_text, not_a_file, unmakeable
 from .backends import CFG_FORM, MAX_CFG, MAX_STEPS, MIN_CFG, Img2Img, load_backend
 from .color import ColorTarget, color_correct, motion_matrix, rgb_to_lab, warp_affine
 from .plan import ColourPlan, _atomic_json, _read_json, _read_npy, _read_png, keyframe_indices
-from .png import make_folder, naming, open_tmp, sync_file, sync_folder, whole_png, write_png
+from .png import make_folder, naming, replacing, sync_file, sync_folder, whole_png, write_png
 from .prompt_weights import parse_weights
 from .schedule import (
     Prompt,
@@ -1502,15 +1502,8 @@ def _keep_drift_rows(path: Path, last: int) -> None:
             RuntimeWarning,
             stacklevel=3,
         )
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with naming(path), open_tmp(tmp, "w", newline="") as fh:
-            csv.writer(fh, lineterminator="\n").writerows([DRIFT_HEADER, *kept.values()])
-            sync_file(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with replacing(path, path.with_name(path.name + ".tmp"), "w", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows([DRIFT_HEADER, *kept.values()])
 
 
 def _frames_in_order(
