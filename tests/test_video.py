@@ -523,6 +523,47 @@ def test_fraction_fps_and_audio_arguments(tmp_path):
         lv.VideoWriter(tmp_path / "a.mp4", audio=tmp_path)
 
 
+def test_a_segmented_writing_video_never_overwrites_an_input_at_a_segment_name(tmp_path):
+    """From the last note's Left alone: the input check looked at out and its partial
+    file only, but a segmented writer writes b.partial_000.mp4, ..., renames them over
+    b_000.mp4, ..., and deletes an earlier run's b_003.mp4, ...: an input at any of those
+    names (named so, or through a link) was written over or deleted. Refused now; a link
+    at such a name to an input elsewhere is replaced, not followed, so it goes on."""
+    out = tmp_path / "b.mp4"
+    src = tmp_path / "src.mp4"
+    with lv.VideoWriter(src, fps=10) as w:
+        w.write(moving(4))
+    before = src.read_bytes()
+    for name in ("b_000.mp4", "b_003.mp4", "b.partial_001.mp4"):
+        seg = tmp_path / name
+        seg.write_bytes(before)
+        (tmp_path / "sub").mkdir()
+        link = tmp_path / "sub" / "in.mp4"
+        link.symlink_to(seg)
+        for given in (seg, tmp_path / "sub" / ".." / name, link):
+            with pytest.raises(
+                ValueError, match=rf"replaces or deletes .*{name}, which is the input"
+            ):
+                with lv.writing_video(out, inputs=given, fps=10, segment_seconds=1):
+                    pass
+        assert seg.read_bytes() == before, name
+        link.unlink(), (tmp_path / "sub").rmdir(), seg.unlink()
+    # not refused: names the writer never makes, an unsegmented writer, and a link at a
+    # segment name that leads to the input
+    for name in ("b_0001.mp4", "b_000.mkv", "c_000.mp4"):
+        (tmp_path / name).write_bytes(before)
+        with lv.writing_video(out, inputs=tmp_path / name, fps=10, segment_seconds=1) as w:
+            w.write(moving(3))
+        assert (tmp_path / name).read_bytes() == before, name
+    (tmp_path / "b_000.mp4").unlink()
+    with lv.writing_video(out, inputs=tmp_path / "b_0001.mp4", fps=10) as w:
+        w.write(moving(3))
+    (tmp_path / "b_000.mp4").symlink_to(src)
+    with lv.writing_video(out, inputs=tmp_path / "b_000.mp4", fps=10, segment_seconds=1) as w:
+        w.write(moving(3))
+    assert src.read_bytes() == before and not (tmp_path / "b_000.mp4").is_symlink()
+
+
 def test_writing_video_renames_segments(tmp_path):
     """Segments through writing_video were written as b.partial_000.mp4, ... and then
     the rename of b.partial.mp4 failed (FileNotFoundError), leaving them all."""

@@ -1587,6 +1587,13 @@ def _numbered(path: Path, i: int) -> Path:
     return path.with_name(f"{path.stem}_{i:03d}{path.suffix}")
 
 
+def _segment_number(path: Path, name: str) -> int | None:
+    """``i`` where ``name`` is :func:`_numbered` ``(path, i)``'s, else None (names the writer
+    makes only: ``seg_0001.mp4`` or non-ASCII digits are none)."""
+    m = re.fullmatch(rf"{re.escape(path.stem)}_(\d+){re.escape(path.suffix)}", name, re.ASCII)
+    return int(m[1]) if m and _numbered(path, int(m[1])).name == name else None
+
+
 def _check_audio(path: Path) -> None:
     av = _av()
     if not path.is_file():
@@ -2786,12 +2793,11 @@ def _refuse_in_the_way(out: Path, *, segmented: bool, segments: int | None = Non
     if segmented:  # every numbered segment there, past a gap too, and not ``out`` itself,
         # which a segmented run never writes (from a review of the first version)
         # (names the writer makes: seg_0001.mp4 or non-ASCII digits were refused too)
-        name = re.compile(rf"{re.escape(out.stem)}_(\d+){re.escape(out.suffix)}", re.ASCII)
         try:
             targets = [
-                (int(m[1]), f)
+                (i, f)
                 for f in out.parent.iterdir()
-                if (m := name.fullmatch(f.name)) and _numbered(out, int(m[1])).name == f.name
+                if (i := _segment_number(out, f.name)) is not None
             ]
         except OSError:  # no folder (yet): nothing replaced
             targets = []
@@ -2957,7 +2963,20 @@ def writing_video(
                     f"output: writing {p} goes through {target}, which is the input {src}; "
                     "choose another output name"
                 )
-    _refuse_in_the_way(p, segmented=writer_options.get("segment_seconds") is not None)
+    segmented = writer_options.get("segment_seconds") is not None
+    for src in srcs if segmented else ():
+        # segmented, the writer makes out's and the partial file's numbered names and
+        # deletes out's past its last part: an input at one (through links too) was
+        # written over (the last note's Left alone)
+        real = Path(os.path.realpath(src))
+        for base in (p, tmp):
+            seg = base.with_name(real.name)
+            if _one_entry(real, seg) and _segment_number(base, real.name) is not None:
+                raise ValueError(
+                    f"output: writing the segmented video {p} replaces or deletes {seg}, "
+                    f"which is the input {src}; choose another output name"
+                )
+    _refuse_in_the_way(p, segmented=segmented)
     # a link at the partial file's name (the writer's own, as its segments' are) is
     # replaced when the file is opened, not written through (a review: one to a user's
     # file had the video written over it); a hard link to out is refused, as writing the
@@ -3000,7 +3019,6 @@ def writing_video(
         raise
     if not w.paths:  # no frame came, so the writer opened no file
         raise ValueError(f"output: no frames to write, so {p} was not created")
-    segmented = w.segment_frames is not None
     try:
         # checked again as at the start: a folder or a protected file that came meanwhile
         # (a segmented video's renames stopped there, its first parts in place beside an
