@@ -1458,6 +1458,13 @@ def test_writing_video_never_overwrites_its_input(tmp_path):
         with lv.writing_video(other, inputs=[partial], fps=10):
             pass
     assert partial.is_symlink()
+    lv.partial_path(tmp_path / "o2.mp4").symlink_to(src)  # (other is a hard link of src)
+    with pytest.raises(
+        ValueError, match=r"replaces the link .*o2\.partial\.mp4, which is the input"
+    ):
+        with lv.writing_video(tmp_path / "o2.mp4", inputs=[tmp_path / "o2.partial.mp4"], fps=10):
+            pass
+    assert lv.partial_path(tmp_path / "o2.mp4").is_symlink()
     fresh = tmp_path / "fresh.mp4"
     lv.partial_path(fresh).symlink_to(src)
     with lv.writing_video(fresh, inputs=[src], fps=10) as w:

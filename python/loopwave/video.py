@@ -2956,11 +2956,12 @@ def writing_video(
         for target in (p, tmp):
             if target is tmp and tmp.is_symlink():  # (replaced, not written through:
                 same = _one_entry(Path(src), tmp)  # only that name is the input; a review)
+                how = "replaces the link"
             else:
-                same = _same_file(Path(src), target)
+                same, how = _same_file(Path(src), target), "goes through"
             if same:
                 raise ValueError(
-                    f"output: writing {p} goes through {target}, which is the input {src}; "
+                    f"output: writing {p} {how} {target}, which is the input {src}; "
                     "choose another output name"
                 )
     segmented = writer_options.get("segment_seconds") is not None
