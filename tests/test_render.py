@@ -3713,6 +3713,47 @@ def test_a_resume_goes_on_past_what_it_deletes_or_replaces(
         assert not os.path.lexists(at)
 
 
+def test_what_a_resume_checks_at_its_video_names_and_in_plan(tmp_path):
+    """From a review of 56db61d and 1120df4: a write-protected file at the partial
+    video's name (a kept part made read-only) is left in place by the encoder, which
+    failed at the first frame, with an error naming no file: a resume that encodes is
+    refused by name before the model loads, one that makes no video (it deletes the
+    file) is not. With a FIFO at the partial name and a folder at the video's, the
+    refusal names the FIFO, as before 1120df4. A run without a plan does not look at
+    plan/'s names but its killed writes' (a surviving mutant refused a folder at
+    plan/000000.png)."""
+    from loopwave.render import _run_files_problem, _video_files_problem
+
+    rd = tmp_path / "r"
+    s = Settings.from_dict({**_SHIFT_JOB, "colour": {"mode": "first"}, "output": {"name": "m"}})
+    render(s, run_dir=rd, backend=_Shift(), progress=False, video=False, stop_after=1)
+    saved = s  # (the video's name is all it reads)
+    partial = rd / "m.partial.mp4"
+    partial.write_bytes(b"kept")
+    partial.chmod(0o444)
+    want = (
+        f"run_dir: {partial} is write-protected (a part an earlier run kept?), where the "
+        "run makes its video: move it"
+    )
+    assert _video_files_problem(rd, saved, True) == want
+    assert _video_files_problem(rd, saved, False) is None
+    os.link(partial, tmp_path / "other")  # (a hard link is removed, not written into)
+    assert _video_files_problem(rd, saved, True) is None
+    partial.unlink()
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(partial)
+        (rd / "m.mp4").mkdir()
+        assert "m.partial.mp4 is not a regular file" in (
+            _video_files_problem(rd, saved, True) or ""
+        )
+        assert _video_files_problem(rd, saved, False) is None
+    (rd / "plan").mkdir(exist_ok=True)
+    (rd / "plan" / "000000.png").mkdir()
+    assert _run_files_problem(rd) is None
+    (rd / "plan" / "000000.png.tmp").mkdir()
+    assert "000000.png.tmp is a folder" in (_run_files_problem(rd) or "")
+
+
 @pytest.mark.parametrize("name", ["state.json.tmp", "drift.csv.tmp", "drift.png.tmp"])
 def test_a_link_at_a_run_files_temporary_name_is_not_written_through(tmp_path, name):
     """From a review: the run's files are written to NAME.tmp and renamed; a link at that

@@ -1310,6 +1310,82 @@ def test_unsupported_codec_and_container_pairs_are_refused(tmp_path):
 
 
 @pytest.mark.parametrize("segmented", [False, True])
+def test_writing_video_with_a_fifo_or_a_protected_file_at_its_partial_names(tmp_path, segmented):
+    """From a review: a write-protected file at a partial name (a kept part made
+    read-only) is left in place, and it failed at the first frame with an error naming
+    no file: refused before the writer starts now, the file kept; and one made read-only
+    after that check fails naming it. A FIFO there is replaced (no test put one there:
+    a mutant that waited on it survived)."""
+    from loopwave.video import _numbered
+
+    out = tmp_path / "o.mp4"
+    partial = lv.partial_path(out)
+    names = [_numbered(partial, i) for i in range(3)] if segmented else [partial]
+    opts: dict = {"segment_seconds": 1} if segmented else {}
+    n = 25 if segmented else 5
+    made = [_numbered(out, i) for i in range(3)] if segmented else [out]
+    if hasattr(os, "mkfifo"):
+        for name in names:
+            os.mkfifo(name)
+        # one waiting on a FIFO fails after 30 s, not hangs: a writer's open waits for a
+        # reader, a reader's for a writer, and PyAV's holds the GIL (so: a process)
+        unblock = (
+            "import contextlib, os, sys, time\n"
+            "time.sleep(30)\n"
+            "while True:\n"
+            "    for name in sys.argv[1:]:\n"
+            "        for how in (os.O_RDONLY, os.O_WRONLY):\n"
+            "            with contextlib.suppress(OSError):\n"
+            "                os.close(os.open(name, how | os.O_NONBLOCK))\n"
+            "    time.sleep(0.5)\n"
+        )
+        watchdog = subprocess.Popen([sys.executable, "-c", unblock, *map(str, names)])
+        try:
+            with lv.writing_video(out, fps=10, **opts) as w:
+                w.write(moving(n))
+        finally:
+            watchdog.kill()
+            watchdog.wait()
+        assert all(m.is_file() for m in made) and not any(os.path.lexists(x) for x in names)
+    name = names[-1]  # (segmented: a later part, which the writer reaches last)
+    name.write_bytes(b"kept, read-only")
+    name.chmod(0o444)
+    with pytest.raises(ValueError, match=rf"{name.name} is write-protected.*move it"):
+        with lv.writing_video(out, fps=10, **opts) as w:
+            w.write(moving(n))
+    assert name.read_bytes() == b"kept, read-only"
+    # one protected after writing_video's check (here: a writer with no such check)
+    with pytest.raises(PermissionError, match=rf"cannot write video to .*{name.name}: it is"):
+        with lv.VideoWriter(partial, fps=10, _own_file=True, **opts) as w:
+            w.write(moving(n))
+    assert name.read_bytes() == b"kept, read-only"
+    name.chmod(0o644)
+    with lv.writing_video(out, fps=10, **opts) as w:  # (made writable: replaced)
+        w.write(moving(n))
+    assert all(m.is_file() for m in made) and not os.path.lexists(name)
+
+
+def test_writing_video_finds_an_input_through_links_to_its_partial_names_link(tmp_path):
+    """From a review: a sound file named by a link to the link at the partial name
+    (alias.wav -> o.partial.mp4 -> song.wav), or by that link through a link to its
+    folder, was not taken for the input named by it: the writer removed the link, and
+    the sound failed as "no such file". Refused now, every link kept."""
+    song = tmp_path / "song.wav"
+    write_wav(song, 1.0)
+    out = tmp_path / "d" / "o.mp4"
+    out.parent.mkdir()
+    partial = lv.partial_path(out)
+    partial.symlink_to(song)
+    (tmp_path / "alias.wav").symlink_to(partial)
+    (tmp_path / "ld").symlink_to(out.parent)
+    for audio in (tmp_path / "alias.wav", tmp_path / "ld" / partial.name):
+        with pytest.raises(ValueError, match="replaces the link .*which is the input"):
+            with lv.writing_video(out, fps=10, audio=audio):
+                pass
+        assert partial.is_symlink() and (tmp_path / "alias.wav").is_symlink(), audio
+
+
+@pytest.mark.parametrize("segmented", [False, True])
 def test_writing_video_replaces_links_at_its_partial_names(tmp_path, segmented):
     """From reviews: a link at writing_video's partial file's name, which is its own, was
     written through: the file it led to, outside the folder, held the video, and the

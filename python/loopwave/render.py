@@ -641,13 +641,15 @@ def _video_files_problem(rd: Path, settings: Settings, encode: bool) -> str | No
     """Why a resume cannot make (``encode``) or leave its video: a folder at its partial
     video's name, which it writes or deletes, or, where it encodes, at its video's; or,
     where it encodes, a FIFO (or other file that is not regular) at the partial video's
-    name, which the encoder would wait on for ever. From reviews: a folder there failed
-    bare after the frames were deleted, or only once every frame was made. A link at
-    either name is replaced (the encoder's file is made afresh at its partial name, and
-    the rename at the end replaces the video's), and a resume that makes no video
+    name, which the encoder would wait on for ever, or a write-protected file there,
+    which it cannot write (``video._write_protected``). From reviews: a folder there
+    failed bare after the frames were deleted, or only once every frame was made, and a
+    protected file at the first frame. A link at either name is replaced (the encoder's
+    file is made afresh at its partial name, and the rename at the end replaces the
+    video's), and a resume that makes no video
     deletes whatever but a folder is at the partial name, so neither is refused (a
     later review: such resumes, which went on, were refused)."""
-    from .video import partial_path
+    from .video import _PROTECTED, _write_protected, partial_path
 
     video = _video_path(rd, settings)
     partial = partial_path(video)
@@ -655,10 +657,11 @@ def _video_files_problem(rd: Path, settings: Settings, encode: bool) -> str | No
     for p in (partial, video) if encode else (partial,):
         if _a_real_folder(p):
             return f"run_dir: {p} is a folder, where the run {what}: move it"
-    # (a FIFO, not a link to one: os.path.isfile follows links, lexists does not)
-    fifo = os.path.lexists(partial) and not os.path.islink(partial) and not partial.is_file()
-    if encode and fifo:
-        return f"run_dir: {partial} is not a regular file, where the run {what}: move it"
+        if encode and p == partial:  # (a FIFO, not a link to one: lexists, not isfile)
+            if os.path.lexists(p) and not os.path.islink(p) and not p.is_file():
+                return f"run_dir: {p} is not a regular file, where the run {what}: move it"
+            if _write_protected(p):
+                return f"run_dir: {p} {_PROTECTED}, where the run {what}: move it"
     return None
 
 

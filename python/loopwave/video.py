@@ -659,7 +659,11 @@ class _Output:
             # (a hard link's other file was emptied and rewritten: a review; a plain
             # file there, a kept partial video, is left for FFmpeg to replace when it
             # writes, so a writer failing at its first frame does not lose it: a later one)
-            path.unlink()
+            with contextlib.suppress(FileNotFoundError):  # (gone meanwhile)
+                path.unlink()
+        elif replace_link and _write_protected(path):  # (protected meanwhile: FFmpeg
+            # opens the file only at the first packet, and said "Permission denied")
+            raise OSError(errno.EACCES, f"cannot write video to {path}: it {_PROTECTED}")
         try:
             self.container = _av_open(path, "w", format=cfg.muxer, options=opts)
         except (OSError, av.error.FFmpegError) as e:
@@ -1551,11 +1555,47 @@ def _not_ours_to_write_into(path: Path) -> bool:
     return stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode) or st.st_nlink > 1
 
 
+def _write_protected(path: Path) -> bool:
+    """Whether ``path`` is a plain file of one name (not a link, nor a hard link, which
+    a writer removes rather than writes into) that this writer may not write into, which
+    stays at a writer's own name (a partial video or segment): from a review, a kept
+    part made read-only failed at the first frame, with an error naming no file.
+    Protected: this user may not write it, or its owner may not (``chmod 444``), which
+    holds for root too."""
+    try:
+        st = os.lstat(path)
+    except OSError:  # (none there)
+        return False
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+        return False
+    return not st.st_mode & stat.S_IWUSR or not os.access(path, os.W_OK)
+
+
+_PROTECTED = "is write-protected (a part an earlier run kept?)"
+
+
 def _one_entry(a: Path, b: Path) -> bool:
     """Whether two paths name one folder entry (``sub/../x`` and ``x``, or through a
     link to the folder), whatever the entry is: a link there is not followed."""
     real = os.path.realpath
     return a.name == b.name and real(a.absolute().parent) == real(b.absolute().parent)
+
+
+def _goes_by(path: Path, entry: Path) -> bool:
+    """Whether ``path``, its links followed one by one, is or goes through the folder
+    entry ``entry`` (:func:`_one_entry`): a file named by a link to a link that is
+    ``entry`` is found through it (from a review: ``alias.wav`` led to the partial
+    name's link, which the writer replaced, and the sound failed as "no such file")."""
+    p = Path(os.path.abspath(path))
+    for _ in range(40):  # (Linux follows 40 links at most)
+        if _one_entry(p, entry):
+            return True
+        try:
+            to = os.readlink(p)
+        except OSError:  # not a link (or none there)
+            return False
+        p = Path(os.path.abspath(os.path.join(os.path.realpath(p.parent), to)))
+    return False
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -1592,6 +1632,16 @@ def _segment_number(path: Path, name: str) -> int | None:
     makes only: ``seg_0001.mp4`` or non-ASCII digits are none)."""
     m = re.fullmatch(rf"{re.escape(path.stem)}_(\d+){re.escape(path.suffix)}", name, re.ASCII)
     return int(m[1]) if m and _numbered(path, int(m[1])).name == name else None
+
+
+def _segments_of(path: Path) -> list[tuple[int, Path]]:
+    """The numbered segments of ``path`` in its folder now, each with its number
+    (:func:`_segment_number`), in no order."""
+    try:
+        names = [(_segment_number(path, f.name), f) for f in path.parent.iterdir()]
+    except OSError:  # no folder (yet)
+        return []
+    return [(i, f) for i, f in names if i is not None]
 
 
 def _check_audio(path: Path) -> None:
@@ -2793,14 +2843,7 @@ def _refuse_in_the_way(out: Path, *, segmented: bool, segments: int | None = Non
     if segmented:  # every numbered segment there, past a gap too, and not ``out`` itself,
         # which a segmented run never writes (from a review of the first version)
         # (names the writer makes: seg_0001.mp4 or non-ASCII digits were refused too)
-        try:
-            targets = [
-                (i, f)
-                for f in out.parent.iterdir()
-                if (i := _segment_number(out, f.name)) is not None
-            ]
-        except OSError:  # no folder (yet): nothing replaced
-            targets = []
+        targets = _segments_of(out)  # (no folder yet: nothing replaced)
     for i, f in targets:
         try:
             mode = os.stat(f).st_mode
@@ -2955,7 +2998,7 @@ def writing_video(
     for src in srcs:
         for target in (p, tmp):
             if target is tmp and tmp.is_symlink():  # (replaced, not written through:
-                same = _one_entry(Path(src), tmp)  # only that name is the input; a review)
+                same = _goes_by(Path(src), tmp)  # only that name is the input; a review)
                 how = "replaces the link"
             else:
                 same, how = _same_file(Path(src), target), "goes through"
@@ -2978,6 +3021,11 @@ def writing_video(
                     f"which is the input {src}; choose another output name"
                 )
     _refuse_in_the_way(p, segmented=segmented)
+    # what stays at the writer's own names that it cannot write: one refused before it
+    # starts (from a review: a kept part made read-only failed at the first frame, bare)
+    for f in [f for _, f in _segments_of(tmp)] if segmented else [tmp]:
+        if _write_protected(f):
+            raise ValueError(f"output: {f} {_PROTECTED}; move it, or choose another output name")
     # a link at the partial file's name (the writer's own, as its segments' are) is
     # replaced when the file is opened, not written through (a review: one to a user's
     # file had the video written over it); a hard link to out is refused, as writing the
