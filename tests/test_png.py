@@ -451,3 +451,24 @@ def test_a_writer_deletes_only_the_temporary_file_it_opened(tmp_path, monkeypatc
         f.write(b"half")
         raise RuntimeError("in the block")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_ctrl_c_as_the_temporary_file_is_made_leaves_none(tmp_path, monkeypatch):
+    """From a review of the change above: the clean-up knew the file for its own only once
+    open() had returned, so a Ctrl-C just after the file was made left NAME.tmp behind."""
+    real, fds = os.open, []
+
+    def made_then_ctrl_c(path, flags, mode=0o777, *a, **k):
+        fd = real(path, flags, mode, *a, **k)
+        if str(path).endswith(".tmp"):
+            fds.append(fd)
+            raise KeyboardInterrupt
+        return fd
+
+    monkeypatch.setattr(os, "open", made_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        write_png(tmp_path / "f.png", np.zeros((2, 2, 3), np.uint8), durable=True)
+    monkeypatch.undo()
+    for fd in fds:
+        os.close(fd)
+    assert fds and list(tmp_path.iterdir()) == []

@@ -1347,29 +1347,48 @@ def test_writing_video_with_a_fifo_or_a_protected_file_at_its_partial_names(tmp_
             watchdog.kill()
             watchdog.wait()
         assert all(m.is_file() for m in made) and not any(os.path.lexists(x) for x in names)
-    name = names[-1]  # (segmented: a later part, which the writer reaches last)
+    name = names[0]  # (segmented: its first part, which every video has)
     name.write_bytes(b"kept, read-only")
     name.chmod(0o444)
     with pytest.raises(ValueError, match=rf"{name.name} is write-protected.*move it"):
         with lv.writing_video(out, fps=10, **opts) as w:
             w.write(moving(n))
     assert name.read_bytes() == b"kept, read-only"
-    # one protected after writing_video's check (here: a writer with no such check)
+    # one protected after writing_video's check (here: a writer with no such check), or
+    # a later part, which the writer reaches only if the video is that long: refused
+    # when it gets there, naming it; one it never reaches is not in the way (a review)
     with pytest.raises(PermissionError, match=rf"cannot write video to .*{name.name}: it is"):
         with lv.VideoWriter(partial, fps=10, _own_file=True, **opts) as w:
             w.write(moving(n))
     assert name.read_bytes() == b"kept, read-only"
     name.chmod(0o644)
+    if segmented:
+        later, past = names[2], _numbered(partial, 9)
+        for f in (later, past):
+            f.write_bytes(b"kept, read-only")
+            f.chmod(0o444)
+        with pytest.raises(PermissionError, match=rf"cannot write video to .*{later.name}: it"):
+            with lv.writing_video(out, fps=10, **opts) as w:
+                w.write(moving(n))
+        assert later.read_bytes() == b"kept, read-only" == past.read_bytes()
+        later.chmod(0o644)
     with lv.writing_video(out, fps=10, **opts) as w:  # (made writable: replaced)
         w.write(moving(n))
     assert all(m.is_file() for m in made) and not os.path.lexists(name)
+    if segmented:
+        assert past.read_bytes() == b"kept, read-only"
 
 
-def test_writing_video_finds_an_input_through_links_to_its_partial_names_link(tmp_path):
-    """From a review: a sound file named by a link to the link at the partial name
-    (alias.wav -> o.partial.mp4 -> song.wav), or by that link through a link to its
-    folder, was not taken for the input named by it: the writer removed the link, and
-    the sound failed as "no such file". Refused now, every link kept."""
+def test_writing_video_finds_an_input_through_links_to_its_partial_names_link(
+    tmp_path, monkeypatch
+):
+    """From reviews: a sound file named by a link to the link at the partial name
+    (alias.wav -> o.partial.mp4 -> song.wav; a relative link too), by that link through
+    a link to its folder, or through that link to a folder (o.partial.mp4/song.wav), was
+    not taken for the input named by it: the writer removed the link, and the sound
+    failed as "no such file". Refused now, every link kept. A name whose ``..`` comes
+    after a link to elsewhere is not that link (the system takes the link first), and a
+    link loop as the sound is a clear error, not a bare RuntimeError."""
     song = tmp_path / "song.wav"
     write_wav(song, 1.0)
     out = tmp_path / "d" / "o.mp4"
@@ -1377,12 +1396,37 @@ def test_writing_video_finds_an_input_through_links_to_its_partial_names_link(tm
     partial = lv.partial_path(out)
     partial.symlink_to(song)
     (tmp_path / "alias.wav").symlink_to(partial)
+    (tmp_path / "rel.wav").symlink_to(Path("d") / partial.name)  # (relative to tmp_path)
     (tmp_path / "ld").symlink_to(out.parent)
-    for audio in (tmp_path / "alias.wav", tmp_path / "ld" / partial.name):
+    monkeypatch.chdir(out.parent)  # (not where the relative link is)
+    given = [tmp_path / "alias.wav", tmp_path / "rel.wav", tmp_path / "ld" / partial.name]
+    for audio in given:
         with pytest.raises(ValueError, match="replaces the link .*which is the input"):
             with lv.writing_video(out, fps=10, audio=audio):
                 pass
         assert partial.is_symlink() and (tmp_path / "alias.wav").is_symlink(), audio
+    partial.unlink()
+    (tmp_path / "snd").mkdir()
+    os.link(song, tmp_path / "snd" / "song.wav")
+    partial.symlink_to(tmp_path / "snd")
+    with pytest.raises(ValueError, match="replaces the link .*which is the input"):
+        with lv.writing_video(out, fps=10, audio=partial / "song.wav"):
+            pass
+    assert partial.is_symlink()
+    partial.unlink()
+    # d/sub -> deep/x: d/sub/../o.partial.mp4 is deep/o.partial.mp4, a file of its own
+    (tmp_path / "deep" / "x").mkdir(parents=True)
+    os.link(song, tmp_path / "deep" / partial.name)
+    (out.parent / "sub").symlink_to(tmp_path / "deep" / "x")
+    partial.symlink_to(song)
+    with lv.writing_video(out, fps=10, audio=out.parent / "sub" / ".." / partial.name) as w:
+        w.write(moving(3))
+    assert out.is_file() and not os.path.lexists(partial)
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises((OSError, ValueError), match="audio: .*a"):
+        with lv.writing_video(out, fps=10, audio=tmp_path / "a"):
+            pass
 
 
 @pytest.mark.parametrize("segmented", [False, True])

@@ -146,18 +146,25 @@ def clear_tmp(tmp: Path) -> None:
         os.unlink(tmp)
 
 
-def open_tmp(tmp: Path, mode: str = "wb", **kwargs: Any) -> Any:
+def open_tmp(tmp: Path, mode: str = "wb", *, made: list[Path] | None = None, **kwargs: Any) -> Any:
     """Open ``tmp``, a writer's own temporary name beside the file it makes (written,
     then renamed over it), as a new file: a link there is removed, not followed (from a
     review: a user's file a link at ``state.json.tmp`` led to, outside the run folder,
     was overwritten with the run's state, and a link at ``drift.csv.tmp`` was left as
     the run's drift table), and so is a FIFO (a write waited on it for ever) or a killed
     write's file. A folder there stays, and the open fails. ``mode``/``kwargs`` as for
-    :func:`open` (a writing mode)."""
+    :func:`open` (a writing mode). ``made``: ``tmp`` is appended to it as the file is
+    made, before the open returns (what a clean-up may delete, a Ctrl-C included)."""
     clear_tmp(tmp)  # (a folder: IsADirectoryError, where O_EXCL's said "File exists")
+    own = made if made is not None else []
 
     def afresh(path: str, flags: int) -> int:  # (one made meanwhile: FileExistsError)
-        return os.open(path, flags | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        own.append(tmp)  # (first: a Ctrl-C as the open returns leaves the file made)
+        try:
+            return os.open(path, flags | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        except OSError:  # made nothing (one there is another writer's, or a folder)
+            own.remove(tmp)
+            raise
 
     # (opened by its name, which errors and sync_file's message give)
     return open(tmp, mode, opener=afresh, **kwargs)  # noqa: SIM115 (the caller closes it)
@@ -175,16 +182,15 @@ def replacing(
     between the clearing and the open (``FileExistsError``), is not this writer's to
     delete (from a review: the clean-up deleted that other file, and a folder's
     ``IsADirectoryError`` from the clean-up hid the open's own)."""
-    opened = False
+    made: list[Path] = []
     try:
-        with naming(path), open_tmp(tmp, mode, **kwargs) as f:
-            opened = True
+        with naming(path), open_tmp(tmp, mode, made=made, **kwargs) as f:
             yield f
             if durable:
                 sync_file(f)
         os.replace(tmp, path)
     except BaseException:  # a full disk, a failed sync, a Ctrl-C: no NAME.tmp left
-        if opened:
+        if made:  # (a Ctrl-C as the file was made too: a review)
             tmp.unlink(missing_ok=True)
         raise
 

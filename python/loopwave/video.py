@@ -1582,19 +1582,35 @@ def _one_entry(a: Path, b: Path) -> bool:
 
 
 def _goes_by(path: Path, entry: Path) -> bool:
-    """Whether ``path``, its links followed one by one, is or goes through the folder
-    entry ``entry`` (:func:`_one_entry`): a file named by a link to a link that is
-    ``entry`` is found through it (from a review: ``alias.wav`` led to the partial
-    name's link, which the writer replaced, and the sound failed as "no such file")."""
-    p = Path(os.path.abspath(path))
-    for _ in range(40):  # (Linux follows 40 links at most)
-        if _one_entry(p, entry):
+    """Whether ``path`` is, or on the way to what it names goes through, the folder
+    entry ``entry`` (:func:`_one_entry`), its name resolved one part at a time as the
+    system does: each link followed (relative to the folder it is in), ``..`` taken
+    after the link before it. From reviews: a sound named by a link to the link at the
+    partial name (``alias.wav``), or through that link to a folder
+    (``o.partial.mp4/song.wav``), was not found through it: the writer removed the
+    link, and the sound failed as "no such file"."""
+    want = (os.path.realpath(entry.absolute().parent), entry.name)
+    cur, todo, hops = os.sep, list(Path(os.path.join(os.getcwd(), path)).parts[1:]), 0
+    while todo:
+        part = todo.pop(0)
+        if part == "..":  # (after the links before it: cur is a real folder's path)
+            cur = os.path.dirname(cur)
+            continue
+        if (cur, part) == want:
             return True
+        nxt = os.path.join(cur, part)
         try:
-            to = os.readlink(p)
-        except OSError:  # not a link (or none there)
+            to = os.readlink(nxt)
+        except OSError:  # not a link (or none there): a folder, or the name's end
+            cur = nxt
+            continue
+        hops += 1
+        if hops > 40:  # (a loop: the system gives up at 40 links)
             return False
-        p = Path(os.path.abspath(os.path.join(os.path.realpath(p.parent), to)))
+        to_parts = Path(to).parts
+        if os.path.isabs(to):
+            cur, to_parts = to_parts[0], to_parts[1:]
+        todo[:0] = to_parts
     return False
 
 
@@ -1603,8 +1619,8 @@ def _same_file(a: Path, b: Path) -> bool:
     included), else the same path once resolved."""
     try:
         return os.path.samefile(a, b)
-    except (OSError, ValueError):
-        return a.resolve() == b.resolve()
+    except (OSError, ValueError):  # (realpath: Path.resolve raised bare on a link loop)
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _refuse_open_input(path: Path, arg: str) -> None:
@@ -3023,9 +3039,12 @@ def writing_video(
     _refuse_in_the_way(p, segmented=segmented)
     # what stays at the writer's own names that it cannot write: one refused before it
     # starts (from a review: a kept part made read-only failed at the first frame, bare)
-    for f in [f for _, f in _segments_of(tmp)] if segmented else [tmp]:
-        if _write_protected(f):
-            raise ValueError(f"output: {f} {_PROTECTED}; move it, or choose another output name")
+    # (segmented, its first part: those after it, as many as the video will have, are
+    # refused by the encoder when it gets there, naming them; one it never reaches is
+    # not in the way: a review)
+    first = _numbered(tmp, 0) if segmented else tmp
+    if _write_protected(first):
+        raise ValueError(f"output: {first} {_PROTECTED}; move it, or choose another output name")
     # a link at the partial file's name (the writer's own, as its segments' are) is
     # replaced when the file is opened, not written through (a review: one to a user's
     # file had the video written over it); a hard link to out is refused, as writing the
