@@ -548,6 +548,18 @@ def test_a_segmented_writing_video_never_overwrites_an_input_at_a_segment_name(t
                     pass
         assert seg.read_bytes() == before, name
         link.unlink(), (tmp_path / "sub").rmdir(), seg.unlink()
+    # one named through a link at a partial part's name, which the writer replaces (a
+    # review: the link was removed, and the input with it)
+    (tmp_path / "in").mkdir()
+    os.link(src, tmp_path / "in" / "clip.mp4")
+    (tmp_path / "b.partial_000.mp4").symlink_to(tmp_path / "in")
+    with pytest.raises(ValueError, match=r"replaces the link .*b\.partial_000\.mp4, which is"):
+        with lv.writing_video(
+            out, inputs=tmp_path / "b.partial_000.mp4" / "clip.mp4", fps=10, segment_seconds=1
+        ):
+            pass
+    assert (tmp_path / "b.partial_000.mp4").is_symlink()
+    (tmp_path / "b.partial_000.mp4").unlink()
     # not refused: names the writer never makes, an unsegmented writer, and a link at a
     # segment name that leads to the input
     for name in ("b_0001.mp4", "b_000.mkv", "c_000.mp4"):
@@ -1398,13 +1410,29 @@ def test_writing_video_finds_an_input_through_links_to_its_partial_names_link(
     (tmp_path / "alias.wav").symlink_to(partial)
     (tmp_path / "rel.wav").symlink_to(Path("d") / partial.name)  # (relative to tmp_path)
     (tmp_path / "ld").symlink_to(out.parent)
+    (tmp_path / "alias2.wav").symlink_to(tmp_path / "alias.wav")  # (two links before it)
+    (tmp_path / "dslash.wav").symlink_to("/" + str(partial))  # ("//...": the root too)
     monkeypatch.chdir(out.parent)  # (not where the relative link is)
-    given = [tmp_path / "alias.wav", tmp_path / "rel.wav", tmp_path / "ld" / partial.name]
+    given = [
+        *(tmp_path / n for n in ("alias.wav", "rel.wav", "alias2.wav", "dslash.wav")),
+        tmp_path / "ld" / partial.name,
+    ]
     for audio in given:
         with pytest.raises(ValueError, match="replaces the link .*which is the input"):
             with lv.writing_video(out, fps=10, audio=audio):
                 pass
         assert partial.is_symlink() and (tmp_path / "alias.wav").is_symlink(), audio
+    # the output named through the linked folder: the same entry
+    with pytest.raises(ValueError, match="replaces the link .*which is the input"):
+        with lv.writing_video(tmp_path / "ld" / "o.mp4", fps=10, audio=tmp_path / "alias.wav"):
+            pass
+    # a link loop as the sound while the partial name is a link: not taken for it
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises((OSError, ValueError), match="audio: .*a") as e:
+        with lv.writing_video(out, fps=10, audio=tmp_path / "a"):
+            pass
+    assert "replaces the link" not in str(e.value) and partial.is_symlink()
     partial.unlink()
     (tmp_path / "snd").mkdir()
     os.link(song, tmp_path / "snd" / "song.wav")
@@ -1422,9 +1450,7 @@ def test_writing_video_finds_an_input_through_links_to_its_partial_names_link(
     with lv.writing_video(out, fps=10, audio=out.parent / "sub" / ".." / partial.name) as w:
         w.write(moving(3))
     assert out.is_file() and not os.path.lexists(partial)
-    (tmp_path / "a").symlink_to(tmp_path / "b")
-    (tmp_path / "b").symlink_to(tmp_path / "a")
-    with pytest.raises((OSError, ValueError), match="audio: .*a"):
+    with pytest.raises((OSError, ValueError), match="audio: .*a"):  # (and without the link)
         with lv.writing_video(out, fps=10, audio=tmp_path / "a"):
             pass
 

@@ -1608,8 +1608,8 @@ def _goes_by(path: Path, entry: Path) -> bool:
         if hops > 40:  # (a loop: the system gives up at 40 links)
             return False
         to_parts = Path(to).parts
-        if os.path.isabs(to):
-            cur, to_parts = to_parts[0], to_parts[1:]
+        if os.path.isabs(to):  # (from the root: "//x" is "/x" too, though its parts[0]
+            cur, to_parts = os.sep, to_parts[1:]  # is "//": a review)
         todo[:0] = to_parts
     return False
 
@@ -3034,6 +3034,14 @@ def writing_video(
             if _one_entry(real, seg) and _segment_number(base, real.name) is not None:
                 raise ValueError(
                     f"output: writing the segmented video {p} replaces or deletes {seg}, "
+                    f"which is the input {src}; choose another output name"
+                )
+        # and one named through a link at a partial part's name, which the writer
+        # replaces (o.partial_000.mp4/clip.mp4: a review)
+        for _, seg in _segments_of(tmp):
+            if seg.is_symlink() and _goes_by(Path(src), seg):
+                raise ValueError(
+                    f"output: writing the segmented video {p} replaces the link {seg}, "
                     f"which is the input {src}; choose another output name"
                 )
     _refuse_in_the_way(p, segmented=segmented)
