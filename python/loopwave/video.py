@@ -972,7 +972,8 @@ class VideoWriter:
             )
         if not os.access(parent, os.W_OK):
             raise _FolderRefused(f"path: cannot write to {self.path}: the folder is not writable")
-        replaced = _own_file and self.path.is_symlink()
+        # (a hard link there too: made afresh, so a reader of its other name reads on)
+        replaced = _own_file and _not_ours_to_write_into(self.path)
         if self.path.is_dir() and not replaced:
             raise OSError(f"path: cannot write to {self.path}: it is a folder")
         self.fps = parse_fps(fps)
@@ -1612,6 +1613,25 @@ def _goes_by(path: Path, entry: Path) -> bool:
             cur, to_parts = os.sep, to_parts[1:]  # is "//": a review)
         todo[:0] = to_parts
     return False
+
+
+def _harms_input(src: Path, target: Path) -> str | None:
+    """How making ``target`` would destroy the input ``src``, or None where it would not:
+    ``target`` is a writer's own name (its partial file, written into, or its output,
+    renamed over), where a link or a file with other names is replaced, not written
+    into. So the input is harmed only where its name is, or goes through, that name
+    (:func:`_goes_by`), or where it is the one file there (the same file reached by
+    another way, such as another mount of the folder). A hard link of the input, or a
+    link to it, at that name harms nothing and is not refused (older refusals: a review
+    found them protecting nothing once such names were replaced)."""
+    if _goes_by(src, target):
+        return "replaces the link" if target.is_symlink() else "goes through"
+    try:
+        st = os.lstat(target)
+    except OSError:
+        return None
+    one = stat.S_ISREG(st.st_mode) and st.st_nlink == 1
+    return "goes through" if one and _same_file(src, target) else None
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -3013,12 +3033,7 @@ def writing_video(
         srcs.append(writer_options["audio"])
     for src in srcs:
         for target in (p, tmp):
-            if target is tmp and tmp.is_symlink():  # (replaced, not written through:
-                same = _goes_by(Path(src), tmp)  # only that name is the input; a review)
-                how = "replaces the link"
-            else:
-                same, how = _same_file(Path(src), target), "goes through"
-            if same:
+            if how := _harms_input(Path(src), target):
                 raise ValueError(
                     f"output: writing {p} {how} {target}, which is the input {src}; "
                     "choose another output name"
@@ -3053,12 +3068,10 @@ def writing_video(
     first = _numbered(tmp, 0) if segmented else tmp
     if _write_protected(first):
         raise ValueError(f"output: {first} {_PROTECTED}; move it, or choose another output name")
-    # a link at the partial file's name (the writer's own, as its segments' are) is
-    # replaced when the file is opened, not written through (a review: one to a user's
-    # file had the video written over it); a hard link to out is refused, as writing the
-    # partial file would truncate out
-    if not tmp.is_symlink() and _same_file(tmp, p):
-        raise ValueError(f"output: {p} and its partial file {tmp.name} are the same file")
+    # (a link or a hard link at the partial file's name, the writer's own as its
+    # segments' are, is replaced when the file is opened, not written through: a review
+    # found a user's file a link led to written over, and a hard link's other file; so
+    # one to out itself is not refused, as it was, since out is replaced at the end)
     # (a writer that refuses to start removes nothing: tmp may be a file open in a
     # VideoReader, which its refusal protected)
     try:
