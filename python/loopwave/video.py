@@ -1575,11 +1575,21 @@ def _write_protected(path: Path) -> bool:
 _PROTECTED = "is write-protected (a part an earlier run kept?)"
 
 
+def _same_folder(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two paths name one folder: the same folder on disk (through links, or
+    another mount of it: a review found a bind mount's taken for another folder), else,
+    where either is missing, the same path once resolved."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
 def _one_entry(a: Path, b: Path) -> bool:
     """Whether two paths name one folder entry (``sub/../x`` and ``x``, or through a
-    link to the folder), whatever the entry is: a link there is not followed."""
-    real = os.path.realpath
-    return a.name == b.name and real(a.absolute().parent) == real(b.absolute().parent)
+    link to the folder, or another mount of it), whatever the entry is: a link there is
+    not followed."""
+    return a.name == b.name and _same_folder(a.absolute().parent, b.absolute().parent)
 
 
 def _goes_by(path: Path, entry: Path) -> bool:
@@ -1590,14 +1600,14 @@ def _goes_by(path: Path, entry: Path) -> bool:
     partial name (``alias.wav``), or through that link to a folder
     (``o.partial.mp4/song.wav``), was not found through it: the writer removed the
     link, and the sound failed as "no such file"."""
-    want = (os.path.realpath(entry.absolute().parent), entry.name)
+    folder, name = entry.absolute().parent, entry.name
     cur, todo, hops = os.sep, list(Path(os.path.join(os.getcwd(), path)).parts[1:]), 0
     while todo:
         part = todo.pop(0)
         if part == "..":  # (after the links before it: cur is a real folder's path)
             cur = os.path.dirname(cur)
             continue
-        if (cur, part) == want:
+        if part == name and _same_folder(cur, folder):
             return True
         nxt = os.path.join(cur, part)
         try:
@@ -3031,33 +3041,20 @@ def writing_video(
     srcs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     if writer_options.get("audio") is not None:
         srcs.append(writer_options["audio"])
-    for src in srcs:
-        for target in (p, tmp):
-            if how := _harms_input(Path(src), target):
-                raise ValueError(
-                    f"output: writing {p} {how} {target}, which is the input {src}; "
-                    "choose another output name"
-                )
     segmented = writer_options.get("segment_seconds") is not None
-    for src in srcs if segmented else ():
-        # segmented, the writer makes out's and the partial file's numbered names and
-        # deletes out's past its last part: an input at one (through links too) was
-        # written over (the last note's Left alone)
-        real = Path(os.path.realpath(src))
-        for base in (p, tmp):
-            seg = base.with_name(real.name)
-            if _one_entry(real, seg) and _segment_number(base, real.name) is not None:
+    # the names it writes into or replaces: out and its partial file, or, segmented,
+    # their numbered parts there now, which it writes, renames over or deletes, and not
+    # out or the partial file themselves (reviews: an input at a part's name, or named
+    # through a link there, was written over or lost its name; one at out's was refused)
+    names = [f for b in (p, tmp) for _, f in _segments_of(b)] if segmented else [p, tmp]
+    for src in srcs:
+        for target in names:
+            if how := _harms_input(Path(src), target):
+                if segmented and how == "goes through":
+                    how = "replaces or deletes"
                 raise ValueError(
-                    f"output: writing the segmented video {p} replaces or deletes {seg}, "
-                    f"which is the input {src}; choose another output name"
-                )
-        # and one named through a link at a partial part's name, which the writer
-        # replaces (o.partial_000.mp4/clip.mp4: a review)
-        for _, seg in _segments_of(tmp):
-            if seg.is_symlink() and _goes_by(Path(src), seg):
-                raise ValueError(
-                    f"output: writing the segmented video {p} replaces the link {seg}, "
-                    f"which is the input {src}; choose another output name"
+                    f"output: writing {'the segmented video ' * segmented}{p} {how} "
+                    f"{target}, which is the input {src}; choose another output name"
                 )
     _refuse_in_the_way(p, segmented=segmented)
     # what stays at the writer's own names that it cannot write: one refused before it
