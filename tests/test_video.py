@@ -563,10 +563,13 @@ def test_a_segmented_writing_video_never_overwrites_an_input_at_a_segment_name(t
         (tmp_path / name).unlink()
     # a segmented writer never writes out or its partial file themselves: an input there
     # goes on (a review: refused as if written through), kept byte for byte
-    for name in ("b.mp4", "b.partial.mp4"):
-        (tmp_path / name).write_bytes(before)
-        with lv.writing_video(out, inputs=tmp_path / name, fps=10, segment_seconds=1) as w:
-            w.write(moving(3))
+    for name in ("b.mp4", "b.partial.mp4"):  # (read as it writes: one open in a reader
+        (tmp_path / name).write_bytes(before)  # was refused, a later review)
+        given = tmp_path / name
+        with lv.VideoReader(given) as r:
+            with lv.writing_video(out, inputs=given, fps=10, segment_seconds=1) as w:
+                for f in r:
+                    w.write(f)
         assert (tmp_path / name).read_bytes() == before, name
         (tmp_path / name).unlink()
     # not refused: names the writer never makes, an unsegmented writer, and a link at a
@@ -592,8 +595,9 @@ def test_an_input_through_another_mount_of_the_folder_is_found(tmp_path):
     """From a review: an input named through a bind mount of the output's folder
     (B/o.partial.mp4, B a mount of A) whose file has another hard link elsewhere was not
     taken for the partial file A/o.partial.mp4: the writer removed its name (a sound
-    there then failed bare). Folders are compared as files on disk now. Needs a mount
-    namespace (``unshare -m``, as root); skipped where there is none."""
+    there then failed bare). Folders are compared as files on disk now; and a mount of
+    the partial file itself is the one file there. Needs a mount namespace (``unshare
+    -m``, as root); skipped where there is none."""
     import shutil
 
     if shutil.which("unshare") is None or shutil.which("mount") is None:
@@ -605,11 +609,18 @@ def test_an_input_through_another_mount_of_the_folder_is_found(tmp_path):
     os.link(a / "o.partial.mp4", tmp_path / "keep.mp4")
     write_wav(a / "s.wav", 1.0)
     os.link(a / "s.wav", a / "p.partial.mp4")
+    # and a mount of the file itself (C/x.mp4 is A/q.partial.mp4): the one file there
+    with lv.VideoWriter(a / "q.partial.mp4", fps=10) as w:
+        w.write(moving(3))
+    (tmp_path / "C").mkdir()
+    x = tmp_path / "C" / "x.mp4"
+    x.touch()
     script = (
         "import sys, numpy as np, loopwave.video as lv\n"
-        "a, b = sys.argv[1], sys.argv[2]\n"
+        "a, b, x = sys.argv[1], sys.argv[2], sys.argv[3]\n"
         "for out, kw in ((a + '/o.mp4', {'inputs': b + '/o.partial.mp4'}),\n"
-        "                (a + '/p.mp4', {'audio': b + '/p.partial.mp4'})):\n"
+        "                (a + '/p.mp4', {'audio': b + '/p.partial.mp4'}),\n"
+        "                (a + '/q.mp4', {'inputs': x})):\n"
         "    try:\n"
         "        with lv.writing_video(out, fps=10, **kw) as w:\n"
         "            w.write(np.zeros((16, 16, 3), np.uint8))\n"
@@ -624,17 +635,22 @@ def test_an_input_through_another_mount_of_the_folder_is_found(tmp_path):
     )
     if can.returncode != 0:
         pytest.skip(f"no mount namespace here: {can.stderr.strip()[-200:]}")
-    cmd = f'mount --bind "$1" "$2" && exec "{sys.executable}" -c "$3" "$1" "$2"'
+    cmd = (
+        'mount --bind "$1" "$2" && mount --bind "$1/q.partial.mp4" "$3" && '
+        f'exec "{sys.executable}" -c "$4" "$1" "$2" "$3"'
+    )
     r = subprocess.run(
-        ["unshare", "-m", "sh", "-c", cmd, "sh", str(a), str(b), script],
+        ["unshare", "-m", "sh", "-c", cmd, "sh", str(a), str(b), str(x), script],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     lines = r.stdout.splitlines()
-    assert len(lines) == 2 and all(x.startswith("refused") for x in lines), r.stdout + r.stderr
+    assert len(lines) == 3 and all(n.startswith("refused") for n in lines), r.stdout + r.stderr
     assert "goes through" in lines[0] and "o.partial.mp4, which is the input" in lines[0]
-    assert (a / "o.partial.mp4").is_file() and (a / "p.partial.mp4").is_file()
+    assert "goes through" in lines[2] and "q.partial.mp4, which is the input" in lines[2]
+    for name in ("o.partial.mp4", "p.partial.mp4", "q.partial.mp4"):
+        assert (a / name).is_file(), name
 
 
 def test_writing_video_renames_segments(tmp_path):
