@@ -561,6 +561,33 @@ def test_a_segmented_writing_video_never_overwrites_an_input_at_a_segment_name(t
                 pass
         assert (tmp_path / name).is_symlink()
         (tmp_path / name).unlink()
+    # nor is a folder at its partial file's name in its way (a later review: refused)
+    (tmp_path / "b.partial.mp4").mkdir()
+    with lv.writing_video(out, fps=10, segment_seconds=1) as w:
+        w.write(moving(3))
+    (tmp_path / "b.partial.mp4").rmdir()
+    # a part open in a reader is refused when the writer gets to it, naming it, not
+    # written over under the reader (a review: it read a cut-short video), in a plain
+    # segmented writer too; and a name holding a NUL byte is refused naming the argument
+    for writing, part in (
+        (lambda: lv.writing_video(out, fps=10, segment_seconds=1), "b.partial_001.mp4"),
+        (lambda: lv.VideoWriter(out, fps=10, segment_seconds=1), "b_001.mp4"),
+    ):
+        part = tmp_path / part
+        with lv.VideoWriter(part, fps=10) as w:
+            w.write(moving(4))
+        kept = part.read_bytes()
+        with lv.VideoReader(part) as r:
+            with pytest.raises(ValueError, match=rf"{part.name} is open in a VideoReader"):
+                with writing() as w:
+                    w.write(moving(25))
+            assert sum(len(b) for b in r) == 4
+        assert part.read_bytes() == kept
+        for f in tmp_path.glob("b*_00*.mp4"):
+            f.unlink()
+    for kw in ({"inputs": "a\0b.mp4"}, {"audio": "a\0b.wav"}):
+        with pytest.raises(ValueError, match=rf"^{next(iter(kw))}: .*holds a NUL byte"):
+            lv.writing_video(out, fps=10, **kw).__enter__()
     # a segmented writer never writes out or its partial file themselves: an input there
     # goes on (a review: refused as if written through), kept byte for byte
     for name in ("b.mp4", "b.partial.mp4"):  # (read as it writes: one open in a reader
@@ -615,12 +642,14 @@ def test_an_input_through_another_mount_of_the_folder_is_found(tmp_path):
     (tmp_path / "C").mkdir()
     x = tmp_path / "C" / "x.mp4"
     x.touch()
+    (tmp_path / "L.mp4").symlink_to(x)  # (a link to the mount: followed to the one file)
     script = (
         "import sys, numpy as np, loopwave.video as lv\n"
         "a, b, x = sys.argv[1], sys.argv[2], sys.argv[3]\n"
         "for out, kw in ((a + '/o.mp4', {'inputs': b + '/o.partial.mp4'}),\n"
         "                (a + '/p.mp4', {'audio': b + '/p.partial.mp4'}),\n"
-        "                (a + '/q.mp4', {'inputs': x})):\n"
+        "                (a + '/q.mp4', {'inputs': x}),\n"
+        "                (a + '/q.mp4', {'inputs': a + '/../L.mp4'})):\n"
         "    try:\n"
         "        with lv.writing_video(out, fps=10, **kw) as w:\n"
         "            w.write(np.zeros((16, 16, 3), np.uint8))\n"
@@ -646,9 +675,10 @@ def test_an_input_through_another_mount_of_the_folder_is_found(tmp_path):
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     lines = r.stdout.splitlines()
-    assert len(lines) == 3 and all(n.startswith("refused") for n in lines), r.stdout + r.stderr
+    assert len(lines) == 4 and all(n.startswith("refused") for n in lines), r.stdout + r.stderr
     assert "goes through" in lines[0] and "o.partial.mp4, which is the input" in lines[0]
-    assert "goes through" in lines[2] and "q.partial.mp4, which is the input" in lines[2]
+    for line in lines[2:]:
+        assert "goes through" in line and "q.partial.mp4, which is the input" in line
     for name in ("o.partial.mp4", "p.partial.mp4", "q.partial.mp4"):
         assert (a / name).is_file(), name
 
@@ -1488,10 +1518,15 @@ def test_writing_video_finds_an_input_through_links_to_its_partial_names_link(
     (tmp_path / "rel.wav").symlink_to(Path("d") / partial.name)  # (relative to tmp_path)
     (tmp_path / "ld").symlink_to(out.parent)
     (tmp_path / "alias2.wav").symlink_to(tmp_path / "alias.wav")  # (two links before it)
+    for k in range(12):  # (and fourteen: the system follows 40)
+        (tmp_path / f"chain{k}.wav").symlink_to(
+            tmp_path / (f"chain{k - 1}.wav" if k else "alias2.wav")
+        )
     (tmp_path / "dslash.wav").symlink_to("/" + str(partial))  # ("//...": the root too)
     monkeypatch.chdir(out.parent)  # (not where the relative link is)
     given = [
         *(tmp_path / n for n in ("alias.wav", "rel.wav", "alias2.wav", "dslash.wav")),
+        tmp_path / "chain11.wav",
         tmp_path / "ld" / partial.name,
     ]
     for audio in given:

@@ -664,6 +664,9 @@ class _Output:
         elif replace_link and _write_protected(path):  # (protected meanwhile: FFmpeg
             # opens the file only at the first packet, and said "Permission denied")
             raise OSError(errno.EACCES, f"cannot write video to {path}: it {_PROTECTED}")
+        # (a segment's file, which the writer's own check never saw: a part open in a
+        # reader was written over, and the reader got a cut-short video; a review)
+        _refuse_open_input(path, "path")
         try:
             self.container = _av_open(path, "w", format=cfg.muxer, options=opts)
         except (OSError, av.error.FFmpegError) as e:
@@ -3065,7 +3068,14 @@ def writing_video(
     check = _InputCheck(
         [f for b in (p, tmp) for _, f in _segments_of(b)] if segmented else [p, tmp]
     )
-    for src in srcs:
+    for i, src in enumerate(srcs):
+        name = os.fspath(src)
+        if isinstance(name, str) and "\0" in name:  # (a bare "embedded null byte": a review)
+            sound = i == len(srcs) - 1 and writer_options.get("audio") is not None
+            raise ValueError(
+                f"{'audio' if sound else 'inputs'}: {name!r} holds a NUL byte, which no file "
+                "name can"
+            )
         if harm := check.harm(Path(src)):
             how, target = harm
             if segmented and how == "goes through":
