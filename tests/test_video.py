@@ -585,9 +585,23 @@ def test_a_segmented_writing_video_never_overwrites_an_input_at_a_segment_name(t
         assert part.read_bytes() == kept
         for f in tmp_path.glob("b*_00*.mp4"):
             f.unlink()
-    for kw in ({"inputs": "a\0b.mp4"}, {"audio": "a\0b.wav"}):
-        with pytest.raises(ValueError, match=rf"^{next(iter(kw))}: .*holds a NUL byte"):
+    wav = tmp_path / "s.wav"
+    write_wav(wav, 0.5)
+    for arg, kw in (
+        ("inputs", {"inputs": "a\0b.mp4"}),
+        ("audio", {"audio": "a\0b.wav"}),
+        ("audio", {"inputs": [src, src], "audio": "a\0b.wav"}),
+        ("inputs", {"inputs": [src, "a\0b.mp4"], "audio": wav}),
+        ("output", {}),
+    ):
+        where = tmp_path / "o\0.mp4" if arg == "output" else out
+        with pytest.raises(ValueError, match=rf"^{arg}: .*holds a NUL byte"):
+            lv.writing_video(where, fps=10, **kw).__enter__()
+    for arg, kw in (("inputs", {"inputs": b"a.mp4"}), ("inputs", {"inputs": [b"a.mp4"]})):
+        with pytest.raises(TypeError, match=rf"^{arg}: expected a path"):
             lv.writing_video(out, fps=10, **kw).__enter__()
+    with pytest.raises(TypeError, match=r"^audio: expected a path"):
+        lv.writing_video(out, fps=10, audio=b"a.wav").__enter__()  # type: ignore[arg-type]
     # a segmented writer never writes out or its partial file themselves: an input there
     # goes on (a review: refused as if written through), kept byte for byte
     for name in ("b.mp4", "b.partial.mp4"):  # (read as it writes: one open in a reader
@@ -681,6 +695,27 @@ def test_an_input_through_another_mount_of_the_folder_is_found(tmp_path):
         assert "goes through" in line and "q.partial.mp4, which is the input" in line
     for name in ("o.partial.mp4", "p.partial.mp4", "q.partial.mp4"):
         assert (a / name).is_file(), name
+
+
+def test_a_partial_file_refused_as_open_in_a_reader_is_kept_whatever_keep_partial_says(
+    tmp_path,
+):
+    """From a review: a kept partial file opened in a VideoReader after writing_video
+    started, before its first frame, was refused when the encoder opened it, and then
+    deleted by the keep_partial=False clean-up, the refusal's own file. It is kept now,
+    as where the reader was open before the writer started."""
+    out = tmp_path / "o.mp4"
+    partial = lv.partial_path(out)
+    with lv.VideoWriter(partial, fps=10) as w:
+        w.write(moving(4))
+    kept = partial.read_bytes()
+    for keep in (False, True):
+        with pytest.raises(ValueError, match=r"o\.partial\.mp4 is open in a VideoReader"):
+            with lv.writing_video(out, fps=10, keep_partial=keep) as w:
+                with lv.VideoReader(partial):
+                    w.write(moving(3))
+                    w.close()
+        assert partial.read_bytes() == kept and not out.exists(), keep
 
 
 def test_writing_video_renames_segments(tmp_path):

@@ -664,9 +664,6 @@ class _Output:
         elif replace_link and _write_protected(path):  # (protected meanwhile: FFmpeg
             # opens the file only at the first packet, and said "Permission denied")
             raise OSError(errno.EACCES, f"cannot write video to {path}: it {_PROTECTED}")
-        # (a segment's file, which the writer's own check never saw: a part open in a
-        # reader was written over, and the reader got a cut-short video; a review)
-        _refuse_open_input(path, "path")
         try:
             self.container = _av_open(path, "w", format=cfg.muxer, options=opts)
         except (OSError, av.error.FFmpegError) as e:
@@ -1402,10 +1399,15 @@ class _Encoder:
             self._close_output()
             out = None
         if out is None:
+            path = self.segment_path(len(self.paths))
+            if not (self.replace_links and _not_ours_to_write_into(path)):
+                # (a segment's file, which the writer's own check never saw: a part open
+                # in a reader was written over, and the reader got a cut-short video; a
+                # review. Before `started`: a refused file is not the writer's to delete,
+                # a later one. A link or hard link at its own name is replaced: no refusal)
+                _refuse_open_input(path, "path")
             self.started = True  # (a file may be made, whether or not the open succeeds)
-            out = _Output(
-                self.segment_path(len(self.paths)), self.cfg, replace_link=self.replace_links
-            )
+            out = _Output(path, self.cfg, replace_link=self.replace_links)
             self.paths.append(out.path)
             self.out = out
         out.encode(planes)
@@ -3045,6 +3047,22 @@ def writing_video(
     that writes no frames raises ValueError and creates no file; one whose encoder
     failed, the error taken by another thread that went on, raises RuntimeError, and the
     video is not renamed."""
+    # (one path is one input, not a sequence of one-letter names; the sound is one too:
+    # `encode DIR -o av.mp4 --audio av.mp4` wrote over it)
+    if isinstance(inputs, (bytes, bytearray)):  # (iterated as ints, it failed bare)
+        raise TypeError(f"inputs: expected a path (str or os.PathLike) or several; got {inputs!r}")
+    srcs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    named = [("output", out), *(("inputs", s) for s in srcs)]
+    if writer_options.get("audio") is not None:
+        srcs.append(writer_options["audio"])
+        named.append(("audio", writer_options["audio"]))
+    for arg, given in named:  # (from reviews: bare errors naming no argument)
+        if not isinstance(given, (str, os.PathLike)) or not isinstance(os.fspath(given), str):
+            raise TypeError(f"{arg}: expected a path (str or os.PathLike); got {given!r}")
+        if "\0" in os.fspath(given):
+            raise ValueError(
+                f"{arg}: {os.fspath(given)!r} holds a NUL byte, which no file name can"
+            )
     if not os.fspath(out):  # (Path("") is the current folder: "cannot write to .")
         raise ValueError("output: got an empty path; give a video file")
     p = Path(out)
@@ -3055,11 +3073,6 @@ def writing_video(
             f"output: cannot tell the container of {p}; use one of the extensions {sorted(_MUXERS)}"
         )
     tmp = partial_path(p)
-    # one path is one input, not a sequence of one-letter names; the sound is one too
-    # (`encode DIR -o av.mp4 --audio av.mp4` wrote over it)
-    srcs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    if writer_options.get("audio") is not None:
-        srcs.append(writer_options["audio"])
     segmented = writer_options.get("segment_seconds") is not None
     # the names it writes into or replaces: out and its partial file, or, segmented,
     # their numbered parts there now, which it writes, renames over or deletes, and not
@@ -3068,14 +3081,7 @@ def writing_video(
     check = _InputCheck(
         [f for b in (p, tmp) for _, f in _segments_of(b)] if segmented else [p, tmp]
     )
-    for i, src in enumerate(srcs):
-        name = os.fspath(src)
-        if isinstance(name, str) and "\0" in name:  # (a bare "embedded null byte": a review)
-            sound = i == len(srcs) - 1 and writer_options.get("audio") is not None
-            raise ValueError(
-                f"{'audio' if sound else 'inputs'}: {name!r} holds a NUL byte, which no file "
-                "name can"
-            )
+    for src in srcs:
         if harm := check.harm(Path(src)):
             how, target = harm
             if segmented and how == "goes through":
