@@ -569,16 +569,16 @@ def test_a_segmented_writing_video_never_overwrites_an_input_at_a_segment_name(t
     # a part open in a reader is refused when the writer gets to it, naming it, not
     # written over under the reader (a review: it read a cut-short video), in a plain
     # segmented writer too; and a name holding a NUL byte is refused naming the argument
-    for writing, part in (
-        (lambda: lv.writing_video(out, fps=10, segment_seconds=1), "b.partial_001.mp4"),
-        (lambda: lv.VideoWriter(out, fps=10, segment_seconds=1), "b_001.mp4"),
+    for writing, part, arg in (
+        (lambda: lv.writing_video(out, fps=10, segment_seconds=1), "b.partial_001.mp4", "output"),
+        (lambda: lv.VideoWriter(out, fps=10, segment_seconds=1), "b_001.mp4", "path"),
     ):
         part = tmp_path / part
         with lv.VideoWriter(part, fps=10) as w:
             w.write(moving(4))
         kept = part.read_bytes()
         with lv.VideoReader(part) as r:
-            with pytest.raises(ValueError, match=rf"{part.name} is open in a VideoReader"):
+            with pytest.raises(ValueError, match=rf"^{arg}: .*{part.name} is open in a Video"):
                 with writing() as w:
                     w.write(moving(25))
             assert sum(len(b) for b in r) == 4
@@ -597,9 +597,19 @@ def test_a_segmented_writing_video_never_overwrites_an_input_at_a_segment_name(t
         where = tmp_path / "o\0.mp4" if arg == "output" else out
         with pytest.raises(ValueError, match=rf"^{arg}: .*holds a NUL byte"):
             lv.writing_video(where, fps=10, **kw).__enter__()
-    for arg, kw in (("inputs", {"inputs": b"a.mp4"}), ("inputs", {"inputs": [b"a.mp4"]})):
-        with pytest.raises(TypeError, match=rf"^{arg}: expected a path"):
-            lv.writing_video(out, fps=10, **kw).__enter__()
+
+    class BytesPath:  # (os.PathLike naming bytes)
+        def __fspath__(self) -> bytes:
+            return b"a.mp4"
+
+    for given in (b"a.mp4", bytearray(b"a.mp4"), memoryview(b"a.mp4"), None):
+        with pytest.raises(TypeError, match=r"^inputs: expected a path .* or several; got"):
+            lv.writing_video(out, fps=10, inputs=given).__enter__()  # type: ignore[arg-type]
+    for given in ([b"a.mp4"], [BytesPath()]):
+        with pytest.raises(TypeError, match=r"^inputs: expected a path"):
+            lv.writing_video(out, fps=10, inputs=given).__enter__()  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="^output: got an empty path"):  # (output first)
+        lv.writing_video("", fps=10, inputs="a\0b.mp4").__enter__()
     with pytest.raises(TypeError, match=r"^audio: expected a path"):
         lv.writing_video(out, fps=10, audio=b"a.wav").__enter__()  # type: ignore[arg-type]
     # a segmented writer never writes out or its partial file themselves: an input there
@@ -716,6 +726,24 @@ def test_a_partial_file_refused_as_open_in_a_reader_is_kept_whatever_keep_partia
                     w.write(moving(3))
                     w.close()
         assert partial.read_bytes() == kept and not out.exists(), keep
+
+
+def test_a_plain_writer_through_a_link_to_a_file_a_reader_opened_since_is_refused(tmp_path):
+    """A plain VideoWriter writes through a link at its path (the user's own), so a file
+    the link leads to, opened in a reader after the writer was made, is refused when the
+    writer opens it, and kept (a review's surviving mutant skipped the check there)."""
+    src = tmp_path / "src.mp4"
+    with lv.VideoWriter(src, fps=10) as w:
+        w.write(moving(5))
+    before = src.read_bytes()
+    (tmp_path / "o.mp4").symlink_to(src)
+    w = lv.VideoWriter(tmp_path / "o.mp4", fps=10)
+    with lv.VideoReader(src) as r:
+        with pytest.raises(ValueError, match=r"^path: .*o\.mp4 is open in a VideoReader"):
+            with w:
+                w.write(moving(3))
+        assert sum(len(b) for b in r) == 5
+    assert src.read_bytes() == before
 
 
 def test_writing_video_renames_segments(tmp_path):

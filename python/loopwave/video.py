@@ -1405,7 +1405,7 @@ class _Encoder:
                 # in a reader was written over, and the reader got a cut-short video; a
                 # review. Before `started`: a refused file is not the writer's to delete,
                 # a later one. A link or hard link at its own name is replaced: no refusal)
-                _refuse_open_input(path, "path")
+                _refuse_open_input(path, "output" if self.replace_links else "path")
             self.started = True  # (a file may be made, whether or not the open succeeds)
             out = _Output(path, self.cfg, replace_link=self.replace_links)
             self.paths.append(out.path)
@@ -1699,6 +1699,16 @@ def _segment_number(path: Path, name: str) -> int | None:
     makes only: ``seg_0001.mp4`` or non-ASCII digits are none)."""
     m = re.fullmatch(rf"{re.escape(path.stem)}_(\d+){re.escape(path.suffix)}", name, re.ASCII)
     return int(m[1]) if m and _numbered(path, int(m[1])).name == name else None
+
+
+def _check_name(arg: str, given: Any) -> None:
+    """Refuse ``given`` as the path ``arg`` unless it is a str or os.PathLike naming a str
+    without a NUL byte (from reviews: bytes and NULs failed bare, naming nothing)."""
+    name = os.fspath(given) if isinstance(given, (str, os.PathLike)) else None
+    if not isinstance(name, str):
+        raise TypeError(f"{arg}: expected a path (str or os.PathLike); got {given!r}")
+    if "\0" in name:
+        raise ValueError(f"{arg}: {name!r} holds a NUL byte, which no file name can")
 
 
 def _segments_of(path: Path) -> list[tuple[int, Path]]:
@@ -3047,22 +3057,7 @@ def writing_video(
     that writes no frames raises ValueError and creates no file; one whose encoder
     failed, the error taken by another thread that went on, raises RuntimeError, and the
     video is not renamed."""
-    # (one path is one input, not a sequence of one-letter names; the sound is one too:
-    # `encode DIR -o av.mp4 --audio av.mp4` wrote over it)
-    if isinstance(inputs, (bytes, bytearray)):  # (iterated as ints, it failed bare)
-        raise TypeError(f"inputs: expected a path (str or os.PathLike) or several; got {inputs!r}")
-    srcs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    named = [("output", out), *(("inputs", s) for s in srcs)]
-    if writer_options.get("audio") is not None:
-        srcs.append(writer_options["audio"])
-        named.append(("audio", writer_options["audio"]))
-    for arg, given in named:  # (from reviews: bare errors naming no argument)
-        if not isinstance(given, (str, os.PathLike)) or not isinstance(os.fspath(given), str):
-            raise TypeError(f"{arg}: expected a path (str or os.PathLike); got {given!r}")
-        if "\0" in os.fspath(given):
-            raise ValueError(
-                f"{arg}: {os.fspath(given)!r} holds a NUL byte, which no file name can"
-            )
+    _check_name("output", out)  # (from reviews: bare errors naming no argument)
     if not os.fspath(out):  # (Path("") is the current folder: "cannot write to .")
         raise ValueError("output: got an empty path; give a video file")
     p = Path(out)
@@ -3072,6 +3067,17 @@ def writing_video(
         raise ValueError(
             f"output: cannot tell the container of {p}; use one of the extensions {sorted(_MUXERS)}"
         )
+    # (one path is one input, not a sequence of one-letter names; the sound is one too:
+    # `encode DIR -o av.mp4 --audio av.mp4` wrote over it)
+    if inputs is None or isinstance(inputs, (bytes, bytearray, memoryview)):
+        # (iterated, bytes were ints and None failed bare)
+        raise TypeError(f"inputs: expected a path (str or os.PathLike) or several; got {inputs!r}")
+    srcs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    for src in srcs:
+        _check_name("inputs", src)
+    if writer_options.get("audio") is not None:
+        _check_name("audio", writer_options["audio"])
+        srcs.append(writer_options["audio"])
     tmp = partial_path(p)
     segmented = writer_options.get("segment_seconds") is not None
     # the names it writes into or replaces: out and its partial file, or, segmented,
