@@ -610,6 +610,14 @@ def test_a_segmented_writing_video_never_overwrites_an_input_at_a_segment_name(t
             lv.writing_video(out, fps=10, inputs=given).__enter__()  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="^output: got an empty path"):  # (output first)
         lv.writing_video("", fps=10, inputs="a\0b.mp4").__enter__()
+    for given in (b"o.mp4", None, 5):  # (and the output's own type, first: a review)
+        with pytest.raises(TypeError, match=r"^output: expected a path"):
+            lv.writing_video(given, fps=10, inputs=None).__enter__()  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^inputs: expected a path .* or several; got 5"):
+        lv.writing_video(out, fps=10, inputs=5).__enter__()  # type: ignore[arg-type]
+    for kw, arg in (({"inputs": ""}, "inputs"), ({"audio": ""}, "audio")):
+        with pytest.raises(ValueError, match=rf"^{arg}: got an empty path"):
+            lv.writing_video(out, fps=10, **kw).__enter__()
     with pytest.raises(TypeError, match=r"^audio: expected a path"):
         lv.writing_video(out, fps=10, audio=b"a.wav").__enter__()  # type: ignore[arg-type]
     # a segmented writer never writes out or its partial file themselves: an input there
@@ -719,8 +727,13 @@ def test_a_partial_file_refused_as_open_in_a_reader_is_kept_whatever_keep_partia
     with lv.VideoWriter(partial, fps=10) as w:
         w.write(moving(4))
     kept = partial.read_bytes()
+    with lv.VideoReader(partial):  # (open before it starts: refused up front, as output)
+        with pytest.raises(ValueError, match=r"^output: .*o\.partial\.mp4 is open in a Video"):
+            lv.writing_video(out, fps=10, keep_partial=False).__enter__()
+    with pytest.raises(OSError, match=r"^output: cannot write to .*nope.*o\.mp4: the folder"):
+        lv.writing_video(tmp_path / "nope" / "o.mp4", fps=10).__enter__()
     for keep in (False, True):
-        with pytest.raises(ValueError, match=r"o\.partial\.mp4 is open in a VideoReader"):
+        with pytest.raises(ValueError, match=r"^output: .*o\.partial\.mp4 is open in a Video"):
             with lv.writing_video(out, fps=10, keep_partial=keep) as w:
                 with lv.VideoReader(partial):
                     w.write(moving(3))

@@ -663,7 +663,11 @@ class _Output:
                 path.unlink()
         elif replace_link and _write_protected(path):  # (protected meanwhile: FFmpeg
             # opens the file only at the first packet, and said "Permission denied")
-            raise OSError(errno.EACCES, f"cannot write video to {path}: it {_PROTECTED}")
+            raise OSError(  # (a writer's own file: writing_video's output)
+                errno.EACCES,
+                f"output: cannot write video to {path}: it {_PROTECTED}; move it, or choose "
+                "another output name",
+            )
         try:
             self.container = _av_open(path, "w", format=cfg.muxer, options=opts)
         except (OSError, av.error.FFmpegError) as e:
@@ -950,9 +954,11 @@ class VideoWriter:
         audio_sync: bool = False,
         _own_file: bool = False,
     ) -> None:
-        # ``_own_file`` (writing_video's partial files): a link at a file this writer
-        # makes is replaced when the file is opened, not written through, nor followed
-        # by the checks below (a review: one to a folder was refused as a folder)
+        # ``_own_file`` (writing_video's partial files): a link, a hard link or a FIFO at
+        # a file this writer makes is replaced when the file is opened, not written
+        # through, nor followed by the checks below (a review: a link to a folder was
+        # refused as a folder), and a segmented writer's unnumbered path is never
+        # written; refusals name ``output``, writing_video's argument
         av = _av()
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike; got {type(path).__name__}")
@@ -977,11 +983,12 @@ class VideoWriter:
         # input there was refused as "open in a VideoReader", a review)
         replaced = _own_file and (segment_seconds is not None or _not_ours_to_write_into(self.path))
         if self.path.is_dir() and not replaced:
-            raise OSError(f"path: cannot write to {self.path}: it is a folder")
+            where = "output" if _own_file else "path"
+            raise OSError(f"{where}: cannot write to {self.path}: it is a folder")
         self.fps = parse_fps(fps)
 
-        if not replaced:
-            _refuse_open_input(self.path, "path")
+        if not replaced:  # (writing_video's own file: its argument is output)
+            _refuse_open_input(self.path, "output" if _own_file else "path")
         if codec is None:
             codec = "vp9" if muxer == "webm" else "h264"
         codec, encoder = _codec_encoder(codec)
@@ -1701,12 +1708,15 @@ def _segment_number(path: Path, name: str) -> int | None:
     return int(m[1]) if m and _numbered(path, int(m[1])).name == name else None
 
 
-def _check_name(arg: str, given: Any) -> None:
-    """Refuse ``given`` as the path ``arg`` unless it is a str or os.PathLike naming a str
-    without a NUL byte (from reviews: bytes and NULs failed bare, naming nothing)."""
+def _check_name(arg: str, given: Any, what: str) -> None:
+    """Refuse ``given`` as the path ``arg`` (of ``what``) unless it is a str or
+    os.PathLike naming a non-empty str without a NUL byte (from reviews: bytes and NULs
+    failed bare, naming nothing, and an empty name was taken for the current folder)."""
     name = os.fspath(given) if isinstance(given, (str, os.PathLike)) else None
     if not isinstance(name, str):
         raise TypeError(f"{arg}: expected a path (str or os.PathLike); got {given!r}")
+    if not name:  # (Path("") is the current folder: "cannot write to .")
+        raise ValueError(f"{arg}: got an empty path; give {what}")
     if "\0" in name:
         raise ValueError(f"{arg}: {name!r} holds a NUL byte, which no file name can")
 
@@ -3049,17 +3059,21 @@ def writing_video(
     refusal (one that came meanwhile) keeps the finished video under its partial name,
     whatever ``keep_partial`` says, and names it. Segments are renamed one by one: one
     that fails all the same (an I/O error) leaves those before it in place, and the
-    error names where each part is.
+    error names where each part is. A link, a hard link or a FIFO at the partial file's
+    name (or a part's) is replaced, not written through; a write-protected file there
+    is refused before the writer starts (segmented: the first part; a later one when
+    the writer gets to it, naming it), as is one open in a :class:`VideoReader`.
 
-    ``inputs`` are the files the frames come from (one path, or several): when ``out``
-    or its partial file is one of them (``interpolate clip.partial.mp4 -o clip.mp4``)
-    this refuses to start, as writing would destroy the input while it is read. A block
+    ``inputs`` are the files the frames come from (one path, or several), and the sound
+    is one too: where one is, or is named through, a name the writer writes into,
+    renames over or deletes (``out`` and its partial file, or, segmented, their parts
+    there now; ``interpolate clip.partial.mp4 -o clip.mp4``), this refuses to start, as
+    writing would destroy the input while it is read. A hard link of an input, or a link
+    to it, at such a name is replaced and harms nothing, so it is not refused. A block
     that writes no frames raises ValueError and creates no file; one whose encoder
     failed, the error taken by another thread that went on, raises RuntimeError, and the
     video is not renamed."""
-    _check_name("output", out)  # (from reviews: bare errors naming no argument)
-    if not os.fspath(out):  # (Path("") is the current folder: "cannot write to .")
-        raise ValueError("output: got an empty path; give a video file")
+    _check_name("output", out, "a video file")  # (reviews: bare errors naming nothing)
     p = Path(out)
     if p.is_dir() and not p.is_symlink():  # (a link to one is replaced, as at the end)
         raise OSError(errno.EISDIR, f"output: cannot write to {p}: it is a folder")
@@ -3072,11 +3086,16 @@ def writing_video(
     if inputs is None or isinstance(inputs, (bytes, bytearray, memoryview)):
         # (iterated, bytes were ints and None failed bare)
         raise TypeError(f"inputs: expected a path (str or os.PathLike) or several; got {inputs!r}")
-    srcs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    try:
+        srcs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    except TypeError:  # (not iterable: it failed bare, a review)
+        raise TypeError(
+            f"inputs: expected a path (str or os.PathLike) or several; got {inputs!r}"
+        ) from None
     for src in srcs:
-        _check_name("inputs", src)
+        _check_name("inputs", src, "the file the frames come from")
     if writer_options.get("audio") is not None:
-        _check_name("audio", writer_options["audio"])
+        _check_name("audio", writer_options["audio"], "a sound file")
         srcs.append(writer_options["audio"])
     tmp = partial_path(p)
     segmented = writer_options.get("segment_seconds") is not None
@@ -3117,7 +3136,8 @@ def writing_video(
         # the settings and the folder are out's, not only its partial file's, which the
         # caller never named (codec 'h264' ... (o.partial.webm)); the refusals that are
         # the partial file's own (a folder of its name) keep naming it
-        raise type(e)(str(e).replace(str(tmp), str(p))) from e.__cause__
+        said = str(e).replace(str(tmp), str(p))
+        raise type(e)("output:" + said[5:] if said.startswith("path:") else said) from e.__cause__
     try:
         try:
             yield w
