@@ -615,6 +615,21 @@ def test_a_segmented_writing_video_never_overwrites_an_input_at_a_segment_name(t
             lv.writing_video(given, fps=10, inputs=None).__enter__()  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"^inputs: expected a path .* or several; got 5"):
         lv.writing_video(out, fps=10, inputs=5).__enter__()  # type: ignore[arg-type]
+
+    def theirs():  # (an error of the caller's own iterable is theirs, not a wrong type)
+        yield src
+        raise TypeError("the caller's own")
+
+    with pytest.raises(TypeError, match="^the caller's own$"):
+        lv.writing_video(out, fps=10, inputs=theirs()).__enter__()
+    (tmp_path / "b.partial.mp4").mkdir()  # (a folder at the partial name: output, or path)
+    with pytest.raises(
+        OSError, match=r"^output: cannot write to .*b\.partial\.mp4: it is a folder"
+    ):
+        lv.writing_video(out, fps=10).__enter__()
+    with pytest.raises(OSError, match=r"^path: cannot write to .*b\.partial\.mp4: it is a folder"):
+        lv.VideoWriter(tmp_path / "b.partial.mp4", fps=10)
+    (tmp_path / "b.partial.mp4").rmdir()
     for kw, arg in (({"inputs": ""}, "inputs"), ({"audio": ""}, "audio")):
         with pytest.raises(ValueError, match=rf"^{arg}: got an empty path"):
             lv.writing_video(out, fps=10, **kw).__enter__()
@@ -1552,7 +1567,10 @@ def test_writing_video_with_a_fifo_or_a_protected_file_at_its_partial_names(tmp_
     # one protected after writing_video's check (here: a writer with no such check), or
     # a later part, which the writer reaches only if the video is that long: refused
     # when it gets there, naming it; one it never reaches is not in the way (a review)
-    with pytest.raises(PermissionError, match=rf"cannot write video to .*{name.name}: it is"):
+    with pytest.raises(
+        PermissionError,
+        match=rf"^\[Errno 13\] output: cannot write video to .*{name.name}: it is .*move it",
+    ):
         with lv.VideoWriter(partial, fps=10, _own_file=True, **opts) as w:
             w.write(moving(n))
     assert name.read_bytes() == b"kept, read-only"
@@ -1562,7 +1580,10 @@ def test_writing_video_with_a_fifo_or_a_protected_file_at_its_partial_names(tmp_
         for f in (later, past):
             f.write_bytes(b"kept, read-only")
             f.chmod(0o444)
-        with pytest.raises(PermissionError, match=rf"cannot write video to .*{later.name}: it"):
+        with pytest.raises(
+            PermissionError,
+            match=rf"^\[Errno 13\] output: cannot write video to .*{later.name}: it .*move it",
+        ):
             with lv.writing_video(out, fps=10, **opts) as w:
                 w.write(moving(n))
         assert later.read_bytes() == b"kept, read-only" == past.read_bytes()

@@ -3086,12 +3086,16 @@ def writing_video(
     if inputs is None or isinstance(inputs, (bytes, bytearray, memoryview)):
         # (iterated, bytes were ints and None failed bare)
         raise TypeError(f"inputs: expected a path (str or os.PathLike) or several; got {inputs!r}")
-    try:
-        srcs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    except TypeError:  # (not iterable: it failed bare, a review)
-        raise TypeError(
-            f"inputs: expected a path (str or os.PathLike) or several; got {inputs!r}"
-        ) from None
+    if isinstance(inputs, (str, os.PathLike)):
+        srcs = [inputs]
+    else:
+        try:
+            many = iter(inputs)
+        except TypeError:  # (not iterable: it failed bare, a review; and only that is
+            raise TypeError(  # caught, not an error of the caller's own iterable)
+                f"inputs: expected a path (str or os.PathLike) or several; got {inputs!r}"
+            ) from None
+        srcs = list(many)
     for src in srcs:
         _check_name("inputs", src, "the file the frames come from")
     if writer_options.get("audio") is not None:
