@@ -754,6 +754,13 @@ def test_a_partial_file_refused_as_open_in_a_reader_is_kept_whatever_keep_partia
                     w.write(moving(3))
                     w.close()
         assert partial.read_bytes() == kept and not out.exists(), keep
+    # and one made write-protected meanwhile: refused, and kept too (it was deleted)
+    with pytest.raises(PermissionError, match=r"output: .*o\.partial\.mp4: it is write-prot"):
+        with lv.writing_video(out, fps=10, keep_partial=False) as w:
+            partial.chmod(0o444)
+            w.write(moving(3))
+            w.close()
+    assert partial.read_bytes() == kept and not out.exists()
 
 
 def test_a_plain_writer_through_a_link_to_a_file_a_reader_opened_since_is_refused(tmp_path):

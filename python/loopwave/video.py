@@ -642,7 +642,7 @@ def _last_readable(path: Path, fps: Fraction, *, seek: bool) -> int | None:
 class _Output:
     """One output file: container, video stream, optional audio; lives on the encoder thread."""
 
-    def __init__(self, path: Path, cfg: _Config, *, replace_link: bool = False) -> None:
+    def __init__(self, path: Path, cfg: _Config) -> None:
         av = _av()
         self.path, self.cfg = path, cfg
         mp4 = cfg.muxer in ("mp4", "mov")
@@ -651,23 +651,6 @@ class _Output:
             opts["movflags"] = "frag_keyframe+empty_moov+default_base_moof+delay_moov"
         else:
             opts["cluster_size_limit"] = "0"  # a cluster per packet: all but the newest on disk
-        # ``replace_link``: a link at a file that is the writer's own (writing_video's
-        # partial files) is replaced, not written through (from a review: the file it
-        # led to, outside the folder, was overwritten with the video, and the rename at
-        # the end left the output a link to it; one that led nowhere made its target)
-        if replace_link and _not_ours_to_write_into(path):
-            # (a hard link's other file was emptied and rewritten: a review; a plain
-            # file there, a kept partial video, is left for FFmpeg to replace when it
-            # writes, so a writer failing at its first frame does not lose it: a later one)
-            with contextlib.suppress(FileNotFoundError):  # (gone meanwhile)
-                path.unlink()
-        elif replace_link and _write_protected(path):  # (protected meanwhile: FFmpeg
-            # opens the file only at the first packet, and said "Permission denied")
-            raise OSError(  # (a writer's own file: writing_video's output)
-                errno.EACCES,
-                f"output: cannot write video to {path}: it {_PROTECTED}; move it, or choose "
-                "another output name",
-            )
         try:
             self.container = _av_open(path, "w", format=cfg.muxer, options=opts)
         except (OSError, av.error.FFmpegError) as e:
@@ -1353,7 +1336,7 @@ class _Encoder:
         self.discarding = False  # see discard()
         self.deleted = False  # the files were deleted by discard()
         # the files are writing_video's partial files, its own, where a link is replaced
-        # (_Output), not written through
+        # (_make_way), not written through
         self.replace_links = False
         self.started = False  # an output file opened, or tried (see _made)
         # the error, kept after it is handed to a caller: writing_video renames no video
@@ -1407,18 +1390,39 @@ class _Encoder:
             out = None
         if out is None:
             path = self.segment_path(len(self.paths))
-            if not (self.replace_links and _not_ours_to_write_into(path)):
-                # (a segment's file, which the writer's own check never saw: a part open
-                # in a reader was written over, and the reader got a cut-short video; a
-                # review. Before `started`: a refused file is not the writer's to delete,
-                # a later one. A link or hard link at its own name is replaced: no refusal)
-                _refuse_open_input(path, "output" if self.replace_links else "path")
+            self._make_way(path)  # (before `started`: a file it refuses is not its own)
             self.started = True  # (a file may be made, whether or not the open succeeds)
-            out = _Output(path, self.cfg, replace_link=self.replace_links)
+            out = _Output(path, self.cfg)
             self.paths.append(out.path)
             self.out = out
         out.encode(planes)
         self.frames_written += 1
+
+    def _make_way(self, path: Path) -> None:
+        """Before the output file ``path`` is opened (the single file, or each segment,
+        which the writer's own checks never saw), one look at what is there. At a file
+        that is the writer's own (``replace_links``: writing_video's partial files), a
+        link, a hard link or a FIFO is removed, not written through (from reviews: the
+        file a link led to, outside the folder, was overwritten with the video, and the
+        output left a link to it; a hard link's other file was emptied and rewritten); a
+        plain file there, a kept partial video, is left for FFmpeg to replace when it
+        writes, so a writer failing at its first frame does not lose it. Otherwise a
+        file open in a reader is refused (a part open in a reader was written over, and
+        the reader got a cut-short video), and at its own name a write-protected one
+        (FFmpeg opens the file only at the first packet, and said "Permission denied",
+        naming no file)."""
+        own = self.replace_links
+        if own and _not_ours_to_write_into(path):
+            with contextlib.suppress(FileNotFoundError):  # (gone meanwhile)
+                path.unlink()
+            return
+        _refuse_open_input(path, "output" if own else "path")
+        if own and _write_protected(path):
+            raise OSError(
+                errno.EACCES,
+                f"output: cannot write video to {path}: it {_PROTECTED}; move it, or choose "
+                "another output name",
+            )
 
     def _close_output(self) -> None:
         out = self.out
@@ -1589,21 +1593,11 @@ def _write_protected(path: Path) -> bool:
 _PROTECTED = "is write-protected (a part an earlier run kept?)"
 
 
-def _same_folder(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
-    """Whether two paths name one folder: the same folder on disk (through links, or
-    another mount of it: a review found a bind mount's taken for another folder), else,
-    where either is missing, the same path once resolved."""
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, ValueError):
-        return os.path.realpath(a) == os.path.realpath(b)
-
-
 def _goes_by(path: Path, entries: Iterable[Path]) -> Path | None:
     """The first of the folder ``entries`` that ``path`` is, or goes through on the way to
     what it names, else None: its name resolved one part at a time as the system does,
     each link followed (relative to the folder it is in), ``..`` taken after the link
-    before it, and a folder compared as a file on disk (:func:`_same_folder`: another
+    before it, and a folder compared as a file on disk (:func:`_same_file`: another
     mount of it is it). From reviews: a sound named by a link to the link at the partial
     name (``alias.wav``), through that link to a folder (``o.partial.mp4/song.wav``), or
     through a bind mount of its folder, was not found through it: the writer removed the
@@ -1618,7 +1612,7 @@ def _goes_by(path: Path, entries: Iterable[Path]) -> Path | None:
             cur = os.path.dirname(cur)
             continue
         for e in by_name.get(part, ()):
-            if _same_folder(cur, e.absolute().parent):
+            if _same_file(cur, e.absolute().parent):
                 return e
         nxt = os.path.join(cur, part)
         try:
@@ -1672,9 +1666,10 @@ class _InputCheck:
         return None if one is None else ("goes through", one)
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name one file: the same file on disk where both exist (links
-    included), else the same path once resolved."""
+def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two paths name one file or folder: the same on disk where both exist
+    (links included, and another mount of a folder: a review found a bind mount's taken
+    for another folder), else the same path once resolved."""
     try:
         return os.path.samefile(a, b)
     except (OSError, ValueError):  # (realpath: Path.resolve raised bare on a link loop)
@@ -3083,16 +3078,15 @@ def writing_video(
         )
     # (one path is one input, not a sequence of one-letter names; the sound is one too:
     # `encode DIR -o av.mp4 --audio av.mp4` wrote over it)
-    if inputs is None or isinstance(inputs, (bytes, bytearray, memoryview)):
-        # (iterated, bytes were ints and None failed bare)
-        raise TypeError(f"inputs: expected a path (str or os.PathLike) or several; got {inputs!r}")
     if isinstance(inputs, (str, os.PathLike)):
         srcs = [inputs]
     else:
-        try:
-            many = iter(inputs)
-        except TypeError:  # (not iterable: it failed bare, a review; and only that is
-            raise TypeError(  # caught, not an error of the caller's own iterable)
+        try:  # (bytes iterated as ints, and what cannot be iterated, failed bare: reviews)
+            if isinstance(inputs, (bytes, bytearray, memoryview)):
+                raise TypeError
+            many = iter(inputs)  # (only this is caught: not the caller's iterable's errors)
+        except TypeError:
+            raise TypeError(
                 f"inputs: expected a path (str or os.PathLike) or several; got {inputs!r}"
             ) from None
         srcs = list(many)
