@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import os
 import threading
 from fractions import Fraction
 from typing import NamedTuple
@@ -603,6 +604,34 @@ def test_cli_never_overwrites_its_input(tmp_path, capsys):
         assert r.frame_count == 5
     assert main(["interpolate", str(src), "-o", str(src), "--blend", "--quiet"]) == 2
     assert "must not be the input" in capsys.readouterr().err
+    # the input named through a link at the output's name: the rename would replace it
+    link = tmp_path / "link.mp4"
+    link.symlink_to(src)
+    assert main(["interpolate", str(link), "-o", str(link), "--blend", "--quiet"]) == 2
+    assert "must not be the input" in capsys.readouterr().err
+    assert link.is_symlink() and src.read_bytes() == before
+
+
+def test_cli_output_another_name_of_the_input(tmp_path):
+    """-o naming a hard link of the input, or a link to it, was refused as the input: the
+    video is renamed over that name when complete, and the input is kept."""
+    pytest.importorskip("av")
+    from loopwave.video import VideoReader, VideoWriter
+
+    src = tmp_path / "clip.mp4"
+    with VideoWriter(src, fps=10) as w:
+        w.write(np.stack([square_at(10 + 2 * i) for i in range(5)]))
+    before = src.read_bytes()
+    hard, soft = tmp_path / "hard.mp4", tmp_path / "soft.mp4"
+    os.link(src, hard)
+    soft.symlink_to(src)
+    for out in (hard, soft):
+        assert main(["interpolate", str(src), "-o", str(out), "--blend", "--quiet"]) == 0
+        assert src.read_bytes() == before and not out.is_symlink()
+        with VideoReader(out) as r:
+            assert r.frame_count == 25
+        with VideoReader(src) as r:
+            assert r.frame_count == 5
 
 
 def test_cli_output_names(tmp_path, capsys):

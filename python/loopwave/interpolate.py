@@ -1268,14 +1268,18 @@ def add_cli(sub: Any) -> None:
             from .rife import OnnxRifeInterpolator
 
             backend = OnnxRifeInterpolator(a.model, scale=a.scale)
-        from .video import _same_file
+        from .video import _InputCheck, _same_file
 
         if not a.output:  # (Path("") is the current folder: ". already holds files")
             raise ValueError("-o: got an empty path; give a video file or a new folder")
         out, src = Path(a.output), Path(a.input)
         video_out = _output_kind(out)
-        # (a video's NAME.partial.EXT is checked against the input by writing_video)
-        if _same_file(out, src):
+        # A video is renamed over its name when complete (its NAME.partial.EXT is checked
+        # against the input by writing_video): that destroys the input only where the
+        # input's name is, or goes through, the output's, not where the output is another
+        # name of it (a hard link or a link to it, which was refused: a review found the
+        # input kept). A folder of frames is written into.
+        if _InputCheck([out]).harm(src) if video_out else _same_file(out, src):
             raise ValueError("-o: the output must not be the input")
         _check_output(out, video_out)
         if not video_out and out.is_dir() and any(out.iterdir()):
