@@ -517,8 +517,10 @@ def test_fraction_fps_and_audio_arguments(tmp_path):
         w.write(moving(3))
     with lv.VideoReader(path) as r:
         assert r.fps == Fraction(2997, 100) and r.frame_count == 3
-    with pytest.raises(TypeError, match="^audio must be a path"):
+    with pytest.raises(TypeError, match="^audio: expected a path"):
         lv.VideoWriter(tmp_path / "a.mp4", audio=123)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="^audio: got an empty path"):  # (not "is a folder: .")
+        lv.VideoWriter(tmp_path / "a.mp4", audio="")
     with pytest.raises(OSError, match="^audio: is a folder"):
         lv.VideoWriter(tmp_path / "a.mp4", audio=tmp_path)
 
@@ -4075,3 +4077,25 @@ def test_av1_is_not_asked_for_a_chroma_place_it_cannot_carry(tmp_path, caplog, e
         av.logging.set_skip_repeated(skipping)
     said = [r.getMessage() for r in caplog.records if "chroma sample location" in r.getMessage()]
     assert bool(said) == (ext == ".mkv"), said
+
+
+def test_a_nul_byte_in_a_name_is_refused(tmp_path, monkeypatch):
+    """FFmpeg takes a name up to a NUL byte: VideoWriter("a\0.mp4") wrote its video over a
+    file "a", and VideoReader("a\0.mp4") read it. Each argument is refused, naming it, and
+    any other way to FFmpeg too."""
+    monkeypatch.chdir(tmp_path)
+    Path("a").write_bytes(b"keep")
+    with pytest.raises(ValueError, match=r"^path: 'a\\x00\.mp4' holds a NUL byte"):
+        lv.VideoWriter("a\0.mp4", fps=10)
+    with pytest.raises(ValueError, match=r"^audio: 'a\\x00\.wav' holds a NUL byte"):
+        lv.VideoWriter("b.mp4", fps=10, audio="a\0.wav")
+    with pytest.raises(ValueError, match=r"^path: 'a\\x00\.mp4' holds a NUL byte"):
+        lv.VideoReader("a\0.mp4")
+    for kind in (lv.VideoWriter, lv.VideoReader):
+        with pytest.raises(ValueError, match="^path: got an empty path"):
+            kind("")
+        with pytest.raises(TypeError, match="^path: expected a path"):
+            kind(b"a.mp4")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="holds a NUL byte"):
+        lv._av_open(Path("a\0.mp4"), "w", format="mp4")
+    assert Path("a").read_bytes() == b"keep" and sorted(os.listdir()) == ["a"]

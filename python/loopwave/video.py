@@ -185,9 +185,12 @@ def _av_open(path: str | os.PathLike[str], mode: str = "r", **kwargs: Any) -> An
     (past a link to a folder, another file). Reading, the image demuxer (image2, which
     FFmpeg picks for ``f%d.png``) reads the file named, not a numbered sequence: it read
     ``f1.png`` beside it (``pattern_type=none``; other formats leave the option unused)."""
+    name = str(Path(path).absolute())
+    if "\0" in name:  # (FFmpeg ends the name there: "a\0.mp4" wrote over a file "a")
+        raise ValueError(f"{name!r} holds a NUL byte, which no file name can")
     if mode == "r":
         kwargs["container_options"] = {"pattern_type": "none"}
-    return _av().open(str(Path(path).absolute()), mode, **kwargs)
+    return _av().open(name, mode, **kwargs)
 
 
 def _quiet(encoder: str, options: dict[str, str]) -> None:
@@ -943,10 +946,8 @@ class VideoWriter:
         # refused as a folder), and a segmented writer's unnumbered path is never
         # written; refusals name ``output``, writing_video's argument
         av = _av()
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"path must be a str or os.PathLike; got {type(path).__name__}")
-        if not os.fspath(path):
-            raise ValueError("path: got an empty path; give a video file")
+        # (a review: a NUL byte, where FFmpeg ends the name, wrote "a\0.mp4" over a file "a")
+        _check_name("path", path, "a video file")
         self.path = Path(path)
         muxer = _MUXERS.get(self.path.suffix.lower())
         if muxer is None:
@@ -1059,8 +1060,8 @@ class VideoWriter:
         except (TypeError, ValueError, RecursionError) as e:  # odd keys, a cycle
             raise TypeError(f"settings must be JSON-like (string keys, no cycles): {e}") from None
 
-        if audio is not None and not isinstance(audio, (str, os.PathLike)):
-            raise TypeError(f"audio must be a path (str or os.PathLike); got {audio!r}")
+        if audio is not None:  # (an empty name was taken for the current folder)
+            _check_name("audio", audio, "a sound file")
         self.audio = None if audio is None else Path(audio)
         if self.audio is not None:
             _check_audio(self.audio)
@@ -1797,8 +1798,8 @@ class _Decoder:
         self, path: str | os.PathLike[str], *, batch: int = 16, autorotate: bool = True
     ) -> None:
         _av()  # a clear ImportError first when PyAV is missing
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"path must be a str or os.PathLike; got {type(path).__name__}")
+        # (FFmpeg ends a name at a NUL byte: "a\0.mp4" read a file "a")
+        _check_name("path", path, "a video file")
         b = _positive_int(batch, "batch")
         assert b is not None
         if not isinstance(autorotate, (bool, np.bool_)):
