@@ -622,8 +622,28 @@ def test_a_segmented_writing_video_never_overwrites_an_input_at_a_segment_name(t
         yield src
         raise TypeError("the caller's own")
 
-    with pytest.raises(TypeError, match="^the caller's own$"):
-        lv.writing_video(out, fps=10, inputs=theirs()).__enter__()
+    class Mine:  # (a review: its __iter__'s own TypeError was reported as a wrong type)
+        def __iter__(self):
+            raise TypeError("the caller's own")
+
+    class Old:  # (iterated by __getitem__ up to an IndexError, as iter() does)
+        def __getitem__(self, i):
+            return [src][i]
+
+    class Marked:  # (__iter__ = None: not iterable, as iter() takes it)
+        __iter__ = None
+
+        def __getitem__(self, i):
+            return src
+
+    for given in (theirs(), Mine()):
+        with pytest.raises(TypeError, match="^the caller's own$"):
+            lv.writing_video(out, fps=10, inputs=given).__enter__()
+    with pytest.raises(TypeError, match=r"^inputs: expected a path .* or several; got <"):
+        lv.writing_video(out, fps=10, inputs=Marked()).__enter__()  # type: ignore[arg-type]
+    with lv.writing_video(out, fps=10, inputs=Old()) as w:  # type: ignore[arg-type]
+        w.write(moving(2))
+    out.unlink()
     (tmp_path / "b.partial.mp4").mkdir()  # (a folder at the partial name: output, or path)
     with pytest.raises(
         OSError, match=r"^output: cannot write to .*b\.partial\.mp4: it is a folder"
@@ -2746,7 +2766,7 @@ def test_a_callers_own_x264_params_are_kept(tmp_path, monkeypatch):
 
     def spy(self, path, cfg, **kw):
         real(self, path, cfg, **kw)
-        seen.append(dict(self.stream.options))
+        seen.append(self.options)
 
     monkeypatch.setattr(lv._Output, "__init__", spy)
     frames = np.zeros((3, 64, 96, 3), np.uint8)
@@ -4091,11 +4111,57 @@ def test_a_nul_byte_in_a_name_is_refused(tmp_path, monkeypatch):
         lv.VideoWriter("b.mp4", fps=10, audio="a\0.wav")
     with pytest.raises(ValueError, match=r"^path: 'a\\x00\.mp4' holds a NUL byte"):
         lv.VideoReader("a\0.mp4")
+    with pytest.raises(ValueError, match="^path: got an empty path"):
+        lv.VideoWriter("")
     for kind in (lv.VideoWriter, lv.VideoReader):
-        with pytest.raises(ValueError, match="^path: got an empty path"):
-            kind("")
         with pytest.raises(TypeError, match="^path: expected a path"):
             kind(b"a.mp4")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="holds a NUL byte"):
         lv._av_open(Path("a\0.mp4"), "w", format="mp4")
     assert Path("a").read_bytes() == b"keep" and sorted(os.listdir()) == ["a"]
+
+
+def test_the_video_file_is_made_at_the_first_frame(tmp_path):
+    """FFmpeg made the output file only at the first packet, x264's many frames later: a
+    kept partial file opened meanwhile in a VideoReader was truncated under the reader
+    (a review: minutes, in a render), and a link made there meanwhile written through.
+    The file is made as the first frame is encoded now, just after the writer looked."""
+    out = tmp_path / "o.mp4"
+    part = lv.partial_path(out)
+    with pytest.raises(KeyError), lv.writing_video(out, fps=10, keep_partial=True) as w:
+        w.write(moving(30))
+        raise KeyError("an earlier run fails")
+    kept = part.read_bytes()
+    with lv.writing_video(out, fps=10, keep_partial=True) as w:
+        w.write(moving(1))
+        deadline = time.monotonic() + 60
+        while w.frames_written < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert w.frames_written == 1
+        now = part.read_bytes()  # the new file's header alone, not the kept video
+        assert now != kept and len(now) < len(kept) // 4
+        w.write(moving(20, shift=1))
+    with lv.VideoReader(out) as r:
+        assert r.frame_count == 21
+    assert not part.exists()
+
+
+def test_a_plain_writer_onto_a_write_protected_file(tmp_path):
+    """Only writing_video's own files (a kept partial video) are refused as write-protected
+    up front, with its argument's name, output. A plain VideoWriter writes where its user
+    may write (root may), and otherwise fails as the file is opened, naming it (before, at
+    the first packet, with an error naming no file)."""
+    p = tmp_path / "v.mp4"
+    p.write_bytes(b"old")
+    p.chmod(0o444)
+    try:
+        with lv.VideoWriter(p, fps=10) as w:
+            w.write(moving(2))
+    except OSError as e:
+        assert os.access(p, os.W_OK) is False, e
+        assert "output:" not in str(e) and str(p) in str(e)
+        assert p.read_bytes() == b"old"
+    else:
+        assert os.access(p, os.W_OK)  # (root)
+        with lv.VideoReader(p) as r:
+            assert r.frame_count == 2

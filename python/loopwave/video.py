@@ -690,11 +690,22 @@ class _Output:
                 if not any(_x264_key(p) == "asm" for p in given):  # a caller's own stands
                     opts["x264-params"] = ":".join([*given, params])
             s.options = opts
+            self.options = dict(opts)  # what the encoder is given (its opening takes them)
             self.stream = s
             # all streams must exist before the first packet writes the header
             self.audio = (
                 _AudioFeed(self.container, cfg.audio, sync=cfg.audio_sync) if cfg.audio else None
             )
+            # the encoders opened (a failure there leaves the file as it was), then the
+            # file made, now, just after the writer looked at what is there
+            # (_Encoder._make_way), not at the first packet, x264's many frames later:
+            # a file opened meanwhile in a VideoReader (a kept partial file) was
+            # truncated under the reader, and a link made meanwhile written through
+            # (a review)
+            try:
+                self.container.start_encoding()
+            except (OSError, av.error.FFmpegError) as e:
+                raise OSError(f"cannot write video to {path}: {e}") from e
         except BaseException:
             self.abandon()
             raise
@@ -1406,12 +1417,12 @@ class _Encoder:
         link, a hard link or a FIFO is removed, not written through (from reviews: the
         file a link led to, outside the folder, was overwritten with the video, and the
         output left a link to it; a hard link's other file was emptied and rewritten); a
-        plain file there, a kept partial video, is left for FFmpeg to replace when it
-        writes, so a writer failing at its first frame does not lose it. Otherwise a
-        file open in a reader is refused (a part open in a reader was written over, and
-        the reader got a cut-short video), and at its own name a write-protected one
-        (FFmpeg opens the file only at the first packet, and said "Permission denied",
-        naming no file)."""
+        plain file there, a kept partial video, is left for FFmpeg to replace as it
+        opens the file, just after this look and once the encoders are open, so a
+        writer whose encoder cannot open does not lose it. Otherwise a file open in a
+        reader is refused (a part open in a reader was written over, and the reader got
+        a cut-short video), and at its own name a write-protected one (FFmpeg said
+        "Permission denied", naming no file)."""
         own = self.replace_links
         if own and _not_ours_to_write_into(path):
             with contextlib.suppress(FileNotFoundError):  # (gone meanwhile)
@@ -1798,8 +1809,10 @@ class _Decoder:
         self, path: str | os.PathLike[str], *, batch: int = 16, autorotate: bool = True
     ) -> None:
         _av()  # a clear ImportError first when PyAV is missing
-        # (FFmpeg ends a name at a NUL byte: "a\0.mp4" read a file "a")
-        _check_name("path", path, "a video file")
+        # (FFmpeg ends a name at a NUL byte: "a\0.mp4" read a file "a"; an empty name is
+        # refused below, as an OSError, as it was)
+        if not isinstance(path, (str, os.PathLike)) or os.fspath(path):
+            _check_name("path", path, "a video file")
         b = _positive_int(batch, "batch")
         assert b is not None
         if not isinstance(autorotate, (bool, np.bool_)):
@@ -3082,15 +3095,18 @@ def writing_video(
     if isinstance(inputs, (str, os.PathLike)):
         srcs = [inputs]
     else:
-        try:  # (bytes iterated as ints, and what cannot be iterated, failed bare: reviews)
-            if isinstance(inputs, (bytes, bytearray, memoryview)):
-                raise TypeError
-            many = iter(inputs)  # (only this is caught: not the caller's iterable's errors)
-        except TypeError:
+        # (bytes iterated as ints, and what cannot be iterated, failed bare: reviews). Told
+        # by the type, as iter() does, not by catching iter()'s TypeError, which may be the
+        # caller's own __iter__'s (a review: reported as a wrong type, the error hidden)
+        kind = type(inputs)
+        hook = getattr(kind, "__iter__", None)
+        if isinstance(inputs, (bytes, bytearray, memoryview)) or not (
+            hook is not None or (not hasattr(kind, "__iter__") and hasattr(kind, "__getitem__"))
+        ):
             raise TypeError(
                 f"inputs: expected a path (str or os.PathLike) or several; got {inputs!r}"
-            ) from None
-        srcs = list(many)
+            )
+        srcs = list(inputs)
     for src in srcs:
         _check_name("inputs", src, "the file the frames come from")
     if writer_options.get("audio") is not None:
