@@ -2762,13 +2762,13 @@ def test_x264_runs_without_avx512_only_where_its_kernel_misreads(monkeypatch):
 def test_a_callers_own_x264_params_are_kept(tmp_path, monkeypatch):
     monkeypatch.setattr(lv, "_x264_cpu", lambda: (0x11F3FF, 0x10000))
     seen = []
-    real = lv._Output.__init__
+    real = lv._Output._open_encoders
 
-    def spy(self, path, cfg, **kw):
-        real(self, path, cfg, **kw)
-        seen.append(self.options)
+    def spy(self):  # (what the encoder is given as it opens: opening takes the options)
+        seen.append(dict(self.stream.options))
+        real(self)
 
-    monkeypatch.setattr(lv._Output, "__init__", spy)
+    monkeypatch.setattr(lv._Output, "_open_encoders", spy)
     frames = np.zeros((3, 64, 96, 3), np.uint8)
     ours = f"asm={0x11F3FF & ~0x10000}"
     for given, want in [
@@ -4165,3 +4165,37 @@ def test_a_plain_writer_onto_a_write_protected_file(tmp_path):
         assert os.access(p, os.W_OK)  # (root)
         with lv.VideoReader(p) as r:
             assert r.frame_count == 2
+
+
+def test_errors_as_the_first_frame_makes_the_file(tmp_path, monkeypatch):
+    """7481fe5 opens the encoders and the file as the first frame comes (a review): an
+    encoder that cannot open still fails as it did, not as a file "cannot write video",
+    and leaves a kept partial file as it was; a file that cannot be made keeps its errno
+    and OSError subclass (a FileNotFoundError came as a plain OSError), naming it."""
+    av = pytest.importorskip("av")
+    frame = np.zeros((64, 64, 3), np.uint8)
+    out = tmp_path / "w.mp4"
+    part = lv.partial_path(out)
+    part.write_bytes(b"KEPT PART")
+    with monkeypatch.context() as m:
+        m.setattr(lv, "_x264_params", lambda height: "qp=-5")  # (only _Output adds these)
+        with pytest.raises(av.error.FFmpegError) as got:
+            with lv.writing_video(out, fps=10, codec="h264", keep_partial=True) as w:
+                w.write(frame)
+                w.flush()
+    assert "cannot write video" not in str(got.value) and "avcodec_open2" in str(got.value)
+    assert part.read_bytes() == b"KEPT PART" and not out.exists()
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    w = lv.VideoWriter(sub / "x.mp4", fps=10)
+    sub.rmdir()
+    with pytest.raises(FileNotFoundError, match=r"cannot write video to .*x\.mp4: No such"):
+        w.write(frame)
+        w.close()
+
+    class EmptyBytes:  # (os.PathLike naming b"": a bare pathlib error, a review)
+        def __fspath__(self) -> bytes:
+            return b""
+
+    with pytest.raises(TypeError, match="^path: expected a path"):
+        lv.VideoReader(EmptyBytes())  # type: ignore[arg-type]

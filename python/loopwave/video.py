@@ -642,6 +642,17 @@ def _last_readable(path: Path, fps: Fraction, *, seek: bool) -> int | None:
     return last
 
 
+def _cannot_write(path: Path, e: BaseException) -> OSError:
+    """The error of a video file that could not be made or started, naming it, of the
+    cause's errno and OSError subclass (a review: a FileNotFoundError or a full disk came
+    as a plain OSError, an except clause for it missed)."""
+    no = getattr(e, "errno", None)
+    if isinstance(no, int):
+        why = getattr(e, "strerror", None) or str(e)
+        return OSError(no, f"cannot write video to {path}: {why}")
+    return OSError(f"cannot write video to {path}: {e}")
+
+
 class _Output:
     """One output file: container, video stream, optional audio; lives on the encoder thread."""
 
@@ -657,7 +668,7 @@ class _Output:
         try:
             self.container = _av_open(path, "w", format=cfg.muxer, options=opts)
         except (OSError, av.error.FFmpegError) as e:
-            raise OSError(f"cannot write video to {path}: {e}") from e
+            raise _cannot_write(path, e) from e
         try:
             self.container.metadata.update(cfg.metadata)
             s = self.container.add_stream(cfg.encoder, rate=cfg.fps)
@@ -690,22 +701,23 @@ class _Output:
                 if not any(_x264_key(p) == "asm" for p in given):  # a caller's own stands
                     opts["x264-params"] = ":".join([*given, params])
             s.options = opts
-            self.options = dict(opts)  # what the encoder is given (its opening takes them)
             self.stream = s
             # all streams must exist before the first packet writes the header
             self.audio = (
                 _AudioFeed(self.container, cfg.audio, sync=cfg.audio_sync) if cfg.audio else None
             )
-            # the encoders opened (a failure there leaves the file as it was), then the
+            # the encoders opened, each with its own options, as its first frame did
+            # (their errors as they were; a failure leaves the file as it was), then the
             # file made, now, just after the writer looked at what is there
             # (_Encoder._make_way), not at the first packet, x264's many frames later:
             # a file opened meanwhile in a VideoReader (a kept partial file) was
             # truncated under the reader, and a link made meanwhile written through
             # (a review)
+            self._open_encoders()
             try:
                 self.container.start_encoding()
             except (OSError, av.error.FFmpegError) as e:
-                raise OSError(f"cannot write video to {path}: {e}") from e
+                raise _cannot_write(path, e) from e
         except BaseException:
             self.abandon()
             raise
@@ -715,6 +727,12 @@ class _Output:
         # video packets the muxer may hold: (time, frame, keyframe, decoding time)
         self._gate: deque[tuple[float, int, bool, float | None]] = deque()
         self._dts_shift: int | None = None  # see _repair_dts
+
+    def _open_encoders(self) -> None:
+        """Open each stream's encoder with the options given it."""
+        for st in self.container.streams:
+            if not st.codec_context.is_open:
+                st.codec_context.open()
 
     def encode(self, planes: np.ndarray) -> None:
         av = _av()
@@ -1811,7 +1829,7 @@ class _Decoder:
         _av()  # a clear ImportError first when PyAV is missing
         # (FFmpeg ends a name at a NUL byte: "a\0.mp4" read a file "a"; an empty name is
         # refused below, as an OSError, as it was)
-        if not isinstance(path, (str, os.PathLike)) or os.fspath(path):
+        if not isinstance(path, (str, os.PathLike)) or os.fspath(path) != "":
             _check_name("path", path, "a video file")
         b = _positive_int(batch, "batch")
         assert b is not None
