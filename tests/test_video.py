@@ -4193,6 +4193,23 @@ def test_errors_as_the_first_frame_makes_the_file(tmp_path, monkeypatch):
         w.write(frame)
         w.close()
 
+    # FFmpeg's own error codes are no errno (a review: InvalidDataError's 1094995529 was
+    # taken for one); a system error keeps its errno and subclass
+    for code, kind, no in (
+        (-1094995529, OSError, None),
+        (-28, OSError, 28),
+        (-2, FileNotFoundError, 2),
+    ):
+        try:
+            av.error.err_check(code, filename="/x/o.mp4")
+        except Exception as e:  # noqa: BLE001 - PyAV's error for the code
+            made, why = lv._cannot_write(Path("/x/o.mp4"), e), e.strerror
+            whole = str(e)  # (FFmpeg's own error's text kept whole: its log lines)
+        assert type(made) is kind and made.errno == no, (code, made)
+        prefix = "" if no is None else f"[Errno {no}] "
+        assert str(made).startswith(f"{prefix}cannot write video to /x/o.mp4: ")
+        assert why in str(made) and (no is not None or str(made).endswith(whole))
+
     class EmptyBytes:  # (os.PathLike naming b"": a bare pathlib error, a review)
         def __fspath__(self) -> bytes:
             return b""

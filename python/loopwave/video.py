@@ -646,10 +646,10 @@ def _cannot_write(path: Path, e: BaseException) -> OSError:
     """The error of a video file that could not be made or started, naming it, of the
     cause's errno and OSError subclass (a review: a FileNotFoundError or a full disk came
     as a plain OSError, an except clause for it missed)."""
-    no = getattr(e, "errno", None)
-    if isinstance(no, int):
-        why = getattr(e, "strerror", None) or str(e)
-        return OSError(no, f"cannot write video to {path}: {why}")
+    if isinstance(e, OSError) and isinstance(e.errno, int):
+        return OSError(e.errno, f"cannot write video to {path}: {e.strerror or e}")
+    # (FFmpeg's own codes, InvalidDataError's 1094995529, are no errno: a review; their
+    # text, with the muxer's last log lines, is kept whole)
     return OSError(f"cannot write video to {path}: {e}")
 
 
