@@ -4216,3 +4216,26 @@ def test_errors_as_the_first_frame_makes_the_file(tmp_path, monkeypatch):
 
     with pytest.raises(TypeError, match="^path: expected a path"):
         lv.VideoReader(EmptyBytes())  # type: ignore[arg-type]
+
+
+def test_a_partial_file_this_user_may_not_write_is_refused(tmp_path, monkeypatch):
+    """_write_protected's other half: a kept part of another user (mode 644, its owner's
+    to write) is write-protected to this one, by os.access. The tests run as root, who
+    may write any file, so the system's answer for that one file is stood in for."""
+    out = tmp_path / "o.mp4"
+    part = lv.partial_path(out)
+    part.write_bytes(b"KEPT PART")
+    real = os.access
+
+    def access(p, mode, **kw):
+        return False if mode == os.W_OK and Path(p) == part else real(p, mode, **kw)
+
+    monkeypatch.setattr(os, "access", access)
+    with pytest.raises(ValueError, match=r"^output: .*o\.partial\.mp4 is write-protected"):
+        lv.writing_video(out, fps=10).__enter__()
+    assert part.read_bytes() == b"KEPT PART" and not out.exists()
+    # with the system's own answer (root may write it), the kept part is replaced
+    monkeypatch.setattr(os, "access", real)
+    with lv.writing_video(out, fps=10) as w:
+        w.write(moving(2))
+    assert not part.exists() and out.exists()
