@@ -4194,21 +4194,27 @@ def test_errors_as_the_first_frame_makes_the_file(tmp_path, monkeypatch):
         w.close()
 
     # FFmpeg's own error codes are no errno (a review: InvalidDataError's 1094995529 was
-    # taken for one); a system error keeps its errno and subclass
+    # taken for one, and said so in the message); a system error keeps its errno and
+    # subclass, whatever PyAV's class (EINVAL is a ValueError, ENOMEM a MemoryError)
     for code, kind, no in (
         (-1094995529, OSError, None),
         (-28, OSError, 28),
         (-2, FileNotFoundError, 2),
+        (-22, OSError, 22),
+        (-12, OSError, 12),
     ):
         try:
             av.error.err_check(code, filename="/x/o.mp4")
         except Exception as e:  # noqa: BLE001 - PyAV's error for the code
             made, why = lv._cannot_write(Path("/x/o.mp4"), e), e.strerror
-            whole = str(e)  # (FFmpeg's own error's text kept whole: its log lines)
         assert type(made) is kind and made.errno == no, (code, made)
         prefix = "" if no is None else f"[Errno {no}] "
-        assert str(made).startswith(f"{prefix}cannot write video to /x/o.mp4: ")
-        assert why in str(made) and (no is not None or str(made).endswith(whole))
+        assert str(made) == f"{prefix}cannot write video to /x/o.mp4: {why}"
+    # FFmpeg's last log line, which PyAV carries, is kept
+    e = av.error.PermissionError(13, "Permission denied", "/x/o.mp4", (16, "file", "quota\n"))
+    made = lv._cannot_write(Path("/x/o.mp4"), e)
+    assert isinstance(made, PermissionError) and made.errno == 13
+    assert str(made).endswith("cannot write video to /x/o.mp4: Permission denied (file: quota)")
 
     class EmptyBytes:  # (os.PathLike naming b"": a bare pathlib error, a review)
         def __fspath__(self) -> bytes:
@@ -4220,8 +4226,8 @@ def test_errors_as_the_first_frame_makes_the_file(tmp_path, monkeypatch):
 
 def test_a_partial_file_this_user_may_not_write_is_refused(tmp_path, monkeypatch):
     """_write_protected's other half: a kept part of another user (mode 644, its owner's
-    to write) is write-protected to this one, by os.access. The tests run as root, who
-    may write any file, so the system's answer for that one file is stood in for."""
+    to write) is write-protected to this one, by os.access. A test cannot make another
+    user's file (and root may write any), so os.access's answer for it is stood in for."""
     out = tmp_path / "o.mp4"
     part = lv.partial_path(out)
     part.write_bytes(b"KEPT PART")
@@ -4234,7 +4240,7 @@ def test_a_partial_file_this_user_may_not_write_is_refused(tmp_path, monkeypatch
     with pytest.raises(ValueError, match=r"^output: .*o\.partial\.mp4 is write-protected"):
         lv.writing_video(out, fps=10).__enter__()
     assert part.read_bytes() == b"KEPT PART" and not out.exists()
-    # with the system's own answer (root may write it), the kept part is replaced
+    # with the system's own answer (its owner, or root, may write it), it is replaced
     monkeypatch.setattr(os, "access", real)
     with lv.writing_video(out, fps=10) as w:
         w.write(moving(2))

@@ -643,14 +643,21 @@ def _last_readable(path: Path, fps: Fraction, *, seek: bool) -> int | None:
 
 
 def _cannot_write(path: Path, e: BaseException) -> OSError:
-    """The error of a video file that could not be made or started, naming it, of the
-    cause's errno and OSError subclass (a review: a FileNotFoundError or a full disk came
-    as a plain OSError, an except clause for it missed)."""
-    if isinstance(e, OSError) and isinstance(e.errno, int):
-        return OSError(e.errno, f"cannot write video to {path}: {e.strerror or e}")
-    # (FFmpeg's own codes, InvalidDataError's 1094995529, are no errno: a review; their
-    # text, with the muxer's last log lines, is kept whole)
-    return OSError(f"cannot write video to {path}: {e}")
+    """The error of a video file that could not be made or started, naming it, with the
+    cause's errno and so its OSError subclass (a review: a FileNotFoundError or a full
+    disk came as a plain OSError, an except clause for it missed). FFmpeg's own codes
+    (InvalidDataError's 1094995529) are no errno (a review); a system error's is kept
+    whatever PyAV's class (its EINVAL is a ValueError, its ENOMEM a MemoryError). The
+    reason is PyAV's, with FFmpeg's last log line where it has one, the path said once."""
+    no = getattr(e, "errno", None)
+    why = str(getattr(e, "strerror", None) or e)
+    log = getattr(e, "log", None)  # PyAV: (level, logger, message) of FFmpeg's last line
+    if isinstance(log, tuple) and len(log) == 3 and str(log[2]).strip():
+        why += f" ({log[1]}: {str(log[2]).strip()})"
+    message = f"cannot write video to {path}: {why}"
+    if isinstance(no, int) and no in errno.errorcode:
+        return OSError(no, message)
+    return OSError(message)
 
 
 class _Output:
