@@ -4210,6 +4210,15 @@ def test_errors_as_the_first_frame_makes_the_file(tmp_path, monkeypatch):
         assert type(made) is kind and made.errno == no, (code, made)
         prefix = "" if no is None else f"[Errno {no}] "
         assert str(made) == f"{prefix}cannot write video to /x/o.mp4: {why}"
+    # a cause with no reason of its own, or not PyAV's (a review: "[Errno 28]" twice)
+    for cause, said in (
+        (OSError(28, ""), "[Errno 28] cannot write video to o.mp4: No space left on device"),
+        (ValueError("bad"), "cannot write video to o.mp4: bad"),
+    ):
+        assert str(lv._cannot_write(Path("o.mp4"), cause)) == said
+    for log, tail in (((16, "file", "\n"), ""), ((16, "", "quota"), " (quota)")):
+        e = av.error.PermissionError(13, "Permission denied", "o.mp4", log)
+        assert str(lv._cannot_write(Path("o.mp4"), e)).endswith(f"Permission denied{tail}")
     # FFmpeg's last log line, which PyAV carries, is kept
     e = av.error.PermissionError(13, "Permission denied", "/x/o.mp4", (16, "file", "quota\n"))
     made = lv._cannot_write(Path("/x/o.mp4"), e)

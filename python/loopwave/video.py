@@ -643,21 +643,25 @@ def _last_readable(path: Path, fps: Fraction, *, seek: bool) -> int | None:
 
 
 def _cannot_write(path: Path, e: BaseException) -> OSError:
-    """The error of a video file that could not be made or started, naming it, with the
-    cause's errno and so its OSError subclass (a review: a FileNotFoundError or a full
-    disk came as a plain OSError, an except clause for it missed). FFmpeg's own codes
-    (InvalidDataError's 1094995529) are no errno (a review); a system error's is kept
-    whatever PyAV's class (its EINVAL is a ValueError, its ENOMEM a MemoryError). The
-    reason is PyAV's, with FFmpeg's last log line where it has one, the path said once."""
+    """The error of a video file that could not be made or started, naming it once, with
+    the cause's errno where it is a system one, and so the OSError subclass Python has
+    for it (a review: a FileNotFoundError or a full disk came as a plain OSError, an
+    except clause for it missed; PyAV raises EINVAL as a ValueError, ENOMEM as a
+    MemoryError). FFmpeg's own codes (InvalidDataError's 1094995529) are no errno (a
+    review). The reason is the cause's strerror (else the system's text for its errno,
+    else the cause as it prints), then FFmpeg's last log line where PyAV carries one."""
     no = getattr(e, "errno", None)
-    why = str(getattr(e, "strerror", None) or e)
+    if not (isinstance(no, int) and no in errno.errorcode):
+        no = None
+    why = getattr(e, "strerror", None)
+    if not (isinstance(why, str) and why.strip()):
+        why = str(e) if no is None else os.strerror(no)
     log = getattr(e, "log", None)  # PyAV: (level, logger, message) of FFmpeg's last line
-    if isinstance(log, tuple) and len(log) == 3 and str(log[2]).strip():
-        why += f" ({log[1]}: {str(log[2]).strip()})"
+    if isinstance(log, tuple) and len(log) == 3 and isinstance(log[2], str) and log[2].strip():
+        who = log[1].strip() if isinstance(log[1], str) else ""
+        why += f" ({who}: {log[2].strip()})" if who else f" ({log[2].strip()})"
     message = f"cannot write video to {path}: {why}"
-    if isinstance(no, int) and no in errno.errorcode:
-        return OSError(no, message)
-    return OSError(message)
+    return OSError(message) if no is None else OSError(no, message)
 
 
 class _Output:
