@@ -4254,3 +4254,60 @@ def test_a_partial_file_this_user_may_not_write_is_refused(tmp_path, monkeypatch
     with lv.writing_video(out, fps=10) as w:
         w.write(moving(2))
     assert not part.exists() and out.exists()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes are Python 3.11+")
+def test_a_failing_segmented_writer_says_which_parts_are_an_earlier_runs(tmp_path, monkeypatch):
+    """A plain segmented writer that fails part way leaves its parts beside an earlier,
+    longer run's later ones (each a playable video of that run, removed only on a clean
+    end): its error says which are which, and every file is left as it was."""
+    path = tmp_path / "o.mp4"
+    with lv.VideoWriter(path, fps=10, segment_seconds=1) as w:
+        w.write(moving(50))
+    earlier = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(earlier) == [f"o_00{i}.mp4" for i in range(5)]
+    real, calls = lv._Output.encode, [0]
+
+    def encode(self, planes):
+        calls[0] += 1
+        if calls[0] == 15:  # (in the second part)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, planes)
+
+    monkeypatch.setattr(lv._Output, "encode", encode)
+    with pytest.raises(OSError, match="No space left") as got:
+        with lv.VideoWriter(path, fps=10, segment_seconds=1) as w:
+            for i in range(30):
+                w.write(moving(1, shift=i))
+            w.flush()
+    assert got.value.__notes__ == [
+        "path: o_000.mp4 to o_001.mp4 are this run's; o_002.mp4 to o_004.mp4 are an "
+        "earlier run's, left as they were"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(earlier)
+    assert all((tmp_path / n).read_bytes() == b for n, b in earlier.items() if n >= "o_002")
+    # with no earlier run's parts there, nothing to say
+    calls[0] = 0
+    with pytest.raises(OSError, match="No space left") as got:
+        with lv.VideoWriter(tmp_path / "new.mp4", fps=10, segment_seconds=1) as w:
+            for i in range(30):
+                w.write(moving(1, shift=i))
+            w.flush()
+    assert not hasattr(got.value, "__notes__")
+    # writing_video's parts are its own partial files, which it reports itself
+    out = tmp_path / "w.mp4"
+    with (
+        pytest.raises(KeyError),
+        lv.writing_video(out, fps=10, segment_seconds=1, keep_partial=True) as w,
+    ):
+        w.write(moving(50))
+        w.flush()
+        raise KeyError("an earlier run fails, keeping its parts")
+    assert (tmp_path / "w.partial_004.mp4").is_file()
+    calls[0] = 0
+    with pytest.raises(OSError, match="No space left") as got:
+        with lv.writing_video(out, fps=10, segment_seconds=1, keep_partial=True) as w:
+            for i in range(30):
+                w.write(moving(1, shift=i))
+            w.flush()
+    assert not any(n.startswith("path:") for n in getattr(got.value, "__notes__", []))

@@ -919,7 +919,8 @@ class VideoWriter:
         not with ``audio`` or ``pingpong``. Existing files of those names are
         overwritten, and on closing, the ones numbered after the last segment
         written (an earlier, longer run's) are deleted, so that a glob of
-        ``<stem>_*<ext>`` gives this video and nothing else
+        ``<stem>_*<ext>`` gives this video and nothing else. A writer that fails
+        leaves them, and its error says which parts are whose (a note, Python 3.11+)
     pingpong : after the frames, append them again reversed, without repeating the
         last and the first frame, so the file loops back and forth seamlessly:
         N frames become ``2N - 2`` (one frame stays one). A sound (``audio``) plays on
@@ -1424,6 +1425,29 @@ class _Encoder:
             p.unlink()
             i += 1
 
+    def _say_earlier_parts(self, e: BaseException) -> None:
+        """A plain segmented writer that fails leaves its parts beside an earlier, longer
+        run's later ones, which only a clean end removes (each is a playable video of
+        that run): the error says which parts are which (Python 3.11+, which has notes)."""
+        if self.segment_frames is None or self.replace_links or not self.paths:
+            return
+        older, i = [], len(self.paths)
+        while (p := self.segment_path(i)).is_file():
+            older.append(p.name)
+            i += 1
+        if older and hasattr(e, "add_note"):
+            mine = (
+                self.paths[0].name
+                if len(self.paths) == 1
+                else (f"{self.paths[0].name} to {self.paths[-1].name}")
+            )
+            names = older[0] if len(older) == 1 else f"{older[0]} to {older[-1]}"
+            e.add_note(
+                f"path: {mine} {'is' if len(self.paths) == 1 else 'are'} this run's; "
+                f"{names} {'is' if len(older) == 1 else 'are'} an earlier run's, left as "
+                f"{'it was' if len(older) == 1 else 'they were'}"
+            )
+
     def _encode(self, planes: np.ndarray) -> None:
         out = self.out
         if out is not None and self.segment_frames and out.count >= self.segment_frames:
@@ -1547,6 +1571,7 @@ class _Encoder:
                 # returned a count of frames on disk, of files deleted)
                 self.deleted = _unlink_all(self.paths)
             if not isinstance(e, _Discarded):  # (the caller already has its error)
+                self._say_earlier_parts(e)
                 self.error = self.failure = e
             while True:  # drain, so a blocked producer or flush notices the failure
                 try:
