@@ -4311,3 +4311,26 @@ def test_a_failing_segmented_writer_says_which_parts_are_an_earlier_runs(tmp_pat
                 w.write(moving(1, shift=i))
             w.flush()
     assert not any(n.startswith("path:") for n in getattr(got.value, "__notes__", []))
+    # a folder it may not look into: the error itself comes through, with no note
+    looked = Path.is_file
+
+    def may_not_look(self):
+        if self.parent == tmp_path and self.name.startswith("o_"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return looked(self)
+
+    def encode_then_hide(self, planes):
+        if calls[0] == 14:
+            monkeypatch.setattr(Path, "is_file", may_not_look)
+        encode(self, planes)
+
+    monkeypatch.setattr(lv._Output, "encode", encode_then_hide)
+    calls[0] = 0
+    with pytest.raises(OSError, match="No space left") as got:
+        with lv.VideoWriter(path, fps=10, segment_seconds=1) as w:
+            for i in range(30):
+                w.write(moving(1, shift=i))
+            w.flush()
+    monkeypatch.setattr(Path, "is_file", looked)
+    assert not hasattr(got.value, "__notes__")
+    assert (tmp_path / "o_004.mp4").read_bytes() == earlier["o_004.mp4"]

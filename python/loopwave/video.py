@@ -1432,9 +1432,12 @@ class _Encoder:
         if self.segment_frames is None or self.replace_links or not self.paths:
             return
         older, i = [], len(self.paths)
-        while (p := self.segment_path(i)).is_file():
-            older.append(p.name)
-            i += 1
+        try:  # (never in the way of the error itself: a folder it may not look into)
+            while (p := self.segment_path(i)).is_file():
+                older.append(p.name)
+                i += 1
+        except (OSError, ValueError):
+            return
         if older and hasattr(e, "add_note"):
             mine = (
                 self.paths[0].name
