@@ -4216,7 +4216,14 @@ def test_errors_as_the_first_frame_makes_the_file(tmp_path, monkeypatch):
         (ValueError("bad"), "cannot write video to o.mp4: bad"),
     ):
         assert str(lv._cannot_write(Path("o.mp4"), cause)) == said
-    for log, tail in (((16, "file", "\n"), ""), ((16, "", "quota"), " (quota)")):
+    assert str(lv._cannot_write(Path("o.mp4"), OSError(28, " "))).endswith("device")
+    for log, tail in (
+        ((16, "file", "\n"), ""),
+        ((16, "", "quota"), " (quota)"),
+        ((16, None, "quota"), " (quota)"),
+        ((16, " file\n", "quota"), " (file: quota)"),
+        ((16, "file", b"quota"), ""),
+    ):
         e = av.error.PermissionError(13, "Permission denied", "o.mp4", log)
         assert str(lv._cannot_write(Path("o.mp4"), e)).endswith(f"Permission denied{tail}")
     # FFmpeg's last log line, which PyAV carries, is kept
@@ -4334,3 +4341,79 @@ def test_a_failing_segmented_writer_says_which_parts_are_an_earlier_runs(tmp_pat
     monkeypatch.setattr(Path, "is_file", looked)
     assert not hasattr(got.value, "__notes__")
     assert (tmp_path / "o_004.mp4").read_bytes() == earlier["o_004.mp4"]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes are Python 3.11+")
+def test_the_earlier_parts_note_counts_a_part_being_started(tmp_path, monkeypatch):
+    """A part whose start failed counts as this run's where its file changed (a review: one
+    made and cut to its header was called the earlier run's, left as it was), and as the
+    earlier run's where it did not; one part each side says "is" and "it was". A failing
+    single-file writer says nothing (its one name is no part of a series)."""
+
+    def notes(path, n, patch, **kw):  # an earlier run of n frames, then a failing one
+        if n:
+            with lv.VideoWriter(path, fps=10, **kw) as w:
+                w.write(moving(n))
+        calls[0] = 0
+        monkeypatch.setattr(lv._Output, *patch)
+        with pytest.raises(OSError, match="No space left") as got:
+            with lv.VideoWriter(path, fps=10, **kw) as w:
+                for i in range(30):
+                    w.write(moving(1, shift=i))
+                w.flush()
+        monkeypatch.undo()
+        return getattr(got.value, "__notes__", None)
+
+    real_init, real_encode = lv._Output.__init__, lv._Output.encode
+
+    def full():  # (a new one each time: a note stays on the object)
+        return OSError(errno.ENOSPC, "No space left on device")
+
+    def start_then_fail(self, path, cfg):  # the file made (cut to its header), then a failure
+        real_init(self, path, cfg)
+        if path.name == "o_002.mp4":
+            self.abandon()
+            raise full()
+
+    def fail_before(self, path, cfg):  # a failure before the file is touched
+        if path.name == "o_002.mp4":
+            raise full()
+        real_init(self, path, cfg)
+
+    calls = [0]
+
+    def encode(self, planes):
+        calls[0] += 1
+        if calls[0] == 5:
+            raise full()
+        real_encode(self, planes)
+
+    for sub, n, patch, said in (
+        (
+            "made",
+            50,
+            ("__init__", start_then_fail),
+            "o_000.mp4 to o_002.mp4 are this run's; "
+            "o_003.mp4 to o_004.mp4 are an earlier run's, left as they were",
+        ),
+        (
+            "untouched",
+            50,
+            ("__init__", fail_before),
+            "o_000.mp4 to o_001.mp4 are this run's; "
+            "o_002.mp4 to o_004.mp4 are an earlier run's, left as they were",
+        ),
+        (
+            "one",
+            20,
+            ("encode", encode),
+            "o_000.mp4 is this run's; o_001.mp4 is an earlier run's, left as it was",
+        ),
+    ):
+        (tmp_path / sub).mkdir()
+        got = notes(tmp_path / sub / "o.mp4", n, patch, segment_seconds=1)
+        assert got == [f"path: {said}"], sub
+    one = tmp_path / "single.mp4"
+    one.write_bytes(b"old")
+    (tmp_path / "single_001.mp4").write_bytes(b"a file of the user's, not a part")
+    assert notes(one, 0, ("encode", encode)) is None

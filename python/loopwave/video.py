@@ -642,6 +642,25 @@ def _last_readable(path: Path, fps: Fraction, *, seek: bool) -> int | None:
     return last
 
 
+def _file_key(path: Path) -> tuple[int, int, int] | None:
+    """What tells a file's content changed: its inode, size and modification time
+    (None where there is none)."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _span(names: list[str]) -> str:
+    """``a`` for one name, ``a to z`` for several (in order)."""
+    return names[0] if len(names) == 1 else f"{names[0]} to {names[-1]}"
+
+
+def _is_are(names: list[str]) -> str:
+    return "is" if len(names) == 1 else "are"
+
+
 def _cannot_write(path: Path, e: BaseException) -> OSError:
     """The error of a video file that could not be made or started, naming it once, with
     the cause's errno where it is a system one, and so the OSError subclass Python has
@@ -919,8 +938,9 @@ class VideoWriter:
         not with ``audio`` or ``pingpong``. Existing files of those names are
         overwritten, and on closing, the ones numbered after the last segment
         written (an earlier, longer run's) are deleted, so that a glob of
-        ``<stem>_*<ext>`` gives this video and nothing else. A writer that fails
-        leaves them, and its error says which parts are whose (a note, Python 3.11+)
+        ``<stem>_*<ext>`` gives this video and nothing else. A writer whose encoder
+        fails (a full disk) leaves them, and its error says which parts are whose (a
+        note, Python 3.11+)
     pingpong : after the frames, append them again reversed, without repeating the
         last and the first frame, so the file loops back and forth seamlessly:
         N frames become ``2N - 2`` (one frame stays one). A sound (``audio``) plays on
@@ -1381,6 +1401,8 @@ class _Encoder:
         # (_make_way), not written through
         self.replace_links = False
         self.started = False  # an output file opened, or tried (see _made)
+        # the part being started, and what was at its name before (see _say_earlier_parts)
+        self._starting: tuple[Path, tuple[int, int, int] | None] | None = None
         # the error, kept after it is handed to a caller: writing_video renames no video
         # whose encoder failed (a producer thread that caught it let a cut video in)
         self.failure: BaseException | None = None
@@ -1426,30 +1448,31 @@ class _Encoder:
             i += 1
 
     def _say_earlier_parts(self, e: BaseException) -> None:
-        """A plain segmented writer that fails leaves its parts beside an earlier, longer
-        run's later ones, which only a clean end removes (each is a playable video of
-        that run): the error says which parts are which (Python 3.11+, which has notes)."""
-        if self.segment_frames is None or self.replace_links or not self.paths:
+        """A plain segmented writer whose encoder fails (a full disk) leaves its parts
+        beside an earlier, longer run's later ones, each a playable video of that run,
+        which only an end without such a failure removes: the error says which parts are
+        whose (Python 3.11+, which has notes). A part it was starting counts as this
+        run's where its file changed (a review: one made and cut to its header was
+        called the earlier run's, left as it was). Never in the way of the error itself
+        (a review: a folder it may not look into ended the thread with that error)."""
+        if self.segment_frames is None or self.replace_links or not hasattr(e, "add_note"):
             return
-        older, i = [], len(self.paths)
-        try:  # (never in the way of the error itself: a folder it may not look into)
-            while (p := self.segment_path(i)).is_file():
+        with contextlib.suppress(Exception):
+            mine = [p.name for p in self.paths]
+            if self._starting is not None:
+                path, before = self._starting
+                if _file_key(path) != before:
+                    mine.append(path.name)
+            older, i = [], len(mine)
+            while (p := _numbered(self.path, i)).is_file():
                 older.append(p.name)
                 i += 1
-        except (OSError, ValueError):
-            return
-        if older and hasattr(e, "add_note"):
-            mine = (
-                self.paths[0].name
-                if len(self.paths) == 1
-                else (f"{self.paths[0].name} to {self.paths[-1].name}")
-            )
-            names = older[0] if len(older) == 1 else f"{older[0]} to {older[-1]}"
-            e.add_note(
-                f"path: {mine} {'is' if len(self.paths) == 1 else 'are'} this run's; "
-                f"{names} {'is' if len(older) == 1 else 'are'} an earlier run's, left as "
-                f"{'it was' if len(older) == 1 else 'they were'}"
-            )
+            if mine and older:
+                e.add_note(
+                    f"path: {_span(mine)} {_is_are(mine)} this run's; {_span(older)} "
+                    f"{_is_are(older)} an earlier run's, left as "
+                    f"{'it was' if len(older) == 1 else 'they were'}"
+                )
 
     def _encode(self, planes: np.ndarray) -> None:
         out = self.out
@@ -1460,8 +1483,10 @@ class _Encoder:
             path = self.segment_path(len(self.paths))
             self._make_way(path)  # (before `started`: a file it refuses is not its own)
             self.started = True  # (a file may be made, whether or not the open succeeds)
+            self._starting = (path, _file_key(path))  # (for _say_earlier_parts)
             out = _Output(path, self.cfg)
             self.paths.append(out.path)
+            self._starting = None
             self.out = out
         out.encode(planes)
         self.frames_written += 1
