@@ -1442,10 +1442,8 @@ class _Encoder:
         """Delete the segments numbered after this run's last, left by an earlier,
         longer run to the same path, so the numbered files are this run's alone (also
         for a writer dropped unclosed)."""
-        i = len(self.paths)
-        while (p := self.segment_path(i)).is_file():
+        for p in _numbered_from(self.path, len(self.paths)):
             p.unlink()
-            i += 1
 
     def _say_earlier_parts(self, e: BaseException) -> None:
         """A plain segmented writer whose encoder fails (a full disk) leaves its parts
@@ -1463,10 +1461,7 @@ class _Encoder:
                 path, before = self._starting
                 if _file_key(path) != before:
                     mine.append(path.name)
-            older, i = [], len(mine)
-            while (p := _numbered(self.path, i)).is_file():
-                older.append(p.name)
-                i += 1
+            older = [p.name for p in _numbered_from(self.path, len(mine))]
             if mine and older:
                 e.add_note(
                     f"path: {_span(mine)} {_is_are(mine)} this run's; {_span(older)} "
@@ -1788,6 +1783,16 @@ def _refuse_open_input(path: Path, arg: str) -> None:
 def _numbered(path: Path, i: int) -> Path:
     """Segment ``i`` of ``path``: ``<stem>_000<ext>``, ``<stem>_001<ext>``, ..."""
     return path.with_name(f"{path.stem}_{i:03d}{path.suffix}")
+
+
+def _numbered_from(path: Path, i: int) -> list[Path]:
+    """The files :func:`_numbered` ``(path, i)``, ``(path, i + 1)``, ... there now, up to the
+    first number missing (an earlier, longer run's later parts, after a run's ``i``)."""
+    found = []
+    while (p := _numbered(path, i)).is_file():
+        found.append(p)
+        i += 1
+    return found
 
 
 def _segment_number(path: Path, name: str) -> int | None:
@@ -3103,10 +3108,7 @@ def _parts_where(out: Path, paths: list[Path], i: int, *, renamed_maybe: bool) -
                 said.append(f"{'all' if i == 0 and not gone else 'the rest'} still {rest}")
         where = ", ".join(said)
     older = [q.name for j in range(i, n) if (q := _numbered(out, j)).is_file()]
-    j = n
-    while (q := _numbered(out, j)).is_file():  # an earlier, longer run's last ones
-        older.append(q.name)
-        j += 1
+    older += [q.name for q in _numbered_from(out, n)]  # an earlier, longer run's last ones
     if older:
         names = f"{', '.join(older[:3])}{', ...' * (len(older) > 3)}"
         where += f"; {names} {'are' if len(older) > 1 else 'is'} an earlier run's"
@@ -3297,10 +3299,8 @@ def writing_video(
             if hasattr(e, "add_note"):  # (Python 3.11+) a Ctrl-C between two renames
                 e.add_note(f"output: stopped while renaming the segments into place: {where}")
             raise
-    i = len(w.paths)
-    while (stale := _numbered(p, i)).is_file():
+    for stale in _numbered_from(p, len(w.paths)):
         stale.unlink()
-        i += 1
 
 
 @contextlib.contextmanager
