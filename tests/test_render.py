@@ -897,7 +897,7 @@ def test_frame_iterator_names_itself_in_a_wrong_keyword(tmp_path, backend):
     with pytest.raises(
         TypeError,
         match=r"render_frames\(\) got an unexpected keyword "
-        r"argument 'vidoe'; it takes render's: backend, progress",
+        r"argument 'vidoe'; it takes render's: backend, cancel, progress",
     ):
         render_frames(s, run_dir=tmp_path / "a", backend=backend, vidoe=False)  # at the call
     with pytest.raises(TypeError, match=r"render_frames\(\) takes no on_frame"):

@@ -37,8 +37,8 @@ video's size and time, for a resume),
 ``frames/``, ``plan/`` and ``plan.json`` (the colour plan's keyframes and index),
 ``drift.csv`` and ``drift.png`` (per frame: Lab distance to the target, red, and to the
 previous frame, blue, empty for frame 0, which has none) and ``NAME.mp4``. A run
-stopped before its last frame (``stop_after``, an error) has no ``drift.png`` or video
-yet: the resume that finishes it writes them.
+stopped before its last frame (``stop_after``, an error, a ``cancel``) has no
+``drift.png`` or video yet: the resume that finishes it writes them.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ from .schedule import (
 )
 from .settings import ADDED_LATER, SCHEMA, Settings, SettingsError
 
-__all__ = ["RenderResult", "StageError", "render", "render_frames"]
+__all__ = ["RenderCancelled", "RenderResult", "StageError", "render", "render_frames"]
 
 
 @dataclass(frozen=True)
@@ -983,6 +983,28 @@ class StageError(RuntimeError):
     """A pipeline stage (saving frames, encoding) failed; the render stopped."""
 
 
+class RenderCancelled(Exception):
+    """The render stopped because its ``cancel`` event was set (see :func:`render`).
+
+    ``run_dir``: the run folder (None where the render had not started one);
+    ``frames``: the frames saved there, which a resume continues from."""
+
+    def __init__(self, run_dir: Path | None, frames: int) -> None:
+        self.run_dir, self.frames = run_dir, frames
+        if run_dir is None:
+            said = "before it started; nothing was written"
+        else:
+            made = f"{frames} frame{'s' * (frames != 1)} saved"
+            said = (
+                f"with {made} in {run_dir}; resume with render(None, run_dir=..., "
+                f"resume=True) or `loopwave render --resume {shlex.quote(str(run_dir))}`"
+            )
+        super().__init__(f"render cancelled {said}")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # (pickled across processes, as errors are)
+        return (type(self), (self.run_dir, self.frames))
+
+
 class _Abandoned(Exception):
     """Raised inside a stage's thread when the render stops early (nothing more will come)."""
 
@@ -1130,11 +1152,15 @@ class _Stage:
             except queue.Full:
                 continue
 
-    def close(self) -> None:
-        """Wait for the stage to finish everything put so far; raise its error if it failed."""
+    def close(self, poll: Callable[[], None] | None = None) -> None:
+        """Wait for the stage to finish everything put so far; raise its error if it
+        failed. ``poll`` is called every quarter second while it waits (it may raise:
+        a cancelled render)."""
         if self.error is None and self._alive():
             self.put(_END)
-        self._finished.wait()
+        while not self._finished.wait(None if poll is None else 0.25):
+            assert poll is not None
+            poll()
         self._check()
 
     def abandon(self) -> None:
@@ -1895,8 +1921,10 @@ class _ProcessStage:
                     return
                 raise self._failure() from None
 
-    def close(self) -> None:
-        """Finish the video; raise the child's error if it failed."""
+    def close(self, poll: Callable[[], None] | None = None) -> None:
+        """Finish the video; raise the child's error if it failed. ``poll`` is called
+        every quarter second while the child finishes (it may raise, as in
+        :meth:`_Stage.close`)."""
         assert self.p.stdin is not None and self.p.stdout is not None
         with self._lock:
             if not self._done:
@@ -1907,6 +1935,8 @@ class _ProcessStage:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # it failed: its report follows
             self.p.stdin.close()
+        while poll is not None and not self.wait(0.25):
+            poll()
         if self.p.wait() != 0:
             raise self._failure()
         self.p.stdout.close()
@@ -1988,9 +2018,14 @@ def _load_model(settings: Settings, progress: bool) -> Img2Img:
     return backend
 
 
-def _check_options(stages: Any, stop_after: Any) -> None:
-    """:func:`render`'s checks of ``stages`` and ``stop_after``, which
+def _check_options(stages: Any, stop_after: Any, cancel: Any = None) -> None:
+    """:func:`render`'s checks of ``stages``, ``stop_after`` and ``cancel``, which
     :func:`render_frames` makes too, when it is called (not at the first frame)."""
+    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
+        raise TypeError(
+            "cancel must be a threading.Event (anything with is_set()) or None; got "
+            f"{type(cancel).__name__}"
+        )
     if not isinstance(stages, str) or stages not in STAGES:
         raise ValueError(f"stages must be one of {', '.join(map(repr, STAGES))}; got {stages!r}")
     if stop_after is not None:
@@ -2013,6 +2048,7 @@ def render(
     stop_after: int | None = None,
     on_frame: Callable[[int, np.ndarray], None] | None = None,
     stages: str = "thread",
+    cancel: Any = None,
 ) -> RenderResult:
     """Render a morph video (see the module docs) into ``run_dir`` (default: the
     settings' ``output.dir``/``output.name``). ``backend`` is the img2img to use in
@@ -2025,8 +2061,18 @@ def render(
     the frame is read-only: copy it to change it).
     ``stages``: where the encoder stage (interpolation and encoding) runs: ``"thread"``
     or ``"process"`` (a child process at a lower CPU priority: a codec that crashes there
-    stops the render with a StageError instead of killing it); the video is the same."""
-    _check_options(stages, stop_after)  # before the model loads
+    stops the render with a StageError instead of killing it); the video is the same.
+
+    ``cancel``: a :class:`threading.Event` (anything with ``is_set()``) that another
+    thread sets to stop the render. It is looked at before the render starts, after the
+    model has loaded, before each colour-plan render and each frame, and while the video
+    is finished: the render then stops after the frame (or plan render) under way,
+    saves what it made, as an interrupted run does, and raises :class:`RenderCancelled`
+    (its ``frames``: the frames saved; a resume goes on from them). A model already
+    loading, and an encoder's final flush under way, are waited for."""
+    _check_options(stages, stop_after, cancel)  # before the model loads
+    if cancel is not None and cancel.is_set():
+        raise RenderCancelled(None, 0)
     if resume:
         if run_dir is None and isinstance(settings, Settings):
             # the folder the settings render into, as a fresh run of them takes it
@@ -2165,6 +2211,8 @@ def render(
         job.backend = backend
         job.check_backend(progress)
     _stop_if_asked()  # a render_frames consumer that stopped while the model loaded
+    if cancel is not None and cancel.is_set():  # (nothing written yet)
+        raise RenderCancelled(None, 0)
     # one render per run folder at a time: a second process (the same job started twice,
     # or a resume while the first still runs) would write the same frames and state
     with _RunLock(rd) as lock:
@@ -2272,6 +2320,8 @@ def render(
 
                     def keyframe(k: int, v: int) -> np.ndarray:
                         _stop_if_asked()
+                        if cancel is not None and cancel.is_set():
+                            raise RenderCancelled(rd, last + 1)
                         img = job.generate(first, k, c["keyframe_strength"], v)
                         plan_bar.update()
                         return img
@@ -2311,8 +2361,14 @@ def render(
             tracker = encoder
         writer = _Stage("saving frames", _saver(rd, encoder, _settings_digest(settings)))
 
+        def poll() -> None:
+            """Raise RenderCancelled where ``cancel`` is set, every frame saved."""
+            if cancel is not None and cancel.is_set():
+                raise RenderCancelled(rd, job.n)
+
         def stop(finish: bool) -> None:
-            """Flush every generated frame to disk; finish the video only if ``finish``."""
+            """Flush every generated frame to disk; finish the video only if ``finish``
+            (a ``cancel`` set meanwhile stops that)."""
             if encoder is not None and not finish:
                 encoder.abandon()
             writer.close()
@@ -2324,8 +2380,10 @@ def render(
                         # the frames is put by close(), below)
                         while tracker.taken < job.n and not encoder.wait(0.25):
                             end.update(tracker.taken - end.done)
+                            poll()
                         end.update(tracker.taken - end.done)
-                encoder.close()
+                poll()
+                encoder.close(poll if cancel is not None else None)
 
         def video_note() -> str:
             if tracker is None or not tracker.behind:
@@ -2348,6 +2406,8 @@ def render(
                 note=video_note,
             ) as bar:
                 for i in range(done, job.n):
+                    if cancel is not None and cancel.is_set():
+                        raise RenderCancelled(rd, i)
                     t = target(i)
                     if i == 0:
                         frame = first
@@ -2467,7 +2527,9 @@ def render_frames(settings: Settings | None, **options: Any) -> Iterator[tuple[i
     ``with contextlib.closing(...)`` block, as below, so the render stops either way.
     Close it from the thread that iterates it: Python refuses to close a generator
     another thread is running ("generator already executing"), and the render goes on.
-    To stop it from elsewhere, have the loop check a ``threading.Event`` and ``break``.
+    To stop it from another thread, pass ``cancel``, a ``threading.Event`` that thread
+    sets: the iterator then raises :class:`RenderCancelled`, even while it waits for a
+    frame or the colour plan is built (see :func:`render`).
 
     Example
     -------
@@ -2487,7 +2549,9 @@ def render_frames(settings: Settings | None, **options: Any) -> Iterator[tuple[i
             f"render_frames() got an unexpected keyword argument {unknown[0]!r}; it takes "
             f"render's: {', '.join(sorted(_RENDER_OPTIONS))}"
         )
-    _check_options(options.get("stages", "thread"), options.get("stop_after"))
+    _check_options(
+        options.get("stages", "thread"), options.get("stop_after"), options.get("cancel")
+    )
     return _frames_of_render(settings, options)
 
 

@@ -1,0 +1,348 @@
+"""``cancel``: a render stopped from another thread, what it keeps, and its resume."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+pytest.importorskip("transformers")
+
+from loopwave.backends import smoke_backend  # noqa: E402
+from loopwave.plan import _read_png  # noqa: E402
+from loopwave.render import RenderCancelled, render, render_frames  # noqa: E402
+from loopwave.settings import Settings  # noqa: E402
+
+JOB = {
+    "version": 1,
+    "render": {"frames": 7, "width": 64, "height": 64, "steps": "0: (4)", "seed": 5},
+    "denoise": {"frames_per_wave": 4, "base": 0.3, "amplitude": 0.3},
+    "colour": {"mode": "plan", "keyframe_every": 3, "renders": 2},
+    "motion": {"zoom": "0: (1.0), 4: (1.02)"},
+    "interpolation": {"factor": 2, "backend": "blend"},
+    "prompts": {"0": "a forest --neg blur", "3": "a castle (stone:@wave_completed(0.5, 1.5))"},
+}
+
+
+@pytest.fixture(scope="module")
+def backend():
+    return smoke_backend()
+
+
+@pytest.fixture(scope="module")
+def whole(backend, tmp_path_factory):
+    """The frames of the run uninterrupted, and its img2img calls."""
+    rd = tmp_path_factory.mktemp("whole") / "run"
+    spy = _Counting(backend)
+    render(Settings.from_dict(JOB), run_dir=rd, backend=spy, progress=False, video=False)
+    return frames_of(rd), spy.calls
+
+
+class _Counting:
+    """A backend that counts its img2img calls and runs ``during(call)`` inside each."""
+
+    def __init__(self, real, during=lambda n: None):
+        self.real, self.calls, self.during = real, 0, during
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def img2img(self, init, **kw):
+        self.during(self.calls)
+        self.calls += 1
+        return self.real.img2img(init, **kw)
+
+
+def frames_of(rd):
+    return [_read_png(p) for p in sorted((rd / "frames").glob("*.png"))]
+
+
+def last_recorded(rd):
+    return json.loads((rd / "state.json").read_text())["last"]
+
+
+def videos(rd):
+    return sorted(p.name for p in rd.glob("*.mp4"))
+
+
+def resume_is_the_whole_run(rd, backend, whole, **kw):
+    r = render(None, run_dir=rd, resume=True, backend=backend, progress=False, **kw)
+    assert r.frames == 7
+    got = frames_of(rd)
+    assert len(got) == 7
+    for a, b in zip(got, whole[0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    return r
+
+
+def test_a_consumer_waiting_for_a_frame_is_cancelled_from_another_thread(tmp_path, backend, whole):
+    """From the Left alone list: render_frames could not be stopped from another
+    thread (Python refuses to close a generator another thread runs), so a host's UI
+    could only wait for the render to end. Here the consumer waits in the iterator for
+    its next frame when the main thread sets ``cancel``."""
+    pytest.importorskip("av")
+    rd = tmp_path / "run"
+    cancel, third = threading.Event(), threading.Event()
+    seen: list[int] = []
+    raised: list[BaseException] = []
+
+    def consume():
+        try:
+            for i, _ in render_frames(
+                Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False,
+                cancel=cancel,
+            ):  # fmt: skip
+                seen.append(i)
+                if i == 2:
+                    third.set()
+        except BaseException as e:  # noqa: BLE001 (the test looks at it)
+            raised.append(e)
+
+    t = threading.Thread(target=consume)
+    t.start()
+    assert third.wait(120)
+    cancel.set()
+    t.join(120)
+    assert not t.is_alive()
+    assert len(raised) == 1 and isinstance(raised[0], RenderCancelled), raised
+    e = raised[0]
+    # stopped after the frame under way (the render runs up to two frames ahead)
+    assert 3 <= e.frames < 7 and e.run_dir == rd.absolute(), (e.frames, seen)
+    assert seen == list(range(len(seen))) and len(seen) <= e.frames
+    assert f"with {e.frames} frames saved in {rd.absolute()}" in str(e)
+    assert "resume=True" in str(e) and "loopwave render --resume" in str(e)
+    # what was made is saved and recorded, as for an interrupted run; no video yet
+    assert len(frames_of(rd)) == e.frames and last_recorded(rd) == e.frames - 1
+    assert videos(rd) == [] and not (rd / ".lock").exists()
+    r = resume_is_the_whole_run(rd, backend, whole)
+    assert r.video is not None and videos(rd) == ["morph.mp4"]
+
+
+def test_a_cancel_during_the_colour_plan_stops_it_at_its_next_render(tmp_path, backend, whole):
+    """The plan (minutes on a real model, before any frame) stops after the render under
+    way; the keyframes it finished are kept, and the resume renders only the rest."""
+    cancel = threading.Event()
+
+    def during(n):
+        if n == 2:  # the plan's second render, keyframe 0's last (the first call checks
+            cancel.set()  # the backend)
+
+    spy = _Counting(backend, during)
+    rd = tmp_path / "run"
+    with pytest.raises(RenderCancelled, match="with 0 frames saved") as e:
+        render(
+            Settings.from_dict(JOB), run_dir=rd, backend=spy, progress=False, video=False,
+            cancel=cancel,
+        )  # fmt: skip
+    assert e.value.frames == 0 and e.value.run_dir == rd.absolute()
+    assert spy.calls == 3  # not one more (the backend's check, 6 plan renders and 6
+    # frames uninterrupted)
+    assert frames_of(rd) == [] and len(list((rd / "plan").glob("*.png"))) == 1
+    again = _Counting(backend)
+    resume_is_the_whole_run(rd, again, whole, video=False)
+    assert whole[1] == 13 and again.calls == 13 - 2  # the backend's check again
+
+
+@pytest.mark.parametrize("stages", ["thread", "process"])
+def test_a_cancel_after_the_last_frame_leaves_the_video_to_the_resume(
+    tmp_path, backend, whole, stages
+):
+    """Set as the last frame is made: every frame is saved, the video (minutes of
+    encoding in a long render) is not made, and no partial one is left."""
+    pytest.importorskip("av")
+    cancel = threading.Event()
+    rd = tmp_path / "run"
+
+    def on_frame(i, frame):
+        if i == 6:
+            cancel.set()
+
+    with pytest.raises(RenderCancelled, match="with 7 frames saved") as e:
+        render(
+            Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False,
+            on_frame=on_frame, stages=stages, cancel=cancel,
+        )  # fmt: skip
+    assert e.value.frames == 7 and last_recorded(rd) == 6
+    assert videos(rd) == [] and not (rd / "drift.png").exists()
+    r = resume_is_the_whole_run(rd, backend, whole, stages=stages)
+    assert r.video is not None and videos(rd) == ["morph.mp4"]
+
+
+class _SlowVideo:
+    """Makes the video's writes slow (0.3 s a frame, 3.9 s for the 13 of a run's
+    video), and sets ``cancel`` 0.1 s after the encoder stage is first waited for by the
+    method ``waited`` (``close`` with a poll, or ``wait``); ``at`` is then the frames
+    written so far."""
+
+    def __init__(self, monkeypatch, waited):
+        import loopwave.render as lr
+        from loopwave.video import VideoWriter
+
+        self.cancel, self.written, self.at = threading.Event(), [], None
+        write, method = VideoWriter.write, getattr(lr._Stage, waited)
+
+        def slow_write(writer, frames):
+            time.sleep(0.3)
+            self.written.append(1)
+            return write(writer, frames)
+
+        def waiting(stage, *args, **kw):
+            if stage.name == "encoding" and self.at is None and (args or kw or waited == "wait"):
+                self.at = len(self.written)
+                threading.Timer(0.1, self.cancel.set).start()
+            return method(stage, *args, **kw)
+
+        monkeypatch.setattr(VideoWriter, "write", slow_write)
+        monkeypatch.setattr(lr._Stage, waited, waiting)
+
+    def check(self):
+        # stopped at the encoder's next frame: the item under way (a frame and its
+        # in-between) ends, and the cancel is seen within a quarter second
+        assert self.at is not None and len(self.written) <= self.at + 4 < 13, (
+            self.at,
+            len(self.written),
+        )
+
+
+def test_a_cancel_while_the_encoder_finishes_stops_it(tmp_path, backend, monkeypatch):
+    """Every frame made, the render waits for its encoder to finish the video (the
+    frames it holds, minutes at 4K with RIFE); a cancel then stops the video at the
+    encoder's next frame, where the render waited to the end."""
+    pytest.importorskip("av")
+    slow = _SlowVideo(monkeypatch, "close")
+    rd = tmp_path / "run"
+    with pytest.raises(RenderCancelled, match="with 7 frames saved"):
+        render(
+            Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False,
+            cancel=slow.cancel,
+        )  # fmt: skip
+    slow.check()
+    assert videos(rd) == [] and last_recorded(rd) == 6
+
+
+def test_a_cancel_while_a_resume_catches_up_stops_it(tmp_path, backend, monkeypatch, capsys):
+    """A resume re-encodes the frames made before while it makes new ones; every frame
+    made, it shows a "finishing the video" bar while the encoder catches up. A cancel
+    there stops it as above."""
+    pytest.importorskip("av")
+    rd = tmp_path / "run"
+    s = Settings.from_dict(JOB)
+    render(s, run_dir=rd, backend=backend, progress=False, video=False, stop_after=5)
+    slow = _SlowVideo(monkeypatch, "wait")
+    with pytest.raises(RenderCancelled, match="with 7 frames saved"):
+        render(None, run_dir=rd, resume=True, backend=backend, cancel=slow.cancel)
+    assert "finishing the video" in capsys.readouterr().err
+    slow.check()
+    assert videos(rd) == [] and last_recorded(rd) == 6
+
+
+def test_a_cancel_set_before_the_render_starts_writes_nothing(tmp_path):
+    cancel = threading.Event()
+    cancel.set()
+    rd = tmp_path / "run"
+    # (no backend: the model named is not loaded, so it need not exist)
+    s = Settings.from_dict(
+        {**JOB, "model": {"backend": "diffusers", "path": str(tmp_path / "none")}}
+    )
+    with pytest.raises(RenderCancelled, match="before it started; nothing was written") as e:
+        render(s, run_dir=rd, progress=False, cancel=cancel)
+    assert e.value.run_dir is None and e.value.frames == 0
+    assert not rd.exists()
+    with pytest.raises(RenderCancelled, match="before it started"):
+        next(render_frames(s, run_dir=rd, progress=False, cancel=cancel))
+    assert not rd.exists()
+
+
+def test_a_cancel_set_while_the_model_loads_is_seen_before_the_run_starts(
+    tmp_path, backend, monkeypatch
+):
+    import loopwave.render as lr
+
+    cancel = threading.Event()
+
+    def load(settings, progress):
+        cancel.set()
+        return backend
+
+    monkeypatch.setattr(lr, "_load_model", load)
+    rd = tmp_path / "run"
+    with pytest.raises(RenderCancelled, match="nothing was written"):
+        render(Settings.from_dict(JOB), run_dir=rd, progress=False, cancel=cancel)
+    assert not rd.exists()
+
+
+@pytest.mark.parametrize("bad", [True, 1, "stop", threading.Lock()])
+def test_cancel_must_have_is_set(tmp_path, bad):
+    s = Settings.from_dict(JOB)
+    for call in (render, render_frames):  # render_frames: when called, not at a frame
+        with pytest.raises(TypeError, match=r"^cancel must be a threading\.Event"):
+            call(s, run_dir=tmp_path / "run", progress=False, cancel=bad)
+    assert not (tmp_path / "run").exists()
+
+
+def test_anything_with_is_set_is_a_cancel(tmp_path, backend):
+    """A multiprocessing Event, or a caller's own object, works as a threading one."""
+
+    class Flag:
+        def __init__(self):
+            self.on = False
+
+        def is_set(self):
+            return self.on
+
+    flag = Flag()
+
+    def on_frame(i, frame):
+        flag.on = i == 1
+
+    with pytest.raises(RenderCancelled, match="with 2 frames saved"):
+        render(
+            Settings.from_dict({**JOB, "colour": {"mode": "first"}}), run_dir=tmp_path / "r",
+            backend=backend, progress=False, video=False, on_frame=on_frame, cancel=flag,
+        )  # fmt: skip
+
+
+def test_the_error_pickles_with_its_fields(tmp_path):
+    e = pickle.loads(pickle.dumps(RenderCancelled(tmp_path / "run", 4)))
+    assert (e.run_dir, e.frames) == (tmp_path / "run", 4)
+    assert str(e).startswith(f"render cancelled with 4 frames saved in {tmp_path / 'run'}; ")
+    assert str(RenderCancelled(tmp_path, 1)).startswith("render cancelled with 1 frame saved")
+
+
+def test_a_cancel_while_the_encoder_process_finishes_stops_it(tmp_path, backend, monkeypatch):
+    """``stages="process"``: the child finishing the video is stopped (killed: it has
+    been sent the end of the frames), its partial video removed. The child's encoder
+    cannot be slowed from here, so its first wait says at once that it is still busy,
+    as it is (it has just been sent the end: its encoder's flush, the rename and its
+    exit are still to come)."""
+    pytest.importorskip("av")
+    import loopwave.render as lr
+
+    cancel = threading.Event()
+    close, wait = lr._ProcessStage.close, lr._ProcessStage.wait
+
+    def closing(stage, poll=None):
+        cancel.set()  # as the render starts waiting for the video
+        return close(stage, poll)
+
+    def busy_once(stage, timeout):
+        if not getattr(stage, "_was_busy", False):
+            stage._was_busy = True
+            return False
+        return wait(stage, timeout)
+
+    monkeypatch.setattr(lr._ProcessStage, "close", closing)
+    monkeypatch.setattr(lr._ProcessStage, "wait", busy_once)
+    rd = tmp_path / "run"
+    with pytest.raises(RenderCancelled, match="with 7 frames saved"):
+        render(
+            Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False,
+            stages="process", cancel=cancel,
+        )  # fmt: skip
+    assert videos(rd) == [] and last_recorded(rd) == 6
