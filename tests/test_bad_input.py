@@ -3,6 +3,7 @@ the native layer raises instead of crashing."""
 
 from __future__ import annotations
 
+import decimal
 import re
 import sys
 from collections.abc import Callable
@@ -277,6 +278,35 @@ def test_bad_gamma(gamma):
     with pytest.raises(ValueError) as exc:
         lw.adjust_gamma(B2, gamma)
     names_arg(exc, "gamma")
+
+
+@pytest.mark.parametrize(
+    ("gamma", "said"),
+    [
+        (decimal.Decimal("1e-400"), "got 1E-400 (0 in float64)"),
+        (np.longdouble("1e-4000"), "got 1e-4000 (0 in float64)"),
+        ([1.0, decimal.Decimal("-1e-400")], "got -1E-400 (0 in float64)"),
+        ([decimal.Decimal("1e-400")], "got 1E-400 (0 in float64)"),
+        (0, "got 0.0"),
+        (-0.0, "got -0.0"),
+        ([2.0, -3], "got -3.0"),
+    ],
+)
+def test_a_bad_gamma_is_quoted_as_given(gamma, said):
+    """From a review: a positive gamma below float64's smallest was refused as "got
+    0.0", the value after conversion, not the one given."""
+    if isinstance(gamma, np.longdouble) and gamma == 0:
+        pytest.skip("this platform's long double is float64")
+    with pytest.raises(ValueError, match=r"^gamma must be finite and in \(0\.0, inf\); ") as exc:
+        lw.adjust_gamma(B2, gamma)
+    assert str(exc.value).endswith(said), exc.value
+
+
+def test_one_value_per_frame_says_number_for_one_frame():
+    with pytest.raises(ValueError, match=r"^alpha must be a number or 1 number \(one per"):
+        lw.lerp_frames(B2[:1], B2[:1], [0.2, 0.3])
+    with pytest.raises(ValueError, match=r"^alpha must be a number or 2 numbers \(one per"):
+        lw.lerp_frames(B2, B2, [0.2, 0.3, 0.4])
 
 
 @pytest.mark.parametrize(

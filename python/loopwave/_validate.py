@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import decimal
 import math
 import numbers
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from . import _native
 
 FRAME_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))
 FRAMES_FORM = "a numpy.ndarray of shape (H, W, 3) or (N, H, W, 3), dtype uint8 or float32"
@@ -68,13 +71,26 @@ def frames(x: Any, arg: str, form: str = FRAMES_FORM) -> tuple[np.ndarray, bool]
     single = x.ndim == 3
     # native byte order, C order and aligned (an array at an odd byte offset of a buffer
     # is copied)
+    flags = x.flags
+    if x.dtype == dtype and flags.c_contiguous and flags.aligned:  # (the kernel claims it)
+        return (x[None] if single else x), single
     try:
-        x = x.astype(dtype, copy=False)
-        return np.require(x[None] if single else x, requirements=("C", "A")), single
+        with reading(x, arg):
+            x = x.astype(dtype, copy=False)
+            return np.require(x[None] if single else x, requirements=("C", "A")), single
     except MemoryError:  # a copy of a huge (broadcast) view
         raise MemoryError(
             f"{arg}: no memory for a contiguous copy of shape {x.shape} ({x.nbytes} bytes)"
         ) from None
+
+
+def reading(x: np.ndarray, arg: str) -> Any:
+    """A context manager holding ``x`` claimed for reading while it is copied for a
+    kernel (a ValueError naming ``arg`` where another call is writing it, as the kernel
+    gives for an array it reads itself). From a review: the kernel's claim is on the
+    copy, so a strided view of an array another call was writing through ``out=`` was
+    copied, torn, and used without a word."""
+    return _native._reading(x, arg)
 
 
 def same_dtype(x: np.ndarray, arg: str, like: np.ndarray, like_arg: str) -> None:
@@ -222,18 +238,34 @@ def per_frame_values(
     x: Any, arg: str, n: int, *, low: float, high: float, low_open: bool
 ) -> np.ndarray:
     """A scalar or one value per frame, finite and within bounds, as float64."""
-    arr = real_array(x, arg, f"a number or a sequence of {n} numbers")
+    numbers = f"{n} number{'s' * (n != 1)}"
+    arr = real_array(x, arg, f"a number or a sequence of {numbers}")
     if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] not in (1, n)):
         raise ValueError(
-            f"{arg} must be a number or {n} numbers (one per frame); got shape {arr.shape}"
+            f"{arg} must be a number or {numbers} (one per frame); got shape {arr.shape}"
         )
     arr = np.ascontiguousarray(arr.reshape(-1))
     bad = ~np.isfinite(arr) | (arr > high) | ((arr <= low) if low_open else (arr < low))
     if bad.any():
         lo = "(" if low_open else "["
         hi = "]" if np.isfinite(high) else ")"
-        raise ValueError(f"{arg} must be finite and in {lo}{low}, {high}{hi}; got {arr[bad][0]}")
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{arg} must be finite and in {lo}{low}, {high}{hi}; got {_given(x, i, arr[i])}"
+        )
     return arr
+
+
+def _given(x: Any, i: int, value: np.float64) -> str:
+    """Value ``i`` of ``x`` for a message: as float64 has it, unless that is 0 where the
+    value given is not (from a review: a gamma of ``Decimal("1e-400")`` was "got 0.0")."""
+    if value == 0:
+        with contextlib.suppress(TypeError, ValueError, ArithmeticError):
+            given = np.asarray(x, dtype=object).reshape(-1)
+            original = given[i if given.size > 1 else 0]
+            if original != 0:
+                return f"{original!s} (0 in float64)"
+    return f"{value}"
 
 
 def frame_list(x: Any, arg: str) -> np.ndarray:

@@ -112,7 +112,7 @@ def lab_to_rgb(lab: npt.NDArray[np.floating[Any]], *, dtype: npt.DTypeLike = np.
         try:
             # a finite value beyond float32 becomes inf in the cast (no warning: checked
             # below), where the inputs' own infinities stay the kernel's to refuse
-            with np.errstate(over="ignore"):
+            with np.errstate(over="ignore"), v.reading(lab, "lab"):
                 lab32 = lab.astype(np.float32)
             if (np.isinf(lab32) & np.isfinite(lab)).any():
                 raise ValueError("lab: has values beyond float32's range (about 3.4e38)")
@@ -652,7 +652,8 @@ def yuv420p_to_rgb(
     _check_yuv_options(matrix, full_range)
     single = planes.ndim == 2
     try:
-        x = np.require(planes[None] if single else planes, requirements=("C", "A"))
+        with v.reading(planes, "planes"):
+            x = np.require(planes[None] if single else planes, requirements=("C", "A"))
     except MemoryError:  # a copy of a huge (broadcast) view
         raise MemoryError(
             f"planes: no memory for a contiguous copy of shape {planes.shape} ({planes.size} bytes)"

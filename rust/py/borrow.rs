@@ -23,7 +23,10 @@ use std::sync::Mutex;
 use crate::kernels::parallel::process_key;
 
 use numpy::ndarray::Dimension;
-use numpy::{npyffi, Element, PyArray, PyArrayMethods, PyUntypedArrayMethods};
+use numpy::{
+    npyffi, Element, PyArray, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray,
+    PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
@@ -84,27 +87,25 @@ impl Drop for Claim {
     }
 }
 
-/// The bytes `a` spans, from its lowest to its highest element (empty if it has
-/// no elements).
-fn byte_range<T: Element, D: Dimension>(a: &Bound<'_, PyArray<T, D>>) -> (usize, usize) {
-    let base = a.data() as usize;
-    let shape = a.shape();
+/// The bytes an array spans, from its lowest to its highest element (empty if it
+/// has no elements): `base` its data pointer, `item` its element size.
+fn byte_range(base: usize, shape: &[usize], strides: &[isize], item: usize) -> (usize, usize) {
     if shape.contains(&0) {
         return (base, base);
     }
     let (mut lo, mut hi) = (0isize, 0isize);
-    for (&n, &s) in shape.iter().zip(a.strides()) {
-        let reach = (n as isize - 1) * s;
+    for (&n, &s) in shape.iter().zip(strides) {
+        // (numpy keeps every reach within isize: an array's extent is)
+        let reach = (n as isize - 1).wrapping_mul(s);
         if reach < 0 {
-            lo += reach;
+            lo = lo.wrapping_add(reach);
         } else {
-            hi += reach;
+            hi = hi.wrapping_add(reach);
         }
     }
-    let item = std::mem::size_of::<T>() as isize;
     (
         base.wrapping_add_signed(lo),
-        base.wrapping_add_signed(hi + item),
+        base.wrapping_add_signed(hi.wrapping_add(item as isize)),
     )
 }
 
@@ -119,7 +120,16 @@ fn claim<T: Element, D: Dimension>(
             return Err(Refused::ReadOnly);
         }
     }
-    let (start, end) = byte_range(a);
+    let range = byte_range(
+        a.data() as usize,
+        a.shape(),
+        a.strides(),
+        std::mem::size_of::<T>(),
+    );
+    claim_range(range, write)
+}
+
+fn claim_range((start, end): (usize, usize), write: bool) -> Result<Claim, Refused> {
     let mut r = record();
     let clash = start < end
         && r.uses
@@ -206,6 +216,48 @@ pub fn read<'py, T: Element, D: Dimension>(
         ))
     })?;
     Ro::new(a.clone()).map_err(|_| read_refused(arg))
+}
+
+/// A claim, for reading, on an array of any dtype and layout, held by Python code
+/// while it copies the array for a kernel (an input that is strided, Fortran-order,
+/// big-endian or misaligned): the kernel's own claim is on the copy, so without
+/// this a copy taken while another call wrote the array was used, torn, without a
+/// word. A context manager; the claim ends at its exit (or when it is collected).
+#[pyclass(frozen, module = "loopwave._native")]
+pub struct Reading {
+    claim: Mutex<Option<Claim>>,
+}
+
+#[pymethods]
+impl Reading {
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        _kind: &Bound<'_, PyAny>,
+        _value: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) -> bool {
+        // (the record is touched with the GIL held, as the module docs require)
+        drop(self.claim.lock().unwrap_or_else(|e| e.into_inner()).take());
+        false
+    }
+}
+
+/// `array` claimed for reading while Python code copies it (see [`Reading`]); a
+/// ValueError naming `arg` where another call is writing it.
+#[pyfunction]
+pub fn _reading(array: &Bound<'_, PyUntypedArray>, arg: &str) -> PyResult<Reading> {
+    // SAFETY: a live array object; its data pointer is only used as a number
+    let base = unsafe { (*npyffi::_PyArray_GET_ITEM_DATA(array.as_array_ptr())).data } as usize;
+    let item = array.dtype().itemsize();
+    let range = byte_range(base, array.shape(), array.strides(), item);
+    let claim = claim_range(range, false).map_err(|_| read_refused(arg))?;
+    Ok(Reading {
+        claim: Mutex::new(Some(claim)),
+    })
 }
 
 pub type Ro1<'py, T> = Ro<'py, T, numpy::Ix1>;

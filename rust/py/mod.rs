@@ -916,5 +916,7 @@ pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_buffer_cache, m)?)?;
     m.add_function(wrap_pyfunction!(buffer_cache_info, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
+    m.add_function(wrap_pyfunction!(borrow::_reading, m)?)?;
+    m.add_class::<borrow::Reading>()?;
     Ok(())
 }
