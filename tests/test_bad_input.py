@@ -7,6 +7,7 @@ import decimal
 import re
 import sys
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -289,6 +290,7 @@ def test_bad_gamma(gamma):
         ([decimal.Decimal("1e-400")], "got 1E-400 (0 in float64)"),
         (0, "got 0.0"),
         (-0.0, "got -0.0"),
+        (Fraction(1, 10**400), f"got {('1/1' + '0' * 400)[:40]} (0 in float64)"),
         ([2.0, -3], "got -3.0"),
     ],
 )
@@ -303,7 +305,7 @@ def test_a_bad_gamma_is_quoted_as_given(gamma, said):
 
 
 def test_one_value_per_frame_says_number_for_one_frame():
-    with pytest.raises(ValueError, match=r"^alpha must be a number or 1 number \(one per"):
+    with pytest.raises(ValueError, match=r"^alpha must be a number or a sequence of one \(the"):
         lw.lerp_frames(B2[:1], B2[:1], [0.2, 0.3])
     with pytest.raises(ValueError, match=r"^alpha must be a number or 2 numbers \(one per"):
         lw.lerp_frames(B2, B2, [0.2, 0.3, 0.4])

@@ -561,3 +561,72 @@ def test_set_num_threads_takes_1024():
         assert lw.get_num_threads() == 1024
     finally:
         lw.set_num_threads(0)
+
+
+def test_a_read_beside_a_write_in_the_same_batch_is_not_refused():
+    """From a review: a copied input was claimed by its whole span, so reading the even
+    frames of a batch (``buf[0::2]``) was refused while another call wrote ``buf[1]``,
+    which they do not touch. Each frame is claimed by itself; the odd frames, which hold
+    ``buf[1]``, are still refused."""
+    rng = np.random.default_rng(5)
+    buf = rng.integers(0, 256, (4, 1080, 1920, 3), dtype=np.uint8)
+    src = buf[1:2].copy()
+    done = threading.Event()
+    writes = [0]
+
+    def write() -> None:
+        while not done.is_set():
+            try:
+                lw.color_correct(src, src[0], out=buf[1:2])
+                writes[0] += 1
+            except ValueError:  # a read of ours held it: try again
+                continue
+
+    t = threading.Thread(target=write)
+    t.start()
+    beside: list[str] = []
+    held: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not held and time.monotonic() < deadline:
+            for view, said in ((buf[0::2], beside), (buf[1::2], held)):
+                try:
+                    lw.mean_frames(view)
+                except ValueError as e:
+                    said.append(str(e))
+            time.sleep(0.001)
+    finally:
+        done.set()
+        t.join()
+    assert held and held[0].startswith("frames: another call is writing"), held
+    assert beside == []  # read while the write ran (the odd frames' read met it)
+
+
+@pytest.mark.parametrize("copy", ["require", "concatenate"])
+def test_a_write_that_starts_while_an_input_is_copied_is_refused(monkeypatch, copy):
+    """The claim on an input copied for a kernel lasts the whole copy: a write that
+    starts during it is refused (from a review: one released before the copy passed
+    every other test). The copy's numpy function stands in for the moment."""
+    buf = np.zeros((2, 16, 16, 3), np.uint8)
+    src = np.full((2, 16, 16, 3), 7, np.uint8)
+    met: list[str] = []
+    real = getattr(np, copy)
+
+    def copying(*args, **kw):
+        if not met:
+            met.append("")
+            try:
+                lw.color_correct(src, src[0], out=buf)
+                met[0] = "written"
+            except ValueError as e:
+                met[0] = str(e)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(np, copy, copying)
+    if copy == "require":
+        lw.mean_frames(buf[::-1])  # a reversed batch: copied
+    else:
+        lw.mean_frames([buf[0], buf[1]])  # frames in a list: joined
+    monkeypatch.undo()
+    assert met and met[0].startswith("out: another call is using this array"), met
+    assert not buf.any()

@@ -238,12 +238,10 @@ def per_frame_values(
     x: Any, arg: str, n: int, *, low: float, high: float, low_open: bool
 ) -> np.ndarray:
     """A scalar or one value per frame, finite and within bounds, as float64."""
-    numbers = f"{n} number{'s' * (n != 1)}"
-    arr = real_array(x, arg, f"a number or a sequence of {numbers}")
+    per_frame = f"{n} numbers (one per frame)" if n != 1 else "a sequence of one (the one frame's)"
+    arr = real_array(x, arg, f"a number or {per_frame}")
     if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] not in (1, n)):
-        raise ValueError(
-            f"{arg} must be a number or {numbers} (one per frame); got shape {arr.shape}"
-        )
+        raise ValueError(f"{arg} must be a number or {per_frame}; got shape {arr.shape}")
     arr = np.ascontiguousarray(arr.reshape(-1))
     bad = ~np.isfinite(arr) | (arr > high) | ((arr <= low) if low_open else (arr < low))
     if bad.any():
@@ -264,7 +262,7 @@ def _given(x: Any, i: int, value: np.float64) -> str:
             given = np.asarray(x, dtype=object).reshape(-1)
             original = given[i if given.size > 1 else 0]
             if original != 0:
-                return f"{original!s} (0 in float64)"
+                return f"{original!s:.40} (0 in float64)"
     return f"{value}"
 
 
@@ -293,7 +291,11 @@ def frame_list(x: Any, arg: str) -> np.ndarray:
                     f"{arg}[{i}] must match {arg}[0] in shape and dtype "
                     f"({first.shape[1:]}, {first.dtype}); got ({f.shape[1:]}, {f.dtype})"
                 )
-        return np.concatenate([f for f, _ in items])
+        # each claimed while it is copied, as frames() claims the arrays it copies
+        with contextlib.ExitStack() as claims:
+            for i, (f, _) in enumerate(items):
+                claims.enter_context(reading(f, f"{arg}[{i}]"))
+            return np.concatenate([f for f, _ in items])
     raise TypeError(
         f"{arg} must be an (N, H, W, 3) array or a non-empty list of frames; got {x!r:.80}"
     )

@@ -1098,6 +1098,9 @@ class _Stage:
         self.name = name
         self.q: queue.Queue[Any] | _Feed = queue.Queue(maxsize) if feed is None else feed
         self.error: BaseException | None = None
+        #: the work ended by itself, not abandoned and without an error (the encoder:
+        #: its video finished and in place)
+        self.completed = False
         self._abandoned = threading.Event() if abandoned is None else abandoned
         self._work = work
         # set when the thread's work has ended. Waited on instead of Thread.join: a
@@ -1119,6 +1122,7 @@ class _Stage:
     def _run(self) -> None:
         try:
             self._work(self._items())
+            self.completed = True
         except _Abandoned:
             pass
         except BaseException as e:  # reported to the producer
@@ -1140,9 +1144,12 @@ class _Stage:
             raise StageError(f"{self.name} failed: {error_text(self.error)}") from self.error
 
     def put(self, item: Any) -> None:
-        if self._abandoned.is_set():
-            return
         while True:
+            # abandoned, also while this waited for room: dropped (a writer waiting here on
+            # a full encoder queue failed with "stopped before the end of the frames", and
+            # the frames queued behind it in the writer were not saved)
+            if self._abandoned.is_set():
+                return
             self._check()
             if not self._alive():
                 raise StageError(f"{self.name} stopped before the end of the frames")
@@ -1871,6 +1878,11 @@ class _ProcessStage:
                     taken, behind = line.split()
                     self.taken, self.behind = int(taken), behind == b"1"
 
+    @property
+    def completed(self) -> bool:
+        """The child has finished the video: sent the end, it exited by itself, with 0."""
+        return self._ended and self.p.poll() == 0
+
     def wait(self, timeout: float) -> bool:
         """Whether the child has exited, waiting up to ``timeout`` seconds."""
         try:
@@ -2021,10 +2033,16 @@ def _load_model(settings: Settings, progress: bool) -> Img2Img:
 def _check_options(stages: Any, stop_after: Any, cancel: Any = None) -> None:
     """:func:`render`'s checks of ``stages``, ``stop_after`` and ``cancel``, which
     :func:`render_frames` makes too, when it is called (not at the first frame)."""
-    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
+    if cancel is not None and (
+        isinstance(cancel, type) or not callable(getattr(cancel, "is_set", None))
+    ):
         raise TypeError(
             "cancel must be a threading.Event (anything with is_set()) or None; got "
-            f"{type(cancel).__name__}"
+            + (
+                f"the class {cancel.__name__}"
+                if isinstance(cancel, type)
+                else type(cancel).__name__
+            )
         )
     if not isinstance(stages, str) or stages not in STAGES:
         raise ValueError(f"stages must be one of {', '.join(map(repr, STAGES))}; got {stages!r}")
@@ -2071,8 +2089,6 @@ def render(
     (its ``frames``: the frames saved; a resume goes on from them). A model already
     loading, and an encoder's final flush under way, are waited for."""
     _check_options(stages, stop_after, cancel)  # before the model loads
-    if cancel is not None and cancel.is_set():
-        raise RenderCancelled(None, 0)
     if resume:
         if run_dir is None and isinstance(settings, Settings):
             # the folder the settings render into, as a fresh run of them takes it
@@ -2172,6 +2188,13 @@ def render(
         problem = fresh_problem()
         if problem:
             raise ValueError(problem)
+
+    def cancelled_early() -> RenderCancelled:
+        """Before this render has written anything: a resume's run as it was found."""
+        return RenderCancelled(rd, _read_state(rd) + 1) if resume else RenderCancelled(None, 0)
+
+    if cancel is not None and cancel.is_set():
+        raise cancelled_early()
     if video and not _have_av():  # (it made no video, and said nothing)
         from .video import _INSTALL
 
@@ -2211,8 +2234,8 @@ def render(
         job.backend = backend
         job.check_backend(progress)
     _stop_if_asked()  # a render_frames consumer that stopped while the model loaded
-    if cancel is not None and cancel.is_set():  # (nothing written yet)
-        raise RenderCancelled(None, 0)
+    if cancel is not None and cancel.is_set():
+        raise cancelled_early()
     # one render per run folder at a time: a second process (the same job started twice,
     # or a resume while the first still runs) would write the same frames and state
     with _RunLock(rd) as lock:
@@ -2371,7 +2394,8 @@ def render(
             (a ``cancel`` set meanwhile stops that)."""
             if encoder is not None and not finish:
                 encoder.abandon()
-            writer.close()
+            # (a writer waiting on a full encoder queue drains up to ten frames' encoding)
+            writer.close(poll if finish and encoder is not None and cancel is not None else None)
             if encoder is not None and finish:
                 if progress and tracker is not None and tracker.behind:
                     # every frame made, the video still catching up: a bar, not a silence
@@ -2436,14 +2460,24 @@ def render(
             stop(finish=True)
             if encoder is not None:
                 _record_video(rd, _video_path(rd, settings))
-        except BaseException:
+        except BaseException as e:
             # Ctrl-C, a failing backend or stage, or a consumer that stopped early: flush what
             # was generated (resume continues from it) and let the original error through
             try:
                 stop(finish=False)
             except StageError:
-                pass
-            raise
+                if isinstance(e, RenderCancelled):  # a failure (a full disk), not only that
+                    raise
+            if not isinstance(e, RenderCancelled):
+                raise
+            if encoder is None or not encoder.completed:
+                # the frames the writer saved (those handed to it were counted)
+                cancelled = RenderCancelled(rd, _read_state(rd) + 1)
+                raise cancelled.with_traceback(e.__traceback__) from None
+            # the cancel came as the encoder finished the video, which it then did (its
+            # final flush is waited for): the render is whole, and said so (from a review:
+            # a resume encoded the whole video again, the run not knowing it had one)
+            _record_video(rd, _video_path(rd, settings))
         _drift_plot(rd)
         made = encode or video_kept
         return RenderResult(rd, job.n, _video_path(rd, settings) if made else None)

@@ -126,27 +126,78 @@ fn claim<T: Element, D: Dimension>(
         a.strides(),
         std::mem::size_of::<T>(),
     );
-    claim_range(range, write)
+    claim_ranges(&[range], write)
 }
 
-fn claim_range((start, end): (usize, usize), write: bool) -> Result<Claim, Refused> {
+/// One claim on the byte ranges `ranges` (the pieces of one array).
+fn claim_ranges(ranges: &[(usize, usize)], write: bool) -> Result<Claim, Refused> {
     let mut r = record();
-    let clash = start < end
-        && r.uses
-            .iter()
-            .any(|u| (write || u.write) && u.start < end && start < u.end);
+    let clash = ranges.iter().any(|&(start, end)| {
+        start < end
+            && r.uses
+                .iter()
+                .any(|u| (write || u.write) && u.start < end && start < u.end)
+    });
     if clash {
         return Err(Refused::InUse);
     }
     let id = r.next_id;
     r.next_id += 1;
-    r.uses.push(Use {
-        id,
-        start,
-        end,
-        write,
-    });
+    for &(start, end) in ranges {
+        r.uses.push(Use {
+            id,
+            start,
+            end,
+            write,
+        });
+    }
     Ok(Claim { id, key: r.key })
+}
+
+/// At most this many pieces are claimed one by one (see [`pieces`]).
+const MAX_PIECES: usize = 256;
+
+/// The byte ranges of an array's memory as the pieces its outer axes cut it into,
+/// each piece the contiguous block of its inner axes (one frame of a batch taken
+/// every other frame), where there are at most [`MAX_PIECES`]; else the one range
+/// from its lowest to its highest byte. From a review: `frames[0::2]`, claimed by
+/// its whole span, clashed with a call writing `frames[1]`, which it does not touch.
+fn pieces(base: usize, shape: &[usize], strides: &[isize], item: usize) -> Vec<(usize, usize)> {
+    let whole = byte_range(base, shape, strides, item);
+    if shape.contains(&0) {
+        return vec![whole];
+    }
+    // the inner axes that lie C-contiguous: one block of `block` bytes
+    let (mut k, mut block) = (shape.len(), item);
+    while k > 0 && (shape[k - 1] == 1 || strides[k - 1] == block as isize) {
+        block = block.saturating_mul(shape[k - 1]);
+        k -= 1;
+    }
+    let count = shape[..k]
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .unwrap_or(usize::MAX);
+    if count <= 1 || count > MAX_PIECES {
+        return vec![whole];
+    }
+    let mut out = Vec::with_capacity(count);
+    let mut index = vec![0usize; k];
+    for _ in 0..count {
+        let offset = index.iter().zip(strides).fold(0isize, |o, (&i, &s)| {
+            o.wrapping_add((i as isize).wrapping_mul(s))
+        });
+        let start = base.wrapping_add_signed(offset);
+        out.push((start, start.wrapping_add(block)));
+        // the next index, last axis fastest
+        for axis in (0..k).rev() {
+            index[axis] += 1;
+            if index[axis] < shape[axis] {
+                break;
+            }
+            index[axis] = 0;
+        }
+    }
+    out
 }
 
 /// An array this call reads, claimed for reading.
@@ -253,8 +304,8 @@ pub fn _reading(array: &Bound<'_, PyUntypedArray>, arg: &str) -> PyResult<Readin
     // SAFETY: a live array object; its data pointer is only used as a number
     let base = unsafe { (*npyffi::_PyArray_GET_ITEM_DATA(array.as_array_ptr())).data } as usize;
     let item = array.dtype().itemsize();
-    let range = byte_range(base, array.shape(), array.strides(), item);
-    let claim = claim_range(range, false).map_err(|_| read_refused(arg))?;
+    let ranges = pieces(base, array.shape(), array.strides(), item);
+    let claim = claim_ranges(&ranges, false).map_err(|_| read_refused(arg))?;
     Ok(Reading {
         claim: Mutex::new(Some(claim)),
     })
