@@ -2087,7 +2087,9 @@ def render(
     is finished: the render then stops after the frame (or plan render) under way,
     saves what it made, as an interrupted run does, and raises :class:`RenderCancelled`
     (its ``frames``: the frames saved; a resume goes on from them). A model already
-    loading, and an encoder's final flush under way, are waited for."""
+    loading, and an encoder's final flush under way, are waited for: a video that flush
+    completes is kept, and the render returns as a finished one. A failure beside the
+    cancel (a full disk) is raised in its place."""
     _check_options(stages, stop_after, cancel)  # before the model loads
     if resume:
         if run_dir is None and isinstance(settings, Settings):
