@@ -14,20 +14,12 @@ pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
+from test_render import JOB  # noqa: E402 (its small job)
+
 from loopwave.backends import smoke_backend  # noqa: E402
 from loopwave.plan import _read_png  # noqa: E402
 from loopwave.render import RenderCancelled, render, render_frames  # noqa: E402
 from loopwave.settings import Settings  # noqa: E402
-
-JOB = {
-    "version": 1,
-    "render": {"frames": 7, "width": 64, "height": 64, "steps": "0: (4)", "seed": 5},
-    "denoise": {"frames_per_wave": 4, "base": 0.3, "amplitude": 0.3},
-    "colour": {"mode": "plan", "keyframe_every": 3, "renders": 2},
-    "motion": {"zoom": "0: (1.0), 4: (1.02)"},
-    "interpolation": {"factor": 2, "backend": "blend"},
-    "prompts": {"0": "a forest --neg blur", "3": "a castle (stone:@wave_completed(0.5, 1.5))"},
-}
 
 
 @pytest.fixture(scope="module")
