@@ -167,39 +167,49 @@ def test_a_cancel_after_the_last_frame_leaves_the_video_to_the_resume(
 
 
 class _SlowVideo:
-    """Makes the video's writes slow (0.3 s a frame, 3.9 s for the 13 of a run's
-    video), and sets ``cancel`` 0.1 s after the encoder stage is first waited for by the
-    method ``waited`` (``close`` with a poll, or ``wait``); ``at`` is then the frames
-    written so far."""
+    """Makes the video's writes slow (0.3 s a frame, 3.9 s for the 13 of a run's video),
+    and sets ``cancel`` 0.1 s after the encoder stage is first waited for by the method
+    ``waited`` (``close`` with a poll, or ``wait``). From then on each write waits (up to
+    10 s) for the stage to be abandoned, so the count does not hang on how soon a loaded
+    host runs the render's thread: ``at`` is the frames written when the cancel is set."""
 
     def __init__(self, monkeypatch, waited):
         import loopwave.render as lr
         from loopwave.video import VideoWriter
 
         self.cancel, self.written, self.at = threading.Event(), [], None
+        self.stage = None
         write, method = VideoWriter.write, getattr(lr._Stage, waited)
 
         def slow_write(writer, frames):
             time.sleep(0.3)
-            self.written.append(1)
+            seen = True
+            if self.cancel.is_set() and self.stage is not None:
+                seen = self.stage._abandoned.wait(10)
+            self.written.append(int(seen))  # (0: the render never looked)
             return write(writer, frames)
 
+        def cancel():
+            self.at = len(self.written)
+            self.cancel.set()
+
         def waiting(stage, *args, **kw):
-            if stage.name == "encoding" and self.at is None and (args or kw or waited == "wait"):
-                self.at = len(self.written)
-                threading.Timer(0.1, self.cancel.set).start()
+            if stage.name == "encoding" and self.stage is None and (args or kw or waited == "wait"):
+                self.stage = stage
+                threading.Timer(0.1, cancel).start()
             return method(stage, *args, **kw)
 
         monkeypatch.setattr(VideoWriter, "write", slow_write)
         monkeypatch.setattr(lr._Stage, waited, waiting)
 
     def check(self):
-        # stopped at the encoder's next frame: the item under way (a frame and its
-        # in-between) ends, and the cancel is seen within a quarter second
-        assert self.at is not None and len(self.written) <= self.at + 4 < 13, (
+        # stopped at the encoder's next frame: the write under way, and the rest of the
+        # item under way (a frame and its in-between), end
+        assert self.at is not None and len(self.written) <= self.at + 3 < 13, (
             self.at,
             len(self.written),
         )
+        assert 0 not in self.written
 
 
 def test_a_cancel_while_the_encoder_finishes_stops_it(tmp_path, backend, monkeypatch):
@@ -302,7 +312,10 @@ def test_anything_with_is_set_is_a_cancel(tmp_path, backend):
 
 def test_the_error_pickles_with_its_fields(tmp_path):
     e = pickle.loads(pickle.dumps(RenderCancelled(tmp_path / "run", 4)))
-    assert (e.run_dir, e.frames) == (tmp_path / "run", 4)
+    assert (e.run_dir, e.frames, e.started) == (tmp_path / "run", 4, True)
+    early = pickle.loads(pickle.dumps(RenderCancelled(tmp_path, 2, started=False)))
+    assert (early.run_dir, early.frames, early.started) == (tmp_path, 2, False)
+    assert str(early) == str(RenderCancelled(tmp_path, 2, started=False))
     assert str(e).startswith(f"render cancelled with 4 frames saved in {tmp_path / 'run'}; ")
     assert str(RenderCancelled(tmp_path, 1)).startswith("render cancelled with 1 frame saved")
 
@@ -340,19 +353,31 @@ def test_a_cancel_while_the_encoder_process_finishes_stops_it(tmp_path, backend,
     assert videos(rd) == [] and last_recorded(rd) == 6
 
 
-def _slow_writes(monkeypatch, seconds=0.3):
-    """The video's frames written ``seconds`` apart; the list counts them."""
+def _slow_writes(monkeypatch, seconds=0.3, cancel=None):
+    """The video's frames written ``seconds`` apart; the list counts them. With
+    ``cancel``: once it is set, each write waits (up to 10 s) for a stage to be
+    abandoned, so the count does not hang on how soon a loaded host runs the render;
+    a write whose wait ran out is counted as 0 (the render never looked)."""
+    import loopwave.render as lr
     from loopwave.video import VideoWriter
 
     written: list[int] = []
-    write = VideoWriter.write
+    write, abandon = VideoWriter.write, lr._Stage.abandon
+    abandoned = threading.Event()
 
     def slow_write(writer, frames):
         time.sleep(seconds)
-        written.append(1)
+        seen = abandoned.wait(10) if cancel is not None and cancel.is_set() else True
+        written.append(int(seen))
         return write(writer, frames)
 
+    def abandoning(stage):
+        stage._abandoned.set()  # (before the writes go on: they must see it)
+        abandoned.set()
+        return abandon(stage)
+
     monkeypatch.setattr(VideoWriter, "write", slow_write)
+    monkeypatch.setattr(lr._Stage, "abandon", abandoning)
     return written
 
 
@@ -392,8 +417,8 @@ def test_a_cancel_at_the_last_frame_does_not_wait_for_the_writer_to_drain(
     """From a review: the render drained its writer into a full encoder queue before it
     looked at the cancel: up to ten frames' encoding (minutes with RIFE at 4K)."""
     pytest.importorskip("av")
-    written = _slow_writes(monkeypatch)
     cancel = threading.Event()
+    written = _slow_writes(monkeypatch, cancel=cancel)
     at: list[int] = []
 
     def on_frame(i, frame):
@@ -407,8 +432,9 @@ def test_a_cancel_at_the_last_frame_does_not_wait_for_the_writer_to_drain(
             Settings.from_dict(LONG), run_dir=rd, backend=backend, progress=False,
             on_frame=on_frame, cancel=cancel,
         )  # fmt: skip
-    # the item under way (a frame and its in-between) ends; 23 frames were to be written
-    assert len(written) <= at[0] + 4 < 23, (at, len(written))
+    # the write under way and the frames the encoder already holds end (4 here, always:
+    # the writes wait for the abandon); 23 frames were to be written
+    assert len(written) <= at[0] + 4 < 23 and 0 not in written, (at, written)
     assert len(frames_of(rd)) == 12 and videos(rd) == []
 
 
@@ -475,7 +501,67 @@ def test_a_resume_cancelled_before_it_starts_names_its_run(tmp_path, backend):
     render(s, run_dir=rd, backend=backend, progress=False, video=False, stop_after=3)
     cancel = threading.Event()
     cancel.set()
-    with pytest.raises(RenderCancelled, match="with 4 frames saved in") as e:
+    with pytest.raises(RenderCancelled) as e:
         render(None, run_dir=rd, resume=True, backend=backend, progress=False, cancel=cancel)
-    assert (e.value.run_dir, e.value.frames) == (rd.absolute(), 4)
+    assert (e.value.run_dir, e.value.frames, e.value.started) == (rd.absolute(), 4, False)
+    assert str(e.value) == (
+        f"render cancelled before it started; nothing was written (the run in "
+        f"{rd.absolute()} is as it was)"
+    )
     assert last_recorded(rd) == 3
+
+
+def test_an_encoder_failure_in_its_final_flush_beside_a_cancel_is_reported(
+    tmp_path, backend, monkeypatch
+):
+    """From a review: the encoder's own failure as it finished the video (a full disk)
+    was dropped where a cancel came meanwhile, and reported as a plain cancel."""
+    import errno as errno_
+
+    import loopwave.render as lr
+    from loopwave.video import VideoWriter
+
+    pytest.importorskip("av")
+    cancel = threading.Event()
+    close = VideoWriter.close
+
+    def failing(writer):
+        cancel.set()
+        time.sleep(0.6)  # (the render sees the cancel meanwhile)
+        close(writer)
+        raise OSError(errno_.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(VideoWriter, "close", failing)
+    rd = tmp_path / "run"
+    with pytest.raises(lr.StageError, match="No space left on device"):
+        render(Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False, cancel=cancel)
+    assert last_recorded(rd) == 6
+
+
+def test_a_cancel_as_the_encoder_process_finishes_keeps_its_video(tmp_path, backend, monkeypatch):
+    """The process stage's counterpart of the kept flush above: a child that has
+    finished the video (exited 0 after the end was sent) when the cancel is seen has
+    its video recorded, and the render returns whole. Its first wait stands in for the
+    moment: it waits for the child's exit, then sets the cancel and says "not yet"."""
+    pytest.importorskip("av")
+    import loopwave.render as lr
+
+    cancel = threading.Event()
+    wait = lr._ProcessStage.wait
+
+    def late(stage, timeout):
+        if not cancel.is_set():
+            stage.p.wait(60)
+            cancel.set()
+            return False
+        return wait(stage, timeout)
+
+    monkeypatch.setattr(lr._ProcessStage, "wait", late)
+    rd = tmp_path / "run"
+    r = render(
+        Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False,
+        stages="process", cancel=cancel,
+    )  # fmt: skip
+    assert cancel.is_set() and r.video == rd.absolute() / "morph.mp4"
+    assert videos(rd) == ["morph.mp4"] and (rd / "drift.png").exists()
+    assert "video" in json.loads((rd / "state.json").read_text())

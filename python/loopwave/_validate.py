@@ -238,7 +238,9 @@ def per_frame_values(
     x: Any, arg: str, n: int, *, low: float, high: float, low_open: bool
 ) -> np.ndarray:
     """A scalar or one value per frame, finite and within bounds, as float64."""
-    per_frame = f"{n} numbers (one per frame)" if n != 1 else "a sequence of one (the one frame's)"
+    per_frame = (
+        f"{n} numbers (one per frame)" if n != 1 else "a sequence of 1 number (one per frame)"
+    )
     arr = real_array(x, arg, f"a number or {per_frame}")
     if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] not in (1, n)):
         raise ValueError(f"{arg} must be a number or {per_frame}; got shape {arr.shape}")
@@ -256,13 +258,19 @@ def per_frame_values(
 
 def _given(x: Any, i: int, value: np.float64) -> str:
     """Value ``i`` of ``x`` for a message: as float64 has it, unless that is 0 where the
-    value given is not (from a review: a gamma of ``Decimal("1e-400")`` was "got 0.0")."""
+    value given is not (from a review: a gamma of ``Decimal("1e-400")`` was "got 0.0"),
+    then to six digits, exponent and all ("got 1e-400 (0 in float64)")."""
     if value == 0:
         with contextlib.suppress(TypeError, ValueError, ArithmeticError):
             given = np.asarray(x, dtype=object).reshape(-1)
             original = given[i if given.size > 1 else 0]
             if original != 0:
-                return f"{original!s:.40} (0 in float64)"
+                if isinstance(original, numbers.Rational):  # (a Fraction's text is long)
+                    top, bottom = int(original.numerator), int(original.denominator)
+                    exact = decimal.Decimal(top) / decimal.Decimal(bottom)
+                else:
+                    exact = decimal.Decimal(str(original))
+                return f"{exact:.6g} (0 in float64)"
     return f"{value}"
 
 

@@ -986,13 +986,17 @@ class StageError(RuntimeError):
 class RenderCancelled(Exception):
     """The render stopped because its ``cancel`` event was set (see :func:`render`).
 
-    ``run_dir``: the run folder (None where the render had not started one);
-    ``frames``: the frames saved there, which a resume continues from."""
+    ``run_dir``: the run folder (None where a new run had not made one); ``frames``:
+    the frames saved there, which a resume continues from (for a resume cancelled
+    before it started, those its state records); ``started``: False where the render
+    was cancelled before it wrote anything."""
 
-    def __init__(self, run_dir: Path | None, frames: int) -> None:
-        self.run_dir, self.frames = run_dir, frames
-        if run_dir is None:
+    def __init__(self, run_dir: Path | None, frames: int, *, started: bool = True) -> None:
+        self.run_dir, self.frames, self.started = run_dir, frames, started
+        if run_dir is None or not started:
             said = "before it started; nothing was written"
+            if run_dir is not None:
+                said += f" (the run in {run_dir} is as it was)"
         else:
             made = f"{frames} frame{'s' * (frames != 1)} saved"
             said = (
@@ -1002,7 +1006,7 @@ class RenderCancelled(Exception):
         super().__init__(f"render cancelled {said}")
 
     def __reduce__(self) -> tuple[Any, ...]:  # (pickled across processes, as errors are)
-        return (type(self), (self.run_dir, self.frames))
+        return (functools.partial(type(self), started=self.started), (self.run_dir, self.frames))
 
 
 class _Abandoned(Exception):
@@ -1143,7 +1147,9 @@ class _Stage:
         if self.error is not None:
             raise StageError(f"{self.name} failed: {error_text(self.error)}") from self.error
 
-    def put(self, item: Any) -> None:
+    def put(self, item: Any, poll: Callable[[], None] | None = None) -> None:
+        """Queue ``item``, waiting for room; ``poll`` is called while it waits (as in
+        :meth:`close`)."""
         while True:
             # abandoned, also while this waited for room: dropped (a writer waiting here on
             # a full encoder queue failed with "stopped before the end of the frames", and
@@ -1157,14 +1163,15 @@ class _Stage:
                 self.q.put(item, timeout=0.1)
                 return
             except queue.Full:
-                continue
+                if poll is not None:
+                    poll()
 
     def close(self, poll: Callable[[], None] | None = None) -> None:
         """Wait for the stage to finish everything put so far; raise its error if it
         failed. ``poll`` is called every quarter second while it waits (it may raise:
         a cancelled render)."""
         if self.error is None and self._alive():
-            self.put(_END)
+            self.put(_END, poll)  # (a writer's queue, full behind a full encoder queue)
         while not self._finished.wait(None if poll is None else 0.25):
             assert poll is not None
             poll()
@@ -2087,9 +2094,11 @@ def render(
     is finished: the render then stops after the frame (or plan render) under way,
     saves what it made, as an interrupted run does, and raises :class:`RenderCancelled`
     (its ``frames``: the frames saved; a resume goes on from them). A model already
-    loading, and an encoder's final flush under way, are waited for: a video that flush
-    completes is kept, and the render returns as a finished one. A failure beside the
-    cancel (a full disk) is raised in its place."""
+    loading, and an encoder thread's final flush under way, are waited for: a video that
+    flush completes is kept, and the render returns as a finished one (with
+    ``stages="process"`` the encoder process is stopped at once, its partial video
+    removed: a resume encodes again). A failure beside the cancel (a full disk) is raised
+    in its place."""
     _check_options(stages, stop_after, cancel)  # before the model loads
     if resume:
         if run_dir is None and isinstance(settings, Settings):
@@ -2193,7 +2202,9 @@ def render(
 
     def cancelled_early() -> RenderCancelled:
         """Before this render has written anything: a resume's run as it was found."""
-        return RenderCancelled(rd, _read_state(rd) + 1) if resume else RenderCancelled(None, 0)
+        if not resume:
+            return RenderCancelled(None, 0, started=False)
+        return RenderCancelled(rd, _read_state(rd) + 1, started=False)
 
     if cancel is not None and cancel.is_set():
         raise cancelled_early()
@@ -2472,6 +2483,8 @@ def render(
                     raise
             if not isinstance(e, RenderCancelled):
                 raise
+            if isinstance(encoder, _Stage) and encoder.error is not None:
+                encoder._check()  # its failure (a full disk in its final flush), not the cancel
             if encoder is None or not encoder.completed:
                 # the frames the writer saved (those handed to it were counted)
                 cancelled = RenderCancelled(rd, _read_state(rd) + 1)
