@@ -1158,6 +1158,8 @@ class _Stage:
                 return
             self._check()
             if not self._alive():
+                if self._abandoned.is_set():  # (abandoned since the look above: a review)
+                    return
                 raise StageError(f"{self.name} stopped before the end of the frames")
             try:
                 self.q.put(item, timeout=0.1)
@@ -2096,9 +2098,9 @@ def render(
     (its ``frames``: the frames saved; a resume goes on from them). A model already
     loading, and an encoder thread's final flush under way, are waited for: a video that
     flush completes is kept, and the render returns as a finished one (with
-    ``stages="process"`` the encoder process is stopped at once, its partial video
-    removed: a resume encodes again). A failure beside the cancel (a full disk) is raised
-    in its place."""
+    ``stages="process"`` an encoder process still finishing is stopped at once, its
+    partial video removed: a resume encodes again). A failure beside the cancel (a full
+    disk) in the writer or the encoder thread is raised in its place."""
     _check_options(stages, stop_after, cancel)  # before the model loads
     if resume:
         if run_dir is None and isinstance(settings, Settings):
