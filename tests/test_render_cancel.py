@@ -393,6 +393,16 @@ def _slow_writes(monkeypatch, seconds=0.3, cancel=None):
     return written
 
 
+def _cancelled(job, rd, backend, on_frame, cancel, *, saved):
+    """Render ``job`` into ``rd`` with ``on_frame`` and ``cancel``; it must be cancelled
+    with ``saved`` frames saved."""
+    with pytest.raises(RenderCancelled, match=f"with {saved} frames saved"):
+        render(
+            Settings.from_dict(job), run_dir=rd, backend=backend, progress=False,
+            on_frame=on_frame, cancel=cancel,
+        )  # fmt: skip
+
+
 LONG = {**JOB, "render": {**JOB["render"], "frames": 12}, "colour": {"mode": "first"}}
 
 
@@ -453,11 +463,7 @@ def test_a_cancel_at_the_last_frame_does_not_wait_for_the_writer_to_drain(
 
     job = {**LONG, "render": {**LONG["render"], "frames": 16}}
     rd = tmp_path / "run"
-    with pytest.raises(RenderCancelled, match="with 16 frames saved"):
-        render(
-            Settings.from_dict(job), run_dir=rd, backend=backend, progress=False,
-            on_frame=on_frame, cancel=cancel,
-        )  # fmt: skip
+    _cancelled(job, rd, backend, on_frame, cancel, saved=16)
     assert full == [True]  # (the case under test)
     # the write under way and the frames the encoder already holds end (4 here, always:
     # the writes wait for the abandon); 31 frames were to be written
@@ -630,10 +636,6 @@ def test_a_writer_that_finds_the_encoder_just_abandoned_drops_its_frame(
             cancel.set()
 
     rd = tmp_path / "run"
-    with pytest.raises(RenderCancelled, match="with 11 frames saved"):
-        render(
-            Settings.from_dict(LONG), run_dir=rd, backend=backend, progress=False,
-            on_frame=on_frame, cancel=cancel,
-        )  # fmt: skip
+    _cancelled(LONG, rd, backend, on_frame, cancel, saved=11)
     assert inside.is_set()  # (the case under test)
     assert len(frames_of(rd)) == 11 and last_recorded(rd) == 10
