@@ -190,9 +190,14 @@ class _SlowVideo:
 
         self.cancel, self.written, self.at = threading.Event(), [], None
         self.stage = None
+        armed = threading.Event()  # the render waits for the encoder: writes may go on
         write, method = VideoWriter.write, getattr(lr._Stage, waited)
 
         def slow_write(writer, frames):
+            # (held until then: on a loaded host the render fell behind the encoder, which
+            # had written 11 of its 13 frames when the render came to wait for it; the
+            # run's 7 frames fit in the queues meanwhile)
+            armed.wait(30)
             time.sleep(0.3)
             seen = True
             if self.cancel.is_set() and self.stage is not None:
@@ -207,6 +212,7 @@ class _SlowVideo:
         def waiting(stage, *args, **kw):
             if stage.name == "encoding" and self.stage is None and (args or kw or waited == "wait"):
                 self.stage = stage
+                armed.set()
                 threading.Timer(0.1, cancel).start()
             return method(stage, *args, **kw)
 
@@ -365,11 +371,12 @@ def test_a_cancel_while_the_encoder_process_finishes_stops_it(tmp_path, backend,
     assert videos(rd) == [] and last_recorded(rd) == 6
 
 
-def _slow_writes(monkeypatch, seconds=0.3, cancel=None):
+def _slow_writes(monkeypatch, seconds=0.3, cancel=None, held=False):
     """The video's frames written ``seconds`` apart; the list counts them. With
     ``cancel``: once it is set, each write waits (up to 10 s) for a stage to be
     abandoned, so the count does not hang on how soon a loaded host runs the render;
-    a write whose wait ran out is counted as 0 (the render never looked)."""
+    a write whose wait ran out is counted as 0 (the render never looked). ``held``:
+    no write before the cancel is set (up to 30 s)."""
     import loopwave.render as lr
     from loopwave.video import VideoWriter
 
@@ -378,6 +385,8 @@ def _slow_writes(monkeypatch, seconds=0.3, cancel=None):
     abandoned = threading.Event()
 
     def slow_write(writer, frames):
+        if held and cancel is not None:
+            cancel.wait(30)
         time.sleep(seconds)
         seen = abandoned.wait(10) if cancel is not None and cancel.is_set() else True
         written.append(int(seen))
@@ -437,39 +446,59 @@ def test_a_cancel_at_the_last_frame_does_not_wait_for_the_writer_to_drain(
     tmp_path, backend, monkeypatch
 ):
     """From a review: the render drained its writer into a full encoder queue before it
-    looked at the cancel: up to ten frames' encoding (minutes with RIFE at 4K)."""
+    looked at the cancel: up to ten frames' encoding (minutes with RIFE at 4K). The
+    video's writes are held until the cancel, so the encoder is behind however slow the
+    host; the run's 8 frames fit in the queues meanwhile."""
     pytest.importorskip("av")
-    import loopwave.render as lr
-
     cancel = threading.Event()
-    # the encoder the slowest (2 s a frame), so the writer's own queue is full behind it
-    # when the render closes it (from a review: that close waited without a look)
-    written = _slow_writes(monkeypatch, seconds=1.0, cancel=cancel)
-    at: list[int] = []
-    full: list[bool] = []
-    close = lr._Stage.close
-
-    def closing(stage, poll=None):
-        if stage.name == "saving frames" and not full:
-            full.append(stage.q.full())
-        return close(stage, poll)
-
-    monkeypatch.setattr(lr._Stage, "close", closing)
+    written = _slow_writes(monkeypatch, cancel=cancel, held=True)
 
     def on_frame(i, frame):
-        if i == 15:
-            at.append(len(written))
+        if i == 7:
             cancel.set()
 
-    job = {**LONG, "render": {**LONG["render"], "frames": 16}}
+    job = {**LONG, "render": {**LONG["render"], "frames": 8}}
     rd = tmp_path / "run"
-    _cancelled(job, rd, backend, on_frame, cancel, saved=16)
-    assert full == [True]  # (the case under test)
-    # the write under way and the frames the encoder already holds end (4 here, always:
-    # the writes wait for the abandon); 31 frames were to be written
-    bound = at[0] + 4 + _in_flight_writes()
-    assert len(written) <= bound and at[0] + 4 < 31 and 0 not in written, (at, written)
-    assert len(frames_of(rd)) == 16 and videos(rd) == []
+    _cancelled(job, rd, backend, on_frame, cancel, saved=8)
+    # the frames the encoder already holds end (4 here: the writes wait for the abandon);
+    # 15 frames were to be written
+    assert len(written) <= 4 + _in_flight_writes() < 15 and 0 not in written, written
+    assert len(frames_of(rd)) == 8 and videos(rd) == []
+
+
+def test_a_stage_closing_onto_its_full_queue_looks_at_the_poll():
+    """From a review: the writer's close put its end marker into its own full queue
+    (behind a full encoder queue) without looking at the cancel, so the drain waited."""
+    import loopwave.render as lr
+
+    release = threading.Event()
+
+    def work(items):
+        release.wait(30)
+        for _ in items:
+            pass
+
+    stage = lr._Stage("saving frames", work, maxsize=2)
+    stage.put(1)
+    stage.put(2)  # full: the work holds
+
+    class Stopped(Exception):
+        pass
+
+    def poll():
+        raise Stopped
+
+    timer = threading.Timer(10, release.set)  # (a close that never looks ends after 10 s)
+    timer.start()
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(Stopped):
+            stage.close(poll)
+        assert time.monotonic() - t0 < 5
+    finally:
+        release.set()
+        timer.cancel()
+        stage.abandon()
 
 
 def test_a_cancel_during_the_final_flush_keeps_the_finished_video(tmp_path, backend, monkeypatch):
