@@ -668,3 +668,71 @@ def test_a_writer_that_finds_the_encoder_just_abandoned_drops_its_frame(
     _cancelled(LONG, rd, backend, on_frame, cancel, saved=11)
     assert inside.is_set()  # (the case under test)
     assert len(frames_of(rd)) == 11 and last_recorded(rd) == 10
+
+
+def _folder_at_the_video(rd):
+    """An on_frame that puts a folder at the video's name at the last frame: the encoder
+    finishes the video, then cannot rename it into place."""
+
+    def block(i, frame):
+        if i == 6:
+            (rd / "morph.mp4").mkdir()
+
+    return block
+
+
+def _a_whole_partial_video(rd):
+    from loopwave.video import VideoReader
+
+    assert videos(rd) == ["morph.mp4", "morph.partial.mp4"]  # (the first, the folder)
+    with VideoReader(rd / "morph.partial.mp4") as v:
+        assert v.frame_count == 13  # 7 frames, an in-between after each but the last
+
+
+@pytest.mark.parametrize("stages", ["thread", "process"])
+def test_a_finished_video_that_could_not_be_renamed_is_kept(tmp_path, backend, stages):
+    """From the Left alone list: with ``stages="process"``, the child's failure at the
+    rename (a folder at the video's name, made meanwhile) said "the finished video is
+    kept as morph.partial.mp4", and the renderer then deleted that video, as it does
+    the partial video of a child that died outright."""
+    pytest.importorskip("av")
+    import loopwave.render as lr
+
+    rd = tmp_path / "run"
+    with pytest.raises(lr.StageError, match=r"the finished video is kept as morph\.partial\.mp4"):
+        render(
+            Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False,
+            stages=stages, on_frame=_folder_at_the_video(rd),
+        )  # fmt: skip
+    _a_whole_partial_video(rd)
+    assert last_recorded(rd) == 6
+
+
+def test_an_encoder_process_failure_beside_a_cancel_is_reported(tmp_path, backend, monkeypatch):
+    """From the Left alone list: with ``stages="process"``, a child that failed by itself
+    as the cancel came (here at the rename of the finished video) was reported as a plain
+    cancel, and its finished video deleted. Its first wait stands in for the moment: it
+    waits for the child's exit, then sets the cancel and says "not yet"."""
+    pytest.importorskip("av")
+    import loopwave.render as lr
+
+    cancel = threading.Event()
+    wait = lr._ProcessStage.wait
+
+    def late(stage, timeout):
+        if not cancel.is_set():
+            assert stage.p.wait(60) == 1
+            cancel.set()
+            return False
+        return wait(stage, timeout)
+
+    monkeypatch.setattr(lr._ProcessStage, "wait", late)
+    rd = tmp_path / "run"
+    with pytest.raises(lr.StageError, match=r"the finished video is kept as morph\.partial") as e:
+        render(
+            Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False,
+            stages="process", cancel=cancel, on_frame=_folder_at_the_video(rd),
+        )  # fmt: skip
+    assert isinstance(e.value.__context__, RenderCancelled)  # (met beside the cancel)
+    _a_whole_partial_video(rd)
+    assert last_recorded(rd) == 6

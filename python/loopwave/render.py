@@ -1892,6 +1892,16 @@ class _ProcessStage:
         """The child has finished the video: sent the end, it exited by itself, with 0."""
         return self._ended and self.p.poll() == 0
 
+    @property
+    def error(self) -> StageError | None:
+        """The child's failure, once it is known (raised by :meth:`put` or :meth:`close`,
+        or found by :meth:`abandon`: one beside a cancel, raised in its place)."""
+        return self._error
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
     def wait(self, timeout: float) -> bool:
         """Whether the child has exited, waiting up to ``timeout`` seconds."""
         try:
@@ -1908,10 +1918,12 @@ class _ProcessStage:
         assert self.p.stdout is not None
         msg = self.p.stdout.read().decode(errors="replace").strip()
         self.p.stdout.close()
-        # a killed child could not remove it (an error here hid the child's report)
-        with contextlib.suppress(OSError):
-            self._partial.unlink(missing_ok=True)
         if not msg:
+            # a killed child could not remove it (an error here hid the child's report);
+            # one that reported its failure removed its own, or kept it and said so ("the
+            # finished video is kept as NAME.partial.mp4", which was deleted here)
+            with contextlib.suppress(OSError):
+                self._partial.unlink(missing_ok=True)
             try:
                 how = f"was killed by {signal.Signals(-rc).name}" if rc < 0 else ""
             except ValueError:
@@ -1981,7 +1993,10 @@ class _ProcessStage:
                 self.p.kill()
         else:  # a write is stuck on a child that stopped reading: it is only the video
             self.p.kill()
-        if self.p.wait() != 0:
+        rc = self.p.wait()
+        if rc > 0:  # it failed by itself: its error (see error); its files are its own
+            self._failure()
+        elif rc < 0:  # killed: it could not remove its partial video
             with contextlib.suppress(OSError):
                 self._partial.unlink(missing_ok=True)
         # the stuck write fails at once on the dead child; its thread only needs a turn
@@ -2100,7 +2115,7 @@ def render(
     flush completes is kept, and the render returns as a finished one (with
     ``stages="process"`` an encoder process still finishing is stopped at once, its
     partial video removed: a resume encodes again). A failure beside the cancel (a full
-    disk) in the writer or the encoder thread is raised in its place."""
+    disk) in the writer or the encoder, thread or process, is raised in its place."""
     _check_options(stages, stop_after, cancel)  # before the model loads
     if resume:
         if run_dir is None and isinstance(settings, Settings):
@@ -2485,7 +2500,7 @@ def render(
                     raise
             if not isinstance(e, RenderCancelled):
                 raise
-            if isinstance(encoder, _Stage) and encoder.error is not None:
+            if encoder is not None and encoder.error is not None:
                 encoder._check()  # its failure (a full disk in its final flush), not the cancel
             if encoder is None or not encoder.completed:
                 # the frames the writer saved (those handed to it were counted)
