@@ -2217,13 +2217,16 @@ def render(
         if problem:
             raise ValueError(problem)
 
+    def asked_to_cancel() -> bool:
+        return cancel is not None and bool(cancel.is_set())
+
     def cancelled_early() -> RenderCancelled:
         """Before this render has written anything: a resume's run as it was found."""
         if not resume:
             return RenderCancelled(None, 0, started=False)
         return RenderCancelled(rd, _read_state(rd) + 1, started=False)
 
-    if cancel is not None and cancel.is_set():
+    if asked_to_cancel():
         raise cancelled_early()
     if video and not _have_av():  # (it made no video, and said nothing)
         from .video import _INSTALL
@@ -2264,7 +2267,7 @@ def render(
         job.backend = backend
         job.check_backend(progress)
     _stop_if_asked()  # a render_frames consumer that stopped while the model loaded
-    if cancel is not None and cancel.is_set():
+    if asked_to_cancel():
         raise cancelled_early()
     # one render per run folder at a time: a second process (the same job started twice,
     # or a resume while the first still runs) would write the same frames and state
@@ -2373,7 +2376,7 @@ def render(
 
                     def keyframe(k: int, v: int) -> np.ndarray:
                         _stop_if_asked()
-                        if cancel is not None and cancel.is_set():
+                        if asked_to_cancel():
                             raise RenderCancelled(rd, last + 1)
                         img = job.generate(first, k, c["keyframe_strength"], v)
                         plan_bar.update()
@@ -2416,7 +2419,7 @@ def render(
 
         def poll() -> None:
             """Raise RenderCancelled where ``cancel`` is set, every frame saved."""
-            if cancel is not None and cancel.is_set():
+            if asked_to_cancel():
                 raise RenderCancelled(rd, job.n)
 
         def stop(finish: bool) -> None:
@@ -2460,7 +2463,7 @@ def render(
                 note=video_note,
             ) as bar:
                 for i in range(done, job.n):
-                    if cancel is not None and cancel.is_set():
+                    if asked_to_cancel():
                         raise RenderCancelled(rd, i)
                     t = target(i)
                     if i == 0:
