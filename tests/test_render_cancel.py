@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import signal
 import threading
 import time
 
@@ -339,16 +341,18 @@ def test_the_error_pickles_with_its_fields(tmp_path):
 
 
 def test_a_cancel_while_the_encoder_process_finishes_stops_it(tmp_path, backend, monkeypatch):
-    """``stages="process"``: the child finishing the video is stopped (killed: it has
-    been sent the end of the frames), its partial video removed. The child's encoder
-    cannot be slowed from here, so its first wait says at once that it is still busy,
-    as it is (it has just been sent the end: its encoder's flush, the rename and its
-    exit are still to come)."""
+    """``stages="process"``: a child still taking frames as it finishes the video (a
+    resume catching up: minutes) is stopped (killed: it has been sent the end of the
+    frames), its partial video removed. Its reports are dropped here, so it seems never
+    to have taken the last frame. The child's encoder cannot be slowed from here, so its
+    first wait says at once that it is still busy, as it is (it has just been sent the
+    end: its encoder's flush, the rename and its exit are still to come)."""
     pytest.importorskip("av")
     import loopwave.render as lr
 
     cancel = threading.Event()
     close, wait = lr._ProcessStage.close, lr._ProcessStage.wait
+    monkeypatch.setattr(lr._ProcessStage, "_read_reports", lambda stage, fd: os.close(fd))
 
     def closing(stage, poll=None):
         cancel.set()  # as the render starts waiting for the video
@@ -676,6 +680,12 @@ def _folder_at_the_video(rd):
 
     def block(i, frame):
         if i == 6:
+            # once the encoder has passed its look at the name, as it starts the video (a
+            # review: a child starved on a busy host looked later, and refused the folder)
+            deadline = time.monotonic() + 60
+            while not (rd / "morph.partial.mp4").exists():
+                assert time.monotonic() < deadline, "the encoder never started the video"
+                time.sleep(0.01)
             (rd / "morph.mp4").mkdir()
 
     return block
@@ -736,3 +746,120 @@ def test_an_encoder_process_failure_beside_a_cancel_is_reported(tmp_path, backen
     assert isinstance(e.value.__context__, RenderCancelled)  # (met beside the cancel)
     _a_whole_partial_video(rd)
     assert last_recorded(rd) == 6
+
+
+def _stopped_in_its_flush(monkeypatch, cancel, wait_for_it):
+    """Patch the encoder process's close: once the child has taken the last frame, it is
+    stopped (SIGSTOP), the cancel set, and the end sent; its first wait says "not yet"
+    at once, so the render sees the cancel while the child is still running. Later
+    waits go to ``wait_for_it(stage, timeout, real_wait)``. The list gets the child's
+    state (``poll()``) at the abandon's wait."""
+    import loopwave.render as lr
+
+    close, wait = lr._ProcessStage.close, lr._ProcessStage.wait
+    seen = []
+
+    def closing(stage, poll=None):
+        deadline = time.monotonic() + 60
+        while stage.taken < 7:
+            assert time.monotonic() < deadline, "the child never took the last frame"
+            time.sleep(0.01)
+        os.kill(stage.p.pid, signal.SIGSTOP)
+        cancel.set()
+        return close(stage, poll)
+
+    def waiting(stage, timeout):
+        if not seen:
+            seen.append("busy")
+            return False
+        seen.append(stage.p.poll())
+        return wait_for_it(stage, timeout, wait)
+
+    monkeypatch.setattr(lr._ProcessStage, "close", closing)
+    monkeypatch.setattr(lr._ProcessStage, "wait", waiting)
+    return seen
+
+
+def test_a_cancel_during_the_encoder_process_flush_keeps_its_video(tmp_path, backend, monkeypatch):
+    """From the Left alone list: with ``stages="process"``, a cancel while the child
+    finished the video killed it, even in its final flush (seconds), so a resume encoded
+    the whole video again, where the thread stage waits for its flush and keeps the
+    video. A child that has taken every frame is now waited for too. It is held stopped
+    for a second here, so the abandon meets it running."""
+    pytest.importorskip("av")
+
+    def resumed(stage, timeout, wait):
+        threading.Timer(1.0, stage.p.send_signal, (signal.SIGCONT,)).start()
+        return wait(stage, timeout)
+
+    cancel = threading.Event()
+    seen = _stopped_in_its_flush(monkeypatch, cancel, resumed)
+    rd = tmp_path / "run"
+    r = render(
+        Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False,
+        stages="process", cancel=cancel,
+    )  # fmt: skip
+    assert seen == ["busy", None]  # (the child still ran when the abandon waited)
+    assert r.video == rd.absolute() / "morph.mp4" and videos(rd) == ["morph.mp4"]
+    assert "video" in json.loads((rd / "state.json").read_text())
+
+
+def test_a_ctrl_c_while_the_abandon_waits_for_the_flush_stops_the_child(
+    tmp_path, backend, monkeypatch
+):
+    """A second Ctrl-C while the abandon waits for a child in its final flush kills it
+    and removes its partial video, as the abandon did before it waited."""
+    pytest.importorskip("av")
+    import loopwave.render as lr
+
+    children = []
+
+    def interrupted(stage, timeout, wait):
+        children.append(stage.p)
+        # (a child left running would stay stopped: the render would hang, not fail)
+        threading.Timer(5.0, stage.p.send_signal, (signal.SIGCONT,)).start()
+        raise KeyboardInterrupt
+
+    cancel = threading.Event()
+    seen = _stopped_in_its_flush(monkeypatch, cancel, interrupted)
+    rd = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        render(
+            Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False,
+            stages="process", cancel=cancel,
+        )  # fmt: skip
+    assert seen == ["busy", None] and children[0].returncode == -signal.SIGKILL
+    assert videos(rd) == [] and last_recorded(rd) == 6
+    with lr._RunLock(rd):  # (the killed child let go of the run's lock)
+        pass
+
+
+def test_a_stage_that_fails_as_a_put_looks_gives_its_own_error(monkeypatch):
+    """From a review: a stage that failed between ``put``'s look at its error and its look
+    at whether it still runs was reported as "stopped before the end of the frames",
+    its error (here a full disk) dropped. The producer is held after its first look
+    until the stage has failed."""
+    import loopwave.render as lr
+
+    go = threading.Event()
+
+    def work(items):
+        for _ in items:
+            go.wait(30)
+            raise OSError(28, "No space left on device")
+
+    stage = lr._Stage("encoding", work, maxsize=1)
+    stage.put(1)  # taken by the work, which fails once go is set
+    check, looks = lr._Stage._check, []
+
+    def held(self):
+        check(self)
+        if not looks:  # the first look: no error yet; the stage fails meanwhile
+            looks.append(self.error)
+            go.set()
+            assert self.wait(30)
+
+    monkeypatch.setattr(lr._Stage, "_check", held)
+    with pytest.raises(lr.StageError, match="No space left on device"):
+        stage.put(2)
+    assert looks == [None]

@@ -136,6 +136,39 @@ def test_an_encoder_process_failure_is_a_stage_error_with_its_message(tmp_path):
     assert not list(rd.glob("*.mp4"))  # no video, partial or not
 
 
+def _failed_by_itself(tmp_path):
+    """A process stage whose child failed on its second frame and has exited."""
+    rd = _run_dir(tmp_path, factor=1)
+    stage = _stage(rd)
+    _put(stage, np.zeros((64, 64, 3), np.uint8))
+    _put(stage, np.zeros((32, 64, 3), np.uint8))
+    assert stage.p.wait(60) == 1
+    return rd, stage
+
+
+def test_an_abandoned_encoder_process_that_had_failed_keeps_its_error(tmp_path):
+    """From a review: abandon() records the failure of a child that failed by itself
+    before it (raised in a cancel's place), not only one met in close()."""
+    rd, stage = _failed_by_itself(tmp_path)
+    stage.abandon()
+    assert stage.error is not None
+    assert str(stage.error).startswith("encoding failed: frames must keep one size")
+    assert _closed(stage) and not list(rd.glob("*.mp4"))
+
+
+def test_a_child_killed_after_its_report_keeps_its_report_and_files(tmp_path):
+    """A child killed by abandon() after it wrote its report (a narrow window: the
+    report says, say, that the finished video is kept as its partial file) failed by
+    itself: its report is its error, and its files are left as it left them. Here its
+    exit status is made a kill's, and a file stands in for the kept video."""
+    rd, stage = _failed_by_itself(tmp_path)
+    stage.p.returncode = -signal.SIGKILL
+    (rd / "morph.partial.mp4").write_bytes(b"kept")
+    stage.abandon()
+    assert str(stage.error).startswith("encoding failed: frames must keep one size")
+    assert (rd / "morph.partial.mp4").read_bytes() == b"kept"
+
+
 def test_an_abandoned_encoder_process_exits_and_drops_the_partial_video(tmp_path):
     rd = _run_dir(tmp_path)
     stage = _stage(rd)

@@ -1160,6 +1160,7 @@ class _Stage:
             if not self._alive():
                 if self._abandoned.is_set():  # (abandoned since the look above: a review)
                     return
+                self._check()  # (failed since the look above: its error, not this one)
                 raise StageError(f"{self.name} stopped before the end of the frames")
             try:
                 self.q.put(item, timeout=0.1)
@@ -1827,7 +1828,10 @@ class _ProcessStage:
         video: Path,
         nice: int = ENCODER_NICE,
         lock: _RunLock | None = None,
+        frames: int | None = None,
     ) -> None:
+        """``frames``: the render's frames, all of which a child in its final flush has
+        taken (:meth:`abandon` waits for that flush)."""
         import loopwave
 
         from .video import partial_path
@@ -1874,10 +1878,12 @@ class _ProcessStage:
             name="loopwave-encoder-reports",
             daemon=True,
         ).start()
+        self.frames = frames
         self._done = False
         self._ended = False  # END sent: the child is finishing the video
         self._lock = threading.Lock()  # one write at a time; abandon() waits for it
         self._error: StageError | None = None
+        self._said: str | None = None  # its report, once read (_report)
 
     def _read_reports(self, fd: int) -> None:
         """Follow the child's position until it exits (its end of the pipe closes)."""
@@ -1910,20 +1916,29 @@ class _ProcessStage:
             return False
         return True
 
+    def _report(self) -> str:
+        """The child's one-line report of its failure, read once it has exited ("": none).
+        Without one (killed, or died outright) its partial video is removed here: it could
+        not remove it (an error here hid the child's report). One that reported its failure
+        removed its own, or kept it and said so ("the finished video is kept as
+        NAME.partial.mp4", which was deleted here)."""
+        if self._said is None:
+            self.p.wait()
+            assert self.p.stdout is not None
+            self._said = self.p.stdout.read().decode(errors="replace").strip()
+            self.p.stdout.close()
+            if not self._said:
+                with contextlib.suppress(OSError):
+                    self._partial.unlink(missing_ok=True)
+        return self._said
+
     def _failure(self) -> StageError:
         """The child's error, once it has exited: its one-line report, or how it died."""
         if self._error is not None:
             return self._error
         rc = self.p.wait()
-        assert self.p.stdout is not None
-        msg = self.p.stdout.read().decode(errors="replace").strip()
-        self.p.stdout.close()
+        msg = self._report()
         if not msg:
-            # a killed child could not remove it (an error here hid the child's report);
-            # one that reported its failure removed its own, or kept it and said so ("the
-            # finished video is kept as NAME.partial.mp4", which was deleted here)
-            with contextlib.suppress(OSError):
-                self._partial.unlink(missing_ok=True)
             try:
                 how = f"was killed by {signal.Signals(-rc).name}" if rc < 0 else ""
             except ValueError:
@@ -1977,11 +1992,25 @@ class _ProcessStage:
     def abandon(self) -> None:
         """Stop the child; it drops the partial video (end of input without END). One
         that does not read its input or does not exit in time is killed (a frame write
-        waiting on it gives up), and its partial video removed here."""
+        waiting on it gives up), and its partial video removed here. A child sent the
+        end (a cancel or a Ctrl-C in :meth:`close`) that has taken every frame is in its
+        final flush, which is waited for (up to ``EXIT_WAIT``), as the thread stage waits
+        for its own: the video it finishes is kept (:attr:`completed`). One still taking
+        frames (a resume catching up: minutes) is killed."""
         assert self.p.stdin is not None and self.p.stdout is not None
         self._done = True
-        if self._ended:  # a Ctrl-C in close(): the child would finish the video, minutes
-            self.p.kill()
+        if self._ended:
+            try:
+                if self.frames is not None and self.taken >= self.frames:
+                    self.wait(self.EXIT_WAIT)
+            except BaseException:  # a second Ctrl-C: stopped, as before the wait
+                self.p.kill()
+                self.p.wait()
+                with contextlib.suppress(OSError):
+                    self._partial.unlink(missing_ok=True)
+                raise
+            if self.p.poll() is None:
+                self.p.kill()
         elif self._lock.acquire(timeout=self.WRITE_WAIT):
             try:
                 self.p.stdin.close()  # end of input: the child removes its partial video
@@ -1993,12 +2022,12 @@ class _ProcessStage:
                 self.p.kill()
         else:  # a write is stuck on a child that stopped reading: it is only the video
             self.p.kill()
+        # it failed by itself (or reported a failure, then was killed here before it
+        # exited): its error (see error), its files as it left them; killed here without
+        # a report, its partial video is removed (_report)
         rc = self.p.wait()
-        if rc > 0:  # it failed by itself: its error (see error); its files are its own
+        if rc != 0 and (self._report() or rc > 0):
             self._failure()
-        elif rc < 0:  # killed: it could not remove its partial video
-            with contextlib.suppress(OSError):
-                self._partial.unlink(missing_ok=True)
         # the stuck write fails at once on the dead child; its thread only needs a turn
         # on the CPU, which a loaded host may not give it within WRITE_WAIT
         if self._lock.acquire(timeout=self.EXIT_WAIT):
@@ -2111,11 +2140,12 @@ def render(
     is finished: the render then stops after the frame (or plan render) under way,
     saves what it made, as an interrupted run does, and raises :class:`RenderCancelled`
     (its ``frames``: the frames saved; a resume goes on from them). A model already
-    loading, and an encoder thread's final flush under way, are waited for: a video that
+    loading, and the encoder's final flush under way, are waited for: a video that
     flush completes is kept, and the render returns as a finished one (with
-    ``stages="process"`` an encoder process still finishing is stopped at once, its
-    partial video removed: a resume encodes again). A failure beside the cancel (a full
-    disk) in the writer or the encoder, thread or process, is raised in its place."""
+    ``stages="process"``, an encoder process that has taken every frame is waited for,
+    up to a minute; one still taking frames, a resume catching up, is stopped at once,
+    its partial video removed: a resume encodes again). A failure beside the cancel (a
+    full disk) in the writer or the encoder, thread or process, is raised in its place."""
     _check_options(stages, stop_after, cancel)  # before the model loads
     if resume:
         if run_dir is None and isinstance(settings, Settings):
@@ -2403,7 +2433,8 @@ def render(
         feed: _Feed | None = None
         if encode:
             if stages == "process":  # (its child reads frames back as _Feed does)
-                encoder = _ProcessStage(rd, done, _video_path(rd, settings), lock=lock)
+                video_at = _video_path(rd, settings)
+                encoder = _ProcessStage(rd, done, video_at, lock=lock, frames=job.n)
             else:
                 quit_ = threading.Event()  # set by abandon(): the stored frames stop too
                 # behind from the start on a resume: new frames are made meanwhile
