@@ -343,36 +343,31 @@ def test_the_error_pickles_with_its_fields(tmp_path):
 def test_a_cancel_while_the_encoder_process_finishes_stops_it(tmp_path, backend, monkeypatch):
     """``stages="process"``: a child still taking frames as it finishes the video (a
     resume catching up: minutes) is stopped (killed: it has been sent the end of the
-    frames), its partial video removed. Its reports are dropped here, so it seems never
-    to have taken the last frame. The child's encoder cannot be slowed from here, so its
-    first wait says at once that it is still busy, as it is (it has just been sent the
-    end: its encoder's flush, the rename and its exit are still to come)."""
+    frames), its partial video removed, not waited for. Its reports are held at 6 of the
+    7 frames here, so it seems not to have taken the last one (a review's mutant,
+    waiting from the sixth, fails this), and it is held stopped, so that it does not
+    finish meanwhile."""
     pytest.importorskip("av")
     import loopwave.render as lr
 
+    def short_of_the_last(stage, fd):
+        with open(fd, "rb") as f:
+            for line in f:
+                stage.taken = min(int(line.split()[0]), 6)
+
+    def waited(stage, timeout, wait):
+        raise AssertionError("a child still taking frames was waited for")
+
+    monkeypatch.setattr(lr._ProcessStage, "_read_reports", short_of_the_last)
     cancel = threading.Event()
-    close, wait = lr._ProcessStage.close, lr._ProcessStage.wait
-    monkeypatch.setattr(lr._ProcessStage, "_read_reports", lambda stage, fd: os.close(fd))
-
-    def closing(stage, poll=None):
-        cancel.set()  # as the render starts waiting for the video
-        return close(stage, poll)
-
-    def busy_once(stage, timeout):
-        if not getattr(stage, "_was_busy", False):
-            stage._was_busy = True
-            return False
-        return wait(stage, timeout)
-
-    monkeypatch.setattr(lr._ProcessStage, "close", closing)
-    monkeypatch.setattr(lr._ProcessStage, "wait", busy_once)
+    seen = _stopped_in_its_flush(monkeypatch, cancel, waited, taken=6)
     rd = tmp_path / "run"
     with pytest.raises(RenderCancelled, match="with 7 frames saved"):
         render(
             Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False,
             stages="process", cancel=cancel,
         )  # fmt: skip
-    assert videos(rd) == [] and last_recorded(rd) == 6
+    assert seen == ["busy"] and videos(rd) == [] and last_recorded(rd) == 6
 
 
 def _slow_writes(monkeypatch, seconds=0.3, cancel=None, held=False):
@@ -748,12 +743,12 @@ def test_an_encoder_process_failure_beside_a_cancel_is_reported(tmp_path, backen
     assert last_recorded(rd) == 6
 
 
-def _stopped_in_its_flush(monkeypatch, cancel, wait_for_it):
-    """Patch the encoder process's close: once the child has taken the last frame, it is
-    stopped (SIGSTOP), the cancel set, and the end sent; its first wait says "not yet"
-    at once, so the render sees the cancel while the child is still running. Later
-    waits go to ``wait_for_it(stage, timeout, real_wait)``. The list gets the child's
-    state (``poll()``) at the abandon's wait."""
+def _stopped_in_its_flush(monkeypatch, cancel, wait_for_it, taken=7):
+    """Patch the encoder process's close: once the child has taken the last frame (its
+    reports say ``taken``), it is stopped (SIGSTOP), the cancel set, and the end sent;
+    its first wait says "not yet" at once, so the render sees the cancel while the child
+    is still running. Later waits go to ``wait_for_it(stage, timeout, real_wait)``. The
+    list gets the child's state (``poll()``) at the abandon's wait."""
     import loopwave.render as lr
 
     close, wait = lr._ProcessStage.close, lr._ProcessStage.wait
@@ -761,7 +756,7 @@ def _stopped_in_its_flush(monkeypatch, cancel, wait_for_it):
 
     def closing(stage, poll=None):
         deadline = time.monotonic() + 60
-        while stage.taken < 7:
+        while stage.taken < taken:
             assert time.monotonic() < deadline, "the child never took the last frame"
             time.sleep(0.01)
         os.kill(stage.p.pid, signal.SIGSTOP)
@@ -780,6 +775,16 @@ def _stopped_in_its_flush(monkeypatch, cancel, wait_for_it):
     return seen
 
 
+def _resumed_after(seconds):
+    """A wait for ``_stopped_in_its_flush`` that lets the child go on after ``seconds``."""
+
+    def resumed(stage, timeout, wait):
+        threading.Timer(seconds, stage.p.send_signal, (signal.SIGCONT,)).start()
+        return wait(stage, timeout)
+
+    return resumed
+
+
 def test_a_cancel_during_the_encoder_process_flush_keeps_its_video(tmp_path, backend, monkeypatch):
     """From the Left alone list: with ``stages="process"``, a cancel while the child
     finished the video killed it, even in its final flush (seconds), so a resume encoded
@@ -788,12 +793,8 @@ def test_a_cancel_during_the_encoder_process_flush_keeps_its_video(tmp_path, bac
     for a second here, so the abandon meets it running."""
     pytest.importorskip("av")
 
-    def resumed(stage, timeout, wait):
-        threading.Timer(1.0, stage.p.send_signal, (signal.SIGCONT,)).start()
-        return wait(stage, timeout)
-
     cancel = threading.Event()
-    seen = _stopped_in_its_flush(monkeypatch, cancel, resumed)
+    seen = _stopped_in_its_flush(monkeypatch, cancel, _resumed_after(1.0))
     rd = tmp_path / "run"
     r = render(
         Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False,
@@ -863,3 +864,110 @@ def test_a_stage_that_fails_as_a_put_looks_gives_its_own_error(monkeypatch):
     with pytest.raises(lr.StageError, match="No space left on device"):
         stage.put(2)
     assert looks == [None]
+
+
+class _CtrlC:
+    """A ``cancel`` whose look raises KeyboardInterrupt once it is set: a Ctrl-C that
+    lands while the render looks (in its waits for the video, where it lands most)."""
+
+    def __init__(self):
+        self.flag = threading.Event()
+
+    def set(self):
+        self.flag.set()
+
+    def is_set(self):
+        if self.flag.is_set():
+            raise KeyboardInterrupt
+        return False
+
+
+@pytest.mark.parametrize("stages", ["thread", "process"])
+def test_a_ctrl_c_in_the_final_flush_records_the_finished_video(
+    tmp_path, backend, monkeypatch, capsys, stages
+):
+    """From a review: a Ctrl-C in the encoder's final flush waited for it (the process
+    stage for up to a minute, silently), then left the finished video unrecorded, so the
+    resume encoded it again. It is recorded now, and the resume finds the run finished;
+    the process stage says why it waits."""
+    pytest.importorskip("av")
+    from loopwave.video import VideoWriter
+
+    ctrl_c = _CtrlC()
+    if stages == "thread":
+        close = VideoWriter.close
+
+        def flushing(writer):
+            ctrl_c.set()  # as the flush begins: the render looks within a quarter second
+            time.sleep(1.0)
+            return close(writer)
+
+        monkeypatch.setattr(VideoWriter, "close", flushing)
+    else:
+        _stopped_in_its_flush(monkeypatch, ctrl_c, _resumed_after(1.0))
+    rd = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        render(
+            Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=stages == "process",
+            stages=stages, cancel=ctrl_c,
+        )  # fmt: skip
+    said = capsys.readouterr().err
+    assert ("stopping: the encoder process is finishing the video" in said) == (stages == "process")
+    assert videos(rd) == ["morph.mp4"] and "video" in json.loads((rd / "state.json").read_text())
+    made = (rd / "morph.mp4").stat()
+    again = _Counting(backend)  # nothing is left to do: no model call, no encoding
+    r = render(None, run_dir=rd, resume=True, backend=again, progress=False)
+    assert again.calls == 0 and r.video == rd.absolute() / "morph.mp4"
+    now = (rd / "morph.mp4").stat()
+    assert (now.st_ino, now.st_mtime_ns) == (made.st_ino, made.st_mtime_ns)
+
+
+def test_an_encoder_process_that_dies_in_its_waited_flush_is_reported(
+    tmp_path, backend, monkeypatch
+):
+    """From a review: a child that died of a signal of its own (a codec's abort) while
+    the cancel waited for its flush was reported as a plain cancel: an exit by a signal
+    was taken as the abandon's own kill."""
+    pytest.importorskip("av")
+    import loopwave.render as lr
+
+    def dies(stage, timeout, wait):
+        stage.p.send_signal(signal.SIGTERM)  # (pending while it is stopped)
+        stage.p.send_signal(signal.SIGCONT)
+        return wait(stage, timeout)
+
+    cancel = threading.Event()
+    seen = _stopped_in_its_flush(monkeypatch, cancel, dies)
+    rd = tmp_path / "run"
+    with pytest.raises(lr.StageError, match="the encoder process was killed by SIGTERM") as e:
+        render(
+            Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False,
+            stages="process", cancel=cancel,
+        )  # fmt: skip
+    assert seen == ["busy", None] and isinstance(e.value.__context__, RenderCancelled)
+    assert videos(rd) == [] and last_recorded(rd) == 6
+
+
+def test_an_encoder_process_flush_past_the_wait_is_stopped(tmp_path, backend, monkeypatch):
+    """A child whose final flush outlasts the abandon's wait (EXIT_WAIT, a minute; a
+    second here) is killed, its partial video removed, and the cancel raised."""
+    pytest.importorskip("av")
+    import loopwave.render as lr
+
+    children = []
+
+    def never(stage, timeout, wait):  # (stopped for good: killed when the wait ends)
+        children.append(stage.p)
+        return wait(stage, timeout)
+
+    monkeypatch.setattr(lr._ProcessStage, "EXIT_WAIT", 1.0)
+    cancel = threading.Event()
+    _stopped_in_its_flush(monkeypatch, cancel, never)
+    rd = tmp_path / "run"
+    with pytest.raises(RenderCancelled, match="with 7 frames saved"):
+        render(
+            Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False,
+            stages="process", cancel=cancel,
+        )  # fmt: skip
+    assert children[0].returncode == -signal.SIGKILL
+    assert videos(rd) == [] and last_recorded(rd) == 6

@@ -169,6 +169,27 @@ def test_a_child_killed_after_its_report_keeps_its_report_and_files(tmp_path):
     assert (rd / "morph.partial.mp4").read_bytes() == b"kept"
 
 
+def test_a_second_ctrl_c_in_the_flush_wait_keeps_what_the_child_reported_it_kept(
+    tmp_path, monkeypatch
+):
+    """From a review: a second Ctrl-C while abandon() waited for the child's final flush
+    deleted the partial video whatever the child had reported, where its report (just
+    written, in that window) said the finished video was kept under that name. The
+    child here failed by itself; the flush and the Ctrl-C are made to look so."""
+    rd, stage = _failed_by_itself(tmp_path)
+    (rd / "morph.partial.mp4").write_bytes(b"kept")
+
+    def ctrl_c(self, timeout):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_ProcessStage, "finishing", property(lambda self: True))
+    monkeypatch.setattr(_ProcessStage, "wait", ctrl_c)
+    stage._ended = True
+    with pytest.raises(KeyboardInterrupt):
+        stage.abandon()
+    assert (rd / "morph.partial.mp4").read_bytes() == b"kept"
+
+
 def test_an_abandoned_encoder_process_exits_and_drops_the_partial_video(tmp_path):
     rd = _run_dir(tmp_path)
     stage = _stage(rd)
@@ -547,11 +568,21 @@ def test_a_ctrl_c_while_a_resume_encodes_its_frames_again_stops_it(tmp_path, mon
 def test_a_ctrl_c_while_the_encoder_process_finishes_the_video_ends_it(tmp_path):
     """The same in the process stage: the child was left finishing the video (it had
     been sent the end of the frames) after render() had raised and released the lock;
-    it is now killed, and its partial video removed."""
+    it is now killed, and its partial video removed. It is stopped (SIGSTOP) as the
+    video starts, so it is still taking frames when the Ctrl-C comes (one that has
+    taken them all is in its final flush, which is waited for: a review)."""
     n = 40
     rd = _made_without_video(tmp_path, n)
     partial = partial_path(rd / "morph.mp4")
-    watcher = _interrupt_when(partial.exists)
+
+    def started():
+        if not partial.exists():
+            return False
+        for pid in _children_of_run(rd):
+            os.kill(pid, signal.SIGSTOP)  # (SIGKILL ends a stopped process too)
+        return True
+
+    watcher = _interrupt_when(started)
     with pytest.raises(KeyboardInterrupt):
         render(None, run_dir=rd, resume=True, backend=_Noise(), progress=False, stages="process")
     watcher.join()

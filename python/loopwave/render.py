@@ -1884,6 +1884,7 @@ class _ProcessStage:
         self._lock = threading.Lock()  # one write at a time; abandon() waits for it
         self._error: StageError | None = None
         self._said: str | None = None  # its report, once read (_report)
+        self._killed = False  # killed by abandon()
 
     def _read_reports(self, fd: int) -> None:
         """Follow the child's position until it exits (its end of the pipe closes)."""
@@ -1989,28 +1990,44 @@ class _ProcessStage:
             raise self._failure()
         self.p.stdout.close()
 
+    @property
+    def finishing(self) -> bool:
+        """The child, sent the end, has taken every frame and is still running: it is in
+        its final flush (the last in-betweens, the encoder's lookahead), which
+        :meth:`abandon` waits for."""
+        return (
+            self._ended
+            and self.frames is not None
+            and self.taken >= self.frames
+            and self.p.poll() is None
+        )
+
+    def _kill(self) -> None:
+        self._killed = True  # (an exit by a signal is then not the child's own failure)
+        self.p.kill()
+
     def abandon(self) -> None:
         """Stop the child; it drops the partial video (end of input without END). One
         that does not read its input or does not exit in time is killed (a frame write
-        waiting on it gives up), and its partial video removed here. A child sent the
-        end (a cancel or a Ctrl-C in :meth:`close`) that has taken every frame is in its
-        final flush, which is waited for (up to ``EXIT_WAIT``), as the thread stage waits
-        for its own: the video it finishes is kept (:attr:`completed`). One still taking
-        frames (a resume catching up: minutes) is killed."""
+        waiting on it gives up), and its partial video removed here. A child in its final
+        flush (:attr:`finishing`: a cancel or a Ctrl-C in :meth:`close`) is waited for, up
+        to ``EXIT_WAIT``, as the thread stage waits for its own flush: the video it
+        finishes is kept (:attr:`completed`). Past that wait, or while it still takes
+        frames (a resume catching up: minutes), it is killed. A child that failed by
+        itself (a report, or a signal not sent here) leaves its error in :attr:`error`."""
         assert self.p.stdin is not None and self.p.stdout is not None
         self._done = True
         if self._ended:
             try:
-                if self.frames is not None and self.taken >= self.frames:
+                if self.finishing:
                     self.wait(self.EXIT_WAIT)
             except BaseException:  # a second Ctrl-C: stopped, as before the wait
-                self.p.kill()
+                self._kill()
                 self.p.wait()
-                with contextlib.suppress(OSError):
-                    self._partial.unlink(missing_ok=True)
+                self._report()  # (its partial video removed, unless its report kept it)
                 raise
             if self.p.poll() is None:
-                self.p.kill()
+                self._kill()
         elif self._lock.acquire(timeout=self.WRITE_WAIT):
             try:
                 self.p.stdin.close()  # end of input: the child removes its partial video
@@ -2019,14 +2036,14 @@ class _ProcessStage:
             try:
                 self.p.wait(timeout=self.EXIT_WAIT)
             except subprocess.TimeoutExpired:
-                self.p.kill()
+                self._kill()
         else:  # a write is stuck on a child that stopped reading: it is only the video
-            self.p.kill()
-        # it failed by itself (or reported a failure, then was killed here before it
-        # exited): its error (see error), its files as it left them; killed here without
-        # a report, its partial video is removed (_report)
+            self._kill()
+        # it failed by itself (a report, or killed by a signal not sent here: a codec's
+        # abort in its flush): its error (see error), its files as it left them; killed
+        # here without a report, its partial video is removed (_report)
         rc = self.p.wait()
-        if rc != 0 and (self._report() or rc > 0):
+        if rc != 0 and (self._report() or not self._killed):
             self._failure()
         # the stuck write fails at once on the dead child; its thread only needs a turn
         # on the CPU, which a loaded host may not give it within WRITE_WAIT
@@ -2143,9 +2160,12 @@ def render(
     loading, and the encoder's final flush under way, are waited for: a video that
     flush completes is kept, and the render returns as a finished one (with
     ``stages="process"``, an encoder process that has taken every frame is waited for,
-    up to a minute; one still taking frames, a resume catching up, is stopped at once,
-    its partial video removed: a resume encodes again). A failure beside the cancel (a
-    full disk) in the writer or the encoder, thread or process, is raised in its place."""
+    up to a minute, then stopped; one still taking frames, a resume catching up, is
+    stopped at once; a stopped one's partial video is removed, and a resume encodes
+    again). A failure beside the cancel (a full disk) in the writer or the encoder,
+    thread or process, is raised in its place. A Ctrl-C waits for that flush too, and a
+    video it finishes is recorded (the ``KeyboardInterrupt`` is raised; a resume finds
+    the run finished)."""
     _check_options(stages, stop_after, cancel)  # before the model loads
     if resume:
         if run_dir is None and isinstance(settings, Settings):
@@ -2457,6 +2477,12 @@ def render(
             """Flush every generated frame to disk; finish the video only if ``finish``
             (a ``cancel`` set meanwhile stops that)."""
             if encoder is not None and not finish:
+                if progress and isinstance(encoder, _ProcessStage) and encoder.finishing:
+                    print(
+                        "stopping: the encoder process is finishing the video (waited for"
+                        " up to a minute; Ctrl-C again to drop it)",
+                        file=sys.stderr,
+                    )
                 encoder.abandon()
             # (a writer waiting on a full encoder queue drains up to ten frames' encoding)
             writer.close(poll if finish and encoder is not None and cancel is not None else None)
@@ -2533,6 +2559,12 @@ def render(
                 if isinstance(e, RenderCancelled):  # a failure (a full disk), not only that
                     raise
             if not isinstance(e, RenderCancelled):
+                if encoder is not None and encoder.completed:
+                    # finished as the render stopped (a Ctrl-C in the encoder's final
+                    # flush, which is waited for): recorded, so a resume keeps it (from a
+                    # review: it encoded the whole video again)
+                    with contextlib.suppress(OSError, ValueError):  # (not over e)
+                        _record_video(rd, _video_path(rd, settings))
                 raise
             if encoder is not None and encoder.error is not None:
                 encoder._check()  # its failure (a full disk in its final flush), not the cancel
