@@ -340,7 +340,9 @@ def test_the_error_pickles_with_its_fields(tmp_path):
     assert str(RenderCancelled(tmp_path, 1)).startswith("render cancelled with 1 frame saved")
 
 
-def test_a_cancel_while_the_encoder_process_finishes_stops_it(tmp_path, backend, monkeypatch):
+def test_a_cancel_while_the_encoder_process_finishes_stops_it(
+    tmp_path, backend, monkeypatch, capsys
+):
     """``stages="process"``: a child still taking frames as it finishes the video (a
     resume catching up: minutes) is stopped (killed: it has been sent the end of the
     frames), its partial video removed, not waited for. Its reports are held at 6 of the
@@ -364,10 +366,11 @@ def test_a_cancel_while_the_encoder_process_finishes_stops_it(tmp_path, backend,
     rd = tmp_path / "run"
     with pytest.raises(RenderCancelled, match="with 7 frames saved"):
         render(
-            Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False,
+            Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=True,
             stages="process", cancel=cancel,
         )  # fmt: skip
     assert seen == ["busy"] and videos(rd) == [] and last_recorded(rd) == 6
+    assert "finishing the video" not in capsys.readouterr().err  # (nothing waits)
 
 
 def _slow_writes(monkeypatch, seconds=0.3, cancel=None, held=False):
@@ -785,7 +788,9 @@ def _resumed_after(seconds):
     return resumed
 
 
-def test_a_cancel_during_the_encoder_process_flush_keeps_its_video(tmp_path, backend, monkeypatch):
+def test_a_cancel_during_the_encoder_process_flush_keeps_its_video(
+    tmp_path, backend, monkeypatch, capsys
+):
     """From the Left alone list: with ``stages="process"``, a cancel while the child
     finished the video killed it, even in its final flush (seconds), so a resume encoded
     the whole video again, where the thread stage waits for its flush and keeps the
@@ -797,10 +802,12 @@ def test_a_cancel_during_the_encoder_process_flush_keeps_its_video(tmp_path, bac
     seen = _stopped_in_its_flush(monkeypatch, cancel, _resumed_after(1.0))
     rd = tmp_path / "run"
     r = render(
-        Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False,
+        Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=True,
         stages="process", cancel=cancel,
     )  # fmt: skip
     assert seen == ["busy", None]  # (the child still ran when the abandon waited)
+    said = capsys.readouterr().err  # (no Ctrl-C was pressed: none is offered)
+    assert "the encoder process is finishing the video (waited for up to a minute)" in said
     assert r.video == rd.absolute() / "morph.mp4" and videos(rd) == ["morph.mp4"]
     assert "video" in json.loads((rd / "state.json").read_text())
 
@@ -868,16 +875,18 @@ def test_a_stage_that_fails_as_a_put_looks_gives_its_own_error(monkeypatch):
 
 class _CtrlC:
     """A ``cancel`` whose look raises KeyboardInterrupt once it is set: a Ctrl-C that
-    lands while the render looks (in its waits for the video, where it lands most)."""
+    lands while the render looks (in its waits for the video, where it lands most).
+    ``raised`` is set once it has."""
 
     def __init__(self):
-        self.flag = threading.Event()
+        self.flag, self.raised = threading.Event(), threading.Event()
 
     def set(self):
         self.flag.set()
 
     def is_set(self):
         if self.flag.is_set():
+            self.raised.set()
             raise KeyboardInterrupt
         return False
 
@@ -899,20 +908,22 @@ def test_a_ctrl_c_in_the_final_flush_records_the_finished_video(
 
         def flushing(writer):
             ctrl_c.set()  # as the flush begins: the render looks within a quarter second
-            time.sleep(1.0)
+            assert ctrl_c.raised.wait(30)  # (a review: a starved render looked later)
             return close(writer)
 
         monkeypatch.setattr(VideoWriter, "close", flushing)
     else:
         _stopped_in_its_flush(monkeypatch, ctrl_c, _resumed_after(1.0))
     rd = tmp_path / "run"
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as e:
         render(
-            Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=stages == "process",
+            Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=True,
             stages=stages, cancel=ctrl_c,
         )  # fmt: skip
     said = capsys.readouterr().err
-    assert ("stopping: the encoder process is finishing the video" in said) == (stages == "process")
+    waits = "stopping: the encoder process is finishing the video (waited for up to a minute"
+    assert (f"{waits}; Ctrl-C again to drop it)" in said) == (stages == "process")
+    assert getattr(e.value, "loopwave_finished_video", None) == rd.absolute() / "morph.mp4"
     assert videos(rd) == ["morph.mp4"] and "video" in json.loads((rd / "state.json").read_text())
     made = (rd / "morph.mp4").stat()
     again = _Counting(backend)  # nothing is left to do: no model call, no encoding
@@ -971,3 +982,81 @@ def test_an_encoder_process_flush_past_the_wait_is_stopped(tmp_path, backend, mo
         )  # fmt: skip
     assert children[0].returncode == -signal.SIGKILL
     assert videos(rd) == [] and last_recorded(rd) == 6
+
+
+def test_a_video_whose_record_failed_is_not_recorded_by_the_handler(tmp_path, backend, monkeypatch):
+    """From a review: an fsync of the finished video that failed (EIO) in its record was
+    followed by the handler's own record, whose second fsync passed (Linux marks the
+    pages clean once it has reported the error): the video was recorded, the error
+    raised, and the resume kept a video the disk may not hold. Only a Ctrl-C records."""
+    pytest.importorskip("av")
+    import errno as errno_
+
+    import loopwave.render as lr
+
+    real, failed = lr.sync_file, []
+
+    def sync_file(f):
+        if str(getattr(f, "name", "")).endswith("morph.mp4") and not failed:
+            failed.append(f.name)
+            raise OSError(errno_.EIO, "Input/output error")
+        return real(f)
+
+    monkeypatch.setattr(lr, "sync_file", sync_file)
+    rd = tmp_path / "run"
+    with pytest.raises(OSError, match="Input/output error"):
+        render(Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False)
+    assert failed and "video" not in json.loads((rd / "state.json").read_text())
+
+
+def test_a_ctrl_c_while_a_resume_encodes_again_records_no_video(tmp_path, backend, monkeypatch):
+    """From a review: the handler's record must wait for a completed encoder. Here a
+    resume encodes a run's video again (the one there is not the one recorded), and a
+    Ctrl-C stops it part way: the file there stays unrecorded, and the next resume
+    makes the video (a mutant recording without the look kept the stale file)."""
+    pytest.importorskip("av")
+    from loopwave.video import VideoReader, VideoWriter
+
+    rd = tmp_path / "run"
+    render(Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False)
+    (rd / "morph.mp4").write_bytes(b"not the recorded video")
+    ctrl_c, write = _CtrlC(), VideoWriter.write
+
+    def writing(writer, frames):
+        ctrl_c.set()  # (as the encoding starts again: the render's next look raises)
+        assert ctrl_c.raised.wait(30)
+        return write(writer, frames)
+
+    monkeypatch.setattr(VideoWriter, "write", writing)
+    with pytest.raises(KeyboardInterrupt):
+        render(None, run_dir=rd, resume=True, backend=backend, progress=False, cancel=ctrl_c)
+    monkeypatch.setattr(VideoWriter, "write", write)
+    assert (rd / "morph.mp4").read_bytes() == b"not the recorded video"
+    r = render(None, run_dir=rd, resume=True, backend=backend, progress=False)
+    with VideoReader(r.video) as v:
+        assert v.frame_count == 13
+
+
+def test_the_cli_says_a_video_finished_in_a_ctrl_c_needs_no_resume(tmp_path, monkeypatch, capsys):
+    """From a review: after a Ctrl-C in the encoder's final flush, the video recorded, the
+    command still said "continue with: loopwave render --resume ...". A real SIGINT
+    reaches the main thread here as the encoder thread's flush begins."""
+    pytest.importorskip("av")
+    from loopwave.cli import main
+    from loopwave.video import VideoWriter
+
+    main_id, close = threading.main_thread().ident, VideoWriter.close
+
+    def flushing(writer):
+        signal.pthread_kill(main_id, signal.SIGINT)
+        time.sleep(0.5)
+        return close(writer)
+
+    monkeypatch.setattr(VideoWriter, "close", flushing)
+    job = {**JOB, "model": {"backend": "smoke"}, "output": {"dir": str(tmp_path), "name": "c"}}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    assert main(["render", str(tmp_path / "job.json"), "--quiet"]) == 130
+    said = capsys.readouterr().err
+    assert f"the video was finished as it stopped: {tmp_path / 'c' / 'c.mp4'}" in said
+    assert "continue with" not in said and "interrupted" in said
+    assert "video" in json.loads((tmp_path / "c" / "state.json").read_text())

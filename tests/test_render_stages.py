@@ -190,6 +190,65 @@ def test_a_second_ctrl_c_in_the_flush_wait_keeps_what_the_child_reported_it_kept
     assert (rd / "morph.partial.mp4").read_bytes() == b"kept"
 
 
+def test_a_child_that_died_of_its_own_signal_is_a_failure_however_abandon_ends_it(
+    tmp_path, monkeypatch
+):
+    """From a review: abandon() took a child that had already died of a signal (a codec
+    crash) for one it had killed itself, where it found the frame lock held and killed
+    at once: no error, and a plain cancel in its place."""
+    rd = _run_dir(tmp_path, factor=1)
+    stage = _stage(rd)
+    _put(stage, np.zeros((64, 64, 3), np.uint8))
+    stage.p.send_signal(signal.SIGSEGV)
+    stage.p.wait(60)
+    monkeypatch.setattr(_ProcessStage, "WRITE_WAIT", 0.1)
+    taken, let_go = threading.Event(), threading.Event()
+
+    def writing():  # (a write stuck on the child: abandon() kills at once)
+        with stage._lock:
+            taken.set()
+            let_go.wait(30)
+
+    held = threading.Thread(target=writing)
+    held.start()
+    assert taken.wait(30)
+    threading.Timer(1.0, let_go.set).start()
+    stage.abandon()
+    held.join()
+    assert stage.p.returncode == -signal.SIGSEGV
+    assert str(stage.error) == "encoding failed: the encoder process was killed by SIGSEGV"
+
+
+def test_a_ctrl_c_before_the_end_is_written_is_not_waited_for(tmp_path, monkeypatch):
+    """From a review: a Ctrl-C in close() before the end of the frames was written left a
+    child that had taken every frame looking as if it finished the video: abandon()
+    waited its whole EXIT_WAIT for a flush that could not come."""
+    from loopwave._encode_worker import END
+
+    rd = _run_dir(tmp_path, factor=1)
+    stage = _ProcessStage(rd, 0, rd / "morph.mp4", frames=1)
+    _put(stage, np.zeros((64, 64, 3), np.uint8))
+    deadline = time.monotonic() + 60
+    while stage.taken < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    write = stage._write
+
+    def interrupted(data):
+        if bytes(data[:4]) == END:
+            raise KeyboardInterrupt
+        write(data)
+
+    stage._write = interrupted
+    monkeypatch.setattr(_ProcessStage, "EXIT_WAIT", 20.0)
+    with pytest.raises(KeyboardInterrupt):
+        stage.close()
+    t = time.monotonic()
+    stage.abandon()
+    assert time.monotonic() - t < 10 and stage.p.returncode == -signal.SIGKILL
+    assert stage.error is None and not list(rd.glob("*.mp4"))
+
+
 def test_an_abandoned_encoder_process_exits_and_drops_the_partial_video(tmp_path):
     rd = _run_dir(tmp_path)
     stage = _stage(rd)

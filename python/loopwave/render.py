@@ -795,6 +795,11 @@ def _video_record(video: Path) -> dict[str, int] | None:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
+#: the attribute a render's KeyboardInterrupt carries where the video was finished and
+#: recorded as it stopped (the run is whole: the CLI gives no resume hint)
+_FINISHED = "loopwave_finished_video"
+
+
 def _record_video(rd: Path, video: Path) -> None:
     """Put the finished ``video`` on disk (its bytes, then its folder's entry) and record
     it in ``state.json``: a resume keeps a video only where the record matches it (a video
@@ -1885,6 +1890,7 @@ class _ProcessStage:
         self._error: StageError | None = None
         self._said: str | None = None  # its report, once read (_report)
         self._killed = False  # killed by abandon()
+        self._end_sent = False  # END written whole (close)
 
     def _read_reports(self, fd: int) -> None:
         """Follow the child's position until it exits (its end of the pipe closes)."""
@@ -1981,6 +1987,7 @@ class _ProcessStage:
                 self._ended = True
                 try:
                     self._write(HEADER.pack(END, 0, 0, 0))
+                    self._end_sent = True
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # it failed: its report follows
             self.p.stdin.close()
@@ -1996,15 +2003,16 @@ class _ProcessStage:
         its final flush (the last in-betweens, the encoder's lookahead), which
         :meth:`abandon` waits for."""
         return (
-            self._ended
+            self._end_sent  # (a Ctrl-C before the end was written: it never finishes)
             and self.frames is not None
             and self.taken >= self.frames
             and self.p.poll() is None
         )
 
     def _kill(self) -> None:
-        self._killed = True  # (an exit by a signal is then not the child's own failure)
-        self.p.kill()
+        if self.p.poll() is None:  # (one that has exited, of a signal of its own, failed)
+            self._killed = True  # (an exit by a signal is then not its own failure)
+            self.p.kill()
 
     def abandon(self) -> None:
         """Stop the child; it drops the partial video (end of input without END). One
@@ -2473,14 +2481,15 @@ def render(
             if asked_to_cancel():
                 raise RenderCancelled(rd, job.n)
 
-        def stop(finish: bool) -> None:
+        def stop(finish: bool, interrupted: bool = False) -> None:
             """Flush every generated frame to disk; finish the video only if ``finish``
-            (a ``cancel`` set meanwhile stops that)."""
+            (a ``cancel`` set meanwhile stops that); ``interrupted``: by a Ctrl-C."""
             if encoder is not None and not finish:
                 if progress and isinstance(encoder, _ProcessStage) and encoder.finishing:
+                    again = "; Ctrl-C again to drop it" if interrupted else ""
                     print(
                         "stopping: the encoder process is finishing the video (waited for"
-                        " up to a minute; Ctrl-C again to drop it)",
+                        f" up to a minute{again})",
                         file=sys.stderr,
                     )
                 encoder.abandon()
@@ -2554,17 +2563,21 @@ def render(
             # Ctrl-C, a failing backend or stage, or a consumer that stopped early: flush what
             # was generated (resume continues from it) and let the original error through
             try:
-                stop(finish=False)
+                stop(finish=False, interrupted=isinstance(e, KeyboardInterrupt))
             except StageError:
                 if isinstance(e, RenderCancelled):  # a failure (a full disk), not only that
                     raise
             if not isinstance(e, RenderCancelled):
-                if encoder is not None and encoder.completed:
+                if isinstance(e, KeyboardInterrupt) and encoder is not None and encoder.completed:
                     # finished as the render stopped (a Ctrl-C in the encoder's final
                     # flush, which is waited for): recorded, so a resume keeps it (from a
-                    # review: it encoded the whole video again)
+                    # review: it encoded the whole video again). Not after an error (a
+                    # failed fsync in the record itself: a second one passes, the pages
+                    # marked clean, and the video the disk may not hold was kept)
+                    whole = _video_path(rd, settings)
                     with contextlib.suppress(OSError, ValueError):  # (not over e)
-                        _record_video(rd, _video_path(rd, settings))
+                        _record_video(rd, whole)
+                        setattr(e, _FINISHED, whole)  # (the CLI: nothing to resume)
                 raise
             if encoder is not None and encoder.error is not None:
                 encoder._check()  # its failure (a full disk in its final flush), not the cancel
@@ -2781,7 +2794,11 @@ def add_cli(sub: Any) -> None:
             # (a full disk, an I/O error: the frames recorded are whole, and a resume
             # goes on from them once the cause is gone; it was said for Ctrl-C alone)
             folder = Path(a.resume) if a.resume else run_dir[0] if run_dir else None
-            if folder is not None and (folder / "settings.json").exists():
+            finished = getattr(e, _FINISHED, None)
+            if finished is not None:  # (from a review: it said to resume a finished run)
+                with contextlib.suppress(OSError):
+                    print(f"the video was finished as it stopped: {finished}", file=sys.stderr)
+            elif folder is not None and (folder / "settings.json").exists():
                 # the options this run was started with (a --no-video run's resume
                 # encoded the video, on the disk that had just filled up)
                 cmd = ["loopwave", "render", "--resume", str(folder)]
