@@ -364,11 +364,7 @@ def test_a_cancel_while_the_encoder_process_finishes_stops_it(
     cancel = threading.Event()
     seen = _stopped_in_its_flush(monkeypatch, cancel, waited, taken=6)
     rd = tmp_path / "run"
-    with pytest.raises(RenderCancelled, match="with 7 frames saved"):
-        render(
-            Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=True,
-            stages="process", cancel=cancel,
-        )  # fmt: skip
+    _cancelled(JOB, rd, backend, None, cancel, saved=7, stages="process", progress=True)
     assert seen == ["busy"] and videos(rd) == [] and last_recorded(rd) == 6
     assert "finishing the video" not in capsys.readouterr().err  # (nothing waits)
 
@@ -404,13 +400,13 @@ def _slow_writes(monkeypatch, seconds=0.3, cancel=None, held=False):
     return written
 
 
-def _cancelled(job, rd, backend, on_frame, cancel, *, saved):
-    """Render ``job`` into ``rd`` with ``on_frame`` and ``cancel``; it must be cancelled
-    with ``saved`` frames saved."""
+def _cancelled(job, rd, backend, on_frame, cancel, *, saved, **options):
+    """Render ``job`` into ``rd`` with ``on_frame``, ``cancel`` and ``options`` (render's;
+    no progress unless they say); it must be cancelled with ``saved`` frames saved."""
     with pytest.raises(RenderCancelled, match=f"with {saved} frames saved"):
         render(
-            Settings.from_dict(job), run_dir=rd, backend=backend, progress=False,
-            on_frame=on_frame, cancel=cancel,
+            Settings.from_dict(job), run_dir=rd, backend=backend, on_frame=on_frame,
+            cancel=cancel, **{"progress": False, **options},
         )  # fmt: skip
 
 
@@ -975,11 +971,7 @@ def test_an_encoder_process_flush_past_the_wait_is_stopped(tmp_path, backend, mo
     cancel = threading.Event()
     _stopped_in_its_flush(monkeypatch, cancel, never)
     rd = tmp_path / "run"
-    with pytest.raises(RenderCancelled, match="with 7 frames saved"):
-        render(
-            Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False,
-            stages="process", cancel=cancel,
-        )  # fmt: skip
+    _cancelled(JOB, rd, backend, None, cancel, saved=7, stages="process")
     assert children[0].returncode == -signal.SIGKILL
     assert videos(rd) == [] and last_recorded(rd) == 6
 
