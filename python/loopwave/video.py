@@ -117,9 +117,11 @@ _MAX_FPS = {"libsvtav1": Fraction(240)}
 # than _SVT_LONG (measured with this PyAV's SVT-AV1 4.1: 24x100, 16x66 and 8x1000 hang,
 # 26x100, 16x64 and 26x4000 do not; refused below 32, with a margin for other versions)
 _SVT_THIN, _SVT_LONG = 32, 64
-# the SVT-AV1 bundled with PyAV 19.0 corrupts the heap in its final flush of frames with
-# both sides at most this ("realloc(): invalid next size", the process aborted; 4x4, 6x6,
-# 8x8; 8x10 and 4x10 finish); PyAV 17 and 18's encode them (refused on 19 and later only)
+# the SVT-AV1 bundled with PyAV 19.0 and 18.1.1 corrupts the heap in its final flush of
+# frames with both sides at most this ("realloc(): invalid next size", the process aborted;
+# 4x4, 6x6, 8x8; 8x10 and 4x10 finish). 18.1.0's encoded 100 4x4 videos in a row, but a
+# heap corruption need not show, and 18.1.1 aborted a fresh-clone test run: refused on
+# every version (it was on 19 and later only)
 _SVT_TINY = 8
 # seconds between two frames' times beyond which, in formats whose timestamps may jump
 # (MPEG-TS/PS), the gap is a jump and not a pause (ffmpeg's dts_delta_threshold)
@@ -2972,10 +2974,11 @@ def check_frame_size(
             f"frames: {encoder} needs frames of at least {need}; got {w} wide, {h} high "
             "(pad them, or use another codec such as h264)"
         )
-    if encoder == "libsvtav1" and long <= _SVT_TINY and _pyav_major() >= 19:
+    if encoder == "libsvtav1" and long <= _SVT_TINY:
         raise ValueError(
             f"frames: {encoder} corrupts memory and aborts the process on frames of "
-            f"{_SVT_TINY}x{_SVT_TINY} pixels or less (the SVT-AV1 of PyAV 19); got {w} wide, "
+            f"{_SVT_TINY}x{_SVT_TINY} pixels or less (the SVT-AV1 of PyAV 18.1.1 and 19); "
+            f"got {w} wide, "
             f"{h} high (pad one side past {_SVT_TINY}, or use another codec such as vp9)"
         )
     if encoder == "libsvtav1" and short < _SVT_THIN and long > _SVT_LONG:
