@@ -2031,11 +2031,9 @@ class _ProcessStage:
                     self.wait(self.EXIT_WAIT)
             except BaseException:  # a second Ctrl-C: stopped, as before the wait
                 self._kill()
-                self.p.wait()
                 self._report()  # (its partial video removed, unless its report kept it)
                 raise
-            if self.p.poll() is None:
-                self._kill()
+            self._kill()  # (unless it has exited: finished, or failed by itself)
         elif self._lock.acquire(timeout=self.WRITE_WAIT):
             try:
                 self.p.stdin.close()  # end of input: the child removes its partial video

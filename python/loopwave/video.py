@@ -2940,12 +2940,6 @@ def check_codec(codec: Any, crf: int) -> str:
     return encoder
 
 
-def _pyav_major() -> int:
-    """The installed PyAV's major version (0 where it does not say)."""
-    m = re.match(r"\d+", str(getattr(_av(), "__version__", "")))
-    return int(m[0]) if m else 0
-
-
 def check_frame_size(
     encoder: str,
     h: int,
@@ -2978,8 +2972,8 @@ def check_frame_size(
         raise ValueError(
             f"frames: {encoder} corrupts memory and aborts the process on frames of "
             f"{_SVT_TINY}x{_SVT_TINY} pixels or less (the SVT-AV1 of PyAV 18.1.1 and 19); "
-            f"got {w} wide, "
-            f"{h} high (pad one side past {_SVT_TINY}, or use another codec such as vp9)"
+            f"got {w} wide, {h} high (pad one side past {_SVT_TINY}, or use another codec "
+            "such as vp9)"
         )
     if encoder == "libsvtav1" and short < _SVT_THIN and long > _SVT_LONG:
         raise ValueError(
