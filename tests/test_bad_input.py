@@ -141,6 +141,9 @@ def test_mismatched_dtypes_name_the_second_argument():
         (lambda: lw.lerp_frames(F, FF, 0.5), "b"),
         (lambda: lw.color_correct(F, FF), "target"),
         (lambda: lw.color_correct(FF, F), "target"),
+        # a list of frames of two dtypes (it was a ValueError)
+        (lambda: lw.mean_frames([F, FF]), "frames[1]"),
+        (lambda: lw.mean_frames([FF, FF, F]), "frames[2]"),
     ):
         with pytest.raises(TypeError) as exc:
             call()
@@ -160,7 +163,7 @@ def test_mismatched_shapes_and_batch_sizes():
         (lambda: lw.lerp_frames(b3, B2, 0.5), "b"),
         (lambda: lw.lerp_frames(B2, F, 0.5), "b"),
         (lambda: lw.mean_frames([F, F[:2]]), "frames[1]"),
-        (lambda: lw.mean_frames([F, FF]), "frames[1]"),
+        (lambda: lw.mean_frames([FF, FF, FF[:, :5]]), "frames[2]"),
     ):
         with pytest.raises(ValueError) as exc:
             call()

@@ -294,10 +294,15 @@ def frame_list(x: Any, arg: str) -> np.ndarray:
                 )
         first = items[0][0]
         for i, (f, _) in enumerate(items):
-            if f.shape[1:] != first.shape[1:] or f.dtype != first.dtype:
+            # a dtype apart is a TypeError, as in every kernel that takes two arrays
+            if f.dtype != first.dtype:
+                raise TypeError(
+                    f"{arg}[{i}] must have the dtype of {arg}[0] ({first.dtype}); got {f.dtype}"
+                )
+            if f.shape[1:] != first.shape[1:]:
                 raise ValueError(
-                    f"{arg}[{i}] must match {arg}[0] in shape and dtype "
-                    f"({first.shape[1:]}, {first.dtype}); got ({f.shape[1:]}, {f.dtype})"
+                    f"{arg}[{i}] must have the shape of {arg}[0] {first.shape[1:]}; "
+                    f"got {f.shape[1:]}"
                 )
         # each claimed while it is copied, as frames() claims the arrays it copies
         with contextlib.ExitStack() as claims:
