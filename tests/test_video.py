@@ -389,13 +389,14 @@ def test_av1_refuses_thin_long_frames_it_would_never_finish(tmp_path):
 def test_av1_smallest_frames(tmp_path):
     need_encoder("av1")
     with lv.VideoWriter(tmp_path / "a.mkv", fps=10, codec="av1") as w:
-        with pytest.raises(ValueError, match="at least 4x4"):
-            w.write(np.zeros((1, 2, 2, 3), np.uint8))
         # the SVT-AV1 of PyAV 18.1.1 and 19 aborted the process on 4x4 to 8x8 (18.1.1's
-        # aborted a fresh-clone run here, where this wrote a 4x4 frame on PyAV 18)
-        for side in (4, 8):
-            with pytest.raises(ValueError, match="8x8 pixels or less"):
-                w.write(np.zeros((1, side, side, 3), np.uint8))
+        # aborted a fresh-clone run here, where this wrote a 4x4 frame on PyAV 18); one
+        # message for those and the sizes it refuses (a review: 2x2 was told "at least
+        # 4x4", which was then refused too)
+        for h, wide in ((2, 2), (4, 4), (8, 8), (3, 7), (2, 10)):
+            said = f"at least 4x4 pixels with one side over 8 .* got {wide} wide, {h} high"
+            with pytest.raises(ValueError, match=said):
+                w.write(np.zeros((1, h, wide, 3), np.uint8))
         w.write(np.zeros((1, 4, 10, 3), np.uint8))
     assert len(decode_all(tmp_path / "a.mkv")) == 1
 

@@ -2960,6 +2960,16 @@ def check_frame_size(
     least = _MIN_SIDE.get(encoder, 1)
     wide = max(least, _MIN_WIDTH.get(encoder, 1))
     short, long = sorted((h + h % 2, w + w % 2))  # as encoded: padded to even sides
+    if encoder == "libsvtav1" and (short < least or long <= _SVT_TINY):
+        # one message for both (a review: 2x2 was told "at least 4x4", which the next
+        # refusal then refused)
+        raise ValueError(
+            f"frames: {encoder} needs frames of at least {least}x{least} pixels with one "
+            f"side over {_SVT_TINY} (it refuses smaller ones, and corrupts memory and aborts "
+            f"the process on frames of {_SVT_TINY}x{_SVT_TINY} pixels or less: the SVT-AV1 "
+            f"of PyAV 18.1.1 and 19); got {w} wide, {h} high (pad them, or use another codec "
+            "such as vp9)"
+        )
     if short < least or w + w % 2 < wide:
         need = (
             f"{least}x{least} pixels" if wide == least else f"{wide} pixels wide and {least} high"
@@ -2967,13 +2977,6 @@ def check_frame_size(
         raise ValueError(
             f"frames: {encoder} needs frames of at least {need}; got {w} wide, {h} high "
             "(pad them, or use another codec such as h264)"
-        )
-    if encoder == "libsvtav1" and long <= _SVT_TINY:
-        raise ValueError(
-            f"frames: {encoder} corrupts memory and aborts the process on frames of "
-            f"{_SVT_TINY}x{_SVT_TINY} pixels or less (the SVT-AV1 of PyAV 18.1.1 and 19); "
-            f"got {w} wide, {h} high (pad one side past {_SVT_TINY}, or use another codec "
-            "such as vp9)"
         )
     if encoder == "libsvtav1" and short < _SVT_THIN and long > _SVT_LONG:
         raise ValueError(
