@@ -121,7 +121,8 @@ _SVT_THIN, _SVT_LONG = 32, 64
 # frames with both sides at most this ("realloc(): invalid next size", the process aborted;
 # 4x4, 6x6, 8x8; 8x10 and 4x10 finish). 18.1.0's encoded 100 4x4 videos in a row, but a
 # heap corruption need not show, and 18.1.1 aborted a fresh-clone test run: refused on
-# every version (it was on 19 and later only)
+# every version (it was on 19 and later only). Every even size from 4 to 64 a side that
+# is let through encoded on 18.1.1 without an abort (one and three frames, three times)
 _SVT_TINY = 8
 # seconds between two frames' times beyond which, in formats whose timestamps may jump
 # (MPEG-TS/PS), the gap is a jump and not a pause (ffmpeg's dts_delta_threshold)
