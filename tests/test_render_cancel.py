@@ -499,7 +499,9 @@ def test_a_stage_closing_onto_its_full_queue_looks_at_the_poll():
         stage.abandon()
 
 
-def test_a_cancel_during_the_final_flush_keeps_the_finished_video(tmp_path, backend, monkeypatch):
+def test_a_cancel_during_the_final_flush_keeps_the_finished_video(
+    tmp_path, backend, monkeypatch, capsys
+):
     """From a review: a cancel seen while the encoder flushed its last frames (which is
     waited for) raised RenderCancelled over a finished video the run did not record, so
     its resume encoded the whole video again. The render is whole then, and says so."""
@@ -516,8 +518,10 @@ def test_a_cancel_during_the_final_flush_keeps_the_finished_video(tmp_path, back
 
     monkeypatch.setattr(VideoWriter, "close", flushing)
     rd = tmp_path / "run"
-    r = render(Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False, cancel=cancel)
+    r = render(Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=True, cancel=cancel)
     assert cancel.is_set() and r.frames == 7 and r.video == rd.absolute() / "morph.mp4"
+    # why it waits (no Ctrl-C was pressed: none is offered)
+    assert "stopping: the encoder is finishing the video\n" in capsys.readouterr().err
     assert videos(rd) == ["morph.mp4"] and (rd / "drift.png").exists()
     assert "video" in json.loads((rd / "state.json").read_text())
     again = _Counting(backend)  # nothing is left to do: no model call, no encoding
@@ -917,16 +921,204 @@ def test_a_ctrl_c_in_the_final_flush_records_the_finished_video(
             stages=stages, cancel=ctrl_c,
         )  # fmt: skip
     said = capsys.readouterr().err
-    waits = "stopping: the encoder process is finishing the video (waited for up to a minute"
-    assert (f"{waits}; Ctrl-C again to drop it)" in said) == (stages == "process")
+    waits = {
+        "process": "the encoder process is finishing the video (waited for up to a minute; ",
+        "thread": "the encoder is finishing the video (",
+    }
+    assert f"stopping: {waits[stages]}Ctrl-C again to drop it)" in said
     assert getattr(e.value, "loopwave_finished_video", None) == rd.absolute() / "morph.mp4"
     assert videos(rd) == ["morph.mp4"] and "video" in json.loads((rd / "state.json").read_text())
+    assert (rd / "drift.png").exists()  # (a review: the resume the CLI no longer offers drew it)
     made = (rd / "morph.mp4").stat()
     again = _Counting(backend)  # nothing is left to do: no model call, no encoding
     r = render(None, run_dir=rd, resume=True, backend=again, progress=False)
     assert again.calls == 0 and r.video == rd.absolute() / "morph.mp4"
     now = (rd / "morph.mp4").stat()
     assert (now.st_ino, now.st_mtime_ns) == (made.st_ino, made.st_mtime_ns)
+
+
+def test_a_ctrl_c_in_the_renders_own_record_is_not_followed_by_another(
+    tmp_path, backend, monkeypatch
+):
+    """From a review: a Ctrl-C pressed while the render's own record of its video waited
+    on a failing disk's fsync lands as the fsync's EIO unwinds; the handler took it for a
+    Ctrl-C in the flush and recorded the video again, its second fsync passing (the pages
+    marked clean), so the run kept a video the disk may not hold."""
+    import errno as errno_
+
+    import loopwave.render as lr
+
+    sync, fsyncs = lr.sync_file, []
+
+    def failing(f):
+        if str(getattr(f, "name", "")).endswith("morph.mp4"):
+            fsyncs.append(f.name)
+            if len(fsyncs) == 1:
+                try:
+                    raise OSError(errno_.EIO, "Input/output error")
+                finally:  # the Ctrl-C pressed meanwhile, delivered as the error unwinds
+                    raise KeyboardInterrupt  # noqa: B012
+        return sync(f)
+
+    monkeypatch.setattr(lr, "sync_file", failing)
+    rd = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt) as e:
+        render(Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False)
+    assert isinstance(e.value.__context__, OSError) and len(fsyncs) == 1
+    assert not hasattr(e.value, "loopwave_finished_video")
+    assert "video" not in json.loads((rd / "state.json").read_text())
+
+
+@pytest.mark.parametrize("fails", ["_record_video", "_drift_plot"])
+def test_a_video_finished_in_a_ctrl_c_is_not_called_finished_where_its_record_fails(
+    tmp_path, backend, monkeypatch, fails
+):
+    """From a review: no test failed where the handler marked the video finished before
+    recording it (the CLI then says there is nothing to resume). Where the record, or the
+    drift plot (which the CLI's resume would draw: a review), fails, it is not marked."""
+    pytest.importorskip("av")
+    import errno as errno_
+
+    import loopwave.render as lr
+    from loopwave.video import VideoWriter
+
+    ctrl_c, close = _CtrlC(), VideoWriter.close
+
+    def flushing(writer):
+        ctrl_c.set()  # as the flush begins: the render looks within a quarter second
+        assert ctrl_c.raised.wait(30)
+        return close(writer)
+
+    def full(*args):
+        raise OSError(errno_.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(VideoWriter, "close", flushing)
+    monkeypatch.setattr(lr, fails, full)
+    rd = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt) as e:
+        render(Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False, cancel=ctrl_c)
+    assert not hasattr(e.value, "loopwave_finished_video")
+    recorded = "video" in json.loads((rd / "state.json").read_text())
+    assert recorded == (fails == "_drift_plot") and videos(rd) == ["morph.mp4"]
+
+
+def test_a_second_ctrl_c_in_the_encoder_threads_flush_drops_its_video(
+    tmp_path, backend, monkeypatch, capsys
+):
+    """From the Left alone list: with the thread stage, a second Ctrl-C while the render
+    waited for the encoder's final flush returned at once and let go of the run's lock,
+    while the encoder thread, which cannot be stopped, went on: it renamed the finished
+    video into place unrecorded, and a resume started then in this process wrote the same
+    partial video as it. Now the run stays locked until the thread has ended (a resume
+    meanwhile is refused, saying why), and the thread deletes the video it finishes."""
+    pytest.importorskip("av")
+    import loopwave.render as lr
+    from loopwave.video import VideoWriter
+
+    ctrl_c, release = _CtrlC(), threading.Event()
+    close, abandon = VideoWriter.close, lr._Stage.abandon
+    main = threading.main_thread().ident
+    closes = []
+
+    def flushing(writer):
+        closes.append(threading.current_thread().name)
+        if len(closes) == 1:  # the render's flush: a Ctrl-C, then a second one
+            ctrl_c.set()
+            assert ctrl_c.raised.wait(30)
+            assert release.wait(60)  # (held until the test has looked)
+        return close(writer)
+
+    def waited(stage):
+        if stage.name == "encoding" and stage.finishing:  # the second Ctrl-C lands in it
+            threading.Timer(0.3, signal.pthread_kill, (main, signal.SIGINT)).start()
+        return abandon(stage)
+
+    monkeypatch.setattr(VideoWriter, "close", flushing)
+    monkeypatch.setattr(lr._Stage, "abandon", waited)
+    rd = tmp_path / "run"
+    try:
+        with pytest.raises(KeyboardInterrupt) as e:
+            render(
+                Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=True,
+                cancel=ctrl_c,
+            )  # fmt: skip
+        assert isinstance(e.value.__context__, KeyboardInterrupt)  # (the second of two)
+        assert not hasattr(e.value, "loopwave_finished_video")
+        said = capsys.readouterr().err
+        assert "stopping: the encoder is finishing the video (Ctrl-C again to drop it)" in said
+        encoding = [t for t in threading.enumerate() if t.name == "loopwave-encoding"]
+        assert len(encoding) == 1 and encoding[0].is_alive()  # (still in its flush)
+        with pytest.raises(ValueError, match="stopped in this process by a second Ctrl-C"):
+            render(None, run_dir=rd, resume=True, backend=backend, progress=False)
+    finally:
+        release.set()
+    encoding[0].join(60)
+    assert not encoding[0].is_alive()
+    # the finished video deleted, not put in place unrecorded; the lock let go
+    assert sorted(p.name for p in rd.iterdir() if p.suffix in (".mp4", ".lock")) == []
+    assert "video" not in json.loads((rd / "state.json").read_text())
+    again = _Counting(backend)  # every frame was saved: only the video is made
+    r = render(None, run_dir=rd, resume=True, backend=again, progress=False)
+    assert again.calls == 0 and r.video == rd.absolute() / "morph.mp4"
+    assert videos(rd) == ["morph.mp4"]
+
+
+def test_a_second_ctrl_c_as_the_encoder_thread_stops_keeps_the_run_until_it_has(
+    tmp_path, backend, monkeypatch
+):
+    """A second Ctrl-C while the render waits for the encoder thread to stop (it finishes
+    the frame in hand) leaves that thread, and the frame writer, which the render had not
+    closed yet, running: both are told to stop, and the run's lock is held until they
+    have ended (the writer waited for its next frame for good, holding the lock for the
+    rest of the process)."""
+    pytest.importorskip("av")
+    import loopwave.render as lr
+    from loopwave.video import VideoWriter
+
+    ctrl_c, hold, holding = _CtrlC(), threading.Event(), threading.Event()
+    write, abandon = VideoWriter.write, lr._Stage.abandon
+    main = threading.main_thread().ident
+
+    def held(writer, frames):
+        if writer.frames_queued >= 2:  # the encoder thread held at its third frame
+            holding.set()
+            assert hold.wait(60)
+        return write(writer, frames)
+
+    def waited(stage):
+        if stage.name == "encoding":  # the second Ctrl-C lands in the wait for it
+            threading.Timer(0.3, signal.pthread_kill, (main, signal.SIGINT)).start()
+        return abandon(stage)
+
+    def on_frame(i, frame):
+        if i == 3:
+            assert holding.wait(60)
+            ctrl_c.set()
+
+    monkeypatch.setattr(VideoWriter, "write", held)
+    monkeypatch.setattr(lr._Stage, "abandon", waited)
+    rd = tmp_path / "run"
+    before = set(threading.enumerate())
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            render(
+                Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False,
+                cancel=ctrl_c, on_frame=on_frame,
+            )  # fmt: skip
+        # (the writer, told to stop, may have ended already)
+        stages = ("loopwave-encoding", "loopwave-saving frames")
+        left = [t for t in set(threading.enumerate()) - before if t.name in stages]
+        assert "loopwave-encoding" in [t.name for t in left]
+        with pytest.raises(ValueError, match="stopped in this process by a second Ctrl-C"):
+            render(None, run_dir=rd, resume=True, backend=backend, progress=False)
+    finally:
+        hold.set()
+    for t in left:
+        t.join(60)
+        assert not t.is_alive(), t.name
+    assert not (rd / ".lock").exists() and videos(rd) == []
+    r = render(None, run_dir=rd, resume=True, backend=backend, progress=False)
+    assert r.frames == 7 and videos(rd) == ["morph.mp4"]
 
 
 def test_an_encoder_process_that_dies_in_its_waited_flush_is_reported(
@@ -1038,10 +1230,13 @@ def test_the_cli_says_a_video_finished_in_a_ctrl_c_needs_no_resume(tmp_path, mon
     from loopwave.video import VideoWriter
 
     main_id, close = threading.main_thread().ident, VideoWriter.close
+    closes = []
 
     def flushing(writer):
-        signal.pthread_kill(main_id, signal.SIGINT)
-        time.sleep(0.5)
+        closes.append(writer)
+        if len(closes) == 1:  # (the render's flush; a second close() does nothing)
+            signal.pthread_kill(main_id, signal.SIGINT)
+            time.sleep(0.5)
         return close(writer)
 
     monkeypatch.setattr(VideoWriter, "close", flushing)

@@ -219,6 +219,29 @@ def test_a_child_that_died_of_its_own_signal_is_a_failure_however_abandon_ends_i
     assert str(stage.error) == "encoding failed: the encoder process was killed by SIGSEGV"
 
 
+def test_a_child_that_dies_of_its_own_signal_as_abandon_kills_is_a_failure(tmp_path, monkeypatch):
+    """From a review: a child that died of its own signal between ``_kill``'s look and its
+    kill (which ``Popen.kill`` then did not send) was marked killed here, and its crash
+    taken for the abandon's own kill: no error. Only a SIGKILL is the abandon's now. The
+    look is made to answer "running" for a child that has just crashed."""
+    rd = _run_dir(tmp_path, factor=1)
+    stage = _stage(rd)
+    _put(stage, np.zeros((64, 64, 3), np.uint8))
+    stage.p.send_signal(signal.SIGSEGV)
+    os.waitid(os.P_PID, stage.p.pid, os.WEXITED | os.WNOWAIT)  # dead, not yet reaped
+    poll, looks = stage.p.poll, []
+
+    def late_look():
+        looks.append(1)
+        return None if len(looks) == 1 else poll()
+
+    monkeypatch.setattr(stage.p, "poll", late_look)
+    stage._ended = stage._done = True  # (as after close(): abandon kills at once)
+    stage.abandon()
+    assert stage._killed and stage.p.returncode == -signal.SIGSEGV
+    assert str(stage.error) == "encoding failed: the encoder process was killed by SIGSEGV"
+
+
 def test_a_ctrl_c_before_the_end_is_written_is_not_waited_for(tmp_path, monkeypatch):
     """From a review: a Ctrl-C in close() before the end of the frames was written left a
     child that had taken every frame looking as if it finished the video: abandon()

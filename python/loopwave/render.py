@@ -175,6 +175,13 @@ class _RunLock:
     @staticmethod
     def refusal(rd: Path) -> str:
         """Why a render cannot take ``rd`` while another holds its lock."""
+        if _RunLock._held_here(rd / ".lock", _WINDING):
+            return (
+                f"run_dir: {rd} is still held by a render stopped in this process by a "
+                "second Ctrl-C: its threads (the encoder's, the frame writer's), which "
+                "cannot be stopped part way, are ending their work there; try again when "
+                "they have (seconds)"
+            )
         if _RunLock._held_here(rd / ".lock"):
             return (
                 f"run_dir: {rd} is being rendered in this process: by a render on "
@@ -268,14 +275,15 @@ class _RunLock:
                 os.close(fd)
 
     @staticmethod
-    def _held_here(path: Path) -> bool:
+    def _held_here(path: Path, among: set[tuple[int, int]] | None = None) -> bool:
         """Whether this process holds the lock file now at ``path`` (by its file, not
-        its pid: a process of the same pid in another container named itself)."""
+        its pid: a process of the same pid in another container named itself); with
+        ``among``, whether it is one of those."""
         try:
             st = os.stat(path)
         except OSError:
             return False
-        return (st.st_dev, st.st_ino) in _HELD
+        return (st.st_dev, st.st_ino) in (_HELD if among is None else among)
 
     @staticmethod
     def _holder(path: Path) -> int | None:
@@ -285,9 +293,42 @@ class _RunLock:
             return None
 
     def __enter__(self) -> _RunLock:
+        self._stages: list[_Stage] = []
         return self
 
+    def outlived_by(self, stage: _Stage) -> None:
+        """A stage whose thread may outlive the block: the render left it running (a
+        second Ctrl-C stopped its wait for it, or for the stage before it). It is then
+        told to stop (:meth:`_Stage.let_go_now`), and the lock is held until its thread
+        has ended: a thread cannot be stopped part way, and it ends its work in the run
+        folder (an encoder finishing its flush, then deleting its partial video, which a
+        resume started at once in this process was writing again)."""
+        self._stages.append(stage)
+
     def __exit__(self, *exc: object) -> None:
+        # released once every stage thread named by outlived_by() has ended: at once in
+        # a render that waited for them, which is every render but one let go
+        left = [len(self._stages)]
+        count = threading.Lock()
+
+        def one_ended() -> None:
+            with count:
+                left[0] -= 1
+                last = left[0] == 0
+            if last:
+                self._release()
+
+        if not self._stages:
+            self._release()
+            return
+        for st in self._stages:
+            if st._alive():
+                st.let_go_now()
+                _WINDING.add(self.key)  # (for the refusal's words)
+        for st in self._stages:
+            st.after(one_ended)
+
+    def _release(self) -> None:
         # removed while still held, so a render that opened it meanwhile retries on a
         # new file rather than locking this one, which no one else would see. A folder
         # no longer writable (made read-only, a file system remounted so after an I/O
@@ -299,6 +340,7 @@ class _RunLock:
                     self.path.unlink(missing_ok=True)
             finally:
                 _HELD.discard(self.key)
+                _WINDING.discard(self.key)
                 os.close(self.fd)
 
 
@@ -308,6 +350,8 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 # the lock files this process holds, by (device, inode), and the lock that makes taking
 # or letting go of one, with its entry here, one step for this process's threads
 _HELD: set[tuple[int, int]] = set()
+# those of them kept past their render by a stage thread it let go (_RunLock.outlived_by)
+_WINDING: set[tuple[int, int]] = set()
 
 
 class _Locking:
@@ -1100,10 +1144,12 @@ class _Stage:
         maxsize: int = 4,
         abandoned: threading.Event | None = None,
         feed: _Feed | None = None,
+        let_go: threading.Event | None = None,
     ) -> None:
         """``abandoned``: the Event :meth:`abandon` sets, for a ``work`` that also reads
         items of its own (a resume's stored frames) and must stop on it there too;
-        ``feed``: the queue to use, in place of a ``queue.Queue`` of ``maxsize``."""
+        ``feed``: the queue to use, in place of a ``queue.Queue`` of ``maxsize``;
+        ``let_go``: the Event to use as :attr:`let_go` (one its ``work`` looks at)."""
         self.name = name
         self.q: queue.Queue[Any] | _Feed = queue.Queue(maxsize) if feed is None else feed
         self.error: BaseException | None = None
@@ -1111,7 +1157,15 @@ class _Stage:
         #: its video finished and in place)
         self.completed = False
         self._abandoned = threading.Event() if abandoned is None else abandoned
+        #: set where :meth:`abandon`'s wait was interrupted (a second Ctrl-C): the render
+        #: has gone on without this thread, which cannot be stopped part way; a ``work``
+        #: past its last item (an encoder's final flush) drops what it makes
+        self.let_go = threading.Event() if let_go is None else let_go
+        self._all_taken = False  # the work has had every item, and their end
         self._work = work
+        # called once the thread has ended (after()); the lock guards them and the end
+        self._then: list[Callable[[], None]] = []
+        self._then_lock = threading.Lock()
         # set when the thread's work has ended. Waited on instead of Thread.join: a
         # KeyboardInterrupt in a join marks the thread stopped in CPython 3.11 (bpo-45274's
         # handling), after which join and is_alive say it ended while it still runs
@@ -1125,6 +1179,7 @@ class _Stage:
             if self._abandoned.is_set():
                 raise _Abandoned
             if item is _END:
+                self._all_taken = True
                 return
             yield item
 
@@ -1137,7 +1192,26 @@ class _Stage:
         except BaseException as e:  # reported to the producer
             self.error = e
         finally:
-            self._finished.set()
+            with self._then_lock:
+                self._finished.set()
+                then, self._then = self._then, []
+            for fn in then:
+                fn()
+
+    @property
+    def finishing(self) -> bool:
+        """Whether the work has had every item and still runs (an encoder's final flush,
+        the last pair's in-betweens), which :meth:`abandon` waits for."""
+        return self._all_taken and self._alive()
+
+    def after(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` once the stage's thread has ended: at once where it has, else on
+        that thread as it ends."""
+        with self._then_lock:
+            if not self._finished.is_set():
+                self._then.append(fn)
+                return
+        fn()
 
     def _alive(self) -> bool:
         return not self._finished.is_set()
@@ -1191,7 +1265,22 @@ class _Stage:
             self.q.put_nowait(_END)
         except queue.Full:
             pass
-        self._finished.wait()
+        try:
+            self._finished.wait()
+        except BaseException:  # a second Ctrl-C: the render goes on without the thread
+            self.let_go.set()
+            raise
+
+    def let_go_now(self) -> None:
+        """Stop the stage without waiting for it (the render has gone on without it): its
+        work ends after the item in hand, the items queued dropped, and an encoder in its
+        final flush deletes the video it finishes (:attr:`let_go`)."""
+        self.let_go.set()
+        self._abandoned.set()
+        try:
+            self.q.put_nowait(_END)
+        except queue.Full:
+            pass
 
 
 def _settings_digest(s: Settings, keep: Iterable[tuple[str, str]] = ()) -> str:
@@ -1598,13 +1687,16 @@ def _encoder(
     rife: Any,
     abandoned: threading.Event | None = None,
     feed: _Feed | None = None,
+    let_go: threading.Event | None = None,
 ) -> Callable[[Iterator[tuple[int, np.ndarray | None]]], None]:
     """The encoder stage: the frames already on disk (a resumed run), then the live
     ``(index, frame)`` items (a frame of None read back from disk: see :class:`_Feed`,
     whose ``taken`` it counts, for the render's bar), interpolated (``rife``: the
     loaded RIFE model, where the settings ask for it) and encoded as they come. The
     video is written under a ``.partial.mp4`` name and renamed when complete, so a killed
-    run never leaves a truncated NAME.mp4."""
+    run never leaves a truncated NAME.mp4. ``let_go``: the stage's :attr:`_Stage.let_go`;
+    set by the end of the final flush, the video is deleted, not renamed (the render
+    stopped meanwhile, by a second Ctrl-C, and did not record it)."""
     from .interpolate import FlowInterpolator, _even_times, interpolate, retime
     from .video import parse_fps, writing_video
 
@@ -1642,6 +1734,11 @@ def _encoder(
         ) as w:
             for f in frames:
                 w.write(f)
+            w.close()  # the final flush (seconds: x264's lookahead); again at the end: a no-op
+            if let_go is not None and let_go.is_set():
+                # the render went on without this thread: the video it would rename into
+                # place unrecorded, the run's lock let go (a second Ctrl-C), is dropped
+                raise _Abandoned
 
     return work
 
@@ -2049,7 +2146,11 @@ class _ProcessStage:
         # abort in its flush): its error (see error), its files as it left them; killed
         # here without a report, its partial video is removed (_report)
         rc = self.p.wait()
-        if rc != 0 and (self._report() or not self._killed):
+        # (killed here: SIGKILL, and marked. A child that died of its own signal between
+        # _kill's poll and the kill, which Popen.kill then did not send, is marked too: a
+        # review; its SIGSEGV or SIGABRT is still its failure)
+        own = self._killed and rc == -signal.SIGKILL
+        if rc != 0 and (self._report() or not own):
             self._failure()
         # the stuck write fails at once on the dead child; its thread only needs a turn
         # on the CPU, which a loaded host may not give it within WRITE_WAIT
@@ -2170,8 +2271,12 @@ def render(
     stopped at once; a stopped one's partial video is removed, and a resume encodes
     again). A failure beside the cancel (a full disk) in the writer or the encoder,
     thread or process, is raised in its place. A Ctrl-C waits for that flush too, and a
-    video it finishes is recorded (the ``KeyboardInterrupt`` is raised; a resume finds
-    the run finished)."""
+    video it finishes is recorded and its drift plot drawn (the ``KeyboardInterrupt`` is
+    raised carrying the video's path as ``loopwave_finished_video``; a resume finds the
+    run finished). A second Ctrl-C in that wait drops the video: an encoder process is
+    stopped; the encoder thread, which cannot be, deletes the video it finishes, and the
+    run's lock is held until it has ended (a render of the run in this process meanwhile
+    is refused)."""
     _check_options(stages, stop_after, cancel)  # before the model loads
     if resume:
         if run_dir is None and isinstance(settings, Settings):
@@ -2455,6 +2560,7 @@ def render(
 
         prev = _read_png(rd / "frames" / f"{last:06d}.png") if last >= 0 else None
         done = last + 1
+        recording = False  # the render's own record of its video has begun
         encoder: _Stage | _ProcessStage | None = None
         feed: _Feed | None = None
         if encode:
@@ -2466,13 +2572,16 @@ def render(
                 # behind from the start on a resume: new frames are made meanwhile
                 feed = _Feed(behind=done > 0)
                 # (no bar of its own: the render's bar, moving meanwhile, shows how far)
-                work = _encoder(rd, settings, done, rife, quit_, feed)
-                encoder = _Stage("encoding", work, abandoned=quit_, feed=feed)
+                let_go = threading.Event()
+                work = _encoder(rd, settings, done, rife, quit_, feed, let_go)
+                encoder = _Stage("encoding", work, abandoned=quit_, feed=feed, let_go=let_go)
+                lock.outlived_by(encoder)
         # how far the encoder is (the frames taken, and whether it is behind), for the bars
         tracker: _Feed | _ProcessStage | None = feed
         if isinstance(encoder, _ProcessStage):
             tracker = encoder
         writer = _Stage("saving frames", _saver(rd, encoder, _settings_digest(settings)))
+        lock.outlived_by(writer)
 
         def poll() -> None:
             """Raise RenderCancelled where ``cancel`` is set, every frame saved."""
@@ -2483,13 +2592,15 @@ def render(
             """Flush every generated frame to disk; finish the video only if ``finish``
             (a ``cancel`` set meanwhile stops that); ``interrupted``: by a Ctrl-C."""
             if encoder is not None and not finish:
-                if progress and isinstance(encoder, _ProcessStage) and encoder.finishing:
-                    again = "; Ctrl-C again to drop it" if interrupted else ""
-                    print(
-                        "stopping: the encoder process is finishing the video (waited for"
-                        f" up to a minute{again})",
-                        file=sys.stderr,
-                    )
+                if progress and encoder.finishing:
+                    # (the thread stage's wait has no limit: a thread cannot be killed)
+                    again = "Ctrl-C again to drop it" if interrupted else ""
+                    if isinstance(encoder, _ProcessStage):
+                        why = "process is finishing the video (waited for up to a minute"
+                        why += f"; {again})" if again else ")"
+                    else:
+                        why = f"is finishing the video{f' ({again})' if again else ''}"
+                    print(f"stopping: the encoder {why}", file=sys.stderr)
                 encoder.abandon()
             # (a writer waiting on a full encoder queue drains up to ten frames' encoding)
             writer.close(poll if finish and encoder is not None and cancel is not None else None)
@@ -2556,6 +2667,7 @@ def render(
             # writing, past the lock's release, into a video a next render wrote too
             stop(finish=True)
             if encoder is not None:
+                recording = True  # (a Ctrl-C from here on is not followed by a record)
                 _record_video(rd, _video_path(rd, settings))
         except BaseException as e:
             # Ctrl-C, a failing backend or stage, or a consumer that stopped early: flush what
@@ -2566,15 +2678,20 @@ def render(
                 if isinstance(e, RenderCancelled):  # a failure (a full disk), not only that
                     raise
             if not isinstance(e, RenderCancelled):
-                if isinstance(e, KeyboardInterrupt) and encoder is not None and encoder.completed:
+                ctrl_c = isinstance(e, KeyboardInterrupt)
+                if ctrl_c and encoder is not None and encoder.completed and not recording:
                     # finished as the render stopped (a Ctrl-C in the encoder's final
                     # flush, which is waited for): recorded, so a resume keeps it (from a
-                    # review: it encoded the whole video again). Not after an error (a
-                    # failed fsync in the record itself: a second one passes, the pages
-                    # marked clean, and the video the disk may not hold was kept)
+                    # review: it encoded the whole video again). Not after an error, nor
+                    # after a Ctrl-C in the render's own record (a failed fsync there,
+                    # the Ctrl-C delivered as it raised: a second fsync passes, the pages
+                    # marked clean, and the video the disk may not hold was kept). The
+                    # drift plot drawn too (a review: the CLI said there was nothing to
+                    # resume, where a resume drew it); where either fails, not marked
                     whole = _video_path(rd, settings)
                     with contextlib.suppress(OSError, ValueError):  # (not over e)
                         _record_video(rd, whole)
+                        _drift_plot(rd)
                         setattr(e, _FINISHED, whole)  # (the CLI: nothing to resume)
                 raise
             if encoder is not None and encoder.error is not None:
