@@ -1226,20 +1226,28 @@ def test_the_cli_says_a_video_finished_in_a_ctrl_c_needs_no_resume(tmp_path, mon
     command still said "continue with: loopwave render --resume ...". A real SIGINT
     reaches the main thread here as the encoder thread's flush begins."""
     pytest.importorskip("av")
+    import loopwave.render as lr
     from loopwave.cli import main
     from loopwave.video import VideoWriter
 
-    main_id, close = threading.main_thread().ident, VideoWriter.close
-    closes = []
+    main_id, close, abandon = threading.main_thread().ident, VideoWriter.close, lr._Stage.abandon
+    closes, landed = [], threading.Event()
 
     def flushing(writer):
         closes.append(writer)
         if len(closes) == 1:  # (the render's flush; a second close() does nothing)
             signal.pthread_kill(main_id, signal.SIGINT)
-            time.sleep(0.5)
+            # until the render has taken it and waits for this flush (a review: a sleep
+            # of half a second, which a starved main thread could outrun)
+            assert landed.wait(30)
         return close(writer)
 
+    def waited(stage):
+        landed.set()
+        return abandon(stage)
+
     monkeypatch.setattr(VideoWriter, "close", flushing)
+    monkeypatch.setattr(lr._Stage, "abandon", waited)
     job = {**JOB, "model": {"backend": "smoke"}, "output": {"dir": str(tmp_path), "name": "c"}}
     (tmp_path / "job.json").write_text(json.dumps(job))
     assert main(["render", str(tmp_path / "job.json"), "--quiet"]) == 130
