@@ -937,36 +937,43 @@ def test_a_ctrl_c_in_the_final_flush_records_the_finished_video(
     assert (now.st_ino, now.st_mtime_ns) == (made.st_ino, made.st_mtime_ns)
 
 
-def test_a_ctrl_c_in_the_renders_own_record_is_not_followed_by_another(
-    tmp_path, backend, monkeypatch
-):
+@pytest.mark.parametrize("fsync", ["fails", "passes"])
+def test_a_ctrl_c_in_the_renders_own_record(tmp_path, backend, monkeypatch, fsync):
     """From a review: a Ctrl-C pressed while the render's own record of its video waited
     on a failing disk's fsync lands as the fsync's EIO unwinds; the handler took it for a
     Ctrl-C in the flush and recorded the video again, its second fsync passing (the pages
-    marked clean), so the run kept a video the disk may not hold."""
+    marked clean), so the run kept a video the disk may not hold. From the next review:
+    the fix dropped the record where the fsync passed (seconds, for a large video), and
+    the resume encoded the whole video again; that one is recorded."""
     import errno as errno_
 
     import loopwave.render as lr
 
     sync, fsyncs = lr.sync_file, []
 
-    def failing(f):
+    def interrupted(f):
         if str(getattr(f, "name", "")).endswith("morph.mp4"):
             fsyncs.append(f.name)
             if len(fsyncs) == 1:
                 try:
-                    raise OSError(errno_.EIO, "Input/output error")
-                finally:  # the Ctrl-C pressed meanwhile, delivered as the error unwinds
+                    if fsync == "fails":
+                        raise OSError(errno_.EIO, "Input/output error")
+                    sync(f)
+                finally:  # the Ctrl-C pressed meanwhile, delivered as the fsync returns
                     raise KeyboardInterrupt  # noqa: B012
         return sync(f)
 
-    monkeypatch.setattr(lr, "sync_file", failing)
+    monkeypatch.setattr(lr, "sync_file", interrupted)
     rd = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt) as e:
         render(Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False)
-    assert isinstance(e.value.__context__, OSError) and len(fsyncs) == 1
-    assert not hasattr(e.value, "loopwave_finished_video")
-    assert "video" not in json.loads((rd / "state.json").read_text())
+    recorded = "video" in json.loads((rd / "state.json").read_text())
+    if fsync == "fails":
+        assert isinstance(e.value.__context__, OSError) and len(fsyncs) == 1
+        assert not hasattr(e.value, "loopwave_finished_video") and not recorded
+    else:
+        assert recorded and len(fsyncs) == 2
+        assert getattr(e.value, "loopwave_finished_video", None) == rd.absolute() / "morph.mp4"
 
 
 @pytest.mark.parametrize("fails", ["_record_video", "_drift_plot"])
@@ -1000,6 +1007,10 @@ def test_a_video_finished_in_a_ctrl_c_is_not_called_finished_where_its_record_fa
     assert not hasattr(e.value, "loopwave_finished_video")
     recorded = "video" in json.loads((rd / "state.json").read_text())
     assert recorded == (fails == "_drift_plot") and videos(rd) == ["morph.mp4"]
+
+
+# the refusal of a render of a run whose threads a stopped render left running
+_LET_GO = r"a render in this process that has stopped \(a second Ctrl-C\)"
 
 
 def test_a_second_ctrl_c_in_the_encoder_threads_flush_drops_its_video(
@@ -1048,7 +1059,7 @@ def test_a_second_ctrl_c_in_the_encoder_threads_flush_drops_its_video(
         assert "stopping: the encoder is finishing the video (Ctrl-C again to drop it)" in said
         encoding = [t for t in threading.enumerate() if t.name == "loopwave-encoding"]
         assert len(encoding) == 1 and encoding[0].is_alive()  # (still in its flush)
-        with pytest.raises(ValueError, match="stopped in this process by a second Ctrl-C"):
+        with pytest.raises(ValueError, match=_LET_GO):
             render(None, run_dir=rd, resume=True, backend=backend, progress=False)
     finally:
         release.set()
@@ -1076,8 +1087,13 @@ def test_a_second_ctrl_c_as_the_encoder_thread_stops_keeps_the_run_until_it_has(
     from loopwave.video import VideoWriter
 
     ctrl_c, hold, holding = _CtrlC(), threading.Event(), threading.Event()
-    write, abandon = VideoWriter.write, lr._Stage.abandon
+    write, abandon, write_png = VideoWriter.write, lr._Stage.abandon, lr.write_png
     main = threading.main_thread().ident
+
+    def slow_disk(path, *args, **kwargs):
+        if path.parent.name == "frames" and path.stem.isdigit() and int(path.stem) >= 2:
+            time.sleep(0.4)  # (frames queued for the writer at the second Ctrl-C)
+        return write_png(path, *args, **kwargs)
 
     def held(writer, frames):
         if writer.frames_queued >= 2:  # the encoder thread held at its third frame
@@ -1097,6 +1113,7 @@ def test_a_second_ctrl_c_as_the_encoder_thread_stops_keeps_the_run_until_it_has(
 
     monkeypatch.setattr(VideoWriter, "write", held)
     monkeypatch.setattr(lr._Stage, "abandon", waited)
+    monkeypatch.setattr(lr, "write_png", slow_disk)
     rd = tmp_path / "run"
     before = set(threading.enumerate())
     try:
@@ -1109,7 +1126,7 @@ def test_a_second_ctrl_c_as_the_encoder_thread_stops_keeps_the_run_until_it_has(
         stages = ("loopwave-encoding", "loopwave-saving frames")
         left = [t for t in set(threading.enumerate()) - before if t.name in stages]
         assert "loopwave-encoding" in [t.name for t in left]
-        with pytest.raises(ValueError, match="stopped in this process by a second Ctrl-C"):
+        with pytest.raises(ValueError, match=_LET_GO):
             render(None, run_dir=rd, resume=True, backend=backend, progress=False)
     finally:
         hold.set()
@@ -1117,8 +1134,78 @@ def test_a_second_ctrl_c_as_the_encoder_thread_stops_keeps_the_run_until_it_has(
         t.join(60)
         assert not t.is_alive(), t.name
     assert not (rd / ".lock").exists() and videos(rd) == []
+    # every frame made was saved (a review: the writer, let go, dropped those it had)
+    assert last_recorded(rd) == 3 and len(list((rd / "frames").glob("*.png"))) == 4
     r = render(None, run_dir=rd, resume=True, backend=backend, progress=False)
     assert r.frames == 7 and videos(rd) == ["morph.mp4"]
+
+
+def test_a_second_ctrl_c_after_the_encoder_threads_last_look_keeps_its_video(
+    tmp_path, backend, monkeypatch
+):
+    """From a review: a second Ctrl-C that lands after the encoder thread has looked at
+    ``let_go`` (between its flush and its rename) let it put the video in place, which
+    nothing recorded, so a resume encoded it again. The thread's end records it, before
+    the run's lock is let go."""
+    pytest.importorskip("av")
+    import loopwave.video as lv
+    from loopwave.video import VideoWriter
+
+    ctrl_c, close, refuse = _CtrlC(), VideoWriter.close, lv._refuse_in_the_way
+    main = threading.main_thread().ident
+    closes = []
+
+    def flushing(writer):
+        closes.append(writer)
+        if len(closes) == 1:  # the render's flush: a Ctrl-C the render waits on
+            ctrl_c.set()
+            assert ctrl_c.raised.wait(30)
+        return close(writer)
+
+    def late(p, **kw):
+        if threading.current_thread().name == "loopwave-encoding" and "segments" in kw:
+            # past the thread's look at let_go, before the rename: the second Ctrl-C
+            signal.pthread_kill(main, signal.SIGINT)
+            time.sleep(0.5)
+        return refuse(p, **kw)
+
+    monkeypatch.setattr(VideoWriter, "close", flushing)
+    monkeypatch.setattr(lv, "_refuse_in_the_way", late)
+    rd = tmp_path / "run"
+    before = set(threading.enumerate())
+    with pytest.raises(KeyboardInterrupt) as e:
+        render(Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False, cancel=ctrl_c)
+    assert isinstance(e.value.__context__, KeyboardInterrupt)  # (the second of two)
+    for t in set(threading.enumerate()) - before:
+        if t.name == "loopwave-encoding":
+            t.join(60)
+            assert not t.is_alive()
+    assert videos(rd) == ["morph.mp4"] and not (rd / ".lock").exists()
+    assert "video" in json.loads((rd / "state.json").read_text())
+    made = (rd / "morph.mp4").stat()
+    again = _Counting(backend)  # nothing is left to do: no model call, no encoding
+    r = render(None, run_dir=rd, resume=True, backend=again, progress=False)
+    assert again.calls == 0 and r.video == rd.absolute() / "morph.mp4"
+    assert (rd / "morph.mp4").stat().st_mtime_ns == made.st_mtime_ns
+
+
+@pytest.mark.parametrize("stages", ["thread", "process"])
+def test_a_ctrl_c_mid_render_says_nothing_of_finishing(tmp_path, backend, capsys, stages):
+    """From a review: no test failed where the thread stage said "the encoder is
+    finishing the video" on a Ctrl-C in the middle of a render, where nothing finishes."""
+    pytest.importorskip("av")
+
+    def on_frame(i, frame):
+        if i == 3:
+            raise KeyboardInterrupt
+
+    rd = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        render(
+            Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=True,
+            stages=stages, on_frame=on_frame,
+        )  # fmt: skip
+    assert "stopping:" not in capsys.readouterr().err and last_recorded(rd) == 3
 
 
 def test_an_encoder_process_that_dies_in_its_waited_flush_is_reported(

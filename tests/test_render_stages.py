@@ -242,6 +242,29 @@ def test_a_child_that_dies_of_its_own_signal_as_abandon_kills_is_a_failure(tmp_p
     assert str(stage.error) == "encoding failed: the encoder process was killed by SIGSEGV"
 
 
+def test_a_second_ctrl_c_while_abandon_waits_for_a_child_mid_video_kills_it(tmp_path, monkeypatch):
+    """From a review: a second Ctrl-C while abandon() waited for a child still taking
+    frames to end (its end of input sent) left it running past the run's lock, about to
+    remove its partial video by name, which a resume at once was writing again. It is
+    killed, as in the wait for the final flush."""
+    rd = _run_dir(tmp_path, factor=1)
+    stage = _stage(rd)
+    _put(stage, np.zeros((64, 64, 3), np.uint8))
+    os.kill(stage.p.pid, signal.SIGSTOP)  # (it would end at once on its end of input)
+    wait = stage.p.wait
+
+    def interrupted(timeout=None):
+        if timeout is not None:  # the wait for its exit: the second Ctrl-C lands
+            raise KeyboardInterrupt
+        return wait()
+
+    monkeypatch.setattr(stage.p, "wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        stage.abandon()
+    assert stage.p.returncode == -signal.SIGKILL
+    assert not list(rd.glob("*.mp4"))  # (its partial video removed here)
+
+
 def test_a_ctrl_c_before_the_end_is_written_is_not_waited_for(tmp_path, monkeypatch):
     """From a review: a Ctrl-C in close() before the end of the frames was written left a
     child that had taken every frame looking as if it finished the video: abandon()

@@ -177,9 +177,9 @@ class _RunLock:
         """Why a render cannot take ``rd`` while another holds its lock."""
         if _RunLock._held_here(rd / ".lock", _WINDING):
             return (
-                f"run_dir: {rd} is still held by a render stopped in this process by a "
-                "second Ctrl-C: its threads (the encoder's, the frame writer's), which "
-                "cannot be stopped part way, are ending their work there; try again when "
+                f"run_dir: {rd} is still held by a render in this process that has stopped "
+                "(a second Ctrl-C) while its threads (the encoder's, the frame writer's), "
+                "which cannot be stopped part way, end their work there; try again when "
                 "they have (seconds)"
             )
         if _RunLock._held_here(rd / ".lock"):
@@ -293,17 +293,18 @@ class _RunLock:
             return None
 
     def __enter__(self) -> _RunLock:
-        self._stages: list[_Stage] = []
+        self._stages: list[tuple[_Stage, bool]] = []
         return self
 
-    def outlived_by(self, stage: _Stage) -> None:
+    def outlived_by(self, stage: _Stage, drain: bool = False) -> None:
         """A stage whose thread may outlive the block: the render left it running (a
         second Ctrl-C stopped its wait for it, or for the stage before it). It is then
         told to stop (:meth:`_Stage.let_go_now`), and the lock is held until its thread
         has ended: a thread cannot be stopped part way, and it ends its work in the run
         folder (an encoder finishing its flush, then deleting its partial video, which a
-        resume started at once in this process was writing again)."""
-        self._stages.append(stage)
+        resume started at once in this process was writing again). ``drain``: it is let
+        go with its queue done first (:meth:`_Stage.let_go_now`)."""
+        self._stages.append((stage, drain))
 
     def __exit__(self, *exc: object) -> None:
         # released once every stage thread named by outlived_by() has ended: at once in
@@ -321,11 +322,11 @@ class _RunLock:
         if not self._stages:
             self._release()
             return
-        for st in self._stages:
+        for st, drain in self._stages:
             if st._alive():
-                st.let_go_now()
+                st.let_go_now(drain)
                 _WINDING.add(self.key)  # (for the refusal's words)
-        for st in self._stages:
+        for st, _ in self._stages:
             st.after(one_ended)
 
     def _release(self) -> None:
@@ -1162,6 +1163,7 @@ class _Stage:
         #: past its last item (an encoder's final flush) drops what it makes
         self.let_go = threading.Event() if let_go is None else let_go
         self._all_taken = False  # the work has had every item, and their end
+        self._draining = False  # let go: ends once its queue is empty (let_go_now)
         self._work = work
         # called once the thread has ended (after()); the lock guards them and the end
         self._then: list[Callable[[], None]] = []
@@ -1175,7 +1177,13 @@ class _Stage:
 
     def _items(self) -> Iterator[Any]:
         while True:
-            item = self.q.get()
+            if self._draining and isinstance(self.q, queue.Queue):  # (let_go_now's drain:
+                try:  # the items queued, then the end; a plain queue, the writer's)
+                    item = self.q.get(timeout=0.1)
+                except queue.Empty:
+                    return
+            else:
+                item = self.q.get()
             if self._abandoned.is_set():
                 raise _Abandoned
             if item is _END:
@@ -1195,8 +1203,15 @@ class _Stage:
             with self._then_lock:
                 self._finished.set()
                 then, self._then = self._then, []
+            # each runs whatever one before it raised (the last: the run lock's release)
+            failed: BaseException | None = None
             for fn in then:
-                fn()
+                try:
+                    fn()
+                except BaseException as e:  # (raised after the others: the thread's hook)
+                    failed = failed or e
+            if failed is not None:
+                raise failed
 
     @property
     def finishing(self) -> bool:
@@ -1271,12 +1286,17 @@ class _Stage:
             self.let_go.set()
             raise
 
-    def let_go_now(self) -> None:
+    def let_go_now(self, drain: bool = False) -> None:
         """Stop the stage without waiting for it (the render has gone on without it): its
         work ends after the item in hand, the items queued dropped, and an encoder in its
-        final flush deletes the video it finishes (:attr:`let_go`)."""
+        final flush deletes the video it finishes (:attr:`let_go`). ``drain``: the items
+        queued are done first (the frame writer: frames already generated are saved, a
+        review; its puts into the abandoned encoder return at once)."""
         self.let_go.set()
-        self._abandoned.set()
+        if drain:
+            self._draining = True
+        else:
+            self._abandoned.set()
         try:
             self.q.put_nowait(_END)
         except queue.Full:
@@ -2131,17 +2151,25 @@ class _ProcessStage:
                 self._report()  # (its partial video removed, unless its report kept it)
                 raise
             self._kill()  # (unless it has exited: finished, or failed by itself)
-        elif self._lock.acquire(timeout=self.WRITE_WAIT):
+        else:
             try:
-                self.p.stdin.close()  # end of input: the child removes its partial video
-            finally:
-                self._lock.release()
-            try:
-                self.p.wait(timeout=self.EXIT_WAIT)
-            except subprocess.TimeoutExpired:
+                if self._lock.acquire(timeout=self.WRITE_WAIT):
+                    try:
+                        self.p.stdin.close()  # end of input: the child removes its partial
+                    finally:
+                        self._lock.release()
+                    try:
+                        self.p.wait(timeout=self.EXIT_WAIT)
+                    except subprocess.TimeoutExpired:
+                        self._kill()
+                else:  # a write stuck on a child that stopped reading: it is only the video
+                    self._kill()
+            except BaseException:  # a second Ctrl-C in these waits: stopped, as above (a
+                # review: the child went on, and removed its partial video by name after
+                # the run's lock was let go, which a resume at once was writing again)
                 self._kill()
-        else:  # a write is stuck on a child that stopped reading: it is only the video
-            self._kill()
+                self._report()
+                raise
         # it failed by itself (a report, or killed by a signal not sent here: a codec's
         # abort in its flush): its error (see error), its files as it left them; killed
         # here without a report, its partial video is removed (_report)
@@ -2274,9 +2302,10 @@ def render(
     video it finishes is recorded and its drift plot drawn (the ``KeyboardInterrupt`` is
     raised carrying the video's path as ``loopwave_finished_video``; a resume finds the
     run finished). A second Ctrl-C in that wait drops the video: an encoder process is
-    stopped; the encoder thread, which cannot be, deletes the video it finishes, and the
-    run's lock is held until it has ended (a render of the run in this process meanwhile
-    is refused)."""
+    stopped; the encoder thread, which cannot be, deletes the video it finishes (one it
+    was already putting in place is recorded), and the run's lock is held until it, and
+    the frame writer saving the frames it has, have ended (a render of the run in this
+    process meanwhile is refused)."""
     _check_options(stages, stop_after, cancel)  # before the model loads
     if resume:
         if run_dir is None and isinstance(settings, Settings):
@@ -2574,14 +2603,25 @@ def render(
                 # (no bar of its own: the render's bar, moving meanwhile, shows how far)
                 let_go = threading.Event()
                 work = _encoder(rd, settings, done, rife, quit_, feed, let_go)
-                encoder = _Stage("encoding", work, abandoned=quit_, feed=feed, let_go=let_go)
-                lock.outlived_by(encoder)
+                stage = _Stage("encoding", work, abandoned=quit_, feed=feed, let_go=let_go)
+
+                def kept_anyway() -> None:
+                    # let go (a second Ctrl-C) just after its look at let_go, it put the
+                    # video in place all the same: recorded, the run's lock still held,
+                    # so that a resume keeps it (a review: left unrecorded)
+                    if stage.let_go.is_set() and stage.completed:
+                        with contextlib.suppress(OSError, ValueError):
+                            _record_video(rd, _video_path(rd, settings))
+
+                stage.after(kept_anyway)  # (before the lock's release: after() keeps order)
+                lock.outlived_by(stage)
+                encoder = stage
         # how far the encoder is (the frames taken, and whether it is behind), for the bars
         tracker: _Feed | _ProcessStage | None = feed
         if isinstance(encoder, _ProcessStage):
             tracker = encoder
         writer = _Stage("saving frames", _saver(rd, encoder, _settings_digest(settings)))
-        lock.outlived_by(writer)
+        lock.outlived_by(writer, drain=True)  # (the frames it has are saved)
 
         def poll() -> None:
             """Raise RenderCancelled where ``cancel`` is set, every frame saved."""
@@ -2667,7 +2707,7 @@ def render(
             # writing, past the lock's release, into a video a next render wrote too
             stop(finish=True)
             if encoder is not None:
-                recording = True  # (a Ctrl-C from here on is not followed by a record)
+                recording = True  # (see the handler: a record that failed)
                 _record_video(rd, _video_path(rd, settings))
         except BaseException as e:
             # Ctrl-C, a failing backend or stage, or a consumer that stopped early: flush what
@@ -2679,11 +2719,14 @@ def render(
                     raise
             if not isinstance(e, RenderCancelled):
                 ctrl_c = isinstance(e, KeyboardInterrupt)
-                if ctrl_c and encoder is not None and encoder.completed and not recording:
+                # (the render's own record failed as the Ctrl-C landed: its OSError the
+                # context; one that passed, its fsync taking seconds, is recorded again)
+                failed = recording and isinstance(e.__context__, OSError)
+                if ctrl_c and encoder is not None and encoder.completed and not failed:
                     # finished as the render stopped (a Ctrl-C in the encoder's final
                     # flush, which is waited for): recorded, so a resume keeps it (from a
                     # review: it encoded the whole video again). Not after an error, nor
-                    # after a Ctrl-C in the render's own record (a failed fsync there,
+                    # after a Ctrl-C as the render's own record failed (an fsync's EIO,
                     # the Ctrl-C delivered as it raised: a second fsync passes, the pages
                     # marked clean, and the video the disk may not hold was kept). The
                     # drift plot drawn too (a review: the CLI said there was nothing to
