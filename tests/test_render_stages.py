@@ -269,6 +269,56 @@ def test_a_second_ctrl_c_while_abandon_waits_for_a_child_mid_video_kills_it(tmp_
     assert not list(rd.glob("*.mp4"))  # (its partial video removed here)
 
 
+def test_a_stage_let_go_with_a_full_queue_does_its_items_then_ends():
+    """From a review: a writer let go to drain (``let_go_now(drain=True)``) with its queue
+    full cannot be sent its end; it must still end once the queue is empty (the mutant
+    that waited on the queue for good held the run's lock for the rest of the process)."""
+    import loopwave.render as lr
+
+    done, go = [], threading.Event()
+
+    def work(items):
+        for item in items:
+            go.wait(30)
+            done.append(item)
+
+    stage = lr._Stage("saving frames", work, maxsize=2)
+    for item in range(3):  # one taken, held; two fill the queue
+        stage.put(item)
+    deadline = time.monotonic() + 30
+    while not stage.q.full():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    stage.let_go_now(drain=True)
+    assert stage.q.full()  # (the end could not be queued)
+    go.set()
+    assert stage.wait(30) and done == [0, 1, 2] and stage.error is None
+
+
+def test_a_stages_end_callbacks_all_run_though_one_raises(monkeypatch):
+    """The callbacks a stage runs as its thread ends each run, whatever one before raised:
+    the last of a render's releases the run's lock. The error still reaches the thread's
+    hook."""
+    import loopwave.render as lr
+
+    go, ran, hooked = threading.Event(), [], []
+    monkeypatch.setattr(threading, "excepthook", lambda args: hooked.append(args.exc_value))
+    stage = lr._Stage("encoding", lambda items: go.wait(30))
+
+    def broken():
+        ran.append("broken")
+        raise OSError(5, "Input/output error")
+
+    stage.after(broken)
+    stage.after(lambda: ran.append("release"))
+    go.set()
+    stage.t.join(30)
+    assert ran == ["broken", "release"]
+    assert [type(x) for x in hooked] == [OSError]
+    stage.after(lambda: ran.append("at once"))  # (the thread has ended: called here)
+    assert ran[-1] == "at once"
+
+
 def test_a_ctrl_c_before_the_end_is_written_is_not_waited_for(tmp_path, monkeypatch):
     """From a review: a Ctrl-C in close() before the end of the frames was written left a
     child that had taken every frame looking as if it finished the video: abandon()

@@ -293,18 +293,22 @@ class _RunLock:
             return None
 
     def __enter__(self) -> _RunLock:
-        self._stages: list[tuple[_Stage, bool]] = []
+        self._stages: list[tuple[_Stage, bool, Callable[[], None] | None]] = []
         return self
 
-    def outlived_by(self, stage: _Stage, drain: bool = False) -> None:
+    def outlived_by(
+        self, stage: _Stage, drain: bool = False, then: Callable[[], None] | None = None
+    ) -> None:
         """A stage whose thread may outlive the block: the render left it running (a
         second Ctrl-C stopped its wait for it, or for the stage before it). It is then
         told to stop (:meth:`_Stage.let_go_now`), and the lock is held until its thread
         has ended: a thread cannot be stopped part way, and it ends its work in the run
         folder (an encoder finishing its flush, then deleting its partial video, which a
         resume started at once in this process was writing again). ``drain``: it is let
-        go with its queue done first (:meth:`_Stage.let_go_now`)."""
-        self._stages.append((stage, drain))
+        go with its queue done first (:meth:`_Stage.let_go_now`); ``then``: called once
+        the block has ended and the thread too (at once where it has), before the lock
+        is let go."""
+        self._stages.append((stage, drain, then))
 
     def __exit__(self, *exc: object) -> None:
         # released once every stage thread named by outlived_by() has ended: at once in
@@ -322,11 +326,16 @@ class _RunLock:
         if not self._stages:
             self._release()
             return
-        for st, drain in self._stages:
+        for st, drain, _ in self._stages:
             if st._alive():
                 st.let_go_now(drain)
                 _WINDING.add(self.key)  # (for the refusal's words)
-        for st, _ in self._stages:
+                if exc[1] is not None:  # (the CLI: not "every generated frame is saved")
+                    with contextlib.suppress(AttributeError, TypeError):
+                        setattr(exc[1], _LEFT_RUNNING, True)
+        for st, _, then in self._stages:
+            if then is not None:
+                st.after(then)
             st.after(one_ended)
 
     def _release(self) -> None:
@@ -843,6 +852,10 @@ def _video_record(video: Path) -> dict[str, int] | None:
 #: the attribute a render's KeyboardInterrupt carries where the video was finished and
 #: recorded as it stopped (the run is whole: the CLI gives no resume hint)
 _FINISHED = "loopwave_finished_video"
+#: the attribute an exception that left a render carries where the render's threads were
+#: still running then, let go to end by themselves (a second Ctrl-C): the frames queued
+#: for saving are saved only if the process goes on (the CLI exits at once)
+_LEFT_RUNNING = "loopwave_threads_left_running"
 
 
 def _record_video(rd: Path, video: Path) -> None:
@@ -2305,7 +2318,9 @@ def render(
     stopped; the encoder thread, which cannot be, deletes the video it finishes (one it
     was already putting in place is recorded), and the run's lock is held until it, and
     the frame writer saving the frames it has, have ended (a render of the run in this
-    process meanwhile is refused)."""
+    process meanwhile is refused). The exception then carries
+    ``loopwave_threads_left_running``: a process that ends at once (the CLI) ends them
+    too, and its resume makes again any frame they had not saved."""
     _check_options(stages, stop_after, cancel)  # before the model loads
     if resume:
         if run_dir is None and isinstance(settings, Settings):
@@ -2590,6 +2605,8 @@ def render(
         prev = _read_png(rd / "frames" / f"{last:06d}.png") if last >= 0 else None
         done = last + 1
         recording = False  # the render's own record of its video has begun
+        record_tried = False  # a record of the video, the render's own or the handler's
+        outer: BaseException | None = None  # an exception the caller is handling
         encoder: _Stage | _ProcessStage | None = None
         feed: _Feed | None = None
         if encode:
@@ -2606,15 +2623,16 @@ def render(
                 stage = _Stage("encoding", work, abandoned=quit_, feed=feed, let_go=let_go)
 
                 def kept_anyway() -> None:
-                    # let go (a second Ctrl-C) just after its look at let_go, it put the
-                    # video in place all the same: recorded, the run's lock still held,
-                    # so that a resume keeps it (a review: left unrecorded)
-                    if stage.let_go.is_set() and stage.completed:
+                    # a video put in place that the render never tried to record: a
+                    # second Ctrl-C after the thread's look at let_go, or one that left
+                    # stop() another way (reviews: left unrecorded, encoded again by the
+                    # resume). Recorded, the run's lock still held. One whose record
+                    # was tried and failed is not (a failed fsync: see the handler)
+                    if stage.completed and not record_tried:
                         with contextlib.suppress(OSError, ValueError):
                             _record_video(rd, _video_path(rd, settings))
 
-                stage.after(kept_anyway)  # (before the lock's release: after() keeps order)
-                lock.outlived_by(stage)
+                lock.outlived_by(stage, then=kept_anyway)
                 encoder = stage
         # how far the encoder is (the frames taken, and whether it is behind), for the bars
         tracker: _Feed | _ProcessStage | None = feed
@@ -2707,7 +2725,8 @@ def render(
             # writing, past the lock's release, into a video a next render wrote too
             stop(finish=True)
             if encoder is not None:
-                recording = True  # (see the handler: a record that failed)
+                recording = record_tried = True  # (see the handler: a record that failed)
+                outer = sys.exc_info()[1]  # (render() called in an except block)
                 _record_video(rd, _video_path(rd, settings))
         except BaseException as e:
             # Ctrl-C, a failing backend or stage, or a consumer that stopped early: flush what
@@ -2720,8 +2739,11 @@ def render(
             if not isinstance(e, RenderCancelled):
                 ctrl_c = isinstance(e, KeyboardInterrupt)
                 # (the render's own record failed as the Ctrl-C landed: its OSError the
-                # context; one that passed, its fsync taking seconds, is recorded again)
-                failed = recording and isinstance(e.__context__, OSError)
+                # context; one that passed, its fsync taking seconds, is recorded again;
+                # so is one whose context is the caller's, render() called in an except
+                # OSError block: a review)
+                context = e.__context__
+                failed = recording and isinstance(context, OSError) and context is not outer
                 if ctrl_c and encoder is not None and encoder.completed and not failed:
                     # finished as the render stopped (a Ctrl-C in the encoder's final
                     # flush, which is waited for): recorded, so a resume keeps it (from a
@@ -2732,6 +2754,7 @@ def render(
                     # drift plot drawn too (a review: the CLI said there was nothing to
                     # resume, where a resume drew it); where either fails, not marked
                     whole = _video_path(rd, settings)
+                    record_tried = True
                     with contextlib.suppress(OSError, ValueError):  # (not over e)
                         _record_video(rd, whole)
                         _drift_plot(rd)
@@ -2746,6 +2769,7 @@ def render(
             # the cancel came as the encoder finished the video, which it then did (its
             # final flush is waited for): the render is whole, and said so (from a review:
             # a resume encoded the whole video again, the run not knowing it had one)
+            record_tried = True
             _record_video(rd, _video_path(rd, settings))
         _drift_plot(rd)
         made = encode or video_kept
@@ -2963,9 +2987,13 @@ def add_cli(sub: Any) -> None:
                 cmd += ["--no-video"] * a.no_video + ["--quiet"] * a.quiet
                 cmd += ["--stages", a.stages] if a.stages != "thread" else []
                 when = "" if isinstance(e, KeyboardInterrupt) else " once the cause is fixed"
+                saved = "every generated frame is saved"
+                if getattr(e, _LEFT_RUNNING, False):  # (a review: the frames the writer
+                    # had were not saved, this process ending at once)
+                    saved = "stopped at once: the resume makes again any frame not saved yet"
                 with contextlib.suppress(OSError):  # (after SIGHUP the terminal may be gone)
                     print(
-                        f"every generated frame is saved; continue{when} with: {shlex.join(cmd)}",
+                        f"{saved}; continue{when} with: {shlex.join(cmd)}",
                         file=sys.stderr,
                     )
             raise
