@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 
@@ -1210,13 +1211,16 @@ def test_a_second_ctrl_c_after_the_encoder_threads_last_look_keeps_its_video(
     assert (rd / "morph.mp4").stat().st_mtime_ns == made.st_mtime_ns
 
 
+@pytest.mark.parametrize("third", [False, True])
 def test_a_second_ctrl_c_landing_once_the_encoder_thread_has_ended_keeps_its_video(
-    tmp_path, backend, monkeypatch
+    tmp_path, backend, monkeypatch, third
 ):
     """From a review: a second Ctrl-C whose handler ran only once the encoder thread had
     put the video in place and ended (a starved main thread) left stop() before the
     handler's record, and the video stayed unrecorded, encoded again by the resume. A
-    video in place that the render never tried to record is recorded at its end."""
+    video in place that the render never tried to record is recorded at its end. A
+    ``third`` Ctrl-C in that record (here, on the render's thread: the next review) left
+    the run's lock held for the rest of the process; it is let go."""
     pytest.importorskip("av")
     import loopwave.render as lr
     from loopwave.video import VideoWriter
@@ -1233,14 +1237,105 @@ def test_a_second_ctrl_c_landing_once_the_encoder_thread_has_ended_keeps_its_vid
         if stage.name == "encoding":
             raise KeyboardInterrupt  # the second Ctrl-C, its handler run only now
 
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
     monkeypatch.setattr(VideoWriter, "close", flushing)
     monkeypatch.setattr(lr._Stage, "abandon", late)
+    if third:
+        monkeypatch.setattr(lr, "_record_video", interrupted)
     rd = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt) as e:
         render(Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False, cancel=ctrl_c)
+    if third:
+        monkeypatch.undo()
+        assert not (rd / ".lock").exists()  # (let go; the video left to the resume)
+        again = _Counting(backend)
+        r = render(None, run_dir=rd, resume=True, backend=again, progress=False)
+        assert again.calls == 0 and r.video == rd.absolute() / "morph.mp4"
+        return
     assert isinstance(e.value.__context__, KeyboardInterrupt)  # (the second of two)
     assert videos(rd) == ["morph.mp4"] and not (rd / ".lock").exists()
     assert "video" in json.loads((rd / "state.json").read_text())
+
+
+@pytest.mark.parametrize("how", ["ctrl_c", "cancel"])
+def test_a_video_whose_record_failed_in_the_flush_is_not_recorded_at_the_end(
+    tmp_path, backend, monkeypatch, how
+):
+    """From a review: no test failed where the handler's record after a Ctrl-C in the
+    flush, or the cancel path's, was not counted as tried; the record at the encoder's
+    end then recorded, its fsync passing the second time (the pages marked clean), a
+    video the disk may not hold."""
+    pytest.importorskip("av")
+    import errno as errno_
+
+    import loopwave.render as lr
+    from loopwave.video import VideoWriter
+
+    stop = _CtrlC() if how == "ctrl_c" else threading.Event()
+    close, sync, fsyncs = VideoWriter.close, lr.sync_file, []
+    abandon, seen = lr._Stage.abandon, threading.Event()
+
+    def flushing(writer):
+        stop.set()  # as the flush begins: held until the render has seen it
+        assert seen.wait(30)
+        return close(writer)
+
+    def waited(stage):
+        seen.set()
+        return abandon(stage)
+
+    def failing(f):
+        if str(getattr(f, "name", "")).endswith("morph.mp4"):
+            fsyncs.append(f.name)
+            if len(fsyncs) == 1:
+                raise OSError(errno_.EIO, "Input/output error")
+        return sync(f)
+
+    monkeypatch.setattr(VideoWriter, "close", flushing)
+    monkeypatch.setattr(lr._Stage, "abandon", waited)
+    monkeypatch.setattr(lr, "sync_file", failing)
+    rd = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt if how == "ctrl_c" else OSError):
+        render(Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False, cancel=stop)
+    assert len(fsyncs) == 1 and "video" not in json.loads((rd / "state.json").read_text())
+
+
+def test_a_ctrl_c_in_the_flush_with_the_terminal_gone_keeps_its_video(
+    tmp_path, backend, monkeypatch
+):
+    """From a review: after SIGHUP (handled as a Ctrl-C), the terminal gone, the thread
+    stage's "stopping: the encoder is finishing the video" failed with EIO, before the
+    wait for the flush: the video it finished was dropped, and an OSError raised."""
+    pytest.importorskip("av")
+    import io
+
+    from loopwave.video import VideoWriter
+
+    class Gone(io.StringIO):
+        def write(self, text):
+            raise OSError(5, "Input/output error")
+
+    class HungUp(_CtrlC):
+        def is_set(self):
+            if self.flag.is_set():
+                monkeypatch.setattr(sys, "stderr", Gone())
+            return super().is_set()
+
+    ctrl_c, close = HungUp(), VideoWriter.close
+
+    def flushing(writer):
+        ctrl_c.set()
+        assert ctrl_c.raised.wait(30)
+        return close(writer)
+
+    monkeypatch.setattr(VideoWriter, "close", flushing)
+    rd = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        render(Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=True, cancel=ctrl_c)
+    monkeypatch.undo()
+    assert videos(rd) == ["morph.mp4"] and "video" in json.loads((rd / "state.json").read_text())
 
 
 @pytest.mark.parametrize("stages", ["thread", "process"])
@@ -1362,16 +1457,20 @@ def test_a_ctrl_c_while_a_resume_encodes_again_records_no_video(tmp_path, backen
         assert v.frame_count == 13
 
 
-def test_the_cli_says_a_second_ctrl_c_left_frames_to_the_resume(tmp_path, monkeypatch, capsys):
-    """From a review: after a second Ctrl-C, the render's threads still running, the
-    command said "every generated frame is saved", where its process, ending at once,
-    ends the frame writer with it. Two real SIGINTs: in the flush, and in its wait."""
+@pytest.mark.parametrize("where", ["flush", "mid-video"])
+def test_the_cli_says_what_a_second_ctrl_c_left_to_the_resume(tmp_path, monkeypatch, capsys, where):
+    """From a review: after a second Ctrl-C in the wait for the encoder thread mid-video,
+    the frame writer still running, the command said "every generated frame is saved",
+    where its process, ending at once, ends the writer with it. In the wait for the final
+    flush, the writer has ended, every frame saved (the next review: the first fix said
+    otherwise there too). Two real SIGINTs: from the encoder thread, and in its wait."""
     pytest.importorskip("av")
     import loopwave.render as lr
     from loopwave.cli import main
     from loopwave.video import VideoWriter
 
-    main_id, close, abandon = threading.main_thread().ident, VideoWriter.close, lr._Stage.abandon
+    main_id, abandon = threading.main_thread().ident, lr._Stage.abandon
+    close, write = VideoWriter.close, VideoWriter.write
     closes, release = [], threading.Event()
 
     def flushing(writer):
@@ -1381,12 +1480,22 @@ def test_the_cli_says_a_second_ctrl_c_left_frames_to_the_resume(tmp_path, monkey
             assert release.wait(60)
         return close(writer)
 
+    def held(writer, frames):
+        if writer.frames_queued == 2 and not closes:  # mid-video, held likewise
+            closes.append(writer)
+            signal.pthread_kill(main_id, signal.SIGINT)
+            assert release.wait(60)
+        return write(writer, frames)
+
     def waited(stage):
         if stage.name == "encoding":  # the second Ctrl-C lands in the wait for it
             threading.Timer(0.3, signal.pthread_kill, (main_id, signal.SIGINT)).start()
         return abandon(stage)
 
-    monkeypatch.setattr(VideoWriter, "close", flushing)
+    if where == "flush":
+        monkeypatch.setattr(VideoWriter, "close", flushing)
+    else:
+        monkeypatch.setattr(VideoWriter, "write", held)
     monkeypatch.setattr(lr._Stage, "abandon", waited)
     job = {**JOB, "model": {"backend": "smoke"}, "output": {"dir": str(tmp_path), "name": "c"}}
     (tmp_path / "job.json").write_text(json.dumps(job))
@@ -1396,8 +1505,11 @@ def test_the_cli_says_a_second_ctrl_c_left_frames_to_the_resume(tmp_path, monkey
         said = capsys.readouterr().err
     finally:
         release.set()
-    assert "stopped at once: the resume makes again any frame not saved yet; continue with" in said
-    assert "every generated frame is saved" not in said
+    at_once = "stopped at once: the resume makes again any frame not saved yet; continue with"
+    saved = "every generated frame is saved; continue with"
+    assert (at_once in said, saved in said) == (
+        (False, True) if where == "flush" else (True, False)
+    )
     for t in set(threading.enumerate()) - before:
         if t.name.startswith("loopwave-"):
             t.join(60)

@@ -330,13 +330,17 @@ class _RunLock:
             if st._alive():
                 st.let_go_now(drain)
                 _WINDING.add(self.key)  # (for the refusal's words)
-                if exc[1] is not None:  # (the CLI: not "every generated frame is saved")
+                if drain and exc[1] is not None:  # (the CLI: the frames it had may not be
+                    # saved, the process ending at once; an encoder alone has them all)
                     with contextlib.suppress(AttributeError, TypeError):
                         setattr(exc[1], _LEFT_RUNNING, True)
-        for st, _, then in self._stages:
-            if then is not None:
-                st.after(then)
-            st.after(one_ended)
+        try:  # (a then run here, its thread ended: a Ctrl-C in it still lets the lock go)
+            for st, _, then in self._stages:
+                if then is not None:
+                    st.after(then)
+        finally:
+            for st, _, _ in self._stages:
+                st.after(one_ended)
 
     def _release(self) -> None:
         # removed while still held, so a render that opened it meanwhile retries on a
@@ -852,9 +856,9 @@ def _video_record(video: Path) -> dict[str, int] | None:
 #: the attribute a render's KeyboardInterrupt carries where the video was finished and
 #: recorded as it stopped (the run is whole: the CLI gives no resume hint)
 _FINISHED = "loopwave_finished_video"
-#: the attribute an exception that left a render carries where the render's threads were
-#: still running then, let go to end by themselves (a second Ctrl-C): the frames queued
-#: for saving are saved only if the process goes on (the CLI exits at once)
+#: the attribute an exception that left a render carries where its frame writer was
+#: still running then, let go to end by itself (a second Ctrl-C): the frames queued for
+#: saving are saved only if the process goes on (the CLI exits at once)
 _LEFT_RUNNING = "loopwave_threads_left_running"
 
 
@@ -2316,11 +2320,12 @@ def render(
     raised carrying the video's path as ``loopwave_finished_video``; a resume finds the
     run finished). A second Ctrl-C in that wait drops the video: an encoder process is
     stopped; the encoder thread, which cannot be, deletes the video it finishes (one it
-    was already putting in place is recorded), and the run's lock is held until it, and
-    the frame writer saving the frames it has, have ended (a render of the run in this
-    process meanwhile is refused). The exception then carries
-    ``loopwave_threads_left_running``: a process that ends at once (the CLI) ends them
-    too, and its resume makes again any frame they had not saved."""
+    was already putting in place is recorded), and the run's lock is held until it has
+    ended (a render of the run in this process meanwhile is refused). A second Ctrl-C
+    while the render waits for the encoder thread mid-video leaves it, and the frame
+    writer, to end by themselves likewise, the writer saving the frames it has; the
+    exception then carries ``loopwave_threads_left_running``: a process that ends at
+    once (the CLI) ends them too, and its resume makes again any frame not saved."""
     _check_options(stages, stop_after, cancel)  # before the model loads
     if resume:
         if run_dir is None and isinstance(settings, Settings):
@@ -2658,7 +2663,9 @@ def render(
                         why += f"; {again})" if again else ")"
                     else:
                         why = f"is finishing the video{f' ({again})' if again else ''}"
-                    print(f"stopping: the encoder {why}", file=sys.stderr)
+                    with contextlib.suppress(OSError):  # (a review: SIGHUP, the terminal
+                        # gone, failed this print, and the video finished was dropped)
+                        print(f"stopping: the encoder {why}", file=sys.stderr)
                 encoder.abandon()
             # (a writer waiting on a full encoder queue drains up to ten frames' encoding)
             writer.close(poll if finish and encoder is not None and cancel is not None else None)
