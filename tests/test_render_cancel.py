@@ -1211,6 +1211,75 @@ def test_a_second_ctrl_c_after_the_encoder_threads_last_look_keeps_its_video(
     assert (rd / "morph.mp4").stat().st_mtime_ns == made.st_mtime_ns
 
 
+def test_the_lock_is_held_while_the_encoder_thread_records_its_video(
+    tmp_path, backend, monkeypatch
+):
+    """From a review: the lock's exit registered a stage's record and its share of the
+    release in two calls; an encoder thread that ended between them ran the record while
+    the release, run at once, let the lock go (a resume in this process could then take
+    the run and write state.json beside it). Here a second registration for the encoder
+    would wait for its thread's end, and the record is slow: the lock must still be
+    there while it records."""
+    pytest.importorskip("av")
+    import loopwave.render as lr
+    import loopwave.video as lv
+    from loopwave.video import VideoWriter
+
+    ctrl_c, close, refuse = _CtrlC(), VideoWriter.close, lv._refuse_in_the_way
+    abandon, landed, after = lr._Stage.abandon, threading.Event(), lr._Stage.after
+    record = lr._record_video
+    main = threading.main_thread().ident
+    closes, registered, seen = [], [], []
+
+    def flushing(writer):
+        closes.append(writer)
+        if len(closes) == 1:  # the render's flush: a Ctrl-C the render waits on
+            ctrl_c.set()
+            assert ctrl_c.raised.wait(30)
+        return close(writer)
+
+    def late(p, **kw):
+        if threading.current_thread().name == "loopwave-encoding" and "segments" in kw:
+            signal.pthread_kill(main, signal.SIGINT)  # the second Ctrl-C, before the rename
+            landed.wait(30)
+        return refuse(p, **kw)
+
+    def waited(stage):
+        try:
+            return abandon(stage)
+        except KeyboardInterrupt:
+            landed.set()
+            raise
+
+    def preempted(stage, fn):
+        if stage.name == "encoding":
+            registered.append(fn)
+            if len(registered) > 1:  # (the render's thread preempted between two)
+                assert stage.wait(30)
+                time.sleep(0.05)
+        return after(stage, fn)
+
+    def slow(rd, video):
+        time.sleep(0.5)  # a large video's fsync
+        seen.append((rd / ".lock").exists())
+        return record(rd, video)
+
+    monkeypatch.setattr(VideoWriter, "close", flushing)
+    monkeypatch.setattr(lv, "_refuse_in_the_way", late)
+    monkeypatch.setattr(lr._Stage, "abandon", waited)
+    monkeypatch.setattr(lr._Stage, "after", preempted)
+    monkeypatch.setattr(lr, "_record_video", slow)
+    rd = tmp_path / "run"
+    before = set(threading.enumerate())
+    with pytest.raises(KeyboardInterrupt):
+        render(Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False, cancel=ctrl_c)
+    for t in set(threading.enumerate()) - before:
+        if t.name == "loopwave-encoding":
+            t.join(60)
+    assert seen == [True] and not (rd / ".lock").exists()
+    assert "video" in json.loads((rd / "state.json").read_text())
+
+
 @pytest.mark.parametrize("third", [False, True])
 def test_a_second_ctrl_c_landing_once_the_encoder_thread_has_ended_keeps_its_video(
     tmp_path, backend, monkeypatch, third

@@ -334,12 +334,24 @@ class _RunLock:
                     # saved, the process ending at once; an encoder alone has them all)
                     with contextlib.suppress(AttributeError, TypeError):
                         setattr(exc[1], _LEFT_RUNNING, True)
-        try:  # (a then run here, its thread ended: a Ctrl-C in it still lets the lock go)
-            for st, _, then in self._stages:
+        def ending(then: Callable[[], None] | None) -> None:
+            try:
                 if then is not None:
-                    st.after(then)
+                    then()
+            finally:
+                one_ended()
+
+        # each stage's then and its share of the release in one after(): in two, a thread
+        # that ended between them ran its then while the release, run at once here, let
+        # the lock go (a review: a record still under way). A Ctrl-C in a then run here
+        # (its thread ended) still lets the lock go: the stages after it get the release
+        pending = list(self._stages)
+        try:
+            while pending:
+                st, _, then = pending.pop(0)
+                st.after(functools.partial(ending, then))
         finally:
-            for st, _, _ in self._stages:
+            for st, _, _ in pending:
                 st.after(one_ended)
 
     def _release(self) -> None:
@@ -2322,10 +2334,11 @@ def render(
     stopped; the encoder thread, which cannot be, deletes the video it finishes (one it
     was already putting in place is recorded), and the run's lock is held until it has
     ended (a render of the run in this process meanwhile is refused). A second Ctrl-C
-    while the render waits for the encoder thread mid-video leaves it, and the frame
-    writer, to end by themselves likewise, the writer saving the frames it has; the
-    exception then carries ``loopwave_threads_left_running``: a process that ends at
-    once (the CLI) ends them too, and its resume makes again any frame not saved."""
+    while the render waits for the encoder thread or the frame writer mid-video leaves
+    both to end by themselves likewise, the writer saving the frames it has; the
+    exception then carries ``loopwave_threads_left_running``. All that in a process that
+    goes on: one that ends at once (the CLI) ends the threads too, and its resume makes
+    again the video, and any frame not saved."""
     _check_options(stages, stop_after, cancel)  # before the model loads
     if resume:
         if run_dir is None and isinstance(settings, Settings):
