@@ -334,6 +334,7 @@ class _RunLock:
                     # saved, the process ending at once; an encoder alone has them all)
                     with contextlib.suppress(AttributeError, TypeError):
                         setattr(exc[1], _LEFT_RUNNING, True)
+
         def ending(then: Callable[[], None] | None) -> None:
             try:
                 if then is not None:
