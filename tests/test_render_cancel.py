@@ -1018,6 +1018,22 @@ def test_a_video_finished_in_a_ctrl_c_is_not_called_finished_where_its_record_fa
     assert recorded == (fails == "_drift_plot") and videos(rd) == ["morph.mp4"]
 
 
+def _ctrl_c_again_in_the_encoders_wait(monkeypatch, finishing=False):
+    """Patch ``_Stage.abandon``: a real SIGINT to the main thread 0.3 s into the render's
+    wait for the encoder thread (where it is ``finishing``: in its final flush), the
+    second Ctrl-C. One that came early takes the same path, through the lock's exit."""
+    import loopwave.render as lr
+
+    abandon, main = lr._Stage.abandon, threading.main_thread().ident
+
+    def waited(stage):
+        if stage.name == "encoding" and (stage.finishing or not finishing):
+            threading.Timer(0.3, signal.pthread_kill, (main, signal.SIGINT)).start()
+        return abandon(stage)
+
+    monkeypatch.setattr(lr._Stage, "abandon", waited)
+
+
 # the refusal of a render of a run whose threads a stopped render left running
 _LET_GO = r"a render in this process that has stopped \(a second Ctrl-C\)"
 
@@ -1032,12 +1048,10 @@ def test_a_second_ctrl_c_in_the_encoder_threads_flush_drops_its_video(
     partial video as it. Now the run stays locked until the thread has ended (a resume
     meanwhile is refused, saying why), and the thread deletes the video it finishes."""
     pytest.importorskip("av")
-    import loopwave.render as lr
     from loopwave.video import VideoWriter
 
     ctrl_c, release = _CtrlC(), threading.Event()
-    close, abandon = VideoWriter.close, lr._Stage.abandon
-    main = threading.main_thread().ident
+    close = VideoWriter.close
     closes = []
 
     def flushing(writer):
@@ -1048,13 +1062,8 @@ def test_a_second_ctrl_c_in_the_encoder_threads_flush_drops_its_video(
             assert release.wait(60)  # (held until the test has looked)
         return close(writer)
 
-    def waited(stage):
-        if stage.name == "encoding" and stage.finishing:  # the second Ctrl-C lands in it
-            threading.Timer(0.3, signal.pthread_kill, (main, signal.SIGINT)).start()
-        return abandon(stage)
-
     monkeypatch.setattr(VideoWriter, "close", flushing)
-    monkeypatch.setattr(lr._Stage, "abandon", waited)
+    _ctrl_c_again_in_the_encoders_wait(monkeypatch, finishing=True)
     rd = tmp_path / "run"
     try:
         with pytest.raises(KeyboardInterrupt) as e:
@@ -1096,8 +1105,7 @@ def test_a_second_ctrl_c_as_the_encoder_thread_stops_keeps_the_run_until_it_has(
     from loopwave.video import VideoWriter
 
     ctrl_c, hold, holding = _CtrlC(), threading.Event(), threading.Event()
-    write, abandon, write_png = VideoWriter.write, lr._Stage.abandon, lr.write_png
-    main = threading.main_thread().ident
+    write, write_png = VideoWriter.write, lr.write_png
 
     def slow_disk(path, *args, **kwargs):
         if path.parent.name == "frames" and path.stem.isdigit() and int(path.stem) >= 2:
@@ -1110,18 +1118,13 @@ def test_a_second_ctrl_c_as_the_encoder_thread_stops_keeps_the_run_until_it_has(
             assert hold.wait(60)
         return write(writer, frames)
 
-    def waited(stage):
-        if stage.name == "encoding":  # the second Ctrl-C lands in the wait for it
-            threading.Timer(0.3, signal.pthread_kill, (main, signal.SIGINT)).start()
-        return abandon(stage)
-
     def on_frame(i, frame):
         if i == 3:
             assert holding.wait(60)
             ctrl_c.set()
 
     monkeypatch.setattr(VideoWriter, "write", held)
-    monkeypatch.setattr(lr._Stage, "abandon", waited)
+    _ctrl_c_again_in_the_encoders_wait(monkeypatch)
     monkeypatch.setattr(lr, "write_png", slow_disk)
     rd = tmp_path / "run"
     before = set(threading.enumerate())
@@ -1150,14 +1153,11 @@ def test_a_second_ctrl_c_as_the_encoder_thread_stops_keeps_the_run_until_it_has(
     assert r.frames == 7 and videos(rd) == ["morph.mp4"]
 
 
-def test_a_second_ctrl_c_after_the_encoder_threads_last_look_keeps_its_video(
-    tmp_path, backend, monkeypatch
-):
-    """From a review: a second Ctrl-C that lands after the encoder thread has looked at
-    ``let_go`` (between its flush and its rename) let it put the video in place, which
-    nothing recorded, so a resume encoded it again. The thread's end records it, before
-    the run's lock is let go."""
-    pytest.importorskip("av")
+def _second_ctrl_c_before_the_rename(monkeypatch):
+    """Patch the encoder thread's video end: a Ctrl-C as its flush begins (a ``_CtrlC``,
+    returned, which the render waits on), then a real second one once the thread is past
+    its look at ``let_go``, before the rename, landing in the wait for the thread (where
+    it lands once the thread has ended, a sleep here hid that it went unrecorded)."""
     import loopwave.render as lr
     import loopwave.video as lv
     from loopwave.video import VideoWriter
@@ -1169,16 +1169,13 @@ def test_a_second_ctrl_c_after_the_encoder_threads_last_look_keeps_its_video(
 
     def flushing(writer):
         closes.append(writer)
-        if len(closes) == 1:  # the render's flush: a Ctrl-C the render waits on
+        if len(closes) == 1:  # the render's flush
             ctrl_c.set()
             assert ctrl_c.raised.wait(30)
         return close(writer)
 
     def late(p, **kw):
         if threading.current_thread().name == "loopwave-encoding" and "segments" in kw:
-            # past the thread's look at let_go, before the rename: the second Ctrl-C,
-            # which lands in the wait for this thread (the next review: where it lands
-            # once the thread has ended, a sleep here hid that it went unrecorded)
             signal.pthread_kill(main, signal.SIGINT)
             landed.wait(30)
         return refuse(p, **kw)
@@ -1193,6 +1190,18 @@ def test_a_second_ctrl_c_after_the_encoder_threads_last_look_keeps_its_video(
     monkeypatch.setattr(VideoWriter, "close", flushing)
     monkeypatch.setattr(lv, "_refuse_in_the_way", late)
     monkeypatch.setattr(lr._Stage, "abandon", waited)
+    return ctrl_c
+
+
+def test_a_second_ctrl_c_after_the_encoder_threads_last_look_keeps_its_video(
+    tmp_path, backend, monkeypatch
+):
+    """From a review: a second Ctrl-C that lands after the encoder thread has looked at
+    ``let_go`` (between its flush and its rename) let it put the video in place, which
+    nothing recorded, so a resume encoded it again. The thread's end records it, before
+    the run's lock is let go."""
+    pytest.importorskip("av")
+    ctrl_c = _second_ctrl_c_before_the_rename(monkeypatch)
     rd = tmp_path / "run"
     before = set(threading.enumerate())
     with pytest.raises(KeyboardInterrupt) as e:
@@ -1222,34 +1231,10 @@ def test_the_lock_is_held_while_the_encoder_thread_records_its_video(
     there while it records."""
     pytest.importorskip("av")
     import loopwave.render as lr
-    import loopwave.video as lv
-    from loopwave.video import VideoWriter
 
-    ctrl_c, close, refuse = _CtrlC(), VideoWriter.close, lv._refuse_in_the_way
-    abandon, landed, after = lr._Stage.abandon, threading.Event(), lr._Stage.after
-    record = lr._record_video
-    main = threading.main_thread().ident
-    closes, registered, seen = [], [], []
-
-    def flushing(writer):
-        closes.append(writer)
-        if len(closes) == 1:  # the render's flush: a Ctrl-C the render waits on
-            ctrl_c.set()
-            assert ctrl_c.raised.wait(30)
-        return close(writer)
-
-    def late(p, **kw):
-        if threading.current_thread().name == "loopwave-encoding" and "segments" in kw:
-            signal.pthread_kill(main, signal.SIGINT)  # the second Ctrl-C, before the rename
-            landed.wait(30)
-        return refuse(p, **kw)
-
-    def waited(stage):
-        try:
-            return abandon(stage)
-        except KeyboardInterrupt:
-            landed.set()
-            raise
+    ctrl_c = _second_ctrl_c_before_the_rename(monkeypatch)
+    after, record = lr._Stage.after, lr._record_video
+    registered, seen = [], []
 
     def preempted(stage, fn):
         if stage.name == "encoding":
@@ -1264,9 +1249,6 @@ def test_the_lock_is_held_while_the_encoder_thread_records_its_video(
         seen.append((rd / ".lock").exists())
         return record(rd, video)
 
-    monkeypatch.setattr(VideoWriter, "close", flushing)
-    monkeypatch.setattr(lv, "_refuse_in_the_way", late)
-    monkeypatch.setattr(lr._Stage, "abandon", waited)
     monkeypatch.setattr(lr._Stage, "after", preempted)
     monkeypatch.setattr(lr, "_record_video", slow)
     rd = tmp_path / "run"
@@ -1534,11 +1516,10 @@ def test_the_cli_says_what_a_second_ctrl_c_left_to_the_resume(tmp_path, monkeypa
     flush, the writer has ended, every frame saved (the next review: the first fix said
     otherwise there too). Two real SIGINTs: from the encoder thread, and in its wait."""
     pytest.importorskip("av")
-    import loopwave.render as lr
     from loopwave.cli import main
     from loopwave.video import VideoWriter
 
-    main_id, abandon = threading.main_thread().ident, lr._Stage.abandon
+    main_id = threading.main_thread().ident
     close, write = VideoWriter.close, VideoWriter.write
     closes, release = [], threading.Event()
 
@@ -1556,16 +1537,11 @@ def test_the_cli_says_what_a_second_ctrl_c_left_to_the_resume(tmp_path, monkeypa
             assert release.wait(60)
         return write(writer, frames)
 
-    def waited(stage):
-        if stage.name == "encoding":  # the second Ctrl-C lands in the wait for it
-            threading.Timer(0.3, signal.pthread_kill, (main_id, signal.SIGINT)).start()
-        return abandon(stage)
-
     if where == "flush":
         monkeypatch.setattr(VideoWriter, "close", flushing)
     else:
         monkeypatch.setattr(VideoWriter, "write", held)
-    monkeypatch.setattr(lr._Stage, "abandon", waited)
+    _ctrl_c_again_in_the_encoders_wait(monkeypatch)
     job = {**JOB, "model": {"backend": "smoke"}, "output": {"dir": str(tmp_path), "name": "c"}}
     (tmp_path / "job.json").write_text(json.dumps(job))
     before = set(threading.enumerate())
