@@ -1304,12 +1304,15 @@ class _Stage:
             poll()
         self._check()
 
+    def _wake(self) -> None:
+        """Queue the end where there is room: it wakes a stage waiting on an empty queue;
+        a busy one sees its flags at its next item."""
+        with contextlib.suppress(queue.Full):
+            self.q.put_nowait(_END)
+
     def abandon(self) -> None:
         self._abandoned.set()
-        try:  # wakes a stage waiting on an empty queue; a busy one sees the flag next
-            self.q.put_nowait(_END)
-        except queue.Full:
-            pass
+        self._wake()
         try:
             self._finished.wait()
         except BaseException:  # a second Ctrl-C: the render goes on without the thread
@@ -1327,10 +1330,7 @@ class _Stage:
             self._draining = True
         else:
             self._abandoned.set()
-        try:
-            self.q.put_nowait(_END)
-        except queue.Full:
-            pass
+        self._wake()
 
 
 def _settings_digest(s: Settings, keep: Iterable[tuple[str, str]] = ()) -> str:
