@@ -751,6 +751,96 @@ def test_a_ctrl_c_while_the_encoder_process_finishes_the_video_ends_it(tmp_path)
     assert not (rd / "morph.mp4").exists()
 
 
+class _CtrlCOnLine:
+    """A stderr whose write of a line holding ``text`` raises KeyboardInterrupt."""
+
+    def __init__(self, real, text):
+        self.real, self.text = real, text
+
+    def write(self, s):
+        if self.text in s:
+            raise KeyboardInterrupt
+        return self.real.write(s)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def _no_stage_threads(timeout=5.0):
+    """Whether every ``loopwave-`` thread has ended, waiting up to ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not [t for t in threading.enumerate() if t.name.startswith("loopwave-")]:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc")
+@pytest.mark.parametrize("where", ["reports", "writer", "line"])
+def test_a_ctrl_c_as_the_encoder_process_starts_ends_it(tmp_path, monkeypatch, where):
+    """From the Left alone list: with ``stages="process"``, a Ctrl-C after the child had
+    started but before the render's guard (in the start of its reports thread, of the
+    frame writer, or in the "re-encoding" line) left the child running past the run's
+    lock, re-encoding the stored frames into the partial video that a resume then wrote
+    too. It is ended there now, its partial video removed, and a resume makes the video."""
+    import loopwave.render as lr
+
+    n = 6
+    rd = _made_without_video(tmp_path, n)
+    if where == "reports":
+        real_start = threading.Thread.start
+
+        def start(self):
+            if self.name == "loopwave-encoder-reports":
+                raise KeyboardInterrupt
+            return real_start(self)
+
+        monkeypatch.setattr(threading.Thread, "start", start)
+    elif where == "writer":
+
+        def saver(*args):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(lr, "_saver", saver)
+    else:
+        monkeypatch.setattr(sys, "stderr", _CtrlCOnLine(sys.stderr, "re-encoding the 6 frames"))
+    # (its traceback kept, as a notebook keeps it: one freed closed the child's input,
+    # which then ended it, where it was made but not yet a stage)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        render(
+            None, run_dir=rd, resume=True, backend=_Noise(), progress=where == "line",
+            stages="process",
+        )  # fmt: skip
+    assert _children_of_run(rd) == [] and stopped.tb is not None
+    assert not partial_path(rd / "morph.mp4").exists() and not (rd / ".lock").exists()
+    monkeypatch.undo()
+    r = render(None, run_dir=rd, resume=True, backend=_Noise(), progress=False, stages="process")
+    assert len(decoded(r.video)) == 6 * (n - 1) + 1
+
+
+def test_a_ctrl_c_before_the_encoder_thread_is_registered_ends_it(tmp_path, monkeypatch):
+    """The same in the thread stage: a Ctrl-C between the encoder thread's start and its
+    registration with the run's lock (or in the frame writer's start) left it encoding the
+    stored frames, past the lock, and then waiting for frames for good. It is ended."""
+    import loopwave.render as lr
+
+    n = 6
+    rd = _made_without_video(tmp_path, n)
+
+    def outlived_by(self, stage, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lr._RunLock, "outlived_by", outlived_by)
+    with pytest.raises(KeyboardInterrupt):
+        render(None, run_dir=rd, resume=True, backend=_Noise(), progress=False)
+    assert _no_stage_threads()
+    assert not partial_path(rd / "morph.mp4").exists() and not (rd / ".lock").exists()
+    monkeypatch.undo()
+    r = render(None, run_dir=rd, resume=True, backend=_Noise(), progress=False)
+    assert len(decoded(r.video)) == 6 * (n - 1) + 1
+
+
 def test_an_empty_or_unwritable_drift_csv_on_resume(tmp_path):
     """From a review: a resume rewrote drift.csv in place, so a kill during it lost the
     rows of the frames made before, and one right after the truncation left an empty

@@ -2007,6 +2007,14 @@ class _ProcessStage:
         # bar of the stored frames and the render's, both drawn in place on one terminal
         # line, took turns there while a resume caught up)
         self.taken, self.behind = 0, on_disk > 0
+        self.frames = frames
+        self._done = False
+        self._ended = False  # END sent: the child is finishing the video
+        self._lock = threading.Lock()  # one write at a time; abandon() waits for it
+        self._error: StageError | None = None
+        self._said: str | None = None  # its report, once read (_report)
+        self._killed = False  # killed by abandon()
+        self._end_sent = False  # END written whole (close)
         report_r, report_w = os.pipe()
         env["LOOPWAVE_REPORT_FD"] = str(report_w)
         try:
@@ -2024,20 +2032,18 @@ class _ProcessStage:
             raise
         finally:
             os.close(report_w)
-        threading.Thread(
-            target=self._read_reports,
-            args=(report_r,),
-            name="loopwave-encoder-reports",
-            daemon=True,
-        ).start()
-        self.frames = frames
-        self._done = False
-        self._ended = False  # END sent: the child is finishing the video
-        self._lock = threading.Lock()  # one write at a time; abandon() waits for it
-        self._error: StageError | None = None
-        self._said: str | None = None  # its report, once read (_report)
-        self._killed = False  # killed by abandon()
-        self._end_sent = False  # END written whole (close)
+        try:
+            threading.Thread(
+                target=self._read_reports,
+                args=(report_r,),
+                name="loopwave-encoder-reports",
+                daemon=True,
+            ).start()
+        except BaseException:  # a Ctrl-C: the child, started, had no stage to end it and
+            # went on past the run's lock. (The report pipe is left open: the thread may
+            # have started and own it.)
+            self.abandon()
+            raise
 
     def _read_reports(self, fd: int) -> None:
         """Follow the child's position until it exits (its end of the pipe closes)."""
@@ -2628,37 +2634,45 @@ def render(
         outer: BaseException | None = None  # an exception the caller is handling
         encoder: _Stage | _ProcessStage | None = None
         feed: _Feed | None = None
-        if encode:
-            if stages == "process":  # (its child reads frames back as _Feed does)
-                video_at = _video_path(rd, settings)
-                encoder = _ProcessStage(rd, done, video_at, lock=lock, frames=job.n)
-            else:
-                quit_ = threading.Event()  # set by abandon(): the stored frames stop too
-                # behind from the start on a resume: new frames are made meanwhile
-                feed = _Feed(behind=done > 0)
-                # (no bar of its own: the render's bar, moving meanwhile, shows how far)
-                let_go = threading.Event()
-                work = _encoder(rd, settings, done, rife, quit_, feed, let_go)
-                stage = _Stage("encoding", work, abandoned=quit_, feed=feed, let_go=let_go)
+        try:  # the stages start (see the except)
+            if encode:
+                if stages == "process":  # (its child reads frames back as _Feed does)
+                    video_at = _video_path(rd, settings)
+                    encoder = _ProcessStage(rd, done, video_at, lock=lock, frames=job.n)
+                else:
+                    quit_ = threading.Event()  # set by abandon(): the stored frames stop too
+                    # behind from the start on a resume: new frames are made meanwhile
+                    feed = _Feed(behind=done > 0)
+                    # (no bar of its own: the render's bar, moving meanwhile, shows how far)
+                    let_go = threading.Event()
+                    work = _encoder(rd, settings, done, rife, quit_, feed, let_go)
+                    stage = _Stage("encoding", work, abandoned=quit_, feed=feed, let_go=let_go)
+                    encoder = stage
 
-                def kept_anyway() -> None:
-                    # a video put in place that the render never tried to record: a
-                    # second Ctrl-C after the thread's look at let_go, or one that left
-                    # stop() another way (reviews: left unrecorded, encoded again by the
-                    # resume). Recorded, the run's lock still held. One whose record
-                    # was tried and failed is not (a failed fsync: see the handler)
-                    if stage.completed and not record_tried:
-                        with contextlib.suppress(OSError, ValueError):
-                            _record_video(rd, _video_path(rd, settings))
+                    def kept_anyway() -> None:
+                        # a video put in place that the render never tried to record: a
+                        # second Ctrl-C after the thread's look at let_go, or one that left
+                        # stop() another way (reviews: left unrecorded, encoded again by the
+                        # resume). Recorded, the run's lock still held. One whose record
+                        # was tried and failed is not (a failed fsync: see the handler)
+                        if stage.completed and not record_tried:
+                            with contextlib.suppress(OSError, ValueError):
+                                _record_video(rd, _video_path(rd, settings))
 
-                lock.outlived_by(stage, then=kept_anyway)
-                encoder = stage
-        # how far the encoder is (the frames taken, and whether it is behind), for the bars
-        tracker: _Feed | _ProcessStage | None = feed
-        if isinstance(encoder, _ProcessStage):
-            tracker = encoder
-        writer = _Stage("saving frames", _saver(rd, encoder, _settings_digest(settings)))
-        lock.outlived_by(writer, drain=True)  # (the frames it has are saved)
+                    lock.outlived_by(stage, then=kept_anyway)
+            # how far the encoder is (the frames taken, and whether it is behind), for the bars
+            tracker: _Feed | _ProcessStage | None = feed
+            if isinstance(encoder, _ProcessStage):
+                tracker = encoder
+            writer = _Stage("saving frames", _saver(rd, encoder, _settings_digest(settings)))
+            lock.outlived_by(writer, drain=True)  # (the frames it has are saved)
+        except BaseException:
+            # a Ctrl-C before the render's guard, below, whose handler ends the stages: the
+            # encoder started ends here (its child went on past the run's lock, writing the
+            # partial video a resume then wrote too; older, from reading)
+            if encoder is not None:
+                encoder.abandon()
+            raise
 
         def poll() -> None:
             """Raise RenderCancelled where ``cancel`` is set, every frame saved."""
@@ -2701,14 +2715,14 @@ def render(
                 return ""
             return f", video {tracker.taken}/{bar.done}"
 
-        if progress and encoder is not None and done > 0:
-            # it waited for the video to catch up, the bar still at "ETA 0s", unexplained
-            print(
-                f"re-encoding the {done} frame{'s' * (done != 1)} already made"
-                + (", alongside the new ones" if done < job.n else ""),
-                file=sys.stderr,
-            )
         try:
+            if progress and encoder is not None and done > 0:
+                # it waited for the video to catch up, the bar still at "ETA 0s", unexplained
+                print(
+                    f"re-encoding the {done} frame{'s' * (done != 1)} already made"
+                    + (", alongside the new ones" if done < job.n else ""),
+                    file=sys.stderr,
+                )
             with Progress(
                 job.n,
                 f"render [{backend.label if backend is not None else 'every frame made'}]",
