@@ -1092,17 +1092,31 @@ def test_a_second_ctrl_c_in_the_encoder_threads_flush_drops_its_video(
     assert videos(rd) == ["morph.mp4"]
 
 
+@pytest.mark.parametrize("third", [False, True])
 def test_a_second_ctrl_c_as_the_encoder_thread_stops_keeps_the_run_until_it_has(
-    tmp_path, backend, monkeypatch
+    tmp_path, backend, monkeypatch, third
 ):
     """A second Ctrl-C while the render waits for the encoder thread to stop (it finishes
     the frame in hand) leaves that thread, and the frame writer, which the render had not
     closed yet, running: both are told to stop, and the run's lock is held until they
     have ended (the writer waited for its next frame for good, holding the lock for the
-    rest of the process)."""
+    rest of the process). The same with a ``third`` Ctrl-C as the lock's exit lets go of
+    the first of them (a review: the lock was held for good)."""
     pytest.importorskip("av")
     import loopwave.render as lr
     from loopwave.video import VideoWriter
+
+    sent: list[str] = []  # (the stage whose let-go the third Ctrl-C stopped)
+    if third:
+        let_go_now, main = lr._Stage.let_go_now, threading.main_thread().ident
+
+        def interrupted(stage, *args):
+            if threading.get_ident() == main and not sent:
+                sent.append(stage.name)
+                signal.pthread_kill(main, signal.SIGINT)
+            return let_go_now(stage, *args)
+
+        monkeypatch.setattr(lr._Stage, "let_go_now", interrupted)
 
     ctrl_c, hold, holding = _CtrlC(), threading.Event(), threading.Event()
     write, write_png = VideoWriter.write, lr.write_png
@@ -1136,6 +1150,7 @@ def test_a_second_ctrl_c_as_the_encoder_thread_stops_keeps_the_run_until_it_has(
             )  # fmt: skip
         # (the writer, told to stop, may have ended already)
         assert getattr(e.value, "loopwave_threads_left_running", False)
+        assert sent == (["encoding"] if third else [])
         stages = ("loopwave-encoding", "loopwave-saving frames")
         left = [t for t in set(threading.enumerate()) - before if t.name in stages]
         assert "loopwave-encoding" in [t.name for t in left]
@@ -1308,6 +1323,56 @@ def test_a_second_ctrl_c_landing_once_the_encoder_thread_has_ended_keeps_its_vid
     assert isinstance(e.value.__context__, KeyboardInterrupt)  # (the second of two)
     assert videos(rd) == ["morph.mp4"] and not (rd / ".lock").exists()
     assert "video" in json.loads((rd / "state.json").read_text())
+
+
+@pytest.mark.parametrize("where, call", [("let_go_now", 1), ("after", 1), ("after", 2)])
+def test_a_third_ctrl_c_in_the_locks_exit_lets_the_lock_go_once_the_threads_end(
+    tmp_path, backend, monkeypatch, where, call
+):
+    """From a review: a third Ctrl-C landing as the run lock's exit let go of a stage, or
+    as it registered one (taken off its list, its share of the release not yet given),
+    left the run's lock held for the rest of the process, and every resume in it was
+    refused. Every stage now gets its share however the exit was stopped, and the lock
+    is let go once, when the encoder thread has ended: after its record of the video
+    where that was registered (the ``call``-th registration interrupted), a share given
+    twice counting once."""
+    pytest.importorskip("av")
+    import loopwave.render as lr
+
+    ctrl_c = _second_ctrl_c_before_the_rename(monkeypatch)
+    real, main = getattr(lr._Stage, where), threading.main_thread().ident
+    release, calls, released = lr._RunLock._release, [], []
+    rd = tmp_path / "run"
+
+    def third(stage, *args):
+        if threading.get_ident() == main:
+            calls.append(stage.name)
+            if len(calls) == call:
+                signal.pthread_kill(main, signal.SIGINT)  # a third Ctrl-C, landing here
+        return real(stage, *args)
+
+    def counted(lock):
+        released.append("video" in json.loads((rd / "state.json").read_text()))
+        return release(lock)
+
+    monkeypatch.setattr(lr._Stage, where, third)
+    monkeypatch.setattr(lr._RunLock, "_release", counted)
+    before = set(threading.enumerate())
+    with pytest.raises(KeyboardInterrupt):
+        render(Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False, cancel=ctrl_c)
+    assert calls[call - 1] == ["encoding", "saving frames"][call - 1]
+    for t in set(threading.enumerate()) - before:
+        if t.name.startswith("loopwave-"):
+            t.join(60)
+            assert not t.is_alive()
+    assert not (rd / ".lock").exists()
+    # once; with the record where it was registered before the Ctrl-C (else the resume
+    # finds the video in place, unrecorded, and encodes it again)
+    assert released == [call == 2]
+    monkeypatch.undo()
+    again = _Counting(backend)
+    r = render(None, run_dir=rd, resume=True, backend=again, progress=False)
+    assert again.calls == 0 and r.frames == 7 and videos(rd) == ["morph.mp4"]
 
 
 @pytest.mark.parametrize("how", ["ctrl_c", "cancel"])

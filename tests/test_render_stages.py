@@ -319,6 +319,33 @@ def test_a_stages_end_callbacks_all_run_though_one_raises(monkeypatch):
     assert ran[-1] == "at once"
 
 
+def test_an_end_callback_given_while_the_thread_runs_one_waits_for_it():
+    """From a review: a callback given once the thread had ended, while the thread still
+    ran one given before it, ran at once beside it (the run lock's release beside the
+    record of the video, a Ctrl-C having stopped the lock's exit). It now runs after it,
+    on the thread."""
+    import loopwave.render as lr
+
+    end, started, go, ran = threading.Event(), threading.Event(), threading.Event(), []
+    stage = lr._Stage("encoding", lambda items: end.wait(30))
+
+    def slow():
+        started.set()
+        go.wait(30)
+        ran.append(("record", threading.current_thread().name))
+
+    stage.after(slow)
+    end.set()  # (its work ends: the thread runs the callback)
+    assert started.wait(30) and stage.wait(0)
+    stage.after(lambda: ran.append(("release", threading.current_thread().name)))
+    assert ran == []  # not run here, beside the slow one
+    go.set()
+    stage.t.join(30)
+    assert ran == [("record", "loopwave-encoding"), ("release", "loopwave-encoding")]
+    stage.after(lambda: ran.append(("at once", threading.current_thread().name)))
+    assert ran[-1] == ("at once", threading.main_thread().name)
+
+
 def test_a_ctrl_c_before_the_end_is_written_is_not_waited_for(tmp_path, monkeypatch):
     """From a review: a Ctrl-C in close() before the end of the frames was written left a
     child that had taken every frame looking as if it finished the video: abandon()

@@ -313,47 +313,56 @@ class _RunLock:
     def __exit__(self, *exc: object) -> None:
         # released once every stage thread named by outlived_by() has ended: at once in
         # a render that waited for them, which is every render but one let go
-        left = [len(self._stages)]
-        count = threading.Lock()
-
-        def one_ended() -> None:
-            with count:
-                left[0] -= 1
-                last = left[0] == 0
-            if last:
-                self._release()
-
         if not self._stages:
             self._release()
             return
-        for st, drain, _ in self._stages:
+        stages = [st for st, _, _ in self._stages]
+        counted: set[int] = set()  # the stages whose share of the release is in
+        count = threading.Lock()
+
+        def one_ended(st: _Stage) -> None:
+            with count:  # (a share given twice counts once: see the except below)
+                if id(st) in counted:
+                    return
+                counted.add(id(st))
+                last = len(counted) == len(stages)
+            if last:
+                self._release()
+
+        def let_go(st: _Stage, drain: bool, e: object = exc[1]) -> None:
             if st._alive():
                 st.let_go_now(drain)
                 _WINDING.add(self.key)  # (for the refusal's words)
-                if drain and exc[1] is not None:  # (the CLI: the frames it had may not be
+                if drain and e is not None:  # (the CLI: the frames it had may not be
                     # saved, the process ending at once; an encoder alone has them all)
                     with contextlib.suppress(AttributeError, TypeError):
-                        setattr(exc[1], _LEFT_RUNNING, True)
+                        setattr(e, _LEFT_RUNNING, True)
 
-        def ending(then: Callable[[], None] | None) -> None:
+        def ending(st: _Stage, then: Callable[[], None] | None) -> None:
             try:
                 if then is not None:
                     then()
             finally:
-                one_ended()
+                one_ended(st)
 
         # each stage's then and its share of the release in one after(): in two, a thread
         # that ended between them ran its then while the release, run at once here, let
-        # the lock go (a review: a record still under way). A Ctrl-C in a then run here
-        # (its thread ended) still lets the lock go: the stages after it get the release
-        pending = list(self._stages)
+        # the lock go (a review: a record still under way)
         try:
-            while pending:
-                st, _, then = pending.pop(0)
-                st.after(functools.partial(ending, then))
-        finally:
-            for st, _, _ in pending:
-                st.after(one_ended)
+            for st, drain, _ in self._stages:
+                let_go(st, drain)
+            for st, _, then in self._stages:
+                st.after(functools.partial(ending, st, then))
+        except BaseException as e:
+            # a Ctrl-C above (a third), or one in a then run here (its thread ended): a
+            # stage taken off a list before its after() lost its share, and the lock was
+            # held for the rest of the process (a review). Every stage is let go and gets
+            # its share once its thread has ended (after its then, where that was
+            # registered; one not reached loses its then: a video left to the resume)
+            for st, drain, _ in self._stages:
+                let_go(st, drain, e)
+                st.after(functools.partial(one_ended, st))
+            raise
 
     def _release(self) -> None:
         # removed while still held, so a render that opened it meanwhile retries on a
@@ -1195,9 +1204,11 @@ class _Stage:
         self._all_taken = False  # the work has had every item, and their end
         self._draining = False  # let go: ends once its queue is empty (let_go_now)
         self._work = work
-        # called once the thread has ended (after()); the lock guards them and the end
+        # called once the thread has ended (after()); the lock guards them, the end, and
+        # whether the thread has run them all (after() runs one at once only then)
         self._then: list[Callable[[], None]] = []
         self._then_lock = threading.Lock()
+        self._thens_run = False
         # set when the thread's work has ended. Waited on instead of Thread.join: a
         # KeyboardInterrupt in a join marks the thread stopped in CPython 3.11 (bpo-45274's
         # handling), after which join and is_alive say it ended while it still runs
@@ -1230,16 +1241,21 @@ class _Stage:
         except BaseException as e:  # reported to the producer
             self.error = e
         finally:
-            with self._then_lock:
-                self._finished.set()
-                then, self._then = self._then, []
-            # each runs whatever one before it raised (the last: the run lock's release)
+            # each runs whatever one before it raised (the last: the run lock's release),
+            # and those added meanwhile after them, in order
             failed: BaseException | None = None
-            for fn in then:
-                try:
-                    fn()
-                except BaseException as e:  # (raised after the others: the thread's hook)
-                    failed = failed or e
+            while True:
+                with self._then_lock:
+                    self._finished.set()
+                    then, self._then = self._then, []
+                    if not then:
+                        self._thens_run = True
+                        break
+                for fn in then:
+                    try:
+                        fn()
+                    except BaseException as e:  # (raised after the others: the thread's hook)
+                        failed = failed or e
             if failed is not None:
                 raise failed
 
@@ -1250,10 +1266,12 @@ class _Stage:
         return self._all_taken and self._alive()
 
     def after(self, fn: Callable[[], None]) -> None:
-        """Call ``fn`` once the stage's thread has ended: at once where it has, else on
-        that thread as it ends."""
+        """Call ``fn`` once the stage's thread has ended and has run those given before
+        it: at once where it has, else on that thread, after them. (One run at once
+        while the thread still ran an earlier one ran beside it: the run lock's release
+        beside the record of the video.)"""
         with self._then_lock:
-            if not self._finished.is_set():
+            if not self._thens_run:
                 self._then.append(fn)
                 return
         fn()
@@ -2341,8 +2359,9 @@ def render(
     stopped; the encoder thread, which cannot be, deletes the video it finishes (one it
     was already putting in place is recorded), and the run's lock is held until it has
     ended (a render of the run in this process meanwhile is refused). A second Ctrl-C
-    while the render waits for the encoder thread or the frame writer mid-video leaves
-    both to end by themselves likewise, the writer saving the frames it has; the
+    while the render waits for the encoder thread mid-video leaves it and the frame
+    writer to end by themselves likewise (one in the wait for the writer, the encoder
+    having stopped, leaves the writer), the writer saving the frames it has; the
     exception then carries ``loopwave_threads_left_running``. All that in a process that
     goes on: one that ends at once (the CLI) ends the threads too, and its resume makes
     again the video, and any frame not saved."""
