@@ -1375,6 +1375,85 @@ def test_a_third_ctrl_c_in_the_locks_exit_lets_the_lock_go_once_the_threads_end(
     assert again.calls == 0 and r.frames == 7 and videos(rd) == ["morph.mp4"]
 
 
+def test_a_ctrl_c_as_the_lock_is_let_go_still_lets_it_go(tmp_path, backend, monkeypatch):
+    """From a review: a Ctrl-C landing as the run's lock began its release, at the end of
+    a render whose threads had ended (the release run at once, on the render's thread),
+    left the lock held for the rest of the process: every stage's share was in, and the
+    release was not tried again. A resume in the process was refused."""
+    import loopwave.render as lr
+
+    release, calls = lr._RunLock._release, []
+
+    def interrupted(lock):
+        calls.append(lock.path)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # (as the release begins)
+        return release(lock)
+
+    monkeypatch.setattr(lr._RunLock, "_release", interrupted)
+    rd = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        render(Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False, video=False)
+    assert len(calls) == 2 and not (rd / ".lock").exists()
+    with pytest.raises(KeyboardInterrupt), lr._RunLock(rd / "bare"):  # (no stage)
+        calls.clear()
+    assert len(calls) == 2 and not (rd / "bare" / ".lock").exists()
+    monkeypatch.undo()
+    again = _Counting(backend)
+    r = render(None, run_dir=rd, resume=True, backend=again, progress=False, video=False)
+    assert again.calls == 0 and r.frames == 7
+
+
+def test_a_share_of_the_locks_release_given_twice_counts_once(tmp_path, monkeypatch):
+    """From a review: where a third Ctrl-C stops the lock's exit after a stage's share
+    was registered, the exit gives every stage its share again; one given twice must
+    count once, or the lock is let go when the encoder ends while the frame writer still
+    saves frames in the run folder."""
+    import loopwave.render as lr
+
+    main = threading.main_thread().ident
+    ends = {"encoding": threading.Event(), "saving frames": threading.Event()}
+
+    def work(name):
+        def run(items):
+            for _ in items:
+                pass
+            ends[name].wait(30)  # (let go, it ends only when told here)
+
+        return run
+
+    after, calls = lr._Stage.after, []
+
+    def third(stage, fn):
+        if threading.get_ident() == main:
+            calls.append(stage.name)
+            if len(calls) == 2:  # the writer's, once the encoder's share is registered
+                signal.pthread_kill(main, signal.SIGINT)
+        return after(stage, fn)
+
+    monkeypatch.setattr(lr._Stage, "after", third)
+    rd = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt) as e:
+        with lr._RunLock(rd) as lock:
+            encoder = lr._Stage("encoding", work("encoding"))
+            writer = lr._Stage("saving frames", work("saving frames"))
+            lock.outlived_by(encoder)
+            lock.outlived_by(writer, drain=True)
+            raise KeyboardInterrupt  # (the second Ctrl-C: the threads left running)
+    assert isinstance(e.value.__context__, KeyboardInterrupt) and calls[:2] == [
+        "encoding",
+        "saving frames",
+    ]
+    ends["encoding"].set()
+    assert encoder.wait(30)
+    time.sleep(0.2)  # (a release run as the encoder's thread ends)
+    assert (rd / ".lock").exists()  # the writer still runs
+    ends["saving frames"].set()
+    assert writer.wait(30)
+    writer.t.join(30)
+    assert not (rd / ".lock").exists()
+
+
 @pytest.mark.parametrize("how", ["ctrl_c", "cancel"])
 def test_a_video_whose_record_failed_in_the_flush_is_not_recorded_at_the_end(
     tmp_path, backend, monkeypatch, how

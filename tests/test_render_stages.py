@@ -804,18 +804,38 @@ def _no_stage_threads(timeout=5.0):
 
 
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc")
-@pytest.mark.parametrize("where", ["reports", "writer", "line"])
+@pytest.mark.parametrize("where", ["report pipe", "reports", "writer", "line"])
 def test_a_ctrl_c_as_the_encoder_process_starts_ends_it(tmp_path, monkeypatch, where):
     """From the Left alone list: with ``stages="process"``, a Ctrl-C after the child had
-    started but before the render's guard (in the start of its reports thread, of the
-    frame writer, or in the "re-encoding" line) left the child running past the run's
-    lock, re-encoding the stored frames into the partial video that a resume then wrote
-    too. It is ended there now, its partial video removed, and a resume makes the video."""
+    started but before the render's guard (as its end of the report pipe was closed
+    here, in the start of its reports thread, of the frame writer, or in the
+    "re-encoding" line) left the child running past the run's lock, re-encoding the
+    stored frames into the partial video that a resume then wrote too. It is ended there
+    now, its partial video removed, and a resume makes the video."""
     import loopwave.render as lr
 
     n = 6
     rd = _made_without_video(tmp_path, n)
-    if where == "reports":
+    if where == "report pipe":
+        import types
+
+        fake, ends = types.ModuleType("os"), []
+        fake.__dict__.update(os.__dict__)
+
+        def pipe():
+            r, w = os.pipe()
+            ends.append(w)
+            return r, w
+
+        def close(fd):
+            os.close(fd)
+            if fd in ends:  # (the child's end, closed here once the child has started)
+                ends.clear()
+                raise KeyboardInterrupt
+
+        fake.pipe, fake.close = pipe, close
+        monkeypatch.setattr(lr, "os", fake)
+    elif where == "reports":
         real_start = threading.Thread.start
 
         def start(self):
@@ -846,19 +866,32 @@ def test_a_ctrl_c_as_the_encoder_process_starts_ends_it(tmp_path, monkeypatch, w
     assert len(decoded(r.video)) == 6 * (n - 1) + 1
 
 
-def test_a_ctrl_c_before_the_encoder_thread_is_registered_ends_it(tmp_path, monkeypatch):
-    """The same in the thread stage: a Ctrl-C between the encoder thread's start and its
-    registration with the run's lock (or in the frame writer's start) left it encoding the
-    stored frames, past the lock, and then waiting for frames for good. It is ended."""
+@pytest.mark.parametrize("where", ["encoding", "saving frames", "registration"])
+def test_a_ctrl_c_before_the_encoder_thread_is_registered_ends_it(tmp_path, monkeypatch, where):
+    """The same in the thread stage: a Ctrl-C in the encoder thread's start (in
+    ``Thread.start``'s wait for the thread: a review), or between its start and its
+    registration with the run's lock, left it encoding the stored frames, past the lock,
+    and then waiting for frames for good. It is ended, and a stage whose own start was
+    interrupted (here the frame writer's) ends before its work, not waiting for items."""
     import loopwave.render as lr
 
     n = 6
     rd = _made_without_video(tmp_path, n)
+    if where != "registration":
+        real_start = threading.Thread.start
 
-    def outlived_by(self, stage, **kw):
-        raise KeyboardInterrupt
+        def start(self):
+            real_start(self)  # (the thread runs)
+            if self.name == f"loopwave-{where}":
+                raise KeyboardInterrupt
 
-    monkeypatch.setattr(lr._RunLock, "outlived_by", outlived_by)
+        monkeypatch.setattr(threading.Thread, "start", start)
+    else:
+
+        def outlived_by(self, stage, **kw):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(lr._RunLock, "outlived_by", outlived_by)
     with pytest.raises(KeyboardInterrupt):
         render(None, run_dir=rd, resume=True, backend=_Noise(), progress=False)
     assert _no_stage_threads()

@@ -116,6 +116,7 @@ class _RunLock:
     def __init__(self, rd: Path) -> None:
         make_folder(rd)
         self.path = rd / ".lock"
+        self._released = False
         # (one thread of this process at a time from the open to the registration in
         # _HELD, and in __exit__ from the removal to the release: a render on another
         # thread failing between them was told "another process", with its own pid)
@@ -314,10 +315,16 @@ class _RunLock:
         # released once every stage thread named by outlived_by() has ended: at once in
         # a render that waited for them, which is every render but one let go
         if not self._stages:
-            self._release()
+            try:
+                self._release()
+            except BaseException:  # (a Ctrl-C as it began: see the except below)
+                if not self._released:
+                    self._release()
+                raise
             return
         stages = [st for st, _, _ in self._stages]
         counted: set[int] = set()  # the stages whose share of the release is in
+        begun: list[int] = []  # the thread that began the release
         count = threading.Lock()
 
         def one_ended(st: _Stage) -> None:
@@ -326,6 +333,8 @@ class _RunLock:
                     return
                 counted.add(id(st))
                 last = len(counted) == len(stages)
+                if last:
+                    begun.append(threading.get_ident())
             if last:
                 self._release()
 
@@ -362,6 +371,10 @@ class _RunLock:
             for st, drain, _ in self._stages:
                 let_go(st, drain, e)
                 st.after(functools.partial(one_ended, st))
+            if begun == [threading.get_ident()] and not self._released:
+                # the release, begun here (every thread ended), stopped as it began: every
+                # share was in, and the lock was held for the rest of the process (a review)
+                self._release()
             raise
 
     def _release(self) -> None:
@@ -377,6 +390,7 @@ class _RunLock:
             finally:
                 _HELD.discard(self.key)
                 _WINDING.discard(self.key)
+                self._released = True  # (before the close: never a second one)
                 os.close(self.fd)
 
 
@@ -1213,8 +1227,18 @@ class _Stage:
         # KeyboardInterrupt in a join marks the thread stopped in CPython 3.11 (bpo-45274's
         # handling), after which join and is_alive say it ended while it still runs
         self._finished = threading.Event()
+        self._go = threading.Event()  # the stage is made: its work may start
         self.t = threading.Thread(target=self._run, name=f"loopwave-{name}", daemon=True)
-        self.t.start()
+        try:
+            self.t.start()
+        except BaseException:
+            # a Ctrl-C in start()'s wait for the thread, which may run with no stage for
+            # the render to stop (a review: an encoder re-encoded the stored frames past
+            # the run's lock): it ends without its work
+            self._abandoned.set()
+            self._go.set()
+            raise
+        self._go.set()
 
     def _items(self) -> Iterator[Any]:
         while True:
@@ -1234,6 +1258,9 @@ class _Stage:
 
     def _run(self) -> None:
         try:
+            self._go.wait()
+            if self._abandoned.is_set():
+                raise _Abandoned
             self._work(self._items())
             self.completed = True
         except _Abandoned:
@@ -2047,10 +2074,10 @@ class _ProcessStage:
             )
         except BaseException:
             os.close(report_r)
-            raise
-        finally:
             os.close(report_w)
+            raise
         try:
+            os.close(report_w)
             threading.Thread(
                 target=self._read_reports,
                 args=(report_r,),
@@ -2058,8 +2085,8 @@ class _ProcessStage:
                 daemon=True,
             ).start()
         except BaseException:  # a Ctrl-C: the child, started, had no stage to end it and
-            # went on past the run's lock. (The report pipe is left open: the thread may
-            # have started and own it.)
+            # went on past the run's lock (reviews). (The report pipe is left open: the
+            # thread may have started and own it.)
             self.abandon()
             raise
 
@@ -2665,8 +2692,10 @@ def render(
                     # (no bar of its own: the render's bar, moving meanwhile, shows how far)
                     let_go = threading.Event()
                     work = _encoder(rd, settings, done, rife, quit_, feed, let_go)
-                    stage = _Stage("encoding", work, abandoned=quit_, feed=feed, let_go=let_go)
-                    encoder = stage
+                    # (one statement: a Ctrl-C between two left the thread unabandoned)
+                    encoder = stage = _Stage(
+                        "encoding", work, abandoned=quit_, feed=feed, let_go=let_go
+                    )
 
                     def kept_anyway() -> None:
                         # a video put in place that the render never tried to record: a
