@@ -715,7 +715,7 @@ def test_a_probe_of_a_run_held_here_neither_waits_nor_holds_the_process_lock(tmp
     naps = []
 
     def nap(seconds):
-        naps.append(lr._LOCKING.held_here())
+        naps.append(lr._locking_held_here())
 
     rd, other = tmp_path / "x", tmp_path / "y"
     with lr._RunLock(rd):

@@ -1404,6 +1404,66 @@ def test_a_ctrl_c_as_the_lock_is_let_go_still_lets_it_go(tmp_path, backend, monk
     assert again.calls == 0 and r.frames == 7
 
 
+@pytest.mark.parametrize("stage", [False, True])
+def test_a_ctrl_c_as_the_lock_file_is_closed_does_not_close_it_again(tmp_path, monkeypatch, stage):
+    """From a review: the release tried again after a Ctrl-C (above) must not run where
+    the first went as far as closing the lock's file: the number, free again, may be a
+    file opened meanwhile (here at once), which a second close would close."""
+    import types
+
+    import loopwave.render as lr
+
+    fake, at = types.ModuleType("os"), {"lock": -1, "other": -1}
+    fake.__dict__.update(os.__dict__)
+
+    def close(fd):
+        os.close(fd)
+        if fd == at["lock"] and at["other"] < 0:
+            at["other"] = os.open(os.devnull, os.O_RDONLY)  # (the number, reused)
+            raise KeyboardInterrupt  # (as the close returned)
+
+    monkeypatch.setattr(lr, "os", fake)
+    fake.close = close
+    rd = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt), lr._RunLock(rd) as lock:
+        at["lock"] = lock.fd
+        if stage:
+            st = lr._Stage("encoding", lambda items: None)
+            st.close()  # (its thread has ended: the release runs here)
+            lock.outlived_by(st)
+    try:
+        assert at["other"] == at["lock"]  # (the same number)
+        os.fstat(at["other"])  # still open: not closed a second time
+    finally:
+        os.close(at["other"])
+    assert not (rd / ".lock").exists() and not lr._RunLock._held_here(rd / ".lock")
+
+
+def test_the_process_lock_leaves_no_moment_held_and_unmarked():
+    """From a review: the process-wide lock of the run locks was taken by a Python
+    ``__enter__`` that marked the take after it; a Ctrl-C landing between the two left
+    it held for good, and every later render in the process hung (and the release tried
+    again after a Ctrl-C waited for it on the thread holding it). It is a C lock now,
+    whose ``__enter__`` has no such moment, and reentrant."""
+    import inspect
+
+    import loopwave.render as lr
+
+    assert not inspect.isfunction(type(lr._LOCKING).__enter__)
+    seen = []
+
+    def nested():
+        with lr._LOCKING:
+            with lr._LOCKING:
+                seen.append(lr._locking_held_here())
+        seen.append(lr._locking_held_here())
+
+    t = threading.Thread(target=nested, daemon=True)
+    t.start()
+    t.join(10)
+    assert seen == [True, False] and not lr._locking_held_here()
+
+
 def test_a_share_of_the_locks_release_given_twice_counts_once(tmp_path, monkeypatch):
     """From a review: where a third Ctrl-C stops the lock's exit after a stage's share
     was registered, the exit gives every stage its share again; one given twice must

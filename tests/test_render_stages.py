@@ -346,6 +346,22 @@ def test_an_end_callback_given_while_the_thread_runs_one_waits_for_it():
     assert ran[-1] == ("at once", threading.main_thread().name)
 
 
+def test_an_encoder_process_that_cannot_start_leaves_no_pipe_open(tmp_path, monkeypatch):
+    """From a review: where the child could not be started, both ends of its report
+    pipe are closed (one was left open each time)."""
+    import loopwave.render as lr
+
+    def refused(*args, **kwargs):
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(lr.subprocess, "Popen", refused)
+    fds = sorted(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        with pytest.raises(OSError, match="Cannot allocate memory"):
+            _ProcessStage(tmp_path, 0, tmp_path / "morph.mp4")
+    assert sorted(os.listdir("/proc/self/fd")) == fds
+
+
 def test_a_ctrl_c_before_the_end_is_written_is_not_waited_for(tmp_path, monkeypatch):
     """From a review: a Ctrl-C in close() before the end of the frames was written left a
     child that had taken every frame looking as if it finished the video: abandon()

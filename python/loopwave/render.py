@@ -404,26 +404,17 @@ _HELD: set[tuple[int, int]] = set()
 _WINDING: set[tuple[int, int]] = set()
 
 
-class _Locking:
-    """A lock that knows whether this thread holds it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._here = threading.local()
-
-    def __enter__(self) -> None:
-        self._lock.acquire()
-        self._here.held = True
-
-    def __exit__(self, *exc: object) -> None:
-        self._here.held = False
-        self._lock.release()
-
-    def held_here(self) -> bool:
-        return bool(getattr(self._here, "held", False))
+# the lock of this process's run locks, taken with ``with``: a C lock's ``__enter__``
+# leaves no moment for a Ctrl-C between the take and the block (a review: a Python
+# ``__enter__`` that marked the take after it, where a Ctrl-C landed, left it held for
+# good, and every later render in the process hung). Reentrant: _RunLock.__exit__'s
+# retried release, on a thread holding it, does not wait for itself
+_LOCKING = threading.RLock()
 
 
-_LOCKING = _Locking()
+def _locking_held_here() -> bool:
+    """Whether this thread holds :data:`_LOCKING`."""
+    return bool(_LOCKING._is_owned())  # type: ignore[attr-defined]
 
 
 def _at_path(fd: int, path: Path) -> bool:
@@ -1236,9 +1227,9 @@ class _Stage:
             # the render to stop (a review: an encoder re-encoded the stored frames past
             # the run's lock): it ends without its work
             self._abandoned.set()
-            self._go.set()
             raise
-        self._go.set()
+        finally:
+            self._go.set()
 
     def _items(self) -> Iterator[Any]:
         while True:
@@ -3012,7 +3003,7 @@ def _frames_of_render(
         # render needs to end: from a review, that waited here for good. Only then the
         # render stops by itself after its frame (joined always, a later review found a
         # render left running at exit aborted the process, its frames unsaved)
-        if t is not threading.current_thread() and not _LOCKING.held_here():
+        if t is not threading.current_thread() and not _locking_held_here():
             t.join()  # (a collection on the render's own thread closed it there too)
 
 
