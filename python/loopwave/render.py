@@ -2379,7 +2379,8 @@ def render(
     ended (a render of the run in this process meanwhile is refused). A second Ctrl-C
     while the render waits for the encoder thread mid-video leaves it and the frame
     writer to end by themselves likewise (one in the wait for the writer, the encoder
-    having stopped, leaves the writer), the writer saving the frames it has; the
+    having stopped, leaves the writer; one in the wait for an encoder process stops the
+    process and leaves the writer), the writer saving the frames it has; the
     exception then carries ``loopwave_threads_left_running``. All that in a process that
     goes on: one that ends at once (the CLI) ends the threads too, and its resume makes
     again the video, and any frame not saved."""
