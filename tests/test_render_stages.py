@@ -882,26 +882,52 @@ def test_a_ctrl_c_as_the_encoder_process_starts_ends_it(tmp_path, monkeypatch, w
     assert len(decoded(r.video)) == 6 * (n - 1) + 1
 
 
-@pytest.mark.parametrize("where", ["encoding", "saving frames", "registration"])
+@pytest.mark.parametrize(
+    "where",
+    ["encoding", "encoding twice", "encoding unstarted", "encoding made", "saving frames"]
+    + ["registration"],
+)
 def test_a_ctrl_c_before_the_encoder_thread_is_registered_ends_it(tmp_path, monkeypatch, where):
     """The same in the thread stage: a Ctrl-C in the encoder thread's start (in
-    ``Thread.start``'s wait for the thread: a review), or between its start and its
-    registration with the run's lock, left it encoding the stored frames, past the lock,
-    and then waiting for frames for good. It is ended, and a stage whose own start was
-    interrupted (here the frame writer's) ends before its work, not waiting for items."""
+    ``Thread.start``'s wait for the thread: a review), a second one as that is handled
+    (the next review: the stage's work then ran with nothing to stop it), one as the
+    stage's making returned (before the render had it), one before its thread started
+    (not waited for), or one between its start and
+    its registration with the run's lock, left it encoding the stored frames, past the
+    lock, and then waiting for frames for good. It is ended, and a stage whose own start
+    was interrupted (here the frame writer's) ends before its work, not waiting for
+    items."""
     import loopwave.render as lr
 
     n = 6
     rd = _made_without_video(tmp_path, n)
-    if where != "registration":
-        real_start = threading.Thread.start
+    if where in ("encoding", "encoding twice", "encoding unstarted", "saving frames"):
+        real_start, real_set = threading.Thread.start, threading.Event.set
+        name = f"loopwave-{where.split()[0] if 'encoding' in where else where}"
 
         def start(self):
+            if self.name == name and where == "encoding unstarted":
+                raise KeyboardInterrupt  # (as start() began: no thread to wait for)
             real_start(self)  # (the thread runs)
-            if self.name == f"loopwave-{where}":
+            if self.name == name:
+                if where == "encoding twice":
+                    monkeypatch.setattr(threading.Event, "set", set_once)
                 raise KeyboardInterrupt
 
+        def set_once(self):  # the second Ctrl-C, as the first's handling sets abandon
+            monkeypatch.setattr(threading.Event, "set", real_set)
+            raise KeyboardInterrupt
+
         monkeypatch.setattr(threading.Thread, "start", start)
+    elif where == "encoding made":
+        real_init = lr._Stage.__init__
+
+        def made(self, name, *args, **kwargs):
+            real_init(self, name, *args, **kwargs)
+            if name == "encoding":
+                raise KeyboardInterrupt  # (as the making returned: never the render's)
+
+        monkeypatch.setattr(lr._Stage, "__init__", made)
     else:
 
         def outlived_by(self, stage, **kw):

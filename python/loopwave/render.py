@@ -1190,11 +1190,14 @@ class _Stage:
         abandoned: threading.Event | None = None,
         feed: _Feed | None = None,
         let_go: threading.Event | None = None,
+        made: list[Any] | None = None,
     ) -> None:
         """``abandoned``: the Event :meth:`abandon` sets, for a ``work`` that also reads
         items of its own (a resume's stored frames) and must stop on it there too;
         ``feed``: the queue to use, in place of a ``queue.Queue`` of ``maxsize``;
-        ``let_go``: the Event to use as :attr:`let_go` (one its ``work`` looks at)."""
+        ``let_go``: the Event to use as :attr:`let_go` (one its ``work`` looks at);
+        ``made``: a list the stage adds itself to before its thread starts, for the
+        caller to stop it where a Ctrl-C lands before the stage is returned."""
         self.name = name
         self.q: queue.Queue[Any] | _Feed = queue.Queue(maxsize) if feed is None else feed
         self.error: BaseException | None = None
@@ -1220,12 +1223,15 @@ class _Stage:
         self._finished = threading.Event()
         self._go = threading.Event()  # the stage is made: its work may start
         self.t = threading.Thread(target=self._run, name=f"loopwave-{name}", daemon=True)
+        # (reviews: a Ctrl-C in start()'s wait for the thread, or as the call returned,
+        # left it running with no stage for the render to stop: an encoder re-encoded
+        # the stored frames past the run's lock. The caller stops it through ``made``;
+        # a start interrupted ends it without its work)
+        if made is not None:
+            made.append(self)
         try:
             self.t.start()
         except BaseException:
-            # a Ctrl-C in start()'s wait for the thread, which may run with no stage for
-            # the render to stop (a review: an encoder re-encoded the stored frames past
-            # the run's lock): it ends without its work
             self._abandoned.set()
             raise
         finally:
@@ -1349,6 +1355,8 @@ class _Stage:
     def abandon(self) -> None:
         self._abandoned.set()
         self._wake()
+        if not self._finished.is_set() and not self.t.is_alive():
+            return  # never started (its start interrupted): one starting yet sees the abandon
         try:
             self._finished.wait()
         except BaseException:  # a second Ctrl-C: the render goes on without the thread
@@ -2017,9 +2025,11 @@ class _ProcessStage:
         nice: int = ENCODER_NICE,
         lock: _RunLock | None = None,
         frames: int | None = None,
+        made: list[Any] | None = None,
     ) -> None:
         """``frames``: the render's frames, all of which a child in its final flush has
-        taken (:meth:`abandon` waits for that flush)."""
+        taken (:meth:`abandon` waits for that flush); ``made``: as :class:`_Stage`'s (the
+        stage added once its child has started)."""
         import loopwave
 
         from .video import partial_path
@@ -2051,6 +2061,7 @@ class _ProcessStage:
         self._said: str | None = None  # its report, once read (_report)
         self._killed = False  # killed by abandon()
         self._end_sent = False  # END written whole (close)
+        self._gone = False  # abandon() has run to its end
         report_r, report_w = os.pipe()
         env["LOOPWAVE_REPORT_FD"] = str(report_w)
         try:
@@ -2068,6 +2079,8 @@ class _ProcessStage:
             os.close(report_w)
             raise
         try:
+            if made is not None:
+                made.append(self)
             os.close(report_w)
             threading.Thread(
                 target=self._read_reports,
@@ -2213,6 +2226,8 @@ class _ProcessStage:
         frames (a resume catching up: minutes), it is killed. A child that failed by
         itself (a report, or a signal not sent here) leaves its error in :attr:`error`."""
         assert self.p.stdin is not None and self.p.stdout is not None
+        if self._gone:  # (abandoned already: its own start's guard, then the render's)
+            return
         self._done = True
         if self._ended:
             try:
@@ -2258,6 +2273,7 @@ class _ProcessStage:
             self.p.stdin.close()
             self._lock.release()
         self.p.stdout.close()
+        self._gone = True
 
 
 def _load_model(settings: Settings, progress: bool) -> Img2Img:
@@ -2672,11 +2688,14 @@ def render(
         outer: BaseException | None = None  # an exception the caller is handling
         encoder: _Stage | _ProcessStage | None = None
         feed: _Feed | None = None
+        started: list[_Stage | _ProcessStage] = []  # (each adds itself as it starts)
         try:  # the stages start (see the except)
             if encode:
                 if stages == "process":  # (its child reads frames back as _Feed does)
                     video_at = _video_path(rd, settings)
-                    encoder = _ProcessStage(rd, done, video_at, lock=lock, frames=job.n)
+                    encoder = _ProcessStage(
+                        rd, done, video_at, lock=lock, frames=job.n, made=started
+                    )
                 else:
                     quit_ = threading.Event()  # set by abandon(): the stored frames stop too
                     # behind from the start on a resume: new frames are made meanwhile
@@ -2684,9 +2703,8 @@ def render(
                     # (no bar of its own: the render's bar, moving meanwhile, shows how far)
                     let_go = threading.Event()
                     work = _encoder(rd, settings, done, rife, quit_, feed, let_go)
-                    # (one statement: a Ctrl-C between two left the thread unabandoned)
                     encoder = stage = _Stage(
-                        "encoding", work, abandoned=quit_, feed=feed, let_go=let_go
+                        "encoding", work, abandoned=quit_, feed=feed, let_go=let_go, made=started
                     )
 
                     def kept_anyway() -> None:
@@ -2704,14 +2722,18 @@ def render(
             tracker: _Feed | _ProcessStage | None = feed
             if isinstance(encoder, _ProcessStage):
                 tracker = encoder
-            writer = _Stage("saving frames", _saver(rd, encoder, _settings_digest(settings)))
+            writer = _Stage(
+                "saving frames", _saver(rd, encoder, _settings_digest(settings)), made=started
+            )
             lock.outlived_by(writer, drain=True)  # (the frames it has are saved)
         except BaseException:
             # a Ctrl-C before the render's guard, below, whose handler ends the stages: the
-            # encoder started ends here (its child went on past the run's lock, writing the
-            # partial video a resume then wrote too; older, from reading)
-            if encoder is not None:
-                encoder.abandon()
+            # stages started end here (an encoder process went on past the run's lock,
+            # writing the partial video a resume then wrote too; older, from reading).
+            # Each added itself to started as it started (reviews: one whose making a
+            # Ctrl-C stopped, never returned, was not stopped)
+            for st in started:
+                st.abandon()
             raise
 
         def poll() -> None:
