@@ -2568,6 +2568,88 @@ def test_a_resume_refuses_stop_after_the_last_frame_made(tmp_path):
         )
 
 
+def _open_fds():
+    return sorted(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="reads /proc")
+@pytest.mark.parametrize("where", ["taken", "registered"])
+def test_a_ctrl_c_as_the_run_lock_is_taken_lets_it_go(tmp_path, monkeypatch, where):
+    """From a review: a Ctrl-C once the run's lock was taken (its flock held, not yet
+    registered) or registered, before the caller had it, left it held for the rest of the
+    process (its file descriptor open, or the folder refused as "being rendered in this
+    process"). It is let go there."""
+    import loopwave.render as lr
+
+    rd = tmp_path / "run"
+    rd.mkdir()
+    fds = _open_fds()
+    if where == "taken":
+
+        def at_path(fd, path):  # (its look after the flock is taken)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(lr, "_at_path", at_path)
+    else:
+
+        class Held(set):
+            def add(self, key):
+                super().add(key)
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(lr, "_HELD", Held())
+    with pytest.raises(KeyboardInterrupt) as stopped:  # (its traceback kept, as a
+        lr._RunLock(rd)  # notebook keeps it: the lock is not let go by being dropped)
+    assert _open_fds() == fds and not lr._HELD  # (the flock went with its descriptor)
+    assert stopped.tb is not None
+    assert (rd / ".lock").exists() == (where == "taken")  # (a killed render's, as it were)
+    monkeypatch.undo()
+    with lr._RunLock(rd):  # taken again at once
+        pass
+
+
+@pytest.mark.parametrize("where", ["made", "exit"])
+def test_a_ctrl_c_as_render_gets_or_lets_go_of_the_lock_lets_it_go(
+    tmp_path, backend, monkeypatch, where
+):
+    """From a review: a Ctrl-C as render() got its run lock (before its ``try``: the
+    lock's Python ``__enter__`` was such a moment), or as the lock's ``__exit__`` began,
+    left the lock held for the rest of the process, and every render of the run in it was
+    refused. The first lets go of it as the lock is dropped (``__del__``), the second is
+    let go by ``__exit__`` run again."""
+    import loopwave.render as lr
+
+    real_init, real_exit, calls = lr._RunLock.__init__, lr._RunLock.__exit__, []
+
+    def made(self, rd):
+        real_init(self, rd)
+        raise KeyboardInterrupt  # (as the making returned: never render()'s)
+
+    def exiting(self, *exc):
+        calls.append(self)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # (as it began)
+        return real_exit(self, *exc)
+
+    if where == "made":
+        monkeypatch.setattr(lr._RunLock, "__init__", made)
+    else:
+        monkeypatch.setattr(lr._RunLock, "__exit__", exiting)
+    rd = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        render(Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False, video=False)
+    import gc
+
+    gc.collect()  # (the traceback, and the lock with it, let go here)
+    assert not lr._HELD and not (rd / ".lock").exists()
+    assert len(calls) == (2 if where == "exit" else 0)
+    monkeypatch.undo()
+    if where == "exit":  # (the render had finished: nothing left to do)
+        assert render(None, run_dir=rd, resume=True, backend=backend, progress=False).frames
+    else:
+        render(Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False, video=False)
+
+
 def test_a_run_locked_by_this_process_says_so(tmp_path):
     """From a review: an unclosed render_frames iterator holds the run's lock, and a
     second render of the folder in the same process named its own pid as "another

@@ -117,48 +117,54 @@ class _RunLock:
         make_folder(rd)
         self.path = rd / ".lock"
         self._released = False
+        self._exited = False  # (__exit__ began)
+        self._stages: list[tuple[_Stage, bool, Callable[[], None] | None]] = []
+        fd = -1  # open here, not yet the lock's (closed on any error, a Ctrl-C too)
+
+        def drop() -> None:
+            nonlocal fd
+            was, fd = fd, -1  # (first: a Ctrl-C at the close then leaves it open, never
+            os.close(was)  # closes a number that may be another file's by then)
+
         # (one thread of this process at a time from the open to the registration in
         # _HELD, and in __exit__ from the removal to the release: a render on another
         # thread failing between them was told "another process", with its own pid)
-        with _LOCKING:
-            while True:
-                if _RunLock._held_here(self.path):  # (refused at once, not after 40 ms of
-                    raise ValueError(_RunLock.refusal(rd))  # tries holding _LOCKING)
-                foreign = _RunLock.foreign(self.path)  # (again: one may have been put
-                if foreign:  # there while the model loaded)
-                    raise ValueError(foreign)
-                try:
-                    fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
-                except OSError:
-                    # a link (ELOOP) or folder (EISDIR) put there since foreign() looked
-                    foreign = _RunLock.foreign(self.path)
-                    if foreign:
-                        raise ValueError(foreign) from None
-                    raise
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    # a FIFO put there since (O_RDWR opens one without waiting): not
-                    # taken, or it would be deleted at the end; foreign() names it
-                    os.close(fd)
-                    continue
-                try:
-                    _flock_soon(fd)
-                except BlockingIOError:
-                    # a holder in another process that removed the file after we opened
-                    # it is letting go: try the file at the path, not a refusal
-                    gone = not _at_path(fd, self.path)
-                    os.close(fd)
-                    if gone:
+        try:
+            with _LOCKING:
+                while True:
+                    if _RunLock._held_here(self.path):  # (refused at once, not after 40
+                        raise ValueError(_RunLock.refusal(rd))  # ms of tries holding _LOCKING)
+                    foreign = _RunLock.foreign(self.path)  # (again: one may have been put
+                    if foreign:  # there while the model loaded)
+                        raise ValueError(foreign)
+                    try:
+                        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
+                    except OSError:
+                        # a link (ELOOP) or folder (EISDIR) put there since foreign() looked
+                        foreign = _RunLock.foreign(self.path)
+                        if foreign:
+                            raise ValueError(foreign) from None
+                        raise
+                    if not stat.S_ISREG(os.fstat(fd).st_mode):
+                        # a FIFO put there since (O_RDWR opens one without waiting): not
+                        # taken, or it would be deleted at the end; foreign() names it
+                        drop()
                         continue
-                    raise ValueError(_RunLock.refusal(rd)) from None
-                except BaseException:
-                    os.close(fd)
-                    raise
-                # the holder before us may have removed the file after we opened it: then
-                # this lock is on a file no one else sees; take the one at the path instead
-                if _at_path(fd, self.path):
-                    break
-                os.close(fd)
-            try:
+                    try:
+                        _flock_soon(fd)
+                    except BlockingIOError:
+                        # a holder in another process that removed the file after we
+                        # opened it is letting go: try the file at the path, not a refusal
+                        gone = not _at_path(fd, self.path)
+                        drop()
+                        if gone:
+                            continue
+                        raise ValueError(_RunLock.refusal(rd)) from None
+                    # the holder before us may have removed the file after we opened it:
+                    # then this lock is on a file no one else sees; take the one at the path
+                    if _at_path(fd, self.path):
+                        break
+                    drop()
                 # the pid is for another render's message only: a full disk (ENOSPC
                 # writing it) left the lock taken and its descriptor open for the rest of
                 # the process, and a retry was told another process held the folder
@@ -166,12 +172,27 @@ class _RunLock:
                     os.ftruncate(fd, 0)
                     os.write(fd, str(os.getpid()).encode())
                 st = os.fstat(fd)
-            except BaseException:
-                os.close(fd)
-                raise
-            self.fd = fd
-            self.key = (st.st_dev, st.st_ino)
-            _HELD.add(self.key)
+                self.fd, fd = fd, -1  # the lock's from here: _release closes it
+                self.key = (st.st_dev, st.st_ino)
+                _HELD.add(self.key)
+        except BaseException:
+            # (a review: a Ctrl-C once the lock was taken or registered, before the
+            # caller had it, left it held for the rest of the process)
+            if hasattr(self, "key"):
+                self._release()
+            elif hasattr(self, "fd"):
+                self._released = True
+                os.close(self.fd)
+            elif fd >= 0:
+                drop()
+            raise
+
+    def __del__(self) -> None:
+        # a lock taken that nothing let go: a Ctrl-C as render() got it, before its try
+        # (a review: held for the rest of the process, every render of it refused)
+        if hasattr(self, "fd") and not self._released:
+            with contextlib.suppress(Exception):
+                self._release()
 
     @staticmethod
     def refusal(rd: Path) -> str:
@@ -294,7 +315,6 @@ class _RunLock:
             return None
 
     def __enter__(self) -> _RunLock:
-        self._stages: list[tuple[_Stage, bool, Callable[[], None] | None]] = []
         return self
 
     def outlived_by(
@@ -314,6 +334,7 @@ class _RunLock:
     def __exit__(self, *exc: object) -> None:
         # released once every stage thread named by outlived_by() has ended: at once in
         # a render that waited for them, which is every render but one let go
+        self._exited = True  # (first: see render(), which calls this again where unset)
         if not self._stages:
             try:
                 self._release()
@@ -2555,7 +2576,11 @@ def render(
         raise cancelled_early()
     # one render per run folder at a time: a second process (the same job started twice,
     # or a resume while the first still runs) would write the same frames and state
-    with _RunLock(rd) as lock:
+    # (not a ``with``: a Ctrl-C as its Python __enter__ began left the lock taken, held
+    # for the rest of the process; one before the try lets go of it in __del__)
+    lock = _RunLock(rd)
+    raised: BaseException | None = None
+    try:
         if not resume:
             # another render may have run here since the check above (while the model
             # loaded): one that finished left its state, which this run must not continue
@@ -2871,6 +2896,17 @@ def render(
         _drift_plot(rd)
         made = encode or video_kept
         return RenderResult(rd, job.n, _video_path(rd, settings) if made else None)
+    except BaseException as e:
+        raised = e
+        raise
+    finally:
+        how = (type(raised), raised, None) if raised is not None else (None, None, None)
+        try:
+            lock.__exit__(*how)
+        except BaseException:
+            if not lock._exited:  # a Ctrl-C as it began: none of it done (a review)
+                lock.__exit__(*how)
+            raise
 
 
 class _Stop(Exception):
