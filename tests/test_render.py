@@ -2650,6 +2650,79 @@ def test_a_ctrl_c_as_render_gets_or_lets_go_of_the_lock_lets_it_go(
         render(Settings.from_dict(JOB), run_dir=rd, backend=backend, progress=False, video=False)
 
 
+def test_a_lock_released_part_way_never_deletes_the_next_holders_file(tmp_path, monkeypatch):
+    """From a review: a release stopped part way (a second Ctrl-C: its file deleted and
+    unregistered, its descriptor still open) was run again by ``__del__``, which deleted
+    the lock file of the render that had taken the folder since; a third render in
+    another process then took it beside that one. A release deletes only its own."""
+    import loopwave.render as lr
+
+    rd = tmp_path / "run"
+    a = lr._RunLock(rd)
+
+    class Winding(set):
+        def discard(self, key):
+            raise KeyboardInterrupt  # (the second Ctrl-C, part way)
+
+    monkeypatch.setattr(lr, "_WINDING", Winding())
+    with pytest.raises(KeyboardInterrupt):
+        a._release()
+    monkeypatch.undo()
+    assert not a._released and not (rd / ".lock").exists()
+    b = lr._RunLock(rd)  # the folder taken since
+    a._release()  # (as __del__ or a retry runs it)
+    assert a._released and (rd / ".lock").exists()
+    assert "in this process" in lr._RunLock.busy(rd)
+    b._release()
+    assert lr._RunLock.busy(rd) is None
+
+
+def test_a_lock_dropped_before_it_was_handed_to_its_stages_waits_for_them(tmp_path):
+    """From a review: a Ctrl-C in the lock's ``__exit__`` before it handed the release to
+    the stage threads left running (render() does not run it again: it had begun) left
+    the lock to ``__del__``, which let it go at once, while such a thread still worked
+    in the folder. It is now given back as ``__exit__`` gives it: once they end."""
+    import gc
+
+    import loopwave.render as lr
+
+    rd = tmp_path / "run"
+    go, working = threading.Event(), threading.Event()
+
+    def work(items):  # (a flush that cannot be stopped part way, then its items)
+        working.set()
+        go.wait(30)
+        (rd / "late").write_text("x")
+        for _ in items:
+            pass
+
+    lock = lr._RunLock(rd)
+    stage = lr._Stage("encoding", work)
+    lock.outlived_by(stage)
+    assert working.wait(30)
+
+    class Interrupted(list):
+        first = True
+
+        def __iter__(self):
+            if Interrupted.first:
+                Interrupted.first = False
+                raise KeyboardInterrupt  # (before the stages were handed the release)
+            return super().__iter__()
+
+    lock._stages = Interrupted(lock._stages)
+    with pytest.raises(KeyboardInterrupt):
+        lock.__exit__(None, None, None)
+    assert lock._exited and not lock._handed
+    del lock
+    gc.collect()
+    assert "in this process" in lr._RunLock.busy(rd)  # (the thread still runs)
+    go.set()
+    assert stage.wait(30)
+    stage.t.join(30)
+    assert (rd / "late").exists() and lr._RunLock.busy(rd) is None
+
+
 def test_a_run_locked_by_this_process_says_so(tmp_path):
     """From a review: an unclosed render_frames iterator holds the run's lock, and a
     second render of the folder in the same process named its own pid as "another

@@ -885,7 +885,7 @@ def test_a_ctrl_c_as_the_encoder_process_starts_ends_it(tmp_path, monkeypatch, w
 @pytest.mark.parametrize(
     "where",
     ["encoding", "encoding twice", "encoding unstarted", "encoding made", "saving frames"]
-    + ["registration"],
+    + ["saving frames made", "registration"],
 )
 def test_a_ctrl_c_before_the_encoder_thread_is_registered_ends_it(tmp_path, monkeypatch, where):
     """The same in the thread stage: a Ctrl-C in the encoder thread's start (in
@@ -919,12 +919,12 @@ def test_a_ctrl_c_before_the_encoder_thread_is_registered_ends_it(tmp_path, monk
             raise KeyboardInterrupt
 
         monkeypatch.setattr(threading.Thread, "start", start)
-    elif where == "encoding made":
+    elif where.endswith(" made"):
         real_init = lr._Stage.__init__
 
         def made(self, name, *args, **kwargs):
             real_init(self, name, *args, **kwargs)
-            if name == "encoding":
+            if name == where.removesuffix(" made"):
                 raise KeyboardInterrupt  # (as the making returned: never the render's)
 
         monkeypatch.setattr(lr._Stage, "__init__", made)

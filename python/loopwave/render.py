@@ -118,6 +118,7 @@ class _RunLock:
         self.path = rd / ".lock"
         self._released = False
         self._exited = False  # (__exit__ began)
+        self._handed = False  # (__exit__ handed the release to its stages, or made it)
         self._stages: list[tuple[_Stage, bool, Callable[[], None] | None]] = []
         fd = -1  # open here, not yet the lock's (closed on any error, a Ctrl-C too)
 
@@ -180,19 +181,19 @@ class _RunLock:
             # caller had it, left it held for the rest of the process)
             if hasattr(self, "key"):
                 self._release()
-            elif hasattr(self, "fd"):
-                self._released = True
-                os.close(self.fd)
             elif fd >= 0:
                 drop()
             raise
 
     def __del__(self) -> None:
-        # a lock taken that nothing let go: a Ctrl-C as render() got it, before its try
-        # (a review: held for the rest of the process, every render of it refused)
-        if hasattr(self, "fd") and not self._released:
+        # a lock taken that nothing let go: a Ctrl-C as render() got it, before its try,
+        # or in __exit__ before it had handed the release to the stages (a review: held
+        # for the rest of the process, every render of it refused). Given back as
+        # __exit__ gives it: once the stage threads still running have ended (a review:
+        # let go at once, while a stage left running still wrote in the folder)
+        if hasattr(self, "key") and not self._released and not self._handed:
             with contextlib.suppress(Exception):
-                self._release()
+                self.__exit__(None, None, None)
 
     @staticmethod
     def refusal(rd: Path) -> str:
@@ -383,6 +384,7 @@ class _RunLock:
                 let_go(st, drain)
             for st, _, then in self._stages:
                 st.after(functools.partial(ending, st, then))
+            self._handed = True
         except BaseException as e:
             # a Ctrl-C above (a third), or one in a then run here (its thread ended): a
             # stage taken off a list before its after() lost its share, and the lock was
@@ -392,6 +394,7 @@ class _RunLock:
             for st, drain, _ in self._stages:
                 let_go(st, drain, e)
                 st.after(functools.partial(one_ended, st))
+            self._handed = True
             if begun == [threading.get_ident()] and not self._released:
                 # the release, begun here (every thread ended), stopped as it began: every
                 # share was in, and the lock was held for the rest of the process (a review)
@@ -405,9 +408,15 @@ class _RunLock:
         # error) keeps the file, unlocked: its error hid the render's own, and the lock
         # stayed held for the rest of the process
         with _LOCKING:
+            if self._released:  # (a release run again: __del__, a retry)
+                return
             try:
+                # only its own file: one released part way (a Ctrl-C) and then again
+                # deleted the lock file of the render that had taken the folder since
+                # (a review: a third render then took it beside that one)
                 with contextlib.suppress(OSError):
-                    self.path.unlink(missing_ok=True)
+                    if _at_path(self.fd, self.path):
+                        self.path.unlink()
             finally:
                 _HELD.discard(self.key)
                 _WINDING.discard(self.key)
