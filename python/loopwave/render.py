@@ -118,7 +118,6 @@ class _RunLock:
         self.path = rd / ".lock"
         self._released = False
         self._exited = False  # (__exit__ began)
-        self._handed = False  # (__exit__ handed the release to its stages, or made it)
         self._stages: list[tuple[_Stage, bool, Callable[[], None] | None]] = []
         fd = -1  # open here, not yet the lock's (closed on any error, a Ctrl-C too)
 
@@ -187,13 +186,23 @@ class _RunLock:
 
     def __del__(self) -> None:
         # a lock taken that nothing let go: a Ctrl-C as render() got it, before its try,
-        # or in __exit__ before it had handed the release to the stages (a review: held
-        # for the rest of the process, every render of it refused). Given back as
-        # __exit__ gives it: once the stage threads still running have ended (a review:
-        # let go at once, while a stage left running still wrote in the folder)
-        if hasattr(self, "key") and not self._released and not self._handed:
-            with contextlib.suppress(Exception):
-                self.__exit__(None, None, None)
+        # or in __exit__ before the release was handed to the stages or made (a review:
+        # held for the rest of the process, every render of it refused). Given back as
+        # __exit__ gives it, once the stage threads still running have ended (a review:
+        # let go at once, while a stage left running still wrote in the folder), on a
+        # thread of its own: a collection runs this on any thread, holding any lock (a
+        # review: a stage thread's own, which __exit__ takes, hung it for good). An
+        # unreachable lock not released is one whose release a Ctrl-C stopped: while the
+        # release is handed to the stages, their callbacks refer to it
+        if hasattr(self, "key") and not self._released:
+            with contextlib.suppress(Exception):  # (at interpreter exit: no new thread;
+                # the kernel lets go of the flock with the process)
+                threading.Thread(
+                    target=self.__exit__,
+                    args=(None, None, None),
+                    name="loopwave-lock-release",
+                    daemon=True,
+                ).start()
 
     @staticmethod
     def refusal(rd: Path) -> str:
@@ -384,7 +393,6 @@ class _RunLock:
                 let_go(st, drain)
             for st, _, then in self._stages:
                 st.after(functools.partial(ending, st, then))
-            self._handed = True
         except BaseException as e:
             # a Ctrl-C above (a third), or one in a then run here (its thread ended): a
             # stage taken off a list before its after() lost its share, and the lock was
@@ -394,7 +402,6 @@ class _RunLock:
             for st, drain, _ in self._stages:
                 let_go(st, drain, e)
                 st.after(functools.partial(one_ended, st))
-            self._handed = True
             if begun == [threading.get_ident()] and not self._released:
                 # the release, begun here (every thread ended), stopped as it began: every
                 # share was in, and the lock was held for the rest of the process (a review)
@@ -1245,7 +1252,7 @@ class _Stage:
         # called once the thread has ended (after()); the lock guards them, the end, and
         # whether the thread has run them all (after() runs one at once only then)
         self._then: list[Callable[[], None]] = []
-        self._then_lock = threading.Lock()
+        self._then_lock = threading.RLock()  # (reentrant: see _RunLock.__del__)
         self._thens_run = False
         # set when the thread's work has ended. Waited on instead of Thread.join: a
         # KeyboardInterrupt in a join marks the thread stopped in CPython 3.11 (bpo-45274's
