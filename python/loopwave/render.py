@@ -189,20 +189,15 @@ class _RunLock:
         # or in __exit__ before the release was handed to the stages or made (a review:
         # held for the rest of the process, every render of it refused). Given back as
         # __exit__ gives it, once the stage threads still running have ended (a review:
-        # let go at once, while a stage left running still wrote in the folder), on a
-        # thread of its own: a collection runs this on any thread, holding any lock (a
-        # review: a stage thread's own, which __exit__ takes, hung it for good). An
-        # unreachable lock not released is one whose release a Ctrl-C stopped: while the
-        # release is handed to the stages, their callbacks refer to it
+        # let go at once, while a stage left running still wrote in the folder). Run on
+        # whatever thread collects it, holding whatever lock: those __exit__ takes are
+        # reentrant (a review: a stage thread's own hung it for good; and a thread of
+        # its own for this, started at interpreter exit, hung the exit). An unreachable
+        # lock not released is one whose release a Ctrl-C stopped: while the release is
+        # handed to the stages, their callbacks refer to it
         if hasattr(self, "key") and not self._released:
-            with contextlib.suppress(Exception):  # (at interpreter exit: no new thread;
-                # the kernel lets go of the flock with the process)
-                threading.Thread(
-                    target=self.__exit__,
-                    args=(None, None, None),
-                    name="loopwave-lock-release",
-                    daemon=True,
-                ).start()
+            with contextlib.suppress(Exception):
+                self.__exit__(None, None, None)
 
     @staticmethod
     def refusal(rd: Path) -> str:
@@ -355,7 +350,6 @@ class _RunLock:
             return
         stages = [st for st, _, _ in self._stages]
         counted: set[int] = set()  # the stages whose share of the release is in
-        begun: list[int] = []  # the thread that began the release
         count = threading.Lock()
 
         def one_ended(st: _Stage) -> None:
@@ -364,8 +358,6 @@ class _RunLock:
                     return
                 counted.add(id(st))
                 last = len(counted) == len(stages)
-                if last:
-                    begun.append(threading.get_ident())
             if last:
                 self._release()
 
@@ -402,9 +394,13 @@ class _RunLock:
             for st, drain, _ in self._stages:
                 let_go(st, drain, e)
                 st.after(functools.partial(one_ended, st))
-            if begun == [threading.get_ident()] and not self._released:
-                # the release, begun here (every thread ended), stopped as it began: every
-                # share was in, and the lock was held for the rest of the process (a review)
+            with count:
+                whole = len(counted) == len(stages)
+            if whole and not self._released:
+                # every share in (every thread ended), the release stopped as it began, or
+                # before (a Ctrl-C after the last count): the lock was held for the rest
+                # of the process (reviews). Run again here; a release under way on a
+                # stage thread makes this one return (_released, under _LOCKING)
                 self._release()
             raise
 
