@@ -2780,6 +2780,106 @@ def test_a_lock_whose_count_a_ctrl_c_broke_is_let_go_once_dropped(tmp_path):
     assert _let_go(rd)
 
 
+def test_a_ctrl_c_after_one_stage_is_counted_waits_for_the_other(tmp_path):
+    """The exit's retry after a Ctrl-C in the count (above) lets the lock go only where
+    every stage's share is in: here the frame writer has ended and is counted, the
+    encoder still runs (a review: releasing on any share passed every fast test)."""
+    import loopwave.render as lr
+
+    rd = tmp_path / "run"
+    go, working = threading.Event(), threading.Event()
+
+    def flush(items):  # (an encoder's flush, not stopped part way)
+        working.set()
+        go.wait(30)
+        for _ in items:
+            pass
+
+    lock = lr._RunLock(rd)
+    encoder = lr._Stage("encoding", flush)
+    writer = lr._Stage("saving frames", lambda items: [None for _ in items])
+    lock.outlived_by(writer, drain=True)  # (registered first: counted at once)
+    lock.outlived_by(encoder)
+    writer.close()
+    assert working.wait(30)
+    fired = []
+
+    def tracer(frame, event, arg):
+        if frame.f_code.co_name != "one_ended":
+            return None
+
+        def line(frame, event, arg):
+            text = inspect.getframeinfo(frame).code_context or [""]
+            if event == "line" and not fired and "last = len(counted)" in text[0]:
+                fired.append(frame.f_lineno)
+                raise KeyboardInterrupt  # (the writer counted, the encoder not)
+            return line
+
+        return line
+
+    sys.settrace(tracer)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            lock.__exit__(None, None, None)
+    finally:
+        sys.settrace(None)
+    assert fired and not lock._released
+    assert "in this process" in lr._RunLock.busy(rd)  # (the encoder still runs)
+    go.set()
+    assert encoder.wait(30)
+    assert _let_go(rd)
+
+
+def test_a_lock_collected_on_a_thread_holding_a_stages_queue_is_let_go(tmp_path):
+    """From a review: a lock left to ``__del__`` with a stage still running, freed by a
+    collection on a thread holding that stage's queue lock (a plain lock, which letting
+    the stage go takes), hung that thread for good. Its release then runs on a thread of
+    its own, which waits its turn."""
+    import gc
+
+    import loopwave.render as lr
+
+    rd = tmp_path / "run"
+    go = threading.Event()
+    lock = lr._RunLock(rd)
+    stage = lr._Stage("saving frames", lambda items: [go.wait(30) for _ in items])
+    lock.outlived_by(stage)
+
+    class Interrupted(list):
+        first = True
+
+        def __iter__(self):
+            if Interrupted.first:
+                Interrupted.first = False
+                raise KeyboardInterrupt  # (before the stages were handed the release)
+            return super().__iter__()
+
+    lock._stages = Interrupted(lock._stages)
+    with pytest.raises(KeyboardInterrupt):
+        lock.__exit__(None, None, None)
+    cycle = [lock]
+    cycle.append(cycle)  # (freed only by a collection)
+    del lock, cycle
+
+    def collector():
+        with stage.q.mutex:
+            gc.collect()
+
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        t = threading.Thread(target=collector, daemon=True)
+        t.start()
+        t.join(10)
+    finally:
+        if was:
+            gc.enable()
+    assert not t.is_alive()  # (it did not wait on itself)
+    assert "in this process" in lr._RunLock.busy(rd)  # (the stage still runs)
+    go.set()
+    assert stage.wait(30) and _let_go(rd)
+
+
 def test_a_lock_never_let_go_does_not_hang_the_exit(tmp_path):
     """From a review: a lock never let go, freed as the interpreter ends (in a reference
     cycle, or a module's global), started a thread to give it back, whose start waited

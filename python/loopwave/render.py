@@ -190,14 +190,26 @@ class _RunLock:
         # held for the rest of the process, every render of it refused). Given back as
         # __exit__ gives it, once the stage threads still running have ended (a review:
         # let go at once, while a stage left running still wrote in the folder). Run on
-        # whatever thread collects it, holding whatever lock: those __exit__ takes are
-        # reentrant (a review: a stage thread's own hung it for good; and a thread of
-        # its own for this, started at interpreter exit, hung the exit). An unreachable
+        # whatever thread collects it, holding whatever lock, where every stage has
+        # ended: the locks __exit__ then takes are reentrant (a review: a stage thread's
+        # own hung it for good); on a thread of its own where one runs, but not at
+        # interpreter exit (a review: that thread's start waited for good). An unreachable
         # lock not released is one whose release a Ctrl-C stopped: while the release is
         # handed to the stages, their callbacks refer to it
-        if hasattr(self, "key") and not self._released:
-            with contextlib.suppress(Exception):
-                self.__exit__(None, None, None)
+        if not hasattr(self, "key") or self._released:
+            return
+        with contextlib.suppress(Exception):
+            if not any(st._alive() for st, _, _ in self._stages):
+                self.__exit__(None, None, None)  # (no stage's queue or Event taken)
+            elif not sys.is_finalizing():  # (at exit the kernel lets go of the flock)
+                # a stage still running is let go through its queue, whose lock the
+                # collecting thread may hold (a review: it waited on itself for good)
+                threading.Thread(
+                    target=self.__exit__,
+                    args=(None, None, None),
+                    name="loopwave-lock-release",
+                    daemon=True,
+                ).start()
 
     @staticmethod
     def refusal(rd: Path) -> str:
