@@ -2840,10 +2840,18 @@ def test_a_lock_collected_on_a_thread_holding_a_stages_queue_is_let_go(tmp_path)
     import loopwave.render as lr
 
     rd = tmp_path / "run"
-    go = threading.Event()
+    go, working = threading.Event(), threading.Event()
+
+    def work(items):  # (busy in work that is not stopped part way: it outlives its let-go)
+        working.set()
+        go.wait(30)
+        for _ in items:
+            pass
+
     lock = lr._RunLock(rd)
-    stage = lr._Stage("saving frames", lambda items: [go.wait(30) for _ in items])
+    stage = lr._Stage("saving frames", work)
     lock.outlived_by(stage)
+    assert working.wait(30)
 
     class Interrupted(list):
         first = True
