@@ -2678,6 +2678,47 @@ def test_a_lock_released_part_way_never_deletes_the_next_holders_file(tmp_path, 
     assert lr._RunLock.busy(rd) is None
 
 
+def _a_lock_and_a_busy_stage(rd, name, late=None):
+    """A run lock of ``rd`` outlived by a stage named ``name`` busy in work it is not
+    stopped in part way (an encoder's flush) until the Event returned is set; then it
+    writes ``late``, if given, and ends at its let-go."""
+    import loopwave.render as lr
+
+    go, working = threading.Event(), threading.Event()
+
+    def work(items):
+        working.set()
+        go.wait(30)
+        if late is not None:
+            late.write_text("x")
+        for _ in items:
+            pass
+
+    lock = lr._RunLock(rd)
+    stage = lr._Stage(name, work)
+    lock.outlived_by(stage)
+    assert working.wait(30)
+    return lock, stage, go
+
+
+def _exit_stopped_before_handing(lock):
+    """Run ``lock.__exit__`` with a Ctrl-C landing before it hands the release to its
+    stages (as it first goes through them)."""
+
+    class Interrupted(list):
+        first = True
+
+        def __iter__(self):
+            if Interrupted.first:
+                Interrupted.first = False
+                raise KeyboardInterrupt
+            return super().__iter__()
+
+    lock._stages = Interrupted(lock._stages)
+    with pytest.raises(KeyboardInterrupt):
+        lock.__exit__(None, None, None)
+
+
 def test_a_lock_dropped_before_it_was_handed_to_its_stages_waits_for_them(tmp_path):
     """From a review: a Ctrl-C in the lock's ``__exit__`` before it handed the release to
     the stage threads left running (render() does not run it again: it had begun) left
@@ -2688,32 +2729,9 @@ def test_a_lock_dropped_before_it_was_handed_to_its_stages_waits_for_them(tmp_pa
     import loopwave.render as lr
 
     rd = tmp_path / "run"
-    go, working = threading.Event(), threading.Event()
+    lock, stage, go = _a_lock_and_a_busy_stage(rd, "encoding", late=rd / "late")
 
-    def work(items):  # (a flush that cannot be stopped part way, then its items)
-        working.set()
-        go.wait(30)
-        (rd / "late").write_text("x")
-        for _ in items:
-            pass
-
-    lock = lr._RunLock(rd)
-    stage = lr._Stage("encoding", work)
-    lock.outlived_by(stage)
-    assert working.wait(30)
-
-    class Interrupted(list):
-        first = True
-
-        def __iter__(self):
-            if Interrupted.first:
-                Interrupted.first = False
-                raise KeyboardInterrupt  # (before the stages were handed the release)
-            return super().__iter__()
-
-    lock._stages = Interrupted(lock._stages)
-    with pytest.raises(KeyboardInterrupt):
-        lock.__exit__(None, None, None)
+    _exit_stopped_before_handing(lock)
     assert lock._exited and not lock._released
     del lock
     gc.collect()
@@ -2737,6 +2755,33 @@ def _let_go(rd, timeout=10.0):
     return True
 
 
+def _exit_stopped_in_the_count(lock):
+    """Run ``lock.__exit__`` with a Ctrl-C landing in the count of the first share, after
+    it is counted and before the release could begin; the lines where it landed."""
+    fired = []
+
+    def tracer(frame, event, arg):
+        if frame.f_code.co_name != "one_ended":
+            return None
+
+        def line(frame, event, arg):
+            text = inspect.getframeinfo(frame).code_context or [""]
+            if event == "line" and not fired and "last = len(counted)" in text[0]:
+                fired.append(frame.f_lineno)
+                raise KeyboardInterrupt
+            return line
+
+        return line
+
+    sys.settrace(tracer)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            lock.__exit__(None, None, None)
+    finally:
+        sys.settrace(None)
+    return fired
+
+
 def test_a_lock_whose_count_a_ctrl_c_broke_is_let_go_once_dropped(tmp_path):
     """From reviews: a Ctrl-C in the lock's exit after a stage's share was counted and
     before the release began (the stage had ended: its share counted at once, on the
@@ -2753,27 +2798,7 @@ def test_a_lock_whose_count_a_ctrl_c_broke_is_let_go_once_dropped(tmp_path):
     stage = lr._Stage("saving frames", lambda items: [None for _ in items])
     lock.outlived_by(stage, drain=True)
     stage.close()  # (ended, as in every render that waited for its stages)
-    fired = []
-
-    def tracer(frame, event, arg):
-        if frame.f_code.co_name != "one_ended":
-            return None
-
-        def line(frame, event, arg):
-            text = inspect.getframeinfo(frame).code_context or [""]
-            if event == "line" and not fired and "last = len(counted)" in text[0]:
-                fired.append(frame.f_lineno)
-                raise KeyboardInterrupt  # (after counted.add, before the release)
-            return line
-
-        return line
-
-    sys.settrace(tracer)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            lock.__exit__(None, None, None)
-    finally:
-        sys.settrace(None)
+    fired = _exit_stopped_in_the_count(lock)
     assert fired and lock._released and lr._RunLock.busy(rd) is None
     del lock
     gc.collect()
@@ -2802,27 +2827,7 @@ def test_a_ctrl_c_after_one_stage_is_counted_waits_for_the_other(tmp_path):
     lock.outlived_by(encoder)
     writer.close()
     assert working.wait(30)
-    fired = []
-
-    def tracer(frame, event, arg):
-        if frame.f_code.co_name != "one_ended":
-            return None
-
-        def line(frame, event, arg):
-            text = inspect.getframeinfo(frame).code_context or [""]
-            if event == "line" and not fired and "last = len(counted)" in text[0]:
-                fired.append(frame.f_lineno)
-                raise KeyboardInterrupt  # (the writer counted, the encoder not)
-            return line
-
-        return line
-
-    sys.settrace(tracer)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            lock.__exit__(None, None, None)
-    finally:
-        sys.settrace(None)
+    fired = _exit_stopped_in_the_count(lock)
     assert fired and not lock._released
     assert "in this process" in lr._RunLock.busy(rd)  # (the encoder still runs)
     go.set()
@@ -2840,31 +2845,9 @@ def test_a_lock_collected_on_a_thread_holding_a_stages_queue_is_let_go(tmp_path)
     import loopwave.render as lr
 
     rd = tmp_path / "run"
-    go, working = threading.Event(), threading.Event()
+    lock, stage, go = _a_lock_and_a_busy_stage(rd, "saving frames")
 
-    def work(items):  # (busy in work that is not stopped part way: it outlives its let-go)
-        working.set()
-        go.wait(30)
-        for _ in items:
-            pass
-
-    lock = lr._RunLock(rd)
-    stage = lr._Stage("saving frames", work)
-    lock.outlived_by(stage)
-    assert working.wait(30)
-
-    class Interrupted(list):
-        first = True
-
-        def __iter__(self):
-            if Interrupted.first:
-                Interrupted.first = False
-                raise KeyboardInterrupt  # (before the stages were handed the release)
-            return super().__iter__()
-
-    lock._stages = Interrupted(lock._stages)
-    with pytest.raises(KeyboardInterrupt):
-        lock.__exit__(None, None, None)
+    _exit_stopped_before_handing(lock)
     cycle = [lock]
     cycle.append(cycle)  # (freed only by a collection)
     del lock, cycle
@@ -2921,18 +2904,7 @@ def test_a_lock_collected_on_its_stages_thread_is_let_go(tmp_path):
     stage = lr._Stage("saving frames", lambda items: go.wait(30))
     lock.outlived_by(stage, drain=True)
 
-    class Interrupted(list):
-        first = True
-
-        def __iter__(self):
-            if Interrupted.first:
-                Interrupted.first = False
-                raise KeyboardInterrupt  # (before the stages were handed the release)
-            return super().__iter__()
-
-    lock._stages = Interrupted(lock._stages)
-    with pytest.raises(KeyboardInterrupt):
-        lock.__exit__(None, None, None)
+    _exit_stopped_before_handing(lock)
     cycle = [lock]
     cycle.append(cycle)  # (freed only by a collection, as render()'s frame is)
     del lock, cycle
